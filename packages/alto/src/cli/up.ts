@@ -1,0 +1,60 @@
+/**
+ * @module cli/up
+ * `alto up`: runs the whole platform in the foreground until Ctrl-C or SIGTERM, then stops
+ * cleanly (calls in flight finish, metering is flushed, the database is closed).
+ */
+import { createLogger } from '../kit/logger.js';
+import { DEFAULT_MAX_BODY_BYTES, startAlto } from '../edge/server.js';
+import { bold, dim, green, yellow } from './output.js';
+
+export interface UpFlags {
+  port?: string;
+  host?: string;
+  data?: string;
+  openSignup?: boolean;
+  maxBody?: string;
+}
+
+export async function runUp(flags: UpFlags): Promise<void> {
+  const port = Number(flags.port ?? process.env.ALTO_PORT ?? 4000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0 to 65535, not "${flags.port}"`);
+  const maxBodyBytes = Number(flags.maxBody ?? process.env.ALTO_MAX_BODY_BYTES ?? DEFAULT_MAX_BODY_BYTES);
+  if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1024) throw new Error('--max-body must be a whole number of bytes, at least 1024');
+  const log = createLogger();
+  const alto = await startAlto({
+    port,
+    host: flags.host ?? process.env.ALTO_HOST,
+    dataDir: flags.data ?? process.env.ALTO_DATA ?? '.alto',
+    adminKey: process.env.ALTO_ADMIN_KEY || undefined,
+    openSignup: flags.openSignup ?? process.env.ALTO_OPEN_SIGNUP === '1',
+    maxBodyBytes,
+    logger: log,
+  });
+
+  const lines = [
+    '',
+    `  ${bold('Alto')} is up at ${green(alto.url)}`,
+    `  API:      ${alto.url}/v1/{service}/{Endpoint}   OpenAPI: ${alto.url}/v1/openapi.json`,
+  ];
+  if (alto.generatedAdminKey) {
+    lines.push(
+      `  ${yellow('Admin key')} (shown once, saved to ${alto.adminKeyPath}, mode 0600):`,
+      `    ${bold(alto.generatedAdminKey)}`,
+    );
+  } else {
+    lines.push(`  Admin key: in ${alto.adminKeyPath}`);
+  }
+  lines.push(`  ${dim('Try: npx alto call id Generate --type ulid    Stop: Ctrl-C')}`, '');
+  process.stderr.write(lines.join('\n') + '\n');
+
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'stopping');
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      void alto.close().then(resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

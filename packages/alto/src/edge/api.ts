@@ -1,0 +1,313 @@
+/**
+ * @module edge/api
+ * The API front door: `POST /v1/{service}/{Endpoint}` (and the long form
+ * `/v1/{service}/{Service}/{Endpoint}`) over HTTP, and the same paths over websocket for
+ * streams. For every call: find the endpoint, check the key and its scopes, read and validate
+ * the body (query-string parameters merged in), run the handler, meter, and answer JSON; every
+ * failure answers micro's error shape.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { z } from 'zod';
+import { AltoError, errors, isAltoError } from '../kit/errors.js';
+import type { Logger } from '../kit/logger.js';
+import type { Platform } from '../platform/platform.js';
+import type { CallContext, EndpointDefinition, ServiceDefinition, Tenant } from '../platform/service.js';
+import { credentialsOf, parseJsonObject, readBody, requestIdOf, sendJson } from './http.js';
+import type { EdgeMetrics } from './metrics.js';
+import { requestSchemaOf } from './openapi.js';
+
+interface Route {
+  service: ServiceDefinition;
+  endpointName: string;
+  endpoint: EndpointDefinition;
+  /** JSON types of the request's top-level fields, to coerce query-string values. */
+  fieldTypes: Map<string, string>;
+}
+
+/** Bytes queued on a websocket before a stream waits for the client to read. */
+const MAX_STREAM_BUFFER = 1 << 20;
+/** How long a new websocket may wait before sending its request. */
+const FIRST_MESSAGE_TIMEOUT_MS = 30_000;
+
+export class Api {
+  private readonly routes = new Map<string, Route>();
+  private readonly sockets = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+
+  constructor(
+    private readonly platform: Platform,
+    private readonly metrics: EdgeMetrics,
+    private readonly log: Logger,
+  ) {
+    for (const service of platform.listServices()) {
+      for (const [endpointName, endpoint] of Object.entries(service.endpoints)) {
+        this.routes.set(`${service.name}/${endpointName}`, {
+          service,
+          endpointName,
+          endpoint,
+          fieldTypes: fieldTypesOf(endpoint),
+        });
+      }
+    }
+  }
+
+  /** Splits `/v1/id/Generate` or `/v1/id/Id/Generate` into the route, or throws 404. */
+  private routeOf(pathname: string): Route {
+    const parts = pathname.slice('/v1/'.length).split('/').filter(Boolean);
+    let serviceName: string | undefined;
+    let endpointName: string | undefined;
+    if (parts.length === 2) [serviceName, endpointName] = parts;
+    else if (parts.length === 3 && parts[0].toLowerCase() === parts[1].toLowerCase()) [serviceName, , endpointName] = parts;
+    if (!serviceName || !endpointName) {
+      throw errors.notFound(`"${pathname}" is not an API path; use /v1/{service}/{Endpoint}`);
+    }
+    const route = this.routes.get(`${serviceName}/${endpointName}`);
+    if (route) return route;
+    this.platform.findEndpoint(serviceName, endpointName); // throws the precise 404
+    throw errors.notFound(`no endpoint at ${pathname}`);
+  }
+
+  private async authorize(route: Route, credentials: string | undefined): Promise<Tenant | undefined> {
+    const access = route.endpoint.access ?? 'key';
+    if (access === 'public' && credentials === undefined) return undefined;
+    if (credentials === undefined) {
+      throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
+    }
+    const tenant = await this.platform.tenancy.authenticate(credentials);
+    if (access === 'manage' && tenant.role === 'project') {
+      throw errors.forbidden(`${route.service.name}/${route.endpointName} needs an admin or account owner key, not a project key`);
+    }
+    if (access === 'key' && !tenant.scopes.includes('*') && !tenant.scopes.includes(route.service.name)) {
+      throw errors.forbidden(
+        `this key may not call the "${route.service.name}" service; its scopes are ${tenant.scopes.join(', ')}`,
+      );
+    }
+    return tenant;
+  }
+
+  private validate(route: Route, body: Record<string, unknown>, query: URLSearchParams): unknown {
+    for (const [name, value] of query) {
+      if (name === 'key') continue;
+      body[name] = coerceQueryValue(value, route.fieldTypes.get(name));
+    }
+    const parsed = route.endpoint.request.safeParse(body);
+    if (!parsed.success) throw errors.badRequest(describeIssues(parsed.error));
+    return parsed.data;
+  }
+
+  private context(requestId: string, tenant: Tenant | undefined, signal: AbortSignal, log: Logger): CallContext {
+    return { requestId, tenant, platform: this.platform, log, signal };
+  }
+
+  /** Answers an HTTP API call. */
+  async handleHttp(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
+    const started = process.hrtime.bigint();
+    const requestId = requestIdOf(request);
+    const log = this.log.child({ req_id: requestId });
+    let route: Route | undefined;
+    let tenant: Tenant | undefined;
+    let status = 200;
+    let bytesIn = 0;
+    let bytesOut = 0;
+    const aborted = new AbortController();
+    response.on('close', () => {
+      if (!response.writableFinished) aborted.abort();
+    });
+    try {
+      route = this.routeOf(url.pathname);
+      if (request.method !== 'POST' && request.method !== 'GET') {
+        throw errors.methodNotAllowed(`use POST for ${url.pathname} (or GET with query-string parameters)`);
+      }
+      tenant = await this.authorize(route, credentialsOf(request));
+      const body = await readBody(request, this.platform.config.maxBodyBytes);
+      bytesIn = body.length;
+      const input = this.validate(route, parseJsonObject(body), url.searchParams);
+      if (route.endpoint.stream) {
+        throw errors.badRequest(`${route.service.name}/${route.endpointName} streams: open a websocket on this path`);
+      }
+      const output = await route.endpoint.handler(input, this.context(requestId, tenant, aborted.signal, log));
+      bytesOut = sendJson(response, 200, output, { 'x-request-id': requestId });
+    } catch (error) {
+      const failure = this.toAltoError(error, log);
+      status = failure.status;
+      if (!response.headersSent) {
+        // Answering before the body was read would leave it in the socket: close after replying.
+        const headers: Record<string, string> = { 'x-request-id': requestId };
+        if (!request.complete) headers.connection = 'close';
+        bytesOut = sendJson(response, status, failure.toBody(requestId), headers);
+      } else {
+        response.destroy();
+      }
+    } finally {
+      this.finish(route, tenant, status, bytesIn, bytesOut, started, log);
+    }
+  }
+
+  /** Accepts a websocket on an API path: checks route and key before upgrading. */
+  async handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
+    const requestId = requestIdOf(request);
+    const log = this.log.child({ req_id: requestId });
+    let route: Route;
+    let tenant: Tenant | undefined;
+    try {
+      route = this.routeOf(url.pathname);
+      tenant = await this.authorize(route, credentialsOf(request, url.searchParams));
+    } catch (error) {
+      const failure = this.toAltoError(error, log);
+      const payload = JSON.stringify(failure.toBody(requestId));
+      socket.end(
+        `HTTP/1.1 ${failure.status} ${failure.toBody().status}\r\ncontent-type: application/json\r\n` +
+          `content-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`,
+      );
+      this.finish(undefined, undefined, failure.status, 0, payload.length, process.hrtime.bigint(), log);
+      return;
+    }
+    this.sockets.handleUpgrade(request, socket, head, (ws) => {
+      this.metrics.streamsOpen.inc();
+      ws.once('close', () => this.metrics.streamsOpen.dec());
+      const waiting = setTimeout(() => ws.close(4408, 'send the request as the first message'), FIRST_MESSAGE_TIMEOUT_MS);
+      ws.once('close', () => clearTimeout(waiting));
+      ws.once('message', (data) => {
+        clearTimeout(waiting);
+        void this.serveStream(ws, route, tenant, data, url, requestId, log);
+      });
+    });
+  }
+
+  private async serveStream(
+    ws: WebSocket,
+    route: Route,
+    tenant: Tenant | undefined,
+    data: RawData,
+    url: URL,
+    requestId: string,
+    log: Logger,
+  ): Promise<void> {
+    const started = process.hrtime.bigint();
+    const aborted = new AbortController();
+    ws.once('close', () => aborted.abort());
+    let status = 200;
+    let bytesOut = 0;
+    const raw = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+    try {
+      const input = this.validate(route, parseJsonObject(raw), url.searchParams);
+      const context = this.context(requestId, tenant, aborted.signal, log);
+      if (route.endpoint.stream) {
+        for await (const item of route.endpoint.handler(input, context)) {
+          if (aborted.signal.aborted) break;
+          const message = JSON.stringify(item);
+          bytesOut += message.length;
+          await sendWithBackpressure(ws, message);
+        }
+      } else {
+        const message = JSON.stringify(await route.endpoint.handler(input, context));
+        bytesOut += message.length;
+        await sendWithBackpressure(ws, message);
+      }
+      if (ws.readyState === ws.OPEN) ws.close(1000, 'end of stream');
+    } catch (error) {
+      const failure = this.toAltoError(error, log);
+      status = failure.status;
+      if (ws.readyState === ws.OPEN) {
+        ws.send(JSON.stringify(failure.toBody(requestId)));
+        // 4000 + HTTP status, so clients can tell a 400 from a 500 without parsing the reason.
+        ws.close(4000 + failure.status, failure.detail.slice(0, 120));
+      }
+    } finally {
+      this.finish(route, tenant, status, raw.length, bytesOut, started, log);
+    }
+  }
+
+  private toAltoError(error: unknown, log: Logger): AltoError {
+    if (isAltoError(error)) return error;
+    if (error instanceof z.ZodError) return errors.badRequest(describeIssues(error));
+    log.error({ err: error }, 'unexpected error while serving a request');
+    return errors.internal();
+  }
+
+  private finish(
+    route: Route | undefined,
+    tenant: Tenant | undefined,
+    status: number,
+    bytesIn: number,
+    bytesOut: number,
+    started: bigint,
+    log: Logger,
+  ): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const service = route?.service.name ?? 'unknown';
+    const endpoint = route?.endpointName ?? 'unknown';
+    this.metrics.requests.inc({ service, endpoint, code: String(status) });
+    this.metrics.duration.observe({ service, endpoint }, seconds);
+    if (route && tenant) {
+      this.platform.meter.record({
+        at: Date.now(),
+        projectId: tenant.projectId,
+        keyId: tenant.keyId,
+        service,
+        endpoint,
+        status,
+        bytesIn,
+        bytesOut,
+        priceMicros: status < 400 ? (route.endpoint.priceMicros ?? route.service.priceMicros) : 0,
+      });
+    }
+    log.info({ service, endpoint, status, ms: Math.round(seconds * 1e6) / 1e3 }, 'api call');
+  }
+
+  closeStreams(): void {
+    for (const client of this.sockets.clients) client.close(1001, 'server shutting down');
+  }
+}
+
+async function sendWithBackpressure(ws: WebSocket, message: string): Promise<void> {
+  if (ws.readyState !== ws.OPEN) return;
+  if (ws.bufferedAmount < MAX_STREAM_BUFFER) {
+    ws.send(message);
+    return;
+  }
+  // The client reads slower than we produce: wait until this message is flushed.
+  await new Promise<void>((resolve) => ws.send(message, () => resolve()));
+}
+
+function fieldTypesOf(endpoint: EndpointDefinition): Map<string, string> {
+  const schema = requestSchemaOf(endpoint) as { properties?: Record<string, { type?: string }> };
+  const types = new Map<string, string>();
+  for (const [name, property] of Object.entries(schema.properties ?? {})) {
+    if (typeof property.type === 'string') types.set(name, property.type);
+  }
+  return types;
+}
+
+/** Query strings carry text; give each value the JSON type its field expects. */
+function coerceQueryValue(value: string, type: string | undefined): unknown {
+  switch (type) {
+    case 'number':
+    case 'integer':
+      return value.trim() !== '' && Number.isFinite(Number(value)) ? Number(value) : value;
+    case 'boolean':
+      return value === 'true' ? true : value === 'false' ? false : value;
+    case 'object':
+    case 'array':
+      try {
+        return JSON.parse(value);
+      } catch {
+        return type === 'array' ? value.split(',') : value;
+      }
+    default:
+      return value;
+  }
+}
+
+/** `type: expected string, received number; count: too big: expected <=10000` */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => {
+      const path = issue.path.length > 0 ? issue.path.join('.') : 'body';
+      const message = issue.message.replace(/^Invalid input: /, '');
+      return `${path}: ${message}`;
+    })
+    .join('; ');
+}

@@ -1,0 +1,200 @@
+/**
+ * @module edge/server
+ * Starts one Alto instance: stores, platform, services, and the HTTP server that fronts them
+ * (API, websocket streams, health, metrics, OpenAPI). Returns a handle whose `close()` stops
+ * accepting work, lets calls in flight finish, flushes metering and closes the stores.
+ */
+import { chmodSync, mkdirSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { errors, isAltoError } from '../kit/errors.js';
+import { writeFileAtomic } from '../kit/files.js';
+import { createLogger, type Logger } from '../kit/logger.js';
+import { Platform } from '../platform/platform.js';
+import { openEmbeddedStores } from '../store/index.js';
+import { VERSION } from '../version.js';
+import { Api } from './api.js';
+import { credentialsOf, requestIdOf, sendJson } from './http.js';
+import { createEdgeMetrics } from './metrics.js';
+import { buildOpenApiDocument } from './openapi.js';
+import { allServices } from './registry.js';
+
+export interface AltoOptions {
+  port: number;
+  host?: string;
+  dataDir: string;
+  /** ALTO_ADMIN_KEY: use this admin key instead of generating one. */
+  adminKey?: string;
+  openSignup?: boolean;
+  maxBodyBytes?: number;
+  logger?: Logger;
+}
+
+export interface RunningAlto {
+  url: string;
+  port: number;
+  platform: Platform;
+  /** Set on the first start, when Alto generated the admin key. */
+  generatedAdminKey?: string;
+  adminKeyPath: string;
+  close(): Promise<void>;
+}
+
+export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
+/** How long a shutdown waits for calls in flight before closing their connections. */
+const DRAIN_TIMEOUT_MS = 10_000;
+
+export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
+  const log = options.logger ?? createLogger();
+  const dataDir = resolve(options.dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+
+  const stores = openEmbeddedStores(dataDir);
+  const platform = new Platform(
+    {
+      dataDir,
+      maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
+      openSignup: options.openSignup ?? false,
+      version: VERSION,
+    },
+    log,
+    stores,
+    allServices(),
+  );
+  platform.readiness.expect('http');
+
+  const adminKeyPath = join(dataDir, 'admin-key');
+  const { generatedAdminKey } = await platform.tenancy.bootstrap(options.adminKey);
+  const keyToSave = generatedAdminKey ?? options.adminKey;
+  if (keyToSave) {
+    writeFileAtomic(adminKeyPath, keyToSave + '\n', 0o600);
+    chmodSync(adminKeyPath, 0o600);
+  }
+  await platform.start();
+
+  const metrics = createEdgeMetrics();
+  const api = new Api(platform, metrics, log);
+  const openApiDocument = JSON.stringify(buildOpenApiDocument(platform.listServices(), VERSION));
+
+  const server = createServer((request, response) => {
+    void route(request, response).catch((error) => {
+      log.error({ err: error }, 'unexpected error outside an API call');
+      if (!response.headersSent) sendJson(response, 500, errors.internal().toBody());
+      else response.destroy();
+    });
+  });
+
+  async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://alto.local');
+    const path = url.pathname;
+    if (path.startsWith('/v1/') && path !== '/v1/openapi.json' && path !== '/v1/status') {
+      return api.handleHttp(request, response, url);
+    }
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      sendJson(response, 405, errors.methodNotAllowed(`${path} answers GET only`).toBody());
+      return;
+    }
+    switch (path) {
+      case '/livez':
+        sendJson(response, 200, { status: 'ok' });
+        return;
+      case '/readyz': {
+        const ready = platform.readiness.isReady;
+        sendJson(response, ready ? 200 : 503, { status: ready ? 'ready' : 'starting', parts: platform.readiness.snapshot() });
+        return;
+      }
+      case '/metrics': {
+        const text = await metrics.registry.metrics();
+        response.writeHead(200, { 'content-type': metrics.registry.contentType });
+        response.end(text);
+        return;
+      }
+      case '/v1/openapi.json':
+        response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-cache' });
+        response.end(openApiDocument);
+        return;
+      case '/v1/status':
+        return sendStatus(request, response);
+      case '/':
+        sendJson(response, 200, {
+          name: 'alto',
+          version: VERSION,
+          openapi: '/v1/openapi.json',
+          services: platform.listServices().map((service) => service.name),
+        });
+        return;
+      default:
+        sendJson(response, 404, errors.notFound(`nothing at ${path}; the API lives under /v1/`).toBody(requestIdOf(request)));
+    }
+  }
+
+  async function sendStatus(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const requestId = requestIdOf(request);
+    try {
+      const credentials = credentialsOf(request);
+      if (!credentials) throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
+      const tenant = await platform.tenancy.authenticate(credentials);
+      sendJson(response, 200, {
+        version: VERSION,
+        ready: platform.readiness.isReady,
+        parts: platform.readiness.snapshot(),
+        uptime_seconds: Math.round((Date.now() - platform.startedAt) / 1000),
+        store: stores.description,
+        services: platform.listServices().map((service) => service.name),
+        key: { project: tenant.projectName, environment: tenant.environment, role: tenant.role, scopes: tenant.scopes },
+      });
+    } catch (error) {
+      const failure = isAltoError(error) ? error : errors.internal();
+      if (!isAltoError(error)) log.error({ err: error, req_id: requestId }, 'status failed');
+      sendJson(response, failure.status, failure.toBody(requestId));
+    }
+  }
+
+  server.on('upgrade', (request, socket, head) => {
+    const url = new URL(request.url ?? '/', 'http://alto.local');
+    if (!url.pathname.startsWith('/v1/')) {
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    void api.handleUpgrade(request, socket, head, url).catch((error) => {
+      log.error({ err: error }, 'websocket upgrade failed');
+      socket.destroy();
+    });
+  });
+
+  await new Promise<void>((resolvePromise, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '0.0.0.0', () => {
+      server.off('error', reject);
+      resolvePromise();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `http://${options.host && options.host !== '0.0.0.0' ? options.host : 'localhost'}:${port}`;
+  platform.readiness.ready('http');
+  log.info({ url, port, data: dataDir, store: stores.description, version: VERSION }, 'listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    platform,
+    generatedAdminKey,
+    adminKeyPath,
+    close() {
+      closing ??= (async () => {
+        platform.readiness.notReady('http');
+        api.closeStreams();
+        const drained = new Promise<void>((done) => server.close(() => done()));
+        server.closeIdleConnections();
+        const timer = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
+        await drained;
+        clearTimeout(timer);
+        await platform.close();
+        log.info('stopped');
+      })();
+      return closing;
+    },
+  };
+}

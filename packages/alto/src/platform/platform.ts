@@ -1,0 +1,96 @@
+/**
+ * @module platform/platform
+ * One running Alto instance's shared parts: configuration, logger, stores, tenancy, metering,
+ * the services it offers and the components they need. Created by the edge at start.
+ */
+import { errors } from '../kit/errors.js';
+import type { Logger } from '../kit/logger.js';
+import { Readiness } from '../kit/readiness.js';
+import type { Stores } from '../store/index.js';
+import { Meter } from './metering.js';
+import type { Component, EndpointDefinition, ServiceDefinition } from './service.js';
+import { Tenancy } from './tenancy.js';
+
+export interface PlatformConfig {
+  dataDir: string;
+  /** Largest request body accepted, in bytes. */
+  maxBodyBytes: number;
+  /** Allow anyone to create an account (`--open-signup`). */
+  openSignup: boolean;
+  version: string;
+}
+
+export class Platform {
+  readonly readiness = new Readiness();
+  readonly tenancy: Tenancy;
+  readonly meter: Meter;
+  readonly startedAt = Date.now();
+  private readonly services = new Map<string, ServiceDefinition>();
+  private readonly components = new Map<Component<unknown>, unknown>();
+
+  constructor(
+    readonly config: PlatformConfig,
+    readonly log: Logger,
+    readonly stores: Stores,
+    services: ServiceDefinition[],
+  ) {
+    for (const service of services) {
+      if (this.services.has(service.name)) throw new Error(`service "${service.name}" is declared twice`);
+      this.services.set(service.name, service);
+    }
+    this.tenancy = new Tenancy(stores.control, () => [...this.services.keys()]);
+    this.meter = new Meter(stores.usage, log);
+    this.readiness.expect('store');
+    this.readiness.expect('components');
+  }
+
+  /** Starts every component the services declared, then metering. */
+  async start(): Promise<void> {
+    this.readiness.ready('store');
+    for (const service of this.services.values()) {
+      for (const component of service.components ?? []) {
+        if (!this.components.has(component)) this.components.set(component, await component.create(this));
+      }
+    }
+    this.readiness.ready('components');
+    this.meter.start();
+  }
+
+  /** The started instance of a component a service declared. */
+  use<T>(component: Component<T>): T {
+    if (!this.components.has(component)) {
+      throw errors.internal(`component "${component.name}" was used before it was started`);
+    }
+    return this.components.get(component) as T;
+  }
+
+  listServices(): ServiceDefinition[] {
+    return [...this.services.values()];
+  }
+
+  findService(name: string): ServiceDefinition | undefined {
+    return this.services.get(name);
+  }
+
+  findEndpoint(serviceName: string, endpointName: string): { service: ServiceDefinition; endpoint: EndpointDefinition } {
+    const service = this.services.get(serviceName);
+    if (!service) throw errors.notFound(`service "${serviceName}" does not exist; GET /v1/openapi.json lists every service`);
+    const endpoint = Object.hasOwn(service.endpoints, endpointName) ? service.endpoints[endpointName] : undefined;
+    if (!endpoint) {
+      throw errors.notFound(
+        `endpoint "${endpointName}" does not exist on service "${serviceName}"; it has ${Object.keys(service.endpoints).join(', ')}`,
+      );
+    }
+    return { service, endpoint };
+  }
+
+  async close(): Promise<void> {
+    await this.meter.close();
+    for (const instance of [...this.components.values()].reverse()) {
+      const closable = instance as { close?: () => unknown };
+      if (typeof closable?.close === 'function') await closable.close();
+    }
+    this.components.clear();
+    await this.stores.close();
+  }
+}

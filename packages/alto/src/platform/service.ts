@@ -1,0 +1,109 @@
+/**
+ * @module platform/service
+ * How a service declares its endpoints, once: name, request and response schema (zod), price,
+ * who may call it, whether it streams, an example, and the handler. The edge derives routing,
+ * validation, metering and the OpenAPI document from this; the SDK and CLI derive from that.
+ */
+import type { z } from 'zod';
+import type { Logger } from '../kit/logger.js';
+import type { KeyRole } from '../store/control.js';
+import type { Platform } from './platform.js';
+
+/**
+ * Who may call an endpoint.
+ * - `key`: any active key whose scopes include the service (the default).
+ * - `manage`: an admin key or an account owner's key; project keys are refused.
+ * - `public`: no key needed (sign-up and login).
+ */
+export type Access = 'key' | 'manage' | 'public';
+
+/** Everything a handler knows about the call it serves. */
+export interface CallContext {
+  requestId: string;
+  /** The tenant. Undefined only for `public` endpoints called without a key. */
+  tenant: Tenant | undefined;
+  platform: Platform;
+  log: Logger;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+}
+
+export interface Tenant {
+  accountId: string;
+  projectId: string;
+  projectName: string;
+  environment: string;
+  keyId: string;
+  role: KeyRole;
+  scopes: string[];
+  /** The storage namespace of this project and environment; every storage port takes it. */
+  namespace: string;
+}
+
+interface EndpointBase<Request extends z.ZodType, Response extends z.ZodType> {
+  description: string;
+  request: Request;
+  response: Response;
+  /** A request body that works, shown in the OpenAPI document, the console and the CLI help. */
+  example: z.input<Request>;
+  /** Price per call in micro-units of the currency (1 = one millionth). Default: the service's. */
+  priceMicros?: number;
+  access?: Access;
+}
+
+export interface UnaryEndpoint<Request extends z.ZodType = z.ZodType, Response extends z.ZodType = z.ZodType>
+  extends EndpointBase<Request, Response> {
+  stream?: false;
+  handler: (request: z.output<Request>, context: CallContext) => Promise<z.input<Response>> | z.input<Response>;
+}
+
+export interface StreamEndpoint<Request extends z.ZodType = z.ZodType, Response extends z.ZodType = z.ZodType>
+  extends EndpointBase<Request, Response> {
+  stream: true;
+  /** Yields one response message per item; the stream ends when the iterator does. */
+  handler: (request: z.output<Request>, context: CallContext) => AsyncIterable<z.input<Response>>;
+}
+
+export type EndpointDefinition = UnaryEndpoint<any, any> | StreamEndpoint<any, any>;
+
+export interface ServiceDefinition {
+  /** Lower-case service name, the first path segment after `/v1/`. */
+  name: string;
+  description: string;
+  /** Default price per call in micro-units. */
+  priceMicros: number;
+  /** Components this service needs started before the instance is ready. */
+  components?: Component<unknown>[];
+  endpoints: Record<string, EndpointDefinition>;
+}
+
+/** Declares one unary endpoint; the handler's request type follows from the schema. */
+export function endpoint<Request extends z.ZodType, Response extends z.ZodType>(
+  definition: UnaryEndpoint<Request, Response>,
+): UnaryEndpoint<Request, Response> {
+  return definition;
+}
+
+/** Declares one streaming endpoint (websocket on the same path). */
+export function streamEndpoint<Request extends z.ZodType, Response extends z.ZodType>(
+  definition: Omit<StreamEndpoint<Request, Response>, 'stream'>,
+): StreamEndpoint<Request, Response> {
+  return { ...definition, stream: true };
+}
+
+export function defineService<Definition extends ServiceDefinition>(definition: Definition): Definition {
+  return definition;
+}
+
+/**
+ * A piece of per-instance state a service needs (a database engine, a scheduler), created once
+ * by the platform at start and closed at shutdown. Handlers reach it with `platform.use(c)`.
+ */
+export interface Component<T> {
+  name: string;
+  create(platform: Platform): T | Promise<T>;
+}
+
+export function component<T>(name: string, create: (platform: Platform) => T | Promise<T>): Component<T> {
+  return { name, create };
+}

@@ -1,0 +1,111 @@
+/**
+ * @module platform/services/keys
+ * `keys/*`: generate scoped API keys (shown once), list them, revoke, block and unblock them.
+ */
+import { z } from 'zod';
+import type { KeyRecord } from '../../store/control.js';
+import { defineService, endpoint } from '../service.js';
+import { caller } from './projects.js';
+
+export const KeyInfo = z
+  .object({
+    id: z.string(),
+    project: z.string(),
+    environment: z.string(),
+    scopes: z.array(z.string()),
+    description: z.string(),
+    role: z.enum(['admin', 'owner', 'project']),
+    status: z.enum(['active', 'blocked', 'revoked']),
+    prefix: z.string().describe('the first characters of the key, to tell keys apart'),
+    created: z.string().describe('creation time, RFC 3339'),
+  })
+  .meta({ id: 'KeyInfo' });
+
+function keyView(key: KeyRecord, projectName: string): z.infer<typeof KeyInfo> {
+  return {
+    id: key.id,
+    project: projectName,
+    environment: key.environment,
+    scopes: key.scopes,
+    description: key.description,
+    role: key.role,
+    status: key.status,
+    prefix: key.prefix,
+    created: new Date(key.createdAt).toISOString(),
+  };
+}
+
+const KeyId = z.object({ id: z.string().min(1).describe('the key id from keys/Generate or keys/List') });
+
+export const keysService = defineService({
+  name: 'keys',
+  description: 'API keys: each belongs to one project and environment and may call only the services in its scopes.',
+  priceMicros: 0,
+  endpoints: {
+    Generate: endpoint({
+      description: 'Generate an API key. The key is returned once and only its hash is stored.',
+      access: 'manage',
+      request: z.object({
+        project: z.string().min(1).describe('project name'),
+        scopes: z.array(z.string()).default(['*']).describe('service names the key may call, or "*" for all'),
+        description: z.string().max(500).default(''),
+        environment: z.string().default('dev').describe('environment within the project, e.g. dev or prod'),
+      }),
+      response: z.object({ key: z.string().describe('the API key; store it now, it is not shown again'), info: KeyInfo }),
+      example: { project: 'default', scopes: ['id', 'db'], description: 'backend server' },
+      async handler(request, context) {
+        const generated = await context.platform.tenancy.generateKey(caller(context), {
+          projectName: request.project,
+          environment: request.environment,
+          scopes: request.scopes,
+          description: request.description,
+        });
+        return { key: generated.secret, info: keyView(generated.record, request.project) };
+      },
+    }),
+    List: endpoint({
+      description: "List a project's keys (never the keys themselves).",
+      access: 'manage',
+      request: z.object({ project: z.string().min(1).describe('project name') }),
+      response: z.object({ keys: z.array(KeyInfo) }),
+      example: { project: 'default' },
+      async handler(request, context) {
+        const keys = await context.platform.tenancy.listKeys(caller(context), request.project);
+        return { keys: keys.map((key) => keyView(key, request.project)) };
+      },
+    }),
+    Revoke: endpoint({
+      description: 'Revoke a key for good; it is refused from the next request on.',
+      access: 'manage',
+      request: KeyId,
+      response: z.object({}),
+      example: { id: '4f9c1e7a-2b1d-4d0e-9a51-0c8f6b2d3e11' },
+      async handler(request, context) {
+        await context.platform.tenancy.setKeyStatus(caller(context), request.id, 'revoked');
+        return {};
+      },
+    }),
+    Block: endpoint({
+      description: 'Block a key until it is unblocked.',
+      access: 'manage',
+      request: KeyId,
+      response: z.object({}),
+      example: { id: '4f9c1e7a-2b1d-4d0e-9a51-0c8f6b2d3e11' },
+      async handler(request, context) {
+        await context.platform.tenancy.setKeyStatus(caller(context), request.id, 'blocked');
+        return {};
+      },
+    }),
+    Unblock: endpoint({
+      description: 'Unblock a blocked key.',
+      access: 'manage',
+      request: KeyId,
+      response: z.object({}),
+      example: { id: '4f9c1e7a-2b1d-4d0e-9a51-0c8f6b2d3e11' },
+      async handler(request, context) {
+        await context.platform.tenancy.setKeyStatus(caller(context), request.id, 'active');
+        return {};
+      },
+    }),
+  },
+});

@@ -1,0 +1,231 @@
+/**
+ * @module platform/tenancy
+ * Accounts own projects; every API key belongs to one project and environment and carries
+ * scopes. Keys are 192 random bits, shown once, stored only as SHA-256 hashes (a fast hash is
+ * right for secrets with this much entropy), and looked up on every request, so a revocation
+ * takes effect on the very next call, in every process sharing the store.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { errors } from '../kit/errors.js';
+import { randomBase62 } from '../kit/random.js';
+import type { ControlStore, KeyRecord, KeyRole, ProjectRecord, ResolvedKey } from '../store/control.js';
+import type { Tenant } from './service.js';
+
+export const KEY_PREFIX = 'alto_';
+export const DEFAULT_ENVIRONMENT = 'dev';
+export const DEFAULT_PROJECT = 'default';
+const ADMIN_ACCOUNT_SETTING = 'admin_account_id';
+
+/** Project and environment names: lower-case, digits and dashes, as they appear in host names. */
+export const NAME_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+export const NAME_RULE = 'lower-case letters, digits and dashes, 1 to 63 characters, not starting or ending with a dash';
+
+export function hashKey(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+export function generateKeySecret(): string {
+  return KEY_PREFIX + randomBase62(24);
+}
+
+export function namespaceOf(projectId: string, environment: string): string {
+  return `${projectId}/${environment}`;
+}
+
+export function tenantOf(key: ResolvedKey): Tenant {
+  return {
+    accountId: key.accountId,
+    projectId: key.projectId,
+    projectName: key.projectName,
+    environment: key.environment,
+    keyId: key.id,
+    role: key.role,
+    scopes: key.scopes,
+    namespace: namespaceOf(key.projectId, key.environment),
+  };
+}
+
+export interface NewKey {
+  projectName: string;
+  environment?: string;
+  scopes: string[];
+  description?: string;
+}
+
+export interface GeneratedKey {
+  /** The secret, returned once and never stored. */
+  secret: string;
+  record: KeyRecord;
+}
+
+export interface BootstrapResult {
+  /** Set when this start generated the admin key: print it once. */
+  generatedAdminKey?: string;
+  adminAccountId: string;
+}
+
+export class Tenancy {
+  constructor(
+    private readonly store: ControlStore,
+    /** Names of the services a scope may name. */
+    private readonly serviceNames: () => string[],
+  ) {}
+
+  /**
+   * First start: the operator's account, its `default` project and the admin key. Later starts
+   * only make sure `configuredAdminKey` (ALTO_ADMIN_KEY), when given, is an admin key.
+   */
+  async bootstrap(configuredAdminKey?: string): Promise<BootstrapResult> {
+    let adminAccountId = await this.store.getSetting(ADMIN_ACCOUNT_SETTING);
+    let project: ProjectRecord | undefined;
+    if (!adminAccountId) {
+      adminAccountId = randomUUID();
+      await this.store.createAccount({
+        id: adminAccountId,
+        email: null,
+        passwordHash: null,
+        emailVerified: false,
+        createdAt: Date.now(),
+      });
+      project = await this.createProject(adminAccountId, DEFAULT_PROJECT);
+      await this.store.setSetting(ADMIN_ACCOUNT_SETTING, adminAccountId);
+    } else {
+      project = (await this.store.findProject(adminAccountId, DEFAULT_PROJECT)) ??
+        (await this.createProject(adminAccountId, DEFAULT_PROJECT));
+    }
+
+    if (configuredAdminKey !== undefined) {
+      if (configuredAdminKey.length < 24) {
+        throw errors.badRequest('ALTO_ADMIN_KEY must be at least 24 characters long');
+      }
+      const existing = await this.store.findKeyByHash(hashKey(configuredAdminKey));
+      if (!existing) {
+        await this.insertKey(configuredAdminKey, adminAccountId, project, 'admin', ['*'], 'admin key (ALTO_ADMIN_KEY)');
+      } else if (existing.role !== 'admin' || existing.status !== 'active') {
+        throw errors.conflict('ALTO_ADMIN_KEY names a key that is not an active admin key');
+      }
+      return { adminAccountId };
+    }
+    const admins = (await this.store.listKeys(project.id)).filter((key) => key.role === 'admin');
+    if (admins.length > 0) return { adminAccountId };
+    const secret = generateKeySecret();
+    await this.insertKey(secret, adminAccountId, project, 'admin', ['*'], 'admin key');
+    return { adminAccountId, generatedAdminKey: secret };
+  }
+
+  /** The tenant a key stands for, or a 401/403 that says why it cannot be used. */
+  async authenticate(secret: string): Promise<Tenant> {
+    const key = await this.store.findKeyByHash(hashKey(secret));
+    if (!key) throw errors.unauthorized('the API key is not valid');
+    if (key.status === 'revoked') throw errors.unauthorized('the API key was revoked');
+    if (key.status === 'blocked') throw errors.forbidden('the API key is blocked; unblock it with keys/Unblock');
+    return tenantOf(key);
+  }
+
+  async createAccount(email: string, passwordHash: string): Promise<{ accountId: string; project: ProjectRecord }> {
+    const accountId = randomUUID();
+    await this.store.createAccount({ id: accountId, email, passwordHash, emailVerified: false, createdAt: Date.now() });
+    const project = await this.createProject(accountId, DEFAULT_PROJECT);
+    return { accountId, project };
+  }
+
+  async createProject(accountId: string, name: string): Promise<ProjectRecord> {
+    assertName('project', name);
+    const project: ProjectRecord = { id: randomUUID(), accountId, name, createdAt: Date.now() };
+    await this.store.createProject(project);
+    return project;
+  }
+
+  listProjects(accountId: string): Promise<ProjectRecord[]> {
+    return this.store.listProjects(accountId);
+  }
+
+  async findProject(accountId: string, name: string): Promise<ProjectRecord> {
+    const project = await this.store.findProject(accountId, name);
+    if (!project) throw errors.notFound(`project "${name}" does not exist; projects/List shows yours`);
+    return project;
+  }
+
+  async deleteProject(caller: Tenant, name: string): Promise<ProjectRecord> {
+    const project = await this.findProject(caller.accountId, name);
+    if (project.id === caller.projectId) {
+      throw errors.conflict(`project "${name}" holds the key making this call; use a key of another project to delete it`);
+    }
+    await this.store.deleteProject(project.id);
+    return project;
+  }
+
+  async generateKey(caller: Tenant, request: NewKey): Promise<GeneratedKey> {
+    const project = await this.findProject(caller.accountId, request.projectName);
+    const environment = request.environment ?? DEFAULT_ENVIRONMENT;
+    assertName('environment', environment);
+    const scopes = this.checkScopes(request.scopes);
+    const secret = generateKeySecret();
+    const record = await this.insertKey(secret, caller.accountId, project, 'project', scopes, request.description ?? '', environment);
+    return { secret, record };
+  }
+
+  /** A new owner key for an account (sign-up and login). */
+  async generateOwnerKey(accountId: string, project: ProjectRecord, description: string): Promise<GeneratedKey> {
+    const secret = generateKeySecret();
+    const record = await this.insertKey(secret, accountId, project, 'owner', ['*'], description);
+    return { secret, record };
+  }
+
+  async listKeys(caller: Tenant, projectName: string): Promise<KeyRecord[]> {
+    const project = await this.findProject(caller.accountId, projectName);
+    return this.store.listKeys(project.id);
+  }
+
+  async setKeyStatus(caller: Tenant, keyId: string, status: 'active' | 'blocked' | 'revoked'): Promise<KeyRecord> {
+    const key = await this.store.getKey(keyId);
+    if (!key || key.accountId !== caller.accountId) throw errors.notFound(`key "${keyId}" does not exist`);
+    if (key.status === 'revoked') throw errors.conflict(`key "${keyId}" is revoked; a revoked key stays revoked`);
+    if (key.role === 'admin' && status !== 'active') {
+      throw errors.conflict('the admin key cannot be revoked or blocked through the API');
+    }
+    await this.store.setKeyStatus(keyId, status);
+    return { ...key, status };
+  }
+
+  private checkScopes(scopes: string[]): string[] {
+    if (scopes.length === 0) throw errors.badRequest('scopes: give at least one service name, or "*" for all');
+    const known = new Set(this.serviceNames());
+    for (const scope of scopes) {
+      if (scope !== '*' && !known.has(scope)) {
+        throw errors.badRequest(`scopes: unknown service "${scope}"; known services are ${[...known].sort().join(', ')}`);
+      }
+    }
+    return [...new Set(scopes)];
+  }
+
+  private async insertKey(
+    secret: string,
+    accountId: string,
+    project: ProjectRecord,
+    role: KeyRole,
+    scopes: string[],
+    description: string,
+    environment = DEFAULT_ENVIRONMENT,
+  ): Promise<KeyRecord> {
+    const record: KeyRecord = {
+      id: randomUUID(),
+      accountId,
+      projectId: project.id,
+      environment,
+      scopes,
+      description,
+      role,
+      status: 'active',
+      prefix: secret.slice(0, KEY_PREFIX.length + 6),
+      createdAt: Date.now(),
+    };
+    await this.store.insertKey(record, hashKey(secret));
+    return record;
+  }
+}
+
+function assertName(what: string, name: string): void {
+  if (!NAME_PATTERN.test(name)) throw errors.badRequest(`${what} name "${name}" is not valid: use ${NAME_RULE}`);
+}
+

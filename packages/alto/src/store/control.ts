@@ -1,0 +1,74 @@
+/**
+ * @module store/control
+ * The port for Alto's control state: accounts, projects and API keys. The platform layer speaks
+ * only to this interface; `store/sqlite` implements it for one machine, and a PostgreSQL adapter
+ * implements the same contract for several.
+ */
+
+export type KeyRole = 'admin' | 'owner' | 'project';
+export type KeyStatus = 'active' | 'blocked' | 'revoked';
+
+export interface AccountRecord {
+  id: string;
+  email: string | null;
+  passwordHash: string | null;
+  emailVerified: boolean;
+  createdAt: number;
+}
+
+export interface ProjectRecord {
+  id: string;
+  accountId: string;
+  name: string;
+  createdAt: number;
+}
+
+export interface KeyRecord {
+  id: string;
+  accountId: string;
+  projectId: string;
+  environment: string;
+  /** Service names the key may call, or `*` for all of them. */
+  scopes: string[];
+  description: string;
+  /** `admin` manages the whole instance, `owner` one account, `project` only calls services. */
+  role: KeyRole;
+  status: KeyStatus;
+  /** The first characters of the key, shown in listings so people can tell keys apart. */
+  prefix: string;
+  createdAt: number;
+}
+
+/** A key found by its hash, with the project it belongs to. */
+export interface ResolvedKey extends KeyRecord {
+  projectName: string;
+}
+
+export interface ControlStore {
+  readonly kind: string;
+  createAccount(account: AccountRecord): Promise<void>;
+  getAccount(id: string): Promise<AccountRecord | undefined>;
+  findAccountByEmail(email: string): Promise<AccountRecord | undefined>;
+  markEmailVerified(accountId: string): Promise<void>;
+
+  /** Fails with a `conflict` AltoError when the account already has a project of that name. */
+  createProject(project: ProjectRecord): Promise<void>;
+  findProject(accountId: string, name: string): Promise<ProjectRecord | undefined>;
+  /** Projects of one account, or of every account when `accountId` is undefined. */
+  listProjects(accountId: string | undefined): Promise<ProjectRecord[]>;
+  /** Deletes the project and every key that belongs to it, in one transaction. */
+  deleteProject(projectId: string): Promise<void>;
+
+  insertKey(key: KeyRecord, hash: string): Promise<void>;
+  findKeyByHash(hash: string): Promise<ResolvedKey | undefined>;
+  getKey(id: string): Promise<ResolvedKey | undefined>;
+  /** Keys of one project, newest first, without their hashes. */
+  listKeys(projectId: string): Promise<KeyRecord[]>;
+  setKeyStatus(id: string, status: KeyStatus): Promise<void>;
+
+  /** A small named value (instance settings such as the node id). */
+  getSetting(name: string): Promise<string | undefined>;
+  setSetting(name: string, value: string): Promise<void>;
+
+  close(): Promise<void>;
+}
