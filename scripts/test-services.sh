@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Starts the servers the test suite talks to, on loopback only: a private PostgreSQL cluster and
+# a Redis server, installing them from Debian first when they are missing. Idempotent: a server
+# already answering is left as it is. Source it to get the URLs:
+#   . scripts/test-services.sh   ->  ALTO_TEST_POSTGRES_URL, ALTO_TEST_REDIS_URL
+set -euo pipefail
+
+PG_PORT="${ALTO_TEST_PG_PORT:-55432}"
+REDIS_PORT="${ALTO_TEST_REDIS_PORT:-56379}"
+STATE="${ALTO_TEST_SERVICES_DIR:-/tmp/alto-test-services}"
+
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "installing ${need[*]} from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+mkdir -p "$STATE"
+chmod 755 "$STATE"
+
+# PostgreSQL: a throwaway cluster owned by the postgres user, trust auth on 127.0.0.1 only.
+PG_BIN="$(dirname "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")"
+if ! "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
+  rm -rf "$STATE/pg"
+  mkdir -p "$STATE/pg"
+  chown postgres:postgres "$STATE/pg"
+  su postgres -s /bin/sh -c "'$PG_BIN/initdb' -D '$STATE/pg/data' -U postgres --auth=trust -E UTF8 >/dev/null"
+  su postgres -s /bin/sh -c "'$PG_BIN/pg_ctl' -D '$STATE/pg/data' -l '$STATE/pg/log' -w -o \"-h 127.0.0.1 -p $PG_PORT -k '$STATE/pg' -c fsync=off -c max_connections=200\" start >/dev/null"
+fi
+
+# Redis: no persistence, loopback only.
+if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes \
+    --logfile "$STATE/redis.log" --dir "$STATE"
+  for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
+export ALTO_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+export ALTO_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+echo "test services: $ALTO_TEST_POSTGRES_URL $ALTO_TEST_REDIS_URL"
