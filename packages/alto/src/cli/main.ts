@@ -55,6 +55,8 @@ export function buildProgram(): Command {
     .option('-d, --data <dir>', 'data folder (ALTO_DATA, default ./.alto)')
     .option('--open-signup', 'let anyone create an account (accounts/Signup)')
     .option('--max-body <bytes>', 'largest request body accepted (ALTO_MAX_BODY_BYTES)')
+    .option('--store <url>', 'postgres://... to keep db and secret data on PostgreSQL (ALTO_STORE; default embedded SQLite)')
+    .option('--cache <url>', 'redis://... to keep the cache on Redis (ALTO_CACHE; default embedded)')
     .action(action(runUp));
 
   remote(program.command('status').description('show whether Alto is up and what it runs')).action(

@@ -13,6 +13,8 @@ export interface UpFlags {
   data?: string;
   openSignup?: boolean;
   maxBody?: string;
+  store?: string;
+  cache?: string;
 }
 
 export async function runUp(flags: UpFlags): Promise<void> {
@@ -28,6 +30,8 @@ export async function runUp(flags: UpFlags): Promise<void> {
     adminKey: process.env.ALTO_ADMIN_KEY || undefined,
     openSignup: flags.openSignup ?? process.env.ALTO_OPEN_SIGNUP === '1',
     maxBodyBytes,
+    postgresUrl: storeUrl(flags.store ?? process.env.ALTO_STORE, 'postgres', '--store'),
+    redisUrl: storeUrl(flags.cache ?? process.env.ALTO_CACHE, 'redis', '--cache'),
     logger: log,
   });
 
@@ -57,4 +61,18 @@ export async function runUp(flags: UpFlags): Promise<void> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+}
+
+/** `--store postgres://...` or `--cache redis://...`; `sqlite` (or nothing) means embedded. */
+function storeUrl(value: string | undefined, scheme: 'postgres' | 'redis', flag: string): string | undefined {
+  if (!value || value === 'sqlite' || value === 'embedded') return undefined;
+  const schemes = scheme === 'postgres' ? ['postgres:', 'postgresql:'] : ['redis:', 'rediss:'];
+  let protocol: string;
+  try {
+    protocol = new URL(value).protocol;
+  } catch {
+    throw new Error(`${flag} must be a ${scheme}:// URL, not "${value}"`);
+  }
+  if (!schemes.includes(protocol)) throw new Error(`${flag} must be a ${scheme}:// URL, not "${value}"`);
+  return value;
 }

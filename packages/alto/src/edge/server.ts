@@ -12,7 +12,7 @@ import { errors, isAltoError } from '../kit/errors.js';
 import { writeFileAtomic } from '../kit/files.js';
 import { createLogger, type Logger } from '../kit/logger.js';
 import { Platform } from '../platform/platform.js';
-import { openEmbeddedStores } from '../store/index.js';
+import { openStores } from '../store/index.js';
 import { VERSION } from '../version.js';
 import { Api } from './api.js';
 import { credentialsOf, requestIdOf, sendJson } from './http.js';
@@ -28,6 +28,10 @@ export interface AltoOptions {
   adminKey?: string;
   openSignup?: boolean;
   maxBodyBytes?: number;
+  /** `--store postgres://...` */
+  postgresUrl?: string;
+  /** `--cache redis://...` */
+  redisUrl?: string;
   logger?: Logger;
 }
 
@@ -50,7 +54,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
 
-  const stores = openEmbeddedStores(dataDir);
+  const stores = await openStores({ dataDir, postgresUrl: options.postgresUrl, redisUrl: options.redisUrl });
   const platform = new Platform(
     {
       dataDir,
@@ -75,6 +79,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
 
   const metrics = createEdgeMetrics();
   const api = new Api(platform, metrics, log);
+  const httpRoutes = platform.listServices().flatMap((service) => service.httpRoutes ?? []);
   const openApiDocument = JSON.stringify(buildOpenApiDocument(platform.listServices(), VERSION));
 
   const server = createServer((request, response) => {
@@ -90,6 +95,10 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     const path = url.pathname;
     if (path.startsWith('/v1/') && path !== '/v1/openapi.json' && path !== '/v1/status') {
       return api.handleHttp(request, response, url);
+    }
+    const serviceRoute = httpRoutes.find((candidate) => path.startsWith(candidate.prefix));
+    if (serviceRoute && serviceRoute.methods.includes(request.method ?? 'GET')) {
+      return serviceRoute.handle(request, response, url, platform);
     }
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       sendJson(response, 405, errors.methodNotAllowed(`${path} answers GET only`).toBody());

@@ -4,6 +4,7 @@
  * who may call it, whether it streams, an example, and the handler. The edge derives routing,
  * validation, metering and the OpenAPI document from this; the SDK and CLI derive from that.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import type { Logger } from '../kit/logger.js';
 import type { KeyRole } from '../store/control.js';
@@ -75,6 +76,25 @@ export interface ServiceDefinition {
   /** Components this service needs started before the instance is ready. */
   components?: Component<unknown>[];
   endpoints: Record<string, EndpointDefinition>;
+  /** Plain HTTP routes outside /v1 that the service serves itself (e.g. `/u/{id}` redirects). */
+  httpRoutes?: HttpRoute[];
+  /**
+   * Deletes everything the service keeps for a project (all its environments: namespaces
+   * starting with `${projectId}/`). Called after `projects/Delete` removed the project.
+   */
+  deleteProjectData?(projectId: string, platform: Platform): Promise<void>;
+}
+
+/**
+ * A plain HTTP route under a path prefix, served before the edge's own 404. The handler does
+ * its own authentication: these routes are for public things such as redirects and downloads.
+ */
+export interface HttpRoute {
+  /** Path prefix, e.g. `/u/`. */
+  prefix: string;
+  methods: string[];
+  description: string;
+  handle(request: IncomingMessage, response: ServerResponse, url: URL, platform: Platform): Promise<void>;
 }
 
 /** Declares one unary endpoint; the handler's request type follows from the schema. */

@@ -62,7 +62,10 @@ export const projectsService = defineService({
       response: z.object({}),
       example: { name: 'shop' },
       async handler(request, context) {
-        await context.platform.tenancy.deleteProject(caller(context), request.name);
+        const project = await context.platform.tenancy.deleteProject(caller(context), request.name);
+        for (const service of context.platform.listServices()) {
+          await service.deleteProjectData?.(project.id, context.platform);
+        }
         return {};
       },
     }),

@@ -227,6 +227,6 @@ export class SqliteControlStore implements ControlStore {
   }
 
   async close(): Promise<void> {
-    // The database handle is shared with other adapters; `openEmbeddedStores` closes it.
+    // The database handle is shared with other adapters; `Stores.close()` closes it.
   }
 }
