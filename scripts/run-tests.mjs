@@ -29,7 +29,7 @@ const concurrency = Number(process.env.ALTO_TEST_CONCURRENCY ?? Math.max(2, avai
 console.log(`running ${selected.length} test files, ${concurrency} at a time`);
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...selected],
+  ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...selected],
   { cwd: root, stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

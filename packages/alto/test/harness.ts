@@ -30,6 +30,15 @@ export interface TestAlto {
   close(): Promise<void>;
 }
 
+/** Waits until `condition()` holds, checking on every turn of the event loop, or fails. */
+export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
 export function temporaryDataDir(): string {
   return mkdtempSync(join(tmpdir(), 'alto-test-'));
 }

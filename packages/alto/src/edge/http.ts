@@ -15,18 +15,31 @@ export function requestIdOf(request: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
 }
 
-/** Reads the whole body, refusing with 413 as soon as it passes `limit` bytes. */
-export async function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * After a body passes the limit, this much more is read and thrown away before answering 413,
+ * so an ordinary client, still sending, reads the 413 instead of failing with a broken pipe.
+ */
+const DISCARD_ALLOWANCE = 8 * 1024 * 1024;
+
+/** Reads the whole body, refusing with 413 once it passes `limit` bytes. */
+export function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(request.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw tooLarge(limit);
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
+  if (Number.isFinite(declared) && declared > limit + DISCARD_ALLOWANCE) return Promise.reject(tooLarge(limit));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const overLimit = () => size > limit;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (!overLimit()) chunks.push(chunk);
+      else if (size > limit + DISCARD_ALLOWANCE) {
+        request.pause();
+        reject(tooLarge(limit));
+      }
+    });
+    request.once('end', () => (overLimit() ? reject(tooLarge(limit)) : resolve(Buffer.concat(chunks, size))));
+    request.once('error', reject);
+  });
 }
 
 function tooLarge(limit: number): AltoError {

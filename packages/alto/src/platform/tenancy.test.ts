@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { AltoError } from '../kit/errors.js';
+import { openSqlite } from '../store/sqlite/database.js';
+import { SqliteControlStore } from '../store/sqlite/control.js';
+import { Tenancy, hashKey } from './tenancy.js';
+import type { Tenant } from './service.js';
+
+function setup() {
+  const sqlite = openSqlite(':memory:');
+  const store = new SqliteControlStore(sqlite);
+  return { sqlite, store, tenancy: new Tenancy(store, () => ['id', 'db']) };
+}
+
+async function rejectsWith(promise: Promise<unknown>, status: number, pattern: RegExp) {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof AltoError, String(error));
+    assert.equal(error.status, status);
+    assert.match(error.detail, pattern);
+    return true;
+  });
+}
+
+test('the first start creates the admin key once; later starts keep it', async () => {
+  const { tenancy } = setup();
+  const first = await tenancy.bootstrap();
+  assert.match(first.generatedAdminKey ?? '', /^alto_[0-9A-Za-z]{33}$/);
+  const admin = await tenancy.authenticate(first.generatedAdminKey!);
+  assert.equal(admin.role, 'admin');
+  assert.deepEqual(admin.scopes, ['*']);
+  assert.equal(admin.projectName, 'default');
+  const second = await tenancy.bootstrap();
+  assert.equal(second.generatedAdminKey, undefined);
+  assert.equal(second.adminAccountId, first.adminAccountId);
+});
+
+test('ALTO_ADMIN_KEY becomes the admin key, and a short one is refused', async () => {
+  const { tenancy } = setup();
+  const key = 'operator-chosen-admin-key-0123456789';
+  const result = await tenancy.bootstrap(key);
+  assert.equal(result.generatedAdminKey, undefined);
+  assert.equal((await tenancy.authenticate(key)).role, 'admin');
+  await rejectsWith(setup().tenancy.bootstrap('short'), 400, /at least 24/);
+});
+
+test('keys are stored only as hashes', async () => {
+  const { tenancy, sqlite } = setup();
+  const { generatedAdminKey } = await tenancy.bootstrap();
+  const admin = await tenancy.authenticate(generatedAdminKey!);
+  await tenancy.createProject(admin.accountId, 'shop');
+  const { secret } = await tenancy.generateKey(admin, { projectName: 'shop', scopes: ['id'] });
+  const dump = JSON.stringify(sqlite.prepare('SELECT * FROM api_keys').all());
+  assert.ok(!dump.includes(secret), 'a key is stored in clear');
+  assert.ok(!dump.includes(generatedAdminKey!), 'the admin key is stored in clear');
+  assert.ok(dump.includes(hashKey(secret)));
+});
+
+test('revoked keys get 401, blocked keys 403 until unblocked, unknown keys 401', async () => {
+  const { tenancy } = setup();
+  const admin = await tenancy.authenticate((await tenancy.bootstrap()).generatedAdminKey!);
+  await tenancy.createProject(admin.accountId, 'shop');
+  const { secret, record } = await tenancy.generateKey(admin, { projectName: 'shop', scopes: ['*'] });
+  assert.equal((await tenancy.authenticate(secret)).projectName, 'shop');
+
+  await tenancy.setKeyStatus(admin, record.id, 'blocked');
+  await rejectsWith(tenancy.authenticate(secret), 403, /blocked/);
+  await tenancy.setKeyStatus(admin, record.id, 'active');
+  assert.equal((await tenancy.authenticate(secret)).keyId, record.id);
+
+  await tenancy.setKeyStatus(admin, record.id, 'revoked');
+  await rejectsWith(tenancy.authenticate(secret), 401, /revoked/);
+  await rejectsWith(tenancy.setKeyStatus(admin, record.id, 'active'), 409, /stays revoked/);
+  await rejectsWith(tenancy.authenticate('alto_not-a-key'), 401, /not valid/);
+});
+
+test('scopes must name known services; names follow the rules; environments separate namespaces', async () => {
+  const { tenancy } = setup();
+  const admin = await tenancy.authenticate((await tenancy.bootstrap()).generatedAdminKey!);
+  await rejectsWith(tenancy.createProject(admin.accountId, 'Bad Name'), 400, /not valid/);
+  await tenancy.createProject(admin.accountId, 'shop');
+  await rejectsWith(tenancy.createProject(admin.accountId, 'shop'), 409, /already exists/);
+  await rejectsWith(tenancy.generateKey(admin, { projectName: 'shop', scopes: ['nope'] }), 400, /unknown service "nope"/);
+  await rejectsWith(tenancy.generateKey(admin, { projectName: 'shop', scopes: [] }), 400, /at least one/);
+  await rejectsWith(tenancy.generateKey(admin, { projectName: 'ghost', scopes: ['id'] }), 404, /does not exist/);
+  const dev = await tenancy.authenticate((await tenancy.generateKey(admin, { projectName: 'shop', scopes: ['id'] })).secret);
+  const prod = await tenancy.authenticate(
+    (await tenancy.generateKey(admin, { projectName: 'shop', scopes: ['id'], environment: 'prod' })).secret,
+  );
+  assert.equal(dev.projectId, prod.projectId);
+  assert.notEqual(dev.namespace, prod.namespace);
+});
+
+test('an account cannot touch another account’s keys or projects', async () => {
+  const { tenancy } = setup();
+  const admin = await tenancy.authenticate((await tenancy.bootstrap()).generatedAdminKey!);
+  const other = await tenancy.createAccount('ada@example.com', 'hash');
+  const owner = await tenancy.generateOwnerKey(other.accountId, other.project, 'test');
+  const ownerTenant: Tenant = await tenancy.authenticate(owner.secret);
+  assert.equal(ownerTenant.role, 'owner');
+  await rejectsWith(tenancy.setKeyStatus(ownerTenant, (await tenancy.listKeys(admin, 'default'))[0].id, 'revoked'), 404, /does not exist/);
+  await rejectsWith(tenancy.listKeys(ownerTenant, 'shop'), 404, /does not exist/);
+  assert.deepEqual(
+    (await tenancy.listProjects(ownerTenant.accountId)).map((project) => project.name),
+    ['default'],
+  );
+});
+
+test('the project holding the calling key cannot be deleted; deleting another removes its keys', async () => {
+  const { tenancy } = setup();
+  const admin = await tenancy.authenticate((await tenancy.bootstrap()).generatedAdminKey!);
+  await rejectsWith(tenancy.deleteProject(admin, 'default'), 409, /holds the key/);
+  await tenancy.createProject(admin.accountId, 'temp');
+  const { secret } = await tenancy.generateKey(admin, { projectName: 'temp', scopes: ['id'] });
+  await tenancy.deleteProject(admin, 'temp');
+  await rejectsWith(tenancy.authenticate(secret), 401, /not valid/);
+});
