@@ -2,67 +2,67 @@
 import type { Transport } from './client.js';
 
 export type AccountsLoginRequest = {
-  /** email address */
+  /** email address. */
   email: string;
   password: string;
 };
 
 export type AccountsLoginResponse = {
   account_id: string;
-  /** an owner key for the account; store it now, it is not shown again */
+  /** an owner key for the account; store it now, it is not shown again. */
   key: string;
 };
 
 export type AccountsSignupRequest = {
-  /** email address */
+  /** email address. */
   email: string;
   password: string;
 };
 
 export type AccountsSignupResponse = {
   account_id: string;
-  /** an owner key for the account; store it now, it is not shown again */
+  /** an owner key for the account; store it now, it is not shown again. */
   key: string;
   project: string;
 };
 
 /** Every error has this shape (micro's error format, as M3O clients read it). */
-export type Error = {
-  /** stable machine code, e.g. not_found */
+export type ApiError = {
+  /** stable machine code, e.g. not_found. */
   id: string;
-  /** HTTP status code */
+  /** HTTP status code. */
   code: number;
-  /** what went wrong and how to fix it */
+  /** what went wrong and how to fix it. */
   detail: string;
-  /** HTTP status text */
+  /** HTTP status text. */
   status: string;
-  /** the id of the request, also in the server log */
+  /** the id of the request, also in the server log. */
   request_id?: string;
 };
 
 export type IdGenerateRequest = {
-  /** type of id: uuid, uuidv7, ulid, ksuid, nanoid, shortid, snowflake, bigflake; call Types for the list Default: "uuid". */
+  /** type of id: uuid, uuidv7, ulid, ksuid, nanoid, shortid, snowflake, bigflake; call Types for the list. Default: "uuid". */
   type?: string;
 };
 
 export type IdGenerateResponse = {
-  /** the unique id generated */
+  /** the unique id generated. */
   id: string;
-  /** the type of id generated */
+  /** the type of id generated. */
   type: string;
 };
 
 export type IdStreamRequest = {
-  /** type of id: uuid, uuidv7, ulid, ksuid, nanoid, shortid, snowflake, bigflake; call Types for the list Default: "uuid". */
+  /** type of id: uuid, uuidv7, ulid, ksuid, nanoid, shortid, snowflake, bigflake; call Types for the list. Default: "uuid". */
   type?: string;
-  /** how many ids to send, 1 to 10000 Default: 10. */
+  /** how many ids to send, 1 to 10000. Default: 10. */
   count?: number;
 };
 
 export type IdStreamResponse = {
-  /** the unique id generated */
+  /** the unique id generated. */
   id: string;
-  /** the type of id generated */
+  /** the type of id generated. */
   type: string;
 };
 
@@ -80,38 +80,38 @@ export type KeyInfo = {
   description: string;
   role: "admin" | "owner" | "project";
   status: "active" | "blocked" | "revoked";
-  /** the first characters of the key, to tell keys apart */
+  /** the first characters of the key, to tell keys apart. */
   prefix: string;
-  /** creation time, RFC 3339 */
+  /** creation time, RFC 3339. */
   created: string;
 };
 
 export type KeysBlockRequest = {
-  /** the key id from keys/Generate or keys/List */
+  /** the key id from keys/Generate or keys/List. */
   id: string;
 };
 
 export type KeysBlockResponse = Record<string, unknown>;
 
 export type KeysGenerateRequest = {
-  /** project name */
+  /** project name. */
   project: string;
-  /** service names the key may call, or "*" for all Default: ["*"]. */
+  /** service names the key may call, or "*" for all. Default: ["*"]. */
   scopes?: Array<string>;
   /** Default: "". */
   description?: string;
-  /** environment within the project, e.g. dev or prod Default: "dev". */
+  /** environment within the project, e.g. dev or prod. Default: "dev". */
   environment?: string;
 };
 
 export type KeysGenerateResponse = {
-  /** the API key; store it now, it is not shown again */
+  /** the API key; store it now, it is not shown again. */
   key: string;
   info: KeyInfo;
 };
 
 export type KeysListRequest = {
-  /** project name */
+  /** project name. */
   project: string;
 };
 
@@ -120,14 +120,14 @@ export type KeysListResponse = {
 };
 
 export type KeysRevokeRequest = {
-  /** the key id from keys/Generate or keys/List */
+  /** the key id from keys/Generate or keys/List. */
   id: string;
 };
 
 export type KeysRevokeResponse = Record<string, unknown>;
 
 export type KeysUnblockRequest = {
-  /** the key id from keys/Generate or keys/List */
+  /** the key id from keys/Generate or keys/List. */
   id: string;
 };
 
@@ -136,12 +136,12 @@ export type KeysUnblockResponse = Record<string, unknown>;
 export type Project = {
   id: string;
   name: string;
-  /** creation time, RFC 3339 */
+  /** creation time, RFC 3339. */
   created: string;
 };
 
 export type ProjectsCreateRequest = {
-  /** project name: lower-case letters, digits and dashes */
+  /** project name: lower-case letters, digits and dashes. */
   name: string;
 };
 
@@ -150,7 +150,7 @@ export type ProjectsCreateResponse = {
 };
 
 export type ProjectsDeleteRequest = {
-  /** project name: lower-case letters, digits and dashes */
+  /** project name: lower-case letters, digits and dashes. */
   name: string;
 };
 
