@@ -71,6 +71,8 @@ export interface InProcessOptions {
   dataDir?: string;
   openSignup?: boolean;
   maxBodyBytes?: number;
+  /** `--store postgres://...`: blocks use their PostgreSQL adapters. */
+  postgresUrl?: string;
 }
 
 /** Starts Alto inside the test process (fast; for API-level tests). */
@@ -82,6 +84,7 @@ export async function startInProcess(options: InProcessOptions = {}): Promise<Te
     dataDir,
     openSignup: options.openSignup,
     maxBodyBytes: options.maxBodyBytes,
+    postgresUrl: options.postgresUrl,
     logger: silentLogger(),
   });
   const adminKey = readFileSync(alto.adminKeyPath, 'utf8').trim();
@@ -139,6 +142,10 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
     void exited.then((code) => reject(new Error(`alto up exited (${code}) before listening:\n${stderr}\n${stdout}`)));
   });
   const adminKey = options.env?.ALTO_ADMIN_KEY ?? readFileSync(join(dataDir, 'admin-key'), 'utf8').trim();
+  const stop = (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    return exited;
+  };
   const call = caller(url, adminKey);
   return {
     child,
@@ -149,12 +156,9 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
     projectKey: projectKeyMaker(call),
     stdout: () => stdout,
     stderr: () => stderr,
-    stop(signal = 'SIGTERM') {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
-    },
+    stop,
     async close() {
-      await this.stop('SIGTERM');
+      await stop('SIGTERM');
       if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -40,6 +40,274 @@ export type ApiError = {
   request_id?: string;
 };
 
+export type CacheDecrementRequest = {
+  /** the key. */
+  key: string;
+  /** the amount to subtract (default 0, as in M3O). */
+  value?: number;
+};
+
+export type CacheDecrementResponse = {
+  /** the key. */
+  key: string;
+  /** the new value. */
+  value: number;
+};
+
+export type CacheDeleteRequest = {
+  /** the key. */
+  key: string;
+};
+
+export type CacheDeleteResponse = {
+  /** "ok" when the call succeeded. */
+  status: string;
+};
+
+export type CacheGetManyRequest = {
+  /** the keys to read. */
+  keys: Array<string>;
+};
+
+export type CacheGetManyResponse = {
+  /** the keys that exist, in the order asked; missing keys are left out. */
+  items: Array<{
+    key: string;
+    value: string;
+    /** seconds left before the value expires; 0 when it never does. */
+    ttl: number;
+  }>;
+};
+
+export type CacheGetRequest = {
+  /** the key. */
+  key: string;
+};
+
+export type CacheGetResponse = {
+  /** the key. */
+  key: string;
+  /** the value; empty when the key does not exist. */
+  value: string;
+  /** seconds left before the value expires; 0 when it never does (or does not exist). */
+  ttl: number;
+};
+
+export type CacheIncrementRequest = {
+  /** the key. */
+  key: string;
+  /** the amount to add (default 0, as in M3O). */
+  value?: number;
+};
+
+export type CacheIncrementResponse = {
+  /** the key. */
+  key: string;
+  /** the new value. */
+  value: number;
+};
+
+export type CacheListKeysRequest = {
+  /** only keys starting with this text (Alto addition); default: every key. Default: "". */
+  prefix?: string;
+};
+
+export type CacheListKeysResponse = {
+  /** the keys, sorted. */
+  keys: Array<string>;
+};
+
+export type CacheSetManyRequest = {
+  /** the entries to write, all or none. */
+  items: Array<{
+    /** the key. */
+    key: string;
+    value: string;
+    /** time to live in seconds; 0 (the default) keeps the value until it is deleted. */
+    ttl?: number;
+  }>;
+};
+
+export type CacheSetManyResponse = {
+  /** "ok" when the call succeeded. */
+  status: string;
+};
+
+export type CacheSetRequest = {
+  /** the key. */
+  key: string;
+  /** the value to store. */
+  value: string;
+  /** time to live in seconds; 0 (the default) keeps the value until it is deleted. */
+  ttl?: number;
+};
+
+export type CacheSetResponse = {
+  /** "ok" when the call succeeded. */
+  status: string;
+};
+
+export type DbCountRequest = {
+  /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
+  table?: string;
+  /** filter, e.g. "age >= 18 and (city == 'Paris' or tags in ['a','b']) and email exists". Operators: ==, !=, <, <=, >, >=, in [...], not in [...], exists, not exists; joined by and, or, not and parentheses; dot paths reach nested fields (user.age). Values: 'strings' or "strings", numbers, true, false, null. A value matches only its own JSON type. */
+  query?: string;
+};
+
+export type DbCountResponse = {
+  /** the number of records in the table (that match the query). */
+  count: number;
+};
+
+export type DbCreateIndexRequest = {
+  /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
+  table?: string;
+  /** field (path) to index, e.g. "email" or "address.city". */
+  field: string;
+};
+
+export type DbCreateIndexResponse = Record<string, unknown>;
+
+export type DbCreateRequest = {
+  /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
+  table?: string;
+  /** optional record id to use; else the record's "id" field; else a generated uuid. */
+  id?: string;
+  /** the record, a JSON object (or an array of up to 1000 records to create at once, each with its own id or none). */
+  record?: Record<string, unknown> | Array<Record<string, unknown>>;
+};
+
+export type DbCreateResponse = {
+  /** the id of the record (either specified or automatically created); the first one for an array. */
+  id: string;
+  /** the ids of all the records, when an array was created. */
+  ids?: Array<string>;
+  /** the revision of the new record(s): 1. */
+  revision: number;
+};
+
+export type DbDeleteRequest = {
+  /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
+  table?: string;
+  /** id of the record. */
+  id?: string;
+  /** expected revision of the record: the call fails with 409 if the record changed since (optimistic concurrency). */
+  revision?: number;
+};
+
+export type DbDeleteResponse = Record<string, unknown>;
+
+export type DbDropIndexRequest = {
+  /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
+  table?: string;
+  /** field (path) to index, e.g. "email" or "address.city". */
+  field: string;
+};
+
+export type DbDropIndexResponse = Record<string, unknown>;
+
+export type DbDropTableRequest = {
+  /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
+  table?: string;
+};
+
+export type DbDropTableResponse = Record<string, unknown>;
+
+export type DbListIndexesRequest = {
+  /** only this table's indexes; all tables when left out. */
+  table?: string;
+};
+
+export type DbListIndexesResponse = {
+  indexes: Array<{
+    table: string;
+    field: string;
+  }>;
+};
+
+export type DbListTablesRequest = Record<string, unknown>;
+
+export type DbListTablesResponse = {
+  /** the tables, by name. */
+  tables: Array<string>;
+};
+
+export type DbReadRequest = {
+  /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
+  table?: string;
+  /** read by id; equivalent to 'id == "your-id"'. */
+  id?: string;
+  /** filter, e.g. "age >= 18 and (city == 'Paris' or tags in ['a','b']) and email exists". Operators: ==, !=, <, <=, >, >=, in [...], not in [...], exists, not exists; joined by and, or, not and parentheses; dot paths reach nested fields (user.age). Values: 'strings' or "strings", numbers, true, false, null. A value matches only its own JSON type. */
+  query?: string;
+  /** field (path) to order by; default: creation order. */
+  orderBy?: string;
+  /** 'asc' (default) or 'desc'. */
+  order?: string;
+  /** maximum number of records to return: default 25, at most 1000. */
+  limit?: number;
+  /** number of records to skip. */
+  offset?: number;
+};
+
+export type DbReadResponse = {
+  /** the records, as stored. */
+  records: Array<Record<string, unknown>>;
+  /** the current revision of each record returned, by id. */
+  revisions: Record<string, number>;
+};
+
+export type DbRenameTableRequest = {
+  /** current table name. */
+  from?: string;
+  /** new table name. */
+  to?: string;
+};
+
+export type DbRenameTableResponse = Record<string, unknown>;
+
+export type DbTruncateRequest = {
+  /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
+  table?: string;
+};
+
+export type DbTruncateResponse = Record<string, unknown>;
+
+export type DbUpdateRequest = {
+  /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
+  table?: string;
+  /** the id of the record; if not given, the record's "id" field. */
+  id?: string;
+  /** the fields to set; other top-level fields of the record are kept. */
+  record?: Record<string, unknown>;
+  /** expected revision of the record: the call fails with 409 if the record changed since (optimistic concurrency). */
+  revision?: number;
+};
+
+export type DbUpdateResponse = {
+  /** the new revision of the record. */
+  revision: number;
+};
+
+export type DbWatchRequest = {
+  /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
+  table?: string;
+  /** only changes to records that match this query (after the change; for a delete, before it). */
+  query?: string;
+  /** send {"type": "ready"} first, once every later change is sure to be sent. */
+  ready?: boolean;
+};
+
+export type DbWatchResponse = {
+  /** what happened. */
+  type: "create" | "update" | "delete" | "ready";
+  /** the id of the record. */
+  id?: string;
+  /** the revision after the change (for a delete, the last one). */
+  revision?: number;
+  /** the record after the change; for a delete, as it was. */
+  record?: Record<string, unknown>;
+};
+
 export type IdGenerateRequest = {
   /** type of id: uuid, uuidv7, ulid, ksuid, nanoid, shortid, snowflake, bigflake; call Types for the list. Default: "uuid". */
   type?: string;
@@ -133,6 +401,38 @@ export type KeysUnblockRequest = {
 
 export type KeysUnblockResponse = Record<string, unknown>;
 
+export type OtpGenerateRequest = {
+  /** unique id, email or user to generate an OTP for. */
+  id: string;
+  /** number of digits, 4 to 10 (default: 6). */
+  size?: number;
+  /** how long a code lasts (the TOTP period), in seconds, 1 to 86400 (default: 60). */
+  expiry?: number;
+  /** HMAC hash of the TOTP; set on the first Generate for an id (default: SHA1, what authenticator apps expect). */
+  algorithm?: "SHA1" | "SHA256" | "SHA512";
+};
+
+export type OtpGenerateResponse = {
+  /** one time pass code. */
+  code: string;
+  /** the id's TOTP secret in base 32, for authenticator apps. */
+  secret: string;
+  /** otpauth://totp/... key URI; show it as a QR code to enrol an authenticator app. */
+  uri: string;
+};
+
+export type OtpValidateRequest = {
+  /** unique id, email or user for which the code was generated. */
+  id: string;
+  /** one time pass code to validate. */
+  code: string;
+};
+
+export type OtpValidateResponse = {
+  /** true if the code is valid for the id. */
+  success: boolean;
+};
+
 export type Project = {
   id: string;
   name: string;
@@ -162,6 +462,145 @@ export type ProjectsListResponse = {
   projects: Array<Project>;
 };
 
+export type SecretDeleteRequest = {
+  /** the key of the secret, e.g. "stripe_key". */
+  key: string;
+  /** optional folder-like grouping, e.g. "prod/eu"; default "" (the top level). Default: "". */
+  path?: string;
+};
+
+export type SecretDeleteResponse = Record<string, unknown>;
+
+export type SecretGetRequest = {
+  /** the key of the secret, e.g. "stripe_key". */
+  key: string;
+  /** optional folder-like grouping, e.g. "prod/eu"; default "" (the top level). Default: "". */
+  path?: string;
+};
+
+export type SecretGetResponse = {
+  /** the key. */
+  key: string;
+  /** the path ("" for the top level). */
+  path: string;
+  /** the secret value. */
+  value: string;
+  /** when the secret was first set (RFC 3339). */
+  created: string;
+  /** when the secret was last set (RFC 3339). */
+  updated: string;
+};
+
+export type SecretListRequest = {
+  /** optional folder-like grouping, e.g. "prod/eu"; default "" (the top level). Default: "". */
+  path?: string;
+};
+
+export type SecretListResponse = {
+  /** the keys directly at this path, sorted. */
+  keys: Array<string>;
+  /** the paths beneath this one that hold secrets, sorted. */
+  paths: Array<string>;
+};
+
+export type SecretSetRequest = {
+  /** the key of the secret, e.g. "stripe_key". */
+  key: string;
+  /** optional folder-like grouping, e.g. "prod/eu"; default "" (the top level). Default: "". */
+  path?: string;
+  /** the secret value; stored encrypted. */
+  value: string;
+};
+
+export type SecretSetResponse = Record<string, unknown>;
+
+export type UrlCreateRequest = {
+  /** the short id you want, e.g. my-url (unique on this server); a random one when empty. */
+  id?: string;
+  /** the URL to redirect to (http or https). */
+  destinationURL: string;
+  /** redirect with 301 Moved Permanently (browsers cache it) instead of 302 Found; default false. */
+  permanent?: boolean;
+};
+
+export type UrlCreateResponse = {
+  url: URLPair;
+};
+
+export type UrlDeleteRequest = {
+  /** the short id, e.g. my-url. */
+  id?: string;
+  /** the short URL, e.g. https://alto.example.com/u/my-url. */
+  shortURL?: string;
+};
+
+export type UrlDeleteResponse = Record<string, unknown>;
+
+export type UrlListRequest = {
+  /** only this short URL (optional). */
+  shortURL?: string;
+};
+
+export type UrlListResponse = {
+  urlPairs: Array<URLPair>;
+};
+
+export type URLPair = {
+  /** the short id. */
+  id: string;
+  /** the short URL, which redirects to destinationURL. */
+  shortURL: string;
+  /** where the short URL redirects to. */
+  destinationURL: string;
+  /** how many times the short URL was followed. */
+  hitCount: number;
+  /** true: redirects with 301; false: with 302. */
+  permanent: boolean;
+  /** creation time, RFC 3339. */
+  created: string;
+  /** last change, RFC 3339. */
+  updated: string;
+};
+
+export type UrlResolveRequest = {
+  /** the short id, e.g. my-url. */
+  id?: string;
+  /** the short URL, e.g. https://alto.example.com/u/my-url. */
+  shortURL?: string;
+};
+
+export type UrlResolveResponse = {
+  destinationURL: string;
+  /** how many times the short URL was followed. */
+  hitCount: number;
+  permanent: boolean;
+};
+
+export type UrlShortenRequest = {
+  /** the URL to shorten (http or https). */
+  destinationURL: string;
+  /** redirect with 301 Moved Permanently (browsers cache it) instead of 302 Found; default false. */
+  permanent?: boolean;
+};
+
+export type UrlShortenResponse = {
+  /** the shortened URL. */
+  shortURL: string;
+};
+
+export type UrlUpdateRequest = {
+  /** the short id, e.g. my-url. */
+  id?: string;
+  /** the short URL, e.g. https://alto.example.com/u/my-url. */
+  shortURL?: string;
+  /** the new destination (http or https). */
+  destinationURL?: string;
+  /** redirect with 301 Moved Permanently (browsers cache it) instead of 302 Found; default false. */
+  permanent?: boolean;
+};
+
+export type UrlUpdateResponse = Record<string, unknown>;
+
 /** Accounts own projects. Sign-up is open only when the operator starts Alto with --open-signup. */
 export class AccountsService {
   constructor(private readonly transport: Transport) {}
@@ -182,6 +621,205 @@ export class AccountsService {
    */
   login(request: AccountsLoginRequest): Promise<AccountsLoginResponse> {
     return this.transport.call<AccountsLoginResponse>("accounts", "Login", request);
+  }
+}
+
+/** A fast key-value cache with expiry and atomic counters. */
+export class CacheService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Get an item from the cache by key. If the key is not found, the value is empty.
+   * @example
+   * const response = await alto.cache.get({"key":"foo"});
+   */
+  get(request: CacheGetRequest): Promise<CacheGetResponse> {
+    return this.transport.call<CacheGetResponse>("cache", "Get", request);
+  }
+
+  /**
+   * Set an item in the cache, with an optional time to live in seconds. Overwrites any existing value.
+   * @example
+   * const response = await alto.cache.set({"key":"foo","value":"bar"});
+   */
+  set(request: CacheSetRequest): Promise<CacheSetResponse> {
+    return this.transport.call<CacheSetResponse>("cache", "Set", request);
+  }
+
+  /**
+   * Delete a value from the cache. If the key is not found, it succeeds all the same.
+   * @example
+   * const response = await alto.cache.delete({"key":"foo"});
+   */
+  delete(request: CacheDeleteRequest): Promise<CacheDeleteResponse> {
+    return this.transport.call<CacheDeleteResponse>("cache", "Delete", request);
+  }
+
+  /**
+   * Increment an integer value atomically. A missing key counts as 0. The expiry is kept.
+   * @example
+   * const response = await alto.cache.increment({"key":"counter","value":2});
+   */
+  increment(request: CacheIncrementRequest): Promise<CacheIncrementResponse> {
+    return this.transport.call<CacheIncrementResponse>("cache", "Increment", request);
+  }
+
+  /**
+   * Decrement an integer value atomically. A missing key counts as 0. The expiry is kept.
+   * @example
+   * const response = await alto.cache.decrement({"key":"counter","value":2});
+   */
+  decrement(request: CacheDecrementRequest): Promise<CacheDecrementResponse> {
+    return this.transport.call<CacheDecrementResponse>("cache", "Decrement", request);
+  }
+
+  /**
+   * List the keys in the cache, sorted; with `prefix`, only those starting with it.
+   * @example
+   * const response = await alto.cache.listKeys();
+   */
+  listKeys(request: CacheListKeysRequest = {}): Promise<CacheListKeysResponse> {
+    return this.transport.call<CacheListKeysResponse>("cache", "ListKeys", request);
+  }
+
+  /**
+   * Get several items at once; keys that do not exist are left out.
+   * @example
+   * const response = await alto.cache.getMany({"keys":["foo","counter"]});
+   */
+  getMany(request: CacheGetManyRequest): Promise<CacheGetManyResponse> {
+    return this.transport.call<CacheGetManyResponse>("cache", "GetMany", request);
+  }
+
+  /**
+   * Set several items at once, each with its own time to live; all are written or none.
+   * @example
+   * const response = await alto.cache.setMany({"items":[{"key":"foo","value":"bar"},{"key":"session","value":"abc","ttl":3600}]});
+   */
+  setMany(request: CacheSetManyRequest): Promise<CacheSetManyResponse> {
+    return this.transport.call<CacheSetManyResponse>("cache", "SetMany", request);
+  }
+}
+
+/** A serverless JSON document database: tables of records, queries, indexes, revisions and live changes. */
+export class DbService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Create a record (or an array of records). The id is the request's "id", else the record's, else a new uuid.
+   * @example
+   * const response = await alto.db.create({"table":"example","record":{"id":"1","name":"Jane","age":42,"isActive":true}});
+   */
+  create(request: DbCreateRequest = {}): Promise<DbCreateResponse> {
+    return this.transport.call<DbCreateResponse>("db", "Create", request);
+  }
+
+  /**
+   * Read records by id or by query, with ordering and paging (limit 25 by default, at most 1000).
+   * @example
+   * const response = await alto.db.read({"table":"example","query":"age >= 18 and isActive == true","orderBy":"age","order":"desc","limit":10});
+   */
+  read(request: DbReadRequest = {}): Promise<DbReadResponse> {
+    return this.transport.call<DbReadResponse>("db", "Read", request);
+  }
+
+  /**
+   * Set fields of a record (other top-level fields are kept). Give "revision" to update only an unchanged record.
+   * @example
+   * const response = await alto.db.update({"table":"example","record":{"id":"1","age":43}});
+   */
+  update(request: DbUpdateRequest = {}): Promise<DbUpdateResponse> {
+    return this.transport.call<DbUpdateResponse>("db", "Update", request);
+  }
+
+  /**
+   * Delete a record by id. Give "revision" to delete only an unchanged record.
+   * @example
+   * const response = await alto.db.delete({"table":"example","id":"1"});
+   */
+  delete(request: DbDeleteRequest = {}): Promise<DbDeleteResponse> {
+    return this.transport.call<DbDeleteResponse>("db", "Delete", request);
+  }
+
+  /**
+   * Delete every record of a table, keeping the table and its indexes.
+   * @example
+   * const response = await alto.db.truncate({"table":"example"});
+   */
+  truncate(request: DbTruncateRequest = {}): Promise<DbTruncateResponse> {
+    return this.transport.call<DbTruncateResponse>("db", "Truncate", request);
+  }
+
+  /**
+   * Count the records of a table, or those matching a query.
+   * @example
+   * const response = await alto.db.count({"table":"example"});
+   */
+  count(request: DbCountRequest = {}): Promise<DbCountResponse> {
+    return this.transport.call<DbCountResponse>("db", "Count", request);
+  }
+
+  /**
+   * List the tables.
+   * @example
+   * const response = await alto.db.listTables();
+   */
+  listTables(request: DbListTablesRequest = {}): Promise<DbListTablesResponse> {
+    return this.transport.call<DbListTablesResponse>("db", "ListTables", request);
+  }
+
+  /**
+   * Rename a table; its records and indexes follow.
+   * @example
+   * const response = await alto.db.renameTable({"from":"example","to":"examples"});
+   */
+  renameTable(request: DbRenameTableRequest = {}): Promise<DbRenameTableResponse> {
+    return this.transport.call<DbRenameTableResponse>("db", "RenameTable", request);
+  }
+
+  /**
+   * Delete a table, its records and its indexes.
+   * @example
+   * const response = await alto.db.dropTable({"table":"example"});
+   */
+  dropTable(request: DbDropTableRequest = {}): Promise<DbDropTableResponse> {
+    return this.transport.call<DbDropTableResponse>("db", "DropTable", request);
+  }
+
+  /**
+   * Index a field so queries and ordering on it do not read the whole table. Creates the table if needed.
+   * @example
+   * const response = await alto.db.createIndex({"table":"example","field":"age"});
+   */
+  createIndex(request: DbCreateIndexRequest): Promise<DbCreateIndexResponse> {
+    return this.transport.call<DbCreateIndexResponse>("db", "CreateIndex", request);
+  }
+
+  /**
+   * Remove the index on a field.
+   * @example
+   * const response = await alto.db.dropIndex({"table":"example","field":"age"});
+   */
+  dropIndex(request: DbDropIndexRequest): Promise<DbDropIndexResponse> {
+    return this.transport.call<DbDropIndexResponse>("db", "DropIndex", request);
+  }
+
+  /**
+   * List the indexed fields of a table, or of every table.
+   * @example
+   * const response = await alto.db.listIndexes({"table":"example"});
+   */
+  listIndexes(request: DbListIndexesRequest = {}): Promise<DbListIndexesResponse> {
+    return this.transport.call<DbListIndexesResponse>("db", "ListIndexes", request);
+  }
+
+  /**
+   * Stream the changes to a table (optionally only records matching a query), one message per change.
+   * @example
+   * for await (const item of alto.db.watch({"table":"example","query":"age >= 18","ready":true})) console.log(item);
+   */
+  watch(request: DbWatchRequest = {}): AsyncGenerator<DbWatchResponse> {
+    return this.transport.stream<DbWatchResponse>("db", "Watch", request);
   }
 }
 
@@ -267,6 +905,29 @@ export class KeysService {
   }
 }
 
+/** One-time pass codes (TOTP) for sign-in and verification, also usable with authenticator apps. */
+export class OtpService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Generate the current one-time code for an id (its secret is created on the first call and kept); also returns the secret and an otpauth:// URI.
+   * @example
+   * const response = await alto.otp.generate({"id":"ada@example.com","size":6,"expiry":60});
+   */
+  generate(request: OtpGenerateRequest): Promise<OtpGenerateResponse> {
+    return this.transport.call<OtpGenerateResponse>("otp", "Generate", request);
+  }
+
+  /**
+   * Check a code for an id: valid in its period and one period either side, once. Too many wrong codes answer 429 for a while.
+   * @example
+   * const response = await alto.otp.validate({"id":"ada@example.com","code":"123456"});
+   */
+  validate(request: OtpValidateRequest): Promise<OtpValidateResponse> {
+    return this.transport.call<OtpValidateResponse>("otp", "Validate", request);
+  }
+}
+
 /** Projects group keys and data: every key belongs to one project, and blocks keep each project apart. */
 export class ProjectsService {
   constructor(private readonly transport: Transport) {}
@@ -299,17 +960,127 @@ export class ProjectsService {
   }
 }
 
+/** Keep secrets (API keys, passwords) encrypted at rest, grouped by folder-like paths. */
+export class SecretService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Get a secret by key (and path). 404 when it does not exist.
+   * @example
+   * const response = await alto.secret.get({"key":"foo"});
+   */
+  get(request: SecretGetRequest): Promise<SecretGetResponse> {
+    return this.transport.call<SecretGetResponse>("secret", "Get", request);
+  }
+
+  /**
+   * Set a secret. Overwrites any existing value at the same key and path.
+   * @example
+   * const response = await alto.secret.set({"key":"foo","value":"bar"});
+   */
+  set(request: SecretSetRequest): Promise<SecretSetResponse> {
+    return this.transport.call<SecretSetResponse>("secret", "Set", request);
+  }
+
+  /**
+   * Delete a secret. If it does not exist, it succeeds all the same.
+   * @example
+   * const response = await alto.secret.delete({"key":"foo"});
+   */
+  delete(request: SecretDeleteRequest): Promise<SecretDeleteResponse> {
+    return this.transport.call<SecretDeleteResponse>("secret", "Delete", request);
+  }
+
+  /**
+   * List the keys at a path (default: the top level) and the paths beneath it.
+   * @example
+   * const response = await alto.secret.list();
+   */
+  list(request: SecretListRequest = {}): Promise<SecretListResponse> {
+    return this.transport.call<SecretListResponse>("secret", "List", request);
+  }
+}
+
+/** Short URLs: shorten a link, pick your own id, count its visits; GET /u/{id} redirects. */
+export class UrlService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Shorten a URL under a random id; returns the short URL, which redirects with 302 (301 if permanent).
+   * @example
+   * const response = await alto.url.shorten({"destinationURL":"https://example.com/a/long/page"});
+   */
+  shorten(request: UrlShortenRequest): Promise<UrlShortenResponse> {
+    return this.transport.call<UrlShortenResponse>("url", "Shorten", request);
+  }
+
+  /**
+   * Create a short URL with an id of your choice (unique on this server); 409 when it is taken.
+   * @example
+   * const response = await alto.url.create({"id":"launch","destinationURL":"https://example.com/launch","permanent":false});
+   */
+  create(request: UrlCreateRequest): Promise<UrlCreateResponse> {
+    return this.transport.call<UrlCreateResponse>("url", "Create", request);
+  }
+
+  /**
+   * List this project's short URLs with their hit counts, oldest first.
+   * @example
+   * const response = await alto.url.list();
+   */
+  list(request: UrlListRequest = {}): Promise<UrlListResponse> {
+    return this.transport.call<UrlListResponse>("url", "List", request);
+  }
+
+  /**
+   * The destination of a short URL, by id or short URL, with its hit count (resolving does not count a hit).
+   * @example
+   * const response = await alto.url.resolve({"id":"launch"});
+   */
+  resolve(request: UrlResolveRequest = {}): Promise<UrlResolveResponse> {
+    return this.transport.call<UrlResolveResponse>("url", "Resolve", request);
+  }
+
+  /**
+   * Change the destination (or the redirect kind) of a short URL, by id or short URL.
+   * @example
+   * const response = await alto.url.update({"id":"launch","destinationURL":"https://example.com/launch-v2"});
+   */
+  update(request: UrlUpdateRequest = {}): Promise<UrlUpdateResponse> {
+    return this.transport.call<UrlUpdateResponse>("url", "Update", request);
+  }
+
+  /**
+   * Delete a short URL, by id or short URL; its id becomes free again.
+   * @example
+   * const response = await alto.url.delete({"id":"launch"});
+   */
+  delete(request: UrlDeleteRequest = {}): Promise<UrlDeleteResponse> {
+    return this.transport.call<UrlDeleteResponse>("url", "Delete", request);
+  }
+}
+
 /** One property per service. */
 export class Services {
   readonly accounts: AccountsService;
+  readonly cache: CacheService;
+  readonly db: DbService;
   readonly id: IdService;
   readonly keys: KeysService;
+  readonly otp: OtpService;
   readonly projects: ProjectsService;
+  readonly secret: SecretService;
+  readonly url: UrlService;
 
   constructor(transport: Transport) {
     this.accounts = new AccountsService(transport);
+    this.cache = new CacheService(transport);
+    this.db = new DbService(transport);
     this.id = new IdService(transport);
     this.keys = new KeysService(transport);
+    this.otp = new OtpService(transport);
     this.projects = new ProjectsService(transport);
+    this.secret = new SecretService(transport);
+    this.url = new UrlService(transport);
   }
 }

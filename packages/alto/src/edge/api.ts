@@ -14,7 +14,7 @@ import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, ServiceDefinition, Tenant } from '../platform/service.js';
-import { credentialsOf, parseJsonObject, readBody, requestIdOf, sendJson } from './http.js';
+import { credentialsOf, originOf, parseJsonObject, readBody, requestIdOf, sendJson } from './http.js';
 import type { EdgeMetrics } from './metrics.js';
 import { requestSchemaOf } from './openapi.js';
 
@@ -96,8 +96,8 @@ export class Api {
     return parsed.data;
   }
 
-  private context(requestId: string, tenant: Tenant | undefined, signal: AbortSignal, log: Logger): CallContext {
-    return { requestId, tenant, platform: this.platform, log, signal };
+  private context(requestId: string, tenant: Tenant | undefined, signal: AbortSignal, log: Logger, origin?: string): CallContext {
+    return { requestId, tenant, platform: this.platform, log, signal, origin };
   }
 
   /** Answers an HTTP API call. */
@@ -126,7 +126,7 @@ export class Api {
       if (route.endpoint.stream) {
         throw errors.badRequest(`${route.service.name}/${route.endpointName} streams: open a websocket on this path`);
       }
-      const output = await route.endpoint.handler(input, this.context(requestId, tenant, aborted.signal, log));
+      const output = await route.endpoint.handler(input, this.context(requestId, tenant, aborted.signal, log, originOf(request)));
       bytesOut = sendJson(response, 200, output, { 'x-request-id': requestId });
     } catch (error) {
       const failure = this.toAltoError(error, log);
@@ -170,7 +170,7 @@ export class Api {
       ws.once('close', () => clearTimeout(waiting));
       ws.once('message', (data) => {
         clearTimeout(waiting);
-        void this.serveStream(ws, route, tenant, data, url, requestId, log);
+        void this.serveStream(ws, route, tenant, data, url, requestId, log, originOf(request));
       });
     });
   }
@@ -183,6 +183,7 @@ export class Api {
     url: URL,
     requestId: string,
     log: Logger,
+    origin?: string,
   ): Promise<void> {
     const started = process.hrtime.bigint();
     const aborted = new AbortController();
@@ -192,7 +193,7 @@ export class Api {
     const raw = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
     try {
       const input = this.validate(route, parseJsonObject(raw), url.searchParams);
-      const context = this.context(requestId, tenant, aborted.signal, log);
+      const context = this.context(requestId, tenant, aborted.signal, log, origin);
       if (route.endpoint.stream) {
         for await (const item of route.endpoint.handler(input, context)) {
           if (aborted.signal.aborted) break;

@@ -82,6 +82,20 @@ export function credentialsOf(request: IncomingMessage, query?: URLSearchParams)
   return query?.get('key') ?? undefined;
 }
 
+const HOST_PATTERN = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
+
+/**
+ * `http://host:port` as the caller reached us: the Host header, and X-Forwarded-Proto when a
+ * TLS proxy sits in front. Undefined when the Host header is missing or malformed.
+ */
+export function originOf(request: IncomingMessage): string | undefined {
+  const host = request.headers.host;
+  if (typeof host !== 'string' || !HOST_PATTERN.test(host)) return undefined;
+  const forwarded = request.headers['x-forwarded-proto'];
+  const proto = typeof forwarded === 'string' ? forwarded.split(',')[0].trim().toLowerCase() : '';
+  return `${proto === 'https' ? 'https' : 'http'}://${host}`;
+}
+
 export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): number {
   const payload = JSON.stringify(body);
   response.writeHead(status, {

@@ -27,6 +27,11 @@ export interface CallContext {
   log: Logger;
   /** Aborted when the client goes away. */
   signal: AbortSignal;
+  /**
+   * The origin the caller reached the server at (`http://host:port`, from the Host and
+   * X-Forwarded-Proto headers), for links in responses such as short URLs.
+   */
+  origin?: string;
 }
 
 export interface Tenant {

@@ -60,6 +60,9 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   try {
     if (options.postgresUrl) {
       postgres = new pg.Pool({ connectionString: options.postgresUrl, max: 20 });
+      // An idle client cut off by the server (a PostgreSQL restart) must not crash Alto: the
+      // pool drops it and the next query opens a new connection.
+      postgres.on('error', (error) => process.emitWarning(`postgres pool: ${error.message}`));
       await postgres.query('SELECT 1');
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }

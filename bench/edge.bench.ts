@@ -1,0 +1,111 @@
+/**
+ * Edge benchmark: requests/s and p50/p99 latency of `id/Generate` through Alto's edge (key
+ * lookup, scope check, validation, metering, logging) against a bare `node:http` server that
+ * returns the same JSON, measured in one run with wrk (Debian's `wrk`) and printed side by side.
+ *
+ * Run: npm run build && node --import tsx bench/edge.bench.ts [seconds] [connections]
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const seconds = Number(process.argv[2] ?? 10);
+const connections = Number(process.argv[3] ?? 50);
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+if (spawnSync('wrk', ['--version']).error) {
+  console.error('wrk is not installed: apt-get install -y wrk');
+  process.exit(1);
+}
+
+function startServer(command: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, command, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    let port = 0;
+    // Keep reading stdout for the whole run (request logs), or the server would block on it.
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (port) return;
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        const entry = line.startsWith('{') ? (JSON.parse(line) as { msg?: string; port?: number }) : {};
+        if (entry.msg === 'listening' && entry.port) {
+          port = entry.port;
+          resolve({ child, port });
+        }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+}
+
+interface Result {
+  requestsPerSecond: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+function parseLatency(text: string): number {
+  const match = /([\d.]+)(us|ms|s)/.exec(text)!;
+  const value = Number(match[1]);
+  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
+}
+
+function runWrk(url: string, key: string): Result {
+  const script = join(mkdtempSync(join(tmpdir(), 'alto-bench-')), 'post.lua');
+  writeFileSync(
+    script,
+    `wrk.method = "POST"\nwrk.body = '{"type":"uuid"}'\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer ${key}"\n`,
+  );
+  const result = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, url], { encoding: 'utf8' });
+  const output = result.stdout;
+  const latency = (percent: string) => parseLatency(new RegExp(`^\\s+${percent}%\\s+(\\S+)`, 'm').exec(output)![1]);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0);
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
+  return {
+    requestsPerSecond: Number(/Requests\/sec:\s+([\d.]+)/.exec(output)![1]),
+    p50: latency('50'),
+    p99: latency('99'),
+    errors: non2xx + (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0),
+  };
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), 'alto-bench-data-'));
+const alto = await startServer([join(root, 'packages/alto/bin/alto.js'), 'up', '--port', '0', '--host', '127.0.0.1', '--data', dataDir], {
+  ALTO_LOG_FORMAT: 'json',
+  ALTO_LOG_LEVEL: process.env.ALTO_LOG_LEVEL ?? 'info',
+});
+const bare = await startServer([join(root, 'bench/bare-server.mjs')]);
+const adminKey = readFileSync(join(dataDir, 'admin-key'), 'utf8').trim();
+
+try {
+  // Warm both up (JIT, connection setup) before measuring.
+  const warm = Math.max(1, Math.round(seconds / 5));
+  spawnSync('wrk', ['-t1', `-c${connections}`, `-d${warm}s`, `http://127.0.0.1:${bare.port}/`]);
+  runWrkQuiet(`http://127.0.0.1:${alto.port}/v1/id/Generate`, adminKey, warm);
+
+  const edge = runWrk(`http://127.0.0.1:${alto.port}/v1/id/Generate`, adminKey);
+  const peer = runWrk(`http://127.0.0.1:${bare.port}/`, adminKey);
+  const row = (name: string, r: Result) =>
+    `${name.padEnd(28)} ${r.requestsPerSecond.toFixed(0).padStart(9)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.errors).padStart(7)}`;
+  console.log(`\nid/Generate, ${seconds}s, ${connections} connections, wrk 1 thread (log level ${process.env.ALTO_LOG_LEVEL ?? 'info'})`);
+  console.log(`${'server'.padEnd(28)} ${'req/s'.padStart(9)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'errors'.padStart(7)}`);
+  console.log(row('alto edge (id/Generate)', edge));
+  console.log(row('bare node:http (same JSON)', peer));
+  console.log(`edge/bare throughput ratio: ${(edge.requestsPerSecond / peer.requestsPerSecond).toFixed(2)}`);
+} finally {
+  alto.child.kill('SIGTERM');
+  bare.child.kill('SIGTERM');
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
+function runWrkQuiet(url: string, key: string, duration: number): void {
+  const script = join(mkdtempSync(join(tmpdir(), 'alto-bench-')), 'post.lua');
+  writeFileSync(script, `wrk.method = "POST"\nwrk.body = '{}'\nwrk.headers["Authorization"] = "Bearer ${key}"\n`);
+  spawnSync('wrk', ['-t1', `-c${connections}`, `-d${duration}s`, '-s', script, url]);
+}

@@ -1,0 +1,59 @@
+/**
+ * @module blocks/otp
+ * The `otp` block: one-time pass codes (TOTP, RFC 6238). M3O-compatible `Generate` and
+ * `Validate`; Generate also returns the secret and an otpauth:// URI for authenticator apps.
+ */
+import { errors } from '../../kit/errors.js';
+import { component, defineService, endpoint, type CallContext, type Tenant } from '../../platform/service.js';
+import { limitsFromEnvironment, OneTimePasswords } from './passwords.js';
+import { GenerateRequest, GenerateResponse, ValidateRequest, ValidateResponse } from './schema.js';
+import { OtpStore } from './store.js';
+
+const passwords = component(
+  'otp.passwords',
+  (platform) => new OneTimePasswords(new OtpStore(platform.stores.sqlite), limitsFromEnvironment()),
+);
+
+function tenantOf(context: CallContext): Tenant {
+  if (!context.tenant) throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
+  return context.tenant;
+}
+
+export const otpService = defineService({
+  name: 'otp',
+  description: 'One-time pass codes (TOTP) for sign-in and verification, also usable with authenticator apps.',
+  priceMicros: 10,
+  components: [passwords],
+  endpoints: {
+    Generate: endpoint({
+      description:
+        'Generate the current one-time code for an id (its secret is created on the first call and kept); also returns the secret and an otpauth:// URI.',
+      request: GenerateRequest,
+      response: GenerateResponse,
+      example: { id: 'ada@example.com', size: 6, expiry: 60 },
+      handler(request, context) {
+        const tenant = tenantOf(context);
+        return context.platform.use(passwords).generate(tenant.namespace, request.id, {
+          size: request.size,
+          expiry: request.expiry,
+          algorithm: request.algorithm,
+          issuer: tenant.projectName,
+        });
+      },
+    }),
+    Validate: endpoint({
+      description:
+        'Check a code for an id: valid in its period and one period either side, once. Too many wrong codes answer 429 for a while.',
+      request: ValidateRequest,
+      response: ValidateResponse,
+      example: { id: 'ada@example.com', code: '123456' },
+      handler(request, context) {
+        const success = context.platform.use(passwords).validate(tenantOf(context).namespace, request.id, request.code);
+        return { success };
+      },
+    }),
+  },
+  async deleteProjectData(projectId, platform) {
+    platform.use(passwords).deleteProject(projectId);
+  },
+});

@@ -1,0 +1,148 @@
+/**
+ * @module store/secrets/postgres
+ * The scale-out secret adapter: one table in PostgreSQL keyed by (namespace, path, key), the
+ * sealed value a BYTEA. Several Alto replicas share it; they must share the master key too,
+ * which `claimKeyFingerprint` checks at start.
+ */
+import type pg from 'pg';
+import type { SecretStore, SecretWrite, StoredSecret } from './port.js';
+
+const MIGRATIONS = [
+  `CREATE TABLE alto_secrets (
+     namespace TEXT NOT NULL,
+     path TEXT NOT NULL,
+     key TEXT NOT NULL,
+     ciphertext BYTEA NOT NULL,
+     created_at BIGINT NOT NULL,
+     updated_at BIGINT NOT NULL,
+     PRIMARY KEY (namespace, path, key));
+   CREATE TABLE alto_secret_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+];
+
+/** Serializes migrations across replicas starting together (any constant unique to this module). */
+const MIGRATION_LOCK = 7_245_017;
+
+/**
+ * Applies the migrations not yet recorded, in one transaction with their bookkeeping rows,
+ * under an advisory lock so replicas starting together apply each one once.
+ */
+async function migrate(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    try {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      await client.query(
+        'CREATE TABLE IF NOT EXISTS alto_secret_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)',
+      );
+      const { rows } = await client.query<{ version: number }>('SELECT version FROM alto_secret_migrations');
+      const applied = new Set(rows.map((row) => row.version));
+      for (const [version, sql] of MIGRATIONS.entries()) {
+        if (applied.has(version)) continue;
+        await client.query(sql);
+        await client.query('INSERT INTO alto_secret_migrations (version, applied_at) VALUES ($1, $2)', [version, Date.now()]);
+      }
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK');
+      throw error;
+    }
+  } finally {
+    client.release();
+  }
+}
+
+interface SecretRow {
+  path: string;
+  key: string;
+  ciphertext: Buffer;
+  created_at: string;
+  updated_at: string;
+}
+
+/** LIKE pattern matching text that starts with `prefix` literally. */
+function startsWith(prefix: string): string {
+  return prefix.replace(/[\\%_]/g, (char) => `\\${char}`) + '%';
+}
+
+export class PostgresSecretStore implements SecretStore {
+  readonly backend = 'postgres';
+
+  private constructor(private readonly pool: pg.Pool) {}
+
+  static async open(pool: pg.Pool): Promise<PostgresSecretStore> {
+    await migrate(pool);
+    return new PostgresSecretStore(pool);
+  }
+
+  async put(namespace: string, secret: SecretWrite): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO alto_secrets (namespace, path, key, ciphertext, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
+       ON CONFLICT (namespace, path, key) DO UPDATE SET ciphertext = EXCLUDED.ciphertext, updated_at = EXCLUDED.updated_at`,
+      [namespace, secret.path, secret.key, secret.ciphertext, secret.at],
+    );
+  }
+
+  async get(namespace: string, path: string, key: string): Promise<StoredSecret | undefined> {
+    const result = await this.pool.query<SecretRow>(
+      'SELECT path, key, ciphertext, created_at, updated_at FROM alto_secrets WHERE namespace = $1 AND path = $2 AND key = $3',
+      [namespace, path, key],
+    );
+    const row = result.rows[0];
+    return (
+      row && {
+        path: row.path,
+        key: row.key,
+        ciphertext: row.ciphertext,
+        createdAt: Number(row.created_at),
+        updatedAt: Number(row.updated_at),
+      }
+    );
+  }
+
+  async delete(namespace: string, path: string, key: string): Promise<boolean> {
+    const result = await this.pool.query('DELETE FROM alto_secrets WHERE namespace = $1 AND path = $2 AND key = $3', [
+      namespace,
+      path,
+      key,
+    ]);
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async listKeys(namespace: string, path: string): Promise<string[]> {
+    const result = await this.pool.query<{ key: string }>(
+      'SELECT key FROM alto_secrets WHERE namespace = $1 AND path = $2 ORDER BY key COLLATE "C"',
+      [namespace, path],
+    );
+    return result.rows.map((row) => row.key);
+  }
+
+  async listPaths(namespace: string, path: string): Promise<string[]> {
+    const result = await this.pool.query<{ path: string }>(
+      `SELECT DISTINCT path COLLATE "C" AS path FROM alto_secrets
+       WHERE namespace = $1 AND path <> '' AND path LIKE $2 ORDER BY 1`,
+      [namespace, startsWith(path === '' ? '' : `${path}/`)],
+    );
+    return result.rows.map((row) => row.path);
+  }
+
+  async deleteProject(projectId: string): Promise<number> {
+    const result = await this.pool.query('DELETE FROM alto_secrets WHERE namespace LIKE $1', [startsWith(`${projectId}/`)]);
+    return result.rowCount ?? 0;
+  }
+
+  async claimKeyFingerprint(fingerprint: string): Promise<string> {
+    await this.pool.query(
+      `INSERT INTO alto_secret_settings (name, value) VALUES ('master_key_fingerprint', $1) ON CONFLICT (name) DO NOTHING`,
+      [fingerprint],
+    );
+    const result = await this.pool.query<{ value: string }>(
+      `SELECT value FROM alto_secret_settings WHERE name = 'master_key_fingerprint'`,
+    );
+    return result.rows[0].value;
+  }
+
+  async close(): Promise<void> {
+    // The pool is shared; `Stores.close()` ends it.
+  }
+}
