@@ -16,6 +16,7 @@
 import type pg from 'pg';
 import { errors, isAltoError } from '../../kit/errors.js';
 import { ChangeBus, encodeRecord, limitErrors } from './changes.js';
+import { migratePostgres } from '../postgres/migrate.js';
 import {
   DEFAULT_DOCUMENT_LIMITS,
   projectOf,
@@ -40,8 +41,6 @@ const CHANNEL = 'alto_db_changes';
 const COUNTER_SHARDS = 8;
 /** NOTIFY payloads must stay under 8000 bytes: larger records are read back by the listener. */
 const NOTIFY_RECORD_BYTES = 6_000;
-/** Serializes migrations across processes starting together. */
-const MIGRATION_LOCK = 7_245_001;
 
 const MIGRATIONS = [
   `CREATE TABLE ${SCHEMA}.tables (
@@ -196,26 +195,7 @@ export class PostgresDocumentStore implements DocumentStore {
 
   /** Applies migrations (once, even with several processes starting together) and opens the store. */
   static async open(pool: pg.Pool, limits: DocumentLimits = DEFAULT_DOCUMENT_LIMITS): Promise<PostgresDocumentStore> {
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      await client.query(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`);
-      await client.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA}.migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
-      const { rows } = await client.query<{ version: number }>(`SELECT version FROM ${SCHEMA}.migrations`);
-      const applied = new Set(rows.map((row) => row.version));
-      for (const [version, sql] of MIGRATIONS.entries()) {
-        if (applied.has(version)) continue;
-        await client.query(sql);
-        await client.query(`INSERT INTO ${SCHEMA}.migrations (version) VALUES ($1)`, [version]);
-      }
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    await migratePostgres(pool, 'documents', [`CREATE SCHEMA IF NOT EXISTS ${SCHEMA}`, ...MIGRATIONS]);
     return new PostgresDocumentStore(pool, limits);
   }
 

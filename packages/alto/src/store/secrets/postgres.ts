@@ -6,6 +6,7 @@
  */
 import type pg from 'pg';
 import type { SecretStore, SecretWrite, StoredSecret } from './port.js';
+import { migratePostgres } from '../postgres/migrate.js';
 
 const MIGRATIONS = [
   `CREATE TABLE alto_secrets (
@@ -18,39 +19,6 @@ const MIGRATIONS = [
      PRIMARY KEY (namespace, path, key));
    CREATE TABLE alto_secret_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);`,
 ];
-
-/** Serializes migrations across replicas starting together (any constant unique to this module). */
-const MIGRATION_LOCK = 7_245_017;
-
-/**
- * Applies the migrations not yet recorded, in one transaction with their bookkeeping rows,
- * under an advisory lock so replicas starting together apply each one once.
- */
-async function migrate(pool: pg.Pool): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    try {
-      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      await client.query(
-        'CREATE TABLE IF NOT EXISTS alto_secret_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)',
-      );
-      const { rows } = await client.query<{ version: number }>('SELECT version FROM alto_secret_migrations');
-      const applied = new Set(rows.map((row) => row.version));
-      for (const [version, sql] of MIGRATIONS.entries()) {
-        if (applied.has(version)) continue;
-        await client.query(sql);
-        await client.query('INSERT INTO alto_secret_migrations (version, applied_at) VALUES ($1, $2)', [version, Date.now()]);
-      }
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK');
-      throw error;
-    }
-  } finally {
-    client.release();
-  }
-}
 
 interface SecretRow {
   path: string;
@@ -71,7 +39,7 @@ export class PostgresSecretStore implements SecretStore {
   private constructor(private readonly pool: pg.Pool) {}
 
   static async open(pool: pg.Pool): Promise<PostgresSecretStore> {
-    await migrate(pool);
+    await migratePostgres(pool, 'secrets', MIGRATIONS);
     return new PostgresSecretStore(pool);
   }
 

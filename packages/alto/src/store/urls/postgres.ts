@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import type { NewShortUrl, RedirectTarget, ShortUrlChanges, ShortUrlRecord, UrlStore } from './port.js';
+import { migratePostgres } from '../postgres/migrate.js';
 
 /** Applied in order, each idempotent; see `PostgresUrlStore.open`. */
 const MIGRATIONS = [
@@ -45,20 +46,9 @@ const COLUMNS = 'id, destination, permanent, hit_count, created_at, updated_at';
 export class PostgresUrlStore implements UrlStore {
   private constructor(private readonly pool: pg.Pool) {}
 
-  /** Creates the table if needed, under an advisory lock so replicas starting together agree. */
+  /** Applies the migrations (once, even with several processes starting together). */
   static async open(pool: pg.Pool): Promise<PostgresUrlStore> {
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query("SELECT pg_advisory_xact_lock(hashtext('alto.store.urls'))");
-      for (const sql of MIGRATIONS) await client.query(sql);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    await migratePostgres(pool, 'urls', MIGRATIONS);
     return new PostgresUrlStore(pool);
   }
 
