@@ -147,6 +147,89 @@ export type CacheSetResponse = {
   status: string;
 };
 
+export type CronDeleteRequest = {
+  /** id of the cron job. */
+  id?: string;
+};
+
+export type CronDeleteResponse = Record<string, unknown>;
+
+export type CronJob = {
+  /** job id. */
+  id: string;
+  /** name. */
+  name: string;
+  /** description. */
+  description: string;
+  /** scheduled interval (cron expression, UTC). */
+  interval: string;
+  /** callback url. */
+  callback: string;
+};
+
+export type CronJobsRequest = Record<string, unknown>;
+
+export type CronJobsResponse = {
+  jobs: Array<CronJobWithRuns>;
+};
+
+export type CronJobWithRuns = {
+  /** job id. */
+  id: string;
+  /** name. */
+  name: string;
+  /** description. */
+  description: string;
+  /** scheduled interval (cron expression, UTC). */
+  interval: string;
+  /** callback url. */
+  callback: string;
+  /** next run time, RFC 3339; empty when the expression never fires again. */
+  next: string;
+  /** the last 20 runs, newest first. */
+  runs: Array<CronRun>;
+};
+
+export type CronRun = {
+  /** when the run was due, RFC 3339. */
+  scheduled: string;
+  /** when the last attempt ended, RFC 3339. */
+  finished: string;
+  /** succeeded: a 2xx answer; failed: every attempt failed; refused: private address. */
+  status: "succeeded" | "failed" | "refused";
+  /** HTTP status of the last attempt; 0 when there was none. */
+  code: number;
+  attempts: number;
+  /** why the last attempt failed, if it did. */
+  error: string;
+};
+
+export type CronScheduleRequest = {
+  /** unique id of job; an existing id replaces that job; a random one when empty. */
+  id?: string;
+  /** name of cron (required). */
+  name?: string;
+  /** description. */
+  description?: string;
+  /** cron expression in UTC: "minute hour day-of-month month day-of-week", e.g. "*\/5 * * * *"; a 6th leading field gives seconds. */
+  interval?: string;
+  /** callback url: POSTed a signed JSON body each time the job fires (required). */
+  callback?: string;
+};
+
+export type CronScheduleResponse = {
+  job: CronJob;
+  /** the secret callbacks are signed with (Alto-Signature header). */
+  signingSecret: string;
+};
+
+export type CronSigningSecretRequest = Record<string, unknown>;
+
+export type CronSigningSecretResponse = {
+  /** HMAC-SHA256 key of the Alto-Signature header: t=<unix seconds>,v1=<hex of HMAC("<t>.<body>")>. */
+  signingSecret: string;
+};
+
 export type DbCountRequest = {
   /** table name: letters, digits and _, starting with a letter or _, at most 63 characters; defaults to 'default'. */
   table?: string;
@@ -462,6 +545,71 @@ export type ProjectsListResponse = {
   projects: Array<Project>;
 };
 
+export type SearchCreateIndexRequest = {
+  /** the name of the index: letters, digits, _ and -, at most 64 characters, e.g. customers. */
+  index: string;
+};
+
+export type SearchCreateIndexResponse = Record<string, unknown>;
+
+export type SearchDeleteIndexRequest = {
+  /** the name of the index: letters, digits, _ and -, at most 64 characters, e.g. customers. */
+  index: string;
+};
+
+export type SearchDeleteIndexResponse = Record<string, unknown>;
+
+export type SearchDeleteRequest = {
+  /** the index the record belongs to. */
+  index: string;
+  /** the id of the record to delete. */
+  id: string;
+};
+
+export type SearchDeleteResponse = Record<string, unknown>;
+
+export type SearchIndexRequest = {
+  /** the index this record belongs to; created if it does not exist. */
+  index: string;
+  /** optional id for the record; a generated uuid when empty. An existing id is replaced. */
+  id?: string;
+  /** the JSON object to index; every field is searchable. */
+  data: Record<string, unknown>;
+};
+
+export type SearchIndexResponse = {
+  record: SearchRecord;
+};
+
+export type SearchRecord = {
+  /** the id of the record. */
+  id: string;
+  /** the JSON contents of the record. */
+  data: Record<string, unknown>;
+};
+
+export type SearchSearchRequest = {
+  /** the index to search. */
+  index: string;
+  /** the query, e.g. "name == 'John' AND age >= 18", "name == 'Joh*'", "coffee OR 'flat white'", "espres*". Operators: ==, != (strings or numbers; * in a string is a wildcard), >, >=, <, <= (numbers); AND, OR (any case) and parentheses; dot paths reach nested fields (address.city). Bare or quoted terms match the text of every field, ranked by relevance. Empty: every record. */
+  query?: string;
+  /** the most records to return; default 100, at most 1000. */
+  limit?: number;
+  /** records to skip, for paging; default 0. */
+  offset?: number;
+};
+
+export type SearchSearchResponse = {
+  records: Array<{
+    /** the id of the record. */
+    id: string;
+    /** the JSON contents of the record. */
+    data: Record<string, unknown>;
+    /** fragments of the record text with the matched terms inside <em>…</em>; empty when the query has no text terms. */
+    highlights: Array<string>;
+  }>;
+};
+
 export type SecretDeleteRequest = {
   /** the key of the secret, e.g. "stripe_key". */
   key: string;
@@ -698,6 +846,47 @@ export class CacheService {
    */
   setMany(request: CacheSetManyRequest): Promise<CacheSetManyResponse> {
     return this.transport.call<CacheSetManyResponse>("cache", "SetMany", request);
+  }
+}
+
+/** Cron jobs: POST a signed request to your URL on a schedule (cron syntax, UTC). */
+export class CronService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Schedule a job (or replace the one with this id): the callback gets a signed JSON POST each time the cron interval (UTC) fires.
+   * @example
+   * const response = await alto.cron.schedule({"name":"nightly-report","interval":"0 3 * * *","callback":"https://example.com/hooks/cron"});
+   */
+  schedule(request: CronScheduleRequest = {}): Promise<CronScheduleResponse> {
+    return this.transport.call<CronScheduleResponse>("cron", "Schedule", request);
+  }
+
+  /**
+   * List this project's cron jobs, with each one's next run and its last 20 runs.
+   * @example
+   * const response = await alto.cron.jobs();
+   */
+  jobs(request: CronJobsRequest = {}): Promise<CronJobsResponse> {
+    return this.transport.call<CronJobsResponse>("cron", "Jobs", request);
+  }
+
+  /**
+   * Delete a cron job by id; it fires no more.
+   * @example
+   * const response = await alto.cron.delete({"id":"nightly-report"});
+   */
+  delete(request: CronDeleteRequest = {}): Promise<CronDeleteResponse> {
+    return this.transport.call<CronDeleteResponse>("cron", "Delete", request);
+  }
+
+  /**
+   * The secret callbacks are signed with: verify Alto-Signature "t=<unix seconds>,v1=<hex>" as HMAC-SHA256 of "<t>.<body>".
+   * @example
+   * const response = await alto.cron.signingSecret();
+   */
+  signingSecret(request: CronSigningSecretRequest = {}): Promise<CronSigningSecretResponse> {
+    return this.transport.call<CronSigningSecretResponse>("cron", "SigningSecret", request);
   }
 }
 
@@ -960,6 +1149,56 @@ export class ProjectsService {
   }
 }
 
+/** Full-text and field search over JSON records, ranked by relevance, with highlights. */
+export class SearchService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Create an index by name; 409 when it exists.
+   * @example
+   * const response = await alto.search.createIndex({"index":"customers"});
+   */
+  createIndex(request: SearchCreateIndexRequest): Promise<SearchCreateIndexResponse> {
+    return this.transport.call<SearchCreateIndexResponse>("search", "CreateIndex", request);
+  }
+
+  /**
+   * Delete an index and every record in it.
+   * @example
+   * const response = await alto.search.deleteIndex({"index":"customers"});
+   */
+  deleteIndex(request: SearchDeleteIndexRequest): Promise<SearchDeleteIndexResponse> {
+    return this.transport.call<SearchDeleteIndexResponse>("search", "DeleteIndex", request);
+  }
+
+  /**
+   * Index a record (a JSON object) so it can be searched; replaces the record with the same id. Searchable at once.
+   * @example
+   * const response = await alto.search.index({"index":"customers","id":"1234","data":{"name":"John Doe","age":37,"starsign":"Leo"}});
+   */
+  index(request: SearchIndexRequest): Promise<SearchIndexResponse> {
+    return this.transport.call<SearchIndexResponse>("search", "Index", request);
+  }
+
+  /**
+   * Delete a record by id.
+   * @example
+   * const response = await alto.search.delete({"index":"customers","id":"1234"});
+   */
+  delete(request: SearchDeleteRequest): Promise<SearchDeleteResponse> {
+    return this.transport.call<SearchDeleteResponse>("search", "Delete", request);
+  }
+
+  /**
+   * Search an index with a query; records best match first when the query has text terms.
+   * @example
+   * const response = await alto.search.search({"index":"customers","query":"name == 'John*' AND age >= 30"});
+   */
+  search(request: SearchSearchRequest): Promise<SearchSearchResponse> {
+    return this.transport.call<SearchSearchResponse>("search", "Search", request);
+  }
+}
+
 /** Keep secrets (API keys, passwords) encrypted at rest, grouped by folder-like paths. */
 export class SecretService {
   constructor(private readonly transport: Transport) {}
@@ -1064,22 +1303,26 @@ export class UrlService {
 export class Services {
   readonly accounts: AccountsService;
   readonly cache: CacheService;
+  readonly cron: CronService;
   readonly db: DbService;
   readonly id: IdService;
   readonly keys: KeysService;
   readonly otp: OtpService;
   readonly projects: ProjectsService;
+  readonly search: SearchService;
   readonly secret: SecretService;
   readonly url: UrlService;
 
   constructor(transport: Transport) {
     this.accounts = new AccountsService(transport);
     this.cache = new CacheService(transport);
+    this.cron = new CronService(transport);
     this.db = new DbService(transport);
     this.id = new IdService(transport);
     this.keys = new KeysService(transport);
     this.otp = new OtpService(transport);
     this.projects = new ProjectsService(transport);
+    this.search = new SearchService(transport);
     this.secret = new SecretService(transport);
     this.url = new UrlService(transport);
   }

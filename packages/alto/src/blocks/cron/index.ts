@@ -1,0 +1,109 @@
+/**
+ * @module blocks/cron
+ * The `cron` block: M3O-compatible `Schedule`, `Jobs` and `Delete` of jobs that POST a signed
+ * JSON body to a callback URL on a cron schedule (UTC), plus `SigningSecret`. Jobs live in
+ * the embedded SQLite database, so they survive restarts and are shared, and fired once, by
+ * every process on the same data folder.
+ */
+import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
+import { errors } from '../../kit/errors.js';
+import { privateCallbacksAllowed } from './addresses.js';
+import { CronScheduler } from './scheduler.js';
+import {
+  DeleteRequest,
+  DeleteResponse,
+  JobsRequest,
+  JobsResponse,
+  ScheduleRequest,
+  ScheduleResponse,
+  SigningSecretRequest,
+  SigningSecretResponse,
+} from './schema.js';
+import { CronStore, type JobRecord } from './store.js';
+
+const scheduler = component('cron.scheduler', (platform) => {
+  const cron = new CronScheduler(new CronStore(platform.stores.sqlite), {
+    allowPrivateCallbacks: privateCallbacksAllowed(),
+    log: platform.log,
+  });
+  cron.start();
+  return cron;
+});
+
+function namespaceOf(context: CallContext): string {
+  if (!context.tenant) throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
+  return context.tenant.namespace;
+}
+
+function view(job: JobRecord) {
+  return { id: job.id, name: job.name, description: job.description, interval: job.interval, callback: job.callback };
+}
+
+export const cronService = defineService({
+  name: 'cron',
+  description: 'Cron jobs: POST a signed request to your URL on a schedule (cron syntax, UTC).',
+  priceMicros: 10,
+  components: [scheduler],
+  endpoints: {
+    Schedule: endpoint({
+      description:
+        'Schedule a job (or replace the one with this id): the callback gets a signed JSON POST each time the cron interval (UTC) fires.',
+      request: ScheduleRequest,
+      response: ScheduleResponse,
+      example: { name: 'nightly-report', interval: '0 3 * * *', callback: 'https://example.com/hooks/cron' },
+      async handler(request, context) {
+        const namespace = namespaceOf(context);
+        const cron = context.platform.use(scheduler);
+        const job = await cron.schedule(namespace, request);
+        return { job: view(job), signingSecret: cron.store.signingSecret(namespace) };
+      },
+    }),
+    Jobs: endpoint({
+      description: "List this project's cron jobs, with each one's next run and its last 20 runs.",
+      request: JobsRequest,
+      response: JobsResponse,
+      example: {},
+      handler(_request, context) {
+        const namespace = namespaceOf(context);
+        const store = context.platform.use(scheduler).store;
+        return {
+          jobs: store.list(namespace).map((job) => ({
+            ...view(job),
+            next: job.nextRun === null ? '' : new Date(job.nextRun).toISOString(),
+            runs: store.runs(namespace, job.id).map((run) => ({
+              scheduled: new Date(run.scheduledAt).toISOString(),
+              finished: new Date(run.finishedAt).toISOString(),
+              status: run.status,
+              code: run.httpCode,
+              attempts: run.attempts,
+              error: run.error,
+            })),
+          })),
+        };
+      },
+    }),
+    Delete: endpoint({
+      description: 'Delete a cron job by id; it fires no more.',
+      request: DeleteRequest,
+      response: DeleteResponse,
+      example: { id: 'nightly-report' },
+      handler(request, context) {
+        context.platform.use(scheduler).delete(namespaceOf(context), request.id ?? '');
+        return {};
+      },
+    }),
+    SigningSecret: endpoint({
+      description:
+        'The secret callbacks are signed with: verify Alto-Signature "t=<unix seconds>,v1=<hex>" as HMAC-SHA256 of "<t>.<body>".',
+      request: SigningSecretRequest,
+      response: SigningSecretResponse,
+      example: {},
+      handler(_request, context) {
+        return { signingSecret: context.platform.use(scheduler).store.signingSecret(namespaceOf(context)) };
+      },
+    }),
+  },
+  async deleteProjectData(projectId, platform) {
+    platform.use(scheduler).store.deleteProject(projectId);
+  },
+});

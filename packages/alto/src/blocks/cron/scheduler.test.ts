@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { silentLogger } from '../../kit/logger.js';
+import { openSqlite } from '../../store/sqlite/database.js';
+import { CronScheduler } from './scheduler.js';
+import { verifySignature } from './signature.js';
+import { CronStore, RUNS_KEPT } from './store.js';
+
+interface Received {
+  body: string;
+  signature: string | undefined;
+}
+
+async function receiver(answer: (count: number) => number): Promise<{ server: Server; url: string; received: Received[] }> {
+  const received: Received[] = [];
+  const server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => (body += chunk));
+    request.on('end', () => {
+      received.push({ body, signature: request.headers['alto-signature'] as string | undefined });
+      response.writeHead(answer(received.length)).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, received };
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+test('two schedulers on one database file fire a due run once, signed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alto-cron-'));
+  const { server, url, received } = await receiver(() => 200);
+  const options = { allowPrivateCallbacks: true, log: silentLogger() };
+  const first = new CronScheduler(new CronStore(openSqlite(join(dir, 'alto.db'))), options);
+  const second = new CronScheduler(new CronStore(openSqlite(join(dir, 'alto.db'))), options);
+  try {
+    const job = await first.schedule('p/production', { id: 'every', name: 'every', interval: '* * * * *', callback: url });
+    const due = Date.now() - 10;
+    first.store.save({ ...job, nextRun: due }, Date.now());
+    second.tick();
+    first.tick();
+    second.tick();
+    await until(() => first.store.runs('p/production', 'every').length === 1, 'the run to be recorded');
+    assert.equal(received.length, 1);
+    const body = JSON.parse(received[0].body);
+    assert.equal(body.scheduled, new Date(due).toISOString());
+    assert.equal(body.attempt, 1);
+    assert.ok(verifySignature(second.store.signingSecret('p/production'), received[0].signature, received[0].body));
+    const [run] = second.store.runs('p/production', 'every');
+    assert.equal(run.status, 'succeeded');
+    assert.equal(run.httpCode, 200);
+    assert.ok(first.store.list('p/production')[0].nextRun! > Date.now(), 'the next run is in the future');
+  } finally {
+    await first.close();
+    await second.close();
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a failing callback is retried with back-off; a private one is not called without permission', async () => {
+  const { server, url, received } = await receiver((count) => (count < 3 ? 503 : 204));
+  const store = new CronStore(openSqlite(':memory:'));
+  const scheduler = new CronScheduler(store, { allowPrivateCallbacks: true, log: silentLogger(), retryDelaysMs: [10, 20, 40] });
+  const strict = new CronScheduler(store, { allowPrivateCallbacks: false, log: silentLogger() });
+  try {
+    const job = await scheduler.schedule('p/production', { id: 'flaky', name: 'flaky', interval: '* * * * *', callback: url });
+    store.save({ ...job, nextRun: Date.now() - 1 }, Date.now());
+    scheduler.tick();
+    await until(() => store.runs('p/production', 'flaky').length === 1, 'the run to be recorded');
+    assert.deepEqual(received.map((call) => JSON.parse(call.body).attempt), [1, 2, 3]);
+    const [run] = store.runs('p/production', 'flaky');
+    assert.deepEqual([run.status, run.httpCode, run.attempts], ['succeeded', 204, 3]);
+
+    await assert.rejects(strict.schedule('p/production', { name: 'x', interval: '* * * * *', callback: url }), /loopback or private/);
+    store.save({ ...job, id: 'sneaky', nextRun: Date.now() - 1 }, Date.now());
+    strict.tick();
+    await until(() => store.runs('p/production', 'sneaky').length === 1, 'the refusal to be recorded');
+    assert.equal(store.runs('p/production', 'sneaky')[0].status, 'refused');
+    // A host name is checked on the address the connection would use.
+    store.save({ ...job, id: 'by-name', callback: url.replace('127.0.0.1', 'localhost'), nextRun: Date.now() - 1 }, Date.now());
+    strict.tick();
+    await until(() => store.runs('p/production', 'by-name').length === 1, 'the refusal by name to be recorded');
+    assert.equal(store.runs('p/production', 'by-name')[0].status, 'refused');
+    assert.equal(received.length, 3, 'the private callback was not called');
+  } finally {
+    await scheduler.close();
+    await strict.close();
+    server.close();
+  }
+});
+
+test(`only the last ${RUNS_KEPT} runs are kept, and deleting a project forgets everything`, () => {
+  const store = new CronStore(openSqlite(':memory:'));
+  const job = { namespace: 'p/production', id: 'j', name: 'j', description: '', interval: '* * * * *', callback: 'https://example.com/', nextRun: 0 };
+  store.save(job, 0);
+  store.save({ ...job, namespace: 'q/production' }, 0);
+  for (let at = 1; at <= 25; at++) {
+    store.recordRun('p/production', 'j', { scheduledAt: at, finishedAt: at, status: 'succeeded', httpCode: 200, attempts: 1, error: '' });
+  }
+  const runs = store.runs('p/production', 'j');
+  assert.equal(runs.length, RUNS_KEPT);
+  assert.equal(runs[0].scheduledAt, 25);
+  assert.equal(runs.at(-1)!.scheduledAt, 6);
+  const secret = store.signingSecret('p/production');
+  assert.match(secret, /^whsec_[0-9a-f]{64}$/);
+  assert.equal(store.signingSecret('p/production'), secret);
+  store.deleteProject('p');
+  assert.deepEqual(store.list('p/production'), []);
+  assert.deepEqual(store.runs('p/production', 'j'), []);
+  assert.notEqual(store.signingSecret('p/production'), secret);
+  assert.equal(store.list('q/production').length, 1);
+});

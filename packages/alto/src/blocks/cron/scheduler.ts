@@ -1,0 +1,223 @@
+/**
+ * @module blocks/cron/scheduler
+ * The cron block's logic: scheduling, listing and deleting jobs, and the scheduler that fires
+ * them. Every TICK_MS the scheduler looks for due jobs, claims each due run in the store (only
+ * one process sharing the data folder wins a claim), and POSTs the signed JSON body to the
+ * callback, retrying failures with back-off. A run missed while no server was up fires once,
+ * late, then the job carries on from the current time.
+ */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { isIP } from 'node:net';
+import { errors } from '../../kit/errors.js';
+import type { Logger } from '../../kit/logger.js';
+import { randomString } from '../../kit/random.js';
+import { checkCallbackUrl, isPrivateAddress, publicOnlyLookup } from './addresses.js';
+import { nextFireTime, parseCron } from './expression.js';
+import { SIGNATURE_HEADER, signatureHeader } from './signature.js';
+import type { CronStore, JobRecord, RunRecord } from './store.js';
+
+/** How often due jobs are looked for: a job fires well within a second of its time. */
+export const TICK_MS = 200;
+/** Waits before the 2nd, 3rd and 4th attempt of a failed callback. */
+export const RETRY_DELAYS_MS = [1000, 2000, 4000];
+const CALLBACK_TIMEOUT_MS = 10_000;
+const JOB_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$/;
+
+export interface ScheduleInput {
+  id?: string;
+  name?: string;
+  description?: string;
+  interval?: string;
+  callback?: string;
+}
+
+/** What the callback receives as its JSON body. */
+export interface CallbackBody {
+  id: string;
+  name: string;
+  description: string;
+  interval: string;
+  /** The time this run was due, RFC 3339 with milliseconds (unique per run of a job). */
+  scheduled: string;
+  attempt: number;
+}
+
+export interface SchedulerOptions {
+  allowPrivateCallbacks: boolean;
+  log: Logger;
+  retryDelaysMs?: number[];
+  now?: () => number;
+}
+
+export class CronScheduler {
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly aborter = new AbortController();
+  private readonly now: () => number;
+  private readonly retryDelaysMs: number[];
+
+  constructor(
+    readonly store: CronStore,
+    private readonly options: SchedulerOptions,
+  ) {
+    this.now = options.now ?? Date.now;
+    this.retryDelaysMs = options.retryDelaysMs ?? RETRY_DELAYS_MS;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer.unref();
+  }
+
+  async schedule(namespace: string, input: ScheduleInput): Promise<JobRecord> {
+    const name = input.name?.trim() ?? '';
+    if (!name) throw errors.badRequest('name: required: a name for the job, e.g. "nightly-report"');
+    if (!input.interval?.trim()) throw errors.badRequest('interval: required: a cron expression in UTC, e.g. "*/5 * * * *"');
+    if (!input.callback?.trim()) throw errors.badRequest('callback: required: the http(s) URL to POST to when the job fires');
+    const id = input.id ? input.id : randomString(16);
+    if (!JOB_ID_PATTERN.test(id)) {
+      throw errors.badRequest(`id: ${JSON.stringify(id)} is not a valid job id; use 1 to 128 letters, digits, ".", "_", "~" or "-"`);
+    }
+    const schedule = parseCron(input.interval);
+    const now = this.now();
+    const nextRun = nextFireTime(schedule, now);
+    if (nextRun === undefined) throw errors.badRequest(`interval: "${schedule.source}" never fires (no such date); check the day and month fields`);
+    const callback = await checkCallbackUrl(input.callback, this.options.allowPrivateCallbacks);
+    const job: JobRecord = { namespace, id, name, description: input.description ?? '', interval: schedule.source, callback, nextRun };
+    this.store.save(job, now);
+    return job;
+  }
+
+  delete(namespace: string, id: string): void {
+    if (!id) throw errors.badRequest('id: required: the id of the job to delete, as Schedule or Jobs returned it');
+    if (!this.store.delete(namespace, id)) throw errors.notFound(`no cron job with id "${id}" in this project; Jobs lists them`);
+  }
+
+  /** Claims and fires every due run; runs synchronously up to the callbacks, which go on in the background. */
+  tick(): void {
+    if (this.closed) return;
+    const now = this.now();
+    let due: JobRecord[];
+    try {
+      due = this.store.due(now);
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'cron: could not read due jobs');
+      return;
+    }
+    for (const job of due) {
+      const scheduledAt = job.nextRun!;
+      let next: number | null = null;
+      try {
+        next = nextFireTime(parseCron(job.interval), Math.max(scheduledAt, now)) ?? null;
+      } catch {
+        // An expression that no longer parses (older rules) stops the job instead of failing every tick.
+      }
+      if (!this.store.claim(job, scheduledAt, next)) continue;
+      const delivery = this.deliver(job, scheduledAt).finally(() => this.inFlight.delete(delivery));
+      this.inFlight.add(delivery);
+    }
+  }
+
+  private async deliver(job: JobRecord, scheduledAt: number): Promise<void> {
+    const secret = this.store.signingSecret(job.namespace);
+    let result: { code: number; error: string } = { code: 0, error: '' };
+    let attempt = 0;
+    let status: RunRecord['status'] = 'failed';
+    for (; attempt <= this.retryDelaysMs.length; attempt++) {
+      if (attempt > 0 && !(await this.pause(this.retryDelaysMs[attempt - 1]))) break;
+      const body: CallbackBody = {
+        id: job.id,
+        name: job.name,
+        description: job.description,
+        interval: job.interval,
+        scheduled: new Date(scheduledAt).toISOString(),
+        attempt: attempt + 1,
+      };
+      result = await this.post(job.callback, JSON.stringify(body), secret);
+      if (result.code >= 200 && result.code < 300) {
+        status = 'succeeded';
+        break;
+      }
+      if (result.code === -1) {
+        status = 'refused';
+        break;
+      }
+    }
+    if (this.closed) return;
+    const run: RunRecord = {
+      scheduledAt,
+      finishedAt: this.now(),
+      status,
+      httpCode: Math.max(result.code, 0),
+      attempts: Math.min(attempt + 1, this.retryDelaysMs.length + 1),
+      error: result.error,
+    };
+    try {
+      this.store.recordRun(job.namespace, job.id, run);
+    } catch (error) {
+      this.options.log.warn({ err: error, job: job.id }, 'cron: could not record a run');
+    }
+  }
+
+  /** Resolves false when the scheduler closes before the pause ends. */
+  private pause(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      if (this.closed) return resolve(false);
+      const onAbort = () => {
+        clearTimeout(timer);
+        resolve(false);
+      };
+      const timer = setTimeout(() => {
+        this.aborter.signal.removeEventListener('abort', onAbort);
+        resolve(true);
+      }, ms);
+      this.aborter.signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** POSTs one attempt. code: the HTTP status; 0 for a network error; -1 when the address is refused. */
+  private post(callback: string, body: string, secret: string): Promise<{ code: number; error: string }> {
+    const url = new URL(callback);
+    const allowPrivate = this.options.allowPrivateCallbacks;
+    const literal = url.hostname.replace(/^\[|\]$/g, '');
+    if (!allowPrivate && isIP(literal) && isPrivateAddress(literal)) {
+      return Promise.resolve({ code: -1, error: `${literal} is a loopback or private address` });
+    }
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return new Promise((resolve) => {
+      const timestamp = Math.floor(this.now() / 1000);
+      const request = send(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          'user-agent': 'Alto-Cron/1',
+          [SIGNATURE_HEADER]: signatureHeader(secret, timestamp, body),
+        },
+        timeout: CALLBACK_TIMEOUT_MS,
+        signal: this.aborter.signal,
+        ...(allowPrivate ? {} : { lookup: publicOnlyLookup }),
+      });
+      request.on('response', (response: IncomingMessage) => {
+        response.resume();
+        response.on('end', () => resolve({ code: response.statusCode ?? 0, error: '' }));
+        response.on('error', () => resolve({ code: response.statusCode ?? 0, error: '' }));
+      });
+      request.on('timeout', () => request.destroy(new Error(`no answer within ${CALLBACK_TIMEOUT_MS / 1000} s`)));
+      request.on('error', (error: Error) => {
+        const refused = /loopback or private address/.test(error.message);
+        resolve({ code: refused ? -1 : 0, error: error.message });
+      });
+      request.end(body);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.aborter.abort();
+    await Promise.allSettled([...this.inFlight]);
+  }
+}
