@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Starts the servers the test suite talks to, on loopback only: a private PostgreSQL cluster and
-# a Redis server, installing them from Debian first when they are missing. Idempotent: a server
-# already answering is left as it is. Source it to get the URLs:
-#   . scripts/test-services.sh   ->  ALTO_TEST_POSTGRES_URL, ALTO_TEST_REDIS_URL
+# a Redis server and a NATS server with JetStream, installing them from Debian first when they
+# are missing (with docker-registry, which the image tests start themselves). Idempotent: a
+# server already answering is left as it is. Source it to get the URLs:
+#   . scripts/test-services.sh   ->  ALTO_TEST_POSTGRES_URL, ALTO_TEST_REDIS_URL, ALTO_TEST_NATS_URL
 set -euo pipefail
 
 PG_PORT="${ALTO_TEST_PG_PORT:-55432}"
 REDIS_PORT="${ALTO_TEST_REDIS_PORT:-56379}"
+NATS_PORT="${ALTO_TEST_NATS_PORT:-54222}"
 STATE="${ALTO_TEST_SERVICES_DIR:-/tmp/alto-test-services}"
 
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing ${need[*]} from Debian"
   export DEBIAN_FRONTEND=noninteractive
@@ -39,6 +43,14 @@ if ! redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   for _ in $(seq 50); do redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
+# NATS with JetStream, file storage in the state folder, loopback only.
+if ! (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null; then
+  mkdir -p "$STATE/nats"
+  nohup nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$STATE/nats" >"$STATE/nats.log" 2>&1 &
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.1; done
+fi
+
 export ALTO_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 export ALTO_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-echo "test services: $ALTO_TEST_POSTGRES_URL $ALTO_TEST_REDIS_URL"
+export ALTO_TEST_NATS_URL="nats://127.0.0.1:$NATS_PORT"
+echo "test services: $ALTO_TEST_POSTGRES_URL $ALTO_TEST_REDIS_URL $ALTO_TEST_NATS_URL"
