@@ -2,8 +2,9 @@
  * @module edge/api
  * The API front door: `POST /v1/{service}/{Endpoint}` (and the long form
  * `/v1/{service}/{Service}/{Endpoint}`) over HTTP, and the same paths over websocket for
- * streams. For every call: find the endpoint, check the key and its scopes, read and validate
- * the body (query-string parameters merged in), run the handler, meter, and answer JSON; every
+ * streams. For every call: find the endpoint, check the key and its scopes, read the body, admit
+ * the call under the project's and key's limits (rate, monthly quota, spend cap), validate the
+ * body (query-string parameters merged in), run the handler, meter, and answer JSON; every
  * failure answers micro's error shape.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -12,6 +13,7 @@ import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { z } from 'zod';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
+import type { Admission } from '../platform/limits.js';
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, ServiceDefinition, Tenant } from '../platform/service.js';
 import { credentialsOf, originOf, parseJsonObject, readBody, requestIdOf, sendJson } from './http.js';
@@ -30,6 +32,8 @@ interface Route {
 const MAX_STREAM_BUFFER = 1 << 20;
 /** How long a new websocket may wait before sending its request. */
 const FIRST_MESSAGE_TIMEOUT_MS = 30_000;
+/** How long a stream waits for a client that reads nothing before closing it as too slow. */
+export const STREAM_STALL_TIMEOUT_MS = 30_000;
 
 export class Api {
   private readonly routes = new Map<string, Route>();
@@ -39,6 +43,7 @@ export class Api {
     private readonly platform: Platform,
     private readonly metrics: EdgeMetrics,
     private readonly log: Logger,
+    private readonly streamStallTimeoutMs = STREAM_STALL_TIMEOUT_MS,
   ) {
     for (const service of platform.listServices()) {
       for (const [endpointName, endpoint] of Object.entries(service.endpoints)) {
@@ -68,13 +73,20 @@ export class Api {
     throw errors.notFound(`no endpoint at ${pathname}`);
   }
 
-  private async authorize(route: Route, credentials: string | undefined): Promise<Tenant | undefined> {
+  /** The tenant of a valid key (undefined for a public call without one), or 401/403. */
+  private async authenticate(route: Route, credentials: string | undefined): Promise<Tenant | undefined> {
     const access = route.endpoint.access ?? 'key';
     if (access === 'public' && credentials === undefined) return undefined;
     if (credentials === undefined) {
       throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
     }
-    const tenant = await this.platform.tenancy.authenticate(credentials);
+    return this.platform.tenancy.authenticate(credentials);
+  }
+
+  /** Whether the key may call this endpoint (its role and scopes), or 403. */
+  private authorize(route: Route, tenant: Tenant | undefined): void {
+    if (!tenant) return;
+    const access = route.endpoint.access ?? 'key';
     if (access === 'manage' && tenant.role === 'project') {
       throw errors.forbidden(`${route.service.name}/${route.endpointName} needs an admin or account owner key, not a project key`);
     }
@@ -83,7 +95,6 @@ export class Api {
         `this key may not call the "${route.service.name}" service; its scopes are ${tenant.scopes.join(', ')}`,
       );
     }
-    return tenant;
   }
 
   private validate(route: Route, body: Record<string, unknown>, query: URLSearchParams): unknown {
@@ -96,8 +107,21 @@ export class Api {
     return parsed.data;
   }
 
-  private context(requestId: string, tenant: Tenant | undefined, signal: AbortSignal, log: Logger, origin?: string): CallContext {
-    return { requestId, tenant, platform: this.platform, log, signal, origin };
+  /** Checks the call against its limits; undefined when nothing is metered (no key, or metering off). */
+  private admit(route: Route, tenant: Tenant | undefined): Promise<Admission> | undefined {
+    if (!tenant || this.platform.config.metering === false) return undefined;
+    return this.platform.limits.admit(tenant, route.service.name, route.endpointName);
+  }
+
+  private context(
+    requestId: string,
+    tenant: Tenant | undefined,
+    signal: AbortSignal,
+    log: Logger,
+    origin?: string,
+    clientAddress?: string,
+  ): CallContext {
+    return { requestId, tenant, platform: this.platform, log, signal, origin, clientAddress };
   }
 
   /** Answers an HTTP API call. */
@@ -110,6 +134,7 @@ export class Api {
     let status = 200;
     let bytesIn = 0;
     let bytesOut = 0;
+    let admission: Admission | undefined;
     const aborted = new AbortController();
     response.on('close', () => {
       if (!response.writableFinished) aborted.abort();
@@ -119,28 +144,32 @@ export class Api {
       if (request.method !== 'POST' && request.method !== 'GET') {
         throw errors.methodNotAllowed(`use POST for ${url.pathname} (or GET with query-string parameters)`);
       }
-      tenant = await this.authorize(route, credentialsOf(request));
-      const body = await readBody(request, this.platform.config.maxBodyBytes);
+      tenant = await this.authenticate(route, credentialsOf(request));
+      // A valid key refused here is still a call it made: metered, so usage counts every call.
+      this.authorize(route, tenant);
+      const body = await readBodyFor(route.endpoint, request, this.platform.config.maxBodyBytes);
       bytesIn = body.length;
+      // After the body is read, so a refusal keeps the connection usable for the retry.
+      admission = await this.admit(route, tenant);
       const input = this.validate(route, parseJsonObject(body), url.searchParams);
       if (route.endpoint.stream) {
         throw errors.badRequest(`${route.service.name}/${route.endpointName} streams: open a websocket on this path`);
       }
-      const output = await route.endpoint.handler(input, this.context(requestId, tenant, aborted.signal, log, originOf(request)));
-      bytesOut = sendJson(response, 200, output, { 'x-request-id': requestId });
+      const output = await route.endpoint.handler(input, this.context(requestId, tenant, aborted.signal, log, originOf(request), clientAddressOf(request)));
+      bytesOut = sendJson(response, 200, output, admission?.headers ? { ...admission.headers, 'x-request-id': requestId } : { 'x-request-id': requestId });
     } catch (error) {
       const failure = this.toAltoError(error, log);
       status = failure.status;
       if (!response.headersSent) {
         // Answering before the body was read would leave it in the socket: close after replying.
-        const headers: Record<string, string> = { 'x-request-id': requestId };
+        const headers: Record<string, string> = { ...admission?.headers, ...failure.headers, 'x-request-id': requestId };
         if (!request.complete) headers.connection = 'close';
         bytesOut = sendJson(response, status, failure.toBody(requestId), headers);
       } else {
         response.destroy();
       }
     } finally {
-      this.finish(route, tenant, status, bytesIn, bytesOut, started, log);
+      this.finish(route, tenant, status, bytesIn, bytesOut, started, log, admission);
     }
   }
 
@@ -149,18 +178,26 @@ export class Api {
     const requestId = requestIdOf(request);
     const log = this.log.child({ req_id: requestId });
     let route: Route;
+    let knownRoute: Route | undefined;
     let tenant: Tenant | undefined;
+    let admission: Admission | undefined;
     try {
-      route = this.routeOf(url.pathname);
-      tenant = await this.authorize(route, credentialsOf(request, url.searchParams));
+      route = knownRoute = this.routeOf(url.pathname);
+      tenant = await this.authenticate(route, credentialsOf(request, url.searchParams));
+      this.authorize(route, tenant);
+      admission = await this.admit(route, tenant);
     } catch (error) {
       const failure = this.toAltoError(error, log);
       const payload = JSON.stringify(failure.toBody(requestId));
+      const extraHeaders = Object.entries(failure.headers ?? {})
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join('');
       socket.end(
-        `HTTP/1.1 ${failure.status} ${failure.toBody().status}\r\ncontent-type: application/json\r\n` +
+        `HTTP/1.1 ${failure.status} ${failure.toBody().status}\r\ncontent-type: application/json\r\n${extraHeaders}` +
           `content-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`,
       );
-      this.finish(undefined, undefined, failure.status, 0, payload.length, process.hrtime.bigint(), log);
+      // A call refused for its limits is metered (with no price); one with no valid key is not.
+      this.finish(tenant && knownRoute, tenant, failure.status, 0, payload.length, process.hrtime.bigint(), log);
       return;
     }
     this.sockets.handleUpgrade(request, socket, head, (ws) => {
@@ -170,7 +207,7 @@ export class Api {
       ws.once('close', () => clearTimeout(waiting));
       ws.once('message', (data) => {
         clearTimeout(waiting);
-        void this.serveStream(ws, route, tenant, data, url, requestId, log, originOf(request));
+        void this.serveStream(ws, route, tenant, data, url, requestId, log, admission, originOf(request), clientAddressOf(request));
       });
     });
   }
@@ -183,7 +220,9 @@ export class Api {
     url: URL,
     requestId: string,
     log: Logger,
+    admission: Admission | undefined,
     origin?: string,
+    clientAddress?: string,
   ): Promise<void> {
     const started = process.hrtime.bigint();
     const aborted = new AbortController();
@@ -193,18 +232,20 @@ export class Api {
     const raw = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
     try {
       const input = this.validate(route, parseJsonObject(raw), url.searchParams);
-      const context = this.context(requestId, tenant, aborted.signal, log, origin);
+      const context = this.context(requestId, tenant, aborted.signal, log, origin, clientAddress);
       if (route.endpoint.stream) {
         for await (const item of route.endpoint.handler(input, context)) {
           if (aborted.signal.aborted) break;
           const message = JSON.stringify(item);
           bytesOut += message.length;
-          await sendWithBackpressure(ws, message);
+          await sendWithBackpressure(ws, message, this.streamStallTimeoutMs);
+          // Closed while we waited (the client left, or read too slowly): stop pulling items.
+          if (ws.readyState !== ws.OPEN) break;
         }
       } else {
         const message = JSON.stringify(await route.endpoint.handler(input, context));
         bytesOut += message.length;
-        await sendWithBackpressure(ws, message);
+        await sendWithBackpressure(ws, message, this.streamStallTimeoutMs);
       }
       if (ws.readyState === ws.OPEN) ws.close(1000, 'end of stream');
     } catch (error) {
@@ -216,7 +257,7 @@ export class Api {
         ws.close(4000 + failure.status, failure.detail.slice(0, 120));
       }
     } finally {
-      this.finish(route, tenant, status, raw.length, bytesOut, started, log);
+      this.finish(route, tenant, status, raw.length, bytesOut, started, log, admission);
     }
   }
 
@@ -235,13 +276,16 @@ export class Api {
     bytesOut: number,
     started: bigint,
     log: Logger,
+    admission?: Admission,
   ): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const service = route?.service.name ?? 'unknown';
     const endpoint = route?.endpointName ?? 'unknown';
     this.metrics.requests.inc({ service, endpoint, code: String(status) });
     this.metrics.duration.observe({ service, endpoint }, seconds);
-    if (route && tenant) {
+    if (route && tenant && this.platform.config.metering !== false) {
+      const succeeded = status < 400;
+      this.platform.limits.settle(admission, succeeded);
       this.platform.meter.record({
         at: Date.now(),
         projectId: tenant.projectId,
@@ -251,7 +295,8 @@ export class Api {
         status,
         bytesIn,
         bytesOut,
-        priceMicros: status < 400 ? (route.endpoint.priceMicros ?? route.service.priceMicros) : 0,
+        // Only a call that succeeded is paid for, at the price list's price when it was admitted.
+        priceMicros: succeeded ? (admission?.priceMicros ?? this.platform.prices.requestPrice(service, endpoint)) : 0,
       });
     }
     log.info({ service, endpoint, status, ms: Math.round(seconds * 1e6) / 1e3 }, 'api call');
@@ -262,14 +307,46 @@ export class Api {
   }
 }
 
-async function sendWithBackpressure(ws: WebSocket, message: string): Promise<void> {
+/** Reads a body within the server's limit, or the endpoint's larger one; a 413 carries the endpoint's hint. */
+async function readBodyFor(endpoint: EndpointDefinition, request: IncomingMessage, serverLimit: number): Promise<Buffer> {
+  const largeBody = endpoint.largeBody;
+  if (!largeBody) return readBody(request, serverLimit);
+  try {
+    return await readBody(request, Math.max(serverLimit, largeBody.maxBytes));
+  } catch (error) {
+    if (isAltoError(error) && error.status === 413) throw errors.payloadTooLarge(`${error.detail}; ${largeBody.hint}`);
+    throw error;
+  }
+}
+
+/**
+ * Sends at once while little is queued; past MAX_STREAM_BUFFER, waits until this message is
+ * flushed, so the producer slows to the client's pace. A client that reads nothing for
+ * `stallTimeoutMs` is closed (4408, "slow consumer"): it would otherwise hold the stream open
+ * and its data in memory for ever. The reason reaches it after what it has not read yet.
+ */
+async function sendWithBackpressure(ws: WebSocket, message: string, stallTimeoutMs: number): Promise<void> {
   if (ws.readyState !== ws.OPEN) return;
   if (ws.bufferedAmount < MAX_STREAM_BUFFER) {
     ws.send(message);
     return;
   }
-  // The client reads slower than we produce: wait until this message is flushed.
-  await new Promise<void>((resolve) => ws.send(message, () => resolve()));
+  await new Promise<void>((resolve) => {
+    const stalled = setTimeout(() => {
+      ws.close(4408, `slow consumer: the client read nothing for ${Math.round(stallTimeoutMs / 1000)} s`);
+      resolve();
+    }, stallTimeoutMs);
+    ws.send(message, () => {
+      clearTimeout(stalled);
+      resolve();
+    });
+  });
+}
+
+/** The TCP peer's address; `::ffff:127.0.0.1` is written `127.0.0.1`, so one client has one address. */
+function clientAddressOf(request: IncomingMessage): string | undefined {
+  const address = request.socket.remoteAddress;
+  return address?.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
 }
 
 function fieldTypesOf(endpoint: EndpointDefinition): Map<string, string> {

@@ -11,6 +11,7 @@ export type ErrorCode =
   | 'unauthorized'
   | 'forbidden'
   | 'not_found'
+  | 'payment_required'
   | 'method_not_allowed'
   | 'conflict'
   | 'payload_too_large'
@@ -23,6 +24,8 @@ export class AltoError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly detail: string;
+  /** Extra response headers the failure calls for, such as `Retry-After` on a 429. */
+  headers: Record<string, string> | undefined;
 
   constructor(code: ErrorCode, status: number, detail: string) {
     super(detail);
@@ -30,6 +33,12 @@ export class AltoError extends Error {
     this.code = code;
     this.status = status;
     this.detail = detail;
+  }
+
+  /** Adds response headers to send with this error; returns the error, to throw it. */
+  withHeaders(headers: Record<string, string>): this {
+    this.headers = { ...this.headers, ...headers };
+    return this;
   }
 
   /** The JSON body sent to clients: micro's error shape plus the request id. */
@@ -60,6 +69,8 @@ export interface ErrorBody {
 export const errors = {
   badRequest: (detail: string) => new AltoError('bad_request', 400, detail),
   unauthorized: (detail: string) => new AltoError('unauthorized', 401, detail),
+  /** A spend or storage cap is reached: more needs a higher limit, not waiting. */
+  paymentRequired: (detail: string) => new AltoError('payment_required', 402, detail),
   forbidden: (detail: string) => new AltoError('forbidden', 403, detail),
   notFound: (detail: string) => new AltoError('not_found', 404, detail),
   methodNotAllowed: (detail: string) => new AltoError('method_not_allowed', 405, detail),

@@ -32,6 +32,11 @@ export interface CallContext {
    * X-Forwarded-Proto headers), for links in responses such as short URLs.
    */
   origin?: string;
+  /**
+   * The network address of the caller (the TCP peer; an IPv4-mapped IPv6 address is written as
+   * IPv4), for per-address limits such as failed logins. Behind a proxy it is the proxy's.
+   */
+  clientAddress?: string;
 }
 
 export interface Tenant {
@@ -55,6 +60,12 @@ interface EndpointBase<Request extends z.ZodType, Response extends z.ZodType> {
   /** Price per call in micro-units of the currency (1 = one millionth). Default: the service's. */
   priceMicros?: number;
   access?: Access;
+  /**
+   * For endpoints that carry data inline (space/Create takes an object as base64): the largest
+   * body they accept when that is more than the server's limit, and what a caller whose body
+   * is larger still should do instead; the edge's 413 says it.
+   */
+  largeBody?: { maxBytes: number; hint: string };
 }
 
 export interface UnaryEndpoint<Request extends z.ZodType = z.ZodType, Response extends z.ZodType = z.ZodType>

@@ -177,9 +177,15 @@ export class Tenancy {
     return this.store.listKeys(project.id);
   }
 
-  async setKeyStatus(caller: Tenant, keyId: string, status: 'active' | 'blocked' | 'revoked'): Promise<KeyRecord> {
+  /** A key of the caller's account, or 404. */
+  async findKey(caller: Tenant, keyId: string): Promise<ResolvedKey> {
     const key = await this.store.getKey(keyId);
     if (!key || key.accountId !== caller.accountId) throw errors.notFound(`key "${keyId}" does not exist`);
+    return key;
+  }
+
+  async setKeyStatus(caller: Tenant, keyId: string, status: 'active' | 'blocked' | 'revoked'): Promise<KeyRecord> {
+    const key = await this.findKey(caller, keyId);
     if (key.status === 'revoked') throw errors.conflict(`key "${keyId}" is revoked; a revoked key stays revoked`);
     if (key.role === 'admin' && status !== 'active') {
       throw errors.conflict('the admin key cannot be revoked or blocked through the API');

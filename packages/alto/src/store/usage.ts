@@ -1,6 +1,9 @@
 /**
  * @module store/usage
- * The port for usage records: one row per metered API call, written in batches by the edge.
+ * The port for usage records: one row per metered API call and one per slice of compute time,
+ * written in batches by the platform's meter. Each batch also updates daily totals in the same
+ * transaction, so reports read a few rows per day instead of every call, and always agree with
+ * the records they sum.
  */
 
 export interface UsageRecord {
@@ -17,15 +20,85 @@ export interface UsageRecord {
   priceMicros: number;
 }
 
-export interface UsageTotal {
+/**
+ * Running time of one app instance, reported by the compute layer (one record per instance per
+ * reporting slice). Only running time is reported: suspended time is free, so it never appears.
+ */
+export interface ComputeUsageRecord {
+  /** End of the slice, milliseconds since the epoch. */
+  at: number;
+  projectId: string;
+  app: string;
+  instance: string;
+  /** Milliseconds the instance ran (vCPUs or processes not stopped) in this slice. */
+  runningMs: number;
+  /** Memory the instance had, in MiB; billed as running milliseconds × MiB. */
+  memoryMiB: number;
+  /** Requests the instance served in this slice. */
+  requests: number;
+  /** Price of the slice in integer micro-units. */
+  priceMicros: number;
+}
+
+/** Days are UTC calendar days written `YYYY-MM-DD`; both bounds are included. */
+export interface UsageQuery {
+  projectId: string;
+  fromDay: string;
+  toDay: string;
+  keyId?: string;
+  service?: string;
+  endpoint?: string;
+}
+
+/** API calls of one project, one day, one key, one endpoint. */
+export interface UsageDay {
+  day: string;
+  keyId: string;
   service: string;
   endpoint: string;
   calls: number;
+  /** Calls answered with a status of 400 or more. */
+  errors: number;
+  bytesIn: number;
+  bytesOut: number;
+  priceMicros: number;
+}
+
+export interface ComputeUsageQuery {
+  projectId: string;
+  fromDay: string;
+  toDay: string;
+  app?: string;
+}
+
+/** Compute of one project, one day, one app. */
+export interface ComputeUsageDay {
+  day: string;
+  app: string;
+  runningMs: number;
+  /** Running milliseconds × MiB: 1024 × 1000 of them are one GB-second. */
+  mibMs: number;
+  requests: number;
   priceMicros: number;
 }
 
 export interface UsageStore {
+  /** Appends API call records and adds them to the daily totals, all in one transaction. */
   appendUsage(records: UsageRecord[]): Promise<void>;
-  /** Call counts and cost per service and endpoint for one project since `since` (ms). */
-  totalUsage(projectId: string, since: number): Promise<UsageTotal[]>;
+  /** Appends compute records and adds them to the daily totals, all in one transaction. */
+  appendComputeUsage(records: ComputeUsageRecord[]): Promise<void>;
+  /** Daily totals per key and endpoint, oldest day first. */
+  readUsage(query: UsageQuery): Promise<UsageDay[]>;
+  /** Daily compute totals per app, oldest day first. */
+  readComputeUsage(query: ComputeUsageQuery): Promise<ComputeUsageDay[]>;
+  /**
+   * Deletes the per-call and per-slice records older than `before` (ms); the daily totals stay.
+   * Returns how many records were deleted.
+   */
+  purgeRecords(before: number): Promise<number>;
+}
+
+/** `YYYY-MM-DD` of a time, in UTC. */
+export function dayOf(at: number): string {
+  return new Date(at).toISOString().slice(0, 10);
 }

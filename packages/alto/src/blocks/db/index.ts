@@ -6,7 +6,7 @@
  * Runs on PostgreSQL when Alto has `--store postgres://...`, else on the embedded SQLite.
  */
 import { component, defineService, endpoint, streamEndpoint, type CallContext } from '../../platform/service.js';
-import type { DocumentStore } from '../../store/documents/port.js';
+import { projectOf, type DocumentStore } from '../../store/documents/port.js';
 import { PostgresDocumentStore } from '../../store/documents/postgres.js';
 import { parseFieldPath } from '../../store/documents/query.js';
 import { SqliteDocumentStore } from '../../store/documents/sqlite.js';
@@ -67,8 +67,11 @@ export const dbService = defineService({
       request: CreateRequest,
       response: CreateResponse,
       example: { table: 'example', record: { id: '1', name: 'Jane', age: 42, isActive: true } },
-      handler(request, context) {
+      async handler(request, context) {
         const { store, namespace } = tenantOf(context);
+        // The project's db_rows cap (issue 10, platform/limits): refused before anything is written.
+        const adding = Array.isArray(request.record) ? request.record.length : 1;
+        await context.platform.limits.assertStorage(context.tenant, 'db_rows', adding, () => store.projectRowCount(projectOf(namespace)));
         return createRecords(store, namespace, request);
       },
     }),

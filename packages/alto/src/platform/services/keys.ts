@@ -1,10 +1,15 @@
 /**
  * @module platform/services/keys
- * `keys/*`: generate scoped API keys (shown once), list them, revoke, block and unblock them.
+ * `keys/*`: generate scoped API keys (shown once), list them, change their limits, revoke,
+ * block and unblock them.
  */
 import { z } from 'zod';
+import { errors } from '../../kit/errors.js';
 import type { KeyRecord } from '../../store/control.js';
+import { KEY_LIMIT_NAMES } from '../limit-names.js';
+import type { Platform } from '../platform.js';
 import { defineService, endpoint } from '../service.js';
+import { KeyLimits, limitFieldsForCreate, limitFieldsForUpdate, pickLimits } from './limits-schema.js';
 import { caller } from './projects.js';
 
 export const KeyInfo = z
@@ -18,10 +23,11 @@ export const KeyInfo = z
     status: z.enum(['active', 'blocked', 'revoked']),
     prefix: z.string().describe('the first characters of the key, to tell keys apart'),
     created: z.string().describe('creation time, RFC 3339'),
+    limits: KeyLimits,
   })
   .meta({ id: 'KeyInfo' });
 
-function keyView(key: KeyRecord, projectName: string): z.infer<typeof KeyInfo> {
+async function keyView(key: KeyRecord, projectName: string, platform: Platform): Promise<z.infer<typeof KeyInfo>> {
   return {
     id: key.id,
     project: projectName,
@@ -32,6 +38,7 @@ function keyView(key: KeyRecord, projectName: string): z.infer<typeof KeyInfo> {
     status: key.status,
     prefix: key.prefix,
     created: new Date(key.createdAt).toISOString(),
+    limits: await platform.limits.keyLimits(key.id),
   };
 }
 
@@ -50,9 +57,10 @@ export const keysService = defineService({
         scopes: z.array(z.string()).default(['*']).describe('service names the key may call, or "*" for all'),
         description: z.string().max(500).default(''),
         environment: z.string().default('dev').describe('environment within the project, e.g. dev or prod'),
+        ...limitFieldsForCreate(KEY_LIMIT_NAMES),
       }),
       response: z.object({ key: z.string().describe('the API key; store it now, it is not shown again'), info: KeyInfo }),
-      example: { project: 'default', scopes: ['id', 'db'], description: 'backend server' },
+      example: { project: 'default', scopes: ['id', 'db'], description: 'backend server', rate_limit: 10 },
       async handler(request, context) {
         const generated = await context.platform.tenancy.generateKey(caller(context), {
           projectName: request.project,
@@ -60,7 +68,23 @@ export const keysService = defineService({
           scopes: request.scopes,
           description: request.description,
         });
-        return { key: generated.secret, info: keyView(generated.record, request.project) };
+        const limits = pickLimits(request, KEY_LIMIT_NAMES);
+        if (Object.keys(limits).length > 0) await context.platform.limits.updateKeyLimits(generated.record.id, limits);
+        return { key: generated.secret, info: await keyView(generated.record, request.project, context.platform) };
+      },
+    }),
+    Update: endpoint({
+      description:
+        "Change a key's limits (on top of its project's): a number sets a limit (0 = none), null clears it, a field left out keeps it.",
+      access: 'manage',
+      request: KeyId.extend(limitFieldsForUpdate(KEY_LIMIT_NAMES, 'only the project\'s limits apply')),
+      response: z.object({ info: KeyInfo }),
+      example: { id: '4f9c1e7a-2b1d-4d0e-9a51-0c8f6b2d3e11', rate_limit: 20, monthly_quota: 100000 },
+      async handler(request, context) {
+        const key = await context.platform.tenancy.findKey(caller(context), request.id);
+        if (key.status === 'revoked') throw errors.conflict(`key "${key.id}" is revoked; its limits no longer matter`);
+        await context.platform.limits.updateKeyLimits(key.id, pickLimits(request, KEY_LIMIT_NAMES));
+        return { info: await keyView(key, key.projectName, context.platform) };
       },
     }),
     List: endpoint({
@@ -71,7 +95,7 @@ export const keysService = defineService({
       example: { project: 'default' },
       async handler(request, context) {
         const keys = await context.platform.tenancy.listKeys(caller(context), request.project);
-        return { keys: keys.map((key) => keyView(key, request.project)) };
+        return { keys: await Promise.all(keys.map((key) => keyView(key, request.project, context.platform))) };
       },
     }),
     Revoke: endpoint({

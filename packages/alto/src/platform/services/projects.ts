@@ -1,23 +1,32 @@
 /**
  * @module platform/services/projects
- * `projects/*`: create, list and delete the projects of the caller's account.
+ * `projects/*`: create, list, update (limits) and delete the projects of the caller's account.
  */
 import { z } from 'zod';
 import { defineService, endpoint, type CallContext } from '../service.js';
 import type { ProjectRecord } from '../../store/control.js';
 import { errors } from '../../kit/errors.js';
+import { LIMIT_NAMES } from '../limit-names.js';
+import type { Platform } from '../platform.js';
 import type { Tenant } from '../service.js';
+import { limitFieldsForCreate, limitFieldsForUpdate, pickLimits, ProjectLimits } from './limits-schema.js';
 
 export const Project = z
   .object({
     id: z.string(),
     name: z.string(),
     created: z.string().describe('creation time, RFC 3339'),
+    limits: ProjectLimits,
   })
   .meta({ id: 'Project' });
 
-export function projectView(project: ProjectRecord): z.infer<typeof Project> {
-  return { id: project.id, name: project.name, created: new Date(project.createdAt).toISOString() };
+export async function projectView(project: ProjectRecord, platform: Platform): Promise<z.infer<typeof Project>> {
+  return {
+    id: project.id,
+    name: project.name,
+    created: new Date(project.createdAt).toISOString(),
+    limits: await platform.limits.projectLimits(project.id),
+  };
 }
 
 /** The tenant of a `manage` endpoint: the edge guarantees one is present. */
@@ -34,14 +43,36 @@ export const projectsService = defineService({
   priceMicros: 0,
   endpoints: {
     Create: endpoint({
-      description: 'Create a project in your account.',
+      description:
+        'Create a project in your account, optionally with limits (rate_limit, monthly_quota, spend and storage caps); ' +
+        "limits left out follow the instance's free tier.",
       access: 'manage',
-      request: z.object({ name: ProjectName }),
+      request: z.object({ name: ProjectName, ...limitFieldsForCreate(LIMIT_NAMES) }),
       response: z.object({ project: Project }),
-      example: { name: 'shop' },
+      example: { name: 'shop', rate_limit: 50, monthly_quota: 100000 },
       async handler(request, context) {
-        const project = await context.platform.tenancy.createProject(caller(context).accountId, request.name);
-        return { project: projectView(project) };
+        const tenant = caller(context);
+        const changes = pickLimits(request, LIMIT_NAMES);
+        // Checked before creating, so a refused limit leaves no half-made project behind.
+        context.platform.limits.assertMaySetProjectLimits(tenant.role, changes);
+        const project = await context.platform.tenancy.createProject(tenant.accountId, request.name);
+        if (Object.keys(changes).length > 0) await context.platform.limits.updateProjectLimits(tenant.role, project.id, changes);
+        return { project: await projectView(project, context.platform) };
+      },
+    }),
+    Update: endpoint({
+      description:
+        "Change a project's limits: a number sets a limit (0 = none), null returns it to the free tier, a field left out keeps it. " +
+        'Only the admin key may set a limit above the free tier.',
+      access: 'manage',
+      request: z.object({ name: ProjectName, ...limitFieldsForUpdate(LIMIT_NAMES, "the instance's free tier applies") }),
+      response: z.object({ project: Project }),
+      example: { name: 'shop', rate_limit: 100, monthly_spend_cap_micros: 5000000 },
+      async handler(request, context) {
+        const tenant = caller(context);
+        const project = await context.platform.tenancy.findProject(tenant.accountId, request.name);
+        await context.platform.limits.updateProjectLimits(tenant.role, project.id, pickLimits(request, LIMIT_NAMES));
+        return { project: await projectView(project, context.platform) };
       },
     }),
     List: endpoint({
@@ -52,7 +83,7 @@ export const projectsService = defineService({
       example: {},
       async handler(_request, context) {
         const projects = await context.platform.tenancy.listProjects(caller(context).accountId);
-        return { projects: projects.map(projectView) };
+        return { projects: await Promise.all(projects.map((project) => projectView(project, context.platform))) };
       },
     }),
     Delete: endpoint({

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { isAltoError } from '../../kit/errors.js';
-import type { Change, DocumentLimits, DocumentStore, FindOptions, JsonObject } from './port.js';
+import { projectOf, type Change, type DocumentLimits, type DocumentStore, type FindOptions, type JsonObject } from './port.js';
 import { matches, parseFieldPath, parseQuery } from './query.js';
 
 export interface ContractTarget {
@@ -348,6 +348,8 @@ export function runDocumentStoreContract(name: string, target: ContractTarget): 
       const sameProject = ns.replace('/dev', '/prod');
       await store.create(ns, 'a', [1, 2, 3].map((i) => ({ id: `${i}`, data: { id: `${i}` } })));
       await store.create(sameProject, 'a', [{ id: '4', data: { id: '4' } }]);
+      // What the platform's db_rows cap reads: every environment of the project counts.
+      assert.equal(await store.projectRowCount(projectOf(ns)), 4);
       await rejectsWith(
         store.create(sameProject, 'b', [
           { id: '5', data: { id: '5' } },
@@ -359,6 +361,7 @@ export function runDocumentStoreContract(name: string, target: ContractTarget): 
       await store.create(ns, 'a', [{ id: '5', data: { id: '5' } }]);
       await rejectsWith(store.create(ns, 'a', [{ id: '6', data: { id: '6' } }]), 403);
       await store.delete(ns, 'a', '5');
+      assert.equal(await store.projectRowCount(projectOf(ns)), 4);
       await store.create(ns, 'a', [{ id: '6', data: { id: '6' } }]);
       await store.truncate(ns, 'a');
       await store.create(ns, 'b', [{ id: '1', data: { id: '1' } }]);

@@ -131,6 +131,9 @@ export interface DocumentStore {
    */
   watch(namespace: string, table: string, listener: ChangeListener, onEnd?: () => void): Promise<Watch>;
 
+  /** Records stored by a project across its tables and environments (for its `db_rows` cap). */
+  projectRowCount(project: string): Promise<number>;
+
   /** Drops every table of every namespace of a project (`${projectId}/...`). */
   dropProject(projectId: string): Promise<void>;
   /** Stops watches and background work; leaves the shared database connection open. */

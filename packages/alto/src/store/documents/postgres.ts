@@ -301,6 +301,10 @@ export class PostgresDocumentStore implements DocumentStore {
       ON CONFLICT (table_id, shard) DO UPDATE SET rows = ${SCHEMA}.row_counts.rows + EXCLUDED.rows`;
   }
 
+  projectRowCount(project: string): Promise<number> {
+    return this.projectRows(project);
+  }
+
   private async projectRows(project: string): Promise<number> {
     const { rows } = await this.pool.query<{ n: string }>(
       `SELECT coalesce(sum(c.rows), 0) AS n FROM ${SCHEMA}.row_counts c JOIN ${SCHEMA}.tables t ON t.id = c.table_id WHERE t.project = $1`,

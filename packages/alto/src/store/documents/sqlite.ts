@@ -247,6 +247,10 @@ export class SqliteDocumentStore implements DocumentStore {
     for (const change of changes) this.bus.publish(change);
   }
 
+  async projectRowCount(project: string): Promise<number> {
+    return (this.catalog.projectRows.get(project) as { n: number }).n;
+  }
+
   async create(namespace: string, table: string, records: NewRecord[]): Promise<StoredRecord[]> {
     const encoded = records.map((record) => encodeRecord(record.data, this.limits.maxRecordBytes, record.id));
     const created = this.db

@@ -1,8 +1,19 @@
 /**
  * @module store/sqlite/usage
- * The embedded adapter of the usage port: usage rows appended in one transaction per batch.
+ * The embedded adapter of the usage port: records appended and daily totals updated in one
+ * transaction per batch. A batch is summed in memory first, so a batch of a thousand calls to
+ * one endpoint costs a thousand inserts but one upsert of its daily total.
  */
-import type { UsageRecord, UsageStore, UsageTotal } from '../usage.js';
+import {
+  dayOf,
+  type ComputeUsageDay,
+  type ComputeUsageQuery,
+  type ComputeUsageRecord,
+  type UsageDay,
+  type UsageQuery,
+  type UsageRecord,
+  type UsageStore,
+} from '../usage.js';
 import { migrate, type SqliteDatabase } from './database.js';
 
 const MIGRATIONS = [
@@ -17,31 +28,218 @@ const MIGRATIONS = [
      bytes_out INTEGER NOT NULL,
      price_micros INTEGER NOT NULL);
    CREATE INDEX usage_records_project ON usage_records(project_id, at);`,
+  // Daily totals (what reports read), compute records, and an index by time alone for the
+  // retention purge; reports no longer scan the records, so the per-project index goes.
+  `CREATE TABLE usage_daily (
+     project_id TEXT NOT NULL,
+     day TEXT NOT NULL,
+     key_id TEXT NOT NULL,
+     service TEXT NOT NULL,
+     endpoint TEXT NOT NULL,
+     calls INTEGER NOT NULL,
+     errors INTEGER NOT NULL,
+     bytes_in INTEGER NOT NULL,
+     bytes_out INTEGER NOT NULL,
+     price_micros INTEGER NOT NULL,
+     PRIMARY KEY (project_id, day, key_id, service, endpoint)) WITHOUT ROWID;
+   INSERT INTO usage_daily
+     SELECT project_id, strftime('%Y-%m-%d', at / 1000, 'unixepoch'), key_id, service, endpoint,
+            COUNT(*), SUM(status >= 400), SUM(bytes_in), SUM(bytes_out), SUM(price_micros)
+     FROM usage_records GROUP BY 1, 2, 3, 4, 5;
+   DROP INDEX usage_records_project;
+   CREATE INDEX usage_records_at ON usage_records(at);
+   CREATE TABLE compute_usage_records (
+     at INTEGER NOT NULL,
+     project_id TEXT NOT NULL,
+     app TEXT NOT NULL,
+     instance TEXT NOT NULL,
+     running_ms INTEGER NOT NULL,
+     memory_mib INTEGER NOT NULL,
+     requests INTEGER NOT NULL,
+     price_micros INTEGER NOT NULL);
+   CREATE INDEX compute_usage_records_at ON compute_usage_records(at);
+   CREATE TABLE compute_daily (
+     project_id TEXT NOT NULL,
+     day TEXT NOT NULL,
+     app TEXT NOT NULL,
+     running_ms INTEGER NOT NULL,
+     mib_ms INTEGER NOT NULL,
+     requests INTEGER NOT NULL,
+     price_micros INTEGER NOT NULL,
+     PRIMARY KEY (project_id, day, app)) WITHOUT ROWID;`,
 ];
 
-export class SqliteUsageStore implements UsageStore {
-  private readonly insertBatch: (records: UsageRecord[]) => void;
-  private readonly totals;
+/** Call records written by one INSERT statement. */
+const ROWS_PER_INSERT = 50;
+/** Records deleted per statement by the retention purge, so no single delete stalls requests. */
+const PURGE_CHUNK = 5000;
 
-  constructor(db: SqliteDatabase) {
+interface DailyCalls {
+  projectId: string;
+  day: string;
+  keyId: string;
+  service: string;
+  endpoint: string;
+  calls: number;
+  errors: number;
+  bytesIn: number;
+  bytesOut: number;
+  priceMicros: number;
+}
+
+interface DailyCompute {
+  projectId: string;
+  day: string;
+  app: string;
+  runningMs: number;
+  mibMs: number;
+  requests: number;
+  priceMicros: number;
+}
+
+export class SqliteUsageStore implements UsageStore {
+  private readonly appendCalls: (records: UsageRecord[]) => void;
+  private readonly appendCompute: (records: ComputeUsageRecord[]) => void;
+  private readonly statements;
+
+  constructor(private readonly db: SqliteDatabase) {
     migrate(db, 'usage', MIGRATIONS);
-    const insert = db.prepare(`INSERT INTO usage_records
-      (at, project_id, key_id, service, endpoint, status, bytes_in, bytes_out, price_micros)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
-    this.insertBatch = db.transaction((records: UsageRecord[]) => {
+    const insertCalls = (rows: number) =>
+      db.prepare(`INSERT INTO usage_records
+        (at, project_id, key_id, service, endpoint, status, bytes_in, bytes_out, price_micros)
+        VALUES ${Array(rows).fill('(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`);
+    // Many rows per statement: binding once per row costs more than SQLite's own work.
+    const insertMany = insertCalls(ROWS_PER_INSERT);
+    const insertOne = insertCalls(1);
+    const addCallDay = db.prepare(`INSERT INTO usage_daily
+      (project_id, day, key_id, service, endpoint, calls, errors, bytes_in, bytes_out, price_micros)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (project_id, day, key_id, service, endpoint) DO UPDATE SET
+        calls = calls + excluded.calls, errors = errors + excluded.errors,
+        bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out,
+        price_micros = price_micros + excluded.price_micros`);
+    const insertCompute = db.prepare(`INSERT INTO compute_usage_records
+      (at, project_id, app, instance, running_ms, memory_mib, requests, price_micros) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
+    const addComputeDay = db.prepare(`INSERT INTO compute_daily
+      (project_id, day, app, running_ms, mib_ms, requests, price_micros) VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (project_id, day, app) DO UPDATE SET
+        running_ms = running_ms + excluded.running_ms, mib_ms = mib_ms + excluded.mib_ms,
+        requests = requests + excluded.requests, price_micros = price_micros + excluded.price_micros`);
+
+    this.appendCalls = db.transaction((records: UsageRecord[]) => {
+      const valuesOf = (from: number, count: number) => {
+        const values: unknown[] = [];
+        for (const r of records.slice(from, from + count)) {
+          values.push(r.at, r.projectId, r.keyId, r.service, r.endpoint, r.status, r.bytesIn, r.bytesOut, r.priceMicros);
+        }
+        return values;
+      };
+      let next = 0;
+      for (; next + ROWS_PER_INSERT <= records.length; next += ROWS_PER_INSERT) insertMany.run(valuesOf(next, ROWS_PER_INSERT));
+      for (; next < records.length; next++) insertOne.run(valuesOf(next, 1));
+      const days = new Map<string, DailyCalls>();
+      const dayNames = new Map<number, string>();
       for (const r of records) {
-        insert.run(r.at, r.projectId, r.keyId, r.service, r.endpoint, r.status, r.bytesIn, r.bytesOut, r.priceMicros);
+        const dayNumber = Math.floor(r.at / 86_400_000);
+        let day = dayNames.get(dayNumber);
+        if (day === undefined) dayNames.set(dayNumber, (day = dayOf(r.at)));
+        const key = `${r.projectId}\n${day}\n${r.keyId}\n${r.service}\n${r.endpoint}`;
+        let total = days.get(key);
+        if (!total) {
+          total = { projectId: r.projectId, day, keyId: r.keyId, service: r.service, endpoint: r.endpoint, calls: 0, errors: 0, bytesIn: 0, bytesOut: 0, priceMicros: 0 };
+          days.set(key, total);
+        }
+        total.calls += 1;
+        if (r.status >= 400) total.errors += 1;
+        total.bytesIn += r.bytesIn;
+        total.bytesOut += r.bytesOut;
+        total.priceMicros += r.priceMicros;
+      }
+      for (const t of days.values()) {
+        addCallDay.run(t.projectId, t.day, t.keyId, t.service, t.endpoint, t.calls, t.errors, t.bytesIn, t.bytesOut, t.priceMicros);
       }
     });
-    this.totals = db.prepare(`SELECT service, endpoint, COUNT(*) AS calls, SUM(price_micros) AS priceMicros
-      FROM usage_records WHERE project_id = ? AND at >= ? GROUP BY service, endpoint ORDER BY service, endpoint`);
+    this.appendCompute = db.transaction((records: ComputeUsageRecord[]) => {
+      const days = new Map<string, DailyCompute>();
+      for (const r of records) {
+        insertCompute.run(r.at, r.projectId, r.app, r.instance, r.runningMs, r.memoryMiB, r.requests, r.priceMicros);
+        const day = dayOf(r.at);
+        const key = `${r.projectId}\n${day}\n${r.app}`;
+        let total = days.get(key);
+        if (!total) {
+          total = { projectId: r.projectId, day, app: r.app, runningMs: 0, mibMs: 0, requests: 0, priceMicros: 0 };
+          days.set(key, total);
+        }
+        total.runningMs += r.runningMs;
+        total.mibMs += r.runningMs * r.memoryMiB;
+        total.requests += r.requests;
+        total.priceMicros += r.priceMicros;
+      }
+      for (const t of days.values()) {
+        addComputeDay.run(t.projectId, t.day, t.app, t.runningMs, t.mibMs, t.requests, t.priceMicros);
+      }
+    });
+    this.statements = {
+      readCalls: db.prepare(`SELECT day, key_id AS keyId, service, endpoint, calls, errors,
+          bytes_in AS bytesIn, bytes_out AS bytesOut, price_micros AS priceMicros
+        FROM usage_daily
+        WHERE project_id = @projectId AND day >= @fromDay AND day <= @toDay
+          AND (@keyId IS NULL OR key_id = @keyId)
+          AND (@service IS NULL OR service = @service)
+          AND (@endpoint IS NULL OR endpoint = @endpoint)
+        ORDER BY day, service, endpoint, key_id`),
+      readCompute: db.prepare(`SELECT day, app, running_ms AS runningMs, mib_ms AS mibMs, requests, price_micros AS priceMicros
+        FROM compute_daily
+        WHERE project_id = @projectId AND day >= @fromDay AND day <= @toDay AND (@app IS NULL OR app = @app)
+        ORDER BY day, app`),
+      purgeCalls: db.prepare(
+        `DELETE FROM usage_records WHERE rowid IN (SELECT rowid FROM usage_records WHERE at < ? LIMIT ${PURGE_CHUNK})`,
+      ),
+      purgeCompute: db.prepare(
+        `DELETE FROM compute_usage_records WHERE rowid IN (SELECT rowid FROM compute_usage_records WHERE at < ? LIMIT ${PURGE_CHUNK})`,
+      ),
+    };
   }
 
   async appendUsage(records: UsageRecord[]): Promise<void> {
-    if (records.length > 0) this.insertBatch(records);
+    if (records.length > 0) this.appendCalls(records);
   }
 
-  async totalUsage(projectId: string, since: number): Promise<UsageTotal[]> {
-    return this.totals.all(projectId, since) as UsageTotal[];
+  async appendComputeUsage(records: ComputeUsageRecord[]): Promise<void> {
+    if (records.length > 0) this.appendCompute(records);
+  }
+
+  async readUsage(query: UsageQuery): Promise<UsageDay[]> {
+    return this.statements.readCalls.all({
+      projectId: query.projectId,
+      fromDay: query.fromDay,
+      toDay: query.toDay,
+      keyId: query.keyId ?? null,
+      service: query.service ?? null,
+      endpoint: query.endpoint ?? null,
+    }) as UsageDay[];
+  }
+
+  async readComputeUsage(query: ComputeUsageQuery): Promise<ComputeUsageDay[]> {
+    return this.statements.readCompute.all({
+      projectId: query.projectId,
+      fromDay: query.fromDay,
+      toDay: query.toDay,
+      app: query.app ?? null,
+    }) as ComputeUsageDay[];
+  }
+
+  async purgeRecords(before: number): Promise<number> {
+    let deleted = 0;
+    for (const statement of [this.statements.purgeCalls, this.statements.purgeCompute]) {
+      for (;;) {
+        const { changes } = statement.run(before);
+        deleted += changes;
+        if (changes < PURGE_CHUNK) break;
+        // SQLite calls are synchronous: let requests through between chunks.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    }
+    return deleted;
   }
 }
