@@ -1,0 +1,86 @@
+/**
+ * The `stream` block's store and schema with a controlled clock: M3O's limits (512
+ * characters, 1000 messages per channel, 1000 channels, 24 hours), order, isolation and
+ * project deletion.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { isAltoError } from '../../kit/errors.js';
+import { openSqlite } from '../../store/sqlite/database.js';
+import { ListMessagesRequest, SendMessageRequest } from './schema.js';
+import { LIMITS, StreamStore } from './stream.js';
+
+function fixture() {
+  const db = openSqlite(':memory:');
+  const clock = { now: 1_700_000_000_000 };
+  return { db, clock, streams: new StreamStore(db, () => clock.now) };
+}
+
+test('messages list latest first by limit, in chronological order; a channel keeps its latest 1000', () => {
+  const { streams, db } = fixture();
+  streams.createChannel('p/dev', 'general', 'The channel for all things');
+  for (let i = 0; i < 1005; i++) streams.sendMessage('p/dev', 'general', `message ${i}`);
+  const latest = streams.listMessages('p/dev', 'general', 3);
+  assert.deepEqual(latest.map((message) => message.text), ['message 1002', 'message 1003', 'message 1004']);
+  const all = streams.listMessages('p/dev', 'general', 1000);
+  assert.equal(all.length, 1000);
+  assert.equal(all[0].text, 'message 5', 'the oldest five were dropped');
+  assert.equal((db.prepare('SELECT COUNT(*) AS n FROM stream_messages').get() as { n: number }).n, 1000);
+  assert.deepEqual(streams.listMessages('p/dev', 'nowhere', 25), []);
+  db.close();
+});
+
+test('channels: created explicitly or by a first message, described, listed by name, kept apart', () => {
+  const { streams, db } = fixture();
+  streams.createChannel('p/dev', 'random', 'Anything goes');
+  streams.sendMessage('p/dev', 'general', 'hello');
+  streams.createChannel('p/dev', 'random', 'Anything at all');
+  streams.sendMessage('q/dev', 'general', 'other project');
+  assert.deepEqual(
+    streams.listChannels('p/dev').map((channel) => [channel.name, channel.description]),
+    [
+      ['general', ''],
+      ['random', 'Anything at all'],
+    ],
+  );
+  assert.deepEqual(streams.listMessages('q/dev', 'general', 25).map((message) => message.text), ['other project']);
+  streams.deleteProject('p');
+  assert.deepEqual(streams.listChannels('p/dev'), []);
+  assert.equal(streams.listChannels('q/dev').length, 1);
+  db.close();
+});
+
+test('after 24 hours messages and quiet channels are gone; a project has at most 1000 live channels', () => {
+  const { streams, clock, db } = fixture();
+  streams.sendMessage('p/dev', 'old', 'yesterday');
+  clock.now += LIMITS.ttlMs - 1000;
+  streams.sendMessage('p/dev', 'fresh', 'today');
+  clock.now += 1000;
+  assert.deepEqual(streams.listMessages('p/dev', 'old', 25), []);
+  assert.deepEqual(streams.listChannels('p/dev').map((channel) => channel.name), ['fresh']);
+  assert.ok(streams.purgeExpired() >= 2);
+  assert.equal((db.prepare('SELECT COUNT(*) AS n FROM stream_channels').get() as { n: number }).n, 1);
+
+  for (let i = 1; i < LIMITS.maxChannels; i++) streams.createChannel('p/dev', `c${i}`, '');
+  assert.throws(() => streams.createChannel('p/dev', 'one-too-many', ''), (error: unknown) => {
+    assert.ok(isAltoError(error) && error.status === 400);
+    assert.match(error.detail, /has 1000 active channels, the most it may have/);
+    return true;
+  });
+  assert.throws(() => streams.sendMessage('p/dev', 'one-too-many', 'hi'), /1000 active channels/);
+  streams.sendMessage('p/dev', 'c1', 'an existing channel still works');
+  streams.sendMessage('q/dev', 'elsewhere', 'another project has its own count');
+  db.close();
+});
+
+test("schema: M3O's limits and defaults, with sentences", () => {
+  assert.equal(SendMessageRequest.safeParse({ channel: 'general', text: 'x'.repeat(512) }).success, true);
+  assert.equal(SendMessageRequest.safeParse({ channel: 'general', text: '🚀'.repeat(512) }).success, true, 'characters, not bytes');
+  const tooLong = SendMessageRequest.safeParse({ channel: 'general', text: 'x'.repeat(513) });
+  assert.match(tooLong.error!.issues[0].message, /longer than 512 characters/);
+  assert.match(SendMessageRequest.safeParse({ channel: '', text: 'x' }).error!.issues[0].message, /^missing: name the channel/);
+  assert.match(SendMessageRequest.safeParse({ channel: 'general', text: '' }).error!.issues[0].message, /^missing: the message text/);
+  assert.equal(ListMessagesRequest.parse({ channel: 'general' }).limit, 25);
+  assert.equal(ListMessagesRequest.parse({ channel: 'general', limit: 0 }).limit, 25);
+  assert.equal(ListMessagesRequest.safeParse({ channel: 'general', limit: 1001 }).success, false);
+});
