@@ -1,0 +1,347 @@
+/**
+ * @module platform/mail
+ * Sending email, for any block that needs it: the `email` block's Send and the `user` block's
+ * verification, reset and magic-link mails. Every message is written to the project's outbox
+ * first, then delivered over SMTP to the project's own server (`email/SetSmtp`), else the
+ * instance's (`alto up --smtp`), else nowhere: the outbox is then where it went, which is what
+ * local development needs.
+ *
+ * Why here and not in a block: two blocks send mail, and a block never imports another block's
+ * internals. Like metering, mail is a platform facility with its storage behind a store port
+ * (`store/mail`); the `email` block is only its public API.
+ */
+import { randomUUID } from 'node:crypto';
+import nodemailer from 'nodemailer';
+import addressparser from 'nodemailer/lib/addressparser';
+import { errors } from '../kit/errors.js';
+import type { Logger } from '../kit/logger.js';
+import type { MailStore, OutboxMessage, OutboxQuery } from '../store/mail/port.js';
+import { PostgresMailStore } from '../store/mail/postgres.js';
+import { SqliteMailStore } from '../store/mail/sqlite.js';
+import { redactUrl } from '../store/index.js';
+import type { Platform } from './platform.js';
+import { component } from './service.js';
+
+export interface OutgoingMail {
+  /** A display name ("Acme"), an address, or "Name <address>"; default: the server's sender address alone. */
+  from?: string;
+  /** One address, or several separated by commas. */
+  to: string;
+  replyTo?: string;
+  subject: string;
+  textBody?: string;
+  htmlBody?: string;
+  /** Which block asks, kept with the message: `email` or `user`. */
+  source: string;
+}
+
+export interface SmtpSetting {
+  /** Where the project's mail goes: its own server, the instance's, or only the outbox. */
+  source: 'project' | 'instance' | 'none';
+  /** The server's URL with the password hidden; "" when there is none. */
+  url: string;
+}
+
+export interface MailLimits {
+  maxRecipients: number;
+  maxSubjectChars: number;
+  /** Largest text plus HTML body, in UTF-8 bytes. */
+  maxBodyBytes: number;
+  /** How long the outbox keeps a message. */
+  retentionMs: number;
+  /** How long one SMTP delivery may take before it counts as failed. */
+  smtpTimeoutMs: number;
+}
+
+export const DEFAULT_MAIL_LIMITS: MailLimits = {
+  maxRecipients: 50,
+  maxSubjectChars: 998,
+  maxBodyBytes: 2 * 1024 * 1024,
+  retentionMs: 30 * 24 * 3600 * 1000,
+  smtpTimeoutMs: 30_000,
+};
+
+/** Used as the From address when no SMTP server is configured: the mail only reaches the outbox. */
+const OUTBOX_ONLY_SENDER = 'noreply@localhost';
+const PURGE_INTERVAL_MS = 3600 * 1000;
+/** How long a shutdown waits for background deliveries; those unfinished stay `queued` in the outbox. */
+const CLOSE_WAIT_MS = 10_000;
+
+/** Checks an `smtp://` or `smtps://` URL, throwing a 400 that says what is wrong. */
+export function checkSmtpUrl(url: string, field = 'url'): URL {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw errors.badRequest(`${field}: not a URL; give smtp://user:password@host:port (or smtps:// for TLS from the start)`);
+  }
+  if (parsed.protocol !== 'smtp:' && parsed.protocol !== 'smtps:') {
+    throw errors.badRequest(`${field}: the scheme must be smtp:// or smtps://, not ${parsed.protocol}//`);
+  }
+  if (!parsed.hostname) throw errors.badRequest(`${field}: the URL has no host name`);
+  const from = parsed.searchParams.get('from');
+  if (from !== null && !isAddress(from)) throw errors.badRequest(`${field}: ?from= must be an email address, not "${from}"`);
+  return parsed;
+}
+
+/** The address mail is sent from: `?from=` in the URL, else the user name when it is an address. */
+export function senderAddressOf(smtpUrl: string | undefined): string {
+  if (!smtpUrl) return OUTBOX_ONLY_SENDER;
+  const parsed = new URL(smtpUrl);
+  const from = parsed.searchParams.get('from');
+  if (from) return from;
+  const user = decodeURIComponent(parsed.username);
+  return isAddress(user) ? user : `noreply@${parsed.hostname}`;
+}
+
+function isAddress(text: string): boolean {
+  return /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$|^[^\s@<>(),;:"]+@localhost$/.test(text);
+}
+
+/** The addresses in a recipient list, or a 400 naming the field and the bad entry. */
+export function parseAddresses(text: string, field: string): string[] {
+  const parsed = addressparser(text, { flatten: true });
+  const addresses: string[] = [];
+  for (const entry of parsed) {
+    if (!entry.address || !isAddress(entry.address)) {
+      throw errors.badRequest(`${field}: "${entry.address || entry.name}" is not an email address`);
+    }
+    addresses.push(entry.address);
+  }
+  if (addresses.length === 0) throw errors.badRequest(`${field}: missing; give an email address`);
+  return addresses;
+}
+
+/** Quotes a display name for a header when it holds anything beyond plain words. */
+function formatAddress(name: string, address: string): string {
+  if (!name) return address;
+  const quoted = /^[\w .!#$%&'*+/=?^`{|}~-]+$/.test(name) ? name : `"${name.replace(/["\\]/g, '\\$&')}"`;
+  return `${quoted} <${address}>`;
+}
+
+/** nodemailer's options for a URL: the URL itself, minus our `from`, plus timeouts. */
+function transportOptions(smtpUrl: string, timeoutMs: number) {
+  const parsed = new URL(smtpUrl);
+  parsed.searchParams.delete('from');
+  return {
+    url: parsed.toString(),
+    connectionTimeout: Math.min(timeoutMs, 10_000),
+    greetingTimeout: Math.min(timeoutMs, 10_000),
+    socketTimeout: timeoutMs,
+  };
+}
+
+interface SmtpFailure {
+  code?: string;
+  responseCode?: number;
+  response?: string;
+  message: string;
+}
+
+export class Mailer {
+  private readonly deliveries = new Set<Promise<unknown>>();
+  private purgeTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly store: MailStore,
+    private readonly instanceSmtpUrl: string | undefined,
+    private readonly log: Logger,
+    private readonly limits: MailLimits = DEFAULT_MAIL_LIMITS,
+    private readonly now: () => number = Date.now,
+  ) {
+    if (instanceSmtpUrl) checkSmtpUrl(instanceSmtpUrl, '--smtp');
+  }
+
+  /**
+   * Writes the message to the outbox and delivers it; resolves with the outbox entry once the
+   * SMTP server answered. A refusal is recorded, then thrown: 400 when the server refused the
+   * message or a recipient for good, 503 when it could not be reached or refused for now.
+   */
+  async send(namespace: string, mail: OutgoingMail): Promise<OutboxMessage> {
+    const { message, smtpUrl } = await this.record(namespace, mail);
+    if (!smtpUrl) return message;
+    const delivered = await this.deliver(namespace, message, smtpUrl);
+    if (delivered.failure) throw this.failureError(delivered.message, delivered.failure, smtpUrl);
+    return delivered.message;
+  }
+
+  /**
+   * Writes the message to the outbox and delivers it in the background; resolves once it is
+   * written. For mails whose sender must answer at once whatever happens next (a password
+   * reset answers the same for known and unknown addresses, so it cannot wait on SMTP).
+   */
+  async enqueue(namespace: string, mail: OutgoingMail): Promise<OutboxMessage> {
+    const { message, smtpUrl } = await this.record(namespace, mail);
+    if (smtpUrl) {
+      const delivery = this.deliver(namespace, message, smtpUrl).finally(() => this.deliveries.delete(delivery));
+      this.deliveries.add(delivery);
+    }
+    return message;
+  }
+
+  async outbox(namespace: string, query: OutboxQuery): Promise<OutboxMessage[]> {
+    return this.store.listMessages(namespace, query);
+  }
+
+  async message(namespace: string, id: string): Promise<OutboxMessage | undefined> {
+    return this.store.getMessage(namespace, id);
+  }
+
+  async smtpSetting(namespace: string): Promise<SmtpSetting> {
+    const own = await this.store.getSmtpUrl(namespace);
+    if (own) return { source: 'project', url: redactUrl(own) };
+    if (this.instanceSmtpUrl) return { source: 'instance', url: redactUrl(this.instanceSmtpUrl) };
+    return { source: 'none', url: '' };
+  }
+
+  /** Sets the project's own SMTP server; "" removes it, so the instance's is used again. */
+  async setProjectSmtp(namespace: string, url: string): Promise<SmtpSetting> {
+    if (url === '') await this.store.deleteSmtpUrl(namespace);
+    else {
+      checkSmtpUrl(url);
+      await this.store.putSmtpUrl(namespace, url, this.now());
+    }
+    return this.smtpSetting(namespace);
+  }
+
+  async deleteProject(projectId: string): Promise<number> {
+    return this.store.deleteProject(projectId);
+  }
+
+  startPurging(): void {
+    this.purgeTimer = setInterval(() => {
+      this.store.purgeBefore(this.now() - this.limits.retentionMs).catch((error: unknown) => {
+        this.log.warn({ err: error }, 'mail: purging the outbox failed; retrying at the next interval');
+      });
+    }, PURGE_INTERVAL_MS);
+    this.purgeTimer.unref();
+  }
+
+  /** Waits (a while) for background deliveries, then stops. */
+  async close(): Promise<void> {
+    clearInterval(this.purgeTimer);
+    if (this.deliveries.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
+      await Promise.race([Promise.allSettled([...this.deliveries]), timeout]);
+      clearTimeout(timer);
+    }
+    await this.store.close();
+  }
+
+  private async record(namespace: string, mail: OutgoingMail): Promise<{ message: OutboxMessage; smtpUrl: string | undefined }> {
+    const recipients = parseAddresses(mail.to, 'to');
+    if (recipients.length > this.limits.maxRecipients) {
+      throw errors.badRequest(`to: ${recipients.length} recipients is more than the ${this.limits.maxRecipients} a message may have`);
+    }
+    const replyTo = mail.replyTo ? parseAddresses(mail.replyTo, 'reply_to').join(', ') : '';
+    const subject = mail.subject.replace(/[\r\n]+/g, ' ').trim();
+    if (subject.length > this.limits.maxSubjectChars) {
+      throw errors.badRequest(`subject: ${subject.length} characters is longer than the ${this.limits.maxSubjectChars} allowed`);
+    }
+    const textBody = mail.textBody ?? '';
+    const htmlBody = mail.htmlBody ?? '';
+    if (textBody === '' && htmlBody === '') throw errors.badRequest('text_body: missing; give a text_body, an html_body or both');
+    const bodyBytes = Buffer.byteLength(textBody) + Buffer.byteLength(htmlBody);
+    if (bodyBytes > this.limits.maxBodyBytes) {
+      throw errors.payloadTooLarge(`text_body and html_body: ${bodyBytes} bytes is more than the ${this.limits.maxBodyBytes} a message may have`);
+    }
+    const smtpUrl = (await this.store.getSmtpUrl(namespace)) ?? this.instanceSmtpUrl;
+    const at = this.now();
+    const message: OutboxMessage = {
+      id: randomUUID(),
+      from: this.fromHeader(mail.from ?? '', senderAddressOf(smtpUrl)),
+      to: recipients.join(', '),
+      replyTo,
+      subject,
+      textBody,
+      htmlBody,
+      source: mail.source,
+      status: smtpUrl ? 'queued' : 'kept',
+      error: '',
+      messageId: '',
+      createdAt: at,
+      updatedAt: at,
+    };
+    await this.store.addMessage(namespace, message);
+    return { message, smtpUrl };
+  }
+
+  /** A display name gets the server's sender address; an address (or "Name <address>") is used as given. */
+  private fromHeader(from: string, senderAddress: string): string {
+    const trimmed = from.replace(/[\r\n]+/g, ' ').trim();
+    if (trimmed === '') return senderAddress;
+    if (trimmed.includes('@')) {
+      const [entry] = addressparser(trimmed, { flatten: true });
+      if (entry?.address && isAddress(entry.address)) return formatAddress(entry.name, entry.address);
+      throw errors.badRequest(`from: "${trimmed}" is neither a name nor an email address`);
+    }
+    return formatAddress(trimmed, senderAddress);
+  }
+
+  /** One SMTP delivery; never throws: the outcome is written to the outbox and returned. */
+  private async deliver(
+    namespace: string,
+    message: OutboxMessage,
+    smtpUrl: string,
+  ): Promise<{ message: OutboxMessage; failure?: SmtpFailure }> {
+    const transport = nodemailer.createTransport(transportOptions(smtpUrl, this.limits.smtpTimeoutMs));
+    let outcome: OutboxMessage;
+    let failure: SmtpFailure | undefined;
+    try {
+      const info = await transport.sendMail({
+        from: message.from,
+        to: message.to,
+        replyTo: message.replyTo || undefined,
+        subject: message.subject,
+        text: message.textBody || undefined,
+        html: message.htmlBody || undefined,
+      });
+      outcome = { ...message, status: 'sent', messageId: info.messageId ?? '', updatedAt: this.now() };
+    } catch (error) {
+      failure = error as SmtpFailure;
+      const reason = [failure.code, failure.message].filter(Boolean).join(': ').slice(0, 1000);
+      this.log.warn({ namespace, message_id: message.id, smtp: redactUrl(smtpUrl), reason }, 'mail: delivery failed');
+      outcome = { ...message, status: 'failed', error: reason, updatedAt: this.now() };
+    } finally {
+      transport.close();
+    }
+    try {
+      await this.store.updateMessage(namespace, message.id, {
+        status: outcome.status,
+        error: outcome.error,
+        messageId: outcome.messageId,
+        updatedAt: outcome.updatedAt,
+      });
+    } catch (error) {
+      this.log.error({ err: error, namespace, message_id: message.id }, 'mail: cannot record the delivery outcome');
+    }
+    return { message: outcome, failure };
+  }
+
+  private failureError(message: OutboxMessage, failure: SmtpFailure, smtpUrl: string) {
+    const server = redactUrl(smtpUrl);
+    const where = `(outbox message ${message.id})`;
+    if (failure.responseCode && failure.responseCode >= 500 && failure.code !== 'EAUTH') {
+      return errors.badRequest(`the mail server at ${server} refused the message: ${message.error} ${where}`);
+    }
+    return errors.unavailable(`the mail server at ${server} could not take the message now: ${message.error} ${where}`);
+  }
+}
+
+async function openMailStore(platform: Platform): Promise<MailStore> {
+  const { postgres, sqlite } = platform.stores;
+  return postgres ? PostgresMailStore.open(postgres) : new SqliteMailStore(sqlite);
+}
+
+/**
+ * The instance's one Mailer. Services that send mail list this component; the platform creates
+ * it once however many do, and closes it at shutdown.
+ */
+export const mailComponent = component('platform.mail', async (platform) => {
+  const log = platform.log.child({ part: 'mail' });
+  const mailer = new Mailer(await openMailStore(platform), platform.config.smtpUrl, log);
+  mailer.startPurging();
+  log.info({ smtp: platform.config.smtpUrl ? redactUrl(platform.config.smtpUrl) : 'none (outbox only)' }, 'mail: ready');
+  return mailer;
+});

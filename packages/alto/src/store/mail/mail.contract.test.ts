@@ -1,0 +1,59 @@
+/**
+ * Runs the mail store contract against the embedded SQLite adapter and the PostgreSQL adapter
+ * (a database of its own, created from ALTO_TEST_POSTGRES_URL and dropped at the end).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { openSqlite, type SqliteDatabase } from '../sqlite/database.js';
+import { runMailStoreContract } from './contract.js';
+import { PostgresMailStore } from './postgres.js';
+import { SqliteMailStore } from './sqlite.js';
+
+runMailStoreContract('sqlite', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alto-mail-'));
+  const path = join(dir, 'alto.db');
+  const db = openSqlite(path);
+  const reopened: SqliteDatabase[] = [];
+  return {
+    store: new SqliteMailStore(db),
+    async reopen() {
+      const again = openSqlite(path);
+      reopened.push(again);
+      return new SqliteMailStore(again);
+    },
+    async cleanup() {
+      for (const handle of [db, ...reopened]) handle.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+runMailStoreContract('postgres', async () => {
+  const adminUrl = process.env.ALTO_TEST_POSTGRES_URL;
+  if (!adminUrl) {
+    throw new Error('ALTO_TEST_POSTGRES_URL is not set: run `. scripts/test-services.sh` first to start the test PostgreSQL');
+  }
+  const database = `alto_test_mail_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${database}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${database}`;
+  const pools = [new pg.Pool({ connectionString: url.toString(), max: 5 })];
+  return {
+    store: await PostgresMailStore.open(pools[0]),
+    async reopen() {
+      const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+      pools.push(pool);
+      return PostgresMailStore.open(pool); // migrations run again: they must be idempotent
+    },
+    async cleanup() {
+      for (const pool of pools) await pool.end();
+      await admin.query(`DROP DATABASE ${database}`);
+      await admin.end();
+    },
+  };
+});
