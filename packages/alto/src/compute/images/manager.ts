@@ -1,0 +1,590 @@
+/**
+ * @module compute/images/manager
+ * The images of one Alto machine: pull from any registry, import from files, list, inspect,
+ * remove, prune, and unpack to a root filesystem with the image's typed `ImageSpec`. Blobs are
+ * stored once by digest under `<data>/images/` and shared by every app and project; the
+ * records (which reference points at which image, which blobs make each image, who uses it)
+ * live in SQLite. A blob goes when the last image made of it goes.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { errors } from '../../kit/errors.js';
+import type { Logger } from '../../kit/logger.js';
+import type { SqliteDatabase } from '../../store/sqlite/database.js';
+import { CredentialStore, type RegistryCredentials } from './auth.js';
+import { BlobStore, type BlobProgress, type BlobSource } from './blob-store.js';
+import { importImageArchive } from './import.js';
+import {
+  DEFAULT_PLATFORM,
+  ImageConfig,
+  matchesDigest,
+  MAX_DOCUMENT_BYTES,
+  parseManifest,
+  selectPlatform,
+  type Descriptor,
+  type ImageManifest,
+  type WantedPlatform,
+} from './manifest.js';
+import { ImageRecords, type ImageBlob, type ImageRecord } from './records.js';
+import {
+  familiarReference,
+  formatReference,
+  normalizeRegistry,
+  parseReference,
+  repositoryName,
+  type ImageReference,
+} from './reference.js';
+import { RegistryClient, upstreamError } from './registry-client.js';
+import { imageSpecOf, type ImageSpec } from './spec.js';
+import { unpackLayers, type UnpackStats } from './unpack.js';
+
+export interface ImageManagerOptions {
+  /** The images folder: `<data>/images`. */
+  root: string;
+  db: SqliteDatabase;
+  log: Logger;
+  /** Largest uncompressed layer (and largest download) accepted. Default 8 GiB. */
+  maxLayerBytes?: number;
+  /** Registries (`host:port`) that may answer plain HTTP besides loopback ones. */
+  insecureRegistries?: string[];
+  /** The platform an index is resolved to. Default linux/amd64. */
+  platform?: WantedPlatform;
+  /** Layers downloaded at once per pull. */
+  layerConcurrency?: number;
+  /** Download attempts per blob and the first pause between them (tests shorten it). */
+  blobAttempts?: number;
+  blobRetryDelayMs?: number;
+}
+
+export type PullEvent =
+  | { type: 'resolved'; reference: string; digest: string; layers: number; size: number }
+  | { type: 'blob'; role: 'config' | 'layer'; digest: string; state: BlobProgress['state']; current: number; total: number };
+
+export interface PullOptions {
+  onProgress?: (event: PullEvent) => void;
+  signal?: AbortSignal;
+  /** Allow plain HTTP for this registry for this pull. */
+  insecure?: boolean;
+}
+
+export interface ImageSummary {
+  digest: string;
+  /** References that point at the image, full form: `docker.io/library/redis:7`. */
+  references: string[];
+  repository: string;
+  /** Compressed size of the layers, as stored. */
+  size: number;
+  layers: number;
+  created?: string;
+  source: string;
+  pulledAt: string;
+  users: string[];
+}
+
+export interface ImageDetails extends ImageSummary {
+  mediaType: string;
+  indexDigest?: string;
+  configDigest: string;
+  spec: ImageSpec;
+  blobs: ImageBlob[];
+}
+
+export interface RemoveResult {
+  untagged: string[];
+  /** Image digests whose records were deleted. */
+  deleted: string[];
+  blobsDeleted: number;
+  freedBytes: number;
+}
+
+export interface PruneResult {
+  deleted: string[];
+  blobsDeleted: number;
+  freedBytes: number;
+}
+
+export interface UnpackResult {
+  digest: string;
+  spec: ImageSpec;
+  stats: UnpackStats;
+}
+
+const DEFAULT_MAX_LAYER_BYTES = 8 * 1024 ** 3;
+/** Unfinished downloads untouched this long are removed by prune. */
+const STALE_INGEST_MS = 60 * 60 * 1000;
+
+export class ImageManager {
+  readonly blobs: BlobStore;
+  readonly records: ImageRecords;
+  readonly credentials: CredentialStore;
+  private readonly clients = new Map<string, RegistryClient>();
+  private readonly maxLayerBytes: number;
+  private readonly platform: WantedPlatform;
+  private readonly insecure: Set<string>;
+  /** Blobs that pulls and imports of this process need and have not recorded yet: prune keeps them. */
+  private readonly pending = new Map<string, number>();
+  /** Serializes the steps that record or delete images, so a removal never races a recording. */
+  private exclusiveTail: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly options: ImageManagerOptions) {
+    this.blobs = new BlobStore(options.root, { log: options.log, maxAttempts: options.blobAttempts, retryDelayMs: options.blobRetryDelayMs });
+    this.records = new ImageRecords(options.db);
+    this.credentials = new CredentialStore(join(options.root, 'credentials.json'));
+    this.maxLayerBytes = options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
+    this.platform = options.platform ?? DEFAULT_PLATFORM;
+    this.insecure = new Set((options.insecureRegistries ?? []).map(normalizeRegistry));
+  }
+
+  private exclusive<T>(task: () => T | Promise<T>): Promise<T> {
+    const run = this.exclusiveTail.then(task, task);
+    this.exclusiveTail = run.catch(() => undefined);
+    return run;
+  }
+
+  private clientFor(registry: string, insecure = false): RegistryClient {
+    const key = `${registry}${insecure ? ' insecure' : ''}`;
+    let client = this.clients.get(key);
+    if (!client) {
+      client = new RegistryClient({
+        registry,
+        credentials: () => this.credentials.get(registry),
+        insecure: insecure || this.insecure.has(registry),
+        log: this.options.log,
+      });
+      this.clients.set(key, client);
+    }
+    return client;
+  }
+
+  private hold(digests: string[]): () => void {
+    for (const digest of digests) this.pending.set(digest, (this.pending.get(digest) ?? 0) + 1);
+    return () => {
+      for (const digest of digests) {
+        const count = (this.pending.get(digest) ?? 1) - 1;
+        if (count <= 0) this.pending.delete(digest);
+        else this.pending.set(digest, count);
+      }
+    };
+  }
+
+  /** Pulls an image and records it under the reference; blobs already stored are not fetched. */
+  async pull(text: string, options: PullOptions = {}): Promise<ImageDetails> {
+    const reference = parseReference(text);
+    const where = familiarReference(reference);
+    const client = this.clientFor(reference.registry, options.insecure);
+    const top = await client.getManifest(reference.repository, reference.digest ?? reference.tag!, options.signal);
+    if (reference.digest && !matchesDigest(top.bytes, reference.digest)) {
+      throw upstreamError(`${reference.registry} answered ${where} with a manifest whose digest is not ${reference.digest}; refused`);
+    }
+    let parsed = parseManifest(top.bytes, top.mediaType, where);
+    let manifestBytes = top.bytes;
+    let manifestDigest = reference.digest ?? top.digest;
+    let manifestMediaType = parsed.mediaType;
+    let index: { digest: string; bytes: Buffer } | undefined;
+    if (parsed.kind === 'index') {
+      const chosen = selectPlatform(parsed.index!, this.platform, where);
+      const fetched = await client.getManifest(reference.repository, chosen.digest, options.signal);
+      if (!matchesDigest(fetched.bytes, chosen.digest) || fetched.bytes.length !== chosen.size) {
+        throw upstreamError(`${reference.registry} answered the ${this.platform.os}/${this.platform.architecture} manifest ${chosen.digest} of ${where} with other content; refused`);
+      }
+      index = { digest: manifestDigest, bytes: top.bytes };
+      parsed = parseManifest(fetched.bytes, fetched.mediaType ?? chosen.mediaType, `${where} (${chosen.digest})`);
+      if (parsed.kind !== 'manifest') throw errors.badRequest(`${where} is an index of indexes; nested indexes are not supported`);
+      manifestBytes = fetched.bytes;
+      manifestDigest = chosen.digest;
+      manifestMediaType = parsed.mediaType;
+    }
+    const manifest = parsed.manifest!;
+    this.checkLimits(manifest, where);
+    const size = manifest.layers.reduce((sum, layer) => sum + layer.size, 0);
+    options.onProgress?.({ type: 'resolved', reference: formatReference(reference), digest: manifestDigest, layers: manifest.layers.length, size });
+
+    const release = this.hold([manifestDigest, ...(index ? [index.digest] : []), manifest.config.digest, ...manifest.layers.map((layer) => layer.digest)]);
+    try {
+      await this.blobs.putBuffer(manifestBytes, { digest: manifestDigest, size: manifestBytes.length }, where);
+      if (index) await this.blobs.putBuffer(index.bytes, { digest: index.digest, size: index.bytes.length }, where);
+      const source = (digest: string): BlobSource => ({
+        origin: `${reference.registry}/${reference.repository}`,
+        open: (offset) => client.openBlob(reference.repository, digest, offset, options.signal),
+      });
+      const progress = (role: 'config' | 'layer') => (event: BlobProgress) =>
+        options.onProgress?.({ type: 'blob', role, digest: event.digest, state: event.state, current: event.current, total: event.total });
+      const fetchAll = async () => {
+        await this.blobs.fetch(manifest.config, source(manifest.config.digest), progress('config'));
+        await forEachLimited(manifest.layers, this.options.layerConcurrency ?? 3, (layer) => this.blobs.fetch(layer, source(layer.digest), progress('layer')).then(() => undefined));
+      };
+      await fetchAll();
+      const config = await this.readConfig(manifest.config, where);
+      const details = await this.exclusive(() =>
+        this.record({
+          reference,
+          manifestDigest,
+          manifestMediaType,
+          manifestSize: manifestBytes.length,
+          index: index ? { digest: index.digest, size: index.bytes.length } : undefined,
+          manifest,
+          config,
+          source: 'pull',
+          references: [formatReference(reference)],
+        }),
+      );
+      // A removal that ran between download and recording may have taken a shared blob.
+      if (details.blobs.some((blob) => !this.blobs.has(blob.digest))) await fetchAll();
+      return details;
+    } finally {
+      release();
+    }
+  }
+
+  private checkLimits(manifest: ImageManifest, where: string): void {
+    for (const layer of manifest.layers) {
+      if (layer.size > this.maxLayerBytes) {
+        throw errors.badRequest(`${where} has a layer of ${layer.size} bytes (${layer.digest}), more than the ${this.maxLayerBytes} allowed (ALTO_IMAGES_MAX_LAYER_BYTES)`);
+      }
+    }
+    if (manifest.config.size > MAX_DOCUMENT_BYTES) {
+      throw errors.badRequest(`${where} has a config of ${manifest.config.size} bytes, more than the ${MAX_DOCUMENT_BYTES} allowed`);
+    }
+  }
+
+  private async readConfig(descriptor: Descriptor, where: string): Promise<ImageConfig> {
+    let document: unknown;
+    try {
+      document = JSON.parse((await this.blobs.read(descriptor.digest)).toString('utf8'));
+    } catch (error) {
+      throw errors.badRequest(`the config of ${where} is not JSON: ${(error as Error).message}`);
+    }
+    const parsed = ImageConfig.safeParse(document);
+    if (!parsed.success) {
+      throw errors.badRequest(`the config of ${where} is not a valid image config: ${parsed.error.issues.slice(0, 3).map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
+    }
+    return parsed.data;
+  }
+
+  private record(input: {
+    reference?: ImageReference;
+    manifestDigest: string;
+    manifestMediaType: string;
+    manifestSize: number;
+    index?: { digest: string; size: number };
+    manifest: ImageManifest;
+    config: ImageConfig;
+    source: string;
+    references: string[];
+  }): ImageDetails {
+    const { manifest, config } = input;
+    if (config.rootfs.diff_ids.length !== manifest.layers.length) {
+      throw errors.badRequest(`the image ${input.manifestDigest} has ${manifest.layers.length} layers but its config lists ${config.rootfs.diff_ids.length} diff_ids`);
+    }
+    const blobs: ImageBlob[] = [
+      { digest: input.manifestDigest, role: 'manifest', position: 0, mediaType: input.manifestMediaType, size: input.manifestSize },
+      ...(input.index ? [{ digest: input.index.digest, role: 'index' as const, position: 0, mediaType: 'index', size: input.index.size }] : []),
+      { digest: manifest.config.digest, role: 'config', position: 0, mediaType: manifest.config.mediaType, size: manifest.config.size },
+      ...manifest.layers.map((layer, position) => ({
+        digest: layer.digest,
+        role: 'layer' as const,
+        position,
+        mediaType: layer.mediaType,
+        size: layer.size,
+        diffId: config.rootfs.diff_ids[position],
+      })),
+    ];
+    this.records.save({
+      digest: input.manifestDigest,
+      repository: input.reference ? repositoryName(input.reference) : '',
+      mediaType: input.manifestMediaType,
+      indexDigest: input.index?.digest,
+      configDigest: manifest.config.digest,
+      spec: imageSpecOf(config),
+      source: input.source,
+      blobs,
+      references: input.references,
+    });
+    return this.details(input.manifestDigest)!;
+  }
+
+  private summaryOf(record: ImageRecord, layers: number): ImageSummary {
+    return {
+      digest: record.digest,
+      references: record.references,
+      repository: record.repository,
+      size: record.layersSize,
+      layers,
+      ...(record.spec.created ? { created: record.spec.created } : {}),
+      source: record.source,
+      pulledAt: new Date(record.updatedAt).toISOString(),
+      users: record.users,
+    };
+  }
+
+  private details(digest: string): ImageDetails | undefined {
+    const record = this.records.get(digest);
+    if (!record) return undefined;
+    const blobs = this.records.blobsOf(digest);
+    return {
+      ...this.summaryOf(record, blobs.filter((blob) => blob.role === 'layer').length),
+      mediaType: record.mediaType,
+      ...(record.indexDigest ? { indexDigest: record.indexDigest } : {}),
+      configDigest: record.configDigest,
+      spec: record.spec,
+      blobs,
+    };
+  }
+
+  list(): ImageSummary[] {
+    return this.records.list().map((record) => this.summaryOf(record, this.records.blobsOf(record.digest).filter((blob) => blob.role === 'layer').length));
+  }
+
+  /**
+   * Finds an image by reference (`redis:7`), full digest, or unique digest prefix
+   * (`sha256:3f2a` or `3f2a`, at least 4 hex digits). Throws 404 when none matches.
+   */
+  resolve(text: string): { digest: string; reference?: string } {
+    const trimmed = text.trim();
+    const hex = /^(sha256:)?([a-f0-9]{4,64})$/.exec(trimmed);
+    if (hex) {
+      const matches = this.records.digestsStartingWith(`sha256:${hex[2]}`);
+      if (matches.length === 1) return { digest: matches[0] };
+      if (matches.length > 1) throw errors.badRequest(`"${trimmed}" matches ${matches.length} images; give more digits`);
+      if (hex[1]) throw errors.notFound(`no image has the digest ${trimmed}; "alto images list" shows them`);
+    }
+    let reference: ImageReference;
+    try {
+      reference = parseReference(trimmed);
+    } catch {
+      throw errors.notFound(`no image is called "${trimmed}"; "alto images list" shows them`);
+    }
+    const canonical = formatReference(reference);
+    const digest = this.records.digestOfReference(canonical);
+    if (digest) return { digest, reference: canonical };
+    if (reference.digest) {
+      // `repo@sha256:...` of an image pulled by tag, or of the index it came from.
+      const byDigest = this.records.get(reference.digest) ?? this.records.list().find((record) => record.indexDigest === reference.digest);
+      if (byDigest && byDigest.repository === repositoryName(reference)) return { digest: byDigest.digest };
+    }
+    throw errors.notFound(`no image is called "${trimmed}" (${canonical}); pull it with "alto images pull ${trimmed}"`);
+  }
+
+  inspect(text: string): ImageDetails {
+    return this.details(this.resolve(text).digest)!;
+  }
+
+  /**
+   * Removes a reference; the image goes with its last reference (or at once when named by
+   * digest), and its blobs with the last image made of them. An image in use is kept.
+   */
+  remove(text: string): Promise<RemoveResult> {
+    return this.exclusive(() => {
+      const { digest, reference } = this.resolve(text);
+      const record = this.records.get(digest)!;
+      const untagged: string[] = [];
+      if (reference) {
+        const others = record.references.filter((other) => other !== reference);
+        if (others.length > 0 || record.users.length > 0) {
+          this.records.removeReference(reference);
+          return { untagged: [reference], deleted: [], blobsDeleted: 0, freedBytes: 0 };
+        }
+      }
+      if (record.users.length > 0) {
+        throw errors.conflict(`the image ${digest} is in use by ${record.users.join(', ')}; remove those first`);
+      }
+      untagged.push(...record.references);
+      const { blobsDeleted, freedBytes } = this.deleteImage(digest);
+      return { untagged, deleted: [digest], blobsDeleted, freedBytes };
+    });
+  }
+
+  private deleteImage(digest: string): { blobsDeleted: number; freedBytes: number } {
+    const unreferenced = this.records.removeImage(digest);
+    let freedBytes = 0;
+    let blobsDeleted = 0;
+    for (const blob of unreferenced) {
+      if (this.pending.has(blob)) continue;
+      const freed = this.blobs.remove(blob);
+      if (freed > 0) blobsDeleted++;
+      freedBytes += freed;
+    }
+    return { blobsDeleted, freedBytes };
+  }
+
+  /**
+   * Removes images no reference points at and no one uses (`all`: every image no one uses),
+   * blobs no image is made of, and unfinished downloads left behind long ago.
+   */
+  prune(options: { all?: boolean } = {}): Promise<PruneResult> {
+    return this.exclusive(async () => {
+      const deleted: string[] = [];
+      let blobsDeleted = 0;
+      let freedBytes = 0;
+      for (const record of this.records.list()) {
+        if (record.users.length > 0) continue;
+        if (record.references.length > 0 && !options.all) continue;
+        const result = this.deleteImage(record.digest);
+        deleted.push(record.digest);
+        blobsDeleted += result.blobsDeleted;
+        freedBytes += result.freedBytes;
+      }
+      const referenced = this.records.referencedBlobs();
+      for (const blob of this.blobs.list()) {
+        if (referenced.has(blob) || this.pending.has(blob)) continue;
+        const freed = this.blobs.remove(blob);
+        if (freed > 0) blobsDeleted++;
+        freedBytes += freed;
+      }
+      const stale = await this.blobs.removeStaleIngests(STALE_INGEST_MS);
+      freedBytes += stale.bytes;
+      return { deleted, blobsDeleted, freedBytes };
+    });
+  }
+
+  /**
+   * Imports the images of a `docker save` tarball or an OCI layout (folder or tarball) on this
+   * machine. `reference` names the image when the archive does not (or renames its only image).
+   */
+  async import(path: string, options: { reference?: string } = {}): Promise<ImageDetails[]> {
+    const absolute = resolve(path);
+    const wanted = options.reference ? parseReference(options.reference) : undefined;
+    const result = await importImageArchive(absolute, this.blobs, this.platform);
+    const release = this.hold([...result.storedBlobs]);
+    try {
+      if (wanted && result.images.length > 1) {
+        const named = result.images.filter((image) => image.names.some((name) => formatReference(parseReference(name)) === formatReference(wanted)));
+        if (named.length !== 1) {
+          throw errors.badRequest(`${absolute} holds ${result.images.length} images; the reference ${options.reference} must name exactly one of them`);
+        }
+        result.images = named;
+      }
+      const imported: ImageDetails[] = [];
+      for (const image of result.images) {
+        const references = wanted
+          ? [formatReference(wanted)]
+          : image.names.map((name) => formatReference(parseReference(name)));
+        if (references.length === 0) {
+          throw errors.badRequest(
+            `${absolute} does not name its image${image.tags.length ? ` (only the tag ${image.tags.join(', ')})` : ''}; give it a name: alto images import ${path} --reference name:tag`,
+          );
+        }
+        const manifestBytes = await this.blobs.read(image.digest);
+        const parsed = parseManifest(manifestBytes, image.mediaType, absolute);
+        const manifest = parsed.manifest!;
+        this.checkLimits(manifest, absolute);
+        const config = await this.readConfig(manifest.config, absolute);
+        const firstReference = parseReference(references[0]);
+        imported.push(
+          await this.exclusive(() =>
+            this.record({
+              reference: firstReference,
+              manifestDigest: image.digest,
+              manifestMediaType: parsed.mediaType,
+              manifestSize: manifestBytes.length,
+              index: image.indexDigest ? { digest: image.indexDigest, size: this.blobs.sizeOf(image.indexDigest) ?? 0 } : undefined,
+              manifest,
+              config,
+              source: 'import',
+              references,
+            }),
+          ),
+        );
+      }
+      return imported;
+    } finally {
+      release();
+      // Files of the archive that no image uses (docker save's per-layer json, VERSION) go.
+      await this.exclusive(() => {
+        for (const blob of result.storedBlobs) if (this.records.blobReferenceCount(blob) === 0 && !this.pending.has(blob)) this.blobs.remove(blob);
+      });
+    }
+  }
+
+  /**
+   * Unpacks an image to `target` (which must not exist yet): into a temporary sibling folder
+   * first, renamed into place only when every layer applied, so a refused layer leaves nothing.
+   */
+  async unpack(text: string, target: string): Promise<UnpackResult> {
+    const { digest } = this.resolve(text);
+    const details = this.details(digest)!;
+    const destination = resolve(target);
+    if (existsSync(destination) && readdirSync(destination).length > 0) {
+      throw errors.conflict(`${destination} already exists and is not empty; unpack into a new folder`);
+    }
+    const layers = details.blobs
+      .filter((blob) => blob.role === 'layer')
+      .sort((a, b) => a.position - b.position)
+      .map((blob) => {
+        if (!this.blobs.has(blob.digest)) throw errors.conflict(`the layer ${blob.digest} of ${digest} is missing from the store; pull the image again`);
+        return { digest: blob.digest, mediaType: blob.mediaType, path: this.blobs.pathOf(blob.digest), diffId: blob.diffId };
+      });
+    const temporary = join(dirname(destination), `.${basename(destination)}.unpacking-${randomBytes(4).toString('hex')}`);
+    try {
+      const stats = await unpackLayers(temporary, layers, { maxLayerBytes: this.maxLayerBytes, imageName: details.references[0] ?? digest });
+      if (existsSync(destination)) rmSync(destination, { recursive: true });
+      renameSync(temporary, destination);
+      return { digest, spec: details.spec, stats };
+    } catch (error) {
+      await rm(temporary, { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  /** Marks an image as used (by an app, a sandbox): remove and prune keep it. */
+  addUser(text: string, user: string): string {
+    const { digest } = this.resolve(text);
+    this.records.addUser(digest, user);
+    return digest;
+  }
+
+  removeUser(digest: string, user: string): boolean {
+    return this.records.removeUser(digest, user);
+  }
+
+  /** Checks credentials against the registry, then saves them (mode 0600). */
+  async login(registryText: string, credentials: RegistryCredentials, options: { insecure?: boolean } = {}): Promise<string> {
+    const registry = registryOf(registryText);
+    const client = this.clientFor(registry, options.insecure);
+    await client.checkCredentials(credentials);
+    this.credentials.set(registry, credentials);
+    for (const cached of this.clients.values()) if (cached.registry === registry) cached.forgetAuthorizations();
+    return registry;
+  }
+
+  logout(registryText: string): { registry: string; removed: boolean } {
+    const registry = registryOf(registryText);
+    const removed = this.credentials.remove(registry);
+    for (const cached of this.clients.values()) if (cached.registry === registry) cached.forgetAuthorizations();
+    return { registry, removed };
+  }
+
+  close(): void {
+    this.clients.clear();
+  }
+}
+
+/** A registry named alone (`ghcr.io`, `localhost:5000`, `docker.io`), or by an image reference. */
+function registryOf(text: string): string {
+  const trimmed = text.trim().replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+  if (!trimmed) throw errors.badRequest('name the registry: docker.io, ghcr.io, localhost:5000');
+  if (!/^[a-zA-Z0-9.-]+(:\d{1,5})?$|^\[[0-9a-fA-F:.]+\](:\d{1,5})?$/.test(trimmed)) {
+    throw errors.badRequest(`"${text}" is not a registry host; write it like ghcr.io or localhost:5000`);
+  }
+  return normalizeRegistry(trimmed);
+}
+
+async function forEachLimited<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length && failure === undefined) {
+        const item = items[next++];
+        try {
+          await task(item);
+        } catch (error) {
+          failure ??= error;
+        }
+      }
+    }),
+  );
+  if (failure !== undefined) throw failure;
+}
