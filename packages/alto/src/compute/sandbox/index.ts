@@ -1,0 +1,97 @@
+/**
+ * @module compute/sandbox
+ * Picks the sandbox driver for `alto up --sandbox auto|microvm|process` and reports the choice
+ * for the log and `alto status`. `auto` prefers a microVM when KVM works (hardware isolation at
+ * near-native speed); without KVM it prefers the process driver, since a microVM under software
+ * emulation (tcg) boots in seconds and runs many times slower; it falls back to a tcg microVM
+ * only where the process driver cannot run.
+ */
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { MicrovmDriver } from './microvm.js';
+import type { SandboxDescription, SandboxDriver } from './port.js';
+import { ProcessDriver } from './process.js';
+
+export type { Instance, InstanceExit, LogLine, SandboxDescription, SandboxDriver, SandboxSpec } from './port.js';
+export { MicrovmDriver } from './microvm.js';
+export { ProcessDriver } from './process.js';
+
+export type SandboxChoice = 'auto' | 'microvm' | 'process';
+
+export interface SandboxSetup {
+  choice: SandboxChoice;
+  /** Kernel, initramfs, tools, disk images: shared across runs (default ~/.cache/alto/sandbox). */
+  cacheDir?: string;
+  /** Per-instance files, under the data folder. */
+  stateDir: string;
+  /** microvm only: skip the KVM probe. */
+  accelerator?: 'auto' | 'kvm' | 'tcg';
+}
+
+export interface ChosenSandbox {
+  driver: SandboxDriver;
+  description: SandboxDescription;
+}
+
+/** Where the kernel and images are cached unless told otherwise (`ALTO_SANDBOX_CACHE` overrides). */
+export function defaultSandboxCacheDir(): string {
+  if (process.env.ALTO_SANDBOX_CACHE) return process.env.ALTO_SANDBOX_CACHE;
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'alto', 'sandbox');
+}
+
+/** Probes and returns the driver to use, with the reason it was chosen in its description. */
+export async function chooseSandboxDriver(setup: SandboxSetup): Promise<ChosenSandbox> {
+  const cacheDir = setup.cacheDir ?? defaultSandboxCacheDir();
+  const microvm = () =>
+    new MicrovmDriver({ cacheDir, stateDir: join(setup.stateDir, 'microvm'), accelerator: setup.accelerator });
+  const processDriver = () => new ProcessDriver({ cacheDir, stateDir: join(setup.stateDir, 'process') });
+  if (setup.choice === 'microvm' || setup.choice === 'process') {
+    const driver = setup.choice === 'microvm' ? microvm() : processDriver();
+    const description = await driver.probe();
+    return { driver, description: { ...description, reason: `chosen with --sandbox ${setup.choice}; ${description.reason}` } };
+  }
+  const vm = microvm();
+  let vmDescription: SandboxDescription | undefined;
+  let vmFailure = '';
+  try {
+    vmDescription = await vm.probe();
+    if (vmDescription.accelerator === 'kvm')
+      return { driver: vm, description: { ...vmDescription, reason: `auto: KVM works, so microVMs; ${vmDescription.reason}` } };
+  } catch (error) {
+    vmFailure = (error as Error).message;
+  }
+  const processSandbox = processDriver();
+  try {
+    const description = await processSandbox.probe();
+    const why = vmDescription ? `microVMs would run without KVM (${vmDescription.reason})` : `microVMs cannot run (${vmFailure})`;
+    return { driver: processSandbox, description: { ...description, reason: `auto: ${why}, so the process sandbox; ${description.reason}` } };
+  } catch (error) {
+    if (vmDescription)
+      return {
+        driver: vm,
+        description: { ...vmDescription, reason: `auto: the process sandbox cannot run (${(error as Error).message}), so microVMs; ${vmDescription.reason}` },
+      };
+    throw new Error(`no sandbox driver can run on this host: microvm: ${vmFailure}; process: ${(error as Error).message}`);
+  }
+}
+
+/** What `alto status` shows about compute: driver, accelerator, why, and what it can do. */
+export interface SandboxStatus {
+  driver: string;
+  accelerator: string;
+  reason: string;
+  suspend: boolean;
+  snapshot: boolean;
+  outbound: boolean;
+}
+
+/** The status hook: the chosen driver's description, flattened for `alto status` and its JSON. */
+export function sandboxStatus(chosen: ChosenSandbox): SandboxStatus {
+  const { description } = chosen;
+  return {
+    driver: description.driver,
+    accelerator: description.accelerator,
+    reason: description.reason,
+    ...description.capabilities,
+  };
+}

@@ -1,0 +1,531 @@
+/**
+ * @module compute/sandbox/microvm
+ * The microVM driver: one QEMU `-M microvm` per instance, booting Debian's cloud kernel (PVH)
+ * with Alto's initramfs; the image's root filesystem is an ext4 disk on virtio-blk, the
+ * supervisor (PID 1) runs the app. The host talks to the guest over four named virtio-serial
+ * ports, each a unix socket this process listens on: the app's stdout and stderr, the control
+ * channel (`alto:ready`, `alto:exit <code>`) and the signal channel (`term`).
+ *
+ * Accelerator: probed once per driver by booting a tiny guest with `-accel kvm -cpu host`;
+ * where that fails (no /dev/kvm, or a paravirtual KVM that cannot run a stock kernel, as on
+ * Alto's own CI machines) the driver uses `-accel tcg` and says why.
+ *
+ * Network: QEMU's user-mode stack with `restrict=on` (the guest reaches nothing outside, in
+ * particular not 10.0.2.2, which user-mode networking maps to the host's loopback) and one
+ * hostfwd from a free 127.0.0.1 port to the app's port. Outbound access is refused by this
+ * driver for now (capability `outbound: false`): QEMU 7.2 cannot turn off the 10.0.2.2 mapping,
+ * so allowing outbound traffic would also open the host's loopback services to the guest.
+ *
+ * Memory is a file on /dev/shm shared with QEMU (`memory-backend-file,share=on`), so a snapshot
+ * is the device state (tens of KB, `x-ignore-shared`) plus a copy of that file; a restore maps
+ * the snapshot's file privately (`share=off`: copy-on-write, the snapshot stays intact however
+ * many copies run) and loads the state with `-incoming defer`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { errors } from '../../kit/errors.js';
+import {
+  InstanceBase,
+  LineSplitter,
+  freeLoopbackPort,
+  hasCommand,
+  parseControlLine,
+  resolveUser,
+  run,
+  shellQuote,
+  validateSpec,
+} from './common.js';
+import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
+import { ensureInitramfs, ensureProbeInitramfs } from './guest-initramfs.js';
+import { DEFAULT_STOP_GRACE_MS, type Accelerator, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec } from './port.js';
+import { QmpClient } from './qmp.js';
+import { copyDisk, ensureRootDisk } from './root-disk.js';
+import { buildSupervisorScript } from './supervisor.js';
+import { ensureSandboxTools } from './tools.js';
+
+export interface MicrovmOptions {
+  /** Kernel, initramfs, tools and root disk images, shared by every run. */
+  cacheDir: string;
+  /** Per-instance disks and logs. */
+  stateDir: string;
+  /** Force an accelerator instead of probing ('auto', the default, probes kvm then falls back to tcg). */
+  accelerator?: 'auto' | 'kvm' | 'tcg';
+  qemu?: string;
+  /** How long a boot may take before the instance counts as failed. */
+  startTimeoutMs?: number;
+}
+
+const PROBE_TIMEOUT_MS = 15_000;
+const PORT_NAMES = ['stdout', 'stderr', 'control', 'signal'] as const;
+type PortName = (typeof PORT_NAMES)[number];
+
+/** The host's TSC rate: without it in `tsc_early_khz`, many tcg boots hang in TSC calibration. */
+function hostTscKhz(): number | undefined {
+  const match = /cpu MHz\s*:\s*([\d.]+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+  return match ? Math.round(Number(match[1]) * 1000) : undefined;
+}
+
+function kernelCommandLine(): string {
+  const tsc = hostTscKhz();
+  return [
+    'console=ttyS0',
+    'quiet',
+    'panic=-1',
+    // A triple fault ends the VM at once (with -no-reboot, QEMU exits): how the guest powers off.
+    'reboot=t',
+    ...(tsc ? [`tsc_early_khz=${tsc}`] : []),
+    'no_timer_check',
+    'tsc=reliable',
+    'i8042.noaux',
+    'mitigations=off',
+    'random.trust_cpu=on',
+  ].join(' ');
+}
+
+function cpuArguments(accelerator: Accelerator): string[] {
+  return accelerator === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
+}
+
+/** What a snapshot directory records so a restore can rebuild the same machine. */
+interface SnapshotManifest {
+  version: 1;
+  accelerator: Accelerator;
+  memoryMiB: number;
+  cpus: number;
+  port: number;
+  guestPort: number;
+  name: string;
+  kernel: string;
+  initramfs: string;
+}
+
+interface MachineLayout {
+  id: string;
+  dir: string;
+  socketDir: string;
+  disk: string;
+  configTar: string;
+  memoryFile: string;
+  /** Per-instance folder on /dev/shm for the shared memory file; removed when the instance ends. */
+  shmDir: string;
+  memoryShared: boolean;
+  memoryMiB: number;
+  cpus: number;
+  guestPort: number;
+  hostPort: number;
+  accelerator: Accelerator;
+  kernel: string;
+  initramfs: string;
+  name: string;
+}
+
+/** Everything an instance holds on the host's file systems. */
+function removeLayout(layout: MachineLayout): void {
+  for (const dir of [layout.socketDir, layout.shmDir, layout.dir]) rmSync(dir, { recursive: true, force: true });
+}
+
+export class MicrovmDriver implements SandboxDriver {
+  readonly name = 'microvm' as const;
+  private description: Promise<SandboxDescription> | undefined;
+  private kernel: GuestKernel | undefined;
+  private initramfs: string | undefined;
+  private readonly instances = new Set<MicrovmInstance>();
+  private readonly qemu: string;
+
+  constructor(private readonly options: MicrovmOptions) {
+    this.qemu = options.qemu ?? 'qemu-system-x86_64';
+  }
+
+  probe(): Promise<SandboxDescription> {
+    this.description ??= this.runProbe();
+    return this.description;
+  }
+
+  describe(): Promise<SandboxDescription> {
+    return this.probe();
+  }
+
+  private async runProbe(): Promise<SandboxDescription> {
+    for (const tool of [this.qemu, 'mkfs.ext4', 'tar', 'cp']) {
+      if (!hasCommand(tool)) throw new Error(`the microvm driver needs ${tool}; install qemu-system-x86 and e2fsprogs`);
+    }
+    mkdirSync(this.options.cacheDir, { recursive: true });
+    const tools = await ensureSandboxTools(this.options.cacheDir);
+    this.kernel = await ensureGuestKernel(this.options.cacheDir);
+    this.initramfs = ensureInitramfs(this.options.cacheDir, this.kernel, tools);
+    const choice = this.options.accelerator ?? 'auto';
+    const capabilities = { suspend: true, snapshot: true, outbound: false };
+    if (choice === 'tcg') return { driver: 'microvm', accelerator: 'tcg', reason: 'tcg forced by configuration', capabilities };
+    const kvm = await this.probeKvm(ensureProbeInitramfs(this.options.cacheDir, tools));
+    if (kvm.ok) return { driver: 'microvm', accelerator: 'kvm', reason: 'a test guest booted with KVM', capabilities };
+    if (choice === 'kvm') throw new Error(`kvm was asked for but ${kvm.reason}`);
+    return { driver: 'microvm', accelerator: 'tcg', reason: `software emulation (tcg): ${kvm.reason}`, capabilities };
+  }
+
+  /** Boots the probe guest with KVM; it prints a line and powers off within a second where KVM works. */
+  private async probeKvm(probeInitramfs: string): Promise<{ ok: boolean; reason: string }> {
+    try {
+      accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    } catch {
+      return { ok: false, reason: existsSync('/dev/kvm') ? '/dev/kvm is not accessible to this user' : 'this host has no /dev/kvm' };
+    }
+    const args = [
+      '-M', 'microvm', ...cpuArguments('kvm'), '-m', '128', '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+      '-kernel', this.kernel!.image, '-initrd', probeInitramfs, '-append', kernelCommandLine(), '-serial', 'stdio',
+    ];
+    return new Promise((resolve) => {
+      const child = spawn(this.qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      let stderr = '';
+      const timer = setTimeout(() => child.kill('SIGKILL'), PROBE_TIMEOUT_MS);
+      child.stdout.on('data', (chunk) => (output += chunk));
+      child.stderr.on('data', (chunk) => (stderr += chunk));
+      child.on('close', () => {
+        clearTimeout(timer);
+        if (output.includes('alto-probe-ok')) resolve({ ok: true, reason: '' });
+        else {
+          const firstLine = stderr.split('\n').find((line) => line.trim()) ?? `no answer within ${PROBE_TIMEOUT_MS / 1000} s`;
+          resolve({ ok: false, reason: `a test guest did not boot with KVM (${firstLine.replace(/^qemu-system-x86_64: /, '').trim()})` });
+        }
+      });
+    });
+  }
+
+  async start(spec: SandboxSpec): Promise<MicrovmInstance> {
+    const argv = validateSpec(spec);
+    if (spec.allowOutbound)
+      throw errors.badRequest('the microvm driver cannot give outbound access without opening the host loopback to the guest; run with outbound off or use the process driver');
+    const user = resolveUser(spec.rootfs, spec.user);
+    const description = await this.probe();
+    const baseDisk = await ensureRootDisk(this.options.cacheDir, spec.rootfs);
+    const layout = this.layout(description.accelerator, spec.memoryMiB, Math.max(1, Math.ceil(spec.cpus)), spec.port, spec.name);
+    try {
+      await this.prepare(layout, baseDisk, spec, argv, user);
+    } catch (error) {
+      removeLayout(layout);
+      throw error;
+    }
+    const instance = new MicrovmInstance(layout, this.qemu);
+    this.track(instance);
+    await instance.boot(this.options.startTimeoutMs ?? 120_000);
+    return instance;
+  }
+
+  /** The instance's private disk and its supervisor disk. */
+  private async prepare(layout: MachineLayout, baseDisk: string, spec: SandboxSpec, argv: string[], user: { uid: number; gid: number }): Promise<void> {
+    await copyDisk(baseDisk, layout.disk);
+    const supervisorDir = join(layout.dir, 'supervisor');
+    mkdirSync(supervisorDir);
+    writeFileSync(
+      join(supervisorDir, 'supervisor.sh'),
+      buildSupervisorScript({
+        argv,
+        env: spec.env,
+        workdir: spec.workdir || '/',
+        uid: user.uid,
+        gid: user.gid,
+        port: spec.port,
+        prelude: [
+          'exec 3>/dev/alto.control 1>/dev/alto.stdout 2>/dev/alto.stderr </dev/null',
+          `$B hostname ${layout.name}`,
+          '$B mkdir -p /dev/shm /dev/pts && $B mount -t tmpfs -o mode=1777 shm /dev/shm && $B mount -t devpts devpts /dev/pts',
+          '[ -e /dev/fd ] || $B ln -s /proc/self/fd /dev/fd',
+          // The host writes `term` on the signal port to stop the app; PID 1 passes it on.
+          '( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; done ) &',
+        ],
+        epilogue: ['$B sync', '$B reboot -f'],
+      }),
+    );
+    await run('tar', ['-cf', layout.configTar, '-C', supervisorDir, 'supervisor.sh']);
+  }
+
+  async restore(snapshotDir: string): Promise<MicrovmInstance> {
+    const manifestPath = join(snapshotDir, 'snapshot.json');
+    if (!existsSync(manifestPath)) throw errors.notFound(`${snapshotDir} holds no microvm snapshot (snapshot.json is missing)`);
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as SnapshotManifest;
+    const description = await this.probe();
+    if (manifest.accelerator !== description.accelerator)
+      throw errors.conflict(`the snapshot was taken under ${manifest.accelerator} but this host runs ${description.accelerator}; the CPU state does not carry over`);
+    const layout = this.layout(manifest.accelerator, manifest.memoryMiB, manifest.cpus, manifest.guestPort, manifest.name);
+    layout.kernel = manifest.kernel;
+    layout.initramfs = manifest.initramfs;
+    // Private copy: the disk is copied, the memory mapped copy-on-write from the snapshot's file.
+    try {
+      await copyDisk(join(snapshotDir, 'disk.ext4'), layout.disk);
+      await copyDisk(join(snapshotDir, 'config.tar'), layout.configTar);
+    } catch (error) {
+      removeLayout(layout);
+      throw error;
+    }
+    layout.memoryFile = join(snapshotDir, 'memory');
+    layout.memoryShared = false;
+    const instance = new MicrovmInstance(layout, this.qemu);
+    this.track(instance);
+    await instance.boot(this.options.startTimeoutMs ?? 120_000, join(snapshotDir, 'state'));
+    return instance;
+  }
+
+  private track(instance: MicrovmInstance): void {
+    this.instances.add(instance);
+    void instance.exited.then(() => this.instances.delete(instance));
+  }
+
+  private layout(accelerator: Accelerator, memoryMiB: number, cpus: number, guestPort: number, name: string | undefined): MachineLayout {
+    const id = randomBytes(6).toString('hex');
+    const dir = join(this.options.stateDir, id);
+    mkdirSync(dir, { recursive: true });
+    // Unix socket paths must stay under 108 bytes, whatever the state folder's length.
+    const socketDir = join(tmpdir(), `alto-vm-${id}`);
+    mkdirSync(socketDir, { mode: 0o700 });
+    const shm = existsSync('/dev/shm') ? join('/dev/shm', `alto-vm-${id}`) : dir;
+    mkdirSync(shm, { recursive: true, mode: 0o700 });
+    return {
+      id,
+      dir,
+      socketDir,
+      disk: join(dir, 'disk.ext4'),
+      configTar: join(dir, 'config.tar'),
+      memoryFile: join(shm, 'memory'),
+      shmDir: shm,
+      memoryShared: true,
+      memoryMiB,
+      cpus,
+      guestPort,
+      hostPort: 0,
+      accelerator,
+      kernel: this.kernel!.image,
+      initramfs: this.initramfs!,
+      name: (name ?? `alto-${id}`).replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63) || `alto-${id}`,
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.instances].map((instance) => instance.stop(1_000).catch(() => undefined)));
+  }
+}
+
+export class MicrovmInstance extends InstanceBase {
+  readonly driver = 'microvm' as const;
+  private child: ChildProcess | undefined;
+  private qmp: QmpClient | undefined;
+  private readonly servers: Server[] = [];
+  private readonly sockets = new Map<PortName, Socket>();
+  private qemuStderr = '';
+  private stopRequested: 'graceful' | 'killed' | undefined;
+
+  constructor(
+    private readonly layout: MachineLayout,
+    private readonly qemu: string,
+  ) {
+    super(layout.id);
+  }
+
+  /** Listens on the four port sockets QEMU connects to as a client. */
+  private async listenPorts(): Promise<void> {
+    for (const name of PORT_NAMES) {
+      const server = createServer((socket) => {
+        this.sockets.set(name, socket);
+        if (name === 'stdout' || name === 'stderr') socket.on('data', (chunk) => this.pushOutput(name, chunk));
+        if (name === 'control') {
+          const splitter = new LineSplitter((line) => this.onControl(line));
+          socket.on('data', (chunk) => splitter.push(chunk));
+        }
+        socket.on('error', () => undefined);
+      });
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(join(this.layout.socketDir, `${name}.sock`), resolve);
+      });
+      this.servers.push(server);
+    }
+  }
+
+  private readyWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined;
+
+  private onControl(line: string): void {
+    const message = parseControlLine(line);
+    if (!message) return;
+    if (message.kind === 'ready' && this.currentState === 'starting') {
+      this.currentState = 'running';
+      this.readyWaiter?.resolve();
+    } else if (message.kind === 'exit') {
+      this.reportedExitCode = message.code;
+    }
+  }
+
+  private qemuArguments(incoming: boolean): string[] {
+    const layout = this.layout;
+    const socket = (name: PortName) => join(layout.socketDir, `${name}.sock`);
+    const args = [
+      '-name', `alto-${layout.id}`,
+      '-M', 'microvm,memory-backend=mem',
+      ...cpuArguments(layout.accelerator),
+      '-m', `${layout.memoryMiB}M`,
+      '-smp', String(layout.cpus),
+      '-object', `memory-backend-file,id=mem,size=${layout.memoryMiB}M,mem-path=${layout.memoryFile},share=${layout.memoryShared ? 'on' : 'off'}`,
+      '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+      '-kernel', layout.kernel, '-initrd', layout.initramfs, '-append', kernelCommandLine(),
+      '-serial', `file:${join(layout.dir, 'console.log')}`,
+      '-drive', `id=root,file=${layout.disk},format=raw,if=none,cache=unsafe,discard=unmap`,
+      '-device', 'virtio-blk-device,drive=root',
+      '-drive', `id=config,file=${layout.configTar},format=raw,if=none,readonly=on`,
+      '-device', 'virtio-blk-device,drive=config',
+      '-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${layout.hostPort}-:${layout.guestPort || 1}`,
+      '-device', 'virtio-net-device,netdev=net0',
+      '-device', 'virtio-serial-device,max_ports=8',
+    ];
+    PORT_NAMES.forEach((name, index) => {
+      args.push('-chardev', `socket,id=${name},path=${socket(name)}`);
+      args.push('-device', `virtserialport,chardev=${name},name=alto.${name},nr=${index + 1}`);
+    });
+    args.push('-qmp', `unix:${join(layout.socketDir, 'qmp.sock')},server=on,wait=off`);
+    if (incoming) args.push('-incoming', 'defer');
+    return args;
+  }
+
+  /** Starts QEMU; resolves once the app listens (or, for a restore, once the VM runs again). */
+  async boot(timeoutMs: number, restoreState?: string): Promise<void> {
+    this.layout.hostPort = await freeLoopbackPort();
+    this.port = this.layout.hostPort;
+    await this.listenPorts();
+    const ready = new Promise<void>((resolve, reject) => (this.readyWaiter = { resolve, reject }));
+    const child = spawn(this.qemu, this.qemuArguments(Boolean(restoreState)), { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child = child;
+    child.stderr!.on('data', (chunk) => (this.qemuStderr = (this.qemuStderr + chunk).slice(-4_000)));
+    child.on('exit', () => void this.onQemuExit());
+    const timer = setTimeout(() => {
+      this.readyWaiter?.reject(new Error(`instance ${this.id} was not ready within ${timeoutMs} ms`));
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    try {
+      this.qmp = await QmpClient.connect(join(this.layout.socketDir, 'qmp.sock'));
+      if (restoreState) {
+        await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+        const completed = this.waitForMigration();
+        await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(restoreState)}` });
+        await completed;
+        await this.qmp.execute('cont');
+        this.currentState = 'running';
+        this.readyWaiter?.resolve();
+      }
+      await ready;
+    } catch (error) {
+      child.kill('SIGKILL');
+      await this.exited;
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Resolves when the migration in progress (either direction) has completed. */
+  private async waitForMigration(): Promise<void> {
+    for (;;) {
+      const status = await this.qmp!.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+      if (status.status === 'completed') return;
+      if (status.status === 'failed' || status.status === 'cancelled') throw new Error(`migration ${status.status}: ${status['error-desc'] ?? ''}`);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  }
+
+  private consoleTail(): string {
+    try {
+      return readFileSync(join(this.layout.dir, 'console.log'), 'utf8').split('\n').filter(Boolean).slice(-5).join(' | ');
+    } catch {
+      return '';
+    }
+  }
+
+  private async onQemuExit(): Promise<void> {
+    this.qmp?.close();
+    for (const server of this.servers) server.close();
+    // QEMU is gone, but the last bytes it wrote (the exit code, final log lines) may still be
+    // in flight on the port sockets: read them to their end first (bounded, to be safe).
+    await Promise.race([
+      Promise.all([...this.sockets.values()].map((socket) => (socket.closed ? undefined : new Promise((resolve) => socket.once('close', resolve))))),
+      new Promise((resolve) => setTimeout(resolve, 1_000)),
+    ]);
+    for (const socket of this.sockets.values()) socket.destroy();
+    const code = this.reportedExitCode ?? null;
+    let reason: string;
+    if (this.stopRequested === 'killed') reason = 'killed after grace period';
+    else if (this.stopRequested === 'graceful') reason = 'stopped';
+    else if (code !== null) reason = 'exited';
+    else reason = `sandbox crashed: ${[this.qemuStderr.trim(), this.consoleTail()].filter(Boolean).join(' / ') || 'QEMU ended without an exit code'}`;
+    if (this.currentState === 'starting') this.readyWaiter?.reject(new Error(`instance ${this.id} ended before it was ready: ${reason}${code !== null ? ` (exit code ${code})` : ''}`));
+    // Disks, memory and sockets are per instance and worthless once it ends.
+    removeLayout(this.layout);
+    this.finish({ code, reason });
+  }
+
+  async stop(graceMs = DEFAULT_STOP_GRACE_MS): Promise<InstanceExit> {
+    if (this.exitInfo) return this.exitInfo;
+    if (this.currentState === 'stopping') return this.exited;
+    if (this.currentState === 'suspended') await this.qmp?.execute('cont').catch(() => undefined);
+    this.currentState = 'stopping';
+    this.stopRequested = 'graceful';
+    const signal = this.sockets.get('signal');
+    if (signal && !signal.destroyed) signal.write('term\n');
+    else this.child?.kill('SIGKILL');
+    const timer = setTimeout(() => {
+      this.stopRequested = 'killed';
+      this.child?.kill('SIGKILL');
+    }, graceMs);
+    const exit = await this.exited;
+    clearTimeout(timer);
+    return exit;
+  }
+
+  async suspend(): Promise<void> {
+    this.assertState(['running'], 'suspend');
+    await this.qmp!.execute('stop');
+    this.currentState = 'suspended';
+  }
+
+  async resume(): Promise<void> {
+    this.assertState(['suspended'], 'resume');
+    await this.qmp!.execute('cont');
+    this.currentState = 'running';
+  }
+
+  /** QEMU's own view: 'running', 'paused'... (the tests check suspension against it). */
+  async runState(): Promise<string> {
+    const status = await this.qmp!.execute<{ status: string }>('query-status');
+    return status.status;
+  }
+
+  async snapshot(dir: string): Promise<void> {
+    this.assertState(['running', 'suspended'], 'snapshot');
+    if (!this.layout.memoryShared) throw errors.conflict(`instance ${this.id} is itself a restored copy; snapshot the instance it came from`);
+    if (this.currentState === 'running') await this.suspend();
+    mkdirSync(dir, { recursive: true });
+    await this.qmp!.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+    const statePath = join(dir, 'state');
+    await this.qmp!.execute('migrate', { uri: `exec:cat > ${shellQuote(statePath)}` });
+    await this.waitForMigration();
+    await copyDisk(this.layout.memoryFile, join(dir, 'memory'));
+    await copyDisk(this.layout.disk, join(dir, 'disk.ext4'));
+    await copyDisk(this.layout.configTar, join(dir, 'config.tar'));
+    const manifest: SnapshotManifest = {
+      version: 1,
+      accelerator: this.layout.accelerator,
+      memoryMiB: this.layout.memoryMiB,
+      cpus: this.layout.cpus,
+      port: this.layout.hostPort,
+      guestPort: this.layout.guestPort,
+      name: this.layout.name,
+      kernel: this.layout.kernel,
+      initramfs: this.layout.initramfs,
+    };
+    writeFileSync(join(dir, 'snapshot.json'), JSON.stringify(manifest, null, 2));
+  }
+
+  async isFrozen(): Promise<boolean> {
+    if (!this.qmp || this.exitInfo) return false;
+    return (await this.runState()) !== 'running';
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * @module compute/sandbox/network
+ * The process driver's network: each instance gets a network namespace (owned by the host, so
+ * root inside the sandbox cannot change its addresses or routes) joined to the host by a veth
+ * pair on its own /30 out of 10.231.0.0/16. The edge reaches the app at the sandbox's address;
+ * the sandbox reaches nothing:
+ * - the host's loopback services cannot be reached from a veth by construction (127.0.0.0/8 is
+ *   local to each namespace, and the kernel drops packets from other interfaces to it);
+ * - services bound to the host's other addresses, other sandboxes and the outside world are cut
+ *   off by an nftables table (`inet alto_sandbox`) that drops anything a sandbox starts except,
+ *   for instances that asked for it, traffic forwarded out to non-private addresses (NAT).
+ * Chosen over slirp4netns (user-mode networking, like QEMU's) because a veth is in the kernel
+ * already, costs no extra process per instance and its isolation is the kernel's routing, not
+ * a userspace stack's options.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { hasCommand, run } from './common.js';
+
+const LEASE_DIR = '/run/alto-sandbox/leases';
+const SUBNET_SLOTS = 16_384;
+const TABLE = 'alto_sandbox';
+
+export interface SandboxNetwork {
+  namespace: string;
+  /** /run/netns/<namespace>, for nsenter. */
+  namespacePath: string;
+  hostInterface: string;
+  hostAddress: string;
+  sandboxAddress: string;
+  outbound: boolean;
+  lease: string;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Takes a free /30 with a lease file (O_EXCL, so concurrent Alto processes never share one). */
+function leaseSlot(owner: string): { slot: number; lease: string } {
+  mkdirSync(LEASE_DIR, { recursive: true });
+  const start = Math.floor(Math.random() * SUBNET_SLOTS);
+  for (let i = 0; i < SUBNET_SLOTS; i++) {
+    const slot = (start + i) % SUBNET_SLOTS;
+    const lease = join(LEASE_DIR, String(slot));
+    if (existsSync(lease)) {
+      // A lease whose process is gone (a crash) is free again.
+      const [pid] = readFileSync(lease, 'utf8').split(' ');
+      if (pidAlive(Number(pid))) continue;
+      rmSync(lease, { force: true });
+    }
+    try {
+      const fd = openSync(lease, 'wx');
+      writeSync(fd, `${process.pid} ${owner}`);
+      closeSync(fd);
+      return { slot, lease };
+    } catch {
+      // Taken meanwhile by someone else: try the next one.
+    }
+  }
+  throw new Error('no free sandbox subnet left in 10.231.0.0/16');
+}
+
+function slotAddresses(slot: number): { host: string; sandbox: string } {
+  const base = slot * 4;
+  const third = Math.floor(base / 256);
+  const fourth = base % 256;
+  return { host: `10.231.${third}.${fourth + 1}`, sandbox: `10.231.${third}.${fourth + 2}` };
+}
+
+let firewall: Promise<boolean> | undefined;
+
+/** Installs the nftables table once per host; false when nft is not available. */
+export function ensureFirewall(): Promise<boolean> {
+  firewall ??= (async () => {
+    if (!hasCommand('nft')) return false;
+    const existing = await run('nft', ['list', 'table', 'inet', TABLE]).catch(() => undefined);
+    if (existing) return true;
+    await run('nft', ['-f', '-'], {
+      input: `table inet ${TABLE} {
+  set outbound { type ifname; }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    iifname "altoh*" ct state established,related accept
+    iifname "altoh*" drop
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname "altoh*" oifname "altoh*" drop
+    iifname @outbound ip daddr { 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16 } drop
+    iifname @outbound accept
+    oifname @outbound ct state established,related accept
+    iifname "altoh*" drop
+    oifname "altoh*" drop
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    iifname @outbound masquerade
+  }
+}
+`,
+    });
+    return true;
+  })();
+  return firewall;
+}
+
+export async function createSandboxNetwork(id: string, outbound: boolean): Promise<SandboxNetwork> {
+  const hasFirewall = await ensureFirewall();
+  if (outbound && !hasFirewall) throw new Error('outbound access needs nftables (apt-get install nftables)');
+  const short = id.slice(0, 8);
+  const namespace = `alto-${id}`;
+  const hostInterface = `altoh${short}`;
+  const sandboxInterface = `altoc${short}`;
+  const { slot, lease } = leaseSlot(namespace);
+  const addresses = slotAddresses(slot);
+  try {
+    await run('ip', ['-batch', '-'], {
+      input: [
+        `netns add ${namespace}`,
+        `link add ${hostInterface} type veth peer name ${sandboxInterface} netns ${namespace}`,
+        `addr add ${addresses.host}/30 dev ${hostInterface}`,
+        `link set ${hostInterface} up`,
+        '',
+      ].join('\n'),
+    });
+    await run('ip', ['-netns', namespace, '-batch', '-'], {
+      input: [
+        'link set lo up',
+        `link set ${sandboxInterface} name eth0`,
+        `addr add ${addresses.sandbox}/30 dev eth0`,
+        'link set eth0 up',
+        `route add default via ${addresses.host}`,
+        '',
+      ].join('\n'),
+    });
+    // Root inside the sandbox is not root of this (host-owned) namespace; let it bind low ports.
+    await run('nsenter', [`--net=/run/netns/${namespace}`, '--', 'sh', '-c', 'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start']);
+    if (outbound) {
+      writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+      await run('nft', ['add', 'element', 'inet', TABLE, 'outbound', `{ ${hostInterface} }`]);
+    }
+  } catch (error) {
+    await run('ip', ['netns', 'del', namespace]).catch(() => undefined);
+    rmSync(lease, { force: true });
+    throw error;
+  }
+  return {
+    namespace,
+    namespacePath: `/run/netns/${namespace}`,
+    hostInterface,
+    hostAddress: addresses.host,
+    sandboxAddress: addresses.sandbox,
+    outbound,
+    lease,
+  };
+}
+
+export async function destroySandboxNetwork(network: SandboxNetwork): Promise<void> {
+  if (network.outbound) await run('nft', ['delete', 'element', 'inet', TABLE, 'outbound', `{ ${network.hostInterface} }`]).catch(() => undefined);
+  // Deleting the namespace deletes the veth pair with it.
+  await run('ip', ['netns', 'del', network.namespace]).catch(() => undefined);
+  rmSync(network.lease, { force: true });
+}
+

@@ -1,0 +1,60 @@
+/**
+ * The sandbox's pure parts: OCI `User` resolution against an image's own /etc/passwd and
+ * /etc/group, the control channel's parser, shell quoting (checked by a real shell), and the cpio
+ * writer (checked by listing the archive with the real `cpio` tool when it is installed).
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { isAltoError } from '../../kit/errors.js';
+import { hasCommand, parseControlLine, resolveUser, shellQuote } from './common.js';
+import { buildCpio } from './cpio.js';
+
+const rootfs = mkdtempSync(join(tmpdir(), 'alto-sandbox-parts-'));
+mkdirSync(join(rootfs, 'etc'));
+writeFileSync(join(rootfs, 'etc', 'passwd'), 'root:x:0:0::/root:/bin/sh\nnode:x:1000:1001::/home/node:/bin/sh\n');
+writeFileSync(join(rootfs, 'etc', 'group'), 'root:x:0:\nnode:x:1001:\nstaff:x:50:\n');
+after(() => rmSync(rootfs, { recursive: true, force: true }));
+
+test('resolveUser follows the image: names, numbers, groups, defaults', () => {
+  assert.deepEqual(resolveUser(rootfs, undefined), { uid: 0, gid: 0 });
+  assert.deepEqual(resolveUser(rootfs, 'node'), { uid: 1000, gid: 1001 });
+  assert.deepEqual(resolveUser(rootfs, '1000'), { uid: 1000, gid: 1001 });
+  assert.deepEqual(resolveUser(rootfs, '4242'), { uid: 4242, gid: 0 });
+  assert.deepEqual(resolveUser(rootfs, 'node:staff'), { uid: 1000, gid: 50 });
+  assert.deepEqual(resolveUser(rootfs, '7:8'), { uid: 7, gid: 8 });
+  for (const bad of ['ghost', 'node:nogroup', '70000']) {
+    assert.throws(() => resolveUser(rootfs, bad), (error) => isAltoError(error) && error.status === 400, bad);
+  }
+});
+
+test('the control channel accepts only its three exact messages', () => {
+  assert.deepEqual(parseControlLine('alto:ready'), { kind: 'ready' });
+  assert.deepEqual(parseControlLine('alto:started'), { kind: 'started' });
+  assert.deepEqual(parseControlLine('alto:exit 137'), { kind: 'exit', code: 137 });
+  for (const other of ['alto:exit', 'alto:exit -1', 'alto:exit 1234', 'ready', 'alto:exit 1; rm']) assert.equal(parseControlLine(other), undefined, other);
+});
+
+test('shellQuote survives a real shell, quotes and newlines included', () => {
+  const words = ["it's", 'a "b" $HOME `x` \\ ;', 'line\nbreak', ''];
+  const printed = execFileSync('sh', ['-c', `printf '%s\\0' ${words.map(shellQuote).join(' ')}`]).toString();
+  assert.deepEqual(printed.split('\0').slice(0, -1), words);
+});
+
+test('buildCpio writes a newc archive the cpio tool reads back', { skip: hasCommand('cpio') ? false : 'cpio is not installed' }, () => {
+  const archive = buildCpio([
+    { kind: 'dir', path: 'bin' },
+    { kind: 'file', path: 'init', data: '#!/bin/sh\necho hi\n', mode: 0o755 },
+    { kind: 'symlink', path: 'bin/sh', target: 'busybox' },
+    { kind: 'chardev', path: 'dev/console', major: 5, minor: 1 },
+  ]);
+  assert.equal(archive.length % 512, 0);
+  const listing = execFileSync('cpio', ['-itv', '--quiet'], { input: archive }).toString();
+  assert.match(listing, /^drwxr-xr-x .* bin$/m);
+  assert.match(listing, /^-rwxr-xr-x .* 18 .* init$/m);
+  assert.match(listing, /^lrwxrwxrwx .* bin\/sh -> busybox$/m);
+  assert.match(listing, /^crw------- .* 5,\s+1 .* dev\/console$/m);
+});

@@ -1,0 +1,110 @@
+/**
+ * @module compute/sandbox/port
+ * The sandbox port: one interface every driver implements (`microvm.ts`: a QEMU microVM per
+ * instance; `process.ts`: Linux namespaces and cgroups) so the scheduler above never knows which
+ * one runs an app. A driver takes an already unpacked root filesystem plus a typed spec and gives
+ * back an `Instance`: ready once the app listens on its port, reachable at a host address, and
+ * able to stop, suspend, resume, snapshot and restore where the driver can (see `capabilities`;
+ * an unsupported operation throws, it never silently does nothing).
+ */
+import type { EventEmitter } from 'node:events';
+
+/** Everything a driver needs to run one instance of an image. */
+export interface SandboxSpec {
+  /** Directory holding the image's unpacked root filesystem. Read only: drivers never modify it. */
+  rootfs: string;
+  /** The image's ENTRYPOINT; may be empty when `cmd` alone says what to run. */
+  entrypoint: string[];
+  /** The image's CMD, appended to the entrypoint (or run alone without one). */
+  cmd: string[];
+  /** The environment exactly as the app sees it (`PATH` included; nothing is added). */
+  env: Record<string, string>;
+  /** Working directory inside the root filesystem; '' or undefined means '/'. */
+  workdir?: string;
+  /** OCI `User`: '', 'name', 'uid', 'name:group' or 'uid:gid', resolved in the image's /etc/passwd. */
+  user?: string;
+  /** TCP port the app listens on inside the sandbox; ready means something listens there. */
+  port: number;
+  /** Memory limit in MiB (the guest's RAM for microvm, the cgroup's limit for process). */
+  memoryMiB: number;
+  /** CPUs: virtual CPUs for microvm, a CPU-time quota (cores' worth) for process. */
+  cpus: number;
+  /** Whether the app may open connections to the internet. Never the host's own services. */
+  allowOutbound?: boolean;
+  /** A name for logs and host-side resources (letters, digits, dashes). */
+  name?: string;
+}
+
+export type SandboxDriverName = 'microvm' | 'process';
+export type Accelerator = 'kvm' | 'tcg' | 'none';
+
+/** What `alto status` shows: which driver and accelerator, and why. */
+export interface SandboxDescription {
+  driver: SandboxDriverName;
+  accelerator: Accelerator;
+  /** One sentence: why this driver/accelerator was chosen or what it runs on. */
+  reason: string;
+  capabilities: SandboxCapabilities;
+}
+
+export interface SandboxCapabilities {
+  suspend: boolean;
+  snapshot: boolean;
+  /** Whether `allowOutbound: true` is honoured (otherwise start() refuses it). */
+  outbound: boolean;
+}
+
+export interface SandboxDriver {
+  readonly name: SandboxDriverName;
+  /** Checks the host once (tools, accelerator); throws with a sentence when the driver cannot run here. */
+  probe(): Promise<SandboxDescription>;
+  /** The probe's answer (probing first when needed). */
+  describe(): Promise<SandboxDescription>;
+  /** Boots an instance and resolves once the app listens on `spec.port` (or rejects when it exits first). */
+  start(spec: SandboxSpec): Promise<Instance>;
+  /** Starts a private copy of a snapshot taken with `Instance.snapshot`; resolves when it answers. */
+  restore(snapshotDir: string): Promise<Instance>;
+  /** Ends every instance this driver started and releases what it holds. */
+  close(): Promise<void>;
+}
+
+export type InstanceState = 'starting' | 'running' | 'suspended' | 'stopping' | 'exited';
+
+export interface LogLine {
+  stream: 'stdout' | 'stderr';
+  line: string;
+  at: number;
+}
+
+export interface InstanceExit {
+  /** The app's exit code (128+signal when a signal ended it); null when the sandbox died without one. */
+  code: number | null;
+  /** Why it ended, for logs: 'exited', 'stopped', 'killed after grace period', 'sandbox crashed'. */
+  reason: string;
+}
+
+export interface Instance {
+  readonly id: string;
+  readonly driver: SandboxDriverName;
+  /** Where the host reaches the app's port (never exposed beyond the host). */
+  readonly host: string;
+  readonly port: number;
+  readonly state: InstanceState;
+  /** Resolves once the app has ended, whatever the cause. */
+  readonly exited: Promise<InstanceExit>;
+  /** Emits 'log' (LogLine) and 'exit' (InstanceExit). */
+  readonly events: EventEmitter;
+  /** Every line so far plus those to come, as they arrive, until the instance ends. */
+  logs(options?: { follow?: boolean }): AsyncIterable<LogLine>;
+  /** SIGTERM to the app, then SIGKILL (or the VM ended) after `graceMs`. */
+  stop(graceMs?: number): Promise<InstanceExit>;
+  /** Freezes the instance: no CPU, memory kept. Resolves once it is frozen. */
+  suspend(): Promise<void>;
+  resume(): Promise<void>;
+  /** The kernel's or VMM's own answer to whether the instance is frozen right now (cgroup freezer, QEMU run state). */
+  isFrozen(): Promise<boolean>;
+  /** Writes a snapshot of the running app to `dir` (empty or missing); the instance stays suspended. */
+  snapshot(dir: string): Promise<void>;
+}
+
+export const DEFAULT_STOP_GRACE_MS = 5_000;
