@@ -16,11 +16,34 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# The image tests build images from busybox-static, run token auth with an openssl
+# certificate and basic auth with a bcrypt htpasswd file (apache2-utils).
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing ${need[*]} from Debian"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The sandbox tests (compute/sandbox): QEMU for microVMs, e2fsprogs for their root disks, lz4 to
+# cut the PVH vmlinux out of the kernel package (which the tests fetch with `apt-get download`,
+# so the package lists must know it), iproute2 and nftables for the process driver's network.
+sandbox_need=()
+command -v qemu-system-x86_64 >/dev/null 2>&1 || sandbox_need+=(qemu-system-x86)
+command -v mkfs.ext4 >/dev/null 2>&1 || sandbox_need+=(e2fsprogs)
+command -v lz4 >/dev/null 2>&1 || sandbox_need+=(lz4)
+command -v ip >/dev/null 2>&1 || sandbox_need+=(iproute2)
+command -v nft >/dev/null 2>&1 || sandbox_need+=(nftables)
+command -v cpio >/dev/null 2>&1 || sandbox_need+=(cpio)
+dpkg -s busybox-static >/dev/null 2>&1 || sandbox_need+=(busybox-static)
+if [ "${#sandbox_need[@]}" -gt 0 ] || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
+  echo "installing ${sandbox_need[*]:-nothing} for the sandbox tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  [ "${#sandbox_need[@]}" -eq 0 ] || apt-get install -y -qq --no-install-recommends "${sandbox_need[@]}" >/dev/null
 fi
 
 mkdir -p "$STATE"

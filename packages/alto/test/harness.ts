@@ -73,6 +73,12 @@ export interface InProcessOptions {
   maxBodyBytes?: number;
   /** `--store postgres://...`: blocks use their PostgreSQL adapters. */
   postgresUrl?: string;
+  /** `--events nats://...`: events and mq on NATS JetStream. */
+  natsUrl?: string;
+  /** How long a websocket stream waits for a client that reads nothing (default 30 s). */
+  streamStallTimeoutMs?: number;
+  /** `--smtp smtp://...`: the instance's mail server. */
+  smtpUrl?: string;
 }
 
 /** Starts Alto inside the test process (fast; for API-level tests). */
@@ -85,6 +91,9 @@ export async function startInProcess(options: InProcessOptions = {}): Promise<Te
     openSignup: options.openSignup,
     maxBodyBytes: options.maxBodyBytes,
     postgresUrl: options.postgresUrl,
+    natsUrl: options.natsUrl,
+    streamStallTimeoutMs: options.streamStallTimeoutMs,
+    smtpUrl: options.smtpUrl,
     logger: silentLogger(),
   });
   const adminKey = readFileSync(alto.adminKeyPath, 'utf8').trim();

@@ -147,6 +147,17 @@ export type CacheSetResponse = {
   status: string;
 };
 
+export type ComputeUsageRow = {
+  day: string;
+  app: string;
+  /** milliseconds instances ran (suspended time is free). */
+  running_ms: number;
+  /** running milliseconds × MiB of memory; 1024000 make one GB-second. */
+  mib_ms: number;
+  requests: number;
+  price_micros: number;
+};
+
 export type CronDeleteRequest = {
   /** id of the cron job. */
   id?: string;
@@ -391,6 +402,283 @@ export type DbWatchResponse = {
   record?: Record<string, unknown>;
 };
 
+export type EmailOutboxRequest = {
+  /** how many messages, newest first (default 25, at most 1000). Default: 25. */
+  limit?: number;
+  /** how many of the newest to skip. Default: 0. */
+  offset?: number;
+  /** only messages to addresses containing this text. Default: "". */
+  to?: string;
+};
+
+export type EmailOutboxResponse = {
+  messages: Array<{
+    id: string;
+    /** the From header as sent. */
+    from: string;
+    to: string;
+    reply_to: string;
+    subject: string;
+    text_body: string;
+    html_body: string;
+    /** "email" for email/Send, "user" for the user block's mails. */
+    source: string;
+    status: "sent" | "kept" | "queued" | "failed";
+    /** why delivery failed; empty otherwise. */
+    error: string;
+    /** the Message-ID header it was sent with; empty until sent. */
+    message_id: string;
+    /** when it was sent, RFC 3339. */
+    created: string;
+  }>;
+};
+
+export type EmailParseRequest = {
+  /** an RFC 5322 address, e.g. "Joe Blogs <joe@example.com>". Default: "". */
+  address?: string;
+};
+
+export type EmailParseResponse = {
+  /** the display name, e.g. "Joe Blogs". */
+  name: string;
+  /** the email address, e.g. joe@example.com. */
+  address: string;
+};
+
+export type EmailReadSmtpRequest = Record<string, unknown>;
+
+export type EmailReadSmtpResponse = {
+  /** where the project's mail goes: its own server, the instance's, or only the outbox. */
+  source: "project" | "instance" | "none";
+  /** the SMTP server, its password hidden; empty when there is none. */
+  url: string;
+};
+
+export type EmailSendRequest = {
+  /** the name of the sender ("Acme"); an address or "Name <address>" sends from that address. Default: "". */
+  from?: string;
+  /** the email address of the recipient; several separated by commas. Default: "". */
+  to?: string;
+  /** an email address for replies. Default: "". */
+  reply_to?: string;
+  /** the email subject. Default: "". */
+  subject?: string;
+  /** the text body. Default: "". */
+  text_body?: string;
+  /** the HTML body. Default: "". */
+  html_body?: string;
+};
+
+export type EmailSendResponse = {
+  /** the id of the message in the outbox (Alto addition). */
+  id: string;
+  /** "sent" when the SMTP server took it, "kept" when no SMTP server is configured and the outbox holds it. */
+  status: "sent" | "kept" | "queued" | "failed";
+};
+
+export type EmailSetSmtpRequest = {
+  /** smtp://user:password@host:port or smtps://... (add ?from=address to choose the sender); empty to use the instance's. Default: "". */
+  url?: string;
+};
+
+export type EmailSetSmtpResponse = {
+  /** where the project's mail goes: its own server, the instance's, or only the outbox. */
+  source: "project" | "instance" | "none";
+  /** the SMTP server, its password hidden; empty when there is none. */
+  url: string;
+};
+
+export type EmailValidateRequest = {
+  /** an email address to check. Default: "". */
+  address?: string;
+};
+
+export type EmailValidateResponse = {
+  /** whether the address is well formed. */
+  is_valid: boolean;
+};
+
+export type EventAckRequest = {
+  /** the topic the event came from. */
+  topic: string;
+  /** the group that consumed it. */
+  group: string;
+  id: string;
+};
+
+export type EventAckResponse = {
+  /** true: the event is done for the group and will not be sent again. false: it was not awaiting an acknowledgement there (acknowledged already, an unknown id, topic or group, or handed out by a server process that has since restarted on NATS; it is then sent again after ackWait). */
+  acknowledged: boolean;
+};
+
+export type EventConsumeRequest = {
+  /** the topic to consume. */
+  topic: string;
+  /** consumers in the same group share the events (each goes to one of them) and the group remembers its place; without a group a consumer gets every event. Default: "". */
+  group?: string;
+  /** replay from this time (RFC 3339, e.g. 2006-01-02T15:04:05.999Z): every kept event stored at or after it; default: only new events. For a group it applies when the group starts; an existing group goes on from its place. Default: "". */
+  offset?: string;
+  /** true (M3O's behaviour): an event counts as handled once it is sent. false: each waits for event/Ack and is sent again (to a member of the group) if not acknowledged within ackWait; needs a group (Alto addition). Default: true. */
+  autoAck?: boolean;
+  /** seconds an event may stay unacknowledged before it is sent again; default 30 (Alto addition). */
+  ackWait?: number;
+  /** most unacknowledged events this consumer holds at once, with autoAck false (Alto addition); default (or 0) 100. */
+  maxInFlight?: number;
+};
+
+export type EventConsumeResponse = {
+  /** unique event id. */
+  id: string;
+  /** the topic consumed. */
+  topic: string;
+  /** the JSON message published. */
+  message: Record<string, unknown>;
+  /** when the event was stored, RFC 3339 with milliseconds (UTC). */
+  timestamp: string;
+  /** 1 the first time; more when sent again after an unacknowledged ackWait (Alto addition). */
+  deliveries: number;
+};
+
+export type EventPublishRequest = {
+  /** the topic to publish to: letters, digits and . _ - : /, at most 200. */
+  topic: string;
+  /** the JSON object to publish (an empty object by default). */
+  message: Record<string, unknown>;
+};
+
+export type EventPublishResponse = {
+  /** the id of the stored event, as Consume and Read will show it (Alto addition). */
+  id: string;
+};
+
+export type EventReadRequest = {
+  /** the topic to read. */
+  topic: string;
+  /** how many events to return, at most 1000; default (or 0) 25. */
+  limit?: number;
+  /** how many of the oldest kept events to skip; default (or 0) 0. */
+  offset?: number;
+};
+
+export type EventReadResponse = {
+  /** the events, oldest first. */
+  events: Array<{
+    /** event id. */
+    id: string;
+    /** event message. */
+    message: Record<string, unknown>;
+    /** when the event was stored, RFC 3339 with milliseconds (UTC). */
+    timestamp: string;
+  }>;
+};
+
+export type EventRetentionRequest = Record<string, unknown>;
+
+export type EventRetentionResponse = {
+  /** seconds an event is kept. */
+  maxAge: number;
+  /** most events kept per topic; the oldest go first. */
+  maxEvents: number;
+};
+
+export type EventSetRetentionRequest = {
+  /** seconds an event is kept (1 to 31536000); unchanged when left out. */
+  maxAge?: number;
+  /** most events kept per topic (1 to 10000000); unchanged when left out. */
+  maxEvents?: number;
+};
+
+export type EventSetRetentionResponse = {
+  /** seconds an event is kept. */
+  maxAge: number;
+  /** most events kept per topic; the oldest go first. */
+  maxEvents: number;
+};
+
+export type FileDeleteRequest = {
+  /** the group of files, e.g. "my-website". */
+  project: string;
+  /** the path of the file, e.g. "/docs/readme.md". */
+  path: string;
+};
+
+export type FileDeleteResponse = Record<string, unknown>;
+
+export type FileListRequest = {
+  /** the group of files, e.g. "my-website". */
+  project: string;
+  /** a folder: lists the files under it; default "/", every file. Default: "/". */
+  path?: string;
+  /** most files in the answer (Alto addition); default 1000. */
+  limit?: number;
+  /** only paths after this one (Alto addition): the nextStartAfter of the previous page. Default: "". */
+  startAfter?: string;
+};
+
+export type FileListResponse = {
+  /** sorted by path. */
+  files: Array<{
+    project: string;
+    path: string;
+    content: string;
+    /** when the file was first saved (RFC 3339). */
+    created: string;
+    /** when it was last saved (RFC 3339). */
+    updated: string;
+    metadata: Record<string, string>;
+    /** whether the file is served at its permalink without a key (Alto addition). */
+    public: boolean;
+  }>;
+  /** when more files follow, pass this as startAfter for the next page; empty on the last page. */
+  nextStartAfter: string;
+};
+
+export type FileReadRequest = {
+  /** the group of files, e.g. "my-website". */
+  project: string;
+  /** the path of the file, e.g. "/docs/readme.md". */
+  path: string;
+};
+
+export type FileReadResponse = {
+  file: {
+    project: string;
+    path: string;
+    content: string;
+    /** when the file was first saved (RFC 3339). */
+    created: string;
+    /** when it was last saved (RFC 3339). */
+    updated: string;
+    metadata: Record<string, string>;
+    /** whether the file is served at its permalink without a key (Alto addition). */
+    public: boolean;
+  };
+};
+
+export type FileSaveRequest = {
+  file: {
+    /** the group of files, e.g. "my-website". */
+    project: string;
+    /** the path of the file, e.g. "/docs/readme.md". */
+    path: string;
+    /** the text of the file; at most 1 MiB. Default: "". */
+    content?: string;
+    /** string keys and values kept with the file. Default: {}. */
+    metadata?: Record<string, string>;
+    /** ignored: the server sets it. */
+    created?: string;
+    /** ignored: the server sets it. */
+    updated?: string;
+  };
+  /** serve the file at a permalink without a key. Default: false. */
+  public?: boolean;
+};
+
+export type FileSaveResponse = {
+  /** the permalink when the file is public; empty otherwise. */
+  url: string;
+};
+
 export type IdGenerateRequest = {
   /** type of id: uuid, uuidv7, ulid, ksuid, nanoid, shortid, snowflake, bigflake; call Types for the list. Default: "uuid". */
   type?: string;
@@ -423,6 +711,205 @@ export type IdTypesResponse = {
   types: Array<string>;
 };
 
+export type ImageDetails = {
+  /** the manifest digest: the image's identity. */
+  digest: string;
+  /** names that point at the image, full form (docker.io/library/redis:7). */
+  references: Array<string>;
+  repository: string;
+  /** bytes of the layers as stored (compressed). */
+  size: number;
+  layers: number;
+  /** when the image was built, as it says. */
+  created?: string;
+  source: "pull" | "import" | string;
+  /** when it was last pulled or imported, RFC 3339. */
+  pulled_at: string;
+  /** apps and sandboxes using the image; an image in use is never removed. */
+  users: Array<string>;
+  media_type: string;
+  /** the multi-platform index the image was chosen from. */
+  index_digest?: string;
+  config_digest: string;
+  spec: ImageSpec;
+  blobs: Array<{
+    digest: string;
+    role: "manifest" | "index" | "config" | "layer";
+    media_type: string;
+    size: number;
+    /** for layers: the digest of the uncompressed tar. */
+    diff_id?: string;
+  }>;
+};
+
+export type ImageDetailsInput = {
+  /** the manifest digest: the image's identity. */
+  digest: string;
+  /** names that point at the image, full form (docker.io/library/redis:7). */
+  references: Array<string>;
+  repository: string;
+  /** bytes of the layers as stored (compressed). */
+  size: number;
+  layers: number;
+  /** when the image was built, as it says. */
+  created?: string;
+  source: "pull" | "import" | string;
+  /** when it was last pulled or imported, RFC 3339. */
+  pulled_at: string;
+  /** apps and sandboxes using the image; an image in use is never removed. */
+  users: Array<string>;
+  media_type: string;
+  /** the multi-platform index the image was chosen from. */
+  index_digest?: string;
+  config_digest: string;
+  spec: ImageSpec;
+  blobs: Array<{
+    digest: string;
+    role: "manifest" | "index" | "config" | "layer";
+    media_type: string;
+    size: number;
+    /** for layers: the digest of the uncompressed tar. */
+    diff_id?: string;
+  }>;
+};
+
+export type ImagePullMessage = {
+  /** resolved: the manifest is known; per blob: waiting, downloading, resuming, done or cached; pulled: the last message, with the image. */
+  status: "resolved" | "waiting" | "downloading" | "resuming" | "done" | "cached" | "pulled";
+  digest?: string;
+  role?: "config" | "layer";
+  /** bytes of the blob stored so far. */
+  current?: number;
+  /** bytes of the blob (or, for resolved, of all layers). */
+  total?: number;
+  layers?: number;
+  image?: ImageDetails;
+};
+
+export type ImagesDeleteRequest = {
+  /** an image reference (`redis:7`, `ghcr.io/org/app:v1`) or digest (a unique prefix of at least 4 hex digits works). */
+  image: string;
+};
+
+export type ImagesDeleteResponse = {
+  /** references removed. */
+  untagged: Array<string>;
+  /** digests of images removed with their last reference. */
+  deleted: Array<string>;
+  blobs_deleted: number;
+  freed_bytes: number;
+};
+
+export type ImagesImportRequest = {
+  /** a docker save tarball, an OCI archive or an OCI layout folder, on the server's machine. */
+  path: string;
+  /** the name to give the image when the archive has none (or to rename its only image). */
+  reference?: string;
+};
+
+export type ImagesImportResponse = {
+  images: Array<ImageDetailsInput>;
+};
+
+export type ImagesInspectRequest = {
+  /** an image reference (`redis:7`, `ghcr.io/org/app:v1`) or digest (a unique prefix of at least 4 hex digits works). */
+  image: string;
+};
+
+export type ImagesInspectResponse = {
+  image: ImageDetailsInput;
+};
+
+export type ImagesListRequest = Record<string, unknown>;
+
+export type ImagesListResponse = {
+  images: Array<ImageSummary>;
+};
+
+export type ImageSpec = {
+  os: string;
+  architecture: string;
+  variant?: string;
+  entrypoint: Array<string>;
+  cmd: Array<string>;
+  /** environment variables, in the image's order. */
+  env: Record<string, string>;
+  working_dir: string;
+  /** user, uid, user:group or uid:gid; empty means root. */
+  user: string;
+  exposed_ports: Array<{
+    port: number;
+    protocol: "tcp" | "udp" | "sctp";
+  }>;
+  volumes: Array<string>;
+  labels: Record<string, string>;
+  stop_signal?: string;
+  created?: string;
+};
+
+export type ImagesPruneRequest = {
+  /** also remove tagged images no app uses (default: only untagged ones). Default: false. */
+  all?: boolean;
+};
+
+export type ImagesPruneResponse = {
+  /** digests of the images removed. */
+  deleted: Array<string>;
+  blobs_deleted: number;
+  freed_bytes: number;
+};
+
+export type ImagesPullRequest = {
+  /** the image: redis:7, ghcr.io/org/app@sha256:..., localhost:5000/app:v2. */
+  reference: string;
+  /** allow plain HTTP for this registry (loopback registries always may). Default: false. */
+  insecure?: boolean;
+};
+
+export type ImagesPullResponse = ImagePullMessage;
+
+export type ImageSummary = {
+  /** the manifest digest: the image's identity. */
+  digest: string;
+  /** names that point at the image, full form (docker.io/library/redis:7). */
+  references: Array<string>;
+  repository: string;
+  /** bytes of the layers as stored (compressed). */
+  size: number;
+  layers: number;
+  /** when the image was built, as it says. */
+  created?: string;
+  source: "pull" | "import" | string;
+  /** when it was last pulled or imported, RFC 3339. */
+  pulled_at: string;
+  /** apps and sandboxes using the image; an image in use is never removed. */
+  users: Array<string>;
+};
+
+export type ImagesUnpackRequest = {
+  /** an image reference (`redis:7`, `ghcr.io/org/app:v1`) or digest (a unique prefix of at least 4 hex digits works). */
+  image: string;
+  /** a new folder on the server's machine to unpack the root filesystem into. */
+  path: string;
+};
+
+export type ImagesUnpackResponse = {
+  digest: string;
+  spec: ImageSpec;
+  files: number;
+  directories: number;
+  symlinks: number;
+  hard_links: number;
+  whiteouts: number;
+  /** uncompressed bytes read from the layers. */
+  bytes: number;
+  /** entries not created: device nodes, FIFOs (the first 100). */
+  skipped: Array<{
+    path: string;
+    type: string;
+  }>;
+};
+
 export type KeyInfo = {
   id: string;
   project: string;
@@ -435,6 +922,30 @@ export type KeyInfo = {
   prefix: string;
   /** creation time, RFC 3339. */
   created: string;
+  limits: KeyLimits;
+};
+
+export type KeyInfoInput = {
+  id: string;
+  project: string;
+  environment: string;
+  scopes: Array<string>;
+  description: string;
+  role: "admin" | "owner" | "project";
+  status: "active" | "blocked" | "revoked";
+  /** the first characters of the key, to tell keys apart. */
+  prefix: string;
+  /** creation time, RFC 3339. */
+  created: string;
+  limits: KeyLimits;
+};
+
+/** the key's own limits, on top of its project's; 0 means no limit */
+export type KeyLimits = {
+  /** requests per second (0 = no limit). */
+  rate_limit: number;
+  /** requests per calendar month, UTC (0 = no limit). */
+  monthly_quota: number;
 };
 
 export type KeysBlockRequest = {
@@ -453,6 +964,10 @@ export type KeysGenerateRequest = {
   description?: string;
   /** environment within the project, e.g. dev or prod. Default: "dev". */
   environment?: string;
+  /** requests per second (0 = no limit). */
+  rate_limit?: number;
+  /** requests per calendar month, UTC (0 = no limit). */
+  monthly_quota?: number;
 };
 
 export type KeysGenerateResponse = {
@@ -467,7 +982,7 @@ export type KeysListRequest = {
 };
 
 export type KeysListResponse = {
-  keys: Array<KeyInfo>;
+  keys: Array<KeyInfoInput>;
 };
 
 export type KeysRevokeRequest = {
@@ -483,6 +998,40 @@ export type KeysUnblockRequest = {
 };
 
 export type KeysUnblockResponse = Record<string, unknown>;
+
+export type KeysUpdateRequest = {
+  /** the key id from keys/Generate or keys/List. */
+  id: string;
+  /** requests per second (0 = no limit); null clears it (only the project's limits apply); left out keeps it. */
+  rate_limit?: number | null;
+  /** requests per calendar month, UTC (0 = no limit); null clears it (only the project's limits apply); left out keeps it. */
+  monthly_quota?: number | null;
+};
+
+export type KeysUpdateResponse = {
+  info: KeyInfoInput;
+};
+
+export type MqPublishRequest = {
+  /** the topic to publish to: letters, digits and . _ - : /, at most 200. */
+  topic: string;
+  /** the JSON object to publish (an empty object by default). */
+  message: Record<string, unknown>;
+};
+
+export type MqPublishResponse = Record<string, unknown>;
+
+export type MqSubscribeRequest = {
+  /** the topic to subscribe to. */
+  topic: string;
+};
+
+export type MqSubscribeResponse = {
+  /** the topic subscribed to. */
+  topic: string;
+  /** the next JSON message on the topic. */
+  message: Record<string, unknown>;
+};
 
 export type OtpGenerateRequest = {
   /** unique id, email or user to generate an OTP for. */
@@ -521,11 +1070,56 @@ export type Project = {
   name: string;
   /** creation time, RFC 3339. */
   created: string;
+  limits: ProjectLimits;
+};
+
+export type ProjectInput = {
+  id: string;
+  name: string;
+  /** creation time, RFC 3339. */
+  created: string;
+  limits: ProjectLimits;
+};
+
+/** the limits in force: the project's own where set, else the free tier's; 0 means no limit */
+export type ProjectLimits = {
+  /** requests per second (0 = no limit). */
+  rate_limit: number;
+  /** requests per calendar month, UTC (0 = no limit). */
+  monthly_quota: number;
+  /** most cost per calendar month after the free credit, in micro-units (0 = no cap). */
+  monthly_spend_cap_micros: number;
+  /** most records stored in the db block (0 = no limit). */
+  db_rows: number;
+  /** most bytes stored in the space block (0 = no limit). */
+  space_bytes: number;
+  /** most apps (0 = no limit). */
+  compute_apps: number;
+  /** most app instances running at once (0 = no limit). */
+  compute_instances: number;
+  /** most GB-seconds of running time per calendar month (0 = no limit). */
+  compute_gb_seconds: number;
 };
 
 export type ProjectsCreateRequest = {
   /** project name: lower-case letters, digits and dashes. */
   name: string;
+  /** requests per second (0 = no limit). */
+  rate_limit?: number;
+  /** requests per calendar month, UTC (0 = no limit). */
+  monthly_quota?: number;
+  /** most cost per calendar month after the free credit, in micro-units (0 = no cap). */
+  monthly_spend_cap_micros?: number;
+  /** most records stored in the db block (0 = no limit). */
+  db_rows?: number;
+  /** most bytes stored in the space block (0 = no limit). */
+  space_bytes?: number;
+  /** most apps (0 = no limit). */
+  compute_apps?: number;
+  /** most app instances running at once (0 = no limit). */
+  compute_instances?: number;
+  /** most GB-seconds of running time per calendar month (0 = no limit). */
+  compute_gb_seconds?: number;
 };
 
 export type ProjectsCreateResponse = {
@@ -542,7 +1136,66 @@ export type ProjectsDeleteResponse = Record<string, unknown>;
 export type ProjectsListRequest = Record<string, unknown>;
 
 export type ProjectsListResponse = {
-  projects: Array<Project>;
+  projects: Array<ProjectInput>;
+};
+
+export type ProjectsUpdateRequest = {
+  /** project name: lower-case letters, digits and dashes. */
+  name: string;
+  /** requests per second (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
+  rate_limit?: number | null;
+  /** requests per calendar month, UTC (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
+  monthly_quota?: number | null;
+  /** most cost per calendar month after the free credit, in micro-units (0 = no cap); null clears it (the instance's free tier applies); left out keeps it. */
+  monthly_spend_cap_micros?: number | null;
+  /** most records stored in the db block (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
+  db_rows?: number | null;
+  /** most bytes stored in the space block (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
+  space_bytes?: number | null;
+  /** most apps (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
+  compute_apps?: number | null;
+  /** most app instances running at once (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
+  compute_instances?: number | null;
+  /** most GB-seconds of running time per calendar month (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
+  compute_gb_seconds?: number | null;
+};
+
+export type ProjectsUpdateResponse = {
+  project: ProjectInput;
+};
+
+export type RegistryListRequest = Record<string, unknown>;
+
+export type RegistryListResponse = {
+  registries: Array<{
+    registry: string;
+    username: string;
+    saved_at: string;
+  }>;
+};
+
+export type RegistryLoginRequest = {
+  /** registry host: docker.io, ghcr.io, localhost:5000. */
+  registry: string;
+  username: string;
+  password: string;
+  /** allow plain HTTP for this registry. Default: false. */
+  insecure?: boolean;
+};
+
+export type RegistryLoginResponse = {
+  registry: string;
+  username: string;
+  status: string;
+};
+
+export type RegistryLogoutRequest = {
+  registry: string;
+};
+
+export type RegistryLogoutResponse = {
+  registry: string;
+  removed: boolean;
 };
 
 export type SearchCreateIndexRequest = {
@@ -662,6 +1315,219 @@ export type SecretSetRequest = {
 
 export type SecretSetResponse = Record<string, unknown>;
 
+export type SpaceCreateRequest = {
+  /** the name of the object; "/" makes folders, e.g. "images/cat.jpg". */
+  name: string;
+  /** the content, base64-encoded; at most 10 MiB decoded (use Upload for larger objects). Default: "". */
+  object?: string;
+  /** "public" (anyone with the URL can read it) or "private" (the default: only with a key or a presigned URL). Default: "private". */
+  visibility?: "public" | "private";
+  /** the content type served with the object (Alto addition); default: guessed from the name. Default: "". */
+  contentType?: string;
+};
+
+export type SpaceCreateResponse = {
+  /** the public URL when visibility is "public"; empty otherwise. */
+  url: string;
+};
+
+export type SpaceDeleteRequest = {
+  /** the name of the object; "/" makes folders, e.g. "images/cat.jpg". */
+  name: string;
+};
+
+export type SpaceDeleteResponse = Record<string, unknown>;
+
+export type SpaceDownloadRequest = {
+  /** the name of the object; "/" makes folders, e.g. "images/cat.jpg". */
+  name: string;
+  /** seconds the URL stays valid (Alto addition): 1 to 604800 (7 days); default 3600. */
+  expiresIn?: number;
+};
+
+export type SpaceDownloadResponse = {
+  /** a presigned URL: GET it, no key needed, until it expires. */
+  url: string;
+  /** when the URL stops working (RFC 3339; Alto addition). */
+  expires: string;
+};
+
+export type SpaceHeadRequest = {
+  /** the name of the object; "/" makes folders, e.g. "images/cat.jpg". */
+  name: string;
+};
+
+export type SpaceHeadResponse = {
+  object: {
+    name: string;
+    /** when the object was first written (RFC 3339). */
+    created: string;
+    /** when it was last written (RFC 3339). */
+    modified: string;
+    /** the stable URL of a public object; empty for a private one. */
+    url: string;
+    /** "public" or "private". */
+    visibility: string;
+    /** bytes (Alto addition). */
+    size: number;
+    /** the content type it is served with (Alto addition). */
+    contentType: string;
+    /** hex SHA-256 of the content (Alto addition). */
+    sha256: string;
+  };
+};
+
+export type SpaceListRequest = {
+  /** only names starting with this, e.g. "images/"; default: every object. Default: "". */
+  prefix?: string;
+  /** most objects in the answer (Alto addition): 1 to 1000, default 1000. */
+  limit?: number;
+  /** only names after this one (Alto addition): the nextStartAfter of the previous page. Default: "". */
+  startAfter?: string;
+};
+
+export type SpaceListResponse = {
+  /** sorted by name. */
+  objects: Array<{
+    name: string;
+    /** when the object was first written (RFC 3339). */
+    created: string;
+    /** when it was last written (RFC 3339). */
+    modified: string;
+    /** the stable URL of a public object; empty for a private one. */
+    url: string;
+    /** "public" or "private". */
+    visibility: string;
+    /** bytes (Alto addition). */
+    size: number;
+    /** the content type it is served with (Alto addition). */
+    contentType: string;
+    /** hex SHA-256 of the content (Alto addition). */
+    sha256: string;
+  }>;
+  /** when more objects follow, pass this as startAfter for the next page; empty on the last page. */
+  nextStartAfter: string;
+};
+
+export type SpaceReadRequest = {
+  /** the name of the object; "/" makes folders, e.g. "images/cat.jpg". */
+  name: string;
+};
+
+export type SpaceReadResponse = {
+  object: {
+    name: string;
+    /** when the object was first written (RFC 3339). */
+    created: string;
+    /** when it was last written (RFC 3339). */
+    modified: string;
+    /** the stable URL of a public object; empty for a private one. */
+    url: string;
+    /** "public" or "private". */
+    visibility: string;
+    /** bytes (Alto addition). */
+    size: number;
+    /** the content type it is served with (Alto addition). */
+    contentType: string;
+    /** hex SHA-256 of the content (Alto addition). */
+    sha256: string;
+    /** the content, base64-encoded. */
+    data: string;
+  };
+};
+
+export type SpaceUpdateRequest = {
+  /** the name of the object; "/" makes folders, e.g. "images/cat.jpg". */
+  name: string;
+  /** the content, base64-encoded; at most 10 MiB decoded (use Upload for larger objects). Default: "". */
+  object?: string;
+  /** "public" (anyone with the URL can read it) or "private" (the default: only with a key or a presigned URL). Default: "private". */
+  visibility?: "public" | "private";
+  /** the content type served with the object (Alto addition); default: guessed from the name. Default: "". */
+  contentType?: string;
+};
+
+export type SpaceUpdateResponse = {
+  /** the public URL when visibility is "public"; empty otherwise. */
+  url: string;
+};
+
+export type SpaceUploadRequest = {
+  /** the name of the object; "/" makes folders, e.g. "images/cat.jpg". */
+  name: string;
+  /** "public" (anyone with the URL can read it) or "private" (the default: only with a key or a presigned URL). Default: "private". */
+  visibility?: "public" | "private";
+  /** seconds the URL stays valid (Alto addition): 1 to 604800 (7 days); default 3600. */
+  expiresIn?: number;
+};
+
+export type SpaceUploadResponse = {
+  /** a presigned URL: PUT the object as the request body, no key needed, until it expires. */
+  url: string;
+  /** when the URL stops working (RFC 3339; Alto addition). */
+  expires: string;
+};
+
+export type StreamCreateChannelRequest = {
+  /** name of the channel: letters, digits and . _ - : /, at most 100. */
+  name: string;
+  /** description for the channel. Default: "". */
+  description?: string;
+};
+
+export type StreamCreateChannelResponse = Record<string, unknown>;
+
+export type StreamListChannelsRequest = Record<string, unknown>;
+
+export type StreamListChannelsResponse = {
+  /** the active channels, by name. */
+  channels: Array<{
+    /** name of the channel. */
+    name: string;
+    /** description for the channel. */
+    description: string;
+    /** last activity time, RFC 3339 (UTC). */
+    last_active: string;
+  }>;
+};
+
+export type StreamListMessagesRequest = {
+  /** the channel to list. */
+  channel: string;
+  /** number of messages to return, the latest ones; default (or 0) 25, at most 1000. */
+  limit?: number;
+};
+
+export type StreamListMessagesResponse = {
+  /** the channel listed. */
+  channel: string;
+  /** messages in chronological order. */
+  messages: Array<{
+    /** id of the message. */
+    id: string;
+    /** text of the message. */
+    text: string;
+    /** time of message creation, RFC 3339 (UTC). */
+    timestamp: string;
+    /** the channel name. */
+    channel: string;
+    /** the associated metadata (empty: Alto fetches no link previews). */
+    metadata: Record<string, string>;
+  }>;
+};
+
+export type StreamSendMessageRequest = {
+  /** the channel to send to (created if it does not exist). */
+  channel: string;
+  /** the message text, at most 512 characters. */
+  text: string;
+};
+
+export type StreamSendMessageResponse = {
+  /** id of the message (Alto addition). */
+  id: string;
+};
+
 export type UrlCreateRequest = {
   /** the short id you want, e.g. my-url (unique on this server); a random one when empty. */
   id?: string;
@@ -748,6 +1614,432 @@ export type UrlUpdateRequest = {
 };
 
 export type UrlUpdateResponse = Record<string, unknown>;
+
+export type UsagePricesRequest = Record<string, unknown>;
+
+export type UsagePricesResponse = {
+  currency: string;
+  unit: string;
+  requests: Array<{
+    service: string;
+    endpoint: string;
+    /** price per call in micro-units. */
+    price_micros: number;
+    /** the same as a decimal amount of the currency. */
+    price: string;
+  }>;
+  compute: {
+    /** per GB-second of running time (memory × time); suspended time is free. */
+    gb_second_micros: number;
+    /** per request served by an app. */
+    request_micros: number;
+  };
+  free_tier: {
+    /** taken off each project's cost every month. */
+    monthly_credit_micros: number;
+    limits: ProjectLimits;
+  };
+};
+
+export type UsageReadRequest = {
+  /** project name; default: the key's own project (a project key may read only its own). */
+  project?: string;
+  /** only calls made with this key id. */
+  key?: string;
+  /** only calls to this service. */
+  service?: string;
+  /** only calls to this endpoint. */
+  endpoint?: string;
+  /** first day, YYYY-MM-DD (UTC); default: the first of this month. */
+  from?: string;
+  /** last day, included; default: today. */
+  to?: string;
+};
+
+export type UsageReadResponse = {
+  project: string;
+  from: string;
+  to: string;
+  usage: Array<UsageRow>;
+  compute: Array<ComputeUsageRow>;
+};
+
+export type UsageRow = {
+  /** UTC day, YYYY-MM-DD. */
+  day: string;
+  /** id of the key that made the calls. */
+  key: string;
+  service: string;
+  endpoint: string;
+  calls: number;
+  /** calls answered with status 400 or more (not charged). */
+  errors: number;
+  bytes_in: number;
+  bytes_out: number;
+  /** cost of these calls in micro-units. */
+  price_micros: number;
+};
+
+export type UsageSummaryRequest = {
+  /** project name; default: the key's own project (a project key may read only its own). */
+  project?: string;
+  /** YYYY-MM (UTC); default: this month. */
+  month?: string;
+};
+
+export type UsageSummaryResponse = {
+  project: string;
+  month: string;
+  currency: string;
+  calls: number;
+  errors: number;
+  bytes_in: number;
+  bytes_out: number;
+  endpoints: Array<{
+    service: string;
+    endpoint: string;
+    calls: number;
+    errors: number;
+    price_micros: number;
+  }>;
+  compute: {
+    running_ms: number;
+    mib_ms: number;
+    requests: number;
+    price_micros: number;
+  };
+  /** cost of API calls. */
+  requests_micros: number;
+  /** cost of compute. */
+  compute_micros: number;
+  /** requests_micros + compute_micros. */
+  total_micros: number;
+  /** the free tier's monthly credit. */
+  free_credit_micros: number;
+  /** total_micros less the free credit, never below 0. */
+  due_micros: number;
+  /** due_micros as a decimal amount of the currency. */
+  due: string;
+  limits: ProjectLimits;
+};
+
+export type UserCreateRequest = {
+  /** the email address. Default: "". */
+  email?: string;
+  /** optional account id; default: a new UUID. Default: "". */
+  id?: string;
+  /** the user password, at least 8 characters. Default: "". */
+  password?: string;
+  /** optional user profile as map<string,string>. Default: {}. */
+  profile?: Record<string, string>;
+  /** the username (optional; unique when given). Default: "". */
+  username?: string;
+};
+
+export type UserCreateResponse = {
+  account: {
+    /** unique account id. */
+    id: string;
+    /** the username, lower-case; empty when none was given. */
+    username: string;
+    /** the email address, lower-case. */
+    email: string;
+    /** if the account is verified. */
+    verified: boolean;
+    /** when the email was verified, unix seconds; 0 when not verified. */
+    verification_date: number;
+    /** unix timestamp. */
+    created: number;
+    /** unix timestamp. */
+    updated: number;
+    /** any data about the user, as string keys and string values. */
+    profile: Record<string, string>;
+  };
+};
+
+export type UserDeleteRequest = {
+  /** the account id. Default: "". */
+  id?: string;
+};
+
+export type UserDeleteResponse = Record<string, unknown>;
+
+export type UserListRequest = {
+  /** Maximum number of records to return. Default limit is 25. Maximum limit is 1000. Anything higher will return an error. */
+  limit?: number;
+  /** how many accounts to skip. */
+  offset?: number;
+};
+
+export type UserListResponse = {
+  users: Array<{
+    /** unique account id. */
+    id: string;
+    /** the username, lower-case; empty when none was given. */
+    username: string;
+    /** the email address, lower-case. */
+    email: string;
+    /** if the account is verified. */
+    verified: boolean;
+    /** when the email was verified, unix seconds; 0 when not verified. */
+    verification_date: number;
+    /** unix timestamp. */
+    created: number;
+    /** unix timestamp. */
+    updated: number;
+    /** any data about the user, as string keys and string values. */
+    profile: Record<string, string>;
+  }>;
+};
+
+export type UserLoginRequest = {
+  /** The email address of the user. Default: "". */
+  email?: string;
+  /** The username of the user (when no email is given). Default: "". */
+  username?: string;
+  /** The password of the user. Default: "". */
+  password?: string;
+  /** the end user's IP address as your backend saw it (Alto addition): failed logins are limited per account and per address; default: the address that called Alto. Default: "". */
+  client_address?: string;
+};
+
+export type UserLoginResponse = {
+  /** The session of the logged in user. */
+  session: {
+    /** the session id: a secret, give it only to the user it belongs to. */
+    id: string;
+    /** unix timestamp. */
+    created: number;
+    /** unix timestamp. */
+    expires: number;
+    /** the associated user id. */
+    userId: string;
+  };
+};
+
+export type UserLogoutAllRequest = {
+  /** the user to logout. Default: "". */
+  user_id?: string;
+};
+
+export type UserLogoutAllResponse = Record<string, unknown>;
+
+export type UserLogoutRequest = {
+  /** the session id for the user to logout. Default: "". */
+  session_id?: string;
+};
+
+export type UserLogoutResponse = Record<string, unknown>;
+
+export type UserReadRequest = {
+  /** the account email. Default: "". */
+  email?: string;
+  /** the account id. Default: "". */
+  id?: string;
+  /** the account username. Default: "". */
+  username?: string;
+};
+
+export type UserReadResponse = {
+  account: {
+    /** unique account id. */
+    id: string;
+    /** the username, lower-case; empty when none was given. */
+    username: string;
+    /** the email address, lower-case. */
+    email: string;
+    /** if the account is verified. */
+    verified: boolean;
+    /** when the email was verified, unix seconds; 0 when not verified. */
+    verification_date: number;
+    /** unix timestamp. */
+    created: number;
+    /** unix timestamp. */
+    updated: number;
+    /** any data about the user, as string keys and string values. */
+    profile: Record<string, string>;
+  };
+};
+
+export type UserReadSessionRequest = {
+  /** The unique session id. Default: "". */
+  session_id?: string;
+};
+
+export type UserReadSessionResponse = {
+  /** the session for the user. */
+  session: {
+    /** the session id: a secret, give it only to the user it belongs to. */
+    id: string;
+    /** unix timestamp. */
+    created: number;
+    /** unix timestamp. */
+    expires: number;
+    /** the associated user id. */
+    userId: string;
+  };
+};
+
+export type UserReadTemplateRequest = {
+  /** which mail: verification, password_reset or magic_link. */
+  name: "verification" | "password_reset" | "magic_link";
+};
+
+export type UserReadTemplateResponse = {
+  name: string;
+  subject: string;
+  text_body: string;
+  html_body: string;
+  from_name: string;
+  /** true when it is the project's own, false for the built-in one. */
+  custom: boolean;
+};
+
+export type UserResetPasswordRequest = {
+  /** the email to reset the password for. Default: "". */
+  email?: string;
+  /** The code from the verification email. Default: "". */
+  code?: string;
+  /** the new password. Default: "". */
+  new_password?: string;
+  /** confirm new password. Default: "". */
+  confirm_password?: string;
+};
+
+export type UserResetPasswordResponse = Record<string, unknown>;
+
+export type UserSendMagicLinkRequest = {
+  /** the email address of the user. Default: "". */
+  email?: string;
+  /** Your web site address, example www.example.com or user.example.com. Default: "". */
+  address?: string;
+  /** Endpoint name where your http request handler handles MagicLink by calling the VerifyToken endpoint; the link is https://{address}/{endpoint}/{token}. Default: "". */
+  endpoint?: string;
+  /** Display name of the sender for the email. Default: "". */
+  from_name?: string;
+  /** subject of the email. Default: "". */
+  subject?: string;
+  /** Text content of the email. Include '$micro_verification_link' (or {{link}}) which will be replaced by the link. Default: "". */
+  text_content?: string;
+  /** Number of secs that the magic link (Alto addition) is valid for, defaults to 600 secs (10 mins). */
+  expiration?: number;
+};
+
+export type UserSendMagicLinkResponse = Record<string, unknown>;
+
+export type UserSendPasswordResetEmailRequest = {
+  /** email address to send reset for. Default: "". */
+  email?: string;
+  /** Number of secs that the password reset email is valid for, defaults to 1800 secs (30 mins). */
+  expiration?: number;
+  /** Display name of the sender for the email. Default: "". */
+  from_name?: string;
+  /** subject of the email. Default: "". */
+  subject?: string;
+  /** Text content of the email. Don't forget to include the string '$code' (or {{code}}) which will be replaced by the reset code. Default: "". */
+  text_content?: string;
+};
+
+export type UserSendPasswordResetEmailResponse = Record<string, unknown>;
+
+export type UserSendVerificationEmailRequest = {
+  /** email address to send the verification code. Default: "". */
+  email?: string;
+  /** The url to redirect to after successful verification. Default: "". */
+  redirect_url?: string;
+  /** The url to redirect to incase of failure. Default: "". */
+  failure_redirect_url?: string;
+  /** Display name of the sender for the email. Default: "". */
+  from_name?: string;
+  /** subject of the email; default: the project's verification template. Default: "". */
+  subject?: string;
+  /** Text content of the email. Include '$micro_verification_link' (or {{link}}) which will be replaced by a verification link; default: the project's verification template. Default: "". */
+  text_content?: string;
+  /** Number of secs that the verification link (Alto addition) is valid for, defaults to 86400 secs (1440 mins). */
+  expiration?: number;
+};
+
+export type UserSendVerificationEmailResponse = Record<string, unknown>;
+
+export type UserSetTemplateRequest = {
+  /** which mail: verification, password_reset or magic_link. */
+  name: "verification" | "password_reset" | "magic_link";
+  /** the subject; may use {{name}}, {{username}}, {{email}}, {{link}}, {{token}}, {{code}}, {{minutes}}. Default: "". */
+  subject?: string;
+  /** the text body; may use {{name}}, {{username}}, {{email}}, {{link}}, {{token}}, {{code}}, {{minutes}}. Default: "". */
+  text_body?: string;
+  /** the HTML body (optional); placeholders are HTML-escaped. Default: "". */
+  html_body?: string;
+  /** the display name of the sender. Default: "". */
+  from_name?: string;
+};
+
+export type UserSetTemplateResponse = {
+  name: string;
+  subject: string;
+  text_body: string;
+  html_body: string;
+  from_name: string;
+  /** true when it is the project's own, false for the built-in one. */
+  custom: boolean;
+};
+
+export type UserUpdatePasswordRequest = {
+  /** the account id. Default: "". */
+  userId?: string;
+  /** the old password. Default: "". */
+  old_password?: string;
+  /** the new password. Default: "". */
+  new_password?: string;
+  /** confirm new password. Default: "". */
+  confirm_password?: string;
+  /** the session to keep (Alto addition); every other session of the user ends; default: they all end. Default: "". */
+  session_id?: string;
+};
+
+export type UserUpdatePasswordResponse = Record<string, unknown>;
+
+export type UserUpdateRequest = {
+  /** the account id. Default: "". */
+  id?: string;
+  /** the new email address; empty keeps it. A new address is not verified until verified again. Default: "". */
+  email?: string;
+  /** the new username; empty keeps it. Default: "". */
+  username?: string;
+  /** the user profile as map<string,string>; replaces the whole profile when given. */
+  profile?: Record<string, string>;
+};
+
+export type UserUpdateResponse = Record<string, unknown>;
+
+export type UserVerifyEmailRequest = {
+  /** The token from the verification email. Default: "". */
+  token?: string;
+};
+
+export type UserVerifyEmailResponse = Record<string, unknown>;
+
+export type UserVerifyTokenRequest = {
+  /** the token from the magic link. Default: "". */
+  token?: string;
+};
+
+export type UserVerifyTokenResponse = {
+  is_valid: boolean;
+  /** why the token is not valid: "token empty", "token not found" or "token expired". */
+  message: string;
+  /** a new session for the user, when the token is valid. */
+  session?: {
+    /** the session id: a secret, give it only to the user it belongs to. */
+    id: string;
+    /** unix timestamp. */
+    created: number;
+    /** unix timestamp. */
+    expires: number;
+    /** the associated user id. */
+    userId: string;
+  };
+};
 
 /** Accounts own projects. Sign-up is open only when the operator starts Alto with --open-signup. */
 export class AccountsService {
@@ -1012,6 +2304,165 @@ export class DbService {
   }
 }
 
+/** Send email over SMTP, with every message kept in an outbox the project can read. */
+export class EmailService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Send an email by passing in from, to, subject and a text or html body. It goes to the project's SMTP server, else the instance's; with none configured it is kept in the outbox only (status "kept").
+   * @example
+   * const response = await alto.email.send({"from":"Awesome Dot Com","to":"joe@example.com","subject":"Email verification","text_body":"Hi there,\n\nWelcome!"});
+   */
+  send(request: EmailSendRequest = {}): Promise<EmailSendResponse> {
+    return this.transport.call<EmailSendResponse>("email", "Send", request);
+  }
+
+  /**
+   * Parse an RFC 5322 address, e.g. "Joe Blogs <joe@example.com>", into its name and address.
+   * @example
+   * const response = await alto.email.parse({"address":"Joe Blogs <joe@example.com>"});
+   */
+  parse(request: EmailParseRequest = {}): Promise<EmailParseResponse> {
+    return this.transport.call<EmailParseResponse>("email", "Parse", request);
+  }
+
+  /**
+   * Check whether an email address is well formed.
+   * @example
+   * const response = await alto.email.validate({"address":"joe@example.com"});
+   */
+  validate(request: EmailValidateRequest = {}): Promise<EmailValidateResponse> {
+    return this.transport.call<EmailValidateResponse>("email", "Validate", request);
+  }
+
+  /**
+   * The messages the project sent (by email/Send and by the user block), newest first, with how each went.
+   * @example
+   * const response = await alto.email.outbox({"limit":10});
+   */
+  outbox(request: EmailOutboxRequest = {}): Promise<EmailOutboxResponse> {
+    return this.transport.call<EmailOutboxResponse>("email", "Outbox", request);
+  }
+
+  /**
+   * Set the project's own SMTP server (smtp:// or smtps://, with ?from=address for the sender). Its password is never shown again. An empty url goes back to the instance's server.
+   * @example
+   * const response = await alto.email.setSmtp({"url":"smtp://apikey:secret@smtp.example.com:587?from=noreply%40example.com"});
+   */
+  setSmtp(request: EmailSetSmtpRequest = {}): Promise<EmailSetSmtpResponse> {
+    return this.transport.call<EmailSetSmtpResponse>("email", "SetSmtp", request);
+  }
+
+  /**
+   * Where the project's mail goes: its own SMTP server, the instance's, or only the outbox (password hidden).
+   * @example
+   * const response = await alto.email.readSmtp();
+   */
+  readSmtp(request: EmailReadSmtpRequest = {}): Promise<EmailReadSmtpResponse> {
+    return this.transport.call<EmailReadSmtpResponse>("email", "ReadSmtp", request);
+  }
+}
+
+/** A durable event log: publish to topics, consume live (alone or as a group sharing the work), replay and read history. */
+export class EventService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Publish an event (a JSON object) to a topic. It is kept, in order, for the project's retention.
+   * @example
+   * const response = await alto.event.publish({"topic":"user","message":{"id":"1","type":"signup","user":"john"}});
+   */
+  publish(request: EventPublishRequest): Promise<EventPublishResponse> {
+    return this.transport.call<EventPublishResponse>("event", "Publish", request);
+  }
+
+  /**
+   * Consume a topic over a websocket, one message per event, in order. Without an offset only new events come; with a group the members share the events and the group resumes where it stopped. With autoAck false each event waits for event/Ack and is sent again after ackWait if not acknowledged.
+   * @example
+   * for await (const item of alto.event.consume({"topic":"user"})) console.log(item);
+   */
+  consume(request: EventConsumeRequest): AsyncGenerator<EventConsumeResponse> {
+    return this.transport.stream<EventConsumeResponse>("event", "Consume", request);
+  }
+
+  /**
+   * Read the events kept on a topic, oldest first: `limit` of them (default 25) after skipping `offset`.
+   * @example
+   * const response = await alto.event.read({"topic":"user"});
+   */
+  read(request: EventReadRequest): Promise<EventReadResponse> {
+    return this.transport.call<EventReadResponse>("event", "Read", request);
+  }
+
+  /**
+   * Acknowledge an event consumed with autoAck false: it is done for the group and is not sent again (Alto addition).
+   * @example
+   * const response = await alto.event.ack({"topic":"user","group":"workers","id":"123e4567-e89b-12d3-a456-426652340000"});
+   */
+  ack(request: EventAckRequest): Promise<EventAckResponse> {
+    return this.transport.call<EventAckResponse>("event", "Ack", request);
+  }
+
+  /**
+   * How long this project's events are kept and how many per topic (Alto addition).
+   * @example
+   * const response = await alto.event.retention();
+   */
+  retention(request: EventRetentionRequest = {}): Promise<EventRetentionResponse> {
+    return this.transport.call<EventRetentionResponse>("event", "Retention", request);
+  }
+
+  /**
+   * Change how long this project's events are kept (maxAge, seconds) and how many per topic (maxEvents); the default is 7 days and 100000 events (Alto addition).
+   * @example
+   * const response = await alto.event.setRetention({"maxAge":86400,"maxEvents":10000});
+   */
+  setRetention(request: EventSetRetentionRequest = {}): Promise<EventSetRetentionResponse> {
+    return this.transport.call<EventSetRetentionResponse>("event", "SetRetention", request);
+  }
+}
+
+/** Small text files by project and path: save, read, list a folder, delete; public ones at a permalink. */
+export class FileService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Create or replace a text file (at most 1 MiB) with optional metadata; with `public: true` it is served at the returned permalink.
+   * @example
+   * const response = await alto.file.save({"file":{"project":"my-website","path":"/docs/readme.md","content":"# Hello"},"public":false});
+   */
+  save(request: FileSaveRequest): Promise<FileSaveResponse> {
+    return this.transport.call<FileSaveResponse>("file", "Save", request);
+  }
+
+  /**
+   * Read a file by project and path.
+   * @example
+   * const response = await alto.file.read({"project":"my-website","path":"/docs/readme.md"});
+   */
+  read(request: FileReadRequest): Promise<FileReadResponse> {
+    return this.transport.call<FileReadResponse>("file", "Read", request);
+  }
+
+  /**
+   * List the files of a project under a folder (default "/": all), sorted by path, with their contents.
+   * @example
+   * const response = await alto.file.list({"project":"my-website","path":"/docs"});
+   */
+  list(request: FileListRequest): Promise<FileListResponse> {
+    return this.transport.call<FileListResponse>("file", "List", request);
+  }
+
+  /**
+   * Delete a file by project and path. Deleting one that does not exist succeeds all the same.
+   * @example
+   * const response = await alto.file.delete({"project":"my-website","path":"/docs/readme.md"});
+   */
+  delete(request: FileDeleteRequest): Promise<FileDeleteResponse> {
+    return this.transport.call<FileDeleteResponse>("file", "Delete", request);
+  }
+}
+
 /** Generate unique ids: uuid, ulid, ksuid, nanoid, snowflake and more. */
 export class IdService {
   constructor(private readonly transport: Transport) {}
@@ -1044,6 +2495,74 @@ export class IdService {
   }
 }
 
+/** OCI images of this machine: pull from any registry, import from files, inspect, unpack, remove and prune. Admin key only. */
+export class ImagesService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Pull an image (redis:7, ghcr.io/org/app@sha256:..., localhost:5000/app:v2): streams progress messages, then one with status "pulled" and the image. Blobs already stored are not downloaded again.
+   * @example
+   * for await (const item of alto.images.pull({"reference":"redis:7"})) console.log(item);
+   */
+  pull(request: ImagesPullRequest): AsyncGenerator<ImagesPullResponse> {
+    return this.transport.stream<ImagesPullResponse>("images", "Pull", request);
+  }
+
+  /**
+   * List the images stored on this machine.
+   * @example
+   * const response = await alto.images.list();
+   */
+  list(request: ImagesListRequest = {}): Promise<ImagesListResponse> {
+    return this.transport.call<ImagesListResponse>("images", "List", request);
+  }
+
+  /**
+   * Show one image: its references, blobs, and the spec it runs with (entrypoint, cmd, env, working directory, user, ports, volumes).
+   * @example
+   * const response = await alto.images.inspect({"image":"redis:7"});
+   */
+  inspect(request: ImagesInspectRequest): Promise<ImagesInspectResponse> {
+    return this.transport.call<ImagesInspectResponse>("images", "Inspect", request);
+  }
+
+  /**
+   * Remove a reference; the image goes with its last reference (or at once when named by digest) and its blobs with the last image using them. An image in use by an app is kept.
+   * @example
+   * const response = await alto.images.delete({"image":"redis:7"});
+   */
+  delete(request: ImagesDeleteRequest): Promise<ImagesDeleteResponse> {
+    return this.transport.call<ImagesDeleteResponse>("images", "Delete", request);
+  }
+
+  /**
+   * Remove untagged images no app uses (with all: every image no app uses), blobs no image uses, and abandoned downloads.
+   * @example
+   * const response = await alto.images.prune({"all":false});
+   */
+  prune(request: ImagesPruneRequest = {}): Promise<ImagesPruneResponse> {
+    return this.transport.call<ImagesPruneResponse>("images", "Prune", request);
+  }
+
+  /**
+   * Import the images of a docker save tarball, an OCI archive or an OCI layout folder on the server's machine.
+   * @example
+   * const response = await alto.images.import({"path":"/srv/images/app.tar","reference":"app:v1"});
+   */
+  import(request: ImagesImportRequest): Promise<ImagesImportResponse> {
+    return this.transport.call<ImagesImportResponse>("images", "Import", request);
+  }
+
+  /**
+   * Unpack an image's root filesystem into a new folder on the server's machine, exactly as its layers say.
+   * @example
+   * const response = await alto.images.unpack({"image":"redis:7","path":"/srv/rootfs/redis"});
+   */
+  unpack(request: ImagesUnpackRequest): Promise<ImagesUnpackResponse> {
+    return this.transport.call<ImagesUnpackResponse>("images", "Unpack", request);
+  }
+}
+
 /** API keys: each belongs to one project and environment and may call only the services in its scopes. */
 export class KeysService {
   constructor(private readonly transport: Transport) {}
@@ -1051,10 +2570,19 @@ export class KeysService {
   /**
    * Generate an API key. The key is returned once and only its hash is stored.
    * @example
-   * const response = await alto.keys.generate({"project":"default","scopes":["id","db"],"description":"backend server"});
+   * const response = await alto.keys.generate({"project":"default","scopes":["id","db"],"description":"backend server","rate_limit":10});
    */
   generate(request: KeysGenerateRequest): Promise<KeysGenerateResponse> {
     return this.transport.call<KeysGenerateResponse>("keys", "Generate", request);
+  }
+
+  /**
+   * Change a key's limits (on top of its project's): a number sets a limit (0 = none), null clears it, a field left out keeps it.
+   * @example
+   * const response = await alto.keys.update({"id":"4f9c1e7a-2b1d-4d0e-9a51-0c8f6b2d3e11","rate_limit":20,"monthly_quota":100000});
+   */
+  update(request: KeysUpdateRequest): Promise<KeysUpdateResponse> {
+    return this.transport.call<KeysUpdateResponse>("keys", "Update", request);
   }
 
   /**
@@ -1094,6 +2622,29 @@ export class KeysService {
   }
 }
 
+/** Fire-and-forget messaging: publish JSON messages to a topic; every subscriber listening gets them. */
+export class MqService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Publish a message (a JSON object) to a topic. Subscribers listening now get it; nothing is kept.
+   * @example
+   * const response = await alto.mq.publish({"topic":"events","message":{"id":"1","type":"signup","user":"john"}});
+   */
+  publish(request: MqPublishRequest): Promise<MqPublishResponse> {
+    return this.transport.call<MqPublishResponse>("mq", "Publish", request);
+  }
+
+  /**
+   * Subscribe to a topic over a websocket: one message per message published while subscribed, in order. A subscriber more than 1000 messages behind is disconnected (429).
+   * @example
+   * for await (const item of alto.mq.subscribe({"topic":"events"})) console.log(item);
+   */
+  subscribe(request: MqSubscribeRequest): AsyncGenerator<MqSubscribeResponse> {
+    return this.transport.stream<MqSubscribeResponse>("mq", "Subscribe", request);
+  }
+}
+
 /** One-time pass codes (TOTP) for sign-in and verification, also usable with authenticator apps. */
 export class OtpService {
   constructor(private readonly transport: Transport) {}
@@ -1122,12 +2673,21 @@ export class ProjectsService {
   constructor(private readonly transport: Transport) {}
 
   /**
-   * Create a project in your account.
+   * Create a project in your account, optionally with limits (rate_limit, monthly_quota, spend and storage caps); limits left out follow the instance's free tier.
    * @example
-   * const response = await alto.projects.create({"name":"shop"});
+   * const response = await alto.projects.create({"name":"shop","rate_limit":50,"monthly_quota":100000});
    */
   create(request: ProjectsCreateRequest): Promise<ProjectsCreateResponse> {
     return this.transport.call<ProjectsCreateResponse>("projects", "Create", request);
+  }
+
+  /**
+   * Change a project's limits: a number sets a limit (0 = none), null returns it to the free tier, a field left out keeps it. Only the admin key may set a limit above the free tier.
+   * @example
+   * const response = await alto.projects.update({"name":"shop","rate_limit":100,"monthly_spend_cap_micros":5000000});
+   */
+  update(request: ProjectsUpdateRequest): Promise<ProjectsUpdateResponse> {
+    return this.transport.call<ProjectsUpdateResponse>("projects", "Update", request);
   }
 
   /**
@@ -1146,6 +2706,38 @@ export class ProjectsService {
    */
   delete(request: ProjectsDeleteRequest): Promise<ProjectsDeleteResponse> {
     return this.transport.call<ProjectsDeleteResponse>("projects", "Delete", request);
+  }
+}
+
+/** Credentials for private image registries, kept on the server (owner-only file in the data folder). Admin key only. */
+export class RegistryService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Check credentials against a registry (as docker login does) and save them for pulls.
+   * @example
+   * const response = await alto.registry.login({"registry":"ghcr.io","username":"octocat","password":"ghp_..."});
+   */
+  login(request: RegistryLoginRequest): Promise<RegistryLoginResponse> {
+    return this.transport.call<RegistryLoginResponse>("registry", "Login", request);
+  }
+
+  /**
+   * Forget the saved credentials of a registry.
+   * @example
+   * const response = await alto.registry.logout({"registry":"ghcr.io"});
+   */
+  logout(request: RegistryLogoutRequest): Promise<RegistryLogoutResponse> {
+    return this.transport.call<RegistryLogoutResponse>("registry", "Logout", request);
+  }
+
+  /**
+   * List the registries with saved credentials (never the passwords).
+   * @example
+   * const response = await alto.registry.list();
+   */
+  list(request: RegistryListRequest = {}): Promise<RegistryListResponse> {
+    return this.transport.call<RegistryListResponse>("registry", "List", request);
   }
 }
 
@@ -1240,6 +2832,124 @@ export class SecretService {
   }
 }
 
+/** Object storage: store files of any size, public at a stable URL or private behind keys and presigned URLs. */
+export class SpaceService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Create an object from base64 content (at most 10 MiB; use Upload for larger ones). 409 when the name is taken: use Update to replace.
+   * @example
+   * const response = await alto.space.create({"name":"images/hello.txt","object":"aGVsbG8=","visibility":"public"});
+   */
+  create(request: SpaceCreateRequest): Promise<SpaceCreateResponse> {
+    return this.transport.call<SpaceCreateResponse>("space", "Create", request);
+  }
+
+  /**
+   * Create or replace an object from base64 content (at most 10 MiB). Visibility is "private" unless given, as in M3O.
+   * @example
+   * const response = await alto.space.update({"name":"images/hello.txt","object":"aGVsbG8gYWdhaW4=","visibility":"public"});
+   */
+  update(request: SpaceUpdateRequest): Promise<SpaceUpdateResponse> {
+    return this.transport.call<SpaceUpdateResponse>("space", "Update", request);
+  }
+
+  /**
+   * Delete an object. Deleting one that does not exist succeeds all the same.
+   * @example
+   * const response = await alto.space.delete({"name":"images/hello.txt"});
+   */
+  delete(request: SpaceDeleteRequest): Promise<SpaceDeleteResponse> {
+    return this.transport.call<SpaceDeleteResponse>("space", "Delete", request);
+  }
+
+  /**
+   * List objects sorted by name, optionally only those starting with `prefix`; page with `limit` and `startAfter`.
+   * @example
+   * const response = await alto.space.list({"prefix":"images/"});
+   */
+  list(request: SpaceListRequest = {}): Promise<SpaceListResponse> {
+    return this.transport.call<SpaceListResponse>("space", "List", request);
+  }
+
+  /**
+   * An object's metadata: times, visibility, public URL, size, content type, SHA-256.
+   * @example
+   * const response = await alto.space.head({"name":"images/hello.txt"});
+   */
+  head(request: SpaceHeadRequest): Promise<SpaceHeadResponse> {
+    return this.transport.call<SpaceHeadResponse>("space", "Head", request);
+  }
+
+  /**
+   * An object with its content inline as base64 (at most 10 MiB; use Download for larger ones).
+   * @example
+   * const response = await alto.space.read({"name":"images/hello.txt"});
+   */
+  read(request: SpaceReadRequest): Promise<SpaceReadResponse> {
+    return this.transport.call<SpaceReadResponse>("space", "Read", request);
+  }
+
+  /**
+   * A presigned URL that downloads the object with a plain GET, no key, until it expires (default: one hour).
+   * @example
+   * const response = await alto.space.download({"name":"images/hello.txt"});
+   */
+  download(request: SpaceDownloadRequest): Promise<SpaceDownloadResponse> {
+    return this.transport.call<SpaceDownloadResponse>("space", "Download", request);
+  }
+
+  /**
+   * A presigned URL to upload an object of any size: PUT the bytes as the request body, no key, until it expires (default: one hour).
+   * @example
+   * const response = await alto.space.upload({"name":"videos/launch.mp4","visibility":"private"});
+   */
+  upload(request: SpaceUploadRequest): Promise<SpaceUploadResponse> {
+    return this.transport.call<SpaceUploadResponse>("space", "Upload", request);
+  }
+}
+
+/** Ephemeral message channels for chats, feeds and timelines: messages last 24 hours. */
+export class StreamService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Create a channel by name, or change the description of one that exists.
+   * @example
+   * const response = await alto.stream.createChannel({"name":"general","description":"The channel for all things"});
+   */
+  createChannel(request: StreamCreateChannelRequest): Promise<StreamCreateChannelResponse> {
+    return this.transport.call<StreamCreateChannelResponse>("stream", "CreateChannel", request);
+  }
+
+  /**
+   * Send a message (at most 512 characters) to a channel; a channel keeps its latest 1000 for 24 hours.
+   * @example
+   * const response = await alto.stream.sendMessage({"channel":"general","text":"Hey checkout this tweet https://twitter.com/m3oservices/status/1455291054295498752"});
+   */
+  sendMessage(request: StreamSendMessageRequest): Promise<StreamSendMessageResponse> {
+    return this.transport.call<StreamSendMessageResponse>("stream", "SendMessage", request);
+  }
+
+  /**
+   * List a channel's latest messages (default 25), oldest first; an unknown channel has none.
+   * @example
+   * const response = await alto.stream.listMessages({"channel":"general"});
+   */
+  listMessages(request: StreamListMessagesRequest): Promise<StreamListMessagesResponse> {
+    return this.transport.call<StreamListMessagesResponse>("stream", "ListMessages", request);
+  }
+
+  /**
+   * List the channels active in the last 24 hours, by name.
+   * @example
+   * const response = await alto.stream.listChannels();
+   */
+  listChannels(request: StreamListChannelsRequest = {}): Promise<StreamListChannelsResponse> {
+    return this.transport.call<StreamListChannelsResponse>("stream", "ListChannels", request);
+  }
+}
+
 /** Short URLs: shorten a link, pick your own id, count its visits; GET /u/{id} redirects. */
 export class UrlService {
   constructor(private readonly transport: Transport) {}
@@ -1299,31 +3009,250 @@ export class UrlService {
   }
 }
 
+/** What a project used and what it costs: daily usage, the month's bill, and the price list. */
+export class UsageService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Daily usage of a project by key, service and endpoint (and compute by app), filtered by key, service, endpoint and days. Calls of the last second may not be written yet.
+   * @example
+   * const response = await alto.usage.read({"service":"db","from":"2025-01-01","to":"2025-01-31"});
+   */
+  read(request: UsageReadRequest = {}): Promise<UsageReadResponse> {
+    return this.transport.call<UsageReadResponse>("usage", "Read", request);
+  }
+
+  /**
+   * A month's usage of a project (this month by default): calls per endpoint, compute, cost, free credit, what is due, and the limits in force.
+   * @example
+   * const response = await alto.usage.summary({"month":"2025-01"});
+   */
+  summary(request: UsageSummaryRequest = {}): Promise<UsageSummaryResponse> {
+    return this.transport.call<UsageSummaryResponse>("usage", "Summary", request);
+  }
+
+  /**
+   * The operator's price list: the price of every endpoint, of compute, and the free tier. No key needed.
+   * @example
+   * const response = await alto.usage.prices();
+   */
+  prices(request: UsagePricesRequest = {}): Promise<UsagePricesResponse> {
+    return this.transport.call<UsagePricesResponse>("usage", "Prices", request);
+  }
+}
+
+/** Sign-up, login and sessions for your app's users, with email verification, password reset and magic links. */
+export class UserService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Create a new user account. The email address and username for the account must be unique. The password is stored as an argon2id hash.
+   * @example
+   * const response = await alto.user.create({"id":"usrid-1","username":"usrname-1","email":"joe@example.com","password":"mySecretPass123"});
+   */
+  create(request: UserCreateRequest = {}): Promise<UserCreateResponse> {
+    return this.transport.call<UserCreateResponse>("user", "Create", request);
+  }
+
+  /**
+   * Read an account by id, username or email. Only one need to be specified.
+   * @example
+   * const response = await alto.user.read({"id":"usrid-1"});
+   */
+  read(request: UserReadRequest = {}): Promise<UserReadResponse> {
+    return this.transport.call<UserReadResponse>("user", "Read", request);
+  }
+
+  /**
+   * Update the account username, email or profile. A changed email is no longer verified.
+   * @example
+   * const response = await alto.user.update({"id":"usrid-1","email":"joe+2@example.com"});
+   */
+  update(request: UserUpdateRequest = {}): Promise<UserUpdateResponse> {
+    return this.transport.call<UserUpdateResponse>("user", "Update", request);
+  }
+
+  /**
+   * Delete an account by id, with its sessions. If it does not exist, it succeeds all the same.
+   * @example
+   * const response = await alto.user.delete({"id":"usrid-1"});
+   */
+  delete(request: UserDeleteRequest = {}): Promise<UserDeleteResponse> {
+    return this.transport.call<UserDeleteResponse>("user", "Delete", request);
+  }
+
+  /**
+   * List all users, in the order they signed up. Returns a paged list of results.
+   * @example
+   * const response = await alto.user.list({"limit":25});
+   */
+  list(request: UserListRequest = {}): Promise<UserListResponse> {
+    return this.transport.call<UserListResponse>("user", "List", request);
+  }
+
+  /**
+   * Login using username or email. The response will return a new session for successful login, 401 in the case of login failure (the same for an unknown email and a wrong password), and 429 after repeated failures for one account or from one address.
+   * @example
+   * const response = await alto.user.login({"email":"joe@example.com","password":"mySecretPass123"});
+   */
+  login(request: UserLoginRequest = {}): Promise<UserLoginResponse> {
+    return this.transport.call<UserLoginResponse>("user", "Login", request);
+  }
+
+  /**
+   * Logout a user account: the session stops working.
+   * @example
+   * const response = await alto.user.logout({"session_id":"df91a612-5b24-4634-99ff-240220ab8f55"});
+   */
+  logout(request: UserLogoutRequest = {}): Promise<UserLogoutResponse> {
+    return this.transport.call<UserLogoutResponse>("user", "Logout", request);
+  }
+
+  /**
+   * Logout of all user's sessions.
+   * @example
+   * const response = await alto.user.logoutAll({"user_id":"usrid-1"});
+   */
+  logoutAll(request: UserLogoutAllRequest = {}): Promise<UserLogoutAllResponse> {
+    return this.transport.call<UserLogoutAllResponse>("user", "LogoutAll", request);
+  }
+
+  /**
+   * Read a session by the session id. In the event it has expired or is not found an error (404) is returned.
+   * @example
+   * const response = await alto.user.readSession({"session_id":"df91a612-5b24-4634-99ff-240220ab8f55"});
+   */
+  readSession(request: UserReadSessionRequest = {}): Promise<UserReadSessionResponse> {
+    return this.transport.call<UserReadSessionResponse>("user", "ReadSession", request);
+  }
+
+  /**
+   * Update the account password. The user's other sessions end (all of them unless `session_id` names one to keep), and pending password resets and magic links stop working.
+   * @example
+   * const response = await alto.user.updatePassword({"userId":"usrid-1","old_password":"mySecretPass123","new_password":"mySecretPass456","confirm_password":"mySecretPass456"});
+   */
+  updatePassword(request: UserUpdatePasswordRequest = {}): Promise<UserUpdatePasswordResponse> {
+    return this.transport.call<UserUpdatePasswordResponse>("user", "UpdatePassword", request);
+  }
+
+  /**
+   * Send a verification email to a user. The link in it opens a page on this server (at ALTO_PUBLIC_URL when set, else the address the call came to) that verifies the address, then redirects to redirect_url (or failure_redirect_url). The answer is the same whether or not the email is registered.
+   * @example
+   * const response = await alto.user.sendVerificationEmail({"email":"joe@example.com","subject":"Email verification","redirect_url":"https://m3o.com","failure_redirect_url":"https://m3o.com/verification-failed","from_name":"Awesome Dot Com","text_content":"Hi there,\n\nPlease verify your email by clicking this link: $micro_verification_link"});
+   */
+  sendVerificationEmail(request: UserSendVerificationEmailRequest = {}): Promise<UserSendVerificationEmailResponse> {
+    return this.transport.call<UserSendVerificationEmailResponse>("user", "SendVerificationEmail", request);
+  }
+
+  /**
+   * Verify the email address of an account from a token sent in an email to the user. A token works once.
+   * @example
+   * const response = await alto.user.verifyEmail({"token":"t2323t232t"});
+   */
+  verifyEmail(request: UserVerifyEmailRequest = {}): Promise<UserVerifyEmailResponse> {
+    return this.transport.call<UserVerifyEmailResponse>("user", "VerifyEmail", request);
+  }
+
+  /**
+   * Send an email with a code to reset the password; call ResetPassword once the user provides the code. The answer is the same whether or not the email is registered.
+   * @example
+   * const response = await alto.user.sendPasswordResetEmail({"email":"joe@example.com","subject":"Password reset","from_name":"Awesome Dot Com","text_content":"Hi there,\n click here to reset your password: myapp.com/reset/code?=$code"});
+   */
+  sendPasswordResetEmail(request: UserSendPasswordResetEmailRequest = {}): Promise<UserSendPasswordResetEmailResponse> {
+    return this.transport.call<UserSendPasswordResetEmailResponse>("user", "SendPasswordResetEmail", request);
+  }
+
+  /**
+   * Reset password with the code sent by the "SendPasswordResetEmail" endpoint. The code works once; every session of the user ends.
+   * @example
+   * const response = await alto.user.resetPassword({"email":"joe@example.com","code":"012345","new_password":"NewPassword1","confirm_password":"NewPassword1"});
+   */
+  resetPassword(request: UserResetPasswordRequest = {}): Promise<UserResetPasswordResponse> {
+    return this.transport.call<UserResetPasswordResponse>("user", "ResetPassword", request);
+  }
+
+  /**
+   * Login using email only (passwordless): sends a link to https://{address}/{endpoint}/{token}; your handler there calls VerifyToken to get a session. The answer is the same whether or not the email is registered.
+   * @example
+   * const response = await alto.user.sendMagicLink({"email":"joe@example.com","subject":"MagicLink to access your account","text_content":"Hi there,\n\nClick here to access your account $micro_verification_link","from_name":"Awesome Dot Com","address":"www.example.com","endpoint":"verifytoken"});
+   */
+  sendMagicLink(request: UserSendMagicLinkRequest = {}): Promise<UserSendMagicLinkResponse> {
+    return this.transport.call<UserSendMagicLinkResponse>("user", "SendMagicLink", request);
+  }
+
+  /**
+   * Check whether the token attached to a magic link is valid; a valid one (single use) returns a new session. Call it from the handler at the endpoint given to SendMagicLink.
+   * @example
+   * const response = await alto.user.verifyToken({"token":"EdsUiidouJJJLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLLL"});
+   */
+  verifyToken(request: UserVerifyTokenRequest = {}): Promise<UserVerifyTokenResponse> {
+    return this.transport.call<UserVerifyTokenResponse>("user", "VerifyToken", request);
+  }
+
+  /**
+   * Set the project's own verification, password_reset or magic_link mail (Alto addition). Placeholders: {{name}}, {{username}}, {{email}}, {{link}}, {{token}}, {{code}}, {{minutes}}. All fields empty: back to the built-in one.
+   * @example
+   * const response = await alto.user.setTemplate({"name":"verification","subject":"Welcome to Acme, {{name}}","text_body":"Confirm your address: {{link}}","from_name":"Acme"});
+   */
+  setTemplate(request: UserSetTemplateRequest): Promise<UserSetTemplateResponse> {
+    return this.transport.call<UserSetTemplateResponse>("user", "SetTemplate", request);
+  }
+
+  /**
+   * Read the verification, password_reset or magic_link mail the project sends: its own, or the built-in one.
+   * @example
+   * const response = await alto.user.readTemplate({"name":"verification"});
+   */
+  readTemplate(request: UserReadTemplateRequest): Promise<UserReadTemplateResponse> {
+    return this.transport.call<UserReadTemplateResponse>("user", "ReadTemplate", request);
+  }
+}
+
 /** One property per service. */
 export class Services {
   readonly accounts: AccountsService;
   readonly cache: CacheService;
   readonly cron: CronService;
   readonly db: DbService;
+  readonly email: EmailService;
+  readonly event: EventService;
+  readonly file: FileService;
   readonly id: IdService;
+  readonly images: ImagesService;
   readonly keys: KeysService;
+  readonly mq: MqService;
   readonly otp: OtpService;
   readonly projects: ProjectsService;
+  readonly registry: RegistryService;
   readonly search: SearchService;
   readonly secret: SecretService;
+  readonly space: SpaceService;
+  readonly stream: StreamService;
   readonly url: UrlService;
+  readonly usage: UsageService;
+  readonly user: UserService;
 
   constructor(transport: Transport) {
     this.accounts = new AccountsService(transport);
     this.cache = new CacheService(transport);
     this.cron = new CronService(transport);
     this.db = new DbService(transport);
+    this.email = new EmailService(transport);
+    this.event = new EventService(transport);
+    this.file = new FileService(transport);
     this.id = new IdService(transport);
+    this.images = new ImagesService(transport);
     this.keys = new KeysService(transport);
+    this.mq = new MqService(transport);
     this.otp = new OtpService(transport);
     this.projects = new ProjectsService(transport);
+    this.registry = new RegistryService(transport);
     this.search = new SearchService(transport);
     this.secret = new SecretService(transport);
+    this.space = new SpaceService(transport);
+    this.stream = new StreamService(transport);
     this.url = new UrlService(transport);
+    this.usage = new UsageService(transport);
+    this.user = new UserService(transport);
   }
 }

@@ -1,7 +1,7 @@
 /**
  * @module cli/main
  * The `alto` command: start the platform (`up`), look at it (`status`), remember where it is
- * (`login`), manage projects and keys, and call any endpoint (`call`).
+ * (`login`), manage projects and keys, see usage and cost (`usage`), and call any endpoint (`call`).
  */
 import { Command } from 'commander';
 import { Alto } from '@alto/sdk';
@@ -10,6 +10,8 @@ import { buildRequest, describeOperation } from './call.js';
 import { bold, dim, green, printJson, printTable, reportError, wantsJson } from './output.js';
 import { resolveConnection, saveProfile, type ConnectionFlags } from './profile.js';
 import { runUp } from './up.js';
+import { addUsageCommands } from './usage.js';
+import { addImageCommands } from './images.js';
 
 type Flags = ConnectionFlags & { json?: boolean };
 
@@ -57,6 +59,8 @@ export function buildProgram(): Command {
     .option('--max-body <bytes>', 'largest request body accepted (ALTO_MAX_BODY_BYTES)')
     .option('--store <url>', 'postgres://... to keep db and secret data on PostgreSQL (ALTO_STORE; default embedded SQLite)')
     .option('--cache <url>', 'redis://... to keep the cache on Redis (ALTO_CACHE; default embedded)')
+    .option('--events <url>', 'nats://... to keep events and mq on NATS JetStream (ALTO_EVENTS; default embedded)')
+    .option('--smtp <url>', 'smtp://user:pass@host:port (or smtps://) to deliver email (ALTO_SMTP_URL; default: outbox only)')
     .action(action(runUp));
 
   remote(program.command('status').description('show whether Alto is up and what it runs')).action(
@@ -156,6 +160,9 @@ export function buildProgram(): Command {
       }),
     );
   }
+
+  addUsageCommands(program, { remote, action, client });
+  addImageCommands(program, { remote, action, client });
 
   remote(
     program

@@ -15,6 +15,8 @@ export interface UpFlags {
   maxBody?: string;
   store?: string;
   cache?: string;
+  events?: string;
+  smtp?: string;
 }
 
 export async function runUp(flags: UpFlags): Promise<void> {
@@ -32,6 +34,10 @@ export async function runUp(flags: UpFlags): Promise<void> {
     maxBodyBytes,
     postgresUrl: storeUrl(flags.store ?? process.env.ALTO_STORE, 'postgres', '--store'),
     redisUrl: storeUrl(flags.cache ?? process.env.ALTO_CACHE, 'redis', '--cache'),
+    natsUrl: storeUrl(flags.events ?? process.env.ALTO_EVENTS, 'nats', '--events'),
+    smtpUrl: smtpUrl(flags.smtp ?? process.env.ALTO_SMTP_URL),
+    metering: meteringSetting(process.env.ALTO_METERING),
+    usageFlushMs: positiveWholeNumber(process.env.ALTO_USAGE_FLUSH_MS, 'ALTO_USAGE_FLUSH_MS'),
     logger: log,
   });
 
@@ -63,10 +69,39 @@ export async function runUp(flags: UpFlags): Promise<void> {
   });
 }
 
-/** `--store postgres://...` or `--cache redis://...`; `sqlite` (or nothing) means embedded. */
-function storeUrl(value: string | undefined, scheme: 'postgres' | 'redis', flag: string): string | undefined {
+/** `--smtp smtp://user:pass@host:port` (or smtps://): where email is delivered; none means outbox only. */
+function smtpUrl(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw new Error(`--smtp must be an smtp:// or smtps:// URL, e.g. smtp://user:pass@mail.example.com:587, not "${value}"`);
+  }
+  if (!['smtp:', 'smtps:'].includes(parsed.protocol) || !parsed.hostname) {
+    throw new Error(`--smtp must be an smtp:// or smtps:// URL with a host, e.g. smtp://user:pass@mail.example.com:587`);
+  }
+  return value;
+}
+
+/** `ALTO_METERING=off` turns usage records and limits off; on (the default) otherwise. */
+function meteringSetting(value: string | undefined): boolean {
+  if (value === undefined || value === '' || value === 'on') return true;
+  if (value === 'off') return false;
+  throw new Error(`ALTO_METERING must be "on" or "off", not "${value}"`);
+}
+
+function positiveWholeNumber(value: string | undefined, name: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const number = Number(value);
+  if (!Number.isSafeInteger(number) || number < 1) throw new Error(`${name} must be a positive whole number, not "${value}"`);
+  return number;
+}
+
+/** `--store postgres://...`, `--cache redis://...` or `--events nats://...`; `sqlite` (or nothing) means embedded. */
+function storeUrl(value: string | undefined, scheme: 'postgres' | 'redis' | 'nats', flag: string): string | undefined {
   if (!value || value === 'sqlite' || value === 'embedded') return undefined;
-  const schemes = scheme === 'postgres' ? ['postgres:', 'postgresql:'] : ['redis:', 'rediss:'];
+  const schemes = { postgres: ['postgres:', 'postgresql:'], redis: ['redis:', 'rediss:'], nats: ['nats:'] }[scheme];
   let protocol: string;
   try {
     protocol = new URL(value).protocol;

@@ -32,6 +32,16 @@ export interface AltoOptions {
   postgresUrl?: string;
   /** `--cache redis://...` */
   redisUrl?: string;
+  /** `--events nats://...`: events and mq on NATS JetStream. */
+  natsUrl?: string;
+  /** How long a websocket stream waits for a client that reads nothing (default 30 s). */
+  streamStallTimeoutMs?: number;
+  /** `--smtp smtp://user:pass@host:port`: the instance's mail server; none means outbox only. */
+  smtpUrl?: string;
+  /** Usage records and limits; false turns both off (`ALTO_METERING=off`). Default on. */
+  metering?: boolean;
+  /** How often usage records are written, in ms (`ALTO_USAGE_FLUSH_MS`, default 1000). */
+  usageFlushMs?: number;
   logger?: Logger;
 }
 
@@ -48,18 +58,28 @@ export interface RunningAlto {
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
 /** How long a shutdown waits for calls in flight before closing their connections. */
 const DRAIN_TIMEOUT_MS = 10_000;
+const HEADERS_TIMEOUT_MS = 60_000;
+const IDLE_SOCKET_TIMEOUT_MS = 120_000;
 
 export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   const log = options.logger ?? createLogger();
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
 
-  const stores = await openStores({ dataDir, postgresUrl: options.postgresUrl, redisUrl: options.redisUrl });
+  const stores = await openStores({
+    dataDir,
+    postgresUrl: options.postgresUrl,
+    redisUrl: options.redisUrl,
+    natsUrl: options.natsUrl,
+  });
   const platform = new Platform(
     {
       dataDir,
       maxBodyBytes: options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
       openSignup: options.openSignup ?? false,
+      metering: options.metering ?? true,
+      usageFlushMs: options.usageFlushMs,
+      smtpUrl: options.smtpUrl,
       version: VERSION,
     },
     log,
@@ -78,11 +98,14 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   await platform.start();
 
   const metrics = createEdgeMetrics();
-  const api = new Api(platform, metrics, log);
+  const api = new Api(platform, metrics, log, options.streamStallTimeoutMs);
   const httpRoutes = platform.listServices().flatMap((service) => service.httpRoutes ?? []);
   const openApiDocument = JSON.stringify(buildOpenApiDocument(platform.listServices(), VERSION));
 
-  const server = createServer((request, response) => {
+  // No limit on a whole request (Node's default of 5 minutes cuts off a slow 1 GiB upload), but
+  // headers must arrive within a minute and a connection that moves no bytes for two minutes is
+  // closed. Websockets clear the idle timeout when they take the socket over.
+  const server = createServer({ requestTimeout: 0, headersTimeout: HEADERS_TIMEOUT_MS }, (request, response) => {
     void route(request, response).catch((error) => {
       log.error({ err: error }, 'unexpected error outside an API call');
       if (!response.headersSent) sendJson(response, 500, errors.internal().toBody());
@@ -159,6 +182,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
       sendJson(response, failure.status, failure.toBody(requestId));
     }
   }
+
+  server.setTimeout(IDLE_SOCKET_TIMEOUT_MS);
 
   server.on('upgrade', (request, socket, head) => {
     const url = new URL(request.url ?? '/', 'http://alto.local');

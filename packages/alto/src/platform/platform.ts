@@ -4,10 +4,13 @@
  * the services it offers and the components they need. Created by the edge at start.
  */
 import { errors } from '../kit/errors.js';
+import { join } from 'node:path';
 import type { Logger } from '../kit/logger.js';
 import { Readiness } from '../kit/readiness.js';
 import type { Stores } from '../store/index.js';
+import { Limits } from './limits.js';
 import { Meter } from './metering.js';
+import { PriceList } from './prices.js';
 import type { Component, EndpointDefinition, ServiceDefinition } from './service.js';
 import { Tenancy } from './tenancy.js';
 
@@ -17,13 +20,25 @@ export interface PlatformConfig {
   maxBodyBytes: number;
   /** Allow anyone to create an account (`--open-signup`). */
   openSignup: boolean;
+  /** `--smtp smtp://...`: the instance's mail server, used by projects that set none of their own. */
+  smtpUrl?: string;
   version: string;
+  /**
+   * Usage records and limits (default on). Off, calls are neither metered nor limited: for a
+   * private instance with no one to bill, and for measuring what metering costs.
+   */
+  metering?: boolean;
+  /** How often usage records are written (ms, default 1000): the most a crash can lose. */
+  usageFlushMs?: number;
 }
 
 export class Platform {
   readonly readiness = new Readiness();
   readonly tenancy: Tenancy;
   readonly meter: Meter;
+  /** The operator's price list, `<data>/prices.json`. */
+  readonly prices: PriceList;
+  readonly limits: Limits;
   readonly startedAt = Date.now();
   private readonly services = new Map<string, ServiceDefinition>();
   private readonly components = new Map<Component<unknown>, unknown>();
@@ -39,7 +54,13 @@ export class Platform {
       this.services.set(service.name, service);
     }
     this.tenancy = new Tenancy(stores.control, () => [...this.services.keys()]);
-    this.meter = new Meter(stores.usage, log);
+    this.prices = PriceList.open(join(config.dataDir, 'prices.json'), [...this.services.values()], log);
+    this.limits = new Limits(stores.quota, this.prices, log);
+    this.meter = new Meter(stores.usage, log, {
+      intervalMs: config.usageFlushMs,
+      computePrice: (runningMs, memoryMiB, requests) => this.prices.computePrice(runningMs, memoryMiB, requests),
+      onComputeCharge: (projectId, priceMicros) => this.limits.charge(projectId, priceMicros),
+    });
     this.readiness.expect('store');
     this.readiness.expect('components');
   }
@@ -53,6 +74,8 @@ export class Platform {
       }
     }
     this.readiness.ready('components');
+    this.prices.watch();
+    this.limits.start();
     this.meter.start();
   }
 
@@ -86,6 +109,8 @@ export class Platform {
 
   async close(): Promise<void> {
     await this.meter.close();
+    await this.limits.close();
+    this.prices.close();
     for (const instance of [...this.components.values()].reverse()) {
       const closable = instance as { close?: () => unknown };
       if (typeof closable?.close === 'function') await closable.close();

@@ -2,20 +2,25 @@
  * @module store
  * The factory that opens the storage backends by configuration: always the embedded SQLite
  * file (WAL) in the data folder; a PostgreSQL pool when `--store postgres://...` is given; a
- * Redis client when `--cache redis://...` is given. Each block's component picks its adapter
+ * Redis client when `--cache redis://...` is given; a NATS connection (JetStream required) when
+ * `--events nats://...` is given. Each block's component picks its adapter
  * from what is open here, so every port has one interface and one adapter per backend.
  */
 import { join } from 'node:path';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { connect as connectNats, type NatsConnection } from 'nats';
 import type { ControlStore } from './control.js';
+import type { QuotaStore } from './quota.js';
 import type { UsageStore } from './usage.js';
 import { openSqlite, type SqliteDatabase } from './sqlite/database.js';
 import { SqliteControlStore } from './sqlite/control.js';
+import { SqliteQuotaStore } from './sqlite/quota.js';
 import { SqliteUsageStore } from './sqlite/usage.js';
 
 export * from './control.js';
 export * from './usage.js';
+export * from './quota.js';
 export { openSqlite, migrate, type SqliteDatabase } from './sqlite/database.js';
 
 export interface StoreOptions {
@@ -24,6 +29,8 @@ export interface StoreOptions {
   postgresUrl?: string;
   /** `redis://...`: the cache on Redis. */
   redisUrl?: string;
+  /** `nats://...`: events (JetStream) and mq on NATS. */
+  natsUrl?: string;
 }
 
 export interface Stores {
@@ -31,12 +38,19 @@ export interface Stores {
   description: string;
   control: ControlStore;
   usage: UsageStore;
+  /**
+   * Limit settings, rate buckets and monthly counters. On the embedded SQLite file like the
+   * control state, so every process sharing the data folder shares them.
+   */
+  quota: QuotaStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
   postgres?: pg.Pool;
   /** Open when Alto runs with `--cache redis://...`. */
   redis?: Redis;
+  /** Open when Alto runs with `--events nats://...`; JetStream is enabled on it. */
+  nats?: NatsConnection;
   close(): Promise<void>;
 }
 
@@ -57,6 +71,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   const parts = [`sqlite (WAL) at ${path}`];
   let postgres: pg.Pool | undefined;
   let redis: Redis | undefined;
+  let nats: NatsConnection | undefined;
   try {
     if (options.postgresUrl) {
       postgres = new pg.Pool({ connectionString: options.postgresUrl, max: 20 });
@@ -72,23 +87,51 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
       await redis.ping();
       parts.push(`redis at ${redactUrl(options.redisUrl)}`);
     }
+    if (options.natsUrl) {
+      nats = await openNats(options.natsUrl);
+      parts.push(`nats at ${redactUrl(options.natsUrl)}`);
+    }
   } catch (error) {
     sqlite.close();
     await postgres?.end();
     redis?.disconnect();
+    await nats?.close();
     throw new Error(`cannot open the configured store: ${(error as Error).message}`);
   }
   return {
     description: parts.join(', '),
     control: new SqliteControlStore(sqlite),
     usage: new SqliteUsageStore(sqlite),
+    quota: new SqliteQuotaStore(sqlite),
     sqlite,
     postgres,
     redis,
+    nats,
     async close() {
       await postgres?.end();
+      await nats?.drain().catch(() => nats?.close());
       if (redis) await redis.quit().catch(() => redis?.disconnect());
       sqlite.close();
     },
   };
+}
+
+/** Connects to NATS (credentials may sit in the URL) and checks that JetStream is on. */
+async function openNats(url: string): Promise<NatsConnection> {
+  const parsed = new URL(url);
+  const connection = await connectNats({
+    servers: `${parsed.hostname}:${parsed.port || 4222}`,
+    user: parsed.username ? decodeURIComponent(parsed.username) : undefined,
+    pass: parsed.password ? decodeURIComponent(parsed.password) : undefined,
+    name: 'alto',
+    // Keep trying through a NATS restart; calls fail meanwhile rather than Alto exiting.
+    maxReconnectAttempts: -1,
+  });
+  try {
+    await (await connection.jetstreamManager()).getAccountInfo();
+  } catch (error) {
+    await connection.close();
+    throw new Error(`NATS at ${redactUrl(url)} has no JetStream (start nats-server with -js): ${(error as Error).message}`);
+  }
+  return connection;
 }
