@@ -4,11 +4,11 @@
  * deletion, and the same calls on PostgreSQL.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { Client } from '@m3o/m3o-node';
 import pg from 'pg';
 import { startInProcess, type TestAlto } from './harness.js';
+import { createTestDatabase } from '../src/store/postgres/test-database.js';
 
 let alto: TestAlto;
 let shopKey: string;
@@ -115,28 +115,18 @@ test('deleting a project deletes its indexes', async () => {
 });
 
 test('with --store postgres the indexes live in PostgreSQL', async () => {
-  const adminUrl = process.env.ALTO_TEST_POSTGRES_URL;
-  if (!adminUrl) {
-    throw new Error('ALTO_TEST_POSTGRES_URL is not set: run `. scripts/test-services.sh` first to start the test PostgreSQL');
-  }
-  const database = `alto_test_search_e2e_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${database}`);
-  const postgresUrl = new URL(adminUrl);
-  postgresUrl.pathname = `/${database}`;
+  const database = await createTestDatabase('search_e2e');
   let onPostgres: TestAlto | undefined;
   try {
-    onPostgres = await startInProcess({ postgresUrl: postgresUrl.toString() });
+    onPostgres = await startInProcess({ postgresUrl: database.url });
     await exerciseSearch(onPostgres, await onPostgres.projectKey('pg', ['search']));
-    const check = new pg.Client({ connectionString: postgresUrl.toString() });
+    const check = new pg.Client({ connectionString: database.url });
     await check.connect();
     const { rows } = await check.query('SELECT count(*)::int AS n FROM alto_search_indexes');
     await check.end();
     assert.equal(rows[0].n, 0, 'DeleteIndex removed the index row');
   } finally {
     await onPostgres?.close();
-    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await admin.end();
+    await database.drop();
   }
 });

@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { Client } from '@m3o/m3o-node';
 import pg from 'pg';
 import { startInProcess, startProcess, temporaryDataDir, type TestAlto } from './harness.js';
+import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
 
 function m3oClient(alto: TestAlto, key: string): Client {
   return new Client({ token: key, address: `${alto.url}/` });
@@ -200,28 +201,18 @@ describe('secret on embedded SQLite', () => {
 });
 
 describe('secret on PostgreSQL (--store)', () => {
-  const adminUrl = process.env.ALTO_TEST_POSTGRES_URL;
-  const database = `alto_test_secret_e2e_${randomBytes(6).toString('hex')}`;
-  let admin: pg.Client;
+  let database: TestDatabase | undefined;
   let databaseUrl: string;
   let alto: Awaited<ReturnType<typeof startProcess>> | undefined;
 
   before(async () => {
-    if (!adminUrl) throw new Error('ALTO_TEST_POSTGRES_URL is not set: run ". scripts/test-services.sh" first');
-    admin = new pg.Client({ connectionString: adminUrl });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${database}`);
-    const url = new URL(adminUrl);
-    url.pathname = `/${database}`;
-    databaseUrl = url.toString();
+    database = await createTestDatabase('secret_e2e');
+    databaseUrl = database.url;
     alto = await startProcess({ args: ['--store', databaseUrl] });
   });
   after(async () => {
     await alto?.close();
-    if (admin) {
-      await admin.query(`DROP DATABASE IF EXISTS ${database}`);
-      await admin.end();
-    }
+    await database?.drop();
   });
 
   test('the examples and isolation hold, and the table holds no plaintext', async () => {

@@ -3,11 +3,11 @@
  * the public `/u/{id}` redirect (302/301, hit counts, 404), refused schemes, global ids.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { Client } from '@m3o/m3o-node';
 import pg from 'pg';
 import { startInProcess, type TestAlto } from './harness.js';
+import { createTestDatabase } from '../src/store/postgres/test-database.js';
 
 let alto: TestAlto;
 let shopKey: string;
@@ -220,19 +220,10 @@ test('ALTO_PUBLIC_URL sets the base of short URLs', async () => {
 });
 
 test('with --store postgres the short URLs live in PostgreSQL and redirects count there', async () => {
-  const adminUrl = process.env.ALTO_TEST_POSTGRES_URL;
-  if (!adminUrl) {
-    throw new Error('ALTO_TEST_POSTGRES_URL is not set: run `. scripts/test-services.sh` first to start the test PostgreSQL');
-  }
-  const database = `alto_test_url_e2e_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${database}`);
-  const postgresUrl = new URL(adminUrl);
-  postgresUrl.pathname = `/${database}`;
+  const database = await createTestDatabase('url_e2e');
   let onPostgres: TestAlto | undefined;
   try {
-    onPostgres = await startInProcess({ postgresUrl: postgresUrl.toString() });
+    onPostgres = await startInProcess({ postgresUrl: database.url });
     const key = await onPostgres.projectKey('pg', ['url']);
     const created = await onPostgres.call('url', 'Create', { id: 'on-pg', destinationURL: 'https://example.com/pg' }, key);
     assert.equal(created.status, 200, JSON.stringify(created.body));
@@ -240,14 +231,13 @@ test('with --store postgres the short URLs live in PostgreSQL and redirects coun
       Array.from({ length: 20 }, () => fetch(`${onPostgres!.url}/u/on-pg`, { redirect: 'manual' })),
     );
     assert.ok(hits.every((response) => response.status === 302 && response.headers.get('location') === 'https://example.com/pg'));
-    const direct = new pg.Client({ connectionString: postgresUrl.toString() });
+    const direct = new pg.Client({ connectionString: database.url });
     await direct.connect();
     const stored = await direct.query(`SELECT hit_count FROM alto_short_urls WHERE id = 'on-pg'`).finally(() => direct.end());
     assert.equal(Number(stored.rows[0].hit_count), 20);
     assert.equal((await onPostgres.call('url', 'Resolve', { id: 'on-pg' }, key)).body.hitCount, 20);
   } finally {
     await onPostgres?.close();
-    await admin.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-    await admin.end();
+    await database.drop();
   }
 });

@@ -7,12 +7,12 @@
  * and the same journey on PostgreSQL with `alto up --store ... --smtp ...`.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@m3o/m3o-node';
 import pg from 'pg';
 import { startInProcess, startProcess, waitFor, type TestAlto } from './harness.js';
 import { startSmtpServer, type ReceivedMail, type TestSmtpServer } from './smtp-server.js';
+import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
 
 const PASSWORD = 'first-password';
 const NEW_PASSWORD = 'second-password';
@@ -304,29 +304,19 @@ describe('user with mail over SMTP (embedded SQLite)', () => {
 });
 
 describe('user on PostgreSQL with alto up --store and --smtp', () => {
-  const adminUrl = process.env.ALTO_TEST_POSTGRES_URL;
-  const database = `alto_test_user_e2e_${randomBytes(6).toString('hex')}`;
-  let admin: pg.Client;
+  let database: TestDatabase | undefined;
   let smtp: TestSmtpServer;
   let alto: Awaited<ReturnType<typeof startProcess>> | undefined;
 
   before(async () => {
-    if (!adminUrl) throw new Error('ALTO_TEST_POSTGRES_URL is not set: run ". scripts/test-services.sh" first');
-    admin = new pg.Client({ connectionString: adminUrl });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${database}`);
-    const url = new URL(adminUrl);
-    url.pathname = `/${database}`;
+    database = await createTestDatabase('user_e2e');
     smtp = await startSmtpServer();
-    alto = await startProcess({ args: ['--store', url.toString(), '--smtp', `${smtp.url}?from=noreply%40alto.test`] });
+    alto = await startProcess({ args: ['--store', database.url, '--smtp', `${smtp.url}?from=noreply%40alto.test`] });
   });
   after(async () => {
     await alto?.close();
     await smtp?.close();
-    if (admin) {
-      await admin.query(`DROP DATABASE IF EXISTS ${database}`);
-      await admin.end();
-    }
+    await database?.drop();
   });
 
   test('the same journey, and no password, session id or token in the database', async () => {
@@ -336,7 +326,7 @@ describe('user on PostgreSQL with alto up --store and --smtp', () => {
     const seen = mailsTo(smtp, 'grace@example.com');
     await alto!.call('user', 'SendPasswordResetEmail', { email: 'grace@example.com' }, key);
     secrets.push(codeIn(await nextMail(smtp, 'grace@example.com', seen)));
-    const client = new pg.Client({ connectionString: new URL(`/${database}`, adminUrl).toString() });
+    const client = new pg.Client({ connectionString: database!.url });
     await client.connect();
     try {
       const dump = (await client.query<{ dump: string }>(

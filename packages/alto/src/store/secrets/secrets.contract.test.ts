@@ -2,11 +2,11 @@
  * Runs the secret store contract against the embedded SQLite adapter and the PostgreSQL adapter
  * (a database of its own, created from ALTO_TEST_POSTGRES_URL and dropped at the end).
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { createTestDatabase } from '../postgres/test-database.js';
 import { openSqlite, type SqliteDatabase } from '../sqlite/database.js';
 import { runSecretStoreContract } from './contract.js';
 import { PostgresSecretStore } from './postgres.js';
@@ -32,28 +32,18 @@ runSecretStoreContract('sqlite', async () => {
 });
 
 runSecretStoreContract('postgres', async () => {
-  const adminUrl = process.env.ALTO_TEST_POSTGRES_URL;
-  if (!adminUrl) {
-    throw new Error('ALTO_TEST_POSTGRES_URL is not set: run `. scripts/test-services.sh` first to start the test PostgreSQL');
-  }
-  const database = `alto_test_secrets_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${database}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  const pools = [new pg.Pool({ connectionString: url.toString(), max: 5 })];
+  const database = await createTestDatabase('secrets');
+  const pools = [new pg.Pool({ connectionString: database.url, max: 5 })];
   return {
     store: await PostgresSecretStore.open(pools[0]),
     async reopen() {
-      const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+      const pool = new pg.Pool({ connectionString: database.url, max: 2 });
       pools.push(pool);
       return PostgresSecretStore.open(pool); // migrations run again: they must be idempotent
     },
     async cleanup() {
       for (const pool of pools) await pool.end();
-      await admin.query(`DROP DATABASE ${database}`);
-      await admin.end();
+      await database.drop();
     },
   };
 });
