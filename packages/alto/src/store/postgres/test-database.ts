@@ -2,7 +2,7 @@
  * @module store/postgres/test-database
  * A PostgreSQL database of its own for one test file or benchmark, on the server named by
  * ALTO_TEST_POSTGRES_URL (`. scripts/test-services.sh` starts one on loopback): created empty,
- * dropped by `drop()` even when a connection was left open.
+ * dropped by `drop()` (forced only when a connection was left open).
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
@@ -32,7 +32,17 @@ export async function createTestDatabase(prefix: string): Promise<TestDatabase> 
   return {
     url: url.toString(),
     name,
-    drop: () => withAdmin(adminUrl, (admin) => admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)),
+    // A plain DROP first: forcing it would cut connections a test still closes in the background
+    // (their errors then surface as uncaught). Forced only when something was left connected.
+    drop: () =>
+      withAdmin(adminUrl, async (admin) => {
+        try {
+          await admin.query(`DROP DATABASE IF EXISTS ${name}`);
+        } catch (error) {
+          if ((error as { code?: string }).code !== '55006') throw error; // object_in_use
+          await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        }
+      }),
   };
 }
 
