@@ -69,7 +69,10 @@ describe('pulling through a flaky network', () => {
     assert.equal(pulled.digest, image.manifest.digest);
     assert.ok(bigLayer().size > 200_000, 'the layer is big enough to be cut');
     assert.equal(cutting.blobRequests.get(bigLayer().digest), 2, 'one cut transfer, one resumed');
-    assert.ok(cutting.ranges.includes('bytes=100000-'), `the retry asked for the rest only: ${cutting.ranges.join(' ')}`);
+    // The retry asks for the rest only: from what reached the partial file before the cut
+    // (bytes still buffered for the disk when the connection broke are fetched again).
+    const resumedFrom = cutting.ranges.map((range) => /^bytes=(\d+)-$/.exec(range ?? '')?.[1]).find(Boolean);
+    assert.ok(resumedFrom && Number(resumedFrom) > 0 && Number(resumedFrom) <= 100_000, `the retry asked for the rest only: ${cutting.ranges.join(' ')}`);
     assert.ok(events.some((event) => event.type === 'blob' && event.digest === bigLayer().digest && event.state === 'resuming'));
     assert.ok(images.blobs.has(bigLayer().digest));
     // What was stored is right: it unpacks and matches the diff_id checks.
