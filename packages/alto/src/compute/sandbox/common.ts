@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
+import { validateVolumes } from './volumes.js';
 import type { Instance, InstanceExit, InstanceState, LogLine, SandboxDriverName, SandboxSpec } from './port.js';
 
 export interface ResolvedUser {
@@ -86,6 +87,7 @@ export function validateSpec(spec: SandboxSpec): string[] {
     if (!key || key.includes('=') || key.includes('\0')) throw errors.badRequest(`environment variable name "${key}" is not valid`);
   }
   if (spec.workdir && !spec.workdir.startsWith('/')) throw errors.badRequest(`workdir "${spec.workdir}" must be an absolute path`);
+  validateVolumes(spec.volumes ?? [], spec.rootfs);
   return argv;
 }
 

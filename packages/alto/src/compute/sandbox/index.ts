@@ -12,7 +12,7 @@ import { MicrovmDriver } from './microvm.js';
 import type { SandboxDescription, SandboxDriver } from './port.js';
 import { ProcessDriver } from './process.js';
 
-export type { Instance, InstanceExit, LogLine, SandboxDescription, SandboxDriver, SandboxSpec } from './port.js';
+export type { Instance, InstanceExit, LogLine, SandboxDescription, SandboxDriver, SandboxSpec, SandboxVolume } from './port.js';
 export { MicrovmDriver } from './microvm.js';
 export { ProcessDriver } from './process.js';
 

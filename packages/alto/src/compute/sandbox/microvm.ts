@@ -16,6 +16,12 @@
  * driver for now (capability `outbound: false`): QEMU 7.2 cannot turn off the 10.0.2.2 mapping,
  * so allowing outbound traffic would also open the host's loopback services to the guest.
  *
+ * Volumes (volumes.ts): each is a sparse ext4 image in its host folder, attached as one more
+ * virtio-blk disk with a serial naming it; the supervisor mounts it before the app starts and
+ * unmounts and syncs it after the app ends, also when a stop's grace period runs out (the host
+ * asks the guest to kill the app rather than killing QEMU, so nothing written is lost). An
+ * instance with volumes cannot be snapshotted: a restored copy would be a second writer.
+ *
  * Memory is a file on /dev/shm shared with QEMU (`memory-backend-file,share=on`), so a snapshot
  * is the device state (tens of KB, `x-ignore-shared`) plus a copy of that file; a restore maps
  * the snapshot's file privately (`share=off`: copy-on-write, the snapshot stays intact however
@@ -41,11 +47,12 @@ import {
 } from './common.js';
 import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { ensureInitramfs, ensureProbeInitramfs } from './guest-initramfs.js';
-import { DEFAULT_STOP_GRACE_MS, type Accelerator, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec } from './port.js';
+import { DEFAULT_STOP_GRACE_MS, type Accelerator, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
 import { QmpClient } from './qmp.js';
 import { copyDisk, ensureRootDisk } from './root-disk.js';
 import { buildSupervisorScript } from './supervisor.js';
 import { ensureSandboxTools } from './tools.js';
+import { claimVolumes, ensureVolumeDisk, type VolumeClaim } from './volumes.js';
 
 export interface MicrovmOptions {
   /** Kernel, initramfs, tools and root disk images, shared by every run. */
@@ -60,6 +67,8 @@ export interface MicrovmOptions {
 }
 
 const PROBE_TIMEOUT_MS = 15_000;
+/** After a stop's grace period, how long a guest with volumes may take to unmount them. */
+const VOLUME_SYNC_GRACE_MS = 5_000;
 const PORT_NAMES = ['stdout', 'stderr', 'control', 'signal'] as const;
 type PortName = (typeof PORT_NAMES)[number];
 
@@ -121,11 +130,36 @@ interface MachineLayout {
   kernel: string;
   initramfs: string;
   name: string;
+  /** Volume disks, attached after the root and config disks, told apart by their serial. */
+  volumes: { disk: string; serial: string }[];
+  /** Released once QEMU has exited and nothing can write the volumes any more. */
+  volumeClaim?: VolumeClaim;
 }
 
 /** Everything an instance holds on the host's file systems. */
 function removeLayout(layout: MachineLayout): void {
   for (const dir of [layout.socketDir, layout.shmDir, layout.dir]) rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Supervisor lines that mount each volume disk (found by its serial, whatever name the kernel
+ * gave it) at its path before the app starts, its top owned by the app's user. A volume that
+ * cannot be mounted ends the instance before the app runs.
+ */
+function volumeMountLines(volumes: SandboxVolume[], user: { uid: number; gid: number }): string[] {
+  return volumes.flatMap((volume, index) => {
+    const path = shellQuote(volume.path);
+    return [
+      `dev=; i=0; while [ -z "$dev" ]; do for serial in /sys/block/vd*/serial; do [ "$($B cat "$serial" 2>/dev/null)" = alto-volume-${index} ] && dev=/dev/$($B basename "\${serial%/serial}"); done; i=$((i+1)); [ -z "$dev" ] && [ $i -gt 1000 ] && break; [ -z "$dev" ] && $B usleep 2000; done`,
+      `if [ -z "$dev" ] || ! $B mkdir -p ${path} || ! $B mount -t ext4 -o noatime,nosuid,nodev "$dev" ${path}; then echo "alto: cannot mount the volume at ${volume.path.replaceAll('"', '')}" >&2; echo "alto:exit 125" >&3; $B sync; $B reboot -f; fi`,
+      `$B chown ${user.uid}:${user.gid} ${path}`,
+    ];
+  });
+}
+
+/** After the app: unmount each volume (read-only if something still holds it) so it is clean. */
+function volumeUnmountLines(volumes: SandboxVolume[]): string[] {
+  return volumes.map((volume) => `$B umount ${shellQuote(volume.path)} 2>/dev/null || $B mount -o remount,ro ${shellQuote(volume.path)}`);
 }
 
 export class MicrovmDriver implements SandboxDriver {
@@ -202,11 +236,17 @@ export class MicrovmDriver implements SandboxDriver {
     const user = resolveUser(spec.rootfs, spec.user);
     const description = await this.probe();
     const baseDisk = await ensureRootDisk(this.options.cacheDir, spec.rootfs);
+    const volumeClaim = claimVolumes(spec.volumes ?? []);
     const layout = this.layout(description.accelerator, spec.memoryMiB, Math.max(1, Math.ceil(spec.cpus)), spec.port, spec.name);
+    layout.volumeClaim = volumeClaim;
     try {
+      for (const [index, volume] of (spec.volumes ?? []).entries()) {
+        layout.volumes.push({ disk: await ensureVolumeDisk(volume), serial: `alto-volume-${index}` });
+      }
       await this.prepare(layout, baseDisk, spec, argv, user);
     } catch (error) {
       removeLayout(layout);
+      volumeClaim.release();
       throw error;
     }
     const instance = new MicrovmInstance(layout, this.qemu);
@@ -234,10 +274,12 @@ export class MicrovmDriver implements SandboxDriver {
           `$B hostname ${layout.name}`,
           '$B mkdir -p /dev/shm /dev/pts && $B mount -t tmpfs -o mode=1777 shm /dev/shm && $B mount -t devpts devpts /dev/pts',
           '[ -e /dev/fd ] || $B ln -s /proc/self/fd /dev/fd',
-          // The host writes `term` on the signal port to stop the app; PID 1 passes it on.
-          '( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; done ) &',
+          // The host writes `term` on the signal port to stop the app; PID 1 passes it on. After
+          // the grace period, `kill` ends every process but PID 1, which then syncs and powers off.
+          '( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; [ "$line" = kill ] && $B kill -KILL -1; done ) &',
+          ...volumeMountLines(spec.volumes ?? [], user),
         ],
-        epilogue: ['$B sync', '$B reboot -f'],
+        epilogue: [...volumeUnmountLines(spec.volumes ?? []), '$B sync', '$B reboot -f'],
       }),
     );
     await run('tar', ['-cf', layout.configTar, '-C', supervisorDir, 'supervisor.sh']);
@@ -300,6 +342,7 @@ export class MicrovmDriver implements SandboxDriver {
       kernel: this.kernel!.image,
       initramfs: this.initramfs!,
       name: (name ?? `alto-${id}`).replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63) || `alto-${id}`,
+      volumes: [],
     };
   }
 
@@ -374,6 +417,10 @@ export class MicrovmInstance extends InstanceBase {
       '-device', 'virtio-blk-device,drive=root',
       '-drive', `id=config,file=${layout.configTar},format=raw,if=none,readonly=on`,
       '-device', 'virtio-blk-device,drive=config',
+      ...layout.volumes.flatMap((volume, index) => [
+        '-drive', `id=volume${index},file=${volume.disk},format=raw,if=none,cache=writeback,discard=unmap`,
+        '-device', `virtio-blk-device,drive=volume${index},serial=${volume.serial}`,
+      ]),
       '-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${layout.hostPort}-:${layout.guestPort || 1}`,
       '-device', 'virtio-net-device,netdev=net0',
       '-device', 'virtio-serial-device,max_ports=8',
@@ -459,6 +506,7 @@ export class MicrovmInstance extends InstanceBase {
     if (this.currentState === 'starting') this.readyWaiter?.reject(new Error(`instance ${this.id} ended before it was ready: ${reason}${code !== null ? ` (exit code ${code})` : ''}`));
     // Disks, memory and sockets are per instance and worthless once it ends.
     removeLayout(this.layout);
+    this.layout.volumeClaim?.release();
     this.finish({ code, reason });
   }
 
@@ -471,12 +519,19 @@ export class MicrovmInstance extends InstanceBase {
     const signal = this.sockets.get('signal');
     if (signal && !signal.destroyed) signal.write('term\n');
     else this.child?.kill('SIGKILL');
+    let lastResort: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
       this.stopRequested = 'killed';
-      this.child?.kill('SIGKILL');
+      // With volumes, the guest kills the app itself and then unmounts and syncs them, so what
+      // the app wrote survives; QEMU is ended from here only if the guest does not finish.
+      if (this.layout.volumes.length > 0 && signal && !signal.destroyed) {
+        signal.write('kill\n');
+        lastResort = setTimeout(() => this.child?.kill('SIGKILL'), VOLUME_SYNC_GRACE_MS);
+      } else this.child?.kill('SIGKILL');
     }, graceMs);
     const exit = await this.exited;
     clearTimeout(timer);
+    clearTimeout(lastResort);
     return exit;
   }
 
@@ -501,6 +556,8 @@ export class MicrovmInstance extends InstanceBase {
   async snapshot(dir: string): Promise<void> {
     this.assertState(['running', 'suspended'], 'snapshot');
     if (!this.layout.memoryShared) throw errors.conflict(`instance ${this.id} is itself a restored copy; snapshot the instance it came from`);
+    // A copy would write the same volume as the original: one writer per volume.
+    if (this.layout.volumes.length > 0) throw errors.conflict(`instance ${this.id} has volumes, and a snapshot cannot share them; stop it instead`);
     if (this.currentState === 'running') await this.suspend();
     mkdirSync(dir, { recursive: true });
     await this.qmp!.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });

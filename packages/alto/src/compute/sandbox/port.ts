@@ -33,6 +33,20 @@ export interface SandboxSpec {
   allowOutbound?: boolean;
   /** A name for logs and host-side resources (letters, digits, dashes). */
   name?: string;
+  /**
+   * Folders that keep their files from one instance to the next. One running instance per
+   * volume: a second start with the same `dir` is refused with 409.
+   */
+  volumes?: SandboxVolume[];
+}
+
+export interface SandboxVolume {
+  /** A host folder the driver owns for this volume (created if missing); one driver per folder. */
+  dir: string;
+  /** Absolute mount point inside the app, like `/data`. */
+  path: string;
+  /** microvm: size of the volume's ext4 disk, made on first use (sparse). Default 1024. */
+  sizeMiB?: number;
 }
 
 export type SandboxDriverName = 'microvm' | 'process';

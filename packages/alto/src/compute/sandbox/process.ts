@@ -12,6 +12,8 @@
  *   mount, unmount, change the network or the hostname.
  * - Network: network.ts (veth pair in a host-owned namespace, nftables).
  * - Limits: cgroups.ts (memory, CPU quota); suspend is the cgroup freezer.
+ * - Volumes (volumes.ts): `<dir>/data` bind-mounted onto the overlay root before pivot_root,
+ *   its top owned by the app's user as the host sees it (shifted into the sandbox id range).
  * - Snapshots: not supported (capability `snapshot: false`; the calls throw).
  *
  * Start-up chain, each step exec'ing the next, so PID 1 stays one process from mount to app:
@@ -45,9 +47,10 @@ import { errors } from '../../kit/errors.js';
 import { SandboxCgroup, detectCgroups } from './cgroups.js';
 import { InstanceBase, LineSplitter, findCommand, hasCommand, parseControlLine, resolveUser, run, shellQuote, validateSpec } from './common.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type SandboxNetwork } from './network.js';
-import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec } from './port.js';
+import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
 import { buildSupervisorScript } from './supervisor.js';
 import { ensureSandboxTools } from './tools.js';
+import { claimVolumes, prepareVolumeFolder, type VolumeClaim } from './volumes.js';
 
 export interface ProcessOptions {
   cacheDir: string;
@@ -130,6 +133,29 @@ export class ProcessDriver implements SandboxDriver {
     const description = await this.probe();
     if (spec.allowOutbound && !description.capabilities.outbound) throw errors.badRequest('outbound access needs nftables on this host');
     const id = randomBytes(6).toString('hex');
+    const volumes = spec.volumes ?? [];
+    const claim = claimVolumes(volumes);
+    try {
+      return await this.startClaimed(spec, argv, user, id, volumes, claim);
+    } catch (error) {
+      claim.release();
+      throw error;
+    }
+  }
+
+  private async startClaimed(
+    spec: SandboxSpec,
+    argv: string[],
+    user: { uid: number; gid: number },
+    id: string,
+    volumes: SandboxVolume[],
+    claim: VolumeClaim,
+  ): Promise<ProcessInstance> {
+    // The app's user as the host sees it: the top of each volume is theirs to write.
+    const volumeMounts = volumes.map((volume) => ({
+      source: prepareVolumeFolder(volume, this.idBase + user.uid, this.idBase + user.gid),
+      path: volume.path,
+    }));
     const lower = await ensureShiftedRoot(this.options.cacheDir, spec.rootfs, this.idBase);
     const stateDir = join(this.options.stateDir, id);
     const runDir = join(RUN_DIR, id);
@@ -173,11 +199,19 @@ export class ProcessDriver implements SandboxDriver {
       'read -r go',
       'exec /.alto/bin/busybox sh /.alto/supervisor.sh',
     ].join('; ');
+    // Bind mounts onto the overlay root, before pivot_root: the app never sees the host path.
+    const volumeLines = volumeMounts
+      .map(({ source, path }) => {
+        const target = `"$R"${shellQuote(path)}`;
+        return `$B mkdir -p ${target}\n$B mount --bind ${shellQuote(source)} ${target}\n$B mount -o remount,bind,nosuid,nodev ${target}`;
+      })
+      .join('\n');
     const stage1 = `# Alto process sandbox, stage 1 (generated): PID 1 of the new PID namespace, still host root.
 set -e
 B=${shellQuote(busybox)}
 R=${shellQuote(root)}
 $B mount -t overlay overlay -o ${shellQuote(`lowerdir=${lower},upperdir=${join(stateDir, 'upper')},workdir=${join(stateDir, 'work')}`)} "$R"
+${volumeLines}
 for dir in dev proc .alto; do [ -d "$R/$dir" ] || $B mkdir -p "$R/$dir"; done
 [ -d "$R/tmp" ] || { $B mkdir -p "$R/tmp"; $B chmod 1777 "$R/tmp"; }
 $B mount -t tmpfs -o mode=0755,size=1m,nosuid,uid=${this.idBase},gid=${this.idBase} alto-dev "$R/dev"
@@ -203,9 +237,10 @@ $B mount -o remount,ro /.alto
 exec /.alto/bin/ld.so --library-path /.alto/bin/lib /.alto/bin/setpriv --reuid=${this.idBase} --regid=${this.idBase} --clear-groups -- /.alto/bin/busybox unshare --user -- /.alto/bin/busybox sh -c ${shellQuote(userStage)}
 `;
     writeFileSync(join(stateDir, 'stage1.sh'), stage1, { mode: 0o644 });
-    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, port: spec.port, idBase: this.idBase });
+    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, port: spec.port, idBase: this.idBase, volumes: claim });
     this.instances.add(instance);
     void instance.exited.then(() => this.instances.delete(instance));
+    // From here the instance releases the volumes when it ends, whether or not it became ready.
     await instance.boot(busybox, join(stateDir, 'stage1.sh'), this.options.startTimeoutMs ?? 60_000);
     return instance;
   }
@@ -226,6 +261,8 @@ interface ProcessResources {
   network: SandboxNetwork;
   port: number;
   idBase: number;
+  /** Released when the instance has ended and nothing in it can write any more. */
+  volumes: VolumeClaim;
 }
 
 export class ProcessInstance extends InstanceBase {
@@ -337,6 +374,7 @@ export class ProcessInstance extends InstanceBase {
     this.resources.cgroup.killAll();
     await this.resources.cgroup.destroy();
     await destroySandboxNetwork(this.resources.network);
+    this.resources.volumes.release();
     rmSync(this.resources.runDir, { recursive: true, force: true });
     rmSync(this.resources.stateDir, { recursive: true, force: true });
     const exitCode = this.reportedExitCode ?? null;

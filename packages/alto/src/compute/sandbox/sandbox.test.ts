@@ -300,6 +300,53 @@ for (const driverCase of cases) {
       });
     }
 
+    test('a volume keeps its files from one instance to the next, with one instance at a time', async () => {
+      const volume = { dir: join(workspace, `volume-${driverCase.name}`), path: '/var/lib/notes', sizeMiB: 64 };
+      const stamp = `written-${Date.now()}`;
+      const volumeSpec = (script: string): SandboxSpec => ({
+        rootfs,
+        entrypoint: [],
+        cmd: ['sh', '-c', script],
+        env: { PATH: '/bin', STAMP: stamp },
+        user: 'app',
+        port: 0,
+        memoryMiB: driverCase.memoryMiB,
+        cpus: 1,
+        name: 'volume',
+        volumes: [volume],
+      });
+      // The app's own user writes into the volume, then ignores SIGTERM: it is killed at the end
+      // of the grace period, and what it wrote must survive that too.
+      const writer = await driver.start(
+        volumeSpec('echo "$STAMP" > /var/lib/notes/note.txt && mkdir -p /var/lib/notes/sub && echo deep > /var/lib/notes/sub/file && echo write-done; trap "" TERM; while :; do sleep 1; done'),
+      );
+      await waitFor(() => hasLine(writer, 'stdout', 'write-done'), 'the write into the volume', 60_000).catch(async (error) => {
+        throw new Error(`${error.message}; the app said:\n${(await allLines(writer)).join('\n')}`);
+      });
+      // A second instance on the same volume would be a second writer: refused, the first unharmed.
+      await assert.rejects(driver.start(volumeSpec('true')), (error) => isAltoError(error) && error.status === 409);
+      assert.equal(writer.state, 'running');
+      assert.equal((await writer.stop(1_000)).reason, 'killed after grace period');
+
+      const reader = await driver.start(volumeSpec('cat /var/lib/notes/note.txt /var/lib/notes/sub/file; echo "owner=$(stat -c %u /var/lib/notes)"'));
+      const exit = await reader.exited;
+      const lines = await allLines(reader);
+      assert.equal(exit.code, 0, lines.join('\n'));
+      assert.ok(lines.includes(`stdout: ${stamp}`), lines.join('\n'));
+      assert.ok(lines.includes('stdout: deep'), lines.join('\n'));
+      assert.ok(lines.includes('stdout: owner=1000'), lines.join('\n'));
+    });
+
+    test('refuses a volume at a reserved or malformed path with a 400', async () => {
+      for (const path of ['/', 'data', '/proc/x', '/a/../b', '/.alto']) {
+        await assert.rejects(
+          driver.start({ ...batchSpec(driverCase.memoryMiB, 1), volumes: [{ dir: join(workspace, 'bad-volume'), path }] }),
+          (error) => isAltoError(error) && error.status === 400,
+          path,
+        );
+      }
+    });
+
     test('refuses a spec it cannot run with a 400 that says why', async () => {
       await assert.rejects(driver.start({ ...webSpec(driverCase.memoryMiB), user: 'nobody-here' }), (error) => {
         assert.ok(isAltoError(error));

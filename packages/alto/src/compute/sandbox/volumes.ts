@@ -1,0 +1,149 @@
+/**
+ * @module compute/sandbox/volumes
+ * Volumes: a host folder per volume that keeps an app's files across its instances. Each driver
+ * keeps its own layout inside that folder (process: `data/`, bind-mounted into the sandbox;
+ * microvm: `volume.ext4`, a sparse ext4 disk image attached as a virtio-blk device), so one
+ * folder belongs to one driver.
+ *
+ * Only one running instance may use a volume at a time: two writers would corrupt an ext4 image
+ * and race on files. A claim is held in this process (a set of folders) and on disk (`lock`,
+ * holding the owner's pid, created exclusively), so a second Alto process on the same data
+ * folder is refused too; a lock left by a process that died is taken over.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, chownSync, writeSync, lstatSync } from 'node:fs';
+import { join, posix } from 'node:path';
+import { errors } from '../../kit/errors.js';
+import { run } from './common.js';
+import type { SandboxVolume } from './port.js';
+
+export const DEFAULT_VOLUME_SIZE_MIB = 1024;
+const MIN_VOLUME_SIZE_MIB = 16;
+const MAX_VOLUME_SIZE_MIB = 1024 * 1024;
+const VOLUME_PATH_PATTERN = /^[A-Za-z0-9._/-]+$/;
+/** Mount points that belong to the sandbox itself. */
+const RESERVED_TOP_LEVELS = new Set(['.alto', 'proc', 'dev', 'sys']);
+
+/** Checks volumes before anything is taken: absolute, distinct, real folders in the image. */
+export function validateVolumes(volumes: SandboxVolume[], rootfs: string): void {
+  const paths = new Set<string>();
+  const dirs = new Set<string>();
+  for (const volume of volumes) {
+    const { path, dir } = volume;
+    if (typeof path !== 'string' || !path.startsWith('/') || !VOLUME_PATH_PATTERN.test(path) || posix.normalize(path) !== path || path === '/' || path.endsWith('/'))
+      throw errors.badRequest(`volume path "${path}" must be an absolute, normalized path other than /, of letters, digits and ._- (like /data)`);
+    if (RESERVED_TOP_LEVELS.has(path.split('/')[1])) throw errors.badRequest(`volume path "${path}" is reserved for the sandbox; mount it elsewhere`);
+    if (paths.has(path)) throw errors.badRequest(`two volumes are mounted at ${path}`);
+    paths.add(path);
+    if (typeof dir !== 'string' || !dir.startsWith('/')) throw errors.badRequest(`volume folder "${dir}" must be an absolute host path`);
+    if (dirs.has(dir)) throw errors.badRequest(`volume folder ${dir} is given twice`);
+    dirs.add(dir);
+    const size = volume.sizeMiB ?? DEFAULT_VOLUME_SIZE_MIB;
+    if (!Number.isInteger(size) || size < MIN_VOLUME_SIZE_MIB || size > MAX_VOLUME_SIZE_MIB)
+      throw errors.badRequest(`volume size ${size} MiB must be a whole number from ${MIN_VOLUME_SIZE_MIB} to ${MAX_VOLUME_SIZE_MIB}`);
+    assertPlainDirectories(rootfs, path);
+  }
+}
+
+/**
+ * Every part of the mount point that the image already has must be a directory, never a symbolic
+ * link: the host mounts onto it before the sandbox starts, and a link could point it elsewhere.
+ */
+function assertPlainDirectories(rootfs: string, path: string): void {
+  let current = rootfs;
+  for (const part of path.split('/').filter(Boolean)) {
+    current = join(current, part);
+    let info;
+    try {
+      info = lstatSync(current);
+    } catch {
+      return;
+    }
+    if (!info.isDirectory()) throw errors.badRequest(`volume path ${path}: ${current.slice(rootfs.length)} in the image is not a directory`);
+  }
+}
+
+export interface VolumeClaim {
+  /** Releases every volume of the claim; safe to call more than once. */
+  release(): void;
+}
+
+const claimedHere = new Set<string>();
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Creates the folders and claims them all for one instance, or throws 409 taking none. */
+export function claimVolumes(volumes: SandboxVolume[]): VolumeClaim {
+  const taken: { dir: string; lock: string }[] = [];
+  const release = () => {
+    for (const { dir, lock } of taken.splice(0)) {
+      rmSync(lock, { force: true });
+      claimedHere.delete(dir);
+    }
+  };
+  try {
+    for (const volume of volumes) {
+      mkdirSync(volume.dir, { recursive: true, mode: 0o700 });
+      const dir = realpathSync(volume.dir);
+      const lock = join(dir, 'lock');
+      if (claimedHere.has(dir)) throw inUse(volume);
+      if (!takeLockFile(lock)) throw inUse(volume);
+      claimedHere.add(dir);
+      taken.push({ dir, lock });
+    }
+  } catch (error) {
+    release();
+    throw error;
+  }
+  return { release };
+}
+
+function inUse(volume: SandboxVolume) {
+  return errors.conflict(`the volume at ${volume.dir} is in use by a running instance; stop it first (a volume has one writer at a time)`);
+}
+
+/** Creates the lock file holding our pid; takes over one whose owner is gone. False when held. */
+function takeLockFile(lock: string): boolean {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(lock, 'wx', 0o600);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const owner = Number(readFileSync(lock, 'utf8').trim());
+    // Our own pid but no claim in this process: left by an instance of an earlier run.
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) return false;
+    rmSync(lock, { force: true });
+  }
+  return false;
+}
+
+/** Process driver: `<dir>/data`, its top owned by the app's user as the host sees it. */
+export function prepareVolumeFolder(volume: SandboxVolume, hostUid: number, hostGid: number): string {
+  const data = join(volume.dir, 'data');
+  mkdirSync(data, { recursive: true, mode: 0o755 });
+  chownSync(data, hostUid, hostGid);
+  return data;
+}
+
+/** microvm driver: `<dir>/volume.ext4`, made sparse with mkfs.ext4 on first use. */
+export async function ensureVolumeDisk(volume: SandboxVolume): Promise<string> {
+  const disk = join(volume.dir, 'volume.ext4');
+  if (existsSync(disk)) return disk;
+  const temporary = `${disk}.${process.pid}.tmp`;
+  rmSync(temporary, { force: true });
+  const size = volume.sizeMiB ?? DEFAULT_VOLUME_SIZE_MIB;
+  // A journal: the disk outlives instances, and one that is killed must leave it consistent.
+  await run('mkfs.ext4', ['-q', '-F', '-L', 'alto-volume', '-E', 'root_owner=0:0', temporary, `${size}M`], { timeoutMs: 120_000 });
+  renameSync(temporary, disk);
+  return disk;
+}

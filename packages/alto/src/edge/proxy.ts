@@ -1,0 +1,391 @@
+/**
+ * @module edge/proxy
+ * Serves apps through the edge. `AppProxy` forwards HTTP requests and websocket upgrades whose
+ * Host is `<app>.<project>.<domain>` to an instance the resolver hands out; `TcpForwarder`
+ * listens on one edge port per TCP app and pipes each connection to an instance.
+ *
+ * Bodies stream both ways and are never buffered, so uploads, downloads and server-sent events
+ * pass through as they come. Every exchange acquires a target from the resolver and releases it
+ * exactly once when the exchange ends, whatever the cause: that is how the scheduler counts
+ * activity, so every path below ends in `release()`.
+ */
+import { Agent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { Socket, connect, createServer, type Server } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+import { AltoError, errors, isAltoError } from '../kit/errors.js';
+import type { Logger } from '../kit/logger.js';
+import { requestIdOf } from './http.js';
+
+export interface AppAddress {
+  app: string;
+  project: string;
+}
+
+export interface ProxyTarget {
+  host: string;
+  port: number;
+  /** Called exactly once when the proxied exchange or connection has ended, whatever the cause. */
+  release(): void;
+}
+
+export interface AppResolver {
+  /**
+   * A ready instance for the app (starting or resuming one if needed). Throws AltoError:
+   * 404 no such app, 503 no ready instance (with Retry-After where it makes sense).
+   */
+  acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget>;
+}
+
+export interface AppProxyOptions {
+  /** The base domain apps live under, e.g. `localhost` for `<app>.<project>.localhost`. */
+  domain: string;
+  resolver: AppResolver;
+  log: Logger;
+}
+
+/** Headers that describe one hop, not the message: never forwarded (RFC 9110 section 7.6.1). */
+const HOP_BY_HOP_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+const LABEL_PATTERN = /^[a-z0-9-]+$/;
+const PORT_SUFFIX_PATTERN = /:\d{1,5}$/;
+
+export class AppProxy {
+  private readonly domainSuffix: string;
+  private readonly resolver: AppResolver;
+  private readonly log: Logger;
+  /** Reuses connections to instances: a warm request does not pay for a TCP handshake. */
+  private readonly agent = new Agent({ keepAlive: true, scheduling: 'lifo' });
+  /** Open upstream requests and upgraded connections, ended by `close()`. */
+  private readonly open = new Set<ClientRequest | Duplex>();
+
+  constructor(options: AppProxyOptions) {
+    this.domainSuffix = '.' + options.domain.toLowerCase().replace(/^\.+|\.+$/g, '');
+    this.resolver = options.resolver;
+    this.log = options.log;
+  }
+
+  /**
+   * `<app>.<project>.<domain>` with an optional port, case-insensitive; labels are lower-case
+   * letters, digits and dashes. Undefined for any other host (including `<domain>` itself).
+   */
+  addressOf(hostHeader: string | undefined): AppAddress | undefined {
+    if (!hostHeader) return undefined;
+    const host = hostHeader.trim().toLowerCase().replace(PORT_SUFFIX_PATTERN, '').replace(/\.$/, '');
+    if (!host.endsWith(this.domainSuffix)) return undefined;
+    const labels = host.slice(0, -this.domainSuffix.length).split('.');
+    if (labels.length !== 2) return undefined;
+    const [app, project] = labels;
+    if (!LABEL_PATTERN.test(app) || !LABEL_PATTERN.test(project)) return undefined;
+    return { app, project };
+  }
+
+  /** Proxies when the Host names an app and returns true; returns false touching nothing otherwise. */
+  handleRequest(request: IncomingMessage, response: ServerResponse): boolean {
+    const address = this.addressOf(request.headers.host);
+    if (!address) return false;
+    void this.proxyRequest(address, request, response).catch((error) => {
+      this.log.error({ err: error, app: address.app, project: address.project }, 'app proxy failed');
+      if (!response.headersSent) this.sendError(request, response, errors.internal());
+      else response.destroy();
+    });
+    return true;
+  }
+
+  /** Same for an HTTP upgrade (websockets): forwards the upgrade and pipes both ways. */
+  handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const address = this.addressOf(request.headers.host);
+    if (!address) return false;
+    void this.proxyUpgrade(address, request, socket, head).catch((error) => {
+      this.log.error({ err: error, app: address.app, project: address.project }, 'app websocket proxy failed');
+      socket.destroy();
+    });
+    return true;
+  }
+
+  /** Ends open upstream connections. */
+  async close(): Promise<void> {
+    for (const upstream of this.open) upstream.destroy();
+    this.open.clear();
+    this.agent.destroy();
+  }
+
+  private async proxyRequest(address: AppAddress, request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const target = await this.acquireOrAnswer(address, 'http', (failure) => this.sendError(request, response, failure));
+    if (!target) return;
+    const release = onceOnly(() => target.release(), this.log);
+    // The client may have gone while the resolver woke an instance: nothing left to do.
+    if (response.destroyed || request.destroyed) return release();
+    response.once('close', release);
+
+    const upstream = httpRequest({
+      host: target.host,
+      port: target.port,
+      method: request.method,
+      path: request.url,
+      headers: forwardedRequestHeaders(request, false),
+      agent: this.agent,
+    });
+    this.open.add(upstream);
+    upstream.once('close', () => this.open.delete(upstream));
+
+    upstream.once('response', (upstreamResponse) => {
+      response.writeHead(upstreamResponse.statusCode ?? 502, upstreamResponse.statusMessage, endToEndHeaders(upstreamResponse.headers));
+      // Server-sent events and other bodies of unknown length must reach the client as they come.
+      if (upstreamResponse.headers['content-length'] === undefined) response.flushHeaders();
+      upstreamResponse.pipe(response);
+      upstreamResponse.once('aborted', () => response.destroy());
+      upstreamResponse.on('error', () => response.destroy());
+    });
+    upstream.on('error', (error) => {
+      if (response.writableEnded || response.destroyed) return;
+      if (response.headersSent) {
+        response.destroy();
+        return;
+      }
+      this.log.warn({ err: error, app: address.app, project: address.project }, 'app instance did not answer');
+      this.sendError(request, response, appUnreachable(address, error));
+    });
+    // A client that goes away aborts the upstream request.
+    response.once('close', () => {
+      if (!response.writableFinished) upstream.destroy();
+    });
+    request.pipe(upstream);
+  }
+
+  private async proxyUpgrade(address: AppAddress, request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    // A websocket may rightly stay quiet for long: the edge's idle timeout is not for it.
+    if (socket instanceof Socket) socket.setTimeout(0);
+    const target = await this.acquireOrAnswer(address, 'http', (failure) => writeRawError(socket, failure, requestIdOf(request)));
+    if (!target) return;
+    const release = onceOnly(() => target.release(), this.log);
+    if (socket.destroyed) return release();
+    socket.once('close', release);
+    if (head.length > 0) socket.unshift(head);
+
+    const upstream = httpRequest({
+      host: target.host,
+      port: target.port,
+      method: request.method,
+      path: request.url,
+      headers: forwardedRequestHeaders(request, true),
+      agent: false,
+    });
+    this.open.add(upstream);
+    upstream.once('close', () => this.open.delete(upstream));
+    socket.once('close', () => upstream.destroy());
+
+    upstream.once('upgrade', (upstreamResponse, upstreamSocket, upstreamHead) => {
+      this.open.add(upstreamSocket);
+      upstreamSocket.on('error', () => socket.destroy());
+      upstreamSocket.once('close', () => {
+        this.open.delete(upstreamSocket);
+        socket.destroy();
+      });
+      socket.once('close', () => upstreamSocket.destroy());
+      if (upstreamHead.length > 0) upstreamSocket.unshift(upstreamHead);
+      socket.write(rawResponseHead(upstreamResponse.statusCode ?? 101, upstreamResponse.statusMessage, upstreamResponse.rawHeaders));
+      upstreamSocket.pipe(socket).pipe(upstreamSocket);
+    });
+    // The app declined the upgrade and answered plainly: pass that answer on and close.
+    upstream.once('response', (upstreamResponse) => {
+      const headers = rawHeadersWithout(upstreamResponse.rawHeaders, (name) => HOP_BY_HOP_HEADERS.has(name) || name === 'content-length');
+      socket.write(rawResponseHead(upstreamResponse.statusCode ?? 502, upstreamResponse.statusMessage, [...headers, 'connection', 'close']));
+      upstreamResponse.pipe(socket);
+      upstreamResponse.once('aborted', () => socket.destroy());
+    });
+    upstream.on('error', (error) => {
+      if (socket.destroyed) return;
+      this.log.warn({ err: error, app: address.app, project: address.project }, 'app instance did not answer the upgrade');
+      writeRawError(socket, appUnreachable(address, error), requestIdOf(request));
+    });
+    upstream.end();
+  }
+
+  /** The resolver's target, or undefined after answering its failure through `answer`. */
+  private async acquireOrAnswer(
+    address: AppAddress,
+    kind: 'http' | 'tcp',
+    answer: (failure: AltoError) => void,
+  ): Promise<ProxyTarget | undefined> {
+    try {
+      return await this.resolver.acquire(address, kind);
+    } catch (error) {
+      if (!isAltoError(error)) this.log.error({ err: error, app: address.app, project: address.project }, 'app resolver failed');
+      answer(isAltoError(error) ? error : errors.internal());
+      return undefined;
+    }
+  }
+
+  private sendError(request: IncomingMessage, response: ServerResponse, failure: AltoError): void {
+    if (response.destroyed || response.headersSent) return;
+    const payload = JSON.stringify(failure.toBody(requestIdOf(request)));
+    response.writeHead(failure.status, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(payload),
+      ...failure.headers,
+    });
+    response.end(payload);
+  }
+}
+
+export interface TcpForwarderOptions {
+  /** The edge address to listen on. */
+  host: string;
+  /** The edge port; 0 picks a free one. */
+  port: number;
+  address: AppAddress;
+  resolver: AppResolver;
+  log: Logger;
+}
+
+/** One edge port for one TCP app: each accepted connection is piped to an instance. */
+export class TcpForwarder {
+  private readonly options: TcpForwarderOptions;
+  private readonly server: Server;
+  private readonly open = new Set<Socket>();
+
+  constructor(options: TcpForwarderOptions) {
+    this.options = options;
+    this.server = createServer((client) => void this.forward(client));
+  }
+
+  /** Listens; resolves with the bound port (port 0 picks one). */
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off('error', reject);
+        const bound = this.server.address();
+        resolve(typeof bound === 'object' && bound ? bound.port : this.options.port);
+      });
+    });
+  }
+
+  /** Stops listening and ends open connections. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const socket of this.open) socket.destroy();
+    this.open.clear();
+    if (this.server.listening) await closed;
+  }
+
+  private async forward(client: Socket): Promise<void> {
+    const { address, resolver, log } = this.options;
+    this.track(client);
+    client.on('error', () => client.destroy());
+    let target: ProxyTarget;
+    try {
+      target = await resolver.acquire(address, 'tcp');
+    } catch (error) {
+      if (isAltoError(error)) log.info({ app: address.app, project: address.project, status: error.status }, `tcp connection refused: ${error.detail}`);
+      else log.error({ err: error, app: address.app, project: address.project }, 'app resolver failed');
+      client.destroy();
+      return;
+    }
+    const release = onceOnly(() => target.release(), log);
+    if (client.destroyed) return release();
+    client.once('close', release);
+    const upstream = connect({ host: target.host, port: target.port, noDelay: true });
+    client.setNoDelay(true);
+    this.track(upstream);
+    upstream.on('error', (error) => {
+      log.warn({ err: error, app: address.app, project: address.project }, 'app instance refused a tcp connection');
+      upstream.destroy();
+    });
+    upstream.once('close', () => client.destroy());
+    client.once('close', () => upstream.destroy());
+    upstream.once('connect', () => client.pipe(upstream).pipe(client));
+  }
+
+  private track(socket: Socket): void {
+    this.open.add(socket);
+    socket.once('close', () => this.open.delete(socket));
+  }
+}
+
+/** The request's headers as the instance should see them: end-to-end ones plus X-Forwarded-*. */
+function forwardedRequestHeaders(request: IncomingMessage, upgrade: boolean): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = endToEndHeaders(request.headers);
+  const priorFor = request.headers['x-forwarded-for'];
+  const client = request.socket.remoteAddress ?? 'unknown';
+  headers['x-forwarded-for'] = typeof priorFor === 'string' && priorFor.trim() ? `${priorFor}, ${client}` : client;
+  // A TLS terminator in front of the edge says so; otherwise the client spoke plain HTTP.
+  const priorProto = request.headers['x-forwarded-proto'];
+  headers['x-forwarded-proto'] = typeof priorProto === 'string' && /^https?$/i.test(priorProto.trim()) ? priorProto.trim().toLowerCase() : 'http';
+  if (request.headers.host) headers['x-forwarded-host'] = request.headers.host;
+  if (upgrade) {
+    headers.connection = 'upgrade';
+    if (request.headers.upgrade) headers.upgrade = request.headers.upgrade;
+  }
+  return headers;
+}
+
+/** Headers without the hop-by-hop ones, including those the Connection header names. */
+function endToEndHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const named = new Set(
+    String(headers.connection ?? '')
+      .split(',')
+      .map((name) => name.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  const kept: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP_HEADERS.has(name) || named.has(name)) continue;
+    kept[name] = value;
+  }
+  return kept;
+}
+
+function rawHeadersWithout(rawHeaders: string[], drop: (lowerCaseName: string) => boolean): string[] {
+  const kept: string[] = [];
+  for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
+    if (!drop(rawHeaders[index].toLowerCase())) kept.push(rawHeaders[index], rawHeaders[index + 1]);
+  }
+  return kept;
+}
+
+/** An HTTP/1.1 status line and headers, written by hand on a socket the HTTP server let go of. */
+function rawResponseHead(status: number, message: string | undefined, headers: string[]): string {
+  let head = `HTTP/1.1 ${status} ${message || STATUS_CODES[status] || ''}\r\n`;
+  for (let index = 0; index + 1 < headers.length; index += 2) head += `${headers[index]}: ${headers[index + 1]}\r\n`;
+  return head + '\r\n';
+}
+
+function writeRawError(socket: Duplex, failure: AltoError, requestId: string): void {
+  if (socket.destroyed) return;
+  const payload = JSON.stringify(failure.toBody(requestId));
+  const headers = ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(payload)), 'connection', 'close'];
+  for (const [name, value] of Object.entries(failure.headers ?? {})) headers.push(name, value);
+  socket.end(rawResponseHead(failure.status, undefined, headers) + payload);
+}
+
+function appUnreachable(address: AppAddress, cause: Error): AltoError {
+  // A bad gateway: the instance refused or died before answering. Not the caller's fault.
+  return new AltoError('unavailable', 502, `app "${address.app}" in project "${address.project}" did not answer (${cause.message}); try again`);
+}
+
+/** `release` wrapped so that it runs once, and a resolver bug in it cannot crash the edge. */
+function onceOnly(release: () => void, log: Logger): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    try {
+      release();
+    } catch (error) {
+      log.error({ err: error }, 'releasing an app instance failed');
+    }
+  };
+}

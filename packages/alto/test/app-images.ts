@@ -1,0 +1,310 @@
+/**
+ * Real app images for the app tests, built by the tests from what the host has installed:
+ * a busybox httpd serving a page, a Node.js HTTP app (the host's own `node` with the shared
+ * libraries `ldd` lists), and Debian's `redis-server` with its libraries. Nothing is downloaded.
+ *
+ * Building the Node.js image gzips about 100 MB, so each built image is cached as files in a
+ * folder under the system temp folder, keyed by everything that goes into it: several test files
+ * (and runs) share one build. Two processes building at once each write a temporary folder and
+ * rename it into place; the loser drops its copy, so a reader never sees a half-written image.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { buildImage, busyboxBinary, type BuiltBlob, type BuiltImage, type BuiltLayer, type ImageOptions, type LayerEntry } from './images-fixture.js';
+
+/** Bumped when what the builders below produce changes, so old cached images are not reused. */
+const FIXTURE_VERSION = 1;
+
+/** Where built images are cached (`ALTO_TEST_IMAGE_CACHE` overrides). */
+export function appImageCacheDir(): string {
+  return process.env.ALTO_TEST_IMAGE_CACHE ?? join(tmpdir(), 'alto-test-app-images');
+}
+
+export const HTTPD_PAGE = '<h1>hello from busybox httpd</h1>\n';
+export const HTTPD_PORT = 8080;
+export const NODE_APP_PORT = 8080;
+export const REDIS_PORT = 6379;
+
+const SYSTEM_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** busybox-static with the applets httpd needs, a page at /www/index.html, httpd in the foreground on 8080. */
+export function busyboxHttpdImage(): Promise<BuiltImage> {
+  const busybox = busyboxBinary();
+  const layers: LayerEntry[][] = [
+    [
+      { type: 'dir', path: 'bin/' },
+      { type: 'file', path: 'bin/busybox', content: busybox, mode: 0o755 },
+      ...['sh', 'httpd', 'ls', 'cat', 'echo', 'id', 'hostname'].map((applet): LayerEntry => ({ type: 'symlink', path: `bin/${applet}`, target: 'busybox' })),
+      { type: 'dir', path: 'etc/' },
+      { type: 'file', path: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/www:/bin/sh\n' },
+      { type: 'file', path: 'etc/group', content: 'root:x:0:\nwww:x:33:\n' },
+      { type: 'dir', path: 'tmp/', mode: 0o1777 },
+    ],
+    [
+      { type: 'dir', path: 'www/' },
+      { type: 'file', path: 'www/index.html', content: HTTPD_PAGE },
+    ],
+  ];
+  return cachedImage('busybox-httpd', [busyboxInput()], {
+    layers,
+    config: {
+      Env: ['PATH=/bin'],
+      Cmd: ['httpd', '-f', '-v', '-p', String(HTTPD_PORT), '-h', '/www'],
+      ExposedPorts: { [`${HTTPD_PORT}/tcp`]: {} },
+    },
+  });
+}
+
+/**
+ * The app the Node.js image runs. `/` names $GREETING and the hostname; `/stream` is a slow
+ * chunked response (`?count=` lines, `?interval=` ms apart); `/crash` exits with code 3;
+ * POST `/echo` streams the body back; `/headers` answers the request headers as JSON.
+ */
+export const NODE_APP_SOURCE = `'use strict';
+const http = require('node:http');
+const os = require('node:os');
+const port = Number(process.env.PORT || ${NODE_APP_PORT});
+const server = http.createServer((request, response) => {
+  const url = new URL(request.url, 'http://app');
+  if (request.method === 'GET' && url.pathname === '/') {
+    response.end(\`\${process.env.GREETING || 'hello'} from \${os.hostname()}\\n\`);
+  } else if (request.method === 'GET' && url.pathname === '/stream') {
+    const count = Number(url.searchParams.get('count') || 5);
+    const interval = Number(url.searchParams.get('interval') || 200);
+    response.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-cache' });
+    let sent = 0;
+    const tick = () => {
+      response.write(\`chunk \${sent}\\n\`);
+      sent += 1;
+      if (sent >= count) response.end('done\\n');
+      else timer = setTimeout(tick, interval);
+    };
+    let timer = setTimeout(tick, 0);
+    response.on('close', () => clearTimeout(timer));
+  } else if (url.pathname === '/crash') {
+    console.error('crashing on purpose');
+    response.end('crashing\\n', () => process.exit(3));
+  } else if (request.method === 'POST' && url.pathname === '/echo') {
+    response.writeHead(200, { 'content-type': request.headers['content-type'] || 'application/octet-stream' });
+    request.pipe(response);
+  } else if (url.pathname === '/headers') {
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(JSON.stringify(request.headers));
+  } else {
+    response.writeHead(404, { 'content-type': 'text/plain' });
+    response.end('not found\\n');
+  }
+});
+server.listen(port, () => console.log(\`listening on \${port}\`));
+process.on('SIGTERM', () => {
+  console.log('stopping on SIGTERM');
+  server.close(() => process.exit(0));
+  server.closeAllConnections();
+});
+`;
+
+/** The host's node binary with its shared libraries and loader, plus /app/server.js. */
+export function nodeAppImage(): Promise<BuiltImage> {
+  const node = realpathSync(process.execPath);
+  const runtime = sharedLibraryEntries(node);
+  const inputs = [fileInput(node), ...runtime.inputs];
+  const layers: LayerEntry[][] = [
+    [
+      ...directoriesOf(['usr/local/bin/', ...runtime.entries.map((entry) => entry.path)]),
+      { type: 'file', path: 'usr/local/bin/node', content: readFileSync(node), mode: 0o755 },
+      ...runtime.entries,
+      { type: 'dir', path: 'etc/' },
+      { type: 'file', path: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000::/app:/bin/sh\n' },
+      { type: 'file', path: 'etc/group', content: 'root:x:0:\nnode:x:1000:\n' },
+      { type: 'dir', path: 'tmp/', mode: 0o1777 },
+    ],
+    [
+      { type: 'dir', path: 'app/' },
+      { type: 'file', path: 'app/server.js', content: NODE_APP_SOURCE },
+    ],
+  ];
+  return cachedImage('node-app', inputs, {
+    layers,
+    config: {
+      Env: [SYSTEM_PATH, `PORT=${NODE_APP_PORT}`],
+      Entrypoint: ['node'],
+      Cmd: ['/app/server.js'],
+      WorkingDir: '/app',
+      ExposedPorts: { [`${NODE_APP_PORT}/tcp`]: {} },
+    },
+  });
+}
+
+/** Debian's redis-server (package redis-server) with its libraries; data in /data, a volume. */
+export function redisImage(): Promise<BuiltImage> {
+  const installed = '/usr/bin/redis-server';
+  if (!existsSync(installed)) throw new Error('redis-server is not installed: apt-get install redis-server (scripts/test-services.sh does)');
+  // Debian's redis-server is a link to the one binary redis-check-rdb also is; it picks its role
+  // from its name, so in the image it is a file called redis-server.
+  const binary = realpathSync(installed);
+  const runtime = sharedLibraryEntries(binary);
+  const layers: LayerEntry[][] = [
+    [
+      ...directoriesOf(['usr/bin/', ...runtime.entries.map((entry) => entry.path)]),
+      { type: 'file', path: 'usr/bin/redis-server', content: readFileSync(binary), mode: 0o755 },
+      ...runtime.entries,
+      { type: 'dir', path: 'etc/' },
+      { type: 'file', path: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\nredis:x:999:999::/data:/bin/sh\n' },
+      { type: 'file', path: 'etc/group', content: 'root:x:0:\nredis:x:999:\n' },
+      { type: 'dir', path: 'data/', mode: 0o755 },
+      { type: 'dir', path: 'tmp/', mode: 0o1777 },
+    ],
+  ];
+  return cachedImage('redis', [fileInput(binary), ...runtime.inputs], {
+    layers,
+    config: {
+      Env: [SYSTEM_PATH],
+      Cmd: ['redis-server', '--port', String(REDIS_PORT), '--bind', '0.0.0.0', '--protected-mode', 'no', '--dir', '/data', '--appendonly', 'yes'],
+      WorkingDir: '/data',
+      Volumes: { '/data': {} },
+      ExposedPorts: { [`${REDIS_PORT}/tcp`]: {} },
+    },
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared libraries
+// ---------------------------------------------------------------------------------------------
+
+interface RuntimeFiles {
+  entries: LayerEntry[];
+  /** What identifies these files for the cache key. */
+  inputs: string[];
+}
+
+/**
+ * The shared libraries `ldd` lists for a binary, each at the path the loader looks for it
+ * (the real file's bytes under the name the binary asks for), and the dynamic loader itself.
+ */
+function sharedLibraryEntries(binary: string): RuntimeFiles {
+  const output = execFileSync('ldd', [binary], { encoding: 'utf8' });
+  const entries: LayerEntry[] = [];
+  const inputs: string[] = [];
+  const seen = new Set<string>();
+  for (const line of output.split('\n')) {
+    const library = /=>\s+(\/\S+)/.exec(line)?.[1] ?? /^\s*(\/\S+)\s+\(/.exec(line)?.[1];
+    if (!library || seen.has(library)) continue;
+    seen.add(library);
+    const real = realpathSync(library);
+    entries.push({ type: 'file', path: library.slice(1), content: readFileSync(real), mode: 0o755 });
+    inputs.push(`${library} ${fileInput(real)}`);
+  }
+  if (!output.includes('ld-linux')) throw new Error(`ldd ${binary} names no dynamic loader:\n${output}`);
+  return { entries, inputs };
+}
+
+/** Directory entries for every parent folder of the given paths, parents first. */
+function directoriesOf(paths: string[]): LayerEntry[] {
+  const dirs = new Set<string>();
+  for (const path of paths) {
+    const parts = path.replace(/\/$/, '').split('/');
+    const count = path.endsWith('/') ? parts.length : parts.length - 1;
+    for (let index = 1; index <= count; index++) dirs.add(parts.slice(0, index).join('/') + '/');
+  }
+  return [...dirs].sort().map((path) => ({ type: 'dir', path }));
+}
+
+function fileInput(path: string): string {
+  const info = statSync(path);
+  return `${path} ${info.size} ${info.mtimeMs}`;
+}
+
+function busyboxInput(): string {
+  for (const path of ['/bin/busybox', '/usr/bin/busybox']) if (existsSync(path)) return fileInput(realpathSync(path));
+  return 'no busybox';
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cache
+// ---------------------------------------------------------------------------------------------
+
+interface CachedImageFile {
+  format: BuiltImage['format'];
+  manifest: { mediaType: string; digest: string };
+  config: { mediaType: string; digest: string };
+  layers: { mediaType: string; digest: string; diffId: string }[];
+}
+
+const building = new Map<string, Promise<BuiltImage>>();
+
+/** The image from the cache when its inputs match, else built, stored and returned. */
+function cachedImage(name: string, inputs: string[], options: ImageOptions): Promise<BuiltImage> {
+  const key = createHash('sha256')
+    .update(JSON.stringify({ name, version: FIXTURE_VERSION, inputs, config: options.config, layers: options.layers.map(describeLayer) }))
+    .digest('hex')
+    .slice(0, 24);
+  let image = building.get(key);
+  if (!image) {
+    image = loadOrBuild(join(appImageCacheDir(), `${name}-${key}`), options);
+    building.set(key, image);
+    image.catch(() => building.delete(key));
+  }
+  return image;
+}
+
+/** What identifies a layer's entries without hashing every byte of a 100 MB binary twice. */
+function describeLayer(entries: LayerEntry[]): string[] {
+  return entries.map((entry) => {
+    if (entry.type !== 'file') return JSON.stringify(entry);
+    const content = typeof entry.content === 'string' ? Buffer.from(entry.content) : (entry.content ?? Buffer.alloc(0));
+    return `${entry.path} ${entry.mode ?? ''} ${content.length} ${content.length < 65_536 ? content.toString('base64') : ''}`;
+  });
+}
+
+async function loadOrBuild(dir: string, options: ImageOptions): Promise<BuiltImage> {
+  const loaded = load(dir);
+  if (loaded) return loaded;
+  const image = await buildImage(options);
+  store(dir, image);
+  return image;
+}
+
+function load(dir: string): BuiltImage | undefined {
+  const indexPath = join(dir, 'image.json');
+  if (!existsSync(indexPath)) return undefined;
+  const index = JSON.parse(readFileSync(indexPath, 'utf8')) as CachedImageFile;
+  const read = (entry: { mediaType: string; digest: string }): BuiltBlob => {
+    const bytes = readFileSync(join(dir, entry.digest.slice('sha256:'.length)));
+    return { mediaType: entry.mediaType, digest: entry.digest, size: bytes.length, bytes };
+  };
+  const layers = index.layers.map((entry): BuiltLayer => {
+    const blob = read(entry);
+    let tar: Buffer | undefined;
+    // The uncompressed tar is rarely needed (pushes send the compressed bytes): made on demand.
+    return Object.defineProperty({ ...blob, diffId: entry.diffId } as BuiltLayer, 'tar', {
+      enumerable: true,
+      get: () => (tar ??= blob.mediaType.endsWith('gzip') ? gunzipSync(blob.bytes) : blob.bytes),
+    });
+  });
+  return { format: index.format, manifest: read(index.manifest), config: read(index.config), layers };
+}
+
+function store(dir: string, image: BuiltImage): void {
+  if (existsSync(join(dir, 'image.json'))) return;
+  const temporary = `${dir}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  mkdirSync(temporary, { recursive: true });
+  try {
+    for (const blob of [image.manifest, image.config, ...image.layers]) writeFileSync(join(temporary, blob.digest.slice('sha256:'.length)), blob.bytes);
+    const index: CachedImageFile = {
+      format: image.format,
+      manifest: { mediaType: image.manifest.mediaType, digest: image.manifest.digest },
+      config: { mediaType: image.config.mediaType, digest: image.config.digest },
+      layers: image.layers.map((layer) => ({ mediaType: layer.mediaType, digest: layer.digest, diffId: layer.diffId })),
+    };
+    writeFileSync(join(temporary, 'image.json'), JSON.stringify(index));
+    renameSync(temporary, dir);
+  } catch (error) {
+    // Another process stored the same image first: its copy is as good as ours.
+    rmSync(temporary, { recursive: true, force: true });
+    if (!existsSync(join(dir, 'image.json'))) throw error;
+  }
+}
