@@ -40,6 +40,306 @@ export type ApiError = {
   request_id?: string;
 };
 
+export type AppDeleteRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+  /** keep the app's volume folders on disk. Default: false. */
+  keep_volumes?: boolean;
+};
+
+export type AppDeleteResponse = Record<string, unknown>;
+
+export type AppDetails = {
+  id: string;
+  name: string;
+  port: number;
+  env_vars: Record<string, string>;
+  /** deploying, running, updating, crashing (an instance exited; restarting with back-off) or failed. */
+  status: string;
+  /** the app's address on the edge. */
+  url: string;
+  /** raw address of a ready instance, reachable from this machine only. */
+  backend: string;
+  created: string;
+  updated: string;
+  region: string;
+  repo: string;
+  branch: string;
+  custom_domains: Array<string>;
+  project: string;
+  image: string;
+  digest: string;
+  version: number;
+  memory: number;
+  cpus: number;
+  min_instances: number;
+  max_instances: number;
+  concurrency: number;
+  idle_timeout: number;
+  volumes: Array<{
+    name: string;
+    path: string;
+  }>;
+  tcp: number;
+  /** the edge port a TCP app is reached at. */
+  tcp_port?: number;
+  outbound: boolean;
+  error?: string;
+  /** restarts of instances that exited on their own. */
+  restarts: number;
+  last_exit?: {
+    instance: string;
+    version: number;
+    code: number | null;
+    reason: string;
+    at: string;
+  };
+  instances: Array<AppInstance>;
+};
+
+export type AppDetailsInput = {
+  id: string;
+  name: string;
+  port: number;
+  env_vars: Record<string, string>;
+  /** deploying, running, updating, crashing (an instance exited; restarting with back-off) or failed. */
+  status: string;
+  /** the app's address on the edge. */
+  url: string;
+  /** raw address of a ready instance, reachable from this machine only. */
+  backend: string;
+  created: string;
+  updated: string;
+  region: string;
+  repo: string;
+  branch: string;
+  custom_domains: Array<string>;
+  project: string;
+  image: string;
+  digest: string;
+  version: number;
+  memory: number;
+  cpus: number;
+  min_instances: number;
+  max_instances: number;
+  concurrency: number;
+  idle_timeout: number;
+  volumes: Array<{
+    name: string;
+    path: string;
+  }>;
+  tcp: number;
+  /** the edge port a TCP app is reached at. */
+  tcp_port?: number;
+  outbound: boolean;
+  error?: string;
+  /** restarts of instances that exited on their own. */
+  restarts: number;
+  last_exit?: {
+    instance: string;
+    version: number;
+    code: number | null;
+    reason: string;
+    at: string;
+  };
+  instances: Array<AppInstance>;
+};
+
+export type AppFollowLogsRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+  /** M3O: "build" logs do not exist for images; runtime logs are returned. */
+  logs_type?: string;
+  /** how many of the last lines (default 200). Default: 200. */
+  lines?: number;
+  /** one stream only: stdout, stderr, or system (Alto's own lines: starts, exits, restarts). */
+  stream?: "stdout" | "stderr" | "system";
+};
+
+export type AppFollowLogsResponse = AppLogLine;
+
+export type AppGetRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+};
+
+export type AppGetResponse = {
+  service: AppDetailsInput;
+};
+
+export type AppInstance = {
+  id: string;
+  version: number;
+  /** starting, running, exited (stopped by Alto) or failed (ended on its own). */
+  state: string;
+  driver: string;
+  started: string;
+  ended?: string;
+  exit_code?: number | null;
+  exit_reason?: string;
+};
+
+export type AppListRequest = Record<string, unknown>;
+
+export type AppListResponse = {
+  services: Array<AppDetailsInput>;
+};
+
+export type AppLogLine = {
+  /** when the line was written, RFC 3339. */
+  at: string;
+  /** one stream only: stdout, stderr, or system (Alto's own lines: starts, exits, restarts). */
+  stream: "stdout" | "stderr" | "system";
+  line: string;
+  instance: string;
+  version: number;
+};
+
+export type AppLogsRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+  /** M3O: "build" logs do not exist for images; runtime logs are returned. */
+  logs_type?: string;
+  /** how many of the last lines (default 200). Default: 200. */
+  lines?: number;
+  /** one stream only: stdout, stderr, or system (Alto's own lines: starts, exits, restarts). */
+  stream?: "stdout" | "stderr" | "system";
+};
+
+export type AppLogsResponse = {
+  /** the lines as text, Alto's own prefixed with "alto: ". */
+  logs: string;
+  lines: Array<AppLogLine>;
+};
+
+export type AppRegionsRequest = Record<string, unknown>;
+
+export type AppRegionsResponse = {
+  regions: Array<string>;
+};
+
+export type AppReserveRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+};
+
+export type AppReserveResponse = {
+  reservation: {
+    name: string;
+    owner: string;
+    created: string;
+    expires: string;
+    token: string;
+  };
+};
+
+export type AppResolveRequest = {
+  /** the app's id (or name). */
+  id?: string;
+  /** the app's name. */
+  name?: string;
+};
+
+export type AppResolveResponse = {
+  /** raw address of a ready instance (M3O: the end provider url). */
+  url: string;
+  /** the app's address on the edge. */
+  app_url: string;
+};
+
+export type AppRunRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+  /** the OCI image to run. */
+  image?: string;
+  /** region to run in; this machine is "local". */
+  region?: string;
+  /** M3O built apps from a source repository; Alto runs images: give image. */
+  repo?: string;
+  /** accepted for M3O clients; unused. */
+  branch?: string;
+  /** port the app listens on for HTTP (default: the image's first exposed TCP port, else 8080); PORT is set to it. */
+  port?: number;
+  /** environment variables, added to the image's own. */
+  env_vars?: Record<string, string>;
+  /** memory limit in MiB (default 256). */
+  memory?: number;
+  /** CPUs: virtual CPUs (microvm) or a CPU-time quota (process); default 1. */
+  cpus?: number;
+  /** instances kept running (default 1; 0 is stored for scale to zero, one runs until then). */
+  min_instances?: number;
+  /** most instances (default: min_instances, at least 1). */
+  max_instances?: number;
+  /** requests one instance takes at once before another is added (default 100). */
+  concurrency?: number;
+  /** seconds without a request before an instance is suspended (default 5). */
+  idle_timeout?: number;
+  volumes?: Array<{
+    name: string;
+    path: string;
+  }>;
+  /** serve TCP instead of HTTP: the app's port exposed as a TCP port on the edge (0: HTTP app). */
+  tcp?: number;
+  /** the edge port for a TCP app (0: any free port). */
+  tcp_port?: number;
+  /** may the app open connections to the internet (default false); never to the host's own services. */
+  outbound?: boolean;
+  /** allow plain HTTP for the image's registry (loopback registries always may). */
+  insecure?: boolean;
+};
+
+export type AppRunResponse = {
+  service: AppDetails;
+};
+
+export type AppStatusRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+};
+
+export type AppStatusResponse = {
+  service: AppDetailsInput;
+};
+
+export type AppUpdateRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+  /** a new image (pulled again when given, so a moved tag is seen). */
+  image?: string;
+  /** port the app listens on for HTTP (default: the image's first exposed TCP port, else 8080); PORT is set to it. */
+  port?: number;
+  /** environment variables, added to the image's own. */
+  env_vars?: Record<string, string>;
+  /** memory limit in MiB (default 256). */
+  memory?: number;
+  /** CPUs: virtual CPUs (microvm) or a CPU-time quota (process); default 1. */
+  cpus?: number;
+  /** instances kept running (default 1; 0 is stored for scale to zero, one runs until then). */
+  min_instances?: number;
+  /** most instances (default: min_instances, at least 1). */
+  max_instances?: number;
+  /** requests one instance takes at once before another is added (default 100). */
+  concurrency?: number;
+  /** seconds without a request before an instance is suspended (default 5). */
+  idle_timeout?: number;
+  volumes?: Array<{
+    name: string;
+    path: string;
+  }>;
+  /** serve TCP instead of HTTP: the app's port exposed as a TCP port on the edge (0: HTTP app). */
+  tcp?: number;
+  /** the edge port for a TCP app (0: any free port). */
+  tcp_port?: number;
+  /** may the app open connections to the internet (default false); never to the host's own services. */
+  outbound?: boolean;
+  /** allow plain HTTP for the image's registry (loopback registries always may). */
+  insecure?: boolean;
+};
+
+export type AppUpdateResponse = {
+  service: AppDetailsInput;
+};
+
 export type CacheDecrementRequest = {
   /** the key. */
   key: string;
@@ -2064,6 +2364,110 @@ export class AccountsService {
   }
 }
 
+/** Run any OCI image as an app of your project, reached at http://<app>.<project>.<domain> through the edge (or a TCP port): deploy, update with zero downtime, logs, status. M3O-compatible where fields match. */
+export class AppService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Run an image as a new app (409 when the name exists: use Update). Answers once the first instances are ready, or with the failure when they never are (then nothing is kept).
+   * @example
+   * const response = await alto.app.run({"name":"web","image":"ghcr.io/org/web:v1","port":8080,"env_vars":{"GREETING":"hello"}});
+   */
+  run(request: AppRunRequest): Promise<AppRunResponse> {
+    return this.transport.call<AppRunResponse>("app", "Run", request);
+  }
+
+  /**
+   * Change an app's image and/or settings (env_vars are merged). The new version starts, and only once it is ready does traffic move to it and the old one stop; if it never becomes ready the old one keeps serving and Update answers the failure with its last log lines. Apps with volumes stop the old version first.
+   * @example
+   * const response = await alto.app.update({"name":"web","image":"ghcr.io/org/web:v2"});
+   */
+  update(request: AppUpdateRequest): Promise<AppUpdateResponse> {
+    return this.transport.call<AppUpdateResponse>("app", "Update", request);
+  }
+
+  /**
+   * Stop an app and delete it with its volumes (keep_volumes keeps their folders).
+   * @example
+   * const response = await alto.app.delete({"name":"web"});
+   */
+  delete(request: AppDeleteRequest): Promise<AppDeleteResponse> {
+    return this.transport.call<AppDeleteResponse>("app", "Delete", request);
+  }
+
+  /**
+   * An app: its settings, image and digest, status, URL, instances and their exits.
+   * @example
+   * const response = await alto.app.get({"name":"web"});
+   */
+  get(request: AppGetRequest): Promise<AppGetResponse> {
+    return this.transport.call<AppGetResponse>("app", "Get", request);
+  }
+
+  /**
+   * The status of an app (as Get): running, crashing with its last exit, instances and restarts.
+   * @example
+   * const response = await alto.app.status({"name":"web"});
+   */
+  status(request: AppStatusRequest): Promise<AppStatusResponse> {
+    return this.transport.call<AppStatusResponse>("app", "Status", request);
+  }
+
+  /**
+   * The apps of the project.
+   * @example
+   * const response = await alto.app.list();
+   */
+  list(request: AppListRequest = {}): Promise<AppListResponse> {
+    return this.transport.call<AppListResponse>("app", "List", request);
+  }
+
+  /**
+   * The app's latest output (stdout and stderr of its instances) and Alto's lines about it (starts, exits, restarts).
+   * @example
+   * const response = await alto.app.logs({"name":"web","lines":100});
+   */
+  logs(request: AppLogsRequest): Promise<AppLogsResponse> {
+    return this.transport.call<AppLogsResponse>("app", "Logs", request);
+  }
+
+  /**
+   * The latest lines of the app's output, then every new line as it is written, until the client closes the stream (alto logs -f).
+   * @example
+   * for await (const item of alto.app.followLogs({"name":"web","lines":10})) console.log(item);
+   */
+  followLogs(request: AppFollowLogsRequest): AsyncGenerator<AppFollowLogsResponse> {
+    return this.transport.stream<AppFollowLogsResponse>("app", "FollowLogs", request);
+  }
+
+  /**
+   * The raw address of a ready instance of the app (reachable from this machine only) and the app's URL on the edge.
+   * @example
+   * const response = await alto.app.resolve({"name":"web"});
+   */
+  resolve(request: AppResolveRequest = {}): Promise<AppResolveResponse> {
+    return this.transport.call<AppResolveResponse>("app", "Resolve", request);
+  }
+
+  /**
+   * The regions apps can run in: this machine, "local".
+   * @example
+   * const response = await alto.app.regions();
+   */
+  regions(request: AppRegionsRequest = {}): Promise<AppRegionsResponse> {
+    return this.transport.call<AppRegionsResponse>("app", "Regions", request);
+  }
+
+  /**
+   * Reserve an app name (and so its address) for this project for a year.
+   * @example
+   * const response = await alto.app.reserve({"name":"web"});
+   */
+  reserve(request: AppReserveRequest): Promise<AppReserveResponse> {
+    return this.transport.call<AppReserveResponse>("app", "Reserve", request);
+  }
+}
+
 /** A fast key-value cache with expiry and atomic counters. */
 export class CacheService {
   constructor(private readonly transport: Transport) {}
@@ -3211,6 +3615,7 @@ export class UserService {
 /** One property per service. */
 export class Services {
   readonly accounts: AccountsService;
+  readonly app: AppService;
   readonly cache: CacheService;
   readonly cron: CronService;
   readonly db: DbService;
@@ -3234,6 +3639,7 @@ export class Services {
 
   constructor(transport: Transport) {
     this.accounts = new AccountsService(transport);
+    this.app = new AppService(transport);
     this.cache = new CacheService(transport);
     this.cron = new CronService(transport);
     this.db = new DbService(transport);

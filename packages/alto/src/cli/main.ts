@@ -12,6 +12,22 @@ import { resolveConnection, saveProfile, type ConnectionFlags } from './profile.
 import { runUp } from './up.js';
 import { addUsageCommands } from './usage.js';
 import { addImageCommands } from './images.js';
+import { addAppCommands } from './apps.js';
+
+interface SandboxInfo {
+  choice: string;
+  probed: boolean;
+  driver?: string;
+  accelerator?: string;
+  reason: string;
+}
+
+/** The sandbox line of `alto status`: the driver and accelerator apps run on, and why. */
+function sandboxLine(sandbox: SandboxInfo | undefined): string {
+  if (!sandbox) return '';
+  if (!sandbox.probed) return `  sandbox:  ${sandbox.choice} ${dim(`(${sandbox.reason})`)}\n`;
+  return `  sandbox:  ${sandbox.driver}${sandbox.accelerator && sandbox.accelerator !== 'none' ? ` (${sandbox.accelerator})` : ''} ${dim(`— ${sandbox.reason}`)}\n`;
+}
 
 type Flags = ConnectionFlags & { json?: boolean };
 
@@ -61,6 +77,8 @@ export function buildProgram(): Command {
     .option('--cache <url>', 'redis://... to keep the cache on Redis (ALTO_CACHE; default embedded)')
     .option('--events <url>', 'nats://... to keep events and mq on NATS JetStream (ALTO_EVENTS; default embedded)')
     .option('--smtp <url>', 'smtp://user:pass@host:port (or smtps://) to deliver email (ALTO_SMTP_URL; default: outbox only)')
+    .option('--sandbox <driver>', 'how apps run: auto, microvm or process (ALTO_SANDBOX; default auto)')
+    .option('--apps-domain <domain>', 'apps answer at <app>.<project>.<domain> (ALTO_APPS_DOMAIN; default localhost)')
     .action(action(runUp));
 
   remote(program.command('status').description('show whether Alto is up and what it runs')).action(
@@ -77,7 +95,8 @@ export function buildProgram(): Command {
       process.stdout.write(
         `${bold('Alto')} ${body.version} at ${green(connection.url)} — ${body.ready ? green('ready') : 'starting'}\n` +
           `  store:    ${body.store}\n  services: ${(body.services as string[]).join(', ')}\n` +
-          `  uptime:   ${body.uptime_seconds}s\n  key:      ${JSON.stringify(body.key)} ${dim(`(${connection.source})`)}\n`,
+          `  uptime:   ${body.uptime_seconds}s\n  key:      ${JSON.stringify(body.key)} ${dim(`(${connection.source})`)}\n` +
+          sandboxLine(body.sandbox as SandboxInfo | undefined),
       );
     }),
   );
@@ -163,6 +182,7 @@ export function buildProgram(): Command {
 
   addUsageCommands(program, { remote, action, client });
   addImageCommands(program, { remote, action, client });
+  addAppCommands(program, { remote, action, client });
 
   remote(
     program

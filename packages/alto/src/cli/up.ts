@@ -17,6 +17,8 @@ export interface UpFlags {
   cache?: string;
   events?: string;
   smtp?: string;
+  sandbox?: string;
+  appsDomain?: string;
 }
 
 export async function runUp(flags: UpFlags): Promise<void> {
@@ -38,6 +40,8 @@ export async function runUp(flags: UpFlags): Promise<void> {
     smtpUrl: smtpUrl(flags.smtp ?? process.env.ALTO_SMTP_URL),
     metering: meteringSetting(process.env.ALTO_METERING),
     usageFlushMs: positiveWholeNumber(process.env.ALTO_USAGE_FLUSH_MS, 'ALTO_USAGE_FLUSH_MS'),
+    sandbox: sandboxChoice(flags.sandbox ?? process.env.ALTO_SANDBOX),
+    appsDomain: appsDomain(flags.appsDomain ?? process.env.ALTO_APPS_DOMAIN),
     logger: log,
   });
 
@@ -82,6 +86,22 @@ function smtpUrl(value: string | undefined): string | undefined {
     throw new Error(`--smtp must be an smtp:// or smtps:// URL with a host, e.g. smtp://user:pass@mail.example.com:587`);
   }
   return value;
+}
+
+/** `--sandbox auto|microvm|process` (ALTO_SANDBOX): how apps run; auto by default. */
+function sandboxChoice(value: string | undefined): 'auto' | 'microvm' | 'process' {
+  if (value === undefined || value === '') return 'auto';
+  if (value === 'auto' || value === 'microvm' || value === 'process') return value;
+  throw new Error(`--sandbox must be auto, microvm or process, not "${value}"`);
+}
+
+/** `--apps-domain example.com` (ALTO_APPS_DOMAIN): apps answer at <app>.<project>.<domain>. */
+function appsDomain(value: string | undefined): string {
+  if (value === undefined || value === '') return 'localhost';
+  const domain = value.trim().toLowerCase().replace(/\.$/, '');
+  if (!/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$/.test(domain))
+    throw new Error(`--apps-domain must be a domain name such as apps.example.com, not "${value}"`);
+  return domain;
 }
 
 /** `ALTO_METERING=off` turns usage records and limits off; on (the default) otherwise. */

@@ -18,6 +18,7 @@ import { spaceService } from '../blocks/space/index.js';
 import { streamService } from '../blocks/stream/index.js';
 import { urlService } from '../blocks/url/index.js';
 import { userService } from '../blocks/user/index.js';
+import { appService } from '../compute/apps/service.js';
 import { imagesService, registryService } from '../compute/images/service.js';
 import { accountsService } from '../platform/services/accounts.js';
 import { keysService } from '../platform/services/keys.js';
@@ -27,7 +28,7 @@ import type { ServiceDefinition } from '../platform/service.js';
 import { buildOpenApiDocument } from './openapi.js';
 
 export function allServices(): ServiceDefinition[] {
-  return [accountsService, projectsService, keysService, usageService, idService, dbService, urlService, otpService, cacheService, secretService, cronService, searchService, eventService, mqService, streamService, userService, emailService, spaceService, fileService, imagesService, registryService];
+  return [accountsService, projectsService, keysService, usageService, idService, dbService, urlService, otpService, cacheService, secretService, cronService, searchService, eventService, mqService, streamService, userService, emailService, spaceService, fileService, imagesService, registryService, appService];
 }
 
 export { buildOpenApiDocument };

@@ -18,6 +18,8 @@ import { Api } from './api.js';
 import { credentialsOf, requestIdOf, sendJson } from './http.js';
 import { createEdgeMetrics } from './metrics.js';
 import { buildOpenApiDocument } from './openapi.js';
+import { appsComponent } from '../compute/apps/service.js';
+import { AppProxy, TcpForwarder } from './proxy.js';
 import { allServices } from './registry.js';
 
 export interface AltoOptions {
@@ -42,6 +44,10 @@ export interface AltoOptions {
   metering?: boolean;
   /** How often usage records are written, in ms (`ALTO_USAGE_FLUSH_MS`, default 1000). */
   usageFlushMs?: number;
+  /** `--sandbox auto|microvm|process` (ALTO_SANDBOX): how apps run. Default auto. */
+  sandbox?: 'auto' | 'microvm' | 'process';
+  /** `--apps-domain` (ALTO_APPS_DOMAIN): apps answer at `<app>.<project>.<domain>`. Default localhost. */
+  appsDomain?: string;
   logger?: Logger;
 }
 
@@ -80,6 +86,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
       metering: options.metering ?? true,
       usageFlushMs: options.usageFlushMs,
       smtpUrl: options.smtpUrl,
+      sandbox: options.sandbox ?? 'auto',
+      appsDomain: options.appsDomain ?? 'localhost',
       version: VERSION,
     },
     log,
@@ -97,6 +105,9 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   }
   await platform.start();
 
+  const apps = platform.use(appsComponent);
+  // Requests whose Host is <app>.<project>.<apps domain> go to the app, before any other routing.
+  const appProxy = new AppProxy({ domain: platform.config.appsDomain ?? 'localhost', resolver: apps, log: log.child({ component: 'proxy' }) });
   const metrics = createEdgeMetrics();
   const api = new Api(platform, metrics, log, options.streamStallTimeoutMs);
   const httpRoutes = platform.listServices().flatMap((service) => service.httpRoutes ?? []);
@@ -106,6 +117,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   // headers must arrive within a minute and a connection that moves no bytes for two minutes is
   // closed. Websockets clear the idle timeout when they take the socket over.
   const server = createServer({ requestTimeout: 0, headersTimeout: HEADERS_TIMEOUT_MS }, (request, response) => {
+    if (appProxy.handleRequest(request, response)) return;
     void route(request, response).catch((error) => {
       log.error({ err: error }, 'unexpected error outside an API call');
       if (!response.headersSent) sendJson(response, 500, errors.internal().toBody());
@@ -174,6 +186,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         uptime_seconds: Math.round((Date.now() - platform.startedAt) / 1000),
         store: stores.description,
         services: platform.listServices().map((service) => service.name),
+        sandbox: apps.sandboxStatus(),
+        apps_domain: platform.config.appsDomain,
         key: { project: tenant.projectName, environment: tenant.environment, role: tenant.role, scopes: tenant.scopes },
       });
     } catch (error) {
@@ -186,6 +200,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   server.setTimeout(IDLE_SOCKET_TIMEOUT_MS);
 
   server.on('upgrade', (request, socket, head) => {
+    if (appProxy.handleUpgrade(request, socket, head)) return;
     const url = new URL(request.url ?? '/', 'http://alto.local');
     if (!url.pathname.startsWith('/v1/')) {
       socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
@@ -206,6 +221,14 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${options.host && options.host !== '0.0.0.0' ? options.host : 'localhost'}:${port}`;
+  apps.attachEdge({
+    port,
+    // A TCP app gets its own port on the edge's address.
+    async openTcpPort(address, requestedPort) {
+      const forwarder = new TcpForwarder({ host: options.host ?? '0.0.0.0', port: requestedPort, address, resolver: apps, log: log.child({ component: 'tcp' }) });
+      return { port: await forwarder.listen(), close: () => forwarder.close() };
+    },
+  });
   platform.readiness.ready('http');
   log.info({ url, port, data: dataDir, store: stores.description, version: VERSION }, 'listening');
 
@@ -225,6 +248,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         const timer = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
         await drained;
         clearTimeout(timer);
+        await appProxy.close();
         await platform.close();
         log.info('stopped');
       })();

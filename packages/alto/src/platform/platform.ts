@@ -30,6 +30,10 @@ export interface PlatformConfig {
   metering?: boolean;
   /** How often usage records are written (ms, default 1000): the most a crash can lose. */
   usageFlushMs?: number;
+  /** `--sandbox auto|microvm|process`: how apps run (default auto). */
+  sandbox?: 'auto' | 'microvm' | 'process';
+  /** `--apps-domain`: apps are reached at `<app>.<project>.<domain>` (default localhost). */
+  appsDomain?: string;
 }
 
 export class Platform {

@@ -1,0 +1,193 @@
+/**
+ * @module cli/apps
+ * `alto deploy <image> --name web` (app/Run, or app/Update when the app exists: the new version
+ * takes over only once it is ready), `alto apps` (table of the project's apps), `alto logs web
+ * [-f]` and `alto destroy web`. They call the `app` service by name through the SDK's transport,
+ * so they work before the SDK is regenerated. Results are JSON when piped or with --json.
+ */
+import type { Command } from 'commander';
+import { AltoError } from '@alto/sdk';
+import { bold, dim, green, printJson, printTable, red, wantsJson } from './output.js';
+import type { CommandHelpers } from './usage.js';
+
+type Flags = { json?: boolean; url?: string; key?: string; profile?: string };
+
+interface ServiceView {
+  id: string;
+  name: string;
+  status: string;
+  url: string;
+  version: number;
+  digest: string;
+  image: string;
+  tcp: number;
+  tcp_port?: number;
+  restarts: number;
+  instances: { id: string; state: string; version: number }[];
+  last_exit?: { code: number | null; reason: string };
+}
+
+interface LogLine {
+  at: string;
+  stream: 'stdout' | 'stderr' | 'system';
+  line: string;
+  instance: string;
+}
+
+interface DeployFlags extends Flags {
+  name?: string;
+  port?: string;
+  env?: string[];
+  tcp?: string;
+  tcpPort?: string;
+  volume?: string[];
+  memory?: string;
+  cpus?: string;
+  minInstances?: string;
+  outbound?: boolean;
+  insecure?: boolean;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+function wholeNumber(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 0) throw new Error(`${flag} must be a whole number, not "${value}"`);
+  return number;
+}
+
+/** `--env K=V` pairs into env_vars. */
+function envVars(pairs: string[] | undefined): Record<string, string> | undefined {
+  if (!pairs?.length) return undefined;
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const equals = pair.indexOf('=');
+    if (equals <= 0) throw new Error(`--env takes NAME=value, not "${pair}"`);
+    env[pair.slice(0, equals)] = pair.slice(equals + 1);
+  }
+  return env;
+}
+
+/** `--volume data:/data` into volumes. */
+function volumes(specs: string[] | undefined): { name: string; path: string }[] | undefined {
+  if (!specs?.length) return undefined;
+  return specs.map((spec) => {
+    const colon = spec.indexOf(':');
+    if (colon <= 0 || !spec.slice(colon + 1).startsWith('/')) throw new Error(`--volume takes name:/path, such as data:/data, not "${spec}"`);
+    return { name: spec.slice(0, colon), path: spec.slice(colon + 1) };
+  });
+}
+
+/** The request body shared by Run and Update, from the flags given (the others are left out). */
+function deployRequest(image: string, flags: DeployFlags): Record<string, unknown> {
+  const body: Record<string, unknown> = { name: flags.name, image };
+  const fields: Record<string, unknown> = {
+    port: wholeNumber('--port', flags.port),
+    env_vars: envVars(flags.env),
+    tcp: wholeNumber('--tcp', flags.tcp),
+    tcp_port: wholeNumber('--tcp-port', flags.tcpPort),
+    volumes: volumes(flags.volume),
+    memory: wholeNumber('--memory', flags.memory),
+    cpus: flags.cpus === undefined ? undefined : Number(flags.cpus),
+    min_instances: wholeNumber('--min-instances', flags.minInstances),
+    outbound: flags.outbound ? true : undefined,
+    insecure: flags.insecure ? true : undefined,
+  };
+  for (const [key, value] of Object.entries(fields)) if (value !== undefined) body[key] = value;
+  return body;
+}
+
+function describeService(service: ServiceView, verb: string): string {
+  const where = service.tcp && service.tcp_port ? `tcp port ${service.tcp_port}` : service.url;
+  return `${green(verb)} ${bold(service.name)} version ${service.version} ${dim(`(${service.digest.slice(0, 19)})`)}\n  ${where}\n`;
+}
+
+export function addAppCommands(program: Command, { remote, action, client }: CommandHelpers): void {
+  remote(
+    program
+      .command('deploy <image>')
+      .description('run an image as an app (or update the app of that name: the new version serves once it is ready)')
+      .requiredOption('-n, --name <name>', 'app name: lower-case letters, digits and dashes (its address is <name>.<project>.<domain>)')
+      .option('-p, --port <port>', 'port the app listens on for HTTP (default: the image\'s exposed port, else 8080)')
+      .option('-e, --env <NAME=value>', 'environment variable (repeat for more)', collect)
+      .option('--tcp <port>', 'serve TCP instead of HTTP: the app\'s port, exposed as a port on the edge')
+      .option('--tcp-port <port>', 'the edge port for --tcp (default: any free port)')
+      .option('-v, --volume <name:/path>', 'a volume kept across restarts and redeploys (repeat for more)', collect)
+      .option('-m, --memory <MiB>', 'memory limit in MiB (default 256)')
+      .option('--cpus <n>', 'CPUs (default 1)')
+      .option('--min-instances <n>', 'instances kept running (default 1)')
+      .option('--outbound', 'let the app open connections to the internet')
+      .option('--insecure', 'allow plain HTTP for the image\'s registry'),
+  ).action(
+    action(async (image: string, flags: DeployFlags) => {
+      const transport = client(flags).transport;
+      const body = deployRequest(image, flags);
+      let verb = 'deployed';
+      let result: { service: ServiceView };
+      try {
+        result = await transport.call<{ service: ServiceView }>('app', 'Run', body);
+      } catch (error) {
+        if (!(error instanceof AltoError) || error.status !== 409 || !/already exists/.test(error.detail)) throw error;
+        verb = 'updated';
+        result = await transport.call<{ service: ServiceView }>('app', 'Update', body);
+      }
+      if (wantsJson(flags)) return printJson(result.service, flags);
+      process.stdout.write(describeService(result.service, verb));
+    }),
+  );
+
+  remote(program.command('apps').description("list the project's apps: status, instances, address")).action(
+    action(async (flags: Flags) => {
+      const result = await client(flags).transport.call<{ services: ServiceView[] }>('app', 'List', {});
+      const rows = result.services.map((service) => ({
+        name: service.name,
+        status: service.status === 'running' ? green(service.status) : service.status === 'crashing' ? red(service.status) : service.status,
+        version: service.version,
+        instances: `${service.instances.filter((instance) => instance.state === 'running' && instance.version === service.version).length} running`,
+        restarts: service.restarts,
+        url: service.tcp ? `tcp port ${service.tcp_port ?? '?'}` : service.url,
+        image: service.image,
+      }));
+      printTable(rows, ['name', 'status', 'version', 'instances', 'restarts', 'url', 'image'], flags, result);
+    }),
+  );
+
+  remote(
+    program
+      .command('logs <name>')
+      .description("an app's output and Alto's lines about it (starts, exits, restarts)")
+      .option('-f, --follow', 'keep printing new lines until Ctrl-C')
+      .option('-n, --lines <count>', 'how many of the last lines', '100')
+      .option('--stream <name>', 'only stdout, stderr or system'),
+  ).action(
+    action(async (name: string, flags: Flags & { follow?: boolean; lines: string; stream?: string }) => {
+      const transport = client(flags).transport;
+      const request = { name, lines: wholeNumber('--lines', flags.lines), ...(flags.stream ? { stream: flags.stream } : {}) };
+      const print = (line: LogLine) => {
+        if (flags.json) process.stdout.write(JSON.stringify(line) + '\n');
+        else if (line.stream === 'system') process.stdout.write(dim(`alto: ${line.line}`) + '\n');
+        else if (line.stream === 'stderr') process.stderr.write(line.line + '\n');
+        else process.stdout.write(line.line + '\n');
+      };
+      if (flags.follow) {
+        for await (const line of transport.stream<LogLine>('app', 'FollowLogs', request)) print(line);
+        return;
+      }
+      const result = await transport.call<{ logs: string; lines: LogLine[] }>('app', 'Logs', request);
+      for (const line of result.lines) print(line);
+    }),
+  );
+
+  remote(
+    program
+      .command('destroy <name>')
+      .description('stop an app and delete it with its volumes')
+      .option('--keep-volumes', "keep the app's volume folders"),
+  ).action(
+    action(async (name: string, flags: Flags & { keepVolumes?: boolean }) => {
+      await client(flags).transport.call('app', 'Delete', { name, keep_volumes: Boolean(flags.keepVolumes) });
+      process.stdout.write(wantsJson(flags) ? '{}\n' : `destroyed ${name}\n`);
+    }),
+  );
+}

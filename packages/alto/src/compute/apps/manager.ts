@@ -1,0 +1,830 @@
+/**
+ * @module compute/apps/manager
+ * `AppManager`: runs apps. Run pulls the image when the machine lacks it, unpacks it once per
+ * digest into `<data>/apps/rootfs/sha256-<hex>` (shared read-only by every instance of every app
+ * on that image; unpacked to a temporary folder then renamed), marks the image used so prune
+ * keeps it, and starts instances on the sandbox driver chosen at start (probed the first time an
+ * app needs it, so `alto up` with no apps stays quick). It restarts crashed instances with
+ * back-off, rolls out updates without downtime (the new version must be ready before traffic
+ * moves; with volumes, old first, since a volume has one user at a time), starts recorded apps
+ * again when Alto starts, and stops them gracefully when it stops.
+ *
+ * It is also the edge's `AppResolver`: `acquire({ app, project }, kind)` gives the address of a
+ * ready instance of the serving version and counts the exchange until `release()`, so an update
+ * drains the old version before stopping it. Issue 8's serverless lifecycle (suspend at idle,
+ * scale to zero) slots in here: acquire is where a suspended instance will be resumed.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AltoError, errors, isAltoError } from '../../kit/errors.js';
+import type { Logger } from '../../kit/logger.js';
+import type { LimitSet } from '../../platform/limit-names.js';
+import type { ComputeUsage } from '../../platform/metering.js';
+import type { SqliteDatabase } from '../../store/sqlite/database.js';
+import type { ImageDetails, ImageManager } from '../images/manager.js';
+import type { ImageSpec } from '../images/spec.js';
+import {
+  chooseSandboxDriver,
+  sandboxStatus,
+  type ChosenSandbox,
+  type SandboxChoice,
+  type SandboxDriver,
+  type SandboxSpec,
+  type SandboxStatus,
+} from '../sandbox/index.js';
+import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
+import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
+import { AppRuntime, AppVersion, InstanceSlot, describeExit, type AppLogLine, type AppLogStream, type RuntimeEvents } from './runtime.js';
+
+/** Where an app is on the edge: `<app>.<project>.<domain>`. */
+export interface AppAddress {
+  app: string;
+  project: string;
+}
+
+/** A ready instance for one exchange (HTTP request or TCP connection); `release()` once at its end. */
+export interface ProxyTarget {
+  host: string;
+  port: number;
+  release(): void;
+}
+
+export interface AppResolver {
+  acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget>;
+}
+
+/** Who asks: the project of the key making the call. */
+export interface AppOwner {
+  projectId: string;
+  projectName: string;
+  /** Admin keys are not held to the project's compute caps. */
+  admin: boolean;
+}
+
+/** Settings as a request gives them; what is missing takes its default (Run) or stays (Update). */
+export type AppSettingsInput = Partial<AppSettings>;
+
+export interface RunInput extends AppSettingsInput {
+  name: string;
+  image: string;
+  /** Allow plain HTTP for this image's registry (loopback registries always may). */
+  insecure?: boolean;
+}
+
+export interface UpdateInput extends AppSettingsInput {
+  name: string;
+  image?: string;
+  insecure?: boolean;
+}
+
+/** The edge, once it listens: its port (for app URLs) and how to open TCP ports for TCP apps. */
+export interface EdgeAttachment {
+  port: number;
+  openTcpPort?(address: AppAddress, requestedPort: number): Promise<{ port: number; close(): Promise<void> }>;
+}
+
+export interface AppManagerOptions {
+  dataDir: string;
+  db: SqliteDatabase;
+  log: Logger;
+  images: ImageManager;
+  /** `alto up --sandbox` (ALTO_SANDBOX). */
+  sandbox: SandboxChoice;
+  /** Kernel, tools and disk images shared across runs (default: the sandbox module's). */
+  sandboxCacheDir?: string;
+  /** Base domain of app URLs (`--apps-domain`, ALTO_APPS_DOMAIN): `<app>.<project>.<domain>`. */
+  appsDomain: string;
+  /** Compute caps of a project (compute_apps, compute_instances). */
+  projectLimits?: (projectId: string) => Promise<LimitSet>;
+  /** Running time of instances, for usage and spend caps. */
+  recordCompute?: (usage: ComputeUsage) => void;
+  stopGraceMs?: number;
+}
+
+export const APP_DEFAULTS = {
+  port: 8080,
+  memory: 256,
+  cpus: 1,
+  min_instances: 1,
+  max_instances: 1,
+  concurrency: 100,
+  idle_timeout: 5,
+} as const;
+
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+/** How long a request waits for an instance of a crashing or starting app before a 503. */
+const ACQUIRE_WAIT_MS = 10_000;
+/** How long an update waits for requests in flight on the old version before stopping it. */
+const DRAIN_MS = 10_000;
+/** Compute usage is reported at least this often for running instances. */
+const USAGE_SLICE_MS = 60_000;
+/** Log lines an error about a failed start carries. */
+const FAILURE_LOG_LINES = 10;
+const RESERVATION_DAYS = 365;
+
+interface UsageMeter {
+  projectId: string;
+  app: string;
+  memoryMiB: number;
+  since: number;
+  requests: number;
+}
+
+/** What Get, Status and List show of one app. */
+export interface AppState {
+  record: AppRecord;
+  status: string;
+  url: string;
+  backend: string;
+  tcpPort?: number;
+  instances: InstanceRecord[];
+  restarts: number;
+  lastExit?: { code: number | null; reason: string; at: number; instance: string; version: number };
+}
+
+export class AppManager implements AppResolver {
+  readonly records: AppRecords;
+  private readonly runtimes = new Map<string, AppRuntime>();
+  private chosen: Promise<ChosenSandbox> | undefined;
+  private chosenStatus: SandboxStatus | undefined;
+  private readonly unpacking = new Map<string, Promise<string>>();
+  private readonly usage = new Map<string, UsageMeter>();
+  private readonly usageTimer: NodeJS.Timeout;
+  private edge: EdgeAttachment | undefined;
+  private closing = false;
+  private readonly restoring: Promise<void>;
+  private readonly graceMs: number;
+
+  constructor(private readonly options: AppManagerOptions) {
+    this.records = new AppRecords(options.db);
+    this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+    this.usageTimer = setInterval(() => this.reportUsage(false), USAGE_SLICE_MS);
+    this.usageTimer.unref();
+    this.restoring = this.restore().catch((error) => options.log.error({ err: error }, 'starting recorded apps failed'));
+  }
+
+  // ---- sandbox -------------------------------------------------------------------------------
+
+  /** The driver, probed the first time an app needs one. */
+  private driver(): Promise<SandboxDriver> {
+    this.chosen ??= chooseSandboxDriver({
+      choice: this.options.sandbox,
+      stateDir: join(this.options.dataDir, 'apps', 'sandbox'),
+      cacheDir: this.options.sandboxCacheDir,
+    }).then(
+      (chosen) => {
+        this.chosenStatus = sandboxStatus(chosen);
+        this.options.log.info({ sandbox: this.chosenStatus }, `sandbox: ${chosen.description.driver} (${chosen.description.reason})`);
+        return chosen;
+      },
+      (error: Error) => {
+        this.chosen = undefined;
+        this.options.log.error({ err: error }, 'no sandbox driver can run apps on this host');
+        throw errors.unavailable(`apps cannot run on this host: ${error.message}`);
+      },
+    );
+    return this.chosen.then((chosen) => chosen.driver);
+  }
+
+  /** For `/v1/status`: the chosen driver and why, or that it is chosen when the first app starts. */
+  sandboxStatus(): { choice: SandboxChoice; probed: boolean } & Partial<SandboxStatus> {
+    if (this.chosenStatus) return { choice: this.options.sandbox, probed: true, ...this.chosenStatus };
+    return { choice: this.options.sandbox, probed: false, reason: 'chosen when the first app starts (no app has run yet)' };
+  }
+
+  // ---- edge ----------------------------------------------------------------------------------
+
+  /** Called by the edge once it listens: app URLs get its port, TCP apps their edge ports. */
+  attachEdge(edge: EdgeAttachment): void {
+    this.edge = edge;
+    for (const runtime of this.runtimes.values()) void this.openTcp(runtime);
+  }
+
+  appUrl(app: Pick<AppRecord, 'name' | 'projectName'>): string {
+    const port = this.edge?.port;
+    return `http://${app.name}.${app.projectName}.${this.options.appsDomain}${port && port !== 80 ? `:${port}` : ''}`;
+  }
+
+  /** Opens the app's edge TCP port once, however many callers ask at the same time. */
+  private openTcp(runtime: AppRuntime): Promise<void> {
+    runtime.tcp.opening ??= this.openTcpPort(runtime).finally(() => (runtime.tcp.opening = undefined));
+    return runtime.tcp.opening;
+  }
+
+  private async openTcpPort(runtime: AppRuntime): Promise<void> {
+    const { app } = runtime;
+    if (!app.settings.tcp || !this.edge?.openTcpPort || runtime.tcp.close) return;
+    const requested = app.settings.tcp_port || app.tcpPort || 0;
+    try {
+      const opened = await this.edge.openTcpPort({ app: app.name, project: app.projectName }, requested);
+      runtime.tcp.port = opened.port;
+      runtime.tcp.close = opened.close;
+      if (opened.port !== app.tcpPort) {
+        this.records.setTcpPort(app.id, opened.port);
+        app.tcpPort = opened.port;
+      }
+    } catch (error) {
+      if (requested && !app.settings.tcp_port) {
+        // The port it had before is taken now: any free one will do.
+        const opened = await this.edge.openTcpPort({ app: app.name, project: app.projectName }, 0);
+        runtime.tcp.port = opened.port;
+        runtime.tcp.close = opened.close;
+        this.records.setTcpPort(app.id, opened.port);
+        app.tcpPort = opened.port;
+        return;
+      }
+      runtime.log.error({ err: error, app: app.name }, 'opening the TCP port of an app failed');
+      runtime.system(app.version, '', `the edge could not open TCP port ${requested}: ${(error as Error).message}`);
+      throw error;
+    }
+  }
+
+  private async closeTcp(runtime: AppRuntime): Promise<void> {
+    await runtime.tcp.opening?.catch(() => undefined);
+    const close = runtime.tcp.close;
+    runtime.tcp.close = undefined;
+    runtime.tcp.port = undefined;
+    await close?.().catch(() => undefined);
+  }
+
+  // ---- the resolver --------------------------------------------------------------------------
+
+  async acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
+    const record = this.records.findByAddress(address.project, address.app);
+    if (!record) throw errors.notFound(`no app "${address.app}" in project "${address.project}"`);
+    const runtime = this.runtimes.get(record.id);
+    if (!runtime || this.closing) throw errors.unavailable(`app "${address.app}" is not running`).withHeaders({ 'retry-after': '5' });
+    const { settings } = runtime.app;
+    if (kind === 'http' && settings.tcp)
+      throw errors.notFound(`app "${address.app}" speaks TCP, not HTTP${runtime.tcp.port ? `: connect to port ${runtime.tcp.port}` : ''}`);
+    if (kind === 'tcp' && !settings.tcp) throw errors.notFound(`app "${address.app}" has no TCP port; it serves HTTP`);
+    const slot = runtime.pickSlot() ?? (await runtime.waitForSlot(ACQUIRE_WAIT_MS));
+    const instance = slot?.instance;
+    if (!slot || !instance) {
+      const why = runtime.lastExit ? `; its last instance ${describeExit(runtime.lastExit)}` : '';
+      throw errors.unavailable(`app "${address.app}" has no instance ready${why}`).withHeaders({ 'retry-after': '2' });
+    }
+    slot.acquire();
+    const meter = this.usage.get(instance.id);
+    if (meter) meter.requests += 1;
+    let released = false;
+    return {
+      host: instance.host,
+      port: instance.port,
+      release: () => {
+        if (released) return;
+        released = true;
+        slot.release();
+      },
+    };
+  }
+
+  // ---- images and root filesystems ---------------------------------------------------------
+
+  private get images(): ImageManager {
+    return this.options.images;
+  }
+
+  /** The image, pulled when this machine lacks it (or always, to see whether a tag moved). */
+  private async imageFor(reference: string, insecure: boolean, pull: 'missing' | 'always'): Promise<ImageDetails> {
+    const text = reference.trim();
+    if (/^(sha256:)?[a-f0-9]{4,64}$/.test(text)) {
+      throw errors.badRequest(`"${text}" is a digest; name the image by reference (registry/repository:tag or repository@sha256:...)`);
+    }
+    let local: ImageDetails | undefined;
+    try {
+      local = this.images.inspect(text);
+    } catch (error) {
+      if (!isAltoError(error) || error.status !== 404) throw error;
+    }
+    if (local && pull === 'missing') return local;
+    try {
+      return await this.images.pull(text, { insecure });
+    } catch (error) {
+      if (local) {
+        this.options.log.warn({ err: error, image: text }, 'pulling the image failed; using the copy on this machine');
+        return local;
+      }
+      if (isAltoError(error)) throw new AltoError(error.code, error.status, `pulling ${text}: ${error.detail}`);
+      throw errors.badRequest(`pulling ${text} failed: ${(error as Error).message}`);
+    }
+  }
+
+  private rootfsPath(digest: string): string {
+    return join(this.options.dataDir, 'apps', 'rootfs', digest.replace(':', '-'));
+  }
+
+  /** The image's root filesystem, unpacked once per digest and shared by every instance. */
+  private ensureRootfs(digest: string): Promise<string> {
+    const path = this.rootfsPath(digest);
+    if (existsSync(path)) return Promise.resolve(path);
+    let pending = this.unpacking.get(digest);
+    if (!pending) {
+      mkdirSync(join(this.options.dataDir, 'apps', 'rootfs'), { recursive: true });
+      pending = this.images
+        .unpack(digest, path)
+        .then(() => path)
+        .finally(() => this.unpacking.delete(digest));
+      this.unpacking.set(digest, pending);
+    }
+    return pending;
+  }
+
+  /** Removes a root filesystem no app runs any more. */
+  private async dropRootfsIfUnused(digest: string): Promise<void> {
+    if (this.records.isDigestUsed(digest)) return;
+    for (const runtime of this.runtimes.values()) {
+      if (runtime.app.digest === digest) return;
+    }
+    await rm(this.rootfsPath(digest), { recursive: true, force: true });
+  }
+
+  private volumeDir(app: Pick<AppRecord, 'projectId' | 'name'>, volume: AppVolume): string {
+    return join(this.options.dataDir, 'apps', 'volumes', app.projectId, app.name, volume.name);
+  }
+
+  // ---- specs ---------------------------------------------------------------------------------
+
+  /** Fills defaults and checks the settings against each other and the image. */
+  private settingsOf(input: AppSettingsInput, base: AppSettings | undefined, image: ImageSpec): AppSettings {
+    const exposed = image.exposedPorts.find((port) => port.protocol === 'tcp')?.port;
+    const tcp = input.tcp ?? base?.tcp ?? 0;
+    let port = input.port ?? base?.port ?? (tcp || exposed || APP_DEFAULTS.port);
+    if (input.tcp !== undefined && input.port === undefined && input.tcp) port = input.tcp;
+    if (tcp && port !== tcp)
+      throw errors.badRequest(`port ${port} and tcp ${tcp} differ: an app serves either HTTP on port or TCP on tcp; give one of them (or the same number)`);
+    const minInstances = input.min_instances ?? base?.min_instances ?? APP_DEFAULTS.min_instances;
+    const maxInstances = input.max_instances ?? base?.max_instances ?? Math.max(APP_DEFAULTS.max_instances, minInstances);
+    if (maxInstances < Math.max(1, minInstances))
+      throw errors.badRequest(`max_instances ${maxInstances} is below min_instances ${minInstances} (or below 1)`);
+    const volumes = input.volumes ?? base?.volumes ?? [];
+    const settings: AppSettings = {
+      port,
+      env_vars: input.env_vars ? { ...(base?.env_vars ?? {}), ...input.env_vars } : { ...(base?.env_vars ?? {}) },
+      memory: input.memory ?? base?.memory ?? APP_DEFAULTS.memory,
+      cpus: input.cpus ?? base?.cpus ?? APP_DEFAULTS.cpus,
+      min_instances: minInstances,
+      max_instances: maxInstances,
+      concurrency: input.concurrency ?? base?.concurrency ?? APP_DEFAULTS.concurrency,
+      idle_timeout: input.idle_timeout ?? base?.idle_timeout ?? APP_DEFAULTS.idle_timeout,
+      volumes,
+      tcp,
+      tcp_port: input.tcp_port ?? base?.tcp_port ?? 0,
+      outbound: input.outbound ?? base?.outbound ?? false,
+    };
+    if (volumes.length > 0 && settings.min_instances > 1)
+      throw errors.badRequest('an app with volumes runs one instance (a volume has one user at a time); set min_instances to 1');
+    return settings;
+  }
+
+  /** Instances an app version runs: one per min_instances, and at least one until issue 8 scales to zero. */
+  private instanceCount(settings: AppSettings): number {
+    return Math.max(1, settings.min_instances);
+  }
+
+  private specOf(app: AppRecord, image: ImageSpec, rootfs: string): SandboxSpec {
+    const { settings } = app;
+    const env: Record<string, string> = { ...image.env, ...settings.env_vars, PORT: String(settings.port) };
+    if (!env.PATH) env.PATH = DEFAULT_PATH;
+    const volumes = settings.volumes.map((volume) => {
+      const dir = this.volumeDir(app, volume);
+      mkdirSync(dir, { recursive: true });
+      return { dir, path: volume.path };
+    });
+    const spec: SandboxSpec & { volumes?: { dir: string; path: string; sizeMiB?: number }[] } = {
+      rootfs,
+      entrypoint: image.entrypoint,
+      cmd: image.cmd,
+      env,
+      workdir: image.workingDir,
+      user: image.user,
+      port: settings.port,
+      memoryMiB: settings.memory,
+      cpus: settings.cpus,
+      allowOutbound: settings.outbound,
+      name: app.name,
+      ...(volumes.length > 0 ? { volumes } : {}),
+    };
+    return spec;
+  }
+
+  // ---- caps ----------------------------------------------------------------------------------
+
+  private async limitsOf(owner: AppOwner): Promise<LimitSet | undefined> {
+    if (owner.admin || !this.options.projectLimits) return undefined;
+    return this.options.projectLimits(owner.projectId);
+  }
+
+  private instancesOfProject(projectId: string): number {
+    let count = 0;
+    for (const runtime of this.runtimes.values()) {
+      if (runtime.app.projectId !== projectId) continue;
+      for (const version of [runtime.serving, runtime.candidate]) {
+        count += version?.slots.filter((slot) => slot.state !== 'stopped' && slot.state !== 'stopping').length ?? 0;
+      }
+    }
+    return count;
+  }
+
+  private async assertCaps(owner: AppOwner, adding: { apps: number; instances: number }): Promise<void> {
+    const limits = await this.limitsOf(owner);
+    if (!limits) return;
+    if (adding.apps > 0 && limits.compute_apps > 0) {
+      const apps = this.records.countOfProject(owner.projectId);
+      if (apps + adding.apps > limits.compute_apps)
+        throw errors.paymentRequired(
+          `compute cap reached: project "${owner.projectName}" may have ${limits.compute_apps} apps (compute_apps) and has ${apps}; delete one or raise compute_apps with projects/Update`,
+        );
+    }
+    if (adding.instances > 0 && limits.compute_instances > 0) {
+      const running = this.instancesOfProject(owner.projectId);
+      if (running + adding.instances > limits.compute_instances)
+        throw errors.paymentRequired(
+          `compute cap reached: project "${owner.projectName}" may run ${limits.compute_instances} instances at once (compute_instances), runs ${running} and this needs ${adding.instances} more; raise compute_instances with projects/Update`,
+        );
+    }
+  }
+
+  // ---- runtime events ------------------------------------------------------------------------
+
+  private readonly events: RuntimeEvents = {
+    beforeStart: () => {
+      if (this.closing) throw errors.unavailable('Alto is stopping');
+    },
+    instanceStarted: (runtime, version, instance) => {
+      this.records.addInstance({
+        id: instance.id,
+        appId: runtime.app.id,
+        version: version.version,
+        state: 'running',
+        driver: instance.driver,
+        startedAt: Date.now(),
+      });
+      this.usage.set(instance.id, {
+        projectId: runtime.app.projectId,
+        app: runtime.app.name,
+        memoryMiB: version.spec.memoryMiB,
+        since: Date.now(),
+        requests: 0,
+      });
+    },
+    instanceExited: (_runtime, _version, instance, exit, expected) => {
+      this.records.endInstance(instance.id, expected ? 'exited' : 'failed', exit);
+      this.reportInstanceUsage(instance.id, true);
+    },
+    statusChanged: (runtime) => {
+      if (runtime.busy || this.closing || !this.runtimes.has(runtime.app.id)) return;
+      const status = runtime.liveStatus();
+      const error = status === 'crashing' && runtime.lastExit ? `last instance ${describeExit(runtime.lastExit)}` : undefined;
+      if (status !== runtime.app.status || error !== runtime.app.error) {
+        runtime.app.status = status;
+        runtime.app.error = error;
+        if (this.records.get(runtime.app.id)) this.records.setStatus(runtime.app.id, status, error);
+      }
+    },
+  };
+
+  private reportInstanceUsage(instanceId: string, final: boolean): void {
+    const meter = this.usage.get(instanceId);
+    if (!meter) return;
+    const now = Date.now();
+    const runningMs = now - meter.since;
+    if (runningMs > 0 || meter.requests > 0) {
+      this.options.recordCompute?.({ projectId: meter.projectId, app: meter.app, instance: instanceId, runningMs, memoryMiB: meter.memoryMiB, requests: meter.requests, at: now });
+    }
+    meter.since = now;
+    meter.requests = 0;
+    if (final) this.usage.delete(instanceId);
+  }
+
+  private reportUsage(final: boolean): void {
+    for (const id of [...this.usage.keys()]) this.reportInstanceUsage(id, final);
+  }
+
+  private newVersion(runtime: AppRuntime, app: AppRecord, image: ImageSpec, rootfs: string): AppVersion {
+    const version = new AppVersion(app.version, this.specOf(app, image, rootfs), runtime, () => this.driver());
+    for (let i = 0; i < this.instanceCount(app.settings); i++) version.slots.push(new InstanceSlot(version));
+    return version;
+  }
+
+  /** Starts every instance of a version; rejects with what went wrong when one never becomes ready. */
+  private async startVersion(runtime: AppRuntime, version: AppVersion): Promise<void> {
+    const results = await Promise.allSettled(version.slots.map((slot) => slot.startFirst()));
+    const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (!failure) return;
+    await version.stop(this.graceMs);
+    const error = failure.reason as Error;
+    if (isAltoError(error) && error.status < 500 && error.status !== 400) throw error;
+    const lines = runtime
+      .tail(FAILURE_LOG_LINES * 4)
+      .filter((line) => line.version === version.version && line.stream !== 'system')
+      .slice(-FAILURE_LOG_LINES)
+      .map((line) => line.line);
+    const detail = isAltoError(error) ? error.detail : error.message;
+    const logs = lines.length > 0 ? `; its last log lines:\n${lines.join('\n')}` : '';
+    const status = isAltoError(error) && error.status === 503 ? 503 : 400;
+    throw new AltoError(status === 503 ? 'unavailable' : 'bad_request', status, `version ${version.version} of app "${runtime.app.name}" did not become ready: ${detail}${logs}`);
+  }
+
+  // ---- start and stop with Alto --------------------------------------------------------------
+
+  /** Starts again the apps a previous run of Alto left running (in the background). */
+  private async restore(): Promise<void> {
+    this.records.endOpenInstances('Alto stopped');
+    const apps = this.records.list().filter((app) => app.status !== 'failed');
+    if (apps.length === 0) return;
+    this.options.log.info({ apps: apps.length }, 'starting the apps recorded as running');
+    for (const app of apps) {
+      if (this.closing) return;
+      const runtime = new AppRuntime(app, this.events, this.options.log);
+      this.runtimes.set(app.id, runtime);
+      try {
+        const image = this.images.inspect(app.digest);
+        const rootfs = await this.ensureRootfs(app.digest);
+        const version = this.newVersion(runtime, app, image.spec, rootfs);
+        runtime.serve(version);
+        for (const slot of version.slots) slot.startSupervised();
+        if (this.edge) void this.openTcp(runtime).catch(() => undefined);
+      } catch (error) {
+        this.options.log.error({ err: error, app: app.name, project: app.projectName }, 'an app could not be started again');
+        runtime.system(app.version, '', `could not start again after a restart of Alto: ${(error as Error).message}`);
+        app.status = 'failed';
+        app.error = (error as Error).message;
+        this.records.setStatus(app.id, 'failed', app.error);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    clearInterval(this.usageTimer);
+    await this.restoring;
+    await Promise.all(
+      [...this.runtimes.values()].map(async (runtime) => {
+        await this.closeTcp(runtime);
+        await Promise.all([runtime.candidate?.stop(this.graceMs), runtime.serving?.stop(this.graceMs)]);
+        runtime.end();
+      }),
+    );
+    this.reportUsage(true);
+    if (this.chosen) await (await this.chosen.catch(() => undefined))?.driver.close();
+  }
+
+  // ---- the app service's operations ----------------------------------------------------------
+
+  private runtimeOf(app: AppRecord): AppRuntime {
+    let runtime = this.runtimes.get(app.id);
+    if (!runtime) {
+      runtime = new AppRuntime(app, this.events, this.options.log);
+      this.runtimes.set(app.id, runtime);
+    }
+    return runtime;
+  }
+
+  private find(owner: AppOwner, name: string): AppRecord {
+    const app = this.records.findByName(owner.projectId, name);
+    if (!app) throw errors.notFound(`no app "${name}" in project "${owner.projectName}"; app/List shows them`);
+    return app;
+  }
+
+  private claim(runtime: AppRuntime, what: string): void {
+    if (runtime.busy) throw errors.conflict(`app "${runtime.app.name}" is busy (${runtime.busy}); try again when that is done`);
+    runtime.busy = what;
+  }
+
+  private assertNameFree(owner: AppOwner, name: string): void {
+    if (this.records.findByName(owner.projectId, name)) throw errors.conflict(`app "${name}" already exists in project "${owner.projectName}"; use app/Update to change it`);
+    const taken = this.records.findByAddress(owner.projectName, name);
+    if (taken) throw errors.conflict(`the address ${name}.${owner.projectName}.${this.options.appsDomain} belongs to another account's project; choose another name`);
+    const reservation = this.records.reservation(owner.projectName, name);
+    if (reservation && reservation.projectId !== owner.projectId && reservation.expiresAt > Date.now())
+      throw errors.conflict(`the name "${name}" is reserved by another project until ${new Date(reservation.expiresAt).toISOString()}`);
+  }
+
+  async run(owner: AppOwner, input: RunInput): Promise<AppState> {
+    if (this.closing) throw errors.unavailable('Alto is stopping');
+    this.assertNameFree(owner, input.name);
+    const image = await this.imageFor(input.image, Boolean(input.insecure), 'missing');
+    const settings = this.settingsOf(input, undefined, image.spec);
+    await this.assertCaps(owner, { apps: 1, instances: this.instanceCount(settings) });
+    const rootfs = await this.ensureRootfs(image.digest);
+    this.assertNameFree(owner, input.name);
+    const now = Date.now();
+    const app: AppRecord = {
+      id: randomBytes(8).toString('hex'),
+      projectId: owner.projectId,
+      projectName: owner.projectName,
+      name: input.name,
+      image: input.image.trim(),
+      digest: image.digest,
+      settings,
+      version: 1,
+      status: 'deploying',
+      createdAt: now,
+      updatedAt: now,
+    };
+    try {
+      this.records.insert(app);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw errors.conflict(`app "${input.name}" already exists in project "${owner.projectName}"`);
+      throw error;
+    }
+    this.images.addUser(image.digest, `app:${app.id}`);
+    const runtime = this.runtimeOf(app);
+    runtime.busy = 'deploying';
+    try {
+      const version = this.newVersion(runtime, app, image.spec, rootfs);
+      runtime.candidate = version;
+      await this.startVersion(runtime, version);
+      runtime.candidate = undefined;
+      runtime.serve(version);
+      await this.openTcp(runtime);
+    } catch (error) {
+      runtime.busy = undefined;
+      await this.discard(runtime, false);
+      throw error;
+    }
+    runtime.busy = undefined;
+    app.status = 'running';
+    app.error = undefined;
+    this.records.setStatus(app.id, 'running', undefined);
+    this.options.log.info({ app: app.name, project: app.projectName, image: app.image, digest: app.digest }, 'app deployed');
+    return this.stateOf(app);
+  }
+
+  async update(owner: AppOwner, input: UpdateInput): Promise<AppState> {
+    if (this.closing) throw errors.unavailable('Alto is stopping');
+    const current = this.find(owner, input.name);
+    const runtime = this.runtimeOf(current);
+    this.claim(runtime, 'updating');
+    try {
+      return await this.rollOut(owner, runtime, current, input);
+    } finally {
+      runtime.busy = undefined;
+      this.events.statusChanged(runtime);
+    }
+  }
+
+  private async rollOut(owner: AppOwner, runtime: AppRuntime, current: AppRecord, input: UpdateInput): Promise<AppState> {
+    const image = input.image ? await this.imageFor(input.image, Boolean(input.insecure), 'always') : this.images.inspect(current.digest);
+    const settings = this.settingsOf(input, current.settings, image.spec);
+    const rootfs = await this.ensureRootfs(image.digest);
+    const next: AppRecord = {
+      ...current,
+      image: input.image?.trim() ?? current.image,
+      digest: image.digest,
+      settings,
+      version: current.version + 1,
+      updatedAt: Date.now(),
+    };
+    this.images.addUser(image.digest, `app:${current.id}`);
+    const version = this.newVersion(runtime, next, image.spec, rootfs);
+    const old = runtime.serving;
+    const oneUserAtATime = current.settings.volumes.length > 0 || settings.volumes.length > 0;
+    try {
+      if (oneUserAtATime) {
+        // A volume has one user at a time: the old version stops before the new one starts.
+        runtime.serve(undefined);
+        runtime.system(current.version, '', `stopping version ${current.version} before version ${next.version} starts (the app has volumes)`);
+        await old?.stop(this.graceMs, DRAIN_MS);
+        runtime.candidate = version;
+        try {
+          await this.startVersion(runtime, version);
+        } catch (error) {
+          runtime.candidate = undefined;
+          // Put the working version back.
+          const previousImage = this.images.inspect(current.digest);
+          const restored = this.newVersion(runtime, current, previousImage.spec, await this.ensureRootfs(current.digest));
+          runtime.serve(restored);
+          for (const slot of restored.slots) slot.startSupervised();
+          throw error;
+        }
+      } else {
+        await this.assertCaps(owner, { apps: 0, instances: 0 });
+        runtime.candidate = version;
+        await this.startVersion(runtime, version);
+      }
+    } catch (error) {
+      runtime.candidate = undefined;
+      if (image.digest !== current.digest) {
+        this.images.removeUser(image.digest, `app:${current.id}`);
+        await this.dropRootfsIfUnused(image.digest);
+      }
+      runtime.system(next.version, '', `update to version ${next.version} failed; version ${current.version} keeps serving: ${(error as Error).message.split('\n')[0]}`);
+      throw error;
+    }
+    // The new version is ready: traffic moves to it, then the old one drains and stops.
+    runtime.candidate = undefined;
+    runtime.serve(version);
+    runtime.app = next;
+    runtime.lastExit = undefined;
+    next.status = 'running';
+    next.error = undefined;
+    this.records.save(next);
+    runtime.system(next.version, '', `version ${next.version} serves; version ${current.version} stops`);
+    if (!oneUserAtATime) await old?.stop(this.graceMs, DRAIN_MS);
+    if (current.settings.tcp !== settings.tcp || current.settings.tcp_port !== settings.tcp_port) {
+      await this.closeTcp(runtime);
+      await this.openTcp(runtime);
+    }
+    if (image.digest !== current.digest) {
+      this.images.removeUser(current.digest, `app:${current.id}`);
+      await this.dropRootfsIfUnused(current.digest);
+    }
+    this.options.log.info({ app: next.name, project: next.projectName, version: next.version, digest: next.digest }, 'app updated');
+    return this.stateOf(next);
+  }
+
+  async delete(owner: AppOwner, name: string, options: { keepVolumes?: boolean } = {}): Promise<void> {
+    const app = this.find(owner, name);
+    const runtime = this.runtimeOf(app);
+    this.claim(runtime, 'deleting');
+    await this.discard(runtime, !options.keepVolumes);
+    this.options.log.info({ app: app.name, project: app.projectName }, 'app deleted');
+  }
+
+  /** Stops an app's instances and forgets it. */
+  private async discard(runtime: AppRuntime, dropVolumes: boolean): Promise<void> {
+    const { app } = runtime;
+    await this.closeTcp(runtime);
+    await Promise.all([runtime.candidate?.stop(this.graceMs), runtime.serving?.stop(this.graceMs, DRAIN_MS)]);
+    runtime.end();
+    this.runtimes.delete(app.id);
+    this.records.remove(app.id);
+    this.images.removeUser(app.digest, `app:${app.id}`);
+    await this.dropRootfsIfUnused(app.digest);
+    if (dropVolumes) rmSync(join(this.options.dataDir, 'apps', 'volumes', app.projectId, app.name), { recursive: true, force: true });
+  }
+
+  /** Deletes every app of a project (the project was deleted). */
+  async deleteProject(projectId: string): Promise<void> {
+    for (const app of this.records.list().filter((candidate) => candidate.projectId === projectId)) {
+      const runtime = this.runtimeOf(app);
+      runtime.busy = 'deleting';
+      await this.discard(runtime, true);
+    }
+    this.records.removeProject(projectId);
+  }
+
+  get(owner: AppOwner, name: string): AppState {
+    return this.stateOf(this.find(owner, name));
+  }
+
+  list(owner: AppOwner): AppState[] {
+    return this.records.listOfProject(owner.projectId).map((app) => this.stateOf(app));
+  }
+
+  private stateOf(stored: AppRecord): AppState {
+    const runtime = this.runtimes.get(stored.id);
+    const app = runtime?.app ?? stored;
+    const slot = runtime?.pickSlot();
+    const instance = slot?.instance;
+    const status = runtime?.busy === 'updating' ? 'updating' : runtime?.busy === 'deleting' ? 'deleting' : runtime ? (runtime.busy ? app.status : runtime.liveStatus()) : app.status;
+    return {
+      record: app,
+      status,
+      url: this.appUrl(app),
+      backend: instance ? `http://${instance.host}:${instance.port}` : '',
+      ...(runtime?.tcp.port ? { tcpPort: runtime.tcp.port } : {}),
+      instances: this.records.instancesOf(app.id),
+      restarts: runtime?.restarts ?? 0,
+      ...(runtime?.lastExit ? { lastExit: runtime.lastExit } : {}),
+    };
+  }
+
+  /** The raw address of a ready instance (M3O's Resolve), by app id or name. */
+  resolve(owner: AppOwner, idOrName: string): { url: string; app: AppRecord; publicUrl: string } {
+    const app = this.records.get(idOrName) ?? this.records.findByName(owner.projectId, idOrName);
+    if (!app || app.projectId !== owner.projectId) throw errors.notFound(`no app "${idOrName}" in project "${owner.projectName}"`);
+    const slot = this.runtimes.get(app.id)?.pickSlot();
+    if (!slot?.instance) throw errors.unavailable(`app "${app.name}" has no instance ready`).withHeaders({ 'retry-after': '2' });
+    return { url: `http://${slot.instance.host}:${slot.instance.port}`, app, publicUrl: this.appUrl(app) };
+  }
+
+  logs(owner: AppOwner, name: string, lines: number, stream?: AppLogStream): AppLogLine[] {
+    const app = this.find(owner, name);
+    return this.runtimes.get(app.id)?.tail(lines, stream) ?? [];
+  }
+
+  follow(owner: AppOwner, name: string, lines: number, signal: AbortSignal, stream?: AppLogStream): AsyncGenerator<AppLogLine> {
+    const app = this.find(owner, name);
+    const runtime = this.runtimes.get(app.id);
+    if (!runtime) throw errors.unavailable(`app "${name}" is not running on this machine`);
+    return runtime.follow(lines, signal, stream);
+  }
+
+  reserve(owner: AppOwner, name: string): ReservationRecord {
+    const existing = this.records.findByAddress(owner.projectName, name);
+    if (existing && existing.projectId !== owner.projectId) throw errors.conflict(`the name "${name}" is taken by another account's project`);
+    const reservation = this.records.reservation(owner.projectName, name);
+    if (reservation && reservation.projectId !== owner.projectId && reservation.expiresAt > Date.now())
+      throw errors.conflict(`the name "${name}" is reserved by another project`);
+    const now = Date.now();
+    const record: ReservationRecord = { projectName: owner.projectName, name, projectId: owner.projectId, createdAt: now, expiresAt: now + RESERVATION_DAYS * 86_400_000 };
+    this.records.reserve(record);
+    return record;
+  }
+}
+

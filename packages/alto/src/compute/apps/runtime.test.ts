@@ -1,0 +1,148 @@
+/**
+ * The restart policy of `InstanceSlot`, on a clock the test moves: an instance that exits on its
+ * own is started again after 1 s, then 2, 4 ... up to 30 s between tries; one that ran for a
+ * while before exiting starts over at 1 s; a slot told to stop never restarts. (The real drivers
+ * and the whole journey are in test/apps*.e2e.test.ts.)
+ */
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { afterEach, beforeEach, mock, test } from 'node:test';
+import type { Instance, InstanceExit } from '../sandbox/index.js';
+import { InstanceSlot, RESTART_FIRST_DELAY_MS, RESTART_MAX_DELAY_MS, type SlotHost } from './runtime.js';
+
+/** An instance whose end the test decides. */
+function controllableInstance(id: string): { instance: Instance; exit(exit: InstanceExit): void } {
+  let end!: (exit: InstanceExit) => void;
+  const exited = new Promise<InstanceExit>((resolve) => (end = resolve));
+  let state: Instance['state'] = 'running';
+  const instance = {
+    id,
+    driver: 'process',
+    host: '10.0.0.2',
+    port: 8080,
+    get state() {
+      return state;
+    },
+    exited,
+    events: new EventEmitter(),
+    async *logs() {},
+    async stop() {
+      state = 'exited';
+      end({ code: 0, reason: 'stopped' });
+      return exited;
+    },
+    suspend: async () => undefined,
+    resume: async () => undefined,
+    isFrozen: async () => false,
+    snapshot: async () => undefined,
+  } as unknown as Instance;
+  return {
+    instance,
+    exit(exit) {
+      state = 'exited';
+      end(exit);
+    },
+  };
+}
+
+class RecordingHost implements SlotHost {
+  readonly version = 1;
+  readonly started: ReturnType<typeof controllableInstance>[] = [];
+  readonly delays: number[] = [];
+  readonly exits: { expected: boolean; exit: InstanceExit }[] = [];
+
+  async start(): Promise<Instance> {
+    const controlled = controllableInstance(`i${this.started.length}`);
+    this.started.push(controlled);
+    return controlled.instance;
+  }
+  onStarted(): void {}
+  onExited(_slot: InstanceSlot, _instance: Instance, exit: InstanceExit, expected: boolean): void {
+    this.exits.push({ expected, exit });
+  }
+  onStartFailed(): void {}
+  onRestartScheduled(_slot: InstanceSlot, delayMs: number): void {
+    this.delays.push(delayMs);
+  }
+}
+
+/** Lets pending promise callbacks run. */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+beforeEach(() => mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 }));
+afterEach(() => mock.timers.reset());
+
+test('a crashing instance restarts after 1 s, then 2, 4 ... at most 30 s apart', async () => {
+  const host = new RecordingHost();
+  const slot = new InstanceSlot(host);
+  await slot.startFirst();
+  const expected = [1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000];
+  for (const [index, delay] of expected.entries()) {
+    host.started[index].exit({ code: 1, reason: 'exited' });
+    await settle();
+    assert.equal(slot.state, 'backoff');
+    assert.equal(host.delays.at(-1), delay);
+    // Not a moment before its time.
+    mock.timers.tick(delay - 1);
+    await settle();
+    assert.equal(host.started.length, index + 1);
+    mock.timers.tick(1);
+    await settle();
+    assert.equal(host.started.length, index + 2);
+    assert.equal(slot.state, 'running');
+  }
+  assert.equal(slot.restarts, expected.length);
+  assert.equal(RESTART_FIRST_DELAY_MS, 1_000);
+  assert.equal(RESTART_MAX_DELAY_MS, 30_000);
+  await slot.stop(1_000);
+});
+
+test('an instance that ran a while before exiting restarts after 1 s again', async () => {
+  const host = new RecordingHost();
+  const slot = new InstanceSlot(host);
+  await slot.startFirst();
+  host.started[0].exit({ code: 1, reason: 'exited' });
+  await settle();
+  mock.timers.tick(1_000);
+  await settle();
+  host.started[1].exit({ code: 1, reason: 'exited' });
+  await settle();
+  assert.deepEqual(host.delays, [1_000, 2_000]);
+  mock.timers.tick(2_000);
+  await settle();
+  // The third instance runs for a minute, then exits.
+  mock.timers.tick(60_000);
+  host.started[2].exit({ code: 137, reason: 'exited' });
+  await settle();
+  assert.deepEqual(host.delays, [1_000, 2_000, 1_000]);
+  await slot.stop(1_000);
+});
+
+test('a slot told to stop ends its instance and never restarts it', async () => {
+  const host = new RecordingHost();
+  const slot = new InstanceSlot(host);
+  await slot.startFirst();
+  await slot.stop(1_000);
+  await settle();
+  mock.timers.tick(60_000);
+  await settle();
+  assert.equal(host.started.length, 1);
+  assert.deepEqual(host.delays, []);
+  assert.deepEqual(host.exits, [{ expected: true, exit: { code: 0, reason: 'stopped' } }]);
+  assert.equal(slot.state, 'stopped');
+});
+
+test('a stop during back-off cancels the restart', async () => {
+  const host = new RecordingHost();
+  const slot = new InstanceSlot(host);
+  await slot.startFirst();
+  host.started[0].exit({ code: 2, reason: 'exited' });
+  await settle();
+  assert.equal(slot.state, 'backoff');
+  await slot.stop(1_000);
+  mock.timers.tick(60_000);
+  await settle();
+  assert.equal(host.started.length, 1);
+});

@@ -1,0 +1,253 @@
+/**
+ * @module compute/apps/schema
+ * The wire schema of the `app` service (zod). Field names follow M3O's app API where it has
+ * them (name, port, env_vars, region, repo, branch; Service {id, name, port, env_vars, status,
+ * url, backend, created, updated, region}); Alto adds the image and the compute settings
+ * (memory, cpus, instances, concurrency, idle_timeout, volumes, tcp, outbound) and, in Status,
+ * the image digest, version, instances and their exits.
+ */
+import { z } from 'zod';
+import type { AppState } from './manager.js';
+import type { AppLogLine } from './runtime.js';
+import type { ReservationRecord } from './records.js';
+
+export const APP_NAME = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
+
+export const AppName = z
+  .string({ error: 'expected a string: the app name' })
+  .regex(APP_NAME, 'app name: 1-40 lower-case letters, digits and dashes, not starting or ending with a dash (it is part of the app\'s host name)')
+  .describe('name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>');
+
+const VolumeName = /^[a-z0-9](?:[a-z0-9_-]{0,62})$/;
+
+const Volume = z
+  .object({
+    name: z.string().regex(VolumeName, 'volume name: lower-case letters, digits, dashes and underscores, at most 63'),
+    path: z
+      .string()
+      .regex(/^\/[^\0]*$/, 'volume path: an absolute path inside the app, such as /data')
+      .refine((path) => path !== '/' && !path.split('/').includes('..'), 'volume path: not / and without ..'),
+  })
+  .describe('a folder kept across restarts and redeploys, mounted at path');
+
+const EnvVars = z
+  .record(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'env var names: letters, digits and _, not starting with a digit'),
+    z.string().refine((value) => !value.includes('\0'), 'env var values cannot hold NUL'),
+  )
+  .describe('environment variables, added to the image\'s own');
+
+const Port = z.number().int('port: a whole number').min(1, 'port: 1-65535').max(65_535, 'port: 1-65535');
+
+/** Settings Run and Update take; every one optional (Run fills defaults, Update keeps what was). */
+const settingsFields = {
+  port: Port.optional().describe('port the app listens on for HTTP (default: the image\'s first exposed TCP port, else 8080); PORT is set to it'),
+  env_vars: EnvVars.optional(),
+  memory: z.number().int('memory: whole MiB').min(32, 'memory: at least 32 MiB').max(65_536, 'memory: at most 65536 MiB').optional().describe('memory limit in MiB (default 256)'),
+  cpus: z.number().gt(0, 'cpus: above 0').max(64, 'cpus: at most 64').optional().describe('CPUs: virtual CPUs (microvm) or a CPU-time quota (process); default 1'),
+  min_instances: z.number().int().min(0).max(100, 'min_instances: at most 100').optional().describe('instances kept running (default 1; 0 is stored for scale to zero, one runs until then)'),
+  max_instances: z.number().int().min(1).max(100, 'max_instances: at most 100').optional().describe('most instances (default: min_instances, at least 1)'),
+  concurrency: z.number().int().min(1).max(10_000).optional().describe('requests one instance takes at once before another is added (default 100)'),
+  idle_timeout: z.number().int().min(1, 'idle_timeout: 1-10 seconds').max(10, 'idle_timeout: 1-10 seconds').optional().describe('seconds without a request before an instance is suspended (default 5)'),
+  volumes: z
+    .array(Volume)
+    .max(8, 'volumes: at most 8')
+    .refine((volumes) => new Set(volumes.map((volume) => volume.name)).size === volumes.length, 'volumes: names must differ')
+    .refine((volumes) => new Set(volumes.map((volume) => volume.path)).size === volumes.length, 'volumes: paths must differ')
+    .optional(),
+  tcp: z.number().int().min(0).max(65_535, 'tcp: a port, 1-65535').optional().describe('serve TCP instead of HTTP: the app\'s port exposed as a TCP port on the edge (0: HTTP app)'),
+  tcp_port: z.number().int().min(0).max(65_535).optional().describe('the edge port for a TCP app (0: any free port)'),
+  outbound: z.boolean().optional().describe('may the app open connections to the internet (default false); never to the host\'s own services'),
+  insecure: z.boolean().optional().describe('allow plain HTTP for the image\'s registry (loopback registries always may)'),
+};
+
+export const RunRequest = z
+  .object({
+    name: AppName,
+    image: z.string().min(1, 'image: name the OCI image to run, such as ghcr.io/org/web:v1').optional().describe('the OCI image to run'),
+    region: z.string().optional().describe('region to run in; this machine is "local"'),
+    repo: z.string().optional().describe('M3O built apps from a source repository; Alto runs images: give image'),
+    branch: z.string().optional().describe('accepted for M3O clients; unused'),
+    ...settingsFields,
+  });
+
+export const UpdateRequest = z
+  .object({
+    name: AppName,
+    image: z.string().min(1).optional().describe('a new image (pulled again when given, so a moved tag is seen)'),
+    ...settingsFields,
+  });
+
+export const NameRequest = z.object({ name: AppName });
+
+export const DeleteRequest = z
+  .object({ name: AppName, keep_volumes: z.boolean().default(false).describe('keep the app\'s volume folders on disk') });
+
+export const ListRequest = z.object({});
+
+export const ResolveRequest = z
+  .object({
+    id: z.string().optional().describe('the app\'s id (or name)'),
+    name: z.string().optional().describe('the app\'s name'),
+  })
+  .refine((request) => Boolean(request.id || request.name), 'give the app\'s id or name');
+
+const LogStream = z.enum(['stdout', 'stderr', 'system']).describe('one stream only: stdout, stderr, or system (Alto\'s own lines: starts, exits, restarts)');
+
+export const LogsRequest = z
+  .object({
+    name: AppName,
+    logs_type: z.string().optional().describe('M3O: "build" logs do not exist for images; runtime logs are returned'),
+    lines: z.number().int().min(1).max(5_000).default(200).describe('how many of the last lines (default 200)'),
+    stream: LogStream.optional(),
+  });
+
+export const LogLineView = z
+  .object({
+    at: z.string().describe('when the line was written, RFC 3339'),
+    stream: LogStream,
+    line: z.string(),
+    instance: z.string(),
+    version: z.number().int(),
+  })
+  .meta({ id: 'AppLogLine' });
+
+export const LogsResponse = z
+  .object({
+    logs: z.string().describe('the lines as text, Alto\'s own prefixed with "alto: "'),
+    lines: z.array(LogLineView),
+  });
+
+export const InstanceView = z
+  .object({
+    id: z.string(),
+    version: z.number().int(),
+    state: z.string().describe('starting, running, exited (stopped by Alto) or failed (ended on its own)'),
+    driver: z.string(),
+    started: z.string(),
+    ended: z.string().optional(),
+    exit_code: z.number().int().nullable().optional(),
+    exit_reason: z.string().optional(),
+  })
+  .meta({ id: 'AppInstance' });
+
+export const ServiceView = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    port: z.number().int(),
+    env_vars: z.record(z.string(), z.string()),
+    status: z.string().describe('deploying, running, updating, crashing (an instance exited; restarting with back-off) or failed'),
+    url: z.string().describe('the app\'s address on the edge'),
+    backend: z.string().describe('raw address of a ready instance, reachable from this machine only'),
+    created: z.string(),
+    updated: z.string(),
+    region: z.string(),
+    repo: z.string(),
+    branch: z.string(),
+    custom_domains: z.array(z.string()),
+    project: z.string(),
+    image: z.string(),
+    digest: z.string(),
+    version: z.number().int(),
+    memory: z.number().int(),
+    cpus: z.number(),
+    min_instances: z.number().int(),
+    max_instances: z.number().int(),
+    concurrency: z.number().int(),
+    idle_timeout: z.number().int(),
+    volumes: z.array(z.object({ name: z.string(), path: z.string() })),
+    tcp: z.number().int(),
+    tcp_port: z.number().int().optional().describe('the edge port a TCP app is reached at'),
+    outbound: z.boolean(),
+    error: z.string().optional(),
+    restarts: z.number().int().describe('restarts of instances that exited on their own'),
+    last_exit: z
+      .object({ instance: z.string(), version: z.number().int(), code: z.number().int().nullable(), reason: z.string(), at: z.string() })
+      .optional(),
+    instances: z.array(InstanceView),
+  })
+  .meta({ id: 'AppDetails' });
+
+export const ServiceResponse = z.object({ service: ServiceView });
+export const ListResponse = z.object({ services: z.array(ServiceView) });
+export const DeleteResponse = z.object({});
+export const ResolveResponse = z
+  .object({ url: z.string().describe('raw address of a ready instance (M3O: the end provider url)'), app_url: z.string().describe('the app\'s address on the edge') });
+export const RegionsRequest = z.object({});
+export const RegionsResponse = z.object({ regions: z.array(z.string()) });
+export const ReserveRequest = z.object({ name: AppName });
+export const ReserveResponse = z
+  .object({
+    reservation: z.object({ name: z.string(), owner: z.string(), created: z.string(), expires: z.string(), token: z.string() }),
+  });
+
+const iso = (at: number) => new Date(at).toISOString();
+
+export function serviceView(state: AppState): z.input<typeof ServiceView> {
+  const { record, instances } = state;
+  const { settings } = record;
+  return {
+    id: record.id,
+    name: record.name,
+    port: settings.port,
+    env_vars: settings.env_vars,
+    status: state.status,
+    url: state.url,
+    backend: state.backend,
+    created: iso(record.createdAt),
+    updated: iso(record.updatedAt),
+    region: 'local',
+    repo: '',
+    branch: '',
+    custom_domains: [],
+    project: record.projectName,
+    image: record.image,
+    digest: record.digest,
+    version: record.version,
+    memory: settings.memory,
+    cpus: settings.cpus,
+    min_instances: settings.min_instances,
+    max_instances: settings.max_instances,
+    concurrency: settings.concurrency,
+    idle_timeout: settings.idle_timeout,
+    volumes: settings.volumes,
+    tcp: settings.tcp,
+    ...(state.tcpPort ? { tcp_port: state.tcpPort } : {}),
+    outbound: settings.outbound,
+    ...(record.error ? { error: record.error } : {}),
+    restarts: state.restarts,
+    ...(state.lastExit
+      ? { last_exit: { instance: state.lastExit.instance, version: state.lastExit.version, code: state.lastExit.code, reason: state.lastExit.reason, at: iso(state.lastExit.at) } }
+      : {}),
+    instances: instances.map((instance) => ({
+      id: instance.id,
+      version: instance.version,
+      state: instance.state,
+      driver: instance.driver,
+      started: iso(instance.startedAt),
+      ...(instance.endedAt ? { ended: iso(instance.endedAt) } : {}),
+      ...(instance.exitReason !== undefined ? { exit_code: instance.exitCode ?? null, exit_reason: instance.exitReason } : {}),
+    })),
+  };
+}
+
+export function logLineView(line: AppLogLine): z.input<typeof LogLineView> {
+  return { at: iso(line.at), stream: line.stream, line: line.line, instance: line.instance, version: line.version };
+}
+
+export function logsText(lines: AppLogLine[]): string {
+  return lines.map((line) => (line.stream === 'system' ? `alto: ${line.line}` : line.line)).join('\n');
+}
+
+export function reservationView(reservation: ReservationRecord, token: string): z.input<typeof ReserveResponse> {
+  return {
+    reservation: {
+      name: reservation.name,
+      owner: reservation.projectName,
+      created: iso(reservation.createdAt),
+      expires: iso(reservation.expiresAt),
+      token,
+    },
+  };
+}

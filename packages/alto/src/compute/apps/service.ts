@@ -1,0 +1,213 @@
+/**
+ * @module compute/apps/service
+ * The `app` service: run an OCI image as an app of the caller's project and manage it (Run,
+ * Update with zero downtime, Delete, Get/Status, List, Logs and FollowLogs, Resolve, Regions,
+ * Reserve), wire-compatible with M3O's app API where the fields match. An app is reached at
+ * `http://<app>.<project>.<domain>:<edge port>` (domain from `--apps-domain`, default
+ * `localhost`, which browsers and curl resolve to loopback), or on its own edge port for TCP
+ * apps. Other parts reach the same apps with `platform.use(appsComponent)`.
+ *
+ * Apps with volumes are updated old-first (a volume has one user at a time), so they are
+ * briefly unavailable during an update; apps without volumes switch with no gap.
+ */
+import { randomBytes } from 'node:crypto';
+import { errors } from '../../kit/errors.js';
+import type { Platform } from '../../platform/platform.js';
+import { component, defineService, endpoint, streamEndpoint, type CallContext } from '../../platform/service.js';
+import { imagesComponent } from '../images/service.js';
+import { AppManager, type AppOwner, type AppSettingsInput } from './manager.js';
+import {
+  DeleteRequest,
+  DeleteResponse,
+  ListRequest,
+  ListResponse,
+  LogLineView,
+  logLineView,
+  LogsRequest,
+  LogsResponse,
+  logsText,
+  NameRequest,
+  RegionsRequest,
+  RegionsResponse,
+  reservationView,
+  ReserveRequest,
+  ReserveResponse,
+  ResolveRequest,
+  ResolveResponse,
+  RunRequest,
+  ServiceResponse,
+  serviceView,
+  UpdateRequest,
+} from './schema.js';
+import type { z } from 'zod';
+
+export const appsComponent = component('apps.manager', (platform: Platform) => {
+  const limits = platform.limits;
+  const metering = platform.config.metering !== false;
+  return new AppManager({
+    dataDir: platform.config.dataDir,
+    db: platform.stores.sqlite,
+    log: platform.log.child({ component: 'apps' }),
+    images: platform.use(imagesComponent),
+    sandbox: platform.config.sandbox ?? 'auto',
+    appsDomain: platform.config.appsDomain ?? 'localhost',
+    projectLimits: metering ? (projectId) => limits.projectLimits(projectId) : undefined,
+    recordCompute: metering ? (usage) => void platform.meter.recordCompute(usage) : undefined,
+  });
+});
+
+function manager(context: CallContext): AppManager {
+  return context.platform.use(appsComponent);
+}
+
+function owner(context: CallContext): AppOwner {
+  const tenant = context.tenant;
+  if (!tenant) throw errors.unauthorized('the app service needs an API key');
+  return { projectId: tenant.projectId, projectName: tenant.projectName, admin: tenant.role === 'admin' };
+}
+
+type SettingsRequest = z.output<typeof UpdateRequest>;
+
+function settingsOf(request: SettingsRequest): AppSettingsInput {
+  const settings: AppSettingsInput = {};
+  for (const key of ['port', 'env_vars', 'memory', 'cpus', 'min_instances', 'max_instances', 'concurrency', 'idle_timeout', 'volumes', 'tcp', 'tcp_port', 'outbound'] as const) {
+    if (request[key] !== undefined) (settings as Record<string, unknown>)[key] = request[key];
+  }
+  return settings;
+}
+
+export const appService = defineService({
+  name: 'app',
+  description:
+    'Run any OCI image as an app of your project, reached at http://<app>.<project>.<domain> through the edge (or a TCP port): deploy, update with zero downtime, logs, status. M3O-compatible where fields match.',
+  priceMicros: 0,
+  components: [imagesComponent, appsComponent],
+  endpoints: {
+    Run: endpoint({
+      description:
+        'Run an image as a new app (409 when the name exists: use Update). Answers once the first instances are ready, or with the failure when they never are (then nothing is kept).',
+      request: RunRequest,
+      response: ServiceResponse,
+      example: { name: 'web', image: 'ghcr.io/org/web:v1', port: 8080, env_vars: { GREETING: 'hello' } },
+      async handler(request, context) {
+        if (!request.image) {
+          throw errors.badRequest(
+            request.repo ? 'Alto runs OCI images, not source repositories: build an image and give it as image' : 'image: name the OCI image to run, such as ghcr.io/org/web:v1',
+          );
+        }
+        if (request.region && request.region !== 'local') throw errors.badRequest(`region "${request.region}" does not exist; app/Regions lists them (this machine is "local")`);
+        const state = await manager(context).run(owner(context), {
+          name: request.name,
+          image: request.image,
+          insecure: request.insecure,
+          ...settingsOf(request),
+        });
+        return { service: serviceView(state) };
+      },
+    }),
+    Update: endpoint({
+      description:
+        'Change an app\'s image and/or settings (env_vars are merged). The new version starts, and only once it is ready does traffic move to it and the old one stop; if it never becomes ready the old one keeps serving and Update answers the failure with its last log lines. Apps with volumes stop the old version first.',
+      request: UpdateRequest,
+      response: ServiceResponse,
+      example: { name: 'web', image: 'ghcr.io/org/web:v2' },
+      async handler(request, context) {
+        const state = await manager(context).update(owner(context), {
+          name: request.name,
+          image: request.image,
+          insecure: request.insecure,
+          ...settingsOf(request),
+        });
+        return { service: serviceView(state) };
+      },
+    }),
+    Delete: endpoint({
+      description: 'Stop an app and delete it with its volumes (keep_volumes keeps their folders).',
+      request: DeleteRequest,
+      response: DeleteResponse,
+      example: { name: 'web' },
+      async handler(request, context) {
+        await manager(context).delete(owner(context), request.name, { keepVolumes: request.keep_volumes });
+        return {};
+      },
+    }),
+    Get: endpoint({
+      description: 'An app: its settings, image and digest, status, URL, instances and their exits.',
+      request: NameRequest,
+      response: ServiceResponse,
+      example: { name: 'web' },
+      handler(request, context) {
+        return { service: serviceView(manager(context).get(owner(context), request.name)) };
+      },
+    }),
+    Status: endpoint({
+      description: 'The status of an app (as Get): running, crashing with its last exit, instances and restarts.',
+      request: NameRequest,
+      response: ServiceResponse,
+      example: { name: 'web' },
+      handler(request, context) {
+        return { service: serviceView(manager(context).get(owner(context), request.name)) };
+      },
+    }),
+    List: endpoint({
+      description: 'The apps of the project.',
+      request: ListRequest,
+      response: ListResponse,
+      example: {},
+      handler(_request, context) {
+        return { services: manager(context).list(owner(context)).map(serviceView) };
+      },
+    }),
+    Logs: endpoint({
+      description: "The app's latest output (stdout and stderr of its instances) and Alto's lines about it (starts, exits, restarts).",
+      request: LogsRequest,
+      response: LogsResponse,
+      example: { name: 'web', lines: 100 },
+      handler(request, context) {
+        const lines = manager(context).logs(owner(context), request.name, request.lines, request.stream);
+        return { logs: logsText(lines), lines: lines.map(logLineView) };
+      },
+    }),
+    FollowLogs: streamEndpoint({
+      description: 'The latest lines of the app\'s output, then every new line as it is written, until the client closes the stream (alto logs -f).',
+      request: LogsRequest,
+      response: LogLineView,
+      example: { name: 'web', lines: 10 },
+      async *handler(request, context) {
+        for await (const line of manager(context).follow(owner(context), request.name, request.lines, context.signal, request.stream)) yield logLineView(line);
+      },
+    }),
+    Resolve: endpoint({
+      description: "The raw address of a ready instance of the app (reachable from this machine only) and the app's URL on the edge.",
+      request: ResolveRequest,
+      response: ResolveResponse,
+      example: { name: 'web' },
+      handler(request, context) {
+        const resolved = manager(context).resolve(owner(context), (request.id || request.name)!);
+        return { url: resolved.url, app_url: resolved.publicUrl };
+      },
+    }),
+    Regions: endpoint({
+      description: 'The regions apps can run in: this machine, "local".',
+      request: RegionsRequest,
+      response: RegionsResponse,
+      example: {},
+      handler() {
+        return { regions: ['local'] };
+      },
+    }),
+    Reserve: endpoint({
+      description: 'Reserve an app name (and so its address) for this project for a year.',
+      request: ReserveRequest,
+      response: ReserveResponse,
+      example: { name: 'web' },
+      handler(request, context) {
+        const reservation = manager(context).reserve(owner(context), request.name);
+        return reservationView(reservation, randomBytes(12).toString('hex'));
+      },
+    }),
+  },
+  async deleteProjectData(projectId, platform) {
+    await platform.use(appsComponent).deleteProject(projectId);
+  },
+});

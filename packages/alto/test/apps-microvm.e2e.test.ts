@@ -1,0 +1,105 @@
+/**
+ * The core app journey on microVMs (`alto up --sandbox microvm`; QEMU under tcg on these
+ * machines, so boots take seconds and this file stays lean): deploy an image the test pushed to
+ * a real docker-registry, reach it through the edge by its Host, read its logs, update it under
+ * a loop of requests with none failing, check that an app cannot reach the host's loopback
+ * services, delete it.
+ */
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
+import { startRegistry, type TestRegistry } from './images-fixture.js';
+import { eventually, getThroughEdge, privateSandboxCache, proberImage, webImage } from './apps-fixture.js';
+
+const PROJECT = 'vms';
+const WEB_HOST = `web.${PROJECT}.localhost`;
+
+describe('apps on microVMs', () => {
+  let registry: TestRegistry;
+  let alto: ServerProcess;
+  let key: string;
+  let edgePort: number;
+  const cache = privateSandboxCache();
+  const dataDir = temporaryDataDir();
+  let loopbackServer: Server;
+  let loopbackConnections = 0;
+  const call = (endpoint: string, body: unknown) => alto.call('app', endpoint, body, key);
+  const web = () => getThroughEdge(edgePort, WEB_HOST);
+
+  before(async () => {
+    registry = await startRegistry();
+    const [v1, v2, prober] = await Promise.all([webImage('web v1', 'web v1\n'), webImage('web v2', 'web v2\n'), proberImage()]);
+    await Promise.all([registry.push('vm/web', 'v1', v1), registry.push('vm/web', 'v2', v2), registry.push('vm/prober', 'v1', prober)]);
+    loopbackServer = createServer((socket) => {
+      loopbackConnections += 1;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => loopbackServer.listen(0, '127.0.0.1', resolve));
+    alto = await startProcess({ dataDir, args: ['--sandbox', 'microvm'], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+    edgePort = Number(new URL(alto.url).port);
+    key = await alto.projectKey(PROJECT, ['app']);
+  });
+
+  after(async () => {
+    await alto?.close();
+    await registry?.stop();
+    loopbackServer?.close();
+    cache.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('deploy, reach through the edge, logs, update with no failed request, delete', async () => {
+    const run = await call('Run', { name: 'web', image: `${registry.host}/vm/web:v1`, memory: 128 });
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    assert.equal(run.body.service.instances[0].driver, 'microvm');
+    assert.equal((await web()).body, 'web v1\n');
+    const status = await (await fetch(`${alto.url}/v1/status`, { headers: { authorization: `Bearer ${alto.adminKey}` } })).json();
+    assert.equal(status.sandbox.driver, 'microvm');
+    assert.ok(['kvm', 'tcg'].includes(status.sandbox.accelerator));
+
+    await eventually(async () => ((await call('Logs', { name: 'web' })).body.logs as string).includes('web v1 starting'), 'the start line in the logs');
+
+    let updating = true;
+    const seen = { v1: 0, v2: 0, failures: [] as string[] };
+    const loop = (async () => {
+      while (updating) {
+        const response = await web().catch((error: Error) => ({ status: 0, body: error.message }));
+        if (response.status === 200 && response.body === 'web v1\n') seen.v1 += 1;
+        else if (response.status === 200 && response.body === 'web v2\n') seen.v2 += 1;
+        else seen.failures.push(`${response.status} ${response.body.slice(0, 200)}`);
+      }
+    })();
+    const update = await call('Update', { name: 'web', image: `${registry.host}/vm/web:v2` });
+    await eventually(async () => seen.v2 >= 3, 'requests served by version 2');
+    updating = false;
+    await loop;
+    assert.equal(update.status, 200, JSON.stringify(update.body));
+    assert.deepEqual(seen.failures, []);
+    assert.ok(seen.v1 > 0);
+    assert.equal((await web()).body, 'web v2\n');
+
+    assert.equal((await call('Delete', { name: 'web' })).status, 200);
+    assert.equal((await web()).status, 404);
+  });
+
+  test("isolation: a microVM app cannot reach a server on the host's 127.0.0.1 nor Alto's port", async () => {
+    const run = await call('Run', {
+      name: 'prober',
+      image: `${registry.host}/vm/prober:v1`,
+      memory: 128,
+      env_vars: { HOST_PORT: String((loopbackServer.address() as { port: number }).port), EDGE_PORT: String(edgePort) },
+    });
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    const lines = await eventually(async () => {
+      const result = (await call('Logs', { name: 'prober', stream: 'stdout' })).body.lines.map((line: any) => line.line) as string[];
+      return result.includes('probes-done') && result;
+    }, 'the probes', 60_000);
+    assert.ok(lines.includes('self-check: ok'), lines.join('\n'));
+    const probes = lines.filter((line) => line.startsWith('reach '));
+    assert.ok(probes.length >= 4, lines.join('\n'));
+    for (const probe of probes) assert.match(probe, /: blocked$/, lines.join('\n'));
+    assert.equal(loopbackConnections, 0);
+  });
+});

@@ -1,0 +1,268 @@
+/**
+ * Apps end to end on the process sandbox: a real `alto up --sandbox process` pulls images the
+ * test built and pushed to a real docker-registry, runs them, and serves them through the edge
+ * at `<app>.<project>.localhost`. Deploy with the CLI, reach the app by its Host, read its logs,
+ * crash it and see it restarted with its exit in Status and Logs, update to a broken image (the
+ * old version keeps serving), update to a good one under a loop of requests (none fails), keep
+ * apps across a restart of Alto, delete. Isolation through the apps path: an app cannot reach a
+ * server on the host's 127.0.0.1 nor Alto's own port.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
+import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
+import { startRegistry, type TestRegistry } from './images-fixture.js';
+import { brokenImage, eventually, getThroughEdge, privateSandboxCache, proberImage, runCli, webImage } from './apps-fixture.js';
+
+const PROJECT = 'shop';
+const WEB_HOST = `web.${PROJECT}.localhost`;
+
+describe('apps on the process sandbox', () => {
+  let registry: TestRegistry;
+  let alto: ServerProcess;
+  let key: string;
+  let edgePort: number;
+  const cache = privateSandboxCache();
+  const dataDir = temporaryDataDir();
+  let loopbackServer: Server;
+  let loopbackConnections = 0;
+
+  const start = () =>
+    startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+  const call = (endpoint: string, body: unknown) => alto.call('app', endpoint, body, key);
+  const cli = (args: string[]) => runCli([...args, '--url', alto.url, '--key', key]);
+  const web = (path = '/') => getThroughEdge(edgePort, WEB_HOST, path);
+
+  before(async () => {
+    registry = await startRegistry();
+    const [v1, v2, broken, prober] = await Promise.all([webImage('web v1', 'web v1\n'), webImage('web v2', 'web v2\n'), brokenImage(), proberImage()]);
+    await registry.push('demo/web', 'v1', v1);
+    await registry.push('demo/web', 'v2', v2);
+    await registry.push('demo/broken', 'v1', broken);
+    await registry.push('demo/prober', 'v1', prober);
+    loopbackServer = createServer((socket) => {
+      loopbackConnections += 1;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => loopbackServer.listen(0, '127.0.0.1', resolve));
+    alto = await start();
+    edgePort = Number(new URL(alto.url).port);
+    key = await alto.projectKey(PROJECT, ['app']);
+  });
+
+  after(async () => {
+    await alto?.close();
+    await registry?.stop();
+    loopbackServer?.close();
+    cache.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('alto deploy runs an image; the edge serves it at <app>.<project>.localhost', async () => {
+    const deployed = await cli(['deploy', `${registry.host}/demo/web:v1`, '--name', 'web', '--port', '8080', '--env', 'GREETING=hi', '--json']);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const service = JSON.parse(deployed.stdout);
+    assert.equal(service.name, 'web');
+    assert.equal(service.status, 'running');
+    assert.equal(service.version, 1);
+    assert.equal(service.url, `http://${WEB_HOST}:${edgePort}`);
+    assert.match(service.digest, /^sha256:/);
+    assert.deepEqual(service.env_vars, { GREETING: 'hi' });
+
+    const response = await web();
+    assert.equal(response.status, 200);
+    assert.equal(response.body, 'web v1\n');
+    // Another project's address and an unknown app are not this app.
+    assert.equal((await getThroughEdge(edgePort, `web.other.localhost`)).status, 404);
+    assert.equal((await getThroughEdge(edgePort, `nothing.${PROJECT}.localhost`)).status, 404);
+
+    const status = await call('Status', { name: 'web' });
+    assert.equal(status.status, 200, JSON.stringify(status.body));
+    const running = status.body.service.instances.filter((instance: any) => instance.state === 'running');
+    assert.equal(running.length, 1);
+    assert.equal(running[0].driver, 'process');
+    // Resolve gives the raw address of the instance: it answers too.
+    const resolved = await call('Resolve', { name: 'web' });
+    assert.equal(resolved.status, 200);
+    assert.equal(await (await fetch(resolved.body.url)).text(), 'web v1\n');
+
+    const listed = await cli(['apps', '--json']);
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.deepEqual(JSON.parse(listed.stdout).services.map((entry: any) => [entry.name, entry.status]), [['web', 'running']]);
+
+    // The driver chosen, and why, shows in the status.
+    const altoStatus = await (await fetch(`${alto.url}/v1/status`, { headers: { authorization: `Bearer ${alto.adminKey}` } })).json();
+    assert.equal(altoStatus.sandbox.driver, 'process');
+    assert.match(altoStatus.sandbox.reason, /--sandbox process/);
+    const printed = await runCli(['status', '--url', alto.url, '--key', alto.adminKey, '--json']);
+    assert.equal(JSON.parse(printed.stdout).sandbox.driver, 'process');
+  });
+
+  test('Logs shows what the app wrote; alto logs prints it', async () => {
+    await web('/');
+    const logs = await eventually(async () => {
+      const result = await call('Logs', { name: 'web' });
+      return result.body.logs.includes('web v1 starting') && result.body;
+    }, 'the start line in the logs');
+    assert.ok(logs.lines.some((line: any) => line.stream === 'stdout' && line.line === 'web v1 starting'), JSON.stringify(logs.lines));
+    const printed = await cli(['logs', 'web']);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stdout, /web v1 starting/);
+  });
+
+  test('a crashed instance is restarted with back-off; its exit shows in Status and Logs', async () => {
+    const before = (await call('Status', { name: 'web' })).body.service;
+    // Followed logs: the stream carries the crash and the restart as they happen.
+    const followed: any[] = [];
+    const follow = new WebSocket(`${alto.url.replace('http', 'ws')}/v1/app/FollowLogs`, { headers: { authorization: `Bearer ${key}` } });
+    follow.on('message', (data) => followed.push(JSON.parse(data.toString())));
+    await new Promise<void>((resolve, reject) => {
+      follow.once('open', () => follow.send(JSON.stringify({ name: 'web', lines: 1 }), (error) => (error ? reject(error) : resolve())));
+      follow.once('error', reject);
+    });
+    await eventually(async () => followed.length >= 1, 'the last line on the followed stream');
+    const crash = await web('/cgi-bin/crash');
+    assert.equal(crash.status, 200, crash.body);
+    const crashed = await eventually(async () => {
+      const service = (await call('Status', { name: 'web' })).body.service;
+      return service.last_exit && service.restarts > before.restarts && service;
+    }, 'the exit in Status');
+    assert.equal(crashed.last_exit.code, 3);
+    assert.equal(crashed.last_exit.reason, 'exited');
+    // It comes back on its own and serves again.
+    await eventually(async () => (await call('Status', { name: 'web' })).body.service.status === 'running', 'the restarted instance');
+    const again = await web();
+    assert.equal(again.status, 200, again.body);
+    assert.equal(again.body, 'web v1\n');
+    await eventually(async () => followed.some((line) => line.stream === 'system' && /is ready/.test(line.line) && line.at > crashed.last_exit.at), 'the restart on the followed stream');
+    follow.close();
+    assert.ok(followed.some((line) => line.stream === 'stderr' && line.line === 'crashing on purpose'), JSON.stringify(followed));
+    assert.ok(followed.some((line) => line.stream === 'system' && /exited unexpectedly: exited with code 3/.test(line.line)), JSON.stringify(followed));
+    const logs = (await call('Logs', { name: 'web', lines: 500 })).body.logs as string;
+    assert.match(logs, /crashing on purpose/);
+    assert.match(logs, /alto: instance \w+ exited unexpectedly: exited with code 3/);
+    assert.match(logs, /alto: restarting in 1 s/);
+    const instances = (await call('Status', { name: 'web' })).body.service.instances;
+    assert.ok(instances.some((instance: any) => instance.state === 'failed' && instance.exit_code === 3), JSON.stringify(instances));
+  });
+
+  test('an update to an image that never becomes ready fails, and the old version keeps serving', async () => {
+    const update = await call('Update', { name: 'web', image: `${registry.host}/demo/broken:v1` });
+    assert.equal(update.status, 400, JSON.stringify(update.body));
+    assert.match(update.body.detail, /version 2 of app "web" did not become ready/);
+    assert.match(update.body.detail, /exit code 1/);
+    assert.equal((await web()).body, 'web v1\n');
+    const service = (await call('Status', { name: 'web' })).body.service;
+    assert.equal(service.version, 1);
+    assert.equal(service.status, 'running');
+    assert.match(service.image, /demo\/web:v1$/);
+  });
+
+  test('an update to a good image switches with no failed request', async () => {
+    let updating = true;
+    const seen = { v1: 0, v2: 0, failures: [] as string[] };
+    const loop = async () => {
+      while (updating) {
+        try {
+          const response = await web();
+          if (response.status === 200 && response.body === 'web v1\n') seen.v1 += 1;
+          else if (response.status === 200 && response.body === 'web v2\n') seen.v2 += 1;
+          else seen.failures.push(`${response.status} ${response.body.slice(0, 200)}`);
+        } catch (error) {
+          seen.failures.push((error as Error).message);
+        }
+      }
+    };
+    const loops = [loop(), loop()];
+    const updated = await cli(['deploy', `${registry.host}/demo/web:v2`, '--name', 'web', '--json']);
+    // A few more requests after the switch, all to the new version.
+    await eventually(async () => seen.v2 >= 5, 'requests served by version 2');
+    updating = false;
+    await Promise.all(loops);
+    assert.equal(updated.code, 0, updated.stderr);
+    assert.equal(JSON.parse(updated.stdout).version, 2);
+    assert.deepEqual(seen.failures, []);
+    assert.ok(seen.v1 > 0, 'no request was served during the update');
+    assert.equal((await web()).body, 'web v2\n');
+    const service = (await call('Status', { name: 'web' })).body.service;
+    const running = service.instances.filter((instance: any) => instance.state === 'running');
+    assert.deepEqual(running.map((instance: any) => instance.version), [2]);
+    // The env given at deploy time carried over.
+    assert.deepEqual(service.env_vars, { GREETING: 'hi' });
+  });
+
+  test('isolation: an app cannot reach a server on the host\'s 127.0.0.1 nor Alto\'s port', async () => {
+    const run = await call('Run', {
+      name: 'prober',
+      image: `${registry.host}/demo/prober:v1`,
+      env_vars: { HOST_PORT: String((loopbackServer.address() as { port: number }).port), EDGE_PORT: String(edgePort) },
+    });
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    const logs = await eventually(async () => {
+      const result = (await call('Logs', { name: 'prober', stream: 'stdout' })).body.lines.map((line: any) => line.line) as string[];
+      return result.includes('probes-done') && result;
+    }, 'the probes');
+    assert.ok(logs.includes('self-check: ok'), logs.join('\n'));
+    const probes = logs.filter((line) => line.startsWith('reach '));
+    assert.ok(probes.length >= 4, logs.join('\n'));
+    for (const probe of probes) assert.match(probe, /: blocked$/, logs.join('\n'));
+    assert.equal(loopbackConnections, 0);
+    assert.equal((await call('Delete', { name: 'prober' })).status, 200);
+  });
+
+  test('bad requests get clear 4xx answers', async () => {
+    const badName = await call('Run', { name: 'Web_1', image: `${registry.host}/demo/web:v1` });
+    assert.equal(badName.status, 400);
+    assert.match(badName.body.detail, /app name/);
+    const exists = await call('Run', { name: 'web', image: `${registry.host}/demo/web:v1` });
+    assert.equal(exists.status, 409);
+    const noImage = await call('Run', { name: 'other', repo: 'github.com/org/app' });
+    assert.equal(noImage.status, 400);
+    assert.match(noImage.body.detail, /OCI images/);
+    const missing = await call('Run', { name: 'other', image: `${registry.host}/demo/missing:v1` });
+    assert.ok(missing.status >= 400 && missing.status < 600, JSON.stringify(missing.body));
+    assert.match(missing.body.detail, /demo\/missing/);
+    const portClash = await call('Update', { name: 'web', port: 8080, tcp: 6379 });
+    assert.equal(portClash.status, 400);
+    assert.equal((await call('Status', { name: 'nothing' })).status, 404);
+    assert.deepEqual((await call('Regions', {})).body, { regions: ['local'] });
+    assert.equal((await call('Reserve', { name: 'later' })).body.reservation.name, 'later');
+  });
+
+  test("the project's compute cap holds: one app more than compute_apps is refused with 402", async () => {
+    const capped = await alto.call('projects', 'Update', { name: PROJECT, compute_apps: 1 });
+    assert.equal(capped.status, 200, JSON.stringify(capped.body));
+    const refused = await call('Run', { name: 'second', image: `${registry.host}/demo/web:v1` });
+    assert.equal(refused.status, 402, JSON.stringify(refused.body));
+    assert.match(refused.body.detail, /compute_apps/);
+    assert.equal((await alto.call('projects', 'Update', { name: PROJECT, compute_apps: 0 })).status, 200);
+  });
+
+  test('apps run again after Alto restarts', async () => {
+    assert.equal(await alto.stop('SIGTERM'), 0);
+    alto = await start();
+    edgePort = Number(new URL(alto.url).port);
+    const response = await eventually(async () => {
+      const result = await web();
+      return result.status === 200 && result;
+    }, 'the app after the restart', 60_000);
+    assert.equal(response.body, 'web v2\n');
+    const service = (await call('Status', { name: 'web' })).body.service;
+    assert.equal(service.version, 2);
+    assert.equal(service.url, `http://${WEB_HOST}:${edgePort}`);
+  });
+
+  test('alto destroy stops the app and removes it', async () => {
+    const status = (await call('Status', { name: 'web' })).body.service;
+    const destroyed = await cli(['destroy', 'web']);
+    assert.equal(destroyed.code, 0, destroyed.stderr);
+    assert.equal((await web()).status, 404);
+    assert.equal((await call('Status', { name: 'web' })).status, 404);
+    // Its root filesystem goes with the last app using the image.
+    assert.ok(!existsSync(join(dataDir, 'apps', 'rootfs', status.digest.replace(':', '-'))));
+    assert.deepEqual(readdirSync(join(dataDir, 'apps', 'rootfs')), []);
+  });
+});
