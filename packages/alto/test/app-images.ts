@@ -62,7 +62,8 @@ export function busyboxHttpdImage(): Promise<BuiltImage> {
 /**
  * The app the Node.js image runs. `/` names $GREETING and the hostname; `/stream` is a slow
  * chunked response (`?count=` lines, `?interval=` ms apart); `/crash` exits with code 3;
- * POST `/echo` streams the body back; `/headers` answers the request headers as JSON.
+ * POST `/echo` streams the body back; POST `/hook` logs `hook host=<Host> signed=yes|no <body>`
+ * (for cron callbacks) and answers 204; `/headers` answers the request headers as JSON.
  */
 export const NODE_APP_SOURCE = `'use strict';
 const http = require('node:http');
@@ -91,6 +92,14 @@ const server = http.createServer((request, response) => {
   } else if (request.method === 'POST' && url.pathname === '/echo') {
     response.writeHead(200, { 'content-type': request.headers['content-type'] || 'application/octet-stream' });
     request.pipe(response);
+  } else if (request.method === 'POST' && url.pathname === '/hook') {
+    let body = '';
+    request.on('data', (chunk) => (body += chunk));
+    request.on('end', () => {
+      console.log(\`hook host=\${request.headers.host} signed=\${request.headers['alto-signature'] ? 'yes' : 'no'} \${body}\`);
+      response.writeHead(204);
+      response.end();
+    });
   } else if (url.pathname === '/headers') {
     response.writeHead(200, { 'content-type': 'application/json' });
     response.end(JSON.stringify(request.headers));

@@ -74,6 +74,29 @@ describe('Node.js and Redis images as apps', () => {
     assert.match(logs, /listening on 8080/);
   });
 
+  test('a cron job calls the app by name (app://node/hook) with a signed body', async () => {
+    const cronKey = await alto.projectKey(PROJECT, ['cron']);
+    const missing = await alto.call('cron', 'Schedule', { name: 'x', interval: '* * * * *', callback: 'app://nope/hook' }, cronKey);
+    assert.equal(missing.status, 400);
+    assert.match(missing.body.detail, /no app "nope" in this project/);
+    const elsewhere = await alto.projectKey('another-project', ['cron']);
+    const notTheirs = await alto.call('cron', 'Schedule', { name: 'x', interval: '* * * * *', callback: 'app://node/hook' }, elsewhere);
+    assert.equal(notTheirs.status, 400, 'another project cannot target this project\'s app');
+
+    const scheduled = await alto.call('cron', 'Schedule', { id: 'tick', name: 'tick', interval: '*/1 * * * * *', callback: 'app://node/hook?from=cron' }, cronKey);
+    assert.equal(scheduled.status, 200, JSON.stringify(scheduled.body));
+    assert.equal(scheduled.body.job.callback, 'app://node/hook?from=cron');
+    await eventually(async () => {
+      const logs = (await call('Logs', { name: 'node', lines: 200 })).body.logs as string;
+      return new RegExp(`hook host=node\\.${PROJECT}\\.localhost:${edgePort} signed=yes \\{"id":"tick","name":"tick"`).test(logs);
+    }, 'the cron callback in the app\'s log');
+    await eventually(async () => {
+      const jobs = await alto.call('cron', 'Jobs', {}, cronKey);
+      return jobs.body.jobs[0].runs.some((run: { status: string }) => run.status === 'succeeded');
+    }, 'a succeeded run in Jobs');
+    assert.equal((await alto.call('cron', 'Delete', { id: 'tick' }, cronKey)).status, 200);
+  });
+
   test('Redis through its TCP port on the edge; its volume keeps the data across a redeploy', async () => {
     const run = await call('Run', {
       name: 'cache',

@@ -10,6 +10,7 @@ import { Readiness } from '../kit/readiness.js';
 import type { Stores } from '../store/index.js';
 import { Limits } from './limits.js';
 import { Meter } from './metering.js';
+import type { AppGateway } from './app-gateway.js';
 import { PriceList } from './prices.js';
 import type { Component, EndpointDefinition, ServiceDefinition } from './service.js';
 import { Tenancy } from './tenancy.js';
@@ -38,6 +39,8 @@ export interface PlatformConfig {
 
 export class Platform {
   readonly readiness = new Readiness();
+  /** The projects' own apps, for blocks that call them; set by compute when it runs apps. */
+  appGateway: AppGateway | undefined;
   readonly tenancy: Tenancy;
   readonly meter: Meter;
   /** The operator's price list, `<data>/prices.json`. */

@@ -32,6 +32,12 @@ export function namespaceOf(projectId: string, environment: string): string {
   return `${projectId}/${environment}`;
 }
 
+/** The project id a namespace belongs to (the inverse of `namespaceOf`'s first half). */
+export function projectIdOf(namespace: string): string {
+  const slash = namespace.indexOf('/');
+  return slash < 0 ? namespace : namespace.slice(0, slash);
+}
+
 export function tenantOf(key: ResolvedKey): Tenant {
   return {
     accountId: key.accountId,

@@ -85,3 +85,27 @@ export const publicOnlyLookup: LookupFunction = (hostname, options, callback) =>
     return callback(null, addresses[0].address, addresses[0].family);
   });
 };
+
+const APP_CALLBACK = /^app:\/\/([^/?#]*)(.*)$/i;
+const APP_NAME = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
+
+/** Whether a callback names one of the project's own apps (`app://web/hooks/nightly`). */
+export function isAppCallback(callback: string): boolean {
+  return /^app:\/\//i.test(callback.trim());
+}
+
+/** The app's name and the path (with query) of an `app://` callback, checked. */
+export function parseAppCallback(callback: string): { name: string; path: string } {
+  const match = APP_CALLBACK.exec(callback.trim());
+  const name = match?.[1].toLowerCase() ?? '';
+  if (!match || !APP_NAME.test(name)) {
+    throw errors.badRequest(
+      `callback: ${JSON.stringify(callback)} does not name an app; write app://<app name>/<path>, e.g. app://web/hooks/nightly`,
+    );
+  }
+  const rest = match[2];
+  if (rest !== '' && !rest.startsWith('/') && !rest.startsWith('?')) throw errors.badRequest('callback: after the app name comes its path, starting with "/"');
+  const path = rest.startsWith('/') ? rest : `/${rest}`;
+  if (/[\s#]/.test(path)) throw errors.badRequest('callback: the path of an app callback may not hold spaces or a "#" fragment');
+  return { name, path };
+}

@@ -25,6 +25,7 @@ const scheduler = component('cron.scheduler', (platform) => {
   const cron = new CronScheduler(new CronStore(platform.stores.sqlite), {
     allowPrivateCallbacks: privateCallbacksAllowed(),
     log: platform.log,
+    apps: () => platform.appGateway,
   });
   cron.start();
   return cron;

@@ -4,15 +4,19 @@
  * them. Every TICK_MS the scheduler looks for due jobs, claims each due run in the store (only
  * one process sharing the data folder wins a claim), and POSTs the signed JSON body to the
  * callback, retrying failures with back-off. A run missed while no server was up fires once,
- * late, then the job carries on from the current time.
+ * late, then the job carries on from the current time. A callback is a public http(s) URL, or
+ * `app://<name>/<path>`: one of the project's own apps, reached straight at a ready instance
+ * (through the platform's app gateway, with the Host header the edge would give it).
  */
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
 import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { randomString } from '../../kit/random.js';
-import { checkCallbackUrl, isPrivateAddress, publicOnlyLookup } from './addresses.js';
+import type { AppGateway } from '../../platform/app-gateway.js';
+import { projectIdOf } from '../../platform/tenancy.js';
+import { checkCallbackUrl, isAppCallback, isPrivateAddress, parseAppCallback, publicOnlyLookup } from './addresses.js';
 import { nextFireTime, parseCron } from './expression.js';
 import { SIGNATURE_HEADER, signatureHeader } from './signature.js';
 import type { CronStore, JobRecord, RunRecord } from './store.js';
@@ -32,6 +36,12 @@ export interface ScheduleInput {
   callback?: string;
 }
 
+/** One attempt's outcome: the HTTP status (0 for a network error, -1 for a refused address). */
+interface CallbackResult {
+  code: number;
+  error: string;
+}
+
 /** What the callback receives as its JSON body. */
 export interface CallbackBody {
   id: string;
@@ -46,6 +56,8 @@ export interface CallbackBody {
 export interface SchedulerOptions {
   allowPrivateCallbacks: boolean;
   log: Logger;
+  /** The projects' apps, for `app://` callbacks; undefined (or answering undefined) where none run. */
+  apps?: () => AppGateway | undefined;
   retryDelaysMs?: number[];
   now?: () => number;
 }
@@ -84,10 +96,20 @@ export class CronScheduler {
     const now = this.now();
     const nextRun = nextFireTime(schedule, now);
     if (nextRun === undefined) throw errors.badRequest(`interval: "${schedule.source}" never fires (no such date); check the day and month fields`);
-    const callback = await checkCallbackUrl(input.callback, this.options.allowPrivateCallbacks);
+    const callback = isAppCallback(input.callback)
+      ? this.checkAppCallback(projectIdOf(namespace), input.callback)
+      : await checkCallbackUrl(input.callback, this.options.allowPrivateCallbacks);
     const job: JobRecord = { namespace, id, name, description: input.description ?? '', interval: schedule.source, callback, nextRun };
     this.store.save(job, now);
     return job;
+  }
+
+  private checkAppCallback(projectId: string, callback: string): string {
+    const { name, path } = parseAppCallback(callback);
+    const apps = this.options.apps?.();
+    if (!apps) throw errors.badRequest('callback: this instance runs no apps, so an app:// callback has nothing to call');
+    if (!apps.hasApp(projectId, name)) throw errors.badRequest(`callback: no app "${name}" in this project; deploy it first (app/Run)`);
+    return `app://${name}${path}`;
   }
 
   delete(namespace: string, id: string): void {
@@ -135,7 +157,7 @@ export class CronScheduler {
         scheduled: new Date(scheduledAt).toISOString(),
         attempt: attempt + 1,
       };
-      result = await this.post(job.callback, JSON.stringify(body), secret);
+      result = await this.post(job, JSON.stringify(body), secret);
       if (result.code >= 200 && result.code < 300) {
         status = 'succeeded';
         break;
@@ -178,7 +200,11 @@ export class CronScheduler {
   }
 
   /** POSTs one attempt. code: the HTTP status; 0 for a network error; -1 when the address is refused. */
-  private post(callback: string, body: string, secret: string): Promise<{ code: number; error: string }> {
+  private post(job: JobRecord, body: string, secret: string): Promise<CallbackResult> {
+    return isAppCallback(job.callback) ? this.postToApp(job, body, secret) : this.postToUrl(job.callback, body, secret);
+  }
+
+  private postToUrl(callback: string, body: string, secret: string): Promise<CallbackResult> {
     const url = new URL(callback);
     const allowPrivate = this.options.allowPrivateCallbacks;
     const literal = url.hostname.replace(/^\[|\]$/g, '');
@@ -186,11 +212,41 @@ export class CronScheduler {
       return Promise.resolve({ code: -1, error: `${literal} is a loopback or private address` });
     }
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    return this.send(send, url, body, secret, {}, allowPrivate ? {} : { lookup: publicOnlyLookup });
+  }
+
+  /** An app callback goes to a ready instance of the project's app: the app was checked when scheduled, not its address. */
+  private async postToApp(job: JobRecord, body: string, secret: string): Promise<CallbackResult> {
+    const { name, path } = parseAppCallback(job.callback);
+    const apps = this.options.apps?.();
+    if (!apps) return { code: 0, error: 'this instance runs no apps' };
+    let endpoint;
+    try {
+      endpoint = await apps.openApp(projectIdOf(job.namespace), name);
+    } catch (error) {
+      return { code: 0, error: error instanceof Error ? error.message : String(error) };
+    }
+    try {
+      return await this.send(httpRequest, new URL(`http://${endpoint.host}:${endpoint.port}${path}`), body, secret, { host: endpoint.hostHeader });
+    } finally {
+      endpoint.release();
+    }
+  }
+
+  private send(
+    send: typeof httpRequest,
+    url: URL,
+    body: string,
+    secret: string,
+    headers: Record<string, string>,
+    options: RequestOptions = {},
+  ): Promise<CallbackResult> {
     return new Promise((resolve) => {
       const timestamp = Math.floor(this.now() / 1000);
       const request = send(url, {
         method: 'POST',
         headers: {
+          ...headers,
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(body),
           'user-agent': 'Alto-Cron/1',
@@ -198,7 +254,7 @@ export class CronScheduler {
         },
         timeout: CALLBACK_TIMEOUT_MS,
         signal: this.aborter.signal,
-        ...(allowPrivate ? {} : { lookup: publicOnlyLookup }),
+        ...options,
       });
       request.on('response', (response: IncomingMessage) => {
         response.resume();

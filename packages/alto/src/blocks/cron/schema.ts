@@ -40,7 +40,7 @@ export const ScheduleRequest = z.object({
     .string()
     .optional()
     .describe('cron expression in UTC: "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *"; a 6th leading field gives seconds'),
-  callback: z.string().optional().describe('callback url: POSTed a signed JSON body each time the job fires (required)'),
+  callback: z.string().optional().describe('callback url: POSTed a signed JSON body each time the job fires (required); app://<app>/<path> calls one of the project\'s own apps'),
 });
 export const ScheduleResponse = z.object({
   job: Job,

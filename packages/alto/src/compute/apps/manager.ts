@@ -20,6 +20,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
+import type { AppEndpoint, AppGateway } from '../../platform/app-gateway.js';
 import type { LimitSet } from '../../platform/limit-names.js';
 import type { ComputeUsage } from '../../platform/metering.js';
 import type { SqliteDatabase } from '../../store/sqlite/database.js';
@@ -144,7 +145,7 @@ export interface AppState {
   lastExit?: { code: number | null; reason: string; at: number; instance: string; version: number };
 }
 
-export class AppManager implements AppResolver {
+export class AppManager implements AppResolver, AppGateway {
   readonly records: AppRecords;
   private readonly runtimes = new Map<string, AppRuntime>();
   private chosen: Promise<ChosenSandbox> | undefined;
@@ -200,6 +201,18 @@ export class AppManager implements AppResolver {
   attachEdge(edge: EdgeAttachment): void {
     this.edge = edge;
     for (const runtime of this.runtimes.values()) void this.openTcp(runtime);
+  }
+
+  hasApp(projectId: string, name: string): boolean {
+    return this.records.findByName(projectId, name) !== undefined;
+  }
+
+  /** A ready instance of the project's app for one request from inside Alto (cron callbacks). */
+  async openApp(projectId: string, name: string): Promise<AppEndpoint> {
+    const record = this.records.findByName(projectId, name);
+    if (!record) throw errors.notFound(`no app "${name}" in this project`);
+    const target = await this.acquire({ project: record.projectName, app: record.name }, 'http');
+    return { ...target, hostHeader: new URL(this.appUrl(record)).host };
   }
 
   appUrl(app: Pick<AppRecord, 'name' | 'projectName'>): string {

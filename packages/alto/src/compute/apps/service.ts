@@ -44,7 +44,7 @@ import type { z } from 'zod';
 export const appsComponent = component('apps.manager', (platform: Platform) => {
   const limits = platform.limits;
   const metering = platform.config.metering !== false;
-  return new AppManager({
+  const apps = new AppManager({
     dataDir: platform.config.dataDir,
     db: platform.stores.sqlite,
     log: platform.log.child({ component: 'apps' }),
@@ -54,6 +54,8 @@ export const appsComponent = component('apps.manager', (platform: Platform) => {
     projectLimits: metering ? (projectId) => limits.projectLimits(projectId) : undefined,
     recordCompute: metering ? (usage) => void platform.meter.recordCompute(usage) : undefined,
   });
+  platform.appGateway = apps;
+  return apps;
 });
 
 function manager(context: CallContext): AppManager {
