@@ -524,7 +524,7 @@ export type CronScheduleRequest = {
   description?: string;
   /** cron expression in UTC: "minute hour day-of-month month day-of-week", e.g. "*\/5 * * * *"; a 6th leading field gives seconds. */
   interval?: string;
-  /** callback url: POSTed a signed JSON body each time the job fires (required). */
+  /** callback url: POSTed a signed JSON body each time the job fires (required); app://<app>/<path> calls one of the project's own apps. */
   callback?: string;
 };
 
