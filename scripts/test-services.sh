@@ -46,6 +46,15 @@ if [ "${#sandbox_need[@]}" -gt 0 ] || ! apt-cache show linux-image-cloud-amd64 >
   [ "${#sandbox_need[@]}" -eq 0 ] || apt-get install -y -qq --no-install-recommends "${sandbox_need[@]}" >/dev/null
 fi
 
+# The console's browser tests (packages/alto/test/console.e2e.test.ts): Debian's chromium,
+# driven by playwright-core.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium for the console's browser tests"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 mkdir -p "$STATE"
 chmod 755 "$STATE"
 

@@ -17,6 +17,7 @@ import { VERSION } from '../version.js';
 import { Api } from './api.js';
 import { credentialsOf, requestIdOf, sendJson } from './http.js';
 import { createEdgeMetrics } from './metrics.js';
+import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { appsComponent } from '../compute/apps/service.js';
 import { AppProxy, TcpForwarder } from './proxy.js';
@@ -108,6 +109,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   const apps = platform.use(appsComponent);
   // Requests whose Host is <app>.<project>.<apps domain> go to the app, before any other routing.
   const appProxy = new AppProxy({ domain: platform.config.appsDomain ?? 'localhost', resolver: apps, log: log.child({ component: 'proxy' }) });
+  // The web console's built files, when packages/console was built (else `/` answers JSON only).
+  const webConsole = createConsole(log);
   const metrics = createEdgeMetrics();
   const api = new Api(platform, metrics, log, options.streamStallTimeoutMs);
   const httpRoutes = platform.listServices().flatMap((service) => service.httpRoutes ?? []);
@@ -135,6 +138,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     if (serviceRoute && serviceRoute.methods.includes(request.method ?? 'GET')) {
       return serviceRoute.handle(request, response, url, platform);
     }
+    if (webConsole?.handle(request, response, url)) return;
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       sendJson(response, 405, errors.methodNotAllowed(`${path} answers GET only`).toBody());
       return;

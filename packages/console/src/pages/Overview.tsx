@@ -1,0 +1,78 @@
+/** The first page after sign-in: who you are, what the instance runs, and where to start. */
+import { useSession } from '../session';
+import { PageHeader } from '../ui';
+
+export function OverviewPage() {
+  const { status, canManage } = useSession();
+  const uptime = formatUptime(status.uptime_seconds);
+  return (
+    <>
+      <PageHeader title="Overview" description="This instance and the key you are using." />
+      <section className="cards" aria-label="Instance">
+        <div className="card stat">
+          <span className="stat-label">Signed in as</span>
+          <span className="stat-value">{status.key.role}</span>
+          <span className="muted small">
+            project <strong>{status.key.project}</strong>, environment <strong>{status.key.environment}</strong>
+          </span>
+        </div>
+        <div className="card stat">
+          <span className="stat-label">Scopes</span>
+          <span className="stat-value">{status.key.scopes.includes('*') ? 'all services' : status.key.scopes.length}</span>
+          <span className="muted small">{status.key.scopes.includes('*') ? '*' : status.key.scopes.join(', ')}</span>
+        </div>
+        <div className="card stat">
+          <span className="stat-label">Instance</span>
+          <span className="stat-value">
+            <span className={`dot ${status.ready ? 'dot-ok' : 'dot-warn'}`} aria-hidden="true" /> {status.ready ? 'ready' : 'starting'}
+          </span>
+          <span className="muted small">
+            Alto {status.version}, up {uptime}
+          </span>
+        </div>
+        <div className="card stat">
+          <span className="stat-label">Store</span>
+          <span className="stat-value small-value">{status.store.split(' ')[0]}</span>
+          <span className="muted small ellipsis" title={status.store}>
+            {status.store}
+          </span>
+        </div>
+      </section>
+      <section aria-labelledby="start-title" className="card">
+        <h2 id="start-title">Start here</h2>
+        <ol className="steps">
+          {canManage && (
+            <li>
+              <a href="#/projects">Create a project</a> and <a href="#/keys">generate a key</a> scoped to the services it needs.
+            </li>
+          )}
+          <li>
+            Try any endpoint in the <a href="#/explorer">API explorer</a>, and copy the curl, SDK or CLI call it shows.
+          </li>
+          <li>
+            Look at your data in the <a href="#/db">database</a> and <a href="#/space">space</a> browsers, and watch <a href="#/usage">usage</a> move.
+          </li>
+        </ol>
+      </section>
+      <section aria-labelledby="services-title" className="card">
+        <h2 id="services-title">Services on this instance</h2>
+        <ul className="chips">
+          {status.services.map((service) => (
+            <li key={service}>
+              <a className="chip" href={`#/explorer?service=${service}`}>
+                {service}
+              </a>
+            </li>
+          ))}
+        </ul>
+      </section>
+    </>
+  );
+}
+
+function formatUptime(seconds: number): string {
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ${Math.floor((seconds % 3600) / 60)} min`;
+  return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
+}
