@@ -74,10 +74,12 @@ export function brokenImage(): Promise<BuiltImage> {
 
 /**
  * httpd on 8080 plus probes of what the app can reach: the host's loopback server
- * ($HOST_PORT) and Alto's edge ($EDGE_PORT) at 127.0.0.1, QEMU's host alias 10.0.2.2 and the
- * default gateway. First `self-check: ok` once nc reaches the app's own httpd (so a blocked probe
- * means blocked, not a missing tool); each probe prints `reach <target>:<port>: open|blocked`,
- * then `probes-done`.
+ * ($HOST_PORT), Alto's edge ($EDGE_PORT) and another tenant's instance ($PEER_PORT, optional) at
+ * 127.0.0.1, QEMU's host alias 10.0.2.2, the default gateway and the other instance's own
+ * address ($PEER_HOST, optional). First `self-check: ok` once nc reaches the app's own httpd (so
+ * a blocked probe means blocked, not a missing tool); each probe prints
+ * `reach <target>:<port>: open|blocked` (the probes run side by side: a dropped packet costs
+ * nc's 1 s timeout), then `probes-done`.
  */
 export function proberImage(): Promise<BuiltImage> {
   const script = [
@@ -85,11 +87,12 @@ export function proberImage(): Promise<BuiltImage> {
     // The probes' tools work: the app reaches its own server over its own loopback.
     'until printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 1 127.0.0.1 8080 | grep -q prober; do sleep 0.1; done; echo "self-check: ok"',
     'gateway=$(ip route | awk "/default/ {print \\$3}")',
-    'for port in $HOST_PORT $EDGE_PORT; do',
-    '  for target in 127.0.0.1 10.0.2.2 $gateway; do',
-    '    if echo hello | nc -w 1 $target $port >/dev/null 2>&1; then echo "reach $target:$port: open"; else echo "reach $target:$port: blocked"; fi',
-    '  done',
-    'done',
+    'probes=',
+    'probe() { ( if echo hello | nc -w 1 $1 $2 >/dev/null 2>&1; then echo "reach $1:$2: open"; else echo "reach $1:$2: blocked"; fi ) & probes="$probes $!"; }',
+    'for port in $HOST_PORT $EDGE_PORT; do for target in 127.0.0.1 10.0.2.2 $gateway; do probe $target $port; done; done',
+    // Not 127.0.0.1 here: the peer's port inside a sandbox may be this app's own port.
+    'if [ -n "$PEER_PORT" ]; then for target in $PEER_HOST 10.0.2.2 $gateway; do probe $target $PEER_PORT; done; fi',
+    'wait $probes',
     'echo probes-done',
     'wait',
   ].join('\n');

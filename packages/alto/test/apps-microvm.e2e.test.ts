@@ -1,9 +1,11 @@
 /**
  * The core app journey on microVMs (`alto up --sandbox microvm`; QEMU under tcg on these
  * machines, so boots take seconds and this file stays lean): deploy an image the test pushed to
- * a real docker-registry, reach it through the edge by its Host, read its logs, update it under
- * a loop of requests with none failing, check that an app cannot reach the host's loopback
- * services, delete it.
+ * a real docker-registry, reach it through the edge by its Host, read its logs, see an update to
+ * a broken image refused with the broken app's own last log lines, update it under a loop of
+ * requests with none failing, check that an app cannot reach the host's loopback services nor
+ * another project's instance, refuse `outbound: true` (this driver cannot honour it) at once,
+ * delete it.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -11,7 +13,7 @@ import { createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
-import { eventually, getThroughEdge, privateSandboxCache, proberImage, webImage } from './apps-fixture.js';
+import { brokenImage, eventually, getThroughEdge, privateSandboxCache, proberImage, webImage } from './apps-fixture.js';
 
 const PROJECT = 'vms';
 const WEB_HOST = `web.${PROJECT}.localhost`;
@@ -30,8 +32,13 @@ describe('apps on microVMs', () => {
 
   before(async () => {
     registry = await startRegistry();
-    const [v1, v2, prober] = await Promise.all([webImage('web v1', 'web v1\n'), webImage('web v2', 'web v2\n'), proberImage()]);
-    await Promise.all([registry.push('vm/web', 'v1', v1), registry.push('vm/web', 'v2', v2), registry.push('vm/prober', 'v1', prober)]);
+    const [v1, v2, broken, prober] = await Promise.all([webImage('web v1', 'web v1\n'), webImage('web v2', 'web v2\n'), brokenImage(), proberImage()]);
+    await Promise.all([
+      registry.push('vm/web', 'v1', v1),
+      registry.push('vm/web', 'v2', v2),
+      registry.push('vm/broken', 'v1', broken),
+      registry.push('vm/prober', 'v1', prober),
+    ]);
     loopbackServer = createServer((socket) => {
       loopbackConnections += 1;
       socket.destroy();
@@ -61,6 +68,13 @@ describe('apps on microVMs', () => {
 
     await eventually(async () => ((await call('Logs', { name: 'web' })).body.logs as string).includes('web v1 starting'), 'the start line in the logs');
 
+    // A version that never becomes ready is refused with its own last words; v1 keeps serving.
+    const broken = await call('Update', { name: 'web', image: `${registry.host}/vm/broken:v1` });
+    assert.equal(broken.status, 400, JSON.stringify(broken.body));
+    assert.match(broken.body.detail, /version 2 of app "web" did not become ready/);
+    assert.match(broken.body.detail, /its last log lines:\nbroken: no configuration found/);
+    assert.equal((await web()).body, 'web v1\n');
+
     let updating = true;
     const seen = { v1: 0, v2: 0, failures: [] as string[] };
     const loop = (async () => {
@@ -84,12 +98,23 @@ describe('apps on microVMs', () => {
     assert.equal((await web()).status, 404);
   });
 
-  test("isolation: a microVM app cannot reach a server on the host's 127.0.0.1 nor Alto's port", async () => {
+  test("isolation: a microVM app cannot reach a server on the host's 127.0.0.1, Alto's port, nor another project's instance", async () => {
+    // Another tenant's app, answering at its backend address from the host.
+    const peerKey = await alto.projectKey('neighbour', ['app']);
+    const peer = await alto.call('app', 'Run', { name: 'peer', image: `${registry.host}/vm/web:v1`, memory: 128 }, peerKey);
+    assert.equal(peer.status, 200, JSON.stringify(peer.body));
+    const peerUrl = new URL((await alto.call('app', 'Resolve', { name: 'peer' }, peerKey)).body.url);
+    assert.equal(await (await fetch(peerUrl)).text(), 'web v1\n');
     const run = await call('Run', {
       name: 'prober',
       image: `${registry.host}/vm/prober:v1`,
       memory: 128,
-      env_vars: { HOST_PORT: String((loopbackServer.address() as { port: number }).port), EDGE_PORT: String(edgePort) },
+      env_vars: {
+        HOST_PORT: String((loopbackServer.address() as { port: number }).port),
+        EDGE_PORT: String(edgePort),
+        PEER_HOST: peerUrl.hostname,
+        PEER_PORT: peerUrl.port,
+      },
     });
     assert.equal(run.status, 200, JSON.stringify(run.body));
     const lines = await eventually(async () => {
@@ -98,8 +123,29 @@ describe('apps on microVMs', () => {
     }, 'the probes', 60_000);
     assert.ok(lines.includes('self-check: ok'), lines.join('\n'));
     const probes = lines.filter((line) => line.startsWith('reach '));
-    assert.ok(probes.length >= 4, lines.join('\n'));
+    assert.ok(probes.length >= 7, lines.join('\n'));
+    // The peer's backend is a port on the host's loopback: the guest's way there is 10.0.2.2.
+    assert.ok(probes.includes(`reach 10.0.2.2:${peerUrl.port}: blocked`), lines.join('\n'));
     for (const probe of probes) assert.match(probe, /: blocked$/, lines.join('\n'));
     assert.equal(loopbackConnections, 0);
+    assert.equal((await alto.call('app', 'Delete', { name: 'peer' }, peerKey)).status, 200);
+    assert.equal((await call('Delete', { name: 'prober' })).status, 200);
+  });
+
+  test('outbound: true, which microVMs cannot honour, is a 400 at Run and Update, before anything starts', async () => {
+    const run = await call('Run', { name: 'online', image: `${registry.host}/vm/web:v1`, memory: 128, outbound: true });
+    assert.equal(run.status, 400, JSON.stringify(run.body));
+    assert.match(run.body.detail, /outbound: true is not available here: the microvm sandbox/);
+    assert.equal((await call('Status', { name: 'online' })).status, 404);
+
+    const started = await call('Run', { name: 'online', image: `${registry.host}/vm/web:v1`, memory: 128 });
+    assert.equal(started.status, 200, JSON.stringify(started.body));
+    const update = await call('Update', { name: 'online', outbound: true });
+    assert.equal(update.status, 400, JSON.stringify(update.body));
+    assert.match(update.body.detail, /outbound: true is not available here/);
+    const service = (await call('Status', { name: 'online' })).body.service;
+    assert.equal(service.version, 1);
+    assert.equal(service.outbound, false);
+    assert.equal((await call('Delete', { name: 'online' })).status, 200);
   });
 });

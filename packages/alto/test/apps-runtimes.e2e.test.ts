@@ -1,5 +1,6 @@
 /**
- * Real runtimes as apps, unchanged, on the process sandbox: a Node.js HTTP app (the host's own
+ * Real runtimes as apps, unchanged, on both sandbox drivers (the process sandbox, then microVMs,
+ * under tcg on these machines): a Node.js HTTP app (the host's own
  * node packed as an OCI image) reached through the edge, streaming responses passing through
  * as they are written, X-Forwarded-* set; and Debian's redis-server packed as an image, reached
  * with ioredis through its TCP port on the edge, its data on a volume kept across a redeploy.
@@ -16,7 +17,7 @@ import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.
 
 const PROJECT = 'runtimes';
 
-describe('Node.js and Redis images as apps', () => {
+for (const driver of ['process', 'microvm'] as const) describe(`Node.js and Redis images as apps (${driver})`, () => {
   let registry: TestRegistry;
   let alto: ServerProcess;
   let key: string;
@@ -29,7 +30,7 @@ describe('Node.js and Redis images as apps', () => {
     registry = await startRegistry();
     const [node, redis] = await Promise.all([nodeAppImage(), redisImage()]);
     await Promise.all([registry.push('runtimes/node', 'v1', node), registry.push('runtimes/redis', 'v1', redis)]);
-    alto = await startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+    alto = await startProcess({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir } });
     edgePort = Number(new URL(alto.url).port);
     key = await alto.projectKey(PROJECT, ['app']);
   });
@@ -44,6 +45,7 @@ describe('Node.js and Redis images as apps', () => {
   test('a Node.js app answers through the edge; streams pass through as written; X-Forwarded-* are set', async () => {
     const run = await call('Run', { name: 'node', image: `${registry.host}/runtimes/node:v1`, env_vars: { GREETING: 'bonjour' }, memory: 256 });
     assert.equal(run.status, 200, JSON.stringify(run.body));
+    assert.equal(run.body.service.instances[0].driver, driver);
     const host = `node.${PROJECT}.localhost:${edgePort}`;
     const hello = await getThroughEdge(edgePort, host);
     assert.equal(hello.status, 200);

@@ -5,7 +5,7 @@
  * crash it and see it restarted with its exit in Status and Logs, update to a broken image (the
  * old version keeps serving), update to a good one under a loop of requests (none fails), keep
  * apps across a restart of Alto, delete. Isolation through the apps path: an app cannot reach a
- * server on the host's 127.0.0.1 nor Alto's own port.
+ * server on the host's 127.0.0.1, Alto's own port, nor another project's instance.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
@@ -154,6 +154,10 @@ describe('apps on the process sandbox', () => {
     assert.equal(update.status, 400, JSON.stringify(update.body));
     assert.match(update.body.detail, /version 2 of app "web" did not become ready/);
     assert.match(update.body.detail, /exit code 1/);
+    // The answer says why, in the broken app's own words, and so do the app's logs.
+    assert.match(update.body.detail, /its last log lines:\nbroken: no configuration found/);
+    const logs = (await call('Logs', { name: 'web', stream: 'stderr', lines: 50 })).body.lines;
+    assert.ok(logs.some((line: any) => line.line === 'broken: no configuration found' && line.version === 2), JSON.stringify(logs));
     assert.equal((await web()).body, 'web v1\n');
     const service = (await call('Status', { name: 'web' })).body.service;
     assert.equal(service.version, 1);
@@ -194,11 +198,22 @@ describe('apps on the process sandbox', () => {
     assert.deepEqual(service.env_vars, { GREETING: 'hi' });
   });
 
-  test('isolation: an app cannot reach a server on the host\'s 127.0.0.1 nor Alto\'s port', async () => {
+  test("isolation: an app cannot reach a server on the host's 127.0.0.1, Alto's port, nor another project's instance", async () => {
+    // Another tenant's app, answering at its backend address from the host.
+    const peerKey = await alto.projectKey('neighbour', ['app']);
+    const peer = await alto.call('app', 'Run', { name: 'peer', image: `${registry.host}/demo/web:v1` }, peerKey);
+    assert.equal(peer.status, 200, JSON.stringify(peer.body));
+    const peerUrl = new URL((await alto.call('app', 'Resolve', { name: 'peer' }, peerKey)).body.url);
+    assert.equal(await (await fetch(peerUrl)).text(), 'web v1\n');
     const run = await call('Run', {
       name: 'prober',
       image: `${registry.host}/demo/prober:v1`,
-      env_vars: { HOST_PORT: String((loopbackServer.address() as { port: number }).port), EDGE_PORT: String(edgePort) },
+      env_vars: {
+        HOST_PORT: String((loopbackServer.address() as { port: number }).port),
+        EDGE_PORT: String(edgePort),
+        PEER_HOST: peerUrl.hostname,
+        PEER_PORT: peerUrl.port,
+      },
     });
     assert.equal(run.status, 200, JSON.stringify(run.body));
     const logs = await eventually(async () => {
@@ -207,10 +222,12 @@ describe('apps on the process sandbox', () => {
     }, 'the probes');
     assert.ok(logs.includes('self-check: ok'), logs.join('\n'));
     const probes = logs.filter((line) => line.startsWith('reach '));
-    assert.ok(probes.length >= 4, logs.join('\n'));
+    assert.ok(probes.length >= 7, logs.join('\n'));
+    assert.ok(probes.includes(`reach ${peerUrl.hostname}:${peerUrl.port}: blocked`), logs.join('\n'));
     for (const probe of probes) assert.match(probe, /: blocked$/, logs.join('\n'));
     assert.equal(loopbackConnections, 0);
     assert.equal((await call('Delete', { name: 'prober' })).status, 200);
+    assert.equal((await alto.call('app', 'Delete', { name: 'peer' }, peerKey)).status, 200);
   });
 
   test('bad requests get clear 4xx answers', async () => {

@@ -101,6 +101,8 @@ export interface AppManagerOptions {
   projectLimits?: (projectId: string) => Promise<LimitSet>;
   /** Running time of instances, for usage and spend caps. */
   recordCompute?: (usage: ComputeUsage) => void;
+  /** How often running instances' time is reported (default once a minute; an instance's end always is). */
+  usageSliceMs?: number;
   stopGraceMs?: number;
 }
 
@@ -119,7 +121,7 @@ const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 const ACQUIRE_WAIT_MS = 10_000;
 /** How long an update waits for requests in flight on the old version before stopping it. */
 const DRAIN_MS = 10_000;
-/** Compute usage is reported at least this often for running instances. */
+/** Compute usage of running instances is reported this often unless told otherwise. */
 const USAGE_SLICE_MS = 60_000;
 /** Log lines an error about a failed start carries. */
 const FAILURE_LOG_LINES = 10;
@@ -161,7 +163,7 @@ export class AppManager implements AppResolver, AppGateway {
   constructor(private readonly options: AppManagerOptions) {
     this.records = new AppRecords(options.db);
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
-    this.usageTimer = setInterval(() => this.reportUsage(false), USAGE_SLICE_MS);
+    this.usageTimer = setInterval(() => this.reportUsage(false), options.usageSliceMs ?? USAGE_SLICE_MS);
     this.usageTimer.unref();
     this.restoring = this.restore().catch((error) => options.log.error({ err: error }, 'starting recorded apps failed'));
   }
@@ -392,6 +394,20 @@ export class AppManager implements AppResolver, AppGateway {
     return settings;
   }
 
+  /**
+   * Refuses, before anything is pulled or started, a setting the chosen driver cannot honour
+   * (today: outbound access on a driver without it), so the caller hears why at once.
+   */
+  private async assertDriverSupports(settings: Pick<AppSettings, 'outbound'>): Promise<void> {
+    if (!settings.outbound) return;
+    const driver = await this.driver();
+    const { capabilities, driver: name } = await driver.describe();
+    if (!capabilities.outbound)
+      throw errors.badRequest(
+        `outbound: true is not available here: the ${name} sandbox cannot give apps internet access${name === 'microvm' ? ' without opening the host\'s loopback to them' : ' (nftables is missing)'}; set outbound to false${name === 'microvm' ? ' or run Alto with --sandbox process' : ''}`,
+      );
+  }
+
   /** Instances an app version runs: one per min_instances, and at least one until issue 8 scales to zero. */
   private instanceCount(settings: AppSettings): number {
     return Math.max(1, settings.min_instances);
@@ -525,16 +541,15 @@ export class AppManager implements AppResolver, AppGateway {
   /** Starts every instance of a version; rejects with what went wrong when one never becomes ready. */
   private async startVersion(runtime: AppRuntime, version: AppVersion): Promise<void> {
     const results = await Promise.allSettled(version.slots.map((slot) => slot.startFirst()));
-    const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (!failure) return;
+    const failures = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
+    if (failures.length === 0) return;
     await version.stop(this.graceMs);
-    const error = failure.reason as Error;
+    const error = failures[0].reason as Error;
     if (isAltoError(error) && error.status < 500 && error.status !== 400) throw error;
-    const lines = runtime
-      .tail(FAILURE_LOG_LINES * 4)
-      .filter((line) => line.version === version.version && line.stream !== 'system')
-      .slice(-FAILURE_LOG_LINES)
-      .map((line) => line.line);
+    // What the failed instances wrote goes to the app's log; the first one's last lines into the answer.
+    const written = failures.map((failed) => runtime.recordFailedStart(version, failed.reason));
+    const fallback = runtime.tail(FAILURE_LOG_LINES * 4).filter((line) => line.version === version.version && line.stream !== 'system');
+    const lines = (written[0].length > 0 ? written[0] : fallback).slice(-FAILURE_LOG_LINES).map((line) => line.line);
     const detail = isAltoError(error) ? error.detail : error.message;
     const logs = lines.length > 0 ? `; its last log lines:\n${lines.join('\n')}` : '';
     const status = isAltoError(error) && error.status === 503 ? 503 : 400;
@@ -619,6 +634,7 @@ export class AppManager implements AppResolver, AppGateway {
   async run(owner: AppOwner, input: RunInput): Promise<AppState> {
     if (this.closing) throw errors.unavailable('Alto is stopping');
     this.assertNameFree(owner, input.name);
+    await this.assertDriverSupports({ outbound: input.outbound ?? false });
     const image = await this.imageFor(input.image, Boolean(input.insecure), 'missing');
     const settings = this.settingsOf(input, undefined, image.spec);
     await this.assertCaps(owner, { apps: 1, instances: this.instanceCount(settings) });
@@ -681,6 +697,7 @@ export class AppManager implements AppResolver, AppGateway {
   }
 
   private async rollOut(owner: AppOwner, runtime: AppRuntime, current: AppRecord, input: UpdateInput): Promise<AppState> {
+    await this.assertDriverSupports({ outbound: input.outbound ?? current.settings.outbound });
     const image = input.image ? await this.imageFor(input.image, Boolean(input.insecure), 'always') : this.images.inspect(current.digest);
     const settings = this.settingsOf(input, current.settings, image.spec);
     const rootfs = await this.ensureRootfs(image.digest);

@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../../kit/logger.js';
-import type { Instance, InstanceExit, SandboxDriver, SandboxSpec } from '../sandbox/index.js';
+import { isSandboxStartError, type Instance, type InstanceExit, type SandboxDriver, type SandboxSpec } from '../sandbox/index.js';
 import type { AppRecord } from './records.js';
 
 /** How many log lines an app keeps (all instances together). */
@@ -271,9 +271,22 @@ export class AppRuntime {
   }
 
   startFailed(version: AppVersion, _slot: InstanceSlot, error: Error): void {
+    this.recordFailedStart(version, error);
     this.lastExit = { instance: '', version: version.version, code: null, reason: error.message, at: Date.now() };
     this.system(version, '', `an instance of version ${version.version} failed to start: ${error.message}`);
     this.events.statusChanged(this);
+  }
+
+  /**
+   * Copies what an instance that never became ready wrote into the app's log (its output is
+   * piped here only once it is ready, so this is the one place it can still be read) and
+   * returns those lines.
+   */
+  recordFailedStart(version: AppVersion, error: unknown): AppLogLine[] {
+    if (!isSandboxStartError(error)) return [];
+    const lines = error.logTail.map((entry): AppLogLine => ({ at: entry.at, stream: entry.stream, line: entry.line, instance: error.instanceId, version: version.version }));
+    for (const line of lines) this.push(line);
+    return lines;
   }
 
   restartScheduled(version: AppVersion, slot: InstanceSlot, delayMs: number): void {

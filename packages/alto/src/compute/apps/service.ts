@@ -53,6 +53,8 @@ export const appsComponent = component('apps.manager', (platform: Platform) => {
     appsDomain: platform.config.appsDomain ?? 'localhost',
     projectLimits: metering ? (projectId) => limits.projectLimits(projectId) : undefined,
     recordCompute: metering ? (usage) => void platform.meter.recordCompute(usage) : undefined,
+    // Usage flushed more often than once a minute (ALTO_USAGE_FLUSH_MS) shows running apps' time as often.
+    usageSliceMs: platform.config.usageFlushMs !== undefined ? Math.min(60_000, platform.config.usageFlushMs) : undefined,
   });
   platform.appGateway = apps;
   return apps;

@@ -12,7 +12,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import { validateVolumes } from './volumes.js';
-import type { Instance, InstanceExit, InstanceState, LogLine, SandboxDriverName, SandboxSpec } from './port.js';
+import { SandboxStartError, START_FAILURE_LOG_LINES, type Instance, type InstanceExit, type InstanceState, type LogLine, type SandboxDriverName, type SandboxSpec } from './port.js';
 
 export interface ResolvedUser {
   uid: number;
@@ -255,6 +255,12 @@ export abstract class InstanceBase implements Instance {
       this.events.off('log', onLog);
       this.events.off('exit', onExit);
     }
+  }
+
+  /** The failed start's error once the instance has ended: the cause, its exit and its last log lines. */
+  protected startFailure(cause: unknown): SandboxStartError {
+    const message = cause instanceof Error ? cause.message : String(cause);
+    return new SandboxStartError(message, this.id, this.lines.slice(-START_FAILURE_LOG_LINES), this.exitInfo);
   }
 
   protected assertState(allowed: InstanceState[], action: string): void {

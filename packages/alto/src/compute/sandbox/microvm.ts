@@ -463,7 +463,7 @@ export class MicrovmInstance extends InstanceBase {
     } catch (error) {
       child.kill('SIGKILL');
       await this.exited;
-      throw error;
+      throw this.startFailure(error);
     } finally {
       clearTimeout(timer);
     }

@@ -122,3 +122,31 @@ export interface Instance {
 }
 
 export const DEFAULT_STOP_GRACE_MS = 5_000;
+
+/** How many of its last log lines a failed start carries. */
+export const START_FAILURE_LOG_LINES = 50;
+
+/**
+ * Why `start` (or `restore`) failed once the instance had begun to run: it ended or timed out
+ * before it was ready. It carries the instance's last log lines, since an app that never becomes
+ * ready usually says why on stderr, and nobody else will ever read that instance's output.
+ */
+export class SandboxStartError extends Error {
+  override readonly name = 'SandboxStartError';
+
+  constructor(
+    message: string,
+    /** The instance that failed; its output is in `logTail`. */
+    readonly instanceId: string,
+    /** Its last log lines (at most START_FAILURE_LOG_LINES), oldest first. */
+    readonly logTail: LogLine[],
+    /** The app's exit, when it ended rather than timed out. */
+    readonly exit?: InstanceExit,
+  ) {
+    super(message);
+  }
+}
+
+export function isSandboxStartError(error: unknown): error is SandboxStartError {
+  return error instanceof SandboxStartError;
+}

@@ -314,7 +314,7 @@ export class ProcessInstance extends InstanceBase {
     } catch (error) {
       this.kill();
       await this.exited;
-      throw error;
+      throw this.startFailure(error);
     } finally {
       clearTimeout(timer);
     }

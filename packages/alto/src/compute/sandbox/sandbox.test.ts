@@ -3,8 +3,8 @@
  * host's busybox-static: busybox httpd served over HTTP, suspend/resume checked against the
  * kernel's (cgroup freezer) or QEMU's own state, SIGTERM with a grace period, exit codes and
  * stdout/stderr forwarded, env/workdir/user applied, the memory limit enforced, zombies reaped,
- * and isolation: the app cannot reach a TCP server on the host's 127.0.0.1 nor see the host's
- * data folder. The microvm driver also snapshots and restores a private copy that answers.
+ * a start that fails carries the app's exit and last log lines, and isolation: the app cannot
+ * reach a TCP server on the host's 127.0.0.1 nor see the host's data folder. The microvm driver also snapshots and restores a private copy that answers.
  *
  * Needs root, qemu-system-x86, busybox-static and e2fsprogs (scripts/test-services.sh installs
  * them); the first run downloads Debian's cloud kernel into the sandbox cache.
@@ -18,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { isAltoError } from '../../kit/errors.js';
 import { chooseSandboxDriver, defaultSandboxCacheDir, sandboxStatus } from './index.js';
 import { MicrovmDriver, MicrovmInstance } from './microvm.js';
-import type { Instance, SandboxDriver, SandboxSpec } from './port.js';
+import { isSandboxStartError, type Instance, type SandboxDriver, type SandboxSpec } from './port.js';
 import { ProcessDriver, ProcessInstance } from './process.js';
 import { TEST_PAGE, ensureBusyboxRootfs } from './test-rootfs.js';
 
@@ -359,6 +359,25 @@ for (const driverCase of cases) {
         // A driver that cannot give outbound access without exposing the host says so.
         await assert.rejects(driver.start({ ...webSpec(driverCase.memoryMiB), allowOutbound: true }), (error) => isAltoError(error) && error.status === 400);
       }
+    });
+
+    test('a start that ends before the app is ready says why, with the exit and the last log lines', async () => {
+      const spec: SandboxSpec = {
+        ...batchSpec(driverCase.memoryMiB, 1),
+        cmd: ['sh', '-c', 'echo "reading settings"; echo "fatal: no settings file" >&2; exit 4'],
+        port: 8080,
+        name: 'failing',
+      };
+      await assert.rejects(driver.start(spec), (error) => {
+        assert.ok(isSandboxStartError(error), String(error));
+        assert.match(error.message, /ended before it was ready/);
+        assert.deepEqual(error.exit, { code: 4, reason: 'exited' });
+        assert.deepEqual(
+          error.logTail.map((line) => `${line.stream}: ${line.line}`),
+          ['stdout: reading settings', 'stderr: fatal: no settings file'],
+        );
+        return true;
+      });
     });
   });
 }
