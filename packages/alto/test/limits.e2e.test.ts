@@ -188,6 +188,31 @@ describe('limits over HTTP', () => {
     assert.equal((await alto.call('db', 'Create', { table: 'u', record: { id: 'c' } }, key)).status, 200, 'room again after a delete');
   });
 
+  test('a space bytes cap refuses inline writes, upload URLs and PUTs past it with 402, and keeps the objects', async () => {
+    await alto.call('projects', 'Create', { name: 'bytes', space_bytes: 10 });
+    const key = (await alto.call('keys', 'Generate', { project: 'bytes', scopes: ['space'] })).body.key as string;
+    const put = (name: string, text: string) =>
+      alto.call('space', 'Update', { name, object: Buffer.from(text).toString('base64') }, key);
+    assert.equal((await put('a.txt', '123456')).status, 200);
+    const over = await put('b.txt', '12345');
+    assert.equal(over.status, 402);
+    assert.match(over.body.detail, /storage cap reached: project "bytes" may keep 10 bytes \(space_bytes 10\); it keeps 6 and this call adds 5/);
+    assert.equal((await put('a.txt', '1234567890')).status, 200, 'replacing an object counts only what it adds');
+    // A presigned PUT of a known length is checked with its real size, and without a key.
+    assert.equal((await alto.call('space', 'Delete', { name: 'a.txt' }, key)).status, 200);
+    const upload = await alto.call('space', 'Upload', { name: 'big.bin' }, key);
+    assert.equal(upload.status, 200, JSON.stringify(upload.body));
+    const tooBig = await fetch(upload.body.url, { method: 'PUT', body: Buffer.alloc(11) });
+    assert.equal(tooBig.status, 402);
+    assert.match((await tooBig.json()).detail, /this project may keep 10 bytes/);
+    const fits = await fetch(upload.body.url, { method: 'PUT', body: Buffer.alloc(10) });
+    assert.equal(fits.status, 200);
+    // At the cap: no more upload URLs, and what is kept is intact.
+    assert.equal((await alto.call('space', 'Upload', { name: 'more.bin' }, key)).status, 402);
+    const head = await alto.call('space', 'Head', { name: 'big.bin' }, key);
+    assert.equal(head.body.object.size, 10);
+  });
+
   test('limits are validated: whole numbers within range, and an owner cannot set one it may not', async () => {
     const fraction = await alto.call('projects', 'Create', { name: 'bad-limits', rate_limit: 1.5 });
     assert.equal(fraction.status, 400);

@@ -30,6 +30,10 @@ import { KEY_LIMIT_NAMES, LIMIT_NAMES, type KeyLimitName, type LimitName, type L
 import { formatMicros, type PriceList } from './prices.js';
 import type { Tenant } from './service.js';
 
+
+/** Whose storage a write adds to: a key's tenant, or a project known only by id (a presigned upload). */
+export type StorageOwner = Pick<Tenant, 'projectId' | 'role'> & { projectName?: string };
+
 export { LIMIT_NAMES, KEY_LIMIT_NAMES, type LimitName, type KeyLimitName, type LimitSet };
 
 /** Services an owner needs to see and fix a cap: never refused for quota or spend. */
@@ -497,7 +501,7 @@ export class Limits {
    * they add together (the block's own hard limit still holds).
    */
   async assertStorage(
-    tenant: Tenant | undefined,
+    tenant: StorageOwner | undefined,
     name: 'db_rows' | 'space_bytes',
     adding: number,
     current: () => Promise<number>,
@@ -509,7 +513,7 @@ export class Limits {
     if (used + adding > cap) {
       const unit = name === 'db_rows' ? 'records' : 'bytes';
       throw errors.paymentRequired(
-        `storage cap reached: project "${tenant.projectName}" may keep ${cap} ${unit} (${name} ${cap}); it keeps ${used} and this call ` +
+        `storage cap reached: ${tenant.projectName ? `project "${tenant.projectName}"` : 'this project'} may keep ${cap} ${unit} (${name} ${cap}); it keeps ${used} and this call ` +
           `adds ${adding}. Delete some, or raise ${name} with projects/Update. Your data is kept.`,
       );
     }

@@ -30,7 +30,7 @@ import {
 } from './schema.js';
 import { spaceRoute } from './serve.js';
 import { loadSigningKey, UrlSigner } from './signing.js';
-import { INLINE_LIMIT_HINT, inlineBodyLimit, Space } from './space.js';
+import { INLINE_LIMIT_HINT, inlineBodyLimit, Space, type StorageGuard } from './space.js';
 
 const spaceBlock = component('space.objects', async (platform) => {
   const store = await LocalObjectStore.open(join(platform.config.dataDir, 'objects'));
@@ -40,6 +40,12 @@ const spaceBlock = component('space.objects', async (platform) => {
 
 function use(context: CallContext): { space: Space; namespace: string } {
   return { space: context.platform.use(spaceBlock), namespace: context.tenant!.namespace };
+}
+
+/** The caller's project's space_bytes cap, as a guard for writes. */
+function storageGuard(context: CallContext, space: Space): StorageGuard {
+  const tenant = context.tenant!;
+  return (adding) => context.platform.limits.assertStorage(tenant, 'space_bytes', adding, () => space.store.projectBytes(tenant.projectId));
 }
 
 const inlineBody = { maxBytes: inlineBodyLimit(), hint: INLINE_LIMIT_HINT };
@@ -60,7 +66,7 @@ export const spaceService = defineService({
       largeBody: inlineBody,
       async handler(request, context) {
         const { space, namespace } = use(context);
-        const info = await space.write(namespace, request, true);
+        const info = await space.write(namespace, request, true, storageGuard(context, space));
         return { url: space.publicUrlOf(namespace, info, context.origin) };
       },
     }),
@@ -72,7 +78,7 @@ export const spaceService = defineService({
       largeBody: inlineBody,
       async handler(request, context) {
         const { space, namespace } = use(context);
-        const info = await space.write(namespace, request, false);
+        const info = await space.write(namespace, request, false, storageGuard(context, space));
         return { url: space.publicUrlOf(namespace, info, context.origin) };
       },
     }),
@@ -140,6 +146,8 @@ export const spaceService = defineService({
       example: { name: 'videos/launch.mp4', visibility: 'private' },
       async handler(request, context) {
         const { space, namespace } = use(context);
+        // A project already at its cap gets no upload URL (the PUT checks again, with the real size).
+        await storageGuard(context, space)(1);
         return space.upload(namespace, request.name, request.visibility, request.expiresIn, context.origin);
       },
     }),

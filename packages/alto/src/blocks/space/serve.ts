@@ -19,6 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Platform } from '../../platform/platform.js';
 import type { Component, HttpRoute, Tenant } from '../../platform/service.js';
+import { projectIdOf } from '../../platform/tenancy.js';
 import { RangeNotSatisfiableError, type RangeRequest, type Visibility } from '../../store/objects/port.js';
 import { SPACE_ROUTE_PREFIX, type Space } from './space.js';
 
@@ -62,7 +63,7 @@ export function spaceRoute(spaceComponent: Component<Space>): HttpRoute {
         const space = platform.use(spaceComponent);
         const address = addressOf(url);
         const caller = await callerOf(request, url, address, space, platform);
-        if (request.method === 'PUT') await receive(request, response, url, address, caller, space, requestId);
+        if (request.method === 'PUT') await receive(request, response, url, address, caller, space, requestId, platform);
         else await send(request, response, address, caller, space, requestId);
       } catch (error) {
         sendError(request, response, error, requestId, platform);
@@ -210,6 +211,7 @@ async function receive(
   caller: Caller,
   space: Space,
   requestId: string,
+  platform: Platform,
 ): Promise<void> {
   if (caller.kind === 'anonymous') {
     throw errors.unauthorized('uploading needs a presigned URL from space/Upload, or an API key ("Authorization: Bearer <key>")');
@@ -225,6 +227,12 @@ async function receive(
   }
   const given = request.headers['content-type'];
   const contentType = space.contentTypeFor(address.name, given === undefined ? '' : given.trim());
+  // The project's space_bytes cap: with a Content-Length, exactly (less what the upload
+  // replaces); a chunked body of unknown length is refused only once the project is at its cap.
+  const projectId = projectIdOf(address.namespace);
+  const owner = caller.kind === 'key' ? caller.tenant : { projectId, role: 'project' as const };
+  const adding = expectedBytes === undefined ? 1 : expectedBytes - (await space.sizeOf(address.namespace, address.name));
+  await platform.limits.assertStorage(owner, 'space_bytes', adding, () => space.store.projectBytes(projectId));
   const info = await space.store.put(address.namespace, address.name, bodyOf(request), { contentType, visibility, maxBytes, expectedBytes });
   const origin = originOf(request);
   const payload = JSON.stringify(space.view(address.namespace, info, origin));

@@ -67,6 +67,9 @@ export interface PresignedUrl {
 
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
+/** Refuses a write that would take the project past its storage cap; told the bytes it adds. */
+export type StorageGuard = (addingBytes: number) => Promise<void>;
+
 export class Space {
   constructor(
     readonly store: ObjectStore,
@@ -77,8 +80,12 @@ export class Space {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Creates (`ifAbsent`: 409 when the name is taken) or replaces an object sent inline. */
-  async write(namespace: string, request: InlineWrite, ifAbsent: boolean): Promise<ObjectInfo> {
+  /**
+   * Creates (`ifAbsent`: 409 when the name is taken) or replaces an object sent inline. `guard`
+   * is told how many bytes the write adds (less what it replaces) and may refuse it (the
+   * project's space_bytes cap) before anything is written.
+   */
+  async write(namespace: string, request: InlineWrite, ifAbsent: boolean, guard?: StorageGuard): Promise<ObjectInfo> {
     checkObjectName(request.name);
     const contentType = this.contentTypeFor(request.name, request.contentType);
     const data = decodeBase64(request.object);
@@ -89,7 +96,13 @@ export class Space {
           `${this.limits.maxObjectBytes} bytes)`,
       );
     }
+    if (guard) await guard(data.length - (ifAbsent ? 0 : await this.sizeOf(namespace, request.name)));
     return this.store.put(namespace, request.name, Readable.from([data]), { contentType, visibility: request.visibility, ifAbsent });
+  }
+
+  /** The size of the object of that name now, 0 when there is none. */
+  async sizeOf(namespace: string, name: string): Promise<number> {
+    return (await this.store.head(namespace, name))?.size ?? 0;
   }
 
   contentTypeFor(name: string, given: string): string {

@@ -348,5 +348,18 @@ export function runObjectStoreContract(name: string, open: () => Promise<ObjectA
       const again: ObjectInfo = await put(`${project}/dev`, 'a', 'new life');
       assert.equal(again.size, 8, 'the project can store objects again');
     });
+
+    test('projectBytes adds up the content of every environment of that project only', async () => {
+      const project = `bytes-${run}`;
+      assert.equal(await store.projectBytes(project), 0, 'a project without objects keeps nothing');
+      await put(`${project}/dev`, 'a', '12345');
+      await put(`${project}/prod`, 'deep/er/b', '1234567');
+      await put(`${project}0/dev`, 'a', 'a neighbour is not counted');
+      assert.equal(await store.projectBytes(project), 12);
+      await put(`${project}/dev`, 'a', '1'); // replaced: counted at its new size
+      assert.equal(await store.projectBytes(project), 8);
+      await store.delete(`${project}/prod`, 'deep/er/b');
+      assert.equal(await store.projectBytes(project), 1);
+    });
   });
 }

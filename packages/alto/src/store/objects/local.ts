@@ -17,7 +17,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, type Dirent } from 'node:fs';
-import { link, mkdir, open, readdir, rename, rm, rmdir, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -429,6 +429,40 @@ export class LocalObjectStore implements ObjectStore {
       throw error;
     }
     await rm(trash, { recursive: true, force: true });
+  }
+
+  /**
+   * Walks the project's folders and adds up the object files' sizes less their headers: the
+   * cost grows with the number of objects, paid only by writes under a space_bytes cap.
+   */
+  async projectBytes(projectId: string): Promise<number> {
+    if (!NAMESPACE_PART.test(projectId)) throw errors.internal(`"${projectId}" is not a project id`);
+    let total = 0;
+    const folders = [join(this.root, projectId)];
+    while (folders.length > 0) {
+      const folder = folders.pop()!;
+      let entries: Dirent[];
+      try {
+        entries = await readdir(folder, { withFileTypes: true });
+      } catch (error) {
+        if (isMissing(error)) continue;
+        throw error;
+      }
+      const files = entries.filter((entry) => entry.isFile() && entry.name.endsWith(OBJECT_SUFFIX));
+      for (const entry of entries) if (entry.isDirectory()) folders.push(join(folder, entry.name));
+      for (let start = 0; start < files.length; start += LIST_READ_CONCURRENCY) {
+        const sizes = await Promise.all(
+          files.slice(start, start + LIST_READ_CONCURRENCY).map((entry) =>
+            stat(join(folder, entry.name)).then(
+              (info) => Math.max(0, info.size - HEADER_BYTES),
+              (error) => (isMissing(error) ? 0 : Promise.reject(error)),
+            ),
+          ),
+        );
+        for (const size of sizes) total += size;
+      }
+    }
+    return total;
   }
 
   async close(): Promise<void> {

@@ -91,6 +91,8 @@ export interface ObjectStore {
   delete(namespace: string, name: string): Promise<boolean>;
   /** Deletes the objects of every environment of a project (namespaces `${projectId}/...`). */
   deleteProject(projectId: string): Promise<void>;
+  /** Bytes of content a project keeps, across its environments (for its space_bytes cap). */
+  projectBytes(projectId: string): Promise<number>;
   close(): Promise<void>;
 }
 
