@@ -10,11 +10,20 @@
  * where that fails (no /dev/kvm, or a paravirtual KVM that cannot run a stock kernel, as on
  * Alto's own CI machines) the driver uses `-accel tcg` and says why.
  *
- * Network: QEMU's user-mode stack with `restrict=on` (the guest reaches nothing outside, in
- * particular not 10.0.2.2, which user-mode networking maps to the host's loopback) and one
- * hostfwd from a free 127.0.0.1 port to the app's port. Outbound access is refused by this
- * driver for now (capability `outbound: false`): QEMU 7.2 cannot turn off the 10.0.2.2 mapping,
- * so allowing outbound traffic would also open the host's loopback services to the guest.
+ * Network: QEMU's user-mode stack, whose 10.0.2.2 is the loopback of the network namespace QEMU
+ * runs in (QEMU 7.2 cannot turn that mapping off). Two ways, per instance:
+ * - outbound off: QEMU in the host's namespace with `restrict=on` (the guest reaches nothing
+ *   outside, in particular not 10.0.2.2) and one hostfwd from a free 127.0.0.1 port to the
+ *   app's port;
+ * - outbound on: QEMU runs (nsenter) in a network namespace of its own, made by network.ts as
+ *   for the process driver (a veth to the host, NAT, and nftables rules that drop what it sends
+ *   to the host's own addresses, private and link-local ranges and other instances), with
+ *   `restrict=off`: the guest's connections leave from that namespace, whose loopback (the
+ *   guest's 10.0.2.2) holds nothing, and the hostfwd listens on the namespace's veth address,
+ *   which the host reaches. IPv6 is off in the user-mode stack (the rules filter IPv4).
+ * QMP, the serial console and the virtio-serial ports stay unix sockets in both cases. Outbound
+ * access needs root, iproute2, nsenter and nftables (capability `outbound`); a restored copy of
+ * an outbound instance gets a namespace of its own.
  *
  * Volumes (volumes.ts): each is a sparse ext4 image in its host folder, attached as one more
  * virtio-blk disk with a serial naming it; the supervisor mounts it before the app starts and
@@ -37,6 +46,7 @@ import { errors } from '../../kit/errors.js';
 import {
   InstanceBase,
   LineSplitter,
+  findCommand,
   freeLoopbackPort,
   hasCommand,
   parseControlLine,
@@ -46,6 +56,7 @@ import {
   validateSpec,
 } from './common.js';
 import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
+import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type SandboxNetwork } from './network.js';
 import { ensureInitramfs, ensureProbeInitramfs } from './guest-initramfs.js';
 import { DEFAULT_STOP_GRACE_MS, type Accelerator, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
 import { QmpClient } from './qmp.js';
@@ -67,6 +78,8 @@ export interface MicrovmOptions {
 }
 
 const PROBE_TIMEOUT_MS = 15_000;
+const OUTBOUND_UNAVAILABLE =
+  'outbound access from a microVM needs root, iproute2, nsenter and nftables on this host (a network namespace per instance); run with outbound off';
 /** After a stop's grace period, how long a guest with volumes may take to unmount them. */
 const VOLUME_SYNC_GRACE_MS = 5_000;
 const PORT_NAMES = ['stdout', 'stderr', 'control', 'signal'] as const;
@@ -95,6 +108,12 @@ function kernelCommandLine(): string {
   ].join(' ');
 }
 
+/** Whether this host can give a guest outbound access: a network namespace per instance, guarded by nftables. */
+async function outboundSupported(): Promise<boolean> {
+  if (process.getuid?.() !== 0 || !hasCommand('ip') || !hasCommand('nsenter')) return false;
+  return ensureFirewall().catch(() => false);
+}
+
 function cpuArguments(accelerator: Accelerator): string[] {
   return accelerator === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
 }
@@ -110,6 +129,8 @@ interface SnapshotManifest {
   name: string;
   kernel: string;
   initramfs: string;
+  /** Whether the instance had outbound access (absent in older snapshots: it had not). */
+  outbound?: boolean;
 }
 
 interface MachineLayout {
@@ -126,6 +147,10 @@ interface MachineLayout {
   cpus: number;
   guestPort: number;
   hostPort: number;
+  /** Whether the guest may open connections out (QEMU then runs in its own network namespace). */
+  outbound: boolean;
+  /** The namespace QEMU runs in when `outbound` is on; made at boot, removed when QEMU ends. */
+  network?: SandboxNetwork;
   accelerator: Accelerator;
   kernel: string;
   initramfs: string;
@@ -134,6 +159,17 @@ interface MachineLayout {
   volumes: { disk: string; serial: string }[];
   /** Released once QEMU has exited and nothing can write the volumes any more. */
   volumeClaim?: VolumeClaim;
+}
+
+/**
+ * QEMU's user-mode network. Outbound off: restricted, forwarded from the host's loopback.
+ * Outbound on: unrestricted, but QEMU runs in the instance's own namespace (see the module
+ * comment), and the forward listens on that namespace's veth address.
+ */
+function userNetwork(layout: MachineLayout): string {
+  const guestPort = layout.guestPort || 1;
+  if (!layout.network) return `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${layout.hostPort}-:${guestPort}`;
+  return `user,id=net0,restrict=off,ipv6=off,hostfwd=tcp:${layout.network.sandboxAddress}:${layout.hostPort}-:${guestPort}`;
 }
 
 /** Everything an instance holds on the host's file systems. */
@@ -192,7 +228,7 @@ export class MicrovmDriver implements SandboxDriver {
     this.kernel = await ensureGuestKernel(this.options.cacheDir);
     this.initramfs = ensureInitramfs(this.options.cacheDir, this.kernel, tools);
     const choice = this.options.accelerator ?? 'auto';
-    const capabilities = { suspend: true, snapshot: true, outbound: false };
+    const capabilities = { suspend: true, snapshot: true, outbound: await outboundSupported() };
     if (choice === 'tcg') return { driver: 'microvm', accelerator: 'tcg', reason: 'tcg forced by configuration', capabilities };
     const kvm = await this.probeKvm(ensureProbeInitramfs(this.options.cacheDir, tools));
     if (kvm.ok) return { driver: 'microvm', accelerator: 'kvm', reason: 'a test guest booted with KVM', capabilities };
@@ -231,13 +267,13 @@ export class MicrovmDriver implements SandboxDriver {
 
   async start(spec: SandboxSpec): Promise<MicrovmInstance> {
     const argv = validateSpec(spec);
-    if (spec.allowOutbound)
-      throw errors.badRequest('the microvm driver cannot give outbound access without opening the host loopback to the guest; run with outbound off or use the process driver');
     const user = resolveUser(spec.rootfs, spec.user);
     const description = await this.probe();
+    const outbound = Boolean(spec.allowOutbound);
+    if (outbound && !description.capabilities.outbound) throw errors.badRequest(OUTBOUND_UNAVAILABLE);
     const baseDisk = await ensureRootDisk(this.options.cacheDir, spec.rootfs);
     const volumeClaim = claimVolumes(spec.volumes ?? []);
-    const layout = this.layout(description.accelerator, spec.memoryMiB, Math.max(1, Math.ceil(spec.cpus)), spec.port, spec.name);
+    const layout = this.layout(description.accelerator, spec.memoryMiB, Math.max(1, Math.ceil(spec.cpus)), spec.port, spec.name, outbound);
     layout.volumeClaim = volumeClaim;
     try {
       for (const [index, volume] of (spec.volumes ?? []).entries()) {
@@ -292,7 +328,9 @@ export class MicrovmDriver implements SandboxDriver {
     const description = await this.probe();
     if (manifest.accelerator !== description.accelerator)
       throw errors.conflict(`the snapshot was taken under ${manifest.accelerator} but this host runs ${description.accelerator}; the CPU state does not carry over`);
-    const layout = this.layout(manifest.accelerator, manifest.memoryMiB, manifest.cpus, manifest.guestPort, manifest.name);
+    const outbound = manifest.outbound ?? false;
+    if (outbound && !description.capabilities.outbound) throw errors.badRequest(`the snapshot had outbound access: ${OUTBOUND_UNAVAILABLE}`);
+    const layout = this.layout(manifest.accelerator, manifest.memoryMiB, manifest.cpus, manifest.guestPort, manifest.name, outbound);
     layout.kernel = manifest.kernel;
     layout.initramfs = manifest.initramfs;
     // Private copy: the disk is copied, the memory mapped copy-on-write from the snapshot's file.
@@ -316,7 +354,7 @@ export class MicrovmDriver implements SandboxDriver {
     void instance.exited.then(() => this.instances.delete(instance));
   }
 
-  private layout(accelerator: Accelerator, memoryMiB: number, cpus: number, guestPort: number, name: string | undefined): MachineLayout {
+  private layout(accelerator: Accelerator, memoryMiB: number, cpus: number, guestPort: number, name: string | undefined, outbound: boolean): MachineLayout {
     const id = randomBytes(6).toString('hex');
     const dir = join(this.options.stateDir, id);
     mkdirSync(dir, { recursive: true });
@@ -338,6 +376,7 @@ export class MicrovmDriver implements SandboxDriver {
       cpus,
       guestPort,
       hostPort: 0,
+      outbound,
       accelerator,
       kernel: this.kernel!.image,
       initramfs: this.initramfs!,
@@ -421,7 +460,7 @@ export class MicrovmInstance extends InstanceBase {
         '-drive', `id=volume${index},file=${volume.disk},format=raw,if=none,cache=writeback,discard=unmap`,
         '-device', `virtio-blk-device,drive=volume${index},serial=${volume.serial}`,
       ]),
-      '-netdev', `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${layout.hostPort}-:${layout.guestPort || 1}`,
+      '-netdev', userNetwork(layout),
       '-device', 'virtio-net-device,netdev=net0',
       '-device', 'virtio-serial-device,max_ports=8',
     ];
@@ -436,11 +475,21 @@ export class MicrovmInstance extends InstanceBase {
 
   /** Starts QEMU; resolves once the app listens (or, for a restore, once the VM runs again). */
   async boot(timeoutMs: number, restoreState?: string): Promise<void> {
-    this.layout.hostPort = await freeLoopbackPort();
-    this.port = this.layout.hostPort;
-    await this.listenPorts();
+    try {
+      await this.prepareHost();
+    } catch (error) {
+      // Nothing ran yet: give back what was taken, and end the instance so nobody waits on it.
+      await this.releaseHost();
+      this.finish({ code: null, reason: `sandbox could not start: ${(error as Error).message}` });
+      throw error;
+    }
     const ready = new Promise<void>((resolve, reject) => (this.readyWaiter = { resolve, reject }));
-    const child = spawn(this.qemu, this.qemuArguments(Boolean(restoreState)), { stdio: ['ignore', 'ignore', 'pipe'] });
+    const qemuArgs = this.qemuArguments(Boolean(restoreState));
+    // nsenter execs QEMU, so the child's pid is QEMU's and signals reach it directly.
+    const [command, args] = this.layout.network
+      ? [findCommand('nsenter')!, [`--net=${this.layout.network.namespacePath}`, '--', this.qemu, ...qemuArgs]]
+      : [this.qemu, qemuArgs];
+    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     child.stderr!.on('data', (chunk) => (this.qemuStderr = (this.qemuStderr + chunk).slice(-4_000)));
     child.on('exit', () => void this.onQemuExit());
@@ -469,6 +518,31 @@ export class MicrovmInstance extends InstanceBase {
     }
   }
 
+  /**
+   * Where the host will reach the app, and the sockets QEMU connects to. With outbound access,
+   * the instance's own network namespace: the forward listens there, so any port is free.
+   */
+  private async prepareHost(): Promise<void> {
+    if (this.layout.outbound) {
+      this.layout.network = await createSandboxNetwork(this.layout.id, true);
+      this.layout.hostPort = this.layout.guestPort || 1;
+      this.host = this.layout.network.sandboxAddress;
+    } else {
+      this.layout.hostPort = await freeLoopbackPort();
+    }
+    this.port = this.layout.hostPort;
+    await this.listenPorts();
+  }
+
+  /** Gives back everything the instance holds on the host once QEMU is gone (or never ran). */
+  private async releaseHost(): Promise<void> {
+    for (const server of this.servers) server.close();
+    // Disks, memory and sockets are per instance and worthless once it ends.
+    removeLayout(this.layout);
+    if (this.layout.network) await destroySandboxNetwork(this.layout.network);
+    this.layout.volumeClaim?.release();
+  }
+
   /** Resolves when the migration in progress (either direction) has completed. */
   private async waitForMigration(): Promise<void> {
     for (;;) {
@@ -489,7 +563,6 @@ export class MicrovmInstance extends InstanceBase {
 
   private async onQemuExit(): Promise<void> {
     this.qmp?.close();
-    for (const server of this.servers) server.close();
     // QEMU is gone, but the last bytes it wrote (the exit code, final log lines) may still be
     // in flight on the port sockets: read them to their end first (bounded, to be safe).
     await Promise.race([
@@ -504,9 +577,7 @@ export class MicrovmInstance extends InstanceBase {
     else if (code !== null) reason = 'exited';
     else reason = `sandbox crashed: ${[this.qemuStderr.trim(), this.consoleTail()].filter(Boolean).join(' / ') || 'QEMU ended without an exit code'}`;
     if (this.currentState === 'starting') this.readyWaiter?.reject(new Error(`instance ${this.id} ended before it was ready: ${reason}${code !== null ? ` (exit code ${code})` : ''}`));
-    // Disks, memory and sockets are per instance and worthless once it ends.
-    removeLayout(this.layout);
-    this.layout.volumeClaim?.release();
+    await this.releaseHost();
     this.finish({ code, reason });
   }
 
@@ -577,6 +648,7 @@ export class MicrovmInstance extends InstanceBase {
       name: this.layout.name,
       kernel: this.layout.kernel,
       initramfs: this.layout.initramfs,
+      outbound: this.layout.outbound,
     };
     writeFileSync(join(dir, 'snapshot.json'), JSON.stringify(manifest, null, 2));
   }
