@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { AltoError } from '@alto/sdk';
 import { bold, dim, green, printJson, printTable, red, wantsJson } from './output.js';
 import type { CommandHelpers } from './usage.js';
+import { isSourceFolder, readFolder } from './functions.js';
 
 type Flags = { json?: boolean; url?: string; key?: string; profile?: string };
 
@@ -24,6 +25,7 @@ interface ServiceView {
   tcp_port?: number;
   restarts: number;
   instances: { id: string; state: string; version: number }[];
+  slots?: { state: string; instance: string; in_flight: number }[];
   last_exit?: { code: number | null; reason: string };
 }
 
@@ -107,7 +109,7 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
   remote(
     program
       .command('deploy <image>')
-      .description('run an image as an app (or update the app of that name: the new version serves once it is ready)')
+      .description('run an image, or build a Node.js project folder (./my-app), as an app (or update the app of that name: the new version serves once it is ready)')
       .requiredOption('-n, --name <name>', 'app name: lower-case letters, digits and dashes (its address is <name>.<project>.<domain>)')
       .option('-p, --port <port>', 'port the app listens on for HTTP (default: the image\'s exposed port, else 8080)')
       .option('-e, --env <NAME=value>', 'environment variable (repeat for more)', collect)
@@ -122,7 +124,8 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
   ).action(
     action(async (image: string, flags: DeployFlags) => {
       const transport = client(flags).transport;
-      const body = deployRequest(image, flags);
+      // A folder (./my-app) is a Node.js project Alto builds from source; anything else names an image.
+      const body = isSourceFolder(image) ? { ...deployRequest(image, flags), image: undefined, files: readFolder(image) } : deployRequest(image, flags);
       let verb = 'deployed';
       let result: { service: ServiceView };
       try {
@@ -144,7 +147,7 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
         name: service.name,
         status: service.status === 'running' ? green(service.status) : service.status === 'crashing' ? red(service.status) : service.status,
         version: service.version,
-        instances: `${service.instances.filter((instance) => instance.state === 'running' && instance.version === service.version).length} running`,
+        instances: instanceSummary(service),
         restarts: service.restarts,
         url: service.tcp ? `tcp port ${service.tcp_port ?? '?'}` : service.url,
         image: service.image,
@@ -190,4 +193,13 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       process.stdout.write(wantsJson(flags) ? '{}\n' : `destroyed ${name}\n`);
     }),
   );
+}
+
+/** "1 running", or by lifecycle state: "1 suspended", "1 running, 2 snapshotted". */
+function instanceSummary(service: ServiceView): string {
+  const states = service.slots?.map((slot) => slot.state) ?? service.instances.filter((instance) => instance.state === 'running' && instance.version === service.version).map(() => 'running');
+  const counts = new Map<string, number>();
+  for (const state of states) counts.set(state, (counts.get(state) ?? 0) + 1);
+  if (counts.size === 0) return '0 running';
+  return [...counts].map(([state, count]) => `${count} ${state}`).join(', ');
 }

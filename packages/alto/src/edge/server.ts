@@ -16,7 +16,7 @@ import { openStores } from '../store/index.js';
 import { VERSION } from '../version.js';
 import { Api } from './api.js';
 import { credentialsOf, requestIdOf, sendJson } from './http.js';
-import { createEdgeMetrics } from './metrics.js';
+import { createEdgeMetrics, registerAppMetrics } from './metrics.js';
 import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { appsComponent } from '../compute/apps/service.js';
@@ -112,6 +112,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   // The web console's built files, when packages/console was built (else `/` answers JSON only).
   const webConsole = createConsole(log);
   const metrics = createEdgeMetrics();
+  registerAppMetrics(metrics.registry, apps);
   const api = new Api(platform, metrics, log, options.streamStallTimeoutMs);
   const httpRoutes = platform.listServices().flatMap((service) => service.httpRoutes ?? []);
   const openApiDocument = JSON.stringify(buildOpenApiDocument(platform.listServices(), VERSION));

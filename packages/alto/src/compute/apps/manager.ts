@@ -11,8 +11,16 @@
  *
  * It is also the edge's `AppResolver`: `acquire({ app, project }, kind)` gives the address of a
  * ready instance of the serving version and counts the exchange until `release()`, so an update
- * drains the old version before stopping it. Issue 8's serverless lifecycle (suspend at idle,
- * scale to zero) slots in here: acquire is where a suspended instance will be resumed.
+ * drains the old version before stopping it.
+ *
+ * Serverless lifecycle (issue 8): an app with `min_instances: 0` has its instance suspended as
+ * soon as it is ready and again after `idle_timeout` seconds with nothing in flight (open
+ * connections and websockets hold it running); `acquire` wakes it (a shared resume) and holds
+ * the request meanwhile. Where the driver can snapshot (microvm), a slot suspended for
+ * `snapshotAfterMs` (ALTO_SNAPSHOT_AFTER_MS, default 10 min) is snapshotted to disk and its
+ * process ended; the next request restores it, also after a restart of Alto (the records say
+ * where each snapshot is). The process driver keeps idle instances frozen. Suspended time is
+ * not billed: the compute meter stops while an instance is suspended.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
@@ -37,7 +45,17 @@ import {
 } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
 import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
-import { AppRuntime, AppVersion, InstanceSlot, describeExit, type AppLogLine, type AppLogStream, type RuntimeEvents } from './runtime.js';
+import {
+  AppRuntime,
+  AppVersion,
+  InstanceSlot,
+  describeExit,
+  type AppLogLine,
+  type AppLogStream,
+  type LifecycleChange,
+  type RuntimeEvents,
+  type SlotState,
+} from './runtime.js';
 
 /** Where an app is on the edge: `<app>.<project>.<domain>`. */
 export interface AppAddress {
@@ -104,6 +122,26 @@ export interface AppManagerOptions {
   /** How often running instances' time is reported (default once a minute; an instance's end always is). */
   usageSliceMs?: number;
   stopGraceMs?: number;
+  /** Suspended this long, an instance is snapshotted to disk and its process ended (drivers with snapshots). Default 10 min. */
+  snapshotAfterMs?: number;
+}
+
+/** An idle app woken by a request: from which state, and how long the wake took. */
+export interface Activation {
+  app: string;
+  project: string;
+  from: 'suspended' | 'snapshotted';
+  ms: number;
+}
+
+/** One instance position of an app as Status shows it. */
+export interface SlotView {
+  state: SlotState;
+  instance: string;
+  inFlight: number;
+  since: number;
+  /** The kernel's or VMM's answer (Status only). */
+  frozen?: boolean;
 }
 
 export const APP_DEFAULTS = {
@@ -112,7 +150,7 @@ export const APP_DEFAULTS = {
   cpus: 1,
   min_instances: 1,
   max_instances: 1,
-  concurrency: 100,
+  concurrency: 50,
   idle_timeout: 5,
 } as const;
 
@@ -123,6 +161,15 @@ const ACQUIRE_WAIT_MS = 10_000;
 const DRAIN_MS = 10_000;
 /** Compute usage of running instances is reported this often unless told otherwise. */
 const USAGE_SLICE_MS = 60_000;
+/** Default for how long an instance stays suspended before it is snapshotted (zero memory). */
+export const DEFAULT_SNAPSHOT_AFTER_MS = 10 * 60_000;
+/**
+ * Requests an app may hold waiting for capacity: as many as its full capacity (concurrency ×
+ * max_instances), at most this; more are answered 503 with Retry-After at once.
+ */
+export const MAX_QUEUED_PER_APP = 200;
+/** How often idle instances are looked for (idle → suspended within idle_timeout + this). */
+const IDLE_CHECK_MS = 100;
 /** Log lines an error about a failed start carries. */
 const FAILURE_LOG_LINES = 10;
 const RESERVATION_DAYS = 365;
@@ -133,6 +180,8 @@ interface UsageMeter {
   memoryMiB: number;
   since: number;
   requests: number;
+  /** Suspended: the meter stands still (suspended time is free). */
+  paused: boolean;
 }
 
 /** What Get, Status and List show of one app. */
@@ -143,6 +192,8 @@ export interface AppState {
   backend: string;
   tcpPort?: number;
   instances: InstanceRecord[];
+  /** The serving version's instance positions and their lifecycle states. */
+  slots: SlotView[];
   restarts: number;
   lastExit?: { code: number | null; reason: string; at: number; instance: string; version: number };
 }
@@ -155,6 +206,11 @@ export class AppManager implements AppResolver, AppGateway {
   private readonly unpacking = new Map<string, Promise<string>>();
   private readonly usage = new Map<string, UsageMeter>();
   private readonly usageTimer: NodeJS.Timeout;
+  private readonly idleTimer: NodeJS.Timeout;
+  private readonly snapshotAfterMs: number;
+  private readonly activationListeners = new Set<(activation: Activation) => void>();
+  /** Apps whose scale-out is being decided (a cap check in flight). */
+  private readonly scalingOut = new Set<string>();
   private edge: EdgeAttachment | undefined;
   private closing = false;
   private readonly restoring: Promise<void>;
@@ -165,6 +221,9 @@ export class AppManager implements AppResolver, AppGateway {
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
     this.usageTimer = setInterval(() => this.reportUsage(false), options.usageSliceMs ?? USAGE_SLICE_MS);
     this.usageTimer.unref();
+    this.snapshotAfterMs = options.snapshotAfterMs ?? DEFAULT_SNAPSHOT_AFTER_MS;
+    this.idleTimer = setInterval(() => this.putIdleToSleep(), IDLE_CHECK_MS);
+    this.idleTimer.unref();
     this.restoring = this.restore().catch((error) => options.log.error({ err: error }, 'starting recorded apps failed'));
   }
 
@@ -275,11 +334,20 @@ export class AppManager implements AppResolver, AppGateway {
     if (kind === 'http' && settings.tcp)
       throw errors.notFound(`app "${address.app}" speaks TCP, not HTTP${runtime.tcp.port ? `: connect to port ${runtime.tcp.port}` : ''}`);
     if (kind === 'tcp' && !settings.tcp) throw errors.notFound(`app "${address.app}" has no TCP port; it serves HTTP`);
-    const slot = runtime.pickSlot() ?? (await runtime.waitForSlot(ACQUIRE_WAIT_MS));
+    let slot = runtime.pickSlot(settings.concurrency);
+    if (!slot) {
+      // Only a busy app turns requests away: an idle one holds every request while it wakes.
+      const atCapacity = (runtime.serving?.runningSlots().length ?? 0) > 0 && !runtime.pickAsleep();
+      const queueLimit = Math.min(MAX_QUEUED_PER_APP, Math.max(1, settings.concurrency * settings.max_instances));
+      if (atCapacity && runtime.waiting >= queueLimit)
+        throw errors.unavailable(`app "${address.app}" is at capacity: ${runtime.waiting} requests already wait for an instance; try again shortly`).withHeaders({ 'retry-after': '1' });
+      slot = await runtime.activate(ACQUIRE_WAIT_MS);
+    }
     const instance = slot?.instance;
     if (!slot || !instance) {
+      const busy = runtime.serving?.runningSlots().length ? ` (its ${runtime.serving.runningSlots().length} running instances are at their concurrency, ${settings.concurrency})` : '';
       const why = runtime.lastExit ? `; its last instance ${describeExit(runtime.lastExit)}` : '';
-      throw errors.unavailable(`app "${address.app}" has no instance ready${why}`).withHeaders({ 'retry-after': '2' });
+      throw errors.unavailable(`app "${address.app}" has no instance ready${busy}${why}`).withHeaders({ 'retry-after': '2' });
     }
     slot.acquire();
     const meter = this.usage.get(instance.id);
@@ -292,6 +360,7 @@ export class AppManager implements AppResolver, AppGateway {
         if (released) return;
         released = true;
         slot.release();
+        runtime.capacityFreed();
       },
     };
   }
@@ -314,7 +383,8 @@ export class AppManager implements AppResolver, AppGateway {
     } catch (error) {
       if (!isAltoError(error) || error.status !== 404) throw error;
     }
-    if (local && pull === 'missing') return local;
+    // A reference pinned by digest cannot move: the local copy is that image (function builds are named so).
+    if (local && (pull === 'missing' || /@sha256:[a-f0-9]{64}$/.test(text))) return local;
     try {
       return await this.images.pull(text, { insecure });
     } catch (error) {
@@ -408,7 +478,7 @@ export class AppManager implements AppResolver, AppGateway {
       );
   }
 
-  /** Instances an app version runs: one per min_instances, and at least one until issue 8 scales to zero. */
+  /** Instances an app version starts with: one per min_instances, at least one (with min 0 it sleeps when idle). */
   private instanceCount(settings: AppSettings): number {
     return Math.max(1, settings.min_instances);
   }
@@ -497,12 +567,19 @@ export class AppManager implements AppResolver, AppGateway {
         memoryMiB: version.spec.memoryMiB,
         since: Date.now(),
         requests: 0,
+        paused: false,
       });
+      // Scale to zero: a new instance nobody waits for is suspended as soon as it is ready.
+      const slot = version.slots.find((candidate) => candidate.instance === instance);
+      if (slot && this.sleepsWhenIdle(runtime.app) && runtime.waiting === 0 && slot.inFlight === 0) void this.suspendSlot(runtime, slot, () => true);
     },
     instanceExited: (_runtime, _version, instance, exit, expected) => {
       this.records.endInstance(instance.id, expected ? 'exited' : 'failed', exit);
       this.reportInstanceUsage(instance.id, true);
     },
+    lifecycleChanged: (runtime, version, slot, change) => this.lifecycleChanged(runtime, version, slot, change),
+    scaleOut: (runtime) => this.scaleOut(runtime),
+    snapshotDirOf: (runtime, version, index) => join(this.options.dataDir, 'apps', 'snapshots', runtime.app.id, `v${version.version}-${index}`),
     statusChanged: (runtime) => {
       if (runtime.busy || this.closing || !this.runtimes.has(runtime.app.id)) return;
       const status = runtime.liveStatus();
@@ -519,7 +596,7 @@ export class AppManager implements AppResolver, AppGateway {
     const meter = this.usage.get(instanceId);
     if (!meter) return;
     const now = Date.now();
-    const runningMs = now - meter.since;
+    const runningMs = meter.paused ? 0 : now - meter.since;
     if (runningMs > 0 || meter.requests > 0) {
       this.options.recordCompute?.({ projectId: meter.projectId, app: meter.app, instance: instanceId, runningMs, memoryMiB: meter.memoryMiB, requests: meter.requests, at: now });
     }
@@ -530,6 +607,149 @@ export class AppManager implements AppResolver, AppGateway {
 
   private reportUsage(final: boolean): void {
     for (const id of [...this.usage.keys()]) this.reportInstanceUsage(id, final);
+  }
+
+  // ---- the serverless lifecycle -------------------------------------------------------------
+
+  /** Hears every activation (for /metrics). */
+  onActivation(listener: (activation: Activation) => void): () => void {
+    this.activationListeners.add(listener);
+    return () => this.activationListeners.delete(listener);
+  }
+
+  /** Instance positions of serving versions, by lifecycle state (for /metrics). */
+  instanceStates(): Partial<Record<SlotState, number>> {
+    const counts: Partial<Record<SlotState, number>> = {};
+    for (const runtime of this.runtimes.values()) for (const slot of runtime.serving?.slots ?? []) counts[slot.state] = (counts[slot.state] ?? 0) + 1;
+    return counts;
+  }
+
+  /** Requests held by the edge now, waiting for an instance to wake, start or free up. */
+  queueDepth(): number {
+    let depth = 0;
+    for (const runtime of this.runtimes.values()) depth += runtime.waiting;
+    return depth;
+  }
+
+  /**
+   * Autoscale up: one more instance for the serving version when every running one is at its
+   * concurrency, none is starting already, and max_instances allows (apps with volumes run one).
+   */
+  private scaleOut(runtime: AppRuntime): boolean {
+    const version = runtime.serving;
+    const { settings } = runtime.app;
+    if (!version || this.closing || runtime.busy || settings.volumes.length > 0) return false;
+    if (version.slots.length >= settings.max_instances) return false;
+    if (version.slots.some((slot) => slot.state === 'starting' || slot.state === 'restoring' || slot.state === 'resuming')) return false;
+    if (this.scalingOut.has(runtime.app.id)) return false;
+    this.scalingOut.add(runtime.app.id);
+    void this.withinInstanceCap(runtime.app.projectId)
+      .then((allowed) => {
+        if (!allowed) {
+          runtime.system(version, '', `not adding an instance under load: the project runs as many instances as compute_instances allows`);
+          return;
+        }
+        if (runtime.serving !== version || this.closing || version.slots.length >= settings.max_instances) return;
+        const slot = new InstanceSlot(version);
+        version.slots.push(slot);
+        runtime.system(version, '', `adding instance ${version.slots.length} of at most ${settings.max_instances}: every running one serves ${settings.concurrency} requests (its concurrency)`);
+        slot.startSupervised();
+      })
+      .catch((error: Error) => runtime.log.warn({ err: error, app: runtime.app.name }, 'adding an instance under load failed'))
+      .finally(() => this.scalingOut.delete(runtime.app.id));
+    return true;
+  }
+
+  /** Whether the project may run one more instance (compute_instances; 0 means no cap). */
+  private async withinInstanceCap(projectId: string): Promise<boolean> {
+    if (!this.options.projectLimits) return true;
+    const limits = await this.options.projectLimits(projectId);
+    return limits.compute_instances <= 0 || this.instancesOfProject(projectId) < limits.compute_instances;
+  }
+
+  /** Autoscale down: an instance added for load that has been idle for idle_timeout stops. */
+  private scaleIn(runtime: AppRuntime, isIdle: (slot: InstanceSlot) => boolean): void {
+    const version = runtime.serving;
+    if (!version) return;
+    const base = this.instanceCount(runtime.app.settings);
+    for (const slot of version.slots.slice(base)) {
+      const idle = (slot.state === 'running' && isIdle(slot)) || slot.state === 'suspended' || slot.state === 'backoff';
+      if (!idle) continue;
+      version.slots.splice(version.slots.indexOf(slot), 1);
+      runtime.system(version, slot.instance?.id ?? '', `removing an instance added for load (idle); ${version.slots.length} remain`);
+      void slot.stop(this.graceMs).then(() => this.events.statusChanged(runtime));
+    }
+  }
+
+  /** Apps with min_instances 0 sleep when idle; others keep their instances running. */
+  private sleepsWhenIdle(app: AppRecord): boolean {
+    return app.settings.min_instances === 0;
+  }
+
+  private suspendSlot(runtime: AppRuntime, slot: InstanceSlot, isIdle: (slot: InstanceSlot) => boolean): Promise<void> {
+    return slot.suspendIfIdle(isIdle).catch((error: Error) => {
+      runtime.log.warn({ err: error, app: runtime.app.name }, 'suspending an app instance failed');
+      runtime.system(runtime.app.version, slot.instance?.id ?? '', `suspending the instance failed: ${error.message}`);
+    });
+  }
+
+  /** The idle clock: suspends instances idle for idle_timeout, snapshots those suspended long. */
+  private putIdleToSleep(): void {
+    if (this.closing) return;
+    const now = Date.now();
+    const canSnapshot = this.chosenStatus?.snapshot === true;
+    for (const runtime of this.runtimes.values()) {
+      const { app } = runtime;
+      if (runtime.busy) continue;
+      const idleMs = app.settings.idle_timeout * 1000;
+      const isIdle = (slot: InstanceSlot) => slot.inFlight === 0 && Date.now() - slot.lastActivity >= idleMs;
+      this.scaleIn(runtime, isIdle);
+      if (!this.sleepsWhenIdle(app)) continue;
+      for (const slot of runtime.serving?.slots ?? []) {
+        if (slot.state === 'running' && isIdle(slot)) void this.suspendSlot(runtime, slot, isIdle);
+        else if (slot.state === 'suspended' && canSnapshot && !slot.snapshotRefused && app.settings.volumes.length === 0 && now - slot.stateSince >= this.snapshotAfterMs) {
+          const stillIdle = (candidate: InstanceSlot) => Date.now() - candidate.stateSince >= this.snapshotAfterMs;
+          void slot.snapshotIfSuspended(stillIdle).catch((error: Error) => {
+            slot.snapshotRefused = true;
+            runtime.log.warn({ err: error, app: app.name }, 'snapshotting an app instance failed; it stays suspended');
+            runtime.system(app.version, slot.instance?.id ?? '', `snapshotting the instance failed (it stays suspended): ${error.message}`);
+          });
+        }
+      }
+    }
+  }
+
+  /** Records, meters and reports a slot's transition. */
+  private lifecycleChanged(runtime: AppRuntime, version: AppVersion, slot: InstanceSlot, change: LifecycleChange): void {
+    const { instance } = change;
+    const meter = instance ? this.usage.get(instance.id) : undefined;
+    if (change.to === 'suspended' && instance) {
+      // What ran until now is billed; the meter then stands still.
+      this.reportInstanceUsage(instance.id, false);
+      if (meter) meter.paused = true;
+      this.records.setInstanceState(instance.id, 'suspended');
+    } else if (change.to === 'snapshotted' && instance) {
+      this.records.endInstance(instance.id, 'snapshotted', { code: null, reason: 'snapshotted to disk after a long idle (zero memory)' });
+      if (slot.snapshotDir) this.records.saveSnapshot({ appId: runtime.app.id, version: version.version, slot: version.slots.indexOf(slot), dir: slot.snapshotDir, createdAt: Date.now() });
+      runtime.system(version, instance.id, `instance ${instance.id} snapshotted to disk; the next request restores it`);
+    } else if (change.to === 'running' && (change.from === 'suspended' || change.from === 'snapshotted')) {
+      if (meter) {
+        meter.paused = false;
+        meter.since = Date.now();
+      }
+      if (instance) this.records.setInstanceState(instance.id, 'running');
+      const activation: Activation = { app: runtime.app.name, project: runtime.app.projectName, from: change.from, ms: change.ms };
+      for (const listener of this.activationListeners) listener(activation);
+    }
+    this.events.statusChanged(runtime);
+  }
+
+  /** Removes the snapshots of one version of an app (or of all its versions). */
+  private async dropSnapshots(app: AppRecord, version?: number): Promise<void> {
+    const snapshots = this.records.snapshotsOf(app.id).filter((snapshot) => version === undefined || snapshot.version === version);
+    this.records.removeSnapshots(app.id, version);
+    await Promise.all(snapshots.map((snapshot) => rm(snapshot.dir, { recursive: true, force: true })));
+    if (version === undefined) await rm(join(this.options.dataDir, 'apps', 'snapshots', app.id), { recursive: true, force: true });
   }
 
   private newVersion(runtime: AppRuntime, app: AppRecord, image: ImageSpec, rootfs: string): AppVersion {
@@ -573,7 +793,15 @@ export class AppManager implements AppResolver, AppGateway {
         const rootfs = await this.ensureRootfs(app.digest);
         const version = this.newVersion(runtime, app, image.spec, rootfs);
         runtime.serve(version);
-        for (const slot of version.slots) slot.startSupervised();
+        // Slots snapshotted before the restart come back on their next request; the rest start.
+        const snapshots = this.records.snapshotsOf(app.id);
+        for (const [index, slot] of version.slots.entries()) {
+          const snapshot = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === index);
+          if (snapshot && this.sleepsWhenIdle(app) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
+            slot.startSnapshotted(snapshot.dir);
+            runtime.system(app.version, '', `instance ${index + 1} stays snapshotted until its next request (${snapshot.dir})`);
+          } else slot.startSupervised();
+        }
         if (this.edge) void this.openTcp(runtime).catch(() => undefined);
       } catch (error) {
         this.options.log.error({ err: error, app: app.name, project: app.projectName }, 'an app could not be started again');
@@ -588,6 +816,7 @@ export class AppManager implements AppResolver, AppGateway {
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.usageTimer);
+    clearInterval(this.idleTimer);
     await this.restoring;
     await Promise.all(
       [...this.runtimes.values()].map(async (runtime) => {
@@ -755,6 +984,7 @@ export class AppManager implements AppResolver, AppGateway {
     this.records.save(next);
     runtime.system(next.version, '', `version ${next.version} serves; version ${current.version} stops`);
     if (!oneUserAtATime) await old?.stop(this.graceMs, DRAIN_MS);
+    await this.dropSnapshots(next, current.version);
     if (current.settings.tcp !== settings.tcp || current.settings.tcp_port !== settings.tcp_port) {
       await this.closeTcp(runtime);
       await this.openTcp(runtime);
@@ -782,6 +1012,7 @@ export class AppManager implements AppResolver, AppGateway {
     await Promise.all([runtime.candidate?.stop(this.graceMs), runtime.serving?.stop(this.graceMs, DRAIN_MS)]);
     runtime.end();
     this.runtimes.delete(app.id);
+    await this.dropSnapshots(app);
     this.records.remove(app.id);
     this.images.removeUser(app.digest, `app:${app.id}`);
     await this.dropRootfsIfUnused(app.digest);
@@ -819,12 +1050,25 @@ export class AppManager implements AppResolver, AppGateway {
       backend: instance ? `http://${instance.host}:${instance.port}` : '',
       ...(runtime?.tcp.port ? { tcpPort: runtime.tcp.port } : {}),
       instances: this.records.instancesOf(app.id),
+      slots: (runtime?.serving?.slots ?? []).map((candidate) => ({
+        state: candidate.state,
+        instance: candidate.instance?.id ?? '',
+        inFlight: candidate.inFlight,
+        since: candidate.stateSince,
+      })),
       restarts: runtime?.restarts ?? 0,
       ...(runtime?.lastExit ? { lastExit: runtime.lastExit } : {}),
     };
   }
 
-  /** The raw address of a ready instance (M3O's Resolve), by app id or name. */
+  /** The state with each slot's instance asked whether it is frozen (cgroup freezer, QEMU run state). */
+  async withFrozen(state: AppState): Promise<AppState> {
+    const slots = this.runtimes.get(state.record.id)?.serving?.slots ?? [];
+    const frozen = await Promise.all(slots.map((slot) => slot.instance?.isFrozen().catch(() => undefined)));
+    return { ...state, slots: state.slots.map((view, index) => (frozen[index] === undefined ? view : { ...view, frozen: frozen[index] })) };
+  }
+
+    /** The raw address of a ready instance (M3O's Resolve), by app id or name. */
   resolve(owner: AppOwner, idOrName: string): { url: string; app: AppRecord; publicUrl: string } {
     const app = this.records.get(idOrName) ?? this.records.findByName(owner.projectId, idOrName);
     if (!app || app.projectId !== owner.projectId) throw errors.notFound(`no app "${idOrName}" in project "${owner.projectName}"`);

@@ -43,6 +43,15 @@ const MIGRATIONS = [
      created_at INTEGER NOT NULL,
      expires_at INTEGER NOT NULL,
      PRIMARY KEY (project_name, name));`,
+  // Issue 8: where a snapshotted (zero-memory) instance slot keeps its snapshot, so a restart of
+  // Alto brings it back on the next request.
+  `CREATE TABLE app_snapshots (
+     app_id TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     slot INTEGER NOT NULL,
+     dir TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     PRIMARY KEY (app_id, version, slot));`,
 ];
 
 /** A volume of an app: a folder kept under the data folder, mounted at `path`. */
@@ -91,7 +100,16 @@ export interface AppRecord {
   updatedAt: number;
 }
 
-export type InstanceRecordState = 'starting' | 'running' | 'stopping' | 'exited' | 'failed';
+export type InstanceRecordState = 'starting' | 'running' | 'suspended' | 'snapshotted' | 'stopping' | 'exited' | 'failed';
+
+/** A slot's snapshot on disk (issue 8: zero memory). */
+export interface SnapshotRecord {
+  appId: string;
+  version: number;
+  slot: number;
+  dir: string;
+  createdAt: number;
+}
 
 export interface InstanceRecord {
   id: string;
@@ -203,7 +221,12 @@ export class AppRecords {
       trimInstances: db.prepare(`DELETE FROM app_instances WHERE app_id = ? AND id NOT IN
         (SELECT id FROM app_instances WHERE app_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ${KEPT_INSTANCE_ROWS})`),
       endOpenInstances: db.prepare(`UPDATE app_instances SET state = 'exited', ended_at = ?, exit_reason = COALESCE(exit_reason, ?)
-        WHERE state IN ('starting', 'running', 'stopping')`),
+        WHERE state IN ('starting', 'running', 'suspended', 'stopping')`),
+      saveSnapshot: db.prepare(`INSERT INTO app_snapshots (app_id, version, slot, dir, created_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (app_id, version, slot) DO UPDATE SET dir = excluded.dir, created_at = excluded.created_at`),
+      snapshotsOf: db.prepare('SELECT * FROM app_snapshots WHERE app_id = ? ORDER BY version, slot'),
+      removeSnapshots: db.prepare('DELETE FROM app_snapshots WHERE app_id = ? AND version = ?'),
+      removeAllSnapshots: db.prepare('DELETE FROM app_snapshots WHERE app_id = ?'),
       reservation: db.prepare('SELECT * FROM app_reservations WHERE project_name = ? AND name = ?'),
       upsertReservation: db.prepare(`INSERT INTO app_reservations (project_name, name, project_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (project_name, name) DO UPDATE SET project_id = excluded.project_id, created_at = excluded.created_at, expires_at = excluded.expires_at`),
@@ -298,7 +321,7 @@ export class AppRecords {
     this.statements.setInstanceState.run(state, id);
   }
 
-  endInstance(id: string, state: 'exited' | 'failed', exit: { code: number | null; reason: string }, at = Date.now()): void {
+  endInstance(id: string, state: 'exited' | 'failed' | 'snapshotted', exit: { code: number | null; reason: string }, at = Date.now()): void {
     this.statements.updateInstance.run(state, at, exit.code, exit.reason, id);
   }
 
@@ -310,6 +333,21 @@ export class AppRecords {
   /** At start: instances a previous run left marked as running ended with it. */
   endOpenInstances(reason: string, at = Date.now()): void {
     this.statements.endOpenInstances.run(at, reason);
+  }
+
+  saveSnapshot(snapshot: SnapshotRecord): void {
+    this.statements.saveSnapshot.run(snapshot.appId, snapshot.version, snapshot.slot, snapshot.dir, snapshot.createdAt);
+  }
+
+  snapshotsOf(appId: string): SnapshotRecord[] {
+    const rows = this.statements.snapshotsOf.all(appId) as { app_id: string; version: number; slot: number; dir: string; created_at: number }[];
+    return rows.map((row) => ({ appId: row.app_id, version: row.version, slot: row.slot, dir: row.dir, createdAt: row.created_at }));
+  }
+
+  /** Forgets the snapshots of one version (or, without it, of every version) of an app. */
+  removeSnapshots(appId: string, version?: number): void {
+    if (version === undefined) this.statements.removeAllSnapshots.run(appId);
+    else this.statements.removeSnapshots.run(appId, version);
   }
 
   reservation(projectName: string, name: string): ReservationRecord | undefined {

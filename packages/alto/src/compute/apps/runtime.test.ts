@@ -2,17 +2,22 @@
  * The restart policy of `InstanceSlot`, on a clock the test moves: an instance that exits on its
  * own is started again after 1 s, then 2, 4 ... up to 30 s between tries; one that ran for a
  * while before exiting starts over at 1 s; a slot told to stop never restarts. (The real drivers
- * and the whole journey are in test/apps*.e2e.test.ts.)
+ * and the whole journey are in test/apps*.e2e.test.ts.) And the slot's lifecycle state machine:
+ * concurrent wakes share one resume, a wake during a suspend waits for it then resumes, an idle
+ * suspend never freezes an instance with a request in flight, and a snapshot ends the instance
+ * without a restart, the next wake restoring it (real drivers: test/serverless*.e2e.test.ts).
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, mock, test } from 'node:test';
 import type { Instance, InstanceExit } from '../sandbox/index.js';
-import { InstanceSlot, RESTART_FIRST_DELAY_MS, RESTART_MAX_DELAY_MS, type SlotHost } from './runtime.js';
+import { InstanceSlot, RESTART_FIRST_DELAY_MS, RESTART_MAX_DELAY_MS, type LifecycleChange, type SlotHost } from './runtime.js';
 
 /** An instance whose end the test decides. */
-function controllableInstance(id: string): { instance: Instance; exit(exit: InstanceExit): void } {
+function controllableInstance(id: string): { instance: Instance; exit(exit: InstanceExit): void; calls: string[]; holdSuspend(): () => void } {
   let end!: (exit: InstanceExit) => void;
+  const calls: string[] = [];
+  let suspendGate: Promise<void> | undefined;
   const exited = new Promise<InstanceExit>((resolve) => (end = resolve));
   let state: Instance['state'] = 'running';
   const instance = {
@@ -31,12 +36,26 @@ function controllableInstance(id: string): { instance: Instance; exit(exit: Inst
       end({ code: 0, reason: 'stopped' });
       return exited;
     },
-    suspend: async () => undefined,
-    resume: async () => undefined,
+    suspend: async () => {
+      calls.push('suspend');
+      await suspendGate;
+      calls.push('suspended');
+    },
+    resume: async () => {
+      calls.push('resume');
+    },
     isFrozen: async () => false,
-    snapshot: async () => undefined,
+    snapshot: async (dir: string) => {
+      calls.push(`snapshot ${dir}`);
+    },
   } as unknown as Instance;
   return {
+    calls,
+    holdSuspend() {
+      let open!: () => void;
+      suspendGate = new Promise<void>((resolve) => (open = resolve));
+      return open;
+    },
     instance,
     exit(exit) {
       state = 'exited';
@@ -63,6 +82,18 @@ class RecordingHost implements SlotHost {
   onStartFailed(): void {}
   onRestartScheduled(_slot: InstanceSlot, delayMs: number): void {
     this.delays.push(delayMs);
+  }
+  readonly restored: string[] = [];
+  readonly changes: string[] = [];
+  async restore(dir: string): Promise<Instance> {
+    this.restored.push(dir);
+    return this.start();
+  }
+  snapshotDirOf(): string {
+    return '/snapshots/slot-0';
+  }
+  onLifecycle(_slot: InstanceSlot, change: LifecycleChange): void {
+    this.changes.push(`${change.from}->${change.to}`);
   }
 }
 
@@ -145,4 +176,70 @@ test('a stop during back-off cancels the restart', async () => {
   mock.timers.tick(60_000);
   await settle();
   assert.equal(host.started.length, 1);
+});
+
+test('concurrent wakes share one resume; a wake during a suspend waits for it, then resumes', async () => {
+  const host = new RecordingHost();
+  const slot = new InstanceSlot(host);
+  await slot.startFirst();
+  const { calls } = host.started[0];
+  const open = host.started[0].holdSuspend();
+  const suspending = slot.suspendIfIdle(() => true);
+  await settle();
+  assert.equal(slot.state, 'suspending');
+  const wakes = [slot.wake(), slot.wake(), slot.wake()];
+  await settle();
+  // Nothing resumes before the suspend has finished.
+  assert.deepEqual(calls, ['suspend']);
+  open();
+  await suspending;
+  await Promise.all(wakes);
+  assert.deepEqual(calls, ['suspend', 'suspended', 'resume']);
+  assert.equal(slot.state, 'running');
+  assert.deepEqual(host.changes, ['running->suspended', 'suspended->running']);
+  await slot.stop(1_000);
+});
+
+test('an idle suspend never freezes an instance with a request in flight', async () => {
+  const host = new RecordingHost();
+  const slot = new InstanceSlot(host);
+  await slot.startFirst();
+  slot.acquire();
+  await slot.suspendIfIdle(() => true);
+  assert.equal(slot.state, 'running');
+  assert.deepEqual(host.started[0].calls, []);
+  slot.release();
+  await slot.suspendIfIdle(() => true);
+  assert.equal(slot.state, 'suspended');
+  await slot.stop(1_000);
+});
+
+test('a snapshot ends the instance without a restart; the next wake restores it', async () => {
+  const host = new RecordingHost();
+  const slot = new InstanceSlot(host);
+  await slot.startFirst();
+  await slot.snapshotIfSuspended(() => true);
+  // Only a suspended instance is snapshotted.
+  assert.equal(slot.state, 'running');
+  await slot.suspendIfIdle(() => true);
+  await slot.snapshotIfSuspended(() => true);
+  await settle();
+  assert.equal(slot.state, 'snapshotted');
+  assert.equal(slot.instance, undefined);
+  assert.deepEqual(host.started[0].calls, ['suspend', 'suspended', 'snapshot /snapshots/slot-0']);
+  assert.deepEqual(host.exits, [{ expected: true, exit: { code: 0, reason: 'stopped' } }]);
+  mock.timers.tick(60_000);
+  await settle();
+  assert.equal(host.started.length, 1, 'no restart after a snapshot');
+  await Promise.all([slot.wake(), slot.wake()]);
+  assert.deepEqual(host.restored, ['/snapshots/slot-0']);
+  assert.equal(slot.state, 'running');
+  assert.equal((slot.instance as Instance | undefined)?.id, 'i1');
+  // A restored copy is not snapshotted again: its snapshot is kept, the copy just ends.
+  await slot.suspendIfIdle(() => true);
+  await slot.snapshotIfSuspended(() => true);
+  assert.equal(slot.state, 'snapshotted');
+  assert.deepEqual(host.started[1].calls, ['suspend', 'suspended']);
+  await slot.stop(1_000);
+  assert.equal(slot.state, 'stopped');
 });

@@ -44,9 +44,36 @@ export interface SlotHost {
   onExited(slot: InstanceSlot, instance: Instance, exit: InstanceExit, expected: boolean): void;
   onStartFailed(slot: InstanceSlot, error: Error): void;
   onRestartScheduled(slot: InstanceSlot, delayMs: number): void;
+  /** Starts a private copy of a snapshot this slot took (the driver's restore). */
+  restore(snapshotDir: string): Promise<Instance>;
+  /** Where this slot keeps its snapshot. */
+  snapshotDirOf(slot: InstanceSlot): string;
+  onLifecycle(slot: InstanceSlot, change: LifecycleChange): void;
 }
 
-export type SlotState = 'starting' | 'running' | 'backoff' | 'stopping' | 'stopped';
+/** A lifecycle transition a slot reports: the instance it concerns and how long it took. */
+export interface LifecycleChange {
+  from: SlotState;
+  to: SlotState;
+  instance: Instance | undefined;
+  ms: number;
+}
+
+export type SlotState =
+  | 'starting'
+  | 'running'
+  | 'suspending'
+  | 'suspended'
+  | 'resuming'
+  | 'snapshotting'
+  | 'snapshotted'
+  | 'restoring'
+  | 'backoff'
+  | 'stopping'
+  | 'stopped';
+
+/** States in which a slot holds a healthy instance (or its snapshot) that a request can wake. */
+export const ASLEEP_STATES: ReadonlySet<SlotState> = new Set(['suspending', 'suspended', 'resuming', 'snapshotting', 'snapshotted', 'restoring']);
 
 /**
  * One instance position of an app version: starts its instance, and while not told to stop,
@@ -58,6 +85,19 @@ export class InstanceSlot {
   restarts = 0;
   /** Requests or connections in flight on the current instance. */
   inFlight = 0;
+  /** When the last exchange began or ended (the idle clock). */
+  lastActivity = Date.now();
+  /** When the slot entered its current state. */
+  stateSince = Date.now();
+  /** The snapshot this slot restores from, once it took one (or was given one at restart). */
+  snapshotDir: string | undefined;
+  /** Resolves when the transitions queued so far have run; each runs alone. */
+  private transitions: Promise<void> = Promise.resolve();
+  private waking: Promise<void> | undefined;
+  /** A snapshot of this slot failed (the driver or the app cannot): it stays suspended. */
+  snapshotRefused = false;
+  /** Set while the slot ends its instance itself (after a snapshot): not a crash. */
+  private parking = false;
   private delayMs = RESTART_FIRST_DELAY_MS;
   private timer: NodeJS.Timeout | undefined;
   private startedAt = 0;
@@ -83,15 +123,128 @@ export class InstanceSlot {
 
   private adopt(instance: Instance): void {
     this.instance = instance;
-    this.state = 'running';
+    this.setState('running');
+    this.lastActivity = Date.now();
     this.startedAt = Date.now();
     this.host.onStarted(this, instance);
     void instance.exited.then((exit) => this.onExit(instance, exit));
   }
 
+  private setState(state: SlotState): SlotState {
+    const from = this.state;
+    this.state = state;
+    this.stateSince = Date.now();
+    return from;
+  }
+
+  /** Runs `step` after every transition queued before it (never two at once). */
+  private enqueue<T>(step: () => Promise<T>): Promise<T> {
+    const result = this.transitions.then(step);
+    this.transitions = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
+  /** Moves to `to` around `work`, reporting the change; on failure goes back to `onError`. */
+  private async transition(via: SlotState, to: SlotState, onError: SlotState, work: () => Promise<void>): Promise<void> {
+    const from = this.setState(via);
+    const instance = this.instance;
+    const began = performance.now();
+    try {
+      await work();
+    } catch (error) {
+      if (this.state === via) this.setState(onError);
+      throw error;
+    }
+    if (this.state === via) this.setState(to);
+    this.host.onLifecycle(this, { from, to, instance, ms: performance.now() - began });
+  }
+
+  /** Whether a request can wake this slot (it holds a suspended instance or a snapshot). */
+  get asleep(): boolean {
+    return ASLEEP_STATES.has(this.state);
+  }
+
+  /**
+   * Brings a suspended or snapshotted slot back to running; resolves at once when it runs.
+   * Concurrent calls share one resume (or restore); a suspend in progress finishes first.
+   */
+  wake(): Promise<void> {
+    if (this.state === 'running' && !this.waking) return Promise.resolve();
+    this.lastActivity = Date.now();
+    this.waking ??= this.enqueue(() => this.wakeNow()).finally(() => (this.waking = undefined));
+    return this.waking;
+  }
+
+  private async wakeNow(): Promise<void> {
+    this.lastActivity = Date.now();
+    if (this.state === 'suspended' && this.instance) {
+      const instance = this.instance;
+      await this.transition('resuming', 'running', 'suspended', () => instance.resume());
+    } else if (this.state === 'snapshotted' && this.snapshotDir) {
+      const dir = this.snapshotDir;
+      const from = this.setState('restoring');
+      const began = performance.now();
+      let instance: Instance;
+      try {
+        instance = await this.host.restore(dir);
+      } catch (error) {
+        if ((this.state as SlotState) === 'restoring') this.setState('snapshotted');
+        throw error;
+      }
+      if (this.stopRequested) {
+        await instance.stop(0).catch(() => undefined);
+        return;
+      }
+      this.adopt(instance);
+      this.host.onLifecycle(this, { from, to: 'running', instance, ms: performance.now() - began });
+    }
+  }
+
+  /** Freezes the instance when it is still running and idle (checked when the step runs). */
+  suspendIfIdle(isIdle: (slot: InstanceSlot) => boolean): Promise<void> {
+    return this.enqueue(async () => {
+      if (this.state !== 'running' || this.waking || this.inFlight > 0 || !isIdle(this)) return;
+      const instance = this.instance;
+      if (!instance) return;
+      await this.transition('suspending', 'suspended', 'running', () => instance.suspend());
+    });
+  }
+
+  /**
+   * Zero memory: writes a snapshot of the suspended instance (or keeps the one it was restored
+   * from) and ends its process; the next wake restores it. Only from suspended, checked when
+   * the step runs.
+   */
+  snapshotIfSuspended(isStillIdle: (slot: InstanceSlot) => boolean): Promise<void> {
+    return this.enqueue(async () => {
+      if (this.state !== 'suspended' || this.waking || !isStillIdle(this)) return;
+      const instance = this.instance;
+      if (!instance) return;
+      await this.transition('snapshotting', 'snapshotted', 'suspended', async () => {
+        // A restored copy cannot be snapshotted again, and need not be: its snapshot is intact.
+        if (!this.snapshotDir) {
+          const dir = this.host.snapshotDirOf(this);
+          await instance.snapshot(dir);
+          this.snapshotDir = dir;
+        }
+        this.parking = true;
+        await instance.stop(0);
+      });
+    });
+  }
+
+  /** At a restart of Alto: the slot starts as a snapshot, restored on the first request. */
+  startSnapshotted(dir: string): void {
+    this.snapshotDir = dir;
+    this.setState('snapshotted');
+  }
+
   private async tryStart(): Promise<void> {
     if (this.stopRequested) return;
-    this.state = 'starting';
+    this.setState('starting');
     try {
       const instance = await this.host.start();
       if (this.stopRequested) {
@@ -110,6 +263,11 @@ export class InstanceSlot {
     if (this.instance === instance) this.instance = undefined;
     this.inFlight = 0;
     this.drained.emit('drained');
+    if (this.parking) {
+      this.parking = false;
+      this.host.onExited(this, instance, exit, true);
+      return;
+    }
     const expected = this.stopRequested;
     this.host.onExited(this, instance, exit, expected);
     if (expected) return;
@@ -118,7 +276,7 @@ export class InstanceSlot {
   }
 
   private scheduleRestart(): void {
-    this.state = 'backoff';
+    this.setState('backoff');
     const delay = this.delayMs;
     this.delayMs = Math.min(this.delayMs * 2, RESTART_MAX_DELAY_MS);
     this.host.onRestartScheduled(this, delay);
@@ -131,10 +289,12 @@ export class InstanceSlot {
 
   acquire(): void {
     this.inFlight += 1;
+    this.lastActivity = Date.now();
   }
 
   release(): void {
     this.inFlight = Math.max(0, this.inFlight - 1);
+    this.lastActivity = Date.now();
     if (this.inFlight === 0) this.drained.emit('drained');
   }
 
@@ -162,10 +322,12 @@ export class InstanceSlot {
     this.stopRequested = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.state = 'stopping';
+    // A suspend, snapshot or restore in progress ends first (each is short or bounded).
+    await this.transitions;
+    this.setState('stopping');
     const instance = this.instance;
     if (instance) await instance.stop(graceMs).catch(() => undefined);
-    this.state = 'stopped';
+    this.setState('stopped');
   }
 }
 
@@ -202,6 +364,20 @@ export class AppVersion implements SlotHost {
     this.runtime.restartScheduled(this, slot, delayMs);
   }
 
+  async restore(snapshotDir: string): Promise<Instance> {
+    this.runtime.beforeStart(this);
+    const driver = await this.driver();
+    return driver.restore(snapshotDir);
+  }
+
+  snapshotDirOf(slot: InstanceSlot): string {
+    return this.runtime.snapshotDirOf(this, this.slots.indexOf(slot));
+  }
+
+  onLifecycle(slot: InstanceSlot, change: LifecycleChange): void {
+    this.runtime.lifecycleChanged(this, slot, change);
+  }
+
   /** Slots whose instance is ready for traffic. */
   runningSlots(): InstanceSlot[] {
     return this.slots.filter((slot) => slot.state === 'running' && slot.instance?.state === 'running');
@@ -223,6 +399,12 @@ export interface RuntimeEvents {
   instanceStarted(runtime: AppRuntime, version: AppVersion, instance: Instance): void;
   instanceExited(runtime: AppRuntime, version: AppVersion, instance: Instance, exit: InstanceExit, expected: boolean): void;
   statusChanged(runtime: AppRuntime): void;
+  /** A slot was suspended, resumed, snapshotted or restored. */
+  lifecycleChanged(runtime: AppRuntime, version: AppVersion, slot: InstanceSlot, change: LifecycleChange): void;
+  /** Where slot `index` of `version` keeps its snapshot. */
+  snapshotDirOf(runtime: AppRuntime, version: AppVersion, index: number): string;
+  /** Every running instance is at its concurrency: add one if the app may (true when it did). */
+  scaleOut(runtime: AppRuntime): boolean;
 }
 
 /** An app's live state: the version serving traffic, one being rolled out, and their logs. */
@@ -288,6 +470,17 @@ export class AppRuntime {
     for (const line of lines) this.push(line);
     return lines;
   }
+
+  lifecycleChanged(version: AppVersion, slot: InstanceSlot, change: LifecycleChange): void {
+    this.events.lifecycleChanged(this, version, slot, change);
+  }
+
+  snapshotDirOf(version: AppVersion, index: number): string {
+    return this.events.snapshotDirOf(this, version, index);
+  }
+
+  /** Requests waiting now for an instance (activation, start, or capacity): the queue depth. */
+  waiting = 0;
 
   restartScheduled(version: AppVersion, slot: InstanceSlot, delayMs: number): void {
     this.restarts += 1;
@@ -364,12 +557,80 @@ export class AppRuntime {
     for (const wake of [...this.waiters]) wake();
   }
 
-  /** A running instance of the serving version: the one with the fewest requests in flight. */
-  pickSlot(): InstanceSlot | undefined {
+  /**
+   * A running instance of the serving version: the one with the fewest requests in flight, and
+   * with fewer than `limit` (the app's concurrency) when given.
+   */
+  pickSlot(limit = Infinity): InstanceSlot | undefined {
     const running = this.serving?.runningSlots() ?? [];
     let best: InstanceSlot | undefined;
-    for (const slot of running) if (!best || slot.inFlight < best.inFlight) best = slot;
+    for (const slot of running) if (slot.inFlight < limit && (!best || slot.inFlight < best.inFlight)) best = slot;
     return best;
+  }
+
+  /** An exchange ended: a request waiting for capacity looks again. */
+  capacityFreed(): void {
+    if (this.waiting === 0) return;
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  /** A slot of the serving version a request can wake: suspended ones before snapshotted ones. */
+  pickAsleep(): InstanceSlot | undefined {
+    const asleep = this.serving?.slots.filter((slot) => slot.asleep) ?? [];
+    const order: SlotState[] = ['resuming', 'suspending', 'suspended', 'restoring', 'snapshotting', 'snapshotted'];
+    asleep.sort((a, b) => order.indexOf(a.state) - order.indexOf(b.state));
+    return asleep[0];
+  }
+
+  /**
+   * Activation: a running instance of the serving version, waking a suspended or snapshotted
+   * one when none runs (concurrent callers share its wake), or waiting for one that starts, up
+   * to `timeoutMs`. A failed wake is logged and the wait goes on (the slot restarts its instance).
+   */
+  async activate(timeoutMs: number): Promise<InstanceSlot | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    const limit = this.app.settings.concurrency;
+    this.waiting += 1;
+    try {
+      for (;;) {
+        const running = this.pickSlot(limit);
+        if (running || this.ended) return running;
+        const asleep = this.pickAsleep();
+        if (!asleep) {
+          // Every running instance is busy (or none runs): add one where the app may, then wait
+          // for an instance with room (a new one, or an exchange ending).
+          this.events.scaleOut(this);
+          const left = deadline - Date.now();
+          if (left <= 0) return undefined;
+          await this.waitForChange(left);
+          continue;
+        }
+        try {
+          await asleep.wake();
+        } catch (error) {
+          this.log.warn({ err: error, app: this.app.name }, 'waking an app instance failed');
+          this.system(this.serving?.version ?? this.app.version, asleep.instance?.id ?? '', `waking an instance failed: ${(error as Error).message}`);
+          if (Date.now() >= deadline) return undefined;
+          await this.waitForChange(Math.max(0, deadline - Date.now()));
+        }
+      }
+    } finally {
+      this.waiting -= 1;
+    }
+  }
+
+  /** Waits until something changes (an instance starts, traffic moves, an exchange ends), up to `timeoutMs`. */
+  private waitForChange(timeoutMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      const waiters = this.waiters;
+      function done() {
+        clearTimeout(timer);
+        waiters.delete(done);
+        resolve();
+      }
+      waiters.add(done);
+    });
   }
 
   /** Waits until an instance of the serving version runs, up to `timeoutMs`. */
@@ -396,8 +657,11 @@ export class AppRuntime {
   /** The app's status as its instances make it. */
   liveStatus(): 'running' | 'crashing' | 'deploying' {
     const slots = this.serving?.slots ?? [];
-    if (slots.length > 0 && slots.every((slot) => slot.state === 'running')) return 'running';
+    const healthy = (slot: InstanceSlot) => slot.state === 'running' || slot.asleep;
+    if (slots.length > 0 && slots.every(healthy)) return 'running';
     if (slots.some((slot) => slot.state === 'backoff' || (slot.state === 'starting' && slot.restarts > 0))) return 'crashing';
+    // An instance added for load is starting while the others serve.
+    if (slots.some(healthy) && slots.every((slot) => healthy(slot) || slot.state === 'starting' || slot.state === 'stopping')) return 'running';
     return 'deploying';
   }
 }

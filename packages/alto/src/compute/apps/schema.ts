@@ -45,7 +45,7 @@ const settingsFields = {
   env_vars: EnvVars.optional(),
   memory: z.number().int('memory: whole MiB').min(32, 'memory: at least 32 MiB').max(65_536, 'memory: at most 65536 MiB').optional().describe('memory limit in MiB (default 256)'),
   cpus: z.number().gt(0, 'cpus: above 0').max(64, 'cpus: at most 64').optional().describe('CPUs: virtual CPUs (microvm) or a CPU-time quota (process); default 1'),
-  min_instances: z.number().int().min(0).max(100, 'min_instances: at most 100').optional().describe('instances kept running (default 1; 0 is stored for scale to zero, one runs until then)'),
+  min_instances: z.number().int().min(0).max(100, 'min_instances: at most 100').optional().describe('instances kept running (default 1); 0: scale to zero, the instance is suspended when ready and after idle_timeout, woken by the next request'),
   max_instances: z.number().int().min(1).max(100, 'max_instances: at most 100').optional().describe('most instances (default: min_instances, at least 1)'),
   concurrency: z.number().int().min(1).max(10_000).optional().describe('requests one instance takes at once before another is added (default 100)'),
   idle_timeout: z.number().int().min(1, 'idle_timeout: 1-10 seconds').max(10, 'idle_timeout: 1-10 seconds').optional().describe('seconds without a request before an instance is suspended (default 5)'),
@@ -61,13 +61,20 @@ const settingsFields = {
   insecure: z.boolean().optional().describe('allow plain HTTP for the image\'s registry (loopback registries always may)'),
 };
 
+/** Source deploys (compute/functions/app-source.ts): a Node.js project built into an image. */
+const sourceFields = {
+  repo: z.string().optional().describe('build a Node.js project from this git repository instead of running an image (package.json with a start script "node <file>" or a main)'),
+  branch: z.string().optional().describe('branch of repo (default: its default branch)'),
+  path: z.string().optional().describe('folder inside repo holding the project'),
+  files: z.record(z.string(), z.string()).optional().describe('a Node.js project uploaded as relative path -> base64 content (what `alto deploy <folder>` sends), built instead of an image'),
+};
+
 export const RunRequest = z
   .object({
     name: AppName,
     image: z.string().min(1, 'image: name the OCI image to run, such as ghcr.io/org/web:v1').optional().describe('the OCI image to run'),
     region: z.string().optional().describe('region to run in; this machine is "local"'),
-    repo: z.string().optional().describe('M3O built apps from a source repository; Alto runs images: give image'),
-    branch: z.string().optional().describe('accepted for M3O clients; unused'),
+    ...sourceFields,
     ...settingsFields,
   });
 
@@ -75,6 +82,7 @@ export const UpdateRequest = z
   .object({
     name: AppName,
     image: z.string().min(1).optional().describe('a new image (pulled again when given, so a moved tag is seen)'),
+    ...sourceFields,
     ...settingsFields,
   });
 
@@ -122,7 +130,7 @@ export const InstanceView = z
   .object({
     id: z.string(),
     version: z.number().int(),
-    state: z.string().describe('starting, running, exited (stopped by Alto) or failed (ended on its own)'),
+    state: z.string().describe('starting, running, suspended (frozen, memory kept), snapshotted (saved to disk, process ended), exited (stopped by Alto) or failed (ended on its own)'),
     driver: z.string(),
     started: z.string(),
     ended: z.string().optional(),
@@ -166,6 +174,18 @@ export const ServiceView = z
       .object({ instance: z.string(), version: z.number().int(), code: z.number().int().nullable(), reason: z.string(), at: z.string() })
       .optional(),
     instances: z.array(InstanceView),
+    slots: z
+      .array(
+        z.object({
+          state: z.string().describe('starting, running, suspending, suspended, resuming, snapshotting, snapshotted, restoring, backoff, stopping or stopped'),
+          instance: z.string().describe('the instance in this position now (empty when snapshotted or restarting)'),
+          in_flight: z.number().int().describe('requests and connections it serves now'),
+          since: z.string().describe('when it entered this state'),
+          frozen: z.boolean().optional().describe('Status only: the kernel\'s (cgroup freezer) or QEMU\'s own answer to whether the instance is frozen now'),
+        }),
+      )
+      .optional()
+      .describe('the serving version\'s instance positions and their lifecycle states (issue 8: suspended when idle)'),
   })
   .meta({ id: 'AppDetails' });
 
@@ -220,6 +240,13 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
     ...(state.lastExit
       ? { last_exit: { instance: state.lastExit.instance, version: state.lastExit.version, code: state.lastExit.code, reason: state.lastExit.reason, at: iso(state.lastExit.at) } }
       : {}),
+    slots: state.slots.map((slot) => ({
+      state: slot.state,
+      instance: slot.instance,
+      in_flight: slot.inFlight,
+      since: iso(slot.since),
+      ...(slot.frozen !== undefined ? { frozen: slot.frozen } : {}),
+    })),
     instances: instances.map((instance) => ({
       id: instance.id,
       version: instance.version,

@@ -55,10 +55,19 @@ export const appsComponent = component('apps.manager', (platform: Platform) => {
     recordCompute: metering ? (usage) => void platform.meter.recordCompute(usage) : undefined,
     // Usage flushed more often than once a minute (ALTO_USAGE_FLUSH_MS) shows running apps' time as often.
     usageSliceMs: platform.config.usageFlushMs !== undefined ? Math.min(60_000, platform.config.usageFlushMs) : undefined,
+    snapshotAfterMs: snapshotAfterMs(process.env.ALTO_SNAPSHOT_AFTER_MS),
   });
   platform.appGateway = apps;
   return apps;
 });
+
+/** ALTO_SNAPSHOT_AFTER_MS: how long an idle instance stays suspended before it is snapshotted (ms). */
+function snapshotAfterMs(text: string | undefined): number | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`ALTO_SNAPSHOT_AFTER_MS must be a whole number of milliseconds, not "${text}"`);
+  return value;
+}
 
 function manager(context: CallContext): AppManager {
   return context.platform.use(appsComponent);
@@ -80,6 +89,13 @@ function settingsOf(request: SettingsRequest): AppSettingsInput {
   return settings;
 }
 
+/** Source deploys: with repo or files and no image, the Node.js project is built into an image (compute/functions). */
+async function imageFromSource(request: { name: string; repo?: string; branch?: string; path?: string; files?: Record<string, string> }, context: CallContext): Promise<string | undefined> {
+  if (request.repo === undefined && request.files === undefined) return undefined;
+  const { buildAppFromSource } = await import('../functions/app-source.js');
+  return buildAppFromSource(context.platform, owner(context), request);
+}
+
 export const appService = defineService({
   name: 'app',
   description:
@@ -94,15 +110,12 @@ export const appService = defineService({
       response: ServiceResponse,
       example: { name: 'web', image: 'ghcr.io/org/web:v1', port: 8080, env_vars: { GREETING: 'hello' } },
       async handler(request, context) {
-        if (!request.image) {
-          throw errors.badRequest(
-            request.repo ? 'Alto runs OCI images, not source repositories: build an image and give it as image' : 'image: name the OCI image to run, such as ghcr.io/org/web:v1',
-          );
-        }
         if (request.region && request.region !== 'local') throw errors.badRequest(`region "${request.region}" does not exist; app/Regions lists them (this machine is "local")`);
+        const image = request.image ?? (await imageFromSource(request, context));
+        if (!image) throw errors.badRequest('image: name the OCI image to run, such as ghcr.io/org/web:v1 (or give repo, or files, to build a Node.js project from source)');
         const state = await manager(context).run(owner(context), {
           name: request.name,
-          image: request.image,
+          image,
           insecure: request.insecure,
           ...settingsOf(request),
         });
@@ -118,7 +131,7 @@ export const appService = defineService({
       async handler(request, context) {
         const state = await manager(context).update(owner(context), {
           name: request.name,
-          image: request.image,
+          image: request.image ?? (await imageFromSource(request, context)),
           insecure: request.insecure,
           ...settingsOf(request),
         });
@@ -145,12 +158,14 @@ export const appService = defineService({
       },
     }),
     Status: endpoint({
-      description: 'The status of an app (as Get): running, crashing with its last exit, instances and restarts.',
+      description:
+        'The status of an app (as Get): running, crashing with its last exit, instances and restarts, and each instance position\'s lifecycle state with the kernel\'s or VMM\'s own answer to whether it is frozen.',
       request: NameRequest,
       response: ServiceResponse,
       example: { name: 'web' },
-      handler(request, context) {
-        return { service: serviceView(manager(context).get(owner(context), request.name)) };
+      async handler(request, context) {
+        const apps = manager(context);
+        return { service: serviceView(await apps.withFrozen(apps.get(owner(context), request.name))) };
       },
     }),
     List: endpoint({

@@ -1,0 +1,119 @@
+/**
+ * The serverless lifecycle on microVMs (issue 8; QEMU under tcg here, so this file stays lean):
+ * an app with `min_instances: 0` is paused once ready (QEMU's own run state says so), a request
+ * wakes it, it pauses again after `idle_timeout`; suspended past ALTO_SNAPSHOT_AFTER_MS it is
+ * snapshotted to disk and its QEMU ended, requests arriving while it is being snapshotted all
+ * succeed, the next request restores it; and after a restart of Alto the snapshotted app comes
+ * back on its next request.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
+import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
+import { startRegistry, type TestRegistry } from './images-fixture.js';
+import { metricValue, sleepyImage, slotsOf } from './serverless-fixture.js';
+
+const PROJECT = 'vmsleep';
+const HOST = `web.${PROJECT}.localhost`;
+const SNAPSHOT_AFTER_MS = 2_000;
+
+describe('serverless lifecycle (microvm sandbox)', () => {
+  let registry: TestRegistry;
+  let alto: ServerProcess;
+  let key: string;
+  let image: string;
+  let appId = '';
+  const cache = privateSandboxCache();
+  const dataDir = temporaryDataDir();
+  const env = { ALTO_SANDBOX_CACHE: cache.dir, ALTO_SNAPSHOT_AFTER_MS: String(SNAPSHOT_AFTER_MS) };
+  const edgePort = () => Number(new URL(alto.url).port);
+  const slot = async () => (await slotsOf(alto, key, 'web'))[0];
+  const web = () => getThroughEdge(edgePort(), HOST);
+  const metric = async (sample: string) => metricValue(await (await fetch(`${alto.url}/metrics`)).text(), sample);
+
+  async function whenIn(state: 'suspended' | 'snapshotted'): Promise<void> {
+    await eventually(
+      async () => {
+        const current = await slot();
+        // Suspended: QEMU's run state says paused. Snapshotted: no instance (its QEMU ended).
+        return current.state === state && (state === 'suspended' ? current.frozen === true : current.instance === '');
+      },
+      `the instance ${state}`,
+      60_000,
+    );
+  }
+
+  before(async () => {
+    registry = await startRegistry();
+    await registry.push('vmsleep/web', 'v1', await sleepyImage());
+    image = `${registry.host}/vmsleep/web:v1`;
+    alto = await startProcess({ dataDir, args: ['--sandbox', 'microvm'], env });
+    key = await alto.projectKey(PROJECT, ['app']);
+  });
+
+  after(async () => {
+    await alto?.close();
+    await registry?.stop();
+    cache.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('paused once ready, woken by a request, paused again, snapshotted after a long idle, restored on request', async (t) => {
+    const run = await alto.call('app', 'Run', { name: 'web', image, memory: 128, min_instances: 0, idle_timeout: 1 }, key);
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    assert.equal(run.body.service.instances[0].driver, 'microvm');
+    appId = run.body.service.id as string;
+    await whenIn('suspended');
+
+    const first = await web();
+    assert.equal(first.status, 200);
+    assert.equal(first.body, 'awake\n');
+    assert.ok((await metric('alto_app_activations_total{from="suspended"}')) >= 1);
+    await whenIn('suspended');
+
+    // Requests sent while the snapshot is being written wait for it (and for the restore that
+    // follows) and all succeed.
+    const caught = await eventually(
+      async () => {
+        const current = await slot();
+        return current.state === 'snapshotting' || current.state === 'snapshotted' ? current.state : undefined;
+      },
+      'the snapshot begun',
+      SNAPSHOT_AFTER_MS + 10_000,
+    );
+    const during = await Promise.all(Array.from({ length: 5 }, () => web()));
+    t.diagnostic(`requests sent while the slot was ${caught}`);
+    assert.equal(caught, 'snapshotting', 'the requests were sent while the snapshot was being written');
+    assert.deepEqual(
+      during.map((result) => `${result.status} ${result.body}`),
+      Array.from({ length: 5 }, () => '200 awake\n'),
+    );
+    assert.ok((await metric('alto_app_activations_total{from="snapshotted"}')) >= 1, 'restored after the snapshot');
+
+    await whenIn('suspended');
+    await whenIn('snapshotted');
+    const instances = (await alto.call('app', 'Status', { name: 'web' }, key)).body.service.instances as { state: string }[];
+    assert.ok(instances.some((instance) => instance.state === 'snapshotted'), JSON.stringify(instances));
+    const restored = await web();
+    assert.equal(restored.status, 200);
+    assert.equal(restored.body, 'awake\n');
+    assert.ok((await metric('alto_app_activations_total{from="snapshotted"}')) >= 1);
+    assert.ok(existsSync(join(dataDir, 'apps', 'snapshots', appId, 'v1-0', 'snapshot.json')), 'the snapshot is on disk');
+  });
+
+  test('a restart of Alto keeps a snapshotted app; its next request restores it', async () => {
+    await whenIn('snapshotted');
+    assert.equal(await alto.stop('SIGTERM'), 0);
+    alto = await startProcess({ dataDir, args: ['--sandbox', 'microvm'], env });
+    const atStart = await slot();
+    assert.equal(atStart.state, 'snapshotted', 'no boot at start: it waits for a request');
+    const answer = await web();
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body, 'awake\n');
+    assert.ok((await metric('alto_app_activations_total{from="snapshotted"}')) >= 1);
+    assert.equal((await alto.call('app', 'Delete', { name: 'web' }, key)).status, 200);
+    assert.equal(existsSync(join(dataDir, 'apps', 'snapshots', appId)), false, 'the snapshot went with the app');
+  });
+});
