@@ -95,6 +95,19 @@ export type AppDetails = {
     at: string;
   };
   instances: Array<AppInstance>;
+  /** the serving version's instance positions and their lifecycle states (issue 8: suspended when idle). */
+  slots?: Array<{
+    /** starting, running, suspending, suspended, resuming, snapshotting, snapshotted, restoring, backoff, stopping or stopped. */
+    state: string;
+    /** the instance in this position now (empty when snapshotted or restarting). */
+    instance: string;
+    /** requests and connections it serves now. */
+    in_flight: number;
+    /** when it entered this state. */
+    since: string;
+    /** Status only: the kernel's (cgroup freezer) or QEMU's own answer to whether the instance is frozen now. */
+    frozen?: boolean;
+  }>;
 };
 
 export type AppDetailsInput = {
@@ -143,6 +156,19 @@ export type AppDetailsInput = {
     at: string;
   };
   instances: Array<AppInstance>;
+  /** the serving version's instance positions and their lifecycle states (issue 8: suspended when idle). */
+  slots?: Array<{
+    /** starting, running, suspending, suspended, resuming, snapshotting, snapshotted, restoring, backoff, stopping or stopped. */
+    state: string;
+    /** the instance in this position now (empty when snapshotted or restarting). */
+    instance: string;
+    /** requests and connections it serves now. */
+    in_flight: number;
+    /** when it entered this state. */
+    since: string;
+    /** Status only: the kernel's (cgroup freezer) or QEMU's own answer to whether the instance is frozen now. */
+    frozen?: boolean;
+  }>;
 };
 
 export type AppFollowLogsRequest = {
@@ -170,7 +196,7 @@ export type AppGetResponse = {
 export type AppInstance = {
   id: string;
   version: number;
-  /** starting, running, exited (stopped by Alto) or failed (ended on its own). */
+  /** starting, running, suspended (frozen, memory kept), snapshotted (saved to disk, process ended), exited (stopped by Alto) or failed (ended on its own). */
   state: string;
   driver: string;
   started: string;
@@ -254,10 +280,14 @@ export type AppRunRequest = {
   image?: string;
   /** region to run in; this machine is "local". */
   region?: string;
-  /** M3O built apps from a source repository; Alto runs images: give image. */
+  /** build a Node.js project from this git repository instead of running an image (package.json with a start script "node <file>" or a main). */
   repo?: string;
-  /** accepted for M3O clients; unused. */
+  /** branch of repo (default: its default branch). */
   branch?: string;
+  /** folder inside repo holding the project. */
+  path?: string;
+  /** a Node.js project uploaded as relative path -> base64 content (what `alto deploy <folder>` sends), built instead of an image. */
+  files?: Record<string, string>;
   /** port the app listens on for HTTP (default: the image's first exposed TCP port, else 8080); PORT is set to it. */
   port?: number;
   /** environment variables, added to the image's own. */
@@ -266,7 +296,7 @@ export type AppRunRequest = {
   memory?: number;
   /** CPUs: virtual CPUs (microvm) or a CPU-time quota (process); default 1. */
   cpus?: number;
-  /** instances kept running (default 1; 0 is stored for scale to zero, one runs until then). */
+  /** instances kept running (default 1); 0: scale to zero, the instance is suspended when ready and after idle_timeout, woken by the next request. */
   min_instances?: number;
   /** most instances (default: min_instances, at least 1). */
   max_instances?: number;
@@ -306,6 +336,14 @@ export type AppUpdateRequest = {
   name: string;
   /** a new image (pulled again when given, so a moved tag is seen). */
   image?: string;
+  /** build a Node.js project from this git repository instead of running an image (package.json with a start script "node <file>" or a main). */
+  repo?: string;
+  /** branch of repo (default: its default branch). */
+  branch?: string;
+  /** folder inside repo holding the project. */
+  path?: string;
+  /** a Node.js project uploaded as relative path -> base64 content (what `alto deploy <folder>` sends), built instead of an image. */
+  files?: Record<string, string>;
   /** port the app listens on for HTTP (default: the image's first exposed TCP port, else 8080); PORT is set to it. */
   port?: number;
   /** environment variables, added to the image's own. */
@@ -314,7 +352,7 @@ export type AppUpdateRequest = {
   memory?: number;
   /** CPUs: virtual CPUs (microvm) or a CPU-time quota (process); default 1. */
   cpus?: number;
-  /** instances kept running (default 1; 0 is stored for scale to zero, one runs until then). */
+  /** instances kept running (default 1); 0: scale to zero, the instance is suspended when ready and after idle_timeout, woken by the next request. */
   min_instances?: number;
   /** most instances (default: min_instances, at least 1). */
   max_instances?: number;
@@ -977,6 +1015,166 @@ export type FileSaveRequest = {
 export type FileSaveResponse = {
   /** the permalink when the file is public; empty otherwise. */
   url: string;
+};
+
+export type Func = {
+  id: string;
+  name: string;
+  runtime: string;
+  entrypoint: string;
+  /** the inline source, when it was given inline. */
+  source: string;
+  repo: string;
+  branch: string;
+  subfolder: string;
+  env_vars: Record<string, string>;
+  region: string;
+  /** ACTIVE, DEPLOY_IN_PROGRESS, ERROR (its instance keeps exiting) or OFFLINE (its app is gone). */
+  status: string;
+  /** the function's address on the edge: http://<fn>.<project>.<domain>:<port>. */
+  url: string;
+  /** the image of the version that serves. */
+  image: string;
+  /** the app version serving it; each Update that succeeds adds one. */
+  version: number;
+  created: string;
+  updated: string;
+};
+
+export type FunctionCallRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+  /** the JSON body posted to the function. */
+  request?: unknown;
+};
+
+export type FunctionCallResponse = {
+  /** the JSON the function answered. */
+  response: unknown;
+};
+
+export type FunctionDeleteRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+};
+
+export type FunctionDeleteResponse = Record<string, unknown>;
+
+export type FunctionDeployRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+  /** inline source code: one JavaScript or TypeScript module. */
+  source?: string;
+  /** a folder of code: relative path -> file content as base64 (what `alto fn deploy <folder>` sends; at most 8 MB, node_modules left out). */
+  files?: Record<string, string>;
+  /** a git repository URL (https://...; a path or file:// on this machine with an admin key). */
+  repo?: string;
+  /** branch of repo to deploy (default: the repository's default branch). */
+  branch?: string;
+  /** folder inside repo holding the function. */
+  subfolder?: string;
+  /** the export to call with the JSON body (M3O style); without it the default export takes a Request and returns a Response, or else the export named like the function is called. */
+  entrypoint?: string;
+  /** environment variables the function runs with. */
+  env_vars?: Record<string, string>;
+  /** nodejs (JavaScript and TypeScript); function/Runtimes lists them. */
+  runtime?: string;
+  /** region to deploy in; this machine is "local". */
+  region?: string;
+};
+
+export type FunctionDeployResponse = {
+  function: Func;
+};
+
+export type FunctionDescribeRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+};
+
+export type FunctionDescribeResponse = {
+  function: Func;
+};
+
+export type FunctionListRequest = Record<string, unknown>;
+
+export type FunctionListResponse = {
+  functions: Array<Func>;
+};
+
+export type FunctionLogsRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+  /** "build" (the last build), "runtime" (its output) or empty for both. */
+  logs_type?: "build" | "runtime" | "";
+  /** runtime lines, the latest (default 200). Default: 200. */
+  lines?: number;
+};
+
+export type FunctionLogsResponse = {
+  logs: string;
+};
+
+export type FunctionProxyRequest = {
+  /** the function's id (or name). */
+  id?: string;
+  name?: string;
+};
+
+export type FunctionProxyResponse = {
+  url: string;
+};
+
+export type FunctionRegionsRequest = Record<string, unknown>;
+
+export type FunctionRegionsResponse = {
+  regions: Array<string>;
+};
+
+export type FunctionReserveRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+};
+
+export type FunctionReserveResponse = {
+  reservation: {
+    name: string;
+    owner: string;
+    created: string;
+    expires: string;
+    token: string;
+  };
+};
+
+export type FunctionRuntimesRequest = Record<string, unknown>;
+
+export type FunctionRuntimesResponse = {
+  runtimes: Array<string>;
+};
+
+export type FunctionUpdateRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+  /** inline source code: one JavaScript or TypeScript module. */
+  source?: string;
+  /** a folder of code: relative path -> file content as base64 (what `alto fn deploy <folder>` sends; at most 8 MB, node_modules left out). */
+  files?: Record<string, string>;
+  /** a git repository URL (https://...; a path or file:// on this machine with an admin key). */
+  repo?: string;
+  /** branch of repo to deploy (default: the repository's default branch). */
+  branch?: string;
+  /** folder inside repo holding the function. */
+  subfolder?: string;
+  /** the export to call with the JSON body (M3O style); without it the default export takes a Request and returns a Response, or else the export named like the function is called. */
+  entrypoint?: string;
+  /** environment variables the function runs with. */
+  env_vars?: Record<string, string>;
+  /** nodejs (JavaScript and TypeScript); function/Runtimes lists them. */
+  runtime?: string;
+};
+
+export type FunctionUpdateResponse = {
+  function: Func;
 };
 
 export type IdGenerateRequest = {
@@ -2405,7 +2603,7 @@ export class AppService {
   }
 
   /**
-   * The status of an app (as Get): running, crashing with its last exit, instances and restarts.
+   * The status of an app (as Get): running, crashing with its last exit, instances and restarts, and each instance position's lifecycle state with the kernel's or VMM's own answer to whether it is frozen.
    * @example
    * const response = await alto.app.status({"name":"web"});
    */
@@ -2864,6 +3062,110 @@ export class FileService {
    */
   delete(request: FileDeleteRequest): Promise<FileDeleteResponse> {
     return this.transport.call<FileDeleteResponse>("file", "Delete", request);
+  }
+}
+
+/** Deploy JavaScript or TypeScript functions from inline source, a folder or a git repository: Alto bundles them (esbuild) over its own Node.js runtime and runs each as an app at http://<fn>.<project>.<domain>. M3O-compatible. */
+export class FunctionService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Build and run a new function (409 when the name exists: use Update). Answers once it serves; a build error is a 400 naming the file and line.
+   * @example
+   * const response = await alto.function.deploy({"name":"hello","source":"export default async function (request: Request): Promise<Response> {\n  return Response.json({ hello: new URL(request.url).searchParams.get('name') ?? 'world' });\n}\n"});
+   */
+  deploy(request: FunctionDeployRequest): Promise<FunctionDeployResponse> {
+    return this.transport.call<FunctionDeployResponse>("function", "Deploy", request);
+  }
+
+  /**
+   * Build the function again (from the code given, else from its inline source or repository) and move traffic to the new version once it serves. A build error is a 400 and the old version keeps serving.
+   * @example
+   * const response = await alto.function.update({"name":"hello","source":"export default async function (request: Request): Promise<Response> {\n  return Response.json({ hello: new URL(request.url).searchParams.get('name') ?? 'world' });\n}\n"});
+   */
+  update(request: FunctionUpdateRequest): Promise<FunctionUpdateResponse> {
+    return this.transport.call<FunctionUpdateResponse>("function", "Update", request);
+  }
+
+  /**
+   * POST the request as JSON to the function and answer what it returns.
+   * @example
+   * const response = await alto.function.call({"name":"hello","request":{"name":"Alto"}});
+   */
+  call(request: FunctionCallRequest): Promise<FunctionCallResponse> {
+    return this.transport.call<FunctionCallResponse>("function", "Call", request);
+  }
+
+  /**
+   * The functions of the project.
+   * @example
+   * const response = await alto.function.list();
+   */
+  list(request: FunctionListRequest = {}): Promise<FunctionListResponse> {
+    return this.transport.call<FunctionListResponse>("function", "List", request);
+  }
+
+  /**
+   * A function: its source, entrypoint, env_vars, status and URL.
+   * @example
+   * const response = await alto.function.describe({"name":"hello"});
+   */
+  describe(request: FunctionDescribeRequest): Promise<FunctionDescribeResponse> {
+    return this.transport.call<FunctionDescribeResponse>("function", "Describe", request);
+  }
+
+  /**
+   * Stop a function and delete it with its images.
+   * @example
+   * const response = await alto.function.delete({"name":"hello"});
+   */
+  delete(request: FunctionDeleteRequest): Promise<FunctionDeleteResponse> {
+    return this.transport.call<FunctionDeleteResponse>("function", "Delete", request);
+  }
+
+  /**
+   * The last build's log and the function's runtime output (logs_type "build" or "runtime" for one of them).
+   * @example
+   * const response = await alto.function.logs({"name":"hello","logs_type":"build"});
+   */
+  logs(request: FunctionLogsRequest): Promise<FunctionLogsResponse> {
+    return this.transport.call<FunctionLogsResponse>("function", "Logs", request);
+  }
+
+  /**
+   * The runtimes functions can use.
+   * @example
+   * const response = await alto.function.runtimes();
+   */
+  runtimes(request: FunctionRuntimesRequest = {}): Promise<FunctionRuntimesResponse> {
+    return this.transport.call<FunctionRuntimesResponse>("function", "Runtimes", request);
+  }
+
+  /**
+   * The URL of a function on the edge, by id (or name).
+   * @example
+   * const response = await alto.function.proxy({"id":"hello"});
+   */
+  proxy(request: FunctionProxyRequest = {}): Promise<FunctionProxyResponse> {
+    return this.transport.call<FunctionProxyResponse>("function", "Proxy", request);
+  }
+
+  /**
+   * The regions functions can run in: this machine, "local".
+   * @example
+   * const response = await alto.function.regions();
+   */
+  regions(request: FunctionRegionsRequest = {}): Promise<FunctionRegionsResponse> {
+    return this.transport.call<FunctionRegionsResponse>("function", "Regions", request);
+  }
+
+  /**
+   * Reserve a function name (and so its address) for this project for a year.
+   * @example
+   * const response = await alto.function.reserve({"name":"hello"});
+   */
+  reserve(request: FunctionReserveRequest): Promise<FunctionReserveResponse> {
+    return this.transport.call<FunctionReserveResponse>("function", "Reserve", request);
   }
 }
 
@@ -3622,6 +3924,7 @@ export class Services {
   readonly email: EmailService;
   readonly event: EventService;
   readonly file: FileService;
+  readonly function: FunctionService;
   readonly id: IdService;
   readonly images: ImagesService;
   readonly keys: KeysService;
@@ -3646,6 +3949,7 @@ export class Services {
     this.email = new EmailService(transport);
     this.event = new EventService(transport);
     this.file = new FileService(transport);
+    this.function = new FunctionService(transport);
     this.id = new IdService(transport);
     this.images = new ImagesService(transport);
     this.keys = new KeysService(transport);

@@ -13,6 +13,7 @@ import { runUp } from './up.js';
 import { addUsageCommands } from './usage.js';
 import { addImageCommands } from './images.js';
 import { addAppCommands } from './apps.js';
+import { addFunctionCommands } from './functions.js';
 
 interface SandboxInfo {
   choice: string;
@@ -183,6 +184,7 @@ export function buildProgram(): Command {
   addUsageCommands(program, { remote, action, client });
   addImageCommands(program, { remote, action, client });
   addAppCommands(program, { remote, action, client });
+  addFunctionCommands(program, { remote, action, client });
 
   remote(
     program

@@ -1,0 +1,132 @@
+/**
+ * @module compute/functions/records
+ * What Alto remembers about functions, in the embedded SQLite database beside the apps: per
+ * project and name, where the code came from (inline source, uploaded files, or repository,
+ * branch and subfolder), the entrypoint, env_vars, the image of the last good build and that
+ * build's log. A function runs as the app of the same name; this record is what marks that app
+ * as a function.
+ */
+import { migrate, type SqliteDatabase } from '../../store/sqlite/database.js';
+
+const MIGRATIONS = [
+  `CREATE TABLE functions (
+     id TEXT PRIMARY KEY,
+     project_id TEXT NOT NULL,
+     name TEXT NOT NULL,
+     runtime TEXT NOT NULL,
+     entrypoint TEXT NOT NULL,
+     source_kind TEXT NOT NULL,
+     source TEXT NOT NULL,
+     repo TEXT NOT NULL,
+     branch TEXT NOT NULL,
+     subfolder TEXT NOT NULL,
+     env_vars TEXT NOT NULL,
+     image TEXT NOT NULL,
+     build_log TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     UNIQUE (project_id, name));`,
+];
+
+export interface FunctionRecord {
+  id: string;
+  projectId: string;
+  name: string;
+  runtime: string;
+  /** The export called with the JSON body; empty for a default-export (Request -> Response) handler. */
+  entrypoint: string;
+  sourceKind: 'inline' | 'files' | 'repo';
+  /** Inline source (M3O's `source`); empty for the other kinds. */
+  source: string;
+  repo: string;
+  branch: string;
+  subfolder: string;
+  envVars: Record<string, string>;
+  /** The image of the version that serves (`<repository>@sha256:...`). */
+  image: string;
+  /** The log of the last build, good or failed. */
+  buildLog: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+interface Row {
+  id: string;
+  project_id: string;
+  name: string;
+  runtime: string;
+  entrypoint: string;
+  source_kind: FunctionRecord['sourceKind'];
+  source: string;
+  repo: string;
+  branch: string;
+  subfolder: string;
+  env_vars: string;
+  image: string;
+  build_log: string;
+  created_at: number;
+  updated_at: number;
+}
+
+function recordOf(row: Row): FunctionRecord {
+  return {
+    id: row.id,
+    projectId: row.project_id,
+    name: row.name,
+    runtime: row.runtime,
+    entrypoint: row.entrypoint,
+    sourceKind: row.source_kind,
+    source: row.source,
+    repo: row.repo,
+    branch: row.branch,
+    subfolder: row.subfolder,
+    envVars: JSON.parse(row.env_vars) as Record<string, string>,
+    image: row.image,
+    buildLog: row.build_log,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export class FunctionRecords {
+  constructor(private readonly db: SqliteDatabase) {
+    migrate(db, 'compute.functions', MIGRATIONS);
+  }
+
+  find(projectId: string, name: string): FunctionRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM functions WHERE project_id = ? AND name = ?').get(projectId, name) as Row | undefined;
+    return row ? recordOf(row) : undefined;
+  }
+
+  get(id: string): FunctionRecord | undefined {
+    const row = this.db.prepare('SELECT * FROM functions WHERE id = ?').get(id) as Row | undefined;
+    return row ? recordOf(row) : undefined;
+  }
+
+  listOfProject(projectId: string): FunctionRecord[] {
+    return (this.db.prepare('SELECT * FROM functions WHERE project_id = ? ORDER BY name').all(projectId) as Row[]).map(recordOf);
+  }
+
+  save(record: FunctionRecord): void {
+    this.db
+      .prepare(
+        `INSERT INTO functions (id, project_id, name, runtime, entrypoint, source_kind, source, repo, branch, subfolder, env_vars, image, build_log, created_at, updated_at)
+         VALUES (@id, @projectId, @name, @runtime, @entrypoint, @sourceKind, @source, @repo, @branch, @subfolder, @envVars, @image, @buildLog, @createdAt, @updatedAt)
+         ON CONFLICT (id) DO UPDATE SET runtime = @runtime, entrypoint = @entrypoint, source_kind = @sourceKind, source = @source, repo = @repo, branch = @branch,
+           subfolder = @subfolder, env_vars = @envVars, image = @image, build_log = @buildLog, updated_at = @updatedAt`,
+      )
+      .run({ ...record, envVars: JSON.stringify(record.envVars) });
+  }
+
+  setBuildLog(id: string, log: string): void {
+    this.db.prepare('UPDATE functions SET build_log = ? WHERE id = ?').run(log, id);
+  }
+
+  remove(id: string): void {
+    this.db.prepare('DELETE FROM functions WHERE id = ?').run(id);
+  }
+
+  removeProject(projectId: string): void {
+    this.db.prepare('DELETE FROM functions WHERE project_id = ?').run(projectId);
+  }
+}

