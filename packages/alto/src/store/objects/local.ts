@@ -16,7 +16,8 @@
  * checked to stay inside its namespace folder before it is used.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, type Dirent } from 'node:fs';
+import { createWriteStream, type Dirent, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
 import { link, mkdir, open, readdir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { Readable } from 'node:stream';
@@ -172,6 +173,7 @@ export class LocalObjectStore implements ObjectStore {
       throw error;
     }
     let handle: FileHandle | undefined;
+    let file: WriteStream | undefined;
     try {
       const hash = createHash('sha256');
       let size = 0;
@@ -189,7 +191,7 @@ export class LocalObjectStore implements ObjectStore {
           }
         },
         // The stream opens (creating) and closes the file; the header and fsync come after.
-        createWriteStream(temporary, { flags: 'wx', mode: 0o600, start: HEADER_BYTES }),
+        (file = createWriteStream(temporary, { flags: 'wx', mode: 0o600, start: HEADER_BYTES })),
       );
       if (expectedBytes !== undefined && size !== expectedBytes) {
         throw errors.badRequest(`the body ended after ${size} of the ${expectedBytes} bytes announced`);
@@ -222,6 +224,9 @@ export class LocalObjectStore implements ObjectStore {
       throw error;
     } finally {
       await handle?.close().catch(() => undefined);
+      // A body that failed early can end the pipeline before the stream has even created the
+      // file: wait until the stream is closed, or the unlink below would come before the file.
+      if (file && !file.closed) await once(file, 'close').catch(() => undefined);
       // After a rename it is gone already; after a link or a failure this removes it.
       await unlink(temporary).catch(() => undefined);
     }
