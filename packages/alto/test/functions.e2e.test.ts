@@ -8,8 +8,8 @@
  * entrypoint from an uploaded folder with the CLI; a git repository, branch and subfolder; a
  * function bundling @alto/sdk; name clashes with apps.
  *
- * Functions cannot call Alto back: sandboxes reach no address of the host (see
- * compute/sandbox/network.ts), so the SDK function only builds a client and returns what it sees.
+ * Functions calling Alto back with the SDK (ALTO_URL, ALTO_KEY, secrets) are in
+ * function-platform.e2e.test.ts; here the SDK function only builds a client.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';

@@ -12,8 +12,15 @@
  * `<fn>.<project>.<domain>`); a function record marks the app as a function. app/List shows
  * functions too; function/Deploy refuses a name an app already has.
  *
- * Functions cannot call Alto back yet: sandboxes reach neither the host's loopback nor its other
- * addresses (compute/sandbox/network.ts), so no ALTO_URL is injected.
+ * Calling Alto back: every app instance finds the edge in `ALTO_URL` (the sandbox opens that one
+ * port of the host, compute/sandbox/platform-access.ts). A function also gets `ALTO_KEY`, a
+ * project key made for it at deploy (the deploying key's scopes, so all the project's services
+ * for an owner key or one scoped "*", never more than the deployer had; in the deploying key's
+ * environment, described "function <name>"), kept in its record and revoked on Delete; and the
+ * project's secrets of that environment (the secret block's top level) as env vars, read again
+ * at each deploy and update: names upper-cased, other characters than letters and digits turned
+ * to `_` (`stripe-key` -> `STRIPE_KEY`). Explicit env_vars win over ALTO_KEY, which wins over
+ * secrets. The function's view shows only its explicit env_vars.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -21,6 +28,7 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
+import type { Tenant } from '../../platform/service.js';
 import type { SqliteDatabase } from '../../store/sqlite/database.js';
 import type { AppManager, AppOwner, AppState } from '../apps/manager.js';
 import type { AppLogLine } from '../apps/runtime.js';
@@ -44,7 +52,32 @@ export interface FunctionManagerOptions {
   apps: AppManager;
   images: ImageManager;
   runtime: NodeRuntime;
+  /** Keys and secrets; without it functions get neither (ALTO_URL still comes from the sandbox). */
+  platform?: FunctionPlatform;
 }
+
+/** What a function gets from the platform besides its code. */
+export interface FunctionPlatform {
+  /** A new key of the caller's project in `environment`, with the caller's scopes. */
+  issueKey(caller: Tenant, environment: string, description: string): Promise<{ id: string; secret: string }>;
+  /** Revokes a key made by `issueKey` (a key revoked already is not an error). */
+  revokeKey(caller: Tenant, id: string): Promise<void>;
+  /** The secrets at the top level of the project's `environment`: key -> value. */
+  secrets(caller: Tenant, environment: string): Promise<Record<string, string>>;
+}
+
+/** Who deploys: the app owner, and the tenant whose account the function's key is made in. */
+export interface FunctionOwner extends AppOwner {
+  tenant?: Tenant;
+}
+
+/** The env var a secret is injected as: `stripe-key` -> `STRIPE_KEY`, `2fa` -> `_2FA`. */
+export function secretVariableName(key: string): string {
+  const name = key.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+  return /^[0-9]/.test(name) ? `_${name}` : name;
+}
+
+export const FUNCTION_KEY_VARIABLE = 'ALTO_KEY';
 
 export interface DeployInput extends SourceInput {
   name: string;
@@ -174,7 +207,7 @@ export class FunctionManager {
     return record;
   }
 
-  async deploy(owner: AppOwner, input: DeployInput): Promise<FunctionState> {
+  async deploy(owner: FunctionOwner, input: DeployInput): Promise<FunctionState> {
     assertRuntime(input.runtime);
     if (this.records.find(owner.projectId, input.name)) throw errors.conflict(`function "${input.name}" already exists in project "${owner.projectName}"; use function/Update to change it`);
     if (this.apps.hasApp(owner.projectId, input.name))
@@ -183,7 +216,15 @@ export class FunctionManager {
       const entrypoint = input.entrypoint?.trim() || undefined;
       const built = await this.buildImage(owner, input.name, input, entrypoint);
       const envVars = input.env_vars ?? {};
-      await this.apps.run(owner, { name: input.name, image: built.image, port: FUNCTION_PORT, env_vars: envVars, min_instances: 0 });
+      const environment = owner.tenant?.environment ?? '';
+      const key = await this.issueKey(owner, input.name, environment);
+      try {
+        const env = await this.runtimeEnv(owner, environment, key.secret, envVars);
+        await this.apps.run(owner, { name: input.name, image: built.image, port: FUNCTION_PORT, env_vars: env, min_instances: 0 });
+      } catch (error) {
+        await this.revokeKey(owner, input.name, key.id);
+        throw error;
+      }
       const now = Date.now();
       const record: FunctionRecord = {
         id: randomBytes(8).toString('hex'),
@@ -195,6 +236,9 @@ export class FunctionManager {
         envVars,
         image: built.image,
         buildLog: built.log,
+        keyId: key.id,
+        keySecret: key.secret,
+        environment,
         createdAt: now,
         updatedAt: now,
       };
@@ -204,7 +248,7 @@ export class FunctionManager {
     });
   }
 
-  async update(owner: AppOwner, input: UpdateInput): Promise<FunctionState> {
+  async update(owner: FunctionOwner, input: UpdateInput): Promise<FunctionState> {
     assertRuntime(input.runtime);
     const current = this.find(owner, input.name);
     return this.exclusive(owner, input.name, async () => {
@@ -225,10 +269,22 @@ export class FunctionManager {
         throw error;
       }
       const envVars = input.env_vars ? { ...current.envVars, ...input.env_vars } : current.envVars;
-      if (this.apps.hasApp(owner.projectId, input.name)) await this.apps.update(owner, { name: input.name, image: built.image, env_vars: envVars });
-      else await this.apps.run(owner, { name: input.name, image: built.image, port: FUNCTION_PORT, env_vars: envVars, min_instances: 0 });
+      // Functions deployed before keys get theirs now.
+      const environment = current.environment || owner.tenant?.environment || '';
+      const key = current.keyId ? { id: current.keyId, secret: current.keySecret } : await this.issueKey(owner, input.name, environment);
+      try {
+        const env = await this.runtimeEnv(owner, environment, key.secret, envVars);
+        if (this.apps.hasApp(owner.projectId, input.name)) await this.apps.update(owner, { name: input.name, image: built.image, env_vars: env });
+        else await this.apps.run(owner, { name: input.name, image: built.image, port: FUNCTION_PORT, env_vars: env, min_instances: 0 });
+      } catch (error) {
+        if (key.id !== current.keyId) await this.revokeKey(owner, input.name, key.id);
+        throw error;
+      }
       const next: FunctionRecord = {
         ...current,
+        keyId: key.id,
+        keySecret: key.secret,
+        environment,
         entrypoint: entrypoint ?? '',
         ...(given ? sourceFieldsOf(source) : {}),
         envVars,
@@ -273,13 +329,41 @@ export class FunctionManager {
     return this.records.listOfProject(owner.projectId).map((record) => this.stateOf(owner, record));
   }
 
-  async delete(owner: AppOwner, name: string): Promise<void> {
+  async delete(owner: FunctionOwner, name: string): Promise<void> {
     const record = this.find(owner, name);
     await this.exclusive(owner, name, async () => {
       if (this.apps.hasApp(owner.projectId, name)) await this.apps.delete(owner, name);
       this.records.remove(record.id);
       await this.removeImages(owner, name);
+      await this.revokeKey(owner, name, record.keyId);
     });
+  }
+
+  // ---- keys and secrets ----------------------------------------------------------------------
+
+  /** The function's own key; none (id '') without a platform or a tenant to make it for. */
+  private async issueKey(owner: FunctionOwner, name: string, environment: string): Promise<{ id: string; secret: string }> {
+    if (!this.options.platform || !owner.tenant) return { id: '', secret: '' };
+    return this.options.platform.issueKey(owner.tenant, environment, `function ${name}`);
+  }
+
+  /** Revokes the function's key; a failure is logged, not thrown (the function is gone either way). */
+  private async revokeKey(owner: FunctionOwner, name: string, keyId: string): Promise<void> {
+    if (!keyId || !this.options.platform || !owner.tenant) return;
+    await this.options.platform
+      .revokeKey(owner.tenant, keyId)
+      .catch((error: Error) => this.options.log.warn({ err: error, function: name, key: keyId }, 'revoking a function key failed'));
+  }
+
+  /** The env the function's app runs with: secrets, then ALTO_KEY, then its explicit env_vars. */
+  private async runtimeEnv(owner: FunctionOwner, environment: string, keySecret: string, envVars: Record<string, string>): Promise<Record<string, string>> {
+    const env: Record<string, string> = {};
+    if (this.options.platform && owner.tenant && environment) {
+      const secrets = await this.options.platform.secrets(owner.tenant, environment);
+      for (const key of Object.keys(secrets).sort()) env[secretVariableName(key)] = secrets[key]!;
+    }
+    if (keySecret) env[FUNCTION_KEY_VARIABLE] = keySecret;
+    return { ...env, ...envVars };
   }
 
   /** The images built for the function, but for the one serving (`keep`); the image store keeps any still in use. */

@@ -3,8 +3,10 @@
  * What Alto remembers about functions, in the embedded SQLite database beside the apps: per
  * project and name, where the code came from (inline source, uploaded files, or repository,
  * branch and subfolder), the entrypoint, env_vars, the image of the last good build and that
- * build's log. A function runs as the app of the same name; this record is what marks that app
- * as a function.
+ * build's log, and the project key it calls Alto with (`ALTO_KEY`: its id, to revoke it on
+ * Delete, and its secret, to run the next version with; the secret is also in the app's env, so
+ * this keeps nothing the project's apps cannot read already). A function runs as the app of the
+ * same name; this record is what marks that app as a function.
  */
 import { migrate, type SqliteDatabase } from '../../store/sqlite/database.js';
 
@@ -26,6 +28,10 @@ const MIGRATIONS = [
      created_at INTEGER NOT NULL,
      updated_at INTEGER NOT NULL,
      UNIQUE (project_id, name));`,
+  // The function's own API key and the environment whose secrets it gets.
+  `ALTER TABLE functions ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
+   ALTER TABLE functions ADD COLUMN key_secret TEXT NOT NULL DEFAULT '';
+   ALTER TABLE functions ADD COLUMN environment TEXT NOT NULL DEFAULT '';`,
 ];
 
 export interface FunctionRecord {
@@ -46,6 +52,11 @@ export interface FunctionRecord {
   image: string;
   /** The log of the last build, good or failed. */
   buildLog: string;
+  /** The project key made for the function at deploy (`ALTO_KEY`); '' for functions deployed before keys. */
+  keyId: string;
+  keySecret: string;
+  /** The environment of the key that deployed it: its key's and its secrets'. */
+  environment: string;
   createdAt: number;
   updatedAt: number;
 }
@@ -64,6 +75,9 @@ interface Row {
   env_vars: string;
   image: string;
   build_log: string;
+  key_id: string;
+  key_secret: string;
+  environment: string;
   created_at: number;
   updated_at: number;
 }
@@ -83,6 +97,9 @@ function recordOf(row: Row): FunctionRecord {
     envVars: JSON.parse(row.env_vars) as Record<string, string>,
     image: row.image,
     buildLog: row.build_log,
+    keyId: row.key_id,
+    keySecret: row.key_secret,
+    environment: row.environment,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -110,10 +127,11 @@ export class FunctionRecords {
   save(record: FunctionRecord): void {
     this.db
       .prepare(
-        `INSERT INTO functions (id, project_id, name, runtime, entrypoint, source_kind, source, repo, branch, subfolder, env_vars, image, build_log, created_at, updated_at)
-         VALUES (@id, @projectId, @name, @runtime, @entrypoint, @sourceKind, @source, @repo, @branch, @subfolder, @envVars, @image, @buildLog, @createdAt, @updatedAt)
+        `INSERT INTO functions (id, project_id, name, runtime, entrypoint, source_kind, source, repo, branch, subfolder, env_vars, image, build_log, key_id, key_secret, environment, created_at, updated_at)
+         VALUES (@id, @projectId, @name, @runtime, @entrypoint, @sourceKind, @source, @repo, @branch, @subfolder, @envVars, @image, @buildLog, @keyId, @keySecret, @environment, @createdAt, @updatedAt)
          ON CONFLICT (id) DO UPDATE SET runtime = @runtime, entrypoint = @entrypoint, source_kind = @sourceKind, source = @source, repo = @repo, branch = @branch,
-           subfolder = @subfolder, env_vars = @envVars, image = @image, build_log = @buildLog, updated_at = @updatedAt`,
+           subfolder = @subfolder, env_vars = @envVars, image = @image, build_log = @buildLog, key_id = @keyId, key_secret = @keySecret, environment = @environment,
+           updated_at = @updatedAt`,
       )
       .run({ ...record, envVars: JSON.stringify(record.envVars) });
   }

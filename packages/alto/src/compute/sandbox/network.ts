@@ -8,7 +8,9 @@
  *   local to each namespace, and the kernel drops packets from other interfaces to it);
  * - services bound to the host's other addresses, other sandboxes and the outside world are cut
  *   off by an nftables table (`inet alto_sandbox`) that drops anything a sandbox starts except,
- *   for instances that asked for it, traffic forwarded out to non-private addresses (NAT).
+ *   for instances that asked for it, traffic forwarded out to non-private addresses (NAT), and
+ *   one TCP port of the instance's own gateway when its spec asks for the platform (the edge;
+ *   the set `platform`, managed by platform-access.ts).
  * Chosen over slirp4netns (user-mode networking, like QEMU's) because a veth is in the kernel
  * already, costs no extra process per instance and its isolation is the kernel's routing, not
  * a userspace stack's options.
@@ -20,6 +22,11 @@ import { hasCommand, run } from './common.js';
 const LEASE_DIR = '/run/alto-sandbox/leases';
 const SUBNET_SLOTS = 16_384;
 const TABLE = 'alto_sandbox';
+export const FIREWALL_TABLE = TABLE;
+
+/** Instances' one way to the host: their gateway's edge port (platform-access.ts adds and removes elements). */
+const PLATFORM_SET = 'set platform { type ifname . ipv4_addr . inet_service; }';
+const PLATFORM_RULE = 'iifname . ip daddr . tcp dport @platform accept';
 
 export interface SandboxNetwork {
   namespace: string;
@@ -80,12 +87,21 @@ export function ensureFirewall(): Promise<boolean> {
   firewall ??= (async () => {
     if (!hasCommand('nft')) return false;
     const existing = await run('nft', ['list', 'table', 'inet', TABLE]).catch(() => undefined);
-    if (existing) return true;
+    if (existing) {
+      // A table from an Alto without platform access: add the set and its rule in place, so
+      // instances running meanwhile (other Alto processes) keep their rules.
+      if (!existing.stdout.includes('set platform')) {
+        await run('nft', ['-f', '-'], { input: `add ${PLATFORM_SET.replace('set platform', `set inet ${TABLE} platform`)}\ninsert rule inet ${TABLE} input ${PLATFORM_RULE}\n` });
+      }
+      return true;
+    }
     await run('nft', ['-f', '-'], {
       input: `table inet ${TABLE} {
   set outbound { type ifname; }
+  ${PLATFORM_SET}
   chain input {
     type filter hook input priority filter; policy accept;
+    ${PLATFORM_RULE}
     iifname "altoh*" ct state established,related accept
     iifname "altoh*" drop
   }

@@ -17,7 +17,10 @@ export interface SandboxSpec {
   entrypoint: string[];
   /** The image's CMD, appended to the entrypoint (or run alone without one). */
   cmd: string[];
-  /** The environment exactly as the app sees it (`PATH` included; nothing is added). */
+  /**
+   * The environment exactly as the app sees it (`PATH` included), plus `ALTO_URL` when
+   * `platform` is given (the driver's value wins: only it knows the address).
+   */
   env: Record<string, string>;
   /** Working directory inside the root filesystem; '' or undefined means '/'. */
   workdir?: string;
@@ -31,6 +34,13 @@ export interface SandboxSpec {
   cpus: number;
   /** Whether the app may open connections to the internet. Never the host's own services. */
   allowOutbound?: boolean;
+  /**
+   * The platform's edge, for apps that call Alto's API: the instance may reach exactly this one
+   * TCP port of the host (nothing else there) at an address the driver chooses, and finds it in
+   * `ALTO_URL` (`http://<address>:<port>`). process and microvm with outbound on: the instance's
+   * gateway (see platform-access.ts); microvm with outbound off: `http://10.0.2.100`.
+   */
+  platform?: { port: number };
   /** A name for logs and host-side resources (letters, digits, dashes). */
   name?: string;
   /**

@@ -10,7 +10,8 @@
  *   shifted into that range (cached), and each instance writes into its own overlay upper layer.
  *   The user namespace owns no other namespace: root inside can act on its own files but cannot
  *   mount, unmount, change the network or the hostname.
- * - Network: network.ts (veth pair in a host-owned namespace, nftables).
+ * - Network: network.ts (veth pair in a host-owned namespace, nftables); with `spec.platform`,
+ *   the one port of the gateway that leads to the edge (platform-access.ts), as `ALTO_URL`.
  * - Limits: cgroups.ts (memory, CPU quota); suspend is the cgroup freezer.
  * - Volumes (volumes.ts): `<dir>/data` bind-mounted onto the overlay root before pivot_root,
  *   its top owned by the app's user as the host sees it (shifted into the sandbox id range).
@@ -47,6 +48,7 @@ import { errors } from '../../kit/errors.js';
 import { SandboxCgroup, detectCgroups } from './cgroups.js';
 import { InstanceBase, LineSplitter, findCommand, hasCommand, parseControlLine, resolveUser, run, shellQuote, validateSpec } from './common.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type SandboxNetwork } from './network.js';
+import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
 import { buildSupervisorScript } from './supervisor.js';
 import { ensureSandboxTools } from './tools.js';
@@ -64,12 +66,25 @@ const ID_COUNT = 65_536;
 const RUN_DIR = '/run/alto-sandbox';
 
 /** Copies a root filesystem once with every owner moved into the sandbox id range. */
-async function ensureShiftedRoot(cacheDir: string, rootfs: string, base: number): Promise<string> {
+/** Copies being made in this process, by folder: concurrent first starts of one image share one. */
+const shiftedRootsInFlight = new Map<string, Promise<string>>();
+
+function ensureShiftedRoot(cacheDir: string, rootfs: string, base: number): Promise<string> {
   const real = realpathSync(rootfs);
   const key = createHash('sha256').update(`${real}\n${statSync(real).mtimeMs}\n${base}`).digest('hex').slice(0, 20);
   const dir = join(cacheDir, 'process-roots', key);
-  if (existsSync(dir)) return dir;
-  const building = `${dir}.${process.pid}.tmp`;
+  if (existsSync(dir)) return Promise.resolve(dir);
+  let building = shiftedRootsInFlight.get(dir);
+  if (!building) {
+    building = buildShiftedRoot(real, dir, base).finally(() => shiftedRootsInFlight.delete(dir));
+    shiftedRootsInFlight.set(dir, building);
+  }
+  return building;
+}
+
+async function buildShiftedRoot(real: string, dir: string, base: number): Promise<string> {
+  // Another process may build the same copy: each builds its own, and the first rename wins.
+  const building = `${dir}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   rmSync(building, { recursive: true, force: true });
   mkdirSync(building, { recursive: true });
   await run('cp', ['-a', '--reflink=auto', `${real}/.`, building], { timeoutMs: 600_000 });
@@ -83,7 +98,13 @@ async function ensureShiftedRoot(cacheDir: string, rootfs: string, base: number)
     if (stat.isDirectory()) for (const name of readdirSync(path)) shift(join(path, name));
   };
   shift(building);
-  renameSync(building, dir);
+  try {
+    renameSync(building, dir);
+  } catch (error) {
+    // Lost the race to another process: its copy is the same.
+    if (!existsSync(dir)) throw error;
+    rmSync(building, { recursive: true, force: true });
+  }
   return dir;
 }
 
@@ -171,18 +192,27 @@ export class ProcessDriver implements SandboxDriver {
       cpus: spec.cpus,
     });
     let network: SandboxNetwork;
+    let platform: PlatformAccess | undefined;
     try {
       network = await createSandboxNetwork(id, Boolean(spec.allowOutbound));
     } catch (error) {
       await cgroup.destroy();
       throw error;
     }
+    try {
+      if (spec.platform) platform = await openPlatformAccess(network, spec.platform.port);
+    } catch (error) {
+      await destroySandboxNetwork(network);
+      await cgroup.destroy();
+      throw error;
+    }
+    const env = platform ? { ...spec.env, [PLATFORM_URL_VARIABLE]: `http://${platform.address}:${platform.port}` } : spec.env;
     const hostname = (spec.name ?? `alto-${id}`).replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63);
     writeFileSync(
       join(stateDir, 'supervisor.sh'),
       buildSupervisorScript({
         argv,
-        env: spec.env,
+        env,
         workdir: spec.workdir || '/',
         uid: user.uid,
         gid: user.gid,
@@ -237,7 +267,7 @@ $B mount -o remount,ro /.alto
 exec /.alto/bin/ld.so --library-path /.alto/bin/lib /.alto/bin/setpriv --reuid=${this.idBase} --regid=${this.idBase} --clear-groups -- /.alto/bin/busybox unshare --user -- /.alto/bin/busybox sh -c ${shellQuote(userStage)}
 `;
     writeFileSync(join(stateDir, 'stage1.sh'), stage1, { mode: 0o644 });
-    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, port: spec.port, idBase: this.idBase, volumes: claim });
+    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, platform, port: spec.port, idBase: this.idBase, volumes: claim });
     this.instances.add(instance);
     void instance.exited.then(() => this.instances.delete(instance));
     // From here the instance releases the volumes when it ends, whether or not it became ready.
@@ -259,6 +289,8 @@ interface ProcessResources {
   runDir: string;
   cgroup: SandboxCgroup;
   network: SandboxNetwork;
+  /** The way to the edge, when the spec asked for it; closed with the network. */
+  platform?: PlatformAccess;
   port: number;
   idBase: number;
   /** Released when the instance has ended and nothing in it can write any more. */
@@ -373,6 +405,7 @@ export class ProcessInstance extends InstanceBase {
     // Anything left in the group (a daemon the app forked) goes with it.
     this.resources.cgroup.killAll();
     await this.resources.cgroup.destroy();
+    await this.resources.platform?.close();
     await destroySandboxNetwork(this.resources.network);
     this.resources.volumes.release();
     rmSync(this.resources.runDir, { recursive: true, force: true });

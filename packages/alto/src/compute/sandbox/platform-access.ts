@@ -1,0 +1,121 @@
+/**
+ * @module compute/sandbox/platform-access
+ * The one way out of a sandbox to the host: Alto's own edge (`SandboxSpec.platform`), so an app
+ * or function can call Alto's API with the SDK at `ALTO_URL`. Everything else on the host stays
+ * refused.
+ *
+ * For an instance in a network namespace of its own (the process driver, and microvm with
+ * outbound on, whose QEMU runs in one), the instance's gateway (the host's end of its veth) is
+ * opened for exactly one TCP port by an element in the nftables set `platform`
+ * (`interface . address . port`, see network.ts); every other port of the gateway, the host's
+ * other addresses and its loopback stay dropped. Which port depends on where the edge listens:
+ * - the edge listens on every address (`alto up`'s default, 0.0.0.0): the gateway's edge port
+ *   itself, straight into the edge (no extra hop; the edge sees the instance's own address);
+ * - the edge listens on the loopback only (`--host 127.0.0.1`): the gateway address cannot reach
+ *   it, so a small TCP forwarder listens on the gateway address (a free port) and relays each
+ *   connection to 127.0.0.1:<edge port>. Chosen over opening the edge to every address, which
+ *   would undo what `--host` asked for.
+ * Which case holds is measured, not configured: the host connects to the gateway's edge port.
+ *
+ * microvm with outbound off has no namespace: QEMU's user-mode stack forwards the guest's
+ * connections to 10.0.2.100:80 to the host's 127.0.0.1:<edge port> (microvm.ts).
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { run } from './common.js';
+import { ensureFirewall, FIREWALL_TABLE, type SandboxNetwork } from './network.js';
+
+/** Where an instance reaches the edge, until `close`. */
+export interface PlatformAccess {
+  /** Address and port as seen from inside the instance's namespace. */
+  address: string;
+  port: number;
+  /** 'direct' (the edge listens on the gateway address) or 'forwarder' (relayed to its loopback). */
+  via: 'direct' | 'forwarder';
+  close(): Promise<void>;
+}
+
+/** The variable an instance finds the edge by. */
+export const PLATFORM_URL_VARIABLE = 'ALTO_URL';
+
+const CONNECT_PROBE_TIMEOUT_MS = 2_000;
+
+/** Whether something accepts TCP connections at host:port (from the host itself). */
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (answer: boolean) => {
+      socket.destroy();
+      resolve(answer);
+    };
+    socket.setTimeout(CONNECT_PROBE_TIMEOUT_MS, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** Relays each connection on `listenAddress` (a free port) to 127.0.0.1:`targetPort`. */
+async function listenForwarder(listenAddress: string, targetPort: number): Promise<{ server: Server; port: number; sockets: Set<Socket> }> {
+  const sockets = new Set<Socket>();
+  // Half-open both ways: a client that shuts down its side after the request still gets the reply.
+  const server = createServer({ allowHalfOpen: true }, (inbound) => {
+    const outbound = connect({ host: '127.0.0.1', port: targetPort, allowHalfOpen: true });
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      socket.on('error', () => {
+        inbound.destroy();
+        outbound.destroy();
+      });
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, listenAddress, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return { server, port: (server.address() as { port: number }).port, sockets };
+}
+
+function element(network: SandboxNetwork, port: number): string {
+  return `{ "${network.hostInterface}" . ${network.hostAddress} . ${port} }`;
+}
+
+/**
+ * Opens the instance's gateway for the edge and nothing else. Without nftables there is no guard
+ * to open (network.ts: the host's addresses are then not closed to sandboxes at all), so only the
+ * forwarder, when needed, is set up.
+ */
+export async function openPlatformAccess(network: SandboxNetwork, edgePort: number): Promise<PlatformAccess> {
+  const guarded = await ensureFirewall();
+  let forwarder: Awaited<ReturnType<typeof listenForwarder>> | undefined;
+  let port = edgePort;
+  if (!(await accepts(network.hostAddress, edgePort))) {
+    forwarder = await listenForwarder(network.hostAddress, edgePort);
+    port = forwarder.port;
+  }
+  try {
+    if (guarded) await run('nft', ['add', 'element', 'inet', FIREWALL_TABLE, 'platform', element(network, port)]);
+  } catch (error) {
+    forwarder?.server.close();
+    throw error;
+  }
+  let closed = false;
+  return {
+    address: network.hostAddress,
+    port,
+    via: forwarder ? 'forwarder' : 'direct',
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (guarded) await run('nft', ['delete', 'element', 'inet', FIREWALL_TABLE, 'platform', element(network, port)]).catch(() => undefined);
+      if (forwarder) {
+        for (const socket of forwarder.sockets) socket.destroy();
+        await new Promise<void>((resolve) => forwarder!.server.close(() => resolve()));
+      }
+    },
+  };
+}
