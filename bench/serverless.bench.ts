@@ -12,16 +12,30 @@
  * - idle → suspended: from the end of a request's answer to the moment Status says the instance
  *   was suspended (its `since`), against idle_timeout + 1 s.
  *
+ * Two more figures, each its own run:
+ * - `burst [driver=process] [clients=200] [seconds=10]`: from 0 to `clients` concurrent clients at
+ *   once (bench/http-load.mjs, keep-alive, in its own process) on a scale-to-zero app
+ *   (min_instances 0, max_instances 4, concurrency 50); prints errors, p50/p99 and the app's
+ *   instances by state every 250 ms, until it is back to one suspended instance.
+ * - `density [driver=process] [count=200 on process, 10 on microvm]`: `count` apps of busybox
+ *   httpd (min_instances 0, 64 MiB; 128 on microvm) started and suspended; the host's MemAvailable before and
+ *   after gives the memory each suspended instance holds, extrapolated to a 24 GiB machine.
+ *
  * Run (as root): node --import tsx bench/serverless.bench.ts [samples=20]
+ *                node --import tsx bench/serverless.bench.ts burst [process|microvm] [clients] [seconds]
+ *                node --import tsx bench/serverless.bench.ts density [process|microvm] [count]
  */
+import { execFile } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { privateSandboxCache } from '../packages/alto/test/apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from '../packages/alto/test/harness.js';
 import { startRegistry } from '../packages/alto/test/images-fixture.js';
 import { sleepyImage, slotsOf } from '../packages/alto/test/serverless-fixture.js';
 
-const samples = Number(process.argv[2] ?? 20);
+const mode = process.argv[2] === 'burst' || process.argv[2] === 'density' ? process.argv[2] : 'latency';
+const samples = mode === 'latency' ? Number(process.argv[2] ?? 20) : 0;
 const FRESH_SAMPLES = 3;
 const PROJECT = 'bench';
 const IDLE_TIMEOUT_S = 1;
@@ -132,28 +146,195 @@ async function measureDriver(driver: DriverName, image: string): Promise<DriverF
   }
 }
 
-const registry = await startRegistry();
-const results: DriverFigures[] = [];
-try {
-  await registry.push('bench/sleepy', 'v1', await sleepyImage());
-  for (const driver of DRIVERS) {
-    process.stderr.write(`measuring ${driver}...\n`);
-    results.push(await measureDriver(driver, `${registry.host}/bench/sleepy:v1`));
+async function latencyRun(): Promise<void> {
+  const registry = await startRegistry();
+  const results: DriverFigures[] = [];
+  try {
+    await registry.push('bench/sleepy', 'v1', await sleepyImage());
+    for (const driver of DRIVERS) {
+      process.stderr.write(`measuring ${driver}...\n`);
+      results.push(await measureDriver(driver, `${registry.host}/bench/sleepy:v1`));
+    }
+  } finally {
+    await registry.stop();
   }
-} finally {
-  await registry.stop();
+
+  const ms = (value: number) => (Number.isNaN(value) ? '-' : value.toFixed(value < 10 ? 2 : 0));
+  const p = (values: number[]) => `${ms(percentile(values, 0.5))} / ${ms(percentile(values, 0.99))}`;
+  console.log(`\nbusybox httpd image, 128 MiB, GET / on a new connection through the edge; ${samples} samples each (snapshotted: at most 10, fresh: ${FRESH_SAMPLES})\n`);
+  console.log('| driver | accel | what | p50 / p99 ms | target |');
+  console.log('|---|---|---|---:|---|');
+  for (const figure of results) {
+    const row = (what: string, values: number[], target: string) => console.log(`| ${figure.driver} | ${figure.accelerator} | ${what} | ${values.length > 0 ? p(values) : 'n/a'} | ${target} |`);
+    row('suspended → first byte', figure.fromSuspended, '< 10 / < 25');
+    row('snapshotted → first byte', figure.fromSnapshotted, figure.driver === 'microvm' ? `< 150 p50 under tcg${figure.accelerator === 'kvm' ? ' (kvm figure)' : ''}` : 'no snapshots: stays suspended');
+    row('peer: kept running → first byte', figure.alwaysRunning, 'peer');
+    row('peer: started fresh per request (Run → first byte)', figure.freshPerRequest, 'peer');
+    row('idle → suspended, after idle_timeout 1 s', figure.idleToSuspended, `<= ${IDLE_TIMEOUT_S * 1000 + 1000} (idle_timeout + 1 s)`);
+  }
 }
 
-const ms = (value: number) => (Number.isNaN(value) ? '-' : value.toFixed(value < 10 ? 2 : 0));
-const p = (values: number[]) => `${ms(percentile(values, 0.5))} / ${ms(percentile(values, 0.99))}`;
-console.log(`\nbusybox httpd image, 128 MiB, GET / on a new connection through the edge; ${samples} samples each (snapshotted: at most 10, fresh: ${FRESH_SAMPLES})\n`);
-console.log('| driver | accel | what | p50 / p99 ms | target |');
-console.log('|---|---|---|---:|---|');
-for (const figure of results) {
-  const row = (what: string, values: number[], target: string) => console.log(`| ${figure.driver} | ${figure.accelerator} | ${what} | ${values.length > 0 ? p(values) : 'n/a'} | ${target} |`);
-  row('suspended → first byte', figure.fromSuspended, '< 10 / < 25');
-  row('snapshotted → first byte', figure.fromSnapshotted, figure.driver === 'microvm' ? `< 150 p50 under tcg${figure.accelerator === 'kvm' ? ' (kvm figure)' : ''}` : 'no snapshots: stays suspended');
-  row('peer: kept running → first byte', figure.alwaysRunning, 'peer');
-  row('peer: started fresh per request (Run → first byte)', figure.freshPerRequest, 'peer');
-  row('idle → suspended, after idle_timeout 1 s', figure.idleToSuspended, `<= ${IDLE_TIMEOUT_S * 1000 + 1000} (idle_timeout + 1 s)`);
+// ---- burst: 0 → N concurrent clients on a scale-to-zero app -------------------------------------
+
+interface LoadResult {
+  requestsPerSecond: number;
+  p50: number;
+  p99: number;
+  errors: number;
 }
+
+/** bench/http-load.mjs in its own process, so the clients do not share a CPU budget with this one's sampling. */
+function runLoad(url: string, host: string, seconds: number, clients: number): Promise<LoadResult> {
+  const script = fileURLToPath(new URL('./http-load.mjs', import.meta.url));
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [script, url, host, String(seconds), String(clients)], { maxBuffer: 1 << 20 }, (error, stdout) => {
+      if (error) reject(error);
+      else resolve(JSON.parse(stdout.trim().split('\n').pop()!) as LoadResult);
+    });
+  });
+}
+
+function countStates(slots: { state: string }[]): string {
+  const counts = new Map<string, number>();
+  for (const slot of slots) counts.set(slot.state, (counts.get(slot.state) ?? 0) + 1);
+  return [...counts].map(([state, count]) => `${count} ${state}`).join(', ') || 'none';
+}
+
+async function burstRun(driver: DriverName, clients: number, seconds: number): Promise<void> {
+  const registry = await startRegistry();
+  const cache = privateSandboxCache();
+  const dataDir = temporaryDataDir();
+  let alto: ServerProcess | undefined;
+  try {
+    await registry.push('bench/sleepy', 'v1', await sleepyImage());
+    alto = await startProcess({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+    const key = await alto.projectKey(PROJECT, ['app']);
+    const maxInstances = 4;
+    const concurrency = 50;
+    // The guest kernel needs more than 64 MiB to boot in a microVM.
+    const memory = driver === 'microvm' ? 128 : 64;
+    const run = await alto.call('app', 'Run', { name: 'burst', image: `${registry.host}/bench/sleepy:v1`, memory, min_instances: 0, max_instances: maxInstances, concurrency, idle_timeout: IDLE_TIMEOUT_S }, key);
+    if (run.status !== 200) throw new Error(`app/Run answered ${run.status}: ${JSON.stringify(run.body)}`);
+    await waitForState(alto, key, 'burst', 'suspended');
+    const timeline: string[] = [];
+    const began = Date.now();
+    let sampling = true;
+    let peak = 0;
+    const sampler = (async () => {
+      while (sampling) {
+        const slots = await slotsOf(alto!, key, 'burst');
+        peak = Math.max(peak, slots.filter((slot) => slot.state === 'running').length);
+        timeline.push(`${((Date.now() - began) / 1000).toFixed(2).padStart(6)} s  ${slots.length} instances: ${countStates(slots)}`);
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    })();
+    const load = await runLoad(`${alto.url}/`, `burst.${PROJECT}.localhost`, seconds, clients);
+    const loadEnded = Date.now();
+    // Back down: one instance position left, suspended.
+    const deadline = Date.now() + 60_000;
+    let downMs = NaN;
+    for (;;) {
+      const slots = await slotsOf(alto, key, 'burst');
+      if (slots.length === 1 && slots[0].state === 'suspended') {
+        downMs = Date.now() - loadEnded;
+        break;
+      }
+      if (Date.now() > deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    sampling = false;
+    await sampler;
+    console.log(`\nburst on ${driver}: 0 → ${clients} concurrent keep-alive clients for ${seconds} s on a suspended app (min 0, max ${maxInstances}, concurrency ${concurrency}); instances over time:\n`);
+    for (const line of timeline) console.log(line);
+    console.log('\n| what | figure | target |');
+    console.log('|---|---:|---|');
+    console.log(`| errors (non-200 or failed) | ${load.errors} | 0 |`);
+    console.log(`| requests/s | ${load.requestsPerSecond.toFixed(0)} | - |`);
+    console.log(`| latency p50 / p99 ms | ${load.p50.toFixed(1)} / ${load.p99.toFixed(1)} | p99 printed |`);
+    console.log(`| most instances running at once | ${peak} | scaled up (> 1) |`);
+    console.log(`| from the load's end to 1 suspended instance | ${Number.isNaN(downMs) ? 'not within 60 s' : `${(downMs / 1000).toFixed(1)} s`} | scaled back down |`);
+  } finally {
+    await alto?.close();
+    await registry.stop();
+    cache.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+// ---- density: suspended instances one machine holds ---------------------------------------------
+
+/** The host's MemAvailable, in KiB. */
+function memAvailableKiB(): number {
+  const line = readFileSync('/proc/meminfo', 'utf8').split('\n').find((entry) => entry.startsWith('MemAvailable:'));
+  return Number(line?.split(/\s+/)[1] ?? NaN);
+}
+
+/** The median of five reads of MemAvailable 200 ms apart (the figure moves a little on its own). */
+async function settledMemAvailable(): Promise<number> {
+  const reads: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    reads.push(memAvailableKiB());
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return reads.sort((a, b) => a - b)[2];
+}
+
+async function densityRun(driver: DriverName, count: number): Promise<void> {
+  const registry = await startRegistry();
+  const cache = privateSandboxCache();
+  const dataDir = temporaryDataDir();
+  let alto: ServerProcess | undefined;
+  try {
+    await registry.push('bench/sleepy', 'v1', await sleepyImage());
+    alto = await startProcess({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+    const key = await alto.projectKey(PROJECT, ['app']);
+    const image = `${registry.host}/bench/sleepy:v1`;
+    // The guest kernel needs more than 64 MiB to boot in a microVM.
+    const memory = driver === 'microvm' ? 128 : 64;
+    // The first app pays for the pull, the unpack and the driver's probe: not counted.
+    const warm = await alto.call('app', 'Run', { name: 'warm', image, memory, min_instances: 0 }, key);
+    if (warm.status !== 200) throw new Error(`app/Run answered ${warm.status}: ${JSON.stringify(warm.body)}`);
+    await waitForState(alto, key, 'warm', 'suspended');
+    const before = await settledMemAvailable();
+    const started = Date.now();
+    const parallel = driver === 'microvm' ? 2 : 8;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: parallel }, async () => {
+        while (next < count) {
+          const index = next++;
+          const run = await alto!.call('app', 'Run', { name: `app${index}`, image, memory, min_instances: 0 }, key);
+          if (run.status !== 200) throw new Error(`app/Run app${index} answered ${run.status}: ${JSON.stringify(run.body)}`);
+          if ((index + 1) % 100 === 0) process.stderr.write(`${index + 1} apps started\n`);
+        }
+      }),
+    );
+    for (let i = 0; i < count; i++) await waitForState(alto, key, `app${i}`, 'suspended');
+    const tookS = (Date.now() - started) / 1000;
+    const after = await settledMemAvailable();
+    const perInstanceKiB = (before - after) / count;
+    // Each one still answers: wake a few.
+    for (const i of [0, Math.floor(count / 2), count - 1]) {
+      const answer = await timedGet(Number(new URL(alto.url).port), `app${i}.${PROJECT}.localhost`);
+      if (answer.status !== 200) throw new Error(`app${i} answered ${answer.status} after the density run`);
+    }
+    const machineKiB = 24 * 1024 * 1024;
+    console.log(`\ndensity on ${driver}: ${count} apps of busybox httpd (${memory} MiB each, min_instances 0), started and suspended in ${tookS.toFixed(0)} s\n`);
+    console.log('| what | figure | target |');
+    console.log('|---|---:|---|');
+    console.log(`| host MemAvailable before / after | ${(before / 1024).toFixed(0)} / ${(after / 1024).toFixed(0)} MiB | - |`);
+    console.log(`| memory per suspended instance | ${(perInstanceKiB / 1024).toFixed(2)} MiB | printed |`);
+    console.log(`| suspended instances a 24 GiB machine holds (extrapolated, all of its memory) | ${Math.floor(machineKiB / perInstanceKiB)} | >= 800 |`);
+  } finally {
+    await alto?.close();
+    await registry.stop();
+    cache.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+const driverArgument = (process.argv[3] ?? 'process') as DriverName;
+if (!DRIVERS.includes(driverArgument)) throw new Error(`driver must be one of ${DRIVERS.join(', ')}, not "${driverArgument}"`);
+if (mode === 'burst') await burstRun(driverArgument, Number(process.argv[4] ?? 200), Number(process.argv[5] ?? 10));
+else if (mode === 'density') await densityRun(driverArgument, Number(process.argv[4] ?? (driverArgument === 'microvm' ? 10 : 200)));
+else await latencyRun();

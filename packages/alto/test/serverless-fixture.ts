@@ -18,8 +18,14 @@ const WEBSOCKET_CGI = [
   'while echo tick; do sleep 0.2; done',
 ].join('\n');
 
-/** busybox httpd on 8080 serving `page` at `/` and a websocket-like stream at /cgi-bin/ws. */
-export function sleepyImage(page = 'awake\n'): Promise<BuiltImage> {
+/**
+ * busybox httpd on 8080 serving `page` at `/` and a websocket-like stream at /cgi-bin/ws. With
+ * `bootDelayS`, each instance first writes `booting` and waits that long before it listens (a
+ * slow boot, to watch starts overlap).
+ */
+export function sleepyImage(page = 'awake\n', bootDelayS = 0): Promise<BuiltImage> {
+  const httpd = ['httpd', '-f', '-p', '8080', '-h', '/www'];
+  const cmd = bootDelayS > 0 ? ['sh', '-c', `echo booting; sleep ${bootDelayS}; exec ${httpd.join(' ')}`] : httpd;
   return buildImage({
     layers: [
       [
@@ -33,7 +39,7 @@ export function sleepyImage(page = 'awake\n'): Promise<BuiltImage> {
         { type: 'file', path: 'www/cgi-bin/ws', content: WEBSOCKET_CGI, mode: 0o755 },
       ],
     ],
-    config: { Env: ['PATH=/bin'], Cmd: ['httpd', '-f', '-p', '8080', '-h', '/www'], ExposedPorts: { '8080/tcp': {} } },
+    config: { Env: ['PATH=/bin'], Cmd: cmd, ExposedPorts: { '8080/tcp': {} } },
   });
 }
 

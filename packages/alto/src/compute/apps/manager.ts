@@ -23,6 +23,7 @@
  * not billed: the compute meter stops while an instance is suspended.
  */
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -56,6 +57,7 @@ import {
   type RuntimeEvents,
   type SlotState,
 } from './runtime.js';
+import { StartGate } from './start-gate.js';
 
 /** Where an app is on the edge: `<app>.<project>.<domain>`. */
 export interface AppAddress {
@@ -119,11 +121,15 @@ export interface AppManagerOptions {
   projectLimits?: (projectId: string) => Promise<LimitSet>;
   /** Running time of instances, for usage and spend caps. */
   recordCompute?: (usage: ComputeUsage) => void;
+  /** MiB-milliseconds of running time a project's usage records hold for this calendar month (compute_gb_seconds). */
+  computeUsedThisMonth?: (projectId: string) => Promise<number>;
   /** How often running instances' time is reported (default once a minute; an instance's end always is). */
   usageSliceMs?: number;
   stopGraceMs?: number;
   /** Suspended this long, an instance is snapshotted to disk and its process ended (drivers with snapshots). Default 10 min. */
   snapshotAfterMs?: number;
+  /** Instance starts (boots, restores) at once on this machine; default twice the CPUs, at least 4. One app gets half. */
+  maxConcurrentStarts?: number;
 }
 
 /** An idle app woken by a request: from which state, and how long the wake took. */
@@ -152,6 +158,7 @@ export const APP_DEFAULTS = {
   max_instances: 1,
   concurrency: 50,
   idle_timeout: 5,
+  pool: 0,
 } as const;
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -170,6 +177,11 @@ export const DEFAULT_SNAPSHOT_AFTER_MS = 10 * 60_000;
 export const MAX_QUEUED_PER_APP = 200;
 /** How often idle instances are looked for (idle → suspended within idle_timeout + this). */
 const IDLE_CHECK_MS = 100;
+/** How often projects past compute_gb_seconds have their running instances suspended. */
+const COMPUTE_CAP_CHECK_MS = 1_000;
+/** A project's stored running time is read again at most this often (usage records are written in batches). */
+const COMPUTE_USED_FRESH_MS = 1_000;
+const MIB_MS_PER_GB_SECOND = 1024 * 1000;
 /** Log lines an error about a failed start carries. */
 const FAILURE_LOG_LINES = 10;
 const RESERVATION_DAYS = 365;
@@ -215,15 +227,24 @@ export class AppManager implements AppResolver, AppGateway {
   private closing = false;
   private readonly restoring: Promise<void>;
   private readonly graceMs: number;
+  /** Fair share of the host's instance starts between apps. */
+  private readonly starts: StartGate;
+  private readonly capTimer: NodeJS.Timeout;
+  /** Per project: its stored running time this month (MiB·ms), when read, and the read in flight. */
+  private readonly computeUsed = new Map<string, { month: string; at: number; mibMs: number; reading?: Promise<number> }>();
 
   constructor(private readonly options: AppManagerOptions) {
     this.records = new AppRecords(options.db);
+    const hostStarts = options.maxConcurrentStarts ?? Math.max(4, 2 * availableParallelism());
+    this.starts = new StartGate(hostStarts, Math.max(1, Math.ceil(hostStarts / 2)));
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
     this.usageTimer = setInterval(() => this.reportUsage(false), options.usageSliceMs ?? USAGE_SLICE_MS);
     this.usageTimer.unref();
     this.snapshotAfterMs = options.snapshotAfterMs ?? DEFAULT_SNAPSHOT_AFTER_MS;
     this.idleTimer = setInterval(() => this.putIdleToSleep(), IDLE_CHECK_MS);
     this.idleTimer.unref();
+    this.capTimer = setInterval(() => void this.suspendOverComputeCap(), COMPUTE_CAP_CHECK_MS);
+    this.capTimer.unref();
     this.restoring = this.restore().catch((error) => options.log.error({ err: error }, 'starting recorded apps failed'));
   }
 
@@ -336,6 +357,8 @@ export class AppManager implements AppResolver, AppGateway {
     if (kind === 'tcp' && !settings.tcp) throw errors.notFound(`app "${address.app}" has no TCP port; it serves HTTP`);
     let slot = runtime.pickSlot(settings.concurrency);
     if (!slot) {
+      // Waking or starting an instance runs time the project pays for: not past compute_gb_seconds.
+      await this.assertComputeTime(runtime.app.projectId, runtime.app.projectName);
       // Only a busy app turns requests away: an idle one holds every request while it wakes.
       const atCapacity = (runtime.serving?.runningSlots().length ?? 0) > 0 && !runtime.pickAsleep();
       const queueLimit = Math.min(MAX_QUEUED_PER_APP, Math.max(1, settings.concurrency * settings.max_instances));
@@ -441,9 +464,12 @@ export class AppManager implements AppResolver, AppGateway {
     if (tcp && port !== tcp)
       throw errors.badRequest(`port ${port} and tcp ${tcp} differ: an app serves either HTTP on port or TCP on tcp; give one of them (or the same number)`);
     const minInstances = input.min_instances ?? base?.min_instances ?? APP_DEFAULTS.min_instances;
-    const maxInstances = input.max_instances ?? base?.max_instances ?? Math.max(APP_DEFAULTS.max_instances, minInstances);
+    const pool = input.pool ?? base?.pool ?? APP_DEFAULTS.pool;
+    const maxInstances = input.max_instances ?? base?.max_instances ?? Math.max(APP_DEFAULTS.max_instances, minInstances) + pool;
     if (maxInstances < Math.max(1, minInstances))
       throw errors.badRequest(`max_instances ${maxInstances} is below min_instances ${minInstances} (or below 1)`);
+    if (maxInstances < Math.max(1, minInstances) + pool)
+      throw errors.badRequest(`pool ${pool} does not fit: max_instances ${maxInstances} must hold min_instances (at least 1) plus the pool's spares, ${Math.max(1, minInstances) + pool}`);
     const volumes = input.volumes ?? base?.volumes ?? [];
     const settings: AppSettings = {
       port,
@@ -454,6 +480,7 @@ export class AppManager implements AppResolver, AppGateway {
       max_instances: maxInstances,
       concurrency: input.concurrency ?? base?.concurrency ?? APP_DEFAULTS.concurrency,
       idle_timeout: input.idle_timeout ?? base?.idle_timeout ?? APP_DEFAULTS.idle_timeout,
+      pool,
       volumes,
       tcp,
       tcp_port: input.tcp_port ?? base?.tcp_port ?? 0,
@@ -461,6 +488,7 @@ export class AppManager implements AppResolver, AppGateway {
     };
     if (volumes.length > 0 && settings.min_instances > 1)
       throw errors.badRequest('an app with volumes runs one instance (a volume has one user at a time); set min_instances to 1');
+    if (volumes.length > 0 && pool > 0) throw errors.badRequest('an app with volumes runs one instance (a volume has one user at a time); set pool to 0');
     return settings;
   }
 
@@ -483,6 +511,16 @@ export class AppManager implements AppResolver, AppGateway {
     return Math.max(1, settings.min_instances);
   }
 
+  /** Instance positions an app version keeps: its instances plus the pool's suspended spares. */
+  private positions(settings: AppSettings): number {
+    return this.instanceCount(settings) + settings.pool;
+  }
+
+  /** Whether slot `index` of the app sleeps when idle: every one of a scale-to-zero app, and the pool's spares. */
+  private sleepsWhenIdleAt(app: AppRecord, index: number): boolean {
+    return this.sleepsWhenIdle(app) || index >= this.instanceCount(app.settings);
+  }
+
   private specOf(app: AppRecord, image: ImageSpec, rootfs: string): SandboxSpec {
     const { settings } = app;
     const env: Record<string, string> = { ...image.env, ...settings.env_vars, PORT: String(settings.port) };
@@ -503,6 +541,8 @@ export class AppManager implements AppResolver, AppGateway {
       memoryMiB: settings.memory,
       cpus: settings.cpus,
       allowOutbound: settings.outbound,
+      // Every instance may call Alto's API through the edge (ALTO_URL), and nothing else on the host.
+      ...(this.edge ? { platform: { port: this.edge.port } } : {}),
       name: app.name,
       ...(volumes.length > 0 ? { volumes } : {}),
     };
@@ -530,6 +570,7 @@ export class AppManager implements AppResolver, AppGateway {
   private async assertCaps(owner: AppOwner, adding: { apps: number; instances: number }): Promise<void> {
     const limits = await this.limitsOf(owner);
     if (!limits) return;
+    await this.assertComputeTime(owner.projectId, owner.projectName, limits);
     if (adding.apps > 0 && limits.compute_apps > 0) {
       const apps = this.records.countOfProject(owner.projectId);
       if (apps + adding.apps > limits.compute_apps)
@@ -546,12 +587,75 @@ export class AppManager implements AppResolver, AppGateway {
     }
   }
 
+  /**
+   * GB-seconds of running time the project used this calendar month: its usage records (read
+   * at most once a second) plus what its running instances ran since their last report.
+   * Records still waiting in the meter's batch when read are missed until the next read.
+   */
+  private async computeGbSecondsUsed(projectId: string): Promise<number> {
+    const now = Date.now();
+    const month = new Date(now).toISOString().slice(0, 7);
+    let entry = this.computeUsed.get(projectId);
+    if (!entry || entry.month !== month) {
+      entry = { month, at: 0, mibMs: 0 };
+      this.computeUsed.set(projectId, entry);
+    }
+    if (this.options.computeUsedThisMonth && now - entry.at >= COMPUTE_USED_FRESH_MS) {
+      const current = entry;
+      current.reading ??= this.options.computeUsedThisMonth(projectId).finally(() => (current.reading = undefined));
+      current.mibMs = await current.reading;
+      current.at = Date.now();
+    }
+    let mibMs = entry.mibMs;
+    for (const meter of this.usage.values()) {
+      if (meter.projectId === projectId && !meter.paused) mibMs += Math.max(0, Date.now() - meter.since) * meter.memoryMiB;
+    }
+    return mibMs / MIB_MS_PER_GB_SECOND;
+  }
+
+  /** Refuses with 402 when the project used its monthly compute_gb_seconds (0: no cap). */
+  private async assertComputeTime(projectId: string, projectName: string, known?: LimitSet): Promise<void> {
+    if (!this.options.projectLimits) return;
+    const cap = (known ?? (await this.options.projectLimits(projectId))).compute_gb_seconds;
+    if (!cap || cap <= 0) return;
+    const used = await this.computeGbSecondsUsed(projectId);
+    if (used < cap) return;
+    throw errors.paymentRequired(
+      `compute cap reached: project "${projectName}" ran ${used.toFixed(1)} GB-seconds this month and may run ${cap} (compute_gb_seconds); ` +
+        'its instances are suspended, their data kept; raise compute_gb_seconds with projects/Update, or wait for next month',
+    );
+  }
+
+  /** Suspends the running instances of projects past compute_gb_seconds (each once its exchanges in flight end). */
+  private async suspendOverComputeCap(): Promise<void> {
+    if (this.closing || !this.options.projectLimits) return;
+    const projects = new Set<string>();
+    for (const meter of this.usage.values()) if (!meter.paused) projects.add(meter.projectId);
+    for (const projectId of projects) {
+      try {
+        const cap = (await this.options.projectLimits(projectId)).compute_gb_seconds;
+        if (!cap || cap <= 0 || (await this.computeGbSecondsUsed(projectId)) < cap) continue;
+        for (const runtime of this.runtimes.values()) {
+          if (runtime.app.projectId !== projectId || runtime.busy) continue;
+          for (const slot of runtime.serving?.slots ?? []) {
+            if (slot.state !== 'running' || slot.inFlight > 0) continue;
+            runtime.system(runtime.app.version, slot.instance?.id ?? '', 'suspending the instance: the project used its compute_gb_seconds for this month (its data is kept)');
+            void this.suspendSlot(runtime, slot, (candidate) => candidate.inFlight === 0);
+          }
+        }
+      } catch (error) {
+        this.options.log.warn({ err: error, project: projectId }, 'checking compute_gb_seconds failed');
+      }
+    }
+  }
+
   // ---- runtime events ------------------------------------------------------------------------
 
   private readonly events: RuntimeEvents = {
     beforeStart: () => {
       if (this.closing) throw errors.unavailable('Alto is stopping');
     },
+    admitStart: (runtime) => this.starts.admit(runtime.app.id),
     instanceStarted: (runtime, version, instance) => {
       this.records.addInstance({
         id: instance.id,
@@ -571,7 +675,7 @@ export class AppManager implements AppResolver, AppGateway {
       });
       // Scale to zero: a new instance nobody waits for is suspended as soon as it is ready.
       const slot = version.slots.find((candidate) => candidate.instance === instance);
-      if (slot && this.sleepsWhenIdle(runtime.app) && runtime.waiting === 0 && slot.inFlight === 0) void this.suspendSlot(runtime, slot, () => true);
+      if (slot && this.sleepsWhenIdleAt(runtime.app, version.slots.indexOf(slot)) && runtime.waiting === 0 && slot.inFlight === 0) void this.suspendSlot(runtime, slot, () => true);
     },
     instanceExited: (_runtime, _version, instance, exit, expected) => {
       this.records.endInstance(instance.id, expected ? 'exited' : 'failed', exit);
@@ -671,7 +775,7 @@ export class AppManager implements AppResolver, AppGateway {
   private scaleIn(runtime: AppRuntime, isIdle: (slot: InstanceSlot) => boolean): void {
     const version = runtime.serving;
     if (!version) return;
-    const base = this.instanceCount(runtime.app.settings);
+    const base = this.positions(runtime.app.settings);
     for (const slot of version.slots.slice(base)) {
       const idle = (slot.state === 'running' && isIdle(slot)) || slot.state === 'suspended' || slot.state === 'backoff';
       if (!idle) continue;
@@ -704,8 +808,8 @@ export class AppManager implements AppResolver, AppGateway {
       const idleMs = app.settings.idle_timeout * 1000;
       const isIdle = (slot: InstanceSlot) => slot.inFlight === 0 && Date.now() - slot.lastActivity >= idleMs;
       this.scaleIn(runtime, isIdle);
-      if (!this.sleepsWhenIdle(app)) continue;
-      for (const slot of runtime.serving?.slots ?? []) {
+      for (const [index, slot] of (runtime.serving?.slots ?? []).entries()) {
+        if (!this.sleepsWhenIdleAt(app, index)) continue;
         if (slot.state === 'running' && isIdle(slot)) void this.suspendSlot(runtime, slot, isIdle);
         else if (slot.state === 'suspended' && canSnapshot && !slot.snapshotRefused && app.settings.volumes.length === 0 && now - slot.stateSince >= this.snapshotAfterMs) {
           const stillIdle = (candidate: InstanceSlot) => Date.now() - candidate.stateSince >= this.snapshotAfterMs;
@@ -754,7 +858,7 @@ export class AppManager implements AppResolver, AppGateway {
 
   private newVersion(runtime: AppRuntime, app: AppRecord, image: ImageSpec, rootfs: string): AppVersion {
     const version = new AppVersion(app.version, this.specOf(app, image, rootfs), runtime, () => this.driver());
-    for (let i = 0; i < this.instanceCount(app.settings); i++) version.slots.push(new InstanceSlot(version));
+    for (let i = 0; i < this.positions(app.settings); i++) version.slots.push(new InstanceSlot(version));
     return version;
   }
 
@@ -797,7 +901,7 @@ export class AppManager implements AppResolver, AppGateway {
         const snapshots = this.records.snapshotsOf(app.id);
         for (const [index, slot] of version.slots.entries()) {
           const snapshot = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === index);
-          if (snapshot && this.sleepsWhenIdle(app) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
+          if (snapshot && this.sleepsWhenIdleAt(app, index) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
             slot.startSnapshotted(snapshot.dir);
             runtime.system(app.version, '', `instance ${index + 1} stays snapshotted until its next request (${snapshot.dir})`);
           } else slot.startSupervised();
@@ -817,6 +921,7 @@ export class AppManager implements AppResolver, AppGateway {
     this.closing = true;
     clearInterval(this.usageTimer);
     clearInterval(this.idleTimer);
+    clearInterval(this.capTimer);
     await this.restoring;
     await Promise.all(
       [...this.runtimes.values()].map(async (runtime) => {
@@ -866,7 +971,7 @@ export class AppManager implements AppResolver, AppGateway {
     await this.assertDriverSupports({ outbound: input.outbound ?? false });
     const image = await this.imageFor(input.image, Boolean(input.insecure), 'missing');
     const settings = this.settingsOf(input, undefined, image.spec);
-    await this.assertCaps(owner, { apps: 1, instances: this.instanceCount(settings) });
+    await this.assertCaps(owner, { apps: 1, instances: this.positions(settings) });
     const rootfs = await this.ensureRootfs(image.digest);
     this.assertNameFree(owner, input.name);
     const now = Date.now();

@@ -73,6 +73,8 @@ export interface AppSettings {
   concurrency: number;
   /** Seconds without a request before an instance is suspended (issue 8). */
   idle_timeout: number;
+  /** Spare instances kept started and suspended beyond min_instances (issue 8's pool). */
+  pool: number;
   volumes: AppVolume[];
   /** Container port exposed as a TCP port on the edge; 0 when the app speaks HTTP only. */
   tcp: number;
@@ -170,7 +172,7 @@ function appOf(row: AppRow): AppRecord {
     name: row.name,
     image: row.image,
     digest: row.digest,
-    settings: JSON.parse(row.settings) as AppSettings,
+    settings: { pool: 0, ...(JSON.parse(row.settings) as Partial<AppSettings>) } as AppSettings,
     version: row.version,
     status: row.status as AppStatus,
     ...(row.error ? { error: row.error } : {}),

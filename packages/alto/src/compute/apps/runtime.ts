@@ -344,8 +344,13 @@ export class AppVersion implements SlotHost {
 
   async start(): Promise<Instance> {
     this.runtime.beforeStart(this);
-    const driver = await this.driver();
-    return driver.start(this.spec);
+    const release = await this.runtime.admitStart();
+    try {
+      const driver = await this.driver();
+      return await driver.start(this.spec);
+    } finally {
+      release();
+    }
   }
 
   onStarted(slot: InstanceSlot, instance: Instance): void {
@@ -366,8 +371,13 @@ export class AppVersion implements SlotHost {
 
   async restore(snapshotDir: string): Promise<Instance> {
     this.runtime.beforeStart(this);
-    const driver = await this.driver();
-    return driver.restore(snapshotDir);
+    const release = await this.runtime.admitStart();
+    try {
+      const driver = await this.driver();
+      return await driver.restore(snapshotDir);
+    } finally {
+      release();
+    }
   }
 
   snapshotDirOf(slot: InstanceSlot): string {
@@ -396,6 +406,8 @@ export class AppVersion implements SlotHost {
 /** What the runtime reports to its manager (records, metering, caps). */
 export interface RuntimeEvents {
   beforeStart(runtime: AppRuntime, version: AppVersion): void;
+  /** Waits for the app's fair share of the host's starts (boots and restores); call the result when the start ended. */
+  admitStart(runtime: AppRuntime): Promise<() => void>;
   instanceStarted(runtime: AppRuntime, version: AppVersion, instance: Instance): void;
   instanceExited(runtime: AppRuntime, version: AppVersion, instance: Instance, exit: InstanceExit, expected: boolean): void;
   statusChanged(runtime: AppRuntime): void;
@@ -432,6 +444,10 @@ export class AppRuntime {
 
   beforeStart(version: AppVersion): void {
     this.events.beforeStart(this, version);
+  }
+
+  admitStart(): Promise<() => void> {
+    return this.events.admitStart(this);
   }
 
   instanceStarted(version: AppVersion, _slot: InstanceSlot, instance: Instance): void {

@@ -49,6 +49,7 @@ const settingsFields = {
   max_instances: z.number().int().min(1).max(100, 'max_instances: at most 100').optional().describe('most instances (default: min_instances, at least 1)'),
   concurrency: z.number().int().min(1).max(10_000).optional().describe('requests one instance takes at once before another is added (default 100)'),
   idle_timeout: z.number().int().min(1, 'idle_timeout: 1-10 seconds').max(10, 'idle_timeout: 1-10 seconds').optional().describe('seconds without a request before an instance is suspended (default 5)'),
+  pool: z.number().int('pool: a whole number').min(0, 'pool: 0 or more').max(100, 'pool: at most 100').optional().describe('spare instances kept started and suspended beyond min_instances, woken when the others are at their concurrency, so a burst does not wait for a boot (default 0; counted in max_instances)'),
   volumes: z
     .array(Volume)
     .max(8, 'volumes: at most 8')
@@ -164,6 +165,7 @@ export const ServiceView = z
     max_instances: z.number().int(),
     concurrency: z.number().int(),
     idle_timeout: z.number().int(),
+    pool: z.number().int(),
     volumes: z.array(z.object({ name: z.string(), path: z.string() })),
     tcp: z.number().int(),
     tcp_port: z.number().int().optional().describe('the edge port a TCP app is reached at'),
@@ -231,6 +233,7 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
     max_instances: settings.max_instances,
     concurrency: settings.concurrency,
     idle_timeout: settings.idle_timeout,
+    pool: settings.pool,
     volumes: settings.volumes,
     tcp: settings.tcp,
     ...(state.tcpPort ? { tcp_port: state.tcpPort } : {}),

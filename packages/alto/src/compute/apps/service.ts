@@ -53,9 +53,11 @@ export const appsComponent = component('apps.manager', (platform: Platform) => {
     appsDomain: platform.config.appsDomain ?? 'localhost',
     projectLimits: metering ? (projectId) => limits.projectLimits(projectId) : undefined,
     recordCompute: metering ? (usage) => void platform.meter.recordCompute(usage) : undefined,
+    computeUsedThisMonth: metering ? (projectId) => computeUsedThisMonth(platform, projectId) : undefined,
     // Usage flushed more often than once a minute (ALTO_USAGE_FLUSH_MS) shows running apps' time as often.
     usageSliceMs: platform.config.usageFlushMs !== undefined ? Math.min(60_000, platform.config.usageFlushMs) : undefined,
     snapshotAfterMs: snapshotAfterMs(process.env.ALTO_SNAPSHOT_AFTER_MS),
+    maxConcurrentStarts: maxStarts(process.env.ALTO_MAX_STARTS),
   });
   platform.appGateway = apps;
   return apps;
@@ -66,6 +68,22 @@ function snapshotAfterMs(text: string | undefined): number | undefined {
   if (text === undefined || text.trim() === '') return undefined;
   const value = Number(text);
   if (!Number.isInteger(value) || value < 0) throw new Error(`ALTO_SNAPSHOT_AFTER_MS must be a whole number of milliseconds, not "${text}"`);
+  return value;
+}
+
+/** MiB·ms of running time the project's usage records hold for this calendar month (pending records written first). */
+async function computeUsedThisMonth(platform: Platform, projectId: string): Promise<number> {
+  const month = new Date().toISOString().slice(0, 7);
+  await platform.meter.flush();
+  const rows = await platform.stores.usage.readComputeUsage({ projectId, fromDay: `${month}-01`, toDay: `${month}-31` });
+  return rows.reduce((sum, row) => sum + row.mibMs, 0);
+}
+
+/** ALTO_MAX_STARTS: instance starts (boots, restores) at once on this machine; one app gets half. */
+function maxStarts(text: string | undefined): number | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`ALTO_MAX_STARTS must be a whole number of at least 1, not "${text}"`);
   return value;
 }
 
@@ -83,7 +101,7 @@ type SettingsRequest = z.output<typeof UpdateRequest>;
 
 function settingsOf(request: SettingsRequest): AppSettingsInput {
   const settings: AppSettingsInput = {};
-  for (const key of ['port', 'env_vars', 'memory', 'cpus', 'min_instances', 'max_instances', 'concurrency', 'idle_timeout', 'volumes', 'tcp', 'tcp_port', 'outbound'] as const) {
+  for (const key of ['port', 'env_vars', 'memory', 'cpus', 'min_instances', 'max_instances', 'concurrency', 'idle_timeout', 'pool', 'volumes', 'tcp', 'tcp_port', 'outbound'] as const) {
     if (request[key] !== undefined) (settings as Record<string, unknown>)[key] = request[key];
   }
   return settings;
