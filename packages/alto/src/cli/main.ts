@@ -14,6 +14,7 @@ import { addUsageCommands } from './usage.js';
 import { addImageCommands } from './images.js';
 import { addAppCommands } from './apps.js';
 import { addFunctionCommands } from './functions.js';
+import { addInitCommand } from './init.js';
 
 interface SandboxInfo {
   choice: string;
@@ -185,6 +186,7 @@ export function buildProgram(): Command {
   addImageCommands(program, { remote, action, client });
   addAppCommands(program, { remote, action, client });
   addFunctionCommands(program, { remote, action, client });
+  addInitCommand(program, action);
 
   remote(
     program
