@@ -219,7 +219,13 @@ function Deploy({ onDeployed }: { onDeployed: () => void }) {
   });
   async function submit(event: FormEvent) {
     event.preventDefault();
-    if (await deploy.run()) onDeployed();
+    if (!(await deploy.run())) return;
+    // Deployed: the form is ready for the next app (a second submit would ask for the same name).
+    setName('');
+    setImage('');
+    setPort('');
+    setEnv('');
+    onDeployed();
   }
   return (
     <section className="card" aria-labelledby="deploy-title">
