@@ -76,6 +76,7 @@ export type AppDetails = {
   max_instances: number;
   concurrency: number;
   idle_timeout: number;
+  pool: number;
   volumes: Array<{
     name: string;
     path: string;
@@ -137,6 +138,7 @@ export type AppDetailsInput = {
   max_instances: number;
   concurrency: number;
   idle_timeout: number;
+  pool: number;
   volumes: Array<{
     name: string;
     path: string;
@@ -304,6 +306,8 @@ export type AppRunRequest = {
   concurrency?: number;
   /** seconds without a request before an instance is suspended (default 5). */
   idle_timeout?: number;
+  /** spare instances kept started and suspended beyond min_instances, woken when the others are at their concurrency, so a burst does not wait for a boot (default 0; counted in max_instances). */
+  pool?: number;
   volumes?: Array<{
     name: string;
     path: string;
@@ -360,6 +364,8 @@ export type AppUpdateRequest = {
   concurrency?: number;
   /** seconds without a request before an instance is suspended (default 5). */
   idle_timeout?: number;
+  /** spare instances kept started and suspended beyond min_instances, woken when the others are at their concurrency, so a burst does not wait for a boot (default 0; counted in max_instances). */
+  pool?: number;
   volumes?: Array<{
     name: string;
     path: string;
@@ -3065,7 +3071,7 @@ export class FileService {
   }
 }
 
-/** Deploy JavaScript or TypeScript functions from inline source, a folder or a git repository: Alto bundles them (esbuild) over its own Node.js runtime and runs each as an app at http://<fn>.<project>.<domain>. M3O-compatible. */
+/** Deploy JavaScript or TypeScript functions from inline source, a folder or a git repository: Alto bundles them (esbuild) over its own Node.js runtime and runs each as an app at http://<fn>.<project>.<domain>. M3O-compatible. A function calls Alto back with the SDK: new Alto({ url: process.env.ALTO_URL, key: process.env.ALTO_KEY }), where ALTO_URL is the edge as the sandbox reaches it and ALTO_KEY a key of the project (with the deploying key's scopes: all its services for an owner key or a key scoped "*") made for the function at Deploy and revoked on Delete. The project's secrets (secret service, top level, in the environment of the deploying key) are injected as env vars at Deploy and Update: names upper-cased, characters other than letters and digits turned to _ (stripe-key -> STRIPE_KEY); explicit env_vars win. */
 export class FunctionService {
   constructor(private readonly transport: Transport) {}
 
