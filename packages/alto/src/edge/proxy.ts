@@ -15,27 +15,11 @@ import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
+import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
 import { requestIdOf } from './http.js';
 
-export interface AppAddress {
-  app: string;
-  project: string;
-}
-
-export interface ProxyTarget {
-  host: string;
-  port: number;
-  /** Called exactly once when the proxied exchange or connection has ended, whatever the cause. */
-  release(): void;
-}
-
-export interface AppResolver {
-  /**
-   * A ready instance for the app (starting or resuming one if needed). Throws AltoError:
-   * 404 no such app, 503 no ready instance (with Retry-After where it makes sense).
-   */
-  acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget>;
-}
+// The port between the edge and compute: compute's app manager resolves an app to an instance.
+export type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
 
 export interface AppProxyOptions {
   /** The base domain apps live under, e.g. `localhost` for `<app>.<project>.localhost`. */

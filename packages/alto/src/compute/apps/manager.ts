@@ -72,7 +72,12 @@ export interface ProxyTarget {
   release(): void;
 }
 
+/** What the edge's proxy asks of compute for each request or TCP connection to an app. */
 export interface AppResolver {
+  /**
+   * A ready instance for the app (starting or resuming one if needed). Throws AltoError:
+   * 404 no such app, 503 no ready instance (with Retry-After where it makes sense).
+   */
   acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget>;
 }
 
