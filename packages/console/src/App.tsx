@@ -10,6 +10,7 @@ import { CronPage } from './pages/Cron';
 import { DbPage } from './pages/Db';
 import { EventsPage } from './pages/Events';
 import { ExplorerPage } from './pages/Explorer';
+import { FunctionsPage } from './pages/Functions';
 import { KeysPage } from './pages/Keys';
 import { OverviewPage } from './pages/Overview';
 import { ProjectsPage } from './pages/Projects';
@@ -38,6 +39,7 @@ const NAV: NavItem[] = [
   { path: '/events', label: 'Events', icon: '⇶', page: () => <EventsPage />, when: (s) => s.hasService('event') },
   { path: '/cron', label: 'Cron', icon: '◷', page: () => <CronPage />, when: (s) => s.hasService('cron') },
   { path: '/apps', label: 'Apps', icon: '▶', page: () => <AppsPage />, when: (s) => s.hasService('app') },
+  { path: '/functions', label: 'Functions', icon: 'ƒ', page: () => <FunctionsPage />, when: (s) => s.hasService('function') },
   { path: '/usage', label: 'Usage', icon: '▥', page: () => <UsagePage />, when: (s) => s.hasService('usage') },
 ];
 

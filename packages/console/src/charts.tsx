@@ -3,16 +3,29 @@
 export interface DayValue {
   day: string;
   value: number;
+  /** Said with the value when the bar is pointed at (the day's cost, say). */
+  note?: string;
 }
 
 /** Vertical bars, one per day; the SVG scales to its container's width. */
-export function DayBars({ data, label, format = String }: { data: DayValue[]; label: string; format?: (value: number) => string }) {
+export function DayBars({
+  data,
+  label,
+  format = String,
+  smallestScale = 1,
+}: {
+  data: DayValue[];
+  label: string;
+  format?: (value: number) => string;
+  /** The top of the scale when every value is below it (counts start at 1; GB-seconds can be 0.2). */
+  smallestScale?: number;
+}) {
   const width = 560;
   const height = 200;
   const top = 16;
   const bottom = 22;
   const left = 8;
-  const max = Math.max(1, ...data.map((entry) => entry.value));
+  const max = Math.max(smallestScale, ...data.map((entry) => entry.value));
   const step = (width - left * 2) / Math.max(1, data.length);
   const barWidth = Math.max(2, step * 0.7);
   const plotHeight = height - top - bottom;
@@ -32,7 +45,7 @@ export function DayBars({ data, label, format = String }: { data: DayValue[]; la
           return (
             <g key={entry.day}>
               <rect x={x} y={top + plotHeight - barHeight} width={barWidth} height={Math.max(entry.value > 0 ? 1.5 : 0, barHeight)} rx={1.5} className="chart-bar">
-                <title>{`${entry.day}: ${format(entry.value)}`}</title>
+                <title>{`${entry.day}: ${format(entry.value)}${entry.note ? ` · ${entry.note}` : ''}`}</title>
               </rect>
               {(dayNumber === 1 || dayNumber % 5 === 0) && (
                 <text x={x + barWidth / 2} y={height - 6} textAnchor="middle" className="chart-label">

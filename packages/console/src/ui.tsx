@@ -1,6 +1,6 @@
 /**
  * Shared pieces of the console's pages: headers, error and loading notices, a two-step
- * confirm button, a copy button, labelled fields, a JSON editor, and formatters.
+ * confirm button, a copy button, labelled fields, `NAME=value` lines, a JSON editor, and formatters.
  */
 import { useEffect, useId, useState, type ReactNode } from 'react';
 import { ApiError } from './api';
@@ -144,6 +144,19 @@ export function parseJson(text: string): { value?: unknown; error?: string } {
   } catch (error) {
     return { error: (error as Error).message };
   }
+}
+
+/** `KEY=value` lines into an object; blank lines and # comments are skipped. */
+export function parseEnv(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (!trimmed || trimmed.startsWith('#')) continue;
+    const equals = trimmed.indexOf('=');
+    if (equals <= 0) throw new Error(`environment line "${trimmed}" is not NAME=value`);
+    env[trimmed.slice(0, equals).trim()] = trimmed.slice(equals + 1);
+  }
+  return env;
 }
 
 /** A textarea for JSON that says when the text is not valid JSON. */

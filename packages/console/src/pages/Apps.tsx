@@ -7,7 +7,7 @@ import { useEffect, useState, type FormEvent } from 'react';
 import { loadOpenApi, openStream, type ApiError } from '../api';
 import { useAction, useLoad } from '../hooks';
 import { useSession } from '../session';
-import { ConfirmButton, Empty, ErrorNotice, Field, formatDate, Loading, PageHeader } from '../ui';
+import { ConfirmButton, Empty, ErrorNotice, Field, formatDate, Loading, PageHeader, parseEnv } from '../ui';
 
 interface AppInstance {
   id: string;
@@ -191,19 +191,6 @@ function PolledLogs({ name }: { name: string }) {
       )}
     </div>
   );
-}
-
-/** `KEY=value` lines into an object; blank lines and # comments are skipped. */
-function parseEnv(text: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const trimmed = line.trim();
-    if (!trimmed || trimmed.startsWith('#')) continue;
-    const equals = trimmed.indexOf('=');
-    if (equals <= 0) throw new Error(`environment line "${trimmed}" is not NAME=value`);
-    env[trimmed.slice(0, equals).trim()] = trimmed.slice(equals + 1);
-  }
-  return env;
 }
 
 function Deploy({ onDeployed }: { onDeployed: () => void }) {

@@ -1,7 +1,8 @@
 /**
- * Usage of a project: the month's calls, errors and cost with the free credit (usage/Summary),
- * calls by day and by service with their cost (usage/Read), the limits in force, and the
- * instance's price list (usage/Prices).
+ * Usage of a project: the month's calls, errors, compute and cost with the free credit
+ * (usage/Summary), calls by day and by service and compute (GB-seconds of apps and functions)
+ * by day and by app with their cost (usage/Read), the limits in force, and the instance's price
+ * list (usage/Prices).
  */
 import { useEffect, useMemo, useState } from 'react';
 import { DayBars, NamedBars } from '../charts';
@@ -19,6 +20,30 @@ interface UsageRow {
   price_micros: number;
 }
 
+/** Compute of one app (a function is the app of its name) on one day. */
+interface ComputeRow {
+  day: string;
+  app: string;
+  running_ms: number;
+  /** Running milliseconds × MiB: {@link MIB_MS_PER_GB_SECOND} of them are one GB-second. */
+  mib_ms: number;
+  requests: number;
+  price_micros: number;
+}
+
+/** A GB-second is 1024 MiB for 1000 ms. */
+const MIB_MS_PER_GB_SECOND = 1024 * 1000;
+
+const gbSecondsOf = (mibMs: number) => mibMs / MIB_MS_PER_GB_SECOND;
+
+/** GB-seconds readable at any size: 0.0042, 3.27, 1,024. */
+function formatGbSeconds(value: number): string {
+  if (value === 0) return '0';
+  if (value < 0.01) return value.toFixed(4);
+  if (value < 100) return value.toFixed(2);
+  return formatNumber(Math.round(value));
+}
+
 interface Summary {
   project: string;
   month: string;
@@ -28,6 +53,9 @@ interface Summary {
   bytes_in: number;
   bytes_out: number;
   endpoints: { service: string; endpoint: string; calls: number; errors: number; price_micros: number }[];
+  compute: { running_ms: number; mib_ms: number; requests: number; price_micros: number };
+  requests_micros: number;
+  compute_micros: number;
   total_micros: number;
   free_credit_micros: number;
   due_micros: number;
@@ -72,9 +100,11 @@ export function UsagePage() {
     const days = daysOf(month);
     const [summary, read] = await Promise.all([
       session.call<Summary>('usage', 'Summary', { project, month }),
-      days.length ? session.call<{ usage: UsageRow[] }>('usage', 'Read', { project, from: days[0], to: days[days.length - 1] }) : Promise.resolve({ usage: [] }),
+      days.length
+        ? session.call<{ usage: UsageRow[]; compute: ComputeRow[] }>('usage', 'Read', { project, from: days[0], to: days[days.length - 1] })
+        : Promise.resolve({ usage: [], compute: [] }),
     ]);
-    return { summary, rows: read.usage, days };
+    return { summary, rows: read.usage, compute: read.compute, days };
   }, [project, month, session.key]);
 
   useEffect(() => {
@@ -102,12 +132,38 @@ export function UsagePage() {
       .map(([name, total]) => ({ name, value: total.calls, note: formatMicros(total.micros, currency) }));
   }, [usage.data]);
 
+  const computeByDay = useMemo(() => {
+    const totals = new Map<string, { mibMs: number; micros: number }>((usage.data?.days ?? []).map((day) => [day, { mibMs: 0, micros: 0 }]));
+    for (const row of usage.data?.compute ?? []) {
+      const total = totals.get(row.day) ?? { mibMs: 0, micros: 0 };
+      total.mibMs += row.mib_ms;
+      total.micros += row.price_micros;
+      totals.set(row.day, total);
+    }
+    const currency = usage.data?.summary.currency ?? '';
+    return [...totals.entries()].map(([day, total]) => ({ day, value: gbSecondsOf(total.mibMs), note: formatMicros(total.micros, currency) }));
+  }, [usage.data]);
+
+  const computeByApp = useMemo(() => {
+    const totals = new Map<string, { mibMs: number; micros: number }>();
+    for (const row of usage.data?.compute ?? []) {
+      const total = totals.get(row.app) ?? { mibMs: 0, micros: 0 };
+      total.mibMs += row.mib_ms;
+      total.micros += row.price_micros;
+      totals.set(row.app, total);
+    }
+    const currency = usage.data?.summary.currency ?? '';
+    return [...totals.entries()]
+      .sort((a, b) => b[1].mibMs - a[1].mibMs)
+      .map(([name, total]) => ({ name, value: gbSecondsOf(total.mibMs), note: formatMicros(total.micros, currency) }));
+  }, [usage.data]);
+
   const summary = usage.data?.summary;
   return (
     <>
       <PageHeader
         title="Usage"
-        description="Calls, errors and cost by day and by service. Errors are not charged; the free credit comes off each month's cost."
+        description="Calls, compute, errors and cost by day, by service and by app. Errors and suspended time are not charged; the free credit comes off each month's cost."
         actions={
           <button type="button" className="button-secondary" onClick={usage.reload} disabled={usage.loading}>
             {usage.loading ? 'Refreshing…' : 'Refresh'}
@@ -148,7 +204,18 @@ export function UsagePage() {
                 <span className="stat-value">
                   {formatMicros(summary.total_micros)} <span className="unit">{summary.currency}</span>
                 </span>
-                <span className="muted small">free credit {formatMicros(summary.free_credit_micros, summary.currency)}</span>
+                <span className="muted small">
+                  calls {formatMicros(summary.requests_micros)} + compute {formatMicros(summary.compute_micros)}; free credit {formatMicros(summary.free_credit_micros, summary.currency)}
+                </span>
+              </div>
+              <div className="card stat">
+                <span className="stat-label">Compute</span>
+                <span className="stat-value" data-testid="usage-compute">
+                  {formatGbSeconds(gbSecondsOf(summary.compute.mib_ms))} <span className="unit">GB-s</span>
+                </span>
+                <span className="muted small">
+                  {formatNumber(Math.round(summary.compute.running_ms / 1000))} s running, {formatNumber(summary.compute.requests)} requests, {formatMicros(summary.compute_micros, summary.currency)}
+                </span>
               </div>
               <div className="card stat">
                 <span className="stat-label">Due</span>
@@ -174,6 +241,22 @@ export function UsagePage() {
               <section className="card" aria-labelledby="by-service-title">
                 <h2 id="by-service-title">By service</h2>
                 {byService.length ? <NamedBars data={byService} label="Calls and cost per service" format={formatNumber} /> : <Empty>No calls this month.</Empty>}
+              </section>
+            </div>
+            <div className="two-columns">
+              <section className="card" aria-labelledby="compute-by-day-title">
+                <h2 id="compute-by-day-title">Compute by day</h2>
+                <DayBars data={computeByDay} label={`GB-seconds of running apps and functions per day, ${month} (UTC), ${formatMicros(summary.compute_micros, summary.currency)} in all; suspended time is free`} format={formatGbSeconds} smallestScale={0.01} />
+              </section>
+              <section className="card" aria-labelledby="compute-by-app-title">
+                <h2 id="compute-by-app-title">Compute by app</h2>
+                {computeByApp.length ? (
+                  <div data-testid="usage-compute-apps">
+                    <NamedBars data={computeByApp} label="GB-seconds and cost per app (a function is the app of its name)" format={formatGbSeconds} />
+                  </div>
+                ) : (
+                  <Empty>No compute this month.</Empty>
+                )}
               </section>
             </div>
             <section className="card" aria-labelledby="by-endpoint-title">
