@@ -9,6 +9,12 @@ const agent = new Agent({ keepAlive: true, maxSockets: Number(connections) });
 const deadline = performance.now() + Number(seconds) * 1000;
 const latencies = [];
 let errors = 0;
+/** What the errors were: status codes and error messages, with their counts. */
+const errorKinds = {};
+function failed(kind) {
+  errors += 1;
+  errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+}
 
 function once() {
   return new Promise((resolve) => {
@@ -17,12 +23,12 @@ function once() {
       response.resume();
       response.on('end', () => {
         if (response.statusCode === 200) latencies.push(performance.now() - started);
-        else errors += 1;
+        else failed(`HTTP ${response.statusCode}`);
         resolve();
       });
     });
-    outgoing.on('error', () => {
-      errors += 1;
+    outgoing.on('error', (error) => {
+      failed(error.code ?? error.message);
       resolve();
     });
     outgoing.end();
@@ -38,5 +44,5 @@ await Promise.all(
 const elapsed = (performance.now() - began) / 1000;
 latencies.sort((a, b) => a - b);
 const percentile = (p) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? 0;
-console.log(JSON.stringify({ requestsPerSecond: latencies.length / elapsed, p50: percentile(50), p99: percentile(99), errors }));
+console.log(JSON.stringify({ requestsPerSecond: latencies.length / elapsed, p50: percentile(50), p99: percentile(99), errors, errorKinds }));
 agent.destroy();

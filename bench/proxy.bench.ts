@@ -12,6 +12,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { AppProxy, type AppResolver } from '../packages/alto/src/edge/proxy.js';
+import { connectOnce } from '../packages/alto/src/compute/sandbox/connect.js';
 import { silentLogger } from '../packages/alto/src/kit/logger.js';
 
 const seconds = Number(process.argv[2] ?? 10);
@@ -47,7 +48,7 @@ let inFlight = 0;
 const resolver: AppResolver = {
   async acquire() {
     inFlight += 1;
-    return { host: '127.0.0.1', port: upstream.port, release: () => void (inFlight -= 1) };
+    return { host: '127.0.0.1', port: upstream.port, connect: () => connectOnce('127.0.0.1', upstream.port), release: () => void (inFlight -= 1) };
   },
 };
 const proxy = new AppProxy({ domain: 'localhost', resolver, log: silentLogger() });

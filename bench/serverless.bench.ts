@@ -19,14 +19,17 @@
  *   instances by state every 250 ms, until it is back to one suspended instance.
  * - `density [driver=process] [count=200 on process, 10 on microvm]`: `count` apps of busybox
  *   httpd (min_instances 0, 64 MiB; 128 on microvm) started and suspended; the host's MemAvailable before and
- *   after gives the memory each suspended instance holds, extrapolated to a 24 GiB machine.
+ *   after gives the memory each suspended instance holds, extrapolated to a 24 GiB machine. With
+ *   `pool` last, one app instead, with `count` suspended spares restored from its ready snapshot
+ *   (microvm: private copies sharing the snapshot's unchanged pages); the QEMU processes'
+ *   proportional set size (PSS, shared pages split between their users) is printed beside it.
  *
  * Run (as root): node --import tsx bench/serverless.bench.ts [samples=20]
  *                node --import tsx bench/serverless.bench.ts burst [process|microvm] [clients] [seconds]
- *                node --import tsx bench/serverless.bench.ts density [process|microvm] [count]
+ *                node --import tsx bench/serverless.bench.ts density [process|microvm] [count] [pool]
  */
 import { execFile } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { privateSandboxCache } from '../packages/alto/test/apps-fixture.js';
@@ -181,6 +184,8 @@ interface LoadResult {
   p50: number;
   p99: number;
   errors: number;
+  /** Status codes and error codes of the failures, with counts. */
+  errorKinds: Record<string, number>;
 }
 
 /** bench/http-load.mjs in its own process, so the clients do not share a CPU budget with this one's sampling. */
@@ -248,7 +253,7 @@ async function burstRun(driver: DriverName, clients: number, seconds: number): P
     for (const line of timeline) console.log(line);
     console.log('\n| what | figure | target |');
     console.log('|---|---:|---|');
-    console.log(`| errors (non-200 or failed) | ${load.errors} | 0 |`);
+    console.log(`| errors (non-200 or failed) | ${load.errors}${load.errors ? ` (${Object.entries(load.errorKinds).map(([kind, count]) => `${count} ${kind}`).join(', ')})` : ''} | 0 |`);
     console.log(`| requests/s | ${load.requestsPerSecond.toFixed(0)} | - |`);
     console.log(`| latency p50 / p99 ms | ${load.p50.toFixed(1)} / ${load.p99.toFixed(1)} | p99 printed |`);
     console.log(`| most instances running at once | ${peak} | scaled up (> 1) |`);
@@ -279,7 +284,41 @@ async function settledMemAvailable(): Promise<number> {
   return reads.sort((a, b) => a - b)[2];
 }
 
-async function densityRun(driver: DriverName, count: number): Promise<void> {
+/** Proportional set size of every QEMU process of Alto's microVMs, in KiB (0 where there is none). */
+function qemuPssKiB(): number {
+  let total = 0;
+  for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
+    try {
+      const command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!command.startsWith('qemu-system') || !command.includes('alto-vm-')) continue;
+      const pss = /^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+      total += Number(pss?.[1] ?? 0);
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return total;
+}
+
+/** One app with `spares` suspended spares (restored from its ready snapshot where the driver can). */
+async function startPooled(alto: ServerProcess, key: string, image: string, memory: number, spares: number): Promise<void> {
+  const run = await alto.call('app', 'Run', { name: 'pooled', image, memory, min_instances: 0, pool: spares, max_instances: spares + 1 }, key);
+  if (run.status !== 200) throw new Error(`app/Run answered ${run.status}: ${JSON.stringify(run.body)}`);
+  const deadline = Date.now() + 600_000;
+  for (;;) {
+    const slots = await slotsOf(alto, key, 'pooled');
+    if (slots.length === spares + 1 && slots.every((slot) => slot.state === 'suspended')) {
+      const origins = new Map<string, number>();
+      for (const slot of slots) origins.set(slot.origin ?? '?', (origins.get(slot.origin ?? '?') ?? 0) + 1);
+      console.log(`instances by origin: ${[...origins].map(([origin, n]) => `${n} ${origin}`).join(', ')}`);
+      return;
+    }
+    if (Date.now() > deadline) throw new Error('the pool was not suspended within 10 minutes');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+async function densityRun(driver: DriverName, count: number, pooled: boolean): Promise<void> {
   const registry = await startRegistry();
   const cache = privateSandboxCache();
   const dataDir = temporaryDataDir();
@@ -296,9 +335,11 @@ async function densityRun(driver: DriverName, count: number): Promise<void> {
     if (warm.status !== 200) throw new Error(`app/Run answered ${warm.status}: ${JSON.stringify(warm.body)}`);
     await waitForState(alto, key, 'warm', 'suspended');
     const before = await settledMemAvailable();
+    const pssBefore = qemuPssKiB();
     const started = Date.now();
     const parallel = driver === 'microvm' ? 2 : 8;
-    let next = 0;
+    let next = pooled ? count : 0;
+    if (pooled) await startPooled(alto, key, image, memory, count - 1);
     await Promise.all(
       Array.from({ length: parallel }, async () => {
         while (next < count) {
@@ -309,20 +350,28 @@ async function densityRun(driver: DriverName, count: number): Promise<void> {
         }
       }),
     );
-    for (let i = 0; i < count; i++) await waitForState(alto, key, `app${i}`, 'suspended');
+    if (!pooled) for (let i = 0; i < count; i++) await waitForState(alto, key, `app${i}`, 'suspended');
     const tookS = (Date.now() - started) / 1000;
     const after = await settledMemAvailable();
-    const perInstanceKiB = (before - after) / count;
+    const pssPerInstanceKiB = (qemuPssKiB() - pssBefore) / count;
+    // The larger of the two: MemAvailable counts page cache that mapped snapshot files use as free.
+    const perInstanceKiB = Math.max((before - after) / count, pssPerInstanceKiB);
     // Each one still answers: wake a few.
-    for (const i of [0, Math.floor(count / 2), count - 1]) {
-      const answer = await timedGet(Number(new URL(alto.url).port), `app${i}.${PROJECT}.localhost`);
-      if (answer.status !== 200) throw new Error(`app${i} answered ${answer.status} after the density run`);
-    }
+    if (pooled) {
+      const answer = await timedGet(Number(new URL(alto.url).port), `pooled.${PROJECT}.localhost`);
+      if (answer.status !== 200) throw new Error(`the pooled app answered ${answer.status} after the density run`);
+    } else
+      for (const i of [0, Math.floor(count / 2), count - 1]) {
+        const answer = await timedGet(Number(new URL(alto.url).port), `app${i}.${PROJECT}.localhost`);
+        if (answer.status !== 200) throw new Error(`app${i} answered ${answer.status} after the density run`);
+      }
     const machineKiB = 24 * 1024 * 1024;
-    console.log(`\ndensity on ${driver}: ${count} apps of busybox httpd (${memory} MiB each, min_instances 0), started and suspended in ${tookS.toFixed(0)} s\n`);
+    const what = pooled ? `one app of busybox httpd with ${count - 1} spares (${count} instances)` : `${count} apps of busybox httpd`;
+    console.log(`\ndensity on ${driver}: ${what} (${memory} MiB each, min_instances 0), started and suspended in ${tookS.toFixed(0)} s\n`);
     console.log('| what | figure | target |');
     console.log('|---|---:|---|');
     console.log(`| host MemAvailable before / after | ${(before / 1024).toFixed(0)} / ${(after / 1024).toFixed(0)} MiB | - |`);
+    if (driver === 'microvm') console.log(`| QEMU proportional set size per instance | ${(pssPerInstanceKiB / 1024).toFixed(2)} MiB | - |`);
     console.log(`| memory per suspended instance | ${(perInstanceKiB / 1024).toFixed(2)} MiB | printed |`);
     console.log(`| suspended instances a 24 GiB machine holds (extrapolated, all of its memory) | ${Math.floor(machineKiB / perInstanceKiB)} | >= 800 |`);
   } finally {
@@ -336,5 +385,5 @@ async function densityRun(driver: DriverName, count: number): Promise<void> {
 const driverArgument = (process.argv[3] ?? 'process') as DriverName;
 if (!DRIVERS.includes(driverArgument)) throw new Error(`driver must be one of ${DRIVERS.join(', ')}, not "${driverArgument}"`);
 if (mode === 'burst') await burstRun(driverArgument, Number(process.argv[4] ?? 200), Number(process.argv[5] ?? 10));
-else if (mode === 'density') await densityRun(driverArgument, Number(process.argv[4] ?? (driverArgument === 'microvm' ? 10 : 200)));
+else if (mode === 'density') await densityRun(driverArgument, Number(process.argv[4] ?? (driverArgument === 'microvm' ? 10 : 200)), process.argv[5] === 'pool');
 else await latencyRun();

@@ -49,6 +49,7 @@ export interface SlotStatus {
   in_flight: number;
   since: string;
   frozen?: boolean;
+  origin?: string;
 }
 
 /** The app's instance positions as app/Status shows them. */

@@ -4,7 +4,8 @@
  * wakes it, it pauses again after `idle_timeout`; suspended past ALTO_SNAPSHOT_AFTER_MS it is
  * snapshotted to disk and its QEMU ended, requests arriving while it is being snapshotted all
  * succeed, the next request restores it; and after a restart of Alto the snapshotted app comes
- * back on its next request.
+ * back on its next request. An app that may run more instances (pool spares, scale-out) boots its
+ * first one only: the others are restored from the version's ready snapshot, and serve.
  */
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
-import { metricValue, sleepyImage, slotsOf } from './serverless-fixture.js';
+import { metricValue, openWebsocket, sleepyImage, slotsOf, type OpenWebsocket } from './serverless-fixture.js';
 
 const PROJECT = 'vmsleep';
 const HOST = `web.${PROJECT}.localhost`;
@@ -115,5 +116,33 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     assert.ok((await metric('alto_app_activations_total{from="snapshotted"}')) >= 1);
     assert.equal((await alto.call('app', 'Delete', { name: 'web' }, key)).status, 200);
     assert.equal(existsSync(join(dataDir, 'apps', 'snapshots', appId)), false, 'the snapshot went with the app');
+  });
+
+  test('pool spares and scale-out are restored from the ready snapshot, not booted', async () => {
+    const run = await alto.call('app', 'Run', { name: 'spares', image, memory: 128, min_instances: 0, pool: 1, max_instances: 3, concurrency: 1, idle_timeout: 1 }, key);
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    const id = run.body.service.id as string;
+    assert.ok(existsSync(join(dataDir, 'apps', 'snapshots', id, 'v1-ready', 'snapshot.json')), 'the ready snapshot is on disk');
+    const asleep = await eventually(
+      async () => {
+        const slots = await slotsOf(alto, key, 'spares');
+        return slots.length === 2 && slots.every((current) => current.state === 'suspended' && current.frozen === true) && slots;
+      },
+      'the instance and its spare, suspended',
+      60_000,
+    );
+    assert.deepEqual(asleep.map((current) => current.origin), ['boot', 'ready_snapshot']);
+
+    // Three exchanges held open at concurrency 1: the two sleepers wake, a third instance is added.
+    const host = `spares.${PROJECT}.localhost`;
+    const sockets: OpenWebsocket[] = [];
+    for (let i = 0; i < 3; i++) sockets.push(await openWebsocket(edgePort(), host));
+    const busy = await slotsOf(alto, key, 'spares');
+    assert.deepEqual(busy.map((current) => [current.state, current.in_flight]), [['running', 1], ['running', 1], ['running', 1]]);
+    assert.deepEqual(busy.map((current) => current.origin), ['boot', 'ready_snapshot', 'ready_snapshot'], 'the added instance is a copy of the ready snapshot');
+    await eventually(async () => sockets.every((socket) => socket.ticks() > 0), 'each copy streams its answer');
+    await Promise.all(sockets.map((socket) => socket.close()));
+    assert.equal((await alto.call('app', 'Delete', { name: 'spares' }, key)).status, 200);
+    assert.equal(existsSync(join(dataDir, 'apps', 'snapshots', id)), false, 'the ready snapshot went with the app');
   });
 });

@@ -47,6 +47,7 @@ interface DeployFlags extends Flags {
   cpus?: string;
   minInstances?: string;
   outbound?: boolean;
+  link?: string[];
   insecure?: boolean;
 }
 
@@ -94,6 +95,7 @@ function deployRequest(image: string, flags: DeployFlags): Record<string, unknow
     cpus: flags.cpus === undefined ? undefined : Number(flags.cpus),
     min_instances: wholeNumber('--min-instances', flags.minInstances),
     outbound: flags.outbound ? true : undefined,
+    links: flags.link?.length ? flags.link : undefined,
     insecure: flags.insecure ? true : undefined,
   };
   for (const [key, value] of Object.entries(fields)) if (value !== undefined) body[key] = value;
@@ -120,6 +122,7 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       .option('--cpus <n>', 'CPUs (default 1)')
       .option('--min-instances <n>', 'instances kept running (default 1)')
       .option('--outbound', 'let the app open connections to the internet')
+      .option('-l, --link <app>', 'reach another app of the project: <APP>_SERVICE_HOST and <APP>_SERVICE_PORT lead to it (repeat for more)', collect)
       .option('--insecure', 'allow plain HTTP for the image\'s registry'),
   ).action(
     action(async (image: string, flags: DeployFlags) => {

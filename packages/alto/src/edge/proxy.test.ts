@@ -9,6 +9,7 @@ import { connect, createServer as createTcpServer, type AddressInfo, type Server
 import { after, before, describe, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { errors } from '../kit/errors.js';
+import { connectOnce } from '../compute/sandbox/connect.js';
 import { silentLogger } from '../kit/logger.js';
 import { AppProxy, TcpForwarder, type AppAddress, type AppResolver, type ProxyTarget } from './proxy.js';
 
@@ -36,7 +37,7 @@ class TestResolver implements AppResolver {
     const target = this.targets.get(address.app);
     if (!target) throw errors.notFound(`no app "${address.app}" in project "${address.project}"`);
     const index = this.releases.push(0) - 1;
-    return { ...target, release: () => void this.releases[index]++ };
+    return { ...target, connect: () => connectOnce(target.host, target.port), release: () => void this.releases[index]++ };
   }
 
   get acquired(): number {

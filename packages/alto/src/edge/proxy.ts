@@ -9,8 +9,8 @@
  * exactly once when the exchange ends, whatever the cause: that is how the scheduler counts
  * activity, so every path below ends in `release()`.
  */
-import { Agent, request as httpRequest, type ClientRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import { Socket, connect, createServer, type Server } from 'node:net';
+import { Agent, request as httpRequest, type ClientRequest, type ClientRequestArgs, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { Socket, createServer, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
@@ -42,6 +42,38 @@ const HOP_BY_HOP_HEADERS = new Set([
 ]);
 
 const LABEL_PATTERN = /^[a-z0-9-]+$/;
+
+/** Request options that carry how to open a connection to the target instance. */
+interface TargetRequestArgs extends ClientRequestArgs {
+  target?: ProxyTarget;
+}
+
+/**
+ * Opens each new connection to an instance the way its driver needs (`ProxyTarget.connect`: a
+ * microVM's user-mode stack takes handshakes slowly), and keeps them alive for the next request.
+ */
+class InstanceAgent extends Agent {
+  override createConnection(options: TargetRequestArgs, callback?: (error: Error | null, socket: Duplex) => void): Duplex | null | undefined {
+    const target = options.target;
+    if (!target || !callback) return super.createConnection(options, callback);
+    target.connect().then(
+      (socket) => callback(null, socket),
+      (error: Error) => callback(error, undefined as unknown as Duplex),
+    );
+    return undefined;
+  }
+}
+
+/** `createConnection` for a request without an agent: the target's own way to connect. */
+function connectionTo(target: ProxyTarget): NonNullable<ClientRequestArgs['createConnection']> {
+  return (_options, oncreate) => {
+    target.connect().then(
+      (socket) => oncreate(null, socket),
+      (error: Error) => oncreate(error, undefined as unknown as Duplex),
+    );
+    return undefined;
+  };
+}
 const PORT_SUFFIX_PATTERN = /:\d{1,5}$/;
 
 export class AppProxy {
@@ -49,7 +81,7 @@ export class AppProxy {
   private readonly resolver: AppResolver;
   private readonly log: Logger;
   /** Reuses connections to instances: a warm request does not pay for a TCP handshake. */
-  private readonly agent = new Agent({ keepAlive: true, scheduling: 'lifo' });
+  private readonly agent = new InstanceAgent({ keepAlive: true, scheduling: 'lifo' });
   /** Open upstream requests and upgraded connections, ended by `close()`. */
   private readonly open = new Set<ClientRequest | Duplex>();
 
@@ -119,7 +151,8 @@ export class AppProxy {
       path: request.url,
       headers: forwardedRequestHeaders(request, false),
       agent: this.agent,
-    });
+      target,
+    } as TargetRequestArgs);
     this.open.add(upstream);
     upstream.once('close', () => this.open.delete(upstream));
 
@@ -164,7 +197,7 @@ export class AppProxy {
       method: request.method,
       path: request.url,
       headers: forwardedRequestHeaders(request, true),
-      agent: false,
+      createConnection: connectionTo(target),
     });
     this.open.add(upstream);
     upstream.once('close', () => this.open.delete(upstream));
@@ -281,16 +314,21 @@ export class TcpForwarder {
     const release = onceOnly(() => target.release(), log);
     if (client.destroyed) return release();
     client.once('close', release);
-    const upstream = connect({ host: target.host, port: target.port, noDelay: true });
     client.setNoDelay(true);
-    this.track(upstream);
-    upstream.on('error', (error) => {
+    let upstream: Socket;
+    try {
+      upstream = await target.connect();
+    } catch (error) {
       log.warn({ err: error, app: address.app, project: address.project }, 'app instance refused a tcp connection');
-      upstream.destroy();
-    });
+      client.destroy();
+      return;
+    }
+    if (client.destroyed) return void upstream.destroy();
+    this.track(upstream);
+    upstream.on('error', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
     client.once('close', () => upstream.destroy());
-    upstream.once('connect', () => client.pipe(upstream).pipe(client));
+    client.pipe(upstream).pipe(client);
   }
 
   private track(socket: Socket): void {

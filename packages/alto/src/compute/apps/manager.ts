@@ -27,6 +27,7 @@ import { availableParallelism } from 'node:os';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Socket } from 'node:net';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { AppEndpoint, AppGateway } from '../../platform/app-gateway.js';
@@ -41,10 +42,13 @@ import {
   type ChosenSandbox,
   type SandboxChoice,
   type SandboxDriver,
+  type SandboxLink,
   type SandboxSpec,
   type SandboxStatus,
 } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
+import { MAX_LINKS } from '../sandbox/links.js';
+import { APP_NAME } from './schema.js';
 import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
 import {
   AppRuntime,
@@ -55,6 +59,7 @@ import {
   type AppLogStream,
   type LifecycleChange,
   type RuntimeEvents,
+  type SlotOrigin,
   type SlotState,
 } from './runtime.js';
 import { StartGate } from './start-gate.js';
@@ -69,6 +74,8 @@ export interface AppAddress {
 export interface ProxyTarget {
   host: string;
   port: number;
+  /** Opens a connection to the instance the way its driver needs (`Instance.connect`). */
+  connect(): Promise<Socket>;
   release(): void;
 }
 
@@ -151,6 +158,8 @@ export interface SlotView {
   instance: string;
   inFlight: number;
   since: number;
+  /** How its instance came to be: booted, or restored from the version's ready snapshot or its own. */
+  origin: SlotOrigin;
   /** The kernel's or VMM's answer (Status only). */
   frozen?: boolean;
 }
@@ -166,6 +175,8 @@ export const APP_DEFAULTS = {
   pool: 0,
 } as const;
 
+/** The port a link shows a microVM guest when the linked app does not exist yet (any port reaches it). */
+const LINK_DEFAULT_PORT = 80;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** How long a request waits for an instance of a crashing or starting app before a 503. */
 const ACQUIRE_WAIT_MS = 10_000;
@@ -182,6 +193,8 @@ export const DEFAULT_SNAPSHOT_AFTER_MS = 10 * 60_000;
 export const MAX_QUEUED_PER_APP = 200;
 /** How often idle instances are looked for (idle → suspended within idle_timeout + this). */
 const IDLE_CHECK_MS = 100;
+/** The slot number under which a version's ready snapshot is recorded. */
+const READY_SNAPSHOT_SLOT = -1;
 /** How often projects past compute_gb_seconds have their running instances suspended. */
 const COMPUTE_CAP_CHECK_MS = 1_000;
 /** A project's stored running time is read again at most this often (usage records are written in batches). */
@@ -384,6 +397,7 @@ export class AppManager implements AppResolver, AppGateway {
     return {
       host: instance.host,
       port: instance.port,
+      connect: () => instance.connect(),
       release: () => {
         if (released) return;
         released = true;
@@ -490,6 +504,7 @@ export class AppManager implements AppResolver, AppGateway {
       tcp,
       tcp_port: input.tcp_port ?? base?.tcp_port ?? 0,
       outbound: input.outbound ?? base?.outbound ?? false,
+      links: input.links ?? base?.links ?? [],
     };
     if (volumes.length > 0 && settings.min_instances > 1)
       throw errors.badRequest('an app with volumes runs one instance (a volume has one user at a time); set min_instances to 1');
@@ -550,8 +565,39 @@ export class AppManager implements AppResolver, AppGateway {
       ...(this.edge ? { platform: { port: this.edge.port } } : {}),
       name: app.name,
       ...(volumes.length > 0 ? { volumes } : {}),
+      ...(settings.links.length > 0 ? { links: settings.links.map((name) => this.linkOf(app, name)) } : {}),
     };
     return spec;
+  }
+
+  /**
+   * One link of an app's instances: each connection finds the linked app by name in the app's
+   * own project (never another's), wakes it and holds it until the connection ends, like a
+   * connection to its edge port. It may be deployed after the linking app; until it exists its
+   * connections are closed. Its port for the guest is the linked app's own when it exists now.
+   */
+  private linkOf(app: AppRecord, name: string): SandboxLink {
+    const linked = this.records.findByName(app.projectId, name);
+    return {
+      name,
+      port: linked ? linked.settings.tcp || linked.settings.port : LINK_DEFAULT_PORT,
+      connect: async () => {
+        const target = this.records.findByName(app.projectId, name);
+        if (!target) throw errors.notFound(`no app "${name}" in project "${app.projectName}" (linked from "${app.name}")`);
+        return this.acquire({ project: target.projectName, app: target.name }, target.settings.tcp ? 'tcp' : 'http');
+      },
+    };
+  }
+
+  /** Links name other apps of the project: app names, at most MAX_LINKS, each once, not the app itself. */
+  private assertLinks(name: string, links: string[] | undefined): void {
+    if (!links) return;
+    if (links.length > MAX_LINKS) throw errors.badRequest(`links: at most ${MAX_LINKS} apps, not ${links.length}`);
+    for (const link of links) {
+      if (!APP_NAME.test(link)) throw errors.badRequest(`links: "${link}" is not an app name (1-40 lower-case letters, digits and dashes)`);
+      if (link === name) throw errors.badRequest(`links: an app cannot link to itself ("${name}"); name other apps of the project`);
+    }
+    if (new Set(links).size !== links.length) throw errors.badRequest('links: names must differ');
   }
 
   // ---- caps ----------------------------------------------------------------------------------
@@ -867,9 +913,49 @@ export class AppManager implements AppResolver, AppGateway {
     return version;
   }
 
+  /** Where a version's ready snapshot is kept (recorded as slot -1). */
+  private readySnapshotDir(app: AppRecord, version: number): string {
+    return join(this.options.dataDir, 'apps', 'snapshots', app.id, `v${version}-ready`);
+  }
+
+  /**
+   * Whether a version takes a ready snapshot: the driver can snapshot, the app has no volumes (a
+   * copy would be a second writer) and may run more than one instance (scale-out, pool spares).
+   */
+  private takesReadySnapshot(app: AppRecord): boolean {
+    return this.chosenStatus?.snapshot === true && app.settings.volumes.length === 0 && app.settings.max_instances > 1;
+  }
+
+  /**
+   * Writes the version's ready snapshot from its first instance, just ready and not serving yet;
+   * the version's later instances are restored from it. A failure only costs their speed: they boot.
+   */
+  private async captureReadySnapshot(runtime: AppRuntime, version: AppVersion): Promise<void> {
+    const slot = version.slots[0];
+    const dir = this.readySnapshotDir(runtime.app, version.version);
+    const began = performance.now();
+    try {
+      if (!(await slot.captureReadySnapshot(dir))) return;
+      version.readySnapshot = dir;
+      this.records.saveSnapshot({ appId: runtime.app.id, version: version.version, slot: READY_SNAPSHOT_SLOT, dir, createdAt: Date.now() });
+      runtime.system(version, slot.instance?.id ?? '', `ready snapshot written in ${Math.round(performance.now() - began)} ms: more instances of version ${version.version} are restored from it`);
+    } catch (error) {
+      runtime.log.warn({ err: error, app: runtime.app.name }, 'writing the ready snapshot failed; instances will boot');
+      runtime.system(version, slot.instance?.id ?? '', `writing the ready snapshot failed (more instances will boot): ${(error as Error).message}`);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
   /** Starts every instance of a version; rejects with what went wrong when one never becomes ready. */
   private async startVersion(runtime: AppRuntime, version: AppVersion): Promise<void> {
-    const results = await Promise.allSettled(version.slots.map((slot) => slot.startFirst()));
+    // With a ready snapshot, the first instance boots and the others are copies of it.
+    await this.driver().catch(() => undefined);
+    const first = this.takesReadySnapshot(runtime.app) && version.slots.length > 1 ? version.slots.slice(0, 1) : version.slots;
+    const results = await Promise.allSettled(first.map((slot) => slot.startFirst()));
+    if (first !== version.slots && results[0].status === 'fulfilled') {
+      await this.captureReadySnapshot(runtime, version);
+      results.push(...(await Promise.allSettled(version.slots.slice(1).map((slot) => slot.startFirst()))));
+    }
     const failures = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
     if (failures.length === 0) return;
     await version.stop(this.graceMs);
@@ -902,8 +988,11 @@ export class AppManager implements AppResolver, AppGateway {
         const rootfs = await this.ensureRootfs(app.digest);
         const version = this.newVersion(runtime, app, image.spec, rootfs);
         runtime.serve(version);
-        // Slots snapshotted before the restart come back on their next request; the rest start.
+        // Slots snapshotted before the restart come back on their next request; the rest start
+        // (restored from the version's ready snapshot when it has one).
         const snapshots = this.records.snapshotsOf(app.id);
+        const ready = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === READY_SNAPSHOT_SLOT);
+        if (ready && existsSync(join(ready.dir, 'snapshot.json'))) version.readySnapshot = ready.dir;
         for (const [index, slot] of version.slots.entries()) {
           const snapshot = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === index);
           if (snapshot && this.sleepsWhenIdleAt(app, index) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
@@ -973,6 +1062,7 @@ export class AppManager implements AppResolver, AppGateway {
   async run(owner: AppOwner, input: RunInput): Promise<AppState> {
     if (this.closing) throw errors.unavailable('Alto is stopping');
     this.assertNameFree(owner, input.name);
+    this.assertLinks(input.name, input.links);
     await this.assertDriverSupports({ outbound: input.outbound ?? false });
     const image = await this.imageFor(input.image, Boolean(input.insecure), 'missing');
     const settings = this.settingsOf(input, undefined, image.spec);
@@ -1036,6 +1126,7 @@ export class AppManager implements AppResolver, AppGateway {
   }
 
   private async rollOut(owner: AppOwner, runtime: AppRuntime, current: AppRecord, input: UpdateInput): Promise<AppState> {
+    this.assertLinks(current.name, input.links);
     await this.assertDriverSupports({ outbound: input.outbound ?? current.settings.outbound });
     const image = input.image ? await this.imageFor(input.image, Boolean(input.insecure), 'always') : this.images.inspect(current.digest);
     const settings = this.settingsOf(input, current.settings, image.spec);
@@ -1165,6 +1256,7 @@ export class AppManager implements AppResolver, AppGateway {
         instance: candidate.instance?.id ?? '',
         inFlight: candidate.inFlight,
         since: candidate.stateSince,
+        origin: candidate.origin,
       })),
       restarts: runtime?.restarts ?? 0,
       ...(runtime?.lastExit ? { lastExit: runtime.lastExit } : {}),

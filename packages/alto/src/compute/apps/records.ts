@@ -81,6 +81,8 @@ export interface AppSettings {
   /** The edge port asked for the TCP app (0: any free port). */
   tcp_port: number;
   outbound: boolean;
+  /** Apps of the same project this app reaches by name (links.ts); absent in older records. */
+  links: string[];
 }
 
 export type AppStatus = 'deploying' | 'running' | 'crashing' | 'updating' | 'failed';
@@ -172,7 +174,7 @@ function appOf(row: AppRow): AppRecord {
     name: row.name,
     image: row.image,
     digest: row.digest,
-    settings: { pool: 0, ...(JSON.parse(row.settings) as Partial<AppSettings>) } as AppSettings,
+    settings: { pool: 0, links: [], ...(JSON.parse(row.settings) as Partial<AppSettings>) } as AppSettings,
     version: row.version,
     status: row.status as AppStatus,
     ...(row.error ? { error: row.error } : {}),

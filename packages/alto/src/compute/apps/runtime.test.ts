@@ -5,7 +5,9 @@
  * and the whole journey are in test/apps*.e2e.test.ts.) And the slot's lifecycle state machine:
  * concurrent wakes share one resume, a wake during a suspend waits for it then resumes, an idle
  * suspend never freezes an instance with a request in flight, and a snapshot ends the instance
- * without a restart, the next wake restoring it (real drivers: test/serverless*.e2e.test.ts).
+ * without a restart, the next wake restoring it; the ready snapshot is written from a running or
+ * suspended instance, which is left as it was, and a copy of it goes back to it when snapshotted
+ * (real drivers: test/serverless*.e2e.test.ts).
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -91,6 +93,11 @@ class RecordingHost implements SlotHost {
   }
   snapshotDirOf(): string {
     return '/snapshots/slot-0';
+  }
+  /** Instances the test declares copies of a ready snapshot. */
+  readonly readyCopies = new Map<Instance, string>();
+  readySnapshotOf(instance: Instance): string | undefined {
+    return this.readyCopies.get(instance);
   }
   onLifecycle(_slot: InstanceSlot, change: LifecycleChange): void {
     this.changes.push(`${change.from}->${change.to}`);
@@ -242,4 +249,41 @@ test('a snapshot ends the instance without a restart; the next wake restores it'
   assert.deepEqual(host.started[1].calls, ['suspend', 'suspended']);
   await slot.stop(1_000);
   assert.equal(slot.state, 'stopped');
+});
+
+test('the ready snapshot is written from a running instance, which runs again after; a suspended one stays suspended', async () => {
+  const host = new RecordingHost();
+  const slot = new InstanceSlot(host);
+  await slot.startFirst();
+  assert.equal(slot.origin, 'boot');
+  assert.equal(await slot.captureReadySnapshot('/snapshots/ready'), true);
+  assert.deepEqual(host.started[0].calls, ['snapshot /snapshots/ready', 'resume']);
+  assert.equal(slot.state, 'running');
+  await slot.suspendIfIdle(() => true);
+  assert.equal(await slot.captureReadySnapshot('/snapshots/ready-2'), true);
+  assert.deepEqual(host.started[0].calls.slice(2), ['suspend', 'suspended', 'snapshot /snapshots/ready-2']);
+  assert.equal(slot.state, 'suspended');
+  await slot.stop(1_000);
+  assert.equal(await slot.captureReadySnapshot('/snapshots/ready-3'), false, 'nothing to write from a stopped slot');
+});
+
+test('a copy of the ready snapshot is not snapshotted again: it ends, and its next wake is a fresh copy', async () => {
+  const host = new RecordingHost();
+  const slot = new InstanceSlot(host);
+  const start = host.start.bind(host);
+  host.start = async () => {
+    const instance = await start();
+    host.readyCopies.set(instance, '/snapshots/ready');
+    return instance;
+  };
+  await slot.startFirst();
+  assert.equal(slot.origin, 'ready_snapshot');
+  await slot.suspendIfIdle(() => true);
+  await slot.snapshotIfSuspended(() => true);
+  assert.equal(slot.state, 'snapshotted');
+  assert.deepEqual(host.started[0].calls, ['suspend', 'suspended'], 'no snapshot of its own');
+  await slot.wake();
+  assert.deepEqual(host.restored, ['/snapshots/ready']);
+  assert.equal(slot.origin, 'ready_snapshot');
+  await slot.stop(1_000);
 });

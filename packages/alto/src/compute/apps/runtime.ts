@@ -48,6 +48,8 @@ export interface SlotHost {
   restore(snapshotDir: string): Promise<Instance>;
   /** Where this slot keeps its snapshot. */
   snapshotDirOf(slot: InstanceSlot): string;
+  /** The version's ready snapshot `instance` was restored from, if it was. */
+  readySnapshotOf(instance: Instance): string | undefined;
   onLifecycle(slot: InstanceSlot, change: LifecycleChange): void;
 }
 
@@ -72,6 +74,9 @@ export type SlotState =
   | 'stopping'
   | 'stopped';
 
+/** How a slot's current instance came to be: booted, restored from its version's ready snapshot, or from the slot's own snapshot. */
+export type SlotOrigin = 'boot' | 'ready_snapshot' | 'snapshot';
+
 /** States in which a slot holds a healthy instance (or its snapshot) that a request can wake. */
 export const ASLEEP_STATES: ReadonlySet<SlotState> = new Set(['suspending', 'suspended', 'resuming', 'snapshotting', 'snapshotted', 'restoring']);
 
@@ -91,6 +96,7 @@ export class InstanceSlot {
   stateSince = Date.now();
   /** The snapshot this slot restores from, once it took one (or was given one at restart). */
   snapshotDir: string | undefined;
+  origin: SlotOrigin = 'boot';
   /** Resolves when the transitions queued so far have run; each runs alone. */
   private transitions: Promise<void> = Promise.resolve();
   private waking: Promise<void> | undefined;
@@ -121,8 +127,9 @@ export class InstanceSlot {
     void this.tryStart();
   }
 
-  private adopt(instance: Instance): void {
+  private adopt(instance: Instance, origin: SlotOrigin = this.host.readySnapshotOf(instance) ? 'ready_snapshot' : 'boot'): void {
     this.instance = instance;
+    this.origin = origin;
     this.setState('running');
     this.lastActivity = Date.now();
     this.startedAt = Date.now();
@@ -198,7 +205,7 @@ export class InstanceSlot {
         await instance.stop(0).catch(() => undefined);
         return;
       }
-      this.adopt(instance);
+      this.adopt(instance, this.host.readySnapshotOf(instance) ? 'ready_snapshot' : 'snapshot');
       this.host.onLifecycle(this, { from, to: 'running', instance, ms: performance.now() - began });
     }
   }
@@ -225,6 +232,8 @@ export class InstanceSlot {
       if (!instance) return;
       await this.transition('snapshotting', 'snapshotted', 'suspended', async () => {
         // A restored copy cannot be snapshotted again, and need not be: its snapshot is intact.
+        // A copy of the version's ready snapshot goes back to it (its next wake is a fresh copy).
+        this.snapshotDir ??= this.host.readySnapshotOf(instance);
         if (!this.snapshotDir) {
           const dir = this.host.snapshotDirOf(this);
           await instance.snapshot(dir);
@@ -233,6 +242,24 @@ export class InstanceSlot {
         this.parking = true;
         await instance.stop(0);
       });
+    });
+  }
+
+  /**
+   * Writes the version's ready snapshot from this slot's freshly booted instance, which is
+   * suspended for the time it takes (and resumed after, unless it was suspended already).
+   * Resolves false when the slot holds no running or suspended instance when the step runs.
+   */
+  captureReadySnapshot(dir: string): Promise<boolean> {
+    return this.enqueue(async () => {
+      const instance = this.instance;
+      if (!instance || (this.state !== 'running' && this.state !== 'suspended')) return false;
+      const wasRunning = this.state === 'running';
+      await this.transition('snapshotting', this.state, this.state, async () => {
+        await instance.snapshot(dir);
+        if (wasRunning) await instance.resume();
+      });
+      return true;
     });
   }
 
@@ -331,9 +358,16 @@ export class InstanceSlot {
   }
 }
 
-/** One version of an app: the spec its instances run with and their slots. */
+/**
+ * One version of an app: the spec its instances run with and their slots. Where the driver can
+ * snapshot, the version may hold a ready snapshot (its first instance, just ready, written to
+ * disk): instances it starts after that (scale-out, pool spares, restarts) are private copies of
+ * it, restored in a fraction of a boot and sharing its unchanged memory pages.
+ */
 export class AppVersion implements SlotHost {
   readonly slots: InstanceSlot[] = [];
+  readySnapshot: string | undefined;
+  private readonly fromReadySnapshot = new WeakMap<Instance, string>();
 
   constructor(
     readonly version: number,
@@ -347,10 +381,26 @@ export class AppVersion implements SlotHost {
     const release = await this.runtime.admitStart();
     try {
       const driver = await this.driver();
+      const ready = this.readySnapshot;
+      if (ready) {
+        try {
+          const instance = await driver.restore(ready, { links: this.spec.links });
+          this.fromReadySnapshot.set(instance, ready);
+          return instance;
+        } catch (error) {
+          // Boot instead, from now on: the snapshot is unusable (removed, or from another accelerator).
+          if (this.readySnapshot === ready) this.readySnapshot = undefined;
+          this.runtime.system(this, '', `restoring the ready snapshot failed, booting instead: ${(error as Error).message}`);
+        }
+      }
       return await driver.start(this.spec);
     } finally {
       release();
     }
+  }
+
+  readySnapshotOf(instance: Instance): string | undefined {
+    return this.fromReadySnapshot.get(instance);
   }
 
   onStarted(slot: InstanceSlot, instance: Instance): void {
@@ -374,7 +424,7 @@ export class AppVersion implements SlotHost {
     const release = await this.runtime.admitStart();
     try {
       const driver = await this.driver();
-      return await driver.restore(snapshotDir);
+      return await driver.restore(snapshotDir, { links: this.spec.links });
     } finally {
       release();
     }

@@ -3,7 +3,7 @@
  * The wire schema of the `app` service (zod). Field names follow M3O's app API where it has
  * them (name, port, env_vars, region, repo, branch; Service {id, name, port, env_vars, status,
  * url, backend, created, updated, region}); Alto adds the image and the compute settings
- * (memory, cpus, instances, concurrency, idle_timeout, volumes, tcp, outbound) and, in Status,
+ * (memory, cpus, instances, concurrency, idle_timeout, volumes, tcp, outbound, links) and, in Status,
  * the image digest, version, instances and their exits.
  */
 import { z } from 'zod';
@@ -59,6 +59,12 @@ const settingsFields = {
   tcp: z.number().int().min(0).max(65_535, 'tcp: a port, 1-65535').optional().describe('serve TCP instead of HTTP: the app\'s port exposed as a TCP port on the edge (0: HTTP app)'),
   tcp_port: z.number().int().min(0).max(65_535).optional().describe('the edge port for a TCP app (0: any free port)'),
   outbound: z.boolean().optional().describe('may the app open connections to the internet (default false); never to the host\'s own services'),
+  links: z
+    .array(z.string({ error: 'links: app names' }).regex(APP_NAME, 'links: each an app name (1-40 lower-case letters, digits and dashes, not starting or ending with a dash)'))
+    .max(16, 'links: at most 16 apps')
+    .refine((links) => new Set(links).size === links.length, 'links: names must differ')
+    .optional()
+    .describe('other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later'),
   insecure: z.boolean().optional().describe('allow plain HTTP for the image\'s registry (loopback registries always may)'),
 };
 
@@ -170,6 +176,7 @@ export const ServiceView = z
     tcp: z.number().int(),
     tcp_port: z.number().int().optional().describe('the edge port a TCP app is reached at'),
     outbound: z.boolean(),
+    links: z.array(z.string()).describe('apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT)'),
     error: z.string().optional(),
     restarts: z.number().int().describe('restarts of instances that exited on their own'),
     last_exit: z
@@ -183,6 +190,7 @@ export const ServiceView = z
           instance: z.string().describe('the instance in this position now (empty when snapshotted or restarting)'),
           in_flight: z.number().int().describe('requests and connections it serves now'),
           since: z.string().describe('when it entered this state'),
+          origin: z.enum(['boot', 'ready_snapshot', 'snapshot']).optional().describe('how its instance came to be: booted, restored from the version\'s ready snapshot (scale-out, pool spares), or from its own snapshot'),
           frozen: z.boolean().optional().describe('Status only: the kernel\'s (cgroup freezer) or QEMU\'s own answer to whether the instance is frozen now'),
         }),
       )
@@ -238,6 +246,7 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
     tcp: settings.tcp,
     ...(state.tcpPort ? { tcp_port: state.tcpPort } : {}),
     outbound: settings.outbound,
+    links: settings.links,
     ...(record.error ? { error: record.error } : {}),
     restarts: state.restarts,
     ...(state.lastExit
@@ -248,6 +257,7 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
       instance: slot.instance,
       in_flight: slot.inFlight,
       since: iso(slot.since),
+      origin: slot.origin,
       ...(slot.frozen !== undefined ? { frozen: slot.frozen } : {}),
     })),
     instances: instances.map((instance) => ({

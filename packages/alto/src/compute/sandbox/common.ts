@@ -8,9 +8,10 @@
 import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
+import { connectOnce } from './connect.js';
 import { validateVolumes } from './volumes.js';
 import { SandboxStartError, START_FAILURE_LOG_LINES, type Instance, type InstanceExit, type InstanceState, type LogLine, type SandboxDriverName, type SandboxSpec } from './port.js';
 
@@ -207,6 +208,10 @@ export abstract class InstanceBase implements Instance {
 
   get state(): InstanceState {
     return this.currentState;
+  }
+
+  connect(): Promise<Socket> {
+    return connectOnce(this.host, this.port);
   }
 
   protected pushOutput(stream: 'stdout' | 'stderr', chunk: Buffer | string): void {

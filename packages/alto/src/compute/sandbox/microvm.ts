@@ -34,6 +34,11 @@
  * access needs root, iproute2, nsenter and nftables (capability `outbound`); a restored copy of
  * an outbound instance gets a namespace of its own.
  *
+ * Links (`spec.links`, links.ts): the i-th linked app is the guest's 10.0.2.(101+i):<its port>
+ * (in `<NAME>_SERVICE_HOST/PORT`), one more guestfwd whose `nc` connects to that link's relay:
+ * on the host's loopback (outbound off) or the gateway (outbound on). The snapshot keeps the
+ * guest's side (name, port); a restore opens new relays, told the links by `RestoreOptions`.
+ *
  * Volumes (volumes.ts): each is a sparse ext4 image in its host folder, attached as one more
  * virtio-blk disk with a serial naming it; the supervisor mounts it before the app starts and
  * unmounts and syncs it after the app ends, also when a stop's grace period runs out (the host
@@ -59,6 +64,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { PatientConnector } from './connect.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
@@ -76,9 +82,20 @@ import {
 } from './common.js';
 import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type SandboxNetwork } from './network.js';
+import { linkGuestAddress, linkVariables, openLinkRelays, unreachableLink, validateLinks, type LinkRelays, type SavedLink } from './links.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { ensureInitramfs, ensureProbeInitramfs } from './guest-initramfs.js';
-import { DEFAULT_STOP_GRACE_MS, type Accelerator, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
+import {
+  DEFAULT_STOP_GRACE_MS,
+  type Accelerator,
+  type InstanceExit,
+  type RestoreOptions,
+  type SandboxDescription,
+  type SandboxDriver,
+  type SandboxLink,
+  type SandboxSpec,
+  type SandboxVolume,
+} from './port.js';
 import { QmpClient } from './qmp.js';
 import { copyDisk, ensureRootDisk } from './root-disk.js';
 import { buildSupervisorScript } from './supervisor.js';
@@ -160,6 +177,8 @@ interface SnapshotManifest {
   outbound?: boolean;
   /** The edge port the guest's 10.0.2.100:80 led to (absent: no platform access). */
   platformPort?: number;
+  /** The links, in order: the i-th is the guest's 10.0.2.(101+i):port (absent: none). */
+  links?: SavedLink[];
 }
 
 interface MachineLayout {
@@ -184,6 +203,10 @@ interface MachineLayout {
   platformPort?: number;
   /** With outbound on and platform access: the gateway port opened for it, closed when QEMU ends. */
   platformAccess?: PlatformAccess;
+  /** Linked apps (links.ts): the i-th is forwarded from the guest's 10.0.2.(101+i):port. */
+  links: SandboxLink[];
+  /** Their relays on the host, open while QEMU runs (new ports after a restore). */
+  linkRelays?: LinkRelays;
   /** The host's static busybox, whose `nc` carries each guest connection to the edge. */
   busybox: string;
   accelerator: Accelerator;
@@ -206,7 +229,18 @@ function userNetwork(layout: MachineLayout): string {
   const base = layout.network
     ? `user,id=net0,restrict=off,ipv6=off,hostfwd=tcp:${layout.network.sandboxAddress}:${layout.hostPort}-:${guestPort}`
     : `user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:${layout.hostPort}-:${guestPort}`;
-  return layout.platformPort ? `${base},${platformForward(layout)}` : base;
+  const withPlatform = layout.platformPort ? `${base},${platformForward(layout)}` : base;
+  return layout.linkRelays ? `${withPlatform},${linkForwards(layout, layout.linkRelays)}` : withPlatform;
+}
+
+/** One guestfwd per link, from a guest address of its own to the link's relay (on the loopback or the gateway). */
+function linkForwards(layout: MachineLayout, relays: LinkRelays): string {
+  return layout.links
+    .map((link, index) => {
+      const relay = relays.relays[index];
+      return `guestfwd=tcp:${linkGuestAddress(index)}:${link.port}-cmd:${layout.busybox.replaceAll(',', ',,')} nc ${relay.address} ${relay.port}`;
+    })
+    .join(',');
 }
 
 /** The guestfwd to the edge: one `nc` per guest connection (QEMU splits the command on spaces). */
@@ -314,6 +348,7 @@ export class MicrovmDriver implements SandboxDriver {
 
   async start(spec: SandboxSpec): Promise<MicrovmInstance> {
     const argv = validateSpec(spec);
+    validateLinks(spec.links ?? []);
     const user = resolveUser(spec.rootfs, spec.user);
     const description = await this.probe();
     const outbound = Boolean(spec.allowOutbound);
@@ -323,6 +358,7 @@ export class MicrovmDriver implements SandboxDriver {
     const layout = this.layout(description.accelerator, spec.memoryMiB, Math.max(1, Math.ceil(spec.cpus)), spec.port, spec.name, outbound);
     layout.volumeClaim = volumeClaim;
     layout.platformPort = spec.platform?.port;
+    layout.links = spec.links ?? [];
     try {
       for (const [index, volume] of (spec.volumes ?? []).entries()) {
         layout.volumes.push({ disk: await ensureVolumeDisk(volume), serial: `alto-volume-${index}` });
@@ -348,7 +384,11 @@ export class MicrovmDriver implements SandboxDriver {
       join(supervisorDir, 'supervisor.sh'),
       buildSupervisorScript({
         argv,
-        env: spec.platform ? { ...spec.env, [PLATFORM_URL_VARIABLE]: PLATFORM_GUEST_URL } : spec.env,
+        env: {
+          ...spec.env,
+          ...(spec.platform ? { [PLATFORM_URL_VARIABLE]: PLATFORM_GUEST_URL } : {}),
+          ...linkVariables(layout.links.map((link, index) => ({ name: link.name, host: linkGuestAddress(index), port: link.port }))),
+        },
         workdir: spec.workdir || '/',
         uid: user.uid,
         gid: user.gid,
@@ -373,7 +413,7 @@ export class MicrovmDriver implements SandboxDriver {
     await run('tar', ['-cf', layout.configTar, '-C', supervisorDir, 'supervisor.sh', ...(helper ? ['reseed'] : [])]);
   }
 
-  async restore(snapshotDir: string): Promise<MicrovmInstance> {
+  async restore(snapshotDir: string, options: RestoreOptions = {}): Promise<MicrovmInstance> {
     const manifestPath = join(snapshotDir, 'snapshot.json');
     if (!existsSync(manifestPath)) throw errors.notFound(`${snapshotDir} holds no microvm snapshot (snapshot.json is missing)`);
     const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as SnapshotManifest;
@@ -386,6 +426,8 @@ export class MicrovmDriver implements SandboxDriver {
     layout.kernel = manifest.kernel;
     layout.initramfs = manifest.initramfs;
     layout.platformPort = manifest.platformPort;
+    // The guest keeps its links' addresses and ports; only the functions behind them come anew.
+    layout.links = (manifest.links ?? []).map((saved) => ({ ...saved, connect: options.links?.find((link) => link.name === saved.name)?.connect ?? unreachableLink }));
     // Private copy: the disk is copied, the memory mapped copy-on-write from the snapshot's file.
     try {
       await copyDisk(join(snapshotDir, 'disk.ext4'), layout.disk);
@@ -436,6 +478,7 @@ export class MicrovmDriver implements SandboxDriver {
       busybox: join(this.toolsDir!, 'busybox'),
       name: (name ?? `alto-${id}`).replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63) || `alto-${id}`,
       volumes: [],
+      links: [],
     };
   }
 
@@ -454,12 +497,18 @@ export class MicrovmInstance extends InstanceBase {
   private stopRequested: 'graceful' | 'killed' | undefined;
   /** For a restored copy: whether its guest took a fresh random seed and clock. */
   reseedApplied = false;
+  /** QEMU's hostfwd listens with a backlog of 1: handshakes are paced (connect.ts). */
+  private readonly connector = new PatientConnector(() => ({ host: this.host, port: this.port }));
 
   constructor(
     private readonly layout: MachineLayout,
     private readonly qemu: string,
   ) {
     super(layout.id);
+  }
+
+  override connect(): Promise<Socket> {
+    return this.connector.connect();
   }
 
   /** Listens on the four port sockets QEMU connects to as a client. */
@@ -619,6 +668,7 @@ export class MicrovmInstance extends InstanceBase {
     } else {
       this.layout.hostPort = await freeLoopbackPort();
     }
+    if (this.layout.links.length > 0) this.layout.linkRelays = await openLinkRelays(this.layout.links, this.layout.network);
     this.port = this.layout.hostPort;
     await this.listenPorts();
   }
@@ -629,6 +679,7 @@ export class MicrovmInstance extends InstanceBase {
     // Disks, memory and sockets are per instance and worthless once it ends.
     removeLayout(this.layout);
     await this.layout.platformAccess?.close();
+    await this.layout.linkRelays?.close();
     if (this.layout.network) await destroySandboxNetwork(this.layout.network);
     this.layout.volumeClaim?.release();
   }
@@ -740,6 +791,7 @@ export class MicrovmInstance extends InstanceBase {
       initramfs: this.layout.initramfs,
       outbound: this.layout.outbound,
       ...(this.layout.platformPort ? { platformPort: this.layout.platformPort } : {}),
+      ...(this.layout.links.length > 0 ? { links: this.layout.links.map(({ name, port }) => ({ name, port })) } : {}),
     };
     writeFileSync(join(dir, 'snapshot.json'), JSON.stringify(manifest, null, 2));
   }

@@ -10,7 +10,8 @@
  *   off by an nftables table (`inet alto_sandbox`) that drops anything a sandbox starts except,
  *   for instances that asked for it, traffic forwarded out to non-private addresses (NAT), and
  *   one TCP port of the instance's own gateway when its spec asks for the platform (the edge;
- *   the set `platform`, managed by platform-access.ts).
+ *   the set `platform`, managed by platform-access.ts), and one more per link to another app
+ *   (links.ts, same set).
  * Chosen over slirp4netns (user-mode networking, like QEMU's) because a veth is in the kernel
  * already, costs no extra process per instance and its isolation is the kernel's routing, not
  * a userspace stack's options.
@@ -24,7 +25,7 @@ const SUBNET_SLOTS = 16_384;
 const TABLE = 'alto_sandbox';
 export const FIREWALL_TABLE = TABLE;
 
-/** Instances' one way to the host: their gateway's edge port (platform-access.ts adds and removes elements). */
+/** Instances' ways to the host: their gateway's edge port and link relays (platform-access.ts adds and removes elements). */
 const PLATFORM_SET = 'set platform { type ifname . ipv4_addr . inet_service; }';
 const PLATFORM_RULE = 'iifname . ip daddr . tcp dport @platform accept';
 

@@ -19,8 +19,11 @@
  *
  * microvm with outbound off has no namespace: QEMU's user-mode stack forwards the guest's
  * connections to 10.0.2.100:80 to the host's 127.0.0.1:<edge port> (microvm.ts).
+ *
+ * The relay (`listenRelay`) and the gateway's firewall opening (`openGatewayPort`) serve links
+ * too (links.ts): one more relay per linked app, opened the same way and for that instance only.
  */
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { run } from './common.js';
 import { ensureFirewall, FIREWALL_TABLE, type SandboxNetwork } from './network.js';
 
@@ -53,22 +56,70 @@ function accepts(host: string, port: number): Promise<boolean> {
   });
 }
 
-/** Relays each connection on `listenAddress` (a free port) to 127.0.0.1:`targetPort`. */
-async function listenForwarder(listenAddress: string, targetPort: number): Promise<{ server: Server; port: number; sockets: Set<Socket> }> {
+/** Where one relayed connection goes, and what to call once it has ended. */
+export interface RelayTarget {
+  host: string;
+  port: number;
+  /** How to open the connection when a plain connect to host:port is not the best way (`Instance.connect`). */
+  connect?(): Promise<Socket>;
+  release(): void;
+}
+
+/** Finds the target of each new connection (rejecting closes that connection). */
+export type RelayConnect = () => Promise<RelayTarget>;
+
+/** A TCP relay listening on one address until `close`. */
+export interface Relay {
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Relays each connection on `listenAddress` (a free port) to the target `connect` gives for it,
+ * releasing that target when the connection ends. A connection whose target cannot be had or
+ * reached is closed. Used for the edge (a fixed target on the loopback) and for links (links.ts:
+ * an app's instance, woken for the connection).
+ */
+export async function listenRelay(listenAddress: string, connectTarget: RelayConnect): Promise<Relay> {
   const sockets = new Set<Socket>();
-  // Half-open both ways: a client that shuts down its side after the request still gets the reply.
-  const server = createServer({ allowHalfOpen: true }, (inbound) => {
-    const outbound = connect({ host: '127.0.0.1', port: targetPort, allowHalfOpen: true });
+  let closed = false;
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+  };
+  const relay = async (inbound: Socket) => {
+    const target = await connectTarget();
+    let outbound: Socket;
+    try {
+      outbound = target.connect ? await target.connect() : connect({ host: target.host, port: target.port });
+    } catch (error) {
+      target.release();
+      throw error;
+    }
+    track(outbound);
+    let open = 2;
     for (const socket of [inbound, outbound]) {
-      sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
-      socket.on('error', () => {
+      socket.once('close', () => {
+        // Either side failing ends both; the target is released once both are gone.
         inbound.destroy();
         outbound.destroy();
+        if (--open === 0) target.release();
       });
     }
+    if (closed || inbound.destroyed) {
+      outbound.destroy();
+      return;
+    }
+    // Half-open both ways: a client that shuts down its side after the request still gets the reply.
+    outbound.allowHalfOpen = true;
     inbound.pipe(outbound);
     outbound.pipe(inbound);
+    inbound.resume();
+  };
+  const server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (inbound) => {
+    track(inbound);
+    relay(inbound).catch(() => inbound.destroy());
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -77,11 +128,31 @@ async function listenForwarder(listenAddress: string, targetPort: number): Promi
       resolve();
     });
   });
-  return { server, port: (server.address() as { port: number }).port, sockets };
+  return {
+    port: (server.address() as { port: number }).port,
+    async close() {
+      if (closed) return;
+      closed = true;
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 function element(network: SandboxNetwork, port: number): string {
   return `{ "${network.hostInterface}" . ${network.hostAddress} . ${port} }`;
+}
+
+/** Lets the instance reach one TCP port of its gateway (the nftables set `platform`); false when there is no firewall. */
+export async function openGatewayPort(network: SandboxNetwork, port: number): Promise<boolean> {
+  const guarded = await ensureFirewall();
+  if (guarded) await run('nft', ['add', 'element', 'inet', FIREWALL_TABLE, 'platform', element(network, port)]);
+  return guarded;
+}
+
+/** Closes what openGatewayPort opened (an instance's namespace going away does not remove the element). */
+export async function closeGatewayPort(network: SandboxNetwork, port: number): Promise<void> {
+  await run('nft', ['delete', 'element', 'inet', FIREWALL_TABLE, 'platform', element(network, port)]).catch(() => undefined);
 }
 
 /**
@@ -90,17 +161,17 @@ function element(network: SandboxNetwork, port: number): string {
  * forwarder, when needed, is set up.
  */
 export async function openPlatformAccess(network: SandboxNetwork, edgePort: number): Promise<PlatformAccess> {
-  const guarded = await ensureFirewall();
-  let forwarder: Awaited<ReturnType<typeof listenForwarder>> | undefined;
+  let forwarder: Relay | undefined;
   let port = edgePort;
   if (!(await accepts(network.hostAddress, edgePort))) {
-    forwarder = await listenForwarder(network.hostAddress, edgePort);
+    forwarder = await listenRelay(network.hostAddress, async () => ({ host: '127.0.0.1', port: edgePort, release() {} }));
     port = forwarder.port;
   }
+  let guarded: boolean;
   try {
-    if (guarded) await run('nft', ['add', 'element', 'inet', FIREWALL_TABLE, 'platform', element(network, port)]);
+    guarded = await openGatewayPort(network, port);
   } catch (error) {
-    forwarder?.server.close();
+    await forwarder?.close();
     throw error;
   }
   let closed = false;
@@ -111,11 +182,8 @@ export async function openPlatformAccess(network: SandboxNetwork, edgePort: numb
     async close() {
       if (closed) return;
       closed = true;
-      if (guarded) await run('nft', ['delete', 'element', 'inet', FIREWALL_TABLE, 'platform', element(network, port)]).catch(() => undefined);
-      if (forwarder) {
-        for (const socket of forwarder.sockets) socket.destroy();
-        await new Promise<void>((resolve) => forwarder!.server.close(() => resolve()));
-      }
+      if (guarded) await closeGatewayPort(network, port);
+      await forwarder?.close();
     },
   };
 }

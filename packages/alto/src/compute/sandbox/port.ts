@@ -8,6 +8,7 @@
  * an unsupported operation throws, it never silently does nothing).
  */
 import type { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 
 /** Everything a driver needs to run one instance of an image. */
 export interface SandboxSpec {
@@ -19,7 +20,8 @@ export interface SandboxSpec {
   cmd: string[];
   /**
    * The environment exactly as the app sees it (`PATH` included), plus `ALTO_URL` when
-   * `platform` is given (the driver's value wins: only it knows the address).
+   * `platform` is given and `<NAME>_SERVICE_HOST/PORT` per link (the driver's values win: only
+   * it knows the addresses).
    */
   env: Record<string, string>;
   /** Working directory inside the root filesystem; '' or undefined means '/'. */
@@ -48,6 +50,40 @@ export interface SandboxSpec {
    * volume: a second start with the same `dir` is refused with 409.
    */
   volumes?: SandboxVolume[];
+  /**
+   * Other apps the instance may reach (links.ts): each by `<NAME>_SERVICE_HOST` and
+   * `<NAME>_SERVICE_PORT` in its env, every connection there relayed on the host to the target
+   * `connect()` gives. Nothing else of the host opens. At most 16.
+   */
+  links?: SandboxLink[];
+}
+
+/** One link of an instance (links.ts). */
+export interface SandboxLink {
+  /** The linked app's name: the instance finds it in `<NAME>_SERVICE_HOST` / `_PORT` (upper-cased, `-` as `_`). */
+  name: string;
+  /**
+   * The port the instance connects to where the driver lets it be chosen (microvm: the guest's
+   * 10.0.2.(101+i):port); the linked app's own port reads best. The process driver gives its relay's port instead.
+   */
+  port: number;
+  /** A target for one connection (rejecting closes the connection); its `release()` is called once the connection has ended. */
+  connect(): Promise<LinkTarget>;
+}
+
+/** Where one connection over a link goes. */
+export interface LinkTarget {
+  host: string;
+  port: number;
+  /** How to open the connection, when a plain connect to host:port is not the best way. */
+  connect?(): Promise<Socket>;
+  release(): void;
+}
+
+/** What a restore is given besides the snapshot: links hold functions, which no snapshot can keep. */
+export interface RestoreOptions {
+  /** The instance's links, matched by name with those the snapshot recorded (a missing one refuses its connections). */
+  links?: SandboxLink[];
 }
 
 export interface SandboxVolume {
@@ -87,7 +123,7 @@ export interface SandboxDriver {
   /** Boots an instance and resolves once the app listens on `spec.port` (or rejects when it exits first). */
   start(spec: SandboxSpec): Promise<Instance>;
   /** Starts a private copy of a snapshot taken with `Instance.snapshot`; resolves when it answers. */
-  restore(snapshotDir: string): Promise<Instance>;
+  restore(snapshotDir: string, options?: RestoreOptions): Promise<Instance>;
   /** Ends every instance this driver started and releases what it holds. */
   close(): Promise<void>;
 }
@@ -113,6 +149,8 @@ export interface Instance {
   /** Where the host reaches the app's port (never exposed beyond the host). */
   readonly host: string;
   readonly port: number;
+  /** A TCP connection from the host to the app's port, the way this driver needs it opened (connect.ts). */
+  connect(): Promise<Socket>;
   readonly state: InstanceState;
   /** Resolves once the app has ended, whatever the cause. */
   readonly exited: Promise<InstanceExit>;

@@ -11,7 +11,8 @@
  *   The user namespace owns no other namespace: root inside can act on its own files but cannot
  *   mount, unmount, change the network or the hostname.
  * - Network: network.ts (veth pair in a host-owned namespace, nftables); with `spec.platform`,
- *   the one port of the gateway that leads to the edge (platform-access.ts), as `ALTO_URL`.
+ *   the one port of the gateway that leads to the edge (platform-access.ts), as `ALTO_URL`; with
+ *   `spec.links`, one more gateway port per linked app (links.ts), as `<NAME>_SERVICE_HOST/PORT`.
  * - Limits: cgroups.ts (memory, CPU quota); suspend is the cgroup freezer.
  * - Volumes (volumes.ts): `<dir>/data` bind-mounted onto the overlay root before pivot_root,
  *   its top owned by the app's user as the host sees it (shifted into the sandbox id range).
@@ -48,6 +49,7 @@ import { errors } from '../../kit/errors.js';
 import { SandboxCgroup, detectCgroups } from './cgroups.js';
 import { InstanceBase, LineSplitter, findCommand, hasCommand, parseControlLine, resolveUser, run, shellQuote, validateSpec } from './common.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type SandboxNetwork } from './network.js';
+import { linkVariables, openLinkRelays, validateLinks, type LinkRelays } from './links.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
 import { buildSupervisorScript } from './supervisor.js';
@@ -150,6 +152,7 @@ export class ProcessDriver implements SandboxDriver {
 
   async start(spec: SandboxSpec): Promise<ProcessInstance> {
     const argv = validateSpec(spec);
+    validateLinks(spec.links ?? []);
     const user = resolveUser(spec.rootfs, spec.user);
     const description = await this.probe();
     if (spec.allowOutbound && !description.capabilities.outbound) throw errors.badRequest('outbound access needs nftables on this host');
@@ -193,6 +196,7 @@ export class ProcessDriver implements SandboxDriver {
     });
     let network: SandboxNetwork;
     let platform: PlatformAccess | undefined;
+    let links: LinkRelays | undefined;
     try {
       network = await createSandboxNetwork(id, Boolean(spec.allowOutbound));
     } catch (error) {
@@ -201,12 +205,18 @@ export class ProcessDriver implements SandboxDriver {
     }
     try {
       if (spec.platform) platform = await openPlatformAccess(network, spec.platform.port);
+      if (spec.links?.length) links = await openLinkRelays(spec.links, network);
     } catch (error) {
+      await platform?.close();
       await destroySandboxNetwork(network);
       await cgroup.destroy();
       throw error;
     }
-    const env = platform ? { ...spec.env, [PLATFORM_URL_VARIABLE]: `http://${platform.address}:${platform.port}` } : spec.env;
+    const env = {
+      ...spec.env,
+      ...(platform ? { [PLATFORM_URL_VARIABLE]: `http://${platform.address}:${platform.port}` } : {}),
+      ...(links ? linkVariables(links.relays.map((relay) => ({ name: relay.name, host: relay.address, port: relay.port }))) : {}),
+    };
     const hostname = (spec.name ?? `alto-${id}`).replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63);
     writeFileSync(
       join(stateDir, 'supervisor.sh'),
@@ -267,7 +277,7 @@ $B mount -o remount,ro /.alto
 exec /.alto/bin/ld.so --library-path /.alto/bin/lib /.alto/bin/setpriv --reuid=${this.idBase} --regid=${this.idBase} --clear-groups -- /.alto/bin/busybox unshare --user -- /.alto/bin/busybox sh -c ${shellQuote(userStage)}
 `;
     writeFileSync(join(stateDir, 'stage1.sh'), stage1, { mode: 0o644 });
-    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, platform, port: spec.port, idBase: this.idBase, volumes: claim });
+    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, platform, links, port: spec.port, idBase: this.idBase, volumes: claim });
     this.instances.add(instance);
     void instance.exited.then(() => this.instances.delete(instance));
     // From here the instance releases the volumes when it ends, whether or not it became ready.
@@ -291,6 +301,8 @@ interface ProcessResources {
   network: SandboxNetwork;
   /** The way to the edge, when the spec asked for it; closed with the network. */
   platform?: PlatformAccess;
+  /** The relays to linked apps, when the spec has links; closed with the network. */
+  links?: LinkRelays;
   port: number;
   idBase: number;
   /** Released when the instance has ended and nothing in it can write any more. */
@@ -406,6 +418,7 @@ export class ProcessInstance extends InstanceBase {
     this.resources.cgroup.killAll();
     await this.resources.cgroup.destroy();
     await this.resources.platform?.close();
+    await this.resources.links?.close();
     await destroySandboxNetwork(this.resources.network);
     this.resources.volumes.release();
     rmSync(this.resources.runDir, { recursive: true, force: true });
