@@ -85,6 +85,8 @@ export type AppDetails = {
   /** the edge port a TCP app is reached at. */
   tcp_port?: number;
   outbound: boolean;
+  /** apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT). */
+  links: Array<string>;
   error?: string;
   /** restarts of instances that exited on their own. */
   restarts: number;
@@ -106,6 +108,8 @@ export type AppDetails = {
     in_flight: number;
     /** when it entered this state. */
     since: string;
+    /** how its instance came to be: booted, restored from the version's ready snapshot (scale-out, pool spares), or from its own snapshot. */
+    origin?: "boot" | "ready_snapshot" | "snapshot";
     /** Status only: the kernel's (cgroup freezer) or QEMU's own answer to whether the instance is frozen now. */
     frozen?: boolean;
   }>;
@@ -147,6 +151,8 @@ export type AppDetailsInput = {
   /** the edge port a TCP app is reached at. */
   tcp_port?: number;
   outbound: boolean;
+  /** apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT). */
+  links: Array<string>;
   error?: string;
   /** restarts of instances that exited on their own. */
   restarts: number;
@@ -168,6 +174,8 @@ export type AppDetailsInput = {
     in_flight: number;
     /** when it entered this state. */
     since: string;
+    /** how its instance came to be: booted, restored from the version's ready snapshot (scale-out, pool spares), or from its own snapshot. */
+    origin?: "boot" | "ready_snapshot" | "snapshot";
     /** Status only: the kernel's (cgroup freezer) or QEMU's own answer to whether the instance is frozen now. */
     frozen?: boolean;
   }>;
@@ -318,6 +326,8 @@ export type AppRunRequest = {
   tcp_port?: number;
   /** may the app open connections to the internet (default false); never to the host's own services. */
   outbound?: boolean;
+  /** other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later. */
+  links?: Array<string>;
   /** allow plain HTTP for the image's registry (loopback registries always may). */
   insecure?: boolean;
 };
@@ -376,6 +386,8 @@ export type AppUpdateRequest = {
   tcp_port?: number;
   /** may the app open connections to the internet (default false); never to the host's own services. */
   outbound?: boolean;
+  /** other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later. */
+  links?: Array<string>;
   /** allow plain HTTP for the image's registry (loopback registries always may). */
   insecure?: boolean;
 };
