@@ -10,31 +10,17 @@
  * usage-compute.png.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { eventually, privateSandboxCache } from './apps-fixture.js';
-import { ALTO_ROOT, startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
+import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
+import { chromiumPath, ensureConsoleBuilt, SCREENSHOTS } from './console-fixture.js';
 
-const SCREENSHOTS = join(ALTO_ROOT, '..', '..', 'test-output', 'console');
 const FUNCTION = 'greeter';
 /** The admin key's project: the console signed in with it deploys there. */
 const PROJECT = 'default';
-
-/** The console's dist/, built here only when a fresh tree has none (`npm ci` builds it). */
-function ensureConsoleBuilt(): void {
-  const consoleDir = dirname(createRequire(import.meta.url).resolve('@alto/console/package.json'));
-  if (existsSync(join(consoleDir, 'dist', 'index.html'))) return;
-  execFileSync('npx', ['vite', 'build'], { cwd: consoleDir, stdio: 'ignore' });
-}
-
-function chromiumPath(): string {
-  for (const candidate of ['/usr/bin/chromium', '/usr/bin/chromium-browser']) if (existsSync(candidate)) return candidate;
-  throw new Error('chromium is not installed: run scripts/test-services.sh (it installs Debian\'s chromium)');
-}
 
 /** The GB-seconds the usage page's compute card shows, as a number. */
 async function computeShown(page: Page): Promise<number> {

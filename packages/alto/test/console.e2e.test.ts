@@ -7,32 +7,14 @@
  * dark theme. Saves a screenshot of each main page to test-output/console/<page>.png.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { createRequire } from 'node:module';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ALTO_ROOT, startInProcess, type TestAlto } from './harness.js';
+import { chromiumPath, ensureConsoleBuilt, SCREENSHOTS } from './console-fixture.js';
 
 const REPO_ROOT = join(ALTO_ROOT, '..', '..');
-const SCREENSHOTS = join(REPO_ROOT, 'test-output', 'console');
-
-/** The console's dist/, built here only when a fresh tree has none (`npm ci` builds it). */
-function ensureConsoleBuilt(): void {
-  const consoleDir = dirname(createRequire(import.meta.url).resolve('@alto/console/package.json'));
-  if (existsSync(join(consoleDir, 'dist', 'index.html'))) return;
-  execFileSync('npx', ['vite', 'build'], { cwd: consoleDir, stdio: 'ignore' });
-}
-
-function chromiumPath(): string {
-  for (const candidate of ['/usr/bin/chromium', '/usr/bin/chromium-browser']) if (existsSync(candidate)) return candidate;
-  try {
-    return execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error('chromium is not installed: run scripts/test-services.sh (it installs Debian\'s chromium)');
-  }
-}
 
 /** Retries `check` until it stops throwing, or throws its last error after the deadline. */
 async function eventually<T>(check: () => Promise<T>, what: string, timeoutMs = 10_000): Promise<T> {

@@ -1,0 +1,23 @@
+/**
+ * What the browser tests of the console share: its built files (built here only when a fresh tree
+ * has none; `npm ci` builds them), Debian's chromium, and where screenshots go.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { ALTO_ROOT } from './harness.js';
+
+export const SCREENSHOTS = join(ALTO_ROOT, '..', '..', 'test-output', 'console');
+
+/** The console's dist/, built here only when a fresh tree has none. */
+export function ensureConsoleBuilt(): void {
+  const consoleDir = dirname(createRequire(import.meta.url).resolve('@alto/console/package.json'));
+  if (existsSync(join(consoleDir, 'dist', 'index.html'))) return;
+  execFileSync('npx', ['vite', 'build'], { cwd: consoleDir, stdio: 'ignore' });
+}
+
+export function chromiumPath(): string {
+  for (const candidate of ['/usr/bin/chromium', '/usr/bin/chromium-browser']) if (existsSync(candidate)) return candidate;
+  throw new Error('chromium is not installed: run scripts/test-services.sh (it installs Debian\'s chromium)');
+}
