@@ -54,25 +54,23 @@ interface TargetRequestArgs extends ClientRequestArgs {
  */
 class InstanceAgent extends Agent {
   override createConnection(options: TargetRequestArgs, callback?: (error: Error | null, socket: Duplex) => void): Duplex | null | undefined {
-    const target = options.target;
-    if (!target || !callback) return super.createConnection(options, callback);
-    target.connect().then(
-      (socket) => callback(null, socket),
-      (error: Error) => callback(error, undefined as unknown as Duplex),
-    );
-    return undefined;
+    if (!options.target || !callback) return super.createConnection(options, callback);
+    return connectLater(options.target, callback);
   }
+}
+
+/** Node's asynchronous `createConnection` form: no socket now, `oncreate` once the target's connect settles. */
+function connectLater(target: ProxyTarget, oncreate: (error: Error | null, socket: Duplex) => void): undefined {
+  target.connect().then(
+    (socket) => oncreate(null, socket),
+    (error: Error) => oncreate(error, undefined as unknown as Duplex),
+  );
+  return undefined;
 }
 
 /** `createConnection` for a request without an agent: the target's own way to connect. */
 function connectionTo(target: ProxyTarget): NonNullable<ClientRequestArgs['createConnection']> {
-  return (_options, oncreate) => {
-    target.connect().then(
-      (socket) => oncreate(null, socket),
-      (error: Error) => oncreate(error, undefined as unknown as Duplex),
-    );
-    return undefined;
-  };
+  return (_options, oncreate) => connectLater(target, oncreate);
 }
 const PORT_SUFFIX_PATTERN = /:\d{1,5}$/;
 

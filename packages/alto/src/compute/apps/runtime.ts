@@ -127,9 +127,10 @@ export class InstanceSlot {
     void this.tryStart();
   }
 
-  private adopt(instance: Instance, origin: SlotOrigin = this.host.readySnapshotOf(instance) ? 'ready_snapshot' : 'boot'): void {
+  /** Takes `instance` as the slot's own; `restored` from the slot's snapshot (else booted, or a copy of the ready snapshot). */
+  private adopt(instance: Instance, restored = false): void {
     this.instance = instance;
-    this.origin = origin;
+    this.origin = this.host.readySnapshotOf(instance) ? 'ready_snapshot' : restored ? 'snapshot' : 'boot';
     this.setState('running');
     this.lastActivity = Date.now();
     this.startedAt = Date.now();
@@ -205,7 +206,7 @@ export class InstanceSlot {
         await instance.stop(0).catch(() => undefined);
         return;
       }
-      this.adopt(instance, this.host.readySnapshotOf(instance) ? 'ready_snapshot' : 'snapshot');
+      this.adopt(instance, true);
       this.host.onLifecycle(this, { from, to: 'running', instance, ms: performance.now() - began });
     }
   }
@@ -376,11 +377,19 @@ export class AppVersion implements SlotHost {
     private readonly driver: () => Promise<SandboxDriver>,
   ) {}
 
-  async start(): Promise<Instance> {
+  /** Runs one start (boot or restore) in the app's turn of the host's starts. */
+  private async inStartTurn(work: (driver: SandboxDriver) => Promise<Instance>): Promise<Instance> {
     this.runtime.beforeStart(this);
     const release = await this.runtime.admitStart();
     try {
-      const driver = await this.driver();
+      return await work(await this.driver());
+    } finally {
+      release();
+    }
+  }
+
+  start(): Promise<Instance> {
+    return this.inStartTurn(async (driver) => {
       const ready = this.readySnapshot;
       if (ready) {
         try {
@@ -393,10 +402,8 @@ export class AppVersion implements SlotHost {
           this.runtime.system(this, '', `restoring the ready snapshot failed, booting instead: ${(error as Error).message}`);
         }
       }
-      return await driver.start(this.spec);
-    } finally {
-      release();
-    }
+      return driver.start(this.spec);
+    });
   }
 
   readySnapshotOf(instance: Instance): string | undefined {
@@ -419,15 +426,8 @@ export class AppVersion implements SlotHost {
     this.runtime.restartScheduled(this, slot, delayMs);
   }
 
-  async restore(snapshotDir: string): Promise<Instance> {
-    this.runtime.beforeStart(this);
-    const release = await this.runtime.admitStart();
-    try {
-      const driver = await this.driver();
-      return await driver.restore(snapshotDir, { links: this.spec.links });
-    } finally {
-      release();
-    }
+  restore(snapshotDir: string): Promise<Instance> {
+    return this.inStartTurn((driver) => driver.restore(snapshotDir, { links: this.spec.links }));
   }
 
   snapshotDirOf(slot: InstanceSlot): string {

@@ -7,6 +7,7 @@
  * the image digest, version, instances and their exits.
  */
 import { z } from 'zod';
+import { MAX_LINKS } from '../sandbox/links.js';
 import type { AppState } from './manager.js';
 import type { AppLogLine } from './runtime.js';
 import type { ReservationRecord } from './records.js';
@@ -61,7 +62,7 @@ const settingsFields = {
   outbound: z.boolean().optional().describe('may the app open connections to the internet (default false); never to the host\'s own services'),
   links: z
     .array(z.string({ error: 'links: app names' }).regex(APP_NAME, 'links: each an app name (1-40 lower-case letters, digits and dashes, not starting or ending with a dash)'))
-    .max(16, 'links: at most 16 apps')
+    .max(MAX_LINKS, `links: at most ${MAX_LINKS} apps`)
     .refine((links) => new Set(links).size === links.length, 'links: names must differ')
     .optional()
     .describe('other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later'),

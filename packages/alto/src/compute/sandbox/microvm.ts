@@ -64,7 +64,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, accessSync, constants } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { PatientConnector } from './connect.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
@@ -80,6 +79,7 @@ import {
   shellQuote,
   validateSpec,
 } from './common.js';
+import { PatientConnector } from './connect.js';
 import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type SandboxNetwork } from './network.js';
 import { linkGuestAddress, linkVariables, openLinkRelays, unreachableLink, validateLinks, type LinkRelays, type SavedLink } from './links.js';
