@@ -23,7 +23,8 @@ function once() {
       response.resume();
       response.on('end', () => {
         if (response.statusCode === 200) latencies.push(performance.now() - started);
-        else failed(`HTTP ${response.statusCode}`);
+        // Who answered: an app's error page has a body type, Node's own 408 (headers timeout) has none.
+        else failed(`HTTP ${response.statusCode} (${response.headers['content-type'] ?? 'no body type'})`);
         resolve();
       });
     });

@@ -371,7 +371,7 @@ export class AppManager implements AppResolver, AppGateway {
     if (kind === 'http' && settings.tcp)
       throw errors.notFound(`app "${address.app}" speaks TCP, not HTTP${runtime.tcp.port ? `: connect to port ${runtime.tcp.port}` : ''}`);
     if (kind === 'tcp' && !settings.tcp) throw errors.notFound(`app "${address.app}" has no TCP port; it serves HTTP`);
-    let slot = runtime.pickSlot(settings.concurrency);
+    let slot = runtime.claimSlot();
     if (!slot) {
       // Waking or starting an instance runs time the project pays for: not past compute_gb_seconds.
       await this.assertComputeTime(runtime.app.projectId, runtime.app.projectName);
@@ -384,11 +384,11 @@ export class AppManager implements AppResolver, AppGateway {
     }
     const instance = slot?.instance;
     if (!slot || !instance) {
+      slot?.release();
       const busy = runtime.serving?.runningSlots().length ? ` (its ${runtime.serving.runningSlots().length} running instances are at their concurrency, ${settings.concurrency})` : '';
       const why = runtime.lastExit ? `; its last instance ${describeExit(runtime.lastExit)}` : '';
       throw errors.unavailable(`app "${address.app}" has no instance ready${busy}${why}`).withHeaders({ 'retry-after': '2' });
     }
-    slot.acquire();
     const meter = this.usage.get(instance.id);
     if (meter) meter.requests += 1;
     let released = false;
@@ -799,7 +799,7 @@ export class AppManager implements AppResolver, AppGateway {
         if (runtime.serving !== version || this.closing || version.slots.length >= settings.max_instances) return;
         const slot = new InstanceSlot(version);
         version.slots.push(slot);
-        runtime.system(version, '', `adding instance ${version.slots.length} of at most ${settings.max_instances}: every running one serves ${settings.concurrency} requests (its concurrency)`);
+        runtime.system(version, '', `adding instance ${version.slots.length} of at most ${settings.max_instances}: every running one serves as many requests as it may (the app's concurrency, ${settings.concurrency}, or its instance's own limit)`);
         slot.startSupervised();
       })
       .catch((error: Error) => runtime.log.warn({ err: error, app: runtime.app.name }, 'adding an instance under load failed'))

@@ -7,13 +7,17 @@
  * suspend never freezes an instance with a request in flight, and a snapshot ends the instance
  * without a restart, the next wake restoring it; the ready snapshot is written from a running or
  * suspended instance, which is left as it was, and a copy of it goes back to it when snapshotted
- * (real drivers: test/serverless*.e2e.test.ts).
+ * (real drivers: test/serverless*.e2e.test.ts). And the app's waiting room: a freed exchange
+ * admits one waiter, the oldest, which claims the room in the turn it wakes, under the lower of
+ * the app's concurrency and its instance's own exchange limit.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, mock, test } from 'node:test';
-import type { Instance, InstanceExit } from '../sandbox/index.js';
-import { InstanceSlot, RESTART_FIRST_DELAY_MS, RESTART_MAX_DELAY_MS, type LifecycleChange, type SlotHost } from './runtime.js';
+import { pino } from 'pino';
+import type { Instance, InstanceExit, SandboxDriver, SandboxSpec } from '../sandbox/index.js';
+import type { AppRecord } from './records.js';
+import { AppRuntime, AppVersion, InstanceSlot, RESTART_FIRST_DELAY_MS, RESTART_MAX_DELAY_MS, type LifecycleChange, type RuntimeEvents, type SlotHost } from './runtime.js';
 
 /** An instance whose end the test decides. */
 function controllableInstance(id: string): { instance: Instance; exit(exit: InstanceExit): void; calls: string[]; holdSuspend(): () => void } {
@@ -286,4 +290,41 @@ test('a copy of the ready snapshot is not snapshotted again: it ends, and its ne
   assert.deepEqual(host.restored, ['/snapshots/ready']);
   assert.equal(slot.origin, 'ready_snapshot');
   await slot.stop(1_000);
+});
+
+test('requests waiting for room: one release lets exactly one in, the oldest, and an instance exchange limit below the concurrency holds', async () => {
+  const events = { scaleOut: () => false } as unknown as RuntimeEvents;
+  const app = { name: 'web', settings: { concurrency: 50, tcp: 0 } } as unknown as AppRecord;
+  const runtime = new AppRuntime(app, events, pino({ level: 'silent' }));
+  const version = new AppVersion(1, {} as SandboxSpec, runtime, async () => ({}) as SandboxDriver);
+  const slot = new InstanceSlot(version);
+  slot.state = 'running';
+  slot.instance = { ...controllableInstance('i0').instance, state: 'running', exchangeLimit: 2 } as Instance;
+  version.slots.push(slot);
+  runtime.serve(version);
+
+  assert.ok(runtime.claimSlot() && runtime.claimSlot(), 'two exchanges fit');
+  assert.equal(runtime.claimSlot(), undefined, 'the instance limit (2), not the concurrency (50), is the room');
+  const admitted: number[] = [];
+  const waiting = [1, 2, 3, 4, 5].map((n) => runtime.activate(10_000).then((claimed) => claimed && admitted.push(n)));
+  await settle();
+  assert.equal(runtime.waiting, 5);
+
+  slot.release();
+  runtime.capacityFreed();
+  await settle();
+  assert.deepEqual(admitted, [1], 'one freed exchange admits one waiter, the oldest');
+  assert.equal(slot.inFlight, 2);
+
+  slot.release();
+  slot.release();
+  runtime.capacityFreed();
+  runtime.capacityFreed();
+  await settle();
+  assert.deepEqual(admitted, [1, 2, 3]);
+  assert.equal(slot.inFlight, 2);
+  assert.equal(runtime.waiting, 2);
+  runtime.serve(undefined);
+  mock.timers.tick(10_000);
+  await Promise.all(waiting);
 });

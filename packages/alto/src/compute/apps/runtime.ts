@@ -625,19 +625,27 @@ export class AppRuntime {
 
   /**
    * A running instance of the serving version: the one with the fewest requests in flight, and
-   * with fewer than `limit` (the app's concurrency) when given.
+   * with fewer than `limit` (the app's concurrency) when given, or than its instance's own
+   * exchange limit when that is lower and the app serves HTTP.
    */
   pickSlot(limit = Infinity): InstanceSlot | undefined {
     const running = this.serving?.runningSlots() ?? [];
     let best: InstanceSlot | undefined;
-    for (const slot of running) if (slot.inFlight < limit && (!best || slot.inFlight < best.inFlight)) best = slot;
+    for (const slot of running) if (slot.inFlight < this.roomOf(slot, limit) && (!best || slot.inFlight < best.inFlight)) best = slot;
     return best;
   }
 
-  /** An exchange ended: a request waiting for capacity looks again. */
+  /** Exchanges `slot` may hold at once under `limit` (Instance.exchangeLimit; a TCP app's connections are not capped by it). */
+  private roomOf(slot: InstanceSlot, limit: number): number {
+    const own = this.app.settings.tcp || limit === Infinity ? undefined : slot.instance?.exchangeLimit;
+    return own === undefined ? limit : Math.min(limit, own);
+  }
+
+  /** An exchange ended: the request waiting longest looks again (it claims the room in the turn it wakes). */
   capacityFreed(): void {
     if (this.waiting === 0) return;
-    for (const wake of [...this.waiters]) wake();
+    const [oldest] = this.waiters;
+    oldest?.();
   }
 
   /** A slot of the serving version a request can wake: suspended ones before snapshotted ones. */
@@ -649,18 +657,29 @@ export class AppRuntime {
   }
 
   /**
-   * Activation: a running instance of the serving version, waking a suspended or snapshotted
-   * one when none runs (concurrent callers share its wake), or waiting for one that starts, up
-   * to `timeoutMs`. A failed wake is logged and the wait goes on (the slot restarts its instance).
+   * A running instance with room for one more exchange, claimed for it (`acquire`d) in the same
+   * turn it was picked: callers woken together must not all see the room one release made.
+   */
+  claimSlot(): InstanceSlot | undefined {
+    const slot = this.pickSlot(this.app.settings.concurrency);
+    slot?.acquire();
+    return slot;
+  }
+
+  /**
+   * Activation: a claimed running instance of the serving version (the caller releases it),
+   * waking a suspended or snapshotted one when none runs (concurrent callers share its wake),
+   * or waiting for one that starts or frees room, up to `timeoutMs`. A failed wake is logged and
+   * the wait goes on (the slot restarts its instance).
    */
   async activate(timeoutMs: number): Promise<InstanceSlot | undefined> {
     const deadline = Date.now() + timeoutMs;
-    const limit = this.app.settings.concurrency;
     this.waiting += 1;
     try {
       for (;;) {
-        const running = this.pickSlot(limit);
-        if (running || this.ended) return running;
+        if (this.ended) return undefined;
+        const running = this.claimSlot();
+        if (running) return running;
         const asleep = this.pickAsleep();
         if (!asleep) {
           // Every running instance is busy (or none runs): add one where the app may, then wait
@@ -697,27 +716,6 @@ export class AppRuntime {
       }
       waiters.add(done);
     });
-  }
-
-  /** Waits until an instance of the serving version runs, up to `timeoutMs`. */
-  async waitForSlot(timeoutMs: number): Promise<InstanceSlot | undefined> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const slot = this.pickSlot();
-      if (slot || this.ended) return slot;
-      const left = deadline - Date.now();
-      if (left <= 0) return undefined;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, left);
-        const waiters = this.waiters;
-        function done() {
-          clearTimeout(timer);
-          waiters.delete(done);
-          resolve();
-        }
-        waiters.add(done);
-      });
-    }
   }
 
   /** The app's status as its instances make it. */

@@ -7,9 +7,9 @@
  * Patiently for a microVM: the host end is the listening socket of QEMU's user-mode stack
  * (`hostfwd`), which libslirp opens with a backlog of 1. When more handshakes arrive than it has
  * accepted, the host's kernel drops the SYNs and the client's kernel retries them after 1 s, 3 s,
- * 7 s ... so a burst of 50 new connections made requests wait up to a minute (and the edge then
- * answered 408). `PatientConnector` keeps at most `parallel` handshakes in flight per instance and
- * gives each attempt `attemptMs` before trying again itself, so a dropped SYN costs milliseconds.
+ * 7 s ... so a burst of 50 new connections made requests wait seconds. `PatientConnector` keeps
+ * at most `parallel` handshakes in flight per instance and gives each attempt `attemptMs` before
+ * trying again itself, so a dropped SYN costs milliseconds.
  * A refused connection (nothing listens: the instance is gone) fails at once.
  */
 import { connect, type Socket } from 'node:net';

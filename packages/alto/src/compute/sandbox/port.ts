@@ -151,6 +151,13 @@ export interface Instance {
   readonly port: number;
   /** A TCP connection from the host to the app's port, the way this driver needs it opened (connect.ts). */
   connect(): Promise<Socket>;
+  /**
+   * At most this many HTTP exchanges in flight on the instance at once, whatever the app's
+   * concurrency says; undefined when the app's concurrency alone decides. A microVM under tcg sets
+   * it: its emulated CPU and QEMU's user-mode network serve a few connections at a time best, and
+   * with more they overflow the app's accept queue (MICROVM_TCG_EXCHANGES in microvm.ts).
+   */
+  readonly exchangeLimit?: number;
   readonly state: InstanceState;
   /** Resolves once the app has ended, whatever the cause. */
   readonly exited: Promise<InstanceExit>;
