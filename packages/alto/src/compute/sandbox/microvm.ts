@@ -51,12 +51,15 @@
  * many copies run) and loads the state with `-incoming defer`.
  *
  * Restored copies are reseeded: every copy of a snapshot would otherwise run on with the same
- * random generator state and a clock stopped at the snapshot. Once a copy runs, the host writes
- * `reseed <unix seconds> <32 random bytes>` on the signal port; the guest's signal reader mixes
- * the bytes into the kernel's pool (a write to /dev/urandom), forces the generator to reseed from
- * it (RNDRESEEDCRNG, by a 181-byte static helper written into the supervisor disk, x86-64 only),
- * sets the clock, and answers `alto:reseeded` on the control port; the restore waits for that
- * answer (up to RESEED_WAIT_MS, for snapshots taken before this existed). The network needs no
+ * random generator state and a clock stopped at the snapshot. Once a copy runs, the host writes a
+ * reseed record (the time now and 32 random bytes) on the signal port; the guest agent (a static
+ * x86-64 program of a few hundred bytes in the supervisor disk, `guestAgent`) mixes the bytes
+ * into the kernel's pool (a write to /dev/urandom), forces the generator to reseed from them
+ * (RNDRESEEDCRNG), sets the clock, and answers `alto:reseeded` on the control port; the restore
+ * waits for that answer. The agent runs for the guest's whole life, so a reseed starts no process
+ * in a guest that has just woken: under tcg that took 130 ms, now a few. Other hosts, and
+ * snapshots taken before the agent, use the supervisor shell's reader and a text line
+ * (`reseed <seconds> <octal escapes>`), waited for up to RESEED_WAIT_MS. The network needs no
  * reseeding: each copy has its own QEMU user-mode network, whose only guest is that copy (the same
  * MAC and 10.0.2.15 in every copy never meet), and a copy with outbound access its own namespace.
  */
@@ -179,6 +182,8 @@ interface SnapshotManifest {
   platformPort?: number;
   /** The links, in order: the i-th is the guest's 10.0.2.(101+i):port (absent: none). */
   links?: SavedLink[];
+  /** Whether the guest agent reads the signal port (absent in older snapshots: the shell does). */
+  agent?: boolean;
 }
 
 interface MachineLayout {
@@ -213,6 +218,8 @@ interface MachineLayout {
   kernel: string;
   initramfs: string;
   name: string;
+  /** Whether the guest agent reads the signal port (records), or the supervisor shell (lines). */
+  agent: boolean;
   /** Volume disks, attached after the root and config disks, told apart by their serial. */
   volumes: { disk: string; serial: string }[];
   /** Released once QEMU has exited and nothing can write the volumes any more. */
@@ -378,6 +385,8 @@ export class MicrovmDriver implements SandboxDriver {
   /** The instance's private disk and its supervisor disk. */
   private async prepare(layout: MachineLayout, baseDisk: string, spec: SandboxSpec, argv: string[], user: { uid: number; gid: number }): Promise<void> {
     await copyDisk(baseDisk, layout.disk);
+    const agent = guestAgent();
+    layout.agent = agent !== undefined;
     const supervisorDir = join(layout.dir, 'supervisor');
     mkdirSync(supervisorDir);
     writeFileSync(
@@ -400,17 +409,19 @@ export class MicrovmDriver implements SandboxDriver {
           '[ -e /dev/fd ] || $B ln -s /proc/self/fd /dev/fd',
           // The host writes `term` on the signal port to stop the app; PID 1 passes it on. After
           // the grace period, `kill` ends every process but PID 1, which then syncs and powers off.
-          // `reseed <seconds> <octal escapes>`: a restored copy's fresh random state and clock.
-          '( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; [ "$line" = kill ] && $B kill -KILL -1; ' +
-            'case "$line" in "reseed "*) set -- $line; printf "$3" >/dev/urandom; [ -x /.alto/reseed ] && /.alto/reseed; $B date -s "@$2" >/dev/null; echo alto:reseeded >&3;; esac; done ) &',
+          // A reseed gives a restored copy its own random state and clock. The guest agent reads
+          // them as records; without it, the shell reads them as lines (`signalMessage`).
+          agent
+            ? '/.alto/agent </dev/alto.signal &'
+            : '( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; [ "$line" = kill ] && $B kill -KILL -1; ' +
+              'case "$line" in "reseed "*) set -- $line; printf "$3" >/dev/urandom; $B date -s "@$2" >/dev/null; echo alto:reseeded >&3;; esac; done ) &',
           ...volumeMountLines(spec.volumes ?? [], user),
         ],
         epilogue: [...volumeUnmountLines(spec.volumes ?? []), '$B sync', '$B reboot -f'],
       }),
     );
-    const helper = reseedHelper();
-    if (helper) writeFileSync(join(supervisorDir, 'reseed'), helper, { mode: 0o755 });
-    await run('tar', ['-cf', layout.configTar, '-C', supervisorDir, 'supervisor.sh', ...(helper ? ['reseed'] : [])]);
+    if (agent) writeFileSync(join(supervisorDir, 'agent'), agent, { mode: 0o755 });
+    await run('tar', ['-cf', layout.configTar, '-C', supervisorDir, 'supervisor.sh', ...(agent ? ['agent'] : [])]);
   }
 
   async restore(snapshotDir: string, options: RestoreOptions = {}): Promise<MicrovmInstance> {
@@ -426,6 +437,7 @@ export class MicrovmDriver implements SandboxDriver {
     layout.kernel = manifest.kernel;
     layout.initramfs = manifest.initramfs;
     layout.platformPort = manifest.platformPort;
+    layout.agent = manifest.agent ?? false;
     // The guest keeps its links' addresses and ports; only the functions behind them come anew.
     layout.links = (manifest.links ?? []).map((saved) => ({ ...saved, connect: options.links?.find((link) => link.name === saved.name)?.connect ?? unreachableLink }));
     // Private copy: the disk is copied, the memory mapped copy-on-write from the snapshot's file.
@@ -479,6 +491,7 @@ export class MicrovmDriver implements SandboxDriver {
       name: (name ?? `alto-${id}`).replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63) || `alto-${id}`,
       volumes: [],
       links: [],
+      agent: false,
     };
   }
 
@@ -555,8 +568,6 @@ export class MicrovmInstance extends InstanceBase {
   private async reseed(waitMs: number): Promise<boolean> {
     const signal = this.sockets.get('signal');
     if (!signal || signal.destroyed) return false;
-    // NUL bytes left out: the guest's printf would stop there.
-    const seed = [...randomBytes(RESEED_BYTES)].filter((byte) => byte !== 0).map((byte) => `\\${byte.toString(8).padStart(3, '0')}`).join('');
     const answered = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
         this.reseeded = undefined;
@@ -568,7 +579,7 @@ export class MicrovmInstance extends InstanceBase {
         resolve(true);
       };
     });
-    signal.write(`reseed ${Math.round(Date.now() / 1000)} ${seed}\n`);
+    signal.write(signalMessage(this.layout.agent, 'reseed'));
     return answered;
   }
 
@@ -741,7 +752,7 @@ export class MicrovmInstance extends InstanceBase {
     this.currentState = 'stopping';
     this.stopRequested = 'graceful';
     const signal = this.sockets.get('signal');
-    if (signal && !signal.destroyed) signal.write('term\n');
+    if (signal && !signal.destroyed) signal.write(signalMessage(this.layout.agent, 'term'));
     else this.child?.kill('SIGKILL');
     let lastResort: NodeJS.Timeout | undefined;
     const timer = setTimeout(() => {
@@ -749,7 +760,7 @@ export class MicrovmInstance extends InstanceBase {
       // With volumes, the guest kills the app itself and then unmounts and syncs them, so what
       // the app wrote survives; QEMU is ended from here only if the guest does not finish.
       if (this.layout.volumes.length > 0 && signal && !signal.destroyed) {
-        signal.write('kill\n');
+        signal.write(signalMessage(this.layout.agent, 'kill'));
         lastResort = setTimeout(() => this.child?.kill('SIGKILL'), VOLUME_SYNC_GRACE_MS);
       } else this.child?.kill('SIGKILL');
     }, graceMs);
@@ -804,6 +815,7 @@ export class MicrovmInstance extends InstanceBase {
       outbound: this.layout.outbound,
       ...(this.layout.platformPort ? { platformPort: this.layout.platformPort } : {}),
       ...(this.layout.links.length > 0 ? { links: this.layout.links.map(({ name, port }) => ({ name, port })) } : {}),
+      ...(this.layout.agent ? { agent: true } : {}),
     };
     writeFileSync(join(dir, 'snapshot.json'), JSON.stringify(manifest, null, 2));
   }
@@ -815,33 +827,125 @@ export class MicrovmInstance extends InstanceBase {
 }
 
 /**
- * A static x86-64 Linux program of 181 bytes, put in each guest's supervisor disk: it opens
- * /dev/urandom and asks the kernel to reseed its generator at once (ioctl RNDRESEEDCRNG), so the
- * bytes just written there take effect (a write alone only mixes them in, for the next reseed,
- * up to a minute later); it exits with the ioctl's error number. Undefined on other hosts.
+ * What the host writes on the signal port: `term` (the app is asked to end), `kill` (every
+ * process ends), `reseed` (the time now and 32 random bytes). To the guest agent, a record of 64
+ * bytes: 8 naming it (`ALTOTERM`, `ALTOKILL`, `ALTOSEED`), then for a reseed the time as a Linux
+ * timespec (seconds, nanoseconds) and the bytes. To the supervisor shell, a line; its seed is
+ * written as octal escapes for the shell's printf, NUL bytes left out (printf would stop there).
  */
-export function reseedHelper(): Buffer | undefined {
+export function signalMessage(agent: boolean, kind: 'term' | 'kill' | 'reseed'): Buffer {
+  const seed = randomBytes(RESEED_BYTES);
+  const nowMs = Date.now();
+  if (!agent) {
+    if (kind !== 'reseed') return Buffer.from(`${kind}\n`);
+    const escapes = [...seed].filter((byte) => byte !== 0).map((byte) => `\\${byte.toString(8).padStart(3, '0')}`).join('');
+    return Buffer.from(`reseed ${Math.round(nowMs / 1000)} ${escapes}\n`);
+  }
+  const record = Buffer.alloc(AGENT_RECORD_BYTES);
+  record.write({ term: 'ALTOTERM', kill: 'ALTOKILL', reseed: 'ALTOSEED' }[kind], 0, 'latin1');
+  if (kind === 'reseed') {
+    record.writeBigInt64LE(BigInt(Math.floor(nowMs / 1000)), 8);
+    record.writeBigInt64LE(BigInt(Math.floor((nowMs % 1000) * 1e6)), 16);
+    seed.copy(record, 24);
+  }
+  return record;
+}
+
+/** The guest agent's records: 8 bytes of kind, a timespec (16), 32 random bytes, 8 unused. */
+const AGENT_RECORD_BYTES = 64;
+
+/**
+ * The guest agent, a static x86-64 Linux program of 424 bytes put in each guest's supervisor
+ * disk and started by the supervisor with the signal port as its input and the control port on
+ * descriptor 3. It reads 64-byte records (`signalMessage`) until its input ends: `ALTOTERM`
+ * sends SIGTERM to PID 1, `ALTOKILL` SIGKILL to every process (-1), and `ALTOSEED` writes the 32
+ * bytes at offset 24 to /dev/urandom, has the kernel reseed its generator from them at once
+ * (ioctl RNDRESEEDCRNG: a write alone only mixes them in, for a reseed up to a minute later),
+ * sets the clock (clock_settime, CLOCK_REALTIME) to the timespec at offset 8 and writes
+ * `alto:reseeded` on descriptor 3. Undefined on other hosts (the supervisor shell reads lines).
+ * The listing is GNU as (Intel syntax) output; the record is the 64 bytes past the file's end.
+ */
+export function guestAgent(): Buffer | undefined {
   if (process.arch !== 'x64') return undefined;
   const base = 0x400000;
   const code = Buffer.from([
-    0xb8, 0x02, 0x00, 0x00, 0x00, // mov eax, 2 (open)
-    0x48, 0x8d, 0x3d, 0x24, 0x00, 0x00, 0x00, // lea rdi, [rip + 36] (the path)
-    0xbe, 0x02, 0x00, 0x00, 0x00, // mov esi, O_RDWR
+    0x45, 0x31, 0xe4, // next: xor r12d, r12d (bytes of the record read so far)
+    0x31, 0xc0, // fill: xor eax, eax (read(0, record + r12, 64 - r12))
+    0x31, 0xff, // xor edi, edi
+    0x48, 0x8d, 0x35, 0x22, 0x01, 0x00, 0x00, // lea rsi, [rip + record]
+    0x4c, 0x01, 0xe6, // add rsi, r12
+    0xba, 0x40, 0x00, 0x00, 0x00, // mov edx, 64
+    0x44, 0x29, 0xe2, // sub edx, r12d
+    0x0f, 0x05, // syscall
+    0x48, 0x83, 0xf8, 0xfc, // cmp rax, -4 (EINTR: try again)
+    0x74, 0xe2, // je fill
+    0x48, 0x85, 0xc0, // test rax, rax
+    0x0f, 0x8e, 0xe2, 0x00, 0x00, 0x00, // jle done (end of input, or an error)
+    0x49, 0x01, 0xc4, // add r12, rax
+    0x49, 0x83, 0xfc, 0x40, // cmp r12, 64
+    0x72, 0xd0, // jb fill
+    0x48, 0x8b, 0x05, 0xf6, 0x00, 0x00, 0x00, // mov rax, qword ptr [rip + record]
+    0x48, 0xbb, 0x41, 0x4c, 0x54, 0x4f, 0x54, 0x45, 0x52, 0x4d, // movabs rbx, 0x4d5245544f544c41 ("ALTOTERM")
+    0x48, 0x39, 0xd8, // cmp rax, rbx
+    0x74, 0x20, // je term
+    0x48, 0xbb, 0x41, 0x4c, 0x54, 0x4f, 0x4b, 0x49, 0x4c, 0x4c, // movabs rbx, 0x4c4c494b4f544c41 ("ALTOKILL")
+    0x48, 0x39, 0xd8, // cmp rax, rbx
+    0x74, 0x24, // je kill
+    0x48, 0xbb, 0x41, 0x4c, 0x54, 0x4f, 0x53, 0x45, 0x45, 0x44, // movabs rbx, 0x444545534f544c41 ("ALTOSEED")
+    0x48, 0x39, 0xd8, // cmp rax, rbx
+    0x74, 0x2b, // je seed
+    0xeb, 0x97, // jmp next (anything else: ignored)
+    0xb8, 0x3e, 0x00, 0x00, 0x00, // term: mov eax, 62 (kill(1, SIGTERM))
+    0xbf, 0x01, 0x00, 0x00, 0x00, // mov edi, 1
+    0xbe, 0x0f, 0x00, 0x00, 0x00, // mov esi, 15
+    0x0f, 0x05, // syscall
+    0xeb, 0x84, // jmp next
+    0xb8, 0x3e, 0x00, 0x00, 0x00, // kill: mov eax, 62 (kill(-1, SIGKILL))
+    0xbf, 0xff, 0xff, 0xff, 0xff, // mov edi, -1
+    0xbe, 0x09, 0x00, 0x00, 0x00, // mov esi, 9
+    0x0f, 0x05, // syscall
+    0xe9, 0x6e, 0xff, 0xff, 0xff, // jmp next
+    0xb8, 0x02, 0x00, 0x00, 0x00, // seed: mov eax, 2 (open("/dev/urandom", O_WRONLY))
+    0x48, 0x8d, 0x3d, 0x77, 0x00, 0x00, 0x00, // lea rdi, [rip + urandom]
+    0xbe, 0x01, 0x00, 0x00, 0x00, // mov esi, 1
     0x31, 0xd2, // xor edx, edx
     0x0f, 0x05, // syscall
-    0x89, 0xc7, // mov edi, eax (the descriptor)
-    0xb8, 0x10, 0x00, 0x00, 0x00, // mov eax, 16 (ioctl)
-    0xbe, 0x07, 0x52, 0x00, 0x00, // mov esi, RNDRESEEDCRNG (_IO('R', 7))
+    0x85, 0xc0, // test eax, eax
+    0x78, 0x34, // js clock
+    0x41, 0x89, 0xc5, // mov r13d, eax
+    0xb8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1 (write(fd, record + 24, 32))
+    0x44, 0x89, 0xef, // mov edi, r13d
+    0x48, 0x8d, 0x35, 0x8b, 0x00, 0x00, 0x00, // lea rsi, [rip + record + 24]
+    0xba, 0x20, 0x00, 0x00, 0x00, // mov edx, 32
+    0x0f, 0x05, // syscall
+    0xb8, 0x10, 0x00, 0x00, 0x00, // mov eax, 16 (ioctl(fd, RNDRESEEDCRNG))
+    0x44, 0x89, 0xef, // mov edi, r13d
+    0xbe, 0x07, 0x52, 0x00, 0x00, // mov esi, 0x5207
     0x31, 0xd2, // xor edx, edx
     0x0f, 0x05, // syscall
-    0x89, 0xc7, // mov edi, eax
-    0xf7, 0xdf, // neg edi (0, or the error number)
-    0xb8, 0x3c, 0x00, 0x00, 0x00, // mov eax, 60 (exit)
+    0xb8, 0x03, 0x00, 0x00, 0x00, // mov eax, 3 (close(fd))
+    0x44, 0x89, 0xef, // mov edi, r13d
     0x0f, 0x05, // syscall
-    ...Buffer.from('/dev/urandom\0', 'latin1'),
+    0xb8, 0xe3, 0x00, 0x00, 0x00, // clock: mov eax, 227 (clock_settime(CLOCK_REALTIME, record + 8))
+    0x31, 0xff, // xor edi, edi
+    0x48, 0x8d, 0x35, 0x4b, 0x00, 0x00, 0x00, // lea rsi, [rip + record + 8]
+    0x0f, 0x05, // syscall
+    0xb8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1 (write(3, "alto:reseeded\n", 14))
+    0xbf, 0x03, 0x00, 0x00, 0x00, // mov edi, 3
+    0x48, 0x8d, 0x35, 0x22, 0x00, 0x00, 0x00, // lea rsi, [rip + reseeded]
+    0xba, 0x0e, 0x00, 0x00, 0x00, // mov edx, 14
+    0x0f, 0x05, // syscall
+    0xe9, 0xf4, 0xfe, 0xff, 0xff, // jmp next
+    0xb8, 0x3c, 0x00, 0x00, 0x00, // done: mov eax, 60 (exit(0))
+    0x31, 0xff, // xor edi, edi
+    0x0f, 0x05, // syscall
+    ...Buffer.from('/dev/urandom\0', 'latin1'), // urandom
+    ...Buffer.from('alto:reseeded\n', 'latin1'), // reseeded
   ]);
   const headerSize = 64 + 56;
   const size = headerSize + code.length;
+  // The code addresses the record at base + size: the file's end, which must stay 8-aligned.
+  if (size !== 424) throw new Error(`guest agent: ${size} bytes, the code expects 424`);
   const elf = Buffer.alloc(size);
   Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]).copy(elf, 0); // ELF, 64-bit, little-endian, System V
   elf.writeUInt16LE(2, 16); // executable
@@ -852,13 +956,13 @@ export function reseedHelper(): Buffer | undefined {
   elf.writeUInt16LE(64, 52);
   elf.writeUInt16LE(56, 54);
   elf.writeUInt16LE(1, 56);
-  // One loadable, readable and executable segment: the whole file.
+  // One loadable segment, readable, writable and executable: the whole file, then the record.
   elf.writeUInt32LE(1, 64);
-  elf.writeUInt32LE(5, 68);
+  elf.writeUInt32LE(7, 68);
   elf.writeBigUInt64LE(BigInt(base), 80);
   elf.writeBigUInt64LE(BigInt(base), 88);
   elf.writeBigUInt64LE(BigInt(size), 96);
-  elf.writeBigUInt64LE(BigInt(size), 104);
+  elf.writeBigUInt64LE(BigInt(size + AGENT_RECORD_BYTES), 104);
   elf.writeBigUInt64LE(0x1000n, 112);
   code.copy(elf, headerSize);
   return elf;

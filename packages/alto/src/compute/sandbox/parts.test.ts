@@ -1,7 +1,8 @@
 /**
  * The sandbox's pure parts: OCI `User` resolution against an image's own /etc/passwd and
  * /etc/group, the control channel's parser, shell quoting (checked by a real shell), and the cpio
- * writer (checked by listing the archive with the real `cpio` tool when it is installed).
+ * writer (checked by listing the archive with the real `cpio` tool when it is installed), and
+ * the microVM guest agent, run on this host as an unprivileged user, with its signal records.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -12,6 +13,7 @@ import { after, test } from 'node:test';
 import { isAltoError } from '../../kit/errors.js';
 import { hasCommand, parseControlLine, resolveUser, shellQuote } from './common.js';
 import { buildCpio } from './cpio.js';
+import { guestAgent, signalMessage } from './microvm.js';
 
 const rootfs = mkdtempSync(join(tmpdir(), 'alto-sandbox-parts-'));
 mkdirSync(join(rootfs, 'etc'));
@@ -57,4 +59,33 @@ test('buildCpio writes a newc archive the cpio tool reads back', { skip: hasComm
   assert.match(listing, /^-rwxr-xr-x .* 18 .* init$/m);
   assert.match(listing, /^lrwxrwxrwx .* bin\/sh -> busybox$/m);
   assert.match(listing, /^crw------- .* 5,\s+1 .* dev\/console$/m);
+});
+
+test('the guest agent reads 64-byte records: a reseed is answered on descriptor 3, anything else is ignored, and it ends with its input', { skip: process.arch !== 'x64' || !hasCommand('setpriv') }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alto-guest-agent-'));
+  try {
+    const agent = join(dir, 'agent');
+    writeFileSync(agent, guestAgent()!, { mode: 0o755 });
+    const unknown = Buffer.alloc(64, 'x');
+    writeFileSync(join(dir, 'input'), Buffer.concat([signalMessage(true, 'reseed'), unknown, signalMessage(true, 'reseed')]));
+    // As nobody, so setting this host's clock and reseeding its generator are refused (EPERM),
+    // while the agent still reads, writes the seed to /dev/urandom, and answers.
+    const answers = execFileSync('sh', ['-c', `setpriv --reuid=65534 --regid=65534 --clear-groups ${agent} < ${dir}/input 3>&1`], { encoding: 'utf8', timeout: 5_000 });
+    assert.equal(answers, 'alto:reseeded\nalto:reseeded\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('signal messages: records of 64 bytes for the agent, with the time now; lines for the shell', () => {
+  const record = signalMessage(true, 'reseed');
+  assert.equal(record.length, 64);
+  assert.equal(record.subarray(0, 8).toString('latin1'), 'ALTOSEED');
+  assert.ok(Math.abs(Number(record.readBigInt64LE(8)) - Date.now() / 1000) < 5);
+  assert.ok(record.readBigInt64LE(16) < 1_000_000_000n);
+  assert.notDeepEqual(record.subarray(24, 56), signalMessage(true, 'reseed').subarray(24, 56), 'fresh random bytes each time');
+  assert.equal(signalMessage(true, 'term').subarray(0, 8).toString('latin1'), 'ALTOTERM');
+  assert.equal(signalMessage(true, 'kill').subarray(0, 8).toString('latin1'), 'ALTOKILL');
+  assert.equal(signalMessage(false, 'term').toString(), 'term\n');
+  assert.match(signalMessage(false, 'reseed').toString(), /^reseed \d+ (\\[0-7]{3})+\n$/);
 });
