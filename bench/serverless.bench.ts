@@ -4,7 +4,8 @@
  * this bench starts, and measures, client side through the edge (Host `<app>.<project>.localhost`),
  * from sending a GET / to the app's first response byte:
  * - from a suspended app (min_instances 0, idle_timeout 1; each sample waits until Status says
- *   suspended), and, on microvm, from a snapshotted one (ALTO_SNAPSHOT_AFTER_MS short; each sample
+ *   suspended; the app's first request after deploy, its first code run in the instance, is
+ *   printed on a line of its own, as the kept-running peer is warmed up too), and, on microvm, from a snapshotted one (ALTO_SNAPSHOT_AFTER_MS short; each sample
  *   waits until Status says snapshotted);
  * - the peers, in the same run: the same app kept running (min_instances 1; one request at a
  *   time, a new connection each), and the same app started fresh per request (app/Run, the
@@ -50,6 +51,8 @@ interface DriverFigures {
   driver: DriverName;
   accelerator: string;
   fromSuspended: number[];
+  /** The app's first request ever, from suspended: also its first code run in the instance (the peers are warmed up too). */
+  firstWake: number[];
   fromSnapshotted: number[];
   alwaysRunning: number[];
   freshPerRequest: number[];
@@ -90,7 +93,7 @@ async function measureDriver(driver: DriverName, image: string): Promise<DriverF
   const cache = privateSandboxCache();
   const dataDir = temporaryDataDir();
   const alto = await startProcess({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_SNAPSHOT_AFTER_MS: String(SNAPSHOT_AFTER_MS) } });
-  const figures: DriverFigures = { driver, accelerator: '', fromSuspended: [], fromSnapshotted: [], alwaysRunning: [], freshPerRequest: [], idleToSuspended: [] };
+  const figures: DriverFigures = { driver, accelerator: '', fromSuspended: [], firstWake: [], fromSnapshotted: [], alwaysRunning: [], freshPerRequest: [], idleToSuspended: [] };
   try {
     const key = await alto.projectKey(PROJECT, ['app']);
     const edgePort = Number(new URL(alto.url).port);
@@ -110,11 +113,12 @@ async function measureDriver(driver: DriverName, image: string): Promise<DriverF
     figures.accelerator = String(status.sandbox?.accelerator ?? 'unknown');
     const snapshots = status.sandbox?.snapshot === true;
 
-    // Suspended → first byte; then idle → suspended after that answer.
-    for (let i = 0; i < samples; i++) {
+    // Suspended → first byte; then idle → suspended after that answer. The first wake is the
+    // app's first request ever, reported on its own line (the kept-running peer is warmed up too).
+    for (let i = 0; i <= samples; i++) {
       await waitForState(alto, key, 'sleepy', 'suspended');
       const answer = await get('sleepy');
-      figures.fromSuspended.push(answer.firstByteMs);
+      (i === 0 ? figures.firstWake : figures.fromSuspended).push(answer.firstByteMs);
       const suspended = await waitForState(alto, key, 'sleepy', 'suspended');
       figures.idleToSuspended.push(suspended.since - answer.endedAt);
     }
@@ -170,6 +174,7 @@ async function latencyRun(): Promise<void> {
   for (const figure of results) {
     const row = (what: string, values: number[], target: string) => console.log(`| ${figure.driver} | ${figure.accelerator} | ${what} | ${values.length > 0 ? p(values) : 'n/a'} | ${target} |`);
     row('suspended → first byte', figure.fromSuspended, '< 10 / < 25');
+    console.log(`| ${figure.driver} | ${figure.accelerator} | the same, the app's first request after deploy | ${ms(figure.firstWake[0] ?? NaN)} | - |`);
     row('snapshotted → first byte', figure.fromSnapshotted, figure.driver === 'microvm' ? `< 150 p50 under tcg${figure.accelerator === 'kvm' ? ' (kvm figure)' : ''}` : 'no snapshots: stays suspended');
     row('peer: kept running → first byte', figure.alwaysRunning, 'peer');
     row('peer: started fresh per request (Run → first byte)', figure.freshPerRequest, 'peer');

@@ -5,7 +5,9 @@
  * snapshotted to disk and its QEMU ended, requests arriving while it is being snapshotted all
  * succeed, the next request restores it; and after a restart of Alto the snapshotted app comes
  * back on its next request. An app that may run more instances (pool spares, scale-out) boots its
- * first one only: the others are restored from the version's ready snapshot, and serve.
+ * first one only: the others are restored from the version's ready snapshot, and serve; the one
+ * added for load stops once idle. Requests arriving while an instance is being suspended or
+ * snapshotted all succeed, and an open websocket keeps its instance running.
  */
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
@@ -14,7 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
-import { metricValue, openWebsocket, sleepyImage, slotsOf, type OpenWebsocket } from './serverless-fixture.js';
+import { metricValue, openWebsocket, requestLoop, sleepyImage, slotsOf, type OpenWebsocket } from './serverless-fixture.js';
 
 const PROJECT = 'vmsleep';
 const HOST = `web.${PROJECT}.localhost`;
@@ -142,7 +144,55 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     assert.deepEqual(busy.map((current) => current.origin), ['boot', 'ready_snapshot', 'ready_snapshot'], 'the added instance is a copy of the ready snapshot');
     await eventually(async () => sockets.every((socket) => socket.ticks() > 0), 'each copy streams its answer');
     await Promise.all(sockets.map((socket) => socket.close()));
+    // Load gone: the added instance stops once idle; the first one and its spare sleep on.
+    const after = await eventually(
+      async () => {
+        const slots = await slotsOf(alto, key, 'spares');
+        return slots.length === 2 && slots.every((current) => current.state === 'suspended') && slots;
+      },
+      'the added instance gone, the others suspended',
+      30_000,
+    );
+    assert.deepEqual(after.map((current) => current.origin), ['boot', 'ready_snapshot']);
     assert.equal((await alto.call('app', 'Delete', { name: 'spares' }, key)).status, 200);
     assert.equal(existsSync(join(dataDir, 'apps', 'snapshots', id)), false, 'the ready snapshot went with the app');
+  });
+
+  test('requests around suspension and snapshot all succeed; an open websocket keeps the instance running', async () => {
+    const run = await alto.call('app', 'Run', { name: 'around', image, memory: 128, min_instances: 0, idle_timeout: 1 }, key);
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    const host = `around.${PROJECT}.localhost`;
+    const slotOf = async () => (await slotsOf(alto, key, 'around'))[0];
+    await eventually(async () => (await slotOf()).state === 'suspended', 'around suspended', 60_000);
+    const activations = async () =>
+      (await metric('alto_app_activations_total{from="suspended"}')) + (await metric('alto_app_activations_total{from="snapshotted"}'));
+    const before = await activations();
+    // Bursts of 3 with gaps around idle_timeout (+ the idle check) and the 2 s snapshot delay:
+    // they land while the instance runs, is being suspended, sleeps, or is being snapshotted.
+    const seen = new Set<string>();
+    const statuses = await requestLoop(
+      1,
+      8_000,
+      async () => {
+        seen.add((await slotOf()).state);
+        const results = await Promise.all(Array.from({ length: 3 }, () => getThroughEdge(edgePort(), host)));
+        return results.reduce((worst, result) => (result.status !== 200 ? result.status : worst), 200);
+      },
+      () => 900 + Math.random() * 1_500,
+    );
+    assert.ok(statuses.length >= 3, `${statuses.length} bursts`);
+    assert.deepEqual(statuses.filter((status) => status !== 200), [], `every request answered 200 (states seen: ${[...seen].join(', ')})`);
+    assert.ok((await activations()) - before >= 1, 'the instance was woken during the loop');
+
+    await eventually(async () => (await slotOf()).state === 'suspended', 'around suspended again', 60_000);
+    const socket = await openWebsocket(edgePort(), host);
+    const ticks = socket.ticks();
+    // Past three idle timeouts with the socket open, counted in ticks (one each 200 ms): still running.
+    await eventually(async () => socket.ticks() >= ticks + 15, 'three seconds of ticks', 30_000);
+    const during = await slotOf();
+    assert.deepEqual([during.state, during.frozen, during.in_flight], ['running', false, 1]);
+    await socket.close();
+    await eventually(async () => (await slotOf()).state === 'suspended', 'around suspended once the socket closed', 30_000);
+    assert.equal((await alto.call('app', 'Delete', { name: 'around' }, key)).status, 200);
   });
 });
