@@ -13,7 +13,7 @@
  * - idle → suspended: from the end of a request's answer to the moment Status says the instance
  *   was suspended (its `since`), against idle_timeout + 1 s.
  *
- * Two more figures, each its own run:
+ * More figures, each its own run:
  * - `burst [driver=process] [clients=200] [seconds=10]`: from 0 to `clients` concurrent clients at
  *   once (bench/http-load.mjs, keep-alive, in its own process) on a scale-to-zero app
  *   (min_instances 0, max_instances 4, concurrency 50); prints errors, p50/p99 and the app's
@@ -24,10 +24,13 @@
  *   `pool` last, one app instead, with `count` suspended spares restored from its ready snapshot
  *   (microvm: private copies sharing the snapshot's unchanged pages); the QEMU processes'
  *   proportional set size (PSS, shared pages split between their users) is printed beside it.
+ * - `clients [driver] [counts=1 4 8 16 50]`: one running instance's requests/s and latency by
+ *   concurrent clients; on microvm with and without the exchange limit tcg guests get.
  *
  * Run (as root): node --import tsx bench/serverless.bench.ts [samples=20]
  *                node --import tsx bench/serverless.bench.ts burst [process|microvm] [clients] [seconds]
  *                node --import tsx bench/serverless.bench.ts density [process|microvm] [count] [pool]
+ *                node --import tsx bench/serverless.bench.ts clients [process|microvm] [counts...]
  */
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -38,7 +41,7 @@ import { startProcess, temporaryDataDir, type ServerProcess } from '../packages/
 import { startRegistry } from '../packages/alto/test/images-fixture.js';
 import { sleepyImage, slotsOf } from '../packages/alto/test/serverless-fixture.js';
 
-const mode = process.argv[2] === 'burst' || process.argv[2] === 'density' ? process.argv[2] : 'latency';
+const mode = process.argv[2] === 'burst' || process.argv[2] === 'density' || process.argv[2] === 'clients' ? process.argv[2] : 'latency';
 const samples = mode === 'latency' ? Number(process.argv[2] ?? 20) : 0;
 const FRESH_SAMPLES = 3;
 const PROJECT = 'bench';
@@ -387,8 +390,49 @@ async function densityRun(driver: DriverName, count: number, pooled: boolean): P
   }
 }
 
+// ---- clients: one running instance's throughput by concurrent clients --------------------------
+
+/**
+ * One instance kept running (min = max = 1, concurrency 50), `counts` keep-alive clients for 8 s
+ * each; on a microVM under tcg twice: with its default exchange limit and with none
+ * (ALTO_MICROVM_TCG_EXCHANGES=0), which is how MICROVM_TCG_EXCHANGES was chosen.
+ */
+async function clientsRun(driver: DriverName, counts: number[]): Promise<void> {
+  const registry = await startRegistry();
+  try {
+    await registry.push('bench/sleepy', 'v1', await sleepyImage());
+    const limits = driver === 'microvm' ? ['default', '0'] : ['default'];
+    console.log(`\none running ${driver} instance of busybox httpd (concurrency 50), 8 s of keep-alive GET / per row\n`);
+    console.log('| exchange limit | clients | requests/s | p50 / p99 ms | errors |');
+    console.log('|---|---:|---:|---:|---|');
+    for (const limit of limits) {
+      const cache = privateSandboxCache();
+      const dataDir = temporaryDataDir();
+      const env: Record<string, string> = { ALTO_SANDBOX_CACHE: cache.dir, ...(limit === 'default' ? {} : { ALTO_MICROVM_TCG_EXCHANGES: limit }) };
+      const alto = await startProcess({ dataDir, args: ['--sandbox', driver], env });
+      try {
+        const key = await alto.projectKey(PROJECT, ['app']);
+        const run = await alto.call('app', 'Run', { name: 'one', image: `${registry.host}/bench/sleepy:v1`, memory: driver === 'microvm' ? 128 : 64, min_instances: 1, max_instances: 1, concurrency: 50 }, key);
+        if (run.status !== 200) throw new Error(`app/Run answered ${run.status}: ${JSON.stringify(run.body)}`);
+        for (const clients of counts) {
+          const load = await runLoad(`${alto.url}/`, `one.${PROJECT}.localhost`, 8, clients);
+          const errors = load.errors ? `${load.errors} (${Object.entries(load.errorKinds).map(([kind, count]) => `${count} ${kind}`).join(', ')})` : '0';
+          console.log(`| ${limit === '0' ? 'none' : limit} | ${clients} | ${load.requestsPerSecond.toFixed(0)} | ${load.p50.toFixed(1)} / ${load.p99.toFixed(1)} | ${errors} |`);
+        }
+      } finally {
+        await alto.close();
+        cache.remove();
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    }
+  } finally {
+    await registry.stop();
+  }
+}
+
 const driverArgument = (process.argv[3] ?? 'process') as DriverName;
 if (!DRIVERS.includes(driverArgument)) throw new Error(`driver must be one of ${DRIVERS.join(', ')}, not "${driverArgument}"`);
 if (mode === 'burst') await burstRun(driverArgument, Number(process.argv[4] ?? 200), Number(process.argv[5] ?? 10));
+else if (mode === 'clients') await clientsRun(driverArgument, process.argv.length > 4 ? process.argv.slice(4).map(Number) : [1, 4, 8, 16, 50]);
 else if (mode === 'density') await densityRun(driverArgument, Number(process.argv[4] ?? (driverArgument === 'microvm' ? 10 : 200)), process.argv[5] === 'pool');
 else await latencyRun();

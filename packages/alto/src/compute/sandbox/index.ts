@@ -40,11 +40,19 @@ export function defaultSandboxCacheDir(): string {
   return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'alto', 'sandbox');
 }
 
+/** ALTO_MICROVM_TCG_EXCHANGES: HTTP exchanges a microVM under tcg takes at once (0: no limit; unset: the default). */
+export function tcgExchangeLimit(text: string | undefined): number | undefined {
+  if (text === undefined || text === '') return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`ALTO_MICROVM_TCG_EXCHANGES must be a whole number (0: no limit), not "${text}"`);
+  return value;
+}
+
 /** Probes and returns the driver to use, with the reason it was chosen in its description. */
 export async function chooseSandboxDriver(setup: SandboxSetup): Promise<ChosenSandbox> {
   const cacheDir = setup.cacheDir ?? defaultSandboxCacheDir();
   const microvm = () =>
-    new MicrovmDriver({ cacheDir, stateDir: join(setup.stateDir, 'microvm'), accelerator: setup.accelerator });
+    new MicrovmDriver({ cacheDir, stateDir: join(setup.stateDir, 'microvm'), accelerator: setup.accelerator, tcgExchangeLimit: tcgExchangeLimit(process.env.ALTO_MICROVM_TCG_EXCHANGES) });
   const processDriver = () => new ProcessDriver({ cacheDir, stateDir: join(setup.stateDir, 'process') });
   if (setup.choice === 'microvm' || setup.choice === 'process') {
     const driver = setup.choice === 'microvm' ? microvm() : processDriver();

@@ -115,6 +115,8 @@ export interface MicrovmOptions {
   qemu?: string;
   /** How long a boot may take before the instance counts as failed. */
   startTimeoutMs?: number;
+  /** HTTP exchanges an instance under tcg takes at once (default MICROVM_TCG_EXCHANGES; 0: no limit but the app's concurrency). */
+  tcgExchangeLimit?: number;
 }
 
 const PROBE_TIMEOUT_MS = 15_000;
@@ -220,6 +222,8 @@ interface MachineLayout {
   name: string;
   /** Whether the guest agent reads the signal port (records), or the supervisor shell (lines). */
   agent: boolean;
+  /** Instance.exchangeLimit: set under tcg. */
+  exchangeLimit: number | undefined;
   /** Volume disks, attached after the root and config disks, told apart by their serial. */
   volumes: { disk: string; serial: string }[];
   /** Released once QEMU has exited and nothing can write the volumes any more. */
@@ -492,6 +496,7 @@ export class MicrovmDriver implements SandboxDriver {
       volumes: [],
       links: [],
       agent: false,
+      exchangeLimit: accelerator === 'tcg' ? (this.options.tcgExchangeLimit ?? MICROVM_TCG_EXCHANGES) || undefined : undefined,
     };
   }
 
@@ -506,7 +511,8 @@ export class MicrovmDriver implements SandboxDriver {
  * under tcg on a 2-core host, 8 s of keep-alive load per row: 1 client 168 req/s, 4 clients 186,
  * 8 clients 135, 16 clients 103, 50 clients 14 req/s with HTTP 408s (the app's accept queue
  * overflows, and the user-mode stack's BSD TCP retries the handshake after 3 s, 6 s, 12 s ...).
- * Under kvm the app's concurrency alone decides.
+ * Under kvm the app's concurrency alone decides. ALTO_MICROVM_TCG_EXCHANGES sets another limit
+ * (0: none); `serverless.bench.ts clients` measures it.
  */
 export const MICROVM_TCG_EXCHANGES = 4;
 
@@ -529,7 +535,7 @@ export class MicrovmInstance extends InstanceBase {
     private readonly qemu: string,
   ) {
     super(layout.id);
-    this.exchangeLimit = layout.accelerator === 'tcg' ? MICROVM_TCG_EXCHANGES : undefined;
+    this.exchangeLimit = layout.exchangeLimit;
   }
 
   override connect(): Promise<Socket> {
