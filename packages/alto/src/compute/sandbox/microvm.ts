@@ -508,11 +508,12 @@ export class MicrovmDriver implements SandboxDriver {
 /**
  * HTTP exchanges a microVM under tcg is given at once (Instance.exchangeLimit); requests past it
  * wait at the edge, in the app's queue, or go to another instance. One busybox httpd instance
- * under tcg on a 2-core host, 8 s of keep-alive load per row: 1 client 168 req/s, 4 clients 186,
- * 8 clients 135, 16 clients 103, 50 clients 14 req/s with HTTP 408s (the app's accept queue
- * overflows, and the user-mode stack's BSD TCP retries the handshake after 3 s, 6 s, 12 s ...).
- * Under kvm the app's concurrency alone decides. ALTO_MICROVM_TCG_EXCHANGES sets another limit
- * (0: none); `serverless.bench.ts clients` measures it.
+ * under tcg on a 2-core host, 8 s of keep-alive load per row (`serverless.bench.ts clients
+ * microvm`): with no limit, 1 client 254 req/s, 8 clients 288, 16 clients 39, 50 clients 19 req/s
+ * with HTTP 408s (the app's accept queue overflows, and the handshakes and data the guest dropped
+ * are sent again by the user-mode stack's BSD TCP after seconds); with 4, 50 clients 319 req/s
+ * and no errors. Under kvm the app's concurrency alone decides. ALTO_MICROVM_TCG_EXCHANGES sets
+ * another limit (0: none).
  */
 export const MICROVM_TCG_EXCHANGES = 4;
 
