@@ -92,12 +92,43 @@ function percentile(values: number[], fraction: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1)] ?? NaN;
 }
 
-async function measureDriver(driver: DriverName, image: string): Promise<DriverFigures> {
+/** A registry holding the busybox httpd image as bench/sleepy:v1 while `work` runs. */
+async function withSleepyImage<T>(work: (image: string) => Promise<T>): Promise<T> {
+  const registry = await startRegistry();
+  try {
+    await registry.push('bench/sleepy', 'v1', await sleepyImage());
+    return await work(`${registry.host}/bench/sleepy:v1`);
+  } finally {
+    await registry.stop();
+  }
+}
+
+/** `alto up --sandbox <driver>` with a data folder and sandbox cache of its own while `work` runs; then both are removed. */
+async function withAlto<T>(driver: DriverName, env: Record<string, string>, work: (alto: ServerProcess) => Promise<T>): Promise<T> {
   const cache = privateSandboxCache();
   const dataDir = temporaryDataDir();
-  const alto = await startProcess({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_SNAPSHOT_AFTER_MS: String(SNAPSHOT_AFTER_MS) } });
-  const figures: DriverFigures = { driver, accelerator: '', fromSuspended: [], firstWake: [], fromSnapshotted: [], alwaysRunning: [], freshPerRequest: [], idleToSuspended: [] };
+  let alto: ServerProcess | undefined;
   try {
+    alto = await startProcess({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir, ...env } });
+    return await work(alto);
+  } finally {
+    await alto?.close();
+    cache.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** MiB an instance of the image gets: the guest kernel needs more than 64 to boot in a microVM. */
+const memoryFor = (driver: DriverName) => (driver === 'microvm' ? 128 : 64);
+
+/** A load's errors, with their kinds. */
+function describeErrors(load: LoadResult): string {
+  return load.errors ? `${load.errors} (${Object.entries(load.errorKinds).map(([kind, count]) => `${count} ${kind}`).join(', ')})` : '0';
+}
+
+function measureDriver(driver: DriverName, image: string): Promise<DriverFigures> {
+  return withAlto(driver, { ALTO_SNAPSHOT_AFTER_MS: String(SNAPSHOT_AFTER_MS) }, async (alto) => {
+    const figures: DriverFigures = { driver, accelerator: '', fromSuspended: [], firstWake: [], fromSnapshotted: [], alwaysRunning: [], freshPerRequest: [], idleToSuspended: [] };
     const key = await alto.projectKey(PROJECT, ['app']);
     const edgePort = Number(new URL(alto.url).port);
     const call = async (endpoint: string, body: unknown) => {
@@ -149,25 +180,17 @@ async function measureDriver(driver: DriverName, image: string): Promise<DriverF
       await call('Delete', { name: 'fresh' });
     }
     return figures;
-  } finally {
-    await alto.close();
-    cache.remove();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  });
 }
 
 async function latencyRun(): Promise<void> {
-  const registry = await startRegistry();
   const results: DriverFigures[] = [];
-  try {
-    await registry.push('bench/sleepy', 'v1', await sleepyImage());
+  await withSleepyImage(async (image) => {
     for (const driver of DRIVERS) {
       process.stderr.write(`measuring ${driver}...\n`);
-      results.push(await measureDriver(driver, `${registry.host}/bench/sleepy:v1`));
+      results.push(await measureDriver(driver, image));
     }
-  } finally {
-    await registry.stop();
-  }
+  });
 
   const ms = (value: number) => (Number.isNaN(value) ? '-' : value.toFixed(value < 10 ? 2 : 0));
   const p = (values: number[]) => `${ms(percentile(values, 0.5))} / ${ms(percentile(values, 0.99))}`;
@@ -213,20 +236,12 @@ function countStates(slots: { state: string }[]): string {
   return [...counts].map(([state, count]) => `${count} ${state}`).join(', ') || 'none';
 }
 
-async function burstRun(driver: DriverName, clients: number, seconds: number): Promise<void> {
-  const registry = await startRegistry();
-  const cache = privateSandboxCache();
-  const dataDir = temporaryDataDir();
-  let alto: ServerProcess | undefined;
-  try {
-    await registry.push('bench/sleepy', 'v1', await sleepyImage());
-    alto = await startProcess({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+function burstRun(driver: DriverName, clients: number, seconds: number): Promise<void> {
+  return withSleepyImage((image) => withAlto(driver, {}, async (alto) => {
     const key = await alto.projectKey(PROJECT, ['app']);
     const maxInstances = 4;
     const concurrency = 50;
-    // The guest kernel needs more than 64 MiB to boot in a microVM.
-    const memory = driver === 'microvm' ? 128 : 64;
-    const run = await alto.call('app', 'Run', { name: 'burst', image: `${registry.host}/bench/sleepy:v1`, memory, min_instances: 0, max_instances: maxInstances, concurrency, idle_timeout: IDLE_TIMEOUT_S }, key);
+    const run = await alto.call('app', 'Run', { name: 'burst', image, memory: memoryFor(driver), min_instances: 0, max_instances: maxInstances, concurrency, idle_timeout: IDLE_TIMEOUT_S }, key);
     if (run.status !== 200) throw new Error(`app/Run answered ${run.status}: ${JSON.stringify(run.body)}`);
     await waitForState(alto, key, 'burst', 'suspended');
     const timeline: string[] = [];
@@ -235,7 +250,7 @@ async function burstRun(driver: DriverName, clients: number, seconds: number): P
     let peak = 0;
     const sampler = (async () => {
       while (sampling) {
-        const slots = await slotsOf(alto!, key, 'burst');
+        const slots = await slotsOf(alto, key, 'burst');
         peak = Math.max(peak, slots.filter((slot) => slot.state === 'running').length);
         timeline.push(`${((Date.now() - began) / 1000).toFixed(2).padStart(6)} s  ${slots.length} instances: ${countStates(slots)}`);
         await new Promise((resolve) => setTimeout(resolve, 250));
@@ -261,17 +276,12 @@ async function burstRun(driver: DriverName, clients: number, seconds: number): P
     for (const line of timeline) console.log(line);
     console.log('\n| what | figure | target |');
     console.log('|---|---:|---|');
-    console.log(`| errors (non-200 or failed) | ${load.errors}${load.errors ? ` (${Object.entries(load.errorKinds).map(([kind, count]) => `${count} ${kind}`).join(', ')})` : ''} | 0 |`);
+    console.log(`| errors (non-200 or failed) | ${describeErrors(load)} | 0 |`);
     console.log(`| requests/s | ${load.requestsPerSecond.toFixed(0)} | - |`);
     console.log(`| latency p50 / p99 ms | ${load.p50.toFixed(1)} / ${load.p99.toFixed(1)} | p99 printed |`);
     console.log(`| most instances running at once | ${peak} | scaled up (> 1) |`);
     console.log(`| from the load's end to 1 suspended instance | ${Number.isNaN(downMs) ? 'not within 60 s' : `${(downMs / 1000).toFixed(1)} s`} | scaled back down |`);
-  } finally {
-    await alto?.close();
-    await registry.stop();
-    cache.remove();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  }));
 }
 
 // ---- density: suspended instances one machine holds ---------------------------------------------
@@ -326,18 +336,10 @@ async function startPooled(alto: ServerProcess, key: string, image: string, memo
   }
 }
 
-async function densityRun(driver: DriverName, count: number, pooled: boolean): Promise<void> {
-  const registry = await startRegistry();
-  const cache = privateSandboxCache();
-  const dataDir = temporaryDataDir();
-  let alto: ServerProcess | undefined;
-  try {
-    await registry.push('bench/sleepy', 'v1', await sleepyImage());
-    alto = await startProcess({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+function densityRun(driver: DriverName, count: number, pooled: boolean): Promise<void> {
+  return withSleepyImage((image) => withAlto(driver, {}, async (alto) => {
     const key = await alto.projectKey(PROJECT, ['app']);
-    const image = `${registry.host}/bench/sleepy:v1`;
-    // The guest kernel needs more than 64 MiB to boot in a microVM.
-    const memory = driver === 'microvm' ? 128 : 64;
+    const memory = memoryFor(driver);
     // The first app pays for the pull, the unpack and the driver's probe: not counted.
     const warm = await alto.call('app', 'Run', { name: 'warm', image, memory, min_instances: 0 }, key);
     if (warm.status !== 200) throw new Error(`app/Run answered ${warm.status}: ${JSON.stringify(warm.body)}`);
@@ -352,7 +354,7 @@ async function densityRun(driver: DriverName, count: number, pooled: boolean): P
       Array.from({ length: parallel }, async () => {
         while (next < count) {
           const index = next++;
-          const run = await alto!.call('app', 'Run', { name: `app${index}`, image, memory, min_instances: 0 }, key);
+          const run = await alto.call('app', 'Run', { name: `app${index}`, image, memory, min_instances: 0 }, key);
           if (run.status !== 200) throw new Error(`app/Run app${index} answered ${run.status}: ${JSON.stringify(run.body)}`);
           if ((index + 1) % 100 === 0) process.stderr.write(`${index + 1} apps started\n`);
         }
@@ -382,12 +384,7 @@ async function densityRun(driver: DriverName, count: number, pooled: boolean): P
     if (driver === 'microvm') console.log(`| QEMU proportional set size per instance | ${(pssPerInstanceKiB / 1024).toFixed(2)} MiB | - |`);
     console.log(`| memory per suspended instance | ${(perInstanceKiB / 1024).toFixed(2)} MiB | printed |`);
     console.log(`| suspended instances a 24 GiB machine holds (extrapolated, all of its memory) | ${Math.floor(machineKiB / perInstanceKiB)} | >= 800 |`);
-  } finally {
-    await alto?.close();
-    await registry.stop();
-    cache.remove();
-    rmSync(dataDir, { recursive: true, force: true });
-  }
+  }));
 }
 
 // ---- clients: one running instance's throughput by concurrent clients --------------------------
@@ -397,37 +394,24 @@ async function densityRun(driver: DriverName, count: number, pooled: boolean): P
  * each; on a microVM under tcg twice: with its default exchange limit and with none
  * (ALTO_MICROVM_TCG_EXCHANGES=0), which is how MICROVM_TCG_EXCHANGES was chosen.
  */
-async function clientsRun(driver: DriverName, counts: number[]): Promise<void> {
-  const registry = await startRegistry();
-  try {
-    await registry.push('bench/sleepy', 'v1', await sleepyImage());
+function clientsRun(driver: DriverName, counts: number[]): Promise<void> {
+  return withSleepyImage(async (image) => {
     const limits = driver === 'microvm' ? ['default', '0'] : ['default'];
     console.log(`\none running ${driver} instance of busybox httpd (concurrency 50), 8 s of keep-alive GET / per row\n`);
     console.log('| exchange limit | clients | requests/s | p50 / p99 ms | errors |');
     console.log('|---|---:|---:|---:|---|');
     for (const limit of limits) {
-      const cache = privateSandboxCache();
-      const dataDir = temporaryDataDir();
-      const env: Record<string, string> = { ALTO_SANDBOX_CACHE: cache.dir, ...(limit === 'default' ? {} : { ALTO_MICROVM_TCG_EXCHANGES: limit }) };
-      const alto = await startProcess({ dataDir, args: ['--sandbox', driver], env });
-      try {
+      await withAlto(driver, limit === 'default' ? {} : { ALTO_MICROVM_TCG_EXCHANGES: limit }, async (alto) => {
         const key = await alto.projectKey(PROJECT, ['app']);
-        const run = await alto.call('app', 'Run', { name: 'one', image: `${registry.host}/bench/sleepy:v1`, memory: driver === 'microvm' ? 128 : 64, min_instances: 1, max_instances: 1, concurrency: 50 }, key);
+        const run = await alto.call('app', 'Run', { name: 'one', image, memory: memoryFor(driver), min_instances: 1, max_instances: 1, concurrency: 50 }, key);
         if (run.status !== 200) throw new Error(`app/Run answered ${run.status}: ${JSON.stringify(run.body)}`);
         for (const clients of counts) {
           const load = await runLoad(`${alto.url}/`, `one.${PROJECT}.localhost`, 8, clients);
-          const errors = load.errors ? `${load.errors} (${Object.entries(load.errorKinds).map(([kind, count]) => `${count} ${kind}`).join(', ')})` : '0';
-          console.log(`| ${limit === '0' ? 'none' : limit} | ${clients} | ${load.requestsPerSecond.toFixed(0)} | ${load.p50.toFixed(1)} / ${load.p99.toFixed(1)} | ${errors} |`);
+          console.log(`| ${limit === '0' ? 'none' : limit} | ${clients} | ${load.requestsPerSecond.toFixed(0)} | ${load.p50.toFixed(1)} / ${load.p99.toFixed(1)} | ${describeErrors(load)} |`);
         }
-      } finally {
-        await alto.close();
-        cache.remove();
-        rmSync(dataDir, { recursive: true, force: true });
-      }
+      });
     }
-  } finally {
-    await registry.stop();
-  }
+  });
 }
 
 const driverArgument = (process.argv[3] ?? 'process') as DriverName;

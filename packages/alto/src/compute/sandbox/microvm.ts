@@ -519,7 +519,6 @@ export const MICROVM_TCG_EXCHANGES = 4;
 
 export class MicrovmInstance extends InstanceBase {
   readonly driver = 'microvm' as const;
-  readonly exchangeLimit: number | undefined;
   private child: ChildProcess | undefined;
   private qmp: QmpClient | undefined;
   private readonly servers: Server[] = [];
@@ -536,7 +535,10 @@ export class MicrovmInstance extends InstanceBase {
     private readonly qemu: string,
   ) {
     super(layout.id);
-    this.exchangeLimit = layout.exchangeLimit;
+  }
+
+  get exchangeLimit(): number | undefined {
+    return this.layout.exchangeLimit;
   }
 
   override connect(): Promise<Socket> {
@@ -841,19 +843,18 @@ export class MicrovmInstance extends InstanceBase {
  * written as octal escapes for the shell's printf, NUL bytes left out (printf would stop there).
  */
 export function signalMessage(agent: boolean, kind: 'term' | 'kill' | 'reseed'): Buffer {
-  const seed = randomBytes(RESEED_BYTES);
-  const nowMs = Date.now();
   if (!agent) {
     if (kind !== 'reseed') return Buffer.from(`${kind}\n`);
-    const escapes = [...seed].filter((byte) => byte !== 0).map((byte) => `\\${byte.toString(8).padStart(3, '0')}`).join('');
-    return Buffer.from(`reseed ${Math.round(nowMs / 1000)} ${escapes}\n`);
+    const escapes = [...randomBytes(RESEED_BYTES)].filter((byte) => byte !== 0).map((byte) => `\\${byte.toString(8).padStart(3, '0')}`).join('');
+    return Buffer.from(`reseed ${Math.round(Date.now() / 1000)} ${escapes}\n`);
   }
   const record = Buffer.alloc(AGENT_RECORD_BYTES);
   record.write({ term: 'ALTOTERM', kill: 'ALTOKILL', reseed: 'ALTOSEED' }[kind], 0, 'latin1');
   if (kind === 'reseed') {
+    const nowMs = Date.now();
     record.writeBigInt64LE(BigInt(Math.floor(nowMs / 1000)), 8);
     record.writeBigInt64LE(BigInt(Math.floor((nowMs % 1000) * 1e6)), 16);
-    seed.copy(record, 24);
+    randomBytes(RESEED_BYTES).copy(record, 24);
   }
   return record;
 }

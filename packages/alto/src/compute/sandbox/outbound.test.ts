@@ -28,6 +28,7 @@ import { defaultSandboxCacheDir } from './index.js';
 import { MicrovmDriver } from './microvm.js';
 import type { Instance, SandboxDriver, SandboxSpec } from './port.js';
 import { ProcessDriver } from './process.js';
+import { gatewayOf, httpGet, isOpen, probeFrom } from './test-probe.js';
 import { ensureBusyboxRootfs } from './test-rootfs.js';
 
 const INTERNET_PAGE = 'hello from the internet';
@@ -175,41 +176,6 @@ function probeSpec(allowOutbound: boolean, memoryMiB: number): SandboxSpec {
     allowOutbound,
     name: allowOutbound ? 'outbound-on' : 'outbound-off',
   };
-}
-
-/** One HTTP/1.0 GET read to the server's close (busybox httpd's CGI answers carry no length). */
-function httpGet(host: string, port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, host, () => socket.write(`GET ${path} HTTP/1.0\r\nHost: sandbox\r\n\r\n`));
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk) => (text += chunk));
-    socket.on('error', reject);
-    socket.on('end', () => {
-      // The first blank line ends the head (httpd ends a CGI's head with a bare \n).
-      const blank = /\r?\n\r?\n/.exec(text);
-      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0);
-      resolve({ status, body: blank ? text.slice(blank.index + blank[0].length) : '' });
-    });
-  });
-}
-
-/** Asks the instance's probe to request `target` (HOST:PORT) and returns its answer. */
-async function probeFrom(instance: Instance, target: string, path = ''): Promise<string> {
-  const response = await httpGet(instance.host, instance.port, `/cgi-bin/probe?${target}/${path}`);
-  assert.equal(response.status, 200, `the probe in ${instance.id} answered ${response.status}`);
-  return response.body;
-}
-
-function isOpen(answer: string): boolean {
-  return answer.split('\n')[0] === 'open';
-}
-
-/** The host's end of an instance's veth: the gateway of the namespace its traffic leaves from. */
-function gatewayOf(instance: Instance): string {
-  const parts = instance.host.split('.').map(Number);
-  parts[3]! -= 1;
-  return parts.join('.');
 }
 
 /** The host's IPv4 addresses on its lasting interfaces (other tests' sandbox and internet links come and go). */

@@ -19,7 +19,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -27,6 +27,7 @@ import { defaultSandboxCacheDir } from './index.js';
 import { MicrovmDriver } from './microvm.js';
 import type { Instance, SandboxDriver, SandboxSpec } from './port.js';
 import { ProcessDriver } from './process.js';
+import { gatewayOf, httpGet, isOpen, probeFrom } from './test-probe.js';
 import { ensureBusyboxRootfs } from './test-rootfs.js';
 
 /** A TCP server that answers one HTTP request with `reply` and counts connections. */
@@ -52,32 +53,6 @@ async function listenCounting(address: string, reply: (path: string) => string):
   await new Promise<void>((resolve) => counting.server.listen(0, address, resolve));
   counting.port = (counting.server.address() as { port: number }).port;
   return counting;
-}
-
-function httpGet(host: string, port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, host, () => socket.write(`GET ${path} HTTP/1.0\r\nHost: sandbox\r\n\r\n`));
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk) => (text += chunk));
-    socket.on('error', reject);
-    socket.on('end', () => {
-      const blank = /\r?\n\r?\n/.exec(text);
-      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0);
-      resolve({ status, body: blank ? text.slice(blank.index + blank[0].length) : '' });
-    });
-  });
-}
-
-/** Asks the instance's probe to GET http://`target`/`path` and answers what it saw. */
-async function probeFrom(instance: Instance, target: string, path = ''): Promise<string> {
-  const response = await httpGet(instance.host, instance.port, `/cgi-bin/probe?${target}/${path}`);
-  assert.equal(response.status, 200, `the probe in ${instance.id} answered ${response.status}`);
-  return response.body;
-}
-
-function isOpen(answer: string): boolean {
-  return answer.split('\n')[0] === 'open';
 }
 
 /** ALTO_URL as the app saw it ('' when unset), written at start into a page the host can read. */
@@ -118,13 +93,6 @@ function probeSpec(options: { platformPort?: number; allowOutbound?: boolean; me
     ...(options.platformPort ? { platform: { port: options.platformPort } } : {}),
     name: 'platform-probe',
   };
-}
-
-/** The host's end of an instance's veth (its gateway): one below its address. */
-function gatewayOf(instance: Instance): string {
-  const parts = instance.host.split('.').map(Number);
-  parts[3]! -= 1;
-  return parts.join('.');
 }
 
 const workspace = mkdtempSync(join(tmpdir(), 'alto-platform-test-'));
