@@ -5,9 +5,11 @@
  * snapshotted to disk and its QEMU ended, requests arriving while it is being snapshotted all
  * succeed, the next request restores it; and after a restart of Alto the snapshotted app comes
  * back on its next request. An app that may run more instances (pool spares, scale-out) boots its
- * first one only: the others are restored from the version's ready snapshot, and serve; the one
- * added for load stops once idle. Requests arriving while an instance is being suspended or
- * snapshotted all succeed, and an open websocket keeps its instance running.
+ * first one only: the others are restored from the version's ready snapshot, and serve; at
+ * max_instances requests queue, then get 503; the one added for load stops once idle. Requests arriving while an instance is being suspended or
+ * snapshotted all succeed, and an open websocket keeps its instance running. Under memory
+ * pressure (Alto restarted with a memory reserve larger than the machine, and the default
+ * 10-minute snapshot delay) a suspended instance is snapshotted at once, and restored on request.
  */
 import assert from 'node:assert/strict';
 import { existsSync, rmSync } from 'node:fs';
@@ -120,7 +122,7 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     assert.equal(existsSync(join(dataDir, 'apps', 'snapshots', appId)), false, 'the snapshot went with the app');
   });
 
-  test('pool spares and scale-out are restored from the ready snapshot, not booted', async () => {
+  test('pool spares and scale-out are restored from the ready snapshot, not booted; at max_instances a bounded queue, then 503', async () => {
     const run = await alto.call('app', 'Run', { name: 'spares', image, memory: 128, min_instances: 0, pool: 1, max_instances: 3, concurrency: 1, idle_timeout: 1 }, key);
     assert.equal(run.status, 200, JSON.stringify(run.body));
     const id = run.body.service.id as string;
@@ -143,7 +145,17 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     assert.deepEqual(busy.map((current) => [current.state, current.in_flight]), [['running', 1], ['running', 1], ['running', 1]]);
     assert.deepEqual(busy.map((current) => current.origin), ['boot', 'ready_snapshot', 'ready_snapshot'], 'the added instance is a copy of the ready snapshot');
     await eventually(async () => sockets.every((socket) => socket.ticks() > 0), 'each copy streams its answer');
+
+    // At max_instances, all busy: requests wait in a queue as long as the capacity (1 × 3), one
+    // more is turned away at once with Retry-After, and the queued ones are served once the
+    // exchanges end.
+    const queued = Array.from({ length: 3 }, () => getThroughEdge(edgePort(), host));
+    await eventually(async () => (await metric('alto_app_queue_depth')) === 3, 'three requests queued');
+    const refused = await getThroughEdge(edgePort(), host);
+    assert.equal(refused.status, 503, refused.body);
+    assert.equal(refused.headers['retry-after'], '1');
     await Promise.all(sockets.map((socket) => socket.close()));
+    assert.deepEqual((await Promise.all(queued)).map((result) => [result.status, result.body]), Array.from({ length: 3 }, () => [200, 'awake\n']));
     // Load gone: the added instance stops once idle; the first one and its spare sleep on.
     const after = await eventually(
       async () => {
@@ -194,5 +206,30 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     await socket.close();
     await eventually(async () => (await slotOf()).state === 'suspended', 'around suspended once the socket closed', 30_000);
     assert.equal((await alto.call('app', 'Delete', { name: 'around' }, key)).status, 200);
+  });
+
+  test('under memory pressure a suspended instance is snapshotted without waiting for the long idle; a request restores it', async () => {
+    assert.equal(await alto.stop('SIGTERM'), 0);
+    // A reserve no machine has: memory is always short. The snapshot delay is the default 10 minutes.
+    alto = await startProcess({ dataDir, args: ['--sandbox', 'microvm'], env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_MEMORY_RESERVE_MB: String(1024 ** 3) } });
+    key = await alto.projectKey(PROJECT, ['app']);
+    const run = await alto.call('app', 'Run', { name: 'pressed', image, memory: 128, min_instances: 0, idle_timeout: 1 }, key);
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    const host = `pressed.${PROJECT}.localhost`;
+    const systemLines = async () =>
+      ((await alto.call('app', 'Logs', { name: 'pressed', stream: 'system' }, key)).body.lines as { line: string }[]).map((line) => line.line);
+    const snapshotted = async () => {
+      const current = (await slotsOf(alto, key, 'pressed'))[0];
+      return current.state === 'snapshotted' && current.instance === '';
+    };
+    await eventually(snapshotted, 'the suspended instance snapshotted', 60_000);
+    assert.ok((await systemLines()).some((line) => /snapshotted to disk under memory pressure/.test(line)), (await systemLines()).join('\n'));
+
+    const answer = await getThroughEdge(edgePort(), host);
+    assert.deepEqual([answer.status, answer.body], [200, 'awake\n']);
+    assert.ok((await metric('alto_app_activations_total{from="snapshotted"}')) >= 1, 'restored from the snapshot');
+    // Idle again and memory still short: suspended, then snapshotted again.
+    await eventually(snapshotted, 'snapshotted again once idle', 60_000);
+    assert.equal((await alto.call('app', 'Delete', { name: 'pressed' }, key)).status, 200);
   });
 });

@@ -19,12 +19,15 @@
  * the request meanwhile. Where the driver can snapshot (microvm), a slot suspended for
  * `snapshotAfterMs` (ALTO_SNAPSHOT_AFTER_MS, default 10 min) is snapshotted to disk and its
  * process ended; the next request restores it, also after a restart of Alto (the records say
- * where each snapshot is). The process driver keeps idle instances frozen. Suspended time is
- * not billed: the compute meter stops while an instance is suspended.
+ * where each snapshot is). Under memory pressure (the host's MemAvailable below
+ * `memoryReserveBytes`, ALTO_MEMORY_RESERVE_MB) suspended instances are snapshotted sooner, the
+ * longest suspended first, one at a time until the reserve is back. The process driver keeps idle
+ * instances frozen. Suspended time is not billed: the compute meter stops while an instance is
+ * suspended.
  */
 import { randomBytes } from 'node:crypto';
-import { availableParallelism } from 'node:os';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { availableParallelism, freemem, totalmem } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Socket } from 'node:net';
@@ -138,6 +141,15 @@ export interface AppManagerOptions {
   stopGraceMs?: number;
   /** Suspended this long, an instance is snapshotted to disk and its process ended (drivers with snapshots). Default 10 min. */
   snapshotAfterMs?: number;
+  /**
+   * Memory pressure: while the host's available memory is below this many bytes, suspended
+   * instances are snapshotted without waiting for `snapshotAfterMs`, the longest suspended first,
+   * one at a time (drivers with snapshots). Default a tenth of the machine's memory, at most
+   * 2 GiB; 0 turns it off.
+   */
+  memoryReserveBytes?: number;
+  /** The host's available memory in bytes; default MemAvailable of /proc/meminfo (os.freemem() without it). */
+  availableMemory?: () => number;
   /** Instance starts (boots, restores) at once on this machine; default twice the CPUs, at least 4. One app gets half. */
   maxConcurrentStarts?: number;
 }
@@ -193,6 +205,10 @@ export const MAX_QUEUED_PER_APP = 200;
 const IDLE_CHECK_MS = 100;
 /** The slot number under which a version's ready snapshot is recorded. */
 const READY_SNAPSHOT_SLOT = -1;
+/** How often the host's available memory is read for memory pressure. */
+const MEMORY_CHECK_MS = 1_000;
+/** The memory reserve unless told otherwise: a tenth of the machine's memory, at most this. */
+const MAX_DEFAULT_MEMORY_RESERVE = 2 * 1024 ** 3;
 /** How often projects past compute_gb_seconds have their running instances suspended. */
 const COMPUTE_CAP_CHECK_MS = 1_000;
 /** A project's stored running time is read again at most this often (usage records are written in batches). */
@@ -236,6 +252,10 @@ export class AppManager implements AppResolver, AppGateway {
   private readonly usageTimer: NodeJS.Timeout;
   private readonly idleTimer: NodeJS.Timeout;
   private readonly snapshotAfterMs: number;
+  private readonly memoryTimer: NodeJS.Timeout;
+  private readonly memoryReserve: number;
+  /** Slots being snapshotted because memory is short (their records say so); one at a time. */
+  private readonly pressureSnapshots = new Set<InstanceSlot>();
   private readonly activationListeners = new Set<(activation: Activation) => void>();
   /** Apps whose scale-out is being decided (a cap check in flight). */
   private readonly scalingOut = new Set<string>();
@@ -261,6 +281,9 @@ export class AppManager implements AppResolver, AppGateway {
     this.idleTimer.unref();
     this.capTimer = setInterval(() => void this.suspendOverComputeCap(), COMPUTE_CAP_CHECK_MS);
     this.capTimer.unref();
+    this.memoryReserve = options.memoryReserveBytes ?? Math.min(MAX_DEFAULT_MEMORY_RESERVE, Math.floor(totalmem() / 10));
+    this.memoryTimer = setInterval(() => this.relieveMemoryPressure(), MEMORY_CHECK_MS);
+    this.memoryTimer.unref();
     this.restoring = this.restore().catch((error) => options.log.error({ err: error }, 'starting recorded apps failed'));
   }
 
@@ -844,7 +867,6 @@ export class AppManager implements AppResolver, AppGateway {
   private putIdleToSleep(): void {
     if (this.closing) return;
     const now = Date.now();
-    const canSnapshot = this.chosenStatus?.snapshot === true;
     for (const runtime of this.runtimes.values()) {
       const { app } = runtime;
       if (runtime.busy) continue;
@@ -854,16 +876,51 @@ export class AppManager implements AppResolver, AppGateway {
       for (const [index, slot] of (runtime.serving?.slots ?? []).entries()) {
         if (!this.sleepsWhenIdleAt(app, index)) continue;
         if (slot.state === 'running' && isIdle(slot)) void this.suspendSlot(runtime, slot, isIdle);
-        else if (slot.state === 'suspended' && canSnapshot && !slot.snapshotRefused && app.settings.volumes.length === 0 && now - slot.stateSince >= this.snapshotAfterMs) {
-          const stillIdle = (candidate: InstanceSlot) => Date.now() - candidate.stateSince >= this.snapshotAfterMs;
-          void slot.snapshotIfSuspended(stillIdle).catch((error: Error) => {
-            slot.snapshotRefused = true;
-            runtime.log.warn({ err: error, app: app.name }, 'snapshotting an app instance failed; it stays suspended');
-            runtime.system(app.version, slot.instance?.id ?? '', `snapshotting the instance failed (it stays suspended): ${error.message}`);
-          });
-        }
       }
     }
+    for (const { runtime, slot } of this.snapshotCandidates()) {
+      if (now - slot.stateSince >= this.snapshotAfterMs) this.snapshotSlot(runtime, slot, (candidate) => Date.now() - candidate.stateSince >= this.snapshotAfterMs);
+    }
+  }
+
+  /** Suspended instances the driver may snapshot: sleepers of apps without volumes, not refused before. */
+  private *snapshotCandidates(): Generator<{ runtime: AppRuntime; slot: InstanceSlot }> {
+    if (this.chosenStatus?.snapshot !== true) return;
+    for (const runtime of this.runtimes.values()) {
+      const { app } = runtime;
+      if (runtime.busy || app.settings.volumes.length > 0) continue;
+      for (const [index, slot] of (runtime.serving?.slots ?? []).entries()) {
+        if (slot.state === 'suspended' && !slot.snapshotRefused && this.sleepsWhenIdleAt(app, index)) yield { runtime, slot };
+      }
+    }
+  }
+
+  private snapshotSlot(runtime: AppRuntime, slot: InstanceSlot, isStillIdle: (slot: InstanceSlot) => boolean): Promise<void> {
+    return slot.snapshotIfSuspended(isStillIdle).catch((error: Error) => {
+      slot.snapshotRefused = true;
+      runtime.log.warn({ err: error, app: runtime.app.name }, 'snapshotting an app instance failed; it stays suspended');
+      runtime.system(runtime.app.version, slot.instance?.id ?? '', `snapshotting the instance failed (it stays suspended): ${error.message}`);
+    });
+  }
+
+  /**
+   * Memory pressure: while the host's available memory is under the reserve, the instance
+   * suspended longest is snapshotted (its memory freed), then the memory is read again.
+   */
+  private relieveMemoryPressure(): void {
+    if (this.closing || this.memoryReserve <= 0 || this.pressureSnapshots.size > 0) return;
+    const available = (this.options.availableMemory ?? hostAvailableMemory)();
+    if (available >= this.memoryReserve) return;
+    let oldest: { runtime: AppRuntime; slot: InstanceSlot } | undefined;
+    for (const candidate of this.snapshotCandidates()) {
+      if (!oldest || candidate.slot.stateSince < oldest.slot.stateSince) oldest = candidate;
+    }
+    if (!oldest) return;
+    const { runtime, slot } = oldest;
+    const mib = (bytes: number) => Math.round(bytes / 1024 ** 2);
+    runtime.log.info({ app: runtime.app.name, availableMiB: mib(available), reserveMiB: mib(this.memoryReserve) }, 'memory pressure: snapshotting the instance suspended longest');
+    this.pressureSnapshots.add(slot);
+    void this.snapshotSlot(runtime, slot, () => true).finally(() => this.pressureSnapshots.delete(slot));
   }
 
   /** Records, meters and reports a slot's transition. */
@@ -876,9 +933,10 @@ export class AppManager implements AppResolver, AppGateway {
       if (meter) meter.paused = true;
       this.records.setInstanceState(instance.id, 'suspended');
     } else if (change.to === 'snapshotted' && instance) {
-      this.records.endInstance(instance.id, 'snapshotted', { code: null, reason: 'snapshotted to disk after a long idle (zero memory)' });
+      const why = this.pressureSnapshots.has(slot) ? 'under memory pressure' : 'after a long idle';
+      this.records.endInstance(instance.id, 'snapshotted', { code: null, reason: `snapshotted to disk ${why} (zero memory)` });
       if (slot.snapshotDir) this.records.saveSnapshot({ appId: runtime.app.id, version: version.version, slot: version.slots.indexOf(slot), dir: slot.snapshotDir, createdAt: Date.now() });
-      runtime.system(version, instance.id, `instance ${instance.id} snapshotted to disk; the next request restores it`);
+      runtime.system(version, instance.id, `instance ${instance.id} snapshotted to disk ${why}; the next request restores it`);
     } else if (change.to === 'running' && (change.from === 'suspended' || change.from === 'snapshotted')) {
       if (meter) {
         meter.paused = false;
@@ -1008,6 +1066,7 @@ export class AppManager implements AppResolver, AppGateway {
     clearInterval(this.usageTimer);
     clearInterval(this.idleTimer);
     clearInterval(this.capTimer);
+    clearInterval(this.memoryTimer);
     await this.restoring;
     await Promise.all(
       [...this.runtimes.values()].map(async (runtime) => {
@@ -1296,3 +1355,13 @@ export class AppManager implements AppResolver, AppGateway {
   }
 }
 
+/** The host's available memory in bytes: MemAvailable (page cache and reclaimable memory included) where Linux tells it. */
+function hostAvailableMemory(): number {
+  try {
+    const match = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
+    if (match) return Number(match[1]) * 1024;
+  } catch {
+    // Not Linux: the free memory is the nearest figure.
+  }
+  return freemem();
+}

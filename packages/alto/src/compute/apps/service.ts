@@ -57,6 +57,7 @@ export const appsComponent = component('apps.manager', (platform: Platform) => {
     // Usage flushed more often than once a minute (ALTO_USAGE_FLUSH_MS) shows running apps' time as often.
     usageSliceMs: platform.config.usageFlushMs !== undefined ? Math.min(60_000, platform.config.usageFlushMs) : undefined,
     snapshotAfterMs: snapshotAfterMs(process.env.ALTO_SNAPSHOT_AFTER_MS),
+    memoryReserveBytes: memoryReserve(process.env.ALTO_MEMORY_RESERVE_MB),
     maxConcurrentStarts: maxStarts(process.env.ALTO_MAX_STARTS),
   });
   platform.appGateway = apps;
@@ -77,6 +78,14 @@ async function computeUsedThisMonth(platform: Platform, projectId: string): Prom
   await platform.meter.flush();
   const rows = await platform.stores.usage.readComputeUsage({ projectId, fromDay: `${month}-01`, toDay: `${month}-31` });
   return rows.reduce((sum, row) => sum + row.mibMs, 0);
+}
+
+/** ALTO_MEMORY_RESERVE_MB: below this much available memory, suspended instances are snapshotted at once (0: never). */
+function memoryReserve(text: string | undefined): number | undefined {
+  if (text === undefined || text.trim() === '') return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`ALTO_MEMORY_RESERVE_MB must be a whole number of MiB, not "${text}"`);
+  return value * 1024 ** 2;
 }
 
 /** ALTO_MAX_STARTS: instance starts (boots, restores) at once on this machine; one app gets half. */
