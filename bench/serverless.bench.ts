@@ -27,7 +27,7 @@
  * - `clients [driver] [counts=1 4 8 16 50]`: one running instance's requests/s and latency by
  *   concurrent clients; on microvm with and without the exchange limit tcg guests get.
  *
- * Run (as root): node --import tsx bench/serverless.bench.ts [samples=20]
+ * Run (as root): node --import tsx bench/serverless.bench.ts [samples=20] [process|microvm, default both]
  *                node --import tsx bench/serverless.bench.ts burst [process|microvm] [clients] [seconds]
  *                node --import tsx bench/serverless.bench.ts density [process|microvm] [count] [pool]
  *                node --import tsx bench/serverless.bench.ts clients [process|microvm] [counts...]
@@ -186,9 +186,14 @@ function measureDriver(driver: DriverName, image: string): Promise<DriverFigures
 async function latencyRun(): Promise<void> {
   const results: DriverFigures[] = [];
   await withSleepyImage(async (image) => {
-    for (const driver of DRIVERS) {
+    const only = process.argv[3] as DriverName | undefined;
+    if (only !== undefined && !DRIVERS.includes(only)) throw new Error(`driver must be one of ${DRIVERS.join(', ')}, not "${only}"`);
+    for (const driver of only ? [only] : DRIVERS) {
       process.stderr.write(`measuring ${driver}...\n`);
-      results.push(await measureDriver(driver, image));
+      const figures = await measureDriver(driver, image);
+      const slowest = (values: number[]) => [...values].sort((a, b) => b - a).slice(0, 5).map((value) => value.toFixed(1)).join(', ');
+      process.stderr.write(`${driver}: slowest from suspended ${slowest(figures.fromSuspended)}; kept running ${slowest(figures.alwaysRunning)} (ms)\n`);
+      results.push(figures);
     }
   });
 

@@ -55,8 +55,9 @@
  * reseed record (the time now and 32 random bytes) on the signal port; the guest agent (a static
  * x86-64 program of a few hundred bytes in the supervisor disk, `guestAgent`) mixes the bytes
  * into the kernel's pool (a write to /dev/urandom), forces the generator to reseed from them
- * (RNDRESEEDCRNG), sets the clock, and answers `alto:reseeded` on the control port; the restore
- * waits for that answer. The agent runs for the guest's whole life, so a reseed starts no process
+ * (RNDRESEEDCRNG), sets the clock, and answers `alto:reseeded N` on the control port, N saying
+ * what failed (0: nothing); the restore waits for that answer, and fails if anything did: a copy
+ * sharing its random state with its siblings is not served. The agent runs for the guest's whole life, so a reseed starts no process
  * in a guest that has just woken: under tcg that took 130 ms, now a few. Other hosts, and
  * snapshots taken before the agent, use the supervisor shell's reader and a text line
  * (`reseed <seconds> <octal escapes>`), waited for up to RESEED_WAIT_MS. The network needs no
@@ -566,35 +567,39 @@ export class MicrovmInstance extends InstanceBase {
   }
 
   private readyWaiter: { resolve: () => void; reject: (error: Error) => void } | undefined;
-  /** Set while a restore waits for the guest's `alto:reseeded`. */
-  private reseeded: (() => void) | undefined;
+  /** Set while a restore waits for the guest's `alto:reseeded`, given what failed. */
+  private reseeded: ((failed: number) => void) | undefined;
 
   /**
    * A restored copy's fresh start: random bytes for its kernel's generator and the time now,
    * written on the signal port; resolves when the guest says it applied them, or after `waitMs`
-   * (a snapshot whose supervisor predates reseeding). Returns whether the guest answered.
+   * (a snapshot whose supervisor predates reseeding). Returns whether the guest answered; throws
+   * when it says a step failed.
    */
   private async reseed(waitMs: number): Promise<boolean> {
     const signal = this.sockets.get('signal');
     if (!signal || signal.destroyed) return false;
-    const answered = new Promise<boolean>((resolve) => {
+    const failed = await new Promise<number | undefined>((resolve) => {
       const timer = setTimeout(() => {
         this.reseeded = undefined;
-        resolve(false);
+        resolve(undefined);
       }, waitMs);
-      this.reseeded = () => {
+      this.reseeded = (failures) => {
         clearTimeout(timer);
         this.reseeded = undefined;
-        resolve(true);
+        resolve(failures);
       };
+      signal.write(signalMessage(this.layout.agent, 'reseed'));
     });
-    signal.write(signalMessage(this.layout.agent, 'reseed'));
-    return answered;
+    if (failed) throw new Error(`the restored copy could not be made its own: ${reseedFailures(failed)}`);
+    return failed !== undefined;
   }
 
   private onControl(line: string): void {
-    if (line.trim() === 'alto:reseeded') {
-      this.reseeded?.();
+    const reseeded = /^alto:reseeded(?: ([0-7]))?$/.exec(line.trim());
+    if (reseeded) {
+      // The shell, and agents before failures were told, answer without a digit.
+      this.reseeded?.(Number(reseeded[1] ?? 0));
       return;
     }
     const message = parseControlLine(line);
@@ -859,18 +864,29 @@ export function signalMessage(agent: boolean, kind: 'term' | 'kill' | 'reseed'):
   return record;
 }
 
+/** What the guest agent's answer `alto:reseeded N` says failed: the bits of N. */
+export function reseedFailures(failed: number): string {
+  const what = [
+    [1, 'its random seed was not written'],
+    [2, 'its kernel did not reseed its random generator'],
+    [4, 'its clock was not set'],
+  ] as const;
+  return what.filter(([bit]) => (failed & bit) !== 0).map(([, text]) => text).join(', ');
+}
+
 /** The guest agent's records: 8 bytes of kind, a timespec (16), 32 random bytes, 8 unused. */
 const AGENT_RECORD_BYTES = 64;
 
 /**
- * The guest agent, a static x86-64 Linux program of 424 bytes put in each guest's supervisor
+ * The guest agent, a static x86-64 Linux program of 480 bytes put in each guest's supervisor
  * disk and started by the supervisor with the signal port as its input and the control port on
  * descriptor 3. It reads 64-byte records (`signalMessage`) until its input ends: `ALTOTERM`
  * sends SIGTERM to PID 1, `ALTOKILL` SIGKILL to every process (-1), and `ALTOSEED` writes the 32
  * bytes at offset 24 to /dev/urandom, has the kernel reseed its generator from them at once
  * (ioctl RNDRESEEDCRNG: a write alone only mixes them in, for a reseed up to a minute later),
  * sets the clock (clock_settime, CLOCK_REALTIME) to the timespec at offset 8 and writes
- * `alto:reseeded` on descriptor 3. Undefined on other hosts (the supervisor shell reads lines).
+ * `alto:reseeded N` on descriptor 3, N the sum of what failed: 1 the seed, 2 the reseed, 4 the
+ * clock (`reseedFailures`). Undefined on other hosts (the supervisor shell reads lines).
  * The listing is GNU as (Intel syntax) output; the record is the 64 bytes past the file's end.
  */
 export function guestAgent(): Buffer | undefined {
@@ -880,7 +896,7 @@ export function guestAgent(): Buffer | undefined {
     0x45, 0x31, 0xe4, // next: xor r12d, r12d (bytes of the record read so far)
     0x31, 0xc0, // fill: xor eax, eax (read(0, record + r12, 64 - r12))
     0x31, 0xff, // xor edi, edi
-    0x48, 0x8d, 0x35, 0x22, 0x01, 0x00, 0x00, // lea rsi, [rip + record]
+    0x48, 0x8d, 0x35, 0x5a, 0x01, 0x00, 0x00, // lea rsi, [rip + record]
     0x4c, 0x01, 0xe6, // add rsi, r12
     0xba, 0x40, 0x00, 0x00, 0x00, // mov edx, 64
     0x44, 0x29, 0xe2, // sub edx, r12d
@@ -888,11 +904,11 @@ export function guestAgent(): Buffer | undefined {
     0x48, 0x83, 0xf8, 0xfc, // cmp rax, -4 (EINTR: try again)
     0x74, 0xe2, // je fill
     0x48, 0x85, 0xc0, // test rax, rax
-    0x0f, 0x8e, 0xe2, 0x00, 0x00, 0x00, // jle done (end of input, or an error)
+    0x0f, 0x8e, 0x12, 0x01, 0x00, 0x00, // jle done (end of input, or an error)
     0x49, 0x01, 0xc4, // add r12, rax
     0x49, 0x83, 0xfc, 0x40, // cmp r12, 64
     0x72, 0xd0, // jb fill
-    0x48, 0x8b, 0x05, 0xf6, 0x00, 0x00, 0x00, // mov rax, qword ptr [rip + record]
+    0x48, 0x8b, 0x05, 0x2e, 0x01, 0x00, 0x00, // mov rax, qword ptr [rip + record]
     0x48, 0xbb, 0x41, 0x4c, 0x54, 0x4f, 0x54, 0x45, 0x52, 0x4d, // movabs rbx, 0x4d5245544f544c41 ("ALTOTERM")
     0x48, 0x39, 0xd8, // cmp rax, rbx
     0x74, 0x20, // je term
@@ -913,47 +929,62 @@ export function guestAgent(): Buffer | undefined {
     0xbe, 0x09, 0x00, 0x00, 0x00, // mov esi, 9
     0x0f, 0x05, // syscall
     0xe9, 0x6e, 0xff, 0xff, 0xff, // jmp next
-    0xb8, 0x02, 0x00, 0x00, 0x00, // seed: mov eax, 2 (open("/dev/urandom", O_WRONLY))
-    0x48, 0x8d, 0x3d, 0x77, 0x00, 0x00, 0x00, // lea rdi, [rip + urandom]
+    0x45, 0x31, 0xf6, // seed: xor r14d, r14d (what failed: 1 the seed, 2 the reseed, 4 the clock)
+    0xb8, 0x02, 0x00, 0x00, 0x00, // mov eax, 2 (open("/dev/urandom", O_WRONLY))
+    0x48, 0x8d, 0x3d, 0xa4, 0x00, 0x00, 0x00, // lea rdi, [rip + urandom]
     0xbe, 0x01, 0x00, 0x00, 0x00, // mov esi, 1
     0x31, 0xd2, // xor edx, edx
     0x0f, 0x05, // syscall
     0x85, 0xc0, // test eax, eax
-    0x78, 0x34, // js clock
+    0x78, 0x49, // js noseed
     0x41, 0x89, 0xc5, // mov r13d, eax
     0xb8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1 (write(fd, record + 24, 32))
     0x44, 0x89, 0xef, // mov edi, r13d
-    0x48, 0x8d, 0x35, 0x8b, 0x00, 0x00, 0x00, // lea rsi, [rip + record + 24]
+    0x48, 0x8d, 0x35, 0xc0, 0x00, 0x00, 0x00, // lea rsi, [rip + record + 24]
     0xba, 0x20, 0x00, 0x00, 0x00, // mov edx, 32
     0x0f, 0x05, // syscall
-    0xb8, 0x10, 0x00, 0x00, 0x00, // mov eax, 16 (ioctl(fd, RNDRESEEDCRNG))
+    0x48, 0x83, 0xf8, 0x20, // cmp rax, 32
+    0x74, 0x04, // je reseed
+    0x41, 0x83, 0xce, 0x01, // or r14d, 1 (not all of the seed written)
+    0xb8, 0x10, 0x00, 0x00, 0x00, // reseed: mov eax, 16 (ioctl(fd, RNDRESEEDCRNG))
     0x44, 0x89, 0xef, // mov edi, r13d
     0xbe, 0x07, 0x52, 0x00, 0x00, // mov esi, 0x5207
     0x31, 0xd2, // xor edx, edx
     0x0f, 0x05, // syscall
-    0xb8, 0x03, 0x00, 0x00, 0x00, // mov eax, 3 (close(fd))
+    0x48, 0x85, 0xc0, // test rax, rax
+    0x74, 0x04, // jz shut
+    0x41, 0x83, 0xce, 0x02, // or r14d, 2 (the kernel did not reseed)
+    0xb8, 0x03, 0x00, 0x00, 0x00, // shut: mov eax, 3 (close(fd))
     0x44, 0x89, 0xef, // mov edi, r13d
     0x0f, 0x05, // syscall
+    0xeb, 0x04, // jmp clock
+    0x41, 0x83, 0xce, 0x03, // noseed: or r14d, 3 (no /dev/urandom: neither seed nor reseed)
     0xb8, 0xe3, 0x00, 0x00, 0x00, // clock: mov eax, 227 (clock_settime(CLOCK_REALTIME, record + 8))
     0x31, 0xff, // xor edi, edi
-    0x48, 0x8d, 0x35, 0x4b, 0x00, 0x00, 0x00, // lea rsi, [rip + record + 8]
+    0x48, 0x8d, 0x35, 0x67, 0x00, 0x00, 0x00, // lea rsi, [rip + record + 8]
     0x0f, 0x05, // syscall
-    0xb8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1 (write(3, "alto:reseeded\n", 14))
+    0x48, 0x85, 0xc0, // test rax, rax
+    0x74, 0x04, // jz answer
+    0x41, 0x83, 0xce, 0x04, // or r14d, 4 (the clock was not set)
+    0x41, 0x83, 0xc6, 0x30, // answer: add r14d, 0x30 ("alto:reseeded N\n", N the digit of what failed (0: nothing))
+    0x44, 0x88, 0x35, 0x41, 0x00, 0x00, 0x00, // mov byte ptr [rip + reseeded + 14], r14b
+    0xb8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1 (write(3, reseeded, 16))
     0xbf, 0x03, 0x00, 0x00, 0x00, // mov edi, 3
     0x48, 0x8d, 0x35, 0x22, 0x00, 0x00, 0x00, // lea rsi, [rip + reseeded]
-    0xba, 0x0e, 0x00, 0x00, 0x00, // mov edx, 14
+    0xba, 0x10, 0x00, 0x00, 0x00, // mov edx, 16
     0x0f, 0x05, // syscall
-    0xe9, 0xf4, 0xfe, 0xff, 0xff, // jmp next
+    0xe9, 0xc4, 0xfe, 0xff, 0xff, // jmp next
     0xb8, 0x3c, 0x00, 0x00, 0x00, // done: mov eax, 60 (exit(0))
     0x31, 0xff, // xor edi, edi
     0x0f, 0x05, // syscall
     ...Buffer.from('/dev/urandom\0', 'latin1'), // urandom
-    ...Buffer.from('alto:reseeded\n', 'latin1'), // reseeded
+    ...Buffer.from('alto:reseeded 0\n', 'latin1'), // reseeded (the digit is written over)
+    ...Buffer.alloc(6), // .align 8 (the record, past the file's end)
   ]);
   const headerSize = 64 + 56;
   const size = headerSize + code.length;
   // The code addresses the record at base + size: the file's end, which must stay 8-aligned.
-  if (size !== 424) throw new Error(`guest agent: ${size} bytes, the code expects 424`);
+  if (size !== 480) throw new Error(`guest agent: ${size} bytes, the code expects 480`);
   const elf = Buffer.alloc(size);
   Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]).copy(elf, 0); // ELF, 64-bit, little-endian, System V
   elf.writeUInt16LE(2, 16); // executable

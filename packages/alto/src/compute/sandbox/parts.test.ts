@@ -13,7 +13,7 @@ import { after, test } from 'node:test';
 import { isAltoError } from '../../kit/errors.js';
 import { hasCommand, parseControlLine, resolveUser, shellQuote } from './common.js';
 import { buildCpio } from './cpio.js';
-import { guestAgent, signalMessage } from './microvm.js';
+import { guestAgent, reseedFailures, signalMessage } from './microvm.js';
 
 const rootfs = mkdtempSync(join(tmpdir(), 'alto-sandbox-parts-'));
 mkdirSync(join(rootfs, 'etc'));
@@ -61,7 +61,7 @@ test('buildCpio writes a newc archive the cpio tool reads back', { skip: hasComm
   assert.match(listing, /^crw------- .* 5,\s+1 .* dev\/console$/m);
 });
 
-test('the guest agent reads 64-byte records: a reseed is answered on descriptor 3, anything else is ignored, and it ends with its input', { skip: process.arch !== 'x64' || !hasCommand('setpriv') }, () => {
+test('the guest agent reads 64-byte records: a reseed is answered on descriptor 3 with what failed, anything else is ignored, and it ends with its input', { skip: process.arch !== 'x64' || !hasCommand('setpriv') }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'alto-guest-agent-'));
   try {
     const agent = join(dir, 'agent');
@@ -69,9 +69,12 @@ test('the guest agent reads 64-byte records: a reseed is answered on descriptor 
     const unknown = Buffer.alloc(64, 'x');
     writeFileSync(join(dir, 'input'), Buffer.concat([signalMessage(true, 'reseed'), unknown, signalMessage(true, 'reseed')]));
     // As nobody, so setting this host's clock and reseeding its generator are refused (EPERM),
-    // while the agent still reads, writes the seed to /dev/urandom, and answers.
+    // while the agent still reads, writes the seed to /dev/urandom, and answers, saying what
+    // failed: 2 (the reseed) + 4 (the clock).
     const answers = execFileSync('sh', ['-c', `setpriv --reuid=65534 --regid=65534 --clear-groups ${agent} < ${dir}/input 3>&1`], { encoding: 'utf8', timeout: 5_000 });
-    assert.equal(answers, 'alto:reseeded\nalto:reseeded\n');
+    assert.equal(answers, 'alto:reseeded 6\nalto:reseeded 6\n');
+    assert.equal(reseedFailures(6), 'its kernel did not reseed its random generator, its clock was not set');
+    assert.equal(reseedFailures(1), 'its random seed was not written');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
