@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -14,6 +14,7 @@ import { isAltoError } from '../../kit/errors.js';
 import { hasCommand, parseControlLine, resolveUser, shellQuote } from './common.js';
 import { buildCpio } from './cpio.js';
 import { guestAgent, reseedFailures, signalMessage } from './microvm.js';
+import { ensureRootDisk } from './root-disk.js';
 
 const rootfs = mkdtempSync(join(tmpdir(), 'alto-sandbox-parts-'));
 mkdirSync(join(rootfs, 'etc'));
@@ -91,4 +92,21 @@ test('signal messages: records of 64 bytes for the agent, with the time now; lin
   assert.equal(signalMessage(true, 'kill').subarray(0, 8).toString('latin1'), 'ALTOKILL');
   assert.equal(signalMessage(false, 'term').toString(), 'term\n');
   assert.match(signalMessage(false, 'reseed').toString(), /^reseed \d+ (\\[0-7]{3})+\n$/);
+});
+
+test('root disks: starts of one image at once share one build, and the image is whole', { skip: !hasCommand('mkfs.ext4') || !hasCommand('e2fsck') }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alto-root-disk-'));
+  try {
+    const rootfs = join(dir, 'rootfs');
+    mkdirSync(join(rootfs, 'bin'), { recursive: true });
+    writeFileSync(join(rootfs, 'bin', 'app'), 'x'.repeat(100_000));
+    const cache = join(dir, 'cache');
+    const images = await Promise.all(Array.from({ length: 4 }, () => ensureRootDisk(cache, rootfs)));
+    assert.equal(new Set(images).size, 1);
+    assert.deepEqual(readdirSync(join(cache, 'disks')), [images[0].split('/').pop()], 'one image, no temporary files left');
+    execFileSync('e2fsck', ['-n', '-f', images[0]], { stdio: 'pipe' });
+    assert.equal(await ensureRootDisk(cache, rootfs), images[0], 'found in the cache after');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -6,7 +6,7 @@
  * of it (its writes never reach the cache nor another instance). No journal: the disk lives and
  * dies with its instance.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from './common.js';
@@ -24,23 +24,43 @@ function treeBytes(dir: string): number {
   return total;
 }
 
-/** Builds (or finds) the cached disk image for a root filesystem directory. */
-export async function ensureRootDisk(cacheDir: string, rootfs: string): Promise<string> {
+/** Images being built, by path: instances of one image started at once share one build. */
+const building = new Map<string, Promise<string>>();
+
+/**
+ * Builds (or finds) the cached disk image for a root filesystem directory. The build writes a
+ * temporary file of its own and renames it into place, so another Alto sharing the cache never
+ * sees a half-written image; within this one, concurrent starts wait for the same build.
+ */
+export function ensureRootDisk(cacheDir: string, rootfs: string): Promise<string> {
   const real = realpathSync(rootfs);
   // The images helper never changes an unpacked tree in place, so its path and mtime name it.
   const key = createHash('sha256').update(`${real}\n${statSync(real).mtimeMs}`).digest('hex').slice(0, 20);
   const dir = join(cacheDir, 'disks');
   mkdirSync(dir, { recursive: true });
   const image = join(dir, `${key}.ext4`);
-  if (existsSync(image)) return image;
+  if (existsSync(image)) return Promise.resolve(image);
+  let build = building.get(image);
+  if (!build) {
+    build = buildRootDisk(real, image).finally(() => building.delete(image));
+    building.set(image, build);
+  }
+  return build;
+}
+
+async function buildRootDisk(real: string, image: string): Promise<string> {
   const bytes = treeBytes(real);
   const sizeMiB = Math.ceil((bytes * 1.3 + FREE_SPACE_BYTES) / (1024 * 1024));
-  const temporary = `${image}.${process.pid}.tmp`;
-  rmSync(temporary, { force: true });
-  await run('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-E', 'lazy_itable_init=1,root_owner=0:0', '-L', 'alto-root', '-d', real, temporary, `${sizeMiB}M`], {
-    timeoutMs: 600_000,
-  });
-  renameSync(temporary, image);
+  const temporary = `${image}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await run('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-E', 'lazy_itable_init=1,root_owner=0:0', '-L', 'alto-root', '-d', real, temporary, `${sizeMiB}M`], {
+      timeoutMs: 600_000,
+    });
+    renameSync(temporary, image);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
   return image;
 }
 
