@@ -5,11 +5,14 @@
  * and nothing else opens (the host's 10.0.2.2, another port of the link's address). The prober
  * sleeps when idle and is snapshotted to disk; restored by a request, its QEMU starts again with
  * new relays behind the same guest address, and the link still answers. With outbound on, QEMU
- * runs in a namespace of its own and the link's relay listens on its gateway instead.
+ * runs in a namespace of its own and the link's relay listens on its gateway instead. The redis
+ * app sleeps too (min_instances 0): the link wakes it, and so does a TCP connection to its edge
+ * port, which it serves; snapshotted after that, the next connection restores it with its data.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { Redis } from 'ioredis';
 import { after, before, describe, test } from 'node:test';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
@@ -28,6 +31,7 @@ describe('links between apps of a project (microvm)', () => {
   const dataDir = temporaryDataDir();
   let hostServer: Server;
   let hostConnections = 0;
+  let cachePort = 0;
   const call = (endpoint: string, body: unknown) => alto.call('app', endpoint, body, key);
 
   before(async () => {
@@ -55,8 +59,9 @@ describe('links between apps of a project (microvm)', () => {
   test('the guest reaches its linked redis at 10.0.2.101:6379, nothing else; the link survives a snapshot and restore', async () => {
     const hostPort = (hostServer.address() as { port: number }).port;
     // Deployed first, so the guest is told the linked app's own port (6379).
-    const cacheRun = await call('Run', { name: 'cache', image: `${registry.host}/links/redis:v1`, tcp: 6379 });
+    const cacheRun = await call('Run', { name: 'cache', image: `${registry.host}/links/redis:v1`, tcp: 6379, min_instances: 0, idle_timeout: 1 });
     assert.equal(cacheRun.status, 200, JSON.stringify(cacheRun.body));
+    cachePort = cacheRun.body.service.tcp_port as number;
     const proberRun = await call('Run', {
       name: 'prober',
       image: `${registry.host}/links/prober:v1`,
@@ -95,5 +100,29 @@ describe('links between apps of a project (microvm)', () => {
     assert.equal(reaches.length, 2, report.join('\n'));
     for (const line of reaches) assert.match(line, /: blocked$/, report.join('\n'));
     assert.equal(hostConnections, 0);
+  });
+
+  test('a TCP connection to the sleeping redis wakes it and is served; snapshotted, the next one restores it with its data', async () => {
+    const cacheState = async () => (await call('Status', { name: 'cache' })).body.service.slots?.[0] as { state: string; in_flight: number } | undefined;
+    await eventually(async () => ['suspended', 'snapshotted'].includes((await cacheState())?.state ?? ''), 'the cache asleep', 60_000);
+    const first = new Redis({ host: '127.0.0.1', port: cachePort, lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await first.connect();
+      assert.equal(await first.set('visits', '41'), 'OK');
+      assert.equal(await first.incr('visits'), 42);
+      const during = await cacheState();
+      assert.deepEqual([during?.state, during?.in_flight], ['running', 1], 'the open connection holds it running');
+    } finally {
+      first.disconnect();
+    }
+    // Idle once the connection closed: suspended, then (ALTO_SNAPSHOT_AFTER_MS 500) written to disk.
+    await eventually(async () => (await cacheState())?.state === 'snapshotted', 'the cache snapshotted', 60_000);
+    const second = new Redis({ host: '127.0.0.1', port: cachePort, lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await second.connect();
+      assert.equal(await second.get('visits'), '42');
+    } finally {
+      second.disconnect();
+    }
   });
 });

@@ -1,18 +1,19 @@
 /**
- * The serverless lifecycle on microVMs (issue 8; QEMU under tcg here, so this file stays lean):
- * an app with `min_instances: 0` is paused once ready (QEMU's own run state says so), a request
- * wakes it, it pauses again after `idle_timeout`; suspended past ALTO_SNAPSHOT_AFTER_MS it is
- * snapshotted to disk and its QEMU ended, requests arriving while it is being snapshotted all
- * succeed, the next request restores it; and after a restart of Alto the snapshotted app comes
- * back on its next request. An app that may run more instances (pool spares, scale-out) boots its
- * first one only: the others are restored from the version's ready snapshot, and serve; at
- * max_instances requests queue, then get 503; the one added for load stops once idle. Requests arriving while an instance is being suspended or
- * snapshotted all succeed, and an open websocket keeps its instance running. Under memory
- * pressure (Alto restarted with a memory reserve larger than the machine, and the default
- * 10-minute snapshot delay) a suspended instance is snapshotted at once, and restored on request.
+ * The serverless lifecycle on microVMs (issue 8; QEMU under tcg here, so this file stays lean): an
+ * app with `min_instances: 0` is paused once ready (QEMU's own run state says so), a request wakes
+ * it, it pauses again after `idle_timeout`; suspended past ALTO_SNAPSHOT_AFTER_MS it is snapshotted
+ * to disk and its QEMU ended, requests arriving while it is being snapshotted all succeed, the next
+ * request restores it; and after a restart of Alto the snapshotted app comes back on its next
+ * request. An app that may run more instances (pool spares, scale-out) boots its first one only:
+ * the others are restored from the version's ready snapshot, and serve; at max_instances requests
+ * queue, then get 503; the one added for load stops once idle. Requests arriving while an instance
+ * is being suspended or snapshotted all succeed, an open websocket keeps its instance running, and
+ * only running time is billed (an app asleep meanwhile is billed nothing). Under memory pressure
+ * (Alto restarted with a memory reserve larger than the machine, and the default 10-minute snapshot
+ * delay) a suspended instance is snapshotted at once, and restored on request.
  */
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
@@ -32,11 +33,16 @@ describe('serverless lifecycle (microvm sandbox)', () => {
   let appId = '';
   const cache = privateSandboxCache();
   const dataDir = temporaryDataDir();
-  const env = { ALTO_SANDBOX_CACHE: cache.dir, ALTO_SNAPSHOT_AFTER_MS: String(SNAPSHOT_AFTER_MS) };
+  const env = { ALTO_SANDBOX_CACHE: cache.dir, ALTO_SNAPSHOT_AFTER_MS: String(SNAPSHOT_AFTER_MS), ALTO_USAGE_FLUSH_MS: '100' };
   const edgePort = () => Number(new URL(alto.url).port);
   const slot = async () => (await slotsOf(alto, key, 'web'))[0];
   const web = () => getThroughEdge(edgePort(), HOST);
   const metric = async (sample: string) => metricValue(await (await fetch(`${alto.url}/metrics`)).text(), sample);
+  async function billedMs(app: string): Promise<number> {
+    const read = await alto.call('usage', 'Read', { from: new Date(Date.now() - 86_400_000).toISOString().slice(0, 10) }, key);
+    assert.equal(read.status, 200, JSON.stringify(read.body));
+    return (read.body.compute as { app: string; running_ms: number }[]).filter((row) => row.app === app).reduce((sum, row) => sum + row.running_ms, 0);
+  }
 
   async function whenIn(state: 'suspended' | 'snapshotted'): Promise<void> {
     await eventually(
@@ -55,7 +61,7 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     await registry.push('vmsleep/web', 'v1', await sleepyImage());
     image = `${registry.host}/vmsleep/web:v1`;
     alto = await startProcess({ dataDir, args: ['--sandbox', 'microvm'], env });
-    key = await alto.projectKey(PROJECT, ['app']);
+    key = await alto.projectKey(PROJECT, ['app', 'usage']);
   });
 
   after(async () => {
@@ -105,7 +111,9 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     assert.equal(restored.status, 200);
     assert.equal(restored.body, 'awake\n');
     assert.ok((await metric('alto_app_activations_total{from="snapshotted"}')) >= 1);
-    assert.ok(existsSync(join(dataDir, 'apps', 'snapshots', appId, 'v1-0', 'snapshot.json')), 'the snapshot is on disk');
+    const own = readdirSync(join(dataDir, 'apps', 'snapshots', appId)).filter((name) => name.startsWith('v1-0-'));
+    assert.equal(own.length, 1, `one snapshot of the slot on disk, older ones removed: ${own.join(', ')}`);
+    assert.ok(existsSync(join(dataDir, 'apps', 'snapshots', appId, own[0], 'snapshot.json')), 'the snapshot is on disk');
   });
 
   test('a restart of Alto keeps a snapshotted app; its next request restores it', async () => {
@@ -170,9 +178,12 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     assert.equal(existsSync(join(dataDir, 'apps', 'snapshots', id)), false, 'the ready snapshot went with the app');
   });
 
-  test('requests around suspension and snapshot all succeed; an open websocket keeps the instance running', async () => {
-    const run = await alto.call('app', 'Run', { name: 'around', image, memory: 128, min_instances: 0, idle_timeout: 1 }, key);
+  test('requests around suspension and snapshot all succeed; an open websocket keeps the instance running; only running time is billed', async () => {
+    const settings = { image, memory: 128, min_instances: 0, idle_timeout: 1 };
+    // Another app that sleeps throughout: its bill must not grow.
+    const [run, asleep] = await Promise.all([alto.call('app', 'Run', { name: 'around', ...settings }, key), alto.call('app', 'Run', { name: 'asleep', ...settings }, key)]);
     assert.equal(run.status, 200, JSON.stringify(run.body));
+    assert.equal(asleep.status, 200, JSON.stringify(asleep.body));
     const host = `around.${PROJECT}.localhost`;
     const slotOf = async () => (await slotsOf(alto, key, 'around'))[0];
     await eventually(async () => (await slotOf()).state === 'suspended', 'around suspended', 60_000);
@@ -197,15 +208,22 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     assert.ok((await activations()) - before >= 1, 'the instance was woken during the loop');
 
     await eventually(async () => (await slotOf()).state === 'suspended', 'around suspended again', 60_000);
+    assert.ok(['suspended', 'snapshotted'].includes((await slotsOf(alto, key, 'asleep'))[0].state), 'the other app asleep');
+    const asleepBilled = await billedMs('asleep');
+    const aroundBilled = await billedMs('around');
     const socket = await openWebsocket(edgePort(), host);
     const ticks = socket.ticks();
     // Past three idle timeouts with the socket open, counted in ticks (one each 200 ms): still running.
     await eventually(async () => socket.ticks() >= ticks + 15, 'three seconds of ticks', 30_000);
     const during = await slotOf();
     assert.deepEqual([during.state, during.frozen, during.in_flight], ['running', false, 1]);
+    // Its running seconds are billed meanwhile; the sleeping app's are not.
+    await eventually(async () => (await billedMs('around')) >= aroundBilled + 2_000, 'two seconds of the open socket billed', 15_000);
+    assert.equal(await billedMs('asleep'), asleepBilled, 'nothing billed while asleep');
     await socket.close();
     await eventually(async () => (await slotOf()).state === 'suspended', 'around suspended once the socket closed', 30_000);
     assert.equal((await alto.call('app', 'Delete', { name: 'around' }, key)).status, 200);
+    assert.equal((await alto.call('app', 'Delete', { name: 'asleep' }, key)).status, 200);
   });
 
   test('under memory pressure a suspended instance is snapshotted without waiting for the long idle; a request restores it', async () => {

@@ -749,7 +749,8 @@ export class AppManager implements AppResolver, AppGateway {
     },
     lifecycleChanged: (runtime, version, slot, change) => this.lifecycleChanged(runtime, version, slot, change),
     scaleOut: (runtime) => this.scaleOut(runtime),
-    snapshotDirOf: (runtime, version, index) => join(this.options.dataDir, 'apps', 'snapshots', runtime.app.id, `v${version.version}-${index}`),
+    // A new folder each time: a restored copy still maps the memory of the snapshot it came from.
+    snapshotDirOf: (runtime, version, index) => join(this.options.dataDir, 'apps', 'snapshots', runtime.app.id, `v${version.version}-${index}-${Date.now().toString(36)}`),
     statusChanged: (runtime) => {
       if (runtime.busy || this.closing || !this.runtimes.has(runtime.app.id)) return;
       const status = runtime.liveStatus();
@@ -1046,7 +1047,7 @@ export class AppManager implements AppResolver, AppGateway {
         for (const [index, slot] of version.slots.entries()) {
           const snapshot = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === index);
           if (snapshot && this.sleepsWhenIdleAt(app, index) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
-            slot.startSnapshotted(snapshot.dir);
+            slot.startSnapshotted(snapshot.dir, snapshot.dir !== ready?.dir);
             runtime.system(app.version, '', `instance ${index + 1} stays snapshotted until its next request (${snapshot.dir})`);
           } else slot.startSupervised();
         }

@@ -246,11 +246,19 @@ test('a snapshot ends the instance without a restart; the next wake restores it'
   assert.deepEqual(host.restored, ['/snapshots/slot-0']);
   assert.equal(slot.state, 'running');
   assert.equal((slot.instance as Instance | undefined)?.id, 'i1');
-  // A restored copy is not snapshotted again: its snapshot is kept, the copy just ends.
+  // A restored copy that took no exchange is not snapshotted again: its snapshot is kept, the copy just ends.
   await slot.suspendIfIdle(() => true);
   await slot.snapshotIfSuspended(() => true);
   assert.equal(slot.state, 'snapshotted');
   assert.deepEqual(host.started[1].calls, ['suspend', 'suspended']);
+  // One that served is written anew, so what its memory holds is kept.
+  await slot.wake();
+  slot.acquire();
+  slot.release();
+  await slot.suspendIfIdle(() => true);
+  await slot.snapshotIfSuspended(() => true);
+  assert.equal(slot.state, 'snapshotted');
+  assert.deepEqual(host.started[2].calls, ['suspend', 'suspended', 'snapshot /snapshots/slot-0']);
   await slot.stop(1_000);
   assert.equal(slot.state, 'stopped');
 });

@@ -6,6 +6,7 @@
  * version serves traffic. `AppManager` owns one `AppRuntime` per app that runs.
  */
 import { EventEmitter } from 'node:events';
+import { rm } from 'node:fs/promises';
 import type { Logger } from '../../kit/logger.js';
 import { isSandboxStartError, type Instance, type InstanceExit, type SandboxDriver, type SandboxSpec } from '../sandbox/index.js';
 import type { AppRecord } from './records.js';
@@ -96,6 +97,12 @@ export class InstanceSlot {
   stateSince = Date.now();
   /** The snapshot this slot restores from, once it took one (or was given one at restart). */
   snapshotDir: string | undefined;
+  /** The snapshot this slot wrote itself (or was given at restart): removed once a newer one replaces it. */
+  private ownSnapshot: string | undefined;
+  /** The snapshot the current instance was restored from, if it was. */
+  private restoredFrom: string | undefined;
+  /** Whether the current instance took any exchange since it started. */
+  private served = false;
   origin: SlotOrigin = 'boot';
   /** Resolves when the transitions queued so far have run; each runs alone. */
   private transitions: Promise<void> = Promise.resolve();
@@ -131,6 +138,8 @@ export class InstanceSlot {
   private adopt(instance: Instance, restored = false): void {
     this.instance = instance;
     this.origin = this.host.readySnapshotOf(instance) ? 'ready_snapshot' : restored ? 'snapshot' : 'boot';
+    this.restoredFrom = this.host.readySnapshotOf(instance) ?? (restored ? this.snapshotDir : undefined);
+    this.served = false;
     this.setState('running');
     this.lastActivity = Date.now();
     this.startedAt = Date.now();
@@ -222,28 +231,38 @@ export class InstanceSlot {
   }
 
   /**
-   * Zero memory: writes a snapshot of the suspended instance (or keeps the one it was restored
-   * from) and ends its process; the next wake restores it. Only from suspended, checked when
-   * the step runs.
+   * Zero memory: writes a snapshot of the suspended instance and ends its process; the next wake
+   * restores it. A restored copy that took no exchange since goes back to the snapshot it came
+   * from, unchanged; one that did is written anew (its memory holds what it was asked to keep),
+   * and the slot's older snapshot removed once the new one is in place. Only from suspended,
+   * checked when the step runs.
    */
-  snapshotIfSuspended(isStillIdle: (slot: InstanceSlot) => boolean): Promise<void> {
-    return this.enqueue(async () => {
+  async snapshotIfSuspended(isStillIdle: (slot: InstanceSlot) => boolean): Promise<void> {
+    let superseded: string | undefined;
+    await this.enqueue(async () => {
       if (this.state !== 'suspended' || this.waking || !isStillIdle(this)) return;
       const instance = this.instance;
       if (!instance) return;
       await this.transition('snapshotting', 'snapshotted', 'suspended', async () => {
-        // A restored copy cannot be snapshotted again, and need not be: its snapshot is intact.
-        // A copy of the version's ready snapshot goes back to it (its next wake is a fresh copy).
-        this.snapshotDir ??= this.host.readySnapshotOf(instance);
-        if (!this.snapshotDir) {
+        if (this.restoredFrom && !this.served) {
+          this.snapshotDir = this.restoredFrom;
+        } else {
           const dir = this.host.snapshotDirOf(this);
-          await instance.snapshot(dir);
-          this.snapshotDir = dir;
+          try {
+            await instance.snapshot(dir);
+          } catch (error) {
+            await rm(dir, { recursive: true, force: true });
+            throw error;
+          }
+          if (this.ownSnapshot !== dir) superseded = this.ownSnapshot;
+          this.snapshotDir = this.ownSnapshot = dir;
         }
         this.parking = true;
         await instance.stop(0);
       });
     });
+    // Recorded by now (the transition's lifecycle change), and no instance maps it any more.
+    if (superseded) await rm(superseded, { recursive: true, force: true });
   }
 
   /**
@@ -264,9 +283,10 @@ export class InstanceSlot {
     });
   }
 
-  /** At a restart of Alto: the slot starts as a snapshot, restored on the first request. */
-  startSnapshotted(dir: string): void {
+  /** At a restart of Alto: the slot starts as a snapshot, restored on the first request; `own` when the slot wrote it. */
+  startSnapshotted(dir: string, own: boolean): void {
     this.snapshotDir = dir;
+    if (own) this.ownSnapshot = dir;
     this.setState('snapshotted');
   }
 
@@ -317,6 +337,7 @@ export class InstanceSlot {
 
   acquire(): void {
     this.inFlight += 1;
+    this.served = true;
     this.lastActivity = Date.now();
   }
 

@@ -187,6 +187,11 @@ interface SnapshotManifest {
   links?: SavedLink[];
   /** Whether the guest agent reads the signal port (absent in older snapshots: the shell does). */
   agent?: boolean;
+  /**
+   * Whether the guest's memory is in the state file (a snapshot of a restored copy, whose memory
+   * was a private mapping of another snapshot) rather than in a `memory` file beside it.
+   */
+  memoryInState?: boolean;
 }
 
 interface MachineLayout {
@@ -453,11 +458,14 @@ export class MicrovmDriver implements SandboxDriver {
       removeLayout(layout);
       throw error;
     }
-    layout.memoryFile = join(snapshotDir, 'memory');
-    layout.memoryShared = false;
+    // Memory in the state file: loaded into a file of the copy's own, as a booted instance has.
+    if (!manifest.memoryInState) {
+      layout.memoryFile = join(snapshotDir, 'memory');
+      layout.memoryShared = false;
+    }
     const instance = new MicrovmInstance(layout, this.qemu);
     this.track(instance);
-    await instance.boot(this.options.startTimeoutMs ?? 120_000, join(snapshotDir, 'state'));
+    await instance.boot(this.options.startTimeoutMs ?? 120_000, { state: join(snapshotDir, 'state'), memoryInState: manifest.memoryInState === true });
     return instance;
   }
 
@@ -647,7 +655,7 @@ export class MicrovmInstance extends InstanceBase {
   }
 
   /** Starts QEMU; resolves once the app listens (or, for a restore, once the VM runs again). */
-  async boot(timeoutMs: number, restoreState?: string): Promise<void> {
+  async boot(timeoutMs: number, restore?: { state: string; memoryInState: boolean }): Promise<void> {
     try {
       await this.prepareHost();
     } catch (error) {
@@ -657,7 +665,7 @@ export class MicrovmInstance extends InstanceBase {
       throw error;
     }
     const ready = new Promise<void>((resolve, reject) => (this.readyWaiter = { resolve, reject }));
-    const qemuArgs = this.qemuArguments(Boolean(restoreState));
+    const qemuArgs = this.qemuArguments(Boolean(restore));
     // nsenter execs QEMU, so the child's pid is QEMU's and signals reach it directly.
     const [command, args] = this.layout.network
       ? [findCommand('nsenter')!, [`--net=${this.layout.network.namespacePath}`, '--', this.qemu, ...qemuArgs]]
@@ -672,10 +680,10 @@ export class MicrovmInstance extends InstanceBase {
     }, timeoutMs);
     try {
       this.qmp = await QmpClient.connect(join(this.layout.socketDir, 'qmp.sock'));
-      if (restoreState) {
-        await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+      if (restore) {
+        await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: !restore.memoryInState }] });
         const completed = this.waitForMigration();
-        await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(restoreState)}` });
+        await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(restore.state)}` });
         await completed;
         await this.qmp.execute('cont');
         this.reseedApplied = await this.reseed(RESEED_WAIT_MS);
@@ -804,16 +812,18 @@ export class MicrovmInstance extends InstanceBase {
 
   async snapshot(dir: string): Promise<void> {
     this.assertState(['running', 'suspended'], 'snapshot');
-    if (!this.layout.memoryShared) throw errors.conflict(`instance ${this.id} is itself a restored copy; snapshot the instance it came from`);
     // A copy would write the same volume as the original: one writer per volume.
     if (this.layout.volumes.length > 0) throw errors.conflict(`instance ${this.id} has volumes, and a snapshot cannot share them; stop it instead`);
     if (this.currentState === 'running') await this.suspend();
     mkdirSync(dir, { recursive: true });
-    await this.qmp!.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+    // A restored copy's memory is a private mapping of the snapshot it came from, not a file of
+    // its own to copy: the migration writes its pages into the state file instead.
+    const memoryInState = !this.layout.memoryShared;
+    await this.qmp!.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: !memoryInState }] });
     const statePath = join(dir, 'state');
     await this.qmp!.execute('migrate', { uri: `exec:cat > ${shellQuote(statePath)}` });
     await this.waitForMigration();
-    await copyDisk(this.layout.memoryFile, join(dir, 'memory'));
+    if (!memoryInState) await copyDisk(this.layout.memoryFile, join(dir, 'memory'));
     await copyDisk(this.layout.disk, join(dir, 'disk.ext4'));
     await copyDisk(this.layout.configTar, join(dir, 'config.tar'));
     const manifest: SnapshotManifest = {
@@ -830,6 +840,7 @@ export class MicrovmInstance extends InstanceBase {
       ...(this.layout.platformPort ? { platformPort: this.layout.platformPort } : {}),
       ...(this.layout.links.length > 0 ? { links: this.layout.links.map(({ name, port }) => ({ name, port })) } : {}),
       ...(this.layout.agent ? { agent: true } : {}),
+      ...(memoryInState ? { memoryInState: true } : {}),
     };
     writeFileSync(join(dir, 'snapshot.json'), JSON.stringify(manifest, null, 2));
   }
