@@ -48,7 +48,9 @@
  * Memory is a file on /dev/shm shared with QEMU (`memory-backend-file,share=on`), so a snapshot
  * is the device state (tens of KB, `x-ignore-shared`) plus a copy of that file; a restore maps
  * the snapshot's file privately (`share=off`: copy-on-write, the snapshot stays intact however
- * many copies run) and loads the state with `-incoming defer`.
+ * many copies run) and loads the state with `-incoming defer`. A restored copy has no memory file
+ * of its own to copy, so its snapshot carries the memory in the state file (`memoryInState`);
+ * restoring that loads it into a new shared file, and the copy is then like a booted instance.
  *
  * Restored copies are reseeded: every copy of a snapshot would otherwise run on with the same
  * random generator state and a clock stopped at the snapshot. Once a copy runs, the host writes a
