@@ -52,6 +52,13 @@ export interface SlotStatus {
   origin?: string;
 }
 
+/** Milliseconds of running time usage/Read holds for the app since yesterday. */
+export async function billedMs(alto: TestAlto, key: string, app: string): Promise<number> {
+  const read = await alto.call('usage', 'Read', { from: new Date(Date.now() - 86_400_000).toISOString().slice(0, 10) }, key);
+  if (read.status !== 200) throw new Error(`usage/Read: ${JSON.stringify(read.body)}`);
+  return (read.body.compute as { app: string; running_ms: number }[]).filter((row) => row.app === app).reduce((sum, row) => sum + row.running_ms, 0);
+}
+
 /** The app's instance positions as app/Status shows them. */
 export async function slotsOf(alto: TestAlto, key: string, name: string): Promise<SlotStatus[]> {
   const status = await alto.call('app', 'Status', { name }, key);

@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
-import { metricValue, openWebsocket, requestLoop, sleepyImage, slotsOf, type OpenWebsocket } from './serverless-fixture.js';
+import { billedMs, metricValue, openWebsocket, requestLoop, sleepyImage, slotsOf, type OpenWebsocket } from './serverless-fixture.js';
 
 const PROJECT = 'vmsleep';
 const HOST = `web.${PROJECT}.localhost`;
@@ -38,11 +38,7 @@ describe('serverless lifecycle (microvm sandbox)', () => {
   const slot = async () => (await slotsOf(alto, key, 'web'))[0];
   const web = () => getThroughEdge(edgePort(), HOST);
   const metric = async (sample: string) => metricValue(await (await fetch(`${alto.url}/metrics`)).text(), sample);
-  async function billedMs(app: string): Promise<number> {
-    const read = await alto.call('usage', 'Read', { from: new Date(Date.now() - 86_400_000).toISOString().slice(0, 10) }, key);
-    assert.equal(read.status, 200, JSON.stringify(read.body));
-    return (read.body.compute as { app: string; running_ms: number }[]).filter((row) => row.app === app).reduce((sum, row) => sum + row.running_ms, 0);
-  }
+  const billed = (app: string) => billedMs(alto, key, app);
 
   async function whenIn(state: 'suspended' | 'snapshotted'): Promise<void> {
     await eventually(
@@ -209,8 +205,8 @@ describe('serverless lifecycle (microvm sandbox)', () => {
 
     await eventually(async () => (await slotOf()).state === 'suspended', 'around suspended again', 60_000);
     assert.ok(['suspended', 'snapshotted'].includes((await slotsOf(alto, key, 'asleep'))[0].state), 'the other app asleep');
-    const asleepBilled = await billedMs('asleep');
-    const aroundBilled = await billedMs('around');
+    const asleepBilled = await billed('asleep');
+    const aroundBilled = await billed('around');
     const socket = await openWebsocket(edgePort(), host);
     const ticks = socket.ticks();
     // Past three idle timeouts with the socket open, counted in ticks (one each 200 ms): still running.
@@ -218,8 +214,8 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     const during = await slotOf();
     assert.deepEqual([during.state, during.frozen, during.in_flight], ['running', false, 1]);
     // Its running seconds are billed meanwhile; the sleeping app's are not.
-    await eventually(async () => (await billedMs('around')) >= aroundBilled + 2_000, 'two seconds of the open socket billed', 15_000);
-    assert.equal(await billedMs('asleep'), asleepBilled, 'nothing billed while asleep');
+    await eventually(async () => (await billed('around')) >= aroundBilled + 2_000, 'two seconds of the open socket billed', 15_000);
+    assert.equal(await billed('asleep'), asleepBilled, 'nothing billed while asleep');
     await socket.close();
     await eventually(async () => (await slotOf()).state === 'suspended', 'around suspended once the socket closed', 30_000);
     assert.equal((await alto.call('app', 'Delete', { name: 'around' }, key)).status, 200);

@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
-import { metricValue, openWebsocket, requestLoop, sleepyImage, slotsOf } from './serverless-fixture.js';
+import { billedMs, metricValue, openWebsocket, requestLoop, sleepyImage, slotsOf } from './serverless-fixture.js';
 
 const PROJECT = 'sleepy';
 const IDLE_TIMEOUT_S = 1;
@@ -33,11 +33,7 @@ describe('serverless lifecycle (process sandbox)', () => {
   const slot = async (app: string) => (await slotsOf(alto, key, app))[0];
   const metrics = async () => (await fetch(`${alto.url}/metrics`)).text();
 
-  async function billedMs(app: string): Promise<number> {
-    const read = await call('usage', 'Read', { from: new Date(Date.now() - 86_400_000).toISOString().slice(0, 10) });
-    assert.equal(read.status, 200, JSON.stringify(read.body));
-    return (read.body.compute as { app: string; running_ms: number }[]).filter((row) => row.app === app).reduce((sum, row) => sum + row.running_ms, 0);
-  }
+  const billed = (app: string) => billedMs(alto, key, app);
 
   async function runSleepy(name: string, extra: Record<string, unknown> = {}): Promise<void> {
     const run = await call('app', 'Run', { name, image, memory: 64, min_instances: 0, idle_timeout: IDLE_TIMEOUT_S, ...extra });
@@ -143,15 +139,15 @@ describe('serverless lifecycle (process sandbox)', () => {
     const clock = await call('app', 'Run', { name: 'clock', image, memory: 64 });
     assert.equal(clock.status, 200, JSON.stringify(clock.body));
     await whenSuspended('meter');
-    await eventually(async () => (await billedMs('clock')) > 0, 'the running app billed');
-    const asleep = await billedMs('meter');
-    const clockBefore = await billedMs('clock');
-    await eventually(async () => (await billedMs('clock')) >= clockBefore + 2_000, 'two more seconds of the running app billed', 15_000);
-    assert.equal(await billedMs('meter'), asleep, 'nothing billed while suspended');
+    await eventually(async () => (await billed('clock')) > 0, 'the running app billed');
+    const asleep = await billed('meter');
+    const clockBefore = await billed('clock');
+    await eventually(async () => (await billed('clock')) >= clockBefore + 2_000, 'two more seconds of the running app billed', 15_000);
+    assert.equal(await billed('meter'), asleep, 'nothing billed while suspended');
     // Woken, it runs (and is billed) until it is idle again.
     assert.equal((await getThroughEdge(edgePort, hostOf('meter'))).status, 200);
     await whenSuspended('meter');
-    await eventually(async () => (await billedMs('meter')) >= asleep + IDLE_TIMEOUT_S * 1000 - 100, 'the awake second billed');
+    await eventually(async () => (await billed('meter')) >= asleep + IDLE_TIMEOUT_S * 1000 - 100, 'the awake second billed');
     assert.equal((await call('app', 'Delete', { name: 'clock' })).status, 200);
   });
 

@@ -909,7 +909,7 @@ export class AppManager implements AppResolver, AppGateway {
    * suspended longest is snapshotted (its memory freed), then the memory is read again.
    */
   private relieveMemoryPressure(): void {
-    if (this.closing || this.memoryReserve <= 0 || this.pressureSnapshots.size > 0) return;
+    if (this.closing || this.memoryReserve <= 0 || this.pressureSnapshots.size > 0 || this.chosenStatus?.snapshot !== true) return;
     const available = (this.options.availableMemory ?? hostAvailableMemory)();
     if (available >= this.memoryReserve) return;
     let oldest: { runtime: AppRuntime; slot: InstanceSlot } | undefined;

@@ -56,21 +56,16 @@ export const appsComponent = component('apps.manager', (platform: Platform) => {
     computeUsedThisMonth: metering ? (projectId) => computeUsedThisMonth(platform, projectId) : undefined,
     // Usage flushed more often than once a minute (ALTO_USAGE_FLUSH_MS) shows running apps' time as often.
     usageSliceMs: platform.config.usageFlushMs !== undefined ? Math.min(60_000, platform.config.usageFlushMs) : undefined,
-    snapshotAfterMs: snapshotAfterMs(process.env.ALTO_SNAPSHOT_AFTER_MS),
-    memoryReserveBytes: memoryReserve(process.env.ALTO_MEMORY_RESERVE_MB),
-    maxConcurrentStarts: maxStarts(process.env.ALTO_MAX_STARTS),
+    // How long an idle instance stays suspended before it is snapshotted (ms).
+    snapshotAfterMs: wholeNumber('ALTO_SNAPSHOT_AFTER_MS', 0),
+    // Below this much available memory (MiB), suspended instances are snapshotted at once (0: never).
+    memoryReserveBytes: mib(wholeNumber('ALTO_MEMORY_RESERVE_MB', 0)),
+    // Instance starts (boots, restores) at once on this machine; one app gets half.
+    maxConcurrentStarts: wholeNumber('ALTO_MAX_STARTS', 1),
   });
   platform.appGateway = apps;
   return apps;
 });
-
-/** ALTO_SNAPSHOT_AFTER_MS: how long an idle instance stays suspended before it is snapshotted (ms). */
-function snapshotAfterMs(text: string | undefined): number | undefined {
-  if (text === undefined || text.trim() === '') return undefined;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 0) throw new Error(`ALTO_SNAPSHOT_AFTER_MS must be a whole number of milliseconds, not "${text}"`);
-  return value;
-}
 
 /** MiB·ms of running time the project's usage records hold for this calendar month (pending records written first). */
 async function computeUsedThisMonth(platform: Platform, projectId: string): Promise<number> {
@@ -80,21 +75,16 @@ async function computeUsedThisMonth(platform: Platform, projectId: string): Prom
   return rows.reduce((sum, row) => sum + row.mibMs, 0);
 }
 
-/** ALTO_MEMORY_RESERVE_MB: below this much available memory, suspended instances are snapshotted at once (0: never). */
-function memoryReserve(text: string | undefined): number | undefined {
+/** A whole number from the environment variable `name`, at least `min`; undefined when unset. */
+function wholeNumber(name: string, min: number): number | undefined {
+  const text = process.env[name];
   if (text === undefined || text.trim() === '') return undefined;
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 0) throw new Error(`ALTO_MEMORY_RESERVE_MB must be a whole number of MiB, not "${text}"`);
-  return value * 1024 ** 2;
-}
-
-/** ALTO_MAX_STARTS: instance starts (boots, restores) at once on this machine; one app gets half. */
-function maxStarts(text: string | undefined): number | undefined {
-  if (text === undefined || text.trim() === '') return undefined;
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`ALTO_MAX_STARTS must be a whole number of at least 1, not "${text}"`);
+  if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be a whole number of at least ${min}, not "${text}"`);
   return value;
 }
+
+const mib = (value: number | undefined) => (value === undefined ? undefined : value * 1024 ** 2);
 
 function manager(context: CallContext): AppManager {
   return context.platform.use(appsComponent);
