@@ -91,8 +91,9 @@ class RecordingHost implements SlotHost {
   }
   readonly restored: string[] = [];
   readonly changes: string[] = [];
-  async restore(dir: string): Promise<Instance> {
-    this.restored.push(dir);
+  /** Each restore: the folder, and whether the copy takes the memory as its own or shares it. */
+  async restore(dir: string, ownMemory: boolean): Promise<Instance> {
+    this.restored.push(`${dir} ${ownMemory ? 'own' : 'shared'}`);
     return this.start();
   }
   snapshotDirOf(): string {
@@ -243,7 +244,8 @@ test('a snapshot ends the instance without a restart; the next wake restores it'
   await settle();
   assert.equal(host.started.length, 1, 'no restart after a snapshot');
   await Promise.all([slot.wake(), slot.wake()]);
-  assert.deepEqual(host.restored, ['/snapshots/slot-0']);
+  // Its own snapshot, which no other copy uses: the copy takes the memory as its own.
+  assert.deepEqual(host.restored, ['/snapshots/slot-0 own']);
   assert.equal(slot.state, 'running');
   assert.equal((slot.instance as Instance | undefined)?.id, 'i1');
   // A restored copy that took no exchange is not snapshotted again: its snapshot is kept, the copy just ends.
@@ -295,7 +297,8 @@ test('a copy of the ready snapshot is not snapshotted again: it ends, and its ne
   assert.equal(slot.state, 'snapshotted');
   assert.deepEqual(host.started[0].calls, ['suspend', 'suspended'], 'no snapshot of its own');
   await slot.wake();
-  assert.deepEqual(host.restored, ['/snapshots/ready']);
+  // The ready snapshot's pages stay shared between its copies.
+  assert.deepEqual(host.restored, ['/snapshots/ready shared']);
   assert.equal(slot.origin, 'ready_snapshot');
   await slot.stop(1_000);
 });

@@ -45,8 +45,8 @@ export interface SlotHost {
   onExited(slot: InstanceSlot, instance: Instance, exit: InstanceExit, expected: boolean): void;
   onStartFailed(slot: InstanceSlot, error: Error): void;
   onRestartScheduled(slot: InstanceSlot, delayMs: number): void;
-  /** Starts a private copy of a snapshot this slot took (the driver's restore). */
-  restore(snapshotDir: string): Promise<Instance>;
+  /** Starts a private copy of a snapshot this slot took (the driver's restore); `ownMemory` as in RestoreOptions. */
+  restore(snapshotDir: string, ownMemory: boolean): Promise<Instance>;
   /** Where this slot keeps its snapshot. */
   snapshotDirOf(slot: InstanceSlot): string;
   /** The version's ready snapshot `instance` was restored from, if it was. */
@@ -206,7 +206,9 @@ export class InstanceSlot {
       const began = performance.now();
       let instance: Instance;
       try {
-        instance = await this.host.restore(dir);
+        // Its own snapshot has no other user: the copy takes its memory whole, and its next
+        // snapshot is the quick kind. The ready snapshot's pages stay shared between its copies.
+        instance = await this.host.restore(dir, dir === this.ownSnapshot);
       } catch (error) {
         if ((this.state as SlotState) === 'restoring') this.setState('snapshotted');
         throw error;
@@ -447,8 +449,8 @@ export class AppVersion implements SlotHost {
     this.runtime.restartScheduled(this, slot, delayMs);
   }
 
-  restore(snapshotDir: string): Promise<Instance> {
-    return this.inStartTurn((driver) => driver.restore(snapshotDir, { links: this.spec.links }));
+  restore(snapshotDir: string, ownMemory: boolean): Promise<Instance> {
+    return this.inStartTurn((driver) => driver.restore(snapshotDir, { links: this.spec.links, ownMemory }));
   }
 
   snapshotDirOf(slot: InstanceSlot): string {

@@ -84,6 +84,15 @@ export interface LinkTarget {
 export interface RestoreOptions {
   /** The instance's links, matched by name with those the snapshot recorded (a missing one refuses its connections). */
   links?: SandboxLink[];
+  /**
+   * Whether the copy gets the snapshot's memory as its own (microvm: read into a file of the copy's,
+   * at the restore) rather than sharing its unchanged pages with the snapshot's other copies
+   * (mapped copy-on-write). Its own costs a read of the whole memory at the restore, and a later
+   * snapshot of the copy is then as small and as quick to restore as one of a booted instance; a
+   * sharing copy's snapshot carries its memory in its state, which is slower to restore. For a
+   * snapshot that one instance restores again and again; sharing, for one that many copies use.
+   */
+  ownMemory?: boolean;
 }
 
 export interface SandboxVolume {

@@ -4,13 +4,15 @@
  * kernel's (cgroup freezer) or QEMU's own state, SIGTERM with a grace period, exit codes and
  * stdout/stderr forwarded, env/workdir/user applied, the memory limit enforced, zombies reaped,
  * a start that fails carries the app's exit and last log lines, and isolation: the app cannot
- * reach a TCP server on the host's 127.0.0.1 nor see the host's data folder. The microvm driver also snapshots and restores a private copy that answers.
+ * reach a TCP server on the host's 127.0.0.1 nor see the host's data folder. The microvm driver also snapshots and restores a private copy that answers, and
+ * snapshots such copies again, those owning their memory and those sharing the snapshot's pages.
  *
  * Needs root, qemu-system-x86, busybox-static and e2fsprogs (scripts/test-services.sh installs
  * them); the first run downloads Debian's cloud kernel into the sandbox cache.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -246,6 +248,36 @@ for (const driverCase of cases) {
         } finally {
           await copy.stop(5_000);
         }
+      });
+
+      test("a copy's snapshot: of a copy that owns its memory, the quick kind; of one that shares the snapshot's pages, the memory in the state; both restore", async () => {
+        const snapshotDir = join(workspace, 'snapshot-for-copies');
+        await web.snapshot(snapshotDir);
+        await web.resume();
+        const memoryDigest = () => createHash('sha256').update(readFileSync(join(snapshotDir, 'memory'))).digest('hex');
+        const digestBefore = memoryDigest();
+        const manifestOf = (dir: string) => JSON.parse(readFileSync(join(dir, 'snapshot.json'), 'utf8')) as { memoryInState?: boolean };
+        for (const ownMemory of [true, false]) {
+          const copy = await driver.restore(snapshotDir, { ownMemory });
+          const copySnapshot = join(workspace, ownMemory ? 'snapshot-of-own' : 'snapshot-of-shared');
+          try {
+            assert.equal(await (await fetch(`http://${copy.host}:${copy.port}/`)).text(), TEST_PAGE);
+            await copy.snapshot(copySnapshot);
+          } finally {
+            await copy.stop(5_000);
+          }
+          // Its own memory is a file to copy, as a booted instance's; shared pages are not the copy's to copy.
+          assert.equal(manifestOf(copySnapshot).memoryInState, ownMemory ? undefined : true);
+          assert.equal(existsSync(join(copySnapshot, 'memory')), ownMemory);
+          // A guest whose memory did not come back would not answer.
+          const again = await driver.restore(copySnapshot, { ownMemory: true });
+          try {
+            assert.equal(await (await fetch(`http://${again.host}:${again.port}/`)).text(), TEST_PAGE);
+          } finally {
+            await again.stop(5_000);
+          }
+        }
+        assert.equal(memoryDigest(), digestBefore, 'no copy wrote into the snapshot it came from');
       });
     } else {
       test('says it cannot snapshot instead of pretending to', async () => {
