@@ -10,7 +10,8 @@
  * is being suspended or snapshotted all succeed, an open websocket keeps its instance running, and
  * only running time is billed (an app asleep meanwhile is billed nothing). Under memory pressure
  * (Alto restarted with a memory reserve larger than the machine, and the default 10-minute snapshot
- * delay) a suspended instance is snapshotted at once, and restored on request.
+ * delay) a suspended instance is snapshotted at once, and restored on request; and a snapshot gone
+ * from the disk gives way to a boot on the next request.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
@@ -222,7 +223,7 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     assert.equal((await alto.call('app', 'Delete', { name: 'asleep' }, key)).status, 200);
   });
 
-  test('under memory pressure a suspended instance is snapshotted without waiting for the long idle; a request restores it', async () => {
+  test('under memory pressure a suspended instance is snapshotted without waiting for the long idle; a request restores it; a snapshot gone from the disk gives way to a boot', async () => {
     assert.equal(await alto.stop('SIGTERM'), 0);
     // A reserve no machine has: memory is always short. The snapshot delay is the default 10 minutes.
     alto = await startProcess({ dataDir, args: ['--sandbox', 'microvm'], env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_MEMORY_RESERVE_MB: String(1024 ** 3) } });
@@ -244,6 +245,13 @@ describe('serverless lifecycle (microvm sandbox)', () => {
     assert.ok((await metric('alto_app_activations_total{from="snapshotted"}')) >= 1, 'restored from the snapshot');
     // Idle again and memory still short: suspended, then snapshotted again.
     await eventually(snapshotted, 'snapshotted again once idle', 60_000);
+
+    // A snapshot gone from the disk can never be restored: the next request boots the app afresh.
+    rmSync(join(dataDir, 'apps', 'snapshots', run.body.service.id as string), { recursive: true, force: true });
+    const afterLoss = await getThroughEdge(edgePort(), host);
+    assert.deepEqual([afterLoss.status, afterLoss.body], [200, 'awake\n']);
+    assert.equal((await slotsOf(alto, key, 'pressed'))[0].origin, 'boot');
+    assert.ok((await systemLines()).some((line) => /snapshot cannot be restored, booting instead/.test(line)), (await systemLines()).join('\n'));
     assert.equal((await alto.call('app', 'Delete', { name: 'pressed' }, key)).status, 200);
   });
 });

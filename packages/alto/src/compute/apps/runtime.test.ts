@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, mock, test } from 'node:test';
 import { pino } from 'pino';
+import { errors } from '../../kit/errors.js';
 import type { Instance, InstanceExit, SandboxDriver, SandboxSpec } from '../sandbox/index.js';
 import type { AppRecord } from './records.js';
 import { AppRuntime, AppVersion, InstanceSlot, RESTART_FIRST_DELAY_MS, RESTART_MAX_DELAY_MS, type LifecycleChange, type RuntimeEvents, type SlotHost } from './runtime.js';
@@ -91,10 +92,18 @@ class RecordingHost implements SlotHost {
   }
   readonly restored: string[] = [];
   readonly changes: string[] = [];
+  /** What the next restores throw, in turn (none: they succeed). */
+  readonly restoreFailures: Error[] = [];
+  readonly unusable: string[] = [];
   /** Each restore: the folder, and whether the copy takes the memory as its own or shares it. */
   async restore(dir: string, ownMemory: boolean): Promise<Instance> {
     this.restored.push(`${dir} ${ownMemory ? 'own' : 'shared'}`);
+    const failure = this.restoreFailures.shift();
+    if (failure) throw failure;
     return this.start();
+  }
+  onSnapshotUnusable(_slot: InstanceSlot, dir: string, error: Error): void {
+    this.unusable.push(`${dir}: ${error.message}`);
   }
   snapshotDirOf(): string {
     return '/snapshots/slot-0';
@@ -263,6 +272,35 @@ test('a snapshot ends the instance without a restart; the next wake restores it'
   assert.deepEqual(host.started[2].calls, ['suspend', 'suspended', 'snapshot /snapshots/slot-0']);
   await slot.stop(1_000);
   assert.equal(slot.state, 'stopped');
+});
+
+test('a snapshot that cannot be restored ever (gone, another accelerator) gives way to a boot; one that failed otherwise is tried again', async () => {
+  const host = new RecordingHost();
+  const slot = new InstanceSlot(host);
+  await slot.startFirst();
+  await slot.suspendIfIdle(() => true);
+  await slot.snapshotIfSuspended(() => true);
+  assert.equal(slot.state, 'snapshotted');
+  // A failure that may pass (QEMU could not start, say): the request sees it, the snapshot stays.
+  host.restoreFailures.push(new Error('qemu exited'));
+  await assert.rejects(slot.wake(), /qemu exited/);
+  assert.equal(slot.state, 'snapshotted');
+  assert.equal(slot.snapshotDir, '/snapshots/slot-0');
+  assert.equal(host.started.length, 1, 'nothing booted');
+  // One that cannot pass: the app boots and serves, and the slot says why.
+  host.restoreFailures.push(errors.conflict('the snapshot was taken under tcg but this host runs kvm'));
+  await slot.wake();
+  assert.equal(slot.state, 'running');
+  assert.equal(slot.origin, 'boot');
+  assert.equal(host.started.length, 2, 'booted instead');
+  assert.equal(slot.instance, host.started[1].instance);
+  assert.deepEqual(host.unusable, ['/snapshots/slot-0: the snapshot was taken under tcg but this host runs kvm']);
+  assert.deepEqual(host.restored, ['/snapshots/slot-0 own', '/snapshots/slot-0 own']);
+  // Its next snapshot is written anew, in place of the unusable one.
+  await slot.suspendIfIdle(() => true);
+  await slot.snapshotIfSuspended(() => true);
+  assert.deepEqual(host.started[1].calls, ['suspend', 'suspended', 'snapshot /snapshots/slot-0']);
+  await slot.stop(1_000);
 });
 
 test('the ready snapshot is written from a running instance, which runs again after; a suspended one stays suspended', async () => {

@@ -7,6 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
+import { isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { isSandboxStartError, type Instance, type InstanceExit, type SandboxDriver, type SandboxSpec } from '../sandbox/index.js';
 import type { AppRecord } from './records.js';
@@ -47,6 +48,8 @@ export interface SlotHost {
   onRestartScheduled(slot: InstanceSlot, delayMs: number): void;
   /** Starts a private copy of a snapshot this slot took (the driver's restore); `ownMemory` as in RestoreOptions. */
   restore(snapshotDir: string, ownMemory: boolean): Promise<Instance>;
+  /** The slot's snapshot cannot be restored, ever (`error` says why): it boots afresh instead. */
+  onSnapshotUnusable(slot: InstanceSlot, snapshotDir: string, error: Error): void;
   /** Where this slot keeps its snapshot. */
   snapshotDirOf(slot: InstanceSlot): string;
   /** The version's ready snapshot `instance` was restored from, if it was. */
@@ -205,19 +208,37 @@ export class InstanceSlot {
       const from = this.setState('restoring');
       const began = performance.now();
       let instance: Instance;
+      let restored = true;
       try {
         // Its own snapshot has no other user: the copy takes its memory whole, and its next
         // snapshot is the quick kind. The ready snapshot's pages stay shared between its copies.
         instance = await this.host.restore(dir, dir === this.ownSnapshot);
       } catch (error) {
-        if ((this.state as SlotState) === 'restoring') this.setState('snapshotted');
-        throw error;
+        // A snapshot that no retry can restore (gone, or taken under another accelerator) would
+        // fail every request from now on: the app comes back booted, without what it held. Any
+        // other failure may pass, and the snapshot is worth another try on the next request.
+        if (!isAltoError(error) || error.status >= 500 || this.stopRequested) {
+          if ((this.state as SlotState) === 'restoring') this.setState('snapshotted');
+          throw error;
+        }
+        this.host.onSnapshotUnusable(this, dir, error);
+        this.snapshotDir = undefined;
+        try {
+          instance = await this.host.start();
+        } catch (bootError) {
+          if (!this.stopRequested) {
+            this.host.onStartFailed(this, bootError as Error);
+            this.scheduleRestart();
+          }
+          throw bootError;
+        }
+        restored = false;
       }
       if (this.stopRequested) {
         await instance.stop(0).catch(() => undefined);
         return;
       }
-      this.adopt(instance, true);
+      this.adopt(instance, restored);
       this.host.onLifecycle(this, { from, to: 'running', instance, ms: performance.now() - began });
     }
   }
@@ -431,6 +452,10 @@ export class AppVersion implements SlotHost {
 
   readySnapshotOf(instance: Instance): string | undefined {
     return this.fromReadySnapshot.get(instance);
+  }
+
+  onSnapshotUnusable(_slot: InstanceSlot, snapshotDir: string, error: Error): void {
+    this.runtime.system(this, '', `the instance's snapshot cannot be restored, booting instead (what its memory held is lost): ${error.message} (${snapshotDir})`);
   }
 
   onStarted(slot: InstanceSlot, instance: Instance): void {
