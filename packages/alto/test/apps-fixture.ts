@@ -9,6 +9,7 @@
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -171,4 +172,22 @@ export function privateSandboxCache(): { dir: string; remove(): void } {
     if (!existsSync(join(dir, name))) symlinkSync(join(shared, name), join(dir, name));
   }
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A TCP server that a sandbox must not reach: it counts and drops every connection it gets. */
+export interface ForbiddenServer {
+  port: number;
+  connections(): number;
+  close(): void;
+}
+
+/** Listens on `address` (any free port) until closed. */
+export async function forbiddenServer(address: string): Promise<ForbiddenServer> {
+  let connections = 0;
+  const server = createServer((socket) => {
+    connections += 1;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, address, resolve));
+  return { port: (server.address() as { port: number }).port, connections: () => connections, close: () => void server.close() };
 }

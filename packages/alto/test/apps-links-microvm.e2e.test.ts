@@ -11,13 +11,12 @@
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { Redis } from 'ioredis';
 import { after, before, describe, test } from 'node:test';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
 import { redisImage } from './app-images.js';
-import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
+import { eventually, getThroughEdge, privateSandboxCache, forbiddenServer, type ForbiddenServer } from './apps-fixture.js';
 import { linkProberImage, proberReport } from './apps-links-fixture.js';
 
 const PROJECT = 'vms';
@@ -29,8 +28,7 @@ describe('links between apps of a project (microvm)', () => {
   let edgePort: number;
   const cache = privateSandboxCache();
   const dataDir = temporaryDataDir();
-  let hostServer: Server;
-  let hostConnections = 0;
+  let hostServer: ForbiddenServer;
   let cachePort = 0;
   const call = (endpoint: string, body: unknown) => alto.call('app', endpoint, body, key);
 
@@ -38,11 +36,7 @@ describe('links between apps of a project (microvm)', () => {
     registry = await startRegistry();
     const [redis, prober] = await Promise.all([redisImage(), linkProberImage()]);
     await Promise.all([registry.push('links/redis', 'v1', redis), registry.push('links/prober', 'v1', prober)]);
-    hostServer = createServer((socket) => {
-      hostConnections += 1;
-      socket.destroy();
-    });
-    await new Promise<void>((resolve) => hostServer.listen(0, '0.0.0.0', resolve));
+    hostServer = await forbiddenServer('0.0.0.0');
     alto = await startProcess({ dataDir, args: ['--sandbox', 'microvm'], env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_SNAPSHOT_AFTER_MS: '500' } });
     edgePort = Number(new URL(alto.url).port);
     key = await alto.projectKey(PROJECT, ['app']);
@@ -57,7 +51,7 @@ describe('links between apps of a project (microvm)', () => {
   });
 
   test('the guest reaches its linked redis at 10.0.2.101:6379, nothing else; the link survives a snapshot and restore', async () => {
-    const hostPort = (hostServer.address() as { port: number }).port;
+    const hostPort = hostServer.port;
     // Deployed first, so the guest is told the linked app's own port (6379).
     const cacheRun = await call('Run', { name: 'cache', image: `${registry.host}/links/redis:v1`, tcp: 6379, min_instances: 0, idle_timeout: 1 });
     assert.equal(cacheRun.status, 200, JSON.stringify(cacheRun.body));
@@ -80,7 +74,7 @@ describe('links between apps of a project (microvm)', () => {
     const reaches = report.filter((line) => line.startsWith('reach '));
     assert.equal(reaches.length, 3, report.join('\n'));
     for (const line of reaches) assert.match(line, /: blocked$/, report.join('\n'));
-    assert.equal(hostConnections, 0);
+    assert.equal(hostServer.connections(), 0);
 
     // Idle, then snapshotted to disk: QEMU ends, and its link relays with it.
     await eventually(async () => (await call('Status', { name: 'prober' })).body.service.slots?.[0]?.state === 'snapshotted', 'the prober snapshotted', 60_000);
@@ -90,7 +84,7 @@ describe('links between apps of a project (microvm)', () => {
   });
 
   test('with outbound on (QEMU in a namespace of its own) the link leads through the gateway, to the same redis', async () => {
-    const hostPort = (hostServer.address() as { port: number }).port;
+    const hostPort = hostServer.port;
     const run = await call('Run', { name: 'outward', image: `${registry.host}/links/prober:v1`, links: ['cache'], outbound: true, env_vars: { PROBES: `10.0.2.2:${hostPort}` } });
     assert.equal(run.status, 200, JSON.stringify(run.body));
     const report = await proberReport(async () => (await call('Logs', { name: 'outward', stream: 'stdout' })).body.lines.map((line: any) => line.line), eventually);
@@ -99,7 +93,7 @@ describe('links between apps of a project (microvm)', () => {
     const reaches = report.filter((line) => line.startsWith('reach '));
     assert.equal(reaches.length, 2, report.join('\n'));
     for (const line of reaches) assert.match(line, /: blocked$/, report.join('\n'));
-    assert.equal(hostConnections, 0);
+    assert.equal(hostServer.connections(), 0);
   });
 
   test('a TCP connection to the sleeping redis wakes it and is served; snapshotted, the next one restores it with its data', async () => {

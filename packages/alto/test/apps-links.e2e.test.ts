@@ -10,14 +10,13 @@
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
 import { redisImage } from './app-images.js';
-import { eventually, getThroughEdge, privateSandboxCache, runCli } from './apps-fixture.js';
+import { eventually, getThroughEdge, privateSandboxCache, runCli, forbiddenServer, type ForbiddenServer } from './apps-fixture.js';
 import { linkProberImage, proberReport } from './apps-links-fixture.js';
 
 const PROJECT = 'shop';
@@ -30,8 +29,7 @@ describe('links between apps of a project (process sandbox)', () => {
   let edgePort: number;
   const cache = privateSandboxCache();
   const dataDir = temporaryDataDir();
-  let hostServer: Server;
-  let hostConnections = 0;
+  let hostServer: ForbiddenServer;
   const call = (endpoint: string, body: unknown, as = key) => alto.call('app', endpoint, body, as);
   const cli = (args: string[]) => runCli([...args, '--url', alto.url, '--key', key]);
   const counter = () => getThroughEdge(edgePort, `counter.${PROJECT}.localhost`);
@@ -42,11 +40,7 @@ describe('links between apps of a project (process sandbox)', () => {
     const [redis, prober] = await Promise.all([redisImage(), linkProberImage()]);
     await Promise.all([registry.push('links/redis', 'v1', redis), registry.push('links/prober', 'v1', prober)]);
     // A host server on every address: a sandbox could reach it at its gateway but for the firewall.
-    hostServer = createServer((socket) => {
-      hostConnections += 1;
-      socket.destroy();
-    });
-    await new Promise<void>((resolve) => hostServer.listen(0, '0.0.0.0', resolve));
+    hostServer = await forbiddenServer('0.0.0.0');
     alto = await startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_FUNCTIONS_NODE: 'host' } });
     edgePort = Number(new URL(alto.url).port);
     key = await alto.projectKey(PROJECT, ['app', 'function']);
@@ -116,7 +110,7 @@ describe('links between apps of a project (process sandbox)', () => {
     );
     const otherKey = await alto.projectKey('elsewhere', ['app']);
     const image = `${registry.host}/links/prober:v1`;
-    const env_vars = { PROBE_PORTS: String((hostServer.address() as { port: number }).port), PROBES: `${redisBackend.hostname}:${redisBackend.port}` };
+    const env_vars = { PROBE_PORTS: String(hostServer.port), PROBES: `${redisBackend.hostname}:${redisBackend.port}` };
     const [mine, theirs] = await Promise.all([
       call('Run', { name: 'prober', image, links: ['cache'], env_vars }),
       call('Run', { name: 'prober', image, links: ['cache'], env_vars }, otherKey),
@@ -131,7 +125,7 @@ describe('links between apps of a project (process sandbox)', () => {
     const reaches = report.filter((line) => line.startsWith('reach '));
     assert.equal(reaches.length, 3, report.join('\n'));
     for (const line of reaches) assert.match(line, /: blocked$/, report.join('\n'));
-    assert.equal(hostConnections, 0);
+    assert.equal(hostServer.connections(), 0);
 
     // Another project naming `cache` reaches nothing: it has no such app, and this one's is not its.
     const elsewhere = await proberReport(() => stdout('prober', otherKey), eventually);

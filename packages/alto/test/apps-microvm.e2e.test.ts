@@ -10,11 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
-import { brokenImage, eventually, getThroughEdge, privateSandboxCache, proberImage, webImage } from './apps-fixture.js';
+import { brokenImage, eventually, getThroughEdge, privateSandboxCache, proberImage, webImage, forbiddenServer, type ForbiddenServer } from './apps-fixture.js';
 
 const PROJECT = 'vms';
 const WEB_HOST = `web.${PROJECT}.localhost`;
@@ -26,8 +25,7 @@ describe('apps on microVMs', () => {
   let edgePort: number;
   const cache = privateSandboxCache();
   const dataDir = temporaryDataDir();
-  let loopbackServer: Server;
-  let loopbackConnections = 0;
+  let loopbackServer: ForbiddenServer;
   const call = (endpoint: string, body: unknown) => alto.call('app', endpoint, body, key);
   const web = () => getThroughEdge(edgePort, WEB_HOST);
 
@@ -40,11 +38,7 @@ describe('apps on microVMs', () => {
       registry.push('vm/broken', 'v1', broken),
       registry.push('vm/prober', 'v1', prober),
     ]);
-    loopbackServer = createServer((socket) => {
-      loopbackConnections += 1;
-      socket.destroy();
-    });
-    await new Promise<void>((resolve) => loopbackServer.listen(0, '127.0.0.1', resolve));
+    loopbackServer = await forbiddenServer('127.0.0.1');
     alto = await startProcess({ dataDir, args: ['--sandbox', 'microvm'], env: { ALTO_SANDBOX_CACHE: cache.dir } });
     edgePort = Number(new URL(alto.url).port);
     key = await alto.projectKey(PROJECT, ['app']);
@@ -111,7 +105,7 @@ describe('apps on microVMs', () => {
       image: `${registry.host}/vm/prober:v1`,
       memory: 128,
       env_vars: {
-        HOST_PORT: String((loopbackServer.address() as { port: number }).port),
+        HOST_PORT: String(loopbackServer.port),
         EDGE_PORT: String(edgePort),
         PEER_HOST: peerUrl.hostname,
         PEER_PORT: peerUrl.port,
@@ -128,7 +122,7 @@ describe('apps on microVMs', () => {
     // The peer's backend is a port on the host's loopback: the guest's way there is 10.0.2.2.
     assert.ok(probes.includes(`reach 10.0.2.2:${peerUrl.port}: blocked`), lines.join('\n'));
     for (const probe of probes) assert.match(probe, /: blocked$/, lines.join('\n'));
-    assert.equal(loopbackConnections, 0);
+    assert.equal(loopbackServer.connections(), 0);
     assert.equal((await alto.call('app', 'Delete', { name: 'peer' }, peerKey)).status, 200);
     assert.equal((await call('Delete', { name: 'prober' })).status, 200);
   });

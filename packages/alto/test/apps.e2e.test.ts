@@ -9,13 +9,12 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
-import { brokenImage, eventually, getThroughEdge, privateSandboxCache, proberImage, runCli, webImage } from './apps-fixture.js';
+import { brokenImage, eventually, getThroughEdge, privateSandboxCache, proberImage, runCli, webImage, forbiddenServer, type ForbiddenServer } from './apps-fixture.js';
 
 const PROJECT = 'shop';
 const WEB_HOST = `web.${PROJECT}.localhost`;
@@ -27,8 +26,7 @@ describe('apps on the process sandbox', () => {
   let edgePort: number;
   const cache = privateSandboxCache();
   const dataDir = temporaryDataDir();
-  let loopbackServer: Server;
-  let loopbackConnections = 0;
+  let loopbackServer: ForbiddenServer;
 
   const start = () =>
     startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir } });
@@ -43,11 +41,7 @@ describe('apps on the process sandbox', () => {
     await registry.push('demo/web', 'v2', v2);
     await registry.push('demo/broken', 'v1', broken);
     await registry.push('demo/prober', 'v1', prober);
-    loopbackServer = createServer((socket) => {
-      loopbackConnections += 1;
-      socket.destroy();
-    });
-    await new Promise<void>((resolve) => loopbackServer.listen(0, '127.0.0.1', resolve));
+    loopbackServer = await forbiddenServer('127.0.0.1');
     alto = await start();
     edgePort = Number(new URL(alto.url).port);
     key = await alto.projectKey(PROJECT, ['app']);
@@ -209,7 +203,7 @@ describe('apps on the process sandbox', () => {
       name: 'prober',
       image: `${registry.host}/demo/prober:v1`,
       env_vars: {
-        HOST_PORT: String((loopbackServer.address() as { port: number }).port),
+        HOST_PORT: String(loopbackServer.port),
         EDGE_PORT: String(edgePort),
         PEER_HOST: peerUrl.hostname,
         PEER_PORT: peerUrl.port,
@@ -225,7 +219,7 @@ describe('apps on the process sandbox', () => {
     assert.ok(probes.length >= 7, logs.join('\n'));
     assert.ok(probes.includes(`reach ${peerUrl.hostname}:${peerUrl.port}: blocked`), logs.join('\n'));
     for (const probe of probes) assert.match(probe, /: blocked$/, logs.join('\n'));
-    assert.equal(loopbackConnections, 0);
+    assert.equal(loopbackServer.connections(), 0);
     assert.equal((await call('Delete', { name: 'prober' })).status, 200);
     assert.equal((await alto.call('app', 'Delete', { name: 'peer' }, peerKey)).status, 200);
   });
