@@ -10,13 +10,13 @@
  */
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { isIP } from 'node:net';
 import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
+import { OutboundRefused, pinnedLookup, resolveOutbound, type OutboundTarget } from '../../kit/outbound-guard.js';
 import { randomString } from '../../kit/random.js';
 import type { AppGateway } from '../../platform/app-gateway.js';
 import { projectIdOf } from '../../platform/tenancy.js';
-import { checkCallbackUrl, isAppCallback, isPrivateAddress, parseAppCallback, publicOnlyLookup } from './addresses.js';
+import { checkCallbackUrl, isAppCallback, parseAppCallback } from './addresses.js';
 import { nextFireTime, parseCron } from './expression.js';
 import { SIGNATURE_HEADER, signatureHeader } from './signature.js';
 import type { CronStore, JobRecord, RunRecord } from './store.js';
@@ -204,15 +204,17 @@ export class CronScheduler {
     return isAppCallback(job.callback) ? this.postToApp(job, body, secret) : this.postToUrl(job.callback, body, secret);
   }
 
-  private postToUrl(callback: string, body: string, secret: string): Promise<CallbackResult> {
+  /** A URL callback goes through the outbound guard: resolved, checked, and sent to the checked address only. */
+  private async postToUrl(callback: string, body: string, secret: string): Promise<CallbackResult> {
     const url = new URL(callback);
-    const allowPrivate = this.options.allowPrivateCallbacks;
-    const literal = url.hostname.replace(/^\[|\]$/g, '');
-    if (!allowPrivate && isIP(literal) && isPrivateAddress(literal)) {
-      return Promise.resolve({ code: -1, error: `${literal} is a loopback or private address` });
+    let target: OutboundTarget;
+    try {
+      target = await resolveOutbound(url.hostname, { allowPrivate: this.options.allowPrivateCallbacks });
+    } catch (error) {
+      return { code: error instanceof OutboundRefused ? -1 : 0, error: (error as Error).message };
     }
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    return this.send(send, url, body, secret, {}, allowPrivate ? {} : { lookup: publicOnlyLookup });
+    return this.send(send, url, body, secret, {}, { lookup: pinnedLookup(target) });
   }
 
   /** An app callback goes to a ready instance of the project's app: the app was checked when scheduled, not its address. */
@@ -263,8 +265,7 @@ export class CronScheduler {
       });
       request.on('timeout', () => request.destroy(new Error(`no answer within ${CALLBACK_TIMEOUT_MS / 1000} s`)));
       request.on('error', (error: Error) => {
-        const refused = /loopback or private address/.test(error.message);
-        resolve({ code: refused ? -1 : 0, error: error.message });
+        resolve({ code: 0, error: error.message });
       });
       request.end(body);
     });
