@@ -6,6 +6,7 @@
 import { errors } from '../kit/errors.js';
 import { join } from 'node:path';
 import type { Logger } from '../kit/logger.js';
+import { loadMasterKey, SecretCipher, type MasterKey } from '../kit/master-key.js';
 import { Readiness } from '../kit/readiness.js';
 import type { Stores } from '../store/index.js';
 import { Limits } from './limits.js';
@@ -49,6 +50,7 @@ export class Platform {
   readonly startedAt = Date.now();
   private readonly services = new Map<string, ServiceDefinition>();
   private readonly components = new Map<Component<unknown>, unknown>();
+  private loadedMasterKey: { key: MasterKey; cipher: SecretCipher } | undefined;
 
   constructor(
     readonly config: PlatformConfig,
@@ -92,6 +94,18 @@ export class Platform {
       throw errors.internal(`component "${component.name}" was used before it was started`);
     }
     return this.components.get(component) as T;
+  }
+
+  /**
+   * The master key (ALTO_MASTER_KEY, else `<data>/master-key`, made on first use) and its cipher:
+   * what every part that keeps a value at rest a copy of the database must not reveal seals it with.
+   */
+  masterKey(): { key: MasterKey; cipher: SecretCipher } {
+    if (!this.loadedMasterKey) {
+      const key = loadMasterKey(this.config.dataDir);
+      this.loadedMasterKey = { key, cipher: new SecretCipher(key.key) };
+    }
+    return this.loadedMasterKey;
   }
 
   listServices(): ServiceDefinition[] {

@@ -9,7 +9,6 @@ import { component, defineService, endpoint, type CallContext } from '../../plat
 import type { SecretStore } from '../../store/secrets/port.js';
 import { PostgresSecretStore } from '../../store/secrets/postgres.js';
 import { SqliteSecretStore } from '../../store/secrets/sqlite.js';
-import { loadMasterKey, SecretCipher } from './crypto.js';
 import {
   DeleteRequest,
   DeleteResponse,
@@ -29,8 +28,7 @@ async function openSecretStore(platform: Platform): Promise<SecretStore> {
 
 const secretBlock = component('secret.store', async (platform) => {
   const log = platform.log.child({ block: 'secret' });
-  const masterKey = loadMasterKey(platform.config.dataDir); // before the store: a bad key stops the start at once
-  const cipher = new SecretCipher(masterKey.key);
+  const { key: masterKey, cipher } = platform.masterKey(); // before the store: a bad key stops the start at once
   const store = await openSecretStore(platform);
   const recorded = await store.claimKeyFingerprint(cipher.fingerprint());
   if (recorded !== cipher.fingerprint()) {

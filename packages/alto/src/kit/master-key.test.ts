@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadMasterKey, parseMasterKey, SecretCipher } from './crypto.js';
+import { loadMasterKey, parseMasterKey, SecretCipher } from './master-key.js';
 
 const address = { namespace: 'p1/dev', path: 'prod', key: 'stripe' };
 
