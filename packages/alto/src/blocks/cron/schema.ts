@@ -32,15 +32,17 @@ export const JobWithRuns = Job.extend({
   runs: z.array(Run).describe('the last 20 runs, newest first'),
 }).meta({ id: 'CronJobWithRuns' });
 
+/** A text field capped before anything parses it (no expression, URL or name needs more). */
+const Capped = (max: number) => z.string().max(max, { error: `at most ${max} characters` });
+
 export const ScheduleRequest = z.object({
-  id: z.string().optional().describe('unique id of job; an existing id replaces that job; a random one when empty'),
-  name: z.string().optional().describe('name of cron (required)'),
-  description: z.string().optional().describe('description'),
-  interval: z
-    .string()
+  id: Capped(128).optional().describe('unique id of job; an existing id replaces that job; a random one when empty'),
+  name: Capped(256).optional().describe('name of cron (required)'),
+  description: Capped(1024).optional().describe('description'),
+  interval: Capped(256)
     .optional()
     .describe('cron expression in UTC: "minute hour day-of-month month day-of-week", e.g. "*/5 * * * *"; a 6th leading field gives seconds'),
-  callback: z.string().optional().describe('callback url: POSTed a signed JSON body each time the job fires (required); app://<app>/<path> calls one of the project\'s own apps'),
+  callback: Capped(2048).optional().describe('callback url: POSTed a signed JSON body each time the job fires (required); app://<app>/<path> calls one of the project\'s own apps'),
 });
 export const ScheduleResponse = z.object({
   job: Job,

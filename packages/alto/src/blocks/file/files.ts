@@ -8,6 +8,7 @@
 import { errors } from '../../kit/errors.js';
 import { baseUrlOf, encodePathParts } from '../../kit/public-url.js';
 import type { FileRecord, FileStore } from '../../store/files/port.js';
+import { trimEnd } from '../../kit/text.js';
 
 export const FILES_ROUTE_PREFIX = '/files/';
 
@@ -164,7 +165,7 @@ export class Files {
 
   /** `/`, `/docs` and `/docs/` as the prefix of the paths inside: `/` and `/docs/`. */
   folderPrefix(folder: string): string {
-    const trimmed = folder.replace(/\/+$/, '');
+    const trimmed = trimEnd(folder, '/');
     if (trimmed === '') return '/';
     return `${this.filePath(trimmed)}/`;
   }

@@ -8,6 +8,7 @@
  */
 import { errors } from '../../kit/errors.js';
 import type { QueryNode } from '../../store/search/port.js';
+import { trimEnd } from '../../kit/text.js';
 
 type Token =
   | { type: 'word'; text: string; position: number }
@@ -97,7 +98,7 @@ export function tokenize(query: string): Token[] {
 /** A term matched against the text; `*` at its end makes its last word a prefix. */
 function textTerm(text: string, position: number): QueryNode {
   const prefix = text.endsWith('*');
-  const phrase = text.replace(/\*+$/, '');
+  const phrase = trimEnd(text, '*');
   if (phrase.includes('*')) fail(position, `${JSON.stringify(text)}: in a text term, * may only end the term (e.g. espres*)`);
   if (!/[\p{L}\p{N}]/u.test(phrase)) fail(position, `${JSON.stringify(text)} has no letter or digit to search for`);
   return { kind: 'text', phrase, prefix };

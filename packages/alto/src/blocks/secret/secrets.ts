@@ -6,7 +6,8 @@
 import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { SecretStore } from '../../store/secrets/port.js';
-import type { SecretCipher } from './crypto.js';
+import type { SecretCipher } from '../../kit/master-key.js';
+import { trimBoth } from '../../kit/text.js';
 
 export interface SecretLimits {
   /** Longest key and longest path, in UTF-8 bytes. */
@@ -97,7 +98,7 @@ export class SecretBlock {
 
   /** "/prod/eu/" → "prod/eu"; empty segments, "." and ".." are refused, not guessed at. */
   private normalisePath(path: string): string {
-    const trimmed = path.replace(/^\/+|\/+$/g, '');
+    const trimmed = trimBoth(path, '/');
     if (trimmed === '') return '';
     this.checkName(trimmed, 'path');
     for (const segment of trimmed.split('/')) {

@@ -7,6 +7,7 @@
 import { errors } from '../../kit/errors.js';
 import { BASE62, randomString } from '../../kit/random.js';
 import type { RedirectTarget, ShortUrlRecord, UrlStore } from '../../store/urls/port.js';
+import { trimEnd } from '../../kit/text.js';
 
 /** Where the redirect is served; short URLs are `${base}/u/${id}`. */
 export const REDIRECT_PREFIX = '/u/';
@@ -110,7 +111,7 @@ export function checkPublicUrl(value: string | undefined): string | undefined {
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new Error(`ALTO_PUBLIC_URL=${quoted(value)} must be an http or https URL`);
   }
-  return `${parsed.origin}${parsed.pathname}`.replace(/\/+$/, '');
+  return trimEnd(`${parsed.origin}${parsed.pathname}`, '/');
 }
 
 export class ShortUrls {

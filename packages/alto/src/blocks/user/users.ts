@@ -13,7 +13,7 @@ import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { baseUrlOf } from '../../kit/public-url.js';
 import { randomBase62 } from '../../kit/random.js';
-import type { Mailer } from '../../platform/mail.js';
+import { isEmailAddress, MAX_ADDRESS_CHARS, type Mailer } from '../../platform/mail.js';
 import type { StoredSession, StoredToken, StoredUser, TokenPurpose, UserStore } from '../../store/users/port.js';
 import {
   checkTemplate,
@@ -23,6 +23,7 @@ import {
   type TemplateName,
   type TemplateValues,
 } from './templates.js';
+import { trimBoth, trimEnd } from '../../kit/text.js';
 
 export interface UserLimits {
   minPasswordChars: number;
@@ -84,7 +85,6 @@ export interface MailRequest {
   expirationSeconds: number;
 }
 
-const EMAIL_PATTERN = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
 const TOKEN_BYTES = 24;
 
 export function sha256(text: string): string {
@@ -348,13 +348,13 @@ export class UserBlock {
   }
 
   async sendMagicLink(namespace: string, request: MailRequest & { address: string; endpoint: string }): Promise<void> {
-    const address = request.address.trim().replace(/\/+$/, '');
+    const address = trimEnd(request.address.trim(), '/');
     if (!address) throw errors.badRequest('address: missing; give your web site address, e.g. www.example.com');
     const user = await this.beforeMail(namespace, 'magic_link', request);
     if (!user) return;
     const token = await this.issueToken(namespace, 'magic_link', user, request.expirationSeconds, {});
     const base = /^https?:\/\//i.test(address) ? address : `https://${address}`;
-    const path = [request.endpoint.replace(/^\/+|\/+$/g, ''), token].filter(Boolean).join('/');
+    const path = [trimBoth(request.endpoint, '/'), token].filter(Boolean).join('/');
     await this.mail(namespace, 'magic_link', user, request, { link: `${base}/${path}`, token, code: token });
   }
 
@@ -533,9 +533,8 @@ export class UserBlock {
   private checkEmail(raw: string): string {
     const email = raw.trim().toLowerCase();
     if (!email) throw errors.badRequest('email: missing');
-    if (email.length > this.limits.maxNameChars || !EMAIL_PATTERN.test(email)) {
-      throw errors.badRequest(`email: "${raw}" is not an email address`);
-    }
+    if (email.length > MAX_ADDRESS_CHARS) throw errors.badRequest(`email: ${email.length} characters is longer than the ${MAX_ADDRESS_CHARS} an address may have`);
+    if (!isEmailAddress(email)) throw errors.badRequest(`email: "${raw}" is not an email address`);
     return email;
   }
 
