@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, normalize, resolve, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { errors } from '../../kit/errors.js';
+import { privateTargetsAllowed, resolveOutbound } from '../../kit/outbound-guard.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -87,27 +88,83 @@ function isLocalRepository(repo: string): boolean {
   return repo.startsWith('file://') || repo.startsWith('/') || repo.startsWith('.');
 }
 
+/** Hosts (`host` or `host:port`) whose repositories project keys may clone over plain HTTP and on private addresses (ALTO_TRUSTED_GIT_HOSTS). */
+function trustedGitHosts(): string[] {
+  return (process.env.ALTO_TRUSTED_GIT_HOSTS ?? '')
+    .split(',')
+    .map((host) => host.trim().toLowerCase())
+    .filter(Boolean);
+}
+
+/**
+ * The `git` options that keep a clone for a project key where the guard let it go: only the
+ * protocol allowed, no redirects, the host pinned to the checked address (curl's --resolve), and
+ * none of the machine's own git configuration (credential helpers, `insteadOf` rewrites, filters).
+ */
+async function guardedClone(repo: string): Promise<{ options: string[]; url: string }> {
+  let url: URL;
+  try {
+    url = new URL(repo);
+  } catch {
+    throw errors.badRequest(`repo "${repo}" is not a git URL: use https://host/org/repo`);
+  }
+  const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+  const trusted = trustedGitHosts().some((entry) => entry === url.hostname || entry === `${url.hostname}:${port}` || entry === url.host);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && trusted)) {
+    throw errors.badRequest(`repo "${repo}": a project key clones over https:// only (not ${url.protocol}//); plain http:// only from hosts the operator trusts (ALTO_TRUSTED_GIT_HOSTS)`);
+  }
+  const target = await resolveOutbound(url.hostname, { allowPrivate: trusted || privateTargetsAllowed() });
+  const pinned = target.addresses.map((entry) => (entry.family === 6 ? `[${entry.address}]` : entry.address)).join(',');
+  const scheme = url.protocol.slice(0, -1);
+  const options = [
+    '-c', 'protocol.allow=never',
+    '-c', `protocol.${scheme}.allow=always`,
+    '-c', 'http.followRedirects=false',
+    '-c', `http.curloptResolve=${target.host}:${port}:${pinned}`,
+    '-c', 'credential.helper=',
+    '-c', 'core.askPass=',
+  ];
+  // git is given the URL as normalised here, so the host it looks up is the one pinned.
+  return { options, url: url.href };
+}
+
+/** What a failed clone is answered as: a fixed sentence by kind, never git's (or the server's) own words. */
+function describeCloneFailure(stderr: string, branch: string | undefined): string {
+  if (branch && /Remote branch .* not found/i.test(stderr)) return `the branch "${branch}" does not exist`;
+  if (/Authentication failed|could not read Username|terminal prompts disabled|HTTP Basic: Access denied|403/i.test(stderr)) return 'the repository needs credentials or refused them';
+  if (/not found|does not appear to be a git repository|404/i.test(stderr)) return 'the repository does not exist (or is private)';
+  if (/Could not resolve host|Failed to connect|Connection refused|timed out|Connection reset|unable to access/i.test(stderr)) return 'the repository could not be reached';
+  if (/redirect/i.test(stderr)) return 'the server answered with a redirect, which is not followed; give the final URL';
+  return 'git could not fetch it';
+}
+
 async function cloneRepository(input: SourceInput, folder: string, options: { allowLocalRepos: boolean }): Promise<FetchedSource> {
   const repo = input.repo!.trim();
   if (!repo) throw errors.badRequest('repo is empty: give a git URL such as https://github.com/org/functions');
   if (repo.startsWith('-')) throw errors.badRequest(`repo "${repo}" is not a git URL`);
+  let guard: string[] = [];
+  let source = repo;
   if (isLocalRepository(repo)) {
     if (!options.allowLocalRepos) throw errors.forbidden(`repo "${repo}" is on the server's own disk; only an admin key may deploy from it (use an https:// git URL)`);
   } else if (!/^(https?|git|ssh):\/\//.test(repo)) {
     throw errors.badRequest(`repo "${repo}" is not a git URL: use https://host/org/repo (or file:// with an admin key)`);
+  } else if (!options.allowLocalRepos) {
+    // A project key's clone is a connection made on its behalf: through the outbound guard.
+    ({ options: guard, url: source } = await guardedClone(repo));
   }
-  const args = ['clone', '--depth', '1', '--single-branch', '--quiet'];
+  const args = [...guard, 'clone', '--depth', '1', '--single-branch', '--no-recurse-submodules', '--quiet'];
   if (input.branch) {
     if (input.branch.startsWith('-')) throw errors.badRequest(`branch "${input.branch}" is not a branch name`);
     args.push('--branch', input.branch);
   }
   const checkout = join(folder, 'repo');
-  args.push('--', repo, checkout);
+  args.push('--', source, checkout);
+  const isolated = guard.length > 0 ? { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', GIT_LFS_SKIP_SMUDGE: '1' } : {};
   try {
-    await execFileAsync('git', args, { timeout: CLONE_TIMEOUT_MS, env: { ...process.env, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: 'echo' } });
+    await execFileAsync('git', args, { timeout: CLONE_TIMEOUT_MS, env: { ...process.env, ...isolated, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: 'echo' } });
   } catch (error) {
     const stderr = ((error as { stderr?: string }).stderr ?? (error as Error).message).trim();
-    throw errors.badRequest(`git clone ${repo}${input.branch ? ` (branch ${input.branch})` : ''} failed: ${stderr.split('\n').slice(-3).join(' ')}`);
+    throw errors.badRequest(`git clone ${repo}${input.branch ? ` (branch ${input.branch})` : ''} failed: ${describeCloneFailure(stderr, input.branch)}`);
   }
   const { stdout } = await execFileAsync('git', ['-C', checkout, 'rev-parse', 'HEAD']).catch(() => ({ stdout: '' }));
   const subfolder = input.subfolder?.trim().replace(/^\/+|\/+$/g, '');
