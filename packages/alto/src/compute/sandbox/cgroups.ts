@@ -1,9 +1,11 @@
 /**
  * @module compute/sandbox/cgroups
- * Control groups for the process driver: a memory limit, a CPU quota, the freezer (suspend) and
- * a way to kill everything inside. cgroup v2 where the host has it (memory.max, cpu.max,
+ * Control groups for the process driver: a memory limit, a CPU quota, a limit on processes and
+ * threads (so one app cannot fork the host out of PIDs), the freezer (suspend) and a way to kill
+ * everything inside. cgroup v2 where the host has it (memory.max, cpu.max, pids.max,
  * cgroup.freeze, cgroup.kill); the v1 hierarchies otherwise (memory.limit_in_bytes,
- * cpu.cfs_quota_us, freezer.state), which is what hosts like Alto's CI machines still mount.
+ * cpu.cfs_quota_us, pids.max, freezer.state), which is what hosts like Alto's CI machines still
+ * mount. The pids controller is required: without it the driver refuses to run.
  * Each instance's group is created under the cgroup Alto itself runs in, so whatever limits the
  * host puts on Alto also bound its sandboxes.
  */
@@ -41,13 +43,13 @@ export function detectCgroups(): Layout | undefined {
   const controllersFile = join(ROOT, 'cgroup.controllers');
   if (existsSync(controllersFile)) {
     const controllers = readFileSync(controllersFile, 'utf8').split(/\s+/);
-    if (controllers.includes('memory') && controllers.includes('cpu')) {
+    if (controllers.includes('memory') && controllers.includes('cpu') && controllers.includes('pids')) {
       cachedLayout = { version: 'v2', own: { unified: join(ROOT, own.get('unified') ?? '/') } };
       return cachedLayout;
     }
   }
   const v1: Record<string, string> = {};
-  for (const controller of ['memory', 'cpu', 'freezer']) {
+  for (const controller of ['memory', 'cpu', 'freezer', 'pids']) {
     const mount = join(ROOT, controller);
     if (!existsSync(join(mount, 'cgroup.procs'))) {
       cachedLayout = undefined;
@@ -63,6 +65,8 @@ export interface CgroupLimits {
   memoryBytes: number;
   /** CPU time as a number of cores (0.5 = half of one core). */
   cpus: number;
+  /** Processes and threads at once, all of the sandbox's together. */
+  pidsMax: number;
 }
 
 const CPU_PERIOD_US = 100_000;
@@ -80,23 +84,24 @@ export class SandboxCgroup {
 
   static create(id: string, limits: CgroupLimits): SandboxCgroup {
     const layout = detectCgroups();
-    if (!layout) throw new Error('this host has no usable cgroups (need v2 with memory and cpu, or the v1 memory, cpu and freezer hierarchies)');
+    if (!layout) throw new Error('this host has no usable cgroups (need v2 with memory, cpu and pids, or the v1 memory, cpu, freezer and pids hierarchies)');
     const quota = Math.max(1_000, Math.round(limits.cpus * CPU_PERIOD_US));
     if (layout.version === 'v2') {
       const own = layout.own.unified;
       const parent = join(own, GROUP_PARENT);
       mkdirSync(parent, { recursive: true });
       try {
-        writeFileSync(join(own, 'cgroup.subtree_control'), '+memory +cpu');
-        writeFileSync(join(parent, 'cgroup.subtree_control'), '+memory +cpu');
+        writeFileSync(join(own, 'cgroup.subtree_control'), '+memory +cpu +pids');
+        writeFileSync(join(parent, 'cgroup.subtree_control'), '+memory +cpu +pids');
       } catch (error) {
-        throw new Error(`cannot delegate the memory and cpu controllers below ${own} (${(error as Error).message}); run Alto in its own cgroup (e.g. a systemd unit with Delegate=yes)`);
+        throw new Error(`cannot delegate the memory, cpu and pids controllers below ${own} (${(error as Error).message}); run Alto in its own cgroup (e.g. a systemd unit with Delegate=yes)`);
       }
       const dir = join(parent, id);
       mkdirSync(dir);
       writeFileSync(join(dir, 'memory.max'), String(limits.memoryBytes));
       if (existsSync(join(dir, 'memory.swap.max'))) writeFileSync(join(dir, 'memory.swap.max'), '0');
       writeFileSync(join(dir, 'cpu.max'), `${quota} ${CPU_PERIOD_US}`);
+      writeFileSync(join(dir, 'pids.max'), String(limits.pidsMax));
       return new SandboxCgroup('v2', { unified: dir });
     }
     const dirs: Record<string, string> = {};
@@ -110,6 +115,7 @@ export class SandboxCgroup {
     if (existsSync(memsw)) writeFileSync(memsw, String(limits.memoryBytes));
     writeFileSync(join(dirs.cpu, 'cpu.cfs_period_us'), String(CPU_PERIOD_US));
     writeFileSync(join(dirs.cpu, 'cpu.cfs_quota_us'), String(quota));
+    writeFileSync(join(dirs.pids, 'pids.max'), String(limits.pidsMax));
     return new SandboxCgroup('v1', dirs);
   }
 

@@ -46,6 +46,13 @@ export interface SandboxSpec {
   /** A name for logs and host-side resources (letters, digits, dashes). */
   name?: string;
   /**
+   * Who the instance runs for (a project's id). process: instances of one tenant share a range
+   * of host uids and gids, other tenants' are others (id-ranges.ts); none means the shared range 0.
+   */
+  tenant?: string;
+  /** process: processes and threads the instance may have at once (cgroup pids.max); default the driver's. */
+  pidsMax?: number;
+  /**
    * Folders that keep their files from one instance to the next. One running instance per
    * volume: a second start with the same `dir` is refused with 409.
    */

@@ -3,35 +3,45 @@
  * The process driver, for hosts without a usable VMM: the app runs on the host kernel in its own
  * user, PID, mount, network, IPC, UTS and cgroup namespaces, inside cgroup limits, with the
  * image's root filesystem as its root (pivot_root, so the host's tree is gone, not just hidden by
- * chroot). It needs root on the host (it creates network namespaces and cgroups).
+ * chroot). It needs root on the host (it creates network namespaces, cgroups and loop mounts).
  *
- * - User namespace: ids 0-65535 inside map to 100000-165535 on the host, so root in the sandbox
- *   owns nothing on the host. The image's files are copied once per image with their owners
- *   shifted into that range (cached), and each instance writes into its own overlay upper layer.
- *   The user namespace owns no other namespace: root inside can act on its own files but cannot
- *   mount, unmount, change the network or the hostname.
+ * - User namespace: ids 0-65535 inside map to a range of host ids of the tenant's own
+ *   (id-ranges.ts: `100000 + n * 65536`), so root in the sandbox owns nothing on the host and
+ *   the kernel's per-user limits (inotify...) count each tenant apart. The image's files are
+ *   copied once per image and range with their owners shifted into it (cached). The user
+ *   namespace owns no other namespace: root inside can act on its own files but cannot mount,
+ *   unmount, change the network or the hostname.
+ * - Launcher (launcher.ts, alto-enter.c): the first process Node starts leaves the operator's
+ *   terminal (a session of its own) and closes every descriptor but the four pipes, whatever
+ *   Alto inherited; the supervisor starts under no-new-privileges and the default seccomp
+ *   filter (no mounts, new namespaces, bpf, io_uring, keyrings, ptrace...).
+ * - Devices: only null, zero, full, random and urandom (no tty: nothing reaches a terminal).
+ * - Disk: the writable layer of the root filesystem is a sparse ext4 image of its own
+ *   (`rootDiskMiB`) and each volume one of the volume's size (volumes.ts), loop-mounted inside
+ *   the sandbox's mount namespace (gone with it), so what the app writes is bounded by a
+ *   filesystem's size. The mount table the app sees names no host path: layers are mounted by
+ *   neutral relative names and the supervisor lives in the root's read-only /.alto.
  * - Network: network.ts (veth pair in a host-owned namespace, nftables); with `spec.platform`,
  *   the one port of the gateway that leads to the edge (platform-access.ts), as `ALTO_URL`; with
  *   `spec.links`, one more gateway port per linked app (links.ts), as `<NAME>_SERVICE_HOST/PORT`.
- * - Limits: cgroups.ts (memory, CPU quota); suspend is the cgroup freezer.
- * - Volumes (volumes.ts): `<dir>/data` bind-mounted onto the overlay root before pivot_root,
- *   its top owned by the app's user as the host sees it (shifted into the sandbox id range).
+ * - Limits: cgroups.ts (memory, CPU quota, pids); suspend is the cgroup freezer.
  * - Snapshots: not supported (capability `snapshot: false`; the calls throw).
  *
  * Start-up chain, each step exec'ing the next, so PID 1 stays one process from mount to app:
- *   sh: join the cgroups -> nsenter --net -> unshare --mount --uts --ipc --cgroup --pid --fork
- *   -> stage1.sh as PID 1 (host root): mount the overlay root, /dev, /proc, /.alto (tools and
- *      supervisor), pivot_root into it and detach the host's tree (pivot_root rather than chroot,
- *      so there is nothing left to escape to)
- *   -> setpriv to uid 100000 -> busybox unshare --user; the host writes the id maps
+ *   alto-enter --session (closes descriptors from 4) -> sh: join the cgroups -> nsenter --net
+ *   -> unshare --mount --uts --ipc --cgroup --pid --fork
+ *   -> stage1.sh as PID 1 (host root): loop-mount the writable layer and the volumes, mount the
+ *      overlay root (image + the tools layer with /.alto), /dev, /proc, pivot_root into it and
+ *      detach the host's tree (pivot_root rather than chroot, so there is nothing left to escape to)
+ *   -> setpriv to the range's first uid -> busybox unshare --user; the host writes the id maps
  *      (/proc/<pid>/uid_map) while the shell waits on stdin, and the next exec turns the
- *      process into root of its user namespace -> the supervisor.
+ *      process into root of its user namespace -> alto-enter --sandbox -> the supervisor.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
-  chownSync,
+  copyFileSync,
   existsSync,
   lchownSync,
   lstatSync,
@@ -42,35 +52,45 @@ import {
   renameSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import { SandboxCgroup, detectCgroups } from './cgroups.js';
 import { InstanceBase, LineSplitter, findCommand, hasCommand, parseControlLine, resolveUser, run, shellQuote, validateSpec } from './common.js';
+import { ID_COUNT, IdRanges } from './id-ranges.js';
+import { LAUNCHER_NAME, ensureLauncher } from './launcher.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type SandboxNetwork } from './network.js';
 import { linkVariables, openLinkRelays, validateLinks, type LinkRelays } from './links.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
 import { buildSupervisorScript } from './supervisor.js';
 import { ensureSandboxTools } from './tools.js';
-import { claimVolumes, prepareVolumeFolder, type VolumeClaim } from './volumes.js';
+import { claimVolumes, ensureProcessVolumeImage, waitUntilDetached, type VolumeClaim } from './volumes.js';
 
 export interface ProcessOptions {
   cacheDir: string;
   stateDir: string;
-  /** First host uid/gid of the range sandbox ids 0-65535 map to. */
+  /** First host uid/gid of range 0; tenants' ranges follow it, 65536 ids each (id-ranges.ts). */
   idBase?: number;
   startTimeoutMs?: number;
+  /** Processes and threads one instance may have at once, unless its spec says (default 512; ALTO_SANDBOX_PIDS_MAX). */
+  pidsMax?: number;
+  /** Size of an instance's writable root layer in MiB (default 1024; ALTO_SANDBOX_ROOT_DISK_MIB). */
+  rootDiskMiB?: number;
 }
 
-const ID_COUNT = 65_536;
+export const DEFAULT_PIDS_MAX = 512;
+export const DEFAULT_ROOT_DISK_MIB = 1024;
 const RUN_DIR = '/run/alto-sandbox';
+/** The host id range of sandboxes from before ranges per tenant: their volumes' files are moved from it. */
+const LEGACY_ID_BASE = 100_000;
 
-/** Copies a root filesystem once with every owner moved into the sandbox id range. */
 /** Copies being made in this process, by folder: concurrent first starts of one image share one. */
 const shiftedRootsInFlight = new Map<string, Promise<string>>();
 
+/** Copies a root filesystem once per id range with every owner moved into that range. */
 function ensureShiftedRoot(cacheDir: string, rootfs: string, base: number): Promise<string> {
   const real = realpathSync(rootfs);
   const key = createHash('sha256').update(`${real}\n${statSync(real).mtimeMs}\n${base}`).digest('hex').slice(0, 20);
@@ -110,15 +130,43 @@ async function buildShiftedRoot(real: string, dir: string, base: number): Promis
   return dir;
 }
 
+/**
+ * The top layer of every sandbox's root (`<cacheDir>/process-layer/<key>`): `/.alto/bin` with
+ * the tools and the launcher, `/.alto/run` for the supervisor and `/.alto/old` for pivot_root.
+ * Owned by host root, which no sandbox maps, so root inside can read it and change nothing.
+ */
+async function ensureToolsLayer(cacheDir: string, tools: string, launcher: string): Promise<string> {
+  const key = createHash('sha256').update(`${launcher}\n${statSync(join(tools, '.complete')).mtimeMs}`).digest('hex').slice(0, 20);
+  const dir = join(cacheDir, 'process-layer', key);
+  if (existsSync(dir)) return dir;
+  const building = `${dir}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  rmSync(building, { recursive: true, force: true });
+  for (const sub of ['.alto/run', '.alto/old']) mkdirSync(join(building, sub), { recursive: true, mode: 0o755 });
+  await run('cp', ['-a', tools, join(building, '.alto', 'bin')]);
+  rmSync(join(building, '.alto', 'bin', '.complete'), { force: true });
+  copyFileSync(launcher, join(building, '.alto', 'bin', LAUNCHER_NAME));
+  chmodSync(join(building, '.alto', 'bin', LAUNCHER_NAME), 0o755);
+  for (const sub of ['', '.alto', '.alto/bin', '.alto/run', '.alto/old']) chmodSync(join(building, sub), 0o755);
+  try {
+    renameSync(building, dir);
+  } catch (error) {
+    if (!existsSync(dir)) throw error;
+    rmSync(building, { recursive: true, force: true });
+  }
+  return dir;
+}
+
 export class ProcessDriver implements SandboxDriver {
   readonly name = 'process' as const;
   private description: Promise<SandboxDescription> | undefined;
   private toolsDir: string | undefined;
+  private launcher: string | undefined;
+  private toolsLayer: string | undefined;
   private readonly instances = new Set<ProcessInstance>();
-  private readonly idBase: number;
+  private readonly idRanges: IdRanges;
 
   constructor(private readonly options: ProcessOptions) {
-    this.idBase = options.idBase ?? 100_000;
+    this.idRanges = new IdRanges(join(options.stateDir, 'id-ranges'), options.idBase ?? LEGACY_ID_BASE);
   }
 
   probe(): Promise<SandboxDescription> {
@@ -132,20 +180,23 @@ export class ProcessDriver implements SandboxDriver {
 
   private async runProbe(): Promise<SandboxDescription> {
     if (process.getuid?.() !== 0) throw new Error('the process driver needs root (network namespaces, cgroups, id-mapped user namespaces)');
-    for (const tool of ['unshare', 'nsenter', 'ip', 'cp']) {
-      if (!hasCommand(tool)) throw new Error(`the process driver needs ${tool} (util-linux, iproute2)`);
+    for (const tool of ['unshare', 'nsenter', 'ip', 'cp', 'mkfs.ext4']) {
+      if (!hasCommand(tool)) throw new Error(`the process driver needs ${tool} (util-linux, iproute2, e2fsprogs)`);
     }
     const maxUserNamespaces = Number(readFileSync('/proc/sys/user/max_user_namespaces', 'utf8').trim());
     if (!(maxUserNamespaces > 0)) throw new Error('user namespaces are disabled on this host (user.max_user_namespaces is 0)');
+    if (!existsSync('/dev/loop-control')) throw new Error('this host has no loop devices (/dev/loop-control), which hold the sandboxes\' disks: load the loop module');
     const cgroups = detectCgroups();
-    if (!cgroups) throw new Error('this host has no usable cgroups for memory and CPU limits');
+    if (!cgroups) throw new Error('this host has no usable cgroups for memory, CPU and process limits');
     mkdirSync(this.options.cacheDir, { recursive: true });
     this.toolsDir = await ensureSandboxTools(this.options.cacheDir);
+    this.launcher = await ensureLauncher(this.options.cacheDir);
+    this.toolsLayer = await ensureToolsLayer(this.options.cacheDir, this.toolsDir, this.launcher);
     const firewall = await ensureFirewall();
     return {
       driver: 'process',
       accelerator: 'none',
-      reason: `Linux namespaces (user, pid, mount, net, ipc, uts, cgroup) with cgroup ${cgroups.version} limits${firewall ? ' and an nftables guard' : '; nft missing, so no outbound access'}`,
+      reason: `Linux namespaces (user, pid, mount, net, ipc, uts, cgroup) with cgroup ${cgroups.version} limits, a seccomp filter and disks of fixed size${firewall ? ' and an nftables guard' : '; nft missing, so no outbound access'}`,
       capabilities: { suspend: true, snapshot: false, outbound: firewall },
     };
   }
@@ -154,13 +205,15 @@ export class ProcessDriver implements SandboxDriver {
     const argv = validateSpec(spec);
     validateLinks(spec.links ?? []);
     const user = resolveUser(spec.rootfs, spec.user);
+    const pidsMax = spec.pidsMax ?? this.options.pidsMax ?? DEFAULT_PIDS_MAX;
+    if (!Number.isInteger(pidsMax) || pidsMax < 16) throw errors.badRequest(`pids limit ${pidsMax} must be a whole number of at least 16`);
     const description = await this.probe();
     if (spec.allowOutbound && !description.capabilities.outbound) throw errors.badRequest('outbound access needs nftables on this host');
     const id = randomBytes(6).toString('hex');
     const volumes = spec.volumes ?? [];
     const claim = claimVolumes(volumes);
     try {
-      return await this.startClaimed(spec, argv, user, id, volumes, claim);
+      return await this.startClaimed(spec, argv, user, pidsMax, id, volumes, claim);
     } catch (error) {
       claim.release();
       throw error;
@@ -171,28 +224,37 @@ export class ProcessDriver implements SandboxDriver {
     spec: SandboxSpec,
     argv: string[],
     user: { uid: number; gid: number },
+    pidsMax: number,
     id: string,
     volumes: SandboxVolume[],
     claim: VolumeClaim,
   ): Promise<ProcessInstance> {
+    const idBase = this.idRanges.baseOf(spec.tenant);
     // The app's user as the host sees it: the top of each volume is theirs to write.
-    const volumeMounts = volumes.map((volume) => ({
-      source: prepareVolumeFolder(volume, this.idBase + user.uid, this.idBase + user.gid),
-      path: volume.path,
-    }));
-    const lower = await ensureShiftedRoot(this.options.cacheDir, spec.rootfs, this.idBase);
+    const owner = { uid: idBase + user.uid, gid: idBase + user.gid };
+    const legacy = { from: LEGACY_ID_BASE, to: idBase, count: ID_COUNT };
+    const volumeImages: string[] = [];
+    for (const volume of volumes) volumeImages.push(await ensureProcessVolumeImage(volume, owner, legacy));
+    // A volume's disk may still be mounted by the instance before this one, for a moment after it ended.
+    await waitUntilDetached(volumeImages);
+    const lower = await ensureShiftedRoot(this.options.cacheDir, spec.rootfs, idBase);
     const stateDir = join(this.options.stateDir, id);
     const runDir = join(RUN_DIR, id);
     const root = join(runDir, 'root');
-    mkdirSync(join(stateDir, 'upper'), { recursive: true });
-    mkdirSync(join(stateDir, 'work'), { recursive: true });
-    chownSync(join(stateDir, 'upper'), this.idBase, this.idBase);
+    mkdirSync(stateDir, { recursive: true });
+    const rootDisk = join(stateDir, 'root.ext4');
+    // No journal: the writable layer lives and dies with its instance.
+    await run('mkfs.ext4', ['-q', '-F', '-O', '^has_journal', '-E', 'lazy_itable_init=1', '-L', 'alto-upper', rootDisk, `${this.options.rootDiskMiB ?? DEFAULT_ROOT_DISK_MIB}M`]);
     mkdirSync(root, { recursive: true, mode: 0o755 });
     chmodSync(RUN_DIR, 0o755);
     chmodSync(runDir, 0o755);
+    // The names the overlay is mounted by, so the app's mount table shows `lowerdir=t:l` and no host path.
+    symlinkSync(this.toolsLayer!, join(runDir, 't'));
+    symlinkSync(lower, join(runDir, 'l'));
     const cgroup = SandboxCgroup.create(`${spec.name ?? 'app'}-${id}`.replace(/[^A-Za-z0-9-]/g, '-'), {
       memoryBytes: spec.memoryMiB * 1024 * 1024,
       cpus: spec.cpus,
+      pidsMax,
     });
     let network: SandboxNetwork;
     let platform: PlatformAccess | undefined;
@@ -232,56 +294,63 @@ export class ProcessDriver implements SandboxDriver {
       }),
       { mode: 0o644 },
     );
-    const tools = this.toolsDir!;
-    const busybox = join(tools, 'busybox');
+    const busybox = join(this.toolsDir!, 'busybox');
     const userStage = [
       'echo alto:userns >&3',
       'read -r go',
-      'exec /.alto/bin/busybox sh /.alto/supervisor.sh',
+      `exec /.alto/bin/${LAUNCHER_NAME} --fds 4 --sandbox -- /.alto/bin/busybox sh /.alto/run/supervisor.sh`,
     ].join('; ');
-    // Bind mounts onto the overlay root, before pivot_root: the app never sees the host path.
-    const volumeLines = volumeMounts
-      .map(({ source, path }) => {
-        const target = `"$R"${shellQuote(path)}`;
-        return `$B mkdir -p ${target}\n$B mount --bind ${shellQuote(source)} ${target}\n$B mount -o remount,bind,nosuid,nodev ${target}`;
+    // Loop-mounted in the sandbox's own mount namespace by neutral names (v0, v1...), then bound
+    // onto the overlay root before pivot_root: the app never sees a host path.
+    const volumeLines = volumes
+      .map((volume, index) => {
+        const target = `"$R"${shellQuote(volume.path)}`;
+        return [
+          `$B mkdir v${index}`,
+          `$B mount -t ext4 -o loop,nosuid,nodev ${shellQuote(volumeImages[index])} v${index}`,
+          `$B chown ${owner.uid}:${owner.gid} v${index}`,
+          `$B mkdir -p ${target}`,
+          `$B mount --bind v${index} ${target}`,
+        ].join('\n');
       })
       .join('\n');
     const stage1 = `# Alto process sandbox, stage 1 (generated): PID 1 of the new PID namespace, still host root.
 set -e
 B=${shellQuote(busybox)}
 R=${shellQuote(root)}
-$B mount -t overlay overlay -o ${shellQuote(`lowerdir=${lower},upperdir=${join(stateDir, 'upper')},workdir=${join(stateDir, 'work')}`)} "$R"
+cd ${shellQuote(runDir)}
+$B mkdir u
+$B mount -t ext4 -o loop,nosuid,nodev ${shellQuote(rootDisk)} u
+$B mkdir -p u/upper u/work
+$B chown ${idBase}:${idBase} u/upper
+$B mount -t overlay overlay -o lowerdir=t:l,upperdir=u/upper,workdir=u/work "$R"
 ${volumeLines}
-for dir in dev proc .alto; do [ -d "$R/$dir" ] || $B mkdir -p "$R/$dir"; done
+for dir in dev proc; do [ -d "$R/$dir" ] || $B mkdir -p "$R/$dir"; done
 [ -d "$R/tmp" ] || { $B mkdir -p "$R/tmp"; $B chmod 1777 "$R/tmp"; }
-$B mount -t tmpfs -o mode=0755,size=1m,nosuid,uid=${this.idBase},gid=${this.idBase} alto-dev "$R/dev"
-for node in null zero full random urandom tty; do $B touch "$R/dev/$node"; $B mount --bind "/dev/$node" "$R/dev/$node"; done
-$B mkdir -p "$R/dev/shm" "$R/dev/pts"
+$B mount -t tmpfs -o mode=0755,size=1m,nosuid,uid=${idBase},gid=${idBase} alto-dev "$R/dev"
+for node in null zero full random urandom; do $B touch "$R/dev/$node"; $B mount --bind "/dev/$node" "$R/dev/$node"; done
+$B mkdir -p "$R/dev/shm"
 $B mount -t tmpfs -o mode=1777,nosuid,nodev shm "$R/dev/shm"
 $B ln -s /proc/self/fd "$R/dev/fd"; $B ln -s /proc/self/fd/0 "$R/dev/stdin"; $B ln -s /proc/self/fd/1 "$R/dev/stdout"; $B ln -s /proc/self/fd/2 "$R/dev/stderr"
 $B mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
-$B mount -t tmpfs -o mode=0755,size=1m alto "$R/.alto"
-$B mkdir "$R/.alto/bin" "$R/.alto/old"
-$B touch "$R/.alto/supervisor.sh"
-$B mount --bind ${shellQuote(tools)} "$R/.alto/bin"
-$B mount -o remount,bind,ro "$R/.alto/bin"
-$B mount --bind ${shellQuote(join(stateDir, 'supervisor.sh'))} "$R/.alto/supervisor.sh"
+for entry in sys sysrq-trigger; do [ -e "$R/proc/$entry" ] || continue; $B mount --bind "$R/proc/$entry" "$R/proc/$entry"; $B mount -o remount,bind,ro,nosuid,nodev,noexec "$R/proc/$entry"; done
+$B cp ${shellQuote(join(stateDir, 'supervisor.sh'))} "$R/.alto/run/supervisor.sh"
+$B mount --bind "$R/.alto" "$R/.alto"
+$B mount -o remount,bind,ro,nosuid,nodev "$R/.alto"
 $B hostname ${shellQuote(hostname)}
 cd "$R"
 $B pivot_root . .alto/old
 B=/.alto/bin/busybox
 cd /
 $B umount -l /.alto/old
-$B rmdir /.alto/old
-$B mount -o remount,ro /.alto
-exec /.alto/bin/ld.so --library-path /.alto/bin/lib /.alto/bin/setpriv --reuid=${this.idBase} --regid=${this.idBase} --clear-groups -- /.alto/bin/busybox unshare --user -- /.alto/bin/busybox sh -c ${shellQuote(userStage)}
+exec /.alto/bin/ld.so --library-path /.alto/bin/lib /.alto/bin/setpriv --reuid=${idBase} --regid=${idBase} --clear-groups -- /.alto/bin/busybox unshare --user -- /.alto/bin/busybox sh -c ${shellQuote(userStage)}
 `;
     writeFileSync(join(stateDir, 'stage1.sh'), stage1, { mode: 0o644 });
-    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, platform, links, port: spec.port, idBase: this.idBase, volumes: claim });
+    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, platform, links, port: spec.port, idBase, volumes: claim, volumeImages });
     this.instances.add(instance);
     void instance.exited.then(() => this.instances.delete(instance));
     // From here the instance releases the volumes when it ends, whether or not it became ready.
-    await instance.boot(busybox, join(stateDir, 'stage1.sh'), this.options.startTimeoutMs ?? 60_000);
+    await instance.boot(this.launcher!, busybox, join(stateDir, 'stage1.sh'), this.options.startTimeoutMs ?? 60_000);
     return instance;
   }
 
@@ -307,6 +376,8 @@ interface ProcessResources {
   idBase: number;
   /** Released when the instance has ended and nothing in it can write any more. */
   volumes: VolumeClaim;
+  /** The volumes' disk images, released with the claim once no loop device holds them. */
+  volumeImages: string[];
 }
 
 export class ProcessInstance extends InstanceBase {
@@ -326,7 +397,7 @@ export class ProcessInstance extends InstanceBase {
     this.port = resources.port;
   }
 
-  async boot(busybox: string, stage1: string, timeoutMs: number): Promise<void> {
+  async boot(launcher: string, busybox: string, stage1: string, timeoutMs: number): Promise<void> {
     const ready = new Promise<void>((resolve, reject) => (this.readyWaiter = { resolve, reject }));
     const joinCgroups = this.resources.cgroup.procsFiles.map((file) => `echo $$ > ${shellQuote(file)}`).join('; ');
     const enter = [
@@ -334,8 +405,10 @@ export class ProcessInstance extends InstanceBase {
       findCommand('unshare')!, '--mount', '--propagation', 'private', '--uts', '--ipc', '--cgroup', '--pid', '--fork', '--kill-child', '--',
       busybox, 'sh', stage1,
     ];
-    // Joining the cgroups first means nothing the sandbox ever runs escapes its limits.
-    const child = spawn(busybox, ['sh', '-c', `${joinCgroups}; exec ${enter.map(shellQuote).join(' ')}`], {
+    // Joining the cgroups first means nothing the sandbox ever runs escapes its limits. The
+    // launcher first leaves Alto's terminal and closes every descriptor but the four pipes.
+    const command = [busybox, 'sh', '-c', `${joinCgroups}; exec ${enter.map(shellQuote).join(' ')}`];
+    const child = spawn(launcher, ['--fds', '4', '--session', '--', ...command], {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
@@ -420,6 +493,8 @@ export class ProcessInstance extends InstanceBase {
     await this.resources.platform?.close();
     await this.resources.links?.close();
     await destroySandboxNetwork(this.resources.network);
+    // The volumes' disks are free once the sandbox's mount namespace has let go of them.
+    await waitUntilDetached(this.resources.volumeImages).catch((error: Error) => (this.stderrTail += `alto: ${error.message}\n`));
     this.resources.volumes.release();
     rmSync(this.resources.runDir, { recursive: true, force: true });
     rmSync(this.resources.stateDir, { recursive: true, force: true });

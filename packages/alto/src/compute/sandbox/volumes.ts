@@ -1,16 +1,17 @@
 /**
  * @module compute/sandbox/volumes
  * Volumes: a host folder per volume that keeps an app's files across its instances. Each driver
- * keeps its own layout inside that folder (process: `data/`, bind-mounted into the sandbox;
- * microvm: `volume.ext4`, a sparse ext4 disk image attached as a virtio-blk device), so one
- * folder belongs to one driver.
+ * keeps its own layout inside that folder (process: `process.ext4`, a sparse ext4 image the
+ * sandbox loop-mounts in its own mount namespace; microvm: `volume.ext4`, a sparse ext4 disk
+ * image attached as a virtio-blk device), so one folder belongs to one driver. Either way the
+ * volume's size is a filesystem's size, which holds whatever the app writes.
  *
  * Only one running instance may use a volume at a time: two writers would corrupt an ext4 image
  * and race on files. A claim is held in this process (a set of folders) and on disk (`lock`,
  * holding the owner's pid, created exclusively), so a second Alto process on the same data
  * folder is refused too; a lock left by a process that died is taken over.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, realpathSync, renameSync, rmSync, chownSync, writeSync, lstatSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, lchownSync, chmodSync, writeSync, lstatSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import { run } from './common.js';
@@ -127,12 +128,80 @@ function takeLockFile(lock: string): boolean {
   return false;
 }
 
-/** Process driver: `<dir>/data`, its top owned by the app's user as the host sees it. */
-export function prepareVolumeFolder(volume: SandboxVolume, hostUid: number, hostGid: number): string {
-  const data = join(volume.dir, 'data');
-  mkdirSync(data, { recursive: true, mode: 0o755 });
-  chownSync(data, hostUid, hostGid);
-  return data;
+/** Moves every owner of a tree from one host id range to another (sizes: the ranges' length). */
+export function shiftOwners(path: string, from: number, to: number, count: number): void {
+  const stat = lstatSync(path);
+  const move = (id: number) => (id >= from && id < from + count ? to + (id - from) : id);
+  lchownSync(path, move(stat.uid), move(stat.gid));
+  // chown clears set-uid/set-gid bits; put the mode back.
+  if (!stat.isSymbolicLink()) chmodSync(path, stat.mode & 0o7777);
+  if (stat.isDirectory()) for (const name of readdirSync(path)) shiftOwners(join(path, name), from, to, count);
+}
+
+/**
+ * Process driver: `<dir>/process.ext4`, a sparse ext4 image of the volume's size, made on first
+ * use with its top owned by `owner` (the app's user as the host sees it). A folder from before
+ * (`<dir>/data`, whose size nothing held) is moved into it, its owners shifted from the range
+ * they had (`legacy`) into the tenant's, and removed once copied; one larger than the volume
+ * says so and stays as it is.
+ */
+export async function ensureProcessVolumeImage(
+  volume: SandboxVolume,
+  owner: { uid: number; gid: number },
+  legacy: { from: number; to: number; count: number },
+): Promise<string> {
+  const image = join(volume.dir, 'process.ext4');
+  if (existsSync(image)) return image;
+  const size = volume.sizeMiB ?? DEFAULT_VOLUME_SIZE_MIB;
+  const temporary = `${image}.${process.pid}.tmp`;
+  rmSync(temporary, { force: true });
+  const folder = join(volume.dir, 'data');
+  const migrate = existsSync(folder);
+  if (migrate && legacy.from !== legacy.to) shiftOwners(folder, legacy.from, legacy.to, legacy.count);
+  try {
+    await run(
+      'mkfs.ext4',
+      ['-q', '-F', '-L', 'alto-volume', '-E', `root_owner=${owner.uid}:${owner.gid}`, ...(migrate ? ['-d', folder] : []), temporary, `${size}M`],
+      { timeoutMs: 600_000 },
+    );
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    if (migrate) throw errors.badRequest(`the volume at ${volume.dir} holds more than its ${size} MiB (or cannot be copied into its disk image): ${(error as Error).message}`);
+    throw error;
+  }
+  renameSync(temporary, image);
+  if (migrate) rmSync(folder, { recursive: true, force: true });
+  return image;
+}
+
+/**
+ * Resolves once no loop device is backed by any of `files`: a sandbox's loop mounts go with its
+ * mount namespace, a moment after its last process, and a volume mounted twice at once would be
+ * corrupted, so the next instance waits for that moment.
+ */
+export async function waitUntilDetached(files: string[], timeoutMs = 30_000): Promise<void> {
+  if (files.length === 0) return;
+  const wanted = new Set(files.map((file) => (existsSync(file) ? realpathSync(file) : file)));
+  const attached = () => {
+    let names: string[];
+    try {
+      names = readdirSync('/sys/block').filter((name) => name.startsWith('loop'));
+    } catch {
+      return false;
+    }
+    return names.some((name) => {
+      try {
+        return wanted.has(readFileSync(join('/sys/block', name, 'loop', 'backing_file'), 'utf8').trim());
+      } catch {
+        return false;
+      }
+    });
+  };
+  const deadline = Date.now() + timeoutMs;
+  while (attached()) {
+    if (Date.now() > deadline) throw new Error(`a loop device still holds ${[...wanted].join(', ')} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 /** microvm driver: `<dir>/volume.ext4`, made sparse with mkfs.ext4 on first use. */
