@@ -30,7 +30,8 @@ fi
 
 # The sandbox tests (compute/sandbox): QEMU for microVMs, e2fsprogs for their root disks, lz4 to
 # cut the PVH vmlinux out of the kernel package (which the tests fetch with `apt-get download`,
-# so the package lists must know it), iproute2 and nftables for the process driver's network.
+# so the package lists must know it), iproute2 and nftables for the process driver's network,
+# gcc for the sandbox launcher.
 sandbox_need=()
 command -v qemu-system-x86_64 >/dev/null 2>&1 || sandbox_need+=(qemu-system-x86)
 command -v mkfs.ext4 >/dev/null 2>&1 || sandbox_need+=(e2fsprogs)
@@ -39,6 +40,8 @@ command -v ip >/dev/null 2>&1 || sandbox_need+=(iproute2)
 command -v nft >/dev/null 2>&1 || sandbox_need+=(nftables)
 command -v cpio >/dev/null 2>&1 || sandbox_need+=(cpio)
 dpkg -s busybox-static >/dev/null 2>&1 || sandbox_need+=(busybox-static)
+# The sandbox launcher (compute/sandbox/launcher/alto-enter.c) is compiled on first use, static.
+command -v cc >/dev/null 2>&1 || sandbox_need+=(gcc libc6-dev)
 if [ "${#sandbox_need[@]}" -gt 0 ] || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   echo "installing ${sandbox_need[*]:-nothing} for the sandbox tests"
   export DEBIAN_FRONTEND=noninteractive

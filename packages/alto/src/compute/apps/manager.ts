@@ -585,6 +585,8 @@ export class AppManager implements AppResolver, AppGateway {
       // Every instance may call Alto's API through the edge (ALTO_URL), and nothing else on the host.
       ...(this.edge ? { platform: { port: this.edge.port } } : {}),
       name: app.name,
+      // The process driver gives each project a host id range of its own (compute/sandbox/id-ranges.ts).
+      tenant: app.projectId,
       ...(volumes.length > 0 ? { volumes } : {}),
       ...(settings.links.length > 0 ? { links: settings.links.map((name) => this.linkOf(app, name)) } : {}),
     };

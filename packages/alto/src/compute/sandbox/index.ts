@@ -48,12 +48,26 @@ export function tcgExchangeLimit(text: string | undefined): number | undefined {
   return value;
 }
 
+/** A whole-number setting of the process driver from the environment (unset: the driver's default). */
+export function processSetting(name: string, text: string | undefined, minimum: number): number | undefined {
+  if (text === undefined || text === '') return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < minimum) throw new Error(`${name} must be a whole number of at least ${minimum}, not "${text}"`);
+  return value;
+}
+
 /** Probes and returns the driver to use, with the reason it was chosen in its description. */
 export async function chooseSandboxDriver(setup: SandboxSetup): Promise<ChosenSandbox> {
   const cacheDir = setup.cacheDir ?? defaultSandboxCacheDir();
   const microvm = () =>
     new MicrovmDriver({ cacheDir, stateDir: join(setup.stateDir, 'microvm'), accelerator: setup.accelerator, tcgExchangeLimit: tcgExchangeLimit(process.env.ALTO_MICROVM_TCG_EXCHANGES) });
-  const processDriver = () => new ProcessDriver({ cacheDir, stateDir: join(setup.stateDir, 'process') });
+  const processDriver = () =>
+    new ProcessDriver({
+      cacheDir,
+      stateDir: join(setup.stateDir, 'process'),
+      pidsMax: processSetting('ALTO_SANDBOX_PIDS_MAX', process.env.ALTO_SANDBOX_PIDS_MAX, 16),
+      rootDiskMiB: processSetting('ALTO_SANDBOX_ROOT_DISK_MIB', process.env.ALTO_SANDBOX_ROOT_DISK_MIB, 16),
+    });
   if (setup.choice === 'microvm' || setup.choice === 'process') {
     const driver = setup.choice === 'microvm' ? microvm() : processDriver();
     const description = await driver.probe();

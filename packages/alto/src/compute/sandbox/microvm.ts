@@ -109,6 +109,7 @@ import { QmpClient } from './qmp.js';
 import { copyDisk, ensureRootDisk } from './root-disk.js';
 import { buildSupervisorScript } from './supervisor.js';
 import { ensureSandboxTools } from './tools.js';
+import { ensureLauncher } from './launcher.js';
 import { claimVolumes, ensureVolumeDisk, type VolumeClaim } from './volumes.js';
 
 export interface MicrovmOptions {
@@ -304,6 +305,8 @@ export class MicrovmDriver implements SandboxDriver {
   private kernel: GuestKernel | undefined;
   private initramfs: string | undefined;
   private toolsDir: string | undefined;
+  /** alto-enter, so QEMU gets no descriptor of Alto's beyond its stdio; undefined where it cannot be built. */
+  private launcher: string | undefined;
   private readonly instances = new Set<MicrovmInstance>();
   private readonly qemu: string;
 
@@ -328,6 +331,8 @@ export class MicrovmDriver implements SandboxDriver {
     const tools = await ensureSandboxTools(this.options.cacheDir);
     if (/\s/.test(tools)) throw new Error(`the sandbox cache folder ${tools} has white space in its path; QEMU cannot run its tools from there (set ALTO_SANDBOX_CACHE)`);
     this.toolsDir = tools;
+    // Not required here (QEMU runs no tenant code on the host), so a host without a C compiler still runs microVMs.
+    this.launcher = await ensureLauncher(this.options.cacheDir).catch(() => undefined);
     this.kernel = await ensureGuestKernel(this.options.cacheDir);
     this.initramfs = ensureInitramfs(this.options.cacheDir, this.kernel, tools);
     const choice = this.options.accelerator ?? 'auto';
@@ -391,7 +396,7 @@ export class MicrovmDriver implements SandboxDriver {
       volumeClaim.release();
       throw error;
     }
-    const instance = new MicrovmInstance(layout, this.qemu);
+    const instance = new MicrovmInstance(layout, this.qemu, this.launcher);
     this.track(instance);
     await instance.boot(this.options.startTimeoutMs ?? 120_000);
     return instance;
@@ -473,7 +478,7 @@ export class MicrovmDriver implements SandboxDriver {
       layout.memoryFile = join(snapshotDir, 'memory');
       layout.memoryShared = false;
     }
-    const instance = new MicrovmInstance(layout, this.qemu);
+    const instance = new MicrovmInstance(layout, this.qemu, this.launcher);
     this.track(instance);
     await instance.boot(this.options.startTimeoutMs ?? 120_000, { state: join(snapshotDir, 'state'), memoryInState: manifest.memoryInState === true, memoryCopied });
     return instance;
@@ -570,6 +575,7 @@ export class MicrovmInstance extends InstanceBase {
   constructor(
     private readonly layout: MachineLayout,
     private readonly qemu: string,
+    private readonly launcher?: string,
   ) {
     super(layout.id);
   }
@@ -700,7 +706,12 @@ export class MicrovmInstance extends InstanceBase {
     const [command, args] = this.layout.network
       ? [findCommand('nsenter')!, [`--net=${this.layout.network.namespacePath}`, '--', this.qemu, ...qemuArgs]]
       : [this.qemu, qemuArgs];
-    const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Through the launcher, which closes every descriptor but stdio before exec (Alto's own and
+    // any it inherited) and then execs, so the pid stays QEMU's.
+    const executable = findCommand(command) ?? command;
+    const child = this.launcher
+      ? spawn(this.launcher, ['--fds', '3', '--', executable, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
     child.stderr!.on('data', (chunk) => (this.qemuStderr = (this.qemuStderr + chunk).slice(-4_000)));
     child.on('exit', () => void this.onQemuExit());

@@ -12,15 +12,24 @@
  *   one TCP port of the instance's own gateway when its spec asks for the platform (the edge;
  *   the set `platform`, managed by platform-access.ts), and one more per link to another app
  *   (links.ts, same set).
+ * Outbound access needs the host to forward (net.ipv4.ip_forward): Alto turns it on for the first
+ * instance that asks and puts back the value it found when the last one of any Alto on the host
+ * has ended (leases marked `outbound`; the value found is kept in /run/alto-sandbox/ip_forward.saved,
+ * so one that crashed is put back by the next Alto's first network). The sandbox itself sees its
+ * own network namespace's sysctls only, and those read-only (process.ts mounts /proc/sys so).
  * Chosen over slirp4netns (user-mode networking, like QEMU's) because a veth is in the kernel
  * already, costs no extra process per instance and its isolation is the kernel's routing, not
  * a userspace stack's options.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasCommand, run } from './common.js';
 
 const LEASE_DIR = '/run/alto-sandbox/leases';
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+/** The host's ip_forward as Alto found it, while Alto's outbound instances need it on. */
+const IP_FORWARD_SAVED = '/run/alto-sandbox/ip_forward.saved';
+const OUTBOUND_MARK = ' outbound';
 const SUBNET_SLOTS = 16_384;
 const TABLE = 'alto_sandbox';
 export const FIREWALL_TABLE = TABLE;
@@ -81,11 +90,49 @@ function slotAddresses(slot: number): { host: string; sandbox: string } {
   return { host: `10.231.${third}.${fourth + 1}`, sandbox: `10.231.${third}.${fourth + 2}` };
 }
 
+/** Whether an instance with outbound access, of this Alto or another one still alive, holds a lease. */
+function outboundLeaseAlive(): boolean {
+  let names: string[];
+  try {
+    names = readdirSync(LEASE_DIR);
+  } catch {
+    return false;
+  }
+  return names.some((name) => {
+    try {
+      const text = readFileSync(join(LEASE_DIR, name), 'utf8');
+      return text.endsWith(OUTBOUND_MARK) && pidAlive(Number(text.split(' ')[0]));
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Turns the host's forwarding on, first noting what it was (unless Alto turned it on already). */
+function enableForwarding(): void {
+  const current = readFileSync(IP_FORWARD, 'utf8').trim();
+  if (current === '1') return;
+  if (!existsSync(IP_FORWARD_SAVED)) writeFileSync(IP_FORWARD_SAVED, current);
+  writeFileSync(IP_FORWARD, '1');
+}
+
+/** Puts back the forwarding Alto found, once no instance with outbound access is left on the host. */
+export function restoreForwarding(): void {
+  if (!existsSync(IP_FORWARD_SAVED) || outboundLeaseAlive()) return;
+  const saved = readFileSync(IP_FORWARD_SAVED, 'utf8').trim();
+  writeFileSync(IP_FORWARD, /^[01]$/.test(saved) ? saved : '0');
+  rmSync(IP_FORWARD_SAVED, { force: true });
+  // Another Alto may have leased an outbound instance meanwhile: it still needs forwarding.
+  if (outboundLeaseAlive()) enableForwarding();
+}
+
 let firewall: Promise<boolean> | undefined;
 
 /** Installs the nftables table once per host; false when nft is not available. */
 export function ensureFirewall(): Promise<boolean> {
   firewall ??= (async () => {
+    // Forwarding left on by an Alto that ended without putting it back.
+    restoreForwarding();
     if (!hasCommand('nft')) return false;
     const existing = await run('nft', ['list', 'table', 'inet', TABLE]).catch(() => undefined);
     if (existing) {
@@ -134,7 +181,8 @@ export async function createSandboxNetwork(id: string, outbound: boolean): Promi
   const namespace = `alto-${id}`;
   const hostInterface = `altoh${short}`;
   const sandboxInterface = `altoc${short}`;
-  const { slot, lease } = leaseSlot(namespace);
+  // The lease says whether the instance needs forwarding, before forwarding is turned on.
+  const { slot, lease } = leaseSlot(outbound ? `${namespace}${OUTBOUND_MARK}` : namespace);
   const addresses = slotAddresses(slot);
   try {
     await run('ip', ['-batch', '-'], {
@@ -159,12 +207,13 @@ export async function createSandboxNetwork(id: string, outbound: boolean): Promi
     // Root inside the sandbox is not root of this (host-owned) namespace; let it bind low ports.
     await run('nsenter', [`--net=/run/netns/${namespace}`, '--', 'sh', '-c', 'echo 0 > /proc/sys/net/ipv4/ip_unprivileged_port_start']);
     if (outbound) {
-      writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
+      enableForwarding();
       await run('nft', ['add', 'element', 'inet', TABLE, 'outbound', `{ ${hostInterface} }`]);
     }
   } catch (error) {
     await run('ip', ['netns', 'del', namespace]).catch(() => undefined);
     rmSync(lease, { force: true });
+    if (outbound) restoreForwarding();
     throw error;
   }
   return {
@@ -183,5 +232,6 @@ export async function destroySandboxNetwork(network: SandboxNetwork): Promise<vo
   // Deleting the namespace deletes the veth pair with it.
   await run('ip', ['netns', 'del', network.namespace]).catch(() => undefined);
   rmSync(network.lease, { force: true });
+  if (network.outbound) restoreForwarding();
 }
 
