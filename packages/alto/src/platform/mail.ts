@@ -21,6 +21,7 @@ import type { MailStore, OutboxMessage, OutboxQuery } from '../store/mail/port.j
 import { PostgresMailStore } from '../store/mail/postgres.js';
 import { SqliteMailStore } from '../store/mail/sqlite.js';
 import { redactUrl } from '../store/index.js';
+import { isSealedText, SecretCipher } from '../kit/master-key.js';
 import type { Platform } from './platform.js';
 import { component } from './service.js';
 
@@ -35,7 +36,18 @@ export interface OutgoingMail {
   htmlBody?: string;
   /** Which block asks, kept with the message: `email` or `user`. */
   source: string;
+  /**
+   * Values in the subject or bodies that only some keys may read back (a reset code, a magic
+   * link's token): delivered as they are, but kept sealed in the outbox, where `outbox` shows
+   * them only when asked to reveal them.
+   */
+  secrets?: string[];
 }
+
+/** What the outbox shows in place of a sealed value to a key that may not read it. */
+export const HIDDEN_SECRET = '[hidden: read the outbox with a key that has the user scope]';
+/** A sealed value inside a stored message, in brackets. */
+const SEALED_MARKER = /\[(alto-sealed:v1:[A-Za-z0-9+/=]+)\]/g;
 
 export interface SmtpSetting {
   /** Where the project's mail goes: its own server, the instance's, or only the outbox. */
@@ -216,6 +228,11 @@ export class Mailer {
     private readonly log: Logger,
     private readonly limits: MailLimits = DEFAULT_MAIL_LIMITS,
     private readonly now: () => number = Date.now,
+    /**
+     * Seals the projects' SMTP URLs and the outbox's secrets at rest (the platform's master key).
+     * Without one, secrets are never kept at all and SMTP URLs are kept as given.
+     */
+    private readonly cipher?: SecretCipher,
   ) {
     if (instanceSmtpUrl) checkSmtpUrl(instanceSmtpUrl, '--smtp');
   }
@@ -247,16 +264,19 @@ export class Mailer {
     return message;
   }
 
-  async outbox(namespace: string, query: OutboxQuery): Promise<OutboxMessage[]> {
-    return this.store.listMessages(namespace, query);
+  /** The outbox, newest first; sealed secrets shown only with `revealSecrets`, else hidden. */
+  async outbox(namespace: string, query: OutboxQuery, options: { revealSecrets?: boolean } = {}): Promise<OutboxMessage[]> {
+    const messages = await this.store.listMessages(namespace, query);
+    return messages.map((message) => this.unsealed(namespace, message, options.revealSecrets ?? false));
   }
 
-  async message(namespace: string, id: string): Promise<OutboxMessage | undefined> {
-    return this.store.getMessage(namespace, id);
+  async message(namespace: string, id: string, options: { revealSecrets?: boolean } = {}): Promise<OutboxMessage | undefined> {
+    const message = await this.store.getMessage(namespace, id);
+    return message && this.unsealed(namespace, message, options.revealSecrets ?? false);
   }
 
   async smtpSetting(namespace: string): Promise<SmtpSetting> {
-    const own = await this.store.getSmtpUrl(namespace);
+    const own = await this.projectSmtpUrl(namespace);
     if (own) return { source: 'project', url: redactUrl(own) };
     if (this.instanceSmtpUrl) return { source: 'instance', url: redactUrl(this.instanceSmtpUrl) };
     return { source: 'none', url: '' };
@@ -268,9 +288,54 @@ export class Mailer {
     else {
       const checked = checkSmtpUrl(url);
       await resolveOutbound(checked.hostname, { allowPrivate: privateTargetsAllowed() });
-      await this.store.putSmtpUrl(namespace, url, this.now());
+      await this.store.putSmtpUrl(namespace, this.sealSmtpUrl(namespace, url), this.now());
     }
     return this.smtpSetting(namespace);
+  }
+
+  /** The project's own SMTP URL, opened; one stored in plain text (before URLs were sealed) is sealed now. */
+  private async projectSmtpUrl(namespace: string): Promise<string | undefined> {
+    const stored = await this.store.getSmtpUrl(namespace);
+    if (!stored || !this.cipher) return stored;
+    if (!isSealedText(stored)) {
+      await this.store.putSmtpUrl(namespace, this.sealSmtpUrl(namespace, stored), this.now());
+      return stored;
+    }
+    return this.cipher.openText(stored, ['mail.smtp_url', namespace]);
+  }
+
+  private sealSmtpUrl(namespace: string, url: string): string {
+    return this.cipher ? this.cipher.sealText(url, ['mail.smtp_url', namespace]) : url;
+  }
+
+  /** The message as stored: each secret replaced by a sealed marker (or hidden for good without a cipher). */
+  private sealedForOutbox(namespace: string, message: OutboxMessage, secrets: string[]): OutboxMessage {
+    const hide = (text: string) =>
+      secrets.reduce((result, secret) => {
+        if (secret === '' || !result.includes(secret)) return result;
+        const marker = this.cipher
+          ? `[${this.cipher.sealText(secret, ['mail.outbox', namespace, message.id])}]`
+          : HIDDEN_SECRET;
+        return result.split(secret).join(marker);
+      }, text);
+    return { ...message, subject: hide(message.subject), textBody: hide(message.textBody), htmlBody: hide(message.htmlBody) };
+  }
+
+  /** A stored message with its sealed markers opened (`reveal`) or hidden; a marker that does not open is hidden. */
+  private unsealed(namespace: string, message: OutboxMessage, reveal: boolean): OutboxMessage {
+    if (message.source === 'email') return message;
+    const show = (text: string) =>
+      text.includes('[alto-sealed:v1:')
+        ? text.replace(SEALED_MARKER, (_marker, sealed: string) => {
+            if (!reveal || !this.cipher) return HIDDEN_SECRET;
+            try {
+              return this.cipher.openText(sealed, ['mail.outbox', namespace, message.id]);
+            } catch {
+              return HIDDEN_SECRET;
+            }
+          })
+        : text;
+    return { ...message, subject: show(message.subject), textBody: show(message.textBody), htmlBody: show(message.htmlBody) };
   }
 
   async deleteProject(projectId: string): Promise<number> {
@@ -315,7 +380,7 @@ export class Mailer {
     if (bodyBytes > this.limits.maxBodyBytes) {
       throw errors.payloadTooLarge(`text_body and html_body: ${bodyBytes} bytes is more than the ${this.limits.maxBodyBytes} a message may have`);
     }
-    const smtpUrl = (await this.store.getSmtpUrl(namespace)) ?? this.instanceSmtpUrl;
+    const smtpUrl = (await this.projectSmtpUrl(namespace)) ?? this.instanceSmtpUrl;
     const at = this.now();
     const message: OutboxMessage = {
       id: randomUUID(),
@@ -332,7 +397,7 @@ export class Mailer {
       createdAt: at,
       updatedAt: at,
     };
-    await this.store.addMessage(namespace, message);
+    await this.store.addMessage(namespace, this.sealedForOutbox(namespace, message, mail.secrets ?? []));
     return { message, smtpUrl };
   }
 
@@ -412,7 +477,7 @@ async function openMailStore(platform: Platform): Promise<MailStore> {
  */
 export const mailComponent = component('platform.mail', async (platform) => {
   const log = platform.log.child({ part: 'mail' });
-  const mailer = new Mailer(await openMailStore(platform), platform.config.smtpUrl, log);
+  const mailer = new Mailer(await openMailStore(platform), platform.config.smtpUrl, log, DEFAULT_MAIL_LIMITS, Date.now, platform.masterKey().cipher);
   mailer.startPurging();
   log.info({ smtp: platform.config.smtpUrl ? redactUrl(platform.config.smtpUrl) : 'none (outbox only)' }, 'mail: ready');
   return mailer;

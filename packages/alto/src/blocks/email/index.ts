@@ -99,13 +99,19 @@ export const emailService = defineService({
       },
     }),
     Outbox: endpoint({
-      description: 'The messages the project sent (by email/Send and by the user block), newest first, with how each went.',
+      description:
+        'The messages the project sent (by email/Send and by the user block), newest first, with how each went. ' +
+        "The user block's codes and links are shown only to keys with the user scope.",
       request: OutboxRequest,
       response: OutboxResponse,
       example: { limit: 10 },
       async handler(request, context) {
         const { mailer, namespace } = use(context);
-        const messages = await mailer.outbox(namespace, { offset: request.offset, limit: request.limit, to: request.to });
+        // The user block's mails carry live tokens (reset codes, magic links): only a key that
+        // could use the user block anyway may read them back.
+        const scopes = context.tenant!.scopes;
+        const revealSecrets = scopes.includes('*') || scopes.includes('user');
+        const messages = await mailer.outbox(namespace, { offset: request.offset, limit: request.limit, to: request.to }, { revealSecrets });
         return { messages: messages.map(wireMessage) };
       },
     }),

@@ -5,12 +5,14 @@
  * outbox (no SMTP configured); delivery over SMTP is covered by test/user.e2e.test.ts.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isAltoError } from '../../kit/errors.js';
 import { silentLogger } from '../../kit/logger.js';
+import { SecretCipher } from '../../kit/master-key.js';
 import { Mailer } from '../../platform/mail.js';
 import { SqliteMailStore } from '../../store/mail/sqlite.js';
 import { openSqlite, type SqliteDatabase } from '../../store/sqlite/database.js';
@@ -47,10 +49,11 @@ describe('UserBlock', () => {
     expirationSeconds: 1800,
     ...extra,
   });
-  const outbox = (ns: string) => mailer.outbox(ns, { offset: 0, limit: 100, to: '' });
+  // Read as a key with the user scope would: with the tokens the outbox keeps sealed.
+  const outbox = (ns: string) => mailer.outbox(ns, { offset: 0, limit: 100, to: '' }, { revealSecrets: true });
   /** The last base-62 token of 30+ characters in the newest mail to `email`. */
   async function tokenFromMail(ns: string, email: string): Promise<string> {
-    const [latest] = await mailer.outbox(ns, { offset: 0, limit: 1, to: email });
+    const [latest] = await mailer.outbox(ns, { offset: 0, limit: 1, to: email }, { revealSecrets: true });
     assert.ok(latest, `no mail to ${email}`);
     const tokens = latest.textBody.match(/[0-9A-Za-z]{30,}/g);
     assert.ok(tokens, `no token in: ${latest.textBody}`);
@@ -62,7 +65,7 @@ describe('UserBlock', () => {
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'alto-user-'));
     db = openSqlite(join(dir, 'alto.db'));
-    mailer = new Mailer(new SqliteMailStore(db), undefined, silentLogger(), undefined, () => now);
+    mailer = new Mailer(new SqliteMailStore(db), undefined, silentLogger(), undefined, () => now, new SecretCipher(randomBytes(32)));
     users = new UserBlock(new SqliteUserStore(db), mailer, silentLogger(), DEFAULT_USER_LIMITS, () => now);
   });
   after(async () => {

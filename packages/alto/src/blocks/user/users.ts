@@ -8,11 +8,12 @@
  * an unknown email and a wrong password; the Send* endpoints answer the same for unknown emails.
  */
 import { hash, verify } from '@node-rs/argon2';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { baseUrlOf } from '../../kit/public-url.js';
 import { randomBase62 } from '../../kit/random.js';
+import { FailedLoginLimiter, tooManyRequests, verifyPasswordEvenIfUnknown } from '../../platform/failed-logins.js';
 import { isEmailAddress, MAX_ADDRESS_CHARS, type Mailer } from '../../platform/mail.js';
 import type { StoredSession, StoredToken, StoredUser, TokenPurpose, UserStore } from '../../store/users/port.js';
 import {
@@ -110,19 +111,13 @@ function sessionView(id: string, session: StoredSession): SessionView {
   return { id, created: seconds(session.createdAt), expires: seconds(session.expiresAt), userId: session.userId };
 }
 
-/** A 429 whose Retry-After is the whole window: the longest the caller may have to wait. */
-function tooMany(detail: string, windowMs: number) {
-  return errors.tooManyRequests(detail).withHeaders({ 'retry-after': String(Math.ceil(windowMs / 1000)) });
-}
-
 export function invalidToken(field: string, what: string) {
   return errors.badRequest(`${field}: not valid, already used, or expired; ${what}`);
 }
 
 export class UserBlock {
   private purgeTimer: NodeJS.Timeout | undefined;
-  /** Verified against when the account does not exist, so an unknown email costs what a wrong password does. */
-  private readonly decoyHash: Promise<string>;
+  private readonly failedLogins: FailedLoginLimiter;
 
   constructor(
     readonly store: UserStore,
@@ -133,7 +128,11 @@ export class UserBlock {
     /** ALTO_PUBLIC_URL: the base of the verification link; undefined to use each caller's origin. */
     private readonly publicUrl: string | undefined = undefined,
   ) {
-    this.decoyHash = hash(randomBytes(16).toString('hex'));
+    this.failedLogins = new FailedLoginLimiter(
+      store,
+      { perAccount: limits.loginFailuresPerAccount, perAddress: limits.loginFailuresPerAddress, windowMs: limits.loginWindowMs },
+      now,
+    );
   }
 
   // ---- accounts ----
@@ -225,33 +224,14 @@ export class UserBlock {
     if (!field) throw errors.badRequest('email: missing; give the email (or username) and password to log in');
     if (!request.password) throw errors.badRequest('password: missing');
     const identifier = (field === 'email' ? request.email : request.username).trim().toLowerCase();
-    // An attempt counts for exactly the window: one made at T no longer counts at T + window.
-    const since = this.now() - this.limits.loginWindowMs + 1;
     const user = await this.store.findUser(namespace, field, identifier);
     const subjects = { identifier: `login:${field}:${identifier}`, address: `address:${clientAddress}`, account: user && `account:${user.id}` };
-    const [byIdentifier, byAddress, byAccount] = await Promise.all([
-      this.store.countAttempts(namespace, subjects.identifier, since),
-      this.store.countAttempts(namespace, subjects.address, since),
-      subjects.account ? this.store.countAttempts(namespace, subjects.account, since) : 0,
-    ]);
-    const minutes = Math.round(this.limits.loginWindowMs / 60_000);
-    if (Math.max(byIdentifier, byAccount) >= this.limits.loginFailuresPerAccount) {
-      throw tooMany(`too many failed logins for this account; try again in up to ${minutes} minutes, or reset the password`, this.limits.loginWindowMs);
-    }
-    if (byAddress >= this.limits.loginFailuresPerAddress) {
-      throw tooMany(`too many failed logins from this address; try again in up to ${minutes} minutes`, this.limits.loginWindowMs);
-    }
-    const valid = await verify(user?.passwordHash ?? (await this.decoyHash), request.password).catch(() => false);
-    if (!user || !valid) {
-      const at = this.now();
-      await Promise.all(
-        [subjects.identifier, subjects.address, subjects.account]
-          .filter((subject): subject is string => Boolean(subject))
-          .map((subject) => this.store.recordAttempt(namespace, subject, at)),
-      );
+    await this.failedLogins.check(namespace, subjects);
+    if (!user || !(await verifyPasswordEvenIfUnknown(user?.passwordHash, request.password))) {
+      await this.failedLogins.recordFailure(namespace, subjects);
       throw errors.unauthorized(`${field} or password is wrong`);
     }
-    await Promise.all([this.store.clearAttempts(namespace, subjects.identifier), this.store.clearAttempts(namespace, subjects.account!)]);
+    await this.failedLogins.recordSuccess(namespace, subjects);
     return this.startSession(namespace, user.id);
   }
 
@@ -282,7 +262,7 @@ export class UserBlock {
     if (!user) throw errors.notFound(`account "${request.userId}" not found`);
     const subject = `account:${user.id}`;
     if ((await this.store.countAttempts(namespace, subject, this.now() - this.limits.loginWindowMs + 1)) >= this.limits.loginFailuresPerAccount) {
-      throw tooMany('too many wrong passwords for this account; try again later, or reset the password', this.limits.loginWindowMs);
+      throw tooManyRequests('too many wrong passwords for this account; try again later, or reset the password', this.limits.loginWindowMs);
     }
     if (!(await verify(user.passwordHash, request.old_password).catch(() => false))) {
       await this.store.recordAttempt(namespace, subject, this.now());
@@ -453,7 +433,7 @@ export class UserBlock {
     const subject = `mail:${purpose}:${email}`;
     const now = this.now();
     if ((await this.store.countAttempts(namespace, subject, now - this.limits.mailWindowMs + 1)) >= this.limits.mailsPerAddress) {
-      throw tooMany(
+      throw tooManyRequests(
         `too many ${purpose.replace('_', ' ')} emails asked for this address; try again in up to ${Math.round(this.limits.mailWindowMs / 60_000)} minutes`,
         this.limits.mailWindowMs,
       );
@@ -527,6 +507,8 @@ export class UserBlock {
       textBody: renderTemplate(textBody, all, 'text'),
       htmlBody: renderTemplate(htmlBody, all, 'html'),
       source: 'user',
+      // The token is live: the outbox keeps it sealed and shows it only to keys with the user scope.
+      secrets: [values.token],
     });
   }
 
