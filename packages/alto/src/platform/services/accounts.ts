@@ -2,13 +2,39 @@
  * @module platform/services/accounts
  * `accounts/*`: open sign-up for a shared instance (`alto up --open-signup`) and login with
  * email and password. Both return an owner key for the account, which manages its projects and
- * keys. Passwords are hashed with argon2id.
+ * keys. Passwords are hashed with argon2id. Login fails the same way, at the same cost, for an
+ * unknown email and a wrong password, and failed logins are limited per account and per client
+ * address as the user block's are (the counts kept in the users store, in a namespace no
+ * project can have).
  */
-import { hash, verify } from '@node-rs/argon2';
+import { hash } from '@node-rs/argon2';
 import { z } from 'zod';
 import { errors } from '../../kit/errors.js';
+import { SqliteUserStore } from '../../store/users/sqlite.js';
+import { FailedLoginLimiter, verifyPasswordEvenIfUnknown, type FailedLoginLimits } from '../failed-logins.js';
 import { DEFAULT_PROJECT } from '../tenancy.js';
-import { defineService, endpoint } from '../service.js';
+import { component, defineService, endpoint } from '../service.js';
+
+/** Where the accounts' failed logins are counted: not `<project>/<environment>`, so no project's deletion or data reaches it. */
+const ACCOUNTS_NAMESPACE = '_accounts';
+
+export const ACCOUNT_LOGIN_LIMITS: FailedLoginLimits = { perAccount: 5, perAddress: 20, windowMs: 15 * 60 * 1000 };
+
+/**
+ * The accounts' failed-login limiter. Accounts live in the SQLite control state, so their
+ * counts do too, whatever store the blocks use; old counts are purged every minute.
+ */
+const accountLogins = component('accounts.failed-logins', (platform) => {
+  const store = new SqliteUserStore(platform.stores.sqlite);
+  const timer = setInterval(() => {
+    store.purgeExpired(Date.now(), Date.now() - ACCOUNT_LOGIN_LIMITS.windowMs).catch((error: unknown) => {
+      platform.log.warn({ err: error }, 'accounts: purging old failed logins failed; retrying at the next interval');
+    });
+  }, 60_000);
+  timer.unref();
+  const limiter = new FailedLoginLimiter(store, ACCOUNT_LOGIN_LIMITS);
+  return { limiter, close: () => clearInterval(timer) };
+});
 
 const Credentials = z.object({
   email: z.email().max(254).describe('email address'),
@@ -24,6 +50,7 @@ export const accountsService = defineService({
   name: 'accounts',
   description: 'Accounts own projects. Sign-up is open only when the operator starts Alto with --open-signup.',
   priceMicros: 0,
+  components: [accountLogins],
   endpoints: {
     Signup: endpoint({
       description: 'Create an account with email and password; returns an owner key and a "default" project.',
@@ -43,16 +70,29 @@ export const accountsService = defineService({
       },
     }),
     Login: endpoint({
-      description: 'Log in with email and password; returns a new owner key for the account.',
+      description:
+        'Log in with email and password; returns a new owner key for the account. 401 for an unknown email and a wrong ' +
+        'password alike; 429 after repeated failures for one account or from one address.',
       access: 'public',
       request: Credentials.extend({ password: z.string().min(1).max(256) }),
       response: OwnerKey,
       example: { email: 'ada@example.com', password: 'correct horse battery' },
       async handler(request, context) {
         const { tenancy, stores } = context.platform;
-        const account = await stores.control.findAccountByEmail(request.email.toLowerCase());
-        const valid = account?.passwordHash ? await verify(account.passwordHash, request.password) : false;
-        if (!account || !valid) throw errors.unauthorized('email or password is wrong');
+        const { limiter } = context.platform.use(accountLogins);
+        const email = request.email.toLowerCase();
+        const account = await stores.control.findAccountByEmail(email);
+        const subjects = {
+          identifier: `login:email:${email}`,
+          address: `address:${context.clientAddress ?? 'unknown'}`,
+          account: account && `account:${account.id}`,
+        };
+        await limiter.check(ACCOUNTS_NAMESPACE, subjects);
+        if (!account || !(await verifyPasswordEvenIfUnknown(account.passwordHash, request.password))) {
+          await limiter.recordFailure(ACCOUNTS_NAMESPACE, subjects);
+          throw errors.unauthorized('email or password is wrong');
+        }
+        await limiter.recordSuccess(ACCOUNTS_NAMESPACE, subjects);
         // The owner key needs a project; bring "default" back if the owner deleted it.
         const project =
           (await stores.control.findProject(account.id, DEFAULT_PROJECT)) ??
