@@ -38,7 +38,7 @@ describe('serverless lifecycle (microvm sandbox)', () => {
   const edgePort = () => Number(new URL(alto.url).port);
   const slot = async () => (await slotsOf(alto, key, 'web'))[0];
   const web = () => getThroughEdge(edgePort(), HOST);
-  const metric = async (sample: string) => metricValue(await (await fetch(`${alto.url}/metrics`)).text(), sample);
+  const metric = async (sample: string) => metricValue(await (await fetch(`${alto.url}/metrics`, { headers: { authorization: `Bearer ${alto.adminKey}` } })).text(), sample);
   const billed = (app: string) => billedMs(alto, key, app);
 
   async function whenIn(state: 'suspended' | 'snapshotted'): Promise<void> {

@@ -31,7 +31,7 @@ describe('serverless lifecycle (process sandbox)', () => {
   const call = (service: string, endpoint: string, body: unknown) => alto.call(service, endpoint, body, key);
   const hostOf = (app: string) => `${app}.${PROJECT}.localhost`;
   const slot = async (app: string) => (await slotsOf(alto, key, app))[0];
-  const metrics = async () => (await fetch(`${alto.url}/metrics`)).text();
+  const metrics = async () => (await fetch(`${alto.url}/metrics`, { headers: { authorization: `Bearer ${alto.adminKey}` } })).text();
 
   const billed = (app: string) => billedMs(alto, key, app);
 

@@ -4,6 +4,7 @@
  * cleanly (calls in flight finish, metering is flushed, the database is closed).
  */
 import { createLogger } from '../kit/logger.js';
+import { connectionCapsFrom } from '../edge/connections.js';
 import { DEFAULT_MAX_BODY_BYTES, startAlto } from '../edge/server.js';
 import { bold, dim, green, yellow } from './output.js';
 
@@ -42,6 +43,9 @@ export async function runUp(flags: UpFlags): Promise<void> {
     usageFlushMs: positiveWholeNumber(process.env.ALTO_USAGE_FLUSH_MS, 'ALTO_USAGE_FLUSH_MS'),
     sandbox: sandboxChoice(flags.sandbox ?? process.env.ALTO_SANDBOX),
     appsDomain: appsDomain(flags.appsDomain ?? process.env.ALTO_APPS_DOMAIN),
+    connectionCaps: connectionCapsFrom(process.env),
+    headersTimeoutMs: positiveWholeNumber(process.env.ALTO_HEADERS_TIMEOUT_MS, 'ALTO_HEADERS_TIMEOUT_MS'),
+    bodyTimeoutMs: positiveWholeNumber(process.env.ALTO_BODY_TIMEOUT_MS, 'ALTO_BODY_TIMEOUT_MS'),
     logger: log,
   });
 

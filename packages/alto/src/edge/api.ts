@@ -13,10 +13,10 @@ import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { z } from 'zod';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
-import type { Admission } from '../platform/limits.js';
+import { admitCall, finishCall, recordRefusedCall, type AdmittedCall } from '../platform/calls.js';
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, ServiceDefinition, Tenant } from '../platform/service.js';
-import { credentialsOf, originOf, parseJsonObject, readBody, requestIdOf, sendJson } from './http.js';
+import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, jsonNestsDeeperThan, MAX_JSON_DEPTH, originOf, parseJsonObject, readBody, requestIdOf, sendJson } from './http.js';
 import type { EdgeMetrics } from './metrics.js';
 import { requestSchemaOf } from './openapi.js';
 
@@ -28,6 +28,11 @@ interface Route {
   fieldTypes: Map<string, string>;
 }
 
+/**
+ * The largest body read for a call without a key (public endpoints: sign-up, login, prices), so
+ * callers nobody knows hold little memory however many connections they open.
+ */
+export const UNAUTHENTICATED_BODY_BYTES = 64 * 1024;
 /** Bytes queued on a websocket before a stream waits for the client to read. */
 const MAX_STREAM_BUFFER = 1 << 20;
 /** How long a new websocket may wait before sending its request. */
@@ -44,6 +49,7 @@ export class Api {
     private readonly metrics: EdgeMetrics,
     private readonly log: Logger,
     private readonly streamStallTimeoutMs = STREAM_STALL_TIMEOUT_MS,
+    private readonly bodyTimeoutMs = DEFAULT_BODY_TIMEOUT_MS,
   ) {
     for (const service of platform.listServices()) {
       for (const [endpointName, endpoint] of Object.entries(service.endpoints)) {
@@ -107,10 +113,10 @@ export class Api {
     return parsed.data;
   }
 
-  /** Checks the call against its limits; undefined when nothing is metered (no key, or metering off). */
-  private admit(route: Route, tenant: Tenant | undefined): Promise<Admission> | undefined {
-    if (!tenant || this.platform.config.metering === false) return undefined;
-    return this.platform.limits.admit(tenant, route.service.name, route.endpointName);
+  /** Checks the call against its limits; undefined for a call without a key (nothing to count). */
+  private async admit(route: Route, tenant: Tenant | undefined): Promise<AdmittedCall | undefined> {
+    if (!tenant) return undefined;
+    return admitCall(this.platform, tenant, route.service.name, route.endpointName);
   }
 
   private context(
@@ -134,7 +140,7 @@ export class Api {
     let status = 200;
     let bytesIn = 0;
     let bytesOut = 0;
-    let admission: Admission | undefined;
+    let call: AdmittedCall | undefined;
     const aborted = new AbortController();
     response.on('close', () => {
       if (!response.writableFinished) aborted.abort();
@@ -147,45 +153,53 @@ export class Api {
       tenant = await this.authenticate(route, credentialsOf(request));
       // A valid key refused here is still a call it made: metered, so usage counts every call.
       this.authorize(route, tenant);
-      const body = await readBodyFor(route.endpoint, request, this.platform.config.maxBodyBytes);
+      // Only after the key is checked: a caller without one gets a small body, a bad key none.
+      const body = await readBodyFor(route.endpoint, request, this.platform.config.maxBodyBytes, tenant !== undefined, this.bodyTimeoutMs);
       bytesIn = body.length;
       // After the body is read, so a refusal keeps the connection usable for the retry.
-      admission = await this.admit(route, tenant);
+      call = await this.admit(route, tenant);
       const input = this.validate(route, parseJsonObject(body), url.searchParams);
       if (route.endpoint.stream) {
         throw errors.badRequest(`${route.service.name}/${route.endpointName} streams: open a websocket on this path`);
       }
       const output = await route.endpoint.handler(input, this.context(requestId, tenant, aborted.signal, log, originOf(request), clientAddressOf(request)));
-      bytesOut = sendJson(response, 200, output, admission?.headers ? { ...admission.headers, 'x-request-id': requestId } : { 'x-request-id': requestId });
+      const rateHeaders = call?.admission?.headers;
+      bytesOut = sendJson(response, 200, output, rateHeaders ? { ...rateHeaders, 'x-request-id': requestId } : { 'x-request-id': requestId });
     } catch (error) {
       const failure = this.toAltoError(error, log);
       status = failure.status;
       if (!response.headersSent) {
         // Answering before the body was read would leave it in the socket: close after replying.
-        const headers: Record<string, string> = { ...admission?.headers, ...failure.headers, 'x-request-id': requestId };
+        const headers: Record<string, string> = { ...call?.admission?.headers, ...failure.headers, 'x-request-id': requestId };
         if (!request.complete) headers.connection = 'close';
         bytesOut = sendJson(response, status, failure.toBody(requestId), headers);
       } else {
         response.destroy();
       }
     } finally {
-      this.finish(route, tenant, status, bytesIn, bytesOut, started, log, admission);
+      this.finish(route, tenant, status, bytesIn, bytesOut, started, log, call);
     }
   }
 
-  /** Accepts a websocket on an API path: checks route and key before upgrading. */
+  /**
+   * Accepts a websocket on the path of a stream endpoint: checks route and key before upgrading.
+   * Any other path is refused with a plain HTTP answer and the socket closed, never taken over.
+   */
   async handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
     const requestId = requestIdOf(request);
     const log = this.log.child({ req_id: requestId });
     let route: Route;
     let knownRoute: Route | undefined;
     let tenant: Tenant | undefined;
-    let admission: Admission | undefined;
+    let call: AdmittedCall | undefined;
     try {
       route = knownRoute = this.routeOf(url.pathname);
+      if (!route.endpoint.stream) {
+        throw errors.badRequest(`${route.service.name}/${route.endpointName} is not a stream: call it with POST, not a websocket`);
+      }
       tenant = await this.authenticate(route, credentialsOf(request, url.searchParams));
       this.authorize(route, tenant);
-      admission = await this.admit(route, tenant);
+      call = await this.admit(route, tenant);
     } catch (error) {
       const failure = this.toAltoError(error, log);
       const payload = JSON.stringify(failure.toBody(requestId));
@@ -201,13 +215,16 @@ export class Api {
       return;
     }
     this.sockets.handleUpgrade(request, socket, head, (ws) => {
+      // A malformed frame (bad opcode, reserved bits, unmasked, oversize) is an 'error' here:
+      // ws has already begun closing the connection with the matching code; nothing else to do.
+      ws.on('error', (error) => log.info({ err: error }, 'websocket closed on a protocol error'));
       this.metrics.streamsOpen.inc();
       ws.once('close', () => this.metrics.streamsOpen.dec());
       const waiting = setTimeout(() => ws.close(4408, 'send the request as the first message'), FIRST_MESSAGE_TIMEOUT_MS);
       ws.once('close', () => clearTimeout(waiting));
       ws.once('message', (data) => {
         clearTimeout(waiting);
-        void this.serveStream(ws, route, tenant, data, url, requestId, log, admission, originOf(request), clientAddressOf(request));
+        void this.serveStream(ws, route, tenant, data, url, requestId, log, call, originOf(request), clientAddressOf(request));
       });
     });
   }
@@ -220,7 +237,7 @@ export class Api {
     url: URL,
     requestId: string,
     log: Logger,
-    admission: Admission | undefined,
+    call: AdmittedCall | undefined,
     origin?: string,
     clientAddress?: string,
   ): Promise<void> {
@@ -233,19 +250,15 @@ export class Api {
     try {
       const input = this.validate(route, parseJsonObject(raw), url.searchParams);
       const context = this.context(requestId, tenant, aborted.signal, log, origin, clientAddress);
-      if (route.endpoint.stream) {
-        for await (const item of route.endpoint.handler(input, context)) {
-          if (aborted.signal.aborted) break;
-          const message = JSON.stringify(item);
-          bytesOut += message.length;
-          await sendWithBackpressure(ws, message, this.streamStallTimeoutMs);
-          // Closed while we waited (the client left, or read too slowly): stop pulling items.
-          if (ws.readyState !== ws.OPEN) break;
-        }
-      } else {
-        const message = JSON.stringify(await route.endpoint.handler(input, context));
+      // handleUpgrade upgrades stream endpoints only.
+      if (!route.endpoint.stream) throw errors.badRequest(`${route.service.name}/${route.endpointName} is not a stream`);
+      for await (const item of route.endpoint.handler(input, context)) {
+        if (aborted.signal.aborted) break;
+        const message = JSON.stringify(item);
         bytesOut += message.length;
         await sendWithBackpressure(ws, message, this.streamStallTimeoutMs);
+        // Closed while we waited (the client left, or read too slowly): stop pulling items.
+        if (ws.readyState !== ws.OPEN) break;
       }
       if (ws.readyState === ws.OPEN) ws.close(1000, 'end of stream');
     } catch (error) {
@@ -257,7 +270,7 @@ export class Api {
         ws.close(4000 + failure.status, failure.detail.slice(0, 120));
       }
     } finally {
-      this.finish(route, tenant, status, raw.length, bytesOut, started, log, admission);
+      this.finish(route, tenant, status, raw.length, bytesOut, started, log, call);
     }
   }
 
@@ -276,29 +289,16 @@ export class Api {
     bytesOut: number,
     started: bigint,
     log: Logger,
-    admission?: Admission,
+    call?: AdmittedCall,
   ): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const service = route?.service.name ?? 'unknown';
     const endpoint = route?.endpointName ?? 'unknown';
     this.metrics.requests.inc({ service, endpoint, code: String(status) });
     this.metrics.duration.observe({ service, endpoint }, seconds);
-    if (route && tenant && this.platform.config.metering !== false) {
-      const succeeded = status < 400;
-      this.platform.limits.settle(admission, succeeded);
-      this.platform.meter.record({
-        at: Date.now(),
-        projectId: tenant.projectId,
-        keyId: tenant.keyId,
-        service,
-        endpoint,
-        status,
-        bytesIn,
-        bytesOut,
-        // Only a call that succeeded is paid for, at the price list's price when it was admitted.
-        priceMicros: succeeded ? (admission?.priceMicros ?? this.platform.prices.requestPrice(service, endpoint)) : 0,
-      });
-    }
+    if (call) finishCall(this.platform, call, status, bytesIn, bytesOut);
+    // A valid key refused before admission (scopes, limits) is still a call it made.
+    else if (route && tenant) recordRefusedCall(this.platform, tenant, service, endpoint, status, bytesIn, bytesOut);
     log.info({ service, endpoint, status, ms: Math.round(seconds * 1e6) / 1e3 }, 'api call');
   }
 
@@ -307,12 +307,16 @@ export class Api {
   }
 }
 
-/** Reads a body within the server's limit, or the endpoint's larger one; a 413 carries the endpoint's hint. */
-async function readBodyFor(endpoint: EndpointDefinition, request: IncomingMessage, serverLimit: number): Promise<Buffer> {
+/**
+ * Reads a body within the server's limit, or the endpoint's larger one (a 413 carries its hint);
+ * without a key, within UNAUTHENTICATED_BODY_BYTES.
+ */
+async function readBodyFor(endpoint: EndpointDefinition, request: IncomingMessage, serverLimit: number, withKey: boolean, stallTimeoutMs: number): Promise<Buffer> {
   const largeBody = endpoint.largeBody;
-  if (!largeBody) return readBody(request, serverLimit);
+  if (!withKey) return readBody(request, Math.min(serverLimit, UNAUTHENTICATED_BODY_BYTES), stallTimeoutMs);
+  if (!largeBody) return readBody(request, serverLimit, stallTimeoutMs);
   try {
-    return await readBody(request, Math.max(serverLimit, largeBody.maxBytes));
+    return await readBody(request, Math.max(serverLimit, largeBody.maxBytes), stallTimeoutMs);
   } catch (error) {
     if (isAltoError(error) && error.status === 413) throw errors.payloadTooLarge(`${error.detail}; ${largeBody.hint}`);
     throw error;
@@ -368,6 +372,9 @@ function coerceQueryValue(value: string, type: string | undefined): unknown {
       return value === 'true' ? true : value === 'false' ? false : value;
     case 'object':
     case 'array':
+      if (jsonNestsDeeperThan(value, MAX_JSON_DEPTH)) {
+        throw errors.badRequest(`a query-string value nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep; flatten it`);
+      }
       try {
         return JSON.parse(value);
       } catch {

@@ -21,24 +21,53 @@ export function requestIdOf(request: IncomingMessage): string {
  */
 const DISCARD_ALLOWANCE = 8 * 1024 * 1024;
 
-/** Reads the whole body, refusing with 413 once it passes `limit` bytes. */
-export function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
+/** How long a body may send nothing before it is cut with 408 (`ALTO_BODY_TIMEOUT_MS`). */
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
+
+/**
+ * Reads the whole body, refusing with 413 once it passes `limit` bytes, and with 408 when no
+ * byte comes for `stallTimeoutMs`. What was read is let go as soon as the read fails, and when the
+ * client leaves mid-body, so a connection that goes takes its memory with it.
+ */
+export function readBody(request: IncomingMessage, limit: number, stallTimeoutMs = DEFAULT_BODY_TIMEOUT_MS): Promise<Buffer> {
   const declared = Number(request.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit + DISCARD_ALLOWANCE) return Promise.reject(tooLarge(limit));
+  if (request.destroyed) return Promise.reject(new Error('the client closed the connection before the body ended'));
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
+    let chunks: Buffer[] = [];
     let size = 0;
+    let settled = false;
     const overLimit = () => size > limit;
-    request.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (!overLimit()) chunks.push(chunk);
-      else if (size > limit + DISCARD_ALLOWANCE) {
+    const settle = (error: Error | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(stall);
+      request.off('data', onData);
+      if (error) {
+        chunks = [];
+        // Nothing more is read: the reply closes the connection (see the callers).
         request.pause();
-        reject(tooLarge(limit));
+        reject(error);
+      } else resolve(Buffer.concat(chunks, size));
+    };
+    const stalled = () =>
+      settle(errors.requestTimeout(`the request body stalled: no byte came for ${Math.round(stallTimeoutMs / 1000)} s; send the whole body at once`));
+    let stall = setTimeout(stalled, stallTimeoutMs);
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      clearTimeout(stall);
+      stall = setTimeout(stalled, stallTimeoutMs);
+      if (!overLimit()) chunks.push(chunk);
+      else {
+        // Past the limit nothing is kept; past the allowance, nothing more is read.
+        chunks = [];
+        if (size > limit + DISCARD_ALLOWANCE) settle(tooLarge(limit));
       }
-    });
-    request.once('end', () => (overLimit() ? reject(tooLarge(limit)) : resolve(Buffer.concat(chunks, size))));
-    request.once('error', reject);
+    };
+    request.on('data', onData);
+    request.once('end', () => settle(overLimit() ? tooLarge(limit) : undefined));
+    request.once('error', (error) => settle(error));
+    request.once('close', () => settle(request.complete ? undefined : new Error('the client closed the connection before the body ended')));
   });
 }
 
@@ -46,16 +75,47 @@ function tooLarge(limit: number): AltoError {
   return errors.payloadTooLarge(`the request body is larger than ${limit} bytes, the most this server accepts`);
 }
 
+/** The deepest nesting of arrays and objects a JSON request may have. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Whether JSON text nests arrays and objects deeper than `limit`, found in one pass over the text
+ * before any parser sees it (a parser, or a handler walking the value, recurses once per level).
+ * Brackets inside strings do not count; text that is not JSON is left for the parser to refuse.
+ */
+export function jsonNestsDeeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (inString) {
+      if (code === 0x5c) index++; // backslash: skip the escaped character
+      else if (code === 0x22) inString = false;
+    } else if (code === 0x22) inString = true;
+    else if (code === 0x5b || code === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (code === 0x5d || code === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** Parses JSON from a request (body, message or query value), refusing nesting past MAX_JSON_DEPTH with 400. */
+export function parseRequestJson(text: string, what = 'the body'): unknown {
+  if (jsonNestsDeeperThan(text, MAX_JSON_DEPTH)) {
+    throw errors.badRequest(`${what} nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep; flatten it`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw errors.badRequest(`${what} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
 /** Parses a JSON body into an object; an empty body is `{}`. */
 export function parseJsonObject(body: Buffer | string): Record<string, unknown> {
   const text = typeof body === 'string' ? body : body.toString('utf8');
   if (text.trim() === '') return {};
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw errors.badRequest(`the body is not valid JSON: ${(error as Error).message}`);
-  }
+  const value = parseRequestJson(text);
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw errors.badRequest('the body must be a JSON object');
   }

@@ -16,6 +16,7 @@ import { STATUS_CODES } from 'node:http';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
+import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
 import { requestIdOf } from './http.js';
 
 // The port between the edge and compute: compute's app manager resolves an app to an instance.
@@ -141,6 +142,9 @@ export class AppProxy {
     // The client may have gone while the resolver woke an instance: nothing left to do.
     if (response.destroyed || request.destroyed) return release();
     response.once('close', release);
+    // Either side of the exchange failing (a reset client, a write after it left) ends it quietly.
+    request.on('error', () => response.destroy());
+    response.on('error', () => response.destroy());
 
     const upstream = httpRequest({
       host: target.host,
@@ -215,6 +219,7 @@ export class AppProxy {
     });
     // The app declined the upgrade and answered plainly: pass that answer on and close.
     upstream.once('response', (upstreamResponse) => {
+      upstreamResponse.on('error', () => socket.destroy());
       const headers = rawHeadersWithout(upstreamResponse.rawHeaders, (name) => HOP_BY_HOP_HEADERS.has(name) || name === 'content-length');
       socket.write(rawResponseHead(upstreamResponse.statusCode ?? 502, upstreamResponse.statusMessage, [...headers, 'connection', 'close']));
       upstreamResponse.pipe(socket);
@@ -262,6 +267,8 @@ export interface TcpForwarderOptions {
   port: number;
   address: AppAddress;
   resolver: AppResolver;
+  /** Open connections in all and per client address on this port (default: the edge's defaults). */
+  connectionCaps?: ConnectionCaps;
   log: Logger;
 }
 
@@ -274,6 +281,7 @@ export class TcpForwarder {
   constructor(options: TcpForwarderOptions) {
     this.options = options;
     this.server = createServer((client) => void this.forward(client));
+    capConnections(this.server, options.connectionCaps ?? DEFAULT_CONNECTION_CAPS, options.log);
   }
 
   /** Listens; resolves with the bound port (port 0 picks one). */
@@ -321,9 +329,9 @@ export class TcpForwarder {
       client.destroy();
       return;
     }
+    upstream.on('error', () => upstream.destroy());
     if (client.destroyed) return void upstream.destroy();
     this.track(upstream);
-    upstream.on('error', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
     client.once('close', () => upstream.destroy());
     client.pipe(upstream).pipe(client);

@@ -15,7 +15,8 @@ import { Platform } from '../platform/platform.js';
 import { openStores } from '../store/index.js';
 import { VERSION } from '../version.js';
 import { Api } from './api.js';
-import { credentialsOf, requestIdOf, sendJson } from './http.js';
+import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
+import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, requestIdOf, sendJson } from './http.js';
 import { createEdgeMetrics, registerAppMetrics } from './metrics.js';
 import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -49,6 +50,12 @@ export interface AltoOptions {
   sandbox?: 'auto' | 'microvm' | 'process';
   /** `--apps-domain` (ALTO_APPS_DOMAIN): apps answer at `<app>.<project>.<domain>`. Default localhost. */
   appsDomain?: string;
+  /** Open connections in all and per client address, on the edge and on apps' TCP ports (ALTO_MAX_CONNECTIONS, ALTO_MAX_CONNECTIONS_PER_CLIENT). */
+  connectionCaps?: ConnectionCaps;
+  /** How long a client may take to send a request's headers (ALTO_HEADERS_TIMEOUT_MS, default 30 s). */
+  headersTimeoutMs?: number;
+  /** How long a request body may send nothing before it is cut with 408 (ALTO_BODY_TIMEOUT_MS, default 30 s). */
+  bodyTimeoutMs?: number;
   logger?: Logger;
 }
 
@@ -65,7 +72,7 @@ export interface RunningAlto {
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
 /** How long a shutdown waits for calls in flight before closing their connections. */
 const DRAIN_TIMEOUT_MS = 10_000;
-const HEADERS_TIMEOUT_MS = 60_000;
+const HEADERS_TIMEOUT_MS = 30_000;
 const IDLE_SOCKET_TIMEOUT_MS = 120_000;
 
 export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
@@ -113,21 +120,33 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   const webConsole = createConsole(log);
   const metrics = createEdgeMetrics();
   registerAppMetrics(metrics.registry, apps);
-  const api = new Api(platform, metrics, log, options.streamStallTimeoutMs);
+  const api = new Api(platform, metrics, log, options.streamStallTimeoutMs, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
   const httpRoutes = platform.listServices().flatMap((service) => service.httpRoutes ?? []);
   const openApiDocument = JSON.stringify(buildOpenApiDocument(platform.listServices(), VERSION));
 
   // No limit on a whole request (Node's default of 5 minutes cuts off a slow 1 GiB upload), but
-  // headers must arrive within a minute and a connection that moves no bytes for two minutes is
-  // closed. Websockets clear the idle timeout when they take the socket over.
-  const server = createServer({ requestTimeout: 0, headersTimeout: HEADERS_TIMEOUT_MS }, (request, response) => {
-    if (appProxy.handleRequest(request, response)) return;
-    void route(request, response).catch((error) => {
-      log.error({ err: error }, 'unexpected error outside an API call');
-      if (!response.headersSent) sendJson(response, 500, errors.internal().toBody());
-      else response.destroy();
-    });
-  });
+  // headers must arrive within headersTimeoutMs (408), an API body that stalls is cut (408, see
+  // readBody), and a connection that moves no bytes for two minutes is closed. Websockets clear
+  // the idle timeout when they take the socket over.
+  const headersTimeoutMs = options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+  const connectionCaps = options.connectionCaps ?? DEFAULT_CONNECTION_CAPS;
+  const server = createServer(
+    {
+      requestTimeout: 0,
+      headersTimeout: headersTimeoutMs,
+      // Node checks the headers timeout this often: a fraction of it, so it holds within a quarter.
+      connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(headersTimeoutMs / 4))),
+    },
+    (request, response) => {
+      if (appProxy.handleRequest(request, response)) return;
+      void route(request, response).catch((error) => {
+        log.error({ err: error }, 'unexpected error outside an API call');
+        if (!response.headersSent) sendJson(response, 500, errors.internal().toBody());
+        else response.destroy();
+      });
+    },
+  );
+  capConnections(server, connectionCaps, log.child({ component: 'edge' }));
 
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? '/', 'http://alto.local');
@@ -154,6 +173,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         return;
       }
       case '/metrics': {
+        // The whole machine's figures (every project's calls, the process): the admin's only.
+        if (!(await isAdmin(request, response))) return;
         const text = await metrics.registry.metrics();
         response.writeHead(200, { 'content-type': metrics.registry.contentType });
         response.end(text);
@@ -178,20 +199,43 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     }
   }
 
+  /** True for the admin key; otherwise answers 401 (no or bad key) or 403 (another key) and returns false. */
+  async function isAdmin(request: IncomingMessage, response: ServerResponse): Promise<boolean> {
+    const requestId = requestIdOf(request);
+    try {
+      const credentials = credentialsOf(request);
+      if (!credentials) throw errors.unauthorized('the admin key is required: send "Authorization: Bearer <admin key>"');
+      const tenant = await platform.tenancy.authenticate(credentials);
+      if (tenant.role !== 'admin') throw errors.forbidden('only the admin key may read this');
+      return true;
+    } catch (error) {
+      const failure = isAltoError(error) ? error : errors.internal();
+      if (!isAltoError(error)) log.error({ err: error, req_id: requestId }, 'admin check failed');
+      sendJson(response, failure.status, failure.toBody(requestId));
+      return false;
+    }
+  }
+
+  /** What `/v1/status` says of the stores to a key that is not the admin's: kinds, no paths or hosts. */
+  const storeKinds = ['sqlite (WAL)', options.postgresUrl && 'postgres', options.redisUrl && 'redis', options.natsUrl && 'nats'].filter(Boolean).join(', ');
+
   async function sendStatus(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const requestId = requestIdOf(request);
     try {
       const credentials = credentialsOf(request);
       if (!credentials) throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
       const tenant = await platform.tenancy.authenticate(credentials);
+      // Where things are on the host (data folder, store addresses, why a driver was chosen) is the admin's to see.
+      const admin = tenant.role === 'admin';
+      const sandbox = apps.sandboxStatus();
       sendJson(response, 200, {
         version: VERSION,
         ready: platform.readiness.isReady,
         parts: platform.readiness.snapshot(),
         uptime_seconds: Math.round((Date.now() - platform.startedAt) / 1000),
-        store: stores.description,
+        store: admin ? stores.description : storeKinds,
         services: platform.listServices().map((service) => service.name),
-        sandbox: apps.sandboxStatus(),
+        sandbox: admin ? sandbox : withoutHostDetails(sandbox),
         apps_domain: platform.config.appsDomain,
         key: { project: tenant.projectName, environment: tenant.environment, role: tenant.role, scopes: tenant.scopes },
       });
@@ -205,6 +249,9 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   server.setTimeout(IDLE_SOCKET_TIMEOUT_MS);
 
   server.on('upgrade', (request, socket, head) => {
+    // Node lets go of an upgraded socket, error listener included: a reset while the key is
+    // checked would otherwise be thrown. Whoever takes the socket over adds its own.
+    socket.on('error', () => socket.destroy());
     if (appProxy.handleUpgrade(request, socket, head)) return;
     const url = new URL(request.url ?? '/', 'http://alto.local');
     if (!url.pathname.startsWith('/v1/')) {
@@ -230,7 +277,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     port,
     // A TCP app gets its own port on the edge's address.
     async openTcpPort(address, requestedPort) {
-      const forwarder = new TcpForwarder({ host: options.host ?? '0.0.0.0', port: requestedPort, address, resolver: apps, log: log.child({ component: 'tcp' }) });
+      const forwarder = new TcpForwarder({ host: options.host ?? '0.0.0.0', port: requestedPort, address, resolver: apps, connectionCaps, log: log.child({ component: 'tcp' }) });
       return { port: await forwarder.listen(), close: () => forwarder.close() };
     },
   });
@@ -260,4 +307,10 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
       return closing;
     },
   };
+}
+
+/** The sandbox status without what describes the host (the reason a driver was chosen names paths and devices). */
+function withoutHostDetails<Status extends { reason?: string }>(sandbox: Status): Omit<Status, 'reason'> {
+  const { reason: _reason, ...rest } = sandbox;
+  return rest;
 }

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'not_found'
   | 'payment_required'
   | 'method_not_allowed'
+  | 'request_timeout'
   | 'conflict'
   | 'payload_too_large'
   | 'unsupported_media_type'
@@ -74,6 +75,8 @@ export const errors = {
   forbidden: (detail: string) => new AltoError('forbidden', 403, detail),
   notFound: (detail: string) => new AltoError('not_found', 404, detail),
   methodNotAllowed: (detail: string) => new AltoError('method_not_allowed', 405, detail),
+  /** The client stopped sending its request (a body that stalls). */
+  requestTimeout: (detail: string) => new AltoError('request_timeout', 408, detail),
   conflict: (detail: string) => new AltoError('conflict', 409, detail),
   payloadTooLarge: (detail: string) => new AltoError('payload_too_large', 413, detail),
   unsupportedMediaType: (detail: string) => new AltoError('unsupported_media_type', 415, detail),

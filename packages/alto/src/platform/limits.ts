@@ -33,6 +33,8 @@ import type { Tenant } from './service.js';
 
 /** Whose storage a write adds to: a key's tenant, or a project known only by id (a presigned upload). */
 export type StorageOwner = Pick<Tenant, 'projectId' | 'role'> & { projectName?: string };
+/** Who a call is counted against: a key of a project, or a project alone (a signed URL; its keyId is empty). */
+export type Payer = Pick<Tenant, 'projectId' | 'projectName' | 'keyId' | 'role'>;
 
 export { LIMIT_NAMES, KEY_LIMIT_NAMES, type LimitName, type KeyLimitName, type LimitSet };
 
@@ -293,7 +295,7 @@ export class Limits {
    * The common case touches no store and awaits nothing: settings come from the cache and
    * tokens and units from this process's leases. Only a stale cache or an empty lease awaits.
    */
-  async admit(tenant: Tenant, service: string, endpoint: string): Promise<Admission> {
+  async admit(tenant: Payer, service: string, endpoint: string): Promise<Admission> {
     const priceMicros = this.prices.requestPrice(service, endpoint);
     if (tenant.role === 'admin') return { priceMicros };
     const now = this.clock();

@@ -9,7 +9,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Platform } from '../../platform/platform.js';
-import type { Component, HttpRoute } from '../../platform/service.js';
+import { admitHttpCall } from '../../platform/calls.js';
+import type { Component, HttpRoute, Tenant } from '../../platform/service.js';
 import { FILES_ROUTE_PREFIX, type Files } from './files.js';
 
 const SERVICE = 'file';
@@ -33,6 +34,7 @@ export function filesRoute(filesComponent: Component<Files>): HttpRoute {
         if (!isAltoError(error)) platform.log.error({ err: error, req_id: requestId }, 'file: serving a permalink failed');
         const payload = JSON.stringify(failure.toBody(requestId));
         response.writeHead(failure.status, {
+          ...failure.headers,
           'content-type': 'application/json; charset=utf-8',
           'content-length': Buffer.byteLength(payload),
           'x-request-id': requestId,
@@ -63,7 +65,10 @@ async function serveFile(
   } catch {
     throw errors.badRequest('the URL is not valid percent-encoded UTF-8');
   }
-  const withKey = await keyAllows(request, namespace, platform);
+  const tenant = await keyOf(request, namespace, platform);
+  const withKey = tenant !== undefined;
+  // A key acts for its project: admitted, rate-limited and metered as file/Read.
+  if (tenant) await admitHttpCall(platform, tenant, SERVICE, 'Read', request, response);
   const record = await files.store.get(namespace, project, path);
   if (!record || (!record.public && !withKey)) throw withKey ? errors.notFound(`file "${path}" does not exist in project "${project}"`) : noFileHere();
   const body = Buffer.from(record.content, 'utf8');
@@ -89,10 +94,10 @@ async function serveFile(
   response.end(request.method === 'HEAD' ? undefined : body);
 }
 
-/** True for a key of this namespace allowed the file service; no header: false; a bad key: 401/403. */
-async function keyAllows(request: IncomingMessage, namespace: string, platform: Platform): Promise<boolean> {
+/** The tenant of a key of this namespace allowed the file service; no header: undefined; a bad key: 401/403. */
+async function keyOf(request: IncomingMessage, namespace: string, platform: Platform): Promise<Tenant | undefined> {
   const authorization = request.headers.authorization;
-  if (authorization === undefined) return false;
+  if (authorization === undefined) return undefined;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
   if (!match) throw errors.unauthorized('the Authorization header must be "Bearer <key>"');
   const tenant = await platform.tenancy.authenticate(match[1]);
@@ -100,5 +105,5 @@ async function keyAllows(request: IncomingMessage, namespace: string, platform: 
   if (!tenant.scopes.includes('*') && !tenant.scopes.includes(SERVICE)) {
     throw errors.forbidden(`this key may not use the "file" service; its scopes are ${tenant.scopes.join(', ')}`);
   }
-  return true;
+  return tenant;
 }

@@ -17,6 +17,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
+import { admitHttpCall, projectPayer } from '../../platform/calls.js';
 import type { Platform } from '../../platform/platform.js';
 import type { Component, HttpRoute, Tenant } from '../../platform/service.js';
 import { projectIdOf } from '../../platform/tenancy.js';
@@ -63,6 +64,10 @@ export function spaceRoute(spaceComponent: Component<Space>): HttpRoute {
         const space = platform.use(spaceComponent);
         const address = addressOf(url);
         const caller = await callerOf(request, url, address, space, platform);
+        // A key or a signed URL acts for its project: admitted, rate-limited and metered as the
+        // API endpoint it stands for. Anonymous reads of public objects act for nobody.
+        const payer = caller.kind === 'key' ? caller.tenant : caller.kind === 'signed' ? projectPayer(projectIdOf(address.namespace)) : undefined;
+        if (payer) await admitHttpCall(platform, payer, SERVICE, request.method === 'PUT' ? 'Update' : request.method === 'HEAD' ? 'Head' : 'Read', request, response);
         if (request.method === 'PUT') await receive(request, response, url, address, caller, space, requestId, platform);
         else await send(request, response, address, caller, space, requestId);
       } catch (error) {
@@ -288,6 +293,7 @@ function sendError(request: IncomingMessage, response: ServerResponse, error: un
   const payload = JSON.stringify(failure.toBody(requestId));
   const headers: Record<string, string | number> = {
     ...CORS_HEADERS,
+    ...failure.headers,
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(payload),
     'x-request-id': requestId,

@@ -28,6 +28,8 @@ export function connectOnce(host: string, port: number, timeoutMs = 0): Promise<
     socket.once('connect', () => {
       clearTimeout(timer);
       socket.off('error', fail);
+      // Until the caller adds its own listener, an error only ends the socket.
+      socket.on('error', () => socket.destroy());
       resolve(socket);
     });
   });

@@ -42,6 +42,13 @@ export const PLATFORM_URL_VARIABLE = 'ALTO_URL';
 
 const CONNECT_PROBE_TIMEOUT_MS = 2_000;
 
+/**
+ * Open connections one relay takes at once. A relay serves one instance (its way to the edge, or
+ * one of its links), so this caps what one sandbox can hold of the host's descriptors; the excess
+ * is closed as it is accepted.
+ */
+export const MAX_RELAY_CONNECTIONS = 256;
+
 /** Whether something accepts TCP connections at host:port (from the host itself). */
 function accepts(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -121,10 +128,13 @@ export async function listenRelay(listenAddress: string, connectTarget: RelayCon
     track(inbound);
     relay(inbound).catch(() => inbound.destroy());
   });
+  server.maxConnections = MAX_RELAY_CONNECTIONS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, listenAddress, () => {
       server.off('error', reject);
+      // A failed accept (out of descriptors) is an 'error' on the server: the relay keeps going.
+      server.on('error', () => undefined);
       resolve();
     });
   });
