@@ -10,10 +10,14 @@ import { rm } from 'node:fs/promises';
 import { isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { isSandboxStartError, type Instance, type InstanceExit, type SandboxDriver, type SandboxSpec } from '../sandbox/index.js';
+import { BoundedLog } from '../sandbox/log-capture.js';
 import type { AppRecord } from './records.js';
 
-/** How many log lines an app keeps (all instances together). */
+/** How many log lines, and bytes of them, an app keeps (all instances together). */
 const KEPT_LOG_LINES = 5_000;
+const KEPT_LOG_BYTES = 4 * 1024 * 1024;
+/** The most one read of the log (app/Logs, function/Logs) answers with. */
+export const MAX_LOG_ANSWER_BYTES = 1024 * 1024;
 /** First pause before restarting an instance that exited, doubled each time up to the most. */
 export const RESTART_FIRST_DELAY_MS = 1_000;
 export const RESTART_MAX_DELAY_MS = 30_000;
@@ -528,7 +532,7 @@ export class AppRuntime {
   /** Set while Run, Update or Delete works on the app: they refuse to overlap. */
   busy: string | undefined;
   readonly tcp: { port?: number; close?: () => Promise<void>; opening?: Promise<void> } = {};
-  private readonly lines: AppLogLine[] = [];
+  private readonly lines = new BoundedLog<AppLogLine>(KEPT_LOG_LINES, KEPT_LOG_BYTES);
   private readonly emitter = new EventEmitter();
   private readonly waiters = new Set<() => void>();
 
@@ -619,14 +623,12 @@ export class AppRuntime {
 
   private push(entry: AppLogLine): void {
     this.lines.push(entry);
-    if (this.lines.length > KEPT_LOG_LINES) this.lines.shift();
     this.emitter.emit('line', entry);
   }
 
-  /** The last `count` lines (of one stream, when given). */
+  /** The last `count` lines (of one stream, when given), no more than MAX_LOG_ANSWER_BYTES of them. */
   tail(count: number, stream?: AppLogStream): AppLogLine[] {
-    const lines = stream ? this.lines.filter((entry) => entry.stream === stream) : this.lines;
-    return lines.slice(-count);
+    return this.lines.newest(count, MAX_LOG_ANSWER_BYTES, stream ? (entry) => entry.stream === stream : undefined);
   }
 
   /** The last `count` lines, then every new one until `signal` aborts. */

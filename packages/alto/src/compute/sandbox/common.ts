@@ -12,6 +12,9 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import { connectOnce } from './connect.js';
+import { BoundedLog, LineSplitter } from './log-capture.js';
+
+export { LineSplitter } from './log-capture.js';
 import { validateVolumes } from './volumes.js';
 import { SandboxStartError, START_FAILURE_LOG_LINES, type Instance, type InstanceExit, type InstanceState, type LogLine, type SandboxDriverName, type SandboxSpec } from './port.js';
 
@@ -20,8 +23,9 @@ export interface ResolvedUser {
   gid: number;
 }
 
-/** How many log lines an instance keeps for late readers. */
+/** How many log lines, and bytes of them, an instance keeps for late readers. */
 const KEPT_LOG_LINES = 2_000;
+const KEPT_LOG_BYTES = 4 * 1024 * 1024;
 
 function readDatabase(rootfs: string, file: 'passwd' | 'group'): string[][] {
   const path = join(rootfs, 'etc', file);
@@ -148,27 +152,6 @@ export function freeLoopbackPort(): Promise<number> {
   });
 }
 
-/** Splits a byte stream into lines, keeping a partial last line until its newline arrives. */
-export class LineSplitter {
-  private pending = '';
-  constructor(private readonly onLine: (line: string) => void) {}
-
-  push(chunk: Buffer | string): void {
-    this.pending += chunk.toString();
-    let newline = this.pending.indexOf('\n');
-    while (newline >= 0) {
-      this.onLine(this.pending.slice(0, newline).replace(/\r$/, ''));
-      this.pending = this.pending.slice(newline + 1);
-      newline = this.pending.indexOf('\n');
-    }
-  }
-
-  flush(): void {
-    if (this.pending) this.onLine(this.pending);
-    this.pending = '';
-  }
-}
-
 /**
  * The control channel's messages, one per line, written by the supervisor inside the sandbox:
  * `started`, `ready`, `exit <code>`. Anything else is ignored: the app runs as root inside its
@@ -196,7 +179,7 @@ export abstract class InstanceBase implements Instance {
   protected exitInfo: InstanceExit | undefined;
   /** The exit code the supervisor reported, if it got that far. */
   protected reportedExitCode: number | undefined;
-  private readonly lines: LogLine[] = [];
+  private readonly lines = new BoundedLog<LogLine>(KEPT_LOG_LINES, KEPT_LOG_BYTES);
   private resolveExit!: (exit: InstanceExit) => void;
   private readonly stdoutSplitter = new LineSplitter((line) => this.addLog('stdout', line));
   private readonly stderrSplitter = new LineSplitter((line) => this.addLog('stderr', line));
@@ -221,7 +204,6 @@ export abstract class InstanceBase implements Instance {
   private addLog(stream: 'stdout' | 'stderr', line: string): void {
     const entry: LogLine = { stream, line, at: Date.now() };
     this.lines.push(entry);
-    if (this.lines.length > KEPT_LOG_LINES) this.lines.shift();
     this.events.emit('log', entry);
   }
 
@@ -238,7 +220,7 @@ export abstract class InstanceBase implements Instance {
 
   /** Log lines so far; with `follow`, then every new line until the instance ends. */
   async *logs(options: { follow?: boolean } = {}): AsyncIterable<LogLine> {
-    const queue: LogLine[] = [...this.lines];
+    const queue: LogLine[] = this.lines.newest(KEPT_LOG_LINES);
     if (!options.follow) {
       yield* queue;
       return;
@@ -267,7 +249,7 @@ export abstract class InstanceBase implements Instance {
   /** The failed start's error once the instance has ended: the cause, its exit and its last log lines. */
   protected startFailure(cause: unknown): SandboxStartError {
     const message = cause instanceof Error ? cause.message : String(cause);
-    return new SandboxStartError(message, this.id, this.lines.slice(-START_FAILURE_LOG_LINES), this.exitInfo);
+    return new SandboxStartError(message, this.id, this.lines.newest(START_FAILURE_LOG_LINES), this.exitInfo);
   }
 
   protected assertState(allowed: InstanceState[], action: string): void {
