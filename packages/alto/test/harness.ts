@@ -133,7 +133,9 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', CLI_ENTRY, 'up', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, ...(options.args ?? [])],
-    { env: { ...process.env, ALTO_LOG_FORMAT: 'json', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    // The tests' registries listen on loopback, where project keys pull only from hosts the
+    // operator trusts: every port of 127.0.0.1 is, unless a test says otherwise.
+    { env: { ...process.env, ALTO_LOG_FORMAT: 'json', ALTO_TRUSTED_REGISTRIES: '127.0.0.1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stdout = '';
   let stderr = '';

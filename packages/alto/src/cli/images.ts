@@ -1,6 +1,6 @@
 /**
  * @module cli/images
- * `alto images pull|list|inspect|rm|prune|import|unpack` and `alto registry login|logout|list`.
+ * `alto images pull|list|inspect|rm|prune|import|share|unpack` and `alto registry login|logout|list`.
  * They call the `images` and `registry` services by name through the SDK's transport (so they
  * work before the SDK is regenerated) with the admin key. `pull` shows progress on stderr: one
  * updating line in a terminal, one line per finished blob otherwise; with --json it prints every
@@ -203,6 +203,19 @@ export function addImageCommands(program: Command, { remote, action, client }: C
       });
       if (wantsJson(flags)) return printJson(result, flags);
       for (const image of result.images) process.stdout.write(`imported ${image.references.join(', ')} ${dim(image.digest)}\n`);
+    }),
+  );
+
+  remote(
+    images
+      .command('share <image> <project>')
+      .description('let a project ("*": every project) run an image the server holds, such as one pulled with your registry login')
+      .option('--revoke', 'take the share back'),
+  ).action(
+    action(async (image: string, project: string, flags: Flags & { revoke?: boolean }) => {
+      const result = await client(flags).transport.call<{ digest: string; project: string; shared: boolean }>('images', 'Share', { image, project, revoke: Boolean(flags.revoke) });
+      if (wantsJson(flags)) return printJson(result, flags);
+      process.stdout.write(`${result.shared ? 'shared' : 'no longer shared'} ${short(result.digest)} with ${project}\n`);
     }),
   );
 

@@ -7,6 +7,7 @@
  */
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { LookupFunction } from 'node:net';
 
 export interface RequestOptions {
   method?: 'GET' | 'HEAD';
@@ -16,6 +17,12 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Redirects followed at most. */
   maxRedirects?: number;
+  /**
+   * The outbound guard for a tenant's pull: called for the URL of every hop (the first request
+   * and each redirect), it refuses the host or answers the lookup that pins the connection to
+   * the addresses it checked. Without it (an admin's pull) the system resolver is used.
+   */
+  guard?: (url: URL) => Promise<LookupFunction>;
 }
 
 export interface HttpResponse {
@@ -40,14 +47,16 @@ export class NetworkError extends Error {
   }
 }
 
-function sendOnce(url: URL, options: RequestOptions): Promise<HttpResponse> {
+async function sendOnce(url: URL, options: RequestOptions): Promise<HttpResponse> {
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const lookup = options.guard ? await options.guard(url) : undefined;
   return new Promise((resolve, reject) => {
     const outgoing = send(url, {
       method: options.method ?? 'GET',
       headers: { 'user-agent': USER_AGENT, ...options.headers },
       signal: options.signal,
+      ...(lookup ? { lookup, agent: false } : {}),
     });
     outgoing.setTimeout(idleTimeoutMs, () => {
       outgoing.destroy(new NetworkError(`no answer from ${url.host} for ${idleTimeoutMs / 1000}s`));

@@ -10,8 +10,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { errors } from '../../kit/errors.js';
+import type { LookupFunction } from 'node:net';
+import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
+import { OutboundRefused, pinnedLookup, privateTargetsAllowed, resolveOutbound } from '../../kit/outbound-guard.js';
 import type { SqliteDatabase } from '../../store/sqlite/database.js';
 import { CredentialStore, type RegistryCredentials } from './auth.js';
 import { BlobStore, type BlobProgress, type BlobSource } from './blob-store.js';
@@ -27,8 +29,9 @@ import {
   type ImageManifest,
   type WantedPlatform,
 } from './manifest.js';
-import { ImageRecords, type ImageBlob, type ImageRecord } from './records.js';
+import { EVERY_PROJECT, ImageRecords, type ImageAccess, type ImageBlob, type ImageRecord } from './records.js';
 import {
+  apiHostOf,
   familiarReference,
   formatReference,
   normalizeRegistry,
@@ -49,6 +52,12 @@ export interface ImageManagerOptions {
   maxLayerBytes?: number;
   /** Registries (`host:port`) that may answer plain HTTP besides loopback ones. */
   insecureRegistries?: string[];
+  /**
+   * Hosts (`host:port`, or `host` for every port) that projects may pull from although they are
+   * on private or loopback addresses, over plain HTTP too (ALTO_TRUSTED_REGISTRIES). A redirect
+   * from them to another host is judged as that host.
+   */
+  trustedRegistries?: string[];
   /** The platform an index is resolved to. Default linux/amd64. */
   platform?: WantedPlatform;
   /** Layers downloaded at once per pull. */
@@ -67,6 +76,12 @@ export interface PullOptions {
   signal?: AbortSignal;
   /** Allow plain HTTP for this registry for this pull. */
   insecure?: boolean;
+  /**
+   * The project pulling, when it is not the admin: the pull is anonymous, every connection goes
+   * through the outbound guard (unless the registry is trusted), and errors carry no bytes of
+   * the registry's answers.
+   */
+  project?: string;
 }
 
 export interface ImageSummary {
@@ -123,6 +138,7 @@ export class ImageManager {
   private readonly maxLayerBytes: number;
   private readonly platform: WantedPlatform;
   private readonly insecure: Set<string>;
+  private readonly trusted: Set<string>;
   /** Blobs that pulls and imports of this process need and have not recorded yet: prune keeps them. */
   private readonly pending = new Map<string, number>();
   /** Serializes the steps that record or delete images, so a removal never races a recording. */
@@ -135,6 +151,7 @@ export class ImageManager {
     this.maxLayerBytes = options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
     this.platform = options.platform ?? DEFAULT_PLATFORM;
     this.insecure = new Set((options.insecureRegistries ?? []).map(normalizeRegistry));
+    this.trusted = new Set((options.trustedRegistries ?? []).map((host) => normalizeRegistry(host)));
   }
 
   private exclusive<T>(task: () => T | Promise<T>): Promise<T> {
@@ -143,19 +160,59 @@ export class ImageManager {
     return run;
   }
 
-  private clientFor(registry: string, insecure = false): RegistryClient {
-    const key = `${registry}${insecure ? ' insecure' : ''}`;
+  /**
+   * The client of a registry: the machine's (saved credentials, no address rule: the admin pulls
+   * from anywhere) or a project's (anonymous, every request through the outbound guard).
+   */
+  private clientFor(registry: string, insecure = false, forProject = false): RegistryClient {
+    const key = `${registry}${insecure ? ' insecure' : ''}${forProject ? ' project' : ''}`;
     let client = this.clients.get(key);
     if (!client) {
       client = new RegistryClient({
         registry,
-        credentials: () => this.credentials.get(registry),
-        insecure: insecure || this.insecure.has(registry),
+        credentials: forProject ? () => undefined : () => this.credentials.get(registry),
+        insecure: insecure || this.insecure.has(registry) || this.isTrusted(apiHostOf(registry)),
         log: this.options.log,
+        guard: forProject ? (url) => this.guardedLookup(url) : undefined,
       });
       this.clients.set(key, client);
     }
     return client;
+  }
+
+  /** Whether the operator trusts a registry host (`name`, `name:port`, `[v6]:port`; no port means 443). */
+  isTrusted(host: string): boolean {
+    if (this.trusted.size === 0) return false;
+    try {
+      const url = new URL(`https://${host}`);
+      return this.isTrustedHost(url.hostname, url.port || '443');
+    } catch {
+      return false;
+    }
+  }
+
+  private isTrustedHost(hostname: string, port: string): boolean {
+    const name = hostname.toLowerCase();
+    return this.trusted.has(name) || this.trusted.has(`${name}:${port}`);
+  }
+
+  /** The outbound guard for one request of a project's pull: a trusted host may be private, any other must be public. */
+  private async guardedLookup(url: URL): Promise<LookupFunction> {
+    const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+    const target = await resolveOutbound(url.hostname, { allowPrivate: this.isTrustedHost(url.hostname, port) || privateTargetsAllowed() });
+    return pinnedLookup(target);
+  }
+
+  /** Whether projects could pull anonymously from where the admin just did: a trusted registry, or one on public addresses. */
+  private async reachableByProjects(registry: string): Promise<boolean> {
+    const host = apiHostOf(registry);
+    if (this.isTrusted(host)) return true;
+    try {
+      await resolveOutbound(new URL(`https://${host}`).hostname);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private hold(digests: string[]): () => void {
@@ -169,11 +226,52 @@ export class ImageManager {
     };
   }
 
-  /** Pulls an image and records it under the reference; blobs already stored are not fetched. */
+  /**
+   * Pulls an image and records it under the reference; blobs already stored are not fetched.
+   * Records who may run it: everyone when the pull was anonymous from a registry projects can
+   * reach, and the pulling project.
+   */
   async pull(text: string, options: PullOptions = {}): Promise<ImageDetails> {
     const reference = parseReference(text);
+    if (options.project === undefined) {
+      const anonymous = this.credentials.get(reference.registry) === undefined;
+      const details = await this.pullReference(reference, options);
+      if (anonymous && (await this.reachableByProjects(reference.registry))) this.records.grant(details.digest, EVERY_PROJECT, 'public');
+      return details;
+    }
+    let details: ImageDetails;
+    try {
+      details = await this.pullReference(reference, options);
+    } catch (error) {
+      throw this.projectPullError(error, reference);
+    }
+    // Pulled anonymously: the image is public in its registry.
+    this.records.grant(details.digest, EVERY_PROJECT, 'public');
+    this.records.grant(details.digest, options.project, 'pulled');
+    return this.details(details.digest)!;
+  }
+
+  /**
+   * A project's pull failed: the error it sees says what kind of failure it was and names the
+   * registry, but carries no bytes of what the registry (or whatever answered) sent.
+   */
+  private projectPullError(error: unknown, reference: ImageReference): AltoError {
     const where = familiarReference(reference);
-    const client = this.clientFor(reference.registry, options.insecure);
+    if (error instanceof OutboundRefused) return error;
+    this.options.log.warn({ err: error, image: where }, 'a project\'s image pull failed');
+    const status = isAltoError(error) ? error.status : 502;
+    if (status === 404) return errors.notFound(`${where} was not found on ${reference.registry}`);
+    if (status === 401 || status === 403) {
+      return errors.forbidden(`${reference.registry} refused an anonymous pull of ${where}; a project runs only public images, images it built, or images the admin shared with it`);
+    }
+    if (status === 429) return errors.tooManyRequests(`${reference.registry} is rate-limiting pulls; try again later`);
+    if (status === 400) return errors.badRequest(`${where} is not an image Alto can run (its manifest or config is not valid or not supported, or a layer is too large)`);
+    return new AltoError('unavailable', 502, `${reference.registry} could not be reached, or did not answer as an image registry`);
+  }
+
+  private async pullReference(reference: ImageReference, options: PullOptions): Promise<ImageDetails> {
+    const where = familiarReference(reference);
+    const client = this.clientFor(reference.registry, options.insecure, options.project !== undefined);
     const top = await client.getManifest(reference.repository, reference.digest ?? reference.tag!, options.signal);
     if (reference.digest && !matchesDigest(top.bytes, reference.digest)) {
       throw upstreamError(`${reference.registry} answered ${where} with a manifest whose digest is not ${reference.digest}; refused`);
@@ -443,7 +541,7 @@ export class ImageManager {
    * Imports the images of a `docker save` tarball or an OCI layout (folder or tarball) on this
    * machine. `reference` names the image when the archive does not (or renames its only image).
    */
-  async import(path: string, options: { reference?: string } = {}): Promise<ImageDetails[]> {
+  async import(path: string, options: { reference?: string; builtBy?: string } = {}): Promise<ImageDetails[]> {
     const absolute = resolve(path);
     const wanted = options.reference ? parseReference(options.reference) : undefined;
     const result = await importImageArchive(absolute, this.blobs, this.platform);
@@ -487,6 +585,7 @@ export class ImageManager {
             }),
           ),
         );
+        if (options.builtBy !== undefined) this.records.grant(imported.at(-1)!.digest, options.builtBy, 'built');
       }
       return imported;
     } finally {
@@ -526,6 +625,26 @@ export class ImageManager {
       await rm(temporary, { recursive: true, force: true });
       throw error;
     }
+  }
+
+  /** Whether `project` may run the image (public, or pulled, built or shared for it). */
+  mayUse(digest: string, project: string): boolean {
+    return this.records.mayUse(digest, project);
+  }
+
+  /** Lets `project` (EVERY_PROJECT: all of them) run an image the machine holds; the admin's decision. */
+  share(text: string, project: string, how: ImageAccess = 'shared'): string {
+    const { digest } = this.resolve(text);
+    this.records.grant(digest, project, how);
+    return digest;
+  }
+
+  /** Takes back what share gave; a project's own pulls and builds stay its own. */
+  unshare(text: string, project: string): boolean {
+    const { digest } = this.resolve(text);
+    const granted = this.records.accessOf(digest).find((entry) => entry.project === project);
+    if (!granted || granted.how !== 'shared') return false;
+    return this.records.revoke(digest, project);
   }
 
   /** Marks an image as used (by an app, a sandbox): remove and prune keep it. */

@@ -41,7 +41,21 @@ const MIGRATIONS = [
      user TEXT NOT NULL,
      since INTEGER NOT NULL,
      PRIMARY KEY (image_digest, user));`,
+  // Which projects may run an image: '*' (public: pulled anonymously), or one project that
+  // pulled it, built it, or was given it by the admin.
+  `CREATE TABLE image_access (
+     image_digest TEXT NOT NULL REFERENCES image_manifests(digest) ON DELETE CASCADE,
+     project TEXT NOT NULL,
+     how TEXT NOT NULL,
+     since INTEGER NOT NULL,
+     PRIMARY KEY (image_digest, project));`,
 ];
+
+/** How a project came to may run an image. */
+export type ImageAccess = 'public' | 'pulled' | 'built' | 'shared';
+
+/** The project value that stands for every project (a public image). */
+export const EVERY_PROJECT = '*';
 
 export type BlobRole = 'manifest' | 'index' | 'config' | 'layer';
 
@@ -128,6 +142,11 @@ export class ImageRecords {
       referencedBlobs: db.prepare('SELECT DISTINCT blob_digest FROM image_blobs'),
       addUser: db.prepare('INSERT OR IGNORE INTO image_users (image_digest, user, since) VALUES (?, ?, ?)'),
       removeUser: db.prepare('DELETE FROM image_users WHERE image_digest = ? AND user = ?'),
+      grant: db.prepare(`INSERT INTO image_access (image_digest, project, how, since) VALUES (?, ?, ?, ?)
+        ON CONFLICT (image_digest, project) DO NOTHING`),
+      revoke: db.prepare('DELETE FROM image_access WHERE image_digest = ? AND project = ?'),
+      mayUse: db.prepare(`SELECT 1 FROM image_access WHERE image_digest = ? AND project IN (?, '*') LIMIT 1`),
+      accessOf: db.prepare('SELECT project, how FROM image_access WHERE image_digest = ? ORDER BY project'),
     };
     this.saveInTransaction = db.transaction((image: NewImage, now: number) => {
       const layersSize = image.blobs.filter((blob) => blob.role === 'layer').reduce((sum, blob) => sum + blob.size, 0);
@@ -237,5 +256,24 @@ export class ImageRecords {
 
   removeUser(digest: string, user: string): boolean {
     return this.statements.removeUser.run(digest, user).changes > 0;
+  }
+
+  /** Lets `project` (or every project, EVERY_PROJECT) run the image; the first reason given is kept. */
+  grant(digest: string, project: string, how: ImageAccess): void {
+    this.statements.grant.run(digest, project, how, Date.now());
+  }
+
+  revoke(digest: string, project: string): boolean {
+    return this.statements.revoke.run(digest, project).changes > 0;
+  }
+
+  /** Whether `project` may run the image: it is public, or the project pulled, built or was given it. */
+  mayUse(digest: string, project: string): boolean {
+    return this.statements.mayUse.get(digest, project) !== undefined;
+  }
+
+  /** Who may run the image, and why. */
+  accessOf(digest: string): { project: string; how: ImageAccess }[] {
+    return this.statements.accessOf.all(digest) as { project: string; how: ImageAccess }[];
   }
 }

@@ -5,11 +5,12 @@
  * authentication driven by the registry's `WWW-Authenticate` challenge, and HTTPS always except
  * for loopback registries or ones the operator marked insecure, which may answer plain HTTP.
  */
+import type { LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
 import { AltoError, errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { parseChallenges, type Challenge, type RegistryCredentials } from './auth.js';
-import { discard, NetworkError, readBody, send, type HttpResponse } from './http.js';
+import { discard, NetworkError, readBody, send as sendRequest, type HttpResponse, type RequestOptions } from './http.js';
 import { digestOf, MANIFEST_ACCEPT, MAX_DOCUMENT_BYTES } from './manifest.js';
 import { apiHostOf, isLoopbackRegistry } from './reference.js';
 
@@ -22,6 +23,8 @@ export interface RegistryClientOptions {
   insecure?: boolean;
   log: Logger;
   idleTimeoutMs?: number;
+  /** The outbound guard of a tenant's pull, for every request this client makes (token servers and redirects included). */
+  guard?: (url: URL) => Promise<LookupFunction>;
 }
 
 export interface FetchedManifest {
@@ -58,6 +61,11 @@ export class RegistryClient {
     this.host = apiHostOf(options.registry);
   }
 
+  /** Every request of this client, through its guard when it has one. */
+  private send(url: URL, options: RequestOptions = {}): Promise<HttpResponse> {
+    return sendRequest(url, { ...options, guard: this.options.guard });
+  }
+
   private get mayUseHttp(): boolean {
     return schemesFor(this.registry, this.options.insecure).includes('http');
   }
@@ -71,12 +79,12 @@ export class RegistryClient {
       const [first, ...fallbacks] = schemesFor(this.registry, this.options.insecure).map((scheme) => new URL(`${scheme}://${this.host}/v2/`));
       if (fallbacks.length === 0) return first;
       try {
-        discard(await send(first, { idleTimeoutMs: 5_000 }));
+        discard(await this.send(first, { idleTimeoutMs: 5_000 }));
         return first;
       } catch (firstError) {
         for (const fallback of fallbacks) {
           try {
-            discard(await send(fallback, { idleTimeoutMs: 5_000 }));
+            discard(await this.send(fallback, { idleTimeoutMs: 5_000 }));
             return fallback;
           } catch {
             // Report the HTTPS failure: it says more than the fallback's.
@@ -103,12 +111,12 @@ export class RegistryClient {
     const target = await this.url(path);
     const cached = this.authorizations.get(scope);
     const authorization = cached && cached.expiresAt > Date.now() ? cached.header : undefined;
-    const first = await send(target, { headers: authorization ? { ...headers, authorization } : headers, signal, idleTimeoutMs: this.options.idleTimeoutMs });
+    const first = await this.send(target, { headers: authorization ? { ...headers, authorization } : headers, signal, idleTimeoutMs: this.options.idleTimeoutMs });
     if (first.status !== 401) return first;
     const challenges = parseChallenges(first.headers['www-authenticate']);
     discard(first);
     const header = await this.answerChallenge(challenges, scope, signal);
-    const second = await send(target, { headers: { ...headers, authorization: header }, signal, idleTimeoutMs: this.options.idleTimeoutMs });
+    const second = await this.send(target, { headers: { ...headers, authorization: header }, signal, idleTimeoutMs: this.options.idleTimeoutMs });
     if (second.status === 401) {
       discard(second);
       throw this.refused(scope);
@@ -166,7 +174,7 @@ export class RegistryClient {
     if (scope) url.searchParams.set('scope', scope);
     const headers: Record<string, string> = {};
     if (credentials) headers.authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
-    const response = await send(url, { headers, signal, idleTimeoutMs: this.options.idleTimeoutMs });
+    const response = await this.send(url, { headers, signal, idleTimeoutMs: this.options.idleTimeoutMs });
     if (response.status === 401 || response.status === 403) {
       discard(response);
       throw credentials
@@ -177,11 +185,13 @@ export class RegistryClient {
       const body = await readBody(response, 64 * 1024).catch(() => Buffer.alloc(0));
       throw upstreamError(`the token server of ${this.registry} answered ${response.status}: ${body.toString('utf8').slice(0, 200)}`);
     }
-    const body = JSON.parse((await readBody(response, MAX_DOCUMENT_BYTES)).toString('utf8')) as {
-      token?: string;
-      access_token?: string;
-      expires_in?: number;
-    };
+    let body: { token?: string; access_token?: string; expires_in?: number };
+    try {
+      body = JSON.parse((await readBody(response, MAX_DOCUMENT_BYTES)).toString('utf8'));
+    } catch (error) {
+      if (error instanceof NetworkError) throw error;
+      throw upstreamError(`the token server of ${this.registry} answered with something other than JSON`);
+    }
     const token = body.token ?? body.access_token;
     if (!token) throw upstreamError(`the token server of ${this.registry} answered without a token`);
     const seconds = typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_SECONDS;
@@ -263,7 +273,7 @@ export class RegistryClient {
    */
   async checkCredentials(credentials: RegistryCredentials, signal?: AbortSignal): Promise<void> {
     const target = await this.url('');
-    const first = await send(target, { signal, idleTimeoutMs: this.options.idleTimeoutMs });
+    const first = await this.send(target, { signal, idleTimeoutMs: this.options.idleTimeoutMs });
     discard(first);
     if (first.status === 200) return; // An open registry accepts anyone; nothing to check.
     if (first.status !== 401) throw upstreamError(`${this.registry} answered ${first.status} at /v2/`);
@@ -274,7 +284,7 @@ export class RegistryClient {
       return;
     }
     const header = `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
-    const second = await send(target, { headers: { authorization: header }, signal, idleTimeoutMs: this.options.idleTimeoutMs });
+    const second = await this.send(target, { headers: { authorization: header }, signal, idleTimeoutMs: this.options.idleTimeoutMs });
     discard(second);
     if (second.status === 401 || second.status === 403) {
       throw errors.forbidden(`${this.registry} refused the credentials of "${credentials.username}"`);

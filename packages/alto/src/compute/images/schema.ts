@@ -88,6 +88,17 @@ export const ListResponse = z.object({ images: z.array(ImageSummaryView) });
 export const InspectRequest = z.object({ image: ImageName });
 export const InspectResponse = z.object({ image: ImageDetailsView });
 
+export const ShareRequest = z.object({
+  image: ImageName,
+  project: z.string().trim().min(1, 'project: name the project (or "*" for every project)').max(200).describe('the project (name in the admin account, or id) that may run the image; "*" for every project'),
+  revoke: z.boolean().default(false).describe('take back a share given before'),
+});
+export const ShareResponse = z.object({
+  digest: z.string(),
+  project: z.string().describe('the project id, or "*"'),
+  shared: z.boolean().describe('whether the project may now run the image by this share'),
+});
+
 export const DeleteRequest = z.object({ image: ImageName });
 export const DeleteResponse = z.object({
   untagged: z.array(z.string()).describe('references removed'),

@@ -7,12 +7,15 @@
  *
  * Settings (environment of `alto up`): ALTO_IMAGES_MAX_LAYER_BYTES (largest uncompressed
  * layer, default 8 GiB), ALTO_INSECURE_REGISTRIES (comma-separated hosts that may answer plain
- * HTTP; loopback registries always may).
+ * HTTP; loopback registries always may), ALTO_TRUSTED_REGISTRIES (comma-separated `host:port`, or
+ * `host` for every port: registries that project keys may pull from although they are on
+ * private or loopback addresses, over plain HTTP too; the admin key pulls from anywhere).
  */
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import { component, defineService, endpoint, streamEndpoint, type CallContext } from '../../platform/service.js';
 import { ImageManager, type PullEvent } from './manager.js';
+import { EVERY_PROJECT } from './records.js';
 import {
   DeleteRequest,
   DeleteResponse,
@@ -34,6 +37,8 @@ import {
   PullRequest,
   RegistriesResponse,
   removeView,
+  ShareRequest,
+  ShareResponse,
   summaryView,
   UnpackRequest,
   UnpackResponse,
@@ -56,12 +61,28 @@ export const imagesComponent = component(
       db: platform.stores.sqlite,
       log: platform.log.child({ component: 'images' }),
       maxLayerBytes: positiveNumber('ALTO_IMAGES_MAX_LAYER_BYTES', process.env.ALTO_IMAGES_MAX_LAYER_BYTES),
-      insecureRegistries: (process.env.ALTO_INSECURE_REGISTRIES ?? '')
-        .split(',')
-        .map((host) => host.trim())
-        .filter(Boolean),
+      insecureRegistries: listSetting(process.env.ALTO_INSECURE_REGISTRIES),
+      trustedRegistries: listSetting(process.env.ALTO_TRUSTED_REGISTRIES),
     }),
 );
+
+function listSetting(value: string | undefined): string[] {
+  return (value ?? '')
+    .split(',')
+    .map((host) => host.trim())
+    .filter(Boolean);
+}
+
+/** The id of the project an admin names for a share: a project of the admin's account by name, else an id as given. */
+async function projectIdFor(name: string, context: CallContext): Promise<string> {
+  if (name === EVERY_PROJECT) return EVERY_PROJECT;
+  try {
+    return (await context.platform.tenancy.findProject(context.tenant!.accountId, name)).id;
+  } catch (error) {
+    if (/^[0-9a-f-]{36}$/i.test(name)) return name.toLowerCase();
+    throw error;
+  }
+}
 
 /** The images of this machine, for an admin key only: they are shared by every tenant. */
 function images(context: CallContext): ImageManager {
@@ -160,6 +181,24 @@ export const imagesService = defineService({
       example: { image: 'redis:7' },
       handler(request, context) {
         return { image: detailsView(images(context).inspect(request.image)) };
+      },
+    }),
+    Share: endpoint({
+      description:
+        'Let a project (or every project, "*") run an image this machine holds. Projects run only public images, images they pulled or built, and images shared with them: an image pulled with the admin\'s registry login is the admin\'s until shared. With revoke: take a share back.',
+      access: 'manage',
+      request: ShareRequest,
+      response: ShareResponse,
+      example: { image: 'ghcr.io/org/private-app:v1', project: 'shop' },
+      async handler(request, context) {
+        const manager = images(context);
+        const project = await projectIdFor(request.project, context);
+        if (request.revoke) {
+          const { digest } = manager.resolve(request.image);
+          manager.unshare(request.image, project);
+          return { digest, project, shared: false };
+        }
+        return { digest: manager.share(request.image, project), project, shared: true };
       },
     }),
     Delete: endpoint({
