@@ -434,8 +434,13 @@ export class AppManager implements AppResolver, AppGateway {
     return this.options.images;
   }
 
-  /** The image, pulled when this machine lacks it (or always, to see whether a tag moved). */
-  private async imageFor(reference: string, insecure: boolean, pull: 'missing' | 'always'): Promise<ImageDetails> {
+  /**
+   * The image, pulled when this machine lacks it (or always, to see whether a tag moved). A
+   * project (not the admin) runs only images it may: public ones, ones it pulled or built, and
+   * ones the admin shared with it; any other is pulled for it, anonymously and through the
+   * outbound guard, so a registry that wants credentials refuses it.
+   */
+  private async imageFor(owner: AppOwner, reference: string, insecure: boolean, pull: 'missing' | 'always'): Promise<ImageDetails> {
     const text = reference.trim();
     if (/^(sha256:)?[a-f0-9]{4,64}$/.test(text)) {
       throw errors.badRequest(`"${text}" is a digest; name the image by reference (registry/repository:tag or repository@sha256:...)`);
@@ -446,10 +451,11 @@ export class AppManager implements AppResolver, AppGateway {
     } catch (error) {
       if (!isAltoError(error) || error.status !== 404) throw error;
     }
+    if (local && !owner.admin && !this.images.mayUse(local.digest, owner.projectId)) local = undefined;
     // A reference pinned by digest cannot move: the local copy is that image (function builds are named so).
     if (local && (pull === 'missing' || /@sha256:[a-f0-9]{64}$/.test(text))) return local;
     try {
-      return await this.images.pull(text, { insecure });
+      return await this.images.pull(text, { insecure, ...(owner.admin ? {} : { project: owner.projectId }) });
     } catch (error) {
       if (local) {
         this.options.log.warn({ err: error, image: text }, 'pulling the image failed; using the copy on this machine');
@@ -1118,7 +1124,7 @@ export class AppManager implements AppResolver, AppGateway {
     this.assertNameFree(owner, input.name);
     this.assertLinks(input.name, input.links);
     await this.assertDriverSupports({ outbound: input.outbound ?? false });
-    const image = await this.imageFor(input.image, Boolean(input.insecure), 'missing');
+    const image = await this.imageFor(owner, input.image, Boolean(input.insecure), 'missing');
     const settings = this.settingsOf(input, undefined, image.spec);
     await this.assertCaps(owner, { apps: 1, instances: this.positions(settings) });
     const rootfs = await this.ensureRootfs(image.digest);
@@ -1182,7 +1188,7 @@ export class AppManager implements AppResolver, AppGateway {
   private async rollOut(owner: AppOwner, runtime: AppRuntime, current: AppRecord, input: UpdateInput): Promise<AppState> {
     this.assertLinks(current.name, input.links);
     await this.assertDriverSupports({ outbound: input.outbound ?? current.settings.outbound });
-    const image = input.image ? await this.imageFor(input.image, Boolean(input.insecure), 'always') : this.images.inspect(current.digest);
+    const image = input.image ? await this.imageFor(owner, input.image, Boolean(input.insecure), 'always') : this.images.inspect(current.digest);
     const settings = this.settingsOf(input, current.settings, image.spec);
     const rootfs = await this.ensureRootfs(image.digest);
     const next: AppRecord = {

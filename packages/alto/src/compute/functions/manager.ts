@@ -159,7 +159,7 @@ export class FunctionManager {
       Labels: { ...labels, 'dev.alto.node': runtime.nodeVersion },
     });
     const repository = `${IMAGE_REGISTRY}/${owner.projectId.toLowerCase()}/${name}`;
-    const [imported] = await this.options.images.import(layout, { reference: `${repository}:${appLayer.digest.slice('sha256:'.length, 'sha256:'.length + 16)}` });
+    const [imported] = await this.options.images.import(layout, { reference: `${repository}:${appLayer.digest.slice('sha256:'.length, 'sha256:'.length + 16)}`, builtBy: owner.projectId });
     return { reference: `${repository}@${imported.digest}`, digest: imported.digest };
   }
 
