@@ -37,6 +37,7 @@ import { BuildFailure, bundleFunction, findEntryFile, installDependencies, proje
 import { writeImageLayout, writeLayer, type LayerBlob } from './layers.js';
 import { FunctionRecords, type FunctionRecord } from './records.js';
 import { NODE_PATH_IN_IMAGE, type NodeRuntime } from './runtime.js';
+import { confineSource } from './confine.js';
 import { fetchSource, type SourceInput } from './source.js';
 
 /** The registry part of function image names: never pulled, only imported. */
@@ -124,11 +125,12 @@ export class FunctionManager {
     const log: string[] = [];
     try {
       const fetched = await fetchSource(source, buildDir, { allowLocalRepos: owner.admin });
+      const sourceRoot = confineSource(fetched.folder, join(buildDir, 'src'), describeSource(fetched.kind));
       log.push(`source: ${fetched.kind}${source.repo ? ` ${source.repo}${source.branch ? `#${source.branch}` : ''}${source.subfolder ? ` /${source.subfolder}` : ''}${fetched.commit ? ` at ${fetched.commit.slice(0, 12)}` : ''}` : ''}`);
-      const entryFile = findEntryFile(fetched.folder);
+      const entryFile = findEntryFile(fetched.folder, sourceRoot);
       const nodeModules = await installDependencies(fetched.folder, join(this.options.dataDir, 'functions', 'deps'), log);
       const runtime = await this.options.runtime.layer();
-      const bundle = await bundleFunction({ folder: fetched.folder, entryFile, entrypoint, name, nodeModules, nodeVersion: runtime.nodeVersion });
+      const bundle = await bundleFunction({ folder: fetched.folder, sourceRoot, entryFile, entrypoint, name, nodeModules, nodeVersion: runtime.nodeVersion });
       log.push(...bundle.log);
       const appLayer = await writeLayer(join(buildDir, 'app.tar'), [
         { type: 'dir', path: 'app/' },
@@ -175,6 +177,7 @@ export class FunctionManager {
     const buildDir = mkdtempSync(join(buildsRoot, `app-${name}-`));
     try {
       const fetched = await fetchSource(source, buildDir, { allowLocalRepos: owner.admin });
+      confineSource(fetched.folder, join(buildDir, 'src'), describeSource(fetched.kind));
       const command = startCommandOf(fetched.folder);
       const log: string[] = [];
       const nodeModules = await installDependencies(fetched.folder, join(this.options.dataDir, 'functions', 'deps'), log);
@@ -420,6 +423,11 @@ export class BuildFailureWithLog extends AltoError {
   ) {
     super(cause?.code ?? 'bad_request', cause?.status ?? 400, detail);
   }
+}
+
+/** The source as a 400 names it. */
+function describeSource(kind: 'inline' | 'files' | 'repo'): string {
+  return kind === 'repo' ? 'the repository' : kind === 'files' ? 'the uploaded folder' : 'the source';
 }
 
 function assertRuntime(runtime: string | undefined): void {
