@@ -387,6 +387,33 @@ describe('TcpForwarder', () => {
     await resolver.allReleasedOnce();
   });
 
+  test('closes connections past the per-client cap at once; other clients still connect', async () => {
+    const forwarder = new TcpForwarder({
+      host: '127.0.0.1',
+      port: 0,
+      address: { app: 'redis', project: 'demo' },
+      resolver,
+      connectionCaps: { maxConnections: 100, maxConnectionsPerClient: 3 },
+      log: silentLogger(),
+    });
+    forwarders.push(forwarder);
+    const port = await forwarder.listen();
+    const clients = Array.from({ length: 5 }, () => connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' }));
+    const closed = new Set<number>();
+    clients.forEach((client, index) => {
+      client.on('error', () => {});
+      client.once('close', () => closed.add(index));
+    });
+    await waitFor(() => closed.size === 2, 'the two connections past the cap of 3 to close');
+    const other = connect({ port, host: '127.0.0.1', localAddress: '127.0.0.3' });
+    other.setEncoding('utf8');
+    let received = '';
+    other.on('data', (text: string) => (received += text));
+    other.write('PING\n');
+    await waitFor(() => received === 'PING\n', 'another client to be served');
+    for (const client of [...clients, other]) client.destroy();
+  });
+
   test('closes the client connection when acquire fails', async () => {
     const port = await forwarderFor('missing');
     const client = connect(port, '127.0.0.1');

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { linkVariables, openLinkRelays, validateLinks } from './links.js';
+import { MAX_RELAY_CONNECTIONS } from './platform-access.js';
 import type { SandboxLink } from './port.js';
 
 async function until(condition: () => boolean, what: string): Promise<void> {
@@ -78,6 +79,24 @@ describe('link relays', () => {
     try {
       assert.equal(await exchange(relays.relays[0].port, 'hello'), '');
     } finally {
+      await relays.close();
+    }
+  });
+
+  test('one relay (one sandbox) holds at most MAX_RELAY_CONNECTIONS connections; the excess is closed at once', async () => {
+    const relays = await openLinkRelays([{ name: 'cache', port: 6379, connect: async () => ({ host: '127.0.0.1', port: echoPort, release() {} }) }]);
+    const sockets: Socket[] = [];
+    let closed = 0;
+    try {
+      for (let index = 0; index < MAX_RELAY_CONNECTIONS + 5; index++) {
+        const socket = connect({ host: '127.0.0.1', port: relays.relays[0].port });
+        socket.on('error', () => undefined);
+        socket.once('close', () => (closed += 1));
+        sockets.push(socket);
+      }
+      await until(() => closed === 5, 'the 5 connections past the cap to close');
+    } finally {
+      for (const socket of sockets) socket.destroy();
       await relays.close();
     }
   });
