@@ -125,7 +125,7 @@ export class FunctionManager {
     const log: string[] = [];
     try {
       const fetched = await fetchSource(source, buildDir, { allowLocalRepos: owner.admin });
-      const sourceRoot = confineSource(fetched.folder, join(buildDir, 'src'), describeSource(fetched.kind));
+      const sourceRoot = confineSource(fetched.folder, sourceTopOf(fetched.kind, buildDir), describeSource(fetched.kind));
       log.push(`source: ${fetched.kind}${source.repo ? ` ${source.repo}${source.branch ? `#${source.branch}` : ''}${source.subfolder ? ` /${source.subfolder}` : ''}${fetched.commit ? ` at ${fetched.commit.slice(0, 12)}` : ''}` : ''}`);
       const entryFile = findEntryFile(fetched.folder, sourceRoot);
       const nodeModules = await installDependencies(fetched.folder, join(this.options.dataDir, 'functions', 'deps'), log);
@@ -177,7 +177,7 @@ export class FunctionManager {
     const buildDir = mkdtempSync(join(buildsRoot, `app-${name}-`));
     try {
       const fetched = await fetchSource(source, buildDir, { allowLocalRepos: owner.admin });
-      confineSource(fetched.folder, join(buildDir, 'src'), describeSource(fetched.kind));
+      confineSource(fetched.folder, sourceTopOf(fetched.kind, buildDir), describeSource(fetched.kind));
       const command = startCommandOf(fetched.folder);
       const log: string[] = [];
       const nodeModules = await installDependencies(fetched.folder, join(this.options.dataDir, 'functions', 'deps'), log);
@@ -423,6 +423,11 @@ export class BuildFailureWithLog extends AltoError {
   ) {
     super(cause?.code ?? 'bad_request', cause?.status ?? 400, detail);
   }
+}
+
+/** The folder the tenant's files were written to (fetchSource's layout): a clone is in src/repo. */
+function sourceTopOf(kind: 'inline' | 'files' | 'repo', buildDir: string): string {
+  return kind === 'repo' ? join(buildDir, 'src', 'repo') : join(buildDir, 'src');
 }
 
 /** The source as a 400 names it. */
