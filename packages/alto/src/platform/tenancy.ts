@@ -106,7 +106,9 @@ export class Tenancy {
       }
       const existing = await this.store.findKeyByHash(hashKey(configuredAdminKey));
       if (!existing) {
-        await this.insertKey(configuredAdminKey, adminAccountId, project, 'admin', ['*'], 'admin key (ALTO_ADMIN_KEY)');
+        await this.insertKey(configuredAdminKey, adminAccountId, project, 'admin', ['*'], 'admin key (ALTO_ADMIN_KEY)', DEFAULT_ENVIRONMENT, {
+          chosenByOperator: true,
+        });
       } else if (existing.role !== 'admin' || existing.status !== 'active') {
         throw errors.conflict('ALTO_ADMIN_KEY names a key that is not an active admin key');
       }
@@ -219,6 +221,7 @@ export class Tenancy {
     scopes: string[],
     description: string,
     environment = DEFAULT_ENVIRONMENT,
+    options: { chosenByOperator?: boolean } = {},
   ): Promise<KeyRecord> {
     const record: KeyRecord = {
       id: randomUUID(),
@@ -229,7 +232,8 @@ export class Tenancy {
       description,
       role,
       status: 'active',
-      prefix: secret.slice(0, KEY_PREFIX.length + 6),
+      // Only a generated key shows its first characters: they are random, not part of a secret someone chose.
+      prefix: options.chosenByOperator ? '' : secret.slice(0, KEY_PREFIX.length + 6),
       createdAt: Date.now(),
     };
     await this.store.insertKey(record, hashKey(secret));

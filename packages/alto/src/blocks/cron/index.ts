@@ -22,7 +22,7 @@ import {
 import { CronStore, type JobRecord } from './store.js';
 
 const scheduler = component('cron.scheduler', (platform) => {
-  const cron = new CronScheduler(new CronStore(platform.stores.sqlite), {
+  const cron = new CronScheduler(new CronStore(platform.stores.sqlite, platform.masterKey().cipher), {
     allowPrivateCallbacks: privateCallbacksAllowed(),
     log: platform.log,
     apps: () => platform.appGateway,

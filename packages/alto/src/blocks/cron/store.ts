@@ -1,10 +1,11 @@
 /**
  * @module blocks/cron/store
  * The cron block's own SQLite tables: jobs with their next run time, the last runs of each job,
- * and each namespace's signing secret. The scheduler claims a due run with a conditional UPDATE
+ * and each namespace's signing secret (sealed with the master key). The scheduler claims a due run with a conditional UPDATE
  * of `next_run`, so several processes sharing the data folder fire each run exactly once.
  */
 import { randomBytes } from 'node:crypto';
+import { isSealedText, type SecretCipher } from '../../kit/master-key.js';
 import { migrate, type SqliteDatabase } from '../../store/sqlite/database.js';
 
 const MIGRATIONS = [
@@ -100,6 +101,8 @@ function prepareStatements(db: SqliteDatabase) {
     ),
     insertSecret: db.prepare('INSERT OR IGNORE INTO cron_signing_secrets (namespace, secret, created_at) VALUES (?, ?, ?)'),
     secret: db.prepare('SELECT secret FROM cron_signing_secrets WHERE namespace = ?'),
+    allSecrets: db.prepare('SELECT namespace, secret FROM cron_signing_secrets'),
+    replaceSecret: db.prepare('UPDATE cron_signing_secrets SET secret = ? WHERE namespace = ? AND secret = ?'),
     deleteProjectJobs: db.prepare('DELETE FROM cron_jobs WHERE substr(namespace, 1, ?) = ?'),
     deleteProjectRuns: db.prepare('DELETE FROM cron_runs WHERE substr(namespace, 1, ?) = ?'),
     deleteProjectSecrets: db.prepare('DELETE FROM cron_signing_secrets WHERE substr(namespace, 1, ?) = ?'),
@@ -109,9 +112,14 @@ function prepareStatements(db: SqliteDatabase) {
 export class CronStore {
   private readonly statements: ReturnType<typeof prepareStatements>;
 
-  constructor(private readonly db: SqliteDatabase) {
+  constructor(
+    private readonly db: SqliteDatabase,
+    /** Seals the signing secrets at rest (the platform's master key); without one they are kept as they are. */
+    private readonly cipher?: SecretCipher,
+  ) {
     migrate(db, 'cron', MIGRATIONS);
     this.statements = prepareStatements(db);
+    this.sealPlainSecrets();
   }
 
   save(job: JobRecord, now: number): void {
@@ -174,9 +182,27 @@ export class CronStore {
   /** The namespace's signing secret, made on first use (the same one in every process). */
   signingSecret(namespace: string): string {
     const existing = this.statements.secret.get(namespace) as { secret: string } | undefined;
-    if (existing) return existing.secret;
-    this.statements.insertSecret.run(namespace, `whsec_${randomBytes(32).toString('hex')}`, Date.now());
-    return (this.statements.secret.get(namespace) as { secret: string }).secret;
+    if (existing) return this.open(namespace, existing.secret);
+    this.statements.insertSecret.run(namespace, this.seal(namespace, `whsec_${randomBytes(32).toString('hex')}`), Date.now());
+    return this.open(namespace, (this.statements.secret.get(namespace) as { secret: string }).secret);
+  }
+
+  /** Seals the signing secrets stored in plain text before they were sealed; once, at start. */
+  private sealPlainSecrets(): void {
+    if (!this.cipher) return;
+    this.db.transaction(() => {
+      for (const row of this.statements.allSecrets.all() as { namespace: string; secret: string }[]) {
+        if (!isSealedText(row.secret)) this.statements.replaceSecret.run(this.seal(row.namespace, row.secret), row.namespace, row.secret);
+      }
+    }).immediate();
+  }
+
+  private seal(namespace: string, secret: string): string {
+    return this.cipher ? this.cipher.sealText(secret, ['cron.signing_secret', namespace]) : secret;
+  }
+
+  private open(namespace: string, stored: string): string {
+    return this.cipher ? this.cipher.openText(stored, ['cron.signing_secret', namespace]) : stored;
   }
 
   /** Forgets the jobs, runs and secrets of every environment of a project. */

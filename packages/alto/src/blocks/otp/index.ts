@@ -11,7 +11,7 @@ import { OtpStore } from './store.js';
 
 const passwords = component(
   'otp.passwords',
-  (platform) => new OneTimePasswords(new OtpStore(platform.stores.sqlite), limitsFromEnvironment()),
+  (platform) => new OneTimePasswords(new OtpStore(platform.stores.sqlite, platform.masterKey().cipher), limitsFromEnvironment()),
 );
 
 function tenantOf(context: CallContext): Tenant {

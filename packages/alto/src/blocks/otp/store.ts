@@ -1,9 +1,11 @@
 /**
  * @module blocks/otp/store
- * The otp block's own SQLite table: per namespace and id, the TOTP secret and settings, the
+ * The otp block's own SQLite table: per namespace and id, the TOTP secret (sealed with the
+ * master key) and settings, the
  * last time step a code was accepted for (replay protection) and the failed-validation window
  * (rate limiting). Kept in SQLite so all of it holds across calls, restarts and processes.
  */
+import { isSealedBytes, type SecretCipher } from '../../kit/master-key.js';
 import { migrate, type SqliteDatabase } from '../../store/sqlite/database.js';
 import type { OtpAlgorithm } from './totp.js';
 
@@ -58,15 +60,36 @@ function prepareStatements(db: SqliteDatabase) {
       'UPDATE otp_secrets SET last_step = ?, failures = ?, failures_since = ? WHERE namespace = ? AND id = ?',
     ),
     deleteProject: db.prepare('DELETE FROM otp_secrets WHERE substr(namespace, 1, ?) = ?'),
+    allSecrets: db.prepare('SELECT namespace, id, secret FROM otp_secrets'),
+    replaceSecret: db.prepare('UPDATE otp_secrets SET secret = ? WHERE namespace = ? AND id = ?'),
   };
 }
 
 export class OtpStore {
   private readonly statements: ReturnType<typeof prepareStatements>;
 
-  constructor(private readonly db: SqliteDatabase) {
+  constructor(
+    private readonly db: SqliteDatabase,
+    /** Seals the TOTP secrets at rest (the platform's master key); without one they are kept as they are. */
+    private readonly cipher?: SecretCipher,
+  ) {
     migrate(db, 'otp', MIGRATIONS);
     this.statements = prepareStatements(db);
+    this.sealPlainSecrets();
+  }
+
+  /** Seals the secrets stored in plain before they were sealed; once, at start. */
+  private sealPlainSecrets(): void {
+    if (!this.cipher) return;
+    this.db.transaction(() => {
+      for (const row of this.statements.allSecrets.all() as { namespace: string; id: string; secret: Buffer }[]) {
+        if (!isSealedBytes(row.secret)) this.statements.replaceSecret.run(this.seal(row.namespace, row.id, row.secret), row.namespace, row.id);
+      }
+    }).immediate();
+  }
+
+  private seal(namespace: string, id: string, secret: Buffer): Buffer {
+    return this.cipher ? this.cipher.sealBytes(secret, ['otp.secret', namespace, id]) : secret;
   }
 
   /**
@@ -81,7 +104,7 @@ export class OtpStore {
     const row = this.statements.get.get(namespace, id) as Row | undefined;
     if (!row) return undefined;
     return {
-      secret: row.secret,
+      secret: this.cipher ? this.cipher.openBytes(row.secret, ['otp.secret', namespace, id]) : row.secret,
       algorithm: row.algorithm,
       digits: row.digits,
       periodSeconds: row.period,
@@ -92,7 +115,7 @@ export class OtpStore {
   }
 
   insert(namespace: string, id: string, record: Pick<OtpRecord, 'secret' | 'algorithm' | 'digits' | 'periodSeconds'>, now: number): void {
-    this.statements.insert.run(namespace, id, record.secret, record.algorithm, record.digits, record.periodSeconds, now);
+    this.statements.insert.run(namespace, id, this.seal(namespace, id, record.secret), record.algorithm, record.digits, record.periodSeconds, now);
   }
 
   saveSettings(namespace: string, id: string, settings: Pick<OtpRecord, 'algorithm' | 'digits' | 'periodSeconds'>): void {

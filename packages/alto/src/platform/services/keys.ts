@@ -21,7 +21,7 @@ export const KeyInfo = z
     description: z.string(),
     role: z.enum(['admin', 'owner', 'project']),
     status: z.enum(['active', 'blocked', 'revoked']),
-    prefix: z.string().describe('the first characters of the key, to tell keys apart'),
+    prefix: z.string().describe('the first characters of the key, to tell keys apart; empty for a key whose text the operator chose (ALTO_ADMIN_KEY)'),
     created: z.string().describe('creation time, RFC 3339'),
     limits: KeyLimits,
   })

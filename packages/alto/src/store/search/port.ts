@@ -66,3 +66,23 @@ export function textTerms(node: QueryNode | undefined): Array<{ phrase: string; 
   if (node.kind === 'and' || node.kind === 'or') return [...textTerms(node.left), ...textTerms(node.right)];
   return [];
 }
+
+/**
+ * What the adapters ask their snippet functions to put around a matched term: control
+ * characters, not `<em>`, so the snippet can be HTML-escaped whole and only these become marks.
+ */
+export const MARK_START = '\u0002';
+export const MARK_END = '\u0003';
+
+/**
+ * A highlight as the wire shows it: the document's text HTML-escaped, the matched terms inside
+ * `<em>…</em>`. The text is the tenant's: unescaped, a stored `<script>` would reach whatever
+ * page shows the highlight.
+ */
+export function highlightHtml(snippet: string): string {
+  return snippet
+    .replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`)
+    .replaceAll(MARK_START, '<em>')
+    .replaceAll(MARK_END, '</em>');
+}
+

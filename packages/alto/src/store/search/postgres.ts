@@ -7,7 +7,7 @@
  */
 import type pg from 'pg';
 import { migratePostgres } from '../postgres/migrate.js';
-import { textTerms, type QueryNode, type SearchDocument, type SearchHit, type SearchPage, type SearchStore } from './port.js';
+import { highlightHtml, MARK_START, MARK_END, textTerms, type QueryNode, type SearchDocument, type SearchHit, type SearchPage, type SearchStore } from './port.js';
 
 const MIGRATIONS = [
   `CREATE TABLE IF NOT EXISTS alto_search_indexes (
@@ -129,7 +129,7 @@ export class PostgresSearchStore implements SearchStore {
     if (terms.length > 0) {
       const ranking = `to_tsquery('simple', ${bind(terms.map((term) => `(${tsqueryText(term)})`).join(' | '))})`;
       sql = `SELECT d.doc_id, d.data,
-               ts_headline('simple', d.body, ${ranking}, 'StartSel=<em>, StopSel=</em>, MaxWords=16, MinWords=5') AS highlight
+               ts_headline('simple', d.body, ${ranking}, ${bind(`StartSel=${MARK_START}, StopSel=${MARK_END}, MaxWords=16, MinWords=5`)}) AS highlight
              FROM alto_search_documents d WHERE d.index_id = $1 AND ${where}
              ORDER BY ts_rank(d.tsv, ${ranking}) DESC, d.seq LIMIT ${bind(page.limit)} OFFSET ${bind(page.offset)}`;
     } else {
@@ -140,7 +140,7 @@ export class PostgresSearchStore implements SearchStore {
     return result.rows.map((row) => ({
       id: row.doc_id,
       data: row.data,
-      highlights: row.highlight && row.highlight.includes('<em>') ? [row.highlight] : [],
+      highlights: row.highlight && row.highlight.includes(MARK_START) ? [highlightHtml(row.highlight)] : [],
     }));
   }
 

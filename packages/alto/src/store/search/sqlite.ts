@@ -5,7 +5,7 @@
  * one index's documents with another's, and deleting an index drops its table.
  */
 import { migrate, type SqliteDatabase } from '../sqlite/database.js';
-import { textTerms, type QueryNode, type SearchDocument, type SearchHit, type SearchPage, type SearchStore } from './port.js';
+import { highlightHtml, textTerms, type QueryNode, type SearchDocument, type SearchHit, type SearchPage, type SearchStore } from './port.js';
 
 const MIGRATIONS = [
   `CREATE TABLE search_indexes (
@@ -174,7 +174,7 @@ export class SqliteSearchStore implements SearchStore {
     if (rows.length > 0) {
       const snippets = this.db
         .prepare(
-          `SELECT rowid AS seq, snippet(${fts}, 0, '<em>', '</em>', '…', 16) AS highlight FROM ${fts}
+          `SELECT rowid AS seq, snippet(${fts}, 0, char(2), char(3), '…', 16) AS highlight FROM ${fts}
            WHERE ${fts} MATCH ? AND rowid IN (${rows.map(() => '?').join(', ')})`,
         )
         .all(ranking, ...rows.map((row) => row.seq)) as Array<{ seq: number; highlight: string }>;
@@ -182,7 +182,7 @@ export class SqliteSearchStore implements SearchStore {
     }
     return rows.map((row) => {
       const highlight = highlights.get(row.seq);
-      return { id: row.doc_id, data: JSON.parse(row.data), highlights: highlight ? [highlight] : [] };
+      return { id: row.doc_id, data: JSON.parse(row.data), highlights: highlight ? [highlightHtml(highlight)] : [] };
     });
   }
 

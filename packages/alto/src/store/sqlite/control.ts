@@ -40,6 +40,8 @@ const MIGRATIONS = [
      created_at INTEGER NOT NULL);
    CREATE INDEX api_keys_project ON api_keys(project_id, created_at);
    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+  // The operator chose the text of ALTO_ADMIN_KEY: its first characters are part of a secret.
+  `UPDATE api_keys SET prefix = '' WHERE description = 'admin key (ALTO_ADMIN_KEY)';`,
 ];
 
 interface KeyRow {

@@ -5,13 +5,25 @@
  * the file, foreign keys on, and numbered migrations applied once inside a transaction.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export type SqliteDatabase = Database.Database;
 
+/**
+ * Opens (or creates) the database. A file on disk and its folder are the owner's alone (0600 and
+ * 0700): they hold every project's data. SQLite creates the -wal and -shm files with the
+ * database file's mode, and the existing ones are set here too.
+ */
 export function openSqlite(path: string): SqliteDatabase {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  if (path !== ':memory:') {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const folder = statSync(dirname(path));
+    // Never a shared folder (sticky, like /tmp) or one someone else owns.
+    if ((folder.mode & 0o1000) === 0 && folder.uid === process.getuid?.()) chmodSync(dirname(path), 0o700);
+    closeSync(openSync(path, 'a', 0o600));
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(file)) chmodSync(file, 0o600);
+  }
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
