@@ -4,8 +4,8 @@
  * - process sandbox (ALTO_FUNCTIONS_NODE=host): a TypeScript function importing @alto/sdk writes
  *   `{ table: 'hits' }` with `new Alto({ url: ALTO_URL, key: ALTO_KEY })` on each Call; db/Read
  *   through the API sees the rows; its key is a project key described "function <name>"; the
- *   project's secrets (secret/Set) are in its env, explicit env_vars winning, and an Update reads
- *   them again; Delete revokes its key (the API refuses it from then on). The harness starts Alto
+ *   secrets named at deploy (secret/Set) are in its env, explicit env_vars winning, and an Update
+ *   reads them again; Delete revokes its key (the API refuses it from then on). The harness starts Alto
  *   with `--host 127.0.0.1`, so this goes through the sandbox's forwarder to the edge's loopback.
  * - microvm sandbox: an app (busybox, from a real registry) reaches Alto's /livez at ALTO_URL
  *   from inside the guest.
@@ -56,11 +56,11 @@ describe('functions call Alto with the SDK (process sandbox)', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  test('a function writes to the db with ALTO_URL and ALTO_KEY; secrets are in its env; Delete revokes its key', async () => {
+  test('a function writes to the db with ALTO_URL and ALTO_KEY; the secrets named are in its env; Delete revokes its key', async () => {
     assert.equal((await call('secret', 'Set', { key: 'stripe-key', value: 'sk_test_1' })).status, 200);
     assert.equal((await call('secret', 'Set', { key: 'greeting', value: 'from the secret' })).status, 200);
 
-    const deployed = await call('function', 'Deploy', { name: 'hits', source: HITS, env_vars: { GREETING: 'explicit' } });
+    const deployed = await call('function', 'Deploy', { name: 'hits', source: HITS, env_vars: { GREETING: 'explicit' }, secrets: ['stripe-key', 'greeting'] });
     assert.equal(deployed.status, 200, JSON.stringify(deployed.body));
     // The function's view shows what was given, not the key nor the secrets.
     assert.deepEqual(deployed.body.function.env_vars, { GREETING: 'explicit' });

@@ -49,6 +49,7 @@ interface DeployFlags extends Flags {
   outbound?: boolean;
   link?: string[];
   insecure?: boolean;
+  secret?: string[];
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -97,6 +98,7 @@ function deployRequest(image: string, flags: DeployFlags): Record<string, unknow
     outbound: flags.outbound ? true : undefined,
     links: flags.link?.length ? flags.link : undefined,
     insecure: flags.insecure ? true : undefined,
+    secrets: flags.secret?.length ? flags.secret : undefined,
   };
   for (const [key, value] of Object.entries(fields)) if (value !== undefined) body[key] = value;
   return body;
@@ -123,7 +125,8 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       .option('--min-instances <n>', 'instances kept running (default 1)')
       .option('--outbound', 'let the app open connections to the internet')
       .option('-l, --link <app>', 'reach another app of the project: <APP>_SERVICE_HOST and <APP>_SERVICE_PORT lead to it (repeat for more)', collect)
-      .option('--insecure', 'allow plain HTTP for the image\'s registry'),
+      .option('--insecure', 'allow plain HTTP for the image\'s registry')
+      .option('-s, --secret <name>', 'a secret of the project the app gets as an env var (stripe-key -> STRIPE_KEY; repeat for more; the key needs the "secret" scope)', collect),
   ).action(
     action(async (image: string, flags: DeployFlags) => {
       const transport = client(flags).transport;

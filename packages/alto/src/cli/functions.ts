@@ -1,6 +1,6 @@
 /**
  * @module cli/functions
- * `alto fn deploy ./hello --name hello [--entrypoint x] [--env K=V]` (function/Deploy, or
+ * `alto fn deploy ./hello --name hello [--entrypoint x] [--env K=V] [--secret NAME]` (function/Deploy, or
  * function/Update when the function exists; the folder is sent as `files`, path -> base64,
  * without node_modules, .git and other dot-folders), `alto fn deploy --repo <git url> [--branch b]
  * [--subfolder f]`, `alto fn call hello '{json}'`, `alto fn list`, `alto fn logs hello [--build |
@@ -86,11 +86,12 @@ export function addFunctionCommands(program: Command, { remote, action, client }
       .option('-n, --name <name>', 'function name (default: the folder\'s name)')
       .option('--entrypoint <export>', 'the export called with the JSON body (default: the default export takes a Request)')
       .option('-e, --env <NAME=value>', 'environment variable (repeat for more)', collect)
+      .option('-s, --secret <name>', 'a secret of the project the function gets as an env var (stripe-key -> STRIPE_KEY; repeat for more; the key needs the "secret" scope)', collect)
       .option('--repo <url>', 'build from a git repository instead of a folder')
       .option('--branch <branch>', 'branch of --repo')
       .option('--subfolder <path>', 'folder inside --repo'),
   ).action(
-    action(async (folder: string | undefined, flags: Flags & { name?: string; entrypoint?: string; env?: string[]; repo?: string; branch?: string; subfolder?: string }) => {
+    action(async (folder: string | undefined, flags: Flags & { name?: string; entrypoint?: string; env?: string[]; secret?: string[]; repo?: string; branch?: string; subfolder?: string }) => {
       if (!folder && !flags.repo) throw new Error('give a folder (alto fn deploy ./hello) or --repo <git url>');
       if (folder && flags.repo) throw new Error('give a folder or --repo, not both');
       const name = flags.name ?? (folder ? basename(resolve(folder)) : undefined);
@@ -101,6 +102,7 @@ export function addFunctionCommands(program: Command, { remote, action, client }
       if (flags.entrypoint) body.entrypoint = flags.entrypoint;
       const env = envVars(flags.env);
       if (env) body.env_vars = env;
+      if (flags.secret?.length) body.secrets = flags.secret;
       const transport = client(flags).transport;
       let verb = 'deployed';
       let result: { function: FuncView };

@@ -111,6 +111,8 @@ export interface UpdateInput extends AppSettingsInput {
   name: string;
   image?: string;
   insecure?: boolean;
+  /** env_vars replace the app's instead of adding to them (functions give their whole set). */
+  replaceEnvVars?: boolean;
 }
 
 /** The edge, once it listens: its port (for app URLs) and how to open TCP ports for TCP apps. */
@@ -532,7 +534,10 @@ export class AppManager implements AppResolver, AppGateway {
       tcp_port: input.tcp_port ?? base?.tcp_port ?? 0,
       outbound: input.outbound ?? base?.outbound ?? false,
       links: input.links ?? base?.links ?? [],
+      ...hiddenEnvOf(input, base),
     };
+    // A hidden value is not kept among env_vars too (older functions had their key and secrets there).
+    for (const [name, value] of Object.entries(settings.hidden_env?.env ?? {})) if (settings.env_vars[name] === value) delete settings.env_vars[name];
     if (volumes.length > 0 && settings.min_instances > 1)
       throw errors.badRequest('an app with volumes runs one instance (a volume has one user at a time); set min_instances to 1');
     if (volumes.length > 0 && pool > 0) throw errors.badRequest('an app with volumes runs one instance (a volume has one user at a time); set pool to 0');
@@ -570,7 +575,7 @@ export class AppManager implements AppResolver, AppGateway {
 
   private specOf(app: AppRecord, image: ImageSpec, rootfs: string): SandboxSpec {
     const { settings } = app;
-    const env: Record<string, string> = { ...image.env, ...settings.env_vars, PORT: String(settings.port) };
+    const env: Record<string, string> = { ...image.env, ...settings.hidden_env?.env, ...settings.env_vars, PORT: String(settings.port) };
     if (!env.PATH) env.PATH = DEFAULT_PATH;
     const volumes = settings.volumes.map((volume) => {
       const dir = this.volumeDir(app, volume);
@@ -1189,7 +1194,7 @@ export class AppManager implements AppResolver, AppGateway {
     this.assertLinks(current.name, input.links);
     await this.assertDriverSupports({ outbound: input.outbound ?? current.settings.outbound });
     const image = input.image ? await this.imageFor(owner, input.image, Boolean(input.insecure), 'always') : this.images.inspect(current.digest);
-    const settings = this.settingsOf(input, current.settings, image.spec);
+    const settings = this.settingsOf(input, input.replaceEnvVars ? { ...current.settings, env_vars: {} } : current.settings, image.spec);
     const rootfs = await this.ensureRootfs(image.digest);
     const next: AppRecord = {
       ...current,
@@ -1373,4 +1378,10 @@ function hostAvailableMemory(): number {
     // Not Linux: the free memory is the nearest figure.
   }
   return freemem();
+}
+
+/** The hidden env settings keep: the one given, else the one they had; none when emptied. */
+function hiddenEnvOf(input: AppSettingsInput, base: AppSettings | undefined): Pick<AppSettings, 'hidden_env'> {
+  const hidden = input.hidden_env ?? base?.hidden_env;
+  return hidden && Object.keys(hidden.env).length > 0 ? { hidden_env: hidden } : {};
 }

@@ -7,6 +7,7 @@
  * A restart of Alto reads the apps back and starts those that were running.
  */
 import { migrate, type SqliteDatabase } from '../../store/sqlite/database.js';
+import type { HiddenEnv } from './secrets.js';
 
 const MIGRATIONS = [
   `CREATE TABLE apps (
@@ -83,6 +84,8 @@ export interface AppSettings {
   outbound: boolean;
   /** Apps of the same project this app reaches by name (links.ts); absent in older records. */
   links: string[];
+  /** Env whose values are never shown: named secrets, a function's key (secrets.ts); absent in older records. */
+  hidden_env?: HiddenEnv;
 }
 
 export type AppStatus = 'deploying' | 'running' | 'crashing' | 'updating' | 'failed';

@@ -11,6 +11,7 @@ import { MAX_LINKS } from '../sandbox/links.js';
 import type { AppState } from './manager.js';
 import type { AppLogLine } from './runtime.js';
 import type { ReservationRecord } from './records.js';
+import { redactHidden, type HiddenEnv } from './secrets.js';
 
 export const APP_NAME = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
 
@@ -67,6 +68,12 @@ const settingsFields = {
     .optional()
     .describe('other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later'),
   insecure: z.boolean().optional().describe('allow plain HTTP for the image\'s registry (loopback registries always may)'),
+  secrets: z
+    .array(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'secrets: each the key of a secret (secret/List shows them)'))
+    .max(64, 'secrets: at most 64')
+    .refine((names) => new Set(names).size === names.length, 'secrets: names must differ')
+    .optional()
+    .describe('secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them'),
 };
 
 /** Source deploys (compute/functions/app-source.ts): a Node.js project built into an image. */
@@ -153,6 +160,8 @@ export const ServiceView = z
     name: z.string(),
     port: z.number().int(),
     env_vars: z.record(z.string(), z.string()),
+    secrets: z.array(z.string()).describe('the secrets named at deploy (names only: values are never shown)'),
+    hidden_env: z.array(z.string()).describe('env vars the app runs with whose values are never shown: its secrets, and a function\'s ALTO_KEY'),
     status: z.string().describe('deploying, running, updating, crashing (an instance exited; restarting with back-off) or failed'),
     url: z.string().describe('the app\'s address on the edge'),
     backend: z.string().describe('raw address of a ready instance, reachable from this machine only'),
@@ -218,11 +227,14 @@ const iso = (at: number) => new Date(at).toISOString();
 export function serviceView(state: AppState): z.input<typeof ServiceView> {
   const { record, instances } = state;
   const { settings } = record;
+  const hidden = settings.hidden_env;
   return {
     id: record.id,
     name: record.name,
     port: settings.port,
-    env_vars: settings.env_vars,
+    env_vars: shownEnvVars(settings.env_vars, hidden),
+    secrets: hidden?.secrets ?? [],
+    hidden_env: Object.keys(hidden?.env ?? {}).sort(),
     status: state.status,
     url: state.url,
     backend: state.backend,
@@ -248,7 +260,7 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
     ...(state.tcpPort ? { tcp_port: state.tcpPort } : {}),
     outbound: settings.outbound,
     links: settings.links,
-    ...(record.error ? { error: record.error } : {}),
+    ...(record.error ? { error: redactHidden(record.error, hidden) } : {}),
     restarts: state.restarts,
     ...(state.lastExit
       ? { last_exit: { instance: state.lastExit.instance, version: state.lastExit.version, code: state.lastExit.code, reason: state.lastExit.reason, at: iso(state.lastExit.at) } }
@@ -273,12 +285,23 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
   };
 }
 
-export function logLineView(line: AppLogLine): z.input<typeof LogLineView> {
-  return { at: iso(line.at), stream: line.stream, line: line.line, instance: line.instance, version: line.version };
+/**
+ * env_vars as shown: never a value the app holds hidden, and never ALTO_KEY (functions deployed
+ * before hidden env kept their key there).
+ */
+function shownEnvVars(envVars: Record<string, string>, hidden: HiddenEnv | undefined): Record<string, string> {
+  const shown: Record<string, string> = {};
+  for (const [name, value] of Object.entries(envVars)) if (name !== 'ALTO_KEY' && hidden?.env[name] !== value) shown[name] = value;
+  return shown;
 }
 
-export function logsText(lines: AppLogLine[]): string {
-  return lines.map((line) => (line.stream === 'system' ? `alto: ${line.line}` : line.line)).join('\n');
+/** A log line as shown: hidden values replaced by their names. */
+export function logLineView(line: AppLogLine, hidden?: HiddenEnv): z.input<typeof LogLineView> {
+  return { at: iso(line.at), stream: line.stream, line: redactHidden(line.line, hidden), instance: line.instance, version: line.version };
+}
+
+export function logsText(lines: AppLogLine[], hidden?: HiddenEnv): string {
+  return lines.map((line) => redactHidden(line.stream === 'system' ? `alto: ${line.line}` : line.line, hidden)).join('\n');
 }
 
 export function reservationView(reservation: ReservationRecord, token: string): z.input<typeof ReserveResponse> {

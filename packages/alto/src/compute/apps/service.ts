@@ -13,9 +13,10 @@
 import { randomBytes } from 'node:crypto';
 import { errors } from '../../kit/errors.js';
 import type { Platform } from '../../platform/platform.js';
-import { component, defineService, endpoint, streamEndpoint, type CallContext } from '../../platform/service.js';
+import { component, defineService, endpoint, streamEndpoint, type CallContext, type Tenant } from '../../platform/service.js';
 import { imagesComponent } from '../images/service.js';
 import { AppManager, type AppOwner, type AppSettingsInput } from './manager.js';
+import { hiddenEnvForUpdate, readSecrets, type HiddenEnv } from './secrets.js';
 import {
   DeleteRequest,
   DeleteResponse,
@@ -91,9 +92,29 @@ function manager(context: CallContext): AppManager {
 }
 
 function owner(context: CallContext): AppOwner {
+  return ownerOf(tenantOf(context));
+}
+
+function tenantOf(context: CallContext): Tenant {
   const tenant = context.tenant;
   if (!tenant) throw errors.unauthorized('the app service needs an API key');
+  return tenant;
+}
+
+function ownerOf(tenant: Tenant): AppOwner {
   return { projectId: tenant.projectId, projectName: tenant.projectName, admin: tenant.role === 'admin' };
+}
+
+/** The hidden env an app's Run gives it: the secrets named, read with the caller's key. */
+async function hiddenEnvForRun(names: string[] | undefined, context: CallContext): Promise<HiddenEnv | undefined> {
+  if (!names?.length) return undefined;
+  const tenant = tenantOf(context);
+  return { env: await readSecrets(context.platform, tenant, tenant.environment, names), secrets: names, environment: tenant.environment, scopes: [] };
+}
+
+/** The app's hidden env, for redacting what is shown of it. */
+function hiddenEnvOfApp(context: CallContext, name: string): HiddenEnv | undefined {
+  return manager(context).get(owner(context), name).record.settings.hidden_env;
 }
 
 type SettingsRequest = z.output<typeof UpdateRequest>;
@@ -128,6 +149,8 @@ export const appService = defineService({
       example: { name: 'web', image: 'ghcr.io/org/web:v1', port: 8080, env_vars: { GREETING: 'hello' } },
       async handler(request, context) {
         if (request.region && request.region !== 'local') throw errors.badRequest(`region "${request.region}" does not exist; app/Regions lists them (this machine is "local")`);
+        // Secrets first: a key that may not read them hears so before anything is built or pulled.
+        const hidden = await hiddenEnvForRun(request.secrets, context);
         const image = request.image ?? (await imageFromSource(request, context));
         if (!image) throw errors.badRequest('image: name the OCI image to run, such as ghcr.io/org/web:v1 (or give repo, or files, to build a Node.js project from source)');
         const state = await manager(context).run(owner(context), {
@@ -135,6 +158,7 @@ export const appService = defineService({
           image,
           insecure: request.insecure,
           ...settingsOf(request),
+          ...(hidden ? { hidden_env: hidden } : {}),
         });
         return { service: serviceView(state) };
       },
@@ -146,7 +170,10 @@ export const appService = defineService({
       response: ServiceResponse,
       example: { name: 'web', image: 'ghcr.io/org/web:v2' },
       async handler(request, context) {
+        const current = hiddenEnvOfApp(context, request.name);
+        const hidden = await hiddenEnvForUpdate(context.platform, tenantOf(context), request.name, current, request.secrets);
         const state = await manager(context).update(owner(context), {
+          ...(hidden ? { hidden_env: hidden } : {}),
           name: request.name,
           image: request.image ?? (await imageFromSource(request, context)),
           insecure: request.insecure,
@@ -201,7 +228,8 @@ export const appService = defineService({
       example: { name: 'web', lines: 100 },
       handler(request, context) {
         const lines = manager(context).logs(owner(context), request.name, request.lines, request.stream);
-        return { logs: logsText(lines), lines: lines.map(logLineView) };
+        const hidden = hiddenEnvOfApp(context, request.name);
+        return { logs: logsText(lines, hidden), lines: lines.map((line) => logLineView(line, hidden)) };
       },
     }),
     FollowLogs: streamEndpoint({
@@ -210,7 +238,8 @@ export const appService = defineService({
       response: LogLineView,
       example: { name: 'web', lines: 10 },
       async *handler(request, context) {
-        for await (const line of manager(context).follow(owner(context), request.name, request.lines, context.signal, request.stream)) yield logLineView(line);
+        const hidden = hiddenEnvOfApp(context, request.name);
+        for await (const line of manager(context).follow(owner(context), request.name, request.lines, context.signal, request.stream)) yield logLineView(line, hidden);
       },
     }),
     Resolve: endpoint({

@@ -16,11 +16,14 @@
  * port of the host, compute/sandbox/platform-access.ts). A function also gets `ALTO_KEY`, a
  * project key made for it at deploy (the deploying key's scopes, so all the project's services
  * for an owner key or one scoped "*", never more than the deployer had; in the deploying key's
- * environment, described "function <name>"), kept in its record and revoked on Delete; and the
- * project's secrets of that environment (the secret block's top level) as env vars, read again
- * at each deploy and update: names upper-cased, other characters than letters and digits turned
- * to `_` (`stripe-key` -> `STRIPE_KEY`). Explicit env_vars win over ALTO_KEY, which wins over
- * secrets. The function's view shows only its explicit env_vars.
+ * environment, described "function <name>"), kept in its record and revoked on Delete; an
+ * Update by a key that does not hold all of its scopes gives it a new key with the updater's.
+ * Secrets reach it only when named (`secrets: ["stripe-key"]` at Deploy or Update, read again at
+ * each Update), and only for a key that may read secrets (compute/apps/secrets.ts): names
+ * upper-cased, other characters than letters and digits turned to `_` (`stripe-key` ->
+ * `STRIPE_KEY`). The key and the secrets are the app's hidden env: never shown by app/Status,
+ * List or Logs. Explicit env_vars win over both. The function's view shows only its explicit
+ * env_vars and the names of its secrets.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -32,6 +35,7 @@ import type { Tenant } from '../../platform/service.js';
 import type { SqliteDatabase } from '../../store/sqlite/database.js';
 import type { AppManager, AppOwner, AppState } from '../apps/manager.js';
 import type { AppLogLine } from '../apps/runtime.js';
+import { holdsScopes, redactHidden, secretVariableName, type HiddenEnv } from '../apps/secrets.js';
 import type { ImageManager } from '../images/manager.js';
 import { BuildFailure, bundleFunction, findEntryFile, installDependencies, projectLayerFiles, startCommandOf } from './build.js';
 import { writeImageLayout, writeLayer, type LayerBlob } from './layers.js';
@@ -63,8 +67,10 @@ export interface FunctionPlatform {
   issueKey(caller: Tenant, environment: string, description: string): Promise<{ id: string; secret: string }>;
   /** Revokes a key made by `issueKey` (a key revoked already is not an error). */
   revokeKey(caller: Tenant, id: string): Promise<void>;
-  /** The secrets at the top level of the project's `environment`: key -> value. */
-  secrets(caller: Tenant, environment: string): Promise<Record<string, string>>;
+  /** The scopes of a key made by `issueKey`; undefined when it is not the caller's to see. */
+  keyScopes(caller: Tenant, id: string): Promise<string[] | undefined>;
+  /** The named secrets of the project's `environment` as env vars; 403 when the caller may not read secrets. */
+  secrets(caller: Tenant, environment: string, names: string[]): Promise<Record<string, string>>;
 }
 
 /** Who deploys: the app owner, and the tenant whose account the function's key is made in. */
@@ -72,11 +78,7 @@ export interface FunctionOwner extends AppOwner {
   tenant?: Tenant;
 }
 
-/** The env var a secret is injected as: `stripe-key` -> `STRIPE_KEY`, `2fa` -> `_2FA`. */
-export function secretVariableName(key: string): string {
-  const name = key.toUpperCase().replace(/[^A-Z0-9]/g, '_');
-  return /^[0-9]/.test(name) ? `_${name}` : name;
-}
+export { secretVariableName };
 
 export const FUNCTION_KEY_VARIABLE = 'ALTO_KEY';
 
@@ -85,6 +87,8 @@ export interface DeployInput extends SourceInput {
   entrypoint?: string;
   env_vars?: Record<string, string>;
   runtime?: string;
+  /** Secrets to hand the function (names); Update: replaces the list, [] drops them. */
+  secrets?: string[];
 }
 
 export type UpdateInput = Partial<DeployInput> & { name: string };
@@ -217,13 +221,16 @@ export class FunctionManager {
       throw errors.conflict(`an app called "${input.name}" exists in project "${owner.projectName}"; a function runs as the app of its name, so choose another name`);
     return this.exclusive(owner, input.name, async () => {
       const entrypoint = input.entrypoint?.trim() || undefined;
-      const built = await this.buildImage(owner, input.name, input, entrypoint);
       const envVars = input.env_vars ?? {};
       const environment = owner.tenant?.environment ?? '';
+      const secretNames = input.secrets ?? [];
+      // Before the build: a key that may not read secrets hears so at once.
+      const secretEnv = await this.readSecrets(owner, environment, secretNames);
+      const built = await this.buildImage(owner, input.name, input, entrypoint);
       const key = await this.issueKey(owner, input.name, environment);
       try {
-        const env = await this.runtimeEnv(owner, environment, key.secret, envVars);
-        await this.apps.run(owner, { name: input.name, image: built.image, port: FUNCTION_PORT, env_vars: env, min_instances: 0 });
+        const hidden = this.hiddenEnv(environment, secretNames, secretEnv, key.secret, owner.tenant?.scopes ?? []);
+        await this.apps.run(owner, { name: input.name, image: built.image, port: FUNCTION_PORT, env_vars: envVars, ...hidden, min_instances: 0 });
       } catch (error) {
         await this.revokeKey(owner, input.name, key.id);
         throw error;
@@ -242,6 +249,7 @@ export class FunctionManager {
         keyId: key.id,
         keySecret: key.secret,
         environment,
+        secrets: secretNames,
         createdAt: now,
         updatedAt: now,
       };
@@ -263,6 +271,10 @@ export class FunctionManager {
       else throw errors.badRequest(`function "${input.name}" was deployed from an uploaded folder: give its files again (alto fn deploy <folder> --name ${input.name})`);
       if (source.branch === '') delete source.branch;
       if (source.subfolder === '') delete source.subfolder;
+      // Functions deployed before keys get theirs now.
+      const environment = current.environment || owner.tenant?.environment || '';
+      const secretNames = input.secrets ?? current.secrets ?? [];
+      const secretEnv = await this.readSecrets(owner, environment, secretNames);
       const entrypoint = input.entrypoint !== undefined ? input.entrypoint.trim() || undefined : current.entrypoint || undefined;
       let built: BuiltImage;
       try {
@@ -272,22 +284,26 @@ export class FunctionManager {
         throw error;
       }
       const envVars = input.env_vars ? { ...current.envVars, ...input.env_vars } : current.envVars;
-      // Functions deployed before keys get theirs now.
-      const environment = current.environment || owner.tenant?.environment || '';
-      const key = current.keyId ? { id: current.keyId, secret: current.keySecret } : await this.issueKey(owner, input.name, environment);
+      // The key stays when the updater holds all its scopes; else the new code gets the updater's.
+      const keyScopes = current.keyId ? await this.keyScopes(owner, current.keyId) : undefined;
+      const keeps = current.keyId !== '' && keyScopes !== undefined && owner.tenant !== undefined && holdsScopes(owner.tenant, keyScopes);
+      const key = keeps ? { id: current.keyId, secret: current.keySecret } : await this.issueKey(owner, input.name, environment);
       try {
-        const env = await this.runtimeEnv(owner, environment, key.secret, envVars);
-        if (this.apps.hasApp(owner.projectId, input.name)) await this.apps.update(owner, { name: input.name, image: built.image, env_vars: env });
-        else await this.apps.run(owner, { name: input.name, image: built.image, port: FUNCTION_PORT, env_vars: env, min_instances: 0 });
+        const hidden = this.hiddenEnv(environment, secretNames, secretEnv, key.secret, keeps ? keyScopes! : (owner.tenant?.scopes ?? []));
+        if (this.apps.hasApp(owner.projectId, input.name))
+          await this.apps.update(owner, { name: input.name, image: built.image, env_vars: envVars, replaceEnvVars: true, ...hidden });
+        else await this.apps.run(owner, { name: input.name, image: built.image, port: FUNCTION_PORT, env_vars: envVars, ...hidden, min_instances: 0 });
       } catch (error) {
         if (key.id !== current.keyId) await this.revokeKey(owner, input.name, key.id);
         throw error;
       }
+      if (key.id !== current.keyId) await this.revokeKey(owner, input.name, current.keyId);
       const next: FunctionRecord = {
         ...current,
         keyId: key.id,
         keySecret: key.secret,
         environment,
+        secrets: secretNames,
         entrypoint: entrypoint ?? '',
         ...(given ? sourceFieldsOf(source) : {}),
         envVars,
@@ -358,15 +374,24 @@ export class FunctionManager {
       .catch((error: Error) => this.options.log.warn({ err: error, function: name, key: keyId }, 'revoking a function key failed'));
   }
 
-  /** The env the function's app runs with: secrets, then ALTO_KEY, then its explicit env_vars. */
-  private async runtimeEnv(owner: FunctionOwner, environment: string, keySecret: string, envVars: Record<string, string>): Promise<Record<string, string>> {
-    const env: Record<string, string> = {};
-    if (this.options.platform && owner.tenant && environment) {
-      const secrets = await this.options.platform.secrets(owner.tenant, environment);
-      for (const key of Object.keys(secrets).sort()) env[secretVariableName(key)] = secrets[key]!;
-    }
+  /** The scopes of the function's key; undefined when unknown (then it is replaced). */
+  private async keyScopes(owner: FunctionOwner, keyId: string): Promise<string[] | undefined> {
+    if (!this.options.platform || !owner.tenant) return undefined;
+    return this.options.platform.keyScopes(owner.tenant, keyId).catch(() => undefined);
+  }
+
+  /** The named secrets as env vars; 403 when the deploying key may not read secrets. */
+  private async readSecrets(owner: FunctionOwner, environment: string, names: string[]): Promise<Record<string, string>> {
+    if (names.length === 0) return {};
+    if (!this.options.platform || !owner.tenant) throw errors.badRequest('secrets: this server hands no secrets to functions');
+    return this.options.platform.secrets(owner.tenant, environment, names);
+  }
+
+  /** What the function's app runs with but never shows: its secrets and ALTO_KEY. */
+  private hiddenEnv(environment: string, secretNames: string[], secretEnv: Record<string, string>, keySecret: string, keyScopes: string[]): { hidden_env?: HiddenEnv } {
+    const env: Record<string, string> = { ...secretEnv };
     if (keySecret) env[FUNCTION_KEY_VARIABLE] = keySecret;
-    return { ...env, ...envVars };
+    return { hidden_env: { env, secrets: secretNames, environment, scopes: keySecret ? keyScopes : [] } };
   }
 
   /** The images built for the function, but for the one serving (`keep`); the image store keeps any still in use. */
@@ -386,9 +411,10 @@ export class FunctionManager {
     const record = this.find(owner, name);
     const runtime = (): string => {
       if (!this.apps.hasApp(owner.projectId, name)) return '';
+      const hidden = this.apps.get(owner, name).record.settings.hidden_env;
       return this.apps
         .logs(owner, name, lines)
-        .map((line: AppLogLine) => `${new Date(line.at).toISOString()} ${line.stream === 'system' ? 'alto:' : line.stream === 'stderr' ? 'err:' : ''}${line.stream === 'stdout' ? '' : ' '}${line.line}`)
+        .map((line: AppLogLine) => `${new Date(line.at).toISOString()} ${line.stream === 'system' ? 'alto:' : line.stream === 'stderr' ? 'err:' : ''}${line.stream === 'stdout' ? '' : ' '}${redactHidden(line.line, hidden)}`)
         .join('\n');
     };
     if (type === 'build') return record.buildLog;

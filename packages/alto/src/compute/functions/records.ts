@@ -32,6 +32,8 @@ const MIGRATIONS = [
   `ALTER TABLE functions ADD COLUMN key_id TEXT NOT NULL DEFAULT '';
    ALTER TABLE functions ADD COLUMN key_secret TEXT NOT NULL DEFAULT '';
    ALTER TABLE functions ADD COLUMN environment TEXT NOT NULL DEFAULT '';`,
+  // The secrets named at deploy (a JSON list): the only ones it gets.
+  `ALTER TABLE functions ADD COLUMN secret_names TEXT NOT NULL DEFAULT '[]';`,
 ];
 
 export interface FunctionRecord {
@@ -57,6 +59,8 @@ export interface FunctionRecord {
   keySecret: string;
   /** The environment of the key that deployed it: its key's and its secrets'. */
   environment: string;
+  /** The secrets named at deploy, injected as env vars (names only). */
+  secrets: string[];
   createdAt: number;
   updatedAt: number;
 }
@@ -78,6 +82,7 @@ interface Row {
   key_id: string;
   key_secret: string;
   environment: string;
+  secret_names: string;
   created_at: number;
   updated_at: number;
 }
@@ -100,6 +105,7 @@ function recordOf(row: Row): FunctionRecord {
     keyId: row.key_id,
     keySecret: row.key_secret,
     environment: row.environment,
+    secrets: JSON.parse(row.secret_names ?? '[]') as string[],
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
@@ -127,13 +133,13 @@ export class FunctionRecords {
   save(record: FunctionRecord): void {
     this.db
       .prepare(
-        `INSERT INTO functions (id, project_id, name, runtime, entrypoint, source_kind, source, repo, branch, subfolder, env_vars, image, build_log, key_id, key_secret, environment, created_at, updated_at)
-         VALUES (@id, @projectId, @name, @runtime, @entrypoint, @sourceKind, @source, @repo, @branch, @subfolder, @envVars, @image, @buildLog, @keyId, @keySecret, @environment, @createdAt, @updatedAt)
+        `INSERT INTO functions (id, project_id, name, runtime, entrypoint, source_kind, source, repo, branch, subfolder, env_vars, image, build_log, key_id, key_secret, environment, secret_names, created_at, updated_at)
+         VALUES (@id, @projectId, @name, @runtime, @entrypoint, @sourceKind, @source, @repo, @branch, @subfolder, @envVars, @image, @buildLog, @keyId, @keySecret, @environment, @secretNames, @createdAt, @updatedAt)
          ON CONFLICT (id) DO UPDATE SET runtime = @runtime, entrypoint = @entrypoint, source_kind = @sourceKind, source = @source, repo = @repo, branch = @branch,
-           subfolder = @subfolder, env_vars = @envVars, image = @image, build_log = @buildLog, key_id = @keyId, key_secret = @keySecret, environment = @environment,
+           subfolder = @subfolder, env_vars = @envVars, image = @image, build_log = @buildLog, key_id = @keyId, key_secret = @keySecret, environment = @environment, secret_names = @secretNames,
            updated_at = @updatedAt`,
       )
-      .run({ ...record, envVars: JSON.stringify(record.envVars) });
+      .run({ ...record, envVars: JSON.stringify(record.envVars), secretNames: JSON.stringify(record.secrets ?? []) });
   }
 
   setBuildLog(id: string, log: string): void {

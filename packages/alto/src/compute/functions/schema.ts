@@ -32,6 +32,12 @@ const codeFields = {
     .describe('the export to call with the JSON body (M3O style); without it the default export takes a Request and returns a Response, or else the export named like the function is called'),
   env_vars: EnvVars.optional(),
   runtime: z.string().optional().describe('nodejs (JavaScript and TypeScript); function/Runtimes lists them'),
+  secrets: z
+    .array(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'secrets: each the key of a secret (secret/List shows them)'))
+    .max(64, 'secrets: at most 64')
+    .refine((names) => new Set(names).size === names.length, 'secrets: names must differ')
+    .optional()
+    .describe('secrets of the project the function gets as env vars (stripe-key -> STRIPE_KEY); needs a key that may read secrets ("secret" scope or "*"). Update: the new list replaces the old, [] drops them'),
 };
 
 export const DeployRequest = z.object({
@@ -53,6 +59,7 @@ export const FuncView = z
     branch: z.string(),
     subfolder: z.string(),
     env_vars: z.record(z.string(), z.string()),
+    secrets: z.array(z.string()).describe('the secrets it gets (names only: values are never shown)'),
     region: z.string(),
     status: z.string().describe('ACTIVE, DEPLOY_IN_PROGRESS, ERROR (its instance keeps exiting) or OFFLINE (its app is gone)'),
     url: z.string().describe('the function\'s address on the edge: http://<fn>.<project>.<domain>:<port>'),
@@ -118,6 +125,7 @@ export function funcView(state: FunctionState): z.input<typeof FuncView> {
     branch: record.branch,
     subfolder: record.subfolder,
     env_vars: record.envVars,
+    secrets: record.secrets ?? [],
     region: 'local',
     status: app ? (STATUS_OF_APP[app.status] ?? app.status.toUpperCase()) : 'OFFLINE',
     url: state.url,

