@@ -54,6 +54,10 @@ export type AppDetails = {
   name: string;
   port: number;
   env_vars: Record<string, string>;
+  /** the secrets named at deploy (names only: values are never shown). */
+  secrets: Array<string>;
+  /** env vars the app runs with whose values are never shown: its secrets, and a function's ALTO_KEY. */
+  hidden_env: Array<string>;
   /** deploying, running, updating, crashing (an instance exited; restarting with back-off) or failed. */
   status: string;
   /** the app's address on the edge. */
@@ -120,6 +124,10 @@ export type AppDetailsInput = {
   name: string;
   port: number;
   env_vars: Record<string, string>;
+  /** the secrets named at deploy (names only: values are never shown). */
+  secrets: Array<string>;
+  /** env vars the app runs with whose values are never shown: its secrets, and a function's ALTO_KEY. */
+  hidden_env: Array<string>;
   /** deploying, running, updating, crashing (an instance exited; restarting with back-off) or failed. */
   status: string;
   /** the app's address on the edge. */
@@ -330,6 +338,8 @@ export type AppRunRequest = {
   links?: Array<string>;
   /** allow plain HTTP for the image's registry (loopback registries always may). */
   insecure?: boolean;
+  /** secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them. */
+  secrets?: Array<string>;
 };
 
 export type AppRunResponse = {
@@ -390,6 +400,8 @@ export type AppUpdateRequest = {
   links?: Array<string>;
   /** allow plain HTTP for the image's registry (loopback registries always may). */
   insecure?: boolean;
+  /** secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them. */
+  secrets?: Array<string>;
 };
 
 export type AppUpdateResponse = {
@@ -763,7 +775,7 @@ export type EmailOutboxRequest = {
   limit?: number;
   /** how many of the newest to skip. Default: 0. */
   offset?: number;
-  /** only messages to addresses containing this text. Default: "". */
+  /** only messages to addresses containing this text (at most 998 characters). Default: "". */
   to?: string;
 };
 
@@ -790,7 +802,7 @@ export type EmailOutboxResponse = {
 };
 
 export type EmailParseRequest = {
-  /** an RFC 5322 address, e.g. "Joe Blogs <joe@example.com>". Default: "". */
+  /** an RFC 5322 address, e.g. "Joe Blogs <joe@example.com>" (at most 998 characters). Default: "". */
   address?: string;
 };
 
@@ -811,11 +823,11 @@ export type EmailReadSmtpResponse = {
 };
 
 export type EmailSendRequest = {
-  /** the name of the sender ("Acme"); an address or "Name <address>" sends from that address. Default: "". */
+  /** the name of the sender ("Acme"); an address or "Name <address>" sends from that address (at most 998 characters). Default: "". */
   from?: string;
-  /** the email address of the recipient; several separated by commas. Default: "". */
+  /** the email address of the recipient; several separated by commas (at most 16384 characters). Default: "". */
   to?: string;
-  /** an email address for replies. Default: "". */
+  /** an email address for replies (at most 998 characters). Default: "". */
   reply_to?: string;
   /** the email subject. Default: "". */
   subject?: string;
@@ -845,7 +857,7 @@ export type EmailSetSmtpResponse = {
 };
 
 export type EmailValidateRequest = {
-  /** an email address to check. Default: "". */
+  /** an email address to check (at most 998 characters). Default: "". */
   address?: string;
 };
 
@@ -1046,6 +1058,8 @@ export type Func = {
   branch: string;
   subfolder: string;
   env_vars: Record<string, string>;
+  /** the secrets it gets (names only: values are never shown). */
+  secrets: Array<string>;
   region: string;
   /** ACTIVE, DEPLOY_IN_PROGRESS, ERROR (its instance keeps exiting) or OFFLINE (its app is gone). */
   status: string;
@@ -1097,6 +1111,8 @@ export type FunctionDeployRequest = {
   env_vars?: Record<string, string>;
   /** nodejs (JavaScript and TypeScript); function/Runtimes lists them. */
   runtime?: string;
+  /** secrets of the project the function gets as env vars (stripe-key -> STRIPE_KEY); needs a key that may read secrets ("secret" scope or "*"). Update: the new list replaces the old, [] drops them. */
+  secrets?: Array<string>;
   /** region to deploy in; this machine is "local". */
   region?: string;
 };
@@ -1189,6 +1205,8 @@ export type FunctionUpdateRequest = {
   env_vars?: Record<string, string>;
   /** nodejs (JavaScript and TypeScript); function/Runtimes lists them. */
   runtime?: string;
+  /** secrets of the project the function gets as env vars (stripe-key -> STRIPE_KEY); needs a key that may read secrets ("secret" scope or "*"). Update: the new list replaces the old, [] drops them. */
+  secrets?: Array<string>;
 };
 
 export type FunctionUpdateResponse = {
@@ -1384,6 +1402,23 @@ export type ImagesPullRequest = {
 
 export type ImagesPullResponse = ImagePullMessage;
 
+export type ImagesShareRequest = {
+  /** an image reference (`redis:7`, `ghcr.io/org/app:v1`) or digest (a unique prefix of at least 4 hex digits works). */
+  image: string;
+  /** the project (name in the admin account, or id) that may run the image; "*" for every project. */
+  project: string;
+  /** take back a share given before. Default: false. */
+  revoke?: boolean;
+};
+
+export type ImagesShareResponse = {
+  digest: string;
+  /** the project id, or "*". */
+  project: string;
+  /** whether the project may now run the image by this share. */
+  shared: boolean;
+};
+
 export type ImageSummary = {
   /** the manifest digest: the image's identity. */
   digest: string;
@@ -1434,7 +1469,7 @@ export type KeyInfo = {
   description: string;
   role: "admin" | "owner" | "project";
   status: "active" | "blocked" | "revoked";
-  /** the first characters of the key, to tell keys apart. */
+  /** the first characters of the key, to tell keys apart; empty for a key whose text the operator chose (ALTO_ADMIN_KEY). */
   prefix: string;
   /** creation time, RFC 3339. */
   created: string;
@@ -1449,7 +1484,7 @@ export type KeyInfoInput = {
   description: string;
   role: "admin" | "owner" | "project";
   status: "active" | "blocked" | "revoked";
-  /** the first characters of the key, to tell keys apart. */
+  /** the first characters of the key, to tell keys apart; empty for a key whose text the operator chose (ALTO_ADMIN_KEY). */
   prefix: string;
   /** creation time, RFC 3339. */
   created: string;
@@ -2571,7 +2606,7 @@ export class AccountsService {
   }
 
   /**
-   * Log in with email and password; returns a new owner key for the account.
+   * Log in with email and password; returns a new owner key for the account. 401 for an unknown email and a wrong password alike; 429 after repeated failures for one account or from one address.
    * @example
    * const response = await alto.accounts.login({"email":"ada@example.com","password":"correct horse battery"});
    */
@@ -2956,7 +2991,7 @@ export class EmailService {
   }
 
   /**
-   * The messages the project sent (by email/Send and by the user block), newest first, with how each went.
+   * The messages the project sent (by email/Send and by the user block), newest first, with how each went. The user block's codes and links are shown only to keys with the user scope.
    * @example
    * const response = await alto.email.outbox({"limit":10});
    */
@@ -3083,7 +3118,7 @@ export class FileService {
   }
 }
 
-/** Deploy JavaScript or TypeScript functions from inline source, a folder or a git repository: Alto bundles them (esbuild) over its own Node.js runtime and runs each as an app at http://<fn>.<project>.<domain>. M3O-compatible. A function calls Alto back with the SDK: new Alto({ url: process.env.ALTO_URL, key: process.env.ALTO_KEY }), where ALTO_URL is the edge as the sandbox reaches it and ALTO_KEY a key of the project (with the deploying key's scopes: all its services for an owner key or a key scoped "*") made for the function at Deploy and revoked on Delete. The project's secrets (secret service, top level, in the environment of the deploying key) are injected as env vars at Deploy and Update: names upper-cased, characters other than letters and digits turned to _ (stripe-key -> STRIPE_KEY); explicit env_vars win. */
+/** Deploy JavaScript or TypeScript functions from inline source, a folder or a git repository: Alto bundles them (esbuild) over its own Node.js runtime and runs each as an app at http://<fn>.<project>.<domain>. M3O-compatible. A function calls Alto back with the SDK: new Alto({ url: process.env.ALTO_URL, key: process.env.ALTO_KEY }), where ALTO_URL is the edge as the sandbox reaches it and ALTO_KEY a key of the project (with the deploying key's scopes: all its services for an owner key or a key scoped "*") made for the function at Deploy and revoked on Delete. Secrets reach a function only when named (secrets: ["stripe-key"] at Deploy or Update, read again at each Update) by a key that may read secrets ("secret" scope or "*"); they are injected as env vars: names upper-cased, characters other than letters and digits turned to _ (stripe-key -> STRIPE_KEY); explicit env_vars win. Their values and ALTO_KEY are never shown by function or app views and logs. */
 export class FunctionService {
   constructor(private readonly transport: Transport) {}
 
@@ -3248,6 +3283,15 @@ export class ImagesService {
    */
   inspect(request: ImagesInspectRequest): Promise<ImagesInspectResponse> {
     return this.transport.call<ImagesInspectResponse>("images", "Inspect", request);
+  }
+
+  /**
+   * Let a project (or every project, "*") run an image this machine holds. Projects run only public images, images they pulled or built, and images shared with them: an image pulled with the admin's registry login is the admin's until shared. With revoke: take a share back.
+   * @example
+   * const response = await alto.images.share({"image":"ghcr.io/org/private-app:v1","project":"shop"});
+   */
+  share(request: ImagesShareRequest): Promise<ImagesShareResponse> {
+    return this.transport.call<ImagesShareResponse>("images", "Share", request);
   }
 
   /**
