@@ -109,7 +109,8 @@ function parseField(text: string, spec: FieldSpec, source: string): Set<number> 
 export function parseCron(expression: string): CronSchedule {
   const source = expression.trim();
   if (source === '') throw invalid(expression, 'it is empty');
-  const expanded = MACROS[source.toLowerCase()] ?? source;
+  // Own keys only: "__proto__" or "constructor" is not a macro.
+  const expanded = Object.hasOwn(MACROS, source.toLowerCase()) ? MACROS[source.toLowerCase()] : source;
   if (expanded.startsWith('@')) throw invalid(source, `unknown macro; use one of ${Object.keys(MACROS).join(', ')}`);
   const fields = expanded.split(/\s+/);
   if (fields.length !== 5 && fields.length !== 6) throw invalid(source, `it has ${fields.length} fields, not 5 (or 6 with seconds)`);

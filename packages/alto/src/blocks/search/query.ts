@@ -104,8 +104,12 @@ function textTerm(text: string, position: number): QueryNode {
   return { kind: 'text', phrase, prefix };
 }
 
+/** Deepest nesting of parentheses: deeper ones are refused, not recursed into until the stack runs out. */
+export const MAX_QUERY_DEPTH = 32;
+
 class Parser {
   private index = 0;
+  private depth = 0;
   constructor(private readonly tokens: Token[]) {}
 
   private peek(): Token {
@@ -152,7 +156,9 @@ class Parser {
   private parsePrimary(): QueryNode {
     const token = this.next();
     if (token.type === '(') {
+      if (++this.depth > MAX_QUERY_DEPTH) fail(token.position, `the query nests deeper than ${MAX_QUERY_DEPTH} levels of parentheses`);
       const inner = this.parseOr();
+      this.depth -= 1;
       const close = this.next();
       if (close.type !== ')') fail(close.position, `expected ")" to close the "(" at position ${token.position + 1}, found ${describe(close)}`);
       return inner;
