@@ -290,7 +290,9 @@ function confinementPlugin(readable: ReadableRoots, folder: string): Plugin {
           with: args.with,
           pluginData: { [RESOLVING]: true },
         });
-        if (result.errors.length > 0) return { errors: [{ text: `Could not resolve "${args.path}"` }] };
+        // Not found: esbuild's own resolver fails the same way (reading nothing) and says so as
+        // usual (a warning for a require() in a try, as optional dependencies do).
+        if (result.errors.length > 0) return undefined;
         if (result.external) {
           if (isBuiltin(result.path)) return { path: result.path, external: true };
           return refuse(args.path, args.importer, 'is not a file of the folder nor a Node.js built-in');
