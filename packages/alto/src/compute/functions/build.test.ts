@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { BuildFailure, bundleFunction, startCommandOf } from './build.js';
+import { BuildFailure, buildEnvironment, bundleFunction, startCommandOf } from './build.js';
 import { fetchSource } from './source.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'alto-fn-build-'));
@@ -93,5 +93,22 @@ describe('fetchSource', () => {
     await assert.rejects(fetchSource({ repo: '/tmp' }, target, { allowLocalRepos: false }), /only an admin key/);
     await assert.rejects(fetchSource({ repo: 'ftp://example.com/x' }, target, { allowLocalRepos: false }), /not a git URL/);
     await assert.rejects(fetchSource({ source: 'x', repo: 'https://example.com/x' }, target, { allowLocalRepos: false }), /not source and repo/);
+  });
+});
+
+describe('buildEnvironment', () => {
+  test('npm sees how to find programs, its own settings and the proxy, never Alto\'s keys or cloud credentials', () => {
+    const environment = buildEnvironment({
+      PATH: '/usr/bin',
+      HOME: '/root',
+      HTTPS_PROXY: 'http://proxy:3128',
+      npm_config_registry: 'http://registry.local/',
+      ALTO_ADMIN_KEY: 'sk_admin',
+      ALTO_MASTER_KEY: 'master',
+      AWS_SECRET_ACCESS_KEY: 'aws',
+      GITHUB_TOKEN: 'gh',
+      DATABASE_URL: 'postgres://secret',
+    });
+    assert.deepEqual(environment, { PATH: '/usr/bin', HOME: '/root', HTTPS_PROXY: 'http://proxy:3128', npm_config_registry: 'http://registry.local/' });
   });
 });
