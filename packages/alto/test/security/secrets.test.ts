@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -128,6 +128,19 @@ describe('secrets reach apps and functions only when named, by a key that may re
     assertHidden(logs, 'app/Logs');
     assert.match(logs.body.logs, /\[hidden STRIPE_KEY\]/);
     assertHidden(await alto.call('function', 'Logs', { name: 'billing' }, functionOnly), 'function/Logs');
+  });
+
+  test('a copy of the database holds neither the secrets handed to apps nor a function\'s key', () => {
+    // The server keeps running: its WAL is read too, as a copy of the folder would be.
+    const stored = ['alto.db', 'alto.db-wal']
+      .map((name) => join(dataDir, name))
+      .filter((path) => existsSync(path))
+      .map((path) => readFileSync(path).toString('latin1'))
+      .join('');
+    assert.ok(stored.length > 0, 'the database was read');
+    for (const [what, value] of [['a secret', STRIPE], ['a secret', DATABASE], ["the function's key", functionKey]]) {
+      assert.ok(!stored.includes(value), `${what} is sealed at rest`);
+    }
   });
 
   test('a weaker key cannot update code into a function or app that holds secrets', async () => {

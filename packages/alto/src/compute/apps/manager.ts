@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import type { Socket } from 'node:net';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
+import type { SecretCipher } from '../../kit/master-key.js';
 import type { AppEndpoint, AppGateway } from '../../platform/app-gateway.js';
 import type { LimitSet } from '../../platform/limit-names.js';
 import type { ComputeUsage } from '../../platform/metering.js';
@@ -124,6 +125,8 @@ export interface EdgeAttachment {
 export interface AppManagerOptions {
   dataDir: string;
   db: SqliteDatabase;
+  /** Seals what the records keep that a copy of the database must not reveal (apps' hidden env). */
+  cipher?: SecretCipher;
   log: Logger;
   images: ImageManager;
   /** `alto up --sandbox` (ALTO_SANDBOX). */
@@ -272,7 +275,7 @@ export class AppManager implements AppResolver, AppGateway {
   private readonly computeUsed = new Map<string, { month: string; at: number; mibMs: number; reading?: Promise<number> }>();
 
   constructor(private readonly options: AppManagerOptions) {
-    this.records = new AppRecords(options.db);
+    this.records = new AppRecords(options.db, options.cipher);
     const hostStarts = options.maxConcurrentStarts ?? Math.max(4, 2 * availableParallelism());
     this.starts = new StartGate(hostStarts, Math.max(1, Math.ceil(hostStarts / 2)));
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;

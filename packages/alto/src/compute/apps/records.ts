@@ -6,6 +6,7 @@
  * instances it ran (state, driver, start, exit code and reason); and names reserved for later.
  * A restart of Alto reads the apps back and starts those that were running.
  */
+import type { SecretCipher } from '../../kit/master-key.js';
 import { migrate, type SqliteDatabase } from '../../store/sqlite/database.js';
 import type { HiddenEnv } from './secrets.js';
 
@@ -169,7 +170,29 @@ interface InstanceRow {
 /** Instance rows kept per app (the newest); older ones go as new ones are added. */
 const KEPT_INSTANCE_ROWS = 50;
 
-function appOf(row: AppRow): AppRecord {
+/**
+ * Where a hidden env value is sealed: its app and variable, so a sealed value copied to another
+ * row or variable does not open.
+ */
+function hiddenEnvField(appId: string, variable: string): string[] {
+  return ['apps.hidden_env', appId, variable];
+}
+
+/** The app's settings as stored: hidden env values (secrets, a function's key) sealed with the master key. */
+function storedSettings(app: AppRecord, cipher: SecretCipher | undefined): string {
+  const hidden = app.settings.hidden_env;
+  if (!hidden || !cipher) return JSON.stringify(app.settings);
+  const env = Object.fromEntries(Object.entries(hidden.env).map(([name, value]) => [name, cipher.sealText(value, hiddenEnvField(app.id, name))]));
+  return JSON.stringify({ ...app.settings, hidden_env: { ...hidden, env } });
+}
+
+function appOf(row: AppRow, cipher: SecretCipher | undefined): AppRecord {
+  const settings = { pool: 0, links: [], ...(JSON.parse(row.settings) as Partial<AppSettings>) } as AppSettings;
+  const hidden = settings.hidden_env;
+  if (hidden && cipher) {
+    // Values written before sealing come back as they are (and are sealed at the next save).
+    hidden.env = Object.fromEntries(Object.entries(hidden.env).map(([name, value]) => [name, cipher.openText(value, hiddenEnvField(row.id, name))]));
+  }
   return {
     id: row.id,
     projectId: row.project_id,
@@ -177,7 +200,7 @@ function appOf(row: AppRow): AppRecord {
     name: row.name,
     image: row.image,
     digest: row.digest,
-    settings: { pool: 0, links: [], ...(JSON.parse(row.settings) as Partial<AppSettings>) } as AppSettings,
+    settings,
     version: row.version,
     status: row.status as AppStatus,
     ...(row.error ? { error: row.error } : {}),
@@ -203,7 +226,11 @@ function instanceOf(row: InstanceRow): InstanceRecord {
 export class AppRecords {
   private readonly statements;
 
-  constructor(db: SqliteDatabase) {
+  /** `cipher` seals the hidden env (secrets, a function's key) at rest; without one it is kept as given. */
+  constructor(
+    db: SqliteDatabase,
+    private readonly cipher?: SecretCipher,
+  ) {
     migrate(db, 'apps', MIGRATIONS);
     this.statements = {
       insert: db.prepare(`INSERT INTO apps (id, project_id, project_name, name, image, digest, settings, version, status, error, tcp_port, created_at, updated_at)
@@ -259,7 +286,7 @@ export class AppRecords {
       name: app.name,
       image: app.image,
       digest: app.digest,
-      settings: JSON.stringify(app.settings),
+      settings: storedSettings(app, this.cipher),
       version: app.version,
       status: app.status,
       error: app.error ?? null,
@@ -279,26 +306,26 @@ export class AppRecords {
 
   get(id: string): AppRecord | undefined {
     const row = this.statements.get.get(id) as AppRow | undefined;
-    return row ? appOf(row) : undefined;
+    return row ? appOf(row, this.cipher) : undefined;
   }
 
   findByName(projectId: string, name: string): AppRecord | undefined {
     const row = this.statements.byName.get(projectId, name) as AppRow | undefined;
-    return row ? appOf(row) : undefined;
+    return row ? appOf(row, this.cipher) : undefined;
   }
 
   /** The app at `<name>.<projectName>` on the edge. */
   findByAddress(projectName: string, name: string): AppRecord | undefined {
     const row = this.statements.byAddress.get(projectName, name) as AppRow | undefined;
-    return row ? appOf(row) : undefined;
+    return row ? appOf(row, this.cipher) : undefined;
   }
 
   listOfProject(projectId: string): AppRecord[] {
-    return (this.statements.ofProject.all(projectId) as AppRow[]).map(appOf);
+    return (this.statements.ofProject.all(projectId) as AppRow[]).map((row) => appOf(row, this.cipher));
   }
 
   list(): AppRecord[] {
-    return (this.statements.all.all() as AppRow[]).map(appOf);
+    return (this.statements.all.all() as AppRow[]).map((row) => appOf(row, this.cipher));
   }
 
   countOfProject(projectId: string): number {

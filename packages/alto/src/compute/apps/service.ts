@@ -48,6 +48,7 @@ export const appsComponent = component('apps.manager', (platform: Platform) => {
   const apps = new AppManager({
     dataDir: platform.config.dataDir,
     db: platform.stores.sqlite,
+    cipher: platform.masterKey().cipher,
     log: platform.log.child({ component: 'apps' }),
     images: platform.use(imagesComponent),
     sandbox: platform.config.sandbox ?? 'auto',

@@ -31,6 +31,7 @@ import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
+import type { SecretCipher } from '../../kit/master-key.js';
 import type { Tenant } from '../../platform/service.js';
 import type { SqliteDatabase } from '../../store/sqlite/database.js';
 import type { AppManager, AppOwner, AppState } from '../apps/manager.js';
@@ -53,6 +54,8 @@ const MAX_CALL_RESPONSE_BYTES = 16 * 1024 * 1024;
 export interface FunctionManagerOptions {
   dataDir: string;
   db: SqliteDatabase;
+  /** Seals each function's own API key at rest. */
+  cipher?: SecretCipher;
   log: Logger;
   apps: AppManager;
   images: ImageManager;
@@ -111,7 +114,7 @@ export class FunctionManager {
   private readonly busy = new Set<string>();
 
   constructor(private readonly options: FunctionManagerOptions) {
-    this.records = new FunctionRecords(options.db);
+    this.records = new FunctionRecords(options.db, options.cipher);
   }
 
   private get apps(): AppManager {

@@ -8,6 +8,7 @@
  * this keeps nothing the project's apps cannot read already). A function runs as the app of the
  * same name; this record is what marks that app as a function.
  */
+import type { SecretCipher } from '../../kit/master-key.js';
 import { migrate, type SqliteDatabase } from '../../store/sqlite/database.js';
 
 const MIGRATIONS = [
@@ -87,7 +88,12 @@ interface Row {
   updated_at: number;
 }
 
-function recordOf(row: Row): FunctionRecord {
+/** Where a function's key is sealed: its row, so a sealed key copied to another row does not open. */
+function keyField(id: string): string[] {
+  return ['functions.key_secret', id];
+}
+
+function recordOf(row: Row, cipher: SecretCipher | undefined): FunctionRecord {
   return {
     id: row.id,
     projectId: row.project_id,
@@ -103,7 +109,8 @@ function recordOf(row: Row): FunctionRecord {
     image: row.image,
     buildLog: row.build_log,
     keyId: row.key_id,
-    keySecret: row.key_secret,
+    // A key written before sealing comes back as it is (and is sealed at the next save).
+    keySecret: cipher && row.key_secret ? cipher.openText(row.key_secret, keyField(row.id)) : row.key_secret,
     environment: row.environment,
     secrets: JSON.parse(row.secret_names ?? '[]') as string[],
     createdAt: row.created_at,
@@ -112,22 +119,26 @@ function recordOf(row: Row): FunctionRecord {
 }
 
 export class FunctionRecords {
-  constructor(private readonly db: SqliteDatabase) {
+  /** `cipher` seals each function's own API key at rest; without one it is kept as given. */
+  constructor(
+    private readonly db: SqliteDatabase,
+    private readonly cipher?: SecretCipher,
+  ) {
     migrate(db, 'compute.functions', MIGRATIONS);
   }
 
   find(projectId: string, name: string): FunctionRecord | undefined {
     const row = this.db.prepare('SELECT * FROM functions WHERE project_id = ? AND name = ?').get(projectId, name) as Row | undefined;
-    return row ? recordOf(row) : undefined;
+    return row ? recordOf(row, this.cipher) : undefined;
   }
 
   get(id: string): FunctionRecord | undefined {
     const row = this.db.prepare('SELECT * FROM functions WHERE id = ?').get(id) as Row | undefined;
-    return row ? recordOf(row) : undefined;
+    return row ? recordOf(row, this.cipher) : undefined;
   }
 
   listOfProject(projectId: string): FunctionRecord[] {
-    return (this.db.prepare('SELECT * FROM functions WHERE project_id = ? ORDER BY name').all(projectId) as Row[]).map(recordOf);
+    return (this.db.prepare('SELECT * FROM functions WHERE project_id = ? ORDER BY name').all(projectId) as Row[]).map((row) => recordOf(row, this.cipher));
   }
 
   save(record: FunctionRecord): void {
@@ -139,7 +150,12 @@ export class FunctionRecords {
            subfolder = @subfolder, env_vars = @envVars, image = @image, build_log = @buildLog, key_id = @keyId, key_secret = @keySecret, environment = @environment, secret_names = @secretNames,
            updated_at = @updatedAt`,
       )
-      .run({ ...record, envVars: JSON.stringify(record.envVars), secretNames: JSON.stringify(record.secrets ?? []) });
+      .run({
+        ...record,
+        keySecret: this.cipher && record.keySecret ? this.cipher.sealText(record.keySecret, keyField(record.id)) : record.keySecret,
+        envVars: JSON.stringify(record.envVars),
+        secretNames: JSON.stringify(record.secrets ?? []),
+      });
   }
 
   setBuildLog(id: string, log: string): void {

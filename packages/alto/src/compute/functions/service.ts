@@ -56,6 +56,7 @@ export const functionsComponent = component('functions.manager', (platform) => {
   return new FunctionManager({
     dataDir: platform.config.dataDir,
     db: platform.stores.sqlite,
+    cipher: platform.masterKey().cipher,
     log,
     apps: platform.use(appsComponent),
     images: platform.use(imagesComponent),
