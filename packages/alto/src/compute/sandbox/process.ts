@@ -142,7 +142,9 @@ async function ensureToolsLayer(cacheDir: string, tools: string, launcher: strin
   const building = `${dir}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   rmSync(building, { recursive: true, force: true });
   for (const sub of ['.alto/run', '.alto/old']) mkdirSync(join(building, sub), { recursive: true, mode: 0o755 });
-  await run('cp', ['-a', tools, join(building, '.alto', 'bin')]);
+  // The tools folder itself, not a link to it (a test's cache links to the shared one): a copied
+  // link would name a host path the sandbox cannot see, and the writes below would land in it.
+  await run('cp', ['-a', realpathSync(tools), join(building, '.alto', 'bin')]);
   rmSync(join(building, '.alto', 'bin', '.complete'), { force: true });
   copyFileSync(launcher, join(building, '.alto', 'bin', LAUNCHER_NAME));
   chmodSync(join(building, '.alto', 'bin', LAUNCHER_NAME), 0o755);

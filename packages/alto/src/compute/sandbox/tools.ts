@@ -5,6 +5,7 @@
  * `setpriv` with the shared libraries it links and the dynamic loader that starts it. Assembled
  * once from the host into the cache folder.
  */
+import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, openSync, readSync, closeSync, realpathSync, renameSync, rmSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { run } from './common.js';
@@ -49,8 +50,10 @@ export async function ensureSandboxTools(cacheDir: string): Promise<string> {
   const busybox = findStaticBusybox();
   const setpriv = '/usr/bin/setpriv';
   if (!existsSync(setpriv)) throw new Error('no setpriv on this host: install util-linux');
-  const building = `${toolsDir}.${process.pid}.tmp`;
-  rmSync(building, { recursive: true, force: true });
+  // Other Altos sharing the cache (and other instances in this process) may build at the same
+  // time: each in a folder of its own, and a complete folder once in place is never removed, since
+  // sandboxes and the tools layer copy from it.
+  const building = `${toolsDir}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   mkdirSync(join(building, 'lib'), { recursive: true, mode: 0o755 });
   copyFileSync(busybox, join(building, 'busybox'));
   copyFileSync(setpriv, join(building, 'setpriv'));
@@ -63,7 +66,17 @@ export async function ensureSandboxTools(cacheDir: string): Promise<string> {
   }
   if (!existsSync(join(building, 'ld.so'))) throw new Error(`could not find the dynamic loader of ${setpriv} in ldd's output`);
   copyFileSync('/dev/null', join(building, '.complete'));
-  rmSync(toolsDir, { recursive: true, force: true });
-  renameSync(building, toolsDir);
+  try {
+    renameSync(building, toolsDir);
+  } catch (error) {
+    rmSync(building, { recursive: true, force: true });
+    if (existsSync(join(toolsDir, '.complete'))) return toolsDir; // another build won the race
+    if (!existsSync(toolsDir)) throw error;
+    // A folder left half-built by an older Alto that was killed: set it aside, then build again.
+    const stale = `${toolsDir}.${process.pid}-${randomBytes(4).toString('hex')}.stale`;
+    renameSync(toolsDir, stale);
+    rmSync(stale, { recursive: true, force: true });
+    return ensureSandboxTools(cacheDir);
+  }
   return toolsDir;
 }
