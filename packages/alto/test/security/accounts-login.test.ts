@@ -78,3 +78,28 @@ describe('accounts/Login', () => {
     assert.match(blocked.body.detail, /too many failed logins from this address/);
   });
 });
+
+test('user/Login: an unknown email costs what a wrong password does too', async () => {
+  const alto = await startInProcess();
+  try {
+    const key = await alto.projectKey('timing', ['user']);
+    const created = await alto.call('user', 'Create', { id: 'ada', email: 'ada@example.com', username: 'ada', password: PASSWORD }, key);
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    const unknown: number[] = [];
+    const wrong: number[] = [];
+    // Interleaved, 4 of each: under the 5 failures one account may have and the 20 of an address.
+    for (let index = 0; index < 4; index++) {
+      for (const [email, times] of [[`nobody-${index}@example.com`, unknown], ['ada@example.com', wrong]] as const) {
+        const started = performance.now();
+        const answer = await alto.call('user', 'Login', { email, password: 'wrong password' }, key);
+        times.push(performance.now() - started);
+        assert.equal(answer.status, 401, JSON.stringify(answer.body));
+      }
+    }
+    const median = (times: number[]) => [...times].sort((a, b) => a - b)[Math.floor(times.length / 2)];
+    // Without the decoy verification an unknown email answered in a fraction of the time.
+    assert.ok(median(unknown) > median(wrong) * 0.3, `unknown email ${unknown.join(', ')} ms; wrong password ${wrong.join(', ')} ms`);
+  } finally {
+    await alto.close();
+  }
+});

@@ -227,7 +227,10 @@ export class UserBlock {
     const user = await this.store.findUser(namespace, field, identifier);
     const subjects = { identifier: `login:${field}:${identifier}`, address: `address:${clientAddress}`, account: user && `account:${user.id}` };
     await this.failedLogins.check(namespace, subjects);
-    if (!user || !(await verifyPasswordEvenIfUnknown(user?.passwordHash, request.password))) {
+    // Verified whether or not the user exists (against a decoy hash when not): the time taken
+    // does not tell which.
+    const valid = await verifyPasswordEvenIfUnknown(user?.passwordHash, request.password);
+    if (!user || !valid) {
       await this.failedLogins.recordFailure(namespace, subjects);
       throw errors.unauthorized(`${field} or password is wrong`);
     }

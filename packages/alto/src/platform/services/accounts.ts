@@ -13,7 +13,7 @@ import { errors } from '../../kit/errors.js';
 import { SqliteUserStore } from '../../store/users/sqlite.js';
 import { FailedLoginLimiter, verifyPasswordEvenIfUnknown, type FailedLoginLimits } from '../failed-logins.js';
 import { DEFAULT_PROJECT } from '../tenancy.js';
-import { component, defineService, endpoint } from '../service.js';
+import { component, defineService, endpoint, publicEndpoint } from '../service.js';
 
 /** Where the accounts' failed logins are counted: not `<project>/<environment>`, so no project's deletion or data reaches it. */
 const ACCOUNTS_NAMESPACE = '_accounts';
@@ -52,9 +52,8 @@ export const accountsService = defineService({
   priceMicros: 0,
   components: [accountLogins],
   endpoints: {
-    Signup: endpoint({
+    Signup: publicEndpoint({
       description: 'Create an account with email and password; returns an owner key and a "default" project.',
-      access: 'public',
       request: Credentials,
       response: OwnerKey.extend({ project: z.string() }),
       example: { email: 'ada@example.com', password: 'correct horse battery' },
@@ -69,11 +68,10 @@ export const accountsService = defineService({
         return { account_id: accountId, key: owner.secret, project: DEFAULT_PROJECT };
       },
     }),
-    Login: endpoint({
+    Login: publicEndpoint({
       description:
         'Log in with email and password; returns a new owner key for the account. 401 for an unknown email and a wrong ' +
         'password alike; 429 after repeated failures for one account or from one address.',
-      access: 'public',
       request: Credentials.extend({ password: z.string().min(1).max(256) }),
       response: OwnerKey,
       example: { email: 'ada@example.com', password: 'correct horse battery' },
@@ -88,7 +86,10 @@ export const accountsService = defineService({
           account: account && `account:${account.id}`,
         };
         await limiter.check(ACCOUNTS_NAMESPACE, subjects);
-        if (!account || !(await verifyPasswordEvenIfUnknown(account.passwordHash, request.password))) {
+        // Verified whether or not the account exists (against a decoy hash when it does not), so
+        // the time taken does not tell which.
+        const valid = await verifyPasswordEvenIfUnknown(account?.passwordHash, request.password);
+        if (!account || !valid) {
           await limiter.recordFailure(ACCOUNTS_NAMESPACE, subjects);
           throw errors.unauthorized('email or password is wrong');
         }
