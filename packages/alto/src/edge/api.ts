@@ -15,7 +15,7 @@ import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
 import { admitCall, finishCall, recordRefusedCall, type AdmittedCall } from '../platform/calls.js';
 import type { Platform } from '../platform/platform.js';
-import type { CallContext, EndpointDefinition, ServiceDefinition, Tenant } from '../platform/service.js';
+import type { CallContext, EndpointDefinition, PublicCallContext, ServiceDefinition, Tenant } from '../platform/service.js';
 import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, jsonNestsDeeperThan, MAX_JSON_DEPTH, originOf, parseJsonObject, readBody, requestIdOf, sendJson } from './http.js';
 import type { EdgeMetrics } from './metrics.js';
 import { requestSchemaOf } from './openapi.js';
@@ -126,7 +126,7 @@ export class Api {
     log: Logger,
     origin?: string,
     clientAddress?: string,
-  ): CallContext {
+  ): PublicCallContext {
     return { requestId, tenant, platform: this.platform, log, signal, origin, clientAddress };
   }
 
@@ -162,7 +162,8 @@ export class Api {
       if (route.endpoint.stream) {
         throw errors.badRequest(`${route.service.name}/${route.endpointName} streams: open a websocket on this path`);
       }
-      const output = await route.endpoint.handler(input, this.context(requestId, tenant, aborted.signal, log, originOf(request), clientAddressOf(request)));
+      const context = this.context(requestId, tenant, aborted.signal, log, originOf(request), clientAddressOf(request));
+      const output = route.endpoint.access === 'public' ? await route.endpoint.handler(input, context) : await route.endpoint.handler(input, keyed(context));
       const rateHeaders = call?.admission?.headers;
       bytesOut = sendJson(response, 200, output, rateHeaders ? { ...rateHeaders, 'x-request-id': requestId } : { 'x-request-id': requestId });
     } catch (error) {
@@ -252,7 +253,7 @@ export class Api {
       const context = this.context(requestId, tenant, aborted.signal, log, origin, clientAddress);
       // handleUpgrade upgrades stream endpoints only.
       if (!route.endpoint.stream) throw errors.badRequest(`${route.service.name}/${route.endpointName} is not a stream`);
-      for await (const item of route.endpoint.handler(input, context)) {
+      for await (const item of route.endpoint.handler(input, keyed(context))) {
         if (aborted.signal.aborted) break;
         const message = JSON.stringify(item);
         bytesOut += message.length;
@@ -345,6 +346,15 @@ async function sendWithBackpressure(ws: WebSocket, message: string, stallTimeout
       resolve();
     });
   });
+}
+
+/**
+ * The context of an endpoint that needs a key. The edge authenticated the key before reading
+ * the body, so the tenant is there; a call that reached here without one is refused, not served.
+ */
+function keyed(context: PublicCallContext): CallContext {
+  if (!context.tenant) throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
+  return context as CallContext;
 }
 
 /** The TCP peer's address; `::ffff:127.0.0.1` is written `127.0.0.1`, so one client has one address. */

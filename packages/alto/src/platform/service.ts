@@ -18,11 +18,9 @@ import type { Platform } from './platform.js';
  */
 export type Access = 'key' | 'manage' | 'public';
 
-/** Everything a handler knows about the call it serves. */
-export interface CallContext {
+/** Everything a handler knows about the call it serves, whoever made it. */
+interface CallContextBase {
   requestId: string;
-  /** The tenant. Undefined only for `public` endpoints called without a key. */
-  tenant: Tenant | undefined;
   platform: Platform;
   log: Logger;
   /** Aborted when the client goes away. */
@@ -37,6 +35,19 @@ export interface CallContext {
    * IPv4), for per-address limits such as failed logins. Behind a proxy it is the proxy's.
    */
   clientAddress?: string;
+}
+
+/**
+ * The context of an endpoint that needs a key (`key` or `manage` access): the tenant is always
+ * there, checked by the edge before the handler runs, so no handler can forget the check.
+ */
+export interface CallContext extends CallContextBase {
+  tenant: Tenant;
+}
+
+/** The context of a `public` endpoint: a tenant only when the caller sent a key anyway. */
+export interface PublicCallContext extends CallContextBase {
+  tenant: Tenant | undefined;
 }
 
 export interface Tenant {
@@ -59,7 +70,6 @@ interface EndpointBase<Request extends z.ZodType, Response extends z.ZodType> {
   example: z.input<Request>;
   /** Price per call in micro-units of the currency (1 = one millionth). Default: the service's. */
   priceMicros?: number;
-  access?: Access;
   /**
    * For endpoints that carry data inline (space/Create takes an object as base64): the largest
    * body they accept when that is more than the server's limit, and what a caller whose body
@@ -71,17 +81,27 @@ interface EndpointBase<Request extends z.ZodType, Response extends z.ZodType> {
 export interface UnaryEndpoint<Request extends z.ZodType = z.ZodType, Response extends z.ZodType = z.ZodType>
   extends EndpointBase<Request, Response> {
   stream?: false;
+  access?: 'key' | 'manage';
   handler: (request: z.output<Request>, context: CallContext) => Promise<z.input<Response>> | z.input<Response>;
+}
+
+/** A unary endpoint anyone may call, with or without a key (sign-up, login, the price list). */
+export interface PublicEndpoint<Request extends z.ZodType = z.ZodType, Response extends z.ZodType = z.ZodType>
+  extends EndpointBase<Request, Response> {
+  stream?: false;
+  access: 'public';
+  handler: (request: z.output<Request>, context: PublicCallContext) => Promise<z.input<Response>> | z.input<Response>;
 }
 
 export interface StreamEndpoint<Request extends z.ZodType = z.ZodType, Response extends z.ZodType = z.ZodType>
   extends EndpointBase<Request, Response> {
   stream: true;
+  access?: 'key' | 'manage';
   /** Yields one response message per item; the stream ends when the iterator does. */
   handler: (request: z.output<Request>, context: CallContext) => AsyncIterable<z.input<Response>>;
 }
 
-export type EndpointDefinition = UnaryEndpoint<any, any> | StreamEndpoint<any, any>;
+export type EndpointDefinition = UnaryEndpoint<any, any> | PublicEndpoint<any, any> | StreamEndpoint<any, any>;
 
 export interface ServiceDefinition {
   /** Lower-case service name, the first path segment after `/v1/`. */
@@ -118,6 +138,13 @@ export function endpoint<Request extends z.ZodType, Response extends z.ZodType>(
   definition: UnaryEndpoint<Request, Response>,
 ): UnaryEndpoint<Request, Response> {
   return definition;
+}
+
+/** Declares one unary endpoint that needs no key; its handler's tenant may be undefined. */
+export function publicEndpoint<Request extends z.ZodType, Response extends z.ZodType>(
+  definition: Omit<PublicEndpoint<Request, Response>, 'access'>,
+): PublicEndpoint<Request, Response> {
+  return { ...definition, access: 'public' };
 }
 
 /** Declares one streaming endpoint (websocket on the same path). */

@@ -41,7 +41,7 @@ const cacheBlock = component('cache.store', (platform) => {
 });
 
 function use(context: CallContext): { cache: CacheBlock; namespace: string } {
-  return { cache: context.platform.use(cacheBlock), namespace: context.tenant!.namespace };
+  return { cache: context.platform.use(cacheBlock), namespace: context.tenant.namespace };
 }
 
 export const cacheService = defineService({

@@ -25,7 +25,7 @@ import {
 } from './schema.js';
 
 function use(context: CallContext) {
-  return { mailer: context.platform.use(mailComponent), namespace: context.tenant!.namespace };
+  return { mailer: context.platform.use(mailComponent), namespace: context.tenant.namespace };
 }
 
 function wireMessage(message: OutboxMessage) {
@@ -109,7 +109,7 @@ export const emailService = defineService({
         const { mailer, namespace } = use(context);
         // The user block's mails carry live tokens (reset codes, magic links): only a key that
         // could use the user block anyway may read them back.
-        const scopes = context.tenant!.scopes;
+        const scopes = context.tenant.scopes;
         const revealSecrets = scopes.includes('*') || scopes.includes('user');
         const messages = await mailer.outbox(namespace, { offset: request.offset, limit: request.limit, to: request.to }, { revealSecrets });
         return { messages: messages.map(wireMessage) };

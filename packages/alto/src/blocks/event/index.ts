@@ -41,7 +41,6 @@ export const eventBlock = component('event.store', async (platform) => {
 });
 
 function use(context: CallContext): { events: EventBlock; namespace: string } {
-  if (!context.tenant) throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
   return { events: context.platform.use(eventBlock), namespace: context.tenant.namespace };
 }
 

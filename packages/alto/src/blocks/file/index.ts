@@ -28,7 +28,7 @@ const filesBlock = component('file.files', async (platform) => {
 });
 
 function use(context: CallContext): { files: Files; namespace: string } {
-  return { files: context.platform.use(filesBlock), namespace: context.tenant!.namespace };
+  return { files: context.platform.use(filesBlock), namespace: context.tenant.namespace };
 }
 
 export const fileService = defineService({

@@ -19,7 +19,6 @@ export const mqBlock = component('mq.bus', (platform) => {
 });
 
 function use(context: CallContext): { mq: MqBlock; namespace: string } {
-  if (!context.tenant) throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
   return { mq: context.platform.use(mqBlock), namespace: context.tenant.namespace };
 }
 

@@ -3,8 +3,7 @@
  * The `otp` block: one-time pass codes (TOTP, RFC 6238). M3O-compatible `Generate` and
  * `Validate`; Generate also returns the secret and an otpauth:// URI for authenticator apps.
  */
-import { errors } from '../../kit/errors.js';
-import { component, defineService, endpoint, type CallContext, type Tenant } from '../../platform/service.js';
+import { component, defineService, endpoint } from '../../platform/service.js';
 import { limitsFromEnvironment, OneTimePasswords } from './passwords.js';
 import { GenerateRequest, GenerateResponse, ValidateRequest, ValidateResponse } from './schema.js';
 import { OtpStore } from './store.js';
@@ -13,11 +12,6 @@ const passwords = component(
   'otp.passwords',
   (platform) => new OneTimePasswords(new OtpStore(platform.stores.sqlite, platform.masterKey().cipher), limitsFromEnvironment()),
 );
-
-function tenantOf(context: CallContext): Tenant {
-  if (!context.tenant) throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
-  return context.tenant;
-}
 
 export const otpService = defineService({
   name: 'otp',
@@ -32,7 +26,7 @@ export const otpService = defineService({
       response: GenerateResponse,
       example: { id: 'ada@example.com', size: 6, expiry: 60 },
       handler(request, context) {
-        const tenant = tenantOf(context);
+        const tenant = context.tenant;
         return context.platform.use(passwords).generate(tenant.namespace, request.id, {
           size: request.size,
           expiry: request.expiry,
@@ -48,7 +42,7 @@ export const otpService = defineService({
       response: ValidateResponse,
       example: { id: 'ada@example.com', code: '123456' },
       handler(request, context) {
-        const success = context.platform.use(passwords).validate(tenantOf(context).namespace, request.id, request.code);
+        const success = context.platform.use(passwords).validate(context.tenant.namespace, request.id, request.code);
         return { success };
       },
     }),

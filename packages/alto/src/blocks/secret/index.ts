@@ -43,7 +43,7 @@ const secretBlock = component('secret.store', async (platform) => {
 });
 
 function use(context: CallContext): { secrets: SecretBlock; namespace: string } {
-  return { secrets: context.platform.use(secretBlock), namespace: context.tenant!.namespace };
+  return { secrets: context.platform.use(secretBlock), namespace: context.tenant.namespace };
 }
 
 export const secretService = defineService({

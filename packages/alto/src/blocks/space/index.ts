@@ -39,12 +39,12 @@ const spaceBlock = component('space.objects', async (platform) => {
 });
 
 function use(context: CallContext): { space: Space; namespace: string } {
-  return { space: context.platform.use(spaceBlock), namespace: context.tenant!.namespace };
+  return { space: context.platform.use(spaceBlock), namespace: context.tenant.namespace };
 }
 
 /** The caller's project's space_bytes cap, as a guard for writes. */
 function storageGuard(context: CallContext, space: Space): StorageGuard {
-  const tenant = context.tenant!;
+  const tenant = context.tenant;
   return (adding) => context.platform.limits.assertStorage(tenant, 'space_bytes', adding, () => space.store.projectBytes(tenant.projectId));
 }
 

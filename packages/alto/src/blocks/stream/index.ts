@@ -25,7 +25,6 @@ const streamStore = component('stream.store', (platform) => {
 });
 
 function use(context: CallContext): { streams: StreamStore; namespace: string } {
-  if (!context.tenant) throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
   return { streams: context.platform.use(streamStore), namespace: context.tenant.namespace };
 }
 

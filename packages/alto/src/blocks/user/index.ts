@@ -73,7 +73,7 @@ const userBlock = component('user.store', async (platform) => {
 });
 
 function use(context: CallContext): { users: UserBlock; namespace: string } {
-  return { users: context.platform.use(userBlock), namespace: context.tenant!.namespace };
+  return { users: context.platform.use(userBlock), namespace: context.tenant.namespace };
 }
 
 async function templateResponse(users: UserBlock, namespace: string, name: TemplateName) {

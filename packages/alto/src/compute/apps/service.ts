@@ -93,13 +93,7 @@ function manager(context: CallContext): AppManager {
 }
 
 function owner(context: CallContext): AppOwner {
-  return ownerOf(tenantOf(context));
-}
-
-function tenantOf(context: CallContext): Tenant {
-  const tenant = context.tenant;
-  if (!tenant) throw errors.unauthorized('the app service needs an API key');
-  return tenant;
+  return ownerOf(context.tenant);
 }
 
 function ownerOf(tenant: Tenant): AppOwner {
@@ -109,7 +103,7 @@ function ownerOf(tenant: Tenant): AppOwner {
 /** The hidden env an app's Run gives it: the secrets named, read with the caller's key. */
 async function hiddenEnvForRun(names: string[] | undefined, context: CallContext): Promise<HiddenEnv | undefined> {
   if (!names?.length) return undefined;
-  const tenant = tenantOf(context);
+  const tenant = context.tenant;
   return { env: await readSecrets(context.platform, tenant, tenant.environment, names), secrets: names, environment: tenant.environment, scopes: [] };
 }
 
@@ -172,7 +166,7 @@ export const appService = defineService({
       example: { name: 'web', image: 'ghcr.io/org/web:v2' },
       async handler(request, context) {
         const current = hiddenEnvOfApp(context, request.name);
-        const hidden = await hiddenEnvForUpdate(context.platform, tenantOf(context), request.name, current, request.secrets);
+        const hidden = await hiddenEnvForUpdate(context.platform, context.tenant, request.name, current, request.secrets);
         const state = await manager(context).update(owner(context), {
           ...(hidden ? { hidden_env: hidden } : {}),
           name: request.name,

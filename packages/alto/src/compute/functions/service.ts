@@ -101,7 +101,6 @@ function manager(context: CallContext): FunctionManager {
 
 function owner(context: CallContext): FunctionOwner {
   const tenant = context.tenant;
-  if (!tenant) throw errors.unauthorized('the function service needs an API key');
   return { projectId: tenant.projectId, projectName: tenant.projectName, admin: tenant.role === 'admin', tenant };
 }
 

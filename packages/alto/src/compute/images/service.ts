@@ -77,7 +77,7 @@ function listSetting(value: string | undefined): string[] {
 async function projectIdFor(name: string, context: CallContext): Promise<string> {
   if (name === EVERY_PROJECT) return EVERY_PROJECT;
   try {
-    return (await context.platform.tenancy.findProject(context.tenant!.accountId, name)).id;
+    return (await context.platform.tenancy.findProject(context.tenant.accountId, name)).id;
   } catch (error) {
     if (/^[0-9a-f-]{36}$/i.test(name)) return name.toLowerCase();
     throw error;
@@ -86,7 +86,7 @@ async function projectIdFor(name: string, context: CallContext): Promise<string>
 
 /** The images of this machine, for an admin key only: they are shared by every tenant. */
 function images(context: CallContext): ImageManager {
-  if (context.tenant?.role !== 'admin') {
+  if (context.tenant.role !== 'admin') {
     throw errors.forbidden('images and registry credentials belong to the whole machine: use the admin key');
   }
   return context.platform.use(imagesComponent);

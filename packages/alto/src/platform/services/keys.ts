@@ -10,7 +10,6 @@ import { KEY_LIMIT_NAMES } from '../limit-names.js';
 import type { Platform } from '../platform.js';
 import { defineService, endpoint } from '../service.js';
 import { KeyLimits, limitFieldsForCreate, limitFieldsForUpdate, pickLimits } from './limits-schema.js';
-import { caller } from './projects.js';
 
 export const KeyInfo = z
   .object({
@@ -62,7 +61,7 @@ export const keysService = defineService({
       response: z.object({ key: z.string().describe('the API key; store it now, it is not shown again'), info: KeyInfo }),
       example: { project: 'default', scopes: ['id', 'db'], description: 'backend server', rate_limit: 10 },
       async handler(request, context) {
-        const generated = await context.platform.tenancy.generateKey(caller(context), {
+        const generated = await context.platform.tenancy.generateKey(context.tenant, {
           projectName: request.project,
           environment: request.environment,
           scopes: request.scopes,
@@ -81,7 +80,7 @@ export const keysService = defineService({
       response: z.object({ info: KeyInfo }),
       example: { id: '4f9c1e7a-2b1d-4d0e-9a51-0c8f6b2d3e11', rate_limit: 20, monthly_quota: 100000 },
       async handler(request, context) {
-        const key = await context.platform.tenancy.findKey(caller(context), request.id);
+        const key = await context.platform.tenancy.findKey(context.tenant, request.id);
         if (key.status === 'revoked') throw errors.conflict(`key "${key.id}" is revoked; its limits no longer matter`);
         await context.platform.limits.updateKeyLimits(key.id, pickLimits(request, KEY_LIMIT_NAMES));
         return { info: await keyView(key, key.projectName, context.platform) };
@@ -94,7 +93,7 @@ export const keysService = defineService({
       response: z.object({ keys: z.array(KeyInfo) }),
       example: { project: 'default' },
       async handler(request, context) {
-        const keys = await context.platform.tenancy.listKeys(caller(context), request.project);
+        const keys = await context.platform.tenancy.listKeys(context.tenant, request.project);
         return { keys: await Promise.all(keys.map((key) => keyView(key, request.project, context.platform))) };
       },
     }),
@@ -105,7 +104,7 @@ export const keysService = defineService({
       response: z.object({}),
       example: { id: '4f9c1e7a-2b1d-4d0e-9a51-0c8f6b2d3e11' },
       async handler(request, context) {
-        await context.platform.tenancy.setKeyStatus(caller(context), request.id, 'revoked');
+        await context.platform.tenancy.setKeyStatus(context.tenant, request.id, 'revoked');
         return {};
       },
     }),
@@ -116,7 +115,7 @@ export const keysService = defineService({
       response: z.object({}),
       example: { id: '4f9c1e7a-2b1d-4d0e-9a51-0c8f6b2d3e11' },
       async handler(request, context) {
-        await context.platform.tenancy.setKeyStatus(caller(context), request.id, 'blocked');
+        await context.platform.tenancy.setKeyStatus(context.tenant, request.id, 'blocked');
         return {};
       },
     }),
@@ -127,7 +126,7 @@ export const keysService = defineService({
       response: z.object({}),
       example: { id: '4f9c1e7a-2b1d-4d0e-9a51-0c8f6b2d3e11' },
       async handler(request, context) {
-        await context.platform.tenancy.setKeyStatus(caller(context), request.id, 'active');
+        await context.platform.tenancy.setKeyStatus(context.tenant, request.id, 'active');
         return {};
       },
     }),

@@ -3,12 +3,10 @@
  * `projects/*`: create, list, update (limits) and delete the projects of the caller's account.
  */
 import { z } from 'zod';
-import { defineService, endpoint, type CallContext } from '../service.js';
+import { defineService, endpoint } from '../service.js';
 import type { ProjectRecord } from '../../store/control.js';
-import { errors } from '../../kit/errors.js';
 import { LIMIT_NAMES } from '../limit-names.js';
 import type { Platform } from '../platform.js';
-import type { Tenant } from '../service.js';
 import { limitFieldsForCreate, limitFieldsForUpdate, pickLimits, ProjectLimits } from './limits-schema.js';
 
 export const Project = z
@@ -29,12 +27,6 @@ export async function projectView(project: ProjectRecord, platform: Platform): P
   };
 }
 
-/** The tenant of a `manage` endpoint: the edge guarantees one is present. */
-export function caller(context: CallContext): Tenant {
-  if (!context.tenant) throw errors.unauthorized('this endpoint needs an API key');
-  return context.tenant;
-}
-
 const ProjectName = z.string().min(1).describe('project name: lower-case letters, digits and dashes');
 
 export const projectsService = defineService({
@@ -51,7 +43,7 @@ export const projectsService = defineService({
       response: z.object({ project: Project }),
       example: { name: 'shop', rate_limit: 50, monthly_quota: 100000 },
       async handler(request, context) {
-        const tenant = caller(context);
+        const tenant = context.tenant;
         const changes = pickLimits(request, LIMIT_NAMES);
         // Checked before creating, so a refused limit leaves no half-made project behind.
         context.platform.limits.assertMaySetProjectLimits(tenant.role, changes);
@@ -69,7 +61,7 @@ export const projectsService = defineService({
       response: z.object({ project: Project }),
       example: { name: 'shop', rate_limit: 100, monthly_spend_cap_micros: 5000000 },
       async handler(request, context) {
-        const tenant = caller(context);
+        const tenant = context.tenant;
         const project = await context.platform.tenancy.findProject(tenant.accountId, request.name);
         await context.platform.limits.updateProjectLimits(tenant.role, project.id, pickLimits(request, LIMIT_NAMES));
         return { project: await projectView(project, context.platform) };
@@ -82,7 +74,7 @@ export const projectsService = defineService({
       response: z.object({ projects: z.array(Project) }),
       example: {},
       async handler(_request, context) {
-        const projects = await context.platform.tenancy.listProjects(caller(context).accountId);
+        const projects = await context.platform.tenancy.listProjects(context.tenant.accountId);
         return { projects: await Promise.all(projects.map((project) => projectView(project, context.platform))) };
       },
     }),
@@ -93,7 +85,7 @@ export const projectsService = defineService({
       response: z.object({}),
       example: { name: 'shop' },
       async handler(request, context) {
-        const project = await context.platform.tenancy.deleteProject(caller(context), request.name);
+        const project = await context.platform.tenancy.deleteProject(context.tenant, request.name);
         for (const service of context.platform.listServices()) {
           await service.deleteProjectData?.(project.id, context.platform);
         }

@@ -9,9 +9,8 @@ import { errors } from '../../kit/errors.js';
 import { dayOf } from '../../store/usage.js';
 import { monthOf } from '../limits.js';
 import { formatMicros } from '../prices.js';
-import { defineService, endpoint, type CallContext } from '../service.js';
+import { defineService, endpoint, publicEndpoint, type CallContext } from '../service.js';
 import { ProjectLimits } from './limits-schema.js';
-import { caller } from './projects.js';
 
 const DAY = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/;
 const MONTH = /^\d{4}-(0[1-9]|1[0-2])$/;
@@ -26,7 +25,7 @@ const ProjectField = z
 
 /** The project a usage call is about: the caller's own, or one of its account's for owners. */
 async function projectFor(context: CallContext, name: string | undefined): Promise<{ id: string; name: string }> {
-  const tenant = caller(context);
+  const tenant = context.tenant;
   if (!name || name === tenant.projectName) return { id: tenant.projectId, name: tenant.projectName };
   if (tenant.role === 'project') {
     throw errors.forbidden(`a project key reads only its own project's usage ("${tenant.projectName}"); use an owner or admin key for "${name}"`);
@@ -233,9 +232,8 @@ export const usageService = defineService({
         };
       },
     }),
-    Prices: endpoint({
+    Prices: publicEndpoint({
       description: "The operator's price list: the price of every endpoint, of compute, and the free tier. No key needed.",
-      access: 'public',
       request: z.object({}),
       response: z.object({
         currency: z.string(),
