@@ -41,7 +41,8 @@ command -v nft >/dev/null 2>&1 || sandbox_need+=(nftables)
 command -v cpio >/dev/null 2>&1 || sandbox_need+=(cpio)
 dpkg -s busybox-static >/dev/null 2>&1 || sandbox_need+=(busybox-static)
 # The sandbox launcher (compute/sandbox/launcher/alto-enter.c) is compiled on first use, static.
-command -v cc >/dev/null 2>&1 || sandbox_need+=(gcc libc6-dev)
+command -v cc >/dev/null 2>&1 || sandbox_need+=(gcc)
+dpkg -s libc6-dev >/dev/null 2>&1 || sandbox_need+=(libc6-dev)
 if [ "${#sandbox_need[@]}" -gt 0 ] || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   echo "installing ${sandbox_need[*]:-nothing} for the sandbox tests"
   export DEBIAN_FRONTEND=noninteractive
