@@ -30,7 +30,8 @@ import { promisify } from 'node:util';
 import { build as esbuild, type Message, type OnResolveResult, type Plugin } from 'esbuild';
 import { AltoError } from '../../kit/errors.js';
 import { assertNoEscapingSymlinks, isInside, realPathOf, resolvesInside } from './confine.js';
-import { renameIntoPlace, type LayerFile } from './layers.js';
+import { renameIntoPlace } from '../../kit/files.js';
+import type { LayerFile } from './layers.js';
 
 const execFileAsync = promisify(execFile);
 const INSTALL_TIMEOUT_MS = 300_000;

@@ -143,12 +143,3 @@ export function writeImageLayout(dir: string, layers: LayerBlob[], config: RunCo
   return manifestDigest;
 }
 
-/** Renames `from` to `to` unless `to` exists already (another build got there first). */
-export function renameIntoPlace(from: string, to: string): void {
-  try {
-    renameSync(from, to);
-  } catch (error) {
-    rmSync(from, { recursive: true, force: true });
-    if ((error as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-  }
-}

@@ -49,7 +49,6 @@ import {
   readFileSync,
   readdirSync,
   realpathSync,
-  renameSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -57,6 +56,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
+import { renameIntoPlace } from '../../kit/files.js';
 import { SandboxCgroup, detectCgroups } from './cgroups.js';
 import { InstanceBase, LineSplitter, findCommand, hasCommand, parseControlLine, resolveUser, run, shellQuote, validateSpec } from './common.js';
 import { ID_COUNT, IdRanges } from './id-ranges.js';
@@ -120,13 +120,7 @@ async function buildShiftedRoot(real: string, dir: string, base: number): Promis
     if (stat.isDirectory()) for (const name of readdirSync(path)) shift(join(path, name));
   };
   shift(building);
-  try {
-    renameSync(building, dir);
-  } catch (error) {
-    // Lost the race to another process: its copy is the same.
-    if (!existsSync(dir)) throw error;
-    rmSync(building, { recursive: true, force: true });
-  }
+  renameIntoPlace(building, dir);
   return dir;
 }
 
@@ -149,12 +143,7 @@ async function ensureToolsLayer(cacheDir: string, tools: string, launcher: strin
   copyFileSync(launcher, join(building, '.alto', 'bin', LAUNCHER_NAME));
   chmodSync(join(building, '.alto', 'bin', LAUNCHER_NAME), 0o755);
   for (const sub of ['', '.alto', '.alto/bin', '.alto/run', '.alto/old']) chmodSync(join(building, sub), 0o755);
-  try {
-    renameSync(building, dir);
-  } catch (error) {
-    if (!existsSync(dir)) throw error;
-    rmSync(building, { recursive: true, force: true });
-  }
+  renameIntoPlace(building, dir);
   return dir;
 }
 
