@@ -1,8 +1,8 @@
 /**
  * @module store/control
  * The port for Alto's control state: accounts, projects and API keys. The platform layer speaks
- * only to this interface; `store/sqlite` implements it for one machine, and a PostgreSQL adapter
- * implements the same contract for several.
+ * only to this interface; `store/sqlite` implements it for one machine, and `store/postgres` for
+ * several processes sharing one database; both pass `control.contract.ts`.
  */
 
 export type KeyRole = 'admin' | 'owner' | 'project';
@@ -69,6 +69,11 @@ export interface ControlStore {
   /** A small named value (instance settings such as the node id). */
   getSetting(name: string): Promise<string | undefined>;
   setSetting(name: string, value: string): Promise<void>;
+  /**
+   * Records `value` under `name` unless a value is there already, and returns the recorded one:
+   * of several processes starting together, the first one's value wins and all of them see it.
+   */
+  claimSetting(name: string, value: string): Promise<string>;
 
   close(): Promise<void>;
 }

@@ -17,6 +17,9 @@ import { openSqlite, type SqliteDatabase } from './sqlite/database.js';
 import { SqliteControlStore } from './sqlite/control.js';
 import { SqliteQuotaStore } from './sqlite/quota.js';
 import { SqliteUsageStore } from './sqlite/usage.js';
+import { PostgresControlStore } from './postgres/control.js';
+import { PostgresQuotaStore } from './postgres/quota.js';
+import { PostgresUsageStore } from './postgres/usage.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -25,7 +28,10 @@ export { openSqlite, migrate, type SqliteDatabase } from './sqlite/database.js';
 
 export interface StoreOptions {
   dataDir: string;
-  /** `postgres://...`: db and secret data on PostgreSQL. */
+  /**
+   * `postgres://...`: the control plane (accounts, projects, keys, settings), usage, quota
+   * counters, and db, secret and the other blocks with a PostgreSQL adapter, on PostgreSQL.
+   */
   postgresUrl?: string;
   /** `redis://...`: the cache on Redis. */
   redisUrl?: string;
@@ -39,8 +45,8 @@ export interface Stores {
   control: ControlStore;
   usage: UsageStore;
   /**
-   * Limit settings, rate buckets and monthly counters. On the embedded SQLite file like the
-   * control state, so every process sharing the data folder shares them.
+   * Limit settings, rate buckets and monthly counters, where the control state is: every process
+   * sharing the data folder, or the PostgreSQL database, shares them.
    */
   quota: QuotaStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
@@ -72,6 +78,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   let postgres: pg.Pool | undefined;
   let redis: Redis | undefined;
   let nats: NatsConnection | undefined;
+  let shared: { control: ControlStore; usage: UsageStore; quota: QuotaStore } | undefined;
   try {
     if (options.postgresUrl) {
       postgres = new pg.Pool({ connectionString: options.postgresUrl, max: 20 });
@@ -79,6 +86,11 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
       // pool drops it and the next query opens a new connection.
       postgres.on('error', (error) => process.emitWarning(`postgres pool: ${error.message}`));
       await postgres.query('SELECT 1');
+      shared = {
+        control: await PostgresControlStore.open(postgres),
+        usage: await PostgresUsageStore.open(postgres),
+        quota: await PostgresQuotaStore.open(postgres),
+      };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
     if (options.redisUrl) {
@@ -100,9 +112,9 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   }
   return {
     description: parts.join(', '),
-    control: new SqliteControlStore(sqlite),
-    usage: new SqliteUsageStore(sqlite),
-    quota: new SqliteQuotaStore(sqlite),
+    control: shared?.control ?? new SqliteControlStore(sqlite),
+    usage: shared?.usage ?? new SqliteUsageStore(sqlite),
+    quota: shared?.quota ?? new SqliteQuotaStore(sqlite),
     sqlite,
     postgres,
     redis,

@@ -127,6 +127,7 @@ export class SqliteControlStore implements ControlStore {
       setSetting: db.prepare(
         'INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
       ),
+      claimSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
     };
   }
 
@@ -226,6 +227,11 @@ export class SqliteControlStore implements ControlStore {
 
   async setSetting(name: string, value: string): Promise<void> {
     this.statements.setSetting.run(name, value);
+  }
+
+  async claimSetting(name: string, value: string): Promise<string> {
+    this.statements.claimSetting.run(name, value);
+    return (this.statements.getSetting.get(name) as { value: string }).value;
   }
 
   async close(): Promise<void> {
