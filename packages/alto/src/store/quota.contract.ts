@@ -1,7 +1,7 @@
 /**
  * @module store/quota.contract
- * The behaviour every quota store adapter must have, as one node:test suite; each adapter's test
- * file runs it (today: `sqlite/quota.test.ts`). `open` may be called twice: the second store
+ * The behaviour every quota store adapter must have, as one node:test suite; `quota.contract.test.ts`
+ * runs it on every adapter (SQLite and PostgreSQL). `open` may be called twice: the second store
  * must see the same state (another process on the same data), so limits hold across processes.
  */
 import assert from 'node:assert/strict';

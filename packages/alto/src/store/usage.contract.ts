@@ -1,7 +1,7 @@
 /**
  * @module store/usage.contract
- * The behaviour every usage store adapter must have, as one node:test suite; each adapter's test
- * file runs it (today: `sqlite/usage.test.ts`).
+ * The behaviour every usage store adapter must have, as one node:test suite; `usage.contract.test.ts`
+ * runs it on every adapter (SQLite and PostgreSQL).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

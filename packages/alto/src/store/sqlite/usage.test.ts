@@ -1,28 +1,11 @@
 /**
- * Runs the usage store contract against the embedded SQLite adapter, plus the migration that
- * sums records written before daily totals existed.
+ * What only the embedded usage adapter has: the migration that sums records written before
+ * daily totals existed. The usage contract runs on it in `../usage.contract.test.ts`.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
-import { runUsageContract } from '../usage.contract.js';
 import { openSqlite } from './database.js';
 import { SqliteUsageStore } from './usage.js';
-
-runUsageContract('sqlite', async () => {
-  const path = join(tmpdir(), `alto-usage-${randomBytes(4).toString('hex')}.db`);
-  const db = openSqlite(path);
-  return {
-    store: new SqliteUsageStore(db),
-    async cleanup() {
-      db.close();
-      for (const suffix of ['', '-wal', '-shm']) rmSync(path + suffix, { force: true });
-    },
-  };
-});
 
 test('sqlite: records written before daily totals existed are summed by the migration', async () => {
   const db = openSqlite(':memory:');
