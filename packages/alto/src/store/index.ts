@@ -20,6 +20,12 @@ import { SqliteUsageStore } from './sqlite/usage.js';
 import { PostgresControlStore } from './postgres/control.js';
 import { PostgresQuotaStore } from './postgres/quota.js';
 import { PostgresUsageStore } from './postgres/usage.js';
+import type { CronStore } from './cron/port.js';
+import { PostgresCronStore } from './cron/postgres.js';
+import { SqliteCronStore } from './cron/sqlite.js';
+import type { OtpStore } from './otp/port.js';
+import { PostgresOtpStore } from './otp/postgres.js';
+import { SqliteOtpStore } from './otp/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -49,6 +55,10 @@ export interface Stores {
    * sharing the data folder, or the PostgreSQL database, shares them.
    */
   quota: QuotaStore;
+  /** Cron jobs, their runs and signing secrets. */
+  cron: CronStore;
+  /** One-time password secrets, replay records and failure counters. */
+  otp: OtpStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -78,7 +88,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   let postgres: pg.Pool | undefined;
   let redis: Redis | undefined;
   let nats: NatsConnection | undefined;
-  let shared: { control: ControlStore; usage: UsageStore; quota: QuotaStore } | undefined;
+  let shared: { control: ControlStore; usage: UsageStore; quota: QuotaStore; cron: CronStore; otp: OtpStore } | undefined;
   try {
     if (options.postgresUrl) {
       postgres = new pg.Pool({ connectionString: options.postgresUrl, max: 20 });
@@ -90,6 +100,8 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         control: await PostgresControlStore.open(postgres),
         usage: await PostgresUsageStore.open(postgres),
         quota: await PostgresQuotaStore.open(postgres),
+        cron: await PostgresCronStore.open(postgres),
+        otp: await PostgresOtpStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -115,6 +127,8 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     control: shared?.control ?? new SqliteControlStore(sqlite),
     usage: shared?.usage ?? new SqliteUsageStore(sqlite),
     quota: shared?.quota ?? new SqliteQuotaStore(sqlite),
+    cron: shared?.cron ?? new SqliteCronStore(sqlite),
+    otp: shared?.otp ?? new SqliteOtpStore(sqlite),
     sqlite,
     postgres,
     redis,

@@ -1,9 +1,9 @@
 /**
  * @module blocks/cron
  * The `cron` block: M3O-compatible `Schedule`, `Jobs` and `Delete` of jobs that POST a signed
- * JSON body to a callback URL on a cron schedule (UTC), plus `SigningSecret`. Jobs live in
- * the embedded SQLite database, so they survive restarts and are shared, and fired once, by
- * every process on the same data folder.
+ * JSON body to a callback URL on a cron schedule (UTC), plus `SigningSecret`. Jobs live in the
+ * cron port of `platform.stores` (SQLite embedded, PostgreSQL with `--store postgres://`), so
+ * they survive restarts and are shared, and fired once, by every process on the same store.
  */
 import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
 import { errors } from '../../kit/errors.js';
@@ -19,14 +19,16 @@ import {
   SigningSecretRequest,
   SigningSecretResponse,
 } from './schema.js';
-import { CronStore, type JobRecord } from './store.js';
+import type { JobRecord } from '../../store/cron/port.js';
 
-const scheduler = component('cron.scheduler', (platform) => {
-  const cron = new CronScheduler(new CronStore(platform.stores.sqlite, platform.masterKey().cipher), {
+const scheduler = component('cron.scheduler', async (platform) => {
+  const cron = new CronScheduler(platform.stores.cron, {
     allowPrivateCallbacks: privateCallbacksAllowed(),
     log: platform.log,
     apps: () => platform.appGateway,
+    cipher: platform.masterKey().cipher,
   });
+  await cron.signingSecrets.sealPlain();
   cron.start();
   return cron;
 });
@@ -55,7 +57,7 @@ export const cronService = defineService({
         const namespace = namespaceOf(context);
         const cron = context.platform.use(scheduler);
         const job = await cron.schedule(namespace, request);
-        return { job: view(job), signingSecret: cron.store.signingSecret(namespace) };
+        return { job: view(job), signingSecret: await cron.signingSecrets.get(namespace) };
       },
     }),
     Jobs: endpoint({
@@ -63,14 +65,15 @@ export const cronService = defineService({
       request: JobsRequest,
       response: JobsResponse,
       example: {},
-      handler(_request, context) {
+      async handler(_request, context) {
         const namespace = namespaceOf(context);
         const store = context.platform.use(scheduler).store;
+        const jobs = await store.list(namespace);
         return {
-          jobs: store.list(namespace).map((job) => ({
+          jobs: await Promise.all(jobs.map(async (job) => ({
             ...view(job),
             next: job.nextRun === null ? '' : new Date(job.nextRun).toISOString(),
-            runs: store.runs(namespace, job.id).map((run) => ({
+            runs: (await store.runs(namespace, job.id)).map((run) => ({
               scheduled: new Date(run.scheduledAt).toISOString(),
               finished: new Date(run.finishedAt).toISOString(),
               status: run.status,
@@ -78,7 +81,7 @@ export const cronService = defineService({
               attempts: run.attempts,
               error: run.error,
             })),
-          })),
+          }))),
         };
       },
     }),
@@ -87,8 +90,8 @@ export const cronService = defineService({
       request: DeleteRequest,
       response: DeleteResponse,
       example: { id: 'nightly-report' },
-      handler(request, context) {
-        context.platform.use(scheduler).delete(namespaceOf(context), request.id ?? '');
+      async handler(request, context) {
+        await context.platform.use(scheduler).delete(namespaceOf(context), request.id ?? '');
         return {};
       },
     }),
@@ -98,12 +101,12 @@ export const cronService = defineService({
       request: SigningSecretRequest,
       response: SigningSecretResponse,
       example: {},
-      handler(_request, context) {
-        return { signingSecret: context.platform.use(scheduler).store.signingSecret(namespaceOf(context)) };
+      async handler(_request, context) {
+        return { signingSecret: await context.platform.use(scheduler).signingSecrets.get(namespaceOf(context)) };
       },
     }),
   },
   async deleteProjectData(projectId, platform) {
-    platform.use(scheduler).store.deleteProject(projectId);
+    await platform.use(scheduler).store.deleteProject(projectId);
   },
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,10 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { silentLogger } from '../../kit/logger.js';
+import { isSealedText, SecretCipher } from '../../kit/master-key.js';
+import { SqliteCronStore } from '../../store/cron/sqlite.js';
 import { openSqlite } from '../../store/sqlite/database.js';
 import { CronScheduler } from './scheduler.js';
 import { verifySignature } from './signature.js';
-import { CronStore, RUNS_KEPT } from './store.js';
 
 interface Received {
   body: string;
@@ -30,9 +32,9 @@ async function receiver(answer: (count: number) => number): Promise<{ server: Se
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, received };
 }
 
-async function until(condition: () => boolean, what: string): Promise<void> {
+async function until(condition: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + 10_000;
-  while (!condition()) {
+  while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
@@ -42,25 +44,24 @@ test('two schedulers on one database file fire a due run once, signed', async ()
   const dir = mkdtempSync(join(tmpdir(), 'alto-cron-'));
   const { server, url, received } = await receiver(() => 200);
   const options = { allowPrivateCallbacks: true, log: silentLogger() };
-  const first = new CronScheduler(new CronStore(openSqlite(join(dir, 'alto.db'))), options);
-  const second = new CronScheduler(new CronStore(openSqlite(join(dir, 'alto.db'))), options);
+  const first = new CronScheduler(new SqliteCronStore(openSqlite(join(dir, 'alto.db'))), options);
+  const second = new CronScheduler(new SqliteCronStore(openSqlite(join(dir, 'alto.db'))), options);
   try {
     const job = await first.schedule('p/production', { id: 'every', name: 'every', interval: '* * * * *', callback: url });
     const due = Date.now() - 10;
-    first.store.save({ ...job, nextRun: due }, Date.now());
-    second.tick();
-    first.tick();
-    second.tick();
-    await until(() => first.store.runs('p/production', 'every').length === 1, 'the run to be recorded');
+    await first.store.save({ ...job, nextRun: due }, Date.now());
+    await Promise.all([second.tick(), first.tick()]);
+    await second.tick();
+    await until(async () => (await first.store.runs('p/production', 'every')).length === 1, 'the run to be recorded');
     assert.equal(received.length, 1);
     const body = JSON.parse(received[0].body);
     assert.equal(body.scheduled, new Date(due).toISOString());
     assert.equal(body.attempt, 1);
-    assert.ok(verifySignature(second.store.signingSecret('p/production'), received[0].signature, received[0].body));
-    const [run] = second.store.runs('p/production', 'every');
+    assert.ok(verifySignature(await second.signingSecrets.get('p/production'), received[0].signature, received[0].body));
+    const [run] = await second.store.runs('p/production', 'every');
     assert.equal(run.status, 'succeeded');
     assert.equal(run.httpCode, 200);
-    assert.ok(first.store.list('p/production')[0].nextRun! > Date.now(), 'the next run is in the future');
+    assert.ok((await first.store.list('p/production'))[0].nextRun! > Date.now(), 'the next run is in the future');
   } finally {
     await first.close();
     await second.close();
@@ -71,28 +72,28 @@ test('two schedulers on one database file fire a due run once, signed', async ()
 
 test('a failing callback is retried with back-off; a private one is not called without permission', async () => {
   const { server, url, received } = await receiver((count) => (count < 3 ? 503 : 204));
-  const store = new CronStore(openSqlite(':memory:'));
+  const store = new SqliteCronStore(openSqlite(':memory:'));
   const scheduler = new CronScheduler(store, { allowPrivateCallbacks: true, log: silentLogger(), retryDelaysMs: [10, 20, 40] });
   const strict = new CronScheduler(store, { allowPrivateCallbacks: false, log: silentLogger() });
   try {
     const job = await scheduler.schedule('p/production', { id: 'flaky', name: 'flaky', interval: '* * * * *', callback: url });
-    store.save({ ...job, nextRun: Date.now() - 1 }, Date.now());
-    scheduler.tick();
-    await until(() => store.runs('p/production', 'flaky').length === 1, 'the run to be recorded');
+    await store.save({ ...job, nextRun: Date.now() - 1 }, Date.now());
+    await scheduler.tick();
+    await until(async () => (await store.runs('p/production', 'flaky')).length === 1, 'the run to be recorded');
     assert.deepEqual(received.map((call) => JSON.parse(call.body).attempt), [1, 2, 3]);
-    const [run] = store.runs('p/production', 'flaky');
+    const [run] = await store.runs('p/production', 'flaky');
     assert.deepEqual([run.status, run.httpCode, run.attempts], ['succeeded', 204, 3]);
 
     await assert.rejects(strict.schedule('p/production', { name: 'x', interval: '* * * * *', callback: url }), /loopback/);
-    store.save({ ...job, id: 'sneaky', nextRun: Date.now() - 1 }, Date.now());
-    strict.tick();
-    await until(() => store.runs('p/production', 'sneaky').length === 1, 'the refusal to be recorded');
-    assert.equal(store.runs('p/production', 'sneaky')[0].status, 'refused');
+    await store.save({ ...job, id: 'sneaky', nextRun: Date.now() - 1 }, Date.now());
+    await strict.tick();
+    await until(async () => (await store.runs('p/production', 'sneaky')).length === 1, 'the refusal to be recorded');
+    assert.equal((await store.runs('p/production', 'sneaky'))[0].status, 'refused');
     // A host name is checked on the address the connection would use.
-    store.save({ ...job, id: 'by-name', callback: url.replace('127.0.0.1', 'localhost'), nextRun: Date.now() - 1 }, Date.now());
-    strict.tick();
-    await until(() => store.runs('p/production', 'by-name').length === 1, 'the refusal by name to be recorded');
-    assert.equal(store.runs('p/production', 'by-name')[0].status, 'refused');
+    await store.save({ ...job, id: 'by-name', callback: url.replace('127.0.0.1', 'localhost'), nextRun: Date.now() - 1 }, Date.now());
+    await strict.tick();
+    await until(async () => (await store.runs('p/production', 'by-name')).length === 1, 'the refusal by name to be recorded');
+    assert.equal((await store.runs('p/production', 'by-name'))[0].status, 'refused');
     assert.equal(received.length, 3, 'the private callback was not called');
   } finally {
     await scheduler.close();
@@ -101,24 +102,20 @@ test('a failing callback is retried with back-off; a private one is not called w
   }
 });
 
-test(`only the last ${RUNS_KEPT} runs are kept, and deleting a project forgets everything`, () => {
-  const store = new CronStore(openSqlite(':memory:'));
-  const job = { namespace: 'p/production', id: 'j', name: 'j', description: '', interval: '* * * * *', callback: 'https://example.com/', nextRun: 0 };
-  store.save(job, 0);
-  store.save({ ...job, namespace: 'q/production' }, 0);
-  for (let at = 1; at <= 25; at++) {
-    store.recordRun('p/production', 'j', { scheduledAt: at, finishedAt: at, status: 'succeeded', httpCode: 200, attempts: 1, error: '' });
-  }
-  const runs = store.runs('p/production', 'j');
-  assert.equal(runs.length, RUNS_KEPT);
-  assert.equal(runs[0].scheduledAt, 25);
-  assert.equal(runs.at(-1)!.scheduledAt, 6);
-  const secret = store.signingSecret('p/production');
-  assert.match(secret, /^whsec_[0-9a-f]{64}$/);
-  assert.equal(store.signingSecret('p/production'), secret);
-  store.deleteProject('p');
-  assert.deepEqual(store.list('p/production'), []);
-  assert.deepEqual(store.runs('p/production', 'j'), []);
-  assert.notEqual(store.signingSecret('p/production'), secret);
-  assert.equal(store.list('q/production').length, 1);
+test('signing secrets are sealed with the master key; a plain one still reads and is sealed by sealPlain', async () => {
+  const store = new SqliteCronStore(openSqlite(':memory:'));
+  const cipher = new SecretCipher(randomBytes(32));
+  const plain = new CronScheduler(store, { allowPrivateCallbacks: false, log: silentLogger() });
+  const sealed = new CronScheduler(store, { allowPrivateCallbacks: false, log: silentLogger(), cipher });
+  const legacy = await plain.signingSecrets.get('p/production');
+  assert.match(legacy, /^whsec_[0-9a-f]{64}$/);
+  assert.equal(await sealed.signingSecrets.get('p/production'), legacy, 'a plain secret still reads');
+  assert.equal(await sealed.signingSecrets.sealPlain(), 1);
+  assert.equal(await sealed.signingSecrets.sealPlain(), 0, 'sealed once');
+  const stored = await store.signingSecret('p/production', () => assert.fail('the secret exists'));
+  assert.ok(isSealedText(stored) && !stored.includes(legacy), 'stored sealed');
+  assert.equal(await sealed.signingSecrets.get('p/production'), legacy);
+  const fresh = await sealed.signingSecrets.get('q/production');
+  assert.ok(isSealedText(await store.signingSecret('q/production', () => assert.fail('the secret exists'))), 'a new secret is stored sealed');
+  assert.match(fresh, /^whsec_[0-9a-f]{64}$/);
 });

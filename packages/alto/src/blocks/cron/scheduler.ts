@@ -2,7 +2,7 @@
  * @module blocks/cron/scheduler
  * The cron block's logic: scheduling, listing and deleting jobs, and the scheduler that fires
  * them. Every TICK_MS the scheduler looks for due jobs, claims each due run in the store (only
- * one process sharing the data folder wins a claim), and POSTs the signed JSON body to the
+ * one process sharing the store wins a claim), and POSTs the signed JSON body to the
  * callback, retrying failures with back-off. A run missed while no server was up fires once,
  * late, then the job carries on from the current time. A callback is a public http(s) URL, or
  * `app://<name>/<path>`: one of the project's own apps, reached straight at a ready instance
@@ -14,18 +14,22 @@ import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { OutboundRefused, pinnedLookup, resolveOutbound, type OutboundTarget } from '../../kit/outbound-guard.js';
 import { randomString } from '../../kit/random.js';
+import type { SecretCipher } from '../../kit/master-key.js';
 import type { AppGateway } from '../../platform/app-gateway.js';
 import { projectIdOf } from '../../platform/tenancy.js';
 import { checkCallbackUrl, isAppCallback, parseAppCallback } from './addresses.js';
 import { nextFireTime, parseCron } from './expression.js';
 import { SIGNATURE_HEADER, signatureHeader } from './signature.js';
-import type { CronStore, JobRecord, RunRecord } from './store.js';
+import type { CronStore, JobRecord, RunRecord } from '../../store/cron/port.js';
+import { SigningSecrets } from './signing-secrets.js';
 
 /** How often due jobs are looked for: a job fires well within a second of its time. */
 export const TICK_MS = 200;
 /** Waits before the 2nd, 3rd and 4th attempt of a failed callback. */
 export const RETRY_DELAYS_MS = [1000, 2000, 4000];
 const CALLBACK_TIMEOUT_MS = 10_000;
+/** Due jobs claimed per tick at most; the rest wait for the next tick. */
+const DUE_PER_TICK = 100;
 const JOB_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._~-]{0,127}$/;
 
 export interface ScheduleInput {
@@ -58,6 +62,8 @@ export interface SchedulerOptions {
   log: Logger;
   /** The projects' apps, for `app://` callbacks; undefined (or answering undefined) where none run. */
   apps?: () => AppGateway | undefined;
+  /** Seals the signing secrets at rest (the platform's master key). */
+  cipher?: SecretCipher;
   retryDelaysMs?: number[];
   now?: () => number;
 }
@@ -65,10 +71,13 @@ export interface SchedulerOptions {
 export class CronScheduler {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The tick under way, if any: ticks never overlap, however slow the store answers. */
+  private ticking: Promise<void> | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly aborter = new AbortController();
   private readonly now: () => number;
   private readonly retryDelaysMs: number[];
+  readonly signingSecrets: SigningSecrets;
 
   constructor(
     readonly store: CronStore,
@@ -76,10 +85,11 @@ export class CronScheduler {
   ) {
     this.now = options.now ?? Date.now;
     this.retryDelaysMs = options.retryDelaysMs ?? RETRY_DELAYS_MS;
+    this.signingSecrets = new SigningSecrets(store, options.cipher);
   }
 
   start(): void {
-    this.timer = setInterval(() => this.tick(), TICK_MS);
+    this.timer = setInterval(() => void this.tick(), TICK_MS);
     this.timer.unref();
   }
 
@@ -100,7 +110,7 @@ export class CronScheduler {
       ? this.checkAppCallback(projectIdOf(namespace), input.callback)
       : await checkCallbackUrl(input.callback, this.options.allowPrivateCallbacks);
     const job: JobRecord = { namespace, id, name, description: input.description ?? '', interval: schedule.source, callback, nextRun };
-    this.store.save(job, now);
+    await this.store.save(job, now);
     return job;
   }
 
@@ -112,18 +122,26 @@ export class CronScheduler {
     return `app://${name}${path}`;
   }
 
-  delete(namespace: string, id: string): void {
+  async delete(namespace: string, id: string): Promise<void> {
     if (!id) throw errors.badRequest('id: required: the id of the job to delete, as Schedule or Jobs returned it');
-    if (!this.store.delete(namespace, id)) throw errors.notFound(`no cron job with id "${id}" in this project; Jobs lists them`);
+    if (!(await this.store.delete(namespace, id))) throw errors.notFound(`no cron job with id "${id}" in this project; Jobs lists them`);
   }
 
-  /** Claims and fires every due run; runs synchronously up to the callbacks, which go on in the background. */
-  tick(): void {
+  /**
+   * Claims and fires every due run; resolves once the runs are claimed, while the callbacks go
+   * on in the background. A tick asked for while one is under way waits for that one.
+   */
+  tick(): Promise<void> {
+    if (!this.ticking) this.ticking = this.claimDueRuns().finally(() => (this.ticking = undefined));
+    return this.ticking;
+  }
+
+  private async claimDueRuns(): Promise<void> {
     if (this.closed) return;
     const now = this.now();
     let due: JobRecord[];
     try {
-      due = this.store.due(now);
+      due = await this.store.due(now, DUE_PER_TICK);
     } catch (error) {
       this.options.log.warn({ err: error }, 'cron: could not read due jobs');
       return;
@@ -136,14 +154,27 @@ export class CronScheduler {
       } catch {
         // An expression that no longer parses (older rules) stops the job instead of failing every tick.
       }
-      if (!this.store.claim(job, scheduledAt, next)) continue;
+      let claimed: boolean;
+      try {
+        claimed = await this.store.claim(job, scheduledAt, next);
+      } catch (error) {
+        this.options.log.warn({ err: error, job: job.id }, 'cron: could not claim a run');
+        return;
+      }
+      if (!claimed || this.closed) continue;
       const delivery = this.deliver(job, scheduledAt).finally(() => this.inFlight.delete(delivery));
       this.inFlight.add(delivery);
     }
   }
 
   private async deliver(job: JobRecord, scheduledAt: number): Promise<void> {
-    const secret = this.store.signingSecret(job.namespace);
+    let secret: string;
+    try {
+      secret = await this.signingSecrets.get(job.namespace);
+    } catch (error) {
+      this.options.log.warn({ err: error, job: job.id }, 'cron: could not read the signing secret');
+      return;
+    }
     let result: { code: number; error: string } = { code: 0, error: '' };
     let attempt = 0;
     let status: RunRecord['status'] = 'failed';
@@ -177,7 +208,7 @@ export class CronScheduler {
       error: result.error,
     };
     try {
-      this.store.recordRun(job.namespace, job.id, run);
+      await this.store.recordRun(job.namespace, job.id, run);
     } catch (error) {
       this.options.log.warn({ err: error, job: job.id }, 'cron: could not record a run');
     }
@@ -275,6 +306,7 @@ export class CronScheduler {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.aborter.abort();
+    await this.ticking;
     await Promise.allSettled([...this.inFlight]);
   }
 }

@@ -6,12 +6,12 @@
 import { component, defineService, endpoint } from '../../platform/service.js';
 import { limitsFromEnvironment, OneTimePasswords } from './passwords.js';
 import { GenerateRequest, GenerateResponse, ValidateRequest, ValidateResponse } from './schema.js';
-import { OtpStore } from './store.js';
 
-const passwords = component(
-  'otp.passwords',
-  (platform) => new OneTimePasswords(new OtpStore(platform.stores.sqlite, platform.masterKey().cipher), limitsFromEnvironment()),
-);
+const passwords = component('otp.passwords', async (platform) => {
+  const passwords = new OneTimePasswords(platform.stores.otp, { limits: limitsFromEnvironment(), cipher: platform.masterKey().cipher });
+  await passwords.sealPlainSecrets();
+  return passwords;
+});
 
 export const otpService = defineService({
   name: 'otp',
@@ -25,7 +25,7 @@ export const otpService = defineService({
       request: GenerateRequest,
       response: GenerateResponse,
       example: { id: 'ada@example.com', size: 6, expiry: 60 },
-      handler(request, context) {
+      async handler(request, context) {
         const tenant = context.tenant;
         return context.platform.use(passwords).generate(tenant.namespace, request.id, {
           size: request.size,
@@ -41,13 +41,13 @@ export const otpService = defineService({
       request: ValidateRequest,
       response: ValidateResponse,
       example: { id: 'ada@example.com', code: '123456' },
-      handler(request, context) {
-        const success = context.platform.use(passwords).validate(context.tenant.namespace, request.id, request.code);
+      async handler(request, context) {
+        const success = await context.platform.use(passwords).validate(context.tenant.namespace, request.id, request.code);
         return { success };
       },
     }),
   },
   async deleteProjectData(projectId, platform) {
-    platform.use(passwords).deleteProject(projectId);
+    await platform.use(passwords).deleteProject(projectId);
   },
 });

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { isAltoError } from '../../kit/errors.js';
 import { openSqlite } from '../../store/sqlite/database.js';
 import { limitsFromEnvironment, OneTimePasswords, type OtpLimits } from './passwords.js';
-import { OtpStore } from './store.js';
+import { SqliteOtpStore } from '../../store/otp/sqlite.js';
 import { base32Decode, hotp, totp } from './totp.js';
 
 const NS = 'project-1/production';
@@ -14,13 +14,13 @@ const START = 1_800_000_000_000 - (1_800_000_000_000 % 60_000);
 function fixture(limits?: OtpLimits) {
   const db = openSqlite(':memory:');
   const clock = { now: START };
-  const passwords = new OneTimePasswords(new OtpStore(db), limits, () => clock.now);
+  const passwords = new OneTimePasswords(new SqliteOtpStore(db), { limits, now: () => clock.now });
   return { db, clock, passwords };
 }
 
-function statusOf(run: () => unknown): number {
+async function statusOf(run: () => Promise<unknown>): Promise<number> {
   try {
-    run();
+    await run();
   } catch (error) {
     if (isAltoError(error)) return error.status;
     throw error;
@@ -28,80 +28,80 @@ function statusOf(run: () => unknown): number {
   assert.fail('expected an error');
 }
 
-test('a generated code validates once; the same code again is a replay and fails', () => {
+test('a generated code validates once; the same code again is a replay and fails', async () => {
   const { passwords } = fixture();
-  const { code } = passwords.generate(NS, 'ada', { issuer: ISSUER });
+  const { code } = await passwords.generate(NS, 'ada', { issuer: ISSUER });
   assert.match(code, /^\d{6}$/);
-  assert.equal(passwords.validate(NS, 'ada', code), true);
-  assert.equal(passwords.validate(NS, 'ada', code), false);
+  assert.equal(await passwords.validate(NS, 'ada', code), true);
+  assert.equal(await passwords.validate(NS, 'ada', code), false);
 });
 
-test('a second Generate in a used step hands out the next step, which validates; a third waits', () => {
+test('a second Generate in a used step hands out the next step, which validates; a third waits', async () => {
   const { passwords, clock } = fixture();
-  const first = passwords.generate(NS, 'ada', { issuer: ISSUER });
-  assert.equal(passwords.validate(NS, 'ada', first.code), true);
+  const first = await passwords.generate(NS, 'ada', { issuer: ISSUER });
+  assert.equal(await passwords.validate(NS, 'ada', first.code), true);
   clock.now += 10_000;
-  const second = passwords.generate(NS, 'ada', { issuer: ISSUER });
+  const second = await passwords.generate(NS, 'ada', { issuer: ISSUER });
   const secret = base32Decode(second.secret);
   assert.equal(second.code, hotp(secret, START / 60_000 + 1, 6));
-  assert.equal(passwords.validate(NS, 'ada', second.code), true);
-  assert.equal(statusOf(() => passwords.generate(NS, 'ada', { issuer: ISSUER })), 429);
+  assert.equal(await passwords.validate(NS, 'ada', second.code), true);
+  assert.equal(await statusOf(() => passwords.generate(NS, 'ada', { issuer: ISSUER })), 429);
   clock.now = START + 120_000; // two steps later every code is fresh again
-  assert.equal(passwords.validate(NS, 'ada', passwords.generate(NS, 'ada', { issuer: ISSUER }).code), true);
+  assert.equal(await passwords.validate(NS, 'ada', (await passwords.generate(NS, 'ada', { issuer: ISSUER })).code), true);
 });
 
-test('codes of one step either side are accepted, two steps are not', () => {
+test('codes of one step either side are accepted, two steps are not', async () => {
   const { passwords, clock } = fixture();
-  const { secret } = passwords.generate(NS, 'ada', { issuer: ISSUER });
+  const { secret } = await passwords.generate(NS, 'ada', { issuer: ISSUER });
   const key = base32Decode(secret);
   const codeAt = (ms: number) => totp(key, ms, { digits: 6, periodSeconds: 60, algorithm: 'SHA1' });
   clock.now = START + 10 * 60_000 + 30_000;
-  assert.equal(passwords.validate(NS, 'ada', codeAt(clock.now - 120_000)), false, 'two steps behind');
-  assert.equal(passwords.validate(NS, 'ada', codeAt(clock.now - 60_000)), true, 'one step behind');
-  assert.equal(passwords.validate(NS, 'ada', codeAt(clock.now)), true, 'current step');
-  assert.equal(passwords.validate(NS, 'ada', codeAt(clock.now + 60_000)), true, 'one step ahead');
-  assert.equal(passwords.validate(NS, 'ada', codeAt(clock.now + 120_000)), false, 'two steps ahead');
+  assert.equal(await passwords.validate(NS, 'ada', codeAt(clock.now - 120_000)), false, 'two steps behind');
+  assert.equal(await passwords.validate(NS, 'ada', codeAt(clock.now - 60_000)), true, 'one step behind');
+  assert.equal(await passwords.validate(NS, 'ada', codeAt(clock.now)), true, 'current step');
+  assert.equal(await passwords.validate(NS, 'ada', codeAt(clock.now + 60_000)), true, 'one step ahead');
+  assert.equal(await passwords.validate(NS, 'ada', codeAt(clock.now + 120_000)), false, 'two steps ahead');
   // Once a later step was accepted, an earlier step's code is refused too (RFC 6238 §5.2).
   clock.now += 60_000;
-  assert.equal(passwords.validate(NS, 'ada', codeAt(clock.now - 60_000)), false, 'older than the last accepted');
+  assert.equal(await passwords.validate(NS, 'ada', codeAt(clock.now - 60_000)), false, 'older than the last accepted');
 });
 
-test('after 5 wrong codes validation answers 429 until the window passes', () => {
+test('after 5 wrong codes validation answers 429 until the window passes', async () => {
   const { passwords, clock } = fixture();
-  passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: 60 });
+  await passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: 60 });
   for (let i = 0; i < 5; i++) {
-    assert.equal(passwords.validate(NS, 'ada', 'wrong'), false);
+    assert.equal(await passwords.validate(NS, 'ada', 'wrong'), false);
     clock.now += 1_000;
   }
-  const right = () => passwords.generate(NS, 'ada', { issuer: ISSUER }).code;
-  assert.equal(statusOf(() => passwords.validate(NS, 'ada', right())), 429, 'even the right code is refused');
-  assert.equal(statusOf(() => passwords.validate(NS, 'other-user-not-generated', '1')), 404);
+  const right = async () => (await passwords.generate(NS, 'ada', { issuer: ISSUER })).code;
+  assert.equal(await statusOf(async () => passwords.validate(NS, 'ada', await right())), 429, 'even the right code is refused');
+  assert.equal(await statusOf(() => passwords.validate(NS, 'other-user-not-generated', '1')), 404);
   clock.now = START + 59_000;
-  assert.equal(statusOf(() => passwords.validate(NS, 'ada', right())), 429, 'still inside the window');
+  assert.equal(await statusOf(async () => passwords.validate(NS, 'ada', await right())), 429, 'still inside the window');
   clock.now = START + 60_000;
-  assert.equal(passwords.validate(NS, 'ada', right()), true, 'the window passed');
+  assert.equal(await passwords.validate(NS, 'ada', await right()), true, 'the window passed');
 });
 
-test('a right code clears the failures; other ids are not blocked', () => {
+test('a right code clears the failures; other ids are not blocked', async () => {
   const { passwords } = fixture();
-  passwords.generate(NS, 'ada', { issuer: ISSUER });
-  passwords.generate(NS, 'bob', { issuer: ISSUER });
-  for (let i = 0; i < 4; i++) assert.equal(passwords.validate(NS, 'ada', 'wrong'), false);
-  assert.equal(passwords.validate(NS, 'ada', passwords.generate(NS, 'ada', { issuer: ISSUER }).code), true);
-  for (let i = 0; i < 4; i++) assert.equal(passwords.validate(NS, 'ada', 'wrong'), false);
-  for (let i = 0; i < 5; i++) passwords.validate(NS, 'bob', 'wrong');
-  assert.equal(statusOf(() => passwords.validate(NS, 'bob', 'wrong')), 429);
-  assert.equal(passwords.validate(NS, 'ada', 'wrong'), false, 'ada had 4 failures: the fifth is still answered');
+  await passwords.generate(NS, 'ada', { issuer: ISSUER });
+  await passwords.generate(NS, 'bob', { issuer: ISSUER });
+  for (let i = 0; i < 4; i++) assert.equal(await passwords.validate(NS, 'ada', 'wrong'), false);
+  assert.equal(await passwords.validate(NS, 'ada', (await passwords.generate(NS, 'ada', { issuer: ISSUER })).code), true);
+  for (let i = 0; i < 4; i++) assert.equal(await passwords.validate(NS, 'ada', 'wrong'), false);
+  for (let i = 0; i < 5; i++) await passwords.validate(NS, 'bob', 'wrong');
+  assert.equal(await statusOf(() => passwords.validate(NS, 'bob', 'wrong')), 429);
+  assert.equal(await passwords.validate(NS, 'ada', 'wrong'), false, 'ada had 4 failures: the fifth is still answered');
 });
 
-test('the failure limit and window are configurable', () => {
+test('the failure limit and window are configurable', async () => {
   const { passwords, clock } = fixture({ maxFailures: 2, failureWindowSeconds: 10 });
-  passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: 300 });
-  passwords.validate(NS, 'ada', 'wrong');
-  passwords.validate(NS, 'ada', 'wrong');
-  assert.equal(statusOf(() => passwords.validate(NS, 'ada', 'wrong')), 429);
+  await passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: 300 });
+  await passwords.validate(NS, 'ada', 'wrong');
+  await passwords.validate(NS, 'ada', 'wrong');
+  assert.equal(await statusOf(() => passwords.validate(NS, 'ada', 'wrong')), 429);
   clock.now += 10_000;
-  assert.equal(passwords.validate(NS, 'ada', 'wrong'), false);
+  assert.equal(await passwords.validate(NS, 'ada', 'wrong'), false);
   assert.deepEqual(limitsFromEnvironment({ ALTO_OTP_MAX_FAILURES: '3', ALTO_OTP_FAILURE_WINDOW_SECONDS: '30' }), {
     maxFailures: 3,
     failureWindowSeconds: 30,
@@ -111,24 +111,24 @@ test('the failure limit and window are configurable', () => {
   assert.throws(() => limitsFromEnvironment({ ALTO_OTP_FAILURE_WINDOW_SECONDS: '0' }), /ALTO_OTP_FAILURE_WINDOW_SECONDS/);
 });
 
-test('the secret is made once per id and namespace and survives a restart', () => {
+test('the secret is made once per id and namespace and survives a restart', async () => {
   const { db, passwords, clock } = fixture();
-  const first = passwords.generate(NS, 'ada', { issuer: ISSUER });
-  const again = passwords.generate(NS, 'ada', { issuer: ISSUER });
+  const first = await passwords.generate(NS, 'ada', { issuer: ISSUER });
+  const again = await passwords.generate(NS, 'ada', { issuer: ISSUER });
   assert.equal(again.secret, first.secret);
   assert.equal(base32Decode(first.secret).length, 20);
-  const elsewhere = passwords.generate('project-2/production', 'ada', { issuer: ISSUER });
+  const elsewhere = await passwords.generate('project-2/production', 'ada', { issuer: ISSUER });
   assert.notEqual(elsewhere.secret, first.secret);
-  assert.equal(passwords.validate('project-2/production', 'ada', first.code === elsewhere.code ? 'x' : first.code), false);
+  assert.equal(await passwords.validate('project-2/production', 'ada', first.code === elsewhere.code ? 'x' : first.code), false);
 
-  const restarted = new OneTimePasswords(new OtpStore(db), undefined, () => clock.now);
-  assert.equal(restarted.generate(NS, 'ada', { issuer: ISSUER }).secret, first.secret);
-  assert.equal(restarted.validate(NS, 'ada', first.code), true);
+  const restarted = new OneTimePasswords(new SqliteOtpStore(db), { now: () => clock.now });
+  assert.equal((await restarted.generate(NS, 'ada', { issuer: ISSUER })).secret, first.secret);
+  assert.equal(await restarted.validate(NS, 'ada', first.code), true);
 });
 
-test('size, expiry and algorithm shape the code and the otpauth URI', () => {
+test('size, expiry and algorithm shape the code and the otpauth URI', async () => {
   const { passwords } = fixture();
-  const generated = passwords.generate(NS, 'ada@example.com', { issuer: ISSUER, size: 8, expiry: 30, algorithm: 'SHA256' });
+  const generated = await passwords.generate(NS, 'ada@example.com', { issuer: ISSUER, size: 8, expiry: 30, algorithm: 'SHA256' });
   assert.match(generated.code, /^\d{8}$/);
   assert.equal(base32Decode(generated.secret).length, 32);
   const uri = new URL(generated.uri);
@@ -145,28 +145,28 @@ test('size, expiry and algorithm shape the code and the otpauth URI', () => {
     'an authenticator app computes the same code',
   );
   // size and expiry 0 mean the defaults, as M3O clients send them.
-  assert.match(passwords.generate(NS, 'zero', { issuer: ISSUER, size: 0, expiry: 0 }).code, /^\d{6}$/);
-  assert.equal(statusOf(() => passwords.generate(NS, 'ada', { issuer: ISSUER, size: 3 })), 400);
-  assert.equal(statusOf(() => passwords.generate(NS, 'ada', { issuer: ISSUER, size: 11 })), 400);
-  assert.equal(statusOf(() => passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: -5 })), 400);
-  assert.equal(statusOf(() => passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: 86_401 })), 400);
+  assert.match((await passwords.generate(NS, 'zero', { issuer: ISSUER, size: 0, expiry: 0 })).code, /^\d{6}$/);
+  assert.equal(await statusOf(() => passwords.generate(NS, 'ada', { issuer: ISSUER, size: 3 })), 400);
+  assert.equal(await statusOf(() => passwords.generate(NS, 'ada', { issuer: ISSUER, size: 11 })), 400);
+  assert.equal(await statusOf(() => passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: -5 })), 400);
+  assert.equal(await statusOf(() => passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: 86_401 })), 400);
 });
 
-test('a new expiry starts the replay record over in the new period', () => {
+test('a new expiry starts the replay record over in the new period', async () => {
   const { passwords } = fixture();
-  const short = passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: 1 });
-  assert.equal(passwords.validate(NS, 'ada', short.code), true);
+  const short = await passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: 1 });
+  assert.equal(await passwords.validate(NS, 'ada', short.code), true);
   // With a 1 s period the accepted step is ~1.8e9; with 3600 s the steps are ~5e5: not replays.
-  const long = passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: 3600 });
-  assert.equal(passwords.validate(NS, 'ada', long.code), true);
+  const long = await passwords.generate(NS, 'ada', { issuer: ISSUER, expiry: 3600 });
+  assert.equal(await passwords.validate(NS, 'ada', long.code), true);
 });
 
-test('deleteProject forgets every environment of the project only', () => {
+test('deleteProject forgets every environment of the project only', async () => {
   const { passwords } = fixture();
-  passwords.generate('p1/production', 'ada', { issuer: ISSUER });
-  passwords.generate('p1/development', 'ada', { issuer: ISSUER });
-  passwords.generate('p10/production', 'ada', { issuer: ISSUER });
-  assert.equal(passwords.deleteProject('p1'), 2);
-  assert.equal(statusOf(() => passwords.validate('p1/production', 'ada', '123456')), 404);
-  assert.equal(passwords.validate('p10/production', 'ada', 'wrong'), false);
+  await passwords.generate('p1/production', 'ada', { issuer: ISSUER });
+  await passwords.generate('p1/development', 'ada', { issuer: ISSUER });
+  await passwords.generate('p10/production', 'ada', { issuer: ISSUER });
+  assert.equal(await passwords.deleteProject('p1'), 2);
+  assert.equal(await statusOf(() => passwords.validate('p1/production', 'ada', '123456')), 404);
+  assert.equal(await passwords.validate('p10/production', 'ada', 'wrong'), false);
 });

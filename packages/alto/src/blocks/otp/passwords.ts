@@ -3,11 +3,13 @@
  * One-time passwords per id: Generate makes (once) and keeps a TOTP secret for the id and
  * returns the current code; Validate accepts a code of the current time step or one step either
  * side (clock skew), never the same step twice (replay), and refuses with 429 once an id has
- * had too many wrong codes within its window (guessing).
+ * had too many wrong codes within its window (guessing). Each call reads and writes its id in
+ * one atomic step of the otp port; the secrets are sealed with the master key at rest.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { errors } from '../../kit/errors.js';
-import type { OtpStore } from './store.js';
+import { isSealedBytes, type SecretCipher } from '../../kit/master-key.js';
+import type { OtpRecord, OtpStore } from '../../store/otp/port.js';
 import { base32Encode, hotp, otpauthUri, SECRET_BYTES, timeStep, type OtpAlgorithm } from './totp.js';
 
 /** M3O's defaults: 6 digits, codes valid for 60 seconds. */
@@ -69,14 +71,37 @@ function sameCode(given: string, expected: string): boolean {
   return given.length === expected.length && timingSafeEqual(Buffer.from(given), Buffer.from(expected));
 }
 
+export interface OneTimePasswordsOptions {
+  limits?: OtpLimits;
+  now?: () => number;
+  /** Seals the TOTP secrets at rest (the platform's master key); without one they are kept as they are. */
+  cipher?: SecretCipher;
+}
+
+/** A stored record with its secret opened and its algorithm one this block knows. */
+type OpenedRecord = Omit<OtpRecord, 'algorithm'> & { algorithm: OtpAlgorithm };
+
 export class OneTimePasswords {
+  private readonly limits: OtpLimits;
+  private readonly now: () => number;
+  private readonly cipher?: SecretCipher;
+
   constructor(
     private readonly store: OtpStore,
-    private readonly limits: OtpLimits = DEFAULT_LIMITS,
-    private readonly now: () => number = Date.now,
-  ) {}
+    options: OneTimePasswordsOptions = {},
+  ) {
+    this.limits = options.limits ?? DEFAULT_LIMITS;
+    this.now = options.now ?? Date.now;
+    this.cipher = options.cipher;
+  }
 
-  generate(namespace: string, id: string, options: GenerateOptions): GeneratedCode {
+  /** Seals the secrets stored in plain before they were sealed; once, at start. Returns how many. */
+  async sealPlainSecrets(): Promise<number> {
+    if (!this.cipher) return 0;
+    return this.store.rewriteSecrets((namespace, id, stored) => (isSealedBytes(stored) ? undefined : this.seal(namespace, id, stored)));
+  }
+
+  async generate(namespace: string, id: string, options: GenerateOptions): Promise<GeneratedCode> {
     const digits = options.size || DEFAULT_DIGITS;
     if (!Number.isInteger(digits) || digits < MIN_DIGITS || digits > MAX_DIGITS) {
       throw errors.badRequest(`size: ${options.size} digits is not supported; use ${MIN_DIGITS} to ${MAX_DIGITS} (default ${DEFAULT_DIGITS})`);
@@ -87,24 +112,22 @@ export class OneTimePasswords {
         `expiry: ${options.expiry} is not supported; use a whole number of seconds from 1 to ${MAX_PERIOD_SECONDS} (default ${DEFAULT_PERIOD_SECONDS})`,
       );
     }
-    return this.store.atomically(() => {
+    return this.store.update(namespace, id, (stored) => {
       const now = this.now();
-      let record = this.store.get(namespace, id);
-      if (!record) {
+      let record: OpenedRecord;
+      let save: OtpRecord | undefined;
+      if (!stored) {
         const algorithm = options.algorithm ?? 'SHA1';
-        const created = { secret: randomBytes(SECRET_BYTES[algorithm]), algorithm, digits, periodSeconds };
-        this.store.insert(namespace, id, created, now);
-        record = { ...created, lastStep: -1, failures: 0, failuresSince: 0 };
+        record = { secret: randomBytes(SECRET_BYTES[algorithm]), algorithm, digits, periodSeconds, lastStep: -1, failures: 0, failuresSince: 0, createdAt: now };
+        save = { ...record, secret: this.seal(namespace, id, record.secret) };
       } else {
+        record = this.opened(namespace, id, stored);
         const algorithm = options.algorithm ?? record.algorithm;
         if (algorithm !== record.algorithm || digits !== record.digits || periodSeconds !== record.periodSeconds) {
-          this.store.saveSettings(namespace, id, { algorithm, digits, periodSeconds });
           // Steps counted in another period mean nothing in the new one.
-          if (periodSeconds !== record.periodSeconds) {
-            this.store.saveState(namespace, id, { lastStep: -1, failures: record.failures, failuresSince: record.failuresSince });
-            record.lastStep = -1;
-          }
-          record = { ...record, algorithm, digits, periodSeconds };
+          const lastStep = periodSeconds !== record.periodSeconds ? -1 : record.lastStep;
+          record = { ...record, algorithm, digits, periodSeconds, lastStep };
+          save = { ...stored, algorithm, digits, periodSeconds, lastStep };
         }
       }
       const current = timeStep(now, periodSeconds);
@@ -115,19 +138,20 @@ export class OneTimePasswords {
         const wait = (current + 1) * periodSeconds - Math.floor(now / 1000);
         throw errors.tooManyRequests(`id: the codes for "${id}" of this moment were already used; generate again in ${wait} s`);
       }
-      return {
+      const generated: GeneratedCode = {
         code: hotp(record.secret, step, digits, record.algorithm),
         secret: base32Encode(record.secret),
         uri: otpauthUri({ issuer: options.issuer, account: id, secret: record.secret, digits, periodSeconds, algorithm: record.algorithm }),
       };
+      return { result: generated, save };
     });
   }
 
   /** True when `code` is valid for `id` now and was not used before; false otherwise. */
-  validate(namespace: string, id: string, code: string): boolean {
-    return this.store.atomically(() => {
-      const record = this.store.get(namespace, id);
-      if (!record) throw errors.notFound(`id: no code was generated for "${id}"; call Generate first`);
+  validate(namespace: string, id: string, code: string): Promise<boolean> {
+    return this.store.update(namespace, id, (stored) => {
+      if (!stored) throw errors.notFound(`id: no code was generated for "${id}"; call Generate first`);
+      const record = this.opened(namespace, id, stored);
       const now = this.now();
       const windowSeconds = this.limits.failureWindowSeconds ?? record.periodSeconds;
       let { failures, failuresSince } = record;
@@ -146,19 +170,30 @@ export class OneTimePasswords {
         if (matches && step > record.lastStep) accepted = step;
       }
       if (accepted !== undefined) {
-        this.store.saveState(namespace, id, { lastStep: accepted, failures: 0, failuresSince: 0 });
-        return true;
+        return { result: true, save: { ...stored, lastStep: accepted, failures: 0, failuresSince: 0 } };
       }
-      this.store.saveState(namespace, id, {
-        lastStep: record.lastStep,
-        failures: failures + 1,
-        failuresSince: failures === 0 ? now : failuresSince,
-      });
-      return false;
+      return {
+        result: false,
+        save: { ...stored, failures: failures + 1, failuresSince: failures === 0 ? now : failuresSince },
+      };
     });
   }
 
-  deleteProject(projectId: string): number {
+  deleteProject(projectId: string): Promise<number> {
     return this.store.deleteProject(projectId);
   }
+
+  private opened(namespace: string, id: string, stored: OtpRecord): OpenedRecord {
+    const secret = this.cipher ? this.cipher.openBytes(stored.secret, where(namespace, id)) : stored.secret;
+    return { ...stored, secret, algorithm: stored.algorithm as OtpAlgorithm };
+  }
+
+  private seal(namespace: string, id: string, secret: Buffer): Buffer {
+    return this.cipher ? this.cipher.sealBytes(secret, where(namespace, id)) : secret;
+  }
+}
+
+/** What a sealed secret is bound to: it opens only as this id's secret in this namespace. */
+function where(namespace: string, id: string): string[] {
+  return ['otp.secret', namespace, id];
 }
