@@ -103,6 +103,13 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     allServices(),
   );
   platform.readiness.expect('http');
+  try {
+    // Before anything is written: a process with another master key must not join the cloud.
+    await platform.checkMasterKey();
+  } catch (error) {
+    await stores.close();
+    throw error;
+  }
 
   const adminKeyPath = join(dataDir, 'admin-key');
   const { generatedAdminKey } = await platform.tenancy.bootstrap(options.adminKey);

@@ -16,6 +16,9 @@ import { PriceList } from './prices.js';
 import type { Component, EndpointDefinition, ServiceDefinition } from './service.js';
 import { Tenancy } from './tenancy.js';
 
+/** The control store setting that holds the master key's fingerprint, recorded on first start. */
+const MASTER_KEY_SETTING = 'master_key_fingerprint';
+
 export interface PlatformConfig {
   dataDir: string;
   /** Largest request body accepted, in bytes. */
@@ -106,6 +109,38 @@ export class Platform {
       this.loadedMasterKey = { key, cipher: new SecretCipher(key.key) };
     }
     return this.loadedMasterKey;
+  }
+
+  /**
+   * Records the master key's fingerprint in the control store on first start, and refuses to
+   * start when this process's key is another one: every process of one cloud must seal and open
+   * with the same key, and a mismatch found here is one sentence, not a decryption failure later.
+   */
+  async checkMasterKey(): Promise<void> {
+    const { key, cipher } = this.masterKey();
+    const fingerprint = cipher.fingerprint();
+    const recorded = await this.stores.control.claimSetting(MASTER_KEY_SETTING, fingerprint);
+    if (recorded === fingerprint) return;
+    const where = key.source === 'ALTO_MASTER_KEY' ? 'ALTO_MASTER_KEY' : `the master key in ${key.path}`;
+    throw new Error(
+      `${where} is not the master key of this cloud: the store (${this.stores.control.kind}) was started with another one ` +
+        `(fingerprint ${recorded.slice(0, 8)}…, this key's is ${fingerprint.slice(0, 8)}…). Every process sharing one store ` +
+        'must run with the same ALTO_MASTER_KEY; start this one with the key the others use (or the master-key file from your backup).',
+    );
+  }
+
+  /**
+   * A key every process of one cloud must share, such as the space block's URL-signing key. When
+   * the control store is shared (PostgreSQL), the key lives in its settings, sealed with the
+   * master key: the first process to start records `candidate()` and every process uses that one.
+   * Undefined on the embedded store, where the caller keeps the key in the data folder.
+   */
+  async sharedKey(name: string, candidate: () => Buffer): Promise<Buffer | undefined> {
+    if (!this.stores.postgres) return undefined;
+    const { cipher } = this.masterKey();
+    const where = ['settings', name];
+    const recorded = await this.stores.control.claimSetting(name, cipher.sealText(candidate().toString('hex'), where));
+    return Buffer.from(cipher.openText(recorded, where), 'hex');
   }
 
   listServices(): ServiceDefinition[] {

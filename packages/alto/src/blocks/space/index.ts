@@ -29,12 +29,12 @@ import {
   UploadResponse,
 } from './schema.js';
 import { spaceRoute } from './serve.js';
-import { loadSigningKey, UrlSigner } from './signing.js';
+import { loadCloudSigningKey, UrlSigner } from './signing.js';
 import { INLINE_LIMIT_HINT, inlineBodyLimit, Space, type StorageGuard } from './space.js';
 
 const spaceBlock = component('space.objects', async (platform) => {
   const store = await LocalObjectStore.open(join(platform.config.dataDir, 'objects'));
-  const signer = new UrlSigner(loadSigningKey(platform.config.dataDir));
+  const signer = new UrlSigner(await loadCloudSigningKey(platform));
   return new Space(store, signer, parseBaseUrl(process.env.ALTO_PUBLIC_URL, 'ALTO_PUBLIC_URL'));
 });
 

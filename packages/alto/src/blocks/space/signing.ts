@@ -7,13 +7,16 @@
  * forged expiry is "does not match", never "expired".
  *
  * The key comes from ALTO_SPACE_SIGNING_KEY (64 hex characters; set the same one on every
- * replica), else `<data>/space-signing-key`, generated on first start with owner-only
- * permissions. Replacing it revokes every presigned URL handed out so far.
+ * replica); else, on a shared store (PostgreSQL), from the control store's settings, sealed with
+ * the master key, so every process signs alike; else from `<data>/space-signing-key`, generated
+ * on first start with owner-only permissions. Replacing it revokes every presigned URL handed out
+ * so far.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, linkSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../kit/files.js';
+import type { Platform } from '../../platform/platform.js';
 import type { Visibility } from '../../store/objects/port.js';
 
 const KEY_BYTES = 32;
@@ -60,6 +63,19 @@ export class UrlSigner {
 function parseKey(text: string): Buffer | undefined {
   const trimmed = text.trim();
   return /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, 'hex') : undefined;
+}
+
+/**
+ * The signing key of this cloud: ALTO_SPACE_SIGNING_KEY when set; else the one shared through the
+ * store (the first process records this node's key file when it has one, so URLs it signed
+ * before keep working, else a new key); else the data folder's file.
+ */
+export async function loadCloudSigningKey(platform: Platform, fromEnvironment = process.env.ALTO_SPACE_SIGNING_KEY): Promise<Buffer> {
+  const dataDir = platform.config.dataDir;
+  if (fromEnvironment) return loadSigningKey(dataDir, fromEnvironment);
+  const path = join(dataDir, KEY_FILE);
+  const shared = await platform.sharedKey('space_signing_key', () => (existsSync(path) ? readKeyFile(path) : randomBytes(KEY_BYTES)));
+  return shared ?? loadSigningKey(dataDir, fromEnvironment);
 }
 
 /** The signing key: ALTO_SPACE_SIGNING_KEY when set, else `<dataDir>/space-signing-key`, made on first start. */
