@@ -39,6 +39,15 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
   }
 }
 
+/** Waits until the async `condition()` holds, checking every 20 ms, or fails. */
+export async function waitForAsync(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 export function temporaryDataDir(): string {
   return mkdtempSync(join(tmpdir(), 'alto-test-'));
 }
