@@ -1,15 +1,21 @@
 /**
  * The cron block through real servers: two `alto up` processes sharing one data folder fire
  * each tick of a per-second job exactly once, on time, signed; private callbacks are refused
- * without ALTO_ALLOW_PRIVATE_CALLBACKS; M3O's client schedules, lists and deletes jobs.
+ * without ALTO_ALLOW_PRIVATE_CALLBACKS; M3O's client schedules, lists and deletes jobs; with
+ * `--store postgres://...` two processes on their own data folders share the jobs in PostgreSQL.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import { Client } from '@m3o/m3o-node';
+import Database from 'better-sqlite3';
+import pg from 'pg';
 import { verifySignature } from '../src/blocks/cron/signature.js';
-import { startInProcess, startProcess, waitFor, type CallResult, type ServerProcess, type TestAlto } from './harness.js';
+import { createTestDatabase } from '../src/store/postgres/test-database.js';
+import { startInProcess, startProcess, waitFor, waitForAsync, type CallResult, type ServerProcess, type TestAlto } from './harness.js';
 
 interface Delivery {
   receivedAt: number;
@@ -154,4 +160,65 @@ test('M3O client: Schedule, Jobs, Delete; deleting the project deletes its jobs'
   assert.equal((await alto.call('projects', 'Delete', { name: 'doomed' })).status, 200);
   const recreatedKey = await alto.projectKey('doomed', ['cron']);
   assert.deepEqual((await alto.call('cron', 'Jobs', {}, recreatedKey)).body, { jobs: [] });
+});
+
+test('with --store postgres, two processes on their own data folders fire each tick once, and the jobs live in PostgreSQL', async () => {
+  const database = await createTestDatabase('cron_e2e');
+  // One cloud: the same master key (the secrets are sealed with it) and admin key in both.
+  const env = { ALTO_ALLOW_PRIVATE_CALLBACKS: '1', ALTO_MASTER_KEY: randomBytes(32).toString('hex'), ALTO_ADMIN_KEY: `admin-${randomBytes(16).toString('hex')}` };
+  const args = ['--store', database.url];
+  let first: ServerProcess | undefined;
+  let second: ServerProcess | undefined;
+  const direct = new pg.Client({ connectionString: database.url });
+  try {
+    first = await startProcess({ env, args });
+    second = await startProcess({ env, args });
+    assert.notEqual(first.dataDir, second.dataDir);
+    const key = await first.projectKey('shared', ['cron']);
+    const callback = `${callbackUrl}?postgres`;
+    const scheduled = await second.call('cron', 'Schedule', { id: 'pg-tick', name: 'pg-tick', interval: '*/1 * * * * *', callback }, key);
+    assert.equal(scheduled.status, 200, JSON.stringify(scheduled.body));
+    const secret: string = scheduled.body.signingSecret;
+    assert.equal((await first.call('cron', 'SigningSecret', {}, key)).body.signingSecret, secret, 'both processes share the secret');
+
+    const ours = () => deliveries.filter((delivery) => JSON.parse(delivery.body).id === 'pg-tick');
+    await waitFor(() => ours().length >= 4, 'four ticks to arrive', 20_000);
+    let runs: { status: string }[] = [];
+    await waitForAsync(async () => {
+      runs = (await first!.call('cron', 'Jobs', {}, key)).body.jobs[0].runs;
+      return runs.length >= 2;
+    }, 'runs to be recorded');
+    assert.ok(runs.every((run) => run.status === 'succeeded'), JSON.stringify(runs));
+
+    await direct.connect();
+    const jobs = await direct.query('SELECT id, callback, next_run FROM alto_cron_jobs');
+    assert.deepEqual(jobs.rows.map((row) => [row.id, row.callback]), [['pg-tick', callback]]);
+    const stored = await direct.query<{ count: string }>("SELECT count(*) FROM alto_cron_runs WHERE job_id = 'pg-tick'");
+    assert.ok(Number(stored.rows[0].count) >= 2, 'the runs are in PostgreSQL');
+    const secrets = await direct.query<{ secret: string }>('SELECT secret FROM alto_cron_signing_secrets');
+    assert.equal(secrets.rows.length, 1);
+    assert.ok(secrets.rows[0].secret.startsWith('alto-sealed:v1:') && !secrets.rows[0].secret.includes(secret), 'the secret is sealed');
+    for (const dataDir of [first.dataDir, second.dataDir]) {
+      const path = `${dataDir}/alto.db`;
+      if (!existsSync(path)) continue;
+      const local = new Database(path, { readonly: true });
+      const tables = local.prepare("SELECT name FROM sqlite_master WHERE name LIKE 'cron_%'").all();
+      local.close();
+      assert.deepEqual(tables, [], "no cron tables in the node's SQLite file");
+    }
+
+    assert.equal((await first.call('cron', 'Delete', { id: 'pg-tick' }, key)).status, 200);
+    const settled = Date.now() + 1500;
+    await waitFor(() => Date.now() > settled, 'in-flight ticks to land');
+    const ticks = ours().map((delivery) => JSON.parse(delivery.body) as { scheduled: string; attempt: number });
+    assert.equal(new Set(ticks.map((tick) => tick.scheduled)).size, ticks.length, `each tick once: ${ticks.map((tick) => tick.scheduled).join(', ')}`);
+    for (const delivery of ours()) assert.ok(verifySignature(secret, delivery.signature, delivery.body));
+    assert.deepEqual((await second.call('cron', 'Jobs', {}, key)).body, { jobs: [] });
+    assert.equal((await direct.query('SELECT 1 FROM alto_cron_jobs')).rowCount, 0);
+  } finally {
+    await direct.end().catch(() => undefined);
+    await second?.close();
+    await first?.close();
+    await database.drop();
+  }
 });
