@@ -1,11 +1,14 @@
 /**
  * The otp block through the real server: Generate and Validate over HTTP and through M3O's
- * client, replay protection, wrong codes, the 429 after too many of them, project isolation.
+ * client, replay protection, wrong codes, the 429 after too many of them, project isolation;
+ * with `--store postgres://...` the secrets, replay records and counters live in PostgreSQL.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Client } from '@m3o/m3o-node';
+import pg from 'pg';
 import { base32Decode, totp } from '../src/blocks/otp/totp.js';
+import { createTestDatabase } from '../src/store/postgres/test-database.js';
 import { startInProcess, type TestAlto } from './harness.js';
 
 let alto: TestAlto;
@@ -111,4 +114,42 @@ test('Generate and Validate through the M3O client', async () => {
   );
   assert.equal(error.code, 429);
   assert.equal(error.status, 'Too Many Requests');
+});
+
+test('with --store postgres the secret (sealed), the replay record and the failure count live in PostgreSQL', async () => {
+  const database = await createTestDatabase('otp_e2e');
+  let onPostgres: TestAlto | undefined;
+  const direct = new pg.Client({ connectionString: database.url });
+  try {
+    onPostgres = await startInProcess({ postgresUrl: database.url });
+    const key = await onPostgres.projectKey('pg', ['otp']);
+    const stepAtGenerate = Math.floor(Date.now() / 60_000);
+    const generated = await onPostgres.call('otp', 'Generate', { id: 'ada@example.com' }, key);
+    assert.equal(generated.status, 200, JSON.stringify(generated.body));
+    const seed = Buffer.from(base32Decode(generated.body.secret));
+    for (let i = 0; i < 2; i++) assert.deepEqual((await onPostgres.call('otp', 'Validate', { id: 'ada@example.com', code: 'wrong' }, key)).body, { success: false });
+
+    await direct.connect();
+    const row = async () =>
+      (
+        await direct.query<{ secret: Buffer; failures: number; last_step: string }>(
+          "SELECT secret, failures, last_step FROM alto_otp_secrets WHERE id = 'ada@example.com'",
+        )
+      ).rows;
+    const [stored] = await row();
+    assert.ok(stored, 'the id is in PostgreSQL');
+    assert.ok(!stored.secret.includes(seed), 'the seed is sealed');
+    assert.equal(stored.failures, 2);
+    assert.equal(stored.last_step, '-1');
+
+    assert.deepEqual((await onPostgres.call('otp', 'Validate', { id: 'ada@example.com', code: generated.body.code }, key)).body, { success: true });
+    const [validated] = await row();
+    assert.equal(validated.failures, 0);
+    assert.ok([stepAtGenerate, stepAtGenerate + 1].includes(Number(validated.last_step)), `the accepted step ${validated.last_step}`);
+    assert.deepEqual((await onPostgres.call('otp', 'Validate', { id: 'ada@example.com', code: generated.body.code }, key)).body, { success: false }, 'a replay');
+  } finally {
+    await direct.end().catch(() => undefined);
+    await onPostgres?.close();
+    await database.drop();
+  }
 });
