@@ -84,6 +84,8 @@ export interface InProcessOptions {
   postgresUrl?: string;
   /** `--events nats://...`: events and mq on NATS JetStream. */
   natsUrl?: string;
+  /** `--objects s3://...`: space objects in an S3-compatible bucket. */
+  objects?: string;
   /** How long a websocket stream waits for a client that reads nothing (default 30 s). */
   streamStallTimeoutMs?: number;
   /** `--smtp smtp://...`: the instance's mail server. */
@@ -101,6 +103,7 @@ export async function startInProcess(options: InProcessOptions = {}): Promise<Te
     maxBodyBytes: options.maxBodyBytes,
     postgresUrl: options.postgresUrl,
     natsUrl: options.natsUrl,
+    objectsUrl: options.objects,
     streamStallTimeoutMs: options.streamStallTimeoutMs,
     smtpUrl: options.smtpUrl,
     logger: silentLogger(),

@@ -78,6 +78,10 @@ export function buildProgram(): Command {
     .option('--store <url>', 'postgres://... to keep db and secret data on PostgreSQL (ALTO_STORE; default embedded SQLite)')
     .option('--cache <url>', 'redis://... to keep the cache on Redis (ALTO_CACHE; default embedded)')
     .option('--events <url>', 'nats://... to keep events and mq on NATS JetStream (ALTO_EVENTS; default embedded)')
+    .option(
+      '--objects <url>',
+      's3://BUCKET?endpoint=URL&region=R&path_style=1 to keep space objects in an S3-compatible bucket, with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (ALTO_OBJECTS; default the data folder)',
+    )
     .option('--smtp <url>', 'smtp://user:pass@host:port (or smtps://) to deliver email (ALTO_SMTP_URL; default: outbox only)')
     .option('--sandbox <driver>', 'how apps run: auto, microvm or process (ALTO_SANDBOX; default auto)')
     .option('--apps-domain <domain>', 'apps answer at <app>.<project>.<domain> (ALTO_APPS_DOMAIN; default localhost)')

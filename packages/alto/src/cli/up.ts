@@ -17,6 +17,7 @@ export interface UpFlags {
   store?: string;
   cache?: string;
   events?: string;
+  objects?: string;
   smtp?: string;
   sandbox?: string;
   appsDomain?: string;
@@ -38,6 +39,7 @@ export async function runUp(flags: UpFlags): Promise<void> {
     postgresUrl: storeUrl(flags.store ?? process.env.ALTO_STORE, 'postgres', '--store'),
     redisUrl: storeUrl(flags.cache ?? process.env.ALTO_CACHE, 'redis', '--cache'),
     natsUrl: storeUrl(flags.events ?? process.env.ALTO_EVENTS, 'nats', '--events'),
+    objectsUrl: objectsUrl(flags.objects ?? process.env.ALTO_OBJECTS),
     smtpUrl: smtpUrl(flags.smtp ?? process.env.ALTO_SMTP_URL),
     metering: meteringSetting(process.env.ALTO_METERING),
     usageFlushMs: positiveWholeNumber(process.env.ALTO_USAGE_FLUSH_MS, 'ALTO_USAGE_FLUSH_MS'),
@@ -120,6 +122,13 @@ function positiveWholeNumber(value: string | undefined, name: string): number | 
   const number = Number(value);
   if (!Number.isSafeInteger(number) || number < 1) throw new Error(`${name} must be a positive whole number, not "${value}"`);
   return number;
+}
+
+/** `--objects s3://BUCKET?endpoint=...`; `local` (or nothing) means files in the data folder. Checked in full when opened. */
+function objectsUrl(value: string | undefined): string | undefined {
+  if (!value || value === 'local') return undefined;
+  if (!value.startsWith('s3://')) throw new Error(`--objects must be an s3://BUCKET?endpoint=URL&region=R&path_style=1 URL, not "${value}"`);
+  return value;
 }
 
 /** `--store postgres://...`, `--cache redis://...` or `--events nats://...`; `sqlite` (or nothing) means embedded. */

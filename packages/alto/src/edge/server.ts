@@ -38,6 +38,8 @@ export interface AltoOptions {
   redisUrl?: string;
   /** `--events nats://...`: events and mq on NATS JetStream. */
   natsUrl?: string;
+  /** `--objects s3://BUCKET?endpoint=...&region=...&path_style=1`: space objects in an S3-compatible bucket. */
+  objectsUrl?: string;
   /** How long a websocket stream waits for a client that reads nothing (default 30 s). */
   streamStallTimeoutMs?: number;
   /** `--smtp smtp://user:pass@host:port`: the instance's mail server; none means outbox only. */
@@ -85,6 +87,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     postgresUrl: options.postgresUrl,
     redisUrl: options.redisUrl,
     natsUrl: options.natsUrl,
+    objectsUrl: options.objectsUrl,
   });
   const platform = new Platform(
     {
@@ -224,7 +227,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   }
 
   /** What `/v1/status` says of the stores to a key that is not the admin's: kinds, no paths or hosts. */
-  const storeKinds = ['sqlite (WAL)', options.postgresUrl && 'postgres', options.redisUrl && 'redis', options.natsUrl && 'nats'].filter(Boolean).join(', ');
+  const storeKinds = ['sqlite (WAL)', options.postgresUrl && 'postgres', options.redisUrl && 'redis', options.natsUrl && 'nats', options.objectsUrl && 'objects on s3'].filter(Boolean).join(', ');
 
   async function sendStatus(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const requestId = requestIdOf(request);

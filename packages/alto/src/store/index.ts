@@ -3,7 +3,8 @@
  * The factory that opens the storage backends by configuration: always the embedded SQLite
  * file (WAL) in the data folder; a PostgreSQL pool when `--store postgres://...` is given; a
  * Redis client when `--cache redis://...` is given; a NATS connection (JetStream required) when
- * `--events nats://...` is given. Each block's component picks its adapter
+ * `--events nats://...` is given; space objects on the local disk, or in an S3-compatible bucket when
+ * `--objects s3://...` is given. Each block's component picks its adapter
  * from what is open here, so every port has one interface and one adapter per backend.
  */
 import { join } from 'node:path';
@@ -26,6 +27,9 @@ import { SqliteCronStore } from './cron/sqlite.js';
 import type { OtpStore } from './otp/port.js';
 import { PostgresOtpStore } from './otp/postgres.js';
 import { SqliteOtpStore } from './otp/sqlite.js';
+import type { ObjectStore } from './objects/port.js';
+import { LocalObjectStore } from './objects/local.js';
+import { parseObjectsUrl, S3ObjectStore } from './objects/s3.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -43,6 +47,8 @@ export interface StoreOptions {
   redisUrl?: string;
   /** `nats://...`: events (JetStream) and mq on NATS. */
   natsUrl?: string;
+  /** `s3://BUCKET?endpoint=...`: space objects in an S3-compatible bucket; else files under `<data>/objects`. */
+  objectsUrl?: string;
 }
 
 export interface Stores {
@@ -59,6 +65,8 @@ export interface Stores {
   cron: CronStore;
   /** One-time password secrets, replay records and failure counters. */
   otp: OtpStore;
+  /** Space objects: on the local disk, or in the S3 bucket `--objects` names. */
+  objects: ObjectStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -88,6 +96,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   let postgres: pg.Pool | undefined;
   let redis: Redis | undefined;
   let nats: NatsConnection | undefined;
+  let objects: ObjectStore | undefined;
   let shared: { control: ControlStore; usage: UsageStore; quota: QuotaStore; cron: CronStore; otp: OtpStore } | undefined;
   try {
     if (options.postgresUrl) {
@@ -115,11 +124,21 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
       nats = await openNats(options.natsUrl);
       parts.push(`nats at ${redactUrl(options.natsUrl)}`);
     }
+    if (options.objectsUrl) {
+      const s3 = await S3ObjectStore.open(parseObjectsUrl(options.objectsUrl));
+      objects = s3;
+      parts.push(s3.describe());
+    } else {
+      const root = join(options.dataDir, 'objects');
+      objects = await LocalObjectStore.open(root);
+      parts.push(`objects on disk at ${root}`);
+    }
   } catch (error) {
     sqlite.close();
     await postgres?.end();
     redis?.disconnect();
     await nats?.close();
+    await objects?.close();
     throw new Error(`cannot open the configured store: ${(error as Error).message}`);
   }
   return {
@@ -129,6 +148,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     quota: shared?.quota ?? new SqliteQuotaStore(sqlite),
     cron: shared?.cron ?? new SqliteCronStore(sqlite),
     otp: shared?.otp ?? new SqliteOtpStore(sqlite),
+    objects,
     sqlite,
     postgres,
     redis,
@@ -137,6 +157,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
       await postgres?.end();
       await nats?.drain().catch(() => nats?.close());
       if (redis) await redis.quit().catch(() => redis?.disconnect());
+      await objects.close();
       sqlite.close();
     },
   };

@@ -4,12 +4,11 @@
  * `Head`, `Read`, `Download` (a presigned GET URL) and `Upload` (a presigned PUT URL for
  * objects of any size, streamed to disk), plus paging, content types and SHA-256. Objects are
  * served at `/space/{projectId}/{environment}/{name}`: public ones to anyone, private ones with
- * a key or a presigned URL. Embedded: files under `<data>/objects/`.
+ * a key or a presigned URL. The objects port comes from the store factory: files under
+ * `<data>/objects/`, or an S3-compatible bucket with `--objects s3://...`.
  */
-import { join } from 'node:path';
 import { parseBaseUrl } from '../../kit/public-url.js';
 import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
-import { LocalObjectStore } from '../../store/objects/local.js';
 import {
   CreateRequest,
   CreateResponse,
@@ -33,7 +32,7 @@ import { loadCloudSigningKey, UrlSigner } from './signing.js';
 import { INLINE_LIMIT_HINT, inlineBodyLimit, Space, type StorageGuard } from './space.js';
 
 const spaceBlock = component('space.objects', async (platform) => {
-  const store = await LocalObjectStore.open(join(platform.config.dataDir, 'objects'));
+  const store = platform.stores.objects;
   const signer = new UrlSigner(await loadCloudSigningKey(platform));
   return new Space(store, signer, parseBaseUrl(process.env.ALTO_PUBLIC_URL, 'ALTO_PUBLIC_URL'));
 });
