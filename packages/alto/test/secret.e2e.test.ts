@@ -186,7 +186,8 @@ describe('secret on embedded SQLite', () => {
     await alto.close();
     await assert.rejects(
       startProcess({ dataDir, env: { ALTO_MASTER_KEY: randomBytes(32).toString('hex') } }),
-      /the master key from ALTO_MASTER_KEY is not the key the stored secrets were encrypted with/,
+      // Checked against the fingerprint the control store recorded at the first start, before any block opens.
+      /ALTO_MASTER_KEY is not the master key of this cloud: the store \(sqlite\) was started with another one/,
     );
     const original = readFileSync(join(dataDir, 'master-key'), 'utf8').trim();
     // The right key works from the environment too, written in base64 this time.

@@ -85,6 +85,7 @@ export class Platform {
         if (!this.components.has(component)) this.components.set(component, await component.create(this));
       }
     }
+    await this.recordMasterKey();
     this.readiness.ready('components');
     this.prices.watch();
     this.limits.start();
@@ -112,14 +113,25 @@ export class Platform {
   }
 
   /**
-   * Records the master key's fingerprint in the control store on first start, and refuses to
-   * start when this process's key is another one: every process of one cloud must seal and open
-   * with the same key, and a mismatch found here is one sentence, not a decryption failure later.
+   * Refuses to start when the control store recorded another master key's fingerprint: every
+   * process of one cloud must seal and open with the same key, and a mismatch found here is one
+   * sentence, not a decryption failure later. The fingerprint is recorded by `start()`, once the
+   * blocks (the secret block checks its own) accepted the key, so a first start with a wrong key
+   * after an upgrade does not record it.
    */
   async checkMasterKey(): Promise<void> {
+    const recorded = await this.stores.control.getSetting(MASTER_KEY_SETTING);
+    if (recorded !== undefined) this.assertMasterKey(recorded);
+  }
+
+  private async recordMasterKey(): Promise<void> {
+    const { cipher } = this.masterKey();
+    this.assertMasterKey(await this.stores.control.claimSetting(MASTER_KEY_SETTING, cipher.fingerprint()));
+  }
+
+  private assertMasterKey(recorded: string): void {
     const { key, cipher } = this.masterKey();
     const fingerprint = cipher.fingerprint();
-    const recorded = await this.stores.control.claimSetting(MASTER_KEY_SETTING, fingerprint);
     if (recorded === fingerprint) return;
     const where = key.source === 'ALTO_MASTER_KEY' ? 'ALTO_MASTER_KEY' : `the master key in ${key.path}`;
     throw new Error(
