@@ -75,7 +75,7 @@ export function buildProgram(): Command {
     .option('-d, --data <dir>', 'data folder (ALTO_DATA, default ./.alto)')
     .option('--open-signup', 'let anyone create an account (accounts/Signup)')
     .option('--max-body <bytes>', 'largest request body accepted (ALTO_MAX_BODY_BYTES)')
-    .option('--store <url>', 'postgres://... to keep db and secret data on PostgreSQL (ALTO_STORE; default embedded SQLite)')
+    .option('--store <url>', 'postgres://... to keep the control plane, usage, quotas and block data on PostgreSQL (ALTO_STORE; default embedded SQLite)')
     .option('--cache <url>', 'redis://... to keep the cache on Redis (ALTO_CACHE; default embedded)')
     .option('--events <url>', 'nats://... to keep events and mq on NATS JetStream (ALTO_EVENTS; default embedded)')
     .option(
