@@ -27,6 +27,9 @@ import { SqliteCronStore } from './cron/sqlite.js';
 import type { OtpStore } from './otp/port.js';
 import { PostgresOtpStore } from './otp/postgres.js';
 import { SqliteOtpStore } from './otp/sqlite.js';
+import type { StreamStore } from './streams/port.js';
+import { PostgresStreamStore } from './streams/postgres.js';
+import { SqliteStreamStore } from './streams/sqlite.js';
 import type { ObjectStore } from './objects/port.js';
 import { LocalObjectStore } from './objects/local.js';
 import { parseObjectsUrl, S3ObjectStore } from './objects/s3.js';
@@ -65,6 +68,8 @@ export interface Stores {
   cron: CronStore;
   /** One-time password secrets, replay records and failure counters. */
   otp: OtpStore;
+  /** The stream block's channels and messages. */
+  streams: StreamStore;
   /** Space objects: on the local disk, or in the S3 bucket `--objects` names. */
   objects: ObjectStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
@@ -97,7 +102,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   let redis: Redis | undefined;
   let nats: NatsConnection | undefined;
   let objects: ObjectStore | undefined;
-  let shared: { control: ControlStore; usage: UsageStore; quota: QuotaStore; cron: CronStore; otp: OtpStore } | undefined;
+  let shared: { control: ControlStore; usage: UsageStore; quota: QuotaStore; cron: CronStore; otp: OtpStore; streams: StreamStore } | undefined;
   try {
     if (options.postgresUrl) {
       postgres = new pg.Pool({ connectionString: options.postgresUrl, max: 20 });
@@ -111,6 +116,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         quota: await PostgresQuotaStore.open(postgres),
         cron: await PostgresCronStore.open(postgres),
         otp: await PostgresOtpStore.open(postgres),
+        streams: await PostgresStreamStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -148,6 +154,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     quota: shared?.quota ?? new SqliteQuotaStore(sqlite),
     cron: shared?.cron ?? new SqliteCronStore(sqlite),
     otp: shared?.otp ?? new SqliteOtpStore(sqlite),
+    streams: shared?.streams ?? new SqliteStreamStore(sqlite),
     objects,
     sqlite,
     postgres,

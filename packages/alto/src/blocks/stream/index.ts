@@ -16,15 +16,15 @@ import {
   SendMessageRequest,
   SendMessageResponse,
 } from './schema.js';
-import { StreamStore } from './stream.js';
+import { Streams } from './stream.js';
 
 const streamStore = component('stream.store', (platform) => {
-  const store = new StreamStore(platform.stores.sqlite);
-  store.startPurging();
-  return store;
+  const streams = new Streams(platform.stores.streams);
+  streams.startPurging((error) => platform.log.warn({ err: error }, 'stream: could not purge expired messages'));
+  return streams;
 });
 
-function use(context: CallContext): { streams: StreamStore; namespace: string } {
+function use(context: CallContext): { streams: Streams; namespace: string } {
   return { streams: context.platform.use(streamStore), namespace: context.tenant.namespace };
 }
 
@@ -41,9 +41,9 @@ export const streamService = defineService({
       request: CreateChannelRequest,
       response: CreateChannelResponse,
       example: { name: 'general', description: 'The channel for all things' },
-      handler(request, context) {
+      async handler(request, context) {
         const { streams, namespace } = use(context);
-        streams.createChannel(namespace, request.name, request.description);
+        await streams.createChannel(namespace, request.name, request.description);
         return {};
       },
     }),
@@ -52,9 +52,9 @@ export const streamService = defineService({
       request: SendMessageRequest,
       response: SendMessageResponse,
       example: { channel: 'general', text: 'Hey checkout this tweet https://twitter.com/m3oservices/status/1455291054295498752' },
-      handler(request, context) {
+      async handler(request, context) {
         const { streams, namespace } = use(context);
-        return { id: streams.sendMessage(namespace, request.channel, request.text) };
+        return { id: await streams.sendMessage(namespace, request.channel, request.text) };
       },
     }),
     ListMessages: endpoint({
@@ -62,11 +62,11 @@ export const streamService = defineService({
       request: ListMessagesRequest,
       response: ListMessagesResponse,
       example: { channel: 'general' },
-      handler(request, context) {
+      async handler(request, context) {
         const { streams, namespace } = use(context);
         return {
           channel: request.channel,
-          messages: streams.listMessages(namespace, request.channel, request.limit).map((message) => ({
+          messages: (await streams.listMessages(namespace, request.channel, request.limit)).map((message) => ({
             id: message.id,
             text: message.text,
             timestamp: iso(message.createdAt),
@@ -81,10 +81,10 @@ export const streamService = defineService({
       request: ListChannelsRequest,
       response: ListChannelsResponse,
       example: {},
-      handler(_request, context) {
+      async handler(_request, context) {
         const { streams, namespace } = use(context);
         return {
-          channels: streams.listChannels(namespace).map((channel) => ({
+          channels: (await streams.listChannels(namespace)).map((channel) => ({
             name: channel.name,
             description: channel.description,
             last_active: iso(channel.lastActive),
@@ -94,6 +94,6 @@ export const streamService = defineService({
     }),
   },
   async deleteProjectData(projectId, platform) {
-    platform.use(streamStore).deleteProject(projectId);
+    await platform.use(streamStore).deleteProject(projectId);
   },
 });

@@ -8,72 +8,73 @@ import { test } from 'node:test';
 import { isAltoError } from '../../kit/errors.js';
 import { openSqlite } from '../../store/sqlite/database.js';
 import { ListMessagesRequest, SendMessageRequest } from './schema.js';
-import { LIMITS, StreamStore } from './stream.js';
+import { SqliteStreamStore } from '../../store/streams/sqlite.js';
+import { LIMITS, Streams } from './stream.js';
 
 function fixture() {
   const db = openSqlite(':memory:');
   const clock = { now: 1_700_000_000_000 };
-  return { db, clock, streams: new StreamStore(db, () => clock.now) };
+  return { db, clock, streams: new Streams(new SqliteStreamStore(db), () => clock.now) };
 }
 
-test('messages list latest first by limit, in chronological order; a channel keeps its latest 1000', () => {
+test('messages list latest first by limit, in chronological order; a channel keeps its latest 1000', async () => {
   const { streams, db } = fixture();
-  streams.createChannel('p/dev', 'general', 'The channel for all things');
-  for (let i = 0; i < 1005; i++) streams.sendMessage('p/dev', 'general', `message ${i}`);
-  const latest = streams.listMessages('p/dev', 'general', 3);
+  await streams.createChannel('p/dev', 'general', 'The channel for all things');
+  for (let i = 0; i < 1005; i++) await streams.sendMessage('p/dev', 'general', `message ${i}`);
+  const latest = await streams.listMessages('p/dev', 'general', 3);
   assert.deepEqual(latest.map((message) => message.text), ['message 1002', 'message 1003', 'message 1004']);
-  const all = streams.listMessages('p/dev', 'general', 1000);
+  const all = await streams.listMessages('p/dev', 'general', 1000);
   assert.equal(all.length, 1000);
   assert.equal(all[0].text, 'message 5', 'the oldest five were dropped');
   assert.equal((db.prepare('SELECT COUNT(*) AS n FROM stream_messages').get() as { n: number }).n, 1000);
-  assert.deepEqual(streams.listMessages('p/dev', 'nowhere', 25), []);
+  assert.deepEqual(await streams.listMessages('p/dev', 'nowhere', 25), []);
   db.close();
 });
 
-test('channels: created explicitly or by a first message, described, listed by name, kept apart', () => {
+test('channels: created explicitly or by a first message, described, listed by name, kept apart', async () => {
   const { streams, db } = fixture();
-  streams.createChannel('p/dev', 'random', 'Anything goes');
-  streams.sendMessage('p/dev', 'general', 'hello');
-  streams.createChannel('p/dev', 'random', 'Anything at all');
-  streams.sendMessage('q/dev', 'general', 'other project');
+  await streams.createChannel('p/dev', 'random', 'Anything goes');
+  await streams.sendMessage('p/dev', 'general', 'hello');
+  await streams.createChannel('p/dev', 'random', 'Anything at all');
+  await streams.sendMessage('q/dev', 'general', 'other project');
   assert.deepEqual(
-    streams.listChannels('p/dev').map((channel) => [channel.name, channel.description]),
+    (await streams.listChannels('p/dev')).map((channel) => [channel.name, channel.description]),
     [
       ['general', ''],
       ['random', 'Anything at all'],
     ],
   );
-  assert.deepEqual(streams.listMessages('q/dev', 'general', 25).map((message) => message.text), ['other project']);
-  streams.deleteProject('p');
-  assert.deepEqual(streams.listChannels('p/dev'), []);
-  assert.equal(streams.listChannels('q/dev').length, 1);
+  assert.deepEqual((await streams.listMessages('q/dev', 'general', 25)).map((message) => message.text), ['other project']);
+  await streams.deleteProject('p');
+  assert.deepEqual(await streams.listChannels('p/dev'), []);
+  assert.equal((await streams.listChannels('q/dev')).length, 1);
   db.close();
 });
 
-test('after 24 hours messages and quiet channels are gone; a project has at most 1000 live channels', () => {
+test('after 24 hours messages and quiet channels are gone; a project has at most 1000 live channels', async () => {
   const { streams, clock, db } = fixture();
-  streams.sendMessage('p/dev', 'old', 'yesterday');
+  await streams.sendMessage('p/dev', 'old', 'yesterday');
   clock.now += LIMITS.ttlMs - 1000;
-  streams.sendMessage('p/dev', 'fresh', 'today');
+  await streams.sendMessage('p/dev', 'fresh', 'today');
   clock.now += 1000;
-  assert.deepEqual(streams.listMessages('p/dev', 'old', 25), []);
-  assert.deepEqual(streams.listChannels('p/dev').map((channel) => channel.name), ['fresh']);
-  assert.ok(streams.purgeExpired() >= 2);
+  assert.deepEqual(await streams.listMessages('p/dev', 'old', 25), []);
+  assert.deepEqual((await streams.listChannels('p/dev')).map((channel) => channel.name), ['fresh']);
+  assert.ok(await streams.purgeExpired() >= 2);
   assert.equal((db.prepare('SELECT COUNT(*) AS n FROM stream_channels').get() as { n: number }).n, 1);
 
-  for (let i = 1; i < LIMITS.maxChannels; i++) streams.createChannel('p/dev', `c${i}`, '');
-  assert.throws(() => streams.createChannel('p/dev', 'one-too-many', ''), (error: unknown) => {
+  for (let i = 1; i < LIMITS.maxChannels; i++) await streams.createChannel('p/dev', `c${i}`, '');
+  await assert.rejects(streams.createChannel('p/dev', 'one-too-many', ''), (error: unknown) => {
     assert.ok(isAltoError(error) && error.status === 400);
     assert.match(error.detail, /has 1000 active channels, the most it may have/);
     return true;
   });
-  assert.throws(() => streams.sendMessage('p/dev', 'one-too-many', 'hi'), /1000 active channels/);
-  streams.sendMessage('p/dev', 'c1', 'an existing channel still works');
-  streams.sendMessage('q/dev', 'elsewhere', 'another project has its own count');
+  await assert.rejects(streams.sendMessage('p/dev', 'one-too-many', 'hi'), /1000 active channels/);
+  await streams.sendMessage('p/dev', 'c1', 'an existing channel still works');
+  await streams.sendMessage('q/dev', 'elsewhere', 'another project has its own count');
   db.close();
 });
 
-test("schema: M3O's limits and defaults, with sentences", () => {
+test("schema: M3O's limits and defaults, with sentences", async () => {
   assert.equal(SendMessageRequest.safeParse({ channel: 'general', text: 'x'.repeat(512) }).success, true);
   assert.equal(SendMessageRequest.safeParse({ channel: 'general', text: '🚀'.repeat(512) }).success, true, 'characters, not bytes');
   const tooLong = SendMessageRequest.safeParse({ channel: 'general', text: 'x'.repeat(513) });
