@@ -1,10 +1,13 @@
 /**
  * The `stream` block through the real server: M3O's documented examples through M3O's own
- * client, M3O's limits as clear 400s, two projects kept apart, and project deletion.
+ * client, M3O's limits as clear 400s, two projects kept apart, and project deletion; with
+ * `--store postgres://...` the channels and messages in PostgreSQL.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@m3o/m3o-node';
+import pg from 'pg';
+import { createTestDatabase } from '../src/store/postgres/test-database.js';
 import { startInProcess } from './harness.js';
 
 interface Message {
@@ -87,4 +90,29 @@ describe('stream', () => {
     assert.equal((await alto.call('projects', 'Delete', { name: 'other' })).status, 200);
     assert.equal(rows(), before - 1);
   });
+});
+
+test('with --store postgres the channels and messages live in PostgreSQL', async () => {
+  const database = await createTestDatabase('stream_e2e');
+  let onPostgres: Awaited<ReturnType<typeof startInProcess>> | undefined;
+  const direct = new pg.Client({ connectionString: database.url });
+  try {
+    onPostgres = await startInProcess({ postgresUrl: database.url });
+    const key = await onPostgres.projectKey('pg', ['stream']);
+    assert.equal((await onPostgres.call('stream', 'CreateChannel', { name: 'general', description: 'on PostgreSQL' }, key)).status, 200);
+    for (const text of ['one', 'two', 'three']) {
+      assert.equal((await onPostgres.call('stream', 'SendMessage', { channel: 'general', text }, key)).status, 200);
+    }
+    const listed = await onPostgres.call('stream', 'ListMessages', { channel: 'general', limit: 2 }, key);
+    assert.deepEqual(listed.body.messages.map((message: { text: string }) => message.text), ['two', 'three']);
+    await direct.connect();
+    const messages = await direct.query<{ text: string }>("SELECT text FROM alto_stream_messages WHERE channel = 'general' ORDER BY seq");
+    assert.deepEqual(messages.rows.map((row) => row.text), ['one', 'two', 'three']);
+    const channels = await direct.query('SELECT name, description FROM alto_stream_channels');
+    assert.deepEqual(channels.rows, [{ name: 'general', description: 'on PostgreSQL' }]);
+  } finally {
+    await direct.end().catch(() => undefined);
+    await onPostgres?.close();
+    await database.drop();
+  }
 });
