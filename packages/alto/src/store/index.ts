@@ -4,8 +4,11 @@
  * file (WAL) in the data folder; a PostgreSQL pool when `--store postgres://...` is given; a
  * Redis client when `--cache redis://...` is given; a NATS connection (JetStream required) when
  * `--events nats://...` is given; space objects on the local disk, or in an S3-compatible bucket when
- * `--objects s3://...` is given. Each block's component picks its adapter
- * from what is open here, so every port has one interface and one adapter per backend.
+ * `--objects s3://...` is given. The control plane, usage, quota, cron, otp, stream and objects
+ * ports are opened here, on PostgreSQL (or S3) when configured, else embedded; blocks and
+ * platform receive them ready. The other blocks' components still pick their adapter from what
+ * is open here (to move here too: file, secret, url, search, user, mail, documents, and the
+ * compute records), so every port has one interface and one adapter per backend.
  */
 import { join } from 'node:path';
 import pg from 'pg';
