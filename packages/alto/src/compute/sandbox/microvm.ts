@@ -356,7 +356,10 @@ export class MicrovmDriver implements SandboxDriver {
       '-kernel', this.kernel!.image, '-initrd', probeInitramfs, '-append', kernelCommandLine(), '-serial', 'stdio',
     ];
     return new Promise((resolve) => {
-      const child = spawn(this.qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      // Through the launcher too, so the probe's QEMU holds no descriptor of Alto's either.
+      const child = this.launcher
+        ? spawn(this.launcher, ['--fds', '3', '--', findCommand(this.qemu) ?? this.qemu, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+        : spawn(this.qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';
       let stderr = '';
       const timer = setTimeout(() => child.kill('SIGKILL'), PROBE_TIMEOUT_MS);
