@@ -36,6 +36,9 @@ import { SqliteStreamStore } from './streams/sqlite.js';
 import type { ObjectStore } from './objects/port.js';
 import { LocalObjectStore } from './objects/local.js';
 import { parseObjectsUrl, S3ObjectStore } from './objects/s3.js';
+import type { FileStore } from './files/port.js';
+import { PostgresFileStore } from './files/postgres.js';
+import { SqliteFileStore } from './files/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -75,6 +78,8 @@ export interface Stores {
   streams: StreamStore;
   /** Space objects: on the local disk, or in the S3 bucket `--objects` names. */
   objects: ObjectStore;
+  /** The file block's text files. */
+  files: FileStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -97,6 +102,9 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** The ports PostgreSQL holds when `--store postgres://...` is given. */
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files'>;
+
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
   const sqlite = openSqlite(path);
@@ -105,7 +113,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   let redis: Redis | undefined;
   let nats: NatsConnection | undefined;
   let objects: ObjectStore | undefined;
-  let shared: { control: ControlStore; usage: UsageStore; quota: QuotaStore; cron: CronStore; otp: OtpStore; streams: StreamStore } | undefined;
+  let shared: SharedPorts | undefined;
   try {
     if (options.postgresUrl) {
       postgres = new pg.Pool({ connectionString: options.postgresUrl, max: 20 });
@@ -120,6 +128,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         cron: await PostgresCronStore.open(postgres),
         otp: await PostgresOtpStore.open(postgres),
         streams: await PostgresStreamStore.open(postgres),
+        files: await PostgresFileStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -158,6 +167,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     cron: shared?.cron ?? new SqliteCronStore(sqlite),
     otp: shared?.otp ?? new SqliteOtpStore(sqlite),
     streams: shared?.streams ?? new SqliteStreamStore(sqlite),
+    files: shared?.files ?? new SqliteFileStore(sqlite),
     objects,
     sqlite,
     postgres,

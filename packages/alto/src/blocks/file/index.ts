@@ -7,8 +7,6 @@
  */
 import { parseBaseUrl } from '../../kit/public-url.js';
 import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
-import { PostgresFileStore } from '../../store/files/postgres.js';
-import { SqliteFileStore } from '../../store/files/sqlite.js';
 import { Files } from './files.js';
 import {
   DeleteRequest,
@@ -22,9 +20,8 @@ import {
 } from './schema.js';
 import { filesRoute } from './serve.js';
 
-const filesBlock = component('file.files', async (platform) => {
-  const store = platform.stores.postgres ? await PostgresFileStore.open(platform.stores.postgres) : new SqliteFileStore(platform.stores.sqlite);
-  return new Files(store, parseBaseUrl(process.env.ALTO_PUBLIC_URL, 'ALTO_PUBLIC_URL'));
+const filesBlock = component('file.files', (platform) => {
+  return new Files(platform.stores.files, parseBaseUrl(process.env.ALTO_PUBLIC_URL, 'ALTO_PUBLIC_URL'));
 });
 
 function use(context: CallContext): { files: Files; namespace: string } {
