@@ -39,6 +39,9 @@ import { parseObjectsUrl, S3ObjectStore } from './objects/s3.js';
 import type { FileStore } from './files/port.js';
 import { PostgresFileStore } from './files/postgres.js';
 import { SqliteFileStore } from './files/sqlite.js';
+import type { SecretStore } from './secrets/port.js';
+import { PostgresSecretStore } from './secrets/postgres.js';
+import { SqliteSecretStore } from './secrets/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -80,6 +83,8 @@ export interface Stores {
   objects: ObjectStore;
   /** The file block's text files. */
   files: FileStore;
+  /** The secret block's sealed values and the master key's fingerprint. */
+  secrets: SecretStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -103,7 +108,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -129,6 +134,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         otp: await PostgresOtpStore.open(postgres),
         streams: await PostgresStreamStore.open(postgres),
         files: await PostgresFileStore.open(postgres),
+        secrets: await PostgresSecretStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -168,6 +174,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     otp: shared?.otp ?? new SqliteOtpStore(sqlite),
     streams: shared?.streams ?? new SqliteStreamStore(sqlite),
     files: shared?.files ?? new SqliteFileStore(sqlite),
+    secrets: shared?.secrets ?? new SqliteSecretStore(sqlite),
     objects,
     sqlite,
     postgres,

@@ -4,11 +4,7 @@
  * under the server's master key, grouped by an optional folder-like `path`. Embedded SQLite by
  * default; PostgreSQL when Alto runs with `--store postgres://...`.
  */
-import type { Platform } from '../../platform/platform.js';
 import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
-import type { SecretStore } from '../../store/secrets/port.js';
-import { PostgresSecretStore } from '../../store/secrets/postgres.js';
-import { SqliteSecretStore } from '../../store/secrets/sqlite.js';
 import {
   DeleteRequest,
   DeleteResponse,
@@ -21,15 +17,10 @@ import {
 } from './schema.js';
 import { SecretBlock } from './secrets.js';
 
-async function openSecretStore(platform: Platform): Promise<SecretStore> {
-  const { postgres, sqlite } = platform.stores;
-  return postgres ? PostgresSecretStore.open(postgres) : new SqliteSecretStore(sqlite);
-}
-
 const secretBlock = component('secret.store', async (platform) => {
   const log = platform.log.child({ block: 'secret' });
-  const { key: masterKey, cipher } = platform.masterKey(); // before the store: a bad key stops the start at once
-  const store = await openSecretStore(platform);
+  const { key: masterKey, cipher } = platform.masterKey(); // before anything is claimed: a bad key stops the start at once
+  const store = platform.stores.secrets;
   const recorded = await store.claimKeyFingerprint(cipher.fingerprint());
   if (recorded !== cipher.fingerprint()) {
     const where = masterKey.source === 'ALTO_MASTER_KEY' ? 'ALTO_MASTER_KEY' : masterKey.path;
