@@ -42,6 +42,9 @@ import { SqliteFileStore } from './files/sqlite.js';
 import type { SecretStore } from './secrets/port.js';
 import { PostgresSecretStore } from './secrets/postgres.js';
 import { SqliteSecretStore } from './secrets/sqlite.js';
+import type { UrlStore } from './urls/port.js';
+import { PostgresUrlStore } from './urls/postgres.js';
+import { SqliteUrlStore } from './urls/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -85,6 +88,8 @@ export interface Stores {
   files: FileStore;
   /** The secret block's sealed values and the master key's fingerprint. */
   secrets: SecretStore;
+  /** The url block's short URLs and hit counts. */
+  urls: UrlStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -108,7 +113,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -135,6 +140,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         streams: await PostgresStreamStore.open(postgres),
         files: await PostgresFileStore.open(postgres),
         secrets: await PostgresSecretStore.open(postgres),
+        urls: await PostgresUrlStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -175,6 +181,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     streams: shared?.streams ?? new SqliteStreamStore(sqlite),
     files: shared?.files ?? new SqliteFileStore(sqlite),
     secrets: shared?.secrets ?? new SqliteSecretStore(sqlite),
+    urls: shared?.urls ?? new SqliteUrlStore(sqlite),
     objects,
     sqlite,
     postgres,

@@ -6,8 +6,6 @@
  */
 import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
 import { errors } from '../../kit/errors.js';
-import { PostgresUrlStore } from '../../store/urls/postgres.js';
-import { SqliteUrlStore } from '../../store/urls/sqlite.js';
 import { redirectRoute } from './redirect.js';
 import {
   CreateRequest,
@@ -25,11 +23,8 @@ import {
 } from './schema.js';
 import { checkPublicUrl, idOfRequest, ShortUrls } from './short-urls.js';
 
-const shortUrls = component('url.shortUrls', async (platform) => {
-  const store = platform.stores.postgres
-    ? await PostgresUrlStore.open(platform.stores.postgres)
-    : new SqliteUrlStore(platform.stores.sqlite);
-  return new ShortUrls(store, checkPublicUrl(process.env.ALTO_PUBLIC_URL));
+const shortUrls = component('url.shortUrls', (platform) => {
+  return new ShortUrls(platform.stores.urls, checkPublicUrl(process.env.ALTO_PUBLIC_URL));
 });
 
 function namespaceOf(context: CallContext): string {
