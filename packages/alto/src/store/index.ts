@@ -45,6 +45,9 @@ import { SqliteSecretStore } from './secrets/sqlite.js';
 import type { UrlStore } from './urls/port.js';
 import { PostgresUrlStore } from './urls/postgres.js';
 import { SqliteUrlStore } from './urls/sqlite.js';
+import type { SearchStore } from './search/port.js';
+import { PostgresSearchStore } from './search/postgres.js';
+import { SqliteSearchStore } from './search/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -90,6 +93,8 @@ export interface Stores {
   secrets: SecretStore;
   /** The url block's short URLs and hit counts. */
   urls: UrlStore;
+  /** The search block's indexes and records (SQLite FTS5, or PostgreSQL full-text search). */
+  search: SearchStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -113,7 +118,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -141,6 +146,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         files: await PostgresFileStore.open(postgres),
         secrets: await PostgresSecretStore.open(postgres),
         urls: await PostgresUrlStore.open(postgres),
+        search: await PostgresSearchStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -182,6 +188,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     files: shared?.files ?? new SqliteFileStore(sqlite),
     secrets: shared?.secrets ?? new SqliteSecretStore(sqlite),
     urls: shared?.urls ?? new SqliteUrlStore(sqlite),
+    search: shared?.search ?? new SqliteSearchStore(sqlite),
     objects,
     sqlite,
     postgres,

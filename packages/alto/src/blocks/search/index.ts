@@ -6,8 +6,6 @@
  */
 import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
 import { errors } from '../../kit/errors.js';
-import { PostgresSearchStore } from '../../store/search/postgres.js';
-import { SqliteSearchStore } from '../../store/search/sqlite.js';
 import {
   CreateIndexRequest,
   CreateIndexResponse,
@@ -22,11 +20,8 @@ import {
 } from './schema.js';
 import { SearchIndexes } from './search-indexes.js';
 
-const searchIndexes = component('search.indexes', async (platform) => {
-  const store = platform.stores.postgres
-    ? await PostgresSearchStore.open(platform.stores.postgres)
-    : new SqliteSearchStore(platform.stores.sqlite);
-  return new SearchIndexes(store);
+const searchIndexes = component('search.indexes', (platform) => {
+  return new SearchIndexes(platform.stores.search);
 });
 
 function namespaceOf(context: CallContext): string {
