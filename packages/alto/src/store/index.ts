@@ -48,6 +48,9 @@ import { SqliteUrlStore } from './urls/sqlite.js';
 import type { SearchStore } from './search/port.js';
 import { PostgresSearchStore } from './search/postgres.js';
 import { SqliteSearchStore } from './search/sqlite.js';
+import type { UserStore } from './users/port.js';
+import { PostgresUserStore } from './users/postgres.js';
+import { SqliteUserStore } from './users/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -95,6 +98,8 @@ export interface Stores {
   urls: UrlStore;
   /** The search block's indexes and records (SQLite FTS5, or PostgreSQL full-text search). */
   search: SearchStore;
+  /** The user block's users, sessions, tokens, templates and failed-login counts. */
+  users: UserStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -118,7 +123,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -147,6 +152,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         secrets: await PostgresSecretStore.open(postgres),
         urls: await PostgresUrlStore.open(postgres),
         search: await PostgresSearchStore.open(postgres),
+        users: await PostgresUserStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -189,6 +195,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     secrets: shared?.secrets ?? new SqliteSecretStore(sqlite),
     urls: shared?.urls ?? new SqliteUrlStore(sqlite),
     search: shared?.search ?? new SqliteSearchStore(sqlite),
+    users: shared?.users ?? new SqliteUserStore(sqlite),
     objects,
     sqlite,
     postgres,

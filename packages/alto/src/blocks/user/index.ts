@@ -7,12 +7,8 @@
  * SQLite by default; PostgreSQL when Alto runs with `--store postgres://...`.
  */
 import { parseBaseUrl } from '../../kit/public-url.js';
-import type { Platform } from '../../platform/platform.js';
 import { mailComponent } from '../../platform/mail.js';
 import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
-import type { UserStore } from '../../store/users/port.js';
-import { PostgresUserStore } from '../../store/users/postgres.js';
-import { SqliteUserStore } from '../../store/users/sqlite.js';
 import {
   CreateRequest,
   CreateResponse,
@@ -54,14 +50,9 @@ import type { TemplateName } from './templates.js';
 import { DEFAULT_USER_LIMITS, invalidToken, UserBlock } from './users.js';
 import { verificationPage } from './verify-page.js';
 
-async function openUserStore(platform: Platform): Promise<UserStore> {
-  const { postgres, sqlite } = platform.stores;
-  return postgres ? PostgresUserStore.open(postgres) : new SqliteUserStore(sqlite);
-}
-
-const userBlock = component('user.store', async (platform) => {
+const userBlock = component('user.store', (platform) => {
   const block = new UserBlock(
-    await openUserStore(platform),
+    platform.stores.users,
     platform.use(mailComponent),
     platform.log.child({ block: 'user' }),
     DEFAULT_USER_LIMITS,
