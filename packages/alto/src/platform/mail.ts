@@ -18,11 +18,8 @@ import { errors } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
 import { OutboundRefused, privateTargetsAllowed, resolveOutbound } from '../kit/outbound-guard.js';
 import type { MailStore, OutboxMessage, OutboxQuery } from '../store/mail/port.js';
-import { PostgresMailStore } from '../store/mail/postgres.js';
-import { SqliteMailStore } from '../store/mail/sqlite.js';
 import { redactUrl } from '../store/index.js';
 import { isSealedText, SecretCipher } from '../kit/master-key.js';
-import type { Platform } from './platform.js';
 import { component } from './service.js';
 
 export interface OutgoingMail {
@@ -466,18 +463,13 @@ export class Mailer {
   }
 }
 
-async function openMailStore(platform: Platform): Promise<MailStore> {
-  const { postgres, sqlite } = platform.stores;
-  return postgres ? PostgresMailStore.open(postgres) : new SqliteMailStore(sqlite);
-}
-
 /**
  * The instance's one Mailer. Services that send mail list this component; the platform creates
  * it once however many do, and closes it at shutdown.
  */
 export const mailComponent = component('platform.mail', async (platform) => {
   const log = platform.log.child({ part: 'mail' });
-  const mailer = new Mailer(await openMailStore(platform), platform.config.smtpUrl, log, DEFAULT_MAIL_LIMITS, Date.now, platform.masterKey().cipher);
+  const mailer = new Mailer(platform.stores.mail, platform.config.smtpUrl, log, DEFAULT_MAIL_LIMITS, Date.now, platform.masterKey().cipher);
   mailer.startPurging();
   log.info({ smtp: platform.config.smtpUrl ? redactUrl(platform.config.smtpUrl) : 'none (outbox only)' }, 'mail: ready');
   return mailer;

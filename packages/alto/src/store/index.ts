@@ -51,6 +51,9 @@ import { SqliteSearchStore } from './search/sqlite.js';
 import type { UserStore } from './users/port.js';
 import { PostgresUserStore } from './users/postgres.js';
 import { SqliteUserStore } from './users/sqlite.js';
+import type { MailStore } from './mail/port.js';
+import { PostgresMailStore } from './mail/postgres.js';
+import { SqliteMailStore } from './mail/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -100,6 +103,8 @@ export interface Stores {
   search: SearchStore;
   /** The user block's users, sessions, tokens, templates and failed-login counts. */
   users: UserStore;
+  /** The platform Mailer's outbox, templates and sending limits' counts. */
+  mail: MailStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -123,7 +128,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -153,6 +158,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         urls: await PostgresUrlStore.open(postgres),
         search: await PostgresSearchStore.open(postgres),
         users: await PostgresUserStore.open(postgres),
+        mail: await PostgresMailStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -196,6 +202,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     urls: shared?.urls ?? new SqliteUrlStore(sqlite),
     search: shared?.search ?? new SqliteSearchStore(sqlite),
     users: shared?.users ?? new SqliteUserStore(sqlite),
+    mail: shared?.mail ?? new SqliteMailStore(sqlite),
     objects,
     sqlite,
     postgres,
