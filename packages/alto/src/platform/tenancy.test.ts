@@ -1,8 +1,15 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import pg from 'pg';
 import { AltoError } from '../kit/errors.js';
 import { openSqlite } from '../store/sqlite/database.js';
 import { SqliteControlStore } from '../store/sqlite/control.js';
+import type { ControlStore } from '../store/control.js';
+import { PostgresControlStore } from '../store/postgres/control.js';
+import { createTestDatabase } from '../store/postgres/test-database.js';
 import { Tenancy, hashKey } from './tenancy.js';
 import type { Tenant } from './service.js';
 
@@ -113,4 +120,42 @@ test('the project holding the calling key cannot be deleted; deleting another re
   const { secret } = await tenancy.generateKey(admin, { projectName: 'temp', scopes: ['id'] });
   await tenancy.deleteProject(admin, 'temp');
   await rejectsWith(tenancy.authenticate(secret), 401, /not valid/);
+});
+
+/** Two bootstraps at once, as two processes starting together on one empty store: one admin. */
+async function assertOneAdmin(stores: [ControlStore, ControlStore]) {
+  const results = await Promise.all(stores.map((store) => new Tenancy(store, () => ['id']).bootstrap()));
+  assert.equal(results[0].adminAccountId, results[1].adminAccountId, 'both processes see the one admin account');
+  const generated = results.map((result) => result.generatedAdminKey).filter((key) => key !== undefined);
+  assert.equal(generated.length, 1, 'one admin key is generated, by one of them');
+  const projects = await stores[0].listProjects(undefined);
+  assert.equal(projects.length, 1, 'one default project');
+  assert.equal(projects[0].accountId, results[0].adminAccountId);
+  const keys = await stores[1].listKeys(projects[0].id);
+  assert.deepEqual(keys.map((key) => key.role), ['admin']);
+}
+
+test('two bootstraps at once on one SQLite file make one admin account and one admin key', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alto-bootstrap-'));
+  const first = openSqlite(join(dir, 'alto.db'));
+  const second = openSqlite(join(dir, 'alto.db'));
+  try {
+    await assertOneAdmin([new SqliteControlStore(first), new SqliteControlStore(second)]);
+  } finally {
+    first.close();
+    second.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('two bootstraps at once on one empty PostgreSQL database make one admin account and one admin key', async () => {
+  const database = await createTestDatabase('bootstrap');
+  const pools = [new pg.Pool({ connectionString: database.url, max: 4 }), new pg.Pool({ connectionString: database.url, max: 4 })];
+  try {
+    const stores = await Promise.all(pools.map((pool) => PostgresControlStore.open(pool)));
+    await assertOneAdmin([stores[0], stores[1]]);
+  } finally {
+    for (const pool of pools) await pool.end();
+    await database.drop();
+  }
 });

@@ -82,6 +82,12 @@ export class Tenancy {
    * only make sure `configuredAdminKey` (ALTO_ADMIN_KEY), when given, is an admin key.
    */
   async bootstrap(configuredAdminKey?: string): Promise<BootstrapResult> {
+    // Under the store's lock: two processes starting at once on an empty store must not both
+    // find no admin account and each create one (or each generate an admin key).
+    return this.store.exclusively('bootstrap', () => this.bootstrapAlone(configuredAdminKey));
+  }
+
+  private async bootstrapAlone(configuredAdminKey?: string): Promise<BootstrapResult> {
     let adminAccountId = await this.store.getSetting(ADMIN_ACCOUNT_SETTING);
     let project: ProjectRecord | undefined;
     if (!adminAccountId) {

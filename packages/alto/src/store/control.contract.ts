@@ -160,5 +160,28 @@ export function runControlContract(name: string, open: () => Promise<ControlAdap
       assert.equal(new Set(answers).size, 1, `every claimant sees the one value that won: ${answers.join(', ')}`);
       assert.equal(await store.getSetting(raced), answers[0]);
     });
+
+    test('exclusively: of callers on both handles, one works at a time; the lock is free after a failure', async () => {
+      const lock = id('lock');
+      const counter = id('counter');
+      let inside = 0;
+      let most = 0;
+      // Each caller reads, yields to the others, then writes: without the lock they interleave and lose counts.
+      const increment = (handle: ControlStore) =>
+        handle.exclusively(lock, async () => {
+          inside += 1;
+          most = Math.max(most, inside);
+          const value = Number((await handle.getSetting(counter)) ?? '0');
+          await new Promise((resolve) => setImmediate(resolve));
+          await handle.setSetting(counter, String(value + 1));
+          inside -= 1;
+        });
+      await Promise.all([store, other, store, other, store, other].map(increment));
+      assert.equal(most, 1, 'never two callers inside at once');
+      assert.equal(await store.getSetting(counter), '6');
+
+      await assert.rejects(other.exclusively(lock, async () => { throw new Error('work failed'); }), /work failed/);
+      assert.equal(await store.exclusively(lock, async () => 'free again'), 'free again');
+    });
   });
 }

@@ -74,6 +74,12 @@ export interface ControlStore {
    * of several processes starting together, the first one's value wins and all of them see it.
    */
   claimSetting(name: string, value: string): Promise<string>;
+  /**
+   * Runs `work` holding the lock `name`, which every handle on this store respects (every process
+   * sharing the PostgreSQL database or the SQLite file): of several callers, one works at a time
+   * and the others wait. For short steps that read then write, such as creating the admin account.
+   */
+  exclusively<T>(name: string, work: () => Promise<T>): Promise<T>;
 
   close(): Promise<void>;
 }

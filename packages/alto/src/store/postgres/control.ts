@@ -257,6 +257,25 @@ export class PostgresControlStore implements ControlStore {
     return rows[0].value;
   }
 
+  async exclusively<T>(name: string, work: () => Promise<T>): Promise<T> {
+    // A session-level advisory lock, held by one pooled connection while `work` runs on others;
+    // PostgreSQL releases it if this process dies.
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('SELECT pg_advisory_lock(hashtext($1))', [`alto.lock.${name}`]);
+      try {
+        return await work();
+      } finally {
+        await client.query('SELECT pg_advisory_unlock(hashtext($1))', [`alto.lock.${name}`]).catch((error: Error) => {
+          broken = error; // a connection that could not unlock must not go back to the pool holding the lock
+        });
+      }
+    } finally {
+      client.release(broken);
+    }
+  }
+
   async close(): Promise<void> {
     // The pool is shared with other adapters; `Stores.close()` ends it.
   }

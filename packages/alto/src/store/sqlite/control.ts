@@ -2,6 +2,8 @@
  * @module store/sqlite/control
  * The embedded adapter of the control-state port: accounts, projects and keys in SQLite.
  */
+import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import { errors } from '../../kit/errors.js';
 import type {
   AccountRecord,
@@ -12,6 +14,10 @@ import type {
   ResolvedKey,
 } from '../control.js';
 import { migrate, type SqliteDatabase } from './database.js';
+
+/** How long a lock outlives a holder that died without releasing it. */
+const LOCK_LEASE_MS = 30_000;
+const LOCK_RETRY_MS = 20;
 
 const MIGRATIONS = [
   `CREATE TABLE accounts (
@@ -128,6 +134,8 @@ export class SqliteControlStore implements ControlStore {
         'INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
       ),
       claimSetting: db.prepare('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING'),
+      replaceLock: db.prepare('UPDATE settings SET value = ? WHERE name = ? AND value = ?'),
+      releaseLock: db.prepare('DELETE FROM settings WHERE name = ? AND value = ?'),
     };
   }
 
@@ -227,6 +235,25 @@ export class SqliteControlStore implements ControlStore {
 
   async setSetting(name: string, value: string): Promise<void> {
     this.statements.setSetting.run(name, value);
+  }
+
+  async exclusively<T>(name: string, work: () => Promise<T>): Promise<T> {
+    // A row in settings stands for the lock: inserted by the one who takes it, deleted when done.
+    // Each statement is atomic across connections; a holder that died frees it when its lease ends.
+    const setting = `lock.${name}`;
+    const holder = `${randomUUID()} ${Date.now() + LOCK_LEASE_MS}`;
+    for (;;) {
+      const current = await this.claimSetting(setting, holder);
+      if (current === holder) break;
+      const expiresAt = Number(current.split(' ')[1]);
+      if (!(expiresAt > Date.now()) && this.statements.replaceLock.run(holder, setting, current).changes === 1) break;
+      await delay(LOCK_RETRY_MS);
+    }
+    try {
+      return await work();
+    } finally {
+      this.statements.releaseLock.run(setting, holder);
+    }
   }
 
   async claimSetting(name: string, value: string): Promise<string> {
