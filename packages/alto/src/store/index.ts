@@ -54,6 +54,9 @@ import { SqliteUserStore } from './users/sqlite.js';
 import type { MailStore } from './mail/port.js';
 import { PostgresMailStore } from './mail/postgres.js';
 import { SqliteMailStore } from './mail/sqlite.js';
+import type { CacheStore } from './cache/port.js';
+import { RedisCacheStore } from './cache/redis.js';
+import { SqliteCacheStore } from './cache/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -105,6 +108,8 @@ export interface Stores {
   users: UserStore;
   /** The platform Mailer's outbox, templates and sending limits' counts. */
   mail: MailStore;
+  /** The cache block's entries: on Redis with `--cache redis://...`, else embedded. */
+  cache: CacheStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -203,6 +208,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     search: shared?.search ?? new SqliteSearchStore(sqlite),
     users: shared?.users ?? new SqliteUserStore(sqlite),
     mail: shared?.mail ?? new SqliteMailStore(sqlite),
+    cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
     objects,
     sqlite,
     postgres,

@@ -4,11 +4,7 @@
  * `Increment`, `Decrement` and `ListKeys`, plus `prefix` on ListKeys and the bulk `GetMany` and
  * `SetMany`. Embedded SQLite by default; Redis when Alto runs with `--cache redis://...`.
  */
-import type { Platform } from '../../platform/platform.js';
 import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
-import type { CacheStore } from '../../store/cache/port.js';
-import { RedisCacheStore } from '../../store/cache/redis.js';
-import { SqliteCacheStore } from '../../store/cache/sqlite.js';
 import { CacheBlock } from './cache.js';
 import {
   DecrementRequest,
@@ -29,13 +25,8 @@ import {
   SetResponse,
 } from './schema.js';
 
-function openCacheStore(platform: Platform): CacheStore {
-  const { redis, sqlite } = platform.stores;
-  return redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite);
-}
-
 const cacheBlock = component('cache.store', (platform) => {
-  const block = new CacheBlock(openCacheStore(platform), platform.log.child({ block: 'cache' }));
+  const block = new CacheBlock(platform.stores.cache, platform.log.child({ block: 'cache' }));
   block.startPurging();
   return block;
 });
