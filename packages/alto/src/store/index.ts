@@ -57,6 +57,10 @@ import { SqliteMailStore } from './mail/sqlite.js';
 import type { CacheStore } from './cache/port.js';
 import { RedisCacheStore } from './cache/redis.js';
 import { SqliteCacheStore } from './cache/sqlite.js';
+import type { EventStore, MessageBus } from './events/port.js';
+import { NatsEventStore, NatsMessageBus } from './events/nats.js';
+import { SqliteEventStore } from './events/sqlite.js';
+import { InProcessMessageBus } from './events/fanout.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -110,6 +114,10 @@ export interface Stores {
   mail: MailStore;
   /** The cache block's entries: on Redis with `--cache redis://...`, else embedded. */
   cache: CacheStore;
+  /** The event block's durable logs: on NATS JetStream with `--events nats://...`, else embedded. */
+  events: EventStore;
+  /** The mq block's publish and subscribe: over NATS subjects with `--events nats://...`, else in this process. */
+  messages: MessageBus;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -144,6 +152,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   let nats: NatsConnection | undefined;
   let objects: ObjectStore | undefined;
   let shared: SharedPorts | undefined;
+  let events: EventStore | undefined;
   try {
     if (options.postgresUrl) {
       postgres = new pg.Pool({ connectionString: options.postgresUrl, max: 20 });
@@ -175,6 +184,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     }
     if (options.natsUrl) {
       nats = await openNats(options.natsUrl);
+      events = await NatsEventStore.open(nats);
       parts.push(`nats at ${redactUrl(options.natsUrl)}`);
     }
     if (options.objectsUrl) {
@@ -209,6 +219,8 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     users: shared?.users ?? new SqliteUserStore(sqlite),
     mail: shared?.mail ?? new SqliteMailStore(sqlite),
     cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
+    events: events ?? new SqliteEventStore(sqlite),
+    messages: nats ? new NatsMessageBus(nats) : new InProcessMessageBus(),
     objects,
     sqlite,
     postgres,

@@ -7,11 +7,7 @@
  * with `--events nats://...`.
  */
 import { errors } from '../../kit/errors.js';
-import type { Platform } from '../../platform/platform.js';
 import { component, defineService, endpoint, streamEndpoint, type CallContext } from '../../platform/service.js';
-import { NatsEventStore } from '../../store/events/nats.js';
-import type { EventStore } from '../../store/events/port.js';
-import { SqliteEventStore } from '../../store/events/sqlite.js';
 import { EventBlock } from './event.js';
 import {
   AckRequest,
@@ -28,14 +24,9 @@ import {
   SetRetentionResponse,
 } from './schema.js';
 
-async function openEventStore(platform: Platform): Promise<EventStore> {
-  const { nats, sqlite } = platform.stores;
-  return nats ? NatsEventStore.open(nats) : new SqliteEventStore(sqlite);
-}
-
 /** The block's started instance (exported for tests that look at the open consumers). */
-export const eventBlock = component('event.store', async (platform) => {
-  const block = new EventBlock(await openEventStore(platform), platform.log.child({ block: 'event' }));
+export const eventBlock = component('event.store', (platform) => {
+  const block = new EventBlock(platform.stores.events, platform.log.child({ block: 'event' }));
   block.startRetention();
   return block;
 });

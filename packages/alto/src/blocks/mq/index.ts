@@ -7,16 +7,11 @@
  */
 import { errors } from '../../kit/errors.js';
 import { component, defineService, endpoint, streamEndpoint, type CallContext } from '../../platform/service.js';
-import { InProcessMessageBus } from '../../store/events/fanout.js';
-import { NatsMessageBus } from '../../store/events/nats.js';
 import { MqBlock } from './mq.js';
 import { PublishRequest, PublishResponse, SubscribeRequest, SubscribeResponse } from './schema.js';
 
 /** The block's started instance (exported for tests that count subscribers). */
-export const mqBlock = component('mq.bus', (platform) => {
-  const { nats } = platform.stores;
-  return new MqBlock(nats ? new NatsMessageBus(nats) : new InProcessMessageBus());
-});
+export const mqBlock = component('mq.bus', (platform) => new MqBlock(platform.stores.messages));
 
 function use(context: CallContext): { mq: MqBlock; namespace: string } {
   return { mq: context.platform.use(mqBlock), namespace: context.tenant.namespace };
