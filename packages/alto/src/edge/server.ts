@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../kit/files.js';
 import { createLogger, type Logger } from '../kit/logger.js';
 import { Platform } from '../platform/platform.js';
 import { openStores } from '../store/index.js';
+import { limitsFromEnvironment } from '../blocks/db/records.js';
 import { VERSION } from '../version.js';
 import { Api } from './api.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
@@ -88,6 +89,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     redisUrl: options.redisUrl,
     natsUrl: options.natsUrl,
     objectsUrl: options.objectsUrl,
+    documentLimits: limitsFromEnvironment(),
   });
   const platform = new Platform(
     {

@@ -61,6 +61,9 @@ import type { EventStore, MessageBus } from './events/port.js';
 import { NatsEventStore, NatsMessageBus } from './events/nats.js';
 import { SqliteEventStore } from './events/sqlite.js';
 import { InProcessMessageBus } from './events/fanout.js';
+import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, type DocumentStore } from './documents/port.js';
+import { PostgresDocumentStore } from './documents/postgres.js';
+import { SqliteDocumentStore } from './documents/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -80,6 +83,8 @@ export interface StoreOptions {
   natsUrl?: string;
   /** `s3://BUCKET?endpoint=...`: space objects in an S3-compatible bucket; else files under `<data>/objects`. */
   objectsUrl?: string;
+  /** The db block's limits (record size, rows, tables, indexes; `ALTO_DB_*`); the defaults when absent. */
+  documentLimits?: DocumentLimits;
 }
 
 export interface Stores {
@@ -118,6 +123,8 @@ export interface Stores {
   events: EventStore;
   /** The mq block's publish and subscribe: over NATS subjects with `--events nats://...`, else in this process. */
   messages: MessageBus;
+  /** The db block's tables, records, indexes and change feed. */
+  documents: DocumentStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -141,12 +148,13 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
   const sqlite = openSqlite(path);
   const parts = [`sqlite (WAL) at ${path}`];
+  const documentLimits = options.documentLimits ?? DEFAULT_DOCUMENT_LIMITS;
   let postgres: pg.Pool | undefined;
   let redis: Redis | undefined;
   let nats: NatsConnection | undefined;
@@ -173,6 +181,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         search: await PostgresSearchStore.open(postgres),
         users: await PostgresUserStore.open(postgres),
         mail: await PostgresMailStore.open(postgres),
+        documents: await PostgresDocumentStore.open(postgres, documentLimits),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -218,6 +227,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     search: shared?.search ?? new SqliteSearchStore(sqlite),
     users: shared?.users ?? new SqliteUserStore(sqlite),
     mail: shared?.mail ?? new SqliteMailStore(sqlite),
+    documents: shared?.documents ?? new SqliteDocumentStore(sqlite, documentLimits),
     cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
     events: events ?? new SqliteEventStore(sqlite),
     messages: nats ? new NatsMessageBus(nats) : new InProcessMessageBus(),

@@ -7,15 +7,12 @@
  */
 import { component, defineService, endpoint, streamEndpoint, type CallContext } from '../../platform/service.js';
 import { projectOf, type DocumentStore } from '../../store/documents/port.js';
-import { PostgresDocumentStore } from '../../store/documents/postgres.js';
 import { parseFieldPath } from '../../store/documents/query.js';
-import { SqliteDocumentStore } from '../../store/documents/sqlite.js';
 import { errors } from '../../kit/errors.js';
 import {
   countRecords,
   createRecords,
   deleteRecord,
-  limitsFromEnvironment,
   parseOptionalQuery,
   readRecords,
   tableName,
@@ -44,12 +41,8 @@ import {
   WatchRequest,
 } from './schema.js';
 
-const documents = component<DocumentStore>('db.documents', async (platform) => {
-  const limits = limitsFromEnvironment();
-  return platform.stores.postgres
-    ? PostgresDocumentStore.open(platform.stores.postgres, limits)
-    : new SqliteDocumentStore(platform.stores.sqlite, limits);
-});
+/** The store the factory opened, with the limits `ALTO_DB_*` set at start; the platform closes it at shutdown. */
+const documents = component<DocumentStore>('db.documents', (platform) => platform.stores.documents);
 
 function tenantOf(context: CallContext): { store: DocumentStore; namespace: string } {
   return { store: context.platform.use(documents), namespace: context.tenant.namespace };
