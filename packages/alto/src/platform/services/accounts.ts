@@ -10,7 +10,6 @@
 import { hash } from '@node-rs/argon2';
 import { z } from 'zod';
 import { errors } from '../../kit/errors.js';
-import { SqliteUserStore } from '../../store/users/sqlite.js';
 import { FailedLoginLimiter, verifyPasswordEvenIfUnknown, type FailedLoginLimits } from '../failed-logins.js';
 import { DEFAULT_PROJECT } from '../tenancy.js';
 import { component, defineService, endpoint, publicEndpoint } from '../service.js';
@@ -21,11 +20,12 @@ const ACCOUNTS_NAMESPACE = '_accounts';
 export const ACCOUNT_LOGIN_LIMITS: FailedLoginLimits = { perAccount: 5, perAddress: 20, windowMs: 15 * 60 * 1000 };
 
 /**
- * The accounts' failed-login limiter. Accounts live in the SQLite control state, so their
- * counts do too, whatever store the blocks use; old counts are purged every minute.
+ * The accounts' failed-login limiter. The counts are kept in the users store, which is on
+ * PostgreSQL with `--store` as the accounts are, so every process sharing the store counts them
+ * together; old counts are purged every minute.
  */
 const accountLogins = component('accounts.failed-logins', (platform) => {
-  const store = new SqliteUserStore(platform.stores.sqlite);
+  const store = platform.stores.users;
   const timer = setInterval(() => {
     store.purgeExpired(Date.now(), Date.now() - ACCOUNT_LOGIN_LIMITS.windowMs).catch((error: unknown) => {
       platform.log.warn({ err: error }, 'accounts: purging old failed logins failed; retrying at the next interval');
