@@ -1,14 +1,17 @@
 /**
  * @module store
- * The factory that opens the storage backends by configuration: always the embedded SQLite
- * file (WAL) in the data folder; a PostgreSQL pool when `--store postgres://...` is given; a
- * Redis client when `--cache redis://...` is given; a NATS connection (JetStream required) when
- * `--events nats://...` is given; space objects on the local disk, or in an S3-compatible bucket when
- * `--objects s3://...` is given. The control plane, usage, quota, cron, otp, stream and objects
- * ports are opened here, on PostgreSQL (or S3) when configured, else embedded; blocks and
- * platform receive them ready. The other blocks' components still pick their adapter from what
- * is open here (to move here too: file, secret, url, search, user, mail, documents, and the
- * compute records), so every port has one interface and one adapter per backend.
+ * The one factory that opens every storage port by configuration, so blocks and platform receive
+ * ports ready and never pick an adapter. Backends: always the embedded SQLite file (WAL) in the
+ * data folder; a PostgreSQL pool with `--store postgres://...`; a Redis client with
+ * `--cache redis://...`; a NATS connection (JetStream required) with `--events nats://...`; space
+ * objects on the local disk, or in an S3-compatible bucket with `--objects s3://...`.
+ * Ports, each on PostgreSQL when `--store` is given, else on SQLite: `control` (accounts,
+ * projects, keys, settings, and the lock bootstrap runs under), `usage`, `quota`, `cron`, `otp`,
+ * `streams` (stream), `files` (file), `secrets` (secret), `urls` (url), `search`, `users` (user,
+ * and the accounts' failed logins), `mail` (the platform's Mailer) and `documents` (db). `cache`
+ * is on Redis with `--cache`, else SQLite; `events` (event) on NATS JetStream and `messages` (mq)
+ * on NATS subjects with `--events`, else SQLite and in process; `objects` (space) on S3 or disk.
+ * Still outside: compute's app, function and image records, which keep the SQLite handle.
  */
 import { join } from 'node:path';
 import pg from 'pg';
