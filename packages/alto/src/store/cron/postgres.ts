@@ -8,6 +8,7 @@
  */
 import type pg from 'pg';
 import { migratePostgres } from '../postgres/migrate.js';
+import { inTransaction } from '../postgres/transaction.js';
 import { RUNS_KEPT, type CronStore, type JobRecord, type RunRecord } from './port.js';
 
 /** Applied in order, each once; see `PostgresCronStore.open`. */
@@ -113,7 +114,7 @@ export class PostgresCronStore implements CronStore {
   }
 
   async delete(namespace: string, id: string): Promise<boolean> {
-    return this.transaction(async (client) => {
+    return inTransaction(this.pool, async (client) => {
       // The job first: its row lock orders this delete with a run being recorded (see recordRun).
       const deleted = await client.query('DELETE FROM alto_cron_jobs WHERE namespace = $1 AND id = $2', [namespace, id]);
       await client.query('DELETE FROM alto_cron_runs WHERE namespace = $1 AND job_id = $2', [namespace, id]);
@@ -138,7 +139,7 @@ export class PostgresCronStore implements CronStore {
   }
 
   async recordRun(namespace: string, jobId: string, run: RunRecord): Promise<void> {
-    await this.transaction(async (client) => {
+    await inTransaction(this.pool, async (client) => {
       // FOR SHARE holds off a concurrent delete of the job until this run is in, so the delete
       // removes it too; once the job is gone, nothing is recorded.
       const job = await client.query('SELECT 1 FROM alto_cron_jobs WHERE namespace = $1 AND id = $2 FOR SHARE', [namespace, jobId]);
@@ -197,25 +198,10 @@ export class PostgresCronStore implements CronStore {
 
   async deleteProject(projectId: string): Promise<void> {
     const prefix = `${projectId}/`;
-    await this.transaction(async (client) => {
+    await inTransaction(this.pool, async (client) => {
       await client.query('DELETE FROM alto_cron_jobs WHERE starts_with(namespace, $1)', [prefix]);
       await client.query('DELETE FROM alto_cron_runs WHERE starts_with(namespace, $1)', [prefix]);
       await client.query('DELETE FROM alto_cron_signing_secrets WHERE starts_with(namespace, $1)', [prefix]);
     });
-  }
-
-  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
   }
 }

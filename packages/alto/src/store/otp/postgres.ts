@@ -7,6 +7,7 @@
  */
 import type pg from 'pg';
 import { migratePostgres } from '../postgres/migrate.js';
+import { inTransaction } from '../postgres/transaction.js';
 import type { OtpChange, OtpRecord, OtpStore } from './port.js';
 
 /** Applied in order, each once; see `PostgresOtpStore.open`. */
@@ -62,9 +63,7 @@ export class PostgresOtpStore implements OtpStore {
   }
 
   async update<T>(namespace: string, id: string, change: (current: OtpRecord | undefined) => OtpChange<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return inTransaction(this.pool, async (client) => {
       await client.query("SELECT pg_advisory_xact_lock(hashtext('alto.otp'), hashtext($1 || E'\\n' || $2))", [namespace, id]);
       const { rows } = await client.query<Row>(
         `SELECT secret, algorithm, digits, period, last_step, failures, failures_since, created_at
@@ -93,14 +92,8 @@ export class PostgresOtpStore implements OtpStore {
           ],
         );
       }
-      await client.query('COMMIT');
       return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   async rewriteSecrets(rewrite: (namespace: string, id: string, stored: Buffer) => Buffer | undefined): Promise<number> {

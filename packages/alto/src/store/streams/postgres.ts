@@ -8,6 +8,7 @@
  */
 import type pg from 'pg';
 import { migratePostgres } from '../postgres/migrate.js';
+import { inTransaction } from '../postgres/transaction.js';
 import type { ChannelLimits, StreamChannelRecord, StreamMessageRecord, StreamStore } from './port.js';
 
 /** Applied in order, each once; see `PostgresStreamStore.open`. */
@@ -136,19 +137,10 @@ export class PostgresStreamStore implements StreamStore {
   }
 
   /** Runs `work` in one transaction holding the namespace's stream lock. */
-  private async inNamespace<T>(namespace: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+  private inNamespace<T>(namespace: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, async (client) => {
       await client.query("SELECT pg_advisory_xact_lock(hashtext('alto.stream'), hashtext($1))", [namespace]);
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+      return work(client);
+    });
   }
 }
