@@ -1,7 +1,8 @@
 /**
  * @module cli/main
  * The `alto` command: start the platform (`up`), look at it (`status`), remember where it is
- * (`login`), manage projects and keys, see usage and cost (`usage`), and call any endpoint (`call`).
+ * (`login`), manage projects and keys, see usage and cost (`usage`), call any endpoint (`call`),
+ * and copy an embedded instance into PostgreSQL and S3 (`migrate`).
  */
 import { Command } from 'commander';
 import { Alto } from '@alto/sdk';
@@ -15,6 +16,7 @@ import { addImageCommands } from './images.js';
 import { addAppCommands } from './apps.js';
 import { addFunctionCommands } from './functions.js';
 import { addInitCommand } from './init.js';
+import { addMigrateCommand } from './migrate.js';
 
 interface SandboxInfo {
   choice: string;
@@ -191,6 +193,7 @@ export function buildProgram(): Command {
   addAppCommands(program, { remote, action, client });
   addFunctionCommands(program, { remote, action, client });
   addInitCommand(program, action);
+  addMigrateCommand(program, action);
 
   remote(
     program

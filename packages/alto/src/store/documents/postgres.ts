@@ -82,6 +82,15 @@ function physicalTable(id: number): string {
   return `${SCHEMA}.t${id}`;
 }
 
+/** The records table of a db table (also run by `alto migrate`, with `ifNotExists`). */
+export function physicalTableDefinition(id: number, ifNotExists = false): string {
+  return `CREATE TABLE ${ifNotExists ? 'IF NOT EXISTS ' : ''}${physicalTable(id)} (
+    seq bigserial PRIMARY KEY,
+    id text COLLATE "C" NOT NULL UNIQUE,
+    rev bigint NOT NULL,
+    data jsonb NOT NULL)`;
+}
+
 function physicalIndexName(tableId: number, indexId: number): string {
   return `t${tableId}_f${indexId}`;
 }
@@ -272,11 +281,7 @@ export class PostgresDocumentStore implements DocumentStore {
           [namespace, projectOf(namespace), table],
         );
         id = Number(inserted.rows[0].id);
-        await client.query(`CREATE TABLE ${physicalTable(id)} (
-          seq bigserial PRIMARY KEY,
-          id text COLLATE "C" NOT NULL UNIQUE,
-          rev bigint NOT NULL,
-          data jsonb NOT NULL)`);
+        await client.query(physicalTableDefinition(id));
       }
       await client.query('COMMIT');
       this.tableIds.set(PostgresDocumentStore.key(namespace, table), id);

@@ -1,0 +1,134 @@
+/**
+ * `alto migrate`: an embedded instance, populated through the API, is copied into a fresh
+ * PostgreSQL database and an S3 bucket (s3rver) by the CLI, a second run copies nothing, and an
+ * Alto started with `--store` and `--objects` on an empty data folder, with the same master and
+ * admin keys, answers every item to the migrated project key. Also: it refuses while the source
+ * runs, and with another master key.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { startProcess, temporaryDataDir } from './harness.js';
+import { runCli } from './apps-fixture.js';
+import { startS3Server, TEST_S3_CREDENTIALS, type TestS3 } from './s3-server.js';
+import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
+
+const MASTER_KEY = randomBytes(32).toString('hex');
+const ADMIN_KEY = `sk_admin_${randomBytes(12).toString('hex')}`;
+const environment = {
+  ALTO_MASTER_KEY: MASTER_KEY,
+  ALTO_ADMIN_KEY: ADMIN_KEY,
+  AWS_ACCESS_KEY_ID: TEST_S3_CREDENTIALS.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: TEST_S3_CREDENTIALS.secretAccessKey,
+};
+
+let database: TestDatabase;
+let s3: TestS3;
+const folders: string[] = [];
+
+before(async () => {
+  database = await createTestDatabase('migrate');
+  s3 = await startS3Server('alto-migrate');
+});
+
+after(async () => {
+  await s3?.close();
+  await database?.drop();
+  for (const folder of folders) rmSync(folder, { recursive: true, force: true });
+});
+
+/** Each part's line of the command's output: `part  N copied  M skipped`. */
+function partsOf(stdout: string): Map<string, { copied: number; skipped: number }> {
+  const parts = new Map<string, { copied: number; skipped: number }>();
+  for (const line of stdout.split('\n')) {
+    const match = /^(.+?)\s+(\d+) copied\s+(\d+) skipped$/.exec(line);
+    if (match) parts.set(match[1].trim(), { copied: Number(match[2]), skipped: Number(match[3]) });
+  }
+  return parts;
+}
+
+test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and the new store serves it all', async () => {
+  const source = temporaryDataDir();
+  const target = temporaryDataDir();
+  folders.push(source, target);
+
+  const embedded = await startProcess({ dataDir: source, env: environment });
+  const key = await embedded.projectKey('shop');
+  const call = (service: string, endpoint: string, body: unknown) => embedded.call(service, endpoint, body, key);
+  for (const [id, name] of [['1', 'Jane'], ['2', 'Joe']]) {
+    assert.equal((await call('db', 'Create', { table: 'customers', record: { id, name } })).status, 200);
+  }
+  assert.equal((await call('db', 'CreateIndex', { table: 'customers', field: 'name' })).status, 200);
+  assert.equal((await call('secret', 'Set', { key: 'stripe', value: 'sk_live_42' })).status, 200);
+  const object = await call('space', 'Create', { name: 'docs/hello.txt', object: Buffer.from('hello, migrated').toString('base64') });
+  assert.equal(object.status, 200, JSON.stringify(object.body));
+  const short = await call('url', 'Shorten', { destinationURL: 'https://example.com/long/page' });
+  assert.equal(short.status, 200, JSON.stringify(short.body));
+  const user = await call('user', 'Create', { email: 'ada@example.com', password: 'correct horse battery', username: 'ada' });
+  assert.equal(user.status, 200, JSON.stringify(user.body));
+
+  const indexed = await call('search', 'Index', { index: 'notes', id: 'n1', data: { title: 'green tea', body: 'brewed at eighty degrees' } });
+  assert.equal(indexed.status, 200, JSON.stringify(indexed.body));
+
+  const migrate = (env: Record<string, string> = environment) =>
+    runCli(['migrate', '--from', source, '--store', database.url, '--objects', s3.objectsUrl], env);
+
+  const whileRunning = await migrate();
+  assert.notEqual(whileRunning.code, 0);
+  assert.match(whileRunning.stderr, /is running/);
+  await embedded.stop();
+
+  const wrongKey = await migrate({ ...environment, ALTO_MASTER_KEY: randomBytes(32).toString('hex') });
+  assert.notEqual(wrongKey.code, 0);
+  assert.match(wrongKey.stderr, /ALTO_MASTER_KEY is not the master key of the source/);
+
+  const first = await migrate();
+  assert.equal(first.code, 0, first.stderr);
+  const copied = partsOf(first.stdout);
+  assert.ok((copied.get('projects')?.copied ?? 0) >= 1, first.stdout);
+  assert.ok((copied.get('api_keys')?.copied ?? 0) >= 2, 'the admin key and the project key');
+  assert.equal(copied.get('secrets')?.copied, 1);
+  assert.equal(copied.get('db records')?.copied, 2);
+  assert.equal(copied.get('short_urls')?.copied, 1);
+  assert.equal(copied.get('user_accounts')?.copied, 1);
+  assert.equal(copied.get('space objects')?.copied, 1);
+  assert.equal(copied.get('search_documents')?.copied, 1);
+  assert.ok((copied.get('usage_records')?.copied ?? 0) > 0, 'usage records');
+  assert.match(first.stdout, /app, function and image records: node-local/);
+
+  const second = await migrate();
+  assert.equal(second.code, 0, second.stderr);
+  const again = partsOf(second.stdout);
+  assert.ok(again.size >= copied.size);
+  for (const [part, counts] of again) assert.equal(counts.copied, 0, `${part} copied nothing the second time`);
+  assert.equal(again.get('db records')?.skipped, 2);
+  assert.equal(again.get('space objects')?.skipped, 1);
+
+  const shared = await startProcess({ dataDir: target, env: environment, args: ['--store', database.url, '--objects', s3.objectsUrl] });
+  try {
+    const on = (service: string, endpoint: string, body: unknown) => shared.call(service, endpoint, body, key);
+    const records = await on('db', 'Read', { table: 'customers' });
+    assert.equal(records.status, 200, JSON.stringify(records.body));
+    assert.deepEqual(records.body.records.map((record: { name: string }) => record.name).sort(), ['Jane', 'Joe']);
+    assert.equal((await on('db', 'Read', { table: 'customers', query: 'name == "Joe"' })).body.records[0].id, '2');
+    const created = await on('db', 'Create', { table: 'customers', record: { id: '3', name: 'Max' } });
+    assert.equal(created.status, 200, 'new records after the copied ones');
+    assert.equal((await on('db', 'Count', { table: 'customers' })).body.count, 3);
+    assert.equal((await on('secret', 'Get', { key: 'stripe' })).body.value, 'sk_live_42');
+    const read = await on('space', 'Read', { name: 'docs/hello.txt' });
+    assert.equal(read.status, 200, JSON.stringify(read.body));
+    assert.equal(Buffer.from(read.body.object.data, 'base64').toString(), 'hello, migrated');
+    const resolved = await on('url', 'Resolve', { shortURL: short.body.shortURL });
+    assert.equal(resolved.body.destinationURL, 'https://example.com/long/page');
+    assert.equal((await on('user', 'Read', { email: 'ada@example.com' })).body.account.username, 'ada');
+    assert.equal((await on('user', 'Login', { email: 'ada@example.com', password: 'correct horse battery' })).status, 200);
+    const found = await on('search', 'Search', { index: 'notes', query: 'eighty' });
+    assert.deepEqual(found.body.records.map((record: { id: string }) => record.id), ['n1'], 'the full text indexed before');
+    const usage = await shared.call('usage', 'Read', { project: 'shop', service: 'secret' });
+    assert.equal(usage.status, 200, JSON.stringify(usage.body));
+    assert.ok(usage.body.usage.some((row: { endpoint: string; calls: number }) => row.endpoint === 'Set' && row.calls >= 1), 'the usage of before');
+  } finally {
+    await shared.stop();
+  }
+});
