@@ -102,3 +102,79 @@ export interface UsageStore {
 export function dayOf(at: number): string {
   return new Date(at).toISOString().slice(0, 10);
 }
+
+/** One day's total of calls for one key and endpoint: a row of the daily table. */
+export interface DailyCalls {
+  projectId: string;
+  day: string;
+  keyId: string;
+  service: string;
+  endpoint: string;
+  calls: number;
+  errors: number;
+  bytesIn: number;
+  bytesOut: number;
+  priceMicros: number;
+}
+
+/** One day's total of running time for one app: a row of the daily compute table. */
+export interface DailyCompute {
+  projectId: string;
+  day: string;
+  app: string;
+  runningMs: number;
+  mibMs: number;
+  requests: number;
+  priceMicros: number;
+}
+
+/**
+ * Sorted by key, so every process that adds a batch to the daily rows of a shared database
+ * touches (and locks) them in the same order.
+ */
+function sortedByKey<T>(totals: Map<string, T>): T[] {
+  return [...totals.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, total]) => total);
+}
+
+/** A batch of call records summed into the daily rows it adds to. */
+export function dailyCallTotals(records: UsageRecord[]): DailyCalls[] {
+  const days = new Map<string, DailyCalls>();
+  // A batch spans a day or two: name each day once, not once per record.
+  const dayNames = new Map<number, string>();
+  for (const r of records) {
+    const dayNumber = Math.floor(r.at / 86_400_000);
+    let day = dayNames.get(dayNumber);
+    if (day === undefined) dayNames.set(dayNumber, (day = dayOf(r.at)));
+    const key = `${r.projectId}\n${day}\n${r.keyId}\n${r.service}\n${r.endpoint}`;
+    let total = days.get(key);
+    if (!total) {
+      total = { projectId: r.projectId, day, keyId: r.keyId, service: r.service, endpoint: r.endpoint, calls: 0, errors: 0, bytesIn: 0, bytesOut: 0, priceMicros: 0 };
+      days.set(key, total);
+    }
+    total.calls += 1;
+    if (r.status >= 400) total.errors += 1;
+    total.bytesIn += r.bytesIn;
+    total.bytesOut += r.bytesOut;
+    total.priceMicros += r.priceMicros;
+  }
+  return sortedByKey(days);
+}
+
+/** A batch of compute slices summed into the daily rows it adds to. */
+export function dailyComputeTotals(records: ComputeUsageRecord[]): DailyCompute[] {
+  const days = new Map<string, DailyCompute>();
+  for (const r of records) {
+    const day = dayOf(r.at);
+    const key = `${r.projectId}\n${day}\n${r.app}`;
+    let total = days.get(key);
+    if (!total) {
+      total = { projectId: r.projectId, day, app: r.app, runningMs: 0, mibMs: 0, requests: 0, priceMicros: 0 };
+      days.set(key, total);
+    }
+    total.runningMs += r.runningMs;
+    total.mibMs += r.runningMs * r.memoryMiB;
+    total.requests += r.requests;
+    total.priceMicros += r.priceMicros;
+  }
+  return sortedByKey(days);
+}

@@ -8,7 +8,8 @@
  */
 import type pg from 'pg';
 import {
-  dayOf,
+  dailyCallTotals,
+  dailyComputeTotals,
   type ComputeUsageDay,
   type ComputeUsageQuery,
   type ComputeUsageRecord,
@@ -68,71 +69,6 @@ const MIGRATIONS = [
 /** Records deleted per statement by the retention purge, so no single delete holds locks long. */
 const PURGE_CHUNK = 5000;
 
-interface DailyCalls {
-  projectId: string;
-  day: string;
-  keyId: string;
-  service: string;
-  endpoint: string;
-  calls: number;
-  errors: number;
-  bytesIn: number;
-  bytesOut: number;
-  priceMicros: number;
-}
-
-interface DailyCompute {
-  projectId: string;
-  day: string;
-  app: string;
-  runningMs: number;
-  mibMs: number;
-  requests: number;
-  priceMicros: number;
-}
-
-/** Sorted by key, so every process locks the rows of one upsert in the same order. */
-function sortedByKey<T>(totals: Map<string, T>): T[] {
-  return [...totals.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, total]) => total);
-}
-
-function callTotals(records: UsageRecord[]): DailyCalls[] {
-  const days = new Map<string, DailyCalls>();
-  for (const r of records) {
-    const day = dayOf(r.at);
-    const key = `${r.projectId}\n${day}\n${r.keyId}\n${r.service}\n${r.endpoint}`;
-    let total = days.get(key);
-    if (!total) {
-      total = { projectId: r.projectId, day, keyId: r.keyId, service: r.service, endpoint: r.endpoint, calls: 0, errors: 0, bytesIn: 0, bytesOut: 0, priceMicros: 0 };
-      days.set(key, total);
-    }
-    total.calls += 1;
-    if (r.status >= 400) total.errors += 1;
-    total.bytesIn += r.bytesIn;
-    total.bytesOut += r.bytesOut;
-    total.priceMicros += r.priceMicros;
-  }
-  return sortedByKey(days);
-}
-
-function computeTotals(records: ComputeUsageRecord[]): DailyCompute[] {
-  const days = new Map<string, DailyCompute>();
-  for (const r of records) {
-    const day = dayOf(r.at);
-    const key = `${r.projectId}\n${day}\n${r.app}`;
-    let total = days.get(key);
-    if (!total) {
-      total = { projectId: r.projectId, day, app: r.app, runningMs: 0, mibMs: 0, requests: 0, priceMicros: 0 };
-      days.set(key, total);
-    }
-    total.runningMs += r.runningMs;
-    total.mibMs += r.runningMs * r.memoryMiB;
-    total.requests += r.requests;
-    total.priceMicros += r.priceMicros;
-  }
-  return sortedByKey(days);
-}
-
 /** Columns of rows, one array per column, for `unnest($1::bigint[], $2::text[], ...)`. */
 function columnsOf<T>(rows: T[], pick: ((row: T) => unknown)[]): unknown[][] {
   return pick.map((column) => rows.map(column));
@@ -149,7 +85,7 @@ export class PostgresUsageStore implements UsageStore {
 
   async appendUsage(records: UsageRecord[]): Promise<void> {
     if (records.length === 0) return;
-    const totals = callTotals(records);
+    const totals = dailyCallTotals(records);
     await inTransaction(this.pool, async (client) => {
       await client.query(
         `INSERT INTO alto_usage_records
@@ -193,7 +129,7 @@ export class PostgresUsageStore implements UsageStore {
 
   async appendComputeUsage(records: ComputeUsageRecord[]): Promise<void> {
     if (records.length === 0) return;
-    const totals = computeTotals(records);
+    const totals = dailyComputeTotals(records);
     await inTransaction(this.pool, async (client) => {
       await client.query(
         `INSERT INTO alto_compute_usage_records

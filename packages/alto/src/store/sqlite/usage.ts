@@ -5,7 +5,8 @@
  * one endpoint costs a thousand inserts but one upsert of its daily total.
  */
 import {
-  dayOf,
+  dailyCallTotals,
+  dailyComputeTotals,
   type ComputeUsageDay,
   type ComputeUsageQuery,
   type ComputeUsageRecord,
@@ -74,29 +75,6 @@ const ROWS_PER_INSERT = 50;
 /** Records deleted per statement by the retention purge, so no single delete stalls requests. */
 const PURGE_CHUNK = 5000;
 
-interface DailyCalls {
-  projectId: string;
-  day: string;
-  keyId: string;
-  service: string;
-  endpoint: string;
-  calls: number;
-  errors: number;
-  bytesIn: number;
-  bytesOut: number;
-  priceMicros: number;
-}
-
-interface DailyCompute {
-  projectId: string;
-  day: string;
-  app: string;
-  runningMs: number;
-  mibMs: number;
-  requests: number;
-  priceMicros: number;
-}
-
 export class SqliteUsageStore implements UsageStore {
   private readonly appendCalls: (records: UsageRecord[]) => void;
   private readonly appendCompute: (records: ComputeUsageRecord[]) => void;
@@ -137,45 +115,15 @@ export class SqliteUsageStore implements UsageStore {
       let next = 0;
       for (; next + ROWS_PER_INSERT <= records.length; next += ROWS_PER_INSERT) insertMany.run(valuesOf(next, ROWS_PER_INSERT));
       for (; next < records.length; next++) insertOne.run(valuesOf(next, 1));
-      const days = new Map<string, DailyCalls>();
-      const dayNames = new Map<number, string>();
-      for (const r of records) {
-        const dayNumber = Math.floor(r.at / 86_400_000);
-        let day = dayNames.get(dayNumber);
-        if (day === undefined) dayNames.set(dayNumber, (day = dayOf(r.at)));
-        const key = `${r.projectId}\n${day}\n${r.keyId}\n${r.service}\n${r.endpoint}`;
-        let total = days.get(key);
-        if (!total) {
-          total = { projectId: r.projectId, day, keyId: r.keyId, service: r.service, endpoint: r.endpoint, calls: 0, errors: 0, bytesIn: 0, bytesOut: 0, priceMicros: 0 };
-          days.set(key, total);
-        }
-        total.calls += 1;
-        if (r.status >= 400) total.errors += 1;
-        total.bytesIn += r.bytesIn;
-        total.bytesOut += r.bytesOut;
-        total.priceMicros += r.priceMicros;
-      }
-      for (const t of days.values()) {
+      for (const t of dailyCallTotals(records)) {
         addCallDay.run(t.projectId, t.day, t.keyId, t.service, t.endpoint, t.calls, t.errors, t.bytesIn, t.bytesOut, t.priceMicros);
       }
     });
     this.appendCompute = db.transaction((records: ComputeUsageRecord[]) => {
-      const days = new Map<string, DailyCompute>();
       for (const r of records) {
         insertCompute.run(r.at, r.projectId, r.app, r.instance, r.runningMs, r.memoryMiB, r.requests, r.priceMicros);
-        const day = dayOf(r.at);
-        const key = `${r.projectId}\n${day}\n${r.app}`;
-        let total = days.get(key);
-        if (!total) {
-          total = { projectId: r.projectId, day, app: r.app, runningMs: 0, mibMs: 0, requests: 0, priceMicros: 0 };
-          days.set(key, total);
-        }
-        total.runningMs += r.runningMs;
-        total.mibMs += r.runningMs * r.memoryMiB;
-        total.requests += r.requests;
-        total.priceMicros += r.priceMicros;
       }
-      for (const t of days.values()) {
+      for (const t of dailyComputeTotals(records)) {
         addComputeDay.run(t.projectId, t.day, t.app, t.runningMs, t.mibMs, t.requests, t.priceMicros);
       }
     });
