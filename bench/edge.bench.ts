@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseWrkOutput, writePostScript } from './wrk.js';
 
 const seconds = Number(process.argv[2] ?? 10);
 const connections = Number(process.argv[3] ?? 50);
@@ -50,29 +51,10 @@ interface Result {
   errors: number;
 }
 
-function parseLatency(text: string): number {
-  const match = /([\d.]+)(us|ms|s)/.exec(text)!;
-  const value = Number(match[1]);
-  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
-}
-
 function runWrk(url: string, key: string): Result {
-  const script = join(mkdtempSync(join(tmpdir(), 'alto-bench-')), 'post.lua');
-  writeFileSync(
-    script,
-    `wrk.method = "POST"\nwrk.body = '{"type":"uuid"}'\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer ${key}"\n`,
-  );
+  const script = writePostScript(join(mkdtempSync(join(tmpdir(), 'alto-bench-')), 'post.lua'), '{"type":"uuid"}', key);
   const result = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', script, url], { encoding: 'utf8' });
-  const output = result.stdout;
-  const latency = (percent: string) => parseLatency(new RegExp(`^\\s+${percent}%\\s+(\\S+)`, 'm').exec(output)![1]);
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0);
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
-  return {
-    requestsPerSecond: Number(/Requests\/sec:\s+([\d.]+)/.exec(output)![1]),
-    p50: latency('50'),
-    p99: latency('99'),
-    errors: non2xx + (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0),
-  };
+  return parseWrkOutput(result.stdout);
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), 'alto-bench-data-'));

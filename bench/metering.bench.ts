@@ -13,10 +13,11 @@
  * Run: node --import tsx bench/metering.bench.ts [seconds=5] [connections=50] [rounds=3]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseWrkOutput, writePostScript } from './wrk.js';
 
 const seconds = Number(process.argv[2] ?? 5);
 const connections = Number(process.argv[3] ?? 50);
@@ -89,12 +90,6 @@ interface Result {
   errors: number;
 }
 
-function parseLatency(text: string): number {
-  const match = /([\d.]+)(us|ms|s)/.exec(text)!;
-  const value = Number(match[1]);
-  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
-}
-
 /** CPU time a process has used so far, in microseconds (Linux /proc; NaN elsewhere). */
 function cpuMicros(pid: number): number {
   try {
@@ -108,26 +103,12 @@ function cpuMicros(pid: number): number {
 
 function runWrk(server: Server, duration: number): Result {
   const cpuBefore = cpuMicros(server.child.pid!);
-  const script = join(server.dataDir, 'post.lua');
-  writeFileSync(
-    script,
-    `wrk.method = "POST"\nwrk.body = '{"type":"uuid"}'\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer ${server.key}"\n`,
-  );
+  const script = writePostScript(join(server.dataDir, 'post.lua'), '{"type":"uuid"}', server.key);
   const output = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${duration}s`, '--latency', '-s', script, `${server.url}/v1/id/Generate`], {
     encoding: 'utf8',
   }).stdout;
-  const latency = (percent: string) => parseLatency(new RegExp(`^\\s+${percent}%\\s+(\\S+)`, 'm').exec(output)![1]);
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0);
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
-  const requests = Number(/(\d+) requests in/.exec(output)![1]);
-  return {
-    requestsPerSecond: Number(/Requests\/sec:\s+([\d.]+)/.exec(output)![1]),
-    cpuMicrosPerRequest: (cpuMicros(server.child.pid!) - cpuBefore) / requests,
-    requests,
-    p50: latency('50'),
-    p99: latency('99'),
-    errors: non2xx + (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0),
-  };
+  const figures = parseWrkOutput(output);
+  return { ...figures, cpuMicrosPerRequest: (cpuMicros(server.child.pid!) - cpuBefore) / figures.requests };
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];

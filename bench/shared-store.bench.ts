@@ -12,11 +12,12 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestDatabase } from '../packages/alto/src/store/postgres/test-database.js';
+import { parseWrkOutput, writePostScript } from './wrk.js';
 
 const seconds = Number(process.argv[2] ?? 5);
 const connections = Number(process.argv[3] ?? 32);
@@ -117,38 +118,19 @@ interface Result {
   errors: number;
 }
 
-function parseLatency(text: string): number {
-  const match = /([\d.]+)(us|ms|s)/.exec(text)!;
-  const value = Number(match[1]);
-  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
-}
-
 const scriptFolder = mkdtempSync(join(tmpdir(), 'alto-shared-bench-wrk-'));
 let scripts = 0;
 
 /** Runs wrk (one thread) on `load` for `duration` seconds, in the background. */
 function wrk(load: Load, wrkConnections: number, duration = seconds): Promise<Result> {
-  const script = join(scriptFolder, `post-${scripts++}.lua`);
-  writeFileSync(
-    script,
-    `wrk.method = "POST"\nwrk.body = '${JSON.stringify(load.body)}'\nwrk.headers["Content-Type"] = "application/json"\n` +
-      `wrk.headers["Authorization"] = "Bearer ${load.key}"\n`,
-  );
+  const script = writePostScript(join(scriptFolder, `post-${scripts++}.lua`), JSON.stringify(load.body), load.key);
   const child = spawn('wrk', ['-t1', `-c${wrkConnections}`, `-d${duration}s`, '--latency', '-s', script, load.url], { stdio: ['ignore', 'pipe', 'inherit'] });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => {
       if (code !== 0) return reject(new Error(`wrk exited with ${code}:\n${output}`));
-      const latency = (percent: string) => parseLatency(new RegExp(`^\\s+${percent}%\\s+(\\S+)`, 'm').exec(output)![1]);
-      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0);
-      const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
-      resolve({
-        requestsPerSecond: Number(/Requests\/sec:\s+([\d.]+)/.exec(output)![1]),
-        p50: latency('50'),
-        p99: latency('99'),
-        errors: non2xx + (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0),
-      });
+      resolve(parseWrkOutput(output));
     });
   });
 }
