@@ -298,7 +298,7 @@ export class ProcessDriver implements SandboxDriver {
         const target = `"$R"${shellQuote(volume.path)}`;
         return [
           `$B mkdir v${index}`,
-          `$B mount -t ext4 -o loop,nosuid,nodev ${shellQuote(volumeImages[index])} v${index}`,
+          `loop_mount ${shellQuote(volumeImages[index])} v${index}`,
           `$B chown ${owner.uid}:${owner.gid} v${index}`,
           `$B mkdir -p ${target}`,
           `$B mount --bind v${index} ${target}`,
@@ -310,8 +310,18 @@ set -e
 B=${shellQuote(busybox)}
 R=${shellQuote(root)}
 cd ${shellQuote(runDir)}
+# Attaching a loop device can fail for a moment when other sandboxes attach or release theirs at
+# the same time (two mounts offered the same free device, one still being cleared): try again.
+loop_mount() {
+  tries=0
+  until err=$($B mount -t ext4 -o loop,nosuid,nodev "$1" "$2" 2>&1); do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 20 ]; then echo "$err (after $tries tries)" >&2; exit 1; fi
+    $B usleep $((tries * 25000))
+  done
+}
 $B mkdir u
-$B mount -t ext4 -o loop,nosuid,nodev ${shellQuote(rootDisk)} u
+loop_mount ${shellQuote(rootDisk)} u
 $B mkdir -p u/upper u/work
 $B chown ${idBase}:${idBase} u/upper
 $B mount -t overlay overlay -o lowerdir=t:l,upperdir=u/upper,workdir=u/work "$R"
