@@ -314,11 +314,11 @@ export type AppRunRequest = {
   memory?: number;
   /** CPUs: virtual CPUs (microvm) or a CPU-time quota (process); default 1. */
   cpus?: number;
-  /** instances kept running (default 1); 0: scale to zero, the instance is suspended when ready and after idle_timeout, woken by the next request. */
+  /** instances kept running: 0 scales to zero (the instance is suspended once ready and after idle_timeout, woken by the next request), 1 or more keeps the app always on. Default: 0. */
   min_instances?: number;
-  /** most instances (default: min_instances, at least 1). */
+  /** most instances (default: min_instances, at least 1, plus pool). */
   max_instances?: number;
-  /** requests one instance takes at once before another is added (default 100). */
+  /** requests one instance takes at once before another is added (default 50). */
   concurrency?: number;
   /** seconds without a request before an instance is suspended (default 5). */
   idle_timeout?: number;
@@ -376,11 +376,11 @@ export type AppUpdateRequest = {
   memory?: number;
   /** CPUs: virtual CPUs (microvm) or a CPU-time quota (process); default 1. */
   cpus?: number;
-  /** instances kept running (default 1); 0: scale to zero, the instance is suspended when ready and after idle_timeout, woken by the next request. */
+  /** instances kept running: 0 scales to zero (the instance is suspended once ready and after idle_timeout, woken by the next request), 1 or more keeps the app always on; Update keeps the current value when left out. */
   min_instances?: number;
-  /** most instances (default: min_instances, at least 1). */
+  /** most instances (default: min_instances, at least 1, plus pool). */
   max_instances?: number;
-  /** requests one instance takes at once before another is added (default 100). */
+  /** requests one instance takes at once before another is added (default 50). */
   concurrency?: number;
   /** seconds without a request before an instance is suspended (default 5). */
   idle_timeout?: number;

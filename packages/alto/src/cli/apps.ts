@@ -122,7 +122,7 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       .option('-v, --volume <name:/path>', 'a volume kept across restarts and redeploys (repeat for more)', collect)
       .option('-m, --memory <MiB>', 'memory limit in MiB (default 256)')
       .option('--cpus <n>', 'CPUs (default 1)')
-      .option('--min-instances <n>', 'instances kept running (default 1)')
+      .option('--min-instances <n>', 'instances kept running (default 0: the app is suspended when idle and the next request wakes it; 1 keeps it always on)')
       .option('--outbound', 'let the app open connections to the internet')
       .option('-l, --link <app>', 'reach another app of the project: <APP>_SERVICE_HOST and <APP>_SERVICE_PORT lead to it (repeat for more)', collect)
       .option('--insecure', 'allow plain HTTP for the image\'s registry')

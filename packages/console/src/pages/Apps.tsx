@@ -1,7 +1,8 @@
 /**
  * Apps (shown only when the instance has the `app` service): the project's apps with their
- * state and instances (app/List), a deploy form (app/Run: image, name, port, env), logs that
- * follow the app (app/FollowLogs over a websocket, or app/Logs polled), and delete.
+ * state and instances (app/List), a deploy form (app/Run: image, name, port, env, always on;
+ * an app scales to zero unless always on), logs that follow the app (app/FollowLogs over a
+ * websocket, or app/Logs polled), and delete.
  */
 import { useEffect, useState, type FormEvent } from 'react';
 import { loadOpenApi, openStream, type ApiError } from '../api';
@@ -105,7 +106,7 @@ export function AppsPage() {
                   </div>
                 </div>
                 <p className="small">
-                  {app.instances.length} instance{app.instances.length === 1 ? '' : 's'} (min {app.min_instances}, max {app.max_instances})
+                  {app.instances.length} instance{app.instances.length === 1 ? '' : 's'} ({app.min_instances === 0 ? 'scales to zero' : `always on, min ${app.min_instances}`}, max {app.max_instances})
                   {app.restarts > 0 && `, ${app.restarts} restarts`}
                 </p>
                 {app.instances.length > 0 && (
@@ -199,9 +200,12 @@ function Deploy({ onDeployed }: { onDeployed: () => void }) {
   const [image, setImage] = useState('');
   const [port, setPort] = useState('');
   const [env, setEnv] = useState('');
+  const [alwaysOn, setAlwaysOn] = useState(false);
   const deploy = useAction(async () => {
     const body: Record<string, unknown> = { name: name.trim(), image: image.trim(), env_vars: parseEnv(env) };
     if (port.trim()) body.port = Number(port);
+    // Left out, min_instances is 0: the app is suspended when idle and woken by the next request.
+    if (alwaysOn) body.min_instances = 1;
     return session.call('app', 'Run', body);
   });
   async function submit(event: FormEvent) {
@@ -212,6 +216,7 @@ function Deploy({ onDeployed }: { onDeployed: () => void }) {
     setImage('');
     setPort('');
     setEnv('');
+    setAlwaysOn(false);
     onDeployed();
   }
   return (
@@ -232,6 +237,14 @@ function Deploy({ onDeployed }: { onDeployed: () => void }) {
         <div className="field">
           <label htmlFor="app-env">Environment variables</label>
           <textarea id="app-env" className="code" rows={3} placeholder={'NAME=value\nGREETING=hello'} value={env} onChange={(event) => setEnv(event.target.value)} />
+        </div>
+        <div className="field">
+          <label className="checkbox">
+            <input type="checkbox" checked={alwaysOn} onChange={(event) => setAlwaysOn(event.target.checked)} aria-describedby="app-always-on-hint" /> Always on
+          </label>
+          <p className="hint" id="app-always-on-hint">
+            off: the app scales to zero, suspended once ready and after 5 s without requests, and the next request wakes it; on: one instance keeps running (<code>min_instances: 1</code>)
+          </p>
         </div>
         <button type="submit" className="button-primary" disabled={deploy.busy}>
           {deploy.busy ? 'Deploying…' : 'Deploy'}

@@ -41,15 +41,17 @@ const EnvVars = z
 
 const Port = z.number().int('port: a whole number').min(1, 'port: 1-65535').max(65_535, 'port: 1-65535');
 
+const MinInstances = z.number().int('min_instances: a whole number').min(0, 'min_instances: 0 or more').max(100, 'min_instances: at most 100');
+
 /** Settings Run and Update take; every one optional (Run fills defaults, Update keeps what was). */
 const settingsFields = {
   port: Port.optional().describe('port the app listens on for HTTP (default: the image\'s first exposed TCP port, else 8080); PORT is set to it'),
   env_vars: EnvVars.optional(),
   memory: z.number().int('memory: whole MiB').min(32, 'memory: at least 32 MiB').max(65_536, 'memory: at most 65536 MiB').optional().describe('memory limit in MiB (default 256)'),
   cpus: z.number().gt(0, 'cpus: above 0').max(64, 'cpus: at most 64').optional().describe('CPUs: virtual CPUs (microvm) or a CPU-time quota (process); default 1'),
-  min_instances: z.number().int().min(0).max(100, 'min_instances: at most 100').optional().describe('instances kept running (default 1); 0: scale to zero, the instance is suspended when ready and after idle_timeout, woken by the next request'),
-  max_instances: z.number().int().min(1).max(100, 'max_instances: at most 100').optional().describe('most instances (default: min_instances, at least 1)'),
-  concurrency: z.number().int().min(1).max(10_000).optional().describe('requests one instance takes at once before another is added (default 100)'),
+  min_instances: MinInstances.optional().describe('instances kept running: 0 scales to zero (the instance is suspended once ready and after idle_timeout, woken by the next request), 1 or more keeps the app always on; Update keeps the current value when left out'),
+  max_instances: z.number().int().min(1).max(100, 'max_instances: at most 100').optional().describe('most instances (default: min_instances, at least 1, plus pool)'),
+  concurrency: z.number().int().min(1).max(10_000).optional().describe('requests one instance takes at once before another is added (default 50)'),
   idle_timeout: z.number().int().min(1, 'idle_timeout: 1-10 seconds').max(10, 'idle_timeout: 1-10 seconds').optional().describe('seconds without a request before an instance is suspended (default 5)'),
   pool: z.number().int('pool: a whole number').min(0, 'pool: 0 or more').max(100, 'pool: at most 100').optional().describe('spare instances kept started and suspended beyond min_instances, woken when the others are at their concurrency, so a burst does not wait for a boot (default 0; counted in max_instances)'),
   volumes: z
@@ -91,6 +93,8 @@ export const RunRequest = z
     region: z.string().optional().describe('region to run in; this machine is "local"'),
     ...sourceFields,
     ...settingsFields,
+    // Serverless by default, as Cloud Run (which M3O's app API wrapped): an app sleeps when idle unless it asks to stay on.
+    min_instances: MinInstances.default(0).describe('instances kept running: 0 scales to zero (the instance is suspended once ready and after idle_timeout, woken by the next request), 1 or more keeps the app always on'),
   });
 
 export const UpdateRequest = z
