@@ -1,10 +1,11 @@
 /**
- * Billing matches running time: an app run for a measured time and deleted is billed, in
- * usage/Read's compute rows, for the time its instance ran (between the tightest and loosest
- * spans the test can see from outside, and within 5% of Run's answer to Delete's answer), at its
- * memory size; its time shows while it runs (usage flushed every 100 ms, ALTO_USAGE_FLUSH_MS);
- * and nothing more accrues once it stopped, while another app's time keeps being counted. On the
- * process sandbox: metering lives in the app manager, the same for both drivers.
+ * Billing matches running time: an always-on app (min_instances 1) run for a measured time and
+ * deleted is billed, in usage/Read's compute rows, for the time its instance ran (between the
+ * tightest and loosest spans the test can see from outside, and within 5% of Run's answer to
+ * Delete's answer), at its memory size; its time shows while it runs (usage flushed every 100 ms,
+ * ALTO_USAGE_FLUSH_MS); and nothing more accrues once it stopped, while another app's time keeps
+ * being counted. On the process sandbox: metering lives in the app manager, the same for both
+ * drivers. (Suspended time, unbilled, is serverless.e2e.test.ts's.)
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -60,11 +61,11 @@ describe('apps: billed running time', () => {
 
   test('an app is billed for the time it ran, at its memory size, and for nothing after it stopped', async (t) => {
     const image = `${registry.host}/billing/httpd:v1`;
-    // Another app that keeps running: the clock that shows usage is still being counted later.
-    assert.equal((await call('app', 'Run', { name: 'clock', image, memory: MEMORY_MIB })).status, 200);
+    // Another app that keeps running (always on): the clock that shows usage is still being counted later.
+    assert.equal((await call('app', 'Run', { name: 'clock', image, memory: MEMORY_MIB, min_instances: 1 })).status, 200);
 
     const runCalled = Date.now();
-    const run = await call('app', 'Run', { name: 'metered', image, memory: MEMORY_MIB });
+    const run = await call('app', 'Run', { name: 'metered', image, memory: MEMORY_MIB, min_instances: 1 });
     const runAnswered = Date.now();
     assert.equal(run.status, 200, JSON.stringify(run.body));
     // Its time shows while it runs, not only once it ends.

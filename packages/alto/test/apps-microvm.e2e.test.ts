@@ -94,9 +94,9 @@ describe('apps on microVMs', () => {
   });
 
   test("isolation: a microVM app cannot reach a server on the host's 127.0.0.1, Alto's port, nor another project's instance", async () => {
-    // Another tenant's app, answering at its backend address from the host.
+    // Another tenant's app, answering at its backend address from the host (always on: a suspended one would not answer).
     const peerKey = await alto.projectKey('neighbour', ['app']);
-    const peer = await alto.call('app', 'Run', { name: 'peer', image: `${registry.host}/vm/web:v1`, memory: 128 }, peerKey);
+    const peer = await alto.call('app', 'Run', { name: 'peer', image: `${registry.host}/vm/web:v1`, memory: 128, min_instances: 1 }, peerKey);
     assert.equal(peer.status, 200, JSON.stringify(peer.body));
     const peerUrl = new URL((await alto.call('app', 'Resolve', { name: 'peer' }, peerKey)).body.url);
     assert.equal(await (await fetch(peerUrl)).text(), 'web v1\n');
@@ -104,6 +104,8 @@ describe('apps on microVMs', () => {
       name: 'prober',
       image: `${registry.host}/vm/prober:v1`,
       memory: 128,
+      // Always on: its probes run after it is ready, and a suspended instance would be paused mid-way.
+      min_instances: 1,
       env_vars: {
         HOST_PORT: String(loopbackServer.port),
         EDGE_PORT: String(edgePort),

@@ -1,7 +1,9 @@
 /**
  * Apps end to end on the process sandbox: a real `alto up --sandbox process` pulls images the
  * test built and pushed to a real docker-registry, runs them, and serves them through the edge
- * at `<app>.<project>.localhost`. Deploy with the CLI, reach the app by its Host, read its logs,
+ * at `<app>.<project>.localhost`. Deploy an always-on app with the CLI (`--min-instances 1`: its
+ * instance keeps running, which the crash, restart and Resolve checks need; the default, scale to
+ * zero, is serverless.e2e.test.ts's), reach the app by its Host, read its logs,
  * crash it and see it restarted with its exit in Status and Logs, update to a broken image (the
  * old version keeps serving), update to a good one under a loop of requests (none fails), keep
  * apps across a restart of Alto, delete. Isolation through the apps path: an app cannot reach a
@@ -56,7 +58,7 @@ describe('apps on the process sandbox', () => {
   });
 
   test('alto deploy runs an image; the edge serves it at <app>.<project>.localhost', async () => {
-    const deployed = await cli(['deploy', `${registry.host}/demo/web:v1`, '--name', 'web', '--port', '8080', '--env', 'GREETING=hi', '--json']);
+    const deployed = await cli(['deploy', `${registry.host}/demo/web:v1`, '--name', 'web', '--port', '8080', '--env', 'GREETING=hi', '--min-instances', '1', '--json']);
     assert.equal(deployed.code, 0, deployed.stderr);
     const service = JSON.parse(deployed.stdout);
     assert.equal(service.name, 'web');
@@ -65,6 +67,7 @@ describe('apps on the process sandbox', () => {
     assert.equal(service.url, `http://${WEB_HOST}:${edgePort}`);
     assert.match(service.digest, /^sha256:/);
     assert.deepEqual(service.env_vars, { GREETING: 'hi' });
+    assert.equal(service.min_instances, 1);
 
     const response = await web();
     assert.equal(response.status, 200);
@@ -188,20 +191,23 @@ describe('apps on the process sandbox', () => {
     const service = (await call('Status', { name: 'web' })).body.service;
     const running = service.instances.filter((instance: any) => instance.state === 'running');
     assert.deepEqual(running.map((instance: any) => instance.version), [2]);
-    // The env given at deploy time carried over.
+    // The env and min_instances given at deploy time carried over (a redeploy without --min-instances keeps it on).
     assert.deepEqual(service.env_vars, { GREETING: 'hi' });
+    assert.equal(service.min_instances, 1);
   });
 
   test("isolation: an app cannot reach a server on the host's 127.0.0.1, Alto's port, nor another project's instance", async () => {
-    // Another tenant's app, answering at its backend address from the host.
+    // Another tenant's app, answering at its backend address from the host (always on: a suspended one would not answer).
     const peerKey = await alto.projectKey('neighbour', ['app']);
-    const peer = await alto.call('app', 'Run', { name: 'peer', image: `${registry.host}/demo/web:v1` }, peerKey);
+    const peer = await alto.call('app', 'Run', { name: 'peer', image: `${registry.host}/demo/web:v1`, min_instances: 1 }, peerKey);
     assert.equal(peer.status, 200, JSON.stringify(peer.body));
     const peerUrl = new URL((await alto.call('app', 'Resolve', { name: 'peer' }, peerKey)).body.url);
     assert.equal(await (await fetch(peerUrl)).text(), 'web v1\n');
     const run = await call('Run', {
       name: 'prober',
       image: `${registry.host}/demo/prober:v1`,
+      // Always on: its probes run after it is ready, and a suspended instance would be frozen mid-way.
+      min_instances: 1,
       env_vars: {
         HOST_PORT: String(loopbackServer.port),
         EDGE_PORT: String(edgePort),

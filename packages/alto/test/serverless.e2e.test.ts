@@ -1,7 +1,8 @@
 /**
  * The serverless lifecycle on the process sandbox (issue 8; microVMs in
- * serverless-microvm.e2e.test.ts): an app with `min_instances: 0` is suspended as soon as it is
- * ready (the cgroup freezer says frozen), a request wakes it and is answered, it is suspended
+ * serverless-microvm.e2e.test.ts): an app with `min_instances: 0` (the default when Run leaves it
+ * out) is suspended as soon as it is ready (the cgroup freezer says frozen), a request wakes it
+ * and is answered, it is suspended
  * again after `idle_timeout` (not before), requests arriving around suspension all succeed, a
  * websocket held open keeps it running, suspended time is not billed, /metrics counts the
  * activations, and the process driver (no snapshots) keeps a long-idle instance frozen.
@@ -94,6 +95,30 @@ describe('serverless lifecycle (process sandbox)', () => {
     assert.ok(metricValue(await metrics(), 'alto_app_instances{state="suspended"}') >= 1);
   });
 
+  test('serverless by default: an app run without min_instances is suspended once ready, woken by a request, suspended again after the default idle_timeout', async () => {
+    const run = await call('app', 'Run', { name: 'plain', image, memory: 64 });
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    const { min_instances, max_instances, idle_timeout } = run.body.service;
+    assert.deepEqual({ min_instances, max_instances, idle_timeout }, { min_instances: 0, max_instances: 1, idle_timeout: 5 });
+    await whenSuspended('plain');
+
+    const answer = await getThroughEdge(edgePort, hostOf('plain'));
+    const answered = Date.now();
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body, 'awake\n');
+    await whenSuspended('plain');
+    const since = Date.parse((await slot('plain')).since);
+    // Not before the default idle_timeout, 5 s, had passed since the exchange ended.
+    assert.ok(since >= answered - 100 + 5_000, `suspended ${since - answered} ms after the answer`);
+    // An update that leaves min_instances out keeps it (Run's default is not applied again).
+    const update = await call('app', 'Update', { name: 'plain', min_instances: 1 });
+    assert.equal(update.status, 200, JSON.stringify(update.body));
+    const kept = await call('app', 'Update', { name: 'plain', env_vars: { AGAIN: '1' } });
+    assert.equal(kept.status, 200, JSON.stringify(kept.body));
+    assert.equal(kept.body.service.min_instances, 1);
+    assert.equal((await call('app', 'Delete', { name: 'plain' })).status, 200);
+  });
+
   test('concurrent requests to a suspended app share one wake; requests around suspension all succeed', async () => {
     await whenSuspended('web');
     const first = await Promise.all(Array.from({ length: 20 }, () => getThroughEdge(edgePort, hostOf('web'))));
@@ -136,7 +161,7 @@ describe('serverless lifecycle (process sandbox)', () => {
   test('suspended time is not billed; running time is', async () => {
     await runSleepy('meter');
     // Another app that keeps running (min_instances 1): the clock showing usage is being counted.
-    const clock = await call('app', 'Run', { name: 'clock', image, memory: 64 });
+    const clock = await call('app', 'Run', { name: 'clock', image, memory: 64, min_instances: 1 });
     assert.equal(clock.status, 200, JSON.stringify(clock.body));
     await whenSuspended('meter');
     await eventually(async () => (await billed('clock')) > 0, 'the running app billed');
