@@ -68,7 +68,8 @@ async function measureDriver(driver: DriverName, registry: TestRegistry, image: 
       if (result.status !== 200) throw new Error(`app/${endpoint} answered ${result.status}: ${JSON.stringify(result.body)}`);
       return result.body;
     };
-    const settings = { image: `${registry.host}/${image}`, memory: 256 };
+    // Always on: the warm figures reach the instance directly, which a suspended one would not answer.
+    const settings = { image: `${registry.host}/${image}`, memory: 256, min_instances: 1 };
     // Pull, unpack and root disk, once: this app stays up and serves the warm figures.
     await call('Run', { name: 'web', ...settings });
     const status = await (await fetch(`${alto.url}/v1/status`, { headers: { authorization: `Bearer ${alto.adminKey}` } })).json();
