@@ -2,9 +2,11 @@
  * The console's apps flow in a real browser: Debian's chromium driven by playwright-core against
  * a real `alto up --sandbox process` (with a private sandbox cache) and a real docker-registry
  * holding the busybox httpd image the test built. Deploys from the apps page's form, sees the
- * app running with its instance, reaches it through the edge by its Host, sees the request line
- * httpd printed in the page's logs, sees app/Run counted on the usage page, and deletes the app
- * from the page with its confirmation. First, a tag the registry lacks shows the API's error.
+ * app running and scaling to zero (the default: its instance suspended once ready), reaches it
+ * through the edge by its Host (which wakes it), sees the request line httpd printed in the
+ * page's logs, sees app/Run counted on the usage page, and deletes the app from the page with its
+ * confirmation. First, a tag the registry lacks shows the API's error; last, "Always on" deploys
+ * an app with min_instances 1 whose instance keeps running.
  * Saves test-output/console/apps-deployed.png and apps-logs.png.
  */
 import assert from 'node:assert/strict';
@@ -87,14 +89,17 @@ describe('web console: apps on the process sandbox', () => {
     await page.getByLabel('Image', { exact: true }).fill(`${registry.host}/console/httpd:v1`);
     await page.getByRole('button', { name: 'Deploy', exact: true }).click();
 
-    // The app shows, running, with one running instance on the process driver.
+    // The app shows, running and scaling to zero: its one instance, on the process driver, suspended once ready.
     const card = page.locator(`li[data-app="${APP}"]`);
     await card.locator('.status', { hasText: 'running' }).waitFor({ timeout: 30_000 });
-    await card.getByText(/1 instance \(min 1, max 1\)/).waitFor();
+    await card.getByText(/1 instance \(scales to zero, max 1\)/).waitFor();
     const chip = card.locator('.chip');
-    await chip.filter({ hasText: /running · process/ }).waitFor();
+    await eventually(async () => {
+      await page.getByRole('button', { name: 'Refresh' }).click();
+      return (await chip.filter({ hasText: /suspended · process/ }).count()) === 1;
+    }, 'the instance suspended on the page', 15_000);
     const listed = (await alto.call('app', 'List')).body.services;
-    assert.deepEqual(listed.map((app: any) => [app.name, app.status, app.port]), [[APP, 'running', HTTPD_PORT]]);
+    assert.deepEqual(listed.map((app: any) => [app.name, app.status, app.port, app.min_instances]), [[APP, 'running', HTTPD_PORT, 0]]);
     assert.ok(((await chip.first().textContent()) ?? '').includes(listed[0].instances[0].id.slice(0, 8)), 'the chip names the instance');
     const url = `http://${APP}.${PROJECT}.localhost:${edgePort}`;
     assert.equal(await card.getByRole('link', { name: url }).getAttribute('href'), url);
@@ -102,7 +107,7 @@ describe('web console: apps on the process sandbox', () => {
     assert.equal(await page.getByLabel('Name', { exact: true }).inputValue(), '', 'the form is cleared for the next app');
     await page.screenshot({ path: join(SCREENSHOTS, 'apps-deployed.png'), fullPage: true });
 
-    // The app answers through the edge by its Host; httpd -v logs the request.
+    // The app answers through the edge by its Host, woken by the request; httpd -v logs the request.
     const served = await getThroughEdge(edgePort, `${APP}.${PROJECT}.localhost`, '/');
     assert.equal(served.status, 200);
     assert.equal(served.body, HTTPD_PAGE);
@@ -134,6 +139,21 @@ describe('web console: apps on the process sandbox', () => {
     await page.getByText('No apps yet').waitFor();
     assert.deepEqual((await alto.call('app', 'List')).body.services, []);
     await eventually(async () => (await getThroughEdge(edgePort, `${APP}.${PROJECT}.localhost`, '/')).status === 404, 'the edge to stop serving the app');
+
+    // "Always on" asks for min_instances 1: the instance keeps running.
+    await page.getByLabel('Name', { exact: true }).fill('steady');
+    await page.getByLabel('Image', { exact: true }).fill(`${registry.host}/console/httpd:v1`);
+    await page.getByLabel('Port', { exact: true }).fill(String(HTTPD_PORT));
+    await page.getByLabel('Always on').check();
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click();
+    const steady = page.locator('li[data-app="steady"]');
+    await steady.getByText(/1 instance \(always on, min 1, max 1\)/).waitFor({ timeout: 30_000 });
+    await steady.locator('.chip').filter({ hasText: /running · process/ }).waitFor();
+    assert.equal(await page.getByLabel('Always on').isChecked(), false, 'the form is cleared for the next app');
+    const steadyStatus = (await alto.call('app', 'Status', { name: 'steady' })).body.service;
+    assert.equal(steadyStatus.min_instances, 1);
+    assert.deepEqual(steadyStatus.slots.map((slot: any) => slot.state), ['running']);
+    assert.equal((await alto.call('app', 'Delete', { name: 'steady' })).status, 200);
     assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   });
 });

@@ -38,6 +38,14 @@ interface AppService {
 
 const LOG_POLL_MS = 2000;
 
+/** Running is well, failed is not; suspended is an idle app asleep as it should be (scale to zero), not a warning. */
+function instanceDot(state: string): string {
+  if (state === 'running') return 'dot-ok';
+  if (state === 'failed') return 'dot-bad';
+  if (state === 'suspended') return 'dot-off';
+  return 'dot-warn';
+}
+
 export function AppsPage() {
   const session = useSession();
   const apps = useLoad(() => session.call<{ services: AppService[] }>('app', 'List'), [session.key]);
@@ -113,7 +121,7 @@ export function AppsPage() {
                   <ul className="chips">
                     {app.instances.map((instance) => (
                       <li key={instance.id} className="chip" title={instance.exit_reason ?? `started ${formatDate(instance.started)}`}>
-                        <span className={`dot ${instance.state === 'running' ? 'dot-ok' : instance.state === 'failed' ? 'dot-bad' : 'dot-warn'}`} aria-hidden="true" /> {instance.id.slice(0, 8)} ·{' '}
+                        <span className={`dot ${instanceDot(instance.state)}`} aria-hidden="true" /> {instance.id.slice(0, 8)} ·{' '}
                         {instance.state} · {instance.driver}
                       </li>
                     ))}
