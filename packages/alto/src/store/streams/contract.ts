@@ -47,6 +47,19 @@ export function runStreamStoreContract(name: string, open: () => Promise<StreamA
       assert.deepEqual(await texts(ns, 'ünïcødé 🚀'), ['ünïcødé 🚀\n']);
     });
 
+    test("a quiet channel's messages among a busy one's: the newest `limit` of that channel only", async () => {
+      const ns = namespace('interleaved');
+      for (let round = 0; round < 3; round++) {
+        await store.addMessage(ns, 'quiet', message(`q${round}`, 2_000 + round * 100), 50, limits());
+        for (let i = 0; i < 20; i++) await store.addMessage(ns, 'busy', message(`b${round}-${i}`, 2_001 + round * 100 + i), 50, limits());
+      }
+      assert.deepEqual(await texts(ns, 'quiet', 0, 2), ['q1', 'q2']);
+      assert.deepEqual(await texts(ns, 'quiet', 0, 10), ['q0', 'q1', 'q2']);
+      assert.deepEqual(await texts(ns, 'quiet', 2_000, 10), ['q1', 'q2'], 'created after since');
+      assert.deepEqual(await texts(ns, 'busy', 0, 3), ['b2-17', 'b2-18', 'b2-19']);
+      assert.equal((await texts(ns, 'busy', 0, 100)).length, 50, 'trimmed to keep');
+    });
+
     test('channels: made by a touch or a first message, described, listed by name when live', async () => {
       const ns = namespace('channels');
       assert.equal(await store.touchChannel(ns, 'random', 'Anything goes', 2_000, limits()), true);
@@ -108,6 +121,15 @@ export function runStreamStoreContract(name: string, open: () => Promise<StreamA
       assert.deepEqual(await store.listChannels(`${project}/production`, 0), []);
       assert.deepEqual(await texts(`${project}/development`, 'general'), []);
       assert.deepEqual(await texts(`${project}0/production`, 'general'), [`${project}0/production`]);
+    });
+
+    test('a project deleted by one process is used again through the other', async () => {
+      const ns = `again-${run}/production`;
+      assert.equal(await store.addMessage(ns, 'general', message('before'), 5, limits()), true);
+      await adapter.other.deleteProject(`again-${run}`);
+      assert.equal(await store.addMessage(ns, 'general', message('after', 2_000), 5, limits()), true);
+      assert.deepEqual(await texts(ns, 'general'), ['after']);
+      assert.deepEqual(await adapter.other.listChannels(ns, 0), [{ name: 'general', description: '', lastActive: 2_000 }]);
     });
   });
 }

@@ -2,9 +2,9 @@
  * @module store/streams/port
  * The stream storage port: per tenant namespace, channels (name, description, last activity)
  * and their messages in the order they were sent. The block sets the limits (messages kept
- * per channel, live channels per namespace, how long things live) and passes them in, so both
- * adapters apply the same ones inside their own transaction. Adapters: `sqlite.ts` (embedded)
- * and `postgres.ts` (with `--store postgres://`).
+ * per channel, live channels per namespace, how long things live) and passes them in, so every
+ * adapter applies the same ones atomically (in a transaction, or by compare-and-set). Adapters: `sqlite.ts` (embedded),
+ * `postgres.ts` (with `--store postgres://`) and `nats.ts` (NATS JetStream, with `--events nats://`).
  */
 
 export interface StreamMessageRecord {
@@ -28,7 +28,7 @@ export interface ChannelLimits {
 }
 
 export interface StreamStore {
-  readonly backend: 'sqlite' | 'postgres';
+  readonly backend: 'sqlite' | 'postgres' | 'nats';
   /**
    * Marks a channel active at `now`, making it when it is new (or no longer live), and sets its
    * description when one is given. False, with nothing written, when it would be one live
