@@ -170,7 +170,8 @@ describe('secrets reach apps and functions only when named, by a key that may re
     const refused = await alto.call('app', 'Run', { name: 'shop', files, secrets: ['stripe-key'] }, appOnly);
     assert.equal(refused.status, 403, JSON.stringify(refused.body));
     assert.match(refused.body.detail, /"secret" scope/);
-    const run = await alto.call('app', 'Run', { name: 'shop', files, secrets: ['stripe-key'] }, appWithSecrets);
+    // Always on: Resolve's raw address reaches only a running instance (a suspended one does not answer).
+    const run = await alto.call('app', 'Run', { name: 'shop', files, secrets: ['stripe-key'], min_instances: 1 }, appWithSecrets);
     assert.equal(run.status, 200, JSON.stringify(run.body));
     assertHidden(run, 'app/Run');
     const resolved = await alto.call('app', 'Resolve', { name: 'shop' }, appWithSecrets);
