@@ -4,15 +4,16 @@
  * s3-server.ts) and one Redis (`--cache`), serve one cloud for the data blocks: a db Watch on one
  * sees the writes made on the other; a space object written through one is read through the
  * other, and a presigned URL made by one is served by the other; an event published on one is
- * consumed on the other, and an mq message reaches a subscriber on the other; a cache value set
- * on one is read on the other. The control plane's half (keys, revocation, rate limits, usage)
- * is in shared-store.e2e.test.ts, cron's in cron.e2e.test.ts. Needs the test services
- * (`. scripts/test-services.sh`).
+ * consumed on the other, and an mq message reaches a subscriber on the other; a stream message
+ * sent through one is listed through the other; a cache value set on one is read on the other.
+ * The control plane's half (keys, revocation, rate limits, usage) is in shared-store.e2e.test.ts,
+ * cron's in cron.e2e.test.ts. Needs the test services (`. scripts/test-services.sh`).
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import pg from 'pg';
 import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
 import { startProcess, waitFor, waitForAsync, type ServerProcess } from './harness.js';
 import { startS3Server, TEST_S3_CREDENTIALS, type TestS3 } from './s3-server.js';
@@ -62,10 +63,10 @@ describe('two processes on PostgreSQL, NATS, S3 and Redis: one cloud for the dat
     ];
     first = await startProcess({ args, env });
     second = await startProcess({ args, env });
-    key = await first.projectKey(project, ['db', 'space', 'event', 'mq', 'cache']);
+    key = await first.projectKey(project, ['db', 'space', 'event', 'mq', 'cache', 'stream']);
   });
   after(async () => {
-    // Deleting the project deletes its events (its NATS stream) and cache keys in the shared servers.
+    // Deleting the project deletes its events and stream channels (on NATS) and cache keys in the shared servers.
     if (first) assert.equal((await first.call('projects', 'Delete', { name: project })).status, 200);
     await second?.close();
     await first?.close();
@@ -162,6 +163,26 @@ describe('two processes on PostgreSQL, NATS, S3 and Redis: one cloud for the dat
     } finally {
       subscriber.close();
       await subscriber.closed;
+    }
+  });
+
+  test('a stream message sent through one process is listed through the other, kept on NATS rather than PostgreSQL', async () => {
+    const sent = await first.call('stream', 'SendMessage', { channel: 'lobby', text: 'sent through the first process' }, key);
+    assert.equal(sent.status, 200, JSON.stringify(sent.body));
+    const listed = await second.call('stream', 'ListMessages', { channel: 'lobby' }, key);
+    assert.equal(listed.status, 200, JSON.stringify(listed.body));
+    assert.deepEqual(
+      listed.body.messages.map((message: { id: string; text: string }) => [message.id, message.text]),
+      [[sent.body.id, 'sent through the first process']],
+    );
+    assert.deepEqual((await second.call('stream', 'ListChannels', {}, key)).body.channels.map((channel: { name: string }) => channel.name), ['lobby']);
+    // Both processes share the PostgreSQL database too: the message is not there.
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect();
+    try {
+      assert.equal((await client.query('SELECT count(*)::int AS n FROM alto_stream_messages')).rows[0].n, 0);
+    } finally {
+      await client.end();
     }
   });
 

@@ -4,8 +4,8 @@
  * had them. A message holds at most 512 characters; a channel keeps its latest 1000 messages;
  * a project (environment) has at most 1000 channels; messages expire after 24 hours and a
  * channel with no activity for 24 hours goes with them. Kept in the stream port of
- * `platform.stores` (SQLite embedded, PostgreSQL with `--store postgres://`), so they survive
- * a restart within their day.
+ * `platform.stores` (SQLite embedded, PostgreSQL with `--store postgres://`, NATS JetStream with
+ * `--events nats://`), so they survive a restart within their day.
  */
 import { randomUUID } from 'node:crypto';
 import { errors } from '../../kit/errors.js';
