@@ -7,10 +7,12 @@
  * objects on the local disk, or in an S3-compatible bucket with `--objects s3://...`.
  * Ports, each on PostgreSQL when `--store` is given, else on SQLite: `control` (accounts,
  * projects, keys, settings, and the lock bootstrap runs under), `usage`, `quota`, `cron`, `otp`,
- * `streams` (stream), `files` (file), `secrets` (secret), `urls` (url), `search`, `users` (user,
- * and the accounts' failed logins), `mail` (the platform's Mailer) and `documents` (db). `cache`
- * is on Redis with `--cache`, else SQLite; `events` (event) on NATS JetStream and `messages` (mq)
- * on NATS subjects with `--events`, else SQLite and in process; `objects` (space) on S3 or disk.
+ * `streams` (stream; but see `--events`), `files` (file), `secrets` (secret), `urls` (url),
+ * `search`, `users` (user, and the accounts' failed logins), `mail` (the platform's Mailer) and
+ * `documents` (db). `cache` is on Redis with `--cache`, else SQLite; `events` (event) and
+ * `streams` on NATS JetStream and `messages` (mq) on NATS subjects with `--events` (NATS wins
+ * over PostgreSQL for the stream, as for events), else SQLite and in process; `objects` (space)
+ * on S3 or disk.
  * Still outside: compute's app, function and image records, which keep the SQLite handle.
  */
 import { join } from 'node:path';
@@ -34,6 +36,7 @@ import type { OtpStore } from './otp/port.js';
 import { PostgresOtpStore } from './otp/postgres.js';
 import { SqliteOtpStore } from './otp/sqlite.js';
 import type { StreamStore } from './streams/port.js';
+import { NatsStreamStore } from './streams/nats.js';
 import { PostgresStreamStore } from './streams/postgres.js';
 import { SqliteStreamStore } from './streams/sqlite.js';
 import type { ObjectStore } from './objects/port.js';
@@ -82,7 +85,7 @@ export interface StoreOptions {
   postgresUrl?: string;
   /** `redis://...`: the cache on Redis. */
   redisUrl?: string;
-  /** `nats://...`: events (JetStream) and mq on NATS. */
+  /** `nats://...`: events and the stream block (JetStream), and mq, on NATS. */
   natsUrl?: string;
   /** `s3://BUCKET?endpoint=...`: space objects in an S3-compatible bucket; else files under `<data>/objects`. */
   objectsUrl?: string;
@@ -104,7 +107,10 @@ export interface Stores {
   cron: CronStore;
   /** One-time password secrets, replay records and failure counters. */
   otp: OtpStore;
-  /** The stream block's channels and messages. */
+  /**
+   * The stream block's channels and messages: on NATS JetStream with `--events nats://...`, else
+   * on PostgreSQL with `--store postgres://...`, else embedded.
+   */
   streams: StreamStore;
   /** Space objects: on the local disk, or in the S3 bucket `--objects` names. */
   objects: ObjectStore;
@@ -164,6 +170,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   let objects: ObjectStore | undefined;
   let shared: SharedPorts | undefined;
   let events: EventStore | undefined;
+  let natsStreams: StreamStore | undefined;
   try {
     if (options.postgresUrl) {
       postgres = new pg.Pool({ connectionString: options.postgresUrl, max: 20 });
@@ -197,6 +204,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     if (options.natsUrl) {
       nats = await openNats(options.natsUrl);
       events = await NatsEventStore.open(nats);
+      natsStreams = await NatsStreamStore.open(nats);
       parts.push(`nats at ${redactUrl(options.natsUrl)}`);
     }
     if (options.objectsUrl) {
@@ -223,7 +231,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     quota: shared?.quota ?? new SqliteQuotaStore(sqlite),
     cron: shared?.cron ?? new SqliteCronStore(sqlite),
     otp: shared?.otp ?? new SqliteOtpStore(sqlite),
-    streams: shared?.streams ?? new SqliteStreamStore(sqlite),
+    streams: natsStreams ?? shared?.streams ?? new SqliteStreamStore(sqlite),
     files: shared?.files ?? new SqliteFileStore(sqlite),
     secrets: shared?.secrets ?? new SqliteSecretStore(sqlite),
     urls: shared?.urls ?? new SqliteUrlStore(sqlite),
