@@ -101,6 +101,20 @@ export function runStreamStoreContract(name: string, open: () => Promise<StreamA
       assert.deepEqual(await adapter.other.listMessages(ns, 'general', 0, 100).then((all) => all.map((each) => each.text)), kept, 'one order for both');
     });
 
+    test('a channel long live takes messages from both processes at once, and a later touch wins', async () => {
+      const ns = namespace('busy');
+      assert.equal(await store.addMessage(ns, 'general', message('first', 1_000_000), 100, limits()), true);
+      const sent = await Promise.all(
+        Array.from({ length: 10 }, (_, index) =>
+          (index % 2 ? adapter.other : store).addMessage(ns, 'general', message(`b${index}`, 1_000_001 + index), 100, limits()),
+        ),
+      );
+      assert.deepEqual(sent, Array(10).fill(true));
+      assert.equal((await texts(ns, 'general')).length, 11);
+      assert.equal(await adapter.other.touchChannel(ns, 'general', 'Busy', 1_000_100, limits()), true);
+      assert.deepEqual(await store.listChannels(ns, 0), [{ name: 'general', description: 'Busy', lastActive: 1_000_100 }]);
+    });
+
     test('purge removes old messages and idle channels with theirs', async () => {
       const ns = namespace('purge');
       // Far in the past, so other tests' rows (from 1 000 ms on) are not purged with them.

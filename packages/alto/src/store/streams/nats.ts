@@ -471,5 +471,6 @@ export class NatsStreamStore implements StreamStore {
         if (!/already in use|already exists/i.test((error as Error).message)) throw error;
       }
     }
+    throw new Error(`stream ${name}: neither found nor created (made and deleted meanwhile); try again`);
   }
 }
