@@ -151,10 +151,12 @@ test('two bootstraps at once on one SQLite file make one admin account and one a
 test('two bootstraps at once on one empty PostgreSQL database make one admin account and one admin key', async () => {
   const database = await createTestDatabase('bootstrap');
   const pools = [new pg.Pool({ connectionString: database.url, max: 4 }), new pg.Pool({ connectionString: database.url, max: 4 })];
+  let stores: PostgresControlStore[] = [];
   try {
-    const stores = await Promise.all(pools.map((pool) => PostgresControlStore.open(pool)));
+    stores = await Promise.all(pools.map((pool) => PostgresControlStore.open(pool)));
     await assertOneAdmin([stores[0], stores[1]]);
   } finally {
+    for (const store of stores) await store.close();
     for (const pool of pools) await pool.end();
     await database.drop();
   }

@@ -2,8 +2,10 @@
  * @module platform/tenancy
  * Accounts own projects; every API key belongs to one project and environment and carries
  * scopes. Keys are 192 random bits, shown once, stored only as SHA-256 hashes (a fast hash is
- * right for secrets with this much entropy), and looked up on every request, so a revocation
- * takes effect on the very next call, in every process sharing the store.
+ * right for secrets with this much entropy). A key found once is kept in memory by its hash, and
+ * dropped the moment the store's key generation moves (a revocation, a block, a deleted project,
+ * in this process or another sharing the store), so a revocation takes effect on the very next
+ * call everywhere while the calls in between cost no database read.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { errors } from '../kit/errors.js';
@@ -15,6 +17,8 @@ export const KEY_PREFIX = 'alto_';
 export const DEFAULT_ENVIRONMENT = 'dev';
 export const DEFAULT_PROJECT = 'default';
 const ADMIN_ACCOUNT_SETTING = 'admin_account_id';
+/** Keys kept in memory at most; past it the cache starts again empty. */
+const KEY_CACHE_SIZE = 10_000;
 
 /** Project and environment names: lower-case, digits and dashes, as they appear in host names. */
 export const NAME_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -70,7 +74,13 @@ export interface BootstrapResult {
   adminAccountId: string;
 }
 
+/** A key as the cache keeps it: what `authenticate` answers for it, without a lookup. */
+type CachedKey = { status: 'active'; tenant: Tenant } | { status: 'revoked' | 'blocked' };
+
 export class Tenancy {
+  private readonly keys = new Map<string, CachedKey>();
+  private keysGeneration = -1;
+
   constructor(
     private readonly store: ControlStore,
     /** Names of the services a scope may name. */
@@ -129,11 +139,29 @@ export class Tenancy {
 
   /** The tenant a key stands for, or a 401/403 that says why it cannot be used. */
   async authenticate(secret: string): Promise<Tenant> {
-    const key = await this.store.findKeyByHash(hashKey(secret));
-    if (!key) throw errors.unauthorized('the API key is not valid');
-    if (key.status === 'revoked') throw errors.unauthorized('the API key was revoked');
-    if (key.status === 'blocked') throw errors.forbidden('the API key is blocked; unblock it with keys/Unblock');
-    return tenantOf(key);
+    const hash = hashKey(secret);
+    const generation = this.store.keyGeneration();
+    if (generation !== this.keysGeneration) {
+      this.keys.clear();
+      this.keysGeneration = generation;
+    }
+    let cached = this.keys.get(hash);
+    if (!cached) {
+      const key = await this.store.findKeyByHash(hash);
+      if (!key) throw errors.unauthorized('the API key is not valid');
+      cached = key.status === 'active' ? { status: 'active', tenant: Object.freeze(tenantOf(key)) } : { status: key.status };
+      // Kept only if no change to keys was seen while it was looked up: the row may predate it.
+      if (this.store.keyGeneration() === generation && this.keysGeneration === generation) {
+        if (this.keys.size >= KEY_CACHE_SIZE) this.keys.clear();
+        this.keys.set(hash, cached);
+      }
+    }
+    if (cached.status !== 'active') {
+      throw cached.status === 'revoked'
+        ? errors.unauthorized('the API key was revoked')
+        : errors.forbidden('the API key is blocked; unblock it with keys/Unblock');
+    }
+    return cached.tenant;
   }
 
   async createAccount(email: string, passwordHash: string): Promise<{ accountId: string; project: ProjectRecord }> {

@@ -35,6 +35,7 @@ runControlContract('postgres, two pools on one database', async () => {
   return {
     stores: [stores[0], stores[1]],
     async cleanup() {
+      for (const store of stores) await store.close();
       for (const pool of pools) await pool.end();
       await database.drop();
     },

@@ -10,6 +10,15 @@ import { after, before, describe, test } from 'node:test';
 import { AltoError } from '../kit/errors.js';
 import type { AccountRecord, ControlStore, KeyRecord, ProjectRecord } from './control.js';
 
+/** Waits until `condition()` holds, looking every 2 ms, or fails after `timeoutMs`. */
+async function waitFor(condition: () => boolean, what: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
 export interface ControlAdapterUnderTest {
   /** Two handles on the same state, as two processes would have. */
   stores: [ControlStore, ControlStore];
@@ -118,6 +127,37 @@ export function runControlContract(name: string, open: () => Promise<ControlAdap
       assert.equal((await store.getKey(older.id))?.status, 'active');
       await store.setKeyStatus(older.id, 'revoked');
       assert.equal((await other.findKeyByHash(id('hash-older')))?.status, 'revoked', 'a revocation is seen by the next lookup anywhere');
+    });
+
+    test('the key generation moves on both handles when a key changes status or goes with its project, and stays put otherwise', async () => {
+      const owner = account('generations');
+      await store.createAccount(owner);
+      const home = project(owner, 'generations');
+      await store.createProject(home);
+      const subject = key(home, 'generation-key');
+      await store.insertKey(subject, id('hash-generation'));
+      const before = [store.keyGeneration(), other.keyGeneration()];
+      assert.ok(before.every(Number.isFinite));
+      assert.deepEqual([store.keyGeneration(), other.keyGeneration()], before, 'no change, no new generation');
+      await store.getSetting('anything');
+      await other.setSetting(id('unrelated'), 'x');
+      assert.deepEqual([store.keyGeneration(), other.keyGeneration()], before, 'other writes leave it');
+
+      // The writer sees its own change when its promise resolves. The other handle: on SQLite at
+      // its next look (data_version), on PostgreSQL when the notification arrives.
+      const seenElsewhere = async (previous: number) => {
+        if (other.kind === 'sqlite') assert.notEqual(other.keyGeneration(), previous, 'the other handle sees it at once');
+        else await waitFor(() => other.keyGeneration() !== previous, 'the notification on the other handle', 2_000);
+      };
+      await store.setKeyStatus(subject.id, 'revoked');
+      assert.notEqual(store.keyGeneration(), before[0], 'the writer sees its own change');
+      await seenElsewhere(before[1]);
+
+      const afterRevoke = [store.keyGeneration(), other.keyGeneration()];
+      await other.deleteProject(home.id);
+      assert.notEqual(other.keyGeneration(), afterRevoke[1]);
+      if (store.kind === 'sqlite') assert.notEqual(store.keyGeneration(), afterRevoke[0]);
+      else await waitFor(() => store.keyGeneration() !== afterRevoke[0], 'the notification on the first handle', 2_000);
     });
 
     test('deleting a project deletes its keys and nothing else', async () => {

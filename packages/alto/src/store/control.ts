@@ -65,6 +65,15 @@ export interface ControlStore {
   /** Keys of one project, newest first, without their hashes. */
   listKeys(projectId: string): Promise<KeyRecord[]>;
   setKeyStatus(id: string, status: KeyStatus): Promise<void>;
+  /**
+   * A number that changes whenever a key's status changes or keys go with their project, through
+   * this handle or any other on the same store (another process): the key cache in
+   * platform/tenancy drops what it holds when it sees a new one. Cheap enough for every call: one
+   * `PRAGMA data_version` on SQLite, nothing on PostgreSQL (LISTEN/NOTIFY). A change made through
+   * this handle shows before its promise resolves; on PostgreSQL, one made elsewhere shows as soon
+   * as its notification arrives, and a writer waits for its own notification before it returns.
+   */
+  keyGeneration(): number;
 
   /** A small named value (instance settings such as the node id). */
   getSetting(name: string): Promise<string | undefined>;

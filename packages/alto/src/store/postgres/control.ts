@@ -6,7 +6,8 @@
  * listings come in the same order as from SQLite. A project's keys go with it through ON DELETE
  * CASCADE, as in the embedded adapter.
  */
-import type pg from 'pg';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { errors } from '../../kit/errors.js';
 import type { AccountRecord, ControlStore, KeyRecord, KeyStatus, ProjectRecord, ResolvedKey } from '../control.js';
 import { migratePostgres } from './migrate.js';
@@ -109,16 +110,102 @@ function resolvedFromRow(row: KeyRow): ResolvedKey {
 }
 
 const UNIQUE_VIOLATION = '23505';
+/** Notified, in the transaction that makes it, of every change to keys. */
+const KEYS_CHANNEL = 'alto_keys';
+/** How long a change to keys waits for its own notification to come back before returning. */
+const OWN_NOTIFICATION_WAIT_MS = 2_000;
+/** How soon a lost LISTEN connection is opened again. */
+const RELISTEN_MS = 1_000;
 
 export class PostgresControlStore implements ControlStore {
   readonly kind = 'postgres';
+  private generation = 0;
+  /**
+   * The connection LISTENing on KEYS_CHANNEL, of its own beside the pool so it never takes a
+   * pooled connection from the queries; while there is none, nothing may be cached.
+   */
+  private listener: pg.Client | undefined;
+  /** Changes made here, by token, waiting for their notification. */
+  private readonly awaited = new Map<string, () => void>();
+  private closed = false;
 
   private constructor(private readonly pool: pg.Pool) {}
 
   /** Applies the migrations (once, even with several processes starting together). */
   static async open(pool: pg.Pool): Promise<PostgresControlStore> {
     await migratePostgres(pool, 'control', MIGRATIONS);
-    return new PostgresControlStore(pool);
+    const store = new PostgresControlStore(pool);
+    await store.listen();
+    return store;
+  }
+
+  keyGeneration(): number {
+    // Not listening, a change made by another process would go unseen: a new generation for
+    // every call, so the cache holds nothing until the connection is back.
+    if (!this.listener) this.generation++;
+    return this.generation;
+  }
+
+  private async listen(): Promise<void> {
+    const client = new pg.Client(this.pool.options);
+    const lost = () => {
+      if (this.listener !== client) return;
+      this.listener = undefined;
+      void client.end().catch(() => undefined);
+      this.relistenLater();
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    client.on('notification', (message) => {
+      if (message.channel !== KEYS_CHANNEL) return;
+      this.generation++;
+      if (message.payload) this.awaited.get(message.payload)?.();
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${KEYS_CHANNEL}`);
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw error;
+    }
+    if (this.closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.listener = client;
+    this.generation++;
+  }
+
+  private relistenLater(): void {
+    if (this.closed) return;
+    setTimeout(() => void this.listen().catch(() => this.relistenLater()), RELISTEN_MS).unref();
+  }
+
+  /**
+   * Runs `statement` (an UPDATE or DELETE of keys, or of projects with their keys) and notifies
+   * every process in the same transaction, then waits (briefly) until this process's own
+   * listener has the notification: by then the other processes' listeners have it too.
+   */
+  private async changeKeys(statement: string, values: unknown[]): Promise<void> {
+    const token = randomUUID();
+    let arrived: Promise<void> = Promise.resolve();
+    if (this.listener) {
+      arrived = new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, OWN_NOTIFICATION_WAIT_MS);
+        this.awaited.set(token, () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    try {
+      await this.pool.query(`WITH changed AS (${statement} RETURNING 1) SELECT pg_notify('${KEYS_CHANNEL}', $${values.length + 1})`, [...values, token]);
+      this.generation++;
+      await arrived;
+    } finally {
+      this.awaited.get(token)?.();
+      this.awaited.delete(token);
+    }
   }
 
   async createAccount(account: AccountRecord): Promise<void> {
@@ -181,7 +268,7 @@ export class PostgresControlStore implements ControlStore {
 
   async deleteProject(projectId: string): Promise<void> {
     // Keys go with the project through ON DELETE CASCADE, inside the same statement.
-    await this.pool.query('DELETE FROM alto_projects WHERE id = $1', [projectId]);
+    await this.changeKeys('DELETE FROM alto_projects WHERE id = $1', [projectId]);
   }
 
   async insertKey(key: KeyRecord, hash: string): Promise<void> {
@@ -231,7 +318,7 @@ export class PostgresControlStore implements ControlStore {
   }
 
   async setKeyStatus(id: string, status: KeyStatus): Promise<void> {
-    await this.pool.query('UPDATE alto_api_keys SET status = $1 WHERE id = $2', [status, id]);
+    await this.changeKeys('UPDATE alto_api_keys SET status = $1 WHERE id = $2', [status, id]);
   }
 
   async getSetting(name: string): Promise<string | undefined> {
@@ -278,5 +365,9 @@ export class PostgresControlStore implements ControlStore {
 
   async close(): Promise<void> {
     // The pool is shared with other adapters; `Stores.close()` ends it.
+    this.closed = true;
+    const client = this.listener;
+    this.listener = undefined;
+    await client?.end().catch(() => undefined);
   }
 }

@@ -97,9 +97,14 @@ function isUniqueViolation(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
+/** The settings row counting changes to keys, which other processes on the file watch. */
+const KEY_GENERATION = 'key_generation';
+
 export class SqliteControlStore implements ControlStore {
   readonly kind = 'sqlite';
   private readonly statements;
+  private generation = 0;
+  private seenDataVersion = -1;
 
   constructor(private readonly db: SqliteDatabase) {
     migrate(db, 'control', MIGRATIONS);
@@ -129,6 +134,12 @@ export class SqliteControlStore implements ControlStore {
          WHERE k.project_id = ? ORDER BY k.created_at DESC, k.id`,
       ),
       setKeyStatus: db.prepare('UPDATE api_keys SET status = ? WHERE id = ?'),
+      bumpKeyGeneration: db.prepare(
+        `INSERT INTO settings (name, value) VALUES ('${KEY_GENERATION}', '1')
+         ON CONFLICT (name) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) RETURNING value`,
+      ).pluck(),
+      keyGeneration: db.prepare(`SELECT value FROM settings WHERE name = '${KEY_GENERATION}'`).pluck(),
+      dataVersion: db.prepare('PRAGMA data_version').pluck(),
       getSetting: db.prepare('SELECT value FROM settings WHERE name = ?'),
       setSetting: db.prepare(
         'INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
@@ -191,7 +202,7 @@ export class SqliteControlStore implements ControlStore {
 
   async deleteProject(projectId: string): Promise<void> {
     // Keys go with the project through ON DELETE CASCADE, inside the same statement.
-    this.statements.deleteProject.run(projectId);
+    this.changeKeys(() => this.statements.deleteProject.run(projectId));
   }
 
   async insertKey(key: KeyRecord, hash: string): Promise<void> {
@@ -225,7 +236,28 @@ export class SqliteControlStore implements ControlStore {
   }
 
   async setKeyStatus(id: string, status: KeyStatus): Promise<void> {
-    this.statements.setKeyStatus.run(status, id);
+    this.changeKeys(() => this.statements.setKeyStatus.run(status, id));
+  }
+
+  keyGeneration(): number {
+    // data_version changes when another connection (another process) commits: only then is the
+    // stored generation read again. This handle's own changes set it in changeKeys.
+    const dataVersion = this.statements.dataVersion.get() as number;
+    if (dataVersion !== this.seenDataVersion) {
+      this.seenDataVersion = dataVersion;
+      this.generation = Number(this.statements.keyGeneration.get() ?? 0);
+    }
+    return this.generation;
+  }
+
+  /** Runs a change to keys and bumps the stored key generation in the same transaction. */
+  private changeKeys(change: () => void): void {
+    this.generation = Number(
+      this.db.transaction(() => {
+        change();
+        return this.statements.bumpKeyGeneration.get() as string;
+      })(),
+    );
   }
 
   async getSetting(name: string): Promise<string | undefined> {
