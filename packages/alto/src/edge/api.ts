@@ -16,7 +16,7 @@ import type { Logger } from '../kit/logger.js';
 import { admitCall, finishCall, recordRefusedCall, type AdmittedCall } from '../platform/calls.js';
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, PublicCallContext, ServiceDefinition, Tenant } from '../platform/service.js';
-import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, jsonNestsDeeperThan, MAX_JSON_DEPTH, originOf, parseJsonObject, readBody, requestIdOf, sendJson } from './http.js';
+import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, jsonNestsDeeperThan, MAX_JSON_DEPTH, originOf, parseJsonObject, readBody, requestIdOf, sendJson, type RequestTarget } from './http.js';
 import type { EdgeMetrics } from './metrics.js';
 import { requestSchemaOf } from './openapi.js';
 
@@ -26,6 +26,51 @@ interface Route {
   endpoint: EndpointDefinition;
   /** JSON types of the request's top-level fields, to coerce query-string values. */
   fieldTypes: Map<string, string>;
+  /** The route's request counters by status and its duration histogram, made on first use. */
+  counters: Map<number, CounterChild>;
+  duration?: HistogramChild;
+}
+
+type CounterChild = ReturnType<EdgeMetrics['requests']['labels']>;
+type HistogramChild = ReturnType<EdgeMetrics['duration']['labels']>;
+
+/**
+ * The context of an HTTP call. The logger bound to the request id and the abort signal cost a
+ * little each, and most calls need neither: both are made the first time a handler asks.
+ */
+class HttpCallContext implements PublicCallContext {
+  private boundLog: Logger | undefined;
+  private aborted: AbortController | undefined;
+
+  constructor(
+    readonly requestId: string,
+    readonly tenant: Tenant | undefined,
+    readonly platform: Platform,
+    private readonly parentLog: Logger,
+    private readonly response: ServerResponse,
+    readonly origin: string | undefined,
+    readonly clientAddress: string | undefined,
+  ) {}
+
+  get log(): Logger {
+    return (this.boundLog ??= this.parentLog.child({ req_id: this.requestId }));
+  }
+
+  /** Aborted when the client goes away before the answer is sent (at once if it already has). */
+  get signal(): AbortSignal {
+    if (!this.aborted) {
+      const controller = (this.aborted = new AbortController());
+      const response = this.response;
+      if (response.destroyed) {
+        if (!response.writableFinished) controller.abort();
+      } else {
+        response.once('close', () => {
+          if (!response.writableFinished) controller.abort();
+        });
+      }
+    }
+    return this.aborted.signal;
+  }
 }
 
 /**
@@ -58,6 +103,7 @@ export class Api {
           endpointName,
           endpoint,
           fieldTypes: fieldTypesOf(endpoint),
+          counters: new Map(),
         });
       }
     }
@@ -131,20 +177,16 @@ export class Api {
   }
 
   /** Answers an HTTP API call. */
-  async handleHttp(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
+  async handleHttp(request: IncomingMessage, response: ServerResponse, url: RequestTarget): Promise<void> {
     const started = process.hrtime.bigint();
     const requestId = requestIdOf(request);
-    const log = this.log.child({ req_id: requestId });
     let route: Route | undefined;
     let tenant: Tenant | undefined;
+    let context: HttpCallContext | undefined;
     let status = 200;
     let bytesIn = 0;
     let bytesOut = 0;
     let call: AdmittedCall | undefined;
-    const aborted = new AbortController();
-    response.on('close', () => {
-      if (!response.writableFinished) aborted.abort();
-    });
     try {
       route = this.routeOf(url.pathname);
       if (request.method !== 'POST' && request.method !== 'GET') {
@@ -162,12 +204,12 @@ export class Api {
       if (route.endpoint.stream) {
         throw errors.badRequest(`${route.service.name}/${route.endpointName} streams: open a websocket on this path`);
       }
-      const context = this.context(requestId, tenant, aborted.signal, log, originOf(request), clientAddressOf(request));
+      context = new HttpCallContext(requestId, tenant, this.platform, this.log, response, originOf(request), clientAddressOf(request));
       const output = route.endpoint.access === 'public' ? await route.endpoint.handler(input, context) : await route.endpoint.handler(input, keyed(context));
       const rateHeaders = call?.admission?.headers;
       bytesOut = sendJson(response, 200, output, rateHeaders ? { ...rateHeaders, 'x-request-id': requestId } : { 'x-request-id': requestId });
     } catch (error) {
-      const failure = this.toAltoError(error, log);
+      const failure = this.toAltoError(error, context?.log ?? this.log.child({ req_id: requestId }));
       status = failure.status;
       if (!response.headersSent) {
         // Answering before the body was read would leave it in the socket: close after replying.
@@ -178,7 +220,7 @@ export class Api {
         response.destroy();
       }
     } finally {
-      this.finish(route, tenant, status, bytesIn, bytesOut, started, log, call);
+      this.finish(route, tenant, status, bytesIn, bytesOut, started, requestId, call);
     }
   }
 
@@ -186,7 +228,7 @@ export class Api {
    * Accepts a websocket on the path of a stream endpoint: checks route and key before upgrading.
    * Any other path is refused with a plain HTTP answer and the socket closed, never taken over.
    */
-  async handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
+  async handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer, url: RequestTarget): Promise<void> {
     const requestId = requestIdOf(request);
     const log = this.log.child({ req_id: requestId });
     let route: Route;
@@ -212,7 +254,7 @@ export class Api {
           `content-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`,
       );
       // A call refused for its limits is metered (with no price); one with no valid key is not.
-      this.finish(tenant && knownRoute, tenant, failure.status, 0, payload.length, process.hrtime.bigint(), log);
+      this.finish(tenant && knownRoute, tenant, failure.status, 0, payload.length, process.hrtime.bigint(), requestId);
       return;
     }
     this.sockets.handleUpgrade(request, socket, head, (ws) => {
@@ -235,7 +277,7 @@ export class Api {
     route: Route,
     tenant: Tenant | undefined,
     data: RawData,
-    url: URL,
+    url: RequestTarget,
     requestId: string,
     log: Logger,
     call: AdmittedCall | undefined,
@@ -271,7 +313,7 @@ export class Api {
         ws.close(4000 + failure.status, failure.detail.slice(0, 120));
       }
     } finally {
-      this.finish(route, tenant, status, raw.length, bytesOut, started, log, call);
+      this.finish(route, tenant, status, raw.length, bytesOut, started, requestId, call);
     }
   }
 
@@ -289,18 +331,25 @@ export class Api {
     bytesIn: number,
     bytesOut: number,
     started: bigint,
-    log: Logger,
+    requestId: string,
     call?: AdmittedCall,
   ): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const service = route?.service.name ?? 'unknown';
     const endpoint = route?.endpointName ?? 'unknown';
-    this.metrics.requests.inc({ service, endpoint, code: String(status) });
-    this.metrics.duration.observe({ service, endpoint }, seconds);
+    if (route) {
+      let counter = route.counters.get(status);
+      if (!counter) route.counters.set(status, (counter = this.metrics.requests.labels(service, endpoint, String(status))));
+      counter.inc();
+      (route.duration ??= this.metrics.duration.labels(service, endpoint)).observe(seconds);
+    } else {
+      this.metrics.requests.inc({ service, endpoint, code: String(status) });
+      this.metrics.duration.observe({ service, endpoint }, seconds);
+    }
     if (call) finishCall(this.platform, call, status, bytesIn, bytesOut);
     // A valid key refused before admission (scopes, limits) is still a call it made.
     else if (route && tenant) recordRefusedCall(this.platform, tenant, service, endpoint, status, bytesIn, bytesOut);
-    log.info({ service, endpoint, status, ms: Math.round(seconds * 1e6) / 1e3 }, 'api call');
+    this.log.info({ req_id: requestId, service, endpoint, status, ms: Math.round(seconds * 1e6) / 1e3 }, 'api call');
   }
 
   closeStreams(): void {

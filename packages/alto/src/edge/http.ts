@@ -9,6 +9,25 @@ import { AltoError, errors } from '../kit/errors.js';
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** What the edge reads of a request's target: its path and its query string. */
+export type RequestTarget = Pick<URL, 'pathname' | 'searchParams'>;
+
+/** `/v1/service/Endpoint` or `/v1/service/Service/Endpoint`, then nothing or a query string. */
+const PLAIN_API_TARGET = /^\/v1(?:\/[A-Za-z0-9_-]+){2,3}(?:\?[^#]*)?$/;
+
+/**
+ * The path and query of a request target. A plain API path (letters, digits, `-` and `_` only:
+ * nothing to normalise) is split as it is, which is most calls; anything else goes through the
+ * WHATWG URL parser, as every route other than the API's does.
+ */
+export function requestTargetOf(raw: string): RequestTarget {
+  if (!PLAIN_API_TARGET.test(raw)) return new URL(raw, 'http://alto.local');
+  const query = raw.indexOf('?');
+  return query < 0
+    ? { pathname: raw, searchParams: new URLSearchParams() }
+    : { pathname: raw.slice(0, query), searchParams: new URLSearchParams(raw.slice(query + 1)) };
+}
+
 /** The caller's `X-Request-Id` when it is sane, else a new one. */
 export function requestIdOf(request: IncomingMessage): string {
   const given = request.headers['x-request-id'];

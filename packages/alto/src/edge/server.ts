@@ -17,7 +17,7 @@ import { limitsFromEnvironment } from '../blocks/db/records.js';
 import { VERSION } from '../version.js';
 import { Api } from './api.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
-import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, requestIdOf, sendJson } from './http.js';
+import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, requestIdOf, requestTargetOf, sendJson } from './http.js';
 import { createEdgeMetrics, registerAppMetrics } from './metrics.js';
 import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -161,11 +161,12 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   capConnections(server, connectionCaps, log.child({ component: 'edge' }));
 
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? '/', 'http://alto.local');
-    const path = url.pathname;
+    const target = requestTargetOf(request.url ?? '/');
+    const path = target.pathname;
     if (path.startsWith('/v1/') && path !== '/v1/openapi.json' && path !== '/v1/status') {
-      return api.handleHttp(request, response, url);
+      return api.handleHttp(request, response, target);
     }
+    const url = target instanceof URL ? target : new URL(request.url ?? '/', 'http://alto.local');
     const serviceRoute = httpRoutes.find((candidate) => path.startsWith(candidate.prefix));
     if (serviceRoute && serviceRoute.methods.includes(request.method ?? 'GET')) {
       return serviceRoute.handle(request, response, url, platform);

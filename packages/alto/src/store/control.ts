@@ -69,9 +69,10 @@ export interface ControlStore {
    * A number that changes whenever a key's status changes or keys go with their project, through
    * this handle or any other on the same store (another process): the key cache in
    * platform/tenancy drops what it holds when it sees a new one. Cheap enough for every call: one
-   * `PRAGMA data_version` on SQLite, nothing on PostgreSQL (LISTEN/NOTIFY). A change made through
-   * this handle shows before its promise resolves; on PostgreSQL, one made elsewhere shows as soon
-   * as its notification arrives, and a writer waits for its own notification before it returns.
+   * no query: another handle's change arrives as a notification (LISTEN/NOTIFY on PostgreSQL; a
+   * file beside the SQLite database that writers rewrite, watched with inotify). A change made
+   * through this handle shows before its promise resolves; one made elsewhere as soon as its
+   * notification arrives (on PostgreSQL, a writer waits for its own before it returns).
    */
   keyGeneration(): number;
 

@@ -3,6 +3,7 @@
  * The embedded adapter of the control-state port: accounts, projects and keys in SQLite.
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { errors } from '../../kit/errors.js';
 import type {
@@ -97,17 +98,33 @@ function isUniqueViolation(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
-/** The settings row counting changes to keys, which other processes on the file watch. */
-const KEY_GENERATION = 'key_generation';
-
 export class SqliteControlStore implements ControlStore {
   readonly kind = 'sqlite';
   private readonly statements;
   private generation = 0;
-  private seenDataVersion = -1;
+  /**
+   * Watches `<database>-keys`, which every handle on the file rewrites after it changes keys: the
+   * other processes' signal, as a notification is on PostgreSQL. Without it (an in-memory
+   * database, or a watch that failed) nothing may be cached.
+   */
+  private keysWatcher: FSWatcher | undefined;
+  private readonly keysMarker: string | undefined;
 
   constructor(private readonly db: SqliteDatabase) {
     migrate(db, 'control', MIGRATIONS);
+    if (!db.memory) {
+      this.keysMarker = `${db.name}-keys`;
+      if (!existsSync(this.keysMarker)) writeFileSync(this.keysMarker, '0\n', { mode: 0o600 });
+      try {
+        this.keysWatcher = watch(this.keysMarker, { persistent: false }, () => this.generation++);
+        this.keysWatcher.on('error', () => {
+          this.keysWatcher?.close();
+          this.keysWatcher = undefined;
+        });
+      } catch {
+        this.keysWatcher = undefined;
+      }
+    }
     const keyColumns = `k.id, k.account_id, k.project_id, k.environment, k.scopes, k.description, k.role,
       k.status, k.prefix, k.created_at, p.name AS project_name`;
     this.statements = {
@@ -134,12 +151,6 @@ export class SqliteControlStore implements ControlStore {
          WHERE k.project_id = ? ORDER BY k.created_at DESC, k.id`,
       ),
       setKeyStatus: db.prepare('UPDATE api_keys SET status = ? WHERE id = ?'),
-      bumpKeyGeneration: db.prepare(
-        `INSERT INTO settings (name, value) VALUES ('${KEY_GENERATION}', '1')
-         ON CONFLICT (name) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) RETURNING value`,
-      ).pluck(),
-      keyGeneration: db.prepare(`SELECT value FROM settings WHERE name = '${KEY_GENERATION}'`).pluck(),
-      dataVersion: db.prepare('PRAGMA data_version').pluck(),
       getSetting: db.prepare('SELECT value FROM settings WHERE name = ?'),
       setSetting: db.prepare(
         'INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
@@ -240,24 +251,15 @@ export class SqliteControlStore implements ControlStore {
   }
 
   keyGeneration(): number {
-    // data_version changes when another connection (another process) commits: only then is the
-    // stored generation read again. This handle's own changes set it in changeKeys.
-    const dataVersion = this.statements.dataVersion.get() as number;
-    if (dataVersion !== this.seenDataVersion) {
-      this.seenDataVersion = dataVersion;
-      this.generation = Number(this.statements.keyGeneration.get() ?? 0);
-    }
+    if (!this.keysWatcher) this.generation++;
     return this.generation;
   }
 
-  /** Runs a change to keys and bumps the stored key generation in the same transaction. */
+  /** Runs a change to keys, then tells this handle and every other on the file. */
   private changeKeys(change: () => void): void {
-    this.generation = Number(
-      this.db.transaction(() => {
-        change();
-        return this.statements.bumpKeyGeneration.get() as string;
-      })(),
-    );
+    change();
+    this.generation++;
+    if (this.keysMarker) writeFileSync(this.keysMarker, `${Date.now()}\n`);
   }
 
   async getSetting(name: string): Promise<string | undefined> {
@@ -295,5 +297,6 @@ export class SqliteControlStore implements ControlStore {
 
   async close(): Promise<void> {
     // The database handle is shared with other adapters; `Stores.close()` closes it.
+    this.keysWatcher?.close();
   }
 }
