@@ -13,7 +13,8 @@
  * `streams` on NATS JetStream and `messages` (mq) on NATS subjects with `--events` (NATS wins
  * over PostgreSQL for the stream, as for events), else SQLite and in process; `objects` (space)
  * on S3 or disk.
- * Still outside: compute's app, function and image records, which keep the SQLite handle.
+ * `apps`, on PostgreSQL with `--store` too, holds every app of the cloud with the node that runs it.
+ * Still outside: compute's function and image records, which keep the SQLite handle.
  */
 import { join } from 'node:path';
 import pg from 'pg';
@@ -70,6 +71,9 @@ import { InProcessMessageBus } from './events/fanout.js';
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, type DocumentStore } from './documents/port.js';
 import { PostgresDocumentStore } from './documents/postgres.js';
 import { SqliteDocumentStore } from './documents/sqlite.js';
+import type { AppStore } from './apps/port.js';
+import { PostgresAppStore } from './apps/postgres.js';
+import { SqliteAppStore } from './apps/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -134,6 +138,8 @@ export interface Stores {
   messages: MessageBus;
   /** The db block's tables, records, indexes and change feed. */
   documents: DocumentStore;
+  /** Every app of the cloud with the node that runs it, its instances, snapshots and reserved names. */
+  apps: AppStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -157,7 +163,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -192,6 +198,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         users: await PostgresUserStore.open(postgres),
         mail: await PostgresMailStore.open(postgres),
         documents: await PostgresDocumentStore.open(postgres, documentLimits),
+        apps: await PostgresAppStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -239,6 +246,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     users: shared?.users ?? new SqliteUserStore(sqlite),
     mail: shared?.mail ?? new SqliteMailStore(sqlite),
     documents: shared?.documents ?? new SqliteDocumentStore(sqlite, documentLimits),
+    apps: shared?.apps ?? new SqliteAppStore(sqlite),
     cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
     events: events ?? new SqliteEventStore(sqlite),
     messages: nats ? new NatsMessageBus(nats) : new InProcessMessageBus(),

@@ -9,9 +9,15 @@
  * moves; with volumes, old first, since a volume has one user at a time), starts recorded apps
  * again when Alto starts, and stops them gracefully when it stops.
  *
+ * Nodes: every process sharing one store (`--store postgres://`) sees every app (List, Get), but
+ * an app runs on the node that deployed it (its record names the node, records.ts), and only that
+ * node starts it again, updates, deletes it or serves its requests; another node answers 503
+ * naming the node that runs it.
+ *
  * It is also the edge's `AppResolver`: `acquire({ app, project }, kind)` gives the address of a
  * ready instance of the serving version and counts the exchange until `release()`, so an update
- * drains the old version before stopping it.
+ * drains the old version before stopping it. It finds the app in this node's apps in memory
+ * (records.ts): a request reads no database unless it names an app this node does not run.
  *
  * Serverless lifecycle (issue 8): an app with `min_instances: 0` has its instance suspended as
  * soon as it is ready and again after `idle_timeout` seconds with nothing in flight (open
@@ -37,7 +43,7 @@ import type { SecretCipher } from '../../kit/master-key.js';
 import type { AppEndpoint, AppGateway } from '../../platform/app-gateway.js';
 import type { LimitSet } from '../../platform/limit-names.js';
 import type { ComputeUsage } from '../../platform/metering.js';
-import type { SqliteDatabase } from '../../store/sqlite/database.js';
+import { UNOWNED, type AppStore } from '../../store/apps/port.js';
 import type { ImageDetails, ImageManager } from '../images/manager.js';
 import type { ImageSpec } from '../images/spec.js';
 import {
@@ -124,7 +130,10 @@ export interface EdgeAttachment {
 
 export interface AppManagerOptions {
   dataDir: string;
-  db: SqliteDatabase;
+  /** Every app of the cloud (store/apps: SQLite, or PostgreSQL with --store). */
+  store: AppStore;
+  /** This node's id (the data folder's node-id): it runs the apps recorded under it, and only those. */
+  node: string;
   /** Seals what the records keep that a copy of the database must not reveal (apps' hidden env). */
   cipher?: SecretCipher;
   log: Logger;
@@ -248,7 +257,6 @@ export interface AppState {
 }
 
 export class AppManager implements AppResolver, AppGateway {
-  readonly records: AppRecords;
   private readonly runtimes = new Map<string, AppRuntime>();
   private chosen: Promise<ChosenSandbox> | undefined;
   private chosenStatus: SandboxStatus | undefined;
@@ -274,8 +282,18 @@ export class AppManager implements AppResolver, AppGateway {
   /** Per project: its stored running time this month (MiB·ms), when read, and the read in flight. */
   private readonly computeUsed = new Map<string, { month: string; at: number; mibMs: number; reading?: Promise<number> }>();
 
-  constructor(private readonly options: AppManagerOptions) {
-    this.records = new AppRecords(options.db, options.cipher);
+  /** Loads this node's apps from the store, then starts them again in the background. */
+  static async open(options: AppManagerOptions): Promise<AppManager> {
+    const records = new AppRecords(options.store, options.node, options.cipher, options.log);
+    const apps = await records.load();
+    return new AppManager(options, records, apps);
+  }
+
+  private constructor(
+    private readonly options: AppManagerOptions,
+    private readonly records: AppRecords,
+    recorded: AppRecord[],
+  ) {
     const hostStarts = options.maxConcurrentStarts ?? Math.max(4, 2 * availableParallelism());
     this.starts = new StartGate(hostStarts, Math.max(1, Math.ceil(hostStarts / 2)));
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
@@ -289,7 +307,7 @@ export class AppManager implements AppResolver, AppGateway {
     this.memoryReserve = options.memoryReserveBytes ?? Math.min(MAX_DEFAULT_MEMORY_RESERVE, Math.floor(totalmem() / 10));
     this.memoryTimer = setInterval(() => this.relieveMemoryPressure(), MEMORY_CHECK_MS);
     this.memoryTimer.unref();
-    this.restoring = this.restore().catch((error) => options.log.error({ err: error }, 'starting recorded apps failed'));
+    this.restoring = this.restore(recorded).catch((error) => options.log.error({ err: error }, 'starting recorded apps failed'));
   }
 
   // ---- sandbox -------------------------------------------------------------------------------
@@ -329,13 +347,14 @@ export class AppManager implements AppResolver, AppGateway {
     for (const runtime of this.runtimes.values()) void this.openTcp(runtime);
   }
 
+  /** Whether the project has an app of this name that this node runs. */
   hasApp(projectId: string, name: string): boolean {
-    return this.records.findByName(projectId, name) !== undefined;
+    return this.records.hereByName(projectId, name) !== undefined;
   }
 
   /** A ready instance of the project's app for one request from inside Alto (cron callbacks). */
   async openApp(projectId: string, name: string): Promise<AppEndpoint> {
-    const record = this.records.findByName(projectId, name);
+    const record = await this.records.findByName(projectId, name);
     if (!record) throw errors.notFound(`no app "${name}" in this project`);
     const target = await this.acquire({ project: record.projectName, app: record.name }, 'http');
     return { ...target, hostHeader: new URL(this.appUrl(record)).host };
@@ -360,18 +379,14 @@ export class AppManager implements AppResolver, AppGateway {
       const opened = await this.edge.openTcpPort({ app: app.name, project: app.projectName }, requested);
       runtime.tcp.port = opened.port;
       runtime.tcp.close = opened.close;
-      if (opened.port !== app.tcpPort) {
-        this.records.setTcpPort(app.id, opened.port);
-        app.tcpPort = opened.port;
-      }
+      if (opened.port !== app.tcpPort) void this.records.setTcpPort(app, opened.port);
     } catch (error) {
       if (requested && !app.settings.tcp_port) {
         // The port it had before is taken now: any free one will do.
         const opened = await this.edge.openTcpPort({ app: app.name, project: app.projectName }, 0);
         runtime.tcp.port = opened.port;
         runtime.tcp.close = opened.close;
-        this.records.setTcpPort(app.id, opened.port);
-        app.tcpPort = opened.port;
+        void this.records.setTcpPort(app, opened.port);
         return;
       }
       runtime.log.error({ err: error, app: app.name }, 'opening the TCP port of an app failed');
@@ -391,8 +406,8 @@ export class AppManager implements AppResolver, AppGateway {
   // ---- the resolver --------------------------------------------------------------------------
 
   async acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
-    const record = this.records.findByAddress(address.project, address.app);
-    if (!record) throw errors.notFound(`no app "${address.app}" in project "${address.project}"`);
+    const record = this.records.hereByAddress(address.project, address.app);
+    if (!record) throw await this.notRunHere(address);
     const runtime = this.runtimes.get(record.id);
     if (!runtime || this.closing) throw errors.unavailable(`app "${address.app}" is not running`).withHeaders({ 'retry-after': '5' });
     const { settings } = runtime.app;
@@ -431,6 +446,20 @@ export class AppManager implements AppResolver, AppGateway {
         runtime.capacityFreed();
       },
     };
+  }
+
+  /** Why this node serves no app at an address: there is none (404), or another node runs it (503). */
+  private async notRunHere(address: AppAddress): Promise<AltoError> {
+    const app = await this.records.findByAddress(address.project, address.app);
+    if (app) return this.runElsewhere(app);
+    return errors.notFound(`no app "${address.app}" in project "${address.project}"`);
+  }
+
+  /** The answer for an app another node runs (or, just after `alto migrate`, none does yet). */
+  private runElsewhere(app: AppRecord): AltoError {
+    if (app.node === this.options.node) return errors.unavailable(`app "${app.name}" is not running`).withHeaders({ 'retry-after': '5' });
+    if (app.node === UNOWNED) return errors.unavailable(`no node runs app "${app.name}" yet: the next Alto process to start on this store runs it`);
+    return errors.unavailable(`app "${app.name}" runs on node ${app.node}, not on this node (${this.options.node}); reach it, and manage it, through that node`);
   }
 
   // ---- images and root filesystems ---------------------------------------------------------
@@ -493,7 +522,7 @@ export class AppManager implements AppResolver, AppGateway {
 
   /** Removes a root filesystem no app runs any more. */
   private async dropRootfsIfUnused(digest: string): Promise<void> {
-    if (this.records.isDigestUsed(digest)) return;
+    if (this.records.isDigestUsedHere(digest)) return;
     for (const runtime of this.runtimes.values()) {
       if (runtime.app.digest === digest) return;
     }
@@ -612,15 +641,19 @@ export class AppManager implements AppResolver, AppGateway {
    * own project (never another's), wakes it and holds it until the connection ends, like a
    * connection to its edge port. It may be deployed after the linking app; until it exists its
    * connections are closed. Its port for the guest is the linked app's own when it exists now.
+   * Linked apps run on this node (apps stay on the node that deployed them).
    */
   private linkOf(app: AppRecord, name: string): SandboxLink {
-    const linked = this.records.findByName(app.projectId, name);
+    const linked = this.records.hereByName(app.projectId, name);
     return {
       name,
       port: linked ? linked.settings.tcp || linked.settings.port : LINK_DEFAULT_PORT,
       connect: async () => {
-        const target = this.records.findByName(app.projectId, name);
-        if (!target) throw errors.notFound(`no app "${name}" in project "${app.projectName}" (linked from "${app.name}")`);
+        const target = this.records.hereByName(app.projectId, name);
+        if (!target) {
+          const elsewhere = await this.records.findByName(app.projectId, name);
+          throw elsewhere ? this.runElsewhere(elsewhere) : errors.notFound(`no app "${name}" in project "${app.projectName}" (linked from "${app.name}")`);
+        }
         return this.acquire({ project: target.projectName, app: target.name }, target.settings.tcp ? 'tcp' : 'http');
       },
     };
@@ -654,7 +687,7 @@ export class AppManager implements AppResolver, AppGateway {
     if (!limits) return;
     await this.assertComputeTime(owner.projectId, owner.projectName, limits);
     if (adding.apps > 0 && limits.compute_apps > 0) {
-      const apps = this.records.countOfProject(owner.projectId);
+      const apps = await this.records.countOfProject(owner.projectId);
       if (apps + adding.apps > limits.compute_apps)
         throw errors.paymentRequired(
           `compute cap reached: project "${owner.projectName}" may have ${limits.compute_apps} apps (compute_apps) and has ${apps}; delete one or raise compute_apps with projects/Update`,
@@ -739,7 +772,7 @@ export class AppManager implements AppResolver, AppGateway {
     },
     admitStart: (runtime) => this.starts.admit(runtime.app.id),
     instanceStarted: (runtime, version, instance) => {
-      this.records.addInstance({
+      void this.records.addInstance({
         id: instance.id,
         appId: runtime.app.id,
         version: version.version,
@@ -759,8 +792,8 @@ export class AppManager implements AppResolver, AppGateway {
       const slot = version.slots.find((candidate) => candidate.instance === instance);
       if (slot && this.sleepsWhenIdleAt(runtime.app, version.slots.indexOf(slot)) && runtime.waiting === 0 && slot.inFlight === 0) void this.suspendSlot(runtime, slot, () => true);
     },
-    instanceExited: (_runtime, _version, instance, exit, expected) => {
-      this.records.endInstance(instance.id, expected ? 'exited' : 'failed', exit);
+    instanceExited: (runtime, _version, instance, exit, expected) => {
+      void this.records.endInstance(runtime.app.id, instance.id, expected ? 'exited' : 'failed', exit);
       this.reportInstanceUsage(instance.id, true);
     },
     lifecycleChanged: (runtime, version, slot, change) => this.lifecycleChanged(runtime, version, slot, change),
@@ -771,10 +804,8 @@ export class AppManager implements AppResolver, AppGateway {
       if (runtime.busy || this.closing || !this.runtimes.has(runtime.app.id)) return;
       const status = runtime.liveStatus();
       const error = status === 'crashing' && runtime.lastExit ? `last instance ${describeExit(runtime.lastExit)}` : undefined;
-      if (status !== runtime.app.status || error !== runtime.app.error) {
-        runtime.app.status = status;
-        runtime.app.error = error;
-        if (this.records.get(runtime.app.id)) this.records.setStatus(runtime.app.id, status, error);
+      if ((status !== runtime.app.status || error !== runtime.app.error) && this.records.hereById(runtime.app.id)) {
+        void this.records.setStatus(runtime.app, status, error);
       }
     },
   };
@@ -948,18 +979,18 @@ export class AppManager implements AppResolver, AppGateway {
       // What ran until now is billed; the meter then stands still.
       this.reportInstanceUsage(instance.id, false);
       if (meter) meter.paused = true;
-      this.records.setInstanceState(instance.id, 'suspended');
+      void this.records.setInstanceState(runtime.app.id, instance.id, 'suspended');
     } else if (change.to === 'snapshotted' && instance) {
       const why = this.pressureSnapshots.has(slot) ? 'under memory pressure' : 'after a long idle';
-      this.records.endInstance(instance.id, 'snapshotted', { code: null, reason: `snapshotted to disk ${why} (zero memory)` });
-      if (slot.snapshotDir) this.records.saveSnapshot({ appId: runtime.app.id, version: version.version, slot: version.slots.indexOf(slot), dir: slot.snapshotDir, createdAt: Date.now() });
+      void this.records.endInstance(runtime.app.id, instance.id, 'snapshotted', { code: null, reason: `snapshotted to disk ${why} (zero memory)` });
+      if (slot.snapshotDir) void this.records.saveSnapshot({ appId: runtime.app.id, version: version.version, slot: version.slots.indexOf(slot), dir: slot.snapshotDir, createdAt: Date.now() });
       runtime.system(version, instance.id, `instance ${instance.id} snapshotted to disk ${why}; the next request restores it`);
     } else if (change.to === 'running' && (change.from === 'suspended' || change.from === 'snapshotted')) {
       if (meter) {
         meter.paused = false;
         meter.since = Date.now();
       }
-      if (instance) this.records.setInstanceState(instance.id, 'running');
+      if (instance) void this.records.setInstanceState(runtime.app.id, instance.id, 'running');
       const activation: Activation = { app: runtime.app.name, project: runtime.app.projectName, from: change.from, ms: change.ms };
       for (const listener of this.activationListeners) listener(activation);
     }
@@ -968,8 +999,8 @@ export class AppManager implements AppResolver, AppGateway {
 
   /** Removes the snapshots of one version of an app (or of all its versions). */
   private async dropSnapshots(app: AppRecord, version?: number): Promise<void> {
-    const snapshots = this.records.snapshotsOf(app.id).filter((snapshot) => version === undefined || snapshot.version === version);
-    this.records.removeSnapshots(app.id, version);
+    const snapshots = (await this.records.snapshotsOf(app.id)).filter((snapshot) => version === undefined || snapshot.version === version);
+    await this.records.removeSnapshots(app.id, version);
     await Promise.all(snapshots.map((snapshot) => rm(snapshot.dir, { recursive: true, force: true })));
     if (version === undefined) await rm(join(this.options.dataDir, 'apps', 'snapshots', app.id), { recursive: true, force: true });
   }
@@ -1004,7 +1035,7 @@ export class AppManager implements AppResolver, AppGateway {
     try {
       if (!(await slot.captureReadySnapshot(dir))) return;
       version.readySnapshot = dir;
-      this.records.saveSnapshot({ appId: runtime.app.id, version: version.version, slot: READY_SNAPSHOT_SLOT, dir, createdAt: Date.now() });
+      void this.records.saveSnapshot({ appId: runtime.app.id, version: version.version, slot: READY_SNAPSHOT_SLOT, dir, createdAt: Date.now() });
       runtime.system(version, slot.instance?.id ?? '', `ready snapshot written in ${Math.round(performance.now() - began)} ms: more instances of version ${version.version} are restored from it`);
     } catch (error) {
       runtime.log.warn({ err: error, app: runtime.app.name }, 'writing the ready snapshot failed; instances will boot');
@@ -1040,12 +1071,11 @@ export class AppManager implements AppResolver, AppGateway {
 
   // ---- start and stop with Alto --------------------------------------------------------------
 
-  /** Starts again the apps a previous run of Alto left running (in the background). */
-  private async restore(): Promise<void> {
-    this.records.endOpenInstances('Alto stopped');
-    const apps = this.records.list().filter((app) => app.status !== 'failed');
+  /** Starts again the apps of this node a previous run of Alto left running (in the background). */
+  private async restore(recorded: AppRecord[]): Promise<void> {
+    const apps = recorded.filter((app) => app.status !== 'failed');
     if (apps.length === 0) return;
-    this.options.log.info({ apps: apps.length }, 'starting the apps recorded as running');
+    this.options.log.info({ apps: apps.length, node: this.options.node }, 'starting the apps this node runs');
     for (const app of apps) {
       if (this.closing) return;
       const runtime = new AppRuntime(app, this.events, this.options.log);
@@ -1057,7 +1087,7 @@ export class AppManager implements AppResolver, AppGateway {
         runtime.serve(version);
         // Slots snapshotted before the restart come back on their next request; the rest start
         // (restored from the version's ready snapshot when it has one).
-        const snapshots = this.records.snapshotsOf(app.id);
+        const snapshots = await this.records.snapshotsOf(app.id);
         const ready = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === READY_SNAPSHOT_SLOT);
         if (ready && existsSync(join(ready.dir, 'snapshot.json'))) version.readySnapshot = ready.dir;
         for (const [index, slot] of version.slots.entries()) {
@@ -1071,9 +1101,7 @@ export class AppManager implements AppResolver, AppGateway {
       } catch (error) {
         this.options.log.error({ err: error, app: app.name, project: app.projectName }, 'an app could not be started again');
         runtime.system(app.version, '', `could not start again after a restart of Alto: ${(error as Error).message}`);
-        app.status = 'failed';
-        app.error = (error as Error).message;
-        this.records.setStatus(app.id, 'failed', app.error);
+        void this.records.setStatus(app, 'failed', (error as Error).message);
       }
     }
   }
@@ -1093,6 +1121,8 @@ export class AppManager implements AppResolver, AppGateway {
       }),
     );
     this.reportUsage(true);
+    // The instances' ends and the apps' last states reach the store before it closes.
+    await this.records.flushed();
     if (this.chosen) await (await this.chosen.catch(() => undefined))?.driver.close();
   }
 
@@ -1107,10 +1137,23 @@ export class AppManager implements AppResolver, AppGateway {
     return runtime;
   }
 
-  private find(owner: AppOwner, name: string): AppRecord {
-    const app = this.records.findByName(owner.projectId, name);
-    if (!app) throw errors.notFound(`no app "${name}" in project "${owner.projectName}"; app/List shows them`);
+  /** The project's app that this node runs; 404 otherwise (for callers that only ask this node). */
+  private findHere(owner: AppOwner, name: string): AppRecord {
+    const app = this.records.hereByName(owner.projectId, name);
+    if (!app) throw errors.notFound(`no app "${name}" in project "${owner.projectName}" on this node; app/List shows them`);
     return app;
+  }
+
+  /**
+   * The project's app, which this node must run to do what is asked: 404 when the project has
+   * no such app, 503 naming the node when another node runs it.
+   */
+  async runningHere(owner: AppOwner, name: string): Promise<AppRecord> {
+    const here = this.records.hereByName(owner.projectId, name);
+    if (here) return here;
+    const elsewhere = await this.records.findByName(owner.projectId, name);
+    if (elsewhere) throw this.runElsewhere(elsewhere);
+    throw errors.notFound(`no app "${name}" in project "${owner.projectName}"; app/List shows them`);
   }
 
   private claim(runtime: AppRuntime, what: string): void {
@@ -1118,31 +1161,33 @@ export class AppManager implements AppResolver, AppGateway {
     runtime.busy = what;
   }
 
-  private assertNameFree(owner: AppOwner, name: string): void {
-    if (this.records.findByName(owner.projectId, name)) throw errors.conflict(`app "${name}" already exists in project "${owner.projectName}"; use app/Update to change it`);
-    const taken = this.records.findByAddress(owner.projectName, name);
+  /** The name is free cloud-wide: no app of the project has it, no other project has its address or reserved it. */
+  private async assertNameFree(owner: AppOwner, name: string): Promise<void> {
+    if (await this.records.findByName(owner.projectId, name)) throw errors.conflict(`app "${name}" already exists in project "${owner.projectName}"; use app/Update to change it`);
+    const taken = await this.records.findByAddress(owner.projectName, name);
     if (taken) throw errors.conflict(`the address ${name}.${owner.projectName}.${this.options.appsDomain} belongs to another account's project; choose another name`);
-    const reservation = this.records.reservation(owner.projectName, name);
+    const reservation = await this.records.reservation(owner.projectName, name);
     if (reservation && reservation.projectId !== owner.projectId && reservation.expiresAt > Date.now())
       throw errors.conflict(`the name "${name}" is reserved by another project until ${new Date(reservation.expiresAt).toISOString()}`);
   }
 
   async run(owner: AppOwner, input: RunInput): Promise<AppState> {
     if (this.closing) throw errors.unavailable('Alto is stopping');
-    this.assertNameFree(owner, input.name);
+    await this.assertNameFree(owner, input.name);
     this.assertLinks(input.name, input.links);
     await this.assertDriverSupports({ outbound: input.outbound ?? false });
     const image = await this.imageFor(owner, input.image, Boolean(input.insecure), 'missing');
     const settings = this.settingsOf(input, undefined, image.spec);
     await this.assertCaps(owner, { apps: 1, instances: this.positions(settings) });
     const rootfs = await this.ensureRootfs(image.digest);
-    this.assertNameFree(owner, input.name);
+    await this.assertNameFree(owner, input.name);
     const now = Date.now();
     const app: AppRecord = {
       id: randomBytes(8).toString('hex'),
       projectId: owner.projectId,
       projectName: owner.projectName,
       name: input.name,
+      node: this.options.node,
       image: input.image.trim(),
       digest: image.digest,
       settings,
@@ -1151,12 +1196,8 @@ export class AppManager implements AppResolver, AppGateway {
       createdAt: now,
       updatedAt: now,
     };
-    try {
-      this.records.insert(app);
-    } catch (error) {
-      if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') throw errors.conflict(`app "${input.name}" already exists in project "${owner.projectName}"`);
-      throw error;
-    }
+    // The store's unique constraints settle a race with another Run here or on another node.
+    if (!(await this.records.insert(app))) throw errors.conflict(`app "${input.name}" already exists in project "${owner.projectName}", or its address is taken`);
     this.images.addUser(image.digest, `app:${app.id}`);
     const runtime = this.runtimeOf(app);
     runtime.busy = 'deploying';
@@ -1173,16 +1214,14 @@ export class AppManager implements AppResolver, AppGateway {
       throw error;
     }
     runtime.busy = undefined;
-    app.status = 'running';
-    app.error = undefined;
-    this.records.setStatus(app.id, 'running', undefined);
+    await this.records.setStatus(app, 'running', undefined);
     this.options.log.info({ app: app.name, project: app.projectName, image: app.image, digest: app.digest }, 'app deployed');
     return this.stateOf(app);
   }
 
   async update(owner: AppOwner, input: UpdateInput): Promise<AppState> {
     if (this.closing) throw errors.unavailable('Alto is stopping');
-    const current = this.find(owner, input.name);
+    const current = await this.runningHere(owner, input.name);
     const runtime = this.runtimeOf(current);
     this.claim(runtime, 'updating');
     try {
@@ -1250,7 +1289,7 @@ export class AppManager implements AppResolver, AppGateway {
     runtime.lastExit = undefined;
     next.status = 'running';
     next.error = undefined;
-    this.records.save(next);
+    await this.records.save(next);
     runtime.system(next.version, '', `version ${next.version} serves; version ${current.version} stops`);
     if (!oneUserAtATime) await old?.stop(this.graceMs, DRAIN_MS);
     await this.dropSnapshots(next, current.version);
@@ -1267,7 +1306,7 @@ export class AppManager implements AppResolver, AppGateway {
   }
 
   async delete(owner: AppOwner, name: string, options: { keepVolumes?: boolean } = {}): Promise<void> {
-    const app = this.find(owner, name);
+    const app = await this.runningHere(owner, name);
     const runtime = this.runtimeOf(app);
     this.claim(runtime, 'deleting');
     await this.discard(runtime, !options.keepVolumes);
@@ -1282,30 +1321,46 @@ export class AppManager implements AppResolver, AppGateway {
     runtime.end();
     this.runtimes.delete(app.id);
     await this.dropSnapshots(app);
-    this.records.remove(app.id);
+    await this.records.remove(app);
     this.images.removeUser(app.digest, `app:${app.id}`);
     await this.dropRootfsIfUnused(app.digest);
     if (dropVolumes) rmSync(join(this.options.dataDir, 'apps', 'volumes', app.projectId, app.name), { recursive: true, force: true });
   }
 
-  /** Deletes every app of a project (the project was deleted). */
+  /**
+   * Deletes every app of a project (the project was deleted): this node's are stopped first; the
+   * records of every node's go (another node stops its own when it next starts).
+   */
   async deleteProject(projectId: string): Promise<void> {
-    for (const app of this.records.list().filter((candidate) => candidate.projectId === projectId)) {
+    for (const app of this.records.here().filter((candidate) => candidate.projectId === projectId)) {
       const runtime = this.runtimeOf(app);
       runtime.busy = 'deleting';
       await this.discard(runtime, true);
     }
-    this.records.removeProject(projectId);
+    await this.records.removeProject(projectId);
   }
 
+  /** An app this node runs, as Get shows it (from memory). */
   get(owner: AppOwner, name: string): AppState {
-    return this.stateOf(this.find(owner, name));
+    return this.stateOf(this.findHere(owner, name));
   }
 
-  list(owner: AppOwner): AppState[] {
-    return this.records.listOfProject(owner.projectId).map((app) => this.stateOf(app));
+  /** An app of the project wherever it runs: this node's live state, or another node's recorded one. */
+  async describe(owner: AppOwner, name: string): Promise<AppState> {
+    const here = this.records.hereByName(owner.projectId, name);
+    if (here) return this.stateOf(here);
+    const app = await this.records.findByName(owner.projectId, name);
+    if (!app) throw errors.notFound(`no app "${name}" in project "${owner.projectName}"; app/List shows them`);
+    return this.recordedStateOf(app);
   }
 
+  /** The project's apps, wherever they run. */
+  async list(owner: AppOwner): Promise<AppState[]> {
+    const apps = await this.records.listOfProject(owner.projectId);
+    return Promise.all(apps.map((app) => (this.records.hereById(app.id) ? this.stateOf(app) : this.recordedStateOf(app))));
+  }
+
+  /** The state of an app this node runs. */
   private stateOf(stored: AppRecord): AppState {
     const runtime = this.runtimes.get(stored.id);
     const app = runtime?.app ?? stored;
@@ -1318,7 +1373,7 @@ export class AppManager implements AppResolver, AppGateway {
       url: this.appUrl(app),
       backend: instance ? `http://${instance.host}:${instance.port}` : '',
       ...(runtime?.tcp.port ? { tcpPort: runtime.tcp.port } : {}),
-      instances: this.records.instancesOf(app.id),
+      instances: this.records.instancesHere(app.id),
       slots: (runtime?.serving?.slots ?? []).map((candidate) => ({
         state: candidate.state,
         instance: candidate.instance?.id ?? '',
@@ -1331,6 +1386,20 @@ export class AppManager implements AppResolver, AppGateway {
     };
   }
 
+  /** The state of an app another node runs, as the store last heard it. */
+  private async recordedStateOf(app: AppRecord): Promise<AppState> {
+    return {
+      record: app,
+      status: app.status,
+      url: this.appUrl(app),
+      backend: '',
+      ...(app.tcpPort ? { tcpPort: app.tcpPort } : {}),
+      instances: await this.records.instancesOf(app.id),
+      slots: [],
+      restarts: 0,
+    };
+  }
+
   /** The state with each slot's instance asked whether it is frozen (cgroup freezer, QEMU run state). */
   async withFrozen(state: AppState): Promise<AppState> {
     const slots = this.runtimes.get(state.record.id)?.serving?.slots ?? [];
@@ -1338,36 +1407,41 @@ export class AppManager implements AppResolver, AppGateway {
     return { ...state, slots: state.slots.map((view, index) => (frozen[index] === undefined ? view : { ...view, frozen: frozen[index] })) };
   }
 
-    /** The raw address of a ready instance (M3O's Resolve), by app id or name. */
-  resolve(owner: AppOwner, idOrName: string): { url: string; app: AppRecord; publicUrl: string } {
-    const app = this.records.get(idOrName) ?? this.records.findByName(owner.projectId, idOrName);
-    if (!app || app.projectId !== owner.projectId) throw errors.notFound(`no app "${idOrName}" in project "${owner.projectName}"`);
+  /** The raw address of a ready instance (M3O's Resolve), by app id or name; the app must run on this node. */
+  async resolve(owner: AppOwner, idOrName: string): Promise<{ url: string; app: AppRecord; publicUrl: string }> {
+    const mine = (app: AppRecord | undefined) => (app?.projectId === owner.projectId ? app : undefined);
+    const app = mine(this.records.hereById(idOrName)) ?? this.records.hereByName(owner.projectId, idOrName);
+    if (!app) {
+      const elsewhere = mine(await this.records.findById(idOrName)) ?? (await this.records.findByName(owner.projectId, idOrName));
+      throw elsewhere ? this.runElsewhere(elsewhere) : errors.notFound(`no app "${idOrName}" in project "${owner.projectName}"`);
+    }
     const slot = this.runtimes.get(app.id)?.pickSlot();
     if (!slot?.instance) throw errors.unavailable(`app "${app.name}" has no instance ready`).withHeaders({ 'retry-after': '2' });
     return { url: `http://${slot.instance.host}:${slot.instance.port}`, app, publicUrl: this.appUrl(app) };
   }
 
+  /** The latest lines of an app this node runs (`runningHere` says why another is not). */
   logs(owner: AppOwner, name: string, lines: number, stream?: AppLogStream): AppLogLine[] {
-    const app = this.find(owner, name);
+    const app = this.findHere(owner, name);
     return this.runtimes.get(app.id)?.tail(lines, stream) ?? [];
   }
 
   follow(owner: AppOwner, name: string, lines: number, signal: AbortSignal, stream?: AppLogStream): AsyncGenerator<AppLogLine> {
-    const app = this.find(owner, name);
+    const app = this.findHere(owner, name);
     const runtime = this.runtimes.get(app.id);
     if (!runtime) throw errors.unavailable(`app "${name}" is not running on this machine`);
     return runtime.follow(lines, signal, stream);
   }
 
-  reserve(owner: AppOwner, name: string): ReservationRecord {
-    const existing = this.records.findByAddress(owner.projectName, name);
+  async reserve(owner: AppOwner, name: string): Promise<ReservationRecord> {
+    const existing = await this.records.findByAddress(owner.projectName, name);
     if (existing && existing.projectId !== owner.projectId) throw errors.conflict(`the name "${name}" is taken by another account's project`);
-    const reservation = this.records.reservation(owner.projectName, name);
+    const reservation = await this.records.reservation(owner.projectName, name);
     if (reservation && reservation.projectId !== owner.projectId && reservation.expiresAt > Date.now())
       throw errors.conflict(`the name "${name}" is reserved by another project`);
     const now = Date.now();
     const record: ReservationRecord = { projectName: owner.projectName, name, projectId: owner.projectId, createdAt: now, expiresAt: now + RESERVATION_DAYS * 86_400_000 };
-    this.records.reserve(record);
+    await this.records.reserve(record);
     return record;
   }
 }

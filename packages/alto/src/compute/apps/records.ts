@@ -1,60 +1,30 @@
 /**
  * @module compute/apps/records
- * What Alto remembers about apps, in the embedded SQLite database beside the images: each app
- * (per project; its name also unique per project name machine-wide, since `<app>.<project>` is
- * its address on the edge) with its image, resolved digest, settings, version and status; the
- * instances it ran (state, driver, start, exit code and reason); and names reserved for later.
- * A restart of Alto reads the apps back and starts those that were running.
+ * What Alto remembers about apps, as the app manager uses it. The apps store (store/apps) holds
+ * every app of the cloud with the node that runs it; this node keeps in memory the apps it runs
+ * (by id, by name in their project and by `<app>.<project>` address, hidden env already open,
+ * with their latest instances), loaded once at start and changed by every write it makes, so
+ * resolving a request reads no database and opens no sealed value. Writes about one app reach
+ * the store in the order they were made; those nobody has to wait for (status, TCP port,
+ * instance lifecycle, snapshots) are logged when they fail. Hidden env values (named secrets, a
+ * function's key) are sealed with the master key before they reach the store, so no copy of it
+ * (the SQLite file, the PostgreSQL database) holds them in plaintext.
  */
+import type { Logger } from '../../kit/logger.js';
 import type { SecretCipher } from '../../kit/master-key.js';
-import { migrate, type SqliteDatabase } from '../../store/sqlite/database.js';
+import type {
+  AppStatus,
+  AppStore,
+  InstanceExit,
+  InstanceRecord,
+  InstanceRecordState,
+  ReservationRecord,
+  SnapshotRecord,
+  StoredApp,
+} from '../../store/apps/port.js';
 import type { HiddenEnv } from './secrets.js';
 
-const MIGRATIONS = [
-  `CREATE TABLE apps (
-     id TEXT PRIMARY KEY,
-     project_id TEXT NOT NULL,
-     project_name TEXT NOT NULL,
-     name TEXT NOT NULL,
-     image TEXT NOT NULL,
-     digest TEXT NOT NULL,
-     settings TEXT NOT NULL,
-     version INTEGER NOT NULL,
-     status TEXT NOT NULL,
-     error TEXT,
-     tcp_port INTEGER,
-     created_at INTEGER NOT NULL,
-     updated_at INTEGER NOT NULL,
-     UNIQUE (project_id, name),
-     UNIQUE (project_name, name));
-   CREATE TABLE app_instances (
-     id TEXT PRIMARY KEY,
-     app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
-     version INTEGER NOT NULL,
-     state TEXT NOT NULL,
-     driver TEXT NOT NULL,
-     started_at INTEGER NOT NULL,
-     ended_at INTEGER,
-     exit_code INTEGER,
-     exit_reason TEXT);
-   CREATE INDEX app_instances_app ON app_instances(app_id, started_at);
-   CREATE TABLE app_reservations (
-     project_name TEXT NOT NULL,
-     name TEXT NOT NULL,
-     project_id TEXT NOT NULL,
-     created_at INTEGER NOT NULL,
-     expires_at INTEGER NOT NULL,
-     PRIMARY KEY (project_name, name));`,
-  // Issue 8: where a snapshotted (zero-memory) instance slot keeps its snapshot, so a restart of
-  // Alto brings it back on the next request.
-  `CREATE TABLE app_snapshots (
-     app_id TEXT NOT NULL,
-     version INTEGER NOT NULL,
-     slot INTEGER NOT NULL,
-     dir TEXT NOT NULL,
-     created_at INTEGER NOT NULL,
-     PRIMARY KEY (app_id, version, slot));`,
-];
+export type { AppStatus, InstanceRecord, InstanceRecordState, ReservationRecord, SnapshotRecord } from '../../store/apps/port.js';
 
 /** A volume of an app: a folder kept under the data folder, mounted at `path`. */
 export interface AppVolume {
@@ -89,13 +59,13 @@ export interface AppSettings {
   hidden_env?: HiddenEnv;
 }
 
-export type AppStatus = 'deploying' | 'running' | 'crashing' | 'updating' | 'failed';
-
 export interface AppRecord {
   id: string;
   projectId: string;
   projectName: string;
   name: string;
+  /** The node that runs it (store/apps: UNOWNED until one adopts it). */
+  node: string;
   image: string;
   digest: string;
   settings: AppSettings;
@@ -108,67 +78,15 @@ export interface AppRecord {
   updatedAt: number;
 }
 
-export type InstanceRecordState = 'starting' | 'running' | 'suspended' | 'snapshotted' | 'stopping' | 'exited' | 'failed';
+/** Instances Get, Status and List show per app (the store keeps more). */
+const SHOWN_INSTANCES = 20;
 
-/** A slot's snapshot on disk (issue 8: zero memory). */
-export interface SnapshotRecord {
-  appId: string;
-  version: number;
-  slot: number;
-  dir: string;
-  createdAt: number;
+/** An app this node runs, as memory holds it. */
+interface LocalApp {
+  record: AppRecord;
+  /** Newest first, at most SHOWN_INSTANCES. */
+  instances: InstanceRecord[];
 }
-
-export interface InstanceRecord {
-  id: string;
-  appId: string;
-  version: number;
-  state: InstanceRecordState;
-  driver: string;
-  startedAt: number;
-  endedAt?: number;
-  exitCode?: number | null;
-  exitReason?: string;
-}
-
-export interface ReservationRecord {
-  projectName: string;
-  name: string;
-  projectId: string;
-  createdAt: number;
-  expiresAt: number;
-}
-
-interface AppRow {
-  id: string;
-  project_id: string;
-  project_name: string;
-  name: string;
-  image: string;
-  digest: string;
-  settings: string;
-  version: number;
-  status: string;
-  error: string | null;
-  tcp_port: number | null;
-  created_at: number;
-  updated_at: number;
-}
-
-interface InstanceRow {
-  id: string;
-  app_id: string;
-  version: number;
-  state: string;
-  driver: string;
-  started_at: number;
-  ended_at: number | null;
-  exit_code: number | null;
-  exit_reason: string | null;
-}
-
-/** Instance rows kept per app (the newest); older ones go as new ones are added. */
-const KEPT_INSTANCE_ROWS = 50;
 
 /**
  * Where a hidden env value is sealed: its app and variable, so a sealed value copied to another
@@ -178,225 +96,245 @@ function hiddenEnvField(appId: string, variable: string): string[] {
   return ['apps.hidden_env', appId, variable];
 }
 
-/** The app's settings as stored: hidden env values (secrets, a function's key) sealed with the master key. */
-function storedSettings(app: AppRecord, cipher: SecretCipher | undefined): string {
-  const hidden = app.settings.hidden_env;
-  if (!hidden || !cipher) return JSON.stringify(app.settings);
-  const env = Object.fromEntries(Object.entries(hidden.env).map(([name, value]) => [name, cipher.sealText(value, hiddenEnvField(app.id, name))]));
-  return JSON.stringify({ ...app.settings, hidden_env: { ...hidden, env } });
-}
-
-function appOf(row: AppRow, cipher: SecretCipher | undefined): AppRecord {
-  const settings = { pool: 0, links: [], ...(JSON.parse(row.settings) as Partial<AppSettings>) } as AppSettings;
-  const hidden = settings.hidden_env;
-  if (hidden && cipher) {
-    // Values written before sealing come back as they are (and are sealed at the next save).
-    hidden.env = Object.fromEntries(Object.entries(hidden.env).map(([name, value]) => [name, cipher.openText(value, hiddenEnvField(row.id, name))]));
-  }
-  return {
-    id: row.id,
-    projectId: row.project_id,
-    projectName: row.project_name,
-    name: row.name,
-    image: row.image,
-    digest: row.digest,
-    settings,
-    version: row.version,
-    status: row.status as AppStatus,
-    ...(row.error ? { error: row.error } : {}),
-    ...(row.tcp_port ? { tcpPort: row.tcp_port } : {}),
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
-}
-
-function instanceOf(row: InstanceRow): InstanceRecord {
-  return {
-    id: row.id,
-    appId: row.app_id,
-    version: row.version,
-    state: row.state as InstanceRecordState,
-    driver: row.driver,
-    startedAt: row.started_at,
-    ...(row.ended_at !== null ? { endedAt: row.ended_at } : {}),
-    ...(row.exit_reason !== null ? { exitCode: row.exit_code, exitReason: row.exit_reason } : {}),
-  };
-}
+const nameKey = (projectId: string, name: string) => `${projectId}\n${name}`;
+const addressKey = (projectName: string, name: string) => `${name}.${projectName}`;
 
 export class AppRecords {
-  private readonly statements;
+  private readonly byId = new Map<string, LocalApp>();
+  private readonly byName = new Map<string, LocalApp>();
+  private readonly byAddress = new Map<string, LocalApp>();
+  /** Per app: the end of its queue of writes. */
+  private readonly pending = new Map<string, Promise<void>>();
 
-  /** `cipher` seals the hidden env (secrets, a function's key) at rest; without one it is kept as given. */
+  /** `cipher` seals the hidden env at rest; without one it is kept as given. */
   constructor(
-    db: SqliteDatabase,
-    private readonly cipher?: SecretCipher,
-  ) {
-    migrate(db, 'apps', MIGRATIONS);
-    this.statements = {
-      insert: db.prepare(`INSERT INTO apps (id, project_id, project_name, name, image, digest, settings, version, status, error, tcp_port, created_at, updated_at)
-        VALUES (@id, @project_id, @project_name, @name, @image, @digest, @settings, @version, @status, @error, @tcp_port, @created_at, @updated_at)`),
-      update: db.prepare(`UPDATE apps SET image = @image, digest = @digest, settings = @settings, version = @version, status = @status,
-        error = @error, tcp_port = @tcp_port, updated_at = @updated_at WHERE id = @id`),
-      setStatus: db.prepare('UPDATE apps SET status = ?, error = ?, updated_at = ? WHERE id = ?'),
-      setTcpPort: db.prepare('UPDATE apps SET tcp_port = ? WHERE id = ?'),
-      get: db.prepare('SELECT * FROM apps WHERE id = ?'),
-      byName: db.prepare('SELECT * FROM apps WHERE project_id = ? AND name = ?'),
-      byAddress: db.prepare('SELECT * FROM apps WHERE project_name = ? AND name = ?'),
-      ofProject: db.prepare('SELECT * FROM apps WHERE project_id = ? ORDER BY name'),
-      all: db.prepare('SELECT * FROM apps ORDER BY created_at'),
-      countOfProject: db.prepare('SELECT COUNT(*) AS count FROM apps WHERE project_id = ?'),
-      usingDigest: db.prepare('SELECT COUNT(*) AS count FROM apps WHERE digest = ?'),
-      remove: db.prepare('DELETE FROM apps WHERE id = ?'),
-      insertInstance: db.prepare(`INSERT INTO app_instances (id, app_id, version, state, driver, started_at)
-        VALUES (?, ?, ?, ?, ?, ?)`),
-      updateInstance: db.prepare('UPDATE app_instances SET state = ?, ended_at = ?, exit_code = ?, exit_reason = ? WHERE id = ?'),
-      setInstanceState: db.prepare('UPDATE app_instances SET state = ? WHERE id = ?'),
-      instancesOf: db.prepare('SELECT * FROM app_instances WHERE app_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ?'),
-      trimInstances: db.prepare(`DELETE FROM app_instances WHERE app_id = ? AND id NOT IN
-        (SELECT id FROM app_instances WHERE app_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ${KEPT_INSTANCE_ROWS})`),
-      endOpenInstances: db.prepare(`UPDATE app_instances SET state = 'exited', ended_at = ?, exit_reason = COALESCE(exit_reason, ?)
-        WHERE state IN ('starting', 'running', 'suspended', 'stopping')`),
-      saveSnapshot: db.prepare(`INSERT INTO app_snapshots (app_id, version, slot, dir, created_at) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT (app_id, version, slot) DO UPDATE SET dir = excluded.dir, created_at = excluded.created_at`),
-      snapshotsOf: db.prepare('SELECT * FROM app_snapshots WHERE app_id = ? ORDER BY version, slot'),
-      removeSnapshots: db.prepare('DELETE FROM app_snapshots WHERE app_id = ? AND version = ?'),
-      removeAllSnapshots: db.prepare('DELETE FROM app_snapshots WHERE app_id = ?'),
-      reservation: db.prepare('SELECT * FROM app_reservations WHERE project_name = ? AND name = ?'),
-      upsertReservation: db.prepare(`INSERT INTO app_reservations (project_name, name, project_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT (project_name, name) DO UPDATE SET project_id = excluded.project_id, created_at = excluded.created_at, expires_at = excluded.expires_at`),
-      removeReservation: db.prepare('DELETE FROM app_reservations WHERE project_name = ? AND name = ?'),
-      removeProject: db.prepare('DELETE FROM apps WHERE project_id = ?'),
-      removeProjectReservations: db.prepare('DELETE FROM app_reservations WHERE project_id = ?'),
-    };
+    private readonly store: AppStore,
+    /** This node's id: the apps it runs are recorded under it. */
+    readonly node: string,
+    private readonly cipher: SecretCipher | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * At start: takes the apps no node runs yet (from before nodes were recorded, or copied by
+   * `alto migrate`), ends the instances this node's last run left open, and loads its apps.
+   */
+  async load(): Promise<AppRecord[]> {
+    const adopted = await this.store.adoptUnowned(this.node);
+    if (adopted > 0) this.log.info({ node: this.node, apps: adopted }, 'this node runs the apps no node ran yet');
+    await this.store.endOpenInstances(this.node, 'Alto stopped', Date.now());
+    for (const stored of await this.store.listOfNode(this.node)) {
+      this.remember(this.open(stored), await this.store.instancesOf(stored.id, SHOWN_INSTANCES));
+    }
+    return this.here();
   }
 
-  insert(app: AppRecord): void {
-    this.statements.insert.run(this.rowOf(app));
+  // ---- this node's apps, from memory ----------------------------------------------------------
+
+  /** The apps this node runs, oldest first. */
+  here(): AppRecord[] {
+    return [...this.byId.values()].map((local) => local.record);
   }
 
-  save(app: AppRecord): void {
-    this.statements.update.run(this.rowOf(app));
+  hereById(id: string): AppRecord | undefined {
+    return this.byId.get(id)?.record;
   }
 
-  private rowOf(app: AppRecord): AppRow {
-    return {
-      id: app.id,
-      project_id: app.projectId,
-      project_name: app.projectName,
-      name: app.name,
-      image: app.image,
-      digest: app.digest,
-      settings: storedSettings(app, this.cipher),
-      version: app.version,
-      status: app.status,
-      error: app.error ?? null,
-      tcp_port: app.tcpPort ?? null,
-      created_at: app.createdAt,
-      updated_at: app.updatedAt,
-    };
+  hereByName(projectId: string, name: string): AppRecord | undefined {
+    return this.byName.get(nameKey(projectId, name))?.record;
   }
 
-  setStatus(id: string, status: AppStatus, error: string | undefined, at = Date.now()): void {
-    this.statements.setStatus.run(status, error ?? null, at, id);
+  /** The app at `<name>.<projectName>` on the edge, if this node runs it. */
+  hereByAddress(projectName: string, name: string): AppRecord | undefined {
+    return this.byAddress.get(addressKey(projectName, name))?.record;
   }
 
-  setTcpPort(id: string, port: number): void {
-    this.statements.setTcpPort.run(port, id);
+  /** Whether an app of this node still runs this image (its root filesystem is on this node). */
+  isDigestUsedHere(digest: string): boolean {
+    for (const { record } of this.byId.values()) if (record.digest === digest) return true;
+    return false;
   }
 
-  get(id: string): AppRecord | undefined {
-    const row = this.statements.get.get(id) as AppRow | undefined;
-    return row ? appOf(row, this.cipher) : undefined;
+  /** The latest instances of an app this node runs, newest first. */
+  instancesHere(appId: string): InstanceRecord[] {
+    return this.byId.get(appId)?.instances ?? [];
   }
 
-  findByName(projectId: string, name: string): AppRecord | undefined {
-    const row = this.statements.byName.get(projectId, name) as AppRow | undefined;
-    return row ? appOf(row, this.cipher) : undefined;
+  // ---- every app of the cloud -----------------------------------------------------------------
+
+  async findById(id: string): Promise<AppRecord | undefined> {
+    return this.hereById(id) ?? this.openIfAny(await this.store.get(id));
   }
 
-  /** The app at `<name>.<projectName>` on the edge. */
-  findByAddress(projectName: string, name: string): AppRecord | undefined {
-    const row = this.statements.byAddress.get(projectName, name) as AppRow | undefined;
-    return row ? appOf(row, this.cipher) : undefined;
+  async findByName(projectId: string, name: string): Promise<AppRecord | undefined> {
+    return this.hereByName(projectId, name) ?? this.openIfAny(await this.store.findByName(projectId, name));
   }
 
-  listOfProject(projectId: string): AppRecord[] {
-    return (this.statements.ofProject.all(projectId) as AppRow[]).map((row) => appOf(row, this.cipher));
+  async findByAddress(projectName: string, name: string): Promise<AppRecord | undefined> {
+    return this.hereByAddress(projectName, name) ?? this.openIfAny(await this.store.findByAddress(projectName, name));
   }
 
-  list(): AppRecord[] {
-    return (this.statements.all.all() as AppRow[]).map((row) => appOf(row, this.cipher));
+  /** The project's apps by name, wherever they run (this node's as it holds them). */
+  async listOfProject(projectId: string): Promise<AppRecord[]> {
+    return (await this.store.listOfProject(projectId)).map((stored) => this.hereById(stored.id) ?? this.open(stored));
   }
 
-  countOfProject(projectId: string): number {
-    return (this.statements.countOfProject.get(projectId) as { count: number }).count;
+  countOfProject(projectId: string): Promise<number> {
+    return this.store.countOfProject(projectId);
   }
 
-  /** Whether any app still runs this image. */
-  isDigestUsed(digest: string): boolean {
-    return (this.statements.usingDigest.get(digest) as { count: number }).count > 0;
+  /** The latest instances of any app, newest first. */
+  async instancesOf(appId: string): Promise<InstanceRecord[]> {
+    const local = this.byId.get(appId);
+    return local ? local.instances : this.store.instancesOf(appId, SHOWN_INSTANCES);
   }
 
-  remove(id: string): void {
-    this.statements.remove.run(id);
+  reservation(projectName: string, name: string): Promise<ReservationRecord | undefined> {
+    return this.store.reservation(projectName, name);
   }
 
-  removeProject(projectId: string): void {
-    this.statements.removeProject.run(projectId);
-    this.statements.removeProjectReservations.run(projectId);
+  reserve(reservation: ReservationRecord): Promise<void> {
+    return this.store.reserve(reservation);
   }
 
-  addInstance(instance: InstanceRecord): void {
-    this.statements.insertInstance.run(instance.id, instance.appId, instance.version, instance.state, instance.driver, instance.startedAt);
-    this.statements.trimInstances.run(instance.appId, instance.appId);
+  // ---- writes about this node's apps ----------------------------------------------------------
+
+  /** Records a new app run by this node; false when its name or address was taken meanwhile. */
+  async insert(app: AppRecord): Promise<boolean> {
+    const inserted = await this.inOrder(app.id, () => this.store.insert(this.seal(app)));
+    if (inserted) this.remember(app, []);
+    return inserted;
   }
 
-  setInstanceState(id: string, state: InstanceRecordState): void {
-    this.statements.setInstanceState.run(state, id);
+  /** Replaces the app (same id) with its next version. */
+  async save(app: AppRecord): Promise<void> {
+    const local = this.byId.get(app.id);
+    if (local) this.remember(app, local.instances);
+    await this.inOrder(app.id, () => this.store.save(this.seal(app)));
   }
 
-  endInstance(id: string, state: 'exited' | 'failed' | 'snapshotted', exit: { code: number | null; reason: string }, at = Date.now()): void {
-    this.statements.updateInstance.run(state, at, exit.code, exit.reason, id);
+  setStatus(app: AppRecord, status: AppStatus, error: string | undefined): Promise<void> {
+    app.status = status;
+    app.error = error;
+    app.updatedAt = Date.now();
+    return this.inBackground(app.id, 'the status of an app', () => this.store.setStatus(app.id, status, error, app.updatedAt));
   }
 
-  /** The newest instances of an app first. */
-  instancesOf(appId: string, limit = 20): InstanceRecord[] {
-    return (this.statements.instancesOf.all(appId, limit) as InstanceRow[]).map(instanceOf);
+  setTcpPort(app: AppRecord, port: number): Promise<void> {
+    app.tcpPort = port;
+    return this.inBackground(app.id, 'the TCP port of an app', () => this.store.setTcpPort(app.id, port));
   }
 
-  /** At start: instances a previous run left marked as running ended with it. */
-  endOpenInstances(reason: string, at = Date.now()): void {
-    this.statements.endOpenInstances.run(at, reason);
+  /** Forgets an app with its instances and snapshot records. */
+  async remove(app: AppRecord): Promise<void> {
+    this.forget(app.id);
+    await this.inOrder(app.id, () => this.store.remove(app.id));
   }
 
-  saveSnapshot(snapshot: SnapshotRecord): void {
-    this.statements.saveSnapshot.run(snapshot.appId, snapshot.version, snapshot.slot, snapshot.dir, snapshot.createdAt);
+  /** Forgets every app of a project, on every node, and its reservations. */
+  async removeProject(projectId: string): Promise<void> {
+    for (const app of this.here()) if (app.projectId === projectId) this.forget(app.id);
+    await this.store.removeProject(projectId);
   }
 
-  snapshotsOf(appId: string): SnapshotRecord[] {
-    const rows = this.statements.snapshotsOf.all(appId) as { app_id: string; version: number; slot: number; dir: string; created_at: number }[];
-    return rows.map((row) => ({ appId: row.app_id, version: row.version, slot: row.slot, dir: row.dir, createdAt: row.created_at }));
+  addInstance(instance: InstanceRecord): Promise<void> {
+    const local = this.byId.get(instance.appId);
+    if (local) local.instances = [{ ...instance }, ...local.instances].slice(0, SHOWN_INSTANCES);
+    return this.inBackground(instance.appId, 'an instance start', () => this.store.addInstance(instance));
+  }
+
+  setInstanceState(appId: string, id: string, state: InstanceRecordState): Promise<void> {
+    const shown = this.byId.get(appId)?.instances.find((instance) => instance.id === id);
+    if (shown) shown.state = state;
+    return this.inBackground(appId, 'an instance state', () => this.store.setInstanceState(id, state));
+  }
+
+  endInstance(appId: string, id: string, state: 'exited' | 'failed' | 'snapshotted', exit: InstanceExit): Promise<void> {
+    const at = Date.now();
+    const shown = this.byId.get(appId)?.instances.find((instance) => instance.id === id);
+    if (shown) Object.assign(shown, { state, endedAt: at, exitCode: exit.code, exitReason: exit.reason });
+    return this.inBackground(appId, 'an instance exit', () => this.store.endInstance(id, state, exit, at));
+  }
+
+  saveSnapshot(snapshot: SnapshotRecord): Promise<void> {
+    return this.inBackground(snapshot.appId, 'a snapshot', () => this.store.saveSnapshot(snapshot));
+  }
+
+  /** The app's snapshots, once its earlier writes are in. */
+  snapshotsOf(appId: string): Promise<SnapshotRecord[]> {
+    return this.inOrder(appId, () => this.store.snapshotsOf(appId));
   }
 
   /** Forgets the snapshots of one version (or, without it, of every version) of an app. */
-  removeSnapshots(appId: string, version?: number): void {
-    if (version === undefined) this.statements.removeAllSnapshots.run(appId);
-    else this.statements.removeSnapshots.run(appId, version);
+  removeSnapshots(appId: string, version?: number): Promise<void> {
+    return this.inOrder(appId, () => this.store.removeSnapshots(appId, version));
   }
 
-  reservation(projectName: string, name: string): ReservationRecord | undefined {
-    const row = this.statements.reservation.get(projectName, name) as
-      | { project_name: string; name: string; project_id: string; created_at: number; expires_at: number }
-      | undefined;
-    if (!row) return undefined;
-    return { projectName: row.project_name, name: row.name, projectId: row.project_id, createdAt: row.created_at, expiresAt: row.expires_at };
+  /** Resolves once every write made so far (and any they led to) reached the store or failed. */
+  async flushed(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending.values());
   }
 
-  reserve(reservation: ReservationRecord): void {
-    this.statements.upsertReservation.run(reservation.projectName, reservation.name, reservation.projectId, reservation.createdAt, reservation.expiresAt);
+  // ---- memory, order, sealing -----------------------------------------------------------------
+
+  private remember(record: AppRecord, instances: InstanceRecord[]): void {
+    const local: LocalApp = { record, instances };
+    this.byId.set(record.id, local);
+    this.byName.set(nameKey(record.projectId, record.name), local);
+    this.byAddress.set(addressKey(record.projectName, record.name), local);
   }
 
-  removeReservation(projectName: string, name: string): void {
-    this.statements.removeReservation.run(projectName, name);
+  private forget(id: string): void {
+    const local = this.byId.get(id);
+    if (!local) return;
+    this.byId.delete(id);
+    this.byName.delete(nameKey(local.record.projectId, local.record.name));
+    this.byAddress.delete(addressKey(local.record.projectName, local.record.name));
+  }
+
+  /** Runs `write` after the app's earlier writes; the answer is its own (its failure included). */
+  private inOrder<T>(appId: string, write: () => Promise<T>): Promise<T> {
+    const result = (this.pending.get(appId) ?? Promise.resolve()).then(write);
+    const settled = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.pending.set(appId, settled);
+    void settled.then(() => {
+      if (this.pending.get(appId) === settled) this.pending.delete(appId);
+    });
+    return result;
+  }
+
+  /** A write in the app's order whose failure is logged: the answer never fails. */
+  private inBackground(appId: string, what: string, write: () => Promise<void>): Promise<void> {
+    return this.inOrder(appId, write).catch((error: Error) => this.log.warn({ err: error, app: appId }, `recording ${what} failed`));
+  }
+
+  /** The app as the store keeps it: hidden env values sealed with the master key. */
+  private seal(app: AppRecord): StoredApp {
+    const hidden = app.settings.hidden_env;
+    let settings = app.settings;
+    if (hidden && this.cipher) {
+      const cipher = this.cipher;
+      const env = Object.fromEntries(Object.entries(hidden.env).map(([name, value]) => [name, cipher.sealText(value, hiddenEnvField(app.id, name))]));
+      settings = { ...app.settings, hidden_env: { ...hidden, env } };
+    }
+    return { ...app, settings: JSON.stringify(settings) };
+  }
+
+  private open(stored: StoredApp): AppRecord {
+    const settings = { pool: 0, links: [], ...(JSON.parse(stored.settings) as Partial<AppSettings>) } as AppSettings;
+    const hidden = settings.hidden_env;
+    if (hidden && this.cipher) {
+      const cipher = this.cipher;
+      // Values written before sealing come back as they are (and are sealed at the next save).
+      hidden.env = Object.fromEntries(Object.entries(hidden.env).map(([name, value]) => [name, cipher.openText(value, hiddenEnvField(stored.id, name))]));
+    }
+    return { ...stored, settings };
+  }
+
+  private openIfAny(stored: StoredApp | undefined): AppRecord | undefined {
+    return stored && this.open(stored);
   }
 }

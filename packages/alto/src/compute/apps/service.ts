@@ -12,6 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { errors } from '../../kit/errors.js';
+import { loadNodeId } from '../../kit/node-id.js';
 import type { Platform } from '../../platform/platform.js';
 import { component, defineService, endpoint, streamEndpoint, type CallContext, type Tenant } from '../../platform/service.js';
 import { imagesComponent } from '../images/service.js';
@@ -42,12 +43,13 @@ import {
 } from './schema.js';
 import type { z } from 'zod';
 
-export const appsComponent = component('apps.manager', (platform: Platform) => {
+export const appsComponent = component('apps.manager', async (platform: Platform) => {
   const limits = platform.limits;
   const metering = platform.config.metering !== false;
-  const apps = new AppManager({
+  const apps = await AppManager.open({
     dataDir: platform.config.dataDir,
-    db: platform.stores.sqlite,
+    store: platform.stores.apps,
+    node: loadNodeId(platform.config.dataDir),
     cipher: platform.masterKey().cipher,
     log: platform.log.child({ component: 'apps' }),
     images: platform.use(imagesComponent),
@@ -107,9 +109,9 @@ async function hiddenEnvForRun(names: string[] | undefined, context: CallContext
   return { env: await readSecrets(context.platform, tenant, tenant.environment, names), secrets: names, environment: tenant.environment, scopes: [] };
 }
 
-/** The app's hidden env, for redacting what is shown of it. */
-function hiddenEnvOfApp(context: CallContext, name: string): HiddenEnv | undefined {
-  return manager(context).get(owner(context), name).record.settings.hidden_env;
+/** The app's hidden env, for redacting what is shown of it (wherever the app runs). */
+async function hiddenEnvOfApp(context: CallContext, name: string): Promise<HiddenEnv | undefined> {
+  return (await manager(context).describe(owner(context), name)).record.settings.hidden_env;
 }
 
 type SettingsRequest = z.output<typeof UpdateRequest>;
@@ -165,7 +167,7 @@ export const appService = defineService({
       response: ServiceResponse,
       example: { name: 'web', image: 'ghcr.io/org/web:v2' },
       async handler(request, context) {
-        const current = hiddenEnvOfApp(context, request.name);
+        const current = await hiddenEnvOfApp(context, request.name);
         const hidden = await hiddenEnvForUpdate(context.platform, context.tenant, request.name, current, request.secrets);
         const state = await manager(context).update(owner(context), {
           ...(hidden ? { hidden_env: hidden } : {}),
@@ -192,8 +194,8 @@ export const appService = defineService({
       request: NameRequest,
       response: ServiceResponse,
       example: { name: 'web' },
-      handler(request, context) {
-        return { service: serviceView(manager(context).get(owner(context), request.name)) };
+      async handler(request, context) {
+        return { service: serviceView(await manager(context).describe(owner(context), request.name)) };
       },
     }),
     Status: endpoint({
@@ -204,7 +206,7 @@ export const appService = defineService({
       example: { name: 'web' },
       async handler(request, context) {
         const apps = manager(context);
-        return { service: serviceView(await apps.withFrozen(apps.get(owner(context), request.name))) };
+        return { service: serviceView(await apps.withFrozen(await apps.describe(owner(context), request.name))) };
       },
     }),
     List: endpoint({
@@ -212,8 +214,8 @@ export const appService = defineService({
       request: ListRequest,
       response: ListResponse,
       example: {},
-      handler(_request, context) {
-        return { services: manager(context).list(owner(context)).map(serviceView) };
+      async handler(_request, context) {
+        return { services: (await manager(context).list(owner(context))).map(serviceView) };
       },
     }),
     Logs: endpoint({
@@ -221,9 +223,10 @@ export const appService = defineService({
       request: LogsRequest,
       response: LogsResponse,
       example: { name: 'web', lines: 100 },
-      handler(request, context) {
+      async handler(request, context) {
+        // The lines are in the memory of the node that runs the app.
+        const hidden = (await manager(context).runningHere(owner(context), request.name)).settings.hidden_env;
         const lines = manager(context).logs(owner(context), request.name, request.lines, request.stream);
-        const hidden = hiddenEnvOfApp(context, request.name);
         return { logs: logsText(lines, hidden), lines: lines.map((line) => logLineView(line, hidden)) };
       },
     }),
@@ -233,7 +236,7 @@ export const appService = defineService({
       response: LogLineView,
       example: { name: 'web', lines: 10 },
       async *handler(request, context) {
-        const hidden = hiddenEnvOfApp(context, request.name);
+        const hidden = (await manager(context).runningHere(owner(context), request.name)).settings.hidden_env;
         for await (const line of manager(context).follow(owner(context), request.name, request.lines, context.signal, request.stream)) yield logLineView(line, hidden);
       },
     }),
@@ -242,8 +245,8 @@ export const appService = defineService({
       request: ResolveRequest,
       response: ResolveResponse,
       example: { name: 'web' },
-      handler(request, context) {
-        const resolved = manager(context).resolve(owner(context), (request.id || request.name)!);
+      async handler(request, context) {
+        const resolved = await manager(context).resolve(owner(context), (request.id || request.name)!);
         return { url: resolved.url, app_url: resolved.publicUrl };
       },
     }),
@@ -261,8 +264,8 @@ export const appService = defineService({
       request: ReserveRequest,
       response: ReserveResponse,
       example: { name: 'web' },
-      handler(request, context) {
-        const reservation = manager(context).reserve(owner(context), request.name);
+      async handler(request, context) {
+        const reservation = await manager(context).reserve(owner(context), request.name);
         return reservationView(reservation, randomBytes(12).toString('hex'));
       },
     }),

@@ -216,8 +216,8 @@ export const functionService = defineService({
       request: ReserveRequest,
       response: ReserveResponse,
       example: { name: 'hello' },
-      handler(request, context) {
-        const reservation = context.platform.use(appsComponent).reserve(owner(context), request.name);
+      async handler(request, context) {
+        const reservation = await context.platform.use(appsComponent).reserve(owner(context), request.name);
         return reservationView(reservation, randomBytes(12).toString('hex'));
       },
     }),

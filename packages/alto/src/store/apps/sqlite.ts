@@ -17,7 +17,8 @@ import {
   type StoredApp,
 } from './port.js';
 
-const MIGRATIONS = [
+/** Applied in order, each once (exported for the upgrade test beside this file). */
+export const MIGRATIONS = [
   `CREATE TABLE apps (
      id TEXT PRIMARY KEY,
      project_id TEXT NOT NULL,
