@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseWrkOutput, writePostScript } from './wrk.js';
+import { cpuMicros, median, parseWrkOutput, writePostScript } from './wrk.js';
 
 const seconds = Number(process.argv[2] ?? 5);
 const connections = Number(process.argv[3] ?? 50);
@@ -90,17 +90,6 @@ interface Result {
   errors: number;
 }
 
-/** CPU time a process has used so far, in microseconds (Linux /proc; NaN elsewhere). */
-function cpuMicros(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
-    return (ticks * 1_000_000) / 100; // USER_HZ is 100 on Linux
-  } catch {
-    return Number.NaN;
-  }
-}
-
 function runWrk(server: Server, duration: number): Result {
   const cpuBefore = cpuMicros(server.child.pid!);
   const script = writePostScript(join(server.dataDir, 'post.lua'), '{"type":"uuid"}', server.key);
@@ -110,8 +99,6 @@ function runWrk(server: Server, duration: number): Result {
   const figures = parseWrkOutput(output);
   return { ...figures, cpuMicrosPerRequest: (cpuMicros(server.child.pid!) - cpuBefore) / figures.requests };
 }
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 const variants = [
   { name: 'off (ALTO_METERING=off)', server: await startServer('off', false) },

@@ -2,7 +2,7 @@
  * The benches' use of wrk: a Lua script that POSTs one JSON body with a key, and the figures
  * read back from wrk's `--latency` report.
  */
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 export interface WrkFigures {
   requestsPerSecond: number;
@@ -43,3 +43,20 @@ export function parseWrkOutput(output: string): WrkFigures {
     errors: non2xx + (socketErrors ? socketErrors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0),
   };
 }
+
+/**
+ * CPU time (user + system) a process has used so far, in microseconds (Linux /proc; NaN
+ * elsewhere). On a machine shared with other work, requests/s swing with the neighbours' load;
+ * a server's CPU time per request is the steadier figure.
+ */
+export function cpuMicros(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
+    return (ticks * 1_000_000) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return Number.NaN;
+  }
+}
+
+export const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];

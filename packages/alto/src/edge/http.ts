@@ -71,11 +71,10 @@ export function readBody(request: IncomingMessage, limit: number, stallTimeoutMs
     };
     const stalled = () =>
       settle(errors.requestTimeout(`the request body stalled: no byte came for ${Math.round(stallTimeoutMs / 1000)} s; send the whole body at once`));
-    let stall = setTimeout(stalled, stallTimeoutMs);
+    const stall = setTimeout(stalled, stallTimeoutMs);
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      clearTimeout(stall);
-      stall = setTimeout(stalled, stallTimeoutMs);
+      stall.refresh();
       if (!overLimit()) chunks.push(chunk);
       else {
         // Past the limit nothing is kept; past the allowance, nothing more is read.
