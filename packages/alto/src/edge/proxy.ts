@@ -9,10 +9,11 @@
  * exactly once when the exchange ends, whatever the cause: that is how the scheduler counts
  * activity, so every path below ends in `release()`.
  */
-import { Agent, request as httpRequest, type ClientRequest, type ClientRequestArgs, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { request as httpRequest, type ClientRequest, type ClientRequestArgs, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { Socket, createServer, type Server } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
+import { Pool, type Dispatcher } from 'undici';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
@@ -44,22 +45,6 @@ const HOP_BY_HOP_HEADERS = new Set([
 
 const LABEL_PATTERN = /^[a-z0-9-]+$/;
 
-/** Request options that carry how to open a connection to the target instance. */
-interface TargetRequestArgs extends ClientRequestArgs {
-  target?: ProxyTarget;
-}
-
-/**
- * Opens each new connection to an instance the way its driver needs (`ProxyTarget.connect`: a
- * microVM's user-mode stack takes handshakes slowly), and keeps them alive for the next request.
- */
-class InstanceAgent extends Agent {
-  override createConnection(options: TargetRequestArgs, callback?: (error: Error | null, socket: Duplex) => void): Duplex | null | undefined {
-    if (!options.target || !callback) return super.createConnection(options, callback);
-    return connectLater(options.target, callback);
-  }
-}
-
 /** Node's asynchronous `createConnection` form: no socket now, `oncreate` once the target's connect settles. */
 function connectLater(target: ProxyTarget, oncreate: (error: Error | null, socket: Duplex) => void): undefined {
   target.connect().then(
@@ -74,20 +59,35 @@ function connectionTo(target: ProxyTarget): NonNullable<ClientRequestArgs['creat
   return (_options, oncreate) => connectLater(target, oncreate);
 }
 const PORT_SUFFIX_PATTERN = /:\d{1,5}$/;
+/** A pool to an instance address that served nothing for this long is closed. */
+const POOL_IDLE_MS = 60_000;
+
+/**
+ * Keep-alive connections to one instance address (undici, HTTP/1.1), opened the way the
+ * instance's driver needs (`ProxyTarget.connect`: a microVM's user-mode stack takes handshakes
+ * slowly). `target` is the latest one handed out for the address.
+ */
+interface InstancePool {
+  pool: Pool;
+  target: ProxyTarget;
+  usedAt: number;
+}
 
 export class AppProxy {
   private readonly domainSuffix: string;
   private readonly resolver: AppResolver;
   private readonly log: Logger;
-  /** Reuses connections to instances: a warm request does not pay for a TCP handshake. */
-  private readonly agent = new InstanceAgent({ keepAlive: true, scheduling: 'lifo' });
-  /** Open upstream requests and upgraded connections, ended by `close()`. */
+  /** Reuses connections to instances, by address: a warm request does not pay for a TCP handshake. */
+  private readonly pools = new Map<string, InstancePool>();
+  private readonly poolSweep: NodeJS.Timeout;
+  /** Open upgrade requests and upgraded connections, ended by `close()`. */
   private readonly open = new Set<ClientRequest | Duplex>();
 
   constructor(options: AppProxyOptions) {
     this.domainSuffix = '.' + options.domain.toLowerCase().replace(/^\.+|\.+$/g, '');
     this.resolver = options.resolver;
     this.log = options.log;
+    this.poolSweep = setInterval(() => this.closeIdlePools(), POOL_IDLE_MS).unref();
   }
 
   /**
@@ -130,9 +130,53 @@ export class AppProxy {
 
   /** Ends open upstream connections. */
   async close(): Promise<void> {
+    clearInterval(this.poolSweep);
     for (const upstream of this.open) upstream.destroy();
     this.open.clear();
-    this.agent.destroy();
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map(({ pool }) => pool.destroy().catch(() => undefined)));
+  }
+
+  /** The pool to the target's address, made on first use. */
+  private poolFor(target: ProxyTarget): Pool {
+    const key = `${target.host}:${target.port}`;
+    let entry = this.pools.get(key);
+    if (!entry) {
+      const created: InstancePool = {
+        target,
+        usedAt: Date.now(),
+        pool: new Pool(`http://${key}`, {
+          // No limit on a response's wait or length: long polls and server-sent events pass.
+          headersTimeout: 0,
+          bodyTimeout: 0,
+          connect: (_options, callback) => {
+            created.target.connect().then(
+              (socket) => {
+                // As undici's own connector does: a request's head and body go out at once.
+                socket.setNoDelay(true);
+                callback(null, socket);
+              },
+              (error: Error) => callback(error, null),
+            );
+          },
+        }),
+      };
+      entry = created;
+      this.pools.set(key, entry);
+    }
+    entry.target = target;
+    entry.usedAt = Date.now();
+    return entry.pool;
+  }
+
+  private closeIdlePools(): void {
+    const cutoff = Date.now() - POOL_IDLE_MS;
+    for (const [key, entry] of this.pools) {
+      if (entry.usedAt >= cutoff) continue;
+      this.pools.delete(key);
+      void entry.pool.close().catch(() => undefined);
+    }
   }
 
   private async proxyRequest(address: AppAddress, request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -146,40 +190,42 @@ export class AppProxy {
     request.on('error', () => response.destroy());
     response.on('error', () => response.destroy());
 
-    const upstream = httpRequest({
-      host: target.host,
-      port: target.port,
-      method: request.method,
-      path: request.url,
-      headers: forwardedRequestHeaders(request, false),
-      agent: this.agent,
-      target,
-    } as TargetRequestArgs);
-    this.open.add(upstream);
-    upstream.once('close', () => this.open.delete(upstream));
-
-    upstream.once('response', (upstreamResponse) => {
-      response.writeHead(upstreamResponse.statusCode ?? 502, upstreamResponse.statusMessage, endToEndHeaders(upstreamResponse.headers));
-      // Server-sent events and other bodies of unknown length must reach the client as they come.
-      if (upstreamResponse.headers['content-length'] === undefined) response.flushHeaders();
-      upstreamResponse.pipe(response);
-      upstreamResponse.once('aborted', () => response.destroy());
-      upstreamResponse.on('error', () => response.destroy());
-    });
-    upstream.on('error', (error) => {
-      if (response.writableEnded || response.destroyed) return;
-      if (response.headersSent) {
-        response.destroy();
-        return;
-      }
-      this.log.warn({ err: error, app: address.app, project: address.project }, 'app instance did not answer');
-      this.sendError(request, response, appUnreachable(address, error));
-    });
+    let abort: ((reason?: Error) => void) | undefined;
     // A client that goes away aborts the upstream request.
     response.once('close', () => {
-      if (!response.writableFinished) upstream.destroy();
+      if (!response.writableFinished) abort?.(new Error('the client went away'));
     });
-    request.pipe(upstream);
+    const headers = forwardedRequestHeaders(request, false);
+    // Node's server answered any `Expect: 100-continue` itself; the body follows as it comes.
+    delete headers.expect;
+    const handler: Dispatcher.DispatchHandlers = {
+      onConnect: (abortRequest) => {
+        abort = abortRequest;
+        if (response.destroyed) abortRequest(new Error('the client went away'));
+      },
+      onHeaders: (statusCode, rawHeaders, resume, statusText) => {
+        response.writeHead(statusCode, statusText, endToEndRawHeaders(rawHeaders));
+        // Server-sent events and other bodies of unknown length must reach the client as they come.
+        if (!response.hasHeader('content-length')) response.flushHeaders();
+        response.on('drain', resume);
+        return true;
+      },
+      onData: (chunk) => response.write(chunk),
+      onComplete: () => response.end(),
+      onError: (error) => {
+        if (response.writableEnded || response.destroyed) return;
+        if (response.headersSent) {
+          response.destroy();
+          return;
+        }
+        this.log.warn({ err: error, app: address.app, project: address.project }, 'app instance did not answer');
+        this.sendError(request, response, appUnreachable(address, error));
+      },
+    };
+    this.poolFor(target).dispatch(
+      { path: request.url ?? '/', method: request.method as Dispatcher.HttpMethod, headers: headers as Record<string, string | string[]>, body: hasBody(request) ? request : null },
+      handler,
+    );
   }
 
   private async proxyUpgrade(address: AppAddress, request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -358,6 +404,35 @@ function forwardedRequestHeaders(request: IncomingMessage, upgrade: boolean): Ou
     if (request.headers.upgrade) headers.upgrade = request.headers.upgrade;
   }
   return headers;
+}
+
+/** Whether a request carries a body (a length above 0, or chunks). */
+function hasBody(request: IncomingMessage): boolean {
+  const length = request.headers['content-length'];
+  return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** An upstream answer's raw headers (undici's name, value, ... buffers) without the hop-by-hop ones. */
+function endToEndRawHeaders(rawHeaders: Buffer[] | string[] | null): string[] {
+  if (!rawHeaders) return [];
+  const pairs: string[] = [];
+  let named: Set<string> | undefined;
+  for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index].toString();
+    const value = rawHeaders[index + 1].toString();
+    const lower = name.toLowerCase();
+    if (lower === 'connection') {
+      named = new Set(value.split(',').map((token) => token.trim().toLowerCase()).filter(Boolean));
+      continue;
+    }
+    pairs.push(name, value);
+  }
+  const kept: string[] = [];
+  for (let index = 0; index < pairs.length; index += 2) {
+    const lower = pairs[index].toLowerCase();
+    if (!HOP_BY_HOP_HEADERS.has(lower) && !named?.has(lower)) kept.push(pairs[index], pairs[index + 1]);
+  }
+  return kept;
 }
 
 /** Headers without the hop-by-hop ones, including those the Connection header names. */
