@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { startProcess, temporaryDataDir } from './harness.js';
 import { runCli } from './apps-fixture.js';
@@ -95,7 +96,10 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
   assert.equal(copied.get('space objects')?.copied, 1);
   assert.equal(copied.get('search_documents')?.copied, 1);
   assert.ok((copied.get('usage_records')?.copied ?? 0) > 0, 'usage records');
-  assert.match(first.stdout, /app, function and image records: node-local/);
+  assert.match(first.stdout, /image records: node-local/);
+  // App records go too, run by the node of the source's data folder (this test deploys none).
+  assert.ok(copied.has('apps') && copied.has('app_instances'), first.stdout);
+  assert.match(first.stdout, new RegExp(`apps: run by node ${readFileSync(join(source, 'node-id'), 'utf8').trim()}, the node started on ${source}`));
 
   const second = await migrate();
   assert.equal(second.code, 0, second.stderr);

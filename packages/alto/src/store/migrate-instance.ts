@@ -7,7 +7,9 @@
  * `INSERT ... ON CONFLICT DO NOTHING`: a second run copies nothing, a run cut short and started
  * again completes. The few tables without a unique key are copied in one transaction each,
  * recorded in `alto_instance_migration`. Sealed values need the same master key on both sides,
- * so the command refuses when ALTO_MASTER_KEY is not the source's key.
+ * so the command refuses when ALTO_MASTER_KEY is not the source's key. Apps are copied as run by
+ * the source's node (its `node-id`): the node started on that data folder, which holds their
+ * images, snapshots and volumes, runs them.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
@@ -15,6 +17,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { loadMasterKey, parseMasterKey, SecretCipher } from '../kit/master-key.js';
+import { loadNodeId } from '../kit/node-id.js';
 import type { SqliteDatabase } from './sqlite/database.js';
 import { SqliteControlStore } from './sqlite/control.js';
 import { SqliteQuotaStore } from './sqlite/quota.js';
@@ -43,6 +46,8 @@ import { PostgresMailStore } from './mail/postgres.js';
 import { SqliteDocumentStore } from './documents/sqlite.js';
 import { physicalTableDefinition, PostgresDocumentStore } from './documents/postgres.js';
 import { DEFAULT_DOCUMENT_LIMITS } from './documents/port.js';
+import { SqliteAppStore } from './apps/sqlite.js';
+import { PostgresAppStore } from './apps/postgres.js';
 import { LocalObjectStore, TEMPORARY_FOLDER } from './objects/local.js';
 import { parseObjectsUrl, S3ObjectStore } from './objects/s3.js';
 import type { ObjectStore } from './objects/port.js';
@@ -68,7 +73,7 @@ export interface PartResult {
 
 /** What `alto migrate` leaves where it is, said in its output. */
 export const NOT_MIGRATED = [
-  'app, function and image records: node-local (they stay in this data folder, with the images and app snapshots)',
+  'function and image records: node-local (they stay in this data folder, with the images and app snapshots)',
   'cache entries: embedded unless --cache redis:// (a cache, rebuilt on use)',
   'event logs: embedded unless --events nats:// (NATS JetStream keeps its own)',
 ];
@@ -101,6 +106,11 @@ const KEYED_TABLES: Array<[source: string, target: string]> = [
   ['stream_channels', 'alto_stream_channels'],
   ['stream_messages', 'alto_stream_messages'],
   ['search_indexes', 'alto_search_indexes'],
+  // Apps before their instances (a foreign key).
+  ['apps', 'alto_apps'],
+  ['app_instances', 'alto_app_instances'],
+  ['app_snapshots', 'alto_app_snapshots'],
+  ['app_reservations', 'alto_app_reservations'],
 ];
 
 /** Tables without a unique key: copied whole in one transaction, once. */
@@ -138,6 +148,9 @@ export async function migrateInstance(options: MigrateInstanceOptions): Promise<
     prepareSource(source);
     checkMasterKey(source, options);
     await prepareTarget(pool, source);
+    const node = loadNodeId(options.dataDir);
+    await new SqliteAppStore(source).adoptUnowned(node);
+    options.report(`apps: run by node ${node}, the node started on ${options.dataDir} (it holds their images, snapshots and volumes)`);
     for (const [from, to] of KEYED_TABLES) record(await copyKeyedTable(source, pool, from, to));
     for (const [from, to] of APPEND_ONLY_TABLES) record(await copyAppendOnlyTable(source, pool, from, to));
     record(await copySearchDocuments(source, pool));
@@ -191,6 +204,7 @@ function prepareSource(db: SqliteDatabase): void {
   new SqliteUserStore(db);
   new SqliteMailStore(db);
   new SqliteDocumentStore(db, DEFAULT_DOCUMENT_LIMITS);
+  new SqliteAppStore(db);
 }
 
 /** Refuses when ALTO_MASTER_KEY is missing or is not the key the source sealed its values with. */
@@ -240,6 +254,7 @@ async function prepareTarget(pool: pg.Pool, source: SqliteDatabase): Promise<voi
     await PostgresUserStore.open(pool),
     await PostgresMailStore.open(pool),
     await PostgresDocumentStore.open(pool),
+    await PostgresAppStore.open(pool),
   ];
   for (const store of opened) await (store as { close?: () => Promise<void> }).close?.();
   await pool.query('CREATE TABLE IF NOT EXISTS alto_instance_migration (part TEXT PRIMARY KEY, copied_at BIGINT NOT NULL)');
