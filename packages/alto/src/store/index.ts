@@ -8,13 +8,14 @@
  * Ports, each on PostgreSQL when `--store` is given, else on SQLite: `control` (accounts,
  * projects, keys, settings, and the lock bootstrap runs under), `usage`, `quota`, `cron`, `otp`,
  * `streams` (stream; but see `--events`), `files` (file), `secrets` (secret), `urls` (url),
- * `search`, `users` (user, and the accounts' failed logins), `mail` (the platform's Mailer) and
- * `documents` (db). `cache` is on Redis with `--cache`, else SQLite; `events` (event) and
- * `streams` on NATS JetStream and `messages` (mq) on NATS subjects with `--events` (NATS wins
- * over PostgreSQL for the stream, as for events), else SQLite and in process; `objects` (space)
- * on S3 or disk.
+ * `search`, `users` (user, and the accounts' failed logins), `mail` (the platform's Mailer),
+ * `documents` (db) and `functions` (the functions' records). `cache` is on Redis with `--cache`,
+ * else SQLite; `events` (event) and `streams` on NATS JetStream and `messages` (mq) on NATS
+ * subjects with `--events` (NATS wins over PostgreSQL for the stream, as for events), else SQLite
+ * and in process; `objects` (space, and the functions' sources) on S3 or disk.
  * `apps`, on PostgreSQL with `--store` too, holds every app of the cloud with the node that runs it.
- * Still outside: compute's function and image records, which keep the SQLite handle.
+ * Still outside: compute's image records, which keep the SQLite handle, and the images
+ * themselves (each node's own store; a function's is built again from its kept source).
  */
 import { join } from 'node:path';
 import pg from 'pg';
@@ -71,6 +72,9 @@ import { InProcessMessageBus } from './events/fanout.js';
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, type DocumentStore } from './documents/port.js';
 import { PostgresDocumentStore } from './documents/postgres.js';
 import { SqliteDocumentStore } from './documents/sqlite.js';
+import type { FunctionStore } from './functions/port.js';
+import { PostgresFunctionStore } from './functions/postgres.js';
+import { SqliteFunctionStore } from './functions/sqlite.js';
 import type { AppStore } from './apps/port.js';
 import { PostgresAppStore } from './apps/postgres.js';
 import { SqliteAppStore } from './apps/sqlite.js';
@@ -138,6 +142,8 @@ export interface Stores {
   messages: MessageBus;
   /** The db block's tables, records, indexes and change feed. */
   documents: DocumentStore;
+  /** The functions' records (their sources are objects in `objects`). */
+  functions: FunctionStore;
   /** Every app of the cloud with the node that runs it, its instances, snapshots and reserved names. */
   apps: AppStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
@@ -163,7 +169,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps' | 'functions'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -198,6 +204,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         users: await PostgresUserStore.open(postgres),
         mail: await PostgresMailStore.open(postgres),
         documents: await PostgresDocumentStore.open(postgres, documentLimits),
+        functions: await PostgresFunctionStore.open(postgres),
         apps: await PostgresAppStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
@@ -246,6 +253,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     users: shared?.users ?? new SqliteUserStore(sqlite),
     mail: shared?.mail ?? new SqliteMailStore(sqlite),
     documents: shared?.documents ?? new SqliteDocumentStore(sqlite, documentLimits),
+    functions: shared?.functions ?? new SqliteFunctionStore(sqlite),
     apps: shared?.apps ?? new SqliteAppStore(sqlite),
     cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
     events: events ?? new SqliteEventStore(sqlite),

@@ -55,7 +55,8 @@ export const functionsComponent = component('functions.manager', (platform) => {
   const log = platform.log.child({ component: 'functions' });
   return new FunctionManager({
     dataDir: platform.config.dataDir,
-    db: platform.stores.sqlite,
+    store: platform.stores.functions,
+    objects: platform.stores.objects,
     cipher: platform.masterKey().cipher,
     log,
     apps: platform.use(appsComponent),
@@ -91,6 +92,9 @@ function functionPlatformOf(platform: Platform): FunctionPlatform {
     },
     secrets(caller, environment, names) {
       return readSecrets(platform, caller, environment, names);
+    },
+    tenantOfKey(secret) {
+      return platform.tenancy.authenticate(secret);
     },
   };
 }
@@ -152,8 +156,8 @@ export const functionService = defineService({
       request: ListRequest,
       response: ListResponse,
       example: {},
-      handler(_request, context) {
-        return { functions: manager(context).list(owner(context)).map(funcView) };
+      async handler(_request, context) {
+        return { functions: (await manager(context).list(owner(context))).map(funcView) };
       },
     }),
     Describe: endpoint({
@@ -161,8 +165,8 @@ export const functionService = defineService({
       request: NameRequest,
       response: FunctionResponse,
       example: { name: 'hello' },
-      handler(request, context) {
-        return { function: funcView(manager(context).describe(owner(context), request.name)) };
+      async handler(request, context) {
+        return { function: funcView(await manager(context).describe(owner(context), request.name)) };
       },
     }),
     Delete: endpoint({
@@ -180,8 +184,8 @@ export const functionService = defineService({
       request: LogsRequest,
       response: LogsResponse,
       example: { name: 'hello', logs_type: 'build' },
-      handler(request, context) {
-        return { logs: manager(context).logs(owner(context), request.name, request.logs_type || undefined, request.lines) };
+      async handler(request, context) {
+        return { logs: await manager(context).logs(owner(context), request.name, request.logs_type || undefined, request.lines) };
       },
     }),
     Runtimes: endpoint({
@@ -198,8 +202,8 @@ export const functionService = defineService({
       request: ProxyRequest,
       response: ProxyResponse,
       example: { id: 'hello' },
-      handler(request, context) {
-        return { url: manager(context).proxyUrl(owner(context), (request.id || request.name)!) };
+      async handler(request, context) {
+        return { url: await manager(context).proxyUrl(owner(context), (request.id || request.name)!) };
       },
     }),
     Regions: endpoint({
@@ -223,6 +227,6 @@ export const functionService = defineService({
     }),
   },
   async deleteProjectData(projectId, platform) {
-    platform.use(functionsComponent).deleteProject(projectId);
+    await platform.use(functionsComponent).deleteProject(projectId);
   },
 });

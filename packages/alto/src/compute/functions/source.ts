@@ -167,9 +167,14 @@ async function cloneRepository(input: SourceInput, folder: string, options: { al
     throw errors.badRequest(`git clone ${repo}${input.branch ? ` (branch ${input.branch})` : ''} failed: ${describeCloneFailure(stderr, input.branch)}`);
   }
   const { stdout } = await execFileAsync('git', ['-C', checkout, 'rev-parse', 'HEAD']).catch(() => ({ stdout: '' }));
-  const subfolder = input.subfolder?.trim().replace(/^\/+|\/+$/g, '');
-  const project = subfolder ? join(checkout, safeRelativePath(subfolder)) : checkout;
+  return { folder: projectFolderOf(checkout, input.subfolder, repo), kind: 'repo', commit: stdout.trim() || undefined };
+}
+
+/** The project's folder in a checkout of `repo`: its `subfolder`, or a 400 when that is not a folder of it. */
+export function projectFolderOf(checkout: string, subfolder: string | undefined, repo: string): string {
+  const relative = subfolder?.trim().replace(/^\/+|\/+$/g, '');
+  const project = relative ? join(checkout, safeRelativePath(relative)) : checkout;
   if (!resolve(project).startsWith(resolve(checkout)) || !existsSync(project) || !statSync(project).isDirectory())
-    throw errors.badRequest(`subfolder "${input.subfolder}" is not a folder of ${repo}`);
-  return { folder: project, kind: 'repo', commit: stdout.trim() || undefined };
+    throw errors.badRequest(`subfolder "${subfolder}" is not a folder of ${repo}`);
+  return project;
 }
