@@ -2,18 +2,23 @@
  * `alto migrate`: an embedded instance, populated through the API, is copied into a fresh
  * PostgreSQL database and an S3 bucket (s3rver) by the CLI, a second run copies nothing, and an
  * Alto started with `--store` and `--objects` on an empty data folder, with the same master and
- * admin keys, answers every item to the migrated project key. Also: it refuses while the source
- * runs, and with another master key.
+ * admin keys, answers every item to the migrated project key. A function record (with a key
+ * stored before sealing) is copied with its key sealed. Also: it refuses while the source runs,
+ * and with another master key.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import pg from 'pg';
 import { startProcess, temporaryDataDir } from './harness.js';
 import { runCli } from './apps-fixture.js';
 import { startS3Server, TEST_S3_CREDENTIALS, type TestS3 } from './s3-server.js';
 import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
+import { openSqlite } from '../src/store/sqlite/database.js';
+import { SqliteFunctionStore } from '../src/store/functions/sqlite.js';
+import { isSealedText } from '../src/kit/master-key.js';
 
 const MASTER_KEY = randomBytes(32).toString('hex');
 const ADMIN_KEY = `sk_admin_${randomBytes(12).toString('hex')}`;
@@ -78,7 +83,22 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
   const whileRunning = await migrate();
   assert.notEqual(whileRunning.code, 0);
   assert.match(whileRunning.stderr, /is running/);
+  const shopId = (await embedded.call('projects', 'List', {})).body.projects.find((project: { name: string }) => project.name === 'shop').id as string;
   await embedded.stop();
+
+  // A function's record as a version of before sealed keys wrote it (building one needs a sandbox).
+  const sourceDb = openSqlite(join(source, 'alto.db'));
+  try {
+    const inserted = await new SqliteFunctionStore(sourceDb).insert({
+      id: 'f000000000000001', projectId: shopId, name: 'greeter', runtime: 'nodejs', entrypoint: '', sourceKind: 'inline',
+      source: 'export default () => new Response("hi");\n', repo: '', branch: '', subfolder: '', envVars: { GREETING: 'hi' },
+      image: `functions.alto.internal/${shopId}/greeter@sha256:${'a'.repeat(64)}`, buildLog: 'built', keyId: 'k1', keySecret: 'alto_plaintext_key',
+      environment: 'dev', secrets: [], sourceArchive: '', createdAt: 1, updatedAt: 2,
+    });
+    assert.ok(inserted);
+  } finally {
+    sourceDb.close();
+  }
 
   const wrongKey = await migrate({ ...environment, ALTO_MASTER_KEY: randomBytes(32).toString('hex') });
   assert.notEqual(wrongKey.code, 0);
@@ -97,6 +117,16 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
   assert.equal(copied.get('search_documents')?.copied, 1);
   assert.ok((copied.get('usage_records')?.copied ?? 0) > 0, 'usage records');
   assert.match(first.stdout, /image records: node-local/);
+  assert.equal(copied.get('functions')?.copied, 1);
+  const copies = new pg.Client({ connectionString: database.url });
+  await copies.connect();
+  try {
+    const { rows } = await copies.query<{ key_secret: string }>("SELECT key_secret FROM alto_functions WHERE name = 'greeter'");
+    assert.ok(isSealedText(rows[0].key_secret), 'the key arrives sealed');
+    assert.doesNotMatch(rows[0].key_secret, /alto_plaintext_key/);
+  } finally {
+    await copies.end();
+  }
   // App records go too, run by the node of the source's data folder (this test deploys none).
   assert.ok(copied.has('apps') && copied.has('app_instances'), first.stdout);
   assert.match(first.stdout, new RegExp(`apps: run by node ${readFileSync(join(source, 'node-id'), 'utf8').trim()}, the node started on ${source}`));
@@ -127,6 +157,9 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
     assert.equal(resolved.body.destinationURL, 'https://example.com/long/page');
     assert.equal((await on('user', 'Read', { email: 'ada@example.com' })).body.account.username, 'ada');
     assert.equal((await on('user', 'Login', { email: 'ada@example.com', password: 'correct horse battery' })).status, 200);
+    const fn = await on('function', 'Describe', { name: 'greeter' });
+    assert.equal(fn.status, 200, JSON.stringify(fn.body));
+    assert.deepEqual(fn.body.function.env_vars, { GREETING: 'hi' });
     const found = await on('search', 'Search', { index: 'notes', query: 'eighty' });
     assert.deepEqual(found.body.records.map((record: { id: string }) => record.id), ['n1'], 'the full text indexed before');
     const usage = await shared.call('usage', 'Read', { project: 'shop', service: 'secret' });

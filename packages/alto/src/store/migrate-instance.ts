@@ -10,13 +10,16 @@
  * so the command refuses when ALTO_MASTER_KEY is not the source's key. Apps are copied as run by
  * the source's node (its `node-id`): the node started on that data folder, which holds their
  * images, snapshots and volumes, runs them.
+ * Function records go too, their keys stored before sealing sealed in the source first (none
+ * reaches PostgreSQL in plain text); their sources are objects (`_functions/<project>`) and go
+ * with the space objects.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { loadMasterKey, parseMasterKey, SecretCipher } from '../kit/master-key.js';
+import { isSealedText, loadMasterKey, parseMasterKey, SecretCipher } from '../kit/master-key.js';
 import { loadNodeId } from '../kit/node-id.js';
 import type { SqliteDatabase } from './sqlite/database.js';
 import { SqliteControlStore } from './sqlite/control.js';
@@ -46,6 +49,9 @@ import { PostgresMailStore } from './mail/postgres.js';
 import { SqliteDocumentStore } from './documents/sqlite.js';
 import { physicalTableDefinition, PostgresDocumentStore } from './documents/postgres.js';
 import { DEFAULT_DOCUMENT_LIMITS } from './documents/port.js';
+import { keySecretField } from './functions/port.js';
+import { SqliteFunctionStore } from './functions/sqlite.js';
+import { PostgresFunctionStore } from './functions/postgres.js';
 import { SqliteAppStore } from './apps/sqlite.js';
 import { PostgresAppStore } from './apps/postgres.js';
 import { LocalObjectStore, TEMPORARY_FOLDER } from './objects/local.js';
@@ -73,7 +79,7 @@ export interface PartResult {
 
 /** What `alto migrate` leaves where it is, said in its output. */
 export const NOT_MIGRATED = [
-  'function and image records: node-local (they stay in this data folder, with the images and app snapshots)',
+  'image records: node-local (they stay in this data folder, with the images and app snapshots; a node without a function\'s image builds it again from the stored source)',
   'cache entries: embedded unless --cache redis:// (a cache, rebuilt on use)',
   'event logs: embedded unless --events nats:// (NATS JetStream keeps its own)',
 ];
@@ -106,6 +112,7 @@ const KEYED_TABLES: Array<[source: string, target: string]> = [
   ['stream_channels', 'alto_stream_channels'],
   ['stream_messages', 'alto_stream_messages'],
   ['search_indexes', 'alto_search_indexes'],
+  ['functions', 'alto_functions'],
   // Apps before their instances (a foreign key).
   ['apps', 'alto_apps'],
   ['app_instances', 'alto_app_instances'],
@@ -146,7 +153,8 @@ export async function migrateInstance(options: MigrateInstanceOptions): Promise<
   };
   try {
     prepareSource(source);
-    checkMasterKey(source, options);
+    const cipher = checkMasterKey(source, options);
+    await sealFunctionKeys(source, cipher);
     await prepareTarget(pool, source);
     const node = loadNodeId(options.dataDir);
     await new SqliteAppStore(source).adoptUnowned(node);
@@ -204,11 +212,12 @@ function prepareSource(db: SqliteDatabase): void {
   new SqliteUserStore(db);
   new SqliteMailStore(db);
   new SqliteDocumentStore(db, DEFAULT_DOCUMENT_LIMITS);
+  new SqliteFunctionStore(db);
   new SqliteAppStore(db);
 }
 
-/** Refuses when ALTO_MASTER_KEY is missing or is not the key the source sealed its values with. */
-function checkMasterKey(db: SqliteDatabase, options: MigrateInstanceOptions): void {
+/** Refuses when ALTO_MASTER_KEY is missing or is not the key the source sealed its values with; answers its cipher. */
+function checkMasterKey(db: SqliteDatabase, options: MigrateInstanceOptions): SecretCipher {
   const keyFile = join(options.dataDir, 'master-key');
   if (!options.masterKey) {
     throw new Error(
@@ -224,7 +233,8 @@ function checkMasterKey(db: SqliteDatabase, options: MigrateInstanceOptions): vo
       throw new Error(`ALTO_MASTER_KEY is not the key in ${keyFile}, which sealed the source's secrets: set ALTO_MASTER_KEY to that key`);
     }
   }
-  const fingerprint = new SecretCipher(key).fingerprint();
+  const cipher = new SecretCipher(key);
+  const fingerprint = cipher.fingerprint();
   const recorded = db.prepare('SELECT value FROM settings WHERE name = ?').pluck().get(MASTER_KEY_SETTING) as string | undefined;
   if (recorded !== undefined && recorded !== fingerprint) {
     throw new Error(
@@ -232,6 +242,12 @@ function checkMasterKey(db: SqliteDatabase, options: MigrateInstanceOptions): vo
         `${fingerprint.slice(0, 8)}…): set ALTO_MASTER_KEY to the key the source ran with`,
     );
   }
+  return cipher;
+}
+
+/** Seals the function keys the source stored before sealing (as its functions manager does at start). */
+async function sealFunctionKeys(db: SqliteDatabase, cipher: SecretCipher): Promise<void> {
+  await new SqliteFunctionStore(db).rewriteKeySecrets((id, stored) => (isSealedText(stored) ? undefined : cipher.sealText(stored, keySecretField(id))));
 }
 
 /**
@@ -254,6 +270,7 @@ async function prepareTarget(pool: pg.Pool, source: SqliteDatabase): Promise<voi
     await PostgresUserStore.open(pool),
     await PostgresMailStore.open(pool),
     await PostgresDocumentStore.open(pool),
+    await PostgresFunctionStore.open(pool),
     await PostgresAppStore.open(pool),
   ];
   for (const store of opened) await (store as { close?: () => Promise<void> }).close?.();
