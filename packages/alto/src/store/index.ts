@@ -181,6 +181,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   let nats: NatsConnection | undefined;
   let objects: ObjectStore | undefined;
   let shared: SharedPorts | undefined;
+  let postgresControl: PostgresControlStore | undefined;
   let events: EventStore | undefined;
   let natsStreams: StreamStore | undefined;
   try {
@@ -190,8 +191,9 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
       // pool drops it and the next query opens a new connection.
       postgres.on('error', (error) => process.emitWarning(`postgres pool: ${error.message}`));
       await postgres.query('SELECT 1');
+      postgresControl = await PostgresControlStore.open(postgres);
       shared = {
-        control: await PostgresControlStore.open(postgres),
+        control: postgresControl,
         usage: await PostgresUsageStore.open(postgres),
         quota: await PostgresQuotaStore.open(postgres),
         cron: await PostgresCronStore.open(postgres),
@@ -231,6 +233,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
       parts.push(`objects on disk at ${root}`);
     }
   } catch (error) {
+    await postgresControl?.close();
     sqlite.close();
     await postgres?.end();
     redis?.disconnect();
@@ -238,9 +241,10 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     await objects?.close();
     throw new Error(`cannot open the configured store: ${(error as Error).message}`);
   }
+  const control = shared?.control ?? new SqliteControlStore(sqlite);
   return {
     description: parts.join(', '),
-    control: shared?.control ?? new SqliteControlStore(sqlite),
+    control,
     usage: shared?.usage ?? new SqliteUsageStore(sqlite),
     quota: shared?.quota ?? new SqliteQuotaStore(sqlite),
     cron: shared?.cron ?? new SqliteCronStore(sqlite),
@@ -264,6 +268,8 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     redis,
     nats,
     async close() {
+      // The control store's notification listener (a connection, or a file watch) first.
+      await control.close();
       await postgres?.end();
       await nats?.drain().catch(() => nats?.close());
       if (redis) await redis.quit().catch(() => redis?.disconnect());
