@@ -91,7 +91,8 @@ export interface ProxyTarget {
 export interface AppResolver {
   /**
    * A ready instance for the app (starting or resuming one if needed). Throws AltoError:
-   * 404 no such app, 503 no ready instance (with Retry-After where it makes sense).
+   * 404 no such app, 503 no ready instance (with Retry-After where it makes sense) or another
+   * node runs the app (naming it).
    */
   acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget>;
 }
