@@ -43,6 +43,10 @@ dpkg -s busybox-static >/dev/null 2>&1 || sandbox_need+=(busybox-static)
 # The sandbox launcher (compute/sandbox/launcher/alto-enter.c) is compiled on first use, static.
 command -v cc >/dev/null 2>&1 || sandbox_need+=(gcc)
 dpkg -s libc6-dev >/dev/null 2>&1 || sandbox_need+=(libc6-dev)
+# The scripts that run inside sandboxes (compute/sandbox/guest/*.sh) are checked by shellcheck
+# (scripts.test.ts), and the guest agent assembled again from its source with binutils.
+command -v shellcheck >/dev/null 2>&1 || sandbox_need+=(shellcheck)
+command -v objcopy >/dev/null 2>&1 || sandbox_need+=(binutils)
 if [ "${#sandbox_need[@]}" -gt 0 ] || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then
   echo "installing ${sandbox_need[*]:-nothing} for the sandbox tests"
   export DEBIAN_FRONTEND=noninteractive
