@@ -32,6 +32,7 @@ import { AltoError } from '../../kit/errors.js';
 import { assertNoEscapingSymlinks, isInside, realPathOf, resolvesInside } from './confine.js';
 import { renameIntoPlace } from '../../kit/files.js';
 import type { LayerFile } from './layers.js';
+import { functionServerSource } from './server-source.js';
 
 const execFileAsync = promisify(execFile);
 const INSTALL_TIMEOUT_MS = 300_000;
@@ -465,7 +466,7 @@ export async function bundleFunction(given: BundleOptions): Promise<BundleResult
   try {
     const result = await esbuild({
       ...common(options, readable),
-      stdin: { contents: serverSource(options.entryFile, style), resolveDir: dirname(options.entryFile), sourcefile: 'alto-function-server.js', loader: 'js' },
+      stdin: { contents: functionServerSource(options.entryFile, style), resolveDir: dirname(options.entryFile), sourcefile: 'alto-function-server.js', loader: 'js' },
       outfile: join(options.folder, '.alto-out', 'index.mjs'),
       minify: false,
     });
@@ -475,97 +476,6 @@ export async function bundleFunction(given: BundleOptions): Promise<BundleResult
   } catch (error) {
     failureOf(error, options.folder, readable, 'the build');
   }
-}
-
-/** The HTTP server the bundle runs: it listens on $PORT and hands each request to the handler. */
-function serverSource(entryFile: string, style: HandlerStyle): string {
-  return `import * as handlerModule from ${JSON.stringify(entryFile)};
-import { createServer } from 'node:http';
-import { Readable } from 'node:stream';
-
-const STYLE = ${JSON.stringify(style)};
-const port = Number(process.env.PORT || 8080);
-
-function pick() {
-  if (STYLE.kind === 'json') return handlerModule[STYLE.exportName];
-  const exported = handlerModule.default;
-  if (exported && typeof exported === 'object' && typeof exported.default === 'function') return exported.default;
-  if (exported && typeof exported === 'object' && typeof exported.fetch === 'function') return exported.fetch.bind(exported);
-  return exported;
-}
-const handler = pick();
-
-function readBody(request) {
-  return new Promise((resolve, reject) => {
-    const chunks = [];
-    request.on('data', (chunk) => chunks.push(chunk));
-    request.on('end', () => resolve(Buffer.concat(chunks)));
-    request.on('error', reject);
-  });
-}
-
-function answerJson(response, status, value) {
-  const body = JSON.stringify(value === undefined ? {} : value);
-  response.writeHead(status, { 'content-type': 'application/json' });
-  response.end(body);
-}
-
-async function serveJson(request, response) {
-  const bytes = await readBody(request);
-  let input = {};
-  if (bytes.length > 0) {
-    try {
-      input = JSON.parse(bytes.toString('utf8'));
-    } catch (error) {
-      return answerJson(response, 400, { error: 'the request body is not JSON: ' + error.message });
-    }
-  }
-  answerJson(response, 200, await handler(input));
-}
-
-async function serveWeb(request, response) {
-  const url = new URL(request.url, 'http://' + (request.headers.host || 'function'));
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(request.headers)) {
-    if (Array.isArray(value)) for (const one of value) headers.append(name, one);
-    else if (value !== undefined) headers.set(name, value);
-  }
-  const hasBody = request.method !== 'GET' && request.method !== 'HEAD';
-  const webRequest = new Request(url, { method: request.method, headers, body: hasBody ? Readable.toWeb(request) : undefined, duplex: 'half' });
-  const answer = await handler(webRequest);
-  if (!(answer instanceof Response)) {
-    if (answer === undefined) { response.writeHead(204); response.end(); return; }
-    return answerJson(response, 200, answer);
-  }
-  const outgoing = {};
-  answer.headers.forEach((value, name) => { if (name !== 'set-cookie') outgoing[name] = value; });
-  const cookies = answer.headers.getSetCookie ? answer.headers.getSetCookie() : [];
-  if (cookies.length) outgoing['set-cookie'] = cookies;
-  response.writeHead(answer.status, answer.statusText, outgoing);
-  if (!answer.body) { response.end(); return; }
-  for await (const chunk of answer.body) response.write(chunk);
-  response.end();
-}
-
-const server = createServer((request, response) => {
-  const serve = STYLE.kind === 'json' ? serveJson : serveWeb;
-  serve(request, response).catch((error) => {
-    console.error(error && error.stack ? error.stack : String(error));
-    if (!response.headersSent) answerJson(response, 500, { error: error && error.message ? error.message : String(error) });
-    else response.destroy(error);
-  });
-});
-
-if (typeof handler !== 'function') {
-  console.error('the handler is not a function: ' + (STYLE.kind === 'json' ? 'export ' + STYLE.exportName : 'default export') + ' is ' + typeof handler);
-  process.exit(1);
-}
-server.listen(port, () => console.log('function listening on ' + port));
-process.on('SIGTERM', () => {
-  server.close(() => process.exit(0));
-  server.closeAllConnections();
-});
-`;
 }
 
 /**
