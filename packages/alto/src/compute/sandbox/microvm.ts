@@ -58,7 +58,7 @@
  * Restored copies are reseeded: every copy of a snapshot would otherwise run on with the same
  * random generator state and a clock stopped at the snapshot. Once a copy runs, the host writes a
  * reseed record (the time now and 32 random bytes) on the signal port; the guest agent (a static
- * x86-64 program of a few hundred bytes in the supervisor disk, `guestAgent`) mixes the bytes
+ * x86-64 program of a few hundred bytes in the supervisor disk, guest/agent.s) mixes the bytes
  * into the kernel's pool (a write to /dev/urandom), forces the generator to reseed from them
  * (RNDRESEEDCRNG), sets the clock, and answers `alto:reseeded N` on the control port, N saying
  * what failed (0: nothing); the restore waits for that answer, and fails if anything did: a copy
@@ -107,7 +107,8 @@ import {
 } from './port.js';
 import { QmpClient } from './qmp.js';
 import { copyDisk, ensureRootDisk } from './root-disk.js';
-import { buildSupervisorScript } from './supervisor.js';
+import { supervisorScript, supervisorSettings } from './supervisor.js';
+import { guestFile } from './guest-files.js';
 import { ensureSandboxTools } from './tools.js';
 import { ensureLauncher } from './launcher.js';
 import { claimVolumes, ensureVolumeDisk, type VolumeClaim } from './volumes.js';
@@ -278,27 +279,6 @@ function removeLayout(layout: MachineLayout): void {
   for (const dir of [layout.socketDir, layout.shmDir, layout.dir]) rmSync(dir, { recursive: true, force: true });
 }
 
-/**
- * Supervisor lines that mount each volume disk (found by its serial, whatever name the kernel
- * gave it) at its path before the app starts, its top owned by the app's user. A volume that
- * cannot be mounted ends the instance before the app runs.
- */
-function volumeMountLines(volumes: SandboxVolume[], user: { uid: number; gid: number }): string[] {
-  return volumes.flatMap((volume, index) => {
-    const path = shellQuote(volume.path);
-    return [
-      `dev=; i=0; while [ -z "$dev" ]; do for serial in /sys/block/vd*/serial; do [ "$($B cat "$serial" 2>/dev/null)" = alto-volume-${index} ] && dev=/dev/$($B basename "\${serial%/serial}"); done; i=$((i+1)); [ -z "$dev" ] && [ $i -gt 1000 ] && break; [ -z "$dev" ] && $B usleep 2000; done`,
-      `if [ -z "$dev" ] || ! $B mkdir -p ${path} || ! $B mount -t ext4 -o noatime,nosuid,nodev "$dev" ${path}; then echo "alto: cannot mount the volume at ${volume.path.replaceAll('"', '')}" >&2; echo "alto:exit 125" >&3; $B sync; $B reboot -f; fi`,
-      `$B chown ${user.uid}:${user.gid} ${path}`,
-    ];
-  });
-}
-
-/** After the app: unmount each volume (read-only if something still holds it) so it is clean. */
-function volumeUnmountLines(volumes: SandboxVolume[]): string[] {
-  return volumes.map((volume) => `$B umount ${shellQuote(volume.path)} 2>/dev/null || $B mount -o remount,ro ${shellQuote(volume.path)}`);
-}
-
 export class MicrovmDriver implements SandboxDriver {
   readonly name = 'microvm' as const;
   private description: Promise<SandboxDescription> | undefined;
@@ -412,39 +392,35 @@ export class MicrovmDriver implements SandboxDriver {
     layout.agent = agent !== undefined;
     const supervisorDir = join(layout.dir, 'supervisor');
     mkdirSync(supervisorDir);
-    writeFileSync(
-      join(supervisorDir, 'supervisor.sh'),
-      buildSupervisorScript({
-        argv,
-        env: {
-          ...spec.env,
-          ...(spec.platform ? { [PLATFORM_URL_VARIABLE]: PLATFORM_GUEST_URL } : {}),
-          ...linkVariables(layout.links.map((link, index) => ({ name: link.name, host: linkGuestAddress(index), port: link.port }))),
-        },
-        workdir: spec.workdir || '/',
-        uid: user.uid,
-        gid: user.gid,
-        port: spec.port,
-        prelude: [
-          'exec 3>/dev/alto.control 1>/dev/alto.stdout 2>/dev/alto.stderr </dev/null',
-          `$B hostname ${layout.name}`,
-          '$B mkdir -p /dev/shm /dev/pts && $B mount -t tmpfs -o mode=1777 shm /dev/shm && $B mount -t devpts devpts /dev/pts',
-          '[ -e /dev/fd ] || $B ln -s /proc/self/fd /dev/fd',
-          // The host writes `term` on the signal port to stop the app; PID 1 passes it on. After
-          // the grace period, `kill` ends every process but PID 1, which then syncs and powers off.
-          // A reseed gives a restored copy its own random state and clock. The guest agent reads
-          // them as records; without it, the shell reads them as lines (`signalMessage`).
-          agent
-            ? '/.alto/agent </dev/alto.signal &'
-            : '( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; [ "$line" = kill ] && $B kill -KILL -1; ' +
-              'case "$line" in "reseed "*) set -- $line; printf "$3" >/dev/urandom; $B date -s "@$2" >/dev/null; echo alto:reseeded >&3;; esac; done ) &',
-          ...volumeMountLines(spec.volumes ?? [], user),
-        ],
-        epilogue: [...volumeUnmountLines(spec.volumes ?? []), '$B sync', '$B reboot -f'],
-      }),
-    );
+    // The supervisor sources the prelude (the ports, hostname, /dev, the signal port's reader,
+    // the volumes' mounts) and, once the app ended, the epilogue (unmount, sync, power off).
+    const volumes = spec.volumes ?? [];
+    const settings = supervisorSettings({
+      argv,
+      env: {
+        ...spec.env,
+        ...(spec.platform ? { [PLATFORM_URL_VARIABLE]: PLATFORM_GUEST_URL } : {}),
+        ...linkVariables(layout.links.map((link, index) => ({ name: link.name, host: linkGuestAddress(index), port: link.port }))),
+      },
+      workdir: spec.workdir || '/',
+      uid: user.uid,
+      gid: user.gid,
+      port: spec.port,
+      prelude: '/.alto/prelude.sh',
+      epilogue: '/.alto/epilogue.sh',
+      // The i-th volume is on the disk with serial alto-volume-<i> (start); paths have no spaces (volumes.ts).
+      hookSettings: { ALTO_HOSTNAME: layout.name, ALTO_VOLUMES: volumes.map((volume) => volume.path).join(' ') },
+    });
+    const files: [string, Buffer | string][] = [
+      ['supervisor.sh', supervisorScript()],
+      ['settings.sh', settings],
+      ['prelude.sh', guestFile('microvm-prelude.sh')],
+      ['epilogue.sh', guestFile('microvm-epilogue.sh')],
+    ];
+    for (const [name, data] of files) writeFileSync(join(supervisorDir, name), data, { mode: 0o644 });
+    // Started by the prelude when it is there, in place of the shell's reader of the signal port.
     if (agent) writeFileSync(join(supervisorDir, 'agent'), agent, { mode: 0o755 });
-    await run('tar', ['-cf', layout.configTar, '-C', supervisorDir, 'supervisor.sh', ...(agent ? ['agent'] : [])]);
+    await run('tar', ['-cf', layout.configTar, '-C', supervisorDir, ...files.map(([name]) => name), ...(agent ? ['agent'] : [])]);
   }
 
   async restore(snapshotDir: string, options: RestoreOptions = {}): Promise<MicrovmInstance> {
@@ -934,131 +910,12 @@ export function reseedFailures(failed: number): string {
 const AGENT_RECORD_BYTES = 64;
 
 /**
- * The guest agent, a static x86-64 Linux program of 480 bytes put in each guest's supervisor
- * disk and started by the supervisor with the signal port as its input and the control port on
- * descriptor 3. It reads 64-byte records (`signalMessage`) until its input ends: `ALTOTERM`
- * sends SIGTERM to PID 1, `ALTOKILL` SIGKILL to every process (-1), and `ALTOSEED` writes the 32
- * bytes at offset 24 to /dev/urandom, has the kernel reseed its generator from them at once
- * (ioctl RNDRESEEDCRNG: a write alone only mixes them in, for a reseed up to a minute later),
- * sets the clock (clock_settime, CLOCK_REALTIME) to the timespec at offset 8 and writes
- * `alto:reseeded N` on descriptor 3, N the sum of what failed: 1 the seed, 2 the reseed, 4 the
- * clock (`reseedFailures`). Undefined on other hosts (the supervisor shell reads lines).
- * The listing is GNU as (Intel syntax) output; the record is the 64 bytes past the file's end.
+ * The guest agent, guest/agent: a static x86-64 Linux program of 480 bytes assembled from
+ * guest/agent.s (which says what it does), put in each guest's supervisor disk and started by
+ * the supervisor's prelude with the signal port as its input and the control port on descriptor
+ * 3. It reads the records of `signalMessage`. Undefined on other hosts (the supervisor shell
+ * reads lines).
  */
 export function guestAgent(): Buffer | undefined {
-  if (process.arch !== 'x64') return undefined;
-  const base = 0x400000;
-  const code = Buffer.from([
-    0x45, 0x31, 0xe4, // next: xor r12d, r12d (bytes of the record read so far)
-    0x31, 0xc0, // fill: xor eax, eax (read(0, record + r12, 64 - r12))
-    0x31, 0xff, // xor edi, edi
-    0x48, 0x8d, 0x35, 0x5a, 0x01, 0x00, 0x00, // lea rsi, [rip + record]
-    0x4c, 0x01, 0xe6, // add rsi, r12
-    0xba, 0x40, 0x00, 0x00, 0x00, // mov edx, 64
-    0x44, 0x29, 0xe2, // sub edx, r12d
-    0x0f, 0x05, // syscall
-    0x48, 0x83, 0xf8, 0xfc, // cmp rax, -4 (EINTR: try again)
-    0x74, 0xe2, // je fill
-    0x48, 0x85, 0xc0, // test rax, rax
-    0x0f, 0x8e, 0x12, 0x01, 0x00, 0x00, // jle done (end of input, or an error)
-    0x49, 0x01, 0xc4, // add r12, rax
-    0x49, 0x83, 0xfc, 0x40, // cmp r12, 64
-    0x72, 0xd0, // jb fill
-    0x48, 0x8b, 0x05, 0x2e, 0x01, 0x00, 0x00, // mov rax, qword ptr [rip + record]
-    0x48, 0xbb, 0x41, 0x4c, 0x54, 0x4f, 0x54, 0x45, 0x52, 0x4d, // movabs rbx, 0x4d5245544f544c41 ("ALTOTERM")
-    0x48, 0x39, 0xd8, // cmp rax, rbx
-    0x74, 0x20, // je term
-    0x48, 0xbb, 0x41, 0x4c, 0x54, 0x4f, 0x4b, 0x49, 0x4c, 0x4c, // movabs rbx, 0x4c4c494b4f544c41 ("ALTOKILL")
-    0x48, 0x39, 0xd8, // cmp rax, rbx
-    0x74, 0x24, // je kill
-    0x48, 0xbb, 0x41, 0x4c, 0x54, 0x4f, 0x53, 0x45, 0x45, 0x44, // movabs rbx, 0x444545534f544c41 ("ALTOSEED")
-    0x48, 0x39, 0xd8, // cmp rax, rbx
-    0x74, 0x2b, // je seed
-    0xeb, 0x97, // jmp next (anything else: ignored)
-    0xb8, 0x3e, 0x00, 0x00, 0x00, // term: mov eax, 62 (kill(1, SIGTERM))
-    0xbf, 0x01, 0x00, 0x00, 0x00, // mov edi, 1
-    0xbe, 0x0f, 0x00, 0x00, 0x00, // mov esi, 15
-    0x0f, 0x05, // syscall
-    0xeb, 0x84, // jmp next
-    0xb8, 0x3e, 0x00, 0x00, 0x00, // kill: mov eax, 62 (kill(-1, SIGKILL))
-    0xbf, 0xff, 0xff, 0xff, 0xff, // mov edi, -1
-    0xbe, 0x09, 0x00, 0x00, 0x00, // mov esi, 9
-    0x0f, 0x05, // syscall
-    0xe9, 0x6e, 0xff, 0xff, 0xff, // jmp next
-    0x45, 0x31, 0xf6, // seed: xor r14d, r14d (what failed: 1 the seed, 2 the reseed, 4 the clock)
-    0xb8, 0x02, 0x00, 0x00, 0x00, // mov eax, 2 (open("/dev/urandom", O_WRONLY))
-    0x48, 0x8d, 0x3d, 0xa4, 0x00, 0x00, 0x00, // lea rdi, [rip + urandom]
-    0xbe, 0x01, 0x00, 0x00, 0x00, // mov esi, 1
-    0x31, 0xd2, // xor edx, edx
-    0x0f, 0x05, // syscall
-    0x85, 0xc0, // test eax, eax
-    0x78, 0x49, // js noseed
-    0x41, 0x89, 0xc5, // mov r13d, eax
-    0xb8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1 (write(fd, record + 24, 32))
-    0x44, 0x89, 0xef, // mov edi, r13d
-    0x48, 0x8d, 0x35, 0xc0, 0x00, 0x00, 0x00, // lea rsi, [rip + record + 24]
-    0xba, 0x20, 0x00, 0x00, 0x00, // mov edx, 32
-    0x0f, 0x05, // syscall
-    0x48, 0x83, 0xf8, 0x20, // cmp rax, 32
-    0x74, 0x04, // je reseed
-    0x41, 0x83, 0xce, 0x01, // or r14d, 1 (not all of the seed written)
-    0xb8, 0x10, 0x00, 0x00, 0x00, // reseed: mov eax, 16 (ioctl(fd, RNDRESEEDCRNG))
-    0x44, 0x89, 0xef, // mov edi, r13d
-    0xbe, 0x07, 0x52, 0x00, 0x00, // mov esi, 0x5207
-    0x31, 0xd2, // xor edx, edx
-    0x0f, 0x05, // syscall
-    0x48, 0x85, 0xc0, // test rax, rax
-    0x74, 0x04, // jz shut
-    0x41, 0x83, 0xce, 0x02, // or r14d, 2 (the kernel did not reseed)
-    0xb8, 0x03, 0x00, 0x00, 0x00, // shut: mov eax, 3 (close(fd))
-    0x44, 0x89, 0xef, // mov edi, r13d
-    0x0f, 0x05, // syscall
-    0xeb, 0x04, // jmp clock
-    0x41, 0x83, 0xce, 0x03, // noseed: or r14d, 3 (no /dev/urandom: neither seed nor reseed)
-    0xb8, 0xe3, 0x00, 0x00, 0x00, // clock: mov eax, 227 (clock_settime(CLOCK_REALTIME, record + 8))
-    0x31, 0xff, // xor edi, edi
-    0x48, 0x8d, 0x35, 0x67, 0x00, 0x00, 0x00, // lea rsi, [rip + record + 8]
-    0x0f, 0x05, // syscall
-    0x48, 0x85, 0xc0, // test rax, rax
-    0x74, 0x04, // jz answer
-    0x41, 0x83, 0xce, 0x04, // or r14d, 4 (the clock was not set)
-    0x41, 0x83, 0xc6, 0x30, // answer: add r14d, 0x30 ("alto:reseeded N\n", N the digit of what failed (0: nothing))
-    0x44, 0x88, 0x35, 0x41, 0x00, 0x00, 0x00, // mov byte ptr [rip + reseeded + 14], r14b
-    0xb8, 0x01, 0x00, 0x00, 0x00, // mov eax, 1 (write(3, reseeded, 16))
-    0xbf, 0x03, 0x00, 0x00, 0x00, // mov edi, 3
-    0x48, 0x8d, 0x35, 0x22, 0x00, 0x00, 0x00, // lea rsi, [rip + reseeded]
-    0xba, 0x10, 0x00, 0x00, 0x00, // mov edx, 16
-    0x0f, 0x05, // syscall
-    0xe9, 0xc4, 0xfe, 0xff, 0xff, // jmp next
-    0xb8, 0x3c, 0x00, 0x00, 0x00, // done: mov eax, 60 (exit(0))
-    0x31, 0xff, // xor edi, edi
-    0x0f, 0x05, // syscall
-    ...Buffer.from('/dev/urandom\0', 'latin1'), // urandom
-    ...Buffer.from('alto:reseeded 0\n', 'latin1'), // reseeded (the digit is written over)
-    ...Buffer.alloc(6), // .align 8 (the record, past the file's end)
-  ]);
-  const headerSize = 64 + 56;
-  const size = headerSize + code.length;
-  // The code addresses the record at base + size: the file's end, which must stay 8-aligned.
-  if (size !== 480) throw new Error(`guest agent: ${size} bytes, the code expects 480`);
-  const elf = Buffer.alloc(size);
-  Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]).copy(elf, 0); // ELF, 64-bit, little-endian, System V
-  elf.writeUInt16LE(2, 16); // executable
-  elf.writeUInt16LE(0x3e, 18); // x86-64
-  elf.writeUInt32LE(1, 20);
-  elf.writeBigUInt64LE(BigInt(base + headerSize), 24); // entry
-  elf.writeBigUInt64LE(64n, 32); // program headers follow the header
-  elf.writeUInt16LE(64, 52);
-  elf.writeUInt16LE(56, 54);
-  elf.writeUInt16LE(1, 56);
-  // One loadable segment, readable, writable and executable: the whole file, then the record.
-  elf.writeUInt32LE(1, 64);
-  elf.writeUInt32LE(7, 68);
-  elf.writeBigUInt64LE(BigInt(base), 80);
-  elf.writeBigUInt64LE(BigInt(base), 88);
-  elf.writeBigUInt64LE(BigInt(size), 96);
-  elf.writeBigUInt64LE(BigInt(size + AGENT_RECORD_BYTES), 104);
-  elf.writeBigUInt64LE(0x1000n, 112);
-  code.copy(elf, headerSize);
-  return elf;
+  return process.arch === 'x64' ? guestFile('agent') : undefined;
 }

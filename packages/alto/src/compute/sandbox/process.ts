@@ -30,12 +30,14 @@
  * Start-up chain, each step exec'ing the next, so PID 1 stays one process from mount to app:
  *   alto-enter --session (closes descriptors from 4) -> sh: join the cgroups -> nsenter --net
  *   -> unshare --mount --uts --ipc --cgroup --pid --fork
- *   -> stage1.sh as PID 1 (host root): loop-mount the writable layer and the volumes, mount the
- *      overlay root (image + the tools layer with /.alto), /dev, /proc, pivot_root into it and
- *      detach the host's tree (pivot_root rather than chroot, so there is nothing left to escape to)
+ *   -> guest/process-stage1.sh as PID 1 (host root): loop-mount the writable layer and the
+ *      volumes, mount the overlay root (image + the tools layer with /.alto), /dev, /proc,
+ *      pivot_root into it and detach the host's tree (pivot_root rather than chroot, so there is
+ *      nothing left to escape to)
  *   -> setpriv to the range's first uid -> busybox unshare --user; the host writes the id maps
  *      (/proc/<pid>/uid_map) while the shell waits on stdin, and the next exec turns the
- *      process into root of its user namespace -> alto-enter --sandbox -> the supervisor.
+ *      process into root of its user namespace -> alto-enter --sandbox -> the supervisor
+ *      (guest/supervisor.sh, with the instance's settings.sh beside it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -65,7 +67,8 @@ import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type Sandb
 import { linkVariables, openLinkRelays, validateLinks, type LinkRelays } from './links.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
-import { buildSupervisorScript } from './supervisor.js';
+import { supervisorScript, supervisorSettings } from './supervisor.js';
+import { guestFile } from './guest-files.js';
 import { ensureSandboxTools } from './tools.js';
 import { claimVolumes, ensureProcessVolumeImage, waitUntilDetached, type VolumeClaim } from './volumes.js';
 
@@ -271,87 +274,35 @@ export class ProcessDriver implements SandboxDriver {
       ...(links ? linkVariables(links.relays.map((relay) => ({ name: relay.name, host: relay.address, port: relay.port }))) : {}),
     };
     const hostname = (spec.name ?? `alto-${id}`).replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63);
+    writeFileSync(join(stateDir, 'supervisor.sh'), supervisorScript(), { mode: 0o644 });
     writeFileSync(
-      join(stateDir, 'supervisor.sh'),
-      buildSupervisorScript({
-        argv,
-        env,
-        workdir: spec.workdir || '/',
-        uid: user.uid,
-        gid: user.gid,
-        port: spec.port,
-        prelude: ['exec </dev/null'],
-        epilogue: [],
-      }),
+      join(stateDir, 'settings.sh'),
+      supervisorSettings({ argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port }),
       { mode: 0o644 },
     );
     const busybox = join(this.toolsDir!, 'busybox');
-    const userStage = [
-      'echo alto:userns >&3',
-      'read -r go',
-      `exec /.alto/bin/${LAUNCHER_NAME} --fds 4 --sandbox -- /.alto/bin/busybox sh /.alto/run/supervisor.sh`,
-    ].join('; ');
-    // Loop-mounted in the sandbox's own mount namespace by neutral names (v0, v1...), then bound
-    // onto the overlay root before pivot_root: the app never sees a host path.
-    const volumeLines = volumes
-      .map((volume, index) => {
-        const target = `"$R"${shellQuote(volume.path)}`;
-        return [
-          `$B mkdir v${index}`,
-          `loop_mount ${shellQuote(volumeImages[index])} v${index}`,
-          `$B chown ${owner.uid}:${owner.gid} v${index}`,
-          `$B mkdir -p ${target}`,
-          `$B mount --bind v${index} ${target}`,
-        ].join('\n');
-      })
-      .join('\n');
-    const stage1 = `# Alto process sandbox, stage 1 (generated): PID 1 of the new PID namespace, still host root.
-set -e
-B=${shellQuote(busybox)}
-R=${shellQuote(root)}
-cd ${shellQuote(runDir)}
-# Attaching a loop device can fail for a moment when other sandboxes attach or release theirs at
-# the same time (two mounts offered the same free device, one still being cleared): try again.
-loop_mount() {
-  tries=0
-  until err=$($B mount -t ext4 -o loop,nosuid,nodev "$1" "$2" 2>&1); do
-    tries=$((tries + 1))
-    if [ "$tries" -ge 20 ]; then echo "$err (after $tries tries)" >&2; exit 1; fi
-    $B usleep $((tries * 25000))
-  done
-}
-$B mkdir u
-loop_mount ${shellQuote(rootDisk)} u
-$B mkdir -p u/upper u/work
-$B chown ${idBase}:${idBase} u/upper
-$B mount -t overlay overlay -o lowerdir=t:l,upperdir=u/upper,workdir=u/work "$R"
-${volumeLines}
-for dir in dev proc; do [ -d "$R/$dir" ] || $B mkdir -p "$R/$dir"; done
-[ -d "$R/tmp" ] || { $B mkdir -p "$R/tmp"; $B chmod 1777 "$R/tmp"; }
-$B mount -t tmpfs -o mode=0755,size=1m,nosuid,uid=${idBase},gid=${idBase} alto-dev "$R/dev"
-for node in null zero full random urandom; do $B touch "$R/dev/$node"; $B mount --bind "/dev/$node" "$R/dev/$node"; done
-$B mkdir -p "$R/dev/shm"
-$B mount -t tmpfs -o mode=1777,nosuid,nodev shm "$R/dev/shm"
-$B ln -s /proc/self/fd "$R/dev/fd"; $B ln -s /proc/self/fd/0 "$R/dev/stdin"; $B ln -s /proc/self/fd/1 "$R/dev/stdout"; $B ln -s /proc/self/fd/2 "$R/dev/stderr"
-$B mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
-for entry in sys sysrq-trigger; do [ -e "$R/proc/$entry" ] || continue; $B mount --bind "$R/proc/$entry" "$R/proc/$entry"; $B mount -o remount,bind,ro,nosuid,nodev,noexec "$R/proc/$entry"; done
-$B cp ${shellQuote(join(stateDir, 'supervisor.sh'))} "$R/.alto/run/supervisor.sh"
-$B mount --bind "$R/.alto" "$R/.alto"
-$B mount -o remount,bind,ro,nosuid,nodev "$R/.alto"
-$B hostname ${shellQuote(hostname)}
-cd "$R"
-$B pivot_root . .alto/old
-B=/.alto/bin/busybox
-cd /
-$B umount -l /.alto/old
-exec /.alto/bin/ld.so --library-path /.alto/bin/lib /.alto/bin/setpriv --reuid=${idBase} --regid=${idBase} --clear-groups -- /.alto/bin/busybox unshare --user -- /.alto/bin/busybox sh -c ${shellQuote(userStage)}
-`;
-    writeFileSync(join(stateDir, 'stage1.sh'), stage1, { mode: 0o644 });
+    // guest/process-stage1.sh: what it is told comes in its environment (dropped before the
+    // sandbox's first exec), the volumes as its arguments (image, path) in order.
+    writeFileSync(join(stateDir, 'stage1.sh'), guestFile('process-stage1.sh'), { mode: 0o644 });
+    const stage1: Stage1 = {
+      script: join(stateDir, 'stage1.sh'),
+      env: {
+        ALTO_BUSYBOX: busybox,
+        ALTO_RUN_DIR: runDir,
+        ALTO_ROOT: root,
+        ALTO_ROOT_DISK: rootDisk,
+        ALTO_ID_BASE: String(idBase),
+        ALTO_VOLUME_OWNER: `${owner.uid}:${owner.gid}`,
+        ALTO_SUPERVISOR_DIR: stateDir,
+        ALTO_HOSTNAME: hostname,
+      },
+      args: volumes.flatMap((volume, index) => [volumeImages[index], volume.path]),
+    };
     const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, platform, links, port: spec.port, idBase, volumes: claim, volumeImages });
     this.instances.add(instance);
     void instance.exited.then(() => this.instances.delete(instance));
     // From here the instance releases the volumes when it ends, whether or not it became ready.
-    await instance.boot(this.launcher!, busybox, join(stateDir, 'stage1.sh'), this.options.startTimeoutMs ?? 60_000);
+    await instance.boot(this.launcher!, busybox, stage1, this.options.startTimeoutMs ?? 60_000);
     return instance;
   }
 
@@ -362,6 +313,13 @@ exec /.alto/bin/ld.so --library-path /.alto/bin/lib /.alto/bin/setpriv --reuid=$
   async close(): Promise<void> {
     await Promise.all([...this.instances].map((instance) => instance.stop(1_000).catch(() => undefined)));
   }
+}
+
+/** How stage 1 (guest/process-stage1.sh) is started: its copy, environment and arguments. */
+interface Stage1 {
+  script: string;
+  env: Record<string, string>;
+  args: string[];
 }
 
 interface ProcessResources {
@@ -398,20 +356,20 @@ export class ProcessInstance extends InstanceBase {
     this.port = resources.port;
   }
 
-  async boot(launcher: string, busybox: string, stage1: string, timeoutMs: number): Promise<void> {
+  async boot(launcher: string, busybox: string, stage1: Stage1, timeoutMs: number): Promise<void> {
     const ready = new Promise<void>((resolve, reject) => (this.readyWaiter = { resolve, reject }));
     const joinCgroups = this.resources.cgroup.procsFiles.map((file) => `echo $$ > ${shellQuote(file)}`).join('; ');
     const enter = [
       findCommand('nsenter')!, `--net=${this.resources.network.namespacePath}`, '--',
       findCommand('unshare')!, '--mount', '--propagation', 'private', '--uts', '--ipc', '--cgroup', '--pid', '--fork', '--kill-child', '--',
-      busybox, 'sh', stage1,
+      busybox, 'sh', stage1.script, ...stage1.args,
     ];
     // Joining the cgroups first means nothing the sandbox ever runs escapes its limits. The
     // launcher first leaves Alto's terminal and closes every descriptor but the four pipes.
     const command = [busybox, 'sh', '-c', `${joinCgroups}; exec ${enter.map(shellQuote).join(' ')}`];
     const child = spawn(launcher, ['--fds', '4', '--session', '--', ...command], {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
-      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' },
+      env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...stage1.env },
     });
     this.child = child;
     child.stdout!.on('data', (chunk) => this.pushOutput('stdout', chunk));

@@ -1,21 +1,23 @@
 /**
  * @module compute/sandbox/supervisor
- * The supervisor: the shell script that is PID 1 inside every sandbox (the guest after
- * switch_root for microvm, the new PID namespace after pivot_root for process). It runs the
+ * The supervisor: the shell script guest/supervisor.sh, PID 1 inside every sandbox (the guest
+ * after switch_root for microvm, the new PID namespace after pivot_root for process). It runs the
  * image's entrypoint + cmd as its child with exactly the image's env, workdir and user, reaps
- * every orphan that the kernel hands to PID 1 (ash's `wait` collects any child), passes SIGTERM
- * on to the app, and tells the host on the control channel (fd 3) `alto:started`, `alto:ready`
- * (something listens on the port) and `alto:exit <code>`.
+ * every orphan that the kernel hands to PID 1, passes SIGTERM on to the app, and tells the host
+ * on the control channel (fd 3) `alto:started`, `alto:ready` (something listens on the port) and
+ * `alto:exit <code>`. The script is the same for every instance; what differs is in the
+ * settings.sh written beside it (`supervisorSettings`), which it sources: shell-quoted values
+ * only, no code.
  *
  * It runs on tools Alto brings along in /.alto/bin, never on the image's own: busybox-static
  * for the shell, and util-linux `setpriv` (with its libraries, started through the bundled
  * dynamic loader) to switch to the image's uid/gid, because busybox's setpriv cannot.
  */
 import { shellQuote } from './common.js';
+import { guestFile } from './guest-files.js';
 
 /** Where the tools are inside the sandbox's root. */
 export const TOOLS_DIR = '/.alto/bin';
-export const BUSYBOX = `${TOOLS_DIR}/busybox`;
 
 export interface SupervisorOptions {
   argv: string[];
@@ -25,10 +27,17 @@ export interface SupervisorOptions {
   gid: number;
   /** 0: do not wait for a listener; `alto:ready` follows `alto:started` at once. */
   port: number;
-  /** Commands run first (as root, before the app): mounts, the control channel. */
-  prelude: string[];
-  /** Commands run after `alto:exit` was written (the guest powers off; a process simply exits). */
-  epilogue: string[];
+  /** A file (a path inside the sandbox) the supervisor sources first, as root, before the app. */
+  prelude?: string;
+  /** A file the supervisor sources after `alto:exit` was written (the guest powers off there). */
+  epilogue?: string;
+  /** Settings the prelude and epilogue read: names ALTO_..., values of any bytes but NUL. */
+  hookSettings?: Record<string, string>;
+}
+
+/** guest/supervisor.sh, the same for every instance. */
+export function supervisorScript(): Buffer {
+  return guestFile('supervisor.sh');
 }
 
 /** `/proc/net/tcp*` spell the port in upper-case hex; state 0A is LISTEN. */
@@ -37,8 +46,12 @@ function listenPattern(port: number): string {
   return `:${hex} [0-9A-F]+:0000 0A`;
 }
 
-export function buildSupervisorScript(options: SupervisorOptions): string {
-  const env = Object.entries(options.env).map(([key, value]) => shellQuote(`${key}=${value}`));
+/**
+ * The instance's settings.sh, which supervisor.sh sources (its header says what each means):
+ * variable assignments and the positional parameters, every value shell-quoted.
+ */
+export function supervisorSettings(options: SupervisorOptions): string {
+  const env = Object.entries(options.env).map(([key, value]) => `${key}=${value}`);
   const launcher = [
     `${TOOLS_DIR}/ld.so`,
     '--library-path',
@@ -49,41 +62,22 @@ export function buildSupervisorScript(options: SupervisorOptions): string {
     '--clear-groups',
     '--',
   ];
-  const readiness =
-    options.port === 0
-      ? 'echo alto:ready >&3'
-      : `( while :; do if $B grep -qsE ${shellQuote(listenPattern(options.port))} /proc/net/tcp /proc/net/tcp6; then echo alto:ready >&3; exit 0; fi; $B sleep 0.01; done ) &
-watcher=$!`;
-  return `# Alto sandbox supervisor (generated). PID 1: runs the app, reaps orphans, forwards SIGTERM.
-B=${BUSYBOX}
-${options.prelude.join('\n')}
-child=
-watcher=
-forward_term() { [ -n "$child" ] && $B kill -TERM "$child" 2>/dev/null; }
-trap forward_term TERM INT
-workdir=${shellQuote(options.workdir || '/')}
-$B mkdir -p "$workdir" 2>/dev/null
-cd "$workdir" || { echo "alto: cannot enter workdir $workdir" >&2; echo "alto:exit 126" >&3; exit 126; }
-$B env -i ${env.join(' ')} ${launcher.join(' ')} ${options.argv.map(shellQuote).join(' ')} 3>&- &
-child=$!
-echo alto:started >&3
-${readiness}
-# A trapped SIGTERM interrupts \`wait\` (status 128+15) while the app still runs: wait again. When
-# the app ended meanwhile, a second \`wait\` returns the status the shell collected for it (or 127
-# when the first one already returned it).
-code=
-while [ -z "$code" ]; do
-  wait "$child"
-  status=$?
-  $B kill -0 "$child" 2>/dev/null && continue
-  wait "$child" 2>/dev/null
-  again=$?
-  [ "$again" -ne 127 ] && status=$again
-  code=$status
-done
-[ -n "$watcher" ] && $B kill "$watcher" 2>/dev/null
-echo "alto:exit $code" >&3
-${options.epilogue.join('\n')}
-exit "$code"
-`;
+  const settings: Record<string, string> = {
+    ALTO_WORKDIR: options.workdir || '/',
+    ALTO_LISTEN_PATTERN: options.port === 0 ? '' : listenPattern(options.port),
+    ALTO_UID: String(options.uid),
+    ALTO_GID: String(options.gid),
+    ALTO_PRELUDE: options.prelude ?? '',
+    ALTO_EPILOGUE: options.epilogue ?? '',
+  };
+  for (const [name, value] of Object.entries(options.hookSettings ?? {})) {
+    if (!/^ALTO_[A-Z0-9_]+$/.test(name) || name in settings) throw new Error(`supervisor setting ${name} must be a name ALTO_... of its own`);
+    settings[name] = value;
+  }
+  return [
+    '# This instance\'s settings, sourced by supervisor.sh (written by supervisor.ts).',
+    ...Object.entries(settings).map(([name, value]) => `${name}=${shellQuote(value)}`),
+    `set -- ${[...env, ...launcher, ...options.argv].map(shellQuote).join(' ')}`,
+    '',
+  ].join('\n');
 }

@@ -1,0 +1,48 @@
+# shellcheck shell=sh
+# Sourced by supervisor.sh in a microVM guest (as /.alto/prelude.sh) before the app starts:
+# the app's output and the control channel go to their virtio-serial ports, the guest gets its
+# hostname, /dev/shm, /dev/pts and /dev/fd, a reader of the signal port starts, and the volumes
+# are mounted. Reads from settings.sh (supervisor.ts):
+#   ALTO_HOSTNAME          the guest's hostname
+#   ALTO_UID, ALTO_GID     the app's user, who owns the top of each volume
+#   ALTO_VOLUMES           the volumes' paths, separated by spaces (letters, digits and ._-/ only),
+#                          the i-th on the disk whose serial is alto-volume-<i>
+exec 3>/dev/alto.control 1>/dev/alto.stdout 2>/dev/alto.stderr </dev/null
+$B hostname "$ALTO_HOSTNAME"
+$B mkdir -p /dev/shm /dev/pts && $B mount -t tmpfs -o mode=1777 shm /dev/shm && $B mount -t devpts devpts /dev/pts
+[ -e /dev/fd ] || $B ln -s /proc/self/fd /dev/fd
+# The host writes `term` on the signal port to stop the app; PID 1 passes it on. After the grace
+# period, `kill` ends every process but PID 1, which then syncs and powers off. A reseed gives a
+# restored copy its own random state and clock. The guest agent (agent.s), where the host has
+# one for this guest, reads them as records; without it, this shell reads them as lines
+# (signalMessage in microvm.ts).
+if [ -x /.alto/agent ]; then
+  /.alto/agent </dev/alto.signal &
+else
+  # shellcheck disable=SC2086,SC2059  # the line is split into its words on purpose, and the seed is octal escapes for printf
+  ( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; [ "$line" = kill ] && $B kill -KILL -1; case "$line" in "reseed "*) set -- $line; printf "$3" >/dev/urandom; $B date -s "@$2" >/dev/null; echo alto:reseeded >&3;; esac; done ) &
+fi
+# Each volume's disk is found by its serial, whatever name the kernel gave it; a volume that
+# cannot be mounted ends the instance before the app runs.
+index=0
+# shellcheck disable=SC2086  # split on spaces on purpose; the paths have none, nor wildcards
+for path in $ALTO_VOLUMES; do
+  dev=
+  i=0
+  while [ -z "$dev" ]; do
+    for serial in /sys/block/vd*/serial; do
+      [ "$($B cat "$serial" 2>/dev/null)" = "alto-volume-$index" ] && dev=/dev/$($B basename "${serial%/serial}")
+    done
+    i=$((i+1))
+    [ -z "$dev" ] && [ $i -gt 1000 ] && break
+    [ -z "$dev" ] && $B usleep 2000
+  done
+  if [ -z "$dev" ] || ! $B mkdir -p "$path" || ! $B mount -t ext4 -o noatime,nosuid,nodev "$dev" "$path"; then
+    echo "alto: cannot mount the volume at $path" >&2
+    echo "alto:exit 125" >&3
+    $B sync
+    $B reboot -f
+  fi
+  $B chown "$ALTO_UID:$ALTO_GID" "$path"
+  index=$((index+1))
+done

@@ -1,0 +1,59 @@
+# Alto's sandbox supervisor (supervisor.ts): PID 1 of every sandbox, the guest after switch_root
+# for microvm, the new PID namespace after pivot_root for process. It runs the app as its child
+# with exactly the image's env, workdir and user, reaps every orphan that the kernel hands to
+# PID 1 (ash's `wait` collects any child), passes SIGTERM on to the app, and tells the host on
+# the control channel (fd 3) `alto:started`, `alto:ready` (something listens on the port) and
+# `alto:exit <code>`. It runs on the tools in /.alto/bin, never on the image's own.
+#
+# Run as `/.alto/bin/busybox sh <dir>/supervisor.sh`, with <dir>/settings.sh (written per
+# instance by supervisor.ts) beside it, which sets:
+#   ALTO_WORKDIR         the folder the app starts in
+#   ALTO_LISTEN_PATTERN  an extended regular expression for /proc/net/tcp* matching the app's
+#                        port in state LISTEN (empty: do not wait for a listener)
+#   ALTO_UID, ALTO_GID   the app's user (for the prelude: the launcher below has it already)
+#   ALTO_PRELUDE         a file to source before the app starts, as root (empty: none)
+#   ALTO_EPILOGUE        a file to source after `alto:exit` was written (empty: none)
+#   "$@"                 what `env -i` runs: the app's environment (NAME=value...), the launcher
+#                        that switches to the app's user, then the app's argv
+# and what else the prelude and epilogue read (see microvm-prelude.sh).
+B=/.alto/bin/busybox
+# shellcheck source=/dev/null  # written per instance
+. "${0%/*}/settings.sh"
+exec </dev/null
+# shellcheck source=/dev/null  # the driver's, named by settings.sh
+[ -z "$ALTO_PRELUDE" ] || . "$ALTO_PRELUDE"
+child=
+watcher=
+# shellcheck disable=SC2317  # reached through the trap below
+forward_term() { [ -n "$child" ] && $B kill -TERM "$child" 2>/dev/null; }
+trap forward_term TERM INT
+workdir=$ALTO_WORKDIR
+$B mkdir -p "$workdir" 2>/dev/null
+cd "$workdir" || { echo "alto: cannot enter workdir $workdir" >&2; echo "alto:exit 126" >&3; exit 126; }
+$B env -i "$@" 3>&- &
+child=$!
+echo alto:started >&3
+if [ -z "$ALTO_LISTEN_PATTERN" ]; then
+  echo alto:ready >&3
+else
+  ( while :; do if $B grep -qsE "$ALTO_LISTEN_PATTERN" /proc/net/tcp /proc/net/tcp6; then echo alto:ready >&3; exit 0; fi; $B sleep 0.01; done ) &
+  watcher=$!
+fi
+# A trapped SIGTERM interrupts `wait` (status 128+15) while the app still runs: wait again. When
+# the app ended meanwhile, a second `wait` returns the status the shell collected for it (or 127
+# when the first one already returned it).
+code=
+while [ -z "$code" ]; do
+  wait "$child"
+  status=$?
+  $B kill -0 "$child" 2>/dev/null && continue
+  wait "$child" 2>/dev/null
+  again=$?
+  [ "$again" -ne 127 ] && status=$again
+  code=$status
+done
+[ -n "$watcher" ] && $B kill "$watcher" 2>/dev/null
+echo "alto:exit $code" >&3
+# shellcheck source=/dev/null  # the driver's, named by settings.sh
+[ -z "$ALTO_EPILOGUE" ] || . "$ALTO_EPILOGUE"
+exit "$code"
