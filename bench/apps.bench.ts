@@ -8,31 +8,34 @@
  *   running, so these runs only boot;
  * - warm requests: requests/s and p50/p99 latency through the edge (Host `<app>.<project>.localhost`)
  *   against the same instance reached directly at the backend address app/Resolve gives, with the
- *   same load (bench/http-load.mjs, keep-alive connections) in the same run, and their ratio.
+ *   same load (wrk, one thread) in the same run, and their ratio: with keep-alive connections, and
+ *   with a new connection per request (`Connection: close`).
  *
- * Run (as root): node --import tsx bench/apps.bench.ts [seconds=8] [connections=16]
+ * Run (as root): node --import tsx bench/apps.bench.ts [seconds=8] [connections=50] [drivers=process,microvm]
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { nodeAppImage } from '../packages/alto/test/app-images.js';
 import { privateSandboxCache } from '../packages/alto/test/apps-fixture.js';
 import { startProcess, temporaryDataDir } from '../packages/alto/test/harness.js';
 import { startRegistry, type TestRegistry } from '../packages/alto/test/images-fixture.js';
+import { median, parseWrkOutput, type WrkFigures } from './wrk.js';
 
 const seconds = Number(process.argv[2] ?? 8);
-const connections = Number(process.argv[3] ?? 16);
+const connections = Number(process.argv[3] ?? 50);
 const BOOTS = 3;
 const PROJECT = 'bench';
-const DRIVERS = ['process', 'microvm'] as const;
-type DriverName = (typeof DRIVERS)[number];
+const ALL_DRIVERS = ['process', 'microvm'] as const;
+type DriverName = (typeof ALL_DRIVERS)[number];
+const DRIVERS = (process.argv[4] ?? ALL_DRIVERS.join(',')).split(',').filter((name): name is DriverName => (ALL_DRIVERS as readonly string[]).includes(name));
 
-interface LoadResult {
-  requestsPerSecond: number;
-  p50: number;
-  p99: number;
-  errors: number;
+if (spawnSync('wrk', ['--version']).error) {
+  console.error('wrk is not installed: apt-get install -y wrk');
+  process.exit(1);
 }
+
+type LoadResult = WrkFigures;
 
 interface DriverFigures {
   driver: DriverName;
@@ -40,21 +43,23 @@ interface DriverFigures {
   boots: number[];
   edge: LoadResult;
   direct: LoadResult;
+  /** A new connection per request. */
+  edgeFresh: LoadResult;
+  directFresh: LoadResult;
 }
 
-/** The load generator in its own process, so its work is not counted against Alto or the app. */
-function runLoad(url: string, host: string, duration: number): Promise<LoadResult> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('http-load.mjs', import.meta.url)), url, host, String(duration), String(connections)]);
+/**
+ * wrk against `url` with this Host, keep-alive or a new connection per request (`Connection:
+ * close`); waited on asynchronously, so this process's own connections to Alto stay serviced.
+ */
+function runLoad(url: string, host: string, duration: number, fresh = false): Promise<LoadResult> {
+  const headers = ['-H', `Host: ${host}`, ...(fresh ? ['-H', 'Connection: close'] : [])];
+  const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${duration}s`, '--latency', ...headers, url]);
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk));
   return new Promise((resolve, reject) =>
-    child.once('close', (code) => (code === 0 ? resolve(JSON.parse(output) as LoadResult) : reject(new Error(`the load generator exited with ${code}`)))),
+    child.once('close', (code) => (code === 0 ? resolve(parseWrkOutput(output)) : reject(new Error(`wrk exited with ${code}`)))),
   );
-}
-
-function median(samples: number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 async function measureDriver(driver: DriverName, registry: TestRegistry, image: string): Promise<DriverFigures> {
@@ -92,8 +97,10 @@ async function measureDriver(driver: DriverName, registry: TestRegistry, image: 
     await runLoad(edgeUrl, edgeHost, warmUp);
     const edge = await runLoad(edgeUrl, edgeHost, seconds);
     const direct = await runLoad(directUrl, backend.host, seconds);
+    const edgeFresh = await runLoad(edgeUrl, edgeHost, seconds, true);
+    const directFresh = await runLoad(directUrl, backend.host, seconds, true);
     await call('Delete', { name: 'web' });
-    return { driver, accelerator, boots, edge, direct };
+    return { driver, accelerator, boots, edge, direct, edgeFresh, directFresh };
   } finally {
     await alto.close();
     cache.remove();
@@ -114,7 +121,7 @@ try {
 }
 
 const ms = (value: number) => value.toFixed(value < 10 ? 2 : 0);
-console.log(`\nNode.js app image (node ${process.version} and its libraries), 256 MiB; GET /, ${seconds} s per path, ${connections} keep-alive connections\n`);
+console.log(`\nNode.js app image (node ${process.version} and its libraries), 256 MiB; GET /, ${seconds} s per path, ${connections} connections (wrk, one thread)\n`);
 console.log('| driver | accelerator | boot-to-ready, median of 3 (ms) | all 3 (ms) |');
 console.log('|---|---|---:|---|');
 for (const figure of figures)
@@ -122,10 +129,18 @@ for (const figure of figures)
 console.log('\n| driver | path | req/s | p50 ms | p99 ms | errors |');
 console.log('|---|---|---:|---:|---:|---:|');
 for (const figure of figures) {
-  for (const [path, result] of [['through the edge', figure.edge], ['backend directly', figure.direct]] as const)
+  for (const [path, result] of [
+    ['through the edge, keep-alive', figure.edge],
+    ['backend directly, keep-alive', figure.direct],
+    ['through the edge, new connection per request', figure.edgeFresh],
+    ['backend directly, new connection per request', figure.directFresh],
+  ] as const)
     console.log(`| ${figure.driver} | ${path} | ${result.requestsPerSecond.toFixed(0)} | ${ms(result.p50)} | ${ms(result.p99)} | ${result.errors} |`);
 }
-console.log('\n| driver | edge/direct req/s | edge/direct p50 |');
-console.log('|---|---:|---:|');
-for (const figure of figures)
-  console.log(`| ${figure.driver} | ${(figure.edge.requestsPerSecond / figure.direct.requestsPerSecond).toFixed(2)} | ${(figure.edge.p50 / figure.direct.p50).toFixed(2)} |`);
+console.log('\n| driver | connections | edge/direct req/s | edge/direct p50 |');
+console.log('|---|---|---:|---:|');
+for (const figure of figures) {
+  console.log(`| ${figure.driver} | keep-alive | ${(figure.edge.requestsPerSecond / figure.direct.requestsPerSecond).toFixed(2)} | ${(figure.edge.p50 / figure.direct.p50).toFixed(2)} |`);
+  console.log(`| ${figure.driver} | new per request | ${(figure.edgeFresh.requestsPerSecond / figure.directFresh.requestsPerSecond).toFixed(2)} | ${(figure.edgeFresh.p50 / figure.directFresh.p50).toFixed(2)} |`);
+}
+console.log('(target: keep-alive edge/direct at least 0.7 on the process driver)');

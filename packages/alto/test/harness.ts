@@ -154,12 +154,24 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   const url = await new Promise<string>((resolve, reject) => {
+    // Only whole lines not looked at yet are parsed, and none once the server listens: a server
+    // that logs much must not cost this process more per line as its output grows.
+    let listening = false;
+    let parsed = 0;
     child.stdout!.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
-      for (const line of stdout.split('\n')) {
+      if (listening) return;
+      const end = stdout.lastIndexOf('\n');
+      if (end < parsed) return;
+      const lines = stdout.slice(parsed, end).split('\n');
+      parsed = end + 1;
+      for (const line of lines) {
         if (!line.startsWith('{')) continue;
         const entry = JSON.parse(line) as { msg?: string; url?: string; port?: number };
-        if (entry.msg === 'listening' && entry.port) resolve(`http://127.0.0.1:${entry.port}`);
+        if (entry.msg === 'listening' && entry.port) {
+          listening = true;
+          resolve(`http://127.0.0.1:${entry.port}`);
+        }
       }
     });
     void exited.then((code) => reject(new Error(`alto up exited (${code}) before listening:\n${stderr}\n${stdout}`)));
