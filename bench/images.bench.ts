@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ImageManager } from '../packages/alto/src/compute/images/manager.js';
 import { silentLogger } from '../packages/alto/src/kit/logger.js';
+import { SqliteImageRecordStore } from '../packages/alto/src/store/images/sqlite.js';
 import { openSqlite } from '../packages/alto/src/store/sqlite/database.js';
 import { buildImage, busyboxBaseLayer, startRegistry, type LayerEntry } from '../packages/alto/test/images-fixture.js';
 
@@ -68,7 +69,7 @@ async function main(): Promise<void> {
       {
         const dataDir = mkdtempSync(join(workspace, 'alto-'));
         const db = openSqlite(join(dataDir, 'alto.db'));
-        const images = new ImageManager({ root: join(dataDir, 'images'), db, log: silentLogger() });
+        const images = new ImageManager({ root: join(dataDir, 'images'), records: new SqliteImageRecordStore(db), log: silentLogger() });
         const started = performance.now();
         await images.pull(reference);
         await images.unpack(reference, join(dataDir, 'rootfs'));

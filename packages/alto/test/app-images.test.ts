@@ -22,13 +22,14 @@ import { MicrovmDriver } from '../src/compute/sandbox/microvm.js';
 import type { Instance, SandboxSpec } from '../src/compute/sandbox/port.js';
 import { ProcessDriver } from '../src/compute/sandbox/process.js';
 import { silentLogger } from '../src/kit/logger.js';
+import { SqliteImageRecordStore } from '../src/store/images/sqlite.js';
 import { openSqlite } from '../src/store/sqlite/database.js';
 import { HTTPD_PAGE, busyboxHttpdImage, nodeAppImage, redisImage } from './app-images.js';
 import { startRegistry, waitUntil, type TestRegistry } from './images-fixture.js';
 
 const workspace = mkdtempSync(join(tmpdir(), 'alto-app-images-'));
 const database = openSqlite(join(workspace, 'alto.db'));
-const images = new ImageManager({ root: join(workspace, 'images'), db: database, log: silentLogger() });
+const images = new ImageManager({ root: join(workspace, 'images'), records: new SqliteImageRecordStore(database), log: silentLogger() });
 let registry: TestRegistry;
 
 interface UnpackedImage {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ImageManager, type PullEvent } from '../src/compute/images/manager.js';
 import { silentLogger } from '../src/kit/logger.js';
+import { SqliteImageRecordStore } from '../src/store/images/sqlite.js';
 import { openSqlite } from '../src/store/sqlite/database.js';
 import {
   buildImage,
@@ -30,7 +31,7 @@ const databases: ReturnType<typeof openSqlite>[] = [];
 function manager(dataDir = mkdtempSync(join(workspace, 'data-'))): ImageManager {
   const db = openSqlite(join(dataDir, 'alto.db'));
   databases.push(db);
-  return new ImageManager({ root: join(dataDir, 'images'), db, log: silentLogger(), blobRetryDelayMs: 10 });
+  return new ImageManager({ root: join(dataDir, 'images'), records: new SqliteImageRecordStore(db), log: silentLogger(), blobRetryDelayMs: 10 });
 }
 
 describe('pulling through a flaky network', () => {

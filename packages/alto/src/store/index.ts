@@ -14,8 +14,9 @@
  * subjects with `--events` (NATS wins over PostgreSQL for the stream, as for events), else SQLite
  * and in process; `objects` (space, and the functions' sources) on S3 or disk.
  * `apps`, on PostgreSQL with `--store` too, holds every app of the cloud with the node that runs it.
- * Still outside: compute's image records, which keep the SQLite handle, and the images
- * themselves (each node's own store; a function's is built again from its kept source).
+ * `images` (the image records) is always on SQLite: images are a cache on each node's disk, so
+ * each node keeps the records of the images it holds (a function's image is built again from
+ * its kept source where missing).
  */
 import { join } from 'node:path';
 import pg from 'pg';
@@ -78,6 +79,8 @@ import { SqliteFunctionStore } from './functions/sqlite.js';
 import type { AppStore } from './apps/port.js';
 import { PostgresAppStore } from './apps/postgres.js';
 import { SqliteAppStore } from './apps/sqlite.js';
+import type { ImageRecordStore } from './images/port.js';
+import { SqliteImageRecordStore } from './images/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -146,6 +149,8 @@ export interface Stores {
   functions: FunctionStore;
   /** Every app of the cloud with the node that runs it, its instances, snapshots and reserved names. */
   apps: AppStore;
+  /** This node's image records (its images' blobs are on its disk): always embedded, never shared. */
+  images: ImageRecordStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -259,6 +264,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     documents: shared?.documents ?? new SqliteDocumentStore(sqlite, documentLimits),
     functions: shared?.functions ?? new SqliteFunctionStore(sqlite),
     apps: shared?.apps ?? new SqliteAppStore(sqlite),
+    images: new SqliteImageRecordStore(sqlite),
     cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
     events: events ?? new SqliteEventStore(sqlite),
     messages: nats ? new NatsMessageBus(nats) : new InProcessMessageBus(),

@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { ImageManager } from '../../src/compute/images/manager.js';
 import { silentLogger } from '../../src/kit/logger.js';
 import { forbiddenReason, pinnedLookup, resolveOutbound } from '../../src/kit/outbound-guard.js';
+import { SqliteImageRecordStore } from '../../src/store/images/sqlite.js';
 import { openSqlite } from '../../src/store/sqlite/database.js';
 import { webImage } from '../apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from '../harness.js';
@@ -219,6 +220,7 @@ describe('trusted registries', () => {
   let registry: TestRegistry;
   const workspace = mkdtempSync(join(tmpdir(), 'alto-ssrf-images-'));
   const database = openSqlite(join(workspace, 'alto.db'));
+  const records = new SqliteImageRecordStore(database);
 
   before(async () => {
     registry = await startRegistry();
@@ -231,9 +233,9 @@ describe('trusted registries', () => {
   });
 
   test('a project pulls from a loopback registry the operator trusts, and from no other', async () => {
-    const untrusted = new ImageManager({ root: join(workspace, 'a'), db: database, log: silentLogger() });
+    const untrusted = new ImageManager({ root: join(workspace, 'a'), records, log: silentLogger() });
     await assert.rejects(untrusted.pull(`${registry.host}/team/web:v1`, { project: 'p1' }), /is \(or resolves to\) a loopback address/);
-    const trusted = new ImageManager({ root: join(workspace, 'b'), db: database, log: silentLogger(), trustedRegistries: [registry.host] });
+    const trusted = new ImageManager({ root: join(workspace, 'b'), records, log: silentLogger(), trustedRegistries: [registry.host] });
     const pulled = await trusted.pull(`${registry.host}/team/web:v1`, { project: 'p1' });
     assert.ok(trusted.mayUse(pulled.digest, 'p1'));
   });
@@ -241,7 +243,7 @@ describe('trusted registries', () => {
   test('a redirect from a trusted registry to an untrusted loopback host is refused, and that host sees nothing', async () => {
     const proxy = await startProxy(registry.host, { redirectBlobsTo: registry });
     try {
-      const manager = new ImageManager({ root: join(workspace, 'c'), db: database, log: silentLogger(), trustedRegistries: [proxy.host], blobAttempts: 1 });
+      const manager = new ImageManager({ root: join(workspace, 'c'), records, log: silentLogger(), trustedRegistries: [proxy.host], blobAttempts: 1 });
       await assert.rejects(manager.pull(`${proxy.host}/team/web:v1`, { project: 'p2' }), (error: Error) => !error.message.includes(MARKER));
       assert.equal(proxy.storageRequests, 0, 'the storage host was never asked');
     } finally {

@@ -4,7 +4,8 @@
  * remove, prune, and unpack to a root filesystem with the image's typed `ImageSpec`. Blobs are
  * stored once by digest under `<data>/images/` and shared by every app and project; the
  * records (which reference points at which image, which blobs make each image, who uses it)
- * live in SQLite. A blob goes when the last image made of it goes.
+ * are in the node's image records port (store/images). A blob goes when the last image made of
+ * it goes.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
@@ -14,7 +15,7 @@ import type { LookupFunction } from 'node:net';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { OutboundRefused, pinnedLookup, privateTargetsAllowed, resolveOutbound } from '../../kit/outbound-guard.js';
-import type { SqliteDatabase } from '../../store/sqlite/database.js';
+import { EVERY_PROJECT, type ImageAccess, type ImageBlob, type ImageRecord, type ImageRecordStore } from '../../store/images/port.js';
 import { CredentialStore, type RegistryCredentials } from './auth.js';
 import { BlobStore, type BlobProgress, type BlobSource } from './blob-store.js';
 import { importImageArchive } from './import.js';
@@ -29,7 +30,6 @@ import {
   type ImageManifest,
   type WantedPlatform,
 } from './manifest.js';
-import { EVERY_PROJECT, ImageRecords, type ImageAccess, type ImageBlob, type ImageRecord } from './records.js';
 import {
   apiHostOf,
   familiarReference,
@@ -46,7 +46,8 @@ import { unpackLayers, type UnpackStats } from './unpack.js';
 export interface ImageManagerOptions {
   /** The images folder: `<data>/images`. */
   root: string;
-  db: SqliteDatabase;
+  /** The node's image records (`stores.images`). */
+  records: ImageRecordStore;
   log: Logger;
   /** Largest uncompressed layer (and largest download) accepted. Default 8 GiB. */
   maxLayerBytes?: number;
@@ -127,12 +128,17 @@ export interface UnpackResult {
 }
 
 const DEFAULT_MAX_LAYER_BYTES = 8 * 1024 ** 3;
+
+/** The store keeps an image's spec as the JSON text the manager gave it. */
+function specOf(record: ImageRecord): ImageSpec {
+  return JSON.parse(record.spec) as ImageSpec;
+}
 /** Unfinished downloads untouched this long are removed by prune. */
 const STALE_INGEST_MS = 60 * 60 * 1000;
 
 export class ImageManager {
   readonly blobs: BlobStore;
-  readonly records: ImageRecords;
+  readonly records: ImageRecordStore;
   readonly credentials: CredentialStore;
   private readonly clients = new Map<string, RegistryClient>();
   private readonly maxLayerBytes: number;
@@ -146,7 +152,7 @@ export class ImageManager {
 
   constructor(private readonly options: ImageManagerOptions) {
     this.blobs = new BlobStore(options.root, { log: options.log, maxAttempts: options.blobAttempts, retryDelayMs: options.blobRetryDelayMs });
-    this.records = new ImageRecords(options.db);
+    this.records = options.records;
     this.credentials = new CredentialStore(join(options.root, 'credentials.json'));
     this.maxLayerBytes = options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
     this.platform = options.platform ?? DEFAULT_PLATFORM;
@@ -395,7 +401,7 @@ export class ImageManager {
       mediaType: input.manifestMediaType,
       indexDigest: input.index?.digest,
       configDigest: manifest.config.digest,
-      spec: imageSpecOf(config),
+      spec: JSON.stringify(imageSpecOf(config)),
       source: input.source,
       blobs,
       references: input.references,
@@ -403,14 +409,14 @@ export class ImageManager {
     return this.details(input.manifestDigest)!;
   }
 
-  private summaryOf(record: ImageRecord, layers: number): ImageSummary {
+  private summaryOf(record: ImageRecord, layers: number, spec: ImageSpec): ImageSummary {
     return {
       digest: record.digest,
       references: record.references,
       repository: record.repository,
       size: record.layersSize,
       layers,
-      ...(record.spec.created ? { created: record.spec.created } : {}),
+      ...(spec.created ? { created: spec.created } : {}),
       source: record.source,
       pulledAt: new Date(record.updatedAt).toISOString(),
       users: record.users,
@@ -421,18 +427,19 @@ export class ImageManager {
     const record = this.records.get(digest);
     if (!record) return undefined;
     const blobs = this.records.blobsOf(digest);
+    const spec = specOf(record);
     return {
-      ...this.summaryOf(record, blobs.filter((blob) => blob.role === 'layer').length),
+      ...this.summaryOf(record, blobs.filter((blob) => blob.role === 'layer').length, spec),
       mediaType: record.mediaType,
       ...(record.indexDigest ? { indexDigest: record.indexDigest } : {}),
       configDigest: record.configDigest,
-      spec: record.spec,
+      spec,
       blobs,
     };
   }
 
   list(): ImageSummary[] {
-    return this.records.list().map((record) => this.summaryOf(record, this.records.blobsOf(record.digest).filter((blob) => blob.role === 'layer').length));
+    return this.records.list().map((record) => this.summaryOf(record, this.records.blobsOf(record.digest).filter((blob) => blob.role === 'layer').length, specOf(record)));
   }
 
   /**

@@ -13,9 +13,9 @@
  */
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
+import { EVERY_PROJECT } from '../../store/images/port.js';
 import { component, defineService, endpoint, streamEndpoint, type CallContext } from '../../platform/service.js';
 import { ImageManager, type PullEvent } from './manager.js';
-import { EVERY_PROJECT } from './records.js';
 import {
   DeleteRequest,
   DeleteResponse,
@@ -58,7 +58,7 @@ export const imagesComponent = component(
   (platform) =>
     new ImageManager({
       root: join(platform.config.dataDir, 'images'),
-      db: platform.stores.sqlite,
+      records: platform.stores.images,
       log: platform.log.child({ component: 'images' }),
       maxLayerBytes: positiveNumber('ALTO_IMAGES_MAX_LAYER_BYTES', process.env.ALTO_IMAGES_MAX_LAYER_BYTES),
       insecureRegistries: listSetting(process.env.ALTO_INSECURE_REGISTRIES),

@@ -1,15 +1,14 @@
 /**
- * @module compute/images/records
- * What Alto knows about the images it holds, in the embedded SQLite database beside the control
- * state: each image (by manifest digest) with its spec, the references (tags) that point at it,
- * the blobs it is made of, and who uses it. A blob's reference count is the number of images
- * made of it; when that reaches zero the blob may go. Images are per machine (their blobs are
- * on its disk), not per tenant: one copy serves every app and project.
+ * @module store/images/sqlite
+ * The embedded adapter of the image records port, in the node's SQLite file: the tables compute
+ * kept there before the port (same names and migrations, under the module name `images`, so
+ * existing data folders keep their images).
  */
-import { migrate, type SqliteDatabase } from '../../store/sqlite/database.js';
-import type { ImageSpec } from './spec.js';
+import { migrate, type SqliteDatabase } from '../sqlite/database.js';
+import { EVERY_PROJECT, type BlobRole, type ImageAccess, type ImageBlob, type ImageRecord, type ImageRecordStore, type NewImage } from './port.js';
 
-const MIGRATIONS = [
+/** Applied in order, each once (exported for the test beside this file). */
+export const MIGRATIONS = [
   `CREATE TABLE image_manifests (
      digest TEXT PRIMARY KEY,
      repository TEXT NOT NULL,
@@ -51,41 +50,6 @@ const MIGRATIONS = [
      PRIMARY KEY (image_digest, project));`,
 ];
 
-/** How a project came to may run an image. */
-export type ImageAccess = 'public' | 'pulled' | 'built' | 'shared';
-
-/** The project value that stands for every project (a public image). */
-export const EVERY_PROJECT = '*';
-
-export type BlobRole = 'manifest' | 'index' | 'config' | 'layer';
-
-export interface ImageBlob {
-  digest: string;
-  role: BlobRole;
-  position: number;
-  mediaType: string;
-  size: number;
-  /** For layers: the digest of the uncompressed tar, from the config. */
-  diffId?: string;
-}
-
-export interface ImageRecord {
-  digest: string;
-  repository: string;
-  mediaType: string;
-  indexDigest?: string;
-  configDigest: string;
-  /** Sum of the layers' sizes as stored (compressed). */
-  layersSize: number;
-  spec: ImageSpec;
-  /** `pull` or `import`. */
-  source: string;
-  createdAt: number;
-  updatedAt: number;
-  references: string[];
-  users: string[];
-}
-
 interface ManifestRow {
   digest: string;
   repository: string;
@@ -99,20 +63,16 @@ interface ManifestRow {
   updated_at: number;
 }
 
-export interface NewImage {
-  digest: string;
-  repository: string;
-  mediaType: string;
-  indexDigest?: string;
-  configDigest: string;
-  spec: ImageSpec;
-  source: string;
-  blobs: ImageBlob[];
-  /** References to point at this image (moved from any image they pointed at before). */
-  references: string[];
+interface BlobRow {
+  blob_digest: string;
+  role: BlobRole;
+  position: number;
+  media_type: string;
+  size: number;
+  diff_id: string | null;
 }
 
-export class ImageRecords {
+export class SqliteImageRecordStore implements ImageRecordStore {
   private readonly statements;
   private readonly saveInTransaction: ReturnType<SqliteDatabase['transaction']>;
 
@@ -145,7 +105,7 @@ export class ImageRecords {
       grant: db.prepare(`INSERT INTO image_access (image_digest, project, how, since) VALUES (?, ?, ?, ?)
         ON CONFLICT (image_digest, project) DO NOTHING`),
       revoke: db.prepare('DELETE FROM image_access WHERE image_digest = ? AND project = ?'),
-      mayUse: db.prepare(`SELECT 1 FROM image_access WHERE image_digest = ? AND project IN (?, '*') LIMIT 1`),
+      mayUse: db.prepare('SELECT 1 FROM image_access WHERE image_digest = ? AND project IN (?, ?) LIMIT 1'),
       accessOf: db.prepare('SELECT project, how FROM image_access WHERE image_digest = ? ORDER BY project'),
     };
     this.saveInTransaction = db.transaction((image: NewImage, now: number) => {
@@ -157,7 +117,7 @@ export class ImageRecords {
         index_digest: image.indexDigest ?? null,
         config_digest: image.configDigest,
         layers_size: layersSize,
-        spec: JSON.stringify(image.spec),
+        spec: image.spec,
         source: image.source,
         now,
       });
@@ -169,7 +129,6 @@ export class ImageRecords {
     });
   }
 
-  /** Records an image and points its references at it, in one transaction. */
   save(image: NewImage): void {
     this.saveInTransaction.immediate(image, Date.now());
   }
@@ -182,7 +141,7 @@ export class ImageRecords {
       ...(row.index_digest ? { indexDigest: row.index_digest } : {}),
       configDigest: row.config_digest,
       layersSize: row.layers_size,
-      spec: JSON.parse(row.spec) as ImageSpec,
+      spec: row.spec,
       source: row.source,
       createdAt: row.created_at,
       updatedAt: row.updated_at,
@@ -204,33 +163,25 @@ export class ImageRecords {
     return (this.statements.digestOfTag.get(reference) as { digest: string } | undefined)?.digest;
   }
 
-  /** Image digests starting with `prefix` (for short ids such as `sha256:3f2a`). */
   digestsStartingWith(prefix: string): string[] {
     return (this.statements.digestsByPrefix.all(prefix, prefix) as { digest: string }[]).map((row) => row.digest);
   }
 
   blobsOf(digest: string): ImageBlob[] {
-    return (this.statements.blobsOf.all(digest) as { blob_digest: string; role: BlobRole; position: number; media_type: string; size: number; diff_id: string | null }[]).map(
-      (row) => ({
-        digest: row.blob_digest,
-        role: row.role,
-        position: row.position,
-        mediaType: row.media_type,
-        size: row.size,
-        ...(row.diff_id ? { diffId: row.diff_id } : {}),
-      }),
-    );
+    return (this.statements.blobsOf.all(digest) as BlobRow[]).map((row) => ({
+      digest: row.blob_digest,
+      role: row.role,
+      position: row.position,
+      mediaType: row.media_type,
+      size: row.size,
+      ...(row.diff_id ? { diffId: row.diff_id } : {}),
+    }));
   }
 
-  /** Removes one reference; returns whether it existed. */
   removeReference(reference: string): boolean {
     return this.statements.deleteTag.run(reference).changes > 0;
   }
 
-  /**
-   * Deletes an image record (its references, blob rows and users go with it) and returns the
-   * blobs no other image is made of any more, which the caller may delete from disk.
-   */
   removeImage(digest: string): string[] {
     return this.db
       .transaction(() => {
@@ -249,7 +200,6 @@ export class ImageRecords {
     return new Set((this.statements.referencedBlobs.all() as { blob_digest: string }[]).map((row) => row.blob_digest));
   }
 
-  /** Marks an image as used by `user` (an app, a sandbox): it cannot be removed or pruned. */
   addUser(digest: string, user: string): void {
     this.statements.addUser.run(digest, user, Date.now());
   }
@@ -258,7 +208,6 @@ export class ImageRecords {
     return this.statements.removeUser.run(digest, user).changes > 0;
   }
 
-  /** Lets `project` (or every project, EVERY_PROJECT) run the image; the first reason given is kept. */
   grant(digest: string, project: string, how: ImageAccess): void {
     this.statements.grant.run(digest, project, how, Date.now());
   }
@@ -267,12 +216,10 @@ export class ImageRecords {
     return this.statements.revoke.run(digest, project).changes > 0;
   }
 
-  /** Whether `project` may run the image: it is public, or the project pulled, built or was given it. */
   mayUse(digest: string, project: string): boolean {
-    return this.statements.mayUse.get(digest, project) !== undefined;
+    return this.statements.mayUse.get(digest, project, EVERY_PROJECT) !== undefined;
   }
 
-  /** Who may run the image, and why. */
   accessOf(digest: string): { project: string; how: ImageAccess }[] {
     return this.statements.accessOf.all(digest) as { project: string; how: ImageAccess }[];
   }

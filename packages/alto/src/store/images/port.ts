@@ -1,0 +1,100 @@
+/**
+ * @module store/images/port
+ * The image records port: what a node knows about the images it holds. Each image (by manifest
+ * digest) with its spec, the references (tags) that point at it, the blobs it is made of, who
+ * uses it (an app, a sandbox), and which projects may run it. A blob's reference count is the
+ * number of images made of it; when that reaches zero the blob may go. Images are per node, not
+ * per tenant: one copy serves every app and project of the node.
+ *
+ * Only an embedded adapter (`sqlite.ts`), and no PostgreSQL one even with `--store postgres://`,
+ * on purpose: images are a cache on each node's disk (the blobs and unpacked layers under
+ * `<data>/images`), so each node keeps the records of the images it pulled or built beside them,
+ * and a node without an image pulls or builds it again. Shared records would name blobs other
+ * nodes do not have. When the registry moves blobs onto the objects store, the records that
+ * describe shared blobs can move with them. The port is synchronous, as SQLite answers in
+ * process and the image manager calls it so.
+ */
+
+/** How a project came to be allowed to run an image. */
+export type ImageAccess = 'public' | 'pulled' | 'built' | 'shared';
+
+/** The project value that stands for every project (a public image). */
+export const EVERY_PROJECT = '*';
+
+export type BlobRole = 'manifest' | 'index' | 'config' | 'layer';
+
+export interface ImageBlob {
+  digest: string;
+  role: BlobRole;
+  position: number;
+  mediaType: string;
+  size: number;
+  /** For layers: the digest of the uncompressed tar, from the config. */
+  diffId?: string;
+}
+
+export interface ImageRecord {
+  digest: string;
+  repository: string;
+  mediaType: string;
+  indexDigest?: string;
+  configDigest: string;
+  /** Sum of the layers' sizes as stored (compressed). */
+  layersSize: number;
+  /** The image's `ImageSpec` (compute/images/spec.ts) as the JSON text it was given. */
+  spec: string;
+  /** `pull` or `import`. */
+  source: string;
+  createdAt: number;
+  updatedAt: number;
+  references: string[];
+  users: string[];
+}
+
+export interface NewImage {
+  digest: string;
+  repository: string;
+  mediaType: string;
+  indexDigest?: string;
+  configDigest: string;
+  /** The image's `ImageSpec` as JSON text. */
+  spec: string;
+  source: string;
+  blobs: ImageBlob[];
+  /** References to point at this image (moved from any image they pointed at before). */
+  references: string[];
+}
+
+export interface ImageRecordStore {
+  /** Records an image (again: its blobs are replaced) and points its references at it, at once. */
+  save(image: NewImage): void;
+  get(digest: string): ImageRecord | undefined;
+  /** Every image, by repository then age. */
+  list(): ImageRecord[];
+  digestOfReference(reference: string): string | undefined;
+  /** Image digests starting with `prefix` (for short ids such as `sha256:3f2a`). */
+  digestsStartingWith(prefix: string): string[];
+  /** The image's blobs by role, then position. */
+  blobsOf(digest: string): ImageBlob[];
+  /** Removes one reference; returns whether it existed. */
+  removeReference(reference: string): boolean;
+  /**
+   * Deletes an image record (its references, blob rows, users and access go with it) and returns
+   * the blobs no other image is made of any more, which the caller may delete from disk.
+   */
+  removeImage(digest: string): string[];
+  /** How many images are made of a blob. */
+  blobReferenceCount(blobDigest: string): number;
+  /** Every blob some image is made of. */
+  referencedBlobs(): Set<string>;
+  /** Marks an image as used by `user` (an app, a sandbox): it cannot be removed or pruned. */
+  addUser(digest: string, user: string): void;
+  removeUser(digest: string, user: string): boolean;
+  /** Lets `project` (or every project, EVERY_PROJECT) run the image; the first reason given is kept. */
+  grant(digest: string, project: string, how: ImageAccess): void;
+  revoke(digest: string, project: string): boolean;
+  /** Whether `project` may run the image: it is public, or the project pulled, built or was given it. */
+  mayUse(digest: string, project: string): boolean;
+  /** Who may run the image, and why, by project. */
+  accessOf(digest: string): { project: string; how: ImageAccess }[];
+}
