@@ -3,8 +3,9 @@
  * PostgreSQL database and an S3 bucket (s3rver) by the CLI, a second run copies nothing, and an
  * Alto started with `--store` and `--objects` on an empty data folder, with the same master and
  * admin keys, answers every item to the migrated project key. A function record (with a key
- * stored before sealing) is copied with its key sealed. Also: it refuses while the source runs,
- * and with another master key.
+ * stored before sealing) is copied with its key sealed. A run killed part-way is completed by the
+ * next one, which copies the rest and nothing twice. Also: it refuses while the source runs, and
+ * with another master key.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -104,9 +105,24 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
   assert.notEqual(wrongKey.code, 0);
   assert.match(wrongKey.stderr, /ALTO_MASTER_KEY is not the master key of the source/);
 
+  // Killed (as by kill -9) right after the secrets are copied: what it copied stays, and the
+  // next run copies the rest and skips that.
+  const killed = await migrate({ ...environment, ALTO_MIGRATE_KILL_AFTER_PART: 'secrets' });
+  assert.notEqual(killed.code, 0, 'the interrupted run did not finish');
+  const before = partsOf(killed.stdout);
+  assert.equal(before.get('secrets')?.copied, 1, killed.stdout);
+  assert.ok(!before.has('short_urls') && !before.has('space objects'), 'nothing after the secrets was copied');
+
   const first = await migrate();
   assert.equal(first.code, 0, first.stderr);
-  const copied = partsOf(first.stdout);
+  const resumed = partsOf(first.stdout);
+  for (const [part, counts] of before) {
+    assert.equal(resumed.get(part)?.copied, 0, `${part} is not copied again after the interruption`);
+    assert.equal(resumed.get(part)?.skipped, counts.copied + counts.skipped, `${part}: what the interrupted run copied is skipped`);
+  }
+  // What both runs copied, part by part.
+  const copied = new Map(resumed);
+  for (const [part, counts] of before) copied.set(part, { copied: counts.copied, skipped: counts.skipped });
   assert.ok((copied.get('projects')?.copied ?? 0) >= 1, first.stdout);
   assert.ok((copied.get('api_keys')?.copied ?? 0) >= 2, 'the admin key and the project key');
   assert.equal(copied.get('secrets')?.copied, 1);

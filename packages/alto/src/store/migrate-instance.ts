@@ -150,6 +150,8 @@ export async function migrateInstance(options: MigrateInstanceOptions): Promise<
   const record = (result: PartResult) => {
     results.push(result);
     options.report(`${result.part.padEnd(28)} ${String(result.copied).padStart(7)} copied ${String(result.skipped).padStart(7)} skipped`);
+    // Fault injection for the resume test: the process dies as by kill -9 once this part is copied.
+    if (process.env.ALTO_MIGRATE_KILL_AFTER_PART === result.part) process.kill(process.pid, 'SIGKILL');
   };
   try {
     prepareSource(source);
