@@ -70,6 +70,7 @@ import {
   type SlotOrigin,
   type SlotState,
 } from './runtime.js';
+import { AppSources } from './source-builder.js';
 import { StartGate } from './start-gate.js';
 
 /** Where an app is on the edge: `<app>.<project>.<domain>`. */
@@ -258,6 +259,8 @@ export interface AppState {
 }
 
 export class AppManager implements AppResolver, AppGateway {
+  /** Builds apps' images from source (repo or files); the functions register the builder. */
+  readonly sources = new AppSources();
   private readonly runtimes = new Map<string, AppRuntime>();
   private chosen: Promise<ChosenSandbox> | undefined;
   private chosenStatus: SandboxStatus | undefined;

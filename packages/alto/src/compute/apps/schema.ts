@@ -78,7 +78,7 @@ const settingsFields = {
     .describe('secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them'),
 };
 
-/** Source deploys (compute/functions/app-source.ts): a Node.js project built into an image. */
+/** Source deploys (source-builder.ts; built by compute/functions/app-source.ts): a Node.js project built into an image. */
 const sourceFields = {
   repo: z.string().optional().describe('build a Node.js project from this git repository instead of running an image (package.json with a start script "node <file>" or a main)'),
   branch: z.string().optional().describe('branch of repo (default: its default branch)'),

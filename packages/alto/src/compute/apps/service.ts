@@ -17,6 +17,7 @@ import type { Platform } from '../../platform/platform.js';
 import { component, defineService, endpoint, streamEndpoint, type CallContext, type Tenant } from '../../platform/service.js';
 import { imagesComponent } from '../images/service.js';
 import { AppManager, type AppOwner, type AppSettingsInput } from './manager.js';
+import type { AppSourceRequest } from './source-builder.js';
 import { hiddenEnvForUpdate, readSecrets, type HiddenEnv } from './secrets.js';
 import {
   DeleteRequest,
@@ -124,11 +125,10 @@ function settingsOf(request: SettingsRequest): AppSettingsInput {
   return settings;
 }
 
-/** Source deploys: with repo or files and no image, the Node.js project is built into an image (compute/functions). */
-async function imageFromSource(request: { name: string; repo?: string; branch?: string; path?: string; files?: Record<string, string> }, context: CallContext): Promise<string | undefined> {
+/** Source deploys: with repo or files and no image, the Node.js project is built into an image (by the builder registered, source-builder.ts). */
+async function imageFromSource(request: AppSourceRequest, context: CallContext): Promise<string | undefined> {
   if (request.repo === undefined && request.files === undefined) return undefined;
-  const { buildAppFromSource } = await import('../functions/app-source.js');
-  return buildAppFromSource(context.platform, owner(context), request);
+  return manager(context).sources.build(owner(context), request);
 }
 
 export const appService = defineService({

@@ -21,6 +21,7 @@ import { readSecrets } from '../apps/secrets.js';
 import { reservationView, ReserveResponse } from '../apps/schema.js';
 import { appsComponent } from '../apps/service.js';
 import { imagesComponent } from '../images/service.js';
+import { buildAppFromSource } from './app-source.js';
 import { FunctionManager, type FunctionOwner, type FunctionPlatform } from './manager.js';
 import { NodeRuntime, nodeSourceOf } from './runtime.js';
 import {
@@ -53,13 +54,14 @@ const CODE_BODY = {
 
 export const functionsComponent = component('functions.manager', (platform) => {
   const log = platform.log.child({ component: 'functions' });
-  return new FunctionManager({
+  const apps = platform.use(appsComponent);
+  const functions = new FunctionManager({
     dataDir: platform.config.dataDir,
     store: platform.stores.functions,
     objects: platform.stores.objects,
     cipher: platform.masterKey().cipher,
     log,
-    apps: platform.use(appsComponent),
+    apps,
     images: platform.use(imagesComponent),
     runtime: new NodeRuntime({
       dataDir: platform.config.dataDir,
@@ -69,6 +71,9 @@ export const functionsComponent = component('functions.manager', (platform) => {
     }),
     platform: functionPlatformOf(platform),
   });
+  // Source deploys of apps (repo or files, no image) are built over the functions' runtime.
+  apps.sources.register((owner, request) => buildAppFromSource(functions, owner, request));
+  return functions;
 });
 
 /**
