@@ -57,6 +57,7 @@ import {
   type SandboxStatus,
 } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
+import { ComputeMeter } from './metering.js';
 import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
 import {
   AppRuntime,
@@ -208,8 +209,6 @@ const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 const ACQUIRE_WAIT_MS = 10_000;
 /** How long an update waits for requests in flight on the old version before stopping it. */
 const DRAIN_MS = 10_000;
-/** Compute usage of running instances is reported this often unless told otherwise. */
-const USAGE_SLICE_MS = 60_000;
 /** Default for how long an instance stays suspended before it is snapshotted (zero memory). */
 export const DEFAULT_SNAPSHOT_AFTER_MS = 10 * 60_000;
 /**
@@ -225,24 +224,9 @@ const READY_SNAPSHOT_SLOT = -1;
 const MEMORY_CHECK_MS = 1_000;
 /** The memory reserve unless told otherwise: a tenth of the machine's memory, at most this. */
 const MAX_DEFAULT_MEMORY_RESERVE = 2 * 1024 ** 3;
-/** How often projects past compute_gb_seconds have their running instances suspended. */
-const COMPUTE_CAP_CHECK_MS = 1_000;
-/** A project's stored running time is read again at most this often (usage records are written in batches). */
-const COMPUTE_USED_FRESH_MS = 1_000;
-const MIB_MS_PER_GB_SECOND = 1024 * 1000;
 /** Log lines an error about a failed start carries. */
 const FAILURE_LOG_LINES = 10;
 const RESERVATION_DAYS = 365;
-
-interface UsageMeter {
-  projectId: string;
-  app: string;
-  memoryMiB: number;
-  since: number;
-  requests: number;
-  /** Suspended: the meter stands still (suspended time is free). */
-  paused: boolean;
-}
 
 /** What Get, Status and List show of one app. */
 export interface AppState {
@@ -265,8 +249,8 @@ export class AppManager implements AppResolver, AppGateway {
   private chosen: Promise<ChosenSandbox> | undefined;
   private chosenStatus: SandboxStatus | undefined;
   private readonly unpacking = new Map<string, Promise<string>>();
-  private readonly usage = new Map<string, UsageMeter>();
-  private readonly usageTimer: NodeJS.Timeout;
+  /** Running time of instances, and the projects' compute caps. */
+  private readonly meter: ComputeMeter;
   private readonly idleTimer: NodeJS.Timeout;
   private readonly snapshotAfterMs: number;
   private readonly memoryTimer: NodeJS.Timeout;
@@ -282,9 +266,6 @@ export class AppManager implements AppResolver, AppGateway {
   private readonly graceMs: number;
   /** Fair share of the host's instance starts between apps. */
   private readonly starts: StartGate;
-  private readonly capTimer: NodeJS.Timeout;
-  /** Per project: its stored running time this month (MiB·ms), when read, and the read in flight. */
-  private readonly computeUsed = new Map<string, { month: string; at: number; mibMs: number; reading?: Promise<number> }>();
 
   /** Loads this node's apps from the store, then starts them again in the background. */
   static async open(options: AppManagerOptions): Promise<AppManager> {
@@ -301,13 +282,19 @@ export class AppManager implements AppResolver, AppGateway {
     const hostStarts = options.maxConcurrentStarts ?? Math.max(4, 2 * availableParallelism());
     this.starts = new StartGate(hostStarts, Math.max(1, Math.ceil(hostStarts / 2)));
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
-    this.usageTimer = setInterval(() => this.reportUsage(false), options.usageSliceMs ?? USAGE_SLICE_MS);
-    this.usageTimer.unref();
+    this.meter = new ComputeMeter({
+      log: options.log,
+      projectLimits: options.projectLimits,
+      recordCompute: options.recordCompute,
+      computeUsedThisMonth: options.computeUsedThisMonth,
+      usageSliceMs: options.usageSliceMs,
+      appsOfProject: (projectId) => this.records.countOfProject(projectId),
+      instancesOfProject: (projectId) => this.instancesOfProject(projectId),
+      suspendProject: (projectId) => this.suspendProject(projectId),
+    });
     this.snapshotAfterMs = options.snapshotAfterMs ?? DEFAULT_SNAPSHOT_AFTER_MS;
     this.idleTimer = setInterval(() => this.putIdleToSleep(), IDLE_CHECK_MS);
     this.idleTimer.unref();
-    this.capTimer = setInterval(() => void this.suspendOverComputeCap(), COMPUTE_CAP_CHECK_MS);
-    this.capTimer.unref();
     this.memoryReserve = options.memoryReserveBytes ?? Math.min(MAX_DEFAULT_MEMORY_RESERVE, Math.floor(totalmem() / 10));
     this.memoryTimer = setInterval(() => this.relieveMemoryPressure(), MEMORY_CHECK_MS);
     this.memoryTimer.unref();
@@ -421,7 +408,7 @@ export class AppManager implements AppResolver, AppGateway {
     let slot = runtime.claimSlot();
     if (!slot) {
       // Waking or starting an instance runs time the project pays for: not past compute_gb_seconds.
-      await this.assertComputeTime(runtime.app.projectId, runtime.app.projectName);
+      await this.meter.assertComputeTime(runtime.app.projectId, runtime.app.projectName);
       // Only a busy app turns requests away: an idle one holds every request while it wakes.
       const atCapacity = (runtime.serving?.runningSlots().length ?? 0) > 0 && !runtime.pickAsleep();
       const queueLimit = Math.min(MAX_QUEUED_PER_APP, Math.max(1, settings.concurrency * settings.max_instances));
@@ -436,8 +423,7 @@ export class AppManager implements AppResolver, AppGateway {
       const why = runtime.lastExit ? `; its last instance ${describeExit(runtime.lastExit)}` : '';
       throw errors.unavailable(`app "${address.app}" has no instance ready${busy}${why}`).withHeaders({ 'retry-after': '2' });
     }
-    const meter = this.usage.get(instance.id);
-    if (meter) meter.requests += 1;
+    this.meter.countRequest(instance.id);
     let released = false;
     return {
       host: instance.host,
@@ -670,11 +656,6 @@ export class AppManager implements AppResolver, AppGateway {
 
   // ---- caps ----------------------------------------------------------------------------------
 
-  private async limitsOf(owner: AppOwner): Promise<LimitSet | undefined> {
-    if (owner.admin || !this.options.projectLimits) return undefined;
-    return this.options.projectLimits(owner.projectId);
-  }
-
   private instancesOfProject(projectId: string): number {
     let count = 0;
     for (const runtime of this.runtimes.values()) {
@@ -686,84 +667,14 @@ export class AppManager implements AppResolver, AppGateway {
     return count;
   }
 
-  private async assertCaps(owner: AppOwner, adding: { apps: number; instances: number }): Promise<void> {
-    const limits = await this.limitsOf(owner);
-    if (!limits) return;
-    await this.assertComputeTime(owner.projectId, owner.projectName, limits);
-    if (adding.apps > 0 && limits.compute_apps > 0) {
-      const apps = await this.records.countOfProject(owner.projectId);
-      if (apps + adding.apps > limits.compute_apps)
-        throw errors.paymentRequired(
-          `compute cap reached: project "${owner.projectName}" may have ${limits.compute_apps} apps (compute_apps) and has ${apps}; delete one or raise compute_apps with projects/Update`,
-        );
-    }
-    if (adding.instances > 0 && limits.compute_instances > 0) {
-      const running = this.instancesOfProject(owner.projectId);
-      if (running + adding.instances > limits.compute_instances)
-        throw errors.paymentRequired(
-          `compute cap reached: project "${owner.projectName}" may run ${limits.compute_instances} instances at once (compute_instances), runs ${running} and this needs ${adding.instances} more; raise compute_instances with projects/Update`,
-        );
-    }
-  }
-
-  /**
-   * GB-seconds of running time the project used this calendar month: its usage records (read
-   * at most once a second) plus what its running instances ran since their last report.
-   * Records still waiting in the meter's batch when read are missed until the next read.
-   */
-  private async computeGbSecondsUsed(projectId: string): Promise<number> {
-    const now = Date.now();
-    const month = new Date(now).toISOString().slice(0, 7);
-    let entry = this.computeUsed.get(projectId);
-    if (!entry || entry.month !== month) {
-      entry = { month, at: 0, mibMs: 0 };
-      this.computeUsed.set(projectId, entry);
-    }
-    if (this.options.computeUsedThisMonth && now - entry.at >= COMPUTE_USED_FRESH_MS) {
-      const current = entry;
-      current.reading ??= this.options.computeUsedThisMonth(projectId).finally(() => (current.reading = undefined));
-      current.mibMs = await current.reading;
-      current.at = Date.now();
-    }
-    let mibMs = entry.mibMs;
-    for (const meter of this.usage.values()) {
-      if (meter.projectId === projectId && !meter.paused) mibMs += Math.max(0, Date.now() - meter.since) * meter.memoryMiB;
-    }
-    return mibMs / MIB_MS_PER_GB_SECOND;
-  }
-
-  /** Refuses with 402 when the project used its monthly compute_gb_seconds (0: no cap). */
-  private async assertComputeTime(projectId: string, projectName: string, known?: LimitSet): Promise<void> {
-    if (!this.options.projectLimits) return;
-    const cap = (known ?? (await this.options.projectLimits(projectId))).compute_gb_seconds;
-    if (!cap || cap <= 0) return;
-    const used = await this.computeGbSecondsUsed(projectId);
-    if (used < cap) return;
-    throw errors.paymentRequired(
-      `compute cap reached: project "${projectName}" ran ${used.toFixed(1)} GB-seconds this month and may run ${cap} (compute_gb_seconds); ` +
-        'its instances are suspended, their data kept; raise compute_gb_seconds with projects/Update, or wait for next month',
-    );
-  }
-
-  /** Suspends the running instances of projects past compute_gb_seconds (each once its exchanges in flight end). */
-  private async suspendOverComputeCap(): Promise<void> {
-    if (this.closing || !this.options.projectLimits) return;
-    const projects = new Set<string>();
-    for (const meter of this.usage.values()) if (!meter.paused) projects.add(meter.projectId);
-    for (const projectId of projects) {
-      try {
-        const cap = (await this.options.projectLimits(projectId)).compute_gb_seconds;
-        if (!cap || cap <= 0 || (await this.computeGbSecondsUsed(projectId)) < cap) continue;
-        for (const runtime of this.runtimes.values()) {
-          if (runtime.app.projectId !== projectId || runtime.busy) continue;
-          for (const slot of runtime.serving?.slots ?? []) {
-            if (slot.state !== 'running' || slot.inFlight > 0) continue;
-            runtime.system(runtime.app.version, slot.instance?.id ?? '', 'suspending the instance: the project used its compute_gb_seconds for this month (its data is kept)');
-            void this.suspendSlot(runtime, slot, (candidate) => candidate.inFlight === 0);
-          }
-        }
-      } catch (error) {
-        this.options.log.warn({ err: error, project: projectId }, 'checking compute_gb_seconds failed');
+  /** The project used its compute_gb_seconds: its running instances are suspended, each once its exchanges in flight end. */
+  private suspendProject(projectId: string): void {
+    for (const runtime of this.runtimes.values()) {
+      if (runtime.app.projectId !== projectId || runtime.busy) continue;
+      for (const slot of runtime.serving?.slots ?? []) {
+        if (slot.state !== 'running' || slot.inFlight > 0) continue;
+        runtime.system(runtime.app.version, slot.instance?.id ?? '', 'suspending the instance: the project used its compute_gb_seconds for this month (its data is kept)');
+        void this.suspendSlot(runtime, slot, (candidate) => candidate.inFlight === 0);
       }
     }
   }
@@ -784,21 +695,14 @@ export class AppManager implements AppResolver, AppGateway {
         driver: instance.driver,
         startedAt: Date.now(),
       });
-      this.usage.set(instance.id, {
-        projectId: runtime.app.projectId,
-        app: runtime.app.name,
-        memoryMiB: version.spec.memoryMiB,
-        since: Date.now(),
-        requests: 0,
-        paused: false,
-      });
+      this.meter.started(instance.id, { projectId: runtime.app.projectId, app: runtime.app.name, memoryMiB: version.spec.memoryMiB });
       // Scale to zero: a new instance nobody waits for is suspended as soon as it is ready.
       const slot = version.slots.find((candidate) => candidate.instance === instance);
       if (slot && this.sleepsWhenIdleAt(runtime.app, version.slots.indexOf(slot)) && runtime.waiting === 0 && slot.inFlight === 0) void this.suspendSlot(runtime, slot, () => true);
     },
     instanceExited: (runtime, _version, instance, exit, expected) => {
       void this.records.endInstance(runtime.app.id, instance.id, expected ? 'exited' : 'failed', exit);
-      this.reportInstanceUsage(instance.id, true);
+      this.meter.ended(instance.id);
     },
     lifecycleChanged: (runtime, version, slot, change) => this.lifecycleChanged(runtime, version, slot, change),
     scaleOut: (runtime) => this.scaleOut(runtime),
@@ -813,23 +717,6 @@ export class AppManager implements AppResolver, AppGateway {
       }
     },
   };
-
-  private reportInstanceUsage(instanceId: string, final: boolean): void {
-    const meter = this.usage.get(instanceId);
-    if (!meter) return;
-    const now = Date.now();
-    const runningMs = meter.paused ? 0 : now - meter.since;
-    if (runningMs > 0 || meter.requests > 0) {
-      this.options.recordCompute?.({ projectId: meter.projectId, app: meter.app, instance: instanceId, runningMs, memoryMiB: meter.memoryMiB, requests: meter.requests, at: now });
-    }
-    meter.since = now;
-    meter.requests = 0;
-    if (final) this.usage.delete(instanceId);
-  }
-
-  private reportUsage(final: boolean): void {
-    for (const id of [...this.usage.keys()]) this.reportInstanceUsage(id, final);
-  }
 
   // ---- the serverless lifecycle -------------------------------------------------------------
 
@@ -865,7 +752,7 @@ export class AppManager implements AppResolver, AppGateway {
     if (version.slots.some((slot) => slot.state === 'starting' || slot.state === 'restoring' || slot.state === 'resuming')) return false;
     if (this.scalingOut.has(runtime.app.id)) return false;
     this.scalingOut.add(runtime.app.id);
-    void this.withinInstanceCap(runtime.app.projectId)
+    void this.meter.withinInstanceCap(runtime.app.projectId)
       .then((allowed) => {
         if (!allowed) {
           runtime.system(version, '', `not adding an instance under load: the project runs as many instances as compute_instances allows`);
@@ -880,13 +767,6 @@ export class AppManager implements AppResolver, AppGateway {
       .catch((error: Error) => runtime.log.warn({ err: error, app: runtime.app.name }, 'adding an instance under load failed'))
       .finally(() => this.scalingOut.delete(runtime.app.id));
     return true;
-  }
-
-  /** Whether the project may run one more instance (compute_instances; 0 means no cap). */
-  private async withinInstanceCap(projectId: string): Promise<boolean> {
-    if (!this.options.projectLimits) return true;
-    const limits = await this.options.projectLimits(projectId);
-    return limits.compute_instances <= 0 || this.instancesOfProject(projectId) < limits.compute_instances;
   }
 
   /** Autoscale down: an instance added for load that has been idle for idle_timeout stops. */
@@ -978,11 +858,9 @@ export class AppManager implements AppResolver, AppGateway {
   /** Records, meters and reports a slot's transition. */
   private lifecycleChanged(runtime: AppRuntime, version: AppVersion, slot: InstanceSlot, change: LifecycleChange): void {
     const { instance } = change;
-    const meter = instance ? this.usage.get(instance.id) : undefined;
     if (change.to === 'suspended' && instance) {
       // What ran until now is billed; the meter then stands still.
-      this.reportInstanceUsage(instance.id, false);
-      if (meter) meter.paused = true;
+      this.meter.paused(instance.id);
       void this.records.setInstanceState(runtime.app.id, instance.id, 'suspended');
     } else if (change.to === 'snapshotted' && instance) {
       const why = this.pressureSnapshots.has(slot) ? 'under memory pressure' : 'after a long idle';
@@ -990,11 +868,10 @@ export class AppManager implements AppResolver, AppGateway {
       if (slot.snapshotDir) void this.records.saveSnapshot({ appId: runtime.app.id, version: version.version, slot: version.slots.indexOf(slot), dir: slot.snapshotDir, createdAt: Date.now() });
       runtime.system(version, instance.id, `instance ${instance.id} snapshotted to disk ${why}; the next request restores it`);
     } else if (change.to === 'running' && (change.from === 'suspended' || change.from === 'snapshotted')) {
-      if (meter) {
-        meter.paused = false;
-        meter.since = Date.now();
+      if (instance) {
+        this.meter.resumed(instance.id);
+        void this.records.setInstanceState(runtime.app.id, instance.id, 'running');
       }
-      if (instance) void this.records.setInstanceState(runtime.app.id, instance.id, 'running');
       const activation: Activation = { app: runtime.app.name, project: runtime.app.projectName, from: change.from, ms: change.ms };
       for (const listener of this.activationListeners) listener(activation);
     }
@@ -1112,9 +989,8 @@ export class AppManager implements AppResolver, AppGateway {
 
   async close(): Promise<void> {
     this.closing = true;
-    clearInterval(this.usageTimer);
+    this.meter.stop();
     clearInterval(this.idleTimer);
-    clearInterval(this.capTimer);
     clearInterval(this.memoryTimer);
     await this.restoring;
     await Promise.all(
@@ -1124,7 +1000,7 @@ export class AppManager implements AppResolver, AppGateway {
         runtime.end();
       }),
     );
-    this.reportUsage(true);
+    this.meter.reportAll(true);
     // The instances' ends and the apps' last states reach the store before it closes.
     await this.records.flushed();
     if (this.chosen) await (await this.chosen.catch(() => undefined))?.driver.close();
@@ -1182,7 +1058,7 @@ export class AppManager implements AppResolver, AppGateway {
     await this.assertDriverSupports({ outbound: input.outbound ?? false });
     const image = await this.imageFor(owner, input.image, Boolean(input.insecure), 'missing');
     const settings = this.settingsOf(input, undefined, image.spec);
-    await this.assertCaps(owner, { apps: 1, instances: this.positions(settings) });
+    await this.meter.assertCaps(owner, { apps: 1, instances: this.positions(settings) });
     const rootfs = await this.ensureRootfs(image.digest);
     await this.assertNameFree(owner, input.name);
     const now = Date.now();
@@ -1273,7 +1149,7 @@ export class AppManager implements AppResolver, AppGateway {
           throw error;
         }
       } else {
-        await this.assertCaps(owner, { apps: 0, instances: 0 });
+        await this.meter.assertCaps(owner, { apps: 0, instances: 0 });
         runtime.candidate = version;
         await this.startVersion(runtime, version);
       }
