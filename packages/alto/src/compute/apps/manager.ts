@@ -44,7 +44,7 @@ import type { AppEndpoint, AppGateway } from '../../platform/app-gateway.js';
 import type { LimitSet } from '../../platform/limit-names.js';
 import type { ComputeUsage } from '../../platform/metering.js';
 import { UNOWNED, type AppStore } from '../../store/apps/port.js';
-import type { ImageDetails, ImageManager } from '../images/manager.js';
+import type { ImageManager } from '../images/manager.js';
 import type { ImageSpec } from '../images/spec.js';
 import {
   chooseSandboxDriver,
@@ -58,6 +58,7 @@ import {
 } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
 import { ComputeMeter } from './metering.js';
+import { RootFilesystems } from './rootfs.js';
 import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
 import {
   AppRuntime,
@@ -248,7 +249,8 @@ export class AppManager implements AppResolver, AppGateway {
   private readonly runtimes = new Map<string, AppRuntime>();
   private chosen: Promise<ChosenSandbox> | undefined;
   private chosenStatus: SandboxStatus | undefined;
-  private readonly unpacking = new Map<string, Promise<string>>();
+  /** Images and their unpacked root filesystems. */
+  private readonly rootfs: RootFilesystems;
   /** Running time of instances, and the projects' compute caps. */
   private readonly meter: ComputeMeter;
   private readonly idleTimer: NodeJS.Timeout;
@@ -282,6 +284,12 @@ export class AppManager implements AppResolver, AppGateway {
     const hostStarts = options.maxConcurrentStarts ?? Math.max(4, 2 * availableParallelism());
     this.starts = new StartGate(hostStarts, Math.max(1, Math.ceil(hostStarts / 2)));
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+    this.rootfs = new RootFilesystems({
+      dataDir: options.dataDir,
+      images: options.images,
+      log: options.log,
+      inUse: (digest) => this.records.isDigestUsedHere(digest) || [...this.runtimes.values()].some((runtime) => runtime.app.digest === digest),
+    });
     this.meter = new ComputeMeter({
       log: options.log,
       projectLimits: options.projectLimits,
@@ -452,71 +460,10 @@ export class AppManager implements AppResolver, AppGateway {
     return errors.unavailable(`app "${app.name}" runs on node ${app.node}, not on this node (${this.options.node}); reach it, and manage it, through that node`);
   }
 
-  // ---- images and root filesystems ---------------------------------------------------------
+  // ---- images and volumes --------------------------------------------------------------------
 
   private get images(): ImageManager {
     return this.options.images;
-  }
-
-  /**
-   * The image, pulled when this machine lacks it (or always, to see whether a tag moved). A
-   * project (not the admin) runs only images it may: public ones, ones it pulled or built, and
-   * ones the admin shared with it; any other is pulled for it, anonymously and through the
-   * outbound guard, so a registry that wants credentials refuses it.
-   */
-  private async imageFor(owner: AppOwner, reference: string, insecure: boolean, pull: 'missing' | 'always'): Promise<ImageDetails> {
-    const text = reference.trim();
-    if (/^(sha256:)?[a-f0-9]{4,64}$/.test(text)) {
-      throw errors.badRequest(`"${text}" is a digest; name the image by reference (registry/repository:tag or repository@sha256:...)`);
-    }
-    let local: ImageDetails | undefined;
-    try {
-      local = this.images.inspect(text);
-    } catch (error) {
-      if (!isAltoError(error) || error.status !== 404) throw error;
-    }
-    if (local && !owner.admin && !this.images.mayUse(local.digest, owner.projectId)) local = undefined;
-    // A reference pinned by digest cannot move: the local copy is that image (function builds are named so).
-    if (local && (pull === 'missing' || /@sha256:[a-f0-9]{64}$/.test(text))) return local;
-    try {
-      return await this.images.pull(text, { insecure, ...(owner.admin ? {} : { project: owner.projectId }) });
-    } catch (error) {
-      if (local) {
-        this.options.log.warn({ err: error, image: text }, 'pulling the image failed; using the copy on this machine');
-        return local;
-      }
-      if (isAltoError(error)) throw new AltoError(error.code, error.status, `pulling ${text}: ${error.detail}`);
-      throw errors.badRequest(`pulling ${text} failed: ${(error as Error).message}`);
-    }
-  }
-
-  private rootfsPath(digest: string): string {
-    return join(this.options.dataDir, 'apps', 'rootfs', digest.replace(':', '-'));
-  }
-
-  /** The image's root filesystem, unpacked once per digest and shared by every instance. */
-  private ensureRootfs(digest: string): Promise<string> {
-    const path = this.rootfsPath(digest);
-    if (existsSync(path)) return Promise.resolve(path);
-    let pending = this.unpacking.get(digest);
-    if (!pending) {
-      mkdirSync(join(this.options.dataDir, 'apps', 'rootfs'), { recursive: true });
-      pending = this.images
-        .unpack(digest, path)
-        .then(() => path)
-        .finally(() => this.unpacking.delete(digest));
-      this.unpacking.set(digest, pending);
-    }
-    return pending;
-  }
-
-  /** Removes a root filesystem no app runs any more. */
-  private async dropRootfsIfUnused(digest: string): Promise<void> {
-    if (this.records.isDigestUsedHere(digest)) return;
-    for (const runtime of this.runtimes.values()) {
-      if (runtime.app.digest === digest) return;
-    }
-    await rm(this.rootfsPath(digest), { recursive: true, force: true });
   }
 
   private volumeDir(app: Pick<AppRecord, 'projectId' | 'name'>, volume: AppVolume): string {
@@ -963,7 +910,7 @@ export class AppManager implements AppResolver, AppGateway {
       this.runtimes.set(app.id, runtime);
       try {
         const image = this.images.inspect(app.digest);
-        const rootfs = await this.ensureRootfs(app.digest);
+        const rootfs = await this.rootfs.ensure(app.digest);
         const version = this.newVersion(runtime, app, image.spec, rootfs);
         runtime.serve(version);
         // Slots snapshotted before the restart come back on their next request; the rest start
@@ -1056,10 +1003,10 @@ export class AppManager implements AppResolver, AppGateway {
     await this.assertNameFree(owner, input.name);
     this.assertLinks(input.name, input.links);
     await this.assertDriverSupports({ outbound: input.outbound ?? false });
-    const image = await this.imageFor(owner, input.image, Boolean(input.insecure), 'missing');
+    const image = await this.rootfs.imageFor(owner, input.image, Boolean(input.insecure), 'missing');
     const settings = this.settingsOf(input, undefined, image.spec);
     await this.meter.assertCaps(owner, { apps: 1, instances: this.positions(settings) });
-    const rootfs = await this.ensureRootfs(image.digest);
+    const rootfs = await this.rootfs.ensure(image.digest);
     await this.assertNameFree(owner, input.name);
     const now = Date.now();
     const app: AppRecord = {
@@ -1115,9 +1062,9 @@ export class AppManager implements AppResolver, AppGateway {
   private async rollOut(owner: AppOwner, runtime: AppRuntime, current: AppRecord, input: UpdateInput): Promise<AppState> {
     this.assertLinks(current.name, input.links);
     await this.assertDriverSupports({ outbound: input.outbound ?? current.settings.outbound });
-    const image = input.image ? await this.imageFor(owner, input.image, Boolean(input.insecure), 'always') : this.images.inspect(current.digest);
+    const image = input.image ? await this.rootfs.imageFor(owner, input.image, Boolean(input.insecure), 'always') : this.images.inspect(current.digest);
     const settings = this.settingsOf(input, input.replaceEnvVars ? { ...current.settings, env_vars: {} } : current.settings, image.spec);
-    const rootfs = await this.ensureRootfs(image.digest);
+    const rootfs = await this.rootfs.ensure(image.digest);
     const next: AppRecord = {
       ...current,
       image: input.image?.trim() ?? current.image,
@@ -1143,7 +1090,7 @@ export class AppManager implements AppResolver, AppGateway {
           runtime.candidate = undefined;
           // Put the working version back.
           const previousImage = this.images.inspect(current.digest);
-          const restored = this.newVersion(runtime, current, previousImage.spec, await this.ensureRootfs(current.digest));
+          const restored = this.newVersion(runtime, current, previousImage.spec, await this.rootfs.ensure(current.digest));
           runtime.serve(restored);
           for (const slot of restored.slots) slot.startSupervised();
           throw error;
@@ -1157,7 +1104,7 @@ export class AppManager implements AppResolver, AppGateway {
       runtime.candidate = undefined;
       if (image.digest !== current.digest) {
         this.images.removeUser(image.digest, `app:${current.id}`);
-        await this.dropRootfsIfUnused(image.digest);
+        await this.rootfs.dropIfUnused(image.digest);
       }
       runtime.system(next.version, '', `update to version ${next.version} failed; version ${current.version} keeps serving: ${(error as Error).message.split('\n')[0]}`);
       throw error;
@@ -1179,7 +1126,7 @@ export class AppManager implements AppResolver, AppGateway {
     }
     if (image.digest !== current.digest) {
       this.images.removeUser(current.digest, `app:${current.id}`);
-      await this.dropRootfsIfUnused(current.digest);
+      await this.rootfs.dropIfUnused(current.digest);
     }
     this.options.log.info({ app: next.name, project: next.projectName, version: next.version, digest: next.digest }, 'app updated');
     return this.stateOf(next);
@@ -1203,7 +1150,7 @@ export class AppManager implements AppResolver, AppGateway {
     await this.dropSnapshots(app);
     await this.records.remove(app);
     this.images.removeUser(app.digest, `app:${app.id}`);
-    await this.dropRootfsIfUnused(app.digest);
+    await this.rootfs.dropIfUnused(app.digest);
     if (dropVolumes) rmSync(join(this.options.dataDir, 'apps', 'volumes', app.projectId, app.name), { recursive: true, force: true });
   }
 
