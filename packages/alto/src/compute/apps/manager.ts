@@ -46,18 +46,10 @@ import type { ComputeUsage } from '../../platform/metering.js';
 import { UNOWNED, type AppStore } from '../../store/apps/port.js';
 import type { ImageManager } from '../images/manager.js';
 import type { ImageSpec } from '../images/spec.js';
-import {
-  chooseSandboxDriver,
-  sandboxStatus,
-  type ChosenSandbox,
-  type SandboxChoice,
-  type SandboxDriver,
-  type SandboxLink,
-  type SandboxSpec,
-  type SandboxStatus,
-} from '../sandbox/index.js';
+import type { SandboxChoice, SandboxLink, SandboxSpec, SandboxStatus } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
 import { ComputeMeter } from './metering.js';
+import { LocalPlacement, type Placement, type StartRequest } from './placement.js';
 import { RootFilesystems } from './rootfs.js';
 import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
 import {
@@ -247,8 +239,8 @@ export class AppManager implements AppResolver, AppGateway {
   /** Builds apps' images from source (repo or files); the functions register the builder. */
   readonly sources = new AppSources();
   private readonly runtimes = new Map<string, AppRuntime>();
-  private chosen: Promise<ChosenSandbox> | undefined;
-  private chosenStatus: SandboxStatus | undefined;
+  /** Where instance starts run (this node's sandbox driver). */
+  private readonly placement: Placement;
   /** Images and their unpacked root filesystems. */
   private readonly rootfs: RootFilesystems;
   /** Running time of instances, and the projects' compute caps. */
@@ -284,6 +276,7 @@ export class AppManager implements AppResolver, AppGateway {
     const hostStarts = options.maxConcurrentStarts ?? Math.max(4, 2 * availableParallelism());
     this.starts = new StartGate(hostStarts, Math.max(1, Math.ceil(hostStarts / 2)));
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+    this.placement = new LocalPlacement({ sandbox: options.sandbox, dataDir: options.dataDir, sandboxCacheDir: options.sandboxCacheDir, log: options.log });
     this.rootfs = new RootFilesystems({
       dataDir: options.dataDir,
       images: options.images,
@@ -311,31 +304,9 @@ export class AppManager implements AppResolver, AppGateway {
 
   // ---- sandbox -------------------------------------------------------------------------------
 
-  /** The driver, probed the first time an app needs one. */
-  private driver(): Promise<SandboxDriver> {
-    this.chosen ??= chooseSandboxDriver({
-      choice: this.options.sandbox,
-      stateDir: join(this.options.dataDir, 'apps', 'sandbox'),
-      cacheDir: this.options.sandboxCacheDir,
-    }).then(
-      (chosen) => {
-        this.chosenStatus = sandboxStatus(chosen);
-        this.options.log.info({ sandbox: this.chosenStatus }, `sandbox: ${chosen.description.driver} (${chosen.description.reason})`);
-        return chosen;
-      },
-      (error: Error) => {
-        this.chosen = undefined;
-        this.options.log.error({ err: error }, 'no sandbox driver can run apps on this host');
-        throw errors.unavailable(`apps cannot run on this host: ${error.message}`);
-      },
-    );
-    return this.chosen.then((chosen) => chosen.driver);
-  }
-
   /** For `/v1/status`: the chosen driver and why, or that it is chosen when the first app starts. */
   sandboxStatus(): { choice: SandboxChoice; probed: boolean } & Partial<SandboxStatus> {
-    if (this.chosenStatus) return { choice: this.options.sandbox, probed: true, ...this.chosenStatus };
-    return { choice: this.options.sandbox, probed: false, reason: 'chosen when the first app starts (no app has run yet)' };
+    return this.placement.status();
   }
 
   // ---- edge ----------------------------------------------------------------------------------
@@ -517,9 +488,9 @@ export class AppManager implements AppResolver, AppGateway {
    * Refuses, before anything is pulled or started, a setting the chosen driver cannot honour
    * (today: outbound access on a driver without it), so the caller hears why at once.
    */
-  private async assertDriverSupports(settings: Pick<AppSettings, 'outbound'>): Promise<void> {
+  private async assertDriverSupports(start: StartRequest, settings: Pick<AppSettings, 'outbound'>): Promise<void> {
     if (!settings.outbound) return;
-    const driver = await this.driver();
+    const driver = await this.placement.place(start);
     const { capabilities, driver: name } = await driver.describe();
     if (!capabilities.outbound)
       throw errors.badRequest(
@@ -764,7 +735,7 @@ export class AppManager implements AppResolver, AppGateway {
 
   /** Suspended instances the driver may snapshot: sleepers of apps without volumes, not refused before. */
   private *snapshotCandidates(): Generator<{ runtime: AppRuntime; slot: InstanceSlot }> {
-    if (this.chosenStatus?.snapshot !== true) return;
+    if (!this.placement.canSnapshot) return;
     for (const runtime of this.runtimes.values()) {
       const { app } = runtime;
       if (runtime.busy || app.settings.volumes.length > 0) continue;
@@ -787,7 +758,7 @@ export class AppManager implements AppResolver, AppGateway {
    * suspended longest is snapshotted (its memory freed), then the memory is read again.
    */
   private relieveMemoryPressure(): void {
-    if (this.closing || this.memoryReserve <= 0 || this.pressureSnapshots.size > 0 || this.chosenStatus?.snapshot !== true) return;
+    if (this.closing || this.memoryReserve <= 0 || this.pressureSnapshots.size > 0 || !this.placement.canSnapshot) return;
     const available = (this.options.availableMemory ?? hostAvailableMemory)();
     if (available >= this.memoryReserve) return;
     let oldest: { runtime: AppRuntime; slot: InstanceSlot } | undefined;
@@ -834,7 +805,7 @@ export class AppManager implements AppResolver, AppGateway {
   }
 
   private newVersion(runtime: AppRuntime, app: AppRecord, image: ImageSpec, rootfs: string): AppVersion {
-    const version = new AppVersion(app.version, this.specOf(app, image, rootfs), runtime, () => this.driver());
+    const version = new AppVersion(app.version, this.specOf(app, image, rootfs), runtime, () => this.placement.place(startOf(app)));
     for (let i = 0; i < this.positions(app.settings); i++) version.slots.push(new InstanceSlot(version));
     return version;
   }
@@ -849,7 +820,7 @@ export class AppManager implements AppResolver, AppGateway {
    * copy would be a second writer) and may run more than one instance (scale-out, pool spares).
    */
   private takesReadySnapshot(app: AppRecord): boolean {
-    return this.chosenStatus?.snapshot === true && app.settings.volumes.length === 0 && app.settings.max_instances > 1;
+    return this.placement.canSnapshot && app.settings.volumes.length === 0 && app.settings.max_instances > 1;
   }
 
   /**
@@ -875,7 +846,7 @@ export class AppManager implements AppResolver, AppGateway {
   /** Starts every instance of a version; rejects with what went wrong when one never becomes ready. */
   private async startVersion(runtime: AppRuntime, version: AppVersion): Promise<void> {
     // With a ready snapshot, the first instance boots and the others are copies of it.
-    await this.driver().catch(() => undefined);
+    await this.placement.place(startOf({ ...runtime.app, version: version.version })).catch(() => undefined);
     const first = this.takesReadySnapshot(runtime.app) && version.slots.length > 1 ? version.slots.slice(0, 1) : version.slots;
     const results = await Promise.allSettled(first.map((slot) => slot.startFirst()));
     if (first !== version.slots && results[0].status === 'fulfilled') {
@@ -950,7 +921,7 @@ export class AppManager implements AppResolver, AppGateway {
     this.meter.reportAll(true);
     // The instances' ends and the apps' last states reach the store before it closes.
     await this.records.flushed();
-    if (this.chosen) await (await this.chosen.catch(() => undefined))?.driver.close();
+    await this.placement.close();
   }
 
   // ---- the app service's operations ----------------------------------------------------------
@@ -1002,7 +973,7 @@ export class AppManager implements AppResolver, AppGateway {
     if (this.closing) throw errors.unavailable('Alto is stopping');
     await this.assertNameFree(owner, input.name);
     this.assertLinks(input.name, input.links);
-    await this.assertDriverSupports({ outbound: input.outbound ?? false });
+    await this.assertDriverSupports({ projectId: owner.projectId, app: input.name, version: 1 }, { outbound: input.outbound ?? false });
     const image = await this.rootfs.imageFor(owner, input.image, Boolean(input.insecure), 'missing');
     const settings = this.settingsOf(input, undefined, image.spec);
     await this.meter.assertCaps(owner, { apps: 1, instances: this.positions(settings) });
@@ -1061,7 +1032,7 @@ export class AppManager implements AppResolver, AppGateway {
 
   private async rollOut(owner: AppOwner, runtime: AppRuntime, current: AppRecord, input: UpdateInput): Promise<AppState> {
     this.assertLinks(current.name, input.links);
-    await this.assertDriverSupports({ outbound: input.outbound ?? current.settings.outbound });
+    await this.assertDriverSupports(startOf({ ...current, version: current.version + 1 }), { outbound: input.outbound ?? current.settings.outbound });
     const image = input.image ? await this.rootfs.imageFor(owner, input.image, Boolean(input.insecure), 'always') : this.images.inspect(current.digest);
     const settings = this.settingsOf(input, input.replaceEnvVars ? { ...current.settings, env_vars: {} } : current.settings, image.spec);
     const rootfs = await this.rootfs.ensure(image.digest);
@@ -1288,4 +1259,9 @@ function hostAvailableMemory(): number {
 function hiddenEnvOf(input: AppSettingsInput, base: AppSettings | undefined): Pick<AppSettings, 'hidden_env'> {
   const hidden = input.hidden_env ?? base?.hidden_env;
   return hidden && Object.keys(hidden.env).length > 0 ? { hidden_env: hidden } : {};
+}
+
+/** The start of an instance of this version of the app, as placement sees it. */
+function startOf(app: Pick<AppRecord, 'projectId' | 'name' | 'version'>): StartRequest {
+  return { projectId: app.projectId, app: app.name, version: app.version };
 }
