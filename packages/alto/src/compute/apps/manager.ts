@@ -1,28 +1,27 @@
 /**
  * @module compute/apps/manager
- * `AppManager`: runs apps. Run pulls the image when the machine lacks it, unpacks it once per
- * digest into `<data>/apps/rootfs/sha256-<hex>` (shared read-only by every instance of every app
- * on that image; unpacked to a temporary folder then renamed), marks the image used so prune
- * keeps it, and starts instances on the sandbox driver chosen at start (probed the first time an
- * app needs it, so `alto up` with no apps stays quick). It restarts crashed instances with
- * back-off, rolls out updates without downtime (the new version must be ready before traffic
- * moves; with volumes, old first, since a volume has one user at a time), starts recorded apps
- * again when Alto starts, and stops them gracefully when it stops.
+ * `AppManager`: runs apps. Run, Update (rolled out without downtime: the new version must be
+ * ready before traffic moves; with volumes, old first, since a volume has one user at a time),
+ * Delete, Get, Status, List and Logs; it starts recorded apps again when Alto starts and stops
+ * them gracefully when it stops. It keeps one `AppRuntime` per app that runs (runtime.ts: its
+ * slots, which restart crashed instances with back-off, and its waiting requests) and leaves each
+ * other job to a part of its own:
+ * - gateway.ts: the edge's port (resolve the host's app, admit, acquire a ready instance, release);
+ * - metering.ts: instances' running time for usage, and the projects' compute caps;
+ * - rootfs.ts: the image an app runs (pulled when missing) and its root filesystem, unpacked once;
+ * - placement.ts: where an instance start runs (this node's sandbox driver, chosen at first need);
+ * - start-gate.ts: the fair share of the host's instance starts between apps;
+ * - source-builder.ts: source deploys, built by whoever registers a builder (the functions).
  *
  * Nodes: every process sharing one store (`--store postgres://`) sees every app (List, Get), but
  * an app runs on the node that deployed it (its record names the node, records.ts), and only that
  * node starts it again, updates, deletes it or serves its requests; another node answers 503
  * naming the node that runs it.
  *
- * It is also the edge's `AppResolver`: `acquire({ app, project }, kind)` gives the address of a
- * ready instance of the serving version and counts the exchange until `release()`, so an update
- * drains the old version before stopping it. It finds the app in this node's apps in memory
- * (records.ts): a request reads no database unless it names an app this node does not run.
- *
  * Serverless lifecycle (issue 8): an app with `min_instances: 0` has its instance suspended as
  * soon as it is ready and again after `idle_timeout` seconds with nothing in flight (open
- * connections and websockets hold it running); `acquire` wakes it (a shared resume) and holds
- * the request meanwhile. Where the driver can snapshot (microvm), a slot suspended for
+ * connections and websockets hold it running); the gateway's `acquire` wakes it (a shared
+ * resume) and holds the request meanwhile. Where the driver can snapshot (microvm), a slot suspended for
  * `snapshotAfterMs` (ALTO_SNAPSHOT_AFTER_MS, default 10 min) is snapshotted to disk and its
  * process ended; the next request restores it, also after a restart of Alto (the records say
  * where each snapshot is). Under memory pressure (the host's MemAvailable below
@@ -36,14 +35,13 @@ import { availableParallelism, freemem, totalmem } from 'node:os';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Socket } from 'node:net';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { SecretCipher } from '../../kit/master-key.js';
 import type { AppEndpoint, AppGateway } from '../../platform/app-gateway.js';
 import type { LimitSet } from '../../platform/limit-names.js';
 import type { ComputeUsage } from '../../platform/metering.js';
-import { UNOWNED, type AppStore } from '../../store/apps/port.js';
+import type { AppStore } from '../../store/apps/port.js';
 import type { ImageManager } from '../images/manager.js';
 import type { ImageSpec } from '../images/spec.js';
 import type { SandboxChoice, SandboxLink, SandboxSpec, SandboxStatus } from '../sandbox/index.js';
@@ -51,6 +49,7 @@ import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
 import { ComputeMeter } from './metering.js';
 import { LocalPlacement, type Placement, type StartRequest } from './placement.js';
 import { RootFilesystems } from './rootfs.js';
+import { AppsGateway, type AppAddress, type AppResolver, type ProxyTarget } from './gateway.js';
 import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
 import {
   AppRuntime,
@@ -67,30 +66,8 @@ import {
 import { AppSources } from './source-builder.js';
 import { StartGate } from './start-gate.js';
 
-/** Where an app is on the edge: `<app>.<project>.<domain>`. */
-export interface AppAddress {
-  app: string;
-  project: string;
-}
-
-/** A ready instance for one exchange (HTTP request or TCP connection); `release()` once at its end. */
-export interface ProxyTarget {
-  host: string;
-  port: number;
-  /** Opens a connection to the instance the way its driver needs (`Instance.connect`). */
-  connect(): Promise<Socket>;
-  release(): void;
-}
-
-/** What the edge's proxy asks of compute for each request or TCP connection to an app. */
-export interface AppResolver {
-  /**
-   * A ready instance for the app (starting or resuming one if needed). Throws AltoError:
-   * 404 no such app, 503 no ready instance (with Retry-After where it makes sense) or another
-   * node runs the app (naming it).
-   */
-  acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget>;
-}
+export type { AppAddress, AppResolver, ProxyTarget } from './gateway.js';
+export { MAX_QUEUED_PER_APP } from './gateway.js';
 
 /** Who asks: the project of the key making the call. */
 export interface AppOwner {
@@ -198,17 +175,10 @@ export const APP_DEFAULTS = {
 /** The port a link shows a microVM guest when the linked app does not exist yet (any port reaches it). */
 const LINK_DEFAULT_PORT = 80;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-/** How long a request waits for an instance of a crashing or starting app before a 503. */
-const ACQUIRE_WAIT_MS = 10_000;
 /** How long an update waits for requests in flight on the old version before stopping it. */
 const DRAIN_MS = 10_000;
 /** Default for how long an instance stays suspended before it is snapshotted (zero memory). */
 export const DEFAULT_SNAPSHOT_AFTER_MS = 10 * 60_000;
-/**
- * Requests an app may hold waiting for capacity: as many as its full capacity (concurrency ×
- * max_instances), at most this; more are answered 503 with Retry-After at once.
- */
-export const MAX_QUEUED_PER_APP = 200;
 /** How often idle instances are looked for (idle → suspended within idle_timeout + this). */
 const IDLE_CHECK_MS = 100;
 /** The slot number under which a version's ready snapshot is recorded. */
@@ -236,6 +206,8 @@ export interface AppState {
 }
 
 export class AppManager implements AppResolver, AppGateway {
+  /** The edge's way in to this node's apps: resolve, admit, acquire, release. */
+  readonly gateway: AppsGateway;
   /** Builds apps' images from source (repo or files); the functions register the builder. */
   readonly sources = new AppSources();
   private readonly runtimes = new Map<string, AppRuntime>();
@@ -299,6 +271,15 @@ export class AppManager implements AppResolver, AppGateway {
     this.memoryReserve = options.memoryReserveBytes ?? Math.min(MAX_DEFAULT_MEMORY_RESERVE, Math.floor(totalmem() / 10));
     this.memoryTimer = setInterval(() => this.relieveMemoryPressure(), MEMORY_CHECK_MS);
     this.memoryTimer.unref();
+    this.gateway = new AppsGateway({
+      node: options.node,
+      appsDomain: options.appsDomain,
+      records,
+      runtimes: this.runtimes,
+      meter: this.meter,
+      edgePort: () => this.edge?.port,
+      closing: () => this.closing,
+    });
     this.restoring = this.restore(recorded).catch((error) => options.log.error({ err: error }, 'starting recorded apps failed'));
   }
 
@@ -319,20 +300,16 @@ export class AppManager implements AppResolver, AppGateway {
 
   /** Whether the project has an app of this name that this node runs. */
   hasApp(projectId: string, name: string): boolean {
-    return this.records.hereByName(projectId, name) !== undefined;
+    return this.gateway.hasApp(projectId, name);
   }
 
   /** A ready instance of the project's app for one request from inside Alto (cron callbacks). */
-  async openApp(projectId: string, name: string): Promise<AppEndpoint> {
-    const record = await this.records.findByName(projectId, name);
-    if (!record) throw errors.notFound(`no app "${name}" in this project`);
-    const target = await this.acquire({ project: record.projectName, app: record.name }, 'http');
-    return { ...target, hostHeader: new URL(this.appUrl(record)).host };
+  openApp(projectId: string, name: string): Promise<AppEndpoint> {
+    return this.gateway.openApp(projectId, name);
   }
 
   appUrl(app: Pick<AppRecord, 'name' | 'projectName'>): string {
-    const port = this.edge?.port;
-    return `http://${app.name}.${app.projectName}.${this.options.appsDomain}${port && port !== 80 ? `:${port}` : ''}`;
+    return this.gateway.appUrl(app);
   }
 
   /** Opens the app's edge TCP port once, however many callers ask at the same time. */
@@ -375,60 +352,9 @@ export class AppManager implements AppResolver, AppGateway {
 
   // ---- the resolver --------------------------------------------------------------------------
 
-  async acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
-    const record = this.records.hereByAddress(address.project, address.app);
-    if (!record) throw await this.notRunHere(address);
-    const runtime = this.runtimes.get(record.id);
-    if (!runtime || this.closing) throw errors.unavailable(`app "${address.app}" is not running`).withHeaders({ 'retry-after': '5' });
-    const { settings } = runtime.app;
-    if (kind === 'http' && settings.tcp)
-      throw errors.notFound(`app "${address.app}" speaks TCP, not HTTP${runtime.tcp.port ? `: connect to port ${runtime.tcp.port}` : ''}`);
-    if (kind === 'tcp' && !settings.tcp) throw errors.notFound(`app "${address.app}" has no TCP port; it serves HTTP`);
-    let slot = runtime.claimSlot();
-    if (!slot) {
-      // Waking or starting an instance runs time the project pays for: not past compute_gb_seconds.
-      await this.meter.assertComputeTime(runtime.app.projectId, runtime.app.projectName);
-      // Only a busy app turns requests away: an idle one holds every request while it wakes.
-      const atCapacity = (runtime.serving?.runningSlots().length ?? 0) > 0 && !runtime.pickAsleep();
-      const queueLimit = Math.min(MAX_QUEUED_PER_APP, Math.max(1, settings.concurrency * settings.max_instances));
-      if (atCapacity && runtime.waiting >= queueLimit)
-        throw errors.unavailable(`app "${address.app}" is at capacity: ${runtime.waiting} requests already wait for an instance; try again shortly`).withHeaders({ 'retry-after': '1' });
-      slot = await runtime.activate(ACQUIRE_WAIT_MS);
-    }
-    const instance = slot?.instance;
-    if (!slot || !instance) {
-      slot?.release();
-      const busy = runtime.serving?.runningSlots().length ? ` (its ${runtime.serving.runningSlots().length} running instances are at their concurrency, ${settings.concurrency})` : '';
-      const why = runtime.lastExit ? `; its last instance ${describeExit(runtime.lastExit)}` : '';
-      throw errors.unavailable(`app "${address.app}" has no instance ready${busy}${why}`).withHeaders({ 'retry-after': '2' });
-    }
-    this.meter.countRequest(instance.id);
-    let released = false;
-    return {
-      host: instance.host,
-      port: instance.port,
-      connect: () => instance.connect(),
-      release: () => {
-        if (released) return;
-        released = true;
-        slot.release();
-        runtime.capacityFreed();
-      },
-    };
-  }
-
-  /** Why this node serves no app at an address: there is none (404), or another node runs it (503). */
-  private async notRunHere(address: AppAddress): Promise<AltoError> {
-    const app = await this.records.findByAddress(address.project, address.app);
-    if (app) return this.runElsewhere(app);
-    return errors.notFound(`no app "${address.app}" in project "${address.project}"`);
-  }
-
-  /** The answer for an app another node runs (or, just after `alto migrate`, none does yet). */
-  private runElsewhere(app: AppRecord): AltoError {
-    if (app.node === this.options.node) return errors.unavailable(`app "${app.name}" is not running`).withHeaders({ 'retry-after': '5' });
-    if (app.node === UNOWNED) return errors.unavailable(`no node runs app "${app.name}" yet: the next Alto process to start on this store runs it`);
-    return errors.unavailable(`app "${app.name}" runs on node ${app.node}, not on this node (${this.options.node}); reach it, and manage it, through that node`);
+  /** The edge's resolver (gateway.ts does the work). */
+  acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
+    return this.gateway.acquire(address, kind);
   }
 
   // ---- images and volumes --------------------------------------------------------------------
@@ -560,9 +486,9 @@ export class AppManager implements AppResolver, AppGateway {
         const target = this.records.hereByName(app.projectId, name);
         if (!target) {
           const elsewhere = await this.records.findByName(app.projectId, name);
-          throw elsewhere ? this.runElsewhere(elsewhere) : errors.notFound(`no app "${name}" in project "${app.projectName}" (linked from "${app.name}")`);
+          throw elsewhere ? this.gateway.runElsewhere(elsewhere) : errors.notFound(`no app "${name}" in project "${app.projectName}" (linked from "${app.name}")`);
         }
-        return this.acquire({ project: target.projectName, app: target.name }, target.settings.tcp ? 'tcp' : 'http');
+        return this.gateway.acquire({ project: target.projectName, app: target.name }, target.settings.tcp ? 'tcp' : 'http');
       },
     };
   }
@@ -950,7 +876,7 @@ export class AppManager implements AppResolver, AppGateway {
     const here = this.records.hereByName(owner.projectId, name);
     if (here) return here;
     const elsewhere = await this.records.findByName(owner.projectId, name);
-    if (elsewhere) throw this.runElsewhere(elsewhere);
+    if (elsewhere) throw this.gateway.runElsewhere(elsewhere);
     throw errors.notFound(`no app "${name}" in project "${owner.projectName}"; app/List shows them`);
   }
 
@@ -1211,7 +1137,7 @@ export class AppManager implements AppResolver, AppGateway {
     const app = mine(this.records.hereById(idOrName)) ?? this.records.hereByName(owner.projectId, idOrName);
     if (!app) {
       const elsewhere = mine(await this.records.findById(idOrName)) ?? (await this.records.findByName(owner.projectId, idOrName));
-      throw elsewhere ? this.runElsewhere(elsewhere) : errors.notFound(`no app "${idOrName}" in project "${owner.projectName}"`);
+      throw elsewhere ? this.gateway.runElsewhere(elsewhere) : errors.notFound(`no app "${idOrName}" in project "${owner.projectName}"`);
     }
     const slot = this.runtimes.get(app.id)?.pickSlot();
     if (!slot?.instance) throw errors.unavailable(`app "${app.name}" has no instance ready`).withHeaders({ 'retry-after': '2' });

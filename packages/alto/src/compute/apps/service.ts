@@ -68,7 +68,7 @@ export const appsComponent = component('apps.manager', async (platform: Platform
     // Instance starts (boots, restores) at once on this machine; one app gets half.
     maxConcurrentStarts: wholeNumber('ALTO_MAX_STARTS', 1),
   });
-  platform.appGateway = apps;
+  platform.appGateway = apps.gateway;
   return apps;
 });
 

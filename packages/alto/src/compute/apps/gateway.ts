@@ -1,0 +1,144 @@
+/**
+ * @module compute/apps/gateway
+ * The port the edge uses to reach apps: resolve the host's app (`<app>.<project>.<domain>`)
+ * among this node's apps in memory (records.ts; a request reads no database unless it names an
+ * app this node does not run), admit the exchange (not past the project's compute_gb_seconds, not
+ * beyond the app's bounded queue), acquire a ready instance of the serving version (waking or
+ * starting one and holding the request meanwhile, runtime.ts), and count the exchange until
+ * `release()`, so an update drains the old version before stopping it. Blocks reach their
+ * project's apps the same way (platform/app-gateway.ts), and so do links between apps.
+ */
+import type { Socket } from 'node:net';
+import { AltoError, errors } from '../../kit/errors.js';
+import type { AppEndpoint, AppGateway } from '../../platform/app-gateway.js';
+import { UNOWNED } from '../../store/apps/port.js';
+import type { ComputeMeter } from './metering.js';
+import type { AppRecord, AppRecords } from './records.js';
+import { describeExit, type AppRuntime } from './runtime.js';
+
+/** Where an app is on the edge: `<app>.<project>.<domain>`. */
+export interface AppAddress {
+  app: string;
+  project: string;
+}
+
+/** A ready instance for one exchange (HTTP request or TCP connection); `release()` once at its end. */
+export interface ProxyTarget {
+  host: string;
+  port: number;
+  /** Opens a connection to the instance the way its driver needs (`Instance.connect`). */
+  connect(): Promise<Socket>;
+  release(): void;
+}
+
+/** What the edge's proxy asks of compute for each request or TCP connection to an app. */
+export interface AppResolver {
+  /**
+   * A ready instance for the app (starting or resuming one if needed). Throws AltoError:
+   * 404 no such app, 503 no ready instance (with Retry-After where it makes sense) or another
+   * node runs the app (naming it).
+   */
+  acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget>;
+}
+
+/** How long a request waits for an instance of a crashing or starting app before a 503. */
+const ACQUIRE_WAIT_MS = 10_000;
+/**
+ * Requests an app may hold waiting for capacity: as many as its full capacity (concurrency ×
+ * max_instances), at most this; more are answered 503 with Retry-After at once.
+ */
+export const MAX_QUEUED_PER_APP = 200;
+
+export interface AppsGatewayOptions {
+  /** This node's id: apps recorded under another node are served there. */
+  node: string;
+  /** Base domain of app URLs: `<app>.<project>.<domain>`. */
+  appsDomain: string;
+  records: AppRecords;
+  /** The live apps of this node, by app id. */
+  runtimes: ReadonlyMap<string, AppRuntime>;
+  meter: ComputeMeter;
+  /** The edge's port once it listens (for app URLs). */
+  edgePort(): number | undefined;
+  /** Alto is stopping: no new exchanges. */
+  closing(): boolean;
+}
+
+/** The edge's way in to this node's apps (and blocks', through the platform's AppGateway). */
+export class AppsGateway implements AppResolver, AppGateway {
+  constructor(private readonly options: AppsGatewayOptions) {}
+
+  async acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
+    const record = this.options.records.hereByAddress(address.project, address.app);
+    if (!record) throw await this.notRunHere(address);
+    const runtime = this.options.runtimes.get(record.id);
+    if (!runtime || this.options.closing()) throw errors.unavailable(`app "${address.app}" is not running`).withHeaders({ 'retry-after': '5' });
+    const { settings } = runtime.app;
+    if (kind === 'http' && settings.tcp)
+      throw errors.notFound(`app "${address.app}" speaks TCP, not HTTP${runtime.tcp.port ? `: connect to port ${runtime.tcp.port}` : ''}`);
+    if (kind === 'tcp' && !settings.tcp) throw errors.notFound(`app "${address.app}" has no TCP port; it serves HTTP`);
+    let slot = runtime.claimSlot();
+    if (!slot) {
+      // Waking or starting an instance runs time the project pays for: not past compute_gb_seconds.
+      await this.options.meter.assertComputeTime(runtime.app.projectId, runtime.app.projectName);
+      // Only a busy app turns requests away: an idle one holds every request while it wakes.
+      const atCapacity = (runtime.serving?.runningSlots().length ?? 0) > 0 && !runtime.pickAsleep();
+      const queueLimit = Math.min(MAX_QUEUED_PER_APP, Math.max(1, settings.concurrency * settings.max_instances));
+      if (atCapacity && runtime.waiting >= queueLimit)
+        throw errors.unavailable(`app "${address.app}" is at capacity: ${runtime.waiting} requests already wait for an instance; try again shortly`).withHeaders({ 'retry-after': '1' });
+      slot = await runtime.activate(ACQUIRE_WAIT_MS);
+    }
+    const instance = slot?.instance;
+    if (!slot || !instance) {
+      slot?.release();
+      const busy = runtime.serving?.runningSlots().length ? ` (its ${runtime.serving.runningSlots().length} running instances are at their concurrency, ${settings.concurrency})` : '';
+      const why = runtime.lastExit ? `; its last instance ${describeExit(runtime.lastExit)}` : '';
+      throw errors.unavailable(`app "${address.app}" has no instance ready${busy}${why}`).withHeaders({ 'retry-after': '2' });
+    }
+    this.options.meter.countRequest(instance.id);
+    let released = false;
+    return {
+      host: instance.host,
+      port: instance.port,
+      connect: () => instance.connect(),
+      release: () => {
+        if (released) return;
+        released = true;
+        slot.release();
+        runtime.capacityFreed();
+      },
+    };
+  }
+
+  /** Whether the project has an app of this name that this node runs. */
+  hasApp(projectId: string, name: string): boolean {
+    return this.options.records.hereByName(projectId, name) !== undefined;
+  }
+
+  /** A ready instance of the project's app for one request from inside Alto (cron callbacks). */
+  async openApp(projectId: string, name: string): Promise<AppEndpoint> {
+    const record = await this.options.records.findByName(projectId, name);
+    if (!record) throw errors.notFound(`no app "${name}" in this project`);
+    const target = await this.acquire({ project: record.projectName, app: record.name }, 'http');
+    return { ...target, hostHeader: new URL(this.appUrl(record)).host };
+  }
+
+  appUrl(app: Pick<AppRecord, 'name' | 'projectName'>): string {
+    const port = this.options.edgePort();
+    return `http://${app.name}.${app.projectName}.${this.options.appsDomain}${port && port !== 80 ? `:${port}` : ''}`;
+  }
+
+  /** Why this node serves no app at an address: there is none (404), or another node runs it (503). */
+  private async notRunHere(address: AppAddress): Promise<AltoError> {
+    const app = await this.options.records.findByAddress(address.project, address.app);
+    if (app) return this.runElsewhere(app);
+    return errors.notFound(`no app "${address.app}" in project "${address.project}"`);
+  }
+
+  /** The answer for an app another node runs (or, just after `alto migrate`, none does yet). */
+  runElsewhere(app: AppRecord): AltoError {
+    if (app.node === this.options.node) return errors.unavailable(`app "${app.name}" is not running`).withHeaders({ 'retry-after': '5' });
+    if (app.node === UNOWNED) return errors.unavailable(`no node runs app "${app.name}" yet: the next Alto process to start on this store runs it`);
+    return errors.unavailable(`app "${app.name}" runs on node ${app.node}, not on this node (${this.options.node}); reach it, and manage it, through that node`);
+  }
+}
