@@ -32,7 +32,7 @@ import { AltoError } from '../../kit/errors.js';
 import { assertNoEscapingSymlinks, isInside, realPathOf, resolvesInside } from './confine.js';
 import { renameIntoPlace } from '../../kit/files.js';
 import type { LayerFile } from './layers.js';
-import { functionServerSource } from './server-source.js';
+import { functionServerSource, type HandlerStyle } from './server-source.js';
 
 const execFileAsync = promisify(execFile);
 const INSTALL_TIMEOUT_MS = 300_000;
@@ -48,7 +48,7 @@ export class BuildFailure extends AltoError {
   }
 }
 
-export type HandlerStyle = { kind: 'web' } | { kind: 'json'; exportName: string };
+export type { HandlerStyle } from './server-source.js';
 
 export interface BundleResult {
   /** The bundled server (ESM), ready to be /app/index.mjs. */

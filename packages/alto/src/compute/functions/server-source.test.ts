@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import type { HandlerStyle } from './build.js';
+import type { HandlerStyle } from './server-source.js';
 import { fillPlaceholders, functionServerSource } from './server-source.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'alto-function-server-'));

@@ -7,7 +7,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { HandlerStyle } from './build.js';
+
+/** How the handler is called: a web handler (Request in, Response out) or M3O's JSON style (a named export). */
+export type HandlerStyle = { kind: 'web' } | { kind: 'json'; exportName: string };
 
 const SERVER_FILE = fileURLToPath(new URL('./function-server.mjs', import.meta.url));
 const PLACEHOLDER = /'@@([A-Z_]+)@@'/g;
