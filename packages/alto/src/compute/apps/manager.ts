@@ -7,10 +7,12 @@
  * slots, which restart crashed instances with back-off, and its waiting requests) and leaves each
  * other job to a part of its own:
  * - gateway.ts: the edge's port (resolve the host's app, admit, acquire a ready instance, release);
+ * - scheduler.ts: the one listener of every app's slots, which records and meters instances,
+ *   suspends idle ones, snapshots long-suspended ones (sooner under memory pressure), scales out
+ *   and in, and shares the host's starts fairly between apps (start-gate.ts);
  * - metering.ts: instances' running time for usage, and the projects' compute caps;
  * - rootfs.ts: the image an app runs (pulled when missing) and its root filesystem, unpacked once;
  * - placement.ts: where an instance start runs (this node's sandbox driver, chosen at first need);
- * - start-gate.ts: the fair share of the host's instance starts between apps;
  * - source-builder.ts: source deploys, built by whoever registers a builder (the functions).
  *
  * Nodes: every process sharing one store (`--store postgres://`) sees every app (List, Get), but
@@ -18,21 +20,20 @@
  * node starts it again, updates, deletes it or serves its requests; another node answers 503
  * naming the node that runs it.
  *
- * Serverless lifecycle (issue 8): an app with `min_instances: 0` has its instance suspended as
- * soon as it is ready and again after `idle_timeout` seconds with nothing in flight (open
- * connections and websockets hold it running); the gateway's `acquire` wakes it (a shared
- * resume) and holds the request meanwhile. Where the driver can snapshot (microvm), a slot suspended for
- * `snapshotAfterMs` (ALTO_SNAPSHOT_AFTER_MS, default 10 min) is snapshotted to disk and its
- * process ended; the next request restores it, also after a restart of Alto (the records say
- * where each snapshot is). Under memory pressure (the host's MemAvailable below
+ * Serverless lifecycle (issue 8; scheduler.ts): an app with `min_instances: 0` has its instance
+ * suspended as soon as it is ready and again after `idle_timeout` seconds with nothing in flight
+ * (open connections and websockets hold it running); the gateway's `acquire` wakes it (a shared
+ * resume) and holds the request meanwhile. Where the driver can snapshot (microvm), a slot
+ * suspended for `snapshotAfterMs` (ALTO_SNAPSHOT_AFTER_MS, default 10 min) is snapshotted to disk
+ * and its process ended; the next request restores it, also after a restart of Alto (the records
+ * say where each snapshot is). Under memory pressure (the host's MemAvailable below
  * `memoryReserveBytes`, ALTO_MEMORY_RESERVE_MB) suspended instances are snapshotted sooner, the
  * longest suspended first, one at a time until the reserve is back. The process driver keeps idle
  * instances frozen. Suspended time is not billed: the compute meter stops while an instance is
  * suspended.
  */
 import { randomBytes } from 'node:crypto';
-import { availableParallelism, freemem, totalmem } from 'node:os';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
@@ -46,28 +47,18 @@ import type { ImageManager } from '../images/manager.js';
 import type { ImageSpec } from '../images/spec.js';
 import type { SandboxChoice, SandboxLink, SandboxSpec, SandboxStatus } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
+import { AppsGateway, type AppAddress, type AppResolver, type ProxyTarget } from './gateway.js';
 import { ComputeMeter } from './metering.js';
 import { LocalPlacement, type Placement, type StartRequest } from './placement.js';
-import { RootFilesystems } from './rootfs.js';
-import { AppsGateway, type AppAddress, type AppResolver, type ProxyTarget } from './gateway.js';
 import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
-import {
-  AppRuntime,
-  AppVersion,
-  InstanceSlot,
-  describeExit,
-  type AppLogLine,
-  type AppLogStream,
-  type LifecycleChange,
-  type RuntimeEvents,
-  type SlotOrigin,
-  type SlotState,
-} from './runtime.js';
+import { AppRuntime, AppVersion, InstanceSlot, type AppLogLine, type AppLogStream, type SlotOrigin, type SlotState } from './runtime.js';
+import { RootFilesystems } from './rootfs.js';
+import { AppScheduler, type Activation } from './scheduler.js';
 import { AppSources } from './source-builder.js';
-import { StartGate } from './start-gate.js';
 
 export type { AppAddress, AppResolver, ProxyTarget } from './gateway.js';
 export { MAX_QUEUED_PER_APP } from './gateway.js';
+export { DEFAULT_SNAPSHOT_AFTER_MS, type Activation } from './scheduler.js';
 
 /** Who asks: the project of the key making the call. */
 export interface AppOwner {
@@ -141,14 +132,6 @@ export interface AppManagerOptions {
   maxConcurrentStarts?: number;
 }
 
-/** An idle app woken by a request: from which state, and how long the wake took. */
-export interface Activation {
-  app: string;
-  project: string;
-  from: 'suspended' | 'snapshotted';
-  ms: number;
-}
-
 /** One instance position of an app as Status shows it. */
 export interface SlotView {
   state: SlotState;
@@ -177,16 +160,8 @@ const LINK_DEFAULT_PORT = 80;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 /** How long an update waits for requests in flight on the old version before stopping it. */
 const DRAIN_MS = 10_000;
-/** Default for how long an instance stays suspended before it is snapshotted (zero memory). */
-export const DEFAULT_SNAPSHOT_AFTER_MS = 10 * 60_000;
-/** How often idle instances are looked for (idle → suspended within idle_timeout + this). */
-const IDLE_CHECK_MS = 100;
 /** The slot number under which a version's ready snapshot is recorded. */
 const READY_SNAPSHOT_SLOT = -1;
-/** How often the host's available memory is read for memory pressure. */
-const MEMORY_CHECK_MS = 1_000;
-/** The memory reserve unless told otherwise: a tenth of the machine's memory, at most this. */
-const MAX_DEFAULT_MEMORY_RESERVE = 2 * 1024 ** 3;
 /** Log lines an error about a failed start carries. */
 const FAILURE_LOG_LINES = 10;
 const RESERVATION_DAYS = 365;
@@ -217,21 +192,12 @@ export class AppManager implements AppResolver, AppGateway {
   private readonly rootfs: RootFilesystems;
   /** Running time of instances, and the projects' compute caps. */
   private readonly meter: ComputeMeter;
-  private readonly idleTimer: NodeJS.Timeout;
-  private readonly snapshotAfterMs: number;
-  private readonly memoryTimer: NodeJS.Timeout;
-  private readonly memoryReserve: number;
-  /** Slots being snapshotted because memory is short (their records say so); one at a time. */
-  private readonly pressureSnapshots = new Set<InstanceSlot>();
-  private readonly activationListeners = new Set<(activation: Activation) => void>();
-  /** Apps whose scale-out is being decided (a cap check in flight). */
-  private readonly scalingOut = new Set<string>();
+  /** The one listener of every app's slots: records, meters, sleeps, snapshots and scales instances. */
+  private readonly scheduler: AppScheduler;
   private edge: EdgeAttachment | undefined;
   private closing = false;
   private readonly restoring: Promise<void>;
   private readonly graceMs: number;
-  /** Fair share of the host's instance starts between apps. */
-  private readonly starts: StartGate;
 
   /** Loads this node's apps from the store, then starts them again in the background. */
   static async open(options: AppManagerOptions): Promise<AppManager> {
@@ -245,8 +211,6 @@ export class AppManager implements AppResolver, AppGateway {
     private readonly records: AppRecords,
     recorded: AppRecord[],
   ) {
-    const hostStarts = options.maxConcurrentStarts ?? Math.max(4, 2 * availableParallelism());
-    this.starts = new StartGate(hostStarts, Math.max(1, Math.ceil(hostStarts / 2)));
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
     this.placement = new LocalPlacement({ sandbox: options.sandbox, dataDir: options.dataDir, sandboxCacheDir: options.sandboxCacheDir, log: options.log });
     this.rootfs = new RootFilesystems({
@@ -262,15 +226,23 @@ export class AppManager implements AppResolver, AppGateway {
       computeUsedThisMonth: options.computeUsedThisMonth,
       usageSliceMs: options.usageSliceMs,
       appsOfProject: (projectId) => this.records.countOfProject(projectId),
-      instancesOfProject: (projectId) => this.instancesOfProject(projectId),
-      suspendProject: (projectId) => this.suspendProject(projectId),
+      instancesOfProject: (projectId) => this.scheduler.instancesOfProject(projectId),
+      suspendProject: (projectId) => this.scheduler.suspendProject(projectId),
     });
-    this.snapshotAfterMs = options.snapshotAfterMs ?? DEFAULT_SNAPSHOT_AFTER_MS;
-    this.idleTimer = setInterval(() => this.putIdleToSleep(), IDLE_CHECK_MS);
-    this.idleTimer.unref();
-    this.memoryReserve = options.memoryReserveBytes ?? Math.min(MAX_DEFAULT_MEMORY_RESERVE, Math.floor(totalmem() / 10));
-    this.memoryTimer = setInterval(() => this.relieveMemoryPressure(), MEMORY_CHECK_MS);
-    this.memoryTimer.unref();
+    this.scheduler = new AppScheduler({
+      dataDir: options.dataDir,
+      log: options.log,
+      records,
+      runtimes: this.runtimes,
+      meter: this.meter,
+      canSnapshot: () => this.placement.canSnapshot,
+      closing: () => this.closing,
+      graceMs: this.graceMs,
+      snapshotAfterMs: options.snapshotAfterMs,
+      memoryReserveBytes: options.memoryReserveBytes,
+      availableMemory: options.availableMemory,
+      maxConcurrentStarts: options.maxConcurrentStarts,
+    });
     this.gateway = new AppsGateway({
       node: options.node,
       appsDomain: options.appsDomain,
@@ -424,21 +396,6 @@ export class AppManager implements AppResolver, AppGateway {
       );
   }
 
-  /** Instances an app version starts with: one per min_instances, at least one (with min 0 it sleeps when idle). */
-  private instanceCount(settings: AppSettings): number {
-    return Math.max(1, settings.min_instances);
-  }
-
-  /** Instance positions an app version keeps: its instances plus the pool's suspended spares. */
-  private positions(settings: AppSettings): number {
-    return this.instanceCount(settings) + settings.pool;
-  }
-
-  /** Whether slot `index` of the app sleeps when idle: every one of a scale-to-zero app, and the pool's spares. */
-  private sleepsWhenIdleAt(app: AppRecord, index: number): boolean {
-    return this.sleepsWhenIdle(app) || index >= this.instanceCount(app.settings);
-  }
-
   private specOf(app: AppRecord, image: ImageSpec, rootfs: string): SandboxSpec {
     const { settings } = app;
     const env: Record<string, string> = { ...image.env, ...settings.hidden_env?.env, ...settings.env_vars, PORT: String(settings.port) };
@@ -498,228 +455,21 @@ export class AppManager implements AppResolver, AppGateway {
     if (links?.includes(name)) throw errors.badRequest(`links: an app cannot link to itself ("${name}"); name other apps of the project`);
   }
 
-  // ---- caps ----------------------------------------------------------------------------------
-
-  private instancesOfProject(projectId: string): number {
-    let count = 0;
-    for (const runtime of this.runtimes.values()) {
-      if (runtime.app.projectId !== projectId) continue;
-      for (const version of [runtime.serving, runtime.candidate]) {
-        count += version?.slots.filter((slot) => slot.state !== 'stopped' && slot.state !== 'stopping').length ?? 0;
-      }
-    }
-    return count;
-  }
-
-  /** The project used its compute_gb_seconds: its running instances are suspended, each once its exchanges in flight end. */
-  private suspendProject(projectId: string): void {
-    for (const runtime of this.runtimes.values()) {
-      if (runtime.app.projectId !== projectId || runtime.busy) continue;
-      for (const slot of runtime.serving?.slots ?? []) {
-        if (slot.state !== 'running' || slot.inFlight > 0) continue;
-        runtime.system(runtime.app.version, slot.instance?.id ?? '', 'suspending the instance: the project used its compute_gb_seconds for this month (its data is kept)');
-        void this.suspendSlot(runtime, slot, (candidate) => candidate.inFlight === 0);
-      }
-    }
-  }
-
-  // ---- runtime events ------------------------------------------------------------------------
-
-  private readonly events: RuntimeEvents = {
-    beforeStart: () => {
-      if (this.closing) throw errors.unavailable('Alto is stopping');
-    },
-    admitStart: (runtime) => this.starts.admit(runtime.app.id),
-    instanceStarted: (runtime, version, instance) => {
-      void this.records.addInstance({
-        id: instance.id,
-        appId: runtime.app.id,
-        version: version.version,
-        state: 'running',
-        driver: instance.driver,
-        startedAt: Date.now(),
-      });
-      this.meter.started(instance.id, { projectId: runtime.app.projectId, app: runtime.app.name, memoryMiB: version.spec.memoryMiB });
-      // Scale to zero: a new instance nobody waits for is suspended as soon as it is ready.
-      const slot = version.slots.find((candidate) => candidate.instance === instance);
-      if (slot && this.sleepsWhenIdleAt(runtime.app, version.slots.indexOf(slot)) && runtime.waiting === 0 && slot.inFlight === 0) void this.suspendSlot(runtime, slot, () => true);
-    },
-    instanceExited: (runtime, _version, instance, exit, expected) => {
-      void this.records.endInstance(runtime.app.id, instance.id, expected ? 'exited' : 'failed', exit);
-      this.meter.ended(instance.id);
-    },
-    lifecycleChanged: (runtime, version, slot, change) => this.lifecycleChanged(runtime, version, slot, change),
-    scaleOut: (runtime) => this.scaleOut(runtime),
-    // A new folder each time: a restored copy still maps the memory of the snapshot it came from.
-    snapshotDirOf: (runtime, version, index) => join(this.options.dataDir, 'apps', 'snapshots', runtime.app.id, `v${version.version}-${index}-${Date.now().toString(36)}`),
-    statusChanged: (runtime) => {
-      if (runtime.busy || this.closing || !this.runtimes.has(runtime.app.id)) return;
-      const status = runtime.liveStatus();
-      const error = status === 'crashing' && runtime.lastExit ? `last instance ${describeExit(runtime.lastExit)}` : undefined;
-      if ((status !== runtime.app.status || error !== runtime.app.error) && this.records.hereById(runtime.app.id)) {
-        void this.records.setStatus(runtime.app, status, error);
-      }
-    },
-  };
-
-  // ---- the serverless lifecycle -------------------------------------------------------------
+  // ---- the serverless lifecycle (scheduler.ts) ----------------------------------------------
 
   /** Hears every activation (for /metrics). */
   onActivation(listener: (activation: Activation) => void): () => void {
-    this.activationListeners.add(listener);
-    return () => this.activationListeners.delete(listener);
+    return this.scheduler.onActivation(listener);
   }
 
   /** Instance positions of serving versions, by lifecycle state (for /metrics). */
   instanceStates(): Partial<Record<SlotState, number>> {
-    const counts: Partial<Record<SlotState, number>> = {};
-    for (const runtime of this.runtimes.values()) for (const slot of runtime.serving?.slots ?? []) counts[slot.state] = (counts[slot.state] ?? 0) + 1;
-    return counts;
+    return this.scheduler.instanceStates();
   }
 
   /** Requests held by the edge now, waiting for an instance to wake, start or free up. */
   queueDepth(): number {
-    let depth = 0;
-    for (const runtime of this.runtimes.values()) depth += runtime.waiting;
-    return depth;
-  }
-
-  /**
-   * Autoscale up: one more instance for the serving version when every running one is at its
-   * concurrency, none is starting already, and max_instances allows (apps with volumes run one).
-   */
-  private scaleOut(runtime: AppRuntime): boolean {
-    const version = runtime.serving;
-    const { settings } = runtime.app;
-    if (!version || this.closing || runtime.busy || settings.volumes.length > 0) return false;
-    if (version.slots.length >= settings.max_instances) return false;
-    if (version.slots.some((slot) => slot.state === 'starting' || slot.state === 'restoring' || slot.state === 'resuming')) return false;
-    if (this.scalingOut.has(runtime.app.id)) return false;
-    this.scalingOut.add(runtime.app.id);
-    void this.meter.withinInstanceCap(runtime.app.projectId)
-      .then((allowed) => {
-        if (!allowed) {
-          runtime.system(version, '', `not adding an instance under load: the project runs as many instances as compute_instances allows`);
-          return;
-        }
-        if (runtime.serving !== version || this.closing || version.slots.length >= settings.max_instances) return;
-        const slot = new InstanceSlot(version);
-        version.slots.push(slot);
-        runtime.system(version, '', `adding instance ${version.slots.length} of at most ${settings.max_instances}: every running one serves as many requests as it may (the app's concurrency, ${settings.concurrency}, or its instance's own limit)`);
-        slot.startSupervised();
-      })
-      .catch((error: Error) => runtime.log.warn({ err: error, app: runtime.app.name }, 'adding an instance under load failed'))
-      .finally(() => this.scalingOut.delete(runtime.app.id));
-    return true;
-  }
-
-  /** Autoscale down: an instance added for load that has been idle for idle_timeout stops. */
-  private scaleIn(runtime: AppRuntime, isIdle: (slot: InstanceSlot) => boolean): void {
-    const version = runtime.serving;
-    if (!version) return;
-    const base = this.positions(runtime.app.settings);
-    for (const slot of version.slots.slice(base)) {
-      const idle = (slot.state === 'running' && isIdle(slot)) || slot.state === 'suspended' || slot.state === 'backoff';
-      if (!idle) continue;
-      version.slots.splice(version.slots.indexOf(slot), 1);
-      runtime.system(version, slot.instance?.id ?? '', `removing an instance added for load (idle); ${version.slots.length} remain`);
-      void slot.stop(this.graceMs).then(() => this.events.statusChanged(runtime));
-    }
-  }
-
-  /** Apps with min_instances 0 sleep when idle; others keep their instances running. */
-  private sleepsWhenIdle(app: AppRecord): boolean {
-    return app.settings.min_instances === 0;
-  }
-
-  private suspendSlot(runtime: AppRuntime, slot: InstanceSlot, isIdle: (slot: InstanceSlot) => boolean): Promise<void> {
-    return slot.suspendIfIdle(isIdle).catch((error: Error) => {
-      runtime.log.warn({ err: error, app: runtime.app.name }, 'suspending an app instance failed');
-      runtime.system(runtime.app.version, slot.instance?.id ?? '', `suspending the instance failed: ${error.message}`);
-    });
-  }
-
-  /** The idle clock: suspends instances idle for idle_timeout, snapshots those suspended long. */
-  private putIdleToSleep(): void {
-    if (this.closing) return;
-    const now = Date.now();
-    for (const runtime of this.runtimes.values()) {
-      const { app } = runtime;
-      if (runtime.busy) continue;
-      const idleMs = app.settings.idle_timeout * 1000;
-      const isIdle = (slot: InstanceSlot) => slot.inFlight === 0 && Date.now() - slot.lastActivity >= idleMs;
-      this.scaleIn(runtime, isIdle);
-      for (const [index, slot] of (runtime.serving?.slots ?? []).entries()) {
-        if (!this.sleepsWhenIdleAt(app, index)) continue;
-        if (slot.state === 'running' && isIdle(slot)) void this.suspendSlot(runtime, slot, isIdle);
-      }
-    }
-    for (const { runtime, slot } of this.snapshotCandidates()) {
-      if (now - slot.stateSince >= this.snapshotAfterMs) this.snapshotSlot(runtime, slot, (candidate) => Date.now() - candidate.stateSince >= this.snapshotAfterMs);
-    }
-  }
-
-  /** Suspended instances the driver may snapshot: sleepers of apps without volumes, not refused before. */
-  private *snapshotCandidates(): Generator<{ runtime: AppRuntime; slot: InstanceSlot }> {
-    if (!this.placement.canSnapshot) return;
-    for (const runtime of this.runtimes.values()) {
-      const { app } = runtime;
-      if (runtime.busy || app.settings.volumes.length > 0) continue;
-      for (const [index, slot] of (runtime.serving?.slots ?? []).entries()) {
-        if (slot.state === 'suspended' && !slot.snapshotRefused && this.sleepsWhenIdleAt(app, index)) yield { runtime, slot };
-      }
-    }
-  }
-
-  private snapshotSlot(runtime: AppRuntime, slot: InstanceSlot, isStillIdle: (slot: InstanceSlot) => boolean): Promise<void> {
-    return slot.snapshotIfSuspended(isStillIdle).catch((error: Error) => {
-      slot.snapshotRefused = true;
-      runtime.log.warn({ err: error, app: runtime.app.name }, 'snapshotting an app instance failed; it stays suspended');
-      runtime.system(runtime.app.version, slot.instance?.id ?? '', `snapshotting the instance failed (it stays suspended): ${error.message}`);
-    });
-  }
-
-  /**
-   * Memory pressure: while the host's available memory is under the reserve, the instance
-   * suspended longest is snapshotted (its memory freed), then the memory is read again.
-   */
-  private relieveMemoryPressure(): void {
-    if (this.closing || this.memoryReserve <= 0 || this.pressureSnapshots.size > 0 || !this.placement.canSnapshot) return;
-    const available = (this.options.availableMemory ?? hostAvailableMemory)();
-    if (available >= this.memoryReserve) return;
-    let oldest: { runtime: AppRuntime; slot: InstanceSlot } | undefined;
-    for (const candidate of this.snapshotCandidates()) {
-      if (!oldest || candidate.slot.stateSince < oldest.slot.stateSince) oldest = candidate;
-    }
-    if (!oldest) return;
-    const { runtime, slot } = oldest;
-    const mib = (bytes: number) => Math.round(bytes / 1024 ** 2);
-    runtime.log.info({ app: runtime.app.name, availableMiB: mib(available), reserveMiB: mib(this.memoryReserve) }, 'memory pressure: snapshotting the instance suspended longest');
-    this.pressureSnapshots.add(slot);
-    void this.snapshotSlot(runtime, slot, () => true).finally(() => this.pressureSnapshots.delete(slot));
-  }
-
-  /** Records, meters and reports a slot's transition. */
-  private lifecycleChanged(runtime: AppRuntime, version: AppVersion, slot: InstanceSlot, change: LifecycleChange): void {
-    const { instance } = change;
-    if (change.to === 'suspended' && instance) {
-      // What ran until now is billed; the meter then stands still.
-      this.meter.paused(instance.id);
-      void this.records.setInstanceState(runtime.app.id, instance.id, 'suspended');
-    } else if (change.to === 'snapshotted' && instance) {
-      const why = this.pressureSnapshots.has(slot) ? 'under memory pressure' : 'after a long idle';
-      void this.records.endInstance(runtime.app.id, instance.id, 'snapshotted', { code: null, reason: `snapshotted to disk ${why} (zero memory)` });
-      if (slot.snapshotDir) void this.records.saveSnapshot({ appId: runtime.app.id, version: version.version, slot: version.slots.indexOf(slot), dir: slot.snapshotDir, createdAt: Date.now() });
-      runtime.system(version, instance.id, `instance ${instance.id} snapshotted to disk ${why}; the next request restores it`);
-    } else if (change.to === 'running' && (change.from === 'suspended' || change.from === 'snapshotted')) {
-      if (instance) {
-        this.meter.resumed(instance.id);
-        void this.records.setInstanceState(runtime.app.id, instance.id, 'running');
-      }
-      const activation: Activation = { app: runtime.app.name, project: runtime.app.projectName, from: change.from, ms: change.ms };
-      for (const listener of this.activationListeners) listener(activation);
-    }
-    this.events.statusChanged(runtime);
+    return this.scheduler.queueDepth();
   }
 
   /** Removes the snapshots of one version of an app (or of all its versions). */
@@ -732,7 +482,7 @@ export class AppManager implements AppResolver, AppGateway {
 
   private newVersion(runtime: AppRuntime, app: AppRecord, image: ImageSpec, rootfs: string): AppVersion {
     const version = new AppVersion(app.version, this.specOf(app, image, rootfs), runtime, () => this.placement.place(startOf(app)));
-    for (let i = 0; i < this.positions(app.settings); i++) version.slots.push(new InstanceSlot(version));
+    for (let i = 0; i < this.scheduler.positions(app.settings); i++) version.slots.push(new InstanceSlot(version));
     return version;
   }
 
@@ -803,7 +553,7 @@ export class AppManager implements AppResolver, AppGateway {
     this.options.log.info({ apps: apps.length, node: this.options.node }, 'starting the apps this node runs');
     for (const app of apps) {
       if (this.closing) return;
-      const runtime = new AppRuntime(app, this.events, this.options.log);
+      const runtime = new AppRuntime(app, this.scheduler, this.options.log);
       this.runtimes.set(app.id, runtime);
       try {
         const image = this.images.inspect(app.digest);
@@ -817,7 +567,7 @@ export class AppManager implements AppResolver, AppGateway {
         if (ready && existsSync(join(ready.dir, 'snapshot.json'))) version.readySnapshot = ready.dir;
         for (const [index, slot] of version.slots.entries()) {
           const snapshot = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === index);
-          if (snapshot && this.sleepsWhenIdleAt(app, index) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
+          if (snapshot && this.scheduler.sleepsWhenIdleAt(app, index) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
             slot.startSnapshotted(snapshot.dir, snapshot.dir !== ready?.dir);
             runtime.system(app.version, '', `instance ${index + 1} stays snapshotted until its next request (${snapshot.dir})`);
           } else slot.startSupervised();
@@ -834,8 +584,7 @@ export class AppManager implements AppResolver, AppGateway {
   async close(): Promise<void> {
     this.closing = true;
     this.meter.stop();
-    clearInterval(this.idleTimer);
-    clearInterval(this.memoryTimer);
+    this.scheduler.stop();
     await this.restoring;
     await Promise.all(
       [...this.runtimes.values()].map(async (runtime) => {
@@ -855,7 +604,7 @@ export class AppManager implements AppResolver, AppGateway {
   private runtimeOf(app: AppRecord): AppRuntime {
     let runtime = this.runtimes.get(app.id);
     if (!runtime) {
-      runtime = new AppRuntime(app, this.events, this.options.log);
+      runtime = new AppRuntime(app, this.scheduler, this.options.log);
       this.runtimes.set(app.id, runtime);
     }
     return runtime;
@@ -902,7 +651,7 @@ export class AppManager implements AppResolver, AppGateway {
     await this.assertDriverSupports({ projectId: owner.projectId, app: input.name, version: 1 }, { outbound: input.outbound ?? false });
     const image = await this.rootfs.imageFor(owner, input.image, Boolean(input.insecure), 'missing');
     const settings = this.settingsOf(input, undefined, image.spec);
-    await this.meter.assertCaps(owner, { apps: 1, instances: this.positions(settings) });
+    await this.meter.assertCaps(owner, { apps: 1, instances: this.scheduler.positions(settings) });
     const rootfs = await this.rootfs.ensure(image.digest);
     await this.assertNameFree(owner, input.name);
     const now = Date.now();
@@ -952,7 +701,7 @@ export class AppManager implements AppResolver, AppGateway {
       return await this.rollOut(owner, runtime, current, input);
     } finally {
       runtime.busy = undefined;
-      this.events.statusChanged(runtime);
+      this.scheduler.statusChanged(runtime);
     }
   }
 
@@ -1168,17 +917,6 @@ export class AppManager implements AppResolver, AppGateway {
     await this.records.reserve(record);
     return record;
   }
-}
-
-/** The host's available memory in bytes: MemAvailable (page cache and reclaimable memory included) where Linux tells it. */
-function hostAvailableMemory(): number {
-  try {
-    const match = /^MemAvailable:\s+(\d+) kB$/m.exec(readFileSync('/proc/meminfo', 'utf8'));
-    if (match) return Number(match[1]) * 1024;
-  } catch {
-    // Not Linux: the free memory is the nearest figure.
-  }
-  return freemem();
 }
 
 /** The hidden env settings keep: the one given, else the one they had; none when emptied. */
