@@ -6,7 +6,14 @@
  * they start (compute/functions/service.ts), so compute/apps never imports compute/functions.
  */
 import { errors } from '../../kit/errors.js';
-import type { AppOwner } from './manager.js';
+
+/** Who deploys: the project of the key making the call (the app manager's `AppOwner`). */
+export interface SourceOwner {
+  projectId: string;
+  projectName: string;
+  /** Admin keys build with what only the admin may use (a repository on the server's disk). */
+  admin: boolean;
+}
 
 /** What a source deploy names: a git repository (with branch and path) or uploaded files. */
 export interface AppSourceRequest {
@@ -18,7 +25,7 @@ export interface AppSourceRequest {
 }
 
 /** Builds an app's image from its source; answers the image reference to run. */
-export type SourceBuilder = (owner: AppOwner, request: AppSourceRequest) => Promise<string>;
+export type SourceBuilder = (owner: SourceOwner, request: AppSourceRequest) => Promise<string>;
 
 /** The one builder of this node's apps, registered by whoever can build. */
 export class AppSources {
@@ -28,7 +35,7 @@ export class AppSources {
     this.builder = builder;
   }
 
-  async build(owner: AppOwner, request: AppSourceRequest): Promise<string> {
+  async build(owner: SourceOwner, request: AppSourceRequest): Promise<string> {
     if (!this.builder) throw errors.unavailable('building apps from source needs the function service, which this Alto does not run; give image instead');
     return this.builder(owner, request);
   }
