@@ -1,0 +1,73 @@
+/**
+ * The edge's port with stand-in records, runtimes and meter: an address no node runs is a 404,
+ * one another node runs a 503 naming that node; HTTP to a TCP app (and the reverse) is a 404;
+ * an instance with room is acquired at once, its request counted once, and `release()` frees
+ * its room once however often it is called; a busy app whose queue is full answers 503 with
+ * Retry-After at once. (The whole wake path with real drivers: test/serverless*.e2e.test.ts.)
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { isAltoError } from '../../kit/errors.js';
+import { UNOWNED } from '../../store/apps/port.js';
+import { AppsGateway } from './gateway.js';
+import type { ComputeMeter } from './metering.js';
+import type { AppRecord, AppRecords } from './records.js';
+import type { AppRuntime, InstanceSlot } from './runtime.js';
+
+function appOf(name: string, node: string, settings: Partial<AppRecord['settings']> = {}): AppRecord {
+  return { id: `id-${name}`, name, projectId: 'p1', projectName: 'shop', node, settings: { tcp: 0, concurrency: 2, max_instances: 1, ...settings } } as AppRecord;
+}
+
+function gatewayOf(here: AppRecord[], elsewhere: AppRecord[], runtimes: Map<string, AppRuntime>, counted: string[] = []): AppsGateway {
+  const records = {
+    hereByAddress: (project: string, name: string) => here.find((app) => app.projectName === project && app.name === name),
+    findByAddress: async (project: string, name: string) => [...here, ...elsewhere].find((app) => app.projectName === project && app.name === name),
+  } as unknown as AppRecords;
+  const meter = { assertComputeTime: async () => undefined, countRequest: (id: string) => counted.push(id) } as unknown as ComputeMeter;
+  return new AppsGateway({ node: 'node-a', appsDomain: 'localhost', records, runtimes, meter, edgePort: () => 4000, closing: () => false });
+}
+
+const failsWith = (status: number, pattern: RegExp) => (error: unknown) => isAltoError(error) && error.status === status && pattern.test(error.detail);
+
+test('an address no node runs is a 404; one another node runs (or none yet) is a 503 naming it', async () => {
+  const gateway = gatewayOf([], [appOf('web', 'node-b'), appOf('api', UNOWNED)], new Map());
+  await assert.rejects(gateway.acquire({ app: 'nope', project: 'shop' }, 'http'), failsWith(404, /no app "nope"/));
+  await assert.rejects(gateway.acquire({ app: 'web', project: 'shop' }, 'http'), failsWith(503, /runs on node node-b, not on this node \(node-a\)/));
+  await assert.rejects(gateway.acquire({ app: 'api', project: 'shop' }, 'http'), failsWith(503, /no node runs app "api" yet/));
+  assert.equal(gateway.appUrl({ name: 'web', projectName: 'shop' }), 'http://web.shop.localhost:4000');
+});
+
+test('a ready instance is acquired at once, its request counted, its room freed once', async () => {
+  const app = appOf('web', 'node-a');
+  let released = 0;
+  let freed = 0;
+  const instance = { id: 'i1', host: '10.0.0.2', port: 8080, connect: async () => undefined };
+  const slot = { instance, release: () => (released += 1) } as unknown as InstanceSlot;
+  const runtime = { app, tcp: {}, claimSlot: () => slot, capacityFreed: () => (freed += 1) } as unknown as AppRuntime;
+  const counted: string[] = [];
+  const gateway = gatewayOf([app], [], new Map([[app.id, runtime]]), counted);
+  await assert.rejects(gateway.acquire({ app: 'web', project: 'shop' }, 'tcp'), failsWith(404, /has no TCP port/));
+  const target = await gateway.acquire({ app: 'web', project: 'shop' }, 'http');
+  assert.deepEqual([target.host, target.port, counted], ['10.0.0.2', 8080, ['i1']]);
+  target.release();
+  target.release();
+  assert.deepEqual([released, freed], [1, 1]);
+});
+
+test('HTTP to a TCP app is a 404 naming its port; a busy app with a full queue answers 503 at once', async () => {
+  const tcpApp = appOf('db', 'node-a', { tcp: 5432 });
+  const busyApp = appOf('web', 'node-a');
+  const tcpRuntime = { app: tcpApp, tcp: { port: 15432 } } as unknown as AppRuntime;
+  const busyRuntime = {
+    app: busyApp,
+    tcp: {},
+    waiting: 2,
+    serving: { runningSlots: () => [{}] },
+    claimSlot: () => undefined,
+    pickAsleep: () => undefined,
+    activate: async () => assert.fail('a full queue takes no more requests'),
+  } as unknown as AppRuntime;
+  const gateway = gatewayOf([tcpApp, busyApp], [], new Map([[tcpApp.id, tcpRuntime], [busyApp.id, busyRuntime]]));
+  await assert.rejects(gateway.acquire({ app: 'db', project: 'shop' }, 'http'), failsWith(404, /speaks TCP, not HTTP: connect to port 15432/));
+  await assert.rejects(gateway.acquire({ app: 'web', project: 'shop' }, 'http'), (error) => failsWith(503, /at capacity/)(error) && isAltoError(error) && error.headers?.['retry-after'] === '1');
+});
