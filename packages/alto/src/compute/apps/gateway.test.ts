@@ -1,9 +1,10 @@
 /**
  * The edge's port with stand-in records, runtimes and meter: an address no node runs is a 404,
  * one another node runs a 503 naming that node; HTTP to a TCP app (and the reverse) is a 404;
- * an instance with room is acquired at once, its request counted once, and `release()` frees
- * its room once however often it is called; a busy app whose queue is full answers 503 with
- * Retry-After at once. (The whole wake path with real drivers: test/serverless*.e2e.test.ts.)
+ * an instance is acquired from the app's runtime, its request counted once, and `release()`
+ * frees its room once however often it is called; an exchange that must wait is admitted against
+ * compute_gb_seconds first, and one that gets no instance is a 503 with Retry-After. (The app's
+ * waiting room: runtime.test.ts; the whole wake path with real drivers: test/serverless*.e2e.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -43,7 +44,7 @@ test('a ready instance is acquired at once, its request counted, its room freed 
   let freed = 0;
   const instance = { id: 'i1', host: '10.0.0.2', port: 8080, connect: async () => undefined };
   const slot = { instance, release: () => (released += 1) } as unknown as InstanceSlot;
-  const runtime = { app, tcp: {}, claimSlot: () => slot, capacityFreed: () => (freed += 1) } as unknown as AppRuntime;
+  const runtime = { app, tcp: {}, acquireSlot: async () => slot, capacityFreed: () => (freed += 1) } as unknown as AppRuntime;
   const counted: string[] = [];
   const gateway = gatewayOf([app], [], new Map([[app.id, runtime]]), counted);
   await assert.rejects(gateway.acquire({ app: 'web', project: 'shop' }, 'tcp'), failsWith(404, /has no TCP port/));
@@ -54,20 +55,23 @@ test('a ready instance is acquired at once, its request counted, its room freed 
   assert.deepEqual([released, freed], [1, 1]);
 });
 
-test('HTTP to a TCP app is a 404 naming its port; a busy app with a full queue answers 503 at once', async () => {
+test('HTTP to a TCP app is a 404 naming its port; an exchange that waits is admitted first, and none ready is a 503', async () => {
   const tcpApp = appOf('db', 'node-a', { tcp: 5432 });
-  const busyApp = appOf('web', 'node-a');
+  const idleApp = appOf('web', 'node-a');
   const tcpRuntime = { app: tcpApp, tcp: { port: 15432 } } as unknown as AppRuntime;
-  const busyRuntime = {
-    app: busyApp,
+  let admitted = 0;
+  const idleRuntime = {
+    app: idleApp,
     tcp: {},
-    waiting: 2,
-    serving: { runningSlots: () => [{}] },
-    claimSlot: () => undefined,
-    pickAsleep: () => undefined,
-    activate: async () => assert.fail('a full queue takes no more requests'),
+    serving: { runningSlots: () => [] },
+    acquireSlot: async (_timeoutMs: number, admit: () => Promise<void>) => {
+      await admit();
+      admitted += 1;
+      return undefined;
+    },
   } as unknown as AppRuntime;
-  const gateway = gatewayOf([tcpApp, busyApp], [], new Map([[tcpApp.id, tcpRuntime], [busyApp.id, busyRuntime]]));
+  const gateway = gatewayOf([tcpApp, idleApp], [], new Map([[tcpApp.id, tcpRuntime], [idleApp.id, idleRuntime]]));
   await assert.rejects(gateway.acquire({ app: 'db', project: 'shop' }, 'http'), failsWith(404, /speaks TCP, not HTTP: connect to port 15432/));
-  await assert.rejects(gateway.acquire({ app: 'web', project: 'shop' }, 'http'), (error) => failsWith(503, /at capacity/)(error) && isAltoError(error) && error.headers?.['retry-after'] === '1');
+  await assert.rejects(gateway.acquire({ app: 'web', project: 'shop' }, 'http'), (error) => failsWith(503, /has no instance ready/)(error) && isAltoError(error) && error.headers?.['retry-after'] === '2');
+  assert.equal(admitted, 1);
 });

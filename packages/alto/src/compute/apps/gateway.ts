@@ -2,10 +2,11 @@
  * @module compute/apps/gateway
  * The port the edge uses to reach apps: resolve the host's app (`<app>.<project>.<domain>`)
  * among this node's apps in memory (records.ts; a request reads no database unless it names an
- * app this node does not run), admit the exchange (not past the project's compute_gb_seconds, not
- * beyond the app's bounded queue), acquire a ready instance of the serving version (waking or
- * starting one and holding the request meanwhile, runtime.ts), and count the exchange until
- * `release()`, so an update drains the old version before stopping it. Blocks reach their
+ * app this node does not run), acquire a ready instance of the serving version from the app's
+ * runtime (runtime.ts: one with room at once, else, once the exchange is admitted, not past the
+ * project's compute_gb_seconds, one woken or started while the request waits in the app's bounded
+ * queue), and count the exchange until `release()`, so an update drains the old version before
+ * stopping it. Blocks reach their
  * project's apps the same way (platform/app-gateway.ts), and so do links between apps.
  */
 import type { Socket } from 'node:net';
@@ -15,6 +16,8 @@ import { UNOWNED } from '../../store/apps/port.js';
 import type { ComputeMeter } from './metering.js';
 import type { AppRecord, AppRecords } from './records.js';
 import { describeExit, type AppRuntime } from './runtime.js';
+
+export { MAX_QUEUED_PER_APP } from './runtime.js';
 
 /** Where an app is on the edge: `<app>.<project>.<domain>`. */
 export interface AppAddress {
@@ -43,11 +46,6 @@ export interface AppResolver {
 
 /** How long a request waits for an instance of a crashing or starting app before a 503. */
 const ACQUIRE_WAIT_MS = 10_000;
-/**
- * Requests an app may hold waiting for capacity: as many as its full capacity (concurrency ×
- * max_instances), at most this; more are answered 503 with Retry-After at once.
- */
-export const MAX_QUEUED_PER_APP = 200;
 
 export interface AppsGatewayOptions {
   /** This node's id: apps recorded under another node are served there. */
@@ -77,17 +75,8 @@ export class AppsGateway implements AppResolver, AppGateway {
     if (kind === 'http' && settings.tcp)
       throw errors.notFound(`app "${address.app}" speaks TCP, not HTTP${runtime.tcp.port ? `: connect to port ${runtime.tcp.port}` : ''}`);
     if (kind === 'tcp' && !settings.tcp) throw errors.notFound(`app "${address.app}" has no TCP port; it serves HTTP`);
-    let slot = runtime.claimSlot();
-    if (!slot) {
-      // Waking or starting an instance runs time the project pays for: not past compute_gb_seconds.
-      await this.options.meter.assertComputeTime(runtime.app.projectId, runtime.app.projectName);
-      // Only a busy app turns requests away: an idle one holds every request while it wakes.
-      const atCapacity = (runtime.serving?.runningSlots().length ?? 0) > 0 && !runtime.pickAsleep();
-      const queueLimit = Math.min(MAX_QUEUED_PER_APP, Math.max(1, settings.concurrency * settings.max_instances));
-      if (atCapacity && runtime.waiting >= queueLimit)
-        throw errors.unavailable(`app "${address.app}" is at capacity: ${runtime.waiting} requests already wait for an instance; try again shortly`).withHeaders({ 'retry-after': '1' });
-      slot = await runtime.activate(ACQUIRE_WAIT_MS);
-    }
+    // Waking or starting an instance runs time the project pays for: not past compute_gb_seconds.
+    const slot = await runtime.acquireSlot(ACQUIRE_WAIT_MS, () => this.options.meter.assertComputeTime(runtime.app.projectId, runtime.app.projectName));
     const instance = slot?.instance;
     if (!slot || !instance) {
       slot?.release();

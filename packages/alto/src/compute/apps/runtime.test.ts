@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { afterEach, beforeEach, mock, test } from 'node:test';
 import { pino } from 'pino';
-import { errors } from '../../kit/errors.js';
+import { errors, isAltoError } from '../../kit/errors.js';
 import type { Instance, InstanceExit, SandboxDriver, SandboxSpec } from '../sandbox/index.js';
 import type { AppRecord } from './records.js';
 import { AppRuntime, AppVersion, InstanceSlot, RESTART_FIRST_DELAY_MS, RESTART_MAX_DELAY_MS, type LifecycleChange, type RuntimeEvents, type SlotHost } from './runtime.js';
@@ -376,4 +376,38 @@ test('requests waiting for room: one release lets exactly one in, the oldest, an
   runtime.serve(undefined);
   mock.timers.tick(10_000);
   await Promise.all(waiting);
+});
+
+test('a busy app holds at most its capacity in waiting requests, then answers 503 at once; an exchange that waits is admitted first', async () => {
+  const events = { scaleOut: () => false } as unknown as RuntimeEvents;
+  const app = { name: 'web', settings: { concurrency: 1, max_instances: 1, tcp: 0 } } as unknown as AppRecord;
+  const runtime = new AppRuntime(app, events, pino({ level: 'silent' }));
+  const version = new AppVersion(1, {} as SandboxSpec, runtime, async () => ({}) as SandboxDriver);
+  const slot = new InstanceSlot(version);
+  slot.state = 'running';
+  slot.instance = { ...controllableInstance('i0').instance, state: 'running' } as Instance;
+  version.slots.push(slot);
+  runtime.serve(version);
+
+  let admissions = 0;
+  const admit = async () => {
+    admissions += 1;
+  };
+  const first = await runtime.acquireSlot(10_000, admit);
+  assert.equal(first, slot, 'room at once: no admission needed');
+  assert.equal(admissions, 0);
+  const queued = runtime.acquireSlot(10_000, admit);
+  await settle();
+  assert.equal(runtime.waiting, 1);
+  await assert.rejects(runtime.acquireSlot(10_000, admit), (error) => isAltoError(error) && error.status === 503 && error.headers?.['retry-after'] === '1' && /at capacity/.test(error.detail));
+  assert.equal(admissions, 2);
+  await assert.rejects(
+    runtime.acquireSlot(10_000, async () => {
+      throw errors.paymentRequired('compute cap reached');
+    }),
+    (error) => isAltoError(error) && error.status === 402,
+  );
+  slot.release();
+  runtime.capacityFreed();
+  assert.equal(await queued, slot, 'the waiting request gets the freed room');
 });

@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
-import { isAltoError } from '../../kit/errors.js';
+import { errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { isSandboxStartError, type Instance, type InstanceExit, type SandboxDriver, type SandboxSpec } from '../sandbox/index.js';
 import { BoundedLog } from '../sandbox/log-capture.js';
@@ -23,6 +23,11 @@ export const RESTART_FIRST_DELAY_MS = 1_000;
 export const RESTART_MAX_DELAY_MS = 30_000;
 /** An instance that ran this long before exiting restarts after the first delay again. */
 const STABLE_AFTER_MS = 30_000;
+/**
+ * Requests an app may hold waiting for capacity: as many as its full capacity (concurrency ×
+ * max_instances), at most this; more are answered 503 with Retry-After at once.
+ */
+export const MAX_QUEUED_PER_APP = 200;
 
 export type AppLogStream = 'stdout' | 'stderr' | 'system';
 
@@ -714,6 +719,24 @@ export class AppRuntime {
     const slot = this.pickSlot(this.app.settings.concurrency);
     slot?.acquire();
     return slot;
+  }
+
+  /**
+   * A claimed instance for one exchange (the caller releases it): one with room at once; else,
+   * once `admit` lets the exchange wait (compute caps), activation, up to `timeoutMs`. Only a
+   * busy app turns requests away, past its bounded queue, with a 503 at once: an idle one holds
+   * every request while it wakes.
+   */
+  async acquireSlot(timeoutMs: number, admit: () => Promise<void>): Promise<InstanceSlot | undefined> {
+    const running = this.claimSlot();
+    if (running) return running;
+    await admit();
+    const { settings } = this.app;
+    const atCapacity = (this.serving?.runningSlots().length ?? 0) > 0 && !this.pickAsleep();
+    const queueLimit = Math.min(MAX_QUEUED_PER_APP, Math.max(1, settings.concurrency * settings.max_instances));
+    if (atCapacity && this.waiting >= queueLimit)
+      throw errors.unavailable(`app "${this.app.name}" is at capacity: ${this.waiting} requests already wait for an instance; try again shortly`).withHeaders({ 'retry-after': '1' });
+    return this.activate(timeoutMs);
   }
 
   /**
