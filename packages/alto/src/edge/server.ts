@@ -127,7 +127,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
 
   const apps = platform.use(appsComponent);
   // Requests whose Host is <app>.<project>.<apps domain> go to the app, before any other routing.
-  const appProxy = new AppProxy({ domain: platform.config.appsDomain ?? 'localhost', resolver: apps, log: log.child({ component: 'proxy' }) });
+  const appProxy = new AppProxy({ domain: platform.config.appsDomain ?? 'localhost', resolver: apps.gateway, log: log.child({ component: 'proxy' }) });
   // The web console's built files, when packages/console was built (else `/` answers JSON only).
   const webConsole = createConsole(log);
   const metrics = createEdgeMetrics();
@@ -290,7 +290,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     port,
     // A TCP app gets its own port on the edge's address.
     async openTcpPort(address, requestedPort) {
-      const forwarder = new TcpForwarder({ host: options.host ?? '0.0.0.0', port: requestedPort, address, resolver: apps, connectionCaps, log: log.child({ component: 'tcp' }) });
+      const forwarder = new TcpForwarder({ host: options.host ?? '0.0.0.0', port: requestedPort, address, resolver: apps.gateway, connectionCaps, log: log.child({ component: 'tcp' }) });
       return { port: await forwarder.listen(), close: () => forwarder.close() };
     },
   });

@@ -47,7 +47,7 @@ import type { ImageManager } from '../images/manager.js';
 import type { ImageSpec } from '../images/spec.js';
 import type { SandboxChoice, SandboxLink, SandboxSpec, SandboxStatus } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
-import { AppsGateway, type AppAddress, type AppResolver, type ProxyTarget } from './gateway.js';
+import { AppsGateway, type AppAddress } from './gateway.js';
 import { ComputeMeter } from './metering.js';
 import { LocalPlacement, type Placement, type StartRequest } from './placement.js';
 import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
@@ -180,7 +180,7 @@ export interface AppState {
   lastExit?: { code: number | null; reason: string; at: number; instance: string; version: number };
 }
 
-export class AppManager implements AppResolver, AppGateway {
+export class AppManager implements AppGateway {
   /** The edge's way in to this node's apps: resolve, admit, acquire, release. */
   readonly gateway: AppsGateway;
   /** Builds apps' images from source (repo or files); the functions register the builder. */
@@ -322,12 +322,6 @@ export class AppManager implements AppResolver, AppGateway {
     await close?.().catch(() => undefined);
   }
 
-  // ---- the resolver --------------------------------------------------------------------------
-
-  /** The edge's resolver (gateway.ts does the work). */
-  acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
-    return this.gateway.acquire(address, kind);
-  }
 
   // ---- images and volumes --------------------------------------------------------------------
 
