@@ -64,6 +64,9 @@ interface Row {
 const COLUMNS =
   'id, project_id, name, runtime, entrypoint, source_kind, source, repo, branch, subfolder, env_vars, image, build_log, ' +
   'key_id, key_secret, environment, secret_names, source_archive, created_at, updated_at';
+const COLUMN_LIST = COLUMNS.split(', ');
+/** What an update writes: all but the identity and the creation time. */
+const UPDATED_COLUMNS = COLUMN_LIST.filter((column) => !['id', 'project_id', 'name', 'created_at'].includes(column));
 
 function recordFromRow(row: Row): FunctionRecord {
   return {
@@ -137,30 +140,12 @@ export class PostgresFunctionStore implements FunctionStore {
   }
 
   async update(record: FunctionRecord): Promise<boolean> {
+    // Every column but the identity (id, project, name) and the creation time, from valuesOf.
+    const values = valuesOf(record);
+    const kept = UPDATED_COLUMNS.map((column) => values[COLUMN_LIST.indexOf(column)]);
     const result = await this.pool.query(
-      `UPDATE alto_functions SET runtime = $2, entrypoint = $3, source_kind = $4, source = $5, repo = $6, branch = $7, subfolder = $8,
-         env_vars = $9, image = $10, build_log = $11, key_id = $12, key_secret = $13, environment = $14, secret_names = $15,
-         source_archive = $16, updated_at = $17
-       WHERE id = $1`,
-      [
-        record.id,
-        record.runtime,
-        record.entrypoint,
-        record.sourceKind,
-        record.source,
-        record.repo,
-        record.branch,
-        record.subfolder,
-        JSON.stringify(record.envVars),
-        record.image,
-        record.buildLog,
-        record.keyId,
-        record.keySecret,
-        record.environment,
-        JSON.stringify(record.secrets),
-        record.sourceArchive,
-        record.updatedAt,
-      ],
+      `UPDATE alto_functions SET (${UPDATED_COLUMNS.join(', ')}) = ROW(${kept.map((_, index) => `$${index + 2}`).join(', ')}) WHERE id = $1`,
+      [record.id, ...kept],
     );
     return result.rowCount === 1;
   }
