@@ -414,25 +414,13 @@ function hasBody(request: IncomingMessage): boolean {
 
 /** An upstream answer's raw headers (undici's name, value, ... buffers) without the hop-by-hop ones. */
 function endToEndRawHeaders(rawHeaders: Buffer[] | string[] | null): string[] {
-  if (!rawHeaders) return [];
-  const pairs: string[] = [];
-  let named: Set<string> | undefined;
-  for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
-    const name = rawHeaders[index].toString();
-    const value = rawHeaders[index + 1].toString();
-    const lower = name.toLowerCase();
-    if (lower === 'connection') {
-      named = new Set(value.split(',').map((token) => token.trim().toLowerCase()).filter(Boolean));
-      continue;
-    }
-    pairs.push(name, value);
+  const pairs = (rawHeaders ?? []).map(String);
+  const named = new Set<string>();
+  for (let index = 0; index + 1 < pairs.length; index += 2) {
+    if (pairs[index].toLowerCase() !== 'connection') continue;
+    for (const token of pairs[index + 1].split(',')) if (token.trim()) named.add(token.trim().toLowerCase());
   }
-  const kept: string[] = [];
-  for (let index = 0; index < pairs.length; index += 2) {
-    const lower = pairs[index].toLowerCase();
-    if (!HOP_BY_HOP_HEADERS.has(lower) && !named?.has(lower)) kept.push(pairs[index], pairs[index + 1]);
-  }
-  return kept;
+  return rawHeadersWithout(pairs, (name) => HOP_BY_HOP_HEADERS.has(name) || named.has(name));
 }
 
 /** Headers without the hop-by-hop ones, including those the Connection header names. */
