@@ -13,7 +13,8 @@
  * else SQLite; `events` (event) and `streams` on NATS JetStream and `messages` (mq) on NATS
  * subjects with `--events` (NATS wins over PostgreSQL for the stream, as for events), else SQLite
  * and in process; `objects` (space, and the functions' sources) on S3 or disk.
- * `apps`, on PostgreSQL with `--store` too, holds every app of the cloud with the node that runs it.
+ * `apps`, on PostgreSQL with `--store` too, holds every app of the cloud with the node that runs it;
+ * `nodes` the cloud's nodes with their leases, capacity and draining flag (one node on SQLite).
  * `images` (the image records) is always on SQLite: images are a cache on each node's disk, so
  * each node keeps the records of the images it holds (a function's image is built again from
  * its kept source where missing).
@@ -79,6 +80,9 @@ import { SqliteFunctionStore } from './functions/sqlite.js';
 import type { AppStore } from './apps/port.js';
 import { PostgresAppStore } from './apps/postgres.js';
 import { SqliteAppStore } from './apps/sqlite.js';
+import type { NodeStore } from './nodes/port.js';
+import { PostgresNodeStore } from './nodes/postgres.js';
+import { SqliteNodeStore } from './nodes/sqlite.js';
 import type { ImageRecordStore } from './images/port.js';
 import { SqliteImageRecordStore } from './images/sqlite.js';
 
@@ -149,6 +153,8 @@ export interface Stores {
   functions: FunctionStore;
   /** Every app of the cloud with the node that runs it, its instances, snapshots and reserved names. */
   apps: AppStore;
+  /** The cloud's nodes: their leases, capacity and draining flag. */
+  nodes: NodeStore;
   /** This node's image records (its images' blobs are on its disk): always embedded, never shared. */
   images: ImageRecordStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
@@ -174,7 +180,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps' | 'functions'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps' | 'functions' | 'nodes'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -213,6 +219,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         documents: await PostgresDocumentStore.open(postgres, documentLimits),
         functions: await PostgresFunctionStore.open(postgres),
         apps: await PostgresAppStore.open(postgres),
+        nodes: await PostgresNodeStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -264,6 +271,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     documents: shared?.documents ?? new SqliteDocumentStore(sqlite, documentLimits),
     functions: shared?.functions ?? new SqliteFunctionStore(sqlite),
     apps: shared?.apps ?? new SqliteAppStore(sqlite),
+    nodes: shared?.nodes ?? new SqliteNodeStore(sqlite),
     images: new SqliteImageRecordStore(sqlite),
     cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
     events: events ?? new SqliteEventStore(sqlite),
