@@ -12,6 +12,7 @@ import { errors } from '../kit/errors.js';
 import { connectOnce } from '../compute/sandbox/connect.js';
 import { silentLogger } from '../kit/logger.js';
 import { AppProxy, TcpForwarder, type AppAddress, type AppResolver, type ProxyTarget } from './proxy.js';
+import { ConnectionForwarder } from './forward.js';
 
 /** Polls until `condition` holds, failing after `timeoutMs`. */
 async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
@@ -114,9 +115,15 @@ describe('AppProxy.addressOf', () => {
   });
 });
 
-describe('AppProxy over HTTP', () => {
+// Each behaviour holds on both of the edge's ways to serve an app: Node's HTTP server with the
+// proxy, and the connection forwarder in front of it (edge/forward.ts), which the edge uses.
+for (const way of ['http server', 'connection forwarder'] as const)
+describe(`AppProxy over HTTP (${way})`, () => {
   const resolver = new TestResolver();
   const proxy = new AppProxy({ domain: 'localhost', resolver, log: silentLogger() });
+  const forwarder = way === 'connection forwarder'
+    ? new ConnectionForwarder({ addressOf: (host) => proxy.addressOf(host), resolver, log: silentLogger(), headersTimeoutMs: 10_000, keepAliveTimeoutMs: 5_000, idleTimeoutMs: 60_000 })
+    : undefined;
   let upstream: Server;
   let edge: Server;
   let sockets: WebSocketServer;
@@ -179,10 +186,12 @@ describe('AppProxy over HTTP', () => {
       if (proxy.handleUpgrade(request, socket, head)) return;
       socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
     });
+    forwarder?.interpose(edge);
     edgePort = await listen(edge);
   });
 
   after(async () => {
+    forwarder?.close();
     await proxy.close();
     sockets.close();
     edge.closeAllConnections();

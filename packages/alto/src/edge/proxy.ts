@@ -454,7 +454,7 @@ function rawResponseHead(status: number, message: string | undefined, headers: s
   return head + '\r\n';
 }
 
-function writeRawError(socket: Duplex, failure: AltoError, requestId: string): void {
+export function writeRawError(socket: Duplex, failure: AltoError, requestId: string): void {
   if (socket.destroyed) return;
   const payload = JSON.stringify(failure.toBody(requestId));
   const headers = ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(payload)), 'connection', 'close'];
@@ -462,7 +462,7 @@ function writeRawError(socket: Duplex, failure: AltoError, requestId: string): v
   socket.end(rawResponseHead(failure.status, undefined, headers) + payload);
 }
 
-function appUnreachable(address: AppAddress, cause: Error): AltoError {
+export function appUnreachable(address: AppAddress, cause: Error): AltoError {
   // A bad gateway: the instance refused or died before answering. Not the caller's fault.
   return new AltoError('unavailable', 502, `app "${address.app}" in project "${address.project}" did not answer (${cause.message}); try again`);
 }

@@ -23,6 +23,7 @@ import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { appsComponent } from '../compute/apps/service.js';
 import { AppProxy, TcpForwarder } from './proxy.js';
+import { ConnectionForwarder } from './forward.js';
 import { allServices } from './registry.js';
 
 export interface AltoOptions {
@@ -158,6 +159,17 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
       });
     },
   );
+  // Connections whose requests name apps are forwarded at the connection level; Node's HTTP
+  // server gets every other one (edge/forward.ts).
+  const forwarder = new ConnectionForwarder({
+    addressOf: (host) => appProxy.addressOf(host),
+    resolver: apps.gateway,
+    log: log.child({ component: 'proxy' }),
+    headersTimeoutMs,
+    keepAliveTimeoutMs: server.keepAliveTimeout,
+    idleTimeoutMs: IDLE_SOCKET_TIMEOUT_MS,
+  });
+  forwarder.interpose(server);
   capConnections(server, connectionCaps, log.child({ component: 'edge' }));
 
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -310,9 +322,14 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         api.closeStreams();
         const drained = new Promise<void>((done) => server.close(() => done()));
         server.closeIdleConnections();
-        const timer = setTimeout(() => server.closeAllConnections(), DRAIN_TIMEOUT_MS);
+        forwarder.drain();
+        const timer = setTimeout(() => {
+          server.closeAllConnections();
+          forwarder.close();
+        }, DRAIN_TIMEOUT_MS);
         await drained;
         clearTimeout(timer);
+        forwarder.close();
         await appProxy.close();
         await platform.close();
         log.info('stopped');

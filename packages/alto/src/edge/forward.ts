@@ -1,0 +1,784 @@
+/**
+ * @module edge/forward
+ * Forwards HTTP/1.1 connections to apps at the connection level. The edge's HTTP server parses
+ * every request into objects, and a client library builds every request again for the instance;
+ * for an app, the edge needs far less: where each request and response begins and ends, and its
+ * Host. So a connection whose requests name apps (`<app>.<project>.<domain>`) is read here,
+ * before Node's HTTP server sees it. Each request head is read strictly (edge/h1.ts) and written
+ * again for the instance (hop-by-hop headers dropped, X-Forwarded-* added), and the body and the
+ * answer pass through as bytes, counted only to find their ends.
+ *
+ * Per-request accounting stays as it was: each request acquires an instance from the resolver
+ * (which counts it, and wakes or starts an instance if needed) and releases it exactly once, when
+ * its answer has ended or the exchange failed. Connections to instances are kept per address and
+ * reused by any client connection, one exchange at a time.
+ *
+ * Anything else goes to Node's HTTP server as it came, at a request boundary: a connection whose
+ * request names another host (the API, the console), or a request the strict reading declines
+ * (not plain HTTP/1.1, ambiguous framing, a head past 16 KiB). Node answers or refuses those as it
+ * always has, and keeps the connection from then on.
+ */
+import type { Server as HttpServer } from 'node:http';
+import type { Socket } from 'node:net';
+import { STATUS_CODES } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { AltoError, errors, isAltoError } from '../kit/errors.js';
+import type { Logger } from '../kit/logger.js';
+import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/gateway.js';
+import {
+  framerFor,
+  FramingError,
+  headEnd,
+  MAX_REQUEST_HEAD_BYTES,
+  MAX_RESPONSE_HEAD_BYTES,
+  parseRequestHead,
+  parseResponseHead,
+  responseFraming,
+  type BodyFramer,
+  type RequestHead,
+  type ResponseHead,
+} from './h1.js';
+import { appUnreachable, writeRawError } from './proxy.js';
+
+export interface ConnectionForwarderOptions {
+  /** The app a Host names, or undefined for any other host. */
+  addressOf(host: string): AppAddress | undefined;
+  resolver: AppResolver;
+  log: Logger;
+  /** A request head must arrive whole within this (as Node's headersTimeout). */
+  headersTimeoutMs: number;
+  /** A connection between requests is closed after this (as Node's keepAliveTimeout). */
+  keepAliveTimeoutMs: number;
+  /** A connection that moves no bytes for this long is closed (as the edge's socket timeout). */
+  idleTimeoutMs: number;
+}
+
+/** Hop-by-hop request headers (RFC 9110 section 7.6.1), never passed on. Transfer-Encoding is kept: the chunks pass through as they came. */
+const REQUEST_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade']);
+/** Hop-by-hop response headers dropped; Transfer-Encoding and Trailer stay with the chunks they describe. */
+const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'upgrade']);
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Bytes a client may send ahead (pipelined requests) while one exchange runs, before reading pauses. */
+const MAX_AHEAD_BYTES = 64 * 1024;
+/** After an error answer with `Connection: close`, the rest of the client's request is read and dropped for this long. */
+const LINGER_MS = 5_000;
+/** Idle connections kept per instance address. */
+const MAX_IDLE_PER_ADDRESS = 256;
+/** An instance that names no keep-alive timeout is taken to close idle connections after this (Node's default is 5 s). */
+const DEFAULT_UPSTREAM_KEEP_ALIVE_MS = 5_000;
+/** An idle connection is not reused this close to the instance's keep-alive timeout: it may be closing. */
+const KEEP_ALIVE_MARGIN_MS = 1_000;
+const EMPTY = Buffer.alloc(0);
+
+const enum Phase {
+  /** Waiting for (the rest of) a request head. */
+  Head,
+  /** A request is being answered. */
+  Exchange,
+  /** Upgraded: bytes are piped both ways. */
+  Tunnel,
+  /** Answered with close, or handed to Node's HTTP server: nothing more is read here. */
+  Done,
+}
+
+export class ConnectionForwarder {
+  readonly options: ConnectionForwarderOptions;
+  readonly upstreams = new UpstreamPool();
+  private readonly clients = new Set<ClientConnection>();
+  private readonly sweep: NodeJS.Timeout;
+  private serve: ((socket: Socket) => void) | undefined;
+  draining = false;
+
+  constructor(options: ConnectionForwarderOptions) {
+    this.options = options;
+    const every = Math.max(100, Math.min(1_000, Math.floor(Math.min(options.headersTimeoutMs, options.keepAliveTimeoutMs) / 4)));
+    this.sweep = setInterval(() => this.sweepTimers(), every).unref();
+  }
+
+  /**
+   * Puts the forwarder in front of `server`: its own connection listener (the only one it may
+   * have yet) runs only for connections the forwarder hands over. Listeners added later (such as
+   * the connection caps, which prepend theirs) still run first.
+   */
+  interpose(server: HttpServer): void {
+    const listeners = server.listeners('connection') as ((socket: Socket) => void)[];
+    if (listeners.length !== 1) throw new Error(`the HTTP server must have only its own connection listener, not ${listeners.length}`);
+    const [serve] = listeners;
+    server.removeListener('connection', serve);
+    this.serve = (socket) => serve.call(server, socket);
+    server.on('connection', (socket: Socket) => {
+      if (socket.destroyed) return;
+      this.accept(socket);
+    });
+  }
+
+  /** Reads a new connection's first request to decide who serves it. */
+  accept(socket: Socket): void {
+    const client = new ClientConnection(this, socket);
+    this.clients.add(client);
+  }
+
+  /** Gives the connection, with the bytes read ahead, to Node's HTTP server for good. */
+  handOff(socket: Socket, ahead: Buffer): void {
+    if (!this.serve) throw new Error('the forwarder was not put in front of an HTTP server');
+    if (ahead.length > 0) socket.unshift(ahead);
+    this.serve(socket);
+    socket.resume();
+  }
+
+  forget(client: ClientConnection): void {
+    this.clients.delete(client);
+  }
+
+  /** Stops taking exchanges: idle connections close now, busy ones once their answer ends. */
+  drain(): void {
+    this.draining = true;
+    for (const client of this.clients) client.closeIfIdle();
+  }
+
+  /** Ends every connection at once (the drain's deadline passed, or Alto stops). */
+  close(): void {
+    this.draining = true;
+    clearInterval(this.sweep);
+    for (const client of this.clients) client.destroy();
+    this.clients.clear();
+    this.upstreams.close();
+  }
+
+  private sweepTimers(): void {
+    const now = Date.now();
+    for (const client of this.clients) client.checkTimers(now);
+    this.upstreams.sweep(now);
+  }
+}
+
+/** One client connection while the forwarder serves it. */
+class ClientConnection {
+  private buffer: Buffer = EMPTY;
+  /** Where the search for the head's end resumes in `buffer`. */
+  private searched = 0;
+  private phase = Phase.Head;
+  private exchange: Exchange | undefined;
+  /** When the connection went idle, or the current head's first bytes came. */
+  private since = Date.now();
+  readonly forwardedFor: string;
+
+  constructor(
+    readonly forwarder: ConnectionForwarder,
+    readonly socket: Socket,
+  ) {
+    this.forwardedFor = socket.remoteAddress ?? 'unknown';
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+    socket.on('timeout', this.onTimeout);
+    socket.setTimeout(forwarder.options.idleTimeoutMs);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    switch (this.phase) {
+      case Phase.Head:
+        this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+        this.readHead();
+        return;
+      case Phase.Exchange:
+        if (this.exchange?.readingBody) return this.exchange.fromClient(chunk);
+        this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+        if (this.buffer.length > MAX_AHEAD_BYTES) this.socket.pause();
+        return;
+      default:
+      // Done: the rest of a refused request, read and dropped until the client closes.
+    }
+  };
+
+  private readonly onEnd = (): void => {
+    // As Node's HTTP server does: a client's FIN aborts an exchange in flight (its 'close' releases).
+    if (this.phase !== Phase.Tunnel) this.socket.destroy();
+  };
+
+  private readonly onError = (): void => {
+    this.socket.destroy();
+  };
+
+  private readonly onClose = (): void => {
+    this.forwarder.forget(this);
+    this.exchange?.abort();
+    this.exchange = undefined;
+    this.phase = Phase.Done;
+  };
+
+  private readonly onTimeout = (): void => {
+    // No bytes either way for the idle timeout, as the edge's HTTP server does.
+    this.socket.destroy();
+  };
+
+  /** Reads the head in the buffer, if whole, and starts its exchange (or hands the connection over). */
+  private readHead(): void {
+    const end = headEnd(this.buffer, this.searched);
+    if (end < 0) {
+      if (this.buffer.length > MAX_REQUEST_HEAD_BYTES) return this.handOff();
+      if (this.searched === 0) this.since = Date.now();
+      this.searched = this.buffer.length;
+      return;
+    }
+    this.searched = 0;
+    const head = parseRequestHead(this.buffer, end);
+    const address = head && this.forwarder.options.addressOf(head.host);
+    if (!head || !address || this.forwarder.draining) return this.handOff();
+    this.buffer = this.buffer.subarray(end);
+    this.phase = Phase.Exchange;
+    void this.begin(head, address);
+  }
+
+  private async begin(head: RequestHead, address: AppAddress): Promise<void> {
+    let target: ProxyTarget;
+    try {
+      target = await this.forwarder.options.resolver.acquire(address, 'http');
+    } catch (error) {
+      if (!isAltoError(error)) this.forwarder.options.log.error({ err: error, app: address.app, project: address.project }, 'app resolver failed');
+      return this.refuse(isAltoError(error) ? error : errors.internal(), head);
+    }
+    if (this.phase !== Phase.Exchange || this.socket.destroyed) return target.release();
+    const exchange = new Exchange(this, head, address, target);
+    this.exchange = exchange;
+    await exchange.start();
+  }
+
+  /** Bytes the client sent beyond the current request's body: the next request's, kept for later. */
+  keepAhead(rest: Buffer): void {
+    this.buffer = rest.length === 0 ? EMPTY : this.buffer.length === 0 ? rest : Buffer.concat([this.buffer, rest]);
+    if (this.buffer.length > MAX_AHEAD_BYTES) this.socket.pause();
+  }
+
+  /** The body bytes already read with the head (or after it), handed to the exchange once. */
+  takeBuffered(): Buffer {
+    const taken = this.buffer;
+    this.buffer = EMPTY;
+    return taken;
+  }
+
+  /** The exchange ended well: next request, or close when asked. */
+  exchangeDone(closeAfter: boolean): void {
+    this.exchange = undefined;
+    if (closeAfter || this.forwarder.draining || this.socket.destroyed) {
+      this.phase = Phase.Done;
+      this.socket.end();
+      this.lingerThenDestroy();
+      return;
+    }
+    this.phase = Phase.Head;
+    this.since = Date.now();
+    if (this.socket.isPaused()) this.socket.resume();
+    if (this.buffer.length > 0) this.readHead();
+  }
+
+  /** Answers an error with `Connection: close` and stops. */
+  refuse(failure: AltoError, head: RequestHead | undefined): void {
+    this.exchange = undefined;
+    this.phase = Phase.Done;
+    if (this.socket.destroyed) return;
+    writeRawError(this.socket, failure, requestIdIn(head));
+    this.socket.resume();
+    this.lingerThenDestroy();
+  }
+
+  /** Switched protocols: from now on bytes are piped both ways, untouched, until either side closes. */
+  tunnel(upstream: Socket, toClient: Buffer, toUpstream: Buffer): void {
+    this.phase = Phase.Tunnel;
+    this.exchange = undefined;
+    const socket = this.socket;
+    socket.removeListener('data', this.onData);
+    socket.removeListener('end', this.onEnd);
+    socket.removeListener('timeout', this.onTimeout);
+    // A websocket may rightly stay quiet for long.
+    socket.setTimeout(0);
+    if (toClient.length > 0) socket.write(toClient);
+    if (toUpstream.length > 0) upstream.write(toUpstream);
+    upstream.on('error', () => upstream.destroy());
+    upstream.once('close', () => socket.destroy());
+    socket.once('close', () => upstream.destroy());
+    socket.pipe(upstream).pipe(socket);
+    if (socket.isPaused()) socket.resume();
+  }
+
+  closeIfIdle(): void {
+    if (this.phase === Phase.Head && this.buffer.length === 0) this.socket.destroy();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  checkTimers(now: number): void {
+    if (this.phase !== Phase.Head) return;
+    const { headersTimeoutMs, keepAliveTimeoutMs } = this.forwarder.options;
+    if (this.buffer.length === 0) {
+      if (now - this.since >= keepAliveTimeoutMs) this.socket.destroy();
+    } else if (now - this.since >= headersTimeoutMs) {
+      this.phase = Phase.Done;
+      this.socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      this.lingerThenDestroy();
+    }
+  }
+
+  private handOff(): void {
+    const socket = this.socket;
+    this.phase = Phase.Done;
+    this.forwarder.forget(this);
+    socket.pause();
+    socket.removeListener('data', this.onData);
+    socket.removeListener('end', this.onEnd);
+    socket.removeListener('error', this.onError);
+    socket.removeListener('close', this.onClose);
+    socket.removeListener('timeout', this.onTimeout);
+    socket.setTimeout(0);
+    const ahead = this.buffer;
+    this.buffer = EMPTY;
+    this.forwarder.handOff(socket, ahead);
+  }
+
+  private lingerThenDestroy(): void {
+    setTimeout(() => this.socket.destroy(), LINGER_MS).unref();
+  }
+}
+
+/** One request and its answer over one instance connection. */
+class Exchange {
+  private upstream: Upstream | undefined;
+  private readonly requestFramer: BodyFramer;
+  private response: ResponseHead | undefined;
+  private responseFramer: BodyFramer | undefined;
+  private pendingHead: Buffer = EMPTY;
+  /** Bytes of the answer went to the client. */
+  private answered = false;
+  /** The instance sent bytes beyond the answer, or broke off: its connection is not reused. */
+  private spoiled = false;
+  private finished = false;
+  /** Bytes came from the instance for this exchange. */
+  private received = false;
+  private retried = false;
+  /** A new instance connection is being opened: body bytes wait in `firstBody`. */
+  private connecting = false;
+  private closeAfter: boolean;
+  private readonly forwardedHead: string;
+  /** The body bytes read with the head, kept until the instance connection is there. */
+  private firstBody: Buffer = EMPTY;
+  readingBody = false;
+
+  constructor(
+    private readonly client: ClientConnection,
+    private readonly head: RequestHead,
+    private readonly address: AppAddress,
+    private readonly target: ProxyTarget,
+  ) {
+    this.requestFramer = framerFor(head.framing);
+    this.closeAfter = head.close;
+    this.forwardedHead = forwardedRequestHead(head, client.forwardedFor);
+  }
+
+  async start(): Promise<void> {
+    const pool = this.client.forwarder.upstreams;
+    // The body bytes that came with the head: this request's, up to its framing's end.
+    const buffered = this.client.takeBuffered();
+    let used: number;
+    try {
+      used = this.requestFramer.take(buffered, 0);
+    } catch (error) {
+      return this.fail(errors.badRequest(`the request's chunked body is malformed: ${(error as Error).message}`));
+    }
+    this.firstBody = buffered.subarray(0, used);
+    this.client.keepAhead(buffered.subarray(used));
+    this.readingBody = !this.requestFramer.done;
+    let upstream = pool.takeIdle(this.target);
+    if (!upstream) {
+      this.connecting = true;
+      try {
+        upstream = await pool.connect(this.target);
+      } catch (error) {
+        return this.fail(appUnreachable(this.address, error as Error));
+      } finally {
+        this.connecting = false;
+      }
+      if (this.finished) return void upstream.socket.destroy();
+    }
+    this.send(upstream);
+  }
+
+  private send(upstream: Upstream): void {
+    this.upstream = upstream;
+    upstream.owner = this;
+    const socket = upstream.socket;
+    socket.cork();
+    socket.write(this.forwardedHead, 'latin1');
+    if (this.firstBody.length > 0) socket.write(this.firstBody);
+    socket.uncork();
+    this.firstBody = EMPTY;
+    if (this.readingBody && this.client.socket.isPaused()) this.client.socket.resume();
+  }
+
+  /** More of the request's body from the client. */
+  fromClient(chunk: Buffer): void {
+    let used: number;
+    try {
+      used = this.requestFramer.take(chunk, 0);
+    } catch (error) {
+      return this.fail(errors.badRequest(`the request's chunked body is malformed: ${(error as Error).message}`));
+    }
+    if (this.requestFramer.done) {
+      this.readingBody = false;
+      this.client.keepAhead(chunk.subarray(used));
+    }
+    const body = used === chunk.length ? chunk : chunk.subarray(0, used);
+    if (!this.upstream || this.connecting) {
+      // Still connecting: keep it for the first write.
+      this.firstBody = this.firstBody.length === 0 ? body : Buffer.concat([this.firstBody, body]);
+      if (this.firstBody.length > MAX_AHEAD_BYTES) this.client.socket.pause();
+      return;
+    }
+    if (!this.upstream.socket.write(body)) {
+      this.client.socket.pause();
+      this.upstream.socket.once('drain', () => this.client.socket.resume());
+    }
+  }
+
+  /** Bytes from the instance. */
+  fromUpstream(chunk: Buffer): void {
+    this.received = true;
+    if (this.finished) {
+      this.spoil();
+      return;
+    }
+    if (!this.responseFramer) {
+      this.pendingHead = this.pendingHead.length === 0 ? chunk : Buffer.concat([this.pendingHead, chunk]);
+      this.readResponseHead();
+      return;
+    }
+    this.passBody(chunk, 0);
+  }
+
+  /** Reads heads from `pendingHead`: interim ones pass on, a 101 turns into a tunnel, the final one starts the body. */
+  private readResponseHead(): void {
+    for (;;) {
+      const end = headEnd(this.pendingHead);
+      if (end < 0) {
+        if (this.pendingHead.length > MAX_RESPONSE_HEAD_BYTES) this.failUpstream(new Error(`its answer's head is longer than ${MAX_RESPONSE_HEAD_BYTES} bytes`));
+        return;
+      }
+      const head = parseResponseHead(this.pendingHead, end);
+      if (typeof head === 'string') return this.failUpstream(new Error(`its answer is not valid HTTP: ${head}`));
+      const rest = this.pendingHead.subarray(end);
+      this.pendingHead = EMPTY;
+      if (head.status === 101) {
+        if (!this.head.upgrade) return this.failUpstream(new Error('it switched protocols unasked'));
+        return this.switchProtocols(head, rest);
+      }
+      if (head.status < 200) {
+        this.answered = true;
+        this.client.socket.write(clientResponseHead(head, false, false), 'latin1');
+        if (rest.length === 0) return;
+        this.pendingHead = rest;
+        continue;
+      }
+      this.response = head;
+      const framing = responseFraming(this.head.method, head);
+      this.responseFramer = framerFor(framing);
+      if (framing.kind === 'close' || this.client.forwarder.draining) this.closeAfter = true;
+      this.answered = true;
+      const socket = this.client.socket;
+      socket.cork();
+      socket.write(clientResponseHead(head, this.closeAfter, false), 'latin1');
+      this.passBody(rest, 0);
+      socket.uncork();
+      return;
+    }
+  }
+
+  private passBody(chunk: Buffer, offset: number): void {
+    const framer = this.responseFramer as BodyFramer;
+    let used: number;
+    try {
+      used = framer.take(chunk, offset);
+    } catch (error) {
+      return this.failUpstream(error as Error);
+    }
+    if (used > 0) {
+      const body = offset === 0 && used === chunk.length ? chunk : chunk.subarray(offset, offset + used);
+      if (!this.client.socket.write(body) && this.upstream) {
+        const upstream = this.upstream.socket;
+        upstream.pause();
+        this.client.socket.once('drain', () => upstream.resume());
+      }
+    }
+    if (offset + used < chunk.length) this.spoil();
+    if (framer.done && !this.readingBody) this.complete();
+    else if (framer.done && this.readingBody) {
+      // Answered before the request's body ended: the rest of it cannot be told from a next request.
+      this.closeAfter = true;
+      this.readingBody = false;
+      this.complete();
+    }
+  }
+
+  private switchProtocols(head: ResponseHead, rest: Buffer): void {
+    const upstream = this.upstream as Upstream;
+    this.finished = true;
+    upstream.detach();
+    // Released when the tunnel closes: an open websocket counts as activity, as before.
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      this.target.release();
+    };
+    this.client.socket.once('close', release);
+    upstream.socket.once('close', release);
+    const toClient = Buffer.concat([Buffer.from(clientResponseHead(head, false, true), 'latin1'), rest]);
+    this.client.tunnel(upstream.socket, toClient, this.client.takeBuffered());
+  }
+
+  /** The answer ended and the request's body was all sent: release, keep the instance connection, go on. */
+  private complete(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const upstream = this.upstream as Upstream;
+    const response = this.response as ResponseHead;
+    // A close-delimited answer is never done by its bytes, so never comes here with its connection.
+    if (!this.spoiled && response.minor === 1 && !response.close) this.client.forwarder.upstreams.giveBack(upstream, response.keepAliveMs);
+    else upstream.socket.destroy();
+    this.target.release();
+    this.client.exchangeDone(this.closeAfter);
+  }
+
+  /** The instance closed its side: the end of a close-delimited answer, or a failure. */
+  upstreamEnded(): void {
+    if (this.finished) return;
+    // A kept connection the instance closed just as this request went out (its keep-alive
+    // timeout): a request without a body is sent again once, on a new connection.
+    if (!this.received && !this.retried && this.upstream?.reused && this.head.framing.kind === 'none') return this.retry();
+    const framing = this.response && this.responseFramer;
+    if (framing && !framing.done && this.response && responseFraming(this.head.method, this.response).kind === 'close') {
+      this.spoiled = true;
+      this.finished = true;
+      this.upstream?.socket.destroy();
+      this.target.release();
+      this.client.exchangeDone(true);
+      return;
+    }
+    this.failUpstream(new Error('it closed the connection before answering'));
+  }
+
+  private retry(): void {
+    this.retried = true;
+    const stale = this.upstream as Upstream;
+    stale.owner = undefined;
+    stale.socket.destroy();
+    this.connecting = true;
+    this.client.forwarder.upstreams.connect(this.target).then(
+      (upstream) => {
+        this.connecting = false;
+        if (this.finished) upstream.socket.destroy();
+        else this.send(upstream);
+      },
+      (error: Error) => this.fail(appUnreachable(this.address, error)),
+    );
+  }
+
+  /** The client went away: drop the instance connection and release. */
+  abort(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.upstream?.socket.destroy();
+    this.target.release();
+    this.client.destroy();
+  }
+
+  private spoil(): void {
+    this.spoiled = true;
+  }
+
+  /** The instance failed this exchange: 502 if nothing was answered yet, else the client connection ends. */
+  private failUpstream(cause: Error): void {
+    if (this.finished) return;
+    if (!this.answered) {
+      this.client.forwarder.options.log.warn({ err: cause, app: this.address.app, project: this.address.project }, 'app instance did not answer');
+      return this.fail(appUnreachable(this.address, cause));
+    }
+    this.client.forwarder.options.log.warn({ err: cause, app: this.address.app, project: this.address.project }, 'app instance broke off an answer');
+    this.abort();
+  }
+
+  private fail(failure: AltoError): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.upstream?.socket.destroy();
+    this.target.release();
+    this.client.refuse(failure, this.head);
+  }
+}
+
+/** A connection to an instance, reused across exchanges; its events go to the exchange that holds it. */
+class Upstream {
+  owner: Exchange | undefined;
+  /** Taken from the idle ones (it served an exchange before). */
+  reused = false;
+  idleSince = 0;
+  keepAliveMs = DEFAULT_UPSTREAM_KEEP_ALIVE_MS;
+
+  constructor(
+    readonly socket: Socket,
+    readonly key: string,
+    private readonly pool: UpstreamPool,
+  ) {
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('error', this.onError);
+    socket.on('close', this.onClose);
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    if (this.owner) this.owner.fromUpstream(chunk);
+    // Bytes from an idle connection answer nothing: it is not to be trusted again.
+    else this.socket.destroy();
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.owner) this.owner.upstreamEnded();
+    this.socket.destroy();
+  };
+
+  private readonly onError = (): void => {
+    this.socket.destroy();
+  };
+
+  private readonly onClose = (): void => {
+    this.pool.remove(this);
+    const owner = this.owner;
+    this.owner = undefined;
+    owner?.upstreamEnded();
+  };
+
+  /** For a tunnel: the socket is piped from now on, its events no longer read here. */
+  detach(): void {
+    this.owner = undefined;
+    this.socket.removeListener('data', this.onData);
+    this.socket.removeListener('end', this.onEnd);
+    this.socket.removeListener('error', this.onError);
+    this.socket.removeListener('close', this.onClose);
+    this.pool.remove(this);
+  }
+}
+
+/** Idle connections to instances, by address, newest first. */
+class UpstreamPool {
+  private readonly idle = new Map<string, Upstream[]>();
+  private closed = false;
+
+  takeIdle(target: ProxyTarget): Upstream | undefined {
+    const list = this.idle.get(keyOf(target));
+    if (!list) return undefined;
+    const now = Date.now();
+    for (let upstream = list.pop(); upstream; upstream = list.pop()) {
+      if (!upstream.socket.destroyed && now - upstream.idleSince < upstream.keepAliveMs - KEEP_ALIVE_MARGIN_MS) {
+        upstream.reused = true;
+        return upstream;
+      }
+      upstream.socket.destroy();
+    }
+    return undefined;
+  }
+
+  async connect(target: ProxyTarget): Promise<Upstream> {
+    const socket = await target.connect();
+    // A request's head and body go out at once.
+    socket.setNoDelay(true);
+    return new Upstream(socket, keyOf(target), this);
+  }
+
+  giveBack(upstream: Upstream, keepAliveMs: number | undefined): void {
+    upstream.owner = undefined;
+    if (this.closed || upstream.socket.destroyed) return void upstream.socket.destroy();
+    upstream.idleSince = Date.now();
+    if (keepAliveMs !== undefined) upstream.keepAliveMs = keepAliveMs;
+    let list = this.idle.get(upstream.key);
+    if (!list) this.idle.set(upstream.key, (list = []));
+    if (list.length >= MAX_IDLE_PER_ADDRESS) return void upstream.socket.destroy();
+    list.push(upstream);
+  }
+
+  remove(upstream: Upstream): void {
+    const list = this.idle.get(upstream.key);
+    if (!list) return;
+    const index = list.indexOf(upstream);
+    if (index >= 0) list.splice(index, 1);
+    if (list.length === 0) this.idle.delete(upstream.key);
+  }
+
+  /** Closes idle connections near their instance's keep-alive timeout. */
+  sweep(now: number): void {
+    for (const list of this.idle.values())
+      for (const upstream of [...list]) if (now - upstream.idleSince >= upstream.keepAliveMs - KEEP_ALIVE_MARGIN_MS) upstream.socket.destroy();
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const list of this.idle.values()) for (const upstream of [...list]) upstream.socket.destroy();
+    this.idle.clear();
+  }
+}
+
+function keyOf(target: ProxyTarget): string {
+  return `${target.host}:${target.port}`;
+}
+
+/** The request head as the instance gets it: the client's end-to-end headers, then X-Forwarded-*. */
+function forwardedRequestHead(head: RequestHead, client: string): string {
+  let text = `${head.method} ${head.target} HTTP/1.1\r\n`;
+  let priorFor: string | undefined;
+  let priorProto: string | undefined;
+  const { headers, connectionNamed } = head;
+  for (let index = 0; index < headers.length; index += 2) {
+    const name = headers[index];
+    const lower = name.toLowerCase();
+    if (REQUEST_HOP_BY_HOP.has(lower) || (connectionNamed.length > 0 && connectionNamed.includes(lower))) continue;
+    if (lower.startsWith('x-forwarded-')) {
+      if (lower === 'x-forwarded-for') priorFor = priorFor === undefined ? headers[index + 1] : `${priorFor}, ${headers[index + 1]}`;
+      else if (lower === 'x-forwarded-proto') priorProto = headers[index + 1];
+      if (lower === 'x-forwarded-for' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+    }
+    text += `${name}: ${headers[index + 1]}\r\n`;
+  }
+  text += `x-forwarded-for: ${priorFor?.trim() ? `${priorFor}, ${client}` : client}\r\n`;
+  // A TLS terminator in front of the edge says so; otherwise the client spoke plain HTTP.
+  text += `x-forwarded-proto: ${priorProto !== undefined && /^https?$/i.test(priorProto.trim()) ? priorProto.trim().toLowerCase() : 'http'}\r\n`;
+  text += `x-forwarded-host: ${head.host}\r\n`;
+  if (head.upgrade) text += `connection: upgrade\r\nupgrade: ${head.upgrade}\r\n`;
+  return text + '\r\n';
+}
+
+/** The instance's answer head as the client gets it: hop-by-hop headers dropped, the edge's own Connection. */
+function clientResponseHead(head: ResponseHead, close: boolean, upgrade: boolean): string {
+  let text = `HTTP/1.1 ${head.status} ${head.reason || STATUS_CODES[head.status] || ''}\r\n`;
+  const { headers, connectionNamed } = head;
+  for (let index = 0; index < headers.length; index += 2) {
+    const lower = headers[index].toLowerCase();
+    if (upgrade && lower === 'upgrade') {
+      text += `${headers[index]}: ${headers[index + 1]}\r\n`;
+      continue;
+    }
+    if (RESPONSE_HOP_BY_HOP.has(lower) || (connectionNamed.length > 0 && connectionNamed.includes(lower))) continue;
+    text += `${headers[index]}: ${headers[index + 1]}\r\n`;
+  }
+  if (upgrade) text += 'connection: upgrade\r\n';
+  else if (close) text += 'connection: close\r\n';
+  return text + '\r\n';
+}
+
+function requestIdIn(head: RequestHead | undefined): string {
+  if (head) {
+    for (let index = 0; index < head.headers.length; index += 2) {
+      if (head.headers[index].toLowerCase() === 'x-request-id' && REQUEST_ID_PATTERN.test(head.headers[index + 1])) return head.headers[index + 1];
+    }
+  }
+  return randomUUID();
+}
