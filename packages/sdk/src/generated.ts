@@ -1584,6 +1584,75 @@ export type MqSubscribeResponse = {
   message: Record<string, unknown>;
 };
 
+export type Node = {
+  name: string;
+  /** the node's id: its data folder's node-id file, the same across restarts. */
+  id: string;
+  /** ready: live, taking new instances; draining: live, taking none; left: stopped cleanly; lost: its lease lapsed. */
+  state: "ready" | "draining" | "left" | "lost";
+  /** whether its lease is running: a node renews it every 2 s and is lost 10 s after the last renewal. */
+  live: boolean;
+  /** set with nodes/Drain: no new instances are placed on it (moving its running ones comes with placement). */
+  draining: boolean;
+  /** the URL other nodes reach it at (`--advertise`). */
+  advertise_url: string;
+  version: string;
+  /** when its process started, RFC 3339. */
+  started_at: string;
+  /** its last heartbeat, RFC 3339. */
+  heartbeat_at: string;
+  /** when it counts as lost without another heartbeat, RFC 3339. */
+  lease_expires_at: string;
+  /** when it stopped cleanly, RFC 3339. */
+  left_at?: string;
+  capacity: {
+    memory_total_mib: number;
+    memory_free_mib: number;
+    cpus: number;
+    /** the sandbox driver its apps run on, or its choice (auto) until the first app probes it. */
+    driver: string;
+    /** kvm, none, or unknown until probed. */
+    accelerator: string;
+    /** its app instances by state (running, suspended, ...). */
+    instances: Record<string, number>;
+  };
+};
+
+export type NodesDrainRequest = {
+  /** the node's name (`--node` of its `alto up`). */
+  name: string;
+};
+
+export type NodesDrainResponse = {
+  node: Node;
+};
+
+export type NodesListRequest = Record<string, unknown>;
+
+export type NodesListResponse = {
+  /** every node of the cloud, by name. */
+  nodes: Array<Node>;
+};
+
+export type NodesRemoveRequest = {
+  /** the node's name (`--node` of its `alto up`). */
+  name: string;
+};
+
+export type NodesRemoveResponse = {
+  name: string;
+  removed: boolean;
+};
+
+export type NodesUndrainRequest = {
+  /** the node's name (`--node` of its `alto up`). */
+  name: string;
+};
+
+export type NodesUndrainResponse = {
+  node: Node;
+};
+
 export type OtpGenerateRequest = {
   /** unique id, email or user to generate an OTP for. */
   id: string;
@@ -3413,6 +3482,47 @@ export class MqService {
   }
 }
 
+/** The nodes of the cloud (each `alto up` sharing one --store): their leases, capacity and state; drain and undrain them. Admin key only. */
+export class NodesService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * List every node of the cloud by name: live or not (a node is lost 10 s after its last heartbeat), draining, its capacity and instances.
+   * @example
+   * const response = await alto.nodes.list();
+   */
+  list(request: NodesListRequest = {}): Promise<NodesListResponse> {
+    return this.transport.call<NodesListResponse>("nodes", "List", request);
+  }
+
+  /**
+   * Mark a node as draining: no new instances are placed on it. For now this sets the flag that List shows; moving its running instances to other nodes comes with placement across nodes.
+   * @example
+   * const response = await alto.nodes.drain({"name":"node-2"});
+   */
+  drain(request: NodesDrainRequest): Promise<NodesDrainResponse> {
+    return this.transport.call<NodesDrainResponse>("nodes", "Drain", request);
+  }
+
+  /**
+   * Clear a node's draining flag: it takes new instances again.
+   * @example
+   * const response = await alto.nodes.undrain({"name":"node-2"});
+   */
+  undrain(request: NodesUndrainRequest): Promise<NodesUndrainResponse> {
+    return this.transport.call<NodesUndrainResponse>("nodes", "Undrain", request);
+  }
+
+  /**
+   * Forget a node that is not live (stopped, or lost for good). A live node is refused: stop it first.
+   * @example
+   * const response = await alto.nodes.remove({"name":"node-2"});
+   */
+  remove(request: NodesRemoveRequest): Promise<NodesRemoveResponse> {
+    return this.transport.call<NodesRemoveResponse>("nodes", "Remove", request);
+  }
+}
+
 /** One-time pass codes (TOTP) for sign-in and verification, also usable with authenticator apps. */
 export class OtpService {
   constructor(private readonly transport: Transport) {}
@@ -3991,6 +4101,7 @@ export class Services {
   readonly images: ImagesService;
   readonly keys: KeysService;
   readonly mq: MqService;
+  readonly nodes: NodesService;
   readonly otp: OtpService;
   readonly projects: ProjectsService;
   readonly registry: RegistryService;
@@ -4016,6 +4127,7 @@ export class Services {
     this.images = new ImagesService(transport);
     this.keys = new KeysService(transport);
     this.mq = new MqService(transport);
+    this.nodes = new NodesService(transport);
     this.otp = new OtpService(transport);
     this.projects = new ProjectsService(transport);
     this.registry = new RegistryService(transport);

@@ -2,7 +2,8 @@
  * @module cli/main
  * The `alto` command: start the platform (`up`), look at it (`status`), remember where it is
  * (`login`), manage projects and keys, see usage and cost (`usage`), call any endpoint (`call`),
- * and copy an embedded instance into PostgreSQL and S3 (`migrate`).
+ * see and drain the nodes of a cloud (`nodes`), and copy an embedded instance into PostgreSQL and
+ * S3 (`migrate`).
  */
 import { Command } from 'commander';
 import { Alto } from '@alto/sdk';
@@ -15,6 +16,7 @@ import { addUsageCommands } from './usage.js';
 import { addImageCommands } from './images.js';
 import { addAppCommands } from './apps.js';
 import { addFunctionCommands } from './functions.js';
+import { addNodeCommands } from './nodes.js';
 import { addInitCommand } from './init.js';
 import { addMigrateCommand } from './migrate.js';
 
@@ -87,6 +89,8 @@ export function buildProgram(): Command {
     .option('--smtp <url>', 'smtp://user:pass@host:port (or smtps://) to deliver email (ALTO_SMTP_URL; default: outbox only)')
     .option('--sandbox <driver>', 'how apps run: auto, microvm or process (ALTO_SANDBOX; default auto)')
     .option('--apps-domain <domain>', 'apps answer at <app>.<project>.<domain> (ALTO_APPS_DOMAIN; default localhost)')
+    .option('--node <name>', "this node's name in the cloud its --store names; refused while a live node of another data folder holds it (ALTO_NODE; default the host name)")
+    .option('--advertise <url>', 'the URL other nodes reach this one at, e.g. http://10.0.0.5:4000 (ALTO_ADVERTISE; default the URL this node listens at)')
     .action(action(runUp));
 
   remote(program.command('status').description('show whether Alto is up and what it runs')).action(
@@ -192,6 +196,7 @@ export function buildProgram(): Command {
   addImageCommands(program, { remote, action, client });
   addAppCommands(program, { remote, action, client });
   addFunctionCommands(program, { remote, action, client });
+  addNodeCommands(program, { remote, action, client });
   addInitCommand(program, action);
   addMigrateCommand(program, action);
 

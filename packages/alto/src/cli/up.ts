@@ -1,11 +1,14 @@
 /**
  * @module cli/up
  * `alto up`: runs the whole platform in the foreground until Ctrl-C or SIGTERM, then stops
- * cleanly (calls in flight finish, metering is flushed, the database is closed).
+ * cleanly (calls in flight finish, metering is flushed, the database is closed). Once it listens
+ * it joins the cloud its store names as a node (`--node`, `--advertise`; compute/cluster) and
+ * heartbeats until it stops, when it marks itself gone.
  */
 import { createLogger } from '../kit/logger.js';
 import { connectionCapsFrom } from '../edge/connections.js';
 import { DEFAULT_MAX_BODY_BYTES, startAlto } from '../edge/server.js';
+import { startNodeMembership, type NodeMembership } from '../compute/cluster/membership.js';
 import { bold, dim, green, yellow } from './output.js';
 
 export interface UpFlags {
@@ -21,6 +24,8 @@ export interface UpFlags {
   smtp?: string;
   sandbox?: string;
   appsDomain?: string;
+  node?: string;
+  advertise?: string;
 }
 
 export async function runUp(flags: UpFlags): Promise<void> {
@@ -50,11 +55,26 @@ export async function runUp(flags: UpFlags): Promise<void> {
     bodyTimeoutMs: positiveWholeNumber(process.env.ALTO_BODY_TIMEOUT_MS, 'ALTO_BODY_TIMEOUT_MS'),
     logger: log,
   });
+  // Joined once the edge listens, so the advertised URL defaults to the one it listens at. A
+  // name held by another live node ends this start with the reason.
+  let membership: NodeMembership;
+  try {
+    membership = await startNodeMembership({
+      platform: alto.platform,
+      name: flags.node ?? process.env.ALTO_NODE,
+      advertiseUrl: flags.advertise ?? (process.env.ALTO_ADVERTISE || alto.url),
+      log: log.child({ component: 'cluster' }),
+    });
+  } catch (error) {
+    await alto.close();
+    throw error;
+  }
 
   const lines = [
     '',
     `  ${bold('Alto')} is up at ${green(alto.url)}`,
     `  API:      ${alto.url}/v1/{service}/{Endpoint}   OpenAPI: ${alto.url}/v1/openapi.json`,
+    `  Node:     ${membership.name} ${dim(`(id ${membership.id}, reached at ${membership.advertiseUrl})`)}`,
   ];
   if (alto.generatedAdminKey) {
     lines.push(
@@ -72,7 +92,10 @@ export async function runUp(flags: UpFlags): Promise<void> {
       log.info({ signal }, 'stopping');
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
-      void alto.close().then(resolve);
+      void membership
+        .stop()
+        .then(() => alto.close())
+        .then(resolve);
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
