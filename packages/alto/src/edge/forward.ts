@@ -174,6 +174,8 @@ class ClientConnection {
     socket.on('close', this.onClose);
     socket.on('timeout', this.onTimeout);
     socket.setTimeout(forwarder.options.idleTimeoutMs);
+    // As Node's HTTP server does for its connections: answers go out as written.
+    socket.setNoDelay(true);
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -223,7 +225,7 @@ class ClientConnection {
       return;
     }
     this.searched = 0;
-    const head = parseRequestHead(this.buffer, end);
+    const head = end <= MAX_REQUEST_HEAD_BYTES ? parseRequestHead(this.buffer, end) : undefined;
     const address = head && this.forwarder.options.addressOf(head.host);
     if (!head || !address || this.forwarder.draining) return this.handOff();
     this.buffer = this.buffer.subarray(end);
@@ -461,10 +463,9 @@ class Exchange {
   private readResponseHead(): void {
     for (;;) {
       const end = headEnd(this.pendingHead);
-      if (end < 0) {
-        if (this.pendingHead.length > MAX_RESPONSE_HEAD_BYTES) this.failUpstream(new Error(`its answer's head is longer than ${MAX_RESPONSE_HEAD_BYTES} bytes`));
-        return;
-      }
+      if (end > MAX_RESPONSE_HEAD_BYTES || (end < 0 && this.pendingHead.length > MAX_RESPONSE_HEAD_BYTES))
+        return this.failUpstream(new Error(`its answer's head is longer than ${MAX_RESPONSE_HEAD_BYTES} bytes`));
+      if (end < 0) return;
       const head = parseResponseHead(this.pendingHead, end);
       if (typeof head === 'string') return this.failUpstream(new Error(`its answer is not valid HTTP: ${head}`));
       const rest = this.pendingHead.subarray(end);

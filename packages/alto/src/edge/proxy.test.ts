@@ -9,64 +9,10 @@ import { connect, createServer as createTcpServer, type AddressInfo, type Server
 import { after, before, describe, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { errors } from '../kit/errors.js';
-import { connectOnce } from '../compute/sandbox/connect.js';
 import { silentLogger } from '../kit/logger.js';
-import { AppProxy, TcpForwarder, type AppAddress, type AppResolver, type ProxyTarget } from './proxy.js';
+import { AppProxy, TcpForwarder } from './proxy.js';
 import { ConnectionForwarder } from './forward.js';
-
-/** Polls until `condition` holds, failing after `timeoutMs`. */
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-/** A resolver that maps app names to local ports and counts every release per acquire. */
-class TestResolver implements AppResolver {
-  readonly targets = new Map<string, { host: string; port: number }>();
-  readonly failures = new Map<string, () => Error>();
-  /** One entry per acquire: how many times its release was called. */
-  readonly releases: number[] = [];
-  readonly kinds: string[] = [];
-
-  async acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
-    this.kinds.push(`${address.app}.${address.project}:${kind}`);
-    const failure = this.failures.get(address.app);
-    if (failure) throw failure();
-    const target = this.targets.get(address.app);
-    if (!target) throw errors.notFound(`no app "${address.app}" in project "${address.project}"`);
-    const index = this.releases.push(0) - 1;
-    return { ...target, connect: () => connectOnce(target.host, target.port), release: () => void this.releases[index]++ };
-  }
-
-  get acquired(): number {
-    return this.releases.length;
-  }
-
-  /** Waits until every acquire was released, then checks none was released twice. */
-  async allReleasedOnce(): Promise<void> {
-    await waitFor(() => this.releases.every((count) => count >= 1), 'every acquired target to be released');
-    assert.deepEqual(this.releases, this.releases.map(() => 1), 'each target released exactly once');
-  }
-}
-
-function listen(server: Server | TcpServer): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
-}
-
-function close(server: Server | TcpServer): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}
-
-/** A port nothing listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = createTcpServer();
-  const port = await listen(server);
-  await close(server);
-  return port;
-}
+import { closedPort, close, listen, TestResolver, waitFor } from '../../test/proxy-fixture.js';
 
 interface Answer {
   status: number;
