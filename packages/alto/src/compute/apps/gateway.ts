@@ -3,19 +3,18 @@
  * The port the edge uses to reach apps: resolve the host's app (`<app>.<project>.<domain>`)
  * among this node's apps in memory (records.ts; a request reads no database unless it names an
  * app this node does not run), acquire a ready instance of the serving version from the app's
- * runtime (runtime.ts: one with room at once, else, once the exchange is admitted, not past the
- * project's compute_gb_seconds, one woken or started while the request waits in the app's bounded
- * queue), and count the exchange until `release()`, so an update drains the old version before
- * stopping it. Blocks reach their
- * project's apps the same way (platform/app-gateway.ts), and so do links between apps.
+ * runtime in one call (runtime.ts: one with room at once, counted on its meter; else, once the
+ * project is within compute_gb_seconds, one woken or started while the request waits in the
+ * app's bounded queue), and hold it until `release()`, so an update drains the old version
+ * before stopping it. The request visits each file once: here, the runtime, its meter. Blocks
+ * reach their project's apps the same way (platform/app-gateway.ts), and so do links between apps.
  */
 import type { Socket } from 'node:net';
 import { AltoError, errors } from '../../kit/errors.js';
 import type { AppEndpoint, AppGateway } from '../../platform/app-gateway.js';
 import { UNOWNED } from '../../store/apps/port.js';
-import type { ComputeMeter } from './metering.js';
 import type { AppRecord, AppRecords } from './records.js';
-import { describeExit, type AppRuntime } from './runtime.js';
+import { describeExit, type AppRuntime, type VersionSlot } from './runtime.js';
 
 export { MAX_QUEUED_PER_APP } from './runtime.js';
 
@@ -55,7 +54,6 @@ export interface AppsGatewayOptions {
   records: AppRecords;
   /** The live apps of this node, by app id. */
   runtimes: ReadonlyMap<string, AppRuntime>;
-  meter: ComputeMeter;
   /** The edge's port once it listens (for app URLs). */
   edgePort(): number | undefined;
   /** Alto is stopping: no new exchanges. */
@@ -66,25 +64,34 @@ export interface AppsGatewayOptions {
 export class AppsGateway implements AppResolver, AppGateway {
   constructor(private readonly options: AppsGatewayOptions) {}
 
-  async acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
+  /**
+   * An instance with room at once is handed out in the turn the request came (one settled
+   * promise, as the resolver's contract wants one); only a request that must wait awaits.
+   */
+  acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
     const record = this.options.records.hereByAddress(address.project, address.app);
-    if (!record) throw await this.notRunHere(address);
+    if (!record) return this.notRunHere(address).then((error) => Promise.reject(error));
     const runtime = this.options.runtimes.get(record.id);
-    if (!runtime || this.options.closing()) throw errors.unavailable(`app "${address.app}" is not running`).withHeaders({ 'retry-after': '5' });
+    if (!runtime || this.options.closing()) return Promise.reject(errors.unavailable(`app "${address.app}" is not running`).withHeaders({ 'retry-after': '5' }));
     const { settings } = runtime.app;
     if (kind === 'http' && settings.tcp)
-      throw errors.notFound(`app "${address.app}" speaks TCP, not HTTP${runtime.tcp.port ? `: connect to port ${runtime.tcp.port}` : ''}`);
-    if (kind === 'tcp' && !settings.tcp) throw errors.notFound(`app "${address.app}" has no TCP port; it serves HTTP`);
-    // Waking or starting an instance runs time the project pays for: not past compute_gb_seconds.
-    const slot = await runtime.acquireSlot(ACQUIRE_WAIT_MS, () => this.options.meter.assertComputeTime(runtime.app.projectId, runtime.app.projectName));
+      return Promise.reject(errors.notFound(`app "${address.app}" speaks TCP, not HTTP${runtime.tcp.port ? `: connect to port ${runtime.tcp.port}` : ''}`));
+    if (kind === 'tcp' && !settings.tcp) return Promise.reject(errors.notFound(`app "${address.app}" has no TCP port; it serves HTTP`));
+    const claimed = runtime.acquire(ACQUIRE_WAIT_MS);
+    if (!(claimed instanceof Promise)) return Promise.resolve(this.targetOf(runtime, claimed));
+    return claimed.then((slot) => this.targetOf(runtime, slot));
+  }
+
+  /** The exchange's hold on a claimed instance; a 503 saying why when none came in time. */
+  private targetOf(runtime: AppRuntime, slot: VersionSlot | undefined): ProxyTarget {
     const instance = slot?.instance;
     if (!slot || !instance) {
       slot?.release();
-      const busy = runtime.serving?.runningSlots().length ? ` (its ${runtime.serving.runningSlots().length} running instances are at their concurrency, ${settings.concurrency})` : '';
+      const running = runtime.serving?.runningSlots().length ?? 0;
+      const busy = running ? ` (its ${running} running instances are at their concurrency, ${runtime.app.settings.concurrency})` : '';
       const why = runtime.lastExit ? `; its last instance ${describeExit(runtime.lastExit)}` : '';
-      throw errors.unavailable(`app "${address.app}" has no instance ready${busy}${why}`).withHeaders({ 'retry-after': '2' });
+      throw errors.unavailable(`app "${runtime.app.name}" has no instance ready${busy}${why}`).withHeaders({ 'retry-after': '2' });
     }
-    this.options.meter.countRequest(instance.id);
     let released = false;
     return {
       host: instance.host,

@@ -51,7 +51,8 @@ import { AppsGateway, type AppAddress } from './gateway.js';
 import { ComputeMeter } from './metering.js';
 import { LocalPlacement, type Placement, type StartRequest } from './placement.js';
 import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
-import { AppRuntime, AppVersion, InstanceSlot, type AppLogLine, type AppLogStream, type SlotOrigin, type SlotState } from './runtime.js';
+import { AppRuntime, AppVersion, type AppLogLine, type AppLogStream } from './runtime.js';
+import type { SlotOrigin, SlotState } from './slot.js';
 import { RootFilesystems } from './rootfs.js';
 import { AppScheduler, type Activation } from './scheduler.js';
 import { AppSources } from './source-builder.js';
@@ -248,7 +249,6 @@ export class AppManager implements AppGateway {
       appsDomain: options.appsDomain,
       records,
       runtimes: this.runtimes,
-      meter: this.meter,
       edgePort: () => this.edge?.port,
       closing: () => this.closing,
     });
@@ -476,7 +476,7 @@ export class AppManager implements AppGateway {
 
   private newVersion(runtime: AppRuntime, app: AppRecord, image: ImageSpec, rootfs: string): AppVersion {
     const version = new AppVersion(app.version, this.specOf(app, image, rootfs), runtime, () => this.placement.place(startOf(app)));
-    for (let i = 0; i < this.scheduler.positions(app.settings); i++) version.slots.push(new InstanceSlot(version));
+    for (let i = 0; i < this.scheduler.positions(app.settings); i++) version.addSlot();
     return version;
   }
 
@@ -547,7 +547,7 @@ export class AppManager implements AppGateway {
     this.options.log.info({ apps: apps.length, node: this.options.node }, 'starting the apps this node runs');
     for (const app of apps) {
       if (this.closing) return;
-      const runtime = new AppRuntime(app, this.scheduler, this.options.log);
+      const runtime = new AppRuntime(app, this.scheduler, this.options.log, this.meter);
       this.runtimes.set(app.id, runtime);
       try {
         const image = this.images.inspect(app.digest);
@@ -598,7 +598,7 @@ export class AppManager implements AppGateway {
   private runtimeOf(app: AppRecord): AppRuntime {
     let runtime = this.runtimes.get(app.id);
     if (!runtime) {
-      runtime = new AppRuntime(app, this.scheduler, this.options.log);
+      runtime = new AppRuntime(app, this.scheduler, this.options.log, this.meter);
       this.runtimes.set(app.id, runtime);
     }
     return runtime;

@@ -10,7 +10,7 @@ import { afterEach, beforeEach, mock, test } from 'node:test';
 import { pino } from 'pino';
 import type { ComputeMeter } from './metering.js';
 import type { AppRecord, AppRecords } from './records.js';
-import type { AppRuntime, AppVersion, InstanceSlot, SlotState } from './runtime.js';
+import type { AppRuntime, AppVersion, SlotState, VersionSlot } from './runtime.js';
 import { AppScheduler, type Activation } from './scheduler.js';
 
 const log = pino({ level: 'silent' });
@@ -88,10 +88,11 @@ test('a wake is heard by the activation listeners and restarts the meter; a susp
   const scheduler = schedulerOf([runtime], meterCalls);
   const heard: Activation[] = [];
   scheduler.onActivation((activation) => heard.push(activation));
-  const version = { version: 1, slots: [slot] } as unknown as AppVersion;
-  const instance = slot.instance as unknown as NonNullable<InstanceSlot['instance']>;
-  scheduler.lifecycleChanged(runtime, version, slot as unknown as InstanceSlot, { from: 'running', to: 'suspended', instance, ms: 1 });
-  scheduler.lifecycleChanged(runtime, version, slot as unknown as InstanceSlot, { from: 'suspended', to: 'running', instance, ms: 0.6 });
+  const version = { version: 1, slots: [slot], runtime } as unknown as AppVersion;
+  const reported = Object.assign(slot, { host: version }) as unknown as VersionSlot;
+  const instance = slot.instance as unknown as NonNullable<VersionSlot['instance']>;
+  scheduler.lifecycleChanged(reported, { from: 'running', to: 'suspended', instance, ms: 1 });
+  scheduler.lifecycleChanged(reported, { from: 'suspended', to: 'running', instance, ms: 0.6 });
   assert.deepEqual(meterCalls, ['paused i1', 'resumed i1']);
   assert.deepEqual(heard, [{ app: 'web', project: 'shop', from: 'suspended', ms: 0.6 }]);
 });

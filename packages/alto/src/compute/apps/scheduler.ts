@@ -18,7 +18,8 @@ import type { Logger } from '../../kit/logger.js';
 import type { Instance, InstanceExit } from '../sandbox/index.js';
 import type { ComputeMeter } from './metering.js';
 import type { AppRecord, AppRecords, AppSettings } from './records.js';
-import { InstanceSlot, describeExit, type AppRuntime, type AppVersion, type LifecycleChange, type RuntimeEvents, type SlotState } from './runtime.js';
+import { describeExit, type AppRuntime, type RuntimeScheduler, type VersionSlot } from './runtime.js';
+import type { LifecycleChange, SlotState } from './slot.js';
 import { StartGate } from './start-gate.js';
 
 /** An idle app woken by a request: from which state, and how long the wake took. */
@@ -60,13 +61,13 @@ export interface AppSchedulerOptions {
   maxConcurrentStarts?: number;
 }
 
-export class AppScheduler implements RuntimeEvents {
+export class AppScheduler implements RuntimeScheduler {
   private readonly idleTimer: NodeJS.Timeout;
   private readonly snapshotAfterMs: number;
   private readonly memoryTimer: NodeJS.Timeout;
   private readonly memoryReserve: number;
   /** Slots being snapshotted because memory is short (their records say so); one at a time. */
-  private readonly pressureSnapshots = new Set<InstanceSlot>();
+  private readonly pressureSnapshots = new Set<VersionSlot>();
   private readonly activationListeners = new Set<(activation: Activation) => void>();
   /** Apps whose scale-out is being decided (a cap check in flight). */
   private readonly scalingOut = new Set<string>();
@@ -90,17 +91,18 @@ export class AppScheduler implements RuntimeEvents {
     clearInterval(this.memoryTimer);
   }
 
-  // ---- what the slots report (RuntimeEvents) -----------------------------------------------------
+  // ---- what the slots report and ask (RuntimeScheduler) ----------------------------------------
 
-  beforeStart(): void {
-    if (this.options.closing()) throw errors.unavailable('Alto is stopping');
-  }
-
-  admitStart(runtime: AppRuntime): Promise<() => void> {
+  /** The app's turn among the host's starts (fair share); none while Alto stops. */
+  startTurn(runtime: AppRuntime): Promise<() => void> {
+    if (this.options.closing()) return Promise.reject(errors.unavailable('Alto is stopping'));
     return this.starts.admit(runtime.app.id);
   }
 
-  instanceStarted(runtime: AppRuntime, version: AppVersion, instance: Instance): void {
+  /** An instance is ready: recorded, metered from now, put to sleep at once when nobody waits for it, and the app told. */
+  slotStarted(slot: VersionSlot, instance: Instance): void {
+    const version = slot.host;
+    const { runtime } = version;
     void this.options.records.addInstance({
       id: instance.id,
       appId: runtime.app.id,
@@ -111,18 +113,39 @@ export class AppScheduler implements RuntimeEvents {
     });
     this.options.meter.started(instance.id, { projectId: runtime.app.projectId, app: runtime.app.name, memoryMiB: version.spec.memoryMiB });
     // Scale to zero: a new instance nobody waits for is suspended as soon as it is ready.
-    const slot = version.slots.find((candidate) => candidate.instance === instance);
-    if (slot && this.sleepsWhenIdleAt(runtime.app, version.slots.indexOf(slot)) && runtime.waiting === 0 && slot.inFlight === 0) void this.suspendSlot(runtime, slot, () => true);
+    const index = version.slots.indexOf(slot);
+    if (index >= 0 && this.sleepsWhenIdleAt(runtime.app, index) && runtime.waiting === 0 && slot.inFlight === 0) void this.suspendSlot(runtime, slot, () => true);
+    runtime.instanceReady(version, instance);
+    this.statusChanged(runtime);
   }
 
-  instanceExited(runtime: AppRuntime, _version: AppVersion, instance: Instance, exit: InstanceExit, expected: boolean): void {
+  slotExited(slot: VersionSlot, instance: Instance, exit: InstanceExit, expected: boolean): void {
+    const version = slot.host;
+    const { runtime } = version;
     void this.options.records.endInstance(runtime.app.id, instance.id, expected ? 'exited' : 'failed', exit);
     this.options.meter.ended(instance.id);
+    runtime.instanceExited(version, instance, exit, expected);
+    this.statusChanged(runtime);
   }
 
-  /** Where slot `index` of `version` keeps its snapshot: a new folder each time (a restored copy still maps the memory of the snapshot it came from). */
-  snapshotDirOf(runtime: AppRuntime, version: AppVersion, index: number): string {
-    return join(this.options.dataDir, 'apps', 'snapshots', runtime.app.id, `v${version.version}-${index}-${Date.now().toString(36)}`);
+  slotStartFailed(slot: VersionSlot, error: Error): void {
+    slot.host.runtime.startFailed(slot.host, error);
+    this.statusChanged(slot.host.runtime);
+  }
+
+  slotRestarting(slot: VersionSlot, delayMs: number): void {
+    slot.host.runtime.restartScheduled(slot.host, slot, delayMs);
+    this.statusChanged(slot.host.runtime);
+  }
+
+  snapshotUnusable(slot: VersionSlot, snapshotDir: string, error: Error): void {
+    slot.host.runtime.system(slot.host, '', `the instance's snapshot cannot be restored, booting instead (what its memory held is lost): ${error.message} (${snapshotDir})`);
+  }
+
+  /** Where a slot keeps its next snapshot: a new folder each time (a restored copy still maps the memory of the snapshot it came from). */
+  snapshotDirOf(slot: VersionSlot): string {
+    const version = slot.host;
+    return join(this.options.dataDir, 'apps', 'snapshots', version.runtime.app.id, `v${version.version}-${version.slots.indexOf(slot)}-${Date.now().toString(36)}`);
   }
 
   /** Records the app's status as its instances make it (not while Run, Update or Delete works on it). */
@@ -215,8 +238,7 @@ export class AppScheduler implements RuntimeEvents {
           return;
         }
         if (runtime.serving !== version || this.options.closing() || version.slots.length >= settings.max_instances) return;
-        const slot = new InstanceSlot(version);
-        version.slots.push(slot);
+        const slot = version.addSlot();
         runtime.system(version, '', `adding instance ${version.slots.length} of at most ${settings.max_instances}: every running one serves as many requests as it may (the app's concurrency, ${settings.concurrency}, or its instance's own limit)`);
         slot.startSupervised();
       })
@@ -226,7 +248,7 @@ export class AppScheduler implements RuntimeEvents {
   }
 
   /** Autoscale down: an instance added for load that has been idle for idle_timeout stops. */
-  private scaleIn(runtime: AppRuntime, isIdle: (slot: InstanceSlot) => boolean): void {
+  private scaleIn(runtime: AppRuntime, isIdle: (slot: VersionSlot) => boolean): void {
     const version = runtime.serving;
     if (!version) return;
     const base = this.positions(runtime.app.settings);
@@ -244,7 +266,7 @@ export class AppScheduler implements RuntimeEvents {
     return app.settings.min_instances === 0;
   }
 
-  private suspendSlot(runtime: AppRuntime, slot: InstanceSlot, isIdle: (slot: InstanceSlot) => boolean): Promise<void> {
+  private suspendSlot(runtime: AppRuntime, slot: VersionSlot, isIdle: (slot: VersionSlot) => boolean): Promise<void> {
     return slot.suspendIfIdle(isIdle).catch((error: Error) => {
       runtime.log.warn({ err: error, app: runtime.app.name }, 'suspending an app instance failed');
       runtime.system(runtime.app.version, slot.instance?.id ?? '', `suspending the instance failed: ${error.message}`);
@@ -259,7 +281,7 @@ export class AppScheduler implements RuntimeEvents {
       const { app } = runtime;
       if (runtime.busy) continue;
       const idleMs = app.settings.idle_timeout * 1000;
-      const isIdle = (slot: InstanceSlot) => slot.inFlight === 0 && Date.now() - slot.lastActivity >= idleMs;
+      const isIdle = (slot: VersionSlot) => slot.inFlight === 0 && Date.now() - slot.lastActivity >= idleMs;
       this.scaleIn(runtime, isIdle);
       for (const [index, slot] of (runtime.serving?.slots ?? []).entries()) {
         if (!this.sleepsWhenIdleAt(app, index)) continue;
@@ -272,7 +294,7 @@ export class AppScheduler implements RuntimeEvents {
   }
 
   /** Suspended instances the driver may snapshot: sleepers of apps without volumes, not refused before. */
-  private *snapshotCandidates(): Generator<{ runtime: AppRuntime; slot: InstanceSlot }> {
+  private *snapshotCandidates(): Generator<{ runtime: AppRuntime; slot: VersionSlot }> {
     if (!this.options.canSnapshot()) return;
     for (const runtime of this.options.runtimes.values()) {
       const { app } = runtime;
@@ -283,7 +305,7 @@ export class AppScheduler implements RuntimeEvents {
     }
   }
 
-  private snapshotSlot(runtime: AppRuntime, slot: InstanceSlot, isStillIdle: (slot: InstanceSlot) => boolean): Promise<void> {
+  private snapshotSlot(runtime: AppRuntime, slot: VersionSlot, isStillIdle: (slot: VersionSlot) => boolean): Promise<void> {
     return slot.snapshotIfSuspended(isStillIdle).catch((error: Error) => {
       slot.snapshotRefused = true;
       runtime.log.warn({ err: error, app: runtime.app.name }, 'snapshotting an app instance failed; it stays suspended');
@@ -299,7 +321,7 @@ export class AppScheduler implements RuntimeEvents {
     if (this.options.closing() || this.memoryReserve <= 0 || this.pressureSnapshots.size > 0 || !this.options.canSnapshot()) return;
     const available = (this.options.availableMemory ?? hostAvailableMemory)();
     if (available >= this.memoryReserve) return;
-    let oldest: { runtime: AppRuntime; slot: InstanceSlot } | undefined;
+    let oldest: { runtime: AppRuntime; slot: VersionSlot } | undefined;
     for (const candidate of this.snapshotCandidates()) {
       if (!oldest || candidate.slot.stateSince < oldest.slot.stateSince) oldest = candidate;
     }
@@ -312,7 +334,9 @@ export class AppScheduler implements RuntimeEvents {
   }
 
   /** Records, meters and reports a slot's transition. */
-  lifecycleChanged(runtime: AppRuntime, version: AppVersion, slot: InstanceSlot, change: LifecycleChange): void {
+  lifecycleChanged(slot: VersionSlot, change: LifecycleChange): void {
+    const version = slot.host;
+    const { runtime } = version;
     const { instance } = change;
     if (change.to === 'suspended' && instance) {
       // What ran until now is billed; the meter then stands still.
