@@ -122,6 +122,19 @@ export function runAppStoreContract(name: string, open: () => Promise<AppsAdapte
       assert.equal(await store.adoptUnowned(`late-${run}`), 0);
     });
 
+    test("move: an app of a lost node goes to exactly one of the nodes that ask at once, only from the node that ran it", async () => {
+      const project = unique('move');
+      const moved = app(project, 'web', { node: `lost-${run}` });
+      await store.insert(moved);
+      const nodes = Array.from({ length: 6 }, (_, index) => `taker-${index}-${run}`);
+      const results = await Promise.all(nodes.map((node, index) => (index % 2 ? adapter.other : store).move(moved.id, `lost-${run}`, node)));
+      assert.equal(results.filter(Boolean).length, 1, `moved: ${results}`);
+      const winner = nodes[results.indexOf(true)];
+      assert.equal((await adapter.other.get(moved.id))?.node, winner);
+      assert.equal(await store.move(moved.id, `lost-${run}`, `late-${run}`), false, 'no longer on the lost node');
+      assert.equal(await store.move(unique('no-such-app'), winner, `late-${run}`), false);
+    });
+
     test(`instances: newest first, insertion order among equal starts, limited, the newest ${KEPT_INSTANCE_ROWS} kept`, async () => {
       const owner = app(unique('instances'), 'web');
       await store.insert(owner);

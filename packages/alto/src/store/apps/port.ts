@@ -96,6 +96,11 @@ export interface AppStore {
   listOfNode(node: string): Promise<StoredApp[]>;
   /** Gives every UNOWNED app to `node`; each goes to one node however many ask at once. Returns how many it got. */
   adoptUnowned(node: string): Promise<number>;
+  /**
+   * Moves an app from the node that ran it (a lost node) to `to`, if `from` still runs it: of
+   * any number of nodes asking at once, one gets it (true), the others false.
+   */
+  move(id: string, from: string, to: string): Promise<boolean>;
   countOfProject(projectId: string): Promise<number>;
   /** Forgets an app with its instances and snapshot records. */
   remove(id: string): Promise<void>;

@@ -215,6 +215,12 @@ export class PostgresAppStore implements AppStore {
     return result.rowCount ?? 0;
   }
 
+  async move(id: string, from: string, to: string): Promise<boolean> {
+    // One conditional UPDATE: a second mover waits for the first's row lock, then finds the node changed.
+    const result = await this.pool.query('UPDATE alto_apps SET node = $3 WHERE id = $1 AND node = $2', [id, from, to]);
+    return result.rowCount === 1;
+  }
+
   async countOfProject(projectId: string): Promise<number> {
     const result = await this.pool.query<{ count: string }>('SELECT count(*) FROM alto_apps WHERE project_id = $1', [projectId]);
     return Number(result.rows[0].count);

@@ -184,6 +184,7 @@ function prepareStatements(db: SqliteDatabase) {
     ofProject: db.prepare('SELECT * FROM apps WHERE project_id = ? ORDER BY name'),
     ofNode: db.prepare('SELECT * FROM apps WHERE node = ? ORDER BY created_at, id'),
     adopt: db.prepare("UPDATE apps SET node = ? WHERE node = ''"),
+    move: db.prepare('UPDATE apps SET node = ? WHERE id = ? AND node = ?'),
     countOfProject: db.prepare('SELECT COUNT(*) FROM apps WHERE project_id = ?').pluck(),
     remove: db.prepare('DELETE FROM apps WHERE id = ?'),
     removeSnapshotsOfApp: db.prepare('DELETE FROM app_snapshots WHERE app_id = ?'),
@@ -259,6 +260,10 @@ export class SqliteAppStore implements AppStore {
 
   async adoptUnowned(node: string): Promise<number> {
     return this.statements.adopt.run(node).changes;
+  }
+
+  async move(id: string, from: string, to: string): Promise<boolean> {
+    return this.statements.move.run(to, id, from).changes === 1;
   }
 
   async countOfProject(projectId: string): Promise<number> {
