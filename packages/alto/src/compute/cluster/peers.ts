@@ -1,0 +1,137 @@
+/**
+ * @module compute/cluster/peers
+ * The other nodes of the cloud as this node sees them: the nodes store read again every
+ * `refreshMs` (the heartbeat interval), kept in memory, so routing a request to the node that
+ * runs its app reads no database. A node is live while its lease runs; a node whose lease
+ * lapsed is lost, unless it said it was leaving (a clean stop) less than LEFT_GRACE_MS ago: a
+ * node restarted for an upgrade comes back in that time and keeps its apps.
+ */
+import { connect, type Socket } from 'node:net';
+import type { Logger } from '../../kit/logger.js';
+import type { ListedNode, NodeStore } from '../../store/nodes/port.js';
+import { HEARTBEAT_INTERVAL_MS } from './membership.js';
+
+/** A node that stopped cleanly is given this long to come back before its apps move. */
+export const LEFT_GRACE_MS = 30_000;
+
+/** How to reach a peer node's edge, for requests to apps it runs. */
+export interface PeerAddress {
+  id: string;
+  name: string;
+  host: string;
+  port: number;
+}
+
+export interface PeerViewOptions {
+  store: NodeStore;
+  /** This node's id: never a peer of itself. */
+  self: string;
+  log: Logger;
+  refreshMs?: number;
+}
+
+export class PeerView {
+  private nodes = new Map<string, ListedNode>();
+  private timer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
+  private readonly listeners: ((nodes: ListedNode[]) => void | Promise<void>)[] = [];
+  private failingSince: number | undefined;
+
+  constructor(private readonly options: PeerViewOptions) {}
+
+  /** Reads the nodes once, then keeps reading them every `refreshMs` until `stop()`. */
+  async start(): Promise<void> {
+    await this.refresh();
+    const every = this.options.refreshMs ?? HEARTBEAT_INTERVAL_MS;
+    const schedule = () => {
+      this.timer = setTimeout(() => {
+        this.refreshing = this.refresh().finally(() => {
+          this.refreshing = undefined;
+          if (this.timer) schedule();
+        });
+      }, every);
+      this.timer.unref();
+    };
+    schedule();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.refreshing;
+  }
+
+  /** Called with every node after each read (failover looks for lost nodes' apps here). */
+  onRefresh(listener: (nodes: ListedNode[]) => void | Promise<void>): void {
+    this.listeners.push(listener);
+  }
+
+  /** The live node of this id, other than this one. */
+  live(id: string): ListedNode | undefined {
+    const node = this.nodes.get(id);
+    return node && node.live && id !== this.options.self ? node : undefined;
+  }
+
+  /** The node of this id as last read, live or not. */
+  find(id: string): ListedNode | undefined {
+    return this.nodes.get(id);
+  }
+
+  /** Live nodes, this one included when its lease runs. */
+  liveNodes(): ListedNode[] {
+    return [...this.nodes.values()].filter((node) => node.live);
+  }
+
+  /** Nodes whose apps should move: lease lapsed, and not within the grace of a clean stop. */
+  lostNodes(now = Date.now()): ListedNode[] {
+    return [...this.nodes.values()].filter((node) => node.id !== this.options.self && isLost(node, now));
+  }
+
+  /** Where a live peer's edge listens (its advertised URL; plain HTTP only for now). */
+  addressOf(id: string): PeerAddress | undefined {
+    const node = this.live(id);
+    if (!node) return undefined;
+    const url = new URL(node.advertiseUrl);
+    if (url.protocol !== 'http:') return undefined;
+    return { id: node.id, name: node.name, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80) };
+  }
+
+  private async refresh(): Promise<void> {
+    try {
+      const nodes = await this.options.store.list(Date.now());
+      this.nodes = new Map(nodes.map((node) => [node.id, node]));
+      if (this.failingSince !== undefined) this.options.log.info({ failed_for_ms: Date.now() - this.failingSince }, 'the nodes are read again');
+      this.failingSince = undefined;
+      for (const listener of this.listeners) await listener(nodes);
+    } catch (error) {
+      // The view keeps what it last read; logged once per failing stretch.
+      if (this.failingSince === undefined) {
+        this.failingSince = Date.now();
+        this.options.log.warn({ err: error }, 'reading the cloud\'s nodes failed; routing uses the last list read');
+      }
+    }
+  }
+}
+
+/** Lease lapsed, and not a clean stop within LEFT_GRACE_MS. */
+export function isLost(node: ListedNode, now: number): boolean {
+  if (node.live) return false;
+  return node.leftAt === undefined || now - node.leftAt >= LEFT_GRACE_MS;
+}
+
+/** A TCP connection to a peer's edge. */
+export function connectToPeer(peer: PeerAddress, timeoutMs = 5_000): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: peer.host, port: peer.port, noDelay: true });
+    const timer = setTimeout(() => socket.destroy(new Error(`node ${peer.name} did not accept a connection within ${timeoutMs} ms`)), timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', reject);
+      resolve(socket);
+    });
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
