@@ -4,9 +4,12 @@
  * ready before traffic moves; with volumes, old first, since a volume has one user at a time),
  * Delete, Get, Status, List and Logs; it starts recorded apps again when Alto starts and stops
  * them gracefully when it stops. It keeps one `AppRuntime` per app that runs (runtime.ts: its
- * slots, which restart crashed instances with back-off, and its waiting requests) and leaves each
- * other job to a part of its own:
+ * versions, log and waiting requests; slot.ts: each instance position, restarting crashed
+ * instances with back-off) and leaves each other job to a part of its own:
  * - gateway.ts: the edge's port (resolve the host's app, admit, acquire a ready instance, release);
+ * - spec.ts: settings filled and checked, and the sandbox spec of instances, links included;
+ * - rollout.ts: starting a version, and Update's rollout without downtime;
+ * - status.ts: what Get, Status, List and Resolve answer;
  * - scheduler.ts: the one listener of every app's slots, which records and meters instances,
  *   suspends idle ones, snapshots long-suspended ones (sooner under memory pressure), scales out
  *   and in, and shares the host's starts fairly between apps (start-gate.ts);
@@ -33,10 +36,9 @@
  * suspended.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { AltoError, errors, isAltoError } from '../../kit/errors.js';
+import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { SecretCipher } from '../../kit/master-key.js';
 import type { AppEndpoint, AppGateway } from '../../platform/app-gateway.js';
@@ -44,22 +46,25 @@ import type { LimitSet } from '../../platform/limit-names.js';
 import type { ComputeUsage } from '../../platform/metering.js';
 import type { AppStore } from '../../store/apps/port.js';
 import type { ImageManager } from '../images/manager.js';
-import type { ImageSpec } from '../images/spec.js';
-import type { SandboxChoice, SandboxLink, SandboxSpec, SandboxStatus } from '../sandbox/index.js';
+import type { SandboxChoice, SandboxStatus } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
 import { AppsGateway, type AppAddress } from './gateway.js';
 import { ComputeMeter } from './metering.js';
-import { LocalPlacement, type Placement, type StartRequest } from './placement.js';
-import { AppRecords, type AppRecord, type AppSettings, type AppVolume, type InstanceRecord, type ReservationRecord } from './records.js';
-import { AppRuntime, AppVersion, type AppLogLine, type AppLogStream } from './runtime.js';
-import type { SlotOrigin, SlotState } from './slot.js';
+import { LocalPlacement, type Placement } from './placement.js';
+import { AppRecords, type AppRecord, type ReservationRecord } from './records.js';
+import { DRAIN_MS, READY_SNAPSHOT_SLOT, Rollouts, type UpdateInput } from './rollout.js';
+import { AppRuntime, type AppLogLine, type AppLogStream } from './runtime.js';
 import { RootFilesystems } from './rootfs.js';
 import { AppScheduler, type Activation } from './scheduler.js';
+import type { SlotState } from './slot.js';
 import { AppSources } from './source-builder.js';
+import { AppSpecs, assertLinks, settingsOf, startOf, type AppSettingsInput } from './spec.js';
+import { AppViews, type AppState } from './status.js';
 
 export type { AppAddress, AppResolver, ProxyTarget } from './gateway.js';
 export { MAX_QUEUED_PER_APP } from './gateway.js';
 export { DEFAULT_SNAPSHOT_AFTER_MS, type Activation } from './scheduler.js';
+export type { AppState } from './status.js';
 
 /** Who asks: the project of the key making the call. */
 export interface AppOwner {
@@ -69,22 +74,11 @@ export interface AppOwner {
   admin: boolean;
 }
 
-/** Settings as a request gives them; what is missing takes its default (Run) or stays (Update). */
-export type AppSettingsInput = Partial<AppSettings>;
-
 export interface RunInput extends AppSettingsInput {
   name: string;
   image: string;
   /** Allow plain HTTP for this image's registry (loopback registries always may). */
   insecure?: boolean;
-}
-
-export interface UpdateInput extends AppSettingsInput {
-  name: string;
-  image?: string;
-  insecure?: boolean;
-  /** env_vars replace the app's instead of adding to them (functions give their whole set). */
-  replaceEnvVars?: boolean;
 }
 
 /** The edge, once it listens: its port (for app URLs) and how to open TCP ports for TCP apps. */
@@ -133,53 +127,8 @@ export interface AppManagerOptions {
   maxConcurrentStarts?: number;
 }
 
-/** One instance position of an app as Status shows it. */
-export interface SlotView {
-  state: SlotState;
-  instance: string;
-  inFlight: number;
-  since: number;
-  /** How its instance came to be: booted, or restored from the version's ready snapshot or its own. */
-  origin: SlotOrigin;
-  /** The kernel's or VMM's answer (Status only). */
-  frozen?: boolean;
-}
-
-export const APP_DEFAULTS = {
-  port: 8080,
-  memory: 256,
-  cpus: 1,
-  min_instances: 1,
-  max_instances: 1,
-  concurrency: 50,
-  idle_timeout: 5,
-  pool: 0,
-} as const;
-
-/** The port a link shows a microVM guest when the linked app does not exist yet (any port reaches it). */
-const LINK_DEFAULT_PORT = 80;
-const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-/** How long an update waits for requests in flight on the old version before stopping it. */
-const DRAIN_MS = 10_000;
-/** The slot number under which a version's ready snapshot is recorded. */
-const READY_SNAPSHOT_SLOT = -1;
-/** Log lines an error about a failed start carries. */
-const FAILURE_LOG_LINES = 10;
+/** How long a reserved name stays the project's. */
 const RESERVATION_DAYS = 365;
-
-/** What Get, Status and List show of one app. */
-export interface AppState {
-  record: AppRecord;
-  status: string;
-  url: string;
-  backend: string;
-  tcpPort?: number;
-  instances: InstanceRecord[];
-  /** The serving version's instance positions and their lifecycle states. */
-  slots: SlotView[];
-  restarts: number;
-  lastExit?: { code: number | null; reason: string; at: number; instance: string; version: number };
-}
 
 export class AppManager implements AppGateway {
   /** The edge's way in to this node's apps: resolve, admit, acquire, release. */
@@ -195,6 +144,12 @@ export class AppManager implements AppGateway {
   private readonly meter: ComputeMeter;
   /** The one listener of every app's slots: records, meters, sleeps, snapshots and scales instances. */
   private readonly scheduler: AppScheduler;
+  /** Settings and the sandbox specs of instances. */
+  private readonly specs: AppSpecs;
+  /** Versions started, and traffic moved between them. */
+  private readonly rollouts: Rollouts;
+  /** What Get, Status, List and Resolve answer. */
+  private readonly views: AppViews;
   private edge: EdgeAttachment | undefined;
   private closing = false;
   private readonly restoring: Promise<void>;
@@ -252,6 +207,24 @@ export class AppManager implements AppGateway {
       edgePort: () => this.edge?.port,
       closing: () => this.closing,
     });
+    this.specs = new AppSpecs({ dataDir: options.dataDir, records, placement: this.placement, gateway: this.gateway, platformPort: () => this.edge?.port });
+    this.rollouts = new Rollouts({
+      dataDir: options.dataDir,
+      log: options.log,
+      records,
+      images: options.images,
+      rootfs: this.rootfs,
+      placement: this.placement,
+      meter: this.meter,
+      specs: this.specs,
+      positions: (settings) => this.scheduler.positions(settings),
+      graceMs: this.graceMs,
+      reopenTcp: async (runtime) => {
+        await this.closeTcp(runtime);
+        await this.openTcp(runtime);
+      },
+    });
+    this.views = new AppViews({ records, runtimes: this.runtimes, appUrl: (app) => this.gateway.appUrl(app), runElsewhere: (app) => this.gateway.runElsewhere(app) });
     this.restoring = this.restore(recorded).catch((error) => options.log.error({ err: error }, 'starting recorded apps failed'));
   }
 
@@ -323,132 +296,6 @@ export class AppManager implements AppGateway {
   }
 
 
-  // ---- images and volumes --------------------------------------------------------------------
-
-  private get images(): ImageManager {
-    return this.options.images;
-  }
-
-  private volumeDir(app: Pick<AppRecord, 'projectId' | 'name'>, volume: AppVolume): string {
-    return join(this.options.dataDir, 'apps', 'volumes', app.projectId, app.name, volume.name);
-  }
-
-  // ---- specs ---------------------------------------------------------------------------------
-
-  /** Fills defaults and checks the settings against each other and the image. */
-  private settingsOf(input: AppSettingsInput, base: AppSettings | undefined, image: ImageSpec): AppSettings {
-    const exposed = image.exposedPorts.find((port) => port.protocol === 'tcp')?.port;
-    const tcp = input.tcp ?? base?.tcp ?? 0;
-    let port = input.port ?? base?.port ?? (tcp || exposed || APP_DEFAULTS.port);
-    if (input.tcp !== undefined && input.port === undefined && input.tcp) port = input.tcp;
-    if (tcp && port !== tcp)
-      throw errors.badRequest(`port ${port} and tcp ${tcp} differ: an app serves either HTTP on port or TCP on tcp; give one of them (or the same number)`);
-    const minInstances = input.min_instances ?? base?.min_instances ?? APP_DEFAULTS.min_instances;
-    const pool = input.pool ?? base?.pool ?? APP_DEFAULTS.pool;
-    const maxInstances = input.max_instances ?? base?.max_instances ?? Math.max(APP_DEFAULTS.max_instances, minInstances) + pool;
-    if (maxInstances < Math.max(1, minInstances))
-      throw errors.badRequest(`max_instances ${maxInstances} is below min_instances ${minInstances} (or below 1)`);
-    if (maxInstances < Math.max(1, minInstances) + pool)
-      throw errors.badRequest(`pool ${pool} does not fit: max_instances ${maxInstances} must hold min_instances (at least 1) plus the pool's spares, ${Math.max(1, minInstances) + pool}`);
-    const volumes = input.volumes ?? base?.volumes ?? [];
-    const settings: AppSettings = {
-      port,
-      env_vars: input.env_vars ? { ...(base?.env_vars ?? {}), ...input.env_vars } : { ...(base?.env_vars ?? {}) },
-      memory: input.memory ?? base?.memory ?? APP_DEFAULTS.memory,
-      cpus: input.cpus ?? base?.cpus ?? APP_DEFAULTS.cpus,
-      min_instances: minInstances,
-      max_instances: maxInstances,
-      concurrency: input.concurrency ?? base?.concurrency ?? APP_DEFAULTS.concurrency,
-      idle_timeout: input.idle_timeout ?? base?.idle_timeout ?? APP_DEFAULTS.idle_timeout,
-      pool,
-      volumes,
-      tcp,
-      tcp_port: input.tcp_port ?? base?.tcp_port ?? 0,
-      outbound: input.outbound ?? base?.outbound ?? false,
-      links: input.links ?? base?.links ?? [],
-      ...hiddenEnvOf(input, base),
-    };
-    // A hidden value is not kept among env_vars too (older functions had their key and secrets there).
-    for (const [name, value] of Object.entries(settings.hidden_env?.env ?? {})) if (settings.env_vars[name] === value) delete settings.env_vars[name];
-    if (volumes.length > 0 && settings.min_instances > 1)
-      throw errors.badRequest('an app with volumes runs one instance (a volume has one user at a time); set min_instances to 1');
-    if (volumes.length > 0 && pool > 0) throw errors.badRequest('an app with volumes runs one instance (a volume has one user at a time); set pool to 0');
-    return settings;
-  }
-
-  /**
-   * Refuses, before anything is pulled or started, a setting the chosen driver cannot honour
-   * (today: outbound access on a driver without it), so the caller hears why at once.
-   */
-  private async assertDriverSupports(start: StartRequest, settings: Pick<AppSettings, 'outbound'>): Promise<void> {
-    if (!settings.outbound) return;
-    const driver = await this.placement.place(start);
-    const { capabilities, driver: name } = await driver.describe();
-    if (!capabilities.outbound)
-      throw errors.badRequest(
-        `outbound: true is not available here: the ${name} sandbox cannot give apps internet access${name === 'microvm' ? ' without opening the host\'s loopback to them' : ' (nftables is missing)'}; set outbound to false${name === 'microvm' ? ' or run Alto with --sandbox process' : ''}`,
-      );
-  }
-
-  private specOf(app: AppRecord, image: ImageSpec, rootfs: string): SandboxSpec {
-    const { settings } = app;
-    const env: Record<string, string> = { ...image.env, ...settings.hidden_env?.env, ...settings.env_vars, PORT: String(settings.port) };
-    if (!env.PATH) env.PATH = DEFAULT_PATH;
-    const volumes = settings.volumes.map((volume) => {
-      const dir = this.volumeDir(app, volume);
-      mkdirSync(dir, { recursive: true });
-      return { dir, path: volume.path };
-    });
-    const spec: SandboxSpec & { volumes?: { dir: string; path: string; sizeMiB?: number }[] } = {
-      rootfs,
-      entrypoint: image.entrypoint,
-      cmd: image.cmd,
-      env,
-      workdir: image.workingDir,
-      user: image.user,
-      port: settings.port,
-      memoryMiB: settings.memory,
-      cpus: settings.cpus,
-      allowOutbound: settings.outbound,
-      // Every instance may call Alto's API through the edge (ALTO_URL), and nothing else on the host.
-      ...(this.edge ? { platform: { port: this.edge.port } } : {}),
-      name: app.name,
-      // The process driver gives each project a host id range of its own (compute/sandbox/id-ranges.ts).
-      tenant: app.projectId,
-      ...(volumes.length > 0 ? { volumes } : {}),
-      ...(settings.links.length > 0 ? { links: settings.links.map((name) => this.linkOf(app, name)) } : {}),
-    };
-    return spec;
-  }
-
-  /**
-   * One link of an app's instances: each connection finds the linked app by name in the app's
-   * own project (never another's), wakes it and holds it until the connection ends, like a
-   * connection to its edge port. It may be deployed after the linking app; until it exists its
-   * connections are closed. Its port for the guest is the linked app's own when it exists now.
-   * Linked apps run on this node (apps stay on the node that deployed them).
-   */
-  private linkOf(app: AppRecord, name: string): SandboxLink {
-    const linked = this.records.hereByName(app.projectId, name);
-    return {
-      name,
-      port: linked ? linked.settings.tcp || linked.settings.port : LINK_DEFAULT_PORT,
-      connect: async () => {
-        const target = this.records.hereByName(app.projectId, name);
-        if (!target) {
-          const elsewhere = await this.records.findByName(app.projectId, name);
-          throw elsewhere ? this.gateway.runElsewhere(elsewhere) : errors.notFound(`no app "${name}" in project "${app.projectName}" (linked from "${app.name}")`);
-        }
-        return this.gateway.acquire({ project: target.projectName, app: target.name }, target.settings.tcp ? 'tcp' : 'http');
-      },
-    };
-  }
-
-  /** Links name other apps of the project (names, count and repeats are the schema's, see schema.ts), never the app itself. */
-  private assertLinks(name: string, links: string[] | undefined): void {
-    if (links?.includes(name)) throw errors.badRequest(`links: an app cannot link to itself ("${name}"); name other apps of the project`);
-  }
-
   // ---- the serverless lifecycle (scheduler.ts) ----------------------------------------------
 
   /** Hears every activation (for /metrics). */
@@ -466,78 +313,6 @@ export class AppManager implements AppGateway {
     return this.scheduler.queueDepth();
   }
 
-  /** Removes the snapshots of one version of an app (or of all its versions). */
-  private async dropSnapshots(app: AppRecord, version?: number): Promise<void> {
-    const snapshots = (await this.records.snapshotsOf(app.id)).filter((snapshot) => version === undefined || snapshot.version === version);
-    await this.records.removeSnapshots(app.id, version);
-    await Promise.all(snapshots.map((snapshot) => rm(snapshot.dir, { recursive: true, force: true })));
-    if (version === undefined) await rm(join(this.options.dataDir, 'apps', 'snapshots', app.id), { recursive: true, force: true });
-  }
-
-  private newVersion(runtime: AppRuntime, app: AppRecord, image: ImageSpec, rootfs: string): AppVersion {
-    const version = new AppVersion(app.version, this.specOf(app, image, rootfs), runtime, () => this.placement.place(startOf(app)));
-    for (let i = 0; i < this.scheduler.positions(app.settings); i++) version.addSlot();
-    return version;
-  }
-
-  /** Where a version's ready snapshot is kept (recorded as slot -1). */
-  private readySnapshotDir(app: AppRecord, version: number): string {
-    return join(this.options.dataDir, 'apps', 'snapshots', app.id, `v${version}-ready`);
-  }
-
-  /**
-   * Whether a version takes a ready snapshot: the driver can snapshot, the app has no volumes (a
-   * copy would be a second writer) and may run more than one instance (scale-out, pool spares).
-   */
-  private takesReadySnapshot(app: AppRecord): boolean {
-    return this.placement.canSnapshot && app.settings.volumes.length === 0 && app.settings.max_instances > 1;
-  }
-
-  /**
-   * Writes the version's ready snapshot from its first instance, just ready and not serving yet;
-   * the version's later instances are restored from it. A failure only costs their speed: they boot.
-   */
-  private async captureReadySnapshot(runtime: AppRuntime, version: AppVersion): Promise<void> {
-    const slot = version.slots[0];
-    const dir = this.readySnapshotDir(runtime.app, version.version);
-    const began = performance.now();
-    try {
-      if (!(await slot.captureReadySnapshot(dir))) return;
-      version.readySnapshot = dir;
-      void this.records.saveSnapshot({ appId: runtime.app.id, version: version.version, slot: READY_SNAPSHOT_SLOT, dir, createdAt: Date.now() });
-      runtime.system(version, slot.instance?.id ?? '', `ready snapshot written in ${Math.round(performance.now() - began)} ms: more instances of version ${version.version} are restored from it`);
-    } catch (error) {
-      runtime.log.warn({ err: error, app: runtime.app.name }, 'writing the ready snapshot failed; instances will boot');
-      runtime.system(version, slot.instance?.id ?? '', `writing the ready snapshot failed (more instances will boot): ${(error as Error).message}`);
-      await rm(dir, { recursive: true, force: true });
-    }
-  }
-
-  /** Starts every instance of a version; rejects with what went wrong when one never becomes ready. */
-  private async startVersion(runtime: AppRuntime, version: AppVersion): Promise<void> {
-    // With a ready snapshot, the first instance boots and the others are copies of it.
-    await this.placement.place(startOf({ ...runtime.app, version: version.version })).catch(() => undefined);
-    const first = this.takesReadySnapshot(runtime.app) && version.slots.length > 1 ? version.slots.slice(0, 1) : version.slots;
-    const results = await Promise.allSettled(first.map((slot) => slot.startFirst()));
-    if (first !== version.slots && results[0].status === 'fulfilled') {
-      await this.captureReadySnapshot(runtime, version);
-      results.push(...(await Promise.allSettled(version.slots.slice(1).map((slot) => slot.startFirst()))));
-    }
-    const failures = results.filter((result): result is PromiseRejectedResult => result.status === 'rejected');
-    if (failures.length === 0) return;
-    await version.stop(this.graceMs);
-    const error = failures[0].reason as Error;
-    if (isAltoError(error) && error.status < 500 && error.status !== 400) throw error;
-    // What the failed instances wrote goes to the app's log; the first one's last lines into the answer.
-    const written = failures.map((failed) => runtime.recordFailedStart(version, failed.reason));
-    const fallback = runtime.tail(FAILURE_LOG_LINES * 4).filter((line) => line.version === version.version && line.stream !== 'system');
-    const lines = (written[0].length > 0 ? written[0] : fallback).slice(-FAILURE_LOG_LINES).map((line) => line.line);
-    const detail = isAltoError(error) ? error.detail : error.message;
-    const logs = lines.length > 0 ? `; its last log lines:\n${lines.join('\n')}` : '';
-    const status = isAltoError(error) && error.status === 503 ? 503 : 400;
-    throw new AltoError(status === 503 ? 'unavailable' : 'bad_request', status, `version ${version.version} of app "${runtime.app.name}" did not become ready: ${detail}${logs}`);
-  }
-
   // ---- start and stop with Alto --------------------------------------------------------------
 
   /** Starts again the apps of this node a previous run of Alto left running (in the background). */
@@ -550,9 +325,9 @@ export class AppManager implements AppGateway {
       const runtime = new AppRuntime(app, this.scheduler, this.options.log, this.meter);
       this.runtimes.set(app.id, runtime);
       try {
-        const image = this.images.inspect(app.digest);
+        const image = this.options.images.inspect(app.digest);
         const rootfs = await this.rootfs.ensure(app.digest);
-        const version = this.newVersion(runtime, app, image.spec, rootfs);
+        const version = this.rollouts.newVersion(runtime, app, image.spec, rootfs);
         runtime.serve(version);
         // Slots snapshotted before the restart come back on their next request; the rest start
         // (restored from the version's ready snapshot when it has one).
@@ -641,10 +416,10 @@ export class AppManager implements AppGateway {
   async run(owner: AppOwner, input: RunInput): Promise<AppState> {
     if (this.closing) throw errors.unavailable('Alto is stopping');
     await this.assertNameFree(owner, input.name);
-    this.assertLinks(input.name, input.links);
-    await this.assertDriverSupports({ projectId: owner.projectId, app: input.name, version: 1 }, { outbound: input.outbound ?? false });
+    assertLinks(input.name, input.links);
+    await this.specs.assertDriverSupports(startOf({ projectId: owner.projectId, name: input.name, version: 1 }), { outbound: input.outbound ?? false });
     const image = await this.rootfs.imageFor(owner, input.image, Boolean(input.insecure), 'missing');
-    const settings = this.settingsOf(input, undefined, image.spec);
+    const settings = settingsOf(input, undefined, image.spec);
     await this.meter.assertCaps(owner, { apps: 1, instances: this.scheduler.positions(settings) });
     const rootfs = await this.rootfs.ensure(image.digest);
     await this.assertNameFree(owner, input.name);
@@ -665,13 +440,13 @@ export class AppManager implements AppGateway {
     };
     // The store's unique constraints settle a race with another Run here or on another node.
     if (!(await this.records.insert(app))) throw errors.conflict(`app "${input.name}" already exists in project "${owner.projectName}", or its address is taken`);
-    this.images.addUser(image.digest, `app:${app.id}`);
+    this.options.images.addUser(image.digest, `app:${app.id}`);
     const runtime = this.runtimeOf(app);
     runtime.busy = 'deploying';
     try {
-      const version = this.newVersion(runtime, app, image.spec, rootfs);
+      const version = this.rollouts.newVersion(runtime, app, image.spec, rootfs);
       runtime.candidate = version;
-      await this.startVersion(runtime, version);
+      await this.rollouts.startVersion(runtime, version);
       runtime.candidate = undefined;
       runtime.serve(version);
       await this.openTcp(runtime);
@@ -683,93 +458,21 @@ export class AppManager implements AppGateway {
     runtime.busy = undefined;
     await this.records.setStatus(app, 'running', undefined);
     this.options.log.info({ app: app.name, project: app.projectName, image: app.image, digest: app.digest }, 'app deployed');
-    return this.stateOf(app);
+    return this.views.stateOf(app);
   }
 
+  /** Update, rolled out without downtime (rollout.ts); one change at a time per app. */
   async update(owner: AppOwner, input: UpdateInput): Promise<AppState> {
     if (this.closing) throw errors.unavailable('Alto is stopping');
     const current = await this.runningHere(owner, input.name);
     const runtime = this.runtimeOf(current);
     this.claim(runtime, 'updating');
     try {
-      return await this.rollOut(owner, runtime, current, input);
+      return this.views.stateOf(await this.rollouts.update(owner, runtime, current, input));
     } finally {
       runtime.busy = undefined;
       this.scheduler.statusChanged(runtime);
     }
-  }
-
-  private async rollOut(owner: AppOwner, runtime: AppRuntime, current: AppRecord, input: UpdateInput): Promise<AppState> {
-    this.assertLinks(current.name, input.links);
-    await this.assertDriverSupports(startOf({ ...current, version: current.version + 1 }), { outbound: input.outbound ?? current.settings.outbound });
-    const image = input.image ? await this.rootfs.imageFor(owner, input.image, Boolean(input.insecure), 'always') : this.images.inspect(current.digest);
-    const settings = this.settingsOf(input, input.replaceEnvVars ? { ...current.settings, env_vars: {} } : current.settings, image.spec);
-    const rootfs = await this.rootfs.ensure(image.digest);
-    const next: AppRecord = {
-      ...current,
-      image: input.image?.trim() ?? current.image,
-      digest: image.digest,
-      settings,
-      version: current.version + 1,
-      updatedAt: Date.now(),
-    };
-    this.images.addUser(image.digest, `app:${current.id}`);
-    const version = this.newVersion(runtime, next, image.spec, rootfs);
-    const old = runtime.serving;
-    const oneUserAtATime = current.settings.volumes.length > 0 || settings.volumes.length > 0;
-    try {
-      if (oneUserAtATime) {
-        // A volume has one user at a time: the old version stops before the new one starts.
-        runtime.serve(undefined);
-        runtime.system(current.version, '', `stopping version ${current.version} before version ${next.version} starts (the app has volumes)`);
-        await old?.stop(this.graceMs, DRAIN_MS);
-        runtime.candidate = version;
-        try {
-          await this.startVersion(runtime, version);
-        } catch (error) {
-          runtime.candidate = undefined;
-          // Put the working version back.
-          const previousImage = this.images.inspect(current.digest);
-          const restored = this.newVersion(runtime, current, previousImage.spec, await this.rootfs.ensure(current.digest));
-          runtime.serve(restored);
-          for (const slot of restored.slots) slot.startSupervised();
-          throw error;
-        }
-      } else {
-        await this.meter.assertCaps(owner, { apps: 0, instances: 0 });
-        runtime.candidate = version;
-        await this.startVersion(runtime, version);
-      }
-    } catch (error) {
-      runtime.candidate = undefined;
-      if (image.digest !== current.digest) {
-        this.images.removeUser(image.digest, `app:${current.id}`);
-        await this.rootfs.dropIfUnused(image.digest);
-      }
-      runtime.system(next.version, '', `update to version ${next.version} failed; version ${current.version} keeps serving: ${(error as Error).message.split('\n')[0]}`);
-      throw error;
-    }
-    // The new version is ready: traffic moves to it, then the old one drains and stops.
-    runtime.candidate = undefined;
-    runtime.serve(version);
-    runtime.app = next;
-    runtime.lastExit = undefined;
-    next.status = 'running';
-    next.error = undefined;
-    await this.records.save(next);
-    runtime.system(next.version, '', `version ${next.version} serves; version ${current.version} stops`);
-    if (!oneUserAtATime) await old?.stop(this.graceMs, DRAIN_MS);
-    await this.dropSnapshots(next, current.version);
-    if (current.settings.tcp !== settings.tcp || current.settings.tcp_port !== settings.tcp_port) {
-      await this.closeTcp(runtime);
-      await this.openTcp(runtime);
-    }
-    if (image.digest !== current.digest) {
-      this.images.removeUser(current.digest, `app:${current.id}`);
-      await this.rootfs.dropIfUnused(current.digest);
-    }
-    this.options.log.info({ app: next.name, project: next.projectName, version: next.version, digest: next.digest }, 'app updated');
-    return this.stateOf(next);
   }
 
   async delete(owner: AppOwner, name: string, options: { keepVolumes?: boolean } = {}): Promise<void> {
@@ -787,11 +490,11 @@ export class AppManager implements AppGateway {
     await Promise.all([runtime.candidate?.stop(this.graceMs), runtime.serving?.stop(this.graceMs, DRAIN_MS)]);
     runtime.end();
     this.runtimes.delete(app.id);
-    await this.dropSnapshots(app);
+    await this.rollouts.dropSnapshots(app);
     await this.records.remove(app);
-    this.images.removeUser(app.digest, `app:${app.id}`);
+    this.options.images.removeUser(app.digest, `app:${app.id}`);
     await this.rootfs.dropIfUnused(app.digest);
-    if (dropVolumes) rmSync(join(this.options.dataDir, 'apps', 'volumes', app.projectId, app.name), { recursive: true, force: true });
+    if (dropVolumes) rmSync(this.specs.volumesOf(app), { recursive: true, force: true });
   }
 
   /**
@@ -807,84 +510,31 @@ export class AppManager implements AppGateway {
     await this.records.removeProject(projectId);
   }
 
+  // ---- what Get, Status, List and Resolve answer (status.ts) ------------------------------------
+
   /** An app this node runs, as Get shows it (from memory). */
   get(owner: AppOwner, name: string): AppState {
-    return this.stateOf(this.findHere(owner, name));
+    return this.views.get(owner, name);
   }
 
   /** An app of the project wherever it runs: this node's live state, or another node's recorded one. */
-  async describe(owner: AppOwner, name: string): Promise<AppState> {
-    const here = this.records.hereByName(owner.projectId, name);
-    if (here) return this.stateOf(here);
-    const app = await this.records.findByName(owner.projectId, name);
-    if (!app) throw errors.notFound(`no app "${name}" in project "${owner.projectName}"; app/List shows them`);
-    return this.recordedStateOf(app);
+  describe(owner: AppOwner, name: string): Promise<AppState> {
+    return this.views.describe(owner, name);
   }
 
   /** The project's apps, wherever they run. */
-  async list(owner: AppOwner): Promise<AppState[]> {
-    const apps = await this.records.listOfProject(owner.projectId);
-    return Promise.all(apps.map((app) => (this.records.hereById(app.id) ? this.stateOf(app) : this.recordedStateOf(app))));
-  }
-
-  /** The state of an app this node runs. */
-  private stateOf(stored: AppRecord): AppState {
-    const runtime = this.runtimes.get(stored.id);
-    const app = runtime?.app ?? stored;
-    const slot = runtime?.pickSlot();
-    const instance = slot?.instance;
-    const status = runtime?.busy === 'updating' ? 'updating' : runtime?.busy === 'deleting' ? 'deleting' : runtime ? (runtime.busy ? app.status : runtime.liveStatus()) : app.status;
-    return {
-      record: app,
-      status,
-      url: this.appUrl(app),
-      backend: instance ? `http://${instance.host}:${instance.port}` : '',
-      ...(runtime?.tcp.port ? { tcpPort: runtime.tcp.port } : {}),
-      instances: this.records.instancesHere(app.id),
-      slots: (runtime?.serving?.slots ?? []).map((candidate) => ({
-        state: candidate.state,
-        instance: candidate.instance?.id ?? '',
-        inFlight: candidate.inFlight,
-        since: candidate.stateSince,
-        origin: candidate.origin,
-      })),
-      restarts: runtime?.restarts ?? 0,
-      ...(runtime?.lastExit ? { lastExit: runtime.lastExit } : {}),
-    };
-  }
-
-  /** The state of an app another node runs, as the store last heard it. */
-  private async recordedStateOf(app: AppRecord): Promise<AppState> {
-    return {
-      record: app,
-      status: app.status,
-      url: this.appUrl(app),
-      backend: '',
-      ...(app.tcpPort ? { tcpPort: app.tcpPort } : {}),
-      instances: await this.records.instancesOf(app.id),
-      slots: [],
-      restarts: 0,
-    };
+  list(owner: AppOwner): Promise<AppState[]> {
+    return this.views.list(owner);
   }
 
   /** The state with each slot's instance asked whether it is frozen (cgroup freezer, QEMU run state). */
-  async withFrozen(state: AppState): Promise<AppState> {
-    const slots = this.runtimes.get(state.record.id)?.serving?.slots ?? [];
-    const frozen = await Promise.all(slots.map((slot) => slot.instance?.isFrozen().catch(() => undefined)));
-    return { ...state, slots: state.slots.map((view, index) => (frozen[index] === undefined ? view : { ...view, frozen: frozen[index] })) };
+  withFrozen(state: AppState): Promise<AppState> {
+    return this.views.withFrozen(state);
   }
 
   /** The raw address of a ready instance (M3O's Resolve), by app id or name; the app must run on this node. */
-  async resolve(owner: AppOwner, idOrName: string): Promise<{ url: string; app: AppRecord; publicUrl: string }> {
-    const mine = (app: AppRecord | undefined) => (app?.projectId === owner.projectId ? app : undefined);
-    const app = mine(this.records.hereById(idOrName)) ?? this.records.hereByName(owner.projectId, idOrName);
-    if (!app) {
-      const elsewhere = mine(await this.records.findById(idOrName)) ?? (await this.records.findByName(owner.projectId, idOrName));
-      throw elsewhere ? this.gateway.runElsewhere(elsewhere) : errors.notFound(`no app "${idOrName}" in project "${owner.projectName}"`);
-    }
-    const slot = this.runtimes.get(app.id)?.pickSlot();
-    if (!slot?.instance) throw errors.unavailable(`app "${app.name}" has no instance ready`).withHeaders({ 'retry-after': '2' });
-    return { url: `http://${slot.instance.host}:${slot.instance.port}`, app, publicUrl: this.appUrl(app) };
+  resolve(owner: AppOwner, idOrName: string): Promise<{ url: string; app: AppRecord; publicUrl: string }> {
+    return this.views.resolve(owner, idOrName);
   }
 
   /** The latest lines of an app this node runs (`runningHere` says why another is not). */
@@ -911,15 +561,4 @@ export class AppManager implements AppGateway {
     await this.records.reserve(record);
     return record;
   }
-}
-
-/** The hidden env settings keep: the one given, else the one they had; none when emptied. */
-function hiddenEnvOf(input: AppSettingsInput, base: AppSettings | undefined): Pick<AppSettings, 'hidden_env'> {
-  const hidden = input.hidden_env ?? base?.hidden_env;
-  return hidden && Object.keys(hidden.env).length > 0 ? { hidden_env: hidden } : {};
-}
-
-/** The start of an instance of this version of the app, as placement sees it. */
-function startOf(app: Pick<AppRecord, 'projectId' | 'name' | 'version'>): StartRequest {
-  return { projectId: app.projectId, app: app.name, version: app.version };
 }

@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { MAX_LINKS } from '../sandbox/links.js';
-import type { AppState } from './manager.js';
+import type { AppState } from './status.js';
 import type { AppLogLine } from './runtime.js';
 import type { ReservationRecord } from './records.js';
 import { redactHidden, type HiddenEnv } from './secrets.js';

@@ -16,7 +16,8 @@ import { loadNodeId } from '../../kit/node-id.js';
 import type { Platform } from '../../platform/platform.js';
 import { component, defineService, endpoint, streamEndpoint, type CallContext, type Tenant } from '../../platform/service.js';
 import { imagesComponent } from '../images/service.js';
-import { AppManager, type AppOwner, type AppSettingsInput } from './manager.js';
+import { AppManager, type AppOwner } from './manager.js';
+import type { AppSettingsInput } from './spec.js';
 import type { AppSourceRequest } from './source-builder.js';
 import { hiddenEnvForUpdate, readSecrets, type HiddenEnv } from './secrets.js';
 import {
