@@ -209,3 +209,22 @@ test('alto up --help shows --node and --advertise', async () => {
   assert.match(stdout, /ALTO_NODE/);
   assert.match(stdout, /ALTO_ADVERTISE/);
 });
+
+test('alto up refuses a --node that is not a node name, or an --advertise that is not a URL, before it starts', async () => {
+  const dataDir = temporaryDataDir();
+  try {
+    for (const [flags, message] of [
+      [['--node', '-x'], /--node \(ALTO_NODE\) "-x" is not a node name/],
+      [['--advertise', '10.0.0.5:4000'], /--advertise \(ALTO_ADVERTISE\) must be/],
+    ] as const) {
+      const refused = await run(process.execPath, ['--import', 'tsx', CLI_ENTRY, 'up', '--port', '0', '--data', dataDir, ...flags], { env: { ...process.env, NO_COLOR: '1' } }).then(
+        () => assert.fail('alto up should have refused'),
+        (error: { code: number; stderr: string }) => error,
+      );
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, message);
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});

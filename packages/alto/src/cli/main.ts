@@ -89,7 +89,7 @@ export function buildProgram(): Command {
     .option('--smtp <url>', 'smtp://user:pass@host:port (or smtps://) to deliver email (ALTO_SMTP_URL; default: outbox only)')
     .option('--sandbox <driver>', 'how apps run: auto, microvm or process (ALTO_SANDBOX; default auto)')
     .option('--apps-domain <domain>', 'apps answer at <app>.<project>.<domain> (ALTO_APPS_DOMAIN; default localhost)')
-    .option('--node <name>', "this node's name in the cloud its --store names; refused while a live node of another data folder holds it (ALTO_NODE; default the host name)")
+    .option('--node <name>', "this node's name in the cloud its --store names; refused while a live node of another data folder holds it (ALTO_NODE; default the host name, with the node id added when another live node has it)")
     .option('--advertise <url>', 'the URL other nodes reach this one at, e.g. http://10.0.0.5:4000 (ALTO_ADVERTISE; default the URL this node listens at)')
     .action(action(runUp));
 

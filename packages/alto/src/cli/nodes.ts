@@ -11,7 +11,7 @@ import type { CommandHelpers } from './usage.js';
 
 type Flags = { json?: boolean; url?: string; key?: string; profile?: string };
 
-interface NodeView {
+export interface NodeView {
   name: string;
   id: string;
   state: 'ready' | 'draining' | 'left' | 'lost';
@@ -34,7 +34,7 @@ interface NodeView {
 }
 
 /** "3s ago", "5m ago": how long since a moment, for the heartbeat column. */
-function ago(iso: string, now = Date.now()): string {
+export function ago(iso: string, now = Date.now()): string {
   const seconds = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
   if (seconds < 120) return `${seconds}s ago`;
   if (seconds < 7_200) return `${Math.round(seconds / 60)}m ago`;
@@ -46,7 +46,8 @@ function instancesText(instances: Record<string, number>): string {
   return parts.length ? parts.join(', ') : '0';
 }
 
-function row(node: NodeView): Record<string, string> {
+/** One node as a row of the `alto nodes` table. */
+export function nodeRow(node: NodeView, now = Date.now()): Record<string, string> {
   const { capacity } = node;
   return {
     name: node.name,
@@ -57,7 +58,7 @@ function row(node: NodeView): Record<string, string> {
     cpus: String(capacity.cpus),
     driver: capacity.accelerator && !['none', 'unknown'].includes(capacity.accelerator) ? `${capacity.driver} (${capacity.accelerator})` : capacity.driver,
     instances: instancesText(capacity.instances),
-    heartbeat: ago(node.heartbeat_at),
+    heartbeat: ago(node.heartbeat_at, now),
   };
 }
 
@@ -76,7 +77,7 @@ export function addNodeCommands(program: Command, { remote, action, client }: Co
     action(async (flags: Flags) => {
       const result = await client(flags).transport.call<{ nodes: NodeView[] }>('nodes', 'List', {});
       if (wantsJson(flags)) return printJson(result, flags);
-      printTable(result.nodes.map(row), ['name', 'state', 'advertise', 'version', 'memory', 'cpus', 'driver', 'instances', 'heartbeat'], flags, result);
+      printTable(result.nodes.map((node) => nodeRow(node)), ['name', 'state', 'advertise', 'version', 'memory', 'cpus', 'driver', 'instances', 'heartbeat'], flags, result);
       const live = result.nodes.filter((node) => node.live).length;
       process.stdout.write(dim(`${live} of ${result.nodes.length} node${result.nodes.length === 1 ? '' : 's'} live`) + '\n');
     }),

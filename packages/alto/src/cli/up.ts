@@ -7,8 +7,8 @@
  */
 import { createLogger } from '../kit/logger.js';
 import { connectionCapsFrom } from '../edge/connections.js';
-import { DEFAULT_MAX_BODY_BYTES, startAlto } from '../edge/server.js';
-import { startNodeMembership, type NodeMembership } from '../compute/cluster/membership.js';
+import { DEFAULT_MAX_BODY_BYTES, startAlto, type AltoOptions } from '../edge/server.js';
+import { advertiseUrlOf, nodeNameOf, startNodeMembership, type NodeMembership } from '../compute/cluster/membership.js';
 import { bold, dim, green, yellow } from './output.js';
 
 export interface UpFlags {
@@ -33,8 +33,15 @@ export async function runUp(flags: UpFlags): Promise<void> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0 to 65535, not "${flags.port}"`);
   const maxBodyBytes = Number(flags.maxBody ?? process.env.ALTO_MAX_BODY_BYTES ?? DEFAULT_MAX_BODY_BYTES);
   if (!Number.isInteger(maxBodyBytes) || maxBodyBytes < 1024) throw new Error('--max-body must be a whole number of bytes, at least 1024');
+  // Checked before anything starts; the name is claimed once the edge listens (see below).
+  const node = flags.node ?? (process.env.ALTO_NODE || undefined);
+  if (node !== undefined) nodeNameOf(node);
+  const advertiseUrl = flags.advertise ?? (process.env.ALTO_ADVERTISE || undefined);
+  if (advertiseUrl !== undefined) advertiseUrlOf(advertiseUrl);
   const log = createLogger();
-  const alto = await startAlto({
+  // `node` and `advertiseUrl` are for the edge to join the cloud itself once it does; until then
+  // this command joins it just below, and after, the same call answers the edge's membership.
+  const options: AltoOptions & { node?: string; advertiseUrl?: string } = {
     port,
     host: flags.host ?? process.env.ALTO_HOST,
     dataDir: flags.data ?? process.env.ALTO_DATA ?? '.alto',
@@ -54,15 +61,18 @@ export async function runUp(flags: UpFlags): Promise<void> {
     headersTimeoutMs: positiveWholeNumber(process.env.ALTO_HEADERS_TIMEOUT_MS, 'ALTO_HEADERS_TIMEOUT_MS'),
     bodyTimeoutMs: positiveWholeNumber(process.env.ALTO_BODY_TIMEOUT_MS, 'ALTO_BODY_TIMEOUT_MS'),
     logger: log,
-  });
+    node,
+    advertiseUrl,
+  };
+  const alto = await startAlto(options);
   // Joined once the edge listens, so the advertised URL defaults to the one it listens at. A
   // name held by another live node ends this start with the reason.
   let membership: NodeMembership;
   try {
     membership = await startNodeMembership({
       platform: alto.platform,
-      name: flags.node ?? process.env.ALTO_NODE,
-      advertiseUrl: flags.advertise ?? (process.env.ALTO_ADVERTISE || alto.url),
+      name: node,
+      advertiseUrl: advertiseUrl ?? alto.url,
       log: log.child({ component: 'cluster' }),
     });
   } catch (error) {

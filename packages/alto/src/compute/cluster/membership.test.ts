@@ -15,7 +15,7 @@ import { silentLogger } from '../../kit/logger.js';
 import type { Platform } from '../../platform/platform.js';
 import { openSqlite } from '../../store/sqlite/database.js';
 import { SqliteNodeStore } from '../../store/nodes/sqlite.js';
-import { advertiseUrlOf, LEASE_MS, nodeNameOf, startNodeMembership } from './membership.js';
+import { advertiseUrlOf, defaultNodeNames, LEASE_MS, nodeNameOf, startNodeMembership } from './membership.js';
 
 const root = mkdtempSync(join(tmpdir(), 'alto-membership-'));
 const database = openSqlite(join(root, 'alto.db'));
@@ -95,10 +95,24 @@ test('a name held by a live node of another data folder is refused, naming it; t
 
 test('node names and advertised URLs are checked with sentences a person can act on', () => {
   assert.equal(nodeNameOf(' node-1 '), 'node-1');
-  assert.equal(nodeNameOf(undefined), hostname().split('.')[0]);
   for (const bad of ['-x', 'a b', 'x'.repeat(65), 'ünï']) assert.throws(() => nodeNameOf(bad), /--node \(ALTO_NODE\) ".*" is not a node name/);
   assert.equal(advertiseUrlOf('https://node-2.example.com:4443/'), 'https://node-2.example.com:4443');
   for (const bad of ['10.0.0.5:4000', 'ftp://x', 'http://user:pass@x', 'http://x/?a=1', `http://${'x'.repeat(3000)}`]) {
     assert.throws(() => advertiseUrlOf(bad), /--advertise \(ALTO_ADVERTISE\) must be/);
   }
+});
+
+test('without --node a node takes the host name, or, when a live node of another data folder has it, the host name with its id', async () => {
+  const host = hostname().split('.')[0];
+  const first = await startNodeMembership({ platform: platformIn('default-1'), advertiseUrl: 'http://10.0.0.8:4000', heartbeatIntervalMs: 60_000 });
+  const second = await startNodeMembership({ platform: platformIn('default-2'), name: '  ', advertiseUrl: 'http://10.0.0.9:4000', heartbeatIntervalMs: 60_000 });
+  assert.equal(first.name, host);
+  assert.equal(second.name, `${host}-${second.id}`.slice(0, 64));
+  assert.deepEqual((await nodes.list(Date.now())).filter((node) => node.live).map((node) => node.id).sort(), [first.id, second.id].sort());
+  // A name asked for is never changed: refused as it is.
+  await assert.rejects(startNodeMembership({ platform: platformIn('default-3'), name: host, advertiseUrl: 'http://10.0.0.10:4000' }), /is held by another live node/);
+  await first.stop();
+  await second.stop();
+  assert.deepEqual(defaultNodeNames('abc123', 'web-1.example.com'), ['web-1', 'web-1-abc123']);
+  assert.deepEqual(defaultNodeNames('abc123', '_bad'), ['node-abc123']);
 });

@@ -7,9 +7,12 @@
  * when no heartbeat came for LEASE_MS. `stop()` ends the heartbeats and marks the node gone, so a
  * clean shutdown is seen at once rather than after the lease. The node's id is its data folder's
  * `node-id` (kit/node-id.ts): the same across restarts, so a restarted node rejoins as itself.
- * Joining is refused (AltoError 409) when a live node of another id holds the name.
+ * Joining under a `--node` name is refused (AltoError 409) when a live node of another id holds
+ * it. Without `--node`, a node whose host name a live node of another data folder holds (several
+ * nodes on one machine) takes `<host name>-<node id>` instead.
  */
 import { availableParallelism, freemem, hostname, totalmem } from 'node:os';
+import { isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { loadNodeId } from '../../kit/node-id.js';
 import type { Platform } from '../../platform/platform.js';
@@ -27,7 +30,7 @@ const MIB = 1024 * 1024;
 
 export interface MembershipOptions {
   platform: Platform;
-  /** `--node` (ALTO_NODE): the name operators use; default the host name. */
+  /** `--node` (ALTO_NODE): the name operators use; default the host name (see `defaultNodeNames`). */
   name?: string;
   /** `--advertise` (ALTO_ADVERTISE): the URL other nodes reach this one at. */
   advertiseUrl: string;
@@ -63,14 +66,24 @@ export function startNodeMembership(options: MembershipOptions): Promise<NodeMem
   return joining;
 }
 
-/** The node name: `--node` as given, else the host name; throws a sentence for anything else. */
-export function nodeNameOf(given: string | undefined): string {
-  const name = given?.trim() || hostname().split('.')[0];
+/** A node name given with `--node`, trimmed; throws a sentence for anything that is not one. */
+export function nodeNameOf(given: string): string {
+  const name = given.trim();
   if (!NODE_NAME.test(name)) {
-    const source = given?.trim() ? `--node (ALTO_NODE) "${given.slice(0, 80)}"` : `the host name "${name.slice(0, 80)}"`;
-    throw new Error(`${source} is not a node name: 1 to 64 letters, digits, ".", "_" or "-", not starting with "." "_" or "-"; pass --node NAME`);
+    throw new Error(`--node (ALTO_NODE) "${given.slice(0, 80)}" is not a node name: 1 to 64 letters, digits, ".", "_" or "-", not starting with "." "_" or "-"`);
   }
   return name;
+}
+
+/**
+ * The names a node started without `--node` tries, in order: the host name (its first label),
+ * then the host name with the node id, unique to the data folder, for a second node on one
+ * machine; `node-<id>` when the host name is not a node name.
+ */
+export function defaultNodeNames(id: string, host = hostname()): string[] {
+  const label = host.split('.')[0];
+  if (!NODE_NAME.test(label)) return [`node-${id}`.slice(0, 64)];
+  return [label, `${label}-${id}`.slice(0, 64)];
 }
 
 /** `--advertise`: an http(s) URL with a host and nothing after the origin but a path. */
@@ -120,11 +133,21 @@ async function join(options: MembershipOptions): Promise<NodeMembership> {
   const intervalMs = options.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS;
   const leaseMs = options.leaseMs ?? LEASE_MS;
   const id = loadNodeId(platform.config.dataDir);
-  const name = nodeNameOf(options.name);
+  const candidates = options.name?.trim() ? [nodeNameOf(options.name)] : defaultNodeNames(id);
   const advertiseUrl = advertiseUrlOf(options.advertiseUrl);
+  let name = candidates[0];
   const heartbeat = (): NodeHeartbeat => ({ id, name, advertiseUrl, version: platform.config.version, startedAt: platform.startedAt, capacity: readCapacity(platform) });
 
-  await store.heartbeat(heartbeat(), Date.now(), leaseMs);
+  for (const [index, candidate] of candidates.entries()) {
+    name = candidate;
+    try {
+      await store.heartbeat(heartbeat(), Date.now(), leaseMs);
+      break;
+    } catch (error) {
+      // Only a default name gives way to the next one; a name asked for is refused as it is.
+      if (!(isAltoError(error) && error.code === 'conflict') || index === candidates.length - 1) throw error;
+    }
+  }
   log.info({ node: name, node_id: id, advertise: advertiseUrl, store: store.backend }, `joined the cloud as node "${name}"`);
 
   let stopped = false;
