@@ -1,8 +1,9 @@
 /**
  * @module compute/apps/scheduler
- * The scheduler of this node's app instances, and the one listener of every app's slots
- * (runtime.ts reports each start, exit and lifecycle change here, and nowhere else): it records
- * instances and meters them (metering.ts), keeps the fair share of the host's starts between apps
+ * The scheduler of this node's app instances, and the one listener of every app's slots (each
+ * slot, slot.ts, reports its starts, exits and lifecycle changes here, and nowhere else): it
+ * records instances and meters them (metering.ts), writes what the app must remember into its
+ * runtime (its log, last exit, restarts; requests waiting look again), keeps the fair share of the host's starts between apps
  * (start-gate.ts), suspends idle instances (every one of a scale-to-zero app, and pool spares)
  * after `idle_timeout`, snapshots those suspended for `snapshotAfterMs` to disk (drivers with
  * snapshots), and sooner under memory pressure (the host's MemAvailable below the reserve), the
