@@ -13,11 +13,24 @@ import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { z } from 'zod';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
-import { admitCall, finishCall, recordRefusedCall, type AdmittedCall } from '../platform/calls.js';
+import { admitCall, admitCallNow, finishCall, recordRefusedCall, type AdmittedCall } from '../platform/calls.js';
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, PublicCallContext, ServiceDefinition, Tenant } from '../platform/service.js';
-import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, jsonNestsDeeperThan, MAX_JSON_DEPTH, originOf, parseJsonObject, readBody, requestIdOf, sendJson, type RequestTarget } from './http.js';
-import type { EdgeMetrics } from './metrics.js';
+import {
+  credentialsOf,
+  DEFAULT_BODY_TIMEOUT_MS,
+  jsonNestsDeeperThan,
+  MAX_JSON_DEPTH,
+  originOf,
+  parseJsonObject,
+  readBodyThen,
+  requestIdOf,
+  sendJson,
+  sendJsonText,
+  type BodyCallback,
+  type RequestTarget,
+} from './http.js';
+import type { EdgeMetrics, RouteCallMetrics } from './metrics.js';
 import { requestSchemaOf } from './openapi.js';
 
 interface Route {
@@ -26,17 +39,16 @@ interface Route {
   endpoint: EndpointDefinition;
   /** JSON types of the request's top-level fields, to coerce query-string values. */
   fieldTypes: Map<string, string>;
-  /** The route's request counters by status and its duration histogram, made on first use. */
-  counters: Map<number, CounterChild>;
-  duration?: HistogramChild;
+  /** The route's calls by status and their latency, for /metrics. */
+  metrics: RouteCallMetrics;
+  /** The API's logger bound to the service and endpoint, so a call's line adds only its own fields. */
+  log: Logger;
 }
 
-type CounterChild = ReturnType<EdgeMetrics['requests']['labels']>;
-type HistogramChild = ReturnType<EdgeMetrics['duration']['labels']>;
-
 /**
- * The context of an HTTP call. The logger bound to the request id and the abort signal cost a
- * little each, and most calls need neither: both are made the first time a handler asks.
+ * The context of an HTTP call. The logger bound to the request id, the abort signal, the origin
+ * and the client's address cost a little each, and most calls need none: each is made the first
+ * time a handler asks.
  */
 class HttpCallContext implements PublicCallContext {
   private boundLog: Logger | undefined;
@@ -47,13 +59,20 @@ class HttpCallContext implements PublicCallContext {
     readonly tenant: Tenant | undefined,
     readonly platform: Platform,
     private readonly parentLog: Logger,
+    private readonly request: IncomingMessage,
     private readonly response: ServerResponse,
-    readonly origin: string | undefined,
-    readonly clientAddress: string | undefined,
   ) {}
 
   get log(): Logger {
     return (this.boundLog ??= this.parentLog.child({ req_id: this.requestId }));
+  }
+
+  get origin(): string | undefined {
+    return originOf(this.request);
+  }
+
+  get clientAddress(): string | undefined {
+    return clientAddressOf(this.request);
   }
 
   /** Aborted when the client goes away before the answer is sent (at once if it already has). */
@@ -74,6 +93,133 @@ class HttpCallContext implements PublicCallContext {
 }
 
 /**
+ * One HTTP API call, step by step: route and key, body, admission, handler, answer. Each step
+ * runs as soon as what it needs is known: at once when the key, the limits and the handler's
+ * answer come from memory (the common case), or when the promise of a store lookup settles.
+ * Awaiting at every step instead cost each call a trip through the microtask queue per step.
+ */
+class HttpApiCall {
+  private readonly started = process.hrtime.bigint();
+  private readonly requestId: string;
+  private route: Route | undefined;
+  private tenant: Tenant | undefined;
+  private call: AdmittedCall | undefined;
+  private context: HttpCallContext | undefined;
+  private bytesIn = 0;
+  private finished = false;
+
+  constructor(
+    private readonly api: Api,
+    private readonly request: IncomingMessage,
+    private readonly response: ServerResponse,
+    private readonly url: RequestTarget,
+  ) {
+    this.requestId = requestIdOf(request);
+  }
+
+  start(): void {
+    try {
+      const route = (this.route = this.api.routeOf(this.url.pathname));
+      if (this.request.method !== 'POST' && this.request.method !== 'GET') {
+        throw errors.methodNotAllowed(`use POST for ${this.url.pathname} (or GET with query-string parameters)`);
+      }
+      const tenant = this.api.authenticate(route, credentialsOf(this.request));
+      if (isPromise(tenant)) tenant.then((known) => this.authenticated(known), (error) => this.fail(error));
+      else this.authenticated(tenant);
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private authenticated(tenant: Tenant | undefined): void {
+    try {
+      this.tenant = tenant;
+      // A valid key refused here is still a call it made: metered, so usage counts every call.
+      this.api.authorize(this.route!, tenant);
+      // Only after the key is checked: a caller without one gets a small body, a bad key none.
+      this.api.readBody(this.route!.endpoint, this.request, tenant !== undefined, (error, body) => (error ? this.fail(error) : this.bodyRead(body!)));
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private bodyRead(body: Buffer): void {
+    try {
+      this.bytesIn = body.length;
+      // After the body is read, so a refusal keeps the connection usable for the retry.
+      const call = this.api.admit(this.route!, this.tenant);
+      if (isPromise(call)) call.then((admitted) => this.admitted(admitted, body), (error) => this.fail(error));
+      else this.admitted(call, body);
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private admitted(call: AdmittedCall | undefined, body: Buffer): void {
+    try {
+      this.call = call;
+      const route = this.route!;
+      const input = this.api.validate(route, parseJsonObject(body), this.url.searchParams);
+      if (route.endpoint.stream) {
+        throw errors.badRequest(`${route.service.name}/${route.endpointName} streams: open a websocket on this path`);
+      }
+      const context = (this.context = new HttpCallContext(this.requestId, this.tenant, this.api.platform, this.api.log, this.request, this.response));
+      const output = route.endpoint.access === 'public' ? route.endpoint.handler(input, context) : route.endpoint.handler(input, keyed(context));
+      if (isPromise(output)) output.then((value) => this.answer(value), (error) => this.fail(error));
+      else this.answer(output);
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private answer(output: unknown): void {
+    let bytesOut: number;
+    try {
+      const headers = ['x-request-id', this.requestId];
+      const rateHeaders = this.call?.admission?.headers;
+      if (rateHeaders) for (const name in rateHeaders) headers.push(name, rateHeaders[name]);
+      bytesOut = sendJsonText(this.response, 200, JSON.stringify(output), headers);
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    this.finish(200, bytesOut);
+  }
+
+  private fail(error: unknown): void {
+    if (this.finished) return;
+    const { request, response, requestId } = this;
+    const failure = this.api.toAltoError(error, requestId, this.context?.log);
+    let bytesOut = 0;
+    if (!response.headersSent) {
+      // Answering before the body was read would leave it in the socket: close after replying.
+      const headers: Record<string, string> = { ...this.call?.admission?.headers, ...failure.headers, 'x-request-id': requestId };
+      if (!request.complete) headers.connection = 'close';
+      try {
+        bytesOut = sendJson(response, failure.status, failure.toBody(requestId), headers);
+      } catch (sendError) {
+        this.api.log.error({ err: sendError, req_id: requestId }, 'answering an API call with its error failed');
+        response.destroy();
+      }
+    } else {
+      response.destroy();
+    }
+    this.finish(failure.status, bytesOut);
+  }
+
+  /** Meters, counts and logs the call, once. */
+  private finish(status: number, bytesOut: number): void {
+    if (this.finished) return;
+    this.finished = true;
+    try {
+      this.api.finish(this.route, this.tenant, status, this.bytesIn, bytesOut, this.started, this.requestId, this.call);
+    } catch (error) {
+      this.api.log.error({ err: error, req_id: this.requestId }, 'finishing an API call failed');
+    }
+  }
+}
+
+/**
  * The largest body read for a call without a key (public endpoints: sign-up, login, prices), so
  * callers nobody knows hold little memory however many connections they open.
  */
@@ -90,9 +236,9 @@ export class Api {
   private readonly sockets = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
 
   constructor(
-    private readonly platform: Platform,
+    readonly platform: Platform,
     private readonly metrics: EdgeMetrics,
-    private readonly log: Logger,
+    readonly log: Logger,
     private readonly streamStallTimeoutMs = STREAM_STALL_TIMEOUT_MS,
     private readonly bodyTimeoutMs = DEFAULT_BODY_TIMEOUT_MS,
   ) {
@@ -103,14 +249,15 @@ export class Api {
           endpointName,
           endpoint,
           fieldTypes: fieldTypesOf(endpoint),
-          counters: new Map(),
+          metrics: metrics.calls.route(service.name, endpointName),
+          log: log.child({ service: service.name, endpoint: endpointName }),
         });
       }
     }
   }
 
   /** Splits `/v1/id/Generate` or `/v1/id/Id/Generate` into the route, or throws 404. */
-  private routeOf(pathname: string): Route {
+  routeOf(pathname: string): Route {
     const parts = pathname.slice('/v1/'.length).split('/').filter(Boolean);
     let serviceName: string | undefined;
     let endpointName: string | undefined;
@@ -125,18 +272,21 @@ export class Api {
     throw errors.notFound(`no endpoint at ${pathname}`);
   }
 
-  /** The tenant of a valid key (undefined for a public call without one), or 401/403. */
-  private async authenticate(route: Route, credentials: string | undefined): Promise<Tenant | undefined> {
+  /**
+   * The tenant of a valid key (undefined for a public call without one), or 401/403: at once for
+   * a key this process knows, else a promise of the store's answer.
+   */
+  authenticate(route: Route, credentials: string | undefined): Tenant | undefined | Promise<Tenant> {
     const access = route.endpoint.access ?? 'key';
     if (access === 'public' && credentials === undefined) return undefined;
     if (credentials === undefined) {
       throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
     }
-    return this.platform.tenancy.authenticate(credentials);
+    return this.platform.tenancy.knownTenant(credentials) ?? this.platform.tenancy.authenticate(credentials);
   }
 
   /** Whether the key may call this endpoint (its role and scopes), or 403. */
-  private authorize(route: Route, tenant: Tenant | undefined): void {
+  authorize(route: Route, tenant: Tenant | undefined): void {
     if (!tenant) return;
     const access = route.endpoint.access ?? 'key';
     if (access === 'manage' && tenant.role === 'project') {
@@ -149,7 +299,7 @@ export class Api {
     }
   }
 
-  private validate(route: Route, body: Record<string, unknown>, query: URLSearchParams): unknown {
+  validate(route: Route, body: Record<string, unknown>, query: URLSearchParams): unknown {
     for (const [name, value] of query) {
       if (name === 'key') continue;
       body[name] = coerceQueryValue(value, route.fieldTypes.get(name));
@@ -159,10 +309,19 @@ export class Api {
     return parsed.data;
   }
 
-  /** Checks the call against its limits; undefined for a call without a key (nothing to count). */
-  private async admit(route: Route, tenant: Tenant | undefined): Promise<AdmittedCall | undefined> {
+  /**
+   * Checks the call against its limits; undefined for a call without a key (nothing to count).
+   * At once when this process's leases decide, else a promise of the store's answer.
+   */
+  admit(route: Route, tenant: Tenant | undefined): AdmittedCall | undefined | Promise<AdmittedCall> {
     if (!tenant) return undefined;
-    return admitCall(this.platform, tenant, route.service.name, route.endpointName);
+    const { service, endpointName } = route;
+    return admitCallNow(this.platform, tenant, service.name, endpointName) ?? admitCall(this.platform, tenant, service.name, endpointName);
+  }
+
+  /** Reads the call's body within its limit (see `readBodyFor`), then tells `done`. */
+  readBody(endpoint: EndpointDefinition, request: IncomingMessage, withKey: boolean, done: BodyCallback): void {
+    readBodyFor(endpoint, request, this.platform.config.maxBodyBytes, withKey, this.bodyTimeoutMs, done);
   }
 
   private context(
@@ -177,51 +336,8 @@ export class Api {
   }
 
   /** Answers an HTTP API call. */
-  async handleHttp(request: IncomingMessage, response: ServerResponse, url: RequestTarget): Promise<void> {
-    const started = process.hrtime.bigint();
-    const requestId = requestIdOf(request);
-    let route: Route | undefined;
-    let tenant: Tenant | undefined;
-    let context: HttpCallContext | undefined;
-    let status = 200;
-    let bytesIn = 0;
-    let bytesOut = 0;
-    let call: AdmittedCall | undefined;
-    try {
-      route = this.routeOf(url.pathname);
-      if (request.method !== 'POST' && request.method !== 'GET') {
-        throw errors.methodNotAllowed(`use POST for ${url.pathname} (or GET with query-string parameters)`);
-      }
-      tenant = await this.authenticate(route, credentialsOf(request));
-      // A valid key refused here is still a call it made: metered, so usage counts every call.
-      this.authorize(route, tenant);
-      // Only after the key is checked: a caller without one gets a small body, a bad key none.
-      const body = await readBodyFor(route.endpoint, request, this.platform.config.maxBodyBytes, tenant !== undefined, this.bodyTimeoutMs);
-      bytesIn = body.length;
-      // After the body is read, so a refusal keeps the connection usable for the retry.
-      call = await this.admit(route, tenant);
-      const input = this.validate(route, parseJsonObject(body), url.searchParams);
-      if (route.endpoint.stream) {
-        throw errors.badRequest(`${route.service.name}/${route.endpointName} streams: open a websocket on this path`);
-      }
-      context = new HttpCallContext(requestId, tenant, this.platform, this.log, response, originOf(request), clientAddressOf(request));
-      const output = route.endpoint.access === 'public' ? await route.endpoint.handler(input, context) : await route.endpoint.handler(input, keyed(context));
-      const rateHeaders = call?.admission?.headers;
-      bytesOut = sendJson(response, 200, output, rateHeaders ? { ...rateHeaders, 'x-request-id': requestId } : { 'x-request-id': requestId });
-    } catch (error) {
-      const failure = this.toAltoError(error, context?.log ?? this.log.child({ req_id: requestId }));
-      status = failure.status;
-      if (!response.headersSent) {
-        // Answering before the body was read would leave it in the socket: close after replying.
-        const headers: Record<string, string> = { ...call?.admission?.headers, ...failure.headers, 'x-request-id': requestId };
-        if (!request.complete) headers.connection = 'close';
-        bytesOut = sendJson(response, status, failure.toBody(requestId), headers);
-      } else {
-        response.destroy();
-      }
-    } finally {
-      this.finish(route, tenant, status, bytesIn, bytesOut, started, requestId, call);
-    }
+  handleHttp(request: IncomingMessage, response: ServerResponse, url: RequestTarget): void {
+    new HttpApiCall(this, request, response, url).start();
   }
 
   /**
@@ -244,7 +360,7 @@ export class Api {
       this.authorize(route, tenant);
       call = await this.admit(route, tenant);
     } catch (error) {
-      const failure = this.toAltoError(error, log);
+      const failure = this.toAltoError(error, requestId, log);
       const payload = JSON.stringify(failure.toBody(requestId));
       const extraHeaders = Object.entries(failure.headers ?? {})
         .map(([name, value]) => `${name}: ${value}\r\n`)
@@ -305,7 +421,7 @@ export class Api {
       }
       if (ws.readyState === ws.OPEN) ws.close(1000, 'end of stream');
     } catch (error) {
-      const failure = this.toAltoError(error, log);
+      const failure = this.toAltoError(error, requestId, log);
       status = failure.status;
       if (ws.readyState === ws.OPEN) {
         ws.send(JSON.stringify(failure.toBody(requestId)));
@@ -317,14 +433,15 @@ export class Api {
     }
   }
 
-  private toAltoError(error: unknown, log: Logger): AltoError {
+  /** The error to answer; one that is not the caller's fault is logged (with `log`, else bound to the request id). */
+  toAltoError(error: unknown, requestId: string, log?: Logger): AltoError {
     if (isAltoError(error)) return error;
     if (error instanceof z.ZodError) return errors.badRequest(describeIssues(error));
-    log.error({ err: error }, 'unexpected error while serving a request');
+    (log ?? this.log.child({ req_id: requestId })).error({ err: error }, 'unexpected error while serving a request');
     return errors.internal();
   }
 
-  private finish(
+  finish(
     route: Route | undefined,
     tenant: Tenant | undefined,
     status: number,
@@ -337,19 +454,13 @@ export class Api {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const service = route?.service.name ?? 'unknown';
     const endpoint = route?.endpointName ?? 'unknown';
-    if (route) {
-      let counter = route.counters.get(status);
-      if (!counter) route.counters.set(status, (counter = this.metrics.requests.labels(service, endpoint, String(status))));
-      counter.inc();
-      (route.duration ??= this.metrics.duration.labels(service, endpoint)).observe(seconds);
-    } else {
-      this.metrics.requests.inc({ service, endpoint, code: String(status) });
-      this.metrics.duration.observe({ service, endpoint }, seconds);
-    }
+    (route?.metrics ?? this.metrics.calls.route(service, endpoint)).record(status, seconds);
     if (call) finishCall(this.platform, call, status, bytesIn, bytesOut);
     // A valid key refused before admission (scopes, limits) is still a call it made.
     else if (route && tenant) recordRefusedCall(this.platform, tenant, service, endpoint, status, bytesIn, bytesOut);
-    this.log.info({ req_id: requestId, service, endpoint, status, ms: Math.round(seconds * 1e6) / 1e3 }, 'api call');
+    const ms = Math.round(seconds * 1e6) / 1e3;
+    if (route) route.log.info({ req_id: requestId, status, ms }, 'api call');
+    else this.log.info({ req_id: requestId, service, endpoint, status, ms }, 'api call');
   }
 
   closeStreams(): void {
@@ -361,16 +472,18 @@ export class Api {
  * Reads a body within the server's limit, or the endpoint's larger one (a 413 carries its hint);
  * without a key, within UNAUTHENTICATED_BODY_BYTES.
  */
-async function readBodyFor(endpoint: EndpointDefinition, request: IncomingMessage, serverLimit: number, withKey: boolean, stallTimeoutMs: number): Promise<Buffer> {
+function readBodyFor(endpoint: EndpointDefinition, request: IncomingMessage, serverLimit: number, withKey: boolean, stallTimeoutMs: number, done: BodyCallback): void {
   const largeBody = endpoint.largeBody;
-  if (!withKey) return readBody(request, Math.min(serverLimit, UNAUTHENTICATED_BODY_BYTES), stallTimeoutMs);
-  if (!largeBody) return readBody(request, serverLimit, stallTimeoutMs);
-  try {
-    return await readBody(request, Math.max(serverLimit, largeBody.maxBytes), stallTimeoutMs);
-  } catch (error) {
-    if (isAltoError(error) && error.status === 413) throw errors.payloadTooLarge(`${error.detail}; ${largeBody.hint}`);
-    throw error;
-  }
+  if (!withKey) return readBodyThen(request, Math.min(serverLimit, UNAUTHENTICATED_BODY_BYTES), stallTimeoutMs, done);
+  if (!largeBody) return readBodyThen(request, serverLimit, stallTimeoutMs, done);
+  readBodyThen(request, Math.max(serverLimit, largeBody.maxBytes), stallTimeoutMs, (error, body) =>
+    done(isAltoError(error) && error.status === 413 ? errors.payloadTooLarge(`${error.detail}; ${largeBody.hint}`) : error, body),
+  );
+}
+
+/** Whether a step's result is still to come (a promise, or any thenable `await` would wait for). */
+function isPromise<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | undefined)?.then === 'function';
 }
 
 /**

@@ -9,9 +9,122 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export interface EdgeMetrics {
   registry: Registry;
-  requests: Counter<'service' | 'endpoint' | 'code'>;
-  duration: Histogram<'service' | 'endpoint'>;
+  /** API calls by route and status, and their latency. */
+  calls: ApiCallMetrics;
   streamsOpen: Gauge;
+}
+
+/** Upper bounds of the API latency histogram's buckets, in seconds. */
+const API_DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/**
+ * One route's API calls in plain numbers: how many ended with each status, and a histogram of
+ * how long they took. The hot path adds to these; prom-client reads them only when /metrics is
+ * scraped. (Its own labelled children hash their labels on every call, which cost the edge more
+ * than anything else it counts.)
+ */
+export class RouteCallMetrics {
+  /** Calls by HTTP status. */
+  readonly statuses = new Map<number, number>();
+  /** Calls per latency bucket (not cumulative; the last is past the largest bound). */
+  readonly buckets = new Float64Array(API_DURATION_BUCKETS.length + 1);
+  count = 0;
+  sum = 0;
+
+  constructor(
+    readonly service: string,
+    readonly endpoint: string,
+  ) {}
+
+  reset(): void {
+    this.statuses.clear();
+    this.buckets.fill(0);
+    this.count = 0;
+    this.sum = 0;
+  }
+
+  record(status: number, seconds: number): void {
+    this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1);
+    let bucket = 0;
+    while (bucket < API_DURATION_BUCKETS.length && seconds > API_DURATION_BUCKETS[bucket]) bucket++;
+    this.buckets[bucket]++;
+    this.count++;
+    this.sum += seconds;
+  }
+}
+
+/**
+ * `alto_api_requests_total{service,endpoint,code}` and `alto_api_request_duration_seconds{service,endpoint}`,
+ * read from each route's RouteCallMetrics.
+ */
+export class ApiCallMetrics {
+  private readonly routes = new Map<string, RouteCallMetrics>();
+
+  constructor(registry: Registry) {
+    const routes = this.routes;
+    new Counter({
+      name: 'alto_api_requests_total',
+      help: 'API calls by service, endpoint and HTTP status',
+      labelNames: ['service', 'endpoint', 'code'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const route of routes.values()) {
+          for (const [status, count] of route.statuses) this.inc({ service: route.service, endpoint: route.endpoint, code: String(status) }, count);
+        }
+      },
+    });
+    // prom-client's Histogram takes observations one at a time; this one is read as a whole.
+    registry.registerMetric(new HistogramOfRoutes(routes) as unknown as Histogram);
+  }
+
+  /** The route's figures, made on first use and kept (the API asks once per route). */
+  route(service: string, endpoint: string): RouteCallMetrics {
+    const name = `${service}/${endpoint}`;
+    let route = this.routes.get(name);
+    if (!route) this.routes.set(name, (route = new RouteCallMetrics(service, endpoint)));
+    return route;
+  }
+}
+
+/** One line of a metric, as prom-client's registry prints it: `name{labels} value`. */
+interface MetricLine {
+  metricName: string;
+  labels: Record<string, string | number>;
+  value: number;
+}
+
+/** The API latency histogram as prom-client's registry reads a metric: name, type and lines. */
+class HistogramOfRoutes {
+  readonly name = 'alto_api_request_duration_seconds';
+  readonly help = 'Time to answer an API call, by service and endpoint';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+
+  constructor(private readonly routes: Map<string, RouteCallMetrics>) {}
+
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: MetricLine[] }> {
+    const values: MetricLine[] = [];
+    const bucketName = `${this.name}_bucket`;
+    for (const route of this.routes.values()) {
+      if (route.count === 0) continue; // a route nobody called has no series, as with prom-client's own
+      const labels = { service: route.service, endpoint: route.endpoint };
+      let cumulative = 0;
+      API_DURATION_BUCKETS.forEach((bound, index) => {
+        cumulative += route.buckets[index];
+        values.push({ metricName: bucketName, labels: { le: bound, ...labels }, value: cumulative });
+      });
+      values.push({ metricName: bucketName, labels: { le: '+Inf', ...labels }, value: route.count });
+      values.push({ metricName: `${this.name}_sum`, labels, value: route.sum });
+      values.push({ metricName: `${this.name}_count`, labels, value: route.count });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
+  }
+
+  /** Starts every route's figures again from zero (prom-client's `registry.resetMetrics()`). */
+  reset(): void {
+    for (const route of this.routes.values()) route.reset();
+  }
 }
 
 /** What the app manager tells the metrics (kept as an interface: the edge only reads it). */
@@ -72,19 +185,7 @@ export function createEdgeMetrics(): EdgeMetrics {
   collectDefaultMetrics({ register: registry, prefix: 'alto_' });
   return {
     registry,
-    requests: new Counter({
-      name: 'alto_api_requests_total',
-      help: 'API calls by service, endpoint and HTTP status',
-      labelNames: ['service', 'endpoint', 'code'],
-      registers: [registry],
-    }),
-    duration: new Histogram({
-      name: 'alto_api_request_duration_seconds',
-      help: 'Time to answer an API call, by service and endpoint',
-      labelNames: ['service', 'endpoint'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-      registers: [registry],
-    }),
+    calls: new ApiCallMetrics(registry),
     streamsOpen: new Gauge({
       name: 'alto_api_streams_open',
       help: 'Websocket streams open now',

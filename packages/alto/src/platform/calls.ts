@@ -38,6 +38,17 @@ export async function admitCall(platform: Platform, payer: Payer | Tenant, servi
   return { payer, service, endpoint, admission };
 }
 
+/**
+ * `admitCall` at once, when the limits decide from this process's memory alone (see
+ * `Limits.admitNow`); undefined when the store must be asked or the call may be refused (then
+ * `admitCall`).
+ */
+export function admitCallNow(platform: Platform, payer: Payer | Tenant, service: string, endpoint: string): AdmittedCall | undefined {
+  if (platform.config.metering === false) return { payer, service, endpoint, admission: undefined };
+  const admission = platform.limits.admitNow(payer, service, endpoint);
+  return admission && { payer, service, endpoint, admission };
+}
+
 /** Settles the call's reserved spend and records it; a failed call (status 400 and up) pays nothing. */
 export function finishCall(platform: Platform, call: AdmittedCall, status: number, bytesIn: number, bytesOut: number): void {
   if (platform.config.metering === false) return;

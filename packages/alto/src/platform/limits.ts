@@ -142,6 +142,25 @@ function rateHeaders(rate: number, lease: RateLease | undefined): Record<string,
   };
 }
 
+/** The `RateLimit-*` headers of the tighter of a key's and its project's bucket (either may not apply). */
+function tighterRateHeaders(keyLease: RateLease | undefined, keyRate: number, projectLease: RateLease | undefined, projectRate: number): Record<string, string> {
+  if (!projectLease) return rateHeaders(keyRate, keyLease);
+  if (!keyLease || Math.floor(projectLease.bucketTokens) + projectLease.leased < Math.floor(keyLease.bucketTokens) + keyLease.leased) {
+    return rateHeaders(projectRate, projectLease);
+  }
+  return rateHeaders(keyRate, keyLease);
+}
+
+/** Whether a token of this process's lease can be spent now, without asking the store. */
+function hasLeasedToken(lease: RateLease | undefined, now: number): boolean {
+  return lease !== undefined && lease.leased > 0 && now < lease.expiresAt;
+}
+
+/** Whether `amount` units of this process's reservation can be used now, without asking the store. */
+function hasReserved(lease: CounterLease | undefined, period: string, amount: number): boolean {
+  return lease !== undefined && lease.period === period && lease.available >= amount;
+}
+
 export class Limits {
   private readonly projects = new Map<string, Subject>();
   private readonly keys = new Map<string, Subject>();
@@ -293,9 +312,12 @@ export class Limits {
    * quota) or 402 (spend cap) AltoError that names the limit and carries its headers.
    *
    * The common case touches no store and awaits nothing: settings come from the cache and
-   * tokens and units from this process's leases. Only a stale cache or an empty lease awaits.
+   * tokens and units from this process's leases (`admitNow`). Only a stale cache or an empty
+   * lease awaits.
    */
   async admit(tenant: Payer, service: string, endpoint: string): Promise<Admission> {
+    const admitted = this.admitNow(tenant, service, endpoint);
+    if (admitted) return admitted;
     const priceMicros = this.prices.requestPrice(service, endpoint);
     if (tenant.role === 'admin') return { priceMicros };
     const now = this.clock();
@@ -309,22 +331,16 @@ export class Limits {
     // Rate: the key's bucket, then the project's; the headers describe the tighter one.
     let headers: Record<string, string> | undefined;
     if (key.rate_limit > 0 || project.rate_limit > 0) {
-      let tightest: RateLease | undefined;
-      let tightestRate = 0;
-      if (key.rate_limit > 0) {
-        tightest = this.takeLeasedToken(keySubject, now) ?? (await this.takeTokens(keySubject, key.rate_limit, now, `key ${tenant.keyId}`));
-        tightestRate = key.rate_limit;
-      }
-      if (project.rate_limit > 0) {
-        const lease =
-          this.takeLeasedToken(projectSubject, now) ??
-          (await this.takeTokens(projectSubject, project.rate_limit, now, `project "${tenant.projectName}"`, tightest && rateHeaders(tightestRate, tightest)));
-        if (!tightest || Math.floor(lease.bucketTokens) + lease.leased < Math.floor(tightest.bucketTokens) + tightest.leased) {
-          tightest = lease;
-          tightestRate = project.rate_limit;
-        }
-      }
-      headers = rateHeaders(tightestRate, tightest);
+      const keyLease =
+        key.rate_limit > 0
+          ? (this.takeLeasedToken(keySubject, now) ?? (await this.takeTokens(keySubject, key.rate_limit, now, `key ${tenant.keyId}`)))
+          : undefined;
+      const projectLease =
+        project.rate_limit > 0
+          ? (this.takeLeasedToken(projectSubject, now) ??
+            (await this.takeTokens(projectSubject, project.rate_limit, now, `project "${tenant.projectName}"`, keyLease && rateHeaders(key.rate_limit, keyLease))))
+          : undefined;
+      headers = tighterRateHeaders(keyLease, key.rate_limit, projectLease, project.rate_limit);
     }
     const spendCap = project.monthly_spend_cap_micros;
     if (CONTROL_SERVICES.has(service) || (key.monthly_quota === 0 && project.monthly_quota === 0 && (spendCap === 0 || priceMicros === 0))) {
@@ -370,6 +386,50 @@ export class Limits {
       if (headers) (error as AltoError).withHeaders?.(headers);
       throw error;
     }
+  }
+
+  /**
+   * Admits a call at once when this process's cache and leases decide it alone: fresh settings,
+   * a leased rate token for every bucket that applies, reserved units for every monthly counter.
+   * Otherwise (the store must be asked, or the call may be refused) returns undefined and takes
+   * nothing, and `admit` decides. The API's hot path calls this first, so a call that needs
+   * nothing from the store is admitted without a promise.
+   */
+  admitNow(tenant: Payer, service: string, endpoint: string): Admission | undefined {
+    const priceMicros = this.prices.requestPrice(service, endpoint);
+    if (tenant.role === 'admin') return { priceMicros };
+    const now = this.clock();
+    const projectSubject = this.subject('project', tenant.projectId, now);
+    const keySubject = this.subject('key', tenant.keyId, now);
+    if (!this.isFresh(projectSubject, now) || !this.isFresh(keySubject, now)) return undefined;
+    const project = this.limitsOf(projectSubject);
+    const key = this.limitsOf(keySubject);
+    if (key.rate_limit > 0 && !hasLeasedToken(keySubject.rate, now)) return undefined;
+    if (project.rate_limit > 0 && !hasLeasedToken(projectSubject.rate, now)) return undefined;
+
+    const spendCap = project.monthly_spend_cap_micros;
+    const counted = !CONTROL_SERVICES.has(service) && (key.monthly_quota > 0 || project.monthly_quota > 0 || (spendCap > 0 && priceMicros > 0));
+    const spent = counted && spendCap > 0 && priceMicros > 0;
+    const period = this.period(now);
+    if (counted) {
+      if (key.monthly_quota > 0 && !hasReserved(keySubject.requests, period, 1)) return undefined;
+      if (project.monthly_quota > 0 && !hasReserved(projectSubject.requests, period, 1)) return undefined;
+      if (spent && !hasReserved(projectSubject.spend, period, priceMicros)) return undefined;
+    }
+
+    // Everything is at hand: take it, as `admit` would.
+    let headers: Record<string, string> | undefined;
+    if (key.rate_limit > 0 || project.rate_limit > 0) {
+      const keyLease = key.rate_limit > 0 ? this.takeLeasedToken(keySubject, now) : undefined;
+      const projectLease = project.rate_limit > 0 ? this.takeLeasedToken(projectSubject, now) : undefined;
+      headers = tighterRateHeaders(keyLease, key.rate_limit, projectLease, project.rate_limit);
+    }
+    if (!counted) return { priceMicros, headers };
+    if (key.monthly_quota > 0) this.takeReserved(keySubject.requests, period, 1, now);
+    if (project.monthly_quota > 0) this.takeReserved(projectSubject.requests, period, 1, now);
+    if (!spent) return { priceMicros, headers };
+    const spend = this.takeReserved(projectSubject.spend, period, priceMicros, now)!;
+    return { priceMicros, headers, spend: { lease: spend, amount: priceMicros } };
   }
 
   /** After the call: a failed call pays nothing, so its reserved spend goes back. */

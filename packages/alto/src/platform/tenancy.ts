@@ -77,9 +77,22 @@ export interface BootstrapResult {
 /** A key as the cache keeps it: what `authenticate` answers for it, without a lookup. */
 type CachedKey = { status: 'active'; tenant: Tenant } | { status: 'revoked' | 'blocked' };
 
+function tenantOfCached(cached: CachedKey): Tenant {
+  if (cached.status === 'active') return cached.tenant;
+  throw cached.status === 'revoked'
+    ? errors.unauthorized('the API key was revoked')
+    : errors.forbidden('the API key is blocked; unblock it with keys/Unblock');
+}
+
 export class Tenancy {
   private readonly keys = new Map<string, CachedKey>();
   private keysGeneration = -1;
+  /**
+   * Hashes of keys found in the store, by key. A key's hash never changes, so this needs no
+   * invalidation: a revoked key is still hashed from here, then refused by the cache above.
+   * Keys not found are not kept, so guessing keys cannot crowd the real ones out.
+   */
+  private readonly hashes = new Map<string, string>();
 
   constructor(
     private readonly store: ControlStore,
@@ -139,29 +152,41 @@ export class Tenancy {
 
   /** The tenant a key stands for, or a 401/403 that says why it cannot be used. */
   async authenticate(secret: string): Promise<Tenant> {
-    const hash = hashKey(secret);
+    const known = this.knownTenant(secret);
+    if (known) return known;
+    const hash = this.hashOf(secret);
+    const generation = this.keysGeneration;
+    const key = await this.store.findKeyByHash(hash);
+    if (!key) throw errors.unauthorized('the API key is not valid');
+    const cached: CachedKey = key.status === 'active' ? { status: 'active', tenant: Object.freeze(tenantOf(key)) } : { status: key.status };
+    // Kept only if no change to keys was seen while it was looked up: the row may predate it.
+    if (this.store.keyGeneration() === generation && this.keysGeneration === generation) {
+      if (this.keys.size >= KEY_CACHE_SIZE) this.keys.clear();
+      this.keys.set(hash, cached);
+      if (this.hashes.size >= KEY_CACHE_SIZE) this.hashes.clear();
+      this.hashes.set(secret, hash);
+    }
+    return tenantOfCached(cached);
+  }
+
+  /**
+   * The tenant of a key this process already knows, at once (the hot path: no promise, no
+   * hashing, no store), or undefined when the store must be asked (`authenticate` does). A key
+   * known to be revoked or blocked throws its 401/403 here too.
+   */
+  knownTenant(secret: string): Tenant | undefined {
     const generation = this.store.keyGeneration();
     if (generation !== this.keysGeneration) {
       this.keys.clear();
       this.keysGeneration = generation;
     }
-    let cached = this.keys.get(hash);
-    if (!cached) {
-      const key = await this.store.findKeyByHash(hash);
-      if (!key) throw errors.unauthorized('the API key is not valid');
-      cached = key.status === 'active' ? { status: 'active', tenant: Object.freeze(tenantOf(key)) } : { status: key.status };
-      // Kept only if no change to keys was seen while it was looked up: the row may predate it.
-      if (this.store.keyGeneration() === generation && this.keysGeneration === generation) {
-        if (this.keys.size >= KEY_CACHE_SIZE) this.keys.clear();
-        this.keys.set(hash, cached);
-      }
-    }
-    if (cached.status !== 'active') {
-      throw cached.status === 'revoked'
-        ? errors.unauthorized('the API key was revoked')
-        : errors.forbidden('the API key is blocked; unblock it with keys/Unblock');
-    }
-    return cached.tenant;
+    const cached = this.keys.get(this.hashOf(secret));
+    return cached && tenantOfCached(cached);
+  }
+
+  /** A key's hash, remembered for keys found in the store, so a busy key is hashed once. */
+  private hashOf(secret: string): string {
+    return this.hashes.get(secret) ?? hashKey(secret);
   }
 
   async createAccount(email: string, passwordHash: string): Promise<{ accountId: string; project: ProjectRecord }> {
