@@ -85,6 +85,15 @@ describe('three processes on one PostgreSQL are three nodes of one cloud', () =>
     for (const folder of [...folders, home]) rmSync(folder, { recursive: true, force: true });
   });
 
+  test('GET /v1/status lists the nodes to the admin key only', async () => {
+    const status = async (key: string) => (await fetch(`${servers[0].url}/v1/status`, { headers: { authorization: `Bearer ${key}` } })).json();
+    const admin = await status(servers[0].adminKey);
+    assert.deepEqual(admin.nodes.map((node: NodeView) => node.name).sort(), NAMES);
+    assert.ok(admin.nodes.every((node: NodeView) => node.state === 'ready'), JSON.stringify(admin.nodes));
+    const project = await status(await servers[0].projectKey('status-nodes', ['id']));
+    assert.equal(project.nodes, undefined, 'a project key does not see the nodes');
+  });
+
   test('every node lists all three live, with its name, id, advertised URL and capacity', async () => {
     for (const server of servers) {
       const nodes = await list(server);

@@ -8,7 +8,7 @@
 import { createLogger } from '../kit/logger.js';
 import { connectionCapsFrom } from '../edge/connections.js';
 import { DEFAULT_MAX_BODY_BYTES, startAlto, type AltoOptions } from '../edge/server.js';
-import { advertiseUrlOf, nodeNameOf, startNodeMembership, type NodeMembership } from '../compute/cluster/membership.js';
+import { advertiseUrlOf, nodeNameOf } from '../compute/cluster/membership.js';
 import { bold, dim, green, yellow } from './output.js';
 
 export interface UpFlags {
@@ -39,9 +39,7 @@ export async function runUp(flags: UpFlags): Promise<void> {
   const advertiseUrl = flags.advertise ?? (process.env.ALTO_ADVERTISE || undefined);
   if (advertiseUrl !== undefined) advertiseUrlOf(advertiseUrl);
   const log = createLogger();
-  // `node` and `advertiseUrl` are for the edge to join the cloud itself once it does; until then
-  // this command joins it just below, and after, the same call answers the edge's membership.
-  const options: AltoOptions & { node?: string; advertiseUrl?: string } = {
+  const options: AltoOptions = {
     port,
     host: flags.host ?? process.env.ALTO_HOST,
     dataDir: flags.data ?? process.env.ALTO_DATA ?? '.alto',
@@ -64,21 +62,10 @@ export async function runUp(flags: UpFlags): Promise<void> {
     node,
     advertiseUrl,
   };
+  // Joins the cloud once the edge listens (the advertised URL defaults to the one it listens at);
+  // a name held by another live node ends this start with the reason.
   const alto = await startAlto(options);
-  // Joined once the edge listens, so the advertised URL defaults to the one it listens at. A
-  // name held by another live node ends this start with the reason.
-  let membership: NodeMembership;
-  try {
-    membership = await startNodeMembership({
-      platform: alto.platform,
-      name: node,
-      advertiseUrl: advertiseUrl ?? alto.url,
-      log: log.child({ component: 'cluster' }),
-    });
-  } catch (error) {
-    await alto.close();
-    throw error;
-  }
+  const { membership } = alto;
 
   const lines = [
     '',
@@ -102,10 +89,7 @@ export async function runUp(flags: UpFlags): Promise<void> {
       log.info({ signal }, 'stopping');
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
-      void membership
-        .stop()
-        .then(() => alto.close())
-        .then(resolve);
+      void alto.close().then(resolve);
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

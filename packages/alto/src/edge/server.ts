@@ -22,6 +22,8 @@ import { createEdgeMetrics, registerAppMetrics } from './metrics.js';
 import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { appsComponent } from '../compute/apps/service.js';
+import { startNodeMembership, type NodeMembership } from '../compute/cluster/membership.js';
+import { listNodes } from '../compute/cluster/service.js';
 import { AppProxy, TcpForwarder } from './proxy.js';
 import { ConnectionForwarder } from './forward.js';
 import { allServices } from './registry.js';
@@ -60,6 +62,10 @@ export interface AltoOptions {
   headersTimeoutMs?: number;
   /** How long a request body may send nothing before it is cut with 408 (ALTO_BODY_TIMEOUT_MS, default 30 s). */
   bodyTimeoutMs?: number;
+  /** `--node` (ALTO_NODE): this node's name in the cloud its store names; default the host name. */
+  node?: string;
+  /** `--advertise` (ALTO_ADVERTISE): the URL other nodes reach this one at; default the URL it listens at. */
+  advertiseUrl?: string;
   logger?: Logger;
 }
 
@@ -70,6 +76,8 @@ export interface RunningAlto {
   /** Set on the first start, when Alto generated the admin key. */
   generatedAdminKey?: string;
   adminKeyPath: string;
+  /** This process as a node of the cloud (compute/cluster/membership.ts). */
+  membership: NodeMembership;
   close(): Promise<void>;
 }
 
@@ -262,6 +270,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         services: platform.listServices().map((service) => service.name),
         sandbox: admin ? sandbox : withoutHostDetails(sandbox),
         apps_domain: platform.config.appsDomain,
+        ...(admin ? { nodes: await listNodes(platform) } : {}),
         key: { project: tenant.projectName, environment: tenant.environment, role: tenant.role, scopes: tenant.scopes },
       });
     } catch (error) {
@@ -306,6 +315,14 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
       return { port: await forwarder.listen(), close: () => forwarder.close() };
     },
   });
+  // Joins the cloud as a node once its URL is known; a name a live node holds ends the start.
+  const membership = await startNodeMembership({ platform, name: options.node, advertiseUrl: options.advertiseUrl ?? url, log: log.child({ component: 'cluster' }) }).catch(async (error: unknown) => {
+    await new Promise<void>((done) => server.close(() => done()));
+    forwarder.close();
+    await appProxy.close();
+    await platform.close();
+    throw error;
+  });
   platform.readiness.ready('http');
   log.info({ url, port, data: dataDir, store: stores.description, version: VERSION }, 'listening');
 
@@ -316,9 +333,11 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     platform,
     generatedAdminKey,
     adminKeyPath,
+    membership,
     close() {
       closing ??= (async () => {
         platform.readiness.notReady('http');
+        await membership.stop();
         api.closeStreams();
         const drained = new Promise<void>((done) => server.close(() => done()));
         server.closeIdleConnections();
