@@ -31,6 +31,8 @@ export interface ProxyTarget {
   /** Opens a connection to the instance the way its driver needs (`Instance.connect`). */
   connect(): Promise<Socket>;
   release(): void;
+  /** Set when the target is another node's edge (compute/cluster/routing.ts): this node's name, sent as `x-alto-via`. */
+  via?: string;
 }
 
 /** What the edge's proxy asks of compute for each request or TCP connection to an app. */
@@ -40,7 +42,7 @@ export interface AppResolver {
    * 404 no such app, 503 no ready instance (with Retry-After where it makes sense) or another
    * node runs the app (naming it).
    */
-  acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget>;
+  acquire(address: AppAddress, kind: 'http' | 'tcp', relayed?: boolean): Promise<ProxyTarget>;
 }
 
 /** How long a request waits for an instance of a crashing or starting app before a 503. */
