@@ -20,14 +20,18 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
 
 /** A resolver that maps app names to local ports and counts every release per acquire. */
 export class TestResolver implements AppResolver {
-  readonly targets = new Map<string, { host: string; port: number }>();
+  /** `via`: the target stands for another node's edge (the proxy sends `x-alto-via`). */
+  readonly targets = new Map<string, { host: string; port: number; via?: string }>();
   readonly failures = new Map<string, () => Error>();
   /** One entry per acquire: how many times its release was called. */
   readonly releases: number[] = [];
   readonly kinds: string[] = [];
+  /** One entry per acquire: whether the proxy said the request was relayed by another node. */
+  readonly relayed: boolean[] = [];
 
-  async acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
+  async acquire(address: AppAddress, kind: 'http' | 'tcp', relayed = false): Promise<ProxyTarget> {
     this.kinds.push(`${address.app}.${address.project}:${kind}`);
+    this.relayed.push(relayed);
     const failure = this.failures.get(address.app);
     if (failure) throw failure();
     const target = this.targets.get(address.app);

@@ -37,6 +37,7 @@ import {
   type BodyFramer,
   type RequestHead,
   type ResponseHead,
+  VIA_HEADER,
 } from './h1.js';
 import { appUnreachable, writeRawError } from './proxy.js';
 
@@ -236,7 +237,7 @@ class ClientConnection {
   private async begin(head: RequestHead, address: AppAddress): Promise<void> {
     let target: ProxyTarget;
     try {
-      target = await this.forwarder.options.resolver.acquire(address, 'http');
+      target = await this.forwarder.options.resolver.acquire(address, 'http', head.relayed);
     } catch (error) {
       if (!isAltoError(error)) this.forwarder.options.log.error({ err: error, app: address.app, project: address.project }, 'app resolver failed');
       return this.refuse(isAltoError(error) ? error : errors.internal(), head);
@@ -376,7 +377,7 @@ class Exchange {
   ) {
     this.requestFramer = framerFor(head.framing);
     this.closeAfter = head.close;
-    this.forwardedHead = forwardedRequestHead(head, client.forwardedFor);
+    this.forwardedHead = forwardedRequestHead(head, client.forwardedFor, target.via);
   }
 
   async start(): Promise<void> {
@@ -732,8 +733,11 @@ function keyOf(target: ProxyTarget): string {
   return `${target.host}:${target.port}`;
 }
 
-/** The request head as the instance gets it: the client's end-to-end headers, then X-Forwarded-*. */
-function forwardedRequestHead(head: RequestHead, client: string): string {
+/**
+ * The request head as the instance gets it: the client's end-to-end headers, then X-Forwarded-*.
+ * `x-alto-via` goes only to another node's edge (`via`, this node's name), never to an instance.
+ */
+function forwardedRequestHead(head: RequestHead, client: string, via: string | undefined): string {
   let text = `${head.method} ${head.target} HTTP/1.1\r\n`;
   let priorFor: string | undefined;
   let priorProto: string | undefined;
@@ -742,6 +746,7 @@ function forwardedRequestHead(head: RequestHead, client: string): string {
     const name = headers[index];
     const lower = name.toLowerCase();
     if (REQUEST_HOP_BY_HOP.has(lower) || (connectionNamed.length > 0 && connectionNamed.includes(lower))) continue;
+    if (head.relayed && lower === VIA_HEADER) continue;
     if (lower.startsWith('x-forwarded-')) {
       if (lower === 'x-forwarded-for') priorFor = priorFor === undefined ? headers[index + 1] : `${priorFor}, ${headers[index + 1]}`;
       else if (lower === 'x-forwarded-proto') priorProto = headers[index + 1];
@@ -754,6 +759,7 @@ function forwardedRequestHead(head: RequestHead, client: string): string {
   text += `x-forwarded-proto: ${priorProto !== undefined && /^https?$/i.test(priorProto.trim()) ? priorProto.trim().toLowerCase() : 'http'}\r\n`;
   text += `x-forwarded-host: ${head.host}\r\n`;
   if (head.upgrade) text += `connection: upgrade\r\nupgrade: ${head.upgrade}\r\n`;
+  if (via) text += `${VIA_HEADER}: ${via}\r\n`;
   return text + '\r\n';
 }
 

@@ -33,6 +33,9 @@ const STATUS_LINE = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: ([^\x00-\x08\x0a-\x1f\x7f]*
 
 const HEAD_END = Buffer.from('\r\n\r\n');
 
+/** What a node of the cloud adds to a request it relays to another node's edge (its own name). */
+export const VIA_HEADER = 'x-alto-via';
+
 /** How a body ends. */
 export type Framing = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' } | { kind: 'close' };
 
@@ -51,6 +54,8 @@ export interface RequestHead {
   upgrade: string | undefined;
   /** Lower-case names the Connection header lists (hop-by-hop for this message). */
   connectionNamed: string[];
+  /** Another node of the cloud relayed the request (`x-alto-via`). */
+  relayed: boolean;
   /** Bytes the head took, its blank line included. */
   length: number;
 }
@@ -92,7 +97,7 @@ export function parseRequestHead(buffer: Buffer, end: number): RequestHead | und
   if (!TOKEN.test(method) || method === 'CONNECT' || !TARGET.test(target)) return undefined;
   const fields = readFields(lines);
   if (!fields) return undefined;
-  const { headers, hosts, lengths, codings, connection, upgrade } = fields;
+  const { headers, hosts, lengths, codings, connection, upgrade, via } = fields;
   if (hosts.length !== 1) return undefined;
   let framing: Framing = NO_BODY;
   if (codings.length > 0) {
@@ -115,6 +120,7 @@ export function parseRequestHead(buffer: Buffer, end: number): RequestHead | und
     close: connectionNamed.includes('close'),
     upgrade: upgrading ? upgrade : undefined,
     connectionNamed,
+    relayed: via,
     length: end,
   };
 }
@@ -173,12 +179,14 @@ interface Fields {
   connection: string | undefined;
   upgrade: string | undefined;
   keepAlive: string | undefined;
+  /** An `x-alto-via` header came. */
+  via: boolean;
 }
 
 /** The header lines after the first, or undefined when one is malformed or there are too many. */
 function readFields(lines: string[]): Fields | undefined {
   if (lines.length - 1 > MAX_HEADERS) return undefined;
-  const fields: Fields = { headers: [], hosts: [], lengths: [], codings: [], connection: undefined, upgrade: undefined, keepAlive: undefined };
+  const fields: Fields = { headers: [], hosts: [], lengths: [], codings: [], connection: undefined, upgrade: undefined, keepAlive: undefined, via: false };
   for (let index = 1; index < lines.length; index++) {
     const line = lines[index];
     const colon = line.indexOf(':');
@@ -200,6 +208,7 @@ function readFields(lines: string[]): Fields | undefined {
         const lower = name.toLowerCase();
         if (lower === 'connection') fields.connection = fields.connection === undefined ? value : `${fields.connection}, ${value}`;
         else if (lower === 'keep-alive') fields.keepAlive = value;
+        else if (lower === VIA_HEADER) fields.via = true;
         break;
       }
       case 14:

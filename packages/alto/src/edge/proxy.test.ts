@@ -121,6 +121,7 @@ describe(`AppProxy over HTTP (${way})`, () => {
     });
     const upstreamPort = await listen(upstream);
     resolver.targets.set('web', { host: '127.0.0.1', port: upstreamPort });
+    resolver.targets.set('peer', { host: '127.0.0.1', port: upstreamPort, via: 'node-a' });
     resolver.targets.set('down', { host: '127.0.0.1', port: await closedPort() });
     resolver.failures.set('busy', () => errors.unavailable('app "busy" has no ready instance yet').withHeaders({ 'retry-after': '2' }));
 
@@ -173,6 +174,16 @@ describe(`AppProxy over HTTP (${way})`, () => {
     assert.equal(answer.headers['x-app'], 'yes');
     assert.deepEqual(answer.headers['set-cookie'], ['a=1', 'b=2']);
     assert.notEqual(answer.headers['keep-alive'], 'timeout=99', "the app's keep-alive header is not passed on");
+    await resolver.allReleasedOnce();
+  });
+
+  test('relays to another node with x-alto-via, and never passes a received x-alto-via to an instance', async () => {
+    const relayedAnswer = await send('peer.demo.localhost', '/headers');
+    assert.equal(JSON.parse(relayedAnswer.body)['x-alto-via'], 'node-a', "the other node's edge learns the request was relayed");
+    assert.equal(resolver.relayed.at(-1), false);
+    const arrived = await send('web.demo.localhost', '/headers', { headers: { 'x-alto-via': 'node-b' } });
+    assert.equal(JSON.parse(arrived.body)['x-alto-via'], undefined, 'an instance never sees it');
+    assert.equal(resolver.relayed.at(-1), true, 'the resolver is told, so it relays no further');
     await resolver.allReleasedOnce();
   });
 

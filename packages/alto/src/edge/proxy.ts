@@ -19,6 +19,7 @@ import type { Logger } from '../kit/logger.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
 import { requestIdOf } from './http.js';
+import { VIA_HEADER } from './h1.js';
 
 // The port between the edge and compute: compute's app manager resolves an app to an instance.
 export type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
@@ -180,7 +181,7 @@ export class AppProxy {
   }
 
   private async proxyRequest(address: AppAddress, request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const target = await this.acquireOrAnswer(address, 'http', (failure) => this.sendError(request, response, failure));
+    const target = await this.acquireOrAnswer(address, 'http', (failure) => this.sendError(request, response, failure), request.headers[VIA_HEADER] !== undefined);
     if (!target) return;
     const release = onceOnly(() => target.release(), this.log);
     // The client may have gone while the resolver woke an instance: nothing left to do.
@@ -195,7 +196,7 @@ export class AppProxy {
     response.once('close', () => {
       if (!response.writableFinished) abort?.(new Error('the client went away'));
     });
-    const headers = forwardedRequestHeaders(request, false);
+    const headers = forwardedRequestHeaders(request, false, target.via);
     // Node's server answered any `Expect: 100-continue` itself; the body follows as it comes.
     delete headers.expect;
     const handler: Dispatcher.DispatchHandlers = {
@@ -232,7 +233,7 @@ export class AppProxy {
     socket.on('error', () => socket.destroy());
     // A websocket may rightly stay quiet for long: the edge's idle timeout is not for it.
     if (socket instanceof Socket) socket.setTimeout(0);
-    const target = await this.acquireOrAnswer(address, 'http', (failure) => writeRawError(socket, failure, requestIdOf(request)));
+    const target = await this.acquireOrAnswer(address, 'http', (failure) => writeRawError(socket, failure, requestIdOf(request)), request.headers[VIA_HEADER] !== undefined);
     if (!target) return;
     const release = onceOnly(() => target.release(), this.log);
     if (socket.destroyed) return release();
@@ -244,7 +245,7 @@ export class AppProxy {
       port: target.port,
       method: request.method,
       path: request.url,
-      headers: forwardedRequestHeaders(request, true),
+      headers: forwardedRequestHeaders(request, true, target.via),
       createConnection: connectionTo(target),
     });
     this.open.add(upstream);
@@ -284,9 +285,10 @@ export class AppProxy {
     address: AppAddress,
     kind: 'http' | 'tcp',
     answer: (failure: AltoError) => void,
+    relayed = false,
   ): Promise<ProxyTarget | undefined> {
     try {
-      return await this.resolver.acquire(address, kind);
+      return await this.resolver.acquire(address, kind, relayed);
     } catch (error) {
       if (!isAltoError(error)) this.log.error({ err: error, app: address.app, project: address.project }, 'app resolver failed');
       answer(isAltoError(error) ? error : errors.internal());
@@ -390,8 +392,11 @@ export class TcpForwarder {
 }
 
 /** The request's headers as the instance should see them: end-to-end ones plus X-Forwarded-*. */
-function forwardedRequestHeaders(request: IncomingMessage, upgrade: boolean): OutgoingHttpHeaders {
+function forwardedRequestHeaders(request: IncomingMessage, upgrade: boolean, via: string | undefined): OutgoingHttpHeaders {
   const headers: OutgoingHttpHeaders = endToEndHeaders(request.headers);
+  // Only to another node's edge, never to an instance (compute/cluster/routing.ts).
+  delete headers[VIA_HEADER];
+  if (via) headers[VIA_HEADER] = via;
   const priorFor = request.headers['x-forwarded-for'];
   const client = request.socket.remoteAddress ?? 'unknown';
   headers['x-forwarded-for'] = typeof priorFor === 'string' && priorFor.trim() ? `${priorFor}, ${client}` : client;
