@@ -119,3 +119,66 @@ test('signing secrets are sealed with the master key; a plain one still reads an
   assert.ok(isSealedText(await store.signingSecret('q/production', () => assert.fail('the secret exists'))), 'a new secret is stored sealed');
   assert.match(fresh, /^whsec_[0-9a-f]{64}$/);
 });
+
+test('a run whose claimer died before delivering it is delivered by another scheduler once the claim runs out', async () => {
+  const { server, url, received } = await receiver(() => 200);
+  const store = new SqliteCronStore(openSqlite(':memory:'));
+  const survivor = new CronScheduler(store, { allowPrivateCallbacks: true, log: silentLogger(), claimMs: 400 });
+  try {
+    const job = await survivor.schedule('p/production', { id: 'orphan', name: 'orphan', interval: '* * * * *', callback: url });
+    const due = Date.now() - 10;
+    await store.save({ ...job, nextRun: due }, Date.now());
+    // What a process killed between its claim and its callback leaves behind.
+    assert.equal(await store.claim({ ...job, nextRun: due }, due, job.nextRun, { owner: 'killed', until: Date.now() + 400 }), true);
+    await until(async () => {
+      await survivor.tick();
+      return (await store.runs('p/production', 'orphan')).length === 1;
+    }, 'the abandoned run to be delivered and recorded');
+    assert.equal(received.length, 1);
+    assert.equal(JSON.parse(received[0].body).scheduled, new Date(due).toISOString());
+    assert.equal((await store.runs('p/production', 'orphan'))[0].status, 'succeeded');
+    assert.deepEqual(await store.abandonedRuns(Number.MAX_SAFE_INTEGER, 10), [], 'the recorded run is no longer claimed');
+  } finally {
+    await survivor.close();
+    server.close();
+  }
+});
+
+test('a scheduler stopping mid-delivery releases the run, and another delivers it at once', async () => {
+  const held: Array<() => void> = [];
+  const received: string[] = [];
+  const server = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => (body += chunk));
+    request.on('end', () => {
+      received.push(body);
+      // The first delivery is never answered: its sender stops while waiting.
+      if (received.length === 1) held.push(() => response.destroy());
+      else response.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
+  const store = new SqliteCronStore(openSqlite(':memory:'));
+  const options = { allowPrivateCallbacks: true, log: silentLogger(), claimMs: 60_000 };
+  const stopping = new CronScheduler(store, options);
+  const heir = new CronScheduler(store, options);
+  try {
+    const job = await stopping.schedule('p/production', { id: 'cut', name: 'cut', interval: '* * * * *', callback: url });
+    const due = Date.now() - 10;
+    await store.save({ ...job, nextRun: due }, Date.now());
+    await stopping.tick();
+    await until(() => received.length === 1, 'the first delivery to reach the callback');
+    await stopping.close();
+    assert.deepEqual(await store.runs('p/production', 'cut'), [], 'a cut-short run is not recorded');
+    await until(async () => {
+      await heir.tick();
+      return (await store.runs('p/production', 'cut')).length === 1;
+    }, 'the released run to be delivered by the other scheduler');
+    assert.deepEqual(received.map((body) => JSON.parse(body).scheduled), [new Date(due).toISOString(), new Date(due).toISOString()]);
+  } finally {
+    for (const release of held) release();
+    await heir.close();
+    server.close();
+  }
+});

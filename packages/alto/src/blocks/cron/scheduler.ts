@@ -3,7 +3,12 @@
  * The cron block's logic: scheduling, listing and deleting jobs, and the scheduler that fires
  * them. Every TICK_MS the scheduler looks for due jobs, claims each due run in the store (only
  * one process sharing the store wins a claim), and POSTs the signed JSON body to the
- * callback, retrying failures with back-off. A run missed while no server was up fires once,
+ * callback, retrying failures with back-off. The claim lasts CLAIM_MS and is renewed while the
+ * run is delivered, until the run is recorded: a run claimed by a process that died (or
+ * stopped) before delivering it is taken over by another process once its claim runs out, and
+ * delivered then, late rather than never. A process killed after the callback answered but
+ * before the run was recorded has it delivered again: callbacks are at least once, and the
+ * body's `scheduled` time names the run so a receiver can tell. A run missed while no server was up fires once,
  * late, then the job carries on from the current time. A callback is a public http(s) URL, or
  * `app://<name>/<path>`: one of the project's own apps, reached straight at a ready instance
  * (through the platform's app gateway, with the Host header the edge would give it).
@@ -20,11 +25,15 @@ import { projectIdOf } from '../../platform/tenancy.js';
 import { checkCallbackUrl, isAppCallback, parseAppCallback } from './addresses.js';
 import { nextFireTime, parseCron } from './expression.js';
 import { SIGNATURE_HEADER, signatureHeader } from './signature.js';
-import type { CronStore, JobRecord, RunRecord } from '../../store/cron/port.js';
+import type { AbandonedRun, CronStore, JobRecord, RunClaim, RunRecord } from '../../store/cron/port.js';
 import { SigningSecrets } from './signing-secrets.js';
 
 /** How often due jobs are looked for: a job fires well within a second of its time. */
 export const TICK_MS = 200;
+/** How long a claimed run stays claimed without renewal: how late a run whose claimer died may be. */
+export const CLAIM_MS = 10_000;
+/** How often the claims of the runs being delivered are renewed, and abandoned runs looked for. */
+export const CLAIM_RENEW_MS = 2_000;
 /** Waits before the 2nd, 3rd and 4th attempt of a failed callback. */
 export const RETRY_DELAYS_MS = [1000, 2000, 4000];
 const CALLBACK_TIMEOUT_MS = 10_000;
@@ -66,6 +75,10 @@ export interface SchedulerOptions {
   cipher?: SecretCipher;
   retryDelaysMs?: number[];
   now?: () => number;
+  /** Names this scheduler's claims in the store; random when not given. */
+  claimer?: string;
+  /** How long a claim holds without renewal (CLAIM_MS); tests shorten it. */
+  claimMs?: number;
 }
 
 export class CronScheduler {
@@ -77,6 +90,10 @@ export class CronScheduler {
   private readonly aborter = new AbortController();
   private readonly now: () => number;
   private readonly retryDelaysMs: number[];
+  private readonly claimMs: number;
+  /** When the claims were last renewed and abandoned runs last looked for. */
+  private lastClaimCheck = 0;
+  readonly claimer: string;
   readonly signingSecrets: SigningSecrets;
 
   constructor(
@@ -85,6 +102,8 @@ export class CronScheduler {
   ) {
     this.now = options.now ?? Date.now;
     this.retryDelaysMs = options.retryDelaysMs ?? RETRY_DELAYS_MS;
+    this.claimMs = options.claimMs ?? CLAIM_MS;
+    this.claimer = options.claimer ?? `cron-${randomString(16)}`;
     this.signingSecrets = new SigningSecrets(store, options.cipher);
   }
 
@@ -128,12 +147,55 @@ export class CronScheduler {
   }
 
   /**
-   * Claims and fires every due run; resolves once the runs are claimed, while the callbacks go
-   * on in the background. A tick asked for while one is under way waits for that one.
+   * Claims and fires every due run, and (every CLAIM_RENEW_MS, or when `force`d) renews the
+   * claims of the runs being delivered and takes over abandoned ones; resolves once the runs are
+   * claimed, while the callbacks go on in the background. A tick asked for while one is under
+   * way waits for that one.
    */
   tick(): Promise<void> {
-    if (!this.ticking) this.ticking = this.claimDueRuns().finally(() => (this.ticking = undefined));
+    if (!this.ticking) {
+      this.ticking = (async () => {
+        await this.claimDueRuns();
+        if (this.now() - this.lastClaimCheck >= Math.min(CLAIM_RENEW_MS, this.claimMs / 4)) await this.checkClaims();
+      })().finally(() => (this.ticking = undefined));
+    }
     return this.ticking;
+  }
+
+  private claim(): RunClaim {
+    return { owner: this.claimer, until: this.now() + this.claimMs };
+  }
+
+  /** Renews this scheduler's claims, then takes over and fires runs whose claimer stopped renewing. */
+  private async checkClaims(): Promise<void> {
+    if (this.closed) return;
+    const now = this.now();
+    this.lastClaimCheck = now;
+    let abandoned: AbandonedRun[];
+    try {
+      if (this.inFlight.size > 0) await this.store.renewClaims(this.claimer, now + this.claimMs);
+      abandoned = await this.store.abandonedRuns(now, DUE_PER_TICK);
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'cron: could not renew claims or read abandoned runs');
+      return;
+    }
+    for (const { job, scheduledAt } of abandoned) {
+      let taken: boolean;
+      try {
+        taken = await this.store.reclaim(job.namespace, job.id, scheduledAt, now, this.claim());
+      } catch (error) {
+        this.options.log.warn({ err: error, job: job.id }, 'cron: could not take over an abandoned run');
+        return;
+      }
+      if (!taken || this.closed) continue;
+      this.options.log.info({ job: job.id, scheduled: new Date(scheduledAt).toISOString() }, 'cron: delivering a run its claimer abandoned');
+      this.startDelivery(job, scheduledAt);
+    }
+  }
+
+  private startDelivery(job: JobRecord, scheduledAt: number): void {
+    const delivery = this.deliver(job, scheduledAt).finally(() => this.inFlight.delete(delivery));
+    this.inFlight.add(delivery);
   }
 
   private async claimDueRuns(): Promise<void> {
@@ -156,14 +218,13 @@ export class CronScheduler {
       }
       let claimed: boolean;
       try {
-        claimed = await this.store.claim(job, scheduledAt, next);
+        claimed = await this.store.claim(job, scheduledAt, next, this.claim());
       } catch (error) {
         this.options.log.warn({ err: error, job: job.id }, 'cron: could not claim a run');
         return;
       }
       if (!claimed || this.closed) continue;
-      const delivery = this.deliver(job, scheduledAt).finally(() => this.inFlight.delete(delivery));
-      this.inFlight.add(delivery);
+      this.startDelivery(job, scheduledAt);
     }
   }
 
@@ -198,7 +259,8 @@ export class CronScheduler {
         break;
       }
     }
-    if (this.closed) return;
+    // Stopping cut this run short: its claim is released on close, for another process to deliver.
+    if (this.closed && status !== 'succeeded') return;
     const run: RunRecord = {
       scheduledAt,
       finishedAt: this.now(),
@@ -308,5 +370,10 @@ export class CronScheduler {
     this.aborter.abort();
     await this.ticking;
     await Promise.allSettled([...this.inFlight]);
+    try {
+      await this.store.releaseClaims(this.claimer);
+    } catch (error) {
+      this.options.log.warn({ err: error }, 'cron: could not release claims; other processes take them once they run out');
+    }
   }
 }

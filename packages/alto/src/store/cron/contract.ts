@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { RUNS_KEPT, type CronStore, type JobRecord, type RunRecord } from './port.js';
+import { RUNS_KEPT, type CronStore, type JobRecord, type RunClaim, type RunRecord } from './port.js';
 
 export interface CronAdapterUnderTest {
   store: CronStore;
@@ -33,6 +33,7 @@ export function runCronStoreContract(name: string, open: () => Promise<CronAdapt
       nextRun: 1_800_000_000_000,
       ...changes,
     });
+    const held = (owner: string, until = 1_900_000_000_000): RunClaim => ({ owner, until });
     const finished = (scheduledAt: number, changes: Partial<RunRecord> = {}): RunRecord => ({
       scheduledAt,
       finishedAt: scheduledAt + 5,
@@ -89,16 +90,50 @@ export function runCronStoreContract(name: string, open: () => Promise<CronAdapt
       const due = job(ns, 'tick', { nextRun: 5_000 });
       await store.save(due, 0);
       const claims = await Promise.all(
-        Array.from({ length: 12 }, (_, index) => (index % 2 ? adapter.other : store).claim(due, 5_000, 6_000)),
+        Array.from({ length: 12 }, (_, index) => (index % 2 ? adapter.other : store).claim(due, 5_000, 6_000, held(`claimer-${index}`))),
       );
       assert.equal(claims.filter(Boolean).length, 1, `one winner: ${claims}`);
       assert.equal((await store.list(ns))[0].nextRun, 6_000);
-      assert.equal(await store.claim(due, 5_000, 6_000), false, 'an old expectation fails');
-      assert.equal(await store.claim(due, 6_000, null), true, 'a job may stop firing');
+      assert.equal(await store.claim(due, 5_000, 6_000, held('late')), false, 'an old expectation fails');
+      assert.equal(await store.claim(due, 6_000, null, held('last')), true, 'a job may stop firing');
       assert.equal((await adapter.other.list(ns))[0].nextRun, null);
       assert.deepEqual((await store.due(10_000, 100)).filter((each) => each.namespace === ns), []);
-      assert.equal(await store.claim(job(ns, 'missing'), 5_000, 6_000), false);
+      assert.equal(await store.claim(job(ns, 'missing'), 5_000, 6_000, held('nobody')), false);
       await store.delete(ns, 'tick');
+    });
+
+    test('a claimed run stays claimed until recorded; once its claim runs out one other process takes it over', async () => {
+      const ns = namespace('abandoned');
+      const mine = (runs: Awaited<ReturnType<CronStore['abandonedRuns']>>) => runs.filter((each) => each.job.namespace === ns);
+      const due = job(ns, 'tick', { nextRun: 5_000 });
+      await store.save(due, 0);
+      assert.equal(await store.claim(due, 5_000, 6_000, held('dies', 20_000)), true);
+      assert.deepEqual(mine(await adapter.other.abandonedRuns(19_999, 100)), [], 'not before its claim runs out');
+      assert.deepEqual(mine(await adapter.other.abandonedRuns(20_000, 100)), [{ job: { ...due, nextRun: 6_000 }, scheduledAt: 5_000 }]);
+      assert.equal(await store.claim(due, 6_000, 7_000, held('lives', 20_000)), true);
+      assert.equal(await store.renewClaims('lives', 40_000), 1, 'the owner renews what it holds');
+      assert.equal(await store.renewClaims('nobody', 40_000), 0);
+      assert.deepEqual(mine(await store.abandonedRuns(30_000, 100)).map((each) => each.scheduledAt), [5_000], 'a renewed claim holds');
+      assert.equal(await store.reclaim(ns, 'tick', 6_000, 30_000, held('thief', 50_000)), false, 'a live claim is not taken');
+
+      const takers = await Promise.all(
+        Array.from({ length: 12 }, (_, index) =>
+          (index % 2 ? adapter.other : store).reclaim(ns, 'tick', 5_000, 30_000, held(`taker-${index}`, 50_000)),
+        ),
+      );
+      assert.equal(takers.filter(Boolean).length, 1, `one taker: ${takers}`);
+      assert.deepEqual(mine(await store.abandonedRuns(30_000, 100)), [], 'taken over, the run is claimed again');
+      assert.deepEqual(mine(await store.abandonedRuns(50_000, 100)).map((each) => each.scheduledAt), [5_000, 6_000], 'earliest first');
+      assert.deepEqual(mine(await store.abandonedRuns(50_000, 1)).map((each) => each.scheduledAt), [5_000], 'limited');
+
+      await adapter.other.recordRun(ns, 'tick', finished(5_000));
+      assert.deepEqual(mine(await store.abandonedRuns(Number.MAX_SAFE_INTEGER, 100)).map((each) => each.scheduledAt), [6_000], 'recording a run ends its claim');
+      await store.releaseClaims('lives');
+      assert.deepEqual(mine(await adapter.other.abandonedRuns(1, 100)).map((each) => each.scheduledAt), [6_000], 'a released claim is free at once');
+      assert.equal(await adapter.other.reclaim(ns, 'tick', 6_000, 1, held('heir')), true);
+      await store.delete(ns, 'tick');
+      assert.deepEqual(mine(await store.abandonedRuns(Number.MAX_SAFE_INTEGER, 100)), [], 'a deleted job leaves no claims');
+      assert.equal(await store.reclaim(ns, 'tick', 6_000, Number.MAX_SAFE_INTEGER, held('late')), false);
     });
 
     test(`runs: newest first, the last ${RUNS_KEPT} kept, one per scheduled time; none for a deleted job`, async () => {
@@ -148,12 +183,13 @@ export function runCronStoreContract(name: string, open: () => Promise<CronAdapt
       assert.equal(await store.rewriteSigningSecrets((each, stored) => (stored.startsWith('sealed:') ? undefined : 'x')), 0);
     });
 
-    test('deleteProject forgets jobs, runs and secrets of every environment of that project only', async () => {
+    test('deleteProject forgets jobs, runs, claims and secrets of every environment of that project only', async () => {
       const project = `proj-${run}`;
       for (const ns of [`${project}/production`, `${project}/development`, `${project}0/production`]) {
         await store.save(job(ns, 'j'), 0);
         await store.recordRun(ns, 'j', finished(1));
         await store.signingSecret(ns, () => `secret of ${ns}`);
+        await store.claim(job(ns, 'j'), 1_800_000_000_000, null, held('claimer', 0));
       }
       await store.deleteProject(project);
       for (const ns of [`${project}/production`, `${project}/development`]) {
@@ -161,6 +197,8 @@ export function runCronStoreContract(name: string, open: () => Promise<CronAdapt
         assert.deepEqual(await store.runs(ns, 'j'), []);
         assert.equal(await store.signingSecret(ns, () => 'new'), 'new');
       }
+      const claimed = (await store.abandonedRuns(Number.MAX_SAFE_INTEGER, 1_000)).map((each) => each.job.namespace);
+      assert.deepEqual(claimed.filter((ns) => ns.startsWith(project)), [`${project}0/production`], 'only the neighbour keeps its claim');
       const neighbour = `${project}0/production`;
       assert.equal((await store.list(neighbour)).length, 1);
       assert.equal((await store.runs(neighbour, 'j')).length, 1);

@@ -3,13 +3,15 @@
  * The PostgreSQL adapter of the cron port, for Alto running with `--store postgres://`: every
  * process of one cloud sees the same jobs and fires each run once. A claim is one conditional
  * UPDATE of `next_run`: under READ COMMITTED a second claimer waits for the first, then finds
- * the value moved and updates nothing. Ids use the "C" collation so jobs list in the same order
+ * the value moved and updates nothing; the same statement records the claim in
+ * `alto_cron_claims`, which a recorded run ends and which, once run out, another process takes
+ * over with a conditional UPDATE of its expiry. Ids use the "C" collation so jobs list in the same order
  * as on SQLite; times are BIGINT milliseconds.
  */
 import type pg from 'pg';
 import { migratePostgres } from '../postgres/migrate.js';
 import { inTransaction } from '../postgres/transaction.js';
-import { RUNS_KEPT, type CronStore, type JobRecord, type RunRecord } from './port.js';
+import { RUNS_KEPT, type AbandonedRun, type CronStore, type JobRecord, type RunClaim, type RunRecord } from './port.js';
 
 /** Applied in order, each once; see `PostgresCronStore.open`. */
 const MIGRATIONS = [
@@ -38,6 +40,15 @@ const MIGRATIONS = [
      namespace TEXT COLLATE "C" PRIMARY KEY,
      secret TEXT NOT NULL,
      created_at BIGINT NOT NULL);`,
+  `CREATE TABLE IF NOT EXISTS alto_cron_claims (
+     namespace TEXT COLLATE "C" NOT NULL,
+     job_id TEXT COLLATE "C" NOT NULL,
+     scheduled_at BIGINT NOT NULL,
+     claimed_by TEXT NOT NULL,
+     expires_at BIGINT NOT NULL,
+     PRIMARY KEY (namespace, job_id, scheduled_at));
+   CREATE INDEX IF NOT EXISTS alto_cron_claims_expires_at ON alto_cron_claims (expires_at);
+   CREATE INDEX IF NOT EXISTS alto_cron_claims_claimed_by ON alto_cron_claims (claimed_by);`,
 ];
 
 /** BIGINT arrives as a string from pg. */
@@ -118,6 +129,7 @@ export class PostgresCronStore implements CronStore {
       // The job first: its row lock orders this delete with a run being recorded (see recordRun).
       const deleted = await client.query('DELETE FROM alto_cron_jobs WHERE namespace = $1 AND id = $2', [namespace, id]);
       await client.query('DELETE FROM alto_cron_runs WHERE namespace = $1 AND job_id = $2', [namespace, id]);
+      await client.query('DELETE FROM alto_cron_claims WHERE namespace = $1 AND job_id = $2', [namespace, id]);
       return deleted.rowCount === 1;
     });
   }
@@ -130,12 +142,44 @@ export class PostgresCronStore implements CronStore {
     return result.rows.map(jobFromRow);
   }
 
-  async claim(job: JobRecord, expected: number, next: number | null): Promise<boolean> {
+  async claim(job: JobRecord, expected: number, next: number | null, claim: RunClaim): Promise<boolean> {
     const result = await this.pool.query(
-      'UPDATE alto_cron_jobs SET next_run = $1 WHERE namespace = $2 AND id = $3 AND next_run = $4',
-      [next, job.namespace, job.id, expected],
+      `WITH moved AS (
+         UPDATE alto_cron_jobs SET next_run = $1 WHERE namespace = $2 AND id = $3 AND next_run = $4 RETURNING namespace, id)
+       INSERT INTO alto_cron_claims (namespace, job_id, scheduled_at, claimed_by, expires_at) SELECT namespace, id, $4, $5, $6 FROM moved
+       ON CONFLICT (namespace, job_id, scheduled_at) DO UPDATE SET claimed_by = excluded.claimed_by, expires_at = excluded.expires_at`,
+      [next, job.namespace, job.id, expected, claim.owner, claim.until],
     );
     return result.rowCount === 1;
+  }
+
+  async renewClaims(owner: string, until: number): Promise<number> {
+    const result = await this.pool.query('UPDATE alto_cron_claims SET expires_at = $1 WHERE claimed_by = $2', [until, owner]);
+    return result.rowCount ?? 0;
+  }
+
+  async abandonedRuns(now: number, limit: number): Promise<AbandonedRun[]> {
+    const result = await this.pool.query<JobRow & { scheduled_at: string }>(
+      `SELECT ${JOB_COLUMNS.split(', ').map((column) => `j.${column}`).join(', ')}, c.scheduled_at
+       FROM alto_cron_claims c JOIN alto_cron_jobs j ON j.namespace = c.namespace AND j.id = c.job_id
+       WHERE c.expires_at <= $1 ORDER BY c.scheduled_at LIMIT $2`,
+      [now, limit],
+    );
+    return result.rows.map((row) => ({ job: jobFromRow(row), scheduledAt: Number(row.scheduled_at) }));
+  }
+
+  async reclaim(namespace: string, jobId: string, scheduledAt: number, now: number, claim: RunClaim): Promise<boolean> {
+    // Under READ COMMITTED a second taker waits for the first, then finds the expiry moved.
+    const result = await this.pool.query(
+      `UPDATE alto_cron_claims SET claimed_by = $1, expires_at = $2
+       WHERE namespace = $3 AND job_id = $4 AND scheduled_at = $5 AND expires_at <= $6`,
+      [claim.owner, claim.until, namespace, jobId, scheduledAt, now],
+    );
+    return result.rowCount === 1;
+  }
+
+  async releaseClaims(owner: string): Promise<void> {
+    await this.pool.query('UPDATE alto_cron_claims SET expires_at = 0 WHERE claimed_by = $1', [owner]);
   }
 
   async recordRun(namespace: string, jobId: string, run: RunRecord): Promise<void> {
@@ -151,6 +195,11 @@ export class PostgresCronStore implements CronStore {
            status = excluded.status, http_code = excluded.http_code, attempts = excluded.attempts, error = excluded.error`,
         [namespace, jobId, run.scheduledAt, run.finishedAt, run.status, run.httpCode, run.attempts, run.error],
       );
+      await client.query('DELETE FROM alto_cron_claims WHERE namespace = $1 AND job_id = $2 AND scheduled_at = $3', [
+        namespace,
+        jobId,
+        run.scheduledAt,
+      ]);
       await client.query(
         `DELETE FROM alto_cron_runs WHERE namespace = $1 AND job_id = $2 AND scheduled_at NOT IN
            (SELECT scheduled_at FROM alto_cron_runs WHERE namespace = $1 AND job_id = $2 ORDER BY scheduled_at DESC LIMIT ${RUNS_KEPT})`,
@@ -201,6 +250,7 @@ export class PostgresCronStore implements CronStore {
     await inTransaction(this.pool, async (client) => {
       await client.query('DELETE FROM alto_cron_jobs WHERE starts_with(namespace, $1)', [prefix]);
       await client.query('DELETE FROM alto_cron_runs WHERE starts_with(namespace, $1)', [prefix]);
+      await client.query('DELETE FROM alto_cron_claims WHERE starts_with(namespace, $1)', [prefix]);
       await client.query('DELETE FROM alto_cron_signing_secrets WHERE starts_with(namespace, $1)', [prefix]);
     });
   }

@@ -2,10 +2,12 @@
  * @module store/cron/sqlite
  * The embedded adapter of the cron port: three tables in the shared SQLite file (the ones the
  * cron block created before it had a port, so existing data folders keep their jobs). Claims
- * are a conditional UPDATE of `next_run`, so processes sharing the file fire each run once.
+ * are a conditional UPDATE of `next_run`, so processes sharing the file fire each run once; the
+ * same transaction records the claim in `cron_claims`, which a recorded run ends and which,
+ * once run out, another process takes over with a conditional UPDATE of its expiry.
  */
 import { migrate, type SqliteDatabase } from '../sqlite/database.js';
-import { RUNS_KEPT, type CronStore, type JobRecord, type RunRecord } from './port.js';
+import { RUNS_KEPT, type AbandonedRun, type CronStore, type JobRecord, type RunClaim, type RunRecord } from './port.js';
 
 const MIGRATIONS = [
   `CREATE TABLE cron_jobs (
@@ -33,6 +35,15 @@ const MIGRATIONS = [
      namespace TEXT PRIMARY KEY,
      secret TEXT NOT NULL,
      created_at INTEGER NOT NULL);`,
+  `CREATE TABLE cron_claims (
+     namespace TEXT NOT NULL,
+     job_id TEXT NOT NULL,
+     scheduled_at INTEGER NOT NULL,
+     claimed_by TEXT NOT NULL,
+     expires_at INTEGER NOT NULL,
+     PRIMARY KEY (namespace, job_id, scheduled_at)) WITHOUT ROWID;
+   CREATE INDEX cron_claims_expires_at ON cron_claims (expires_at);
+   CREATE INDEX cron_claims_claimed_by ON cron_claims (claimed_by);`,
 ];
 
 interface JobRow {
@@ -91,6 +102,22 @@ function prepareStatements(db: SqliteDatabase) {
     deleteRuns: db.prepare('DELETE FROM cron_runs WHERE namespace = ? AND job_id = ?'),
     due: db.prepare(`SELECT ${JOB_COLUMNS} FROM cron_jobs WHERE next_run <= ? ORDER BY next_run LIMIT ?`),
     claim: db.prepare('UPDATE cron_jobs SET next_run = ? WHERE namespace = ? AND id = ? AND next_run = ?'),
+    recordClaim: db.prepare(
+      'INSERT OR REPLACE INTO cron_claims (namespace, job_id, scheduled_at, claimed_by, expires_at) VALUES (?, ?, ?, ?, ?)',
+    ),
+    renewClaims: db.prepare('UPDATE cron_claims SET expires_at = ? WHERE claimed_by = ?'),
+    abandoned: db.prepare(
+      `SELECT ${JOB_COLUMNS.split(', ').map((column) => `j.${column}`).join(', ')}, c.scheduled_at
+       FROM cron_claims c JOIN cron_jobs j ON j.namespace = c.namespace AND j.id = c.job_id
+       WHERE c.expires_at <= ? ORDER BY c.scheduled_at LIMIT ?`,
+    ),
+    reclaim: db.prepare(
+      'UPDATE cron_claims SET claimed_by = ?, expires_at = ? WHERE namespace = ? AND job_id = ? AND scheduled_at = ? AND expires_at <= ?',
+    ),
+    releaseClaims: db.prepare('UPDATE cron_claims SET expires_at = 0 WHERE claimed_by = ?'),
+    endClaim: db.prepare('DELETE FROM cron_claims WHERE namespace = ? AND job_id = ? AND scheduled_at = ?'),
+    deleteClaims: db.prepare('DELETE FROM cron_claims WHERE namespace = ? AND job_id = ?'),
+    deleteProjectClaims: db.prepare('DELETE FROM cron_claims WHERE substr(namespace, 1, ?) = ?'),
     jobExists: db.prepare('SELECT 1 FROM cron_jobs WHERE namespace = ? AND id = ?'),
     insertRun: db.prepare(
       `INSERT OR REPLACE INTO cron_runs (namespace, job_id, scheduled_at, finished_at, status, http_code, attempts, error)
@@ -135,6 +162,7 @@ export class SqliteCronStore implements CronStore {
   async delete(namespace: string, id: string): Promise<boolean> {
     return this.db.transaction(() => {
       this.statements.deleteRuns.run(namespace, id);
+      this.statements.deleteClaims.run(namespace, id);
       return this.statements.delete.run(namespace, id).changes > 0;
     })();
   }
@@ -143,14 +171,38 @@ export class SqliteCronStore implements CronStore {
     return (this.statements.due.all(now, limit) as JobRow[]).map(jobFromRow);
   }
 
-  async claim(job: JobRecord, expected: number, next: number | null): Promise<boolean> {
-    return this.statements.claim.run(next, job.namespace, job.id, expected).changes === 1;
+  async claim(job: JobRecord, expected: number, next: number | null, claim: RunClaim): Promise<boolean> {
+    return this.db.transaction(() => {
+      if (this.statements.claim.run(next, job.namespace, job.id, expected).changes !== 1) return false;
+      this.statements.recordClaim.run(job.namespace, job.id, expected, claim.owner, claim.until);
+      return true;
+    })();
+  }
+
+  async renewClaims(owner: string, until: number): Promise<number> {
+    return this.statements.renewClaims.run(until, owner).changes;
+  }
+
+  async abandonedRuns(now: number, limit: number): Promise<AbandonedRun[]> {
+    return (this.statements.abandoned.all(now, limit) as (JobRow & { scheduled_at: number })[]).map((row) => ({
+      job: jobFromRow(row),
+      scheduledAt: row.scheduled_at,
+    }));
+  }
+
+  async reclaim(namespace: string, jobId: string, scheduledAt: number, now: number, claim: RunClaim): Promise<boolean> {
+    return this.statements.reclaim.run(claim.owner, claim.until, namespace, jobId, scheduledAt, now).changes === 1;
+  }
+
+  async releaseClaims(owner: string): Promise<void> {
+    this.statements.releaseClaims.run(owner);
   }
 
   async recordRun(namespace: string, jobId: string, run: RunRecord): Promise<void> {
     this.db.transaction(() => {
       if (!this.statements.jobExists.get(namespace, jobId)) return;
       this.statements.insertRun.run(namespace, jobId, run.scheduledAt, run.finishedAt, run.status, run.httpCode, run.attempts, run.error);
+      this.statements.endClaim.run(namespace, jobId, run.scheduledAt);
       this.statements.trimRuns.run(namespace, jobId, namespace, jobId);
     })();
   }
@@ -184,6 +236,7 @@ export class SqliteCronStore implements CronStore {
     this.db.transaction(() => {
       this.statements.deleteProjectRuns.run(prefix.length, prefix);
       this.statements.deleteProjectJobs.run(prefix.length, prefix);
+      this.statements.deleteProjectClaims.run(prefix.length, prefix);
       this.statements.deleteProjectSecrets.run(prefix.length, prefix);
     })();
   }
