@@ -23,6 +23,8 @@ import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { appsComponent } from '../compute/apps/service.js';
 import { startNodeMembership, type NodeMembership } from '../compute/cluster/membership.js';
+import { joinCluster } from '../compute/cluster/cluster.js';
+import type { AppResolver } from '../compute/apps/gateway.js';
 import { listNodes } from '../compute/cluster/service.js';
 import { AppProxy, TcpForwarder } from './proxy.js';
 import { ConnectionForwarder } from './forward.js';
@@ -136,7 +138,10 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
 
   const apps = platform.use(appsComponent);
   // Requests whose Host is <app>.<project>.<apps domain> go to the app, before any other routing.
-  const appProxy = new AppProxy({ domain: platform.config.appsDomain ?? 'localhost', resolver: apps.gateway, log: log.child({ component: 'proxy' }) });
+  // This node's apps, and once it has joined the cloud, other nodes' apps relayed to them.
+  let routing: AppResolver = apps.gateway;
+  const resolver: AppResolver = { acquire: (address, kind, relayed) => routing.acquire(address, kind, relayed) };
+  const appProxy = new AppProxy({ domain: platform.config.appsDomain ?? 'localhost', resolver, log: log.child({ component: 'proxy' }) });
   // The web console's built files, when packages/console was built (else `/` answers JSON only).
   const webConsole = createConsole(log);
   const metrics = createEdgeMetrics();
@@ -171,7 +176,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   // server gets every other one (edge/forward.ts).
   const forwarder = new ConnectionForwarder({
     addressOf: (host) => appProxy.addressOf(host),
-    resolver: apps.gateway,
+    resolver,
     log: log.child({ component: 'proxy' }),
     headersTimeoutMs,
     keepAliveTimeoutMs: server.keepAliveTimeout,
@@ -323,6 +328,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     await platform.close();
     throw error;
   });
+  const cluster = await joinCluster(platform, membership, apps.gateway, log.child({ component: 'cluster' }));
+  routing = cluster.routing;
   platform.readiness.ready('http');
   log.info({ url, port, data: dataDir, store: stores.description, version: VERSION }, 'listening');
 
@@ -337,6 +344,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     close() {
       closing ??= (async () => {
         platform.readiness.notReady('http');
+        await cluster.stop();
         await membership.stop();
         api.closeStreams();
         const drained = new Promise<void>((done) => server.close(() => done()));

@@ -1,0 +1,41 @@
+/**
+ * @module compute/cluster/cluster
+ * What a node does as part of the cloud once it has joined (membership.ts): it keeps a view of
+ * the other nodes (peers.ts), relays requests for apps other nodes run (routing.ts), and takes
+ * its share of a lost node's apps (failover.ts).
+ */
+import type { Logger } from '../../kit/logger.js';
+import type { Platform } from '../../platform/platform.js';
+import type { StoredApp } from '../../store/apps/port.js';
+import type { AppResolver } from '../apps/gateway.js';
+import type { NodeMembership } from './membership.js';
+import { PeerView } from './peers.js';
+import { ClusterRouting } from './routing.js';
+
+export interface Cluster {
+  peers: PeerView;
+  /** The edge's resolver: this node's apps, and other nodes' relayed. */
+  routing: AppResolver;
+  stop(): Promise<void>;
+}
+
+/** Whether an app may run on another node than the one that ran it: its volumes live on that node's disk. */
+export function movable(app: StoredApp): boolean {
+  try {
+    const settings = JSON.parse(app.settings) as { volumes?: unknown[] };
+    return !settings.volumes?.length;
+  } catch {
+    return false;
+  }
+}
+
+export async function joinCluster(platform: Platform, membership: NodeMembership, local: AppResolver, log: Logger): Promise<Cluster> {
+  const peers = new PeerView({ store: platform.stores.nodes, self: membership.id, log });
+  await peers.start();
+  const routing = new ClusterRouting({ local, apps: platform.stores.apps, peers, self: { id: membership.id, name: membership.name }, movable });
+  return {
+    peers,
+    routing,
+    stop: () => peers.stop(),
+  };
+}
