@@ -322,31 +322,55 @@ export class AppManager implements AppGateway {
     this.options.log.info({ apps: apps.length, node: this.options.node }, 'starting the apps this node runs');
     for (const app of apps) {
       if (this.closing) return;
-      const runtime = new AppRuntime(app, this.scheduler, this.options.log, this.meter);
-      this.runtimes.set(app.id, runtime);
-      try {
-        const image = this.options.images.inspect(app.digest);
-        const rootfs = await this.rootfs.ensure(app.digest);
-        const version = this.rollouts.newVersion(runtime, app, image.spec, rootfs);
-        runtime.serve(version);
-        // Slots snapshotted before the restart come back on their next request; the rest start
-        // (restored from the version's ready snapshot when it has one).
-        const snapshots = await this.records.snapshotsOf(app.id);
-        const ready = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === READY_SNAPSHOT_SLOT);
-        if (ready && existsSync(join(ready.dir, 'snapshot.json'))) version.readySnapshot = ready.dir;
-        for (const [index, slot] of version.slots.entries()) {
-          const snapshot = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === index);
-          if (snapshot && this.scheduler.sleepsWhenIdleAt(app, index) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
-            slot.startSnapshotted(snapshot.dir, snapshot.dir !== ready?.dir);
-            runtime.system(app.version, '', `instance ${index + 1} stays snapshotted until its next request (${snapshot.dir})`);
-          } else slot.startSupervised();
-        }
-        if (this.edge) void this.openTcp(runtime).catch(() => undefined);
-      } catch (error) {
-        this.options.log.error({ err: error, app: app.name, project: app.projectName }, 'an app could not be started again');
-        runtime.system(app.version, '', `could not start again after a restart of Alto: ${(error as Error).message}`);
-        void this.records.setStatus(app, 'failed', (error as Error).message);
+      await this.startRecorded(app);
+    }
+  }
+
+  /**
+   * Starts an app another node ran until it was lost (compute/cluster/failover.ts, which moved
+   * its record here), as Alto's start starts its own: its image pulled by digest when this node
+   * lacks it, its slots booted (snapshots stay on the node that took them).
+   */
+  async adopt(id: string): Promise<void> {
+    if (this.closing || this.runtimes.has(id)) return;
+    const app = await this.records.adopt(id);
+    if (!app || app.status === 'failed') return;
+    try {
+      this.options.images.inspect(app.digest);
+    } catch {
+      const repository = app.image.replace(/@sha256:[a-f0-9]{64}$/, '').replace(/:[\w][\w.-]{0,127}$/, '');
+      await this.rootfs.imageFor({ projectId: app.projectId, admin: false }, `${repository}@${app.digest}`, false, 'missing');
+    }
+    await this.startRecorded(app, false);
+  }
+
+  /** Starts a recorded app of this node: its serving version, each slot booted or left snapshotted. */
+  private async startRecorded(app: AppRecord, ownSnapshots = true): Promise<void> {
+    const runtime = new AppRuntime(app, this.scheduler, this.options.log, this.meter);
+    this.runtimes.set(app.id, runtime);
+    try {
+      const image = this.options.images.inspect(app.digest);
+      const rootfs = await this.rootfs.ensure(app.digest);
+      const version = this.rollouts.newVersion(runtime, app, image.spec, rootfs);
+      runtime.serve(version);
+      // Slots snapshotted before the restart come back on their next request; the rest start
+      // (restored from the version's ready snapshot when it has one).
+      // An app moved from a lost node boots afresh: its snapshots stayed on that node's disk.
+      const snapshots = ownSnapshots ? await this.records.snapshotsOf(app.id) : [];
+      const ready = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === READY_SNAPSHOT_SLOT);
+      if (ready && existsSync(join(ready.dir, 'snapshot.json'))) version.readySnapshot = ready.dir;
+      for (const [index, slot] of version.slots.entries()) {
+        const snapshot = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === index);
+        if (snapshot && this.scheduler.sleepsWhenIdleAt(app, index) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
+          slot.startSnapshotted(snapshot.dir, snapshot.dir !== ready?.dir);
+          runtime.system(app.version, '', `instance ${index + 1} stays snapshotted until its next request (${snapshot.dir})`);
+        } else slot.startSupervised();
       }
+      if (this.edge) void this.openTcp(runtime).catch(() => undefined);
+    } catch (error) {
+      this.options.log.error({ err: error, app: app.name, project: app.projectName }, 'an app could not be started again');
+      runtime.system(app.version, '', `could not start again after a restart of Alto: ${(error as Error).message}`);
+      void this.records.setStatus(app, 'failed', (error as Error).message);
     }
   }
 

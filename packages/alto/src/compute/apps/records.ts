@@ -129,6 +129,15 @@ export class AppRecords {
     return this.here();
   }
 
+  /** An app just moved to this node (compute/cluster/failover.ts): loaded as `load` loads its own. */
+  async adopt(id: string): Promise<AppRecord | undefined> {
+    const stored = await this.store.get(id);
+    if (!stored || stored.node !== this.node) return undefined;
+    const record = this.open(stored);
+    this.remember(record, await this.store.instancesOf(stored.id, SHOWN_INSTANCES));
+    return record;
+  }
+
   // ---- this node's apps, from memory ----------------------------------------------------------
 
   /** The apps this node runs, oldest first. */
