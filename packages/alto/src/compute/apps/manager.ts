@@ -36,8 +36,7 @@
  * suspended.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { SecretCipher } from '../../kit/master-key.js';
@@ -52,7 +51,7 @@ import { AppsGateway, type AppAddress } from './gateway.js';
 import { ComputeMeter } from './metering.js';
 import { LocalPlacement, type Placement } from './placement.js';
 import { AppRecords, type AppRecord, type ReservationRecord } from './records.js';
-import { DRAIN_MS, READY_SNAPSHOT_SLOT, Rollouts, type UpdateInput } from './rollout.js';
+import { DRAIN_MS, Rollouts, type UpdateInput } from './rollout.js';
 import { AppRuntime, type AppLogLine, type AppLogStream } from './runtime.js';
 import { RootFilesystems } from './rootfs.js';
 import { AppScheduler, type Activation } from './scheduler.js';
@@ -217,7 +216,7 @@ export class AppManager implements AppGateway {
       placement: this.placement,
       meter: this.meter,
       specs: this.specs,
-      positions: (settings) => this.scheduler.positions(settings),
+      scheduler: this.scheduler,
       graceMs: this.graceMs,
       reopenTcp: async (runtime) => {
         await this.closeTcp(runtime);
@@ -349,23 +348,8 @@ export class AppManager implements AppGateway {
     const runtime = new AppRuntime(app, this.scheduler, this.options.log, this.meter);
     this.runtimes.set(app.id, runtime);
     try {
-      const image = this.options.images.inspect(app.digest);
-      const rootfs = await this.rootfs.ensure(app.digest);
-      const version = this.rollouts.newVersion(runtime, app, image.spec, rootfs);
-      runtime.serve(version);
-      // Slots snapshotted before the restart come back on their next request; the rest start
-      // (restored from the version's ready snapshot when it has one).
       // An app moved from a lost node boots afresh: its snapshots stayed on that node's disk.
-      const snapshots = ownSnapshots ? await this.records.snapshotsOf(app.id) : [];
-      const ready = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === READY_SNAPSHOT_SLOT);
-      if (ready && existsSync(join(ready.dir, 'snapshot.json'))) version.readySnapshot = ready.dir;
-      for (const [index, slot] of version.slots.entries()) {
-        const snapshot = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === index);
-        if (snapshot && this.scheduler.sleepsWhenIdleAt(app, index) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
-          slot.startSnapshotted(snapshot.dir, snapshot.dir !== ready?.dir);
-          runtime.system(app.version, '', `instance ${index + 1} stays snapshotted until its next request (${snapshot.dir})`);
-        } else slot.startSupervised();
-      }
+      await this.rollouts.restart(runtime, ownSnapshots);
       if (this.edge) void this.openTcp(runtime).catch(() => undefined);
     } catch (error) {
       this.options.log.error({ err: error, app: app.name, project: app.projectName }, 'an app could not be started again');

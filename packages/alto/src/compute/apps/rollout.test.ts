@@ -3,11 +3,12 @@
  * while the old one serves, moves traffic only once it is ready, then stops the old one and
  * records the new; a new version that never becomes ready is stopped, answered with a 400 that
  * says why, and the old one keeps serving; with volumes the old version stops first (one user at
- * a time) and is put back when the new one fails. (Real drivers, with requests during the
- * switch: test/apps.e2e.test.ts.)
+ * a time) and is put back when the new one fails. At a start of Alto a version comes back with
+ * the slots it had snapshotted left so until their next request, unless the snapshots are not
+ * this node's. (Real drivers, with requests during the switch: test/apps.e2e.test.ts.)
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -69,11 +70,11 @@ const scheduler = {
   scaleOut: () => false,
 } as unknown as RuntimeScheduler;
 
-function rolloutsOf(events: string[]): Rollouts {
+function rolloutsOf(events: string[], snapshots: { version: number; slot: number; dir: string }[] = []): Rollouts {
   const placement = { place: async () => driverOf(events), canSnapshot: false } as unknown as Placement;
   const records = {
     save: async (app: AppRecord) => events.push(`saved version ${app.version}`),
-    snapshotsOf: async () => [],
+    snapshotsOf: async () => snapshots,
     removeSnapshots: async () => undefined,
     hereByName: () => undefined,
   } as unknown as AppRecords;
@@ -97,7 +98,10 @@ function rolloutsOf(events: string[]): Rollouts {
     placement,
     meter: { assertCaps: async () => undefined } as unknown as ComputeMeter,
     specs,
-    positions: (settings) => Math.max(1, settings.min_instances) + settings.pool,
+    scheduler: {
+      positions: (settings: AppSettings) => Math.max(1, settings.min_instances) + settings.pool,
+      sleepsWhenIdleAt: (app: AppRecord) => app.settings.min_instances === 0,
+    },
     graceMs: 100,
     reopenTcp: async () => undefined,
   });
@@ -151,4 +155,22 @@ test('with volumes the old version stops first, and is put back when the new one
   assert.equal(next.version, 2);
   assert.equal(events.indexOf('saved version 2') > events.findIndex((event) => event.startsWith('started') && event.endsWith('/rootfs/better')), true);
   assert.ok(events.findIndex((event) => event.startsWith('stopped')) < events.findIndex((event) => event.endsWith('/rootfs/better')), 'the old one stopped before the new one started');
+});
+
+test('at a start of Alto, a slot snapshotted before stays so until its next request; the others start; not with snapshots of another node', async () => {
+  const dir = join(dataDir, 'snapshots', 'slot-0');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'snapshot.json'), '{}');
+  const app = { id: 'id-web', name: 'web', projectId: 'p1', projectName: 'shop', node: 'node-a', image: 'good', digest: 'good', version: 3, status: 'running', settings: { ...settingsOf({ min_instances: 0, max_instances: 2, pool: 1 }, undefined, image) } } as AppRecord;
+  const snapshots = [{ version: 3, slot: 0, dir }];
+  const events: string[] = [];
+  const runtime = new AppRuntime(app, scheduler, log, {} as ExchangeMeter);
+  await rolloutsOf(events, snapshots).restart(runtime);
+  assert.deepEqual(runtime.serving?.slots.map((slot) => slot.state === 'snapshotted'), [true, false], 'the first waits for its request, the spare starts');
+  assert.equal(runtime.serving?.slots[0].snapshotDir, dir);
+  assert.ok(runtime.tail(5).some((line) => /instance 1 stays snapshotted until its next request/.test(line.line)));
+  const moved = new AppRuntime(app, scheduler, log, {} as ExchangeMeter);
+  await rolloutsOf([], snapshots).restart(moved, false);
+  assert.deepEqual(moved.serving?.slots.map((slot) => slot.state === 'snapshotted'), [false, false], "another node's snapshots are not restored here");
+  await Promise.all([runtime.serving?.stop(100), moved.serving?.stop(100)]);
 });

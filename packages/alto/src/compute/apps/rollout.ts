@@ -6,7 +6,9 @@
  * answered with its instances' last log lines. Update rolls out without downtime: the new
  * version must be ready before traffic moves to it, then the old one drains and stops; with
  * volumes, old first (a volume has one user at a time), the old one put back when the new fails.
+ * At a start of Alto, an app's version comes back as the previous run left it.
  */
+import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AltoError, isAltoError } from '../../kit/errors.js';
@@ -18,12 +20,13 @@ import type { Placement } from './placement.js';
 import type { AppRecord, AppRecords } from './records.js';
 import type { ImageOwner, RootFilesystems } from './rootfs.js';
 import { AppVersion, type AppRuntime } from './runtime.js';
+import type { AppScheduler } from './scheduler.js';
 import { assertLinks, settingsOf, startOf, type AppSettingsInput, type AppSpecs } from './spec.js';
 
 /** How long an update waits for requests in flight on the old version before stopping it. */
 export const DRAIN_MS = 10_000;
 /** The slot number under which a version's ready snapshot is recorded. */
-export const READY_SNAPSHOT_SLOT = -1;
+const READY_SNAPSHOT_SLOT = -1;
 /** Log lines an error about a failed start carries. */
 const FAILURE_LOG_LINES = 10;
 
@@ -47,8 +50,8 @@ export interface RolloutsOptions {
   placement: Placement;
   meter: ComputeMeter;
   specs: AppSpecs;
-  /** Instance positions a version of an app with these settings keeps (the scheduler's). */
-  positions(settings: AppRecord['settings']): number;
+  /** How many instance positions a version keeps, and which of them sleep when idle. */
+  scheduler: Pick<AppScheduler, 'positions' | 'sleepsWhenIdleAt'>;
   graceMs: number;
   /** The app's TCP settings changed: its edge port closes and opens again. */
   reopenTcp(runtime: AppRuntime): Promise<void>;
@@ -60,8 +63,31 @@ export class Rollouts {
   /** A version of the app, one slot per instance position, none started. */
   newVersion(runtime: AppRuntime, app: AppRecord, image: ImageSpec, rootfs: string): AppVersion {
     const version = new AppVersion(app.version, this.options.specs.specOf(app, image, rootfs), runtime, () => this.options.placement.place(startOf(app)));
-    for (let i = 0; i < this.options.positions(app.settings); i++) version.addSlot();
+    for (let i = 0; i < this.options.scheduler.positions(app.settings); i++) version.addSlot();
     return version;
+  }
+
+  /**
+   * At a start of Alto: the app's version serves again as the previous run left it. Slots
+   * snapshotted then come back on their next request (only snapshots this node took, its
+   * `ownSnapshots`); the rest start, restored from the version's ready snapshot when it has one.
+   */
+  async restart(runtime: AppRuntime, ownSnapshots = true): Promise<void> {
+    const { app } = runtime;
+    const image = this.options.images.inspect(app.digest);
+    const rootfs = await this.options.rootfs.ensure(app.digest);
+    const version = this.newVersion(runtime, app, image.spec, rootfs);
+    runtime.serve(version);
+    const snapshots = ownSnapshots ? await this.options.records.snapshotsOf(app.id) : [];
+    const ready = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === READY_SNAPSHOT_SLOT);
+    if (ready && existsSync(join(ready.dir, 'snapshot.json'))) version.readySnapshot = ready.dir;
+    for (const [index, slot] of version.slots.entries()) {
+      const snapshot = snapshots.find((candidate) => candidate.version === app.version && candidate.slot === index);
+      if (snapshot && this.options.scheduler.sleepsWhenIdleAt(app, index) && existsSync(join(snapshot.dir, 'snapshot.json'))) {
+        slot.startSnapshotted(snapshot.dir, snapshot.dir !== ready?.dir);
+        runtime.system(app.version, '', `instance ${index + 1} stays snapshotted until its next request (${snapshot.dir})`);
+      } else slot.startSupervised();
+    }
   }
 
   /** Starts every instance of a version; rejects with what went wrong when one never becomes ready. */
