@@ -328,7 +328,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     await platform.close();
     throw error;
   });
-  const cluster = await joinCluster(platform, membership, apps.gateway, log.child({ component: 'cluster' }));
+  const cluster = await joinCluster(platform, membership, apps, log.child({ component: 'cluster' }));
   routing = cluster.routing;
   platform.readiness.ready('http');
   log.info({ url, port, data: dataDir, store: stores.description, version: VERSION }, 'listening');

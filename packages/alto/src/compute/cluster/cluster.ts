@@ -11,6 +11,7 @@ import type { AppResolver } from '../apps/gateway.js';
 import type { NodeMembership } from './membership.js';
 import { PeerView } from './peers.js';
 import { ClusterRouting } from './routing.js';
+import { Failover } from './failover.js';
 
 export interface Cluster {
   peers: PeerView;
@@ -29,8 +30,20 @@ export function movable(app: StoredApp): boolean {
   }
 }
 
-export async function joinCluster(platform: Platform, membership: NodeMembership, local: AppResolver, log: Logger): Promise<Cluster> {
+/** What the cluster needs of this node's apps. */
+export interface LocalApps {
+  /** The edge's resolver for this node's apps. */
+  gateway: AppResolver;
+  /** Starts an app just moved to this node. */
+  adopt(appId: string): Promise<void>;
+}
+
+export async function joinCluster(platform: Platform, membership: NodeMembership, apps: LocalApps, log: Logger): Promise<Cluster> {
+  const local = apps.gateway;
   const peers = new PeerView({ store: platform.stores.nodes, self: membership.id, log });
+  const failover = new Failover({ apps: platform.stores.apps, self: membership.id, movable, adopt: (id) => apps.adopt(id), log });
+  // In the background: starting moved apps must not hold up the next read of the nodes.
+  peers.onRefresh((nodes) => void failover.round(nodes));
   await peers.start();
   const routing = new ClusterRouting({ local, apps: platform.stores.apps, peers, self: { id: membership.id, name: membership.name }, movable });
   return {
