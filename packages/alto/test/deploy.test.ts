@@ -48,8 +48,8 @@ test('the DaemonSet runs Alto privileged on the host network with /dev/kvm, its 
   const volumes = new Map<string, any>(pod.volumes.map((volume: any) => [volume.name, volume]));
   const mounts = new Map<string, string>(alto.volumeMounts.map((mount: any) => [mount.mountPath, mount.name]));
   for (const name of mounts.values()) assert.ok(volumes.has(name), `the volume ${name} is declared`);
-  assert.deepEqual(volumes.get(mounts.get('/dev/kvm'))?.hostPath, { path: '/dev/kvm', type: 'CharDevice' });
-  assert.equal(volumes.get(mounts.get('/var/lib/alto'))?.hostPath?.path, '/var/lib/alto', 'node-local data stays on the host');
+  assert.deepEqual(volumes.get(mounts.get('/dev/kvm')!)?.hostPath, { path: '/dev/kvm', type: 'CharDevice' });
+  assert.equal(volumes.get(mounts.get('/var/lib/alto')!)?.hostPath?.path, '/var/lib/alto', 'node-local data stays on the host');
 
   assert.deepEqual(alto.envFrom, [{ secretRef: { name: 'alto' } }]);
   const args: string[] = alto.args;
