@@ -49,7 +49,8 @@ function socketInode(localPort: number, remotePort: number): string | undefined 
       if (fields.length < 10) continue;
       const local = parseInt(fields[1].split(':')[1], 16);
       const remote = parseInt(fields[2].split(':')[1], 16);
-      if (local === localPort && remote === remotePort) return fields[9];
+      // Inode 0: a closed connection (TIME_WAIT) that once had the same ports.
+      if (local === localPort && remote === remotePort && fields[9] !== '0') return fields[9];
     }
   }
   return undefined;
