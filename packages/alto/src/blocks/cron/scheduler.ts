@@ -8,8 +8,8 @@
  * stopped) before delivering it is taken over by another process once its claim runs out, and
  * delivered then, late rather than never. A process killed after the callback answered but
  * before the run was recorded has it delivered again: callbacks are at least once, and the
- * body's `scheduled` time names the run so a receiver can tell. A run missed while no server was up fires once,
- * late, then the job carries on from the current time. A callback is a public http(s) URL, or
+ * body's `scheduled` time names the run so a receiver can tell. A run missed while no server
+ * was up fires once, late, then the job carries on from the current time. A callback is a public http(s) URL, or
  * `app://<name>/<path>`: one of the project's own apps, reached straight at a ready instance
  * (through the platform's app gateway, with the Host header the edge would give it).
  */
@@ -147,9 +147,8 @@ export class CronScheduler {
   }
 
   /**
-   * Claims and fires every due run, and (every CLAIM_RENEW_MS, or when `force`d) renews the
-   * claims of the runs being delivered and takes over abandoned ones; resolves once the runs are
-   * claimed, while the callbacks go on in the background. A tick asked for while one is under
+   * Claims and fires every due run, and (every CLAIM_RENEW_MS) renews the claims of the runs
+   * being delivered and takes over abandoned ones; resolves once the runs are claimed, while the callbacks go on in the background. A tick asked for while one is under
    * way waits for that one.
    */
   tick(): Promise<void> {
