@@ -99,7 +99,7 @@ class HttpCallContext implements PublicCallContext {
  * Awaiting at every step instead cost each call a trip through the microtask queue per step.
  */
 class HttpApiCall {
-  private readonly started = process.hrtime.bigint();
+  private readonly started = performance.now();
   private readonly requestId: string;
   private route: Route | undefined;
   private tenant: Tenant | undefined;
@@ -224,6 +224,8 @@ class HttpApiCall {
  * callers nobody knows hold little memory however many connections they open.
  */
 export const UNAUTHENTICATED_BODY_BYTES = 64 * 1024;
+/** Paths remembered by `routeOf` at most (a few per endpoint in practice); past it, it starts again. */
+const MAX_ROUTE_PATHS = 4096;
 /** Bytes queued on a websocket before a stream waits for the client to read. */
 const MAX_STREAM_BUFFER = 1 << 20;
 /** How long a new websocket may wait before sending its request. */
@@ -233,6 +235,8 @@ export const STREAM_STALL_TIMEOUT_MS = 30_000;
 
 export class Api {
   private readonly routes = new Map<string, Route>();
+  /** Routes by the paths callers used for them, so a path is split once, not on every call. */
+  private readonly routesByPath = new Map<string, Route>();
   private readonly sockets = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
 
   constructor(
@@ -258,6 +262,8 @@ export class Api {
 
   /** Splits `/v1/id/Generate` or `/v1/id/Id/Generate` into the route, or throws 404. */
   routeOf(pathname: string): Route {
+    const known = this.routesByPath.get(pathname);
+    if (known) return known;
     const parts = pathname.slice('/v1/'.length).split('/').filter(Boolean);
     let serviceName: string | undefined;
     let endpointName: string | undefined;
@@ -267,7 +273,11 @@ export class Api {
       throw errors.notFound(`"${pathname}" is not an API path; use /v1/{service}/{Endpoint}`);
     }
     const route = this.routes.get(`${serviceName}/${endpointName}`);
-    if (route) return route;
+    if (route) {
+      if (this.routesByPath.size >= MAX_ROUTE_PATHS) this.routesByPath.clear();
+      this.routesByPath.set(pathname, route);
+      return route;
+    }
     this.platform.findEndpoint(serviceName, endpointName); // throws the precise 404
     throw errors.notFound(`no endpoint at ${pathname}`);
   }
@@ -300,9 +310,11 @@ export class Api {
   }
 
   validate(route: Route, body: Record<string, unknown>, query: URLSearchParams): unknown {
-    for (const [name, value] of query) {
-      if (name === 'key') continue;
-      body[name] = coerceQueryValue(value, route.fieldTypes.get(name));
+    if (query.size > 0) {
+      for (const [name, value] of query) {
+        if (name === 'key') continue;
+        body[name] = coerceQueryValue(value, route.fieldTypes.get(name));
+      }
     }
     const parsed = route.endpoint.request.safeParse(body);
     if (!parsed.success) throw errors.badRequest(describeIssues(parsed.error));
@@ -370,7 +382,7 @@ export class Api {
           `content-length: ${Buffer.byteLength(payload)}\r\nconnection: close\r\n\r\n${payload}`,
       );
       // A call refused for its limits is metered (with no price); one with no valid key is not.
-      this.finish(tenant && knownRoute, tenant, failure.status, 0, payload.length, process.hrtime.bigint(), requestId);
+      this.finish(tenant && knownRoute, tenant, failure.status, 0, payload.length, performance.now(), requestId);
       return;
     }
     this.sockets.handleUpgrade(request, socket, head, (ws) => {
@@ -400,7 +412,7 @@ export class Api {
     origin?: string,
     clientAddress?: string,
   ): Promise<void> {
-    const started = process.hrtime.bigint();
+    const started = performance.now();
     const aborted = new AbortController();
     ws.once('close', () => aborted.abort());
     let status = 200;
@@ -447,11 +459,12 @@ export class Api {
     status: number,
     bytesIn: number,
     bytesOut: number,
-    started: bigint,
+    /** When the call began, from `performance.now()`. */
+    started: number,
     requestId: string,
     call?: AdmittedCall,
   ): void {
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const seconds = (performance.now() - started) / 1e3;
     const service = route?.service.name ?? 'unknown';
     const endpoint = route?.endpointName ?? 'unknown';
     (route?.metrics ?? this.metrics.calls.route(service, endpoint)).record(status, seconds);

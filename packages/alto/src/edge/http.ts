@@ -71,8 +71,8 @@ export function readBodyThen(request: IncomingMessage, limit: number, stallTimeo
     if (settled) return;
     settled = true;
     clearTimeout(stall);
-    request.off('data', onData);
     if (error) {
+      request.off('data', onData);
       chunks = [];
       // Nothing more is read: the reply closes the connection (see the callers).
       request.pause();
@@ -95,10 +95,11 @@ export function readBodyThen(request: IncomingMessage, limit: number, stallTimeo
       if (size > limit + DISCARD_ALLOWANCE) settle(tooLarge(limit));
     }
   };
+  // `on`, not `once`: settle runs once anyway, and `once` wraps each listener in a new function.
   request.on('data', onData);
-  request.once('end', () => settle(overLimit() ? tooLarge(limit) : undefined));
-  request.once('error', (error) => settle(error));
-  request.once('close', () => settle(request.complete ? undefined : new Error('the client closed the connection before the body ended')));
+  request.on('end', () => settle(overLimit() ? tooLarge(limit) : undefined));
+  request.on('error', (error) => settle(error));
+  request.on('close', () => settle(request.complete ? undefined : new Error('the client closed the connection before the body ended')));
 }
 
 function tooLarge(limit: number): AltoError {
@@ -143,13 +144,25 @@ export function parseRequestJson(text: string, what = 'the body'): unknown {
 
 /** Parses a JSON body into an object; an empty body is `{}`. */
 export function parseJsonObject(body: Buffer | string): Record<string, unknown> {
+  if (body.length === 0) return {};
   const text = typeof body === 'string' ? body : body.toString('utf8');
-  if (text.trim() === '') return {};
+  if (isBlank(text)) return {};
   const value = parseRequestJson(text);
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw errors.badRequest('the body must be a JSON object');
   }
   return value as Record<string, unknown>;
+}
+
+/** Whether text is empty or only JSON whitespace (without making a trimmed copy of it). */
+function isBlank(text: string): boolean {
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code === 0x20 || code === 0x0a || code === 0x0d || code === 0x09) continue;
+    // Past ASCII, whatever `trim` calls white space (a byte-order mark, say) counts too.
+    return code >= 0x80 && text.trim() === '';
+  }
+  return true;
 }
 
 /** The API key from `Authorization: Bearer <key>` or Basic auth with the key as the password. */
