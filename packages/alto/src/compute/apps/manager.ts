@@ -343,6 +343,37 @@ export class AppManager implements AppGateway {
     await this.startRecorded(app, false);
   }
 
+  /**
+   * Stops the apps this node runs that the store no longer records as this node's: while this
+   * node did not heartbeat (a pause, a partition from the store), its lease lapsed and a live node
+   * took them (compute/cluster/failover.ts), or another node deleted them with their project. Apps
+   * being deployed, updated or deleted here, or recorded after the store was read, are left alone.
+   */
+  async reconcile(): Promise<string[]> {
+    if (this.closing) return [];
+    // Only apps known here before the read: their record was in the store by then (an app is
+    // remembered once its insert succeeded), so missing from the read means moved or deleted.
+    const known = this.records.here();
+    const recorded = await this.records.recordedHere();
+    const gone: string[] = [];
+    for (const app of known) {
+      if (recorded.has(app.id) || !this.records.hereById(app.id)) continue;
+      const runtime = this.runtimes.get(app.id);
+      if (runtime?.busy) continue;
+      gone.push(app.id);
+      this.options.log.warn({ app: app.name, project: app.projectName }, `app "${app.name}" is no longer this node's (another node runs it now): stopping it here`);
+      if (runtime) {
+        await this.closeTcp(runtime);
+        await Promise.all([runtime.candidate?.stop(this.graceMs), runtime.serving?.stop(this.graceMs, DRAIN_MS)]);
+        runtime.end();
+        this.runtimes.delete(app.id);
+        this.options.images.removeUser(app.digest, `app:${app.id}`);
+      }
+      this.records.letGo(app.id);
+    }
+    return gone;
+  }
+
   /** Starts a recorded app of this node: its serving version, each slot booted or left snapshotted. */
   private async startRecorded(app: AppRecord, ownSnapshots = true): Promise<void> {
     const runtime = new AppRuntime(app, this.scheduler, this.options.log, this.meter);

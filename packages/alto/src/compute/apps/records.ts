@@ -129,12 +129,32 @@ export class AppRecords {
     return this.here();
   }
 
+  /** The ids of the apps the store says this node runs (compute/cluster: reconciling after a pause). */
+  async recordedHere(): Promise<Set<string>> {
+    return new Set((await this.store.listOfNode(this.node)).map((stored) => stored.id));
+  }
+
+  /** Forgets an app this node no longer runs (moved to another node), keeping its record in the store. */
+  letGo(id: string): void {
+    this.forget(id);
+  }
+
   /** An app just moved to this node (compute/cluster/failover.ts): loaded as `load` loads its own. */
   async adopt(id: string): Promise<AppRecord | undefined> {
     const stored = await this.store.get(id);
     if (!stored || stored.node !== this.node) return undefined;
     const record = this.open(stored);
-    this.remember(record, await this.store.instancesOf(stored.id, SHOWN_INSTANCES));
+    // Its instances on the lost node are recorded ended: that node no longer answers for them (if
+    // it comes back, it stops them and records how they ended).
+    const at = Date.now();
+    const exit = { code: null, reason: 'its node was lost; the app moved to another node' };
+    const instances = await this.store.instancesOf(stored.id, SHOWN_INSTANCES);
+    for (const instance of instances) {
+      if (instance.endedAt !== undefined || instance.state === 'exited' || instance.state === 'failed' || instance.state === 'snapshotted') continue;
+      await this.store.endInstance(instance.id, 'failed', exit, at);
+      Object.assign(instance, { state: 'failed', endedAt: at, exitCode: exit.code, exitReason: exit.reason });
+    }
+    this.remember(record, instances);
     return record;
   }
 

@@ -36,14 +36,20 @@ export interface LocalApps {
   gateway: AppResolver;
   /** Starts an app just moved to this node. */
   adopt(appId: string): Promise<void>;
+  /** Stops the apps this node runs that the store records as another node's now. */
+  reconcile(): Promise<unknown>;
 }
 
 export async function joinCluster(platform: Platform, membership: NodeMembership, apps: LocalApps, log: Logger): Promise<Cluster> {
   const local = apps.gateway;
   const peers = new PeerView({ store: platform.stores.nodes, self: membership.id, log });
   const failover = new Failover({ apps: platform.stores.apps, self: membership.id, movable, adopt: (id) => apps.adopt(id), log });
-  // In the background: starting moved apps must not hold up the next read of the nodes.
-  peers.onRefresh((nodes) => void failover.round(nodes));
+  // In the background: starting or stopping apps must not hold up the next read of the nodes.
+  // A node that was paused past its lease finds its apps moved and stops its copies.
+  peers.onRefresh((nodes) => {
+    void failover.round(nodes);
+    void apps.reconcile().catch((error) => log.error({ err: error }, 'reconciling this node\'s apps with the store failed'));
+  });
   await peers.start();
   const routing = new ClusterRouting({ local, apps: platform.stores.apps, peers, self: { id: membership.id, name: membership.name }, movable });
   return {
