@@ -107,6 +107,7 @@ const KEYED_TABLES: Array<[source: string, target: string]> = [
   ['file_records', 'alto_files'],
   ['cron_jobs', 'alto_cron_jobs'],
   ['cron_runs', 'alto_cron_runs'],
+  ['cron_claims', 'alto_cron_claims'],
   ['cron_signing_secrets', 'alto_cron_signing_secrets'],
   ['otp_secrets', 'alto_otp_secrets'],
   ['stream_channels', 'alto_stream_channels'],

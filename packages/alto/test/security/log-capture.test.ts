@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { pino } from 'pino';
-import { AppRuntime, MAX_LOG_ANSWER_BYTES, type RuntimeEvents } from '../../src/compute/apps/runtime.js';
+import { AppRuntime, MAX_LOG_ANSWER_BYTES, type ExchangeMeter, type RuntimeScheduler } from '../../src/compute/apps/runtime.js';
 import type { AppRecord } from '../../src/compute/apps/records.js';
 import { BoundedLog, CUT_MARKER, LineSplitter, logEntryBytes, MAX_LOG_LINE_BYTES } from '../../src/compute/sandbox/log-capture.js';
 
@@ -52,8 +52,8 @@ test("a kept log is bounded in bytes, and one read of an app's log in bytes", ()
   assert.ok(kept.at(-1)!.line.startsWith('1999 '), 'the newest are kept');
   assert.equal(log.size, kept.length);
 
-  const events = new Proxy({}, { get: () => () => undefined }) as unknown as RuntimeEvents;
-  const runtime = new AppRuntime({ name: 'noisy', projectName: 'p' } as AppRecord, events, pino({ level: 'silent' }));
+  const scheduler = new Proxy({}, { get: () => () => undefined }) as unknown as RuntimeScheduler;
+  const runtime = new AppRuntime({ name: 'noisy', projectName: 'p' } as AppRecord, scheduler, pino({ level: 'silent' }), {} as ExchangeMeter);
   for (let index = 0; index < 2_000; index++) runtime.system(1, 'i1', `${index} ${line}`);
   const answer = runtime.tail(5_000);
   const answerBytes = answer.reduce((sum, entry) => sum + logEntryBytes(entry.line), 0);
