@@ -12,7 +12,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { z } from 'zod';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
-import type { Logger } from '../kit/logger.js';
+import { InfoLine, type Logger } from '../kit/logger.js';
 import { admitCall, admitCallNow, finishCall, recordRefusedCall, type AdmittedCall } from '../platform/calls.js';
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, PublicCallContext, ServiceDefinition, Tenant } from '../platform/service.js';
@@ -41,8 +41,8 @@ interface Route {
   fieldTypes: Map<string, string>;
   /** The route's calls by status and their latency, for /metrics. */
   metrics: RouteCallMetrics;
-  /** The API's logger bound to the service and endpoint, so a call's line adds only its own fields. */
-  log: Logger;
+  /** The line logged for each call, bound to the service and endpoint. */
+  callLine: InfoLine;
 }
 
 /**
@@ -238,6 +238,8 @@ export class Api {
   /** Routes by the paths callers used for them, so a path is split once, not on every call. */
   private readonly routesByPath = new Map<string, Route>();
   private readonly sockets = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+  /** The line logged for a call that matched no route. */
+  private readonly unroutedCallLine: InfoLine;
 
   constructor(
     readonly platform: Platform,
@@ -246,6 +248,7 @@ export class Api {
     private readonly streamStallTimeoutMs = STREAM_STALL_TIMEOUT_MS,
     private readonly bodyTimeoutMs = DEFAULT_BODY_TIMEOUT_MS,
   ) {
+    this.unroutedCallLine = new InfoLine(log, 'api call');
     for (const service of platform.listServices()) {
       for (const [endpointName, endpoint] of Object.entries(service.endpoints)) {
         this.routes.set(`${service.name}/${endpointName}`, {
@@ -254,7 +257,7 @@ export class Api {
           endpoint,
           fieldTypes: fieldTypesOf(endpoint),
           metrics: metrics.calls.route(service.name, endpointName),
-          log: log.child({ service: service.name, endpoint: endpointName }),
+          callLine: new InfoLine(log.child({ service: service.name, endpoint: endpointName }), 'api call'),
         });
       }
     }
@@ -472,8 +475,8 @@ export class Api {
     // A valid key refused before admission (scopes, limits) is still a call it made.
     else if (route && tenant) recordRefusedCall(this.platform, tenant, service, endpoint, status, bytesIn, bytesOut);
     const ms = Math.round(seconds * 1e6) / 1e3;
-    if (route) route.log.info({ req_id: requestId, status, ms }, 'api call');
-    else this.log.info({ req_id: requestId, service, endpoint, status, ms }, 'api call');
+    if (route) route.callLine.write({ req_id: requestId, status, ms });
+    else this.unroutedCallLine.write({ req_id: requestId, service, endpoint, status, ms });
   }
 
   closeStreams(): void {
