@@ -3,6 +3,7 @@
  * Structured JSON logs (pino). Pretty and coloured when stdout is a terminal, one JSON object per
  * line otherwise; `ALTO_LOG_FORMAT=json|pretty` overrides, `ALTO_LOG_LEVEL` sets the level.
  */
+import { writeSync } from 'node:fs';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import pretty from 'pino-pretty';
 
@@ -22,7 +23,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   if (format === 'pretty') {
     return pino(base, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
   }
-  return pino(base, new LinesPerTurn(pino.destination({ dest: 1, sync: true }) as Destination));
+  return pino(base, new LinesPerTurn(pino.destination({ dest: 1, sync: false }) as Destination));
 }
 
 let timeMs = 0;
@@ -84,14 +85,15 @@ export function silentLogger(): Logger {
 }
 
 /** pino's destination (sonic-boom), with the state its types leave out. */
-type Destination = ReturnType<typeof pino.destination> & { readonly destroyed?: boolean };
+type Destination = ReturnType<typeof pino.destination> & { readonly destroyed?: boolean; readonly fd: number };
 
 /**
- * The JSON logs' output: the lines logged in one turn of the event loop are written together,
- * in one synchronous write at the end of the turn. A busy edge logs every call; one write per
- * turn instead of one per line is what makes that cheap (a write handed to the thread pool
- * costs as much again in hand-offs, and one still in flight when the process exits is lost).
- * No line waits longer than its turn, and at exit, a crash included, what is pending is written.
+ * The JSON logs' output: the lines logged in one turn of the event loop are handed together, at
+ * the end of the turn, to pino's asynchronous destination. A busy edge logs every call; its cost
+ * per write (counting the bytes, appending to its buffer, and a write on the thread pool when
+ * none is in flight) is then paid once per turn instead of once per line. The writes stay
+ * asynchronous: a log reader that falls behind must never stall the server. No line waits
+ * longer than its turn, and at exit, a crash included, what is pending is written synchronously.
  */
 class LinesPerTurn implements DestinationStream {
   private lines = '';
@@ -110,15 +112,21 @@ class LinesPerTurn implements DestinationStream {
     return true;
   }
 
-  /** pino's `logger.flush()`: writes what is pending. */
+  /** pino's `logger.flush()`: hands over what is pending, then flushes the destination. */
   flush(callback?: (error?: Error) => void): void {
     this.writePending();
     this.destination.flush(callback);
   }
 
-  /** Writes everything pending before the process goes. */
+  /** Writes everything pending before the process goes: what the destination holds, then this turn's lines. */
   flushSync(): void {
-    this.writePending();
+    const destination = this.destination;
+    if (destination.destroyed || destination.fd < 0) return;
+    destination.flushSync();
+    // Not through the destination: a write it started now would be left in flight at exit.
+    const lines = this.lines;
+    this.lines = '';
+    if (lines !== '') writeAllSync(destination.fd, Buffer.from(lines));
   }
 
   private readonly writePending = (): void => {
@@ -128,6 +136,20 @@ class LinesPerTurn implements DestinationStream {
     this.lines = '';
     this.destination.write(lines);
   };
+}
+
+/** Writes all of `bytes` now, waiting out a full pipe (EAGAIN) a millisecond at a time, for at most a few seconds. */
+function writeAllSync(fd: number, bytes: Buffer): void {
+  let offset = 0;
+  for (let attempts = 0; offset < bytes.length && attempts < 5000; ) {
+    try {
+      offset += writeSync(fd, bytes, offset);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') return;
+      attempts++;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+    }
+  }
 }
 
 /** Batches to flush at exit, held weakly so a logger nobody uses any more can go. */
