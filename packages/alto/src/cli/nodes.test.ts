@@ -1,10 +1,11 @@
 /**
  * How `alto nodes` shows a node in its table: state, address, free and total memory, the driver
- * with its accelerator once probed, instances by state, and how long since its last heartbeat.
+ * with its accelerator once probed, instances by state, how long since its last heartbeat, and a
+ * draining node's progress.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ago, nodeRow, type NodeView } from './nodes.js';
+import { ago, drainText, nodeRow, type NodeView } from './nodes.js';
 
 const NOW = Date.parse('2026-12-06T12:00:00.000Z');
 const node = (changes: Partial<NodeView> = {}): NodeView => ({
@@ -33,6 +34,7 @@ test('a node row: state, address, memory, driver with its accelerator, instances
     driver: 'microvm (kvm)',
     instances: '2 running, 3 snapshotted',
     heartbeat: '1s ago',
+    drain: '',
   });
   const idle = nodeRow(node({ state: 'lost', live: false, capacity: { ...node().capacity, driver: 'auto', accelerator: 'unknown', instances: {} } }), NOW);
   assert.deepEqual([idle.state, idle.driver, idle.instances], ['lost', 'auto', '0']);
@@ -44,4 +46,11 @@ test('heartbeat ages read in seconds, minutes, then hours', () => {
   assert.equal(ago('2026-12-06T11:30:00.000Z', NOW), '30m ago');
   assert.equal(ago('2026-12-06T07:00:00.000Z', NOW), '5h ago');
   assert.equal(ago('2026-12-06T12:00:05.000Z', NOW), '0s ago', 'a clock a little ahead is not a negative age');
+});
+
+test("a draining node's progress: apps left to move, then pinned apps with volumes", () => {
+  assert.equal(nodeRow(node({ state: 'draining', draining: true, apps: { to_move: 2, pinned: [] } }), NOW).drain, '2 apps to move');
+  assert.equal(drainText({ apps: { to_move: 1, pinned: ['db.shop'] } }), '1 app to move, pinned (volumes): db.shop');
+  assert.equal(drainText({ apps: { to_move: 0, pinned: ['db.shop', 'files.shop'] } }), 'nothing left to move, pinned (volumes): db.shop, files.shop');
+  assert.equal(drainText({}), '', 'a node that is not draining shows nothing');
 });

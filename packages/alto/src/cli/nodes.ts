@@ -2,8 +2,9 @@
  * @module cli/nodes
  * `alto nodes` (the cloud's nodes: state, address, capacity, last heartbeat), `alto nodes drain
  * NAME`, `alto nodes undrain NAME` and `alto nodes remove NAME`, with the admin key. They call
- * the `nodes` service by name through the SDK's transport. Draining today marks the node (the
- * list shows it); moving its instances elsewhere comes with placement across nodes.
+ * the `nodes` service by name through the SDK's transport. A draining node hands its apps
+ * without volumes to other live nodes, one at a time; drain and the list show the apps left to
+ * move and those pinned by their volumes.
  */
 import type { Command } from 'commander';
 import { bold, dim, printJson, printTable, wantsJson } from './output.js';
@@ -23,6 +24,8 @@ export interface NodeView {
   heartbeat_at: string;
   lease_expires_at: string;
   left_at?: string;
+  /** A draining node's apps: left to move, and pinned by their volumes. */
+  apps?: { to_move: number; pinned: string[] };
   capacity: {
     memory_total_mib: number;
     memory_free_mib: number;
@@ -46,6 +49,14 @@ function instancesText(instances: Record<string, number>): string {
   return parts.length ? parts.join(', ') : '0';
 }
 
+/** A draining node's progress: "2 to move, pinned: db.shop"; "done" once only pinned apps are left. */
+export function drainText(node: Pick<NodeView, 'apps'>): string {
+  if (!node.apps) return '';
+  const { to_move: toMove, pinned } = node.apps;
+  const moving = toMove > 0 ? `${toMove} app${toMove === 1 ? '' : 's'} to move` : 'nothing left to move';
+  return pinned.length ? `${moving}, pinned (volumes): ${pinned.join(', ')}` : moving;
+}
+
 /** One node as a row of the `alto nodes` table. */
 export function nodeRow(node: NodeView, now = Date.now()): Record<string, string> {
   const { capacity } = node;
@@ -59,6 +70,7 @@ export function nodeRow(node: NodeView, now = Date.now()): Record<string, string
     driver: capacity.accelerator && !['none', 'unknown'].includes(capacity.accelerator) ? `${capacity.driver} (${capacity.accelerator})` : capacity.driver,
     instances: instancesText(capacity.instances),
     heartbeat: ago(node.heartbeat_at, now),
+    drain: drainText(node),
   };
 }
 
@@ -69,29 +81,31 @@ export function addNodeCommands(program: Command, { remote, action, client }: Co
     .addHelpText(
       'after',
       '\nA node is live while it heartbeats (every 2 s; lost 10 s after the last one).\n' +
-        'Draining marks a node so no new instances are placed on it; for now it only sets the flag the list\n' +
-        'shows: moving its running instances to other nodes comes with placement across nodes.',
+        'Draining a node hands its apps without volumes to other live nodes, one at a time, each ready on its\n' +
+        'new node before its old copy stops (no request fails); apps with volumes stay, pinned. Undrain stops\n' +
+        'further moves.',
     );
 
   remote(nodes.command('list', { isDefault: true }).description('list the nodes with their state, address, capacity and last heartbeat (the default)')).action(
     action(async (flags: Flags) => {
       const result = await client(flags).transport.call<{ nodes: NodeView[] }>('nodes', 'List', {});
       if (wantsJson(flags)) return printJson(result, flags);
-      printTable(result.nodes.map((node) => nodeRow(node)), ['name', 'state', 'advertise', 'version', 'memory', 'cpus', 'driver', 'instances', 'heartbeat'], flags, result);
+      printTable(result.nodes.map((node) => nodeRow(node)), ['name', 'state', 'advertise', 'version', 'memory', 'cpus', 'driver', 'instances', 'heartbeat', ...(result.nodes.some((node) => node.apps) ? ['drain'] : [])], flags, result);
       const live = result.nodes.filter((node) => node.live).length;
       process.stdout.write(dim(`${live} of ${result.nodes.length} node${result.nodes.length === 1 ? '' : 's'} live`) + '\n');
     }),
   );
 
   for (const [verb, endpoint, done, description] of [
-    ['drain', 'Drain', 'draining', 'mark a node as draining: no new instances are placed on it (moving its running ones comes with placement)'],
-    ['undrain', 'Undrain', 'no longer draining', 'clear the draining flag: the node takes new instances again'],
+    ['drain', 'Drain', 'draining', 'drain a node: it hands its apps without volumes to other live nodes (`alto nodes` shows the progress)'],
+    ['undrain', 'Undrain', 'no longer draining', 'clear the draining flag: the node takes apps again and moves no more of its own'],
   ] as const) {
     remote(nodes.command(`${verb} <name>`).description(description)).action(
       action(async (name: string, flags: Flags) => {
         const result = await client(flags).transport.call<{ node: NodeView }>('nodes', endpoint, { name });
         if (wantsJson(flags)) return printJson(result, flags);
-        process.stdout.write(`node ${bold(name)} is ${done} ${dim(`(${result.node.state})`)}\n`);
+        const progress = result.node.draining ? drainText(result.node) : '';
+        process.stdout.write(`node ${bold(name)} is ${done} ${dim(`(${result.node.state})`)}${progress ? `: ${progress}` : ''}\n`);
       }),
     );
   }

@@ -126,6 +126,9 @@ export interface AppManagerOptions {
   maxConcurrentStarts?: number;
 }
 
+/** What an app being handed to another node is busy with (compute/cluster/drain.ts). */
+const MOVING = 'moving to another node';
+
 /** How long a reserved name stays the project's. */
 const RESERVATION_DAYS = 365;
 
@@ -334,12 +337,7 @@ export class AppManager implements AppGateway {
     if (this.closing || this.runtimes.has(id)) return;
     const app = await this.records.adopt(id);
     if (!app || app.status === 'failed') return;
-    try {
-      this.options.images.inspect(app.digest);
-    } catch {
-      const repository = app.image.replace(/@sha256:[a-f0-9]{64}$/, '').replace(/:[\w][\w.-]{0,127}$/, '');
-      await this.rootfs.imageFor({ projectId: app.projectId, admin: false }, `${repository}@${app.digest}`, false, 'missing');
-    }
+    await this.imageHere(app);
     await this.startRecorded(app, false);
   }
 
@@ -372,6 +370,88 @@ export class AppManager implements AppGateway {
       this.records.letGo(app.id);
     }
     return gone;
+  }
+
+  // ---- hand-offs between live nodes (compute/cluster/drain.ts) ---------------------------------
+
+  /**
+   * Holds an app this node runs for a move to another node: marked busy, so `reconcile` leaves
+   * it alone once the store names its new node and Update and Delete answer 409 meanwhile, while
+   * it keeps serving. False when this node does not run it or something else works on it.
+   */
+  holdForMove(id: string): boolean {
+    const runtime = this.runtimes.get(id);
+    if (this.closing || !runtime || !this.records.hereById(id) || runtime.busy) return false;
+    runtime.busy = MOVING;
+    return true;
+  }
+
+  /** The move did not happen: the app is this node's as before. */
+  unhold(id: string): void {
+    const runtime = this.runtimes.get(id);
+    if (runtime?.busy !== MOVING) return;
+    runtime.busy = undefined;
+    this.scheduler.statusChanged(runtime);
+  }
+
+  /**
+   * The app runs on its new node now: forgotten here first, so new requests for it go there
+   * (compute/cluster/routing.ts), then its instances stop once the requests they hold ended
+   * (each stop recorded, as reconcile does).
+   */
+  async release(id: string): Promise<void> {
+    this.records.letGo(id);
+    const runtime = this.runtimes.get(id);
+    if (!runtime) return;
+    await this.closeTcp(runtime);
+    await Promise.all([runtime.candidate?.stop(this.graceMs), runtime.serving?.stop(this.graceMs, DRAIN_MS)]);
+    runtime.end();
+    this.runtimes.delete(id);
+    this.options.images.removeUser(runtime.app.digest, `app:${id}`);
+  }
+
+  /**
+   * Starts an app a live node hands over (the store names this node already) and resolves once
+   * its instances are ready. The gateway finds it at once, with no serving version yet, so its
+   * requests wait meanwhile rather than fail. On failure it is forgotten here again and the error
+   * thrown, for the caller to move it back.
+   */
+  async receive(id: string): Promise<void> {
+    if (this.closing) throw errors.unavailable('Alto is stopping');
+    if (this.runtimes.has(id)) throw errors.conflict(`app ${id} runs on this node already`);
+    const app = await this.records.adopt(id, 'handed-off');
+    if (!app) throw errors.conflict(`app ${id} is not recorded as this node's`);
+    const runtime = this.runtimeOf(app);
+    runtime.busy = 'arriving from another node';
+    try {
+      await this.imageHere(app);
+      const rootfs = await this.rootfs.ensure(app.digest);
+      const version = this.rollouts.newVersion(runtime, app, this.options.images.inspect(app.digest).spec, rootfs);
+      runtime.candidate = version;
+      await this.rollouts.startVersion(runtime, version);
+      runtime.candidate = undefined;
+      runtime.serve(version);
+    } catch (error) {
+      await runtime.candidate?.stop(this.graceMs);
+      runtime.end();
+      this.runtimes.delete(id);
+      this.records.letGo(id);
+      throw error;
+    }
+    this.options.images.addUser(app.digest, `app:${app.id}`);
+    runtime.busy = undefined;
+    this.scheduler.statusChanged(runtime);
+    if (this.edge) void this.openTcp(runtime).catch(() => undefined);
+  }
+
+  /** The app's image on this node: pulled by digest from its registry when missing. */
+  private async imageHere(app: AppRecord): Promise<void> {
+    try {
+      this.options.images.inspect(app.digest);
+    } catch {
+      const repository = app.image.replace(/@sha256:[a-f0-9]{64}$/, '').replace(/:[\w][\w.-]{0,127}$/, '');
+      await this.rootfs.imageFor({ projectId: app.projectId, admin: false }, `${repository}@${app.digest}`, false, 'missing');
+    }
   }
 
   /** Starts a recorded app of this node: its serving version, each slot booted or left snapshotted. */

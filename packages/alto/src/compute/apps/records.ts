@@ -139,18 +139,28 @@ export class AppRecords {
     this.forget(id);
   }
 
-  /** An app just moved to this node (compute/cluster/failover.ts): loaded as `load` loads its own. */
-  async adopt(id: string): Promise<AppRecord | undefined> {
+  /**
+   * An app just moved to this node: loaded as `load` loads its own. From a lost node
+   * (compute/cluster/failover.ts), its instances there are recorded ended; handed off by a live
+   * node (compute/cluster/drain.ts), that node still serves with them until this one is ready and
+   * records their ends itself, so only the ended ones are shown here.
+   */
+  async adopt(id: string, from: 'lost' | 'handed-off' = 'lost'): Promise<AppRecord | undefined> {
     const stored = await this.store.get(id);
     if (!stored || stored.node !== this.node) return undefined;
     const record = this.open(stored);
+    const instances = await this.store.instancesOf(stored.id, SHOWN_INSTANCES);
+    const ended = (instance: InstanceRecord) => instance.endedAt !== undefined || instance.state === 'exited' || instance.state === 'failed' || instance.state === 'snapshotted';
+    if (from === 'handed-off') {
+      this.remember(record, instances.filter(ended));
+      return record;
+    }
     // Its instances on the lost node are recorded ended: that node no longer answers for them (if
     // it comes back, it stops them and records how they ended).
     const at = Date.now();
     const exit = { code: null, reason: 'its node was lost; the app moved to another node' };
-    const instances = await this.store.instancesOf(stored.id, SHOWN_INSTANCES);
     for (const instance of instances) {
-      if (instance.endedAt !== undefined || instance.state === 'exited' || instance.state === 'failed' || instance.state === 'snapshotted') continue;
+      if (ended(instance)) continue;
       await this.store.endInstance(instance.id, 'failed', exit, at);
       Object.assign(instance, { state: 'failed', endedAt: at, exitCode: exit.code, exitReason: exit.reason });
     }

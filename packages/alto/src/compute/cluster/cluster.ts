@@ -1,8 +1,9 @@
 /**
  * @module compute/cluster/cluster
  * What a node does as part of the cloud once it has joined (membership.ts): it keeps a view of
- * the other nodes (peers.ts), relays requests for apps other nodes run (routing.ts), and takes
- * its share of a lost node's apps (failover.ts).
+ * the other nodes (peers.ts), relays requests for apps other nodes run (routing.ts), takes its
+ * share of a lost node's apps (failover.ts), hands its apps to other nodes while it is draining
+ * (drain.ts) and takes those other nodes hand it (hand-off.ts, over the node link).
  */
 import type { Logger } from '../../kit/logger.js';
 import type { Platform } from '../../platform/platform.js';
@@ -12,6 +13,10 @@ import type { NodeMembership } from './membership.js';
 import { PeerView } from './peers.js';
 import { ClusterRouting } from './routing.js';
 import { Failover } from './failover.js';
+import { Drain, type MovableApps } from './drain.js';
+import { registerHandOffReceiver, requestHandOff } from './hand-off.js';
+import { deriveNodeLinkKey, ReplayGuard } from './node-link.js';
+import { errors } from '../../kit/errors.js';
 
 export interface Cluster {
   peers: PeerView;
@@ -31,11 +36,13 @@ export function movable(app: StoredApp): boolean {
 }
 
 /** What the cluster needs of this node's apps. */
-export interface LocalApps {
+export interface LocalApps extends MovableApps {
   /** The edge's resolver for this node's apps. */
   gateway: AppResolver;
   /** Starts an app just moved to this node. */
   adopt(appId: string): Promise<void>;
+  /** Starts an app a live node hands over (moved here already); resolves once it is ready, throws when it is not. */
+  receive(appId: string): Promise<void>;
   /** Stops the apps this node runs that the store records as another node's now. */
   reconcile(): Promise<unknown>;
 }
@@ -43,18 +50,63 @@ export interface LocalApps {
 export async function joinCluster(platform: Platform, membership: NodeMembership, apps: LocalApps, log: Logger): Promise<Cluster> {
   const local = apps.gateway;
   const peers = new PeerView({ store: platform.stores.nodes, self: membership.id, log });
-  const failover = new Failover({ apps: platform.stores.apps, self: membership.id, movable, adopt: (id) => apps.adopt(id), log });
+  const store = platform.stores.apps;
+  const self = membership.id;
+  const key = deriveNodeLinkKey(platform.masterKey().key.key);
+  const routing = new ClusterRouting({ local, apps: store, peers, self: { id: self, name: membership.name }, movable });
+  const failover = new Failover({ apps: store, self, movable, adopt: (id) => apps.adopt(id), log });
+  const drain = new Drain({
+    apps: store,
+    self,
+    movable,
+    local: apps,
+    addressOf: (id) => peers.addressOf(id),
+    handOff: (peer, appId) => requestHandOff(peer, key, self, appId),
+    movedTo: (address, node) => routing.movedTo(address, node),
+    log,
+  });
   // In the background: starting or stopping apps must not hold up the next read of the nodes.
   // A node that was paused past its lease finds its apps moved and stops its copies.
   peers.onRefresh((nodes) => {
     void failover.round(nodes);
+    void drain.round(nodes);
     void apps.reconcile().catch((error) => log.error({ err: error }, 'reconciling this node\'s apps with the store failed'));
   });
+  const unregister = registerHandOffReceiver(platform, {
+    key,
+    replays: new ReplayGuard(),
+    log,
+    isLiveNode: (id) => peers.live(id) !== undefined,
+    async receive(appId, from) {
+      const app = await store.get(appId);
+      if (!app) throw errors.notFound(`no app ${appId}`);
+      if (app.node !== from) throw errors.conflict(`app "${app.name}" is not node ${from}'s (the store names ${app.node || 'no node'})`);
+      if (!movable(app)) throw errors.conflict(`app "${app.name}" has volumes on node ${from}: it stays there`);
+      if (peers.find(self)?.draining) throw errors.conflict('this node is draining: it takes no apps');
+      // Requests for it wait here from before the store names this node until it is ready.
+      let arrived!: () => void;
+      routing.arriving({ app: app.name, project: app.projectName }, new Promise<void>((resolve) => (arrived = resolve)));
+      try {
+        if (!(await store.move(appId, from, self))) throw errors.conflict(`app "${app.name}" moved meanwhile`);
+        try {
+          await apps.receive(appId);
+        } catch (error) {
+          if (!(await store.move(appId, self, from))) log.error({ app: app.name, project: app.projectName }, `app "${app.name}" could not be moved back to node ${from}`);
+          throw error;
+        }
+        log.info({ app: app.name, project: app.projectName, from: peers.find(from)?.name ?? from }, `app "${app.name}" was handed to this node and is ready`);
+      } finally {
+        arrived();
+      }
+    },
+  });
   await peers.start();
-  const routing = new ClusterRouting({ local, apps: platform.stores.apps, peers, self: { id: membership.id, name: membership.name }, movable });
   return {
     peers,
     routing,
-    stop: () => peers.stop(),
+    stop: async () => {
+      unregister();
+      await peers.stop();
+    },
   };
 }

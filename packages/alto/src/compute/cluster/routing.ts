@@ -12,6 +12,13 @@
  * lease and a refresh, unless it has volumes, which wait for their node.
  *
  * TCP apps are not relayed: each listens on an edge port of the node that runs it.
+ *
+ * A drain hands apps between live nodes (drain.ts) with no request failing: the receiving node
+ * holds requests for an app it is taking (`arriving`) until its instances are ready, and the
+ * node that handed it over remembers where it went (`movedTo`) for MOVED_FRESH_MS, so a request
+ * relayed to it by a node whose view of the owner is older is relayed once more, to the new
+ * owner, rather than answered 503. That second hop goes to the node that took the app, which
+ * serves it or holds it; it never relays it further.
  */
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../apps/gateway.js';
@@ -22,6 +29,10 @@ import { connectToPeer, type PeerView } from './peers.js';
 const OWNER_FRESH_MS = 2_000;
 /** Remote apps whose owner is kept at most (the map is emptied when it fills). */
 const MAX_KNOWN_OWNERS = 10_000;
+/** How long a node that handed an app over relays requests for it to its new node: past any other node's OWNER_FRESH_MS. */
+const MOVED_FRESH_MS = 30_000;
+/** How long a request waits for an app this node is taking to be ready before the local answer. */
+const ARRIVAL_WAIT_MS = 60_000;
 
 /** A target on another node: the edge adds `x-alto-via` with this node's name. */
 export interface RelayTarget extends ProxyTarget {
@@ -40,10 +51,43 @@ export interface ClusterRoutingOptions {
 
 export class ClusterRouting implements AppResolver {
   private readonly owners = new Map<string, { app: StoredApp; until: number }>();
+  /** Apps this node is taking from another live node, by address: settled once they are ready here (or not taken). */
+  private readonly arrivals = new Map<string, Promise<void>>();
+  /** Apps this node handed to another node, by address. */
+  private readonly moved = new Map<string, { node: string; until: number }>();
 
   constructor(private readonly options: ClusterRoutingOptions) {}
 
+  /**
+   * This node is taking the app at `address`: its requests wait until `ready` settles (at most
+   * ARRIVAL_WAIT_MS), then go to the local gateway. Call before the store names this node.
+   */
+  arriving(address: AppAddress, ready: Promise<unknown>): void {
+    const key = `${address.app}.${address.project}`;
+    this.moved.delete(key);
+    const settled: Promise<void> = ready.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.arrivals.set(key, settled);
+    void settled.then(() => {
+      if (this.arrivals.get(key) === settled) this.arrivals.delete(key);
+    });
+  }
+
+  /** This node handed the app at `address` to node `node`: requests it still gets go there. */
+  movedTo(address: AppAddress, node: string, now = Date.now()): void {
+    for (const [key, entry] of this.moved) if (entry.until <= now) this.moved.delete(key);
+    this.moved.set(`${address.app}.${address.project}`, { node, until: now + MOVED_FRESH_MS });
+  }
+
   acquire(address: AppAddress, kind: 'http' | 'tcp', relayed = false): Promise<ProxyTarget> {
+    const arrival = this.arrivals.get(`${address.app}.${address.project}`);
+    if (arrival) return withTimeout(arrival, ARRIVAL_WAIT_MS).then(() => this.resolve(address, kind, relayed));
+    return this.resolve(address, kind, relayed);
+  }
+
+  private resolve(address: AppAddress, kind: 'http' | 'tcp', relayed: boolean): Promise<ProxyTarget> {
     if (!relayed && kind === 'http') {
       const known = this.owners.get(`${address.app}.${address.project}`);
       if (known && known.until > Date.now()) {
@@ -57,6 +101,8 @@ export class ClusterRouting implements AppResolver {
   /** The local gateway could not serve it: relay it if another live node runs the app, else say why. */
   private async elsewhere(address: AppAddress, kind: 'http' | 'tcp', relayed: boolean, error: unknown): Promise<ProxyTarget> {
     if (!isAltoError(error) || error.status !== 503) throw error;
+    const handedOver = this.handedOver(address, kind);
+    if (handedOver) return handedOver;
     const app = await this.options.apps.findByAddress(address.project, address.app);
     if (!app || app.node === this.options.self.id) throw error;
     if (this.owners.size >= MAX_KNOWN_OWNERS) this.owners.clear();
@@ -66,6 +112,16 @@ export class ClusterRouting implements AppResolver {
     const target = this.remote(app);
     if (target) return target;
     throw this.unreachable(app);
+  }
+
+  /** A target on the node this node handed the app to, within MOVED_FRESH_MS of the hand-off (HTTP, relayed or not). */
+  private handedOver(address: AppAddress, kind: 'http' | 'tcp'): RelayTarget | undefined {
+    if (kind !== 'http') return undefined;
+    const moved = this.moved.get(`${address.app}.${address.project}`);
+    if (!moved || moved.until <= Date.now()) return undefined;
+    const peer = this.options.peers.addressOf(moved.node);
+    if (!peer) return undefined;
+    return { host: peer.host, port: peer.port, connect: () => connectToPeer(peer), release: () => undefined, via: this.options.self.name };
   }
 
   /** A target on the live node that runs the app, if it is live. */
@@ -83,4 +139,10 @@ export class ClusterRouting implements AppResolver {
       return errors.unavailable(`app "${app.name}" has volumes on node ${name}, which is not reachable; it runs again when that node is back`).withHeaders({ 'retry-after': '10' });
     return errors.unavailable(`app "${app.name}" ran on node ${name}, which is not reachable; it moves to a live node within about 30 s`).withHeaders({ 'retry-after': '5' });
   }
+}
+
+/** Resolves when `promise` settles or `ms` pass, whichever is first. */
+function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() => clearTimeout(timer));
 }

@@ -1,7 +1,7 @@
 /**
  * @module compute/cluster/schema
  * The wire schema of the `nodes` service (zod): a node as List, Drain, Undrain and Remove answer
- * it, and the name they take. `nodeView` turns a stored node into it (also for `/v1/status`).
+ * it (with a draining node's apps left to move and pinned), and the name they take. `nodeView` turns a stored node into it (also for `/v1/status`).
  */
 import { z } from 'zod';
 import type { ListedNode } from '../../store/nodes/port.js';
@@ -22,7 +22,14 @@ export const NodeView = z
       .enum(['ready', 'draining', 'left', 'lost'])
       .describe('ready: live, taking new instances; draining: live, taking none; left: stopped cleanly; lost: its lease lapsed'),
     live: z.boolean().describe('whether its lease is running: a node renews it every 2 s and is lost 10 s after the last renewal'),
-    draining: z.boolean().describe('set with nodes/Drain: no new instances are placed on it (moving its running ones comes with placement)'),
+    draining: z.boolean().describe('set with nodes/Drain: the node hands its apps without volumes to other live nodes, one at a time, and takes none'),
+    apps: z
+      .object({
+        to_move: z.number().int().describe('apps without volumes it still runs: while it drains, they move to other nodes'),
+        pinned: z.array(z.string()).describe('apps with volumes it runs, as `<app>.<project>`: their data is on its disk, so they stay when it drains'),
+      })
+      .optional()
+      .describe('the apps the store records on this node (shown for draining nodes)'),
     advertise_url: z.string().describe('the URL other nodes reach it at (`--advertise`)'),
     version: z.string(),
     started_at: z.string().describe('when its process started, RFC 3339'),
@@ -48,7 +55,13 @@ export const RemoveResponse = z.object({ name: z.string(), removed: z.boolean() 
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export function nodeView(node: ListedNode): z.input<typeof NodeView> {
+/** A node's apps as a drain sees them. */
+export interface NodeApps {
+  toMove: number;
+  pinned: string[];
+}
+
+export function nodeView(node: ListedNode, apps?: NodeApps): z.input<typeof NodeView> {
   const state = node.live ? (node.draining ? 'draining' : 'ready') : node.leftAt !== undefined ? 'left' : 'lost';
   return {
     name: node.name,
@@ -56,6 +69,7 @@ export function nodeView(node: ListedNode): z.input<typeof NodeView> {
     state,
     live: node.live,
     draining: node.draining,
+    ...(apps ? { apps: { to_move: apps.toMove, pinned: apps.pinned } } : {}),
     advertise_url: node.advertiseUrl,
     version: node.version,
     started_at: iso(node.startedAt),
