@@ -124,6 +124,10 @@ describe('draining a node moves its apps to other nodes with no failed request',
       await Promise.all(clients);
       const total = answers.reduce((sum, count) => sum + count, 0);
       process.stdout.write(`# drained node 1 (two apps) in ${(drainMs / 1000).toFixed(1)} s; ${total} requests through three nodes, ${failures.length} failed\n`);
+      for (const line of first.stdout().split('\n').filter((each) => each.includes('"ready_ms"'))) {
+        const { app: moved, to, ready_ms: readyMs, stopped_ms: stoppedMs } = JSON.parse(line) as { app: string; to: string; ready_ms: number; stopped_ms: number };
+        process.stdout.write(`# ${moved} to ${to}: ready there ${readyMs} ms after node 1 asked, node 1's copy stopped ${stoppedMs} ms later\n`);
+      }
       assert.deepEqual(failures, [], 'no request failed during the drain');
     } finally {
       stopping = true;

@@ -103,9 +103,10 @@ export class Drain {
         return false;
       }
     }
+    const ready = Date.now();
     this.options.movedTo({ app: app.name, project: app.projectName }, target.id);
     await local.release(app.id);
-    log.info({ ...where, ms: Date.now() - began }, `draining: app "${app.name}" runs on node ${target.name} now`);
+    log.info({ ...where, ready_ms: ready - began, stopped_ms: Date.now() - ready }, `draining: app "${app.name}" runs on node ${target.name} now`);
     return true;
   }
 
