@@ -130,6 +130,25 @@ describe('rate limits', () => {
     await refusal(limits.admit(tenant(), 'id', 'Generate'));
   });
 
+  test('admitNow admits from this process\'s leases at once, and takes nothing when the store must be asked', async () => {
+    const { limits, store } = world();
+    await limits.updateProjectLimits('admin', 'project-1', { rate_limit: 1000, monthly_quota: 1_000_000 });
+    await limits.updateKeyLimits('key-1', { rate_limit: 1000, monthly_quota: 1_000_000 });
+    // Nothing leased yet: admitNow declines, and asked nothing of the store.
+    const before = { takes: store.takes, reservations: store.reservations };
+    assert.equal(limits.admitNow(tenant(), 'id', 'Generate'), undefined);
+    assert.deepEqual({ takes: store.takes, reservations: store.reservations }, before);
+    const first = await limits.admit(tenant(), 'id', 'Generate');
+    // A busy key's next leases cover several calls: a few more through admit, then from memory.
+    for (let i = 0; i < 10; i++) await limits.admit(tenant(), 'id', 'Generate');
+    const asked = { takes: store.takes, reservations: store.reservations };
+    const now = limits.admitNow(tenant(), 'id', 'Generate');
+    assert.ok(now, 'admitted from the leases');
+    assert.deepEqual({ takes: store.takes, reservations: store.reservations }, asked, 'without the store');
+    assert.equal(now.priceMicros, first.priceMicros);
+    assert.deepEqual(Object.keys(now.headers ?? {}).sort(), ['ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']);
+  });
+
   test("a project's rate limit covers all its keys; a key's limit only itself", async () => {
     const { limits } = world();
     await limits.updateProjectLimits('admin', 'project-1', { rate_limit: 3 });

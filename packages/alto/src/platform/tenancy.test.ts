@@ -161,3 +161,26 @@ test('two bootstraps at once on one empty PostgreSQL database make one admin acc
     await database.drop();
   }
 });
+
+test('a key found once is known at once, without the store; its revocation is seen at once', async (t) => {
+  // A database file: with one in memory no other process could tell of a change, so nothing is kept.
+  const dir = mkdtempSync(join(tmpdir(), 'alto-known-keys-'));
+  const sqlite = openSqlite(join(dir, 'alto.db'));
+  t.after(() => {
+    sqlite.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const tenancy = new Tenancy(new SqliteControlStore(sqlite), () => ['id', 'db']);
+  const { generatedAdminKey } = await tenancy.bootstrap();
+  const admin = await tenancy.authenticate(generatedAdminKey!);
+  await tenancy.createProject(admin.accountId, 'shop');
+  const { secret, record } = await tenancy.generateKey(admin, { projectName: 'shop', scopes: ['id'] });
+  assert.equal(tenancy.knownTenant(secret), undefined, 'not looked up yet: the store must be asked');
+  const tenant = await tenancy.authenticate(secret);
+  assert.equal(tenancy.knownTenant(secret), tenant, 'answered from memory, no promise');
+  assert.equal(tenancy.knownTenant('alto_not-a-key-anyone-made'), undefined);
+  await tenancy.setKeyStatus(admin, record.id, 'revoked');
+  assert.equal(tenancy.knownTenant(secret), undefined, 'the revocation dropped what was known');
+  await rejectsWith(tenancy.authenticate(secret), 401, /revoked/);
+  assert.throws(() => tenancy.knownTenant(secret), /revoked/, 'a key known to be revoked is refused at once too');
+});
