@@ -17,7 +17,7 @@ import { limitsFromEnvironment } from '../blocks/db/records.js';
 import { VERSION } from '../version.js';
 import { Api } from './api.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
-import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, requestIdOf, requestTargetOf, sendJson } from './http.js';
+import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, requestIdOf, requestTargetOf, sendJson, type RequestTarget } from './http.js';
 import { createEdgeMetrics, registerAppMetrics } from './metrics.js';
 import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -165,7 +165,11 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     },
     (request, response) => {
       if (appProxy.handleRequest(request, response)) return;
-      void route(request, response).catch((error) => {
+      const target = requestTargetOf(request.url ?? '/');
+      const path = target.pathname;
+      // API calls go straight in: handleHttp answers its own errors and never throws.
+      if (path.startsWith('/v1/') && path !== '/v1/openapi.json' && path !== '/v1/status') return api.handleHttp(request, response, target);
+      void route(request, response, target).catch((error) => {
         log.error({ err: error }, 'unexpected error outside an API call');
         if (!response.headersSent) sendJson(response, 500, errors.internal().toBody());
         else response.destroy();
@@ -185,12 +189,9 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   forwarder.interpose(server);
   capConnections(server, connectionCaps, log.child({ component: 'edge' }));
 
-  async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const target = requestTargetOf(request.url ?? '/');
+  /** Everything but API calls and apps: service routes, the console, health, metrics, status, OpenAPI. */
+  async function route(request: IncomingMessage, response: ServerResponse, target: RequestTarget): Promise<void> {
     const path = target.pathname;
-    if (path.startsWith('/v1/') && path !== '/v1/openapi.json' && path !== '/v1/status') {
-      return api.handleHttp(request, response, target);
-    }
     const url = target instanceof URL ? target : new URL(request.url ?? '/', 'http://alto.local');
     const serviceRoute = httpRoutes.find((candidate) => path.startsWith(candidate.prefix));
     if (serviceRoute && serviceRoute.methods.includes(request.method ?? 'GET')) {
