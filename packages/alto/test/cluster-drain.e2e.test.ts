@@ -5,13 +5,15 @@
  * node (compute/cluster/drain.ts), which answers only once its instance is ready, and only then
  * stops its own copy. Every answer must be 200 with the app's page, whether the request reached
  * node 1 (served there, then relayed), the new node, or the third node (relayed by what it last
- * read of the owner). Afterwards node 1 runs nothing, the list shows nothing left to move, and
- * each app has one running instance cloud-wide. Needs the test PostgreSQL
+ * read of the owner). Just after each hand-off, a request relayed to node 1 as a node with a
+ * stale view would relay it is relayed on to the new node, not refused. Afterwards node 1 runs
+ * nothing, the list shows nothing left to move, and each app has one running instance cloud-wide. Needs the test PostgreSQL
  * (`. scripts/test-services.sh`).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
 import { eventually, getThroughEdge, privateSandboxCache, webImage } from './apps-fixture.js';
@@ -30,6 +32,21 @@ const CLIENTS = 6;
 /** Answers each node and app must give after the drain ended, before the loop stops (past the 2 s other nodes trust what they read of an owner). */
 const ANSWERS_AFTER_DRAIN = 100;
 const edgePort = (server: ServerProcess) => Number(new URL(server.url).port);
+
+/** GET as another node relays it (`x-alto-via`): a request relayed here is not relayed again, unless this node handed its app over. */
+function getRelayed(port: number, host: string, via: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const call = httpRequest({ host: '127.0.0.1', port, path: '/', method: 'GET', headers: { host, 'x-alto-via': via }, agent: false }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      response.on('error', reject);
+    });
+    call.setTimeout(15_000, () => call.destroy(new Error('request timed out')));
+    call.on('error', reject);
+    call.end();
+  });
+}
 
 interface Failure {
   node: number;
@@ -106,10 +123,17 @@ describe('draining a node moves its apps to other nodes with no failed request',
       assert.equal(drain.body.node.state, 'draining');
       assert.deepEqual(drain.body.node.apps.pinned, [], 'no app of node 1 has volumes');
 
-      // Node 1 runs no app, and each runs on node 2 or 3; the list shows nothing left to move.
-      for (const { name } of APPS) {
-        await eventually(async () => !(await runsHere(first, name)) && ((await runsHere(second, name)) || (await runsHere(third, name))), `${name} to move off node 1`, DRAIN_WAIT_MS);
-      }
+      // Node 1 runs no app, and each runs on node 2 or 3. A node that still read node 1 as an
+      // app's owner (for up to 2 s after its hand-off) relays to it: node 1 relays such a request
+      // once more, to the app's new node, rather than refusing it as relayed twice.
+      await Promise.all(
+        APPS.map(async ({ name, page }) => {
+          await eventually(async () => !(await runsHere(first, name)) && ((await runsHere(second, name)) || (await runsHere(third, name))), `${name} to move off node 1`, DRAIN_WAIT_MS);
+          const relayed = await getRelayed(edgePort(first), `${name}.${PROJECT}.localhost`, 'node-3');
+          assert.deepEqual([relayed.status, relayed.body], [200, page], `${name} relayed to node 1 just after it moved`);
+        }),
+      );
+      // The list shows nothing left to move.
       await eventually(async () => {
         const listed = await third.call('nodes', 'List', {});
         const node = (listed.body.nodes as { name: string; apps?: { to_move: number; pinned: string[] } }[]).find((each) => each.name === 'node-1');

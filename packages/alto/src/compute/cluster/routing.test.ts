@@ -4,7 +4,8 @@
  * the peers: a request relayed to the node that handed an app over (by a node that still thinks
  * it runs there) is relayed once more, to the app's new node, where without the hand-off it is
  * refused as relayed twice; that lasts a while, not forever. On the receiving node a request
- * for an app it is taking waits until the app is ready here, then goes to the local instance.
+ * for an app it is taking waits until the app is ready here, then goes to the local instance,
+ * also one the gateway refused just as the hand-off began.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -30,11 +31,11 @@ function routingOf(served: Set<string>) {
     addressOf: (id: string) => (id === NEW_NODE.id ? NEW_NODE : undefined),
     find: () => undefined,
   } as unknown as PeerView;
-  return new ClusterRouting({ local, apps, peers, self: { id: 'old', name: 'node-old' }, movable: () => true });
+  return { routing: new ClusterRouting({ local, apps, peers, self: { id: 'old', name: 'node-old' }, movable: () => true }), local };
 }
 
 test('a relayed request for an app this node handed over goes on to its new node, for a while', async () => {
-  const routing = routingOf(new Set());
+  const { routing } = routingOf(new Set());
   await assert.rejects(routing.acquire(WEB, 'http', true), /not relayed again/, 'without the hand-off: relayed twice is refused');
   routing.movedTo(WEB, 'new');
   const target = (await routing.acquire(WEB, 'http', true)) as RelayTarget;
@@ -48,7 +49,7 @@ test('a relayed request for an app this node handed over goes on to its new node
 
 test('a request for an app this node is taking waits until it is ready here, then goes to the local instance', async () => {
   const served = new Set<string>();
-  const routing = routingOf(served);
+  const { routing } = routingOf(served);
   let ready!: () => void;
   routing.arriving(WEB, new Promise<void>((resolve) => (ready = resolve)));
   let answered = false;
@@ -61,4 +62,24 @@ test('a request for an app this node is taking waits until it is ready here, the
   assert.equal((await waiting).host, '10.0.0.1', 'the local instance');
   served.delete('web');
   await assert.rejects(routing.acquire(WEB, 'http', true), /not relayed again/, 'once it arrived, nothing more is held');
+});
+
+test('a request the gateway refused just before the app began arriving waits for it too', async () => {
+  const served = new Set<string>();
+  const { routing, local } = routingOf(served);
+  let ready!: () => void;
+  // The gateway's refusal comes after the hand-off began (it read the store after the move).
+  const refuse = local.acquire.bind(local);
+  local.acquire = (address, kind) => {
+    routing.arriving(WEB, new Promise<void>((resolve) => (ready = resolve)));
+    local.acquire = refuse;
+    return refuse(address, kind);
+  };
+  let answered = false;
+  const waiting = routing.acquire(WEB, 'http', true).finally(() => (answered = true));
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(answered, false, 'held while the app starts here');
+  served.add('web');
+  ready();
+  assert.equal((await waiting).host, '10.0.0.1');
 });

@@ -87,6 +87,13 @@ export class ClusterRouting implements AppResolver {
     return this.resolve(address, kind, relayed);
   }
 
+  /** The local answer once an app that began arriving while this request looked for it is here; undefined when none is arriving. */
+  private afterArrival(address: AppAddress, kind: 'http' | 'tcp', relayed: boolean): Promise<ProxyTarget> | undefined {
+    const arrival = this.arrivals.get(`${address.app}.${address.project}`);
+    if (!arrival) return undefined;
+    return withTimeout(arrival, ARRIVAL_WAIT_MS).then(() => this.options.local.acquire(address, kind, relayed));
+  }
+
   private resolve(address: AppAddress, kind: 'http' | 'tcp', relayed: boolean): Promise<ProxyTarget> {
     if (!relayed && kind === 'http') {
       const known = this.owners.get(`${address.app}.${address.project}`);
@@ -103,7 +110,15 @@ export class ClusterRouting implements AppResolver {
     if (!isAltoError(error) || error.status !== 503) throw error;
     const handedOver = this.handedOver(address, kind);
     if (handedOver) return handedOver;
+    // The gateway looked before the app began arriving here (its answer read the store after the
+    // move): wait for it, as the requests that came after do.
+    const arrived = this.afterArrival(address, kind, relayed);
+    if (arrived) return arrived;
     const app = await this.options.apps.findByAddress(address.project, address.app);
+    if (app?.node === this.options.self.id) {
+      const arrivedNow = this.afterArrival(address, kind, relayed);
+      if (arrivedNow) return arrivedNow;
+    }
     if (!app || app.node === this.options.self.id) throw error;
     if (this.owners.size >= MAX_KNOWN_OWNERS) this.owners.clear();
     this.owners.set(`${address.app}.${address.project}`, { app, until: Date.now() + OWNER_FRESH_MS });
