@@ -421,6 +421,8 @@ export class AppManager implements AppGateway {
     if (this.runtimes.has(id)) throw errors.conflict(`app ${id} runs on this node already`);
     const app = await this.records.adopt(id, 'handed-off');
     if (!app) throw errors.conflict(`app ${id} is not recorded as this node's`);
+    // A failed app has nothing to start: it is this node's now, as it is after a restart.
+    if (app.status === 'failed') return;
     const runtime = this.runtimeOf(app);
     runtime.busy = 'arriving from another node';
     try {

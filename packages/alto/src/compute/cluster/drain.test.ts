@@ -4,8 +4,8 @@
  * target is the freer of two nodes drawn at random, less what the drain gave it already; a
  * draining node hands its movable apps over one at a time, holding each while it is handed and
  * releasing it only once the target took it; apps with volumes stay; a refused hand-off leaves
- * the app here; one the target took without answering is taken back; undrain stops further
- * moves; a node that is not draining moves nothing.
+ * the app here (tried again later, not at once); one the target took without answering is
+ * taken back; undrain stops further moves; a node that is not draining moves nothing.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -14,7 +14,7 @@ import { migrate, openSqlite } from '../../store/sqlite/database.js';
 import { MIGRATIONS, SqliteAppStore } from '../../store/apps/sqlite.js';
 import type { StoredApp } from '../../store/apps/port.js';
 import type { ListedNode } from '../../store/nodes/port.js';
-import { chooseTarget, Drain, memoryOf } from './drain.js';
+import { chooseTarget, Drain, memoryOf, RETRY_AFTER_MS } from './drain.js';
 import type { PeerAddress } from './peers.js';
 
 function node(id: string, freeMiB = 1_000, fields: Partial<ListedNode> = {}): ListedNode {
@@ -138,6 +138,12 @@ test('a refused hand-off leaves the app here, unheld; one the target took withou
   assert.deepEqual(events, ['hold a1', 'ask target a1', 'unhold a1', 'hold a2', 'ask target a2', 'unhold a2']);
   assert.equal((await store.get('a1'))?.node, 'old');
   assert.equal((await store.get('a2'))?.node, 'old', 'moved back from the target');
+  events.length = 0;
+  const now = Date.now();
+  assert.equal(await drain.round([node('old', 1_000, { draining: true }), node('target')], now), 0);
+  assert.deepEqual(events, [], 'not tried again at once');
+  assert.equal(await drain.round([node('old', 1_000, { draining: true }), node('target')], now + RETRY_AFTER_MS), 0);
+  assert.deepEqual(events, ['hold a1', 'ask target a1', 'unhold a1', 'hold a2', 'ask target a2', 'unhold a2'], 'tried again later');
 });
 
 test('undrain stops further moves: the hand-off under way finishes, the rest stay', async () => {

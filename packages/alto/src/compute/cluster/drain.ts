@@ -10,7 +10,7 @@
  * then answers; only then does this node forget the app (new requests are relayed to the new
  * node, those relayed here by nodes that still think it runs here too: routing.ts `movedTo`)
  * and stop its instances once their requests in flight end. A receiver that fails moves the app
- * back, and this node keeps serving it; the next read of the nodes tries again.
+ * back, and this node keeps serving it; the drain tries it again after RETRY_AFTER_MS.
  *
  * Undrain stops further moves (a hand-off under way finishes); apps moved stay where they went.
  */
@@ -46,9 +46,14 @@ export interface DrainOptions {
   random?: () => number;
 }
 
+/** How long an app a node did not take waits before the drain tries it again. */
+export const RETRY_AFTER_MS = 30_000;
+
 export class Drain {
   private running = false;
   private draining = false;
+  /** Apps a hand-off failed for, and when they may be tried again. */
+  private readonly retryAt = new Map<string, number>();
 
   constructor(private readonly options: DrainOptions) {}
 
@@ -56,7 +61,7 @@ export class Drain {
    * One pass over the nodes just read: when this node is live and draining, hands over its
    * movable apps one at a time (until a later read finds it undrained). Returns how many moved.
    */
-  async round(nodes: ListedNode[]): Promise<number> {
+  async round(nodes: ListedNode[], now = Date.now()): Promise<number> {
     const self = nodes.find((node) => node.id === this.options.self);
     this.draining = Boolean(self?.live && self.draining);
     if (!this.draining || this.running) return 0;
@@ -65,7 +70,8 @@ export class Drain {
     // Memory each target was given in this pass: its heartbeat does not show it yet.
     const given = new Map<string, number>();
     try {
-      const apps = (await this.options.apps.listOfNode(this.options.self)).filter((app) => this.options.movable(app));
+      for (const [id, at] of this.retryAt) if (at <= now) this.retryAt.delete(id);
+      const apps = (await this.options.apps.listOfNode(this.options.self)).filter((app) => this.options.movable(app) && !this.retryAt.has(app.id));
       for (const app of apps) {
         if (!this.draining) break;
         const candidates = nodes.filter((node) => node.live && !node.draining && node.id !== this.options.self && this.options.addressOf(node.id));
@@ -99,6 +105,7 @@ export class Drain {
     } catch (error) {
       if (!(await this.tookIt(app, target))) {
         local.unhold(app.id);
+        this.retryAt.set(app.id, Date.now() + RETRY_AFTER_MS);
         log.warn({ ...where, err: error }, `draining: node ${target.name} did not take app "${app.name}"; it keeps running here`);
         return false;
       }
