@@ -29,7 +29,7 @@ export const NodeView = z
         pinned: z.array(z.string()).describe('apps with volumes it runs, as `<app>.<project>`: their data is on its disk, so they stay when it drains'),
       })
       .optional()
-      .describe('the apps the store records on this node (shown for draining nodes)'),
+      .describe('the apps the store records on this node: in List for draining nodes, in the answers of Drain and Undrain always'),
     advertise_url: z.string().describe('the URL other nodes reach it at (`--advertise`)'),
     version: z.string(),
     started_at: z.string().describe('when its process started, RFC 3339'),
