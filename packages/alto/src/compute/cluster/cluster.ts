@@ -53,7 +53,7 @@ export async function joinCluster(platform: Platform, membership: NodeMembership
   const store = platform.stores.apps;
   const self = membership.id;
   const key = deriveNodeLinkKey(platform.masterKey().key.key);
-  const routing = new ClusterRouting({ local, apps: store, peers, self: { id: self, name: membership.name }, movable });
+  const routing = new ClusterRouting({ local, apps: store, peers, self: { id: self, name: membership.name }, movable, fenced: () => membership.fenced() });
   const failover = new Failover({ apps: store, self, movable, adopt: (id) => apps.adopt(id), log });
   const drain = new Drain({
     apps: store,
@@ -70,7 +70,11 @@ export async function joinCluster(platform: Platform, membership: NodeMembership
   peers.onRefresh((nodes) => {
     void failover.round(nodes);
     void drain.round(nodes);
-    void apps.reconcile().catch((error) => log.error({ err: error }, 'reconciling this node\'s apps with the store failed'));
+    const startedAt = Date.now();
+    void apps
+      .reconcile()
+      .then(() => membership.reconciled(startedAt))
+      .catch((error) => log.error({ err: error }, 'reconciling this node\'s apps with the store failed'));
   });
   const unregister = registerHandOffReceiver(platform, {
     key,

@@ -116,3 +116,25 @@ test('without --node a node takes the host name, or, when a live node of another
   assert.deepEqual(defaultNodeNames('abc123', 'web-1.example.com'), ['web-1', 'web-1-abc123']);
   assert.deepEqual(defaultNodeNames('abc123', '_bad'), ['node-abc123']);
 });
+
+test('a node whose lease lapsed (a pause) is fenced until a reconcile begun after its next heartbeat completes', async () => {
+  const membership = await startNodeMembership({ platform: platformIn('fenced'), name: 'fenced-node', advertiseUrl: 'http://127.0.0.1:9', heartbeatIntervalMs: 20, leaseMs: 150 });
+  try {
+    assert.equal(membership.fenced(), false, 'serving while its lease runs');
+    // A pause: the event loop is held past the lease, as a stopped or starved process is.
+    const pausedUntil = Date.now() + 300;
+    while (Date.now() < pausedUntil) {
+      // held on purpose
+    }
+    assert.equal(membership.fenced(), true, 'fenced once its lease lapsed');
+    const before = Date.now();
+    await waitUntil(async () => (await nodes.find('fenced-node', Date.now()))?.live === true && (await nodes.find('fenced-node', Date.now()))!.heartbeatAt >= before, 'the next heartbeat');
+    assert.equal(membership.fenced(), true, 'still fenced after the heartbeat: its apps may have moved');
+    membership.reconciled(before - 1_000);
+    assert.equal(membership.fenced(), true, 'a reconcile begun before the lapse was seen does not count');
+    membership.reconciled(Date.now());
+    assert.equal(membership.fenced(), false, 'serving again once reconciled');
+  } finally {
+    await membership.stop();
+  }
+});

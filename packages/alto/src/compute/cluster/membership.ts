@@ -45,6 +45,14 @@ export interface NodeMembership {
   readonly id: string;
   readonly name: string;
   readonly advertiseUrl: string;
+  /**
+   * Whether this node may serve its apps now: its lease runs, and, if it once lapsed (a pause, a
+   * cut from the store), the apps were reconciled with the store since (`reconciled`): other
+   * nodes may have taken them meanwhile, and an app must never be answered by two nodes.
+   */
+  fenced(now?: number): boolean;
+  /** A reconcile of this node's apps with the store that began at `startedAt` completed. */
+  reconciled(startedAt: number): void;
   /** Ends the heartbeats and marks the node gone (its lease ends now). Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -154,9 +162,19 @@ async function join(options: MembershipOptions): Promise<NodeMembership> {
   let timer: NodeJS.Timeout | undefined;
   let beating: Promise<void> = Promise.resolve();
   let failingSince: number | undefined;
+  // The lease as this node knows it holds it: from when a recorded heartbeat was sent.
+  let leaseUntil = Date.now() + leaseMs;
+  // When a heartbeat found the lease had lapsed before it: fenced until a reconcile begun after.
+  let lapsedAt: number | undefined;
   const beat = async () => {
     try {
-      await store.heartbeat(heartbeat(), Date.now(), leaseMs);
+      const sentAt = Date.now();
+      await store.heartbeat(heartbeat(), sentAt, leaseMs);
+      if (sentAt >= leaseUntil) {
+        lapsedAt = Date.now();
+        log.warn({ node: name, lapsed_for_ms: sentAt - leaseUntil }, "this node's lease had lapsed: its apps are checked against the store before it serves them again");
+      }
+      leaseUntil = sentAt + leaseMs;
       if (failingSince !== undefined) log.info({ node: name, failed_for_ms: Date.now() - failingSince }, 'heartbeats recorded again');
       failingSince = undefined;
     } catch (error) {
@@ -182,6 +200,12 @@ async function join(options: MembershipOptions): Promise<NodeMembership> {
     id,
     name,
     advertiseUrl,
+    fenced(now = Date.now()) {
+      return now >= leaseUntil || lapsedAt !== undefined;
+    },
+    reconciled(startedAt) {
+      if (lapsedAt !== undefined && startedAt >= lapsedAt) lapsedAt = undefined;
+    },
     stop() {
       stopping ??= (async () => {
         stopped = true;

@@ -83,3 +83,12 @@ test('a request the gateway refused just before the app began arriving waits for
   ready();
   assert.equal((await waiting).host, '10.0.0.1');
 });
+
+test('a fenced node (its lease lapsed, its apps not yet checked) answers 503 for every app, local or not', async () => {
+  let fenced = true;
+  const local: AppResolver = { acquire: () => Promise.resolve<ProxyTarget>({ host: '10.0.0.1', port: 8080, connect: () => Promise.reject(new Error('not in this test')), release: () => undefined }) };
+  const routing = new ClusterRouting({ local, apps: {} as AppStore, peers: {} as PeerView, self: { id: 'old', name: 'node-old' }, movable: () => true, fenced: () => fenced });
+  await assert.rejects(routing.acquire(WEB, 'http', false), (error: Error & { status?: number }) => error.status === 503 && /rejoining the cloud/.test(error.message));
+  fenced = false;
+  assert.equal((await routing.acquire(WEB, 'http', false)).host, '10.0.0.1');
+});

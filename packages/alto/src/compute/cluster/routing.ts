@@ -47,6 +47,8 @@ export interface ClusterRoutingOptions {
   self: { id: string; name: string };
   /** Whether an app may move to another node (no volumes), for what a lost node's app is told. */
   movable(app: StoredApp): boolean;
+  /** This node may not serve now: its lease lapsed and its apps are not yet checked against the store (membership.ts). */
+  fenced?(): boolean;
 }
 
 export class ClusterRouting implements AppResolver {
@@ -82,6 +84,10 @@ export class ClusterRouting implements AppResolver {
   }
 
   acquire(address: AppAddress, kind: 'http' | 'tcp', relayed = false): Promise<ProxyTarget> {
+    // Another node may have taken this node's apps while its lease was lapsed: no answer from a
+    // copy that may no longer be the app's one until they are checked (the next read of the nodes).
+    if (this.options.fenced?.())
+      return Promise.reject(errors.unavailable(`node ${this.options.self.name} is rejoining the cloud (its lease lapsed); try again`).withHeaders({ 'retry-after': '1' }));
     const arrival = this.arrivals.get(`${address.app}.${address.project}`);
     if (arrival) return withTimeout(arrival, ARRIVAL_WAIT_MS).then(() => this.resolve(address, kind, relayed));
     return this.resolve(address, kind, relayed);
