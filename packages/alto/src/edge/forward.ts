@@ -21,7 +21,6 @@
 import type { Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
-import { randomUUID } from 'node:crypto';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/gateway.js';
@@ -40,6 +39,7 @@ import {
   VIA_HEADER,
 } from './h1.js';
 import { appUnreachable, writeRawError } from './proxy.js';
+import { requestIdFrom } from './http.js';
 
 export interface ConnectionForwarderOptions {
   /** The app a Host names, or undefined for any other host. */
@@ -58,7 +58,6 @@ export interface ConnectionForwarderOptions {
 const REQUEST_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade']);
 /** Hop-by-hop response headers dropped; Transfer-Encoding and Trailer stay with the chunks they describe. */
 const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'upgrade']);
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Bytes a client may send ahead (pipelined requests) while one exchange runs, before reading pauses. */
 const MAX_AHEAD_BYTES = 64 * 1024;
 /** After an error answer with `Connection: close`, the rest of the client's request is read and dropped for this long. */
@@ -782,10 +781,8 @@ function clientResponseHead(head: ResponseHead, close: boolean, upgrade: boolean
 }
 
 function requestIdIn(head: RequestHead | undefined): string {
-  if (head) {
-    for (let index = 0; index < head.headers.length; index += 2) {
-      if (head.headers[index].toLowerCase() === 'x-request-id' && REQUEST_ID_PATTERN.test(head.headers[index + 1])) return head.headers[index + 1];
-    }
-  }
-  return randomUUID();
+  const headers = head?.headers ?? [];
+  let given: string | undefined;
+  for (let index = 0; index < headers.length && given === undefined; index += 2) if (headers[index].toLowerCase() === 'x-request-id') given = headers[index + 1];
+  return requestIdFrom(given);
 }

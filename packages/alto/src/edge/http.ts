@@ -30,7 +30,11 @@ export function requestTargetOf(raw: string): RequestTarget {
 
 /** The caller's `X-Request-Id` when it is sane, else a new one. */
 export function requestIdOf(request: IncomingMessage): string {
-  const given = request.headers['x-request-id'];
+  return requestIdFrom(request.headers['x-request-id']);
+}
+
+/** An `X-Request-Id` value when it is sane, else a new id. */
+export function requestIdFrom(given: string | string[] | undefined): string {
   return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
 }
 

@@ -360,14 +360,7 @@ export class AppManager implements AppGateway {
       if (runtime?.busy) continue;
       gone.push(app.id);
       this.options.log.warn({ app: app.name, project: app.projectName }, `app "${app.name}" is no longer this node's (another node runs it now): stopping it here`);
-      if (runtime) {
-        await this.closeTcp(runtime);
-        await Promise.all([runtime.candidate?.stop(this.graceMs), runtime.serving?.stop(this.graceMs, DRAIN_MS)]);
-        runtime.end();
-        this.runtimes.delete(app.id);
-        this.options.images.removeUser(app.digest, `app:${app.id}`);
-      }
-      this.records.letGo(app.id);
+      await this.release(app.id);
     }
     return gone;
   }
@@ -403,11 +396,16 @@ export class AppManager implements AppGateway {
     this.records.letGo(id);
     const runtime = this.runtimes.get(id);
     if (!runtime) return;
+    await this.stopRuntime(runtime);
+    this.options.images.removeUser(runtime.app.digest, `app:${id}`);
+  }
+
+  /** Closes the app's TCP port, stops its instances (the serving ones after their requests drain) and ends its runtime here. */
+  private async stopRuntime(runtime: AppRuntime): Promise<void> {
     await this.closeTcp(runtime);
     await Promise.all([runtime.candidate?.stop(this.graceMs), runtime.serving?.stop(this.graceMs, DRAIN_MS)]);
     runtime.end();
-    this.runtimes.delete(id);
-    this.options.images.removeUser(runtime.app.digest, `app:${id}`);
+    this.runtimes.delete(runtime.app.id);
   }
 
   /**
@@ -607,10 +605,7 @@ export class AppManager implements AppGateway {
   /** Stops an app's instances and forgets it. */
   private async discard(runtime: AppRuntime, dropVolumes: boolean): Promise<void> {
     const { app } = runtime;
-    await this.closeTcp(runtime);
-    await Promise.all([runtime.candidate?.stop(this.graceMs), runtime.serving?.stop(this.graceMs, DRAIN_MS)]);
-    runtime.end();
-    this.runtimes.delete(app.id);
+    await this.stopRuntime(runtime);
     await this.rollouts.dropSnapshots(app);
     await this.records.remove(app);
     this.options.images.removeUser(app.digest, `app:${app.id}`);

@@ -140,14 +140,17 @@ export class ClusterRouting implements AppResolver {
     if (kind !== 'http') return undefined;
     const moved = this.moved.get(`${address.app}.${address.project}`);
     if (!moved || moved.until <= Date.now()) return undefined;
-    const peer = this.options.peers.addressOf(moved.node);
-    if (!peer) return undefined;
-    return { host: peer.host, port: peer.port, connect: () => connectToPeer(peer), release: () => undefined, via: this.options.self.name };
+    return this.relayTo(moved.node);
   }
 
   /** A target on the live node that runs the app, if it is live. */
   private remote(app: StoredApp): RelayTarget | undefined {
-    const peer = this.options.peers.addressOf(app.node);
+    return this.relayTo(app.node);
+  }
+
+  /** The edge of node `node`, when it is live: a relay target that holds nothing here. */
+  private relayTo(node: string): RelayTarget | undefined {
+    const peer = this.options.peers.addressOf(node);
     if (!peer) return undefined;
     return { host: peer.host, port: peer.port, connect: () => connectToPeer(peer), release: () => undefined, via: this.options.self.name };
   }
