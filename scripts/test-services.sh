@@ -16,6 +16,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# The registry tests push and pull with skopeo.
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 # The image tests build images from busybox-static, run token auth with an openssl
 # certificate and basic auth with a bcrypt htpasswd file (apache2-utils).
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
