@@ -126,6 +126,8 @@ export async function startInProcess(options: InProcessOptions = {}): Promise<Te
 
 export interface ServerProcess extends TestAlto {
   child: ChildProcess;
+  /** The HTTPS port, when started with `--https-port`. */
+  httpsPort?: number;
   /** Everything the server wrote to stdout (JSON log lines) and stderr so far. */
   stdout(): string;
   stderr(): string;
@@ -153,6 +155,7 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  let httpsPort: number | undefined;
   const url = await new Promise<string>((resolve, reject) => {
     // Only whole lines not looked at yet are parsed, and none once the server listens: a server
     // that logs much must not cost this process more per line as its output grows.
@@ -167,9 +170,10 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
       parsed = end + 1;
       for (const line of lines) {
         if (!line.startsWith('{')) continue;
-        const entry = JSON.parse(line) as { msg?: string; url?: string; port?: number };
+        const entry = JSON.parse(line) as { msg?: string; url?: string; port?: number; https_port?: number };
         if (entry.msg === 'listening' && entry.port) {
           listening = true;
+          httpsPort = entry.https_port;
           resolve(`http://127.0.0.1:${entry.port}`);
         }
       }
@@ -185,6 +189,7 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
   return {
     child,
     url,
+    httpsPort,
     dataDir,
     adminKey,
     call,

@@ -91,6 +91,9 @@ export function buildProgram(): Command {
     .option('--apps-domain <domain>', 'apps answer at <app>.<project>.<domain> (ALTO_APPS_DOMAIN; default localhost)')
     .option('--node <name>', "this node's name in the cloud its --store names; refused while a live node of another data folder holds it (ALTO_NODE; default the host name, with the node id added when another live node has it)")
     .option('--advertise <url>', 'the URL other nodes reach this one at, e.g. http://10.0.0.5:4000 (ALTO_ADVERTISE; default the URL this node listens at)')
+    .option('--https-port <port>', 'serve HTTPS (HTTP/2 and HTTP/1.1) on this port too, e.g. 443 (ALTO_HTTPS_PORT)')
+    .option('--tls-cert <file>', 'a PEM certificate (a wildcard included) to serve over HTTPS, read again when it changes (ALTO_TLS_CERT)')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert (ALTO_TLS_KEY)')
     .action(action(runUp));
 
   remote(program.command('status').description('show whether Alto is up and what it runs')).action(

@@ -26,6 +26,9 @@ export interface UpFlags {
   appsDomain?: string;
   node?: string;
   advertise?: string;
+  httpsPort?: string;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
 export async function runUp(flags: UpFlags): Promise<void> {
@@ -38,8 +41,10 @@ export async function runUp(flags: UpFlags): Promise<void> {
   if (node !== undefined) nodeNameOf(node);
   const advertiseUrl = flags.advertise ?? (process.env.ALTO_ADVERTISE || undefined);
   if (advertiseUrl !== undefined) advertiseUrlOf(advertiseUrl);
+  const https = httpsSettings(flags);
   const log = createLogger();
   const options: AltoOptions = {
+    ...https,
     port,
     host: flags.host ?? process.env.ALTO_HOST,
     dataDir: flags.data ?? process.env.ALTO_DATA ?? '.alto',
@@ -71,6 +76,7 @@ export async function runUp(flags: UpFlags): Promise<void> {
     '',
     `  ${bold('Alto')} is up at ${green(alto.url)}`,
     `  API:      ${alto.url}/v1/{service}/{Endpoint}   OpenAPI: ${alto.url}/v1/openapi.json`,
+    ...(alto.httpsPort !== undefined ? [`  HTTPS:    port ${alto.httpsPort} (HTTP/2 and HTTP/1.1)`] : []),
     `  Node:     ${membership.name} ${dim(`(id ${membership.id}, reached at ${membership.advertiseUrl})`)}`,
   ];
   if (alto.generatedAdminKey) {
@@ -94,6 +100,22 @@ export async function runUp(flags: UpFlags): Promise<void> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+}
+
+/** `--https-port` with `--tls-cert`/`--tls-key` (ALTO_HTTPS_PORT, ALTO_TLS_CERT, ALTO_TLS_KEY). */
+function httpsSettings(flags: UpFlags): Pick<AltoOptions, 'httpsPort' | 'tlsCertificateFile' | 'tlsKeyFile'> {
+  const portText = flags.httpsPort ?? (process.env.ALTO_HTTPS_PORT || undefined);
+  const tlsCertificateFile = flags.tlsCert ?? (process.env.ALTO_TLS_CERT || undefined);
+  const tlsKeyFile = flags.tlsKey ?? (process.env.ALTO_TLS_KEY || undefined);
+  if ((tlsCertificateFile === undefined) !== (tlsKeyFile === undefined)) throw new Error('--tls-cert and --tls-key go together: give both files, or neither');
+  if (portText === undefined) {
+    if (tlsCertificateFile) throw new Error('--tls-cert needs --https-port (e.g. --https-port 443) to serve it');
+    return {};
+  }
+  const httpsPort = Number(portText);
+  if (!Number.isInteger(httpsPort) || httpsPort < 0 || httpsPort > 65535) throw new Error(`--https-port must be 0 to 65535, not "${portText}"`);
+  if (!tlsCertificateFile) throw new Error('--https-port needs a certificate: give --tls-cert and --tls-key');
+  return { httpsPort, tlsCertificateFile, tlsKeyFile };
 }
 
 /** `--smtp smtp://user:pass@host:port` (or smtps://): where email is delivered; none means outbox only. */

@@ -411,8 +411,9 @@ function forwardedRequestHeaders(request: IncomingMessage, upgrade: boolean, via
   return headers;
 }
 
-/** Whether a request carries a body (a length above 0, or chunks). */
+/** Whether a request carries a body (a length above 0, or chunks; over HTTP/2, a stream left open after its headers). */
 function hasBody(request: IncomingMessage): boolean {
+  if (request.httpVersionMajor === 2) return (request as unknown as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === false;
   const length = request.headers['content-length'];
   return request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
@@ -438,7 +439,8 @@ function endToEndHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   );
   const kept: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP_HEADERS.has(name) || named.has(name)) continue;
+    // HTTP/2's pseudo-headers (`:path`, `:authority`, ...) say what HTTP/1.1's request line and Host say.
+    if (value === undefined || HOP_BY_HOP_HEADERS.has(name) || named.has(name) || name.startsWith(':')) continue;
     kept[name] = value;
   }
   return kept;

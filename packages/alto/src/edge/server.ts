@@ -7,6 +7,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join, resolve } from 'node:path';
 import { errors, isAltoError } from '../kit/errors.js';
 import { writeFileAtomic } from '../kit/files.js';
@@ -28,6 +29,8 @@ import type { AppResolver } from '../compute/apps/gateway.js';
 import { listNodes } from '../compute/cluster/service.js';
 import { AppProxy, TcpForwarder } from './proxy.js';
 import { ConnectionForwarder } from './forward.js';
+import { CertificateBook } from './certificates.js';
+import { TlsListener } from './tls.js';
 import { allServices } from './registry.js';
 
 export interface AltoOptions {
@@ -68,12 +71,19 @@ export interface AltoOptions {
   node?: string;
   /** `--advertise` (ALTO_ADVERTISE): the URL other nodes reach this one at; default the URL it listens at. */
   advertiseUrl?: string;
+  /** `--https-port` (ALTO_HTTPS_PORT): HTTPS (HTTP/2 and HTTP/1.1) on this port too; 0 picks one. */
+  httpsPort?: number;
+  /** `--tls-cert`/`--tls-key`: the operator's certificate and key files, served for every name and read again when they change. */
+  tlsCertificateFile?: string;
+  tlsKeyFile?: string;
   logger?: Logger;
 }
 
 export interface RunningAlto {
   url: string;
   port: number;
+  /** The HTTPS port when `httpsPort` was given. */
+  httpsPort?: number;
   platform: Platform;
   /** Set on the first start, when Alto generated the admin key. */
   generatedAdminKey?: string;
@@ -93,6 +103,9 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   const log = options.logger ?? createLogger();
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // The operator's certificate is read before anything starts: a pair that does not load ends the start.
+  const certificates = new CertificateBook(log.child({ component: 'tls' }));
+  if (options.tlsCertificateFile && options.tlsKeyFile) certificates.useFiles(options.tlsCertificateFile, options.tlsKeyFile);
 
   const stores = await openStores({
     dataDir,
@@ -156,6 +169,19 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   // the idle timeout when they take the socket over.
   const headersTimeoutMs = options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
   const connectionCaps = options.connectionCaps ?? DEFAULT_CONNECTION_CAPS;
+  /** Every request of the plain port and of the HTTPS one (edge/tls.ts). */
+  function handleRequest(request: IncomingMessage, response: ServerResponse): void {
+    if (appProxy.handleRequest(request, response)) return;
+    const target = requestTargetOf(request.url ?? '/');
+    const path = target.pathname;
+    // API calls go straight in: handleHttp answers its own errors and never throws.
+    if (path.startsWith('/v1/') && path !== '/v1/openapi.json' && path !== '/v1/status') return api.handleHttp(request, response, target);
+    void route(request, response, target).catch((error) => {
+      log.error({ err: error }, 'unexpected error outside an API call');
+      if (!response.headersSent) sendJson(response, 500, errors.internal().toBody());
+      else response.destroy();
+    });
+  }
   const server = createServer(
     {
       requestTimeout: 0,
@@ -163,18 +189,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
       // Node checks the headers timeout this often: a fraction of it, so it holds within a quarter.
       connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(headersTimeoutMs / 4))),
     },
-    (request, response) => {
-      if (appProxy.handleRequest(request, response)) return;
-      const target = requestTargetOf(request.url ?? '/');
-      const path = target.pathname;
-      // API calls go straight in: handleHttp answers its own errors and never throws.
-      if (path.startsWith('/v1/') && path !== '/v1/openapi.json' && path !== '/v1/status') return api.handleHttp(request, response, target);
-      void route(request, response, target).catch((error) => {
-        log.error({ err: error }, 'unexpected error outside an API call');
-        if (!response.headersSent) sendJson(response, 500, errors.internal().toBody());
-        else response.destroy();
-      });
-    },
+    handleRequest,
   );
   // Connections whose requests name apps are forwarded at the connection level; Node's HTTP
   // server gets every other one (edge/forward.ts).
@@ -288,7 +303,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
 
   server.setTimeout(IDLE_SOCKET_TIMEOUT_MS);
 
-  server.on('upgrade', (request, socket, head) => {
+  function handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     // Node lets go of an upgraded socket, error listener included: a reset while the key is
     // checked would otherwise be thrown. Whoever takes the socket over adds its own.
     socket.on('error', () => socket.destroy());
@@ -302,7 +317,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
       log.error({ err: error }, 'websocket upgrade failed');
       socket.destroy();
     });
-  });
+  }
+  server.on('upgrade', handleUpgrade);
 
   await new Promise<void>((resolvePromise, reject) => {
     server.once('error', reject);
@@ -313,6 +329,28 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${options.host && options.host !== '0.0.0.0' ? options.host : 'localhost'}:${port}`;
+  const tls =
+    options.httpsPort === undefined
+      ? undefined
+      : new TlsListener({
+          host: options.host ?? '0.0.0.0',
+          port: options.httpsPort,
+          certificates,
+          onRequest: handleRequest,
+          onUpgrade: handleUpgrade,
+          connectionCaps,
+          headersTimeoutMs,
+          idleTimeoutMs: IDLE_SOCKET_TIMEOUT_MS,
+          log: log.child({ component: 'tls' }),
+        });
+  const httpsPort = await tls?.listen().catch(async (error: unknown) => {
+    await new Promise<void>((done) => server.close(() => done()));
+    forwarder.close();
+    certificates.close();
+    await appProxy.close();
+    await platform.close();
+    throw new Error(`cannot listen for HTTPS on port ${options.httpsPort}: ${(error as Error).message}`);
+  });
   apps.attachEdge({
     port,
     // A TCP app gets its own port on the edge's address.
@@ -324,6 +362,9 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   // Joins the cloud as a node once its URL is known; a name a live node holds ends the start.
   const membership = await startNodeMembership({ platform, name: options.node, advertiseUrl: options.advertiseUrl ?? url, log: log.child({ component: 'cluster' }) }).catch(async (error: unknown) => {
     await new Promise<void>((done) => server.close(() => done()));
+    await tls?.close();
+    tls?.force();
+    certificates.close();
     forwarder.close();
     await appProxy.close();
     await platform.close();
@@ -332,12 +373,13 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   const cluster = await joinCluster(platform, membership, apps, log.child({ component: 'cluster' }));
   routing = cluster.routing;
   platform.readiness.ready('http');
-  log.info({ url, port, data: dataDir, store: stores.description, version: VERSION }, 'listening');
+  log.info({ url, port, ...(httpsPort !== undefined ? { https_port: httpsPort } : {}), data: dataDir, store: stores.description, version: VERSION }, 'listening');
 
   let closing: Promise<void> | undefined;
   return {
     url,
     port,
+    httpsPort,
     platform,
     generatedAdminKey,
     adminKeyPath,
@@ -349,14 +391,19 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         await membership.stop();
         api.closeStreams();
         const drained = new Promise<void>((done) => server.close(() => done()));
+        const tlsDrained = tls?.close();
         server.closeIdleConnections();
         forwarder.drain();
         const timer = setTimeout(() => {
           server.closeAllConnections();
+          tls?.force();
           forwarder.close();
         }, DRAIN_TIMEOUT_MS);
         await drained;
+        await tlsDrained;
         clearTimeout(timer);
+        tls?.force();
+        certificates.close();
         forwarder.close();
         await appProxy.close();
         await platform.close();

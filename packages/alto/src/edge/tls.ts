@@ -1,0 +1,149 @@
+/**
+ * @module edge/tls
+ * The edge's HTTPS listener. One TCP port; each connection's ClientHello is read first
+ * (edge/client-hello.ts): an ACME server validating TLS-ALPN-01 (it offers only `acme-tls/1`)
+ * gets the challenge certificate for the name it asks for and nothing else, every other
+ * connection goes to an HTTP/2 server that also speaks HTTP/1.1 (ALPN `h2`, `http/1.1`), so
+ * websockets (an HTTP/1.1 upgrade) still work. The certificate for each name is picked per
+ * connection by SNI from a `CertificateSource`; a name with none fails the handshake.
+ *
+ * Requests are handed to the edge's own request and upgrade handlers, as Node's HTTP server hands
+ * them on the plain port, with `X-Forwarded-Proto: https` set (whatever the client sent) and, for
+ * HTTP/2, the `:authority` as the Host, so routing, the API and the app proxy see one shape.
+ */
+import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer, type SecureContext, type Server as TlsServer } from 'node:tls';
+import type { Logger } from '../kit/logger.js';
+import { clientHelloLength, parseClientHello } from './client-hello.js';
+import { capConnections, type ConnectionCaps } from './connections.js';
+
+/** Where the listener finds a certificate for a name. */
+export interface CertificateSource {
+  /** The context to serve `serverName` with; undefined: the handshake fails (no certificate for it). */
+  contextFor(serverName: string | undefined): SecureContext | undefined;
+  /** The TLS-ALPN-01 challenge certificate for `serverName` while a validation is pending. */
+  challengeFor(serverName: string): SecureContext | undefined;
+}
+
+export interface TlsListenerOptions {
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  certificates: CertificateSource;
+  onRequest(request: IncomingMessage, response: ServerResponse): void;
+  onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
+  connectionCaps: ConnectionCaps;
+  /** A ClientHello, and an HTTP/1.1 request's headers, must arrive within this. */
+  headersTimeoutMs: number;
+  /** A connection (or HTTP/2 session) that moves nothing for this long is closed. */
+  idleTimeoutMs: number;
+  log: Logger;
+}
+
+const ACME_TLS_PROTOCOL = 'acme-tls/1';
+
+export class TlsListener {
+  readonly server: Http2SecureServer;
+  private readonly front: TcpServer;
+  private readonly challenges: TlsServer;
+  private readonly open = new Set<Socket>();
+
+  constructor(private readonly options: TlsListenerOptions) {
+    const { certificates, log } = options;
+    this.server = createSecureServer(
+      {
+        allowHTTP1: true,
+        ALPNProtocols: ['h2', 'http/1.1'],
+        handshakeTimeout: options.headersTimeoutMs,
+        SNICallback: (serverName, done) => done(null, certificates.contextFor(serverName)),
+      },
+      (request, response) => this.serve(request, response),
+    );
+    // HTTP/1.1 over TLS: as on the plain port, no limit on a whole request, a bound on its headers.
+    Object.assign(this.server, { requestTimeout: 0, headersTimeout: options.headersTimeoutMs });
+    this.server.setTimeout(options.idleTimeoutMs);
+    this.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', () => socket.destroy());
+      request.headers['x-forwarded-proto'] = 'https';
+      options.onUpgrade(request, socket, head);
+    });
+    this.server.on('tlsClientError', (error) => log.debug({ err: error }, 'tls handshake failed'));
+    this.server.on('sessionError', (error) => log.debug({ err: error }, 'http/2 session failed'));
+    this.server.on('session', (session) => session.on('error', () => session.destroy()));
+
+    this.challenges = createTlsServer({
+      ALPNProtocols: [ACME_TLS_PROTOCOL],
+      handshakeTimeout: options.headersTimeoutMs,
+      SNICallback: (serverName, done) => done(null, certificates.challengeFor(serverName)),
+    });
+    // The validation is the handshake itself: once it is done there is nothing to say.
+    this.challenges.on('secureConnection', (socket) => {
+      socket.on('error', () => socket.destroy());
+      socket.end();
+    });
+    this.challenges.on('tlsClientError', (error) => log.debug({ err: error }, 'tls-alpn-01 handshake failed'));
+
+    this.front = createTcpServer((socket) => this.accept(socket));
+    capConnections(this.front, options.connectionCaps, log);
+  }
+
+  /** Listens; resolves with the bound port. */
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.front.once('error', reject);
+      this.front.listen(this.options.port, this.options.host, () => {
+        this.front.off('error', reject);
+        const bound = this.front.address();
+        resolve(typeof bound === 'object' && bound ? bound.port : this.options.port);
+      });
+    });
+  }
+
+  /** Stops accepting; idle connections close now, the rest once their requests end or `force()` cuts them. */
+  close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.front.close(() => resolve()));
+    this.server.close();
+    if ('closeIdleConnections' in this.server) (this.server as unknown as { closeIdleConnections(): void }).closeIdleConnections();
+    return this.front.listening ? closed : Promise.resolve();
+  }
+
+  /** Ends every connection still open. */
+  force(): void {
+    for (const socket of this.open) socket.destroy();
+    this.open.clear();
+  }
+
+  /** Reads the ClientHello, then hands the connection (bytes read put back) to the server it asks for. */
+  private accept(socket: Socket): void {
+    this.open.add(socket);
+    socket.once('close', () => this.open.delete(socket));
+    socket.on('error', () => socket.destroy());
+    let buffered = Buffer.alloc(0);
+    const timer = setTimeout(() => socket.destroy(), this.options.headersTimeoutMs);
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const needed = clientHelloLength(buffered);
+      // Not TLS at all: the TLS server fails the handshake at once.
+      if (needed === undefined || (needed !== Infinity && buffered.length < needed)) return;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.pause();
+      socket.unshift(buffered);
+      const hello = parseClientHello(buffered);
+      const challenge = hello.protocols.length > 0 && hello.protocols.every((protocol) => protocol === ACME_TLS_PROTOCOL);
+      (challenge ? this.challenges : this.server).emit('connection', socket);
+    };
+    socket.on('data', onData);
+    socket.once('close', () => clearTimeout(timer));
+  }
+
+  private serve(request: Http2ServerRequest | IncomingMessage, response: Http2ServerResponse | ServerResponse): void {
+    const headers = request.headers;
+    if (headers.host === undefined && typeof headers[':authority'] === 'string') headers.host = headers[':authority'];
+    headers['x-forwarded-proto'] = 'https';
+    this.options.onRequest(request as IncomingMessage, response as ServerResponse);
+  }
+}
