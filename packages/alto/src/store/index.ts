@@ -15,6 +15,9 @@
  * and in process; `objects` (space, and the functions' sources) on S3 or disk.
  * `apps`, on PostgreSQL with `--store` too, holds every app of the cloud with the node that runs it;
  * `nodes` the cloud's nodes with their leases, capacity and draining flag (one node on SQLite).
+ * `domains` (ACME accounts, certificates, challenges, apps' custom domains) is shared the same way,
+ * and `leader` gives a periodic job to one process at a time (an advisory lock on PostgreSQL, a
+ * lease row on SQLite).
  * `images` (the image records) is always on SQLite: images are a cache on each node's disk, so
  * each node keeps the records of the images it holds (a function's image is built again from
  * its kept source where missing).
@@ -84,6 +87,12 @@ import type { NodeStore } from './nodes/port.js';
 import { PostgresNodeStore } from './nodes/postgres.js';
 import { SqliteNodeStore } from './nodes/sqlite.js';
 import type { ImageRecordStore } from './images/port.js';
+import type { DomainStore } from './domains/port.js';
+import { PostgresDomainStore } from './domains/postgres.js';
+import { SqliteDomainStore } from './domains/sqlite.js';
+import type { SingletonLock } from './leader/port.js';
+import { PostgresSingletonLock } from './leader/postgres.js';
+import { SqliteSingletonLock } from './leader/sqlite.js';
 import { SqliteImageRecordStore } from './images/sqlite.js';
 
 export * from './control.js';
@@ -155,6 +164,10 @@ export interface Stores {
   apps: AppStore;
   /** The cloud's nodes: their leases, capacity and draining flag. */
   nodes: NodeStore;
+  /** HTTPS names: ACME accounts, certificates and challenges, and the apps' custom domains. */
+  domains: DomainStore;
+  /** Roles one process of the cloud holds at a time (store/leader), such as renewing certificates. */
+  leader: SingletonLock;
   /** This node's image records (its images' blobs are on its disk): always embedded, never shared. */
   images: ImageRecordStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
@@ -180,7 +193,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps' | 'functions' | 'nodes'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps' | 'functions' | 'nodes' | 'domains'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -220,6 +233,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         functions: await PostgresFunctionStore.open(postgres),
         apps: await PostgresAppStore.open(postgres),
         nodes: await PostgresNodeStore.open(postgres),
+        domains: await PostgresDomainStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -254,6 +268,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     throw new Error(`cannot open the configured store: ${(error as Error).message}`);
   }
   const control = shared?.control ?? new SqliteControlStore(sqlite);
+  const leader: SingletonLock = options.postgresUrl ? new PostgresSingletonLock(options.postgresUrl) : new SqliteSingletonLock(sqlite);
   return {
     description: parts.join(', '),
     control,
@@ -272,6 +287,8 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     functions: shared?.functions ?? new SqliteFunctionStore(sqlite),
     apps: shared?.apps ?? new SqliteAppStore(sqlite),
     nodes: shared?.nodes ?? new SqliteNodeStore(sqlite),
+    domains: shared?.domains ?? new SqliteDomainStore(sqlite),
+    leader,
     images: new SqliteImageRecordStore(sqlite),
     cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
     events: events ?? new SqliteEventStore(sqlite),
@@ -284,6 +301,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     async close() {
       // The control store's notification listener (a connection, or a file watch) first.
       await control.close();
+      await leader.close();
       await postgres?.end();
       await nats?.drain().catch(() => nats?.close());
       if (redis) await redis.quit().catch(() => redis?.disconnect());
