@@ -5,6 +5,9 @@
  * [-f]` and `alto destroy web`. They call the `app` service by name through the SDK's transport,
  * so they work before the SDK is regenerated. Results are JSON when piped or with --json.
  */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AltoError } from '@alto/sdk';
 import { bold, dim, green, printJson, printTable, red, wantsJson } from './output.js';
@@ -50,6 +53,9 @@ interface DeployFlags extends Flags {
   link?: string[];
   insecure?: boolean;
   secret?: string[];
+  dockerfile?: string;
+  buildArg?: string[];
+  buildNetwork?: boolean;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -104,6 +110,40 @@ function deployRequest(image: string, flags: DeployFlags): Record<string, unknow
   return body;
 }
 
+/** `--build-arg` pairs and `--build-network` into the request. */
+function dockerBuildFields(flags: DeployFlags): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  if (flags.buildArg?.length) {
+    const args: Record<string, string> = {};
+    for (const pair of flags.buildArg) {
+      const equals = pair.indexOf('=');
+      if (equals <= 0) throw new Error(`--build-arg takes NAME=value, not "${pair}"`);
+      args[pair.slice(0, equals)] = pair.slice(equals + 1);
+    }
+    fields.build_args = args;
+  }
+  if (flags.buildNetwork) fields.build_network = true;
+  return fields;
+}
+
+type Transport = CommandHelpersClient['transport'];
+type CommandHelpersClient = ReturnType<CommandHelpers['client']>;
+
+/** Prints a Dockerfile build's log (app/BuildLogs) as the server writes it, until the build ends. */
+async function printBuildLog(transport: Transport, buildId: string, signal: AbortSignal): Promise<void> {
+  try {
+    const lines = transport.stream<{ line: string; done?: string }>('app', 'BuildLogs', { build_id: buildId });
+    signal.addEventListener('abort', () => void lines.return(undefined), { once: true });
+    for await (const entry of lines) {
+      if (signal.aborted) break;
+      process.stderr.write((entry.done === 'failed' ? red(entry.line) : entry.line.startsWith('  |') ? entry.line : dim(entry.line)) + '\n');
+      if (entry.done) break;
+    }
+  } catch {
+    // The log is a courtesy: the deploy's own answer says whether the build worked.
+  }
+}
+
 function describeService(service: ServiceView, verb: string): string {
   const where = service.tcp && service.tcp_port ? `tcp port ${service.tcp_port}` : service.url;
   return `${green(verb)} ${bold(service.name)} version ${service.version} ${dim(`(${service.digest.slice(0, 19)})`)}\n  ${where}\n`;
@@ -113,7 +153,7 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
   remote(
     program
       .command('deploy <image>')
-      .description('run an image, or build a Node.js project folder (./my-app), as an app (or update the app of that name: the new version serves once it is ready)')
+      .description('run an image, or build a folder (./my-app: with its Dockerfile, else as a Node.js project), as an app (or update the app of that name: the new version serves once it is ready)')
       .requiredOption('-n, --name <name>', 'app name: lower-case letters, digits and dashes (its address is <name>.<project>.<domain>)')
       .option('-p, --port <port>', 'port the app listens on for HTTP (default: the image\'s exposed port, else 8080)')
       .option('-e, --env <NAME=value>', 'environment variable (repeat for more)', collect)
@@ -126,20 +166,43 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       .option('--outbound', 'let the app open connections to the internet')
       .option('-l, --link <app>', 'reach another app of the project: <APP>_SERVICE_HOST and <APP>_SERVICE_PORT lead to it (repeat for more)', collect)
       .option('--insecure', 'allow plain HTTP for the image\'s registry')
-      .option('-s, --secret <name>', 'a secret of the project the app gets as an env var (stripe-key -> STRIPE_KEY; repeat for more; the key needs the "secret" scope)', collect),
+      .option('-s, --secret <name>', 'a secret of the project the app gets as an env var (stripe-key -> STRIPE_KEY; repeat for more; the key needs the "secret" scope)', collect)
+      .option('-f, --dockerfile <path>', 'build the folder with this Dockerfile (default: its Dockerfile, when it has one)')
+      .option('--build-arg <NAME=value>', 'a value for an ARG of the Dockerfile (repeat for more)', collect)
+      .option('--build-network', "let the Dockerfile's RUN steps reach the internet"),
   ).action(
     action(async (image: string, flags: DeployFlags) => {
       const transport = client(flags).transport;
-      // A folder (./my-app) is a Node.js project Alto builds from source; anything else names an image.
-      const body = isSourceFolder(image) ? { ...deployRequest(image, flags), image: undefined, files: readFolder(image) } : deployRequest(image, flags);
+      // A folder (./my-app) is built on the server: with its Dockerfile when it has one, else as
+      // a Node.js project; anything else names an image.
+      let body: Record<string, unknown> = deployRequest(image, flags);
+      let following: Promise<void> | undefined;
+      const stopFollowing = new AbortController();
+      if (isSourceFolder(image)) {
+        body = { ...body, image: undefined, files: readFolder(image) };
+        if (flags.dockerfile || existsSync(join(image, 'Dockerfile'))) {
+          const buildId = randomBytes(8).toString('hex');
+          body = { ...body, build_id: buildId, ...(flags.dockerfile ? { dockerfile: flags.dockerfile } : {}), ...dockerBuildFields(flags) };
+          // The build's log, printed (on stderr) as it goes while Run or Update waits for the build.
+          following = printBuildLog(transport, buildId, stopFollowing.signal);
+        }
+      }
       let verb = 'deployed';
       let result: { service: ServiceView };
       try {
-        result = await transport.call<{ service: ServiceView }>('app', 'Run', body);
-      } catch (error) {
-        if (!(error instanceof AltoError) || error.status !== 409 || !/already exists/.test(error.detail)) throw error;
-        verb = 'updated';
-        result = await transport.call<{ service: ServiceView }>('app', 'Update', body);
+        try {
+          result = await transport.call<{ service: ServiceView }>('app', 'Run', body);
+        } catch (error) {
+          if (!(error instanceof AltoError) || error.status !== 409 || !/already exists/.test(error.detail)) throw error;
+          verb = 'updated';
+          result = await transport.call<{ service: ServiceView }>('app', 'Update', body);
+        }
+      } finally {
+        if (following) {
+          // The log ends with the build; a deploy that failed before the build began stops waiting for it.
+          const settled = await Promise.race([following.then(() => true), new Promise((resolve) => setTimeout(resolve, 2_000, false))]);
+          if (!settled) stopFollowing.abort();
+        }
       }
       if (wantsJson(flags)) return printJson(result.service, flags);
       process.stdout.write(describeService(result.service, verb));

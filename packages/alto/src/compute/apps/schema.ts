@@ -84,6 +84,23 @@ const sourceFields = {
   branch: z.string().optional().describe('branch of repo (default: its default branch)'),
   path: z.string().optional().describe('folder inside repo holding the project'),
   files: z.record(z.string(), z.string()).optional().describe('a Node.js project uploaded as relative path -> base64 content (what `alto deploy <folder>` sends), built instead of an image'),
+  dockerfile: z
+    .string()
+    .max(255)
+    .regex(/^[^\0]+$/, 'dockerfile: a path inside the source')
+    .optional()
+    .describe('build the image from this Dockerfile of the source (path inside it; a source with a Dockerfile at its top is built so without it)'),
+  build_args: z
+    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'build_args: names of letters, digits and _'), z.string().max(4096))
+    .refine((args) => Object.keys(args).length <= 64, 'build_args: at most 64')
+    .optional()
+    .describe('values of the Dockerfile\'s ARGs (docker build --build-arg)'),
+  build_network: z.boolean().optional().describe('let the Dockerfile\'s RUN steps reach the internet (default false; the outbound guard of apps applies)'),
+  build_id: z
+    .string()
+    .regex(/^[a-z0-9]{8,32}$/, 'build_id: 8-32 lower-case letters and digits')
+    .optional()
+    .describe('a name for the Dockerfile build (the image\'s tag), to follow its log with app/BuildLogs while Run or Update waits'),
 };
 
 export const RunRequest = z
@@ -106,6 +123,19 @@ export const UpdateRequest = z
   });
 
 export const NameRequest = z.object({ name: AppName });
+
+export const BuildLogsRequest = z.object({
+  build_id: z.string().regex(/^[a-z0-9]{8,32}$/, 'build_id: 8-32 lower-case letters and digits').describe('the build_id given to Run or Update'),
+});
+
+export const BuildLogLineView = z
+  .object({
+    at: z.string().describe('when the line was written, RFC 3339'),
+    line: z.string(),
+    done: z.enum(['succeeded', 'failed']).optional().describe('on the last line: how the build ended'),
+    image: z.string().optional().describe('on the last line of a build that succeeded: the image built'),
+  })
+  .meta({ id: 'AppBuildLogLine' });
 
 export const DeleteRequest = z
   .object({ name: AppName, keep_volumes: z.boolean().default(false).describe('keep the app\'s volume folders on disk') });

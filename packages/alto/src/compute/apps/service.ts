@@ -11,16 +11,19 @@
  * briefly unavailable during an update; apps without volumes switch with no gap.
  */
 import { randomBytes } from 'node:crypto';
-import { errors } from '../../kit/errors.js';
+import { errors, isAltoError } from '../../kit/errors.js';
 import { loadNodeId } from '../../kit/node-id.js';
 import type { Platform } from '../../platform/platform.js';
 import { component, defineService, endpoint, streamEndpoint, type CallContext, type Tenant } from '../../platform/service.js';
 import { imagesComponent } from '../images/service.js';
+import { buildsComponent, type DockerfileSourceRequest } from '../build/builds.js';
 import { AppManager, type AppOwner } from './manager.js';
 import type { AppSettingsInput } from './spec.js';
 import type { AppSourceRequest } from './source-builder.js';
 import { hiddenEnvForUpdate, readSecrets, type HiddenEnv } from './secrets.js';
 import {
+  BuildLogLineView,
+  BuildLogsRequest,
   DeleteRequest,
   DeleteResponse,
   ListRequest,
@@ -126,10 +129,28 @@ function settingsOf(request: SettingsRequest): AppSettingsInput {
   return settings;
 }
 
-/** Source deploys: with repo or files and no image, the Node.js project is built into an image (by the builder registered, source-builder.ts). */
-async function imageFromSource(request: AppSourceRequest, context: CallContext): Promise<string | undefined> {
-  if (request.repo === undefined && request.files === undefined) return undefined;
-  return manager(context).sources.build(owner(context), request);
+async function assertNoApp(name: string, context: CallContext): Promise<void> {
+  try {
+    await manager(context).describe(owner(context), name);
+  } catch (error) {
+    if (isAltoError(error) && error.status === 404) return;
+    throw error;
+  }
+  throw errors.conflict(`app "${name}" already exists in project "${context.tenant.projectName}"; use app/Update to change it`);
+}
+
+/**
+ * Source deploys: with repo or files and no image, a source with a Dockerfile is built from it
+ * (compute/build), any other Node.js project by the builder registered (source-builder.ts).
+ */
+async function imageFromSource(request: AppSourceRequest & DockerfileSourceRequest, context: CallContext): Promise<string | undefined> {
+  if (request.repo === undefined && request.files === undefined) {
+    if (request.dockerfile !== undefined || request.build_args !== undefined || request.build_network !== undefined || request.build_id !== undefined)
+      throw errors.badRequest('dockerfile, build_args, build_network and build_id go with a source to build: give files or repo');
+    return undefined;
+  }
+  const built = await context.platform.use(buildsComponent).buildForApp(owner(context), request);
+  return built ?? manager(context).sources.build(owner(context), request);
 }
 
 export const appService = defineService({
@@ -137,7 +158,7 @@ export const appService = defineService({
   description:
     'Run any OCI image as an app of your project, reached at http://<app>.<project>.<domain> through the edge (or a TCP port): deploy, update with zero downtime, logs, status. M3O-compatible where fields match.',
   priceMicros: 0,
-  components: [imagesComponent, appsComponent],
+  components: [imagesComponent, buildsComponent, appsComponent],
   endpoints: {
     Run: endpoint({
       description:
@@ -149,6 +170,8 @@ export const appService = defineService({
         if (request.region && request.region !== 'local') throw errors.badRequest(`region "${request.region}" does not exist; app/Regions lists them (this machine is "local")`);
         // Secrets first: a key that may not read them hears so before anything is built or pulled.
         const hidden = await hiddenEnvForRun(request.secrets, context);
+        // An app that exists already is answered 409 before its source is built.
+        if (request.image === undefined) await assertNoApp(request.name, context);
         const image = request.image ?? (await imageFromSource(request, context));
         if (!image) throw errors.badRequest('image: name the OCI image to run, such as ghcr.io/org/web:v1 (or give repo, or files, to build a Node.js project from source)');
         const state = await manager(context).run(owner(context), {
@@ -239,6 +262,15 @@ export const appService = defineService({
       async *handler(request, context) {
         const hidden = (await manager(context).runningHere(owner(context), request.name)).settings.hidden_env;
         for await (const line of manager(context).follow(owner(context), request.name, request.lines, context.signal, request.stream)) yield logLineView(line, hidden);
+      },
+    }),
+    BuildLogs: streamEndpoint({
+      description: 'The log of a Dockerfile build that Run or Update was given with build_id: each step with its time or "cached", the RUN steps\' output, then a last line saying how it ended. Waits up to a minute for the build to begin.',
+      request: BuildLogsRequest,
+      response: BuildLogLineView,
+      example: { build_id: 'b7k2m9x4q1' },
+      async *handler(request, context) {
+        yield* context.platform.use(buildsComponent).follow(context.tenant.projectId, request.build_id, context.signal);
       },
     }),
     Resolve: endpoint({

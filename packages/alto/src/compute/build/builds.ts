@@ -1,0 +1,183 @@
+/**
+ * @module compute/build/builds
+ * Dockerfile builds of apps (app/Run and app/Update with files or a repo holding a Dockerfile,
+ * or naming one with `dockerfile`): the source is written to a build folder, built by the
+ * ImageBuilder, and the image reference handed back to the app service. Each build's log lines
+ * are kept in memory by project and build id (the last builds of each project), so `alto
+ * deploy` can follow a build it started (app/BuildLogs) while app/Run or app/Update waits for it.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { errors } from '../../kit/errors.js';
+import type { Logger } from '../../kit/logger.js';
+import type { Platform } from '../../platform/platform.js';
+import { component } from '../../platform/service.js';
+import { fetchSource } from '../functions/source.js';
+import { imagesComponent } from '../images/service.js';
+import { defaultSandboxCacheDir } from '../sandbox/index.js';
+import { ImageBuilder, type BuildOwner } from './builder.js';
+
+export interface DockerfileSourceRequest {
+  name: string;
+  repo?: string;
+  branch?: string;
+  path?: string;
+  files?: Record<string, string>;
+  dockerfile?: string;
+  build_args?: Record<string, string>;
+  build_network?: boolean;
+  build_id?: string;
+}
+
+export interface BuildLogLine {
+  at: string;
+  line: string;
+  /** Set on the last line: how the build ended. */
+  done?: 'succeeded' | 'failed';
+  image?: string;
+}
+
+/** Builds kept per project for their logs. */
+const KEPT_BUILDS = 20;
+/** Lines kept per build (the first ones and the latest). */
+const KEPT_LINES = 5_000;
+/** How long a follower waits for a build that has not begun yet. */
+const WAIT_FOR_BUILD_MS = 60_000;
+
+class BuildLog {
+  readonly lines: BuildLogLine[] = [];
+  finished = false;
+  private readonly waiters = new Set<() => void>();
+
+  push(line: BuildLogLine): void {
+    if (this.lines.length >= KEPT_LINES) this.lines.splice(100, 1);
+    this.lines.push(line);
+    if (line.done) this.finished = true;
+    for (const wake of this.waiters) wake();
+  }
+
+  async *follow(signal?: AbortSignal): AsyncIterable<BuildLogLine> {
+    let next = 0;
+    for (;;) {
+      while (next < this.lines.length) yield this.lines[next++];
+      if (this.finished || signal?.aborted) return;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          this.waiters.delete(wake);
+          signal?.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.waiters.add(wake);
+        signal?.addEventListener('abort', wake, { once: true });
+      });
+    }
+  }
+}
+
+export class DockerfileBuilds {
+  private readonly logs = new Map<string, Map<string, BuildLog>>();
+  private readonly appeared = new Set<() => void>();
+
+  constructor(
+    private readonly builder: ImageBuilder,
+    private readonly dataDir: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** Whether a source deploy is a Dockerfile build without fetching it (an upload holding a Dockerfile, or `dockerfile` named). */
+  static isDockerfileRequest(request: DockerfileSourceRequest): boolean {
+    return request.dockerfile !== undefined || (request.files !== undefined && Object.hasOwn(request.files, 'Dockerfile'));
+  }
+
+  /**
+   * Builds the app's image when its source has a Dockerfile; answers the reference to run, or
+   * undefined when there is no Dockerfile (another builder's job).
+   */
+  async buildForApp(owner: BuildOwner, request: DockerfileSourceRequest): Promise<string | undefined> {
+    if (request.files === undefined && request.repo === undefined) return undefined;
+    const buildId = request.build_id ?? randomBytes(6).toString('hex');
+    const root = join(this.dataDir, 'builds', 'sources');
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    const folder = mkdtempSync(join(root, `${request.name}-`));
+    try {
+      const fetched = await fetchSource(
+        request.files !== undefined ? { files: request.files } : { repo: request.repo, branch: request.branch, subfolder: request.path },
+        folder,
+        { allowLocalRepos: owner.admin },
+      );
+      const dockerfile = request.dockerfile ?? 'Dockerfile';
+      if (!DockerfileBuilds.isDockerfileRequest(request) && !existsSync(join(fetched.folder, dockerfile))) return undefined;
+      const log = this.begin(owner.projectId, buildId);
+      const add = (line: string, end?: Partial<BuildLogLine>) => log.push({ at: new Date().toISOString(), line, ...end });
+      try {
+        const result = await this.builder.build({
+          owner,
+          app: request.name,
+          buildId,
+          context: fetched.folder,
+          dockerfile,
+          buildArgs: request.build_args ?? {},
+          network: request.build_network ?? false,
+          onLog: (line) => add(line),
+        });
+        add(`built ${result.reference}`, { done: 'succeeded', image: result.reference });
+        this.log.info({ app: request.name, project: owner.projectName, build: buildId, image: result.digest, cached: result.cached, steps: result.steps }, 'app image built from its Dockerfile');
+        return result.reference;
+      } catch (error) {
+        add(`build failed: ${(error as Error).message}`, { done: 'failed' });
+        throw error;
+      }
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  }
+
+  private begin(projectId: string, buildId: string): BuildLog {
+    let builds = this.logs.get(projectId);
+    if (!builds) {
+      builds = new Map();
+      this.logs.set(projectId, builds);
+    }
+    if (builds.has(buildId)) throw errors.conflict(`build ${buildId} exists already; give another build_id`);
+    const log = new BuildLog();
+    builds.set(buildId, log);
+    while (builds.size > KEPT_BUILDS) builds.delete(builds.keys().next().value!);
+    for (const wake of this.appeared) wake();
+    return log;
+  }
+
+  /** A build's lines, then each new one until it ends; waits a while for a build not begun yet. */
+  async *follow(projectId: string, buildId: string, signal?: AbortSignal): AsyncIterable<BuildLogLine> {
+    const deadline = Date.now() + WAIT_FOR_BUILD_MS;
+    let log = this.logs.get(projectId)?.get(buildId);
+    while (!log) {
+      if (Date.now() > deadline || signal?.aborted) throw errors.notFound(`no build ${buildId} in this project (builds are followed on the node that runs them)`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(wake, Math.max(0, deadline - Date.now()));
+        function wake() {
+          clearTimeout(timer);
+          appeared.delete(wake);
+          resolve();
+        }
+        const appeared = this.appeared;
+        appeared.add(wake);
+      });
+      log = this.logs.get(projectId)?.get(buildId);
+    }
+    yield* log.follow(signal);
+  }
+}
+
+export const buildsComponent = component('builds', (platform: Platform) => {
+  const log = platform.log.child({ component: 'builds' });
+  const builder = new ImageBuilder({
+    dataDir: platform.config.dataDir,
+    images: platform.use(imagesComponent),
+    log,
+    sandboxCacheDir: defaultSandboxCacheDir(),
+    // The process sandboxes' state folder of the apps (compute/apps/placement.ts): one set of id ranges per node.
+    sandboxStateDir: join(platform.config.dataDir, 'apps', 'sandbox', 'process'),
+  });
+  return new DockerfileBuilds(builder, platform.config.dataDir, log);
+});

@@ -1,0 +1,235 @@
+/**
+ * Dockerfile builds end to end on the process sandbox: a real `alto up --sandbox process` builds
+ * folders with a Dockerfile from a busybox base image the test builds and pushes to a real
+ * docker-registry, with no Docker anywhere. `alto deploy ./dir` streams the build log and runs
+ * the result: a multi-stage build (COPY --from), RUN steps that add and delete files (the
+ * whiteouts are read back from the layer tars in the image store), USER, WORKDIR, ENV and ARG
+ * seen by the running app, every step cached on a second build (the same image digest), a
+ * failing RUN answered with its output and exit code while the previous version keeps serving.
+ * Refused before anything runs: a file .dockerignore leaves out, COPY ../x, a symlink out of the
+ * context, an unsupported instruction (400 naming the line).
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { after, before, describe, test } from 'node:test';
+import { extract } from 'tar-stream';
+import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
+import { buildImage, busyboxBinary, startRegistry, type LayerEntry, type TestRegistry } from './images-fixture.js';
+import { eventually, getThroughEdge, privateSandboxCache, runCli } from './apps-fixture.js';
+
+const PROJECT = 'builds';
+const APPLETS = ['sh', 'httpd', 'echo', 'cat', 'rm', 'mkdir', 'cp', 'id', 'pwd', 'touch', 'ls', 'sleep', 'chmod'];
+
+/** A busybox base: applets, /etc/passwd with www (33), /etc/motd and /opt/old/gone to delete. */
+function baseLayer(): LayerEntry[] {
+  return [
+    { type: 'dir', path: 'bin/' },
+    { type: 'file', path: 'bin/busybox', content: busyboxBinary(), mode: 0o755 },
+    ...APPLETS.map((applet): LayerEntry => ({ type: 'symlink', path: `bin/${applet}`, target: 'busybox' })),
+    { type: 'dir', path: 'etc/' },
+    { type: 'file', path: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:www:/www:/bin/sh\n' },
+    { type: 'file', path: 'etc/group', content: 'root:x:0:\nwww:x:33:\n' },
+    { type: 'file', path: 'etc/motd', content: 'deleted by a RUN step\n' },
+    { type: 'dir', path: 'opt/' },
+    { type: 'dir', path: 'opt/old/' },
+    { type: 'file', path: 'opt/old/gone', content: 'its folder is replaced\n' },
+    { type: 'dir', path: 'tmp/', mode: 0o1777 },
+  ];
+}
+
+const DOCKERFILE = (registry: string, extra = '') => `# syntax=docker/dockerfile:1
+ARG BASE=${registry}/demo/busybox:v1
+FROM \${BASE} AS build
+RUN mkdir -p /out && echo "built in stage one" > /out/page.html
+FROM \${BASE}
+ARG GREETING=hello
+ENV GREETING=$GREETING
+COPY --from=build /out/page.html /www/index.html
+COPY site/ /www/static/
+RUN echo added > /added.txt && rm /etc/motd && rm -rf /opt/old && mkdir /opt/old && echo new > /opt/old/new
+${extra}WORKDIR /www
+USER www
+EXPOSE 8080
+CMD ["sh", "-c", "mkdir -p /tmp/site && cp -r /www/. /tmp/site/ && echo \\"$(id -u) $(pwd) $GREETING\\" > /tmp/site/who.txt && exec httpd -f -p 8080 -h /tmp/site"]
+`;
+
+/** Entry names of an uncompressed layer tar. */
+async function tarNames(path: string): Promise<string[]> {
+  const names: string[] = [];
+  const reader = extract();
+  const done = new Promise<void>((resolve, reject) => {
+    reader.on('entry', (header, stream, next) => {
+      names.push(header.name);
+      stream.on('end', next);
+      stream.resume();
+    });
+    reader.on('finish', resolve);
+    reader.on('error', reject);
+  });
+  const bytes = readFileSync(path);
+  // The base image's layers came gzipped from the registry; built ones are plain tars.
+  reader.end(bytes[0] === 0x1f && bytes[1] === 0x8b ? gunzipSync(bytes) : bytes);
+  await done;
+  return names;
+}
+
+describe('Dockerfile builds', () => {
+  let registry: TestRegistry;
+  let alto: ServerProcess;
+  let key: string;
+  let edgePort: number;
+  const cache = privateSandboxCache();
+  const dataDir = temporaryDataDir();
+  const work = mkdtempSync(join(tmpdir(), 'alto-build-test-'));
+  const app = join(work, 'app');
+
+  const call = (endpoint: string, body: unknown, withKey = key) => alto.call('app', endpoint, body, withKey);
+  const cli = (args: string[]) => runCli([...args, '--url', alto.url, '--key', key]);
+  const web = (path = '/') => getThroughEdge(edgePort, `web.${PROJECT}.localhost`, path);
+  const filesOf = (files: Record<string, string>) => Object.fromEntries(Object.entries(files).map(([path, content]) => [path, Buffer.from(content).toString('base64')]));
+
+  before(async () => {
+    registry = await startRegistry();
+    await registry.push('demo/busybox', 'v1', await buildImage({ layers: [baseLayer()], config: { Env: ['PATH=/bin'], Cmd: ['sh'] } }));
+    alto = await startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+    edgePort = Number(new URL(alto.url).port);
+    key = await alto.projectKey(PROJECT, ['app']);
+    mkdirSync(join(app, 'site'), { recursive: true });
+    writeFileSync(join(app, 'Dockerfile'), DOCKERFILE(registry.host));
+    writeFileSync(join(app, 'site', 'about.txt'), 'about this site\n');
+    writeFileSync(join(app, 'site', 'secret.txt'), 'left out by .dockerignore\n');
+    writeFileSync(join(app, '.dockerignore'), '# not for the image\nsite/secret.txt\n');
+  });
+
+  after(async () => {
+    await alto?.close();
+    await registry?.stop();
+    cache.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  let firstDigest = '';
+  let firstImage = '';
+
+  test('alto deploy ./dir builds the Dockerfile (log streamed) and runs it with its USER, WORKDIR and ENV', async () => {
+    const deployed = await cli(['deploy', app, '--name', 'web', '--build-arg', 'GREETING=bonjour', '--min-instances', '1']);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    // The build log came as it went: each step with its time, the RUN steps' output, the result.
+    assert.match(deployed.stderr, /\[build 2\/\d+\] RUN mkdir -p \/out/);
+    assert.match(deployed.stderr, /done in \d+\.\d\d s/);
+    assert.match(deployed.stderr, /image sha256:[a-f0-9]{64} built in/);
+    assert.equal(JSON.parse(deployed.stdout).version, 1);
+
+    const status = await call('Get', { name: 'web' });
+    assert.equal(status.status, 200, JSON.stringify(status.body));
+    firstDigest = status.body.service.digest;
+    firstImage = status.body.service.image;
+    assert.match(status.body.service.image, new RegExp(`^builds\\.alto\\.internal/${PROJECT}/web@sha256:`));
+
+    assert.equal((await web('/index.html')).body, 'built in stage one\n');
+    assert.equal((await web('/static/about.txt')).body, 'about this site\n');
+    // uid 33 (USER www), the working directory /www, the build arg through ARG and ENV.
+    assert.equal((await web('/who.txt')).body, '33 /www bonjour\n');
+    // .dockerignore left the secret out of COPY site/.
+    assert.equal((await web('/static/secret.txt')).status, 404);
+  });
+
+  test('a RUN step that adds and deletes files becomes a layer with whiteouts', async () => {
+    const image = await alto.call('images', 'Inspect', { image: firstImage });
+    assert.equal(image.status, 200, JSON.stringify(image.body));
+    const layers: { digest: string; role: string; position: number }[] = image.body.image.blobs.filter((blob: any) => blob.role === 'layer');
+    const all = await Promise.all(layers.map((layer) => tarNames(join(dataDir, 'images', 'blobs', 'sha256', layer.digest.slice(7)))));
+    const runLayer = all.find((names) => names.includes('added.txt'));
+    assert.ok(runLayer, `no layer holds added.txt: ${JSON.stringify(all)}`);
+    assert.ok(runLayer.includes('etc/.wh.motd'), JSON.stringify(runLayer));
+    // /opt/old was deleted and made again: what was in it is gone, what is new is there.
+    assert.ok(runLayer.includes('opt/old/.wh.gone'), JSON.stringify(runLayer));
+    assert.ok(runLayer.includes('opt/old/new'), JSON.stringify(runLayer));
+    // Nothing of the sandbox itself is in a layer.
+    assert.ok(!runLayer.some((name) => name.startsWith('.alto')), JSON.stringify(runLayer));
+  });
+
+  test('a second build of the same folder runs nothing again and makes the same image', async () => {
+    const deployed = await cli(['deploy', app, '--name', 'web', '--build-arg', 'GREETING=bonjour']);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const cachedSteps = deployed.stderr.split('\n').filter((line) => line.trim() === 'cached').length;
+    assert.equal(cachedSteps, 4, deployed.stderr);
+    assert.doesNotMatch(deployed.stderr, /\| /, 'no RUN step ran');
+    assert.equal(JSON.parse(deployed.stdout).version, 2);
+    const status = await call('Get', { name: 'web' });
+    assert.equal(status.body.service.digest, firstDigest);
+  });
+
+  test('a failing RUN is answered with its output and exit code; the previous version keeps serving', async () => {
+    writeFileSync(join(app, 'Dockerfile'), DOCKERFILE(registry.host, 'RUN echo "about to fail" && exit 7\n'));
+    try {
+      const deployed = await cli(['deploy', app, '--name', 'web']);
+      assert.notEqual(deployed.code, 0);
+      assert.match(deployed.stderr, /line 11: RUN failed with exit code 7/);
+      assert.match(deployed.stderr, /about to fail/);
+    } finally {
+      writeFileSync(join(app, 'Dockerfile'), DOCKERFILE(registry.host));
+    }
+    const status = await call('Get', { name: 'web' });
+    assert.equal(status.body.service.digest, firstDigest);
+    assert.equal((await web('/index.html')).body, 'built in stage one\n');
+  });
+
+  test('what leaves the context, what .dockerignore leaves out and unsupported instructions are refused with the line', async () => {
+    const run = (dockerfile: string, extra: Record<string, string> = {}) =>
+      call('Run', { name: 'refused', files: filesOf({ Dockerfile: dockerfile, 'a.txt': 'a\n', '.dockerignore': 'hidden.txt\n', 'hidden.txt': 'no\n', ...extra }) });
+    const from = `FROM ${registry.host}/demo/busybox:v1\n`;
+
+    const escape = await run(`${from}COPY ../etc/passwd /x\n`);
+    assert.equal(escape.status, 400);
+    assert.match(escape.body.detail, /line 2: COPY \.\.\/etc\/passwd is outside the build context/);
+
+    const ignored = await run(`${from}COPY hidden.txt /x\n`);
+    assert.equal(ignored.status, 400);
+    assert.match(ignored.body.detail, /line 2: COPY hidden\.txt is not in the build context \(\.dockerignore leaves it out\)/);
+
+    const unsupported = await run(`${from}COPY a.txt /a.txt\nONBUILD RUN echo no\n`);
+    assert.equal(unsupported.status, 400);
+    assert.match(unsupported.body.detail, /Dockerfile line 3: ONBUILD is not supported/);
+
+    const flag = await run(`${from}RUN --mount=type=cache,target=/x echo no\n`);
+    assert.equal(flag.status, 400);
+    assert.match(flag.body.detail, /Dockerfile line 2: RUN --mount is not supported/);
+
+    const platform = await run(`FROM --platform=linux/arm64 ${registry.host}/demo/busybox:v1\n`);
+    assert.equal(platform.status, 400);
+    assert.match(platform.body.detail, /line 1: FROM --platform=linux\/arm64/);
+
+    // A symlink in the context that leads out of it (here from a git repository, as uploads carry none).
+    const repo = join(work, 'repo');
+    mkdirSync(repo);
+    writeFileSync(join(repo, 'Dockerfile'), `${from}COPY . /src/\n`);
+    symlinkSync('/etc/passwd', join(repo, 'passwd'));
+    const git = (...args: string[]) => execFileSync('git', ['-C', repo, '-c', 'user.name=t', '-c', 'user.email=t@example.com', ...args], { stdio: 'pipe' });
+    git('init', '-q');
+    git('add', '.');
+    git('commit', '-q', '-m', 'escape');
+    const linked = await call('Run', { name: 'refused', repo, dockerfile: 'Dockerfile' }, alto.adminKey);
+    assert.equal(linked.status, 400, JSON.stringify(linked.body));
+    assert.match(linked.body.detail, /symlink passwd points outside the context/);
+
+    // Nothing was kept of any of them.
+    assert.equal((await call('Get', { name: 'refused' })).status, 404);
+  });
+
+  test('app/BuildLogs replays a finished build and says how it ended', async () => {
+    const buildId = 'logsreplay1';
+    const built = await call('Run', { name: 'tiny', build_id: buildId, files: filesOf({ Dockerfile: `FROM ${registry.host}/demo/busybox:v1\nCOPY a.txt /a.txt\nCMD ["httpd", "-f", "-p", "8080"]\n`, 'a.txt': 'a\n' }) });
+    assert.equal(built.status, 200, JSON.stringify(built.body));
+    const lines = await eventually(async () => {
+      const printed = await runCli(['call', 'app', 'BuildLogs', '--build_id', buildId, '--url', alto.url, '--key', key]);
+      return printed.code === 0 && printed.stdout.includes('succeeded') && printed.stdout;
+    }, 'the build log');
+    assert.match(lines, /COPY a\.txt \/a\.txt/);
+  });
+});
