@@ -15,6 +15,8 @@ import { buildImage, busyboxBinary, type BuiltImage } from './images-fixture.js'
 
 export interface TestAuthority {
   dir: string;
+  /** The root certificate's file (for NODE_EXTRA_CA_CERTS). */
+  rootPath: string;
   /** The root certificate, PEM. */
   root: string;
   /** Writes a certificate for `names` signed by this authority; returns its files. */
@@ -30,12 +32,13 @@ export function testAuthority(): TestAuthority {
   let serial = 1;
   return {
     dir,
+    rootPath: join(dir, 'ca.pem'),
     root,
     issue(names, file) {
       const certificatePath = join(dir, `${file}.pem`);
       const keyPath = join(dir, `${file}.key`);
       const extensions = join(dir, `${file}.ext`);
-      writeFileSync(extensions, `subjectAltName=${names.map((name) => `DNS:${name}`).join(',')}\nextendedKeyUsage=serverAuth\n`);
+      writeFileSync(extensions, `subjectAltName=${names.map((name) => (/^[0-9.]+$/.test(name) ? `IP:${name}` : `DNS:${name}`)).join(',')}\nextendedKeyUsage=serverAuth\n`);
       openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${file}.new.key`, '-out', `${file}.csr`, '-subj', `/CN=${names[0]}`]);
       openssl(['x509', '-req', '-in', `${file}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', String(serial++), '-days', '1', '-extfile', extensions, '-out', `${file}.new.pem`]);
       const certificate = execFileSync('cat', [join(dir, `${file}.new.pem`)]).toString();

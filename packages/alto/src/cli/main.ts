@@ -94,6 +94,9 @@ export function buildProgram(): Command {
     .option('--https-port <port>', 'serve HTTPS (HTTP/2 and HTTP/1.1) on this port too, e.g. 443 (ALTO_HTTPS_PORT)')
     .option('--tls-cert <file>', 'a PEM certificate (a wildcard included) to serve over HTTPS, read again when it changes (ALTO_TLS_CERT)')
     .option('--tls-key <file>', 'the PEM private key of --tls-cert (ALTO_TLS_KEY)')
+    .option('--domain <domain>', "the console's and API's own name, e.g. alto.example.com; with --acme-email its certificate is obtained (ALTO_DOMAIN)")
+    .option('--acme-email <email>', "obtain certificates from an ACME directory for the hosts Alto serves; the account's contact (ALTO_ACME_EMAIL)")
+    .option('--acme-directory <url>', "the ACME directory (ALTO_ACME_DIRECTORY; default Let's Encrypt production)")
     .action(action(runUp));
 
   remote(program.command('status').description('show whether Alto is up and what it runs')).action(

@@ -9,6 +9,7 @@ import { createLogger } from '../kit/logger.js';
 import { connectionCapsFrom } from '../edge/connections.js';
 import { DEFAULT_MAX_BODY_BYTES, startAlto, type AltoOptions } from '../edge/server.js';
 import { advertiseUrlOf, nodeNameOf } from '../compute/cluster/membership.js';
+import { CHALLENGE_KINDS, LETS_ENCRYPT_DIRECTORY, type ChallengeKind } from '../edge/acme.js';
 import { bold, dim, green, yellow } from './output.js';
 
 export interface UpFlags {
@@ -29,6 +30,9 @@ export interface UpFlags {
   httpsPort?: string;
   tlsCert?: string;
   tlsKey?: string;
+  domain?: string;
+  acmeEmail?: string;
+  acmeDirectory?: string;
 }
 
 export async function runUp(flags: UpFlags): Promise<void> {
@@ -102,20 +106,64 @@ export async function runUp(flags: UpFlags): Promise<void> {
   });
 }
 
-/** `--https-port` with `--tls-cert`/`--tls-key` (ALTO_HTTPS_PORT, ALTO_TLS_CERT, ALTO_TLS_KEY). */
-function httpsSettings(flags: UpFlags): Pick<AltoOptions, 'httpsPort' | 'tlsCertificateFile' | 'tlsKeyFile'> {
+/**
+ * `--https-port` with `--tls-cert`/`--tls-key` and/or ACME (`--acme-email`, `--acme-directory`,
+ * `--domain`), from the flags or ALTO_HTTPS_PORT, ALTO_TLS_CERT, ALTO_TLS_KEY, ALTO_DOMAIN,
+ * ALTO_ACME_EMAIL, ALTO_ACME_DIRECTORY (and ALTO_ACME_CHALLENGES, ALTO_ACME_CHECK_MS,
+ * ALTO_ACME_RETRY_MS). With ACME the HTTPS port defaults to 443.
+ */
+function httpsSettings(flags: UpFlags): Pick<AltoOptions, 'httpsPort' | 'tlsCertificateFile' | 'tlsKeyFile' | 'domain' | 'acme'> {
   const portText = flags.httpsPort ?? (process.env.ALTO_HTTPS_PORT || undefined);
   const tlsCertificateFile = flags.tlsCert ?? (process.env.ALTO_TLS_CERT || undefined);
   const tlsKeyFile = flags.tlsKey ?? (process.env.ALTO_TLS_KEY || undefined);
+  const domainText = flags.domain ?? (process.env.ALTO_DOMAIN || undefined);
+  const domain = domainText === undefined ? undefined : domainName(domainText, '--domain');
+  const acme = acmeSettings(flags);
   if ((tlsCertificateFile === undefined) !== (tlsKeyFile === undefined)) throw new Error('--tls-cert and --tls-key go together: give both files, or neither');
-  if (portText === undefined) {
+  if (portText === undefined && !acme) {
     if (tlsCertificateFile) throw new Error('--tls-cert needs --https-port (e.g. --https-port 443) to serve it');
-    return {};
+    return domain ? { domain } : {};
   }
-  const httpsPort = Number(portText);
+  const httpsPort = Number(portText ?? 443);
   if (!Number.isInteger(httpsPort) || httpsPort < 0 || httpsPort > 65535) throw new Error(`--https-port must be 0 to 65535, not "${portText}"`);
-  if (!tlsCertificateFile) throw new Error('--https-port needs a certificate: give --tls-cert and --tls-key');
-  return { httpsPort, tlsCertificateFile, tlsKeyFile };
+  if (!tlsCertificateFile && !acme) throw new Error('--https-port needs a certificate: give --tls-cert and --tls-key, or --acme-email to obtain them');
+  return { httpsPort, tlsCertificateFile, tlsKeyFile, domain, acme };
+}
+
+const EMAIL_PATTERN = /^[^\s@]{1,64}@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+$/i;
+
+/** ACME when `--acme-email` is given; else undefined (a directory alone is refused). */
+function acmeSettings(flags: UpFlags): AltoOptions['acme'] {
+  const email = flags.acmeEmail ?? (process.env.ALTO_ACME_EMAIL || undefined);
+  const directory = flags.acmeDirectory ?? (process.env.ALTO_ACME_DIRECTORY || undefined);
+  if (email === undefined) {
+    if (directory !== undefined) throw new Error('--acme-directory needs --acme-email: the address the directory may write to about the certificates');
+    return undefined;
+  }
+  if (!EMAIL_PATTERN.test(email)) throw new Error(`--acme-email must be an email address such as you@example.com, not "${email}"`);
+  let directoryUrl = LETS_ENCRYPT_DIRECTORY;
+  if (directory !== undefined) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(directory);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || parsed.protocol !== 'https:') throw new Error(`--acme-directory must be the https:// URL of an ACME directory, e.g. ${LETS_ENCRYPT_DIRECTORY}, not "${directory}"`);
+    directoryUrl = parsed.toString();
+  }
+  const challengesText = process.env.ALTO_ACME_CHALLENGES || CHALLENGE_KINDS.join(',');
+  const challenges = challengesText.split(',').map((kind) => kind.trim());
+  for (const kind of challenges) {
+    if (!CHALLENGE_KINDS.includes(kind as ChallengeKind)) throw new Error(`ALTO_ACME_CHALLENGES lists ${CHALLENGE_KINDS.join(' and/or ')}, not "${kind}"`);
+  }
+  return {
+    email,
+    directoryUrl,
+    challenges: challenges as ChallengeKind[],
+    checkEveryMs: positiveWholeNumber(process.env.ALTO_ACME_CHECK_MS, 'ALTO_ACME_CHECK_MS'),
+    retryBaseMs: positiveWholeNumber(process.env.ALTO_ACME_RETRY_MS, 'ALTO_ACME_RETRY_MS'),
+  };
 }
 
 /** `--smtp smtp://user:pass@host:port` (or smtps://): where email is delivered; none means outbox only. */
@@ -143,9 +191,13 @@ function sandboxChoice(value: string | undefined): 'auto' | 'microvm' | 'process
 /** `--apps-domain example.com` (ALTO_APPS_DOMAIN): apps answer at <app>.<project>.<domain>. */
 function appsDomain(value: string | undefined): string {
   if (value === undefined || value === '') return 'localhost';
+  return domainName(value, '--apps-domain');
+}
+
+function domainName(value: string, flag: string): string {
   const domain = value.trim().toLowerCase().replace(/\.$/, '');
   if (!/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$/.test(domain))
-    throw new Error(`--apps-domain must be a domain name such as apps.example.com, not "${value}"`);
+    throw new Error(`${flag} must be a domain name such as ${flag === '--domain' ? 'alto' : 'apps'}.example.com, not "${value}"`);
   return domain;
 }
 

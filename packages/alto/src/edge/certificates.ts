@@ -40,16 +40,27 @@ export class CertificateBook implements CertificateSource {
   private readonly challenges = new Map<string, SecureContext>();
   private brought: Loaded | undefined;
   private watched: string[] = [];
+  /** Asked for a name nothing here covers (ACME on demand); else the operator's certificate answers it. */
+  onMissing: ((host: string) => Promise<SecureContext | undefined>) | undefined;
+  /** Asked for a TLS-ALPN-01 challenge certificate this process does not hold (one another node stored). */
+  onMissingChallenge: ((host: string) => Promise<SecureContext | undefined>) | undefined;
 
   constructor(private readonly log: Logger) {}
 
-  contextFor(serverName: string | undefined): SecureContext | undefined {
-    const name = serverName?.toLowerCase();
-    return (name !== undefined ? this.issued.get(name)?.context : undefined) ?? this.brought?.context;
+  contextFor(serverName: string | undefined): SecureContext | undefined | Promise<SecureContext | undefined> {
+    const name = serverName?.toLowerCase().replace(/\.$/, '');
+    if (name === undefined || name === '') return this.brought?.context;
+    return this.servedContext(name) ?? this.onMissing?.(name) ?? this.brought?.context;
   }
 
-  challengeFor(serverName: string): SecureContext | undefined {
-    return this.challenges.get(serverName.toLowerCase());
+  /** The certificate served for `host` now: one issued for it, or the operator's when it names it. */
+  servedContext(host: string): SecureContext | undefined {
+    return this.issued.get(host)?.context ?? (this.broughtCovers(host) ? this.brought!.context : undefined);
+  }
+
+  challengeFor(serverName: string): SecureContext | undefined | Promise<SecureContext | undefined> {
+    const name = serverName.toLowerCase();
+    return this.challenges.get(name) ?? this.onMissingChallenge?.(name);
   }
 
   /** Whether a certificate is served for `host`: one issued for it, or the operator's when it names it. */

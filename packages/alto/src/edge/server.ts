@@ -31,6 +31,7 @@ import { AppProxy, TcpForwarder } from './proxy.js';
 import { ConnectionForwarder } from './forward.js';
 import { CertificateBook } from './certificates.js';
 import { TlsListener } from './tls.js';
+import { AcmeCertificates, ACME_CHALLENGE_PREFIX, type ChallengeKind } from './acme.js';
 import { allServices } from './registry.js';
 
 export interface AltoOptions {
@@ -76,6 +77,20 @@ export interface AltoOptions {
   /** `--tls-cert`/`--tls-key`: the operator's certificate and key files, served for every name and read again when they change. */
   tlsCertificateFile?: string;
   tlsKeyFile?: string;
+  /** `--domain` (ALTO_DOMAIN): the console's and the API's own name; with `acme`, a certificate is obtained for it. */
+  domain?: string;
+  /** `--acme-email` and friends: certificates from an ACME directory for the hosts Alto serves (edge/acme.ts). */
+  acme?: {
+    email: string;
+    /** `--acme-directory` (ALTO_ACME_DIRECTORY); default Let's Encrypt production. */
+    directoryUrl: string;
+    /** ALTO_ACME_CHALLENGES: which challenges to answer, in order (default http-01, tls-alpn-01). */
+    challenges: readonly ChallengeKind[];
+    /** ALTO_ACME_CHECK_MS: how often certificates due are looked for. */
+    checkEveryMs?: number;
+    /** ALTO_ACME_RETRY_MS: the first retry's delay after a failure. */
+    retryBaseMs?: number;
+  };
   logger?: Logger;
 }
 
@@ -171,6 +186,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   const connectionCaps = options.connectionCaps ?? DEFAULT_CONNECTION_CAPS;
   /** Every request of the plain port and of the HTTPS one (edge/tls.ts). */
   function handleRequest(request: IncomingMessage, response: ServerResponse): void {
+    if (acme && request.url?.startsWith(ACME_CHALLENGE_PREFIX)) return answerHttpChallenge(request, response);
     if (appProxy.handleRequest(request, response)) return;
     const target = requestTargetOf(request.url ?? '/');
     const path = target.pathname;
@@ -194,7 +210,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   // Connections whose requests name apps are forwarded at the connection level; Node's HTTP
   // server gets every other one (edge/forward.ts).
   const forwarder = new ConnectionForwarder({
-    addressOf: (host) => appProxy.addressOf(host),
+    // A host with a certificate in play is served by Node's server: ACME challenges, then the redirect to HTTPS.
+    addressOf: (host) => (acme?.tracks(hostnameOf(host)) ? undefined : appProxy.addressOf(host)),
     resolver,
     log: log.child({ component: 'proxy' }),
     headersTimeoutMs,
@@ -203,6 +220,22 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   });
   forwarder.interpose(server);
   capConnections(server, connectionCaps, log.child({ component: 'edge' }));
+
+  /** An ACME server's HTTP-01 validation: the token's key authorization, from whichever node stored it. */
+  function answerHttpChallenge(request: IncomingMessage, response: ServerResponse): void {
+    const token = (request.url ?? '').slice(ACME_CHALLENGE_PREFIX.length);
+    void acme!.httpChallenge(token).then(
+      (keyAuthorization) => {
+        if (keyAuthorization === undefined) return sendJson(response, 404, errors.notFound('no ACME challenge is pending under this token').toBody(requestIdOf(request)));
+        response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': Buffer.byteLength(keyAuthorization) });
+        response.end(keyAuthorization);
+      },
+      (error: unknown) => {
+        log.error({ err: error }, 'reading an ACME challenge failed');
+        sendJson(response, 500, errors.internal().toBody(requestIdOf(request)));
+      },
+    );
+  }
 
   /** Everything but API calls and apps: service routes, the console, health, metrics, status, OpenAPI. */
   async function route(request: IncomingMessage, response: ServerResponse, target: RequestTarget): Promise<void> {
@@ -291,6 +324,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         services: platform.listServices().map((service) => service.name),
         sandbox: admin ? sandbox : withoutHostDetails(sandbox),
         apps_domain: platform.config.appsDomain,
+        ...(admin && tls ? { https: { port: httpsPort, ...(acme ? { acme_directory: options.acme!.directoryUrl, certificates: acme.statuses() } : {}) } } : {}),
         ...(admin ? { nodes: await listNodes(platform) } : {}),
         key: { project: tenant.projectName, environment: tenant.environment, role: tenant.role, scopes: tenant.scopes },
       });
@@ -343,6 +377,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
           idleTimeoutMs: IDLE_SOCKET_TIMEOUT_MS,
           log: log.child({ component: 'tls' }),
         });
+  const acme = options.acme && tls ? startAcme(options.acme) : undefined;
   const httpsPort = await tls?.listen().catch(async (error: unknown) => {
     await new Promise<void>((done) => server.close(() => done()));
     forwarder.close();
@@ -351,6 +386,29 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     await platform.close();
     throw new Error(`cannot listen for HTTPS on port ${options.httpsPort}: ${(error as Error).message}`);
   });
+  await acme?.start();
+  if (acme && options.domain) void acme.demand(options.domain);
+
+  /** Certificates for the console's domain, each app's host and each custom domain: no other name is asked for. */
+  function startAcme(settings: NonNullable<AltoOptions['acme']>): AcmeCertificates {
+    const manager = new AcmeCertificates({
+      ...settings,
+      store: stores.domains,
+      lock: stores.leader,
+      cipher: platform.masterKey().cipher,
+      book: certificates,
+      log: log.child({ component: 'acme' }),
+      async serves(host) {
+        if (host === options.domain) return true;
+        const address = appProxy.addressOf(host);
+        return address !== undefined && (await stores.apps.findByAddress(address.project, address.app)) !== undefined;
+      },
+    });
+    certificates.onMissing = (host) => manager.contextOnDemand(host);
+    certificates.onMissingChallenge = (host) => manager.tlsChallenge(host);
+    manager.registerMetrics(metrics.registry);
+    return manager;
+  }
   apps.attachEdge({
     port,
     // A TCP app gets its own port on the edge's address.
@@ -364,6 +422,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     await new Promise<void>((done) => server.close(() => done()));
     await tls?.close();
     tls?.force();
+    await acme?.close();
     certificates.close();
     forwarder.close();
     await appProxy.close();
@@ -403,6 +462,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         await tlsDrained;
         clearTimeout(timer);
         tls?.force();
+        await acme?.close();
         certificates.close();
         forwarder.close();
         await appProxy.close();
@@ -412,6 +472,11 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
       return closing;
     },
   };
+}
+
+/** A Host header's name: lower case, without its port or a final dot. */
+function hostnameOf(host: string): string {
+  return host.trim().toLowerCase().replace(/:\d{1,5}$/, '').replace(/\.$/, '');
 }
 
 /** The sandbox status without what describes the host (the reason a driver was chosen names paths and devices). */

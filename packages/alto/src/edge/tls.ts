@@ -22,10 +22,18 @@ import { capConnections, type ConnectionCaps } from './connections.js';
 
 /** Where the listener finds a certificate for a name. */
 export interface CertificateSource {
-  /** The context to serve `serverName` with; undefined: the handshake fails (no certificate for it). */
-  contextFor(serverName: string | undefined): SecureContext | undefined;
+  /** The context to serve `serverName` with (at once or once found); undefined: the handshake fails (no certificate for it). */
+  contextFor(serverName: string | undefined): SecureContext | undefined | Promise<SecureContext | undefined>;
   /** The TLS-ALPN-01 challenge certificate for `serverName` while a validation is pending. */
-  challengeFor(serverName: string): SecureContext | undefined;
+  challengeFor(serverName: string): SecureContext | undefined | Promise<SecureContext | undefined>;
+}
+
+type SniDone = (error: Error | null, context?: SecureContext) => void;
+
+/** Answers Node's SNICallback from a value or a promise of one; a lookup that fails fails the handshake. */
+function answer(found: SecureContext | undefined | Promise<SecureContext | undefined>, done: SniDone): void {
+  if (found instanceof Promise) found.then((context) => done(null, context), (error: Error) => done(error));
+  else done(null, found);
 }
 
 export interface TlsListenerOptions {
@@ -58,7 +66,7 @@ export class TlsListener {
         allowHTTP1: true,
         ALPNProtocols: ['h2', 'http/1.1'],
         handshakeTimeout: options.headersTimeoutMs,
-        SNICallback: (serverName, done) => done(null, certificates.contextFor(serverName)),
+        SNICallback: (serverName, done) => answer(certificates.contextFor(serverName), done),
       },
       (request, response) => this.serve(request, response),
     );
@@ -77,7 +85,7 @@ export class TlsListener {
     this.challenges = createTlsServer({
       ALPNProtocols: [ACME_TLS_PROTOCOL],
       handshakeTimeout: options.headersTimeoutMs,
-      SNICallback: (serverName, done) => done(null, certificates.challengeFor(serverName)),
+      SNICallback: (serverName, done) => answer(certificates.challengeFor(serverName), done),
     });
     // The validation is the handshake itself: once it is done there is nothing to say.
     this.challenges.on('secureConnection', (socket) => {
