@@ -17,20 +17,21 @@ import { admitCall, admitCallNow, finishCall, recordRefusedCall, type AdmittedCa
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, PublicCallContext, ServiceDefinition, Tenant } from '../platform/service.js';
 import {
+  credentialsFrom,
   credentialsOf,
   DEFAULT_BODY_TIMEOUT_MS,
   jsonNestsDeeperThan,
   MAX_JSON_DEPTH,
+  originFrom,
   originOf,
   parseJsonObject,
-  readBodyThen,
+  requestIdFrom,
   requestIdOf,
-  sendJson,
-  sendJsonText,
   type BodyCallback,
   type RequestTarget,
 } from './http.js';
 import type { EdgeMetrics, RouteCallMetrics } from './metrics.js';
+import { NodeExchange, type ApiExchange } from './exchange.js';
 import { requestSchemaOf } from './openapi.js';
 
 interface Route {
@@ -59,8 +60,7 @@ class HttpCallContext implements PublicCallContext {
     readonly tenant: Tenant | undefined,
     readonly platform: Platform,
     private readonly parentLog: Logger,
-    private readonly request: IncomingMessage,
-    private readonly response: ServerResponse,
+    private readonly exchange: ApiExchange,
   ) {}
 
   get log(): Logger {
@@ -68,25 +68,18 @@ class HttpCallContext implements PublicCallContext {
   }
 
   get origin(): string | undefined {
-    return originOf(this.request);
+    return originFrom(this.exchange.header('host'), this.exchange.header('x-forwarded-proto'));
   }
 
   get clientAddress(): string | undefined {
-    return clientAddressOf(this.request);
+    return plainAddress(this.exchange.remoteAddress);
   }
 
   /** Aborted when the client goes away before the answer is sent (at once if it already has). */
   get signal(): AbortSignal {
     if (!this.aborted) {
       const controller = (this.aborted = new AbortController());
-      const response = this.response;
-      if (response.destroyed) {
-        if (!response.writableFinished) controller.abort();
-      } else {
-        response.once('close', () => {
-          if (!response.writableFinished) controller.abort();
-        });
-      }
+      this.exchange.onClientGone(() => controller.abort());
     }
     return this.aborted.signal;
   }
@@ -110,20 +103,20 @@ class HttpApiCall {
 
   constructor(
     private readonly api: Api,
-    private readonly request: IncomingMessage,
-    private readonly response: ServerResponse,
+    private readonly exchange: ApiExchange,
     private readonly url: RequestTarget,
   ) {
-    this.requestId = requestIdOf(request);
+    this.requestId = requestIdFrom(exchange.header('x-request-id'));
   }
 
   start(): void {
     try {
       const route = (this.route = this.api.routeOf(this.url.pathname));
-      if (this.request.method !== 'POST' && this.request.method !== 'GET') {
+      const method = this.exchange.method;
+      if (method !== 'POST' && method !== 'GET') {
         throw errors.methodNotAllowed(`use POST for ${this.url.pathname} (or GET with query-string parameters)`);
       }
-      const tenant = this.api.authenticate(route, credentialsOf(this.request));
+      const tenant = this.api.authenticate(route, credentialsFrom(this.exchange.header('authorization')));
       if (isPromise(tenant)) tenant.then((known) => this.authenticated(known), (error) => this.fail(error));
       else this.authenticated(tenant);
     } catch (error) {
@@ -137,7 +130,7 @@ class HttpApiCall {
       // A valid key refused here is still a call it made: metered, so usage counts every call.
       this.api.authorize(this.route!, tenant);
       // Only after the key is checked: a caller without one gets a small body, a bad key none.
-      this.api.readBody(this.route!.endpoint, this.request, tenant !== undefined, (error, body) => (error ? this.fail(error) : this.bodyRead(body!)));
+      this.api.readBody(this.route!.endpoint, this.exchange, tenant !== undefined, (error, body) => (error ? this.fail(error) : this.bodyRead(body!)));
     } catch (error) {
       this.fail(error);
     }
@@ -163,7 +156,7 @@ class HttpApiCall {
       if (route.endpoint.stream) {
         throw errors.badRequest(`${route.service.name}/${route.endpointName} streams: open a websocket on this path`);
       }
-      const context = (this.context = new HttpCallContext(this.requestId, this.tenant, this.api.platform, this.api.log, this.request, this.response));
+      const context = (this.context = new HttpCallContext(this.requestId, this.tenant, this.api.platform, this.api.log, this.exchange));
       const output = route.endpoint.access === 'public' ? route.endpoint.handler(input, context) : route.endpoint.handler(input, keyed(context));
       if (isPromise(output)) output.then((value) => this.answer(value), (error) => this.fail(error));
       else this.answer(output);
@@ -178,7 +171,7 @@ class HttpApiCall {
       const headers = ['x-request-id', this.requestId];
       const rateHeaders = this.call?.admission?.headers;
       if (rateHeaders) for (const name in rateHeaders) headers.push(name, rateHeaders[name]);
-      bytesOut = sendJsonText(this.response, 200, JSON.stringify(output), headers);
+      bytesOut = this.exchange.send(200, JSON.stringify(output), headers, false);
     } catch (error) {
       this.fail(error);
       return;
@@ -188,21 +181,23 @@ class HttpApiCall {
 
   private fail(error: unknown): void {
     if (this.finished) return;
-    const { request, response, requestId } = this;
+    const { exchange, requestId } = this;
     const failure = this.api.toAltoError(error, requestId, this.context?.log);
     let bytesOut = 0;
-    if (!response.headersSent) {
-      // Answering before the body was read would leave it in the socket: close after replying.
-      const headers: Record<string, string> = { ...this.call?.admission?.headers, ...failure.headers, 'x-request-id': requestId };
-      if (!request.complete) headers.connection = 'close';
+    if (!exchange.answered) {
+      const headers: string[] = [];
+      const named = { ...this.call?.admission?.headers, ...failure.headers };
+      for (const name in named) if (name !== 'x-request-id') headers.push(name, named[name]);
+      headers.push('x-request-id', requestId);
       try {
-        bytesOut = sendJson(response, failure.status, failure.toBody(requestId), headers);
+        // Answering before the body was read would leave it in the socket: close after replying.
+        bytesOut = exchange.send(failure.status, JSON.stringify(failure.toBody(requestId)), headers, !exchange.complete);
       } catch (sendError) {
         this.api.log.error({ err: sendError, req_id: requestId }, 'answering an API call with its error failed');
-        response.destroy();
+        exchange.destroy();
       }
     } else {
-      response.destroy();
+      exchange.destroy();
     }
     this.finish(failure.status, bytesOut);
   }
@@ -335,8 +330,8 @@ export class Api {
   }
 
   /** Reads the call's body within its limit (see `readBodyFor`), then tells `done`. */
-  readBody(endpoint: EndpointDefinition, request: IncomingMessage, withKey: boolean, done: BodyCallback): void {
-    readBodyFor(endpoint, request, this.platform.config.maxBodyBytes, withKey, this.bodyTimeoutMs, done);
+  readBody(endpoint: EndpointDefinition, exchange: ApiExchange, withKey: boolean, done: BodyCallback): void {
+    readBodyFor(endpoint, exchange, this.platform.config.maxBodyBytes, withKey, this.bodyTimeoutMs, done);
   }
 
   private context(
@@ -350,9 +345,14 @@ export class Api {
     return { requestId, tenant, platform: this.platform, log, signal, origin, clientAddress };
   }
 
-  /** Answers an HTTP API call. */
+  /** Answers an HTTP API call on Node's HTTP server. */
   handleHttp(request: IncomingMessage, response: ServerResponse, url: RequestTarget): void {
-    new HttpApiCall(this, request, response, url).start();
+    new HttpApiCall(this, new NodeExchange(request, response), url).start();
+  }
+
+  /** Answers an API call however it came (edge/lane.ts reads them off raw connections). */
+  serve(exchange: ApiExchange, url: RequestTarget): void {
+    new HttpApiCall(this, exchange, url).start();
   }
 
   /**
@@ -488,11 +488,11 @@ export class Api {
  * Reads a body within the server's limit, or the endpoint's larger one (a 413 carries its hint);
  * without a key, within UNAUTHENTICATED_BODY_BYTES.
  */
-function readBodyFor(endpoint: EndpointDefinition, request: IncomingMessage, serverLimit: number, withKey: boolean, stallTimeoutMs: number, done: BodyCallback): void {
+function readBodyFor(endpoint: EndpointDefinition, exchange: ApiExchange, serverLimit: number, withKey: boolean, stallTimeoutMs: number, done: BodyCallback): void {
   const largeBody = endpoint.largeBody;
-  if (!withKey) return readBodyThen(request, Math.min(serverLimit, UNAUTHENTICATED_BODY_BYTES), stallTimeoutMs, done);
-  if (!largeBody) return readBodyThen(request, serverLimit, stallTimeoutMs, done);
-  readBodyThen(request, Math.max(serverLimit, largeBody.maxBytes), stallTimeoutMs, (error, body) =>
+  if (!withKey) return exchange.readBody(Math.min(serverLimit, UNAUTHENTICATED_BODY_BYTES), stallTimeoutMs, done);
+  if (!largeBody) return exchange.readBody(serverLimit, stallTimeoutMs, done);
+  exchange.readBody(Math.max(serverLimit, largeBody.maxBytes), stallTimeoutMs, (error, body) =>
     done(isAltoError(error) && error.status === 413 ? errors.payloadTooLarge(`${error.detail}; ${largeBody.hint}`) : error, body),
   );
 }
@@ -537,7 +537,10 @@ function keyed(context: PublicCallContext): CallContext {
 
 /** The TCP peer's address; `::ffff:127.0.0.1` is written `127.0.0.1`, so one client has one address. */
 function clientAddressOf(request: IncomingMessage): string | undefined {
-  const address = request.socket.remoteAddress;
+  return plainAddress(request.socket.remoteAddress);
+}
+
+function plainAddress(address: string | undefined): string | undefined {
   return address?.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
 }
 

@@ -13,8 +13,10 @@
  * its answer has ended or the exchange failed. Connections to instances are kept per address and
  * reused by any client connection, one exchange at a time.
  *
+ * A plain API call on such a connection is answered here too, by the lane (edge/lane.ts).
  * Anything else goes to Node's HTTP server as it came, at a request boundary: a connection whose
- * request names another host (the API, the console), or a request the strict reading declines
+ * request names another host and is not a plain API call (the console, health, an API call with
+ * a chunked or large body), or a request the strict reading declines
  * (not plain HTTP/1.1, ambiguous framing, a head past 16 KiB). Node answers or refuses those as it
  * always has, and keeps the connection from then on.
  */
@@ -52,6 +54,33 @@ export interface ConnectionForwarderOptions {
   keepAliveTimeoutMs: number;
   /** A connection that moves no bytes for this long is closed (as the edge's socket timeout). */
   idleTimeoutMs: number;
+  /** Requests for no app that are served here rather than by Node's HTTP server (edge/lane.ts). */
+  lane?: {
+    accepts(head: RequestHead): boolean;
+    exchange(head: RequestHead, connection: LaneConnection): ConnectionExchange & { start(): void };
+  };
+}
+
+/** What a client connection runs, one request at a time: an exchange forwarded to an app, or one the lane serves. */
+export interface ConnectionExchange {
+  /** The request's body is still coming: the client's bytes are its. */
+  readonly readingBody: boolean;
+  fromClient(chunk: Buffer): void;
+  /** The connection closed. */
+  abort(): void;
+  /** Called by the forwarder's sweep, to end an exchange that waited too long. */
+  checkTimers?(now: number): void;
+}
+
+/** The client connection as an exchange the lane serves sees it. */
+export interface LaneConnection {
+  readonly socket: Socket;
+  /** The bytes read past the head, handed over once. */
+  takeBuffered(): Buffer;
+  /** Bytes past this request's body: the next request's. */
+  keepAhead(rest: Buffer): void;
+  /** The answer was written: read the next request, or close. */
+  exchangeDone(closeAfter: boolean): void;
 }
 
 /** Hop-by-hop request headers (RFC 9110 section 7.6.1), never passed on. Transfer-Encoding is kept: the chunks pass through as they came. */
@@ -153,12 +182,12 @@ export class ConnectionForwarder {
 }
 
 /** One client connection while the forwarder serves it. */
-class ClientConnection {
+class ClientConnection implements LaneConnection {
   private buffer: Buffer = EMPTY;
   /** Where the search for the head's end resumes in `buffer`. */
   private searched = 0;
   private phase = Phase.Head;
-  private exchange: Exchange | undefined;
+  private exchange: ConnectionExchange | undefined;
   /** When the connection went idle, or the current head's first bytes came. */
   private since = Date.now();
   readonly forwardedFor: string;
@@ -226,11 +255,21 @@ class ClientConnection {
     }
     this.searched = 0;
     const head = end <= MAX_REQUEST_HEAD_BYTES ? parseRequestHead(this.buffer, end) : undefined;
-    const address = head && this.forwarder.options.addressOf(head.host);
-    if (!head || !address || this.forwarder.draining) return this.handOff();
+    if (!head || this.forwarder.draining) return this.handOff();
+    const address = this.forwarder.options.addressOf(head.host);
+    if (address) {
+      this.buffer = this.buffer.subarray(end);
+      this.phase = Phase.Exchange;
+      void this.begin(head, address);
+      return;
+    }
+    const lane = this.forwarder.options.lane;
+    if (!lane?.accepts(head)) return this.handOff();
     this.buffer = this.buffer.subarray(end);
     this.phase = Phase.Exchange;
-    void this.begin(head, address);
+    const exchange = lane.exchange(head, this);
+    this.exchange = exchange;
+    exchange.start();
   }
 
   private async begin(head: RequestHead, address: AppAddress): Promise<void> {
@@ -272,8 +311,13 @@ class ClientConnection {
     this.phase = Phase.Head;
     this.since = Date.now();
     if (this.socket.isPaused()) this.socket.resume();
-    if (this.buffer.length > 0) this.readHead();
+    // Not from here: a lane exchange may end inside readHead, and pipelined requests would nest.
+    if (this.buffer.length > 0) queueMicrotask(this.nextHead);
   }
+
+  private readonly nextHead = (): void => {
+    if (this.phase === Phase.Head && this.buffer.length > 0) this.readHead();
+  };
 
   /** Answers an error with `Connection: close` and stops. */
   refuse(failure: AltoError, head: RequestHead | undefined): void {
@@ -313,6 +357,7 @@ class ClientConnection {
   }
 
   checkTimers(now: number): void {
+    if (this.phase === Phase.Exchange) this.exchange?.checkTimers?.(now);
     if (this.phase !== Phase.Head) return;
     const { headersTimeoutMs, keepAliveTimeoutMs } = this.forwarder.options;
     if (this.buffer.length === 0) {
@@ -346,7 +391,7 @@ class ClientConnection {
 }
 
 /** One request and its answer over one instance connection. */
-class Exchange {
+class Exchange implements ConnectionExchange {
   private upstream: Upstream | undefined;
   private readonly requestFramer: BodyFramer;
   private response: ResponseHead | undefined;

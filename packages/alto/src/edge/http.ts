@@ -171,7 +171,11 @@ function isBlank(text: string): boolean {
 
 /** The API key from `Authorization: Bearer <key>` or Basic auth with the key as the password. */
 export function credentialsOf(request: IncomingMessage, query?: URLSearchParams): string | undefined {
-  const header = request.headers.authorization;
+  return credentialsFrom(request.headers.authorization, query);
+}
+
+/** The API key in an Authorization header's value (or `?key=`), as `credentialsOf` reads it. */
+export function credentialsFrom(header: string | undefined, query?: URLSearchParams): string | undefined {
   if (header) {
     const space = header.indexOf(' ');
     const scheme = header.slice(0, space).toLowerCase();
@@ -196,9 +200,13 @@ const HOST_PATTERN = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?
  * TLS proxy sits in front. Undefined when the Host header is missing or malformed.
  */
 export function originOf(request: IncomingMessage): string | undefined {
-  const host = request.headers.host;
-  if (typeof host !== 'string' || !HOST_PATTERN.test(host)) return undefined;
   const forwarded = request.headers['x-forwarded-proto'];
+  return originFrom(request.headers.host, typeof forwarded === 'string' ? forwarded : undefined);
+}
+
+/** `originOf` from the Host and X-Forwarded-Proto values. */
+export function originFrom(host: string | undefined, forwarded: string | undefined): string | undefined {
+  if (typeof host !== 'string' || !HOST_PATTERN.test(host)) return undefined;
   const proto = typeof forwarded === 'string' ? forwarded.split(',')[0].trim().toLowerCase() : '';
   return `${proto === 'https' ? 'https' : 'http'}://${host}`;
 }

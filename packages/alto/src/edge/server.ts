@@ -23,12 +23,15 @@ import { createEdgeMetrics, registerAppMetrics } from './metrics.js';
 import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { appsComponent } from '../compute/apps/service.js';
+import { ownRegistryNames } from '../compute/images/distribution.js';
+import { imagesComponent } from '../compute/images/service.js';
 import { startNodeMembership, type NodeMembership } from '../compute/cluster/membership.js';
 import { joinCluster } from '../compute/cluster/cluster.js';
 import type { AppResolver } from '../compute/apps/gateway.js';
 import { listNodes } from '../compute/cluster/service.js';
 import { AppProxy, TcpForwarder } from './proxy.js';
 import { ConnectionForwarder } from './forward.js';
+import { ApiLane } from './lane.js';
 import { CertificateBook } from './certificates.js';
 import { TlsListener } from './tls.js';
 import { AcmeCertificates, ACME_CHALLENGE_PREFIX, type ChallengeKind } from './acme.js';
@@ -217,6 +220,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     headersTimeoutMs,
     keepAliveTimeoutMs: server.keepAliveTimeout,
     idleTimeoutMs: IDLE_SOCKET_TIMEOUT_MS,
+    // Plain API calls are answered off the connection, without Node's request objects (edge/lane.ts).
+    lane: new ApiLane(api, server.keepAliveTimeout, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS),
   });
   forwarder.interpose(server);
   capConnections(server, connectionCaps, log.child({ component: 'edge' }));
@@ -363,6 +368,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   });
   const port = (server.address() as AddressInfo).port;
   const url = `http://${options.host && options.host !== '0.0.0.0' ? options.host : 'localhost'}:${port}`;
+  // Image references that name this Alto (`localhost:<port>/<project>/web:v1`) are its own registry's.
+  platform.use(imagesComponent).repositories.answerAs(ownRegistryNames(port, [url, options.advertiseUrl, process.env.ALTO_PUBLIC_URL]));
   const tls =
     options.httpsPort === undefined
       ? undefined
