@@ -82,6 +82,17 @@ export class SandboxCgroup {
     this.dirs = dirs;
   }
 
+  /**
+   * The directories `create(id)` makes, one per hierarchy, known before it makes them: an
+   * instance's record (reap.ts) names them first, so a run of Alto killed at any point leaves
+   * nothing the next run cannot find.
+   */
+  static plannedDirs(id: string): string[] {
+    const layout = detectCgroups();
+    if (!layout) return [];
+    return Object.values(layout.own).map((own) => join(own, GROUP_PARENT, id));
+  }
+
   static create(id: string, limits: CgroupLimits): SandboxCgroup {
     const layout = detectCgroups();
     if (!layout) throw new Error('this host has no usable cgroups (need v2 with memory, cpu and pids, or the v1 memory, cpu, freezer and pids hierarchies)');

@@ -11,11 +11,13 @@ import { join } from 'node:path';
 import { MicrovmDriver } from './microvm.js';
 import type { SandboxDescription, SandboxDriver } from './port.js';
 import { ProcessDriver } from './process.js';
+import { reapLeftovers, type ReapReport } from './reap.js';
 
 export type { Instance, InstanceExit, LinkTarget, LogLine, RestoreOptions, SandboxDescription, SandboxDriver, SandboxLink, SandboxSpec, SandboxVolume } from './port.js';
 export { SandboxStartError, isSandboxStartError } from './port.js';
 export { MicrovmDriver } from './microvm.js';
 export { ProcessDriver } from './process.js';
+export type { ReapReport } from './reap.js';
 
 export type SandboxChoice = 'auto' | 'microvm' | 'process';
 
@@ -56,15 +58,32 @@ export function processSetting(name: string, text: string | undefined, minimum: 
   return value;
 }
 
+/** Each driver's state folder under `SandboxSetup.stateDir`. */
+const DRIVER_FOLDERS = { microvm: 'microvm', process: 'process' } as const;
+
+/**
+ * Gives back what earlier runs of Alto on this state folder left of their sandboxes when they
+ * were killed (reap.ts), for both drivers; instances of a live Alto are left alone. Call it as
+ * Alto starts, before its first sandbox.
+ */
+export async function reapSandboxLeftovers(stateDir: string): Promise<ReapReport> {
+  const total: ReapReport = { reaped: [], live: [], removed: [], failures: [] };
+  for (const folder of Object.values(DRIVER_FOLDERS)) {
+    const report = await reapLeftovers(join(stateDir, folder));
+    for (const key of Object.keys(total) as (keyof ReapReport)[]) total[key].push(...report[key]);
+  }
+  return total;
+}
+
 /** Probes and returns the driver to use, with the reason it was chosen in its description. */
 export async function chooseSandboxDriver(setup: SandboxSetup): Promise<ChosenSandbox> {
   const cacheDir = setup.cacheDir ?? defaultSandboxCacheDir();
   const microvm = () =>
-    new MicrovmDriver({ cacheDir, stateDir: join(setup.stateDir, 'microvm'), accelerator: setup.accelerator, tcgExchangeLimit: tcgExchangeLimit(process.env.ALTO_MICROVM_TCG_EXCHANGES) });
+    new MicrovmDriver({ cacheDir, stateDir: join(setup.stateDir, DRIVER_FOLDERS.microvm), accelerator: setup.accelerator, tcgExchangeLimit: tcgExchangeLimit(process.env.ALTO_MICROVM_TCG_EXCHANGES) });
   const processDriver = () =>
     new ProcessDriver({
       cacheDir,
-      stateDir: join(setup.stateDir, 'process'),
+      stateDir: join(setup.stateDir, DRIVER_FOLDERS.process),
       pidsMax: processSetting('ALTO_SANDBOX_PIDS_MAX', process.env.ALTO_SANDBOX_PIDS_MAX, 16),
       rootDiskMiB: processSetting('ALTO_SANDBOX_ROOT_DISK_MIB', process.env.ALTO_SANDBOX_ROOT_DISK_MIB, 16),
     });

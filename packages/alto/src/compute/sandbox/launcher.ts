@@ -3,7 +3,8 @@
  * Builds `alto-enter` (launcher/alto-enter.c), the launcher the drivers put between Alto and what
  * they start: it closes every descriptor Alto holds or inherited, leaves the operator's terminal
  * (a session of its own) and, for apps, applies no-new-privileges and the default seccomp filter
- * before exec. Node can do none of this in a child before exec, so it is a few lines of C,
+ * before exec, and has what it starts killed when Alto ends (a parent-death signal), so sandboxes
+ * do not outlive an Alto killed with SIGKILL. Node can do none of this in a child before exec, so it is a few lines of C,
  * compiled once with the host's `cc` into the sandbox cache (static, so it runs inside any
  * image), in a folder named by the source's hash so a changed source builds anew.
  */

@@ -90,7 +90,8 @@ import {
 } from './common.js';
 import { PatientConnector } from './connect.js';
 import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
-import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type SandboxNetwork } from './network.js';
+import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, sandboxNetworkNames, type SandboxNetwork } from './network.js';
+import { InstanceRecordFile } from './reap.js';
 import { linkGuestAddress, linkVariables, openLinkRelays, unreachableLink, validateLinks, type LinkRelays, type SavedLink } from './links.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { ensureInitramfs, ensureProbeInitramfs } from './guest-initramfs.js';
@@ -241,6 +242,8 @@ interface MachineLayout {
   volumes: { disk: string; serial: string }[];
   /** Released once QEMU has exited and nothing can write the volumes any more. */
   volumeClaim?: VolumeClaim;
+  /** What the instance holds, for a later run should this one be killed (reap.ts); removed last. */
+  record: InstanceRecordFile;
 }
 
 /**
@@ -272,6 +275,19 @@ function platformForward(layout: MachineLayout): string {
   const target = layout.platformAccess ? `${layout.platformAccess.address} ${layout.platformAccess.port}` : `127.0.0.1 ${layout.platformPort}`;
   // In a -netdev value a comma is written twice.
   return `guestfwd=tcp:${PLATFORM_GUEST_ADDRESS}:80-cmd:${layout.busybox.replaceAll(',', ',,')} nc ${target}`;
+}
+
+/**
+ * Starts QEMU (or nsenter, which execs it) so that it ends when Alto does, even killed with
+ * SIGKILL: through the launcher (alto-enter --parent-death) where it could be built, else through
+ * util-linux `setpriv --pdeathsig KILL`, which also execs; either way the pid is QEMU's.
+ */
+function spawnEndingWithAlto(launcher: string | undefined, command: string, args: string[], stdio: ['ignore', 'ignore' | 'pipe', 'pipe']): ChildProcess {
+  const executable = findCommand(command) ?? command;
+  if (launcher) return spawn(launcher, ['--fds', '3', '--parent-death', String(process.pid), '--', executable, ...args], { stdio });
+  const setpriv = findCommand('setpriv');
+  if (setpriv) return spawn(setpriv, ['--pdeathsig', 'KILL', '--', executable, ...args], { stdio });
+  return spawn(command, args, { stdio });
 }
 
 /** Everything an instance holds on the host's file systems. */
@@ -337,14 +353,12 @@ export class MicrovmDriver implements SandboxDriver {
     ];
     return new Promise((resolve) => {
       // Through the launcher too, so the probe's QEMU holds no descriptor of Alto's either.
-      const child = this.launcher
-        ? spawn(this.launcher, ['--fds', '3', '--', findCommand(this.qemu) ?? this.qemu, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-        : spawn(this.qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawnEndingWithAlto(this.launcher, this.qemu, args, ['ignore', 'pipe', 'pipe']);
       let output = '';
       let stderr = '';
       const timer = setTimeout(() => child.kill('SIGKILL'), PROBE_TIMEOUT_MS);
-      child.stdout.on('data', (chunk) => (output += chunk));
-      child.stderr.on('data', (chunk) => (stderr += chunk));
+      child.stdout!.on('data', (chunk) => (output += chunk));
+      child.stderr!.on('data', (chunk) => (stderr += chunk));
       child.on('close', () => {
         clearTimeout(timer);
         if (output.includes('alto-probe-ok')) resolve({ ok: true, reason: '' });
@@ -376,6 +390,7 @@ export class MicrovmDriver implements SandboxDriver {
       await this.prepare(layout, baseDisk, spec, argv, user);
     } catch (error) {
       removeLayout(layout);
+      layout.record.remove();
       volumeClaim.release();
       throw error;
     }
@@ -451,6 +466,7 @@ export class MicrovmDriver implements SandboxDriver {
     } catch (error) {
       await memoryCopied?.catch(() => undefined);
       removeLayout(layout);
+      layout.record.remove();
       throw error;
     }
     if (!manifest.memoryInState && !memoryCopied) {
@@ -471,13 +487,23 @@ export class MicrovmDriver implements SandboxDriver {
   private layout(accelerator: Accelerator, memoryMiB: number, cpus: number, guestPort: number, name: string | undefined, outbound: boolean): MachineLayout {
     const id = randomBytes(6).toString('hex');
     const dir = join(this.options.stateDir, id);
-    mkdirSync(dir, { recursive: true });
     // Unix socket paths must stay under 108 bytes, whatever the state folder's length.
     const socketDir = join(tmpdir(), `alto-vm-${id}`);
-    mkdirSync(socketDir, { mode: 0o700 });
     const shm = existsSync('/dev/shm') ? join('/dev/shm', `alto-vm-${id}`) : dir;
+    mkdirSync(this.options.stateDir, { recursive: true });
+    // Named before any of it is made, so the next run finds all of it should this one be killed (reap.ts).
+    const record = InstanceRecordFile.create(this.options.stateDir, {
+      driver: 'microvm',
+      id,
+      dirs: [...new Set([dir, socketDir, shm])],
+      cgroups: [],
+      network: outbound ? sandboxNetworkNames(id) : undefined,
+    });
+    mkdirSync(dir, { recursive: true });
+    mkdirSync(socketDir, { mode: 0o700 });
     mkdirSync(shm, { recursive: true, mode: 0o700 });
     return {
+      record,
       id,
       dir,
       socketDir,
@@ -686,12 +712,11 @@ export class MicrovmInstance extends InstanceBase {
       ? [findCommand('nsenter')!, [`--net=${this.layout.network.namespacePath}`, '--', this.qemu, ...qemuArgs]]
       : [this.qemu, qemuArgs];
     // Through the launcher, which closes every descriptor but stdio before exec (Alto's own and
-    // any it inherited) and then execs, so the pid stays QEMU's.
-    const executable = findCommand(command) ?? command;
-    const child = this.launcher
-      ? spawn(this.launcher, ['--fds', '3', '--', executable, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
-      : spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // any it inherited), has QEMU killed when Alto ends however it ends, and then execs, so the
+    // pid stays QEMU's.
+    const child = spawnEndingWithAlto(this.launcher, command, args, ['ignore', 'ignore', 'pipe']);
     this.child = child;
+    this.layout.record.addProcess(child.pid);
     child.stderr!.on('data', (chunk) => (this.qemuStderr = (this.qemuStderr + chunk).slice(-4_000)));
     child.on('exit', () => void this.onQemuExit());
     const timer = setTimeout(() => {
@@ -748,6 +773,7 @@ export class MicrovmInstance extends InstanceBase {
     await this.layout.linkRelays?.close();
     if (this.layout.network) await destroySandboxNetwork(this.layout.network);
     this.layout.volumeClaim?.release();
+    this.layout.record.remove();
   }
 
   /** Resolves when the migration in progress (either direction) has completed. */

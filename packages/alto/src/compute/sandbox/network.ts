@@ -32,6 +32,8 @@ const IP_FORWARD_SAVED = '/run/alto-sandbox/ip_forward.saved';
 const OUTBOUND_MARK = ' outbound';
 const SUBNET_SLOTS = 16_384;
 const TABLE = 'alto_sandbox';
+/** How long a reaped namespace's veth may take to go with it. */
+const INTERFACE_GONE_WAIT_MS = 5_000;
 export const FIREWALL_TABLE = TABLE;
 
 /** Instances' ways to the host: their gateway's edge port and link relays (platform-access.ts adds and removes elements). */
@@ -174,13 +176,16 @@ export function ensureFirewall(): Promise<boolean> {
   return firewall;
 }
 
+/** What an instance's network is named by, known from its id before anything is made (reap.ts records it first). */
+export function sandboxNetworkNames(id: string): { namespace: string; hostInterface: string } {
+  return { namespace: `alto-${id}`, hostInterface: `altoh${id.slice(0, 8)}` };
+}
+
 export async function createSandboxNetwork(id: string, outbound: boolean): Promise<SandboxNetwork> {
   const hasFirewall = await ensureFirewall();
   if (outbound && !hasFirewall) throw new Error('outbound access needs nftables (apt-get install nftables)');
-  const short = id.slice(0, 8);
-  const namespace = `alto-${id}`;
-  const hostInterface = `altoh${short}`;
-  const sandboxInterface = `altoc${short}`;
+  const { namespace, hostInterface } = sandboxNetworkNames(id);
+  const sandboxInterface = `altoc${id.slice(0, 8)}`;
   // The lease says whether the instance needs forwarding, before forwarding is turned on.
   const { slot, lease } = leaseSlot(outbound ? `${namespace}${OUTBOUND_MARK}` : namespace);
   const addresses = slotAddresses(slot);
@@ -235,3 +240,68 @@ export async function destroySandboxNetwork(network: SandboxNetwork): Promise<vo
   if (network.outbound) restoreForwarding();
 }
 
+
+/** The nftables elements naming `hostInterface` in the table's sets (`outbound`, and `platform`: interface . address . port). */
+async function firewallElementsOf(hostInterface: string): Promise<{ set: string; element: string }[]> {
+  const found: { set: string; element: string }[] = [];
+  for (const set of ['outbound', 'platform']) {
+    const listed = await run('nft', ['-j', 'list', 'set', 'inet', TABLE, set]).catch(() => undefined);
+    if (!listed) continue;
+    const entries = (JSON.parse(listed.stdout) as { nftables: { set?: { elem?: unknown[] } }[] }).nftables.flatMap((entry) => entry.set?.elem ?? []);
+    for (const entry of entries) {
+      if (entry === hostInterface) found.push({ set, element: `"${hostInterface}"` });
+      const parts = (entry as { concat?: unknown[] }).concat;
+      if (parts?.[0] === hostInterface && parts.length === 3) found.push({ set, element: `"${hostInterface}" . ${String(parts[1])} . ${String(parts[2])}` });
+    }
+  }
+  return found;
+}
+
+/**
+ * Gives back the network of an instance whose Alto ended without doing it (reap.ts has proved
+ * that Alto gone): its firewall elements, its namespace (the veth pair goes with it), the host's
+ * end should it be left alone, and its subnet's lease while the lease still names this namespace
+ * (another Alto may have taken the slot since, its owner being gone). Returns what was there to remove.
+ */
+export async function reapSandboxNetwork(names: { namespace: string; hostInterface: string }): Promise<string[]> {
+  const removed: string[] = [];
+  for (const { set, element } of await firewallElementsOf(names.hostInterface)) {
+    await run('nft', ['delete', 'element', 'inet', TABLE, set, `{ ${element} }`]);
+    removed.push(`nftables element ${element} of set ${set}`);
+  }
+  const hostInterface = join('/sys/class/net', names.hostInterface);
+  if (existsSync(join('/run/netns', names.namespace))) {
+    await run('ip', ['netns', 'del', names.namespace]);
+    removed.push(`network namespace ${names.namespace}`);
+    // The kernel tears the namespace down, and the veth pair with it, a moment later.
+    const deadline = Date.now() + INTERFACE_GONE_WAIT_MS;
+    while (existsSync(hostInterface) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  if (existsSync(hostInterface)) {
+    await run('ip', ['link', 'del', names.hostInterface]).catch((error: Error) => {
+      if (existsSync(hostInterface)) throw error; // else gone meanwhile
+    });
+    removed.push(`interface ${names.hostInterface}`);
+  }
+  let leases: string[] = [];
+  try {
+    leases = readdirSync(LEASE_DIR);
+  } catch {
+    // No lease was ever taken on this host.
+  }
+  for (const name of leases) {
+    const path = join(LEASE_DIR, name);
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch {
+      continue; // taken back meanwhile by another Alto, its process being gone
+    }
+    const owner = text.slice(text.indexOf(' ') + 1);
+    if (owner !== names.namespace && owner !== `${names.namespace}${OUTBOUND_MARK}`) continue;
+    rmSync(path, { force: true });
+    removed.push(`subnet lease ${name}`);
+  }
+  restoreForwarding();
+  return removed;
+}

@@ -15,6 +15,10 @@
  *   terminal (a session of its own) and closes every descriptor but the four pipes, whatever
  *   Alto inherited; the supervisor starts under no-new-privileges and the default seccomp
  *   filter (no mounts, new namespaces, bpf, io_uring, keyrings, ptrace...).
+ * - Ending with Alto: the launcher gives unshare a parent-death SIGKILL and the supervisor gets one
+ *   when unshare ends, so a sandbox ends with its Alto however Alto ends (SIGKILL included); what
+ *   it held on the host (cgroups, network, folders) is named in its record first and given back
+ *   by the next run on the data folder (reap.ts).
  * - Devices: only null, zero, full, random and urandom (no tty: nothing reaches a terminal).
  * - Disk: the writable layer of the root filesystem is a sparse ext4 image of its own
  *   (`rootDiskMiB`) and each volume one of the volume's size (volumes.ts), loop-mounted inside
@@ -63,7 +67,8 @@ import { SandboxCgroup, detectCgroups } from './cgroups.js';
 import { InstanceBase, LineSplitter, findCommand, hasCommand, parseControlLine, resolveUser, run, shellQuote, validateSpec } from './common.js';
 import { ID_COUNT, IdRanges } from './id-ranges.js';
 import { LAUNCHER_NAME, ensureLauncher } from './launcher.js';
-import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, type SandboxNetwork } from './network.js';
+import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, sandboxNetworkNames, type SandboxNetwork } from './network.js';
+import { InstanceRecordFile } from './reap.js';
 import { linkVariables, openLinkRelays, validateLinks, type LinkRelays } from './links.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
@@ -206,10 +211,25 @@ export class ProcessDriver implements SandboxDriver {
     const id = randomBytes(6).toString('hex');
     const volumes = spec.volumes ?? [];
     const claim = claimVolumes(volumes);
+    const folders = { stateDir: join(this.options.stateDir, id), runDir: join(RUN_DIR, id) };
+    const cgroupName = `${spec.name ?? 'app'}-${id}`.replace(/[^A-Za-z0-9-]/g, '-');
+    mkdirSync(this.options.stateDir, { recursive: true });
+    // Named before any of it is made, so the next run finds all of it should this one be killed (reap.ts).
+    const record = InstanceRecordFile.create(this.options.stateDir, {
+      driver: 'process',
+      id,
+      dirs: [folders.stateDir, folders.runDir],
+      cgroups: SandboxCgroup.plannedDirs(cgroupName),
+      network: sandboxNetworkNames(id),
+    });
     try {
-      return await this.startClaimed(spec, argv, user, pidsMax, id, volumes, claim);
+      return await this.startClaimed(spec, argv, user, pidsMax, id, volumes, claim, { ...folders, cgroupName, record });
     } catch (error) {
+      // What a failed start made (an instance that began has given back the rest as it ended).
       claim.release();
+      rmSync(folders.runDir, { recursive: true, force: true });
+      rmSync(folders.stateDir, { recursive: true, force: true });
+      record.remove();
       throw error;
     }
   }
@@ -222,6 +242,7 @@ export class ProcessDriver implements SandboxDriver {
     id: string,
     volumes: SandboxVolume[],
     claim: VolumeClaim,
+    { stateDir, runDir, cgroupName, record }: { stateDir: string; runDir: string; cgroupName: string; record: InstanceRecordFile },
   ): Promise<ProcessInstance> {
     const idBase = this.idRanges.baseOf(spec.tenant);
     // The app's user as the host sees it: the top of each volume is theirs to write.
@@ -232,8 +253,6 @@ export class ProcessDriver implements SandboxDriver {
     // A volume's disk may still be mounted by the instance before this one, for a moment after it ended.
     await waitUntilDetached(volumeImages);
     const lower = await ensureShiftedRoot(this.options.cacheDir, spec.rootfs, idBase);
-    const stateDir = join(this.options.stateDir, id);
-    const runDir = join(RUN_DIR, id);
     const root = join(runDir, 'root');
     mkdirSync(stateDir, { recursive: true });
     const rootDisk = join(stateDir, 'root.ext4');
@@ -245,7 +264,7 @@ export class ProcessDriver implements SandboxDriver {
     // The names the overlay is mounted by, so the app's mount table shows `lowerdir=t:l` and no host path.
     symlinkSync(this.toolsLayer!, join(runDir, 't'));
     symlinkSync(lower, join(runDir, 'l'));
-    const cgroup = SandboxCgroup.create(`${spec.name ?? 'app'}-${id}`.replace(/[^A-Za-z0-9-]/g, '-'), {
+    const cgroup = SandboxCgroup.create(cgroupName, {
       memoryBytes: spec.memoryMiB * 1024 * 1024,
       cpus: spec.cpus,
       pidsMax,
@@ -298,7 +317,7 @@ export class ProcessDriver implements SandboxDriver {
       },
       args: volumes.flatMap((volume, index) => [volumeImages[index], volume.path]),
     };
-    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, platform, links, port: spec.port, idBase, volumes: claim, volumeImages });
+    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, platform, links, port: spec.port, idBase, volumes: claim, volumeImages, record });
     this.instances.add(instance);
     void instance.exited.then(() => this.instances.delete(instance));
     // From here the instance releases the volumes when it ends, whether or not it became ready.
@@ -337,6 +356,8 @@ interface ProcessResources {
   volumes: VolumeClaim;
   /** The volumes' disk images, released with the claim once no loop device holds them. */
   volumeImages: string[];
+  /** What the instance holds, for a later run should this one be killed (reap.ts); removed last. */
+  record: InstanceRecordFile;
 }
 
 export class ProcessInstance extends InstanceBase {
@@ -365,9 +386,11 @@ export class ProcessInstance extends InstanceBase {
       busybox, 'sh', stage1.script, ...stage1.args,
     ];
     // Joining the cgroups first means nothing the sandbox ever runs escapes its limits. The
-    // launcher first leaves Alto's terminal and closes every descriptor but the four pipes.
+    // launcher first leaves Alto's terminal and closes every descriptor but the four pipes, and
+    // has unshare killed when Alto ends, however it ends: its PID namespace goes with it (the
+    // sandbox's PID 1 is killed when unshare ends, guest/process-stage1.sh).
     const command = [busybox, 'sh', '-c', `${joinCgroups}; exec ${enter.map(shellQuote).join(' ')}`];
-    const child = spawn(launcher, ['--fds', '4', '--session', '--', ...command], {
+    const child = spawn(launcher, ['--fds', '4', '--session', '--parent-death', String(process.pid), '--', ...command], {
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
       env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', ...stage1.env },
     });
@@ -457,6 +480,7 @@ export class ProcessInstance extends InstanceBase {
     this.resources.volumes.release();
     rmSync(this.resources.runDir, { recursive: true, force: true });
     rmSync(this.resources.stateDir, { recursive: true, force: true });
+    this.resources.record.remove();
     const exitCode = this.reportedExitCode ?? null;
     let reason: string;
     if (this.stopRequested === 'killed') reason = 'killed after grace period';

@@ -4,7 +4,10 @@
 # the tools layer with /.alto), /dev and /proc, copies the supervisor in, pivot_roots into the
 # root and detaches the host's tree, then drops to the sandbox's id range and enters a new user
 # namespace, whose id maps the host writes while the last stage waits on stdin (`alto:userns`,
-# then `go`), and execs the supervisor through alto-enter.
+# then `go`), and execs the supervisor through alto-enter. The parent-death signal unshare
+# --kill-child gave this PID 1 is cleared by the changes of credentials on the way (setpriv, the
+# new user namespace), so alto-enter sets it again last: when unshare ends (it ends with Alto),
+# the supervisor gets SIGKILL and the PID namespace ends with it.
 #
 # Run as `busybox sh process-stage1.sh [<volume image> <volume path>]...` with in its
 # environment (removed from it before the sandbox's first exec):
@@ -73,4 +76,4 @@ $B pivot_root . .alto/old
 B=/.alto/bin/busybox
 cd /
 $B umount -l /.alto/old
-exec /.alto/bin/ld.so --library-path /.alto/bin/lib /.alto/bin/setpriv --reuid="$id_base" --regid="$id_base" --clear-groups -- /.alto/bin/busybox unshare --user -- /.alto/bin/busybox sh -c 'echo alto:userns >&3; read -r go; exec /.alto/bin/alto-enter --fds 4 --sandbox -- /.alto/bin/busybox sh /.alto/run/supervisor.sh'
+exec /.alto/bin/ld.so --library-path /.alto/bin/lib /.alto/bin/setpriv --reuid="$id_base" --regid="$id_base" --clear-groups -- /.alto/bin/busybox unshare --user -- /.alto/bin/busybox sh -c 'echo alto:userns >&3; read -r go; exec /.alto/bin/alto-enter --fds 4 --sandbox --parent-death-fd 3 -- /.alto/bin/busybox sh /.alto/run/supervisor.sh'

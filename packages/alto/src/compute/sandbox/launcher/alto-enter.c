@@ -3,7 +3,8 @@
  * the steps Node cannot take in a child before exec. Compiled on first use with the host's `cc`
  * (compute/sandbox/launcher.ts), static, so it also runs inside a sandbox whatever its image.
  *
- *   alto-enter [--fds N] [--session] [--sandbox] -- /absolute/program [arg...]
+ *   alto-enter [--fds N] [--session] [--sandbox] [--parent-death PID | --parent-death-fd N] --
+ *              /absolute/program [arg...]
  *
  *   --fds N     keep descriptors 0..N-1 and close every other one (close_range), whatever the
  *               process inherited: Node's children get every descriptor Alto was started with
@@ -14,6 +15,17 @@
  *   --sandbox   what an app runs under: no new privileges (PR_SET_NO_NEW_PRIVS), no core dumps
  *               (hard limit 0, which root of a user namespace cannot raise), and the default
  *               seccomp filter below.
+ *   --parent-death PID
+ *               SIGKILL when the parent ends (PR_SET_PDEATHSIG), so what Alto starts ends with it,
+ *               even when Alto is killed with SIGKILL: set last, after every change of
+ *               credentials (which clears it), and kept across the execs that follow (none is
+ *               set-uid or has file capabilities). Ends at once when the parent has ended
+ *               already, which the parent's pid no longer being PID shows. The signal is sent
+ *               when the parent *thread* ends: Node starts children from its main thread.
+ *   --parent-death-fd N
+ *               the same for the first process of a PID namespace, whose parent is outside it
+ *               (getppid() answers 0): Alto having ended already shows in descriptor N, a pipe
+ *               or socket whose other end only Alto holds, having hung up.
  *
  * The seccomp filter is the usual container-runtime profile, as a deny list: calls that reach
  * kernel surface a sandboxed app has no use for answer EPERM (mounts and the new mount API,
@@ -30,6 +42,8 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
 #include <sched.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -232,13 +246,27 @@ static void harden(void) {
   install_seccomp();
 }
 
+/* SIGKILL when the parent ends; ends now if it has ended already (see --parent-death above). */
+static void die_with_parent(long parent, int hangup_fd) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) {
+    fprintf(stderr, "alto-enter: cannot set the parent-death signal: %s\n", strerror(errno));
+    exit(127);
+  }
+  if (parent > 0 && getppid() != parent) _exit(127);
+  if (hangup_fd >= 0) {
+    struct pollfd watched = { .fd = hangup_fd, .events = 0 };
+    if (poll(&watched, 1, 0) > 0 && (watched.revents & (POLLHUP | POLLERR | POLLNVAL))) _exit(127);
+  }
+}
+
 static void usage(void) {
-  fputs("usage: alto-enter [--fds N] [--session] [--sandbox] -- /absolute/program [arg...]\n", stderr);
+  fputs("usage: alto-enter [--fds N] [--session] [--sandbox] [--parent-death PID | --parent-death-fd N] -- /absolute/program [arg...]\n", stderr);
   exit(127);
 }
 
 int main(int argc, char **argv) {
-  int keep = -1, session = 0, sandbox = 0, i = 1;
+  int keep = -1, session = 0, sandbox = 0, parent_death = 0, hangup_fd = -1, i = 1;
+  long parent = 0;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     if (strcmp(argv[i], "--fds") == 0 && i + 1 < argc) {
       char *end;
@@ -247,6 +275,18 @@ int main(int argc, char **argv) {
       keep = (int)value;
     } else if (strcmp(argv[i], "--session") == 0) session = 1;
     else if (strcmp(argv[i], "--sandbox") == 0) sandbox = 1;
+    else if (strcmp(argv[i], "--parent-death") == 0 && i + 1 < argc) {
+      char *end;
+      parent = strtol(argv[++i], &end, 10);
+      if (*end || parent < 1) usage();
+      parent_death = 1;
+    } else if (strcmp(argv[i], "--parent-death-fd") == 0 && i + 1 < argc) {
+      char *end;
+      long value = strtol(argv[++i], &end, 10);
+      if (*end || value < 0 || value > 64) usage();
+      hangup_fd = (int)value;
+      parent_death = 1;
+    }
     else usage();
   }
   if (i + 1 >= argc || argv[i + 1][0] != '/') usage();
@@ -254,6 +294,7 @@ int main(int argc, char **argv) {
   if (keep >= 0) close_from(keep);
   if (session) leave_terminal();
   if (sandbox) harden();
+  if (parent_death) die_with_parent(parent, hangup_fd);
   execv(command[0], command);
   fprintf(stderr, "alto-enter: cannot run %s: %s\n", command[0], strerror(errno));
   return 127;
