@@ -3,10 +3,11 @@
  * The port the edge uses to reach apps: resolve the host's app (`<app>.<project>.<domain>`)
  * among this node's apps in memory (records.ts; a request reads no database unless it names an
  * app this node does not run), acquire a ready instance of the serving version from the app's
- * runtime in one call (runtime.ts: one with room at once, counted on its meter; else, once the
- * project is within compute_gb_seconds, one woken or started while the request waits in the
- * app's bounded queue), and hold it until `release()`, so an update drains the old version
- * before stopping it. The request visits each file once: here, the runtime, its meter. Blocks
+ * runtime in one call (runtime.ts: one with room at once, its exchange counted by the slot that
+ * takes it; else, once the project is within compute_gb_seconds (metering.ts), one woken or
+ * started while the request waits in the app's bounded queue), and hold it until `release()`, so
+ * an update drains the old version before stopping it. The request visits each file once: here,
+ * the runtime, the meter when it must wait, the slot. Blocks
  * reach their project's apps the same way (platform/app-gateway.ts), and so do links between apps.
  */
 import type { Socket } from 'node:net';

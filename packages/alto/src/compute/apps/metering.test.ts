@@ -38,9 +38,10 @@ afterEach(() => {
 test('running time and requests are reported each slice and at the end; suspended time is not', () => {
   const usage: ComputeUsage[] = [];
   const meter = meterOf({ recordCompute: (record) => usage.push(record), usageSliceMs: 60_000 });
-  meter.started('i1', { projectId: 'p1', app: 'web', memoryMiB: 256 });
-  meter.countRequest('i1');
-  meter.countRequest('i1');
+  const slot = { exchanges: 3 };
+  meter.started('i1', { projectId: 'p1', app: 'web', memoryMiB: 256, counter: slot });
+  // The slot counts the exchanges it takes; the meter reports those since the instance started.
+  slot.exchanges += 2;
   mock.timers.tick(60_000);
   assert.deepEqual(
     usage.map(({ instance, runningMs, memoryMiB, requests }) => ({ instance, runningMs, memoryMiB, requests })),
@@ -77,7 +78,7 @@ test('compute_gb_seconds counts stored time and running meters; past it, calls a
     suspendProject: (projectId) => suspended.push(projectId),
   });
   await meter.assertComputeTime('p1', 'demo');
-  meter.started('i1', { projectId: 'p1', app: 'web', memoryMiB: 1024 });
+  meter.started('i1', { projectId: 'p1', app: 'web', memoryMiB: 1024, counter: { exchanges: 0 } });
   mock.timers.tick(1_000);
   assert.equal(await meter.computeGbSecondsUsed('p1'), 9);
   mock.timers.tick(1_000);

@@ -45,12 +45,19 @@ export interface ComputeMeteringOptions {
   suspendProject(projectId: string): void;
 }
 
+/** Where an instance's exchanges are counted: its slot, which counts each one it takes. */
+export interface ExchangeCounter {
+  readonly exchanges: number;
+}
+
 interface UsageMeter {
   projectId: string;
   app: string;
   memoryMiB: number;
   since: number;
-  requests: number;
+  counter: ExchangeCounter;
+  /** The counter's value at the last report. */
+  counted: number;
   /** Suspended: the meter stands still (suspended time is free). */
   paused: boolean;
 }
@@ -72,15 +79,13 @@ export class ComputeMeter {
 
   // ---- meters --------------------------------------------------------------------------------
 
-  /** An instance became ready: its meter runs from now. */
-  started(instanceId: string, of: { projectId: string; app: string; memoryMiB: number }): void {
-    this.usage.set(instanceId, { ...of, since: Date.now(), requests: 0, paused: false });
-  }
-
-  /** One exchange (request or connection) reached the instance. */
-  countRequest(instanceId: string): void {
-    const meter = this.usage.get(instanceId);
-    if (meter) meter.requests += 1;
+  /**
+   * An instance became ready: its meter runs from now. Its exchanges (requests and connections)
+   * are counted where they are taken, on `counter` (its slot), and read here at each report, so
+   * a request never visits the meter on its way to an instance.
+   */
+  started(instanceId: string, of: { projectId: string; app: string; memoryMiB: number; counter: ExchangeCounter }): void {
+    this.usage.set(instanceId, { ...of, since: Date.now(), counted: of.counter.exchanges, paused: false });
   }
 
   /** The instance was suspended: what ran until now is billed; the meter then stands still. */
@@ -120,11 +125,13 @@ export class ComputeMeter {
     if (!meter) return;
     const now = Date.now();
     const runningMs = meter.paused ? 0 : now - meter.since;
-    if (runningMs > 0 || meter.requests > 0) {
-      this.options.recordCompute?.({ projectId: meter.projectId, app: meter.app, instance: instanceId, runningMs, memoryMiB: meter.memoryMiB, requests: meter.requests, at: now });
+    const exchanges = meter.counter.exchanges;
+    const requests = exchanges - meter.counted;
+    if (runningMs > 0 || requests > 0) {
+      this.options.recordCompute?.({ projectId: meter.projectId, app: meter.app, instance: instanceId, runningMs, memoryMiB: meter.memoryMiB, requests, at: now });
     }
     meter.since = now;
-    meter.requests = 0;
+    meter.counted = exchanges;
     if (final) this.usage.delete(instanceId);
   }
 

@@ -137,8 +137,8 @@ export interface RuntimeScheduler extends SlotListener<AppVersion> {
   scaleOut(runtime: AppRuntime): boolean;
 }
 
-/** What meters a request's instance: the project's compute time before the request may wait for one, and the exchange on the one it gets. */
-export type ExchangeMeter = Pick<ComputeMeter, 'assertComputeTime' | 'countRequest'>;
+/** What a request that must wait for an instance asks first: whether the project has compute time left. (Its exchange is counted by the slot that takes it.) */
+export type ExchangeMeter = Pick<ComputeMeter, 'assertComputeTime'>;
 
 /** An app's live state: the version serving traffic, one being rolled out, and their logs. */
 export class AppRuntime {
@@ -312,15 +312,14 @@ export class AppRuntime {
   }
 
   /**
-   * A running instance with room for one more exchange, claimed for it (`acquire`d) in the same
-   * turn it was picked, so callers woken together do not all see the room one release made, and
-   * the exchange counted on its instance's meter.
+   * A running instance with room for one more exchange, claimed for it (`acquire`d, which counts
+   * the exchange for the meter) in the same turn it was picked, so callers woken together do not
+   * all see the room one release made.
    */
   claimSlot(): VersionSlot | undefined {
     const slot = this.pickSlot(this.app.settings.concurrency);
     if (!slot) return undefined;
     slot.acquire();
-    if (slot.instance) this.meter.countRequest(slot.instance.id);
     return slot;
   }
 

@@ -112,7 +112,7 @@ export class AppScheduler implements RuntimeScheduler {
       driver: instance.driver,
       startedAt: Date.now(),
     });
-    this.options.meter.started(instance.id, { projectId: runtime.app.projectId, app: runtime.app.name, memoryMiB: version.spec.memoryMiB });
+    this.options.meter.started(instance.id, { projectId: runtime.app.projectId, app: runtime.app.name, memoryMiB: version.spec.memoryMiB, counter: slot });
     // Scale to zero: a new instance nobody waits for is suspended as soon as it is ready.
     const index = version.slots.indexOf(slot);
     if (index >= 0 && this.sleepsWhenIdleAt(runtime.app, index) && runtime.waiting === 0 && slot.inFlight === 0) void this.suspendSlot(runtime, slot, () => true);

@@ -82,6 +82,8 @@ export class InstanceSlot<Host extends SlotHost = SlotHost> {
   restarts = 0;
   /** Requests or connections in flight on the current instance. */
   inFlight = 0;
+  /** Exchanges taken since the slot was made, whatever its instance; the compute meter reads it (metering.ts). */
+  exchanges = 0;
   /** When the last exchange began or ended (the idle clock). */
   lastActivity = Date.now();
   /** When the slot entered its current state. */
@@ -351,6 +353,7 @@ export class InstanceSlot<Host extends SlotHost = SlotHost> {
 
   acquire(): void {
     this.inFlight += 1;
+    this.exchanges += 1;
     this.served = true;
     this.lastActivity = Date.now();
   }
