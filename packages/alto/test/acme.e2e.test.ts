@@ -15,7 +15,7 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { startProcess, temporaryDataDir, waitForAsync, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
-import { privateSandboxCache } from './apps-fixture.js';
+import { getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { freePort, startPebble, type Pebble } from './acme-fixture.js';
 import { echoImage, http2Request, servedCertificate, testAuthority, type TestAuthority } from './tls-fixture.js';
 
@@ -93,6 +93,13 @@ describe('ACME over HTTP-01: the console domain, renewal, status and metrics', (
     const metrics = await fetch(`${alto.url}/metrics`, { headers: { authorization: `Bearer ${alto.adminKey}` } }).then((response) => response.text());
     assert.match(metrics, new RegExp(`alto_tls_certificate_expiry_seconds\\{host="${CONSOLE_DOMAIN}"\\} \\d+`));
     assert.match(metrics, new RegExp(`alto_tls_certificate_failures\\{host="${CONSOLE_DOMAIN}"\\} 0`));
+    // Once it has its certificate, plain HTTP to the domain is sent to HTTPS; challenges are not.
+    const plainPort = Number(new URL(alto.url).port);
+    const redirected = await getThroughEdge(plainPort, CONSOLE_DOMAIN, '/v1/openapi.json');
+    assert.equal(redirected.status, 308);
+    assert.equal(redirected.headers.location, `https://${CONSOLE_DOMAIN}:${httpsPort}/v1/openapi.json`);
+    assert.equal((await getThroughEdge(plainPort, CONSOLE_DOMAIN, '/.well-known/acme-challenge/no-such-token')).status, 404);
+    assert.equal(live.headers['strict-transport-security'], 'max-age=31536000');
   });
 
   test('the certificate is renewed at two thirds of its life and the new one served', async () => {

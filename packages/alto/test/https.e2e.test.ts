@@ -3,8 +3,9 @@
  * --tls-cert --tls-key --sandbox process` serves the API, the console's routes and an app over
  * TLS, with HTTP/2 chosen by ALPN and HTTP/1.1 still offered, verified against the test's own
  * root; a request to an app over HTTP/2 reaches it as HTTP/1.1 with its body and
- * `X-Forwarded-Proto: https` (plain HTTP still says http); a websocket works over TLS; new
- * certificate files are served without a restart; flags that do not go together are refused.
+ * `X-Forwarded-Proto: https` and HSTS; plain HTTP to a name the certificate covers is redirected
+ * (but for ACME challenges and health checks); a websocket works over TLS; new certificate files
+ * are served without a restart; flags that do not go together are refused.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -81,7 +82,7 @@ describe('https with a certificate the operator brings', () => {
     assert.equal(JSON.parse(status.body).apps_domain, APPS_DOMAIN);
   });
 
-  test('an app is served over HTTP/2 and HTTP/1.1 with X-Forwarded-Proto: https; plain HTTP says http', async () => {
+  test('an app is served over HTTP/2 and HTTP/1.1 with X-Forwarded-Proto: https and HSTS', async () => {
     const page = await http2Request({ port: httpsPort, host: APP_HOST, path: '/', ca: authority.root });
     assert.equal(page.protocol, 'h2');
     assert.equal(page.status, 200, page.body);
@@ -96,9 +97,27 @@ describe('https with a certificate the operator brings', () => {
     const overH1 = await https1Request({ port: httpsPort, host: APP_HOST, path: '/cgi-bin/echo', headers: { 'x-forwarded-proto': 'http' }, ca: authority.root });
     assert.equal(overH1.protocol, 'http/1.1');
     assert.match(overH1.body, /^proto=https$/m);
-    const plain = await getThroughEdge(Number(new URL(alto.url).port), APP_HOST, '/cgi-bin/echo');
-    assert.equal(plain.status, 200, plain.body);
-    assert.match(plain.body, /^proto=http$/m);
+    assert.equal(page.headers['strict-transport-security'], 'max-age=31536000');
+    assert.equal(overH1.headers['strict-transport-security'], 'max-age=31536000');
+  });
+
+  test('plain HTTP to a host with a certificate is redirected to HTTPS, but for ACME challenges and health checks', async () => {
+    const plainPort = Number(new URL(alto.url).port);
+    const app = await getThroughEdge(plainPort, APP_HOST, '/cgi-bin/echo?x=1');
+    assert.equal(app.status, 308);
+    assert.equal(app.headers.location, `https://${APP_HOST}:${httpsPort}/cgi-bin/echo?x=1`);
+    const console = await getThroughEdge(plainPort, `localhost:${plainPort}`, '/');
+    assert.equal(console.status, 308);
+    assert.equal(console.headers.location, `https://localhost:${httpsPort}/`);
+    for (const path of ['/livez', '/readyz']) assert.equal((await getThroughEdge(plainPort, 'localhost', path)).status, 200, path);
+    const challenge = await getThroughEdge(plainPort, 'localhost', '/.well-known/acme-challenge/unknown-token');
+    assert.equal(challenge.status, 404);
+    // A name no certificate covers stays on plain HTTP.
+    assert.equal((await getThroughEdge(plainPort, '127.0.0.1', '/livez')).status, 200);
+    assert.equal((await getThroughEdge(plainPort, '127.0.0.1', '/')).status, 200);
+    // The API over HTTPS carries HSTS.
+    const live = await http2Request({ port: httpsPort, host: 'localhost', path: '/livez', ca: authority.root });
+    assert.equal(live.headers['strict-transport-security'], 'max-age=31536000');
   });
 
   test('a websocket works over TLS', async () => {

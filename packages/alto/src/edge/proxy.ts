@@ -20,6 +20,7 @@ import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manag
 import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
 import { requestIdOf } from './http.js';
 import { VIA_HEADER } from './h1.js';
+import { HSTS_VALUE, isTlsRequest } from './tls.js';
 
 // The port between the edge and compute: compute's app manager resolves an app to an instance.
 export type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
@@ -205,7 +206,10 @@ export class AppProxy {
         if (response.destroyed) abortRequest(new Error('the client went away'));
       },
       onHeaders: (statusCode, rawHeaders, resume, statusText) => {
-        response.writeHead(statusCode, statusText, endToEndRawHeaders(rawHeaders));
+        const headers = endToEndRawHeaders(rawHeaders);
+        // Over HTTPS the browser is told to keep to it, unless the app says otherwise itself.
+        if (isTlsRequest(request) && !headers.some((name, index) => index % 2 === 0 && name.toLowerCase() === 'strict-transport-security')) headers.push('strict-transport-security', HSTS_VALUE);
+        response.writeHead(statusCode, statusText, headers);
         // Server-sent events and other bodies of unknown length must reach the client as they come.
         if (!response.hasHeader('content-length')) response.flushHeaders();
         response.on('drain', resume);

@@ -33,7 +33,7 @@ import { AppProxy, TcpForwarder } from './proxy.js';
 import { ConnectionForwarder } from './forward.js';
 import { ApiLane } from './lane.js';
 import { CertificateBook } from './certificates.js';
-import { TlsListener } from './tls.js';
+import { HSTS_VALUE, TlsListener } from './tls.js';
 import { AcmeCertificates, ACME_CHALLENGE_PREFIX, type ChallengeKind } from './acme.js';
 import { allServices } from './registry.js';
 
@@ -208,13 +208,27 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
       // Node checks the headers timeout this often: a fraction of it, so it holds within a quarter.
       connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(headersTimeoutMs / 4))),
     },
-    handleRequest,
+    options.httpsPort === undefined ? handleRequest : handlePlainRequest,
   );
+  /** On the plain port with HTTPS on: a host with a certificate is sent to HTTPS, but for ACME challenges and health checks. */
+  function handlePlainRequest(request: IncomingMessage, response: ServerResponse): void {
+    const url = request.url ?? '/';
+    const host = hostnameOf(request.headers.host ?? '');
+    if (host === '' || url.startsWith(ACME_CHALLENGE_PREFIX) || url === '/livez' || url === '/readyz' || !certificates.has(host)) return handleRequest(request, response);
+    const location = `https://${host}${httpsPort === 443 ? '' : `:${httpsPort}`}${url.startsWith('/') ? url : '/'}`;
+    response.writeHead(308, { location, 'content-length': 0 });
+    response.end();
+  }
+  /** Over HTTPS: browsers are told to keep to it (apps' answers get the header from the proxy, edge/proxy.ts). */
+  function handleTlsRequest(request: IncomingMessage, response: ServerResponse): void {
+    if (!appProxy.addressOf(request.headers.host)) response.setHeader('strict-transport-security', HSTS_VALUE);
+    handleRequest(request, response);
+  }
   // Connections whose requests name apps are forwarded at the connection level; Node's HTTP
   // server gets every other one (edge/forward.ts).
   const forwarder = new ConnectionForwarder({
     // A host with a certificate in play is served by Node's server: ACME challenges, then the redirect to HTTPS.
-    addressOf: (host) => (acme?.tracks(hostnameOf(host)) ? undefined : appProxy.addressOf(host)),
+    addressOf: options.httpsPort === undefined ? (host) => appProxy.addressOf(host) : (host) => (plainHandledHere(hostnameOf(host)) ? undefined : appProxy.addressOf(host)),
     resolver,
     log: log.child({ component: 'proxy' }),
     headersTimeoutMs,
@@ -225,6 +239,11 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   });
   forwarder.interpose(server);
   capConnections(server, connectionCaps, log.child({ component: 'edge' }));
+
+  /** Whether a plain request for `host` is Node's server's to answer: it has a certificate (redirected) or one in play (challenges). */
+  function plainHandledHere(host: string): boolean {
+    return certificates.has(host) || acme?.tracks(host) === true;
+  }
 
   /** An ACME server's HTTP-01 validation: the token's key authorization, from whichever node stored it. */
   function answerHttpChallenge(request: IncomingMessage, response: ServerResponse): void {
@@ -377,7 +396,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
           host: options.host ?? '0.0.0.0',
           port: options.httpsPort,
           certificates,
-          onRequest: handleRequest,
+          onRequest: handleTlsRequest,
           onUpgrade: handleUpgrade,
           connectionCaps,
           headersTimeoutMs,

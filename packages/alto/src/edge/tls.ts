@@ -52,6 +52,16 @@ export interface TlsListenerOptions {
 }
 
 const ACME_TLS_PROTOCOL = 'acme-tls/1';
+/** HTTPS only for this host from now on, for a year (RFC 6797). */
+export const HSTS_VALUE = 'max-age=31536000';
+
+/** Requests this listener served: they came over TLS, whatever their headers say. */
+const servedOverTls = new WeakSet<object>();
+
+/** Whether `request` came over the HTTPS listener. */
+export function isTlsRequest(request: object): boolean {
+  return servedOverTls.has(request);
+}
 
 export class TlsListener {
   readonly server: Http2SecureServer;
@@ -152,6 +162,7 @@ export class TlsListener {
     const headers = request.headers;
     if (headers.host === undefined && typeof headers[':authority'] === 'string') headers.host = headers[':authority'];
     headers['x-forwarded-proto'] = 'https';
+    servedOverTls.add(request);
     this.options.onRequest(request as IncomingMessage, response as ServerResponse);
   }
 }
