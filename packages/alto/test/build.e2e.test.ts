@@ -6,12 +6,15 @@
  * whiteouts are read back from the layer tars in the image store), USER, WORKDIR, ENV and ARG
  * seen by the running app, every step cached on a second build (the same image digest), a
  * failing RUN answered with its output and exit code while the previous version keeps serving.
+ * ADD unpacks a local archive and fetches a URL only when the build's network is on.
  * Refused before anything runs: a file .dockerignore leaves out, COPY ../x, a symlink out of the
  * context, an unsupported instruction (400 naming the line).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -95,7 +98,8 @@ describe('Dockerfile builds', () => {
   before(async () => {
     registry = await startRegistry();
     await registry.push('demo/busybox', 'v1', await buildImage({ layers: [baseLayer()], config: { Env: ['PATH=/bin'], Cmd: ['sh'] } }));
-    alto = await startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+    // Private targets allowed: ADD fetches from the test's server on 127.0.0.1.
+    alto = await startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_ALLOW_PRIVATE_CALLBACKS: '1' } });
     edgePort = Number(new URL(alto.url).port);
     key = await alto.projectKey(PROJECT, ['app']);
     mkdirSync(join(app, 'site'), { recursive: true });
@@ -220,6 +224,32 @@ describe('Dockerfile builds', () => {
 
     // Nothing was kept of any of them.
     assert.equal((await call('Get', { name: 'refused' })).status, 404);
+  });
+
+  test('ADD unpacks a local archive, and fetches a URL only with the build network on', async () => {
+    const files = mkdtempSync(join(work, 'archive-'));
+    writeFileSync(join(files, 'from-archive.txt'), 'unpacked by ADD\n');
+    const archive = join(work, 'site.tar.gz');
+    execFileSync('tar', ['-czf', archive, '-C', files, '.']);
+    const server = createServer((request, response) => {
+      if (request.url === '/remote.txt') response.end('fetched by ADD\n');
+      else response.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/remote.txt`;
+    try {
+      const dockerfile = `FROM ${registry.host}/demo/busybox:v1\nADD site.tar.gz /www/\nADD ${url} /www/\nCMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n`;
+      const body = { name: 'adds', min_instances: 1, files: { ...filesOf({ Dockerfile: dockerfile }), 'site.tar.gz': readFileSync(archive).toString('base64') } };
+      const offline = await call('Run', body);
+      assert.equal(offline.status, 400);
+      assert.match(offline.body.detail, /line 3: ADD http:\/\/127\.0\.0\.1:\d+\/remote\.txt: ADD fetches URLs only when the build network is on/);
+      const online = await call('Run', { ...body, build_network: true });
+      assert.equal(online.status, 200, JSON.stringify(online.body));
+      assert.equal((await getThroughEdge(edgePort, `adds.${PROJECT}.localhost`, '/from-archive.txt')).body, 'unpacked by ADD\n');
+      assert.equal((await getThroughEdge(edgePort, `adds.${PROJECT}.localhost`, '/remote.txt')).body, 'fetched by ADD\n');
+    } finally {
+      server.close();
+    }
   });
 
   test('app/BuildLogs replays a finished build and says how it ended', async () => {

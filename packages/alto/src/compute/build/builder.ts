@@ -4,9 +4,10 @@
  * resolves through the image store (pulled as the project may, or an earlier stage, or
  * `scratch`), each RUN runs in a process sandbox of the project (run-step.ts) on top of the
  * layers so far and its changes become a layer (layer.ts), COPY and ADD write their files as a
- * layer from the context (context.ts) or another stage, and the other instructions change the
- * image config. The result is imported into the image store as an image the project built,
- * `builds.alto.internal/<project>/<app>:<build id>`.
+ * layer (copy.ts) from the context (context.ts), another stage or a URL (remote.ts), and the
+ * other instructions change the image config. The result is imported into the image store as an
+ * image the project built (image.ts), `builds.alto.internal/<project>/<app>:<build id>`. A few
+ * builds run at once on a node; the others wait their turn.
  *
  * Layer cache: every instruction extends a key (sha256 of the parent key, the instruction with
  * its words expanded, and for COPY and ADD the content it reads), starting from the base image's
@@ -14,23 +15,20 @@
  * not run again. Keys are per project: one project never learns what another built.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, readSync, rmSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
 import { basename, join, posix } from 'node:path';
-import { createGunzip } from 'node:zlib';
-import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
-import { extract as tarExtract, type Header } from 'tar-stream';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { ImageDetails, ImageManager } from '../images/manager.js';
-import { ImageConfig as ImageConfigSchema } from '../images/manifest.js';
 import { RootfsWriter } from '../images/unpack.js';
 import { resolveUser } from '../sandbox/common.js';
 import type { ProcessDriver } from '../sandbox/index.js';
 import { BuildContext } from './context.js';
 import { expandWord, expandWords, keyValuePairs, parseDockerfile, type Instruction, type Stage } from './dockerfile.js';
-import { entriesOf, LAYER_MEDIA_TYPE, snapshotChanges, writeLayer, type LayerEntry } from './layer.js';
+import { contentDigest, copyEntries, parseMode, resolveInRoot, type CopyItem } from './copy.js';
+import { configOf, emptyConfig, importBuiltImage, setEnv, type BuiltLayer, type RunConfig } from './image.js';
+import { LAYER_MEDIA_TYPE, snapshotChanges, writeLayer } from './layer.js';
+import { fetchForBuild, isUrl } from './remote.js';
 import { buildSandboxDriver, runStep } from './run-step.js';
 
 export const BUILD_REGISTRY = 'builds.alto.internal';
@@ -78,28 +76,11 @@ export interface ImageBuilderOptions {
   /** Memory of a RUN step's sandbox. Default 1024 MiB. */
   stepMemoryMiB?: number;
   maxLayerBytes?: number;
+  /** Builds running at once on this node; the others wait their turn. Default 2. */
+  buildsAtOnce?: number;
 }
 
-interface BuiltLayer {
-  digest: string;
-  mediaType: string;
-  size: number;
-  diffId: string;
-}
 
-interface RunConfig {
-  Env: [string, string][];
-  Entrypoint?: string[];
-  Cmd?: string[];
-  WorkingDir: string;
-  User: string;
-  ExposedPorts: Record<string, object>;
-  Volumes: Record<string, object>;
-  Labels: Record<string, string>;
-  StopSignal?: string;
-  Shell?: string[];
-  Healthcheck?: Record<string, unknown>;
-}
 
 interface StageState {
   stage: Stage;
@@ -117,18 +98,25 @@ interface StageState {
 const DEFAULT_SHELL = ['/bin/sh', '-c'];
 const DEFAULT_STEP_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_MAX_LAYER_BYTES = 8 * 1024 ** 3;
+const DEFAULT_BUILDS_AT_ONCE = 2;
+const STALE_WORK_MS = 24 * 3600_000;
 /** Build args Docker gives every build without an ARG line. */
 const PREDEFINED_ARGS = new Set(['HTTP_PROXY', 'http_proxy', 'HTTPS_PROXY', 'https_proxy', 'FTP_PROXY', 'ftp_proxy', 'NO_PROXY', 'no_proxy', 'ALL_PROXY', 'all_proxy']);
 
 export class ImageBuilder {
   private readonly cacheDir: string;
   private readonly workRoot: string;
+  private readonly buildsAtOnce: number;
+  private running = 0;
+  private readonly queue: (() => void)[] = [];
 
   constructor(private readonly options: ImageBuilderOptions) {
     this.cacheDir = join(options.dataDir, 'builds', 'cache');
     this.workRoot = join(options.dataDir, 'builds', 'work');
     mkdirSync(this.cacheDir, { recursive: true, mode: 0o700 });
     mkdirSync(this.workRoot, { recursive: true, mode: 0o700 });
+    this.buildsAtOnce = options.buildsAtOnce ?? DEFAULT_BUILDS_AT_ONCE;
+    this.removeStaleWork();
   }
 
   private get images(): ImageManager {
@@ -136,6 +124,8 @@ export class ImageBuilder {
   }
 
   async build(request: BuildRequest): Promise<BuildResult> {
+    if (this.running >= this.buildsAtOnce) request.onLog(`waiting: ${this.running} builds are running on this node`);
+    await this.turn();
     const work = mkdtempSync(join(this.workRoot, `${request.buildId}-`));
     const session = new BuildSession(this, request, work);
     try {
@@ -143,6 +133,26 @@ export class ImageBuilder {
     } finally {
       await session.close();
       rmSync(work, { recursive: true, force: true });
+      this.running--;
+      this.queue.shift()?.();
+    }
+  }
+
+  /** Waits until fewer than `buildsAtOnce` builds run, then counts this one. */
+  private async turn(): Promise<void> {
+    if (this.running >= this.buildsAtOnce) await new Promise<void>((resolve) => this.queue.push(resolve));
+    this.running++;
+  }
+
+  /** Work folders of builds a process that ended left behind (a day old; never one still running). */
+  private removeStaleWork(): void {
+    for (const name of readdirSync(this.workRoot)) {
+      const path = join(this.workRoot, name);
+      try {
+        if (Date.now() - statSync(path).mtimeMs > STALE_WORK_MS) rmSync(path, { recursive: true, force: true });
+      } catch (error) {
+        this.options.log.warn({ err: error, path }, 'a stale build folder could not be removed');
+      }
     }
   }
 
@@ -171,7 +181,7 @@ export class ImageBuilder {
     return join(this.cacheDir, createHash('sha256').update(`${projectId}\n${key}`).digest('hex'));
   }
 
-  get settings(): Required<Omit<ImageBuilderOptions, 'images' | 'log'>> {
+  get settings(): Required<Omit<ImageBuilderOptions, 'images' | 'log' | 'buildsAtOnce'>> {
     return {
       dataDir: this.options.dataDir,
       sandboxCacheDir: this.options.sandboxCacheDir,
@@ -243,7 +253,10 @@ class BuildSession {
     const final = this.states[parsed.stages.length - 1];
     const unused = Object.keys(this.request.buildArgs).filter((name) => !this.usedBuildArgs.has(name));
     if (unused.length > 0) this.log(`warning: build args not used by any ARG: ${unused.join(', ')}`);
-    const image = await this.importImage(final);
+    const image = await importBuiltImage(this.builder.imageStore, join(this.work, 'layout'), final, {
+      reference: `${this.repository()}:${this.request.buildId}`,
+      project: this.request.owner.projectId,
+    });
     this.log(`image ${image.digest} built in ${seconds(Date.now() - started)} (${this.cachedSteps} of ${this.totalSteps} steps cached)`);
     return { reference: `${this.repository()}@${image.digest}`, digest: image.digest, tag: this.request.buildId, steps: this.totalSteps, cached: this.cachedSteps };
   }
@@ -347,7 +360,7 @@ class BuildSession {
       .filter((blob) => blob.role === 'layer')
       .sort((a, b) => a.position - b.position)
       .map((blob) => ({ digest: blob.digest, mediaType: blob.mediaType, size: blob.size, diffId: blob.diffId ?? blob.digest }));
-    const config = await this.configOf(details);
+    const config = configOf(await this.builder.imageStore.blobs.read(details.configDigest));
     return { ...base, layers, config: config.run, history: config.history, key: hash('image', this.request.owner.projectId, details.digest) };
   }
 
@@ -370,28 +383,6 @@ class BuildSession {
     }
   }
 
-  private async configOf(details: ImageDetails): Promise<{ run: RunConfig; history: StageState['history'] }> {
-    const parsed = ImageConfigSchema.parse(JSON.parse((await this.builder.imageStore.blobs.read(details.configDigest)).toString('utf8')));
-    const runtime = (parsed.config ?? {}) as Record<string, unknown> & NonNullable<typeof parsed.config>;
-    const config = emptyConfig();
-    for (const entry of runtime.Env ?? []) {
-      const equals = entry.indexOf('=');
-      if (equals > 0) setEnv(config, entry.slice(0, equals), entry.slice(equals + 1));
-    }
-    if (runtime.Entrypoint) config.Entrypoint = runtime.Entrypoint;
-    if (runtime.Cmd) config.Cmd = runtime.Cmd;
-    config.WorkingDir = runtime.WorkingDir ?? '';
-    config.User = runtime.User ?? '';
-    config.ExposedPorts = { ...((runtime.ExposedPorts as Record<string, object>) ?? {}) };
-    config.Volumes = { ...((runtime.Volumes as Record<string, object>) ?? {}) };
-    config.Labels = { ...(runtime.Labels ?? {}) };
-    if (runtime.StopSignal) config.StopSignal = runtime.StopSignal;
-    if (Array.isArray(runtime.Shell)) config.Shell = runtime.Shell as string[];
-    if (runtime.Healthcheck && typeof runtime.Healthcheck === 'object') config.Healthcheck = runtime.Healthcheck as Record<string, unknown>;
-    const recorded = (parsed as unknown as { history?: unknown }).history;
-    const history = Array.isArray(recorded) ? (recorded as { created_by?: unknown; empty_layer?: unknown }[]) : [];
-    return { run: config, history: history.map((entry) => ({ created_by: String(entry.created_by ?? ''), ...(entry.empty_layer ? { empty_layer: true } : {}) })) };
-  }
 
   // ---- instructions ---------------------------------------------------------------------------
 
@@ -615,102 +606,84 @@ class BuildSession {
     await this.materialize(state);
     const owner = instruction.chown !== undefined ? this.ownerOf(state, expandWord(instruction.chown, vars, line), fail) : { uid: 0, gid: 0 };
     const mode = instruction.chmod !== undefined ? parseMode(expandWord(instruction.chmod, vars, line), fail) : undefined;
-    const destinationWord = expandWord(instruction.destination, vars, line);
-    const workdir = state.config.WorkingDir || '/';
-    const destinationIsFolder = destinationWord.endsWith('/') || destinationWord === '.';
-    const destination = posix.normalize(destinationWord.startsWith('/') ? destinationWord : posix.join('/', workdir, destinationWord)).replace(/^\/+/, '').replace(/\/+$/, '');
-    const items: CopyItem[] = [];
-    let source: CopySource;
-    if (instruction.from !== undefined) {
-      const fromName = expandWord(instruction.from, vars, line).toLowerCase();
-      const index = this.stageNamed(stages.slice(0, state.stage.index), fromName);
-      let fromRoot: string;
-      if (index !== undefined) {
-        const fromState = this.states[index];
-        await this.materialize(fromState);
-        fromRoot = fromState.root;
-      } else {
-        const details = await this.resolveImage(fromName, line);
-        fromRoot = join(this.work, `from-${details.digest.slice(7, 19)}`);
-        if (!existsSync(fromRoot)) await this.builder.imageStore.unpack(details.digest, fromRoot);
-      }
-      source = { kind: 'root', root: fromRoot };
-      for (const word of instruction.sources) {
-        const path = expandWord(word, vars, line);
-        const host = resolveInRoot(fromRoot, path);
-        if (!host) throw fail(`--from=${fromName}: ${path} does not exist there`);
-        items.push({ name: basename(posix.normalize(`/${path}`)) || '', host });
-      }
-    } else {
-      source = { kind: 'context' };
-      for (const word of instruction.sources) {
-        if (word.startsWith('<<')) {
-          const heredoc = instruction.heredocs.find((entry) => entry.name === word.replace(/^<<-?/, '').replace(/^["']|["']$/g, ''));
-          if (!heredoc) throw fail(`${word} names no here-document`);
-          items.push({ name: heredoc.name, content: Buffer.from(heredoc.content) });
-          continue;
-        }
-        const path = expandWord(word, vars, line);
-        if (/^[a-z][a-z0-9+.-]*:\/\//i.test(path)) {
-          throw fail(`${path}: ${instruction.kind === 'ADD' ? 'ADD from a URL is not supported; fetch it in a RUN step with the build network on, or put the file in the context' : 'COPY takes files of the context, not URLs'}`);
-        }
-        for (const relative of this.context.resolveSource(path, (detail) => fail(detail))) {
-          items.push({ name: relative === '' ? '' : posix.basename(relative), contextPath: relative });
-        }
-      }
-    }
-    if (items.length > 1 && !destinationIsFolder) throw fail(`with more than one source, the destination must be a folder ending in / (not ${destinationWord})`);
-    const entries: LayerEntry[] = [];
-    const destinationInfo = lstatOrUndefined(join(state.root, destination));
-    const add = (entry: LayerEntry) => entries.push(entry);
-    for (const item of items) {
-      const target = (name: string) => (destinationIsFolder || (destinationInfo?.isDirectory() && !destinationInfo.isSymbolicLink()) ? posix.join(destination, name) : destination);
-      if (item.content) {
-        add({ type: 'file', path: target(item.name), mode: mode ?? 0o644, uid: owner.uid, gid: owner.gid, content: item.content });
-        continue;
-      }
-      const host = item.host ?? join(this.request.context, item.contextPath!);
-      const info = lstatSync(host);
-      if (info.isDirectory()) {
-        // A folder's content goes into the destination, which is made a folder.
-        if (!destinationInfo || (!destinationInfo.isDirectory() && !destinationInfo.isSymbolicLink())) {
-          if (destination) add({ type: 'directory', path: destination, mode: mode ?? 0o755, uid: owner.uid, gid: owner.gid });
-        }
-        const children = source.kind === 'context' ? this.context.below(item.contextPath!).map((path) => ({ relative: path.slice(item.contextPath ? item.contextPath.length + 1 : 0), host: join(this.request.context, path) })) : walkFolder(host);
-        for (const child of children) {
-          const childInfo = lstatSync(child.host);
-          const path = posix.join(destination, child.relative);
-          if (childInfo.isDirectory()) add({ type: 'directory', path, mode: mode ?? childInfo.mode & 0o7777, uid: owner.uid, gid: owner.gid });
-          else if (childInfo.isSymbolicLink()) add({ type: 'symlink', path, target: readlinkSync(child.host), uid: owner.uid, gid: owner.gid });
-          else if (childInfo.isFile()) add({ type: 'file', path, mode: mode ?? childInfo.mode & 0o7777, uid: owner.uid, gid: owner.gid, content: { file: child.host, size: childInfo.size } });
-        }
-        continue;
-      }
-      if (instruction.kind === 'ADD' && info.isFile() && isTarArchive(host)) {
-        for (const entry of await archiveEntries(host, destination, this.work, fail)) add(entry);
-        continue;
-      }
-      if (info.isSymbolicLink()) {
-        add({ type: 'symlink', path: target(item.name), target: readlinkSync(host), uid: owner.uid, gid: owner.gid });
-        continue;
-      }
-      if (!info.isFile()) continue;
-      add({ type: 'file', path: target(item.name), mode: mode ?? info.mode & 0o7777, uid: owner.uid, gid: owner.gid, content: { file: host, size: info.size } });
-    }
-    for (const entry of entries) if (!entry.path) throw fail(`would replace the image's root folder; copy into a folder instead`);
+    const fromName = instruction.from !== undefined ? expandWord(instruction.from, vars, line).toLowerCase() : undefined;
+    const fromRoot = fromName !== undefined ? await this.rootToCopyFrom(state, fromName, stages, line) : undefined;
+    const items = fromRoot !== undefined ? this.itemsOfRoot(instruction, fromRoot, fromName!, vars, fail) : await this.itemsOfContext(instruction, vars, fail);
+    const { entries, destination } = await copyEntries({
+      kind: instruction.kind,
+      items,
+      source: fromRoot !== undefined ? { kind: 'root', root: fromRoot } : { kind: 'context' },
+      destinationWord: expandWord(instruction.destination, vars, line),
+      workdir: state.config.WorkingDir,
+      stageRoot: state.root,
+      context: this.context,
+      owner,
+      mode,
+      work: this.work,
+      maxArchiveBytes: this.builder.settings.maxLayerBytes,
+      fail,
+    });
     const description = `${instruction.kind} ${JSON.stringify({ destination, owner, mode, content: contentDigest(entries) })}`;
+    const history = `${instruction.kind} ${instruction.sources.join(' ')} ${instruction.destination}`;
     const key = hash(state.key, description);
     const cached = this.builder.cached(this.request.owner.projectId, key);
     if (cached) {
-      this.addLayer(state, cached, key, `${instruction.kind} ${instruction.sources.join(' ')} ${instruction.destination}`);
+      this.addLayer(state, cached, key, history);
       return true;
     }
     const written = await writeLayer(join(this.work, `layer-${randomBytes(4).toString('hex')}.tar`), entries);
     const layer = await this.storeLayer(written.path);
     rmSync(written.path, { force: true });
     this.builder.remember(this.request.owner.projectId, key, layer);
-    this.addLayer(state, layer, key, `${instruction.kind} ${instruction.sources.join(' ')} ${instruction.destination}`);
+    this.addLayer(state, layer, key, history);
     return false;
+  }
+
+  /** The root folder `COPY --from=<name>` reads: an earlier stage's, or an image's, unpacked for this build. */
+  private async rootToCopyFrom(state: StageState, name: string, stages: Stage[], line: number): Promise<string> {
+    const index = this.stageNamed(stages.slice(0, state.stage.index), name);
+    if (index !== undefined) {
+      const from = this.states[index];
+      await this.materialize(from);
+      return from.root;
+    }
+    const details = await this.resolveImage(name, line);
+    const root = join(this.work, `from-${details.digest.slice(7, 23)}`);
+    if (!existsSync(root)) await this.builder.imageStore.unpack(details.digest, root);
+    return root;
+  }
+
+  private itemsOfRoot(instruction: Extract<Instruction, { kind: 'COPY' | 'ADD' }>, root: string, name: string, vars: Map<string, string>, fail: (detail: string) => Error): CopyItem[] {
+    return instruction.sources.map((word) => {
+      const path = expandWord(word, vars, instruction.line);
+      const host = resolveInRoot(root, path);
+      if (!host) throw fail(`--from=${name}: ${path} does not exist there`);
+      return { name: basename(posix.normalize(`/${path}`)), host };
+    });
+  }
+
+  /** Sources of the context, here-documents, and for ADD with the build network on, URLs. */
+  private async itemsOfContext(instruction: Extract<Instruction, { kind: 'COPY' | 'ADD' }>, vars: Map<string, string>, fail: (detail: string) => Error): Promise<CopyItem[]> {
+    const items: CopyItem[] = [];
+    for (const word of instruction.sources) {
+      if (word.startsWith('<<')) {
+        const heredoc = instruction.heredocs.find((entry) => entry.name === word.replace(/^<<-?/, '').replace(/^["']|["']$/g, ''));
+        if (!heredoc) throw fail(`${word} names no here-document`);
+        items.push({ name: heredoc.name, content: Buffer.from(heredoc.content) });
+        continue;
+      }
+      const path = expandWord(word, vars, instruction.line);
+      if (isUrl(path)) {
+        if (instruction.kind === 'COPY') throw fail(`${path}: COPY takes files of the context, not URLs (ADD fetches URLs when the build network is on)`);
+        if (!this.request.network) throw fail(`${path}: ADD fetches URLs only when the build network is on (--build-network)`);
+        const download = join(this.work, `download-${randomBytes(4).toString('hex')}`);
+        const fetched = await fetchForBuild(path, download, this.builder.settings.maxLayerBytes, fail);
+        items.push({ name: fetched.name, host: download, remote: true });
+        continue;
+      }
+      for (const relative of this.context.resolveSource(path, fail)) items.push({ name: relative === '' ? '' : posix.basename(relative), contextPath: relative });
+    }
+    return items;
   }
 
   private ownerOf(state: StageState, chown: string, fail: (detail: string) => Error): { uid: number; gid: number } {
@@ -723,72 +696,7 @@ class BuildSession {
 
   // ---- the image --------------------------------------------------------------------------------
 
-  private async importImage(state: StageState): Promise<ImageDetails> {
-    const images = this.builder.imageStore;
-    const layout = join(this.work, 'layout');
-    const blobsDir = join(layout, 'blobs', 'sha256');
-    mkdirSync(blobsDir, { recursive: true });
-    const putBytes = (bytes: Buffer) => {
-      const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-      writeFileSync(join(blobsDir, digest.slice(7)), bytes);
-      return digest;
-    };
-    for (const layer of state.layers) {
-      const target = join(blobsDir, layer.digest.slice(7));
-      if (!existsSync(target)) linkSync(images.blobs.pathOf(layer.digest), target);
-    }
-    const config = state.config;
-    const runtime: Record<string, unknown> = {
-      Env: config.Env.map(([name, value]) => `${name}=${value}`),
-      WorkingDir: config.WorkingDir,
-      User: config.User,
-      ExposedPorts: config.ExposedPorts,
-      Volumes: config.Volumes,
-      Labels: config.Labels,
-      ...(config.Entrypoint ? { Entrypoint: config.Entrypoint } : {}),
-      ...(config.Cmd ? { Cmd: config.Cmd } : {}),
-      ...(config.StopSignal ? { StopSignal: config.StopSignal } : {}),
-      ...(config.Shell ? { Shell: config.Shell } : {}),
-      ...(config.Healthcheck ? { Healthcheck: config.Healthcheck } : {}),
-    };
-    const configBytes = Buffer.from(
-      JSON.stringify({
-        architecture: 'amd64',
-        os: 'linux',
-        created: new Date(0).toISOString(),
-        config: runtime,
-        rootfs: { type: 'layers', diff_ids: state.layers.map((layer) => layer.diffId) },
-        history: state.history,
-      }),
-    );
-    const configDigest = putBytes(configBytes);
-    const manifestBytes = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: configDigest, size: configBytes.length },
-        layers: state.layers.map((layer) => ({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size })),
-      }),
-    );
-    const manifestDigest = putBytes(manifestBytes);
-    writeFileSync(join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    writeFileSync(
-      join(layout, 'index.json'),
-      JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size: manifestBytes.length }] }),
-    );
-    const [imported] = await images.import(layout, { reference: `${this.repository()}:${this.request.buildId}`, builtBy: this.request.owner.projectId });
-    return imported;
-  }
 }
-
-interface CopyItem {
-  name: string;
-  contextPath?: string;
-  host?: string;
-  content?: Buffer;
-}
-
-type CopySource = { kind: 'context' } | { kind: 'root'; root: string };
 
 function refuse(line: number, detail: string): AltoError {
   return errors.badRequest(`Dockerfile line ${line}: ${detail}`);
@@ -802,20 +710,7 @@ function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(2)} s`;
 }
 
-function emptyConfig(): RunConfig {
-  return { Env: [], WorkingDir: '', User: '', ExposedPorts: {}, Volumes: {}, Labels: {} };
-}
 
-function setEnv(config: RunConfig, name: string, value: string): void {
-  const existing = config.Env.find(([key]) => key === name);
-  if (existing) existing[1] = value;
-  else config.Env.push([name, value]);
-}
-
-function parseMode(text: string, fail: (detail: string) => Error): number {
-  if (!/^[0-7]{3,4}$/.test(text)) throw fail(`--chmod=${text}: give an octal mode such as 755 or 0644`);
-  return parseInt(text, 8);
-}
 
 function durationNanoseconds(text: string, fail: () => Error): number {
   const units: Record<string, number> = { ns: 1, us: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
@@ -829,119 +724,4 @@ function durationNanoseconds(text: string, fail: () => Error): number {
   }
   if (total <= 0) throw fail();
   return Math.round(total);
-}
-
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A path inside another stage's root, resolved as that root's own processes would see it:
- * symlinks followed inside the root (absolute ones from its top, `..` stopping there). The
- * last component is followed too, as `COPY --from` copies what a path names.
- */
-function resolveInRoot(root: string, path: string): string | undefined {
-  const pending = path.split('/').filter((part) => part && part !== '.');
-  const resolved: string[] = [];
-  let hops = 0;
-  while (pending.length > 0) {
-    const part = pending.shift()!;
-    if (part === '..') {
-      resolved.pop();
-      continue;
-    }
-    const candidate = join(root, ...resolved, part);
-    const info = lstatOrUndefined(candidate);
-    if (!info) return undefined;
-    if (info.isSymbolicLink()) {
-      if (++hops > 40) return undefined;
-      const target = readlinkSync(candidate);
-      if (target.startsWith('/')) resolved.length = 0;
-      pending.unshift(...target.split('/').filter((piece) => piece && piece !== '.'));
-      continue;
-    }
-    resolved.push(part);
-  }
-  return join(root, ...resolved);
-}
-
-/** Every path below a host folder, relative to it, parents first. */
-function walkFolder(folder: string): { relative: string; host: string }[] {
-  const found: { relative: string; host: string }[] = [];
-  // entriesOf yields the folder itself first (path ''), then everything below it as '/a', '/a/b'.
-  for (const entry of entriesOf(folder, '', () => ({ uid: 0, gid: 0 }))) {
-    if (entry.path) found.push({ relative: entry.path.replace(/^\//, ''), host: join(folder, entry.path) });
-  }
-  return found;
-}
-
-function isTarArchive(path: string): boolean {
-  const head = Buffer.alloc(263);
-  const fd = openSync(path, 'r');
-  try {
-    const read = readSync(fd, head, 0, head.length, 0);
-    if (read >= 2 && head[0] === 0x1f && head[1] === 0x8b) return true;
-    return read >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The entries of a local tar (or tar.gz) an ADD unpacks into `destination`; names are confined to it. */
-async function archiveEntries(path: string, destination: string, work: string, fail: (detail: string) => Error): Promise<LayerEntry[]> {
-  const entries: LayerEntry[] = [];
-  const extract = tarExtract();
-  const gzipped = readFileSync(path).subarray(0, 2).equals(Buffer.from([0x1f, 0x8b]));
-  const source = createReadStream(path);
-  const feeding = (gzipped ? pipeline(source, createGunzip(), extract as unknown as NodeJS.WritableStream) : pipeline(source, extract as unknown as NodeJS.WritableStream)).then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  const folder = mkdtempSync(join(work, 'add-'));
-  let count = 0;
-  for await (const entry of extract as unknown as AsyncIterable<Readable & { header: Header }>) {
-    const header = entry.header;
-    const name = posix.normalize(header.name);
-    if (name.startsWith('/') || name === '..' || name.startsWith('../')) throw fail(`the archive ${basename(path)} holds "${header.name}", which leaves its folder`);
-    const target = posix.join(destination, name).replace(/\/+$/, '');
-    const uid = header.uid ?? 0;
-    const gid = header.gid ?? 0;
-    if (header.type === 'directory') entries.push({ type: 'directory', path: target, mode: (header.mode ?? 0o755) & 0o7777, uid, gid });
-    else if (header.type === 'symlink') entries.push({ type: 'symlink', path: target, target: header.linkname ?? '', uid, gid });
-    else if (header.type === 'file' || header.type === 'contiguous-file') {
-      const file = join(folder, String(count++));
-      const chunks: Buffer[] = [];
-      for await (const chunk of entry) chunks.push(chunk as Buffer);
-      writeFileSync(file, Buffer.concat(chunks));
-      entries.push({ type: 'file', path: target, mode: (header.mode ?? 0o644) & 0o7777, uid, gid, content: { file, size: header.size ?? 0 } });
-      continue;
-    }
-    entry.resume();
-  }
-  const failure = await feeding;
-  if (failure) throw fail(`the archive ${basename(path)} could not be read: ${(failure as Error).message}`);
-  return entries;
-}
-
-/** A digest of what entries hold (paths, types, modes, owners and content), for the cache key. */
-function contentDigest(entries: LayerEntry[]): string {
-  const digest = createHash('sha256');
-  for (const entry of entries) {
-    digest.update(`${entry.type}\0${entry.path}\0`);
-    if (entry.type === 'whiteout') continue;
-    digest.update(`${entry.uid}:${entry.gid}\0`);
-    if (entry.type === 'symlink') digest.update(`${entry.target}\0`);
-    else if (entry.type === 'directory') digest.update(`${entry.mode}\0`);
-    else {
-      digest.update(`${entry.mode}\0`);
-      const content = entry.content;
-      digest.update(Buffer.isBuffer(content) ? content : readFileSync(content.file));
-      digest.update('\0');
-    }
-  }
-  return digest.digest('hex');
 }

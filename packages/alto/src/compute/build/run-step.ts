@@ -16,7 +16,7 @@
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
-import { ProcessDriver, isSandboxStartError, type Instance } from '../sandbox/index.js';
+import { ProcessDriver, isSandboxStartError, processSetting, type Instance } from '../sandbox/index.js';
 import { ensureLauncher } from '../sandbox/launcher.js';
 import { ensureSandboxTools } from '../sandbox/tools.js';
 
@@ -57,7 +57,13 @@ export function buildSandboxDriver(sharedCacheDir: string, buildCacheDir: string
     // The launcher's folder is <cache>/launcher/<hash>/.
     const launcherFolder = join(launcher, '..', '..');
     if (!existsSync(join(buildCacheDir, 'launcher'))) symlinkSync(launcherFolder, join(buildCacheDir, 'launcher'));
-    const driver = new ProcessDriver({ cacheDir: buildCacheDir, stateDir });
+    // The same limits as the apps' process sandboxes (ALTO_SANDBOX_PIDS_MAX, ALTO_SANDBOX_ROOT_DISK_MIB).
+    const driver = new ProcessDriver({
+      cacheDir: buildCacheDir,
+      stateDir,
+      pidsMax: processSetting('ALTO_SANDBOX_PIDS_MAX', process.env.ALTO_SANDBOX_PIDS_MAX, 16),
+      rootDiskMiB: processSetting('ALTO_SANDBOX_ROOT_DISK_MIB', process.env.ALTO_SANDBOX_ROOT_DISK_MIB, 16),
+    });
     try {
       await driver.probe();
     } catch (error) {
