@@ -380,10 +380,12 @@ describe('images through a real registry', () => {
     assert.match(missing.body.detail, /no image is called "not\/there:v1"/);
   });
 
-  test('images need the admin key', async () => {
+  test("the machine's images need the admin key; a project key lists only what its project pushed", async () => {
     const projectKey = await alto.projectKey('images-shop');
     const listed = await alto.call('images', 'List', {}, projectKey);
-    assert.equal(listed.status, 403);
+    assert.equal(listed.status, 200);
+    assert.deepEqual(listed.body.images, [], 'none of the pulled images');
+    assert.equal((await alto.call('images', 'Inspect', { image: `${open.host}/demo/busybox:v1` }, projectKey)).status, 403);
     const streamed = await pull(alto, `${open.host}/demo/busybox:v1`, projectKey);
     assert.equal(streamed.code, 403);
   });

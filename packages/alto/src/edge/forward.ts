@@ -248,7 +248,9 @@ class ClientConnection implements LaneConnection {
   private readHead(): void {
     const end = headEnd(this.buffer, this.searched);
     if (end < 0) {
-      if (this.buffer.length > MAX_REQUEST_HEAD_BYTES) return this.handOff();
+      // A TLS handshake (0x16: a client trying HTTPS first, as registry clients do) never ends a
+      // head: Node's server refuses it at once, so the client falls back to plain HTTP.
+      if (this.buffer.length > MAX_REQUEST_HEAD_BYTES || this.buffer[0] === 0x16) return this.handOff();
       if (this.searched === 0) this.since = Date.now();
       this.searched = this.buffer.length;
       return;

@@ -450,7 +450,7 @@ export class AppManager implements AppGateway {
       this.options.images.inspect(app.digest);
     } catch {
       const repository = app.image.replace(/@sha256:[a-f0-9]{64}$/, '').replace(/:[\w][\w.-]{0,127}$/, '');
-      await this.rootfs.imageFor({ projectId: app.projectId, admin: false }, `${repository}@${app.digest}`, false, 'missing');
+      await this.rootfs.imageFor({ projectId: app.projectId, projectName: app.projectName, admin: false }, `${repository}@${app.digest}`, false, 'missing');
     }
   }
 

@@ -15,6 +15,8 @@ import type { ImageDetails, ImageManager } from '../images/manager.js';
 /** Who asks for an image: the project, and whether the key is the admin's (any image). */
 export interface ImageOwner {
   projectId: string;
+  /** Needed to run what the project pushed to Alto's own registry (`<alto host>/<project>/<name>:<tag>`). */
+  projectName?: string;
   admin: boolean;
 }
 
@@ -46,6 +48,9 @@ export class RootFilesystems {
     if (/^(sha256:)?[a-f0-9]{4,64}$/.test(text)) {
       throw errors.badRequest(`"${text}" is a digest; name the image by reference (registry/repository:tag or repository@sha256:...)`);
     }
+    // An image pushed to Alto itself is in the project's repository here: never pulled over the network.
+    const pushed = owner.projectName === undefined ? undefined : this.images.repositories.localReference(text, { projectId: owner.projectId, projectName: owner.projectName });
+    if (pushed !== undefined) return this.pushedImage(owner, text, pushed);
     let local: ImageDetails | undefined;
     try {
       local = this.images.inspect(text);
@@ -65,6 +70,18 @@ export class RootFilesystems {
       if (isAltoError(error)) throw new AltoError(error.code, error.status, `pulling ${text}: ${error.detail}`);
       throw errors.badRequest(`pulling ${text} failed: ${(error as Error).message}`);
     }
+  }
+
+  private pushedImage(owner: ImageOwner, text: string, reference: string): ImageDetails {
+    let image: ImageDetails;
+    try {
+      image = this.images.inspect(reference);
+    } catch (error) {
+      if (isAltoError(error) && error.status === 404) throw errors.notFound(`${text} was not pushed to this Alto (or is not a linux/amd64 image)`);
+      throw error;
+    }
+    if (!owner.admin && !this.images.mayUse(image.digest, owner.projectId)) throw errors.notFound(`${text} was not pushed to this Alto`);
+    return image;
   }
 
   private pathOf(digest: string): string {

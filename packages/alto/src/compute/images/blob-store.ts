@@ -328,6 +328,22 @@ export class BlobStore {
   }
 
   /**
+   * Starts a blob written in pieces (a registry upload): each piece is appended to a temporary
+   * file and hashed on the way in, and `commit` stores it under its digest once it matches.
+   */
+  async startUpload(): Promise<BlobUpload> {
+    const path = join(this.root, 'ingest', `import-${process.pid}-${randomBytes(8).toString('hex')}.upload`);
+    const file = await open(path, 'w', 0o644);
+    return new BlobUpload(this, path, file);
+  }
+
+  /** Moves a whole, checked file into the store under its digest (BlobUpload.commit). */
+  async adopt(path: string, digest: string): Promise<void> {
+    if (this.has(digest)) await unlink(path);
+    else await rename(path, this.pathOf(digest));
+  }
+
+  /**
    * Removes temporary files no download or import holds: partial downloads older than
    * `olderThanMs` whose lock is free, and import leftovers of processes that are gone.
    */
@@ -386,6 +402,75 @@ export class BlobStore {
       }
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
     }
+  }
+}
+
+/**
+ * A blob being written in pieces. A piece that fails (the client left, the cap was passed)
+ * leaves the upload as it was before that piece: its bytes are cut off and the hash restored.
+ * One piece at a time: `busy` is set while one is appended.
+ */
+export class BlobUpload {
+  size = 0;
+  busy = false;
+  private hash: Hash = createHash('sha256');
+  private done = false;
+
+  constructor(
+    private readonly store: BlobStore,
+    private readonly path: string,
+    private readonly file: FileHandle,
+  ) {}
+
+  /**
+   * Appends a stream; refuses (before writing past it) to let the upload grow over `maxBytes`,
+   * with the error `tooLarge` makes. Returns the bytes appended.
+   */
+  async append(stream: AsyncIterable<Buffer | Uint8Array>, maxBytes: number, tooLarge: () => Error): Promise<number> {
+    if (this.done) throw new Error('the upload is finished');
+    const startSize = this.size;
+    const startHash = this.hash.copy();
+    this.busy = true;
+    try {
+      for await (const chunk of stream) {
+        const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+        if (this.size + buffer.length > maxBytes) throw tooLarge();
+        await this.file.write(buffer, 0, buffer.length, this.size);
+        this.hash.update(buffer);
+        this.size += buffer.length;
+      }
+      return this.size - startSize;
+    } catch (error) {
+      this.size = startSize;
+      this.hash = startHash;
+      await this.file.truncate(startSize).catch(() => {});
+      throw error;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** The digest of what was appended so far. */
+  digest(): string {
+    return `sha256:${this.hash.copy().digest('hex')}`;
+  }
+
+  /** Stores the blob if its digest is `expected` (returns true); else leaves the upload as it is and returns false. */
+  async commit(expected: string): Promise<boolean> {
+    if (this.digest() !== expected) return false;
+    this.done = true;
+    await this.file.sync();
+    await this.file.close();
+    await this.store.adopt(this.path, expected);
+    return true;
+  }
+
+  /** Deletes what was written. */
+  async discard(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.file.close().catch(() => {});
+    await unlink(this.path).catch(() => {});
   }
 }
 

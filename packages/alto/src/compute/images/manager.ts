@@ -36,10 +36,12 @@ import {
   formatReference,
   normalizeRegistry,
   parseReference,
+  LOCAL_REGISTRY,
   repositoryName,
   type ImageReference,
 } from './reference.js';
 import { RegistryClient, upstreamError } from './registry-client.js';
+import { Repositories } from './repositories.js';
 import { imageSpecOf, type ImageSpec } from './spec.js';
 import { unpackLayers, type UnpackStats } from './unpack.js';
 
@@ -140,8 +142,11 @@ export class ImageManager {
   readonly blobs: BlobStore;
   readonly records: ImageRecordStore;
   readonly credentials: CredentialStore;
+  /** The projects' repositories of Alto's own registry (pushes, builds). */
+  readonly repositories: Repositories;
   private readonly clients = new Map<string, RegistryClient>();
-  private readonly maxLayerBytes: number;
+  /** Largest layer (and largest blob pushed) accepted. */
+  readonly maxLayerBytes: number;
   private readonly platform: WantedPlatform;
   private readonly insecure: Set<string>;
   private readonly trusted: Set<string>;
@@ -154,6 +159,7 @@ export class ImageManager {
     this.blobs = new BlobStore(options.root, { log: options.log, maxAttempts: options.blobAttempts, retryDelayMs: options.blobRetryDelayMs });
     this.records = options.records;
     this.credentials = new CredentialStore(join(options.root, 'credentials.json'));
+    this.repositories = new Repositories(this);
     this.maxLayerBytes = options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
     this.platform = options.platform ?? DEFAULT_PLATFORM;
     this.insecure = new Set((options.insecureRegistries ?? []).map(normalizeRegistry));
@@ -221,7 +227,8 @@ export class ImageManager {
     }
   }
 
-  private hold(digests: string[]): () => void {
+  /** Keeps blobs from prune until the returned function is called (a push or build in progress). */
+  hold(digests: string[]): () => void {
     for (const digest of digests) this.pending.set(digest, (this.pending.get(digest) ?? 0) + 1);
     return () => {
       for (const digest of digests) {
@@ -239,6 +246,9 @@ export class ImageManager {
    */
   async pull(text: string, options: PullOptions = {}): Promise<ImageDetails> {
     const reference = parseReference(text);
+    if (reference.registry === LOCAL_REGISTRY) {
+      throw errors.badRequest(`${LOCAL_REGISTRY} names Alto's own registry, which holds what projects push; name the image as <alto host>/<project>/<name>:<tag>`);
+    }
     if (options.project === undefined) {
       const anonymous = this.credentials.get(reference.registry) === undefined;
       const details = await this.pullReference(reference, options);
@@ -340,6 +350,48 @@ export class ImageManager {
     } finally {
       release();
     }
+  }
+
+  /**
+   * Records an image whose manifest, config and layers are already in the blob store (pushed
+   * to Alto's registry, or built here) under `references` (full form, each moved from any image
+   * it named before), and lets `project` run it. `index` is the index it was chosen from.
+   */
+  async recordStored(input: {
+    digest: string;
+    repository: string;
+    references: string[];
+    source: 'push' | 'build';
+    project?: string;
+    index?: { digest: string; size: number };
+  }): Promise<ImageDetails> {
+    const where = `${input.repository}@${input.digest}`;
+    const bytes = await this.blobs.read(input.digest);
+    const parsed = parseManifest(bytes, undefined, where);
+    if (parsed.kind !== 'manifest') throw errors.badRequest(`${where} is an index, not an image manifest`);
+    const manifest = parsed.manifest!;
+    this.checkLimits(manifest, where);
+    const config = await this.readConfig(manifest.config, where);
+    const details = await this.exclusive(() =>
+      this.record({
+        reference: parseReference(where),
+        manifestDigest: input.digest,
+        manifestMediaType: parsed.mediaType,
+        manifestSize: bytes.length,
+        index: input.index,
+        manifest,
+        config,
+        source: input.source,
+        references: input.references,
+      }),
+    );
+    if (input.project !== undefined) this.records.grant(details.digest, input.project, input.source === 'push' ? 'pushed' : 'built');
+    return details;
+  }
+
+  /** Blobs pulls, imports, pushes and builds of this process hold (prune keeps them). */
+  heldBlobs(): Set<string> {
+    return new Set(this.pending.keys());
   }
 
   private checkLimits(manifest: ImageManifest, where: string): void {

@@ -9,6 +9,11 @@
 import { errors } from '../../kit/errors.js';
 
 export const DOCKER_HUB = 'docker.io';
+/**
+ * The registry name under which images pushed to Alto's own registry are recorded
+ * (`alto.local/<project id>/<name>:<tag>`), whatever host the client pushed to; never pulled from.
+ */
+export const LOCAL_REGISTRY = 'alto.local';
 const DOCKER_HUB_API_HOST = 'registry-1.docker.io';
 const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
 

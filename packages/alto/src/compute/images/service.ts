@@ -15,7 +15,9 @@ import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import { EVERY_PROJECT } from '../../store/images/port.js';
 import { component, defineService, endpoint, streamEndpoint, type CallContext } from '../../platform/service.js';
+import { distributionRoute } from './distribution.js';
 import { ImageManager, type PullEvent } from './manager.js';
+import type { Repository } from './repositories.js';
 import {
   DeleteRequest,
   DeleteResponse,
@@ -82,6 +84,24 @@ async function projectIdFor(name: string, context: CallContext): Promise<string>
     if (/^[0-9a-f-]{36}$/i.test(name)) return name.toLowerCase();
     throw error;
   }
+}
+
+/** The images manager for any key: a project key reaches only its project's repositories through it. */
+function imagesFor(context: CallContext): ImageManager {
+  return context.platform.use(imagesComponent);
+}
+
+/** A project's tag as `images/Delete` names it: `<project>/<name>:<tag>`, with or without this Alto's host first. */
+function projectTag(manager: ImageManager, text: string, context: CallContext): { repository: Repository; tag: string } {
+  const trimmed = text.trim();
+  const firstSlash = trimmed.indexOf('/');
+  const withoutHost = firstSlash > 0 && manager.repositories.isOwnRegistry(trimmed.slice(0, firstSlash)) ? trimmed.slice(firstSlash + 1) : trimmed;
+  const colon = withoutHost.lastIndexOf(':');
+  const prefix = `${context.tenant.projectName}/`;
+  if (colon < 0 || !withoutHost.startsWith(prefix) || withoutHost.indexOf('/', colon) >= 0) {
+    throw errors.badRequest(`name a tag of this project's repositories: ${prefix}<name>:<tag> ("alto images list" shows them)`);
+  }
+  return { repository: manager.repositories.repository(context.tenant, withoutHost.slice(prefix.length, colon)), tag: withoutHost.slice(colon + 1) };
 }
 
 /** The images of this machine, for an admin key only: they are shared by every tenant. */
@@ -164,13 +184,26 @@ export const imagesService = defineService({
       },
     }),
     List: endpoint({
-      description: 'List the images stored on this machine.',
-      access: 'manage',
+      description:
+        "List the images stored on this machine (admin key); with a project's key, the tags of the project's repositories in Alto's own registry (<project>/<name>:<tag>).",
       request: ListRequest,
       response: ListResponse,
       example: {},
       handler(_request, context) {
-        return { images: images(context).list().map(summaryView) };
+        if (context.tenant.role === 'admin') return { images: images(context).list().map(summaryView) };
+        const manager = imagesFor(context);
+        return {
+          images: manager.repositories.list(context.tenant).map((image) => ({
+            digest: image.digest,
+            references: [image.reference],
+            repository: image.repository,
+            size: image.size,
+            layers: manager.records.blobsOf(image.digest).filter((blob) => blob.role === 'layer').length,
+            source: 'push',
+            pulled_at: image.pushedAt,
+            users: manager.records.get(image.digest)?.users ?? [],
+          })),
+        };
       },
     }),
     Inspect: endpoint({
@@ -203,23 +236,30 @@ export const imagesService = defineService({
     }),
     Delete: endpoint({
       description:
-        'Remove a reference; the image goes with its last reference (or at once when named by digest) and its blobs with the last image using them. An image in use by an app is kept.',
-      access: 'manage',
+        "Remove a reference; the image goes with its last reference (or at once when named by digest) and its blobs with the last image using them. An image in use by an app is kept. A project key removes tags of its own repositories (<project>/<name>:<tag>); prune then frees their blobs.",
       request: DeleteRequest,
       response: DeleteResponse,
       example: { image: 'redis:7' },
       async handler(request, context) {
-        return removeView(await images(context).remove(request.image));
+        if (context.tenant.role === 'admin') return removeView(await images(context).remove(request.image));
+        // A project key deletes tags of its own repositories; prune frees what no image uses then.
+        const manager = imagesFor(context);
+        const { repository, tag } = projectTag(manager, request.image, context);
+        manager.repositories.delete(repository, tag);
+        return { untagged: [`${repository.projectName}/${repository.name}:${tag}`], deleted: [], blobs_deleted: 0, freed_bytes: 0 };
       },
     }),
     Prune: endpoint({
-      description: 'Remove untagged images no app uses (with all: every image no app uses), blobs no image uses, and abandoned downloads.',
-      access: 'manage',
+      description:
+        "Remove untagged images no app uses (with all: every image no app uses), manifests of Alto's registry no tag reaches, blobs no image or repository uses, and abandoned downloads. A project key prunes its own repositories.",
       request: PruneRequest,
       response: PruneResponse,
       example: { all: false },
       async handler(request, context) {
-        return pruneView(await images(context).prune({ all: request.all }));
+        const manager = imagesFor(context);
+        // The admin collects every project's repositories; a project key its own (and the files no one uses).
+        const admin = context.tenant.role === 'admin';
+        return pruneView(await manager.repositories.prune(admin ? undefined : context.tenant.projectId, { all: admin && request.all }));
       },
     }),
     Import: endpoint({
@@ -249,9 +289,11 @@ export const imagesService = defineService({
 
 export const registryService = defineService({
   name: 'registry',
-  description: 'Credentials for private image registries, kept on the server (owner-only file in the data folder). Admin key only.',
+  description:
+    "Credentials for private image registries, kept on the server (owner-only file in the data folder; admin key only). Also Alto's own registry at /v2/ (OCI Distribution API): projects push and pull <alto host>/<project>/<name>:<tag> with a key of the app or registry scope.",
   priceMicros: 0,
   components: [imagesComponent],
+  httpRoutes: [distributionRoute(imagesComponent)],
   endpoints: {
     Login: endpoint({
       description: 'Check credentials against a registry (as docker login does) and save them for pulls.',

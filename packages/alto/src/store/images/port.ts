@@ -13,10 +13,15 @@
  * nodes do not have. When the registry moves blobs onto the objects store, the records that
  * describe shared blobs can move with them. The port is synchronous, as SQLite answers in
  * process and the image manager calls it so.
+ *
+ * It also keeps the repositories of Alto's own registry (compute/images/repositories.ts): per
+ * repository (`<project id>/<name>`), the blobs pushed or mounted into it, its manifests (images
+ * and indexes, with the digests each names) and its tags. Blobs a repository holds count as
+ * referenced, as blobs images are made of do.
  */
 
 /** How a project came to be allowed to run an image. */
-export type ImageAccess = 'public' | 'pulled' | 'built' | 'shared';
+export type ImageAccess = 'public' | 'pulled' | 'built' | 'pushed' | 'shared';
 
 /** The project value that stands for every project (a public image). */
 export const EVERY_PROJECT = '*';
@@ -97,4 +102,46 @@ export interface ImageRecordStore {
   mayUse(digest: string, project: string): boolean;
   /** Who may run the image, and why, by project. */
   accessOf(digest: string): { project: string; how: ImageAccess }[];
+
+  // ---- the repositories of Alto's own registry ------------------------------------------------
+
+  /** Puts a blob into a repository (pushed or mounted); again only refreshes when. */
+  linkBlob(repository: string, digest: string, size: number): void;
+  /** The size of a blob the repository holds, undefined when it holds none of that digest. */
+  linkedBlobSize(repository: string, digest: string): number | undefined;
+  /**
+   * Records a manifest (image or index) in a repository with the digests it names (config,
+   * layers, child manifests), and points `tag` at it when given, all at once.
+   */
+  putManifest(repository: string, manifest: RepositoryManifest, tag?: string): void;
+  manifestOf(repository: string, digest: string): RepositoryManifest | undefined;
+  digestOfTag(repository: string, tag: string): string | undefined;
+  /** Tags of a repository in lexical order, after `last` when given, at most `limit`. */
+  tagsOf(repository: string, limit: number, last?: string): string[];
+  /** Every tag of a repository with its digest. */
+  taggedOf(repository: string): { tag: string; digest: string }[];
+  removeTag(repository: string, tag: string): boolean;
+  /** Removes a manifest and the tags that point at it; returns those tags. */
+  removeManifest(repository: string, digest: string): string[];
+  /** Repositories whose name starts with `prefix` (a project's: `<project id>/`), sorted. */
+  repositories(prefix: string): string[];
+  /** Bytes the repositories starting with `prefix` hold: each distinct blob and manifest once. */
+  repositoryBytes(prefix: string): number;
+  /**
+   * Garbage collection of repositories starting with `prefix`: manifests no tag reaches (directly
+   * or through a tagged index) go, then the blobs no remaining manifest of their repository
+   * names; digests in `keep` (in use, or pushed moments ago) stay. Returns what went.
+   */
+  collectRepositories(prefix: string, keep: Set<string>): { manifests: string[]; blobs: number };
+}
+
+/** A manifest as a repository of Alto's registry holds it. */
+export interface RepositoryManifest {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** Digests the manifest names: its config and layers, or an index's manifests. */
+  references: string[];
+  /** When it was pushed (ms); set by the store when saving. */
+  pushedAt?: number;
 }

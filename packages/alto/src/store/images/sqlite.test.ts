@@ -98,3 +98,44 @@ test('image tables written before the port are read as they are', () => {
   assert.equal((db.prepare("SELECT COUNT(*) AS n FROM alto_migrations WHERE module = 'images'").get() as { n: number }).n, MIGRATIONS.length);
   db.close();
 });
+
+test("registry repositories: linked blobs, manifests, tags, bytes, and collection of what no tag reaches", () => {
+  const db = openSqlite(':memory:');
+  const store = new SqliteImageRecordStore(db);
+  const repository = 'p1/web';
+  store.linkBlob(repository, 'sha256:config', 10);
+  store.linkBlob(repository, 'sha256:layer', 1000);
+  store.linkBlob(repository, 'sha256:stray', 500);
+  store.linkBlob('p1/api', 'sha256:layer', 1000);
+  store.linkBlob('p2/web', 'sha256:other', 7);
+  assert.equal(store.linkedBlobSize(repository, 'sha256:layer'), 1000);
+  assert.equal(store.linkedBlobSize('p2/web', 'sha256:layer'), undefined, "another project's repository does not hold it");
+  assert.equal(store.blobReferenceCount('sha256:layer'), 2, 'a linked blob counts as referenced');
+
+  store.putManifest(repository, { digest: 'sha256:image', mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 300, references: ['sha256:config', 'sha256:layer'] }, 'v1');
+  store.putManifest(repository, { digest: 'sha256:index', mediaType: 'application/vnd.oci.image.index.v1+json', size: 200, references: ['sha256:image'] }, 'multi');
+  store.putManifest(repository, { digest: 'sha256:loose', mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 90, references: ['sha256:config'] });
+  assert.equal(store.digestOfTag(repository, 'v1'), 'sha256:image');
+  assert.deepEqual(store.manifestOf(repository, 'sha256:image')?.references, ['sha256:config', 'sha256:layer']);
+  assert.deepEqual(store.tagsOf(repository, 10), ['multi', 'v1']);
+  assert.deepEqual(store.tagsOf(repository, 1, 'multi'), ['v1']);
+  assert.deepEqual(store.repositories('p1/'), ['p1/api', 'p1/web']);
+  // Each blob and manifest once, across the project's repositories: 10 + 1000 + 500 + 300 + 200 + 90.
+  assert.equal(store.repositoryBytes('p1/'), 2100);
+  assert.ok(store.referencedBlobs().has('sha256:index'), 'manifests are referenced blobs too');
+
+  // The untagged manifest, and blobs no manifest names, go; `keep` holds one back.
+  assert.deepEqual(store.collectRepositories('p1/', new Set(['sha256:layer'])), { manifests: ['sha256:loose'], blobs: 1 });
+  assert.equal(store.linkedBlobSize(repository, 'sha256:stray'), undefined);
+  assert.equal(store.linkedBlobSize('p1/api', 'sha256:layer'), 1000, 'kept');
+  assert.equal(store.linkedBlobSize('p2/web', 'sha256:other'), 7, "another project's repositories are not collected");
+
+  // Untagging the index leaves the image (still tagged v1); removing the image's manifest takes its tag.
+  assert.equal(store.removeTag(repository, 'multi'), true);
+  assert.deepEqual(store.collectRepositories('p1/', new Set()), { manifests: ['sha256:index'], blobs: 1 }, 'the layer held back before goes now');
+  assert.deepEqual(store.removeManifest(repository, 'sha256:image'), ['v1']);
+  assert.equal(store.digestOfTag(repository, 'v1'), undefined);
+  assert.deepEqual(store.collectRepositories('p1/', new Set()), { manifests: [], blobs: 2 });
+  assert.equal(store.repositoryBytes('p1/'), 0);
+  db.close();
+});

@@ -5,7 +5,7 @@
  * existing data folders keep their images).
  */
 import { migrate, type SqliteDatabase } from '../sqlite/database.js';
-import { EVERY_PROJECT, type BlobRole, type ImageAccess, type ImageBlob, type ImageRecord, type ImageRecordStore, type NewImage } from './port.js';
+import { EVERY_PROJECT, type BlobRole, type ImageAccess, type ImageBlob, type ImageRecord, type ImageRecordStore, type NewImage, type RepositoryManifest } from './port.js';
 
 /** Applied in order, each once (exported for the test beside this file). */
 export const MIGRATIONS = [
@@ -48,6 +48,36 @@ export const MIGRATIONS = [
      how TEXT NOT NULL,
      since INTEGER NOT NULL,
      PRIMARY KEY (image_digest, project));`,
+  // The repositories of Alto's own registry (`<project id>/<name>`): blobs pushed or mounted
+  // into each, its manifests with the digests they name, and its tags.
+  `CREATE TABLE registry_blobs (
+     repository TEXT NOT NULL,
+     digest TEXT NOT NULL,
+     size INTEGER NOT NULL,
+     linked_at INTEGER NOT NULL,
+     PRIMARY KEY (repository, digest));
+   CREATE INDEX registry_blobs_digest ON registry_blobs(digest);
+   CREATE TABLE registry_manifests (
+     repository TEXT NOT NULL,
+     digest TEXT NOT NULL,
+     media_type TEXT NOT NULL,
+     size INTEGER NOT NULL,
+     pushed_at INTEGER NOT NULL,
+     PRIMARY KEY (repository, digest));
+   CREATE INDEX registry_manifests_digest ON registry_manifests(digest);
+   CREATE TABLE registry_manifest_references (
+     repository TEXT NOT NULL,
+     manifest_digest TEXT NOT NULL,
+     reference TEXT NOT NULL,
+     PRIMARY KEY (repository, manifest_digest, reference),
+     FOREIGN KEY (repository, manifest_digest) REFERENCES registry_manifests(repository, digest) ON DELETE CASCADE);
+   CREATE TABLE registry_tags (
+     repository TEXT NOT NULL,
+     tag TEXT NOT NULL,
+     digest TEXT NOT NULL,
+     updated_at INTEGER NOT NULL,
+     PRIMARY KEY (repository, tag),
+     FOREIGN KEY (repository, digest) REFERENCES registry_manifests(repository, digest) ON DELETE CASCADE);`,
 ];
 
 interface ManifestRow {
@@ -98,8 +128,11 @@ export class SqliteImageRecordStore implements ImageRecordStore {
       blobsOf: db.prepare('SELECT blob_digest, role, position, media_type, size, diff_id FROM image_blobs WHERE image_digest = ? ORDER BY role, position'),
       deleteTag: db.prepare('DELETE FROM image_tags WHERE reference = ?'),
       deleteManifest: db.prepare('DELETE FROM image_manifests WHERE digest = ?'),
-      blobReferences: db.prepare('SELECT COUNT(*) AS count FROM image_blobs WHERE blob_digest = ?'),
-      referencedBlobs: db.prepare('SELECT DISTINCT blob_digest FROM image_blobs'),
+      blobReferences: db.prepare(`SELECT (SELECT COUNT(*) FROM image_blobs WHERE blob_digest = @digest)
+        + (SELECT COUNT(*) FROM registry_blobs WHERE digest = @digest)
+        + (SELECT COUNT(*) FROM registry_manifests WHERE digest = @digest) AS count`),
+      referencedBlobs: db.prepare(`SELECT blob_digest FROM image_blobs UNION SELECT digest FROM registry_blobs
+        UNION SELECT digest FROM registry_manifests`),
       addUser: db.prepare('INSERT OR IGNORE INTO image_users (image_digest, user, since) VALUES (?, ?, ?)'),
       removeUser: db.prepare('DELETE FROM image_users WHERE image_digest = ? AND user = ?'),
       grant: db.prepare(`INSERT INTO image_access (image_digest, project, how, since) VALUES (?, ?, ?, ?)
@@ -107,6 +140,40 @@ export class SqliteImageRecordStore implements ImageRecordStore {
       revoke: db.prepare('DELETE FROM image_access WHERE image_digest = ? AND project = ?'),
       mayUse: db.prepare('SELECT 1 FROM image_access WHERE image_digest = ? AND project IN (?, ?) LIMIT 1'),
       accessOf: db.prepare('SELECT project, how FROM image_access WHERE image_digest = ? ORDER BY project'),
+      linkBlob: db.prepare(`INSERT INTO registry_blobs (repository, digest, size, linked_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (repository, digest) DO UPDATE SET linked_at = excluded.linked_at`),
+      linkedBlob: db.prepare('SELECT size FROM registry_blobs WHERE repository = ? AND digest = ?'),
+      upsertRepositoryManifest: db.prepare(`INSERT INTO registry_manifests (repository, digest, media_type, size, pushed_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (repository, digest) DO UPDATE SET pushed_at = excluded.pushed_at`),
+      insertManifestReference: db.prepare('INSERT OR IGNORE INTO registry_manifest_references (repository, manifest_digest, reference) VALUES (?, ?, ?)'),
+      repositoryManifest: db.prepare('SELECT digest, media_type, size, pushed_at FROM registry_manifests WHERE repository = ? AND digest = ?'),
+      manifestReferences: db.prepare('SELECT reference FROM registry_manifest_references WHERE repository = ? AND manifest_digest = ? ORDER BY reference'),
+      upsertRepositoryTag: db.prepare(`INSERT INTO registry_tags (repository, tag, digest, updated_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (repository, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`),
+      repositoryTag: db.prepare('SELECT digest FROM registry_tags WHERE repository = ? AND tag = ?'),
+      repositoryTags: db.prepare('SELECT tag FROM registry_tags WHERE repository = ? AND tag > ? ORDER BY tag LIMIT ?'),
+      repositoryTagged: db.prepare('SELECT tag, digest FROM registry_tags WHERE repository = ? ORDER BY tag'),
+      deleteRepositoryTag: db.prepare('DELETE FROM registry_tags WHERE repository = ? AND tag = ?'),
+      tagsOfManifest: db.prepare('SELECT tag FROM registry_tags WHERE repository = ? AND digest = ? ORDER BY tag'),
+      deleteRepositoryManifest: db.prepare('DELETE FROM registry_manifests WHERE repository = ? AND digest = ?'),
+      repositories: db.prepare(`SELECT repository FROM registry_manifests WHERE substr(repository, 1, length(@prefix)) = @prefix
+        UNION SELECT repository FROM registry_blobs WHERE substr(repository, 1, length(@prefix)) = @prefix ORDER BY repository`),
+      repositoryBytes: db.prepare(`SELECT COALESCE(SUM(size), 0) AS bytes FROM (
+        SELECT digest, MAX(size) AS size FROM (
+          SELECT digest, size FROM registry_blobs WHERE substr(repository, 1, length(@prefix)) = @prefix
+          UNION ALL SELECT digest, size FROM registry_manifests WHERE substr(repository, 1, length(@prefix)) = @prefix)
+        GROUP BY digest)`),
+      // Manifests no tag reaches: neither tagged nor named by a manifest of the repository that is.
+      unreachableManifests: db.prepare(`WITH RECURSIVE reachable(repository, digest) AS (
+          SELECT repository, digest FROM registry_tags WHERE substr(repository, 1, length(@prefix)) = @prefix
+          UNION SELECT r.repository, r.reference FROM registry_manifest_references r
+            JOIN reachable ON r.repository = reachable.repository AND r.manifest_digest = reachable.digest)
+        SELECT m.repository, m.digest FROM registry_manifests m
+        WHERE substr(m.repository, 1, length(@prefix)) = @prefix
+          AND NOT EXISTS (SELECT 1 FROM reachable WHERE reachable.repository = m.repository AND reachable.digest = m.digest)`),
+      unusedLinks: db.prepare(`SELECT repository, digest FROM registry_blobs b WHERE substr(repository, 1, length(@prefix)) = @prefix
+        AND NOT EXISTS (SELECT 1 FROM registry_manifest_references r WHERE r.repository = b.repository AND r.reference = b.digest)`),
+      unlinkBlob: db.prepare('DELETE FROM registry_blobs WHERE repository = ? AND digest = ?'),
     };
     this.saveInTransaction = db.transaction((image: NewImage, now: number) => {
       const layersSize = image.blobs.filter((blob) => blob.role === 'layer').reduce((sum, blob) => sum + blob.size, 0);
@@ -193,7 +260,7 @@ export class SqliteImageRecordStore implements ImageRecordStore {
   }
 
   blobReferenceCount(blobDigest: string): number {
-    return (this.statements.blobReferences.get(blobDigest) as { count: number }).count;
+    return (this.statements.blobReferences.get({ digest: blobDigest }) as { count: number }).count;
   }
 
   referencedBlobs(): Set<string> {
@@ -222,5 +289,84 @@ export class SqliteImageRecordStore implements ImageRecordStore {
 
   accessOf(digest: string): { project: string; how: ImageAccess }[] {
     return this.statements.accessOf.all(digest) as { project: string; how: ImageAccess }[];
+  }
+
+  linkBlob(repository: string, digest: string, size: number): void {
+    this.statements.linkBlob.run(repository, digest, size, Date.now());
+  }
+
+  linkedBlobSize(repository: string, digest: string): number | undefined {
+    return (this.statements.linkedBlob.get(repository, digest) as { size: number } | undefined)?.size;
+  }
+
+  putManifest(repository: string, manifest: RepositoryManifest, tag?: string): void {
+    this.db
+      .transaction(() => {
+        const now = Date.now();
+        this.statements.upsertRepositoryManifest.run(repository, manifest.digest, manifest.mediaType, manifest.size, now);
+        for (const reference of manifest.references) this.statements.insertManifestReference.run(repository, manifest.digest, reference);
+        if (tag !== undefined) this.statements.upsertRepositoryTag.run(repository, tag, manifest.digest, now);
+      })
+      .immediate();
+  }
+
+  manifestOf(repository: string, digest: string): RepositoryManifest | undefined {
+    const row = this.statements.repositoryManifest.get(repository, digest) as { digest: string; media_type: string; size: number; pushed_at: number } | undefined;
+    if (!row) return undefined;
+    const references = (this.statements.manifestReferences.all(repository, digest) as { reference: string }[]).map((entry) => entry.reference);
+    return { digest: row.digest, mediaType: row.media_type, size: row.size, references, pushedAt: row.pushed_at };
+  }
+
+  digestOfTag(repository: string, tag: string): string | undefined {
+    return (this.statements.repositoryTag.get(repository, tag) as { digest: string } | undefined)?.digest;
+  }
+
+  tagsOf(repository: string, limit: number, last?: string): string[] {
+    return (this.statements.repositoryTags.all(repository, last ?? '', limit) as { tag: string }[]).map((row) => row.tag);
+  }
+
+  taggedOf(repository: string): { tag: string; digest: string }[] {
+    return this.statements.repositoryTagged.all(repository) as { tag: string; digest: string }[];
+  }
+
+  removeTag(repository: string, tag: string): boolean {
+    return this.statements.deleteRepositoryTag.run(repository, tag).changes > 0;
+  }
+
+  removeManifest(repository: string, digest: string): string[] {
+    return this.db
+      .transaction(() => {
+        const tags = (this.statements.tagsOfManifest.all(repository, digest) as { tag: string }[]).map((row) => row.tag);
+        this.statements.deleteRepositoryManifest.run(repository, digest);
+        return tags;
+      })
+      .immediate();
+  }
+
+  repositories(prefix: string): string[] {
+    return (this.statements.repositories.all({ prefix }) as { repository: string }[]).map((row) => row.repository);
+  }
+
+  repositoryBytes(prefix: string): number {
+    return (this.statements.repositoryBytes.get({ prefix }) as { bytes: number }).bytes;
+  }
+
+  collectRepositories(prefix: string, keep: Set<string>): { manifests: string[]; blobs: number } {
+    return this.db
+      .transaction(() => {
+        const manifests: string[] = [];
+        for (const row of this.statements.unreachableManifests.all({ prefix }) as { repository: string; digest: string }[]) {
+          if (keep.has(row.digest)) continue;
+          this.statements.deleteRepositoryManifest.run(row.repository, row.digest);
+          manifests.push(row.digest);
+        }
+        let blobs = 0;
+        for (const row of this.statements.unusedLinks.all({ prefix }) as { repository: string; digest: string }[]) {
+          if (keep.has(row.digest)) continue;
+          blobs += this.statements.unlinkBlob.run(row.repository, row.digest).changes;
+        }
+        return { manifests, blobs };
+      })
+      .immediate();
   }
 }
