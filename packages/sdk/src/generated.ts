@@ -40,6 +40,23 @@ export type ApiError = {
   request_id?: string;
 };
 
+export type AppBuildLogLine = {
+  /** when the line was written, RFC 3339. */
+  at: string;
+  line: string;
+  /** on the last line: how the build ended. */
+  done?: "succeeded" | "failed";
+  /** on the last line of a build that succeeded: the image built. */
+  image?: string;
+};
+
+export type AppBuildLogsRequest = {
+  /** the build_id given to Run or Update. */
+  build_id: string;
+};
+
+export type AppBuildLogsResponse = AppBuildLogLine;
+
 export type AppDeleteRequest = {
   /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
   name: string;
@@ -306,6 +323,14 @@ export type AppRunRequest = {
   path?: string;
   /** a Node.js project uploaded as relative path -> base64 content (what `alto deploy <folder>` sends), built instead of an image. */
   files?: Record<string, string>;
+  /** build the image from this Dockerfile of the source (path inside it; a source with a Dockerfile at its top is built so without it). */
+  dockerfile?: string;
+  /** values of the Dockerfile's ARGs (docker build --build-arg). */
+  build_args?: Record<string, string>;
+  /** let the Dockerfile's RUN steps reach the internet (default false; the outbound guard of apps applies). */
+  build_network?: boolean;
+  /** a name for the Dockerfile build (the image's tag), to follow its log with app/BuildLogs while Run or Update waits. */
+  build_id?: string;
   /** port the app listens on for HTTP (default: the image's first exposed TCP port, else 8080); PORT is set to it. */
   port?: number;
   /** environment variables, added to the image's own. */
@@ -368,6 +393,14 @@ export type AppUpdateRequest = {
   path?: string;
   /** a Node.js project uploaded as relative path -> base64 content (what `alto deploy <folder>` sends), built instead of an image. */
   files?: Record<string, string>;
+  /** build the image from this Dockerfile of the source (path inside it; a source with a Dockerfile at its top is built so without it). */
+  dockerfile?: string;
+  /** values of the Dockerfile's ARGs (docker build --build-arg). */
+  build_args?: Record<string, string>;
+  /** let the Dockerfile's RUN steps reach the internet (default false; the outbound guard of apps applies). */
+  build_network?: boolean;
+  /** a name for the Dockerfile build (the image's tag), to follow its log with app/BuildLogs while Run or Update waits. */
+  build_id?: string;
   /** port the app listens on for HTTP (default: the image's first exposed TCP port, else 8080); PORT is set to it. */
   port?: number;
   /** environment variables, added to the image's own. */
@@ -1592,8 +1625,15 @@ export type Node = {
   state: "ready" | "draining" | "left" | "lost";
   /** whether its lease is running: a node renews it every 2 s and is lost 10 s after the last renewal. */
   live: boolean;
-  /** set with nodes/Drain: no new instances are placed on it (moving its running ones comes with placement). */
+  /** set with nodes/Drain: the node hands its apps without volumes to other live nodes, one at a time, and takes none. */
   draining: boolean;
+  /** the apps the store records on this node: in List for draining nodes, in the answers of Drain and Undrain always. */
+  apps?: {
+    /** apps without volumes it still runs: while it drains, they move to other nodes. */
+    to_move: number;
+    /** apps with volumes it runs, as `<app>.<project>`: their data is on its disk, so they stay when it drains. */
+    pinned: Array<string>;
+  };
   /** the URL other nodes reach it at (`--advertise`). */
   advertise_url: string;
   version: string;
@@ -2761,6 +2801,15 @@ export class AppService {
   }
 
   /**
+   * The log of a Dockerfile build that Run or Update was given with build_id: each step with its time or "cached", the RUN steps' output, then a last line saying how it ended. Waits up to a minute for the build to begin.
+   * @example
+   * for await (const item of alto.app.buildLogs({"build_id":"b7k2m9x4q1"})) console.log(item);
+   */
+  buildLogs(request: AppBuildLogsRequest): AsyncGenerator<AppBuildLogsResponse> {
+    return this.transport.stream<AppBuildLogsResponse>("app", "BuildLogs", request);
+  }
+
+  /**
    * The raw address of a ready instance of the app (reachable from this machine only) and the app's URL on the edge.
    * @example
    * const response = await alto.app.resolve({"name":"web"});
@@ -3337,7 +3386,7 @@ export class ImagesService {
   }
 
   /**
-   * List the images stored on this machine.
+   * List the images stored on this machine (admin key); with a project's key, the tags of the project's repositories in Alto's own registry (<project>/<name>:<tag>).
    * @example
    * const response = await alto.images.list();
    */
@@ -3364,7 +3413,7 @@ export class ImagesService {
   }
 
   /**
-   * Remove a reference; the image goes with its last reference (or at once when named by digest) and its blobs with the last image using them. An image in use by an app is kept.
+   * Remove a reference; the image goes with its last reference (or at once when named by digest) and its blobs with the last image using them. An image in use by an app is kept. A project key removes tags of its own repositories (<project>/<name>:<tag>); prune then frees their blobs.
    * @example
    * const response = await alto.images.delete({"image":"redis:7"});
    */
@@ -3373,7 +3422,7 @@ export class ImagesService {
   }
 
   /**
-   * Remove untagged images no app uses (with all: every image no app uses), blobs no image uses, and abandoned downloads.
+   * Remove untagged images no app uses (with all: every image no app uses), manifests of Alto's registry no tag reaches, blobs no image or repository uses, and abandoned downloads. A project key prunes its own repositories.
    * @example
    * const response = await alto.images.prune({"all":false});
    */
@@ -3496,7 +3545,7 @@ export class NodesService {
   }
 
   /**
-   * Mark a node as draining: no new instances are placed on it. For now this sets the flag that List shows; moving its running instances to other nodes comes with placement across nodes.
+   * Drain a node: it takes no apps, and hands each of its apps without volumes to another live node, one at a time, with no request failing (each is ready on its new node before the old copy stops). Apps with volumes stay (pinned). The answer shows the apps left to move; List shows the progress.
    * @example
    * const response = await alto.nodes.drain({"name":"node-2"});
    */
@@ -3505,7 +3554,7 @@ export class NodesService {
   }
 
   /**
-   * Clear a node's draining flag: it takes new instances again.
+   * Clear a node's draining flag: it takes apps again and moves no more of its own (apps moved stay where they went).
    * @example
    * const response = await alto.nodes.undrain({"name":"node-2"});
    */
@@ -3587,7 +3636,7 @@ export class ProjectsService {
   }
 }
 
-/** Credentials for private image registries, kept on the server (owner-only file in the data folder). Admin key only. */
+/** Credentials for private image registries, kept on the server (owner-only file in the data folder; admin key only). Also Alto's own registry at /v2/ (OCI Distribution API): projects push and pull <alto host>/<project>/<name>:<tag> with a key of the app or registry scope. */
 export class RegistryService {
   constructor(private readonly transport: Transport) {}
 
