@@ -22,7 +22,7 @@ import { after, before, describe, test } from 'node:test';
 import { busyboxHttpdImage, HTTPD_PAGE, HTTPD_PORT } from './app-images.js';
 import { eventually, getThroughEdge, privateSandboxCache, runCli } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
-import { buildImage, writeOciLayout, type BuiltImage } from './images-fixture.js';
+import { buildImage, buildIndex, writeOciLayout, type BuiltImage } from './images-fixture.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -52,6 +52,7 @@ describe("Alto's registry", () => {
   let otherKey: string;
   let dbKey: string;
   let imagesKey: string;
+  let spaceKey: string;
   let web: BuiltImage;
   const cache = privateSandboxCache();
   const dataDir = temporaryDataDir();
@@ -99,6 +100,7 @@ describe("Alto's registry", () => {
     otherKey = await alto.projectKey('other', ['app']);
     dbKey = await alto.projectKey('shop', ['db']);
     imagesKey = await alto.projectKey('shop', ['images']);
+    spaceKey = await alto.projectKey('shop', ['space']);
   });
 
   after(async () => {
@@ -316,6 +318,31 @@ describe("Alto's registry", () => {
     await alto.call('app', 'Delete', { name: 'web2' }, key);
   });
 
+  test('an index pushed with skopeo --all comes back as pushed, and its linux/amd64 image runs', async () => {
+    const arm = await buildImage({ architecture: 'arm64', layers: [[{ type: 'file', path: 'arm.txt', content: 'arm64' }]] });
+    const index = buildIndex([
+      { image: web, architecture: 'amd64' },
+      { image: arm, architecture: 'arm64' },
+    ]);
+    const dir = folder();
+    writeOciLayout(dir, [{ image: index, refName: 'multi' }]);
+    await skopeo(['copy', '--all', '--dest-tls-verify=false', '--dest-creds', `x:${key}`, `oci:${dir}:multi`, `docker://${host}/shop/multi:v1`]);
+    const raw = await skopeo(['inspect', '--raw', '--tls-verify=false', '--creds', `x:${key}`, `docker://${host}/shop/multi:v1`]);
+    assert.equal(sha256(raw), index.index.digest);
+    const head = await v2('shop/multi/manifests/v1', { method: 'HEAD' });
+    assert.equal(head.headers.get('content-type'), index.index.mediaType);
+    assert.equal((await v2(`shop/multi/manifests/${arm.manifest.digest}`, { method: 'HEAD' })).status, 200, 'the arm64 image is kept though it cannot run here');
+
+    const run = await alto.call('app', 'Run', { name: 'multi', image: `${host}/shop/multi:v1`, port: HTTPD_PORT }, key);
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    const answer = await eventually(async () => {
+      const result = await getThroughEdge(edgePort, 'multi.shop.localhost');
+      return result.status === 200 && result;
+    }, 'the index to answer');
+    assert.equal(answer.body, HTTPD_PAGE);
+    await alto.call('app', 'Delete', { name: 'multi' }, key);
+  });
+
   test('alto images lists the tags; deleting one and pruning frees its blobs; pushes count toward space_bytes', async () => {
     const image = await uniqueImage();
     await push(layoutOf(image), 'shop/scratch:v1');
@@ -344,6 +371,9 @@ describe("Alto's registry", () => {
     assert.equal(refusal.code, 'DENIED');
     assert.match(refusal.message, /storage cap reached/);
     assert.equal((await v2(`shop/web/blobs/${sha256(blob)}`, { method: 'HEAD' })).status, 404);
+    // The same cap covers the space block: the pushed images fill it.
+    const object = await alto.call('space', 'Create', { name: 'note.txt', object: Buffer.from('hello').toString('base64') }, spaceKey);
+    assert.equal(object.status, 402, JSON.stringify(object.body));
     assert.equal((await alto.call('projects', 'Update', { name: 'shop', space_bytes: 0 })).status, 200);
   });
 });

@@ -14,7 +14,7 @@ export const LIMIT_NAMES = [
   'monthly_spend_cap_micros',
   /** Records in the db block, across tables and environments. */
   'db_rows',
-  /** Bytes stored in the space block (when it is there). */
+  /** Bytes stored in the space block (when it is there) and in the project's repositories of Alto's registry. */
   'space_bytes',
   /** Apps, instances running at once, and GB-seconds of running time per month: for compute. */
   'compute_apps',
@@ -38,7 +38,7 @@ export const LIMIT_DESCRIPTIONS: Record<LimitName, string> = {
   monthly_quota: 'requests per calendar month, UTC (0 = no limit)',
   monthly_spend_cap_micros: 'most cost per calendar month after the free credit, in micro-units (0 = no cap)',
   db_rows: 'most records stored in the db block (0 = no limit)',
-  space_bytes: 'most bytes stored in the space block (0 = no limit)',
+  space_bytes: "most bytes stored in the space block and pushed to Alto's registry (0 = no limit)",
   compute_apps: 'most apps (0 = no limit)',
   compute_instances: 'most app instances running at once (0 = no limit)',
   compute_gb_seconds: 'most GB-seconds of running time per calendar month (0 = no limit)',

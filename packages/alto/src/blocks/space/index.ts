@@ -41,10 +41,11 @@ function use(context: CallContext): { space: Space; namespace: string } {
   return { space: context.platform.use(spaceBlock), namespace: context.tenant.namespace };
 }
 
-/** The caller's project's space_bytes cap, as a guard for writes. */
+/** The caller's project's space_bytes cap, as a guard for writes: objects and images pushed to Alto's registry count. */
 function storageGuard(context: CallContext, space: Space): StorageGuard {
   const tenant = context.tenant;
-  return (adding) => context.platform.limits.assertStorage(tenant, 'space_bytes', adding, () => space.store.projectBytes(tenant.projectId));
+  const stored = async () => (await space.store.projectBytes(tenant.projectId)) + context.platform.stores.images.repositoryBytes(`${tenant.projectId}/`);
+  return (adding) => context.platform.limits.assertStorage(tenant, 'space_bytes', adding, stored);
 }
 
 const inlineBody = { maxBytes: inlineBodyLimit(), hint: INLINE_LIMIT_HINT };
