@@ -15,6 +15,10 @@ import type { TestAuthority } from './tls-fixture.js';
 
 export interface Pebble {
   directoryUrl: string;
+  /** pebble-challtestsrv's DNS, `127.0.0.1:port` (for ALTO_DNS_SERVER). */
+  dnsServer: string;
+  /** Makes `host` resolve to 127.0.0.1 (when not every name does). */
+  addAddress(host: string): Promise<void>;
   /** Pebble's issuing root, PEM (made new at each start). */
   root(): Promise<string>;
   output(): string;
@@ -29,6 +33,8 @@ export interface PebbleOptions {
   tlsPort: number;
   /** Lifetime of the certificates it issues (default pebble's, five years). */
   validitySeconds?: number;
+  /** false: only the names given to `addAddress` resolve (default: every name, to 127.0.0.1). */
+  resolveAll?: boolean;
 }
 
 /** A loopback port nothing listens on now. */
@@ -90,7 +96,7 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
   };
   const dns = spawn(
     'pebble-challtestsrv',
-    ['-dns01', `127.0.0.1:${dnsPort}`, '-management', `127.0.0.1:${dnsManagementPort}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-defaultIPv4', '127.0.0.1', '-defaultIPv6', ''],
+    ['-dns01', `127.0.0.1:${dnsPort}`, '-management', `127.0.0.1:${dnsManagementPort}`, '-http01', '', '-https01', '', '-tlsalpn01', '', '-defaultIPv4', options.resolveAll === false ? '' : '127.0.0.1', '-defaultIPv6', ''],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   collect(dns);
@@ -119,6 +125,11 @@ export async function startPebble(options: PebbleOptions): Promise<Pebble> {
   }
   return {
     directoryUrl,
+    dnsServer: `127.0.0.1:${dnsPort}`,
+    async addAddress(host) {
+      const response = await fetch(`http://127.0.0.1:${dnsManagementPort}/add-a`, { method: 'POST', body: JSON.stringify({ host: `${host}.`, addresses: ['127.0.0.1'] }) });
+      if (!response.ok) throw new Error(`challtestsrv add-a: ${response.status} ${await response.text()}`);
+    },
     async root() {
       const response = await getText(`https://127.0.0.1:${managementPort}/roots/0`, authority.root);
       if (response.status !== 200) throw new Error(`pebble's root: ${response.status}`);

@@ -17,6 +17,7 @@ import { addImageCommands } from './images.js';
 import { addAppCommands } from './apps.js';
 import { addFunctionCommands } from './functions.js';
 import { addNodeCommands } from './nodes.js';
+import { addDomainCommands } from './domains.js';
 import { addInitCommand } from './init.js';
 import { addMigrateCommand } from './migrate.js';
 
@@ -203,6 +204,7 @@ export function buildProgram(): Command {
   addAppCommands(program, { remote, action, client });
   addFunctionCommands(program, { remote, action, client });
   addNodeCommands(program, { remote, action, client });
+  addDomainCommands(program, { remote, action, client });
   addInitCommand(program, action);
   addMigrateCommand(program, action);
 

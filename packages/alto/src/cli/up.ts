@@ -67,6 +67,7 @@ export async function runUp(flags: UpFlags): Promise<void> {
     connectionCaps: connectionCapsFrom(process.env),
     headersTimeoutMs: positiveWholeNumber(process.env.ALTO_HEADERS_TIMEOUT_MS, 'ALTO_HEADERS_TIMEOUT_MS'),
     bodyTimeoutMs: positiveWholeNumber(process.env.ALTO_BODY_TIMEOUT_MS, 'ALTO_BODY_TIMEOUT_MS'),
+    domainCheckMs: positiveWholeNumber(process.env.ALTO_DOMAIN_CHECK_MS, 'ALTO_DOMAIN_CHECK_MS'),
     logger: log,
     node,
     advertiseUrl,

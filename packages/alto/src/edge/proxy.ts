@@ -30,6 +30,8 @@ export interface AppProxyOptions {
   domain: string;
   resolver: AppResolver;
   log: Logger;
+  /** The app a custom domain names (edge/custom-domains.ts), for hosts outside `domain`. */
+  aliasOf?: (host: string) => AppAddress | undefined;
 }
 
 /** Headers that describe one hop, not the message: never forwarded (RFC 9110 section 7.6.1). */
@@ -79,6 +81,7 @@ export class AppProxy {
   private readonly domainSuffix: string;
   private readonly resolver: AppResolver;
   private readonly log: Logger;
+  private readonly aliasOf: ((host: string) => AppAddress | undefined) | undefined;
   /** Reuses connections to instances, by address: a warm request does not pay for a TCP handshake. */
   private readonly pools = new Map<string, InstancePool>();
   private readonly poolSweep: NodeJS.Timeout;
@@ -89,6 +92,7 @@ export class AppProxy {
     this.domainSuffix = '.' + options.domain.toLowerCase().replace(/^\.+|\.+$/g, '');
     this.resolver = options.resolver;
     this.log = options.log;
+    this.aliasOf = options.aliasOf;
     this.poolSweep = setInterval(() => this.closeIdlePools(), POOL_IDLE_MS).unref();
   }
 
@@ -99,7 +103,7 @@ export class AppProxy {
   addressOf(hostHeader: string | undefined): AppAddress | undefined {
     if (!hostHeader) return undefined;
     const host = hostHeader.trim().toLowerCase().replace(PORT_SUFFIX_PATTERN, '').replace(/\.$/, '');
-    if (!host.endsWith(this.domainSuffix)) return undefined;
+    if (!host.endsWith(this.domainSuffix)) return this.aliasOf?.(host);
     const labels = host.slice(0, -this.domainSuffix.length).split('.');
     if (labels.length !== 2) return undefined;
     const [app, project] = labels;

@@ -19,6 +19,7 @@ import { streamService } from '../blocks/stream/index.js';
 import { urlService } from '../blocks/url/index.js';
 import { userService } from '../blocks/user/index.js';
 import { appService } from '../compute/apps/service.js';
+import { domainsService } from '../compute/apps/domains-service.js';
 import { nodesService } from '../compute/cluster/service.js';
 import { functionService } from '../compute/functions/service.js';
 import { imagesService, registryService } from '../compute/images/service.js';
@@ -30,7 +31,7 @@ import type { ServiceDefinition } from '../platform/service.js';
 import { buildOpenApiDocument } from './openapi.js';
 
 export function allServices(): ServiceDefinition[] {
-  return [accountsService, projectsService, keysService, usageService, idService, dbService, urlService, otpService, cacheService, secretService, cronService, searchService, eventService, mqService, streamService, userService, emailService, spaceService, fileService, imagesService, registryService, appService, functionService, nodesService];
+  return [accountsService, projectsService, keysService, usageService, idService, dbService, urlService, otpService, cacheService, secretService, cronService, searchService, eventService, mqService, streamService, userService, emailService, spaceService, fileService, imagesService, registryService, appService, domainsService, functionService, nodesService];
 }
 
 export { buildOpenApiDocument };

@@ -34,6 +34,8 @@ import { ConnectionForwarder } from './forward.js';
 import { ApiLane } from './lane.js';
 import { CertificateBook } from './certificates.js';
 import { HSTS_VALUE, TlsListener } from './tls.js';
+import { CustomDomains } from './custom-domains.js';
+import { domainResolves } from '../compute/apps/domains.js';
 import { AcmeCertificates, ACME_CHALLENGE_PREFIX, type ChallengeKind } from './acme.js';
 import { allServices } from './registry.js';
 
@@ -94,6 +96,8 @@ export interface AltoOptions {
     /** ALTO_ACME_RETRY_MS: the first retry's delay after a failure. */
     retryBaseMs?: number;
   };
+  /** ALTO_DOMAIN_CHECK_MS: how often the apps' custom domains are read again and checked in DNS (default 5 s). */
+  domainCheckMs?: number;
   logger?: Logger;
 }
 
@@ -172,7 +176,20 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   // This node's apps, and once it has joined the cloud, other nodes' apps relayed to them.
   let routing: AppResolver = apps.gateway;
   const resolver: AppResolver = { acquire: (address, kind, relayed) => routing.acquire(address, kind, relayed) };
-  const appProxy = new AppProxy({ domain: platform.config.appsDomain ?? 'localhost', resolver, log: log.child({ component: 'proxy' }) });
+  // The apps' custom domains; with ACME, each one's certificate is asked for once its name resolves.
+  const customDomains = new CustomDomains({
+    stores,
+    demand: (domain) => acme?.demand(domain) ?? Promise.resolve(false),
+    tracked: (domain) => acme?.tracks(domain) ?? false,
+    everyMs: options.domainCheckMs,
+    log: log.child({ component: 'domains' }),
+  });
+  const appProxy = new AppProxy({
+    domain: platform.config.appsDomain ?? 'localhost',
+    resolver,
+    log: log.child({ component: 'proxy' }),
+    aliasOf: (host) => customDomains.addressOf(host),
+  });
   // The web console's built files, when packages/console was built (else `/` answers JSON only).
   const webConsole = createConsole(log);
   const metrics = createEdgeMetrics();
@@ -414,6 +431,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   });
   await acme?.start();
   if (acme && options.domain) void acme.demand(options.domain);
+  await customDomains.start();
 
   /** Certificates for the console's domain, each app's host and each custom domain: no other name is asked for. */
   function startAcme(settings: NonNullable<AltoOptions['acme']>): AcmeCertificates {
@@ -426,6 +444,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
       log: log.child({ component: 'acme' }),
       async serves(host) {
         if (host === options.domain) return true;
+        // A custom domain counts once its name resolves (the challenge then proves it reaches Alto).
+        if (await customDomains.has(host)) return domainResolves(host);
         const address = appProxy.addressOf(host);
         return address !== undefined && (await stores.apps.findByAddress(address.project, address.app)) !== undefined;
       },
@@ -448,6 +468,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     await new Promise<void>((done) => server.close(() => done()));
     await tls?.close();
     tls?.force();
+    await customDomains.close();
     await acme?.close();
     certificates.close();
     forwarder.close();
@@ -488,6 +509,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         await tlsDrained;
         clearTimeout(timer);
         tls?.force();
+        await customDomains.close();
         await acme?.close();
         certificates.close();
         forwarder.close();

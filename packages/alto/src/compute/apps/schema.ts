@@ -120,6 +120,11 @@ export const UpdateRequest = z
     image: z.string().min(1).optional().describe('a new image (pulled again when given, so a moved tag is seen)'),
     ...sourceFields,
     ...settingsFields,
+    custom_domains: z
+      .array(z.string().max(253, 'custom_domains: a domain name is at most 253 characters'))
+      .max(20, 'custom_domains: at most 20 per app')
+      .optional()
+      .describe("the app's whole list of custom domains (served over HTTPS once they point at Alto; see domains/List for their status); left out, the list stays as it is"),
   });
 
 export const NameRequest = z.object({ name: AppName });

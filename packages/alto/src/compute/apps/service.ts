@@ -21,6 +21,7 @@ import { AppManager, type AppOwner } from './manager.js';
 import type { AppSettingsInput } from './spec.js';
 import type { AppSourceRequest } from './source-builder.js';
 import { hiddenEnvForUpdate, readSecrets, type HiddenEnv } from './secrets.js';
+import { domainsByApp, setAppDomains } from './domains.js';
 import {
   BuildLogLineView,
   BuildLogsRequest,
@@ -101,6 +102,11 @@ function manager(context: CallContext): AppManager {
 
 function owner(context: CallContext): AppOwner {
   return ownerOf(context.tenant);
+}
+
+/** An app's view with its custom domains (compute/apps/domains.ts). */
+async function withDomains<View extends { name: string }>(context: CallContext, view: View): Promise<View & { custom_domains: string[] }> {
+  return { ...view, custom_domains: (await domainsByApp(context.platform, context.tenant.projectId)).get(view.name) ?? [] };
 }
 
 function ownerOf(tenant: Tenant): AppOwner {
@@ -191,6 +197,12 @@ export const appService = defineService({
       response: ServiceResponse,
       example: { name: 'web', image: 'ghcr.io/org/web:v2' },
       async handler(request, context) {
+        const { name: _name, custom_domains: customDomains, ...changes } = request;
+        // Domains first: one another app has refuses the whole call before anything is deployed.
+        const domains = customDomains === undefined ? undefined : await setAppDomains(context.platform, context.tenant, request.name, customDomains);
+        if (domains !== undefined && Object.values(changes).every((value) => value === undefined)) {
+          return { service: { ...serviceView(await manager(context).describe(owner(context), request.name)), custom_domains: domains } };
+        }
         const current = await hiddenEnvOfApp(context, request.name);
         const hidden = await hiddenEnvForUpdate(context.platform, context.tenant, request.name, current, request.secrets);
         const state = await manager(context).update(owner(context), {
@@ -200,7 +212,7 @@ export const appService = defineService({
           insecure: request.insecure,
           ...settingsOf(request),
         });
-        return { service: serviceView(state) };
+        return { service: await withDomains(context, serviceView(state)) };
       },
     }),
     Delete: endpoint({
@@ -210,6 +222,8 @@ export const appService = defineService({
       example: { name: 'web' },
       async handler(request, context) {
         await manager(context).delete(owner(context), request.name, { keepVolumes: request.keep_volumes });
+        // Its custom domains go with it: another app may take them.
+        await context.platform.stores.domains.replaceAppDomains(context.tenant.projectId, request.name, [], Date.now());
         return {};
       },
     }),
@@ -219,7 +233,7 @@ export const appService = defineService({
       response: ServiceResponse,
       example: { name: 'web' },
       async handler(request, context) {
-        return { service: serviceView(await manager(context).describe(owner(context), request.name)) };
+        return { service: await withDomains(context, serviceView(await manager(context).describe(owner(context), request.name))) };
       },
     }),
     Status: endpoint({
@@ -230,7 +244,7 @@ export const appService = defineService({
       example: { name: 'web' },
       async handler(request, context) {
         const apps = manager(context);
-        return { service: serviceView(await apps.withFrozen(await apps.describe(owner(context), request.name))) };
+        return { service: await withDomains(context, serviceView(await apps.withFrozen(await apps.describe(owner(context), request.name)))) };
       },
     }),
     List: endpoint({
@@ -239,7 +253,8 @@ export const appService = defineService({
       response: ListResponse,
       example: {},
       async handler(_request, context) {
-        return { services: (await manager(context).list(owner(context))).map(serviceView) };
+        const domains = await domainsByApp(context.platform, context.tenant.projectId);
+        return { services: (await manager(context).list(owner(context))).map((state) => ({ ...serviceView(state), custom_domains: domains.get(state.record.name) ?? [] })) };
       },
     }),
     Logs: endpoint({
