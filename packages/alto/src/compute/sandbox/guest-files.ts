@@ -3,9 +3,11 @@
  * The programs that run inside sandboxes, each a file of its own in guest/ beside this module:
  * the microVM's init (init.sh, probe-init.sh), the supervisor (supervisor.sh) with its microVM
  * prelude and epilogue, the process sandbox's stage 1 (process-stage1.sh) and the microVM guest
- * agent (agent, assembled from agent.s). scripts.test.ts shell-checks the scripts and assembles
- * the agent again. The build copies guest/ into dist/ (scripts/copy-assets.mjs), so they are
- * found beside the running module from src/ (tests, through tsx) and dist/ alike.
+ * agent (agent, assembled from agent.s); also, run on the host, the process driver's guard that
+ * thaws its frozen sandboxes on cgroup v1 once Alto has ended (freezer-guard.sh).
+ * scripts.test.ts shell-checks the scripts and assembles the agent again. The build copies
+ * guest/ into dist/ (scripts/copy-assets.mjs), so they are found beside the running module from
+ * src/ (tests, through tsx) and dist/ alike.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +19,7 @@ export type GuestFileName =
   | 'microvm-prelude.sh'
   | 'microvm-epilogue.sh'
   | 'process-stage1.sh'
+  | 'freezer-guard.sh'
   | 'agent';
 
 /** The folder of the guest files, beside this module. */

@@ -73,7 +73,7 @@ import { linkVariables, openLinkRelays, validateLinks, type LinkRelays } from '.
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
 import { supervisorScript, supervisorSettings } from './supervisor.js';
-import { guestFile } from './guest-files.js';
+import { GUEST_FILES_DIR, guestFile } from './guest-files.js';
 import { ensureSandboxTools } from './tools.js';
 import { claimVolumes, ensureProcessVolumeImage, waitUntilDetached, type VolumeClaim } from './volumes.js';
 
@@ -161,6 +161,8 @@ export class ProcessDriver implements SandboxDriver {
   private toolsDir: string | undefined;
   private launcher: string | undefined;
   private toolsLayer: string | undefined;
+  /** cgroup v1 only: thaws this Alto's frozen sandboxes once it has ended, so they end too. */
+  private freezerGuard: ChildProcess | undefined;
   private readonly instances = new Set<ProcessInstance>();
   private readonly idRanges: IdRanges;
 
@@ -191,6 +193,7 @@ export class ProcessDriver implements SandboxDriver {
     this.toolsDir = await ensureSandboxTools(this.options.cacheDir);
     this.launcher = await ensureLauncher(this.options.cacheDir);
     this.toolsLayer = await ensureToolsLayer(this.options.cacheDir, this.toolsDir, this.launcher);
+    if (cgroups.version === 'v1') this.freezerGuard = startFreezerGuard(this.launcher, join(this.toolsDir, 'busybox'), this.options.stateDir);
     const firewall = await ensureFirewall();
     return {
       driver: 'process',
@@ -331,7 +334,28 @@ export class ProcessDriver implements SandboxDriver {
 
   async close(): Promise<void> {
     await Promise.all([...this.instances].map((instance) => instance.stop(1_000).catch(() => undefined)));
+    // Nothing of this Alto is frozen any more: the guard finds no record of it and ends.
+    this.freezerGuard?.stdin?.end();
   }
+}
+
+/**
+ * On cgroup v1 hosts, the guard that thaws this Alto's suspended sandboxes once Alto has ended
+ * (guest/freezer-guard.sh): a process frozen by the v1 freezer does not act on the SIGKILL its
+ * parent-death signal sends until it is thawed. It waits on a pipe from Alto, which closes
+ * however Alto ends, and holds nothing of Alto's but that pipe (the launcher closes the rest).
+ */
+function startFreezerGuard(launcher: string, busybox: string, stateDir: string): ChildProcess {
+  guestFile('freezer-guard.sh');
+  const guard = spawn(launcher, ['--fds', '3', '--session', '--', busybox, 'sh', join(GUEST_FILES_DIR, 'freezer-guard.sh'), busybox, String(process.pid), stateDir], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  guard.on('error', () => undefined);
+  guard.stdin!.on('error', () => undefined);
+  // Alto's event loop does not wait for it.
+  guard.unref();
+  (guard.stdin as unknown as { unref(): void }).unref();
+  return guard;
 }
 
 /** How stage 1 (guest/process-stage1.sh) is started: its copy, environment and arguments. */

@@ -52,9 +52,9 @@ interface Held {
 }
 
 /** Runs a holder on a fresh state folder and waits until its sandbox serves. */
-async function hold(driver: 'process' | 'microvm'): Promise<Held> {
+async function hold(driver: 'process' | 'microvm', state: 'running' | 'suspended' = 'running'): Promise<Held> {
   const stateDir = mkdtempSync(join(workspace, `${driver}-`));
-  const holder = spawn(process.execPath, ['--import', 'tsx', HOLDER, driver, stateDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const holder = spawn(process.execPath, ['--import', 'tsx', HOLDER, driver, stateDir, ...(state === 'suspended' ? ['suspended'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   holders.add(holder);
   let stdout = '';
   let stderr = '';
@@ -161,6 +161,21 @@ describe('the process driver', () => {
     await exited;
     assert.deepEqual(await hostTraces(other), []);
     assert.deepEqual(await reapLeftovers(other.stateDir), { reaped: [], live: [], removed: [], failures: [] });
+  });
+
+  test('a suspended sandbox ends with its killed Alto too', async () => {
+    // On cgroup v1 a frozen process acts on SIGKILL only once thawed: the driver's guard thaws it.
+    const held = await hold('process', 'suspended');
+    const processes = sandboxProcesses(held);
+    assert.ok(processes.length >= 3, `the sandbox's processes: ${JSON.stringify(processes)}`);
+    const freezer = held.record.cgroups.find((dir) => existsSync(join(dir, 'cgroup.freeze')) || dir.includes('/freezer/'))!;
+    const frozen = existsSync(join(freezer, 'freezer.state')) ? readFileSync(join(freezer, 'freezer.state'), 'utf8').trim() === 'FROZEN' : /^frozen 1$/m.test(readFileSync(join(freezer, 'cgroup.events'), 'utf8'));
+    assert.ok(frozen, 'the sandbox is frozen');
+    await killHolder(held);
+    await waitFor(() => processes.every(ended) && held.record.cgroups.every(cgroupEmpty), 'the suspended sandbox\'s processes to end with its Alto');
+    const report = await reapLeftovers(held.stateDir);
+    assert.deepEqual({ reaped: report.reaped, failures: report.failures }, { reaped: [held.id], failures: [] });
+    assert.deepEqual(await hostTraces(held), []);
   });
 
   test('a record whose owner\'s pid now names another process is reaped', async () => {

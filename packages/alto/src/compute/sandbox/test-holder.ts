@@ -1,11 +1,12 @@
 /**
  * @module compute/sandbox/test-holder
  * A stand-in for an Alto process in the reaping tests (reap.test.ts), run as a program of its
- * own: `node --import tsx test-holder.ts <process|microvm> <state folder>` starts one sandbox
- * through the driver (busybox httpd on the test root filesystem; for the process driver with
- * outbound access and platform access, so it holds nftables elements and a subnet lease too),
- * prints `{"id","host","port"}` on one line once it serves, then waits: to be killed with
- * SIGKILL, or stopped with SIGTERM, which ends the sandbox cleanly.
+ * own: `node --import tsx test-holder.ts <process|microvm> <state folder> [suspended]` starts one
+ * sandbox through the driver (busybox httpd on the test root filesystem; for the process driver
+ * with outbound access and platform access, so it holds nftables elements and a subnet lease
+ * too), suspends it if asked, prints `{"id","host","port"}` on one line once it serves (or is
+ * suspended), then waits: to be killed with SIGKILL, or stopped with SIGTERM, which ends the
+ * sandbox cleanly.
  */
 import { createServer } from 'node:net';
 import { defaultSandboxCacheDir } from './index.js';
@@ -14,9 +15,9 @@ import type { SandboxDriver } from './port.js';
 import { ProcessDriver } from './process.js';
 import { ensureBusyboxRootfs } from './test-rootfs.js';
 
-const [driverName, stateDir] = process.argv.slice(2);
-if ((driverName !== 'process' && driverName !== 'microvm') || !stateDir) {
-  process.stderr.write('usage: test-holder.ts <process|microvm> <state folder>\n');
+const [driverName, stateDir, state] = process.argv.slice(2);
+if ((driverName !== 'process' && driverName !== 'microvm') || !stateDir || (state !== undefined && state !== 'suspended')) {
+  process.stderr.write('usage: test-holder.ts <process|microvm> <state folder> [suspended]\n');
   process.exit(2);
 }
 const cacheDir = defaultSandboxCacheDir();
@@ -38,6 +39,7 @@ const instance = await driver.start({
   allowOutbound: driverName === 'process',
   platform: { port: (edge.address() as { port: number }).port },
 });
+if (state === 'suspended') await instance.suspend();
 process.stdout.write(`${JSON.stringify({ id: instance.id, host: instance.host, port: instance.port })}\n`);
 process.once('SIGTERM', () => {
   void driver.close().then(() => {
