@@ -435,6 +435,8 @@ export type AppUpdateRequest = {
   insecure?: boolean;
   /** secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them. */
   secrets?: Array<string>;
+  /** the app's whole list of custom domains (served over HTTPS once they point at Alto; see domains/List for their status); left out, the list stays as it is. */
+  custom_domains?: Array<string>;
 };
 
 export type AppUpdateResponse = {
@@ -802,6 +804,61 @@ export type DbWatchResponse = {
   /** the record after the change; for a delete, as it was. */
   record?: Record<string, unknown>;
 };
+
+export type DomainsAddRequest = {
+  /** a domain of yours, such as www.example.com. */
+  domain: string;
+  /** the app the domain serves. */
+  app: string;
+};
+
+export type DomainsAddResponse = {
+  domain: {
+    domain: string;
+    app: string;
+    /** pending_dns until the name resolves, issuing while its certificate is obtained, active once served, failed with error. */
+    status: "pending_dns" | "issuing" | "active" | "failed";
+    /** why the certificate could not be obtained (tried again with back-off). */
+    error?: string;
+    /** the record to create: a CNAME to the app's host (or A/AAAA records to Alto's addresses). */
+    dns: {
+      type: "CNAME";
+      name: string;
+      value: string;
+    };
+    created: string;
+  };
+};
+
+export type DomainsListRequest = {
+  /** the app the domain serves. */
+  app?: string;
+};
+
+export type DomainsListResponse = {
+  domains: Array<{
+    domain: string;
+    app: string;
+    /** pending_dns until the name resolves, issuing while its certificate is obtained, active once served, failed with error. */
+    status: "pending_dns" | "issuing" | "active" | "failed";
+    /** why the certificate could not be obtained (tried again with back-off). */
+    error?: string;
+    /** the record to create: a CNAME to the app's host (or A/AAAA records to Alto's addresses). */
+    dns: {
+      type: "CNAME";
+      name: string;
+      value: string;
+    };
+    created: string;
+  }>;
+};
+
+export type DomainsRemoveRequest = {
+  /** a domain of yours, such as www.example.com. */
+  domain: string;
+};
+
+export type DomainsRemoveResponse = Record<string, unknown>;
 
 export type EmailOutboxRequest = {
   /** how many messages, newest first (default 25, at most 1000). Default: 25. */
@@ -3077,6 +3134,38 @@ export class DbService {
   }
 }
 
+/** Custom domains of the project's apps, served over HTTPS with certificates Alto obtains once the domain points at it. */
+export class DomainsService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Give an app a custom domain (409 when another app has it). The answer names the DNS record to create; the certificate follows once the domain points at Alto.
+   * @example
+   * const response = await alto.domains.add({"domain":"www.example.com","app":"web"});
+   */
+  add(request: DomainsAddRequest): Promise<DomainsAddResponse> {
+    return this.transport.call<DomainsAddResponse>("domains", "Add", request);
+  }
+
+  /**
+   * The project's custom domains (of one app when named) with their status.
+   * @example
+   * const response = await alto.domains.list();
+   */
+  list(request: DomainsListRequest = {}): Promise<DomainsListResponse> {
+    return this.transport.call<DomainsListResponse>("domains", "List", request);
+  }
+
+  /**
+   * Take a custom domain from its app: it is no longer served.
+   * @example
+   * const response = await alto.domains.remove({"domain":"www.example.com"});
+   */
+  remove(request: DomainsRemoveRequest): Promise<DomainsRemoveResponse> {
+    return this.transport.call<DomainsRemoveResponse>("domains", "Remove", request);
+  }
+}
+
 /** Send email over SMTP, with every message kept in an outbox the project can read. */
 export class EmailService {
   constructor(private readonly transport: Transport) {}
@@ -4142,6 +4231,7 @@ export class Services {
   readonly cache: CacheService;
   readonly cron: CronService;
   readonly db: DbService;
+  readonly domains: DomainsService;
   readonly email: EmailService;
   readonly event: EventService;
   readonly file: FileService;
@@ -4168,6 +4258,7 @@ export class Services {
     this.cache = new CacheService(transport);
     this.cron = new CronService(transport);
     this.db = new DbService(transport);
+    this.domains = new DomainsService(transport);
     this.email = new EmailService(transport);
     this.event = new EventService(transport);
     this.file = new FileService(transport);
