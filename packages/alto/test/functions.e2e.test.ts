@@ -216,7 +216,7 @@ describe('functions on the process sandbox', () => {
     assert.equal((await call('Delete', { name: 'clock' }, admin)).status, 200);
   });
 
-  test('source deploys of apps: alto deploy ./my-app and app/Run with a repository; a Dockerfile is refused', async () => {
+  test('source deploys of apps: alto deploy ./my-app and app/Run with a repository; a folder with a Dockerfile is built from it', async () => {
     const site = join(scratch, 'my-site');
     mkdirSync(join(site, 'lib'), { recursive: true });
     writeFileSync(join(site, 'package.json'), JSON.stringify({ name: 'my-site', scripts: { start: 'node server.js --greeting built' } }));
@@ -254,11 +254,12 @@ describe('functions on the process sandbox', () => {
 
     const docker = join(scratch, 'docker-app');
     mkdirSync(docker, { recursive: true });
-    writeFileSync(join(docker, 'Dockerfile'), 'FROM node:22\n');
+    // Its Dockerfile is read, not its package.json (Dockerfile builds are build.e2e.test.ts's).
+    writeFileSync(join(docker, 'Dockerfile'), 'FROM node:22\nMAINTAINER someone\n');
     writeFileSync(join(docker, 'package.json'), JSON.stringify({ name: 'docker-app', main: 'index.js' }));
     const refused = await cli(['deploy', docker, '--name', 'docker-app']);
     assert.notEqual(refused.code, 0);
-    assert.match(refused.stderr, /Dockerfile: Alto does not run Docker builds\. It builds Node\.js projects from source/);
+    assert.match(refused.stderr, /Dockerfile line 2: MAINTAINER is not supported/);
 
     const shell = join(scratch, 'shell-app');
     mkdirSync(shell, { recursive: true });

@@ -96,6 +96,8 @@ export class DockerfileBuilds {
    */
   async buildForApp(owner: BuildOwner, request: DockerfileSourceRequest): Promise<string | undefined> {
     if (request.files === undefined && request.repo === undefined) return undefined;
+    // An upload shows whether it holds a Dockerfile; a repository is cloned first to see.
+    if (request.files !== undefined && !DockerfileBuilds.isDockerfileRequest(request)) return undefined;
     const buildId = request.build_id ?? randomBytes(6).toString('hex');
     const root = join(this.dataDir, 'builds', 'sources');
     mkdirSync(root, { recursive: true, mode: 0o700 });

@@ -77,7 +77,7 @@ describe('startCommandOf', () => {
   test('a plain node start script, else main; Dockerfiles and shell scripts are refused', () => {
     assert.deepEqual(startCommandOf(project({ 'package.json': JSON.stringify({ scripts: { start: 'node --enable-source-maps server.js 8080' } }), 'server.js': '' })), ['--enable-source-maps', 'server.js', '8080']);
     assert.deepEqual(startCommandOf(project({ 'package.json': JSON.stringify({ main: 'app.js' }), 'app.js': '' })), ['app.js']);
-    assert.throws(() => startCommandOf(project({ Dockerfile: 'FROM x', 'package.json': '{}' })), /Dockerfile: Alto does not run Docker builds/);
+    assert.throws(() => startCommandOf(project({ Dockerfile: 'FROM x', 'package.json': '{}' })), /Dockerfile or Containerfile: deploy it as an app built from it/);
     assert.throws(() => startCommandOf(project({ 'package.json': JSON.stringify({ scripts: { start: 'tsc && node dist/a.js' } }) })), /not a plain "node <file>" command/);
     assert.throws(() => startCommandOf(project({ 'package.json': JSON.stringify({ name: 'x' }) })), /neither a start script/);
     assert.throws(() => startCommandOf(project({ 'index.js': '' })), /no package\.json/);

@@ -481,13 +481,13 @@ export async function bundleFunction(given: BundleOptions): Promise<BundleResult
 /**
  * How a source-built app starts: package.json's `start` script when it is a plain
  * `node [options] <file> [args]` command (the image has node but no npm and no shell), else
- * `node <main>`. A Dockerfile is refused: Alto builds Node.js projects, and runs images built
- * elsewhere.
+ * `node <main>`. A Dockerfile or Containerfile found here is refused: a source with one is an
+ * image to build from it (compute/build), not a Node.js project.
  */
 export function startCommandOf(folder: string): string[] {
   if (existsSync(join(folder, 'Dockerfile')) || existsSync(join(folder, 'Containerfile')))
     throw new BuildFailure(
-      'this folder has a Dockerfile: Alto does not run Docker builds. It builds Node.js projects from source (package.json with a start script "node <file>" or a main); for anything else build an image and deploy it by reference (app/Run with image)',
+      'this folder has a Dockerfile or Containerfile: deploy it as an app built from it (alto deploy ./dir --dockerfile <file>, or app/Run with files or repo and dockerfile); Node.js projects are built from package.json (a start script "node <file>" or a main)',
       '',
     );
   const manifest = readPackageJson(folder);
