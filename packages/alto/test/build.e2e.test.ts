@@ -252,14 +252,45 @@ describe('Dockerfile builds', () => {
     }
   });
 
-  test('app/BuildLogs replays a finished build and says how it ended', async () => {
+  test('heredocs, SHELL and the config instructions; app/BuildLogs replays a finished build', async () => {
     const buildId = 'logsreplay1';
-    const built = await call('Run', { name: 'tiny', build_id: buildId, files: filesOf({ Dockerfile: `FROM ${registry.host}/demo/busybox:v1\nCOPY a.txt /a.txt\nCMD ["httpd", "-f", "-p", "8080"]\n`, 'a.txt': 'a\n' }) });
+    const dockerfile = [
+      `FROM ${registry.host}/demo/busybox:v1`,
+      'SHELL ["/bin/sh", "-ec"]',
+      'RUN <<EOF',
+      'mkdir -p /www',
+      'echo "from a RUN heredoc" > /www/run.txt',
+      'EOF',
+      'COPY <<EOT /www/note.txt',
+      'from a COPY heredoc',
+      'EOT',
+      'LABEL org.example.team="build tests" version=1',
+      'VOLUME /data',
+      'STOPSIGNAL SIGINT',
+      'HEALTHCHECK --interval=30s --retries=2 CMD ["cat", "/www/run.txt"]',
+      'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]',
+      '',
+    ].join('\n');
+    const built = await call('Run', { name: 'tiny', build_id: buildId, files: filesOf({ Dockerfile: dockerfile }) });
     assert.equal(built.status, 200, JSON.stringify(built.body));
+    assert.equal((await getThroughEdge(edgePort, `tiny.${PROJECT}.localhost`, '/run.txt')).body, 'from a RUN heredoc\n');
+    assert.equal((await getThroughEdge(edgePort, `tiny.${PROJECT}.localhost`, '/note.txt')).body, 'from a COPY heredoc\n');
+
+    const image = await alto.call('images', 'Inspect', { image: built.body.service.image });
+    assert.equal(image.status, 200, JSON.stringify(image.body));
+    const config = JSON.parse(readFileSync(join(dataDir, 'images', 'blobs', 'sha256', image.body.image.config_digest.slice(7)), 'utf8'));
+    assert.deepEqual(config.config.Labels, { 'org.example.team': 'build tests', version: '1' });
+    assert.deepEqual(config.config.Volumes, { '/data': {} });
+    assert.equal(config.config.StopSignal, 'SIGINT');
+    assert.deepEqual(config.config.Shell, ['/bin/sh', '-ec']);
+    assert.deepEqual(config.config.Healthcheck, { Test: ['CMD', 'cat', '/www/run.txt'], Interval: 30e9, Retries: 2 });
+    assert.equal(config.created, '1970-01-01T00:00:00.000Z');
+
     const lines = await eventually(async () => {
       const printed = await runCli(['call', 'app', 'BuildLogs', '--build_id', buildId, '--url', alto.url, '--key', key]);
       return printed.code === 0 && printed.stdout.includes('succeeded') && printed.stdout;
     }, 'the build log');
-    assert.match(lines, /COPY a\.txt \/a\.txt/);
+    assert.match(lines, /RUN <<EOF/);
+    assert.match(lines, /COPY <<EOT \/www\/note\.txt/);
   });
 });

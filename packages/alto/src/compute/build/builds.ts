@@ -3,7 +3,7 @@
  * Dockerfile builds of apps (app/Run and app/Update with files or a repo holding a Dockerfile,
  * or naming one with `dockerfile`): the source is written to a build folder, built by the
  * ImageBuilder, and the image reference handed back to the app service. Each build's log lines
- * are kept in memory by project and build id (the last builds of each project), so `alto
+ * are kept in memory by project and build id (the last 200 builds of the node, 1 MiB each), so `alto
  * deploy` can follow a build it started (app/BuildLogs) while app/Run or app/Update waits for it.
  */
 import { randomBytes } from 'node:crypto';
@@ -38,21 +38,29 @@ export interface BuildLogLine {
   image?: string;
 }
 
-/** Builds kept per project for their logs. */
-const KEPT_BUILDS = 20;
-/** Lines kept per build (the first ones and the latest). */
-const KEPT_LINES = 5_000;
+/** Builds whose logs are kept on this node (all projects), the oldest forgotten first. */
+const KEPT_BUILDS = 200;
+/** Bytes of lines kept per build: past it, lines after the first ones give way to the latest. */
+const KEPT_BYTES = 1024 * 1024;
+const KEPT_FIRST_LINES = 100;
 /** How long a follower waits for a build that has not begun yet. */
 const WAIT_FOR_BUILD_MS = 60_000;
 
+/** One build's lines, numbered, so a follower never skips one when old lines give way. */
 class BuildLog {
-  readonly lines: BuildLogLine[] = [];
+  private readonly lines: { number: number; line: BuildLogLine }[] = [];
+  private bytes = 0;
+  private written = 0;
   finished = false;
   private readonly waiters = new Set<() => void>();
 
   push(line: BuildLogLine): void {
-    if (this.lines.length >= KEPT_LINES) this.lines.splice(100, 1);
-    this.lines.push(line);
+    this.lines.push({ number: this.written++, line });
+    this.bytes += line.line.length;
+    while (this.bytes > KEPT_BYTES && this.lines.length > KEPT_FIRST_LINES + 1) {
+      const [dropped] = this.lines.splice(KEPT_FIRST_LINES, 1);
+      this.bytes -= dropped.line.line.length;
+    }
     if (line.done) this.finished = true;
     for (const wake of this.waiters) wake();
   }
@@ -60,7 +68,11 @@ class BuildLog {
   async *follow(signal?: AbortSignal): AsyncIterable<BuildLogLine> {
     let next = 0;
     for (;;) {
-      while (next < this.lines.length) yield this.lines[next++];
+      for (const entry of this.lines) {
+        if (entry.number < next) continue;
+        next = entry.number + 1;
+        yield entry.line;
+      }
       if (this.finished || signal?.aborted) return;
       await new Promise<void>((resolve) => {
         const wake = () => {
@@ -76,7 +88,8 @@ class BuildLog {
 }
 
 export class DockerfileBuilds {
-  private readonly logs = new Map<string, Map<string, BuildLog>>();
+  /** By `<project id>/<build id>`, oldest first. */
+  private readonly logs = new Map<string, BuildLog>();
   private readonly appeared = new Set<() => void>();
 
   constructor(
@@ -136,15 +149,11 @@ export class DockerfileBuilds {
   }
 
   private begin(projectId: string, buildId: string): BuildLog {
-    let builds = this.logs.get(projectId);
-    if (!builds) {
-      builds = new Map();
-      this.logs.set(projectId, builds);
-    }
-    if (builds.has(buildId)) throw errors.conflict(`build ${buildId} exists already; give another build_id`);
+    const key = `${projectId}/${buildId}`;
+    if (this.logs.has(key)) throw errors.conflict(`build ${buildId} exists already; give another build_id`);
     const log = new BuildLog();
-    builds.set(buildId, log);
-    while (builds.size > KEPT_BUILDS) builds.delete(builds.keys().next().value!);
+    this.logs.set(key, log);
+    while (this.logs.size > KEPT_BUILDS) this.logs.delete(this.logs.keys().next().value!);
     for (const wake of this.appeared) wake();
     return log;
   }
@@ -152,7 +161,8 @@ export class DockerfileBuilds {
   /** A build's lines, then each new one until it ends; waits a while for a build not begun yet. */
   async *follow(projectId: string, buildId: string, signal?: AbortSignal): AsyncIterable<BuildLogLine> {
     const deadline = Date.now() + WAIT_FOR_BUILD_MS;
-    let log = this.logs.get(projectId)?.get(buildId);
+    const key = `${projectId}/${buildId}`;
+    let log = this.logs.get(key);
     while (!log) {
       if (Date.now() > deadline || signal?.aborted) throw errors.notFound(`no build ${buildId} in this project (builds are followed on the node that runs them)`);
       await new Promise<void>((resolve) => {
@@ -165,7 +175,7 @@ export class DockerfileBuilds {
         const appeared = this.appeared;
         appeared.add(wake);
       });
-      log = this.logs.get(projectId)?.get(buildId);
+      log = this.logs.get(key);
     }
     yield* log.follow(signal);
   }
