@@ -162,7 +162,8 @@ export async function reapLeftovers(stateDir: string): Promise<ReapReport> {
   }
   // Folders from before instances had records: given back only when nothing on the host holds them.
   for (const name of names) {
-    if (!INSTANCE_ID.test(name) || recorded.has(name)) continue;
+    // A record written since the folder was read is a new instance's: it comes before the folder.
+    if (!INSTANCE_ID.test(name) || recorded.has(name) || existsSync(join(stateDir, `${name}${RECORD_SUFFIX}`))) continue;
     try {
       const removed = await reapUnrecorded(stateDir, name);
       if (removed.length) report.reaped.push(name);
