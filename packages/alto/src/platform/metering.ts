@@ -6,7 +6,7 @@
  * crash loses what was not yet written: at most one interval's records (1 s by default).
  */
 import type { Logger } from '../kit/logger.js';
-import type { ComputeUsageRecord, UsageRecord, UsageStore } from '../store/usage.js';
+import { UsageWriteError, type CallColumns, type ComputeUsageRecord, type UsageRecord, type UsageStore } from '../store/usage.js';
 
 /** A slice of compute time as the compute layer reports it; the meter prices it. */
 export type ComputeUsage = Omit<ComputeUsageRecord, 'priceMicros' | 'at'> & { at?: number };
@@ -80,6 +80,21 @@ class CallBatch {
     this.bytesOut[i] = record.bytesOut;
     this.priceMicros[i] = record.priceMicros;
     this.caller[i] = index;
+  }
+
+  /** The batch as the store's columns (views of this batch's arrays). */
+  columns(): CallColumns {
+    const n = this.length;
+    return {
+      length: n,
+      at: this.at.subarray(0, n),
+      status: this.status.subarray(0, n),
+      bytesIn: this.bytesIn.subarray(0, n),
+      bytesOut: this.bytesOut.subarray(0, n),
+      priceMicros: this.priceMicros.subarray(0, n),
+      caller: this.caller.subarray(0, n),
+      callers: this.callers,
+    };
   }
 
   records(): UsageRecord[] {
@@ -159,16 +174,12 @@ export class Meter {
     const calls = this.calls;
     if (calls.length > 0) this.calls = new CallBatch(this.batchSize);
     this.flushing = this.flushing.then(async () => {
-      const records = this.retry.concat(calls.records());
+      const retry = this.retry;
       this.retry = [];
-      if (records.length > 0) {
-        try {
-          await this.store.appendUsage(records);
-        } catch (error) {
-          // Keep the records for the next attempt rather than lose them.
-          this.retry = records.concat(this.retry);
-          this.log.error({ err: error, records: records.length }, 'writing usage records failed; will retry');
-        }
+      if (retry.length > 0) await this.appendRecords(retry);
+      if (calls.length > 0) {
+        if (this.store.appendCallColumns) await this.appendColumns(calls);
+        else await this.appendRecords(calls.records());
       }
       if (this.pendingCompute.length > 0) {
         const batch = this.pendingCompute;
@@ -182,6 +193,27 @@ export class Meter {
       }
     });
     return this.flushing;
+  }
+
+  /** Writes records; those not written are kept for the next flush rather than lost. */
+  private async appendRecords(records: UsageRecord[]): Promise<void> {
+    try {
+      await this.store.appendUsage(records);
+    } catch (error) {
+      this.retry = records.concat(this.retry);
+      this.log.error({ err: error, records: records.length }, 'writing usage records failed; will retry');
+    }
+  }
+
+  /** Writes a batch as columns (off the event loop where the store can); rows not written are kept for the next flush. */
+  private async appendColumns(calls: CallBatch): Promise<void> {
+    try {
+      await this.store.appendCallColumns!(calls.columns());
+    } catch (error) {
+      const written = error instanceof UsageWriteError ? error.written : 0;
+      this.retry = this.retry.concat(calls.records().slice(written));
+      this.log.error({ err: error, records: calls.length - written }, 'writing usage records failed; will retry');
+    }
   }
 
   private async purgeOld(): Promise<void> {

@@ -269,10 +269,11 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   }
   const control = shared?.control ?? new SqliteControlStore(sqlite);
   const leader: SingletonLock = options.postgresUrl ? new PostgresSingletonLock(options.postgresUrl) : new SqliteSingletonLock(sqlite);
+  const usage = shared?.usage ?? new SqliteUsageStore(sqlite, { writerThread: true });
   return {
     description: parts.join(', '),
     control,
-    usage: shared?.usage ?? new SqliteUsageStore(sqlite),
+    usage,
     quota: shared?.quota ?? new SqliteQuotaStore(sqlite),
     cron: shared?.cron ?? new SqliteCronStore(sqlite),
     otp: shared?.otp ?? new SqliteOtpStore(sqlite),
@@ -306,6 +307,8 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
       await nats?.drain().catch(() => nats?.close());
       if (redis) await redis.quit().catch(() => redis?.disconnect());
       await objects.close();
+      // Its writer thread's last batch before the file closes.
+      await usage.close?.();
       sqlite.close();
     },
   };

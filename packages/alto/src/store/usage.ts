@@ -5,6 +5,7 @@
  * transaction, so reports read a few rows per day instead of every call, and always agree with
  * the records they sum.
  */
+import { dailyCallTotals as callTotals, dayOf as dayOfTime, sortedByKey } from './usage-calls.mjs';
 
 export interface UsageRecord {
   /** Milliseconds since the epoch. */
@@ -96,12 +97,39 @@ export interface UsageStore {
    * Returns how many records were deleted.
    */
   purgeRecords(before: number): Promise<number>;
+  /**
+   * Where a store can write call records off the event loop (the embedded one, in a worker
+   * thread): appends a batch given as columns, like `appendUsage`. A failure rejects with a
+   * `UsageWriteError` saying how many of the batch's rows were written.
+   */
+  appendCallColumns?(batch: CallColumns): Promise<void>;
+  /** Waits for writes in flight and lets go of what the store holds (its writer thread). */
+  close?(): Promise<void>;
 }
 
-/** `YYYY-MM-DD` of a time, in UTC. */
-export function dayOf(at: number): string {
-  return new Date(at).toISOString().slice(0, 10);
+/** A batch of call records as columns: numbers in typed arrays, who called as an index into `callers`. */
+export interface CallColumns {
+  length: number;
+  at: Float64Array;
+  status: Uint16Array;
+  bytesIn: Float64Array;
+  bytesOut: Float64Array;
+  priceMicros: Float64Array;
+  caller: Uint32Array;
+  callers: { projectId: string; keyId: string; service: string; endpoint: string }[];
 }
+
+/** A batch write that failed part way: the first `written` rows were written. */
+export class UsageWriteError extends Error {
+  constructor(
+    message: string,
+    readonly written: number,
+  ) {
+    super(message);
+  }
+}
+
+export { dayOf } from './usage-calls.mjs';
 
 /** One day's total of calls for one key and endpoint: a row of the daily table. */
 export interface DailyCalls {
@@ -128,43 +156,14 @@ export interface DailyCompute {
   priceMicros: number;
 }
 
-/**
- * Sorted by key, so every process that adds a batch to the daily rows of a shared database
- * touches (and locks) them in the same order.
- */
-function sortedByKey<T>(totals: Map<string, T>): T[] {
-  return [...totals.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, total]) => total);
-}
-
 /** A batch of call records summed into the daily rows it adds to. */
-export function dailyCallTotals(records: UsageRecord[]): DailyCalls[] {
-  const days = new Map<string, DailyCalls>();
-  // A batch spans a day or two: name each day once, not once per record.
-  const dayNames = new Map<number, string>();
-  for (const r of records) {
-    const dayNumber = Math.floor(r.at / 86_400_000);
-    let day = dayNames.get(dayNumber);
-    if (day === undefined) dayNames.set(dayNumber, (day = dayOf(r.at)));
-    const key = `${r.projectId}\n${day}\n${r.keyId}\n${r.service}\n${r.endpoint}`;
-    let total = days.get(key);
-    if (!total) {
-      total = { projectId: r.projectId, day, keyId: r.keyId, service: r.service, endpoint: r.endpoint, calls: 0, errors: 0, bytesIn: 0, bytesOut: 0, priceMicros: 0 };
-      days.set(key, total);
-    }
-    total.calls += 1;
-    if (r.status >= 400) total.errors += 1;
-    total.bytesIn += r.bytesIn;
-    total.bytesOut += r.bytesOut;
-    total.priceMicros += r.priceMicros;
-  }
-  return sortedByKey(days);
-}
+export const dailyCallTotals: (records: UsageRecord[]) => DailyCalls[] = callTotals;
 
 /** A batch of compute slices summed into the daily rows it adds to. */
 export function dailyComputeTotals(records: ComputeUsageRecord[]): DailyCompute[] {
   const days = new Map<string, DailyCompute>();
   for (const r of records) {
-    const day = dayOf(r.at);
+    const day = dayOfTime(r.at);
     const key = `${r.projectId}\n${day}\n${r.app}`;
     let total = days.get(key);
     if (!total) {

@@ -1,9 +1,13 @@
 /**
  * What only the embedded usage adapter has: the migration that sums records written before
- * daily totals existed. The usage contract runs on it in `../usage.contract.test.ts`.
+ * daily totals existed, and the writer thread. The usage contract runs on it in `../usage.contract.test.ts`.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { UsageWriteError, type CallColumns } from '../usage.js';
 import { openSqlite } from './database.js';
 import { SqliteUsageStore } from './usage.js';
 
@@ -28,4 +32,39 @@ test('sqlite: records written before daily totals existed are summed by the migr
     { day: '2025-02-01', keyId: 'k', service: 'id', endpoint: 'Generate', calls: 1, errors: 0, bytesIn: 1, bytesOut: 2, priceMicros: 1 },
   ]);
   db.close();
+});
+
+test('the writer thread writes batches of columns with their daily totals, and says how far a failed batch got', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alto-usage-writer-'));
+  const db = openSqlite(join(dir, 'alto.db'));
+  const store = new SqliteUsageStore(db, { writerThread: true });
+  const at = Date.UTC(2026, 5, 1, 12);
+  const length = 1200;
+  const batch: CallColumns = {
+    length,
+    at: new Float64Array(length).fill(at),
+    status: new Uint16Array(length).map((_, i) => (i % 4 === 0 ? 500 : 200)),
+    bytesIn: new Float64Array(length).fill(10),
+    bytesOut: new Float64Array(length).fill(20),
+    priceMicros: new Float64Array(length).fill(3),
+    caller: new Uint32Array(length).map((_, i) => i % 2),
+    callers: [
+      { projectId: 'p', keyId: 'k1', service: 'id', endpoint: 'Generate' },
+      { projectId: 'p', keyId: 'k2', service: 'db', endpoint: 'Read' },
+    ],
+  };
+  await store.appendCallColumns(batch);
+  const days = await store.readUsage({ projectId: 'p', fromDay: '2026-06-01', toDay: '2026-06-01' });
+  assert.deepEqual(days.map(({ keyId, calls, errors, bytesIn, priceMicros }) => ({ keyId, calls, errors, bytesIn, priceMicros })), [
+    { keyId: 'k2', calls: 600, errors: 0, bytesIn: 6000, priceMicros: 1800 },
+    { keyId: 'k1', calls: 600, errors: 300, bytesIn: 6000, priceMicros: 1800 },
+  ]);
+  assert.equal((db.prepare('SELECT COUNT(*) AS n FROM usage_records').get() as { n: number }).n, length, 'one row per call');
+
+  // A batch the database refuses (its table gone) fails, naming how many rows were written: none.
+  db.exec('ALTER TABLE usage_records RENAME TO usage_records_away');
+  await assert.rejects(store.appendCallColumns(batch), (error) => error instanceof UsageWriteError && error.written === 0 && /usage_records/.test(error.message));
+  await store.close();
+  db.close();
+  rmSync(dir, { recursive: true, force: true });
 });

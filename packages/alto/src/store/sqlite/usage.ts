@@ -15,6 +15,10 @@ import {
   type UsageRecord,
   type UsageStore,
 } from '../usage.js';
+import { Worker } from 'node:worker_threads';
+import { existsSync } from 'node:fs';
+import { sqliteCallWriter } from '../usage-calls.mjs';
+import { UsageWriteError, type CallColumns } from '../usage.js';
 import { migrate, type SqliteDatabase } from './database.js';
 
 const MIGRATIONS = [
@@ -70,32 +74,21 @@ const MIGRATIONS = [
      PRIMARY KEY (project_id, day, app)) WITHOUT ROWID;`,
 ];
 
-/** Call records written by one INSERT statement. */
-const ROWS_PER_INSERT = 50;
 /** Records deleted per statement by the retention purge, so no single delete stalls requests. */
 const PURGE_CHUNK = 5000;
 
 export class SqliteUsageStore implements UsageStore {
   private readonly appendCalls: (records: UsageRecord[]) => void;
+  private readonly writer: UsageWriterThread | undefined;
   private readonly appendCompute: (records: ComputeUsageRecord[]) => void;
   private readonly statements;
 
-  constructor(private readonly db: SqliteDatabase) {
+  /** `writerThread`: write call records from a thread of its own (a database in a file only); the running instance's store does. */
+  constructor(
+    private readonly db: SqliteDatabase,
+    options: { writerThread?: boolean } = {},
+  ) {
     migrate(db, 'usage', MIGRATIONS);
-    const insertCalls = (rows: number) =>
-      db.prepare(`INSERT INTO usage_records
-        (at, project_id, key_id, service, endpoint, status, bytes_in, bytes_out, price_micros)
-        VALUES ${Array(rows).fill('(?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`);
-    // Many rows per statement: binding once per row costs more than SQLite's own work.
-    const insertMany = insertCalls(ROWS_PER_INSERT);
-    const insertOne = insertCalls(1);
-    const addCallDay = db.prepare(`INSERT INTO usage_daily
-      (project_id, day, key_id, service, endpoint, calls, errors, bytes_in, bytes_out, price_micros)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT (project_id, day, key_id, service, endpoint) DO UPDATE SET
-        calls = calls + excluded.calls, errors = errors + excluded.errors,
-        bytes_in = bytes_in + excluded.bytes_in, bytes_out = bytes_out + excluded.bytes_out,
-        price_micros = price_micros + excluded.price_micros`);
     const insertCompute = db.prepare(`INSERT INTO compute_usage_records
       (at, project_id, app, instance, running_ms, memory_mib, requests, price_micros) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`);
     const addComputeDay = db.prepare(`INSERT INTO compute_daily
@@ -104,21 +97,9 @@ export class SqliteUsageStore implements UsageStore {
         running_ms = running_ms + excluded.running_ms, mib_ms = mib_ms + excluded.mib_ms,
         requests = requests + excluded.requests, price_micros = price_micros + excluded.price_micros`);
 
-    this.appendCalls = db.transaction((records: UsageRecord[]) => {
-      const valuesOf = (from: number, count: number) => {
-        const values: unknown[] = [];
-        for (const r of records.slice(from, from + count)) {
-          values.push(r.at, r.projectId, r.keyId, r.service, r.endpoint, r.status, r.bytesIn, r.bytesOut, r.priceMicros);
-        }
-        return values;
-      };
-      let next = 0;
-      for (; next + ROWS_PER_INSERT <= records.length; next += ROWS_PER_INSERT) insertMany.run(valuesOf(next, ROWS_PER_INSERT));
-      for (; next < records.length; next++) insertOne.run(valuesOf(next, 1));
-      for (const t of dailyCallTotals(records)) {
-        addCallDay.run(t.projectId, t.day, t.keyId, t.service, t.endpoint, t.calls, t.errors, t.bytesIn, t.bytesOut, t.priceMicros);
-      }
-    });
+    this.appendCalls = sqliteCallWriter(db);
+    // Off the event loop: a thread of its own with its own connection (usage-worker.mjs).
+    if (options.writerThread && !db.memory) this.writer = new UsageWriterThread(db.name);
     this.appendCompute = db.transaction((records: ComputeUsageRecord[]) => {
       for (const r of records) {
         insertCompute.run(r.at, r.projectId, r.app, r.instance, r.runningMs, r.memoryMiB, r.requests, r.priceMicros);
@@ -151,6 +132,16 @@ export class SqliteUsageStore implements UsageStore {
 
   async appendUsage(records: UsageRecord[]): Promise<void> {
     if (records.length > 0) this.appendCalls(records);
+  }
+
+  /** Through the writer thread when there is one, else here. */
+  appendCallColumns(batch: CallColumns): Promise<void> {
+    if (this.writer?.alive) return this.writer.write(batch);
+    return this.appendUsage(recordsOf(batch));
+  }
+
+  async close(): Promise<void> {
+    await this.writer?.close();
   }
 
   async appendComputeUsage(records: ComputeUsageRecord[]): Promise<void> {
@@ -189,5 +180,71 @@ export class SqliteUsageStore implements UsageStore {
       }
     }
     return deleted;
+  }
+}
+
+function noop(): void {}
+
+/** The records of a batch given as columns. */
+function recordsOf(batch: CallColumns): UsageRecord[] {
+  const records: UsageRecord[] = [];
+  for (let i = 0; i < batch.length; i++) {
+    const caller = batch.callers[batch.caller[i]];
+    records.push({ at: batch.at[i], ...caller, status: batch.status[i], bytesIn: batch.bytesIn[i], bytesOut: batch.bytesOut[i], priceMicros: batch.priceMicros[i] });
+  }
+  return records;
+}
+
+/** The worker thread that writes call records to the database file (usage-worker.mjs), one batch after another. */
+class UsageWriterThread {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  private nextId = 1;
+  /** Settles once every write handed over so far has. */
+  private settled: Promise<void> = Promise.resolve();
+  alive = true;
+
+  constructor(path: string) {
+    // Beside this file, in src/ and in dist/ alike (the build copies it as it is).
+    const script = new URL('./usage-worker.mjs', import.meta.url);
+    if (!existsSync(script)) throw new Error(`the usage writer ${script.pathname} is missing; rebuild Alto`);
+    this.worker = new Worker(script, { workerData: { path } });
+    // A write in flight keeps the process; an idle writer does not.
+    this.worker.unref();
+    this.worker.on('message', (answer: { id: number; written: number; error?: string }) => {
+      const waiting = this.pending.get(answer.id);
+      this.pending.delete(answer.id);
+      if (this.pending.size === 0) this.worker.unref();
+      if (answer.error === undefined) waiting?.resolve();
+      else waiting?.reject(new UsageWriteError(`writing usage records failed: ${answer.error}`, answer.written));
+    });
+    this.worker.on('error', (error) => this.ended(error));
+    this.worker.on('exit', (code) => this.ended(new Error(`the usage writer thread ended (${code})`)));
+  }
+
+  write(batch: CallColumns): Promise<void> {
+    const id = this.nextId++;
+    this.worker.ref();
+    const written = new Promise<void>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, batch });
+    });
+    this.settled = this.settled.then(() => written.then(noop, noop));
+    return written;
+  }
+
+  /** Waits for the writes in flight, then ends the thread. */
+  async close(): Promise<void> {
+    await this.settled;
+    if (!this.alive) return;
+    this.alive = false;
+    await this.worker.terminate();
+  }
+
+  /** The thread is gone: writes waiting for it fail (none of their rows is known written). */
+  private ended(error: Error): void {
+    this.alive = false;
+    for (const { reject } of this.pending.values()) reject(new UsageWriteError(error.message, 0));
+    this.pending.clear();
   }
 }
