@@ -26,6 +26,29 @@ export function statusText(view: Pick<DomainView, 'status' | 'error'>): string {
   return view.status;
 }
 
+/** What `/v1/status` says of HTTPS to the admin key. */
+export interface HttpsInfo {
+  port?: number;
+  acme_directory?: string;
+  certificates?: { host: string; status: string; error?: string; not_after?: string; next_attempt?: string }[];
+}
+
+/** `alto status`'s HTTPS lines: the port, and each certificate's state (a failure with its reason). */
+export function httpsLines(https: HttpsInfo | undefined): string {
+  if (!https) return '';
+  let text = `  https:    port ${https.port}${https.acme_directory ? ` ${dim(`(ACME: ${https.acme_directory})`)}` : ''}\n`;
+  for (const certificate of https.certificates ?? []) {
+    const state =
+      certificate.status === 'failed'
+        ? `failed: ${certificate.error ?? 'unknown reason'}${certificate.next_attempt ? ` ${dim(`(next attempt ${certificate.next_attempt})`)}` : ''}`
+        : certificate.status === 'active'
+          ? `active until ${certificate.not_after}`
+          : certificate.status;
+    text += `    ${certificate.host}: ${state}\n`;
+  }
+  return text;
+}
+
 export function addDomainCommands(program: Command, { remote, action, client }: CommandHelpers): void {
   const domains = program.command('domains').description("custom domains of the project's apps, served over HTTPS: list, add, remove");
 

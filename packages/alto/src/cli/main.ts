@@ -17,7 +17,7 @@ import { addImageCommands } from './images.js';
 import { addAppCommands } from './apps.js';
 import { addFunctionCommands } from './functions.js';
 import { addNodeCommands } from './nodes.js';
-import { addDomainCommands } from './domains.js';
+import { addDomainCommands, httpsLines, type HttpsInfo } from './domains.js';
 import { addInitCommand } from './init.js';
 import { addMigrateCommand } from './migrate.js';
 
@@ -115,7 +115,8 @@ export function buildProgram(): Command {
         `${bold('Alto')} ${body.version} at ${green(connection.url)} — ${body.ready ? green('ready') : 'starting'}\n` +
           `  store:    ${body.store}\n  services: ${(body.services as string[]).join(', ')}\n` +
           `  uptime:   ${body.uptime_seconds}s\n  key:      ${JSON.stringify(body.key)} ${dim(`(${connection.source})`)}\n` +
-          sandboxLine(body.sandbox as SandboxInfo | undefined),
+          sandboxLine(body.sandbox as SandboxInfo | undefined) +
+          httpsLines(body.https as HttpsInfo | undefined),
       );
     }),
   );

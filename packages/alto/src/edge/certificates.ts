@@ -10,6 +10,7 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Logger } from '../kit/logger.js';
 import type { CertificateSource } from './tls.js';
 
@@ -49,7 +50,8 @@ export class CertificateBook implements CertificateSource {
 
   contextFor(serverName: string | undefined): SecureContext | undefined | Promise<SecureContext | undefined> {
     const name = serverName?.toLowerCase().replace(/\.$/, '');
-    if (name === undefined || name === '') return this.brought?.context;
+    // A client that names an address (against RFC 6066) is treated as one that names nothing.
+    if (name === undefined || name === '' || isIP(name) !== 0) return this.brought?.context;
     return this.servedContext(name) ?? this.onMissing?.(name) ?? this.brought?.context;
   }
 
