@@ -252,6 +252,26 @@ describe('Dockerfile builds', () => {
     }
   });
 
+  test('FROM scratch with COPY --from an image makes an image of only what was copied', async () => {
+    const dockerfile = [
+      'FROM scratch',
+      `COPY --from=${registry.host}/demo/busybox:v1 /bin/busybox /bin/busybox`,
+      'COPY <<EOT /www/index.html',
+      'from scratch',
+      'EOT',
+      'CMD ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]',
+      '',
+    ].join('\n');
+    const built = await call('Run', { name: 'bare', files: filesOf({ Dockerfile: dockerfile }) });
+    assert.equal(built.status, 200, JSON.stringify(built.body));
+    assert.equal((await getThroughEdge(edgePort, `bare.${PROJECT}.localhost`, '/index.html')).body, 'from scratch\n');
+    const image = await alto.call('images', 'Inspect', { image: built.body.service.image });
+    const layers = image.body.image.blobs.filter((blob: any) => blob.role === 'layer');
+    assert.equal(layers.length, 2);
+    const names = (await Promise.all(layers.map((layer: any) => tarNames(join(dataDir, 'images', 'blobs', 'sha256', layer.digest.slice(7)))))).flat();
+    assert.deepEqual(names.sort(), ['bin/busybox', 'www/index.html']);
+  });
+
   test('heredocs, SHELL and the config instructions; app/BuildLogs replays a finished build', async () => {
     const buildId = 'logsreplay1';
     const dockerfile = [

@@ -1,8 +1,9 @@
 /**
  * @module cli/apps
  * `alto deploy <image> --name web` (app/Run, or app/Update when the app exists: the new version
- * takes over only once it is ready), `alto apps` (table of the project's apps), `alto logs web
- * [-f]` and `alto destroy web`. They call the `app` service by name through the SDK's transport,
+ * takes over only once it is ready; `alto deploy ./dir` builds the folder on the server, with
+ * its Dockerfile when it has one, printing the build's log from app/BuildLogs on stderr as it
+ * goes), `alto apps` (table of the project's apps), `alto logs web [-f]` and `alto destroy web`. They call the `app` service by name through the SDK's transport,
  * so they work before the SDK is regenerated. Results are JSON when piped or with --json.
  */
 import { randomBytes } from 'node:crypto';
