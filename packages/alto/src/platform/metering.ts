@@ -6,6 +6,7 @@
  * crash loses what was not yet written: at most one interval's records (1 s by default).
  */
 import type { Logger } from '../kit/logger.js';
+import { recordsOfColumns } from '../store/usage-calls.mjs';
 import { UsageWriteError, type CallColumns, type ComputeUsageRecord, type UsageRecord, type UsageStore } from '../store/usage.js';
 
 /** A slice of compute time as the compute layer reports it; the meter prices it. */
@@ -98,22 +99,7 @@ class CallBatch {
   }
 
   records(): UsageRecord[] {
-    const records: UsageRecord[] = [];
-    for (let i = 0; i < this.length; i++) {
-      const caller = this.callers[this.caller[i]];
-      records.push({
-        at: this.at[i],
-        projectId: caller.projectId,
-        keyId: caller.keyId,
-        service: caller.service,
-        endpoint: caller.endpoint,
-        status: this.status[i],
-        bytesIn: this.bytesIn[i],
-        bytesOut: this.bytesOut[i],
-        priceMicros: this.priceMicros[i],
-      });
-    }
-    return records;
+    return recordsOfColumns(this.columns());
   }
 }
 

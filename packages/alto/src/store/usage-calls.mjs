@@ -35,6 +35,46 @@
  */
 
 /**
+ * A batch of call records as columns: numbers in typed arrays, who called as an index into `callers`.
+ * @typedef {object} CallColumns
+ * @property {number} length
+ * @property {Float64Array} at
+ * @property {Uint16Array} status
+ * @property {Float64Array} bytesIn
+ * @property {Float64Array} bytesOut
+ * @property {Float64Array} priceMicros
+ * @property {Uint32Array} caller
+ * @property {{ projectId: string, keyId: string, service: string, endpoint: string }[]} callers
+ */
+
+/**
+ * Rows `from` to `to` (excluded) of a batch given as columns, as records.
+ * @param {CallColumns} batch
+ * @param {number} [from]
+ * @param {number} [to]
+ * @returns {CallRecord[]}
+ */
+export function recordsOfColumns(batch, from = 0, to = batch.length) {
+  /** @type {CallRecord[]} */
+  const records = [];
+  for (let i = from; i < to; i++) {
+    const caller = batch.callers[batch.caller[i]];
+    records.push({
+      at: batch.at[i],
+      projectId: caller.projectId,
+      keyId: caller.keyId,
+      service: caller.service,
+      endpoint: caller.endpoint,
+      status: batch.status[i],
+      bytesIn: batch.bytesIn[i],
+      bytesOut: batch.bytesOut[i],
+      priceMicros: batch.priceMicros[i],
+    });
+  }
+  return records;
+}
+
+/**
  * `YYYY-MM-DD` of a time, in UTC.
  * @param {number} at
  * @returns {string}

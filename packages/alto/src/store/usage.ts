@@ -107,17 +107,9 @@ export interface UsageStore {
   close?(): Promise<void>;
 }
 
-/** A batch of call records as columns: numbers in typed arrays, who called as an index into `callers`. */
-export interface CallColumns {
-  length: number;
-  at: Float64Array;
-  status: Uint16Array;
-  bytesIn: Float64Array;
-  bytesOut: Float64Array;
-  priceMicros: Float64Array;
-  caller: Uint32Array;
-  callers: { projectId: string; keyId: string; service: string; endpoint: string }[];
-}
+import type { CallColumns } from './usage-calls.mjs';
+
+export type { CallColumns };
 
 /** A batch write that failed part way: the first `written` rows were written. */
 export class UsageWriteError extends Error {

@@ -10,46 +10,10 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { sqliteCallWriter } from '../usage-calls.mjs';
+import { recordsOfColumns, sqliteCallWriter } from '../usage-calls.mjs';
 
 /** Rows per transaction: a few milliseconds of the write lock. */
 const ROWS_PER_TRANSACTION = 500;
-
-/**
- * @typedef {object} CallColumns
- * @property {number} length
- * @property {Float64Array} at
- * @property {Uint16Array} status
- * @property {Float64Array} bytesIn
- * @property {Float64Array} bytesOut
- * @property {Float64Array} priceMicros
- * @property {Uint32Array} caller
- * @property {{ projectId: string, keyId: string, service: string, endpoint: string }[]} callers
- */
-
-/**
- * @param {CallColumns} batch
- * @param {number} from
- * @param {number} to
- */
-function recordsOf(batch, from, to) {
-  const records = [];
-  for (let i = from; i < to; i++) {
-    const caller = batch.callers[batch.caller[i]];
-    records.push({
-      at: batch.at[i],
-      projectId: caller.projectId,
-      keyId: caller.keyId,
-      service: caller.service,
-      endpoint: caller.endpoint,
-      status: batch.status[i],
-      bytesIn: batch.bytesIn[i],
-      bytesOut: batch.bytesOut[i],
-      priceMicros: batch.priceMicros[i],
-    });
-  }
-  return records;
-}
 
 const port = parentPort;
 if (!port) throw new Error('usage-worker.mjs runs as a worker thread');
@@ -59,12 +23,12 @@ db.pragma('synchronous = NORMAL');
 db.pragma('busy_timeout = 5000');
 const write = sqliteCallWriter(db);
 
-port.on('message', (/** @type {{ id: number, batch: CallColumns }} */ { id, batch }) => {
+port.on('message', (/** @type {{ id: number, batch: import('../usage-calls.mjs').CallColumns }} */ { id, batch }) => {
   let written = 0;
   try {
     while (written < batch.length) {
       const to = Math.min(batch.length, written + ROWS_PER_TRANSACTION);
-      write(recordsOf(batch, written, to));
+      write(recordsOfColumns(batch, written, to));
       written = to;
     }
     port.postMessage({ id, written });

@@ -17,7 +17,7 @@ import {
 } from '../usage.js';
 import { Worker } from 'node:worker_threads';
 import { existsSync } from 'node:fs';
-import { sqliteCallWriter } from '../usage-calls.mjs';
+import { recordsOfColumns, sqliteCallWriter } from '../usage-calls.mjs';
 import { UsageWriteError, type CallColumns } from '../usage.js';
 import { migrate, type SqliteDatabase } from './database.js';
 
@@ -137,7 +137,7 @@ export class SqliteUsageStore implements UsageStore {
   /** Through the writer thread when there is one, else here. */
   appendCallColumns(batch: CallColumns): Promise<void> {
     if (this.writer?.alive) return this.writer.write(batch);
-    return this.appendUsage(recordsOf(batch));
+    return this.appendUsage(recordsOfColumns(batch));
   }
 
   async close(): Promise<void> {
@@ -184,16 +184,6 @@ export class SqliteUsageStore implements UsageStore {
 }
 
 function noop(): void {}
-
-/** The records of a batch given as columns. */
-function recordsOf(batch: CallColumns): UsageRecord[] {
-  const records: UsageRecord[] = [];
-  for (let i = 0; i < batch.length; i++) {
-    const caller = batch.callers[batch.caller[i]];
-    records.push({ at: batch.at[i], ...caller, status: batch.status[i], bytesIn: batch.bytesIn[i], bytesOut: batch.bytesOut[i], priceMicros: batch.priceMicros[i] });
-  }
-  return records;
-}
 
 /** The worker thread that writes call records to the database file (usage-worker.mjs), one batch after another. */
 class UsageWriterThread {
