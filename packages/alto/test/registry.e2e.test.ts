@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { busyboxHttpdImage, HTTPD_PAGE, HTTPD_PORT } from './app-images.js';
-import { eventually, getThroughEdge, privateSandboxCache, runCli } from './apps-fixture.js';
+import { eventually, getThroughEdge, privateSandboxCache, runCli, webImage } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { buildImage, buildIndex, writeOciLayout, type BuiltImage } from './images-fixture.js';
 
@@ -341,6 +341,27 @@ describe("Alto's registry", () => {
     }, 'the index to answer');
     assert.equal(answer.body, HTTPD_PAGE);
     await alto.call('app', 'Delete', { name: 'multi' }, key);
+  });
+
+  test('--follow-tag: a new image pushed to the tag an app follows is rolled out; an app that does not follow keeps its image', async () => {
+    const [one, two] = await Promise.all([webImage('follow v1', 'follow one\n'), webImage('follow v2', 'follow two\n')]);
+    await push(layoutOf(one, 'v1'), 'shop/follow:v1');
+    const deployed = await runCli(['deploy', `${host}/shop/follow:v1`, '--name', 'follower', '--port', '8080', '--follow-tag', '--min-instances', '1', '--json', '--url', alto.url, '--key', key]);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    const still = await alto.call('app', 'Run', { name: 'still', image: `${host}/shop/follow:v1`, port: 8080, min_instances: 1 }, key);
+    assert.equal(still.status, 200, JSON.stringify(still.body));
+    const page = async (app: string) => (await getThroughEdge(edgePort, `${app}.shop.localhost`)).body;
+    await eventually(async () => (await page('follower')) === 'follow one\n', 'the follower to serve v1');
+
+    await push(layoutOf(two, 'v1'), 'shop/follow:v1');
+    await eventually(async () => (await page('follower')) === 'follow two\n', 'the follower to serve the image pushed to its tag');
+    const follower = await alto.call('app', 'Status', { name: 'follower' }, key);
+    assert.equal(follower.body.service.digest, two.manifest.digest);
+    assert.equal(follower.body.service.follow_tag, true);
+    assert.equal(await page('still'), 'follow one\n', 'an app that does not follow its tag keeps its image');
+    assert.equal((await alto.call('app', 'Status', { name: 'still' }, key)).body.service.digest, one.manifest.digest);
+    await alto.call('app', 'Delete', { name: 'follower' }, key);
+    await alto.call('app', 'Delete', { name: 'still' }, key);
   });
 
   test('alto images lists the tags; deleting one and pruning frees its blobs; pushes count toward space_bytes', async () => {

@@ -53,6 +53,7 @@ interface DeployFlags extends Flags {
   outbound?: boolean;
   link?: string[];
   insecure?: boolean;
+  followTag?: boolean;
   secret?: string[];
   dockerfile?: string;
   buildArg?: string[];
@@ -105,6 +106,7 @@ function deployRequest(image: string, flags: DeployFlags): Record<string, unknow
     outbound: flags.outbound ? true : undefined,
     links: flags.link?.length ? flags.link : undefined,
     insecure: flags.insecure ? true : undefined,
+    follow_tag: flags.followTag ? true : undefined,
     secrets: flags.secret?.length ? flags.secret : undefined,
   };
   for (const [key, value] of Object.entries(fields)) if (value !== undefined) body[key] = value;
@@ -167,6 +169,7 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       .option('--outbound', 'let the app open connections to the internet')
       .option('-l, --link <app>', 'reach another app of the project: <APP>_SERVICE_HOST and <APP>_SERVICE_PORT lead to it (repeat for more)', collect)
       .option('--insecure', 'allow plain HTTP for the image\'s registry')
+      .option('--follow-tag', "for an image pushed to Alto (<alto host>/<project>/<name>:<tag>): update the app whenever a new image is pushed to that tag")
       .option('-s, --secret <name>', 'a secret of the project the app gets as an env var (stripe-key -> STRIPE_KEY; repeat for more; the key needs the "secret" scope)', collect)
       .option('-f, --dockerfile <path>', 'build the folder with this Dockerfile (default: its Dockerfile, when it has one)')
       .option('--build-arg <NAME=value>', 'a value for an ARG of the Dockerfile (repeat for more)', collect)

@@ -45,6 +45,7 @@ import type { LimitSet } from '../../platform/limit-names.js';
 import type { ComputeUsage } from '../../platform/metering.js';
 import type { AppStore } from '../../store/apps/port.js';
 import type { ImageManager } from '../images/manager.js';
+import type { TagPushed } from '../images/repositories.js';
 import type { SandboxChoice, SandboxStatus } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
 import { AppsGateway, type AppAddress } from './gateway.js';
@@ -138,6 +139,8 @@ export class AppManager implements AppGateway {
   /** Builds apps' images from source (repo or files); the functions register the builder. */
   readonly sources = new AppSources();
   private readonly runtimes = new Map<string, AppRuntime>();
+  /** Stops listening for pushes to Alto's registry (apps that follow a tag). */
+  private readonly unfollowTags: () => void;
   /** Where instance starts run (this node's sandbox driver). */
   private readonly placement: Placement;
   /** Images and their unpacked root filesystems. */
@@ -228,6 +231,7 @@ export class AppManager implements AppGateway {
     });
     this.views = new AppViews({ records, runtimes: this.runtimes, appUrl: (app) => this.gateway.appUrl(app), runElsewhere: (app) => this.gateway.runElsewhere(app) });
     this.restoring = this.restore(recorded).catch((error) => options.log.error({ err: error }, 'starting recorded apps failed'));
+    this.unfollowTags = options.images.repositories.onTagPushed((pushed) => void this.followTag(pushed));
   }
 
   // ---- sandbox -------------------------------------------------------------------------------
@@ -471,6 +475,7 @@ export class AppManager implements AppGateway {
 
   async close(): Promise<void> {
     this.closing = true;
+    this.unfollowTags();
     this.meter.stop();
     this.scheduler.stop();
     await this.restoring;
@@ -591,6 +596,26 @@ export class AppManager implements AppGateway {
     } finally {
       runtime.busy = undefined;
       this.scheduler.statusChanged(runtime);
+    }
+  }
+
+  /**
+   * A push moved a tag of Alto's registry to a new image: this node's apps of that project that
+   * follow the tag (`follow_tag`) update to it, rolled out as any Update (the old version serves
+   * until the new one answers). An app busy with another change is left as it is, and says so.
+   */
+  private async followTag(pushed: TagPushed): Promise<void> {
+    for (const runtime of this.runtimes.values()) {
+      const app = runtime.app;
+      if (app.projectId !== pushed.projectId || !app.settings.follow_tag || app.digest === pushed.digest || this.closing) continue;
+      const owner: AppOwner = { projectId: app.projectId, projectName: app.projectName, admin: false };
+      try {
+        if (this.options.images.repositories.localReference(app.image, owner) !== pushed.reference) continue;
+        this.options.log.info({ app: app.name, project: app.projectName, image: app.image, digest: pushed.digest }, 'a new image was pushed to the tag the app follows; updating');
+        await this.update(owner, { name: app.name, image: app.image });
+      } catch (error) {
+        this.options.log.warn({ err: error, app: app.name, project: app.projectName, image: app.image }, 'updating an app to the image pushed to the tag it follows failed');
+      }
     }
   }
 

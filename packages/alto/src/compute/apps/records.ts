@@ -57,6 +57,8 @@ export interface AppSettings {
   links: string[];
   /** Env whose values are never shown: named secrets, a function's key (secrets.ts); absent in older records. */
   hidden_env?: HiddenEnv;
+  /** Updated whenever a new image is pushed to its tag in Alto's registry; absent when not. */
+  follow_tag?: boolean;
 }
 
 export interface AppRecord {

@@ -70,6 +70,10 @@ const settingsFields = {
     .optional()
     .describe('other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later'),
   insecure: z.boolean().optional().describe('allow plain HTTP for the image\'s registry (loopback registries always may)'),
+  follow_tag: z
+    .boolean()
+    .optional()
+    .describe("for an image pushed to Alto's own registry (<alto host>/<project>/<name>:<tag>): update the app, without downtime, whenever a new image is pushed to that tag (default false; Update keeps the current value when left out)"),
   secrets: z
     .array(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'secrets: each the key of a secret (secret/List shows them)'))
     .max(64, 'secrets: at most 64')
@@ -226,6 +230,7 @@ export const ServiceView = z
     tcp_port: z.number().int().optional().describe('the edge port a TCP app is reached at'),
     outbound: z.boolean(),
     links: z.array(z.string()).describe('apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT)'),
+    follow_tag: z.boolean().optional().describe("updated whenever a new image is pushed to its tag in Alto's registry"),
     error: z.string().optional(),
     restarts: z.number().int().describe('restarts of instances that exited on their own'),
     last_exit: z
@@ -298,6 +303,7 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
     tcp: settings.tcp,
     ...(state.tcpPort ? { tcp_port: state.tcpPort } : {}),
     outbound: settings.outbound,
+    ...(settings.follow_tag ? { follow_tag: true } : {}),
     links: settings.links,
     ...(record.error ? { error: redactHidden(record.error, hidden) } : {}),
     restarts: state.restarts,

@@ -65,6 +65,7 @@ export function settingsOf(input: AppSettingsInput, base: AppSettings | undefine
     outbound: input.outbound ?? base?.outbound ?? false,
     links: input.links ?? base?.links ?? [],
     ...hiddenEnvOf(input, base),
+    ...((input.follow_tag ?? base?.follow_tag) ? { follow_tag: true } : {}),
   };
   // A hidden value is not kept among env_vars too (older functions had their key and secrets there).
   for (const [name, value] of Object.entries(settings.hidden_env?.env ?? {})) if (settings.env_vars[name] === value) delete settings.env_vars[name];

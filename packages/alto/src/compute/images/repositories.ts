@@ -99,6 +99,15 @@ export interface PushedManifest {
   runnable?: string;
 }
 
+/** A tag moved to a new image Alto can run (apps that follow the tag update to it). */
+export interface TagPushed {
+  projectId: string;
+  /** `alto.local/<project id>/<name>:<tag>`. */
+  reference: string;
+  /** The runnable image's digest. */
+  digest: string;
+}
+
 /** One tag of a project's repositories, as `alto images` shows it. */
 export interface RepositoryImage {
   /** `<project>/<name>:<tag>`. */
@@ -131,12 +140,19 @@ export class Repositories {
   private readonly ownHosts = new Set<string>();
   /** Digests pushed moments ago that no manifest names yet, with what lets them go. */
   private readonly pushHolds = new Map<string, () => void>();
+  private readonly tagListeners = new Set<(pushed: TagPushed) => void>();
 
   constructor(private readonly images: ImageManager) {}
 
   /** Adds names this Alto answers to (`host` or `host:port`) as its own registry's. */
   answerAs(hosts: string[]): void {
     for (const host of hosts) this.ownHosts.add(normalizeRegistry(host));
+  }
+
+  /** Calls `listener` each time a push moves a tag to a new image Alto can run (apps register here). */
+  onTagPushed(listener: (pushed: TagPushed) => void): () => void {
+    this.tagListeners.add(listener);
+    return () => this.tagListeners.delete(listener);
   }
 
   /** Whether a registry name (`localhost:4000`) is Alto itself. */
@@ -256,14 +272,26 @@ export class Repositories {
       }
       const imageReference = this.imageReference(repository, tag);
       const runnable = INDEX_TYPES.has(mediaType) ? runnableChild : digest;
+      const before = this.records.digestOfReference(imageReference);
       if (runnable === undefined || !(await this.recordImage(repository, runnable, imageReference, runnable === digest ? undefined : { digest, size: bytes.length }))) {
         // The tag names nothing Alto runs (another platform, an artifact): not an image of the machine.
         this.records.removeReference(imageReference);
         return { digest };
       }
+      if (before !== runnable) this.tagPushed({ projectId: repository.projectId, reference: imageReference, digest: runnable });
       return { digest, runnable };
     } finally {
       release();
+    }
+  }
+
+  private tagPushed(pushed: TagPushed): void {
+    for (const listener of this.tagListeners) {
+      try {
+        listener(pushed);
+      } catch {
+        // A listener's failure is its own (it logs it); the push succeeded.
+      }
     }
   }
 
