@@ -115,7 +115,9 @@ async function readStdin(): Promise<string> {
 }
 
 export function addImageCommands(program: Command, { remote, action, client }: CommandHelpers): void {
-  const images = program.command('images').description('pull, list, inspect, remove, prune, import and unpack OCI images (admin key)');
+  const images = program
+    .command('images')
+    .description("pull, list, inspect, remove, prune, import and unpack OCI images (admin key); with a project key, list, remove and prune the tags it pushed to Alto's registry");
 
   remote(
     images
