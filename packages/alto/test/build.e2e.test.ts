@@ -205,6 +205,10 @@ describe('Dockerfile builds', () => {
     assert.equal(flag.status, 400);
     assert.match(flag.body.detail, /Dockerfile line 2: RUN --mount is not supported/);
 
+    const ghost = await run(`${from}USER ghost\nRUN echo never\n`);
+    assert.equal(ghost.status, 400);
+    assert.match(ghost.body.detail, /Dockerfile line 3: user "ghost" is not in the image's \/etc\/passwd/);
+
     const platform = await run(`FROM --platform=linux/arm64 ${registry.host}/demo/busybox:v1\n`);
     assert.equal(platform.status, 400);
     assert.match(platform.body.detail, /line 1: FROM --platform=linux\/arm64/);

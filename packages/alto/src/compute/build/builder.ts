@@ -535,7 +535,7 @@ class BuildSession {
     utimesSync(state.root, stamp, stamp);
     const settings = this.builder.settings;
     const driver = await this.sandboxDriver();
-    const result = await runStep(
+    const result = await this.withLine(instruction.line, () => runStep(
       driver,
       {
         root: state.root,
@@ -552,7 +552,9 @@ class BuildSession {
         onOutput: (_stream, text) => this.log(`  | ${text}`),
       },
       join(settings.sandboxStateDir),
-    );
+    ));
+    // The driver's id-shifted copy of this step's root is used once: it goes now, not with the build.
+    rmSync(join(this.sandboxCacheDir(), 'process-roots'), { recursive: true, force: true });
     try {
       if (result.code !== 0) {
         const output = result.tail.length ? `; its last output:\n${result.tail.join('\n')}` : '';
@@ -571,10 +573,25 @@ class BuildSession {
     }
   }
 
+  /** A 4xx from below (a USER the image lacks, a refused flag) names the Dockerfile's line. */
+  private async withLine<T>(line: number, task: () => Promise<T>): Promise<T> {
+    try {
+      return await task();
+    } catch (error) {
+      if (isAltoError(error) && error.status < 500 && !error.detail.startsWith('Dockerfile line')) throw new AltoError(error.code, error.status, `Dockerfile line ${line}: ${error.detail}`);
+      throw error;
+    }
+  }
+
   private sandboxDriver(): Promise<ProcessDriver> {
     const settings = this.builder.settings;
-    this.driver ??= buildSandboxDriver(settings.sandboxCacheDir, join(this.work, 'sandbox-cache'), settings.sandboxStateDir);
+    this.driver ??= buildSandboxDriver(settings.sandboxCacheDir, this.sandboxCacheDir(), settings.sandboxStateDir);
     return this.driver;
+  }
+
+  /** The sandbox cache folder of this build: the driver's copies of its roots land there. */
+  private sandboxCacheDir(): string {
+    return join(this.work, 'sandbox-cache');
   }
 
   private async storeLayer(path: string): Promise<BuiltLayer> {
