@@ -8,9 +8,11 @@
  * - TLS-ALPN-01 on the HTTPS port for an app's host, asked for by the first handshake naming
  *   it; a name Alto does not serve gets no certificate and is never asked for.
  * - A challenge that cannot pass, and a directory that is down: the reason shows in the status.
+ * - Two nodes on one PostgreSQL store: one certificate is issued, and both serve it (the
+ *   directory validates through one node's port, whichever node asked).
  */
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { startProcess, temporaryDataDir, waitForAsync, type ServerProcess } from './harness.js';
@@ -18,6 +20,7 @@ import { startRegistry, type TestRegistry } from './images-fixture.js';
 import { getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { freePort, startPebble, type Pebble } from './acme-fixture.js';
 import { echoImage, http2Request, servedCertificate, testAuthority, type TestAuthority } from './tls-fixture.js';
+import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
 
 const CONSOLE_DOMAIN = 'alto.test';
 const APPS_DOMAIN = 'apps.test';
@@ -221,5 +224,45 @@ describe('ACME failures are reported with their reason', () => {
     } finally {
       await alto.close();
     }
+  });
+});
+
+describe('ACME on PostgreSQL: two nodes share the account and the certificate', () => {
+  let authority: TestAuthority;
+  let pebble: Pebble;
+  let database: TestDatabase;
+  const nodes: ServerProcess[] = [];
+  const ports: { port: number; httpsPort: number }[] = [];
+
+  before(async () => {
+    authority = testAuthority();
+    database = await createTestDatabase('acme');
+    for (let index = 0; index < 2; index++) ports.push({ port: await freePort(), httpsPort: await freePort() });
+    // The directory validates HTTP-01 on the first node's port only.
+    pebble = await startPebble({ authority, httpPort: ports[0].port, tlsPort: ports[0].httpsPort });
+    const env = { ALTO_MASTER_KEY: randomBytes(32).toString('hex'), ALTO_ADMIN_KEY: `admin-${randomBytes(16).toString('hex')}` };
+    for (const [index, { port, httpsPort }] of ports.entries()) {
+      nodes.push(await startWithAcme({ port, httpsPort, directoryUrl: pebble.directoryUrl, authority, challenges: 'http-01', args: ['--store', database.url, '--node', `node-${index}`], env }));
+    }
+  });
+
+  after(async () => {
+    for (const node of nodes) await node.close();
+    await pebble?.stop();
+    await database?.drop();
+    authority?.remove();
+  });
+
+  test('one certificate is issued for the cloud and every node serves it', async () => {
+    await waitForAsync(async () => (await statusOf(nodes[1], CONSOLE_DOMAIN))?.status === 'active', 'the certificate issued', 30_000);
+    const root = await pebble.root();
+    const serials = new Set<string>();
+    for (const { httpsPort } of ports) {
+      await waitForAsync(async () => (await http2Request({ port: httpsPort, host: CONSOLE_DOMAIN, path: '/livez', ca: root }).catch(() => undefined))?.status === 200, `node on ${httpsPort} serving it`, 15_000);
+      serials.add(new X509Certificate((await servedCertificate(httpsPort, CONSOLE_DOMAIN)).raw).serialNumber);
+    }
+    assert.equal(serials.size, 1, 'both nodes serve the same certificate');
+    const issued = nodes.map((node) => node.stdout().split('\n').filter((line) => line.includes('"certificate issued"')).length);
+    assert.equal(issued[0] + issued[1], 1, `issued once in the cloud (per node: ${issued.join(', ')})`);
   });
 });

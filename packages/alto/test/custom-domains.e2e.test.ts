@@ -82,6 +82,9 @@ describe('custom domains of apps', () => {
     const unknown = await alto.call('domains', 'Add', { domain: DOMAIN, app: 'nope' }, shopKey);
     assert.equal(unknown.status, 404);
     assert.match(unknown.body.detail, /app "nope" does not exist/);
+    // Another project's app is not this project's to give a domain.
+    const foreign = await alto.call('domains', 'Add', { domain: DOMAIN, app: 'site' }, shopKey);
+    assert.equal(foreign.status, 404);
     assert.deepEqual(await listOf(shopKey), []);
   });
 

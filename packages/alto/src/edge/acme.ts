@@ -82,6 +82,8 @@ export class AcmeCertificates {
   private client: acme.Client | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Set when a host is asked for while a run goes on: the run looks again before it ends. */
+  private demanded = false;
 
   constructor(private readonly options: AcmeOptions) {
     this.job = new SingletonJob(options.lock, { name: ROLE, everyMs: options.checkEveryMs ?? 60_000, run: () => this.renewDue(), log: options.log });
@@ -114,6 +116,8 @@ export class AcmeCertificates {
    * the host, and waits a little for it, so the first visitor is answered.
    */
   contextOnDemand(host: string): Promise<SecureContext | undefined> {
+    // A host whose last attempt failed is not waited for: the next attempt is after a back-off.
+    if (this.known.get(host)?.error !== undefined) return Promise.resolve(this.options.book.servedContext(host));
     return new Promise((resolve) => {
       const waiters = this.waiting.get(host) ?? [];
       waiters.push(resolve);
@@ -135,6 +139,7 @@ export class AcmeCertificates {
       const now = Date.now();
       if (await this.options.store.requestCertificate(host, now)) this.options.log.info({ host }, 'certificate asked for');
       this.known.set(host, (await this.options.store.certificate(host)) ?? { host, failures: 0, attemptAt: now, updatedAt: now });
+      this.demanded = true;
       void this.job.runIfHolder();
       return true;
     } catch (error) {
@@ -228,19 +233,22 @@ export class AcmeCertificates {
 
   /** On the role's holder: every host due (asked for, failed and waited, or at renewal time) is issued, one at a time. */
   private async renewDue(): Promise<void> {
-    const now = Date.now();
-    for (const row of await this.options.store.listCertificates()) {
-      if (this.closed) return;
-      if (!isDue(row, now)) continue;
-      if (!(await this.options.serves(row.host))) {
-        // An app deleted, a domain removed: its certificate is let go rather than renewed.
-        this.options.log.info({ host: row.host }, 'no longer served: its certificate is dropped');
-        await this.options.store.removeCertificate(row.host);
-        continue;
+    do {
+      this.demanded = false;
+      const now = Date.now();
+      for (const row of await this.options.store.listCertificates()) {
+        if (this.closed) return;
+        if (!isDue(row, now)) continue;
+        if (!(await this.options.serves(row.host))) {
+          // An app deleted, a domain removed: its certificate is let go rather than renewed.
+          this.options.log.info({ host: row.host }, 'no longer served: its certificate is dropped');
+          await this.options.store.removeCertificate(row.host);
+          continue;
+        }
+        await this.issue(row);
       }
-      await this.issue(row);
-    }
-    await this.sync();
+      await this.sync();
+    } while (this.demanded && !this.closed);
   }
 
   private async issue(row: StoredCertificate): Promise<void> {
