@@ -77,7 +77,7 @@ async function addEntry(archive: Pack, entry: LayerEntry): Promise<void> {
   if (entry.type === 'whiteout') {
     const slash = entry.path.lastIndexOf('/');
     const name = `${entry.path.slice(0, slash + 1)}.wh.${entry.path.slice(slash + 1)}`;
-    await entryDone(archive, { name, type: 'file', mode: 0, size: 0, mtime, uid: 0, gid: 0 }, Buffer.alloc(0));
+    await entryDone(archive, { name, type: 'file', mode: 0o644, size: 0, mtime, uid: 0, gid: 0 }, Buffer.alloc(0));
     return;
   }
   if (entry.type === 'directory') {
@@ -85,7 +85,7 @@ async function addEntry(archive: Pack, entry: LayerEntry): Promise<void> {
     return;
   }
   if (entry.type === 'symlink') {
-    await entryDone(archive, { name: entry.path, type: 'symlink', linkname: entry.target, mtime, uid: entry.uid, gid: entry.gid });
+    await entryDone(archive, { name: entry.path, type: 'symlink', linkname: entry.target, mode: 0o777, mtime, uid: entry.uid, gid: entry.gid });
     return;
   }
   const content = entry.content;
