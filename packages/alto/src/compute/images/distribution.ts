@@ -78,13 +78,18 @@ interface UploadSession {
 
 /** The `/v2/` route; `images` gives the machine's images (their repositories and blobs). */
 export function distributionRoute(images: Component<ImageManager>): HttpRoute {
-  let registry: Distribution | undefined;
+  // One per running Alto: a process may start several (tests, benchmarks), each with its platform.
+  const registries = new WeakMap<Platform, Distribution>();
   return {
     prefix: DISTRIBUTION_PREFIX,
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
     description: "Alto's own registry: the OCI Distribution API (push and pull images of the project's repositories).",
     async handle(request, response, url, platform) {
-      registry ??= new Distribution(platform, platform.use(images));
+      let registry = registries.get(platform);
+      if (!registry) {
+        registry = new Distribution(platform, platform.use(images));
+        registries.set(platform, registry);
+      }
       await registry.handle(request, response, url);
     },
   };
