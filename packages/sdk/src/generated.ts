@@ -108,6 +108,8 @@ export type AppDetails = {
   outbound: boolean;
   /** apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT). */
   links: Array<string>;
+  /** updated whenever a new image is pushed to its tag in Alto's registry. */
+  follow_tag?: boolean;
   error?: string;
   /** restarts of instances that exited on their own. */
   restarts: number;
@@ -178,6 +180,8 @@ export type AppDetailsInput = {
   outbound: boolean;
   /** apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT). */
   links: Array<string>;
+  /** updated whenever a new image is pushed to its tag in Alto's registry. */
+  follow_tag?: boolean;
   error?: string;
   /** restarts of instances that exited on their own. */
   restarts: number;
@@ -363,6 +367,8 @@ export type AppRunRequest = {
   links?: Array<string>;
   /** allow plain HTTP for the image's registry (loopback registries always may). */
   insecure?: boolean;
+  /** for an image pushed to Alto's own registry (<alto host>/<project>/<name>:<tag>): update the app, without downtime, whenever a new image is pushed to that tag (default false; Update keeps the current value when left out). */
+  follow_tag?: boolean;
   /** secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them. */
   secrets?: Array<string>;
 };
@@ -433,6 +439,8 @@ export type AppUpdateRequest = {
   links?: Array<string>;
   /** allow plain HTTP for the image's registry (loopback registries always may). */
   insecure?: boolean;
+  /** for an image pushed to Alto's own registry (<alto host>/<project>/<name>:<tag>): update the app, without downtime, whenever a new image is pushed to that tag (default false; Update keeps the current value when left out). */
+  follow_tag?: boolean;
   /** secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them. */
   secrets?: Array<string>;
   /** the app's whole list of custom domains (served over HTTPS once they point at Alto; see domains/List for their status); left out, the list stays as it is. */
@@ -1808,7 +1816,7 @@ export type ProjectLimits = {
   monthly_spend_cap_micros: number;
   /** most records stored in the db block (0 = no limit). */
   db_rows: number;
-  /** most bytes stored in the space block (0 = no limit). */
+  /** most bytes stored in the space block and pushed to Alto's registry (0 = no limit). */
   space_bytes: number;
   /** most apps (0 = no limit). */
   compute_apps: number;
@@ -1829,7 +1837,7 @@ export type ProjectsCreateRequest = {
   monthly_spend_cap_micros?: number;
   /** most records stored in the db block (0 = no limit). */
   db_rows?: number;
-  /** most bytes stored in the space block (0 = no limit). */
+  /** most bytes stored in the space block and pushed to Alto's registry (0 = no limit). */
   space_bytes?: number;
   /** most apps (0 = no limit). */
   compute_apps?: number;
@@ -1867,7 +1875,7 @@ export type ProjectsUpdateRequest = {
   monthly_spend_cap_micros?: number | null;
   /** most records stored in the db block (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
   db_rows?: number | null;
-  /** most bytes stored in the space block (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
+  /** most bytes stored in the space block and pushed to Alto's registry (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
   space_bytes?: number | null;
   /** most apps (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
   compute_apps?: number | null;
