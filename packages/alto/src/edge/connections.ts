@@ -7,8 +7,10 @@
  * The host's own loopback (`127.0.0.1`, `::1`) counts toward the total only: it is where a TLS
  * proxy in front of Alto and the sandboxes' relays come from, and those relays cap connections
  * per sandbox themselves (compute/sandbox/platform-access.ts), so one tenant cannot starve another.
+ * So do the other nodes of the cloud (`exempt`): a node relays every client's requests for the
+ * apps this one runs, and the clients were counted where they came in.
  */
-import type { Server, Socket } from 'node:net';
+import { isIP, type Server, type Socket } from 'node:net';
 import type { Logger } from '../kit/logger.js';
 
 export interface ConnectionCaps {
@@ -29,7 +31,7 @@ const HOST_LOOPBACK = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
  * Also listens for the server's own errors after it listens (a failed accept, as when the process
  * runs out of descriptors, is an 'error' on the server), so they are logged, never thrown.
  */
-export function capConnections(server: Server, caps: ConnectionCaps, log: Logger): void {
+export function capConnections(server: Server, caps: ConnectionCaps, log: Logger, exempt?: (address: string) => boolean): void {
   if (caps.maxConnections > 0) server.maxConnections = caps.maxConnections;
   server.on('error', (error) => log.warn({ err: error }, 'the listener failed to accept a connection'));
   if (!(caps.maxConnectionsPerClient > 0)) return;
@@ -38,7 +40,7 @@ export function capConnections(server: Server, caps: ConnectionCaps, log: Logger
   // Before the HTTP server's own listener, so a refused connection is never parsed.
   server.prependListener('connection', (socket: Socket) => {
     const address = socket.remoteAddress;
-    if (address === undefined || HOST_LOOPBACK.has(address)) return;
+    if (address === undefined || HOST_LOOPBACK.has(address) || exempt?.(plainAddress(address))) return;
     const open = openByClient.get(address) ?? 0;
     if (open >= caps.maxConnectionsPerClient) {
       socket.on('error', () => undefined);
@@ -56,6 +58,45 @@ export function capConnections(server: Server, caps: ConnectionCaps, log: Logger
       else openByClient.delete(address);
     });
   });
+}
+
+/** `::ffff:10.0.0.5` is `10.0.0.5`: one client, one address. */
+export function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
+}
+
+/**
+ * The addresses the cloud's other nodes connect from, taken to be those their advertised URLs
+ * name: an address as it is, a host name as it resolves (looked up once per name, again when
+ * the names change).
+ */
+export class PeerAddresses {
+  private addresses = new Set<string>();
+  private readonly resolved = new Map<string, string[]>();
+
+  constructor(private readonly lookupAll: (host: string) => Promise<string[]>) {}
+
+  has(address: string): boolean {
+    return this.addresses.has(address);
+  }
+
+  /** The live peers' hosts now (from their advertised URLs). */
+  async update(hosts: string[]): Promise<void> {
+    const next = new Set<string>();
+    for (const host of hosts) {
+      if (isIP(host)) {
+        next.add(plainAddress(host));
+        continue;
+      }
+      let addresses = this.resolved.get(host);
+      if (!addresses) {
+        addresses = await this.lookupAll(host).catch(() => []);
+        if (addresses.length > 0) this.resolved.set(host, addresses);
+      }
+      for (const address of addresses) next.add(plainAddress(address));
+    }
+    this.addresses = next;
+  }
 }
 
 /** Reads the caps from the environment, falling back to the defaults. */

@@ -7,6 +7,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { lookup } from 'node:dns/promises';
 import type { Duplex } from 'node:stream';
 import { join, resolve } from 'node:path';
 import { errors, isAltoError } from '../kit/errors.js';
@@ -17,7 +18,7 @@ import { openStores } from '../store/index.js';
 import { limitsFromEnvironment } from '../blocks/db/records.js';
 import { VERSION } from '../version.js';
 import { Api } from './api.js';
-import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
+import { capConnections, DEFAULT_CONNECTION_CAPS, PeerAddresses, type ConnectionCaps } from './connections.js';
 import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, requestIdOf, requestTargetOf, sendJson, type RequestTarget } from './http.js';
 import { createEdgeMetrics, registerAppMetrics } from './metrics.js';
 import { createConsole } from './console.js';
@@ -255,7 +256,9 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     lane: new ApiLane(api, server.keepAliveTimeout, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS),
   });
   forwarder.interpose(server);
-  capConnections(server, connectionCaps, log.child({ component: 'edge' }));
+  // Other nodes relay their clients' requests for this node's apps: not held to the per-client cap.
+  const peerAddresses = new PeerAddresses(async (host) => (await lookup(host, { all: true })).map((entry) => entry.address));
+  capConnections(server, connectionCaps, log.child({ component: 'edge' }), (address) => peerAddresses.has(address));
 
   /** Whether a plain request for `host` is Node's server's to answer: it has a certificate (redirected) or one in play (challenges). */
   function plainHandledHere(host: string): boolean {
@@ -477,6 +480,10 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     throw error;
   });
   const cluster = await joinCluster(platform, membership, apps, log.child({ component: 'cluster' }));
+  // Not awaited by the peer view: a slow name lookup must not hold its reads up.
+  const refreshPeerAddresses = () => void peerAddresses.update(cluster.peers.liveNodes().filter((node) => node.id !== membership.id).map((node) => hostOf(node.advertiseUrl)));
+  cluster.peers.onRefresh(refreshPeerAddresses);
+  refreshPeerAddresses();
   routing = cluster.routing;
   platform.readiness.ready('http');
   log.info({ url, port, ...(httpsPort !== undefined ? { https_port: httpsPort } : {}), data: dataDir, store: stores.description, version: VERSION }, 'listening');
@@ -531,4 +538,13 @@ function hostnameOf(host: string): string {
 function withoutHostDetails<Status extends { reason?: string }>(sandbox: Status): Omit<Status, 'reason'> {
   const { reason: _reason, ...rest } = sandbox;
   return rest;
+}
+
+/** The host an advertised URL names (brackets of an IPv6 address taken off). */
+function hostOf(url: string): string {
+  try {
+    return new URL(url).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return '';
+  }
 }
