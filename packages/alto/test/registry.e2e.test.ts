@@ -236,6 +236,22 @@ describe("Alto's registry", () => {
     const foreign = await v2(`other/copy/blobs/uploads/?mount=${digest}&from=shop/chunks`, { method: 'POST', key: otherKey });
     assert.equal(foreign.status, 202, 'no mount across projects');
     assert.equal((await v2(`other/copy/blobs/${digest}`, { method: 'HEAD', key: otherKey })).status, 404, "another project cannot read the blob, though it is on this machine's disk");
+
+    // Uploads open at once are bounded per project; cancelling frees the places.
+    const opened: string[] = [foreign.headers.get('location')!];
+    for (;;) {
+      const next = await v2('other/many/blobs/uploads/', { method: 'POST', key: otherKey });
+      if (next.status !== 202) {
+        assert.equal(next.status, 429);
+        assert.equal(await errorCode(next), 'TOOMANYREQUESTS');
+        break;
+      }
+      opened.push(next.headers.get('location')!);
+      assert.ok(opened.length <= 64, 'at most 64 uploads open');
+    }
+    assert.equal(opened.length, 64);
+    for (const upload of opened) assert.equal((await fetch(`${alto.url}${upload}`, { method: 'DELETE', headers: { authorization: `Bearer ${otherKey}` } })).status, 204);
+    assert.equal((await v2('other/many/blobs/uploads/', { method: 'POST', key: otherKey })).status, 202);
   });
 
   test('manifests are checked before they are recorded; tags list in pages', async () => {

@@ -21,7 +21,8 @@
  * - Errors in the spec's shape: `{"errors":[{"code":"BLOB_UNKNOWN","message":"..."}]}`.
  *
  * Uploads in progress are kept in this process's memory (a restart forgets them; clients start
- * the blob again), at most 64 per project, each dropped after 30 minutes without a request.
+ * the blob again), at most 64 per project and 1,024 in all, each dropped after 30 minutes without
+ * a request.
  */
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -46,6 +47,8 @@ export const REGISTRY_SCOPES = ['app', 'registry'];
 const METERED_SERVICE = 'registry';
 const MAX_PATH_LENGTH = 2048;
 const MAX_UPLOADS_PER_PROJECT = 64;
+/** Uploads open at once on this node, every project together (each holds an open file). */
+const MAX_UPLOADS = 1024;
 const UPLOAD_IDLE_MS = 30 * 60 * 1000;
 const DEFAULT_TAGS_PAGE = 1000;
 const MAX_TAGS_PAGE = 10_000;
@@ -338,6 +341,7 @@ class Distribution {
   private async startSession(tenant: Tenant, repository: Repository): Promise<UploadSession> {
     let open = 0;
     for (const session of this.uploads.values()) if (session.projectId === tenant.projectId) open++;
+    if (this.uploads.size >= MAX_UPLOADS) throw new RegistryError('TOOMANYREQUESTS', `this node has ${this.uploads.size} uploads open; try again in a moment`).withHeaders({ 'retry-after': '10' });
     if (open >= MAX_UPLOADS_PER_PROJECT) {
       throw new RegistryError('TOOMANYREQUESTS', `project "${tenant.projectName}" has ${open} uploads open; finish or cancel some (they expire after 30 minutes without a request)`);
     }
