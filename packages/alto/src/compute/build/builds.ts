@@ -43,6 +43,8 @@ const KEPT_BUILDS = 200;
 /** Bytes of lines kept per build: past it, lines after the first ones give way to the latest. */
 const KEPT_BYTES = 1024 * 1024;
 const KEPT_FIRST_LINES = 100;
+/** What a repository to clone looks like (as compute/functions/app-source.ts checks it). */
+const GIT_URL = /^(https?|git|ssh|file):\/\/|^\//;
 /** How long a follower waits for a build that has not begun yet. */
 const WAIT_FOR_BUILD_MS = 60_000;
 
@@ -109,8 +111,10 @@ export class DockerfileBuilds {
    */
   async buildForApp(owner: BuildOwner, request: DockerfileSourceRequest): Promise<string | undefined> {
     if (request.files === undefined && request.repo === undefined) return undefined;
-    // An upload shows whether it holds a Dockerfile; a repository is cloned first to see.
+    // An upload shows whether it holds a Dockerfile; a repository is cloned first to see (one
+    // that is not a git URL is the Node.js builder's to refuse, with its own advice).
     if (request.files !== undefined && !DockerfileBuilds.isDockerfileRequest(request)) return undefined;
+    if (request.files === undefined && !DockerfileBuilds.isDockerfileRequest(request) && !GIT_URL.test(request.repo!.trim())) return undefined;
     const buildId = request.build_id ?? randomBytes(6).toString('hex');
     const root = join(this.dataDir, 'builds', 'sources');
     mkdirSync(root, { recursive: true, mode: 0o700 });
