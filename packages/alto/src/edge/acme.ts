@@ -15,7 +15,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { SecureContext } from 'node:tls';
-import acme from 'acme-client';
+import type { Authorization, Client } from 'acme-client';
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../kit/logger.js';
 import type { SecretCipher } from '../kit/master-key.js';
@@ -23,6 +23,15 @@ import type { DomainStore, StoredCertificate } from '../store/domains/port.js';
 import type { SingletonLock } from '../store/leader/port.js';
 import { SingletonJob } from '../store/leader/singleton.js';
 import { loadPair, type CertificateBook } from './certificates.js';
+
+type AcmeLibrary = typeof import('acme-client');
+let library: Promise<AcmeLibrary> | undefined;
+
+/** acme-client, loaded on first use: it takes seconds to load, which no start without ACME (nor the CLI) should pay. */
+function acmeLibrary(): Promise<AcmeLibrary> {
+  library ??= import('acme-client').then((loaded) => ((loaded as { default?: AcmeLibrary }).default ?? (loaded as unknown as AcmeLibrary)));
+  return library;
+}
 
 export const LETS_ENCRYPT_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
 export type ChallengeKind = 'http-01' | 'tls-alpn-01';
@@ -79,7 +88,7 @@ export class AcmeCertificates {
   private readonly known = new Map<string, StoredCertificate>();
   private readonly waiting = new Map<string, ((context: SecureContext | undefined) => void)[]>();
   private readonly alpnContexts = new Map<string, SecureContext>();
-  private client: acme.Client | undefined;
+  private client: Client | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /** Set when a host is asked for while a run goes on: the run looks again before it ends. */
@@ -259,6 +268,7 @@ export class AcmeCertificates {
     try {
       await probeDirectory(this.options.directoryUrl);
       const client = await this.accountClient();
+      const acme = await acmeLibrary();
       const [key, csr] = await acme.crypto.createCsr({ commonName: host, altNames: [host] }, await acme.crypto.createPrivateEcdsaKey());
       const chain = await client.auto({
         csr,
@@ -287,8 +297,9 @@ export class AcmeCertificates {
   }
 
   /** The ACME client under the directory's account, made (and stored, its key sealed) on first use. */
-  private async accountClient(): Promise<acme.Client> {
+  private async accountClient(): Promise<Client> {
     if (this.client) return this.client;
+    const acme = await acmeLibrary();
     const { store, cipher, directoryUrl, email } = this.options;
     const where = ['acme.account', directoryUrl];
     let account = await store.account(directoryUrl);
@@ -313,7 +324,7 @@ export class AcmeCertificates {
     return client;
   }
 
-  private async answerChallenge(authz: acme.Authorization, challenge: { type: string; token: string }, keyAuthorization: string): Promise<void> {
+  private async answerChallenge(authz: Authorization, challenge: { type: string; token: string }, keyAuthorization: string): Promise<void> {
     const expiresAt = Date.now() + CHALLENGE_TTL_MS;
     const host = authz.identifier.value;
     if (challenge.type === 'http-01') {
@@ -321,7 +332,7 @@ export class AcmeCertificates {
       return;
     }
     if (challenge.type === 'tls-alpn-01') {
-      const [key, certificate] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
+      const [key, certificate] = await (await acmeLibrary()).crypto.createAlpnCertificate(authz, keyAuthorization);
       this.alpnContexts.set(host, loadPair({ certificate: certificate.toString(), key: key.toString() }).context);
       const value = JSON.stringify({ certificate: certificate.toString(), keySealed: this.options.cipher.sealText(key.toString(), ['acme.challenge', host]) });
       await this.options.store.putChallenge({ kind: 'tls-alpn-01', name: host, value, expiresAt });
@@ -330,7 +341,7 @@ export class AcmeCertificates {
     throw new Error(`the directory offers no challenge Alto answers here (${this.options.challenges.join(', ')}) for ${host}`);
   }
 
-  private async withdrawChallenge(authz: acme.Authorization, challenge: { type: string; token: string }): Promise<void> {
+  private async withdrawChallenge(authz: Authorization, challenge: { type: string; token: string }): Promise<void> {
     if (challenge.type === 'http-01') await this.options.store.removeChallenge('http-01', challenge.token);
     if (challenge.type === 'tls-alpn-01') {
       this.alpnContexts.delete(authz.identifier.value);

@@ -52,6 +52,8 @@ import { DEFAULT_DOCUMENT_LIMITS } from './documents/port.js';
 import { keySecretField } from './functions/port.js';
 import { SqliteFunctionStore } from './functions/sqlite.js';
 import { PostgresFunctionStore } from './functions/postgres.js';
+import { SqliteDomainStore } from './domains/sqlite.js';
+import { PostgresDomainStore } from './domains/postgres.js';
 import { SqliteAppStore } from './apps/sqlite.js';
 import { PostgresAppStore } from './apps/postgres.js';
 import { LocalObjectStore, TEMPORARY_FOLDER } from './objects/local.js';
@@ -119,6 +121,10 @@ const KEYED_TABLES: Array<[source: string, target: string]> = [
   ['app_instances', 'alto_app_instances'],
   ['app_snapshots', 'alto_app_snapshots'],
   ['app_reservations', 'alto_app_reservations'],
+  // HTTPS names: the ACME account and the certificates (their keys sealed as they are), custom domains.
+  ['acme_accounts', 'alto_acme_accounts'],
+  ['tls_certificates', 'alto_tls_certificates'],
+  ['custom_domains', 'alto_custom_domains'],
 ];
 
 /** Tables without a unique key: copied whole in one transaction, once. */
@@ -217,6 +223,7 @@ function prepareSource(db: SqliteDatabase): void {
   new SqliteDocumentStore(db, DEFAULT_DOCUMENT_LIMITS);
   new SqliteFunctionStore(db);
   new SqliteAppStore(db);
+  new SqliteDomainStore(db);
 }
 
 /** Refuses when ALTO_MASTER_KEY is missing or is not the key the source sealed its values with; answers its cipher. */
@@ -275,6 +282,7 @@ async function prepareTarget(pool: pg.Pool, source: SqliteDatabase): Promise<voi
     await PostgresDocumentStore.open(pool),
     await PostgresFunctionStore.open(pool),
     await PostgresAppStore.open(pool),
+    await PostgresDomainStore.open(pool),
   ];
   for (const store of opened) await (store as { close?: () => Promise<void> }).close?.();
   await pool.query('CREATE TABLE IF NOT EXISTS alto_instance_migration (part TEXT PRIMARY KEY, copied_at BIGINT NOT NULL)');
