@@ -217,8 +217,18 @@ export type AppFollowLogsRequest = {
   logs_type?: string;
   /** how many of the last lines (default 200). Default: 200. */
   lines?: number;
+  /** the most lines answered, the newest (as lines; at most 5000). */
+  limit?: number;
   /** one stream only: stdout, stderr, or system (Alto's own lines: starts, exits, restarts). */
   stream?: "stdout" | "stderr" | "system";
+  /** lines written at or after: an RFC 3339 time (2026-01-02T15:04:05Z) or a duration back from now (30s, 10m, 2h, 7d). */
+  since?: string;
+  /** lines written at or before: an RFC 3339 time (2026-01-02T15:04:05Z) or a duration back from now (30s, 10m, 2h, 7d). */
+  until?: string;
+  /** only lines holding this text (a plain substring, at most 256 characters). */
+  grep?: string;
+  /** only the lines of this instance (its id, as Status and the lines show it). */
+  instance?: string;
 };
 
 export type AppFollowLogsResponse = AppLogLine;
@@ -258,6 +268,8 @@ export type AppLogLine = {
   line: string;
   instance: string;
   version: number;
+  /** the node that wrote the line. */
+  node?: string;
 };
 
 export type AppLogsRequest = {
@@ -267,8 +279,18 @@ export type AppLogsRequest = {
   logs_type?: string;
   /** how many of the last lines (default 200). Default: 200. */
   lines?: number;
+  /** the most lines answered, the newest (as lines; at most 5000). */
+  limit?: number;
   /** one stream only: stdout, stderr, or system (Alto's own lines: starts, exits, restarts). */
   stream?: "stdout" | "stderr" | "system";
+  /** lines written at or after: an RFC 3339 time (2026-01-02T15:04:05Z) or a duration back from now (30s, 10m, 2h, 7d). */
+  since?: string;
+  /** lines written at or before: an RFC 3339 time (2026-01-02T15:04:05Z) or a duration back from now (30s, 10m, 2h, 7d). */
+  until?: string;
+  /** only lines holding this text (a plain substring, at most 256 characters). */
+  grep?: string;
+  /** only the lines of this instance (its id, as Status and the lines show it). */
+  instance?: string;
 };
 
 export type AppLogsResponse = {
@@ -2848,7 +2870,7 @@ export class AppService {
   }
 
   /**
-   * The app's latest output (stdout and stderr of its instances) and Alto's lines about it (starts, exits, restarts).
+   * The app's latest output (stdout and stderr of its instances) and Alto's lines about it (starts, exits, restarts), from its log on disk (kept across restarts of Alto, within the size and age caps): the newest `limit` lines, filtered by since, until, grep, instance and stream.
    * @example
    * const response = await alto.app.logs({"name":"web","lines":100});
    */
@@ -2857,7 +2879,7 @@ export class AppService {
   }
 
   /**
-   * The latest lines of the app's output, then every new line as it is written, until the client closes the stream (alto logs -f).
+   * The latest lines of the app's output from its log on disk, then every new line as it is written (the same filters as Logs), until the client closes the stream (alto logs -f).
    * @example
    * for await (const item of alto.app.followLogs({"name":"web","lines":10})) console.log(item);
    */

@@ -232,14 +232,19 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
   remote(
     program
       .command('logs <name>')
-      .description("an app's output and Alto's lines about it (starts, exits, restarts)")
+      .description("an app's output and Alto's lines about it (starts, exits, restarts), kept on disk; filter with --since, --until, --grep, --instance")
       .option('-f, --follow', 'keep printing new lines until Ctrl-C')
       .option('-n, --lines <count>', 'how many of the last lines', '100')
-      .option('--stream <name>', 'only stdout, stderr or system'),
+      .option('--stream <name>', 'only stdout, stderr or system')
+      .option('--since <time>', 'only lines from then on: an RFC 3339 time or a duration back from now (10m, 2h, 7d)')
+      .option('--until <time>', 'only lines up to then: an RFC 3339 time or a duration back from now')
+      .option('--grep <text>', 'only lines holding this text (a plain substring)')
+      .option('--instance <id>', 'only the lines of this instance'),
   ).action(
-    action(async (name: string, flags: Flags & { follow?: boolean; lines: string; stream?: string }) => {
+    action(async (name: string, flags: Flags & { follow?: boolean; lines: string; stream?: string; since?: string; until?: string; grep?: string; instance?: string }) => {
       const transport = client(flags).transport;
-      const request = { name, lines: wholeNumber('--lines', flags.lines), ...(flags.stream ? { stream: flags.stream } : {}) };
+      const filters = Object.fromEntries((['stream', 'since', 'until', 'grep', 'instance'] as const).filter((key) => flags[key] !== undefined).map((key) => [key, flags[key]]));
+      const request = { name, lines: wholeNumber('--lines', flags.lines), ...filters };
       const print = (line: LogLine) => {
         if (flags.json) process.stdout.write(JSON.stringify(line) + '\n');
         else if (line.stream === 'system') process.stdout.write(dim(`alto: ${line.line}`) + '\n');

@@ -37,6 +37,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { SecretCipher } from '../../kit/master-key.js';
@@ -50,6 +51,7 @@ import type { SandboxChoice, SandboxStatus } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
 import { AppsGateway, type AppAddress } from './gateway.js';
 import { ComputeMeter } from './metering.js';
+import { AppLogStore, type LogQuery, type StoredLogLine } from './log-store.js';
 import { LocalPlacement, type Placement } from './placement.js';
 import { AppRecords, type AppRecord, type ReservationRecord } from './records.js';
 import { DRAIN_MS, Rollouts, type UpdateInput } from './rollout.js';
@@ -125,6 +127,8 @@ export interface AppManagerOptions {
   availableMemory?: () => number;
   /** Instance starts (boots, restores) at once on this machine; default twice the CPUs, at least 4. One app gets half. */
   maxConcurrentStarts?: number;
+  /** Apps' logs on disk (log-store.ts): each app's size cap and retention, and the rate its output is kept at. */
+  logs?: { maxBytesPerApp?: number; retentionMs?: number; linesPerSecond?: number; bytesPerSecond?: number };
 }
 
 /** What an app being handed to another node is busy with (compute/cluster/drain.ts). */
@@ -159,6 +163,8 @@ export class AppManager implements AppGateway {
   private closing = false;
   private readonly restoring: Promise<void>;
   private readonly graceMs: number;
+  /** Apps' logs on disk, `<data>/logs/apps/<app id>/`. */
+  private readonly logStore: AppLogStore;
 
   /** Loads this node's apps from the store, then starts them again in the background. */
   static async open(options: AppManagerOptions): Promise<AppManager> {
@@ -173,6 +179,7 @@ export class AppManager implements AppGateway {
     recorded: AppRecord[],
   ) {
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+    this.logStore = new AppLogStore({ dir: join(options.dataDir, 'logs', 'apps'), node: options.node, ...options.logs, log: options.log });
     this.placement = new LocalPlacement({ sandbox: options.sandbox, dataDir: options.dataDir, sandboxCacheDir: options.sandboxCacheDir, log: options.log });
     this.rootfs = new RootFilesystems({
       dataDir: options.dataDir,
@@ -460,7 +467,7 @@ export class AppManager implements AppGateway {
 
   /** Starts a recorded app of this node: its serving version, each slot booted or left snapshotted. */
   private async startRecorded(app: AppRecord, ownSnapshots = true): Promise<void> {
-    const runtime = new AppRuntime(app, this.scheduler, this.options.log, this.meter);
+    const runtime = this.newRuntime(app);
     this.runtimes.set(app.id, runtime);
     try {
       // An app moved from a lost node boots afresh: its snapshots stayed on that node's disk.
@@ -487,6 +494,7 @@ export class AppManager implements AppGateway {
       }),
     );
     this.meter.reportAll(true);
+    await this.logStore.close();
     // The instances' ends and the apps' last states reach the store before it closes.
     await this.records.flushed();
     await this.placement.close();
@@ -494,10 +502,16 @@ export class AppManager implements AppGateway {
 
   // ---- the app service's operations ----------------------------------------------------------
 
+  /** A runtime for an app, writing its lines to its log on disk. */
+  private newRuntime(app: AppRecord): AppRuntime {
+    const { linesPerSecond, bytesPerSecond } = this.options.logs ?? {};
+    return new AppRuntime(app, this.scheduler, this.options.log, this.meter, { writer: this.logStore.writer(app.id), linesPerSecond, bytesPerSecond });
+  }
+
   private runtimeOf(app: AppRecord): AppRuntime {
     let runtime = this.runtimes.get(app.id);
     if (!runtime) {
-      runtime = new AppRuntime(app, this.scheduler, this.options.log, this.meter);
+      runtime = this.newRuntime(app);
       this.runtimes.set(app.id, runtime);
     }
     return runtime;
@@ -631,6 +645,7 @@ export class AppManager implements AppGateway {
   private async discard(runtime: AppRuntime, dropVolumes: boolean): Promise<void> {
     const { app } = runtime;
     await this.stopRuntime(runtime);
+    await this.logStore.remove(app.id);
     await this.rollouts.dropSnapshots(app);
     await this.records.remove(app);
     this.options.images.removeUser(app.digest, `app:${app.id}`);
@@ -678,17 +693,21 @@ export class AppManager implements AppGateway {
     return this.views.resolve(owner, idOrName);
   }
 
-  /** The latest lines of an app this node runs (`runningHere` says why another is not). */
-  logs(owner: AppOwner, name: string, lines: number, stream?: AppLogStream): AppLogLine[] {
+  /** The newest lines of an app this node runs that `query` accepts, from its log on disk (`runningHere` says why another is not). */
+  logs(owner: AppOwner, name: string, query: LogQuery): Promise<StoredLogLine[]> {
     const app = this.findHere(owner, name);
-    return this.runtimes.get(app.id)?.tail(lines, stream) ?? [];
+    return this.logStore.read(app.id, query);
   }
 
-  follow(owner: AppOwner, name: string, lines: number, signal: AbortSignal, stream?: AppLogStream): AsyncGenerator<AppLogLine> {
+  /** The lines `query` accepts from the app's log on disk, then each new one it accepts as it is written. */
+  follow(owner: AppOwner, name: string, query: LogQuery, signal: AbortSignal): AsyncGenerator<AppLogLine> {
     const app = this.findHere(owner, name);
     const runtime = this.runtimes.get(app.id);
     if (!runtime) throw errors.unavailable(`app "${name}" is not running on this machine`);
-    return runtime.follow(lines, signal, stream);
+    const text = query.text ?? ((line: string) => line);
+    const include = (entry: AppLogLine) =>
+      (!query.stream || entry.stream === query.stream) && (!query.instance || entry.instance === query.instance) && (!query.grep || text(entry.line).includes(query.grep)) && (query.until === undefined || entry.at <= query.until);
+    return runtime.follow(() => this.logStore.read(app.id, query), include, signal);
   }
 
   async reserve(owner: AppOwner, name: string): Promise<ReservationRecord> {

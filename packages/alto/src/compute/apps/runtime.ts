@@ -14,6 +14,7 @@ import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { isSandboxStartError, type Instance, type InstanceExit, type SandboxDriver, type SandboxSpec } from '../sandbox/index.js';
 import { BoundedLog } from '../sandbox/log-capture.js';
+import { droppedMarker, LogThrottle, type AppLogWriter } from './log-store.js';
 import type { ComputeMeter } from './metering.js';
 import type { AppRecord } from './records.js';
 import { InstanceSlot, type SlotListener, type SlotHost, type SlotState } from './slot.js';
@@ -140,6 +141,13 @@ export interface RuntimeScheduler extends SlotListener<AppVersion> {
 /** What a request that must wait for an instance asks first: whether the project has compute time left. (Its exchange is counted by the slot that takes it.) */
 export type ExchangeMeter = Pick<ComputeMeter, 'assertComputeTime'>;
 
+/** Where an app's lines go besides its memory: its log on disk and the rate they are kept at (log-store.ts). */
+export interface RuntimeLogs {
+  writer: AppLogWriter;
+  linesPerSecond?: number;
+  bytesPerSecond?: number;
+}
+
 /** An app's live state: the version serving traffic, one being rolled out, and their logs. */
 export class AppRuntime {
   serving: AppVersion | undefined;
@@ -153,6 +161,10 @@ export class AppRuntime {
   readonly tcp: { port?: number; close?: () => Promise<void>; opening?: Promise<void> } = {};
   private readonly lines = new BoundedLog<AppLogLine>(KEPT_LOG_LINES, KEPT_LOG_BYTES);
   private readonly emitter = new EventEmitter();
+  /** Numbers the lines pushed, so a follower tells those already on disk from new ones. */
+  private pushed = 0;
+  /** Past this rate an instance's output is dropped, counted in a system line. */
+  private readonly throttle: LogThrottle;
   private readonly waiters = new Set<() => void>();
   /** Requests waiting now for an instance (activation, start, or capacity): the queue depth. */
   waiting = 0;
@@ -163,8 +175,10 @@ export class AppRuntime {
     readonly scheduler: RuntimeScheduler,
     readonly log: Logger,
     private readonly meter: ExchangeMeter,
+    private readonly logs?: RuntimeLogs,
   ) {
     this.emitter.setMaxListeners(0);
+    this.throttle = new LogThrottle((count) => this.system(this.serving?.version ?? this.app.version, '', droppedMarker(count)), logs?.linesPerSecond, logs?.bytesPerSecond);
   }
 
   // ---- what the scheduler writes here as it hears the slots ------------------------------------
@@ -213,6 +227,7 @@ export class AppRuntime {
   private async pipeLogs(version: AppVersion, instance: Instance): Promise<void> {
     try {
       for await (const entry of instance.logs({ follow: true })) {
+        if (!this.throttle.admit(Buffer.byteLength(entry.line))) continue;
         this.push({ at: entry.at, stream: entry.stream, line: entry.line, instance: instance.id, version: version.version });
       }
     } catch (error) {
@@ -226,21 +241,30 @@ export class AppRuntime {
 
   private push(entry: AppLogLine): void {
     this.lines.push(entry);
-    this.emitter.emit('line', entry);
+    this.logs?.writer.append(entry);
+    this.pushed += 1;
+    this.emitter.emit('line', entry, this.pushed);
   }
 
-  /** The last `count` lines (of one stream, when given), no more than MAX_LOG_ANSWER_BYTES of them. */
+  /** The last `count` lines kept in memory (of one stream, when given), no more than MAX_LOG_ANSWER_BYTES of them. */
   tail(count: number, stream?: AppLogStream): AppLogLine[] {
     return this.lines.newest(count, MAX_LOG_ANSWER_BYTES, stream ? (entry) => entry.stream === stream : undefined);
   }
 
-  /** The last `count` lines, then every new one until `signal` aborts. */
-  async *follow(count: number, signal: AbortSignal, stream?: AppLogStream): AsyncGenerator<AppLogLine> {
-    const queue: AppLogLine[] = [...this.tail(count, stream)];
+  /**
+   * The lines `history` reads (the log on disk, which holds every line pushed before it is
+   * called), then every new line `include` accepts until `signal` aborts or the app ends.
+   */
+  async *follow<Line extends AppLogLine>(history: () => Promise<Line[]>, include: (entry: AppLogLine) => boolean, signal: AbortSignal): AsyncGenerator<AppLogLine> {
+    const live: AppLogLine[] = [];
+    // Lines pushed up to now are on disk once `history` flushed them; later ones reach `live`.
+    const onDisk = this.pushed;
     let wake: (() => void) | undefined;
-    const onLine = (entry: AppLogLine) => {
-      if (stream && entry.stream !== stream) return;
-      queue.push(entry);
+    const onLine = (entry: AppLogLine, number: number) => {
+      if (number <= onDisk || !include(entry)) return;
+      // Bounded like the ring: a follower that does not read loses its oldest unread lines.
+      if (live.length >= KEPT_LOG_LINES) live.shift();
+      live.push(entry);
       wake?.();
     };
     const onEnd = () => wake?.();
@@ -248,8 +272,9 @@ export class AppRuntime {
     this.emitter.on('end', onEnd);
     signal.addEventListener('abort', onEnd);
     try {
+      for (const line of await history()) yield line;
       for (;;) {
-        while (queue.length > 0) yield queue.shift()!;
+        while (live.length > 0) yield live.shift()!;
         if (signal.aborted || this.ended) return;
         await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
@@ -266,6 +291,7 @@ export class AppRuntime {
   /** Ends followers (the app was deleted). */
   end(): void {
     this.ended = true;
+    this.throttle.stop();
     this.emitter.emit('end');
     for (const wake of [...this.waiters]) wake();
   }

@@ -7,10 +7,12 @@
  * the image digest, version, instances and their exits.
  */
 import { z } from 'zod';
+import { errors } from '../../kit/errors.js';
 import { MAX_LINKS } from '../sandbox/links.js';
 import type { AppState } from './status.js';
 import type { AppLogLine } from './runtime.js';
 import type { ReservationRecord } from './records.js';
+import type { LogQuery } from './log-store.js';
 import { redactHidden, type HiddenEnv } from './secrets.js';
 
 export const APP_NAME = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
@@ -160,13 +162,60 @@ export const ResolveRequest = z
 
 const LogStream = z.enum(['stdout', 'stderr', 'system']).describe('one stream only: stdout, stderr, or system (Alto\'s own lines: starts, exits, restarts)');
 
+/** The longest `grep` (a plain substring, never a pattern). */
+export const MAX_LOG_GREP = 256;
+/** The most lines one read answers with. */
+export const MAX_LOG_LIMIT = 5_000;
+const LogTime = (what: string) =>
+  z
+    .string()
+    .max(64)
+    .optional()
+    .describe(`${what}: an RFC 3339 time (2026-01-02T15:04:05Z) or a duration back from now (30s, 10m, 2h, 7d)`);
+
 export const LogsRequest = z
   .object({
     name: AppName,
-    logs_type: z.string().optional().describe('M3O: "build" logs do not exist for images; runtime logs are returned'),
-    lines: z.number().int().min(1).max(5_000).default(200).describe('how many of the last lines (default 200)'),
+    logs_type: z.string().max(64).optional().describe('M3O: "build" logs do not exist for images; runtime logs are returned'),
+    lines: z.number().int().min(1).max(MAX_LOG_LIMIT).default(200).describe('how many of the last lines (default 200)'),
+    limit: z.number().int().min(1).max(MAX_LOG_LIMIT).optional().describe(`the most lines answered, the newest (as lines; at most ${MAX_LOG_LIMIT})`),
     stream: LogStream.optional(),
+    since: LogTime('lines written at or after'),
+    until: LogTime('lines written at or before'),
+    grep: z.string().min(1).max(MAX_LOG_GREP).optional().describe(`only lines holding this text (a plain substring, at most ${MAX_LOG_GREP} characters)`),
+    instance: z.string().max(64).optional().describe('only the lines of this instance (its id, as Status and the lines show it)'),
   });
+
+/** What a Logs or FollowLogs request asks of the app's log: grep matches lines as shown (hidden values redacted). */
+export function logQueryOf(request: z.output<typeof LogsRequest>, hidden: HiddenEnv | undefined, maxBytes: number): LogQuery {
+  const now = Date.now();
+  const since = parseLogTime('since', request.since, now);
+  const until = parseLogTime('until', request.until, now);
+  if (since !== undefined && until !== undefined && since > until) throw errors.badRequest('since: it is after until; nothing lies between them');
+  return {
+    limit: request.limit ?? request.lines,
+    since,
+    until,
+    grep: request.grep,
+    instance: request.instance || undefined,
+    stream: request.stream,
+    maxBytes,
+    text: (line) => redactHidden(line, hidden),
+  };
+}
+
+const DURATION = /^(\d{1,9})(ms|s|m|h|d)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** A time `since` or `until` names, in ms: an RFC 3339 time or a duration back from `now`; 400 naming the field otherwise. */
+export function parseLogTime(field: 'since' | 'until', text: string | undefined, now = Date.now()): number | undefined {
+  if (text === undefined || text === '') return undefined;
+  const duration = DURATION.exec(text.trim());
+  if (duration) return now - Number(duration[1]) * UNIT_MS[duration[2] as keyof typeof UNIT_MS];
+  const at = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(text) ? Date.parse(text) : NaN;
+  if (!Number.isFinite(at)) throw errors.badRequest(`${field}: "${text}" is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a duration such as 10m, 2h or 7d`);
+  return at;
+}
 
 export const LogLineView = z
   .object({
@@ -175,6 +224,7 @@ export const LogLineView = z
     line: z.string(),
     instance: z.string(),
     version: z.number().int(),
+    node: z.string().optional().describe('the node that wrote the line'),
   })
   .meta({ id: 'AppLogLine' });
 
@@ -341,8 +391,8 @@ function shownEnvVars(envVars: Record<string, string>, hidden: HiddenEnv | undef
 }
 
 /** A log line as shown: hidden values replaced by their names. */
-export function logLineView(line: AppLogLine, hidden?: HiddenEnv): z.input<typeof LogLineView> {
-  return { at: iso(line.at), stream: line.stream, line: redactHidden(line.line, hidden), instance: line.instance, version: line.version };
+export function logLineView(line: AppLogLine & { node?: string }, hidden?: HiddenEnv): z.input<typeof LogLineView> {
+  return { at: iso(line.at), stream: line.stream, line: redactHidden(line.line, hidden), instance: line.instance, version: line.version, ...(line.node ? { node: line.node } : {}) };
 }
 
 export function logsText(lines: AppLogLine[], hidden?: HiddenEnv): string {

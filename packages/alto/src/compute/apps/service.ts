@@ -18,6 +18,7 @@ import { component, defineService, endpoint, streamEndpoint, type CallContext, t
 import { imagesComponent } from '../images/service.js';
 import { buildsComponent, type DockerfileSourceRequest } from '../build/builds.js';
 import { AppManager, type AppOwner } from './manager.js';
+import { MAX_LOG_ANSWER_BYTES } from './runtime.js';
 import type { AppSettingsInput } from './spec.js';
 import type { AppSourceRequest } from './source-builder.js';
 import { hiddenEnvForUpdate, readSecrets, type HiddenEnv } from './secrets.js';
@@ -31,6 +32,7 @@ import {
   ListResponse,
   LogLineView,
   logLineView,
+  logQueryOf,
   LogsRequest,
   LogsResponse,
   logsText,
@@ -72,6 +74,12 @@ export const appsComponent = component('apps.manager', async (platform: Platform
     memoryReserveBytes: mib(wholeNumber('ALTO_MEMORY_RESERVE_MB', 0)),
     // Instance starts (boots, restores) at once on this machine; one app gets half.
     maxConcurrentStarts: wholeNumber('ALTO_MAX_STARTS', 1),
+    // Each app's log on disk: its size cap and how many days lines are kept; the rate its output is kept at.
+    logs: {
+      maxBytesPerApp: wholeNumber('ALTO_LOG_MAX_BYTES_PER_APP', 256 * 1024),
+      retentionMs: days(wholeNumber('ALTO_LOG_RETENTION_DAYS', 1)),
+      linesPerSecond: wholeNumber('ALTO_LOG_LINES_PER_SECOND', 1),
+    },
   });
   platform.appGateway = apps.gateway;
   return apps;
@@ -94,6 +102,7 @@ function wholeNumber(name: string, min: number): number | undefined {
   return value;
 }
 
+const days = (value: number | undefined) => (value === undefined ? undefined : value * 86_400_000);
 const mib = (value: number | undefined) => (value === undefined ? undefined : value * 1024 ** 2);
 
 function manager(context: CallContext): AppManager {
@@ -258,25 +267,26 @@ export const appService = defineService({
       },
     }),
     Logs: endpoint({
-      description: "The app's latest output (stdout and stderr of its instances) and Alto's lines about it (starts, exits, restarts).",
+      description:
+        "The app's latest output (stdout and stderr of its instances) and Alto's lines about it (starts, exits, restarts), from its log on disk (kept across restarts of Alto, within the size and age caps): the newest `limit` lines, filtered by since, until, grep, instance and stream.",
       request: LogsRequest,
       response: LogsResponse,
       example: { name: 'web', lines: 100 },
       async handler(request, context) {
-        // The lines are in the memory of the node that runs the app.
+        // The lines are on the disk of the node that runs the app.
         const hidden = (await manager(context).runningHere(owner(context), request.name)).settings.hidden_env;
-        const lines = manager(context).logs(owner(context), request.name, request.lines, request.stream);
+        const lines = await manager(context).logs(owner(context), request.name, logQueryOf(request, hidden, MAX_LOG_ANSWER_BYTES));
         return { logs: logsText(lines, hidden), lines: lines.map((line) => logLineView(line, hidden)) };
       },
     }),
     FollowLogs: streamEndpoint({
-      description: 'The latest lines of the app\'s output, then every new line as it is written, until the client closes the stream (alto logs -f).',
+      description: 'The latest lines of the app\'s output from its log on disk, then every new line as it is written (the same filters as Logs), until the client closes the stream (alto logs -f).',
       request: LogsRequest,
       response: LogLineView,
       example: { name: 'web', lines: 10 },
       async *handler(request, context) {
         const hidden = (await manager(context).runningHere(owner(context), request.name)).settings.hidden_env;
-        for await (const line of manager(context).follow(owner(context), request.name, request.lines, context.signal, request.stream)) yield logLineView(line, hidden);
+        for await (const line of manager(context).follow(owner(context), request.name, logQueryOf(request, hidden, MAX_LOG_ANSWER_BYTES), context.signal)) yield logLineView(line, hidden);
       },
     }),
     BuildLogs: streamEndpoint({

@@ -44,7 +44,7 @@ import type { Tenant } from '../../platform/service.js';
 import type { FunctionStore } from '../../store/functions/port.js';
 import type { ObjectStore } from '../../store/objects/port.js';
 import type { AppManager, AppOwner, AppState } from '../apps/manager.js';
-import type { AppLogLine } from '../apps/runtime.js';
+import { MAX_LOG_ANSWER_BYTES, type AppLogLine } from '../apps/runtime.js';
 import { holdsScopes, redactHidden, secretVariableName, type HiddenEnv } from '../apps/secrets.js';
 import type { ImageManager } from '../images/manager.js';
 import { BuildFailure, bundleFunction, findEntryFile, installDependencies, projectLayerFiles, startCommandOf } from './build.js';
@@ -615,17 +615,16 @@ export class FunctionManager {
   /** Build logs, runtime logs (the app's output and Alto's lines about it), or both. */
   async logs(owner: AppOwner, name: string, type: string | undefined, lines = 200): Promise<string> {
     const record = await this.find(owner, name);
-    const runtime = (): string => {
+    const runtime = async (): Promise<string> => {
       if (!this.apps.hasApp(owner.projectId, name)) return '';
       const hidden = this.apps.get(owner, name).record.settings.hidden_env;
-      return this.apps
-        .logs(owner, name, lines)
+      return (await this.apps.logs(owner, name, { limit: lines, maxBytes: MAX_LOG_ANSWER_BYTES }))
         .map((line: AppLogLine) => `${new Date(line.at).toISOString()} ${line.stream === 'system' ? 'alto:' : line.stream === 'stderr' ? 'err:' : ''}${line.stream === 'stdout' ? '' : ' '}${redactHidden(line.line, hidden)}`)
         .join('\n');
     };
     if (type === 'build') return record.buildLog;
     if (type === 'runtime') return runtime();
-    return `--- build ---\n${record.buildLog}\n--- runtime ---\n${runtime()}`;
+    return `--- build ---\n${record.buildLog}\n--- runtime ---\n${await runtime()}`;
   }
 
   /** The function's URL on the edge, by id or name. */
