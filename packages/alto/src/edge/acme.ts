@@ -75,6 +75,10 @@ const ROLE = 'tls.certificates';
 const MAX_RETRY_MS = 24 * 60 * 60 * 1000;
 /** How long a challenge stays answerable: one validation. */
 const CHALLENGE_TTL_MS = 10 * 60 * 1000;
+/** A name a certificate may be asked for: letters, digits, dashes and dots, at most 253 characters. */
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
+const NOT_SERVED_TTL_MS = 10_000;
+const MAX_NOT_SERVED = 10_000;
 /** Each failure reason kept is cut to this. */
 const MAX_ERROR_LENGTH = 500;
 
@@ -93,6 +97,8 @@ export class AcmeCertificates {
   private closed = false;
   /** Set when a host is asked for while a run goes on: the run looks again before it ends. */
   private demanded = false;
+  /** Names found not served, until when: a client repeating a name Alto does not serve costs one look per 10 s. */
+  private readonly notServed = new Map<string, number>();
 
   constructor(private readonly options: AcmeOptions) {
     this.job = new SingletonJob(options.lock, { name: ROLE, everyMs: options.checkEveryMs ?? 60_000, run: () => this.renewDue(), log: options.log });
@@ -143,8 +149,14 @@ export class AcmeCertificates {
   async demand(host: string): Promise<boolean> {
     if (this.closed) return false;
     if (this.known.has(host)) return true;
+    if (!HOST_NAME.test(host) || (this.notServed.get(host) ?? 0) > Date.now()) return false;
     try {
-      if (!(await this.options.serves(host))) return false;
+      if (!(await this.options.serves(host))) {
+        if (this.notServed.size >= MAX_NOT_SERVED) this.notServed.clear();
+        this.notServed.set(host, Date.now() + NOT_SERVED_TTL_MS);
+        return false;
+      }
+      this.notServed.delete(host);
       const now = Date.now();
       if (await this.options.store.requestCertificate(host, now)) this.options.log.info({ host }, 'certificate asked for');
       this.known.set(host, (await this.options.store.certificate(host)) ?? { host, failures: 0, attemptAt: now, updatedAt: now });

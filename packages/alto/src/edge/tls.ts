@@ -139,6 +139,8 @@ export class TlsListener {
     this.open.add(socket);
     socket.once('close', () => this.open.delete(socket));
     socket.on('error', () => socket.destroy());
+    // As Node's HTTP server does: an answer's last segment goes out at once, not after the client's delayed ACK.
+    socket.setNoDelay(true);
     let buffered = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(), this.options.headersTimeoutMs);
     const onData = (chunk: Buffer) => {
