@@ -52,6 +52,7 @@ export interface TlsListenerOptions {
 }
 
 const ACME_TLS_PROTOCOL = 'acme-tls/1';
+const MAX_STREAMS_PER_SESSION = 128;
 /** HTTPS only for this host from now on, for a year (RFC 6797). */
 export const HSTS_VALUE = 'max-age=31536000';
 
@@ -75,6 +76,8 @@ export class TlsListener {
       {
         allowHTTP1: true,
         ALPNProtocols: ['h2', 'http/1.1'],
+        // Bounds per HTTP/2 connection: streams open at once, and a header list (as HTTP/1.1's 16 KiB head, with room for HPACK).
+        settings: { maxConcurrentStreams: MAX_STREAMS_PER_SESSION, maxHeaderListSize: 64 * 1024 },
         handshakeTimeout: options.headersTimeoutMs,
         SNICallback: (serverName, done) => answer(certificates.contextFor(serverName), done),
       },
