@@ -1,0 +1,223 @@
+/**
+ * Apps' logs on disk, end to end on the process sandbox: a real `alto up` runs a busybox app of
+ * two instances that writes what it is asked to (a CGI drops a file its main loop prints) and
+ * floods stdout on request. Logs filters by since, until, grep, instance and stream, and alto
+ * logs takes the same flags; FollowLogs goes on from the lines on disk to new ones; bad filters are answered 400 naming the field; a flood is
+ * throttled with a "[… N lines dropped]" line while Alto's memory stays bounded and the app's
+ * log folder stays under its size cap as segments rotate; the lines outlast a restart of Alto;
+ * deleting the app deletes its log.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import WebSocket from 'ws';
+import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
+import { buildImage, busyboxBinary, startRegistry, type BuiltImage, type LayerEntry, type TestRegistry } from './images-fixture.js';
+import { eventually, getThroughEdge, privateSandboxCache, runCli } from './apps-fixture.js';
+
+const PROJECT = 'logs';
+const HOST = `talker.${PROJECT}.localhost`;
+/** The app's log folder cap and output rate in this test (small, so a flood passes both quickly). */
+const MAX_BYTES = 256 * 1024;
+const LINES_PER_SECOND = 500;
+const FLOOD_LINES = 100_000;
+
+const APPLETS = ['sh', 'httpd', 'sleep', 'touch', 'echo', 'cat', 'rm', 'mv', 'printf'];
+
+/**
+ * busybox httpd on 8080; /cgi-bin/say?TEXT makes the main loop print TEXT, /cgi-bin/flood makes
+ * it print FLOOD_LINES lines of about 1 KiB at once, then "flood done" after a pause.
+ */
+function talkerImage(): Promise<BuiltImage> {
+  const script = [
+    'echo "talker starting"',
+    'httpd -f -p 8080 -h /www &',
+    'pad=$(printf "%1000s" x)',
+    'while true; do',
+    '  for f in /tmp/say.*; do [ -e "$f" ] && cat "$f" && rm "$f"; done',
+    `  if [ -e /tmp/flood ]; then rm /tmp/flood; i=0; while [ $i -lt ${FLOOD_LINES} ]; do echo "flood $i $pad"; i=$((i+1)); done; sleep 1.5; echo "flood done"; fi`,
+    '  sleep 0.1',
+    'done',
+  ].join('\n');
+  const cgi = (body: string) => `#!/bin/sh\n${body}\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'\n`;
+  const layer: LayerEntry[] = [
+    { type: 'dir', path: 'bin/' },
+    { type: 'file', path: 'bin/busybox', content: busyboxBinary(), mode: 0o755 },
+    ...APPLETS.map((applet): LayerEntry => ({ type: 'symlink', path: `bin/${applet}`, target: 'busybox' })),
+    { type: 'dir', path: 'etc/' },
+    { type: 'file', path: 'etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\n' },
+    { type: 'dir', path: 'tmp/', mode: 0o1777 },
+    { type: 'dir', path: 'www/' },
+    { type: 'file', path: 'www/index.html', content: 'talker\n' },
+    { type: 'dir', path: 'www/cgi-bin/' },
+    { type: 'file', path: 'www/cgi-bin/say', content: cgi('echo "$QUERY_STRING" > /tmp/say.$$.tmp && mv /tmp/say.$$.tmp /tmp/say.$$'), mode: 0o755 },
+    { type: 'file', path: 'www/cgi-bin/flood', content: cgi('touch /tmp/flood'), mode: 0o755 },
+  ];
+  return buildImage({ layers: [layer], config: { Env: ['PATH=/bin'], Entrypoint: ['/bin/sh', '-c'], Cmd: [script], ExposedPorts: { '8080/tcp': {} } } });
+}
+
+/** Alto's resident memory, in bytes, from the kernel. */
+function residentBytes(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match![1]) * 1024;
+}
+
+function folderBytes(dir: string): number {
+  return readdirSync(dir).reduce((sum, name) => sum + statSync(join(dir, name)).size, 0);
+}
+
+describe('app logs on disk', () => {
+  let registry: TestRegistry;
+  let alto: ServerProcess;
+  let key: string;
+  let appId: string;
+  const cache = privateSandboxCache();
+  const dataDir = temporaryDataDir();
+  const logDir = () => join(dataDir, 'logs', 'apps', appId);
+
+  const start = () =>
+    startProcess({
+      dataDir,
+      args: ['--sandbox', 'process'],
+      env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_LOG_MAX_BYTES_PER_APP: String(MAX_BYTES), ALTO_LOG_LINES_PER_SECOND: String(LINES_PER_SECOND) },
+    });
+  const call = (endpoint: string, body: unknown) => alto.call('app', endpoint, body, key);
+  const get = (path: string) => getThroughEdge(Number(new URL(alto.url).port), HOST, path);
+  const logs = async (query: Record<string, unknown>) => {
+    const result = await call('Logs', { name: 'talker', ...query });
+    assert.equal(result.status, 200, JSON.stringify(result.body));
+    return result.body.lines as { at: string; stream: string; line: string; instance: string; node?: string }[];
+  };
+  /** Has the app print `text` and waits for it in its log; the line. */
+  const say = async (text: string) => {
+    assert.equal((await get(`/cgi-bin/say?${text}`)).status, 200);
+    return eventually(async () => (await logs({ grep: text })).find((line) => line.line === text), `"${text}" in the log`);
+  };
+
+  before(async () => {
+    registry = await startRegistry();
+    await registry.push('demo/talker', 'v1', await talkerImage());
+    alto = await start();
+    key = await alto.projectKey(PROJECT, ['app']);
+    const run = await call('Run', { name: 'talker', image: `${registry.host}/demo/talker:v1`, port: 8080, min_instances: 2, max_instances: 2 });
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    appId = run.body.service.id;
+  });
+
+  after(async () => {
+    await alto?.close();
+    await registry?.stop();
+    cache.remove();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('Logs filters by instance, stream, grep, since and until; alto logs takes the same flags', async () => {
+    const starts = await eventually(async () => {
+      const found = await logs({ grep: 'talker starting' });
+      return new Set(found.map((line) => line.instance)).size === 2 && found;
+    }, 'both instances\' start lines');
+    const [first, second] = [...new Set(starts.map((line) => line.instance))] as [string, string];
+    const ofFirst = await logs({ instance: first, lines: 5_000 });
+    assert.ok(ofFirst.length > 0 && ofFirst.every((line) => line.instance === first), JSON.stringify(ofFirst));
+    assert.ok(ofFirst.some((line) => line.line === 'talker starting'));
+    assert.ok(ofFirst.some((line) => line.stream === 'system' && line.line.includes(`instance ${first} of version 1 is ready`)));
+    assert.ok(!ofFirst.some((line) => line.instance === second));
+    assert.ok((await logs({ stream: 'system' })).every((line) => line.stream === 'system'));
+    assert.ok(starts.every((line) => line.node), 'each line names its node');
+
+    const alpha = await say('alpha-line');
+    const beta = await say('beta-line');
+    assert.ok(Date.parse(beta.at) > Date.parse(alpha.at));
+    const texts = (lines: { line: string }[]) => lines.map((line) => line.line).filter((line) => line.endsWith('-line'));
+    assert.deepEqual(texts(await logs({ since: beta.at })), ['beta-line']);
+    assert.deepEqual(texts(await logs({ until: alpha.at })), ['alpha-line']);
+    assert.deepEqual(texts(await logs({ since: alpha.at, until: beta.at })), ['alpha-line', 'beta-line']);
+    assert.deepEqual(texts(await logs({ since: '10m' })), ['alpha-line', 'beta-line']);
+    assert.deepEqual(texts(await logs({ grep: 'alpha' })), ['alpha-line']);
+    assert.deepEqual((await logs({ limit: 1, stream: 'stdout' })).map((line) => line.line), ['beta-line']);
+
+    const cli = await runCli(['logs', 'talker', '--grep', 'beta', '--since', '10m', '--url', alto.url, '--key', key]);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.equal(cli.stdout.trim(), 'beta-line');
+    const instance = await runCli(['logs', 'talker', '--instance', second, '--stream', 'system', '--json', '--url', alto.url, '--key', key]);
+    assert.equal(instance.code, 0, instance.stderr);
+    const printed = instance.stdout.trim().split('\n').map((line) => JSON.parse(line));
+    assert.ok(printed.length > 0 && printed.every((line) => line.instance === second && line.stream === 'system'), instance.stdout);
+  });
+
+  test('FollowLogs gives the filtered lines on disk, then new ones as they come, each once', async () => {
+    await say('follow-line-1');
+    const followed: { line: string }[] = [];
+    const follow = new WebSocket(`${alto.url.replace('http', 'ws')}/v1/app/FollowLogs`, { headers: { authorization: `Bearer ${key}` } });
+    follow.on('message', (data) => followed.push(JSON.parse(data.toString())));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        follow.once('open', () => follow.send(JSON.stringify({ name: 'talker', grep: 'follow-line', since: '10m' }), (error) => (error ? reject(error) : resolve())));
+        follow.once('error', reject);
+      });
+      await eventually(async () => followed.length >= 1, 'the line on disk on the followed stream');
+      await say('follow-line-2');
+      await eventually(async () => followed.length >= 2, 'the new line on the followed stream');
+      await say('follow-line-3');
+      await eventually(async () => followed.length >= 3, 'another new line on the followed stream');
+      assert.deepEqual(followed.map((line) => line.line), ['follow-line-1', 'follow-line-2', 'follow-line-3']);
+    } finally {
+      follow.close();
+    }
+  });
+
+  test('bad filters are answered 400 naming the field', async () => {
+    const longGrep = await call('Logs', { name: 'talker', grep: 'x'.repeat(257) });
+    assert.equal(longGrep.status, 400);
+    assert.match(JSON.stringify(longGrep.body), /grep/);
+    const since = await call('Logs', { name: 'talker', since: 'yesterday' });
+    assert.equal(since.status, 400);
+    assert.match(since.body.detail, /^since: "yesterday" is neither an RFC 3339 time/);
+    const until = await call('Logs', { name: 'talker', until: '2026-13-45' });
+    assert.equal(until.status, 400);
+    assert.match(JSON.stringify(until.body), /until/);
+    const limit = await call('Logs', { name: 'talker', limit: 1_000_000 });
+    assert.equal(limit.status, 400);
+    assert.match(JSON.stringify(limit.body), /limit/);
+    const cli = await runCli(['logs', 'talker', '--since', 'soon', '--url', alto.url, '--key', key]);
+    assert.notEqual(cli.code, 0);
+    assert.match(cli.stderr, /since/);
+  });
+
+  test('a flood is throttled with a counted marker, Alto\'s memory stays bounded, and rotation keeps the folder under its cap', async () => {
+    const before = residentBytes(alto.child.pid!);
+    assert.equal((await get('/cgi-bin/flood')).status, 200);
+    await eventually(async () => (await logs({ grep: 'flood done' })).length > 0, 'the end of the flood', 120_000);
+    const markers = await logs({ stream: 'system', grep: 'lines dropped]', lines: 5_000 });
+    const dropped = markers.reduce((sum, line) => sum + Number(/^\[… (\d+) lines? dropped\]$/.exec(line.line)![1]), 0);
+    assert.ok(dropped > 0 && dropped < FLOOD_LINES, `${dropped} lines dropped`);
+    // About 100 MiB went through; what Alto kept of it is bounded by its rings, buffers and the rate.
+    const grown = residentBytes(alto.child.pid!) - before;
+    assert.ok(grown < 96 * 1024 ** 2, `Alto grew by ${Math.round(grown / 1024 ** 2)} MiB`);
+    assert.ok(folderBytes(logDir()) <= MAX_BYTES, `${folderBytes(logDir())} bytes in the log folder`);
+    assert.ok(readdirSync(logDir()).length > 1, 'the log rotated into several segments');
+    // The newest lines are kept, the oldest pruned.
+    const kept = await logs({ grep: 'flood ', stream: 'stdout', lines: 5_000 });
+    assert.ok(kept.length > 0 && kept.length < FLOOD_LINES - dropped + 1);
+  });
+
+  test('the lines outlast a restart of Alto', async () => {
+    await say('delta-line');
+    const beforeRestart = await logs({ grep: 'delta-line' });
+    assert.equal(beforeRestart.length, 1);
+    assert.equal(await alto.stop('SIGTERM'), 0);
+    alto = await start();
+    await eventually(async () => (await call('Status', { name: 'talker' })).body.service?.status === 'running', 'the app after the restart', 60_000);
+    assert.deepEqual(await logs({ grep: 'delta-line' }), beforeRestart);
+    // New lines go on after the old ones.
+    const gamma = await say('gamma-line');
+    assert.ok(Date.parse(gamma.at) > Date.parse(beforeRestart[0]!.at));
+  });
+
+  test('deleting the app deletes its log', async () => {
+    assert.ok(existsSync(logDir()));
+    assert.equal((await call('Delete', { name: 'talker' })).status, 200);
+    assert.equal(existsSync(logDir()), false);
+  });
+});
