@@ -5,10 +5,11 @@
  * root; a request to an app over HTTP/2 reaches it as HTTP/1.1 with its body and
  * `X-Forwarded-Proto: https` and HSTS; plain HTTP to a name the certificate covers is redirected
  * (but for ACME challenges and health checks); a websocket works over TLS; new certificate files
- * are served without a restart; flags that do not go together are refused.
+ * are served without a restart (files that do not load keep the last good ones); flags that do
+ * not go together are refused.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { startProcess, temporaryDataDir, waitForAsync, type ServerProcess } from './harness.js';
@@ -144,6 +145,13 @@ describe('https with a certificate the operator brings', () => {
     await waitForAsync(async () => (await servedCertificate(httpsPort, 'localhost')).serialNumber === expected, 'the new certificate served', 15_000);
     const page = await http2Request({ port: httpsPort, host: APP_HOST, path: '/', ca: authority.root });
     assert.equal(page.status, 200);
+    // Files that do not load (a key that is not one) leave the last good certificate served.
+    const failedReloads = () => alto.stdout().split('tls certificate files changed but do not load').length - 1;
+    const failedBefore = failedReloads();
+    writeFileSync(renewed.keyPath, 'not a key\n');
+    await waitForAsync(async () => failedReloads() > failedBefore, 'the failed reload logged', 15_000);
+    assert.equal((await servedCertificate(httpsPort, 'localhost')).serialNumber, expected);
+    assert.equal((await http2Request({ port: httpsPort, host: 'localhost', path: '/livez', ca: authority.root })).status, 200);
   });
 });
 
