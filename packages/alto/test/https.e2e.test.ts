@@ -110,6 +110,10 @@ describe('https with a certificate the operator brings', () => {
     const console = await getThroughEdge(plainPort, `localhost:${plainPort}`, '/');
     assert.equal(console.status, 308);
     assert.equal(console.headers.location, `https://localhost:${httpsPort}/`);
+    // An API call too, though plain ones are otherwise answered off the connection (edge/lane.ts).
+    const call = await getThroughEdge(plainPort, `localhost:${plainPort}`, '/v1/id/Generate?type=uuid');
+    assert.equal(call.status, 308);
+    assert.equal(call.headers.location, `https://localhost:${httpsPort}/v1/id/Generate?type=uuid`);
     for (const path of ['/livez', '/readyz']) assert.equal((await getThroughEdge(plainPort, 'localhost', path)).status, 200, path);
     const challenge = await getThroughEdge(plainPort, 'localhost', '/.well-known/acme-challenge/unknown-token');
     assert.equal(challenge.status, 404);

@@ -29,10 +29,12 @@ const EMPTY = Buffer.alloc(0);
 export class ApiLane {
   private readonly keepAliveHeader: string;
 
+  /** `leaveToNode`: hosts whose plain requests Node's server answers (those with a certificate are redirected to HTTPS). */
   constructor(
     readonly api: Api,
     keepAliveTimeoutMs: number,
     readonly bodyTimeoutMs: number,
+    private readonly leaveToNode: (host: string) => boolean = () => false,
   ) {
     this.keepAliveHeader = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.max(1, Math.floor(keepAliveTimeoutMs / 1000))}\r\n`;
   }
@@ -40,7 +42,7 @@ export class ApiLane {
   /** Whether the lane serves this request (else Node's HTTP server does). */
   accepts(head: RequestHead): boolean {
     if (head.method !== 'POST' && head.method !== 'GET') return false;
-    if (head.upgrade !== undefined || !PLAIN_API_TARGET.test(head.target)) return false;
+    if (head.upgrade !== undefined || !PLAIN_API_TARGET.test(head.target) || this.leaveToNode(head.host)) return false;
     const framing = head.framing;
     if (framing.kind !== 'none' && !(framing.kind === 'length' && framing.length <= LANE_MAX_BODY_BYTES)) return false;
     return headerOf(head, 'expect') === undefined;

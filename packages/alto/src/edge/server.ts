@@ -253,7 +253,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     keepAliveTimeoutMs: server.keepAliveTimeout,
     idleTimeoutMs: IDLE_SOCKET_TIMEOUT_MS,
     // Plain API calls are answered off the connection, without Node's request objects (edge/lane.ts).
-    lane: new ApiLane(api, server.keepAliveTimeout, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS),
+    // Not for a host with a certificate in play: Node's server redirects those to HTTPS.
+    lane: new ApiLane(api, server.keepAliveTimeout, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS, options.httpsPort === undefined ? undefined : (host) => plainHandledHere(hostnameOf(host))),
   });
   forwarder.interpose(server);
   // Other nodes relay their clients' requests for this node's apps: not held to the per-client cap.
