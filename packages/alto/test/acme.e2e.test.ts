@@ -7,7 +7,8 @@
  *   and renewed before it expires (pebble issues short-lived ones here).
  * - TLS-ALPN-01 on the HTTPS port for an app's host, asked for by the first handshake naming
  *   it; a name Alto does not serve gets no certificate and is never asked for.
- * - A challenge that cannot pass, and a directory that is down: the reason shows in the status.
+ * - A challenge that cannot pass, and a directory that is down: the reason shows in the status
+ *   (and, for the directory, on the console's overview in a real browser).
  * - Two nodes on one PostgreSQL store: one certificate is issued, and both serve it (the
  *   directory validates through one node's port, whichever node asked).
  */
@@ -15,7 +16,9 @@ import assert from 'node:assert/strict';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { chromium } from 'playwright-core';
 import { startProcess, temporaryDataDir, waitForAsync, type ServerProcess } from './harness.js';
+import { chromiumPath, ensureConsoleBuilt } from './console-fixture.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
 import { getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { freePort, startPebble, type Pebble } from './acme-fixture.js';
@@ -221,6 +224,26 @@ describe('ACME failures are reported with their reason', () => {
       assert.match(failed?.error ?? '', new RegExp(`cannot reach the ACME directory at ${down.replace(/[.]/g, '\\.')} \\(ECONNREFUSED\\)`));
       // Alto itself keeps serving.
       assert.equal((await fetch(`${alto.url}/livez`)).status, 200);
+
+      // The console's overview shows the failure and its reason to the operator, in a real browser.
+      ensureConsoleBuilt();
+      const browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
+      try {
+        const page = await browser.newPage();
+        page.setDefaultTimeout(10_000);
+        await page.goto(alto.url);
+        await page.getByLabel('API key', { exact: true }).fill(alto.adminKey);
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        await page.getByRole('heading', { level: 2, name: 'HTTPS' }).waitFor();
+        const row = page.getByRole('table', { name: 'Certificates' }).locator(`tr[data-host="${CONSOLE_DOMAIN}"]`);
+        await row.waitFor();
+        const shown = await row.innerText();
+        assert.match(shown, /failed/);
+        assert.match(shown, /cannot reach the ACME directory/);
+        assert.match(shown, /ECONNREFUSED/);
+      } finally {
+        await browser.close();
+      }
     } finally {
       await alto.close();
     }

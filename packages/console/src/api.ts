@@ -71,6 +71,19 @@ export interface Status {
   store: string;
   services: string[];
   key: { project: string; environment: string; role: 'admin' | 'owner' | 'project'; scopes: string[] };
+  /** For the admin key, when Alto serves HTTPS: its port, and with ACME each host's certificate. */
+  https?: { port: number; acme_directory?: string; certificates?: CertificateStatus[] };
+}
+
+/** A host's certificate as ACME keeps it: issuing, active (until `not_after`), or failed with why. */
+export interface CertificateStatus {
+  host: string;
+  status: 'issuing' | 'active' | 'failed';
+  not_after?: string;
+  renew_at?: string;
+  error?: string;
+  failures: number;
+  next_attempt?: string;
 }
 
 export async function readStatus(key: string): Promise<Status> {

@@ -1,4 +1,5 @@
 /** The first page after sign-in: who you are, what the instance runs, and where to start. */
+import type { CertificateStatus, Status } from '../api';
 import { useSession } from '../session';
 import { PageHeader } from '../ui';
 
@@ -38,6 +39,7 @@ export function OverviewPage() {
           </span>
         </div>
       </section>
+      {status.https && <HttpsCard https={status.https} />}
       <section aria-labelledby="start-title" className="card">
         <h2 id="start-title">Start here</h2>
         <ol className="steps">
@@ -68,6 +70,56 @@ export function OverviewPage() {
       </section>
     </>
   );
+}
+
+/** HTTPS on this instance: its port and, with ACME, each certificate's state and any failure's reason. */
+function HttpsCard({ https }: { https: NonNullable<Status['https']> }) {
+  const certificates = https.certificates ?? [];
+  return (
+    <section aria-labelledby="https-title" className="card">
+      <h2 id="https-title">HTTPS</h2>
+      <p className="muted small">
+        Port {https.port}
+        {https.acme_directory ? <>, certificates from {https.acme_directory}</> : ', with the certificate given to alto up'}
+      </p>
+      {https.acme_directory && certificates.length === 0 && <p className="muted small">No certificate asked for yet.</p>}
+      {certificates.length > 0 && (
+        <table className="compact" aria-label="Certificates">
+          <thead>
+            <tr>
+              <th>Host</th>
+              <th>Status</th>
+              <th>Expires</th>
+              <th>Renews</th>
+              <th>Last failure</th>
+            </tr>
+          </thead>
+          <tbody>
+            {certificates.map((certificate) => (
+              <tr key={certificate.host} data-host={certificate.host}>
+                <td>{certificate.host}</td>
+                <td>
+                  <span className={`dot ${dotOf(certificate)}`} aria-hidden="true" /> {certificate.status}
+                  {certificate.failures > 0 && <span className="muted small"> ({certificate.failures} failed)</span>}
+                </td>
+                <td>{certificate.not_after ? new Date(certificate.not_after).toLocaleString() : '—'}</td>
+                <td>{certificate.renew_at ? new Date(certificate.renew_at).toLocaleString() : '—'}</td>
+                <td className="small">
+                  {certificate.error ?? '—'}
+                  {certificate.next_attempt && certificate.error && <span className="muted"> (next try {new Date(certificate.next_attempt).toLocaleTimeString()})</span>}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+function dotOf(certificate: CertificateStatus): string {
+  if (certificate.status === 'active') return certificate.error ? 'dot-warn' : 'dot-ok';
+  return certificate.status === 'failed' ? 'dot-bad' : 'dot-warn';
 }
 
 function formatUptime(seconds: number): string {
