@@ -11,6 +11,7 @@
  * context, an unsupported instruction (400 naming the line).
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -141,6 +142,22 @@ describe('Dockerfile builds', () => {
     assert.equal((await web('/who.txt')).body, '33 /www bonjour\n');
     // .dockerignore left the secret out of COPY site/.
     assert.equal((await web('/static/secret.txt')).status, 404);
+
+    // The image is in the project's repository of Alto's registry too, tagged with the build id.
+    const named = new RegExp(`in this project's registry as ${PROJECT}/web:([a-z0-9]+)`).exec(deployed.stderr);
+    assert.ok(named, deployed.stderr);
+    const tags = await fetch(`${alto.url}/v2/${PROJECT}/web/tags/list`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(tags.status, 200);
+    assert.ok(((await tags.json()) as { tags: string[] }).tags.includes(named[1]));
+    const manifest = await fetch(`${alto.url}/v2/${PROJECT}/web/manifests/${named[1]}`, {
+      headers: { authorization: `Bearer ${key}`, accept: 'application/vnd.oci.image.manifest.v1+json' },
+    });
+    assert.equal(manifest.status, 200);
+    assert.equal(manifest.headers.get('docker-content-digest'), firstDigest);
+    const layers = ((await manifest.json()) as { layers: { digest: string }[] }).layers;
+    const blob = await fetch(`${alto.url}/v2/${PROJECT}/web/blobs/${layers[0].digest}`, { headers: { authorization: `Bearer ${key}` } });
+    assert.equal(blob.status, 200);
+    assert.equal(`sha256:${createHash('sha256').update(Buffer.from(await blob.arrayBuffer())).digest('hex')}`, layers[0].digest);
   });
 
   test('a RUN step that adds and deletes files becomes a layer with whiteouts', async () => {

@@ -26,7 +26,7 @@ import type { ProcessDriver } from '../sandbox/index.js';
 import { BuildContext } from './context.js';
 import { expandWord, expandWords, keyValuePairs, parseDockerfile, type Instruction, type Stage } from './dockerfile.js';
 import { contentDigest, copyEntries, parseMode, resolveInRoot, type CopyItem } from './copy.js';
-import { configOf, emptyConfig, importBuiltImage, setEnv, type BuiltLayer, type RunConfig } from './image.js';
+import { configOf, emptyConfig, importBuiltImage, setEnv, type BuiltImage, type BuiltLayer, type RunConfig } from './image.js';
 import { LAYER_MEDIA_TYPE, snapshotChanges, writeLayer } from './layer.js';
 import { fetchForBuild, isUrl } from './remote.js';
 import { buildSandboxDriver, runStep } from './run-step.js';
@@ -253,11 +253,14 @@ class BuildSession {
     const final = this.states[parsed.stages.length - 1];
     const unused = Object.keys(this.request.buildArgs).filter((name) => !this.usedBuildArgs.has(name));
     if (unused.length > 0) this.log(`warning: build args not used by any ARG: ${unused.join(', ')}`);
-    const image = await importBuiltImage(this.builder.imageStore, join(this.work, 'layout'), final, {
+    const built = await importBuiltImage(this.builder.imageStore, join(this.work, 'layout'), final, {
       reference: `${this.repository()}:${this.request.buildId}`,
       project: this.request.owner.projectId,
     });
+    const image = built.image;
     this.log(`image ${image.digest} built in ${seconds(Date.now() - started)} (${this.cachedSteps} of ${this.totalSteps} steps cached)`);
+    const pushed = await this.putInRegistry(built);
+    this.log(`in this project's registry as ${pushed}`);
     return { reference: `${this.repository()}@${image.digest}`, digest: image.digest, tag: this.request.buildId, steps: this.totalSteps, cached: this.cachedSteps };
   }
 
@@ -291,6 +294,19 @@ class BuildSession {
 
   private repository(): string {
     return `${BUILD_REGISTRY}/${this.request.owner.projectName.toLowerCase()}/${this.request.app}`;
+  }
+
+  /**
+   * The image in the project's repository of Alto's registry, `<project>/<app>`, tagged with
+   * the build id: pullable like a pushed one (compute/images/distribution.ts). Returns its name.
+   */
+  private async putInRegistry(built: BuiltImage): Promise<string> {
+    const repositories = this.builder.imageStore.repositories;
+    const { projectId, projectName } = this.request.owner;
+    const repository = repositories.repository({ projectId, projectName }, this.request.app);
+    for (const blob of built.blobs) repositories.linkBlob(repository, blob.digest, blob.size);
+    await repositories.putManifest(repository, this.request.buildId, built.manifest, 'application/vnd.oci.image.manifest.v1+json');
+    return `${projectName.toLowerCase()}/${this.request.app}:${this.request.buildId}`;
   }
 
   /** The last stage and every stage it reads from (FROM <stage>, COPY --from=<stage>). */

@@ -80,7 +80,7 @@ export async function importBuiltImage(
   layout: string,
   image: { layers: BuiltLayer[]; config: RunConfig; history: HistoryEntry[] },
   names: { reference: string; project: string },
-): Promise<ImageDetails> {
+): Promise<BuiltImage> {
   const blobsDir = join(layout, 'blobs', 'sha256');
   mkdirSync(blobsDir, { recursive: true });
   const putBytes = (bytes: Buffer) => {
@@ -136,5 +136,16 @@ export async function importBuiltImage(
     }),
   );
   const [imported] = await images.import(layout, { reference: names.reference, builtBy: names.project });
-  return imported;
+  return {
+    image: imported,
+    manifest: manifestBytes,
+    blobs: [{ digest: configDigest, size: configBytes.length }, ...image.layers.map((layer) => ({ digest: layer.digest, size: layer.size }))],
+  };
+}
+
+/** An image built and imported: its details, its manifest as written, and the blobs that manifest names. */
+export interface BuiltImage {
+  image: ImageDetails;
+  manifest: Buffer;
+  blobs: { digest: string; size: number }[];
 }
