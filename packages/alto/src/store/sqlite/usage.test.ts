@@ -3,6 +3,7 @@
  * daily totals existed, and the writer thread. The usage contract runs on it in `../usage.contract.test.ts`.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,4 +68,19 @@ test('the writer thread writes batches of columns with their daily totals, and s
   await store.close();
   db.close();
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('an idle writer thread does not keep the process alive, even when its store was never closed', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alto-usage-writer-'));
+  // As when Alto fails to start after opening its stores: a writer that never wrote, never closed.
+  const script = `
+    import { openSqlite } from ${JSON.stringify(new URL('./database.ts', import.meta.url).pathname)};
+    import { SqliteUsageStore } from ${JSON.stringify(new URL('./usage.ts', import.meta.url).pathname)};
+    new SqliteUsageStore(openSqlite(${JSON.stringify(join(dir, 'alto.db'))}), { writerThread: true });
+    console.log('opened');`;
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(run.signal, null, 'the process ended on its own, not killed at the timeout');
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout.trim(), 'opened');
 });

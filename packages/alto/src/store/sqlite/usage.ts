@@ -198,9 +198,8 @@ class UsageWriterThread {
     // Beside this file, in src/ and in dist/ alike (the build copies it as it is).
     const script = new URL('./usage-worker.mjs', import.meta.url);
     if (!existsSync(script)) throw new Error(`the usage writer ${script.pathname} is missing; rebuild Alto`);
-    this.worker = new Worker(script, { workerData: { path } });
-    // A write in flight keeps the process; an idle writer does not.
-    this.worker.unref();
+    // Plain JavaScript: none of the process's own flags (a loader, --input-type) is for it.
+    this.worker = new Worker(script, { workerData: { path }, execArgv: [] });
     this.worker.on('message', (answer: { id: number; written: number; error?: string }) => {
       const waiting = this.pending.get(answer.id);
       this.pending.delete(answer.id);
@@ -210,6 +209,9 @@ class UsageWriterThread {
     });
     this.worker.on('error', (error) => this.ended(error));
     this.worker.on('exit', (code) => this.ended(new Error(`the usage writer thread ended (${code})`)));
+    // A write in flight keeps the process; an idle writer does not. After the listeners: adding
+    // a 'message' listener refs the worker's port again.
+    this.worker.unref();
   }
 
   write(batch: CallColumns): Promise<void> {
