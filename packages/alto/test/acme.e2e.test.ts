@@ -204,7 +204,7 @@ describe('ACME failures are reported with their reason', () => {
     pebble = await startPebble({ authority, httpPort: await freePort(), tlsPort: httpsPort });
     const alto = await startWithAcme({ port, httpsPort, directoryUrl: pebble.directoryUrl, authority, challenges: 'http-01' });
     try {
-      const failed = await waitForAsync(async () => ((await statusOf(alto, CONSOLE_DOMAIN))?.failures ?? 0) >= 2, 'two failed attempts', 30_000).then(() => statusOf(alto, CONSOLE_DOMAIN));
+      const failed = await waitForAsync(async () => ((await statusOf(alto, CONSOLE_DOMAIN))?.failures ?? 0) >= 2, 'two failed attempts', 90_000).then(() => statusOf(alto, CONSOLE_DOMAIN));
       assert.equal(failed?.status, 'failed');
       assert.match(failed?.error ?? '', /connection refused|connect/i);
       await assert.rejects(servedCertificate(httpsPort, CONSOLE_DOMAIN));

@@ -13,6 +13,8 @@ import { HEARTBEAT_INTERVAL_MS } from './membership.js';
 
 /** A node that stopped cleanly is given this long to come back before its apps move. */
 export const LEFT_GRACE_MS = 30_000;
+/** `readNow` reads the nodes at most this often. */
+const READ_NOW_MIN_MS = 500;
 
 /** How to reach a peer node's edge, for requests to apps it runs. */
 export interface PeerAddress {
@@ -34,6 +36,8 @@ export class PeerView {
   private nodes = new Map<string, ListedNode>();
   private timer: NodeJS.Timeout | undefined;
   private refreshing: Promise<void> | undefined;
+  private readingNow: Promise<void> | undefined;
+  private lastReadAt = 0;
   private readonly listeners: ((nodes: ListedNode[]) => void | Promise<void>)[] = [];
   private failingSince: number | undefined;
 
@@ -59,6 +63,18 @@ export class PeerView {
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.refreshing;
+  }
+
+  /**
+   * Reads the nodes now, one read shared by every caller meanwhile, and none when the last read
+   * is under READ_NOW_MIN_MS old: a node that joined since the last read is known after it
+   * (routing asks before answering that an app's node is not reachable), and requests for an app
+   * whose node is down cost the store at most a read per READ_NOW_MIN_MS.
+   */
+  readNow(): Promise<void> {
+    if (Date.now() - this.lastReadAt < READ_NOW_MIN_MS) return this.readingNow ?? Promise.resolve();
+    this.readingNow ??= this.refresh().finally(() => (this.readingNow = undefined));
+    return this.readingNow;
   }
 
   /** Called with every node after each read (failover looks for lost nodes' apps here). */
@@ -100,6 +116,7 @@ export class PeerView {
     try {
       const nodes = await this.options.store.list(Date.now());
       this.nodes = new Map(nodes.map((node) => [node.id, node]));
+      this.lastReadAt = Date.now();
       if (this.failingSince !== undefined) this.options.log.info({ failed_for_ms: Date.now() - this.failingSince }, 'the nodes are read again');
       this.failingSince = undefined;
       for (const listener of this.listeners) await listener(nodes);

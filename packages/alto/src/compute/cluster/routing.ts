@@ -132,6 +132,11 @@ export class ClusterRouting implements AppResolver {
     if (kind === 'tcp') throw error;
     const target = this.remote(app);
     if (target) return target;
+    // A node this one has not read as live yet (it joined, or came back, since the last read of
+    // the nodes, up to a heartbeat ago): read them again before saying it is not reachable.
+    await this.options.peers.readNow();
+    const afterReading = this.remote(app);
+    if (afterReading) return afterReading;
     throw this.unreachable(app);
   }
 
