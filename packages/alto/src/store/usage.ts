@@ -1,6 +1,7 @@
 /**
  * @module store/usage
- * The port for usage records: one row per metered API call and one per slice of compute time,
+ * The port for usage records: one row per second, caller, endpoint and status of metered API
+ * calls (with how many calls it sums) and one per slice of compute time,
  * written in batches by the platform's meter. Each batch also updates daily totals in the same
  * transaction, so reports read a few rows per day instead of every call, and always agree with
  * the records they sum.
@@ -107,9 +108,9 @@ export interface UsageStore {
   close?(): Promise<void>;
 }
 
-import type { CallColumns } from './usage-calls.mjs';
+import type { CallColumns, CallRow } from './usage-calls.mjs';
 
-export type { CallColumns };
+export type { CallColumns, CallRow };
 
 /** A batch write that failed part way: the first `written` rows were written. */
 export class UsageWriteError extends Error {
@@ -148,8 +149,8 @@ export interface DailyCompute {
   priceMicros: number;
 }
 
-/** A batch of call records summed into the daily rows it adds to. */
-export const dailyCallTotals: (records: UsageRecord[]) => DailyCalls[] = callTotals;
+/** Rows of call records (`callRows`) summed into the daily rows they add to. */
+export const dailyCallTotals: (rows: CallRow[]) => DailyCalls[] = callTotals;
 
 /** A batch of compute slices summed into the daily rows it adds to. */
 export function dailyComputeTotals(records: ComputeUsageRecord[]): DailyCompute[] {

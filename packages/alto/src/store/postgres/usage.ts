@@ -18,6 +18,7 @@ import {
   type UsageRecord,
   type UsageStore,
 } from '../usage.js';
+import { callRows } from '../usage-calls.mjs';
 import { migratePostgres } from './migrate.js';
 import { inTransaction } from './transaction.js';
 
@@ -64,6 +65,9 @@ const MIGRATIONS = [
      requests BIGINT NOT NULL,
      price_micros BIGINT NOT NULL,
      PRIMARY KEY (project_id, day, app));`,
+  // A row per second, caller, endpoint and status (usage-calls.mjs callRows), with its number
+  // of calls; rows written before were one call each.
+  `ALTER TABLE alto_usage_records ADD COLUMN IF NOT EXISTS calls BIGINT NOT NULL DEFAULT 1;`,
 ];
 
 /** Records deleted per statement by the retention purge, so no single delete holds locks long. */
@@ -85,19 +89,21 @@ export class PostgresUsageStore implements UsageStore {
 
   async appendUsage(records: UsageRecord[]): Promise<void> {
     if (records.length === 0) return;
-    const totals = dailyCallTotals(records);
+    const rows = callRows(records);
+    const totals = dailyCallTotals(rows);
     await inTransaction(this.pool, async (client) => {
       await client.query(
         `INSERT INTO alto_usage_records
-           (at, project_id, key_id, service, endpoint, status, bytes_in, bytes_out, price_micros)
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::bigint[])`,
-        columnsOf(records, [
+           (at, project_id, key_id, service, endpoint, status, calls, bytes_in, bytes_out, price_micros)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])`,
+        columnsOf(rows, [
           (r) => r.at,
           (r) => r.projectId,
           (r) => r.keyId,
           (r) => r.service,
           (r) => r.endpoint,
           (r) => r.status,
+          (r) => r.calls,
           (r) => r.bytesIn,
           (r) => r.bytesOut,
           (r) => r.priceMicros,

@@ -2,15 +2,15 @@
 /**
  * @module store/sqlite/usage-worker
  * The usage writer's thread: writes batches of call records (and their daily totals) to the
- * SQLite file through its own connection, so the inserts, some microseconds a row, run beside the
- * edge's event loop instead of on it. Each batch comes as columns (typed arrays, and the callers
+ * SQLite file through its own connection, so the inserts run beside the edge's event loop
+ * instead of on it. Calls are summed per second, caller and status first (usage-calls.mjs). Each batch comes as columns (typed arrays, and the callers
  * they index) and is written in chunks, each chunk one transaction with
  * its daily totals, so the write lock is never held long; the answer says how many rows were
  * written, so after a failure only the rest is written again.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { recordsOfColumns, sqliteCallWriter } from '../usage-calls.mjs';
+import { callRowsOfColumns, sqliteCallWriter } from '../usage-calls.mjs';
 
 /** Rows per transaction: a few milliseconds of the write lock. */
 const ROWS_PER_TRANSACTION = 500;
@@ -28,7 +28,7 @@ port.on('message', (/** @type {{ id: number, batch: import('../usage-calls.mjs')
   try {
     while (written < batch.length) {
       const to = Math.min(batch.length, written + ROWS_PER_TRANSACTION);
-      write(recordsOfColumns(batch, written, to));
+      write(callRowsOfColumns(batch, written, to));
       written = to;
     }
     port.postMessage({ id, written });
