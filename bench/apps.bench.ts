@@ -9,12 +9,24 @@
  * - warm requests: requests/s and p50/p99 latency through the edge (Host `<app>.<project>.localhost`)
  *   against the same instance reached directly at the backend address app/Resolve gives, with the
  *   same load (wrk, one thread) in the same run, and their ratio: with keep-alive connections, and
- *   with a new connection per request (`Connection: close`).
+ *   with a new connection per request (`Connection: close`);
+ * - peers: the same instance behind HAProxy and nginx (`apt-get install -y haproxy nginx-light`;
+ *   a peer not installed is left out), each
+ *   with one thread or worker as the edge has one event loop, keep-alive to the instance, in the
+ *   same run: what a proxy written in C keeps on this machine, next to the edge's figure.
  *
- * Run (as root): node --import tsx bench/apps.bench.ts [seconds=8] [connections=50] [drivers=process,microvm]
+ * The keep-alive figures are medians of `rounds` rounds, each running every path once in turn
+ * (edge, direct, then the peers), so a neighbour's load or the VM's speed, which swing from one
+ * minute to the next on a shared machine, hit every path alike.
+ *
+ * Run (as root): node --import tsx bench/apps.bench.ts [seconds=8] [connections=50] [drivers=process,microvm] [rounds=3]
+ * (BENCH_PEERS=haproxy,nginx by default; empty for none)
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nodeAppImage } from '../packages/alto/test/app-images.js';
 import { privateSandboxCache } from '../packages/alto/test/apps-fixture.js';
@@ -25,6 +37,7 @@ import { median, parseWrkOutput, type WrkFigures } from './wrk.js';
 const seconds = Number(process.argv[2] ?? 8);
 const connections = Number(process.argv[3] ?? 50);
 const BOOTS = 3;
+const ROUNDS = Number(process.argv[5] ?? 3);
 const PROJECT = 'bench';
 const ALL_DRIVERS = ['process', 'microvm'] as const;
 type DriverName = (typeof ALL_DRIVERS)[number];
@@ -46,6 +59,89 @@ interface DriverFigures {
   /** A new connection per request. */
   edgeFresh: LoadResult;
   directFresh: LoadResult;
+  /** The same instance behind a peer proxy, keep-alive; absent when the peer is not installed. */
+  peers: { name: string; result: LoadResult }[];
+  edgeRounds: LoadResult[];
+  directRounds: LoadResult[];
+}
+
+/** The round with the median requests/s (its latencies with it). */
+function medianRound(rounds: LoadResult[]): LoadResult {
+  const sorted = [...rounds].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+/** A free port on loopback, for a peer proxy to listen on. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+interface Peer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** HAProxy or nginx in front of `backend` (host:port), one thread or worker, reusing connections to it. */
+async function startPeer(name: 'haproxy' | 'nginx', backend: string): Promise<Peer | undefined> {
+  const binary = name === 'haproxy' ? '/usr/sbin/haproxy' : '/usr/sbin/nginx';
+  if (spawnSync(binary, ['-v']).error) return undefined;
+  const dir = mkdtempSync(join(tmpdir(), `alto-bench-${name}-`));
+  const port = await freePort();
+  let child: ChildProcess;
+  if (name === 'haproxy') {
+    writeFileSync(join(dir, 'haproxy.cfg'), [
+      'global', '  nbthread 1', '  maxconn 4096',
+      'defaults', '  mode http', '  timeout connect 5s', '  timeout client 30s', '  timeout server 30s', '  option http-keep-alive', '  http-reuse always',
+      'frontend bench', `  bind 127.0.0.1:${port}`, '  default_backend app',
+      'backend app', `  server instance ${backend}`, '',
+    ].join('\n'));
+    child = spawn(binary, ['-db', '-f', join(dir, 'haproxy.cfg')], { stdio: 'ignore' });
+  } else {
+    writeFileSync(join(dir, 'nginx.conf'), `worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  upstream app { server ${backend}; keepalive 128; }
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; }
+  }
+}
+`);
+    child = spawn(binary, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], { stdio: 'ignore' });
+  }
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `http://127.0.0.1:${port}/`;
+  // Ready when it answers.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await fetch(url);
+      break;
+    } catch (error) {
+      if (attempt > 100 || child.exitCode !== null) {
+        child.kill();
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(`${name} did not start: ${(error as Error).message}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+  return {
+    url,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /**
@@ -95,12 +191,36 @@ async function measureDriver(driver: DriverName, registry: TestRegistry, image: 
     const warmUp = Math.max(1, Math.round(seconds / 5));
     await runLoad(directUrl, backend.host, warmUp);
     await runLoad(edgeUrl, edgeHost, warmUp);
-    const edge = await runLoad(edgeUrl, edgeHost, seconds);
-    const direct = await runLoad(directUrl, backend.host, seconds);
+    const edgeRounds: LoadResult[] = [];
+    const directRounds: LoadResult[] = [];
+    const peerRounds = new Map<string, LoadResult[]>();
+    const peerNames = (process.env.BENCH_PEERS ?? 'haproxy,nginx').split(',').filter((name): name is 'haproxy' | 'nginx' => name === 'haproxy' || name === 'nginx');
+    for (let round = 0; round < ROUNDS; round++) {
+      edgeRounds.push(await runLoad(edgeUrl, edgeHost, seconds));
+      directRounds.push(await runLoad(directUrl, backend.host, seconds));
+    }
+    // The peers after the edge's rounds, each with a direct run beside it: the edge's own figures
+    // came out lower in rounds after a peer had run against the same instance.
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const name of peerNames) {
+        const peer = await startPeer(name, backend.host);
+        if (!peer) continue;
+        try {
+          await runLoad(peer.url, edgeHost, warmUp);
+          peerRounds.set(name, [...(peerRounds.get(name) ?? []), await runLoad(peer.url, edgeHost, seconds)]);
+        } finally {
+          await peer.stop();
+        }
+      }
+      directRounds.push(await runLoad(directUrl, backend.host, seconds));
+    }
+    const edge = medianRound(edgeRounds);
+    const direct = medianRound(directRounds);
     const edgeFresh = await runLoad(edgeUrl, edgeHost, seconds, true);
     const directFresh = await runLoad(directUrl, backend.host, seconds, true);
     await call('Delete', { name: 'web' });
-    return { driver, accelerator, boots, edge, direct, edgeFresh, directFresh };
+    const peerFigures = [...peerRounds].map(([name, rounds]) => ({ name, result: medianRound(rounds) }));
+    return { driver, accelerator, boots, edge, direct, edgeFresh, directFresh, peers: peerFigures, edgeRounds, directRounds };
   } finally {
     await alto.close();
     cache.remove();
@@ -121,7 +241,7 @@ try {
 }
 
 const ms = (value: number) => value.toFixed(value < 10 ? 2 : 0);
-console.log(`\nNode.js app image (node ${process.version} and its libraries), 256 MiB; GET /, ${seconds} s per path, ${connections} connections (wrk, one thread)\n`);
+console.log(`\nNode.js app image (node ${process.version} and its libraries), 256 MiB; GET /, ${seconds} s per path, ${connections} connections (wrk, one thread); keep-alive rows are medians of ${ROUNDS} rounds\n`);
 console.log('| driver | accelerator | boot-to-ready, median of 3 (ms) | all 3 (ms) |');
 console.log('|---|---|---:|---|');
 for (const figure of figures)
@@ -134,13 +254,17 @@ for (const figure of figures) {
     ['backend directly, keep-alive', figure.direct],
     ['through the edge, new connection per request', figure.edgeFresh],
     ['backend directly, new connection per request', figure.directFresh],
+    ...figure.peers.map(({ name, result }) => [`through ${name} (one thread), keep-alive`, result] as const),
   ] as const)
     console.log(`| ${figure.driver} | ${path} | ${result.requestsPerSecond.toFixed(0)} | ${ms(result.p50)} | ${ms(result.p99)} | ${result.errors} |`);
 }
+console.log(`\nkeep-alive rounds (req/s), edge / direct: ${figures.map((f) => `${f.driver}: ${f.edgeRounds.map((e, i) => `${e.requestsPerSecond.toFixed(0)}/${f.directRounds[i].requestsPerSecond.toFixed(0)}`).join(', ')}`).join('; ')}`);
 console.log('\n| driver | connections | edge/direct req/s | edge/direct p50 |');
 console.log('|---|---|---:|---:|');
 for (const figure of figures) {
   console.log(`| ${figure.driver} | keep-alive | ${(figure.edge.requestsPerSecond / figure.direct.requestsPerSecond).toFixed(2)} | ${(figure.edge.p50 / figure.direct.p50).toFixed(2)} |`);
   console.log(`| ${figure.driver} | new per request | ${(figure.edgeFresh.requestsPerSecond / figure.directFresh.requestsPerSecond).toFixed(2)} | ${(figure.edgeFresh.p50 / figure.directFresh.p50).toFixed(2)} |`);
+  for (const { name, result } of figure.peers)
+    console.log(`| ${figure.driver} | keep-alive, ${name} instead of the edge | ${(result.requestsPerSecond / figure.direct.requestsPerSecond).toFixed(2)} | ${(result.p50 / figure.direct.p50).toFixed(2)} |`);
 }
 console.log('(target: keep-alive edge/direct at least 0.7 on the process driver)');
