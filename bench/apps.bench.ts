@@ -15,9 +15,10 @@
  *   with one thread or worker as the edge has one event loop, keep-alive to the instance, in the
  *   same run: what a proxy written in C keeps on this machine, next to the edge's figure.
  *
- * The keep-alive figures are medians of `rounds` rounds, each running every path once in turn
- * (edge, direct, then the peers), so a neighbour's load or the VM's speed, which swing from one
- * minute to the next on a shared machine, hit every path alike.
+ * The keep-alive figures are medians of `rounds` rounds, each running the edge then direct, so a
+ * neighbour's load or the VM's speed, which swing from one minute to the next on a shared
+ * machine, hit both alike; then as many rounds of the peers, each beside a direct run (the
+ * edge's figures came out lower in rounds after a peer had run against the same instance).
  *
  * Run (as root): node --import tsx bench/apps.bench.ts [seconds=8] [connections=50] [drivers=process,microvm] [rounds=3]
  * (BENCH_PEERS=haproxy,nginx by default; empty for none)
