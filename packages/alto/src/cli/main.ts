@@ -2,8 +2,8 @@
  * @module cli/main
  * The `alto` command: start the platform (`up`), look at it (`status`), remember where it is
  * (`login`), manage projects and keys, see usage and cost (`usage`), call any endpoint (`call`),
- * see and drain the nodes of a cloud (`nodes`), and copy an embedded instance into PostgreSQL and
- * S3 (`migrate`).
+ * see and drain the nodes of a cloud (`nodes`), copy an embedded instance into PostgreSQL and
+ * S3 (`migrate`), and back it up and restore it (`backup`, `restore`).
  */
 import { Command } from 'commander';
 import { Alto } from '@alto/sdk';
@@ -20,6 +20,7 @@ import { addNodeCommands } from './nodes.js';
 import { addDomainCommands, httpsLines, type HttpsInfo } from './domains.js';
 import { addInitCommand } from './init.js';
 import { addMigrateCommand } from './migrate.js';
+import { addBackupCommands } from './backup.js';
 
 interface SandboxInfo {
   choice: string;
@@ -208,6 +209,7 @@ export function buildProgram(): Command {
   addDomainCommands(program, { remote, action, client });
   addInitCommand(program, action);
   addMigrateCommand(program, action);
+  addBackupCommands(program, action);
 
   remote(
     program

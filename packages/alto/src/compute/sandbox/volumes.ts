@@ -14,6 +14,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, lchownSync, chmodSync, writeSync, lstatSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { errors } from '../../kit/errors.js';
+import { takePidLock } from '../../kit/pid-lock.js';
 import { run } from './common.js';
 import type { SandboxVolume } from './port.js';
 
@@ -70,15 +71,6 @@ export interface VolumeClaim {
 
 const claimedHere = new Set<string>();
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Creates the folders and claims them all for one instance, or throws 409 taking none. */
 export function claimVolumes(volumes: SandboxVolume[]): VolumeClaim {
   const taken: { dir: string; lock: string }[] = [];
@@ -94,7 +86,7 @@ export function claimVolumes(volumes: SandboxVolume[]): VolumeClaim {
       const dir = realpathSync(volume.dir);
       const lock = join(dir, 'lock');
       if (claimedHere.has(dir)) throw inUse(volume);
-      if (!takeLockFile(lock)) throw inUse(volume);
+      if (!takePidLock(lock)) throw inUse(volume);
       claimedHere.add(dir);
       taken.push({ dir, lock });
     }
@@ -106,26 +98,7 @@ export function claimVolumes(volumes: SandboxVolume[]): VolumeClaim {
 }
 
 function inUse(volume: SandboxVolume) {
-  return errors.conflict(`the volume at ${volume.dir} is in use by a running instance; stop it first (a volume has one writer at a time)`);
-}
-
-/** Creates the lock file holding our pid; takes over one whose owner is gone. False when held. */
-function takeLockFile(lock: string): boolean {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(lock, 'wx', 0o600);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-    }
-    const owner = Number(readFileSync(lock, 'utf8').trim());
-    // Our own pid but no claim in this process: left by an instance of an earlier run.
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) return false;
-    rmSync(lock, { force: true });
-  }
-  return false;
+  return errors.conflict(`the volume at ${volume.dir} is in use by a running instance, or being copied by "alto backup"; stop it first, or wait for the backup (a volume has one writer at a time)`);
 }
 
 /** Moves every owner of a tree from one host id range to another (sizes: the ranges' length). */

@@ -1,0 +1,77 @@
+/**
+ * @module cli/backup
+ * `alto backup --data DIR --to FOLDER` and `alto restore FOLDER --data NEWDIR [--at ID]`: flags
+ * and output only; what is copied, and how each part is kept consistent, is store/backup.
+ */
+import type { Command } from 'commander';
+import { backupInstance, formatBytes } from '../store/backup/backup-instance.js';
+import { restoreInstance } from '../store/backup/restore-instance.js';
+import { bold, dim, green, yellow } from './output.js';
+
+interface BackupFlags {
+  data?: string;
+  to: string;
+  store?: string;
+  objects?: string;
+  includeMasterKey?: boolean;
+}
+
+interface RestoreFlags {
+  data: string;
+  at?: string;
+}
+
+type Action = <Args extends unknown[]>(run: (...args: Args) => Promise<void>) => (...args: Args) => Promise<void>;
+
+export function addBackupCommands(program: Command, action: Action): void {
+  program
+    .command('backup')
+    .description('copy an embedded instance (running or not) into a backup folder: the database, space objects, function sources, volumes; only new content is copied')
+    .option('-d, --data <dir>', 'the data folder of the instance (ALTO_DATA, default ./.alto)')
+    .requiredOption('--to <folder>', 'the backup folder; each backup is a dated entry in it, sharing one store of content')
+    .option('--store <url>', 'postgres://... when the instance runs on PostgreSQL (ALTO_STORE): its data is backed up with PostgreSQL\'s own tools')
+    .option('--objects <url>', 's3://... when space objects are in a bucket (ALTO_OBJECTS): the bucket is backed up with its own tools')
+    .option('--include-master-key', 'put the master key in the backup, in plain text: whoever reads the backup can then read every secret')
+    .action(
+      action(async (flags: BackupFlags) => {
+        const write = (line: string) => process.stdout.write(`${line}\n`);
+        const dataDir = flags.data ?? process.env.ALTO_DATA ?? '.alto';
+        const store = flags.store ?? process.env.ALTO_STORE;
+        const objects = flags.objects ?? process.env.ALTO_OBJECTS;
+        write(`${bold('alto backup')} ${dataDir} → ${flags.to}`);
+        if (flags.includeMasterKey) {
+          process.stderr.write(yellow('WARNING: --include-master-key puts the master key in the backup in plain text: anyone who can read the backup folder can read every stored secret. Keep it where only you can read it.\n'));
+        }
+        const result = await backupInstance({
+          dataDir,
+          to: flags.to,
+          postgres: Boolean(store && store !== 'sqlite' && store !== 'embedded'),
+          objectsInBucket: Boolean(objects && objects !== 'local'),
+          includeMasterKey: flags.includeMasterKey,
+          masterKeyFromEnvironment: process.env.ALTO_MASTER_KEY,
+          report: write,
+        });
+        const { manifest } = result;
+        write('not in the backup:');
+        for (const part of manifest.skipped) write(`  ${part.what}: ${dim(part.reason)}`);
+        write(
+          green(`backup ${manifest.id}: ${manifest.files.length} files, ${result.copiedBlobs} new blobs copied (${formatBytes(result.copiedBytes)}), ${result.reusedFiles} already in the folder`),
+        );
+      }),
+    );
+
+  program
+    .command('restore <backup>')
+    .description('rebuild a data folder from a backup folder, after checking every file against its checksum')
+    .requiredOption('-d, --data <dir>', 'the data folder to make (new or empty)')
+    .option('--at <id>', 'the backup to restore (default the newest finished one)')
+    .action(
+      action(async (backup: string, flags: RestoreFlags) => {
+        const write = (line: string) => process.stdout.write(`${line}\n`);
+        write(`${bold('alto restore')} ${backup} → ${flags.data}`);
+        const manifest = await restoreInstance({ from: backup, at: flags.at, dataDir: flags.data, report: write });
+        const key = manifest.masterKey === 'included' ? `the master key is in ${flags.data}/master-key` : `with the same master key (ALTO_MASTER_KEY, or put it in ${flags.data}/master-key): the backup does not hold it`;
+        write(green(`done: start it with "alto up --data ${flags.data}", ${key}`));
+      }),
+    );
+}

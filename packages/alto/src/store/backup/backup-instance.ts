@@ -1,0 +1,261 @@
+/**
+ * @module store/backup/backup-instance
+ * `alto backup`: an online, consistent copy of an embedded instance's data folder into a backup
+ * folder, while the instance serves (or not). In this order:
+ *
+ * 1. **The database** (`alto.db`), through SQLite's online backup API (better-sqlite3's
+ *    `db.backup()`), in one step after the first: one read transaction, so the copy is the
+ *    database as of one moment, with every write committed before it began. A running Alto keeps
+ *    writing meanwhile (WAL: readers never block the writer).
+ * 2. **The space objects and the functions' sources** (`objects/`), after the database, so every
+ *    object its records name exists (unless deleted in between, as a function's previous source
+ *    is when a new build replaces it). An object is never changed in place (each write renames a
+ *    whole new file over it), so each file is read from one open handle as it was when opened.
+ * 3. **The app volumes** (`apps/volumes/<project>/<app>`): each volume is claimed with its lock
+ *    file, the one an app instance holds while it runs (kit/pid-lock), and copied while claimed,
+ *    so no instance writes it during the copy (an instance starting then is refused, as for a
+ *    volume in use, and retried by its app). A volume held by a running instance is not copied:
+ *    it is listed under `skipped` with the reason (stop the app, or the instance, to back it up).
+ * 4. The small files that make the data folder this node's: `admin-key`, `node-id`,
+ *    `space-signing-key`, `prices.json`.
+ *
+ * Not copied, and said so in the manifest: images and app snapshots (a cache, pulled or made again;
+ * images pushed to Alto's own registry must be pushed again), builds and function dependencies
+ * (made again from the sources), app logs. The master key is not copied unless asked: whoever
+ * holds the backup and the key can read every secret, so keep the key apart (a password
+ * manager); `includeMasterKey` puts it in, in plain text, with a warning.
+ *
+ * Every file goes into the folder's content-addressed blobs (store/backup/blobs): a second backup
+ * copies only content that is new, and a file whose inode, size and modification time are those
+ * of the newest earlier backup is not even read again.
+ */
+import { existsSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { pidLockHolder, takePidLock } from '../../kit/pid-lock.js';
+import { VERSION } from '../../version.js';
+import { blobExists, moveFileIntoBlobs, prepareBackupFolder, storeFileAsBlob, temporaryPath, type StoredBlob } from './blobs.js';
+import { backupIdFor, finishedBackups, readManifest, writeManifest, type BackupFile, type BackupManifest, type BackupPart, type SkippedPart } from './manifest.js';
+
+export interface BackupInstanceOptions {
+  /** The embedded instance's data folder. */
+  dataDir: string;
+  /** The backup folder (made when missing). */
+  to: string;
+  /** `--store postgres://...`: the database is PostgreSQL's, backed up with its own tools. */
+  postgres?: boolean;
+  /** `--objects s3://...`: the space objects are in the bucket, backed up with its own tools. */
+  objectsInBucket?: boolean;
+  /** Puts the master key in the backup (in plain text). */
+  includeMasterKey?: boolean;
+  /** ALTO_MASTER_KEY, used when the data folder has no key file and the key is included. */
+  masterKeyFromEnvironment?: string;
+  /** Receives one line per part. */
+  report(line: string): void;
+}
+
+export interface BackupResult {
+  manifest: BackupManifest;
+  /** Blobs written by this backup, and their bytes. */
+  copiedBlobs: number;
+  copiedBytes: number;
+  /** Files whose content the folder held already. */
+  reusedFiles: number;
+}
+
+/** Files of the data folder's top level that belong to this node. */
+const SETTINGS_FILES = ['admin-key', 'node-id', 'space-signing-key', 'prices.json'];
+const MASTER_KEY_FILE = 'master-key';
+/** The local object store's folder for writes in progress (store/objects/local). */
+const OBJECTS_TEMPORARY_FOLDER = '.tmp';
+const VOLUME_LOCK = 'lock';
+
+export const NOT_BACKED_UP: SkippedPart[] = [
+  { what: 'images', reason: 'a cache: pulled again when an app or function needs one (images pushed to Alto\'s own registry must be pushed again)' },
+  { what: 'app snapshots, root filesystems, sandbox state', reason: 'made again when apps start' },
+  { what: 'builds and function dependencies', reason: 'built again from the stored sources' },
+  { what: 'app logs', reason: 'not part of the instance\'s state' },
+];
+
+export async function backupInstance(options: BackupInstanceOptions): Promise<BackupResult> {
+  const { dataDir, to, report } = options;
+  if (!existsSync(dataDir)) throw new Error(`${dataDir} does not exist: give the data folder of the instance to back up (--data)`);
+  if (!options.postgres && !existsSync(join(dataDir, 'alto.db'))) throw new Error(`${dataDir} holds no embedded instance (no alto.db): give its data folder (--data)`);
+  prepareBackupFolder(to);
+  const previous = newestManifest(to);
+  const startedAt = new Date();
+  const id = backupIdFor(startedAt, (candidate) => existsSync(join(to, candidate)));
+  mkdirSync(join(to, id), { mode: 0o700 });
+  const files: BackupFile[] = [];
+  const skipped: SkippedPart[] = [];
+  const result = { copiedBlobs: 0, copiedBytes: 0, reusedFiles: 0 };
+  const add = (path: string, part: BackupPart, blob: StoredBlob, mode: number, source?: BackupFile['source']) => {
+    files.push({ path, size: blob.size, sha256: blob.sha256, mode, part, ...(source ? { source } : {}) });
+    if (blob.copied) {
+      result.copiedBlobs++;
+      result.copiedBytes += blob.size;
+    } else result.reusedFiles++;
+  };
+  /**
+   * Stores a data folder file, skipping the read when the newest backup has it unchanged. A file
+   * gone since it was listed (an object deleted meanwhile) is left out: it was deleted after the
+   * database was copied, and the backup holds the instance as of then without it.
+   */
+  const addFile = async (path: string, part: BackupPart) => {
+    try {
+      await addExistingFile(path, part);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  };
+  const addExistingFile = async (path: string, part: BackupPart) => {
+    const absolute = join(dataDir, ...path.split('/'));
+    const info = await stat(absolute);
+    const source = { inode: info.ino, modifiedMs: info.mtimeMs };
+    const earlier = previous.get(path);
+    if (earlier?.source && earlier.source.inode === source.inode && earlier.source.modifiedMs === source.modifiedMs && earlier.size === info.size && (await blobExists(to, earlier))) {
+      add(path, part, { sha256: earlier.sha256, size: earlier.size, copied: false }, info.mode & 0o777, source);
+      return;
+    }
+    add(path, part, await storeFileAsBlob(to, absolute), info.mode & 0o777, source);
+  };
+
+  if (options.postgres) {
+    skipped.push({ what: 'database', reason: 'the store is PostgreSQL: back it up with its own tools (pg_dump, or your provider\'s backups)' });
+    report('database: PostgreSQL, not copied: back it up with pg_dump or your provider\'s backups');
+  }
+  // With PostgreSQL, alto.db still holds the node-local records (images, cache, events).
+  if (existsSync(join(dataDir, 'alto.db'))) {
+    const blob = await backupDatabase(join(dataDir, 'alto.db'), to);
+    add('alto.db', 'database', blob, 0o600);
+    report(`database: alto.db, ${formatBytes(blob.size)} (SQLite online backup)`);
+  }
+
+  if (options.objectsInBucket) {
+    skipped.push({ what: 'space objects and function sources', reason: 'they are in the S3 bucket given with --objects: back it up with its own tools (versioning, replication)' });
+    report('objects: in the S3 bucket, not copied: back it up with its own tools');
+  } else {
+    const before = files.length;
+    for (const path of await listFiles(dataDir, 'objects', (relative) => relative === `objects/${OBJECTS_TEMPORARY_FOLDER}`)) await addFile(path, 'object');
+    report(`objects: ${files.length - before} files (space objects and function sources)`);
+  }
+
+  for (const volume of listVolumes(dataDir)) {
+    const folder = join(dataDir, ...volume.split('/'));
+    const lock = join(folder, VOLUME_LOCK);
+    if (!takePidLock(lock)) {
+      const holder = pidLockHolder(lock);
+      skipped.push({ what: `volume ${volume}`, reason: `in use by a running app instance (Alto process ${holder ?? 'unknown'}): stop the app, or the instance, to back it up` });
+      report(`volume ${volume}: in use by a running instance, not copied`);
+      continue;
+    }
+    try {
+      const paths = await listFiles(dataDir, volume, (relative) => relative === `${volume}/${VOLUME_LOCK}`);
+      for (const path of paths) await addFile(path, 'volume');
+      report(`volume ${volume}: ${paths.length} files, copied while claimed (no instance wrote it meanwhile)`);
+    } finally {
+      await rm(lock, { force: true });
+    }
+  }
+
+  for (const name of SETTINGS_FILES) if (existsSync(join(dataDir, name))) await addFile(name, 'settings');
+  let masterKey: BackupManifest['masterKey'] = 'not included';
+  if (options.includeMasterKey) {
+    masterKey = 'included';
+    if (existsSync(join(dataDir, MASTER_KEY_FILE))) await addFile(MASTER_KEY_FILE, 'settings');
+    else if (options.masterKeyFromEnvironment) {
+      const temporary = temporaryPath(to);
+      writeFileSync(temporary, options.masterKeyFromEnvironment.trim() + '\n', { mode: 0o600 });
+      add(MASTER_KEY_FILE, 'settings', await moveFileIntoBlobs(to, temporary), 0o600);
+    } else throw new Error(`--include-master-key: ${dataDir} has no master-key file and ALTO_MASTER_KEY is not set; there is no key to include`);
+  }
+  skipped.push(...NOT_BACKED_UP);
+  if (!options.includeMasterKey) skipped.push({ what: 'master key', reason: 'kept by you, apart from the backups: the restored instance needs it (ALTO_MASTER_KEY or <data>/master-key)' });
+
+  const manifest: BackupManifest = {
+    format: 'alto-backup/1',
+    id,
+    altoVersion: VERSION,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    dataDir,
+    masterKey,
+    files,
+    skipped,
+  };
+  writeManifest(to, manifest);
+  return { manifest, ...result };
+}
+
+/**
+ * Copies the database with SQLite's online backup API into the backup folder's `.tmp/`, then into
+ * its blobs. The first step copies 100 pages; the callback then asks for every page left in one
+ * step: a step holds one read transaction, and a write between steps makes SQLite start again, so
+ * the whole copy in one step is what lets it finish while the instance writes.
+ */
+async function backupDatabase(path: string, to: string): Promise<StoredBlob> {
+  const database = new Database(path, { fileMustExist: true });
+  const temporary = temporaryPath(to);
+  try {
+    database.pragma('busy_timeout = 5000');
+    await database.backup(temporary, { progress: () => 2 ** 30 });
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  } finally {
+    database.close();
+  }
+  return moveFileIntoBlobs(to, temporary);
+}
+
+/** The files of the newest finished backup, by path, for the unchanged-file shortcut. */
+function newestManifest(to: string): Map<string, BackupFile> {
+  const ids = finishedBackups(to);
+  if (ids.length === 0) return new Map();
+  return new Map(readManifest(to, ids[ids.length - 1]).files.map((file) => [file.path, file]));
+}
+
+/** Every regular file under `folder` (relative to the data folder, `/`-separated), sorted. */
+async function listFiles(dataDir: string, folder: string, skip: (relative: string) => boolean): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (relative: string) => {
+    let entries;
+    try {
+      entries = await readdir(join(dataDir, ...relative.split('/')), { withFileTypes: true });
+    } catch (error) {
+      // A folder removed meanwhile (an object's last file deleted) has nothing to copy.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    for (const entry of entries) {
+      const path = `${relative}/${entry.name}`;
+      if (skip(path)) continue;
+      if (entry.isDirectory()) await walk(path);
+      else if (entry.isFile()) found.push(path);
+    }
+  };
+  await walk(folder);
+  return found.sort();
+}
+
+/** `apps/volumes/<project>/<app>` for each volume folder of the data folder. */
+function listVolumes(dataDir: string): string[] {
+  const root = join(dataDir, 'apps', 'volumes');
+  if (!existsSync(root)) return [];
+  const volumes: string[] = [];
+  for (const project of readdirSync(root).sort()) {
+    if (!lstatSync(join(root, project)).isDirectory()) continue;
+    for (const app of readdirSync(join(root, project)).sort()) {
+      if (lstatSync(join(root, project, app)).isDirectory()) volumes.push(`apps/volumes/${project}/${app}`);
+    }
+  }
+  return volumes;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+}
