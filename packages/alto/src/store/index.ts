@@ -20,7 +20,9 @@
  * lease row on SQLite).
  * `images` (the image records) is always on SQLite: images are a cache on each node's disk, so
  * each node keeps the records of the images it holds (a function's image is built again from
- * its kept source where missing).
+ * its kept source where missing). `registry` (the repositories of Alto's own registry: what each
+ * project pushed) is on PostgreSQL with `--store`, so every node answers for every push; its
+ * blobs are shared through `objects` when that is a bucket.
  */
 import { join } from 'node:path';
 import pg from 'pg';
@@ -94,6 +96,9 @@ import type { SingletonLock } from './leader/port.js';
 import { PostgresSingletonLock } from './leader/postgres.js';
 import { SqliteSingletonLock } from './leader/sqlite.js';
 import { SqliteImageRecordStore } from './images/sqlite.js';
+import type { RegistryCatalog } from './registry/port.js';
+import { PostgresRegistryCatalog } from './registry/postgres.js';
+import { SqliteRegistryCatalog } from './registry/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -170,6 +175,8 @@ export interface Stores {
   leader: SingletonLock;
   /** This node's image records (its images' blobs are on its disk): always embedded, never shared. */
   images: ImageRecordStore;
+  /** The repositories of Alto's own registry: their blobs, manifests and tags. */
+  registry: RegistryCatalog;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -193,7 +200,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps' | 'functions' | 'nodes' | 'domains'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps' | 'functions' | 'nodes' | 'domains' | 'registry'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -234,6 +241,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         apps: await PostgresAppStore.open(postgres),
         nodes: await PostgresNodeStore.open(postgres),
         domains: await PostgresDomainStore.open(postgres),
+        registry: await PostgresRegistryCatalog.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -270,6 +278,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   const control = shared?.control ?? new SqliteControlStore(sqlite);
   const leader: SingletonLock = options.postgresUrl ? new PostgresSingletonLock(options.postgresUrl) : new SqliteSingletonLock(sqlite);
   const usage = shared?.usage ?? new SqliteUsageStore(sqlite, { writerThread: true });
+  const images = new SqliteImageRecordStore(sqlite);
   return {
     description: parts.join(', '),
     control,
@@ -290,7 +299,8 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     nodes: shared?.nodes ?? new SqliteNodeStore(sqlite),
     domains: shared?.domains ?? new SqliteDomainStore(sqlite),
     leader,
-    images: new SqliteImageRecordStore(sqlite),
+    images,
+    registry: shared?.registry ?? new SqliteRegistryCatalog(images),
     cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
     events: events ?? new SqliteEventStore(sqlite),
     messages: nats ? new NatsMessageBus(nats) : new InProcessMessageBus(),

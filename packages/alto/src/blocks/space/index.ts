@@ -44,7 +44,7 @@ function use(context: CallContext): { space: Space; namespace: string } {
 /** The caller's project's space_bytes cap, as a guard for writes: objects and images pushed to Alto's registry count. */
 function storageGuard(context: CallContext, space: Space): StorageGuard {
   const tenant = context.tenant;
-  const stored = async () => (await space.store.projectBytes(tenant.projectId)) + context.platform.stores.images.repositoryBytes(`${tenant.projectId}/`);
+  const stored = async () => (await space.store.projectBytes(tenant.projectId)) + (await context.platform.stores.registry.repositoryBytes(`${tenant.projectId}/`));
   return (adding) => context.platform.limits.assertStorage(tenant, 'space_bytes', adding, stored);
 }
 

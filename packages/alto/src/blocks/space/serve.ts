@@ -238,7 +238,7 @@ async function receive(
   const owner = caller.kind === 'key' ? caller.tenant : { projectId, role: 'project' as const };
   const adding = expectedBytes === undefined ? 1 : expectedBytes - (await space.sizeOf(address.namespace, address.name));
   // Images pushed to Alto's registry count toward the same cap.
-  await platform.limits.assertStorage(owner, 'space_bytes', adding, async () => (await space.store.projectBytes(projectId)) + platform.stores.images.repositoryBytes(`${projectId}/`));
+  await platform.limits.assertStorage(owner, 'space_bytes', adding, async () => (await space.store.projectBytes(projectId)) + (await platform.stores.registry.repositoryBytes(`${projectId}/`)));
   const info = await space.store.put(address.namespace, address.name, bodyOf(request), { contentType, visibility, maxBytes, expectedBytes });
   const origin = originOf(request);
   const payload = JSON.stringify(space.view(address.namespace, info, origin));

@@ -1,7 +1,8 @@
 /**
  * @module compute/apps/rootfs
  * Root-filesystem preparation for app starts: the image an app names (pulled when this machine
- * lacks it, within what the project may run) and its root filesystem, unpacked once per digest
+ * lacks it, within what the project may run; one pushed to Alto's own registry is read from the
+ * registry's records, its blobs from the objects store when another node received the push) and its root filesystem, unpacked once per digest
  * into `<data>/apps/rootfs/sha256-<hex>` (shared read-only by every instance of every app on that
  * image; unpacked to a temporary folder then renamed) and removed once no app here runs it.
  */
@@ -50,7 +51,7 @@ export class RootFilesystems {
     }
     // An image pushed to Alto itself is in the project's repository here: never pulled over the network.
     const pushed = owner.projectName === undefined ? undefined : this.images.repositories.localReference(text, { projectId: owner.projectId, projectName: owner.projectName });
-    if (pushed !== undefined) return this.pushedImage(owner, text, pushed);
+    if (pushed !== undefined) return this.pushedImage({ projectId: owner.projectId, projectName: owner.projectName!, admin: owner.admin }, text, pushed);
     let local: ImageDetails | undefined;
     try {
       local = this.images.inspect(text);
@@ -72,14 +73,10 @@ export class RootFilesystems {
     }
   }
 
-  private pushedImage(owner: ImageOwner, text: string, reference: string): ImageDetails {
-    let image: ImageDetails;
-    try {
-      image = this.images.inspect(reference);
-    } catch (error) {
-      if (isAltoError(error) && error.status === 404) throw errors.notFound(`${text} was not pushed to this Alto (or is not a linux/amd64 image)`);
-      throw error;
-    }
+  /** A pushed image, as the registry's records say it is now (brought from the objects store when pushed to another node). */
+  private async pushedImage(owner: ImageOwner & { projectName: string }, text: string, reference: string): Promise<ImageDetails> {
+    const image = await this.images.repositories.runnable(owner, reference);
+    if (!image) throw errors.notFound(`${text} was not pushed to this Alto (or is not a linux/amd64 image)`);
     if (!owner.admin && !this.images.mayUse(image.digest, owner.projectId)) throw errors.notFound(`${text} was not pushed to this Alto`);
     return image;
   }

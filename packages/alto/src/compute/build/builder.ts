@@ -304,7 +304,7 @@ class BuildSession {
     const repositories = this.builder.imageStore.repositories;
     const { projectId, projectName } = this.request.owner;
     const repository = repositories.repository({ projectId, projectName }, this.request.app);
-    for (const blob of built.blobs) repositories.linkBlob(repository, blob.digest, blob.size);
+    for (const blob of built.blobs) await repositories.linkBlob(repository, blob.digest, blob.size);
     await repositories.putManifest(repository, this.request.buildId, built.manifest, 'application/vnd.oci.image.manifest.v1+json');
     return `${projectName.toLowerCase()}/${this.request.app}:${this.request.buildId}`;
   }

@@ -2,8 +2,10 @@
  * @module compute/images/distribution
  * Alto's own registry: the OCI Distribution API under `/v2/` on the edge, so `docker push`,
  * `skopeo copy` or `crane` reach `<alto host>/<project>/<name>:<tag>` as any registry. Backed by
- * the projects' repositories (repositories.ts) in the node's image store; a pushed tag Alto can
- * run is an image `app/Run` runs with no pull.
+ * the projects' repositories (repositories.ts): their records in the registry catalog (SQLite, or
+ * PostgreSQL shared by every node with `--store`), their blobs in the node's image store and,
+ * with `--objects s3://...`, in the objects store, from which a node that lacks a blob answers
+ * GET and HEAD (Range too). A pushed tag Alto can run is an image `app/Run` runs with no pull.
  *
  * - Auth as registries do: `GET /v2/` without credentials is 401 with a `WWW-Authenticate:
  *   Bearer realm="<alto>/v2/token"` challenge; the token endpoint takes Basic auth whose password
@@ -22,10 +24,17 @@
  *
  * Uploads in progress are kept in this process's memory (a restart forgets them; clients start
  * the blob again), at most 64 per project and 1,024 in all, each dropped after 30 minutes without
- * a request.
+ * a request. A finished blob is shared with the cloud; its upload is not: with `--store
+ * postgres://` the upload URL names the node that holds it (`?node=<node id>`, which clients keep
+ * as they keep any query of the Location), and another node answers a request for it with 404
+ * BLOB_UPLOAD_UNKNOWN naming that node, so a load balancer must send an upload's requests to
+ * one node (affinity on the path), or clients push each blob in one request (POST or PUT with
+ * `digest`), which any node finishes alone. Relaying bytes between nodes, or keeping partial
+ * uploads in the shared stores, would cost every chunk a second trip for a case affinity avoids.
  */
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { loadNodeId } from '../../kit/node-id.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { PassThrough, type Readable } from 'node:stream';
@@ -100,11 +109,15 @@ export function distributionRoute(images: Component<ImageManager>): HttpRoute {
 
 class Distribution {
   private readonly uploads = new Map<string, UploadSession>();
+  /** This node's id, named in upload URLs when other nodes share the registry (undefined alone). */
+  private readonly node: string | undefined;
 
   constructor(
     private readonly platform: Platform,
     private readonly images: ImageManager,
-  ) {}
+  ) {
+    this.node = images.catalog.backend === 'sqlite' ? undefined : loadNodeId(platform.config.dataDir);
+  }
 
   private get repositories(): Repositories {
     return this.images.repositories;
@@ -134,7 +147,7 @@ class Distribution {
         case 'manifest':
           return await this.manifest(request, response, repository, target.reference, requestId);
         case 'tags':
-          return this.tags(request, response, url, repository, requestId);
+          return await this.tags(request, response, url, repository, requestId);
       }
     } catch (error) {
       this.sendError(request, response, error, requestId);
@@ -228,7 +241,7 @@ class Distribution {
     if (request.method === 'DELETE') throw new RegistryError('UNSUPPORTED', 'blobs are not deleted one by one: delete the tags and manifests, then prune (alto images prune)');
     if (request.method !== 'GET' && request.method !== 'HEAD') throw unsupported(request);
     if (!isDigest(digest)) throw new RegistryError('DIGEST_INVALID', `"${digest.slice(0, 80)}" is not a digest (sha256:<64 hex digits>)`);
-    const size = this.repositories.blobSize(repository, digest);
+    const size = await this.repositories.blobSize(repository, digest);
     if (size === undefined) throw new RegistryError('BLOB_UNKNOWN', `${repository.projectName}/${repository.name} holds no blob ${digest}`);
     const range = rangeOf(request.headers.range, size);
     const headers: Record<string, string | number> = {
@@ -245,12 +258,22 @@ class Distribution {
     }
     headers['content-length'] = range ? range.last - range.first + 1 : size;
     if (range) headers['content-range'] = `bytes ${range.first}-${range.last}/${size}`;
-    response.writeHead(range ? 206 : 200, headers);
+    const onDisk = this.images.blobs.has(digest);
     if (request.method === 'HEAD' || size === 0) {
+      // Not on this disk: the repository's record says it is in the objects store; HEAD checks.
+      if (!onDisk && !(await this.images.blobObjects?.has(digest))) throw missingBlob(repository, digest);
+      response.writeHead(range ? 206 : 200, headers);
       response.end();
       return;
     }
-    const stream = createReadStream(this.images.blobs.pathOf(digest), { start: range?.first ?? 0, end: range?.last ?? size - 1, highWaterMark: 1 << 20 });
+    let stream: Readable;
+    if (onDisk) stream = createReadStream(this.images.blobs.pathOf(digest), { start: range?.first ?? 0, end: range?.last ?? size - 1, highWaterMark: 1 << 20 });
+    else {
+      const read = await this.images.blobObjects?.read(digest, { first: range?.first ?? 0, last: range?.last ?? size - 1 });
+      if (!read) throw missingBlob(repository, digest);
+      stream = read.body;
+    }
+    response.writeHead(range ? 206 : 200, headers);
     await pipeline(stream, response).catch(() => undefined);
   }
 
@@ -262,7 +285,7 @@ class Distribution {
       const mount = url.searchParams.get('mount');
       const from = url.searchParams.get('from');
       if (mount !== null && from !== null && isDigest(mount)) {
-        const size = this.mountFrom(caller, repository, from, mount);
+        const size = await this.mountFrom(caller, repository, from, mount);
         if (size !== undefined) return sendEmpty(response, 201, { location: `${path}/blobs/${mount}`, 'docker-content-digest': mount }, requestId);
       }
       const digest = url.searchParams.get('digest');
@@ -280,7 +303,7 @@ class Distribution {
       return sendEmpty(response, 202, this.sessionHeaders(path, session), requestId);
     }
     const session = this.uploads.get(id);
-    if (!session || session.repositoryKey !== repository.key) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', `there is no upload ${id.slice(0, 80)} in ${repository.projectName}/${repository.name} (it finished, was cancelled, or expired)`);
+    if (!session || session.repositoryKey !== repository.key) throw this.uploadUnknown(url, repository, id);
     if (session.upload.busy) throw new RegistryError('BLOB_UPLOAD_INVALID', 'another request is writing to this upload; send chunks one at a time', 409);
     this.touch(session);
     switch (request.method) {
@@ -325,8 +348,21 @@ class Distribution {
     }
   }
 
+  /** Why an upload is not here: gone, or held by another node of the cloud. */
+  private uploadUnknown(url: URL, repository: Repository, id: string): RegistryError {
+    const node = url.searchParams.get('node');
+    const upload = `upload ${id.slice(0, 80)} in ${repository.projectName}/${repository.name}`;
+    if (this.node !== undefined && node !== null && node !== this.node) {
+      return new RegistryError(
+        'BLOB_UPLOAD_UNKNOWN',
+        `the ${upload} is held by node ${node.slice(0, 64)} of this cloud, and this is node ${this.node}: send every request of an upload to the node that started it (affinity on /v2/), or push each blob in one request`,
+      );
+    }
+    return new RegistryError('BLOB_UPLOAD_UNKNOWN', `there is no ${upload} (it finished, was cancelled, or expired)`);
+  }
+
   /** Mounts `digest` from `from` (a repository of the same project) into `repository`; undefined when it cannot. */
-  private mountFrom(caller: Caller, repository: Repository, from: string, digest: string): number | undefined {
+  private async mountFrom(caller: Caller, repository: Repository, from: string, digest: string): Promise<number | undefined> {
     if (!from.startsWith(`${caller.tenant.projectName}/`)) return undefined;
     if (caller.grants && !(caller.grants[from] ?? []).includes('pull')) return undefined;
     let source: Repository;
@@ -364,7 +400,8 @@ class Distribution {
   }
 
   private sessionHeaders(path: string, session: UploadSession): Record<string, string> {
-    return { location: `${path}/blobs/uploads/${session.id}`, 'docker-upload-uuid': session.id, ...rangeHeaders(session) };
+    const node = this.node === undefined ? '' : `?node=${encodeURIComponent(this.node)}`;
+    return { location: `${path}/blobs/uploads/${session.id}${node}`, 'docker-upload-uuid': session.id, ...rangeHeaders(session) };
   }
 
   /**
@@ -379,7 +416,7 @@ class Distribution {
     const maxBytes = this.images.maxLayerBytes;
     const tooLarge = () => new RegistryError('SIZE_INVALID', `a blob may hold at most ${maxBytes} bytes (ALTO_IMAGES_MAX_LAYER_BYTES)`, 413);
     if (declared !== undefined && session.upload.size + declared > maxBytes) throw tooLarge();
-    await this.platform.limits.assertStorage(tenant, 'space_bytes', declared ?? 1, async () => (await this.platform.stores.objects.projectBytes(tenant.projectId)) + this.repositories.projectBytes(tenant.projectId));
+    await this.platform.limits.assertStorage(tenant, 'space_bytes', declared ?? 1, async () => (await this.platform.stores.objects.projectBytes(tenant.projectId)) + (await this.repositories.projectBytes(tenant.projectId)));
     await session.upload.append(bodyOf(request), maxBytes, tooLarge);
   }
 
@@ -391,7 +428,7 @@ class Distribution {
     if (!(await session.upload.commit(digest))) {
       throw new RegistryError('DIGEST_INVALID', `the upload hashes to ${actual} (${size} bytes), not ${digest}; nothing was stored`);
     }
-    this.repositories.linkBlob(repository, digest, size);
+    await this.repositories.linkBlob(repository, digest, size);
   }
 
   // ---- manifests and tags ---------------------------------------------------------------------
@@ -420,14 +457,14 @@ class Distribution {
         return sendEmpty(response, 201, { location: `${path}/manifests/${pushed.digest}`, 'docker-content-digest': pushed.digest }, requestId);
       }
       case 'DELETE':
-        this.repositories.delete(repository, reference);
+        await this.repositories.delete(repository, reference);
         return sendEmpty(response, 202, {}, requestId);
       default:
         throw unsupported(request);
     }
   }
 
-  private tags(request: IncomingMessage, response: ServerResponse, url: URL, repository: Repository, requestId: string): void {
+  private async tags(request: IncomingMessage, response: ServerResponse, url: URL, repository: Repository, requestId: string): Promise<void> {
     if (request.method !== 'GET' && request.method !== 'HEAD') throw unsupported(request);
     const nText = url.searchParams.get('n');
     const n = nText === null || nText === '' ? DEFAULT_TAGS_PAGE : /^\d{1,6}$/.test(nText) ? Math.min(Number(nText), MAX_TAGS_PAGE) : NaN;
@@ -435,7 +472,7 @@ class Distribution {
     const last = url.searchParams.get('last') ?? undefined;
     const name = `${repository.projectName}/${repository.name}`;
     // One more than asked for says whether there is a next page.
-    const tags = this.repositories.tags(repository, n + 1, last);
+    const tags = await this.repositories.tags(repository, n + 1, last);
     const page = tags.slice(0, n);
     if (n > 0 && tags.length > n) response.setHeader('link', `<${DISTRIBUTION_PREFIX}${name}/tags/list?n=${n}&last=${encodeURIComponent(page.at(-1)!)}>; rel="next"`);
     sendJson(request, response, 200, { name, tags: page }, requestId);
@@ -509,6 +546,10 @@ function targetOf(pathname: string): Target {
   if (parts.length >= 3 && at(2) === 'manifests' && at(1) !== '') return { kind: 'manifest', name: nameOf(2), reference: at(1) };
   if (parts.length >= 3 && at(2) === 'tags' && at(1) === 'list') return { kind: 'tags', name: nameOf(2) };
   throw new AltoError('not_found', 404, `nothing at ${pathname.slice(0, 200)}: the registry answers /v2/<project>/<name>/blobs/..., /manifests/... and /tags/list`);
+}
+
+function missingBlob(repository: Repository, digest: string): RegistryError {
+  return new RegistryError('BLOB_UNKNOWN', `${repository.projectName}/${repository.name} holds the blob ${digest}, but its bytes are missing from the objects store; push it again`);
 }
 
 function registryCodeOf(status: number): string {

@@ -16,6 +16,10 @@ import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import { OutboundRefused, pinnedLookup, privateTargetsAllowed, resolveOutbound } from '../../kit/outbound-guard.js';
 import { EVERY_PROJECT, type ImageAccess, type ImageBlob, type ImageRecord, type ImageRecordStore } from '../../store/images/port.js';
+import type { ObjectStore } from '../../store/objects/port.js';
+import type { RegistryCatalog } from '../../store/registry/port.js';
+import { SqliteRegistryCatalog } from '../../store/registry/sqlite.js';
+import { BlobObjects } from './blob-objects.js';
 import { CredentialStore, type RegistryCredentials } from './auth.js';
 import { BlobStore, type BlobProgress, type BlobSource } from './blob-store.js';
 import { importImageArchive } from './import.js';
@@ -50,6 +54,10 @@ export interface ImageManagerOptions {
   root: string;
   /** The node's image records (`stores.images`). */
   records: ImageRecordStore;
+  /** The repositories of Alto's registry (`stores.registry`); the ones in `records` when absent. */
+  catalog?: RegistryCatalog;
+  /** Where the registry's blobs are shared with the other nodes (`--objects s3://...`); this node's disk only when absent. */
+  objects?: ObjectStore;
   log: Logger;
   /** Largest uncompressed layer (and largest download) accepted. Default 8 GiB. */
   maxLayerBytes?: number;
@@ -144,6 +152,10 @@ export class ImageManager {
   readonly credentials: CredentialStore;
   /** The projects' repositories of Alto's own registry (pushes, builds). */
   readonly repositories: Repositories;
+  /** What those repositories hold: shared by every node with `--store postgres://`. */
+  readonly catalog: RegistryCatalog;
+  /** The registry's blobs in the objects store, with `--objects s3://...`. */
+  readonly blobObjects?: BlobObjects;
   private readonly clients = new Map<string, RegistryClient>();
   /** Largest layer (and largest blob pushed) accepted. */
   readonly maxLayerBytes: number;
@@ -159,6 +171,8 @@ export class ImageManager {
     this.blobs = new BlobStore(options.root, { log: options.log, maxAttempts: options.blobAttempts, retryDelayMs: options.blobRetryDelayMs });
     this.records = options.records;
     this.credentials = new CredentialStore(join(options.root, 'credentials.json'));
+    this.catalog = options.catalog ?? new SqliteRegistryCatalog(options.records);
+    if (options.objects) this.blobObjects = new BlobObjects(options.objects, this.blobs);
     this.repositories = new Repositories(this);
     this.maxLayerBytes = options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
     this.platform = options.platform ?? DEFAULT_PLATFORM;
@@ -568,9 +582,9 @@ export class ImageManager {
 
   /**
    * Removes images no reference points at and no one uses (`all`: every image no one uses),
-   * blobs no image is made of, and unfinished downloads left behind long ago.
+   * blobs no image is made of (nor `keep` names), and unfinished downloads left behind long ago.
    */
-  prune(options: { all?: boolean } = {}): Promise<PruneResult> {
+  prune(options: { all?: boolean; keep?: Set<string> } = {}): Promise<PruneResult> {
     return this.exclusive(async () => {
       const deleted: string[] = [];
       let blobsDeleted = 0;
@@ -585,7 +599,7 @@ export class ImageManager {
       }
       const referenced = this.records.referencedBlobs();
       for (const blob of this.blobs.list()) {
-        if (referenced.has(blob) || this.pending.has(blob)) continue;
+        if (referenced.has(blob) || this.pending.has(blob) || options.keep?.has(blob)) continue;
         const freed = this.blobs.remove(blob);
         if (freed > 0) blobsDeleted++;
         freedBytes += freed;

@@ -1,20 +1,31 @@
 /**
  * @module compute/images/repositories
- * The repositories of Alto's own registry: each project has its own (`<project>/<name>`), kept
- * in the node's image store. A repository holds the blobs pushed or mounted into it, manifests
+ * The repositories of Alto's own registry: each project has its own (`<project>/<name>`),
+ * recorded in the registry catalog (store/registry: the node's SQLite file, or PostgreSQL with
+ * `--store`, shared by every node of the cloud). A repository holds the blobs pushed or mounted into it, manifests
  * (images and indexes, checked against what it holds before they are recorded) and tags. A tag
  * that names a linux/amd64 image, directly or through an index, is also an image of the machine
  * (`alto.local/<project id>/<name>:<tag>`) that its project may run; the registry route
  * (distribution.ts) and the Dockerfile builder both write through here.
  *
  * Blobs are shared on disk with every other image; a repository only lists which of them it
- * holds, so a project reads only blobs its own repositories hold. What a project's repositories
- * hold counts toward its space_bytes cap. `prune` drops manifests no tag reaches and blobs no
- * manifest of their repository names, then the files no image or repository uses.
+ * holds, so a project reads only blobs its own repositories hold. With `--objects s3://...` every
+ * blob a repository takes in is also written to the objects store (blob-objects.ts) before the
+ * push is acknowledged, and a node that lacks one on its disk reads it from there: a tag pushed
+ * to one node is pulled from, or run on, any other (`runnable` brings the image's blobs in and
+ * records it among the node's images). What a project's repositories hold counts toward its
+ * space_bytes cap. `prune` drops manifests no tag reaches and blobs no manifest of their
+ * repository names, then the files no image or repository uses, here and in the objects store.
+ *
+ * A push in progress holds its blobs from prune in the process that receives it; a prune on
+ * another node of the cloud at that moment may take blobs no manifest names yet, and the
+ * manifest is then refused (MANIFEST_BLOB_UNKNOWN) and the client pushes again.
  */
 import { AltoError, type ErrorCode } from '../../kit/errors.js';
 import type { RepositoryManifest } from '../../store/images/port.js';
-import type { ImageManager, PruneResult } from './manager.js';
+import type { RegistryCatalog } from '../../store/registry/port.js';
+import type { BlobObjects } from './blob-objects.js';
+import type { ImageDetails, ImageManager, PruneResult } from './manager.js';
 import { DEFAULT_PLATFORM, digestOf, ImageIndex, ImageManifest, MAX_DOCUMENT_BYTES, MediaType } from './manifest.js';
 import { isDigest, LOCAL_REGISTRY, normalizeRegistry, parseReference } from './reference.js';
 
@@ -164,6 +175,20 @@ export class Repositories {
     return this.images.records;
   }
 
+  private get catalog(): RegistryCatalog {
+    return this.images.catalog;
+  }
+
+  /** The objects store's copy of the blobs, with `--objects s3://...`. */
+  private get shared(): BlobObjects | undefined {
+    return this.images.blobObjects;
+  }
+
+  /** Whether this node can read the blob: on its disk, or in the objects store every blob a repository holds is in. */
+  private readable(digest: string): boolean {
+    return this.shared !== undefined || this.images.blobs.has(digest);
+  }
+
   /** The repository `name` of a project; throws NAME_INVALID for a name the spec does not allow. */
   repository(project: { projectId: string; projectName: string }, name: string): Repository {
     checkRepositoryName(name);
@@ -176,26 +201,28 @@ export class Repositories {
   }
 
   /** Whether the repository holds anything (blobs, manifests). */
-  exists(repository: Repository): boolean {
-    return this.records.repositories(`${repository.key}`).includes(repository.key);
+  async exists(repository: Repository): Promise<boolean> {
+    return (await this.catalog.repositories(`${repository.key}`)).includes(repository.key);
   }
 
   /** The size of a blob the repository holds; undefined when it holds none of that digest. */
-  blobSize(repository: Repository, digest: string): number | undefined {
-    const linked = this.records.linkedBlobSize(repository.key, digest);
-    if (linked !== undefined && this.images.blobs.has(digest)) return linked;
+  async blobSize(repository: Repository, digest: string): Promise<number | undefined> {
+    const linked = await this.catalog.linkedBlobSize(repository.key, digest);
+    if (linked !== undefined && this.readable(digest)) return linked;
     // A manifest is a blob too (clients may fetch one as a blob).
-    const manifest = this.records.manifestOf(repository.key, digest);
-    return manifest && this.images.blobs.has(digest) ? manifest.size : undefined;
+    const manifest = await this.catalog.manifestOf(repository.key, digest);
+    return manifest && this.readable(digest) ? manifest.size : undefined;
   }
 
   /**
    * Puts a blob that is in the blob store into the repository (after an upload or a mount), and
-   * keeps it from prune for a while, until a manifest names it.
+   * keeps it from prune for a while, until a manifest names it. With `--objects`, the blob is in
+   * the objects store once this returns.
    */
-  linkBlob(repository: Repository, digest: string, size: number): void {
-    this.records.linkBlob(repository.key, digest, size);
+  async linkBlob(repository: Repository, digest: string, size: number): Promise<void> {
     this.holdPushed(digest);
+    if (this.shared && this.images.blobs.has(digest)) await this.shared.keep(digest);
+    await this.catalog.linkBlob(repository.key, digest, size);
   }
 
   /** Keeps a digest just pushed from prune until a manifest names it, or PUSH_HOLD_MS at most. */
@@ -219,25 +246,29 @@ export class Repositories {
    * Cross-repository mount: the blob `digest` of another repository of the same project, put
    * into this one without an upload. Returns its size, or undefined when `from` does not hold it.
    */
-  mount(repository: Repository, from: Repository, digest: string): number | undefined {
+  async mount(repository: Repository, from: Repository, digest: string): Promise<number | undefined> {
     if (from.projectId !== repository.projectId) return undefined;
-    const size = this.blobSize(from, digest);
+    const size = await this.blobSize(from, digest);
     if (size === undefined) return undefined;
-    this.linkBlob(repository, digest, size);
+    await this.linkBlob(repository, digest, size);
     return size;
   }
 
   /** Bytes a project's repositories hold (each blob once), for its space_bytes cap. */
-  projectBytes(projectId: string): number {
-    return this.records.repositoryBytes(`${projectId}/`);
+  projectBytes(projectId: string): Promise<number> {
+    return this.catalog.repositoryBytes(`${projectId}/`);
   }
 
   /** A manifest by tag or digest, with its bytes; MANIFEST_UNKNOWN when the repository has none. */
   async manifest(repository: Repository, reference: string): Promise<StoredManifest & { bytes: Buffer }> {
-    const digest = isDigest(reference) ? reference : this.records.digestOfTag(repository.key, reference);
-    const manifest = digest === undefined ? undefined : this.records.manifestOf(repository.key, digest);
-    if (!manifest || !this.images.blobs.has(manifest.digest)) {
-      throw new RegistryError('MANIFEST_UNKNOWN', `${repository.projectName}/${repository.name} has no manifest ${isDigest(reference) ? reference : `tagged "${reference}"`}`);
+    const digest = isDigest(reference) ? reference : await this.catalog.digestOfTag(repository.key, reference);
+    const manifest = digest === undefined ? undefined : await this.catalog.manifestOf(repository.key, digest);
+    const unknown = (why = '') => new RegistryError('MANIFEST_UNKNOWN', `${repository.projectName}/${repository.name} has no manifest ${isDigest(reference) ? reference : `tagged "${reference}"`}${why}`);
+    if (!manifest) throw unknown();
+    if (!this.images.blobs.has(manifest.digest)) {
+      // Pushed to another node of the cloud: on its disk, and in the objects store when there is one.
+      if (!this.shared) throw unknown(' on this node (it was pushed to another node, whose disk holds it; run the cloud with --objects s3://... to share pushed images)');
+      await this.shared.fetch(manifest.digest, manifest.size);
     }
     return { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.size, bytes: await this.images.blobs.read(manifest.digest) };
   }
@@ -258,11 +289,12 @@ export class Repositories {
     if (tag === undefined && digest !== reference) {
       throw new RegistryError('DIGEST_INVALID', `the manifest pushed as ${reference} has the digest ${digest}`);
     }
-    const { mediaType, references, runnableChild } = this.checkManifest(repository, bytes, contentType);
+    const { mediaType, references, runnableChild } = await this.checkManifest(repository, bytes, contentType);
     const release = this.images.hold([digest]);
     try {
       await this.images.blobs.putBuffer(bytes, { digest, size: bytes.length }, `${repository.projectName}/${repository.name}`);
-      this.records.putManifest(repository.key, { digest, mediaType, size: bytes.length, references }, tag);
+      await this.shared?.keep(digest);
+      await this.catalog.putManifest(repository.key, { digest, mediaType, size: bytes.length, references }, tag);
       // What the manifest names is kept by it now.
       for (const reference of references) this.releasePushed(reference);
       if (tag === undefined) {
@@ -298,6 +330,7 @@ export class Repositories {
   /** Records a pushed image among the machine's images; false when it is not one Alto can run. */
   private async recordImage(repository: Repository, digest: string, reference: string, index: { digest: string; size: number } | undefined): Promise<boolean> {
     try {
+      if (this.shared) await this.bringIn(repository, digest, false);
       await this.images.recordStored({ digest, repository: `${LOCAL_REGISTRY}/${repository.key}`, references: [reference], source: 'push', project: repository.projectId, index });
       return true;
     } catch (error) {
@@ -306,8 +339,70 @@ export class Repositories {
     }
   }
 
+  /**
+   * Brings an image manifest of the repository, its config and (with `layers`) its layers onto
+   * this node's disk from the objects store, where they are missing.
+   */
+  private async bringIn(repository: Repository, digest: string, layers: boolean): Promise<void> {
+    const shared = this.shared;
+    if (!shared) return;
+    const stored = await this.catalog.manifestOf(repository.key, digest);
+    if (!stored) return;
+    const release = this.images.hold([digest, ...stored.references]);
+    try {
+      await shared.fetch(digest, stored.size);
+      const parsed = ImageManifest.safeParse(JSON.parse((await this.images.blobs.read(digest)).toString('utf8')));
+      if (!parsed.success) return;
+      for (const descriptor of [parsed.data.config, ...(layers ? parsed.data.layers : [])]) await shared.fetch(descriptor.digest, descriptor.size);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * The machine's image of a reference to the project's own repository (`alto.local/<project
+   * id>/<name>:<tag>` or `@<digest>`, as `localReference` makes it), as the registry's records
+   * say it is now: recorded here with its blobs on disk, brought from the objects store when it
+   * was pushed to another node (or its tag moved there). Undefined when the repository has no such
+   * tag or manifest, or nothing Alto runs.
+   */
+  async runnable(project: { projectId: string; projectName: string }, reference: string): Promise<ImageDetails | undefined> {
+    const parsed = parseReference(reference);
+    const repository = this.repository(project, parsed.repository.slice(project.projectId.length + 1));
+    const tag = parsed.digest === undefined ? (parsed.tag ?? 'latest') : undefined;
+    const digest = parsed.digest ?? (await this.catalog.digestOfTag(repository.key, tag!));
+    const stored = digest === undefined ? undefined : await this.catalog.manifestOf(repository.key, digest);
+    if (!stored) return undefined;
+    const local = this.localImage(reference);
+    if (local && (local.digest === stored.digest || local.indexDigest === stored.digest) && local.blobs.every((blob) => this.images.blobs.has(blob.digest))) return local;
+    if (!this.shared) return local;
+    let runnable = stored.digest;
+    let index: { digest: string; size: number } | undefined;
+    if (INDEX_TYPES.has(stored.mediaType)) {
+      const bytes = (await this.manifest(repository, stored.digest)).bytes;
+      const child = runnableChildOf(bytes);
+      if (child === undefined) return undefined;
+      runnable = child;
+      index = { digest: stored.digest, size: stored.size };
+    } else if (!MANIFEST_TYPES.has(stored.mediaType)) return undefined;
+    await this.bringIn(repository, runnable, true);
+    const references = tag === undefined ? [] : [this.imageReference(repository, tag)];
+    await this.images.recordStored({ digest: runnable, repository: `${LOCAL_REGISTRY}/${repository.key}`, references, source: 'push', project: repository.projectId, index });
+    return this.localImage(tag === undefined ? `${LOCAL_REGISTRY}/${repository.key}@${runnable}` : references[0]);
+  }
+
+  /** The machine's image of a reference, if it has one. */
+  private localImage(reference: string): ImageDetails | undefined {
+    try {
+      return this.images.inspect(reference);
+    } catch (error) {
+      if (error instanceof AltoError && error.status === 404) return undefined;
+      throw error;
+    }
+  }
+
   /** Parses a pushed manifest and checks that the repository holds all it names. */
-  private checkManifest(repository: Repository, bytes: Buffer, contentType: string | undefined): { mediaType: string; references: string[]; runnableChild?: string } {
+  private async checkManifest(repository: Repository, bytes: Buffer, contentType: string | undefined): Promise<{ mediaType: string; references: string[]; runnableChild?: string }> {
     let document: unknown;
     try {
       document = JSON.parse(bytes.toString('utf8'));
@@ -325,7 +420,7 @@ export class Repositories {
       if (!parsed.success) throw new RegistryError('MANIFEST_INVALID', `the manifest is not valid: ${describe(parsed.error.issues)}`);
       const descriptors = [parsed.data.config, ...parsed.data.layers];
       for (const descriptor of descriptors) {
-        const size = this.blobSize(repository, descriptor.digest);
+        const size = await this.blobSize(repository, descriptor.digest);
         if (size === undefined) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the manifest names the blob ${descriptor.digest}, which was not pushed to ${repository.projectName}/${repository.name}`);
         if (size !== descriptor.size) throw new RegistryError('SIZE_INVALID', `the manifest gives ${descriptor.digest} ${descriptor.size} bytes; it has ${size}`);
       }
@@ -336,7 +431,7 @@ export class Repositories {
       if (!parsed.success) throw new RegistryError('MANIFEST_INVALID', `the index is not valid: ${describe(parsed.error.issues)}`);
       let runnableChild: string | undefined;
       for (const entry of parsed.data.manifests) {
-        const child = this.records.manifestOf(repository.key, entry.digest);
+        const child = await this.catalog.manifestOf(repository.key, entry.digest);
         if (!child) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `the index names the manifest ${entry.digest}, which was not pushed to ${repository.projectName}/${repository.name}`);
         if (child.size !== entry.size) throw new RegistryError('SIZE_INVALID', `the index gives ${entry.digest} ${entry.size} bytes; it has ${child.size}`);
         const platform = entry.platform;
@@ -353,34 +448,34 @@ export class Repositories {
   }
 
   /** Tags of a repository in order, `limit` at most after `last`; NAME_UNKNOWN for a repository that holds nothing. */
-  tags(repository: Repository, limit: number, last?: string): string[] {
-    if (!this.exists(repository)) throw nameUnknown(repository);
-    return this.records.tagsOf(repository.key, limit, last);
+  async tags(repository: Repository, limit: number, last?: string): Promise<string[]> {
+    if (!(await this.exists(repository))) throw nameUnknown(repository);
+    return this.catalog.tagsOf(repository.key, limit, last);
   }
 
   /**
    * Deletes a manifest by digest (with the tags naming it) or a tag; the machine's image of a
    * deleted tag loses that reference (prune frees what no image or repository uses any more).
    */
-  delete(repository: Repository, reference: string): void {
+  async delete(repository: Repository, reference: string): Promise<void> {
     let tags: string[];
     if (isDigest(reference)) {
-      if (!this.records.manifestOf(repository.key, reference)) throw new RegistryError('MANIFEST_UNKNOWN', `${repository.projectName}/${repository.name} has no manifest ${reference}`);
-      tags = this.records.removeManifest(repository.key, reference);
+      if (!(await this.catalog.manifestOf(repository.key, reference))) throw new RegistryError('MANIFEST_UNKNOWN', `${repository.projectName}/${repository.name} has no manifest ${reference}`);
+      tags = await this.catalog.removeManifest(repository.key, reference);
     } else {
-      if (!this.records.removeTag(repository.key, reference)) throw new RegistryError('MANIFEST_UNKNOWN', `${repository.projectName}/${repository.name} has no tag "${reference}"`);
+      if (!(await this.catalog.removeTag(repository.key, reference))) throw new RegistryError('MANIFEST_UNKNOWN', `${repository.projectName}/${repository.name} has no tag "${reference}"`);
       tags = [reference];
     }
     for (const tag of tags) this.records.removeReference(this.imageReference(repository, tag));
   }
 
   /** Every tag of the project's repositories, by repository then tag. */
-  list(project: { projectId: string; projectName: string }): RepositoryImage[] {
+  async list(project: { projectId: string; projectName: string }): Promise<RepositoryImage[]> {
     const images: RepositoryImage[] = [];
-    for (const key of this.records.repositories(`${project.projectId}/`)) {
+    for (const key of await this.catalog.repositories(`${project.projectId}/`)) {
       const name = key.slice(project.projectId.length + 1);
-      for (const { tag, digest } of this.records.taggedOf(key)) {
-        const manifest = this.records.manifestOf(key, digest);
+      for (const { tag, digest } of await this.catalog.taggedOf(key)) {
+        const manifest = await this.catalog.manifestOf(key, digest);
         if (!manifest) continue;
         images.push({
           reference: `${project.projectName}/${name}:${tag}`,
@@ -388,7 +483,7 @@ export class Repositories {
           tag,
           digest,
           mediaType: manifest.mediaType,
-          size: this.sizeOf(key, manifest),
+          size: await this.sizeOf(key, manifest),
           pushedAt: new Date(manifest.pushedAt ?? 0).toISOString(),
         });
       }
@@ -396,11 +491,11 @@ export class Repositories {
     return images;
   }
 
-  private sizeOf(key: string, manifest: RepositoryManifest, depth = 0): number {
+  private async sizeOf(key: string, manifest: RepositoryManifest, depth = 0): Promise<number> {
     let size = manifest.size;
     for (const reference of manifest.references) {
-      const child = depth < 2 ? this.records.manifestOf(key, reference) : undefined;
-      size += child ? this.sizeOf(key, child, depth + 1) : (this.records.linkedBlobSize(key, reference) ?? 0);
+      const child = depth < 2 ? await this.catalog.manifestOf(key, reference) : undefined;
+      size += child ? await this.sizeOf(key, child, depth + 1) : ((await this.catalog.linkedBlobSize(key, reference)) ?? 0);
     }
     return size;
   }
@@ -413,8 +508,17 @@ export class Repositories {
   async prune(projectId?: string, options: { all?: boolean } = {}): Promise<PruneResult & { manifests: number }> {
     const keep = this.images.heldBlobs();
     for (const image of this.records.list()) if (image.users.length > 0) for (const blob of this.records.blobsOf(image.digest)) keep.add(blob.digest);
-    const collected = this.records.collectRepositories(projectId === undefined ? '' : `${projectId}/`, keep);
-    const pruned = await this.images.prune(options);
+    const collected = await this.catalog.collectRepositories(projectId === undefined ? '' : `${projectId}/`, keep);
+    // Files a repository of a shared catalog holds stay (the node's own records do not list them).
+    const stillHeld = this.catalog.backend === 'sqlite' ? undefined : await this.catalog.held(this.images.blobs.list());
+    const pruned = await this.images.prune({ ...options, keep: stillHeld });
+    // The objects store's copies no repository of any project holds go, unless a push here holds them.
+    if (this.shared) {
+      await this.shared.sweep(async (digests) => {
+        const held = await this.catalog.held(digests);
+        return digests.filter((digest) => !held.has(digest) && !keep.has(digest));
+      });
+    }
     return { ...pruned, manifests: collected.manifests.length };
   }
 
@@ -443,6 +547,22 @@ export class Repositories {
     const repository = this.repository(project, reference.repository.slice(slash + 1));
     return `${LOCAL_REGISTRY}/${repository.key}${reference.tag ? `:${reference.tag}` : ''}${reference.digest ? `@${reference.digest}` : ''}`;
   }
+}
+
+/** The linux/amd64 image an index names, if any. */
+function runnableChildOf(bytes: Buffer): string | undefined {
+  let document: unknown;
+  try {
+    document = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const parsed = ImageIndex.safeParse(document);
+  if (!parsed.success) return undefined;
+  const entry = parsed.data.manifests.find(
+    (candidate) => (candidate.mediaType === undefined || MANIFEST_TYPES.has(candidate.mediaType)) && candidate.platform?.os === DEFAULT_PLATFORM.os && candidate.platform.architecture === DEFAULT_PLATFORM.architecture,
+  );
+  return entry?.digest;
 }
 
 function nameUnknown(repository: Repository): RegistryError {

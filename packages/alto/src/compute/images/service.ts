@@ -61,6 +61,9 @@ export const imagesComponent = component(
     new ImageManager({
       root: join(platform.config.dataDir, 'images'),
       records: platform.stores.images,
+      catalog: platform.stores.registry,
+      // Blobs pushed to one node are read by the others from the bucket; on disk, each node keeps its own.
+      objects: platform.stores.objects.backend === 's3' ? platform.stores.objects : undefined,
       log: platform.log.child({ component: 'images' }),
       maxLayerBytes: positiveNumber('ALTO_IMAGES_MAX_LAYER_BYTES', process.env.ALTO_IMAGES_MAX_LAYER_BYTES),
       insecureRegistries: listSetting(process.env.ALTO_INSECURE_REGISTRIES),
@@ -189,11 +192,11 @@ export const imagesService = defineService({
       request: ListRequest,
       response: ListResponse,
       example: {},
-      handler(_request, context) {
+      async handler(_request, context) {
         if (context.tenant.role === 'admin') return { images: images(context).list().map(summaryView) };
         const manager = imagesFor(context);
         return {
-          images: manager.repositories.list(context.tenant).map((image) => ({
+          images: (await manager.repositories.list(context.tenant)).map((image) => ({
             digest: image.digest,
             references: [image.reference],
             repository: image.repository,
@@ -245,7 +248,7 @@ export const imagesService = defineService({
         // A project key deletes tags of its own repositories; prune frees what no image uses then.
         const manager = imagesFor(context);
         const { repository, tag } = projectTag(manager, request.image, context);
-        manager.repositories.delete(repository, tag);
+        await manager.repositories.delete(repository, tag);
         return { untagged: [`${repository.projectName}/${repository.name}:${tag}`], deleted: [], blobs_deleted: 0, freed_bytes: 0 };
       },
     }),

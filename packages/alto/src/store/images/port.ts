@@ -10,14 +10,15 @@
  * on purpose: images are a cache on each node's disk (the blobs and unpacked layers under
  * `<data>/images`), so each node keeps the records of the images it pulled or built beside them,
  * and a node without an image pulls or builds it again. Shared records would name blobs other
- * nodes do not have. When the registry moves blobs onto the objects store, the records that
- * describe shared blobs can move with them. The port is synchronous, as SQLite answers in
+ * nodes do not have. The port is synchronous, as SQLite answers in
  * process and the image manager calls it so.
  *
  * It also keeps the repositories of Alto's own registry (compute/images/repositories.ts): per
  * repository (`<project id>/<name>`), the blobs pushed or mounted into it, its manifests (images
  * and indexes, with the digests each names) and its tags. Blobs a repository holds count as
- * referenced, as blobs images are made of do.
+ * referenced, as blobs images are made of do. The registry reaches these tables through the
+ * registry catalog port (store/registry), whose embedded adapter wraps them and whose
+ * PostgreSQL adapter keeps the same records shared by every node of a cloud.
  */
 
 /** How a project came to be allowed to run an image. */
@@ -133,6 +134,8 @@ export interface ImageRecordStore {
    * names; digests in `keep` (in use, or pushed moments ago) stay. Returns what went.
    */
   collectRepositories(prefix: string, keep: Set<string>): { manifests: string[]; blobs: number };
+  /** Which of `digests` some repository holds, as a blob or a manifest. */
+  heldByRepositories(digests: string[]): Set<string>;
 }
 
 /** A manifest as a repository of Alto's registry holds it. */

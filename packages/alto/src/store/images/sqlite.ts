@@ -174,6 +174,8 @@ export class SqliteImageRecordStore implements ImageRecordStore {
       unusedLinks: db.prepare(`SELECT repository, digest FROM registry_blobs b WHERE substr(repository, 1, length(@prefix)) = @prefix
         AND NOT EXISTS (SELECT 1 FROM registry_manifest_references r WHERE r.repository = b.repository AND r.reference = b.digest)`),
       unlinkBlob: db.prepare('DELETE FROM registry_blobs WHERE repository = ? AND digest = ?'),
+      heldByRepositories: db.prepare(`SELECT EXISTS (SELECT 1 FROM registry_blobs WHERE digest = @digest)
+        OR EXISTS (SELECT 1 FROM registry_manifests WHERE digest = @digest) AS held`),
     };
     this.saveInTransaction = db.transaction((image: NewImage, now: number) => {
       const layersSize = image.blobs.filter((blob) => blob.role === 'layer').reduce((sum, blob) => sum + blob.size, 0);
@@ -368,5 +370,9 @@ export class SqliteImageRecordStore implements ImageRecordStore {
         return { manifests, blobs };
       })
       .immediate();
+  }
+
+  heldByRepositories(digests: string[]): Set<string> {
+    return new Set(digests.filter((digest) => (this.statements.heldByRepositories.get({ digest }) as { held: number }).held === 1));
   }
 }

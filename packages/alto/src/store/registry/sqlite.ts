@@ -1,0 +1,67 @@
+/**
+ * @module store/registry/sqlite
+ * The embedded adapter of the registry catalog port: the `registry_*` tables of the node's
+ * SQLite file, as the image records store (store/images/sqlite.ts) keeps and migrates them, so
+ * existing data folders keep their repositories. Each call answers at once; the promise is the
+ * port's shape, which the PostgreSQL adapter needs.
+ */
+import type { ImageRecordStore, RepositoryManifest } from '../images/port.js';
+import type { CollectedRepositories, RegistryCatalog } from './port.js';
+
+export class SqliteRegistryCatalog implements RegistryCatalog {
+  readonly backend = 'sqlite';
+
+  constructor(private readonly records: ImageRecordStore) {}
+
+  async linkBlob(repository: string, digest: string, size: number): Promise<void> {
+    this.records.linkBlob(repository, digest, size);
+  }
+
+  async linkedBlobSize(repository: string, digest: string): Promise<number | undefined> {
+    return this.records.linkedBlobSize(repository, digest);
+  }
+
+  async putManifest(repository: string, manifest: RepositoryManifest, tag?: string): Promise<void> {
+    this.records.putManifest(repository, manifest, tag);
+  }
+
+  async manifestOf(repository: string, digest: string): Promise<RepositoryManifest | undefined> {
+    return this.records.manifestOf(repository, digest);
+  }
+
+  async digestOfTag(repository: string, tag: string): Promise<string | undefined> {
+    return this.records.digestOfTag(repository, tag);
+  }
+
+  async tagsOf(repository: string, limit: number, last?: string): Promise<string[]> {
+    return this.records.tagsOf(repository, limit, last);
+  }
+
+  async taggedOf(repository: string): Promise<{ tag: string; digest: string }[]> {
+    return this.records.taggedOf(repository);
+  }
+
+  async removeTag(repository: string, tag: string): Promise<boolean> {
+    return this.records.removeTag(repository, tag);
+  }
+
+  async removeManifest(repository: string, digest: string): Promise<string[]> {
+    return this.records.removeManifest(repository, digest);
+  }
+
+  async repositories(prefix: string): Promise<string[]> {
+    return this.records.repositories(prefix);
+  }
+
+  async repositoryBytes(prefix: string): Promise<number> {
+    return this.records.repositoryBytes(prefix);
+  }
+
+  async collectRepositories(prefix: string, keep: Set<string>): Promise<CollectedRepositories> {
+    return this.records.collectRepositories(prefix, keep);
+  }
+
+  async held(digests: string[]): Promise<Set<string>> {
+    return this.records.heldByRepositories(digests);
+  }
+}
