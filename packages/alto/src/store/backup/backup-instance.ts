@@ -13,9 +13,9 @@
  *    whole new file over it), so each file is read from one open handle as it was when opened.
  * 3. **The app volumes** (`apps/volumes/<project>/<app>`): each volume is claimed with its lock
  *    file, the one an app instance holds while it runs (kit/pid-lock), and copied while claimed,
- *    so no instance writes it during the copy (an instance starting then is refused, as for a
- *    volume in use, and retried by its app). A volume held by a running instance is not copied:
- *    it is listed under `skipped` with the reason (stop the app, or the instance, to back it up).
+ *    so no instance writes it during the copy (an instance starting then fails as on a volume in
+ *    use, and its slot starts it again after its back-off). A volume held by a running instance
+ *    is not copied: it is listed under `skipped` with the reason (stop the app to back it up).
  * 4. The small files that make the data folder this node's: `admin-key`, `node-id`,
  *    `space-signing-key`, `prices.json`.
  *
