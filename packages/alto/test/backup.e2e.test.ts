@@ -4,7 +4,8 @@
  * a new folder and started with the same master key, and every write acknowledged before the
  * backup began is there, with nothing the writers did not write, every listed object readable
  * and the sealed secret open. A second backup into the same folder copies only the new content;
- * a backup with a damaged file is refused by restore, which writes nothing.
+ * a backup with a damaged file is refused by restore, which writes nothing. The same into an S3
+ * bucket (s3rver).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -13,6 +14,8 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { startProcess, temporaryDataDir, waitFor, type ServerProcess } from './harness.js';
 import { runCli } from './apps-fixture.js';
+import { startS3Server, TEST_S3_CREDENTIALS } from './s3-server.js';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 
 const MASTER_KEY = randomBytes(32).toString('hex');
 const ADMIN_KEY = `sk_admin_${randomBytes(12).toString('hex')}`;
@@ -178,4 +181,64 @@ test('a backup of a busy instance restores every write acknowledged before it be
   const occupied = await runCli(['restore', backups, '--at', firstSummary.id, '--data', source], environment);
   assert.notEqual(occupied.code, 0);
   assert.match(occupied.stderr, /is not empty: restore into a new \(or empty\) folder/);
+});
+
+test('a backup into an S3 bucket restores from it; a second one uploads only new content, and a damaged blob is refused', async () => {
+  const s3 = await startS3Server('alto-backups');
+  const source = temporaryDataDir();
+  const restoredParent = temporaryDataDir();
+  folders.push(source, restoredParent);
+  const credentials = { ...environment, AWS_ACCESS_KEY_ID: TEST_S3_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: TEST_S3_CREDENTIALS.secretAccessKey };
+  const bucketUrl = s3.objectsUrl.replace('s3://alto-backups', 's3://alto-backups/nightly/');
+  try {
+    const running = await startProcess({ dataDir: source, env: environment });
+    servers.push(running);
+    const key = await running.projectKey('shop');
+    for (let n = 0; n < 20; n++) {
+      assert.equal((await running.call('db', 'Create', { table: 'orders', record: { id: `o${n}`, n } }, key)).status, 200);
+      assert.equal((await running.call('space', 'Create', { name: `busy/o${n}`, object: Buffer.from(`object o${n}`).toString('base64') }, key)).status, 200);
+    }
+    const first = await runCli(['backup', '--data', source, '--to', bucketUrl], credentials);
+    assert.equal(first.code, 0, first.stderr + first.stdout);
+    const firstSummary = summaryOf(first.stdout);
+    const second = await runCli(['backup', '--data', source, '--to', bucketUrl], credentials);
+    assert.equal(second.code, 0, second.stderr + second.stdout);
+    const secondSummary = summaryOf(second.stdout);
+    // Nothing but the database's copy can be new: no object was written in between.
+    assert.ok(secondSummary.copied <= 1, second.stdout);
+    assert.ok(secondSummary.reused >= secondSummary.files - 1, second.stdout);
+    await running.close();
+
+    const listed = await s3.client.send(new ListObjectsV2Command({ Bucket: 'alto-backups', Prefix: 'nightly/' }));
+    const keys = (listed.Contents ?? []).map((object) => object.Key!);
+    assert.ok(keys.includes(`nightly/${firstSummary.id}/manifest.json`) && keys.includes(`nightly/${secondSummary.id}/manifest.json`), keys.join('\n'));
+    assert.equal(keys.filter((key) => key.startsWith('nightly/blobs/sha256/')).length, firstSummary.copied + secondSummary.copied);
+
+    const restored = join(restoredParent, 'restored');
+    const restore = await runCli(['restore', bucketUrl, '--data', restored], credentials);
+    assert.equal(restore.code, 0, restore.stderr + restore.stdout);
+    const again = await startProcess({ dataDir: restored, env: environment });
+    servers.push(again);
+    assert.equal((await allRecords(again, key, 'orders')).size, 20);
+    const objects = await allObjects(again, key);
+    assert.equal(objects.length, 20);
+    const read = await again.call('space', 'Read', { name: 'busy/o7' }, key);
+    assert.equal(Buffer.from(read.body.object.data, 'base64').toString(), 'object o7');
+    await again.close();
+
+    // A blob overwritten in the bucket: restore refuses, naming the file, and writes nothing.
+    const manifest = JSON.parse(
+      await (await s3.client.send(new GetObjectCommand({ Bucket: 'alto-backups', Key: `nightly/${secondSummary.id}/manifest.json` }))).Body!.transformToString(),
+    ) as { files: { path: string; sha256: string }[] };
+    const object = manifest.files.find((file) => file.path.endsWith('/busy/o7~'))!;
+    await s3.client.send(new PutObjectCommand({ Bucket: 'alto-backups', Key: `nightly/blobs/sha256/${object.sha256}`, Body: 'tampered' }));
+    const damagedTarget = join(restoredParent, 'damaged');
+    const refused = await runCli(['restore', bucketUrl, '--data', damagedTarget], credentials);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /is damaged, 1 of its files fail their checksum; nothing was written/);
+    assert.ok(refused.stderr.includes(object.path), refused.stderr);
+    assert.ok(!existsSync(damagedTarget));
+  } finally {
+    await s3.close();
+  }
 });

@@ -1,11 +1,14 @@
 /**
  * @module cli/backup
- * `alto backup --data DIR --to FOLDER` and `alto restore FOLDER --data NEWDIR [--at ID]`: flags
- * and output only; what is copied, and how each part is kept consistent, is store/backup.
+ * `alto backup --data DIR --to FOLDER|s3://...` and `alto restore FOLDER|s3://... --data NEWDIR
+ * [--at ID]`: flags and output only; what is copied, and how each part is kept consistent, is
+ * store/backup.
  */
 import type { Command } from 'commander';
 import { backupInstance, formatBytes } from '../store/backup/backup-instance.js';
 import { restoreInstance } from '../store/backup/restore-instance.js';
+import { openBackupTarget } from '../store/backup/target.js';
+import { redactObjectsUrl } from '../store/objects/s3.js';
 import { bold, dim, green, yellow } from './output.js';
 
 interface BackupFlags {
@@ -28,7 +31,7 @@ export function addBackupCommands(program: Command, action: Action): void {
     .command('backup')
     .description('copy an embedded instance (running or not) into a backup folder: the database, space objects, function sources, volumes; only new content is copied')
     .option('-d, --data <dir>', 'the data folder of the instance (ALTO_DATA, default ./.alto)')
-    .requiredOption('--to <folder>', 'the backup folder; each backup is a dated entry in it, sharing one store of content')
+    .requiredOption('--to <folder | s3://...>', 'the backup folder, or s3://BUCKET[/prefix]?endpoint=URL&region=R&path_style=1 with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; each backup is a dated entry in it, sharing one store of content')
     .option('--store <url>', 'postgres://... when the instance runs on PostgreSQL (ALTO_STORE): its data is backed up with PostgreSQL\'s own tools')
     .option('--objects <url>', 's3://... when space objects are in a bucket (ALTO_OBJECTS): the bucket is backed up with its own tools')
     .option('--include-master-key', 'put the master key in the backup, in plain text: whoever reads the backup can then read every secret')
@@ -38,19 +41,20 @@ export function addBackupCommands(program: Command, action: Action): void {
         const dataDir = flags.data ?? process.env.ALTO_DATA ?? '.alto';
         const store = flags.store ?? process.env.ALTO_STORE;
         const objects = flags.objects ?? process.env.ALTO_OBJECTS;
-        write(`${bold('alto backup')} ${dataDir} → ${flags.to}`);
+        write(`${bold('alto backup')} ${dataDir} → ${flags.to.startsWith('s3://') ? redactObjectsUrl(flags.to) : flags.to}`);
         if (flags.includeMasterKey) {
           process.stderr.write(yellow('WARNING: --include-master-key puts the master key in the backup in plain text: anyone who can read the backup folder can read every stored secret. Keep it where only you can read it.\n'));
         }
+        const to = await openBackupTarget(flags.to, { create: true });
         const result = await backupInstance({
           dataDir,
-          to: flags.to,
+          to,
           postgres: Boolean(store && store !== 'sqlite' && store !== 'embedded'),
           objectsInBucket: Boolean(objects && objects !== 'local'),
           includeMasterKey: flags.includeMasterKey,
           masterKeyFromEnvironment: process.env.ALTO_MASTER_KEY,
           report: write,
-        });
+        }).finally(() => to.close());
         const { manifest } = result;
         write('not in the backup:');
         for (const part of manifest.skipped) write(`  ${part.what}: ${dim(part.reason)}`);
@@ -62,14 +66,15 @@ export function addBackupCommands(program: Command, action: Action): void {
 
   program
     .command('restore <backup>')
-    .description('rebuild a data folder from a backup folder, after checking every file against its checksum')
+    .description('rebuild a data folder from a backup folder (or s3://... bucket), after checking every file against its checksum')
     .requiredOption('-d, --data <dir>', 'the data folder to make (new or empty)')
     .option('--at <id>', 'the backup to restore (default the newest finished one)')
     .action(
       action(async (backup: string, flags: RestoreFlags) => {
         const write = (line: string) => process.stdout.write(`${line}\n`);
-        write(`${bold('alto restore')} ${backup} → ${flags.data}`);
-        const manifest = await restoreInstance({ from: backup, at: flags.at, dataDir: flags.data, report: write });
+        write(`${bold('alto restore')} ${backup.startsWith('s3://') ? redactObjectsUrl(backup) : backup} → ${flags.data}`);
+        const from = await openBackupTarget(backup, { create: false });
+        const manifest = await restoreInstance({ from, at: flags.at, dataDir: flags.data, report: write }).finally(() => from.close());
         const key = manifest.masterKey === 'included' ? `the master key is in ${flags.data}/master-key` : `with the same master key (ALTO_MASTER_KEY, or put it in ${flags.data}/master-key): the backup does not hold it`;
         write(green(`done: start it with "alto up --data ${flags.data}", ${key}`));
       }),

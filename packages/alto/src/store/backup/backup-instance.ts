@@ -25,24 +25,25 @@
  * holds the backup and the key can read every secret, so keep the key apart (a password
  * manager); `includeMasterKey` puts it in, in plain text, with a warning.
  *
- * Every file goes into the folder's content-addressed blobs (store/backup/blobs): a second backup
- * copies only content that is new, and a file whose inode, size and modification time are those
- * of the newest earlier backup is not even read again.
+ * Every file goes into the target's content-addressed blobs (a folder or a bucket,
+ * store/backup/target): a second backup copies only content that is new, and a file whose
+ * inode, size and modification time are those of the newest earlier backup is not even read.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { existsSync, lstatSync, readdirSync, writeFileSync } from 'node:fs';
+import { open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { pidLockHolder, takePidLock } from '../../kit/pid-lock.js';
 import { VERSION } from '../../version.js';
-import { blobExists, moveFileIntoBlobs, prepareBackupFolder, storeFileAsBlob, temporaryPath, type StoredBlob } from './blobs.js';
-import { backupIdFor, finishedBackups, readManifest, writeManifest, type BackupFile, type BackupManifest, type BackupPart, type SkippedPart } from './manifest.js';
+import { digestFile, readAll, type Digest } from './blobs.js';
+import { backupIdFor, type BackupFile, type BackupManifest, type BackupPart, type SkippedPart } from './manifest.js';
+import type { BackupTarget } from './target.js';
 
 export interface BackupInstanceOptions {
   /** The embedded instance's data folder. */
   dataDir: string;
-  /** The backup folder (made when missing). */
-  to: string;
+  /** Where the backup goes: a folder or a bucket (store/backup/target). */
+  to: BackupTarget;
   /** `--store postgres://...`: the database is PostgreSQL's, backed up with its own tools. */
   postgres?: boolean;
   /** `--objects s3://...`: the space objects are in the bucket, backed up with its own tools. */
@@ -82,11 +83,10 @@ export async function backupInstance(options: BackupInstanceOptions): Promise<Ba
   const { dataDir, to, report } = options;
   if (!existsSync(dataDir)) throw new Error(`${dataDir} does not exist: give the data folder of the instance to back up (--data)`);
   if (!options.postgres && !existsSync(join(dataDir, 'alto.db'))) throw new Error(`${dataDir} holds no embedded instance (no alto.db): give its data folder (--data)`);
-  prepareBackupFolder(to);
-  const previous = newestManifest(to);
+  const previous = await newestManifest(to);
   const startedAt = new Date();
-  const id = backupIdFor(startedAt, (candidate) => existsSync(join(to, candidate)));
-  mkdirSync(join(to, id), { mode: 0o700 });
+  const id = await backupIdFor(startedAt, (candidate) => to.hasEntry(candidate));
+  await to.beginEntry(id);
   const files: BackupFile[] = [];
   const skipped: SkippedPart[] = [];
   const result = { copiedBlobs: 0, copiedBytes: 0, reusedFiles: 0 };
@@ -114,11 +114,11 @@ export async function backupInstance(options: BackupInstanceOptions): Promise<Ba
     const info = await stat(absolute);
     const source = { inode: info.ino, modifiedMs: info.mtimeMs };
     const earlier = previous.get(path);
-    if (earlier?.source && earlier.source.inode === source.inode && earlier.source.modifiedMs === source.modifiedMs && earlier.size === info.size && (await blobExists(to, earlier))) {
+    if (earlier?.source && earlier.source.inode === source.inode && earlier.source.modifiedMs === source.modifiedMs && earlier.size === info.size && (await to.hasBlob(earlier))) {
       add(path, part, { sha256: earlier.sha256, size: earlier.size, copied: false }, info.mode & 0o777, source);
       return;
     }
-    add(path, part, await storeFileAsBlob(to, absolute), info.mode & 0o777, source);
+    add(path, part, await storeFile(to, absolute), info.mode & 0o777, source);
   };
 
   if (options.postgres) {
@@ -165,9 +165,9 @@ export async function backupInstance(options: BackupInstanceOptions): Promise<Ba
     masterKey = 'included';
     if (existsSync(join(dataDir, MASTER_KEY_FILE))) await addFile(MASTER_KEY_FILE, 'settings');
     else if (options.masterKeyFromEnvironment) {
-      const temporary = temporaryPath(to);
+      const temporary = to.temporaryFile();
       writeFileSync(temporary, options.masterKeyFromEnvironment.trim() + '\n', { mode: 0o600 });
-      add(MASTER_KEY_FILE, 'settings', await moveFileIntoBlobs(to, temporary), 0o600);
+      add(MASTER_KEY_FILE, 'settings', await storeTemporaryFile(to, temporary), 0o600);
     } else throw new Error(`--include-master-key: ${dataDir} has no master-key file and ALTO_MASTER_KEY is not set; there is no key to include`);
   }
   skipped.push(...NOT_BACKED_UP);
@@ -184,19 +184,19 @@ export async function backupInstance(options: BackupInstanceOptions): Promise<Ba
     files,
     skipped,
   };
-  writeManifest(to, manifest);
+  await to.writeManifest(manifest);
   return { manifest, ...result };
 }
 
 /**
- * Copies the database with SQLite's online backup API into the backup folder's `.tmp/`, then into
- * its blobs. The first step copies 100 pages; the callback then asks for every page left in one
+ * Copies the database with SQLite's online backup API into a temporary file (in the backup
+ * folder's `.tmp/`, or a local one for a bucket), then into the blobs. The first step copies 100 pages; the callback then asks for every page left in one
  * step: a step holds one read transaction, and a write between steps makes SQLite start again, so
  * the whole copy in one step is what lets it finish while the instance writes.
  */
-async function backupDatabase(path: string, to: string): Promise<StoredBlob> {
+async function backupDatabase(path: string, to: BackupTarget): Promise<StoredBlob> {
   const database = new Database(path, { fileMustExist: true });
-  const temporary = temporaryPath(to);
+  const temporary = to.temporaryFile();
   try {
     database.pragma('busy_timeout = 5000');
     await database.backup(temporary, { progress: () => 2 ** 30 });
@@ -206,14 +206,41 @@ async function backupDatabase(path: string, to: string): Promise<StoredBlob> {
   } finally {
     database.close();
   }
-  return moveFileIntoBlobs(to, temporary);
+  return storeTemporaryFile(to, temporary);
+}
+
+interface StoredBlob extends Digest {
+  /** False when the target held the content already and nothing was copied. */
+  copied: boolean;
+}
+
+/**
+ * Puts a data folder file's content in the target. The file is opened once and read from that
+ * handle: a file replaced by a rename meanwhile (as space objects are) is read as it was when
+ * opened. It is hashed first and copied only when the target has no blob of that digest.
+ */
+async function storeFile(to: BackupTarget, path: string): Promise<StoredBlob> {
+  const handle = await open(path, 'r');
+  try {
+    const digest = await readAll(handle);
+    if (await to.hasBlob(digest)) return { ...digest, copied: false };
+    await to.putBlob(digest, handle, path);
+    return { ...digest, copied: true };
+  } finally {
+    await handle.close();
+  }
+}
+
+async function storeTemporaryFile(to: BackupTarget, temporary: string): Promise<StoredBlob> {
+  const digest = await digestFile(temporary);
+  return { ...digest, copied: await to.putTemporaryFile(temporary, digest) };
 }
 
 /** The files of the newest finished backup, by path, for the unchanged-file shortcut. */
-function newestManifest(to: string): Map<string, BackupFile> {
-  const ids = finishedBackups(to);
+async function newestManifest(to: BackupTarget): Promise<Map<string, BackupFile>> {
+  const ids = await to.finishedBackups();
   if (ids.length === 0) return new Map();
-  return new Map(readManifest(to, ids[ids.length - 1]).files.map((file) => [file.path, file]));
+  return new Map((await to.readManifest(ids[ids.length - 1])).files.map((file) => [file.path, file]));
 }
 
 /** Every regular file under `folder` (relative to the data folder, `/`-separated), sorted. */

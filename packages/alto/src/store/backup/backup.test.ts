@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
-import { backupInstance } from './backup-instance.js';
+import { backupInstance, type BackupInstanceOptions } from './backup-instance.js';
 import { restoreInstance } from './restore-instance.js';
+import { openBackupTarget } from './target.js';
 import { blobPath } from './blobs.js';
 import { finishedBackups, readManifest } from './manifest.js';
 
@@ -58,10 +59,19 @@ function dataFolder(): string {
 
 const quiet = () => {};
 
+async function backup(dataDir: string, to: string, options: Partial<BackupInstanceOptions> = {}) {
+  const target = await openBackupTarget(to, { create: true });
+  return backupInstance({ dataDir, to: target, report: quiet, ...options });
+}
+
+async function restore(from: string, dataDir: string) {
+  return restoreInstance({ from: await openBackupTarget(from, { create: false }), dataDir, report: quiet });
+}
+
 test('a backup holds the database, objects, function sources, volumes and node files, not the master key or images', async () => {
   const dataDir = dataFolder();
   const to = folder();
-  const { manifest, copiedBlobs } = await backupInstance({ dataDir, to, report: quiet });
+  const { manifest, copiedBlobs } = await backup(dataDir, to);
   const paths = manifest.files.map((file) => file.path).sort();
   assert.deepEqual(paths, [
     'admin-key',
@@ -91,10 +101,10 @@ test('a backup holds the database, objects, function sources, volumes and node f
 test('a second backup into the same folder copies only new content', async () => {
   const dataDir = dataFolder();
   const to = folder();
-  await backupInstance({ dataDir, to, report: quiet });
+  await backup(dataDir, to);
   const blobsBefore = readdirSync(join(to, 'blobs', 'sha256')).length;
   writeFileSync(join(dataDir, 'objects', 'p1', 'dev', 'docs', 'b.txt~'), 'object b');
-  const second = await backupInstance({ dataDir, to, report: quiet });
+  const second = await backup(dataDir, to);
   assert.notEqual(second.manifest.id, finishedBackups(to)[0]);
   assert.equal(finishedBackups(to).length, 2);
   // The new object, and the database if its copy differs by a byte; the rest is reused.
@@ -110,7 +120,7 @@ test('a volume claimed by a running instance is skipped with the reason; the mas
   const lock = join(dataDir, 'apps', 'volumes', 'p1', 'web', 'lock');
   // A live process other than this one (our parent) holds it.
   writeFileSync(lock, `${process.ppid}\n`);
-  const { manifest } = await backupInstance({ dataDir, to, includeMasterKey: true, report: quiet });
+  const { manifest } = await backup(dataDir, to, { includeMasterKey: true });
   assert.ok(!manifest.files.some((file) => file.part === 'volume'));
   const skipped = manifest.skipped.find((part) => part.what === 'volume apps/volumes/p1/web');
   assert.match(skipped!.reason, new RegExp(`in use by a running app instance \\(Alto process ${process.ppid}\\)`));
@@ -122,11 +132,11 @@ test('a volume claimed by a running instance is skipped with the reason; the mas
 test('restore rebuilds the data folder byte for byte, and refuses a non-empty target', async () => {
   const dataDir = dataFolder();
   const to = folder();
-  const { manifest } = await backupInstance({ dataDir, to, report: quiet });
+  const { manifest } = await backup(dataDir, to);
   // A backup that never finished (no manifest) is not the newest whole one.
   mkdirSync(join(to, '2999-01-01T00-00-00Z'));
   const target = join(folder(), 'restored');
-  const restored = await restoreInstance({ from: to, dataDir: target, report: quiet });
+  const restored = await restore(to, target);
   assert.equal(restored.id, manifest.id);
   for (const file of manifest.files) {
     if (file.path === 'alto.db') continue;
@@ -139,18 +149,18 @@ test('restore rebuilds the data folder byte for byte, and refuses a non-empty ta
   assert.equal(statSync(join(target, 'admin-key')).mode & 0o777, 0o600);
   assert.ok(!existsSync(join(target, 'master-key')));
   assert.ok(!existsSync(join(target, 'objects', '.tmp')));
-  await assert.rejects(restoreInstance({ from: to, dataDir: target, report: quiet }), /is not empty: restore into a new \(or empty\) folder/);
+  await assert.rejects(restore(to, target), /is not empty: restore into a new \(or empty\) folder/);
 });
 
 test('restore refuses a backup whose files fail their checksum, and writes nothing', async () => {
   const dataDir = dataFolder();
   const to = folder();
-  const { manifest } = await backupInstance({ dataDir, to, report: quiet });
+  const { manifest } = await backup(dataDir, to);
   const object = manifest.files.find((file) => file.path === 'objects/p1/dev/docs/a.txt~')!;
   writeFileSync(blobPath(to, object.sha256), 'object A');
   const target = join(folder(), 'restored');
   await assert.rejects(
-    restoreInstance({ from: to, dataDir: target, report: quiet }),
+    restore(to, target),
     (error: Error) => {
       assert.match(error.message, /is damaged, 1 of its files fail their checksum; nothing was written/);
       assert.match(error.message, /objects\/p1\/dev\/docs\/a\.txt~: its content's sha256 is [0-9a-f]{64}, the manifest says/);
@@ -159,4 +169,16 @@ test('restore refuses a backup whose files fail their checksum, and writes nothi
   );
   assert.ok(!existsSync(target));
   assert.deepEqual(readManifest(to, manifest.id).files.length, manifest.files.length);
+});
+
+test('on PostgreSQL and S3 objects, the backup says those are backed up with their own tools and copies the rest', async () => {
+  const dataDir = dataFolder();
+  const to = folder();
+  const lines: string[] = [];
+  const { manifest } = await backup(dataDir, to, { postgres: true, objectsInBucket: true, report: (line) => lines.push(line) });
+  assert.ok(manifest.skipped.some((part) => part.what === 'database' && /pg_dump/.test(part.reason)));
+  assert.ok(manifest.skipped.some((part) => part.what === 'space objects and function sources' && /S3 bucket/.test(part.reason)));
+  assert.ok(lines.some((line) => /PostgreSQL, not copied: back it up with pg_dump/.test(line)));
+  // The SQLite file still holds this node's own records (images, cache, events): it is copied.
+  assert.deepEqual(manifest.files.map((file) => file.path).sort(), ['admin-key', 'alto.db', 'apps/volumes/p1/web/process.ext4', 'node-id']);
 });

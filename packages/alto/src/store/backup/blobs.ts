@@ -12,7 +12,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
 
 const CHUNK_BYTES = 1024 * 1024;
 const ZEROS = Buffer.alloc(CHUNK_BYTES);
@@ -40,7 +41,7 @@ export async function blobExists(root: string, digest: Digest): Promise<boolean>
 }
 
 /** Reads an open file from the start, handing each chunk read to `onChunk`; returns its digest. */
-async function readAll(handle: FileHandle, onChunk?: (chunk: Buffer, position: number) => Promise<void>): Promise<Digest> {
+export async function readAll(handle: FileHandle, onChunk?: (chunk: Buffer, position: number) => Promise<void>): Promise<Digest> {
   const hash = createHash('sha256');
   const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
   let position = 0;
@@ -73,8 +74,7 @@ async function copySparse(source: FileHandle, target: string, mode: number): Pro
   const output = await open(target, 'wx', mode);
   try {
     const digest = await readAll(source, async (chunk, position) => {
-      if (chunk.length === CHUNK_BYTES ? chunk.equals(ZEROS) : chunk.equals(ZEROS.subarray(0, chunk.length))) return;
-      await output.write(chunk, 0, chunk.length, position);
+      if (!isZeros(chunk)) await output.write(chunk, 0, chunk.length, position);
     });
     await output.truncate(digest.size);
     await output.sync();
@@ -89,57 +89,68 @@ export function temporaryPath(root: string): string {
   return join(root, TEMPORARY_FOLDER, `${process.pid}-${randomBytes(6).toString('hex')}`);
 }
 
-export interface StoredBlob extends Digest {
-  /** False when the backup folder held the content already and nothing was copied. */
-  copied: boolean;
-}
-
 /**
- * Puts a file's content in the backup folder's blobs. The file is opened once and read from that
- * handle: a file replaced by a rename meanwhile (as space objects are) is read as it was when
- * opened. It is hashed first and copied only when no blob has that digest; the copy is hashed
- * again and refused if the content changed between the two reads.
+ * Copies the content of `handle`, hashed before as `digest`, into the blobs through a temporary
+ * file; the copy is hashed again and refused if the content changed between the two reads.
  */
-export async function storeFileAsBlob(root: string, path: string): Promise<StoredBlob> {
-  const handle = await open(path, 'r');
+export async function copyIntoBlobs(root: string, digest: Digest, handle: FileHandle, path: string): Promise<void> {
+  const temporary = temporaryPath(root);
   try {
-    const digest = await readAll(handle);
-    if (await blobExists(root, digest)) return { ...digest, copied: false };
-    const temporary = temporaryPath(root);
-    try {
-      const copied = await copySparse(handle, temporary, 0o600);
-      if (copied.sha256 !== digest.sha256) throw new Error(`${path} changed while it was copied: it is written in place by something that does not hold its lock`);
-      await rename(temporary, blobPath(root, digest.sha256));
-    } finally {
-      await rm(temporary, { force: true });
-    }
-    return { ...digest, copied: true };
+    const copied = await copySparse(handle, temporary, 0o600);
+    if (copied.sha256 !== digest.sha256) throw new Error(`${path} changed while it was copied: it is written in place by something that does not hold its lock`);
+    await rename(temporary, blobPath(root, digest.sha256));
   } finally {
-    await handle.close();
+    await rm(temporary, { force: true });
   }
 }
 
-/** Moves a file made inside the backup folder's `.tmp/` (the database copy) into the blobs. */
-export async function moveFileIntoBlobs(root: string, temporary: string): Promise<StoredBlob> {
-  const digest = await digestFile(temporary);
+/** Moves a file made in the backup folder's `.tmp/` (the database's copy) into the blobs; false when the content was there. */
+export async function moveFileIntoBlobs(root: string, temporary: string, digest: Digest): Promise<{ copied: boolean }> {
   if (await blobExists(root, digest)) {
     await rm(temporary, { force: true });
-    return { ...digest, copied: false };
+    return { copied: false };
   }
   await rename(temporary, blobPath(root, digest.sha256));
-  return { ...digest, copied: true };
+  return { copied: true };
 }
 
-/** Writes a blob's content to `target` (sparse, mode `mode`), checking it against its digest. */
-export async function writeBlobTo(root: string, digest: Digest, target: string, mode: number): Promise<void> {
-  const handle = await open(blobPath(root, digest.sha256), 'r');
-  try {
-    await mkdir(join(target, '..'), { recursive: true, mode: 0o700 });
-    const written = await copySparse(handle, target, mode);
-    if (written.sha256 !== digest.sha256 || written.size !== digest.size) throw new Error(`blob ${digest.sha256} changed while it was restored`);
-  } finally {
-    await handle.close();
+/** The sha256 and size of a stream's content. */
+export async function digestStream(content: Readable): Promise<Digest> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of content as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    size += chunk.length;
   }
+  return { sha256: hash.digest('hex'), size };
+}
+
+/** Writes a stream's content into a new file (mode `mode`), leaving runs of zeros as holes; returns its digest. */
+export async function writeStreamSparse(content: Readable, target: string, mode: number): Promise<Digest> {
+  await mkdir(dirname(target), { recursive: true, mode: 0o700 });
+  const output = await open(target, 'wx', mode);
+  const hash = createHash('sha256');
+  let position = 0;
+  try {
+    for await (const chunk of content as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      if (!isZeros(chunk)) await output.write(chunk, 0, chunk.length, position);
+      position += chunk.length;
+    }
+    await output.truncate(position);
+    await output.sync();
+  } finally {
+    await output.close();
+  }
+  return { sha256: hash.digest('hex'), size: position };
+}
+
+function isZeros(chunk: Buffer): boolean {
+  for (let offset = 0; offset < chunk.length; offset += CHUNK_BYTES) {
+    const part = chunk.subarray(offset, Math.min(chunk.length, offset + CHUNK_BYTES));
+    if (!part.equals(ZEROS.subarray(0, part.length))) return false;
+  }
+  return true;
 }
 
 /** Makes the folders a backup folder needs (owner only: it holds every project's data). */

@@ -49,10 +49,10 @@ export interface BackupManifest {
 }
 
 /** The id of a backup begun at `time`; `-2`, `-3`... when that second already has one. */
-export function backupIdFor(time: Date, taken: (id: string) => boolean): string {
+export async function backupIdFor(time: Date, taken: (id: string) => Promise<boolean>): Promise<string> {
   const base = time.toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
   let id = base;
-  for (let suffix = 2; taken(id); suffix++) id = `${base}-${suffix}`;
+  for (let suffix = 2; await taken(id); suffix++) id = `${base}-${suffix}`;
   return id;
 }
 
@@ -65,8 +65,12 @@ export function finishedBackups(root: string): string[] {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${root} does not exist: give the folder "alto backup --to" wrote into`);
     throw error;
   }
-  const finished = names.filter((name) => BACKUP_ID.test(name) && readdirSync(join(root, name)).includes(MANIFEST_FILE));
-  return finished.sort(compareIds);
+  return sortBackupIds(names).filter((name) => readdirSync(join(root, name)).includes(MANIFEST_FILE));
+}
+
+/** The names that are backup ids, in time order. */
+export function sortBackupIds(names: string[]): string[] {
+  return names.filter((name) => BACKUP_ID.test(name)).sort(compareIds);
 }
 
 /** Ids in time order; `T...Z-10` after `T...Z-9`. */
@@ -80,11 +84,22 @@ function compareIds(left: string, right: string): number {
 export function readManifest(root: string, id: string): BackupManifest {
   if (!BACKUP_ID.test(id)) throw new Error(`"${id}" is not a backup id (they look like 2026-12-07T01-15-00Z)`);
   const path = join(root, id, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${root} has no finished backup ${id} (no ${MANIFEST_FILE})`);
+    throw error;
+  }
+  return checkManifest(text, path);
+}
+
+/** Parses a manifest read from `path`, checking its format and that its paths stay in a data folder. */
+export function checkManifest(text: string, path: string): BackupManifest {
   let manifest: BackupManifest;
   try {
-    manifest = JSON.parse(readFileSync(path, 'utf8')) as BackupManifest;
+    manifest = JSON.parse(text) as BackupManifest;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${root} has no finished backup ${id} (no ${MANIFEST_FILE}); "alto restore ${root}" lists the ones it has`);
     throw new Error(`${path} cannot be read as a backup manifest: ${(error as Error).message}`);
   }
   if (manifest.format !== MANIFEST_FORMAT) throw new Error(`${path} is not an Alto backup manifest of format ${MANIFEST_FORMAT} (it says ${String(manifest.format)})`);

@@ -1,20 +1,24 @@
 /**
  * @module store/backup/restore-instance
- * `alto restore`: rebuilds a data folder from a backup folder's finished backup (the newest, or
- * the one asked for). Every file's blob is read and checked against the manifest's size and
- * sha256 before anything is written; one that fails stops the restore with the list of them, and
- * the target is untouched. The files are written into a folder beside the target, then renamed
- * onto it: a restore cut short leaves no half data folder where Alto would start.
+ * `alto restore`: rebuilds a data folder from a finished backup (the newest, or the one asked
+ * for) in a folder or a bucket. Every file's blob is read and checked against the manifest's size
+ * and sha256 before anything is written (from a bucket that reads each blob twice: once to check,
+ * once to write); one that fails stops the restore with the list of them, and the target is
+ * untouched. The files are written into a folder beside the target, checked again as they are
+ * written, then renamed onto it: a restore cut short leaves no half data folder where Alto would
+ * start.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { blobPath, digestFile, writeBlobTo } from './blobs.js';
-import { finishedBackups, readManifest, type BackupManifest } from './manifest.js';
+import { digestStream, writeStreamSparse } from './blobs.js';
+import type { BackupManifest } from './manifest.js';
+import type { BackupTarget } from './target.js';
 
 export interface RestoreInstanceOptions {
-  /** The backup folder (`alto backup --to`). */
-  from: string;
+  /** The backups (`alto backup --to`): a folder or a bucket. */
+  from: BackupTarget;
   /** The backup's id; the newest finished one when not given. */
   at?: string;
   /** The data folder to make: missing or empty. */
@@ -27,43 +31,48 @@ export async function restoreInstance(options: RestoreInstanceOptions): Promise<
   const target = resolve(options.dataDir);
   if (existsSync(target) && readdirSync(target).length > 0)
     throw new Error(`${options.dataDir} is not empty: restore into a new (or empty) folder, so no data of another instance is mixed in or overwritten`);
-  const ids = finishedBackups(from);
-  if (ids.length === 0) throw new Error(`${from} holds no finished backup (no <id>/manifest.json): give the folder "alto backup --to" wrote into`);
+  const ids = await from.finishedBackups();
+  if (ids.length === 0) throw new Error(`${from.name} holds no finished backup (no <id>/manifest.json): give the folder or bucket "alto backup --to" wrote into`);
   const id = options.at ?? ids[ids.length - 1];
-  const manifest = readManifest(from, id);
+  const manifest = await from.readManifest(id);
   report(`backup ${id}: ${manifest.files.length} files, made by Alto ${manifest.altoVersion} at ${manifest.finishedAt}`);
 
   const damaged: string[] = [];
   for (const file of manifest.files) {
-    const path = blobPath(from, file.sha256);
-    if (!existsSync(path)) {
+    const content = await from.readBlob(file.sha256);
+    if (!content) {
       damaged.push(`${file.path}: its blob ${file.sha256} is missing`);
       continue;
     }
-    const digest = await digestFile(path);
+    const digest = await digestStream(content);
     if (digest.size !== file.size) damaged.push(`${file.path}: ${digest.size} bytes, the manifest says ${file.size}`);
     else if (digest.sha256 !== file.sha256) damaged.push(`${file.path}: its content's sha256 is ${digest.sha256}, the manifest says ${file.sha256}`);
   }
   if (damaged.length > 0) {
     const shown = damaged.slice(0, 10).map((line) => `  ${line}`);
     if (damaged.length > 10) shown.push(`  and ${damaged.length - 10} more`);
-    const older = ids.filter((other) => other < id);
+    const earlier = ids.slice(0, ids.indexOf(id));
     throw new Error(
       `backup ${id} is damaged, ${damaged.length} of its files fail their checksum; nothing was written:\n${shown.join('\n')}\n` +
-        (older.length > 0 ? `restore an earlier backup with --at (${older.slice(-3).join(', ')})` : 'no earlier backup is in this folder'),
+        (earlier.length > 0 ? `restore an earlier backup with --at (${earlier.slice(-3).join(', ')})` : 'no earlier backup is there'),
     );
   }
-  report(`checked: every file matches its sha256`);
+  report('checked: every file matches its sha256');
 
   const staging = join(dirname(target), `.${basename(target)}.restoring-${randomBytes(4).toString('hex')}`);
   mkdirSync(staging, { recursive: true, mode: 0o700 });
   try {
-    for (const file of manifest.files) await writeBlobTo(from, file, join(staging, ...file.path.split('/')), file.mode & 0o777);
+    for (const file of manifest.files) {
+      const content = await from.readBlob(file.sha256);
+      if (!content) throw new Error(`${file.path}: its blob ${file.sha256} went missing during the restore`);
+      const written = await writeStreamSparse(content, join(staging, ...file.path.split('/')), file.mode & 0o777);
+      if (written.sha256 !== file.sha256) throw new Error(`${file.path}: its blob ${file.sha256} changed during the restore`);
+    }
     // rename() puts a folder onto an empty one, never onto one with files.
     if (existsSync(target)) rmdirSync(target);
     renameSync(staging, target);
   } catch (error) {
-    rmSync(staging, { recursive: true, force: true });
+    await rm(staging, { recursive: true, force: true });
     throw error;
   }
   report(`restored into ${options.dataDir}`);
