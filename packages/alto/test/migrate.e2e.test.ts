@@ -4,11 +4,12 @@
  * Alto started with `--store` and `--objects` on an empty data folder, with the same master and
  * admin keys, answers every item to the migrated project key. A function record (with a key
  * stored before sealing) is copied with its key sealed. A run killed part-way is completed by the
- * next one, which copies the rest and nothing twice. Also: it refuses while the source runs, and
- * with another master key.
+ * next one, which copies the rest and nothing twice. An image pushed to the source's registry is
+ * served by the new store: its records from PostgreSQL, its blobs from the bucket. Also: it
+ * refuses while the source runs, and with another master key.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -75,6 +76,23 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
   const user = await call('user', 'Create', { email: 'ada@example.com', password: 'correct horse battery', username: 'ada' });
   assert.equal(user.status, 200, JSON.stringify(user.body));
 
+  // An image in the registry: a config, a layer and a manifest tagged v1, each pushed in one request.
+  const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+  const layer = randomBytes(20_000);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [sha256(layer)] } }));
+  for (const blob of [config, layer]) {
+    const pushed = await fetch(`${embedded.url}/v2/shop/web/blobs/uploads/?digest=${sha256(blob)}`, { method: 'POST', body: blob, headers: { authorization: `Bearer ${key}` } });
+    assert.equal(pushed.status, 201);
+  }
+  const manifest = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
+  }));
+  const tagged = await fetch(`${embedded.url}/v2/shop/web/manifests/v1`, { method: 'PUT', body: manifest, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
+  assert.equal(tagged.status, 201);
+
   const indexed = await call('search', 'Index', { index: 'notes', id: 'n1', data: { title: 'green tea', body: 'brewed at eighty degrees' } });
   assert.equal(indexed.status, 200, JSON.stringify(indexed.body));
 
@@ -134,6 +152,8 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
   assert.ok((copied.get('usage_records')?.copied ?? 0) > 0, 'usage records');
   assert.match(first.stdout, /image records: node-local/);
   assert.equal(copied.get('functions')?.copied, 1);
+  assert.equal(copied.get('registry_tags')?.copied, 1);
+  assert.equal(copied.get('registry blobs')?.copied, 3, 'the config, the layer and the manifest');
   const copies = new pg.Client({ connectionString: database.url });
   await copies.connect();
   try {
@@ -154,6 +174,7 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
   for (const [part, counts] of again) assert.equal(counts.copied, 0, `${part} copied nothing the second time`);
   assert.equal(again.get('db records')?.skipped, 2);
   assert.equal(again.get('space objects')?.skipped, 1);
+  assert.equal(again.get('registry blobs')?.skipped, 3);
 
   const shared = await startProcess({ dataDir: target, env: environment, args: ['--store', database.url, '--objects', s3.objectsUrl] });
   try {
@@ -178,6 +199,11 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
     assert.deepEqual(fn.body.function.env_vars, { GREETING: 'hi' });
     const found = await on('search', 'Search', { index: 'notes', query: 'eighty' });
     assert.deepEqual(found.body.records.map((record: { id: string }) => record.id), ['n1'], 'the full text indexed before');
+    const v2 = (path: string) => fetch(`${shared.url}/v2/shop/web/${path}`, { headers: { authorization: `Bearer ${key}` } });
+    const pulledManifest = await v2('manifests/v1');
+    assert.equal(pulledManifest.status, 200);
+    assert.deepEqual(Buffer.from(await pulledManifest.arrayBuffer()), manifest, 'the manifest, from the bucket');
+    assert.deepEqual(Buffer.from(await (await v2(`blobs/${sha256(layer)}`)).arrayBuffer()), layer, 'the layer, from the bucket');
     const usage = await shared.call('usage', 'Read', { project: 'shop', service: 'secret' });
     assert.equal(usage.status, 200, JSON.stringify(usage.body));
     assert.ok(usage.body.usage.some((row: { endpoint: string; calls: number }) => row.endpoint === 'Set' && row.calls >= 1), 'the usage of before');

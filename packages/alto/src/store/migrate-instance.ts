@@ -12,9 +12,11 @@
  * images, snapshots and volumes, runs them.
  * Function records go too, their keys stored before sealing sealed in the source first (none
  * reaches PostgreSQL in plain text); their sources are objects (`_functions/<project>`) and go
- * with the space objects.
+ * with the space objects. The repositories of Alto's registry go to the shared registry catalog,
+ * and their blobs, from the node's image store, to the bucket (`_registry/blobs`) when one is
+ * given; else they stay on the source's disk, served by the node started on that data folder.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -56,6 +58,9 @@ import { SqliteDomainStore } from './domains/sqlite.js';
 import { PostgresDomainStore } from './domains/postgres.js';
 import { SqliteAppStore } from './apps/sqlite.js';
 import { PostgresAppStore } from './apps/postgres.js';
+import { SqliteImageRecordStore } from './images/sqlite.js';
+import { PostgresRegistryCatalog } from './registry/postgres.js';
+import { REGISTRY_BLOB_NAMESPACE, registryBlobName } from './registry/port.js';
 import { LocalObjectStore, TEMPORARY_FOLDER } from './objects/local.js';
 import { parseObjectsUrl, S3ObjectStore } from './objects/s3.js';
 import type { ObjectStore } from './objects/port.js';
@@ -125,6 +130,11 @@ const KEYED_TABLES: Array<[source: string, target: string]> = [
   ['acme_accounts', 'alto_acme_accounts'],
   ['tls_certificates', 'alto_tls_certificates'],
   ['custom_domains', 'alto_custom_domains'],
+  // Alto's registry: manifests before what names them (foreign keys).
+  ['registry_blobs', 'alto_registry_blobs'],
+  ['registry_manifests', 'alto_registry_manifests'],
+  ['registry_manifest_references', 'alto_registry_manifest_references'],
+  ['registry_tags', 'alto_registry_tags'],
 ];
 
 /** Tables without a unique key: copied whole in one transaction, once. */
@@ -179,8 +189,13 @@ export async function migrateInstance(options: MigrateInstanceOptions): Promise<
     source.close();
     await pool.end();
   }
-  if (options.objectsUrl) record(await copyObjects(join(options.dataDir, 'objects'), options.objectsUrl));
-  else options.report(`space objects: not copied (no --objects s3://...): copy ${join(options.dataDir, 'objects')} into the new data folder`);
+  if (options.objectsUrl) {
+    record(await copyObjects(join(options.dataDir, 'objects'), options.objectsUrl));
+    record(await copyRegistryBlobs(options.dataDir, options.objectsUrl));
+  } else {
+    options.report(`space objects: not copied (no --objects s3://...): copy ${join(options.dataDir, 'objects')} into the new data folder`);
+    options.report(`registry blobs: not copied (no --objects s3://...): they stay in ${join(options.dataDir, 'images')}, served by the node started on ${options.dataDir}`);
+  }
   return results;
 }
 
@@ -224,6 +239,7 @@ function prepareSource(db: SqliteDatabase): void {
   new SqliteFunctionStore(db);
   new SqliteAppStore(db);
   new SqliteDomainStore(db);
+  new SqliteImageRecordStore(db);
 }
 
 /** Refuses when ALTO_MASTER_KEY is missing or is not the key the source sealed its values with; answers its cipher. */
@@ -283,6 +299,7 @@ async function prepareTarget(pool: pg.Pool, source: SqliteDatabase): Promise<voi
     await PostgresFunctionStore.open(pool),
     await PostgresAppStore.open(pool),
     await PostgresDomainStore.open(pool),
+    await PostgresRegistryCatalog.open(pool),
   ];
   for (const store of opened) await (store as { close?: () => Promise<void> }).close?.();
   await pool.query('CREATE TABLE IF NOT EXISTS alto_instance_migration (part TEXT PRIMARY KEY, copied_at BIGINT NOT NULL)');
@@ -485,6 +502,35 @@ async function copyObjects(root: string, objectsUrl: string): Promise<PartResult
   } finally {
     await from.close();
     await to?.close();
+  }
+  return result;
+}
+
+/** The blobs the source's registry repositories hold, from its image store into the bucket. */
+async function copyRegistryBlobs(dataDir: string, objectsUrl: string): Promise<PartResult> {
+  const result: PartResult = { part: 'registry blobs', copied: 0, skipped: 0 };
+  const source = new Database(join(dataDir, 'alto.db'), { readonly: true });
+  let digests: string[];
+  try {
+    digests = source.prepare('SELECT digest FROM registry_blobs UNION SELECT digest FROM registry_manifests ORDER BY 1').pluck().all() as string[];
+  } finally {
+    source.close();
+  }
+  if (digests.length === 0) return result;
+  const to = await S3ObjectStore.open(parseObjectsUrl(objectsUrl));
+  try {
+    for (const digest of digests) {
+      const name = registryBlobName(digest);
+      const path = join(dataDir, 'images', 'blobs', ...name.split('/'));
+      if (!existsSync(path) || (await to.head(REGISTRY_BLOB_NAMESPACE, name))) {
+        result.skipped += 1;
+        continue;
+      }
+      await to.put(REGISTRY_BLOB_NAMESPACE, name, createReadStream(path), { contentType: 'application/octet-stream', visibility: 'private', expectedBytes: statSync(path).size });
+      result.copied += 1;
+    }
+  } finally {
+    await to.close();
   }
   return result;
 }

@@ -14,10 +14,10 @@
  */
 import { errors, isAltoError } from '../../kit/errors.js';
 import type { ObjectRead, ObjectStore, RangeRequest } from '../../store/objects/port.js';
-import { splitDigest, type BlobSource, type BlobStore } from './blob-store.js';
+import { REGISTRY_BLOB_NAMESPACE, registryBlobName } from '../../store/registry/port.js';
+import type { BlobSource, BlobStore } from './blob-store.js';
 import { NetworkError } from './http.js';
 
-export const REGISTRY_BLOB_NAMESPACE = '_registry/blobs';
 const CONTENT_TYPE = 'application/octet-stream';
 const LIST_PAGE = 1000;
 
@@ -28,8 +28,7 @@ export class BlobObjects {
   ) {}
 
   private nameOf(digest: string): string {
-    const [algorithm, hex] = splitDigest(digest);
-    return `${algorithm}/${hex}`;
+    return registryBlobName(digest);
   }
 
   /** Writes the blob from this node's disk to the objects store, unless it is there already. */

@@ -16,6 +16,20 @@ import type { RepositoryManifest } from '../images/port.js';
 
 export type { RepositoryManifest } from '../images/port.js';
 
+/**
+ * The objects namespace of the registry's blobs with `--objects` (compute/images/blob-objects.ts):
+ * no project id (a UUID) or environment name (lower case, digits, dashes) is `_registry`, so no
+ * tenant reaches it.
+ */
+export const REGISTRY_BLOB_NAMESPACE = '_registry/blobs';
+
+/** A blob's object name in that namespace: `sha256/<hex>`. */
+export function registryBlobName(digest: string): string {
+  const match = /^(sha256|sha512):([a-f0-9]+)$/.exec(digest);
+  if (!match) throw new Error(`"${digest}" is not a digest`);
+  return `${match[1]}/${match[2]}`;
+}
+
 /** What a garbage collection of repositories removed. */
 export interface CollectedRepositories {
   /** Digests of the manifests removed. */
