@@ -1,8 +1,10 @@
 /**
  * registry benchmark: `skopeo copy` of a ~100 MB five-layer image from an OCI layout to Alto's
- * own registry (`/v2/` on the edge, with an Alto key through the token flow) and to Debian's
- * docker-registry (the CNCF distribution server), both on loopback, alternating, each run to a
- * fresh registry (so no blob is already there or mountable); prints seconds, MB/s and the ratio.
+ * own registry (`/v2/` on the edge, with an Alto key through the token flow), to the same with
+ * `--objects` on an S3-compatible server (s3rver on loopback: every blob is written to the
+ * bucket before the push is acknowledged), and to Debian's docker-registry (the CNCF
+ * distribution server), all on loopback, in turn, each run to a fresh registry (so no blob is
+ * already there or mountable); prints seconds, MB/s and the ratios.
  *
  * Run: node --import tsx bench/registry.bench.ts [runs=3] [megabytes=100]
  * (needs skopeo, docker-registry and busybox-static: scripts/test-services.sh installs them)
@@ -16,6 +18,7 @@ import { promisify } from 'node:util';
 import { startAlto } from '../packages/alto/src/edge/server.js';
 import { createLogger } from '../packages/alto/src/kit/logger.js';
 import { buildImage, busyboxBaseLayer, startRegistry, writeOciLayout, type LayerEntry } from '../packages/alto/test/images-fixture.js';
+import { startS3Server, TEST_S3_CREDENTIALS } from '../packages/alto/test/s3-server.js';
 
 const execFileAsync = promisify(execFile);
 const runs = Number(process.argv[2] ?? 3);
@@ -65,17 +68,24 @@ async function main(): Promise<void> {
     console.log(`image: ${image.layers.length} layers, ${(compressed / 1e6).toFixed(1)} MB compressed; ${runs} runs each`);
 
     const altoTimes: number[] = [];
+    const objectsTimes: number[] = [];
     const registryTimes: number[] = [];
+    // The S3 adapter reads its credentials as every S3 tool does.
+    process.env.AWS_ACCESS_KEY_ID = TEST_S3_CREDENTIALS.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = TEST_S3_CREDENTIALS.secretAccessKey;
     for (let run = 0; run < runs; run++) {
-      {
+      for (const withObjects of [false, true]) {
+        const s3 = withObjects ? await startS3Server(`alto-registry-bench-${run}`) : undefined;
         const dataDir = mkdtempSync(join(workspace, 'alto-'));
-        const alto = await startAlto({ port: 0, host: '127.0.0.1', dataDir, logger: createLogger({ level: 'warn' }) });
+        const alto = await startAlto({ port: 0, host: '127.0.0.1', dataDir, objectsUrl: s3?.objectsUrl, logger: createLogger({ level: 'warn' }) });
         try {
           const key = await projectKey(alto.url, readFileSync(alto.adminKeyPath, 'utf8').trim());
           const host = new URL(alto.url).host;
-          altoTimes.push(await push(source, `docker://${host}/bench/big:v1`, ['--dest-creds', `x:${key}`], mkdtempSync(join(workspace, 'home-'))));
+          const time = await push(source, `docker://${host}/bench/big:v1`, ['--dest-creds', `x:${key}`], mkdtempSync(join(workspace, 'home-')));
+          (withObjects ? objectsTimes : altoTimes).push(time);
         } finally {
           await alto.close();
+          await s3?.close();
         }
       }
       {
@@ -88,12 +98,15 @@ async function main(): Promise<void> {
       }
     }
     const alto = median(altoTimes);
+    const objects = median(objectsTimes);
     const registry = median(registryTimes);
     console.table([
       { target: "Alto's registry (/v2/ on the edge)", 'median s': alto.toFixed(2), 'MB/s': (compressed / 1e6 / alto).toFixed(1), runs: altoTimes.map((time) => time.toFixed(2)).join(' ') },
+      { target: 'the same with --objects (s3rver)', 'median s': objects.toFixed(2), 'MB/s': (compressed / 1e6 / objects).toFixed(1), runs: objectsTimes.map((time) => time.toFixed(2)).join(' ') },
       { target: 'docker-registry (distribution)', 'median s': registry.toFixed(2), 'MB/s': (compressed / 1e6 / registry).toFixed(1), runs: registryTimes.map((time) => time.toFixed(2)).join(' ') },
     ]);
     console.log(`ratio: a push to Alto takes ${(alto / registry).toFixed(2)}x the time of a push to docker-registry (below 1 is faster)`);
+    console.log(`ratio: with --objects a push to Alto takes ${(objects / alto).toFixed(2)}x the time of one to its disk alone`);
   } finally {
     rmSync(workspace, { recursive: true, force: true });
   }
