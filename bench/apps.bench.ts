@@ -13,7 +13,9 @@
  * - peers: the same instance behind HAProxy and nginx (`apt-get install -y haproxy nginx-light`;
  *   a peer not installed is left out), each
  *   with one thread or worker as the edge has one event loop, keep-alive to the instance, in the
- *   same run: what a proxy written in C keeps on this machine, next to the edge's figure.
+ *   same run: what a proxy written in C keeps on this machine, next to the edge's figure; and
+ *   bench/node-pipe.mjs, a Node.js process copying bytes between a client connection and its own
+ *   backend connection with no HTTP work at all: the floor of what Node's sockets cost.
  *
  * The keep-alive figures are medians of `rounds` rounds, each running the edge then direct, so a
  * neighbour's load or the VM's speed, which swing from one minute to the next on a shared
@@ -21,7 +23,7 @@
  * edge's figures came out lower in rounds after a peer had run against the same instance).
  *
  * Run (as root): node --import tsx bench/apps.bench.ts [seconds=8] [connections=50] [drivers=process,microvm] [rounds=3]
- * (BENCH_PEERS=haproxy,nginx by default; empty for none)
+ * (BENCH_PEERS=haproxy,nginx,node-pipe by default; empty for none)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -86,8 +88,29 @@ interface Peer {
   stop(): Promise<void>;
 }
 
+const PEER_NAMES = ['haproxy', 'nginx', 'node-pipe'] as const;
+type PeerName = (typeof PEER_NAMES)[number];
+
+/** bench/node-pipe.mjs: a connection to the backend per client connection, bytes copied as they come. */
+async function startNodePipe(backend: string): Promise<Peer> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('node-pipe.mjs', import.meta.url)), backend], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (chunk: Buffer) => resolve((JSON.parse(chunk.toString().split('\n')[0]) as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`node-pipe exited with ${code}`)));
+  });
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 /** HAProxy or nginx in front of `backend` (host:port), one thread or worker, reusing connections to it. */
-async function startPeer(name: 'haproxy' | 'nginx', backend: string): Promise<Peer | undefined> {
+async function startPeer(name: PeerName, backend: string): Promise<Peer | undefined> {
+  if (name === 'node-pipe') return startNodePipe(backend);
   const binary = name === 'haproxy' ? '/usr/sbin/haproxy' : '/usr/sbin/nginx';
   if (spawnSync(binary, ['-v']).error) return undefined;
   const dir = mkdtempSync(join(tmpdir(), `alto-bench-${name}-`));
@@ -195,7 +218,7 @@ async function measureDriver(driver: DriverName, registry: TestRegistry, image: 
     const edgeRounds: LoadResult[] = [];
     const directRounds: LoadResult[] = [];
     const peerRounds = new Map<string, LoadResult[]>();
-    const peerNames = (process.env.BENCH_PEERS ?? 'haproxy,nginx').split(',').filter((name): name is 'haproxy' | 'nginx' => name === 'haproxy' || name === 'nginx');
+    const peerNames = (process.env.BENCH_PEERS ?? PEER_NAMES.join(',')).split(',').filter((name): name is PeerName => (PEER_NAMES as readonly string[]).includes(name));
     for (let round = 0; round < ROUNDS; round++) {
       edgeRounds.push(await runLoad(edgeUrl, edgeHost, seconds));
       directRounds.push(await runLoad(directUrl, backend.host, seconds));
@@ -255,7 +278,7 @@ for (const figure of figures) {
     ['backend directly, keep-alive', figure.direct],
     ['through the edge, new connection per request', figure.edgeFresh],
     ['backend directly, new connection per request', figure.directFresh],
-    ...figure.peers.map(({ name, result }) => [`through ${name} (one thread), keep-alive`, result] as const),
+    ...figure.peers.map(({ name, result }) => [`through ${name === 'node-pipe' ? 'a bare Node.js socket pipe (node-pipe.mjs)' : `${name} (one thread)`}, keep-alive`, result] as const),
   ] as const)
     console.log(`| ${figure.driver} | ${path} | ${result.requestsPerSecond.toFixed(0)} | ${ms(result.p50)} | ${ms(result.p99)} | ${result.errors} |`);
 }
