@@ -10,7 +10,10 @@
  * is lower-case letters, digits and dashes, so neither is `_registry`), private and not counted
  * in a project's space (the registry counts its bytes itself). A blob is named by its digest,
  * `sha256/<hex>`, written once (`ifAbsent`: content-addressed, the same bytes whoever pushes
- * them) and checked on the way out: the store's SHA-256 of the object must be its name.
+ * them) and checked on the way out: the store's SHA-256 of the object must be its name. A pusher
+ * writes the bytes after linking the blob into its repository, and a sweep deletes only what no
+ * repository holds while no link can be made (the catalog's `releaseUnheld`), so a blob pushed
+ * during a sweep is written again rather than lost.
  */
 import { errors, isAltoError } from '../../kit/errors.js';
 import type { ObjectRead, ObjectStore, RangeRequest } from '../../store/objects/port.js';
@@ -82,16 +85,21 @@ export class BlobObjects {
     await this.blobs.fetch({ digest, size }, this.source(digest));
   }
 
-  /** Deletes the blobs `unheld` does not answer held, across the whole namespace; returns how many went. */
-  async sweep(unheld: (digests: string[]) => Promise<string[]>): Promise<number> {
+  /**
+   * Goes through every blob of the namespace, a page at a time, and deletes those `release`
+   * gives back (the registry catalog's `releaseUnheld`); returns how many went.
+   */
+  async sweep(release: (digests: string[], remove: (unheld: string[]) => Promise<void>) => Promise<void>): Promise<number> {
     let removed = 0;
     let startAfter: string | undefined;
     do {
       const page = await this.objects.list(REGISTRY_BLOB_NAMESPACE, { startAfter, limit: LIST_PAGE });
-      const digests = page.objects.map((info) => info.name.replace('/', ':'));
-      for (const digest of await unheld(digests)) {
-        if (await this.objects.delete(REGISTRY_BLOB_NAMESPACE, this.nameOf(digest))) removed++;
-      }
+      await release(
+        page.objects.map((info) => info.name.replace('/', ':')),
+        async (unheld) => {
+          for (const digest of unheld) if (await this.objects.delete(REGISTRY_BLOB_NAMESPACE, this.nameOf(digest))) removed++;
+        },
+      );
       startAfter = page.nextStartAfter;
     } while (startAfter);
     return removed;

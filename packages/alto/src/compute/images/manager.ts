@@ -547,7 +547,7 @@ export class ImageManager {
    * digest), and its blobs with the last image made of them. An image in use is kept.
    */
   remove(text: string): Promise<RemoveResult> {
-    return this.exclusive(() => {
+    return this.exclusive(async () => {
       const { digest, reference } = this.resolve(text);
       const record = this.records.get(digest)!;
       const untagged: string[] = [];
@@ -562,17 +562,19 @@ export class ImageManager {
         throw errors.conflict(`the image ${digest} is in use by ${record.users.join(', ')}; remove those first`);
       }
       untagged.push(...record.references);
-      const { blobsDeleted, freedBytes } = this.deleteImage(digest);
+      const { blobsDeleted, freedBytes } = await this.deleteImage(digest);
       return { untagged, deleted: [digest], blobsDeleted, freedBytes };
     });
   }
 
-  private deleteImage(digest: string): { blobsDeleted: number; freedBytes: number } {
+  private async deleteImage(digest: string): Promise<{ blobsDeleted: number; freedBytes: number }> {
     const unreferenced = this.records.removeImage(digest);
+    // A shared catalog's repositories are not in this node's records: the files they hold stay.
+    const held = this.catalog.backend === 'sqlite' || unreferenced.length === 0 ? new Set<string>() : await this.catalog.held(unreferenced);
     let freedBytes = 0;
     let blobsDeleted = 0;
     for (const blob of unreferenced) {
-      if (this.pending.has(blob)) continue;
+      if (this.pending.has(blob) || held.has(blob)) continue;
       const freed = this.blobs.remove(blob);
       if (freed > 0) blobsDeleted++;
       freedBytes += freed;
@@ -592,7 +594,7 @@ export class ImageManager {
       for (const record of this.records.list()) {
         if (record.users.length > 0) continue;
         if (record.references.length > 0 && !options.all) continue;
-        const result = this.deleteImage(record.digest);
+        const result = await this.deleteImage(record.digest);
         deleted.push(record.digest);
         blobsDeleted += result.blobsDeleted;
         freedBytes += result.freedBytes;

@@ -221,8 +221,9 @@ export class Repositories {
    */
   async linkBlob(repository: Repository, digest: string, size: number): Promise<void> {
     this.holdPushed(digest);
-    if (this.shared && this.images.blobs.has(digest)) await this.shared.keep(digest);
     await this.catalog.linkBlob(repository.key, digest, size);
+    // After the link, so a sweep of the objects store that ran meanwhile cannot have taken it.
+    if (this.shared && this.images.blobs.has(digest)) await this.shared.keep(digest);
   }
 
   /** Keeps a digest just pushed from prune until a manifest names it, or PUSH_HOLD_MS at most. */
@@ -293,8 +294,8 @@ export class Repositories {
     const release = this.images.hold([digest]);
     try {
       await this.images.blobs.putBuffer(bytes, { digest, size: bytes.length }, `${repository.projectName}/${repository.name}`);
-      await this.shared?.keep(digest);
       await this.catalog.putManifest(repository.key, { digest, mediaType, size: bytes.length, references }, tag);
+      await this.shared?.keep(digest);
       // What the manifest names is kept by it now.
       for (const reference of references) this.releasePushed(reference);
       if (tag === undefined) {
@@ -514,10 +515,7 @@ export class Repositories {
     const pruned = await this.images.prune({ ...options, keep: stillHeld });
     // The objects store's copies no repository of any project holds go, unless a push here holds them.
     if (this.shared) {
-      await this.shared.sweep(async (digests) => {
-        const held = await this.catalog.held(digests);
-        return digests.filter((digest) => !held.has(digest) && !keep.has(digest));
-      });
+      await this.shared.sweep((digests, remove) => this.catalog.releaseUnheld(digests.filter((digest) => !keep.has(digest)), remove));
     }
     return { ...pruned, manifests: collected.manifests.length };
   }

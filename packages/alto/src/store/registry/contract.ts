@@ -111,6 +111,26 @@ export function runRegistryCatalogContract(name: string, open: () => Promise<Two
       assert.equal(await store.repositoryBytes(`${p1}/`), 0);
     });
 
+    test('releaseUnheld gives back what no repository holds; a link made meanwhile waits for the release to end', async () => {
+      const repository = `${project('release')}/web`;
+      await store.linkBlob(repository, digest('f1'), 1);
+      let released: string[] = [];
+      let linked = false;
+      let link: Promise<void> | undefined;
+      await other.releaseUnheld([digest('f1'), digest('f2'), digest('f3')], async (unheld) => {
+        released = unheld;
+        link = other.linkBlob(repository, digest('f2'), 2).then(() => {
+          linked = true;
+        });
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.equal(linked, false, 'the link waits while the release runs');
+      });
+      await link;
+      assert.deepEqual(released, [digest('f2'), digest('f3')]);
+      assert.equal(await store.linkedBlobSize(repository, digest('f2')), 2, 'linked after the release');
+      await other.releaseUnheld([digest('f1'), digest('f2')], async (unheld) => assert.deepEqual(unheld, []));
+    });
+
     test('a collection while the other pushes loses no tagged manifest', async () => {
       const repository = `${project('race')}/web`;
       await Promise.all([

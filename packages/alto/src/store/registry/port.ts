@@ -74,4 +74,10 @@ export interface RegistryCatalog {
    * others' bytes may go from the objects store.
    */
   held(digests: string[]): Promise<Set<string>>;
+  /**
+   * Calls `release` with those of `digests` no repository holds, while no writer of the catalog
+   * (on any node sharing it) can put one into a repository: a blob linked during a release is
+   * linked after it, so its pusher, which writes the bytes after linking, writes them again.
+   */
+  releaseUnheld(digests: string[], release: (unheld: string[]) => Promise<void>): Promise<void>;
 }

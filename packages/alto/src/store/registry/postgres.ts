@@ -6,9 +6,9 @@
  * adapter with the `alto_` prefix; names and tags sort in the "C" collation (byte order, as on
  * SQLite); sizes and times are BIGINT.
  *
- * Writers take a shared advisory lock and a collection the exclusive one, each for its
- * transaction, so a manifest or tag written on one node while another collects is never judged
- * unreachable half way: the collection runs before it or after it.
+ * Writers take a shared advisory lock and a collection (or a release of unheld blobs) the
+ * exclusive one, each for its transaction, so a manifest or tag written on one node while another
+ * collects is never judged unreachable half way: the collection runs before it or after it.
  */
 import type pg from 'pg';
 import type { RepositoryManifest } from '../images/port.js';
@@ -201,9 +201,17 @@ export class PostgresRegistryCatalog implements RegistryCatalog {
     });
   }
 
-  async held(digests: string[]): Promise<Set<string>> {
+  async releaseUnheld(digests: string[], release: (unheld: string[]) => Promise<void>): Promise<void> {
+    await inTransaction(this.pool, async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [COLLECTION_LOCK]);
+      const held = await this.held(digests, client);
+      await release(digests.filter((digest) => !held.has(digest)));
+    });
+  }
+
+  async held(digests: string[], client: pg.Pool | pg.PoolClient = this.pool): Promise<Set<string>> {
     if (digests.length === 0) return new Set();
-    const { rows } = await this.pool.query<{ digest: string }>(
+    const { rows } = await client.query<{ digest: string }>(
       `SELECT digest FROM alto_registry_blobs WHERE digest = ANY($1::text[])
        UNION SELECT digest FROM alto_registry_manifests WHERE digest = ANY($1::text[])`,
       [digests],

@@ -3,7 +3,8 @@
  * The embedded adapter of the registry catalog port: the `registry_*` tables of the node's
  * SQLite file, as the image records store (store/images/sqlite.ts) keeps and migrates them, so
  * existing data folders keep their repositories. Each call answers at once; the promise is the
- * port's shape, which the PostgreSQL adapter needs.
+ * port's shape, which the PostgreSQL adapter needs. Writes wait while this process releases
+ * unheld blobs (`releaseUnheld`), as writers wait for the lock on PostgreSQL.
  */
 import type { ImageRecordStore, RepositoryManifest } from '../images/port.js';
 import type { CollectedRepositories, RegistryCatalog } from './port.js';
@@ -11,9 +12,20 @@ import type { CollectedRepositories, RegistryCatalog } from './port.js';
 export class SqliteRegistryCatalog implements RegistryCatalog {
   readonly backend = 'sqlite';
 
+  /** Settles when no release runs. */
+  private releasing: Promise<void> = Promise.resolve();
+
   constructor(private readonly records: ImageRecordStore) {}
 
+  private async writable(): Promise<void> {
+    for (let current = this.releasing; ; current = this.releasing) {
+      await current;
+      if (current === this.releasing) return;
+    }
+  }
+
   async linkBlob(repository: string, digest: string, size: number): Promise<void> {
+    await this.writable();
     this.records.linkBlob(repository, digest, size);
   }
 
@@ -22,6 +34,7 @@ export class SqliteRegistryCatalog implements RegistryCatalog {
   }
 
   async putManifest(repository: string, manifest: RepositoryManifest, tag?: string): Promise<void> {
+    await this.writable();
     this.records.putManifest(repository, manifest, tag);
   }
 
@@ -63,5 +76,15 @@ export class SqliteRegistryCatalog implements RegistryCatalog {
 
   async held(digests: string[]): Promise<Set<string>> {
     return this.records.heldByRepositories(digests);
+  }
+
+  async releaseUnheld(digests: string[], release: (unheld: string[]) => Promise<void>): Promise<void> {
+    const previous = this.releasing;
+    const run = previous.then(async () => {
+      const held = this.records.heldByRepositories(digests);
+      await release(digests.filter((digest) => !held.has(digest)));
+    });
+    this.releasing = run.catch(() => undefined);
+    await run;
   }
 }
