@@ -5,7 +5,7 @@
  * with Debian's `skopeo` to one node lands in the bucket before the push is acknowledged; the
  * other node lists its tags, answers its manifest and blobs (ranges too) from the bucket, so
  * skopeo pulls it back byte for byte, and runs it with `app/Run` as `<its host>/<project>/<name>:
- * <tag>`. A chunked upload stays on the node that started it: the other answers naming that node.
+ * <tag>`, an index too (its linux/amd64 image). A chunked upload stays on the node that started it: the other answers naming that node.
  * Another project's key is refused there as on the first. Deleting the tag and pruning on the
  * other node empties the bucket of the image's blobs. Needs the test services (`. scripts/
  * test-services.sh`) and skopeo.
@@ -23,7 +23,7 @@ import { createTestDatabase, type TestDatabase } from '../src/store/postgres/tes
 import { busyboxHttpdImage, HTTPD_PAGE, HTTPD_PORT } from './app-images.js';
 import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { startProcess, type ServerProcess } from './harness.js';
-import { writeOciLayout, type BuiltImage } from './images-fixture.js';
+import { buildImage, buildIndex, writeOciLayout, type BuiltImage } from './images-fixture.js';
 import { startS3Server, TEST_S3_CREDENTIALS, type TestS3 } from './s3-server.js';
 
 const execFileAsync = promisify(execFile);
@@ -137,6 +137,7 @@ describe("Alto's registry on two nodes sharing PostgreSQL and S3", () => {
     // The project's images on the other node: its tags, from the shared records.
     const listed = await second.call('images', 'List', {}, imagesKey);
     assert.deepEqual(listed.body.images.map((image: { references: string[] }) => image.references[0]), ['shop/web:v2']);
+    assert.ok(listed.body.images[0].size > web.layers[0].size, 'its size, from the shared records');
   });
 
   test('the pushed image runs on the node that did not receive the push', async () => {
@@ -150,6 +151,25 @@ describe("Alto's registry on two nodes sharing PostgreSQL and S3", () => {
     assert.equal(answer.body, HTTPD_PAGE);
     for (const blob of [web.config, ...web.layers]) assert.ok(onDisk(second, blob.digest), `${blob.digest} was brought to the second node`);
     assert.equal((await second.call('app', 'Delete', { name: 'web' }, key)).status, 200);
+
+    // An index pushed to the first node: the second runs its linux/amd64 image.
+    const arm = await buildImage({ architecture: 'arm64', layers: [[{ type: 'file', path: 'arm.txt', content: 'arm64' }]] });
+    const index = buildIndex([
+      { image: web, architecture: 'amd64' },
+      { image: arm, architecture: 'arm64' },
+    ]);
+    const layout = folder();
+    writeOciLayout(layout, [{ image: index, refName: 'multi' }]);
+    await skopeo(['copy', '--all', '--dest-tls-verify=false', '--dest-creds', `x:${key}`, `oci:${layout}:multi`, `docker://${hostOf(first)}/shop/multi:v1`]);
+    const multi = await second.call('app', 'Run', { name: 'multi', image: `${hostOf(second)}/shop/multi:v1`, port: HTTPD_PORT, min_instances: 1 }, key);
+    assert.equal(multi.status, 200, JSON.stringify(multi.body));
+    assert.equal(multi.body.service?.digest ?? (await second.call('app', 'Status', { name: 'multi' }, key)).body.service.digest, web.manifest.digest, 'the linux/amd64 image of the index');
+    const served = await eventually(async () => {
+      const result = await getThroughEdge(Number(new URL(second.url).port), 'multi.shop.localhost');
+      return result.status === 200 && result;
+    }, 'the index pushed to the first node to answer on the second');
+    assert.equal(served.body, HTTPD_PAGE);
+    assert.equal((await second.call('app', 'Delete', { name: 'multi' }, key)).status, 200);
   });
 
   test('a chunked upload stays on its node: the other names it; another project is refused on both', async () => {
@@ -178,8 +198,10 @@ describe("Alto's registry on two nodes sharing PostgreSQL and S3", () => {
   });
 
   test('the tag deleted and pruned on the other node: the image leaves the records and the bucket', async () => {
-    const deleted = await second.call('images', 'Delete', { image: 'shop/web:v2' }, imagesKey);
-    assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+    for (const image of ['shop/web:v2', 'shop/multi:v1']) {
+      const deleted = await second.call('images', 'Delete', { image }, imagesKey);
+      assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+    }
     assert.equal((await v2(first, 'shop/web/manifests/v2', { method: 'HEAD' })).status, 404, 'the first node sees the tag gone');
     const pruned = await second.call('images', 'Prune', {}, imagesKey);
     assert.equal(pruned.status, 200, JSON.stringify(pruned.body));
