@@ -2,11 +2,11 @@
  * @module compute/images/repositories
  * The repositories of Alto's own registry: each project has its own (`<project>/<name>`),
  * recorded in the registry catalog (store/registry: the node's SQLite file, or PostgreSQL with
- * `--store`, shared by every node of the cloud). A repository holds the blobs pushed or mounted into it, manifests
- * (images and indexes, checked against what it holds before they are recorded) and tags. A tag
- * that names a linux/amd64 image, directly or through an index, is also an image of the machine
- * (`alto.local/<project id>/<name>:<tag>`) that its project may run; the registry route
- * (distribution.ts) and the Dockerfile builder both write through here.
+ * `--store`, shared by every node of the cloud). A repository holds the blobs pushed or mounted
+ * into it, manifests (images and indexes, checked against what it holds before they are
+ * recorded) and tags. A tag that names a linux/amd64 image, directly or through an index, is
+ * also an image of the machine (`alto.local/<project id>/<name>:<tag>`) that its project may run;
+ * the registry route (distribution.ts) and the Dockerfile builder both write through here.
  *
  * Blobs are shared on disk with every other image; a repository only lists which of them it
  * holds, so a project reads only blobs its own repositories hold. With `--objects s3://...` every
