@@ -9,6 +9,7 @@ import { backupInstance, formatBytes } from '../store/backup/backup-instance.js'
 import { restoreInstance } from '../store/backup/restore-instance.js';
 import { openBackupTarget } from '../store/backup/target.js';
 import { redactObjectsUrl } from '../store/objects/s3.js';
+import type { BackupScheduleStatus } from '../store/backup/schedule.js';
 import { bold, dim, green, yellow } from './output.js';
 
 interface BackupFlags {
@@ -79,4 +80,27 @@ export function addBackupCommands(program: Command, action: Action): void {
         write(green(`done: start it with "alto up --data ${flags.data}", ${key}`));
       }),
     );
+}
+
+export type BackupStatus = BackupScheduleStatus;
+
+/** The backups lines of `alto status` (admin key): where, how often, the last success and failure. */
+export function backupLines(status: BackupStatus | undefined): string {
+  if (!status) return '';
+  const lines = [`  backups:  every ${formatPeriod(status.every_seconds)} into ${status.to}, keeping ${status.keep}${status.running ? ' (one running now)' : ''}`];
+  const success = status.last_success;
+  lines.push(
+    success
+      ? `            last: ${success.id}, ${success.files} files, ${formatBytes(success.copied_bytes)} new, in ${success.seconds.toFixed(1)}s`
+      : '            last: none yet',
+  );
+  for (const skipped of success?.skipped ?? []) lines.push(yellow(`            not copied: ${skipped}`));
+  if (status.last_failure && (!success || status.last_failure.at > success.finished_at)) lines.push(yellow(`            FAILING since ${status.last_failure.at}: ${status.last_failure.reason}`));
+  if (status.next_at) lines.push(dim(`            next: ${status.next_at}`));
+  return lines.join('\n') + '\n';
+}
+
+function formatPeriod(seconds: number): string {
+  for (const [unit, size] of [['d', 86_400], ['h', 3_600], ['m', 60]] as const) if (seconds % size === 0) return `${seconds / size}${unit}`;
+  return `${seconds}s`;
 }

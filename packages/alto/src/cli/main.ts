@@ -20,7 +20,7 @@ import { addNodeCommands } from './nodes.js';
 import { addDomainCommands, httpsLines, type HttpsInfo } from './domains.js';
 import { addInitCommand } from './init.js';
 import { addMigrateCommand } from './migrate.js';
-import { addBackupCommands } from './backup.js';
+import { addBackupCommands, backupLines, type BackupStatus } from './backup.js';
 
 interface SandboxInfo {
   choice: string;
@@ -99,6 +99,9 @@ export function buildProgram(): Command {
     .option('--domain <domain>', "the console's and API's own name, e.g. alto.example.com; with --acme-email its certificate is obtained (ALTO_DOMAIN)")
     .option('--acme-email <email>', "obtain certificates from an ACME directory for the hosts Alto serves; the account's contact (ALTO_ACME_EMAIL)")
     .option('--acme-directory <url>', "the ACME directory (ALTO_ACME_DIRECTORY; default Let's Encrypt production)")
+    .option('--backup-to <folder | s3://...>', 'back this data folder up on a schedule into this folder or bucket, as "alto backup --to" does (ALTO_BACKUP_TO)')
+    .option('--backup-every <period>', 'how often: 30m, 6h, 1d... (ALTO_BACKUP_EVERY; default 24h)')
+    .option('--backup-keep <count>', 'how many backups to keep; older ones and the content only they held are removed (ALTO_BACKUP_KEEP; default 14)')
     .action(action(runUp));
 
   remote(program.command('status').description('show whether Alto is up and what it runs')).action(
@@ -117,7 +120,8 @@ export function buildProgram(): Command {
           `  store:    ${body.store}\n  services: ${(body.services as string[]).join(', ')}\n` +
           `  uptime:   ${body.uptime_seconds}s\n  key:      ${JSON.stringify(body.key)} ${dim(`(${connection.source})`)}\n` +
           sandboxLine(body.sandbox as SandboxInfo | undefined) +
-          httpsLines(body.https as HttpsInfo | undefined),
+          httpsLines(body.https as HttpsInfo | undefined) +
+          backupLines(body.backups as BackupStatus | undefined),
       );
     }),
   );

@@ -33,6 +33,9 @@ export interface UpFlags {
   domain?: string;
   acmeEmail?: string;
   acmeDirectory?: string;
+  backupTo?: string;
+  backupEvery?: string;
+  backupKeep?: string;
 }
 
 export async function runUp(flags: UpFlags): Promise<void> {
@@ -71,6 +74,7 @@ export async function runUp(flags: UpFlags): Promise<void> {
     logger: log,
     node,
     advertiseUrl,
+    backup: backupSettings(flags),
   };
   // Joins the cloud once the edge listens (the advertised URL defaults to the one it listens at);
   // a name held by another live node ends this start with the reason.
@@ -165,6 +169,28 @@ function acmeSettings(flags: UpFlags): AltoOptions['acme'] {
     checkEveryMs: positiveWholeNumber(process.env.ALTO_ACME_CHECK_MS, 'ALTO_ACME_CHECK_MS'),
     retryBaseMs: positiveWholeNumber(process.env.ALTO_ACME_RETRY_MS, 'ALTO_ACME_RETRY_MS'),
   };
+}
+
+const DURATION = /^(\d+)(s|m|h|d)$/;
+const DURATION_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/**
+ * `--backup-to <folder | s3://...>` with `--backup-every 6h` (default 24h) and `--backup-keep 14`
+ * (default 14), or ALTO_BACKUP_TO, ALTO_BACKUP_EVERY, ALTO_BACKUP_KEEP: scheduled backups.
+ */
+function backupSettings(flags: UpFlags): AltoOptions['backup'] {
+  const to = flags.backupTo ?? (process.env.ALTO_BACKUP_TO || undefined);
+  const every = flags.backupEvery ?? (process.env.ALTO_BACKUP_EVERY || undefined);
+  const keep = flags.backupKeep ?? (process.env.ALTO_BACKUP_KEEP || undefined);
+  if (to === undefined) {
+    if (every !== undefined || keep !== undefined) throw new Error('--backup-every and --backup-keep need --backup-to: the folder (or s3://...) to back up into');
+    return undefined;
+  }
+  const match = DURATION.exec(every ?? '24h');
+  if (!match || Number(match[1]) < 1) throw new Error(`--backup-every must be a period such as 30m, 6h or 1d, not "${every}"`);
+  const keepCount = Number(keep ?? 14);
+  if (!Number.isInteger(keepCount) || keepCount < 1) throw new Error(`--backup-keep must be a whole number of backups, at least 1, not "${keep}"`);
+  return { to, everyMs: Number(match[1]) * DURATION_MS[match[2] as keyof typeof DURATION_MS], keep: keepCount };
 }
 
 /** `--smtp smtp://user:pass@host:port` (or smtps://): where email is delivered; none means outbox only. */

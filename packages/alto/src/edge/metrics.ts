@@ -2,8 +2,8 @@
  * @module edge/metrics
  * Prometheus metrics of one edge: API calls by service, endpoint and status, their latency,
  * open streams, the apps' serverless lifecycle (activations, resume latency, instances by
- * state, requests held waiting for an instance), and the process's own figures. Served as text
- * at `GET /metrics`.
+ * state, requests held waiting for an instance), scheduled backups (results, last success, failing),
+ * and the process's own figures. Served as text at `GET /metrics`.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -177,6 +177,58 @@ export function registerAppMetrics(registry: Registry, source: AppLifecycleSourc
   return source.onActivation((activation) => {
     activations.inc({ from: activation.from });
     resume.observe({ from: activation.from }, activation.ms / 1000);
+  });
+}
+
+/** What the backup metrics read: the scheduled backups' counts and times (store/backup/schedule). */
+export interface BackupMetricsSource {
+  status(): { successes: number; failures: number; last_success?: { seconds: number }; last_failure?: { at: string } };
+  lastSuccessSeconds(): number | undefined;
+}
+
+/**
+ * `alto_backups_total{result="ok"|"failed"}`, `alto_backup_last_success_timestamp_seconds`,
+ * `alto_backup_last_duration_seconds` and `alto_backup_failing` (1 while the newest attempt
+ * failed): alert on failing, or on the last success growing old.
+ */
+export function registerBackupMetrics(registry: Registry, source: BackupMetricsSource): void {
+  new Counter({
+    name: 'alto_backups_total',
+    help: 'Scheduled backups attempted by this process, by result',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      const { successes, failures } = source.status();
+      this.reset();
+      this.inc({ result: 'ok' }, successes);
+      this.inc({ result: 'failed' }, failures);
+    },
+  });
+  new Gauge({
+    name: 'alto_backup_last_success_timestamp_seconds',
+    help: 'When the last scheduled backup of this process finished (0 when none has)',
+    registers: [registry],
+    collect() {
+      this.set(source.lastSuccessSeconds() ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'alto_backup_last_duration_seconds',
+    help: 'How long the last successful scheduled backup took',
+    registers: [registry],
+    collect() {
+      this.set(source.status().last_success?.seconds ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'alto_backup_failing',
+    help: '1 while the newest scheduled backup attempt failed, else 0',
+    registers: [registry],
+    collect() {
+      const status = source.status();
+      const failedAt = status.last_failure ? Date.parse(status.last_failure.at) / 1000 : undefined;
+      this.set(failedAt !== undefined && failedAt >= (source.lastSuccessSeconds() ?? 0) ? 1 : 0);
+    },
   });
 }
 

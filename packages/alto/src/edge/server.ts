@@ -20,7 +20,9 @@ import { VERSION } from '../version.js';
 import { Api } from './api.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, PeerAddresses, type ConnectionCaps } from './connections.js';
 import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, requestIdOf, requestTargetOf, sendJson, type RequestTarget } from './http.js';
-import { createEdgeMetrics, registerAppMetrics } from './metrics.js';
+import { createEdgeMetrics, registerAppMetrics, registerBackupMetrics } from './metrics.js';
+import { BackupSchedule } from '../store/backup/schedule.js';
+import { claimVolumeForCopy } from '../compute/sandbox/volumes.js';
 import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { appsComponent } from '../compute/apps/service.js';
@@ -28,7 +30,8 @@ import { ownRegistryNames } from '../compute/images/distribution.js';
 import { imagesComponent } from '../compute/images/service.js';
 import { startNodeMembership, type NodeMembership } from '../compute/cluster/membership.js';
 import { joinCluster } from '../compute/cluster/cluster.js';
-import type { AppResolver } from '../compute/apps/gateway.js';
+import { acceptTcpTunnel, isTunnelRequest } from '../compute/cluster/tcp-tunnel.js';
+import type { AppAddress, AppResolver } from '../compute/apps/gateway.js';
 import { listNodes } from '../compute/cluster/service.js';
 import { AppProxy, TcpForwarder } from './proxy.js';
 import { ConnectionForwarder } from './forward.js';
@@ -99,6 +102,8 @@ export interface AltoOptions {
   };
   /** ALTO_DOMAIN_CHECK_MS: how often the apps' custom domains are read again and checked in DNS (default 5 s). */
   domainCheckMs?: number;
+  /** `--backup-to`, `--backup-every`, `--backup-keep`: scheduled backups of this data folder. */
+  backup?: { to: string; everyMs: number; keep: number };
   logger?: Logger;
 }
 
@@ -195,6 +200,19 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   const webConsole = createConsole(log);
   const metrics = createEdgeMetrics();
   registerAppMetrics(metrics.registry, apps);
+  // Copies from this process's own database connection, claiming volumes as its instances do.
+  const backups = options.backup
+    ? new BackupSchedule({
+        ...options.backup,
+        dataDir,
+        postgres: Boolean(options.postgresUrl),
+        objectsInBucket: Boolean(options.objectsUrl),
+        database: stores.sqlite,
+        claimVolume: claimVolumeForCopy,
+        log: log.child({ component: 'backup' }),
+      })
+    : undefined;
+  if (backups) registerBackupMetrics(metrics.registry, backups);
   const api = new Api(platform, metrics, log, options.streamStallTimeoutMs, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS);
   const httpRoutes = platform.listServices().flatMap((service) => service.httpRoutes ?? []);
   const openApiDocument = JSON.stringify(buildOpenApiDocument(platform.listServices(), VERSION));
@@ -371,6 +389,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         apps_domain: platform.config.appsDomain,
         ...(admin && tls ? { https: { port: httpsPort, ...(acme ? { acme_directory: options.acme!.directoryUrl, certificates: acme.statuses() } : {}) } } : {}),
         ...(admin ? { nodes: await listNodes(platform) } : {}),
+        ...(admin && backups ? { backups: backups.status() } : {}),
         key: { project: tenant.projectName, environment: tenant.environment, role: tenant.role, scopes: tenant.scopes },
       });
     } catch (error) {
@@ -386,6 +405,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     // Node lets go of an upgraded socket, error listener included: a reset while the key is
     // checked would otherwise be thrown. Whoever takes the socket over adds its own.
     socket.on('error', () => socket.destroy());
+    // Another node's connection to a TCP app this node runs (compute/cluster/tcp-tunnel.ts).
+    if (isTunnelRequest(request)) return void acceptTcpTunnel(platform, request, socket, head);
     if (appProxy.handleUpgrade(request, socket, head)) return;
     const url = new URL(request.url ?? '/', 'http://alto.local');
     if (!url.pathname.startsWith('/v1/')) {
@@ -459,14 +480,35 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     manager.registerMetrics(metrics.registry);
     return manager;
   }
+  // Relay ports: the edge ports of TCP apps other nodes run, their connections routed to those
+  // nodes (compute/cluster/tcp-relay-ports.ts), by port.
+  const relayPorts = new Map<number, TcpForwarder>();
   apps.attachEdge({
     port,
-    // A TCP app gets its own port on the edge's address.
+    // A TCP app gets its own port on the edge's address, in place of a relay port it had while another node ran it.
     async openTcpPort(address, requestedPort) {
+      const relay = requestedPort ? relayPorts.get(requestedPort) : undefined;
+      if (relay) {
+        relayPorts.delete(requestedPort);
+        await relay.close();
+      }
       const forwarder = new TcpForwarder({ host: options.host ?? '0.0.0.0', port: requestedPort, address, resolver: apps.gateway, connectionCaps, log: log.child({ component: 'tcp' }) });
       return { port: await forwarder.listen(), close: () => forwarder.close() };
     },
   });
+  const relayPortOpener = {
+    async openRelayPort(address: AppAddress, relayPort: number) {
+      const forwarder = new TcpForwarder({ host: options.host ?? '0.0.0.0', port: relayPort, address, resolver, connectionCaps, log: log.child({ component: 'tcp' }) });
+      await forwarder.listen();
+      relayPorts.set(relayPort, forwarder);
+      return {
+        close: async () => {
+          if (relayPorts.get(relayPort) === forwarder) relayPorts.delete(relayPort);
+          await forwarder.close();
+        },
+      };
+    },
+  };
   // Joins the cloud as a node once its URL is known; a name a live node holds ends the start.
   const membership = await startNodeMembership({ platform, name: options.node, advertiseUrl: options.advertiseUrl ?? url, log: log.child({ component: 'cluster' }) }).catch(async (error: unknown) => {
     await new Promise<void>((done) => server.close(() => done()));
@@ -480,12 +522,13 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     await platform.close();
     throw error;
   });
-  const cluster = await joinCluster(platform, membership, apps, log.child({ component: 'cluster' }));
+  const cluster = await joinCluster(platform, membership, apps, log.child({ component: 'cluster' }), relayPortOpener);
   // Not awaited by the peer view: a slow name lookup must not hold its reads up.
   const refreshPeerAddresses = () => void peerAddresses.update(cluster.peers.liveNodes().filter((node) => node.id !== membership.id).map((node) => hostOf(node.advertiseUrl)));
   cluster.peers.onRefresh(refreshPeerAddresses);
   refreshPeerAddresses();
   routing = cluster.routing;
+  await backups?.start();
   platform.readiness.ready('http');
   log.info({ url, port, ...(httpsPort !== undefined ? { https_port: httpsPort } : {}), data: dataDir, store: stores.description, version: VERSION }, 'listening');
 
@@ -501,6 +544,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     close() {
       closing ??= (async () => {
         platform.readiness.notReady('http');
+        await backups?.close();
         await cluster.stop();
         await membership.stop();
         api.closeStreams();

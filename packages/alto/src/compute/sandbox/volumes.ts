@@ -97,6 +97,19 @@ export function claimVolumes(volumes: SandboxVolume[]): VolumeClaim {
   return { release };
 }
 
+/**
+ * Claims one volume folder for a copy made in this process (a scheduled backup), as an instance
+ * claims it: undefined while an instance of this or another process holds it.
+ */
+export function claimVolumeForCopy(dir: string): VolumeClaim | undefined {
+  try {
+    return claimVolumes([{ dir, path: '/backup' }]);
+  } catch (error) {
+    if ((error as { status?: number }).status === 409) return undefined;
+    throw error;
+  }
+}
+
 function inUse(volume: SandboxVolume) {
   return errors.conflict(`the volume at ${volume.dir} is in use by a running instance, or being copied by "alto backup"; stop it first, or wait for the backup (a volume has one writer at a time)`);
 }

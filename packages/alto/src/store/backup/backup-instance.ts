@@ -29,7 +29,7 @@
  * store/backup/target): a second backup copies only content that is new, and a file whose
  * inode, size and modification time are those of the newest earlier backup is not even read.
  */
-import { existsSync, lstatSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { open, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -38,6 +38,7 @@ import { VERSION } from '../../version.js';
 import { digestFile, readAll, type Digest } from './blobs.js';
 import { backupIdFor, type BackupFile, type BackupManifest, type BackupPart, type SkippedPart } from './manifest.js';
 import type { BackupTarget } from './target.js';
+import type { SqliteDatabase } from '../sqlite/database.js';
 
 export interface BackupInstanceOptions {
   /** The embedded instance's data folder. */
@@ -54,6 +55,18 @@ export interface BackupInstanceOptions {
   masterKeyFromEnvironment?: string;
   /** Receives one line per part. */
   report(line: string): void;
+  /**
+   * The database connection to copy from: a backup made inside the running Alto passes its own,
+   * whose writes SQLite copies into the backup as it goes. Else one is opened on `alto.db`.
+   */
+  database?: SqliteDatabase;
+  /**
+   * Claims a volume folder for the copy; undefined while an instance holds it. By default its
+   * lock file (another process's instances); inside the running Alto, the claim its instances use.
+   */
+  claimVolume?(folder: string): { release(): void } | undefined;
+  /** Stops the backup between two files (Alto stopping); its entry stays unfinished. */
+  signal?: AbortSignal;
 }
 
 export interface BackupResult {
@@ -79,7 +92,17 @@ export const NOT_BACKED_UP: SkippedPart[] = [
   { what: 'app logs', reason: 'not part of the instance\'s state' },
 ];
 
+/** Backs the instance up, holding the target's lock (a folder's) throughout. */
 export async function backupInstance(options: BackupInstanceOptions): Promise<BackupResult> {
+  const lock = options.to.lock();
+  try {
+    return await backupUnderLock(options);
+  } finally {
+    lock.release();
+  }
+}
+
+async function backupUnderLock(options: BackupInstanceOptions): Promise<BackupResult> {
   const { dataDir, to, report } = options;
   if (!existsSync(dataDir)) throw new Error(`${dataDir} does not exist: give the data folder of the instance to back up (--data)`);
   if (!options.postgres && !existsSync(join(dataDir, 'alto.db'))) throw new Error(`${dataDir} holds no embedded instance (no alto.db): give its data folder (--data)`);
@@ -103,6 +126,7 @@ export async function backupInstance(options: BackupInstanceOptions): Promise<Ba
    * database was copied, and the backup holds the instance as of then without it.
    */
   const addFile = async (path: string, part: BackupPart) => {
+    options.signal?.throwIfAborted();
     try {
       await addExistingFile(path, part);
     } catch (error) {
@@ -127,7 +151,7 @@ export async function backupInstance(options: BackupInstanceOptions): Promise<Ba
   }
   // With PostgreSQL, alto.db still holds the node-local records (images, cache, events).
   if (existsSync(join(dataDir, 'alto.db'))) {
-    const blob = await backupDatabase(join(dataDir, 'alto.db'), to);
+    const blob = await backupDatabase(options.database ?? join(dataDir, 'alto.db'), to);
     add('alto.db', 'database', blob, 0o600);
     report(`database: alto.db, ${formatBytes(blob.size)} (SQLite online backup)`);
   }
@@ -141,12 +165,13 @@ export async function backupInstance(options: BackupInstanceOptions): Promise<Ba
     report(`objects: ${files.length - before} files (space objects and function sources)`);
   }
 
+  const claimVolume = options.claimVolume ?? claimVolumeLock;
   for (const volume of listVolumes(dataDir)) {
     const folder = join(dataDir, ...volume.split('/'));
-    const lock = join(folder, VOLUME_LOCK);
-    if (!takePidLock(lock)) {
-      const holder = pidLockHolder(lock);
-      skipped.push({ what: `volume ${volume}`, reason: `in use by a running app instance (Alto process ${holder ?? 'unknown'}): stop the app, or the instance, to back it up` });
+    const claim = claimVolume(folder);
+    if (!claim) {
+      const holder = pidLockHolder(join(folder, VOLUME_LOCK)) ?? process.pid;
+      skipped.push({ what: `volume ${volume}`, reason: `in use by a running app instance (Alto process ${holder}): stop the app to back it up` });
       report(`volume ${volume}: in use by a running instance, not copied`);
       continue;
     }
@@ -155,7 +180,7 @@ export async function backupInstance(options: BackupInstanceOptions): Promise<Ba
       for (const path of paths) await addFile(path, 'volume');
       report(`volume ${volume}: ${paths.length} files, copied while claimed (no instance wrote it meanwhile)`);
     } finally {
-      await rm(lock, { force: true });
+      claim.release();
     }
   }
 
@@ -190,23 +215,41 @@ export async function backupInstance(options: BackupInstanceOptions): Promise<Ba
 
 /**
  * Copies the database with SQLite's online backup API into a temporary file (in the backup
- * folder's `.tmp/`, or a local one for a bucket), then into the blobs. The first step copies 100 pages; the callback then asks for every page left in one
- * step: a step holds one read transaction, and a write between steps makes SQLite start again, so
- * the whole copy in one step is what lets it finish while the instance writes.
+ * folder's `.tmp/`, or a local one for a bucket), then into the blobs. SQLite starts a copy again
+ * when a connection other than the one copying writes between two steps, so:
+ * - from a connection of our own (another process's instance), every page left is asked for in
+ *   the second step: one step holds one read transaction, which lets it finish while the instance
+ *   writes;
+ * - from the running Alto's own connection, whose writes SQLite copies into the backup as it goes,
+ *   it steps 1,000 pages at a time, letting requests run between steps, until a write of another
+ *   connection (the usage writer's) starts it again: then the rest goes in one step.
  */
-async function backupDatabase(path: string, to: BackupTarget): Promise<StoredBlob> {
-  const database = new Database(path, { fileMustExist: true });
+async function backupDatabase(source: SqliteDatabase | string, to: BackupTarget): Promise<StoredBlob> {
+  const database = typeof source === 'string' ? new Database(source, { fileMustExist: true }) : source;
   const temporary = to.temporaryFile();
+  let fewestLeft = Infinity;
+  const pagesPerStep = ({ remainingPages }: { remainingPages: number }) => {
+    if (typeof source === 'string' || remainingPages > fewestLeft) return 2 ** 30;
+    fewestLeft = remainingPages;
+    return 1000;
+  };
   try {
-    database.pragma('busy_timeout = 5000');
-    await database.backup(temporary, { progress: () => 2 ** 30 });
+    if (typeof source === 'string') database.pragma('busy_timeout = 5000');
+    await database.backup(temporary, { progress: pagesPerStep });
   } catch (error) {
     await rm(temporary, { force: true });
     throw error;
   } finally {
-    database.close();
+    if (typeof source === 'string') database.close();
   }
   return storeTemporaryFile(to, temporary);
+}
+
+/** Another process's instances claim a volume with its lock file; so does the copy. */
+function claimVolumeLock(folder: string): { release(): void } | undefined {
+  const lock = join(folder, VOLUME_LOCK);
+  if (!takePidLock(lock)) return undefined;
+  return { release: () => rmSync(lock, { force: true }) };
 }
 
 interface StoredBlob extends Digest {

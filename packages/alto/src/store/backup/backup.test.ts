@@ -182,3 +182,12 @@ test('on PostgreSQL and S3 objects, the backup says those are backed up with the
   // The SQLite file still holds this node's own records (images, cache, events): it is copied.
   assert.deepEqual(manifest.files.map((file) => file.path).sort(), ['admin-key', 'alto.db', 'apps/volumes/p1/web/process.ext4', 'node-id']);
 });
+
+test('a backup into a folder another process is backing up into is refused, naming that process', async () => {
+  const dataDir = dataFolder();
+  const to = folder();
+  await backup(dataDir, to);
+  writeFileSync(join(to, 'lock'), `${process.ppid}\n`);
+  await assert.rejects(backup(dataDir, to), new RegExp(`another backup is writing into .* \\(process ${process.ppid}\\): wait for it to end`));
+  assert.equal(finishedBackups(to).length, 1);
+});

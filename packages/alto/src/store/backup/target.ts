@@ -9,7 +9,7 @@
  * before.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,7 +18,8 @@ import { PassThrough, Readable } from 'node:stream';
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { parseObjectsUrl, type S3Location } from '../objects/s3.js';
-import { blobExists, blobPath, copyIntoBlobs, moveFileIntoBlobs, prepareBackupFolder, temporaryPath, type Digest } from './blobs.js';
+import { pidLockHolder, takePidLock } from '../../kit/pid-lock.js';
+import { BLOB_FOLDER, blobExists, blobPath, copyIntoBlobs, moveFileIntoBlobs, prepareBackupFolder, temporaryPath, type Digest } from './blobs.js';
 import { checkManifest, finishedBackups, MANIFEST_FILE, readManifest, sortBackupIds, writeManifest, type BackupManifest } from './manifest.js';
 
 export interface BackupTarget {
@@ -41,6 +42,17 @@ export interface BackupTarget {
   readManifest(id: string): Promise<BackupManifest>;
   /** Written last: from then on the backup counts as finished. */
   writeManifest(manifest: BackupManifest): Promise<void>;
+  /** Removes a backup's entry (its manifest first, so it is never half there as finished). */
+  deleteEntry(id: string): Promise<void>;
+  /** Every blob's digest (its name). */
+  listBlobs(): Promise<string[]>;
+  deleteBlob(sha256: string): Promise<void>;
+  /**
+   * Held while a backup or a prune writes: a folder's is a lock file, so a backup of another
+   * process is refused while one runs; a bucket has none (do not run two into one bucket while
+   * old backups are pruned).
+   */
+  lock(): { release(): void };
   close(): Promise<void>;
 }
 
@@ -94,6 +106,25 @@ class FolderBackupTarget implements BackupTarget {
 
   async writeManifest(manifest: BackupManifest): Promise<void> {
     writeManifest(this.name, manifest);
+  }
+
+  async deleteEntry(id: string): Promise<void> {
+    rmSync(join(this.name, id, MANIFEST_FILE), { force: true });
+    rmSync(join(this.name, id), { recursive: true, force: true });
+  }
+
+  async listBlobs(): Promise<string[]> {
+    return readdirSync(join(this.name, BLOB_FOLDER));
+  }
+
+  async deleteBlob(sha256: string): Promise<void> {
+    rmSync(blobPath(this.name, sha256), { force: true });
+  }
+
+  lock(): { release(): void } {
+    const path = join(this.name, 'lock');
+    if (!takePidLock(path)) throw new Error(`another backup is writing into ${this.name} (process ${pidLockHolder(path) ?? 'unknown'}): wait for it to end`);
+    return { release: () => rmSync(path, { force: true }) };
   }
 
   async close(): Promise<void> {}
@@ -250,6 +281,29 @@ class S3BackupTarget implements BackupTarget {
         ContentType: 'application/json',
       }),
     );
+  }
+
+  async deleteEntry(id: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.location.bucket, Key: this.key(`${id}/${MANIFEST_FILE}`) }));
+  }
+
+  async listBlobs(): Promise<string[]> {
+    const digests: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.location.bucket, Prefix: this.key(BLOB_PREFIX), ContinuationToken: token }));
+      for (const object of page.Contents ?? []) digests.push(object.Key!.slice(this.key(BLOB_PREFIX).length));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    return digests;
+  }
+
+  async deleteBlob(sha256: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.location.bucket, Key: this.key(BLOB_PREFIX + sha256) }));
+  }
+
+  lock(): { release(): void } {
+    return { release: () => {} };
   }
 
   async close(): Promise<void> {
