@@ -139,6 +139,8 @@ export interface ProcessOptions {
   dataDir?: string;
   args?: string[];
   env?: Record<string, string>;
+  /** The loopback address to listen on (default 127.0.0.1): nodes on one machine that each open the same TCP port need their own. */
+  host?: string;
 }
 
 /** Runs `alto up` as its own process (for start/stop, signals and crash tests). */
@@ -146,7 +148,7 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
   const dataDir = options.dataDir ?? temporaryDataDir();
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', CLI_ENTRY, 'up', '--port', '0', '--host', '127.0.0.1', '--data', dataDir, ...(options.args ?? [])],
+    ['--import', 'tsx', CLI_ENTRY, 'up', '--port', '0', '--host', options.host ?? '127.0.0.1', '--data', dataDir, ...(options.args ?? [])],
     // The tests' registries listen on loopback, where project keys pull only from hosts the
     // operator trusts: every port of 127.0.0.1 is, unless a test says otherwise.
     { env: { ...process.env, ALTO_LOG_FORMAT: 'json', ALTO_TRUSTED_REGISTRIES: '127.0.0.1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -174,7 +176,7 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
         if (entry.msg === 'listening' && entry.port) {
           listening = true;
           httpsPort = entry.https_port;
-          resolve(`http://127.0.0.1:${entry.port}`);
+          resolve(`http://${options.host ?? '127.0.0.1'}:${entry.port}`);
         }
       }
     });

@@ -30,7 +30,8 @@ import { ownRegistryNames } from '../compute/images/distribution.js';
 import { imagesComponent } from '../compute/images/service.js';
 import { startNodeMembership, type NodeMembership } from '../compute/cluster/membership.js';
 import { joinCluster } from '../compute/cluster/cluster.js';
-import type { AppResolver } from '../compute/apps/gateway.js';
+import { acceptTcpTunnel, isTunnelRequest } from '../compute/cluster/tcp-tunnel.js';
+import type { AppAddress, AppResolver } from '../compute/apps/gateway.js';
 import { listNodes } from '../compute/cluster/service.js';
 import { AppProxy, TcpForwarder } from './proxy.js';
 import { ConnectionForwarder } from './forward.js';
@@ -404,6 +405,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     // Node lets go of an upgraded socket, error listener included: a reset while the key is
     // checked would otherwise be thrown. Whoever takes the socket over adds its own.
     socket.on('error', () => socket.destroy());
+    // Another node's connection to a TCP app this node runs (compute/cluster/tcp-tunnel.ts).
+    if (isTunnelRequest(request)) return void acceptTcpTunnel(platform, request, socket, head);
     if (appProxy.handleUpgrade(request, socket, head)) return;
     const url = new URL(request.url ?? '/', 'http://alto.local');
     if (!url.pathname.startsWith('/v1/')) {
@@ -477,14 +480,35 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     manager.registerMetrics(metrics.registry);
     return manager;
   }
+  // Relay ports: the edge ports of TCP apps other nodes run, their connections routed to those
+  // nodes (compute/cluster/tcp-relay-ports.ts), by port.
+  const relayPorts = new Map<number, TcpForwarder>();
   apps.attachEdge({
     port,
-    // A TCP app gets its own port on the edge's address.
+    // A TCP app gets its own port on the edge's address, in place of a relay port it had while another node ran it.
     async openTcpPort(address, requestedPort) {
+      const relay = requestedPort ? relayPorts.get(requestedPort) : undefined;
+      if (relay) {
+        relayPorts.delete(requestedPort);
+        await relay.close();
+      }
       const forwarder = new TcpForwarder({ host: options.host ?? '0.0.0.0', port: requestedPort, address, resolver: apps.gateway, connectionCaps, log: log.child({ component: 'tcp' }) });
       return { port: await forwarder.listen(), close: () => forwarder.close() };
     },
   });
+  const relayPortOpener = {
+    async openRelayPort(address: AppAddress, relayPort: number) {
+      const forwarder = new TcpForwarder({ host: options.host ?? '0.0.0.0', port: relayPort, address, resolver, connectionCaps, log: log.child({ component: 'tcp' }) });
+      await forwarder.listen();
+      relayPorts.set(relayPort, forwarder);
+      return {
+        close: async () => {
+          if (relayPorts.get(relayPort) === forwarder) relayPorts.delete(relayPort);
+          await forwarder.close();
+        },
+      };
+    },
+  };
   // Joins the cloud as a node once its URL is known; a name a live node holds ends the start.
   const membership = await startNodeMembership({ platform, name: options.node, advertiseUrl: options.advertiseUrl ?? url, log: log.child({ component: 'cluster' }) }).catch(async (error: unknown) => {
     await new Promise<void>((done) => server.close(() => done()));
@@ -498,7 +522,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     await platform.close();
     throw error;
   });
-  const cluster = await joinCluster(platform, membership, apps, log.child({ component: 'cluster' }));
+  const cluster = await joinCluster(platform, membership, apps, log.child({ component: 'cluster' }), relayPortOpener);
   // Not awaited by the peer view: a slow name lookup must not hold its reads up.
   const refreshPeerAddresses = () => void peerAddresses.update(cluster.peers.liveNodes().filter((node) => node.id !== membership.id).map((node) => hostOf(node.advertiseUrl)));
   cluster.peers.onRefresh(refreshPeerAddresses);

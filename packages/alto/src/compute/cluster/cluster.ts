@@ -3,7 +3,9 @@
  * What a node does as part of the cloud once it has joined (membership.ts): it keeps a view of
  * the other nodes (peers.ts), relays requests for apps other nodes run (routing.ts), takes its
  * share of a lost node's apps (failover.ts), hands its apps to other nodes while it is draining
- * (drain.ts) and takes those other nodes hand it (hand-off.ts, over the node link).
+ * (drain.ts) and takes those other nodes hand it (hand-off.ts, over the node link), and keeps a
+ * relay port for each TCP app another node runs (tcp-relay-ports.ts), whose connections go
+ * through a tunnel on that node's edge (tcp-tunnel.ts).
  */
 import type { Logger } from '../../kit/logger.js';
 import type { Platform } from '../../platform/platform.js';
@@ -16,6 +18,8 @@ import { Failover } from './failover.js';
 import { Drain, type MovableApps } from './drain.js';
 import { registerHandOffReceiver, requestHandOff } from './hand-off.js';
 import { deriveNodeLinkKey, ReplayGuard } from './node-link.js';
+import { openTcpTunnel, registerTunnelReceiver } from './tcp-tunnel.js';
+import { TcpRelayPorts, type RelayPortOpener } from './tcp-relay-ports.js';
 import { errors } from '../../kit/errors.js';
 
 export interface Cluster {
@@ -47,13 +51,23 @@ export interface LocalApps extends MovableApps {
   reconcile(): Promise<unknown>;
 }
 
-export async function joinCluster(platform: Platform, membership: NodeMembership, apps: LocalApps, log: Logger): Promise<Cluster> {
+export async function joinCluster(platform: Platform, membership: NodeMembership, apps: LocalApps, log: Logger, edge?: RelayPortOpener): Promise<Cluster> {
   const local = apps.gateway;
   const peers = new PeerView({ store: platform.stores.nodes, self: membership.id, log });
   const store = platform.stores.apps;
   const self = membership.id;
   const key = deriveNodeLinkKey(platform.masterKey().key.key);
-  const routing = new ClusterRouting({ local, apps: store, peers, self: { id: self, name: membership.name }, movable, fenced: () => membership.fenced() });
+  const routing = new ClusterRouting({
+    local,
+    apps: store,
+    peers,
+    self: { id: self, name: membership.name },
+    movable,
+    fenced: () => membership.fenced(),
+    tunnel: (peer, address) => openTcpTunnel(peer, key, self, address),
+  });
+  const replays = new ReplayGuard();
+  const relayPorts = edge ? new TcpRelayPorts({ apps: store, self, edge, log }) : undefined;
   const failover = new Failover({ apps: store, self, movable, adopt: (id) => apps.adopt(id), log });
   const drain = new Drain({
     apps: store,
@@ -70,15 +84,17 @@ export async function joinCluster(platform: Platform, membership: NodeMembership
   peers.onRefresh((nodes) => {
     void failover.round(nodes);
     void drain.round(nodes);
+    void relayPorts?.sync(nodes);
     const startedAt = Date.now();
     void apps
       .reconcile()
       .then(() => membership.reconciled(startedAt))
       .catch((error) => log.error({ err: error }, 'reconciling this node\'s apps with the store failed'));
   });
+  const unregisterTunnels = registerTunnelReceiver(platform, { key, replays, local, isLiveNode: (id) => peers.live(id) !== undefined, log });
   const unregister = registerHandOffReceiver(platform, {
     key,
-    replays: new ReplayGuard(),
+    replays,
     log,
     isLiveNode: (id) => peers.live(id) !== undefined,
     async receive(appId, from) {
@@ -110,7 +126,9 @@ export async function joinCluster(platform: Platform, membership: NodeMembership
     routing,
     stop: async () => {
       unregister();
+      unregisterTunnels();
       await peers.stop();
+      await relayPorts?.stop();
     },
   };
 }

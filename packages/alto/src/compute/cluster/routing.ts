@@ -11,7 +11,10 @@
  * whose node is lost is answered 503 saying so: failover.ts moves it to a live node within a
  * lease and a refresh, unless it has volumes, which wait for their node.
  *
- * TCP apps are not relayed: each listens on an edge port of the node that runs it.
+ * TCP apps are relayed too: every node listens on a TCP app's edge port (tcp-relay-ports.ts),
+ * and a connection to it on a node that does not run the app goes through a tunnel on the edge
+ * of the node that does (tcp-tunnel.ts), which takes an instance of its own and never relays
+ * the connection again.
  *
  * A drain hands apps between live nodes (drain.ts) with no request failing: the receiving node
  * holds requests for an app it is taking (`arriving`) until its instances are ready, and the
@@ -23,7 +26,8 @@
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../apps/gateway.js';
 import type { AppStore, StoredApp } from '../../store/apps/port.js';
-import { connectToPeer, type PeerView } from './peers.js';
+import type { Socket } from 'node:net';
+import { connectToPeer, type PeerAddress, type PeerView } from './peers.js';
 
 /** How long this node trusts what it read of a remote app's owner. */
 const OWNER_FRESH_MS = 2_000;
@@ -49,6 +53,8 @@ export interface ClusterRoutingOptions {
   movable(app: StoredApp): boolean;
   /** This node may not serve now: its lease lapsed and its apps are not yet checked against the store (membership.ts). */
   fenced?(): boolean;
+  /** A tunnel to a TCP app through another node's edge (tcp-tunnel.ts); without it TCP apps are not relayed. */
+  tunnel?(peer: PeerAddress, address: AppAddress): Promise<Socket>;
 }
 
 export class ClusterRouting implements AppResolver {
@@ -101,10 +107,10 @@ export class ClusterRouting implements AppResolver {
   }
 
   private resolve(address: AppAddress, kind: 'http' | 'tcp', relayed: boolean): Promise<ProxyTarget> {
-    if (!relayed && kind === 'http') {
+    if (!relayed) {
       const known = this.owners.get(`${address.app}.${address.project}`);
       if (known && known.until > Date.now()) {
-        const target = this.remote(known.app);
+        const target = this.remote(known.app, kind, address);
         if (target) return Promise.resolve(target);
       }
     }
@@ -129,13 +135,13 @@ export class ClusterRouting implements AppResolver {
     if (this.owners.size >= MAX_KNOWN_OWNERS) this.owners.clear();
     this.owners.set(`${address.app}.${address.project}`, { app, until: Date.now() + OWNER_FRESH_MS });
     if (relayed) throw errors.unavailable(`app "${app.name}" does not run on this node (${this.options.self.name}) and a relayed request is not relayed again; try again`).withHeaders({ 'retry-after': '1' });
-    if (kind === 'tcp') throw error;
-    const target = this.remote(app);
+    if (kind === 'tcp' && !this.options.tunnel) throw error;
+    const target = this.remote(app, kind, address);
     if (target) return target;
     // A node this one has not read as live yet (it joined, or came back, since the last read of
     // the nodes, up to a heartbeat ago): read them again before saying it is not reachable.
     await this.options.peers.readNow();
-    const afterReading = this.remote(app);
+    const afterReading = this.remote(app, kind, address);
     if (afterReading) return afterReading;
     throw this.unreachable(app);
   }
@@ -148,9 +154,13 @@ export class ClusterRouting implements AppResolver {
     return this.relayTo(moved.node);
   }
 
-  /** A target on the live node that runs the app, if it is live. */
-  private remote(app: StoredApp): RelayTarget | undefined {
-    return this.relayTo(app.node);
+  /** A target on the live node that runs the app, if it is live: its edge (HTTP), or a tunnel through it (TCP). */
+  private remote(app: StoredApp, kind: 'http' | 'tcp', address: AppAddress): RelayTarget | undefined {
+    if (kind === 'http') return this.relayTo(app.node);
+    const peer = this.options.peers.addressOf(app.node);
+    const tunnel = this.options.tunnel;
+    if (!peer || !tunnel) return undefined;
+    return { host: peer.host, port: peer.port, connect: () => tunnel(peer, address), release: () => undefined, via: this.options.self.name };
   }
 
   /** The edge of node `node`, when it is live: a relay target that holds nothing here. */
