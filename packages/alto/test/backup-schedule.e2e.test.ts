@@ -2,16 +2,18 @@
  * Scheduled backups: `alto up --backup-to FOLDER --backup-every 1s --backup-keep 2` backs itself
  * up again and again while it serves, keeps the newest two (older manifests and the content only
  * they held are removed), shows them in `/v1/status` (and so `alto status`), and one whose target
- * cannot be written shows the failure with its reason there and in `/metrics`. A kept backup
- * restores and serves.
+ * cannot be written shows the failure with its reason there, in `/metrics` and on the console's
+ * overview (in a real browser). A kept backup restores and serves.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { startProcess, temporaryDataDir, waitForAsync, type ServerProcess } from './harness.js';
 import { runCli } from './apps-fixture.js';
+import { chromiumPath, ensureConsoleBuilt, SCREENSHOTS } from './console-fixture.js';
+import { chromium } from 'playwright-core';
 
 const MASTER_KEY = randomBytes(32).toString('hex');
 const ADMIN_KEY = `sk_admin_${randomBytes(12).toString('hex')}`;
@@ -115,5 +117,25 @@ test('a scheduled backup that fails shows its reason in status and in /metrics, 
   const cli = await runCli(['status', '--url', server.url, '--key', server.adminKey, '--json'], environment);
   assert.equal(cli.code, 0, cli.stderr);
   assert.match(JSON.parse(cli.stdout).backups.last_failure.reason, /ENOTDIR|not a directory/);
+
+  // The console's overview shows the failure and its reason to the operator, in a real browser.
+  ensureConsoleBuilt();
+  const browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
+  try {
+    const page = await browser.newPage();
+    page.setDefaultTimeout(10_000);
+    await page.goto(server.url);
+    await page.getByLabel('API key', { exact: true }).fill(server.adminKey);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { level: 2, name: 'Backups' }).waitFor();
+    const failure = page.locator('[data-field="last-failure"]');
+    await failure.waitFor();
+    assert.match(await failure.innerText(), /ENOTDIR|not a directory/);
+    assert.match(await page.locator('[data-field="last-success"]').innerText(), /none yet/);
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: join(SCREENSHOTS, 'overview-backups-failing.png'), fullPage: true });
+  } finally {
+    await browser.close();
+  }
   await server.close();
 });

@@ -73,6 +73,21 @@ export interface Status {
   key: { project: string; environment: string; role: 'admin' | 'owner' | 'project'; scopes: string[] };
   /** For the admin key, when Alto serves HTTPS: its port, and with ACME each host's certificate. */
   https?: { port: number; acme_directory?: string; certificates?: CertificateStatus[] };
+  /** For the admin key, when Alto backs itself up on a schedule (`alto up --backup-to`). */
+  backups?: BackupStatus;
+}
+
+/** Scheduled backups: where, how often, the last success and failure, the next time. */
+export interface BackupStatus {
+  to: string;
+  every_seconds: number;
+  keep: number;
+  running: boolean;
+  next_at?: string;
+  successes: number;
+  failures: number;
+  last_success?: { id: string; finished_at: string; seconds: number; files: number; copied_blobs: number; copied_bytes: number; skipped: string[] };
+  last_failure?: { at: string; reason: string };
 }
 
 /** A host's certificate as ACME keeps it: issuing, active (until `not_after`), or failed with why. */

@@ -95,7 +95,7 @@ export function backupLines(status: BackupStatus | undefined): string {
       : '            last: none yet',
   );
   for (const skipped of success?.skipped ?? []) lines.push(yellow(`            not copied: ${skipped}`));
-  if (status.last_failure && (!success || status.last_failure.at > success.finished_at)) lines.push(yellow(`            FAILING since ${status.last_failure.at}: ${status.last_failure.reason}`));
+  if (status.last_failure && (!success || status.last_failure.at > success.finished_at)) lines.push(yellow(`            FAILING (last tried ${status.last_failure.at}, ${status.failures} failed so far): ${status.last_failure.reason}`));
   if (status.next_at) lines.push(dim(`            next: ${status.next_at}`));
   return lines.join('\n') + '\n';
 }

@@ -1,5 +1,5 @@
 /** The first page after sign-in: who you are, what the instance runs, and where to start. */
-import type { CertificateStatus, Status } from '../api';
+import type { BackupStatus, CertificateStatus, Status } from '../api';
 import { useSession } from '../session';
 import { PageHeader } from '../ui';
 
@@ -40,6 +40,7 @@ export function OverviewPage() {
         </div>
       </section>
       {status.https && <HttpsCard https={status.https} />}
+      {status.backups && <BackupsCard backups={status.backups} />}
       <section aria-labelledby="start-title" className="card">
         <h2 id="start-title">Start here</h2>
         <ol className="steps">
@@ -115,6 +116,62 @@ function HttpsCard({ https }: { https: NonNullable<Status['https']> }) {
       )}
     </section>
   );
+}
+
+/** Scheduled backups: where they go, the last one, and a failure with its reason while it lasts. */
+function BackupsCard({ backups }: { backups: BackupStatus }) {
+  const success = backups.last_success;
+  const failure = backups.last_failure;
+  const failing = failure !== undefined && (!success || failure.at > success.finished_at);
+  return (
+    <section aria-labelledby="backups-title" className="card">
+      <h2 id="backups-title">Backups</h2>
+      <p className="muted small">
+        Every {formatPeriod(backups.every_seconds)} into {backups.to}, keeping the newest {backups.keep}
+        {backups.running && ' (one running now)'}
+      </p>
+      <dl className="compact" aria-label="Last backup">
+        <dt>Last backup</dt>
+        <dd data-field="last-success">
+          <span className={`dot ${failing ? 'dot-bad' : success ? 'dot-ok' : 'dot-warn'}`} aria-hidden="true" />{' '}
+          {success ? `${new Date(success.finished_at).toLocaleString()}: ${success.files} files, ${formatBytes(success.copied_bytes)} new, in ${success.seconds.toFixed(1)} s` : 'none yet'}
+        </dd>
+        {failing && (
+          <>
+            <dt>Failing</dt>
+            <dd data-field="last-failure">
+              last tried {new Date(failure.at).toLocaleString()} ({backups.failures} failed so far): {failure.reason}
+            </dd>
+          </>
+        )}
+        {success?.skipped.map((skipped) => (
+          <dd key={skipped} className="small">
+            Not copied: {skipped}
+          </dd>
+        ))}
+        {backups.next_at && (
+          <>
+            <dt>Next</dt>
+            <dd>{new Date(backups.next_at).toLocaleString()}</dd>
+          </>
+        )}
+      </dl>
+    </section>
+  );
+}
+
+function formatPeriod(seconds: number): string {
+  if (seconds % 86400 === 0) return `${seconds / 86400} d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600} h`;
+  if (seconds % 60 === 0) return `${seconds / 60} min`;
+  return `${seconds} s`;
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
 
 function dotOf(certificate: CertificateStatus): string {
