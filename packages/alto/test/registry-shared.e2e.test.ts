@@ -5,7 +5,8 @@
  * with Debian's `skopeo` to one node lands in the bucket before the push is acknowledged; the
  * other node lists its tags, answers its manifest and blobs (ranges too) from the bucket, so
  * skopeo pulls it back byte for byte, and runs it with `app/Run` as `<its host>/<project>/<name>:
- * <tag>`, an index too (its linux/amd64 image). A chunked upload stays on the node that started it: the other answers naming that node.
+ * <tag>`, an index too (its linux/amd64 image); an app there that follows its tag is rolled out
+ * to the image pushed to that tag through the first node. A chunked upload stays on the node that started it: the other answers naming that node.
  * Another project's key is refused there as on the first. Deleting the tag and pruning on the
  * other node empties the bucket of the image's blobs. Needs the test services (`. scripts/
  * test-services.sh`) and skopeo.
@@ -21,7 +22,7 @@ import { after, before, describe, test } from 'node:test';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
 import { busyboxHttpdImage, HTTPD_PAGE, HTTPD_PORT } from './app-images.js';
-import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
+import { eventually, getThroughEdge, privateSandboxCache, webImage } from './apps-fixture.js';
 import { startProcess, type ServerProcess } from './harness.js';
 import { buildImage, buildIndex, writeOciLayout, type BuiltImage } from './images-fixture.js';
 import { startS3Server, TEST_S3_CREDENTIALS, type TestS3 } from './s3-server.js';
@@ -172,6 +173,31 @@ describe("Alto's registry on two nodes sharing PostgreSQL and S3", () => {
     assert.equal((await second.call('app', 'Delete', { name: 'multi' }, key)).status, 200);
   });
 
+  test('an app that follows its tag on one node is updated by a push to the other', async () => {
+    const [one, two] = await Promise.all([webImage('follow v1', 'follow one\n'), webImage('follow v2', 'follow two\n')]);
+    const push = async (image: BuiltImage) => {
+      const layout = folder();
+      writeOciLayout(layout, [{ image, refName: 'v1' }]);
+      await skopeo(['copy', '--dest-tls-verify=false', '--dest-creds', `x:${key}`, `oci:${layout}:v1`, `docker://${hostOf(first)}/shop/follow:v1`]);
+    };
+    await push(one);
+    const run = await second.call('app', 'Run', { name: 'follower', image: `${hostOf(second)}/shop/follow:v1`, port: 8080, min_instances: 1, follow_tag: true }, key);
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    const page = async () => (await getThroughEdge(Number(new URL(second.url).port), 'follower.shop.localhost')).body;
+    await eventually(async () => (await page()) === 'follow one\n', 'the follower to serve v1');
+
+    await push(two);
+    await eventually(async () => (await page()) === 'follow two\n', 'the follower on the second node to serve the image pushed to the first');
+    assert.equal((await second.call('app', 'Status', { name: 'follower' }, key)).body.service.digest, two.manifest.digest);
+    // The rollout ends once the old version has stopped: until then the app is busy (409).
+    await eventually(async () => {
+      const deleted = await second.call('app', 'Delete', { name: 'follower' }, key);
+      if (deleted.status === 409) return false;
+      assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+      return true;
+    }, 'the follower to be deleted once its rollout ends');
+  });
+
   test('a chunked upload stays on its node: the other names it; another project is refused on both', async () => {
     const blob = randomBytes(50_000);
     const started = await v2(first, 'shop/chunks/blobs/uploads/', { method: 'POST' });
@@ -198,7 +224,7 @@ describe("Alto's registry on two nodes sharing PostgreSQL and S3", () => {
   });
 
   test('the tag deleted and pruned on the other node: the image leaves the records and the bucket', async () => {
-    for (const image of ['shop/web:v2', 'shop/multi:v1']) {
+    for (const image of ['shop/web:v2', 'shop/multi:v1', 'shop/follow:v1']) {
       const deleted = await second.call('images', 'Delete', { image }, imagesKey);
       assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
     }

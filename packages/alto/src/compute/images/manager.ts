@@ -159,6 +159,7 @@ export class ImageManager {
   private readonly clients = new Map<string, RegistryClient>();
   /** Largest layer (and largest blob pushed) accepted. */
   readonly maxLayerBytes: number;
+  readonly log: Logger;
   private readonly platform: WantedPlatform;
   private readonly insecure: Set<string>;
   private readonly trusted: Set<string>;
@@ -170,6 +171,7 @@ export class ImageManager {
   constructor(private readonly options: ImageManagerOptions) {
     this.blobs = new BlobStore(options.root, { log: options.log, maxAttempts: options.blobAttempts, retryDelayMs: options.blobRetryDelayMs });
     this.records = options.records;
+    this.log = options.log;
     this.credentials = new CredentialStore(join(options.root, 'credentials.json'));
     this.catalog = options.catalog ?? new SqliteRegistryCatalog(options.records);
     if (options.objects) this.blobObjects = new BlobObjects(options.objects, this.blobs);
@@ -751,6 +753,7 @@ export class ImageManager {
   }
 
   close(): void {
+    this.repositories.stopWatchingTags();
     this.clients.clear();
   }
 }

@@ -17,6 +17,10 @@
  * space_bytes cap. `prune` drops manifests no tag reaches and blobs no manifest of their
  * repository names, then the files no image or repository uses, here and in the objects store.
  *
+ * A push to another node that moves a tag reaches this node's listeners too (apps that follow the
+ * tag): with a shared catalog and objects store, the tags written lately are read every
+ * TAG_WATCH_MS while someone listens.
+ *
  * A push in progress holds its blobs from prune in the process that receives it; a prune on
  * another node of the cloud at that moment may take blobs no manifest names yet, and the
  * manifest is then refused (MANIFEST_BLOB_UNKNOWN) and the client pushes again.
@@ -77,6 +81,10 @@ export class RegistryError extends AltoError {
 export const MAX_MANIFEST_BYTES = MAX_DOCUMENT_BYTES;
 /** How long a blob or untagged manifest pushed a moment ago is kept from prune, for a push in progress. */
 export const PUSH_HOLD_MS = 15 * 60 * 1000;
+/** How often a node of a shared registry reads the tags other nodes moved, while someone listens. */
+const TAG_WATCH_MS = 3_000;
+/** How far back each read of moved tags looks before the previous one: the nodes' clocks may differ this much. */
+const CLOCK_SKEW_MS = 30_000;
 
 const MANIFEST_TYPES = new Set<string>([MediaType.ociManifest, MediaType.dockerManifest]);
 const INDEX_TYPES = new Set<string>([MediaType.ociIndex, MediaType.dockerManifestList]);
@@ -152,6 +160,12 @@ export class Repositories {
   /** Digests pushed moments ago that no manifest names yet, with what lets them go. */
   private readonly pushHolds = new Map<string, () => void>();
   private readonly tagListeners = new Set<(pushed: TagPushed) => void>();
+  /** Reads the tags other nodes moved, while there are listeners (a shared registry only). */
+  private tagWatch?: NodeJS.Timeout;
+  /** The digest each tag written lately had when this node last saw it: `<repository>:<tag>`. */
+  private readonly seenTags = new Map<string, { digest: string; updatedAt: number }>();
+  private watchedUntil = Date.now();
+  private readingTags = false;
 
   constructor(private readonly images: ImageManager) {}
 
@@ -163,7 +177,55 @@ export class Repositories {
   /** Calls `listener` each time a push moves a tag to a new image Alto can run (apps register here). */
   onTagPushed(listener: (pushed: TagPushed) => void): () => void {
     this.tagListeners.add(listener);
-    return () => this.tagListeners.delete(listener);
+    if (this.catalog.backend !== 'sqlite' && this.shared && !this.tagWatch) {
+      this.watchedUntil = Date.now();
+      this.tagWatch = setInterval(() => void this.readMovedTags(), TAG_WATCH_MS);
+      this.tagWatch.unref();
+    }
+    return () => {
+      this.tagListeners.delete(listener);
+      if (this.tagListeners.size === 0) this.stopWatchingTags();
+    };
+  }
+
+  /** Stops reading the tags other nodes move. */
+  stopWatchingTags(): void {
+    clearInterval(this.tagWatch);
+    this.tagWatch = undefined;
+  }
+
+  /** Tells the listeners of the tags other nodes moved since the last read to images Alto can run. */
+  private async readMovedTags(): Promise<void> {
+    if (this.readingTags) return;
+    this.readingTags = true;
+    try {
+      const now = Date.now();
+      const written = await this.catalog.tagsUpdatedSince(this.watchedUntil - CLOCK_SKEW_MS);
+      this.watchedUntil = now;
+      for (const { repository, tag, digest, updatedAt } of written) {
+        const key = `${repository}:${tag}`;
+        const seen = this.seenTags.get(key);
+        this.seenTags.set(key, { digest, updatedAt });
+        if (seen?.digest === digest) continue;
+        const runnable = await this.runnableDigest(repository, digest);
+        if (runnable !== undefined) this.tagPushed({ projectId: repository.slice(0, repository.indexOf('/')), reference: `${LOCAL_REGISTRY}/${repository}:${tag}`, digest: runnable });
+      }
+      for (const [key, seen] of this.seenTags) if (seen.updatedAt < now - 2 * CLOCK_SKEW_MS) this.seenTags.delete(key);
+    } catch (error) {
+      this.images.log.warn({ err: error }, 'reading the tags other nodes pushed failed; trying again');
+    } finally {
+      this.readingTags = false;
+    }
+  }
+
+  /** The image Alto would run for a manifest of a repository: itself, or an index's linux/amd64 image. */
+  private async runnableDigest(repositoryKey: string, digest: string): Promise<string | undefined> {
+    const stored = await this.catalog.manifestOf(repositoryKey, digest);
+    if (!stored) return undefined;
+    if (MANIFEST_TYPES.has(stored.mediaType)) return digest;
+    if (!INDEX_TYPES.has(stored.mediaType) || !this.shared) return undefined;
+    if (!this.images.blobs.has(digest)) await this.shared.fetch(digest, stored.size);
+    return runnableChildOf(await this.images.blobs.read(digest));
   }
 
   /** Whether a registry name (`localhost:4000`) is Alto itself. */
@@ -295,6 +357,8 @@ export class Repositories {
     try {
       await this.images.blobs.putBuffer(bytes, { digest, size: bytes.length }, `${repository.projectName}/${repository.name}`);
       await this.catalog.putManifest(repository.key, { digest, mediaType, size: bytes.length, references }, tag);
+      // This node tells its listeners itself (below): its reader of moved tags need not.
+      if (tag !== undefined) this.seenTags.set(`${repository.key}:${tag}`, { digest, updatedAt: Date.now() });
       await this.shared?.keep(digest);
       // What the manifest names is kept by it now.
       for (const reference of references) this.releasePushed(reference);

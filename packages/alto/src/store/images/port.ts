@@ -121,6 +121,8 @@ export interface ImageRecordStore {
   tagsOf(repository: string, limit: number, last?: string): string[];
   /** Every tag of a repository with its digest. */
   taggedOf(repository: string): { tag: string; digest: string }[];
+  /** Tags of every repository written at `since` (ms) or later, oldest first. */
+  tagsUpdatedSince(since: number): { repository: string; tag: string; digest: string; updatedAt: number }[];
   removeTag(repository: string, tag: string): boolean;
   /** Removes a manifest and the tags that point at it; returns those tags. */
   removeManifest(repository: string, digest: string): string[];

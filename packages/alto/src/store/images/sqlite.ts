@@ -153,6 +153,7 @@ export class SqliteImageRecordStore implements ImageRecordStore {
       repositoryTag: db.prepare('SELECT digest FROM registry_tags WHERE repository = ? AND tag = ?'),
       repositoryTags: db.prepare('SELECT tag FROM registry_tags WHERE repository = ? AND tag > ? ORDER BY tag LIMIT ?'),
       repositoryTagged: db.prepare('SELECT tag, digest FROM registry_tags WHERE repository = ? ORDER BY tag'),
+      tagsUpdatedSince: db.prepare('SELECT repository, tag, digest, updated_at FROM registry_tags WHERE updated_at >= ? ORDER BY updated_at, repository, tag'),
       deleteRepositoryTag: db.prepare('DELETE FROM registry_tags WHERE repository = ? AND tag = ?'),
       tagsOfManifest: db.prepare('SELECT tag FROM registry_tags WHERE repository = ? AND digest = ? ORDER BY tag'),
       deleteRepositoryManifest: db.prepare('DELETE FROM registry_manifests WHERE repository = ? AND digest = ?'),
@@ -329,6 +330,15 @@ export class SqliteImageRecordStore implements ImageRecordStore {
 
   taggedOf(repository: string): { tag: string; digest: string }[] {
     return this.statements.repositoryTagged.all(repository) as { tag: string; digest: string }[];
+  }
+
+  tagsUpdatedSince(since: number): { repository: string; tag: string; digest: string; updatedAt: number }[] {
+    return (this.statements.tagsUpdatedSince.all(since) as { repository: string; tag: string; digest: string; updated_at: number }[]).map((row) => ({
+      repository: row.repository,
+      tag: row.tag,
+      digest: row.digest,
+      updatedAt: row.updated_at,
+    }));
   }
 
   removeTag(repository: string, tag: string): boolean {

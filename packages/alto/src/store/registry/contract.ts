@@ -63,6 +63,7 @@ export function runRegistryCatalogContract(name: string, open: () => Promise<Two
 
     test('tags list in byte order, in pages; moved, removed, and taken with their manifest', async () => {
       const repository = `${project('tags')}/web`;
+      const manifest0Time = Date.now();
       await store.putManifest(repository, { digest: digest('a1'), mediaType: IMAGE, size: 1, references: [] }, 'v1');
       for (const tag of ['v2', 'V2', 'latest', 'v10']) await store.putManifest(repository, { digest: digest('a1'), mediaType: IMAGE, size: 1, references: [] }, tag);
       assert.deepEqual(await other.tagsOf(repository, 100), ['V2', 'latest', 'v1', 'v10', 'v2']);
@@ -76,6 +77,11 @@ export function runRegistryCatalogContract(name: string, open: () => Promise<Two
         { tag: 'v10', digest: digest('a1') },
         { tag: 'v2', digest: digest('a1') },
       ]);
+      const moved = (await other.tagsUpdatedSince(manifest0Time)).filter((entry) => entry.repository === repository);
+      assert.deepEqual(moved.find((entry) => entry.tag === 'v1')?.digest, digest('a2'), 'a tag as it was last written');
+      assert.equal(moved.length, 5);
+      assert.ok(moved.every((entry) => entry.updatedAt >= manifest0Time));
+      assert.deepEqual(await other.tagsUpdatedSince(Date.now() + 60_000), [], 'nothing written in the future');
       assert.equal(await other.removeTag(repository, 'v10'), true);
       assert.equal(await other.removeTag(repository, 'v10'), false);
       assert.deepEqual(await other.removeManifest(repository, digest('a1')), ['V2', 'latest', 'v2']);

@@ -38,6 +38,14 @@ export interface CollectedRepositories {
   blobs: number;
 }
 
+/** A tag as it was last written. */
+export interface UpdatedTag {
+  repository: string;
+  tag: string;
+  digest: string;
+  updatedAt: number;
+}
+
 export interface RegistryCatalog {
   readonly backend: 'sqlite' | 'postgres';
   /** Puts a blob into a repository (pushed or mounted); again only refreshes when. */
@@ -55,6 +63,8 @@ export interface RegistryCatalog {
   tagsOf(repository: string, limit: number, last?: string): Promise<string[]>;
   /** Every tag of a repository with its digest, by tag. */
   taggedOf(repository: string): Promise<{ tag: string; digest: string }[]>;
+  /** Tags of every repository written (pushed, moved) at `since` (ms) or later, oldest first. */
+  tagsUpdatedSince(since: number): Promise<UpdatedTag[]>;
   removeTag(repository: string, tag: string): Promise<boolean>;
   /** Removes a manifest and the tags that point at it; returns those tags. */
   removeManifest(repository: string, digest: string): Promise<string[]>;

@@ -14,7 +14,7 @@ import type pg from 'pg';
 import type { RepositoryManifest } from '../images/port.js';
 import { migratePostgres } from '../postgres/migrate.js';
 import { inTransaction } from '../postgres/transaction.js';
-import type { CollectedRepositories, RegistryCatalog } from './port.js';
+import type { CollectedRepositories, RegistryCatalog, UpdatedTag } from './port.js';
 
 /** Applied in order, each once; see `PostgresRegistryCatalog.open`. */
 const MIGRATIONS = [
@@ -138,6 +138,14 @@ export class PostgresRegistryCatalog implements RegistryCatalog {
   async taggedOf(repository: string): Promise<{ tag: string; digest: string }[]> {
     const { rows } = await this.pool.query<{ tag: string; digest: string }>('SELECT tag, digest FROM alto_registry_tags WHERE repository = $1 ORDER BY tag', [repository]);
     return rows;
+  }
+
+  async tagsUpdatedSince(since: number): Promise<UpdatedTag[]> {
+    const { rows } = await this.pool.query<{ repository: string; tag: string; digest: string; updated_at: string }>(
+      'SELECT repository, tag, digest, updated_at FROM alto_registry_tags WHERE updated_at >= $1 ORDER BY updated_at, repository, tag',
+      [since],
+    );
+    return rows.map((row) => ({ repository: row.repository, tag: row.tag, digest: row.digest, updatedAt: Number(row.updated_at) }));
   }
 
   async removeTag(repository: string, tag: string): Promise<boolean> {

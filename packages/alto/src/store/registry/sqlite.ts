@@ -7,7 +7,7 @@
  * unheld blobs (`releaseUnheld`), as writers wait for the lock on PostgreSQL.
  */
 import type { ImageRecordStore, RepositoryManifest } from '../images/port.js';
-import type { CollectedRepositories, RegistryCatalog } from './port.js';
+import type { CollectedRepositories, RegistryCatalog, UpdatedTag } from './port.js';
 
 export class SqliteRegistryCatalog implements RegistryCatalog {
   readonly backend = 'sqlite';
@@ -52,6 +52,10 @@ export class SqliteRegistryCatalog implements RegistryCatalog {
 
   async taggedOf(repository: string): Promise<{ tag: string; digest: string }[]> {
     return this.records.taggedOf(repository);
+  }
+
+  async tagsUpdatedSince(since: number): Promise<UpdatedTag[]> {
+    return this.records.tagsUpdatedSince(since);
   }
 
   async removeTag(repository: string, tag: string): Promise<boolean> {
