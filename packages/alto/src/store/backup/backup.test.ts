@@ -12,6 +12,7 @@ import Database from 'better-sqlite3';
 import { backupInstance, type BackupInstanceOptions } from './backup-instance.js';
 import { restoreInstance } from './restore-instance.js';
 import { openBackupTarget } from './target.js';
+import { pruneBackups } from './prune.js';
 import { blobPath } from './blobs.js';
 import { finishedBackups, readManifest } from './manifest.js';
 
@@ -190,4 +191,28 @@ test('a backup into a folder another process is backing up into is refused, nami
   writeFileSync(join(to, 'lock'), `${process.ppid}\n`);
   await assert.rejects(backup(dataDir, to), new RegExp(`another backup is writing into .* \\(process ${process.ppid}\\): wait for it to end`));
   assert.equal(finishedBackups(to).length, 1);
+});
+
+test('a prune keeps the newest backups, and removes the others, backups cut short and content only they held', async () => {
+  const dataDir = dataFolder();
+  const to = folder();
+  const first = await backup(dataDir, to);
+  writeFileSync(join(dataDir, 'objects', 'p1', 'dev', 'docs', 'a.txt~'), 'object a, changed');
+  const second = await backup(dataDir, to);
+  const third = await backup(dataDir, to);
+  // A backup cut short: its entry and a blob it copied, no manifest.
+  mkdirSync(join(to, '2000-01-01T00-00-00Z'));
+  writeFileSync(join(to, 'blobs', 'sha256', 'f'.repeat(64)), 'orphan');
+  const firstObject = first.manifest.files.find((file) => file.path === 'objects/p1/dev/docs/a.txt~')!;
+  assert.ok(existsSync(blobPath(to, firstObject.sha256)));
+  const target = await openBackupTarget(to, { create: false });
+  const pruned = await pruneBackups(target, 2);
+  assert.deepEqual(pruned.removedBackups, [first.manifest.id]);
+  assert.deepEqual(finishedBackups(to), [second.manifest.id, third.manifest.id]);
+  assert.ok(!existsSync(join(to, '2000-01-01T00-00-00Z')));
+  assert.ok(!existsSync(join(to, first.manifest.id)));
+  assert.ok(!existsSync(blobPath(to, firstObject.sha256)), 'the object as only the first backup held it is removed');
+  assert.ok(!existsSync(blobPath(to, 'f'.repeat(64))));
+  for (const file of [...second.manifest.files, ...third.manifest.files]) assert.ok(existsSync(blobPath(to, file.sha256)), `${file.path} of a kept backup stays`);
+  await assert.rejects(pruneBackups(target, 0), /at least 1/);
 });

@@ -36,6 +36,8 @@ export interface BackupTarget {
   readBlob(sha256: string): Promise<Readable | undefined>;
   /** The finished backups' ids, oldest first. */
   finishedBackups(): Promise<string[]>;
+  /** Entries of backups that did not finish (cut short: no manifest), to be removed by a prune. */
+  unfinishedEntries(): Promise<string[]>;
   /** Whether an entry of that id exists, finished or not. */
   hasEntry(id: string): Promise<boolean>;
   beginEntry(id: string): Promise<void>;
@@ -90,6 +92,10 @@ class FolderBackupTarget implements BackupTarget {
 
   async finishedBackups(): Promise<string[]> {
     return finishedBackups(this.name);
+  }
+
+  async unfinishedEntries(): Promise<string[]> {
+    return sortBackupIds(readdirSync(this.name)).filter((id) => !existsSync(join(this.name, id, MANIFEST_FILE)));
   }
 
   async hasEntry(id: string): Promise<boolean> {
@@ -250,6 +256,11 @@ class S3BackupTarget implements BackupTarget {
       if (isMissing(error)) return false;
       throw error;
     }
+  }
+
+  /** A backup in the bucket writes nothing under its id but its manifest: none is ever unfinished. */
+  async unfinishedEntries(): Promise<string[]> {
+    return [];
   }
 
   /** An entry is its manifest: a backup in the bucket writes nothing else under its id. */
