@@ -122,27 +122,22 @@ async function backupUnderLock(options: BackupInstanceOptions): Promise<BackupRe
   };
   /**
    * Stores a data folder file, skipping the read when the newest backup has it unchanged. A file
-   * gone since it was listed (an object deleted meanwhile) is left out: it was deleted after the
-   * database was copied, and the backup holds the instance as of then without it.
+   * gone since it was listed (an object deleted meanwhile, after the database was copied) is left
+   * out; only the source's absence is forgiven, never a failure to write the backup.
    */
   const addFile = async (path: string, part: BackupPart) => {
     options.signal?.throwIfAborted();
-    try {
-      await addExistingFile(path, part);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
-  };
-  const addExistingFile = async (path: string, part: BackupPart) => {
     const absolute = join(dataDir, ...path.split('/'));
-    const info = await stat(absolute);
+    const info = await stat(absolute).catch(unlessMissing);
+    if (!info) return;
     const source = { inode: info.ino, modifiedMs: info.mtimeMs };
     const earlier = previous.get(path);
     if (earlier?.source && earlier.source.inode === source.inode && earlier.source.modifiedMs === source.modifiedMs && earlier.size === info.size && (await to.hasBlob(earlier))) {
       add(path, part, { sha256: earlier.sha256, size: earlier.size, copied: false }, info.mode & 0o777, source);
       return;
     }
-    add(path, part, await storeFile(to, absolute), info.mode & 0o777, source);
+    const blob = await storeFile(to, absolute);
+    if (blob) add(path, part, blob, info.mode & 0o777, source);
   };
 
   if (options.postgres) {
@@ -261,9 +256,11 @@ interface StoredBlob extends Digest {
  * Puts a data folder file's content in the target. The file is opened once and read from that
  * handle: a file replaced by a rename meanwhile (as space objects are) is read as it was when
  * opened. It is hashed first and copied only when the target has no blob of that digest.
+ * Undefined when the file is gone.
  */
-async function storeFile(to: BackupTarget, path: string): Promise<StoredBlob> {
-  const handle = await open(path, 'r');
+async function storeFile(to: BackupTarget, path: string): Promise<StoredBlob | undefined> {
+  const handle = await open(path, 'r').catch(unlessMissing);
+  if (!handle) return undefined;
   try {
     const digest = await readAll(handle);
     if (await to.hasBlob(digest)) return { ...digest, copied: false };
@@ -272,6 +269,12 @@ async function storeFile(to: BackupTarget, path: string): Promise<StoredBlob> {
   } finally {
     await handle.close();
   }
+}
+
+/** For a source file: undefined when it is gone, the error otherwise. */
+function unlessMissing(error: NodeJS.ErrnoException): undefined {
+  if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return undefined;
+  throw error;
 }
 
 async function storeTemporaryFile(to: BackupTarget, temporary: string): Promise<StoredBlob> {
