@@ -191,3 +191,32 @@ export async function forbiddenServer(address: string): Promise<ForbiddenServer>
   await new Promise<void>((resolve) => server.listen(0, address, resolve));
   return { port: (server.address() as { port: number }).port, connections: () => connections, close: () => void server.close() };
 }
+
+/**
+ * busybox httpd on 8080 under a shell that reports how it is stopped: on SIGINT or SIGQUIT it
+ * says `stopping on SIGINT` (or SIGQUIT), waits `shutdownSeconds`, says `stopped cleanly` and
+ * exits 0; SIGTERM it only notes (`ignoring SIGTERM`). `stopSignal` goes into the image's config
+ * as STOPSIGNAL (as a Dockerfile's STOPSIGNAL puts it).
+ */
+export function stoppableImage(stopSignal: string | undefined, shutdownSeconds = 0): Promise<BuiltImage> {
+  const stop = (signal: string) => `trap 'echo "stopping on ${signal}"; sleep ${shutdownSeconds}; echo "stopped cleanly"; exit 0' ${signal.slice(3)}`;
+  const script = [
+    stop('SIGINT'),
+    stop('SIGQUIT'),
+    `trap 'echo "ignoring SIGTERM"' TERM`,
+    'echo "stoppable starting"',
+    'httpd -f -p 8080 -h /www &',
+    // A short foreground command: the shell runs a trap once it returns.
+    'while :; do sleep 0.1; done',
+  ].join('\n');
+  return buildImage({
+    layers: [busyboxLayer(), [{ type: 'dir', path: 'www/' }, { type: 'file', path: 'www/index.html', content: 'stoppable\n' }]],
+    config: {
+      Env: ['PATH=/bin'],
+      Entrypoint: ['/bin/sh', '-c'],
+      Cmd: [script],
+      ExposedPorts: { '8080/tcp': {} },
+      ...(stopSignal ? { StopSignal: stopSignal } : {}),
+    },
+  });
+}

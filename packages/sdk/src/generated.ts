@@ -106,6 +106,10 @@ export type AppDetails = {
   /** the edge port a TCP app is reached at. */
   tcp_port?: number;
   outbound: boolean;
+  /** the signal its app gets when an instance is stopped, when set (else the image's STOPSIGNAL, else SIGTERM). */
+  stop_signal?: string;
+  /** seconds its app has to shut down when stopped, when set (else 5). */
+  stop_timeout?: number;
   /** apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT). */
   links: Array<string>;
   /** updated whenever a new image is pushed to its tag in Alto's registry. */
@@ -178,6 +182,10 @@ export type AppDetailsInput = {
   /** the edge port a TCP app is reached at. */
   tcp_port?: number;
   outbound: boolean;
+  /** the signal its app gets when an instance is stopped, when set (else the image's STOPSIGNAL, else SIGTERM). */
+  stop_signal?: string;
+  /** seconds its app has to shut down when stopped, when set (else 5). */
+  stop_timeout?: number;
   /** apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT). */
   links: Array<string>;
   /** updated whenever a new image is pushed to its tag in Alto's registry. */
@@ -385,6 +393,10 @@ export type AppRunRequest = {
   tcp_port?: number;
   /** may the app open connections to the internet (default false); never to the host's own services. */
   outbound?: boolean;
+  /** the signal an instance's app gets when it is stopped (default: the image's STOPSIGNAL, else SIGTERM), e.g. SIGINT for PostgreSQL's fast shutdown. */
+  stop_signal?: string;
+  /** seconds an app has to shut down after its stop signal before it is killed (default 5). */
+  stop_timeout?: number;
   /** other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later. */
   links?: Array<string>;
   /** allow plain HTTP for the image's registry (loopback registries always may). */
@@ -457,6 +469,10 @@ export type AppUpdateRequest = {
   tcp_port?: number;
   /** may the app open connections to the internet (default false); never to the host's own services. */
   outbound?: boolean;
+  /** the signal an instance's app gets when it is stopped (default: the image's STOPSIGNAL, else SIGTERM), e.g. SIGINT for PostgreSQL's fast shutdown. */
+  stop_signal?: string;
+  /** seconds an app has to shut down after its stop signal before it is killed (default 5). */
+  stop_timeout?: number;
   /** other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later. */
   links?: Array<string>;
   /** allow plain HTTP for the image's registry (loopback registries always may). */

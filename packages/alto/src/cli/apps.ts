@@ -50,6 +50,8 @@ interface DeployFlags extends Flags {
   memory?: string;
   cpus?: string;
   minInstances?: string;
+  stopSignal?: string;
+  stopTimeout?: string;
   outbound?: boolean;
   link?: string[];
   insecure?: boolean;
@@ -103,6 +105,8 @@ function deployRequest(image: string, flags: DeployFlags): Record<string, unknow
     memory: wholeNumber('--memory', flags.memory),
     cpus: flags.cpus === undefined ? undefined : Number(flags.cpus),
     min_instances: wholeNumber('--min-instances', flags.minInstances),
+    stop_signal: flags.stopSignal,
+    stop_timeout: wholeNumber('--stop-timeout', flags.stopTimeout),
     outbound: flags.outbound ? true : undefined,
     links: flags.link?.length ? flags.link : undefined,
     insecure: flags.insecure ? true : undefined,
@@ -166,6 +170,8 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       .option('-m, --memory <MiB>', 'memory limit in MiB (default 256)')
       .option('--cpus <n>', 'CPUs (default 1)')
       .option('--min-instances <n>', 'instances kept running (default 0: the app is suspended when idle and the next request wakes it; 1 keeps it always on)')
+      .option('--stop-signal <signal>', "the signal the app gets when an instance stops (default: the image's STOPSIGNAL, else SIGTERM)")
+      .option('--stop-timeout <seconds>', 'seconds the app has to end after its stop signal before it is killed (default 5)')
       .option('--outbound', 'let the app open connections to the internet')
       .option('-l, --link <app>', 'reach another app of the project: <APP>_SERVICE_HOST and <APP>_SERVICE_PORT lead to it (repeat for more)', collect)
       .option('--insecure', 'allow plain HTTP for the image\'s registry')

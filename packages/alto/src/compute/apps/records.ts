@@ -59,6 +59,10 @@ export interface AppSettings {
   hidden_env?: HiddenEnv;
   /** Updated whenever a new image is pushed to its tag in Alto's registry; absent when not. */
   follow_tag?: boolean;
+  /** The signal a stop sends the app (`SIGINT`...); absent: the image's STOPSIGNAL, else SIGTERM. */
+  stop_signal?: string;
+  /** Seconds the app has to shut down after its stop signal; absent: the node's grace (5 s). */
+  stop_timeout?: number;
 }
 
 export interface AppRecord {

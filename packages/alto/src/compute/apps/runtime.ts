@@ -114,11 +114,17 @@ export class AppVersion implements SlotHost {
     return this.slots.filter((slot) => slot.state === 'running' && slot.instance?.state === 'running');
   }
 
+  /** How long a stopped instance's app has to end: the app's stop_timeout when it set one, else `graceMs` (the node's). */
+  stopGraceMs(graceMs: number): number {
+    const timeout = this.runtime.app.settings.stop_timeout;
+    return timeout ? timeout * 1000 : graceMs;
+  }
+
   async stop(graceMs: number, drainMs = 0): Promise<void> {
     await Promise.all(
       this.slots.map(async (slot) => {
         if (drainMs > 0) await slot.drain(drainMs);
-        await slot.stop(graceMs);
+        await slot.stop(this.stopGraceMs(graceMs));
       }),
     );
   }

@@ -258,7 +258,7 @@ export class AppScheduler implements RuntimeScheduler {
       if (!idle) continue;
       version.slots.splice(version.slots.indexOf(slot), 1);
       runtime.system(version, slot.instance?.id ?? '', `removing an instance added for load (idle); ${version.slots.length} remain`);
-      void slot.stop(this.options.graceMs).then(() => this.statusChanged(runtime));
+      void slot.stop(version.stopGraceMs(this.options.graceMs)).then(() => this.statusChanged(runtime));
     }
   }
 

@@ -6,6 +6,7 @@
  * (memory, cpus, instances, concurrency, idle_timeout, volumes, tcp, outbound, links) and, in Status,
  * the image digest, version, instances and their exits.
  */
+import { STOP_SIGNAL_NAMES, stopSignalName } from '../sandbox/supervisor.js';
 import { z } from 'zod';
 import { errors } from '../../kit/errors.js';
 import { MAX_LINKS } from '../sandbox/links.js';
@@ -65,6 +66,19 @@ const settingsFields = {
   tcp: z.number().int().min(0).max(65_535, 'tcp: a port, 1-65535').optional().describe('serve TCP instead of HTTP: the app\'s port exposed as a TCP port on the edge (0: HTTP app)'),
   tcp_port: z.number().int().min(0).max(65_535).optional().describe('the edge port for a TCP app (0: any free port)'),
   outbound: z.boolean().optional().describe('may the app open connections to the internet (default false); never to the host\'s own services'),
+  stop_signal: z
+    .string()
+    .max(16)
+    .refine((signal) => stopSignalName(signal) !== undefined, `stop_signal: one of ${STOP_SIGNAL_NAMES} (or its number)`)
+    .optional()
+    .describe("the signal an instance's app gets when it is stopped (default: the image's STOPSIGNAL, else SIGTERM), e.g. SIGINT for PostgreSQL's fast shutdown"),
+  stop_timeout: z
+    .number()
+    .int('stop_timeout: whole seconds')
+    .min(1, 'stop_timeout: 1-600 seconds')
+    .max(600, 'stop_timeout: 1-600 seconds')
+    .optional()
+    .describe('seconds an app has to shut down after its stop signal before it is killed (default 5)'),
   links: z
     .array(z.string({ error: 'links: app names' }).regex(APP_NAME, 'links: each an app name (1-40 lower-case letters, digits and dashes, not starting or ending with a dash)'))
     .max(MAX_LINKS, `links: at most ${MAX_LINKS} apps`)
@@ -279,6 +293,8 @@ export const ServiceView = z
     tcp: z.number().int(),
     tcp_port: z.number().int().optional().describe('the edge port a TCP app is reached at'),
     outbound: z.boolean(),
+    stop_signal: z.string().optional().describe('the signal its app gets when an instance is stopped, when set (else the image\'s STOPSIGNAL, else SIGTERM)'),
+    stop_timeout: z.number().int().optional().describe('seconds its app has to shut down when stopped, when set (else 5)'),
     links: z.array(z.string()).describe('apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT)'),
     follow_tag: z.boolean().optional().describe("updated whenever a new image is pushed to its tag in Alto's registry"),
     error: z.string().optional(),
@@ -353,6 +369,8 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
     tcp: settings.tcp,
     ...(state.tcpPort ? { tcp_port: state.tcpPort } : {}),
     outbound: settings.outbound,
+    ...(settings.stop_signal ? { stop_signal: settings.stop_signal } : {}),
+    ...(settings.stop_timeout ? { stop_timeout: settings.stop_timeout } : {}),
     ...(settings.follow_tag ? { follow_tag: true } : {}),
     links: settings.links,
     ...(record.error ? { error: redactHidden(record.error, hidden) } : {}),

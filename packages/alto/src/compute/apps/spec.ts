@@ -33,6 +33,11 @@ export const APP_DEFAULTS = {
 const LINK_DEFAULT_PORT = 80;
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** `{ [name]: value }` when a value is given, else nothing (settings absent in older records stay absent). */
+function optional<K extends string, V>(name: K, value: V | undefined): Partial<Record<K, V>> {
+  return value === undefined ? {} : ({ [name]: value } as Record<K, V>);
+}
+
 /** Fills defaults and checks the settings against each other and the image. */
 export function settingsOf(input: AppSettingsInput, base: AppSettings | undefined, image: ImageSpec): AppSettings {
   const exposed = image.exposedPorts.find((port) => port.protocol === 'tcp')?.port;
@@ -66,6 +71,8 @@ export function settingsOf(input: AppSettingsInput, base: AppSettings | undefine
     links: input.links ?? base?.links ?? [],
     ...hiddenEnvOf(input, base),
     ...((input.follow_tag ?? base?.follow_tag) ? { follow_tag: true } : {}),
+    ...optional('stop_signal', input.stop_signal ?? base?.stop_signal),
+    ...optional('stop_timeout', input.stop_timeout ?? base?.stop_timeout),
   };
   // A hidden value is not kept among env_vars too (older functions had their key and secrets there).
   for (const [name, value] of Object.entries(settings.hidden_env?.env ?? {})) if (settings.env_vars[name] === value) delete settings.env_vars[name];
@@ -153,6 +160,8 @@ export class AppSpecs {
       // Every instance may call Alto's API through the edge (ALTO_URL), and nothing else on the host.
       ...(platformPort !== undefined ? { platform: { port: platformPort } } : {}),
       name: app.name,
+      // The app's own stop signal, else its image's (Docker's order); the driver's default is SIGTERM.
+      ...((settings.stop_signal ?? image.stopSignal) ? { stopSignal: settings.stop_signal ?? image.stopSignal } : {}),
       // The process driver gives each project a host id range of its own (compute/sandbox/id-ranges.ts).
       tenant: app.projectId,
       ...(volumes.length > 0 ? { volumes } : {}),

@@ -45,16 +45,17 @@ function writeCached(cacheDir: string, prefix: string, entries: CpioEntry[], key
   return path;
 }
 
-/** The instance initramfs (cached per kernel and init script). */
-export function ensureInitramfs(cacheDir: string, kernel: GuestKernel, toolsDir: string): string {
+/** The instance initramfs (cached per kernel, init script and launcher), with alto-enter among the tools when it was built. */
+export function ensureInitramfs(cacheDir: string, kernel: GuestKernel, toolsDir: string, launcher?: string): string {
   const modules = resolveModules(kernel);
   const init = guestFile('init.sh');
   const entries = baseEntries(toolsDir);
+  if (launcher) entries.push({ kind: 'hostfile', path: 'tools/alto-enter', source: launcher, mode: 0o755 });
   entries.push({ kind: 'file', path: 'init', data: init, mode: 0o755 });
   for (const module of modules) entries.push({ kind: 'hostfile', path: `modules/${basename(module)}`, source: module, mode: 0o644 });
   // Dependencies first (resolveModules' order), one name a line.
   entries.push({ kind: 'file', path: 'modules/order', data: modules.map((module) => `${basename(module)}\n`).join(''), mode: 0o644 });
-  return writeCached(cacheDir, 'guest', entries, `${kernel.version}\n${init}\n${modules.join('\n')}`);
+  return writeCached(cacheDir, 'guest', entries, `${kernel.version}\n${init}\n${modules.join('\n')}\n${launcher ?? ''}`);
 }
 
 /** The initramfs of the accelerator probe: no modules, no disks, just a line on the console. */

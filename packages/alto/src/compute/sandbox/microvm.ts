@@ -330,7 +330,7 @@ export class MicrovmDriver implements SandboxDriver {
     // Not required here (QEMU runs no tenant code on the host), so a host without a C compiler still runs microVMs.
     this.launcher = await ensureLauncher(this.options.cacheDir).catch(() => undefined);
     this.kernel = await ensureGuestKernel(this.options.cacheDir);
-    this.initramfs = ensureInitramfs(this.options.cacheDir, this.kernel, tools);
+    this.initramfs = ensureInitramfs(this.options.cacheDir, this.kernel, tools, this.launcher);
     const choice = this.options.accelerator ?? 'auto';
     const capabilities = { suspend: true, snapshot: true, outbound: await outboundSupported() };
     if (choice === 'tcg') return { driver: 'microvm', accelerator: 'tcg', reason: 'tcg forced by configuration', capabilities };
@@ -421,6 +421,9 @@ export class MicrovmDriver implements SandboxDriver {
       uid: user.uid,
       gid: user.gid,
       port: spec.port,
+      stopSignal: spec.stopSignal,
+      // alto-enter is in the guest's tools when it could be built (ensureInitramfs).
+      defaultSignals: this.launcher !== undefined,
       prelude: '/.alto/prelude.sh',
       epilogue: '/.alto/epilogue.sh',
       // The i-th volume is on the disk with serial alto-volume-<i> (start); paths have no spaces (volumes.ts).

@@ -45,6 +45,8 @@ export interface SandboxSpec {
   platform?: { port: number };
   /** A name for logs and host-side resources (letters, digits, dashes). */
   name?: string;
+  /** The signal a stop sends the app (the image's STOPSIGNAL or the app's `stop_signal`: `SIGINT`, `QUIT`, `2`...); default SIGTERM. */
+  stopSignal?: string;
   /**
    * Who the instance runs for (a project's id). process: instances of one tenant share a range
    * of host uids and gids, other tenants' are others (id-ranges.ts); none means the shared range 0.
@@ -181,7 +183,7 @@ export interface Instance {
   readonly events: EventEmitter;
   /** Every line so far plus those to come, as they arrive, until the instance ends. */
   logs(options?: { follow?: boolean }): AsyncIterable<LogLine>;
-  /** SIGTERM to the app, then SIGKILL (or the VM ended) after `graceMs`. */
+  /** The app's stop signal (SIGTERM unless the spec says otherwise) to the app, then SIGKILL (or the VM ended) after `graceMs`. */
   stop(graceMs?: number): Promise<InstanceExit>;
   /** Freezes the instance: no CPU, memory kept. Resolves once it is frozen. */
   suspend(): Promise<void>;

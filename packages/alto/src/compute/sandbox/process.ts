@@ -299,7 +299,7 @@ export class ProcessDriver implements SandboxDriver {
     writeFileSync(join(stateDir, 'supervisor.sh'), supervisorScript(), { mode: 0o644 });
     writeFileSync(
       join(stateDir, 'settings.sh'),
-      supervisorSettings({ argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port }),
+      supervisorSettings({ argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: false }),
       { mode: 0o644 },
     );
     const busybox = join(this.toolsDir!, 'busybox');
@@ -522,7 +522,8 @@ export class ProcessInstance extends InstanceBase {
     this.currentState = 'stopping';
     this.stopRequested = 'graceful';
     const init = this.sandboxInit();
-    // PID 1 of a namespace only gets the signals it handles; the supervisor traps SIGTERM.
+    // PID 1 of a namespace only gets the signals it handles; the supervisor traps SIGTERM and
+    // passes the app's stop signal on.
     if (init) process.kill(init, 'SIGTERM');
     else this.kill();
     const timer = setTimeout(() => {

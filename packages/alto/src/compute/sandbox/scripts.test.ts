@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { hasCommand } from './common.js';
 import { GUEST_FILES_DIR } from './guest-files.js';
-import { supervisorSettings } from './supervisor.js';
+import { stopSignalName, supervisorSettings } from './supervisor.js';
 
 const SOURCE_DIR = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -103,4 +103,17 @@ test("a supervisor's settings.sh gives the shell back its values and the app's c
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('stop signals are read as images and users write them, and only those an app may be stopped with', () => {
+  for (const [given, name] of [['SIGINT', 'INT'], ['sigquit', 'QUIT'], ['TERM', 'TERM'], ['2', 'INT'], ['15', 'TERM'], [' SIGHUP ', 'HUP']] as const)
+    assert.equal(stopSignalName(given), name, given);
+  for (const refused of ['SIGSEGV', 'SIGSTOP', 'SIGCHLD', '0', '99', 'INT; rm -rf /', '']) assert.equal(stopSignalName(refused), undefined, refused);
+  const settings = (stopSignal?: string, defaultSignals?: boolean) => supervisorSettings({ argv: ['/app'], env: {}, workdir: '/', uid: 0, gid: 0, port: 0, stopSignal, defaultSignals });
+  assert.match(settings(), /^ALTO_STOP_SIGNAL='TERM'$/m);
+  assert.match(settings('SIGINT'), /^ALTO_STOP_SIGNAL='INT'$/m);
+  assert.match(settings('SIGSEGV'), /^ALTO_STOP_SIGNAL='TERM'$/m, 'a signal no app is stopped with falls back to SIGTERM');
+  // The app is started through alto-enter --default-signals when the sandbox has it.
+  assert.match(settings(undefined, true), /set -- '\/\.alto\/bin\/alto-enter' '--default-signals' '--' '\/\.alto\/bin\/ld\.so'/);
+  assert.doesNotMatch(settings(undefined, false), /alto-enter/);
 });

@@ -3,7 +3,9 @@
  * The supervisor: the shell script guest/supervisor.sh, PID 1 inside every sandbox (the guest
  * after switch_root for microvm, the new PID namespace after pivot_root for process). It runs the
  * image's entrypoint + cmd as its child with exactly the image's env, workdir and user, reaps
- * every orphan that the kernel hands to PID 1, passes SIGTERM on to the app, and tells the host
+ * every orphan that the kernel hands to PID 1, passes a stop (SIGTERM to it) on to the app as the
+ * app's stop signal (the image's STOPSIGNAL, or the app's `stop_signal`: SIGTERM unless one
+ * says otherwise, as Docker does), and tells the host
  * on the control channel (fd 3) `alto:started`, `alto:ready` (something listens on the port) and
  * `alto:exit <code>`. The script is the same for every instance; what differs is in the
  * settings.sh written beside it (`supervisorSettings`), which it sources: shell-quoted values
@@ -33,7 +35,33 @@ export interface SupervisorOptions {
   epilogue?: string;
   /** Settings the prelude and epilogue read: names ALTO_..., values of any bytes but NUL. */
   hookSettings?: Record<string, string>;
+  /** The signal the app gets when its instance is stopped (`stopSignalName`); default TERM. */
+  stopSignal?: string;
+  /**
+   * Whether `${TOOLS_DIR}/alto-enter` is there to start the app with every signal at its default
+   * (launcher/alto-enter.c `--default-signals`): the shell starts it as a background child, with
+   * SIGINT and SIGQUIT ignored.
+   */
+  defaultSignals?: boolean;
 }
+
+/** Signals an app may ask to be stopped with, by the name busybox's `kill -NAME` takes. */
+const STOP_SIGNALS = ['TERM', 'INT', 'QUIT', 'HUP', 'USR1', 'USR2', 'WINCH', 'PWR', 'KILL'] as const;
+const SIGNAL_NUMBERS: Record<string, (typeof STOP_SIGNALS)[number]> = { '1': 'HUP', '2': 'INT', '3': 'QUIT', '9': 'KILL', '10': 'USR1', '12': 'USR2', '15': 'TERM', '28': 'WINCH', '30': 'PWR' };
+
+/**
+ * The name of a stop signal as images and users write it (`SIGINT`, `INT`, `sigquit`, `2`), or
+ * undefined when it is none of those an app may be stopped with.
+ */
+export function stopSignalName(signal: string): string | undefined {
+  const text = signal.trim().toUpperCase();
+  if (/^\d{1,2}$/.test(text)) return SIGNAL_NUMBERS[String(Number(text))];
+  const name = text.startsWith('SIG') ? text.slice(3) : text;
+  return (STOP_SIGNALS as readonly string[]).includes(name) ? name : undefined;
+}
+
+/** The stop signals accepted, for error messages. */
+export const STOP_SIGNAL_NAMES = STOP_SIGNALS.map((name) => `SIG${name}`).join(', ');
 
 /** guest/supervisor.sh, the same for every instance. */
 export function supervisorScript(): Buffer {
@@ -53,6 +81,7 @@ function listenPattern(port: number): string {
 export function supervisorSettings(options: SupervisorOptions): string {
   const env = Object.entries(options.env).map(([key, value]) => `${key}=${value}`);
   const launcher = [
+    ...(options.defaultSignals ? [`${TOOLS_DIR}/alto-enter`, '--default-signals', '--'] : []),
     `${TOOLS_DIR}/ld.so`,
     '--library-path',
     `${TOOLS_DIR}/lib`,
@@ -69,6 +98,7 @@ export function supervisorSettings(options: SupervisorOptions): string {
     ALTO_GID: String(options.gid),
     ALTO_PRELUDE: options.prelude ?? '',
     ALTO_EPILOGUE: options.epilogue ?? '',
+    ALTO_STOP_SIGNAL: stopSignalName(options.stopSignal ?? 'TERM') ?? 'TERM',
   };
   for (const [name, value] of Object.entries(options.hookSettings ?? {})) {
     if (!/^ALTO_[A-Z0-9_]+$/.test(name) || name in settings) throw new Error(`supervisor setting ${name} must be a name ALTO_... of its own`);

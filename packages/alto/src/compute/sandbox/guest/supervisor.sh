@@ -1,7 +1,8 @@
 # Alto's sandbox supervisor (supervisor.ts): PID 1 of every sandbox, the guest after switch_root
 # for microvm, the new PID namespace after pivot_root for process. It runs the app as its child
 # with exactly the image's env, workdir and user, reaps every orphan that the kernel hands to
-# PID 1 (ash's `wait` collects any child), passes SIGTERM on to the app, and tells the host on
+# PID 1 (ash's `wait` collects any child), passes a stop (SIGTERM or SIGINT to it) on to the app
+# as the app's stop signal, and tells the host on
 # the control channel (fd 3) `alto:started`, `alto:ready` (something listens on the port) and
 # `alto:exit <code>`. It runs on the tools in /.alto/bin, never on the image's own.
 #
@@ -13,6 +14,7 @@
 #   ALTO_UID, ALTO_GID   the app's user (for the prelude: the launcher below has it already)
 #   ALTO_PRELUDE         a file to source before the app starts, as root (empty: none)
 #   ALTO_EPILOGUE        a file to source after `alto:exit` was written (empty: none)
+#   ALTO_STOP_SIGNAL     the signal the app is stopped with, as `kill -NAME` takes it (TERM, INT...)
 #   "$@"                 what `env -i` runs: the app's environment (NAME=value...), the launcher
 #                        that switches to the app's user, then the app's argv
 # and what else the prelude and epilogue read (see microvm-prelude.sh).
@@ -25,7 +27,7 @@ exec </dev/null
 child=
 watcher=
 # shellcheck disable=SC2317  # reached through the trap below
-forward_term() { [ -n "$child" ] && $B kill -TERM "$child" 2>/dev/null; }
+forward_term() { [ -n "$child" ] && $B kill -"${ALTO_STOP_SIGNAL:-TERM}" "$child" 2>/dev/null; }
 trap forward_term TERM INT
 workdir=$ALTO_WORKDIR
 $B mkdir -p "$workdir" 2>/dev/null

@@ -3,8 +3,8 @@
  * the steps Node cannot take in a child before exec. Compiled on first use with the host's `cc`
  * (compute/sandbox/launcher.ts), static, so it also runs inside a sandbox whatever its image.
  *
- *   alto-enter [--fds N] [--session] [--sandbox] [--parent-death PID | --parent-death-fd N] --
- *              /absolute/program [arg...]
+ *   alto-enter [--fds N] [--session] [--sandbox] [--parent-death PID | --parent-death-fd N]
+ *              [--default-signals] -- /absolute/program [arg...]
  *
  *   --fds N     keep descriptors 0..N-1 and close every other one (close_range), whatever the
  *               process inherited: Node's children get every descriptor Alto was started with
@@ -22,6 +22,11 @@
  *               set-uid or has file capabilities). Ends at once when the parent has ended
  *               already, which the parent's pid no longer being PID shows. The signal is sent
  *               when the parent *thread* ends: Node starts children from its main thread.
+ *   --default-signals
+ *               every signal back to its default action and none blocked, as a container's
+ *               process starts: the sandbox supervisor is a shell, and a shell starts its
+ *               background children with SIGINT and SIGQUIT ignored, which exec keeps (an app
+ *               stopped with SIGINT would never hear it; a shell script cannot even trap it).
  *   --parent-death-fd N
  *               the same for the first process of a PID namespace, whose parent is outside it
  *               (getppid() answers 0): Alto having ended already shows in descriptor N, a pipe
@@ -259,13 +264,25 @@ static void die_with_parent(long parent, int hangup_fd) {
   }
 }
 
+/* Every catchable signal to its default action, and an empty signal mask. */
+static void default_signals(void) {
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    /* The C library's own real-time signals answer EINVAL: nothing to reset there. */
+    signal(sig, SIG_DFL);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 static void usage(void) {
-  fputs("usage: alto-enter [--fds N] [--session] [--sandbox] [--parent-death PID | --parent-death-fd N] -- /absolute/program [arg...]\n", stderr);
+  fputs("usage: alto-enter [--fds N] [--session] [--sandbox] [--parent-death PID | --parent-death-fd N] [--default-signals] -- /absolute/program [arg...]\n", stderr);
   exit(127);
 }
 
 int main(int argc, char **argv) {
-  int keep = -1, session = 0, sandbox = 0, parent_death = 0, hangup_fd = -1, i = 1;
+  int keep = -1, session = 0, sandbox = 0, parent_death = 0, hangup_fd = -1, signals = 0, i = 1;
   long parent = 0;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     if (strcmp(argv[i], "--fds") == 0 && i + 1 < argc) {
@@ -275,6 +292,7 @@ int main(int argc, char **argv) {
       keep = (int)value;
     } else if (strcmp(argv[i], "--session") == 0) session = 1;
     else if (strcmp(argv[i], "--sandbox") == 0) sandbox = 1;
+    else if (strcmp(argv[i], "--default-signals") == 0) signals = 1;
     else if (strcmp(argv[i], "--parent-death") == 0 && i + 1 < argc) {
       char *end;
       parent = strtol(argv[++i], &end, 10);
@@ -294,6 +312,7 @@ int main(int argc, char **argv) {
   if (keep >= 0) close_from(keep);
   if (session) leave_terminal();
   if (sandbox) harden();
+  if (signals) default_signals();
   if (parent_death) die_with_parent(parent, hangup_fd);
   execv(command[0], command);
   fprintf(stderr, "alto-enter: cannot run %s: %s\n", command[0], strerror(errno));
