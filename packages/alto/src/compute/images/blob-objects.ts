@@ -37,7 +37,7 @@ export class BlobObjects {
   /** Writes the blob from this node's disk to the objects store, unless it is there already. */
   async keep(digest: string): Promise<void> {
     const name = this.nameOf(digest);
-    if (await this.objects.head(REGISTRY_BLOB_NAMESPACE, name)) return;
+    // `ifAbsent` looks before the body is sent, and S3 refuses a second create: no HEAD of our own.
     try {
       await this.objects.put(REGISTRY_BLOB_NAMESPACE, name, this.blobs.openRead(digest), { contentType: CONTENT_TYPE, visibility: 'private', ifAbsent: true, expectedBytes: this.blobs.sizeOf(digest) });
     } catch (error) {
