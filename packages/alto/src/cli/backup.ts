@@ -18,6 +18,7 @@ interface BackupFlags {
   store?: string;
   objects?: string;
   includeMasterKey?: boolean;
+  withoutImages?: boolean;
 }
 
 interface RestoreFlags {
@@ -30,11 +31,12 @@ type Action = <Args extends unknown[]>(run: (...args: Args) => Promise<void>) =>
 export function addBackupCommands(program: Command, action: Action): void {
   program
     .command('backup')
-    .description('copy an embedded instance (running or not) into a backup folder: the database, space objects, function sources, volumes; only new content is copied')
+    .description('copy an embedded instance (running or not) into a backup folder: the database, space objects, function sources, image blobs, volumes; only new content is copied')
     .option('-d, --data <dir>', 'the data folder of the instance (ALTO_DATA, default ./.alto)')
     .requiredOption('--to <folder | s3://...>', 'the backup folder, or s3://BUCKET[/prefix]?endpoint=URL&region=R&path_style=1 with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; each backup is a dated entry in it, sharing one store of content')
     .option('--store <url>', 'postgres://... when the instance runs on PostgreSQL (ALTO_STORE): its data is backed up with PostgreSQL\'s own tools')
     .option('--objects <url>', 's3://... when space objects are in a bucket (ALTO_OBJECTS): the bucket is backed up with its own tools')
+    .option('--without-images', "leave out the image blobs (the restored node then has the images' records without their layers: push or pull them again and redeploy)")
     .option('--include-master-key', 'put the master key in the backup, in plain text: whoever reads the backup can then read every secret')
     .action(
       action(async (flags: BackupFlags) => {
@@ -53,6 +55,7 @@ export function addBackupCommands(program: Command, action: Action): void {
           postgres: Boolean(store && store !== 'sqlite' && store !== 'embedded'),
           objectsInBucket: Boolean(objects && objects !== 'local'),
           includeMasterKey: flags.includeMasterKey,
+          withoutImages: flags.withoutImages,
           masterKeyFromEnvironment: process.env.ALTO_MASTER_KEY,
           report: write,
         }).finally(() => to.close());

@@ -11,17 +11,20 @@
  *    object its records name exists (unless deleted in between, as a function's previous source
  *    is when a new build replaces it). An object is never changed in place (each write renames a
  *    whole new file over it), so each file is read from one open handle as it was when opened.
- * 3. **The app volumes** (`apps/volumes/<project>/<app>`): each volume is claimed with its lock
+ * 3. **The app volumes** (`apps/volumes/<project>/<app>/<volume>`): each is claimed with its lock
  *    file, the one an app instance holds while it runs (kit/pid-lock), and copied while claimed,
  *    so no instance writes it during the copy (an instance starting then fails as on a volume in
- *    use, and its slot starts it again after its back-off). A volume held by a running instance
- *    is not copied: it is listed under `skipped` with the reason (stop the app to back it up).
- * 4. The small files that make the data folder this node's: `admin-key`, `node-id`,
+ *    use, and its slot starts it again after its back-off). A volume held by an instance (running,
+ *    or suspended when idle) is not copied: it is listed under `skipped` with the reason; a backup
+ *    of the stopped Alto copies every volume.
+ * 4. The image blobs (`images/blobs/sha256`), after the database: its image records name them,
+ *    and the node starts its apps and functions from them (it does not pull them again). Each is
+ *    written whole, then renamed into place; `withoutImages` leaves them out.
+ * 5. The small files that make the data folder this node's: `admin-key`, `node-id`,
  *    `space-signing-key`, `prices.json`.
  *
- * Not copied, and said so in the manifest: images and app snapshots (a cache, pulled or made again;
- * images pushed to Alto's own registry must be pushed again), builds and function dependencies
- * (made again from the sources), app logs. The master key is not copied unless asked: whoever
+ * Not copied, and said so in the manifest: unpacked layers and app snapshots (made again), builds
+ * and function dependencies (made again from the sources), app logs. The master key is not copied unless asked: whoever
  * holds the backup and the key can read every secret, so keep the key apart (a password
  * manager); `includeMasterKey` puts it in, in plain text, with a warning.
  *
@@ -51,6 +54,8 @@ export interface BackupInstanceOptions {
   objectsInBucket?: boolean;
   /** Puts the master key in the backup (in plain text). */
   includeMasterKey?: boolean;
+  /** Leaves the image blobs out: the restored node then has image records without their layers. */
+  withoutImages?: boolean;
   /** ALTO_MASTER_KEY, used when the data folder has no key file and the key is included. */
   masterKeyFromEnvironment?: string;
   /** Receives one line per part. */
@@ -84,10 +89,12 @@ const MASTER_KEY_FILE = 'master-key';
 /** The local object store's folder for writes in progress (store/objects/local). */
 const OBJECTS_TEMPORARY_FOLDER = '.tmp';
 const VOLUME_LOCK = 'lock';
+/** The image blob store's content (compute/images/blob-store): `<hex>` files, each whole. */
+const IMAGE_BLOBS = 'images/blobs/sha256';
 
 export const NOT_BACKED_UP: SkippedPart[] = [
-  { what: 'images', reason: 'a cache: pulled again when an app or function needs one (images pushed to Alto\'s own registry must be pushed again)' },
-  { what: 'app snapshots, root filesystems, sandbox state', reason: 'made again when apps start' },
+  { what: 'unpacked image layers, app root filesystems', reason: 'unpacked again from the image blobs' },
+  { what: 'app snapshots, sandbox state', reason: 'made again when apps start' },
   { what: 'builds and function dependencies', reason: 'built again from the stored sources' },
   { what: 'app logs', reason: 'not part of the instance\'s state' },
 ];
@@ -161,12 +168,24 @@ async function backupUnderLock(options: BackupInstanceOptions): Promise<BackupRe
   }
 
   const claimVolume = options.claimVolume ?? claimVolumeLock;
+  // After the database too: every image blob its image records name is there (a blob enters by
+  // a rename once whole, and stays until its image is removed).
+  if (options.withoutImages) {
+    skipped.push({ what: 'images', reason: 'left out (--without-images): the restored node has their records but not their layers; push or pull them again and redeploy its apps' });
+    report('images: left out (--without-images)');
+  } else {
+    const before = files.length;
+    const blobs = await listFiles(dataDir, IMAGE_BLOBS, (relative) => !/^images\/blobs\/sha256(\/[0-9a-f]{64})?$/.test(relative));
+    for (const path of blobs) await addFile(path, 'image');
+    report(`images: ${files.length - before} blobs (the layers and configurations of this node's images)`);
+  }
+
   for (const volume of listVolumes(dataDir)) {
     const folder = join(dataDir, ...volume.split('/'));
     const claim = claimVolume(folder);
     if (!claim) {
       const holder = pidLockHolder(join(folder, VOLUME_LOCK)) ?? process.pid;
-      skipped.push({ what: `volume ${volume}`, reason: `in use by a running app instance (Alto process ${holder}): stop the app to back it up` });
+      skipped.push({ what: `volume ${volume}`, reason: `in use by an app instance, running or suspended (Alto process ${holder}): a backup of the stopped instance copies it` });
       report(`volume ${volume}: in use by a running instance, not copied`);
       continue;
     }
@@ -312,15 +331,22 @@ async function listFiles(dataDir: string, folder: string, skip: (relative: strin
   return found.sort();
 }
 
-/** `apps/volumes/<project>/<app>` for each volume folder of the data folder. */
+/**
+ * `apps/volumes/<project>/<app>/<volume>` for each volume folder of the data folder (the layout
+ * of compute/apps/spec: an app's volumes are folders of its own folder), each claimed by the
+ * instance that uses it through the `lock` file inside it.
+ */
 function listVolumes(dataDir: string): string[] {
   const root = join(dataDir, 'apps', 'volumes');
+  const folders = (relative: string[]) => {
+    const path = join(root, ...relative);
+    return readdirSync(path).filter((name) => lstatSync(join(path, name)).isDirectory()).sort();
+  };
   if (!existsSync(root)) return [];
   const volumes: string[] = [];
-  for (const project of readdirSync(root).sort()) {
-    if (!lstatSync(join(root, project)).isDirectory()) continue;
-    for (const app of readdirSync(join(root, project)).sort()) {
-      if (lstatSync(join(root, project, app)).isDirectory()) volumes.push(`apps/volumes/${project}/${app}`);
+  for (const project of folders([])) {
+    for (const app of folders([project])) {
+      for (const volume of folders([project, app])) volumes.push(`apps/volumes/${project}/${app}/${volume}`);
     }
   }
   return volumes;

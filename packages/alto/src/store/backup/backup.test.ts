@@ -4,6 +4,7 @@
  * and that a restore checks every checksum before writing anything.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,7 @@ function folder(): string {
 }
 
 const VOLUME_BYTES = 64 * 1024 * 1024;
+const IMAGE_LAYER = createHash('sha256').update('image layer').digest('hex');
 
 /** A data folder as Alto leaves it: database, objects (one being written), a volume, the node's files. */
 function dataFolder(): string {
@@ -43,7 +45,7 @@ function dataFolder(): string {
   writeFileSync(join(dataDir, 'objects', '_functions', 'p1', 'hello.tgz~'), 'function source');
   mkdirSync(join(dataDir, 'objects', '.tmp'), { recursive: true });
   writeFileSync(join(dataDir, 'objects', '.tmp', '123-abc'), 'half written');
-  const volume = join(dataDir, 'apps', 'volumes', 'p1', 'web');
+  const volume = join(dataDir, 'apps', 'volumes', 'p1', 'web', 'data');
   mkdirSync(volume, { recursive: true });
   // A sparse disk image: 64 MiB long, one block of data in the middle.
   const image = openSync(join(volume, 'process.ext4'), 'w');
@@ -53,8 +55,10 @@ function dataFolder(): string {
   writeFileSync(join(dataDir, 'admin-key'), 'sk_admin_test\n', { mode: 0o600 });
   writeFileSync(join(dataDir, 'node-id'), 'node1\n');
   writeFileSync(join(dataDir, 'master-key'), 'ab'.repeat(32) + '\n', { mode: 0o600 });
-  mkdirSync(join(dataDir, 'images', 'blobs'), { recursive: true });
-  writeFileSync(join(dataDir, 'images', 'blobs', 'layer'), 'image layer');
+  mkdirSync(join(dataDir, 'images', 'blobs', 'sha256'), { recursive: true });
+  writeFileSync(join(dataDir, 'images', 'blobs', 'sha256', IMAGE_LAYER), 'image layer');
+  mkdirSync(join(dataDir, 'images', 'ingest'), { recursive: true });
+  writeFileSync(join(dataDir, 'images', 'ingest', `${'c'.repeat(64)}.partial`), 'half a download');
   return dataDir;
 }
 
@@ -69,7 +73,7 @@ async function restore(from: string, dataDir: string) {
   return restoreInstance({ from: await openBackupTarget(from, { create: false }), dataDir, report: quiet });
 }
 
-test('a backup holds the database, objects, function sources, volumes and node files, not the master key or images', async () => {
+test('a backup holds the database, objects, function sources, image blobs, volumes and node files, not the master key', async () => {
   const dataDir = dataFolder();
   const to = folder();
   const { manifest, copiedBlobs } = await backup(dataDir, to);
@@ -77,15 +81,19 @@ test('a backup holds the database, objects, function sources, volumes and node f
   assert.deepEqual(paths, [
     'admin-key',
     'alto.db',
-    'apps/volumes/p1/web/process.ext4',
+    'apps/volumes/p1/web/data/process.ext4',
+    `images/blobs/sha256/${IMAGE_LAYER}`,
     'node-id',
     'objects/_functions/p1/hello.tgz~',
     'objects/p1/dev/docs/a.txt~',
   ]);
-  assert.equal(copiedBlobs, 6);
+  assert.equal(copiedBlobs, 7);
   assert.equal(manifest.masterKey, 'not included');
   assert.ok(manifest.skipped.some((part) => part.what === 'master key'));
-  assert.ok(manifest.skipped.some((part) => part.what === 'images'));
+  assert.ok(manifest.skipped.some((part) => part.what === 'unpacked image layers, app root filesystems'));
+  const withoutImages = await backup(dataDir, folder(), { withoutImages: true });
+  assert.ok(!withoutImages.manifest.files.some((file) => file.part === 'image'));
+  assert.match(withoutImages.manifest.skipped.find((part) => part.what === 'images')!.reason, /--without-images/);
   for (const file of manifest.files) assert.equal(statSync(blobPath(to, file.sha256)).size, file.size);
   // The volume's blob is as sparse as its source: the zeros are holes, not written blocks.
   const volume = manifest.files.find((file) => file.part === 'volume')!;
@@ -96,7 +104,7 @@ test('a backup holds the database, objects, function sources, volumes and node f
   assert.equal((copy.prepare('SELECT count(*) AS n FROM notes').get() as { n: number }).n, 100);
   copy.close();
   // The volume's lock was taken for the copy and given back.
-  assert.ok(!existsSync(join(dataDir, 'apps', 'volumes', 'p1', 'web', 'lock')));
+  assert.ok(!existsSync(join(dataDir, 'apps', 'volumes', 'p1', 'web', 'data', 'lock')));
 });
 
 test('a second backup into the same folder copies only new content', async () => {
@@ -110,7 +118,7 @@ test('a second backup into the same folder copies only new content', async () =>
   assert.equal(finishedBackups(to).length, 2);
   // The new object, and the database if its copy differs by a byte; the rest is reused.
   assert.ok(second.copiedBlobs >= 1 && second.copiedBlobs <= 2, `copied ${second.copiedBlobs}`);
-  assert.ok(second.reusedFiles >= 5, `reused ${second.reusedFiles}`);
+  assert.ok(second.reusedFiles >= 6, `reused ${second.reusedFiles}`);
   assert.equal(readdirSync(join(to, 'blobs', 'sha256')).length, blobsBefore + second.copiedBlobs);
   assert.ok(second.manifest.files.some((file) => file.path === 'objects/p1/dev/docs/b.txt~'));
 });
@@ -118,13 +126,13 @@ test('a second backup into the same folder copies only new content', async () =>
 test('a volume claimed by a running instance is skipped with the reason; the master key goes in when asked', async () => {
   const dataDir = dataFolder();
   const to = folder();
-  const lock = join(dataDir, 'apps', 'volumes', 'p1', 'web', 'lock');
+  const lock = join(dataDir, 'apps', 'volumes', 'p1', 'web', 'data', 'lock');
   // A live process other than this one (our parent) holds it.
   writeFileSync(lock, `${process.ppid}\n`);
   const { manifest } = await backup(dataDir, to, { includeMasterKey: true });
   assert.ok(!manifest.files.some((file) => file.part === 'volume'));
-  const skipped = manifest.skipped.find((part) => part.what === 'volume apps/volumes/p1/web');
-  assert.match(skipped!.reason, new RegExp(`in use by a running app instance \\(Alto process ${process.ppid}\\)`));
+  const skipped = manifest.skipped.find((part) => part.what === 'volume apps/volumes/p1/web/data');
+  assert.match(skipped!.reason, new RegExp(`in use by an app instance, running or suspended \\(Alto process ${process.ppid}\\)`));
   assert.equal(readFileSync(lock, 'utf8'), `${process.ppid}\n`, 'the holder keeps its lock');
   assert.equal(manifest.masterKey, 'included');
   assert.ok(manifest.files.some((file) => file.path === 'master-key'));
@@ -181,7 +189,7 @@ test('on PostgreSQL and S3 objects, the backup says those are backed up with the
   assert.ok(manifest.skipped.some((part) => part.what === 'space objects and function sources' && /S3 bucket/.test(part.reason)));
   assert.ok(lines.some((line) => /PostgreSQL, not copied: back it up with pg_dump/.test(line)));
   // The SQLite file still holds this node's own records (images, cache, events): it is copied.
-  assert.deepEqual(manifest.files.map((file) => file.path).sort(), ['admin-key', 'alto.db', 'apps/volumes/p1/web/process.ext4', 'node-id']);
+  assert.deepEqual(manifest.files.map((file) => file.path).sort(), ['admin-key', 'alto.db', 'apps/volumes/p1/web/data/process.ext4', `images/blobs/sha256/${IMAGE_LAYER}`, 'node-id']);
 });
 
 test('a backup into a folder another process is backing up into is refused, naming that process', async () => {

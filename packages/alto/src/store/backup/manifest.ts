@@ -21,13 +21,13 @@ export interface BackupFile {
   size: number;
   sha256: string;
   mode: number;
-  /** Which part of the instance: database, key, object, volume. */
+  /** Which part of the instance: database, settings (the node's files), object, image, volume. */
   part: BackupPart;
   /** The source file's inode and modification time: the next backup skips reading an unchanged file. */
   source?: { inode: number; modifiedMs: number };
 }
 
-export type BackupPart = 'database' | 'settings' | 'object' | 'volume';
+export type BackupPart = 'database' | 'settings' | 'object' | 'image' | 'volume';
 
 export interface SkippedPart {
   what: string;

@@ -1,0 +1,99 @@
+/**
+ * Backups of an app's volume, with a real app on the process sandbox: while its instance holds the
+ * volume, `alto backup` leaves it out and says why; a backup of the stopped instance copies it,
+ * and the instance restored from it serves the app with what it had written on its volume.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
+import { buildImage, busyboxBinary, startRegistry, type LayerEntry, type TestRegistry } from './images-fixture.js';
+import { eventually, getThroughEdge, privateSandboxCache, runCli } from './apps-fixture.js';
+
+const MASTER_KEY = randomBytes(32).toString('hex');
+const ADMIN_KEY = `sk_admin_${randomBytes(12).toString('hex')}`;
+const PROJECT = 'notes';
+
+/** httpd on 8080 whose CGI appends its query to /data/notes (the volume) and answers the file. */
+function notesImage() {
+  const applets = ['sh', 'httpd', 'cat', 'echo', 'printf'];
+  const layer: LayerEntry[] = [
+    { type: 'dir', path: 'bin/' },
+    { type: 'file', path: 'bin/busybox', content: busyboxBinary(), mode: 0o755 },
+    ...applets.map((applet): LayerEntry => ({ type: 'symlink', path: `bin/${applet}`, target: 'busybox' })),
+    { type: 'dir', path: 'tmp/', mode: 0o1777 },
+    { type: 'dir', path: 'data/' },
+    { type: 'dir', path: 'www/' },
+    { type: 'file', path: 'www/index.html', content: 'notes\n' },
+    { type: 'dir', path: 'www/cgi-bin/' },
+    { type: 'file', path: 'www/cgi-bin/note', content: "#!/bin/sh\necho \"$QUERY_STRING\" >> /data/notes\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\ncat /data/notes\n", mode: 0o755 },
+  ];
+  return buildImage({
+    layers: [layer],
+    config: { Env: ['PATH=/bin'], Entrypoint: ['/bin/sh', '-c'], Cmd: ['httpd -f -v -p 8080 -h /www'], ExposedPorts: { '8080/tcp': {} } },
+  });
+}
+
+const cache = privateSandboxCache();
+const folders: string[] = [];
+const servers: ServerProcess[] = [];
+let registry: TestRegistry | undefined;
+after(async () => {
+  for (const server of servers) await server.close();
+  await registry?.stop();
+  cache.remove();
+  for (const folder of folders) rmSync(folder, { recursive: true, force: true });
+});
+
+test("an app's volume: left out while its instance holds it, copied from the stopped instance, and served again once restored", async () => {
+  registry = await startRegistry();
+  await registry.push('backup/notes', 'v1', await notesImage());
+  const source = temporaryDataDir();
+  const backups = temporaryDataDir();
+  const restoredParent = temporaryDataDir();
+  folders.push(source, backups, restoredParent);
+  const environment = { ALTO_MASTER_KEY: MASTER_KEY, ALTO_ADMIN_KEY: ADMIN_KEY, ALTO_SANDBOX_CACHE: cache.dir };
+  const up = (dataDir: string) => startProcess({ dataDir, args: ['--sandbox', 'process'], env: environment });
+
+  const running = await up(source);
+  servers.push(running);
+  const key = await running.projectKey(PROJECT, ['app']);
+  const run = await running.call('app', 'Run', { name: 'notes', image: `${registry.host}/backup/notes:v1`, volumes: [{ name: 'data', path: '/data' }], min_instances: 1 }, key);
+  assert.equal(run.status, 200, JSON.stringify(run.body));
+  const note = async (server: ServerProcess, text: string) => {
+    const answer = await getThroughEdge(Number(new URL(server.url).port), `notes.${PROJECT}.localhost`, `/cgi-bin/note?${text}`);
+    assert.equal(answer.status, 200, answer.body);
+    return answer.body;
+  };
+  assert.equal(await note(running, 'first'), 'first\n');
+
+  const whileRunning = await runCli(['backup', '--data', source, '--to', backups], environment);
+  assert.equal(whileRunning.code, 0, whileRunning.stderr + whileRunning.stdout);
+  assert.match(whileRunning.stdout, /volume apps\/volumes\/[^/]+\/notes\/data: in use by a running instance, not copied/);
+  assert.doesNotMatch(whileRunning.stdout, /notes\/data: \d+ files, copied/);
+  await running.close();
+
+  const stopped = await runCli(['backup', '--data', source, '--to', backups], environment);
+  assert.equal(stopped.code, 0, stopped.stderr + stopped.stdout);
+  assert.match(stopped.stdout, /volume apps\/volumes\/[^/]+\/notes\/data: 1 files, copied while claimed/);
+  const id = /backup (\S+): \d+ files/.exec(stopped.stdout)![1];
+
+  const restored = join(restoredParent, 'restored');
+  const restore = await runCli(['restore', backups, '--at', id, '--data', restored], environment);
+  assert.equal(restore.code, 0, restore.stderr + restore.stdout);
+  const again = await up(restored);
+  servers.push(again);
+  // The image is not in the backup: the restored node pulls it again, then starts the app on its volume.
+  let last = '';
+  const answer = await eventually(async () => {
+    const result = await getThroughEdge(Number(new URL(again.url).port), `notes.${PROJECT}.localhost`, '/cgi-bin/note?second');
+    last = `${result.status} ${result.body}`;
+    return result.status === 200 ? result.body : undefined;
+  }, 'the app on the restored instance', 90_000).catch(async (error: Error) => {
+    const status = await again.call('app', 'Status', { name: 'notes' }, key);
+    throw new Error(`${error.message}; the edge said ${last}; the app: ${JSON.stringify(status.body)}\n${again.stdout().split('\n').filter((line) => /app|image|pull|volume/i.test(line)).slice(-30).join('\n')}`);
+  });
+  assert.equal(answer, 'first\nsecond\n');
+});
