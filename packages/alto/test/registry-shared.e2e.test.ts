@@ -187,7 +187,8 @@ describe("Alto's registry on two nodes sharing PostgreSQL and S3", () => {
     await eventually(async () => (await page()) === 'follow one\n', 'the follower to serve v1');
 
     await push(two);
-    await eventually(async () => (await page()) === 'follow two\n', 'the follower on the second node to serve the image pushed to the first');
+    // Read within 3 s of the push, then rolled out as any update (a loaded machine takes longer).
+    await eventually(async () => (await page()) === 'follow two\n', 'the follower on the second node to serve the image pushed to the first', 90_000);
     assert.equal((await second.call('app', 'Status', { name: 'follower' }, key)).body.service.digest, two.manifest.digest);
     // The rollout ends once the old version has stopped: until then the app is busy (409).
     await eventually(async () => {
@@ -195,7 +196,7 @@ describe("Alto's registry on two nodes sharing PostgreSQL and S3", () => {
       if (deleted.status === 409) return false;
       assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
       return true;
-    }, 'the follower to be deleted once its rollout ends');
+    }, 'the follower to be deleted once its rollout ends', 60_000);
   });
 
   test('a chunked upload stays on its node: the other names it; another project is refused on both', async () => {
