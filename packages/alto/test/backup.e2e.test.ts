@@ -208,6 +208,9 @@ test('a backup into an S3 bucket restores from it; a second one uploads only new
     assert.ok(secondSummary.copied <= 1, second.stdout);
     assert.ok(secondSummary.reused >= secondSummary.files - 1, second.stdout);
     await running.close();
+    const list = await runCli(['restore', bucketUrl, '--list'], credentials);
+    assert.equal(list.code, 0, list.stderr + list.stdout);
+    assert.deepEqual(list.stdout.trim().split('\n').map((line) => line.split(' ')[0]), [firstSummary.id, secondSummary.id]);
 
     const listed = await s3.client.send(new ListObjectsV2Command({ Bucket: 'alto-backups', Prefix: 'nightly/' }));
     const keys = (listed.Contents ?? []).map((object) => object.Key!);

@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { backupInstance, formatBytes } from '../store/backup/backup-instance.js';
-import { restoreInstance } from '../store/backup/restore-instance.js';
+import { listBackups, restoreInstance } from '../store/backup/restore-instance.js';
 import { openBackupTarget } from '../store/backup/target.js';
 import { redactObjectsUrl } from '../store/objects/s3.js';
 import type { BackupScheduleStatus } from '../store/backup/schedule.js';
@@ -22,8 +22,9 @@ interface BackupFlags {
 }
 
 interface RestoreFlags {
-  data: string;
+  data?: string;
   at?: string;
+  list?: boolean;
 }
 
 type Action = <Args extends unknown[]>(run: (...args: Args) => Promise<void>) => (...args: Args) => Promise<void>;
@@ -71,16 +72,31 @@ export function addBackupCommands(program: Command, action: Action): void {
   program
     .command('restore <backup>')
     .description('rebuild a data folder from a backup folder (or s3://... bucket), after checking every file against its checksum')
-    .requiredOption('-d, --data <dir>', 'the data folder to make (new or empty)')
+    .option('-d, --data <dir>', 'the data folder to make (new or empty)')
     .option('--at <id>', 'the backup to restore (default the newest finished one)')
+    .option('--list', 'list the finished backups there (their ids for --at) and restore nothing')
     .action(
       action(async (backup: string, flags: RestoreFlags) => {
         const write = (line: string) => process.stdout.write(`${line}\n`);
-        write(`${bold('alto restore')} ${backup.startsWith('s3://') ? redactObjectsUrl(backup) : backup} → ${flags.data}`);
         const from = await openBackupTarget(backup, { create: false });
-        const manifest = await restoreInstance({ from, at: flags.at, dataDir: flags.data, report: write }).finally(() => from.close());
-        const key = manifest.masterKey === 'included' ? `the master key is in ${flags.data}/master-key` : `with the same master key (ALTO_MASTER_KEY, or put it in ${flags.data}/master-key): the backup does not hold it`;
-        write(green(`done: start it with "alto up --data ${flags.data}", ${key}`));
+        if (flags.list) {
+          const listings = await listBackups(from).finally(() => from.close());
+          if (listings.length === 0) write(`no finished backup in ${backup}`);
+          for (const listing of listings) {
+            const notes = [listing.masterKey === 'included' ? 'master key included' : '', ...listing.skipped.map((what) => `without ${what}`)].filter(Boolean);
+            write(`${listing.id}  ${listing.finishedAt}  Alto ${listing.altoVersion}  ${listing.files} files, ${formatBytes(listing.bytes)}${notes.length > 0 ? dim(`  (${notes.join('; ')})`) : ''}`);
+          }
+          return;
+        }
+        if (!flags.data) {
+          await from.close();
+          throw new Error('--data <dir> is required: the new (or empty) data folder to restore into (or --list to see the backups)');
+        }
+        const dataDir = flags.data;
+        write(`${bold('alto restore')} ${backup.startsWith('s3://') ? redactObjectsUrl(backup) : backup} → ${dataDir}`);
+        const manifest = await restoreInstance({ from, at: flags.at, dataDir, report: write }).finally(() => from.close());
+        const key = manifest.masterKey === 'included' ? `the master key is in ${dataDir}/master-key` : `with the same master key (ALTO_MASTER_KEY, or put it in ${dataDir}/master-key): the backup does not hold it`;
+        write(green(`done: start it with "alto up --data ${dataDir}", ${key}`));
       }),
     );
 }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { backupInstance, type BackupInstanceOptions } from './backup-instance.js';
-import { restoreInstance } from './restore-instance.js';
+import { listBackups, restoreInstance } from './restore-instance.js';
 import { openBackupTarget } from './target.js';
 import { pruneBackups } from './prune.js';
 import { blobPath } from './blobs.js';
@@ -223,4 +223,19 @@ test('a prune keeps the newest backups, and removes the others, backups cut shor
   assert.ok(!existsSync(blobPath(to, 'f'.repeat(64))));
   for (const file of [...second.manifest.files, ...third.manifest.files]) assert.ok(existsSync(blobPath(to, file.sha256)), `${file.path} of a kept backup stays`);
   await assert.rejects(pruneBackups(target, 0), /at least 1/);
+});
+
+test('the finished backups are listed oldest first, with their size and what they left out', async () => {
+  const dataDir = dataFolder();
+  const to = folder();
+  const first = await backup(dataDir, to);
+  const second = await backup(dataDir, to, { withoutImages: true, includeMasterKey: true });
+  mkdirSync(join(to, '2999-01-01T00-00-00Z'));
+  const listings = await listBackups(await openBackupTarget(to, { create: false }));
+  assert.deepEqual(listings.map((listing) => listing.id), [first.manifest.id, second.manifest.id]);
+  assert.equal(listings[0].files, first.manifest.files.length);
+  assert.equal(listings[0].bytes, first.manifest.files.reduce((sum, file) => sum + file.size, 0));
+  assert.deepEqual(listings[0].skipped, []);
+  assert.deepEqual(listings[1].skipped, ['images']);
+  assert.equal(listings[1].masterKey, 'included');
 });

@@ -78,3 +78,32 @@ export async function restoreInstance(options: RestoreInstanceOptions): Promise<
   report(`restored into ${options.dataDir}`);
   return manifest;
 }
+
+export interface BackupListing {
+  id: string;
+  finishedAt: string;
+  altoVersion: string;
+  files: number;
+  /** Bytes of every file the backup holds (content shared with other backups counted in each). */
+  bytes: number;
+  masterKey: BackupManifest['masterKey'];
+  skipped: string[];
+}
+
+/** The finished backups of a folder or bucket, oldest first, for `alto restore --list`. */
+export async function listBackups(from: BackupTarget): Promise<BackupListing[]> {
+  const listings: BackupListing[] = [];
+  for (const id of await from.finishedBackups()) {
+    const manifest = await from.readManifest(id);
+    listings.push({
+      id,
+      finishedAt: manifest.finishedAt,
+      altoVersion: manifest.altoVersion,
+      files: manifest.files.length,
+      bytes: manifest.files.reduce((sum, file) => sum + file.size, 0),
+      masterKey: manifest.masterKey,
+      skipped: manifest.skipped.filter((part) => part.what.startsWith('volume ') || part.what === 'images' || part.what === 'database').map((part) => part.what),
+    });
+  }
+  return listings;
+}
