@@ -4,12 +4,13 @@
  * one S3-compatible bucket (`--objects`, s3rver: the blobs), the process sandbox. An image pushed
  * with Debian's `skopeo` to one node lands in the bucket before the push is acknowledged; the
  * other node lists its tags, answers its manifest and blobs (ranges too) from the bucket, so
- * skopeo pulls it back byte for byte, and runs it with `app/Run` as `<its host>/<project>/<name>:
- * <tag>`, an index too (its linux/amd64 image); an app there that follows its tag is rolled out
- * to the image pushed to that tag through the first node. A chunked upload stays on the node that started it: the other answers naming that node.
- * Another project's key is refused there as on the first. Deleting the tag and pruning on the
- * other node empties the bucket of the image's blobs. Needs the test services (`. scripts/
- * test-services.sh`) and skopeo.
+ * skopeo pulls it back byte for byte, and runs it with `app/Run` as
+ * `<its host>/<project>/<name>:<tag>`, an index too (its linux/amd64 image); an app there that
+ * follows its tag is rolled out to the image pushed to that tag through the first node. A chunked
+ * upload stays on the node that started it: the other answers naming that node. Another
+ * project's key is refused there as on the first. Deleting the tag and pruning on the other node
+ * empties the bucket of the image's blobs, and so does deleting a project. Needs the test
+ * services (`. scripts/test-services.sh`) and skopeo.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -237,5 +238,15 @@ describe("Alto's registry on two nodes sharing PostgreSQL and S3", () => {
     assert.equal((await v2(first, `shop/web/blobs/${web.layers[0].digest}`, { method: 'HEAD' })).status, 404, 'no node serves it any more');
     const tags = await v2(first, 'shop/web/tags/list');
     assert.equal(tags.status, 404);
+  });
+
+  test("a project deleted through one node: its repositories' blobs leave the bucket", async () => {
+    const blob = randomBytes(10_000);
+    const pushed = await v2(first, `other/data/blobs/uploads/?digest=${sha256(blob)}`, { method: 'POST', body: blob, key: otherKey });
+    assert.equal(pushed.status, 201);
+    assert.ok((await bucketDigests()).has(sha256(blob)));
+    const deleted = await second.call('projects', 'Delete', { name: 'other' });
+    assert.equal(deleted.status, 200, JSON.stringify(deleted.body));
+    assert.ok(!(await bucketDigests()).has(sha256(blob)), 'the blob left the bucket with its project');
   });
 });

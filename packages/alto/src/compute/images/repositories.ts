@@ -585,6 +585,20 @@ export class Repositories {
   }
 
   /**
+   * Forgets a deleted project's repositories: their records, the machine's image references to
+   * them (prune frees the files then), and the objects store's blobs no other repository holds.
+   */
+  async removeProject(projectId: string): Promise<void> {
+    await this.catalog.removeRepositories(`${projectId}/`);
+    const prefix = `${LOCAL_REGISTRY}/${projectId}/`;
+    for (const image of this.records.list()) for (const reference of image.references) if (reference.startsWith(prefix)) this.records.removeReference(reference);
+    if (this.shared) {
+      const keep = this.images.heldBlobs();
+      await this.shared.sweep((digests, remove) => this.catalog.releaseUnheld(digests.filter((digest) => !keep.has(digest)), remove));
+    }
+  }
+
+  /**
    * The repository an image reference names when its registry is Alto itself (see `answerAs`):
    * `<host>/<project>/<name>:<tag>` as `alto.local/<project id>/<name>:<tag>`, for the project
    * that asks only. Undefined for references to other registries.

@@ -288,6 +288,10 @@ export const imagesService = defineService({
       },
     }),
   },
+  async deleteProjectData(projectId, platform) {
+    // The project's repositories of Alto's registry, and the bucket's blobs no other repository holds.
+    await platform.use(imagesComponent).repositories.removeProject(projectId);
+  },
 });
 
 export const registryService = defineService({

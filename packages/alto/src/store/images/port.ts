@@ -126,6 +126,8 @@ export interface ImageRecordStore {
   removeTag(repository: string, tag: string): boolean;
   /** Removes a manifest and the tags that point at it; returns those tags. */
   removeManifest(repository: string, digest: string): string[];
+  /** Removes every repository whose name starts with `prefix`, with its tags, manifests and blob links. */
+  removeRepositories(prefix: string): void;
   /** Repositories whose name starts with `prefix` (a project's: `<project id>/`), sorted. */
   repositories(prefix: string): string[];
   /** Bytes the repositories starting with `prefix` hold: each distinct blob and manifest once. */

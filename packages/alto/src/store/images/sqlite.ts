@@ -175,6 +175,9 @@ export class SqliteImageRecordStore implements ImageRecordStore {
       unusedLinks: db.prepare(`SELECT repository, digest FROM registry_blobs b WHERE substr(repository, 1, length(@prefix)) = @prefix
         AND NOT EXISTS (SELECT 1 FROM registry_manifest_references r WHERE r.repository = b.repository AND r.reference = b.digest)`),
       unlinkBlob: db.prepare('DELETE FROM registry_blobs WHERE repository = ? AND digest = ?'),
+      deleteRepositoryTags: db.prepare('DELETE FROM registry_tags WHERE substr(repository, 1, length(@prefix)) = @prefix'),
+      deleteRepositoryManifests: db.prepare('DELETE FROM registry_manifests WHERE substr(repository, 1, length(@prefix)) = @prefix'),
+      deleteRepositoryBlobs: db.prepare('DELETE FROM registry_blobs WHERE substr(repository, 1, length(@prefix)) = @prefix'),
       heldByRepositories: db.prepare(`SELECT EXISTS (SELECT 1 FROM registry_blobs WHERE digest = @digest)
         OR EXISTS (SELECT 1 FROM registry_manifests WHERE digest = @digest) AS held`),
     };
@@ -351,6 +354,16 @@ export class SqliteImageRecordStore implements ImageRecordStore {
         const tags = (this.statements.tagsOfManifest.all(repository, digest) as { tag: string }[]).map((row) => row.tag);
         this.statements.deleteRepositoryManifest.run(repository, digest);
         return tags;
+      })
+      .immediate();
+  }
+
+  removeRepositories(prefix: string): void {
+    this.db
+      .transaction(() => {
+        this.statements.deleteRepositoryTags.run({ prefix });
+        this.statements.deleteRepositoryManifests.run({ prefix });
+        this.statements.deleteRepositoryBlobs.run({ prefix });
       })
       .immediate();
   }

@@ -137,6 +137,21 @@ export function runRegistryCatalogContract(name: string, open: () => Promise<Two
       await other.releaseUnheld([digest('f1'), digest('f2')], async (unheld) => assert.deepEqual(unheld, []));
     });
 
+    test("removing a project's repositories takes everything they hold and nothing of another project's", async () => {
+      const gone = project('gone');
+      const kept = `${project('gone')}x/web`;
+      await store.linkBlob(`${gone}/web`, digest('e0'), 5);
+      await store.linkBlob(kept, digest('e0'), 5);
+      await store.putManifest(`${gone}/web`, { digest: digest('e9'), mediaType: IMAGE, size: 9, references: [digest('e0')] }, 'v1');
+      await store.putManifest(`${gone}/api/deep`, { digest: digest('e8'), mediaType: IMAGE, size: 8, references: [] }, 'v1');
+      await other.removeRepositories(`${gone}/`);
+      assert.deepEqual(await store.repositories(`${gone}/`), []);
+      assert.equal(await store.repositoryBytes(`${gone}/`), 0);
+      assert.equal(await store.digestOfTag(`${gone}/web`, 'v1'), undefined);
+      assert.equal(await store.linkedBlobSize(kept, digest('e0')), 5, 'a project whose id starts the same keeps its own');
+      assert.deepEqual(await store.held([digest('e0'), digest('e9'), digest('e8')]), new Set([digest('e0')]));
+    });
+
     test('a collection while the other pushes loses no tagged manifest', async () => {
       const repository = `${project('race')}/web`;
       await Promise.all([

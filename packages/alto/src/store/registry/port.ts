@@ -68,6 +68,8 @@ export interface RegistryCatalog {
   removeTag(repository: string, tag: string): Promise<boolean>;
   /** Removes a manifest and the tags that point at it; returns those tags. */
   removeManifest(repository: string, digest: string): Promise<string[]>;
+  /** Removes every repository whose name starts with `prefix` (a deleted project's: `<project id>/`), with all it holds. */
+  removeRepositories(prefix: string): Promise<void>;
   /** Repositories whose name starts with `prefix` (a project's: `<project id>/`), sorted. */
   repositories(prefix: string): Promise<string[]>;
   /** Bytes the repositories starting with `prefix` hold: each distinct blob and manifest once. */

@@ -161,6 +161,14 @@ export class PostgresRegistryCatalog implements RegistryCatalog {
     });
   }
 
+  async removeRepositories(prefix: string): Promise<void> {
+    await this.write(async (client) => {
+      await client.query(`DELETE FROM alto_registry_tags WHERE ${IN_PREFIX}`, [prefix]);
+      await client.query(`DELETE FROM alto_registry_manifests WHERE ${IN_PREFIX}`, [prefix]);
+      await client.query(`DELETE FROM alto_registry_blobs WHERE ${IN_PREFIX}`, [prefix]);
+    });
+  }
+
   async repositories(prefix: string): Promise<string[]> {
     const { rows } = await this.pool.query<{ repository: string }>(
       `SELECT repository FROM alto_registry_manifests WHERE ${IN_PREFIX}

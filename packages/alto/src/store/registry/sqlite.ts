@@ -66,6 +66,10 @@ export class SqliteRegistryCatalog implements RegistryCatalog {
     return this.records.removeManifest(repository, digest);
   }
 
+  async removeRepositories(prefix: string): Promise<void> {
+    this.records.removeRepositories(prefix);
+  }
+
   async repositories(prefix: string): Promise<string[]> {
     return this.records.repositories(prefix);
   }
