@@ -1,7 +1,8 @@
 /**
  * Real app images for the app tests, built by the tests from what the host has installed:
  * a busybox httpd serving a page, a Node.js HTTP app (the host's own `node` with the shared
- * libraries `ldd` lists), and Debian's `redis-server` with its libraries. Nothing is downloaded.
+ * libraries `ldd` lists), Debian's `redis-server` with its libraries, and Debian's PostgreSQL 15 with
+ * an entrypoint like the official image's. Nothing is downloaded.
  *
  * Building the Node.js image gzips about 100 MB, so each built image is cached as files in a
  * folder under the system temp folder, keyed by everything that goes into it: several test files
@@ -10,7 +11,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -180,6 +181,107 @@ export function redisImage(): Promise<BuiltImage> {
   });
 }
 
+export const POSTGRES_PORT = 5432;
+const POSTGRES_HOME = 'usr/lib/postgresql/15';
+const POSTGRES_SHARE = 'usr/share/postgresql/15';
+/** The postgres user of the official image (its uid and gid). */
+const POSTGRES_UID = 999;
+
+/**
+ * The official image's docker-entrypoint.sh, in POSIX sh for busybox: as root it makes $PGDATA
+ * and the socket folder the postgres user's and runs itself again as that user (setpriv, where
+ * the official image has gosu; by its path, since busybox's shell runs its own setpriv applet,
+ * which cannot, for the bare name); as postgres, on first start (no PG_VERSION), initdb as
+ * $POSTGRES_USER with $POSTGRES_PASSWORD from a file, listen on every address, allow password
+ * (scram-sha-256) logins from anywhere and create $POSTGRES_DB (in single-user mode, where the
+ * official image starts a temporary server and runs psql); then `exec postgres`.
+ */
+export const POSTGRES_ENTRYPOINT = `#!/bin/sh
+set -eu
+: "\${POSTGRES_USER:=postgres}"
+: "\${POSTGRES_DB:=$POSTGRES_USER}"
+if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
+  mkdir -p "$PGDATA" /var/run/postgresql
+  chmod 700 "$PGDATA"
+  chmod 3777 /var/run/postgresql
+  find "$PGDATA" /var/run/postgresql ! -user postgres -exec chown postgres:postgres {} +
+  exec /usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
+fi
+if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  if [ -z "\${POSTGRES_PASSWORD:-}" ]; then
+    echo 'Error: Database is uninitialized and superuser password is not specified (POSTGRES_PASSWORD).' >&2
+    exit 1
+  fi
+  password_file=$(mktemp)
+  printf '%s\\n' "$POSTGRES_PASSWORD" > "$password_file"
+  initdb --username="$POSTGRES_USER" --pwfile="$password_file" --encoding=UTF8 --locale=C \${POSTGRES_INITDB_ARGS:-} -D "$PGDATA"
+  rm -f "$password_file"
+  echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
+  printf '\\nhost all all all scram-sha-256\\n' >> "$PGDATA/pg_hba.conf"
+  if [ "$POSTGRES_DB" != postgres ]; then
+    echo "CREATE DATABASE \\"$POSTGRES_DB\\"" | postgres --single -D "$PGDATA" postgres >/dev/null
+  fi
+  echo 'PostgreSQL init process complete; ready for start up.'
+fi
+exec "$@"
+`;
+
+/**
+ * PostgreSQL 15 built the way the official image is: Debian's server binaries (postgres and
+ * initdb, with their shared libraries, the procedural language and text search modules initdb
+ * loads, and the share folder), tzdata, busybox for the shell, util-linux setpriv to drop to the
+ * postgres user (999), and docker-entrypoint.sh (`POSTGRES_ENTRYPOINT`). Data in
+ * /var/lib/postgresql/data ($PGDATA), stopped with SIGINT (a fast shutdown), as the official
+ * image's STOPSIGNAL says.
+ */
+export function postgresImage(): Promise<BuiltImage> {
+  const home = `/${POSTGRES_HOME}`;
+  if (!existsSync(`${home}/bin/initdb`)) throw new Error('PostgreSQL 15 is not installed: apt-get install postgresql (scripts/test-services.sh does)');
+  const binaries = ['postgres', 'initdb'].map((name) => `${home}/bin/${name}`);
+  const modules = ['plpgsql.so', 'dict_snowball.so'].map((name) => `${home}/lib/${name}`);
+  // util-linux's, not a busybox applet (busybox's setpriv cannot change uid or gid).
+  const setpriv = '/usr/bin/setpriv';
+  if (!existsSync(setpriv) || realpathSync(setpriv).endsWith('busybox')) throw new Error('util-linux setpriv is not installed at /usr/bin/setpriv');
+  const runtime = sharedLibraryEntries(...binaries, ...modules, setpriv);
+  const share = filesUnder(`/${POSTGRES_SHARE}`, (path) => !path.startsWith('man/'));
+  // tzdata, as the official image has: initdb and postgres look for the zone names there.
+  const zones = filesUnder('/usr/share/zoneinfo', (path) => !/^(right|posix)(\/|$)/.test(path));
+  const files: LayerEntry[] = [
+    ...[...binaries, ...modules].map((path): LayerEntry => ({ type: 'file', path: path.slice(1), content: readFileSync(path), mode: 0o755 })),
+    { type: 'file', path: 'usr/bin/setpriv', content: readFileSync(setpriv), mode: 0o755 },
+    ...share.map((file): LayerEntry => ({ type: 'file', path: `${POSTGRES_SHARE}/${file}`, content: readFileSync(`/${POSTGRES_SHARE}/${file}`), mode: 0o644 })),
+    ...zones.map((file): LayerEntry => ({ type: 'file', path: `usr/share/zoneinfo/${file}`, content: readFileSync(`/usr/share/zoneinfo/${file}`), mode: 0o644 })),
+    ...runtime.entries,
+  ];
+  const applets = ['sh', 'mkdir', 'chmod', 'chown', 'find', 'id', 'mktemp', 'printf', 'echo', 'rm', 'cat', 'ls'];
+  const layers: LayerEntry[][] = [
+    [
+      ...directoriesOf(['bin/', 'etc/', 'usr/local/bin/', 'var/lib/', 'var/run/', ...files.map((entry) => entry.path)]),
+      { type: 'file', path: 'bin/busybox', content: busyboxBinary(), mode: 0o755 },
+      ...applets.map((applet): LayerEntry => ({ type: 'symlink', path: `bin/${applet}`, target: 'busybox' })),
+      ...files,
+      { type: 'file', path: 'etc/passwd', content: `root:x:0:0:root:/root:/bin/sh\npostgres:x:${POSTGRES_UID}:${POSTGRES_UID}::/var/lib/postgresql:/bin/sh\n` },
+      { type: 'file', path: 'etc/group', content: `root:x:0:\npostgres:x:${POSTGRES_UID}:\n` },
+      { type: 'dir', path: 'var/lib/postgresql/', uid: POSTGRES_UID, gid: POSTGRES_UID, mode: 0o755 },
+      { type: 'dir', path: 'var/run/postgresql/', uid: POSTGRES_UID, gid: POSTGRES_UID, mode: 0o3777 },
+      { type: 'dir', path: 'tmp/', mode: 0o1777 },
+    ],
+    [{ type: 'file', path: 'usr/local/bin/docker-entrypoint.sh', content: POSTGRES_ENTRYPOINT, mode: 0o755 }],
+  ];
+  const inputs = [...binaries, ...modules, setpriv].map(fileInput).concat(runtime.inputs, busyboxInput(), share.join(' '), zones.join(' '));
+  return cachedImage('postgres', inputs, {
+    layers,
+    config: {
+      Env: [`PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${home}/bin`, 'PGDATA=/var/lib/postgresql/data'],
+      Entrypoint: ['docker-entrypoint.sh'],
+      Cmd: ['postgres'],
+      Volumes: { '/var/lib/postgresql/data': {} },
+      ExposedPorts: { [`${POSTGRES_PORT}/tcp`]: {} },
+      StopSignal: 'SIGINT',
+    },
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared libraries
 // ---------------------------------------------------------------------------------------------
@@ -191,23 +293,25 @@ interface RuntimeFiles {
 }
 
 /**
- * The shared libraries `ldd` lists for a binary, each at the path the loader looks for it
+ * The shared libraries `ldd` lists for some binaries, each at the path the loader looks for it
  * (the real file's bytes under the name the binary asks for), and the dynamic loader itself.
  */
-function sharedLibraryEntries(binary: string): RuntimeFiles {
-  const output = execFileSync('ldd', [binary], { encoding: 'utf8' });
+function sharedLibraryEntries(...binaries: string[]): RuntimeFiles {
   const entries: LayerEntry[] = [];
   const inputs: string[] = [];
   const seen = new Set<string>();
-  for (const line of output.split('\n')) {
-    const library = /=>\s+(\/\S+)/.exec(line)?.[1] ?? /^\s*(\/\S+)\s+\(/.exec(line)?.[1];
-    if (!library || seen.has(library)) continue;
-    seen.add(library);
-    const real = realpathSync(library);
-    entries.push({ type: 'file', path: library.slice(1), content: readFileSync(real), mode: 0o755 });
-    inputs.push(`${library} ${fileInput(real)}`);
+  for (const binary of binaries) {
+    const output = execFileSync('ldd', [binary], { encoding: 'utf8' });
+    if (!output.includes('ld-linux')) throw new Error(`ldd ${binary} names no dynamic loader:\n${output}`);
+    for (const line of output.split('\n')) {
+      const library = /=>\s+(\/\S+)/.exec(line)?.[1] ?? /^\s*(\/\S+)\s+\(/.exec(line)?.[1];
+      if (!library || seen.has(library)) continue;
+      seen.add(library);
+      const real = realpathSync(library);
+      entries.push({ type: 'file', path: library.slice(1), content: readFileSync(real), mode: 0o755 });
+      inputs.push(`${library} ${fileInput(real)}`);
+    }
   }
-  if (!output.includes('ld-linux')) throw new Error(`ldd ${binary} names no dynamic loader:\n${output}`);
   return { entries, inputs };
 }
 
@@ -220,6 +324,13 @@ function directoriesOf(paths: string[]): LayerEntry[] {
     for (let index = 1; index <= count; index++) dirs.add(parts.slice(0, index).join('/') + '/');
   }
   return [...dirs].sort().map((path) => ({ type: 'dir', path }));
+}
+
+/** The files under a folder (paths relative to it) that `keep` keeps, sorted. */
+function filesUnder(dir: string, keep: (path: string) => boolean): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[])
+    .filter((path) => keep(path) && statSync(join(dir, path)).isFile())
+    .sort();
 }
 
 function fileInput(path: string): string {

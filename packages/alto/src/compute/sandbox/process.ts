@@ -181,7 +181,7 @@ export class ProcessDriver implements SandboxDriver {
 
   private async runProbe(): Promise<SandboxDescription> {
     if (process.getuid?.() !== 0) throw new Error('the process driver needs root (network namespaces, cgroups, id-mapped user namespaces)');
-    for (const tool of ['unshare', 'nsenter', 'ip', 'cp', 'mkfs.ext4']) {
+    for (const tool of ['unshare', 'nsenter', 'ip', 'cp', 'mkfs.ext4', 'debugfs']) {
       if (!hasCommand(tool)) throw new Error(`the process driver needs ${tool} (util-linux, iproute2, e2fsprogs)`);
     }
     const maxUserNamespaces = Number(readFileSync('/proc/sys/user/max_user_namespaces', 'utf8').trim());

@@ -150,6 +150,7 @@ export async function ensureProcessVolumeImage(
       ['-q', '-F', '-L', 'alto-volume', '-E', `root_owner=${owner.uid}:${owner.gid}`, ...(migrate ? ['-d', folder] : []), temporary, `${size}M`],
       { timeoutMs: 600_000 },
     );
+    await removeLostAndFound(temporary);
   } catch (error) {
     rmSync(temporary, { force: true });
     if (migrate) throw errors.badRequest(`the volume at ${volume.dir} holds more than its ${size} MiB (or cannot be copied into its disk image): ${(error as Error).message}`);
@@ -158,6 +159,16 @@ export async function ensureProcessVolumeImage(
   renameSync(temporary, image);
   if (migrate) rmSync(folder, { recursive: true, force: true });
   return image;
+}
+
+/**
+ * A volume starts empty, as a Docker volume does: mkfs.ext4 leaves a lost+found at the top,
+ * owned by root of the host (no id in the sandbox's range), which an app that takes the folder
+ * over cannot chown or read (PostgreSQL's entrypoint chowns its data folder, and initdb refuses
+ * a folder that is not empty). e2fsck recreates it should it ever need one.
+ */
+async function removeLostAndFound(image: string): Promise<void> {
+  await run('debugfs', ['-w', '-R', 'rmdir lost+found', image], { timeoutMs: 60_000 });
 }
 
 /**
@@ -199,6 +210,7 @@ export async function ensureVolumeDisk(volume: SandboxVolume): Promise<string> {
   const size = volume.sizeMiB ?? DEFAULT_VOLUME_SIZE_MIB;
   // A journal: the disk outlives instances, and one that is killed must leave it consistent.
   await run('mkfs.ext4', ['-q', '-F', '-L', 'alto-volume', '-E', 'root_owner=0:0', temporary, `${size}M`], { timeoutMs: 120_000 });
+  await removeLostAndFound(temporary);
   renameSync(temporary, disk);
   return disk;
 }
