@@ -299,7 +299,7 @@ export class ProcessDriver implements SandboxDriver {
     writeFileSync(join(stateDir, 'supervisor.sh'), supervisorScript(), { mode: 0o644 });
     writeFileSync(
       join(stateDir, 'settings.sh'),
-      supervisorSettings({ argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: false }),
+      supervisorSettings({ argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true }),
       { mode: 0o644 },
     );
     const busybox = join(this.toolsDir!, 'busybox');
