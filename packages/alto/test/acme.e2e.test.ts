@@ -17,7 +17,7 @@ import { randomBytes, X509Certificate } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
-import { startProcess, temporaryDataDir, waitForAsync, type ServerProcess } from './harness.js';
+import { startProcess, temporaryDataDir, waitFor, waitForAsync, type ServerProcess } from './harness.js';
 import { chromiumPath, ensureConsoleBuilt } from './console-fixture.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
 import { getThroughEdge, privateSandboxCache } from './apps-fixture.js';
@@ -88,7 +88,8 @@ describe('ACME over HTTP-01: the console domain, renewal, status and metrics', (
     await waitForAsync(async () => (await statusOf(alto, CONSOLE_DOMAIN))?.status === 'active', 'the certificate issued', 30_000).catch((error) => {
       throw new Error(`${error.message}\n${alto.stdout().slice(-3000)}\n${pebble.output().slice(-2000)}`);
     });
-    assert.match(alto.stdout(), /"host":"alto\.test".*"challenge":"http-01".*"certificate issued"/);
+    // The record is saved before the line is logged: wait for the line rather than read it once.
+    await waitFor(() => /"host":"alto\.test".*"challenge":"http-01".*"certificate issued"/.test(alto.stdout()), 'the issuance logged with its challenge');
     const root = await pebble.root();
     const live = await http2Request({ port: httpsPort, host: CONSOLE_DOMAIN, path: '/livez', ca: root });
     assert.equal(live.protocol, 'h2');
@@ -172,7 +173,8 @@ describe('ACME over TLS-ALPN-01: an app host on demand, never a name Alto does n
     assert.equal(page.protocol, 'h2');
     assert.match(page.body, /^proto=https$/m);
     assert.equal((await statusOf(alto, host))?.status, 'active');
-    assert.match(alto.stdout(), new RegExp(`"host":"${host.replace(/\./g, '\\.')}".*"challenge":"tls-alpn-01".*"certificate issued"`));
+    const logged = new RegExp(`"host":"${host.replace(/\./g, '\\.')}".*"challenge":"tls-alpn-01".*"certificate issued"`);
+    await waitFor(() => logged.test(alto.stdout()), 'the issuance logged with its challenge');
   });
 
   test('a name Alto does not serve fails the handshake and is never asked for', async () => {
@@ -285,7 +287,10 @@ describe('ACME on PostgreSQL: two nodes share the account and the certificate', 
       serials.add(new X509Certificate((await servedCertificate(httpsPort, CONSOLE_DOMAIN)).raw).serialNumber);
     }
     assert.equal(serials.size, 1, 'both nodes serve the same certificate');
-    const issued = nodes.map((node) => node.stdout().split('\n').filter((line) => line.includes('"certificate issued"')).length);
+    const issuedBy = (node: ServerProcess) => node.stdout().split('\n').filter((line) => line.includes('"certificate issued"')).length;
+    // The record is saved before the line is logged: wait for one line, then count them all.
+    await waitFor(() => nodes.some((node) => issuedBy(node) > 0), 'the issuance logged');
+    const issued = nodes.map(issuedBy);
     assert.equal(issued[0] + issued[1], 1, `issued once in the cloud (per node: ${issued.join(', ')})`);
   });
 });
