@@ -17,6 +17,10 @@
  *   bench/node-pipe.mjs, a Node.js process copying bytes between a client connection and its own
  *   backend connection with no HTTP work at all: the floor of what Node's sockets cost.
  *
+ * Alto runs from its compiled build (the bench runs `npm run build` first), as users run it. The
+ * app has one instance, with a concurrency above the connection count, so both paths load that
+ * one instance and the edge neither queues nor scales out.
+ *
  * The keep-alive figures are medians of `rounds` rounds, each running the edge then direct, so a
  * neighbour's load or the VM's speed, which swing from one minute to the next on a shared
  * machine, hit both alike; then as many rounds of the peers, each beside a direct run (the
@@ -45,6 +49,14 @@ const PROJECT = 'bench';
 const ALL_DRIVERS = ['process', 'microvm'] as const;
 type DriverName = (typeof ALL_DRIVERS)[number];
 const DRIVERS = (process.argv[4] ?? ALL_DRIVERS.join(',')).split(',').filter((name): name is DriverName => (ALL_DRIVERS as readonly string[]).includes(name));
+
+// The edge as users run it: the compiled build (bin/alto.js), not the sources through tsx, whose
+// transform wraps every function made per request to keep its name.
+const built = spawnSync('npm', ['run', 'build', '-w', 'packages/alto'], { cwd: fileURLToPath(new URL('..', import.meta.url)), stdio: ['ignore', 'ignore', 'inherit'] });
+if (built.status !== 0) {
+  console.error('npm run build -w packages/alto failed');
+  process.exit(1);
+}
 
 if (spawnSync('wrk', ['--version']).error) {
   console.error('wrk is not installed: apt-get install -y wrk');
@@ -185,7 +197,7 @@ function runLoad(url: string, host: string, duration: number, fresh = false): Pr
 async function measureDriver(driver: DriverName, registry: TestRegistry, image: string): Promise<DriverFigures> {
   const cache = privateSandboxCache();
   const dataDir = temporaryDataDir();
-  const alto = await startProcess({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+  const alto = await startProcess({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir }, built: true });
   try {
     const key = await alto.projectKey(PROJECT, ['app']);
     const call = async (endpoint: string, body: unknown) => {
@@ -194,25 +206,20 @@ async function measureDriver(driver: DriverName, registry: TestRegistry, image: 
       return result.body;
     };
     // Always on: the warm figures reach the instance directly, which a suspended one would not answer.
-    const settings = { image: `${registry.host}/${image}`, memory: 256, min_instances: 1 };
+    // One instance, taking more requests at once than there are connections: both paths load the
+    // same instance, and the edge never queues a request or starts a second one, which the direct
+    // path could not do.
+    const settings = { image: `${registry.host}/${image}`, memory: 256, min_instances: 1, max_instances: 1, concurrency: Math.max(100, connections * 2) };
     // Pull, unpack and root disk, once: this app stays up and serves the warm figures.
     await call('Run', { name: 'web', ...settings });
     const status = await (await fetch(`${alto.url}/v1/status`, { headers: { authorization: `Bearer ${alto.adminKey}` } })).json();
     const accelerator = String(status.sandbox?.accelerator ?? 'unknown');
 
-    const boots: number[] = [];
-    for (let i = 0; i < BOOTS; i++) {
-      const started = performance.now();
-      await call('Run', { name: 'boot', ...settings });
-      boots.push(performance.now() - started);
-      await call('Delete', { name: 'boot' });
-    }
-
     const edgeUrl = `${alto.url}/`;
     const edgeHost = `web.${PROJECT}.localhost:${new URL(alto.url).port}`;
     const backend = new URL((await call('Resolve', { name: 'web' })).url as string);
     const directUrl = `${backend.origin}/`;
-    const warmUp = Math.max(1, Math.round(seconds / 5));
+    const warmUp = Math.max(2, Math.round(seconds / 3));
     await runLoad(directUrl, backend.host, warmUp);
     await runLoad(edgeUrl, edgeHost, warmUp);
     const edgeRounds: LoadResult[] = [];
@@ -242,6 +249,14 @@ async function measureDriver(driver: DriverName, registry: TestRegistry, image: 
     const direct = medianRound(directRounds);
     const edgeFresh = await runLoad(edgeUrl, edgeHost, seconds, true);
     const directFresh = await runLoad(directUrl, backend.host, seconds, true);
+    // Boots last: a deleted instance's teardown would still be running during the first rounds.
+    const boots: number[] = [];
+    for (let i = 0; i < BOOTS; i++) {
+      const started = performance.now();
+      await call('Run', { name: 'boot', ...settings });
+      boots.push(performance.now() - started);
+      await call('Delete', { name: 'boot' });
+    }
     await call('Delete', { name: 'web' });
     const peerFigures = [...peerRounds].map(([name, rounds]) => ({ name, result: medianRound(rounds) }));
     return { driver, accelerator, boots, edge, direct, edgeFresh, directFresh, peers: peerFigures, edgeRounds, directRounds };

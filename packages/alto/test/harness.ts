@@ -12,6 +12,8 @@ import { silentLogger } from '../src/kit/logger.js';
 
 export const ALTO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const CLI_ENTRY = join(ALTO_ROOT, 'src/cli/run.ts');
+/** The command as users run it: the sources compiled by `npm run build` (benches measure this, not tsx's transform). */
+export const BUILT_CLI_ENTRY = join(ALTO_ROOT, 'bin/alto.js');
 
 export interface CallResult<T = any> {
   status: number;
@@ -141,6 +143,8 @@ export interface ProcessOptions {
   env?: Record<string, string>;
   /** The loopback address to listen on (default 127.0.0.1): nodes on one machine that each open the same TCP port need their own. */
   host?: string;
+  /** Run the compiled build (`bin/alto.js`, after `npm run build`) instead of the sources through tsx. */
+  built?: boolean;
 }
 
 /** Runs `alto up` as its own process (for start/stop, signals and crash tests). */
@@ -148,7 +152,7 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
   const dataDir = options.dataDir ?? temporaryDataDir();
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', CLI_ENTRY, 'up', '--port', '0', '--host', options.host ?? '127.0.0.1', '--data', dataDir, ...(options.args ?? [])],
+    [...(options.built ? [BUILT_CLI_ENTRY] : ['--import', 'tsx', CLI_ENTRY]), 'up', '--port', '0', '--host', options.host ?? '127.0.0.1', '--data', dataDir, ...(options.args ?? [])],
     // The tests' registries listen on loopback, where project keys pull only from hosts the
     // operator trusts: every port of 127.0.0.1 is, unless a test says otherwise.
     { env: { ...process.env, ALTO_LOG_FORMAT: 'json', ALTO_TRUSTED_REGISTRIES: '127.0.0.1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },

@@ -27,6 +27,7 @@ import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/gateway.js';
 import {
+  Field,
   framerFor,
   FramingError,
   headEnd,
@@ -35,7 +36,14 @@ import {
   parseRequestHead,
   parseResponseHead,
   responseFraming,
+  SPAN,
+  SPAN_COLON,
+  SPAN_KIND,
+  SPAN_START,
+  SPAN_VALUE,
+  SPAN_VALUE_END,
   type BodyFramer,
+  type HeadLines,
   type RequestHead,
   type ResponseHead,
   VIA_HEADER,
@@ -83,10 +91,14 @@ export interface LaneConnection {
   exchangeDone(closeAfter: boolean): void;
 }
 
-/** Hop-by-hop request headers (RFC 9110 section 7.6.1), never passed on. Transfer-Encoding is kept: the chunks pass through as they came. */
-const REQUEST_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'upgrade']);
+/** Hop-by-hop request headers (RFC 9110 section 7.6.1), never passed on, with X-Forwarded-* (written anew) and x-alto-via. Transfer-Encoding is kept: the chunks pass through as they came. */
+const REQUEST_DROPPED = bits(Field.Connection, Field.KeepAlive, Field.Upgrade, Field.Trailer, Field.HopByHop, Field.Via, Field.ForwardedFor, Field.ForwardedProto, Field.ForwardedHost);
 /** Hop-by-hop response headers dropped; Transfer-Encoding and Trailer stay with the chunks they describe. */
-const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'upgrade']);
+const RESPONSE_DROPPED = bits(Field.Connection, Field.KeepAlive, Field.Upgrade, Field.HopByHop);
+/** The same for a 101 answer, which keeps its Upgrade. */
+const SWITCHING_DROPPED = bits(Field.Connection, Field.KeepAlive, Field.HopByHop);
+/** Answer bodies up to this long that came with the head go out in the same write, copied once. */
+const MAX_BODY_WITH_HEAD = 16 * 1024;
 /** Bytes a client may send ahead (pipelined requests) while one exchange runs, before reading pauses. */
 const MAX_AHEAD_BYTES = 64 * 1024;
 /** After an error answer with `Connection: close`, the rest of the client's request is read and dropped for this long. */
@@ -410,7 +422,7 @@ class Exchange implements ConnectionExchange {
   /** A new instance connection is being opened: body bytes wait in `firstBody`. */
   private connecting = false;
   private closeAfter: boolean;
-  private readonly forwardedHead: string;
+  private readonly forwardedHead: Buffer;
   /** The body bytes read with the head, kept until the instance connection is there. */
   private firstBody: Buffer = EMPTY;
   readingBody = false;
@@ -458,11 +470,14 @@ class Exchange implements ConnectionExchange {
     this.upstream = upstream;
     upstream.owner = this;
     const socket = upstream.socket;
-    socket.cork();
-    socket.write(this.forwardedHead, 'latin1');
-    if (this.firstBody.length > 0) socket.write(this.firstBody);
-    socket.uncork();
-    this.firstBody = EMPTY;
+    if (this.firstBody.length === 0) socket.write(this.forwardedHead);
+    else {
+      socket.cork();
+      socket.write(this.forwardedHead);
+      socket.write(this.firstBody);
+      socket.uncork();
+      this.firstBody = EMPTY;
+    }
     if (this.readingBody && this.client.socket.isPaused()) this.client.socket.resume();
   }
 
@@ -523,7 +538,7 @@ class Exchange implements ConnectionExchange {
       }
       if (head.status < 200) {
         this.answered = true;
-        this.client.socket.write(clientResponseHead(head, false, false), 'latin1');
+        this.client.socket.write(clientResponseHead(head, false, false));
         if (rest.length === 0) return;
         this.pendingHead = rest;
         continue;
@@ -532,17 +547,13 @@ class Exchange implements ConnectionExchange {
       const framing = responseFraming(this.head.method, head);
       this.responseFramer = framerFor(framing);
       if (framing.kind === 'close' || this.client.forwarder.draining) this.closeAfter = true;
-      this.answered = true;
-      const socket = this.client.socket;
-      socket.cork();
-      socket.write(clientResponseHead(head, this.closeAfter, false), 'latin1');
-      this.passBody(rest, 0);
-      socket.uncork();
+      this.passBody(rest, 0, head);
       return;
     }
   }
 
-  private passBody(chunk: Buffer, offset: number): void {
+  /** Passes the answer's body bytes in `chunk` from `offset` on, after the answer's `head` when it is the first. */
+  private passBody(chunk: Buffer, offset: number, head?: ResponseHead): void {
     const framer = this.responseFramer as BodyFramer;
     let used: number;
     try {
@@ -550,13 +561,19 @@ class Exchange implements ConnectionExchange {
     } catch (error) {
       return this.failUpstream(error as Error);
     }
-    if (used > 0) {
-      const body = offset === 0 && used === chunk.length ? chunk : chunk.subarray(offset, offset + used);
-      if (!this.client.socket.write(body) && this.upstream) {
-        const upstream = this.upstream.socket;
-        upstream.pause();
-        this.client.socket.once('drain', () => upstream.resume());
-      }
+    const body = used === 0 ? EMPTY : offset === 0 && used === chunk.length ? chunk : chunk.subarray(offset, offset + used);
+    let written = true;
+    if (head) {
+      // The head and a short body in one write; a long body after the head, as it came.
+      this.answered = true;
+      const together = body.length <= MAX_BODY_WITH_HEAD;
+      written = this.client.socket.write(clientResponseHead(head, this.closeAfter, false, together ? body : EMPTY));
+      if (!together) written = this.client.socket.write(body);
+    } else if (used > 0) written = this.client.socket.write(body);
+    if (!written && this.upstream) {
+      const upstream = this.upstream.socket;
+      upstream.pause();
+      this.client.socket.once('drain', () => upstream.resume());
     }
     if (offset + used < chunk.length) this.spoil();
     if (framer.done && !this.readingBody) this.complete();
@@ -581,7 +598,7 @@ class Exchange implements ConnectionExchange {
     };
     this.client.socket.once('close', release);
     upstream.socket.once('close', release);
-    const toClient = Buffer.concat([Buffer.from(clientResponseHead(head, false, true), 'latin1'), rest]);
+    const toClient = clientResponseHead(head, false, true, rest);
     this.client.tunnel(upstream.socket, toClient, this.client.takeBuffered());
   }
 
@@ -779,52 +796,84 @@ function keyOf(target: ProxyTarget): string {
   return `${target.host}:${target.port}`;
 }
 
-/**
- * The request head as the instance gets it: the client's end-to-end headers, then X-Forwarded-*.
- * `x-alto-via` goes only to another node's edge (`via`, this node's name), never to an instance.
- */
-function forwardedRequestHead(head: RequestHead, client: string, via: string | undefined): string {
-  let text = `${head.method} ${head.target} HTTP/1.1\r\n`;
-  let priorFor: string | undefined;
-  let priorProto: string | undefined;
-  const { headers, connectionNamed } = head;
-  for (let index = 0; index < headers.length; index += 2) {
-    const name = headers[index];
-    const lower = name.toLowerCase();
-    if (REQUEST_HOP_BY_HOP.has(lower) || (connectionNamed.length > 0 && connectionNamed.includes(lower))) continue;
-    if (head.relayed && lower === VIA_HEADER) continue;
-    if (lower.startsWith('x-forwarded-')) {
-      if (lower === 'x-forwarded-for') priorFor = priorFor === undefined ? headers[index + 1] : `${priorFor}, ${headers[index + 1]}`;
-      else if (lower === 'x-forwarded-proto') priorProto = headers[index + 1];
-      if (lower === 'x-forwarded-for' || lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
-    }
-    text += `${name}: ${headers[index + 1]}\r\n`;
-  }
-  text += `x-forwarded-for: ${priorFor?.trim() ? `${priorFor}, ${client}` : client}\r\n`;
-  // A TLS terminator in front of the edge says so; otherwise the client spoke plain HTTP.
-  text += `x-forwarded-proto: ${priorProto !== undefined && /^https?$/i.test(priorProto.trim()) ? priorProto.trim().toLowerCase() : 'http'}\r\n`;
-  text += `x-forwarded-host: ${head.host}\r\n`;
-  if (head.upgrade) text += `connection: upgrade\r\nupgrade: ${head.upgrade}\r\n`;
-  if (via) text += `${VIA_HEADER}: ${via}\r\n`;
-  return text + '\r\n';
+function bits(...kinds: number[]): number {
+  return kinds.reduce((mask, kind) => mask | (1 << kind), 0);
 }
 
-/** The instance's answer head as the client gets it: hop-by-hop headers dropped, the edge's own Connection. */
-function clientResponseHead(head: ResponseHead, close: boolean, upgrade: boolean): string {
-  let text = `HTTP/1.1 ${head.status} ${head.reason || STATUS_CODES[head.status] || ''}\r\n`;
-  const { headers, connectionNamed } = head;
-  for (let index = 0; index < headers.length; index += 2) {
-    const lower = headers[index].toLowerCase();
-    if (upgrade && lower === 'upgrade') {
-      text += `${headers[index]}: ${headers[index + 1]}\r\n`;
-      continue;
-    }
-    if (RESPONSE_HOP_BY_HOP.has(lower) || (connectionNamed.length > 0 && connectionNamed.includes(lower))) continue;
-    text += `${headers[index]}: ${headers[index + 1]}\r\n`;
+/** Connection names a header beyond the ones the masks drop anyway: each kept header's name must be checked. */
+function namesOthers(connectionNamed: string[]): boolean {
+  for (const token of connectionNamed) if (token !== 'close' && token !== 'keep-alive' && token !== 'upgrade') return true;
+  return false;
+}
+
+/**
+ * A head written again from the bytes it came in: `first` (or the first line as it came, when
+ * undefined), the header lines whose kind is not in `dropped` (nor named by Connection) copied
+ * as they came, then `tail` (latin1, ending with the blank line), then `body`.
+ */
+function copyHead(head: HeadLines & { connectionNamed: string[] }, first: string | undefined, dropped: number, tail: string, body: Buffer = EMPTY): Buffer {
+  const { source, spans } = head;
+  const checkNames = head.connectionNamed.length > 0 && namesOthers(head.connectionNamed);
+  // Ranges of bytes kept, as [from, to) pairs, neighbours merged.
+  const ranges: number[] = [];
+  let size = 0;
+  if (first === undefined) {
+    ranges.push(0, head.firstLineEnd + 2);
+    size = head.firstLineEnd + 2;
   }
-  if (upgrade) text += 'connection: upgrade\r\n';
-  else if (close) text += 'connection: close\r\n';
-  return text + '\r\n';
+  for (let at = 0; at < spans.length; at += SPAN) {
+    const kind = spans[at + SPAN_KIND];
+    if ((dropped & (1 << kind)) !== 0) continue;
+    const start = spans[at + SPAN_START];
+    if (checkNames && head.connectionNamed.includes(source.toString('latin1', start, spans[at + SPAN_COLON]).toLowerCase())) continue;
+    const end = at + SPAN < spans.length ? spans[at + SPAN + SPAN_START] : head.length - 2;
+    if (ranges.length > 0 && ranges[ranges.length - 1] === start) ranges[ranges.length - 1] = end;
+    else ranges.push(start, end);
+    size += end - start;
+  }
+  const firstLength = first === undefined ? 0 : first.length;
+  const out = Buffer.allocUnsafe(firstLength + size + tail.length + body.length);
+  let offset = first === undefined ? 0 : out.write(first, 0, 'latin1');
+  for (let index = 0; index < ranges.length; index += 2) offset += source.copy(out, offset, ranges[index], ranges[index + 1]);
+  offset += out.write(tail, offset, 'latin1');
+  if (body.length > 0) body.copy(out, offset);
+  return out;
+}
+
+/**
+ * The request head as the instance gets it: the request line and the client's end-to-end header
+ * lines as they came, then X-Forwarded-*. `x-alto-via` goes only to another node's edge (`via`,
+ * this node's name), never to an instance.
+ */
+function forwardedRequestHead(head: RequestHead, client: string, via: string | undefined): Buffer {
+  let priorFor: string | undefined;
+  let priorProto: string | undefined;
+  const { source, spans } = head;
+  for (let at = 0; at < spans.length; at += SPAN) {
+    const kind = spans[at + SPAN_KIND];
+    if (kind !== Field.ForwardedFor && kind !== Field.ForwardedProto) continue;
+    const value = source.toString('latin1', spans[at + SPAN_VALUE], spans[at + SPAN_VALUE_END]);
+    if (kind === Field.ForwardedFor) priorFor = priorFor === undefined ? value : `${priorFor}, ${value}`;
+    else priorProto = value;
+  }
+  let tail = `x-forwarded-for: ${priorFor?.trim() ? `${priorFor}, ${client}` : client}\r\n`;
+  // A TLS terminator in front of the edge says so; otherwise the client spoke plain HTTP.
+  tail += `x-forwarded-proto: ${priorProto !== undefined && /^https?$/i.test(priorProto.trim()) ? priorProto.trim().toLowerCase() : 'http'}\r\n`;
+  tail += `x-forwarded-host: ${head.host}\r\n`;
+  if (head.upgrade) tail += `connection: upgrade\r\nupgrade: ${head.upgrade}\r\n`;
+  if (via) tail += `${VIA_HEADER}: ${via}\r\n`;
+  return copyHead(head, undefined, REQUEST_DROPPED, tail + '\r\n');
+}
+
+/**
+ * The instance's answer head as the client gets it, with `body` after it: hop-by-hop headers
+ * dropped, the edge's own Connection. The status line passes as it came when it is HTTP/1.1 with
+ * a reason.
+ */
+function clientResponseHead(head: ResponseHead, close: boolean, upgrade: boolean, body?: Buffer): Buffer {
+  const first = head.minor === 1 && head.reason !== '' ? undefined : `HTTP/1.1 ${head.status} ${head.reason || STATUS_CODES[head.status] || ''}\r\n`;
+  const tail = upgrade ? 'connection: upgrade\r\n\r\n' : close ? 'connection: close\r\n\r\n' : '\r\n';
+  return copyHead(head, first, upgrade ? SWITCHING_DROPPED : RESPONSE_DROPPED, tail, body);
 }
 
 function requestIdIn(head: RequestHead | undefined): string {

@@ -22,9 +22,6 @@ export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
 /** Headers in one head at most. */
 const MAX_HEADERS = 200;
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** Control characters a field value must not hold (HTAB is allowed). */
-const VALUE_CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/;
 /** A request target: visible ASCII only. */
 const TARGET = /^[\x21-\x7e]+$/;
 const DIGITS = /^\d{1,15}$/;
@@ -36,16 +33,85 @@ const HEAD_END = Buffer.from('\r\n\r\n');
 /** What a node of the cloud adds to a request it relays to another node's edge (its own name). */
 export const VIA_HEADER = 'x-alto-via';
 
+/**
+ * What a header is to the forwarder, told from its name's bytes once, when the head is read (no
+ * lower-casing or lookups per header afterwards). `Other` is any end-to-end header.
+ */
+export const Field = {
+  Other: 0,
+  Host: 1,
+  ContentLength: 2,
+  TransferEncoding: 3,
+  Connection: 4,
+  KeepAlive: 5,
+  Upgrade: 6,
+  /** Trailer: hop-by-hop in a request (never passed on), kept in an answer with its chunks. */
+  Trailer: 7,
+  /** Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, TE: hop-by-hop both ways. */
+  HopByHop: 8,
+  Via: 9,
+  ForwardedFor: 10,
+  ForwardedProto: 11,
+  ForwardedHost: 12,
+} as const;
+
+/** Bytes a field name may hold (RFC 9110 token). */
+const TOKEN_BYTE = new Uint8Array(256);
+for (const char of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TOKEN_BYTE[char.charCodeAt(0)] = 1;
+
 /** How a body ends. */
 export type Framing = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' } | { kind: 'close' };
 
 const NO_BODY: Framing = { kind: 'none' };
 
-export interface RequestHead {
+/**
+ * A head's header lines where they lie in the bytes it was read from, five numbers each: the
+ * field's kind (Field), where its line starts, where its name ends (the colon), where its
+ * trimmed value starts and ends. A line ends with CRLF at the start of the next one, the last
+ * at `end - 2`.
+ */
+export interface HeadLines {
+  readonly source: Buffer;
+  readonly spans: number[];
+  /** Where the first line (request or status line) ends, before its CRLF. */
+  readonly firstLineEnd: number;
+  /** Bytes the head took, its blank line included. */
+  readonly length: number;
+  /** Raw name, value pairs as received (names in their case, values trimmed), in order; made on first use. */
+  readonly headers: string[];
+}
+
+/** Span fields, by offset. */
+export const SPAN = 5;
+export const SPAN_KIND = 0;
+export const SPAN_START = 1;
+export const SPAN_COLON = 2;
+export const SPAN_VALUE = 3;
+export const SPAN_VALUE_END = 4;
+
+class Lines {
+  private pairs: string[] | undefined;
+
+  constructor(
+    readonly source: Buffer,
+    readonly spans: number[],
+    readonly firstLineEnd: number,
+    readonly length: number,
+  ) {}
+
+  get headers(): string[] {
+    if (this.pairs) return this.pairs;
+    const { source, spans } = this;
+    const pairs: string[] = [];
+    for (let at = 0; at < spans.length; at += SPAN)
+      pairs.push(source.toString('latin1', spans[at + SPAN_START], spans[at + SPAN_COLON]), source.toString('latin1', spans[at + SPAN_VALUE], spans[at + SPAN_VALUE_END]));
+    return (this.pairs = pairs);
+  }
+}
+
+export interface RequestHead extends HeadLines {
   method: string;
   target: string;
-  /** Raw name, value pairs as received (names in their case), in order. */
-  headers: string[];
   host: string;
   framing: Framing;
   /** The client asked for the connection to close after this exchange. */
@@ -56,15 +122,12 @@ export interface RequestHead {
   connectionNamed: string[];
   /** Another node of the cloud relayed the request (`x-alto-via`). */
   relayed: boolean;
-  /** Bytes the head took, its blank line included. */
-  length: number;
 }
 
-export interface ResponseHead {
+export interface ResponseHead extends HeadLines {
   minor: 0 | 1;
   status: number;
   reason: string;
-  headers: string[];
   /** Content-Length, when one clear one was given. */
   contentLength: number | undefined;
   /** Transfer-Encoding ends in chunked (true), names another coding (false), or is absent (undefined). */
@@ -73,8 +136,31 @@ export interface ResponseHead {
   connectionNamed: string[];
   /** The instance's keep-alive timeout, from `Keep-Alive: timeout=N`, in ms. */
   keepAliveMs: number | undefined;
-  length: number;
 }
+
+class ParsedRequestHead extends Lines implements RequestHead {
+  method = '';
+  target = '';
+  host = '';
+  framing: Framing = NO_BODY;
+  close = false;
+  upgrade: string | undefined = undefined;
+  connectionNamed: string[] = NO_NAMES;
+  relayed = false;
+}
+
+class ParsedResponseHead extends Lines implements ResponseHead {
+  minor: 0 | 1 = 1;
+  status = 0;
+  reason = '';
+  contentLength: number | undefined = undefined;
+  chunked: boolean | undefined = undefined;
+  close = false;
+  connectionNamed: string[] = NO_NAMES;
+  keepAliveMs: number | undefined = undefined;
+}
+
+const NO_NAMES: string[] = [];
 
 /** Where a head ends in `buffer` (the index after its blank line), or -1 when not yet there; searched from `from`. */
 export function headEnd(buffer: Buffer, from = 0): number {
@@ -87,93 +173,98 @@ export function headEnd(buffer: Buffer, from = 0): number {
  * undefined when it is anything but plain, unambiguous HTTP/1.1 (see the module comment).
  */
 export function parseRequestHead(buffer: Buffer, end: number): RequestHead | undefined {
-  const lines = buffer.toString('latin1', 0, end - 4).split('\r\n');
-  const requestLine = lines[0];
+  const firstLineEnd = buffer.indexOf(0x0d);
+  if (buffer[firstLineEnd + 1] !== 0x0a) return undefined;
+  const requestLine = buffer.toString('latin1', 0, firstLineEnd);
   const firstSpace = requestLine.indexOf(' ');
   const lastSpace = requestLine.lastIndexOf(' ');
   if (firstSpace <= 0 || lastSpace === firstSpace || !requestLine.endsWith(REQUEST_LINE_VERSION) || lastSpace !== requestLine.length - REQUEST_LINE_VERSION.length) return undefined;
+  for (let at = 0; at < firstSpace; at++) if (TOKEN_BYTE[buffer[at]] === 0) return undefined;
   const method = requestLine.slice(0, firstSpace);
   const target = requestLine.slice(firstSpace + 1, lastSpace);
-  if (!TOKEN.test(method) || method === 'CONNECT' || !TARGET.test(target)) return undefined;
-  const fields = readFields(lines);
+  if (method === 'CONNECT' || !TARGET.test(target)) return undefined;
+  const fields = readFields(buffer, firstLineEnd, end);
   if (!fields) return undefined;
-  const { headers, hosts, lengths, codings, connection, upgrade, via } = fields;
-  if (hosts.length !== 1) return undefined;
-  let framing: Framing = NO_BODY;
+  const head = new ParsedRequestHead(buffer, fields.spans, firstLineEnd, end);
+  head.method = method;
+  head.target = target;
+  const { hosts, lengths, codings, connection, upgrade, via } = fields;
+  if (hosts !== 1) return undefined;
+  head.host = fields.host;
   if (codings.length > 0) {
     // One coding, chunked, and no length beside it: anything else is the stuff of smuggling.
     if (lengths.length > 0 || codings.length !== 1 || codings[0].toLowerCase() !== 'chunked') return undefined;
-    framing = { kind: 'chunked' };
+    head.framing = CHUNKED;
   } else if (lengths.length > 0) {
     const length = oneLength(lengths);
     if (length === undefined) return undefined;
-    if (length > 0) framing = { kind: 'length', length };
+    if (length > 0) head.framing = { kind: 'length', length };
   }
-  const connectionNamed = connection ? listTokens(connection) : [];
-  const upgrading = upgrade !== undefined && connectionNamed.includes('upgrade');
-  return {
-    method,
-    target,
-    headers,
-    host: hosts[0],
-    framing,
-    close: connectionNamed.includes('close'),
-    upgrade: upgrading ? upgrade : undefined,
-    connectionNamed,
-    relayed: via,
-    length: end,
-  };
+  if (connection !== undefined) {
+    head.connectionNamed = listTokens(connection);
+    head.close = head.connectionNamed.includes('close');
+    if (upgrade !== undefined && head.connectionNamed.includes('upgrade')) head.upgrade = upgrade;
+  }
+  head.relayed = via;
+  return head;
 }
+
+const CHUNKED: Framing = { kind: 'chunked' };
 
 /**
  * The response head at the start of `buffer` (whole, `end` from headEnd), or a string saying
  * what is wrong with it.
  */
 export function parseResponseHead(buffer: Buffer, end: number): ResponseHead | string {
-  const lines = buffer.toString('latin1', 0, end - 4).split('\r\n');
-  const status = STATUS_LINE.exec(lines[0]);
-  if (!status) return `its status line is not HTTP/1.x (${JSON.stringify(lines[0].slice(0, 40))})`;
-  const fields = readFields(lines);
+  const firstLineEnd = buffer.indexOf(0x0d);
+  const statusLine = buffer.toString('latin1', 0, firstLineEnd);
+  const status = buffer[firstLineEnd + 1] === 0x0a ? STATUS_LINE.exec(statusLine) : null;
+  if (!status) return `its status line is not HTTP/1.x (${JSON.stringify(statusLine.slice(0, 40))})`;
+  const fields = readFields(buffer, firstLineEnd, end);
   if (!fields) return 'its headers are malformed';
-  const { headers, lengths, codings, connection, keepAlive } = fields;
-  let contentLength: number | undefined;
+  const head = new ParsedResponseHead(buffer, fields.spans, firstLineEnd, end);
+  const { lengths, codings, connection, keepAlive } = fields;
   if (lengths.length > 0) {
-    contentLength = oneLength(lengths);
-    if (contentLength === undefined) return 'its Content-Length is not one whole number';
+    head.contentLength = oneLength(lengths);
+    if (head.contentLength === undefined) return 'its Content-Length is not one whole number';
   }
-  let chunked: boolean | undefined;
   if (codings.length > 0) {
     const last = codings.join(',').split(',').pop()?.trim().toLowerCase();
-    chunked = last === 'chunked';
+    head.chunked = last === 'chunked';
   }
-  const connectionNamed = connection ? listTokens(connection) : [];
-  const timeout = keepAlive ? /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(keepAlive) : null;
-  return {
-    minor: status[1] === '1' ? 1 : 0,
-    status: Number(status[2]),
-    reason: status[3] ?? '',
-    headers,
-    contentLength,
-    chunked,
-    close: connectionNamed.includes('close') || (status[1] === '0' && !connectionNamed.includes('keep-alive')),
-    connectionNamed,
-    keepAliveMs: timeout ? Number(timeout[1]) * 1000 : undefined,
-    length: end,
-  };
+  head.minor = status[1] === '1' ? 1 : 0;
+  head.status = Number(status[2]);
+  head.reason = status[3] ?? '';
+  if (connection !== undefined) head.connectionNamed = listTokens(connection);
+  head.close = head.connectionNamed.includes('close') || (head.minor === 0 && !head.connectionNamed.includes('keep-alive'));
+  if (keepAlive !== undefined) head.keepAliveMs = keepAliveMsOf(keepAlive);
+  return head;
+}
+
+/** The last Keep-Alive value read and its timeout: an instance sends the same one with every answer. */
+let lastKeepAlive: { value: string; ms: number | undefined } = { value: '', ms: undefined };
+
+function keepAliveMsOf(value: string): number | undefined {
+  if (value === lastKeepAlive.value) return lastKeepAlive.ms;
+  const timeout = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
+  lastKeepAlive = { value, ms: timeout ? Number(timeout[1]) * 1000 : undefined };
+  return lastKeepAlive.ms;
 }
 
 /** How the body of a response to `method` ends (RFC 9112 section 6.3). */
 export function responseFraming(method: string, head: ResponseHead): Framing {
   if (method === 'HEAD' || head.status < 200 || head.status === 204 || head.status === 304) return NO_BODY;
-  if (head.chunked === true) return { kind: 'chunked' };
+  if (head.chunked === true) return CHUNKED;
   if (head.chunked === false) return { kind: 'close' };
   if (head.contentLength !== undefined) return head.contentLength > 0 ? { kind: 'length', length: head.contentLength } : NO_BODY;
   return { kind: 'close' };
 }
 
 interface Fields {
-  headers: string[];
-  hosts: string[];
+  spans: number[];
+  /** Host headers seen, and the first one's value. */
+  hosts: number;
+  host: string;
   lengths: string[];
   codings: string[];
   connection: string | undefined;
@@ -183,43 +274,107 @@ interface Fields {
   via: boolean;
 }
 
-/** The header lines after the first, or undefined when one is malformed or there are too many. */
-function readFields(lines: string[]): Fields | undefined {
-  if (lines.length - 1 > MAX_HEADERS) return undefined;
-  const fields: Fields = { headers: [], hosts: [], lengths: [], codings: [], connection: undefined, upgrade: undefined, keepAlive: undefined, via: false };
-  for (let index = 1; index < lines.length; index++) {
-    const line = lines[index];
-    const colon = line.indexOf(':');
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon);
+/**
+ * The header lines between the first line (ending at `firstLineEnd`) and the blank line, read
+ * from the bytes; undefined when one is malformed (no colon, a name that is not a token or a
+ * space before the colon, folding, a bare CR or LF, a control character in a value) or there
+ * are too many.
+ */
+function readFields(buffer: Buffer, firstLineEnd: number, end: number): Fields | undefined {
+  const fields: Fields = { spans: [], hosts: 0, host: '', lengths: [], codings: [], connection: undefined, upgrade: undefined, keepAlive: undefined, via: false };
+  const spans = fields.spans;
+  const stop = end - 2;
+  let at = firstLineEnd + 2;
+  while (at < stop) {
+    if (spans.length >= MAX_HEADERS * SPAN) return undefined;
+    const start = at;
+    while (TOKEN_BYTE[buffer[at]] === 1) at++;
     // No space before the colon (RFC 9112 section 5.1), no folding: a token, then the value.
-    if (!TOKEN.test(name)) return undefined;
-    const value = trimWhitespace(line.slice(colon + 1));
-    if (VALUE_CONTROL.test(value)) return undefined;
-    fields.headers.push(name, value);
-    switch (name.length) {
-      case 4:
-        if (name.toLowerCase() === 'host') fields.hosts.push(value);
+    if (at === start || buffer[at] !== 0x3a) return undefined;
+    const colon = at++;
+    while (buffer[at] === 0x20 || buffer[at] === 0x09) at++;
+    const valueStart = at;
+    let valueEnd = at;
+    for (;;) {
+      const byte = buffer[at];
+      if (byte === 0x0d) break;
+      if ((byte < 0x20 && byte !== 0x09) || byte === 0x7f) return undefined;
+      at++;
+      if (byte !== 0x20 && byte !== 0x09) valueEnd = at;
+    }
+    if (buffer[at + 1] !== 0x0a) return undefined;
+    at += 2;
+    const kind = kindOf(buffer, start, colon - start);
+    spans.push(kind, start, colon, valueStart, valueEnd);
+    switch (kind) {
+      case Field.Other:
         break;
-      case 7:
-        if (name.toLowerCase() === 'upgrade') fields.upgrade = value;
+      case Field.Host:
+        if (fields.hosts++ === 0) fields.host = buffer.toString('latin1', valueStart, valueEnd);
         break;
-      case 10: {
-        const lower = name.toLowerCase();
-        if (lower === 'connection') fields.connection = fields.connection === undefined ? value : `${fields.connection}, ${value}`;
-        else if (lower === 'keep-alive') fields.keepAlive = value;
-        else if (lower === VIA_HEADER) fields.via = true;
+      case Field.ContentLength:
+        fields.lengths.push(buffer.toString('latin1', valueStart, valueEnd));
+        break;
+      case Field.TransferEncoding:
+        fields.codings.push(buffer.toString('latin1', valueStart, valueEnd));
+        break;
+      case Field.Connection: {
+        const value = buffer.toString('latin1', valueStart, valueEnd);
+        fields.connection = fields.connection === undefined ? value : `${fields.connection}, ${value}`;
         break;
       }
-      case 14:
-        if (name.toLowerCase() === 'content-length') fields.lengths.push(value);
+      case Field.KeepAlive:
+        fields.keepAlive = buffer.toString('latin1', valueStart, valueEnd);
         break;
-      case 17:
-        if (name.toLowerCase() === 'transfer-encoding') fields.codings.push(value);
+      case Field.Upgrade:
+        fields.upgrade = buffer.toString('latin1', valueStart, valueEnd);
+        break;
+      case Field.Via:
+        fields.via = true;
         break;
     }
   }
   return fields;
+}
+
+/** Whether the `length` bytes at `start` are `lower` in any case (`lower` holds only lower-case letters and dashes). */
+function nameIs(buffer: Buffer, start: number, lower: string): boolean {
+  // Token bytes OR 0x20 give a lower-case letter or a dash only for a letter of either case or a dash.
+  for (let index = 0; index < lower.length; index++) if ((buffer[start + index] | 0x20) !== lower.charCodeAt(index)) return false;
+  return true;
+}
+
+/** The Field a name is, by its length and then its bytes. */
+function kindOf(buffer: Buffer, start: number, length: number): number {
+  switch (length) {
+    case 2:
+      return nameIs(buffer, start, 'te') ? Field.HopByHop : Field.Other;
+    case 4:
+      return nameIs(buffer, start, 'host') ? Field.Host : Field.Other;
+    case 7:
+      if (nameIs(buffer, start, 'upgrade')) return Field.Upgrade;
+      return nameIs(buffer, start, 'trailer') ? Field.Trailer : Field.Other;
+    case 10:
+      if (nameIs(buffer, start, 'connection')) return Field.Connection;
+      if (nameIs(buffer, start, 'keep-alive')) return Field.KeepAlive;
+      return nameIs(buffer, start, VIA_HEADER) ? Field.Via : Field.Other;
+    case 14:
+      return nameIs(buffer, start, 'content-length') ? Field.ContentLength : Field.Other;
+    case 15:
+      return nameIs(buffer, start, 'x-forwarded-for') ? Field.ForwardedFor : Field.Other;
+    case 16:
+      if (nameIs(buffer, start, 'x-forwarded-host')) return Field.ForwardedHost;
+      return nameIs(buffer, start, 'proxy-connection') ? Field.HopByHop : Field.Other;
+    case 17:
+      if (nameIs(buffer, start, 'transfer-encoding')) return Field.TransferEncoding;
+      return nameIs(buffer, start, 'x-forwarded-proto') ? Field.ForwardedProto : Field.Other;
+    case 18:
+      return nameIs(buffer, start, 'proxy-authenticate') ? Field.HopByHop : Field.Other;
+    case 19:
+      return nameIs(buffer, start, 'proxy-authorization') ? Field.HopByHop : Field.Other;
+    default:
+      return Field.Other;
+  }
 }
 
 /** The one length several Content-Length headers agree on, or undefined. */
@@ -236,15 +391,6 @@ function listTokens(value: string): string[] {
     if (token) tokens.push(token);
   }
   return tokens;
-}
-
-/** Without leading and trailing spaces and tabs (only those: other whitespace is refused as a control). */
-function trimWhitespace(value: string): string {
-  let start = 0;
-  let end = value.length;
-  while (start < end && (value.charCodeAt(start) === 32 || value.charCodeAt(start) === 9)) start++;
-  while (end > start && (value.charCodeAt(end - 1) === 32 || value.charCodeAt(end - 1) === 9)) end--;
-  return start === 0 && end === value.length ? value : value.slice(start, end);
 }
 
 /** A body's framing was broken (a bad chunk line): the exchange cannot go on. */

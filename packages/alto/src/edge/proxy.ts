@@ -63,6 +63,8 @@ function connectionTo(target: ProxyTarget): NonNullable<ClientRequestArgs['creat
   return (_options, oncreate) => connectLater(target, oncreate);
 }
 const PORT_SUFFIX_PATTERN = /:\d{1,5}$/;
+/** Host headers whose app address is kept, so that a request's Host is read once. */
+const MAX_KNOWN_HOSTS = 4096;
 /** A pool to an instance address that served nothing for this long is closed. */
 const POOL_IDLE_MS = 60_000;
 
@@ -87,6 +89,8 @@ export class AppProxy {
   private readonly poolSweep: NodeJS.Timeout;
   /** Open upgrade requests and upgraded connections, ended by `close()`. */
   private readonly open = new Set<ClientRequest | Duplex>();
+  /** Host headers read as an app's address, as they came (at most MAX_KNOWN_HOSTS, then forgotten at once). */
+  private readonly hosts = new Map<string, AppAddress>();
 
   constructor(options: AppProxyOptions) {
     this.domainSuffix = '.' + options.domain.toLowerCase().replace(/^\.+|\.+$/g, '');
@@ -102,13 +106,20 @@ export class AppProxy {
    */
   addressOf(hostHeader: string | undefined): AppAddress | undefined {
     if (!hostHeader) return undefined;
+    // Hosts under the apps domain are read once (every request names one); custom domains can
+    // change, so are asked each time.
+    const known = this.hosts.get(hostHeader);
+    if (known) return known;
     const host = hostHeader.trim().toLowerCase().replace(PORT_SUFFIX_PATTERN, '').replace(/\.$/, '');
     if (!host.endsWith(this.domainSuffix)) return this.aliasOf?.(host);
     const labels = host.slice(0, -this.domainSuffix.length).split('.');
     if (labels.length !== 2) return undefined;
     const [app, project] = labels;
     if (!LABEL_PATTERN.test(app) || !LABEL_PATTERN.test(project)) return undefined;
-    return { app, project };
+    const address = { app, project };
+    if (this.hosts.size >= MAX_KNOWN_HOSTS) this.hosts.clear();
+    this.hosts.set(hostHeader, address);
+    return address;
   }
 
   /** Proxies when the Host names an app and returns true; returns false touching nothing otherwise. */

@@ -94,7 +94,8 @@ export class ClusterRouting implements AppResolver {
     // copy that may no longer be the app's one until they are checked (the next read of the nodes).
     if (this.options.fenced?.())
       return Promise.reject(errors.unavailable(`node ${this.options.self.name} is rejoining the cloud (its lease lapsed); try again`).withHeaders({ 'retry-after': '1' }));
-    const arrival = this.arrivals.get(`${address.app}.${address.project}`);
+    // Empty maps are checked without building the key (every proxied request comes here).
+    const arrival = this.arrivals.size === 0 ? undefined : this.arrivals.get(`${address.app}.${address.project}`);
     if (arrival) return withTimeout(arrival, ARRIVAL_WAIT_MS).then(() => this.resolve(address, kind, relayed));
     return this.resolve(address, kind, relayed);
   }
@@ -108,7 +109,7 @@ export class ClusterRouting implements AppResolver {
 
   private resolve(address: AppAddress, kind: 'http' | 'tcp', relayed: boolean): Promise<ProxyTarget> {
     if (!relayed) {
-      const known = this.owners.get(`${address.app}.${address.project}`);
+      const known = this.owners.size === 0 ? undefined : this.owners.get(`${address.app}.${address.project}`);
       if (known && known.until > Date.now()) {
         const target = this.remote(known.app, kind, address);
         if (target) return Promise.resolve(target);
