@@ -3,8 +3,8 @@
  * image built the way the official one is (postgresImage: initdb into the volume as the postgres
  * user on first start, then `exec postgres`) runs with a volume at /var/lib/postgresql/data and
  * its port on the edge, and the rows a client committed are there after a redeploy, a restart
- * of Alto, a suspend with no connection open (woken by the next one), and a SIGKILL of every
- * process of the sandbox. One Alto and one image serve every test; each test has its own app.
+ * of Alto, a suspend with no connection open (woken by the next one), a suspend under a
+ * connection kept open (woken by its next query), and a SIGKILL of every process of the sandbox. One Alto and one image serve every test; each test has its own app.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -154,6 +154,30 @@ describe('PostgreSQL as an app (process sandbox)', () => {
     }
     assert.equal((await slotsOf(alto, key, 'sleepy'))[0].instance, instance, 'the same instance, resumed');
     await call('Delete', { name: 'sleepy' });
+  });
+
+  test('a connection kept open across a suspend: quiet, it lets the instance suspend; its next query wakes the same instance and is answered', async () => {
+    const port = await runPostgres('pooled', { min_instances: 0, idle_timeout: 1 });
+    const client = await connectWhenUp('pooled', port);
+    try {
+      await client.query('CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL)');
+      await client.query('INSERT INTO orders (item) VALUES ($1)', ['apples']);
+      // The connection stays open and quiet: the instance suspends under it.
+      const instance = await whenSuspended('pooled');
+      const asleep = (await slotsOf(alto, key, 'pooled'))[0];
+      assert.equal(asleep.in_flight, 0, 'a quiet connection is not counted as an exchange');
+      // The same connection, its session intact, wakes it.
+      await client.query('INSERT INTO orders (item) VALUES ($1)', ['pears']);
+      assert.deepEqual(await rows(client), ['apples', 'pears']);
+      const awake = (await slotsOf(alto, key, 'pooled'))[0];
+      assert.deepEqual([awake.instance, awake.state, awake.in_flight], [instance, 'running', 1], 'the same instance, resumed, counting the connection again');
+      // And it suspends again while the connection idles, with no snapshot taken under it.
+      await whenSuspended('pooled', instance);
+      assert.deepEqual(await rows(client), ['apples', 'pears']);
+    } finally {
+      await client.end();
+    }
+    await call('Delete', { name: 'pooled' });
   });
 
   test('SIGKILL of every process of the sandbox loses no committed row: the next instance recovers them', async () => {

@@ -339,11 +339,17 @@ export interface TcpForwarderOptions {
   log: Logger;
 }
 
+/** A TCP connection with no bytes either way for this long no longer keeps its instance awake. */
+const TCP_QUIET_MS = 1_000;
+
 /** One edge port for one TCP app: each accepted connection is piped to an instance. */
 export class TcpForwarder {
   private readonly options: TcpForwarderOptions;
   private readonly server: Server;
   private readonly open = new Set<Socket>();
+  /** Each open connection's check for quiet (watchQuiet), run by one sweep. */
+  private readonly quietChecks = new Set<(now: number) => void>();
+  private quietSweep: NodeJS.Timeout | undefined;
 
   constructor(options: TcpForwarderOptions) {
     this.options = options;
@@ -402,6 +408,48 @@ export class TcpForwarder {
     upstream.once('close', () => client.destroy());
     client.once('close', () => upstream.destroy());
     client.pipe(upstream).pipe(client);
+    this.watchQuiet(client, upstream, target);
+  }
+
+  /**
+   * A connection that moves no bytes for TCP_QUIET_MS stops counting as activity, so an app with
+   * a client that keeps a connection open (a database pool) can still suspend; the next bytes
+   * either way wake the same instance and count the connection again. Bytes the client sends
+   * meanwhile wait in the kernel's buffers, and the instance reads them once resumed.
+   */
+  private watchQuiet(client: Socket, upstream: Socket, target: ProxyTarget): void {
+    if (!target.quiet || !target.active) return;
+    const { quiet, active } = target as Required<ProxyTarget>;
+    let last = Date.now();
+    let parked = false;
+    const moved = () => {
+      last = Date.now();
+      if (!parked) return;
+      parked = false;
+      active().catch((error: Error) => {
+        this.options.log.info({ app: this.options.address.app, project: this.options.address.project, reason: error.message }, 'a quiet tcp connection could not go on');
+        client.destroy();
+      });
+    };
+    client.on('data', moved);
+    upstream.on('data', moved);
+    const check = (now: number) => {
+      if (parked || now - last < TCP_QUIET_MS) return;
+      parked = true;
+      quiet();
+    };
+    this.quietChecks.add(check);
+    this.quietSweep ??= setInterval(() => {
+      const now = Date.now();
+      for (const each of this.quietChecks) each(now);
+    }, TCP_QUIET_MS / 2).unref();
+    client.once('close', () => {
+      this.quietChecks.delete(check);
+      if (this.quietChecks.size === 0 && this.quietSweep) {
+        clearInterval(this.quietSweep);
+        this.quietSweep = undefined;
+      }
+    });
   }
 
   private track(socket: Socket): void {

@@ -32,6 +32,13 @@ export interface ProxyTarget {
   /** Opens a connection to the instance the way its driver needs (`Instance.connect`). */
   connect(): Promise<Socket>;
   release(): void;
+  /**
+   * For a TCP connection that moves no bytes: it stops counting as activity (the instance may
+   * suspend) while it stays open to the same instance. `active()` before it is used again wakes
+   * that instance and counts the connection again; it rejects when the instance is gone.
+   */
+  quiet?(): void;
+  active?(): Promise<void>;
   /** Set when the target is another node's edge (compute/cluster/routing.ts): this node's name, sent as `x-alto-via`. */
   via?: string;
 }
@@ -96,6 +103,7 @@ export class AppsGateway implements AppResolver, AppGateway {
       throw errors.unavailable(`app "${runtime.app.name}" has no instance ready${busy}${why}`).withHeaders({ 'retry-after': '2' });
     }
     let released = false;
+    let parked = false;
     return {
       host: instance.host,
       port: instance.port,
@@ -103,8 +111,24 @@ export class AppsGateway implements AppResolver, AppGateway {
       release: () => {
         if (released) return;
         released = true;
+        if (parked) return slot.unparkClosed();
         slot.release();
         runtime.capacityFreed();
+      },
+      quiet: () => {
+        if (released || parked) return;
+        parked = true;
+        slot.park();
+        runtime.capacityFreed();
+      },
+      active: async () => {
+        if (released || !parked) return;
+        await slot.wake();
+        // The connection's sockets were the instance's: another one cannot take them over.
+        if (slot.instance !== instance || slot.state !== 'running') throw new Error('the instance this connection was open to is gone');
+        if (released || !parked) return;
+        parked = false;
+        slot.unpark();
       },
     };
   }

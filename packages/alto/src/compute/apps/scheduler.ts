@@ -255,7 +255,8 @@ export class AppScheduler implements RuntimeScheduler {
     const base = this.positions(runtime.app.settings);
     for (const slot of version.slots.slice(base)) {
       const idle = (slot.state === 'running' && isIdle(slot)) || slot.state === 'suspended' || slot.state === 'backoff';
-      if (!idle) continue;
+      // An open TCP connection, quiet or not, keeps its instance.
+      if (!idle || slot.parked > 0) continue;
       version.slots.splice(version.slots.indexOf(slot), 1);
       runtime.system(version, slot.instance?.id ?? '', `removing an instance added for load (idle); ${version.slots.length} remain`);
       void slot.stop(version.stopGraceMs(this.options.graceMs)).then(() => this.statusChanged(runtime));
@@ -301,7 +302,7 @@ export class AppScheduler implements RuntimeScheduler {
       const { app } = runtime;
       if (runtime.busy || app.settings.volumes.length > 0) continue;
       for (const [index, slot] of (runtime.serving?.slots ?? []).entries()) {
-        if (slot.state === 'suspended' && !slot.snapshotRefused && this.sleepsWhenIdleAt(app, index)) yield { runtime, slot };
+        if (slot.state === 'suspended' && !slot.snapshotRefused && slot.parked === 0 && this.sleepsWhenIdleAt(app, index)) yield { runtime, slot };
       }
     }
   }

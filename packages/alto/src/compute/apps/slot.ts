@@ -82,6 +82,8 @@ export class InstanceSlot<Host extends SlotHost = SlotHost> {
   restarts = 0;
   /** Requests or connections in flight on the current instance. */
   inFlight = 0;
+  /** Quiet TCP connections still open to this instance (`park`). */
+  parked = 0;
   /** Exchanges taken since the slot was made, whatever its instance; the compute meter reads it (metering.ts). */
   exchanges = 0;
   /** When the last exchange began or ended (the idle clock). */
@@ -256,7 +258,8 @@ export class InstanceSlot<Host extends SlotHost = SlotHost> {
   async snapshotIfSuspended(isStillIdle: (slot: this) => boolean): Promise<void> {
     let superseded: string | undefined;
     await this.enqueue(async () => {
-      if (this.state !== 'suspended' || this.waking || !isStillIdle(this)) return;
+      // A parked connection would lose its sockets with the process.
+      if (this.state !== 'suspended' || this.waking || this.parked > 0 || !isStillIdle(this)) return;
       const instance = this.instance;
       if (!instance) return;
       await this.transition('snapshotting', 'snapshotted', 'suspended', async () => {
@@ -349,6 +352,26 @@ export class InstanceSlot<Host extends SlotHost = SlotHost> {
       this.restarts += 1;
       void this.tryStart();
     }, delay);
+  }
+
+  /**
+   * A TCP connection to this instance went quiet: it stops counting as an exchange (the instance
+   * may suspend) but still holds the instance's sockets, so the instance is neither snapshotted
+   * nor removed while any is parked. `unpark` when bytes move again (after `wake`).
+   */
+  park(): void {
+    this.parked += 1;
+    this.release();
+  }
+
+  unpark(): void {
+    this.parked = Math.max(0, this.parked - 1);
+    this.acquire();
+  }
+
+  /** A parked connection closed. */
+  unparkClosed(): void {
+    this.parked = Math.max(0, this.parked - 1);
   }
 
   acquire(): void {
