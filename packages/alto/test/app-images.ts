@@ -237,7 +237,8 @@ exec "$@"
 export function postgresImage(): Promise<BuiltImage> {
   const home = `/${POSTGRES_HOME}`;
   if (!existsSync(`${home}/bin/initdb`)) throw new Error('PostgreSQL 15 is not installed: apt-get install postgresql (scripts/test-services.sh does)');
-  const binaries = ['postgres', 'initdb'].map((name) => `${home}/bin/${name}`);
+  // pg_isready too, for health checks (the official image has the client tools).
+  const binaries = ['postgres', 'initdb', 'pg_isready'].map((name) => `${home}/bin/${name}`);
   const modules = ['plpgsql.so', 'dict_snowball.so'].map((name) => `${home}/lib/${name}`);
   // util-linux's, not a busybox applet (busybox's setpriv cannot change uid or gid).
   const setpriv = '/usr/bin/setpriv';

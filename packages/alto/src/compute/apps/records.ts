@@ -63,6 +63,14 @@ export interface AppSettings {
   stop_signal?: string;
   /** Seconds the app has to shut down after its stop signal; absent: the node's grace (5 s). */
   stop_timeout?: number;
+  /** Replaces the image's ENTRYPOINT (and, as Docker does, its CMD unless `command` is given too); absent: the image's. */
+  entrypoint?: string[];
+  /** Replaces the image's CMD; absent: the image's. */
+  command?: string[];
+  /** A command whose success makes an instance ready (after its port listens); absent: the port alone. */
+  health_check?: { test: string[]; interval: number; timeout: number; start_period: number };
+  /** The template stack the app is a service of (compute/templates); absent for an app of its own. */
+  stack?: { name: string; service: string };
 }
 
 export interface AppRecord {

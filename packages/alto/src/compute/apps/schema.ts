@@ -40,7 +40,7 @@ const EnvVars = z
     z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'env var names: letters, digits and _, not starting with a digit'),
     z.string().refine((value) => !value.includes('\0'), 'env var values cannot hold NUL'),
   )
-  .describe('environment variables, added to the image\'s own');
+  .describe('environment variables, added to the image\'s own; $(NAME) in a value is replaced by NAME\'s value when an instance starts (Kubernetes\' rule), links\' <APP>_SERVICE_HOST/_PORT included; $$(NAME) keeps it literal');
 
 const Port = z.number().int('port: a whole number').min(1, 'port: 1-65535').max(65_535, 'port: 1-65535');
 
@@ -79,6 +79,32 @@ const settingsFields = {
     .max(600, 'stop_timeout: 1-600 seconds')
     .optional()
     .describe('seconds an app has to shut down after its stop signal before it is killed (default 5)'),
+  entrypoint: z
+    .array(z.string().max(4096, 'entrypoint: each argument at most 4096 characters').refine((arg) => !arg.includes('\0'), 'entrypoint: no NUL'))
+    .max(64, 'entrypoint: at most 64 arguments')
+    .optional()
+    .describe("replaces the image's ENTRYPOINT (docker run --entrypoint; the image's CMD is dropped too unless command is given); [] clears it"),
+  command: z
+    .array(z.string().max(4096, 'command: each argument at most 4096 characters').refine((arg) => !arg.includes('\0'), 'command: no NUL'))
+    .max(256, 'command: at most 256 arguments')
+    .optional()
+    .describe("replaces the image's CMD (the arguments after the image name in docker run)"),
+  health_check: z
+    .object({
+      test: z.array(z.string().max(4096).refine((arg) => !arg.includes('\0'), 'health_check.test: no NUL')).min(1, 'health_check.test: the command to run').max(64, 'health_check.test: at most 64 arguments').describe("the command, run in the app's sandbox as its user; exit status 0 means healthy (['/bin/sh', '-c', '...'] for a shell line)"),
+      interval: z.number().min(0.1, 'health_check.interval: 0.1-300 seconds').max(300, 'health_check.interval: 0.1-300 seconds').default(5).describe('seconds between runs until it first passes (default 5)'),
+      timeout: z.number().min(0.1, 'health_check.timeout: 0.1-300 seconds').max(300, 'health_check.timeout: 0.1-300 seconds').default(30).describe('seconds one run may take before it counts as failed (default 30)'),
+      start_period: z.number().min(0).max(3600, 'health_check.start_period: at most 3600 seconds').default(0).describe('first seconds whose failures are not logged (default 0)'),
+    })
+    .optional()
+    .describe("a command that says whether the app is up (Docker's HEALTHCHECK): an instance is ready, and takes requests, only once its port listens and the command first passes"),
+  stack: z
+    .object({
+      name: z.string().regex(APP_NAME, 'stack.name: a stack name (lower-case letters, digits and dashes)'),
+      service: z.string().regex(APP_NAME, 'stack.service: a service name (lower-case letters, digits and dashes)'),
+    })
+    .optional()
+    .describe('the template stack this app is a service of (template/Deploy sets it; template/Destroy removes the stack\'s apps)'),
   links: z
     .array(z.string({ error: 'links: app names' }).regex(APP_NAME, 'links: each an app name (1-40 lower-case letters, digits and dashes, not starting or ending with a dash)'))
     .max(MAX_LINKS, `links: at most ${MAX_LINKS} apps`)
@@ -295,6 +321,10 @@ export const ServiceView = z
     outbound: z.boolean(),
     stop_signal: z.string().optional().describe('the signal its app gets when an instance is stopped, when set (else the image\'s STOPSIGNAL, else SIGTERM)'),
     stop_timeout: z.number().int().optional().describe('seconds its app has to shut down when stopped, when set (else 5)'),
+    entrypoint: z.array(z.string()).optional().describe("the entrypoint it runs instead of the image's, when set"),
+    command: z.array(z.string()).optional().describe("the command it runs instead of the image's CMD, when set"),
+    stack: z.object({ name: z.string(), service: z.string() }).optional().describe('the template stack it is a service of, when it is one'),
+    health_check: z.object({ test: z.array(z.string()), interval: z.number(), timeout: z.number(), start_period: z.number() }).optional().describe('the command that makes its instances ready, when it has one'),
     links: z.array(z.string()).describe('apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT)'),
     follow_tag: z.boolean().optional().describe("updated whenever a new image is pushed to its tag in Alto's registry"),
     error: z.string().optional(),
@@ -371,6 +401,10 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
     outbound: settings.outbound,
     ...(settings.stop_signal ? { stop_signal: settings.stop_signal } : {}),
     ...(settings.stop_timeout ? { stop_timeout: settings.stop_timeout } : {}),
+    ...(settings.entrypoint ? { entrypoint: settings.entrypoint } : {}),
+    ...(settings.command ? { command: settings.command } : {}),
+    ...(settings.stack ? { stack: settings.stack } : {}),
+    ...(settings.health_check ? { health_check: settings.health_check } : {}),
     ...(settings.follow_tag ? { follow_tag: true } : {}),
     links: settings.links,
     ...(record.error ? { error: redactHidden(record.error, hidden) } : {}),

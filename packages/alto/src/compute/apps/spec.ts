@@ -73,6 +73,10 @@ export function settingsOf(input: AppSettingsInput, base: AppSettings | undefine
     ...((input.follow_tag ?? base?.follow_tag) ? { follow_tag: true } : {}),
     ...optional('stop_signal', input.stop_signal ?? base?.stop_signal),
     ...optional('stop_timeout', input.stop_timeout ?? base?.stop_timeout),
+    ...optional('entrypoint', input.entrypoint ?? base?.entrypoint),
+    ...optional('command', input.command ?? base?.command),
+    ...optional('stack', input.stack ?? base?.stack),
+    ...optional('health_check', input.health_check ?? base?.health_check),
   };
   // A hidden value is not kept among env_vars too (older functions had their key and secrets there).
   for (const [name, value] of Object.entries(settings.hidden_env?.env ?? {})) if (settings.env_vars[name] === value) delete settings.env_vars[name];
@@ -148,8 +152,9 @@ export class AppSpecs {
     const platformPort = this.options.platformPort();
     const spec: SandboxSpec & { volumes?: { dir: string; path: string; sizeMiB?: number }[] } = {
       rootfs,
-      entrypoint: image.entrypoint,
-      cmd: image.cmd,
+      // Docker's rule: a new entrypoint drops the image's CMD unless a command is given too.
+      entrypoint: settings.entrypoint ?? image.entrypoint,
+      cmd: settings.command ?? (settings.entrypoint ? [] : image.cmd),
       env,
       workdir: image.workingDir,
       user: image.user,
@@ -166,6 +171,9 @@ export class AppSpecs {
       tenant: app.projectId,
       ...(volumes.length > 0 ? { volumes } : {}),
       ...(settings.links.length > 0 ? { links: settings.links.map((name) => this.linkOf(app, name)) } : {}),
+      ...(settings.health_check
+        ? { health: { test: settings.health_check.test, intervalSeconds: settings.health_check.interval, timeoutSeconds: settings.health_check.timeout, startPeriodSeconds: settings.health_check.start_period } }
+        : {}),
     };
     return spec;
   }

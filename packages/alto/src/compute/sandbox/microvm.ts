@@ -93,6 +93,7 @@ import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, sandboxNetworkNames, type SandboxNetwork } from './network.js';
 import { InstanceRecordFile } from './reap.js';
 import { linkGuestAddress, linkVariables, openLinkRelays, unreachableLink, validateLinks, type LinkRelays, type SavedLink } from './links.js';
+import { expandEnvReferences } from './env-references.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { ensureInitramfs, ensureProbeInitramfs } from './guest-initramfs.js';
 import {
@@ -412,16 +413,17 @@ export class MicrovmDriver implements SandboxDriver {
     const volumes = spec.volumes ?? [];
     const settings = supervisorSettings({
       argv,
-      env: {
+      env: expandEnvReferences({
         ...spec.env,
         ...(spec.platform ? { [PLATFORM_URL_VARIABLE]: PLATFORM_GUEST_URL } : {}),
         ...linkVariables(layout.links.map((link, index) => ({ name: link.name, host: linkGuestAddress(index), port: link.port }))),
-      },
+      }),
       workdir: spec.workdir || '/',
       uid: user.uid,
       gid: user.gid,
       port: spec.port,
       stopSignal: spec.stopSignal,
+      health: spec.health,
       // alto-enter is in the guest's tools when it could be built (ensureInitramfs).
       defaultSignals: this.launcher !== undefined,
       prelude: '/.alto/prelude.sh',

@@ -48,6 +48,11 @@ export interface SandboxSpec {
   /** The signal a stop sends the app (the image's STOPSIGNAL or the app's `stop_signal`: `SIGINT`, `QUIT`, `2`...); default SIGTERM. */
   stopSignal?: string;
   /**
+   * A command that says whether the app is up (its exit status, Docker's HEALTHCHECK): the
+   * instance is ready only once it succeeds, after the port listens (supervisor.sh).
+   */
+  health?: HealthCheck;
+  /**
    * Who the instance runs for (a project's id). process: instances of one tenant share a range
    * of host uids and gids, other tenants' are others (id-ranges.ts); none means the shared range 0.
    */
@@ -222,4 +227,13 @@ export class SandboxStartError extends Error {
 
 export function isSandboxStartError(error: unknown): error is SandboxStartError {
   return error instanceof SandboxStartError;
+}
+
+/** A health check as the supervisor runs it: `test` in the app's environment and user, every `intervalSeconds` until it succeeds, each run killed after `timeoutSeconds`. */
+export interface HealthCheck {
+  test: string[];
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  /** Failures in this first period are not reported in the log. */
+  startPeriodSeconds: number;
 }

@@ -70,6 +70,7 @@ import { LAUNCHER_NAME, ensureLauncher } from './launcher.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, sandboxNetworkNames, type SandboxNetwork } from './network.js';
 import { InstanceRecordFile } from './reap.js';
 import { linkVariables, openLinkRelays, validateLinks, type LinkRelays } from './links.js';
+import { expandEnvReferences } from './env-references.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
 import { supervisorScript, supervisorSettings } from './supervisor.js';
@@ -290,16 +291,16 @@ export class ProcessDriver implements SandboxDriver {
       await cgroup.destroy();
       throw error;
     }
-    const env = {
+    const env = expandEnvReferences({
       ...spec.env,
       ...(platform ? { [PLATFORM_URL_VARIABLE]: `http://${platform.address}:${platform.port}` } : {}),
       ...(links ? linkVariables(links.relays.map((relay) => ({ name: relay.name, host: relay.address, port: relay.port }))) : {}),
-    };
+    });
     const hostname = (spec.name ?? `alto-${id}`).replace(/[^A-Za-z0-9-]/g, '-').slice(0, 63);
     writeFileSync(join(stateDir, 'supervisor.sh'), supervisorScript(), { mode: 0o644 });
     writeFileSync(
       join(stateDir, 'settings.sh'),
-      supervisorSettings({ argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true }),
+      supervisorSettings({ argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true, health: spec.health }),
       { mode: 0o644 },
     );
     const busybox = join(this.toolsDir!, 'busybox');

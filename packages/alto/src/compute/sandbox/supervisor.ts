@@ -16,6 +16,7 @@
  * dynamic loader) to switch to the image's uid/gid, because busybox's setpriv cannot.
  */
 import { shellQuote } from './common.js';
+import type { HealthCheck } from './port.js';
 import { guestFile } from './guest-files.js';
 
 /** Where the tools are inside the sandbox's root. */
@@ -43,6 +44,8 @@ export interface SupervisorOptions {
    * SIGINT and SIGQUIT ignored.
    */
   defaultSignals?: boolean;
+  /** The app's health check: `alto:ready` waits for its first success (after the listener). */
+  health?: HealthCheck;
 }
 
 /** Signals an app may ask to be stopped with, by the name busybox's `kill -NAME` takes. */
@@ -99,6 +102,9 @@ export function supervisorSettings(options: SupervisorOptions): string {
     ALTO_PRELUDE: options.prelude ?? '',
     ALTO_EPILOGUE: options.epilogue ?? '',
     ALTO_STOP_SIGNAL: stopSignalName(options.stopSignal ?? 'TERM') ?? 'TERM',
+    ALTO_HEALTH_INTERVAL: options.health ? String(options.health.intervalSeconds) : '',
+    ALTO_HEALTH_TIMEOUT: options.health ? String(options.health.timeoutSeconds) : '',
+    ALTO_HEALTH_START: options.health ? String(options.health.startPeriodSeconds) : '',
   };
   for (const [name, value] of Object.entries(options.hookSettings ?? {})) {
     if (!/^ALTO_[A-Z0-9_]+$/.test(name) || name in settings) throw new Error(`supervisor setting ${name} must be a name ALTO_... of its own`);
@@ -108,6 +114,8 @@ export function supervisorSettings(options: SupervisorOptions): string {
     '# This instance\'s settings, sourced by supervisor.sh (written by supervisor.ts).',
     ...Object.entries(settings).map(([name, value]) => `${name}=${shellQuote(value)}`),
     `set -- ${[...env, ...launcher, ...options.argv].map(shellQuote).join(' ')}`,
+    // The health check runs as the app does: its environment, its user, its signals.
+    ...(options.health ? [`alto_health_check() { exec "$B" env -i ${[...env, ...launcher, ...options.health.test].map(shellQuote).join(' ')}; }`] : []),
     '',
   ].join('\n');
 }

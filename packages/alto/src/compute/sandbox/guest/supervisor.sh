@@ -3,8 +3,8 @@
 # with exactly the image's env, workdir and user, reaps every orphan that the kernel hands to
 # PID 1 (ash's `wait` collects any child), passes a stop (SIGTERM or SIGINT to it) on to the app
 # as the app's stop signal, and tells the host on
-# the control channel (fd 3) `alto:started`, `alto:ready` (something listens on the port) and
-# `alto:exit <code>`. It runs on the tools in /.alto/bin, never on the image's own.
+# the control channel (fd 3) `alto:started`, `alto:ready` (something listens on the port, and
+# the app's health check passed once when it has one) and `alto:exit <code>`. It runs on the tools in /.alto/bin, never on the image's own.
 #
 # Run as `/.alto/bin/busybox sh <dir>/supervisor.sh`, with <dir>/settings.sh (written per
 # instance by supervisor.ts) beside it, which sets:
@@ -15,6 +15,9 @@
 #   ALTO_PRELUDE         a file to source before the app starts, as root (empty: none)
 #   ALTO_EPILOGUE        a file to source after `alto:exit` was written (empty: none)
 #   ALTO_STOP_SIGNAL     the signal the app is stopped with, as `kill -NAME` takes it (TERM, INT...)
+#   ALTO_HEALTH_INTERVAL seconds between runs of alto_health_check until it first passes (empty:
+#                        no health check), ALTO_HEALTH_TIMEOUT the seconds one run may take,
+#                        ALTO_HEALTH_START the first seconds whose failures are not logged
 #   "$@"                 what `env -i` runs: the app's environment (NAME=value...), the launcher
 #                        that switches to the app's user, then the app's argv
 # and what else the prelude and epilogue read (see microvm-prelude.sh).
@@ -35,10 +38,34 @@ cd "$workdir" || { echo "alto: cannot enter workdir $workdir" >&2; echo "alto:ex
 $B env -i "$@" 3>&- &
 child=$!
 echo alto:started >&3
-if [ -z "$ALTO_LISTEN_PATTERN" ]; then
+# One run of the health check (settings.sh's alto_health_check), killed after ALTO_HEALTH_TIMEOUT.
+health_passes() {
+  ( alto_health_check ) >/dev/null 2>&1 3>&- &
+  check=$!
+  ( $B sleep "$ALTO_HEALTH_TIMEOUT"; $B kill -9 "$check" 2>/dev/null ) 3>&- &
+  killer=$!
+  wait "$check"
+  result=$?
+  $B kill "$killer" 2>/dev/null
+  return "$result"
+}
+if [ -z "$ALTO_LISTEN_PATTERN" ] && [ -z "$ALTO_HEALTH_INTERVAL" ]; then
   echo alto:ready >&3
 else
-  ( while :; do if $B grep -qsE "$ALTO_LISTEN_PATTERN" /proc/net/tcp /proc/net/tcp6; then echo alto:ready >&3; exit 0; fi; $B sleep 0.01; done ) &
+  # Ready once something listens on the port and, with a health check, once it first passes.
+  (
+    if [ -n "$ALTO_LISTEN_PATTERN" ]; then
+      until $B grep -qsE "$ALTO_LISTEN_PATTERN" /proc/net/tcp /proc/net/tcp6; do $B sleep 0.01; done
+    fi
+    if [ -n "$ALTO_HEALTH_INTERVAL" ]; then
+      began=$($B date +%s)
+      until health_passes; do
+        [ $(($($B date +%s) - began)) -ge "${ALTO_HEALTH_START:-0}" ] && echo "alto: the health check failed (exit $result); the instance is not ready yet" >&2
+        $B sleep "$ALTO_HEALTH_INTERVAL"
+      done
+    fi
+    echo alto:ready >&3
+  ) &
   watcher=$!
 fi
 # A trapped SIGTERM interrupts `wait` (status 128+15) while the app still runs: wait again. When
