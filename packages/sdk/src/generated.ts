@@ -110,6 +110,22 @@ export type AppDetails = {
   stop_signal?: string;
   /** seconds its app has to shut down when stopped, when set (else 5). */
   stop_timeout?: number;
+  /** the entrypoint it runs instead of the image's, when set. */
+  entrypoint?: Array<string>;
+  /** the command it runs instead of the image's CMD, when set. */
+  command?: Array<string>;
+  /** the template stack it is a service of, when it is one. */
+  stack?: {
+    name: string;
+    service: string;
+  };
+  /** the command that makes its instances ready, when it has one. */
+  health_check?: {
+    test: Array<string>;
+    interval: number;
+    timeout: number;
+    start_period: number;
+  };
   /** apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT). */
   links: Array<string>;
   /** updated whenever a new image is pushed to its tag in Alto's registry. */
@@ -186,6 +202,22 @@ export type AppDetailsInput = {
   stop_signal?: string;
   /** seconds its app has to shut down when stopped, when set (else 5). */
   stop_timeout?: number;
+  /** the entrypoint it runs instead of the image's, when set. */
+  entrypoint?: Array<string>;
+  /** the command it runs instead of the image's CMD, when set. */
+  command?: Array<string>;
+  /** the template stack it is a service of, when it is one. */
+  stack?: {
+    name: string;
+    service: string;
+  };
+  /** the command that makes its instances ready, when it has one. */
+  health_check?: {
+    test: Array<string>;
+    interval: number;
+    timeout: number;
+    start_period: number;
+  };
   /** apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT). */
   links: Array<string>;
   /** updated whenever a new image is pushed to its tag in Alto's registry. */
@@ -367,7 +399,7 @@ export type AppRunRequest = {
   build_id?: string;
   /** port the app listens on for HTTP (default: the image's first exposed TCP port, else 8080); PORT is set to it. */
   port?: number;
-  /** environment variables, added to the image's own. */
+  /** environment variables, added to the image's own; $(NAME) in a value is replaced by NAME's value when an instance starts (Kubernetes' rule), links' <APP>_SERVICE_HOST/_PORT included; $$(NAME) keeps it literal. */
   env_vars?: Record<string, string>;
   /** memory limit in MiB (default 256). */
   memory?: number;
@@ -397,6 +429,26 @@ export type AppRunRequest = {
   stop_signal?: string;
   /** seconds an app has to shut down after its stop signal before it is killed (default 5). */
   stop_timeout?: number;
+  /** replaces the image's ENTRYPOINT (docker run --entrypoint; the image's CMD is dropped too unless command is given); [] clears it. */
+  entrypoint?: Array<string>;
+  /** replaces the image's CMD (the arguments after the image name in docker run). */
+  command?: Array<string>;
+  /** a command that says whether the app is up (Docker's HEALTHCHECK): an instance is ready, and takes requests, only once its port listens and the command first passes. */
+  health_check?: {
+    /** the command, run in the app's sandbox as its user; exit status 0 means healthy (['/bin/sh', '-c', '...'] for a shell line). */
+    test: Array<string>;
+    /** seconds between runs until it first passes (default 5). Default: 5. */
+    interval?: number;
+    /** seconds one run may take before it counts as failed (default 30). Default: 30. */
+    timeout?: number;
+    /** first seconds whose failures are not logged (default 0). Default: 0. */
+    start_period?: number;
+  };
+  /** the template stack this app is a service of (template/Deploy sets it; template/Destroy removes the stack's apps). */
+  stack?: {
+    name: string;
+    service: string;
+  };
   /** other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later. */
   links?: Array<string>;
   /** allow plain HTTP for the image's registry (loopback registries always may). */
@@ -443,7 +495,7 @@ export type AppUpdateRequest = {
   build_id?: string;
   /** port the app listens on for HTTP (default: the image's first exposed TCP port, else 8080); PORT is set to it. */
   port?: number;
-  /** environment variables, added to the image's own. */
+  /** environment variables, added to the image's own; $(NAME) in a value is replaced by NAME's value when an instance starts (Kubernetes' rule), links' <APP>_SERVICE_HOST/_PORT included; $$(NAME) keeps it literal. */
   env_vars?: Record<string, string>;
   /** memory limit in MiB (default 256). */
   memory?: number;
@@ -473,6 +525,26 @@ export type AppUpdateRequest = {
   stop_signal?: string;
   /** seconds an app has to shut down after its stop signal before it is killed (default 5). */
   stop_timeout?: number;
+  /** replaces the image's ENTRYPOINT (docker run --entrypoint; the image's CMD is dropped too unless command is given); [] clears it. */
+  entrypoint?: Array<string>;
+  /** replaces the image's CMD (the arguments after the image name in docker run). */
+  command?: Array<string>;
+  /** a command that says whether the app is up (Docker's HEALTHCHECK): an instance is ready, and takes requests, only once its port listens and the command first passes. */
+  health_check?: {
+    /** the command, run in the app's sandbox as its user; exit status 0 means healthy (['/bin/sh', '-c', '...'] for a shell line). */
+    test: Array<string>;
+    /** seconds between runs until it first passes (default 5). Default: 5. */
+    interval?: number;
+    /** seconds one run may take before it counts as failed (default 30). Default: 30. */
+    timeout?: number;
+    /** first seconds whose failures are not logged (default 0). Default: 0. */
+    start_period?: number;
+  };
+  /** the template stack this app is a service of (template/Deploy sets it; template/Destroy removes the stack's apps). */
+  stack?: {
+    name: string;
+    service: string;
+  };
   /** other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later. */
   links?: Array<string>;
   /** allow plain HTTP for the image's registry (loopback registries always may). */
@@ -2291,6 +2363,73 @@ export type StreamSendMessageResponse = {
   id: string;
 };
 
+export type TemplateDeployRequest = {
+  /** the stack's name: its apps are <name>-<service>. */
+  name: string;
+  /** the text of the template's compose.yaml. */
+  compose: string;
+  /** the text of the template's alto.yaml (parameters, secrets, the public service). */
+  alto?: string;
+  /** the template folder's other files as relative path -> base64 (build contexts, env_file files). */
+  files?: Record<string, string>;
+  /** values of the template's parameters (alto template deploy --set KEY=VALUE). */
+  set?: Record<string, string>;
+};
+
+export type TemplateDeployResponse = {
+  stack: {
+    name: string;
+    services: Array<{
+      /** the compose service. */
+      service: string;
+      /** the app that runs it. */
+      app: string;
+      status: string;
+      /** its address on the edge (HTTP services). */
+      url?: string;
+      /** its TCP port on the edge (TCP services). */
+      tcp_port?: number;
+    }>;
+  };
+  /** what the template asked that was ignored (unknown keys), with their lines. */
+  warnings: Array<string>;
+  /** keys of the secrets the stack uses (generated ones included); their values are never answered. */
+  secrets: Array<string>;
+  /** the address of the public service. */
+  public?: string;
+};
+
+export type TemplateDestroyRequest = {
+  /** the stack's name: its apps are <name>-<service>. */
+  name: string;
+  /** also delete the apps' volumes and the stack's secrets (default false). */
+  volumes?: boolean;
+};
+
+export type TemplateDestroyResponse = {
+  /** the apps removed. */
+  removed: Array<string>;
+};
+
+export type TemplateListRequest = Record<string, unknown>;
+
+export type TemplateListResponse = {
+  stacks: Array<{
+    name: string;
+    services: Array<{
+      /** the compose service. */
+      service: string;
+      /** the app that runs it. */
+      app: string;
+      status: string;
+      /** its address on the edge (HTTP services). */
+      url?: string;
+      /** its TCP port on the edge (TCP services). */
+      tcp_port?: number;
+    }>;
+  }>;
+};
+
 export type UrlCreateRequest = {
   /** the short id you want, e.g. my-url (unique on this server); a random one when empty. */
   id?: string;
@@ -4012,6 +4151,38 @@ export class StreamService {
   }
 }
 
+/** Stacks of apps deployed as one from a template: a compose.yaml (the Compose Specification) and an optional alto.yaml for parameters, secrets and the public service. */
+export class TemplateService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * Deploy a template as a stack: one app per compose service (<name>-<service>), in dependency order, each linked to the others; secret parameters are kept in secret and never answered. 409 when the stack or one of its app names exists; 400 naming every problem of the template (key and line) before anything is made. A deploy that fails removes what it made.
+   * @example
+   * const response = await alto.template.deploy({"name":"shop","compose":"services:\n  web:\n    image: ghcr.io/org/web:v1\n    ports: [\"8080\"]\n"});
+   */
+  deploy(request: TemplateDeployRequest): Promise<TemplateDeployResponse> {
+    return this.transport.call<TemplateDeployResponse>("template", "Deploy", request);
+  }
+
+  /**
+   * The project's stacks and their services' apps.
+   * @example
+   * const response = await alto.template.list();
+   */
+  list(request: TemplateListRequest = {}): Promise<TemplateListResponse> {
+    return this.transport.call<TemplateListResponse>("template", "List", request);
+  }
+
+  /**
+   * Remove a stack's apps. Their volumes and the stack's secrets are kept (a new deploy of the stack finds its data and passwords) unless volumes is true.
+   * @example
+   * const response = await alto.template.destroy({"name":"shop"});
+   */
+  destroy(request: TemplateDestroyRequest): Promise<TemplateDestroyResponse> {
+    return this.transport.call<TemplateDestroyResponse>("template", "Destroy", request);
+  }
+}
+
 /** Short URLs: shorten a link, pick your own id, count its visits; GET /u/{id} redirects. */
 export class UrlService {
   constructor(private readonly transport: Transport) {}
@@ -4294,6 +4465,7 @@ export class Services {
   readonly secret: SecretService;
   readonly space: SpaceService;
   readonly stream: StreamService;
+  readonly template: TemplateService;
   readonly url: UrlService;
   readonly usage: UsageService;
   readonly user: UserService;
@@ -4321,6 +4493,7 @@ export class Services {
     this.secret = new SecretService(transport);
     this.space = new SpaceService(transport);
     this.stream = new StreamService(transport);
+    this.template = new TemplateService(transport);
     this.url = new UrlService(transport);
     this.usage = new UsageService(transport);
     this.user = new UserService(transport);

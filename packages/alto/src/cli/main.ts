@@ -18,6 +18,7 @@ import { addAppCommands } from './apps.js';
 import { addFunctionCommands } from './functions.js';
 import { addNodeCommands } from './nodes.js';
 import { addDomainCommands, httpsLines, type HttpsInfo } from './domains.js';
+import { addTemplateCommands } from './templates.js';
 import { addInitCommand } from './init.js';
 import { addMigrateCommand } from './migrate.js';
 import { addBackupCommands, backupLines, type BackupStatus } from './backup.js';
@@ -211,6 +212,7 @@ export function buildProgram(): Command {
   addFunctionCommands(program, { remote, action, client });
   addNodeCommands(program, { remote, action, client });
   addDomainCommands(program, { remote, action, client });
+  addTemplateCommands(program, { remote, action, client });
   addInitCommand(program, action);
   addMigrateCommand(program, action);
   addBackupCommands(program, action);

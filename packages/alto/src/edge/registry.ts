@@ -22,6 +22,7 @@ import { appService } from '../compute/apps/service.js';
 import { domainsService } from '../compute/apps/domains-service.js';
 import { nodesService } from '../compute/cluster/service.js';
 import { functionService } from '../compute/functions/service.js';
+import { templateService } from '../compute/templates/service.js';
 import { imagesService, registryService } from '../compute/images/service.js';
 import { accountsService } from '../platform/services/accounts.js';
 import { keysService } from '../platform/services/keys.js';
@@ -31,7 +32,7 @@ import type { ServiceDefinition } from '../platform/service.js';
 import { buildOpenApiDocument } from './openapi.js';
 
 export function allServices(): ServiceDefinition[] {
-  return [accountsService, projectsService, keysService, usageService, idService, dbService, urlService, otpService, cacheService, secretService, cronService, searchService, eventService, mqService, streamService, userService, emailService, spaceService, fileService, imagesService, registryService, appService, domainsService, functionService, nodesService];
+  return [accountsService, projectsService, keysService, usageService, idService, dbService, urlService, otpService, cacheService, secretService, cronService, searchService, eventService, mqService, streamService, userService, emailService, spaceService, fileService, imagesService, registryService, appService, domainsService, templateService, functionService, nodesService];
 }
 
 export { buildOpenApiDocument };

@@ -1,0 +1,132 @@
+/**
+ * @module cli/templates
+ * `alto template deploy <folder | git url> --name shop [--set KEY=VALUE]...`, `alto template
+ * list` and `alto template destroy shop [--volumes]`, through the `template` service. The
+ * template is read here: a folder as it is, a git repository cloned (shallow, `--branch`) into a
+ * temporary folder with the machine's git, then `--path` inside it. Its compose file, its
+ * alto.yaml and its other files (build contexts, env files) are sent to the server.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { readFolder } from './functions.js';
+import { bold, dim, printJson, printTable, wantsJson } from './output.js';
+import type { CommandHelpers } from './usage.js';
+
+type Flags = { json?: boolean; url?: string; key?: string; profile?: string };
+
+/** The names a compose file goes by, in the order Compose looks for them. */
+const COMPOSE_FILES = ['compose.yaml', 'compose.yml', 'docker-compose.yaml', 'docker-compose.yml'];
+
+interface StackView {
+  name: string;
+  services: { service: string; app: string; status: string; url?: string; tcp_port?: number }[];
+}
+
+/** A git URL rather than a folder: a scheme git speaks, `user@host:path`, or a name ending in .git that is no folder here. */
+export function isGitSource(source: string): boolean {
+  if (/^(https?|git|ssh|file):\/\//.test(source) || /^[\w.-]+@[\w.-]+:/.test(source)) return true;
+  return source.endsWith('.git') && !existsSync(source);
+}
+
+/** The template's texts and files, read from its folder. */
+export function readTemplate(folder: string): { compose: string; alto?: string; files: Record<string, string> } {
+  const root = resolve(folder);
+  if (!statSync(root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`${folder} is not a folder`);
+  const composeName = COMPOSE_FILES.find((name) => existsSync(join(root, name)));
+  if (!composeName) throw new Error(`${folder} holds no compose file (${COMPOSE_FILES.join(', ')})`);
+  const altoPath = join(root, 'alto.yaml');
+  return {
+    compose: readFileSync(join(root, composeName), 'utf8'),
+    ...(existsSync(altoPath) ? { alto: readFileSync(altoPath, 'utf8') } : {}),
+    files: readFolder(root),
+  };
+}
+
+/** `KEY=VALUE` pairs of --set. */
+function setValues(pairs: string[] | undefined): Record<string, string> | undefined {
+  if (!pairs?.length) return undefined;
+  const values: Record<string, string> = {};
+  for (const pair of pairs) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new Error(`--set ${pair}: give KEY=VALUE`);
+    values[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return values;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function where(service: StackView['services'][number]): string {
+  return service.tcp_port !== undefined ? `tcp port ${service.tcp_port}` : (service.url ?? '');
+}
+
+export function addTemplateCommands(program: Command, { remote, action, client }: CommandHelpers): void {
+  const template = program.command('template').alias('templates').description('stacks of apps from a compose.yaml (and alto.yaml): deploy, list, destroy');
+
+  remote(
+    template
+      .command('deploy <source>')
+      .description('deploy a template (a folder, or a git repository) as a stack: one app per compose service, <name>-<service>')
+      .requiredOption('-n, --name <name>', "the stack's name (its apps are <name>-<service>)")
+      .option('--set <KEY=VALUE>', "a value for a parameter of the template's alto.yaml (repeat for more)", collect)
+      .option('--branch <branch>', 'the branch of a git repository (default: its default branch)')
+      .option('--path <folder>', 'the folder inside the repository (or folder) holding the compose file'),
+  ).action(
+    action(async (source: string, flags: Flags & { name: string; set?: string[]; branch?: string; path?: string }) => {
+      let clone: string | undefined;
+      let folder = source;
+      if (isGitSource(source)) {
+        clone = mkdtempSync(join(tmpdir(), 'alto-template-'));
+        execFileSync('git', ['clone', '--quiet', '--depth', '1', ...(flags.branch ? ['--branch', flags.branch] : []), '--', source, clone], { stdio: ['ignore', 'ignore', 'inherit'] });
+        folder = clone;
+      } else if (flags.branch) throw new Error('--branch goes with a git repository, not a folder');
+      try {
+        const read = readTemplate(flags.path ? join(folder, flags.path) : folder);
+        const result = await client(flags).transport.call<{ stack: StackView; warnings: string[]; secrets: string[]; public?: string }>('template', 'Deploy', {
+          name: flags.name,
+          ...read,
+          ...(setValues(flags.set) ? { set: setValues(flags.set) } : {}),
+        });
+        if (wantsJson(flags)) return printJson(result, flags);
+        for (const warning of result.warnings) process.stderr.write(`${dim(`warning: ${warning}`)}\n`);
+        process.stdout.write(`stack ${bold(result.stack.name)} deployed\n`);
+        for (const service of result.stack.services) process.stdout.write(`  ${service.service.padEnd(16)} ${service.app.padEnd(24)} ${service.status.padEnd(10)} ${where(service)}\n`);
+        if (result.secrets.length > 0) process.stdout.write(`  secrets: ${result.secrets.join(', ')} ${dim('(values kept in secret, never shown)')}\n`);
+        if (result.public) process.stdout.write(`  public:  ${bold(result.public)}\n`);
+      } finally {
+        if (clone) rmSync(clone, { recursive: true, force: true });
+      }
+    }),
+  );
+
+  remote(template.command('list', { isDefault: true }).description("list the project's stacks and their apps (the default)")).action(
+    action(async (flags: Flags) => {
+      const result = await client(flags).transport.call<{ stacks: StackView[] }>('template', 'List', {});
+      if (wantsJson(flags)) return printJson(result, flags);
+      printTable(
+        result.stacks.flatMap((stack) => stack.services.map((service) => ({ stack: stack.name, service: service.service, app: service.app, status: service.status, address: where(service) }))),
+        ['stack', 'service', 'app', 'status', 'address'],
+        flags,
+        result,
+      );
+    }),
+  );
+
+  remote(
+    template
+      .command('destroy <name>')
+      .description("remove a stack's apps (their volumes and the stack's secrets are kept unless --volumes)")
+      .option('--volumes', "also delete the apps' volumes and the stack's secrets"),
+  ).action(
+    action(async (name: string, flags: Flags & { volumes?: boolean }) => {
+      const result = await client(flags).transport.call<{ removed: string[] }>('template', 'Destroy', { name, ...(flags.volumes ? { volumes: true } : {}) });
+      if (wantsJson(flags)) return printJson(result, flags);
+      process.stdout.write(`stack ${bold(name)} removed: ${result.removed.join(', ')}${flags.volumes ? '' : dim(' (volumes and secrets kept)')}\n`);
+    }),
+  );
+}
