@@ -3,19 +3,46 @@
  * `alto template deploy <folder | git url> --name shop [--set KEY=VALUE]...`, `alto template
  * list` and `alto template destroy shop [--volumes]`, through the `template` service. The
  * template is read here: a folder as it is, a git repository cloned (shallow, `--branch`) into a
- * temporary folder with the machine's git, then `--path` inside it. Its compose file, its
+ * temporary folder with the machine's git, then `--path` inside it, or a template of the
+ * catalogue shipped with Alto (`templates/` of this package) by its name. Its compose file, its
  * alto.yaml and its other files (build contexts, env files) are sent to the server.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
 import type { Command } from 'commander';
 import { readFolder } from './functions.js';
 import { bold, dim, printJson, printTable, wantsJson } from './output.js';
 import type { CommandHelpers } from './usage.js';
 
 type Flags = { json?: boolean; url?: string; key?: string; profile?: string };
+
+/** The catalogue: templates shipped with Alto, by folder name (from src/cli or dist/cli). */
+export const CATALOGUE_DIR = fileURLToPath(new URL('../../templates/', import.meta.url));
+
+/** The catalogue's templates with what their alto.yaml says they are. */
+export function catalogue(): { name: string; description: string }[] {
+  if (!existsSync(CATALOGUE_DIR)) return [];
+  return readdirSync(CATALOGUE_DIR, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => {
+      const alto = join(CATALOGUE_DIR, entry.name, 'alto.yaml');
+      const description = existsSync(alto) ? (parseYaml(readFileSync(alto, 'utf8'))?.description as string | undefined) : undefined;
+      return { name: entry.name, description: description ?? '' };
+    })
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** A catalogue name (no slash, not a folder here) to its folder; undefined for anything else. */
+function catalogueFolder(source: string): string | undefined {
+  if (source.includes('/') || existsSync(source) || !/^[a-z0-9-]+$/.test(source)) return undefined;
+  const folder = join(CATALOGUE_DIR, source);
+  if (!existsSync(folder)) throw new Error(`no template "${source}" in the catalogue (${catalogue().map((entry) => entry.name).join(', ')}), and no folder of that name here`);
+  return folder;
+}
 
 /** The names a compose file goes by, in the order Compose looks for them. */
 const COMPOSE_FILES = ['compose.yaml', 'compose.yml', 'docker-compose.yaml', 'docker-compose.yml'];
@@ -71,7 +98,7 @@ export function addTemplateCommands(program: Command, { remote, action, client }
   remote(
     template
       .command('deploy <source>')
-      .description('deploy a template (a folder, or a git repository) as a stack: one app per compose service, <name>-<service>')
+      .description('deploy a template (a folder, a git repository, or a name of the catalogue: alto template list) as a stack: one app per compose service, <name>-<service>')
       .requiredOption('-n, --name <name>', "the stack's name (its apps are <name>-<service>)")
       .option('--set <KEY=VALUE>', "a value for a parameter of the template's alto.yaml (repeat for more)", collect)
       .option('--branch <branch>', 'the branch of a git repository (default: its default branch)')
@@ -79,7 +106,7 @@ export function addTemplateCommands(program: Command, { remote, action, client }
   ).action(
     action(async (source: string, flags: Flags & { name: string; set?: string[]; branch?: string; path?: string }) => {
       let clone: string | undefined;
-      let folder = source;
+      let folder = catalogueFolder(source) ?? source;
       if (isGitSource(source)) {
         clone = mkdtempSync(join(tmpdir(), 'alto-template-'));
         execFileSync('git', ['clone', '--quiet', '--depth', '1', ...(flags.branch ? ['--branch', flags.branch] : []), '--', source, clone], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -104,10 +131,13 @@ export function addTemplateCommands(program: Command, { remote, action, client }
     }),
   );
 
-  remote(template.command('list', { isDefault: true }).description("list the project's stacks and their apps (the default)")).action(
+  remote(template.command('list', { isDefault: true }).description("list the catalogue's templates and the project's stacks with their apps (the default)")).action(
     action(async (flags: Flags) => {
       const result = await client(flags).transport.call<{ stacks: StackView[] }>('template', 'List', {});
-      if (wantsJson(flags)) return printJson(result, flags);
+      if (wantsJson(flags)) return printJson({ ...result, catalogue: catalogue() }, flags);
+      process.stdout.write(`${bold('catalogue')} ${dim('(alto template deploy <name> --name <stack>)')}\n`);
+      for (const entry of catalogue()) process.stdout.write(`  ${entry.name.padEnd(16)} ${entry.description}\n`);
+      process.stdout.write(`${bold('stacks')}\n`);
       printTable(
         result.stacks.flatMap((stack) => stack.services.map((service) => ({ stack: stack.name, service: service.service, app: service.app, status: service.status, address: where(service) }))),
         ['stack', 'service', 'app', 'status', 'address'],

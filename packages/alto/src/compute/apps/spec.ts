@@ -155,6 +155,7 @@ export class AppSpecs {
       // Docker's rule: a new entrypoint drops the image's CMD unless a command is given too.
       entrypoint: settings.entrypoint ?? image.entrypoint,
       cmd: settings.command ?? (settings.entrypoint ? [] : image.cmd),
+      ...(settings.entrypoint || settings.command ? { expandArgs: true } : {}),
       env,
       workdir: image.workingDir,
       user: image.user,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { expandEnvReferences } from './env-references.js';
+import { expandArgReferences, expandEnvReferences } from './env-references.js';
 
 test('$(NAME) takes the value of NAME in the same environment, links included', () => {
   const env = expandEnvReferences({
@@ -19,4 +19,16 @@ test('$$(NAME) stays literal, unknown names stay as written, values are not expa
   assert.equal(env.B, 'c');
   assert.equal(env.LITERAL, 'cost $(A) and $(MISSING)');
   assert.equal(env.SHELL_STYLE, '$HOME ${C}');
+});
+
+test("an app's arguments take the expanded environment's values the same way", () => {
+  const env = expandEnvReferences({ PASSWORD: 'pw', URL: 'redis://:$(PASSWORD)@host' });
+  assert.deepEqual(expandArgReferences(['redis-server', '--requirepass', '$(PASSWORD)', '--url=$(URL)', '$$(PASSWORD)', '$(NOPE)'], env), [
+    'redis-server',
+    '--requirepass',
+    'pw',
+    '--url=redis://:pw@host',
+    '$(PASSWORD)',
+    '$(NOPE)',
+  ]);
 });

@@ -93,7 +93,7 @@ import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, sandboxNetworkNames, type SandboxNetwork } from './network.js';
 import { InstanceRecordFile } from './reap.js';
 import { linkGuestAddress, linkVariables, openLinkRelays, unreachableLink, validateLinks, type LinkRelays, type SavedLink } from './links.js';
-import { expandEnvReferences } from './env-references.js';
+import { expandArgReferences, expandEnvReferences } from './env-references.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { ensureInitramfs, ensureProbeInitramfs } from './guest-initramfs.js';
 import {
@@ -411,13 +411,14 @@ export class MicrovmDriver implements SandboxDriver {
     // The supervisor sources the prelude (the ports, hostname, /dev, the signal port's reader,
     // the volumes' mounts) and, once the app ended, the epilogue (unmount, sync, power off).
     const volumes = spec.volumes ?? [];
+    const env = expandEnvReferences({
+      ...spec.env,
+      ...(spec.platform ? { [PLATFORM_URL_VARIABLE]: PLATFORM_GUEST_URL } : {}),
+      ...linkVariables(layout.links.map((link, index) => ({ name: link.name, host: linkGuestAddress(index), port: link.port }))),
+    });
     const settings = supervisorSettings({
-      argv,
-      env: expandEnvReferences({
-        ...spec.env,
-        ...(spec.platform ? { [PLATFORM_URL_VARIABLE]: PLATFORM_GUEST_URL } : {}),
-        ...linkVariables(layout.links.map((link, index) => ({ name: link.name, host: linkGuestAddress(index), port: link.port }))),
-      }),
+      argv: spec.expandArgs ? expandArgReferences(argv, env) : argv,
+      env,
       workdir: spec.workdir || '/',
       uid: user.uid,
       gid: user.gid,

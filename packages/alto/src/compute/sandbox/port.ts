@@ -52,6 +52,8 @@ export interface SandboxSpec {
    * instance is ready only once it succeeds, after the port listens (supervisor.sh).
    */
   health?: HealthCheck;
+  /** The entrypoint and cmd are the app's own (not the image's): `$(NAME)` in them is expanded too (env-references.ts). */
+  expandArgs?: boolean;
   /**
    * Who the instance runs for (a project's id). process: instances of one tenant share a range
    * of host uids and gids, other tenants' are others (id-ranges.ts); none means the shared range 0.

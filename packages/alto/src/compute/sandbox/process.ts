@@ -70,7 +70,7 @@ import { LAUNCHER_NAME, ensureLauncher } from './launcher.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, sandboxNetworkNames, type SandboxNetwork } from './network.js';
 import { InstanceRecordFile } from './reap.js';
 import { linkVariables, openLinkRelays, validateLinks, type LinkRelays } from './links.js';
-import { expandEnvReferences } from './env-references.js';
+import { expandArgReferences, expandEnvReferences } from './env-references.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
 import { supervisorScript, supervisorSettings } from './supervisor.js';
@@ -300,7 +300,7 @@ export class ProcessDriver implements SandboxDriver {
     writeFileSync(join(stateDir, 'supervisor.sh'), supervisorScript(), { mode: 0o644 });
     writeFileSync(
       join(stateDir, 'settings.sh'),
-      supervisorSettings({ argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true, health: spec.health }),
+      supervisorSettings({ argv: spec.expandArgs ? expandArgReferences(argv, env) : argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true, health: spec.health }),
       { mode: 0o644 },
     );
     const busybox = join(this.toolsDir!, 'busybox');

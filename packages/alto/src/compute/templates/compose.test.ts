@@ -403,7 +403,16 @@ configs:
       'compose.yaml line 10: services.app.deploy.placement: ignored: only deploy.replicas and deploy.resources.limits are honoured',
       'compose.yaml line 11: networks: ignored: all services of a stack reach each other through links anyway',
       'compose.yaml line 13: configs: unknown top-level key, ignored',
-      'alto.yaml line 1: colour: unknown key, ignored (known: parameters, public, domain, services)',
+      'alto.yaml line 1: colour: unknown key, ignored (known: description, parameters, public, domain, services)',
     ]);
   });
 });
+
+describe('stop settings', () => {
+  test('stop_signal and stop_grace_period are read; a grace period that is no duration is refused', () => {
+    const plan = planStack({ compose: 'services:\n  db:\n    image: postgres\n    stop_signal: SIGINT\n    stop_grace_period: 1m30s\n' });
+    assert.deepEqual([plan.services[0].stopSignal, plan.services[0].stopGraceSeconds], ['SIGINT', 90]);
+    assert.throws(() => planStack({ compose: 'services:\n  db:\n    image: postgres\n    stop_grace_period: soon\n' }), /line 4: services\.db\.stop_grace_period: must be a duration/);
+  });
+});
+

@@ -58,6 +58,10 @@ export interface StackService {
   secrets: string[];
   /** The fields of the service's `x-alto` map, as plain JSON. */
   extensions: Record<string, unknown>;
+  /** stop_signal as given (SIGINT...). */
+  stopSignal?: string;
+  /** stop_grace_period in seconds. */
+  stopGraceSeconds?: number;
 }
 
 export interface StackPlan {
@@ -70,6 +74,8 @@ export interface StackPlan {
   values: Record<string, string>;
   /** Unknown keys that were ignored, each named with its file, path and line. */
   warnings: string[];
+  /** What the template is, from alto.yaml `description` (for a catalogue). */
+  description?: string;
 }
 
 export interface TemplateSource {
@@ -105,12 +111,11 @@ const REFUSED_SERVICE_KEYS: Record<string, string> = {
 /** Service keys that are accepted and ignored, each with a warning saying why. */
 const IGNORED_SERVICE_KEYS: Record<string, string> = {
   container_name: 'Alto names the app after the service',
-  hostname: 'services reach each other by service name',
+  hostname: 'services reach each other through their links (<SERVICE>_SERVICE_HOST and _PORT)',
   labels: 'labels are not used',
   logging: 'Alto keeps the logs of every app',
-  stop_grace_period: 'apps get the platform grace period',
   extra_hosts: 'host entries are not added',
-  networks: 'all services of a stack reach each other by service name anyway',
+  networks: 'all services of a stack reach each other through their links anyway',
 };
 
 /** Problems and warnings collected across both files. */
@@ -414,6 +419,7 @@ export function planStack(source: TemplateSource, values: Record<string, string>
     ...(publicService ? { public: publicService } : {}),
     values: parameterValues,
     warnings: inFileOrder(report.warnings),
+    ...(settings.description ? { description: settings.description } : {}),
   };
 }
 
@@ -437,6 +443,7 @@ interface AltoSettings {
   parameters: TemplateParameter[];
   publicService?: { name: string; node: Node | null };
   domain?: string;
+  description?: string;
   protocols: Map<string, { protocol: 'http' | 'tcp'; node: Node | null }>;
 }
 
@@ -457,6 +464,8 @@ function readAltoFile(file: TemplateFile): AltoSettings {
     } else if (key === 'public') {
       const name = file.scalar(value ?? keyNode, key);
       if (name !== undefined) settings.publicService = { name, node: keyNode };
+    } else if (key === 'description') {
+      settings.description = file.scalar(value ?? keyNode, key);
     } else if (key === 'domain') {
       const domain = file.scalar(value ?? keyNode, key)?.toLowerCase();
       if (domain !== undefined && !HOST_NAME.test(domain)) file.problem(keyNode, key, `"${domain}" is not a host name`);
@@ -476,7 +485,7 @@ function readAltoFile(file: TemplateFile): AltoSettings {
         }
       }
     } else {
-      file.warn(keyNode, key, 'unknown key, ignored (known: parameters, public, domain, services)');
+      file.warn(keyNode, key, 'unknown key, ignored (known: description, parameters, public, domain, services)');
     }
   }
   return settings;
@@ -618,6 +627,16 @@ class ServiceReader {
         case 'healthcheck':
           service.healthcheck = this.healthcheck(field, at);
           break;
+        case 'stop_signal':
+          service.stopSignal = this.text(field, at);
+          break;
+        case 'stop_grace_period': {
+          const text = this.text(field, at);
+          const seconds = text === undefined ? undefined : durationInSeconds(text);
+          if (text !== undefined && seconds === undefined) file.problem(fieldKey, at, `must be a duration such as 10s or 1m30s, not "${text}"`);
+          else service.stopGraceSeconds = seconds;
+          break;
+        }
         case 'restart': {
           const restart = this.text(field, at);
           if (restart !== undefined && !RESTART_POLICIES.test(restart)) file.problem(fieldKey, at, `must be no, always, on-failure or unless-stopped, not "${restart}"`);

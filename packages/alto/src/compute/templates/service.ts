@@ -122,7 +122,9 @@ function runRequestOf(stack: string, service: StackService, plan: StackPlan, fil
       return linked ? `$(${linked}_SERVICE_${part})` : whole;
     });
   }
-  const secrets = [...secretKeys.values()].filter((key) => Object.values(env).some((value) => value.includes(`$(${secretVariableName(key)})`)));
+  // An app gets the stack's secrets its environment or its own command refers to.
+  const texts = [...Object.values(env), ...(service.entrypoint ?? []), ...(service.command ?? [])];
+  const secrets = [...secretKeys.values()].filter((key) => texts.some((text) => text.includes(`$(${secretVariableName(key)})`)));
   const extensions = service.extensions;
   const request: Record<string, unknown> = {
     name: app,
@@ -142,6 +144,8 @@ function runRequestOf(stack: string, service: StackService, plan: StackPlan, fil
           },
         }
       : {}),
+    ...(service.stopSignal ? { stop_signal: service.stopSignal } : {}),
+    ...(service.stopGraceSeconds !== undefined ? { stop_timeout: Math.min(600, Math.max(1, Math.round(service.stopGraceSeconds))) } : {}),
     ...(service.entrypoint ? { entrypoint: service.entrypoint } : {}),
     ...(service.command ? { command: service.command } : {}),
     ...(service.volumes.length > 0 ? { volumes: service.volumes.map((volume) => ({ name: volume.name, path: volume.path })) } : {}),
