@@ -287,6 +287,9 @@ class ClientConnection implements LaneConnection {
   }
 
   private async begin(head: RequestHead, address: AppAddress): Promise<void> {
+    // The common case in this turn: an instance of an app this node runs, with room.
+    const now = head.relayed ? undefined : this.forwarder.options.resolver.tryAcquire?.(address);
+    if (now) return this.startExchange(head, address, now);
     let target: ProxyTarget;
     try {
       target = await this.forwarder.options.resolver.acquire(address, 'http', head.relayed);
@@ -295,9 +298,13 @@ class ClientConnection implements LaneConnection {
       return this.refuse(isAltoError(error) ? error : errors.internal(), head);
     }
     if (this.phase !== Phase.Exchange || this.socket.destroyed) return target.release();
+    this.startExchange(head, address, target);
+  }
+
+  private startExchange(head: RequestHead, address: AppAddress, target: ProxyTarget): void {
     const exchange = new Exchange(this, head, address, target);
     this.exchange = exchange;
-    await exchange.start();
+    exchange.start();
   }
 
   /** Bytes the client sent beyond the current request's body: the next request's, kept for later. */
@@ -438,7 +445,8 @@ class Exchange implements ConnectionExchange {
     this.forwardedHead = forwardedRequestHead(head, client.forwardedFor, target.via);
   }
 
-  async start(): Promise<void> {
+  /** Sends the request on an idle instance connection at once, or once a new one is open. */
+  start(): void {
     const pool = this.client.forwarder.upstreams;
     // The body bytes that came with the head: this request's, up to its framing's end.
     const buffered = this.client.takeBuffered();
@@ -451,19 +459,20 @@ class Exchange implements ConnectionExchange {
     this.firstBody = buffered.subarray(0, used);
     this.client.keepAhead(buffered.subarray(used));
     this.readingBody = !this.requestFramer.done;
-    let upstream = pool.takeIdle(this.target);
-    if (!upstream) {
-      this.connecting = true;
-      try {
-        upstream = await pool.connect(this.target);
-      } catch (error) {
-        return this.fail(appUnreachable(this.address, error as Error));
-      } finally {
+    const idle = pool.takeIdle(this.target);
+    if (idle) return this.send(idle);
+    this.connecting = true;
+    pool.connect(this.target).then(
+      (upstream) => {
         this.connecting = false;
-      }
-      if (this.finished) return void upstream.socket.destroy();
-    }
-    this.send(upstream);
+        if (this.finished) upstream.socket.destroy();
+        else this.send(upstream);
+      },
+      (error: Error) => {
+        this.connecting = false;
+        this.fail(appUnreachable(this.address, error));
+      },
+    );
   }
 
   private send(upstream: Upstream): void {

@@ -181,7 +181,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   // Requests whose Host is <app>.<project>.<apps domain> go to the app, before any other routing.
   // This node's apps, and once it has joined the cloud, other nodes' apps relayed to them.
   let routing: AppResolver = apps.gateway;
-  const resolver: AppResolver = { acquire: (address, kind, relayed) => routing.acquire(address, kind, relayed) };
+  const resolver: AppResolver = { acquire: (address, kind, relayed) => routing.acquire(address, kind, relayed), tryAcquire: (address) => routing.tryAcquire?.(address) };
   // The apps' custom domains; with ACME, each one's certificate is asked for once its name resolves.
   const customDomains = new CustomDomains({
     stores,

@@ -51,6 +51,12 @@ export interface AppResolver {
    * node runs the app (naming it).
    */
   acquire(address: AppAddress, kind: 'http' | 'tcp', relayed?: boolean): Promise<ProxyTarget>;
+  /**
+   * The common case at once, with no promise: a running instance of an app this node serves
+   * with room for one more HTTP exchange, claimed; undefined for anything else (then `acquire`
+   * waits, relays or says why).
+   */
+  tryAcquire?(address: AppAddress): ProxyTarget | undefined;
 }
 
 /** How long a request waits for an instance of a crashing or starting app before a 503. */
@@ -90,6 +96,15 @@ export class AppsGateway implements AppResolver, AppGateway {
     const claimed = runtime.acquire(ACQUIRE_WAIT_MS);
     if (!(claimed instanceof Promise)) return Promise.resolve(this.targetOf(runtime, claimed));
     return claimed.then((slot) => this.targetOf(runtime, slot));
+  }
+
+  tryAcquire(address: AppAddress): ProxyTarget | undefined {
+    const record = this.options.records.hereByAddress(address.project, address.app);
+    if (!record || this.options.closing()) return undefined;
+    const runtime = this.options.runtimes.get(record.id);
+    if (!runtime || runtime.app.settings.tcp) return undefined;
+    const slot = runtime.claimSlot();
+    return slot ? this.targetOf(runtime, slot) : undefined;
   }
 
   /** The exchange's hold on a claimed instance; a 503 saying why when none came in time. */

@@ -89,6 +89,12 @@ export class ClusterRouting implements AppResolver {
     this.moved.set(`${address.app}.${address.project}`, { node, until: now + MOVED_FRESH_MS });
   }
 
+  /** A local instance at once when nothing about the app is in motion between nodes (see AppResolver). */
+  tryAcquire(address: AppAddress): ProxyTarget | undefined {
+    if (this.options.fenced?.() || this.arrivals.size > 0 || this.owners.size > 0) return undefined;
+    return this.options.local.tryAcquire?.(address);
+  }
+
   acquire(address: AppAddress, kind: 'http' | 'tcp', relayed = false): Promise<ProxyTarget> {
     // Another node may have taken this node's apps while its lease was lapsed: no answer from a
     // copy that may no longer be the app's one until they are checked (the next read of the nodes).
