@@ -16,6 +16,7 @@ import { OverviewPage } from './pages/Overview';
 import { ProjectsPage } from './pages/Projects';
 import { SignInPage } from './pages/SignIn';
 import { SpacePage } from './pages/Space';
+import { StacksPage } from './pages/Stacks';
 import { UsagePage } from './pages/Usage';
 import { SessionProvider, useSessionState, type Session } from './session';
 import { Loading } from './ui';
@@ -39,6 +40,7 @@ const NAV: NavItem[] = [
   { path: '/events', label: 'Events', icon: '⇶', page: () => <EventsPage />, when: (s) => s.hasService('event') },
   { path: '/cron', label: 'Cron', icon: '◷', page: () => <CronPage />, when: (s) => s.hasService('cron') },
   { path: '/apps', label: 'Apps', icon: '▶', page: () => <AppsPage />, when: (s) => s.hasService('app') },
+  { path: '/stacks', label: 'Stacks', icon: '⧉', page: () => <StacksPage />, when: (s) => s.hasService('template') },
   { path: '/functions', label: 'Functions', icon: 'ƒ', page: () => <FunctionsPage />, when: (s) => s.hasService('function') },
   { path: '/usage', label: 'Usage', icon: '▥', page: () => <UsagePage />, when: (s) => s.hasService('usage') },
 ];
