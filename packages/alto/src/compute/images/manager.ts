@@ -535,7 +535,9 @@ export class ImageManager {
     if (reference.digest) {
       // `repo@sha256:...` of an image pulled by tag, or of the index it came from.
       const byDigest = this.records.get(reference.digest) ?? this.records.list().find((record) => record.indexDigest === reference.digest);
-      if (byDigest && byDigest.repository === repositoryName(reference)) return { digest: byDigest.digest };
+      // Its repository, or another the same image was given a tag in (two apps built from the same source).
+      const repository = repositoryName(reference);
+      if (byDigest && (byDigest.repository === repository || byDigest.references.some((name) => repositoryOfName(name) === repository))) return { digest: byDigest.digest };
     }
     throw errors.notFound(`no image is called "${trimmed}" (${canonical}); pull it with "alto images pull ${trimmed}"`);
   }
@@ -784,4 +786,13 @@ async function forEachLimited<T>(items: T[], limit: number, task: (item: T) => P
     }),
   );
   if (failure !== undefined) throw failure;
+}
+
+/** The repository a stored reference names, or undefined when it does not parse. */
+function repositoryOfName(name: string): string | undefined {
+  try {
+    return repositoryName(parseReference(name));
+  } catch {
+    return undefined;
+  }
 }
