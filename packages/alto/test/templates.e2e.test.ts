@@ -181,7 +181,7 @@ describe('templates: a PostgreSQL + Node.js stack from a local git repository', 
       const app = await alto.call('app', 'Get', { name }, key);
       assert.ok(!JSON.stringify(app.body).includes(password), `${name} does not show the password`);
       assert.deepEqual(app.body.service.secrets, ['shop-db-password']);
-      assert.deepEqual(app.body.service.stack, { name: 'shop', service: name.slice('shop-'.length) });
+      assert.deepEqual([app.body.service.stack.name, app.body.service.stack.service], ['shop', name.slice('shop-'.length)]);
     }
     assert.equal((await alto.call('app', 'Get', { name: 'shop-web' }, key)).body.service.env_vars.DATABASE_URL, 'postgres://shop:$(SHOP_DB_PASSWORD)@$(SHOP_DB_SERVICE_HOST):$(SHOP_DB_SERVICE_PORT)/shop');
     // The app reaches the database through its link, with the password expanded in its instance.
@@ -208,6 +208,30 @@ describe('templates: a PostgreSQL + Node.js stack from a local git repository', 
     }, 'the database suspended', 60_000);
     assert.deepEqual((await orders('POST', 'plums')).rows, ['apples', 'pears', 'plums']);
     assert.equal((await dbSlot()).instance, instance, 'the same database instance, woken');
+  });
+
+  test('update applies the changed template as a diff: the changed service is updated, a new one added, a dropped one removed; the database is untouched', async () => {
+    const dbBefore = (await dbSlot()).instance;
+    const withWorker = COMPOSE.replace('GREETING: hello', 'GREETING: bonjour').replace(
+      'volumes:\n  data: {}',
+      'worker:\n    build: ./web\n    expose: ["8080"]\n    environment:\n      DATABASE_URL: postgres://shop:${DB_PASSWORD}@$(DB_SERVICE_HOST):$(DB_SERVICE_PORT)/shop\nvolumes:\n  data: {}',
+    );
+    writeTemplate(repo, withWorker.replace('\nworker:', '\n  worker:'));
+    const first = await cli(['template', 'update', repo, '--name', 'shop', '--set', `REGISTRY=${registry.host}`, '--json']);
+    assert.equal(first.code, 0, first.stderr + first.stdout);
+    const changes = (result: string) => Object.fromEntries(JSON.parse(result).changes.map((change: { service: string; change: string }) => [change.service, change.change]));
+    assert.deepEqual(changes(first.stdout), { db: 'unchanged', web: 'updated', worker: 'added' });
+    const afterFirst = await orders();
+    assert.deepEqual([afterFirst.greeting, afterFirst.rows], ['bonjour', ['apples', 'pears', 'plums']]);
+    assert.equal((await alto.call('app', 'Get', { name: 'shop-worker' }, key)).status, 200);
+
+    writeTemplate(repo);
+    const second = await cli(['template', 'update', repo, '--name', 'shop', '--set', `REGISTRY=${registry.host}`, '--json']);
+    assert.equal(second.code, 0, second.stderr + second.stdout);
+    assert.deepEqual(changes(second.stdout), { db: 'unchanged', web: 'updated', worker: 'removed' });
+    assert.equal((await alto.call('app', 'Get', { name: 'shop-worker' }, key)).status, 404);
+    assert.equal((await orders()).greeting, 'hello');
+    assert.equal((await dbSlot()).instance, dbBefore, 'the database kept its instance through both updates');
   });
 
   test('destroy keeps the volume and the secret: a new deploy of the stack finds its rows with the same password', async () => {

@@ -40,7 +40,7 @@ const NAV: NavItem[] = [
   { path: '/events', label: 'Events', icon: '⇶', page: () => <EventsPage />, when: (s) => s.hasService('event') },
   { path: '/cron', label: 'Cron', icon: '◷', page: () => <CronPage />, when: (s) => s.hasService('cron') },
   { path: '/apps', label: 'Apps', icon: '▶', page: () => <AppsPage />, when: (s) => s.hasService('app') },
-  { path: '/stacks', label: 'Stacks', icon: '⧉', page: () => <StacksPage />, when: (s) => s.hasService('template') },
+  { path: '/stacks', label: 'Stacks', icon: '▤', page: () => <StacksPage />, when: (s) => s.hasService('template') },
   { path: '/functions', label: 'Functions', icon: 'ƒ', page: () => <FunctionsPage />, when: (s) => s.hasService('function') },
   { path: '/usage', label: 'Usage', icon: '▥', page: () => <UsagePage />, when: (s) => s.hasService('usage') },
 ];

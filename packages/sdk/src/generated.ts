@@ -118,6 +118,7 @@ export type AppDetails = {
   stack?: {
     name: string;
     service: string;
+    digest?: string;
   };
   /** the command that makes its instances ready, when it has one. */
   health_check?: {
@@ -210,6 +211,7 @@ export type AppDetailsInput = {
   stack?: {
     name: string;
     service: string;
+    digest?: string;
   };
   /** the command that makes its instances ready, when it has one. */
   health_check?: {
@@ -448,6 +450,8 @@ export type AppRunRequest = {
   stack?: {
     name: string;
     service: string;
+    /** a digest of the service's settings in the template (template/Update compares it). */
+    digest?: string;
   };
   /** other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later. */
   links?: Array<string>;
@@ -544,6 +548,8 @@ export type AppUpdateRequest = {
   stack?: {
     name: string;
     service: string;
+    /** a digest of the service's settings in the template (template/Update compares it). */
+    digest?: string;
   };
   /** other apps of the same project this app reaches: for each, <NAME>_SERVICE_HOST and <NAME>_SERVICE_PORT (upper-cased, - as _) lead to it; the linked app may be deployed later. */
   links?: Array<string>;
@@ -553,6 +559,8 @@ export type AppUpdateRequest = {
   follow_tag?: boolean;
   /** secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them. */
   secrets?: Array<string>;
+  /** env_vars replaces the app's whole list instead of being merged into it (default false). */
+  replace_env_vars?: boolean;
   /** the app's whole list of custom domains (served over HTTPS once they point at Alto; see domains/List for their status); left out, the list stays as it is. */
   custom_domains?: Array<string>;
 };
@@ -2430,6 +2438,45 @@ export type TemplateListResponse = {
   }>;
 };
 
+export type TemplateUpdateRequest = {
+  /** the stack's name: its apps are <name>-<service>. */
+  name: string;
+  /** the text of the template's compose.yaml. */
+  compose: string;
+  /** the text of the template's alto.yaml (parameters, secrets, the public service). */
+  alto?: string;
+  /** the template folder's other files as relative path -> base64 (build contexts, env_file files). */
+  files?: Record<string, string>;
+  /** values of the template's parameters (alto template deploy --set KEY=VALUE). */
+  set?: Record<string, string>;
+  /** delete the volumes of the services removed (default false). */
+  volumes?: boolean;
+};
+
+export type TemplateUpdateResponse = {
+  stack: {
+    name: string;
+    services: Array<{
+      /** the compose service. */
+      service: string;
+      /** the app that runs it. */
+      app: string;
+      status: string;
+      /** its address on the edge (HTTP services). */
+      url?: string;
+      /** its TCP port on the edge (TCP services). */
+      tcp_port?: number;
+    }>;
+  };
+  changes: Array<{
+    service: string;
+    app: string;
+    change: "added" | "updated" | "unchanged" | "removed";
+  }>;
+  warnings: Array<string>;
+  secrets: Array<string>;
+};
+
 export type UrlCreateRequest = {
   /** the short id you want, e.g. my-url (unique on this server); a random one when empty. */
   id?: string;
@@ -4162,6 +4209,15 @@ export class TemplateService {
    */
   deploy(request: TemplateDeployRequest): Promise<TemplateDeployResponse> {
     return this.transport.call<TemplateDeployResponse>("template", "Deploy", request);
+  }
+
+  /**
+   * Apply a changed template to a stack as a diff: a service whose settings or build changed is updated (zero-downtime, as app/Update), a new one deployed, one no longer in the template removed (its volumes kept unless volumes is true); the others are left as they run. 404 when there is no such stack.
+   * @example
+   * const response = await alto.template.update({"name":"shop","compose":"services:\n  web:\n    image: ghcr.io/org/web:v2\n    ports: [\"8080\"]\n"});
+   */
+  update(request: TemplateUpdateRequest): Promise<TemplateUpdateResponse> {
+    return this.transport.call<TemplateUpdateResponse>("template", "Update", request);
   }
 
   /**

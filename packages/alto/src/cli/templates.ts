@@ -1,7 +1,8 @@
 /**
  * @module cli/templates
- * `alto template deploy <folder | git url> --name shop [--set KEY=VALUE]...`, `alto template
- * list` and `alto template destroy shop [--volumes]`, through the `template` service. The
+ * `alto template deploy <folder | git url | catalogue name> --name shop [--set KEY=VALUE]...`,
+ * `alto template update` (the same, applied as a diff), `alto template list` and `alto template
+ * destroy shop [--volumes]`, through the `template` service. The
  * template is read here: a folder as it is, a git repository cloned (shallow, `--branch`) into a
  * temporary folder with the machine's git, then `--path` inside it, or a template of the
  * catalogue shipped with Alto (`templates/` of this package) by its name. Its compose file, its
@@ -95,41 +96,52 @@ function where(service: StackView['services'][number]): string {
 export function addTemplateCommands(program: Command, { remote, action, client }: CommandHelpers): void {
   const template = program.command('template').alias('templates').description('stacks of apps from a compose.yaml (and alto.yaml): deploy, list, destroy');
 
-  remote(
-    template
-      .command('deploy <source>')
-      .description('deploy a template (a folder, a git repository, or a name of the catalogue: alto template list) as a stack: one app per compose service, <name>-<service>')
+  for (const verb of ['deploy', 'update'] as const) {
+    const command = template
+      .command(`${verb} <source>`)
+      .description(
+        verb === 'deploy'
+          ? 'deploy a template (a folder, a git repository, or a name of the catalogue: alto template list) as a stack: one app per compose service, <name>-<service>'
+          : "apply a changed template to a stack: only the services whose settings or build changed are updated (zero-downtime), new ones deployed, removed ones deleted (volumes kept unless --volumes)",
+      )
       .requiredOption('-n, --name <name>', "the stack's name (its apps are <name>-<service>)")
       .option('--set <KEY=VALUE>', "a value for a parameter of the template's alto.yaml (repeat for more)", collect)
       .option('--branch <branch>', 'the branch of a git repository (default: its default branch)')
-      .option('--path <folder>', 'the folder inside the repository (or folder) holding the compose file'),
-  ).action(
-    action(async (source: string, flags: Flags & { name: string; set?: string[]; branch?: string; path?: string }) => {
-      let clone: string | undefined;
-      let folder = catalogueFolder(source) ?? source;
-      if (isGitSource(source)) {
-        clone = mkdtempSync(join(tmpdir(), 'alto-template-'));
-        execFileSync('git', ['clone', '--quiet', '--depth', '1', ...(flags.branch ? ['--branch', flags.branch] : []), '--', source, clone], { stdio: ['ignore', 'ignore', 'inherit'] });
-        folder = clone;
-      } else if (flags.branch) throw new Error('--branch goes with a git repository, not a folder');
-      try {
-        const read = readTemplate(flags.path ? join(folder, flags.path) : folder);
-        const result = await client(flags).transport.call<{ stack: StackView; warnings: string[]; secrets: string[]; public?: string }>('template', 'Deploy', {
-          name: flags.name,
-          ...read,
-          ...(setValues(flags.set) ? { set: setValues(flags.set) } : {}),
-        });
-        if (wantsJson(flags)) return printJson(result, flags);
-        for (const warning of result.warnings) process.stderr.write(`${dim(`warning: ${warning}`)}\n`);
-        process.stdout.write(`stack ${bold(result.stack.name)} deployed\n`);
-        for (const service of result.stack.services) process.stdout.write(`  ${service.service.padEnd(16)} ${service.app.padEnd(24)} ${service.status.padEnd(10)} ${where(service)}\n`);
-        if (result.secrets.length > 0) process.stdout.write(`  secrets: ${result.secrets.join(', ')} ${dim('(values kept in secret, never shown)')}\n`);
-        if (result.public) process.stdout.write(`  public:  ${bold(result.public)}\n`);
-      } finally {
-        if (clone) rmSync(clone, { recursive: true, force: true });
-      }
-    }),
-  );
+      .option('--path <folder>', 'the folder inside the repository (or folder) holding the compose file');
+    if (verb === 'update') command.option('--volumes', 'delete the volumes of the services the template no longer has');
+    remote(command).action(
+      action(async (source: string, flags: Flags & { name: string; set?: string[]; branch?: string; path?: string; volumes?: boolean }) => {
+        let clone: string | undefined;
+        let folder = catalogueFolder(source) ?? source;
+        if (isGitSource(source)) {
+          clone = mkdtempSync(join(tmpdir(), 'alto-template-'));
+          execFileSync('git', ['clone', '--quiet', '--depth', '1', ...(flags.branch ? ['--branch', flags.branch] : []), '--', source, clone], { stdio: ['ignore', 'ignore', 'inherit'] });
+          folder = clone;
+        } else if (flags.branch) throw new Error('--branch goes with a git repository, not a folder');
+        try {
+          const read = readTemplate(flags.path ? join(folder, flags.path) : folder);
+          const values = setValues(flags.set);
+          const body = { name: flags.name, ...read, ...(values ? { set: values } : {}), ...(flags.volumes ? { volumes: true } : {}) };
+          const result = await client(flags).transport.call<{ stack: StackView; warnings: string[]; secrets: string[]; public?: string; changes?: { service: string; change: string }[] }>(
+            'template',
+            verb === 'deploy' ? 'Deploy' : 'Update',
+            body,
+          );
+          if (wantsJson(flags)) return printJson(result, flags);
+          for (const warning of result.warnings) process.stderr.write(`${dim(`warning: ${warning}`)}\n`);
+          process.stdout.write(`stack ${bold(result.stack.name)} ${verb === 'deploy' ? 'deployed' : 'updated'}\n`);
+          const changes = new Map((result.changes ?? []).map((change) => [change.service, change.change]));
+          for (const service of result.stack.services)
+            process.stdout.write(`  ${service.service.padEnd(16)} ${service.app.padEnd(24)} ${service.status.padEnd(10)} ${where(service)}${changes.has(service.service) ? dim(` (${changes.get(service.service)})`) : ''}\n`);
+          for (const [service, change] of changes) if (change === 'removed') process.stdout.write(`  ${service.padEnd(16)} ${dim('removed')}\n`);
+          if (result.secrets.length > 0) process.stdout.write(`  secrets: ${result.secrets.join(', ')} ${dim('(values kept in secret, never shown)')}\n`);
+          if (result.public) process.stdout.write(`  public:  ${bold(result.public)}\n`);
+        } finally {
+          if (clone) rmSync(clone, { recursive: true, force: true });
+        }
+      }),
+    );
+  }
 
   remote(template.command('list', { isDefault: true }).description("list the catalogue's templates and the project's stacks with their apps (the default)")).action(
     action(async (flags: Flags) => {

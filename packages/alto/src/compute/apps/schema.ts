@@ -102,6 +102,7 @@ const settingsFields = {
     .object({
       name: z.string().regex(APP_NAME, 'stack.name: a stack name (lower-case letters, digits and dashes)'),
       service: z.string().regex(APP_NAME, 'stack.service: a service name (lower-case letters, digits and dashes)'),
+      digest: z.string().regex(/^[0-9a-f]{1,64}$/, 'stack.digest: hexadecimal').optional().describe("a digest of the service's settings in the template (template/Update compares it)"),
     })
     .optional()
     .describe('the template stack this app is a service of (template/Deploy sets it; template/Destroy removes the stack\'s apps)'),
@@ -166,6 +167,7 @@ export const UpdateRequest = z
     image: z.string().min(1).optional().describe('a new image (pulled again when given, so a moved tag is seen)'),
     ...sourceFields,
     ...settingsFields,
+    replace_env_vars: z.boolean().optional().describe("env_vars replaces the app's whole list instead of being merged into it (default false)"),
     custom_domains: z
       .array(z.string().max(253, 'custom_domains: a domain name is at most 253 characters'))
       .max(20, 'custom_domains: at most 20 per app')
@@ -323,7 +325,7 @@ export const ServiceView = z
     stop_timeout: z.number().int().optional().describe('seconds its app has to shut down when stopped, when set (else 5)'),
     entrypoint: z.array(z.string()).optional().describe("the entrypoint it runs instead of the image's, when set"),
     command: z.array(z.string()).optional().describe("the command it runs instead of the image's CMD, when set"),
-    stack: z.object({ name: z.string(), service: z.string() }).optional().describe('the template stack it is a service of, when it is one'),
+    stack: z.object({ name: z.string(), service: z.string(), digest: z.string().optional() }).optional().describe('the template stack it is a service of, when it is one'),
     health_check: z.object({ test: z.array(z.string()), interval: z.number(), timeout: z.number(), start_period: z.number() }).optional().describe('the command that makes its instances ready, when it has one'),
     links: z.array(z.string()).describe('apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT)'),
     follow_tag: z.boolean().optional().describe("updated whenever a new image is pushed to its tag in Alto's registry"),

@@ -206,7 +206,7 @@ export const appService = defineService({
       response: ServiceResponse,
       example: { name: 'web', image: 'ghcr.io/org/web:v2' },
       async handler(request, context) {
-        const { name: _name, custom_domains: customDomains, ...changes } = request;
+        const { name: _name, custom_domains: customDomains, replace_env_vars: replaceEnvVars, ...changes } = request;
         // Domains first: one another app has refuses the whole call before anything is deployed.
         const domains = customDomains === undefined ? undefined : await setAppDomains(context.platform, context.tenant, request.name, customDomains);
         if (domains !== undefined && Object.values(changes).every((value) => value === undefined)) {
@@ -219,6 +219,7 @@ export const appService = defineService({
           name: request.name,
           image: request.image ?? (await imageFromSource(request, context)),
           insecure: request.insecure,
+          ...(replaceEnvVars ? { replaceEnvVars: true } : {}),
           ...settingsOf(request),
         });
         return { service: await withDomains(context, serviceView(state)) };

@@ -6,10 +6,11 @@
  * Deploy makes one app per compose service, named `<stack>-<service>`, in dependency order
  * (each Run answers once its app is ready, so a service starts after those it depends on are up),
  * through the app service's own endpoints, so every check, cap and scope of a single deploy holds.
- * Each app is marked with its stack (`settings.stack`) and linked to every other service of the
- * stack that serves a port; for each link it also gets `<SERVICE>_SERVICE_HOST` and `_PORT`
- * named after the compose service (the stack's name is the user's choice, the template cannot
- * know it), and `$(<SERVICE>_SERVICE_HOST)` in a value is rewritten to the app's link.
+ * Each app is marked with its stack (`settings.stack`, with a digest of its settings that Update
+ * compares) and linked to the services of the stack it depends on or whose link variables it
+ * names; for each link it also gets `<SERVICE>_SERVICE_HOST` and `_PORT` named after the compose
+ * service (the stack's name is the user's choice, the template cannot know it), and
+ * `$(<SERVICE>_SERVICE_HOST)` in a value is rewritten to the app's link.
  *
  * Secret parameters of alto.yaml (given with --set, else an existing secret of the same key,
  * else generated) are stored in the project's secrets as `<stack>-<parameter>` and reach the
@@ -17,6 +18,7 @@
  * uses one, expanded inside the instance (compute/sandbox/env-references.ts). Their values are
  * never answered. A deploy that fails removes every app and secret it made.
  */
+import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
 import { z } from 'zod';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
@@ -62,7 +64,7 @@ interface AppView {
   status: string;
   url: string;
   tcp_port?: number;
-  stack?: { name: string; service: string };
+  stack?: { name: string; service: string; digest?: string };
   secrets?: string[];
 }
 
@@ -106,7 +108,13 @@ function filesUnder(files: Record<string, string>, context: string): Record<stri
 /** The app settings a service is run with (see the module comment for links and secrets). */
 function runRequestOf(stack: string, service: StackService, plan: StackPlan, files: Record<string, string>, secretKeys: Map<string, string>): Record<string, unknown> {
   const app = `${stack}-${service.name}`;
-  const reachable = plan.services.filter((other) => other !== service && other.port !== undefined).slice(0, MAX_LINKS_PER_SERVICE);
+  // Linked to the services it depends on and those whose link variables it names: adding a
+  // service to the stack changes (and restarts) only the ones that reach it.
+  const texts = [...Object.values(service.environment), ...(service.entrypoint ?? []), ...(service.command ?? [])].join('\n');
+  const reachable = plan.services
+    .filter((other) => other !== service && other.port !== undefined)
+    .filter((other) => service.dependsOn.some((dependency) => dependency.service === other.name) || texts.includes(`$(${linkVariablePrefix(other.name)}_SERVICE_`))
+    .slice(0, MAX_LINKS_PER_SERVICE);
   const env: Record<string, string> = {};
   // Each link under the compose service's name too, then the template's own values.
   for (const other of reachable) {
@@ -123,8 +131,7 @@ function runRequestOf(stack: string, service: StackService, plan: StackPlan, fil
     });
   }
   // An app gets the stack's secrets its environment or its own command refers to.
-  const texts = [...Object.values(env), ...(service.entrypoint ?? []), ...(service.command ?? [])];
-  const secrets = [...secretKeys.values()].filter((key) => texts.some((text) => text.includes(`$(${secretVariableName(key)})`)));
+  const secrets = [...secretKeys.values()].filter((key) => texts.includes(`$(${secretVariableName(key)})`));
   const extensions = service.extensions;
   const request: Record<string, unknown> = {
     name: app,
@@ -191,6 +198,91 @@ async function secretExists(context: CallContext, key: string): Promise<boolean>
   }
 }
 
+/** A template read and checked for a stack: its plan, files and secrets, nothing made yet. */
+interface Prepared {
+  stack: string;
+  plan: StackPlan;
+  files: Record<string, string>;
+  /** Secret parameter -> its key in the project's secrets. */
+  secretKeys: Map<string, string>;
+  /** Secrets to write (new, or given with --set): key -> value. */
+  toStore: Map<string, string>;
+}
+
+/**
+ * Reads the template twice: first for its parameters and their values (given, default or
+ * generated), then with each secret parameter as the reference to its hidden variable.
+ */
+async function prepare(request: z.output<typeof DeployRequest>, context: CallContext): Promise<Prepared> {
+  assertScopes(context, ['app']);
+  const stack = request.name;
+  const files = request.files ?? {};
+  const readFile = (path: string) => {
+    const content = files[posix.normalize(path).replace(/^\.\//, '')];
+    return content === undefined ? undefined : Buffer.from(content, 'base64').toString('utf8');
+  };
+  const source = { compose: request.compose, alto: request.alto, readFile };
+  const first = planStack(source, request.set ?? {});
+  if (first.parameters.some((parameter) => parameter.secret)) assertScopes(context, ['app', 'secret']);
+  const secretKeys = new Map<string, string>();
+  const toStore = new Map<string, string>();
+  for (const parameter of first.parameters.filter((each) => each.secret)) {
+    const key = secretKeyOf(stack, parameter.name);
+    secretKeys.set(parameter.name, key);
+    const given = request.set?.[parameter.name];
+    // A secret kept from an earlier deploy (its data may need it) is used again unless a value is given.
+    if (given !== undefined || !(await secretExists(context, key))) toStore.set(key, given ?? first.values[parameter.name]);
+  }
+  const references = Object.fromEntries([...secretKeys].map(([parameter, key]) => [parameter, `$(${secretVariableName(key)})`]));
+  const plan = planStack(source, { ...(request.set ?? {}), ...references });
+  for (const service of plan.services) {
+    const app = `${stack}-${service.name}`;
+    if (app.length > 40 || !APP_NAME.test(app)) throw errors.badRequest(`service ${service.name}: its app name ${app} is longer than 40 characters; choose a shorter stack name`);
+  }
+  const volumeUsers = new Map<string, string>();
+  for (const service of plan.services)
+    for (const volume of service.volumes) {
+      const user = volumeUsers.get(volume.name);
+      if (user && user !== service.name) throw errors.badRequest(`volume ${volume.name}: used by services ${user} and ${service.name}; a volume has one app at a time, give each service its own`);
+      volumeUsers.set(volume.name, service.name);
+    }
+  return { stack, plan, files, secretKeys, toStore };
+}
+
+/** Each service's app settings, with a digest of them in its stack mark: Update compares digests to find what changed. */
+function runRequests({ stack, plan, files, secretKeys }: Prepared): Map<string, Record<string, unknown>> {
+  const requests = new Map<string, Record<string, unknown>>();
+  for (const service of plan.services) {
+    const body = runRequestOf(stack, service, plan, files, new Map([...secretKeys].map(([, key]) => [key, key])));
+    const digest = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 32);
+    body.stack = { name: stack, service: service.name, digest };
+    requests.set(service.name, body);
+  }
+  return requests;
+}
+
+async function storeSecrets(context: CallContext, toStore: Map<string, string>, made: string[]): Promise<void> {
+  for (const [key, value] of toStore) {
+    await call(context, 'secret', 'Set', { key, value });
+    made.push(key);
+  }
+}
+
+/** Runs (or updates) a service's app, its failure named after the service. */
+async function apply(context: CallContext, endpointName: 'Run' | 'Update', service: string, body: Record<string, unknown>): Promise<void> {
+  try {
+    await call(context, 'app', endpointName, body);
+  } catch (error) {
+    if (isAltoError(error)) throw new AltoError(error.code, error.status, `service ${service}: ${error.detail}`);
+    throw error;
+  }
+}
+
+function stackView(stack: string, plan: StackPlan, apps: AppView[]): z.output<typeof StackView> {
+  const mine = apps.filter((app) => app.stack?.name === stack);
+  return { name: stack, services: plan.services.map((service) => mine.find((app) => app.stack?.service === service.name)).filter((app): app is AppView => app !== undefined).map(viewOf) };
+}
+
 export const templateService = defineService({
   name: 'template',
   description: 'Stacks of apps deployed as one from a template: a compose.yaml (the Compose Specification) and an optional alto.yaml for parameters, secrets and the public service.',
@@ -208,62 +300,21 @@ export const templateService = defineService({
       }),
       example: { name: 'shop', compose: 'services:\n  web:\n    image: ghcr.io/org/web:v1\n    ports: ["8080"]\n' },
       async handler(request, context) {
-        assertScopes(context, ['app']);
-        const stack = request.name;
-        const files = request.files ?? {};
-        const readFile = (path: string) => {
-          const content = files[posix.normalize(path).replace(/^\.\//, '')];
-          return content === undefined ? undefined : Buffer.from(content, 'base64').toString('utf8');
-        };
-        const source = { compose: request.compose, alto: request.alto, readFile };
-        // First read: the parameters and their values (given, default or generated).
-        const first = planStack(source, request.set ?? {});
-        if (first.parameters.some((parameter) => parameter.secret)) assertScopes(context, ['app', 'secret']);
-        const secretKeys = new Map<string, string>();
-        const toStore = new Map<string, string>();
-        for (const parameter of first.parameters.filter((each) => each.secret)) {
-          const key = secretKeyOf(stack, parameter.name);
-          secretKeys.set(parameter.name, key);
-          const given = request.set?.[parameter.name];
-          // A secret kept from an earlier deploy (its data may need it) is used again unless a value is given.
-          if (given !== undefined || !(await secretExists(context, key))) toStore.set(key, given ?? first.values[parameter.name]);
-        }
-        // Second read: each secret parameter is the reference to its hidden variable.
-        const references = Object.fromEntries([...secretKeys].map(([parameter, key]) => [parameter, `$(${secretVariableName(key)})`]));
-        const plan = planStack(source, { ...(request.set ?? {}), ...references });
-        for (const service of plan.services) {
-          const app = `${stack}-${service.name}`;
-          if (app.length > 40 || !APP_NAME.test(app)) throw errors.badRequest(`service ${service.name}: its app name ${app} is longer than 40 characters; choose a shorter stack name`);
-        }
-        const volumeUsers = new Map<string, string>();
-        for (const service of plan.services)
-          for (const volume of service.volumes) {
-            const user = volumeUsers.get(volume.name);
-            if (user && user !== service.name) throw errors.badRequest(`volume ${volume.name}: used by services ${user} and ${service.name}; a volume has one app at a time, give each service its own`);
-            volumeUsers.set(volume.name, service.name);
-          }
+        const { stack, plan, files, secretKeys, toStore } = await prepare(request, context);
         const existing = await appsOf(context);
-        if (existing.some((app) => app.stack?.name === stack)) throw errors.conflict(`stack "${stack}" exists; template/Destroy it first (or deploy under another name)`);
+        if (existing.some((app) => app.stack?.name === stack)) throw errors.conflict(`stack "${stack}" exists; template/Update changes it, template/Destroy removes it`);
         for (const service of plan.services) {
           const taken = existing.find((app) => app.name === `${stack}-${service.name}`);
           if (taken) throw errors.conflict(`app "${taken.name}" exists (service ${service.name} of the stack would be it); delete it or choose another stack name`);
         }
         // Everything checked: from here, what is made is removed again on failure.
+        const prepared = { stack, plan, files, secretKeys, toStore };
         const madeSecrets: string[] = [];
         const madeApps: string[] = [];
         try {
-          for (const [key, value] of toStore) {
-            await call(context, 'secret', 'Set', { key, value });
-            madeSecrets.push(key);
-          }
-          for (const service of plan.services) {
-            const body = runRequestOf(stack, service, plan, files, new Map([...secretKeys].map(([, key]) => [key, key])));
-            try {
-              await call(context, 'app', 'Run', body);
-            } catch (error) {
-              if (isAltoError(error)) throw new AltoError(error.code, error.status, `service ${service.name}: ${error.detail}`);
-              throw error;
-            }
+          await storeSecrets(context, toStore, madeSecrets);
+          for (const [service, body] of runRequests(prepared)) {
+            await apply(context, 'Run', service, body);
             madeApps.push(body.name as string);
           }
         } catch (error) {
@@ -271,14 +322,56 @@ export const templateService = defineService({
           for (const key of madeSecrets) await call(context, 'secret', 'Delete', { key }).catch(() => undefined);
           throw error;
         }
-        const apps = (await appsOf(context)).filter((app) => app.stack?.name === stack);
-        const publicApp = plan.public ? apps.find((app) => app.stack?.service === plan.public?.service) : undefined;
+        const apps = await appsOf(context);
+        const publicApp = plan.public ? apps.find((app) => app.stack?.name === stack && app.stack.service === plan.public?.service) : undefined;
         return {
-          stack: { name: stack, services: plan.services.map((service) => apps.find((app) => app.stack?.service === service.name)).filter((app): app is AppView => app !== undefined).map(viewOf) },
+          stack: stackView(stack, plan, apps),
           warnings: plan.warnings,
           secrets: [...secretKeys.values()],
           ...(publicApp && publicApp.tcp_port === undefined ? { public: publicApp.url } : {}),
         };
+      },
+    }),
+    Update: endpoint({
+      description:
+        "Apply a changed template to a stack as a diff: a service whose settings or build changed is updated (zero-downtime, as app/Update), a new one deployed, one no longer in the template removed (its volumes kept unless volumes is true); the others are left as they run. 404 when there is no such stack.",
+      request: DeployRequest.extend({ volumes: z.boolean().optional().describe('delete the volumes of the services removed (default false)') }),
+      response: z.object({
+        stack: StackView,
+        changes: z.array(z.object({ service: z.string(), app: z.string(), change: z.enum(['added', 'updated', 'unchanged', 'removed']) })),
+        warnings: z.array(z.string()),
+        secrets: z.array(z.string()),
+      }),
+      example: { name: 'shop', compose: 'services:\n  web:\n    image: ghcr.io/org/web:v2\n    ports: ["8080"]\n' },
+      async handler(request, context) {
+        const prepared = await prepare(request, context);
+        const { stack, plan } = prepared;
+        const apps = await appsOf(context);
+        const current = apps.filter((app) => app.stack?.name === stack);
+        if (current.length === 0) throw errors.notFound(`no stack "${stack}" in this project; template/Deploy makes it`);
+        for (const service of plan.services) {
+          const taken = apps.find((app) => app.name === `${stack}-${service.name}` && app.stack?.name !== stack);
+          if (taken) throw errors.conflict(`app "${taken.name}" exists outside the stack (service ${service.name} would be it); delete it first`);
+        }
+        await storeSecrets(context, prepared.toStore, []);
+        const changed: { service: string; app: string; change: 'added' | 'updated' | 'unchanged' | 'removed' }[] = [];
+        for (const [service, body] of runRequests(prepared)) {
+          const app = body.name as string;
+          const running = current.find((each) => each.stack?.service === service);
+          if (!running) {
+            await apply(context, 'Run', service, body);
+            changed.push({ service, app, change: 'added' });
+          } else if (running.stack?.digest !== (body.stack as { digest: string }).digest) {
+            // What the template no longer gives is taken away, not kept: the env, links and secrets are replaced whole.
+            await apply(context, 'Update', service, { links: [], secrets: [], volumes: [], ...body, replace_env_vars: true });
+            changed.push({ service, app, change: 'updated' });
+          } else changed.push({ service, app, change: 'unchanged' });
+        }
+        for (const app of current.filter((each) => !plan.services.some((service) => service.name === each.stack?.service))) {
+          await call(context, 'app', 'Delete', { name: app.name, keep_volumes: !request.volumes });
+          changed.push({ service: app.stack?.service ?? app.name, app: app.name, change: 'removed' });
+        }
+        return { stack: stackView(stack, plan, await appsOf(context)), changes: changed, warnings: plan.warnings, secrets: [...prepared.secretKeys.values()] };
       },
     }),
     List: endpoint({
