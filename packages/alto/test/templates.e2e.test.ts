@@ -302,6 +302,13 @@ describe('templates: refusals, and nothing half-made', () => {
     assert.ok(failed.status >= 400, JSON.stringify(failed.body));
     assert.match(failed.body.detail, /^service web: /);
     await nothingMade();
+    // A secret that was there before, given anew with --set, gets its old value back.
+    assert.equal((await alto.call('secret', 'Set', { key: 'half-pw', value: 'the original' }, key)).status, 200);
+    const again = await alto.call('template', 'Deploy', { name: 'half', compose, alto: 'parameters:\n  PW:\n    secret: true\n    generate: 16\nservices:\n  db:\n    protocol: tcp\n', set: { PW: 'a new one' } }, key);
+    assert.ok(again.status >= 400, JSON.stringify(again.body));
+    assert.equal((await alto.call('secret', 'Get', { key: 'half-pw' }, key)).body.value, 'the original');
+    assert.equal((await alto.call('secret', 'Delete', { key: 'half-pw' }, key)).status, 200);
+    await nothingMade();
   });
 
   test('a key without the app scope cannot deploy a stack through the template scope', async () => {

@@ -188,12 +188,12 @@ function pickSettings(extensions: Record<string, unknown>): Record<string, unkno
   return picked;
 }
 
-async function secretExists(context: CallContext, key: string): Promise<boolean> {
+/** A secret's value, or undefined when the project has none under `key`. */
+async function secretValue(context: CallContext, key: string): Promise<string | undefined> {
   try {
-    await call(context, 'secret', 'Get', { key });
-    return true;
+    return (await call<{ value: string }>(context, 'secret', 'Get', { key })).value;
   } catch (error) {
-    if (isAltoError(error) && error.status === 404) return false;
+    if (isAltoError(error) && error.status === 404) return undefined;
     throw error;
   }
 }
@@ -205,8 +205,8 @@ interface Prepared {
   files: Record<string, string>;
   /** Secret parameter -> its key in the project's secrets. */
   secretKeys: Map<string, string>;
-  /** Secrets to write (new, or given with --set): key -> value. */
-  toStore: Map<string, string>;
+  /** Secrets to write (new, or given with --set): key -> the value, and the one it had before, if any (put back if the deploy fails). */
+  toStore: Map<string, { value: string; previous: string | undefined }>;
 }
 
 /**
@@ -225,13 +225,14 @@ async function prepare(request: z.output<typeof DeployRequest>, context: CallCon
   const first = planStack(source, request.set ?? {});
   if (first.parameters.some((parameter) => parameter.secret)) assertScopes(context, ['app', 'secret']);
   const secretKeys = new Map<string, string>();
-  const toStore = new Map<string, string>();
+  const toStore: Prepared['toStore'] = new Map();
   for (const parameter of first.parameters.filter((each) => each.secret)) {
     const key = secretKeyOf(stack, parameter.name);
     secretKeys.set(parameter.name, key);
     const given = request.set?.[parameter.name];
     // A secret kept from an earlier deploy (its data may need it) is used again unless a value is given.
-    if (given !== undefined || !(await secretExists(context, key))) toStore.set(key, given ?? first.values[parameter.name]);
+    const previous = await secretValue(context, key);
+    if (given !== undefined || previous === undefined) toStore.set(key, { value: given ?? first.values[parameter.name], previous });
   }
   const references = Object.fromEntries([...secretKeys].map(([parameter, key]) => [parameter, `$(${secretVariableName(key)})`]));
   const plan = planStack(source, { ...(request.set ?? {}), ...references });
@@ -261,11 +262,37 @@ function runRequests({ stack, plan, files, secretKeys }: Prepared): Map<string, 
   return requests;
 }
 
-async function storeSecrets(context: CallContext, toStore: Map<string, string>, made: string[]): Promise<void> {
-  for (const [key, value] of toStore) {
+async function storeSecrets(context: CallContext, toStore: Prepared['toStore'], made: string[]): Promise<void> {
+  for (const [key, { value }] of toStore) {
     await call(context, 'secret', 'Set', { key, value });
     made.push(key);
   }
+}
+
+/** Takes back what storeSecrets wrote: a new secret is deleted, one that was there gets its value back. */
+async function restoreSecrets(context: CallContext, toStore: Prepared['toStore'], made: string[]): Promise<void> {
+  for (const key of made) {
+    const previous = toStore.get(key)?.previous;
+    await (previous === undefined ? call(context, 'secret', 'Delete', { key }) : call(context, 'secret', 'Set', { key, value: previous })).catch(() => undefined);
+  }
+}
+
+/**
+ * Deploy, Update and Destroy of one stack run one at a time on this node: two deploys of the
+ * same name at once would both find it free and write its secrets over each other.
+ */
+const stackTurns = new Map<string, Promise<unknown>>();
+
+function inTurn<T>(context: CallContext, stack: string, work: () => Promise<T>): Promise<T> {
+  const key = `${context.tenant.projectId}/${stack}`;
+  const previous = stackTurns.get(key) ?? Promise.resolve();
+  const turn = previous.catch(() => undefined).then(work);
+  const settled = turn.catch(() => undefined);
+  stackTurns.set(key, settled);
+  void settled.then(() => {
+    if (stackTurns.get(key) === settled) stackTurns.delete(key);
+  });
+  return turn;
 }
 
 /** Runs (or updates) a service's app, its failure named after the service. */
@@ -300,36 +327,38 @@ export const templateService = defineService({
       }),
       example: { name: 'shop', compose: 'services:\n  web:\n    image: ghcr.io/org/web:v1\n    ports: ["8080"]\n' },
       async handler(request, context) {
-        const { stack, plan, files, secretKeys, toStore } = await prepare(request, context);
-        const existing = await appsOf(context);
-        if (existing.some((app) => app.stack?.name === stack)) throw errors.conflict(`stack "${stack}" exists; template/Update changes it, template/Destroy removes it`);
-        for (const service of plan.services) {
-          const taken = existing.find((app) => app.name === `${stack}-${service.name}`);
-          if (taken) throw errors.conflict(`app "${taken.name}" exists (service ${service.name} of the stack would be it); delete it or choose another stack name`);
-        }
-        // Everything checked: from here, what is made is removed again on failure.
-        const prepared = { stack, plan, files, secretKeys, toStore };
-        const madeSecrets: string[] = [];
-        const madeApps: string[] = [];
-        try {
-          await storeSecrets(context, toStore, madeSecrets);
-          for (const [service, body] of runRequests(prepared)) {
-            await apply(context, 'Run', service, body);
-            madeApps.push(body.name as string);
+        return inTurn(context, request.name, async () => {
+          const { stack, plan, files, secretKeys, toStore } = await prepare(request, context);
+          const existing = await appsOf(context);
+          if (existing.some((app) => app.stack?.name === stack)) throw errors.conflict(`stack "${stack}" exists; template/Update changes it, template/Destroy removes it`);
+          for (const service of plan.services) {
+            const taken = existing.find((app) => app.name === `${stack}-${service.name}`);
+            if (taken) throw errors.conflict(`app "${taken.name}" exists (service ${service.name} of the stack would be it); delete it or choose another stack name`);
           }
-        } catch (error) {
-          for (const app of madeApps.reverse()) await call(context, 'app', 'Delete', { name: app }).catch(() => undefined);
-          for (const key of madeSecrets) await call(context, 'secret', 'Delete', { key }).catch(() => undefined);
-          throw error;
-        }
-        const apps = await appsOf(context);
-        const publicApp = plan.public ? apps.find((app) => app.stack?.name === stack && app.stack.service === plan.public?.service) : undefined;
-        return {
-          stack: stackView(stack, plan, apps),
-          warnings: plan.warnings,
-          secrets: [...secretKeys.values()],
-          ...(publicApp && publicApp.tcp_port === undefined ? { public: publicApp.url } : {}),
-        };
+          // Everything checked: from here, what is made is removed again on failure.
+          const prepared = { stack, plan, files, secretKeys, toStore };
+          const madeSecrets: string[] = [];
+          const madeApps: string[] = [];
+          try {
+            await storeSecrets(context, toStore, madeSecrets);
+            for (const [service, body] of runRequests(prepared)) {
+              await apply(context, 'Run', service, body);
+              madeApps.push(body.name as string);
+            }
+          } catch (error) {
+            for (const app of madeApps.reverse()) await call(context, 'app', 'Delete', { name: app }).catch(() => undefined);
+            await restoreSecrets(context, toStore, madeSecrets);
+            throw error;
+          }
+          const apps = await appsOf(context);
+          const publicApp = plan.public ? apps.find((app) => app.stack?.name === stack && app.stack.service === plan.public?.service) : undefined;
+          return {
+            stack: stackView(stack, plan, apps),
+            warnings: plan.warnings,
+            secrets: [...secretKeys.values()],
+            ...(publicApp && publicApp.tcp_port === undefined ? { public: publicApp.url } : {}),
+          };
+        });
       },
     }),
     Update: endpoint({
@@ -344,34 +373,36 @@ export const templateService = defineService({
       }),
       example: { name: 'shop', compose: 'services:\n  web:\n    image: ghcr.io/org/web:v2\n    ports: ["8080"]\n' },
       async handler(request, context) {
-        const prepared = await prepare(request, context);
-        const { stack, plan } = prepared;
-        const apps = await appsOf(context);
-        const current = apps.filter((app) => app.stack?.name === stack);
-        if (current.length === 0) throw errors.notFound(`no stack "${stack}" in this project; template/Deploy makes it`);
-        for (const service of plan.services) {
-          const taken = apps.find((app) => app.name === `${stack}-${service.name}` && app.stack?.name !== stack);
-          if (taken) throw errors.conflict(`app "${taken.name}" exists outside the stack (service ${service.name} would be it); delete it first`);
-        }
-        await storeSecrets(context, prepared.toStore, []);
-        const changed: { service: string; app: string; change: 'added' | 'updated' | 'unchanged' | 'removed' }[] = [];
-        for (const [service, body] of runRequests(prepared)) {
-          const app = body.name as string;
-          const running = current.find((each) => each.stack?.service === service);
-          if (!running) {
-            await apply(context, 'Run', service, body);
-            changed.push({ service, app, change: 'added' });
-          } else if (running.stack?.digest !== (body.stack as { digest: string }).digest) {
-            // What the template no longer gives is taken away, not kept: the env, links and secrets are replaced whole.
-            await apply(context, 'Update', service, { links: [], secrets: [], volumes: [], ...body, replace_env_vars: true });
-            changed.push({ service, app, change: 'updated' });
-          } else changed.push({ service, app, change: 'unchanged' });
-        }
-        for (const app of current.filter((each) => !plan.services.some((service) => service.name === each.stack?.service))) {
-          await call(context, 'app', 'Delete', { name: app.name, keep_volumes: !request.volumes });
-          changed.push({ service: app.stack?.service ?? app.name, app: app.name, change: 'removed' });
-        }
-        return { stack: stackView(stack, plan, await appsOf(context)), changes: changed, warnings: plan.warnings, secrets: [...prepared.secretKeys.values()] };
+        return inTurn(context, request.name, async () => {
+          const prepared = await prepare(request, context);
+          const { stack, plan } = prepared;
+          const apps = await appsOf(context);
+          const current = apps.filter((app) => app.stack?.name === stack);
+          if (current.length === 0) throw errors.notFound(`no stack "${stack}" in this project; template/Deploy makes it`);
+          for (const service of plan.services) {
+            const taken = apps.find((app) => app.name === `${stack}-${service.name}` && app.stack?.name !== stack);
+            if (taken) throw errors.conflict(`app "${taken.name}" exists outside the stack (service ${service.name} would be it); delete it first`);
+          }
+          await storeSecrets(context, prepared.toStore, []);
+          const changed: { service: string; app: string; change: 'added' | 'updated' | 'unchanged' | 'removed' }[] = [];
+          for (const [service, body] of runRequests(prepared)) {
+            const app = body.name as string;
+            const running = current.find((each) => each.stack?.service === service);
+            if (!running) {
+              await apply(context, 'Run', service, body);
+              changed.push({ service, app, change: 'added' });
+            } else if (running.stack?.digest !== (body.stack as { digest: string }).digest) {
+              // What the template no longer gives is taken away, not kept: the env, links and secrets are replaced whole.
+              await apply(context, 'Update', service, { links: [], secrets: [], volumes: [], ...body, replace_env_vars: true });
+              changed.push({ service, app, change: 'updated' });
+            } else changed.push({ service, app, change: 'unchanged' });
+          }
+          for (const app of current.filter((each) => !plan.services.some((service) => service.name === each.stack?.service))) {
+            await call(context, 'app', 'Delete', { name: app.name, keep_volumes: !request.volumes });
+            changed.push({ service: app.stack?.service ?? app.name, app: app.name, change: 'removed' });
+          }
+          return { stack: stackView(stack, plan, await appsOf(context)), changes: changed, warnings: plan.warnings, secrets: [...prepared.secretKeys.values()] };
+        });
       },
     }),
     List: endpoint({
@@ -392,15 +423,17 @@ export const templateService = defineService({
       response: z.object({ removed: z.array(z.string()).describe('the apps removed') }),
       example: { name: 'shop' },
       async handler(request, context) {
-        assertScopes(context, request.volumes ? ['app', 'secret'] : ['app']);
-        const apps = (await appsOf(context)).filter((app) => app.stack?.name === request.name);
-        if (apps.length === 0) throw errors.notFound(`no stack "${request.name}" in this project; template/List shows them`);
-        for (const app of apps) await call(context, 'app', 'Delete', { name: app.name, keep_volumes: !request.volumes });
-        if (request.volumes) {
-          const keys = new Set(apps.flatMap((app) => app.secrets ?? []).filter((key) => key.startsWith(`${request.name}-`)));
-          for (const key of keys) await call(context, 'secret', 'Delete', { key });
-        }
-        return { removed: apps.map((app) => app.name) };
+        return inTurn(context, request.name, async () => {
+          assertScopes(context, request.volumes ? ['app', 'secret'] : ['app']);
+          const apps = (await appsOf(context)).filter((app) => app.stack?.name === request.name);
+          if (apps.length === 0) throw errors.notFound(`no stack "${request.name}" in this project; template/List shows them`);
+          for (const app of apps) await call(context, 'app', 'Delete', { name: app.name, keep_volumes: !request.volumes });
+          if (request.volumes) {
+            const keys = new Set(apps.flatMap((app) => app.secrets ?? []).filter((key) => key.startsWith(`${request.name}-`)));
+            for (const key of keys) await call(context, 'secret', 'Delete', { key });
+          }
+          return { removed: apps.map((app) => app.name) };
+        });
       },
     }),
   },
