@@ -126,6 +126,7 @@ export type AppDetails = {
     interval: number;
     timeout: number;
     start_period: number;
+    retries?: number;
   };
   /** apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT). */
   links: Array<string>;
@@ -150,6 +151,8 @@ export type AppDetails = {
     instance: string;
     /** requests and connections it serves now. */
     in_flight: number;
+    /** what the app's health_check said last (unhealthy after retries failures in a row), when it has one. */
+    health?: "healthy" | "unhealthy";
     /** when it entered this state. */
     since: string;
     /** how its instance came to be: booted, restored from the version's ready snapshot (scale-out, pool spares), or from its own snapshot. */
@@ -219,6 +222,7 @@ export type AppDetailsInput = {
     interval: number;
     timeout: number;
     start_period: number;
+    retries?: number;
   };
   /** apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT). */
   links: Array<string>;
@@ -243,6 +247,8 @@ export type AppDetailsInput = {
     instance: string;
     /** requests and connections it serves now. */
     in_flight: number;
+    /** what the app's health_check said last (unhealthy after retries failures in a row), when it has one. */
+    health?: "healthy" | "unhealthy";
     /** when it entered this state. */
     since: string;
     /** how its instance came to be: booted, restored from the version's ready snapshot (scale-out, pool spares), or from its own snapshot. */
@@ -445,6 +451,8 @@ export type AppRunRequest = {
     timeout?: number;
     /** first seconds whose failures are not logged (default 0). Default: 0. */
     start_period?: number;
+    /** once ready, failures in a row that make an instance unhealthy, shown in Status (default 3). Default: 3. */
+    retries?: number;
   };
   /** the template stack this app is a service of (template/Deploy sets it; template/Destroy removes the stack's apps). */
   stack?: {
@@ -543,6 +551,8 @@ export type AppUpdateRequest = {
     timeout?: number;
     /** first seconds whose failures are not logged (default 0). Default: 0. */
     start_period?: number;
+    /** once ready, failures in a row that make an instance unhealthy, shown in Status (default 3). Default: 3. */
+    retries?: number;
   };
   /** the template stack this app is a service of (template/Deploy sets it; template/Destroy removes the stack's apps). */
   stack?: {

@@ -68,7 +68,7 @@ export interface AppSettings {
   /** Replaces the image's CMD; absent: the image's. */
   command?: string[];
   /** A command whose success makes an instance ready (after its port listens); absent: the port alone. */
-  health_check?: { test: string[]; interval: number; timeout: number; start_period: number };
+  health_check?: { test: string[]; interval: number; timeout: number; start_period: number; retries?: number };
   /** The template stack the app is a service of (compute/templates); absent for an app of its own. */
   stack?: { name: string; service: string; digest?: string };
 }

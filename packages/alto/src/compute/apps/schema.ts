@@ -95,6 +95,7 @@ const settingsFields = {
       interval: z.number().min(0.1, 'health_check.interval: 0.1-300 seconds').max(300, 'health_check.interval: 0.1-300 seconds').default(5).describe('seconds between runs until it first passes (default 5)'),
       timeout: z.number().min(0.1, 'health_check.timeout: 0.1-300 seconds').max(300, 'health_check.timeout: 0.1-300 seconds').default(30).describe('seconds one run may take before it counts as failed (default 30)'),
       start_period: z.number().min(0).max(3600, 'health_check.start_period: at most 3600 seconds').default(0).describe('first seconds whose failures are not logged (default 0)'),
+      retries: z.number().int().min(1, 'health_check.retries: 1-100').max(100, 'health_check.retries: 1-100').default(3).describe('once ready, failures in a row that make an instance unhealthy, shown in Status (default 3)'),
     })
     .optional()
     .describe("a command that says whether the app is up (Docker's HEALTHCHECK): an instance is ready, and takes requests, only once its port listens and the command first passes"),
@@ -326,7 +327,7 @@ export const ServiceView = z
     entrypoint: z.array(z.string()).optional().describe("the entrypoint it runs instead of the image's, when set"),
     command: z.array(z.string()).optional().describe("the command it runs instead of the image's CMD, when set"),
     stack: z.object({ name: z.string(), service: z.string(), digest: z.string().optional() }).optional().describe('the template stack it is a service of, when it is one'),
-    health_check: z.object({ test: z.array(z.string()), interval: z.number(), timeout: z.number(), start_period: z.number() }).optional().describe('the command that makes its instances ready, when it has one'),
+    health_check: z.object({ test: z.array(z.string()), interval: z.number(), timeout: z.number(), start_period: z.number(), retries: z.number().optional() }).optional().describe('the command that makes its instances ready, when it has one'),
     links: z.array(z.string()).describe('apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT)'),
     follow_tag: z.boolean().optional().describe("updated whenever a new image is pushed to its tag in Alto's registry"),
     error: z.string().optional(),
@@ -341,6 +342,7 @@ export const ServiceView = z
           state: z.string().describe('starting, running, suspending, suspended, resuming, snapshotting, snapshotted, restoring, backoff, stopping or stopped'),
           instance: z.string().describe('the instance in this position now (empty when snapshotted or restarting)'),
           in_flight: z.number().int().describe('requests and connections it serves now'),
+          health: z.enum(['healthy', 'unhealthy']).optional().describe("what the app's health_check said last (unhealthy after retries failures in a row), when it has one"),
           since: z.string().describe('when it entered this state'),
           origin: z.enum(['boot', 'ready_snapshot', 'snapshot']).optional().describe('how its instance came to be: booted, restored from the version\'s ready snapshot (scale-out, pool spares), or from its own snapshot'),
           frozen: z.boolean().optional().describe('Status only: the kernel\'s (cgroup freezer) or QEMU\'s own answer to whether the instance is frozen now'),
@@ -418,6 +420,7 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
       state: slot.state,
       instance: slot.instance,
       in_flight: slot.inFlight,
+      ...(slot.health ? { health: slot.health } : {}),
       since: iso(slot.since),
       origin: slot.origin,
       ...(slot.frozen !== undefined ? { frozen: slot.frozen } : {}),

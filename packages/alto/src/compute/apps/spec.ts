@@ -173,7 +173,7 @@ export class AppSpecs {
       ...(volumes.length > 0 ? { volumes } : {}),
       ...(settings.links.length > 0 ? { links: settings.links.map((name) => this.linkOf(app, name)) } : {}),
       ...(settings.health_check
-        ? { health: { test: settings.health_check.test, intervalSeconds: settings.health_check.interval, timeoutSeconds: settings.health_check.timeout, startPeriodSeconds: settings.health_check.start_period } }
+        ? { health: { test: settings.health_check.test, intervalSeconds: settings.health_check.interval, timeoutSeconds: settings.health_check.timeout, startPeriodSeconds: settings.health_check.start_period, retries: settings.health_check.retries } }
         : {}),
     };
     return spec;

@@ -15,6 +15,8 @@ export interface SlotView {
   state: SlotState;
   instance: string;
   inFlight: number;
+  /** What the app's health check said last, when it has one. */
+  health?: 'healthy' | 'unhealthy';
   since: number;
   /** How its instance came to be: booted, or restored from the version's ready snapshot or its own. */
   origin: SlotOrigin;
@@ -94,6 +96,7 @@ export class AppViews {
         state: candidate.state,
         instance: candidate.instance?.id ?? '',
         inFlight: candidate.inFlight,
+        ...(candidate.instance?.health ? { health: candidate.instance.health } : {}),
         since: candidate.stateSince,
         origin: candidate.origin,
       })),

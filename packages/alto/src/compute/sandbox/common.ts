@@ -154,15 +154,16 @@ export function freeLoopbackPort(): Promise<number> {
 
 /**
  * The control channel's messages, one per line, written by the supervisor inside the sandbox:
- * `started`, `ready`, `exit <code>`. Anything else is ignored: the app runs as root inside its
+ * `started`, `ready`, `health healthy|unhealthy`, `exit <code>`. Anything else is ignored: the app runs as root inside its
  * sandbox and could write here, so the host only ever learns about the app's own state from it.
  */
-export type ControlMessage = { kind: 'started' } | { kind: 'ready' } | { kind: 'exit'; code: number };
+export type ControlMessage = { kind: 'started' } | { kind: 'ready' } | { kind: 'exit'; code: number } | { kind: 'health'; healthy: boolean };
 
 export function parseControlLine(line: string): ControlMessage | undefined {
   const text = line.trim();
   if (text === 'alto:started') return { kind: 'started' };
   if (text === 'alto:ready') return { kind: 'ready' };
+  if (text === 'alto:health healthy' || text === 'alto:health unhealthy') return { kind: 'health', healthy: text.endsWith(' healthy') };
   const exit = /^alto:exit (\d{1,3})$/.exec(text);
   if (exit) return { kind: 'exit', code: Number(exit[1]) };
   return undefined;
@@ -176,6 +177,8 @@ export abstract class InstanceBase implements Instance {
   host = '127.0.0.1';
   port = 0;
   protected currentState: InstanceState = 'starting';
+  /** What the app's health check said last (after it first passed), when it has one. */
+  health: 'healthy' | 'unhealthy' | undefined;
   protected exitInfo: InstanceExit | undefined;
   /** The exit code the supervisor reported, if it got that far. */
   protected reportedExitCode: number | undefined;

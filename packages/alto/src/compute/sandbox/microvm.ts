@@ -660,7 +660,8 @@ export class MicrovmInstance extends InstanceBase {
     if (message.kind === 'ready' && this.currentState === 'starting') {
       this.currentState = 'running';
       this.readyWaiter?.resolve();
-    } else if (message.kind === 'exit') {
+    } else if (message.kind === 'health') this.health = message.healthy ? 'healthy' : 'unhealthy';
+    else if (message.kind === 'exit') {
       this.reportedExitCode = message.code;
     }
   }

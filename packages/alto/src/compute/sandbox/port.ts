@@ -184,6 +184,8 @@ export interface Instance {
    */
   readonly exchangeLimit?: number;
   readonly state: InstanceState;
+  /** What the app's health check (SandboxSpec.health) said last once it first passed; undefined without one. */
+  readonly health?: 'healthy' | 'unhealthy';
   /** Resolves once the app has ended, whatever the cause. */
   readonly exited: Promise<InstanceExit>;
   /** Emits 'log' (LogLine) and 'exit' (InstanceExit). */
@@ -238,4 +240,6 @@ export interface HealthCheck {
   timeoutSeconds: number;
   /** Failures in this first period are not reported in the log. */
   startPeriodSeconds: number;
+  /** Once ready, this many failures in a row make the instance unhealthy (default 3). */
+  retries?: number;
 }

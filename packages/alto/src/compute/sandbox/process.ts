@@ -454,7 +454,8 @@ export class ProcessInstance extends InstanceBase {
     if (message.kind === 'ready' && this.currentState === 'starting') {
       this.currentState = 'running';
       this.readyWaiter?.resolve();
-    } else if (message.kind === 'exit') this.reportedExitCode = message.code;
+    } else if (message.kind === 'health') this.health = message.healthy ? 'healthy' : 'unhealthy';
+    else if (message.kind === 'exit') this.reportedExitCode = message.code;
   }
 
   /** Writes the id maps of the sandbox's new user namespace, then lets its PID 1 go on. */

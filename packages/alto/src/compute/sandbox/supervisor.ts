@@ -105,6 +105,7 @@ export function supervisorSettings(options: SupervisorOptions): string {
     ALTO_HEALTH_INTERVAL: options.health ? String(options.health.intervalSeconds) : '',
     ALTO_HEALTH_TIMEOUT: options.health ? String(options.health.timeoutSeconds) : '',
     ALTO_HEALTH_START: options.health ? String(options.health.startPeriodSeconds) : '',
+    ALTO_HEALTH_RETRIES: options.health ? String(options.health.retries ?? 3) : '',
   };
   for (const [name, value] of Object.entries(options.hookSettings ?? {})) {
     if (!/^ALTO_[A-Z0-9_]+$/.test(name) || name in settings) throw new Error(`supervisor setting ${name} must be a name ALTO_... of its own`);

@@ -148,6 +148,7 @@ function runRequestOf(stack: string, service: StackService, plan: StackPlan, fil
             interval: service.healthcheck.intervalSeconds ?? HEALTH_INTERVAL_SECONDS,
             timeout: service.healthcheck.timeoutSeconds ?? 30,
             start_period: service.healthcheck.startPeriodSeconds ?? 0,
+            ...(service.healthcheck.retries !== undefined ? { retries: service.healthcheck.retries } : {}),
           },
         }
       : {}),

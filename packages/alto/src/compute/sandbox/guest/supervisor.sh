@@ -17,7 +17,9 @@
 #   ALTO_STOP_SIGNAL     the signal the app is stopped with, as `kill -NAME` takes it (TERM, INT...)
 #   ALTO_HEALTH_INTERVAL seconds between runs of alto_health_check until it first passes (empty:
 #                        no health check), ALTO_HEALTH_TIMEOUT the seconds one run may take,
-#                        ALTO_HEALTH_START the first seconds whose failures are not logged
+#                        ALTO_HEALTH_START the first seconds whose failures are not logged;
+#                        once ready it goes on every interval, and ALTO_HEALTH_RETRIES
+#                        failures in a row make the instance unhealthy
 #   "$@"                 what `env -i` runs: the app's environment (NAME=value...), the launcher
 #                        that switches to the app's user, then the app's argv
 # and what else the prelude and epilogue read (see microvm-prelude.sh).
@@ -65,6 +67,27 @@ else
       done
     fi
     echo alto:ready >&3
+    # Then checked on every interval: unhealthy after ALTO_HEALTH_RETRIES failures in a row,
+    # healthy again at the next pass (said on the control channel when it changes).
+    if [ -n "$ALTO_HEALTH_INTERVAL" ]; then
+      echo alto:health healthy >&3
+      healthy=1
+      failures=0
+      while :; do
+        $B sleep "$ALTO_HEALTH_INTERVAL"
+        if health_passes; then
+          failures=0
+          [ "$healthy" = 1 ] || { healthy=1; echo alto:health healthy >&3; }
+        else
+          failures=$((failures + 1))
+          if [ "$healthy" = 1 ] && [ "$failures" -ge "${ALTO_HEALTH_RETRIES:-3}" ]; then
+            healthy=0
+            echo "alto: the health check failed $failures times in a row (exit $result): the instance is unhealthy" >&2
+            echo alto:health unhealthy >&3
+          fi
+        fi
+      done
+    fi
   ) &
   watcher=$!
 fi
