@@ -75,7 +75,7 @@ describe('health checks (process sandbox)', () => {
     await eventually(async () => (await slotOf('checked')).health === 'healthy', 'the instance healthy again once the file is gone', 20_000);
   });
 
-  test('bad health checks and commands are refused with what was wrong', async () => {
+  test('bad health checks, commands and link aliases are refused with what was wrong', async () => {
     const noTest = await alto.call('app', 'Run', { name: 'bad', image, health_check: { test: [] } }, key);
     assert.equal(noTest.status, 400);
     assert.match(noTest.body.detail, /health_check\.test/);
@@ -85,6 +85,9 @@ describe('health checks (process sandbox)', () => {
     const nul = await alto.call('app', 'Run', { name: 'bad', image, command: ['a\u0000b'] }, key);
     assert.equal(nul.status, 400);
     assert.match(nul.body.detail, /command: no NUL/);
+    const alias = await alto.call('app', 'Run', { name: 'bad', image, links: ['cache'], link_aliases: { db: 'postgres' } }, key);
+    assert.equal(alias.status, 400);
+    assert.match(alias.body.detail, /link_aliases\.db: "postgres" is not one of the app's links \(cache\)/);
     assert.equal((await alto.call('app', 'Get', { name: 'bad' }, key)).status, 404);
   });
 });

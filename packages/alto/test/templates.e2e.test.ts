@@ -4,8 +4,8 @@
  * - `alto template deploy <local git repository>` of a PostgreSQL + Node.js app template: the
  *   database (the image built like the official one, a named volume, a TCP port) and a web app
  *   built from the template's folder (package.json depending on `pg`, installed from the npm
- *   registry) that reaches it by its link; the password is a generated secret: in `secret`,
- *   never in an answer or an app's env_vars. Rows written through the app survive an update of
+ *   registry) that reaches it as `db:5432`, as in compose (its link, named in /etc/hosts); the
+ *   password is a generated secret: in `secret`, never in an answer or an app's env_vars. Rows written through the app survive an update of
  *   the app, a restart of Alto and a suspend and wake of the database. Destroy keeps the data and
  *   the secret, and a new deploy finds both.
  * - A compose file with an unsupported key, or a bind mount, is refused naming them, and
@@ -54,7 +54,7 @@ services:
     build: ./web
     ports: ["8080:8080"]
     environment:
-      DATABASE_URL: postgres://shop:\${DB_PASSWORD}@$(DB_SERVICE_HOST):$(DB_SERVICE_PORT)/shop
+      DATABASE_URL: postgres://shop:\${DB_PASSWORD}@db:5432/shop
       GREETING: hello
     depends_on:
       db:
@@ -183,8 +183,10 @@ describe('templates: a PostgreSQL + Node.js stack from a local git repository', 
       assert.deepEqual(app.body.service.secrets, ['shop-db-password']);
       assert.deepEqual([app.body.service.stack.name, app.body.service.stack.service], ['shop', name.slice('shop-'.length)]);
     }
-    assert.equal((await alto.call('app', 'Get', { name: 'shop-web' }, key)).body.service.env_vars.DATABASE_URL, 'postgres://shop:$(SHOP_DB_PASSWORD)@$(SHOP_DB_SERVICE_HOST):$(SHOP_DB_SERVICE_PORT)/shop');
-    // The app reaches the database through its link, with the password expanded in its instance.
+    const web = (await alto.call('app', 'Get', { name: 'shop-web' }, key)).body.service;
+    assert.equal(web.env_vars.DATABASE_URL, 'postgres://shop:$(SHOP_DB_PASSWORD)@db:5432/shop');
+    assert.deepEqual([web.links, web.link_aliases], [['shop-db'], { db: 'shop-db' }]);
+    // The app reaches the database by its compose name and port (its link, in /etc/hosts), with the password expanded in its instance.
     await orders('POST', 'apples');
     assert.deepEqual((await orders('POST', 'pears')).rows, ['apples', 'pears']);
     const listed = await cli(['template', 'list', '--json']);

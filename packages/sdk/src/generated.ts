@@ -114,6 +114,8 @@ export type AppDetails = {
   entrypoint?: Array<string>;
   /** the command it runs instead of the image's CMD, when set. */
   command?: Array<string>;
+  /** more host names of its linked apps, when set. */
+  link_aliases?: Record<string, string>;
   /** the template stack it is a service of, when it is one. */
   stack?: {
     name: string;
@@ -210,6 +212,8 @@ export type AppDetailsInput = {
   entrypoint?: Array<string>;
   /** the command it runs instead of the image's CMD, when set. */
   command?: Array<string>;
+  /** more host names of its linked apps, when set. */
+  link_aliases?: Record<string, string>;
   /** the template stack it is a service of, when it is one. */
   stack?: {
     name: string;
@@ -441,6 +445,8 @@ export type AppRunRequest = {
   entrypoint?: Array<string>;
   /** replaces the image's CMD (the arguments after the image name in docker run). */
   command?: Array<string>;
+  /** more host names for linked apps (name -> linked app): in /etc/hosts with the app's own name, so name:port reaches it (a template's service names). */
+  link_aliases?: Record<string, string>;
   /** a command that says whether the app is up (Docker's HEALTHCHECK): an instance is ready, and takes requests, only once its port listens and the command first passes. */
   health_check?: {
     /** the command, run in the app's sandbox as its user; exit status 0 means healthy (['/bin/sh', '-c', '...'] for a shell line). */
@@ -541,6 +547,8 @@ export type AppUpdateRequest = {
   entrypoint?: Array<string>;
   /** replaces the image's CMD (the arguments after the image name in docker run). */
   command?: Array<string>;
+  /** more host names for linked apps (name -> linked app): in /etc/hosts with the app's own name, so name:port reaches it (a template's service names). */
+  link_aliases?: Record<string, string>;
   /** a command that says whether the app is up (Docker's HEALTHCHECK): an instance is ready, and takes requests, only once its port listens and the command first passes. */
   health_check?: {
     /** the command, run in the app's sandbox as its user; exit status 0 means healthy (['/bin/sh', '-c', '...'] for a shell line). */

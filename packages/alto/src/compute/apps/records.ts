@@ -69,6 +69,8 @@ export interface AppSettings {
   command?: string[];
   /** A command whose success makes an instance ready (after its port listens); absent: the port alone. */
   health_check?: { test: string[]; interval: number; timeout: number; start_period: number; retries?: number };
+  /** More host names for linked apps (alias -> linked app), in the instances' /etc/hosts. */
+  link_aliases?: Record<string, string>;
   /** The template stack the app is a service of (compute/templates); absent for an app of its own. */
   stack?: { name: string; service: string; digest?: string };
 }

@@ -89,6 +89,14 @@ const settingsFields = {
     .max(256, 'command: at most 256 arguments')
     .optional()
     .describe("replaces the image's CMD (the arguments after the image name in docker run)"),
+  link_aliases: z
+    .record(
+      z.string().regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/, 'link_aliases: each name a host name label (lower-case letters, digits and dashes)'),
+      z.string().regex(APP_NAME, 'link_aliases: each value one of the linked apps'),
+    )
+    .refine((aliases) => Object.keys(aliases).length <= 64, 'link_aliases: at most 64')
+    .optional()
+    .describe('more host names for linked apps (name -> linked app): in /etc/hosts with the app\'s own name, so name:port reaches it (a template\'s service names)'),
   health_check: z
     .object({
       test: z.array(z.string().max(4096).refine((arg) => !arg.includes('\0'), 'health_check.test: no NUL')).min(1, 'health_check.test: the command to run').max(64, 'health_check.test: at most 64 arguments').describe("the command, run in the app's sandbox as its user; exit status 0 means healthy (['/bin/sh', '-c', '...'] for a shell line)"),
@@ -326,6 +334,7 @@ export const ServiceView = z
     stop_timeout: z.number().int().optional().describe('seconds its app has to shut down when stopped, when set (else 5)'),
     entrypoint: z.array(z.string()).optional().describe("the entrypoint it runs instead of the image's, when set"),
     command: z.array(z.string()).optional().describe("the command it runs instead of the image's CMD, when set"),
+    link_aliases: z.record(z.string(), z.string()).optional().describe('more host names of its linked apps, when set'),
     stack: z.object({ name: z.string(), service: z.string(), digest: z.string().optional() }).optional().describe('the template stack it is a service of, when it is one'),
     health_check: z.object({ test: z.array(z.string()), interval: z.number(), timeout: z.number(), start_period: z.number(), retries: z.number().optional() }).optional().describe('the command that makes its instances ready, when it has one'),
     links: z.array(z.string()).describe('apps of the same project this app reaches (<NAME>_SERVICE_HOST/PORT)'),
@@ -408,6 +417,7 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
     ...(settings.entrypoint ? { entrypoint: settings.entrypoint } : {}),
     ...(settings.command ? { command: settings.command } : {}),
     ...(settings.stack ? { stack: settings.stack } : {}),
+    ...(settings.link_aliases ? { link_aliases: settings.link_aliases } : {}),
     ...(settings.health_check ? { health_check: settings.health_check } : {}),
     ...(settings.follow_tag ? { follow_tag: true } : {}),
     links: settings.links,

@@ -138,7 +138,7 @@ type SettingsRequest = z.output<typeof UpdateRequest>;
 
 function settingsOf(request: SettingsRequest): AppSettingsInput {
   const settings: AppSettingsInput = {};
-  for (const key of ['port', 'env_vars', 'memory', 'cpus', 'min_instances', 'max_instances', 'concurrency', 'idle_timeout', 'pool', 'volumes', 'tcp', 'tcp_port', 'outbound', 'stop_signal', 'stop_timeout', 'links', 'follow_tag', 'entrypoint', 'command', 'stack', 'health_check'] as const) {
+  for (const key of ['port', 'env_vars', 'memory', 'cpus', 'min_instances', 'max_instances', 'concurrency', 'idle_timeout', 'pool', 'volumes', 'tcp', 'tcp_port', 'outbound', 'stop_signal', 'stop_timeout', 'links', 'follow_tag', 'entrypoint', 'command', 'stack', 'health_check', 'link_aliases'] as const) {
     if (request[key] !== undefined) (settings as Record<string, unknown>)[key] = request[key];
   }
   return settings;

@@ -77,7 +77,10 @@ export function settingsOf(input: AppSettingsInput, base: AppSettings | undefine
     ...optional('command', input.command ?? base?.command),
     ...optional('stack', input.stack ?? base?.stack),
     ...optional('health_check', input.health_check ?? base?.health_check),
+    ...optional('link_aliases', input.link_aliases ?? base?.link_aliases),
   };
+  for (const [alias, target] of Object.entries(settings.link_aliases ?? {}))
+    if (!settings.links.includes(target)) throw errors.badRequest(`link_aliases.${alias}: "${target}" is not one of the app's links (${settings.links.join(', ') || 'it has none'})`);
   // A hidden value is not kept among env_vars too (older functions had their key and secrets there).
   for (const [name, value] of Object.entries(settings.hidden_env?.env ?? {})) if (settings.env_vars[name] === value) delete settings.env_vars[name];
   if (volumes.length > 0 && settings.min_instances > 1)
@@ -189,8 +192,12 @@ export class AppSpecs {
   private linkOf(app: AppRecord, name: string): SandboxLink {
     const { records, gateway } = this.options;
     const linked = records.hereByName(app.projectId, name);
+    const aliases = Object.entries(app.settings.link_aliases ?? {})
+      .filter(([, target]) => target === name)
+      .map(([alias]) => alias);
     return {
       name,
+      ...(aliases.length > 0 ? { aliases } : {}),
       port: linked ? linked.settings.tcp || linked.settings.port : LINK_DEFAULT_PORT,
       connect: async () => {
         const target = records.hereByName(app.projectId, name);

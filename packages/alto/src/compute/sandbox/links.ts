@@ -41,13 +41,21 @@ export type SavedLink = Pick<SandboxLink, 'name' | 'port'>;
 /** The relays of one instance's links, open until `close`. */
 export interface LinkRelays {
   /** Per link, in the spec's order: where its relay listens on the host. */
-  relays: { name: string; address: string; port: number }[];
+  relays: { name: string; aliases?: string[]; address: string; port: number }[];
   close(): Promise<void>;
 }
 
 /** `cache-2` → `CACHE_2`: the prefix of a link's variables (Kubernetes' service variables). */
 export function linkVariablePrefix(name: string): string {
   return name.toUpperCase().replaceAll('-', '_');
+}
+
+/**
+ * The /etc/hosts lines naming each link's address (`address name alias...`), for links whose
+ * relay listens on the linked app's own port: there `name:port` reaches the app as on a network.
+ */
+export function linkHostLines(links: { name: string; aliases?: string[]; host: string }[]): string[] {
+  return links.map((link) => [link.host, link.name, ...(link.aliases ?? [])].join(' '));
 }
 
 /** The variables that tell an instance where each link is. */
@@ -84,7 +92,9 @@ export async function openLinkRelays(links: SandboxLink[], network?: SandboxNetw
   };
   try {
     for (const link of links) {
-      const relay = await listenRelay(address, link.connect);
+      // On the linked app's own port when it is free on this address (the gateway is the
+      // instance's alone), so `name:port` works through /etc/hosts; else any port.
+      const relay = await listenRelay(address, link.connect, network ? link.port : undefined);
       const entry = { link, relay, guarded: false };
       opened.push(entry);
       if (network) entry.guarded = await openGatewayPort(network, relay.port);
@@ -94,7 +104,7 @@ export async function openLinkRelays(links: SandboxLink[], network?: SandboxNetw
     throw error;
   }
   return {
-    relays: opened.map(({ link, relay }) => ({ name: link.name, address, port: relay.port })),
+    relays: opened.map(({ link, relay }) => ({ name: link.name, aliases: link.aliases, address, port: relay.port })),
     close,
   };
 }

@@ -92,7 +92,7 @@ import { PatientConnector } from './connect.js';
 import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, sandboxNetworkNames, type SandboxNetwork } from './network.js';
 import { InstanceRecordFile } from './reap.js';
-import { linkGuestAddress, linkVariables, openLinkRelays, unreachableLink, validateLinks, type LinkRelays, type SavedLink } from './links.js';
+import { linkGuestAddress, linkHostLines, linkVariables, openLinkRelays, unreachableLink, validateLinks, type LinkRelays, type SavedLink } from './links.js';
 import { expandArgReferences, expandEnvReferences } from './env-references.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { ensureInitramfs, ensureProbeInitramfs } from './guest-initramfs.js';
@@ -425,6 +425,7 @@ export class MicrovmDriver implements SandboxDriver {
       port: spec.port,
       stopSignal: spec.stopSignal,
       health: spec.health,
+      hosts: linkHostLines(layout.links.map((link, index) => ({ name: link.name, aliases: (spec.links ?? []).find((given) => given.name === link.name)?.aliases, host: linkGuestAddress(index) }))),
       // alto-enter is in the guest's tools when it could be built (ensureInitramfs).
       defaultSignals: this.launcher !== undefined,
       prelude: '/.alto/prelude.sh',

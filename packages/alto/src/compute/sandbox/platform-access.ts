@@ -87,7 +87,7 @@ export interface Relay {
  * reached is closed. Used for the edge (a fixed target on the loopback) and for links (links.ts:
  * an app's instance, woken for the connection).
  */
-export async function listenRelay(listenAddress: string, connectTarget: RelayConnect): Promise<Relay> {
+export async function listenRelay(listenAddress: string, connectTarget: RelayConnect, preferredPort?: number): Promise<Relay> {
   const sockets = new Set<Socket>();
   let closed = false;
   const track = (socket: Socket) => {
@@ -129,15 +129,19 @@ export async function listenRelay(listenAddress: string, connectTarget: RelayCon
     relay(inbound).catch(() => inbound.destroy());
   });
   server.maxConnections = MAX_RELAY_CONNECTIONS;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, listenAddress, () => {
-      server.off('error', reject);
-      // A failed accept (out of descriptors) is an 'error' on the server: the relay keeps going.
-      server.on('error', () => undefined);
-      resolve();
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, listenAddress, () => {
+        server.off('error', reject);
+        // A failed accept (out of descriptors) is an 'error' on the server: the relay keeps going.
+        server.on('error', () => undefined);
+        resolve();
+      });
     });
-  });
+  // The preferred port when it is free on this address, else any.
+  if (preferredPort === undefined) await listen(0);
+  else await listen(preferredPort).catch(() => listen(0));
   return {
     port: (server.address() as { port: number }).port,
     async close() {

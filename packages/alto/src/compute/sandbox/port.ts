@@ -83,6 +83,8 @@ export interface SandboxLink {
    * 10.0.2.(101+i):port); the linked app's own port reads best. The process driver gives its relay's port instead.
    */
   port: number;
+  /** More names the instance finds the link by in /etc/hosts, besides `name` (a template's service names). */
+  aliases?: string[];
   /** A target for one connection (rejecting closes the connection); its `release()` is called once the connection has ended. */
   connect(): Promise<LinkTarget>;
 }

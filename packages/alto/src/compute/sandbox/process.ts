@@ -69,7 +69,7 @@ import { ID_COUNT, IdRanges } from './id-ranges.js';
 import { LAUNCHER_NAME, ensureLauncher } from './launcher.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, sandboxNetworkNames, type SandboxNetwork } from './network.js';
 import { InstanceRecordFile } from './reap.js';
-import { linkVariables, openLinkRelays, validateLinks, type LinkRelays } from './links.js';
+import { linkHostLines, linkVariables, openLinkRelays, validateLinks, type LinkRelays } from './links.js';
 import { expandArgReferences, expandEnvReferences } from './env-references.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
 import { DEFAULT_STOP_GRACE_MS, type InstanceExit, type SandboxDescription, type SandboxDriver, type SandboxSpec, type SandboxVolume } from './port.js';
@@ -300,7 +300,7 @@ export class ProcessDriver implements SandboxDriver {
     writeFileSync(join(stateDir, 'supervisor.sh'), supervisorScript(), { mode: 0o644 });
     writeFileSync(
       join(stateDir, 'settings.sh'),
-      supervisorSettings({ argv: spec.expandArgs ? expandArgReferences(argv, env) : argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true, health: spec.health }),
+      supervisorSettings({ argv: spec.expandArgs ? expandArgReferences(argv, env) : argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true, health: spec.health, ...(links ? { hosts: linkHostLines(links.relays.map((relay) => ({ name: relay.name, aliases: relay.aliases, host: relay.address }))) } : {}) }),
       { mode: 0o644 },
     );
     const busybox = join(this.toolsDir!, 'busybox');

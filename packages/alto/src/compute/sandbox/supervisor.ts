@@ -46,6 +46,8 @@ export interface SupervisorOptions {
   defaultSignals?: boolean;
   /** The app's health check: `alto:ready` waits for its first success (after the listener). */
   health?: HealthCheck;
+  /** Lines `address name...` added to the sandbox's /etc/hosts before the app starts (links.ts' linkHostLines). */
+  hosts?: string[];
 }
 
 /** Signals an app may ask to be stopped with, by the name busybox's `kill -NAME` takes. */
@@ -106,6 +108,7 @@ export function supervisorSettings(options: SupervisorOptions): string {
     ALTO_HEALTH_TIMEOUT: options.health ? String(options.health.timeoutSeconds) : '',
     ALTO_HEALTH_START: options.health ? String(options.health.startPeriodSeconds) : '',
     ALTO_HEALTH_RETRIES: options.health ? String(options.health.retries ?? 3) : '',
+    ALTO_HOSTS: (options.hosts ?? []).join('\n'),
   };
   for (const [name, value] of Object.entries(options.hookSettings ?? {})) {
     if (!/^ALTO_[A-Z0-9_]+$/.test(name) || name in settings) throw new Error(`supervisor setting ${name} must be a name ALTO_... of its own`);

@@ -138,6 +138,8 @@ function runRequestOf(stack: string, service: StackService, plan: StackPlan, fil
     env_vars: env,
     stack: { name: stack, service: service.name },
     links: reachable.map((other) => `${stack}-${other.name}`),
+    // Each linked service by its compose name too: `db:5432` reaches the stack's db.
+    ...(reachable.length > 0 ? { link_aliases: Object.fromEntries(reachable.map((other) => [other.name, `${stack}-${other.name}`])) } : {}),
     ...(secrets.length > 0 ? { secrets } : {}),
     // The compose healthcheck decides when an instance is ready: a service that depends on this
     // one (service_healthy) is deployed once this one's Run answered, so once it passed.

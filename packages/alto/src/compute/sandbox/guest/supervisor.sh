@@ -15,6 +15,7 @@
 #   ALTO_PRELUDE         a file to source before the app starts, as root (empty: none)
 #   ALTO_EPILOGUE        a file to source after `alto:exit` was written (empty: none)
 #   ALTO_STOP_SIGNAL     the signal the app is stopped with, as `kill -NAME` takes it (TERM, INT...)
+#   ALTO_HOSTS           lines `address name...` for /etc/hosts (the links' names; empty: none)
 #   ALTO_HEALTH_INTERVAL seconds between runs of alto_health_check until it first passes (empty:
 #                        no health check), ALTO_HEALTH_TIMEOUT the seconds one run may take,
 #                        ALTO_HEALTH_START the first seconds whose failures are not logged;
@@ -29,6 +30,14 @@ B=/.alto/bin/busybox
 exec </dev/null
 # shellcheck source=/dev/null  # the driver's, named by settings.sh
 [ -z "$ALTO_PRELUDE" ] || . "$ALTO_PRELUDE"
+# The links' names, in /etc/hosts (written anew, whatever a symlink there pointed at, inside the sandbox).
+if [ -n "$ALTO_HOSTS" ]; then
+  $B mkdir -p /etc
+  {
+    if [ -f /etc/hosts ]; then $B grep -v ' # alto link$' /etc/hosts; else echo '127.0.0.1 localhost'; fi
+    echo "$ALTO_HOSTS" | $B sed 's/$/ # alto link/'
+  } >/etc/.alto-hosts && $B chmod 644 /etc/.alto-hosts && $B mv -f /etc/.alto-hosts /etc/hosts
+fi
 child=
 watcher=
 # shellcheck disable=SC2317  # reached through the trap below
