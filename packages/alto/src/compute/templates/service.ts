@@ -106,14 +106,15 @@ function filesUnder(files: Record<string, string>, context: string): Record<stri
 }
 
 /** The app settings a service is run with (see the module comment for links and secrets). */
-function runRequestOf(stack: string, service: StackService, plan: StackPlan, files: Record<string, string>, secretKeys: Map<string, string>): Record<string, unknown> {
+export function runRequestOf(stack: string, service: StackService, plan: StackPlan, files: Record<string, string>, secretKeys: Map<string, string>): Record<string, unknown> {
   const app = `${stack}-${service.name}`;
-  // Linked to the services it depends on and those whose link variables it names: adding a
-  // service to the stack changes (and restarts) only the ones that reach it.
+  // Linked to the services it depends on and those it names (`db:5432`, or their link
+  // variables): adding a service to the stack changes (and restarts) only the ones that reach it.
   const texts = [...Object.values(service.environment), ...(service.entrypoint ?? []), ...(service.command ?? [])].join('\n');
+  const names = (other: StackService) => texts.includes(`$(${linkVariablePrefix(other.name)}_SERVICE_`) || new RegExp(`(^|[^A-Za-z0-9.-])${other.name}:${other.port}(?![0-9])`).test(texts);
   const reachable = plan.services
     .filter((other) => other !== service && other.port !== undefined)
-    .filter((other) => service.dependsOn.some((dependency) => dependency.service === other.name) || texts.includes(`$(${linkVariablePrefix(other.name)}_SERVICE_`))
+    .filter((other) => service.dependsOn.some((dependency) => dependency.service === other.name) || names(other))
     .slice(0, MAX_LINKS_PER_SERVICE);
   const env: Record<string, string> = {};
   // Each link under the compose service's name too, then the template's own values.
