@@ -13,11 +13,11 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { busyboxHttpdImage, HTTPD_PAGE, HTTPD_PORT } from './app-images.js';
 import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
-import { chromiumPath, ensureConsoleBuilt, SCREENSHOTS } from './console-fixture.js';
+import { ensureConsoleBuilt, signedInConsole, SCREENSHOTS } from './console-fixture.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
 
 const APP = 'hello';
@@ -46,15 +46,7 @@ describe('web console: apps on the process sandbox', () => {
     await registry.push('console/httpd', 'v1', await busyboxHttpdImage());
     alto = await startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_USAGE_FLUSH_MS: '100' } });
     edgePort = Number(new URL(alto.url).port);
-    browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: 'light' });
-    context.setDefaultTimeout(15_000);
-    page = await context.newPage();
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    await page.goto(alto.url);
-    await page.getByLabel('API key', { exact: true }).fill(alto.adminKey);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+    ({ browser, page } = await signedInConsole(alto.url, alto.adminKey, pageErrors));
   });
 
   after(async () => {

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { ALTO_ROOT } from './harness.js';
 
 export const SCREENSHOTS = join(ALTO_ROOT, '..', '..', 'test-output', 'console');
@@ -20,4 +21,21 @@ export function ensureConsoleBuilt(): void {
 export function chromiumPath(): string {
   for (const candidate of ['/usr/bin/chromium', '/usr/bin/chromium-browser']) if (existsSync(candidate)) return candidate;
   throw new Error('chromium is not installed: run scripts/test-services.sh (it installs Debian\'s chromium)');
+}
+
+/**
+ * Debian's chromium on the console at `url`, signed in with `key` (the Overview shown); the
+ * page's uncaught errors go to `pageErrors`.
+ */
+export async function signedInConsole(url: string, key: string, pageErrors: string[], height = 860): Promise<{ browser: Browser; page: Page }> {
+  const browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
+  const context = await browser.newContext({ viewport: { width: 1280, height }, colorScheme: 'light' });
+  context.setDefaultTimeout(15_000);
+  const page = await context.newPage();
+  page.on('pageerror', (error) => pageErrors.push(error.message));
+  await page.goto(url);
+  await page.getByLabel('API key', { exact: true }).fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+  return { browser, page };
 }

@@ -13,10 +13,10 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { eventually, privateSandboxCache } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
-import { chromiumPath, ensureConsoleBuilt, SCREENSHOTS } from './console-fixture.js';
+import { ensureConsoleBuilt, signedInConsole, SCREENSHOTS } from './console-fixture.js';
 
 const FUNCTION = 'greeter';
 /** The admin key's project: the console signed in with it deploys there. */
@@ -45,15 +45,7 @@ describe('web console: functions on the process sandbox', () => {
       args: ['--sandbox', 'process'],
       env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_FUNCTIONS_NODE: 'host', ALTO_USAGE_FLUSH_MS: '100' },
     });
-    browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
-    context.setDefaultTimeout(15_000);
-    page = await context.newPage();
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    await page.goto(alto.url);
-    await page.getByLabel('API key', { exact: true }).fill(alto.adminKey);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+    ({ browser, page } = await signedInConsole(alto.url, alto.adminKey, pageErrors, 900));
   });
 
   after(async () => {

@@ -12,10 +12,10 @@ import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { busyboxHttpdImage, HTTPD_PORT } from './app-images.js';
 import { privateSandboxCache } from './apps-fixture.js';
-import { chromiumPath, ensureConsoleBuilt, SCREENSHOTS } from './console-fixture.js';
+import { ensureConsoleBuilt, signedInConsole, SCREENSHOTS } from './console-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
 
@@ -59,15 +59,7 @@ describe('web console: stacks on the process sandbox', () => {
     await registry.push('console/httpd', 'v1', await busyboxHttpdImage());
     alto = await startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir } });
     edgePort = Number(new URL(alto.url).port);
-    browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
-    const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: 'light' });
-    context.setDefaultTimeout(15_000);
-    page = await context.newPage();
-    page.on('pageerror', (error) => pageErrors.push(error.message));
-    await page.goto(alto.url);
-    await page.getByLabel('API key', { exact: true }).fill(alto.adminKey);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+    ({ browser, page } = await signedInConsole(alto.url, alto.adminKey, pageErrors));
   });
 
   after(async () => {

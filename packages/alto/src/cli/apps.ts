@@ -62,7 +62,8 @@ interface DeployFlags extends Flags {
   buildNetwork?: boolean;
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
+/** A repeatable option's values, in order. */
+export const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function wholeNumber(flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -71,16 +72,16 @@ function wholeNumber(flag: string, value: string | undefined): number | undefine
   return number;
 }
 
-/** `--env K=V` pairs into env_vars. */
-function envVars(pairs: string[] | undefined): Record<string, string> | undefined {
+/** A repeatable `NAME=value` option (--env, --build-arg, --set) as a map; undefined when not given. */
+export function namedValues(flag: string, pairs: string[] | undefined): Record<string, string> | undefined {
   if (!pairs?.length) return undefined;
-  const env: Record<string, string> = {};
+  const values: Record<string, string> = {};
   for (const pair of pairs) {
     const equals = pair.indexOf('=');
-    if (equals <= 0) throw new Error(`--env takes NAME=value, not "${pair}"`);
-    env[pair.slice(0, equals)] = pair.slice(equals + 1);
+    if (equals <= 0) throw new Error(`${flag} takes NAME=value, not "${pair}"`);
+    values[pair.slice(0, equals)] = pair.slice(equals + 1);
   }
-  return env;
+  return values;
 }
 
 /** `--volume data:/data` into volumes. */
@@ -98,7 +99,7 @@ function deployRequest(image: string, flags: DeployFlags): Record<string, unknow
   const body: Record<string, unknown> = { name: flags.name, image };
   const fields: Record<string, unknown> = {
     port: wholeNumber('--port', flags.port),
-    env_vars: envVars(flags.env),
+    env_vars: namedValues('--env', flags.env),
     tcp: wholeNumber('--tcp', flags.tcp),
     tcp_port: wholeNumber('--tcp-port', flags.tcpPort),
     volumes: volumes(flags.volume),
@@ -120,15 +121,8 @@ function deployRequest(image: string, flags: DeployFlags): Record<string, unknow
 /** `--build-arg` pairs and `--build-network` into the request. */
 function dockerBuildFields(flags: DeployFlags): Record<string, unknown> {
   const fields: Record<string, unknown> = {};
-  if (flags.buildArg?.length) {
-    const args: Record<string, string> = {};
-    for (const pair of flags.buildArg) {
-      const equals = pair.indexOf('=');
-      if (equals <= 0) throw new Error(`--build-arg takes NAME=value, not "${pair}"`);
-      args[pair.slice(0, equals)] = pair.slice(equals + 1);
-    }
-    fields.build_args = args;
-  }
+  const args = namedValues('--build-arg', flags.buildArg);
+  if (args) fields.build_args = args;
   if (flags.buildNetwork) fields.build_network = true;
   return fields;
 }

@@ -15,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import type { Command } from 'commander';
+import { collect, namedValues } from './apps.js';
 import { readFolder } from './functions.js';
 import { bold, dim, printJson, printTable, wantsJson } from './output.js';
 import type { CommandHelpers } from './usage.js';
@@ -73,21 +74,6 @@ export function readTemplate(folder: string): { compose: string; alto?: string; 
   };
 }
 
-/** `KEY=VALUE` pairs of --set. */
-function setValues(pairs: string[] | undefined): Record<string, string> | undefined {
-  if (!pairs?.length) return undefined;
-  const values: Record<string, string> = {};
-  for (const pair of pairs) {
-    const at = pair.indexOf('=');
-    if (at <= 0) throw new Error(`--set ${pair}: give KEY=VALUE`);
-    values[pair.slice(0, at)] = pair.slice(at + 1);
-  }
-  return values;
-}
-
-function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
 
 function where(service: StackView['services'][number]): string {
   return service.tcp_port !== undefined ? `tcp port ${service.tcp_port}` : (service.url ?? '');
@@ -120,7 +106,7 @@ export function addTemplateCommands(program: Command, { remote, action, client }
         } else if (flags.branch) throw new Error('--branch goes with a git repository, not a folder');
         try {
           const read = readTemplate(flags.path ? join(folder, flags.path) : folder);
-          const values = setValues(flags.set);
+          const values = namedValues('--set', flags.set);
           const body = { name: flags.name, ...read, ...(values ? { set: values } : {}), ...(flags.volumes ? { volumes: true } : {}) };
           const result = await client(flags).transport.call<{ stack: StackView; warnings: string[]; secrets: string[]; public?: string; changes?: { service: string; change: string }[] }>(
             'template',

@@ -460,9 +460,14 @@ class Exchange implements ConnectionExchange {
     this.client.keepAhead(buffered.subarray(used));
     this.readingBody = !this.requestFramer.done;
     const idle = pool.takeIdle(this.target);
-    if (idle) return this.send(idle);
+    if (idle) this.send(idle);
+    else this.connectAndSend();
+  }
+
+  /** Opens a new instance connection and sends the request on it once it is open. */
+  private connectAndSend(): void {
     this.connecting = true;
-    pool.connect(this.target).then(
+    this.client.forwarder.upstreams.connect(this.target).then(
       (upstream) => {
         this.connecting = false;
         if (this.finished) upstream.socket.destroy();
@@ -647,15 +652,7 @@ class Exchange implements ConnectionExchange {
     const stale = this.upstream as Upstream;
     stale.owner = undefined;
     stale.socket.destroy();
-    this.connecting = true;
-    this.client.forwarder.upstreams.connect(this.target).then(
-      (upstream) => {
-        this.connecting = false;
-        if (this.finished) upstream.socket.destroy();
-        else this.send(upstream);
-      },
-      (error: Error) => this.fail(appUnreachable(this.address, error)),
-    );
+    this.connectAndSend();
   }
 
   /** The client went away: drop the instance connection and release. */
