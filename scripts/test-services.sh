@@ -23,6 +23,8 @@ command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The template tests deploy from a local git repository.
+command -v git >/dev/null 2>&1 || need+=(git)
 # The HTTPS tests get certificates from pebble, Let's Encrypt's ACME test server, and its DNS.
 command -v pebble >/dev/null 2>&1 || need+=(pebble)
 if [ "${#need[@]}" -gt 0 ]; then
