@@ -22,7 +22,8 @@
  * each node keeps the records of the images it holds (a function's image is built again from
  * its kept source where missing). `registry` (the repositories of Alto's own registry: what each
  * project pushed) is on PostgreSQL with `--store`, so every node answers for every push; its
- * blobs are shared through `objects` when that is a bucket.
+ * blobs are shared through `objects` when that is a bucket. `requestLog` (a row per API call and
+ * app request, by project) is on PostgreSQL with `--store`, so any node's edge reads every node's rows.
  */
 import { join } from 'node:path';
 import pg from 'pg';
@@ -99,6 +100,9 @@ import { SqliteImageRecordStore } from './images/sqlite.js';
 import type { RegistryCatalog } from './registry/port.js';
 import { PostgresRegistryCatalog } from './registry/postgres.js';
 import { SqliteRegistryCatalog } from './registry/sqlite.js';
+import type { RequestLogStore } from './request-log/port.js';
+import { PostgresRequestLogStore } from './request-log/postgres.js';
+import { SqliteRequestLogStore } from './request-log/sqlite.js';
 
 export * from './control.js';
 export * from './usage.js';
@@ -177,6 +181,8 @@ export interface Stores {
   images: ImageRecordStore;
   /** The repositories of Alto's own registry: their blobs, manifests and tags. */
   registry: RegistryCatalog;
+  /** The request log: a row per API call and app request through the edge, by project. */
+  requestLog: RequestLogStore;
   /** The embedded SQLite database, for blocks that keep their data beside the control state. */
   sqlite: SqliteDatabase;
   /** Open when Alto runs with `--store postgres://...`. */
@@ -200,7 +206,7 @@ export function redactUrl(url: string): string {
 }
 
 /** The ports PostgreSQL holds when `--store postgres://...` is given. */
-type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps' | 'functions' | 'nodes' | 'domains' | 'registry'>;
+type SharedPorts = Pick<Stores, 'control' | 'usage' | 'quota' | 'cron' | 'otp' | 'streams' | 'files' | 'secrets' | 'urls' | 'search' | 'users' | 'mail' | 'documents' | 'apps' | 'functions' | 'nodes' | 'domains' | 'registry' | 'requestLog'>;
 
 export async function openStores(options: StoreOptions): Promise<Stores> {
   const path = join(options.dataDir, 'alto.db');
@@ -242,6 +248,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
         nodes: await PostgresNodeStore.open(postgres),
         domains: await PostgresDomainStore.open(postgres),
         registry: await PostgresRegistryCatalog.open(postgres),
+        requestLog: await PostgresRequestLogStore.open(postgres),
       };
       parts.push(`postgres at ${redactUrl(options.postgresUrl)}`);
     }
@@ -301,6 +308,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     leader,
     images,
     registry: shared?.registry ?? new SqliteRegistryCatalog(images),
+    requestLog: shared?.requestLog ?? new SqliteRequestLogStore(sqlite),
     cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
     events: events ?? new SqliteEventStore(sqlite),
     messages: nats ? new NatsMessageBus(nats) : new InProcessMessageBus(),
