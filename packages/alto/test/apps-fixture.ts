@@ -42,8 +42,9 @@ const CRASH_CGI = "#!/bin/sh\n(sleep 0.5; touch /tmp/crash) >/dev/null 2>&1 </de
 /**
  * busybox httpd serving `page` on 8080, saying `<label> starting` first; its shell exits with
  * code 3 (after writing "crashing on purpose" to stderr) once /cgi-bin/crash was requested.
+ * `cgi` adds scripts under /cgi-bin/ by name.
  */
-export function webImage(label: string, page: string): Promise<BuiltImage> {
+export function webImage(label: string, page: string, cgi: Record<string, string> = {}): Promise<BuiltImage> {
   const script = [
     `echo "${label} starting"`,
     'httpd -f -v -p 8080 -h /www &',
@@ -59,6 +60,7 @@ export function webImage(label: string, page: string): Promise<BuiltImage> {
         { type: 'file', path: 'www/index.html', content: page },
         { type: 'dir', path: 'www/cgi-bin/' },
         { type: 'file', path: 'www/cgi-bin/crash', content: CRASH_CGI, mode: 0o755 },
+        ...Object.entries(cgi).map(([name, content]): LayerEntry => ({ type: 'file', path: `www/cgi-bin/${name}`, content, mode: 0o755 })),
       ],
     ],
     config: { Env: ['PATH=/bin'], Entrypoint: ['/bin/sh', '-c'], Cmd: [script], ExposedPorts: { '8080/tcp': {} } },

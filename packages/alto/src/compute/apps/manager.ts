@@ -47,12 +47,12 @@ import type { ComputeUsage } from '../../platform/metering.js';
 import type { AppStore } from '../../store/apps/port.js';
 import type { ImageManager } from '../images/manager.js';
 import type { TagPushed } from '../images/repositories.js';
-import type { SandboxChoice, SandboxStatus } from '../sandbox/index.js';
+import type { Instance, SandboxChoice, SandboxSpec, SandboxStatus } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
 import { AppsGateway, type AppAddress } from './gateway.js';
 import { ComputeMeter } from './metering.js';
 import { AppLogStore, type LogQuery, type StoredLogLine } from './log-store.js';
-import { LocalPlacement, type Placement } from './placement.js';
+import { LocalPlacement, type RemotePlacer, type StartRequest } from './placement.js';
 import { AppRecords, type AppRecord, type ReservationRecord } from './records.js';
 import { DRAIN_MS, Rollouts, type UpdateInput } from './rollout.js';
 import { AppRuntime, type AppLogLine, type AppLogStream } from './runtime.js';
@@ -127,6 +127,8 @@ export interface AppManagerOptions {
   availableMemory?: () => number;
   /** Instance starts (boots, restores) at once on this machine; default twice the CPUs, at least 4. One app gets half. */
   maxConcurrentStarts?: number;
+  /** Instances this node's sandboxes hold at once (ALTO_MAX_INSTANCES); past it, boots go to other nodes. 0 or none: no cap. */
+  maxInstances?: number;
   /** Apps' logs on disk (log-store.ts): each app's size cap and retention, and the rate its output is kept at. */
   logs?: { maxBytesPerApp?: number; retentionMs?: number; linesPerSecond?: number; bytesPerSecond?: number };
 }
@@ -146,7 +148,7 @@ export class AppManager implements AppGateway {
   /** Stops listening for pushes to Alto's registry (apps that follow a tag). */
   private readonly unfollowTags: () => void;
   /** Where instance starts run (this node's sandbox driver). */
-  private readonly placement: Placement;
+  private readonly placement: LocalPlacement;
   /** Images and their unpacked root filesystems. */
   private readonly rootfs: RootFilesystems;
   /** Running time of instances, and the projects' compute caps. */
@@ -165,6 +167,8 @@ export class AppManager implements AppGateway {
   private readonly graceMs: number;
   /** Apps' logs on disk, `<data>/logs/apps/<app id>/`. */
   private readonly logStore: AppLogStore;
+  /** Images of instances this node hosts for other nodes' apps, with how many use each. */
+  private readonly hostedDigests = new Map<string, number>();
 
   /** Loads this node's apps from the store, then starts them again in the background. */
   static async open(options: AppManagerOptions): Promise<AppManager> {
@@ -180,12 +184,13 @@ export class AppManager implements AppGateway {
   ) {
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
     this.logStore = new AppLogStore({ dir: join(options.dataDir, 'logs', 'apps'), node: options.node, ...options.logs, log: options.log });
-    this.placement = new LocalPlacement({ sandbox: options.sandbox, dataDir: options.dataDir, sandboxCacheDir: options.sandboxCacheDir, log: options.log });
+    this.placement = new LocalPlacement({ sandbox: options.sandbox, dataDir: options.dataDir, sandboxCacheDir: options.sandboxCacheDir, maxInstances: options.maxInstances, log: options.log });
     this.rootfs = new RootFilesystems({
       dataDir: options.dataDir,
       images: options.images,
       log: options.log,
-      inUse: (digest) => this.records.isDigestUsedHere(digest) || [...this.runtimes.values()].some((runtime) => runtime.app.digest === digest),
+      inUse: (digest) =>
+        this.records.isDigestUsedHere(digest) || [...this.runtimes.values()].some((runtime) => runtime.app.digest === digest) || (this.hostedDigests.get(digest) ?? 0) > 0,
     });
     this.meter = new ComputeMeter({
       log: options.log,
@@ -317,6 +322,41 @@ export class AppManager implements AppGateway {
   }
 
   /** Instance positions of serving versions, by lifecycle state (for /metrics). */
+  /** Instances in this node's sandboxes (hosted ones included) and the node's cap, for its heartbeat. */
+  sandboxCapacity(): { sandboxes: number; maxInstances: number } {
+    return { sandboxes: this.placement.sandboxes, maxInstances: this.placement.maxInstances };
+  }
+
+  /** Boots past this node's cap go to other nodes through `remote` (compute/cluster/remote-instances.ts). */
+  placeOnOtherNodes(remote: RemotePlacer | undefined): void {
+    this.placement.placeOnOtherNodes(remote);
+  }
+
+  /**
+   * Starts an instance of another node's app in this node's sandbox (compute/cluster/hosted-instances.ts,
+   * which checked that node is the app's): the image pulled by digest when this node lacks it and
+   * unpacked here, the spec's host paths made this node's (no volumes or links come this way).
+   */
+  async hostInstance(start: StartRequest, spec: SandboxSpec): Promise<Instance> {
+    if (this.closing) throw errors.unavailable('Alto is stopping');
+    const app = await this.records.findByName(start.projectId, start.app);
+    if (!app) throw errors.notFound(`no app "${start.app}" in project ${start.projectId}`);
+    await this.imageHere({ ...app, digest: start.digest, image: start.image || app.image });
+    const uses = (delta: number) => this.hostedDigests.set(start.digest, (this.hostedDigests.get(start.digest) ?? 0) + delta);
+    uses(1);
+    try {
+      const rootfs = await this.rootfs.ensure(start.digest);
+      const port = this.edge?.port;
+      const { volumes: _volumes, links: _links, platform: _platform, ...rest } = spec;
+      const instance = await this.placement.host({ ...rest, rootfs, ...(port !== undefined && _platform ? { platform: { port } } : {}) });
+      void instance.exited.then(() => uses(-1));
+      return instance;
+    } catch (error) {
+      uses(-1);
+      throw error;
+    }
+  }
+
   instanceStates(): Partial<Record<SlotState, number>> {
     return this.scheduler.instanceStates();
   }

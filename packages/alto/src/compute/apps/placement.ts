@@ -1,23 +1,50 @@
 /**
  * @module compute/apps/placement
  * Where an instance start (a boot or a restore) runs: `Placement.place(start)` answers the
- * sandbox driver that runs it. Today there is one placement, `LocalPlacement`: every start runs
- * on this node, on the driver chosen at start (probed the first time an app needs it, so
- * `alto up` with no apps stays quick), once what a killed earlier run on the same data folder
- * left of its sandboxes is given back (sandbox/reap.ts, begun as the placement is made).
- * Placement across nodes (DESIGN.md, scale-out: a few random candidates by free memory and load)
- * is another implementation of the same interface.
+ * sandbox driver that runs it. `LocalPlacement` runs starts on this node's sandbox driver, chosen
+ * at the first start (probed the first time an app needs it, so `alto up` with no apps stays
+ * quick), once what a killed earlier run on the same data folder left of its sandboxes is given
+ * back (sandbox/reap.ts, begun as the placement is made). It counts the instances in this node's
+ * sandboxes, and holds them within the node's cap (ALTO_MAX_INSTANCES): past it, a boot of an
+ * instance that keeps nothing on this node (no volumes, no links) goes to another node of the
+ * cloud when one has room (`RemotePlacer`, compute/cluster/remote-instances.ts), else it is
+ * refused with 503. Restores stay here: a snapshot stays on the node that took it.
  */
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
-import { chooseSandboxDriver, reapSandboxLeftovers, sandboxStatus, type ChosenSandbox, type SandboxChoice, type SandboxDriver, type SandboxStatus } from '../sandbox/index.js';
+import {
+  chooseSandboxDriver,
+  reapSandboxLeftovers,
+  sandboxStatus,
+  type ChosenSandbox,
+  type Instance,
+  type RestoreOptions,
+  type SandboxChoice,
+  type SandboxDriver,
+  type SandboxSpec,
+  type SandboxStatus,
+} from '../sandbox/index.js';
 
-/** One start to place: whose instance, of which version. */
+/** One start to place: whose instance, of which version, from which image. */
 export interface StartRequest {
   projectId: string;
   app: string;
   version: number;
+  /** The image's digest (`sha256:...`) and reference: another node pulls it by them. */
+  digest: string;
+  image: string;
+}
+
+/** Starts on other nodes, for a node at its cap (compute/cluster/remote-instances.ts). */
+export interface RemotePlacer {
+  /** An instance of `start` on another node with room, ready; undefined when no node has room. */
+  start(start: StartRequest, spec: SandboxSpec): Promise<Instance | undefined>;
+}
+
+/** Whether an instance of this spec may run on another node: nothing of it is on this node's host (volumes, links). */
+export function runsAnywhere(spec: SandboxSpec): boolean {
+  return !spec.volumes?.length && !spec.links?.length;
 }
 
 export interface Placement {
@@ -36,6 +63,8 @@ export interface LocalPlacementOptions {
   dataDir: string;
   /** Kernel, tools and disk images shared across runs (default: the sandbox module's). */
   sandboxCacheDir?: string;
+  /** Instances this node's sandboxes hold at once (ALTO_MAX_INSTANCES); 0 or none: no cap. */
+  maxInstances?: number;
   log: Logger;
 }
 
@@ -45,6 +74,11 @@ export class LocalPlacement implements Placement {
   private chosenStatus: SandboxStatus | undefined;
   /** What a killed earlier run on this data folder left of its sandboxes, given back as this one starts. */
   private readonly reaped: Promise<void>;
+  /** Instances in this node's sandboxes, until each exits. */
+  private readonly running = new Set<Instance>();
+  /** Starts under way in this node's sandboxes. */
+  private starting = 0;
+  private remote: RemotePlacer | undefined;
 
   constructor(private readonly options: LocalPlacementOptions) {
     this.reaped = this.reapLeftovers();
@@ -65,8 +99,73 @@ export class LocalPlacement implements Placement {
     return join(this.options.dataDir, 'apps', 'sandbox');
   }
 
-  place(_start: StartRequest): Promise<SandboxDriver> {
-    return this.driver();
+  /** Boots past this node's cap go to other nodes through `remote` (or none, once the node leaves the cloud). */
+  placeOnOtherNodes(remote: RemotePlacer | undefined): void {
+    this.remote = remote;
+  }
+
+  /** The node's cap (0: none). */
+  get maxInstances(): number {
+    return this.options.maxInstances ?? 0;
+  }
+
+  /** Instances in this node's sandboxes now (and starting), those hosted for other nodes included. */
+  get sandboxes(): number {
+    return this.running.size + this.starting;
+  }
+
+  private hasRoom(): boolean {
+    return this.maxInstances <= 0 || this.sandboxes < this.maxInstances;
+  }
+
+  /** The start's driver: this node's, whose boots go to another node when this one is full. */
+  place(start: StartRequest): Promise<SandboxDriver> {
+    return this.driver().then((local) => this.placing(start, local));
+  }
+
+  private placing(start: StartRequest, local: SandboxDriver): SandboxDriver {
+    return {
+      name: local.name,
+      probe: () => local.probe(),
+      describe: () => local.describe(),
+      start: (spec: SandboxSpec) => this.boot(start, spec, local),
+      restore: (snapshotDir: string, options?: RestoreOptions) => this.counted(() => local.restore(snapshotDir, options)),
+      // The driver is this placement's: it closes with it.
+      close: async () => undefined,
+    };
+  }
+
+  private async boot(start: StartRequest, spec: SandboxSpec, local: SandboxDriver): Promise<Instance> {
+    if (this.hasRoom()) return this.counted(() => local.start(spec));
+    const remote = this.remote;
+    if (remote && runsAnywhere(spec)) {
+      const instance = await remote.start(start, spec);
+      if (instance) return instance;
+    }
+    // It may have freed up while other nodes were asked.
+    if (this.hasRoom()) return this.counted(() => local.start(spec));
+    const elsewhere = !remote ? '' : runsAnywhere(spec) ? ' and no other node has room' : ' (an app with volumes or links runs on its own node)';
+    throw errors.unavailable(`this node runs as many instances as it may (${this.maxInstances}, ALTO_MAX_INSTANCES)${elsewhere}`).withHeaders({ 'retry-after': '5' });
+  }
+
+  /** Starts an instance for another node's app in this node's sandbox, within the cap (compute/cluster/hosted-instances.ts). */
+  async host(spec: SandboxSpec): Promise<Instance> {
+    const local = await this.driver();
+    if (!this.hasRoom()) throw errors.unavailable(`this node runs as many instances as it may (${this.maxInstances})`).withHeaders({ 'retry-after': '5' });
+    return this.counted(() => local.start(spec));
+  }
+
+  /** A start in this node's sandbox, counted from its beginning until the instance exits. */
+  private async counted(run: () => Promise<Instance>): Promise<Instance> {
+    this.starting += 1;
+    try {
+      const instance = await run();
+      this.running.add(instance);
+      void instance.exited.then(() => this.running.delete(instance));
+      return instance;
+    } finally {
+      this.starting -= 1;
+    }
   }
 
   /** The driver, probed the first time an app needs one. */

@@ -33,6 +33,8 @@ export interface Activation {
 
 /** Default for how long an instance stays suspended before it is snapshotted (zero memory). */
 export const DEFAULT_SNAPSHOT_AFTER_MS = 10 * 60_000;
+/** How long an instance moved off a draining node has to finish its exchanges in flight. */
+const RETIRE_DRAIN_MS = 10_000;
 /** How often idle instances are looked for (idle → suspended within idle_timeout + this). */
 const IDLE_CHECK_MS = 100;
 /** How often the host's available memory is read for memory pressure. */
@@ -117,7 +119,38 @@ export class AppScheduler implements RuntimeScheduler {
     const index = version.slots.indexOf(slot);
     if (index >= 0 && this.sleepsWhenIdleAt(runtime.app, index) && runtime.waiting === 0 && slot.inFlight === 0) void this.suspendSlot(runtime, slot, () => true);
     runtime.instanceReady(version, instance);
+    // An instance on another node (compute/cluster/remote-instances.ts) moves when that node drains.
+    instance.events.once('retire', () => this.replace(slot, instance));
     this.statusChanged(runtime);
+  }
+
+  /**
+   * The node that runs `instance` for this one drains: another instance starts in its place
+   * (placed anywhere but there), and only once it is ready does the old one take no new
+   * exchanges, finish those in flight and stop. If none can start, the old one keeps serving.
+   */
+  private replace(slot: VersionSlot, instance: Instance): void {
+    const version = slot.host;
+    const { runtime } = version;
+    if (slot.instance !== instance || !version.slots.includes(slot) || this.options.closing()) return;
+    runtime.system(version, instance.id, `instance ${instance.id} runs on a node that drains (${instance.node ?? 'another node'}): starting one in its place`);
+    const next = version.addSlot();
+    next.startFirst().then(
+      async () => {
+        const index = version.slots.indexOf(slot);
+        if (index >= 0) version.slots.splice(index, 1);
+        (instance as Instance & { retiring?: () => void }).retiring?.();
+        await slot.drain(RETIRE_DRAIN_MS);
+        await slot.stop(version.stopGraceMs(this.options.graceMs));
+        runtime.system(version, instance.id, `instance ${instance.id} stopped: instance ${next.instance?.id ?? ''} serves in its place`);
+        this.statusChanged(runtime);
+      },
+      (error: Error) => {
+        const index = version.slots.indexOf(next);
+        if (index >= 0) version.slots.splice(index, 1);
+        runtime.system(version, instance.id, `no instance could start in place of ${instance.id}, which keeps serving: ${error.message}`);
+      },
+    );
   }
 
   slotExited(slot: VersionSlot, instance: Instance, exit: InstanceExit, expected: boolean): void {

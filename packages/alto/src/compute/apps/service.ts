@@ -74,6 +74,8 @@ export const appsComponent = component('apps.manager', async (platform: Platform
     memoryReserveBytes: mib(wholeNumber('ALTO_MEMORY_RESERVE_MB', 0)),
     // Instance starts (boots, restores) at once on this machine; one app gets half.
     maxConcurrentStarts: wholeNumber('ALTO_MAX_STARTS', 1),
+    // Instances this node's sandboxes hold at once; past it, boots go to other nodes of the cloud.
+    maxInstances: wholeNumber('ALTO_MAX_INSTANCES', 0),
     // Each app's log on disk: its size cap and how many days lines are kept; the rate its output is kept at.
     logs: {
       maxBytesPerApp: wholeNumber('ALTO_LOG_MAX_BYTES_PER_APP', 256 * 1024),

@@ -101,8 +101,8 @@ export function assertLinks(name: string, links: string[] | undefined): void {
 }
 
 /** The start of an instance of this version of the app, as placement sees it. */
-export function startOf(app: Pick<AppRecord, 'projectId' | 'name' | 'version'>): StartRequest {
-  return { projectId: app.projectId, app: app.name, version: app.version };
+export function startOf(app: Pick<AppRecord, 'projectId' | 'name' | 'version'> & Partial<Pick<AppRecord, 'digest' | 'image'>>): StartRequest {
+  return { projectId: app.projectId, app: app.name, version: app.version, digest: app.digest ?? '', image: app.image ?? '' };
 }
 
 export interface AppSpecsOptions {

@@ -17,6 +17,8 @@ export interface SlotView {
   inFlight: number;
   /** What the app's health check said last, when it has one. */
   health?: 'healthy' | 'unhealthy';
+  /** The node whose sandbox runs the instance, when it is not this one. */
+  node?: string;
   since: number;
   /** How its instance came to be: booted, or restored from the version's ready snapshot or its own. */
   origin: SlotOrigin;
@@ -97,6 +99,7 @@ export class AppViews {
         instance: candidate.instance?.id ?? '',
         inFlight: candidate.inFlight,
         ...(candidate.instance?.health ? { health: candidate.instance.health } : {}),
+        ...(candidate.instance?.node ? { node: candidate.instance.node } : {}),
         since: candidate.stateSince,
         origin: candidate.origin,
       })),

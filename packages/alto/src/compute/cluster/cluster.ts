@@ -5,7 +5,9 @@
  * share of a lost node's apps (failover.ts), hands its apps to other nodes while it is draining
  * (drain.ts) and takes those other nodes hand it (hand-off.ts, over the node link), and keeps a
  * relay port for each TCP app another node runs (tcp-relay-ports.ts), whose connections go
- * through a tunnel on that node's edge (tcp-tunnel.ts).
+ * through a tunnel on that node's edge (tcp-tunnel.ts). A node at its instance cap places boots of
+ * its apps on other nodes (remote-instances.ts), and hosts those other nodes place on it
+ * (hosted-instances.ts); a draining node asks the owners of the instances it hosts to move them.
  */
 import type { Logger } from '../../kit/logger.js';
 import type { Platform } from '../../platform/platform.js';
@@ -21,6 +23,9 @@ import { deriveNodeLinkKey, ReplayGuard } from './node-link.js';
 import { openTcpTunnel, registerTunnelReceiver } from './tcp-tunnel.js';
 import { TcpRelayPorts, type RelayPortOpener } from './tcp-relay-ports.js';
 import { errors } from '../../kit/errors.js';
+import type { RemotePlacer } from '../apps/placement.js';
+import { HostedInstances, registerHostedInstances, type InstanceHost } from './hosted-instances.js';
+import { PeerPlacer } from './remote-instances.js';
 
 export interface Cluster {
   peers: PeerView;
@@ -40,7 +45,9 @@ export function movable(app: StoredApp): boolean {
 }
 
 /** What the cluster needs of this node's apps. */
-export interface LocalApps extends MovableApps {
+export interface LocalApps extends MovableApps, InstanceHost {
+  /** Boots past this node's instance cap go to other nodes through `remote`. */
+  placeOnOtherNodes(remote: RemotePlacer | undefined): void;
   /** The edge's resolver for this node's apps. */
   gateway: AppResolver;
   /** Starts an app just moved to this node. */
@@ -79,12 +86,29 @@ export async function joinCluster(platform: Platform, membership: NodeMembership
     movedTo: (address, node) => routing.movedTo(address, node),
     log,
   });
+  const hosted = new HostedInstances({
+    key,
+    replays,
+    self: { id: self, name: membership.name },
+    host: apps,
+    apps: store,
+    isLiveNode: (id) => peers.live(id) !== undefined,
+    draining: () => peers.find(self)?.draining === true,
+    log,
+  });
+  const unregisterHosted = registerHostedInstances(platform, hosted);
+  apps.placeOnOtherNodes(new PeerPlacer({ key, self: { id: self, name: membership.name }, peers, log }));
   // In the background: starting or stopping apps must not hold up the next read of the nodes.
   // A node that was paused past its lease finds its apps moved and stops its copies.
   peers.onRefresh((nodes) => {
     void failover.round(nodes);
     void drain.round(nodes);
     void relayPorts?.sync(nodes);
+    // A draining node's hosted instances move too: their owners start replacements elsewhere.
+    if (nodes.find((node) => node.id === self)?.draining && hosted.count > 0) {
+      const asked = hosted.retireAll(`node ${membership.name} is draining`);
+      if (asked > 0) log.info({ instances: asked }, `draining: asked the owners of ${asked} hosted instance(s) to move them`);
+    }
     const startedAt = Date.now();
     void apps
       .reconcile()
@@ -125,6 +149,9 @@ export async function joinCluster(platform: Platform, membership: NodeMembership
     peers,
     routing,
     stop: async () => {
+      apps.placeOnOtherNodes(undefined);
+      unregisterHosted();
+      await hosted.close();
       unregister();
       unregisterTunnels();
       await peers.stop();

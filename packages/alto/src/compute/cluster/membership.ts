@@ -131,6 +131,9 @@ export function readCapacity(platform: Platform): NodeCapacity {
     capacity.accelerator = sandbox.accelerator ?? 'none';
   }
   for (const [state, count] of Object.entries(apps.instanceStates())) if (count) capacity.instances[state] = count;
+  const sandboxes = apps.sandboxCapacity();
+  capacity.sandboxes = sandboxes.sandboxes;
+  capacity.maxInstances = sandboxes.maxInstances;
   return capacity;
 }
 

@@ -43,6 +43,8 @@ export const NodeView = z
       driver: z.string().describe('the sandbox driver its apps run on, or its choice (auto) until the first app probes it'),
       accelerator: z.string().describe('kvm, none, or unknown until probed'),
       instances: z.record(z.string(), z.number().int()).describe('its app instances by state (running, suspended, ...)'),
+      sandboxes: z.number().int().describe("instances in its own sandboxes now, those it runs for other nodes' apps included"),
+      max_instances: z.number().int().describe('the most instances its sandboxes hold at once (ALTO_MAX_INSTANCES; 0: no cap): past it, its apps place new instances on other nodes'),
     }),
   })
   .meta({ id: 'Node' });
@@ -83,6 +85,8 @@ export function nodeView(node: ListedNode, apps?: NodeApps): z.input<typeof Node
       driver: node.capacity.driver,
       accelerator: node.capacity.accelerator,
       instances: node.capacity.instances,
+      sandboxes: node.capacity.sandboxes ?? 0,
+      max_instances: node.capacity.maxInstances ?? 0,
     },
   };
 }

@@ -57,14 +57,23 @@ export class TunnelRefused extends Error {
  * Opens a tunnel to the app at `address` through `peer`'s edge: resolves with the connection,
  * carrying the app's bytes from then on; rejects with TunnelRefused.
  */
-export async function openTcpTunnel(peer: PeerAddress, key: Buffer, self: string, address: AppAddress, timeoutMs = DEFAULT_TUNNEL_TIMEOUT_MS): Promise<Socket> {
-  const path = tunnelPath(address);
+export function openTcpTunnel(peer: PeerAddress, key: Buffer, self: string, address: AppAddress, timeoutMs = DEFAULT_TUNNEL_TIMEOUT_MS): Promise<Socket> {
+  return openSignedUpgrade(peer, key, self, tunnelPath(address), TCP_TUNNEL_PROTOCOL, timeoutMs);
+}
+
+/**
+ * Sends `POST path` to `peer`'s edge, signed by this node and asking to upgrade to `protocol`;
+ * resolves with the connection once the peer answered 101 (its bytes from then on are the
+ * protocol's), rejects with TunnelRefused saying what the peer answered otherwise. Tunnels to TCP
+ * apps, and to and about instances hosted for another node (hosted-instances.ts), open this way.
+ */
+export async function openSignedUpgrade(peer: PeerAddress, key: Buffer, self: string, path: string, protocol: string, timeoutMs = DEFAULT_TUNNEL_TIMEOUT_MS): Promise<Socket> {
   const signed = signNodeRequest(key, self, { method: 'POST', path });
   const socket = await connectToPeer(peer).catch((error: Error) => {
     throw new TunnelRefused(0, `node ${peer.name} did not take a connection: ${error.message}`);
   });
   const head =
-    `POST ${path} HTTP/1.1\r\nhost: ${peer.host}:${peer.port}\r\nconnection: Upgrade\r\nupgrade: ${TCP_TUNNEL_PROTOCOL}\r\ncontent-length: 0\r\n` +
+    `POST ${path} HTTP/1.1\r\nhost: ${peer.host}:${peer.port}\r\nconnection: Upgrade\r\nupgrade: ${protocol}\r\ncontent-length: 0\r\n` +
     Object.entries(signed)
       .map(([name, value]) => `${name}: ${value}\r\n`)
       .join('') +

@@ -173,6 +173,8 @@ export interface InstanceExit {
 export interface Instance {
   readonly id: string;
   readonly driver: SandboxDriverName;
+  /** The name of the node whose sandbox runs it, when that is not this node (compute/cluster/remote-instances.ts). */
+  readonly node?: string;
   /** Where the host reaches the app's port (never exposed beyond the host). */
   readonly host: string;
   readonly port: number;

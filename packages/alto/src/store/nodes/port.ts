@@ -22,6 +22,10 @@ export interface NodeCapacity {
   accelerator: string;
   /** The node's app instances by lifecycle state (`running`, `suspended`, ...). */
   instances: Record<string, number>;
+  /** Instances in this node's own sandboxes now, those it hosts for other nodes' apps included. */
+  sandboxes?: number;
+  /** The most it holds at once (ALTO_MAX_INSTANCES); 0 or none: no cap but the machine's. */
+  maxInstances?: number;
 }
 
 /** What a node writes with each heartbeat. */

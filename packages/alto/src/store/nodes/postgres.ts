@@ -28,6 +28,7 @@ const MIGRATIONS = [
      driver TEXT NOT NULL,
      accelerator TEXT NOT NULL,
      instances TEXT NOT NULL);`,
+  'ALTER TABLE alto_nodes ADD COLUMN IF NOT EXISTS sandboxes INTEGER NOT NULL DEFAULT 0, ADD COLUMN IF NOT EXISTS max_instances INTEGER NOT NULL DEFAULT 0;',
 ];
 
 /** BIGINT arrives as a string from pg. */
@@ -47,10 +48,12 @@ interface NodeRow {
   driver: string;
   accelerator: string;
   instances: string;
+  sandboxes: number;
+  max_instances: number;
 }
 
 const COLUMNS =
-  'id, name, advertise_url, version, started_at, heartbeat_at, lease_expires_at, left_at, draining, memory_total_mib, memory_free_mib, cpus, driver, accelerator, instances';
+  'id, name, advertise_url, version, started_at, heartbeat_at, lease_expires_at, left_at, draining, memory_total_mib, memory_free_mib, cpus, driver, accelerator, instances, sandboxes, max_instances';
 
 function nodeFromRow(row: NodeRow): StoredNode {
   return {
@@ -70,6 +73,8 @@ function nodeFromRow(row: NodeRow): StoredNode {
       driver: row.driver,
       accelerator: row.accelerator,
       instances: JSON.parse(row.instances) as Record<string, number>,
+      sandboxes: Number(row.sandboxes),
+      maxInstances: Number(row.max_instances),
     },
   };
 }
@@ -97,11 +102,12 @@ export class PostgresNodeStore implements NodeStore {
       }
       const { capacity } = node;
       const result = await client.query<NodeRow>(
-        `INSERT INTO alto_nodes (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, FALSE, $8, $9, $10, $11, $12, $13)
+        `INSERT INTO alto_nodes (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, FALSE, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, advertise_url = excluded.advertise_url, version = excluded.version,
            started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, lease_expires_at = excluded.lease_expires_at,
            left_at = NULL, memory_total_mib = excluded.memory_total_mib, memory_free_mib = excluded.memory_free_mib,
-           cpus = excluded.cpus, driver = excluded.driver, accelerator = excluded.accelerator, instances = excluded.instances
+           cpus = excluded.cpus, driver = excluded.driver, accelerator = excluded.accelerator, instances = excluded.instances,
+           sandboxes = excluded.sandboxes, max_instances = excluded.max_instances
          RETURNING ${COLUMNS}`,
         [
           node.id,
@@ -117,6 +123,8 @@ export class PostgresNodeStore implements NodeStore {
           capacity.driver,
           capacity.accelerator,
           JSON.stringify(capacity.instances),
+          capacity.sandboxes ?? 0,
+          capacity.maxInstances ?? 0,
         ],
       );
       return nodeFromRow(result.rows[0]);

@@ -25,6 +25,8 @@ const MIGRATIONS = [
      driver TEXT NOT NULL,
      accelerator TEXT NOT NULL,
      instances TEXT NOT NULL) WITHOUT ROWID;`,
+  'ALTER TABLE alto_nodes ADD COLUMN sandboxes INTEGER NOT NULL DEFAULT 0;',
+  'ALTER TABLE alto_nodes ADD COLUMN max_instances INTEGER NOT NULL DEFAULT 0;',
 ];
 
 interface NodeRow {
@@ -43,10 +45,12 @@ interface NodeRow {
   driver: string;
   accelerator: string;
   instances: string;
+  sandboxes: number;
+  max_instances: number;
 }
 
 const COLUMNS =
-  'id, name, advertise_url, version, started_at, heartbeat_at, lease_expires_at, left_at, draining, memory_total_mib, memory_free_mib, cpus, driver, accelerator, instances';
+  'id, name, advertise_url, version, started_at, heartbeat_at, lease_expires_at, left_at, draining, memory_total_mib, memory_free_mib, cpus, driver, accelerator, instances, sandboxes, max_instances';
 
 function nodeFromRow(row: NodeRow): StoredNode {
   return {
@@ -66,6 +70,8 @@ function nodeFromRow(row: NodeRow): StoredNode {
       driver: row.driver,
       accelerator: row.accelerator,
       instances: JSON.parse(row.instances) as Record<string, number>,
+      sandboxes: Number(row.sandboxes),
+      maxInstances: Number(row.max_instances),
     },
   };
 }
@@ -78,11 +84,12 @@ function prepareStatements(db: SqliteDatabase) {
     byId: db.prepare(`SELECT ${COLUMNS} FROM alto_nodes WHERE id = ?`),
     deleteById: db.prepare('DELETE FROM alto_nodes WHERE id = ?'),
     upsert: db.prepare(
-      `INSERT INTO alto_nodes (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO alto_nodes (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (id) DO UPDATE SET name = excluded.name, advertise_url = excluded.advertise_url, version = excluded.version,
          started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, lease_expires_at = excluded.lease_expires_at,
          left_at = NULL, memory_total_mib = excluded.memory_total_mib, memory_free_mib = excluded.memory_free_mib,
-         cpus = excluded.cpus, driver = excluded.driver, accelerator = excluded.accelerator, instances = excluded.instances`,
+         cpus = excluded.cpus, driver = excluded.driver, accelerator = excluded.accelerator, instances = excluded.instances,
+           sandboxes = excluded.sandboxes, max_instances = excluded.max_instances`,
     ),
     list: db.prepare(`SELECT ${COLUMNS} FROM alto_nodes ORDER BY name`),
     setDraining: db.prepare('UPDATE alto_nodes SET draining = ? WHERE name = ?'),
@@ -123,6 +130,8 @@ export class SqliteNodeStore implements NodeStore {
           capacity.driver,
           capacity.accelerator,
           JSON.stringify(capacity.instances),
+          capacity.sandboxes ?? 0,
+          capacity.maxInstances ?? 0,
         );
         return nodeFromRow(this.statements.byId.get(node.id) as NodeRow);
       })
