@@ -31,6 +31,7 @@ import { imagesComponent } from '../compute/images/service.js';
 import { startNodeMembership, type NodeMembership } from '../compute/cluster/membership.js';
 import { joinCluster } from '../compute/cluster/cluster.js';
 import { acceptTcpTunnel, isTunnelRequest } from '../compute/cluster/tcp-tunnel.js';
+import { acceptHostedInstanceRequest, isHostedInstanceRequest } from '../compute/cluster/hosted-instances.js';
 import type { AppAddress, AppResolver } from '../compute/apps/gateway.js';
 import { listNodes } from '../compute/cluster/service.js';
 import { AppProxy, TcpForwarder } from './proxy.js';
@@ -407,6 +408,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     socket.on('error', () => socket.destroy());
     // Another node's connection to a TCP app this node runs (compute/cluster/tcp-tunnel.ts).
     if (isTunnelRequest(request)) return void acceptTcpTunnel(platform, request, socket, head);
+    // Another node's instance placed here, and connections to it (compute/cluster/hosted-instances.ts).
+    if (isHostedInstanceRequest(request)) return acceptHostedInstanceRequest(platform, request, socket, head);
     if (appProxy.handleUpgrade(request, socket, head)) return;
     const url = new URL(request.url ?? '/', 'http://alto.local');
     if (!url.pathname.startsWith('/v1/')) {
