@@ -66,6 +66,8 @@ export interface LocalPlacementOptions {
   /** Instances this node's sandboxes hold at once (ALTO_MAX_INSTANCES); 0 or none: no cap. */
   maxInstances?: number;
   log: Logger;
+  /** How the driver is chosen (default: `chooseSandboxDriver` for `sandbox`); tests give their own. */
+  choose?: () => Promise<ChosenSandbox>;
 }
 
 /** Every start on this node's sandbox driver. */
@@ -171,7 +173,7 @@ export class LocalPlacement implements Placement {
   /** The driver, probed the first time an app needs one. */
   private driver(): Promise<SandboxDriver> {
     this.chosen ??= this.reaped
-      .then(() => chooseSandboxDriver({ choice: this.options.sandbox, stateDir: this.stateDir, cacheDir: this.options.sandboxCacheDir }))
+      .then(() => this.options.choose?.() ?? chooseSandboxDriver({ choice: this.options.sandbox, stateDir: this.stateDir, cacheDir: this.options.sandboxCacheDir }))
       .then(
         (chosen) => {
           this.chosenStatus = sandboxStatus(chosen);

@@ -18,7 +18,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
-import { errors } from '../../kit/errors.js';
+import { errors, type AltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { ListedNode } from '../../store/nodes/port.js';
 import type { RemotePlacer } from '../apps/placement.js';
@@ -89,7 +89,7 @@ export class PeerPlacer implements RemotePlacer {
         // The node filled up, began draining or cannot be reached: the next one. A start the app
         // itself failed (it exited, or never listened) fails the same anywhere: the slot hears it.
         if (error instanceof SandboxStartError) throw error;
-        if (error instanceof HostRefused && error.status !== 503) throw errors.badRequest(error.message);
+        if (error instanceof HostRefused && error.status !== 503) throw refusal(error);
         this.options.log.warn({ node: node.name, app: start.app, err: error }, `node ${node.name} did not take an instance of app "${start.app}"; trying another`);
       }
     }
@@ -101,6 +101,14 @@ export class PeerPlacer implements RemotePlacer {
 function roomOf(node: ListedNode): number {
   const cap = node.capacity.maxInstances ?? 0;
   return cap > 0 ? cap - (node.capacity.sandboxes ?? 0) : Number.MAX_SAFE_INTEGER;
+}
+
+/** A host's refusal that no other node would answer otherwise, as the API's error of its status. */
+function refusal(error: HostRefused): AltoError {
+  if (error.status === 404) return errors.notFound(error.message);
+  if (error.status === 409) return errors.conflict(error.message);
+  if (error.status >= 400 && error.status < 500) return errors.badRequest(error.message);
+  return errors.unavailable(error.message);
 }
 
 /** A host's refusal of a start, with its status. */
