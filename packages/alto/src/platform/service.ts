@@ -9,6 +9,7 @@ import type { z } from 'zod';
 import type { Logger } from '../kit/logger.js';
 import type { KeyRole } from '../store/control.js';
 import type { Platform } from './platform.js';
+import type { ProjectSection } from './transfer/section.js';
 
 /**
  * Who may call an endpoint.
@@ -119,6 +120,8 @@ export interface ServiceDefinition {
    * starting with `${projectId}/`). Called after `projects/Delete` removed the project.
    */
   deleteProjectData?(projectId: string, platform: Platform): Promise<void>;
+  /** The service's part of a project archive (`alto projects export`, `push`, `pull`). */
+  transfer?: ProjectSection;
 }
 
 /**

@@ -20,6 +20,7 @@ import {
   SigningSecretResponse,
 } from './schema.js';
 import type { JobRecord } from '../../store/cron/port.js';
+import { cronSection } from './transfer.js';
 
 const scheduler = component('cron.scheduler', async (platform) => {
   const cron = new CronScheduler(platform.stores.cron, {
@@ -106,6 +107,7 @@ export const cronService = defineService({
       },
     }),
   },
+  transfer: cronSection(scheduler),
   async deleteProjectData(projectId, platform) {
     await platform.use(scheduler).store.deleteProject(projectId);
   },

@@ -21,6 +21,11 @@ export class SigningSecrets {
     return this.cipher ? this.cipher.openText(stored, where(namespace)) : stored;
   }
 
+  /** Makes `secret` the namespace's secret when it has none yet (a project imported from an archive). */
+  async adopt(namespace: string, secret: string): Promise<void> {
+    await this.store.signingSecret(namespace, () => this.seal(namespace, secret));
+  }
+
   /** Seals the secrets stored in plain text before they were sealed; returns how many. */
   async sealPlain(): Promise<number> {
     if (!this.cipher) return 0;

@@ -40,6 +40,7 @@ import {
   WatchMessage,
   WatchRequest,
 } from './schema.js';
+import { dbSection } from './transfer.js';
 
 /** The store the factory opened, with the limits `ALTO_DB_*` set at start; the platform closes it at shutdown. */
 const documents = component<DocumentStore>('db.documents', (platform) => platform.stores.documents);
@@ -199,6 +200,7 @@ export const dbService = defineService({
       },
     }),
   },
+  transfer: dbSection,
   async deleteProjectData(projectId, platform) {
     await platform.use(documents).dropProject(projectId);
   },

@@ -23,6 +23,7 @@ import {
   SetRetentionRequest,
   SetRetentionResponse,
 } from './schema.js';
+import { eventSection } from './transfer.js';
 
 /** The block's started instance (exported for tests that look at the open consumers). */
 export const eventBlock = component('event.store', (platform) => {
@@ -108,6 +109,7 @@ export const eventService = defineService({
       },
     }),
   },
+  transfer: eventSection,
   async deleteProjectData(projectId, platform) {
     await platform.use(eventBlock).store.deleteProject(projectId);
   },

@@ -19,6 +19,7 @@ import {
   SaveResponse,
 } from './schema.js';
 import { filesRoute } from './serve.js';
+import { fileSection } from './transfer.js';
 
 const filesBlock = component('file.files', (platform) => {
   return new Files(platform.stores.files, parseBaseUrl(process.env.ALTO_PUBLIC_URL, 'ALTO_PUBLIC_URL'));
@@ -79,6 +80,7 @@ export const fileService = defineService({
       },
     }),
   },
+  transfer: fileSection,
   async deleteProjectData(projectId, platform) {
     await platform.use(filesBlock).store.deleteProject(projectId);
   },

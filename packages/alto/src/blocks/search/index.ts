@@ -19,6 +19,7 @@ import {
   SearchResponse,
 } from './schema.js';
 import { SearchIndexes } from './search-indexes.js';
+import { searchSection } from './transfer.js';
 
 const searchIndexes = component('search.indexes', (platform) => {
   return new SearchIndexes(platform.stores.search);
@@ -87,6 +88,7 @@ export const searchService = defineService({
       },
     }),
   },
+  transfer: searchSection(searchIndexes),
   async deleteProjectData(projectId, platform) {
     await platform.use(searchIndexes).store.deleteProject(projectId);
   },

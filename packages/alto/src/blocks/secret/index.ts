@@ -16,6 +16,7 @@ import {
   SetResponse,
 } from './schema.js';
 import { SecretBlock } from './secrets.js';
+import { secretSection } from './transfer.js';
 
 const secretBlock = component('secret.store', async (platform) => {
   const log = platform.log.child({ block: 'secret' });
@@ -86,6 +87,7 @@ export const secretService = defineService({
       },
     }),
   },
+  transfer: secretSection(secretBlock),
   async deleteProjectData(projectId, platform) {
     await platform.use(secretBlock).deleteProject(projectId);
   },

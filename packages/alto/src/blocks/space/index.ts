@@ -30,6 +30,7 @@ import {
 import { spaceRoute } from './serve.js';
 import { loadCloudSigningKey, UrlSigner } from './signing.js';
 import { INLINE_LIMIT_HINT, inlineBodyLimit, Space, type StorageGuard } from './space.js';
+import { spaceSection } from './transfer.js';
 
 const spaceBlock = component('space.objects', async (platform) => {
   const store = platform.stores.objects;
@@ -152,6 +153,7 @@ export const spaceService = defineService({
       },
     }),
   },
+  transfer: spaceSection,
   async deleteProjectData(projectId, platform) {
     await platform.use(spaceBlock).store.deleteProject(projectId);
   },

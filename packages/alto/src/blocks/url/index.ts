@@ -22,6 +22,7 @@ import {
   UpdateResponse,
 } from './schema.js';
 import { checkPublicUrl, idOfRequest, ShortUrls } from './short-urls.js';
+import { urlSection } from './transfer.js';
 
 const shortUrls = component('url.shortUrls', (platform) => {
   return new ShortUrls(platform.stores.urls, checkPublicUrl(process.env.ALTO_PUBLIC_URL));
@@ -102,6 +103,7 @@ export const urlService = defineService({
       },
     }),
   },
+  transfer: urlSection(shortUrls),
   async deleteProjectData(projectId, platform) {
     await platform.use(shortUrls).store.deleteProject(projectId);
   },

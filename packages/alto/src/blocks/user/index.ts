@@ -49,6 +49,7 @@ import {
 import type { TemplateName } from './templates.js';
 import { DEFAULT_USER_LIMITS, invalidToken, UserBlock } from './users.js';
 import { verificationPage } from './verify-page.js';
+import { userSection } from './transfer.js';
 
 const userBlock = component('user.store', (platform) => {
   const block = new UserBlock(
@@ -360,6 +361,7 @@ export const userService = defineService({
       },
     }),
   },
+  transfer: userSection,
   async deleteProjectData(projectId, platform) {
     await platform.use(userBlock).deleteProject(projectId);
   },

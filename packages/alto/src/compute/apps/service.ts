@@ -50,6 +50,7 @@ import {
   UpdateRequest,
 } from './schema.js';
 import type { z } from 'zod';
+import { appSection } from '../transfer/app-section.js';
 
 export const appsComponent = component('apps.manager', async (platform: Platform) => {
   const limits = platform.limits;
@@ -331,6 +332,7 @@ export const appService = defineService({
       },
     }),
   },
+  transfer: appSection,
   async deleteProjectData(projectId, platform) {
     await platform.use(appsComponent).deleteProject(projectId);
   },

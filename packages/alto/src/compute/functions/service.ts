@@ -45,6 +45,7 @@ import {
   RuntimesResponse,
   UpdateRequest,
 } from './schema.js';
+import { functionSection } from './transfer.js';
 
 /** Inline sources and uploaded folders are larger than most bodies. */
 const CODE_BODY = {
@@ -231,6 +232,7 @@ export const functionService = defineService({
       },
     }),
   },
+  transfer: functionSection,
   async deleteProjectData(projectId, platform) {
     await platform.use(functionsComponent).deleteProject(projectId);
   },

@@ -7,6 +7,7 @@ import { defineService, endpoint } from '../service.js';
 import type { ProjectRecord } from '../../store/control.js';
 import { LIMIT_NAMES } from '../limit-names.js';
 import type { Platform } from '../platform.js';
+import { transferRoute } from '../transfer/route.js';
 import { limitFieldsForCreate, limitFieldsForUpdate, pickLimits, ProjectLimits } from './limits-schema.js';
 
 export const Project = z
@@ -33,6 +34,7 @@ export const projectsService = defineService({
   name: 'projects',
   description: 'Projects group keys and data: every key belongs to one project, and blocks keep each project apart.',
   priceMicros: 0,
+  httpRoutes: [transferRoute()],
   endpoints: {
     Create: endpoint({
       description:

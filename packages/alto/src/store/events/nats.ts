@@ -71,6 +71,18 @@ export function subjectToken(text: string): string {
   return token;
 }
 
+/** The text `subjectToken` wrote. */
+function subjectText(token: string): string {
+  const bytes: number[] = [];
+  for (let index = 0; index < token.length; index++) {
+    if (token[index] === '_') {
+      bytes.push(parseInt(token.slice(index + 1, index + 3), 16));
+      index += 2;
+    } else bytes.push(token.charCodeAt(index));
+  }
+  return decoder.decode(Uint8Array.from(bytes));
+}
+
 function isNotFound(error: unknown): boolean {
   return /not found/i.test((error as Error)?.message ?? '');
 }
@@ -271,6 +283,20 @@ export class NatsEventStore implements EventStore {
     }
     entry.consumer.settled(key);
     return acknowledged;
+  }
+
+  async listTopics(namespace: string): Promise<string[]> {
+    const prefix = `alto.events.${subjectToken(namespace)}.`;
+    try {
+      const info = await this.jsm.streams.info(NatsEventStore.streamName(namespace), { subjects_filter: `${prefix}*` });
+      return Object.keys(info.state.subjects ?? {})
+        .filter((subject) => subject.startsWith(prefix))
+        .map((subject) => subjectText(subject.slice(prefix.length)))
+        .sort();
+    } catch (error) {
+      if (isNotFound(error)) return [];
+      throw error;
+    }
   }
 
   async retention(namespace: string): Promise<RetentionPolicy> {

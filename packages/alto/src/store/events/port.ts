@@ -90,6 +90,8 @@ export interface EventStore {
    * there (already acknowledged, unknown, or, on NATS, delivered by an earlier server process).
    */
   ack(namespace: string, topic: string, group: string, id: string): Promise<boolean>;
+  /** The namespace's topics that hold retained events, sorted: for a project's export. */
+  listTopics(namespace: string): Promise<string[]>;
   retention(namespace: string): Promise<RetentionPolicy>;
   setRetention(namespace: string, policy: RetentionPolicy): Promise<void>;
   /**

@@ -238,6 +238,10 @@ export class SqliteEventStore implements EventStore {
     return acknowledged;
   }
 
+  async listTopics(namespace: string): Promise<string[]> {
+    return this.db.prepare('SELECT DISTINCT topic FROM event_log WHERE namespace = ? ORDER BY topic').pluck().all(namespace) as string[];
+  }
+
   async retention(namespace: string): Promise<RetentionPolicy> {
     const row = this.statements.retention.get(namespace) as { max_age_ms: number; max_events: number } | undefined;
     return row ? { maxAgeMs: row.max_age_ms, maxEventsPerTopic: row.max_events } : { ...DEFAULT_RETENTION };

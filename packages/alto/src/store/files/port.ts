@@ -46,6 +46,8 @@ export interface FileStore {
   list(namespace: string, project: string, options: FileListOptions): Promise<FileRecord[]>;
   /** Returns false when there was no such file. */
   delete(namespace: string, project: string, path: string): Promise<boolean>;
+  /** The caller's groupings (`project`s) that hold files in the namespace, sorted: for a project's export. */
+  listProjects(namespace: string): Promise<string[]>;
   /** Deletes the files of every environment of a project (namespaces `${projectId}/...`). */
   deleteProject(projectId: string): Promise<number>;
   close?(): Promise<void>;

@@ -75,6 +75,11 @@ export class PostgresFileStore implements FileStore {
     return result.rows[0] && recordFromRow(result.rows[0]);
   }
 
+  async listProjects(namespace: string): Promise<string[]> {
+    const result = await this.pool.query<{ project: string }>('SELECT DISTINCT project FROM alto_files WHERE namespace = $1 ORDER BY project', [namespace]);
+    return result.rows.map((row) => row.project);
+  }
+
   async list(namespace: string, project: string, options: FileListOptions): Promise<FileRecord[]> {
     const result = await this.pool.query<Row>(
       `SELECT ${COLUMNS} FROM alto_files

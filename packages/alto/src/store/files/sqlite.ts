@@ -60,6 +60,7 @@ export class SqliteFileStore implements FileStore {
         WHERE namespace = ? AND project = ? AND path > ? AND substr(path, 1, length(?)) = ?
         ORDER BY path LIMIT ?`),
       delete: db.prepare('DELETE FROM file_records WHERE namespace = ? AND project = ? AND path = ?'),
+      listProjects: db.prepare('SELECT DISTINCT project FROM file_records WHERE namespace = ? ORDER BY project').pluck(),
       deleteProject: db.prepare('DELETE FROM file_records WHERE substr(namespace, 1, length(?)) = ?'),
     };
   }
@@ -81,6 +82,10 @@ export class SqliteFileStore implements FileStore {
   async get(namespace: string, project: string, path: string): Promise<FileRecord | undefined> {
     const row = this.statements.get.get(namespace, project, path) as Row | undefined;
     return row && recordFromRow(row);
+  }
+
+  async listProjects(namespace: string): Promise<string[]> {
+    return this.statements.listProjects.all(namespace) as string[];
   }
 
   async list(namespace: string, project: string, options: FileListOptions): Promise<FileRecord[]> {

@@ -54,6 +54,8 @@ export interface SearchStore {
    * the order they were first indexed. Undefined when the index does not exist.
    */
   search(namespace: string, index: string, query: QueryNode | undefined, page: SearchPage): Promise<SearchHit[] | undefined>;
+  /** The namespace's index names, sorted: for a project's export. */
+  listIndexes(namespace: string): Promise<string[]>;
   /** Deletes the indexes of every environment of a project (namespaces `${projectId}/...`). */
   deleteProject(projectId: string): Promise<number>;
   close?(): Promise<void>;

@@ -89,6 +89,11 @@ export class PostgresSearchStore implements SearchStore {
     return result.rowCount === 1 ? 'deleted' : 'no-document';
   }
 
+  async listIndexes(namespace: string): Promise<string[]> {
+    const result = await this.pool.query<{ name: string }>('SELECT name FROM alto_search_indexes WHERE namespace = $1 ORDER BY name', [namespace]);
+    return result.rows.map((row) => row.name);
+  }
+
   async search(namespace: string, index: string, query: QueryNode | undefined, page: SearchPage): Promise<SearchHit[] | undefined> {
     const indexId = await this.indexIdOf(namespace, index);
     if (indexId === undefined) return undefined;

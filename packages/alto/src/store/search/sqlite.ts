@@ -121,6 +121,10 @@ export class SqliteSearchStore implements SearchStore {
     }).immediate();
   }
 
+  async listIndexes(namespace: string): Promise<string[]> {
+    return this.db.prepare('SELECT name FROM search_indexes WHERE namespace = ? ORDER BY name').pluck().all(namespace) as string[];
+  }
+
   async search(namespace: string, index: string, query: QueryNode | undefined, page: SearchPage): Promise<SearchHit[] | undefined> {
     const indexId = this.indexIdOf(namespace, index);
     if (indexId === undefined) return undefined;

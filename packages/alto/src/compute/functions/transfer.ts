@@ -1,0 +1,127 @@
+/**
+ * @module compute/functions/transfer
+ * The functions' section of a project archive (code): per function, its kept source
+ * (`function/<name>/source.tar.gz`, the object the build read, when one is kept) and then its
+ * definition (`function/<name>/function.json`: runtime, entrypoint, env vars, the names of its
+ * secrets, the environment of its key). The import deploys each function again through
+ * function/Deploy, from its inline source or from the kept source as an uploaded folder (a
+ * repository's function is deployed from the clone that was kept, not cloned again), so it is
+ * built for the target and gets a key of the new project. Its build log and versions are not carried.
+ */
+import { extract as tarExtract } from 'tar-stream';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { errors } from '../../kit/errors.js';
+import type { ProjectSection } from '../../platform/transfer/section.js';
+import { sourceNamespace } from './source-archive.js';
+import { MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES } from './source.js';
+
+interface FunctionDefinition {
+  name: string;
+  runtime: string;
+  entrypoint: string;
+  sourceKind: 'inline' | 'files' | 'repo';
+  source: string;
+  repo: string;
+  branch: string;
+  subfolder: string;
+  envVars: Record<string, string>;
+  environment: string;
+  secrets: string[];
+  /** Whether `source.tar.gz` precedes this entry. */
+  keptSource: boolean;
+}
+
+/** The kept source read last, by function name, until its definition arrives. */
+const sources = new WeakMap<object, Map<string, Buffer>>();
+
+export const functionSection: ProjectSection = {
+  name: 'function',
+  kind: 'code',
+  async export({ platform, project, archive }) {
+    for (const record of await platform.stores.functions.listOfProject(project.id)) {
+      let keptSource = false;
+      if (record.sourceArchive) {
+        const read = await platform.stores.objects.get(sourceNamespace(project.id), record.sourceArchive);
+        if (read) {
+          await archive.stream('function', `${record.name}/source.tar.gz`, read.info.size, read.body);
+          keptSource = true;
+        }
+      }
+      const definition: FunctionDefinition = {
+        name: record.name,
+        runtime: record.runtime,
+        entrypoint: record.entrypoint,
+        sourceKind: record.sourceKind,
+        source: record.source,
+        repo: record.repo,
+        branch: record.branch,
+        subfolder: record.subfolder,
+        envVars: record.envVars,
+        environment: record.environment,
+        secrets: record.secrets,
+        keptSource,
+      };
+      await archive.json('function', `${record.name}/function.json`, definition, 1);
+    }
+  },
+  async importEntry(context, entry) {
+    const [name, file, ...rest] = entry.name.split('/');
+    if (rest.length > 0) return context.warn(`function: the entry ${entry.name} is not known to this Alto and was left out`);
+    if (file === 'source.tar.gz') {
+      if (entry.size > MAX_UPLOAD_BYTES) throw errors.badRequest(`the source of function ${name} is larger than ${MAX_UPLOAD_BYTES} bytes`);
+      const kept = sources.get(context) ?? new Map<string, Buffer>();
+      kept.set(name, await entry.buffer());
+      sources.set(context, kept);
+      return;
+    }
+    if (file !== 'function.json') return context.warn(`function: the entry ${entry.name} is not known to this Alto and was left out`);
+    const definition = await entry.json<FunctionDefinition>();
+    const environment = context.environmentOf(definition.environment || 'dev');
+    const kept = sources.get(context)?.get(name);
+    const code = kept
+      ? { files: await filesOf(kept, definition.sourceKind === 'repo' ? definition.subfolder : '') }
+      : definition.sourceKind === 'inline'
+        ? { source: definition.source }
+        : undefined;
+    if (!code) throw errors.badRequest(`function ${name}: the archive holds no source for it (its source was not kept on the instance it was exported from); deploy it again there first`);
+    sources.get(context)?.delete(name);
+    await context.call('function', 'Deploy', environment, {
+      name: definition.name,
+      ...code,
+      ...(definition.entrypoint ? { entrypoint: definition.entrypoint } : {}),
+      env_vars: definition.envVars ?? {},
+      runtime: definition.runtime || 'nodejs',
+      ...(definition.secrets?.length ? { secrets: definition.secrets } : {}),
+    });
+  },
+};
+
+/**
+ * The files of a kept source as function/Deploy takes them (relative path -> base64), below
+ * `subfolder` for a repository. Bounded as an upload is; anything but files (folders, links) is left out.
+ */
+async function filesOf(archive: Buffer, subfolder: string): Promise<Record<string, string>> {
+  const prefix = subfolder.trim().replace(/^\/+|\/+$/g, '');
+  const files: Record<string, string> = {};
+  let count = 0;
+  let bytes = 0;
+  const extract = tarExtract();
+  const reading = pipeline(Readable.from([archive]), createGunzip(), extract);
+  for await (const entry of extract) {
+    const path = entry.header.name.replace(/^\.\//, '');
+    const chunks: Buffer[] = [];
+    for await (const chunk of entry as AsyncIterable<Buffer>) chunks.push(chunk);
+    if (entry.header.type !== 'file') continue;
+    if (path.split('/').some((part) => part === '..' || part === '') || path.startsWith('/')) throw errors.badRequest(`a function's source holds the path "${path.slice(0, 100)}"`);
+    const relative = prefix ? (path.startsWith(`${prefix}/`) ? path.slice(prefix.length + 1) : undefined) : path;
+    if (relative === undefined) continue;
+    const content = Buffer.concat(chunks);
+    bytes += content.length;
+    if (++count > MAX_UPLOAD_FILES || bytes > MAX_UPLOAD_BYTES) throw errors.badRequest(`a function's source is larger than an upload may be (${MAX_UPLOAD_FILES} files, ${MAX_UPLOAD_BYTES} bytes)`);
+    files[relative] = content.toString('base64');
+  }
+  await reading;
+  return files;
+}

@@ -1,0 +1,155 @@
+/**
+ * @module platform/transfer/route
+ * The HTTP side of project archives, what `alto projects export/import`, `alto push` and
+ * `alto pull` call. Plain routes rather than `/v1` endpoints, because an archive is a stream of
+ * any size, not a JSON body:
+ *
+ * - `GET /admin/projects/export?name=shop[&only=data|code]`: the archive, `application/gzip`,
+ *   streamed as it is written. A failure after the first byte cuts the stream: the archive then
+ *   has no manifest, and every reader refuses it.
+ * - `POST /admin/projects/import[?as=shop2]` with the archive as the body: spooled to a file in
+ *   the data folder (bounded), verified whole, applied to a new project; answers
+ *   `{ project, key, sections, warnings }`, the key shown once.
+ *
+ * Both need an admin key or an account owner's key (the projects of the key's account).
+ * `X-Alto-Passphrase` (base64 of the UTF-8 passphrase) seals or opens the secrets section.
+ */
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { errors, isAltoError, type AltoError } from '../../kit/errors.js';
+import type { Platform } from '../platform.js';
+import type { HttpRoute, Tenant } from '../service.js';
+import { DEFAULT_ARCHIVE_LIMITS } from './archive.js';
+import { exportProject, importProject, spoolName, type Only } from './transfer.js';
+
+export const TRANSFER_ROUTE_PREFIX = '/admin/projects/';
+export const PASSPHRASE_HEADER = 'x-alto-passphrase';
+/** Largest archive an import takes, as sent (gzipped). */
+const MAX_UPLOAD_BYTES = DEFAULT_ARCHIVE_LIMITS.maxTotalBytes;
+
+export function transferRoute(): HttpRoute {
+  return {
+    prefix: TRANSFER_ROUTE_PREFIX,
+    methods: ['GET', 'POST'],
+    description: 'Project archives: GET export?name= streams one out, POST import[?as=] takes one in (admin or owner key).',
+    async handle(request, response, url, platform) {
+      const requestId = randomUUID();
+      const abort = new AbortController();
+      response.on('close', () => {
+        if (!response.writableFinished) abort.abort(new Error('the client went away'));
+      });
+      try {
+        const caller = await managerOf(request, platform);
+        const action = url.pathname.slice(TRANSFER_ROUTE_PREFIX.length);
+        if (action === 'export' && request.method === 'GET') return await sendExport(url, request, response, caller, platform, abort.signal);
+        if (action === 'import' && request.method === 'POST') return await receiveImport(url, request, response, caller, platform, abort.signal);
+        throw errors.notFound(`${url.pathname} is not a project archive route: GET ${TRANSFER_ROUTE_PREFIX}export?name=NAME or POST ${TRANSFER_ROUTE_PREFIX}import`);
+      } catch (error) {
+        sendError(request, response, error, requestId, platform);
+      }
+    },
+  };
+}
+
+async function managerOf(request: IncomingMessage, platform: Platform): Promise<Tenant> {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '');
+  if (!match) throw errors.unauthorized('send the admin key or an account owner\'s key as "Authorization: Bearer <key>"');
+  const tenant = await platform.tenancy.authenticate(match[1]);
+  if (tenant.role !== 'admin' && tenant.role !== 'owner') throw errors.forbidden('exporting and importing projects needs the admin key or an account owner\'s key, not a project key');
+  return tenant;
+}
+
+function onlyOf(url: URL): Only {
+  const only = url.searchParams.get('only') ?? 'all';
+  if (only !== 'data' && only !== 'code' && only !== 'all') throw errors.badRequest(`only: "data", "code" or "all", not "${only.slice(0, 40)}"`);
+  return only;
+}
+
+function passphraseOf(request: IncomingMessage): string | undefined {
+  const header = request.headers[PASSPHRASE_HEADER];
+  if (typeof header !== 'string') return undefined;
+  return Buffer.from(header, 'base64').toString('utf8');
+}
+
+async function sendExport(url: URL, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform, signal: AbortSignal): Promise<void> {
+  const name = url.searchParams.get('name');
+  if (!name) throw errors.badRequest('name: give the project to export (?name=shop)');
+  const { writer, done } = await exportProject(platform, caller, name, { only: onlyOf(url), passphrase: passphraseOf(request), signal });
+  response.writeHead(200, {
+    'content-type': 'application/gzip',
+    'content-disposition': `attachment; filename="${name}.tgz"`,
+    'cache-control': 'no-store',
+  });
+  const streaming = pipeline(writer.output, response);
+  try {
+    await done;
+    await streaming;
+  } catch (error) {
+    // The stream ends without its manifest: the receiver refuses it as incomplete.
+    response.destroy();
+    if (!signal.aborted) platform.log.error({ err: error, project: name }, 'exporting a project failed part way');
+  }
+}
+
+async function receiveImport(url: URL, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform, signal: AbortSignal): Promise<void> {
+  const as = url.searchParams.get('as') ?? undefined;
+  const folder = join(platform.config.dataDir, 'transfer');
+  await mkdir(folder, { recursive: true, mode: 0o700 });
+  const file = join(folder, spoolName());
+  try {
+    let received = 0;
+    const bounded = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        received += chunk.length;
+        if (received > MAX_UPLOAD_BYTES) return callback(errors.payloadTooLarge(`the archive is larger than the ${MAX_UPLOAD_BYTES} bytes an import takes`));
+        callback(null, chunk);
+      },
+    });
+    await pipeline(request, bounded, createWriteStream(file, { mode: 0o600 }));
+    const result = await importProject(platform, caller, file, { as, passphrase: passphraseOf(request), signal });
+    const sections = Object.fromEntries(Object.entries(result.manifest.sections).map(([name, section]) => [name, section.count]));
+    const body = JSON.stringify({
+      project: { id: result.project.id, name: result.project.name },
+      key: result.key,
+      from: { project: result.manifest.project, alto_version: result.manifest.altoVersion, created: result.manifest.createdAt },
+      sections,
+      warnings: result.warnings,
+    });
+    response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    response.end(body);
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+function sendError(request: IncomingMessage, response: ServerResponse, error: unknown, requestId: string, platform: Platform): void {
+  let failure: AltoError;
+  if (isAltoError(error)) failure = error;
+  else {
+    if (request.destroyed) {
+      if (!response.headersSent) response.destroy();
+      return;
+    }
+    platform.log.error({ err: error, req_id: requestId }, 'a project archive request failed');
+    failure = errors.internal();
+  }
+  if (response.headersSent) {
+    response.destroy();
+    return;
+  }
+  const payload = JSON.stringify(failure.toBody(requestId));
+  response.writeHead(failure.status, {
+    ...failure.headers,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(payload),
+    'x-request-id': requestId,
+    // A refused upload may still be coming: close after replying.
+    ...(request.readableEnded ? {} : { connection: 'close' }),
+  });
+  response.end(payload);
+}

@@ -1,0 +1,221 @@
+/**
+ * @module platform/transfer/transfer
+ * Exports a project into a project archive and imports one as a new project, running every
+ * service's section (ServiceDefinition.transfer) and the project's own: its settings and limits.
+ *
+ * Export streams: each section writes its entries as it reads them, so the archive leaves while
+ * the project is read and nothing but one chunk of records is held at a time. It reads a live
+ * project: each record is as it was when read, but the archive is not one instant of the whole
+ * project (stop writes first for that).
+ *
+ * Import is all or nothing: the archive is verified whole first (archive.ts), then applied to a
+ * project created for it; if anything fails, everything written is removed with the project
+ * (the services' deleteProjectData, as projects/Delete does), so no half project stays. Keys are
+ * never in an archive: the import makes one new key for the project and returns it once.
+ */
+import { randomUUID } from 'node:crypto';
+import { AltoError, errors } from '../../kit/errors.js';
+import type { ProjectRecord } from '../../store/control.js';
+import type { LimitName } from '../limit-names.js';
+import type { Platform } from '../platform.js';
+import type { Tenant } from '../service.js';
+import { DEFAULT_ENVIRONMENT, NAME_PATTERN, NAME_RULE, namespaceOf } from '../tenancy.js';
+import { ArchiveReader, ArchiveWriter, type ArchiveEntry, type ArchiveHeader, type ArchiveManifest } from './archive.js';
+import { checkPassphrase, openWithPassphrase, sealWithPassphrase } from './passphrase.js';
+import type { ProjectSection, SectionExport, SectionImport, SectionKind } from './section.js';
+
+export type Only = SectionKind | 'all';
+
+export interface ExportOptions {
+  only: Only;
+  /** Seals the secrets section; without one, secrets are in the archive in clear. */
+  passphrase?: string;
+  signal: AbortSignal;
+}
+
+/** The project's own section: its limits (the ones set on it, not the free tier's). */
+const projectSection: ProjectSection = {
+  name: 'project',
+  kind: 'data',
+  async export(context) {
+    const limits = await context.platform.stores.quota.getLimits(`project:${context.project.id}`);
+    await context.archive.json('project', 'settings.json', { limits, environments: context.environments }, 1);
+  },
+  async importEntry(context, entry) {
+    if (entry.name !== 'settings.json') return context.warn(`project: the entry ${entry.name} is not known to this Alto and was left out`);
+    const settings = await entry.json<{ limits?: Record<string, unknown> }>();
+    const changes: Partial<Record<LimitName, number | null>> = {};
+    for (const [name, value] of Object.entries(settings.limits ?? {})) {
+      if (typeof value === 'number' && Number.isFinite(value)) changes[name as LimitName] = value;
+    }
+    if (Object.keys(changes).length === 0) return;
+    await context.platform.limits.updateProjectLimits(callerRole(context), context.project.id, changes).catch((error: Error) => {
+      throw errors.forbidden(`the archive sets limits on the project that this key may not set (${error.message}); import with the admin key`);
+    });
+  },
+};
+
+/** The role of the key that runs the import, kept beside the contexts. */
+const roles = new WeakMap<object, Tenant['role']>();
+function callerRole(context: SectionImport): Tenant['role'] {
+  return roles.get(context) ?? 'project';
+}
+
+/** Every section, in the order they are written and applied: settings, data, then code. */
+export function projectSections(platform: Platform, only: Only): ProjectSection[] {
+  const sections = [projectSection, ...platform.listServices().flatMap((service) => (service.transfer ? [service.transfer] : []))];
+  const order = (section: ProjectSection) => (section.kind === 'data' ? 0 : 1);
+  return sections.filter((section) => only === 'all' || section.name === 'project' || section.kind === only).sort((left, right) => order(left) - order(right));
+}
+
+function contextFor(platform: Platform, caller: Tenant, project: ProjectRecord, signal: AbortSignal) {
+  const tenantOf = (environment: string): Tenant => ({
+    accountId: project.accountId,
+    projectId: project.id,
+    projectName: project.name,
+    environment,
+    keyId: caller.keyId,
+    role: 'owner',
+    scopes: ['*'],
+    namespace: namespaceOf(project.id, environment),
+  });
+  return {
+    platform,
+    project,
+    signal,
+    namespaceOf: (environment: string) => namespaceOf(project.id, environment),
+    tenantOf,
+    async call(service: string, endpointName: string, environment: string, body: unknown) {
+      const { endpoint } = platform.findEndpoint(service, endpointName);
+      if (endpoint.stream || endpoint.access === 'public') throw errors.internal(`${service}/${endpointName} cannot be called by a section`);
+      const parsed = endpoint.request.safeParse(body);
+      if (!parsed.success) throw errors.badRequest(`${service}/${endpointName}: ${parsed.error.issues.map((issue: { path: PropertyKey[]; message: string }) => `${issue.path.join('.') || 'request'}: ${issue.message}`).join('; ')}`);
+      const requestId = randomUUID();
+      return endpoint.handler(parsed.data, { requestId, platform, log: platform.log.child({ req_id: requestId }), signal, tenant: tenantOf(environment) });
+    },
+  };
+}
+
+/**
+ * Starts writing the archive of the caller's project `name`: returns the writer at once (pipe
+ * `writer.output` on) and a promise of the manifest, settled when every section was written.
+ */
+export async function exportProject(platform: Platform, caller: Tenant, name: string, options: ExportOptions): Promise<{ writer: ArchiveWriter; done: Promise<ArchiveManifest> }> {
+  const project = await platform.tenancy.findProject(caller.accountId, name);
+  if (options.passphrase !== undefined) checkPassphrase(options.passphrase);
+  const keys = await platform.stores.control.listKeys(project.id);
+  const environments = [...new Set([DEFAULT_ENVIRONMENT, ...keys.map((key) => key.environment)])].sort();
+  const header: ArchiveHeader = {
+    format: 'alto-project/1',
+    altoVersion: platform.config.version,
+    project: project.name,
+    createdAt: new Date().toISOString(),
+    secrets: options.passphrase !== undefined ? 'passphrase' : 'none',
+    only: options.only,
+  };
+  const writer = new ArchiveWriter(header);
+  const passphrase = options.passphrase;
+  const context: Omit<SectionExport, 'archive'> = {
+    ...contextFor(platform, caller, project, options.signal),
+    environments,
+    sealSecrets: (content) => (passphrase === undefined ? content : sealWithPassphrase(content, passphrase)),
+  };
+  const done = (async () => {
+    await writer.begin();
+    for (const section of projectSections(platform, options.only)) {
+      options.signal.throwIfAborted();
+      writer.section(section.name);
+      await section.export({ ...context, archive: writer });
+    }
+    return writer.finish();
+  })();
+  done.catch((error: Error) => writer.fail(error));
+  return { writer, done };
+}
+
+export interface ImportOptions {
+  /** The new project's name; the archive's project name when absent. */
+  as?: string;
+  passphrase?: string;
+  signal: AbortSignal;
+}
+
+export interface ImportResult {
+  project: ProjectRecord;
+  /** The new key of the project (all services, environment dev): shown once. */
+  key: string;
+  manifest: ArchiveManifest;
+  warnings: string[];
+}
+
+/** Verifies the archive in `file`, then applies it to a new project of the caller's account, all or nothing. */
+export async function importProject(platform: Platform, caller: Tenant, file: string, options: ImportOptions): Promise<ImportResult> {
+  const reader = new ArchiveReader(file);
+  const manifest = await reader.verify();
+  const name = options.as ?? manifest.project;
+  if (!NAME_PATTERN.test(name)) throw errors.badRequest(`project name "${name.slice(0, 80)}": ${NAME_RULE}; give another with --as`);
+  if (await platform.stores.control.findProject(caller.accountId, name)) {
+    throw errors.conflict(`project "${name}" exists already: import under another name (--as NAME), or delete it first; imports never merge into a project`);
+  }
+  if (manifest.secrets === 'passphrase' && options.passphrase === undefined) {
+    throw errors.badRequest('the archive\'s secrets are sealed with a passphrase: give it (--passphrase-file)');
+  }
+  const sections = new Map(projectSections(platform, 'all').map((section) => [section.name, section]));
+  const warnings: string[] = [];
+  for (const section of Object.keys(manifest.sections)) {
+    if (!sections.has(section)) warnings.push(`section ${section}: not known to this Alto (${platform.config.version}); left out`);
+  }
+  const project = await platform.tenancy.createProject(caller.accountId, name);
+  const passphrase = options.passphrase;
+  const context: SectionImport = {
+    ...contextFor(platform, caller, project, options.signal),
+    header: manifest,
+    openSecrets: (content, what) => {
+      if (manifest.secrets === 'none') return content;
+      return openWithPassphrase(content, passphrase ?? '', what);
+    },
+    environmentOf: (environment) => {
+      if (!NAME_PATTERN.test(environment)) throw errors.badRequest(`the archive names the environment "${environment.slice(0, 80)}": ${NAME_RULE}; it was altered`);
+      return environment;
+    },
+    warn: (line) => warnings.push(line),
+  };
+  roles.set(context, caller.role);
+  try {
+    for await (const entry of reader.entries()) {
+      options.signal.throwIfAborted();
+      const section = sections.get(entry.section);
+      if (section) await applyEntry(section, context, entry);
+    }
+    for (const section of sections.values()) {
+      if (manifest.sections[section.name]) await section.finishImport?.(context);
+    }
+    const key = await platform.tenancy.generateKey(caller, { projectName: name, scopes: ['*'], description: `made by the import of ${manifest.project} (${manifest.createdAt})` });
+    return { project, key: key.secret, manifest, warnings };
+  } catch (error) {
+    await removeProject(platform, project).catch((cleanup: Error) => platform.log.error({ err: cleanup, project: project.id }, 'removing a failed import left data behind'));
+    throw error;
+  }
+}
+
+async function applyEntry(section: ProjectSection, context: SectionImport, entry: ArchiveEntry): Promise<void> {
+  try {
+    await section.importEntry(context, entry);
+  } catch (error) {
+    // Says which entry a refusal is about.
+    if (error instanceof AltoError && error.status < 500) throw new AltoError(error.code, error.status, `${entry.path}: ${error.detail}`);
+    throw error;
+  }
+}
+
+/** Removes a project and everything the services keep for it (the rollback of an import). */
+async function removeProject(platform: Platform, project: ProjectRecord): Promise<void> {
+  await platform.stores.control.deleteProject(project.id);
+  for (const service of platform.listServices()) await service.deleteProjectData?.(project.id, platform);
+  await platform.stores.quota.deleteLimits(`project:${project.id}`);
+}
+
+/** A name for a temporary file of an import. */
+export function spoolName(): string {
+  return `import-${randomUUID()}.tgz`;
+}
