@@ -35,6 +35,8 @@ export function runNodesStoreContract(name: string, open: () => Promise<NodesAda
       driver: 'process',
       accelerator: 'none',
       instances: { running: 2, suspended: 5 },
+      sandboxes: 3,
+      maxInstances: 4,
       ...changes,
     });
     const beat = (id: string, label: string, changes: Partial<NodeHeartbeat> = {}): NodeHeartbeat => ({
