@@ -15,6 +15,7 @@ import { runUp } from './up.js';
 import { addUsageCommands } from './usage.js';
 import { addImageCommands } from './images.js';
 import { addAppCommands } from './apps.js';
+import { addRequestCommands } from './requests.js';
 import { addFunctionCommands } from './functions.js';
 import { addNodeCommands } from './nodes.js';
 import { addDomainCommands, httpsLines, type HttpsInfo } from './domains.js';
@@ -22,6 +23,7 @@ import { addTemplateCommands } from './templates.js';
 import { addInitCommand } from './init.js';
 import { addMigrateCommand } from './migrate.js';
 import { addBackupCommands, backupLines, type BackupStatus } from './backup.js';
+import { addTransferCommands } from './transfer.js';
 
 interface SandboxInfo {
   choice: string;
@@ -94,6 +96,7 @@ export function buildProgram(): Command {
     .option('--apps-domain <domain>', 'apps answer at <app>.<project>.<domain> (ALTO_APPS_DOMAIN; default localhost)')
     .option('--node <name>', "this node's name in the cloud its --store names; refused while a live node of another data folder holds it (ALTO_NODE; default the host name, with the node id added when another live node has it)")
     .option('--advertise <url>', 'the URL other nodes reach this one at, e.g. http://10.0.0.5:4000 (ALTO_ADVERTISE; default the URL this node listens at)')
+    .option('--max-instances <count>', "instances this node's sandboxes hold at once, those it runs for other nodes included; past it, its apps' new instances run on other nodes with room (ALTO_MAX_INSTANCES; default 0: no cap)")
     .option('--https-port <port>', 'serve HTTPS (HTTP/2 and HTTP/1.1) on this port too, e.g. 443 (ALTO_HTTPS_PORT)')
     .option('--tls-cert <file>', 'a PEM certificate (a wildcard included) to serve over HTTPS, read again when it changes (ALTO_TLS_CERT)')
     .option('--tls-key <file>', 'the PEM private key of --tls-cert (ALTO_TLS_KEY)')
@@ -166,6 +169,8 @@ export function buildProgram(): Command {
     }),
   );
 
+  addTransferCommands(program, projects, { remote, action });
+
   const keys = program.command('keys').description('generate, list, revoke, block and unblock API keys');
   remote(
     keys
@@ -209,6 +214,7 @@ export function buildProgram(): Command {
   addUsageCommands(program, { remote, action, client });
   addImageCommands(program, { remote, action, client });
   addAppCommands(program, { remote, action, client });
+  addRequestCommands(program, { remote, action, client });
   addFunctionCommands(program, { remote, action, client });
   addNodeCommands(program, { remote, action, client });
   addDomainCommands(program, { remote, action, client });

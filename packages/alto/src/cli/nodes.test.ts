@@ -19,7 +19,7 @@ const node = (changes: Partial<NodeView> = {}): NodeView => ({
   started_at: '2026-12-06T11:00:00.000Z',
   heartbeat_at: '2026-12-06T11:59:58.600Z',
   lease_expires_at: '2026-12-06T12:00:08.600Z',
-  capacity: { memory_total_mib: 16_384, memory_free_mib: 9_000, cpus: 8, driver: 'microvm', accelerator: 'kvm', instances: { running: 2, suspended: 0, snapshotted: 3 } },
+  capacity: { memory_total_mib: 16_384, memory_free_mib: 9_000, cpus: 8, driver: 'microvm', accelerator: 'kvm', instances: { running: 2, suspended: 0, snapshotted: 3 }, sandboxes: 2, max_instances: 4 },
   ...changes,
 });
 
@@ -33,11 +33,14 @@ test('a node row: state, address, memory, driver with its accelerator, instances
     cpus: '8',
     driver: 'microvm (kvm)',
     instances: '2 running, 3 snapshotted',
+    sandboxes: '2/4',
     heartbeat: '1s ago',
     drain: '',
   });
   const idle = nodeRow(node({ state: 'lost', live: false, capacity: { ...node().capacity, driver: 'auto', accelerator: 'unknown', instances: {} } }), NOW);
   assert.deepEqual([idle.state, idle.driver, idle.instances], ['lost', 'auto', '0']);
+  const uncapped = nodeRow(node({ capacity: { ...node().capacity, sandboxes: 5, max_instances: 0 } }), NOW);
+  assert.equal(uncapped.sandboxes, '5', 'no cap: the count alone');
 });
 
 test('heartbeat ages read in seconds, minutes, then hours', () => {

@@ -33,6 +33,8 @@ export interface NodeView {
     driver: string;
     accelerator: string;
     instances: Record<string, number>;
+    sandboxes?: number;
+    max_instances?: number;
   };
 }
 
@@ -69,6 +71,7 @@ export function nodeRow(node: NodeView, now = Date.now()): Record<string, string
     cpus: String(capacity.cpus),
     driver: capacity.accelerator && !['none', 'unknown'].includes(capacity.accelerator) ? `${capacity.driver} (${capacity.accelerator})` : capacity.driver,
     instances: instancesText(capacity.instances),
+    sandboxes: capacity.max_instances ? `${capacity.sandboxes ?? 0}/${capacity.max_instances}` : String(capacity.sandboxes ?? 0),
     heartbeat: ago(node.heartbeat_at, now),
     drain: drainText(node),
   };

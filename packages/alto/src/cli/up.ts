@@ -27,6 +27,7 @@ export interface UpFlags {
   appsDomain?: string;
   node?: string;
   advertise?: string;
+  maxInstances?: string;
   httpsPort?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -48,6 +49,12 @@ export async function runUp(flags: UpFlags): Promise<void> {
   if (node !== undefined) nodeNameOf(node);
   const advertiseUrl = flags.advertise ?? (process.env.ALTO_ADVERTISE || undefined);
   if (advertiseUrl !== undefined) advertiseUrlOf(advertiseUrl);
+  // The node's instance cap is read where its apps start (compute/apps/service.ts): checked here, before anything starts.
+  const maxInstances = flags.maxInstances ?? process.env.ALTO_MAX_INSTANCES;
+  if (maxInstances !== undefined && maxInstances !== '') {
+    if (!/^\d{1,6}$/.test(maxInstances.trim())) throw new Error(`--max-instances (ALTO_MAX_INSTANCES) must be a whole number (0: no cap), not "${maxInstances.slice(0, 40)}"`);
+    process.env.ALTO_MAX_INSTANCES = maxInstances.trim();
+  }
   const https = httpsSettings(flags);
   const log = createLogger();
   const options: AltoOptions = {
