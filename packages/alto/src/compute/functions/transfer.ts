@@ -45,7 +45,8 @@ export const functionSection: ProjectSection = {
       if (record.sourceArchive) {
         const read = await platform.stores.objects.get(sourceNamespace(project.id), record.sourceArchive);
         if (read) {
-          await archive.stream('function', `${record.name}/source.tar.gz`, read.info.size, read.body);
+          // Counted with its definition: one function.
+          await archive.stream('function', `${record.name}/source.tar.gz`, read.info.size, read.body, 0);
           keptSource = true;
         }
       }

@@ -169,8 +169,8 @@ export class ArchiveWriter {
     manifest.entries.push({ path, size: content.length, sha256, ...(records !== undefined ? { records } : {}) });
   }
 
-  /** An object `<section>/<name>` of `size` bytes read from `body`, counting one item. */
-  async stream(section: string, name: string, size: number, body: Readable): Promise<void> {
+  /** An object `<section>/<name>` of `size` bytes read from `body`, counting `count` items (one object). */
+  async stream(section: string, name: string, size: number, body: Readable, count = 1): Promise<void> {
     const path = `${section}/${name}`;
     checkEntryPath(path);
     const hash = createHash('sha256');
@@ -187,7 +187,7 @@ export class ArchiveWriter {
     if (seen !== size) throw new Error(`${path}: ${seen} bytes were read where ${size} were announced`);
     this.bytesWritten += size;
     const manifest = this.section(section);
-    manifest.count += 1;
+    manifest.count += count;
     manifest.entries.push({ path, size, sha256: hash.digest('hex') });
   }
 

@@ -1,0 +1,256 @@
+/**
+ * @module cli/transfer
+ * Moving projects between Alto instances, over the project archive routes
+ * (platform/transfer/route): `alto projects export NAME [-o FILE]`, `alto projects import FILE
+ * [--as NAME]`, `alto push NAME --to PROFILE` and `alto pull NAME --from PROFILE` (profiles
+ * saved by `alto login`). Archives stream: export writes as the server sends, import and push
+ * send as they read, with a progress line on stderr. `--only data|code` carries the project's
+ * data (db, files, space, secrets, users, cron, url, search, events) or its code (apps,
+ * functions); `--dry-run` shows what a push or pull would create without creating it.
+ */
+import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Transform, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Command } from 'commander';
+import { ArchiveReader, type ArchiveManifest } from '../platform/transfer/archive.js';
+import { PASSPHRASE_HEADER } from '../platform/transfer/route.js';
+import { formatBytes } from '../store/backup/backup-instance.js';
+import { bold, dim, green, yellow } from './output.js';
+import { resolveConnection, type Connection, type ConnectionFlags } from './profile.js';
+
+type Action = <Args extends unknown[]>(run: (...args: Args) => Promise<void>) => (...args: Args) => Promise<void>;
+type Remote = (command: Command) => Command;
+type Flags = ConnectionFlags & { json?: boolean };
+
+interface TransferFlags extends Flags {
+  only?: string;
+  passphraseFile?: string;
+}
+
+/** What the import route answers. */
+export interface ImportAnswer {
+  project: { id: string; name: string };
+  key: string;
+  from: { project: string; alto_version: string; created: string };
+  sections: Record<string, number>;
+  warnings: string[];
+}
+
+export function addTransferCommands(program: Command, projects: Command, { remote, action }: { remote: Remote; action: Action }): void {
+  remote(
+    projects
+      .command('export <name>')
+      .description('write a project (data, apps, functions; never keys) as an archive to a file or stdout')
+      .option('-o, --output <file>', 'the archive file (default: stdout)')
+      .option('--only <part>', 'data (db, files, space, secrets, users, cron, url, search, events) or code (apps, functions)')
+      .option('--passphrase-file <file>', 'seal the secrets in the archive with the passphrase in this file (else they are in it in clear)'),
+  ).action(
+    action(async (name: string, flags: TransferFlags & { output?: string }) => {
+      const source = connectionOf(flags);
+      const passphrase = passphraseOf(flags);
+      if (!flags.output && process.stdout.isTTY) throw new Error('the archive is binary: give -o FILE, or redirect stdout (alto projects export shop > shop.tgz)');
+      if (passphrase === undefined) warnClearSecrets();
+      const response = await exportStream(source, name, onlyOf(flags), passphrase);
+      const progress = new Progress(`exporting ${name}`);
+      await pipeline(Readable.fromWeb(response.body as never), progress.counter(), flags.output ? createWriteStream(flags.output, { mode: 0o600 }) : (process.stdout as Writable));
+      progress.done();
+      if (flags.output) {
+        const manifest = await new ArchiveReader(flags.output).verify();
+        process.stderr.write(`${green('exported')} ${name} to ${flags.output}: ${sectionSummary(manifest)}\n`);
+      }
+    }),
+  );
+  remote(
+    projects
+      .command('import <file>')
+      .description('create a project from an archive (alto projects export); prints the new project\'s key')
+      .option('--as <name>', 'the new project\'s name (default: the exported project\'s)')
+      .option('--passphrase-file <file>', 'the passphrase the archive\'s secrets were sealed with'),
+  ).action(
+    action(async (file: string, flags: TransferFlags & { as?: string }) => {
+      const target = connectionOf(flags);
+      const size = statSync(file).size;
+      const progress = new Progress(`importing ${file}`, size);
+      const answer = await importStream(target, createReadStream(file).pipe(progress.counter()), flags.as, passphraseOf(flags), size);
+      progress.done();
+      printImported(answer, flags);
+    }),
+  );
+
+  for (const direction of ['push', 'pull'] as const) {
+    const command = program
+      .command(`${direction} <name>`)
+      .description(
+        direction === 'push'
+          ? 'copy a project from this instance to another (a profile saved by alto login), as export and import do'
+          : 'copy a project from another instance (a profile saved by alto login) to this one, as export and import do',
+      )
+      .option(direction === 'push' ? '--to <profile>' : '--from <profile>', direction === 'push' ? 'the instance to copy to' : 'the instance to copy from')
+      .option('--as <name>', 'the project\'s name where it arrives (default: the same)')
+      .option('--only <part>', 'data (db, files, space, secrets, users, cron, url, search, events) or code (apps, functions)')
+      .option('--dry-run', 'list what would be created, create nothing')
+      .option('--passphrase-file <file>', 'seal the secrets on the way with this passphrase');
+    remote(command).action(
+      action(async (name: string, flags: TransferFlags & { to?: string; from?: string; as?: string; dryRun?: boolean }) => {
+        const other = direction === 'push' ? flags.to : flags.from;
+        if (!other) throw new Error(`${direction}: give the other instance's profile (${direction === 'push' ? '--to' : '--from'} PROFILE; alto login --profile PROFILE saves one)`);
+        const here = connectionOf(flags);
+        const there = connectionOf({ profile: other });
+        const [source, target] = direction === 'push' ? [here, there] : [there, here];
+        const passphrase = passphraseOf(flags);
+        const only = onlyOf(flags);
+        const arriving = flags.as ?? name;
+        process.stderr.write(`${bold(direction)} ${name}: ${source.url} → ${target.url}${arriving !== name ? ` as ${arriving}` : ''}${only !== 'all' ? ` (${only} only)` : ''}\n`);
+        if (flags.dryRun) return dryRun(source, target, name, arriving, only, passphrase, flags);
+        const response = await exportStream(source, name, only, passphrase);
+        const progress = new Progress(`copying ${name}`);
+        const answer = await importStream(target, Readable.fromWeb(response.body as never).pipe(progress.counter()), flags.as, passphrase);
+        progress.done();
+        printImported(answer, flags);
+      }),
+    );
+  }
+}
+
+function connectionOf(flags: ConnectionFlags): Connection & { key: string } {
+  const connection = resolveConnection(flags);
+  if (!connection.key) throw new Error(`no API key for ${connection.url}: pass --key, set ALTO_KEY, or run "alto login"`);
+  return { ...connection, key: connection.key };
+}
+
+function onlyOf(flags: TransferFlags): 'data' | 'code' | 'all' {
+  const only = flags.only ?? 'all';
+  if (only !== 'data' && only !== 'code' && only !== 'all') throw new Error(`--only: data or code, not "${only}"`);
+  return only;
+}
+
+function passphraseOf(flags: TransferFlags): string | undefined {
+  if (!flags.passphraseFile) return undefined;
+  const passphrase = readFileSync(flags.passphraseFile, 'utf8').replace(/\r?\n$/, '');
+  if (passphrase.length < 8) throw new Error(`${flags.passphraseFile}: the passphrase is shorter than 8 characters`);
+  return passphrase;
+}
+
+function warnClearSecrets(): void {
+  process.stderr.write(yellow('warning: the archive holds the project\'s secrets in clear (and its users\' password hashes): keep it where only you can read it, or give --passphrase-file\n'));
+}
+
+function headersOf(connection: Connection & { key: string }, passphrase: string | undefined): Record<string, string> {
+  return { authorization: `Bearer ${connection.key}`, ...(passphrase !== undefined ? { [PASSPHRASE_HEADER]: Buffer.from(passphrase).toString('base64') } : {}) };
+}
+
+async function refusal(response: Response, what: string): Promise<Error> {
+  const body = (await response.json().catch(() => ({}))) as { detail?: string; id?: string };
+  return new Error(`${what}: ${body.detail ?? `HTTP ${response.status}`}${body.id ? ` (${body.id}, ${response.status})` : ''}`);
+}
+
+async function exportStream(source: Connection & { key: string }, name: string, only: string, passphrase: string | undefined): Promise<Response> {
+  const url = `${source.url}/admin/projects/export?name=${encodeURIComponent(name)}&only=${only}`;
+  const response = await fetch(url, { headers: headersOf(source, passphrase) }).catch((error: Error) => {
+    throw new Error(`Alto is not reachable at ${source.url}: ${error.message}`);
+  });
+  if (!response.ok || !response.body) throw await refusal(response, `exporting ${name} from ${source.url}`);
+  return response;
+}
+
+async function importStream(target: Connection & { key: string }, body: Readable, as: string | undefined, passphrase: string | undefined, size?: number): Promise<ImportAnswer> {
+  const url = `${target.url}/admin/projects/import${as ? `?as=${encodeURIComponent(as)}` : ''}`;
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { ...headersOf(target, passphrase), 'content-type': 'application/gzip', ...(size !== undefined ? { 'content-length': String(size) } : {}) },
+    body: Readable.toWeb(body) as never,
+    duplex: 'half',
+  } as RequestInit).catch((error: Error) => {
+    throw new Error(`importing into ${target.url} failed: ${error.message}${(error as Error & { cause?: Error }).cause ? ` (${(error as Error & { cause: Error }).cause.message})` : ''}`);
+  });
+  if (!response.ok) throw await refusal(response, `importing into ${target.url}`);
+  return (await response.json()) as ImportAnswer;
+}
+
+function printImported(answer: ImportAnswer, flags: Flags): void {
+  if (flags.json || !process.stdout.isTTY) {
+    process.stdout.write(JSON.stringify(answer, null, 2) + '\n');
+  } else {
+    process.stdout.write(`${green('imported')} ${answer.from.project} as project ${bold(answer.project.name)} (${answer.project.id})\n`);
+    for (const [section, count] of Object.entries(answer.sections)) process.stdout.write(`  ${section.padEnd(9)} ${count}\n`);
+    process.stdout.write(`key: ${answer.key}\n${dim('a new key of the project (keys are never exported); store it now, it is not shown again')}\n`);
+  }
+  for (const warning of answer.warnings) process.stderr.write(`${yellow('note')}: ${warning}\n`);
+}
+
+function sectionSummary(manifest: ArchiveManifest): string {
+  return Object.entries(manifest.sections)
+    .filter(([, section]) => section.count > 0)
+    .map(([name, section]) => `${name} ${section.count}`)
+    .join(', ');
+}
+
+/** Reads the source's archive (into a temporary file, checked as an import would) and says what the target would get. */
+async function dryRun(source: Connection & { key: string }, target: Connection & { key: string }, name: string, arriving: string, only: string, passphrase: string | undefined, flags: Flags): Promise<void> {
+  const folder = mkdtempSync(join(tmpdir(), 'alto-dry-run-'));
+  try {
+    const file = join(folder, 'archive.tgz');
+    const response = await exportStream(source, name, only, passphrase);
+    const progress = new Progress(`reading ${name}`);
+    await pipeline(Readable.fromWeb(response.body as never), progress.counter(), createWriteStream(file, { mode: 0o600 }));
+    progress.done();
+    const manifest = await new ArchiveReader(file).verify();
+    const listed = await fetch(`${target.url}/v1/projects/List`, { method: 'POST', headers: { ...headersOf(target, undefined), 'content-type': 'application/json' }, body: '{}' });
+    if (!listed.ok) throw await refusal(listed, `listing the projects of ${target.url}`);
+    const exists = ((await listed.json()) as { projects: Array<{ name: string }> }).projects.some((project) => project.name === arriving);
+    const plan = {
+      project: arriving,
+      target: target.url,
+      action: exists ? 'refused: the project exists there (imports never merge); give --as NAME or delete it there first' : 'create',
+      sections: Object.fromEntries(Object.entries(manifest.sections).map(([section, entry]) => [section, entry.count])),
+      bytes: statSync(file).size,
+    };
+    if (flags.json || !process.stdout.isTTY) return void process.stdout.write(JSON.stringify(plan, null, 2) + '\n');
+    process.stdout.write(`${bold('dry run')}: nothing was created\n`);
+    process.stdout.write(exists ? `${yellow('would be refused')}: project ${arriving} exists on ${target.url} (imports never merge; give --as NAME)\n` : `would create project ${bold(arriving)} on ${target.url} with:\n`);
+    for (const [section, count] of Object.entries(plan.sections)) process.stdout.write(`  ${section.padEnd(9)} ${count}\n`);
+    process.stdout.write(`${dim(`archive: ${formatBytes(plan.bytes)}; a new key would be made for it`)}\n`);
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+/** One line on stderr, redrawn at most every 200 ms on a terminal, printed once at the end otherwise. */
+class Progress {
+  private bytes = 0;
+  private lastDrawn = 0;
+  private readonly started = Date.now();
+  private readonly terminal = process.stderr.isTTY === true;
+
+  constructor(
+    private readonly what: string,
+    private readonly total?: number,
+  ) {}
+
+  counter(): Transform {
+    return new Transform({
+      transform: (chunk: Buffer, _encoding, callback) => {
+        this.bytes += chunk.length;
+        this.draw(false);
+        callback(null, chunk);
+      },
+    });
+  }
+
+  done(): void {
+    this.draw(true);
+  }
+
+  private draw(last: boolean): void {
+    const now = Date.now();
+    if (!last && (!this.terminal || now - this.lastDrawn < 200)) return;
+    this.lastDrawn = now;
+    const seconds = Math.max((now - this.started) / 1000, 0.001);
+    const share = this.total ? ` ${Math.min(100, Math.floor((this.bytes / this.total) * 100))}%` : '';
+    const bar = this.total ? ` [${'#'.repeat(Math.round((this.bytes / this.total) * 20)).padEnd(20)}]` : '';
+    const line = `${this.what}${bar}${share} ${formatBytes(this.bytes)} ${dim(`(${formatBytes(Math.round(this.bytes / seconds))}/s)`)}`;
+    process.stderr.write(this.terminal ? `\r\x1b[2K${line}${last ? '\n' : ''}` : last ? `${line}\n` : '');
+  }
+}
