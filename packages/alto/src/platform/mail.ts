@@ -290,6 +290,11 @@ export class Mailer {
     return this.smtpSetting(namespace);
   }
 
+  /** The project's own SMTP URL with its password, opened (for a project archive); undefined when it uses the instance's. */
+  ownSmtpUrl(namespace: string): Promise<string | undefined> {
+    return this.projectSmtpUrl(namespace);
+  }
+
   /** The project's own SMTP URL, opened; one stored in plain text (before URLs were sealed) is sealed now. */
   private async projectSmtpUrl(namespace: string): Promise<string | undefined> {
     const stored = await this.store.getSmtpUrl(namespace);

@@ -23,6 +23,7 @@ import {
   ValidateRequest,
   ValidateResponse,
 } from './schema.js';
+import { emailSection } from './transfer.js';
 
 function use(context: CallContext) {
   return { mailer: context.platform.use(mailComponent), namespace: context.tenant.namespace };
@@ -138,6 +139,7 @@ export const emailService = defineService({
       },
     }),
   },
+  transfer: emailSection,
   async deleteProjectData(projectId, platform) {
     await platform.use(mailComponent).deleteProject(projectId);
   },
