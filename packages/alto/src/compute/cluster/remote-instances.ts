@@ -22,7 +22,7 @@ import { errors, type AltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { ListedNode } from '../../store/nodes/port.js';
 import type { RemotePlacer } from '../apps/placement.js';
-import { BoundedLog } from '../sandbox/log-capture.js';
+import { BoundedLog, followLog } from '../sandbox/log-capture.js';
 import { SandboxStartError, type Instance, type InstanceExit, type LogLine, type SandboxSpec } from '../sandbox/index.js';
 import type { InstanceState, SandboxDriverName } from '../sandbox/port.js';
 import {
@@ -253,28 +253,8 @@ export class RemoteInstance implements Instance {
     return openSignedUpgrade(this.peer, this.options.key, this.options.self.id, `${INSTANCE_TUNNEL_PATH}?id=${encodeURIComponent(this.id)}`, TCP_TUNNEL_PROTOCOL);
   }
 
-  async *logs(options: { follow?: boolean } = {}): AsyncIterable<LogLine> {
-    const queue: LogLine[] = this.lines.newest(KEPT_LINES);
-    if (!options.follow) return yield* queue;
-    let wake: (() => void) | undefined;
-    const onLog = (line: LogLine) => {
-      queue.push(line);
-      wake?.();
-    };
-    const onExit = () => wake?.();
-    this.events.on('log', onLog);
-    this.events.on('exit', onExit);
-    try {
-      for (;;) {
-        while (queue.length > 0) yield queue.shift()!;
-        if (this.exitInfo) return;
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = undefined;
-      }
-    } finally {
-      this.events.off('log', onLog);
-      this.events.off('exit', onExit);
-    }
+  logs(options: { follow?: boolean } = {}): AsyncIterable<LogLine> {
+    return followLog(this.lines.newest(KEPT_LINES), this.events, () => this.exitInfo !== undefined, options.follow);
   }
 
   async stop(graceMs?: number): Promise<InstanceExit> {

@@ -12,7 +12,7 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import { connectOnce } from './connect.js';
-import { BoundedLog, LineSplitter } from './log-capture.js';
+import { BoundedLog, followLog, LineSplitter } from './log-capture.js';
 
 export { LineSplitter } from './log-capture.js';
 import { validateVolumes } from './volumes.js';
@@ -222,31 +222,8 @@ export abstract class InstanceBase implements Instance {
   }
 
   /** Log lines so far; with `follow`, then every new line until the instance ends. */
-  async *logs(options: { follow?: boolean } = {}): AsyncIterable<LogLine> {
-    const queue: LogLine[] = this.lines.newest(KEPT_LOG_LINES);
-    if (!options.follow) {
-      yield* queue;
-      return;
-    }
-    let wake: (() => void) | undefined;
-    const onLog = (line: LogLine) => {
-      queue.push(line);
-      wake?.();
-    };
-    const onExit = () => wake?.();
-    this.events.on('log', onLog);
-    this.events.on('exit', onExit);
-    try {
-      for (;;) {
-        while (queue.length > 0) yield queue.shift()!;
-        if (this.exitInfo) return;
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = undefined;
-      }
-    } finally {
-      this.events.off('log', onLog);
-      this.events.off('exit', onExit);
-    }
+  logs(options: { follow?: boolean } = {}): AsyncIterable<LogLine> {
+    return followLog(this.lines.newest(KEPT_LOG_LINES), this.events, () => this.exitInfo !== undefined, options.follow);
   }
 
   /** The failed start's error once the instance has ended: the cause, its exit and its last log lines. */

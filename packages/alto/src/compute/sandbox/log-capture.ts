@@ -4,8 +4,10 @@
  * move: each chunk is scanned once for newlines (the old splitter re-scanned everything pending
  * on every chunk, so 24 MB without a newline stalled the edge for seconds); a line longer than
  * `maxLineBytes` is cut there with a marker and the rest of it skipped until its newline; a kept
- * log is a ring bounded in lines and in bytes, so one app's output cannot grow Alto's memory.
+ * log is a ring bounded in lines and in bytes, so one app's output cannot grow Alto's memory;
+ * `followLog` reads one back the way `Instance.logs` gives it.
  */
+import type { EventEmitter } from 'node:events';
 
 /** Longest line kept, in bytes; longer ones are cut with `CUT_MARKER`. */
 export const MAX_LOG_LINE_BYTES = 16 * 1024;
@@ -139,5 +141,33 @@ export class BoundedLog<Entry extends { line: string }> {
     this.bytes -= logEntryBytes(oldest.line);
     this.head = (this.head + 1) % this.maxLines;
     this.count -= 1;
+  }
+}
+
+/**
+ * An instance's log as `Instance.logs` gives it: the lines `kept` so far, then, with `follow`,
+ * every line `events` emits ('log') until `ended()` holds at an 'exit' or between lines.
+ */
+export async function* followLog<Line>(kept: Line[], events: EventEmitter, ended: () => boolean, follow = false): AsyncGenerator<Line> {
+  const queue = kept;
+  if (!follow) return yield* queue;
+  let wake: (() => void) | undefined;
+  const onLog = (line: Line) => {
+    queue.push(line);
+    wake?.();
+  };
+  const onExit = () => wake?.();
+  events.on('log', onLog);
+  events.on('exit', onExit);
+  try {
+    for (;;) {
+      while (queue.length > 0) yield queue.shift()!;
+      if (ended()) return;
+      await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+    }
+  } finally {
+    events.off('log', onLog);
+    events.off('exit', onExit);
   }
 }
