@@ -155,6 +155,8 @@ export type AppDetails = {
     in_flight: number;
     /** what the app's health_check said last (unhealthy after retries failures in a row), when it has one. */
     health?: "healthy" | "unhealthy";
+    /** the node whose sandbox runs the instance, when it is not the app's own node (its own was at its instance cap). */
+    node?: string;
     /** when it entered this state. */
     since: string;
     /** how its instance came to be: booted, restored from the version's ready snapshot (scale-out, pool spares), or from its own snapshot. */
@@ -253,6 +255,8 @@ export type AppDetailsInput = {
     in_flight: number;
     /** what the app's health_check said last (unhealthy after retries failures in a row), when it has one. */
     health?: "healthy" | "unhealthy";
+    /** the node whose sandbox runs the instance, when it is not the app's own node (its own was at its instance cap). */
+    node?: string;
     /** when it entered this state. */
     since: string;
     /** how its instance came to be: booted, restored from the version's ready snapshot (scale-out, pool spares), or from its own snapshot. */
@@ -1797,6 +1801,34 @@ export type KeysUpdateResponse = {
   info: KeyInfoInput;
 };
 
+export type LogsReadRequest = {
+  /** project name; default: the key's own project (a project key may read only its own). */
+  project?: string;
+  /** only requests at or after this time: RFC 3339, or a duration back from now (10m, 2h, 7d). */
+  since?: string;
+  /** only requests before this time: RFC 3339, or a duration back from now. */
+  until?: string;
+  /** only API calls, or only app requests. */
+  kind?: "api" | "app";
+  /** only requests to this app. */
+  app?: string;
+  /** only this status (404) or class of statuses (5xx). */
+  status?: number | string;
+  /** only paths starting with this. */
+  path?: string;
+  /** how many requests at most (default 100, at most 1000). */
+  limit?: number;
+  /** the cursor of the previous answer: the page after it. */
+  cursor?: string;
+};
+
+export type LogsReadResponse = {
+  project: string;
+  requests: Array<RequestLogEntry>;
+  /** present when there may be more: pass it to read the next page. */
+  cursor?: string;
+};
+
 export type MqPublishRequest = {
   /** the topic to publish to: letters, digits and . _ - : /, at most 200. */
   topic: string;
@@ -1856,6 +1888,10 @@ export type Node = {
     accelerator: string;
     /** its app instances by state (running, suspended, ...). */
     instances: Record<string, number>;
+    /** instances in its own sandboxes now, those it runs for other nodes' apps included. */
+    sandboxes: number;
+    /** the most instances its sandboxes hold at once (ALTO_MAX_INSTANCES; 0: no cap): past it, its apps place new instances on other nodes. */
+    max_instances: number;
   };
 };
 
@@ -1932,6 +1968,8 @@ export type Project = {
   /** creation time, RFC 3339. */
   created: string;
   limits: ProjectLimits;
+  /** days its request log (logs/Read) keeps, within the node's cap; 0: no request log. */
+  request_log_days: number;
 };
 
 export type ProjectInput = {
@@ -1940,6 +1978,8 @@ export type ProjectInput = {
   /** creation time, RFC 3339. */
   created: string;
   limits: ProjectLimits;
+  /** days its request log (logs/Read) keeps, within the node's cap; 0: no request log. */
+  request_log_days: number;
 };
 
 /** the limits in force: the project's own where set, else the free tier's; 0 means no limit */
@@ -1981,6 +2021,8 @@ export type ProjectsCreateRequest = {
   compute_instances?: number;
   /** most GB-seconds of running time per calendar month (0 = no limit). */
   compute_gb_seconds?: number;
+  /** days the project's request log keeps (0: none), at most the node's cap (ALTO_REQUEST_LOG_MAX_DAYS). */
+  request_log_days?: number;
 };
 
 export type ProjectsCreateResponse = {
@@ -2019,6 +2061,8 @@ export type ProjectsUpdateRequest = {
   compute_instances?: number | null;
   /** most GB-seconds of running time per calendar month (0 = no limit); null clears it (the instance's free tier applies); left out keeps it. */
   compute_gb_seconds?: number | null;
+  /** days the request log keeps (0: none); null: the node's default; left out keeps it. */
+  request_log_days?: number | null;
 };
 
 export type ProjectsUpdateResponse = {
@@ -2057,6 +2101,31 @@ export type RegistryLogoutRequest = {
 export type RegistryLogoutResponse = {
   registry: string;
   removed: boolean;
+};
+
+export type RequestLogEntry = {
+  /** when the request arrived, RFC 3339 with milliseconds. */
+  time: string;
+  /** an API call, or a request to one of the project's apps. */
+  kind: "api" | "app";
+  method: string;
+  /** the path, without its query string; at most 512 characters. */
+  path: string;
+  status: number;
+  /** from the request's arrival to the end of its answer. */
+  duration_ms: number;
+  /** bytes of the request's body. */
+  bytes_in: number;
+  /** bytes of the answer (for an app request, its head included). */
+  bytes_out: number;
+  /** the first characters of the API key that made the call. */
+  key_prefix?: string;
+  /** the client's address, as the edge saw it. */
+  client_address?: string;
+  /** the request id (X-Request-Id); for an app request only when the client sent one. */
+  request_id?: string;
+  /** the app an app request went to. */
+  app?: string;
 };
 
 export type SearchCreateIndexRequest = {
@@ -3847,6 +3916,20 @@ export class KeysService {
   }
 }
 
+/** A project's request log: every API call and app request through the edge, newest first. */
+export class LogsService {
+  constructor(private readonly transport: Transport) {}
+
+  /**
+   * The project's request log, newest first: API calls and app requests with time, method, path (no query string), status, duration, bytes, key prefix or client address and request id. Filter by since and until (RFC 3339, or 10m, 2h, 7d back from now), kind, app, status (404, or a class such as 5xx) and path prefix; pass the answer's cursor to read the next page. Requests of the last quarter second may not be written yet.
+   * @example
+   * const response = await alto.logs.read({"kind":"api","status":"5xx","since":"1h","limit":50});
+   */
+  read(request: LogsReadRequest = {}): Promise<LogsReadResponse> {
+    return this.transport.call<LogsReadResponse>("logs", "Read", request);
+  }
+}
+
 /** Fire-and-forget messaging: publish JSON messages to a topic; every subscriber listening gets them. */
 export class MqService {
   constructor(private readonly transport: Transport) {}
@@ -3948,7 +4031,7 @@ export class ProjectsService {
   }
 
   /**
-   * Change a project's limits: a number sets a limit (0 = none), null returns it to the free tier, a field left out keeps it. Only the admin key may set a limit above the free tier.
+   * Change a project's limits (and request_log_days): a number sets a limit (0 = none), null returns it to the free tier, a field left out keeps it. Only the admin key may set a limit above the free tier.
    * @example
    * const response = await alto.projects.update({"name":"shop","rate_limit":100,"monthly_spend_cap_micros":5000000});
    */
@@ -4530,6 +4613,7 @@ export class Services {
   readonly id: IdService;
   readonly images: ImagesService;
   readonly keys: KeysService;
+  readonly logs: LogsService;
   readonly mq: MqService;
   readonly nodes: NodesService;
   readonly otp: OtpService;
@@ -4558,6 +4642,7 @@ export class Services {
     this.id = new IdService(transport);
     this.images = new ImagesService(transport);
     this.keys = new KeysService(transport);
+    this.logs = new LogsService(transport);
     this.mq = new MqService(transport);
     this.nodes = new NodesService(transport);
     this.otp = new OtpService(transport);

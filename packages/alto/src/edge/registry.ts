@@ -28,11 +28,12 @@ import { accountsService } from '../platform/services/accounts.js';
 import { keysService } from '../platform/services/keys.js';
 import { projectsService } from '../platform/services/projects.js';
 import { usageService } from '../platform/services/usage.js';
+import { logsService } from '../platform/services/logs.js';
 import type { ServiceDefinition } from '../platform/service.js';
 import { buildOpenApiDocument } from './openapi.js';
 
 export function allServices(): ServiceDefinition[] {
-  return [accountsService, projectsService, keysService, usageService, idService, dbService, urlService, otpService, cacheService, secretService, cronService, searchService, eventService, mqService, streamService, userService, emailService, spaceService, fileService, imagesService, registryService, appService, domainsService, templateService, functionService, nodesService];
+  return [accountsService, projectsService, keysService, usageService, logsService, idService, dbService, urlService, otpService, cacheService, secretService, cronService, searchService, eventService, mqService, streamService, userService, emailService, spaceService, fileService, imagesService, registryService, appService, domainsService, templateService, functionService, nodesService];
 }
 
 export { buildOpenApiDocument };

@@ -12,6 +12,7 @@ import type { Stores } from '../store/index.js';
 import { Limits } from './limits.js';
 import { Meter } from './metering.js';
 import type { AppGateway } from './app-gateway.js';
+import type { RequestLog } from './request-log.js';
 import { PriceList } from './prices.js';
 import type { Component, EndpointDefinition, ServiceDefinition } from './service.js';
 import { Tenancy } from './tenancy.js';
@@ -45,6 +46,8 @@ export class Platform {
   readonly readiness = new Readiness();
   /** The projects' own apps, for blocks that call them; set by compute when it runs apps. */
   appGateway: AppGateway | undefined;
+  /** Where the edge records each API call and app request (platform/request-log.ts); set by the logs service. */
+  requestLog: RequestLog | undefined;
   readonly tenancy: Tenancy;
   readonly meter: Meter;
   /** The operator's price list, `<data>/prices.json`. */

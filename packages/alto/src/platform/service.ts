@@ -57,6 +57,8 @@ export interface Tenant {
   projectName: string;
   environment: string;
   keyId: string;
+  /** The first characters of the key, as listings show them (the request log keeps them). */
+  keyPrefix?: string;
   role: KeyRole;
   scopes: string[];
   /** The storage namespace of this project and environment; every storage port takes it. */

@@ -49,6 +49,7 @@ export function tenantOf(key: ResolvedKey): Tenant {
     projectName: key.projectName,
     environment: key.environment,
     keyId: key.id,
+    keyPrefix: key.prefix,
     role: key.role,
     scopes: key.scopes,
     namespace: namespaceOf(key.projectId, key.environment),

@@ -3,6 +3,7 @@
  * `projects/*`: create, list, update (limits) and delete the projects of the caller's account.
  */
 import { z } from 'zod';
+import { errors } from '../../kit/errors.js';
 import { defineService, endpoint } from '../service.js';
 import type { ProjectRecord } from '../../store/control.js';
 import { LIMIT_NAMES } from '../limit-names.js';
@@ -16,6 +17,7 @@ export const Project = z
     name: z.string(),
     created: z.string().describe('creation time, RFC 3339'),
     limits: ProjectLimits,
+    request_log_days: z.number().int().describe("days its request log (logs/Read) keeps, within the node's cap; 0: no request log"),
   })
   .meta({ id: 'Project' });
 
@@ -25,7 +27,25 @@ export async function projectView(project: ProjectRecord, platform: Platform): P
     name: project.name,
     created: new Date(project.createdAt).toISOString(),
     limits: await platform.limits.projectLimits(project.id),
+    request_log_days: (await platform.requestLog?.retentionDays(project.id)) ?? 0,
   };
+}
+
+const RequestLogDays = z
+  .number()
+  .int('request_log_days: must be a whole number')
+  .min(0, 'request_log_days: must be 0 (no request log) or more')
+  .max(36_500)
+  .describe("days the project's request log keeps (0: none), at most the node's cap (ALTO_REQUEST_LOG_MAX_DAYS)");
+
+/** Sets the project's request log retention (null: back to the node's default), within the node's cap. */
+async function setRequestLogDays(platform: Platform, projectId: string, days: number | null): Promise<void> {
+  const requestLog = platform.requestLog;
+  if (!requestLog) throw errors.badRequest('request_log_days: this instance keeps no request log');
+  if (days !== null && days > requestLog.maxDays) {
+    throw errors.badRequest(`request_log_days: this instance keeps request logs at most ${requestLog.maxDays} days (ALTO_REQUEST_LOG_MAX_DAYS)`);
+  }
+  await requestLog.setRetentionDays(projectId, days);
 }
 
 const ProjectName = z.string().min(1).describe('project name: lower-case letters, digits and dashes');
@@ -41,7 +61,7 @@ export const projectsService = defineService({
         'Create a project in your account, optionally with limits (rate_limit, monthly_quota, spend and storage caps); ' +
         "limits left out follow the instance's free tier.",
       access: 'manage',
-      request: z.object({ name: ProjectName, ...limitFieldsForCreate(LIMIT_NAMES) }),
+      request: z.object({ name: ProjectName, ...limitFieldsForCreate(LIMIT_NAMES), request_log_days: RequestLogDays.optional() }),
       response: z.object({ project: Project }),
       example: { name: 'shop', rate_limit: 50, monthly_quota: 100000 },
       async handler(request, context) {
@@ -49,23 +69,33 @@ export const projectsService = defineService({
         const changes = pickLimits(request, LIMIT_NAMES);
         // Checked before creating, so a refused limit leaves no half-made project behind.
         context.platform.limits.assertMaySetProjectLimits(tenant.role, changes);
+        const requestLogMax = context.platform.requestLog?.maxDays ?? 0;
+        if (request.request_log_days !== undefined && request.request_log_days > requestLogMax) {
+          throw errors.badRequest(`request_log_days: this instance keeps request logs at most ${requestLogMax} days (ALTO_REQUEST_LOG_MAX_DAYS)`);
+        }
         const project = await context.platform.tenancy.createProject(tenant.accountId, request.name);
         if (Object.keys(changes).length > 0) await context.platform.limits.updateProjectLimits(tenant.role, project.id, changes);
+        if (request.request_log_days !== undefined) await setRequestLogDays(context.platform, project.id, request.request_log_days);
         return { project: await projectView(project, context.platform) };
       },
     }),
     Update: endpoint({
       description:
-        "Change a project's limits: a number sets a limit (0 = none), null returns it to the free tier, a field left out keeps it. " +
+        "Change a project's limits (and request_log_days): a number sets a limit (0 = none), null returns it to the free tier, a field left out keeps it. " +
         'Only the admin key may set a limit above the free tier.',
       access: 'manage',
-      request: z.object({ name: ProjectName, ...limitFieldsForUpdate(LIMIT_NAMES, "the instance's free tier applies") }),
+      request: z.object({
+        name: ProjectName,
+        ...limitFieldsForUpdate(LIMIT_NAMES, "the instance's free tier applies"),
+        request_log_days: RequestLogDays.nullable().optional().describe("days the request log keeps (0: none); null: the node's default; left out keeps it"),
+      }),
       response: z.object({ project: Project }),
       example: { name: 'shop', rate_limit: 100, monthly_spend_cap_micros: 5000000 },
       async handler(request, context) {
         const tenant = context.tenant;
         const project = await context.platform.tenancy.findProject(tenant.accountId, request.name);
         await context.platform.limits.updateProjectLimits(tenant.role, project.id, pickLimits(request, LIMIT_NAMES));
+        if (request.request_log_days !== undefined) await setRequestLogDays(context.platform, project.id, request.request_log_days);
         return { project: await projectView(project, context.platform) };
       },
     }),
