@@ -202,12 +202,17 @@ class HttpApiCall {
     this.finish(failure.status, bytesOut);
   }
 
-  /** Meters, counts and logs the call, once. */
+  /** Meters, counts and logs the call, and puts it in its project's request log, once. */
   private finish(status: number, bytesOut: number): void {
     if (this.finished) return;
     this.finished = true;
     try {
       this.api.finish(this.route, this.tenant, status, this.bytesIn, bytesOut, this.started, this.requestId, this.call);
+      const tenant = this.tenant;
+      if (tenant) {
+        const exchange = this.exchange;
+        this.api.platform.requestLog?.recordApi(tenant.projectId, tenant.keyPrefix, exchange.method, this.url.pathname, status, this.started, this.bytesIn, bytesOut, exchange.remoteAddress, this.requestId);
+      }
     } catch (error) {
       this.api.log.error({ err: error, req_id: this.requestId }, 'finishing an API call failed');
     }

@@ -26,6 +26,7 @@ import { STATUS_CODES } from 'node:http';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/gateway.js';
+import type { RequestRecorder } from '../platform/request-log.js';
 import {
   Field,
   framerFor,
@@ -49,7 +50,7 @@ import {
   VIA_HEADER,
 } from './h1.js';
 import { appUnreachable, writeRawError } from './proxy.js';
-import { requestIdFrom } from './http.js';
+import { REQUEST_ID_PATTERN, requestIdFrom } from './http.js';
 
 export interface ConnectionForwarderOptions {
   /** The app a Host names, or undefined for any other host. */
@@ -62,6 +63,8 @@ export interface ConnectionForwarderOptions {
   keepAliveTimeoutMs: number;
   /** A connection that moves no bytes for this long is closed (as the edge's socket timeout). */
   idleTimeoutMs: number;
+  /** Where each app request is recorded as its answer ends (the project's request log). */
+  requestLog?: RequestRecorder;
   /** Requests for no app that are served here rather than by Node's HTTP server (edge/lane.ts). */
   lane?: {
     accepts(head: RequestHead): boolean;
@@ -287,22 +290,25 @@ class ClientConnection implements LaneConnection {
   }
 
   private async begin(head: RequestHead, address: AppAddress): Promise<void> {
+    const started = performance.now();
     // The common case in this turn: an instance of an app this node runs, with room.
     const now = head.relayed ? undefined : this.forwarder.options.resolver.tryAcquire?.(address);
-    if (now) return this.startExchange(head, address, now);
+    if (now) return this.startExchange(head, address, now, started);
     let target: ProxyTarget;
     try {
       target = await this.forwarder.options.resolver.acquire(address, 'http', head.relayed);
     } catch (error) {
       if (!isAltoError(error)) this.forwarder.options.log.error({ err: error, app: address.app, project: address.project }, 'app resolver failed');
-      return this.refuse(isAltoError(error) ? error : errors.internal(), head);
+      const failure = isAltoError(error) ? error : errors.internal();
+      recordAppRequest(this, head, address, failure.status, started, 0, 0);
+      return this.refuse(failure, head);
     }
     if (this.phase !== Phase.Exchange || this.socket.destroyed) return target.release();
-    this.startExchange(head, address, target);
+    this.startExchange(head, address, target, started);
   }
 
-  private startExchange(head: RequestHead, address: AppAddress, target: ProxyTarget): void {
-    const exchange = new Exchange(this, head, address, target);
+  private startExchange(head: RequestHead, address: AppAddress, target: ProxyTarget, started: number): void {
+    const exchange = new Exchange(this, head, address, target, started);
     this.exchange = exchange;
     exchange.start();
   }
@@ -433,12 +439,17 @@ class Exchange implements ConnectionExchange {
   /** The body bytes read with the head, kept until the instance connection is there. */
   private firstBody: Buffer = EMPTY;
   readingBody = false;
+  /** Bytes of the request's body, and of the answer to the client, for the request log. */
+  private bytesIn = 0;
+  private bytesOut = 0;
 
   constructor(
     private readonly client: ClientConnection,
     private readonly head: RequestHead,
     private readonly address: AppAddress,
     private readonly target: ProxyTarget,
+    /** `performance.now()` when the request's head was read. */
+    private readonly started: number,
   ) {
     this.requestFramer = framerFor(head.framing);
     this.closeAfter = head.close;
@@ -457,6 +468,7 @@ class Exchange implements ConnectionExchange {
       return this.fail(errors.badRequest(`the request's chunked body is malformed: ${(error as Error).message}`));
     }
     this.firstBody = buffered.subarray(0, used);
+    this.bytesIn = used;
     this.client.keepAhead(buffered.subarray(used));
     this.readingBody = !this.requestFramer.done;
     const idle = pool.takeIdle(this.target);
@@ -503,6 +515,7 @@ class Exchange implements ConnectionExchange {
     } catch (error) {
       return this.fail(errors.badRequest(`the request's chunked body is malformed: ${(error as Error).message}`));
     }
+    this.bytesIn += used;
     if (this.requestFramer.done) {
       this.readingBody = false;
       this.client.keepAhead(chunk.subarray(used));
@@ -552,7 +565,9 @@ class Exchange implements ConnectionExchange {
       }
       if (head.status < 200) {
         this.answered = true;
-        this.client.socket.write(clientResponseHead(head, false, false));
+        const interim = clientResponseHead(head, false, false);
+        this.bytesOut += interim.length;
+        this.client.socket.write(interim);
         if (rest.length === 0) return;
         this.pendingHead = rest;
         continue;
@@ -581,9 +596,17 @@ class Exchange implements ConnectionExchange {
       // The head and a short body in one write; a long body after the head, as it came.
       this.answered = true;
       const together = body.length <= MAX_BODY_WITH_HEAD;
-      written = this.client.socket.write(clientResponseHead(head, this.closeAfter, false, together ? body : EMPTY));
-      if (!together) written = this.client.socket.write(body);
-    } else if (used > 0) written = this.client.socket.write(body);
+      const first = clientResponseHead(head, this.closeAfter, false, together ? body : EMPTY);
+      this.bytesOut += first.length;
+      written = this.client.socket.write(first);
+      if (!together) {
+        this.bytesOut += body.length;
+        written = this.client.socket.write(body);
+      }
+    } else if (used > 0) {
+      this.bytesOut += used;
+      written = this.client.socket.write(body);
+    }
     if (!written && this.upstream) {
       const upstream = this.upstream.socket;
       upstream.pause();
@@ -613,6 +636,8 @@ class Exchange implements ConnectionExchange {
     this.client.socket.once('close', release);
     upstream.socket.once('close', release);
     const toClient = clientResponseHead(head, false, true, rest);
+    this.bytesOut += toClient.length;
+    this.record(101);
     this.client.tunnel(upstream.socket, toClient, this.client.takeBuffered());
   }
 
@@ -626,6 +651,7 @@ class Exchange implements ConnectionExchange {
     if (!this.spoiled && response.minor === 1 && !response.close) this.client.forwarder.upstreams.giveBack(upstream, response.keepAliveMs);
     else upstream.socket.destroy();
     this.target.release();
+    this.record(response.status);
     this.client.exchangeDone(this.closeAfter);
   }
 
@@ -641,6 +667,7 @@ class Exchange implements ConnectionExchange {
       this.finished = true;
       this.upstream?.socket.destroy();
       this.target.release();
+      this.record(this.response.status);
       this.client.exchangeDone(true);
       return;
     }
@@ -661,6 +688,8 @@ class Exchange implements ConnectionExchange {
     this.finished = true;
     this.upstream?.socket.destroy();
     this.target.release();
+    // The answer's status when it began, else 499 (the client closed the request, as nginx logs it).
+    this.record(this.response?.status ?? 499);
     this.client.destroy();
   }
 
@@ -684,8 +713,32 @@ class Exchange implements ConnectionExchange {
     this.finished = true;
     this.upstream?.socket.destroy();
     this.target.release();
+    this.record(failure.status);
     this.client.refuse(failure, this.head);
   }
+
+  /** Puts the exchange in its project's request log (its answer ended, or the exchange did). */
+  private record(status: number): void {
+    recordAppRequest(this.client, this.head, this.address, status, this.started, this.bytesIn, this.bytesOut);
+  }
+}
+
+/** One app request in the request log, if the edge keeps one. */
+function recordAppRequest(client: ClientConnection, head: RequestHead, address: AppAddress, status: number, started: number, bytesIn: number, bytesOut: number): void {
+  client.forwarder.options.requestLog?.recordApp(address.project, address.app, head.method, head.target, status, started, bytesIn, bytesOut, client.forwardedFor, givenRequestId(head));
+}
+
+/** The request's own X-Request-Id, if it sent one (read from the head's bytes, no header list made). */
+function givenRequestId(head: RequestHead): string | undefined {
+  const { source, spans } = head;
+  for (let at = 0; at < spans.length; at += SPAN) {
+    const start = spans[at + SPAN_START];
+    if (spans[at + SPAN_KIND] !== Field.Other || spans[at + SPAN_COLON] - start !== 12) continue;
+    if (source.toString('latin1', start, start + 12).toLowerCase() !== 'x-request-id') continue;
+    const value = source.toString('latin1', spans[at + SPAN_VALUE], spans[at + SPAN_VALUE_END]);
+    return REQUEST_ID_PATTERN.test(value) ? value : undefined;
+  }
+  return undefined;
 }
 
 /** A connection to an instance, reused across exchanges; its events go to the exchange that holds it. */

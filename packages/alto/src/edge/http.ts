@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AltoError, errors } from '../kit/errors.js';
 
-const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** What the edge reads of a request's target: its path and its query string. */
 export type RequestTarget = Pick<URL, 'pathname' | 'searchParams'>;

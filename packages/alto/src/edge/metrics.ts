@@ -232,6 +232,41 @@ export function registerBackupMetrics(registry: Registry, source: BackupMetricsS
   });
 }
 
+/** What the request log metrics read (platform/request-log.ts). */
+export interface RequestLogMetricsSource {
+  readonly dropped: number;
+  readonly failed: number;
+  readonly written: number;
+  readonly buffered: number;
+}
+
+/**
+ * `alto_request_log_rows_total{result="written"|"dropped"|"failed"}` (dropped: the buffer was
+ * full; failed: the store refused a batch) and `alto_request_log_buffered_rows`.
+ */
+export function registerRequestLogMetrics(registry: Registry, source: RequestLogMetricsSource): void {
+  new Counter({
+    name: 'alto_request_log_rows_total',
+    help: 'Requests this process put in the request log (written), or could not (dropped: buffer full; failed: the store refused them)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ result: 'written' }, source.written);
+      this.inc({ result: 'dropped' }, source.dropped);
+      this.inc({ result: 'failed' }, source.failed);
+    },
+  });
+  new Gauge({
+    name: 'alto_request_log_buffered_rows',
+    help: 'Requests waiting in memory to be written to the request log',
+    registers: [registry],
+    collect() {
+      this.set(source.buffered);
+    },
+  });
+}
+
 export function createEdgeMetrics(): EdgeMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'alto_' });

@@ -16,9 +16,10 @@ import { STATUS_CODES } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
+import type { RequestRecorder } from '../platform/request-log.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
-import { requestIdOf } from './http.js';
+import { REQUEST_ID_PATTERN, requestIdOf } from './http.js';
 import { VIA_HEADER } from './h1.js';
 import { HSTS_VALUE, isTlsRequest } from './tls.js';
 
@@ -32,6 +33,8 @@ export interface AppProxyOptions {
   log: Logger;
   /** The app a custom domain names (edge/custom-domains.ts), for hosts outside `domain`. */
   aliasOf?: (host: string) => AppAddress | undefined;
+  /** Where each app request is recorded as its answer ends (the project's request log). */
+  requestLog?: RequestRecorder;
 }
 
 /** Headers that describe one hop, not the message: never forwarded (RFC 9110 section 7.6.1). */
@@ -84,6 +87,7 @@ export class AppProxy {
   private readonly resolver: AppResolver;
   private readonly log: Logger;
   private readonly aliasOf: ((host: string) => AppAddress | undefined) | undefined;
+  private readonly requestLog: RequestRecorder | undefined;
   /** Reuses connections to instances, by address: a warm request does not pay for a TCP handshake. */
   private readonly pools = new Map<string, InstancePool>();
   private readonly poolSweep: NodeJS.Timeout;
@@ -97,6 +101,7 @@ export class AppProxy {
     this.resolver = options.resolver;
     this.log = options.log;
     this.aliasOf = options.aliasOf;
+    this.requestLog = options.requestLog;
     this.poolSweep = setInterval(() => this.closeIdlePools(), POOL_IDLE_MS).unref();
   }
 
@@ -197,6 +202,10 @@ export class AppProxy {
   }
 
   private async proxyRequest(address: AppAddress, request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const started = performance.now();
+    let bytesOut = 0;
+    // Once the answer ended, or the exchange did: whichever way, the request goes in the log.
+    if (this.requestLog) response.once('close', () => this.record(address, request, response, started, bytesOut));
     const target = await this.acquireOrAnswer(address, 'http', (failure) => this.sendError(request, response, failure), request.headers[VIA_HEADER] !== undefined);
     if (!target) return;
     const release = onceOnly(() => target.release(), this.log);
@@ -230,7 +239,10 @@ export class AppProxy {
         response.on('drain', resume);
         return true;
       },
-      onData: (chunk) => response.write(chunk),
+      onData: (chunk) => {
+        bytesOut += chunk.length;
+        return response.write(chunk);
+      },
       onComplete: () => response.end(),
       onError: (error) => {
         if (response.writableEnded || response.destroyed) return;
@@ -297,6 +309,18 @@ export class AppProxy {
       writeRawError(socket, appUnreachable(address, error), requestIdOf(request));
     });
     upstream.end();
+  }
+
+  /**
+   * Puts an app request served here in its project's request log: the body bytes it declared
+   * (Content-Length; a chunked body counts 0 on this path) and the answer's body bytes.
+   */
+  private record(address: AppAddress, request: IncomingMessage, response: ServerResponse, started: number, bodyBytesOut: number): void {
+    const status = response.headersSent ? response.statusCode : 499;
+    const bytesIn = Number(request.headers['content-length']) || 0;
+    const bytesOut = bodyBytesOut || Number(response.getHeader('content-length')) || 0;
+    const given = request.headers['x-request-id'];
+    this.requestLog?.recordApp(address.project, address.app, request.method ?? 'GET', request.url ?? '/', status, started, bytesIn, bytesOut, request.socket.remoteAddress, typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : undefined);
   }
 
   /** The resolver's target, or undefined after answering its failure through `answer`. */

@@ -20,7 +20,7 @@ import { VERSION } from '../version.js';
 import { Api } from './api.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, PeerAddresses, type ConnectionCaps } from './connections.js';
 import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, requestIdOf, requestTargetOf, sendJson, type RequestTarget } from './http.js';
-import { createEdgeMetrics, registerAppMetrics, registerBackupMetrics } from './metrics.js';
+import { createEdgeMetrics, registerAppMetrics, registerBackupMetrics, registerRequestLogMetrics } from './metrics.js';
 import { BackupSchedule } from '../store/backup/schedule.js';
 import { claimVolumeForCopy } from '../compute/sandbox/volumes.js';
 import { createConsole } from './console.js';
@@ -196,11 +196,13 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     resolver,
     log: log.child({ component: 'proxy' }),
     aliasOf: (host) => customDomains.addressOf(host),
+    requestLog: platform.requestLog,
   });
   // The web console's built files, when packages/console was built (else `/` answers JSON only).
   const webConsole = createConsole(log);
   const metrics = createEdgeMetrics();
   registerAppMetrics(metrics.registry, apps);
+  if (platform.requestLog) registerRequestLogMetrics(metrics.registry, platform.requestLog);
   // Copies from this process's own database connection, claiming volumes as its instances do.
   const backups = options.backup
     ? new BackupSchedule({
@@ -271,6 +273,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     headersTimeoutMs,
     keepAliveTimeoutMs: server.keepAliveTimeout,
     idleTimeoutMs: IDLE_SOCKET_TIMEOUT_MS,
+    requestLog: platform.requestLog,
     // Plain API calls are answered off the connection, without Node's request objects (edge/lane.ts).
     // Not for a host with a certificate in play: Node's server redirects those to HTTPS.
     lane: new ApiLane(api, server.keepAliveTimeout, options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS, options.httpsPort === undefined ? undefined : (host) => plainHandledHere(hostnameOf(host))),
