@@ -24,7 +24,6 @@ import { addInitCommand } from './init.js';
 import { addMigrateCommand } from './migrate.js';
 import { addBackupCommands, backupLines, type BackupStatus } from './backup.js';
 import { addTransferCommands } from './transfer.js';
-import { addTransferCommands } from './transfer.js';
 
 interface SandboxInfo {
   choice: string;
@@ -169,8 +168,6 @@ export function buildProgram(): Command {
       process.stdout.write(wantsJson(flags) ? '{}\n' : `deleted project ${name}\n`);
     }),
   );
-
-  addTransferCommands(program, projects, { remote, action });
 
   addTransferCommands(program, projects, { remote, action });
 
