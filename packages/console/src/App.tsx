@@ -14,6 +14,7 @@ import { FunctionsPage } from './pages/Functions';
 import { KeysPage } from './pages/Keys';
 import { OverviewPage } from './pages/Overview';
 import { ProjectsPage } from './pages/Projects';
+import { RequestsPage } from './pages/Requests';
 import { SignInPage } from './pages/SignIn';
 import { SpacePage } from './pages/Space';
 import { StacksPage } from './pages/Stacks';
@@ -42,6 +43,7 @@ const NAV: NavItem[] = [
   { path: '/apps', label: 'Apps', icon: '▶', page: () => <AppsPage />, when: (s) => s.hasService('app') },
   { path: '/stacks', label: 'Stacks', icon: '▤', page: () => <StacksPage />, when: (s) => s.hasService('template') },
   { path: '/functions', label: 'Functions', icon: 'ƒ', page: () => <FunctionsPage />, when: (s) => s.hasService('function') },
+  { path: '/requests', label: 'Requests', icon: '⇄', page: () => <RequestsPage />, when: (s) => s.hasService('logs') },
   { path: '/usage', label: 'Usage', icon: '▥', page: () => <UsagePage />, when: (s) => s.hasService('usage') },
 ];
 
