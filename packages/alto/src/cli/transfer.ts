@@ -10,7 +10,8 @@
  */
 import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
 import { Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
@@ -71,10 +72,9 @@ export function addTransferCommands(program: Command, projects: Command, { remot
   ).action(
     action(async (file: string, flags: TransferFlags & { as?: string }) => {
       const target = connectionOf(flags);
-      const size = statSync(file).size;
-      const progress = new Progress(`importing ${file}`, size);
-      const answer = await importStream(target, createReadStream(file).pipe(progress.counter()), flags.as, passphraseOf(flags), size);
-      progress.done();
+      const passphrase = passphraseOf(flags);
+      const upload = await uploadFile(target, file);
+      const answer = await importUpload(target, upload, flags.as, passphrase);
       printImported(answer, flags);
     }),
   );
@@ -169,6 +169,63 @@ async function importStream(target: Connection & { key: string }, body: Readable
   return (await response.json()) as ImportAnswer;
 }
 
+/** How often a broken upload is taken up again, and how long to wait first. */
+const UPLOAD_ATTEMPTS = 5;
+const UPLOAD_RETRY_MS = 1000;
+
+/**
+ * Sends an archive file as a resumable upload: its id follows from the file (path, size, time),
+ * so an upload cut off (a broken link, Ctrl-C) goes on from the bytes the server holds, in this
+ * run (a few tries) or the next one.
+ */
+async function uploadFile(target: Connection & { key: string }, file: string): Promise<string> {
+  const info = statSync(file);
+  const id = uploadIdOf(file);
+  const url = `${target.url}/admin/projects/uploads/${id}`;
+  const progress = new Progress(`uploading ${file}`, info.size);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const held = await fetch(url, { headers: headersOf(target, undefined) });
+      if (!held.ok) throw await refusal(held, `uploading to ${target.url}`);
+      const received = ((await held.json()) as { received: number }).received;
+      if (received > info.size) throw new Error(`the server holds more of upload ${id} than ${file} has: the file changed; touch it and import again`);
+      progress.skip(received);
+      if (received < info.size) {
+        const sent = await fetch(url, {
+          method: 'PUT',
+          headers: { ...headersOf(target, undefined), 'x-alto-offset': String(received), 'content-length': String(info.size - received), 'content-type': 'application/gzip' },
+          body: Readable.toWeb(createReadStream(file, { start: received }).pipe(progress.counter())) as never,
+          duplex: 'half',
+        } as RequestInit);
+        if (!sent.ok) throw await refusal(sent, `uploading to ${target.url}`);
+      }
+      progress.done();
+      return id;
+    } catch (error) {
+      const broken = error instanceof TypeError; // fetch's network failures; refusals are Errors
+      if (!broken || attempt >= UPLOAD_ATTEMPTS) throw broken ? new Error(`uploading to ${target.url} failed: ${(error as Error).message}; run the same import again to go on from where it stopped`) : error;
+      process.stderr.write(`${yellow('the upload broke off')}; going on from where it stopped (try ${attempt + 1} of ${UPLOAD_ATTEMPTS})\n`);
+      await new Promise((resolveWait) => setTimeout(resolveWait, UPLOAD_RETRY_MS * attempt));
+    }
+  }
+}
+
+/** The id of a file's upload: the same while the file is the same (its path, size and time). */
+export function uploadIdOf(file: string): string {
+  const info = statSync(file);
+  return createHash('sha256').update(`${resolve(file)}\0${info.size}\0${info.mtimeMs}`).digest('hex').slice(0, 32);
+}
+
+async function importUpload(target: Connection & { key: string }, upload: string, as: string | undefined, passphrase: string | undefined): Promise<ImportAnswer> {
+  const query = new URLSearchParams({ upload, ...(as ? { as } : {}) });
+  process.stderr.write(`importing into ${target.url}…\n`);
+  const response = await fetch(`${target.url}/admin/projects/import?${query}`, { method: 'POST', headers: headersOf(target, passphrase) }).catch((error: Error) => {
+    throw new Error(`importing into ${target.url} failed: ${error.message}`);
+  });
+  if (!response.ok) throw await refusal(response, `importing into ${target.url}`);
+  return (await response.json()) as ImportAnswer;
+}
+
 function printImported(answer: ImportAnswer, flags: Flags): void {
   if (flags.json || !process.stdout.isTTY) {
     process.stdout.write(JSON.stringify(answer, null, 2) + '\n');
@@ -228,6 +285,11 @@ class Progress {
     private readonly what: string,
     private readonly total?: number,
   ) {}
+
+  /** Bytes sent in an earlier try, counted as done. */
+  skip(bytes: number): void {
+    this.bytes = bytes;
+  }
 
   counter(): Transform {
     return new Transform({

@@ -11,12 +11,19 @@
  *   the data folder (bounded), verified whole, applied to a new project; answers
  *   `{ project, key, sections, warnings }`, the key shown once.
  *
- * Both need an admin key or an account owner's key (the projects of the key's account).
+ * - Resumable uploads, for archives sent over a link that may break: `PUT
+ *   /admin/projects/uploads/<id>` with `X-Alto-Offset: N` appends the body at byte N (409 with
+ *   the bytes held when N is not that), `GET` says how many bytes are held, and
+ *   `POST /admin/projects/import?upload=<id>` imports the upload whole (then removes it). The id
+ *   is the client's (16-64 letters, digits, - and _) and belongs to the caller's account; an
+ *   upload untouched for a day is removed.
+ *
+ * All need an admin key or an account owner's key (the projects of the key's account).
  * `X-Alto-Passphrase` (base64 of the UTF-8 passphrase) seals or opens the secrets section.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -35,8 +42,8 @@ const MAX_UPLOAD_BYTES = DEFAULT_ARCHIVE_LIMITS.maxTotalBytes;
 export function transferRoute(): HttpRoute {
   return {
     prefix: TRANSFER_ROUTE_PREFIX,
-    methods: ['GET', 'POST'],
-    description: 'Project archives: GET export?name= streams one out, POST import[?as=] takes one in (admin or owner key).',
+    methods: ['GET', 'POST', 'PUT'],
+    description: 'Project archives: GET export?name= streams one out, POST import[?as=] takes one in, PUT uploads/<id> sends one in resumable parts (admin or owner key).',
     async handle(request, response, url, platform) {
       const requestId = randomUUID();
       const abort = new AbortController();
@@ -48,6 +55,7 @@ export function transferRoute(): HttpRoute {
         const action = url.pathname.slice(TRANSFER_ROUTE_PREFIX.length);
         if (action === 'export' && request.method === 'GET') return await sendExport(url, request, response, caller, platform, abort.signal);
         if (action === 'import' && request.method === 'POST') return await receiveImport(url, request, response, caller, platform, abort.signal);
+        if (action.startsWith('uploads/') && (request.method === 'PUT' || request.method === 'GET')) return await receiveUpload(action.slice('uploads/'.length), request, response, caller, platform);
         throw errors.notFound(`${url.pathname} is not a project archive route: GET ${TRANSFER_ROUTE_PREFIX}export?name=NAME or POST ${TRANSFER_ROUTE_PREFIX}import`);
       } catch (error) {
         sendError(request, response, error, requestId, platform);
@@ -96,22 +104,73 @@ async function sendExport(url: URL, request: IncomingMessage, response: ServerRe
   }
 }
 
-async function receiveImport(url: URL, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform, signal: AbortSignal): Promise<void> {
-  const as = url.searchParams.get('as') ?? undefined;
+/** Where uploads and spooled imports wait, in the data folder. */
+async function transferFolder(platform: Platform): Promise<string> {
   const folder = join(platform.config.dataDir, 'transfer');
   await mkdir(folder, { recursive: true, mode: 0o700 });
-  const file = join(folder, spoolName());
+  return folder;
+}
+
+/** Counts bytes past `start` and refuses an archive larger than an import takes. */
+function bounded(start: number): Transform {
+  let received = start;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.length;
+      if (received > MAX_UPLOAD_BYTES) return callback(errors.payloadTooLarge(`the archive is larger than the ${MAX_UPLOAD_BYTES} bytes an import takes`));
+      callback(null, chunk);
+    },
+  });
+}
+
+const UPLOAD_ID = /^[A-Za-z0-9_-]{16,64}$/;
+const UPLOAD_MAX_AGE_MS = 24 * 3600 * 1000;
+
+/** The file of an upload of the caller's account: another account's upload of the same id is another file. */
+async function uploadFile(platform: Platform, caller: Tenant, id: string): Promise<string> {
+  if (!UPLOAD_ID.test(id)) throw errors.badRequest('upload: an id of 16 to 64 letters, digits, - and _ (the client picks it)');
+  const owner = createHash('sha256').update(`${caller.accountId}/${id}`).digest('hex').slice(0, 40);
+  return join(await transferFolder(platform), `upload-${owner}.tgz`);
+}
+
+async function receiveUpload(id: string, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform): Promise<void> {
+  const file = await uploadFile(platform, caller, id);
+  await removeStaleUploads(platform);
+  const held = (await stat(file).catch(() => undefined))?.size ?? 0;
+  if (request.method === 'PUT') {
+    const offset = Number(request.headers['x-alto-offset'] ?? 0);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw errors.badRequest('X-Alto-Offset: the byte the body starts at, a whole number');
+    if (offset !== held) throw errors.conflict(`the upload holds ${held} bytes: send from byte ${held} (X-Alto-Offset: ${held})`).withHeaders({ 'x-alto-received': String(held) });
+    await pipeline(request, bounded(offset), createWriteStream(file, { flags: offset === 0 ? 'w' : 'a', mode: 0o600 }));
+  } else request.resume();
+  const received = (await stat(file).catch(() => undefined))?.size ?? 0;
+  const body = JSON.stringify({ upload: id, received });
+  response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  response.end(body);
+}
+
+async function removeStaleUploads(platform: Platform): Promise<void> {
+  const folder = await transferFolder(platform);
+  const now = Date.now();
+  for (const name of await readdir(folder)) {
+    if (!name.startsWith('upload-')) continue;
+    const info = await stat(join(folder, name)).catch(() => undefined);
+    if (info && now - info.mtimeMs > UPLOAD_MAX_AGE_MS) await rm(join(folder, name), { force: true });
+  }
+}
+
+async function receiveImport(url: URL, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform, signal: AbortSignal): Promise<void> {
+  const as = url.searchParams.get('as') ?? undefined;
+  const upload = url.searchParams.get('upload');
+  const file = upload ? await uploadFile(platform, caller, upload) : join(await transferFolder(platform), spoolName());
+  let imported = false;
   try {
-    let received = 0;
-    const bounded = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        received += chunk.length;
-        if (received > MAX_UPLOAD_BYTES) return callback(errors.payloadTooLarge(`the archive is larger than the ${MAX_UPLOAD_BYTES} bytes an import takes`));
-        callback(null, chunk);
-      },
-    });
-    await pipeline(request, bounded, createWriteStream(file, { mode: 0o600 }));
+    if (upload) {
+      request.resume();
+      if (!(await stat(file).catch(() => undefined))) throw errors.notFound(`no upload "${upload}": send the archive first (PUT ${TRANSFER_ROUTE_PREFIX}uploads/${upload})`);
+    } else await pipeline(request, bounded(0), createWriteStream(file, { mode: 0o600 }));
     const result = await importProject(platform, caller, file, { as, passphrase: passphraseOf(request), signal });
+    imported = true;
     const sections = Object.fromEntries(Object.entries(result.manifest.sections).map(([name, section]) => [name, section.count]));
     const body = JSON.stringify({
       project: { id: result.project.id, name: result.project.name },
@@ -123,7 +182,8 @@ async function receiveImport(url: URL, request: IncomingMessage, response: Serve
     response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
     response.end(body);
   } finally {
-    await rm(file, { force: true });
+    // An upload stays for another try (another name, the passphrase) until it was imported.
+    if (!upload || imported) await rm(file, { force: true });
   }
 }
 
