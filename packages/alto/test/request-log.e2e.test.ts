@@ -4,9 +4,9 @@
  * one HTTP/1.0 request through Node's server and the proxy) are read back with logs/Read, with
  * their time, method, path (no query string), status, duration, bytes, key prefix or client
  * address and request id; every filter, the cursor, clear 400s, the logs scope, a project key
- * seeing only its own project, and /metrics. In process: request_log_days per project (0: none,
- * the node's cap, back to the default), the retention sweep on a clock moved forward, and a
- * deleted project's log going with it.
+ * seeing only its own project, `alto requests`, and /metrics. In process: request_log_days per
+ * project (0: none, the node's cap, back to the default), the retention sweep on a clock moved
+ * forward, a websocket stream logged when it ends, and a deleted project's log going with it.
  */
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { startInProcess, startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
 import { eventually, privateSandboxCache, runCli, webImage } from './apps-fixture.js';
+import { openStream } from './stream-client.js';
 
 const DAY_MS = 86_400_000;
 
@@ -293,6 +294,19 @@ describe('request log retention (in process)', () => {
     assert.equal(await logged(month.key), 3, 'within the month');
     await requestLog.sweep(Date.now() + 31 * DAY_MS);
     assert.equal(await logged(month.key), 0);
+  });
+
+  test('a websocket stream is in the log once it ends, with what it sent', async () => {
+    const streaming = await project('streaming');
+    const stream = await openStream(alto.url, streaming.key, 'id', 'Stream', { type: 'uuid', count: 3 });
+    assert.equal((await stream.closed).code, 1000);
+    assert.equal(stream.messages.length, 3);
+    const { requests } = (await alto.call('logs', 'Read', {}, streaming.key)).body as { requests: Entry[] };
+    assert.equal(requests.length, 1, JSON.stringify(requests));
+    assert.equal(requests[0].path, '/v1/id/Stream');
+    assert.equal(requests[0].status, 200);
+    assert.equal(requests[0].method, 'GET');
+    assert.ok(requests[0].bytes_out > 3 * 36);
   });
 
   test('deleting a project deletes its request log', async () => {

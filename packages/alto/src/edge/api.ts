@@ -450,6 +450,8 @@ export class Api {
       }
     } finally {
       this.finish(route, tenant, status, raw.length, bytesOut, started, requestId, call);
+      // A stream is in the request log once it ends, with its status and how long it lasted.
+      if (tenant) this.platform.requestLog?.recordApi(tenant.projectId, tenant.keyPrefix, 'GET', url.pathname, status, started, raw.length, bytesOut, clientAddress, requestId);
     }
   }
 

@@ -204,8 +204,9 @@ export class AppProxy {
   private async proxyRequest(address: AppAddress, request: IncomingMessage, response: ServerResponse): Promise<void> {
     const started = performance.now();
     let bytesOut = 0;
-    // Once the answer ended, or the exchange did: whichever way, the request goes in the log.
-    if (this.requestLog) response.once('close', () => this.record(address, request, response, started, bytesOut));
+    // Once the answer ended, or the exchange did: whichever way, the request goes in the log
+    // (the log of the node it came to first: one relayed here is in that node's).
+    if (this.requestLog && request.headers[VIA_HEADER] === undefined) response.once('close', () => this.record(address, request, response, started, bytesOut));
     const target = await this.acquireOrAnswer(address, 'http', (failure) => this.sendError(request, response, failure), request.headers[VIA_HEADER] !== undefined);
     if (!target) return;
     const release = onceOnly(() => target.release(), this.log);
