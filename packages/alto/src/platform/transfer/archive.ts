@@ -133,7 +133,8 @@ export class ArchiveWriter {
 
   constructor(private readonly header: ArchiveHeader) {
     this.tar = pack();
-    const gzip = createGzip({ level: 6 });
+    // Level 1: most of a big project is objects (images, archives) gzip cannot shrink, where higher levels only cost time.
+    const gzip = createGzip({ level: 1 });
     this.output = this.tar.pipe(gzip);
     this.tar.on('error', (error) => gzip.destroy(error));
   }
