@@ -3,8 +3,9 @@
  * user does it, with the CLI: fill project `shop` on A with one of everything (db rows and an
  * index, a file, a space object, a secret, a user with a password, a short URL, a search
  * document, retained events, a function, an app from an image the test built and pushed to a
- * registry, a cron job calling that app), `alto projects export` it, `alto projects import` it
- * into B as `shop2` and find each part there: the user logs in with the same password, the
+ * registry, a cron job calling that app), stop the registry (so the image is only on A and
+ * travels in the archive), `alto projects export` it, `alto projects import` it into B as
+ * `shop2` and find each part there: the user logs in with the same password, the
  * secret reads back (sealed again with B's own master key), the app and the function answer
  * through B's edge. Then `alto push` and `alto pull` through saved profiles both ways (a dry
  * run first, `--only data`), an import refused on a taken name, an archive sealed with a
@@ -31,6 +32,7 @@ const SECRET_VALUE = 'sk_live_transfer_0123456789';
 
 describe('projects move between instances', () => {
   let registry: TestRegistry;
+  let registryStopped = false;
   let a: ServerProcess;
   let b: ServerProcess;
   let shopKey: string;
@@ -74,11 +76,14 @@ describe('projects move between instances', () => {
     await fill('app', 'Run', { name: 'web', image: `${registry.host}/demo/web:v1`, port: 8080, env_vars: { MODE: 'shop' } });
     await fill('cron', 'Schedule', { id: 'nightly', name: 'nightly', interval: '0 3 * * *', callback: 'app://web/hook' });
     assert.equal((await getThroughEdge(edgePort(a), 'web.shop.localhost')).body, 'web v1 page\n');
+    // From here on the image is only on A: the archives carry it, no instance can pull it again.
+    await registry.stop();
+    registryStopped = true;
   });
 
   after(async () => {
     await Promise.all([a?.close(), b?.close()]);
-    await registry?.stop();
+    if (!registryStopped) await registry?.stop();
     cacheA.remove();
     cacheB.remove();
     for (const folder of [dataA, dataB, scratch]) rmSync(folder, { recursive: true, force: true });
@@ -136,6 +141,8 @@ describe('projects move between instances', () => {
     // Keys never leave: the archive holds neither A's admin key nor the project's.
     const tar = gunzipSync(readFileSync(archive));
     assert.ok(!tar.includes(Buffer.from(shopKey)) && !tar.includes(Buffer.from(a.adminKey)));
+    // The app's image travels with it, blob by blob.
+    assert.ok(tar.includes(Buffer.from('app/blobs/')), 'the archive holds the image blobs');
 
     const imported = await cliOn(b, ['projects', 'import', archive, '--as', 'shop2', '--json']);
     assert.equal(imported.code, 0, imported.stderr);

@@ -1,19 +1,33 @@
 /**
  * @module compute/transfer/app-section
  * The apps' section of a project archive (code): per app, its definition
- * (`app/<name>/app.json`): the image reference and digest, and the settings app/Run takes (port,
- * env vars, resources, scaling, volumes' mounts, TCP, links, health check, the names of its
- * secrets...). Functions' apps are left to the functions' section. The import deploys each app
- * through app/Run once every other entry is in (its secrets and data first), pulling its image
- * by reference on the target; the Run answers once the app's first instances are ready, so an
- * import that returns has apps that answer.
+ * (`app/<name>/app.json`): the image reference, and the settings app/Run takes (port, env vars,
+ * resources, scaling, volumes' mounts, TCP, links, health check, the names of its secrets...);
+ * and its image's blobs (manifest, config, layers), each once per archive whatever the apps
+ * sharing it (`app/blobs/<sha256 hex>`), streamed from the image store. Functions' apps are left
+ * to the functions' section.
  *
- * Not carried: image blobs (the target pulls the reference again, so an image must be reachable
- * from it: an image of the source's own registry is not, unless the target reaches the source),
- * volume contents (the volumes start empty), custom domains (they point at the source), logs.
+ * The import keeps the blobs in a temporary OCI layout in the data folder (each checked against
+ * its digest), imports each app's image from it under its reference, for the new project, and
+ * deploys the app through app/Run once every other entry is in (its secrets and data first). The
+ * Run sees the image on the machine: one the target can pull again is pulled (a moved tag), one it
+ * cannot (a registry it does not reach, the source's own registry) runs from the carried copy. The
+ * Run answers once the app's first instances are ready, so an import that returns has apps that
+ * answer. An app whose image is not on the source machine goes by its reference alone.
+ *
+ * Not carried: volume contents (the volumes start empty), custom domains (they point at the
+ * source), logs.
  */
-import { errors } from '../../kit/errors.js';
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { errors, isAltoError } from '../../kit/errors.js';
 import type { ProjectSection, SectionImport } from '../../platform/transfer/section.js';
+import type { ImageDetails, ImageManager } from '../images/manager.js';
+import { imagesComponent } from '../images/service.js';
 
 /** What app/List shows of an app that app/Run takes back. */
 const RUN_SETTINGS = [
@@ -21,22 +35,42 @@ const RUN_SETTINGS = [
   'outbound', 'stop_signal', 'stop_timeout', 'entrypoint', 'command', 'link_aliases', 'health_check', 'stack', 'links', 'follow_tag', 'secrets',
 ] as const;
 const ENVIRONMENT = 'dev';
+const HEX = /^[0-9a-f]{64}$/;
 
 interface AppDefinition {
   name: string;
   image: string;
   digest: string;
+  /** The image's manifest and every blob it names, carried under `app/blobs/`; absent when the source did not hold the image. */
+  carried?: { mediaType: string; size: number; blobs: string[] };
   settings: Record<string, unknown>;
 }
 
-/** The apps read from the archive, deployed once every entry is in. */
-const pending = new WeakMap<object, AppDefinition[]>();
+interface ImportState {
+  apps: AppDefinition[];
+  /** The temporary OCI layout the carried blobs are written into. */
+  layout: string;
+  blobs: Set<string>;
+}
+
+const states = new WeakMap<object, ImportState>();
+
+function stateOf(context: SectionImport): ImportState {
+  let state = states.get(context);
+  if (!state) {
+    state = { apps: [], layout: join(context.platform.config.dataDir, 'transfer', `layout-${context.project.id}`), blobs: new Set() };
+    states.set(context, state);
+  }
+  return state;
+}
 
 export const appSection: ProjectSection = {
   name: 'app',
   kind: 'code',
   async export({ platform, project, archive, call }) {
     const functions = new Set((await platform.stores.functions.listOfProject(project.id)).map((record) => record.name));
+    const images = platform.use(imagesComponent);
+    const written = new Set<string>();
     const { services } = await call<{ services: Array<Record<string, unknown> & { name: string; image: string; digest: string }> }>('app', 'List', ENVIRONMENT, {});
     for (const service of services) {
       if (functions.has(service.name)) continue;
@@ -45,25 +79,94 @@ export const appSection: ProjectSection = {
         const value = service[name];
         if (value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0)) settings[name] = value;
       }
-      const definition: AppDefinition = { name: service.name, image: service.image, digest: service.digest, settings };
+      let carried: AppDefinition['carried'];
+      const details = imageDetails(images, service.digest);
+      if (details) {
+        const blobs = [details.digest, ...details.blobs.map((blob) => blob.digest)].map((digest) => digest.replace(/^sha256:/, ''));
+        for (const hex of new Set(blobs)) {
+          if (written.has(hex)) continue;
+          const digest = `sha256:${hex}`;
+          const size = images.blobs.sizeOf(digest);
+          if (size === undefined) throw errors.internal(`the blob ${digest} of app ${service.name}'s image is missing from this machine`);
+          await archive.stream('app', `blobs/${hex}`, size, images.blobs.openRead(digest), 0);
+          written.add(hex);
+        }
+        carried = { mediaType: details.mediaType, size: images.blobs.sizeOf(details.digest) ?? 0, blobs: [...new Set(blobs)] };
+      }
+      const definition: AppDefinition = { name: service.name, image: service.image, digest: service.digest, ...(carried ? { carried } : {}), settings };
       await archive.json('app', `${service.name}/app.json`, definition, 1);
     }
   },
   async importEntry(context, entry) {
-    const [name, file, ...rest] = entry.name.split('/');
-    if (file !== 'app.json' || rest.length > 0) return context.warn(`app: the entry ${entry.name} is not known to this Alto and was left out`);
-    const definition = await entry.json<AppDefinition>();
-    if (definition.name !== name || typeof definition.image !== 'string' || typeof definition.settings !== 'object' || definition.settings === null) {
-      throw errors.badRequest(`app ${name}: its definition is not one Alto writes`);
+    const [first, second, ...rest] = entry.name.split('/');
+    const state = stateOf(context);
+    if (first === 'blobs' && second && rest.length === 0) {
+      if (!HEX.test(second)) throw errors.badRequest('an image blob is not named by its sha256');
+      await writeBlob(state, second, entry.body);
+      return;
     }
-    const apps = pending.get(context) ?? [];
-    apps.push(definition);
-    pending.set(context, apps);
+    if (second !== 'app.json' || rest.length > 0) return context.warn(`app: the entry ${entry.name} is not known to this Alto and was left out`);
+    const definition = await entry.json<AppDefinition>();
+    if (definition.name !== first || typeof definition.image !== 'string' || typeof definition.settings !== 'object' || definition.settings === null) {
+      throw errors.badRequest(`app ${first}: its definition is not one Alto writes`);
+    }
+    state.apps.push(definition);
   },
   async finishImport(context) {
-    for (const app of pending.get(context) ?? []) await runApp(context, app);
+    const state = stateOf(context);
+    try {
+      for (const app of state.apps) {
+        if (app.carried) await importImage(context, state, app);
+        await runApp(context, app);
+      }
+    } finally {
+      await rm(state.layout, { recursive: true, force: true });
+    }
+  },
+  async abortImport(context) {
+    await rm(stateOf(context).layout, { recursive: true, force: true });
   },
 };
+
+function imageDetails(images: ImageManager, digest: string): ImageDetails | undefined {
+  if (!digest) return undefined;
+  try {
+    return images.inspect(digest);
+  } catch (error) {
+    if (isAltoError(error) && error.status === 404) return undefined;
+    throw error;
+  }
+}
+
+/** Writes a carried blob into the temporary layout, refusing content that is not the digest it is named by. */
+async function writeBlob(state: ImportState, hex: string, body: NodeJS.ReadableStream): Promise<void> {
+  const folder = join(state.layout, 'blobs', 'sha256');
+  await mkdir(folder, { recursive: true, mode: 0o700 });
+  const hash = createHash('sha256');
+  const hashing = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      callback(null, chunk);
+    },
+  });
+  await pipeline(body, hashing, createWriteStream(join(folder, hex), { mode: 0o600 }));
+  if (hash.digest('hex') !== hex) throw errors.badRequest(`the image blob ${hex} does not match its digest: the archive was altered`);
+  state.blobs.add(hex);
+}
+
+/** Imports an app's carried image from the layout under its reference, for the new project. */
+async function importImage(context: SectionImport, state: ImportState, app: AppDefinition): Promise<void> {
+  const carried = app.carried!;
+  const manifest = carried.blobs[0];
+  if (!carried.blobs.every((hex) => HEX.test(hex) && state.blobs.has(hex))) throw errors.badRequest(`app ${app.name}: the archive lacks blobs of its image`);
+  const index = {
+    schemaVersion: 2,
+    manifests: [{ mediaType: String(carried.mediaType), digest: `sha256:${manifest}`, size: Number(carried.size), annotations: { 'org.opencontainers.image.ref.name': app.image } }],
+  };
+  await writeFile(join(state.layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  await writeFile(join(state.layout, 'index.json'), JSON.stringify(index));
+  await context.platform.use(imagesComponent).import(state.layout, { reference: app.image, builtBy: context.project.id });
+}
 
 async function runApp(context: SectionImport, app: AppDefinition): Promise<void> {
   const settings: Record<string, unknown> = {};

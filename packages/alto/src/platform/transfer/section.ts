@@ -23,6 +23,8 @@ export interface ProjectSection {
   importEntry(context: SectionImport, entry: ArchiveEntry): Promise<void>;
   /** After every entry of every section was applied (apps are deployed here, once their secrets and data are in). */
   finishImport?(context: SectionImport): Promise<void>;
+  /** The import failed and is being rolled back: removes what the section kept outside the project (temporary files). */
+  abortImport?(context: SectionImport): Promise<void>;
 }
 
 interface SectionContext {

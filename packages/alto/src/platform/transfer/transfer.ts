@@ -193,6 +193,7 @@ export async function importProject(platform: Platform, caller: Tenant, file: st
     const key = await platform.tenancy.generateKey(caller, { projectName: name, scopes: ['*'], description: `made by the import of ${manifest.project} (${manifest.createdAt})` });
     return { project, key: key.secret, manifest, warnings };
   } catch (error) {
+    for (const section of sections.values()) await section.abortImport?.(context).catch((cleanup: Error) => platform.log.warn({ err: cleanup, section: section.name }, 'a section could not clean up after a failed import'));
     await removeProject(platform, project).catch((cleanup: Error) => platform.log.error({ err: cleanup, project: project.id }, 'removing a failed import left data behind'));
     throw error;
   }
