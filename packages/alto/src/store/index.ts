@@ -286,6 +286,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
   const leader: SingletonLock = options.postgresUrl ? new PostgresSingletonLock(options.postgresUrl) : new SqliteSingletonLock(sqlite);
   const usage = shared?.usage ?? new SqliteUsageStore(sqlite, { writerThread: true });
   const images = new SqliteImageRecordStore(sqlite);
+  const requestLog = shared?.requestLog ?? new SqliteRequestLogStore(sqlite, { writerThread: true });
   return {
     description: parts.join(', '),
     control,
@@ -308,7 +309,7 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
     leader,
     images,
     registry: shared?.registry ?? new SqliteRegistryCatalog(images),
-    requestLog: shared?.requestLog ?? new SqliteRequestLogStore(sqlite),
+    requestLog,
     cache: redis ? new RedisCacheStore(redis) : new SqliteCacheStore(sqlite),
     events: events ?? new SqliteEventStore(sqlite),
     messages: nats ? new NatsMessageBus(nats) : new InProcessMessageBus(),
@@ -325,8 +326,9 @@ export async function openStores(options: StoreOptions): Promise<Stores> {
       await nats?.drain().catch(() => nats?.close());
       if (redis) await redis.quit().catch(() => redis?.disconnect());
       await objects.close();
-      // Its writer thread's last batch before the file closes.
+      // The writer threads' last batches before the file closes.
       await usage.close?.();
+      await requestLog.close?.();
       sqlite.close();
     },
   };

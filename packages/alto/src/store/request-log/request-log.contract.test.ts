@@ -1,5 +1,6 @@
 /**
- * Runs the request-log contract against every adapter: SQLite (a temporary file) and PostgreSQL
+ * Runs the request-log contract against every adapter: SQLite (a temporary file, written in
+ * process and from the writer thread the running instance uses) and PostgreSQL
  * (a database of its own, created from ALTO_TEST_POSTGRES_URL and dropped at the end).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,6 +19,19 @@ runRequestLogStoreContract('sqlite', async () => {
   const store = new SqliteRequestLogStore(db);
   // A second open runs the migrations again: they are recorded, so applied once.
   new SqliteRequestLogStore(db);
+  return {
+    store,
+    async dispose() {
+      db.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+runRequestLogStoreContract('sqlite, written from its own thread', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alto-request-log-'));
+  const db = openSqlite(join(dir, 'alto.db'));
+  const store = new SqliteRequestLogStore(db, { writerThread: true });
   return {
     store,
     async dispose() {

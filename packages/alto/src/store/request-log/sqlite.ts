@@ -2,13 +2,17 @@
  * @module store/request-log/sqlite
  * The embedded adapter of the request-log port: one SQLite table with an index by project and
  * time, which serves both the newest-first reads (walked backwards) and the retention deletes.
- * Rows are written many to a statement and a few hundred to a transaction, yielding to the
- * event loop between transactions, so a large batch never holds the edge up for long. The table
- * takes a row per request, so each row names its project by a small number
- * (`request_log_projects`) rather than its 36-character id: that halves what a row costs to
- * write, its index entry included.
+ * The running instance's store writes from a thread of its own (sqlite-worker.mjs, with its own
+ * connection), so the inserts never run on the edge's event loop; a batch crosses to it as
+ * columns (sqlite-writer.mjs). Without the thread (a database in memory), rows are written a few
+ * hundred to a transaction, yielding to the event loop between transactions. The table takes a
+ * row per request, so each row names its project by a small number (`request_log_projects`)
+ * rather than its 36-character id: that halves what a row costs to write, index included.
  */
+import { existsSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { migrate, type SqliteDatabase } from '../sqlite/database.js';
+import { batchOfRows, COLUMNS, requestLogWriter, ROWS_PER_TRANSACTION, type RequestLogBatch } from './sqlite-writer.mjs';
 import type { RequestKind, RequestLogQuery, RequestLogRow, RequestLogStore, StoredRequestLogRow } from './port.js';
 
 const MIGRATIONS = [
@@ -51,12 +55,8 @@ const MIGRATIONS = [
    CREATE INDEX request_log_project_at ON request_log(project, at);`,
 ];
 
-const COLUMNS = 'project, at, kind, method, path, status, duration_ms, bytes_in, bytes_out, key_prefix, client_address, request_id, app';
-const COLUMN_COUNT = 13;
-/** Rows bound to one INSERT statement. */
-const ROWS_PER_STATEMENT = 32;
-/** Rows per transaction: about a millisecond of the write lock and of the event loop. */
-const ROWS_PER_TRANSACTION = 512;
+/** Rows deleted per statement by deleteProject. */
+const DELETE_CHUNK = 5000;
 
 interface Row {
   id: number;
@@ -93,55 +93,18 @@ function rowOf(row: Row, projectId: string): StoredRequestLogRow {
   };
 }
 
-function placeholders(rows: number): string {
-  const one = `(${new Array(COLUMN_COUNT).fill('?').join(', ')})`;
-  return new Array(rows).fill(one).join(', ');
-}
-
-/** Puts the row's values into `values` from `offset` on, in COLUMNS order (`project`: the project's number). */
-function bind(values: unknown[], offset: number, row: RequestLogRow, project: number): void {
-  values[offset] = project;
-  values[offset + 1] = row.at;
-  values[offset + 2] = row.kind;
-  values[offset + 3] = row.method;
-  values[offset + 4] = row.path;
-  values[offset + 5] = row.status;
-  values[offset + 6] = row.durationMs;
-  values[offset + 7] = row.bytesIn;
-  values[offset + 8] = row.bytesOut;
-  values[offset + 9] = row.keyPrefix;
-  values[offset + 10] = row.clientAddress;
-  values[offset + 11] = row.requestId;
-  values[offset + 12] = row.app;
-}
-
 export class SqliteRequestLogStore implements RequestLogStore {
-  private readonly insertMany;
-  private readonly insertOne;
-  private readonly writeChunk: (rows: RequestLogRow[], from: number, to: number) => void;
+  private readonly writer: ReturnType<typeof requestLogWriter>;
+  private readonly thread: RequestLogWriterThread | undefined;
   private readonly statements;
-  /** Each project's number, as `request_log_projects` holds it (it never changes once given). */
-  private readonly projectNumbers = new Map<string, number>();
 
-  constructor(db: SqliteDatabase) {
+  /** `writerThread`: write rows from a thread of its own (a database in a file only); the running instance's store does. */
+  constructor(db: SqliteDatabase, options: { writerThread?: boolean } = {}) {
     migrate(db, 'request_log', MIGRATIONS);
-    this.insertMany = db.prepare(`INSERT INTO request_log (${COLUMNS}) VALUES ${placeholders(ROWS_PER_STATEMENT)}`);
-    this.insertOne = db.prepare(`INSERT INTO request_log (${COLUMNS}) VALUES ${placeholders(1)}`);
-    const many = new Array<unknown>(ROWS_PER_STATEMENT * COLUMN_COUNT);
-    const one = new Array<unknown>(COLUMN_COUNT);
-    this.writeChunk = db.transaction((rows: RequestLogRow[], from: number, to: number) => {
-      let index = from;
-      for (; index + ROWS_PER_STATEMENT <= to; index += ROWS_PER_STATEMENT) {
-        for (let row = 0; row < ROWS_PER_STATEMENT; row++) bind(many, row * COLUMN_COUNT, rows[index + row], this.numberOf(rows[index + row].projectId, true)!);
-        this.insertMany.run(many);
-      }
-      for (; index < to; index++) {
-        bind(one, 0, rows[index], this.numberOf(rows[index].projectId, true)!);
-        this.insertOne.run(one);
-      }
-    });
+    this.writer = requestLogWriter(db);
+    // Off the event loop: a thread of its own with its own connection (sqlite-worker.mjs).
+    if (options.writerThread && !db.memory) this.thread = new RequestLogWriterThread(db.name);
     this.statements = {
-      addProject: db.prepare('INSERT INTO request_log_projects (project_id) VALUES (?) ON CONFLICT (project_id) DO NOTHING'),
       projectNumber: db.prepare('SELECT id FROM request_log_projects WHERE project_id = ?').pluck(),
       read: db.prepare(`SELECT id, ${COLUMNS} FROM request_log
         WHERE project = @project AND at >= @since AND at < @until
@@ -157,26 +120,24 @@ export class SqliteRequestLogStore implements RequestLogStore {
     };
   }
 
-  /** The project's number, given it first with `add` (another process sharing the file may give it first); undefined when it has none. */
-  private numberOf(projectId: string, add: boolean): number | undefined {
-    const known = this.projectNumbers.get(projectId);
-    if (known !== undefined) return known;
-    if (add) this.statements.addProject.run(projectId);
-    const found = this.statements.projectNumber.get(projectId) as number | undefined;
-    if (found !== undefined) this.projectNumbers.set(projectId, found);
-    return found;
+  /** The project's number, or undefined when it has no rows yet (none was given). */
+  private numberOf(projectId: string): number | undefined {
+    return this.statements.projectNumber.get(projectId) as number | undefined;
   }
 
   async append(rows: RequestLogRow[]): Promise<void> {
-    for (let from = 0; from < rows.length; from += ROWS_PER_TRANSACTION) {
+    if (rows.length === 0) return;
+    const batch = batchOfRows(rows);
+    if (this.thread?.alive) return this.thread.write(batch);
+    for (let from = 0; from < batch.length; from += ROWS_PER_TRANSACTION) {
       // SQLite calls are synchronous: let requests through between transactions.
       if (from > 0) await new Promise((resolve) => setImmediate(resolve));
-      this.writeChunk(rows, from, Math.min(rows.length, from + ROWS_PER_TRANSACTION));
+      this.writer.write(batch, from, Math.min(batch.length, from + ROWS_PER_TRANSACTION));
     }
   }
 
   async read(query: RequestLogQuery): Promise<StoredRequestLogRow[]> {
-    const project = this.numberOf(query.projectId, false);
+    const project = this.numberOf(query.projectId);
     if (project === undefined) return [];
     const rows = this.statements.read.all({
       project,
@@ -195,19 +156,79 @@ export class SqliteRequestLogStore implements RequestLogStore {
   }
 
   async deleteOlder(projectId: string, before: number, limit: number): Promise<number> {
-    const project = this.numberOf(projectId, false);
+    const project = this.numberOf(projectId);
     return project === undefined ? 0 : this.statements.deleteOlder.run(project, before, limit).changes;
   }
 
   async deleteProject(projectId: string): Promise<number> {
-    const project = this.numberOf(projectId, false);
+    const project = this.numberOf(projectId);
     if (project === undefined) return 0;
     let deleted = 0;
     for (;;) {
-      const { changes } = this.statements.deleteProject.run(project, 5000);
+      const { changes } = this.statements.deleteProject.run(project, DELETE_CHUNK);
       deleted += changes;
-      if (changes < 5000) return deleted;
+      if (changes < DELETE_CHUNK) return deleted;
       await new Promise((resolve) => setImmediate(resolve));
     }
+  }
+
+  async close(): Promise<void> {
+    await this.thread?.close();
+  }
+}
+
+function noop(): void {}
+
+/** The thread that writes rows to the database file (sqlite-worker.mjs), one batch after another. */
+class RequestLogWriterThread {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
+  private nextId = 1;
+  /** Settles once every write handed over so far has. */
+  private settled: Promise<void> = Promise.resolve();
+  alive = true;
+
+  constructor(path: string) {
+    // Beside this file, in src/ and in dist/ alike (the build copies it as it is).
+    const script = new URL('./sqlite-worker.mjs', import.meta.url);
+    if (!existsSync(script)) throw new Error(`the request log writer ${script.pathname} is missing; rebuild Alto`);
+    // Plain JavaScript: none of the process's own flags (a loader, --input-type) is for it.
+    this.worker = new Worker(script, { workerData: { path }, execArgv: [] });
+    this.worker.on('message', (answer: { id: number; written: number; error?: string }) => {
+      const waiting = this.pending.get(answer.id);
+      this.pending.delete(answer.id);
+      if (this.pending.size === 0) this.worker.unref();
+      if (answer.error === undefined) waiting?.resolve();
+      else waiting?.reject(new Error(`writing the request log failed after ${answer.written} rows: ${answer.error}`));
+    });
+    this.worker.on('error', (error) => this.ended(error));
+    this.worker.on('exit', (code) => this.ended(new Error(`the request log writer thread ended (${code})`)));
+    // A write in flight keeps the process; an idle writer does not.
+    this.worker.unref();
+  }
+
+  write(batch: RequestLogBatch): Promise<void> {
+    const id = this.nextId++;
+    this.worker.ref();
+    const written = new Promise<void>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, batch });
+    });
+    this.settled = this.settled.then(() => written.then(noop, noop));
+    return written;
+  }
+
+  /** Waits for the writes in flight, then ends the thread. */
+  async close(): Promise<void> {
+    await this.settled;
+    if (!this.alive) return;
+    this.alive = false;
+    await this.worker.terminate();
+  }
+
+  private ended(error: Error): void {
+    this.alive = false;
+    for (const { reject } of this.pending.values()) reject(error);
+    this.pending.clear();
   }
 }
