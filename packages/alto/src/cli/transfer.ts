@@ -52,8 +52,8 @@ export function addTransferCommands(program: Command, projects: Command, { remot
       const source = connectionOf(flags);
       const passphrase = passphraseOf(flags);
       if (!flags.output && process.stdout.isTTY) throw new Error('the archive is binary: give -o FILE, or redirect stdout (alto projects export shop > shop.tgz)');
-      if (passphrase === undefined) warnClearSecrets();
       const response = await exportStream(source, name, onlyOf(flags), passphrase);
+      if (passphrase === undefined) warnClearSecrets();
       const progress = new Progress(`exporting ${name}`);
       await pipeline(Readable.fromWeb(response.body as never), progress.counter(), flags.output ? createWriteStream(flags.output, { mode: 0o600 }) : (process.stdout as Writable));
       progress.done();
