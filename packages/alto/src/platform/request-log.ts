@@ -376,8 +376,15 @@ export function pathOf(target: string): string {
   return end === target.length ? target : target.slice(0, end);
 }
 
+/** The last address `plainAddress` was given and its answer: a batch mostly repeats a few clients. */
+let lastAddress: string | undefined;
+let lastPlainAddress: string | null = null;
+
 /** `::ffff:127.0.0.1` is written `127.0.0.1`, so one client has one address. */
 function plainAddress(address: string | undefined): string | null {
   if (address === undefined) return null;
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
+  if (address === lastAddress) return lastPlainAddress;
+  lastAddress = address;
+  lastPlainAddress = address.startsWith('::ffff:') && address.includes('.') ? address.slice('::ffff:'.length) : address;
+  return lastPlainAddress;
 }
