@@ -9,11 +9,12 @@
  * forward, a websocket stream logged when it ends, and a deleted project's log going with it.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { startInProcess, startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
+import { CLI_ENTRY, startInProcess, startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
 import { eventually, privateSandboxCache, runCli, webImage } from './apps-fixture.js';
 import { openStream } from './stream-client.js';
@@ -224,6 +225,25 @@ describe('request log through the edge (process sandbox)', () => {
     const bad = await runCli(['requests', '--since', 'soon', '--url', alto.url, '--key', key]);
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /since: "soon" is not a time/);
+  });
+
+  test('alto requests -f prints requests made after it started', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI_ENTRY, 'requests', '-f', '--kind', 'api', '--json', '--url', alto.url, '--key', key], {
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      await eventually(async () => output.includes('/v1/id/Generate'), 'the requests already in the log');
+      assert.equal((await alto.call('id', 'Types', {}, key)).status, 200);
+      await eventually(async () => output.includes('/v1/id/Types'), 'the new request, followed', 15_000);
+      const lines = output.trim().split('\n').map((line) => JSON.parse(line) as Entry);
+      assert.equal(lines.filter((entry) => entry.path === '/v1/id/Types').length, 1, 'printed once');
+      assert.ok(lines.every((entry) => entry.kind === 'api'));
+    } finally {
+      child.kill('SIGTERM');
+    }
   });
 
   test('/metrics counts the rows written and dropped', async () => {
