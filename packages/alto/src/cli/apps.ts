@@ -239,10 +239,19 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       .option('--since <time>', 'only lines from then on: an RFC 3339 time or a duration back from now (10m, 2h, 7d)')
       .option('--until <time>', 'only lines up to then: an RFC 3339 time or a duration back from now')
       .option('--grep <text>', 'only lines holding this text (a plain substring)')
-      .option('--instance <id>', 'only the lines of this instance'),
+      .option('--instance <id>', 'only the lines of this instance')
+      .option('--build', "the log of the app's last build from source instead (kept on disk; followed while the build runs)"),
   ).action(
-    action(async (name: string, flags: Flags & { follow?: boolean; lines: string; stream?: string; since?: string; until?: string; grep?: string; instance?: string }) => {
+    action(async (name: string, flags: Flags & { follow?: boolean; lines: string; stream?: string; since?: string; until?: string; grep?: string; instance?: string; build?: boolean }) => {
       const transport = client(flags).transport;
+      if (flags.build) {
+        for await (const entry of transport.stream<{ at: string; line: string; done?: string }>('app', 'BuildLogs', { name })) {
+          if (flags.json) process.stdout.write(JSON.stringify(entry) + '\n');
+          else process.stdout.write((entry.done === 'failed' ? red(entry.line) : entry.line) + '\n');
+          if (entry.done) break;
+        }
+        return;
+      }
       const filters = Object.fromEntries((['stream', 'since', 'until', 'grep', 'instance'] as const).filter((key) => flags[key] !== undefined).map((key) => [key, flags[key]]));
       const request = { name, lines: wholeNumber('--lines', flags.lines), ...filters };
       const print = (line: LogLine) => {

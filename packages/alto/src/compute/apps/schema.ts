@@ -186,9 +186,12 @@ export const UpdateRequest = z
 
 export const NameRequest = z.object({ name: AppName });
 
-export const BuildLogsRequest = z.object({
-  build_id: z.string().regex(/^[a-z0-9]{8,32}$/, 'build_id: 8-32 lower-case letters and digits').describe('the build_id given to Run or Update'),
-});
+export const BuildLogsRequest = z
+  .object({
+    build_id: z.string().regex(/^[a-z0-9]{8,32}$/, 'build_id: 8-32 lower-case letters and digits').optional().describe('the build_id given to Run or Update'),
+    name: AppName.optional().describe("the app whose last build's log to answer (when build_id is left out)"),
+  })
+  .refine((request) => Boolean(request.build_id || request.name), 'give build_id, or the name of the app whose last build to show');
 
 export const BuildLogLineView = z
   .object({

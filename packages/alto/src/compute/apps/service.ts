@@ -167,8 +167,9 @@ async function imageFromSource(request: AppSourceRequest & DockerfileSourceReque
       throw errors.badRequest('dockerfile, build_args, build_network and build_id go with a source to build: give files or repo');
     return undefined;
   }
-  const built = await context.platform.use(buildsComponent).buildForApp(owner(context), request);
-  return built ?? manager(context).sources.build(owner(context), request);
+  const builds = context.platform.use(buildsComponent);
+  const built = await builds.buildForApp(owner(context), request);
+  return built ?? builds.record(owner(context), request.name, request.build_id, (onLog) => manager(context).sources.build(owner(context), request, onLog));
 }
 
 export const appService = defineService({
@@ -235,6 +236,7 @@ export const appService = defineService({
       example: { name: 'web' },
       async handler(request, context) {
         await manager(context).delete(owner(context), request.name, { keepVolumes: request.keep_volumes });
+        await context.platform.use(buildsComponent).forget(context.tenant.projectId, request.name);
         // Its custom domains go with it: another app may take them.
         await context.platform.stores.domains.replaceAppDomains(context.tenant.projectId, request.name, [], Date.now());
         return {};
@@ -294,12 +296,16 @@ export const appService = defineService({
       },
     }),
     BuildLogs: streamEndpoint({
-      description: 'The log of a Dockerfile build that Run or Update was given with build_id: each step with its time or "cached", the RUN steps\' output, then a last line saying how it ended. Waits up to a minute for the build to begin.',
+      description:
+        'The log of a build from source that Run or Update was given with build_id, or of the app\'s last build (name): each step with its time or "cached", the RUN steps\' output, then a last line saying how it ended. Kept on disk (across restarts of Alto, within the app\'s log size cap and retention). Waits up to a minute for a build_id not begun yet.',
       request: BuildLogsRequest,
       response: BuildLogLineView,
       example: { build_id: 'b7k2m9x4q1' },
       async *handler(request, context) {
-        yield* context.platform.use(buildsComponent).follow(context.tenant.projectId, request.build_id, context.signal);
+        const builds = context.platform.use(buildsComponent);
+        const buildId = request.build_id ?? (await builds.lastBuildOf(context.tenant.projectId, request.name!));
+        if (!buildId) throw errors.notFound(`app "${request.name}" has no build log: it was not built from source here (or its log passed the retention)`);
+        yield* builds.follow(context.tenant.projectId, buildId, context.signal);
       },
     }),
     Resolve: endpoint({

@@ -24,8 +24,8 @@ export interface AppSourceRequest {
   files?: Record<string, string>;
 }
 
-/** Builds an app's image from its source; answers the image reference to run. */
-export type SourceBuilder = (owner: SourceOwner, request: AppSourceRequest) => Promise<string>;
+/** Builds an app's image from its source, handing its log's lines to `onLog`; answers the image reference to run. */
+export type SourceBuilder = (owner: SourceOwner, request: AppSourceRequest, onLog?: (line: string) => void) => Promise<string>;
 
 /** The one builder of this node's apps, registered by whoever can build. */
 export class AppSources {
@@ -35,8 +35,8 @@ export class AppSources {
     this.builder = builder;
   }
 
-  async build(owner: SourceOwner, request: AppSourceRequest): Promise<string> {
+  async build(owner: SourceOwner, request: AppSourceRequest, onLog?: (line: string) => void): Promise<string> {
     if (!this.builder) throw errors.unavailable('building apps from source needs the function service, which this Alto does not run; give image instead');
-    return this.builder(owner, request);
+    return this.builder(owner, request, onLog);
   }
 }

@@ -1,10 +1,13 @@
 /**
  * @module compute/build/builds
- * Dockerfile builds of apps (app/Run and app/Update with files or a repo holding a Dockerfile,
- * or naming one with `dockerfile`): the source is written to a build folder, built by the
- * ImageBuilder, and the image reference handed back to the app service. Each build's log lines
- * are kept in memory by project and build id (the last 200 builds of the node, 1 MiB each), so `alto
- * deploy` can follow a build it started (app/BuildLogs) while app/Run or app/Update waits for it.
+ * Builds of apps' images from their source. Dockerfile builds (app/Run and app/Update with
+ * files or a repo holding a Dockerfile, or naming one with `dockerfile`): the source is written
+ * to a build folder, built by the ImageBuilder, and the image reference handed back to the app
+ * service; source builds of Node.js projects are another builder's, recorded here with
+ * `record`. Each build's log is written to disk (build-log-store.ts), so app/BuildLogs answers
+ * after a restart of Alto, and kept in memory while it runs and a while after (the last 200
+ * builds of the node, 1 MiB each), so `alto deploy` can follow a build it started while app/Run
+ * or app/Update waits for it.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -12,11 +15,15 @@ import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { Platform } from '../../platform/platform.js';
+import { DEFAULT_LOG_MAX_BYTES, DEFAULT_LOG_RETENTION_MS, MIN_LOG_MAX_BYTES } from '../apps/log-store.js';
 import { component } from '../../platform/service.js';
 import { fetchSource } from '../functions/source.js';
 import { imagesComponent } from '../images/service.js';
 import { defaultSandboxCacheDir } from '../sandbox/index.js';
 import { ImageBuilder, type BuildOwner } from './builder.js';
+import { BuildLogStore, type BuildLogFile, type BuildLogLine, type StoredBuild } from './build-log-store.js';
+
+export type { BuildLogLine } from './build-log-store.js';
 
 export interface DockerfileSourceRequest {
   name: string;
@@ -28,14 +35,6 @@ export interface DockerfileSourceRequest {
   build_args?: Record<string, string>;
   build_network?: boolean;
   build_id?: string;
-}
-
-export interface BuildLogLine {
-  at: string;
-  line: string;
-  /** Set on the last line: how the build ended. */
-  done?: 'succeeded' | 'failed';
-  image?: string;
 }
 
 /** Builds whose logs are kept on this node (all projects), the oldest forgotten first. */
@@ -50,6 +49,11 @@ const WAIT_FOR_BUILD_MS = 60_000;
 
 /** One build's lines, numbered, so a follower never skips one when old lines give way. */
 class BuildLog {
+  constructor(
+    readonly app: string,
+    private readonly file: BuildLogFile,
+  ) {}
+
   private readonly lines: { number: number; line: BuildLogLine }[] = [];
   private bytes = 0;
   private written = 0;
@@ -57,6 +61,8 @@ class BuildLog {
   private readonly waiters = new Set<() => void>();
 
   push(line: BuildLogLine): void {
+    if (this.finished) return;
+    this.file.append(line);
     this.lines.push({ number: this.written++, line });
     this.bytes += line.line.length;
     while (this.bytes > KEPT_BYTES && this.lines.length > KEPT_FIRST_LINES + 1) {
@@ -65,6 +71,11 @@ class BuildLog {
     }
     if (line.done) this.finished = true;
     for (const wake of this.waiters) wake();
+  }
+
+  /** Resolves once the lines so far are on disk. */
+  flush(): Promise<void> {
+    return this.file.flush();
   }
 
   async *follow(signal?: AbortSignal): AsyncIterable<BuildLogLine> {
@@ -92,12 +103,15 @@ class BuildLog {
 export class DockerfileBuilds {
   /** By `<project id>/<build id>`, oldest first. */
   private readonly logs = new Map<string, BuildLog>();
+  /** The build id of each app's latest build begun on this node, by `<project id>/<app>`. */
+  private readonly latest = new Map<string, string>();
   private readonly appeared = new Set<() => void>();
 
   constructor(
-    private readonly builder: ImageBuilder,
+    private readonly builder: Pick<ImageBuilder, 'build'>,
     private readonly dataDir: string,
     private readonly log: Logger,
+    private readonly store: BuildLogStore,
   ) {}
 
   /** Whether a source deploy is a Dockerfile build without fetching it (an upload holding a Dockerfile, or `dockerfile` named). */
@@ -127,7 +141,7 @@ export class DockerfileBuilds {
       );
       const dockerfile = request.dockerfile ?? 'Dockerfile';
       if (!DockerfileBuilds.isDockerfileRequest(request) && !existsSync(join(fetched.folder, dockerfile))) return undefined;
-      const log = this.begin(owner.projectId, buildId);
+      const log = await this.begin(owner.projectId, request.name, buildId);
       const add = (line: string, end?: Partial<BuildLogLine>) => log.push({ at: new Date().toISOString(), line, ...end });
       try {
         const result = await this.builder.build({
@@ -141,10 +155,12 @@ export class DockerfileBuilds {
           onLog: (line) => add(line),
         });
         add(`built ${result.reference}`, { done: 'succeeded', image: result.reference });
+        await log.flush();
         this.log.info({ app: request.name, project: owner.projectName, build: buildId, image: result.digest, cached: result.cached, steps: result.steps }, 'app image built from its Dockerfile');
         return result.reference;
       } catch (error) {
         add(`build failed: ${(error as Error).message}`, { done: 'failed' });
+        await log.flush();
         throw error;
       }
     } finally {
@@ -152,22 +168,63 @@ export class DockerfileBuilds {
     }
   }
 
-  private begin(projectId: string, buildId: string): BuildLog {
+  /**
+   * Records the log of a build another builder runs (a Node.js project built from source): the
+   * lines `build` hands to its `onLog`, then how it ended. Answers what `build` answers.
+   */
+  async record(owner: BuildOwner, app: string, buildId: string | undefined, build: (onLog: (line: string) => void) => Promise<string>): Promise<string> {
+    const log = await this.begin(owner.projectId, app, buildId ?? randomBytes(6).toString('hex'));
+    const add = (line: string, end?: Partial<BuildLogLine>) => log.push({ at: new Date().toISOString(), line, ...end });
+    try {
+      const image = await build((line) => add(line));
+      add(`built ${image}`, { done: 'succeeded', image });
+      return image;
+    } catch (error) {
+      add(`build failed: ${(error as Error).message}`, { done: 'failed' });
+      throw error;
+    } finally {
+      await log.flush();
+    }
+  }
+
+  private async begin(projectId: string, app: string, buildId: string): Promise<BuildLog> {
     const key = `${projectId}/${buildId}`;
-    if (this.logs.has(key)) throw errors.conflict(`build ${buildId} exists already; give another build_id`);
-    const log = new BuildLog();
+    if (this.logs.has(key) || (await this.store.find(projectId, buildId))) throw errors.conflict(`build ${buildId} exists already; give another build_id`);
+    const log = new BuildLog(app, await this.store.begin(projectId, app, buildId));
     this.logs.set(key, log);
+    this.latest.set(`${projectId}/${app}`, buildId);
     while (this.logs.size > KEPT_BUILDS) this.logs.delete(this.logs.keys().next().value!);
     for (const wake of this.appeared) wake();
     return log;
   }
 
-  /** A build's lines, then each new one until it ends; waits a while for a build not begun yet. */
+  /** The id of the app's last build (on this node), or undefined when it has none. */
+  async lastBuildOf(projectId: string, app: string): Promise<string | undefined> {
+    return this.latest.get(`${projectId}/${app}`) ?? (await this.store.last(projectId, app))?.buildId;
+  }
+
+  /** Deletes an app's build logs (the app was deleted). */
+  async forget(projectId: string, app: string): Promise<void> {
+    this.latest.delete(`${projectId}/${app}`);
+    for (const [key, log] of this.logs) if (key.startsWith(`${projectId}/`) && log.app === app && log.finished) this.logs.delete(key);
+    await this.store.remove(projectId, app);
+  }
+
+  /**
+   * A build's lines, then each new one until it ends: from memory while it runs here, else from
+   * disk (a build cut short by a stop of Alto ends with a line saying so); waits a while for a
+   * build not begun yet.
+   */
   async *follow(projectId: string, buildId: string, signal?: AbortSignal): AsyncIterable<BuildLogLine> {
     const deadline = Date.now() + WAIT_FOR_BUILD_MS;
     const key = `${projectId}/${buildId}`;
     let log = this.logs.get(key);
     while (!log) {
+      const stored = await this.store.find(projectId, buildId);
+      if (stored) {
+        yield* linesOf(stored);
+        return;
+      }
       if (Date.now() > deadline || signal?.aborted) throw errors.notFound(`no build ${buildId} in this project (builds are followed on the node that runs them)`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(wake, Math.max(0, deadline - Date.now()));
@@ -185,6 +242,19 @@ export class DockerfileBuilds {
   }
 }
 
+/** A stored build's lines; one that never ended (Alto stopped during it) gets a last line saying so. */
+function linesOf(build: StoredBuild): BuildLogLine[] {
+  if (build.finished) return build.lines;
+  const at = build.lines.at(-1)?.at ?? new Date(build.startedAt).toISOString();
+  return [...build.lines, { at, line: 'the build did not finish: Alto stopped while it ran', done: 'failed' }];
+}
+
+/** A whole number from the environment (the apps' log settings, checked when the apps start). */
+function settingOf(name: string): number | undefined {
+  const value = Number(process.env[name]);
+  return process.env[name]?.trim() && Number.isInteger(value) && value >= 0 ? value : undefined;
+}
+
 export const buildsComponent = component('builds', (platform: Platform) => {
   const log = platform.log.child({ component: 'builds' });
   const builder = new ImageBuilder({
@@ -195,5 +265,12 @@ export const buildsComponent = component('builds', (platform: Platform) => {
     // The process sandboxes' state folder of the apps (compute/apps/placement.ts): one set of id ranges per node.
     sandboxStateDir: join(platform.config.dataDir, 'apps', 'sandbox', 'process'),
   });
-  return new DockerfileBuilds(builder, platform.config.dataDir, log);
+  // An app's builds share the size cap and retention of its runtime log.
+  const store = new BuildLogStore({
+    dir: join(platform.config.dataDir, 'logs', 'builds'),
+    maxBytesPerApp: Math.max(MIN_LOG_MAX_BYTES, settingOf('ALTO_LOG_MAX_BYTES_PER_APP') ?? DEFAULT_LOG_MAX_BYTES),
+    retentionMs: (settingOf('ALTO_LOG_RETENTION_DAYS') ?? DEFAULT_LOG_RETENTION_MS / 86_400_000) * 86_400_000,
+    log,
+  });
+  return new DockerfileBuilds(builder, platform.config.dataDir, log, store);
 });

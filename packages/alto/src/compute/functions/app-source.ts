@@ -11,11 +11,11 @@ import type { AppSourceRequest } from '../apps/source-builder.js';
 import type { FunctionManager } from './manager.js';
 
 /** Builds the app's image from its source; answers the image reference to run. */
-export async function buildAppFromSource(functions: Pick<FunctionManager, 'buildApp'>, owner: AppOwner, request: AppSourceRequest): Promise<string> {
+export async function buildAppFromSource(functions: Pick<FunctionManager, 'buildApp'>, owner: AppOwner, request: AppSourceRequest, onLog?: (line: string) => void): Promise<string> {
   if (request.repo !== undefined && request.files !== undefined) throw errors.badRequest('give repo or files, not both');
   if (request.repo !== undefined && !/^(https?|git|ssh|file):\/\/|^\//.test(request.repo.trim()))
     throw errors.badRequest(
       `repo "${request.repo}" is not a git URL. Alto runs OCI images (give image), or builds a Node.js project from a git repository (https://host/org/repo, with branch and path) or an uploaded folder (files)`,
     );
-  return functions.buildApp(owner, request.name, request.files !== undefined ? { files: request.files } : { repo: request.repo, branch: request.branch, subfolder: request.path });
+  return functions.buildApp(owner, request.name, request.files !== undefined ? { files: request.files } : { repo: request.repo, branch: request.branch, subfolder: request.path }, onLog);
 }

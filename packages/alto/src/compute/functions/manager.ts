@@ -256,7 +256,7 @@ export class FunctionManager {
    * `start` script that is a plain `node <file>` command, or a `main`) with its runtime
    * dependencies installed, as an image over the same runtime. Answers the image reference.
    */
-  async buildApp(owner: AppOwner, name: string, source: SourceInput): Promise<string> {
+  async buildApp(owner: AppOwner, name: string, source: SourceInput, onLog?: (line: string) => void): Promise<string> {
     const started = Date.now();
     const buildsRoot = join(this.options.dataDir, 'functions', 'builds');
     mkdirSync(buildsRoot, { recursive: true });
@@ -265,8 +265,10 @@ export class FunctionManager {
       const fetched = await fetchSource(source, buildDir, { allowLocalRepos: owner.admin });
       confineSource(fetched.folder, sourceTopOf(fetched.kind, buildDir), describeSource(fetched.kind));
       const command = startCommandOf(fetched.folder);
+      onLog?.(`a Node.js project, started with: ${command.join(' ')}`);
       const log: string[] = [];
       const nodeModules = await installDependencies(fetched.folder, join(this.options.dataDir, 'functions', 'deps'), log);
+      for (const line of log) onLog?.(line);
       const files = projectLayerFiles(fetched.folder, nodeModules);
       const appLayer = await writeLayer(join(buildDir, 'app.tar'), files);
       const image = await this.importImage(owner, name, buildDir, appLayer, command, { 'dev.alto.app-source': source.repo ?? 'upload' });

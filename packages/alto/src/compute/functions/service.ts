@@ -73,7 +73,7 @@ export const functionsComponent = component('functions.manager', (platform) => {
     platform: functionPlatformOf(platform),
   });
   // Source deploys of apps (repo or files, no image) are built over the functions' runtime.
-  apps.sources.register((owner, request) => buildAppFromSource(functions, owner, request));
+  apps.sources.register((owner, request, onLog) => buildAppFromSource(functions, owner, request, onLog));
   return functions;
 });
 
