@@ -3,7 +3,8 @@
  * against Alto in process: calls made with a project key show in the Requests page, newest
  * first, with status, path and key prefix; the status and kind filters narrow the table; a call
  * made while the page is open appears on its own (auto-refresh); a bad filter shows the API's
- * 400. Saves test-output/console/requests.png.
+ * 400; the Projects page shows each project's request_log_days. Saves
+ * test-output/console/requests.png.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
@@ -84,6 +85,17 @@ describe('web console: the request log', () => {
     await page.getByLabel('Status').fill('7xx');
     await page.getByRole('button', { name: 'Apply' }).click();
     await page.getByRole('alert').getByText(/status: "7xx" is neither a status/).waitFor();
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test('the Projects page says how many days each request log keeps', async () => {
+    assert.equal((await alto.call('projects', 'Create', { name: 'quiet', request_log_days: 0 })).status, 200);
+    await nav('Projects').click();
+    await page.getByRole('heading', { level: 1, name: 'Projects' }).waitFor();
+    const row = (name: string) => page.getByRole('row').filter({ has: page.getByRole('rowheader', { name }) });
+    await row('quiet').waitFor();
+    assert.match((await row('shop').textContent()) ?? '', /7 days/);
+    assert.match((await row('quiet').textContent()) ?? '', /off/);
     assert.deepEqual(pageErrors, []);
   });
 });

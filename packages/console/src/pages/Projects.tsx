@@ -1,6 +1,7 @@
 /**
  * Projects of the account and their environments (the environments its keys are in), with
- * their rate limit and monthly quota; create with limits, delete with a confirmation.
+ * their rate limit, monthly quota and how many days their request log keeps; create with limits,
+ * delete with a confirmation.
  */
 import { useState, type FormEvent } from 'react';
 import { useAction, useLoad } from '../hooks';
@@ -12,6 +13,8 @@ export interface ProjectView {
   name: string;
   created: string;
   limits: { rate_limit: number; monthly_quota: number; [name: string]: number };
+  /** Days its request log keeps (0: none). */
+  request_log_days?: number;
 }
 
 interface KeyListItem {
@@ -65,6 +68,7 @@ export function ProjectsPage() {
                   <th scope="col">Environments</th>
                   <th scope="col">Rate limit</th>
                   <th scope="col">Monthly quota</th>
+                  <th scope="col">Request log</th>
                   <th scope="col">Created</th>
                   <th scope="col">
                     <span className="visually-hidden">Actions</span>
@@ -90,6 +94,7 @@ export function ProjectsPage() {
                     </td>
                     <td>{project.limits.rate_limit ? `${formatNumber(project.limits.rate_limit)}/s` : 'none'}</td>
                     <td>{project.limits.monthly_quota ? formatNumber(project.limits.monthly_quota) : 'none'}</td>
+                    <td>{project.request_log_days === undefined ? '—' : project.request_log_days === 0 ? 'off' : <a href="#/requests">{`${project.request_log_days} days`}</a>}</td>
                     <td>{formatDate(project.created)}</td>
                     <td className="actions">
                       <ConfirmButton
