@@ -5,4 +5,4 @@
  */
 import { postgresAppSuite } from './postgres-app-suite.js';
 
-postgresAppSuite('microvm', ['first', 'redeploy', 'restart', 'sleepy', 'pooled']);
+postgresAppSuite('microvm', ['first', 'redeploy', 'restart', 'sleepy', 'pooled', 'snapshot']);

@@ -8,4 +8,4 @@
  */
 import { postgresAppSuite } from './postgres-app-suite.js';
 
-postgresAppSuite('microvm', ['redeploy', 'restart', 'sleepy', 'pooled', 'killed']);
+postgresAppSuite('microvm', ['redeploy', 'restart', 'sleepy', 'pooled', 'killed', 'snapshot']);

@@ -23,9 +23,10 @@ import { slotsOf } from './serverless-fixture.js';
 const PASSWORD = 'correct horse battery staple';
 const ENV = { POSTGRES_PASSWORD: PASSWORD, POSTGRES_USER: 'shop', POSTGRES_DB: 'orders' };
 
-export type PostgresTest = 'first' | 'redeploy' | 'restart' | 'sleepy' | 'pooled' | 'killed';
+export type PostgresTest = 'first' | 'redeploy' | 'restart' | 'sleepy' | 'pooled' | 'killed' | 'snapshot';
 
-export function postgresAppSuite(driver: 'process' | 'microvm', skip: PostgresTest[] = []): void {
+/** `env`: more settings for the suite's Alto (ALTO_SNAPSHOT_AFTER_MS for the snapshot test). */
+export function postgresAppSuite(driver: 'process' | 'microvm', skip: PostgresTest[] = [], env: Record<string, string> = {}): void {
   describe(`PostgreSQL as an app (${driver} sandbox)`, () => {
     let registry: TestRegistry;
     let alto: ServerProcess;
@@ -33,7 +34,7 @@ export function postgresAppSuite(driver: 'process' | 'microvm', skip: PostgresTe
     let key: string;
     const cache = privateSandboxCache();
     const dataDir = temporaryDataDir();
-    const altoOptions = () => ({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+    const altoOptions = () => ({ dataDir, args: ['--sandbox', driver], env: { ALTO_SANDBOX_CACHE: cache.dir, ...env } });
 
     before(async () => {
       registry = await startRegistry();
@@ -185,6 +186,32 @@ export function postgresAppSuite(driver: 'process' | 'microvm', skip: PostgresTe
       }
       await call('Delete', { name: 'pooled' });
     });
+
+    test(
+      `snapshotted to disk once suspended with no connection open (its memory freed), restored by the next connection with the volume as it left it`,
+      { skip: skip.includes('snapshot') ? `run elsewhere: by another file of this suite` : driver !== 'microvm' && 'the process sandbox takes no snapshots' },
+      async () => {
+        const port = await runPostgres('frozen', { min_instances: 0, idle_timeout: 1 });
+        await commitRows(await connectWhenUp('frozen', port), ['apples', 'pears']);
+        const asleep = await eventually(async () => {
+          const slot = (await slotsOf(alto, key, 'frozen'))[0];
+          return slot?.state === 'snapshotted' && slot;
+        }, 'frozen snapshotted to disk', 120_000);
+        assert.equal(asleep.instance, '', 'no instance runs while it is snapshotted');
+        const client = await connectWhenUp('frozen', port);
+        try {
+          assert.deepEqual(await rows(client), ['apples', 'pears']);
+          await client.query('INSERT INTO orders (item) VALUES ($1)', ['plums']);
+          assert.deepEqual(await rows(client), ['apples', 'pears', 'plums']);
+        } finally {
+          await client.end();
+        }
+        const awake = (await slotsOf(alto, key, 'frozen'))[0] as { origin?: string };
+        assert.equal(awake.origin, 'snapshot', 'restored from its own snapshot, not booted');
+        assert.doesNotMatch(await logs('frozen'), /cannot be restored, booting instead/);
+        await call('Delete', { name: 'frozen' });
+      },
+    );
 
     test(`SIGKILL of every process of the sandbox loses no committed row: the next instance recovers them`, { skip: skip.includes('killed') && `run elsewhere: by another file of this suite, or on the process sandbox` }, async () => {
       const port = await runPostgres('killed');

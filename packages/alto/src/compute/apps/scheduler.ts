@@ -328,12 +328,15 @@ export class AppScheduler implements RuntimeScheduler {
     }
   }
 
-  /** Suspended instances the driver may snapshot: sleepers of apps without volumes, not refused before. */
+  /**
+   * Suspended instances the driver may snapshot: sleepers not refused before. An app's volumes
+   * stay out of its snapshots (microvm.ts: the restore attaches the same disks, as left).
+   */
   private *snapshotCandidates(): Generator<{ runtime: AppRuntime; slot: VersionSlot }> {
     if (!this.options.canSnapshot()) return;
     for (const runtime of this.options.runtimes.values()) {
       const { app } = runtime;
-      if (runtime.busy || app.settings.volumes.length > 0) continue;
+      if (runtime.busy) continue;
       for (const [index, slot] of (runtime.serving?.slots ?? []).entries()) {
         if (slot.state === 'suspended' && !slot.snapshotRefused && slot.parked === 0 && this.sleepsWhenIdleAt(app, index)) yield { runtime, slot };
       }

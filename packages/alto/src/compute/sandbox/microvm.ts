@@ -42,8 +42,11 @@
  * Volumes (volumes.ts): each is a sparse ext4 image in its host folder, attached as one more
  * virtio-blk disk with a serial naming it; the supervisor mounts it before the app starts and
  * unmounts and syncs it after the app ends, also when a stop's grace period runs out (the host
- * asks the guest to kill the app rather than killing QEMU, so nothing written is lost). An
- * instance with volumes cannot be snapshotted: a restored copy would be a second writer.
+ * asks the guest to kill the app rather than killing QEMU, so nothing written is lost). A
+ * snapshot of an instance with volumes copies none of them: it records their disks as the paused
+ * guest left them, the instance then ends still paused (nothing unmounts or writes them), and a
+ * restore claims and attaches those same disks, refusing (409) when one was written since. So a
+ * volume has one writer at a time, and the restored guest finds it as its memory expects.
  *
  * Memory is a file on /dev/shm shared with QEMU (`memory-backend-file,share=on`), so a snapshot
  * is the device state (tens of KB, `x-ignore-shared`) plus a copy of that file; a restore maps
@@ -201,6 +204,22 @@ interface SnapshotManifest {
    * was a private mapping of another snapshot) rather than in a `memory` file beside it.
    */
   memoryInState?: boolean;
+  /**
+   * The instance's volumes, in the order of their disks. A snapshot keeps no copy of them: its
+   * restore attaches the same disks, claimed as a start claims them, and only when each is as the
+   * snapshot left it (size and modification time); a volume written since refuses the restore.
+   */
+  volumes?: SavedVolume[];
+}
+
+/** A volume as a snapshot records it. */
+interface SavedVolume {
+  /** The volume's host folder, claimed by the restore (volumes.ts). */
+  dir: string;
+  disk: string;
+  serial: string;
+  size: number;
+  mtimeMs: number;
 }
 
 interface MachineLayout {
@@ -239,8 +258,8 @@ interface MachineLayout {
   agent: boolean;
   /** Instance.exchangeLimit: set under tcg. */
   exchangeLimit: number | undefined;
-  /** Volume disks, attached after the root and config disks, told apart by their serial. */
-  volumes: { disk: string; serial: string }[];
+  /** Volume disks, attached after the root and config disks, told apart by their serial; `dir` is the volume's folder. */
+  volumes: { dir: string; disk: string; serial: string }[];
   /** Released once QEMU has exited and nothing can write the volumes any more. */
   volumeClaim?: VolumeClaim;
   /** What the instance holds, for a later run should this one be killed (reap.ts); removed last. */
@@ -386,7 +405,7 @@ export class MicrovmDriver implements SandboxDriver {
     layout.links = spec.links ?? [];
     try {
       for (const [index, volume] of (spec.volumes ?? []).entries()) {
-        layout.volumes.push({ disk: await ensureVolumeDisk(volume), serial: `alto-volume-${index}` });
+        layout.volumes.push({ dir: volume.dir, disk: await ensureVolumeDisk(volume), serial: `alto-volume-${index}` });
       }
       await this.prepare(layout, baseDisk, spec, argv, user);
     } catch (error) {
@@ -461,6 +480,25 @@ export class MicrovmDriver implements SandboxDriver {
     layout.agent = manifest.agent ?? false;
     // The guest keeps its links' addresses and ports; only the functions behind them come anew.
     layout.links = (manifest.links ?? []).map((saved) => ({ ...saved, connect: options.links?.find((link) => link.name === saved.name)?.connect ?? unreachableLink }));
+    // The volumes are the instance's own data, not copied: the restore attaches them as they are,
+    // one user at a time, and only as the snapshot left them.
+    const saved = manifest.volumes ?? [];
+    if (saved.length > 0) {
+      try {
+        layout.volumeClaim = claimVolumes(saved.map((volume) => ({ dir: volume.dir, path: '/' })));
+        for (const volume of saved) {
+          const now = existsSync(volume.disk) ? statSync(volume.disk) : undefined;
+          if (!now || now.size !== volume.size || now.mtimeMs !== volume.mtimeMs)
+            throw errors.conflict(`the volume in ${volume.dir} changed since the snapshot was taken; the snapshot no longer matches it`);
+        }
+      } catch (error) {
+        layout.volumeClaim?.release();
+        removeLayout(layout);
+        layout.record.remove();
+        throw error;
+      }
+      layout.volumes = saved.map(({ dir, disk, serial }) => ({ dir, disk, serial }));
+    }
     // Private copy: the disks are copied; the memory too when the copy is to own it, else mapped
     // copy-on-write from the snapshot's file. Memory in the state file is loaded into a file of the
     // copy's own. Either way of owning it, the copy is then like a booted instance.
@@ -474,6 +512,7 @@ export class MicrovmDriver implements SandboxDriver {
       await memoryCopied?.catch(() => undefined);
       removeLayout(layout);
       layout.record.remove();
+      layout.volumeClaim?.release();
       throw error;
     }
     if (!manifest.memoryInState && !memoryCopied) {
@@ -581,6 +620,8 @@ export class MicrovmInstance extends InstanceBase {
   private stopRequested: 'graceful' | 'killed' | undefined;
   /** For a restored copy: whether its guest took a fresh random seed and clock. */
   reseedApplied = false;
+  /** A snapshot of it with volumes was just taken: it ends paused, its volumes as recorded. */
+  private keptBySnapshot = false;
   /** QEMU's hostfwd listens with a backlog of 1: handshakes are paced (connect.ts). */
   private readonly connector = new PatientConnector(() => ({ host: this.host, port: this.port }));
 
@@ -825,6 +866,14 @@ export class MicrovmInstance extends InstanceBase {
   async stop(graceMs = DEFAULT_STOP_GRACE_MS): Promise<InstanceExit> {
     if (this.exitInfo) return this.exitInfo;
     if (this.currentState === 'stopping') return this.exited;
+    if (this.keptBySnapshot && this.currentState === 'suspended') {
+      // Its volumes must stay as the snapshot recorded them: QEMU ends with the guest still
+      // paused, which neither unmounts nor writes them (the restore brings that guest back).
+      this.currentState = 'stopping';
+      this.stopRequested = 'graceful';
+      this.child?.kill('SIGKILL');
+      return this.exited;
+    }
     if (this.currentState === 'suspended') await this.qmp?.execute('cont').catch(() => undefined);
     this.currentState = 'stopping';
     this.stopRequested = 'graceful';
@@ -857,6 +906,8 @@ export class MicrovmInstance extends InstanceBase {
     this.assertState(['suspended'], 'resume');
     await this.qmp!.execute('cont');
     this.currentState = 'running';
+    // Running on, it writes its volumes: a snapshot taken before no longer matches them.
+    this.keptBySnapshot = false;
   }
 
   /** QEMU's own view: 'running', 'paused'... (the tests check suspension against it). */
@@ -867,8 +918,6 @@ export class MicrovmInstance extends InstanceBase {
 
   async snapshot(dir: string): Promise<void> {
     this.assertState(['running', 'suspended'], 'snapshot');
-    // A copy would write the same volume as the original: one writer per volume.
-    if (this.layout.volumes.length > 0) throw errors.conflict(`instance ${this.id} has volumes, and a snapshot cannot share them; stop it instead`);
     if (this.currentState === 'running') await this.suspend();
     mkdirSync(dir, { recursive: true });
     // A restored copy's memory is a private mapping of the snapshot it came from, not a file of
@@ -896,8 +945,11 @@ export class MicrovmInstance extends InstanceBase {
       ...(this.layout.links.length > 0 ? { links: this.layout.links.map(({ name, port }) => ({ name, port })) } : {}),
       ...(this.layout.agent ? { agent: true } : {}),
       ...(memoryInState ? { memoryInState: true } : {}),
+      // Paused, QEMU has drained its writes: the disks stay as they are until the restore.
+      ...(this.layout.volumes.length > 0 ? { volumes: this.layout.volumes.map((volume) => ({ ...volume, ...sizeAndTime(volume.disk) })) } : {}),
     };
     writeFileSync(join(dir, 'snapshot.json'), JSON.stringify(manifest, null, 2));
+    this.keptBySnapshot = this.layout.volumes.length > 0;
   }
 
   async isFrozen(): Promise<boolean> {
@@ -952,4 +1004,10 @@ const AGENT_RECORD_BYTES = 64;
  */
 export function guestAgent(): Buffer | undefined {
   return process.arch === 'x64' ? guestFile('agent') : undefined;
+}
+
+/** A file's size and modification time, to tell later whether it was written. */
+function sizeAndTime(path: string): { size: number; mtimeMs: number } {
+  const { size, mtimeMs } = statSync(path);
+  return { size, mtimeMs };
 }
