@@ -12,6 +12,7 @@ import { EventsPage } from './pages/Events';
 import { ExplorerPage } from './pages/Explorer';
 import { FunctionsPage } from './pages/Functions';
 import { KeysPage } from './pages/Keys';
+import { LogsPage } from './pages/Logs';
 import { OverviewPage } from './pages/Overview';
 import { ProjectsPage } from './pages/Projects';
 import { RequestsPage } from './pages/Requests';
@@ -43,6 +44,7 @@ const NAV: NavItem[] = [
   { path: '/apps', label: 'Apps', icon: '▶', page: () => <AppsPage />, when: (s) => s.hasService('app') },
   { path: '/stacks', label: 'Stacks', icon: '▤', page: () => <StacksPage />, when: (s) => s.hasService('template') },
   { path: '/functions', label: 'Functions', icon: 'ƒ', page: () => <FunctionsPage />, when: (s) => s.hasService('function') },
+  { path: '/logs', label: 'Logs', icon: '≡', page: () => <LogsPage />, when: (s) => s.hasService('app') },
   { path: '/requests', label: 'Requests', icon: '⇄', page: () => <RequestsPage />, when: (s) => s.hasService('logs') },
   { path: '/usage', label: 'Usage', icon: '▥', page: () => <UsagePage />, when: (s) => s.hasService('usage') },
 ];
