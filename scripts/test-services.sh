@@ -15,6 +15,8 @@ need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+# Backups of a PostgreSQL instance run pg_dump and pg_restore.
+command -v pg_restore >/dev/null 2>&1 || need+=(postgresql-client)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 # The registry tests push and pull with skopeo.
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { backupInstance, formatBytes } from '../store/backup/backup-instance.js';
 import { listBackups, restoreInstance } from '../store/backup/restore-instance.js';
 import { openBackupTarget } from '../store/backup/target.js';
+import { snapshotVolumeInUse } from '../compute/sandbox/volume-snapshot.js';
 import { redactObjectsUrl } from '../store/objects/s3.js';
 import type { BackupScheduleStatus } from '../store/backup/schedule.js';
 import { bold, dim, green, yellow } from './output.js';
@@ -23,6 +24,7 @@ interface BackupFlags {
 
 interface RestoreFlags {
   data?: string;
+  store?: string;
   at?: string;
   list?: boolean;
 }
@@ -35,7 +37,7 @@ export function addBackupCommands(program: Command, action: Action): void {
     .description('copy an embedded instance (running or not) into a backup folder: the database, space objects, function sources, image blobs, volumes; only new content is copied')
     .option('-d, --data <dir>', 'the data folder of the instance (ALTO_DATA, default ./.alto)')
     .requiredOption('--to <folder | s3://...>', 'the backup folder, or s3://BUCKET[/prefix]?endpoint=URL&region=R&path_style=1 with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; each backup is a dated entry in it, sharing one store of content')
-    .option('--store <url>', 'postgres://... when the instance runs on PostgreSQL (ALTO_STORE): its data is backed up with PostgreSQL\'s own tools')
+    .option('--store <url>', 'postgres://... when the instance runs on PostgreSQL (ALTO_STORE): its database goes into the backup as a pg_dump (custom format; needs pg_dump of the server\'s major version or newer)')
     .option('--objects <url>', 's3://... when space objects are in a bucket (ALTO_OBJECTS): the bucket is backed up with its own tools')
     .option('--without-images', "leave out the image blobs (the restored node then has the images' records without their layers: push or pull them again and redeploy)")
     .option('--include-master-key', 'put the master key in the backup, in plain text: whoever reads the backup can then read every secret')
@@ -54,10 +56,12 @@ export function addBackupCommands(program: Command, action: Action): void {
           dataDir,
           to,
           postgres: Boolean(store && store !== 'sqlite' && store !== 'embedded'),
+          postgresUrl: store?.startsWith('postgres') ? store : undefined,
           objectsInBucket: Boolean(objects && objects !== 'local'),
           includeMasterKey: flags.includeMasterKey,
           withoutImages: flags.withoutImages,
           masterKeyFromEnvironment: process.env.ALTO_MASTER_KEY,
+          snapshotVolumeInUse,
           report: write,
         }).finally(() => to.close());
         const { manifest } = result;
@@ -74,6 +78,7 @@ export function addBackupCommands(program: Command, action: Action): void {
     .description('rebuild a data folder from a backup folder (or s3://... bucket), after checking every file against its checksum')
     .option('-d, --data <dir>', 'the data folder to make (new or empty)')
     .option('--at <id>', 'the backup to restore (default the newest finished one)')
+    .option('--store <url>', 'postgres://... an empty database to load the backup\'s PostgreSQL dump into (pg_restore); then start it with "alto up --store" and that URL')
     .option('--list', 'list the finished backups there (their ids for --at) and restore nothing')
     .action(
       action(async (backup: string, flags: RestoreFlags) => {
@@ -94,7 +99,7 @@ export function addBackupCommands(program: Command, action: Action): void {
         }
         const dataDir = flags.data;
         write(`${bold('alto restore')} ${backup.startsWith('s3://') ? redactObjectsUrl(backup) : backup} → ${dataDir}`);
-        const manifest = await restoreInstance({ from, at: flags.at, dataDir, report: write }).finally(() => from.close());
+        const manifest = await restoreInstance({ from, at: flags.at, dataDir, postgresUrl: flags.store, report: write }).finally(() => from.close());
         const key = manifest.masterKey === 'included' ? `the master key is in ${dataDir}/master-key` : `with the same master key (ALTO_MASTER_KEY, or put it in ${dataDir}/master-key): the backup does not hold it`;
         write(green(`done: start it with "alto up --data ${dataDir}", ${key}`));
       }),

@@ -23,6 +23,7 @@ import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, requestIdOf, requestTargetOf, s
 import { createEdgeMetrics, registerAppMetrics, registerBackupMetrics, registerRequestLogMetrics } from './metrics.js';
 import { BackupSchedule } from '../store/backup/schedule.js';
 import { claimVolumeForCopy } from '../compute/sandbox/volumes.js';
+import { snapshotVolumeInUse } from '../compute/sandbox/volume-snapshot.js';
 import { createConsole } from './console.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { appsComponent } from '../compute/apps/service.js';
@@ -209,9 +210,11 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         ...options.backup,
         dataDir,
         postgres: Boolean(options.postgresUrl),
+        postgresUrl: options.postgresUrl,
         objectsInBucket: Boolean(options.objectsUrl),
         database: stores.sqlite,
         claimVolume: claimVolumeForCopy,
+        snapshotVolumeInUse,
         log: log.child({ component: 'backup' }),
       })
     : undefined;

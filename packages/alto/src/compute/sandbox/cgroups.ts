@@ -160,7 +160,12 @@ export class SandboxCgroup {
     else writeFileSync(join(this.freezerDir, 'freezer.state'), 'FROZEN');
     const deadline = Date.now() + timeoutMs;
     while (!this.isFrozen()) {
-      if (Date.now() > deadline) throw new Error('the cgroup did not freeze in time');
+      if (Date.now() > deadline) {
+        // Not left half frozen (a task waiting in the kernel, as on a frozen filesystem, freezes
+        // only once it returns): it would freeze later while it is taken for running.
+        this.thaw();
+        throw new Error('the cgroup did not freeze in time');
+      }
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }

@@ -3,7 +3,9 @@
  * `alto backup`: an online, consistent copy of an embedded instance's data folder into a backup
  * folder, while the instance serves (or not). In this order:
  *
- * 1. **The database** (`alto.db`), through SQLite's online backup API (better-sqlite3's
+ * 1. **The database**: on PostgreSQL (`postgresUrl`), a `pg_dump` of it (store/backup/postgres-dump),
+ *    its checksum in the manifest; and `alto.db` (all of it, or the node-local records beside
+ *    PostgreSQL) through SQLite's online backup API (better-sqlite3's
  *    `db.backup()`), in one step after the first: one read transaction, so the copy is the
  *    database as of one moment, with every write committed before it began. A running Alto keeps
  *    writing meanwhile (WAL: readers never block the writer).
@@ -15,8 +17,9 @@
  *    file, the one an app instance holds while it runs (kit/pid-lock), and copied while claimed,
  *    so no instance writes it during the copy (an instance starting then fails as on a volume in
  *    use, and its slot starts it again after its back-off). A volume held by an instance (running,
- *    or suspended when idle) is not copied: it is listed under `skipped` with the reason; a backup
- *    of the stopped Alto copies every volume.
+ *    or suspended when idle) is copied through `snapshotVolumeInUse` (compute/sandbox/
+ *    volume-snapshot: its filesystem frozen while its disk image is copied, the app serving on);
+ *    one that cannot be (a microVM's) is listed under `skipped` with the reason.
  * 4. The image blobs (`images/blobs/sha256`), after the database: its image records name them,
  *    and the node starts its apps and functions from them (it does not pull them again). Each is
  *    written whole, then renamed into place; `withoutImages` leaves them out.
@@ -34,11 +37,12 @@
  */
 import { existsSync, lstatSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { open, readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { pidLockHolder, takePidLock } from '../../kit/pid-lock.js';
 import { VERSION } from '../../version.js';
 import { digestFile, readAll, type Digest } from './blobs.js';
+import { dumpPostgres } from './postgres-dump.js';
 import { backupIdFor, type BackupFile, type BackupManifest, type BackupPart, type SkippedPart } from './manifest.js';
 import type { BackupTarget } from './target.js';
 import type { SqliteDatabase } from '../sqlite/database.js';
@@ -48,8 +52,10 @@ export interface BackupInstanceOptions {
   dataDir: string;
   /** Where the backup goes: a folder or a bucket (store/backup/target). */
   to: BackupTarget;
-  /** `--store postgres://...`: the database is PostgreSQL's, backed up with its own tools. */
+  /** `--store postgres://...`: the database is PostgreSQL's, dumped with pg_dump when its URL is given. */
   postgres?: boolean;
+  /** The PostgreSQL store's URL: its database goes into the backup as a pg_dump (store/backup/postgres-dump). */
+  postgresUrl?: string;
   /** `--objects s3://...`: the space objects are in the bucket, backed up with its own tools. */
   objectsInBucket?: boolean;
   /** Puts the master key in the backup (in plain text). */
@@ -70,6 +76,12 @@ export interface BackupInstanceOptions {
    * lock file (another process's instances); inside the running Alto, the claim its instances use.
    */
   claimVolume?(folder: string): { release(): void } | undefined;
+  /**
+   * Copies the disk image of a volume an instance holds into `destination`, consistent as of one
+   * moment (compute/sandbox/volume-snapshot); says why not when it cannot. None: such a volume is
+   * left out.
+   */
+  snapshotVolumeInUse?(folder: string, destination: string): Promise<{ copied: true; image: string; frozenMs: number } | { copied: false; reason: string }>;
   /** Stops the backup between two files (Alto stopping); its entry stays unfinished. */
   signal?: AbortSignal;
 }
@@ -147,7 +159,24 @@ async function backupUnderLock(options: BackupInstanceOptions): Promise<BackupRe
     if (blob) add(path, part, blob, info.mode & 0o777, source);
   };
 
-  if (options.postgres) {
+  let postgresDump: BackupManifest['postgresDump'];
+  if (options.postgresUrl) {
+    const temporary = to.temporaryFile();
+    let pgDumpVersion: string;
+    try {
+      pgDumpVersion = await dumpPostgres(options.postgresUrl, temporary);
+    } catch (error) {
+      await rm(temporary, { force: true });
+      throw error;
+    }
+    const blob = await storeTemporaryFile(to, temporary);
+    if (blob.copied) {
+      result.copiedBlobs++;
+      result.copiedBytes += blob.size;
+    } else result.reusedFiles++;
+    postgresDump = { sha256: blob.sha256, size: blob.size, pgDumpVersion };
+    report(`database: PostgreSQL, ${formatBytes(blob.size)} (pg_dump, custom format)`);
+  } else if (options.postgres) {
     skipped.push({ what: 'database', reason: 'the store is PostgreSQL: back it up with its own tools (pg_dump, or your provider\'s backups)' });
     report('database: PostgreSQL, not copied: back it up with pg_dump or your provider\'s backups');
   }
@@ -185,8 +214,15 @@ async function backupUnderLock(options: BackupInstanceOptions): Promise<BackupRe
     const claim = claimVolume(folder);
     if (!claim) {
       const holder = pidLockHolder(join(folder, VOLUME_LOCK)) ?? process.pid;
-      skipped.push({ what: `volume ${volume}`, reason: `in use by an app instance, running or suspended (Alto process ${holder}): a backup of the stopped instance copies it` });
-      report(`volume ${volume}: in use by a running instance, not copied`);
+      const snapshot = await snapshotHeldVolume(options, folder);
+      if (snapshot.copied) {
+        const info = await stat(snapshot.image);
+        add(`${volume}/${basename(snapshot.image)}`, 'volume', snapshot.blob, info.mode & 0o777);
+        report(`volume ${volume}: copied from its running instance, its filesystem frozen for ${Math.round(snapshot.frozenMs)} ms`);
+        continue;
+      }
+      skipped.push({ what: `volume ${volume}`, reason: `in use by an app instance (Alto process ${holder}) and not copied: ${snapshot.reason}; a backup of the stopped instance copies it` });
+      report(`volume ${volume}: in use by a running instance, not copied (${snapshot.reason})`);
       continue;
     }
     try {
@@ -222,6 +258,7 @@ async function backupUnderLock(options: BackupInstanceOptions): Promise<BackupRe
     masterKey,
     files,
     skipped,
+    ...(postgresDump ? { postgresDump } : {}),
   };
   await to.writeManifest(manifest);
   return { manifest, ...result };
@@ -257,6 +294,27 @@ async function backupDatabase(source: SqliteDatabase | string, to: BackupTarget)
     if (typeof source === 'string') database.close();
   }
   return storeTemporaryFile(to, temporary);
+}
+
+/** A held volume's image copied into a temporary file of the target, then into its blobs. */
+async function snapshotHeldVolume(
+  options: BackupInstanceOptions,
+  folder: string,
+): Promise<{ copied: true; image: string; frozenMs: number; blob: StoredBlob } | { copied: false; reason: string }> {
+  if (!options.snapshotVolumeInUse) return { copied: false, reason: 'this backup cannot freeze a running instance\'s volume' };
+  const temporary = options.to.temporaryFile();
+  let snapshot;
+  try {
+    snapshot = await options.snapshotVolumeInUse(folder, temporary);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+  if (!snapshot.copied) {
+    await rm(temporary, { force: true });
+    return snapshot;
+  }
+  return { ...snapshot, blob: await storeTemporaryFile(options.to, temporary) };
 }
 
 /** Another process's instances claim a volume with its lock file; so does the copy. */

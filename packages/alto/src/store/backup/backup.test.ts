@@ -132,7 +132,8 @@ test('a volume claimed by a running instance is skipped with the reason; the mas
   const { manifest } = await backup(dataDir, to, { includeMasterKey: true });
   assert.ok(!manifest.files.some((file) => file.part === 'volume'));
   const skipped = manifest.skipped.find((part) => part.what === 'volume apps/volumes/p1/web/data');
-  assert.match(skipped!.reason, new RegExp(`in use by an app instance, running or suspended \\(Alto process ${process.ppid}\\)`));
+  // Without a way to freeze its filesystem (this backup has none), it is left out.
+  assert.match(skipped!.reason, new RegExp(`in use by an app instance \\(Alto process ${process.ppid}\\) and not copied: this backup cannot freeze`));
   assert.equal(readFileSync(lock, 'utf8'), `${process.ppid}\n`, 'the holder keeps its lock');
   assert.equal(manifest.masterKey, 'included');
   assert.ok(manifest.files.some((file) => file.path === 'master-key'));

@@ -46,6 +46,11 @@ export interface BackupManifest {
   masterKey: 'included' | 'not included';
   files: BackupFile[];
   skipped: SkippedPart[];
+  /**
+   * `--store postgres://...`: a `pg_dump --format=custom` of the database, as a blob of the
+   * backup (not a file of the data folder); `alto restore --store` loads it with pg_restore.
+   */
+  postgresDump?: { sha256: string; size: number; pgDumpVersion: string };
 }
 
 /** The id of a backup begun at `time`; `-2`, `-3`... when that second already has one. */

@@ -4,7 +4,8 @@
  * for) in a folder or a bucket. Every file's blob is read and checked against the manifest's size
  * and sha256 before anything is written (from a bucket that reads each blob twice: once to check,
  * once to write); one that fails stops the restore with the list of them, and the target is
- * untouched. The files are written into a folder beside the target, checked again as they are
+ * untouched. A backup of a PostgreSQL instance holds a pg_dump too, checked the same way and loaded
+ * with `--store` into an empty database before the data folder appears. The files are written into a folder beside the target, checked again as they are
  * written, then renamed onto it: a restore cut short leaves no half data folder where Alto would
  * start.
  */
@@ -13,6 +14,7 @@ import { rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { digestStream, writeStreamSparse } from './blobs.js';
+import { restorePostgres } from './postgres-dump.js';
 import type { BackupManifest } from './manifest.js';
 import type { BackupTarget } from './target.js';
 
@@ -23,6 +25,8 @@ export interface RestoreInstanceOptions {
   at?: string;
   /** The data folder to make: missing or empty. */
   dataDir: string;
+  /** `--store postgres://...`: an empty database the backup's pg_dump is loaded into (store/backup/postgres-dump). */
+  postgresUrl?: string;
   report(line: string): void;
 }
 
@@ -37,8 +41,10 @@ export async function restoreInstance(options: RestoreInstanceOptions): Promise<
   const manifest = await from.readManifest(id);
   report(`backup ${id}: ${manifest.files.length} files, made by Alto ${manifest.altoVersion} at ${manifest.finishedAt}`);
 
+  if (options.postgresUrl && !manifest.postgresDump) throw new Error(`backup ${id} holds no PostgreSQL dump (it was made without --store postgres://...): restore it without --store`);
+  const dump = manifest.postgresDump ? { path: 'PostgreSQL dump', ...manifest.postgresDump } : undefined;
   const damaged: string[] = [];
-  for (const file of manifest.files) {
+  for (const file of [...manifest.files, ...(dump ? [dump] : [])]) {
     const content = await from.readBlob(file.sha256);
     if (!content) {
       damaged.push(`${file.path}: its blob ${file.sha256} is missing`);
@@ -67,6 +73,19 @@ export async function restoreInstance(options: RestoreInstanceOptions): Promise<
       if (!content) throw new Error(`${file.path}: its blob ${file.sha256} went missing during the restore`);
       const written = await writeStreamSparse(content, join(staging, ...file.path.split('/')), file.mode & 0o777);
       if (written.sha256 !== file.sha256) throw new Error(`${file.path}: its blob ${file.sha256} changed during the restore`);
+    }
+    if (dump && options.postgresUrl) {
+      // Loaded before the data folder appears: a dump that fails to load leaves neither.
+      const file = join(staging, '.postgres.dump');
+      const content = await from.readBlob(dump.sha256);
+      if (!content) throw new Error(`the PostgreSQL dump's blob ${dump.sha256} went missing during the restore`);
+      const written = await writeStreamSparse(content, file, 0o600);
+      if (written.sha256 !== dump.sha256) throw new Error(`the PostgreSQL dump's blob ${dump.sha256} changed during the restore`);
+      await restorePostgres(options.postgresUrl, file);
+      await rm(file);
+      report(`database: the PostgreSQL dump loaded (pg_restore, ${dump.pgDumpVersion})`);
+    } else if (dump) {
+      report(`database: the PostgreSQL dump (blob ${dump.sha256}) is not loaded: restore with --store postgres://... naming an empty database to load it, or pg_restore that blob yourself`);
     }
     // rename() puts a folder onto an empty one, never onto one with files.
     if (existsSync(target)) rmdirSync(target);

@@ -13,7 +13,7 @@ import { backupInstance, type BackupInstanceOptions } from './backup-instance.js
 import { pruneBackups } from './prune.js';
 import { openBackupTarget } from './target.js';
 
-export interface BackupScheduleOptions extends Pick<BackupInstanceOptions, 'dataDir' | 'postgres' | 'objectsInBucket' | 'database' | 'claimVolume'> {
+export interface BackupScheduleOptions extends Pick<BackupInstanceOptions, 'dataDir' | 'postgres' | 'postgresUrl' | 'objectsInBucket' | 'database' | 'claimVolume' | 'snapshotVolumeInUse'> {
   /** A folder or `s3://...`. */
   to: string;
   everyMs: number;
