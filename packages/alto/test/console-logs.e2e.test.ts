@@ -128,8 +128,13 @@ describe('web console: logs of an app, filtered and followed; build logs kept on
     await buildSection.getByRole('button', { name: 'Show build log' }).click();
     await buildSection.getByText(`No build log: ${APP} runs an image`).waitFor();
 
-    await page.goto(`${alto.url}/#/logs?app=${BUILT}`);
+    // From the app's card on the Apps page to its logs.
+    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Apps' }).click();
+    const card = page.locator(`li[data-app="${BUILT}"]`);
+    await card.getByRole('button', { name: 'Logs' }).click();
+    await card.getByRole('link', { name: /on the Logs page/ }).click();
     await page.getByRole('heading', { name: `Output of ${BUILT}` }).waitFor();
+    assert.equal(await page.locator('#logs-source').inputValue(), `app:${BUILT}`);
     await buildSection.getByRole('button', { name: 'Show build log' }).click();
     const log = buildSection.getByTestId('build-log');
     await log.filter({ hasText: 'build-step-marker' }).waitFor();

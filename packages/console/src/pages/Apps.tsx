@@ -177,6 +177,9 @@ function FollowedLogs({ name }: { name: string }) {
       <pre className="code-block log-block" aria-label={`Logs of ${name}`} data-testid="app-logs">
         {lines.length ? lines.map((line) => (line.stream === 'system' ? `alto: ${line.line}` : line.line)).join('\n') : 'No log lines yet.'}
       </pre>
+      <p className="small">
+        <a href={`#/logs?app=${encodeURIComponent(name)}`}>Filter, follow and see the last build on the Logs page</a>
+      </p>
     </div>
   );
 }

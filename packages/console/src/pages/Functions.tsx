@@ -243,6 +243,9 @@ function LogsPanel({ name }: { name: string }) {
           {logs.data?.logs || 'No log lines yet.'}
         </pre>
       )}
+      <p className="small">
+        <a href={`#/logs?function=${encodeURIComponent(name)}`}>Filter and follow on the Logs page</a>
+      </p>
     </div>
   );
 }
