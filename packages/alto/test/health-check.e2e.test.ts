@@ -3,12 +3,13 @@
  * app's own command (`command`, with a `$(NAME)` reference to its env): the supervisor runs the
  * check in the sandbox as the app; Run answers only once the port listens and the check has
  * passed once, and from then on Status shows the instance unhealthy after `retries` failures in
- * a row (said in the app's log too) and healthy again when it passes.
+ * a row (said in the app's log too) and healthy again when it passes. Update's `reset` returns
+ * the command and the check to the image's (none).
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
-import { busyboxHttpdImage, HTTPD_PORT } from './app-images.js';
+import { busyboxHttpdImage, HTTPD_PAGE } from './app-images.js';
 import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
@@ -73,6 +74,19 @@ describe('health checks (process sandbox)', () => {
     const logs = (await alto.call('app', 'Logs', { name: 'checked' }, key)).body.lines as { line: string }[];
     assert.ok(logs.some((entry) => /health check failed 2 times in a row/.test(entry.line)), logs.map((entry) => entry.line).join('\n'));
     await eventually(async () => (await slotOf('checked')).health === 'healthy', 'the instance healthy again once the file is gone', 20_000);
+
+    // Update can return settings to what the app has without them: the image's own command, no
+    // check (what a template does when its compose file drops them). An unknown one is refused.
+    const unknown = await alto.call('app', 'Update', { name: 'checked', reset: ['memory'] }, key);
+    assert.equal(unknown.status, 400);
+    assert.match(unknown.body.detail, /reset: each one of entrypoint, command, health_check/);
+    const reset = await alto.call('app', 'Update', { name: 'checked', reset: ['command', 'health_check'] }, key);
+    assert.equal(reset.status, 200, JSON.stringify(reset.body));
+    assert.equal(reset.body.service.command, undefined, 'the image\'s command again');
+    assert.equal(reset.body.service.health_check, undefined, 'no health check');
+    const page = await getThroughEdge(port, `checked.health.localhost:${port}`, '/');
+    assert.deepEqual([page.status, page.body], [200, HTTPD_PAGE], 'served by the image\'s own command');
+    assert.equal((await slotOf('checked')).health, undefined);
   });
 
   test('bad health checks, commands and link aliases are refused with what was wrong', async () => {

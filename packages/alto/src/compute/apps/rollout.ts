@@ -17,7 +17,7 @@ import type { ImageManager } from '../images/manager.js';
 import type { ImageSpec } from '../images/spec.js';
 import type { ComputeMeter, MeteredOwner } from './metering.js';
 import type { Placement } from './placement.js';
-import type { AppRecord, AppRecords } from './records.js';
+import type { AppRecord, AppRecords, AppSettings } from './records.js';
 import type { ImageOwner, RootFilesystems } from './rootfs.js';
 import { AppVersion, type AppRuntime } from './runtime.js';
 import type { AppScheduler } from './scheduler.js';
@@ -30,12 +30,17 @@ const READY_SNAPSHOT_SLOT = -1;
 /** Log lines an error about a failed start carries. */
 const FAILURE_LOG_LINES = 10;
 
+/** A setting app/Update can return to its default (schema.ts, RESETTABLE_SETTINGS). */
+export type ResettableSetting = 'entrypoint' | 'command' | 'health_check' | 'stop_signal' | 'stop_timeout' | 'link_aliases';
+
 export interface UpdateInput extends AppSettingsInput {
   name: string;
   image?: string;
   insecure?: boolean;
   /** env_vars replace the app's instead of adding to them (functions give their whole set). */
   replaceEnvVars?: boolean;
+  /** Settings returned to their default, unless given here too. */
+  reset?: readonly ResettableSetting[];
 }
 
 /** Who updates: the project (its images, its caps) and whether the key is the admin's. */
@@ -124,7 +129,9 @@ export class Rollouts {
     assertLinks(current.name, input.links);
     await specs.assertDriverSupports(startOf({ ...current, version: current.version + 1 }), { outbound: input.outbound ?? current.settings.outbound });
     const image = input.image ? await rootfs.imageFor(owner, input.image, Boolean(input.insecure), 'always') : images.inspect(current.digest);
-    const settings = settingsOf(input, input.replaceEnvVars ? { ...current.settings, env_vars: {} } : current.settings, image.spec);
+    const base: AppSettings = input.replaceEnvVars ? { ...current.settings, env_vars: {} } : { ...current.settings };
+    for (const key of input.reset ?? []) delete base[key];
+    const settings = settingsOf(input, base, image.spec);
     const unpacked = await rootfs.ensure(image.digest);
     const next: AppRecord = {
       ...current,

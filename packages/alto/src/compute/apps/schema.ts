@@ -170,6 +170,9 @@ export const RunRequest = z
     min_instances: MinInstances.default(0).describe('instances kept running: 0 scales to zero (the instance is suspended once ready and after idle_timeout, woken by the next request), 1 or more keeps the app always on'),
   });
 
+/** Settings app/Update can return to their default (`reset`). */
+export const RESETTABLE_SETTINGS = ['entrypoint', 'command', 'health_check', 'stop_signal', 'stop_timeout', 'link_aliases'] as const;
+
 export const UpdateRequest = z
   .object({
     name: AppName,
@@ -177,6 +180,11 @@ export const UpdateRequest = z
     ...sourceFields,
     ...settingsFields,
     replace_env_vars: z.boolean().optional().describe("env_vars replaces the app's whole list instead of being merged into it (default false)"),
+    reset: z
+      .array(z.enum(RESETTABLE_SETTINGS, { error: `reset: each one of ${RESETTABLE_SETTINGS.join(', ')}` }))
+      .max(RESETTABLE_SETTINGS.length)
+      .optional()
+      .describe("settings returned to what the app has without them (the image's entrypoint and command, no health check, the image's stop signal...); a setting given in the same call wins"),
     custom_domains: z
       .array(z.string().max(253, 'custom_domains: a domain name is at most 253 characters'))
       .max(20, 'custom_domains: at most 20 per app')

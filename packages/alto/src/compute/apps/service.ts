@@ -210,10 +210,10 @@ export const appService = defineService({
       response: ServiceResponse,
       example: { name: 'web', image: 'ghcr.io/org/web:v2' },
       async handler(request, context) {
-        const { name: _name, custom_domains: customDomains, replace_env_vars: replaceEnvVars, ...changes } = request;
+        const { name: _name, custom_domains: customDomains, replace_env_vars: replaceEnvVars, reset, ...changes } = request;
         // Domains first: one another app has refuses the whole call before anything is deployed.
         const domains = customDomains === undefined ? undefined : await setAppDomains(context.platform, context.tenant, request.name, customDomains);
-        if (domains !== undefined && Object.values(changes).every((value) => value === undefined)) {
+        if (domains !== undefined && !reset?.length && Object.values(changes).every((value) => value === undefined)) {
           return { service: { ...serviceView(await manager(context).describe(owner(context), request.name)), custom_domains: domains } };
         }
         const current = await hiddenEnvOfApp(context, request.name);
@@ -224,6 +224,7 @@ export const appService = defineService({
           image: request.image ?? (await imageFromSource(request, context)),
           insecure: request.insecure,
           ...(replaceEnvVars ? { replaceEnvVars: true } : {}),
+          ...(reset?.length ? { reset } : {}),
           ...settingsOf(request),
         });
         return { service: await withDomains(context, serviceView(state)) };

@@ -23,7 +23,7 @@ import { posix } from 'node:path';
 import { z } from 'zod';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import { defineService, endpoint, type CallContext } from '../../platform/service.js';
-import { APP_NAME } from '../apps/schema.js';
+import { APP_NAME, RESETTABLE_SETTINGS } from '../apps/schema.js';
 import { holdsScopes, secretVariableName } from '../apps/secrets.js';
 import { linkVariablePrefix } from '../sandbox/links.js';
 import { planStack, type StackPlan, type StackService } from './compose.js';
@@ -396,8 +396,10 @@ export const templateService = defineService({
               await apply(context, 'Run', service, body);
               changed.push({ service, app, change: 'added' });
             } else if (running.stack?.digest !== (body.stack as { digest: string }).digest) {
-              // What the template no longer gives is taken away, not kept: the env, links and secrets are replaced whole.
-              await apply(context, 'Update', service, { links: [], secrets: [], volumes: [], ...body, replace_env_vars: true });
+              // What the template no longer gives is taken away, not kept: the env, links and secrets
+              // are replaced whole, and a dropped command, entrypoint, health check or stop setting
+              // returns to the image's (one the template gives wins over the reset).
+              await apply(context, 'Update', service, { links: [], secrets: [], volumes: [], ...body, replace_env_vars: true, reset: [...RESETTABLE_SETTINGS] });
               changed.push({ service, app, change: 'updated' });
             } else changed.push({ service, app, change: 'unchanged' });
           }
