@@ -138,7 +138,9 @@ secrets:
   token: {file: ./token}
   key: {environment: KEY}
 `;
-    const [worker] = planStack({ compose }).services;
+    const plan = planStack({ compose });
+    const [worker] = plan.services;
+    assert.ok(plan.warnings.some((warning) => /services\.worker\.secrets: not mounted at \/run\/secrets yet/.test(warning)), plan.warnings.join('\n'));
     assert.deepEqual(worker.build, { context: 'worker', dockerfile: 'docker/Dockerfile', args: { VERSION: '2' } });
     assert.deepEqual(worker.entrypoint, ['/bin/run', '--name=a b', 'x y']);
     assert.deepEqual(worker.command, ['serve', '--port', '9000']);

@@ -1017,6 +1017,9 @@ class ServiceReader {
       if (!this.secretNames.has(name)) file.problem(item, at, `secret ${name} is not declared under the top-level secrets`);
       else service.secrets.push(name);
     });
+    // Read and checked, but no file is mounted yet: say so rather than deploy without it.
+    if (service.secrets.length > 0)
+      file.warn(node, path, `not mounted at /run/secrets yet: give the value as an alto.yaml parameter with secret: true and use it in environment as \${NAME} instead`);
   }
 }
 
