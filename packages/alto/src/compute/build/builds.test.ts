@@ -2,9 +2,10 @@
  * Build logs on disk, on a real temporary folder with a stand-in image builder: a build's log
  * is read back by a new DockerfileBuilds over the same data folder (Alto restarted), by its id
  * and as the app's last build, ending with how it ended; a build cut short by a stop of Alto
- * ends with a line saying so; a build's file keeps its first lines, the count of those left
- * out and its last lines; an app's builds stay within its size cap; a source build (another
- * builder) is recorded the same way; deleting the app's build logs forgets them.
+ * ends with a line saying so; a build id is taken once, by one of two requests at once; a
+ * build's file keeps its first lines, the count of those left out and its last lines; an app's
+ * builds stay within its size cap; a source build (another builder) is recorded the same way;
+ * deleting the app's build logs forgets them.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -75,8 +76,11 @@ test('a failed build ends with its failure; the last build of the app is the new
   const last = (await collect(restarted.follow('p1', 'buildbad01'))).at(-1)!;
   assert.equal(last.done, 'failed');
   assert.match(last.line, /build failed: RUN exited with 1/);
-  // A build id is used once, across restarts too.
+  // A build id is used once, across restarts too, and by one of two requests at once.
   await assert.rejects(restarted.buildForApp(owner, { name: 'web', files, build_id: 'buildgood1' }), /exists already/);
+  const both = await Promise.allSettled([restarted.buildForApp(owner, { name: 'web', files, build_id: 'buildtwice' }), restarted.buildForApp(owner, { name: 'api', files, build_id: 'buildtwice' })]);
+  assert.deepEqual(both.map((result) => result.status).sort(), ['fulfilled', 'rejected']);
+  assert.match(String((both.find((result) => result.status === 'rejected') as PromiseRejectedResult).reason), /exists already/);
 });
 
 test('a build cut short by a stop of Alto ends with a line saying so', async () => {

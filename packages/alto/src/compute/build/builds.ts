@@ -106,6 +106,8 @@ export class DockerfileBuilds {
   /** The build id of each app's latest build begun on this node, by `<project id>/<app>`. */
   private readonly latest = new Map<string, string>();
   private readonly appeared = new Set<() => void>();
+  /** Builds whose file is being opened, by `<project id>/<build id>`. */
+  private readonly beginning = new Set<string>();
 
   constructor(
     private readonly builder: Pick<ImageBuilder, 'build'>,
@@ -189,8 +191,18 @@ export class DockerfileBuilds {
 
   private async begin(projectId: string, app: string, buildId: string): Promise<BuildLog> {
     const key = `${projectId}/${buildId}`;
-    if (this.logs.has(key) || (await this.store.find(projectId, buildId))) throw errors.conflict(`build ${buildId} exists already; give another build_id`);
-    const log = new BuildLog(app, await this.store.begin(projectId, app, buildId));
+    const taken = () => errors.conflict(`build ${buildId} exists already; give another build_id`);
+    // Reserved before the disk is asked, so two requests with one build_id cannot both begin.
+    if (this.logs.has(key) || this.beginning.has(key)) throw taken();
+    this.beginning.add(key);
+    let file: BuildLogFile;
+    try {
+      if (await this.store.find(projectId, buildId)) throw taken();
+      file = await this.store.begin(projectId, app, buildId);
+    } finally {
+      this.beginning.delete(key);
+    }
+    const log = new BuildLog(app, file);
     this.logs.set(key, log);
     this.latest.set(`${projectId}/${app}`, buildId);
     while (this.logs.size > KEPT_BUILDS) this.logs.delete(this.logs.keys().next().value!);
