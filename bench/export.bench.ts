@@ -10,7 +10,11 @@
  * Run: node --import tsx bench/export.bench.ts [records=100000] [mib=256]
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { startProcess, type ServerProcess } from '../packages/alto/test/harness.js';
 
 const records = Number(process.argv[2] ?? 100_000);
@@ -32,6 +36,8 @@ function peakSampler(server: ServerProcess): { stop(): number } {
 
 const seconds = (started: number) => (performance.now() - started) / 1000;
 
+const folder = mkdtempSync(join(tmpdir(), 'alto-bench-export-'));
+const archive = join(folder, 'bench.tgz');
 const [source, target] = await Promise.all([startProcess(), startProcess()]);
 try {
   const key = await source.projectKey('bench', ['db', 'space']);
@@ -52,21 +58,27 @@ try {
   const sourcePeak = peakSampler(source);
   started = performance.now();
   const exported = await fetch(`${source.url}/admin/projects/export?name=bench`, { headers: { authorization: `Bearer ${source.adminKey}` } });
-  if (!exported.ok) throw new Error(`export: ${exported.status} ${await exported.text()}`);
-  const archive = Buffer.from(await exported.arrayBuffer());
+  if (!exported.ok || !exported.body) throw new Error(`export: ${exported.status} ${await exported.text()}`);
+  // To a file and back from it, streamed, as the CLI does: neither this process nor a server holds the archive.
+  await pipeline(Readable.fromWeb(exported.body as never), createWriteStream(archive));
   const exportSeconds = seconds(started);
   const sourcePeakMiB = sourcePeak.stop();
 
   const targetPeak = peakSampler(target);
   started = performance.now();
-  const imported = await fetch(`${target.url}/admin/projects/import`, { method: 'POST', headers: { authorization: `Bearer ${target.adminKey}` }, body: archive });
+  const imported = await fetch(`${target.url}/admin/projects/import`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${target.adminKey}`, 'content-length': String(statSync(archive).size) },
+    body: Readable.toWeb(createReadStream(archive)) as never,
+    duplex: 'half',
+  } as RequestInit);
   if (!imported.ok) throw new Error(`import: ${imported.status} ${await imported.text()}`);
   const importSeconds = seconds(started);
   const targetPeakMiB = targetPeak.stop();
   const answer = (await imported.json()) as { sections: Record<string, number> };
   if (answer.sections.db !== records || answer.sections.space !== mib) throw new Error(`imported ${JSON.stringify(answer.sections)}`);
 
-  const megabytes = archive.length / 1e6;
+  const megabytes = statSync(archive).size / 1e6;
   console.log(`project: ${records} db records in ${TABLES} tables, ${mib} MiB of space objects (filled in ${filled.toFixed(1)} s)`);
   console.table([
     { step: 'export (source streams, client reads)', seconds: exportSeconds.toFixed(2), 'MB/s': Math.round(megabytes / exportSeconds), 'records/s': Math.round(records / exportSeconds), 'server peak RSS MiB': sourcePeakMiB },
@@ -75,4 +87,5 @@ try {
   console.log(`archive: ${megabytes.toFixed(1)} MB (gzip; the objects are random, the records compress)`);
 } finally {
   await Promise.all([source.close(), target.close()]);
+  rmSync(folder, { recursive: true, force: true });
 }

@@ -73,7 +73,7 @@ describe('projects move between instances', () => {
     await fill('event', 'Publish', { topic: 'orders', message: { order: 'o1' } });
     await fill('event', 'Publish', { topic: 'orders', message: { order: 'o2' } });
     await fill('function', 'Deploy', { name: 'greeter', source: GREETER, env_vars: { GREETING: 'hi' } });
-    await fill('app', 'Run', { name: 'web', image: `${registry.host}/demo/web:v1`, port: 8080, env_vars: { MODE: 'shop' } });
+    await fill('app', 'Run', { name: 'web', image: `${registry.host}/demo/web:v1`, port: 8080, env_vars: { MODE: 'shop' }, secrets: ['stripe'] });
     await fill('cron', 'Schedule', { id: 'nightly', name: 'nightly', interval: '0 3 * * *', callback: 'app://web/hook' });
     assert.equal((await getThroughEdge(edgePort(a), 'web.shop.localhost')).body, 'web v1 page\n');
     // From here on the image is only on A: the archives carry it, no instance can pull it again.
@@ -122,6 +122,7 @@ describe('projects move between instances', () => {
     // The app and the function were deployed on the target and answer through its edge.
     const web = apps.services.find((service: any) => service.name === 'web');
     assert.equal(web.env_vars.MODE, 'shop');
+    assert.deepEqual(web.secrets, ['stripe']);
     assert.equal(web.image, `${registry.host}/demo/web:v1`);
     const page = await eventually(async () => {
       const answer = await getThroughEdge(edgePort(alto), `web.${project}.localhost`);
@@ -193,6 +194,19 @@ describe('projects move between instances', () => {
     // shop-sale is shop's on A: the pulled short URL got a new id, and the import said so.
     assert.ok(pulledAnswer.warnings.some((line: string) => /short id "shop-sale" is taken/.test(line)), JSON.stringify(pulledAnswer.warnings));
     await assertMoved(a, 'shop4', pulledAnswer.key);
+
+    // Code only: the apps and functions, without the data; the app runs without the secret that stayed behind.
+    const codeOnly = await cliOn(a, ['push', 'shop', '--to', 'prod', '--as', 'shop5', '--only', 'code', '--json']);
+    assert.equal(codeOnly.code, 0, codeOnly.stderr);
+    const codeAnswer = JSON.parse(codeOnly.stdout);
+    assert.deepEqual(Object.keys(codeAnswer.sections).sort(), ['app', 'function', 'project']);
+    assert.ok(codeAnswer.warnings.some((line: string) => /app web: runs without its secrets \(stripe\)/.test(line)), JSON.stringify(codeAnswer.warnings));
+    assert.equal((await ok(b, codeAnswer.key, 'db', 'ListTables', {})).tables.length, 0);
+    const page = await eventually(async () => {
+      const answer = await getThroughEdge(edgePort(b), 'web.shop5.localhost');
+      return answer.status === 200 && answer;
+    }, 'web.shop5 answering on B');
+    assert.equal(page.body, 'web v1 page\n');
   });
 
   test('a passphrase seals the secrets in the archive; the import needs it', async () => {

@@ -88,13 +88,18 @@ export const functionSection: ProjectSection = {
         : undefined;
     if (!code) throw errors.badRequest(`function ${name}: the archive holds no source for it (its source was not kept on the instance it was exported from); deploy it again there first`);
     sources.get(context)?.delete(name);
+    let secrets = definition.secrets ?? [];
+    if (context.header.only === 'code' && secrets.length > 0) {
+      context.warn(`function ${name}: runs without its secrets (${secrets.join(', ')}): the archive holds code only; set them and name them with function Update`);
+      secrets = [];
+    }
     await context.call('function', 'Deploy', environment, {
       name: definition.name,
       ...code,
       ...(definition.entrypoint ? { entrypoint: definition.entrypoint } : {}),
       env_vars: definition.envVars ?? {},
       runtime: definition.runtime || 'nodejs',
-      ...(definition.secrets?.length ? { secrets: definition.secrets } : {}),
+      ...(secrets.length ? { secrets } : {}),
     });
   },
 };

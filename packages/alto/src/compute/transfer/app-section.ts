@@ -171,6 +171,11 @@ async function importImage(context: SectionImport, state: ImportState, app: AppD
 async function runApp(context: SectionImport, app: AppDefinition): Promise<void> {
   const settings: Record<string, unknown> = {};
   for (const name of RUN_SETTINGS) if (name in app.settings) settings[name] = app.settings[name];
+  if (context.header.only === 'code' && Array.isArray(settings.secrets)) {
+    // The secrets stayed behind with the data: the app runs without them until they are set and named again (app/Update).
+    context.warn(`app ${app.name}: runs without its secrets (${settings.secrets.join(', ')}): the archive holds code only; set them and name them with app Update`);
+    delete settings.secrets;
+  }
   if (settings.volumes) context.warn(`app ${app.name}: its volumes are mounted again, empty: their contents are not in a project archive (alto backup copies them)`);
   await context.call('app', 'Run', ENVIRONMENT, { name: app.name, image: app.image, ...settings });
 }

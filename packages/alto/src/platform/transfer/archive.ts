@@ -515,10 +515,3 @@ function checkManifest(content: Buffer): ArchiveManifest {
   }
   return manifest as unknown as ArchiveManifest;
 }
-
-/** Reads a stream into nothing, counting: for tests and progress. */
-export async function drain(stream: Readable): Promise<number> {
-  let bytes = 0;
-  for await (const chunk of stream as AsyncIterable<Buffer>) bytes += chunk.length;
-  return bytes;
-}

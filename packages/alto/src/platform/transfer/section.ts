@@ -5,7 +5,7 @@
  * entries on export and applies them on import. The platform runs the sections and knows none of
  * their data; each block keeps its section beside its logic (blocks/db/transfer.ts...).
  */
-import type { ProjectRecord } from '../../store/control.js';
+import type { KeyRole, ProjectRecord } from '../../store/control.js';
 import type { Platform } from '../platform.js';
 import type { Tenant } from '../service.js';
 import type { ArchiveEntry, ArchiveHeader, ArchiveWriter } from './archive.js';
@@ -52,6 +52,8 @@ export interface SectionExport extends SectionContext {
 
 export interface SectionImport extends SectionContext {
   header: ArchiveHeader;
+  /** The role of the key that runs the import: what it may set (limits above the free tier need the admin's). */
+  callerRole: KeyRole;
   /** Opens an entry `sealSecrets` wrote (refusing a wrong or missing passphrase). */
   openSecrets(content: Buffer, what: string): Buffer;
   /** Checks an environment name read from the archive before it names a namespace. */

@@ -14,9 +14,9 @@
  * never in an archive: the import makes one new key for the project and returns it once.
  */
 import { randomUUID } from 'node:crypto';
-import { AltoError, errors } from '../../kit/errors.js';
+import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { ProjectRecord } from '../../store/control.js';
-import type { LimitName } from '../limit-names.js';
+import { LIMIT_NAMES, type LimitName } from '../limit-names.js';
 import type { Platform } from '../platform.js';
 import type { Tenant } from '../service.js';
 import { DEFAULT_ENVIRONMENT, NAME_PATTERN, NAME_RULE, namespaceOf } from '../tenancy.js';
@@ -46,20 +46,17 @@ const projectSection: ProjectSection = {
     const settings = await entry.json<{ limits?: Record<string, unknown> }>();
     const changes: Partial<Record<LimitName, number | null>> = {};
     for (const [name, value] of Object.entries(settings.limits ?? {})) {
-      if (typeof value === 'number' && Number.isFinite(value)) changes[name as LimitName] = value;
+      // Limits this Alto does not know are left out, not refused: an archive of a newer Alto still imports.
+      if ((LIMIT_NAMES as readonly string[]).includes(name) && typeof value === 'number' && Number.isFinite(value) && value >= 0) changes[name as LimitName] = value;
+      else context.warn(`project: the limit ${name.slice(0, 60)} is not one this Alto knows; left out`);
     }
     if (Object.keys(changes).length === 0) return;
-    await context.platform.limits.updateProjectLimits(callerRole(context), context.project.id, changes).catch((error: Error) => {
-      throw errors.forbidden(`the archive sets limits on the project that this key may not set (${error.message}); import with the admin key`);
+    await context.platform.limits.updateProjectLimits(context.callerRole, context.project.id, changes).catch((error: unknown) => {
+      if (isAltoError(error) && error.status === 403) throw errors.forbidden(`the archive sets limits on the project that this key may not set (${error.detail}); import with the admin key`);
+      throw error;
     });
   },
 };
-
-/** The role of the key that runs the import, kept beside the contexts. */
-const roles = new WeakMap<object, Tenant['role']>();
-function callerRole(context: SectionImport): Tenant['role'] {
-  return roles.get(context) ?? 'project';
-}
 
 /** Every section, in the order they are written and applied: settings, data, then code. */
 export function projectSections(platform: Platform, only: Only): ProjectSection[] {
@@ -170,6 +167,7 @@ export async function importProject(platform: Platform, caller: Tenant, file: st
   const context: SectionImport = {
     ...contextFor(platform, caller, project, options.signal),
     header: manifest,
+    callerRole: caller.role,
     openSecrets: (content, what) => {
       if (manifest.secrets === 'none') return content;
       return openWithPassphrase(content, passphrase ?? '', what);
@@ -180,7 +178,6 @@ export async function importProject(platform: Platform, caller: Tenant, file: st
     },
     warn: (line) => warnings.push(line),
   };
-  roles.set(context, caller.role);
   try {
     for await (const entry of reader.entries()) {
       options.signal.throwIfAborted();
