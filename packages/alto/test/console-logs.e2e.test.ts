@@ -4,8 +4,8 @@
  * (`httpd -v` writes a line to stderr for each request it answers). An app runs the image; the
  * page, opened from the navigation and the app picked, shows its lines with time, stream and
  * instance; filtering by text and by stream narrows them; with Follow on, a request made to the
- * app after the page loaded shows its new line without a reload, and Follow off closes the
- * stream. A second app built from a Dockerfile shows its last build's log on the page; after a
+ * app after the page loaded shows its new line without a reload; Follow off, or leaving the
+ * page, closes the stream. A second app built from a Dockerfile shows its last build's log on the page; after a
  * restart of Alto, `alto logs NAME --build` still prints that log from disk.
  * Saves test-output/console/logs.png.
  */
@@ -103,7 +103,10 @@ describe('web console: logs of an app, filtered and followed; build logs kept on
     await rows().filter({ hasText: 'response:200' }).first().waitFor();
 
     // Follow: a request made now shows its line without a reload.
+    const followSocket = () => page.waitForEvent('websocket', { predicate: (socket) => socket.url().includes('/v1/app/FollowLogs') });
+    let socket = followSocket();
     await page.getByRole('switch', { name: 'Follow' }).check();
+    const firstSocket = await socket;
     await page.getByTestId('follow-status').filter({ hasText: 'following new lines' }).waitFor();
     await rows().filter({ hasText: 'response:200' }).first().waitFor();
     assert.equal(await rows().filter({ hasText: 'response:404' }).count(), 0, 'no 404 before the request');
@@ -113,8 +116,20 @@ describe('web console: logs of an app, filtered and followed; build logs kept on
 
     // Follow off closes the stream: the page reads the lines on disk again.
     await page.getByRole('switch', { name: 'Follow' }).uncheck();
+    if (!firstSocket.isClosed()) await firstSocket.waitForEvent('close');
     await page.getByTestId('follow-status').filter({ hasText: 'not following' }).waitFor();
     await rows().filter({ hasText: 'response:404' }).first().waitFor();
+
+    // Leaving the page closes the stream too.
+    socket = followSocket();
+    await page.getByRole('switch', { name: 'Follow' }).check();
+    const secondSocket = await socket;
+    await page.getByTestId('follow-status').filter({ hasText: 'following new lines' }).waitFor();
+    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Overview' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Overview' }).waitFor();
+    if (!secondSocket.isClosed()) await secondSocket.waitForEvent('close');
+    await page.goBack();
+    await page.getByRole('heading', { name: `Output of ${APP}` }).waitFor();
     assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
   });
 
