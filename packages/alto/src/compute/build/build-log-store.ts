@@ -10,9 +10,9 @@
  * the lines in between are counted and the last ones kept in memory, written with the count
  * when the build ends, so the failing step's output is never the part lost), and a new build
  * first deletes the app's oldest builds until the others fit in the other half, and those
- * older than the retention.
+ * older than the retention; `sweep` deletes those of every app (run at start and hourly).
  */
-import { appendFile, mkdir, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../kit/logger.js';
 import { droppedMarker } from '../apps/log-store.js';
@@ -130,6 +130,27 @@ export class BuildLogStore {
   async last(projectId: string, app: string): Promise<StoredBuild | undefined> {
     const build = (await listBuilds(this.appDir(projectId, app))).at(-1);
     return build && this.load(projectId, app, build);
+  }
+
+  /**
+   * Deletes the builds past the retention of every app, and the folders left empty: an app
+   * deleted other than by app/Delete (with its project, or its stack) leaves its builds to this.
+   */
+  async sweep(now = Date.now()): Promise<void> {
+    const oldestKept = now - this.options.retentionMs;
+    for (const projectId of await readdir(this.options.dir).catch(() => [] as string[])) {
+      for (const app of await readdir(join(this.options.dir, projectId)).catch(() => [] as string[])) {
+        const dir = this.appDir(projectId, app);
+        const builds = await listBuilds(dir);
+        // A build's last line is older than the next build's start; the newest is judged by its file's time.
+        for (const [index, build] of builds.entries()) {
+          const endedBy = index + 1 < builds.length ? builds[index + 1]!.startedAt : await stat(join(dir, build.name)).then((info) => info.mtimeMs, () => now);
+          if (endedBy < oldestKept) await unlink(join(dir, build.name)).catch(() => undefined);
+        }
+        await rmdir(dir).catch(() => undefined);
+      }
+      await rmdir(join(this.options.dir, projectId)).catch(() => undefined);
+    }
   }
 
   /** Deletes an app's build logs (the app was deleted). */

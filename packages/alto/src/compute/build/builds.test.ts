@@ -5,10 +5,11 @@
  * ends with a line saying so; a build id is taken once, by one of two requests at once; a
  * build's file keeps its first lines, the count of those left out and its last lines; an app's
  * builds stay within its size cap; a source build (another builder) is recorded the same way;
- * deleting the app's build logs forgets them.
+ * deleting the app's build logs forgets them; a sweep deletes builds past the retention.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -123,4 +124,27 @@ test("a source build is recorded the same way, and deleting the app's build logs
   assert.deepEqual(lines.map((line) => line.line), ['dependencies: installed (express)', `built ${image}`]);
   await restarted.forget('p1', 'api');
   assert.equal(await restarted.lastBuildOf('p1', 'api'), undefined);
+});
+
+test('a sweep deletes the builds past the retention of every app and the folders left empty', async () => {
+  const dir = dataDir();
+  const day = 86_400_000;
+  const store = new BuildLogStore({ dir: join(dir, 'logs', 'builds'), maxBytesPerApp: 1024 ** 2, retentionMs: day, log });
+  const now = Date.now();
+  const write = async (app: string, buildId: string, startedAt: number) => {
+    const file = await store.begin('p1', app, buildId, startedAt);
+    file.append({ at: new Date(startedAt).toISOString(), line: 'Step 1/1 : FROM busybox' });
+    file.append({ at: new Date(startedAt).toISOString(), line: 'built', done: 'succeeded' });
+    await file.flush();
+  };
+  await write('gone', 'buildold01', now - 3 * day);
+  await write('kept', 'buildnew01', now - 1000);
+  // An app's newest build is judged by its file's time (when its last line was written).
+  const old = (now - 3 * day) / 1000;
+  const goneDir = join(dir, 'logs', 'builds', 'p1', 'gone');
+  for (const name of readdirSync(goneDir)) await utimes(join(goneDir, name), old, old);
+  await store.sweep(now);
+  assert.equal(existsSync(goneDir), false, "the deleted app's folder went");
+  assert.equal(await store.find('p1', 'buildold01'), undefined);
+  assert.equal((await store.last('p1', 'kept'))?.buildId, 'buildnew01');
 });

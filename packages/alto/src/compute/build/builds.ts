@@ -46,6 +46,8 @@ const KEPT_FIRST_LINES = 100;
 const GIT_URL = /^(https?|git|ssh|file):\/\/|^\//;
 /** How long a follower waits for a build that has not begun yet. */
 const WAIT_FOR_BUILD_MS = 60_000;
+/** How often build logs past their retention are deleted. */
+const SWEEP_EVERY_MS = 3600_000;
 
 /** One build's lines, numbered, so a follower never skips one when old lines give way. */
 class BuildLog {
@@ -284,5 +286,9 @@ export const buildsComponent = component('builds', (platform: Platform) => {
     retentionMs: (settingOf('ALTO_LOG_RETENTION_DAYS') ?? DEFAULT_LOG_RETENTION_MS / 86_400_000) * 86_400_000,
     log,
   });
+  // Builds of apps deleted with their project or stack go with the retention.
+  const sweep = () => void store.sweep().catch((error: unknown) => log.warn({ err: error }, 'deleting old build logs failed'));
+  sweep();
+  setInterval(sweep, SWEEP_EVERY_MS).unref();
   return new DockerfileBuilds(builder, platform.config.dataDir, log, store);
 });
