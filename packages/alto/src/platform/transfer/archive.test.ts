@@ -170,3 +170,19 @@ test('a passphrase seals and opens; a wrong one or a changed byte says so', () =
   sealed[sealed.length - 1] ^= 1;
   assert.throws(() => openWithPassphrase(sealed, 'correct horse', 'the secrets'), /does not open with this passphrase/);
 });
+
+test('a writer whose receiver went away fails its writes at once, and stops reading the object', async () => {
+  const writer = new ArchiveWriter(HEADER);
+  await writer.begin();
+  // Nobody reads the output: a large object fills the buffers and its write waits.
+  let destroyed = false;
+  const endless = new Readable({ read() { this.push(Buffer.alloc(64 * 1024)); } });
+  endless.on('close', () => (destroyed = true));
+  const pending = writer.stream('space', 'dev/objects/big', 1024 ** 3, endless);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  writer.fail(new Error('the client went away'));
+  await assert.rejects(pending, /the client went away/);
+  await assert.rejects(writer.json('db', 'dev/t/indexes.json', []), /the client went away/);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.ok(destroyed, 'the object being read was closed');
+});

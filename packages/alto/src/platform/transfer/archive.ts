@@ -128,10 +128,16 @@ export class ArchiveWriter {
   private readonly tar: Pack;
   private readonly sections = new Map<string, SectionManifest>();
   private writing: Promise<void> = Promise.resolve();
+  /** Rejected by `fail`: every write waiting then fails at once instead of waiting on a stream nobody reads. */
+  private readonly failed: Promise<never>;
+  private rejectFailed: (error: Error) => void = () => undefined;
+  private failure: Error | undefined;
   /** Bytes of entries written so far (before gzip), for progress. */
   bytesWritten = 0;
 
   constructor(private readonly header: ArchiveHeader) {
+    this.failed = new Promise<never>((_resolve, reject) => (this.rejectFailed = reject));
+    this.failed.catch(() => undefined);
     this.tar = pack();
     // Level 1: most of a big project is objects (images, archives) gzip cannot shrink, where higher levels only cost time.
     const gzip = createGzip({ level: 1 });
@@ -176,6 +182,8 @@ export class ArchiveWriter {
     checkEntryPath(path);
     const hash = createHash('sha256');
     let seen = 0;
+    // A failed archive stops reading the object too (its file or its S3 response).
+    this.failed.catch(() => body.destroy());
     await this.serially(async () => {
       const entry = this.tar.entry({ name: path, size, mode: 0o600, mtime: new Date(0) });
       const counted = new PassThrough();
@@ -230,8 +238,13 @@ export class ArchiveWriter {
     return manifest;
   }
 
-  /** Ends the stream with an error: the reader sees a broken archive, never a short valid one. */
+  /**
+   * Ends the stream with an error (a section failed, or the receiver went away): the reader sees
+   * a broken archive, never a short valid one, and the writes in flight fail at once.
+   */
   fail(error: Error): void {
+    this.failure ??= error;
+    this.rejectFailed(error);
     this.output.destroy(error);
     this.tar.destroy(error);
   }
@@ -249,7 +262,7 @@ export class ArchiveWriter {
 
   /** Entries go into the tar one at a time, in the order they were asked for. */
   private serially(write: () => Promise<void>): Promise<void> {
-    const next = this.writing.then(write);
+    const next = this.writing.then(() => (this.failure ? Promise.reject(this.failure) : Promise.race([this.failed, write()])));
     this.writing = next.catch(() => undefined);
     return next;
   }

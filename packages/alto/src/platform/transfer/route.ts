@@ -94,9 +94,10 @@ async function sendExport(url: URL, request: IncomingMessage, response: ServerRe
     'cache-control': 'no-store',
   });
   const streaming = pipeline(writer.output, response);
+  // The receiver gone (or the response failing) stops the export at once.
+  streaming.catch((error: Error) => writer.fail(error));
   try {
-    await done;
-    await streaming;
+    await Promise.all([done, streaming]);
   } catch (error) {
     // The stream ends without its manifest: the receiver refuses it as incomplete.
     response.destroy();
