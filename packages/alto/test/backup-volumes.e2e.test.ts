@@ -54,7 +54,7 @@ after(async () => {
   for (const folder of folders) rmSync(folder, { recursive: true, force: true });
 });
 
-test("an app's volume: copied while its instance serves writes, restored clean with every acknowledged write, and served again", async () => {
+test("an app's volume: copied while its instance serves writes, restored clean with every acknowledged write, and served again", async (t) => {
   registry = await startRegistry();
   await registry.push('backup/notes', 'v1', await notesImage());
   const source = temporaryDataDir();
@@ -105,6 +105,7 @@ test("an app's volume: copied while its instance serves writes, restored clean w
   assert.equal(whileRunning.code, 0, whileRunning.stderr + whileRunning.stdout);
   assert.match(whileRunning.stdout, /volume apps\/volumes\/[^/]+\/notes\/data: copied from its running instance, its filesystem frozen for \d+ ms/);
   const id = /backup (\S+): \d+ files/.exec(whileRunning.stdout)![1];
+  t.diagnostic(`${/filesystem frozen for \d+ ms/.exec(whileRunning.stdout)![0]}; ${beforeBackup.length} lines before the backup, ${duringBackup} during it`);
   await running.close();
 
   const stopped = await runCli(['backup', '--data', source, '--to', backups], environment);
