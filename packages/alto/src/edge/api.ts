@@ -13,6 +13,7 @@ import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { z } from 'zod';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import { InfoLine, type Logger } from '../kit/logger.js';
+import { tracer, type Span } from '../kit/tracing.js';
 import { admitCall, admitCallNow, finishCall, recordRefusedCall, type AdmittedCall } from '../platform/calls.js';
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, PublicCallContext, ServiceDefinition, Tenant } from '../platform/service.js';
@@ -33,6 +34,7 @@ import {
 import type { EdgeMetrics, RouteCallMetrics } from './metrics.js';
 import { NodeExchange, type ApiExchange } from './exchange.js';
 import { requestSchemaOf } from './openapi.js';
+import { endApiSpan, runHandlerTraced, startApiSpan } from './traces.js';
 
 interface Route {
   service: ServiceDefinition;
@@ -100,6 +102,8 @@ class HttpApiCall {
   private context: HttpCallContext | undefined;
   private bytesIn = 0;
   private finished = false;
+  /** The call's span when tracing is on (edge/traces.ts). */
+  private readonly span: Span | undefined;
 
   constructor(
     private readonly api: Api,
@@ -107,6 +111,7 @@ class HttpApiCall {
     private readonly url: RequestTarget,
   ) {
     this.requestId = requestIdFrom(exchange.header('x-request-id'));
+    if (tracer !== undefined) this.span = startApiSpan(tracer, exchange.method, url.pathname, exchange.header('traceparent'), this.started);
   }
 
   start(): void {
@@ -157,7 +162,12 @@ class HttpApiCall {
         throw errors.badRequest(`${route.service.name}/${route.endpointName} streams: open a websocket on this path`);
       }
       const context = (this.context = new HttpCallContext(this.requestId, this.tenant, this.api.platform, this.api.log, this.exchange));
-      const output = route.endpoint.access === 'public' ? route.endpoint.handler(input, context) : route.endpoint.handler(input, keyed(context));
+      const output =
+        this.span !== undefined
+          ? runHandlerTraced(tracer!, this.span, `${route.service.name}/${route.endpointName}`, () => (route.endpoint.access === 'public' ? route.endpoint.handler(input, context) : route.endpoint.handler(input, keyed(context))))
+          : route.endpoint.access === 'public'
+            ? route.endpoint.handler(input, context)
+            : route.endpoint.handler(input, keyed(context));
       if (isPromise(output)) output.then((value) => this.answer(value), (error) => this.fail(error));
       else this.answer(output);
     } catch (error) {
@@ -206,6 +216,7 @@ class HttpApiCall {
   private finish(status: number, bytesOut: number): void {
     if (this.finished) return;
     this.finished = true;
+    if (this.span !== undefined) endApiSpan(this.span, status, this.requestId, this.route?.service.name, this.route?.endpointName, this.tenant?.projectId);
     try {
       this.api.finish(this.route, this.tenant, status, this.bytesIn, bytesOut, this.started, this.requestId, this.call);
       const tenant = this.tenant;

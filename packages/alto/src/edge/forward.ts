@@ -25,6 +25,7 @@ import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
+import { tracer, type Span } from '../kit/tracing.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/gateway.js';
 import type { RequestRecorder } from '../platform/request-log.js';
 import {
@@ -51,6 +52,7 @@ import {
 } from './h1.js';
 import { appUnreachable, writeRawError } from './proxy.js';
 import { REQUEST_ID_PATTERN, requestIdFrom } from './http.js';
+import { endAppSpans, startAppSpan, startUpstreamSpan, traceAcquire } from './traces.js';
 
 export interface ConnectionForwarderOptions {
   /** The app a Host names, or undefined for any other host. */
@@ -291,9 +293,13 @@ class ClientConnection implements LaneConnection {
 
   private async begin(head: RequestHead, address: AppAddress): Promise<void> {
     const started = performance.now();
+    const span = tracer === undefined ? undefined : startAppSpan(tracer, head, address, started);
     // The common case in this turn: an instance of an app this node runs, with room.
     const now = head.relayed ? undefined : this.forwarder.options.resolver.tryAcquire?.(address);
-    if (now) return this.startExchange(head, address, now, started);
+    if (now) {
+      if (span !== undefined) traceAcquire(tracer!, span, address, started);
+      return this.startExchange(head, address, now, started, span);
+    }
     let target: ProxyTarget;
     try {
       target = await this.forwarder.options.resolver.acquire(address, 'http', head.relayed);
@@ -301,14 +307,22 @@ class ClientConnection implements LaneConnection {
       if (!isAltoError(error)) this.forwarder.options.log.error({ err: error, app: address.app, project: address.project }, 'app resolver failed');
       const failure = isAltoError(error) ? error : errors.internal();
       recordAppRequest(this, head, address, failure.status, started, 0, 0);
+      if (span !== undefined) {
+        traceAcquire(tracer!, span, address, started, failure.message);
+        endAppSpans(span, undefined, failure.status);
+      }
       return this.refuse(failure, head);
     }
-    if (this.phase !== Phase.Exchange || this.socket.destroyed) return target.release();
-    this.startExchange(head, address, target, started);
+    if (span !== undefined) traceAcquire(tracer!, span, address, started);
+    if (this.phase !== Phase.Exchange || this.socket.destroyed) {
+      span?.end();
+      return target.release();
+    }
+    this.startExchange(head, address, target, started, span);
   }
 
-  private startExchange(head: RequestHead, address: AppAddress, target: ProxyTarget, started: number): void {
-    const exchange = new Exchange(this, head, address, target, started);
+  private startExchange(head: RequestHead, address: AppAddress, target: ProxyTarget, started: number, span: Span | undefined): void {
+    const exchange = new Exchange(this, head, address, target, started, span);
     this.exchange = exchange;
     exchange.start();
   }
@@ -442,6 +456,8 @@ class Exchange implements ConnectionExchange {
   /** Bytes of the request's body, and of the answer to the client, for the request log. */
   private bytesIn = 0;
   private bytesOut = 0;
+  /** The exchange with the instance as a span, when tracing is on; the app gets its traceparent. */
+  private readonly upstreamSpan: Span | undefined;
 
   constructor(
     private readonly client: ClientConnection,
@@ -450,10 +466,13 @@ class Exchange implements ConnectionExchange {
     private readonly target: ProxyTarget,
     /** `performance.now()` when the request's head was read. */
     private readonly started: number,
+    /** The request's span, when tracing is on. */
+    private readonly span: Span | undefined,
   ) {
     this.requestFramer = framerFor(head.framing);
     this.closeAfter = head.close;
-    this.forwardedHead = forwardedRequestHead(head, client.forwardedFor, target.via);
+    if (span !== undefined) this.upstreamSpan = startUpstreamSpan(tracer!, span);
+    this.forwardedHead = forwardedRequestHead(head, client.forwardedFor, target.via, this.upstreamSpan?.traceparent());
   }
 
   /** Sends the request on an idle instance connection at once, or once a new one is open. */
@@ -720,6 +739,7 @@ class Exchange implements ConnectionExchange {
   /** Puts the exchange in its project's request log (its answer ended, or the exchange did). */
   private record(status: number): void {
     recordAppRequest(this.client, this.head, this.address, status, this.started, this.bytesIn, this.bytesOut);
+    if (this.span !== undefined) endAppSpans(this.span, this.upstreamSpan, status);
   }
 }
 
@@ -905,7 +925,7 @@ function copyHead(head: HeadLines & { connectionNamed: string[] }, first: string
  * lines as they came, then X-Forwarded-*. `x-alto-via` goes only to another node's edge (`via`,
  * this node's name), never to an instance.
  */
-function forwardedRequestHead(head: RequestHead, client: string, via: string | undefined): Buffer {
+function forwardedRequestHead(head: RequestHead, client: string, via: string | undefined, traceparent?: string): Buffer {
   let priorFor: string | undefined;
   let priorProto: string | undefined;
   const { source, spans } = head;
@@ -922,8 +942,14 @@ function forwardedRequestHead(head: RequestHead, client: string, via: string | u
   tail += `x-forwarded-host: ${head.host}\r\n`;
   if (head.upgrade) tail += `connection: upgrade\r\nupgrade: ${head.upgrade}\r\n`;
   if (via) tail += `${VIA_HEADER}: ${via}\r\n`;
-  return copyHead(head, undefined, REQUEST_DROPPED, tail + '\r\n');
+  if (traceparent === undefined) return copyHead(head, undefined, REQUEST_DROPPED, tail + '\r\n');
+  // Tracing on: the app's parent is the edge's upstream span, in place of the client's traceparent.
+  const forwarded = copyHead(head, undefined, REQUEST_DROPPED, tail + '\r\n').toString('latin1').replace(CLIENT_TRACEPARENT, '');
+  return Buffer.from(`${forwarded.slice(0, -2)}traceparent: ${traceparent}\r\n\r\n`, 'latin1');
 }
+
+/** A traceparent header line the client sent, with the line break before it. */
+const CLIENT_TRACEPARENT = /\r\ntraceparent:[^\r]*/gi;
 
 /**
  * The instance's answer head as the client gets it, with `body` after it: hop-by-hop headers

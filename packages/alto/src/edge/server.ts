@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { errors, isAltoError } from '../kit/errors.js';
 import { writeFileAtomic } from '../kit/files.js';
 import { createLogger, type Logger } from '../kit/logger.js';
+import { startTracing, stopTracing } from '../kit/tracing.js';
 import { Platform } from '../platform/platform.js';
 import { openStores } from '../store/index.js';
 import { limitsFromEnvironment } from '../blocks/db/records.js';
@@ -20,6 +21,8 @@ import { VERSION } from '../version.js';
 import { Api } from './api.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, PeerAddresses, type ConnectionCaps } from './connections.js';
 import { credentialsOf, DEFAULT_BODY_TIMEOUT_MS, requestIdOf, requestTargetOf, sendJson, type RequestTarget } from './http.js';
+import { traceStoreCalls } from '../store/traced.js';
+import { recordWake } from './traces.js';
 import { createEdgeMetrics, registerAppMetrics, registerBackupMetrics, registerRequestLogMetrics } from './metrics.js';
 import { BackupSchedule } from '../store/backup/schedule.js';
 import { claimVolumeForCopy } from '../compute/sandbox/volumes.js';
@@ -137,6 +140,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   const certificates = new CertificateBook(log.child({ component: 'tls' }));
   if (options.tlsCertificateFile && options.tlsKeyFile) certificates.useFiles(options.tlsCertificateFile, options.tlsKeyFile);
 
+  // OpenTelemetry traces when the standard variables ask for them (kit/tracing.ts); else nothing is loaded.
+  const tracer = await startTracing(process.env, log, VERSION);
   const stores = await openStores({
     dataDir,
     postgresUrl: options.postgresUrl,
@@ -145,6 +150,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
     objectsUrl: options.objectsUrl,
     documentLimits: limitsFromEnvironment(),
   });
+  if (tracer) traceStoreCalls(stores, tracer);
   const platform = new Platform(
     {
       dataDir,
@@ -180,6 +186,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
   await platform.start();
 
   const apps = platform.use(appsComponent);
+  // An app's request that waited for its instance to wake carries the wake's time (edge/traces.ts).
+  if (tracer) apps.onActivation(recordWake);
   // Requests whose Host is <app>.<project>.<apps domain> go to the app, before any other routing.
   // This node's apps, and once it has joined the cloud, other nodes' apps relayed to them.
   let routing: AppResolver = apps.gateway;
@@ -576,6 +584,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         forwarder.close();
         await appProxy.close();
         await platform.close();
+        await stopTracing();
         log.info('stopped');
       })();
       return closing;
