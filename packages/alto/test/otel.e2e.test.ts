@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { eventually, privateSandboxCache, webImage } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
@@ -106,6 +106,18 @@ function get(port: number, host: string, path: string, headers: Record<string, s
 }
 
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+
+/** An HTTP/1.0 request (the connection forwarder leaves those to Node's server and edge/proxy.ts); resolves with the whole answer. */
+function getHttp10(port: number, host: string, path: string, traceparent: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => socket.write(`GET ${path} HTTP/1.0\r\nHost: ${host}\r\ntraceparent: ${traceparent}\r\n\r\n`));
+    let answer = '';
+    socket.setTimeout(30_000, () => socket.destroy(new Error('no answer within 30 s')));
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
 
 describe('OpenTelemetry traces over OTLP/HTTP (JSON)', () => {
   const receiver = new OtlpReceiver();
@@ -225,5 +237,23 @@ describe('OpenTelemetry traces over OTLP/HTTP (JSON)', () => {
     assert.equal(upstream.kind, 3, 'CLIENT');
     assert.equal(parts[2], upstream.spanId, "the app's traceparent names the upstream span");
     assert.equal(receiver.inTrace(clientTrace).length, 3, 'the app request is one trace of three spans');
+  });
+
+  test("an app request Node's server proxies (HTTP/1.0): the same spans, the app gets the upstream span's traceparent", async () => {
+    const clientTrace = hex(16);
+    const clientSpan = hex(8);
+    const answer = await getHttp10(Number(new URL(alto.url).port), `web.${PROJECT}.localhost`, '/cgi-bin/traceparent', `00-${clientTrace}-${clientSpan}-01`);
+    assert.match(answer, /^HTTP\/1\.[01] 200/, answer);
+    const received = (/traceparent=(\S*)/.exec(answer)?.[1] ?? '').split('-');
+    assert.equal(received[1], clientTrace, `the app is in the client trace: ${JSON.stringify(answer)}`);
+    const edge = await eventually(async () => receiver.inTrace(clientTrace).find((span) => span.kind === 2), 'the proxied request edge span');
+    assert.equal(edge.name, `GET web.${PROJECT}`);
+    assert.equal(edge.parentSpanId, clientSpan);
+    assert.equal(edge.attributes['http.response.status_code'], 200);
+    const upstream = await eventually(async () => receiver.inTrace(clientTrace).find((span) => span.name === 'upstream'), 'the upstream span');
+    assert.equal(upstream.parentSpanId, edge.spanId);
+    assert.equal(received[2], upstream.spanId, "the app's traceparent names the upstream span");
+    const acquire = await eventually(async () => receiver.inTrace(clientTrace).find((span) => span.name === 'acquire instance'), 'the acquire span');
+    assert.equal(acquire.parentSpanId, edge.spanId);
   });
 });

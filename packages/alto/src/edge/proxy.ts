@@ -16,12 +16,14 @@ import { STATUS_CODES } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
+import { tracer, type Span } from '../kit/tracing.js';
 import type { RequestRecorder } from '../platform/request-log.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
 import { REQUEST_ID_PATTERN, requestIdOf } from './http.js';
 import { VIA_HEADER } from './h1.js';
 import { HSTS_VALUE, isTlsRequest } from './tls.js';
+import { endAppSpans, startAppRequestSpan, startUpstreamSpan, traceAcquire } from './traces.js';
 
 // The port between the edge and compute: compute's app manager resolves an app to an instance.
 export type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
@@ -207,7 +209,11 @@ export class AppProxy {
     // Once the answer ended, or the exchange did: whichever way, the request goes in the log
     // (the log of the node it came to first: one relayed here is in that node's).
     if (this.requestLog && request.headers[VIA_HEADER] === undefined) response.once('close', () => this.record(address, request, response, started, bytesOut));
+    const span = tracer === undefined ? undefined : startAppRequestSpan(tracer, request.method ?? 'GET', request.url ?? '/', firstValue(request.headers.traceparent), address, started);
+    let upstreamSpan: Span | undefined;
+    if (span !== undefined) response.once('close', () => endAppSpans(span, upstreamSpan, response.statusCode));
     const target = await this.acquireOrAnswer(address, 'http', (failure) => this.sendError(request, response, failure), request.headers[VIA_HEADER] !== undefined);
+    if (span !== undefined) traceAcquire(tracer!, span, address, started, target ? undefined : 'no instance');
     if (!target) return;
     const release = onceOnly(() => target.release(), this.log);
     // The client may have gone while the resolver woke an instance: nothing left to do.
@@ -223,6 +229,11 @@ export class AppProxy {
       if (!response.writableFinished) abort?.(new Error('the client went away'));
     });
     const headers = forwardedRequestHeaders(request, false, target.via);
+    if (span !== undefined) {
+      // The app's parent is the edge's upstream span, in place of the client's traceparent.
+      upstreamSpan = startUpstreamSpan(tracer!, span);
+      headers.traceparent = upstreamSpan.traceparent();
+    }
     // Node's server answered any `Expect: 100-continue` itself; the body follows as it comes.
     delete headers.expect;
     const handler: Dispatcher.DispatchHandlers = {
@@ -501,6 +512,11 @@ function forwardedRequestHeaders(request: IncomingMessage, upgrade: boolean, via
     if (request.headers.upgrade) headers.upgrade = request.headers.upgrade;
   }
   return headers;
+}
+
+/** A header's value, the first when it came more than once. */
+function firstValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
 /** Whether a request carries a body (a length above 0, or chunks; over HTTP/2, a stream left open after its headers). */

@@ -57,11 +57,16 @@ export function runHandlerTraced(tracer: Tracer, parent: Span, name: string, run
 /** An empty parent: a new trace rather than the span current in this async context. */
 const ROOT = '';
 
-/** The span of an app request, from when its head was read. */
+/** The span of an app request read off the connection (edge/forward.ts), from when its head was read. */
 export function startAppSpan(tracer: Tracer, head: RequestHead, address: AppAddress, startMs: number): Span {
-  const span = tracer.startSpan(`${head.method} ${address.app}.${address.project}`, 'server', headerIn(head, 'traceparent') ?? ROOT, startMs);
-  span.setAttribute('http.request.method', head.method);
-  span.setAttribute('url.path', pathOf(head.target));
+  return startAppRequestSpan(tracer, head.method, head.target, headerIn(head, 'traceparent'), address, startMs);
+}
+
+/** The span of an app request, from when it arrived. */
+export function startAppRequestSpan(tracer: Tracer, method: string, target: string, traceparent: string | undefined, address: AppAddress, startMs: number): Span {
+  const span = tracer.startSpan(`${method} ${address.app}.${address.project}`, 'server', traceparent ?? ROOT, startMs);
+  span.setAttribute('http.request.method', method);
+  span.setAttribute('url.path', pathOf(target));
   span.setAttribute('alto.app', address.app);
   span.setAttribute('alto.project', address.project);
   return span;
