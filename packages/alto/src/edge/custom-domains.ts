@@ -9,6 +9,7 @@ import type { Logger } from '../kit/logger.js';
 import type { Stores } from '../store/index.js';
 import type { AppAddress } from './proxy.js';
 import { domainResolves } from '../compute/apps/domains.js';
+import { DEFAULT_ENVIRONMENT } from '../platform/tenancy.js';
 
 export interface CustomDomainsOptions {
   stores: Pick<Stores, 'domains' | 'apps'>;
@@ -63,7 +64,7 @@ export class CustomDomains {
     const projects = new Map<string, string | undefined>();
     for (const row of await stores.domains.listDomains()) {
       const key = `${row.projectId}\n${row.app}`;
-      if (!projects.has(key)) projects.set(key, (await stores.apps.findByName(row.projectId, row.app))?.projectName);
+      if (!projects.has(key)) projects.set(key, (await stores.apps.findByName(row.projectId, DEFAULT_ENVIRONMENT, row.app))?.projectName);
       const project = projects.get(key);
       if (project !== undefined) routes.set(row.domain, { app: row.app, project });
     }

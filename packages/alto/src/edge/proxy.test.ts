@@ -47,10 +47,19 @@ describe('AppProxy.addressOf', () => {
   });
 
   test('is undefined for every other host', () => {
-    for (const host of [undefined, '', 'localhost', 'localhost:8080', 'demo.localhost', 'a.web.demo.localhost', 'web.demo.example.com',
+    for (const host of [undefined, '', 'localhost', 'localhost:8080', 'demo.localhost', 'a.b.web.demo.localhost', 'web.demo.example.com', 'web..demo.localhost',
+      `${'a'.repeat(64)}.demo.localhost`, `web.${'s'.repeat(64)}.demo.localhost`, `web.demo.${'p'.repeat(64)}.localhost`, 'web.stag_ing.demo.localhost',
       'web_1.demo.localhost', '127.0.0.1:8080', '[::1]:8080', 'web.demo.localhost.evil.com', 'webdemo.localhost', '.demo.localhost']) {
       assert.equal(proxy.addressOf(host), undefined, String(host));
     }
+  });
+
+  test('reads <app>.<env>.<project>.<domain> as the app of that environment, and the default environment named as none', () => {
+    assert.deepEqual(proxy.addressOf('web.staging.demo.localhost'), { app: 'web', project: 'demo', environment: 'staging' });
+    assert.deepEqual(proxy.addressOf('WEB.Staging.demo.localhost:8080'), { app: 'web', project: 'demo', environment: 'staging' });
+    assert.deepEqual(proxy.addressOf('web.dev.demo.localhost'), { app: 'web', project: 'demo' }, 'the default environment is the same app as <app>.<project>');
+    const longest = 'e'.repeat(63);
+    assert.deepEqual(proxy.addressOf(`web.${longest}.demo.localhost`), { app: 'web', project: 'demo', environment: longest }, 'a label of 63 characters is a label');
   });
 
   test('honours a configured base domain', () => {

@@ -18,6 +18,7 @@ import { AltoError, errors, isAltoError } from '../kit/errors.js';
 import type { Logger } from '../kit/logger.js';
 import { tracer, type Span } from '../kit/tracing.js';
 import type { RequestRecorder } from '../platform/request-log.js';
+import { DEFAULT_ENVIRONMENT } from '../platform/tenancy.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
 import { REQUEST_ID_PATTERN, requestIdOf } from './http.js';
@@ -53,6 +54,8 @@ const HOP_BY_HOP_HEADERS = new Set([
 ]);
 
 const LABEL_PATTERN = /^[a-z0-9-]+$/;
+/** A DNS label's limit (RFC 1035). */
+const MAX_LABEL_LENGTH = 63;
 
 /** Node's asynchronous `createConnection` form: no socket now, `oncreate` once the target's connect settles. */
 function connectLater(target: ProxyTarget, oncreate: (error: Error | null, socket: Duplex) => void): undefined {
@@ -119,11 +122,12 @@ export class AppProxy {
     if (known) return known;
     const host = hostHeader.trim().toLowerCase().replace(PORT_SUFFIX_PATTERN, '').replace(/\.$/, '');
     if (!host.endsWith(this.domainSuffix)) return this.aliasOf?.(host);
+    // `<app>.<project>` is the app of the project's default environment, `<app>.<env>.<project>` another's.
     const labels = host.slice(0, -this.domainSuffix.length).split('.');
-    if (labels.length !== 2) return undefined;
-    const [app, project] = labels;
-    if (!LABEL_PATTERN.test(app) || !LABEL_PATTERN.test(project)) return undefined;
-    const address = { app, project };
+    if (labels.length !== 2 && labels.length !== 3) return undefined;
+    if (!labels.every((label) => label.length <= MAX_LABEL_LENGTH && LABEL_PATTERN.test(label))) return undefined;
+    const [app, environment, project] = labels.length === 3 ? labels : [labels[0], DEFAULT_ENVIRONMENT, labels[1]];
+    const address: AppAddress = environment === DEFAULT_ENVIRONMENT ? { app, project } : { app, project, environment };
     if (this.hosts.size >= MAX_KNOWN_HOSTS) this.hosts.clear();
     this.hosts.set(hostHeader, address);
     return address;

@@ -47,6 +47,7 @@ import { CustomDomains } from './custom-domains.js';
 import { domainResolves } from '../compute/apps/domains.js';
 import { AcmeCertificates, ACME_CHALLENGE_PREFIX, type ChallengeKind } from './acme.js';
 import { allServices } from './registry.js';
+import { DEFAULT_ENVIRONMENT } from '../platform/tenancy.js';
 
 export interface AltoOptions {
   port: number;
@@ -489,7 +490,7 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
         // A custom domain counts once its name resolves (the challenge then proves it reaches Alto).
         if (await customDomains.has(host)) return domainResolves(host);
         const address = appProxy.addressOf(host);
-        return address !== undefined && (await stores.apps.findByAddress(address.project, address.app)) !== undefined;
+        return address !== undefined && (await stores.apps.findByAddress(address.project, address.environment ?? DEFAULT_ENVIRONMENT, address.app)) !== undefined;
       },
     });
     certificates.onMissing = (host) => manager.contextOnDemand(host);

@@ -19,6 +19,7 @@ import type { AppStore } from '../store/apps/port.js';
 import type { ControlStore } from '../store/control.js';
 import type { QuotaStore } from '../store/quota.js';
 import { MAX_REQUEST_PATH_LENGTH, type RequestLogRow, type RequestLogStore } from '../store/request-log/port.js';
+import { DEFAULT_ENVIRONMENT } from './tenancy.js';
 
 /** The project setting (in the quota store, beside its limits) that says how many days its request log keeps. */
 export const REQUEST_LOG_DAYS_SETTING = 'request_log_days';
@@ -315,7 +316,7 @@ export class RequestLog implements RequestRecorder {
   private async projectOfAddress(projectName: string, app: string): Promise<string> {
     const key = `${app}.${projectName}`;
     const now = Date.now();
-    const found = await this.stores.apps.findByAddress(projectName, app);
+    const found = await this.stores.apps.findByAddress(projectName, DEFAULT_ENVIRONMENT, app);
     if (this.addresses.size >= 10_000) this.addresses.clear();
     this.addresses.set(key, { projectId: found?.projectId ?? '', until: now + LOOKUP_TTL_MS });
     return found?.projectId ?? '';

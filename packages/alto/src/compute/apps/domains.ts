@@ -13,6 +13,7 @@ import { isIP } from 'node:net';
 import { errors } from '../../kit/errors.js';
 import type { Platform } from '../../platform/platform.js';
 import type { StoredDomain } from '../../store/domains/port.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 
 /** At most this many custom domains per app. */
 export const MAX_DOMAINS_PER_APP = 20;
@@ -54,7 +55,8 @@ export function appHostOf(platform: Platform, app: string, projectName: string):
 }
 
 async function assertAppExists(platform: Platform, projectId: string, app: string): Promise<void> {
-  if (!(await platform.stores.apps.findByName(projectId, app))) throw errors.notFound(`app "${app}" does not exist in this project; app/List lists them`);
+  // Custom domains serve apps of the project's default environment.
+  if (!(await platform.stores.apps.findByName(projectId, DEFAULT_ENVIRONMENT, app))) throw errors.notFound(`app "${app}" does not exist in this project; app/List lists them`);
 }
 
 function takenError(domain: StoredDomain, projectId: string): Error {

@@ -10,18 +10,19 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isAltoError } from '../../kit/errors.js';
 import { UNOWNED } from '../../store/apps/port.js';
-import { AppsGateway } from './gateway.js';
+import { addressKeyOf, addressOfApp, AppsGateway } from './gateway.js';
 import type { AppRecord, AppRecords } from './records.js';
 import type { AppRuntime, InstanceSlot } from './runtime.js';
 
 function appOf(name: string, node: string, settings: Partial<AppRecord['settings']> = {}): AppRecord {
-  return { id: `id-${name}`, name, projectId: 'p1', projectName: 'shop', node, settings: { tcp: 0, concurrency: 2, max_instances: 1, ...settings } } as AppRecord;
+  return { id: `id-${name}`, name, projectId: 'p1', projectName: 'shop', environment: 'dev', node, settings: { tcp: 0, concurrency: 2, max_instances: 1, ...settings } } as AppRecord;
 }
 
 function gatewayOf(here: AppRecord[], elsewhere: AppRecord[], runtimes: Map<string, AppRuntime>): AppsGateway {
   const records = {
-    hereByAddress: (project: string, name: string) => here.find((app) => app.projectName === project && app.name === name),
-    findByAddress: async (project: string, name: string) => [...here, ...elsewhere].find((app) => app.projectName === project && app.name === name),
+    hereByAddress: (project: string, name: string, environment = 'dev') => here.find((app) => app.projectName === project && app.name === name && app.environment === environment),
+    findByAddress: async (project: string, name: string, environment = 'dev') =>
+      [...here, ...elsewhere].find((app) => app.projectName === project && app.name === name && app.environment === environment),
   } as unknown as AppRecords;
   return new AppsGateway({ node: 'node-a', appsDomain: 'localhost', records, runtimes, edgePort: () => 4000, closing: () => false });
 }
@@ -34,6 +35,18 @@ test('an address no node runs is a 404; one another node runs (or none yet) is a
   await assert.rejects(gateway.acquire({ app: 'web', project: 'shop' }, 'http'), failsWith(503, /runs on node node-b, not on this node \(node-a\)/));
   await assert.rejects(gateway.acquire({ app: 'api', project: 'shop' }, 'http'), failsWith(503, /no node runs app "api" yet/));
   assert.equal(gateway.appUrl({ name: 'web', projectName: 'shop' }), 'http://web.shop.localhost:4000');
+});
+
+test('an app of another environment has the environment in its address and URL; the default one has none', async () => {
+  const gateway = gatewayOf([], [{ ...appOf('web', 'node-b'), id: 'id-web-staging', environment: 'staging' }], new Map());
+  await assert.rejects(gateway.acquire({ app: 'web', project: 'shop', environment: 'staging' }, 'http'), failsWith(503, /runs on node node-b/));
+  await assert.rejects(gateway.acquire({ app: 'web', project: 'shop' }, 'http'), failsWith(404, /no app "web" in project "shop"/), 'the default environment has no app "web"');
+  await assert.rejects(gateway.acquire({ app: 'web', project: 'shop', environment: 'prod' }, 'http'), failsWith(404, /no app "web" in environment "prod" of project "shop"/));
+  assert.equal(gateway.appUrl({ name: 'web', projectName: 'shop', environment: 'staging' }), 'http://web.staging.shop.localhost:4000');
+  assert.equal(gateway.appUrl({ name: 'web', projectName: 'shop', environment: 'dev' }), 'http://web.shop.localhost:4000');
+  assert.deepEqual(addressOfApp({ name: 'web', projectName: 'shop', environment: 'staging' }), { app: 'web', project: 'shop', environment: 'staging' });
+  assert.deepEqual(addressOfApp({ name: 'web', projectName: 'shop', environment: 'dev' }), { app: 'web', project: 'shop' });
+  assert.notEqual(addressKeyOf({ app: 'web', project: 'shop', environment: 'staging' }), addressKeyOf({ app: 'web', project: 'shop' }));
 });
 
 test('a ready instance is acquired at once, in a settled promise, its room freed once', async () => {

@@ -1,6 +1,7 @@
 /**
  * @module compute/apps/gateway
- * The port the edge uses to reach apps: resolve the host's app (`<app>.<project>.<domain>`)
+ * The port the edge uses to reach apps: resolve the host's app (`<app>.<project>.<domain>` for
+ * the project's default environment, `<app>.<env>.<project>.<domain>` for another)
  * among this node's apps in memory (records.ts; a request reads no database unless it names an
  * app this node does not run), acquire a ready instance of the serving version from the app's
  * runtime in one call (runtime.ts: one with room at once, its exchange counted by the slot that
@@ -13,16 +14,35 @@
 import type { Socket } from 'node:net';
 import { AltoError, errors } from '../../kit/errors.js';
 import type { AppEndpoint, AppGateway } from '../../platform/app-gateway.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 import { UNOWNED } from '../../store/apps/port.js';
 import type { AppRecord, AppRecords } from './records.js';
 import { describeExit, type AppRuntime, type VersionSlot } from './runtime.js';
 
 export { MAX_QUEUED_PER_APP } from './runtime.js';
 
-/** Where an app is on the edge: `<app>.<project>.<domain>`. */
+/** Where an app is on the edge: `<app>.<project>.<domain>`, or `<app>.<environment>.<project>.<domain>`. */
 export interface AppAddress {
   app: string;
   project: string;
+  /** The project's environment; absent: the default one. */
+  environment?: string;
+}
+
+/** The edge address of an app. */
+export function addressOfApp(app: Pick<AppRecord, 'name' | 'projectName' | 'environment'>): AppAddress {
+  return app.environment === DEFAULT_ENVIRONMENT ? { app: app.name, project: app.projectName } : { app: app.name, project: app.projectName, environment: app.environment };
+}
+
+/** One string per address (`<app>.<project>` or `<app>.<env>.<project>`), for maps keyed by address. */
+export function addressKeyOf(address: AppAddress): string {
+  return hostLabelsOf({ name: address.app, projectName: address.project, environment: address.environment });
+}
+
+/** The host label of an app under the apps domain: `<app>.<project>`, or `<app>.<env>.<project>` outside the default environment. */
+export function hostLabelsOf(app: Pick<AppRecord, 'name' | 'projectName'> & { environment?: string }): string {
+  const environment = app.environment ?? DEFAULT_ENVIRONMENT;
+  return environment === DEFAULT_ENVIRONMENT ? `${app.name}.${app.projectName}` : `${app.name}.${environment}.${app.projectName}`;
 }
 
 /** A ready instance for one exchange (HTTP request or TCP connection); `release()` once at its end. */
@@ -85,7 +105,7 @@ export class AppsGateway implements AppResolver, AppGateway {
    * promise, as the resolver's contract wants one); only a request that must wait awaits.
    */
   acquire(address: AppAddress, kind: 'http' | 'tcp'): Promise<ProxyTarget> {
-    const record = this.options.records.hereByAddress(address.project, address.app);
+    const record = this.options.records.hereByAddress(address.project, address.app, address.environment);
     if (!record) return this.notRunHere(address).then((error) => Promise.reject(error));
     const runtime = this.options.runtimes.get(record.id);
     if (!runtime || this.options.closing()) return Promise.reject(errors.unavailable(`app "${address.app}" is not running`).withHeaders({ 'retry-after': '5' }));
@@ -99,7 +119,7 @@ export class AppsGateway implements AppResolver, AppGateway {
   }
 
   tryAcquire(address: AppAddress): ProxyTarget | undefined {
-    const record = this.options.records.hereByAddress(address.project, address.app);
+    const record = this.options.records.hereByAddress(address.project, address.app, address.environment);
     if (!record || this.options.closing()) return undefined;
     const runtime = this.options.runtimes.get(record.id);
     if (!runtime || runtime.app.settings.tcp) return undefined;
@@ -148,29 +168,31 @@ export class AppsGateway implements AppResolver, AppGateway {
     };
   }
 
-  /** Whether the project has an app of this name that this node runs. */
-  hasApp(projectId: string, name: string): boolean {
-    return this.options.records.hereByName(projectId, name) !== undefined;
+  /** Whether the project's environment (the default one when not named) has an app of this name that this node runs. */
+  hasApp(projectId: string, name: string, environment?: string): boolean {
+    return this.options.records.hereByName(projectId, name, environment) !== undefined;
   }
 
   /** A ready instance of the project's app for one request from inside Alto (cron callbacks). */
-  async openApp(projectId: string, name: string): Promise<AppEndpoint> {
-    const record = await this.options.records.findByName(projectId, name);
+  async openApp(projectId: string, name: string, environment?: string): Promise<AppEndpoint> {
+    const record = await this.options.records.findByName(projectId, name, environment);
     if (!record) throw errors.notFound(`no app "${name}" in this project`);
-    const target = await this.acquire({ project: record.projectName, app: record.name }, 'http');
+    const target = await this.acquire(addressOfApp(record), 'http');
     return { ...target, hostHeader: new URL(this.appUrl(record)).host };
   }
 
-  appUrl(app: Pick<AppRecord, 'name' | 'projectName'>): string {
+  /** `http://<app>.<project>.<domain>`, with the environment before the project outside the default one. */
+  appUrl(app: Pick<AppRecord, 'name' | 'projectName'> & { environment?: string }): string {
     const port = this.options.edgePort();
-    return `http://${app.name}.${app.projectName}.${this.options.appsDomain}${port && port !== 80 ? `:${port}` : ''}`;
+    return `http://${hostLabelsOf(app)}.${this.options.appsDomain}${port && port !== 80 ? `:${port}` : ''}`;
   }
 
   /** Why this node serves no app at an address: there is none (404), or another node runs it (503). */
   private async notRunHere(address: AppAddress): Promise<AltoError> {
-    const app = await this.options.records.findByAddress(address.project, address.app);
+    const app = await this.options.records.findByAddress(address.project, address.app, address.environment);
     if (app) return this.runElsewhere(app);
-    return errors.notFound(`no app "${address.app}" in project "${address.project}"`);
+    const environment = address.environment ? ` environment "${address.environment}" of` : '';
+    return errors.notFound(`no app "${address.app}" in${environment} project "${address.project}"`);
   }
 
   /** The answer for an app another node runs (or, just after `alto migrate`, none does yet). */

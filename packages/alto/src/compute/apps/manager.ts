@@ -49,6 +49,7 @@ import type { ImageManager } from '../images/manager.js';
 import type { TagPushed } from '../images/repositories.js';
 import type { Instance, SandboxChoice, SandboxSpec, SandboxStatus } from '../sandbox/index.js';
 import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 import { AppsGateway, type AppAddress } from './gateway.js';
 import { ComputeMeter } from './metering.js';
 import { AppLogStore, type LogQuery, type StoredLogLine } from './log-store.js';
@@ -72,6 +73,8 @@ export type { AppState } from './status.js';
 export interface AppOwner {
   projectId: string;
   projectName: string;
+  /** The environment whose apps it acts on; absent: the default one. */
+  environment?: string;
   /** Admin keys are not held to the project's compute caps. */
   admin: boolean;
 }
@@ -261,17 +264,17 @@ export class AppManager implements AppGateway {
     for (const runtime of this.runtimes.values()) void this.openTcp(runtime);
   }
 
-  /** Whether the project has an app of this name that this node runs. */
-  hasApp(projectId: string, name: string): boolean {
-    return this.gateway.hasApp(projectId, name);
+  /** Whether the project's environment (the default one when not named) has an app of this name that this node runs. */
+  hasApp(projectId: string, name: string, environment?: string): boolean {
+    return this.gateway.hasApp(projectId, name, environment);
   }
 
   /** A ready instance of the project's app for one request from inside Alto (cron callbacks). */
-  openApp(projectId: string, name: string): Promise<AppEndpoint> {
-    return this.gateway.openApp(projectId, name);
+  openApp(projectId: string, name: string, environment?: string): Promise<AppEndpoint> {
+    return this.gateway.openApp(projectId, name, environment);
   }
 
-  appUrl(app: Pick<AppRecord, 'name' | 'projectName'>): string {
+  appUrl(app: Pick<AppRecord, 'name' | 'projectName'> & { environment?: string }): string {
     return this.gateway.appUrl(app);
   }
 
@@ -339,7 +342,7 @@ export class AppManager implements AppGateway {
    */
   async hostInstance(start: StartRequest, spec: SandboxSpec): Promise<Instance> {
     if (this.closing) throw errors.unavailable('Alto is stopping');
-    const app = await this.records.findByName(start.projectId, start.app);
+    const app = await this.records.findByName(start.projectId, start.app, start.environment);
     if (!app) throw errors.notFound(`no app "${start.app}" in project ${start.projectId}`);
     await this.imageHere({ ...app, digest: start.digest, image: start.image || app.image });
     const uses = (delta: number) => this.hostedDigests.set(start.digest, (this.hostedDigests.get(start.digest) ?? 0) + delta);
@@ -559,8 +562,8 @@ export class AppManager implements AppGateway {
 
   /** The project's app that this node runs; 404 otherwise (for callers that only ask this node). */
   private findHere(owner: AppOwner, name: string): AppRecord {
-    const app = this.records.hereByName(owner.projectId, name);
-    if (!app) throw errors.notFound(`no app "${name}" in project "${owner.projectName}" on this node; app/List shows them`);
+    const app = this.records.hereByName(owner.projectId, name, owner.environment);
+    if (!app) throw errors.notFound(`no app "${name}" in ${placeOf(owner)} on this node; app/List shows them`);
     return app;
   }
 
@@ -569,11 +572,11 @@ export class AppManager implements AppGateway {
    * no such app, 503 naming the node when another node runs it.
    */
   async runningHere(owner: AppOwner, name: string): Promise<AppRecord> {
-    const here = this.records.hereByName(owner.projectId, name);
+    const here = this.records.hereByName(owner.projectId, name, owner.environment);
     if (here) return here;
-    const elsewhere = await this.records.findByName(owner.projectId, name);
+    const elsewhere = await this.records.findByName(owner.projectId, name, owner.environment);
     if (elsewhere) throw this.gateway.runElsewhere(elsewhere);
-    throw errors.notFound(`no app "${name}" in project "${owner.projectName}"; app/List shows them`);
+    throw errors.notFound(`no app "${name}" in ${placeOf(owner)}; app/List shows them`);
   }
 
   private claim(runtime: AppRuntime, what: string): void {
@@ -583,9 +586,9 @@ export class AppManager implements AppGateway {
 
   /** The name is free cloud-wide: no app of the project has it, no other project has its address or reserved it. */
   private async assertNameFree(owner: AppOwner, name: string): Promise<void> {
-    if (await this.records.findByName(owner.projectId, name)) throw errors.conflict(`app "${name}" already exists in project "${owner.projectName}"; use app/Update to change it`);
-    const taken = await this.records.findByAddress(owner.projectName, name);
-    if (taken) throw errors.conflict(`the address ${name}.${owner.projectName}.${this.options.appsDomain} belongs to another account's project; choose another name`);
+    if (await this.records.findByName(owner.projectId, name, owner.environment)) throw errors.conflict(`app "${name}" already exists in ${placeOf(owner)}; use app/Update to change it`);
+    const taken = await this.records.findByAddress(owner.projectName, name, owner.environment);
+    if (taken) throw errors.conflict(`the address ${new URL(this.gateway.appUrl({ name, projectName: owner.projectName, environment: owner.environment })).hostname} belongs to another account's project; choose another name`);
     const reservation = await this.records.reservation(owner.projectName, name);
     if (reservation && reservation.projectId !== owner.projectId && reservation.expiresAt > Date.now())
       throw errors.conflict(`the name "${name}" is reserved by another project until ${new Date(reservation.expiresAt).toISOString()}`);
@@ -606,6 +609,7 @@ export class AppManager implements AppGateway {
       id: randomBytes(8).toString('hex'),
       projectId: owner.projectId,
       projectName: owner.projectName,
+      environment: owner.environment ?? DEFAULT_ENVIRONMENT,
       name: input.name,
       node: this.options.node,
       image: input.image.trim(),
@@ -617,7 +621,7 @@ export class AppManager implements AppGateway {
       updatedAt: now,
     };
     // The store's unique constraints settle a race with another Run here or on another node.
-    if (!(await this.records.insert(app))) throw errors.conflict(`app "${input.name}" already exists in project "${owner.projectName}", or its address is taken`);
+    if (!(await this.records.insert(app))) throw errors.conflict(`app "${input.name}" already exists in ${placeOf(owner)}, or its address is taken`);
     this.options.images.addUser(image.digest, `app:${app.id}`);
     const runtime = this.runtimeOf(app);
     runtime.busy = 'deploying';
@@ -662,7 +666,7 @@ export class AppManager implements AppGateway {
     for (const runtime of this.runtimes.values()) {
       const app = runtime.app;
       if (app.projectId !== pushed.projectId || !app.settings.follow_tag || app.digest === pushed.digest || this.closing) continue;
-      const owner: AppOwner = { projectId: app.projectId, projectName: app.projectName, admin: false };
+      const owner: AppOwner = { projectId: app.projectId, projectName: app.projectName, environment: app.environment, admin: false };
       try {
         if (this.options.images.repositories.localReference(app.image, owner) !== pushed.reference) continue;
         this.options.log.info({ app: app.name, project: app.projectName, image: app.image, digest: pushed.digest }, 'a new image was pushed to the tag the app follows; updating');
@@ -761,4 +765,10 @@ export class AppManager implements AppGateway {
     await this.records.reserve(record);
     return record;
   }
+}
+
+/** How an answer names where an app is: its project, and its environment when not the default one. */
+function placeOf(owner: AppOwner): string {
+  const environment = owner.environment ?? DEFAULT_ENVIRONMENT;
+  return environment === DEFAULT_ENVIRONMENT ? `project "${owner.projectName}"` : `environment "${environment}" of project "${owner.projectName}"`;
 }

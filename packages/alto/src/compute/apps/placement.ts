@@ -29,6 +29,8 @@ import {
 /** One start to place: whose instance, of which version, from which image. */
 export interface StartRequest {
   projectId: string;
+  /** The app's environment; absent (a start from an older node): the default one. */
+  environment?: string;
   app: string;
   version: number;
   /** The image's digest (`sha256:...`) and reference: another node pulls it by them. */

@@ -12,6 +12,7 @@
  */
 import type { Logger } from '../../kit/logger.js';
 import type { SecretCipher } from '../../kit/master-key.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 import type {
   AppStatus,
   AppStore,
@@ -79,6 +80,8 @@ export interface AppRecord {
   id: string;
   projectId: string;
   projectName: string;
+  /** The project's environment it belongs to. */
+  environment: string;
   name: string;
   /** The node that runs it (store/apps: UNOWNED until one adopts it). */
   node: string;
@@ -112,8 +115,8 @@ function hiddenEnvField(appId: string, variable: string): string[] {
   return ['apps.hidden_env', appId, variable];
 }
 
-const nameKey = (projectId: string, name: string) => `${projectId}\n${name}`;
-const addressKey = (projectName: string, name: string) => `${name}.${projectName}`;
+const nameKey = (projectId: string, environment: string, name: string) => `${projectId}\n${environment}\n${name}`;
+const addressKey = (projectName: string, environment: string, name: string) => `${name}.${environment}.${projectName}`;
 
 export class AppRecords {
   private readonly byId = new Map<string, LocalApp>();
@@ -195,13 +198,14 @@ export class AppRecords {
     return this.byId.get(id)?.record;
   }
 
-  hereByName(projectId: string, name: string): AppRecord | undefined {
-    return this.byName.get(nameKey(projectId, name))?.record;
+  /** The app of this name in the project's environment (the default one when not named), if this node runs it. */
+  hereByName(projectId: string, name: string, environment = DEFAULT_ENVIRONMENT): AppRecord | undefined {
+    return this.byName.get(nameKey(projectId, environment, name))?.record;
   }
 
-  /** The app at `<name>.<projectName>` on the edge, if this node runs it. */
-  hereByAddress(projectName: string, name: string): AppRecord | undefined {
-    return this.byAddress.get(addressKey(projectName, name))?.record;
+  /** The app at `<name>.<projectName>` (or `<name>.<environment>.<projectName>`) on the edge, if this node runs it. */
+  hereByAddress(projectName: string, name: string, environment = DEFAULT_ENVIRONMENT): AppRecord | undefined {
+    return this.byAddress.get(addressKey(projectName, environment, name))?.record;
   }
 
   /** Whether an app of this node still runs this image (its root filesystem is on this node). */
@@ -221,17 +225,17 @@ export class AppRecords {
     return this.hereById(id) ?? this.openIfAny(await this.store.get(id));
   }
 
-  async findByName(projectId: string, name: string): Promise<AppRecord | undefined> {
-    return this.hereByName(projectId, name) ?? this.openIfAny(await this.store.findByName(projectId, name));
+  async findByName(projectId: string, name: string, environment = DEFAULT_ENVIRONMENT): Promise<AppRecord | undefined> {
+    return this.hereByName(projectId, name, environment) ?? this.openIfAny(await this.store.findByName(projectId, environment, name));
   }
 
-  async findByAddress(projectName: string, name: string): Promise<AppRecord | undefined> {
-    return this.hereByAddress(projectName, name) ?? this.openIfAny(await this.store.findByAddress(projectName, name));
+  async findByAddress(projectName: string, name: string, environment = DEFAULT_ENVIRONMENT): Promise<AppRecord | undefined> {
+    return this.hereByAddress(projectName, name, environment) ?? this.openIfAny(await this.store.findByAddress(projectName, environment, name));
   }
 
-  /** The project's apps by name, wherever they run (this node's as it holds them). */
-  async listOfProject(projectId: string): Promise<AppRecord[]> {
-    return (await this.store.listOfProject(projectId)).map((stored) => this.hereById(stored.id) ?? this.open(stored));
+  /** The apps of the project's environment by name, wherever they run (this node's as it holds them). */
+  async listOfProject(projectId: string, environment = DEFAULT_ENVIRONMENT): Promise<AppRecord[]> {
+    return (await this.store.listOfProject(projectId, environment)).map((stored) => this.hereById(stored.id) ?? this.open(stored));
   }
 
   countOfProject(projectId: string): Promise<number> {
@@ -335,16 +339,16 @@ export class AppRecords {
   private remember(record: AppRecord, instances: InstanceRecord[]): void {
     const local: LocalApp = { record, instances };
     this.byId.set(record.id, local);
-    this.byName.set(nameKey(record.projectId, record.name), local);
-    this.byAddress.set(addressKey(record.projectName, record.name), local);
+    this.byName.set(nameKey(record.projectId, record.environment, record.name), local);
+    this.byAddress.set(addressKey(record.projectName, record.environment, record.name), local);
   }
 
   private forget(id: string): void {
     const local = this.byId.get(id);
     if (!local) return;
     this.byId.delete(id);
-    this.byName.delete(nameKey(local.record.projectId, local.record.name));
-    this.byAddress.delete(addressKey(local.record.projectName, local.record.name));
+    this.byName.delete(nameKey(local.record.projectId, local.record.environment, local.record.name));
+    this.byAddress.delete(addressKey(local.record.projectName, local.record.environment, local.record.name));
   }
 
   /** Runs `write` after the app's earlier writes; the answer is its own (its failure included). */

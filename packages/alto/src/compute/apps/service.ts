@@ -122,7 +122,7 @@ async function withDomains<View extends { name: string }>(context: CallContext, 
 }
 
 function ownerOf(tenant: Tenant): AppOwner {
-  return { projectId: tenant.projectId, projectName: tenant.projectName, admin: tenant.role === 'admin' };
+  return { projectId: tenant.projectId, projectName: tenant.projectName, environment: tenant.environment, admin: tenant.role === 'admin' };
 }
 
 /** The hidden env an app's Run gives it: the secrets named, read with the caller's key. */

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { errors } from '../../kit/errors.js';
 import type { ImageSpec } from '../images/spec.js';
 import type { SandboxLink, SandboxSpec } from '../sandbox/index.js';
-import type { AppsGateway } from './gateway.js';
+import { addressOfApp, type AppsGateway } from './gateway.js';
 import type { Placement, StartRequest } from './placement.js';
 import type { AppRecord, AppRecords, AppSettings, AppVolume } from './records.js';
 
@@ -101,8 +101,15 @@ export function assertLinks(name: string, links: string[] | undefined): void {
 }
 
 /** The start of an instance of this version of the app, as placement sees it. */
-export function startOf(app: Pick<AppRecord, 'projectId' | 'name' | 'version'> & Partial<Pick<AppRecord, 'digest' | 'image'>>): StartRequest {
-  return { projectId: app.projectId, app: app.name, version: app.version, digest: app.digest ?? '', image: app.image ?? '' };
+export function startOf(app: Pick<AppRecord, 'projectId' | 'name' | 'version'> & Partial<Pick<AppRecord, 'digest' | 'image' | 'environment'>>): StartRequest {
+  return {
+    projectId: app.projectId,
+    ...(app.environment ? { environment: app.environment } : {}),
+    app: app.name,
+    version: app.version,
+    digest: app.digest ?? '',
+    image: app.image ?? '',
+  };
 }
 
 export interface AppSpecsOptions {
@@ -184,14 +191,14 @@ export class AppSpecs {
 
   /**
    * One link of an app's instances: each connection finds the linked app by name in the app's
-   * own project (never another's), wakes it and holds it until the connection ends, like a
+   * own project and environment (never another's), wakes it and holds it until the connection ends, like a
    * connection to its edge port. It may be deployed after the linking app; until it exists its
    * connections are closed. Its port for the guest is the linked app's own when it exists now.
    * Linked apps run on this node (apps stay on the node that deployed them).
    */
   private linkOf(app: AppRecord, name: string): SandboxLink {
     const { records, gateway } = this.options;
-    const linked = records.hereByName(app.projectId, name);
+    const linked = records.hereByName(app.projectId, name, app.environment);
     const aliases = Object.entries(app.settings.link_aliases ?? {})
       .filter(([, target]) => target === name)
       .map(([alias]) => alias);
@@ -200,12 +207,12 @@ export class AppSpecs {
       ...(aliases.length > 0 ? { aliases } : {}),
       port: linked ? linked.settings.tcp || linked.settings.port : LINK_DEFAULT_PORT,
       connect: async () => {
-        const target = records.hereByName(app.projectId, name);
+        const target = records.hereByName(app.projectId, name, app.environment);
         if (!target) {
-          const elsewhere = await records.findByName(app.projectId, name);
+          const elsewhere = await records.findByName(app.projectId, name, app.environment);
           throw elsewhere ? gateway.runElsewhere(elsewhere) : errors.notFound(`no app "${name}" in project "${app.projectName}" (linked from "${app.name}")`);
         }
-        return gateway.acquire({ project: target.projectName, app: target.name }, target.settings.tcp ? 'tcp' : 'http');
+        return gateway.acquire(addressOfApp(target), target.settings.tcp ? 'tcp' : 'http');
       },
     };
   }

@@ -16,7 +16,7 @@ import { AppViews } from './status.js';
 const owner = { projectId: 'p1', projectName: 'shop' };
 
 function appOf(name: string, status = 'running'): AppRecord {
-  return { id: `id-${name}`, name, projectId: 'p1', projectName: 'shop', status, version: 2, node: 'node-a' } as AppRecord;
+  return { id: `id-${name}`, name, projectId: 'p1', projectName: 'shop', environment: 'dev', status, version: 2, node: 'node-a' } as AppRecord;
 }
 
 function runtimeOf(app: AppRecord, busy?: string): AppRuntime {
@@ -91,6 +91,11 @@ test("Resolve gives a ready instance's address by id or name; another node's app
   await assert.rejects(views.resolve(owner, 'nope'), (error) => isAltoError(error) && error.status === 404);
   await assert.rejects(views.resolve(owner, 'idle'), (error) => isAltoError(error) && error.status === 503 && /no instance ready/.test(error.detail));
   await assert.rejects(views.resolve({ projectId: 'p2', projectName: 'other' }, 'id-web'), (error) => isAltoError(error) && error.status === 404, "another project's id is not found");
+  await assert.rejects(
+    views.resolve({ projectId: 'p1', projectName: 'shop', environment: 'staging' }, 'id-web'),
+    (error) => isAltoError(error) && error.status === 404,
+    "another environment's id is not found",
+  );
 });
 
 test("withFrozen asks each slot's instance whether it is frozen", async () => {

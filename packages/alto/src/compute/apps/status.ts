@@ -6,6 +6,7 @@
  * It only reads: the records, the runtimes and the app's URL.
  */
 import { errors, type AltoError } from '../../kit/errors.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 import type { AppRecord, AppRecords, InstanceRecord } from './records.js';
 import type { AppRuntime } from './runtime.js';
 import type { SlotOrigin, SlotState } from './slot.js';
@@ -44,13 +45,15 @@ export interface AppState {
 export interface ViewOwner {
   projectId: string;
   projectName: string;
+  /** Absent: the default environment. */
+  environment?: string;
 }
 
 export interface AppViewsOptions {
   records: AppRecords;
   /** The live apps of this node, by app id. */
   runtimes: ReadonlyMap<string, AppRuntime>;
-  appUrl(app: Pick<AppRecord, 'name' | 'projectName'>): string;
+  appUrl(app: Pick<AppRecord, 'name' | 'projectName' | 'environment'>): string;
   /** The answer for an app another node runs. */
   runElsewhere(app: AppRecord): AltoError;
 }
@@ -60,23 +63,23 @@ export class AppViews {
 
   /** An app this node runs, as Get shows it (from memory). */
   get(owner: ViewOwner, name: string): AppState {
-    const app = this.options.records.hereByName(owner.projectId, name);
+    const app = this.options.records.hereByName(owner.projectId, name, owner.environment);
     if (!app) throw errors.notFound(`no app "${name}" in project "${owner.projectName}" on this node; app/List shows them`);
     return this.stateOf(app);
   }
 
   /** An app of the project wherever it runs: this node's live state, or another node's recorded one. */
   async describe(owner: ViewOwner, name: string): Promise<AppState> {
-    const here = this.options.records.hereByName(owner.projectId, name);
+    const here = this.options.records.hereByName(owner.projectId, name, owner.environment);
     if (here) return this.stateOf(here);
-    const app = await this.options.records.findByName(owner.projectId, name);
+    const app = await this.options.records.findByName(owner.projectId, name, owner.environment);
     if (!app) throw errors.notFound(`no app "${name}" in project "${owner.projectName}"; app/List shows them`);
     return this.recordedStateOf(app);
   }
 
-  /** The project's apps, wherever they run. */
+  /** The apps of the project's environment, wherever they run. */
   async list(owner: ViewOwner): Promise<AppState[]> {
-    const apps = await this.options.records.listOfProject(owner.projectId);
+    const apps = await this.options.records.listOfProject(owner.projectId, owner.environment);
     return Promise.all(apps.map((app) => (this.options.records.hereById(app.id) ? this.stateOf(app) : this.recordedStateOf(app))));
   }
 
@@ -132,10 +135,11 @@ export class AppViews {
   /** The raw address of a ready instance (M3O's Resolve), by app id or name; the app must run on this node. */
   async resolve(owner: ViewOwner, idOrName: string): Promise<{ url: string; app: AppRecord; publicUrl: string }> {
     const { records } = this.options;
-    const mine = (app: AppRecord | undefined) => (app?.projectId === owner.projectId ? app : undefined);
-    const app = mine(records.hereById(idOrName)) ?? records.hereByName(owner.projectId, idOrName);
+    const environment = owner.environment ?? DEFAULT_ENVIRONMENT;
+    const mine = (app: AppRecord | undefined) => (app?.projectId === owner.projectId && app.environment === environment ? app : undefined);
+    const app = mine(records.hereById(idOrName)) ?? records.hereByName(owner.projectId, idOrName, environment);
     if (!app) {
-      const elsewhere = mine(await records.findById(idOrName)) ?? (await records.findByName(owner.projectId, idOrName));
+      const elsewhere = mine(await records.findById(idOrName)) ?? (await records.findByName(owner.projectId, idOrName, environment));
       throw elsewhere ? this.options.runElsewhere(elsewhere) : errors.notFound(`no app "${idOrName}" in project "${owner.projectName}"`);
     }
     const slot = this.options.runtimes.get(app.id)?.pickSlot();

@@ -38,6 +38,7 @@ function app(id: string, owner: string, volumes = false): StoredApp {
     id,
     projectId: 'p1',
     projectName: 'shop',
+    environment: 'dev',
     name: id,
     node: owner,
     image: 'web:v1',

@@ -35,6 +35,7 @@ import {
 } from './instance-channel.js';
 import { verifyNodeRequest, type ReplayGuard } from './node-link.js';
 import { TCP_TUNNEL_PROTOCOL } from './tcp-tunnel.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 
 /** How long the owner has to send the start once the channel is open. */
 const START_FRAME_WAIT_MS = 10_000;
@@ -132,7 +133,7 @@ export class HostedInstances {
     let instance: Instance;
     try {
       const { start, spec } = this.startOf(first);
-      const app = await this.options.apps.findByName(start.projectId, start.app);
+      const app = await this.options.apps.findByName(start.projectId, start.environment ?? DEFAULT_ENVIRONMENT, start.app);
       if (!app) throw errors.notFound(`no app "${start.app}" in project ${start.projectId}`);
       if (app.node !== owner) throw errors.conflict(`app "${app.name}" is not node ${owner}'s (the store names ${app.node || 'no node'})`);
       instance = await this.options.host.hostInstance(start, spec);
@@ -153,7 +154,7 @@ export class HostedInstances {
   private startOf(frame: Extract<OwnerFrame, { op: 'start' }>): { start: HostedStart; spec: SandboxSpec } {
     const { start } = frame;
     const text = (value: unknown, max: number) => typeof value === 'string' && value.length > 0 && value.length <= max;
-    if (!start || !text(start.projectId, 128) || !text(start.app, 128) || !text(start.digest, 80) || !text(start.image, 2_048) || !Number.isInteger(start.version))
+    if (!start || !text(start.projectId, 128) || !text(start.app, 128) || !text(start.digest, 80) || !text(start.image, 2_048) || !Number.isInteger(start.version) || (start.environment !== undefined && !text(start.environment, 63)))
       throw errors.badRequest('a start names the project id, app, version, image and digest');
     if (!/^sha256:[a-f0-9]{64}$/.test(start.digest)) throw errors.badRequest('a start names its image by sha256 digest');
     let spec: SandboxSpec;

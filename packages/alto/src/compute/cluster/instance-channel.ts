@@ -35,6 +35,8 @@ export const CHANNEL_SILENCE_MS = 10_000;
 /** The start of an instance on another node: whose, which version, which image. */
 export interface HostedStart {
   projectId: string;
+  /** The app's environment; absent (from a node before environments): the default one. */
+  environment?: string;
   app: string;
   version: number;
   digest: string;

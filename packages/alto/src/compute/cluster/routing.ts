@@ -24,7 +24,8 @@
  * serves it or holds it; it never relays it further.
  */
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
-import type { AppAddress, AppResolver, ProxyTarget } from '../apps/gateway.js';
+import { addressKeyOf, type AppAddress, type AppResolver, type ProxyTarget } from '../apps/gateway.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 import type { AppStore, StoredApp } from '../../store/apps/port.js';
 import type { Socket } from 'node:net';
 import { connectToPeer, type PeerAddress, type PeerView } from './peers.js';
@@ -71,7 +72,7 @@ export class ClusterRouting implements AppResolver {
    * ARRIVAL_WAIT_MS), then go to the local gateway. Call before the store names this node.
    */
   arriving(address: AppAddress, ready: Promise<unknown>): void {
-    const key = `${address.app}.${address.project}`;
+    const key = addressKeyOf(address);
     this.moved.delete(key);
     const settled: Promise<void> = ready.then(
       () => undefined,
@@ -86,7 +87,7 @@ export class ClusterRouting implements AppResolver {
   /** This node handed the app at `address` to node `node`: requests it still gets go there. */
   movedTo(address: AppAddress, node: string, now = Date.now()): void {
     for (const [key, entry] of this.moved) if (entry.until <= now) this.moved.delete(key);
-    this.moved.set(`${address.app}.${address.project}`, { node, until: now + MOVED_FRESH_MS });
+    this.moved.set(addressKeyOf(address), { node, until: now + MOVED_FRESH_MS });
   }
 
   /** A local instance at once when nothing about the app is in motion between nodes (see AppResolver). */
@@ -101,21 +102,21 @@ export class ClusterRouting implements AppResolver {
     if (this.options.fenced?.())
       return Promise.reject(errors.unavailable(`node ${this.options.self.name} is rejoining the cloud (its lease lapsed); try again`).withHeaders({ 'retry-after': '1' }));
     // Empty maps are checked without building the key (every proxied request comes here).
-    const arrival = this.arrivals.size === 0 ? undefined : this.arrivals.get(`${address.app}.${address.project}`);
+    const arrival = this.arrivals.size === 0 ? undefined : this.arrivals.get(addressKeyOf(address));
     if (arrival) return withTimeout(arrival, ARRIVAL_WAIT_MS).then(() => this.resolve(address, kind, relayed));
     return this.resolve(address, kind, relayed);
   }
 
   /** The local answer once an app that began arriving while this request looked for it is here; undefined when none is arriving. */
   private afterArrival(address: AppAddress, kind: 'http' | 'tcp', relayed: boolean): Promise<ProxyTarget> | undefined {
-    const arrival = this.arrivals.get(`${address.app}.${address.project}`);
+    const arrival = this.arrivals.get(addressKeyOf(address));
     if (!arrival) return undefined;
     return withTimeout(arrival, ARRIVAL_WAIT_MS).then(() => this.options.local.acquire(address, kind, relayed));
   }
 
   private resolve(address: AppAddress, kind: 'http' | 'tcp', relayed: boolean): Promise<ProxyTarget> {
     if (!relayed) {
-      const known = this.owners.size === 0 ? undefined : this.owners.get(`${address.app}.${address.project}`);
+      const known = this.owners.size === 0 ? undefined : this.owners.get(addressKeyOf(address));
       if (known && known.until > Date.now()) {
         const target = this.remote(known.app, kind, address);
         if (target) return Promise.resolve(target);
@@ -133,14 +134,14 @@ export class ClusterRouting implements AppResolver {
     // move): wait for it, as the requests that came after do.
     const arrived = this.afterArrival(address, kind, relayed);
     if (arrived) return arrived;
-    const app = await this.options.apps.findByAddress(address.project, address.app);
+    const app = await this.options.apps.findByAddress(address.project, address.environment ?? DEFAULT_ENVIRONMENT, address.app);
     if (app?.node === this.options.self.id) {
       const arrivedNow = this.afterArrival(address, kind, relayed);
       if (arrivedNow) return arrivedNow;
     }
     if (!app || app.node === this.options.self.id) throw error;
     if (this.owners.size >= MAX_KNOWN_OWNERS) this.owners.clear();
-    this.owners.set(`${address.app}.${address.project}`, { app, until: Date.now() + OWNER_FRESH_MS });
+    this.owners.set(addressKeyOf(address), { app, until: Date.now() + OWNER_FRESH_MS });
     if (relayed) throw errors.unavailable(`app "${app.name}" does not run on this node (${this.options.self.name}) and a relayed request is not relayed again; try again`).withHeaders({ 'retry-after': '1' });
     if (kind === 'tcp' && !this.options.tunnel) throw error;
     const target = this.remote(app, kind, address);
@@ -156,7 +157,7 @@ export class ClusterRouting implements AppResolver {
   /** A target on the node this node handed the app to, within MOVED_FRESH_MS of the hand-off (HTTP, relayed or not). */
   private handedOver(address: AppAddress, kind: 'http' | 'tcp'): RelayTarget | undefined {
     if (kind !== 'http') return undefined;
-    const moved = this.moved.get(`${address.app}.${address.project}`);
+    const moved = this.moved.get(addressKeyOf(address));
     if (!moved || moved.until <= Date.now()) return undefined;
     return this.relayTo(moved.node);
   }

@@ -28,6 +28,7 @@ export function runAppStoreContract(name: string, open: () => Promise<AppsAdapte
       id: unique(`${projectId}-${appName}`),
       projectId,
       projectName: `name-of-${projectId}`,
+      environment: 'dev',
       name: appName,
       node: 'node-a',
       image: 'registry.example/web:v1',
@@ -60,10 +61,12 @@ export function runAppStoreContract(name: string, open: () => Promise<AppsAdapte
       const web = app(project, 'web', { tcpPort: 5432 });
       assert.equal(await store.insert(web), true);
       assert.deepEqual(await store.get(web.id), web);
-      assert.deepEqual(await adapter.other.findByName(project, 'web'), web);
-      assert.deepEqual(await store.findByAddress(web.projectName, 'web'), web);
+      assert.deepEqual(await adapter.other.findByName(project, 'dev', 'web'), web);
+      assert.deepEqual(await store.findByAddress(web.projectName, 'dev', 'web'), web);
+      assert.equal(await store.findByName(project, 'staging', 'web'), undefined, 'another environment of the project has no such app');
+      assert.equal(await store.findByAddress(web.projectName, 'staging', 'web'), undefined);
       assert.equal(await store.get(unique('missing')), undefined);
-      assert.equal(await store.findByName(project, 'missing'), undefined);
+      assert.equal(await store.findByName(project, 'dev', 'missing'), undefined);
 
       const next = { ...web, image: 'registry.example/web:v2', digest: `sha256:${'b'.repeat(64)}`, settings: '{"port":9090}', version: 2, status: 'running' as const, error: 'last instance exited', updatedAt: 1_700_000_000_123 };
       await store.save({ ...next, node: 'ignored', name: 'ignored', tcpPort: undefined });
@@ -77,7 +80,7 @@ export function runAppStoreContract(name: string, open: () => Promise<AppsAdapte
 
       await store.remove(web.id);
       assert.equal(await adapter.other.get(web.id), undefined);
-      assert.equal(await store.findByAddress(web.projectName, 'web'), undefined);
+      assert.equal(await store.findByAddress(web.projectName, 'dev', 'web'), undefined);
       assert.equal(await store.insert(app(project, 'web', { id: unique('web-again') })), true, 'the name is free again');
     });
 
@@ -95,6 +98,24 @@ export function runAppStoreContract(name: string, open: () => Promise<AppsAdapte
 
       const racers = Array.from({ length: 8 }, (_, index) => (index % 2 ? adapter.other : store).insert(app(project, 'raced', { id: unique(`raced-${index}`) })));
       assert.equal((await Promise.all(racers)).filter(Boolean).length, 1, 'one of eight racing inserts wins');
+    });
+
+    test('a name is unique per project and environment: the same name in two environments, each found by its own', async () => {
+      const project = unique('environments');
+      const dev = app(project, 'web');
+      const staging = app(project, 'web', { id: unique('web-staging'), environment: 'staging', image: 'registry.example/web:staging' });
+      assert.equal(await store.insert(dev), true);
+      assert.equal(await adapter.other.insert(staging), true, 'the same name in another environment of the project');
+      assert.equal(await store.insert(app(project, 'web', { id: unique('web-staging-2'), environment: 'staging' })), false, 'same project, environment and name');
+      assert.deepEqual(await store.findByName(project, 'staging', 'web'), staging);
+      assert.deepEqual(await adapter.other.findByAddress(dev.projectName, 'staging', 'web'), staging);
+      assert.deepEqual(await store.findByAddress(dev.projectName, 'dev', 'web'), dev);
+      assert.deepEqual((await store.listOfProject(project, 'staging')).map((each) => each.id), [staging.id]);
+      assert.deepEqual((await store.listOfProject(project, 'dev')).map((each) => each.id), [dev.id]);
+      assert.deepEqual((await store.listOfProject(project)).map((each) => each.environment), ['dev', 'staging'], 'without an environment: all of them');
+      assert.equal(await store.countOfProject(project), 2);
+      await store.removeProject(project);
+      assert.deepEqual(await store.listOfProject(project), []);
     });
 
     test('lists: a project by name in byte order, a node oldest first; count', async () => {

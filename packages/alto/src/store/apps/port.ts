@@ -1,7 +1,8 @@
 /**
  * @module store/apps/port
- * The apps storage port: every app of the cloud (per project; its name also unique per project
- * name, since `<app>.<project>` is its address on the edge) with the node that runs it, its
+ * The apps storage port: every app of the cloud (per project and environment; its name also
+ * unique per project name and environment, since `<app>.<project>` (the default environment) or
+ * `<app>.<env>.<project>` is its address on the edge) with the node that runs it, its
  * image, settings, version and status; the instances it ran; where its snapshots are; and names
  * reserved for later. The store keeps an app's settings as the JSON text it is given (compute
  * seals the hidden env values in it with the master key first, compute/apps/records.ts). Apps
@@ -22,6 +23,8 @@ export interface StoredApp {
   id: string;
   projectId: string;
   projectName: string;
+  /** The environment of the project it belongs to (apps recorded before environments: the default one). */
+  environment: string;
   name: string;
   /** The node that runs it (its `node-id`); UNOWNED until one adopts it. */
   node: string;
@@ -78,8 +81,8 @@ export interface ReservationRecord {
 export interface AppStore {
   readonly backend: 'sqlite' | 'postgres';
   /**
-   * Records a new app; false (and nothing written) when its project has an app of that name or
-   * another app has its address, whichever process made that one.
+   * Records a new app; false (and nothing written) when its project's environment has an app of
+   * that name or another app has its address, whichever process made that one.
    */
   insert(app: StoredApp): Promise<boolean>;
   /** Replaces an app's image, digest, settings, version, status, error, TCP port and update time. */
@@ -87,11 +90,11 @@ export interface AppStore {
   setStatus(id: string, status: AppStatus, error: string | undefined, at: number): Promise<void>;
   setTcpPort(id: string, port: number): Promise<void>;
   get(id: string): Promise<StoredApp | undefined>;
-  findByName(projectId: string, name: string): Promise<StoredApp | undefined>;
-  /** The app at `<name>.<projectName>` on the edge. */
-  findByAddress(projectName: string, name: string): Promise<StoredApp | undefined>;
-  /** The project's apps by name (byte order), wherever they run. */
-  listOfProject(projectId: string): Promise<StoredApp[]>;
+  findByName(projectId: string, environment: string, name: string): Promise<StoredApp | undefined>;
+  /** The app at `<name>.<projectName>` (or `<name>.<environment>.<projectName>`) on the edge. */
+  findByAddress(projectName: string, environment: string, name: string): Promise<StoredApp | undefined>;
+  /** The apps of the project's environment (or, without one, of all its environments) by name (byte order), wherever they run. */
+  listOfProject(projectId: string, environment?: string): Promise<StoredApp[]>;
   /** The apps a node runs, oldest first. */
   listOfNode(node: string): Promise<StoredApp[]>;
   /** Gives every UNOWNED app to `node`; each goes to one node however many ask at once. Returns how many it got. */
@@ -101,6 +104,7 @@ export interface AppStore {
    * any number of nodes asking at once, one gets it (true), the others false.
    */
   move(id: string, from: string, to: string): Promise<boolean>;
+  /** Across all its environments (a project's limits count them all). */
   countOfProject(projectId: string): Promise<number>;
   /** Forgets an app with its instances and snapshot records. */
   remove(id: string): Promise<void>;

@@ -68,6 +68,13 @@ const MIGRATIONS = [
      created_at BIGINT NOT NULL,
      expires_at BIGINT NOT NULL,
      PRIMARY KEY (project_name, name));`,
+  // Issue 27: apps belong to an environment (those before: the default one, 'dev'); names are
+  // unique per project and environment (the first migration's constraints have PostgreSQL's names).
+  `ALTER TABLE alto_apps ADD COLUMN IF NOT EXISTS environment TEXT COLLATE "C" NOT NULL DEFAULT 'dev';
+   ALTER TABLE alto_apps DROP CONSTRAINT IF EXISTS alto_apps_project_id_name_key;
+   ALTER TABLE alto_apps DROP CONSTRAINT IF EXISTS alto_apps_project_name_name_key;
+   ALTER TABLE alto_apps ADD CONSTRAINT alto_apps_name_in_environment UNIQUE (project_id, environment, name);
+   ALTER TABLE alto_apps ADD CONSTRAINT alto_apps_address UNIQUE (project_name, environment, name);`,
 ];
 
 /** BIGINT arrives as a string from pg. */
@@ -75,6 +82,7 @@ interface AppRow {
   id: string;
   project_id: string;
   project_name: string;
+  environment: string;
   name: string;
   node: string;
   image: string;
@@ -116,7 +124,7 @@ interface ReservationRow {
   expires_at: string;
 }
 
-const APP_COLUMNS = 'id, project_id, project_name, name, node, image, digest, settings, version, status, error, tcp_port, created_at, updated_at';
+const APP_COLUMNS = 'id, project_id, project_name, environment, name, node, image, digest, settings, version, status, error, tcp_port, created_at, updated_at';
 const INSTANCE_COLUMNS = 'id, app_id, version, state, driver, started_at, ended_at, exit_code, exit_reason';
 
 function appFromRow(row: AppRow): StoredApp {
@@ -124,6 +132,7 @@ function appFromRow(row: AppRow): StoredApp {
     id: row.id,
     projectId: row.project_id,
     projectName: row.project_name,
+    environment: row.environment,
     name: row.name,
     node: row.node,
     image: row.image,
@@ -164,8 +173,8 @@ export class PostgresAppStore implements AppStore {
 
   async insert(app: StoredApp): Promise<boolean> {
     const result = await this.pool.query(
-      `INSERT INTO alto_apps (${APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT DO NOTHING`,
-      [app.id, app.projectId, app.projectName, app.name, app.node, app.image, app.digest, app.settings, app.version, app.status, app.error ?? null, app.tcpPort ?? null, app.createdAt, app.updatedAt],
+      `INSERT INTO alto_apps (${APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING`,
+      [app.id, app.projectId, app.projectName, app.environment, app.name, app.node, app.image, app.digest, app.settings, app.version, app.status, app.error ?? null, app.tcpPort ?? null, app.createdAt, app.updatedAt],
     );
     return result.rowCount === 1;
   }
@@ -194,16 +203,17 @@ export class PostgresAppStore implements AppStore {
     return (await this.apps('id = $1', [id]))[0];
   }
 
-  async findByName(projectId: string, name: string): Promise<StoredApp | undefined> {
-    return (await this.apps('project_id = $1 AND name = $2', [projectId, name]))[0];
+  async findByName(projectId: string, environment: string, name: string): Promise<StoredApp | undefined> {
+    return (await this.apps('project_id = $1 AND environment = $2 AND name = $3', [projectId, environment, name]))[0];
   }
 
-  async findByAddress(projectName: string, name: string): Promise<StoredApp | undefined> {
-    return (await this.apps('project_name = $1 AND name = $2', [projectName, name]))[0];
+  async findByAddress(projectName: string, environment: string, name: string): Promise<StoredApp | undefined> {
+    return (await this.apps('project_name = $1 AND environment = $2 AND name = $3', [projectName, environment, name]))[0];
   }
 
-  async listOfProject(projectId: string): Promise<StoredApp[]> {
-    return this.apps('project_id = $1 ORDER BY name', [projectId]);
+  async listOfProject(projectId: string, environment?: string): Promise<StoredApp[]> {
+    if (environment === undefined) return this.apps('project_id = $1 ORDER BY name, environment', [projectId]);
+    return this.apps('project_id = $1 AND environment = $2 ORDER BY name', [projectId, environment]);
   }
 
   async listOfNode(node: string): Promise<StoredApp[]> {

@@ -1,6 +1,7 @@
 /**
- * The SQLite adapter on a data folder from before apps had nodes: its apps come back as they
- * were, with no node, until a node adopts them; their instances and snapshots stay theirs.
+ * The SQLite adapter on a data folder from before apps had nodes (and environments): its apps
+ * come back as they were, with no node, in the default environment, until a node adopts them;
+ * their instances and snapshots stay theirs.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -21,6 +22,7 @@ test('apps recorded before nodes are kept, unowned, and adopted by the first nod
     id: 'a1',
     projectId: 'p1',
     projectName: 'shop',
+    environment: 'dev',
     name: 'web',
     node: UNOWNED,
     image: 'web:v1',
@@ -38,5 +40,8 @@ test('apps recorded before nodes are kept, unowned, and adopted by the first nod
   await store.endOpenInstances('node-1', 'Alto stopped', 30);
   assert.equal((await store.instancesOf('a1', 10))[0].state, 'exited');
   assert.equal((await store.snapshotsOf('a1'))[0].dir, '/data/s');
+  assert.equal((await store.findByName('p1', 'dev', 'web'))?.id, 'a1', 'apps from before environments are in the default one');
+  await store.remove('a1');
+  assert.deepEqual(await store.instancesOf('a1', 10), [], 'instances still go with their app');
   db.close();
 });

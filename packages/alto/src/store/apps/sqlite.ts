@@ -65,12 +65,56 @@ export const MIGRATIONS = [
   // The node that runs each app; '' (UNOWNED) for those recorded before.
   `ALTER TABLE apps ADD COLUMN node TEXT NOT NULL DEFAULT '';
    CREATE INDEX apps_node ON apps(node);`,
+  // Issue 27: apps belong to an environment (those before: the default one, 'dev'); names are
+  // unique per project and environment. SQLite cannot change a table's UNIQUE constraints, so
+  // the table is made again; app_instances points at it, so it is kept aside and made again
+  // after (dropping apps first would delete its instances through ON DELETE CASCADE).
+  `CREATE TABLE apps_with_environment (
+     id TEXT PRIMARY KEY,
+     project_id TEXT NOT NULL,
+     project_name TEXT NOT NULL,
+     environment TEXT NOT NULL,
+     name TEXT NOT NULL,
+     node TEXT NOT NULL DEFAULT '',
+     image TEXT NOT NULL,
+     digest TEXT NOT NULL,
+     settings TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     status TEXT NOT NULL,
+     error TEXT,
+     tcp_port INTEGER,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     UNIQUE (project_id, environment, name),
+     UNIQUE (project_name, environment, name));
+   INSERT INTO apps_with_environment (id, project_id, project_name, environment, name, node, image, digest, settings, version, status, error, tcp_port, created_at, updated_at)
+     SELECT id, project_id, project_name, 'dev', name, node, image, digest, settings, version, status, error, tcp_port, created_at, updated_at FROM apps;
+   CREATE TABLE app_instances_kept AS SELECT rowid AS kept_rowid, * FROM app_instances;
+   DROP TABLE app_instances;
+   DROP TABLE apps;
+   ALTER TABLE apps_with_environment RENAME TO apps;
+   CREATE INDEX apps_node ON apps(node);
+   CREATE TABLE app_instances (
+     id TEXT PRIMARY KEY,
+     app_id TEXT NOT NULL REFERENCES apps(id) ON DELETE CASCADE,
+     version INTEGER NOT NULL,
+     state TEXT NOT NULL,
+     driver TEXT NOT NULL,
+     started_at INTEGER NOT NULL,
+     ended_at INTEGER,
+     exit_code INTEGER,
+     exit_reason TEXT);
+   INSERT INTO app_instances (rowid, id, app_id, version, state, driver, started_at, ended_at, exit_code, exit_reason)
+     SELECT kept_rowid, id, app_id, version, state, driver, started_at, ended_at, exit_code, exit_reason FROM app_instances_kept;
+   DROP TABLE app_instances_kept;
+   CREATE INDEX app_instances_app ON app_instances(app_id, started_at);`,
 ];
 
 interface AppRow {
   id: string;
   project_id: string;
   project_name: string;
+  environment: string;
   name: string;
   node: string;
   image: string;
@@ -117,6 +161,7 @@ function appFromRow(row: AppRow): StoredApp {
     id: row.id,
     projectId: row.project_id,
     projectName: row.project_name,
+    environment: row.environment,
     name: row.name,
     node: row.node,
     image: row.image,
@@ -136,6 +181,7 @@ function rowOf(app: StoredApp): AppRow {
     id: app.id,
     project_id: app.projectId,
     project_name: app.projectName,
+    environment: app.environment,
     name: app.name,
     node: app.node,
     image: app.image,
@@ -171,17 +217,18 @@ const OPEN_STATES = "('starting', 'running', 'suspended', 'stopping')";
 
 function prepareStatements(db: SqliteDatabase) {
   return {
-    insert: db.prepare(`INSERT INTO apps (id, project_id, project_name, name, node, image, digest, settings, version, status, error, tcp_port, created_at, updated_at)
-      VALUES (@id, @project_id, @project_name, @name, @node, @image, @digest, @settings, @version, @status, @error, @tcp_port, @created_at, @updated_at)
+    insert: db.prepare(`INSERT INTO apps (id, project_id, project_name, environment, name, node, image, digest, settings, version, status, error, tcp_port, created_at, updated_at)
+      VALUES (@id, @project_id, @project_name, @environment, @name, @node, @image, @digest, @settings, @version, @status, @error, @tcp_port, @created_at, @updated_at)
       ON CONFLICT DO NOTHING`),
     update: db.prepare(`UPDATE apps SET image = @image, digest = @digest, settings = @settings, version = @version, status = @status,
       error = @error, tcp_port = @tcp_port, updated_at = @updated_at WHERE id = @id`),
     setStatus: db.prepare('UPDATE apps SET status = ?, error = ?, updated_at = ? WHERE id = ?'),
     setTcpPort: db.prepare('UPDATE apps SET tcp_port = ? WHERE id = ?'),
     get: db.prepare('SELECT * FROM apps WHERE id = ?'),
-    byName: db.prepare('SELECT * FROM apps WHERE project_id = ? AND name = ?'),
-    byAddress: db.prepare('SELECT * FROM apps WHERE project_name = ? AND name = ?'),
-    ofProject: db.prepare('SELECT * FROM apps WHERE project_id = ? ORDER BY name'),
+    byName: db.prepare('SELECT * FROM apps WHERE project_id = ? AND environment = ? AND name = ?'),
+    byAddress: db.prepare('SELECT * FROM apps WHERE project_name = ? AND environment = ? AND name = ?'),
+    ofProject: db.prepare('SELECT * FROM apps WHERE project_id = ? ORDER BY name, environment'),
+    ofEnvironment: db.prepare('SELECT * FROM apps WHERE project_id = ? AND environment = ? ORDER BY name'),
     ofNode: db.prepare('SELECT * FROM apps WHERE node = ? ORDER BY created_at, id'),
     adopt: db.prepare("UPDATE apps SET node = ? WHERE node = ''"),
     move: db.prepare('UPDATE apps SET node = ? WHERE id = ? AND node = ?'),
@@ -240,18 +287,19 @@ export class SqliteAppStore implements AppStore {
     return row && appFromRow(row);
   }
 
-  async findByName(projectId: string, name: string): Promise<StoredApp | undefined> {
-    const row = this.statements.byName.get(projectId, name) as AppRow | undefined;
+  async findByName(projectId: string, environment: string, name: string): Promise<StoredApp | undefined> {
+    const row = this.statements.byName.get(projectId, environment, name) as AppRow | undefined;
     return row && appFromRow(row);
   }
 
-  async findByAddress(projectName: string, name: string): Promise<StoredApp | undefined> {
-    const row = this.statements.byAddress.get(projectName, name) as AppRow | undefined;
+  async findByAddress(projectName: string, environment: string, name: string): Promise<StoredApp | undefined> {
+    const row = this.statements.byAddress.get(projectName, environment, name) as AppRow | undefined;
     return row && appFromRow(row);
   }
 
-  async listOfProject(projectId: string): Promise<StoredApp[]> {
-    return (this.statements.ofProject.all(projectId) as AppRow[]).map(appFromRow);
+  async listOfProject(projectId: string, environment?: string): Promise<StoredApp[]> {
+    const rows = environment === undefined ? this.statements.ofProject.all(projectId) : this.statements.ofEnvironment.all(projectId, environment);
+    return (rows as AppRow[]).map(appFromRow);
   }
 
   async listOfNode(node: string): Promise<StoredApp[]> {
