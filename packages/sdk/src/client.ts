@@ -10,6 +10,11 @@ export interface AltoOptions {
   url: string;
   /** An API key (`alto_...`). */
   key?: string;
+  /**
+   * The environment of its project an admin or owner key acts in (sent as `X-Alto-Environment`);
+   * absent: the key's own. A project key may name only its own.
+   */
+  environment?: string;
   /** A `fetch` to use instead of the global one. */
   fetch?: typeof fetch;
 }
@@ -49,12 +54,14 @@ function errorFrom(status: number, body: unknown): AltoError {
 export class Transport {
   readonly url: string;
   readonly key?: string;
+  readonly environment?: string;
   private readonly fetchImpl: typeof fetch;
 
   constructor(options: AltoOptions) {
     if (!options.url) throw new TypeError('Alto: `url` is required, e.g. http://localhost:4000');
     this.url = options.url.replace(/\/+$/, '');
     this.key = options.key;
+    this.environment = options.environment;
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
   }
 
@@ -62,6 +69,7 @@ export class Transport {
     return {
       'content-type': 'application/json',
       ...(this.key ? { authorization: `Bearer ${this.key}` } : {}),
+      ...(this.environment ? { 'x-alto-environment': this.environment } : {}),
     };
   }
 

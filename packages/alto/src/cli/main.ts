@@ -15,6 +15,7 @@ import { runUp } from './up.js';
 import { addUsageCommands } from './usage.js';
 import { addImageCommands } from './images.js';
 import { addAppCommands } from './apps.js';
+import { addEnvironmentCommands } from './envs.js';
 import { addRequestCommands } from './requests.js';
 import { addFunctionCommands } from './functions.js';
 import { addNodeCommands } from './nodes.js';
@@ -40,14 +41,14 @@ function sandboxLine(sandbox: SandboxInfo | undefined): string {
   return `  sandbox:  ${sandbox.driver}${sandbox.accelerator && sandbox.accelerator !== 'none' ? ` (${sandbox.accelerator})` : ''} ${dim(`— ${sandbox.reason}`)}\n`;
 }
 
-type Flags = ConnectionFlags & { json?: boolean };
+type Flags = ConnectionFlags & { json?: boolean; envName?: string };
 
 function client(flags: Flags): Alto {
   const connection = resolveConnection(flags);
   if (!connection.key) {
     throw new Error(`no API key: pass --key, set ALTO_KEY, run "alto login", or start Alto here with "alto up"`);
   }
-  return new Alto({ url: connection.url, key: connection.key });
+  return new Alto({ url: connection.url, key: connection.key, ...(flags.envName ? { environment: flags.envName } : {}) });
 }
 
 /** Adds the connection options every remote command takes. */
@@ -56,6 +57,7 @@ function remote(command: Command): Command {
     .option('--url <url>', 'Alto address (default: profile, ALTO_URL, or http://localhost:4000)')
     .option('--key <key>', 'API key (default: profile, ALTO_KEY, or ./.alto/admin-key)')
     .option('--profile <name>', 'use a saved profile')
+    .option('--env-name <name>', "the environment of the key's project to act in (an admin or owner key; default: the key's own)")
     .option('--json', 'print JSON (the default when piped)');
 }
 
@@ -214,6 +216,7 @@ export function buildProgram(): Command {
   addUsageCommands(program, { remote, action, client });
   addImageCommands(program, { remote, action, client });
   addAppCommands(program, { remote, action, client });
+  addEnvironmentCommands(program, { remote, action, client });
   addRequestCommands(program, { remote, action, client });
   addFunctionCommands(program, { remote, action, client });
   addNodeCommands(program, { remote, action, client });

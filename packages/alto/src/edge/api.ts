@@ -17,6 +17,7 @@ import { tracer, type Span } from '../kit/tracing.js';
 import { admitCall, admitCallNow, finishCall, recordRefusedCall, type AdmittedCall } from '../platform/calls.js';
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, PublicCallContext, ServiceDefinition, Tenant } from '../platform/service.js';
+import { ENVIRONMENT_HEADER, tenantInEnvironment } from '../platform/tenancy.js';
 import {
   credentialsFrom,
   credentialsOf,
@@ -121,7 +122,7 @@ class HttpApiCall {
       if (method !== 'POST' && method !== 'GET') {
         throw errors.methodNotAllowed(`use POST for ${this.url.pathname} (or GET with query-string parameters)`);
       }
-      const tenant = this.api.authenticate(route, credentialsFrom(this.exchange.header('authorization')));
+      const tenant = this.api.authenticate(route, credentialsFrom(this.exchange.header('authorization')), this.exchange.header(ENVIRONMENT_HEADER));
       if (isPromise(tenant)) tenant.then((known) => this.authenticated(known), (error) => this.fail(error));
       else this.authenticated(tenant);
     } catch (error) {
@@ -298,15 +299,18 @@ export class Api {
 
   /**
    * The tenant of a valid key (undefined for a public call without one), or 401/403: at once for
-   * a key this process knows, else a promise of the store's answer.
+   * a key this process knows, else a promise of the store's answer. `environment` is the
+   * X-Alto-Environment header: the environment of its project an admin or owner key acts in.
    */
-  authenticate(route: Route, credentials: string | undefined): Tenant | undefined | Promise<Tenant> {
+  authenticate(route: Route, credentials: string | undefined, environment?: string): Tenant | undefined | Promise<Tenant> {
     const access = route.endpoint.access ?? 'key';
     if (access === 'public' && credentials === undefined) return undefined;
     if (credentials === undefined) {
       throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
     }
-    return this.platform.tenancy.knownTenant(credentials) ?? this.platform.tenancy.authenticate(credentials);
+    const tenant = this.platform.tenancy.knownTenant(credentials) ?? this.platform.tenancy.authenticate(credentials);
+    if (environment === undefined) return tenant;
+    return isPromise(tenant) ? tenant.then((known) => tenantInEnvironment(known, environment)) : tenantInEnvironment(tenant, environment);
   }
 
   /** Whether the key may call this endpoint (its role and scopes), or 403. */
@@ -387,7 +391,8 @@ export class Api {
       if (!route.endpoint.stream) {
         throw errors.badRequest(`${route.service.name}/${route.endpointName} is not a stream: call it with POST, not a websocket`);
       }
-      tenant = await this.authenticate(route, credentialsOf(request, url.searchParams));
+      const environment = request.headers[ENVIRONMENT_HEADER];
+      tenant = await this.authenticate(route, credentialsOf(request, url.searchParams), typeof environment === 'string' ? environment : undefined);
       this.authorize(route, tenant);
       call = await this.admit(route, tenant);
     } catch (error) {

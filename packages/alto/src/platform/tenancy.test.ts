@@ -10,7 +10,7 @@ import { SqliteControlStore } from '../store/sqlite/control.js';
 import type { ControlStore } from '../store/control.js';
 import { PostgresControlStore } from '../store/postgres/control.js';
 import { createTestDatabase } from '../store/postgres/test-database.js';
-import { Tenancy, hashKey } from './tenancy.js';
+import { Tenancy, hashKey, tenantInEnvironment } from './tenancy.js';
 import type { Tenant } from './service.js';
 
 function setup() {
@@ -95,6 +95,13 @@ test('scopes must name known services; names follow the rules; environments sepa
   );
   assert.equal(dev.projectId, prod.projectId);
   assert.notEqual(dev.namespace, prod.namespace);
+
+  // X-Alto-Environment: an admin or owner key acts in any environment of its project, a project key only in its own.
+  const adminInProd = tenantInEnvironment(admin, 'prod');
+  assert.deepEqual([adminInProd.environment, adminInProd.namespace, adminInProd.keyId], ['prod', `${admin.projectId}/prod`, admin.keyId]);
+  assert.equal(tenantInEnvironment(prod, 'prod'), prod, 'its own environment changes nothing');
+  await rejectsWith(Promise.resolve().then(() => tenantInEnvironment(prod, 'dev')), 403, /belongs to environment "prod"/);
+  await rejectsWith(Promise.resolve().then(() => tenantInEnvironment(admin, 'Bad Env')), 400, /not valid/);
 });
 
 test('an account cannot touch another account’s keys or projects', async () => {

@@ -56,6 +56,23 @@ export function tenantOf(key: ResolvedKey): Tenant {
   };
 }
 
+/** The header with which an admin or owner key names the environment of its project it acts in. */
+export const ENVIRONMENT_HEADER = 'x-alto-environment';
+
+/**
+ * The tenant acting in another environment of its project: an admin or owner key may name any
+ * (apps, functions and data are then that environment's); a project key only its own, since a
+ * key of one environment must not reach another's.
+ */
+export function tenantInEnvironment(tenant: Tenant, environment: string): Tenant {
+  if (environment === tenant.environment) return tenant;
+  assertName('environment', environment);
+  if (tenant.role === 'project') {
+    throw errors.forbidden(`this key belongs to environment "${tenant.environment}" of its project, not "${environment}": use a key of that environment (or an owner key)`);
+  }
+  return { ...tenant, environment, namespace: namespaceOf(tenant.projectId, environment) };
+}
+
 export interface NewKey {
   projectName: string;
   environment?: string;

@@ -1,0 +1,131 @@
+/**
+ * @module cli/envs
+ * `alto envs copy SRC DST [--dry-run]`: every app of one environment of the key's project run
+ * (or updated) in another with the same definition: image, port, env vars, the names of the
+ * secrets it gets, sizes, scaling, volumes (empty in the copy: data is not copied), links,
+ * entrypoint, command, health check. Secrets' values are not copied: each environment has its
+ * own (that is what environments are for), so the copy reads the destination's secrets of the
+ * same names. Functions' apps are left out (a function is deployed with `alto functions deploy`).
+ * It needs a key that may act in both environments (an admin or owner key: `--env-name`'s
+ * header, X-Alto-Environment), and calls the `app` service by name, like cli/apps.ts.
+ */
+import type { Command } from 'commander';
+import { AltoError, type Alto } from '@alto/sdk';
+import { dim, green, printJson, wantsJson } from './output.js';
+import type { CommandHelpers } from './usage.js';
+
+type Flags = { json?: boolean; url?: string; key?: string; profile?: string; dryRun?: boolean };
+
+/** What app/List shows of an app that Run takes back (cli/apps.ts's ServiceView is narrower). */
+interface AppDefinition {
+  name: string;
+  image: string;
+  port: number;
+  env_vars: Record<string, string>;
+  secrets: string[];
+  memory: number;
+  cpus: number;
+  min_instances: number;
+  max_instances: number;
+  concurrency: number;
+  idle_timeout: number;
+  pool: number;
+  volumes: { name: string; path: string }[];
+  tcp: number;
+  outbound: boolean;
+  stop_signal?: string;
+  stop_timeout?: number;
+  entrypoint?: string[];
+  command?: string[];
+  link_aliases?: Record<string, string>;
+  health_check?: { test: string[]; interval: number; timeout: number; start_period: number; retries?: number };
+  links: string[];
+  follow_tag?: boolean;
+}
+
+/** One app's copy: run anew, or an update of the destination's app of that name. */
+interface CopyStep {
+  app: string;
+  action: 'run' | 'update';
+  image: string;
+}
+
+/** The request that gives an app of another environment this app's definition. */
+export function runRequestOf(app: AppDefinition): Record<string, unknown> {
+  const optional = <Key extends keyof AppDefinition>(key: Key) => (app[key] !== undefined ? { [key]: app[key] } : {});
+  return {
+    name: app.name,
+    image: app.image,
+    port: app.port,
+    env_vars: app.env_vars,
+    secrets: app.secrets,
+    memory: app.memory,
+    cpus: app.cpus,
+    min_instances: app.min_instances,
+    max_instances: app.max_instances,
+    concurrency: app.concurrency,
+    idle_timeout: app.idle_timeout,
+    pool: app.pool,
+    volumes: app.volumes,
+    tcp: app.tcp,
+    outbound: app.outbound,
+    links: app.links,
+    ...optional('stop_signal'),
+    ...optional('stop_timeout'),
+    ...optional('entrypoint'),
+    ...optional('command'),
+    ...optional('link_aliases'),
+    ...optional('health_check'),
+    ...optional('follow_tag'),
+  };
+}
+
+async function appsOf(alto: Alto): Promise<AppDefinition[]> {
+  return (await alto.transport.call<{ services: AppDefinition[] }>('app', 'List', {})).services;
+}
+
+/** The names of the functions' apps (a function is copied by deploying it, not its app). */
+async function functionNamesOf(alto: Alto): Promise<Set<string>> {
+  try {
+    const listed = await alto.transport.call<{ functions?: { name: string }[] }>('function', 'List', {});
+    return new Set((listed.functions ?? []).map((each) => each.name));
+  } catch (error) {
+    // A key without the function scope sees no functions: every app is then the key's own.
+    if (error instanceof AltoError && error.status === 403) return new Set();
+    throw error;
+  }
+}
+
+export function addEnvironmentCommands(program: Command, { remote, action, client }: CommandHelpers): void {
+  const envs = program.command('envs').description("the environments of the key's project");
+  remote(
+    envs
+      .command('copy <source> <destination>')
+      .description("run every app of one environment in another with the same definition (image, settings, env vars, secrets' names; not volumes' data nor secrets' values)")
+      .option('--dry-run', 'list what would be run or updated, changing nothing'),
+  ).action(
+    action(async (source: string, destination: string, flags: Flags) => {
+      if (source === destination) throw new Error('name two different environments: envs copy <source> <destination>');
+      const from = client({ ...flags, envName: source } as Flags);
+      const to = client({ ...flags, envName: destination } as Flags);
+      const functions = await functionNamesOf(from);
+      const apps = (await appsOf(from)).filter((app) => !functions.has(app.name));
+      const existing = new Set((await appsOf(to)).map((app) => app.name));
+      const steps: CopyStep[] = apps.map((app) => ({ app: app.name, action: existing.has(app.name) ? 'update' : 'run', image: app.image }));
+      if (!flags.dryRun) {
+        for (const app of apps) {
+          const request = runRequestOf(app);
+          if (existing.has(app.name)) await to.transport.call('app', 'Update', { ...request, replace_env_vars: true });
+          else await to.transport.call('app', 'Run', request);
+        }
+      }
+      const result = { source, destination, dry_run: Boolean(flags.dryRun), apps: steps };
+      if (wantsJson(flags)) return printJson(result, flags);
+      if (steps.length === 0) process.stdout.write(dim(`environment "${source}" has no apps to copy\n`));
+      for (const step of steps) {
+        const verb = flags.dryRun ? (step.action === 'run' ? 'would run' : 'would update') : step.action === 'run' ? green('ran') : green('updated');
+        process.stdout.write(`${verb} ${step.app} ${dim(`(${step.image}) in ${destination}`)}\n`);
+      }
+    }),
+  );
+}
