@@ -3,8 +3,8 @@
  * runs in `dev` (the default environment, at `<app>.<project>.localhost`) and in `staging` (at
  * `<app>.staging.<project>.localhost`) with different pages, each reached by its own host; a key
  * of one environment sees and changes only its own environment's apps, and may not name another;
- * the admin key acts in any environment with `alto deploy --env-name`; `alto envs copy` runs an
- * environment's apps in another.
+ * the admin key acts in any environment with `alto deploy --env-name`; functions too belong to
+ * their environment; `alto envs copy` runs an environment's apps (not its functions') in another.
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -30,7 +30,7 @@ describe('apps in two environments of one project', () => {
     return { status, body };
   };
   const keyOf = async (environment: string) => {
-    const generated = await alto.call('keys', 'Generate', { project: PROJECT, scopes: ['app'], environment });
+    const generated = await alto.call('keys', 'Generate', { project: PROJECT, scopes: ['app', 'function'], environment });
     assert.equal(generated.status, 200, JSON.stringify(generated.body));
     return generated.body.key as string;
   };
@@ -46,7 +46,7 @@ describe('apps in two environments of one project', () => {
     const [dev, staging] = await Promise.all([webImage('web dev', 'web dev\n'), webImage('web staging', 'web staging\n')]);
     await registry.push('demo/web', 'dev', dev);
     await registry.push('demo/web', 'staging', staging);
-    alto = await startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir } });
+    alto = await startProcess({ dataDir, args: ['--sandbox', 'process'], env: { ALTO_SANDBOX_CACHE: cache.dir, ALTO_FUNCTIONS_NODE: 'host' } });
     edgePort = Number(new URL(alto.url).port);
     devKey = await keyOf('dev');
     stagingKey = await keyOf('staging');
@@ -96,6 +96,22 @@ describe('apps in two environments of one project', () => {
     assert.deepEqual(await page(`web.${PROJECT}.localhost`), { status: 200, body: 'web dev\n' });
     assert.equal((await alto.call('app', 'Get', { name: 'web' }, stagingKey)).status, 404);
     assert.equal((await alto.call('app', 'Get', { name: 'web' }, devKey)).status, 200);
+  });
+
+  test('a function of the same name in each environment: each key calls and lists its own, each host serves its own', async () => {
+    const source = (label: string) => `export default async function handle(): Promise<Response> { return new Response('hello from ${label}'); }`;
+    for (const [key, label] of [[devKey, 'dev'], [stagingKey, 'staging']]) {
+      const deployed = await alto.call('function', 'Deploy', { name: 'hello', source: source(label) }, key);
+      assert.equal(deployed.status, 200, JSON.stringify(deployed.body));
+    }
+    const called = await alto.call('function', 'Call', { name: 'hello' }, stagingKey);
+    assert.equal(called.status, 200, JSON.stringify(called.body));
+    assert.equal(called.body.response, 'hello from staging');
+    assert.equal((await alto.call('function', 'Call', { name: 'hello' }, devKey)).body.response, 'hello from dev');
+    const listed = await alto.call('function', 'List', {}, stagingKey);
+    assert.deepEqual(listed.body.functions.map((fn: any) => [fn.name, fn.url]), [['hello', `http://hello.staging.${PROJECT}.localhost:${edgePort}`]]);
+    assert.deepEqual(await page(`hello.staging.${PROJECT}.localhost`), { status: 200, body: 'hello from staging' });
+    assert.deepEqual(await page(`hello.${PROJECT}.localhost`), { status: 200, body: 'hello from dev' });
   });
 
   test('alto envs copy dev staging runs dev\'s apps in staging with their settings; --dry-run only lists them', async () => {

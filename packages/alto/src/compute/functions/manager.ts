@@ -54,6 +54,7 @@ import { NODE_PATH_IN_IMAGE, type NodeRuntime } from './runtime.js';
 import { confineSource } from './confine.js';
 import { SourceArchives } from './source-archive.js';
 import { fetchSource, projectFolderOf, type FetchedSource, type SourceInput } from './source.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 
 /** The registry part of function image names: never pulled, only imported. */
 const IMAGE_REGISTRY = 'functions.alto.internal';
@@ -280,7 +281,7 @@ export class FunctionManager {
   }
 
   private async exclusive<T>(owner: AppOwner, name: string, task: () => Promise<T>): Promise<T> {
-    const key = `${owner.projectId}/${name}`;
+    const key = `${owner.projectId}/${owner.environment ?? ''}/${name}`;
     if (this.busy.has(key)) throw errors.conflict(`function "${name}" is being deployed; try again when that is done`);
     this.busy.add(key);
     try {
@@ -293,21 +294,21 @@ export class FunctionManager {
   // ---- the function service's operations -----------------------------------------------------
 
   private async find(owner: AppOwner, name: string): Promise<FunctionRecord> {
-    const record = await this.records.find(owner.projectId, name);
+    const record = await this.records.find(owner.projectId, name, owner.environment);
     if (!record) throw errors.notFound(`no function "${name}" in project "${owner.projectName}"; function/List shows them`);
     return record;
   }
 
   async deploy(owner: FunctionOwner, input: DeployInput): Promise<FunctionState> {
     assertRuntime(input.runtime);
-    if (await this.records.find(owner.projectId, input.name)) throw errors.conflict(`function "${input.name}" already exists in project "${owner.projectName}"; use function/Update to change it`);
+    if (await this.records.find(owner.projectId, input.name, owner.environment)) throw errors.conflict(`function "${input.name}" already exists in project "${owner.projectName}"; use function/Update to change it`);
     if (await this.appOf(owner, input.name))
       throw errors.conflict(`an app called "${input.name}" exists in project "${owner.projectName}"; a function runs as the app of its name, so choose another name`);
     return this.exclusive(owner, input.name, async () => {
       const id = randomBytes(8).toString('hex');
       const entrypoint = input.entrypoint?.trim() || undefined;
       const envVars = input.env_vars ?? {};
-      const environment = owner.tenant?.environment ?? '';
+      const environment = owner.environment ?? owner.tenant?.environment ?? DEFAULT_ENVIRONMENT;
       const secretNames = input.secrets ?? [];
       // Before the build: a key that may not read secrets hears so at once.
       const secretEnv = await this.readSecrets(owner.tenant, environment, secretNames);
@@ -373,7 +374,7 @@ export class FunctionManager {
       if ('given' in code && code.given.branch === '') delete code.given.branch;
       if ('given' in code && code.given.subfolder === '') delete code.given.subfolder;
       // Functions deployed before keys get theirs now.
-      const environment = current.environment || owner.tenant?.environment || '';
+      const environment = current.environment || owner.environment || owner.tenant?.environment || DEFAULT_ENVIRONMENT;
       const secretNames = input.secrets ?? current.secrets ?? [];
       const secretEnv = await this.readSecrets(owner.tenant, environment, secretNames);
       const entrypoint = input.entrypoint !== undefined ? input.entrypoint.trim() || undefined : current.entrypoint || undefined;
@@ -431,7 +432,7 @@ export class FunctionManager {
   /** POSTs `body` as JSON to the function and answers its JSON. */
   async call(owner: FunctionOwner, name: string, body: unknown): Promise<unknown> {
     await this.serveHere(owner, await this.find(owner, name));
-    const endpoint = await this.apps.openApp(owner.projectId, name);
+    const endpoint = await this.apps.openApp(owner.projectId, name, owner.environment);
     try {
       const { status, text } = await postJson(endpoint.host, endpoint.port, endpoint.hostHeader, body);
       let parsed: unknown = text;
@@ -457,7 +458,7 @@ export class FunctionManager {
 
   async list(owner: AppOwner): Promise<FunctionState[]> {
     const apps = new Map((await this.apps.list(owner)).map((app) => [app.record.name, app]));
-    return (await this.records.listOfProject(owner.projectId)).map((record) => this.stateOf(owner, record, apps.get(record.name)));
+    return (await this.records.listOfProject(owner.projectId, owner.environment)).map((record) => this.stateOf(owner, record, apps.get(record.name)));
   }
 
   async delete(owner: FunctionOwner, name: string): Promise<void> {
@@ -508,7 +509,7 @@ export class FunctionManager {
 
   /** Whether this node runs the function's app: false when no node does; 503 naming the node that does. */
   private async runsHere(owner: AppOwner, name: string): Promise<boolean> {
-    if (this.apps.hasApp(owner.projectId, name)) return true;
+    if (this.apps.hasApp(owner.projectId, name, owner.environment)) return true;
     try {
       await this.apps.runningHere(owner, name);
       return true;
@@ -520,7 +521,7 @@ export class FunctionManager {
 
   /** The project's app of this name, wherever it runs. */
   private async appOf(owner: AppOwner, name: string): Promise<AppState | undefined> {
-    if (this.apps.hasApp(owner.projectId, name)) return this.apps.get(owner, name);
+    if (this.apps.hasApp(owner.projectId, name, owner.environment)) return this.apps.get(owner, name);
     try {
       return await this.apps.describe(owner, name);
     } catch (error) {
@@ -618,7 +619,7 @@ export class FunctionManager {
   async logs(owner: AppOwner, name: string, type: string | undefined, lines = 200): Promise<string> {
     const record = await this.find(owner, name);
     const runtime = async (): Promise<string> => {
-      if (!this.apps.hasApp(owner.projectId, name)) return '';
+      if (!this.apps.hasApp(owner.projectId, name, owner.environment)) return '';
       const hidden = this.apps.get(owner, name).record.settings.hidden_env;
       return (await this.apps.logs(owner, name, { limit: lines, maxBytes: MAX_LOG_ANSWER_BYTES }))
         .map((line: AppLogLine) => `${new Date(line.at).toISOString()} ${line.stream === 'system' ? 'alto:' : line.stream === 'stderr' ? 'err:' : ''}${line.stream === 'stdout' ? '' : ' '}${redactHidden(line.line, hidden)}`)
@@ -631,9 +632,10 @@ export class FunctionManager {
 
   /** The function's URL on the edge, by id or name. */
   async proxyUrl(owner: AppOwner, idOrName: string): Promise<string> {
-    const record = (await this.records.get(idOrName)) ?? (await this.records.find(owner.projectId, idOrName));
-    if (!record || record.projectId !== owner.projectId) throw errors.notFound(`no function "${idOrName}" in project "${owner.projectName}"`);
-    return this.apps.appUrl({ name: record.name, projectName: owner.projectName });
+    const environment = owner.environment ?? DEFAULT_ENVIRONMENT;
+    const record = (await this.records.get(idOrName)) ?? (await this.records.find(owner.projectId, idOrName, environment));
+    if (!record || record.projectId !== owner.projectId || record.environment !== environment) throw errors.notFound(`no function "${idOrName}" in project "${owner.projectName}"`);
+    return this.apps.appUrl({ name: record.name, projectName: owner.projectName, environment });
   }
 
   /** Forgets the project's functions and their stored sources (the app service stops their apps). */
@@ -644,7 +646,7 @@ export class FunctionManager {
 
   /** The function with its app's state (`app`: wherever it runs; undefined when none does). */
   private stateOf(owner: AppOwner, record: FunctionRecord, app: AppState | undefined): FunctionState {
-    return { record, app, url: this.apps.appUrl({ name: record.name, projectName: owner.projectName }) };
+    return { record, app, url: this.apps.appUrl({ name: record.name, projectName: owner.projectName, environment: owner.environment }) };
   }
 }
 

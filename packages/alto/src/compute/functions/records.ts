@@ -8,6 +8,7 @@
  * project's apps cannot read already).
  */
 import { isSealedText, type SecretCipher } from '../../kit/master-key.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 import { keySecretField, type FunctionRecord, type FunctionStore } from '../../store/functions/port.js';
 
 export type { FunctionRecord };
@@ -30,16 +31,17 @@ export class FunctionRecords {
     return { ...record, keySecret: this.cipher.sealText(record.keySecret, keySecretField(record.id)) };
   }
 
-  async find(projectId: string, name: string): Promise<FunctionRecord | undefined> {
-    return this.opened(await this.store.find(projectId, name));
+  async find(projectId: string, name: string, environment = DEFAULT_ENVIRONMENT): Promise<FunctionRecord | undefined> {
+    return this.opened(await this.store.find(projectId, environment, name));
   }
 
   async get(id: string): Promise<FunctionRecord | undefined> {
     return this.opened(await this.store.get(id));
   }
 
-  async listOfProject(projectId: string): Promise<FunctionRecord[]> {
-    return (await this.store.listOfProject(projectId)).map((record) => this.opened(record)!);
+  /** The functions of the project's environment (the default one when not named). */
+  async listOfProject(projectId: string, environment = DEFAULT_ENVIRONMENT): Promise<FunctionRecord[]> {
+    return (await this.store.listOfProject(projectId, environment)).map((record) => this.opened(record)!);
   }
 
   /** False when the project has a function of that name already (made meanwhile, maybe by another process). */

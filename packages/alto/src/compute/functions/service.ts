@@ -111,7 +111,7 @@ function manager(context: CallContext): FunctionManager {
 
 function owner(context: CallContext): FunctionOwner {
   const tenant = context.tenant;
-  return { projectId: tenant.projectId, projectName: tenant.projectName, admin: tenant.role === 'admin', tenant };
+  return { projectId: tenant.projectId, projectName: tenant.projectName, environment: tenant.environment, admin: tenant.role === 'admin', tenant };
 }
 
 const HELLO = "export default async function (request: Request): Promise<Response> {\n  return Response.json({ hello: new URL(request.url).searchParams.get('name') ?? 'world' });\n}\n";

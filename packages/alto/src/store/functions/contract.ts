@@ -52,16 +52,16 @@ export function runFunctionStoreContract(name: string, open: () => Promise<TwoSt
     test('insert, then find by project and name and get by id in both processes, every field as written', async () => {
       const projectId = project('basic');
       const written = fn(projectId, 'greeter');
-      assert.equal(await store.find(projectId, 'greeter'), undefined);
+      assert.equal(await store.find(projectId, 'dev', 'greeter'), undefined);
       assert.equal(await store.insert(written), true);
-      assert.deepEqual(await store.find(projectId, 'greeter'), written);
-      assert.deepEqual(await other.find(projectId, 'greeter'), written, 'the other process reads it');
+      assert.deepEqual(await store.find(projectId, 'dev', 'greeter'), written);
+      assert.deepEqual(await other.find(projectId, 'dev', 'greeter'), written, 'the other process reads it');
       assert.deepEqual(await other.get(written.id), written);
       assert.equal(await store.get('no-such-id'), undefined);
-      assert.equal(await store.find(project('elsewhere'), 'greeter'), undefined, 'per project');
+      assert.equal(await store.find(project('elsewhere'), 'dev', 'greeter'), undefined, 'per project');
       const bare = fn(projectId, 'bare', { envVars: {}, secrets: [], keyId: '', keySecret: '', sourceArchive: '', sourceKind: 'repo', source: '', repo: 'https://example.com/r.git', branch: 'main', subfolder: 'fns/a' });
       assert.equal(await store.insert(bare), true);
-      assert.deepEqual(await other.find(projectId, 'bare'), bare);
+      assert.deepEqual(await other.find(projectId, 'dev', 'bare'), bare);
     });
 
     test('a name is taken once per project, also by racing inserts in two processes; another project may use it', async () => {
@@ -70,7 +70,7 @@ export function runFunctionStoreContract(name: string, open: () => Promise<TwoSt
         Array.from({ length: 10 }, (_, index) => (index % 2 ? other : store).insert(fn(projectId, 'racer', { buildLog: `writer ${index}` }))),
       );
       assert.equal(answers.filter(Boolean).length, 1, `one insert wins: ${answers}`);
-      const kept = await store.find(projectId, 'racer');
+      const kept = await store.find(projectId, 'dev', 'racer');
       assert.equal(kept?.buildLog, `writer ${answers.indexOf(true)}`, 'the winner is the one stored');
       assert.equal(await store.insert(fn(projectId, 'racer')), false);
       assert.equal((await other.listOfProject(projectId)).length, 1);
@@ -109,10 +109,23 @@ export function runFunctionStoreContract(name: string, open: () => Promise<TwoSt
       assert.deepEqual(await store.get(first.id), { ...next, createdAt: first.createdAt });
       assert.equal(await store.update(fn(projectId, 'changing', { id: 'gone' })), false, 'no such id');
       assert.equal(await store.update({ ...next, projectId: project('moved'), name: 'renamed' }), true);
-      assert.deepEqual(await other.find(projectId, 'changing'), { ...next, createdAt: first.createdAt }, 'project and name stay');
+      assert.deepEqual(await other.find(projectId, 'prod', 'changing'), { ...next, createdAt: first.createdAt }, 'project and name stay');
 
       await other.setBuildLog(first.id, 'the build failed; the previous version keeps serving');
       assert.deepEqual(await store.get(first.id), { ...next, createdAt: first.createdAt, buildLog: 'the build failed; the previous version keeps serving' });
+    });
+
+    test('a name is unique per project and environment: the same name in two environments, each found and listed in its own', async () => {
+      const projectId = project('environments');
+      const dev = fn(projectId, 'api');
+      const staging = fn(projectId, 'api', { id: `${dev.id}-staging`, environment: 'staging' });
+      assert.equal(await store.insert(dev), true);
+      assert.equal(await other.insert(staging), true);
+      assert.equal(await store.insert(fn(projectId, 'api', { id: `${dev.id}-again`, environment: 'staging' })), false);
+      assert.equal((await store.find(projectId, 'staging', 'api'))?.id, staging.id);
+      assert.equal((await other.find(projectId, 'dev', 'api'))?.id, dev.id);
+      assert.deepEqual((await store.listOfProject(projectId, 'staging')).map((each) => each.id), [staging.id]);
+      assert.deepEqual((await store.listOfProject(projectId)).map((each) => each.environment), ['dev', 'staging'], 'without an environment: all of them');
     });
 
     test('delete once; deleteProject forgets that project\'s functions only', async () => {
@@ -121,7 +134,7 @@ export function runFunctionStoreContract(name: string, open: () => Promise<TwoSt
       await store.insert(doomed);
       assert.equal(await other.delete(doomed.id), true);
       assert.equal(await store.delete(doomed.id), false);
-      assert.equal(await store.find(projectId, 'doomed'), undefined);
+      assert.equal(await store.find(projectId, 'dev', 'doomed'), undefined);
       assert.equal(await store.insert(fn(projectId, 'doomed')), true, 'the name is free again');
 
       const gone = project('gone');

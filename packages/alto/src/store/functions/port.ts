@@ -51,14 +51,14 @@ export function keySecretField(id: string): string[] {
 
 export interface FunctionStore {
   readonly backend: 'sqlite' | 'postgres';
-  /** Stores a new function; false, writing nothing, when its project has a function of that name already. */
+  /** Stores a new function; false, writing nothing, when its project's environment has a function of that name already. */
   insert(record: FunctionRecord): Promise<boolean>;
   /** Replaces the function `record.id` but for its id, project, name and creation time; false when it is gone. */
   update(record: FunctionRecord): Promise<boolean>;
-  find(projectId: string, name: string): Promise<FunctionRecord | undefined>;
+  find(projectId: string, environment: string, name: string): Promise<FunctionRecord | undefined>;
   get(id: string): Promise<FunctionRecord | undefined>;
-  /** The project's functions by name (in byte order). */
-  listOfProject(projectId: string): Promise<FunctionRecord[]>;
+  /** The functions of the project's environment (or, without one, of all its environments) by name (in byte order). */
+  listOfProject(projectId: string, environment?: string): Promise<FunctionRecord[]>;
   /** Records the log of a build that failed, leaving the rest as it is. */
   setBuildLog(id: string, log: string): Promise<void>;
   /** False when there was no such function. */

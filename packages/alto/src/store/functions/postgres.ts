@@ -35,6 +35,10 @@ const MIGRATIONS = [
      created_at BIGINT NOT NULL,
      updated_at BIGINT NOT NULL,
      UNIQUE (project_id, name));`,
+  // Issue 27: a function's name is unique per project and environment (those without one: the default, 'dev').
+  `UPDATE alto_functions SET environment = 'dev' WHERE environment = '';
+   ALTER TABLE alto_functions DROP CONSTRAINT IF EXISTS alto_functions_project_id_name_key;
+   ALTER TABLE alto_functions ADD CONSTRAINT alto_functions_name_in_environment UNIQUE (project_id, environment, name);`,
 ];
 
 /** BIGINT arrives as a string from pg; JSONB as its value. */
@@ -150,8 +154,8 @@ export class PostgresFunctionStore implements FunctionStore {
     return result.rowCount === 1;
   }
 
-  async find(projectId: string, name: string): Promise<FunctionRecord | undefined> {
-    const result = await this.pool.query<Row>(`SELECT ${COLUMNS} FROM alto_functions WHERE project_id = $1 AND name = $2`, [projectId, name]);
+  async find(projectId: string, environment: string, name: string): Promise<FunctionRecord | undefined> {
+    const result = await this.pool.query<Row>(`SELECT ${COLUMNS} FROM alto_functions WHERE project_id = $1 AND environment = $2 AND name = $3`, [projectId, environment, name]);
     return result.rows[0] && recordFromRow(result.rows[0]);
   }
 
@@ -160,8 +164,11 @@ export class PostgresFunctionStore implements FunctionStore {
     return result.rows[0] && recordFromRow(result.rows[0]);
   }
 
-  async listOfProject(projectId: string): Promise<FunctionRecord[]> {
-    const result = await this.pool.query<Row>(`SELECT ${COLUMNS} FROM alto_functions WHERE project_id = $1 ORDER BY name`, [projectId]);
+  async listOfProject(projectId: string, environment?: string): Promise<FunctionRecord[]> {
+    const result =
+      environment === undefined
+        ? await this.pool.query<Row>(`SELECT ${COLUMNS} FROM alto_functions WHERE project_id = $1 ORDER BY name, environment`, [projectId])
+        : await this.pool.query<Row>(`SELECT ${COLUMNS} FROM alto_functions WHERE project_id = $1 AND environment = $2 ORDER BY name`, [projectId, environment]);
     return result.rows.map(recordFromRow);
   }
 

@@ -30,9 +30,16 @@ test('a data folder of before the port keeps its functions', async () => {
          created_at, updated_at, key_id, key_secret, environment)
        VALUES ('f1', 'p1', 'old', 'nodejs', '', 'inline', 'export default 1', '', '', '', '{"A":"b"}', 'img@sha256:1', 'log', 5, 6, 'k1', 'plain', 'dev')`,
     ).run();
+    // One deployed without an environment: the default one once functions belong to environments.
+    db.prepare(
+      `INSERT INTO functions (id, project_id, name, runtime, entrypoint, source_kind, source, repo, branch, subfolder, env_vars, image, build_log,
+         created_at, updated_at, key_id, key_secret, environment)
+       VALUES ('f2', 'p1', 'older', 'nodejs', '', 'inline', 'export default 2', '', '', '', '{}', 'img@sha256:2', '', 5, 6, '', '', '')`,
+    ).run();
 
     const store = new SqliteFunctionStore(db);
-    assert.deepEqual(await store.find('p1', 'old'), {
+    assert.equal((await store.find('p1', 'dev', 'older'))?.id, 'f2');
+    assert.deepEqual(await store.find('p1', 'dev', 'old'), {
       id: 'f1',
       projectId: 'p1',
       name: 'old',

@@ -33,6 +33,37 @@ const MIGRATIONS = [
   `ALTER TABLE functions ADD COLUMN secret_names TEXT NOT NULL DEFAULT '[]';`,
   // The object holding the source of the serving build, for processes that must build it again.
   `ALTER TABLE functions ADD COLUMN source_archive TEXT NOT NULL DEFAULT '';`,
+  // Issue 27: a function belongs to its environment (those without one: the default, 'dev'), and
+  // its name is unique per project and environment; SQLite cannot change a UNIQUE constraint, so
+  // the table is made again.
+  `CREATE TABLE functions_with_environment (
+     id TEXT PRIMARY KEY,
+     project_id TEXT NOT NULL,
+     name TEXT NOT NULL,
+     runtime TEXT NOT NULL,
+     entrypoint TEXT NOT NULL,
+     source_kind TEXT NOT NULL,
+     source TEXT NOT NULL,
+     repo TEXT NOT NULL,
+     branch TEXT NOT NULL,
+     subfolder TEXT NOT NULL,
+     env_vars TEXT NOT NULL,
+     image TEXT NOT NULL,
+     build_log TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     key_id TEXT NOT NULL DEFAULT '',
+     key_secret TEXT NOT NULL DEFAULT '',
+     environment TEXT NOT NULL DEFAULT 'dev',
+     secret_names TEXT NOT NULL DEFAULT '[]',
+     source_archive TEXT NOT NULL DEFAULT '',
+     UNIQUE (project_id, environment, name));
+   INSERT INTO functions_with_environment (id, project_id, name, runtime, entrypoint, source_kind, source, repo, branch, subfolder, env_vars, image,
+       build_log, created_at, updated_at, key_id, key_secret, environment, secret_names, source_archive)
+     SELECT id, project_id, name, runtime, entrypoint, source_kind, source, repo, branch, subfolder, env_vars, image,
+       build_log, created_at, updated_at, key_id, key_secret, CASE environment WHEN '' THEN 'dev' ELSE environment END, secret_names, source_archive FROM functions;
+   DROP TABLE functions;
+   ALTER TABLE functions_with_environment RENAME TO functions;`,
 ];
 
 interface Row {
@@ -109,9 +140,10 @@ function prepareStatements(db: SqliteDatabase) {
          updated_at = @updatedAt
        WHERE id = @id`,
     ),
-    find: db.prepare('SELECT * FROM functions WHERE project_id = ? AND name = ?'),
+    find: db.prepare('SELECT * FROM functions WHERE project_id = ? AND environment = ? AND name = ?'),
     get: db.prepare('SELECT * FROM functions WHERE id = ?'),
-    listOfProject: db.prepare('SELECT * FROM functions WHERE project_id = ? ORDER BY name'),
+    listOfProject: db.prepare('SELECT * FROM functions WHERE project_id = ? ORDER BY name, environment'),
+    listOfEnvironment: db.prepare('SELECT * FROM functions WHERE project_id = ? AND environment = ? ORDER BY name'),
     setBuildLog: db.prepare('UPDATE functions SET build_log = ? WHERE id = ?'),
     delete: db.prepare('DELETE FROM functions WHERE id = ?'),
     deleteProject: db.prepare('DELETE FROM functions WHERE project_id = ?'),
@@ -137,8 +169,8 @@ export class SqliteFunctionStore implements FunctionStore {
     return this.statements.update.run(parametersOf(record)).changes === 1;
   }
 
-  async find(projectId: string, name: string): Promise<FunctionRecord | undefined> {
-    const row = this.statements.find.get(projectId, name) as Row | undefined;
+  async find(projectId: string, environment: string, name: string): Promise<FunctionRecord | undefined> {
+    const row = this.statements.find.get(projectId, environment, name) as Row | undefined;
     return row && recordFromRow(row);
   }
 
@@ -147,8 +179,9 @@ export class SqliteFunctionStore implements FunctionStore {
     return row && recordFromRow(row);
   }
 
-  async listOfProject(projectId: string): Promise<FunctionRecord[]> {
-    return (this.statements.listOfProject.all(projectId) as Row[]).map(recordFromRow);
+  async listOfProject(projectId: string, environment?: string): Promise<FunctionRecord[]> {
+    const rows = environment === undefined ? this.statements.listOfProject.all(projectId) : this.statements.listOfEnvironment.all(projectId, environment);
+    return (rows as Row[]).map(recordFromRow);
   }
 
   async setBuildLog(id: string, log: string): Promise<void> {
