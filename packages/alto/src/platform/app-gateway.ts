@@ -15,8 +15,8 @@ export interface AppEndpoint {
 }
 
 export interface AppGateway {
-  /** Whether the project has an app of this name. */
-  hasApp(projectId: string, name: string): boolean;
+  /** Whether the project's environment (the default one when not named) has an app of this name. */
+  hasApp(projectId: string, name: string, environment?: string): boolean;
   /** A ready instance of the app; throws AltoError 404 (no such app) or 503 (none ready). */
-  openApp(projectId: string, name: string): Promise<AppEndpoint>;
+  openApp(projectId: string, name: string, environment?: string): Promise<AppEndpoint>;
 }

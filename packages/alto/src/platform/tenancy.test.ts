@@ -10,7 +10,7 @@ import { SqliteControlStore } from '../store/sqlite/control.js';
 import type { ControlStore } from '../store/control.js';
 import { PostgresControlStore } from '../store/postgres/control.js';
 import { createTestDatabase } from '../store/postgres/test-database.js';
-import { Tenancy, hashKey, tenantInEnvironment } from './tenancy.js';
+import { Tenancy, environmentOf, hashKey, namespaceOf, tenantInEnvironment } from './tenancy.js';
 import type { Tenant } from './service.js';
 
 function setup() {
@@ -102,6 +102,9 @@ test('scopes must name known services; names follow the rules; environments sepa
   assert.equal(tenantInEnvironment(prod, 'prod'), prod, 'its own environment changes nothing');
   await rejectsWith(Promise.resolve().then(() => tenantInEnvironment(prod, 'dev')), 403, /belongs to environment "prod"/);
   await rejectsWith(Promise.resolve().then(() => tenantInEnvironment(admin, 'Bad Env')), 400, /not valid/);
+  assert.equal(environmentOf(prod.namespace), 'prod');
+  assert.equal(environmentOf(namespaceOf('p1', 'staging')), 'staging');
+  assert.equal(environmentOf('p1'), 'dev', 'a bare project id: the default environment');
 });
 
 test('an account cannot touch another account’s keys or projects', async () => {

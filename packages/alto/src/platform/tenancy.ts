@@ -42,6 +42,12 @@ export function projectIdOf(namespace: string): string {
   return slash < 0 ? namespace : namespace.slice(0, slash);
 }
 
+/** The environment a namespace belongs to (the inverse of `namespaceOf`'s second half; the default one for a bare project id). */
+export function environmentOf(namespace: string): string {
+  const slash = namespace.indexOf('/');
+  return slash < 0 ? DEFAULT_ENVIRONMENT : namespace.slice(slash + 1);
+}
+
 export function tenantOf(key: ResolvedKey): Tenant {
   return {
     accountId: key.accountId,

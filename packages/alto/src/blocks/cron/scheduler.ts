@@ -21,7 +21,7 @@ import { OutboundRefused, pinnedLookup, resolveOutbound, type OutboundTarget } f
 import { randomString } from '../../kit/random.js';
 import type { SecretCipher } from '../../kit/master-key.js';
 import type { AppGateway } from '../../platform/app-gateway.js';
-import { projectIdOf } from '../../platform/tenancy.js';
+import { environmentOf, projectIdOf } from '../../platform/tenancy.js';
 import { checkCallbackUrl, isAppCallback, parseAppCallback } from './addresses.js';
 import { nextFireTime, parseCron } from './expression.js';
 import { SIGNATURE_HEADER, signatureHeader } from './signature.js';
@@ -126,18 +126,19 @@ export class CronScheduler {
     const nextRun = nextFireTime(schedule, now);
     if (nextRun === undefined) throw errors.badRequest(`interval: "${schedule.source}" never fires (no such date); check the day and month fields`);
     const callback = isAppCallback(input.callback)
-      ? this.checkAppCallback(projectIdOf(namespace), input.callback)
+      ? this.checkAppCallback(namespace, input.callback)
       : await checkCallbackUrl(input.callback, this.options.allowPrivateCallbacks);
     const job: JobRecord = { namespace, id, name, description: input.description ?? '', interval: schedule.source, callback, nextRun };
     await this.store.save(job, now);
     return job;
   }
 
-  private checkAppCallback(projectId: string, callback: string): string {
+  /** An app:// callback names an app of the job's own project and environment. */
+  private checkAppCallback(namespace: string, callback: string): string {
     const { name, path } = parseAppCallback(callback);
     const apps = this.options.apps?.();
     if (!apps) throw errors.badRequest('callback: this instance runs no apps, so an app:// callback has nothing to call');
-    if (!apps.hasApp(projectId, name)) throw errors.badRequest(`callback: no app "${name}" in this project; deploy it first (app/Run)`);
+    if (!apps.hasApp(projectIdOf(namespace), name, environmentOf(namespace))) throw errors.badRequest(`callback: no app "${name}" in this project; deploy it first (app/Run)`);
     return `app://${name}${path}`;
   }
 
@@ -316,7 +317,7 @@ export class CronScheduler {
     if (!apps) return { code: 0, error: 'this instance runs no apps' };
     let endpoint;
     try {
-      endpoint = await apps.openApp(projectIdOf(job.namespace), name);
+      endpoint = await apps.openApp(projectIdOf(job.namespace), name, environmentOf(job.namespace));
     } catch (error) {
       return { code: 0, error: error instanceof Error ? error.message : String(error) };
     }
