@@ -11,7 +11,7 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
-import { getThroughEdge, privateSandboxCache, runCli, webImage } from './apps-fixture.js';
+import { eventually, getThroughEdge, privateSandboxCache, runCli, webImage } from './apps-fixture.js';
 
 /** The admin key's own project: its admin key may act in each of its environments. */
 const PROJECT = 'default';
@@ -73,6 +73,13 @@ describe('apps in two environments of one project', () => {
     assert.deepEqual(await page(`web.dev.${PROJECT}.localhost`), { status: 200, body: 'web dev\n' }, 'the default environment named in the host is the same app');
     assert.equal((await page(`web.prod.${PROJECT}.localhost`)).status, 404, 'an environment without the app');
     assert.equal((await page(`web.staging.other.localhost`)).status, 404, 'another project');
+
+    // The request log keeps staging's requests too (its app is found in its environment).
+    await getThroughEdge(edgePort, `web.staging.${PROJECT}.localhost`, '/from-staging');
+    await eventually(async () => {
+      const listed = await runCli(['requests', '--app', 'web', '--kind', 'app', '--json', '--url', alto.url, '--key', alto.adminKey]);
+      return listed.code === 0 && listed.stdout.includes('/from-staging');
+    }, 'the staging request in the request log');
   });
 
   test("a key of one environment sees and changes only its environment's apps", async () => {

@@ -746,7 +746,7 @@ class Exchange implements ConnectionExchange {
 /** One app request in the request log, if the edge keeps one; a request another node relayed here is in that node's. */
 function recordAppRequest(client: ClientConnection, head: RequestHead, address: AppAddress, status: number, started: number, bytesIn: number, bytesOut: number): void {
   if (head.relayed) return;
-  client.forwarder.options.requestLog?.recordApp(address.project, address.app, head.method, head.target, status, started, bytesIn, bytesOut, client.forwardedFor, givenRequestId(head));
+  client.forwarder.options.requestLog?.recordApp(address.project, address.app, head.method, head.target, status, started, bytesIn, bytesOut, client.forwardedFor, givenRequestId(head), address.environment);
 }
 
 /** The request's own X-Request-Id, if it sent one (read from the head's bytes, no header list made). */

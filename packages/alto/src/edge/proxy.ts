@@ -336,7 +336,7 @@ export class AppProxy {
     const bytesIn = Number(request.headers['content-length']) || 0;
     const bytesOut = bodyBytesOut || Number(response.getHeader('content-length')) || 0;
     const given = request.headers['x-request-id'];
-    this.requestLog?.recordApp(address.project, address.app, request.method ?? 'GET', request.url ?? '/', status, started, bytesIn, bytesOut, request.socket.remoteAddress, typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : undefined);
+    this.requestLog?.recordApp(address.project, address.app, request.method ?? 'GET', request.url ?? '/', status, started, bytesIn, bytesOut, request.socket.remoteAddress, typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : undefined, address.environment);
   }
 
   /** The resolver's target, or undefined after answering its failure through `answer`. */

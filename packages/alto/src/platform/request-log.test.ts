@@ -27,8 +27,8 @@ describe('request log recorder', () => {
   ];
   const control = { listProjects: async () => projects } as unknown as ControlStore;
   const apps = {
-    findByAddress: async (projectName: string, name: string) =>
-      projectName === 'week' && name === 'web' ? ({ projectId: 'p-week', projectName, name } as StoredApp) : undefined,
+    findByAddress: async (projectName: string, environment: string, name: string) =>
+      projectName === 'week' && environment === 'dev' && name === 'web' ? ({ projectId: 'p-week', projectName, environment, name } as StoredApp) : undefined,
   } as unknown as AppStore;
   let now = Date.now();
   const open = (options: ConstructorParameters<typeof RequestLog>[2] = {}) =>
@@ -49,12 +49,13 @@ describe('request log recorder', () => {
     log.recordApi('p-week', 'alto_Ab', 'POST', '/v1/db/Read', 200, started, 10, 20, '::ffff:10.0.0.1', 'req-1');
     log.recordApp('week', 'web', 'GET', '/search?token=secret&q=1', 404, started, 0, 99, '10.0.0.2', undefined);
     log.recordApp('nowhere', 'web', 'GET', '/', 200, started, 0, 1, '10.0.0.3', 'req-x');
+    log.recordApp('week', 'web', 'GET', '/', 200, started, 0, 1, '10.0.0.4', 'req-staging', 'staging');
     log.recordApi('p-off', 'alto_Off', 'POST', '/v1/id/Generate', 200, started, 1, 1, '127.0.0.1', 'req-off');
-    assert.equal(log.buffered, 4);
+    assert.equal(log.buffered, 5);
     const before = Date.now();
     await log.flush();
     assert.equal(log.buffered, 0);
-    assert.equal(log.written, 2, 'the unknown address and the project at 0 days are not written');
+    assert.equal(log.written, 2, "the unknown address, an app's name in an environment without it, and the project at 0 days are not written");
     const rows = await store.read({ projectId: 'p-week', limit: 10 });
     assert.equal(rows.length, 2);
     const app = rows.find((row) => row.kind === 'app')!;

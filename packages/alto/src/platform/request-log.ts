@@ -72,6 +72,8 @@ class Columns {
   /** A project id (API calls) or a project name (app requests, resolved at the flush). */
   readonly projects: (string | undefined)[];
   readonly apps: (string | undefined)[];
+  /** The environment of an app request's app (undefined: the default one). */
+  readonly environments: (string | undefined)[];
   readonly methods: (string | undefined)[];
   /** The request target as it came (an app's may hold a query string, cut at the flush). */
   readonly targets: (string | undefined)[];
@@ -88,6 +90,7 @@ class Columns {
     this.bytesOut = new Float64Array(capacity);
     this.projects = new Array(capacity).fill(undefined);
     this.apps = new Array(capacity).fill(undefined);
+    this.environments = new Array(capacity).fill(undefined);
     this.methods = new Array(capacity).fill(undefined);
     this.targets = new Array(capacity).fill(undefined);
     this.keyPrefixes = new Array(capacity).fill(undefined);
@@ -100,6 +103,7 @@ class Columns {
     const count = this.count;
     this.projects.fill(undefined, 0, count);
     this.apps.fill(undefined, 0, count);
+    this.environments.fill(undefined, 0, count);
     this.methods.fill(undefined, 0, count);
     this.targets.fill(undefined, 0, count);
     this.keyPrefixes.fill(undefined, 0, count);
@@ -116,8 +120,8 @@ export interface RequestRecorder {
    * `performance.now()` when it arrived; `path` has no query string.
    */
   recordApi(projectId: string, keyPrefix: string | undefined, method: string, path: string, status: number, started: number, bytesIn: number, bytesOut: number, client: string | undefined, requestId: string): void;
-  /** A request to app `app` at `<app>.<projectName>`; `target` as it came (its query string is cut before it is kept). */
-  recordApp(projectName: string, app: string, method: string, target: string, status: number, started: number, bytesIn: number, bytesOut: number, client: string | undefined, requestId: string | undefined): void;
+  /** A request to app `app` at `<app>.<projectName>` (or `<app>.<environment>.<projectName>`); `target` as it came (its query string is cut before it is kept). */
+  recordApp(projectName: string, app: string, method: string, target: string, status: number, started: number, bytesIn: number, bytesOut: number, client: string | undefined, requestId: string | undefined, environment?: string): void;
 }
 
 export class RequestLog implements RequestRecorder {
@@ -185,7 +189,7 @@ export class RequestLog implements RequestRecorder {
     this.fill(columns, at, method, path, status, started, bytesIn, bytesOut, client, requestId);
   }
 
-  recordApp(projectName: string, app: string, method: string, target: string, status: number, started: number, bytesIn: number, bytesOut: number, client: string | undefined, requestId: string | undefined): void {
+  recordApp(projectName: string, app: string, method: string, target: string, status: number, started: number, bytesIn: number, bytesOut: number, client: string | undefined, requestId: string | undefined, environment?: string): void {
     const columns = this.active;
     const at = columns.count;
     if (at === columns.capacity) {
@@ -195,6 +199,7 @@ export class RequestLog implements RequestRecorder {
     columns.kinds[at] = KIND_APP;
     columns.projects[at] = projectName;
     columns.apps[at] = app;
+    columns.environments[at] = environment;
     this.fill(columns, at, method, target, status, started, bytesIn, bytesOut, client, requestId);
   }
 
@@ -247,8 +252,9 @@ export class RequestLog implements RequestRecorder {
       for (let index = 0; index < batch.count; index++) {
         const app = batch.kinds[index] === KIND_APP;
         // From memory for all but the first row of a project or address in a while.
-        let projectId = app ? this.knownAddress(batch.projects[index]!, batch.apps[index]!, wallNow) : batch.projects[index]!;
-        if (projectId === undefined) projectId = await this.projectOfAddress(batch.projects[index]!, batch.apps[index]!);
+        const environment = batch.environments[index] ?? DEFAULT_ENVIRONMENT;
+        let projectId = app ? this.knownAddress(batch.projects[index]!, batch.apps[index]!, environment, wallNow) : batch.projects[index]!;
+        if (projectId === undefined) projectId = await this.projectOfAddress(batch.projects[index]!, batch.apps[index]!, environment);
         if (projectId === '') continue;
         // Reads of the log itself are not kept: watching it (alto requests -f, the console) must not fill it.
         if (!app && batch.targets[index]!.startsWith(LOGS_PATH)) continue;
@@ -308,15 +314,15 @@ export class RequestLog implements RequestRecorder {
   }
 
   /** The project id of an app address from memory ('' for none), or undefined when it must be read. */
-  private knownAddress(projectName: string, app: string, now: number): string | undefined {
-    const known = this.addresses.get(`${app}.${projectName}`);
+  private knownAddress(projectName: string, app: string, environment: string, now: number): string | undefined {
+    const known = this.addresses.get(`${app}.${environment}.${projectName}`);
     return known && known.until > now ? known.projectId : undefined;
   }
 
-  private async projectOfAddress(projectName: string, app: string): Promise<string> {
-    const key = `${app}.${projectName}`;
+  private async projectOfAddress(projectName: string, app: string, environment: string): Promise<string> {
+    const key = `${app}.${environment}.${projectName}`;
     const now = Date.now();
-    const found = await this.stores.apps.findByAddress(projectName, DEFAULT_ENVIRONMENT, app);
+    const found = await this.stores.apps.findByAddress(projectName, environment, app);
     if (this.addresses.size >= 10_000) this.addresses.clear();
     this.addresses.set(key, { projectId: found?.projectId ?? '', until: now + LOOKUP_TTL_MS });
     return found?.projectId ?? '';
