@@ -52,7 +52,9 @@ export type AppBuildLogLine = {
 
 export type AppBuildLogsRequest = {
   /** the build_id given to Run or Update. */
-  build_id: string;
+  build_id?: string;
+  /** the app whose last build's log to answer (when build_id is left out). */
+  name?: string;
 };
 
 export type AppBuildLogsResponse = AppBuildLogLine;
@@ -583,6 +585,8 @@ export type AppUpdateRequest = {
   secrets?: Array<string>;
   /** env_vars replaces the app's whole list instead of being merged into it (default false). */
   replace_env_vars?: boolean;
+  /** settings returned to what the app has without them (the image's entrypoint and command, no health check, the image's stop signal...); a setting given in the same call wins. */
+  reset?: Array<"entrypoint" | "command" | "health_check" | "stop_signal" | "stop_timeout" | "link_aliases">;
   /** the app's whole list of custom domains (served over HTTPS once they point at Alto; see domains/List for their status); left out, the list stays as it is. */
   custom_domains?: Array<string>;
 };
@@ -3177,11 +3181,11 @@ export class AppService {
   }
 
   /**
-   * The log of a Dockerfile build that Run or Update was given with build_id: each step with its time or "cached", the RUN steps' output, then a last line saying how it ended. Waits up to a minute for the build to begin.
+   * The log of a build from source that Run or Update was given with build_id, or of the app's last build (name): each step with its time or "cached", the RUN steps' output, then a last line saying how it ended. Kept on disk (across restarts of Alto, within the app's log size cap and retention). Waits up to a minute for a build_id not begun yet.
    * @example
    * for await (const item of alto.app.buildLogs({"build_id":"b7k2m9x4q1"})) console.log(item);
    */
-  buildLogs(request: AppBuildLogsRequest): AsyncGenerator<AppBuildLogsResponse> {
+  buildLogs(request: AppBuildLogsRequest = {}): AsyncGenerator<AppBuildLogsResponse> {
     return this.transport.stream<AppBuildLogsResponse>("app", "BuildLogs", request);
   }
 
