@@ -14,7 +14,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { AltoError, errors, isAltoError } from '../../kit/errors.js';
+import { errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { Platform } from '../../platform/platform.js';
 import type { AppStore } from '../../store/apps/port.js';
@@ -34,7 +34,7 @@ import {
   type OwnerFrame,
 } from './instance-channel.js';
 import { verifyNodeRequest, type ReplayGuard } from './node-link.js';
-import { TCP_TUNNEL_PROTOCOL } from './tcp-tunnel.js';
+import { refuseUpgrade, TCP_TUNNEL_PROTOCOL } from './tcp-tunnel.js';
 import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 
 /** How long the owner has to send the start once the channel is open. */
@@ -272,12 +272,10 @@ export class HostedInstances {
   }
 }
 
-/** The API's status and JSON error for a refused upgrade; the connection closes after it. */
+/** A refused upgrade, answered as the API answers (refuseUpgrade); the connection closes after it. */
 function refuse(socket: Duplex, error: unknown): void {
-  const failure: AltoError = isAltoError(error) ? error : errors.unavailable((error as Error).message);
-  const body = JSON.stringify(failure.toBody());
   socket.on('error', () => socket.destroy());
-  socket.end(`HTTP/1.1 ${failure.status} ${failure.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  refuseUpgrade(socket, isAltoError(error) ? error : errors.unavailable((error as Error).message));
 }
 
 const registered = new WeakMap<Platform, HostedInstances>();

@@ -195,11 +195,15 @@ export async function acceptTcpTunnel(platform: Platform, request: IncomingMessa
     socket.pipe(upstream).pipe(socket);
   } catch (error) {
     target?.release();
-    const failure: AltoError = isAltoError(error) ? error : errors.unavailable(`the app's instance refused the connection: ${(error as Error).message}`);
     if (!isAltoError(error)) receiver?.log.warn({ err: error }, 'a tunnel to a TCP app failed');
-    const body = JSON.stringify(failure.toBody());
-    socket.end(`HTTP/1.1 ${failure.status} ${failure.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    refuseUpgrade(socket, isAltoError(error) ? error : errors.unavailable(`the app's instance refused the connection: ${(error as Error).message}`));
   }
+}
+
+/** Answers a refused upgrade with the API's status and JSON error; the connection closes after it. */
+export function refuseUpgrade(socket: Duplex, failure: AltoError): void {
+  const body = JSON.stringify(failure.toBody());
+  socket.end(`HTTP/1.1 ${failure.status} ${failure.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
 function once(fn: () => void): () => void {

@@ -9,32 +9,14 @@
  * row per request, so each row names its project by a small number (`request_log_projects`)
  * rather than its 36-character id: that halves what a row costs to write, index included.
  */
-import { existsSync } from 'node:fs';
-import { Worker } from 'node:worker_threads';
 import { migrate, type SqliteDatabase } from '../sqlite/database.js';
+import { SqliteWriterThread } from '../sqlite/writer-thread.js';
 import { batchOfRows, COLUMNS, requestLogWriter, ROWS_PER_TRANSACTION, type RequestLogBatch } from './sqlite-writer.mjs';
 import type { RequestKind, RequestLogQuery, RequestLogRow, RequestLogStore, StoredRequestLogRow } from './port.js';
 
 const MIGRATIONS = [
-  `CREATE TABLE request_log (
-     id INTEGER PRIMARY KEY,
-     project_id TEXT NOT NULL,
-     at INTEGER NOT NULL,
-     kind TEXT NOT NULL,
-     method TEXT NOT NULL,
-     path TEXT NOT NULL,
-     status INTEGER NOT NULL,
-     duration_ms REAL NOT NULL,
-     bytes_in INTEGER NOT NULL,
-     bytes_out INTEGER NOT NULL,
-     key_prefix TEXT,
-     client_address TEXT,
-     request_id TEXT NOT NULL,
-     app TEXT);
-   CREATE INDEX request_log_project_at ON request_log(project_id, at);`,
-  // Projects by number: the rows of the first layout (hours old at most) are not kept.
-  `DROP TABLE request_log;
-   CREATE TABLE request_log_projects (
+  // Projects by number (request_log_projects): a row is about half as large to write and index.
+  `CREATE TABLE request_log_projects (
      id INTEGER PRIMARY KEY,
      project_id TEXT NOT NULL UNIQUE);
    CREATE TABLE request_log (
@@ -95,7 +77,7 @@ function rowOf(row: Row, projectId: string): StoredRequestLogRow {
 
 export class SqliteRequestLogStore implements RequestLogStore {
   private readonly writer: ReturnType<typeof requestLogWriter>;
-  private readonly thread: RequestLogWriterThread | undefined;
+  private readonly thread: SqliteWriterThread<RequestLogBatch> | undefined;
   private readonly statements;
 
   /** `writerThread`: write rows from a thread of its own (a database in a file only); the running instance's store does. */
@@ -103,7 +85,11 @@ export class SqliteRequestLogStore implements RequestLogStore {
     migrate(db, 'request_log', MIGRATIONS);
     this.writer = requestLogWriter(db);
     // Off the event loop: a thread of its own with its own connection (sqlite-worker.mjs).
-    if (options.writerThread && !db.memory) this.thread = new RequestLogWriterThread(db.name);
+    if (options.writerThread && !db.memory)
+      // Beside this file, in src/ and in dist/ alike (the build copies it as it is).
+      this.thread = new SqliteWriterThread<RequestLogBatch>(new URL('./sqlite-worker.mjs', import.meta.url), db.name, 'request log writer', (message, written) =>
+        new Error(`writing the request log failed after ${written} rows: ${message}`),
+      );
     this.statements = {
       projectNumber: db.prepare('SELECT id FROM request_log_projects WHERE project_id = ?').pluck(),
       read: db.prepare(`SELECT id, ${COLUMNS} FROM request_log
@@ -174,61 +160,5 @@ export class SqliteRequestLogStore implements RequestLogStore {
 
   async close(): Promise<void> {
     await this.thread?.close();
-  }
-}
-
-function noop(): void {}
-
-/** The thread that writes rows to the database file (sqlite-worker.mjs), one batch after another. */
-class RequestLogWriterThread {
-  private readonly worker: Worker;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
-  private nextId = 1;
-  /** Settles once every write handed over so far has. */
-  private settled: Promise<void> = Promise.resolve();
-  alive = true;
-
-  constructor(path: string) {
-    // Beside this file, in src/ and in dist/ alike (the build copies it as it is).
-    const script = new URL('./sqlite-worker.mjs', import.meta.url);
-    if (!existsSync(script)) throw new Error(`the request log writer ${script.pathname} is missing; rebuild Alto`);
-    // Plain JavaScript: none of the process's own flags (a loader, --input-type) is for it.
-    this.worker = new Worker(script, { workerData: { path }, execArgv: [] });
-    this.worker.on('message', (answer: { id: number; written: number; error?: string }) => {
-      const waiting = this.pending.get(answer.id);
-      this.pending.delete(answer.id);
-      if (this.pending.size === 0) this.worker.unref();
-      if (answer.error === undefined) waiting?.resolve();
-      else waiting?.reject(new Error(`writing the request log failed after ${answer.written} rows: ${answer.error}`));
-    });
-    this.worker.on('error', (error) => this.ended(error));
-    this.worker.on('exit', (code) => this.ended(new Error(`the request log writer thread ended (${code})`)));
-    // A write in flight keeps the process; an idle writer does not.
-    this.worker.unref();
-  }
-
-  write(batch: RequestLogBatch): Promise<void> {
-    const id = this.nextId++;
-    this.worker.ref();
-    const written = new Promise<void>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, batch });
-    });
-    this.settled = this.settled.then(() => written.then(noop, noop));
-    return written;
-  }
-
-  /** Waits for the writes in flight, then ends the thread. */
-  async close(): Promise<void> {
-    await this.settled;
-    if (!this.alive) return;
-    this.alive = false;
-    await this.worker.terminate();
-  }
-
-  private ended(error: Error): void {
-    this.alive = false;
-    for (const { reject } of this.pending.values()) reject(error);
-    this.pending.clear();
   }
 }

@@ -14,11 +14,10 @@ import {
   type UsageRecord,
   type UsageStore,
 } from '../usage.js';
-import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
 import { callRows, callRowsOfColumns, sqliteCallWriter } from '../usage-calls.mjs';
 import { UsageWriteError, type CallColumns, type CallRow } from '../usage.js';
 import { migrate, type SqliteDatabase } from './database.js';
+import { SqliteWriterThread } from './writer-thread.js';
 
 const MIGRATIONS = [
   `CREATE TABLE usage_records (
@@ -81,7 +80,7 @@ const PURGE_CHUNK = 5000;
 
 export class SqliteUsageStore implements UsageStore {
   private readonly appendCalls: (rows: CallRow[]) => void;
-  private readonly writer: UsageWriterThread | undefined;
+  private readonly writer: SqliteWriterThread<CallColumns> | undefined;
   private readonly appendCompute: (records: ComputeUsageRecord[]) => void;
   private readonly statements;
 
@@ -101,7 +100,15 @@ export class SqliteUsageStore implements UsageStore {
 
     this.appendCalls = sqliteCallWriter(db);
     // Off the event loop: a thread of its own with its own connection (usage-worker.mjs).
-    if (options.writerThread && !db.memory) this.writer = new UsageWriterThread(db.name);
+    if (options.writerThread && !db.memory)
+      // Beside this file, in src/ and in dist/ alike (the build copies it as it is).
+      this.writer = new SqliteWriterThread<CallColumns>(
+        new URL('./usage-worker.mjs', import.meta.url),
+        db.name,
+        'usage writer',
+        (message, written) => new UsageWriteError(`writing usage records failed: ${message}`, written),
+        (error) => new UsageWriteError(error.message, 0),
+      );
     this.appendCompute = db.transaction((records: ComputeUsageRecord[]) => {
       for (const r of records) {
         insertCompute.run(r.at, r.projectId, r.app, r.instance, r.runningMs, r.memoryMiB, r.requests, r.priceMicros);
@@ -183,63 +190,5 @@ export class SqliteUsageStore implements UsageStore {
       }
     }
     return deleted;
-  }
-}
-
-function noop(): void {}
-
-/** The worker thread that writes call records to the database file (usage-worker.mjs), one batch after another. */
-class UsageWriterThread {
-  private readonly worker: Worker;
-  private readonly pending = new Map<number, { resolve: () => void; reject: (error: Error) => void }>();
-  private nextId = 1;
-  /** Settles once every write handed over so far has. */
-  private settled: Promise<void> = Promise.resolve();
-  alive = true;
-
-  constructor(path: string) {
-    // Beside this file, in src/ and in dist/ alike (the build copies it as it is).
-    const script = new URL('./usage-worker.mjs', import.meta.url);
-    if (!existsSync(script)) throw new Error(`the usage writer ${script.pathname} is missing; rebuild Alto`);
-    // Plain JavaScript: none of the process's own flags (a loader, --input-type) is for it.
-    this.worker = new Worker(script, { workerData: { path }, execArgv: [] });
-    this.worker.on('message', (answer: { id: number; written: number; error?: string }) => {
-      const waiting = this.pending.get(answer.id);
-      this.pending.delete(answer.id);
-      if (this.pending.size === 0) this.worker.unref();
-      if (answer.error === undefined) waiting?.resolve();
-      else waiting?.reject(new UsageWriteError(`writing usage records failed: ${answer.error}`, answer.written));
-    });
-    this.worker.on('error', (error) => this.ended(error));
-    this.worker.on('exit', (code) => this.ended(new Error(`the usage writer thread ended (${code})`)));
-    // A write in flight keeps the process; an idle writer does not. After the listeners: adding
-    // a 'message' listener refs the worker's port again.
-    this.worker.unref();
-  }
-
-  write(batch: CallColumns): Promise<void> {
-    const id = this.nextId++;
-    this.worker.ref();
-    const written = new Promise<void>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ id, batch });
-    });
-    this.settled = this.settled.then(() => written.then(noop, noop));
-    return written;
-  }
-
-  /** Waits for the writes in flight, then ends the thread. */
-  async close(): Promise<void> {
-    await this.settled;
-    if (!this.alive) return;
-    this.alive = false;
-    await this.worker.terminate();
-  }
-
-  /** The thread is gone: writes waiting for it fail (none of their rows is known written). */
-  private ended(error: Error): void {
-    this.alive = false;
-    for (const { reject } of this.pending.values()) reject(new UsageWriteError(error.message, 0));
-    this.pending.clear();
   }
 }
