@@ -6,32 +6,12 @@
  * It calls the endpoint by name through the SDK's transport, so it works before the SDK is
  * regenerated. JSON lines when piped or with --json.
  */
+import type { LogsReadResponse, RequestLogEntry } from '@alto/sdk';
 import type { Command } from 'commander';
 import { bold, dim, red, wantsJson, yellow } from './output.js';
 import type { CommandHelpers } from './usage.js';
 
 type Flags = { json?: boolean; url?: string; key?: string; profile?: string };
-
-interface RequestEntry {
-  time: string;
-  kind: 'api' | 'app';
-  method: string;
-  path: string;
-  status: number;
-  duration_ms: number;
-  bytes_in: number;
-  bytes_out: number;
-  key_prefix?: string;
-  client_address?: string;
-  request_id?: string;
-  app?: string;
-}
-
-interface ReadAnswer {
-  project: string;
-  requests: RequestEntry[];
-  cursor?: string;
-}
 
 /** How often `-f` asks for new requests. */
 const FOLLOW_EVERY_MS = 1000;
@@ -48,7 +28,7 @@ function statusText(status: number): string {
 }
 
 /** One request as a line: time, kind, method, path, status, duration, bytes, who, app, request id. */
-function line(entry: RequestEntry): string {
+function line(entry: RequestLogEntry): string {
   const who = entry.kind === 'api' ? (entry.key_prefix ?? '-') : (entry.client_address ?? '-');
   return [
     dim(entry.time),
@@ -85,8 +65,8 @@ export function addRequestCommands(program: Command, { remote, action, client }:
       );
       const limit = whole('--limit', flags.limit);
       const json = wantsJson(flags);
-      const print = (entry: RequestEntry) => process.stdout.write((json ? JSON.stringify(entry) : line(entry)) + '\n');
-      const first = await transport.call<ReadAnswer>('logs', 'Read', { ...filters, limit });
+      const print = (entry: RequestLogEntry) => process.stdout.write((json ? JSON.stringify(entry) : line(entry)) + '\n');
+      const first = await transport.call<LogsReadResponse>('logs', 'Read', { ...filters, limit });
       const shown = [...first.requests].reverse();
       if (!json && shown.length === 0 && !flags.follow) process.stdout.write(dim('(no requests)') + '\n');
       if (!json && shown.length > 0) process.stdout.write(bold(`${first.project}: ${shown.length} request${shown.length === 1 ? '' : 's'}, oldest first`) + '\n');
@@ -98,7 +78,7 @@ export function addRequestCommands(program: Command, { remote, action, client }:
       let seenAtSince = new Set(first.requests.filter((entry) => entry.time === since).map((entry) => JSON.stringify(entry)));
       for (;;) {
         await new Promise((resolve) => setTimeout(resolve, FOLLOW_EVERY_MS));
-        const page = await transport.call<ReadAnswer>('logs', 'Read', { ...filters, since, limit: 1000 });
+        const page = await transport.call<LogsReadResponse>('logs', 'Read', { ...filters, since, limit: 1000 });
         const fresh = page.requests.filter((entry) => entry.time !== since || !seenAtSince.has(JSON.stringify(entry))).reverse();
         for (const entry of fresh) print(entry);
         if (page.requests.length === 0) continue;
