@@ -10,8 +10,8 @@
  *   off by an nftables table (`inet alto_sandbox`) that drops anything a sandbox starts except,
  *   for instances that asked for it, traffic forwarded out to non-private addresses (NAT), and
  *   one TCP port of the instance's own gateway when its spec asks for the platform (the edge;
- *   the set `platform`, managed by platform-access.ts), and one more per link to another app
- *   (links.ts, same set).
+ *   the set `platform`, managed by platform-access.ts), one more per link to another app
+ *   (links.ts, same set), and its resolver's port 53, UDP and TCP (dns.ts, the set `resolver`).
  * Outbound access needs the host to forward (net.ipv4.ip_forward): Alto turns it on for the first
  * instance that asks and puts back the value it found when the last one of any Alto on the host
  * has ended (leases marked `outbound`; the value found is kept in /run/alto-sandbox/ip_forward.saved,
@@ -39,6 +39,9 @@ export const FIREWALL_TABLE = TABLE;
 /** Instances' ways to the host: their gateway's edge port and link relays (platform-access.ts adds and removes elements). */
 const PLATFORM_SET = 'set platform { type ifname . ipv4_addr . inet_service; }';
 const PLATFORM_RULE = 'iifname . ip daddr . tcp dport @platform accept';
+/** Instances' resolvers: their gateway's port 53, UDP and TCP (dns.ts adds and removes elements). */
+const RESOLVER_SET = 'set resolver { type ifname . ipv4_addr . inet_service; }';
+const RESOLVER_RULES = ['iifname . ip daddr . udp dport @resolver accept', 'iifname . ip daddr . tcp dport @resolver accept'];
 
 export interface SandboxNetwork {
   namespace: string;
@@ -143,15 +146,20 @@ export function ensureFirewall(): Promise<boolean> {
       if (!existing.stdout.includes('set platform')) {
         await run('nft', ['-f', '-'], { input: `add ${PLATFORM_SET.replace('set platform', `set inet ${TABLE} platform`)}\ninsert rule inet ${TABLE} input ${PLATFORM_RULE}\n` });
       }
+      if (!existing.stdout.includes('set resolver')) {
+        await run('nft', ['-f', '-'], { input: `add ${RESOLVER_SET.replace('set resolver', `set inet ${TABLE} resolver`)}\n${RESOLVER_RULES.map((rule) => `insert rule inet ${TABLE} input ${rule}\n`).join('')}` });
+      }
       return true;
     }
     await run('nft', ['-f', '-'], {
       input: `table inet ${TABLE} {
   set outbound { type ifname; }
   ${PLATFORM_SET}
+  ${RESOLVER_SET}
   chain input {
     type filter hook input priority filter; policy accept;
     ${PLATFORM_RULE}
+    ${RESOLVER_RULES.join('\n    ')}
     iifname "altoh*" ct state established,related accept
     iifname "altoh*" drop
   }
@@ -241,10 +249,10 @@ export async function destroySandboxNetwork(network: SandboxNetwork): Promise<vo
 }
 
 
-/** The nftables elements naming `hostInterface` in the table's sets (`outbound`, and `platform`: interface . address . port). */
+/** The nftables elements naming `hostInterface` in the table's sets (`outbound`, and `platform` and `resolver`: interface . address . port). */
 async function firewallElementsOf(hostInterface: string): Promise<{ set: string; element: string }[]> {
   const found: { set: string; element: string }[] = [];
-  for (const set of ['outbound', 'platform']) {
+  for (const set of ['outbound', 'platform', 'resolver']) {
     const listed = await run('nft', ['-j', 'list', 'set', 'inet', TABLE, set]).catch(() => undefined);
     if (!listed) continue;
     const entries = (JSON.parse(listed.stdout) as { nftables: { set?: { elem?: unknown[] } }[] }).nftables.flatMap((entry) => entry.set?.elem ?? []);
