@@ -377,7 +377,9 @@ export class AppRecords {
     if (hidden && this.cipher) {
       const cipher = this.cipher;
       const env = Object.fromEntries(Object.entries(hidden.env).map(([name, value]) => [name, cipher.sealText(value, hiddenEnvField(app.id, name))]));
-      settings = { ...app.settings, hidden_env: { ...hidden, env } };
+      // A file's field names its target, which no variable name can be.
+      const files = hidden.files?.map((file) => ({ ...file, value: cipher.sealText(file.value, hiddenEnvField(app.id, `file:${file.target}`)) }));
+      settings = { ...app.settings, hidden_env: { ...hidden, env, ...(files ? { files } : {}) } };
     }
     return { ...app, settings: JSON.stringify(settings) };
   }
@@ -389,6 +391,7 @@ export class AppRecords {
       const cipher = this.cipher;
       // Values written before sealing come back as they are (and are sealed at the next save).
       hidden.env = Object.fromEntries(Object.entries(hidden.env).map(([name, value]) => [name, cipher.openText(value, hiddenEnvField(stored.id, name))]));
+      if (hidden.files) hidden.files = hidden.files.map((file) => ({ ...file, value: cipher.openText(file.value, hiddenEnvField(stored.id, `file:${file.target}`)) }));
     }
     return { ...stored, settings };
   }

@@ -14,7 +14,7 @@ import type { AppState } from './status.js';
 import type { AppLogLine } from './runtime.js';
 import type { ReservationRecord } from './records.js';
 import type { LogQuery } from './log-store.js';
-import { redactHidden, type HiddenEnv } from './secrets.js';
+import { redactHidden, secretFilesShown, type HiddenEnv } from './secrets.js';
 
 export const APP_NAME = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
 
@@ -45,6 +45,28 @@ const EnvVars = z
 const Port = z.number().int('port: a whole number').min(1, 'port: 1-65535').max(65_535, 'port: 1-65535');
 
 const MinInstances = z.number().int('min_instances: a whole number').min(0, 'min_instances: 0 or more').max(100, 'min_instances: at most 100');
+
+/** Secret files an app may have (each at most a secret's 64 KiB: the tmpfs holds them all). */
+const MAX_SECRET_FILES = 32;
+
+const SecretFileShape = {
+  secret: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'secret_files.secret: the key of a secret (secret/List shows them)').describe('the key of the secret'),
+  target: z
+    .string()
+    .regex(/^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$/, 'secret_files.target: a file name of letters, digits and ._- (the file is /run/secrets/<target>)')
+    .describe('the file is /run/secrets/<target>'),
+  mode: z
+    .number()
+    .int()
+    .min(0)
+    .max(0o775, 'secret_files.mode: permission bits up to 0775 (509)')
+    .refine((mode) => (mode & 0o002) === 0, 'secret_files.mode: a secret file is never world-writable')
+    .describe("the file's permission bits, as a number (0444 = 292, Docker's default)"),
+  uid: z.number().int().min(0).max(65535).optional().describe("the file's owner (default: the app's user)"),
+  gid: z.number().int().min(0).max(65535).optional().describe("the file's group (default: the app's group)"),
+};
+
+const SecretFileSetting = z.object({ ...SecretFileShape, mode: SecretFileShape.mode.default(0o444) });
 
 /** Settings Run and Update take; every one optional (Run fills defaults, Update keeps what was). */
 const settingsFields = {
@@ -132,6 +154,12 @@ const settingsFields = {
     .refine((names) => new Set(names).size === names.length, 'secrets: names must differ')
     .optional()
     .describe('secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them'),
+  secret_files: z
+    .array(SecretFileSetting)
+    .max(MAX_SECRET_FILES, `secret_files: at most ${MAX_SECRET_FILES}`)
+    .refine((files) => new Set(files.map((file) => file.target)).size === files.length, 'secret_files: targets must differ')
+    .optional()
+    .describe('secrets of the project the app sees as files, /run/secrets/<target> (compose\'s secrets), in memory (a tmpfs), never in its env; read at Run and at each Update, with a key that may read secrets. Their values are never shown. Update: the new list replaces the old, [] drops them'),
 };
 
 /** Source deploys (source-builder.ts; built by compute/functions/app-source.ts): a Node.js project built into an image. */
@@ -317,6 +345,7 @@ export const ServiceView = z
     env_vars: z.record(z.string(), z.string()),
     secrets: z.array(z.string()).describe('the secrets named at deploy (names only: values are never shown)'),
     hidden_env: z.array(z.string()).describe('env vars the app runs with whose values are never shown: its secrets, and a function\'s ALTO_KEY'),
+    secret_files: z.array(z.object(SecretFileShape)).optional().describe('the secrets it sees as files in /run/secrets (names only: values are never shown)'),
     status: z.string().describe('deploying, running, updating, crashing (an instance exited; restarting with back-off) or failed'),
     url: z.string().describe('the app\'s address on the edge'),
     backend: z.string().describe('raw address of a ready instance, reachable from this machine only'),
@@ -400,6 +429,7 @@ export function serviceView(state: AppState): z.input<typeof ServiceView> {
     env_vars: shownEnvVars(settings.env_vars, hidden),
     secrets: hidden?.secrets ?? [],
     hidden_env: Object.keys(hidden?.env ?? {}).sort(),
+    ...(hidden?.files?.length ? { secret_files: secretFilesShown(hidden) } : {}),
     status: state.status,
     url: state.url,
     backend: state.backend,

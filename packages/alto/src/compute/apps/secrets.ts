@@ -6,7 +6,8 @@
  * way around the scopes. What an app gets this way (the secrets, and a function's own key) is
  * its hidden env: it runs with it, but Status, List and Logs show the names, never the values,
  * and only a key as strong as the one that put it there may change the app (else it could
- * deploy code that prints it).
+ * deploy code that prints it). A secret may also reach an app as a file, `/run/secrets/<target>`
+ * (`secret_files`, compose's `secrets`): kept the same way, never in its env.
  */
 import { randomBytes } from 'node:crypto';
 import { errors } from '../../kit/errors.js';
@@ -24,11 +25,37 @@ export interface HiddenEnv {
   environment: string;
   /** Scopes a key needs to change the app besides `secret` (those of a function's own key). */
   scopes: string[];
+  /** Secrets the app sees as files at /run/secrets/<target> (`secret_files`), with their values, read at Run and at each Update. */
+  files?: HiddenFile[];
+}
+
+/** A secret file as asked for (app/Run's `secret_files`): the secret, its file's name, mode and owner. */
+export interface SecretFileRequest {
+  secret: string;
+  target: string;
+  mode: number;
+  uid?: number;
+  gid?: number;
+}
+
+/** A secret file with its value, as the app's hidden env keeps it (sealed in the store). */
+export interface HiddenFile extends SecretFileRequest {
+  value: string;
 }
 
 /** The scopes a key needs to change an app holding `hidden`. */
 function requiredScopes(hidden: HiddenEnv): string[] {
-  return [...new Set([...hidden.scopes, ...(hidden.secrets.length > 0 ? ['secret'] : [])])];
+  return [...new Set([...hidden.scopes, ...(hidden.secrets.length > 0 || hidden.files?.length ? ['secret'] : [])])];
+}
+
+/** Whether the app holds anything hidden (values in its env or secret files). */
+export function holdsHidden(hidden: HiddenEnv | undefined): hidden is HiddenEnv {
+  return hidden !== undefined && (Object.keys(hidden.env).length > 0 || (hidden.files?.length ?? 0) > 0);
+}
+
+/** The files as shown: everything but their values. */
+export function secretFilesShown(hidden: HiddenEnv | undefined): SecretFileRequest[] {
+  return (hidden?.files ?? []).map(({ value: _value, ...shown }) => shown);
 }
 
 /** The env var a secret is injected as: `stripe-key` -> `STRIPE_KEY`, `2fa` -> `_2FA`. */
@@ -56,6 +83,12 @@ export function assertMayReadSecrets(tenant: Tenant, names: string[]): void {
  * vars; 403 when the key may not read secrets, 400 naming a secret that does not exist.
  */
 export async function readSecrets(platform: Platform, tenant: Tenant, environment: string, names: string[]): Promise<Record<string, string>> {
+  const values = await readSecretValues(platform, tenant, environment, names);
+  return Object.fromEntries(names.map((name) => [secretVariableName(name), values[name]]));
+}
+
+/** The secrets' values by key (see readSecrets for the checks). */
+async function readSecretValues(platform: Platform, tenant: Tenant, environment: string, names: string[]): Promise<Record<string, string>> {
   if (names.length === 0) return {};
   assertMayReadSecrets(tenant, names);
   if (!platform.findService('secret')) throw errors.badRequest('secrets: this server has no secret service');
@@ -72,7 +105,7 @@ export async function readSecrets(platform: Platform, tenant: Tenant, environmen
   for (const name of names) {
     try {
       const { value } = (await endpoint.handler(endpoint.request.parse({ key: name }), context)) as { value: string };
-      env[secretVariableName(name)] = value;
+      env[name] = value;
     } catch (error) {
       if ((error as { status?: number }).status === 404)
         throw errors.badRequest(`secrets: "${name}" is not a secret of project "${tenant.projectName}"${environment ? ` (environment ${environment})` : ''}; secret/Set it first (secret/List shows them)`);
@@ -88,10 +121,10 @@ export async function readSecrets(platform: Platform, tenant: Tenant, environmen
  * the key may read.
  */
 export function assertMayChange(tenant: Tenant, app: string, hidden: HiddenEnv | undefined, dropping: boolean): void {
-  if (!hidden || Object.keys(hidden.env).length === 0 || dropping || holdsScopes(tenant, requiredScopes(hidden))) return;
+  if (!holdsHidden(hidden) || dropping || holdsScopes(tenant, requiredScopes(hidden))) return;
   const missing = requiredScopes(hidden).filter((scope) => !holdsScopes(tenant, [scope]));
   throw errors.forbidden(
-    `"${app}" runs with hidden env (${Object.keys(hidden.env).sort().join(', ')}) that this key may not read: changing it needs a key with the scope${missing.length === 1 ? '' : 's'} ${missing.map((scope) => `"${scope}"`).join(', ')}, or give secrets: [] to drop them`,
+    `"${app}" runs with hidden env (${[...Object.keys(hidden.env).sort(), ...secretFilesShown(hidden).map((file) => `/run/secrets/${file.target}`)].join(', ')}) that this key may not read: changing it needs a key with the scope${missing.length === 1 ? '' : 's'} ${missing.map((scope) => `"${scope}"`).join(', ')}, or give secrets: [] to drop them`,
   );
 }
 
@@ -100,20 +133,35 @@ export function assertMayChange(tenant: Tenant, app: string, hidden: HiddenEnv |
  * again) and, when the key may keep them, its other hidden values (a function's key). A key
  * that may not change the app gets a 403, unless it drops everything with `secrets: []`.
  */
-export async function hiddenEnvForUpdate(platform: Platform, tenant: Tenant, app: string, current: HiddenEnv | undefined, requested: string[] | undefined): Promise<HiddenEnv | undefined> {
-  if (!current && requested === undefined) return undefined;
-  const dropping = requested !== undefined && requested.length === 0;
+export async function hiddenEnvForUpdate(
+  platform: Platform,
+  tenant: Tenant,
+  app: string,
+  current: HiddenEnv | undefined,
+  requested: string[] | undefined,
+  requestedFiles?: SecretFileRequest[],
+): Promise<HiddenEnv | undefined> {
+  if (!current && requested === undefined && requestedFiles === undefined) return undefined;
+  // Dropping is giving up everything hidden the app holds: `secrets: []` (and `secret_files: []` when it has files).
+  const dropping = (requested?.length === 0 || Object.keys(current?.env ?? {}).length === 0) && (requestedFiles?.length === 0 || !current?.files?.length) && (requested !== undefined || requestedFiles !== undefined);
   assertMayChange(tenant, app, current, dropping);
   const keeps = current !== undefined && holdsScopes(tenant, requiredScopes(current));
   const names = requested ?? current?.secrets ?? [];
-  const environment = requested === undefined && current ? current.environment : tenant.environment;
+  const environment = requested === undefined && requestedFiles === undefined && current ? current.environment : tenant.environment;
   const values = await readSecrets(platform, tenant, environment, names);
   const extras: Record<string, string> = {};
   if (keeps) {
     const secretVariables = new Set(current.secrets.map(secretVariableName));
     for (const [name, value] of Object.entries(current.env)) if (!secretVariables.has(name)) extras[name] = value;
   }
-  return { env: { ...extras, ...values }, secrets: names, environment, scopes: keeps ? current.scopes : [] };
+  const files = await readSecretFiles(platform, tenant, environment, requestedFiles ?? secretFilesShown(current));
+  return { env: { ...extras, ...values }, secrets: names, environment, scopes: keeps ? current.scopes : [], ...(files.length > 0 ? { files } : {}) };
+}
+
+/** The secret files asked for, each with its secret's value (the checks of readSecrets). */
+export async function readSecretFiles(platform: Platform, tenant: Tenant, environment: string, files: SecretFileRequest[]): Promise<HiddenFile[]> {
+  const values = await readSecretValues(platform, tenant, environment, [...new Set(files.map((file) => file.secret))]);
+  return files.map((file) => ({ ...file, value: values[file.secret] }));
 }
 
 /** Text with every hidden value (of some length, so common words stay) replaced by its name. */
@@ -123,6 +171,13 @@ export function redactHidden(text: string, hidden: HiddenEnv | undefined): strin
   for (const [name, value] of Object.entries(hidden.env)) {
     if (value.length < 6) continue;
     redacted = redacted.split(value).join(`[hidden ${name}]`);
+  }
+  // A file's value whole, then each of its lines (logs come line by line).
+  for (const file of hidden.files ?? []) {
+    for (const part of [file.value, ...file.value.split('\n').map((line) => line.trim())]) {
+      if (part.length < 6) continue;
+      redacted = redacted.split(part).join(`[hidden /run/secrets/${file.target}]`);
+    }
   }
   return redacted;
 }

@@ -21,7 +21,7 @@ import { AppManager, type AppOwner } from './manager.js';
 import { MAX_LOG_ANSWER_BYTES } from './runtime.js';
 import type { AppSettingsInput } from './spec.js';
 import type { AppSourceRequest } from './source-builder.js';
-import { hiddenEnvForUpdate, readSecrets, type HiddenEnv } from './secrets.js';
+import { hiddenEnvForUpdate, readSecretFiles, readSecrets, type HiddenEnv, type SecretFileRequest } from './secrets.js';
 import { domainsByApp, setAppDomains } from './domains.js';
 import {
   BuildLogLineView,
@@ -125,11 +125,13 @@ function ownerOf(tenant: Tenant): AppOwner {
   return { projectId: tenant.projectId, projectName: tenant.projectName, environment: tenant.environment, admin: tenant.role === 'admin' };
 }
 
-/** The hidden env an app's Run gives it: the secrets named, read with the caller's key. */
-async function hiddenEnvForRun(names: string[] | undefined, context: CallContext): Promise<HiddenEnv | undefined> {
-  if (!names?.length) return undefined;
+/** The hidden env an app's Run gives it: the secrets named, as env vars and as files, read with the caller's key. */
+async function hiddenEnvForRun(names: string[] | undefined, files: SecretFileRequest[] | undefined, context: CallContext): Promise<HiddenEnv | undefined> {
+  if (!names?.length && !files?.length) return undefined;
   const tenant = context.tenant;
-  return { env: await readSecrets(context.platform, tenant, tenant.environment, names), secrets: names, environment: tenant.environment, scopes: [] };
+  const secrets = names ?? [];
+  const read = files?.length ? await readSecretFiles(context.platform, tenant, tenant.environment, files) : [];
+  return { env: await readSecrets(context.platform, tenant, tenant.environment, secrets), secrets, environment: tenant.environment, scopes: [], ...(read.length > 0 ? { files: read } : {}) };
 }
 
 /** The app's hidden env, for redacting what is shown of it (wherever the app runs). */
@@ -188,7 +190,7 @@ export const appService = defineService({
       async handler(request, context) {
         if (request.region && request.region !== 'local') throw errors.badRequest(`region "${request.region}" does not exist; app/Regions lists them (this machine is "local")`);
         // Secrets first: a key that may not read them hears so before anything is built or pulled.
-        const hidden = await hiddenEnvForRun(request.secrets, context);
+        const hidden = await hiddenEnvForRun(request.secrets, request.secret_files, context);
         // An app that exists already is answered 409 before its source is built.
         if (request.image === undefined) await assertNoApp(request.name, context);
         const image = request.image ?? (await imageFromSource(request, context));
@@ -217,7 +219,7 @@ export const appService = defineService({
           return { service: { ...serviceView(await manager(context).describe(owner(context), request.name)), custom_domains: domains } };
         }
         const current = await hiddenEnvOfApp(context, request.name);
-        const hidden = await hiddenEnvForUpdate(context.platform, context.tenant, request.name, current, request.secrets);
+        const hidden = await hiddenEnvForUpdate(context.platform, context.tenant, request.name, current, request.secrets, request.secret_files);
         const state = await manager(context).update(owner(context), {
           ...(hidden ? { hidden_env: hidden } : {}),
           name: request.name,

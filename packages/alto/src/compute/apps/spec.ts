@@ -14,6 +14,7 @@ import type { SandboxLink, SandboxSpec } from '../sandbox/index.js';
 import { addressOfApp, type AppsGateway } from './gateway.js';
 import type { Placement, StartRequest } from './placement.js';
 import type { AppRecord, AppRecords, AppSettings, AppVolume } from './records.js';
+import { holdsHidden } from './secrets.js';
 
 /** Settings as a request gives them; what is missing takes its default (Run) or stays (Update). */
 export type AppSettingsInput = Partial<AppSettings>;
@@ -92,7 +93,7 @@ export function settingsOf(input: AppSettingsInput, base: AppSettings | undefine
 /** The hidden env settings keep: the one given, else the one they had; none when emptied. */
 function hiddenEnvOf(input: AppSettingsInput, base: AppSettings | undefined): Pick<AppSettings, 'hidden_env'> {
   const hidden = input.hidden_env ?? base?.hidden_env;
-  return hidden && Object.keys(hidden.env).length > 0 ? { hidden_env: hidden } : {};
+  return holdsHidden(hidden) ? { hidden_env: hidden } : {};
 }
 
 /** Links name other apps of the project (names, count and repeats are the schema's, see schema.ts), never the app itself. */
@@ -182,6 +183,9 @@ export class AppSpecs {
       tenant: app.projectId,
       ...(volumes.length > 0 ? { volumes } : {}),
       ...(settings.links.length > 0 ? { links: settings.links.map((name) => this.linkOf(app, name)) } : {}),
+      ...(settings.hidden_env?.files?.length
+        ? { secretFiles: settings.hidden_env.files.map(({ target, mode, uid, gid, value }) => ({ target, mode, value, ...(uid !== undefined ? { uid } : {}), ...(gid !== undefined ? { gid } : {}) })) }
+        : {}),
       ...(settings.health_check
         ? { health: { test: settings.health_check.test, intervalSeconds: settings.health_check.interval, timeoutSeconds: settings.health_check.timeout, startPeriodSeconds: settings.health_check.start_period, retries: settings.health_check.retries } }
         : {}),

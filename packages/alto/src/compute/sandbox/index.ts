@@ -13,7 +13,7 @@ import type { SandboxDescription, SandboxDriver } from './port.js';
 import { ProcessDriver } from './process.js';
 import { reapLeftovers, type ReapReport } from './reap.js';
 
-export type { Instance, InstanceExit, LinkTarget, LogLine, RestoreOptions, SandboxDescription, SandboxDriver, SandboxLink, SandboxSpec, SandboxVolume } from './port.js';
+export type { Instance, InstanceExit, LinkTarget, LogLine, RestoreOptions, SandboxDescription, SandboxDriver, SandboxLink, SandboxSpec, SandboxVolume, SecretFile } from './port.js';
 export { SandboxStartError, isSandboxStartError } from './port.js';
 export { MicrovmDriver } from './microvm.js';
 export { ProcessDriver } from './process.js';

@@ -444,6 +444,7 @@ export class MicrovmDriver implements SandboxDriver {
       port: spec.port,
       stopSignal: spec.stopSignal,
       health: spec.health,
+      secretFiles: spec.secretFiles,
       hosts: linkHostLines(layout.links.map((link, index) => ({ name: link.name, aliases: (spec.links ?? []).find((given) => given.name === link.name)?.aliases, host: linkGuestAddress(index) }))),
       // alto-enter is in the guest's tools when it could be built (ensureInitramfs).
       defaultSignals: this.launcher !== undefined,
@@ -458,10 +459,11 @@ export class MicrovmDriver implements SandboxDriver {
       ['prelude.sh', guestFile('microvm-prelude.sh')],
       ['epilogue.sh', guestFile('microvm-epilogue.sh')],
     ];
-    for (const [name, data] of files) writeFileSync(join(supervisorDir, name), data, { mode: 0o644 });
+    // settings.sh holds the hidden env and the secrets' files: root's alone in the guest.
+    for (const [name, data] of files) writeFileSync(join(supervisorDir, name), data, { mode: name === 'settings.sh' ? 0o600 : 0o644 });
     // Started by the prelude when it is there, in place of the shell's reader of the signal port.
     if (agent) writeFileSync(join(supervisorDir, 'agent'), agent, { mode: 0o755 });
-    await run('tar', ['-cf', layout.configTar, '-C', supervisorDir, ...files.map(([name]) => name), ...(agent ? ['agent'] : [])]);
+    await run('tar', ['-cf', layout.configTar, '--owner=0', '--group=0', '--numeric-owner', '-C', supervisorDir, ...files.map(([name]) => name), ...(agent ? ['agent'] : [])]);
   }
 
   async restore(snapshotDir: string, options: RestoreOptions = {}): Promise<MicrovmInstance> {

@@ -72,6 +72,23 @@ export interface SandboxSpec {
    * `connect()` gives. Nothing else of the host opens. At most 16.
    */
   links?: SandboxLink[];
+  /**
+   * Files at /run/secrets/<target> (compose `secrets`), in a tmpfs the driver mounts there only
+   * for them: never on a disk of the sandbox, never in its env. At most 32, each at most 64 KiB.
+   */
+  secretFiles?: SecretFile[];
+}
+
+/** One file of /run/secrets (supervisor.ts writes them in; the value reaches no env, no log, no argv). */
+export interface SecretFile {
+  /** The file's name under /run/secrets: letters, digits and `._-`, not `.` or `..`. */
+  target: string;
+  /** Permission bits (0444 unless given), never world-writable. */
+  mode: number;
+  /** Its owner in the sandbox; the app's user unless given. */
+  uid?: number;
+  gid?: number;
+  value: string;
 }
 
 /** One link of an instance (links.ts). */

@@ -300,7 +300,7 @@ export class ProcessDriver implements SandboxDriver {
     writeFileSync(join(stateDir, 'supervisor.sh'), supervisorScript(), { mode: 0o644 });
     writeFileSync(
       join(stateDir, 'settings.sh'),
-      supervisorSettings({ argv: spec.expandArgs ? expandArgReferences(argv, env) : argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true, health: spec.health, ...(links ? { hosts: linkHostLines(links.relays.map((relay) => ({ name: relay.name, aliases: relay.aliases, host: relay.address }))) } : {}) }),
+      supervisorSettings({ argv: spec.expandArgs ? expandArgReferences(argv, env) : argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true, health: spec.health, secretFiles: spec.secretFiles, ...(links ? { hosts: linkHostLines(links.relays.map((relay) => ({ name: relay.name, aliases: relay.aliases, host: relay.address }))) } : {}) }),
       { mode: 0o644 },
     );
     const busybox = join(this.toolsDir!, 'busybox');
@@ -318,6 +318,7 @@ export class ProcessDriver implements SandboxDriver {
         ALTO_VOLUME_OWNER: `${owner.uid}:${owner.gid}`,
         ALTO_SUPERVISOR_DIR: stateDir,
         ALTO_HOSTNAME: hostname,
+        ALTO_SECRETS_TMPFS: spec.secretFiles?.length ? '1' : '',
       },
       args: volumes.flatMap((volume, index) => [volumeImages[index], volume.path]),
     };

@@ -105,6 +105,41 @@ test("a supervisor's settings.sh gives the shell back its values and the app's c
   }
 });
 
+test("the secrets' files reach supervisor.sh as lines it decodes back to the exact bytes, with their modes and owners", () => {
+  const value = "line one\nit's \"two\" $HOME `x`\n\u00e9\n";
+  const settings = supervisorSettings({
+    argv: ['/app'],
+    env: { VISIBLE: 'yes' },
+    workdir: '/',
+    uid: 33,
+    gid: 34,
+    port: 0,
+    secretFiles: [
+      { target: 'db_password', mode: 0o400, value },
+      { target: 'team.txt', mode: 0o440, uid: 0, gid: 999, value: '' },
+    ],
+  });
+  assert.doesNotMatch(settings, /line one/, 'the value is never written as text the shell reads');
+  const dir = mkdtempSync(join(tmpdir(), 'alto-settings-'));
+  try {
+    writeFileSync(join(dir, 'settings.sh'), settings);
+    // The loop supervisor.sh runs, writing into a folder here instead of /run/secrets.
+    const script = `. ${dir}/settings.sh; echo "$ALTO_SECRET_FILES" | while read -r name mode owner value; do echo "$value" | busybox base64 -d >"${dir}/$name"; echo "$name $mode $owner"; done; printf '%s\\n' "$@"`;
+    const printed = execFileSync('busybox', ['sh', '-c', script], { encoding: 'utf8' });
+    assert.deepEqual(printed.split('\n').slice(0, 3), ['db_password 0400 33:34', 'team.txt 0440 0:999', 'VISIBLE=yes'], 'the files are not in the env the app gets');
+    assert.equal(readFileSync(join(dir, 'db_password'), 'utf8'), value);
+    assert.equal(readFileSync(join(dir, 'team.txt'), 'utf8'), '');
+    assert.match(readFileSync(join(GUEST_FILES_DIR, 'supervisor.sh'), 'utf8'), /while read -r name mode owner value; do/, 'supervisor.sh reads the same fields');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const refused = (file: { target: string; mode: number }) => () => supervisorSettings({ argv: ['x'], env: {}, workdir: '/', uid: 0, gid: 0, port: 0, secretFiles: [{ ...file, value: 'v' }] });
+  assert.throws(refused({ target: '../etc/passwd', mode: 0o444 }), /is not letters/);
+  assert.throws(refused({ target: 'a b', mode: 0o444 }), /is not letters/);
+  assert.throws(refused({ target: '..', mode: 0o444 }), /is not letters/);
+  assert.throws(refused({ target: 'ok', mode: 0o666 }), /world-writable/);
+});
+
 test('stop signals are read as images and users write them, and only those an app may be stopped with', () => {
   for (const [given, name] of [['SIGINT', 'INT'], ['sigquit', 'QUIT'], ['TERM', 'TERM'], ['2', 'INT'], ['15', 'TERM'], [' SIGHUP ', 'HUP']] as const)
     assert.equal(stopSignalName(given), name, given);

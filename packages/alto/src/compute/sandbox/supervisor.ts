@@ -16,7 +16,7 @@
  * dynamic loader) to switch to the image's uid/gid, because busybox's setpriv cannot.
  */
 import { shellQuote } from './common.js';
-import type { HealthCheck } from './port.js';
+import type { HealthCheck, SecretFile } from './port.js';
 import { guestFile } from './guest-files.js';
 
 /** Where the tools are inside the sandbox's root. */
@@ -48,6 +48,8 @@ export interface SupervisorOptions {
   health?: HealthCheck;
   /** Lines `address name...` added to the sandbox's /etc/hosts before the app starts (links.ts' linkHostLines). */
   hosts?: string[];
+  /** Files the supervisor writes into /run/secrets (a tmpfs the driver mounted) before the app starts. */
+  secretFiles?: SecretFile[];
 }
 
 /** Signals an app may ask to be stopped with, by the name busybox's `kill -NAME` takes. */
@@ -77,6 +79,24 @@ export function supervisorScript(): Buffer {
 function listenPattern(port: number): string {
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
   return `:${hex} [0-9A-F]+:0000 0A`;
+}
+
+const SECRET_TARGET = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$/;
+
+/**
+ * ALTO_SECRET_FILES: one line `target mode uid:gid base64` per file (supervisor.sh). The value
+ * is base64 so no byte of it is ever a word the shell splits or runs, and it reaches neither the
+ * app's env nor an argv: the shell echoes it into busybox's base64 -d.
+ */
+function secretFileLines(files: SecretFile[], uid: number, gid: number): string {
+  return files
+    .map((file) => {
+      if (!SECRET_TARGET.test(file.target)) throw new Error(`secret file name ${JSON.stringify(file.target)} is not letters, digits and ._-`);
+      if (!Number.isInteger(file.mode) || file.mode < 0 || file.mode > 0o777 || file.mode & 0o002) throw new Error(`secret file ${file.target}: mode ${file.mode} is not 0-0775 and not world-writable`);
+      const owner = `${file.uid ?? uid}:${file.gid ?? gid}`;
+      return `${file.target} ${file.mode.toString(8).padStart(4, '0')} ${owner} ${Buffer.from(file.value).toString('base64')}`;
+    })
+    .join('\n');
 }
 
 /**
@@ -109,6 +129,7 @@ export function supervisorSettings(options: SupervisorOptions): string {
     ALTO_HEALTH_START: options.health ? String(options.health.startPeriodSeconds) : '',
     ALTO_HEALTH_RETRIES: options.health ? String(options.health.retries ?? 3) : '',
     ALTO_HOSTS: (options.hosts ?? []).join('\n'),
+    ALTO_SECRET_FILES: secretFileLines(options.secretFiles ?? [], options.uid, options.gid),
   };
   for (const [name, value] of Object.entries(options.hookSettings ?? {})) {
     if (!/^ALTO_[A-Z0-9_]+$/.test(name) || name in settings) throw new Error(`supervisor setting ${name} must be a name ALTO_... of its own`);

@@ -91,6 +91,7 @@ describe('a usual stack', () => {
       parameters: [],
       public: { service: 'web' },
       values: {},
+      secrets: [],
       warnings: [],
     });
   });
@@ -127,7 +128,7 @@ describe('a usual stack', () => {
     entrypoint: /bin/run "--name=a b" 'x y'
     command: [serve, --port, "9000"]
     restart: unless-stopped
-    secrets: [token, {source: key, target: /run/key}]
+    secrets: [token, {source: key, target: /run/secrets/api.key, mode: 0440}]
     deploy:
       replicas: 3
       resources:
@@ -138,14 +139,21 @@ secrets:
   token: {file: ./token}
   key: {environment: KEY}
 `;
-    const plan = planStack({ compose });
+    const plan = planStack({ compose, readFile: (path) => (path === 'token' ? 'abc\n' : undefined) }, { KEY: 'k-value' });
     const [worker] = plan.services;
-    assert.ok(plan.warnings.some((warning) => /services\.worker\.secrets: not mounted at \/run\/secrets yet/.test(warning)), plan.warnings.join('\n'));
+    assert.ok(!plan.warnings.some((warning) => /secrets/.test(warning)), plan.warnings.join('\n'));
     assert.deepEqual(worker.build, { context: 'worker', dockerfile: 'docker/Dockerfile', args: { VERSION: '2' } });
     assert.deepEqual(worker.entrypoint, ['/bin/run', '--name=a b', 'x y']);
     assert.deepEqual(worker.command, ['serve', '--port', '9000']);
     assert.equal(worker.restart, 'unless-stopped');
-    assert.deepEqual(worker.secrets, ['token', 'key']);
+    assert.deepEqual(worker.secrets, [
+      { source: 'token', target: 'token', mode: 0o444 },
+      { source: 'key', target: 'api.key', mode: 0o440 },
+    ]);
+    assert.deepEqual(plan.secrets, [
+      { name: 'token', file: 'token', value: 'abc\n' },
+      { name: 'key', environment: 'KEY', value: 'k-value' },
+    ]);
     assert.equal(worker.replicas, 3);
     assert.equal(worker.memoryMiB, 512);
     assert.equal(worker.cpus, 0.5);
@@ -418,3 +426,83 @@ describe('stop settings', () => {
   });
 });
 
+
+describe('secrets', () => {
+  /** compose.yaml with one service using `uses` (YAML flow) and the top-level secrets `declared` (lines under secrets:). */
+  const withSecrets = (uses: string, ...declared: string[]) => ['services:', '  app:', '    image: nginx', `    secrets: ${uses}`, 'secrets:', ...declared.map((line) => `  ${line}`), ''].join('\n');
+  const files: Record<string, Buffer> = {
+    'certs/key.pem': Buffer.from('-----BEGIN KEY-----\nsecret\n'),
+    'big.bin': Buffer.alloc(64 * 1024 + 1, 0x61),
+    'binary.bin': Buffer.from([0xff, 0xfe, 0x00, 0x80]),
+  };
+  const readBytes = (path: string) => files[path];
+
+  test('file, environment and external secrets, short and long form, with modes and owners', () => {
+    const compose = withSecrets(
+      '[key, {source: pass, target: db_password, mode: 0400, uid: "999", gid: 999}, {source: shared, mode: 288}]',
+      'key: {file: ./certs/../certs/key.pem}',
+      'pass: {environment: DB_PASS}',
+      'shared: {external: true, name: team-api-key}',
+    );
+    const plan = planStack({ compose, readBytes }, { DB_PASS: 'hunter22' });
+    assert.deepEqual(plan.secrets, [
+      { name: 'key', file: 'certs/key.pem', value: '-----BEGIN KEY-----\nsecret\n' },
+      { name: 'pass', environment: 'DB_PASS', value: 'hunter22' },
+      { name: 'shared', external: 'team-api-key' },
+    ]);
+    assert.deepEqual(plan.services[0].secrets, [
+      { source: 'key', target: 'key', mode: 0o444 },
+      { source: 'pass', target: 'db_password', mode: 0o400, uid: 999, gid: 999 },
+      { source: 'shared', target: 'shared', mode: 288 },
+    ]);
+    // An external secret without name: is the project's secret of the compose name.
+    assert.deepEqual(planStack({ compose: withSecrets('[api]', 'api: {external: true}') }).secrets, [{ name: 'api', external: 'api' }]);
+    // A parameter of alto.yaml is a variable too.
+    const fromParameter = planStack({ compose: withSecrets('[pass]', 'pass: {environment: PASSWORD}'), alto: 'parameters:\n  PASSWORD: {default: p4ssw0rd}\n' });
+    assert.deepEqual(fromParameter.secrets, [{ name: 'pass', environment: 'PASSWORD', value: 'p4ssw0rd' }]);
+  });
+
+  test('bad files, missing variables and names, and targets outside /run/secrets are refused with their key and line', () => {
+    const problems = problemsOf(
+      {
+        compose: withSecrets(
+          '[nope, {target: x}, {source: out, target: /etc/passwd}, {source: wide, mode: 0666}, {source: big}]',
+          'out: {file: ../outside.txt}',
+          'abs: {file: /etc/shadow}',
+          'gone: {file: ./missing.txt}',
+          'big: {file: big.bin}',
+          'bin: {file: binary.bin}',
+          'unset: {environment: NOT_GIVEN}',
+          'none: {}',
+          'both: {file: ./certs/key.pem, environment: X}',
+          'wide: {external: true, file: x}',
+        ),
+        readBytes,
+      },
+      {},
+    );
+    for (const expected of [
+      /compose\.yaml line 4: services\.app\.secrets\[0\]: secret nope is not declared under the top-level secrets/,
+      /compose\.yaml line 4: services\.app\.secrets\[1\]: needs source/,
+      /compose\.yaml line 4: services\.app\.secrets\[2\]\.target: \/etc\/passwd is refused: a secret's file is \/run\/secrets\/<name>/,
+      /compose\.yaml line 4: services\.app\.secrets\[3\]\.mode: 0666 would make the secret's file world-writable/,
+      /compose\.yaml line 6: secrets\.out\.file: secret file \.\.\/outside\.txt must be a file inside the template folder/,
+      /compose\.yaml line 7: secrets\.abs\.file: secret file \/etc\/shadow must be a file inside the template folder/,
+      /compose\.yaml line 8: secrets\.gone\.file: secret file \.\/missing\.txt is missing from the template folder/,
+      /compose\.yaml line 9: secrets\.big\.file: secret file big\.bin is larger than 64 KiB/,
+      /compose\.yaml line 10: secrets\.bin\.file: secret file binary\.bin is not UTF-8 text/,
+      /compose\.yaml line 11: secrets\.unset\.environment: NOT_GIVEN is not set: give it with --set NOT_GIVEN=\.\.\./,
+      /compose\.yaml line 12: secrets\.none: needs file .*, environment .* or external: true/,
+      /compose\.yaml line 13: secrets\.both: has both file and environment/,
+      /compose\.yaml line 14: secrets\.wide: an external secret has no file/,
+    ])
+      assert.match(problems, expected);
+  });
+
+  test('a target given twice, a bad external name and a bad mode are refused', () => {
+    assert.match(problemsOf({ compose: withSecrets('[a, {source: b, target: a}]', 'a: {external: true}', 'b: {external: true}') }), /line 4: services\.app\.secrets\[1\]: \/run\/secrets\/a is given twice/);
+    assert.match(problemsOf({ compose: withSecrets('[a]', 'a: {external: true, name: "no/slash"}') }), /line 6: secrets\.a\.name: "no\/slash" is not a secret's key/);
+    assert.match(problemsOf({ compose: withSecrets('[{source: a, mode: 0999}]', 'a: {external: true}') }), /line 4: services\.app\.secrets\[0\]\.mode: "0999" is not a file mode/);
+    assert.match(problemsOf({ compose: withSecrets('[{source: a, uid: root}]', 'a: {external: true}') }), /line 4: services\.app\.secrets\[0\]\.uid: "root" is not a numeric uid/);
+  });
+});

@@ -54,14 +54,35 @@ export interface StackService {
   cpus?: number;
   /** 'no' | 'always' | 'on-failure' | 'unless-stopped' as given (default 'no'). */
   restart: string;
-  /** Names of the top-level secrets the service uses. */
-  secrets: string[];
+  /** The top-level secrets the service sees as files, /run/secrets/<target>. */
+  secrets: StackSecretFile[];
   /** The fields of the service's `x-alto` map, as plain JSON. */
   extensions: Record<string, unknown>;
   /** stop_signal as given (SIGINT...). */
   stopSignal?: string;
   /** stop_grace_period in seconds. */
   stopGraceSeconds?: number;
+}
+
+/** A top-level compose secret and where its value comes from. */
+export type StackSecret =
+  /** A file of the template folder, with its content. */
+  | { name: string; file: string; value: string }
+  /** A template variable (a parameter or a --set value), with its value as this reading gives it. */
+  | { name: string; environment: string; value: string }
+  /** A secret the project has already, by its key (`external: true`, `name:`). */
+  | { name: string; external: string };
+
+/** A service's use of a top-level secret: the file /run/secrets/<target>. */
+export interface StackSecretFile {
+  /** The top-level secret's name. */
+  source: string;
+  /** The file's name under /run/secrets (the source's name unless given). */
+  target: string;
+  /** Permission bits; 0444 unless given, as Docker. */
+  mode: number;
+  uid?: number;
+  gid?: number;
 }
 
 export interface StackPlan {
@@ -72,6 +93,8 @@ export interface StackPlan {
   public?: { service: string; domain?: string };
   /** Every parameter's final value (given, default or generated), so the caller can store the secret ones. */
   values: Record<string, string>;
+  /** The top-level secrets, in file order. */
+  secrets: StackSecret[];
   /** Unknown keys that were ignored, each named with its file, path and line. */
   warnings: string[];
   /** What the template is, from alto.yaml `description` (for a catalogue). */
@@ -85,11 +108,21 @@ export interface TemplateSource {
   alto?: string;
   /** Reads another file of the template folder by its relative path (for env_file); undefined when missing. */
   readFile?(path: string): string | undefined;
+  /** The same file's bytes (for secrets' files); readFile's text when not given. */
+  readBytes?(path: string): Buffer | undefined;
 }
 
 const MAX_COMPOSE_BYTES = 256 * 1024;
 const MAX_ALTO_BYTES = 64 * 1024;
 const MAX_SERVICES = 20;
+/** A secret's file: as much as an Alto secret holds. */
+const MAX_SECRET_FILE_BYTES = 64 * 1024;
+/** A top-level secret's name: the stack keeps it as the secret <stack>-<name>. */
+const SECRET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+/** An Alto secret's key (external secrets). */
+const SECRET_KEY = /^[A-Za-z0-9_.-]{1,128}$/;
+/** A file's name under /run/secrets. */
+const SECRET_TARGET = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$/;
 const SERVICE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,28}[a-z0-9])?$/;
 const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const VOLUME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -138,7 +171,7 @@ class TemplateFile {
 
   constructor(
     readonly name: string,
-    text: string,
+    readonly text: string,
     private readonly report: Report,
   ) {
     this.document = parseDocument(text, { lineCounter: this.lines, merge: true, prettyErrors: false });
@@ -391,7 +424,7 @@ export function planStack(source: TemplateSource, values: Record<string, string>
     }
   }
   const variables = new Variables(values, parameterValues);
-  const services = readComposeFile(compose, variables, source.readFile);
+  const { services, secrets } = readComposeFile(compose, variables, source);
 
   const parameterNames = settings.parameters.map((parameter) => parameter.name);
   for (const name of Object.keys(values)) {
@@ -418,6 +451,7 @@ export function planStack(source: TemplateSource, values: Record<string, string>
     parameters: settings.parameters,
     ...(publicService ? { public: publicService } : {}),
     values: parameterValues,
+    secrets,
     warnings: inFileOrder(report.warnings),
     ...(settings.description ? { description: settings.description } : {}),
   };
@@ -530,19 +564,25 @@ interface ServiceEntry {
   dependencyNodes: Map<string, Node>;
 }
 
-function readComposeFile(file: TemplateFile, variables: Variables, readFile: TemplateSource['readFile']): ServiceEntry[] {
+function readComposeFile(file: TemplateFile, variables: Variables, source: TemplateSource): { services: ServiceEntry[]; secrets: StackSecret[] } {
   const root = file.resolve(file.document.contents as Node | null);
   if (!isMap(root)) {
     file.problem(root, '(top level)', 'compose.yaml must be a map with services');
-    return [];
+    return { services: [], secrets: [] };
   }
   const entries = file.entries(root);
   const volumes = new Set<string>();
-  const secrets = new Set<string>();
+  const secrets: StackSecret[] = [];
   for (const { key, keyNode, value } of entries) {
-    if (key === 'volumes' || key === 'secrets') {
+    if (key === 'volumes') {
       if (value !== null && !isMap(value)) file.problem(keyNode, key, `must be a map of ${key} names`);
-      for (const declared of file.entries(value)) (key === 'volumes' ? volumes : secrets).add(declared.key);
+      for (const declared of file.entries(value)) volumes.add(declared.key);
+    } else if (key === 'secrets') {
+      if (value !== null && !isMap(value)) file.problem(keyNode, key, 'must be a map of secret names to file, environment or external');
+      for (const declared of file.entries(value)) {
+        const secret = readSecret(file, variables, source, declared);
+        if (secret) secrets.push(secret);
+      }
     } else if (key === 'networks') {
       file.warn(keyNode, key, 'ignored: all services of a stack reach each other through links anyway');
     } else if (key !== 'services' && key !== 'name' && key !== 'version' && !key.startsWith('x-')) {
@@ -556,8 +596,97 @@ function readComposeFile(file: TemplateFile, variables: Variables, readFile: Tem
   } else if (serviceEntries.length === 0 || serviceEntries.length > MAX_SERVICES) {
     file.problem(servicesEntry.keyNode, 'services', `a template has 1 to ${MAX_SERVICES} services, not ${serviceEntries.length}`);
   }
-  const reader = new ServiceReader(file, variables, readFile, volumes, secrets);
-  return serviceEntries.slice(0, MAX_SERVICES).map((entry) => reader.read(entry));
+  const reader = new ServiceReader(file, variables, source.readFile, volumes, new Set(secrets.map((secret) => secret.name)));
+  return { services: serviceEntries.slice(0, MAX_SERVICES).map((entry) => reader.read(entry)), secrets };
+}
+
+/**
+ * A top-level secret: `file:` (a file of the template folder, at most 64 KiB of UTF-8 text),
+ * `environment:` (a template variable) or `external: true` (a secret the project has, by `name:`).
+ */
+function readSecret(file: TemplateFile, variables: Variables, source: TemplateSource, { key: name, keyNode, value }: Entry): StackSecret | undefined {
+  const path = `secrets.${name}`;
+  if (!SECRET_NAME.test(name)) {
+    file.problem(keyNode, path, 'a secret name is 1-100 letters, digits and ._-, starting with a letter or digit');
+    return undefined;
+  }
+  if (!isMap(value)) {
+    file.problem(keyNode, path, 'must be a map with file, environment or external');
+    return undefined;
+  }
+  const fields = new Map(file.entries(value).map((entry) => [entry.key, entry]));
+  for (const [key, entry] of fields) {
+    if (['driver', 'driver_opts', 'labels', 'template_driver'].includes(key)) file.warn(entry.keyNode, `${path}.${key}`, 'ignored: Alto keeps the value in its own secrets');
+    else if (!['file', 'environment', 'external', 'name'].includes(key)) file.warn(entry.keyNode, `${path}.${key}`, 'unknown secret key, ignored (known: file, environment, external, name)');
+  }
+  const externalField = fields.get('external');
+  const external = externalField ? isScalar(externalField.value) && externalField.value.value === true : false;
+  if (externalField && !(isScalar(externalField.value) && typeof externalField.value.value === 'boolean')) {
+    file.problem(externalField.keyNode, `${path}.external`, 'must be true or false');
+    return undefined;
+  }
+  const sources = ['file', 'environment'].filter((key) => fields.has(key));
+  if (external) {
+    if (sources.length > 0) {
+      file.problem(keyNode, path, `an external secret has no ${sources[0]}: it is a secret of the project already`);
+      return undefined;
+    }
+    const nameField = fields.get('name');
+    const key = nameField ? file.scalar(nameField.value ?? nameField.keyNode, `${path}.name`) : name;
+    if (key === undefined) return undefined;
+    if (!SECRET_KEY.test(key)) {
+      file.problem(nameField?.keyNode ?? keyNode, `${path}.name`, `"${key}" is not a secret's key (letters, digits and ._-)`);
+      return undefined;
+    }
+    return { name, external: key };
+  }
+  if (fields.has('name')) file.warn(fields.get('name')!.keyNode, `${path}.name`, 'ignored: the stack keeps the secret as <stack>-<secret>; name: names the project\'s secret only with external: true');
+  if (sources.length !== 1) {
+    file.problem(keyNode, path, sources.length === 0 ? 'needs file (a file of the template folder), environment (a parameter or --set variable) or external: true' : 'has both file and environment: give one');
+    return undefined;
+  }
+  const field = fields.get(sources[0])!;
+  const at = `${path}.${sources[0]}`;
+  const given = file.scalar(field.value ?? field.keyNode, at);
+  if (given === undefined) return undefined;
+  const text = isScalar(field.value) && typeof field.value.value === 'string' ? variables.interpolate(given, (message) => file.problem(field.keyNode, at, message)) : given;
+  if (sources[0] === 'environment') {
+    if (!VARIABLE_NAME.test(text)) {
+      file.problem(field.keyNode, at, `"${text}" is not a variable name`);
+      return undefined;
+    }
+    const variable = variables.lookup(text);
+    if (variable === undefined) {
+      file.problem(field.keyNode, at, `${text} is not set: give it with --set ${text}=..., or declare it under parameters in alto.yaml`);
+      return undefined;
+    }
+    return { name, environment: text, value: variable };
+  }
+  const inside = insideFolder(text);
+  if (inside === undefined || inside === '.') {
+    file.problem(field.keyNode, at, `secret file ${text} must be a file inside the template folder`);
+    return undefined;
+  }
+  const bytes = source.readBytes ? source.readBytes(inside) : (() => {
+    const read = source.readFile?.(inside);
+    return read === undefined ? undefined : Buffer.from(read);
+  })();
+  if (bytes === undefined) {
+    file.problem(field.keyNode, at, `secret file ${text} is missing from the template folder (symbolic links are not followed)`);
+    return undefined;
+  }
+  if (bytes.length > MAX_SECRET_FILE_BYTES) {
+    file.problem(field.keyNode, at, `secret file ${text} is larger than ${MAX_SECRET_FILE_BYTES / 1024} KiB`);
+    return undefined;
+  }
+  let content: string;
+  try {
+    content = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    file.problem(field.keyNode, at, `secret file ${text} is not UTF-8 text (an Alto secret holds text; base64 binary content and decode it in the service)`);
+    return undefined;
+  }
+  return { name, file: inside, value: content };
 }
 
 /** Reads one compose service into a StackService, reporting problems as it goes. */
@@ -1006,20 +1135,61 @@ class ServiceReader {
     }
   }
 
+  /**
+   * The secrets a service sees as files: `- name`, or `{source, target, mode, uid, gid}`; the
+   * file is /run/secrets/<target> (a name, or that path written whole), never elsewhere: Alto
+   * writes it to memory there, not onto the image's filesystem.
+   */
   private secrets(node: Node, path: string, service: StackService): void {
     const file = this.file;
-    if (!isSeq(node)) return file.problem(node, path, 'must be a list of secret names');
+    if (!isSeq(node)) return file.problem(node, path, 'must be a list of secret names or of maps with source, target and mode');
     file.items(node).forEach((item, index) => {
       const at = `${path}[${index}]`;
-      const sourceNode = isMap(item) ? file.entries(item).find((entry) => entry.key === 'source')?.value ?? item : item;
-      const name = this.text(sourceNode, isMap(item) ? `${at}.source` : at);
-      if (name === undefined) return;
-      if (!this.secretNames.has(name)) file.problem(item, at, `secret ${name} is not declared under the top-level secrets`);
-      else service.secrets.push(name);
+      const use: Partial<StackSecretFile> = {};
+      if (isMap(item)) {
+        for (const { key, keyNode, value } of file.entries(item)) {
+          const where = `${at}.${key}`;
+          const field = value ?? keyNode;
+          if (key === 'source') use.source = this.text(field, where);
+          else if (key === 'target') {
+            const target = this.text(field, where);
+            if (target === undefined) continue;
+            const name = target.startsWith('/') ? /^\/run\/secrets\/([^/]+)$/.exec(posix.normalize(target))?.[1] : target;
+            if (name === undefined) file.problem(keyNode, where, `${target} is refused: a secret's file is /run/secrets/<name>, in memory, never elsewhere in the image's filesystem`);
+            else if (!SECRET_TARGET.test(name)) file.problem(keyNode, where, `"${name}" is not a file name (letters, digits and ._-)`);
+            else use.target = name;
+          } else if (key === 'mode') use.mode = this.fileMode(field, where);
+          else if (key === 'uid' || key === 'gid') {
+            const id = this.text(field, where);
+            if (id !== undefined && /^\d{1,5}$/.test(id) && Number(id) <= 65535) use[key] = Number(id);
+            else if (id !== undefined) file.problem(keyNode, where, `"${id}" is not a numeric ${key} (0-65535)`);
+          } else file.warn(keyNode, where, 'unknown secret key, ignored (known: source, target, mode, uid, gid)');
+        }
+        if (use.source === undefined) return file.problem(item, at, 'needs source (the name of a top-level secret)');
+      } else {
+        use.source = this.text(item, at);
+        if (use.source === undefined) return;
+      }
+      const name = use.source;
+      if (!this.secretNames.has(name)) return file.problem(item, at, `secret ${name} is not declared under the top-level secrets`);
+      const target = use.target ?? name;
+      if (!SECRET_TARGET.test(target)) return file.problem(item, at, `"${target}" is not a file name for /run/secrets (letters, digits and ._-): give target`);
+      if (service.secrets.some((other) => other.target === target)) return file.problem(item, at, `/run/secrets/${target} is given twice`);
+      service.secrets.push({ source: name, target, mode: use.mode ?? 0o444, ...(use.uid !== undefined ? { uid: use.uid } : {}), ...(use.gid !== undefined ? { gid: use.gid } : {}) });
     });
-    // Read and checked, but no file is mounted yet: say so rather than deploy without it.
-    if (service.secrets.length > 0)
-      file.warn(node, path, `not mounted at /run/secrets yet: give the value as an alto.yaml parameter with secret: true and use it in environment as \${NAME} instead`);
+  }
+
+  /** A file mode as compose writes it: octal with a leading 0 (0440, 0o440, "0440"), else a decimal number, as Docker reads it. */
+  private fileMode(node: Node, path: string): number | undefined {
+    const range = node.range;
+    const written = isScalar(node) && typeof node.value === 'number' && range ? this.file.text.slice(range[0], range[1]).trim() : this.text(node, path);
+    if (written === undefined) return undefined;
+    const octal = /^0o?([0-7]*)$/i.exec(written);
+    const mode = octal ? parseInt(octal[1] || '0', 8) : /^[1-9]\d*$/.test(written) ? Number(written) : NaN;
+    if (Number.isNaN(mode) || mode > 0o775) this.file.problem(node, path, `"${written}" is not a file mode like 0440 (at most 0775)`);
+    else if (mode & 0o002) this.file.problem(node, path, `${written} would make the secret's file world-writable`);
+    else return mode;
+    return undefined;
   }
 }
 

@@ -16,7 +16,11 @@
  * else generated) are stored in the project's secrets as `<stack>-<parameter>` and reach the
  * services as hidden env, never as plain env_vars: the compose file sees `$(<VARIABLE>)` where it
  * uses one, expanded inside the instance (compute/sandbox/env-references.ts). Their values are
- * never answered. A deploy that fails removes every app and secret it made.
+ * never answered. Compose's top-level secrets (a file of the template, a template variable) are
+ * kept the same way as `<stack>-<name>` (one from a secret parameter is that parameter's secret;
+ * `external: true` names a secret the project has), and a service that lists them sees each as
+ * the file /run/secrets/<target> (app `secret_files`), never in its env. A deploy that fails
+ * removes every app and secret it made.
  */
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
@@ -66,6 +70,7 @@ interface AppView {
   tcp_port?: number;
   stack?: { name: string; service: string; digest?: string };
   secrets?: string[];
+  secret_files?: { secret: string }[];
 }
 
 /**
@@ -106,7 +111,14 @@ function filesUnder(files: Record<string, string>, context: string): Record<stri
 }
 
 /** The app settings a service is run with (see the module comment for links and secrets). */
-export function runRequestOf(stack: string, service: StackService, plan: StackPlan, files: Record<string, string>, secretKeys: Map<string, string>): Record<string, unknown> {
+export function runRequestOf(
+  stack: string,
+  service: StackService,
+  plan: StackPlan,
+  files: Record<string, string>,
+  secretKeys: Map<string, string>,
+  composeSecretKeys: Map<string, string> = new Map(),
+): Record<string, unknown> {
   const app = `${stack}-${service.name}`;
   // Linked to the services it depends on and those it names (`db:5432`, or their link
   // variables): adding a service to the stack changes (and restarts) only the ones that reach it.
@@ -142,6 +154,18 @@ export function runRequestOf(stack: string, service: StackService, plan: StackPl
     // Each linked service by its compose name too: `db:5432` reaches the stack's db.
     ...(reachable.length > 0 ? { link_aliases: Object.fromEntries(reachable.map((other) => [other.name, `${stack}-${other.name}`])) } : {}),
     ...(secrets.length > 0 ? { secrets } : {}),
+    // Compose's secrets, as files in /run/secrets: the app's env never holds them.
+    ...(service.secrets.length > 0
+      ? {
+          secret_files: service.secrets.map((use) => ({
+            secret: composeSecretKeys.get(use.source) ?? `${stack}-${use.source}`,
+            target: use.target,
+            mode: use.mode,
+            ...(use.uid !== undefined ? { uid: use.uid } : {}),
+            ...(use.gid !== undefined ? { gid: use.gid } : {}),
+          })),
+        }
+      : {}),
     // The compose healthcheck decides when an instance is ready: a service that depends on this
     // one (service_healthy) is deployed once this one's Run answered, so once it passed.
     ...(service.healthcheck
@@ -209,6 +233,8 @@ interface Prepared {
   files: Record<string, string>;
   /** Secret parameter -> its key in the project's secrets. */
   secretKeys: Map<string, string>;
+  /** Compose top-level secret used by a service -> its key in the project's secrets. */
+  composeSecretKeys: Map<string, string>;
   /** Secrets to write (new, or given with --set): key -> the value, and the one it had before, if any (put back if the deploy fails). */
   toStore: Map<string, { value: string; previous: string | undefined }>;
 }
@@ -221,11 +247,12 @@ async function prepare(request: z.output<typeof DeployRequest>, context: CallCon
   assertScopes(context, ['app']);
   const stack = request.name;
   const files = request.files ?? {};
-  const readFile = (path: string) => {
+  const readBytes = (path: string) => {
     const content = files[posix.normalize(path).replace(/^\.\//, '')];
-    return content === undefined ? undefined : Buffer.from(content, 'base64').toString('utf8');
+    return content === undefined ? undefined : Buffer.from(content, 'base64');
   };
-  const source = { compose: request.compose, alto: request.alto, readFile };
+  const readFile = (path: string) => readBytes(path)?.toString('utf8');
+  const source = { compose: request.compose, alto: request.alto, readFile, readBytes };
   const first = planStack(source, request.set ?? {});
   if (first.parameters.some((parameter) => parameter.secret)) assertScopes(context, ['app', 'secret']);
   const secretKeys = new Map<string, string>();
@@ -238,6 +265,7 @@ async function prepare(request: z.output<typeof DeployRequest>, context: CallCon
     const previous = await secretValue(context, key);
     if (given !== undefined || previous === undefined) toStore.set(key, { value: given ?? first.values[parameter.name], previous });
   }
+  const composeSecretKeys = await composeSecrets(context, stack, first, secretKeys, toStore);
   const references = Object.fromEntries([...secretKeys].map(([parameter, key]) => [parameter, `$(${secretVariableName(key)})`]));
   const plan = planStack(source, { ...(request.set ?? {}), ...references });
   for (const service of plan.services) {
@@ -251,14 +279,49 @@ async function prepare(request: z.output<typeof DeployRequest>, context: CallCon
       if (user && user !== service.name) throw errors.badRequest(`volume ${volume.name}: used by services ${user} and ${service.name}; a volume has one app at a time, give each service its own`);
       volumeUsers.set(volume.name, service.name);
     }
-  return { stack, plan, files, secretKeys, toStore };
+  return { stack, plan, files, secretKeys, composeSecretKeys, toStore };
+}
+
+/**
+ * The keys of the compose secrets the services use, adding the values to write to `toStore`: a
+ * file's content or a variable's value as `<stack>-<name>` (written when it changed, so a changed
+ * file reaches the services), a secret parameter's own secret, or an external secret, which must
+ * exist. 400 naming the secret for one that cannot be.
+ */
+async function composeSecrets(context: CallContext, stack: string, plan: StackPlan, secretKeys: Map<string, string>, toStore: Prepared['toStore']): Promise<Map<string, string>> {
+  const used = new Set(plan.services.flatMap((service) => service.secrets.map((use) => use.source)));
+  const keys = new Map<string, string>();
+  if (used.size === 0) return keys;
+  assertScopes(context, ['app', 'secret']);
+  const parameterOfKey = new Map([...secretKeys].map(([parameter, key]) => [key, parameter]));
+  for (const secret of plan.secrets.filter((each) => used.has(each.name))) {
+    if ('external' in secret) {
+      if (secret.external.startsWith(`${stack}-`))
+        throw errors.badRequest(`compose.yaml: secrets.${secret.name}: the external secret "${secret.external}" is named like the stack's own (${stack}-...), which template/Destroy --volumes deletes; give the project's secret another key`);
+      if ((await secretValue(context, secret.external)) === undefined)
+        throw errors.badRequest(`compose.yaml: secrets.${secret.name}: the external secret "${secret.external}" is not a secret of this project; secret/Set it first (secret/List shows them)`);
+      keys.set(secret.name, secret.external);
+      continue;
+    }
+    if ('environment' in secret && secretKeys.has(secret.environment)) {
+      keys.set(secret.name, secretKeys.get(secret.environment)!);
+      continue;
+    }
+    const key = `${stack}-${secret.name}`;
+    const parameter = parameterOfKey.get(key);
+    if (parameter !== undefined) throw errors.badRequest(`compose.yaml: secrets.${secret.name}: its secret ${key} would be the one of the secret parameter ${parameter}; rename one of them`);
+    keys.set(secret.name, key);
+    const previous = await secretValue(context, key);
+    if (previous !== secret.value) toStore.set(key, { value: secret.value, previous });
+  }
+  return keys;
 }
 
 /** Each service's app settings, with a digest of them in its stack mark: Update compares digests to find what changed. */
-function runRequests({ stack, plan, files, secretKeys }: Prepared): Map<string, Record<string, unknown>> {
+function runRequests({ stack, plan, files, secretKeys, composeSecretKeys }: Prepared): Map<string, Record<string, unknown>> {
   const requests = new Map<string, Record<string, unknown>>();
   for (const service of plan.services) {
-    const body = runRequestOf(stack, service, plan, files, new Map([...secretKeys].map(([, key]) => [key, key])));
+    const body = runRequestOf(stack, service, plan, files, new Map([...secretKeys].map(([, key]) => [key, key])), composeSecretKeys);
     const digest = createHash('sha256').update(JSON.stringify(body)).digest('hex').slice(0, 32);
     body.stack = { name: stack, service: service.name, digest };
     requests.set(service.name, body);
@@ -299,6 +362,12 @@ function inTurn<T>(context: CallContext, stack: string, work: () => Promise<T>):
   return turn;
 }
 
+/** Whether a service's app is given a secret (env or file) whose value this update writes anew: it restarts to read it. */
+function usesChangedSecret(body: Record<string, unknown>, toStore: Prepared['toStore']): boolean {
+  const keys = [...((body.secrets as string[] | undefined) ?? []), ...((body.secret_files as { secret: string }[] | undefined) ?? []).map((file) => file.secret)];
+  return keys.some((key) => toStore.get(key)?.previous !== undefined);
+}
+
 /** Runs (or updates) a service's app, its failure named after the service. */
 async function apply(context: CallContext, endpointName: 'Run' | 'Update', service: string, body: Record<string, unknown>): Promise<void> {
   try {
@@ -332,7 +401,8 @@ export const templateService = defineService({
       example: { name: 'shop', compose: 'services:\n  web:\n    image: ghcr.io/org/web:v1\n    ports: ["8080"]\n' },
       async handler(request, context) {
         return inTurn(context, request.name, async () => {
-          const { stack, plan, files, secretKeys, toStore } = await prepare(request, context);
+          const prepared = await prepare(request, context);
+          const { stack, plan, secretKeys, composeSecretKeys, toStore } = prepared;
           const existing = await appsOf(context);
           if (existing.some((app) => app.stack?.name === stack)) throw errors.conflict(`stack "${stack}" exists; template/Update changes it, template/Destroy removes it`);
           for (const service of plan.services) {
@@ -340,7 +410,6 @@ export const templateService = defineService({
             if (taken) throw errors.conflict(`app "${taken.name}" exists (service ${service.name} of the stack would be it); delete it or choose another stack name`);
           }
           // Everything checked: from here, what is made is removed again on failure.
-          const prepared = { stack, plan, files, secretKeys, toStore };
           const madeSecrets: string[] = [];
           const madeApps: string[] = [];
           try {
@@ -359,7 +428,7 @@ export const templateService = defineService({
           return {
             stack: stackView(stack, plan, apps),
             warnings: plan.warnings,
-            secrets: [...secretKeys.values()],
+            secrets: [...new Set([...secretKeys.values(), ...composeSecretKeys.values()])],
             ...(publicApp && publicApp.tcp_port === undefined ? { public: publicApp.url } : {}),
           };
         });
@@ -395,11 +464,11 @@ export const templateService = defineService({
             if (!running) {
               await apply(context, 'Run', service, body);
               changed.push({ service, app, change: 'added' });
-            } else if (running.stack?.digest !== (body.stack as { digest: string }).digest) {
+            } else if (running.stack?.digest !== (body.stack as { digest: string }).digest || usesChangedSecret(body, prepared.toStore)) {
               // What the template no longer gives is taken away, not kept: the env, links and secrets
               // are replaced whole, and a dropped command, entrypoint, health check or stop setting
               // returns to the image's (one the template gives wins over the reset).
-              await apply(context, 'Update', service, { links: [], secrets: [], volumes: [], ...body, replace_env_vars: true, reset: [...RESETTABLE_SETTINGS] });
+              await apply(context, 'Update', service, { links: [], secrets: [], secret_files: [], volumes: [], ...body, replace_env_vars: true, reset: [...RESETTABLE_SETTINGS] });
               changed.push({ service, app, change: 'updated' });
             } else changed.push({ service, app, change: 'unchanged' });
           }
@@ -407,7 +476,7 @@ export const templateService = defineService({
             await call(context, 'app', 'Delete', { name: app.name, keep_volumes: !request.volumes });
             changed.push({ service: app.stack?.service ?? app.name, app: app.name, change: 'removed' });
           }
-          return { stack: stackView(stack, plan, await appsOf(context)), changes: changed, warnings: plan.warnings, secrets: [...prepared.secretKeys.values()] };
+          return { stack: stackView(stack, plan, await appsOf(context)), changes: changed, warnings: plan.warnings, secrets: [...new Set([...prepared.secretKeys.values(), ...prepared.composeSecretKeys.values()])] };
         });
       },
     }),
@@ -435,7 +504,8 @@ export const templateService = defineService({
           if (apps.length === 0) throw errors.notFound(`no stack "${request.name}" in this project; template/List shows them`);
           for (const app of apps) await call(context, 'app', 'Delete', { name: app.name, keep_volumes: !request.volumes });
           if (request.volumes) {
-            const keys = new Set(apps.flatMap((app) => app.secrets ?? []).filter((key) => key.startsWith(`${request.name}-`)));
+            const used = apps.flatMap((app) => [...(app.secrets ?? []), ...(app.secret_files ?? []).map((file) => file.secret)]);
+            const keys = new Set(used.filter((key) => key.startsWith(`${request.name}-`)));
             for (const key of keys) await call(context, 'secret', 'Delete', { key });
           }
           return { removed: apps.map((app) => app.name) };

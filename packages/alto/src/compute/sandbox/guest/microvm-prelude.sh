@@ -7,10 +7,15 @@
 #   ALTO_UID, ALTO_GID     the app's user, who owns the top of each volume
 #   ALTO_VOLUMES           the volumes' paths, separated by spaces (letters, digits and ._-/ only),
 #                          the i-th on the disk whose serial is alto-volume-<i>
+#   ALTO_SECRET_FILES      not empty: a tmpfs is mounted at /run/secrets for supervisor.sh to
+#                          write the secrets' files into
 exec 3>/dev/alto.control 1>/dev/alto.stdout 2>/dev/alto.stderr </dev/null
 $B hostname "$ALTO_HOSTNAME"
 $B mkdir -p /dev/shm /dev/pts && $B mount -t tmpfs -o mode=1777 shm /dev/shm && $B mount -t devpts devpts /dev/pts
 [ -e /dev/fd ] || $B ln -s /proc/self/fd /dev/fd
+if [ -n "$ALTO_SECRET_FILES" ]; then
+  $B mkdir -p /run/secrets && $B mount -t tmpfs -o mode=0755,size=4m,nosuid,nodev,noexec alto-secrets /run/secrets
+fi
 # The host writes `term` on the signal port to stop the app; PID 1 passes it on. After the grace
 # period, `kill` ends every process but PID 1, which then syncs and powers off. A reseed gives a
 # restored copy its own random state and clock. The guest agent (agent.s), where the host has

@@ -20,6 +20,8 @@
 #   ALTO_VOLUME_OWNER    uid:gid on the host of the app's user, who owns the top of each volume
 #   ALTO_SUPERVISOR_DIR  the folder holding supervisor.sh and settings.sh
 #   ALTO_HOSTNAME        the sandbox's hostname
+#   ALTO_SECRETS_TMPFS   1: mount a tmpfs at /run/secrets for the supervisor to write the
+#                        secrets' files into (empty: none)
 set -e
 B=${ALTO_BUSYBOX:?}
 R=${ALTO_ROOT:?}
@@ -29,7 +31,8 @@ id_base=${ALTO_ID_BASE:?}
 volume_owner=${ALTO_VOLUME_OWNER:?}
 supervisor_dir=${ALTO_SUPERVISOR_DIR:?}
 hostname=${ALTO_HOSTNAME:?}
-unset ALTO_BUSYBOX ALTO_RUN_DIR ALTO_ROOT ALTO_ROOT_DISK ALTO_ID_BASE ALTO_VOLUME_OWNER ALTO_SUPERVISOR_DIR ALTO_HOSTNAME
+secrets_tmpfs=${ALTO_SECRETS_TMPFS:-}
+unset ALTO_BUSYBOX ALTO_RUN_DIR ALTO_ROOT ALTO_ROOT_DISK ALTO_ID_BASE ALTO_VOLUME_OWNER ALTO_SUPERVISOR_DIR ALTO_HOSTNAME ALTO_SECRETS_TMPFS
 cd "$run_dir"
 # Attaching a loop device can fail for a moment when other sandboxes attach or release theirs at
 # the same time (two mounts offered the same free device, one still being cleared): try again.
@@ -68,6 +71,9 @@ $B ln -s /proc/self/fd "$R/dev/fd"; $B ln -s /proc/self/fd/0 "$R/dev/stdin"; $B 
 $B mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 for entry in sys sysrq-trigger; do [ -e "$R/proc/$entry" ] || continue; $B mount --bind "$R/proc/$entry" "$R/proc/$entry"; $B mount -o remount,bind,ro,nosuid,nodev,noexec "$R/proc/$entry"; done
 $B cp "$supervisor_dir/supervisor.sh" "$supervisor_dir/settings.sh" "$R/.alto/run/"
+# settings.sh holds the hidden env and the secrets' files: the sandbox's root (the supervisor) reads it, not the app's user.
+$B chown "$id_base:$id_base" "$R/.alto/run/settings.sh"
+$B chmod 600 "$R/.alto/run/settings.sh"
 $B mount --bind "$R/.alto" "$R/.alto"
 $B mount -o remount,bind,ro,nosuid,nodev "$R/.alto"
 $B hostname "$hostname"
@@ -76,4 +82,9 @@ $B pivot_root . .alto/old
 B=/.alto/bin/busybox
 cd /
 $B umount -l /.alto/old
+# Made after pivot_root, so a symlink of the image's resolves inside the sandbox's root.
+if [ -n "$secrets_tmpfs" ]; then
+  $B mkdir -p /run/secrets
+  $B mount -t tmpfs -o "mode=0755,size=4m,nosuid,nodev,noexec,uid=$id_base,gid=$id_base" alto-secrets /run/secrets
+fi
 exec /.alto/bin/ld.so --library-path /.alto/bin/lib /.alto/bin/setpriv --reuid="$id_base" --regid="$id_base" --clear-groups -- /.alto/bin/busybox unshare --user -- /.alto/bin/busybox sh -c 'echo alto:userns >&3; read -r go; exec /.alto/bin/alto-enter --fds 4 --sandbox --parent-death-fd 3 -- /.alto/bin/busybox sh /.alto/run/supervisor.sh'

@@ -16,6 +16,8 @@
 #   ALTO_EPILOGUE        a file to source after `alto:exit` was written (empty: none)
 #   ALTO_STOP_SIGNAL     the signal the app is stopped with, as `kill -NAME` takes it (TERM, INT...)
 #   ALTO_HOSTS           lines `address name...` for /etc/hosts (the links' names; empty: none)
+#   ALTO_SECRET_FILES    lines `name mode uid:gid base64` of the files to write into /run/secrets,
+#                        a tmpfs the driver mounted for them (empty: none)
 #   ALTO_HEALTH_INTERVAL seconds between runs of alto_health_check until it first passes (empty:
 #                        no health check), ALTO_HEALTH_TIMEOUT the seconds one run may take,
 #                        ALTO_HEALTH_START the first seconds whose failures are not logged;
@@ -37,6 +39,21 @@ if [ -n "$ALTO_HOSTS" ]; then
     if [ -f /etc/hosts ]; then $B grep -v ' # alto link$' /etc/hosts; else echo '127.0.0.1 localhost'; fi
     echo "$ALTO_HOSTS" | $B sed 's/$/ # alto link/'
   } >/etc/.alto-hosts && $B chmod 644 /etc/.alto-hosts && $B mv -f /etc/.alto-hosts /etc/hosts
+fi
+# The secrets' files, into the tmpfs the driver mounted at /run/secrets (never onto a disk): the
+# value goes from the shell's memory to base64 -d's stdin, in no env and no argv. Without that
+# tmpfs the app does not start.
+if [ -n "$ALTO_SECRET_FILES" ]; then
+  if ! $B grep -q "^[^ ]* /run/secrets tmpfs " /proc/mounts || ! echo "$ALTO_SECRET_FILES" | while read -r name mode owner value; do
+    (umask 077 && echo "$value" | $B base64 -d >"/run/secrets/$name") && $B chown "$owner" "/run/secrets/$name" && $B chmod "$mode" "/run/secrets/$name" || exit 1
+  done; then
+    echo "alto: cannot write the secrets' files into /run/secrets" >&2
+    echo "alto:exit 125" >&3
+    # shellcheck source=/dev/null  # the driver's, named by settings.sh
+    [ -z "$ALTO_EPILOGUE" ] || . "$ALTO_EPILOGUE"
+    exit 125
+  fi
+  unset ALTO_SECRET_FILES
 fi
 child=
 watcher=
