@@ -147,6 +147,17 @@ export interface ProcessOptions {
   built?: boolean;
 }
 
+/**
+ * The `alto up` processes this test process started and that still run. A test file the runner
+ * ends early (its time limit, a failed hook) would otherwise leave them running after it: each
+ * is asked to stop (SIGTERM, as a user's Ctrl-C) when this process exits. Only our own children,
+ * by the handle that started them, and only while they have not exited (so the PID is still theirs).
+ */
+const runningChildren = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of runningChildren) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+});
+
 /** Runs `alto up` as its own process (for start/stop, signals and crash tests). */
 export async function startProcess(options: ProcessOptions = {}): Promise<ServerProcess> {
   const dataDir = options.dataDir ?? temporaryDataDir();
@@ -160,7 +171,13 @@ export async function startProcess(options: ProcessOptions = {}): Promise<Server
   let stdout = '';
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  runningChildren.add(child);
+  const exited = new Promise<number | string>((resolve) =>
+    child.once('exit', (code, signal) => {
+      runningChildren.delete(child);
+      resolve(code ?? signal ?? -1);
+    }),
+  );
   let httpsPort: number | undefined;
   const url = await new Promise<string>((resolve, reject) => {
     // Only whole lines not looked at yet are parsed, and none once the server listens: a server
