@@ -5,10 +5,12 @@
  * logs takes the same flags; FollowLogs goes on from the lines on disk to new ones; bad filters are answered 400 naming the field; a flood is
  * throttled with a "[… N lines dropped]" line while Alto's memory stays bounded and the app's
  * log folder stays under its size cap as segments rotate; the lines outlast a restart of Alto;
- * deleting the app deletes its log.
+ * the project's log_days and log_bytes (projects/Update, 400s for values out of bounds) delete
+ * lines past them at once, the oldest first across the project's two apps; deleting the app
+ * deletes its log.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
@@ -213,6 +215,62 @@ describe('app logs on disk', () => {
     // New lines go on after the old ones.
     const gamma = await say('gamma-line');
     assert.ok(Date.parse(gamma.at) > Date.parse(beforeRestart[0]!.at));
+  });
+
+  test("the project's log_days and log_bytes delete what they no longer allow, the oldest first across its apps", async () => {
+    const projectOf = async () => {
+      const listed = await alto.call('projects', 'List', {});
+      return (listed.body.projects as { name: string; log_days: number; log_bytes: number }[]).find((project) => project.name === PROJECT)!;
+    };
+    assert.deepEqual({ days: (await projectOf()).log_days, bytes: (await projectOf()).log_bytes }, { days: 7, bytes: 256 * 1024 ** 2 });
+    // Out of bounds: 400s naming the field; nothing changes.
+    for (const [change, pattern] of [
+      [{ log_days: 0 }, /log_days/],
+      [{ log_days: 31 }, /log_days: this instance keeps apps' logs at most 30 days/],
+      [{ log_bytes: 1000 }, /log_bytes: must be at least 262144/],
+      [{ log_bytes: 2 * 1024 ** 3 }, /log_bytes: this instance keeps at most/],
+      [{ log_days: 1.5 }, /log_days/],
+    ] as const) {
+      const refused = await alto.call('projects', 'Update', { name: PROJECT, ...change });
+      assert.equal(refused.status, 400, JSON.stringify(refused.body));
+      assert.match(JSON.stringify(refused.body), pattern);
+    }
+    assert.equal((await projectOf()).log_days, 7);
+
+    // Age: lines of three days ago (a segment as Alto writes it) go when the project keeps 2 days.
+    const threeDaysAgo = Date.now() - 3 * 86_400_000;
+    const old = [0, 1, 2].map((index) => JSON.stringify({ time: new Date(threeDaysAgo + index).toISOString(), stream: 'stdout', instance: 'i0', node: 'n', version: 1, text: `ancient-line ${index}` })).join('\n');
+    writeFileSync(join(logDir(), `${String(threeDaysAgo).padStart(13, '0')}.jsonl`), `${old}\n`);
+    assert.equal((await logs({ grep: 'ancient-line', since: '7d' })).length, 3);
+    const kept = await say('recent-line');
+    const updated = await alto.call('projects', 'Update', { name: PROJECT, log_days: 2 });
+    assert.equal(updated.status, 200, JSON.stringify(updated.body));
+    assert.equal(updated.body.project.log_days, 2);
+    await eventually(async () => (await logs({ grep: 'ancient-line', since: '7d' })).length === 0, 'the lines past 2 days gone');
+    assert.deepEqual((await logs({ grep: 'recent-line' })).map((line) => line.line), [kept.line]);
+
+    // Bytes: a second app floods too; together the two folders pass 256 KiB, and log_bytes of
+    // 256 KiB leaves only the newest segments of both, the older app's flood going first.
+    const second = await call('Run', { name: 'talker2', image: `${registry.host}/demo/talker:v1`, port: 8080 });
+    assert.equal(second.status, 200, JSON.stringify(second.body));
+    const secondDir = join(dataDir, 'logs', 'apps', second.body.service.id);
+    await getThroughEdge(Number(new URL(alto.url).port), `talker2.${PROJECT}.localhost`, '/cgi-bin/flood');
+    await eventually(async () => existsSync(secondDir) && folderBytes(secondDir) > 128 * 1024, "the second app's flood on disk", 120_000);
+    const firstBytes = folderBytes(logDir());
+    assert.ok(firstBytes + folderBytes(secondDir) > 256 * 1024, `${firstBytes} + ${folderBytes(secondDir)} bytes before`);
+    const oldestOfFirst = readdirSync(logDir()).sort()[0]!;
+    const bytes = await alto.call('projects', 'Update', { name: PROJECT, log_bytes: 256 * 1024 });
+    assert.equal(bytes.status, 200, JSON.stringify(bytes.body));
+    assert.equal(bytes.body.project.log_bytes, 256 * 1024);
+    await eventually(async () => folderBytes(logDir()) + folderBytes(secondDir) <= 256 * 1024, 'both apps within the project\'s 256 KiB');
+    assert.ok(!existsSync(join(logDir(), oldestOfFirst)), "the older app's oldest segment went");
+    const secondLines = await call('Logs', { name: 'talker2', grep: 'flood ', limit: 5 });
+    assert.equal(secondLines.status, 200);
+    assert.ok((secondLines.body.lines as unknown[]).length > 0, "the second app's newest lines are kept");
+    // null returns to the node's defaults.
+    const reset = await alto.call('projects', 'Update', { name: PROJECT, log_days: null, log_bytes: null });
+    assert.deepEqual({ days: reset.body.project.log_days, bytes: reset.body.project.log_bytes }, { days: 7, bytes: 256 * 1024 ** 2 });
+    assert.equal((await call('Delete', { name: 'talker2' })).status, 200);
   });
 
   test('deleting the app deletes its log', async () => {

@@ -12,6 +12,7 @@ import type { Stores } from '../store/index.js';
 import { Limits } from './limits.js';
 import { Meter } from './metering.js';
 import type { AppGateway } from './app-gateway.js';
+import { AppLogSettings } from './app-log-settings.js';
 import type { RequestLog } from './request-log.js';
 import { PriceList } from './prices.js';
 import type { Component, EndpointDefinition, ServiceDefinition } from './service.js';
@@ -53,6 +54,8 @@ export class Platform {
   /** The operator's price list, `<data>/prices.json`. */
   readonly prices: PriceList;
   readonly limits: Limits;
+  /** How long and how much of their apps' logs projects keep (log_days, log_bytes). */
+  readonly appLogs: AppLogSettings;
   readonly startedAt = Date.now();
   private readonly services = new Map<string, ServiceDefinition>();
   private readonly components = new Map<Component<unknown>, unknown>();
@@ -71,6 +74,7 @@ export class Platform {
     this.tenancy = new Tenancy(stores.control, () => [...this.services.keys()]);
     this.prices = PriceList.open(join(config.dataDir, 'prices.json'), [...this.services.values()], log);
     this.limits = new Limits(stores.quota, this.prices, log);
+    this.appLogs = AppLogSettings.fromEnvironment(stores.quota);
     this.meter = new Meter(stores.usage, log, {
       intervalMs: config.usageFlushMs,
       computePrice: (runningMs, memoryMiB, requests) => this.prices.computePrice(runningMs, memoryMiB, requests),

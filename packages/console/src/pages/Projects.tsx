@@ -1,12 +1,13 @@
 /**
  * Projects of the account and their environments (the environments its keys are in), with
- * their rate limit, monthly quota and how many days their request log keeps; create with limits,
+ * their rate limit, monthly quota, how many days their request log keeps and how long and how
+ * much of their apps' logs they keep (log_days, log_bytes); create with limits,
  * delete with a confirmation.
  */
 import { useState, type FormEvent } from 'react';
 import { useAction, useLoad } from '../hooks';
 import { useSession } from '../session';
-import { ConfirmButton, Empty, ErrorNotice, Field, formatDate, formatNumber, Loading, PageHeader } from '../ui';
+import { ConfirmButton, Empty, ErrorNotice, Field, formatBytes, formatDate, formatNumber, Loading, PageHeader } from '../ui';
 
 export interface ProjectView {
   id: string;
@@ -15,6 +16,10 @@ export interface ProjectView {
   limits: { rate_limit: number; monthly_quota: number; [name: string]: number };
   /** Days its request log keeps (0: none). */
   request_log_days?: number;
+  /** Days its apps' log lines are kept. */
+  log_days?: number;
+  /** Bytes its apps' logs hold together on a node. */
+  log_bytes?: number;
 }
 
 interface KeyListItem {
@@ -69,6 +74,7 @@ export function ProjectsPage() {
                   <th scope="col">Rate limit</th>
                   <th scope="col">Monthly quota</th>
                   <th scope="col">Request log</th>
+                  <th scope="col">App logs</th>
                   <th scope="col">Created</th>
                   <th scope="col">
                     <span className="visually-hidden">Actions</span>
@@ -95,6 +101,7 @@ export function ProjectsPage() {
                     <td>{project.limits.rate_limit ? `${formatNumber(project.limits.rate_limit)}/s` : 'none'}</td>
                     <td>{project.limits.monthly_quota ? formatNumber(project.limits.monthly_quota) : 'none'}</td>
                     <td>{project.request_log_days === undefined ? '—' : project.request_log_days === 0 ? 'off' : <a href="#/requests">{`${project.request_log_days} days`}</a>}</td>
+                    <td data-app-logs>{project.log_days === undefined || project.log_bytes === undefined ? '—' : `${project.log_days} days, ${formatBytes(project.log_bytes)}`}</td>
                     <td>{formatDate(project.created)}</td>
                     <td className="actions">
                       <ConfirmButton

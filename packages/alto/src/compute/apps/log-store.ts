@@ -11,10 +11,16 @@
  * last line is older than the retention go too. Reading goes from the newest segment back and
  * stops once it has `limit` lines or passed `since`.
  *
+ * A project bounds its apps' logs together (`log_days`, `log_bytes`: platform/app-log-settings.ts):
+ * a sweep, at start, every few minutes, as soon as a project's appends pass its bytes and when a
+ * project's settings change, deletes the segments past its days and then the oldest segments
+ * across all its apps until they fit its bytes. Deletions go through each app's writer, in order
+ * with its appends.
+ *
  * `LogThrottle` is the rate an app's output is kept at: past it lines are dropped and counted,
  * so an app that floods stdout costs Alto neither memory nor disk bandwidth beyond that rate.
  */
-import { appendFile, mkdir, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { appendFile, mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../kit/logger.js';
 import type { AppLogLine, AppLogStream } from './runtime.js';
@@ -39,8 +45,23 @@ export interface LogStoreOptions {
   /** This node's name, written on every line. */
   node: string;
   maxBytesPerApp?: number;
+  /** How long lines are kept when a project's own bound is not known (yet). */
   retentionMs?: number;
   log: Logger;
+  /** The project an app belongs to (undefined: unknown, its folder is left alone). */
+  projectOf?: (appId: string) => Promise<string | undefined>;
+  /** A project's bounds (`log_days`, `log_bytes`); without it only each app's cap and `retentionMs` apply. */
+  boundsOf?: (projectId: string) => Promise<ProjectLogBounds>;
+  /** The clock (ms), for tests. */
+  now?: () => number;
+  /** How often every project is swept (default 10 minutes). */
+  sweepEveryMs?: number;
+}
+
+/** What a project's apps' logs may hold together on this node. */
+export interface ProjectLogBounds {
+  days: number;
+  bytes: number;
 }
 
 /** A stored line as read back: an app's line with the node that wrote it. */
@@ -182,21 +203,40 @@ export class AppLogStore {
   readonly maxBytesPerApp: number;
   readonly retentionMs: number;
   private readonly writers = new Map<string, AppLogWriter>();
+  private readonly now: () => number;
+  /** The project of each app seen. */
+  private readonly projects = new Map<string, string>();
+  /** Each project's bounds as last read. */
+  private readonly bounds = new Map<string, ProjectLogBounds>();
+  /** Bytes of each project's logs on disk, as of its last sweep plus the appends since. */
+  private readonly projectBytes = new Map<string, number>();
+  /** Projects whose sweep is due soon (their appends passed their bytes), and the sweeps running. */
+  private readonly sweepsDue = new Set<string>();
+  private sweeping: Promise<void> = Promise.resolve();
+  private sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: LogStoreOptions) {
     this.maxBytesPerApp = Math.max(MIN_LOG_MAX_BYTES, options.maxBytesPerApp ?? DEFAULT_LOG_MAX_BYTES);
     this.retentionMs = options.retentionMs ?? DEFAULT_LOG_RETENTION_MS;
+    this.now = options.now ?? Date.now;
   }
 
   dirOf(appId: string): string {
     return join(this.options.dir, appId);
   }
 
-  /** The writer of an app's log (one per app). */
-  writer(appId: string): AppLogWriter {
+  /** Sweeps every project now and then every `sweepEveryMs`. */
+  start(): void {
+    void this.sweep();
+    this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepEveryMs ?? 600_000).unref();
+  }
+
+  /** The writer of an app's log (one per app); `projectId` is the app's project, for its bounds. */
+  writer(appId: string, projectId?: string): AppLogWriter {
+    if (projectId) this.noteProject(appId, projectId);
     let writer = this.writers.get(appId);
     if (!writer) {
-      writer = new AppLogWriter(this.dirOf(appId), this.options.node, this.maxBytesPerApp, this.retentionMs, this.options.log);
+      writer = new AppLogWriter(this.dirOf(appId), this.options.node, () => this.limitsOf(appId), this.options.log, this.now, (bytes) => this.written(appId, bytes));
       this.writers.set(appId, writer);
     }
     return writer;
@@ -229,6 +269,17 @@ export class AppLogStore {
     return picked.reverse();
   }
 
+  /**
+   * Applies projects' bounds (one project's, or every one's): segments whose last line is older
+   * than the project's days go, then the oldest segments across its apps until they hold at most
+   * its bytes. Sweeps run one at a time.
+   */
+  sweep(projectId?: string): Promise<void> {
+    const run = this.sweeping.then(() => this.sweepNow(projectId)).catch((error: unknown) => this.options.log.warn({ err: error, project: projectId }, "sweeping apps' logs failed"));
+    this.sweeping = run;
+    return run;
+  }
+
   /** Deletes an app's log (the app was deleted). */
   async remove(appId: string): Promise<void> {
     const writer = this.writers.get(appId);
@@ -239,7 +290,117 @@ export class AppLogStore {
 
   /** Writes what is buffered (Alto is stopping). */
   async close(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     await Promise.all([...this.writers.values()].map((writer) => writer.close()));
+    await this.sweeping;
+  }
+
+  private noteProject(appId: string, projectId: string): void {
+    if (this.projects.get(appId) === projectId) return;
+    this.projects.set(appId, projectId);
+    if (!this.bounds.has(projectId)) void this.refreshBounds(projectId).catch(() => undefined);
+  }
+
+  private async refreshBounds(projectId: string): Promise<ProjectLogBounds | undefined> {
+    if (!this.options.boundsOf) return undefined;
+    const bounds = await this.options.boundsOf(projectId);
+    this.bounds.set(projectId, bounds);
+    return bounds;
+  }
+
+  /** The cap and retention an app's writer keeps to: the app's cap within its project's bytes, its project's days. */
+  private limitsOf(appId: string): { maxBytes: number; retentionMs: number } {
+    const projectId = this.projects.get(appId);
+    const bounds = projectId ? this.bounds.get(projectId) : undefined;
+    if (!bounds) return { maxBytes: this.maxBytesPerApp, retentionMs: this.retentionMs };
+    return { maxBytes: Math.max(MIN_LOG_MAX_BYTES, Math.min(this.maxBytesPerApp, bounds.bytes)), retentionMs: bounds.days * 86_400_000 };
+  }
+
+  /** An app's append reached the disk: past its project's bytes, the project is swept soon. */
+  private written(appId: string, bytes: number): void {
+    const projectId = this.projects.get(appId);
+    if (!projectId) return;
+    const total = (this.projectBytes.get(projectId) ?? 0) + bytes;
+    this.projectBytes.set(projectId, total);
+    const bounds = this.bounds.get(projectId);
+    if (!bounds || total <= bounds.bytes || this.sweepsDue.has(projectId)) return;
+    this.sweepsDue.add(projectId);
+    setTimeout(() => {
+      this.sweepsDue.delete(projectId);
+      void this.sweep(projectId);
+    }, 1000).unref();
+  }
+
+  private async sweepNow(only: string | undefined): Promise<void> {
+    const appsOf = new Map<string, string[]>();
+    let names: string[];
+    try {
+      names = await readdir(this.options.dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    for (const appId of names) {
+      let projectId = this.projects.get(appId);
+      if (!projectId && this.options.projectOf) {
+        projectId = await this.options.projectOf(appId);
+        if (projectId) this.projects.set(appId, projectId);
+      }
+      if (!projectId || (only !== undefined && projectId !== only)) continue;
+      appsOf.set(projectId, [...(appsOf.get(projectId) ?? []), appId]);
+    }
+    for (const [projectId, appIds] of appsOf) await this.sweepProject(projectId, appIds);
+  }
+
+  private async sweepProject(projectId: string, appIds: string[]): Promise<void> {
+    const bounds = (await this.refreshBounds(projectId)) ?? { days: this.retentionMs / 86_400_000, bytes: Infinity };
+    const oldestKept = this.now() - bounds.days * 86_400_000;
+    const kept: Array<Segment & { appId: string }> = [];
+    const doomed = new Map<string, string[]>();
+    const drop = (appId: string, name: string) => doomed.set(appId, [...(doomed.get(appId) ?? []), name]);
+    for (const appId of appIds) {
+      const dir = this.dirOf(appId);
+      const segments = await listSegments(dir);
+      for (let index = 0; index < segments.length; index++) {
+        const segment = segments[index]!;
+        const next = segments[index + 1];
+        // A segment's last line is older than the next one's first, and not older than its own first: read it only between.
+        const expired =
+          (next !== undefined && next.start < oldestKept) ||
+          (segment.start < oldestKept && (await lastLineAt(join(dir, segment.name), segment.bytes, segment.start)) < oldestKept);
+        if (expired) drop(appId, segment.name);
+        else kept.push({ ...segment, appId });
+      }
+    }
+    kept.sort(compareSegments);
+    let total = kept.reduce((sum, segment) => sum + segment.bytes, 0);
+    for (const segment of kept) {
+      if (total <= bounds.bytes) break;
+      drop(segment.appId, segment.name);
+      total -= segment.bytes;
+    }
+    this.projectBytes.set(projectId, total);
+    for (const [appId, segmentNames] of doomed) await this.writer(appId).removeSegments(segmentNames);
+  }
+}
+
+/** The time of the last whole line of a segment (read from its last 64 KiB), else `fallback`. */
+async function lastLineAt(path: string, size: number, fallback: number): Promise<number> {
+  const length = Math.min(size, 64 * 1024);
+  if (length === 0) return fallback;
+  const handle = await open(path, 'r').catch(() => undefined);
+  if (!handle) return fallback;
+  try {
+    const buffer = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(buffer, 0, length, size - length);
+    const rows = buffer.subarray(0, bytesRead).toString('utf8').split('\n');
+    for (let index = rows.length - 1; index >= 0; index--) {
+      const line = rows[index] ? parse(rows[index]!) : undefined;
+      if (line) return line.at;
+    }
+    return fallback;
+  } finally {
+    await handle.close();
   }
 }
 
@@ -265,16 +426,28 @@ export class AppLogWriter {
   private chain: Promise<void> = Promise.resolve();
   private segments: Segment[] | undefined;
   private closed = false;
-  private readonly segmentBytes: number;
 
   constructor(
     private readonly dir: string,
     private readonly node: string,
-    private readonly maxBytes: number,
-    private readonly retentionMs: number,
+    /** The cap of this app's folder and how long its lines are kept, as they are now. */
+    private readonly limits: () => { maxBytes: number; retentionMs: number },
     private readonly log: Logger,
-  ) {
-    this.segmentBytes = segmentBytesFor(maxBytes);
+    private readonly now: () => number = Date.now,
+    /** Told of each append's bytes once they are on disk (and, negative, of segments its cap deleted). */
+    private readonly onWritten: (bytes: number) => void = () => undefined,
+  ) {}
+
+  /** Deletes segments (a sweep chose them), in order with the appends. */
+  removeSegments(names: string[]): Promise<void> {
+    const doomed = new Set(names);
+    this.chain = this.chain
+      .then(async () => {
+        for (const name of doomed) await unlink(join(this.dir, name)).catch(() => undefined);
+        if (this.segments) this.segments = this.segments.filter((segment) => !doomed.has(segment.name));
+      })
+      .catch((error: unknown) => this.log.warn({ err: error, dir: this.dir }, 'deleting app log segments failed'));
+    return this.chain;
   }
 
   /** Buffers a line; drops it (counted) when the buffer is full. */
@@ -327,10 +500,14 @@ export class AppLogWriter {
     }
     let chunk = '';
     let chunkBytes = 0;
+    const { maxBytes, retentionMs } = this.limits();
+    const segmentBytes = segmentBytesFor(maxBytes);
+    // A segment spans at most an eighth of the retention (at least an hour), so a quiet app's old lines do not wait for its segment to fill.
+    const stale = (segment: Segment) => firstAt - segment.start > Math.max(3600_000, retentionMs / 8);
     for (const text of batch) {
       const size = Buffer.byteLength(text);
       const current = this.segments.at(-1);
-      if (!current || current.bytes + chunkBytes + size > this.segmentBytes) {
+      if (!current || current.bytes + chunkBytes + size > segmentBytes || (chunkBytes === 0 && stale(current))) {
         if (current && chunk) await this.appendTo(current, chunk, chunkBytes);
         chunk = '';
         chunkBytes = 0;
@@ -355,19 +532,22 @@ export class AppLogWriter {
     await this.prune(bytes);
     await appendFile(join(this.dir, segment.name), chunk);
     segment.bytes += bytes;
+    this.onWritten(bytes);
   }
 
   /** Deletes the oldest segments (never the one written to) until `adding` more bytes fit the cap, and those past the retention. */
   private async prune(adding: number): Promise<void> {
     const segments = this.segments!;
     const total = () => segments.reduce((sum, segment) => sum + segment.bytes, 0);
-    const oldestKept = Date.now() - this.retentionMs;
+    const { maxBytes, retentionMs } = this.limits();
+    const oldestKept = this.now() - retentionMs;
     while (segments.length > 1) {
       const [oldest, next] = segments as [Segment, Segment];
       // A segment's last line is older than the next one's first.
-      if (total() + adding <= this.maxBytes && next.start >= oldestKept) break;
+      if (total() + adding <= maxBytes && next.start >= oldestKept) break;
       await unlink(join(this.dir, oldest.name)).catch(() => undefined);
       segments.shift();
+      this.onWritten(-oldest.bytes);
     }
   }
 }

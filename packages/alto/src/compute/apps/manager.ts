@@ -52,7 +52,7 @@ import { DEFAULT_STOP_GRACE_MS } from '../sandbox/port.js';
 import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 import { AppsGateway, type AppAddress } from './gateway.js';
 import { ComputeMeter } from './metering.js';
-import { AppLogStore, type LogQuery, type StoredLogLine } from './log-store.js';
+import { AppLogStore, type LogQuery, type ProjectLogBounds, type StoredLogLine } from './log-store.js';
 import { LocalPlacement, type RemotePlacer, type StartRequest } from './placement.js';
 import { AppRecords, type AppRecord, type ReservationRecord } from './records.js';
 import { DRAIN_MS, Rollouts, type UpdateInput } from './rollout.js';
@@ -134,6 +134,8 @@ export interface AppManagerOptions {
   maxInstances?: number;
   /** Apps' logs on disk (log-store.ts): each app's size cap and retention, and the rate its output is kept at. */
   logs?: { maxBytesPerApp?: number; retentionMs?: number; linesPerSecond?: number; bytesPerSecond?: number };
+  /** Projects' bounds of their apps' logs together (log_days, log_bytes), and a way to hear when one changes. */
+  logBounds?: { boundsOf(projectId: string): Promise<ProjectLogBounds>; onChange(listener: (projectId: string) => void): void };
 }
 
 /** What an app being handed to another node is busy with (compute/cluster/drain.ts). */
@@ -186,7 +188,18 @@ export class AppManager implements AppGateway {
     recorded: AppRecord[],
   ) {
     this.graceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
-    this.logStore = new AppLogStore({ dir: join(options.dataDir, 'logs', 'apps'), node: options.node, ...options.logs, log: options.log });
+    this.logStore = new AppLogStore({
+      dir: join(options.dataDir, 'logs', 'apps'),
+      node: options.node,
+      ...options.logs,
+      log: options.log,
+      projectOf: async (appId) => (this.records.hereById(appId) ?? (await this.records.findById(appId)))?.projectId,
+      boundsOf: options.logBounds ? (projectId) => options.logBounds!.boundsOf(projectId) : undefined,
+    });
+    if (options.logBounds) {
+      options.logBounds.onChange((projectId) => void this.logStore.sweep(projectId));
+      this.logStore.start();
+    }
     this.placement = new LocalPlacement({ sandbox: options.sandbox, dataDir: options.dataDir, sandboxCacheDir: options.sandboxCacheDir, maxInstances: options.maxInstances, log: options.log });
     this.rootfs = new RootFilesystems({
       dataDir: options.dataDir,
@@ -548,7 +561,7 @@ export class AppManager implements AppGateway {
   /** A runtime for an app, writing its lines to its log on disk. */
   private newRuntime(app: AppRecord): AppRuntime {
     const { linesPerSecond, bytesPerSecond } = this.options.logs ?? {};
-    return new AppRuntime(app, this.scheduler, this.options.log, this.meter, { writer: this.logStore.writer(app.id), linesPerSecond, bytesPerSecond });
+    return new AppRuntime(app, this.scheduler, this.options.log, this.meter, { writer: this.logStore.writer(app.id, app.projectId), linesPerSecond, bytesPerSecond });
   }
 
   private runtimeOf(app: AppRecord): AppRuntime {

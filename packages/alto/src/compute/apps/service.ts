@@ -83,6 +83,8 @@ export const appsComponent = component('apps.manager', async (platform: Platform
       retentionMs: days(wholeNumber('ALTO_LOG_RETENTION_DAYS', 1)),
       linesPerSecond: wholeNumber('ALTO_LOG_LINES_PER_SECOND', 1),
     },
+    // Each project's apps' logs together: log_days and log_bytes (projects/Create and Update).
+    logBounds: platform.appLogs,
   });
   platform.appGateway = apps.gateway;
   return apps;

@@ -18,6 +18,8 @@ export const Project = z
     created: z.string().describe('creation time, RFC 3339'),
     limits: ProjectLimits,
     request_log_days: z.number().int().describe("days its request log (logs/Read) keeps, within the node's cap; 0: no request log"),
+    log_days: z.number().int().describe("days its apps' and functions' log lines (app/Logs) are kept"),
+    log_bytes: z.number().int().describe("bytes its apps' and functions' logs hold together on a node; the oldest lines go first"),
   })
   .meta({ id: 'Project' });
 
@@ -28,6 +30,7 @@ export async function projectView(project: ProjectRecord, platform: Platform): P
     created: new Date(project.createdAt).toISOString(),
     limits: await platform.limits.projectLimits(project.id),
     request_log_days: (await platform.requestLog?.retentionDays(project.id)) ?? 0,
+    ...(await platform.appLogs.boundsOf(project.id).then((bounds) => ({ log_days: bounds.days, log_bytes: bounds.bytes }))),
   };
 }
 
@@ -48,6 +51,19 @@ async function setRequestLogDays(platform: Platform, projectId: string, days: nu
   await requestLog.setRetentionDays(projectId, days);
 }
 
+const LogDays = z
+  .number()
+  .int('log_days: must be a whole number of days')
+  .min(1, 'log_days: must be at least 1')
+  .max(36_500)
+  .describe("days the project's apps' log lines are kept, at most the node's ALTO_LOG_MAX_DAYS");
+const LogBytes = z
+  .number()
+  .int('log_bytes: must be a whole number of bytes')
+  .min(256 * 1024, 'log_bytes: must be at least 262144 (256 KiB)')
+  .max(2 ** 50)
+  .describe("bytes the project's apps' logs hold together on a node, the oldest lines going first; at most the node's ALTO_LOG_MAX_BYTES_PER_PROJECT");
+
 const ProjectName = z.string().min(1).describe('project name: lower-case letters, digits and dashes');
 
 export const projectsService = defineService({
@@ -61,7 +77,13 @@ export const projectsService = defineService({
         'Create a project in your account, optionally with limits (rate_limit, monthly_quota, spend and storage caps); ' +
         "limits left out follow the instance's free tier.",
       access: 'manage',
-      request: z.object({ name: ProjectName, ...limitFieldsForCreate(LIMIT_NAMES), request_log_days: RequestLogDays.optional() }),
+      request: z.object({
+        name: ProjectName,
+        ...limitFieldsForCreate(LIMIT_NAMES),
+        request_log_days: RequestLogDays.optional(),
+        log_days: LogDays.optional(),
+        log_bytes: LogBytes.optional(),
+      }),
       response: z.object({ project: Project }),
       example: { name: 'shop', rate_limit: 50, monthly_quota: 100000 },
       async handler(request, context) {
@@ -73,29 +95,38 @@ export const projectsService = defineService({
         if (request.request_log_days !== undefined && request.request_log_days > requestLogMax) {
           throw errors.badRequest(`request_log_days: this instance keeps request logs at most ${requestLogMax} days (ALTO_REQUEST_LOG_MAX_DAYS)`);
         }
+        const logBounds = { log_days: request.log_days, log_bytes: request.log_bytes };
+        context.platform.appLogs.check(logBounds);
         const project = await context.platform.tenancy.createProject(tenant.accountId, request.name);
         if (Object.keys(changes).length > 0) await context.platform.limits.updateProjectLimits(tenant.role, project.id, changes);
         if (request.request_log_days !== undefined) await setRequestLogDays(context.platform, project.id, request.request_log_days);
+        await context.platform.appLogs.set(project.id, logBounds);
         return { project: await projectView(project, context.platform) };
       },
     }),
     Update: endpoint({
       description:
-        "Change a project's limits (and request_log_days): a number sets a limit (0 = none), null returns it to the free tier, a field left out keeps it. " +
+        "Change a project's limits (and request_log_days, log_days, log_bytes): a number sets a limit (0 = none), null returns it to the free tier, a field left out keeps it. " +
         'Only the admin key may set a limit above the free tier.',
       access: 'manage',
       request: z.object({
         name: ProjectName,
         ...limitFieldsForUpdate(LIMIT_NAMES, "the instance's free tier applies"),
         request_log_days: RequestLogDays.nullable().optional().describe("days the request log keeps (0: none); null: the node's default; left out keeps it"),
+        log_days: LogDays.nullable().optional().describe("days apps' log lines are kept; null: the node's default (ALTO_LOG_RETENTION_DAYS); left out keeps it"),
+        log_bytes: LogBytes.nullable().optional().describe("bytes the project's apps' logs hold together; null: the node's default (ALTO_LOG_BYTES_PER_PROJECT); left out keeps it"),
       }),
       response: z.object({ project: Project }),
       example: { name: 'shop', rate_limit: 100, monthly_spend_cap_micros: 5000000 },
       async handler(request, context) {
         const tenant = context.tenant;
         const project = await context.platform.tenancy.findProject(tenant.accountId, request.name);
+        const logBounds = { log_days: request.log_days, log_bytes: request.log_bytes };
+        // Checked before anything changes, so a refused value leaves the other settings as they were.
+        context.platform.appLogs.check(logBounds);
         await context.platform.limits.updateProjectLimits(tenant.role, project.id, pickLimits(request, LIMIT_NAMES));
         if (request.request_log_days !== undefined) await setRequestLogDays(context.platform, project.id, request.request_log_days);
+        await context.platform.appLogs.set(project.id, logBounds);
         return { project: await projectView(project, context.platform) };
       },
     }),
