@@ -6,6 +6,11 @@
  * request to a suspended app is an edge span with the instance acquire (carrying `alto.wake_ms`)
  * and the upstream exchange as children, and the app receives the upstream span's traceparent.
  * The service name, resource attributes and export headers come from the standard variables.
+ * The platform's own store calls are spans too: a key the process looks up is a `control.*` span
+ * of the call, projects/Update's limits a `quota.*` span of its handler. Connections that stay
+ * open are spans from start to close with their bytes: an API stream (app/FollowLogs), an app's
+ * websocket (a child of its upgrade request, with the wake time) and a TCP connection through an
+ * app's edge port (its acquire a child, the wake time on it).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -16,11 +21,14 @@ import { after, before, describe, test } from 'node:test';
 import { eventually, privateSandboxCache, webImage } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { startRegistry, type TestRegistry } from './images-fixture.js';
-import { slotsOf } from './serverless-fixture.js';
+import { sleepyImage, slotsOf } from './serverless-fixture.js';
+import WebSocket from 'ws';
 
 const PROJECT = 'traced';
 
 interface ReceivedSpan {
+  startTimeUnixNano: string;
+  endTimeUnixNano: string;
   traceId: string;
   spanId: string;
   parentSpanId?: string;
@@ -105,6 +113,9 @@ function get(port: number, host: string, path: string, headers: Record<string, s
   });
 }
 
+/** How long a span lasted, in ms. */
+const durationMs = (span: ReceivedSpan) => Number(BigInt(span.endTimeUnixNano) - BigInt(span.startTimeUnixNano)) / 1e6;
+
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
 
 /** An HTTP/1.0 request (the connection forwarder leaves those to Node's server and edge/proxy.ts); resolves with the whole answer. */
@@ -131,6 +142,7 @@ describe('OpenTelemetry traces over OTLP/HTTP (JSON)', () => {
     const endpoint = await receiver.start();
     registry = await startRegistry();
     await registry.push('traced/web', 'v1', await webImage('traced', 'hello\n', { traceparent: TRACEPARENT_CGI }));
+    await registry.push('traced/sleepy', 'v1', await sleepyImage('awake\n'));
     alto = await startProcess({
       dataDir,
       args: ['--sandbox', 'process'],
@@ -255,5 +267,117 @@ describe('OpenTelemetry traces over OTLP/HTTP (JSON)', () => {
     assert.equal(received[2], upstream.spanId, "the app's traceparent names the upstream span");
     const acquire = await eventually(async () => receiver.inTrace(clientTrace).find((span) => span.name === 'acquire instance'), 'the acquire span');
     assert.equal(acquire.parentSpanId, edge.spanId);
+  });
+  test("the platform's store calls: a key looked up is a control span of the call; projects/Update's limits a quota span of its handler", async () => {
+    const generated = await alto.call('keys', 'Generate', { project: PROJECT, scopes: ['db'] });
+    assert.equal(generated.status, 200, JSON.stringify(generated.body));
+    const clientTrace = hex(16);
+    const response = await fetch(`${alto.url}/v1/db/Count`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${generated.body.key}`, 'content-type': 'application/json', traceparent: `00-${clientTrace}-${hex(8)}-01` },
+      body: JSON.stringify({ table: 'notes' }),
+    });
+    assert.equal(response.status, 200, await response.text());
+    const edge = await eventually(async () => receiver.inTrace(clientTrace).find((span) => span.name === 'POST /v1/db/Count'), 'the db/Count edge span');
+    const lookup = await eventually(async () => receiver.inTrace(clientTrace).find((span) => span.name.startsWith('control.')), "the new key's lookup");
+    assert.equal(lookup.parentSpanId, edge.spanId, 'the key lookup is a child of the call');
+    assert.equal(lookup.kind, 3, 'CLIENT');
+    assert.equal(lookup.attributes['db.system'], 'sqlite');
+
+    const updateTrace = hex(16);
+    const update = await fetch(`${alto.url}/v1/projects/Update`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${alto.adminKey}`, 'content-type': 'application/json', traceparent: `00-${updateTrace}-${hex(8)}-01` },
+      body: JSON.stringify({ name: PROJECT, rate_limit: 500 }),
+    });
+    assert.equal(update.status, 200, await update.text());
+    const handler = await eventually(async () => receiver.inTrace(updateTrace).find((span) => span.name === 'projects/Update'), 'the projects/Update handler span');
+    const quota = await eventually(async () => receiver.inTrace(updateTrace).find((span) => span.name === 'quota.updateLimits'), 'the quota.updateLimits span');
+    assert.equal(quota.parentSpanId, handler.spanId);
+    const project = await eventually(async () => receiver.inTrace(updateTrace).find((span) => span.name.startsWith('control.') && span.parentSpanId === handler.spanId), "the project's lookup under the handler");
+    assert.equal(project.kind, 3, 'CLIENT');
+  });
+
+  test('an API stream (app/FollowLogs) is one span from the upgrade to its close, with its bytes and messages', async () => {
+    const clientTrace = hex(16);
+    const clientSpan = hex(8);
+    const follow = new WebSocket(`${alto.url.replace('http', 'ws')}/v1/app/FollowLogs`, { headers: { authorization: `Bearer ${key}`, traceparent: `00-${clientTrace}-${clientSpan}-01` } });
+    const lines: string[] = [];
+    follow.on('message', (data) => lines.push(data.toString()));
+    await new Promise<void>((resolve, reject) => {
+      follow.once('open', () => follow.send(JSON.stringify({ name: 'web', since: '1h' }), (error) => (error ? reject(error) : resolve())));
+      follow.once('error', reject);
+    });
+    await eventually(async () => lines.length >= 1, 'a followed line');
+    const openedAt = Date.now();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const closed = new Promise((resolve) => follow.once('close', resolve));
+    follow.close();
+    await closed;
+    const stream = await eventually(async () => receiver.inTrace(clientTrace).find((span) => span.name === 'GET /v1/app/FollowLogs'), 'the stream span');
+    assert.equal(stream.parentSpanId, clientSpan);
+    assert.equal(stream.kind, 2, 'SERVER');
+    assert.equal(stream.attributes['alto.stream'], true);
+    assert.equal(stream.attributes['alto.endpoint'], 'FollowLogs');
+    assert.ok(Number(stream.attributes['alto.messages_out']) >= lines.length, JSON.stringify(stream.attributes));
+    assert.ok(Number(stream.attributes['alto.bytes_out']) >= lines.join('').length, JSON.stringify(stream.attributes));
+    assert.ok(Number(stream.attributes['alto.bytes_in']) > 0);
+    assert.ok(durationMs(stream) >= 300 - 50, `the span lasted ${durationMs(stream)} ms, the stream at least ${Date.now() - openedAt}`);
+  });
+
+  test("an app's websocket after waking it: a span from the 101 to its close, child of the upgrade request, with bytes and alto.wake_ms", async () => {
+    const run = await alto.call('app', 'Run', { name: 'sleepy', image: `${registry.host}/traced/sleepy:v1`, memory: 64, min_instances: 0, idle_timeout: 1 }, key);
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    await eventually(async () => (await slotsOf(alto, key, 'sleepy'))[0]?.state === 'suspended', 'the app suspended');
+    const clientTrace = hex(16);
+    const socket = connect(Number(new URL(alto.url).port), '127.0.0.1');
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    socket.write(
+      `GET /cgi-bin/ws HTTP/1.1\r\nHost: sleepy.${PROJECT}.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n` +
+        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\ntraceparent: 00-${clientTrace}-${hex(8)}-01\r\n\r\n`,
+    );
+    // Sent before the 101 comes: the edge hands these bytes to the app with the tunnel, counted too.
+    socket.write('hello app');
+    await eventually(async () => received.split('tick').length > 3, 'ticks through the websocket');
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    socket.destroy();
+    await closed;
+    const upgrade = await eventually(async () => receiver.inTrace(clientTrace).find((span) => span.name === `GET sleepy.${PROJECT}`), 'the upgrade request span');
+    assert.equal(upgrade.attributes['http.response.status_code'], 101);
+    const websocket = await eventually(async () => receiver.inTrace(clientTrace).find((span) => span.name === `websocket sleepy.${PROJECT}`), 'the websocket span');
+    assert.equal(websocket.parentSpanId, upgrade.spanId);
+    assert.equal(websocket.attributes['alto.app'], 'sleepy');
+    assert.ok(Number(websocket.attributes['alto.bytes_out']) >= 3 * 'tick\n'.length, JSON.stringify(websocket.attributes));
+    assert.equal(websocket.attributes['alto.bytes_in'], 'hello app'.length);
+    assert.ok(Number(websocket.attributes['alto.wake_ms']) > 0, `alto.wake_ms: ${JSON.stringify(websocket.attributes)}`);
+    assert.ok(durationMs(websocket) >= 400, `three ticks 200 ms apart, ${durationMs(websocket)} ms`);
+  });
+
+  test("a TCP connection through an app's edge port: a span from accept to close, its acquire a child, with bytes and the wake time", async () => {
+    const run = await alto.call('app', 'Run', { name: 'raw', image: `${registry.host}/traced/sleepy:v1`, memory: 64, tcp: 8080, min_instances: 0, idle_timeout: 1 }, key);
+    assert.equal(run.status, 200, JSON.stringify(run.body));
+    const port = run.body.service.tcp_port as number;
+    assert.ok(port > 0, JSON.stringify(run.body.service));
+    await eventually(async () => (await slotsOf(alto, key, 'raw'))[0]?.state === 'suspended', 'the TCP app suspended');
+    const before = new Set(receiver.spans.map((span) => span.spanId));
+    const request = 'GET / HTTP/1.0\r\n\r\n';
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1', () => socket.write(request));
+      let text = '';
+      socket.setTimeout(30_000, () => socket.destroy(new Error('no answer within 30 s')));
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+    });
+    assert.match(answer, /awake/);
+    const tcp = await eventually(async () => receiver.spans.find((span) => !before.has(span.spanId) && span.name === `tcp raw.${PROJECT}`), 'the TCP connection span');
+    assert.equal(tcp.kind, 2, 'SERVER');
+    assert.equal(tcp.attributes['alto.bytes_in'], request.length);
+    assert.equal(tcp.attributes['alto.bytes_out'], answer.length);
+    assert.ok(Number(tcp.attributes['alto.wake_ms']) > 0, `alto.wake_ms: ${JSON.stringify(tcp.attributes)}`);
+    const acquire = await eventually(async () => receiver.inTrace(tcp.traceId).find((span) => span.name === 'acquire instance'), 'the acquire span');
+    assert.equal(acquire.parentSpanId, tcp.spanId);
+    assert.equal(acquire.attributes['alto.wake_from'], 'suspended');
   });
 });

@@ -35,7 +35,7 @@ import {
 import type { EdgeMetrics, RouteCallMetrics } from './metrics.js';
 import { NodeExchange, type ApiExchange } from './exchange.js';
 import { requestSchemaOf } from './openapi.js';
-import { endApiSpan, runHandlerTraced, startApiSpan } from './traces.js';
+import { endApiSpan, endStreamSpan, runHandlerTraced, startApiSpan } from './traces.js';
 
 interface Route {
   service: ServiceDefinition;
@@ -122,7 +122,9 @@ class HttpApiCall {
       if (method !== 'POST' && method !== 'GET') {
         throw errors.methodNotAllowed(`use POST for ${this.url.pathname} (or GET with query-string parameters)`);
       }
-      const tenant = this.api.authenticate(route, credentialsFrom(this.exchange.header('authorization')), this.exchange.header(ENVIRONMENT_HEADER));
+      const authenticate = () => this.api.authenticate(route, credentialsFrom(this.exchange.header('authorization')), this.exchange.header(ENVIRONMENT_HEADER));
+      // Traced: the key's lookup in the store (when this process does not know it) is a child of the call's span.
+      const tenant = this.span !== undefined ? tracer!.withSpan(this.span, authenticate) : authenticate();
       if (isPromise(tenant)) tenant.then((known) => this.authenticated(known), (error) => this.fail(error));
       else this.authenticated(tenant);
     } catch (error) {
@@ -146,7 +148,7 @@ class HttpApiCall {
     try {
       this.bytesIn = body.length;
       // After the body is read, so a refusal keeps the connection usable for the retry.
-      const call = this.api.admit(this.route!, this.tenant);
+      const call = this.span !== undefined ? tracer!.withSpan(this.span, () => this.api.admit(this.route!, this.tenant)) : this.api.admit(this.route!, this.tenant);
       if (isPromise(call)) call.then((admitted) => this.admitted(admitted, body), (error) => this.fail(error));
       else this.admitted(call, body);
     } catch (error) {
@@ -386,15 +388,21 @@ export class Api {
     let knownRoute: Route | undefined;
     let tenant: Tenant | undefined;
     let call: AdmittedCall | undefined;
+    // Traced: the stream is one span from the upgrade to its close; the key's and limits' store calls are its children.
+    const traceparent = request.headers.traceparent;
+    const span = tracer === undefined ? undefined : startApiSpan(tracer, 'GET', url.pathname, typeof traceparent === 'string' ? traceparent : undefined, performance.now());
     try {
       route = knownRoute = this.routeOf(url.pathname);
       if (!route.endpoint.stream) {
         throw errors.badRequest(`${route.service.name}/${route.endpointName} is not a stream: call it with POST, not a websocket`);
       }
       const environment = request.headers[ENVIRONMENT_HEADER];
-      tenant = await this.authenticate(route, credentialsOf(request, url.searchParams), typeof environment === 'string' ? environment : undefined);
-      this.authorize(route, tenant);
-      call = await this.admit(route, tenant);
+      const checkKey = async () => {
+        tenant = await this.authenticate(route, credentialsOf(request, url.searchParams), typeof environment === 'string' ? environment : undefined);
+        this.authorize(route, tenant);
+        call = await this.admit(route, tenant);
+      };
+      await (span !== undefined ? tracer!.withSpan(span, checkKey) : checkKey());
     } catch (error) {
       const failure = this.toAltoError(error, requestId, log);
       const payload = JSON.stringify(failure.toBody(requestId));
@@ -407,6 +415,7 @@ export class Api {
       );
       // A call refused for its limits is metered (with no price); one with no valid key is not.
       this.finish(tenant && knownRoute, tenant, failure.status, 0, payload.length, performance.now(), requestId);
+      if (span !== undefined) endApiSpan(span, failure.status, requestId, knownRoute?.service.name, knownRoute?.endpointName, (tenant as Tenant | undefined)?.projectId);
       return;
     }
     this.sockets.handleUpgrade(request, socket, head, (ws) => {
@@ -417,9 +426,14 @@ export class Api {
       ws.once('close', () => this.metrics.streamsOpen.dec());
       const waiting = setTimeout(() => ws.close(4408, 'send the request as the first message'), FIRST_MESSAGE_TIMEOUT_MS);
       ws.once('close', () => clearTimeout(waiting));
+      // Closed before its request came: the stream's span ends with it.
+      let requested = false;
+      if (span !== undefined) ws.once('close', () => requested || endStreamSpan(span, 499, requestId, route.service.name, route.endpointName, tenant?.projectId, 0, 0, 0));
       ws.once('message', (data) => {
+        requested = true;
         clearTimeout(waiting);
-        void this.serveStream(ws, route, tenant, data, url, requestId, log, call, originOf(request), clientAddressOf(request));
+        const serve = () => this.serveStream(ws, route, tenant, data, url, requestId, log, call, originOf(request), clientAddressOf(request), span);
+        void (span !== undefined ? tracer!.withSpan(span, serve) : serve());
       });
     });
   }
@@ -435,8 +449,10 @@ export class Api {
     call: AdmittedCall | undefined,
     origin?: string,
     clientAddress?: string,
+    span?: Span,
   ): Promise<void> {
     const started = performance.now();
+    let messages = 0;
     const aborted = new AbortController();
     ws.once('close', () => aborted.abort());
     let status = 200;
@@ -451,6 +467,7 @@ export class Api {
         if (aborted.signal.aborted) break;
         const message = JSON.stringify(item);
         bytesOut += message.length;
+        messages += 1;
         await sendWithBackpressure(ws, message, this.streamStallTimeoutMs);
         // Closed while we waited (the client left, or read too slowly): stop pulling items.
         if (ws.readyState !== ws.OPEN) break;
@@ -466,6 +483,7 @@ export class Api {
       }
     } finally {
       this.finish(route, tenant, status, raw.length, bytesOut, started, requestId, call);
+      if (span !== undefined) endStreamSpan(span, status, requestId, route.service.name, route.endpointName, tenant?.projectId, raw.length, bytesOut, messages);
       // A stream is in the request log once it ends, with its status and how long it lasted.
       if (tenant) this.platform.requestLog?.recordApi(tenant.projectId, tenant.keyPrefix, 'GET', url.pathname, status, started, raw.length, bytesOut, clientAddress, requestId);
     }

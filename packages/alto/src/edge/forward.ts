@@ -52,7 +52,7 @@ import {
 } from './h1.js';
 import { appUnreachable, writeRawError } from './proxy.js';
 import { REQUEST_ID_PATTERN, requestIdFrom } from './http.js';
-import { endAppSpans, startAppSpan, startUpstreamSpan, traceAcquire } from './traces.js';
+import { endAppSpans, startAppSpan, startUpstreamSpan, traceAcquire, traceAppWebsocket } from './traces.js';
 
 export interface ConnectionForwarderOptions {
   /** The app a Host names, or undefined for any other host. */
@@ -657,7 +657,9 @@ class Exchange implements ConnectionExchange {
     const toClient = clientResponseHead(head, false, true, rest);
     this.bytesOut += toClient.length;
     this.record(101);
-    this.client.tunnel(upstream.socket, toClient, this.client.takeBuffered());
+    const toUpstream = this.client.takeBuffered();
+    this.client.tunnel(upstream.socket, toClient, toUpstream);
+    if (this.span !== undefined) traceAppWebsocket(tracer!, this.span, this.address, this.started, this.client.socket, upstream.socket, toUpstream.length, rest.length);
   }
 
   /** The answer ended and the request's body was all sent: release, keep the instance connection, go on. */

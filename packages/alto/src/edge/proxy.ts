@@ -24,7 +24,7 @@ import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './
 import { REQUEST_ID_PATTERN, requestIdOf } from './http.js';
 import { VIA_HEADER } from './h1.js';
 import { HSTS_VALUE, isTlsRequest } from './tls.js';
-import { endAppSpans, startAppRequestSpan, startUpstreamSpan, traceAcquire } from './traces.js';
+import { countUntilClose, endAppSpans, startAppRequestSpan, startTcpSpan, startUpstreamSpan, traceAcquire, traceAppWebsocket } from './traces.js';
 
 // The port between the edge and compute: compute's app manager resolves an app to an instance.
 export type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
@@ -280,19 +280,39 @@ export class AppProxy {
     socket.on('error', () => socket.destroy());
     // A websocket may rightly stay quiet for long: the edge's idle timeout is not for it.
     if (socket instanceof Socket) socket.setTimeout(0);
-    const target = await this.acquireOrAnswer(address, 'http', (failure) => writeRawError(socket, failure, requestIdOf(request)), request.headers[VIA_HEADER] !== undefined);
+    const started = performance.now();
+    // Tracing on: the upgrade request's spans (as any app request's), then the websocket's own.
+    const span = tracer === undefined ? undefined : startAppRequestSpan(tracer, request.method ?? 'GET', request.url ?? '/', firstValue(request.headers.traceparent), address, started);
+    let upstreamSpan: Span | undefined;
+    let spanEnded = false;
+    const endSpans = (status: number) => {
+      if (span === undefined || spanEnded) return;
+      spanEnded = true;
+      endAppSpans(span, upstreamSpan, status);
+    };
+    if (span !== undefined) socket.once('close', () => endSpans(499));
+    const target = await this.acquireOrAnswer(address, 'http', (failure) => {
+      endSpans(failure.status);
+      writeRawError(socket, failure, requestIdOf(request));
+    }, request.headers[VIA_HEADER] !== undefined);
+    if (span !== undefined) traceAcquire(tracer!, span, address, started, target ? undefined : 'no instance');
     if (!target) return;
     const release = onceOnly(() => target.release(), this.log);
     if (socket.destroyed) return release();
     socket.once('close', release);
     if (head.length > 0) socket.unshift(head);
 
+    const headers = forwardedRequestHeaders(request, true, target.via);
+    if (span !== undefined) {
+      upstreamSpan = startUpstreamSpan(tracer!, span);
+      headers.traceparent = upstreamSpan.traceparent();
+    }
     const upstream = httpRequest({
       host: target.host,
       port: target.port,
       method: request.method,
       path: request.url,
-      headers: forwardedRequestHeaders(request, true, target.via),
+      headers,
       createConnection: connectionTo(target),
     });
     this.open.add(upstream);
@@ -310,18 +330,24 @@ export class AppProxy {
       if (upstreamHead.length > 0) upstreamSocket.unshift(upstreamHead);
       socket.write(rawResponseHead(upstreamResponse.statusCode ?? 101, upstreamResponse.statusMessage, upstreamResponse.rawHeaders));
       upstreamSocket.pipe(socket).pipe(upstreamSocket);
+      if (span !== undefined) {
+        endSpans(upstreamResponse.statusCode ?? 101);
+        traceAppWebsocket(tracer!, span, address, started, socket, upstreamSocket);
+      }
     });
     // The app declined the upgrade and answered plainly: pass that answer on and close.
     upstream.once('response', (upstreamResponse) => {
       upstreamResponse.on('error', () => socket.destroy());
-      const headers = rawHeadersWithout(upstreamResponse.rawHeaders, (name) => HOP_BY_HOP_HEADERS.has(name) || name === 'content-length');
-      socket.write(rawResponseHead(upstreamResponse.statusCode ?? 502, upstreamResponse.statusMessage, [...headers, 'connection', 'close']));
+      const answerHeaders = rawHeadersWithout(upstreamResponse.rawHeaders, (name) => HOP_BY_HOP_HEADERS.has(name) || name === 'content-length');
+      endSpans(upstreamResponse.statusCode ?? 502);
+      socket.write(rawResponseHead(upstreamResponse.statusCode ?? 502, upstreamResponse.statusMessage, [...answerHeaders, 'connection', 'close']));
       upstreamResponse.pipe(socket);
       upstreamResponse.once('aborted', () => socket.destroy());
     });
     upstream.on('error', (error) => {
       if (socket.destroyed) return;
       this.log.warn({ err: error, app: address.app, project: address.project }, 'app instance did not answer the upgrade');
+      endSpans(502);
       writeRawError(socket, appUnreachable(address, error), requestIdOf(request));
     });
     upstream.end();
@@ -421,17 +447,30 @@ export class TcpForwarder {
     const { address, resolver, log } = this.options;
     this.track(client);
     client.on('error', () => client.destroy());
+    // Tracing on: the connection is a span from accept to close, its acquire a child.
+    const started = performance.now();
+    const span = tracer === undefined ? undefined : startTcpSpan(tracer, address, started);
+    const failSpan = (message: string) => {
+      span?.fail(message);
+      span?.end();
+    };
     let target: ProxyTarget;
     try {
       target = await resolver.acquire(address, 'tcp');
     } catch (error) {
       if (isAltoError(error)) log.info({ app: address.app, project: address.project, status: error.status }, `tcp connection refused: ${error.detail}`);
       else log.error({ err: error, app: address.app, project: address.project }, 'app resolver failed');
+      if (span !== undefined) traceAcquire(tracer!, span, address, started, 'no instance');
+      failSpan(isAltoError(error) ? error.detail : 'the app resolver failed');
       client.destroy();
       return;
     }
+    if (span !== undefined) traceAcquire(tracer!, span, address, started);
     const release = onceOnly(() => target.release(), log);
-    if (client.destroyed) return release();
+    if (client.destroyed) {
+      span?.end();
+      return release();
+    }
     client.once('close', release);
     client.setNoDelay(true);
     let upstream: Socket;
@@ -439,15 +478,20 @@ export class TcpForwarder {
       upstream = await target.connect();
     } catch (error) {
       log.warn({ err: error, app: address.app, project: address.project }, 'app instance refused a tcp connection');
+      failSpan('the app instance refused the connection');
       client.destroy();
       return;
     }
     upstream.on('error', () => upstream.destroy());
-    if (client.destroyed) return void upstream.destroy();
+    if (client.destroyed) {
+      span?.end();
+      return void upstream.destroy();
+    }
     this.track(upstream);
     upstream.once('close', () => client.destroy());
     client.once('close', () => upstream.destroy());
     client.pipe(upstream).pipe(client);
+    if (span !== undefined) countUntilClose(span, client, upstream);
     this.watchQuiet(client, upstream, target);
   }
 

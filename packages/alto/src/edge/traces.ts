@@ -5,9 +5,13 @@
  * and one SERVER span per app request with two children, the instance acquire (with
  * `alto.wake_ms` when it woke a suspended instance) and the upstream exchange, whose
  * `traceparent` the app receives. A `traceparent` the client sent is the parent of the edge's
- * span. Callers reach these only after testing `tracer !== undefined`, so with tracing off none
- * of this runs.
+ * span. Connections that stay open are spans of their own, from start to close, with the bytes
+ * each way: an API stream (a websocket on a stream endpoint), an app's websocket after its 101
+ * (a child of the upgrade request's span), a TCP connection through an app's edge port (with its
+ * acquire, and the wake time). Callers reach these only after testing `tracer !== undefined`, so
+ * with tracing off none of this runs.
  */
+import type { Duplex } from 'node:stream';
 import type { AppAddress } from '../compute/apps/gateway.js';
 import type { Span, Tracer } from '../kit/tracing.js';
 import type { RequestHead } from './h1.js';
@@ -54,6 +58,52 @@ export function runHandlerTraced(tracer: Tracer, parent: Span, name: string, run
   return output;
 }
 
+/** Ends an API stream's span (its websocket closed), with the bytes each way and the messages sent. */
+export function endStreamSpan(span: Span, status: number, requestId: string, service: string | undefined, endpoint: string | undefined, projectId: string | undefined, bytesIn: number, bytesOut: number, messages: number): void {
+  span.setAttribute('alto.stream', true);
+  span.setAttribute('alto.bytes_in', bytesIn);
+  span.setAttribute('alto.bytes_out', bytesOut);
+  span.setAttribute('alto.messages_out', messages);
+  endApiSpan(span, status, requestId, service, endpoint, projectId);
+}
+
+/**
+ * An app's websocket, from the 101 to the close of either side: a child of the upgrade request's
+ * span, with the bytes each way (past the 101 head) and `alto.wake_ms` when the request woke the
+ * instance. `client` and `upstream` are the two ends being piped; `alreadyIn` and `alreadyOut`
+ * the bytes each way handed over with the tunnel (read with the upgrade, or after the 101 head).
+ */
+export function traceAppWebsocket(tracer: Tracer, parent: Span, address: AppAddress, requestStartMs: number, client: Duplex, upstream: Duplex, alreadyIn = 0, alreadyOut = 0): void {
+  const span = tracer.startSpan(`websocket ${address.app}.${address.project}`, 'internal', parent);
+  span.setAttribute('alto.app', address.app);
+  span.setAttribute('alto.project', address.project);
+  const woke = wakes.get(wakeKey(address.project, address.app));
+  if (woke && woke.atMs >= requestStartMs) span.setAttribute('alto.wake_ms', woke.ms);
+  countUntilClose(span, client, upstream, alreadyIn, alreadyOut);
+}
+
+/** A TCP connection through an app's edge port, from accept to close; its acquire is a child (with the wake time). */
+export function startTcpSpan(tracer: Tracer, address: AppAddress, startMs: number): Span {
+  const span = tracer.startSpan(`tcp ${address.app}.${address.project}`, 'server', ROOT, startMs);
+  span.setAttribute('network.transport', 'tcp');
+  span.setAttribute('alto.app', address.app);
+  span.setAttribute('alto.project', address.project);
+  return span;
+}
+
+/** Counts the bytes each way on the two piped ends (past those already passed on), and ends `span` when the client's end closes. */
+export function countUntilClose(span: Span, client: Duplex, upstream: Duplex, alreadyIn = 0, alreadyOut = 0): void {
+  let bytesIn = alreadyIn;
+  let bytesOut = alreadyOut;
+  client.on('data', (chunk: Buffer) => (bytesIn += chunk.length));
+  upstream.on('data', (chunk: Buffer) => (bytesOut += chunk.length));
+  client.once('close', () => {
+    span.setAttribute('alto.bytes_in', bytesIn);
+    span.setAttribute('alto.bytes_out', bytesOut);
+    span.end();
+  });
+}
+
 /** An empty parent: a new trace rather than the span current in this async context. */
 const ROOT = '';
 
@@ -72,7 +122,7 @@ export function startAppRequestSpan(tracer: Tracer, method: string, target: stri
   return span;
 }
 
-/** The acquire of an instance as a child span; `alto.wake_ms` when an instance of the app woke meanwhile. */
+/** The acquire of an instance as a child span; `alto.wake_ms` (on it and its parent) when an instance of the app woke meanwhile. */
 export function traceAcquire(tracer: Tracer, parent: Span, address: AppAddress, startMs: number, failure?: string): void {
   const span = tracer.startSpan('acquire instance', 'internal', parent, startMs);
   const woke = wakes.get(wakeKey(address.project, address.app));

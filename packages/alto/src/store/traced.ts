@@ -3,7 +3,10 @@
  * Store calls as spans, when tracing is on (kit/tracing.ts): the ports the building blocks use
  * are wrapped so each method call made inside a traced request (a block's handler span is
  * current) is a CLIENT span, `{port}.{method}`, ending when its answer comes (the promise
- * settles, or at once for a synchronous SQLite call). Calls made outside a request (timers,
+ * settles, or at once for a synchronous SQLite call). The platform's own ports are wrapped the
+ * same way: `control` (keys, projects, accounts) and `quota` (limits, counters), so a key looked
+ * up, or a limit read, while an API call or stream is traced (the edge makes its span current for
+ * the key check and admission) is a span of that call. Calls made outside a request (timers,
  * background work) are not traced. With tracing off nothing here runs: the ports are not wrapped.
  */
 import type { Span, Tracer } from '../kit/tracing.js';
@@ -11,6 +14,8 @@ import type { Stores } from './index.js';
 
 /** The building blocks' ports, traced per call. */
 const BLOCK_PORTS = ['documents', 'cache', 'files', 'objects', 'secrets', 'urls', 'search', 'users', 'events', 'streams', 'otp'] as const;
+/** The platform's ports (keys, projects, limits), traced per call too. */
+const PLATFORM_PORTS = ['control', 'quota'] as const;
 
 /** Wraps the building blocks' ports of `stores` in place so their calls are spans of the request that made them. */
 export function traceStoreCalls(stores: Stores, tracer: Tracer): void {
@@ -29,6 +34,7 @@ export function traceStoreCalls(stores: Stores, tracer: Tracer): void {
     objects: 'objects',
   };
   for (const port of BLOCK_PORTS) (stores as unknown as Record<string, object>)[port] = tracedPort(stores[port], port, tracer, systems[port]);
+  for (const port of PLATFORM_PORTS) (stores as unknown as Record<string, object>)[port] = tracedPort(stores[port], port, tracer, sql);
 }
 
 /** A port whose methods start a span when a traced request calls them. */
