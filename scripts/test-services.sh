@@ -36,6 +36,16 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# The catalogue's postgres-adminer test builds an adminer image from Debian's adminer and PHP,
+# without what adminer recommends (php-cgi stands for the web server it depends on, so apache2
+# is neither installed nor started).
+if ! dpkg -s adminer php-cli php-pgsql php-cgi >/dev/null 2>&1; then
+  echo "installing adminer and PHP for the catalogue test"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends adminer php-cli php-pgsql php-cgi >/dev/null
+fi
+
 # The sandbox tests (compute/sandbox): QEMU for microVMs, e2fsprogs for their root disks, lz4 to
 # cut the PVH vmlinux out of the kernel package (which the tests fetch with `apt-get download`,
 # so the package lists must know it), iproute2 and nftables for the process driver's network,

@@ -1,8 +1,9 @@
 /**
  * Real app images for the app tests, built by the tests from what the host has installed:
  * a busybox httpd serving a page, a Node.js HTTP app (the host's own `node` with the shared
- * libraries `ldd` lists), Debian's `redis-server` with its libraries, and Debian's PostgreSQL 15 with
- * an entrypoint like the official image's. Nothing is downloaded.
+ * libraries `ldd` lists), Debian's `redis-server` with its libraries, Debian's PostgreSQL 15 with
+ * an entrypoint like the official image's, and Debian's adminer 4.8.1 on its PHP 8.2 laid out as
+ * the official adminer image is. Nothing is downloaded.
  *
  * Building the Node.js image gzips about 100 MB, so each built image is cached as files in a
  * folder under the system temp folder, keyed by everything that goes into it: several test files
@@ -278,6 +279,150 @@ export function postgresImage(): Promise<BuiltImage> {
       Cmd: ['postgres'],
       Volumes: { '/var/lib/postgresql/data': {} },
       ExposedPorts: { [`${POSTGRES_PORT}/tcp`]: {} },
+      StopSignal: 'SIGINT',
+    },
+  });
+}
+
+export const ADMINER_PORT = 8080;
+const PHP_VERSION = '8.2';
+/** Where Debian's PHP 8.2 keeps its extensions (its API number). */
+const PHP_EXTENSIONS = '/usr/lib/php/20220829';
+/** The adminer user of the official image (a system user). */
+const ADMINER_UID = 100;
+const ADMINER_GID = 101;
+
+/**
+ * The official adminer image's index.php in short: the plugins of plugins-enabled/ loaded, and
+ * the login form's server filled with $ADMINER_DEFAULT_SERVER (`db` unless given), so a stack
+ * whose database service is called db needs nothing typed but the credentials.
+ */
+export const ADMINER_INDEX = `<?php
+namespace docker {
+	function adminer_object() {
+		require_once 'plugins/plugin.php';
+		class Adminer extends \\AdminerPlugin {
+			function loginFormField($name, $heading, $value) {
+				if ($name === 'server') {
+					$server = htmlspecialchars(getenv('ADMINER_DEFAULT_SERVER') ?: 'db');
+					$value = str_replace('name="auth[server]" value=""', 'name="auth[server]" value="' . $server . '"', $value);
+				}
+				return parent::loginFormField($name, $heading, $value);
+			}
+		}
+		$plugins = [];
+		foreach (glob('plugins-enabled/*.php') as $plugin) {
+			$plugins[] = require $plugin;
+		}
+		return new Adminer($plugins);
+	}
+}
+namespace {
+	function adminer_object() {
+		return \\docker\\adminer_object();
+	}
+	require 'adminer.php';
+}
+`;
+
+/** The official image's entrypoint.sh, without its plugin loader: a design's stylesheet linked on first start. */
+const ADMINER_ENTRYPOINT = `#!/bin/sh
+set -e
+if [ -n "\${ADMINER_DESIGN:-}" ] && [ ! -e .adminer-init ]; then
+  ln -sf "designs/$ADMINER_DESIGN/adminer.css" .
+fi
+touch .adminer-init || true
+exec "$@"
+`;
+
+/** The official php image's docker-php-entrypoint: arguments that are options go to php. */
+const PHP_ENTRYPOINT = `#!/bin/sh
+set -e
+if [ "\${1#-}" != "$1" ]; then
+  set -- php "$@"
+fi
+exec "$@"
+`;
+
+/**
+ * Adminer 4.8.1 built the way the official `adminer` image is, from Debian's packages (adminer,
+ * php8.2-cli, php8.2-pgsql) where the official one downloads them: the single-file adminer.php
+ * with its plugins and designs in /var/www/html, owned by the adminer user the image runs as,
+ * PHP's command-line binary with the pgsql and pdo_pgsql extensions (and the libraries `ldd`
+ * lists) and tzdata, no php.ini (PHP's defaults; sessions are files in /var/lib/php/sessions,
+ * where Debian's PHP keeps them) but the official image's upload limits, and
+ * `php -S [::]:8080 -t /var/www/html`, stopped with SIGINT, as its Dockerfile says.
+ */
+export function adminerImage(): Promise<BuiltImage> {
+  const adminer = '/usr/share/adminer';
+  const php = `/usr/bin/php${PHP_VERSION}`;
+  if (!existsSync(`${adminer}/adminer.php`) || !existsSync(php) || !existsSync(`${PHP_EXTENSIONS}/pgsql.so`)) {
+    throw new Error('adminer and PHP are not installed: apt-get install adminer php-cli php-pgsql php-cgi (scripts/test-services.sh does)');
+  }
+  const extensions = ['pdo', 'pgsql', 'pdo_pgsql'].map((name) => `${PHP_EXTENSIONS}/${name}.so`);
+  const runtime = sharedLibraryEntries(php, ...extensions);
+  const plugins = filesUnder(`${adminer}/plugins`, (path) => path.endsWith('.php'));
+  const designs = filesUnder(`${adminer}/designs`, (path) => path.endsWith('.css'));
+  // tzdata, which Debian's PHP reads its zones from (it has no copy of its own): without it
+  // PHP warns of an invalid date.timezone at every start and may crash on a date.
+  const zones = filesUnder('/usr/share/zoneinfo', (path) => !/^(right|posix)(\/|$)/.test(path));
+  const owned = { uid: ADMINER_UID, gid: ADMINER_GID };
+  const site = (path: string, content: string | Buffer): LayerEntry => ({ type: 'file', path: `var/www/html/${path}`, content, mode: 0o644, ...owned });
+  const conf = `etc/php/${PHP_VERSION}/cli/conf.d`;
+  const files: LayerEntry[] = [
+    { type: 'file', path: php.slice(1), content: readFileSync(php), mode: 0o755 },
+    ...extensions.map((path): LayerEntry => ({ type: 'file', path: path.slice(1), content: readFileSync(path), mode: 0o644 })),
+    { type: 'file', path: `${conf}/10-pdo.ini`, content: 'extension=pdo.so\n' },
+    { type: 'file', path: `${conf}/20-pgsql.ini`, content: 'extension=pgsql.so\n' },
+    { type: 'file', path: `${conf}/20-pdo_pgsql.ini`, content: 'extension=pdo_pgsql.so\n' },
+    { type: 'file', path: `${conf}/0-upload_large_dumps.ini`, content: 'upload_max_filesize = 128M\npost_max_size = 128M\nmemory_limit = 1G\nmax_execution_time = 600\nmax_input_vars = 5000\n' },
+    // Adminer 4.8.1 on PHP 8.2 warns of an undefined property on every query result (a notice,
+    // not shown, on the PHP 7.4 of the official image): to the log (log_errors is on), not into
+    // the page (the built-in server puts even display_errors = stderr into the page).
+    { type: 'file', path: `${conf}/0-display_errors.ini`, content: 'display_errors = Off\nlog_errors = On\n' },
+    ...zones.map((file): LayerEntry => ({ type: 'file', path: `usr/share/zoneinfo/${file}`, content: readFileSync(`/usr/share/zoneinfo/${file}`), mode: 0o644 })),
+    ...runtime.entries,
+  ];
+  const applets = ['sh', 'ln', 'touch'];
+  const layers: LayerEntry[][] = [
+    [
+      ...directoriesOf(['bin/', 'etc/', 'tmp/', 'usr/local/bin/', 'var/www/', ...files.map((entry) => entry.path)]).filter((entry) => entry.path !== 'tmp/'),
+      { type: 'file', path: 'bin/busybox', content: busyboxBinary(), mode: 0o755 },
+      ...applets.map((applet): LayerEntry => ({ type: 'symlink', path: `bin/${applet}`, target: 'busybox' })),
+      { type: 'symlink', path: 'usr/bin/php', target: `php${PHP_VERSION}` },
+      ...files,
+      { type: 'file', path: 'etc/passwd', content: `root:x:0:0:root:/root:/bin/sh\nadminer:x:${ADMINER_UID}:${ADMINER_GID}::/home/adminer:/sbin/nologin\n` },
+      { type: 'file', path: 'etc/group', content: `root:x:0:\nadminer:x:${ADMINER_GID}:\n` },
+      { type: 'file', path: 'etc/nsswitch.conf', content: 'hosts: files dns\n' },
+      { type: 'dir', path: 'tmp/', mode: 0o1777 },
+      // Debian builds PHP to keep sessions here (the official image's PHP uses /tmp): made as
+      // Debian's php-common makes it, writable and not listable by everyone.
+      { type: 'dir', path: 'var/lib/' },
+      { type: 'dir', path: 'var/lib/php/' },
+      { type: 'dir', path: 'var/lib/php/sessions/', mode: 0o1733 },
+    ],
+    [
+      { type: 'dir', path: 'var/www/html/', ...owned },
+      { type: 'dir', path: 'var/www/html/plugins-enabled/', ...owned },
+      ...directoriesOf([...plugins.map((file) => `plugins/${file}`), ...designs.map((file) => `designs/${file}`)]).map((entry): LayerEntry => ({ ...entry, path: `var/www/html/${entry.path}`, ...owned })),
+      site('adminer.php', readFileSync(`${adminer}/adminer.php`)),
+      site('index.php', ADMINER_INDEX),
+      ...plugins.map((file) => site(`plugins/${file}`, readFileSync(`${adminer}/plugins/${file}`))),
+      ...designs.map((file) => site(`designs/${file}`, readFileSync(`${adminer}/designs/${file}`))),
+      { type: 'file', path: 'usr/local/bin/entrypoint.sh', content: ADMINER_ENTRYPOINT, mode: 0o755 },
+      { type: 'file', path: 'usr/local/bin/docker-php-entrypoint', content: PHP_ENTRYPOINT, mode: 0o755 },
+    ],
+  ];
+  const inputs = [php, ...extensions, `${adminer}/adminer.php`].map(fileInput).concat(runtime.inputs, busyboxInput(), plugins.join(' '), designs.join(' '), zones.join(' '));
+  return cachedImage('adminer', inputs, {
+    layers,
+    config: {
+      Env: [SYSTEM_PATH, 'ADMINER_VERSION=4.8.1'],
+      Entrypoint: ['entrypoint.sh', 'docker-php-entrypoint'],
+      Cmd: ['php', '-S', `[::]:${ADMINER_PORT}`, '-t', '/var/www/html'],
+      User: 'adminer',
+      WorkingDir: '/var/www/html',
+      ExposedPorts: { [`${ADMINER_PORT}/tcp`]: {} },
       StopSignal: 'SIGINT',
     },
   });

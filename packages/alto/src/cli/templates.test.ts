@@ -4,9 +4,9 @@ import { test } from 'node:test';
 import { planStack } from '../compute/templates/compose.js';
 import { CATALOGUE_DIR, catalogue, isGitSource, readTemplate } from './templates.js';
 
-test('the catalogue holds postgres, redis and postgres-node, each described', () => {
+test('the catalogue holds postgres, redis, postgres-node and postgres-adminer, each described', () => {
   const entries = catalogue();
-  assert.deepEqual(entries.map((entry) => entry.name), ['postgres', 'postgres-node', 'redis']);
+  assert.deepEqual(entries.map((entry) => entry.name), ['postgres', 'postgres-adminer', 'postgres-node', 'redis']);
   for (const entry of entries) assert.ok(entry.description.length > 10, `${entry.name} has a description`);
 });
 
