@@ -7,19 +7,15 @@
  * SERVFAIL when the upstream is silent, and Node's own resolver (c-ares) as a real client.
  */
 import assert from 'node:assert/strict';
-import { createSocket, type Socket as DatagramSocket } from 'node:dgram';
+import { createSocket } from 'node:dgram';
 import { Resolver as NodeResolver } from 'node:dns/promises';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { dnsUpstreams, listenResolver, MAX_IN_FLIGHT, parseQuery, resolvConf, type Resolver, type ResolverScope } from './dns.js';
-
-/** A DNS name in wire form. */
-function encodeName(name: string): Buffer {
-  return Buffer.concat([...name.split('.').filter(Boolean).map((label) => Buffer.concat([Buffer.from([label.length]), Buffer.from(label, 'latin1')])), Buffer.from([0])]);
-}
+import { encodeName, startDnsUpstream, type DnsUpstream } from './test-dns-upstream.js';
 
 function query(name: string, type = 1, options: { id?: number; flags?: number; counts?: [number, number, number, number]; tail?: Buffer } = {}): Buffer {
   const header = Buffer.alloc(12);
@@ -62,99 +58,8 @@ function readReply(message: Buffer): Reply {
   return { id, flags, rcode: flags & 0x0f, truncated: Boolean(flags & 0x0200), answers };
 }
 
-/** The question's name of a query, lower case. */
-function questionName(message: Buffer): string {
-  const labels: string[] = [];
-  let offset = 12;
-  while (message[offset] !== 0) {
-    labels.push(message.subarray(offset + 1, offset + 1 + message[offset]).toString('latin1'));
-    offset += message[offset] + 1;
-  }
-  return labels.join('.').toLowerCase();
-}
-
-/** An answer to `asked` with A records for `addresses` (and `id` in place of the query's, when given). */
-function answerWith(asked: Buffer, addresses: string[], id?: number): Buffer {
-  let end = 12;
-  while (asked[end] !== 0) end += asked[end] + 1;
-  end += 5;
-  const header = Buffer.from(asked.subarray(0, 12));
-  if (id !== undefined) header.writeUInt16BE(id, 0);
-  header.writeUInt16BE(0x8180, 2);
-  header.writeUInt16BE(1, 4);
-  header.writeUInt16BE(addresses.length, 6);
-  header.writeUInt16BE(0, 8);
-  header.writeUInt16BE(0, 10);
-  const records = addresses.map((address) => {
-    const record = Buffer.alloc(16);
-    record.writeUInt16BE(0xc00c, 0);
-    record.writeUInt16BE(1, 2);
-    record.writeUInt16BE(1, 4);
-    record.writeUInt32BE(60, 6);
-    record.writeUInt16BE(4, 10);
-    address.split('.').forEach((part, index) => record.writeUInt8(Number(part), 12 + index));
-    return record;
-  });
-  return Buffer.concat([header, asked.subarray(12, end), ...records]);
-}
-
 /** 60 addresses: 12 + question + 60 × 16 bytes, far over 512. */
 const BIG = Array.from({ length: 60 }, (_, index) => `127.0.1.${index + 1}`);
-
-/** The test's upstream: fixed records, over UDP and TCP on the same port of 127.0.0.1. */
-class Upstream {
-  udp!: DatagramSocket;
-  tcp!: Server;
-  port = 0;
-  /** The IDs of the queries it received, and over which transport. */
-  received: { name: string; id: number; transport: 'udp' | 'tcp' }[] = [];
-
-  answer(asked: Buffer): Buffer[] {
-    const name = questionName(asked);
-    if (name === 'shop.example') return [answerWith(asked, ['127.0.0.7'])];
-    if (name === 'big.example') return [answerWith(asked, BIG)];
-    // A forged answer first (another ID, another address), then the real one.
-    if (name === 'spoof.example') return [answerWith(asked, ['127.0.0.66'], asked.readUInt16BE(0) ^ 0xffff), answerWith(asked, ['127.0.0.9'])];
-    return []; // silent.example and anything else: no answer
-  }
-
-  async start(): Promise<void> {
-    this.tcp = createServer((socket) => {
-      socket.on('error', () => undefined);
-      let buffered = Buffer.alloc(0);
-      socket.on('data', (chunk: Buffer) => {
-        buffered = Buffer.concat([buffered, chunk]);
-        while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
-          const asked = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
-          buffered = buffered.subarray(2 + asked.length);
-          this.received.push({ name: questionName(asked), id: asked.readUInt16BE(0), transport: 'tcp' });
-          for (const answer of this.answer(asked)) {
-            const framed = Buffer.alloc(2);
-            framed.writeUInt16BE(answer.length, 0);
-            socket.write(Buffer.concat([framed, answer]));
-          }
-        }
-      });
-    });
-    await new Promise<void>((resolve) => this.tcp.listen(0, '127.0.0.1', resolve));
-    this.port = (this.tcp.address() as { port: number }).port;
-    this.udp = createSocket('udp4');
-    this.udp.on('message', (asked, from) => {
-      this.received.push({ name: questionName(asked), id: asked.readUInt16BE(0), transport: 'udp' });
-      for (const answer of this.answer(asked)) this.udp.send(answer, from.port, from.address);
-    });
-    await new Promise<void>((resolve) => this.udp.bind(this.port, '127.0.0.1', resolve));
-  }
-
-  asked(name: string) {
-    return this.received.filter((entry) => entry.name === name);
-  }
-
-  async stop(): Promise<void> {
-    this.udp.close();
-    await new Promise((resolve) => this.tcp.close(resolve));
-  }
-}
 
 /** Sends `message` to the resolver over UDP; the reply, or undefined when none came within `waitMs`. */
 function askUdp(port: number, message: Buffer, waitMs = 3_000): Promise<Buffer | undefined> {
@@ -194,12 +99,12 @@ function askTcp(port: number, message: Buffer): Promise<Buffer> {
 }
 
 describe('the sandboxes\' resolver', () => {
-  const upstream = new Upstream();
+  let upstream: DnsUpstream;
   let outbound: Resolver;
   let closedOff: Resolver;
 
   before(async () => {
-    await upstream.start();
+    upstream = await startDnsUpstream({ 'shop.example': ['127.0.0.7'], 'big.example': BIG, 'spoof.example': 'spoof', 'silent.example': 'silent' });
     const names = { cache: '10.231.0.1', 'cache-alias': '10.231.0.1' };
     const upstreams = [{ host: '127.0.0.1', port: upstream.port }];
     outbound = await listenResolver('127.0.0.1', 0, { names, forward: true, upstreams } satisfies ResolverScope);

@@ -470,6 +470,20 @@ export function linkNames(links: { name: string; aliases?: string[]; host: strin
   return names;
 }
 
+/** Where a microVM guest finds its resolver: QEMU's user-mode DNS address, relayed to Alto's resolver (microvm.ts). */
+export const GUEST_NAMESERVER = '10.0.2.3';
+
+/**
+ * A microVM guest's /etc/resolv.conf. With outbound access: QEMU's DNS address. Without: no
+ * nameserver (its restricted user-mode network drops every UDP packet of the guest, and QEMU
+ * cannot forward a guest's UDP), so a lookup goes to the guest's own loopback, where glibc fails
+ * at once and clients that wait out a refused query (musl, busybox) wait one second, not the
+ * image's servers' timeouts; its links' names are in /etc/hosts.
+ */
+export function guestResolvConf(outbound: boolean): string {
+  return outbound ? resolvConf(GUEST_NAMESERVER) : "# no resolver: this instance has no outbound access (its links' names are in /etc/hosts)\noptions ndots:0 timeout:1 attempts:1";
+}
+
 /** The /etc/resolv.conf of an instance whose resolver is at `address` (port 53), Docker's way. */
 export function resolvConf(address: string): string {
   return `# Alto's resolver for this instance\nnameserver ${address}\noptions ndots:0`;

@@ -95,6 +95,7 @@ import { PatientConnector } from './connect.js';
 import { ensureGuestKernel, type GuestKernel } from './guest-kernel.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, sandboxNetworkNames, type SandboxNetwork } from './network.js';
 import { InstanceRecordFile } from './reap.js';
+import { guestResolvConf, linkNames, openSandboxResolverIfPossible, type Resolver } from './dns.js';
 import { linkGuestAddress, linkHostLines, linkVariables, openLinkRelays, unreachableLink, validateLinks, type LinkRelays, type SavedLink } from './links.js';
 import { expandArgReferences, expandEnvReferences } from './env-references.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
@@ -172,7 +173,7 @@ function kernelCommandLine(): string {
 
 /** Whether this host can give a guest outbound access: a network namespace per instance, guarded by nftables. */
 async function outboundSupported(): Promise<boolean> {
-  if (process.getuid?.() !== 0 || !hasCommand('ip') || !hasCommand('nsenter')) return false;
+  if (process.getuid?.() !== 0 || !hasCommand('ip') || !hasCommand('nsenter') || !hasCommand('unshare')) return false;
   return ensureFirewall().catch(() => false);
 }
 
@@ -248,6 +249,8 @@ interface MachineLayout {
   links: SandboxLink[];
   /** Their relays on the host, open while QEMU runs (new ports after a restore). */
   linkRelays?: LinkRelays;
+  /** With outbound on: Alto's resolver on the namespace's gateway, which QEMU's 10.0.2.3 forwards to (dns.ts). */
+  resolver?: Resolver;
   /** The host's static busybox, whose `nc` carries each guest connection to the edge. */
   busybox: string;
   accelerator: Accelerator;
@@ -444,6 +447,7 @@ export class MicrovmDriver implements SandboxDriver {
       port: spec.port,
       stopSignal: spec.stopSignal,
       health: spec.health,
+      resolvConf: guestResolvConf(layout.outbound),
       secretFiles: spec.secretFiles,
       hosts: linkHostLines(layout.links.map((link, index) => ({ name: link.name, aliases: (spec.links ?? []).find((given) => given.name === link.name)?.aliases, host: linkGuestAddress(index) }))),
       // alto-enter is in the guest's tools when it could be built (ensureInitramfs).
@@ -758,10 +762,13 @@ export class MicrovmInstance extends InstanceBase {
     }
     const ready = new Promise<void>((resolve, reject) => (this.readyWaiter = { resolve, reject }));
     const qemuArgs = this.qemuArguments(Boolean(restore));
-    // nsenter execs QEMU, so the child's pid is QEMU's and signals reach it directly.
-    const [command, args] = this.layout.network
-      ? [findCommand('nsenter')!, [`--net=${this.layout.network.namespacePath}`, '--', this.qemu, ...qemuArgs]]
-      : [this.qemu, qemuArgs];
+    // nsenter execs QEMU, so the child's pid is QEMU's and signals reach it directly. With a
+    // resolver, QEMU runs in a mount namespace of its own (unshare, then the shell, exec in turn)
+    // whose /etc/resolv.conf names it; the host's file is untouched.
+    const inNamespace = this.layout.network ? [findCommand('nsenter')!, `--net=${this.layout.network.namespacePath}`, '--', this.qemu, ...qemuArgs] : [this.qemu, ...qemuArgs];
+    const [command, ...args] = this.layout.resolver
+      ? [findCommand('unshare')!, '--mount', '--propagation', 'slave', '--', this.layout.busybox, 'sh', '-c', 'if [ -e /etc/resolv.conf ]; then "$1" mount --bind "$0" /etc/resolv.conf || exit 125; fi; shift; exec "$@"', join(this.layout.dir, 'resolv.conf'), this.layout.busybox, ...inNamespace]
+      : inNamespace;
     // Through the launcher, which closes every descriptor but stdio before exec (Alto's own and
     // any it inherited), has QEMU killed when Alto ends however it ends, and then execs, so the
     // pid stays QEMU's.
@@ -811,6 +818,13 @@ export class MicrovmInstance extends InstanceBase {
       this.layout.hostPort = await freeLoopbackPort();
     }
     if (this.layout.links.length > 0) this.layout.linkRelays = await openLinkRelays(this.layout.links, this.layout.network);
+    if (this.layout.network) {
+      const names = linkNames(this.layout.links.map((link, index) => ({ name: link.name, aliases: link.aliases, host: linkGuestAddress(index) })));
+      this.layout.resolver = await openSandboxResolverIfPossible(this.layout.network, { names, forward: true });
+      // QEMU's user-mode stack sends the guest's DNS (10.0.2.3) to the first nameserver of the
+      // /etc/resolv.conf it sees: QEMU gets this file there (boot), naming the resolver.
+      if (this.layout.resolver) writeFileSync(join(this.layout.dir, 'resolv.conf'), `nameserver ${this.layout.resolver.address}\n`);
+    }
     this.port = this.layout.hostPort;
     await this.listenPorts();
   }
@@ -822,6 +836,7 @@ export class MicrovmInstance extends InstanceBase {
     removeLayout(this.layout);
     await this.layout.platformAccess?.close();
     await this.layout.linkRelays?.close();
+    await this.layout.resolver?.close();
     if (this.layout.network) await destroySandboxNetwork(this.layout.network);
     this.layout.volumeClaim?.release();
     this.layout.record.remove();

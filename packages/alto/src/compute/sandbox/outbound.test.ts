@@ -12,6 +12,9 @@
  * addresses (its veth gateway, its address on the internet link, its other interfaces) nor
  * another outbound-on instance (microvm: a restored copy in a namespace of its own, which itself
  * gets out). The host-side servers count connections, so a probe that got through cannot hide.
+ * Names: the instance's /etc/resolv.conf names Alto's resolver, which forwards for an instance
+ * with outbound access (to an upstream this file runs on 127.0.0.1, `ALTO_DNS_UPSTREAM`) and not
+ * for one without (process: REFUSED; microvm: no nameserver at all); a restored microVM resolves too.
  *
  * Needs root, nftables, iproute2, qemu-system-x86, busybox-static and e2fsprogs.
  */
@@ -28,6 +31,8 @@ import { defaultSandboxCacheDir } from './index.js';
 import { MicrovmDriver } from './microvm.js';
 import type { Instance, SandboxDriver, SandboxSpec } from './port.js';
 import { ProcessDriver } from './process.js';
+import { GUEST_NAMESERVER } from './dns.js';
+import { startDnsUpstream, type DnsUpstream } from './test-dns-upstream.js';
 import { gatewayOf, httpGet, isOpen, probeFrom } from './test-probe.js';
 import { ensureBusyboxRootfs } from './test-rootfs.js';
 
@@ -158,10 +163,14 @@ function probeSpec(allowOutbound: boolean, memoryMiB: number): SandboxSpec {
     'if printf "GET /$path HTTP/1.0\\r\\n\\r\\n" | nc -w 3 "${target%:*}" "${target##*:}" >/tmp/reply.$$ 2>&1; then echo open; cat /tmp/reply.$$; else echo blocked; fi',
     'rm -f /tmp/reply.$$',
   ].join('\n');
+  // /cgi-bin/lookup?NAME: the instance's resolv.conf, then what nslookup (busybox's DNS client, which reads it) got.
+  const lookup = ['#!/bin/sh', 'echo "Content-Type: text/plain"; echo', 'cat /etc/resolv.conf', 'echo ---', 'nslookup -type=a "$QUERY_STRING" 2>&1'].join('\n');
   const script = [
     'mkdir -p /tmp/www/cgi-bin',
     `cat > /tmp/www/cgi-bin/probe <<'EOF'\n${probe}\nEOF`,
     'chmod 755 /tmp/www/cgi-bin/probe',
+    `cat > /tmp/www/cgi-bin/lookup <<'EOF'\n${lookup}\nEOF`,
+    'chmod 755 /tmp/www/cgi-bin/lookup',
     'echo up > /tmp/www/index.html',
     'exec httpd -f -p 8080 -h /tmp/www',
   ].join('\n');
@@ -192,9 +201,22 @@ let rootfs: string;
 let internet: Internet | undefined;
 let loopbackTrap: Trap;
 let anyAddressTrap: Trap;
+let dnsUpstream: DnsUpstream;
+const upstreamBefore = process.env.ALTO_DNS_UPSTREAM;
+
+/** The instance's resolv.conf and nslookup's answer for `name`, by its lookup CGI. */
+async function lookupFrom(instance: Instance, name: string): Promise<{ resolvConf: string; answer: string }> {
+  const response = await httpGet(instance.host, instance.port, `/cgi-bin/lookup?${name}`);
+  assert.equal(response.status, 200, `the lookup in ${instance.id} answered ${response.status}`);
+  const [resolvConf, answer] = response.body.split('---\n');
+  return { resolvConf: resolvConf!, answer: answer ?? '' };
+}
 
 before(async () => {
   rootfs = await ensureBusyboxRootfs(defaultSandboxCacheDir());
+  // The drivers' resolvers read their upstreams per query: this file's server, never the host's.
+  dnsUpstream = await startDnsUpstream({ 'on.example': ['127.0.0.7'], 'off.example': ['127.0.0.8'], 'restored.example': ['127.0.0.9'] });
+  process.env.ALTO_DNS_UPSTREAM = `127.0.0.1:${dnsUpstream.port}`;
   internet = await createInternet();
   loopbackTrap = await listenTrap('127.0.0.1');
   anyAddressTrap = await listenTrap('0.0.0.0');
@@ -204,6 +226,9 @@ after(async () => {
   loopbackTrap?.server.close();
   anyAddressTrap?.server.close();
   if (internet) await destroyInternet(internet);
+  await dnsUpstream?.stop();
+  if (upstreamBefore === undefined) delete process.env.ALTO_DNS_UPSTREAM;
+  else process.env.ALTO_DNS_UPSTREAM = upstreamBefore;
   rmSync(workspace, { recursive: true, force: true });
 });
 
@@ -256,6 +281,20 @@ for (const driverCase of cases) {
       assert.ok(!internet!.requests.includes(`/from-${driverCase.name}-off`), 'the internet server saw the request');
     });
 
+    test("names resolve through Alto's resolver with outbound on, and not with it off", async () => {
+      const on = await lookupFrom(outboundOn, 'on.example');
+      const nameserver = driverCase.name === 'microvm' ? GUEST_NAMESERVER : gatewayOf(outboundOn);
+      assert.equal(on.resolvConf, `# Alto's resolver for this instance\nnameserver ${nameserver}\noptions ndots:0\n`);
+      assert.match(on.answer, /Address: 127\.0\.0\.7$/m, on.answer);
+      assert.ok(dnsUpstream.asked('on.example').length > 0);
+      const off = await lookupFrom(outboundOff, 'off.example');
+      if (driverCase.name === 'microvm') assert.doesNotMatch(off.resolvConf, /nameserver/, off.resolvConf);
+      else assert.equal(off.resolvConf, `# Alto's resolver for this instance\nnameserver ${gatewayOf(outboundOff)}\noptions ndots:0\n`);
+      assert.doesNotMatch(off.answer, /127\.0\.0\.8/, off.answer);
+      if (driverCase.name === 'process') assert.match(off.answer, /REFUSED/, off.answer);
+      assert.equal(dnsUpstream.asked('off.example').length, 0, 'the upstream was asked for an instance without outbound access');
+    });
+
     test('outbound on still cannot reach the host loopback nor the host own addresses', async () => {
       const gateway = gatewayOf(outboundOn);
       const ownAddresses = [gateway, internet!.hostAddress, ...hostAddresses().filter((address) => address !== gateway)];
@@ -297,6 +336,8 @@ for (const driverCase of cases) {
           assert.equal((await httpGet(outboundOn.host, outboundOn.port, '/')).body, 'up\n');
           const out = await probeFrom(other, `${internet!.serverAddress}:80`, `from-${driverCase.name}-other`);
           assert.ok(isOpen(out) && out.includes(INTERNET_PAGE), out);
+          // Names resolve there too: a restored microVM's QEMU reaches a resolver of its own.
+          assert.match((await lookupFrom(other, 'restored.example')).answer, /Address: 127\.0\.0\.9$/m);
           const [toOther, fromOther] = await Promise.all([
             probeFrom(outboundOn, `${other.host}:${other.port}`),
             probeFrom(other, `${outboundOn.host}:${outboundOn.port}`),

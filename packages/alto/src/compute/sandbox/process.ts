@@ -69,6 +69,7 @@ import { ID_COUNT, IdRanges } from './id-ranges.js';
 import { LAUNCHER_NAME, ensureLauncher } from './launcher.js';
 import { createSandboxNetwork, destroySandboxNetwork, ensureFirewall, sandboxNetworkNames, type SandboxNetwork } from './network.js';
 import { InstanceRecordFile } from './reap.js';
+import { linkNames, openSandboxResolverIfPossible, resolvConf, type Resolver } from './dns.js';
 import { linkHostLines, linkVariables, openLinkRelays, validateLinks, type LinkRelays } from './links.js';
 import { expandArgReferences, expandEnvReferences } from './env-references.js';
 import { openPlatformAccess, PLATFORM_URL_VARIABLE, type PlatformAccess } from './platform-access.js';
@@ -276,6 +277,7 @@ export class ProcessDriver implements SandboxDriver {
     let network: SandboxNetwork;
     let platform: PlatformAccess | undefined;
     let links: LinkRelays | undefined;
+    let resolver: Resolver | undefined;
     try {
       network = await createSandboxNetwork(id, Boolean(spec.allowOutbound));
     } catch (error) {
@@ -285,7 +287,9 @@ export class ProcessDriver implements SandboxDriver {
     try {
       if (spec.platform) platform = await openPlatformAccess(network, spec.platform.port);
       if (spec.links?.length) links = await openLinkRelays(spec.links, network);
+      resolver = await openSandboxResolverIfPossible(network, { names: linkNames(links?.relays.map((relay) => ({ name: relay.name, aliases: relay.aliases, host: relay.address })) ?? []), forward: Boolean(spec.allowOutbound) });
     } catch (error) {
+      await links?.close();
       await platform?.close();
       await destroySandboxNetwork(network);
       await cgroup.destroy();
@@ -300,7 +304,7 @@ export class ProcessDriver implements SandboxDriver {
     writeFileSync(join(stateDir, 'supervisor.sh'), supervisorScript(), { mode: 0o644 });
     writeFileSync(
       join(stateDir, 'settings.sh'),
-      supervisorSettings({ argv: spec.expandArgs ? expandArgReferences(argv, env) : argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true, health: spec.health, secretFiles: spec.secretFiles, ...(links ? { hosts: linkHostLines(links.relays.map((relay) => ({ name: relay.name, aliases: relay.aliases, host: relay.address }))) } : {}) }),
+      supervisorSettings({ argv: spec.expandArgs ? expandArgReferences(argv, env) : argv, env, workdir: spec.workdir || '/', uid: user.uid, gid: user.gid, port: spec.port, stopSignal: spec.stopSignal, defaultSignals: true, health: spec.health, resolvConf: resolver ? resolvConf(resolver.address) : undefined, secretFiles: spec.secretFiles, ...(links ? { hosts: linkHostLines(links.relays.map((relay) => ({ name: relay.name, aliases: relay.aliases, host: relay.address }))) } : {}) }),
       { mode: 0o644 },
     );
     const busybox = join(this.toolsDir!, 'busybox');
@@ -322,7 +326,7 @@ export class ProcessDriver implements SandboxDriver {
       },
       args: volumes.flatMap((volume, index) => [volumeImages[index], volume.path]),
     };
-    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, platform, links, port: spec.port, idBase, volumes: claim, volumeImages, record });
+    const instance = new ProcessInstance(id, { stateDir, runDir, cgroup, network, platform, links, resolver, port: spec.port, idBase, volumes: claim, volumeImages, record });
     this.instances.add(instance);
     void instance.exited.then(() => this.instances.delete(instance));
     // From here the instance releases the volumes when it ends, whether or not it became ready.
@@ -376,6 +380,8 @@ interface ProcessResources {
   platform?: PlatformAccess;
   /** The relays to linked apps, when the spec has links; closed with the network. */
   links?: LinkRelays;
+  /** The instance's resolver (dns.ts), unless port 53 of its gateway could not be had; closed with the network. */
+  resolver?: Resolver;
   port: number;
   idBase: number;
   /** Released when the instance has ended and nothing in it can write any more. */
@@ -501,6 +507,7 @@ export class ProcessInstance extends InstanceBase {
     await this.resources.cgroup.destroy();
     await this.resources.platform?.close();
     await this.resources.links?.close();
+    await this.resources.resolver?.close();
     await destroySandboxNetwork(this.resources.network);
     // The volumes' disks are free once the sandbox's mount namespace has let go of them.
     await waitUntilDetached(this.resources.volumeImages).catch((error: Error) => (this.stderrTail += `alto: ${error.message}\n`));

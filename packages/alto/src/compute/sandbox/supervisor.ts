@@ -48,6 +48,8 @@ export interface SupervisorOptions {
   health?: HealthCheck;
   /** Lines `address name...` added to the sandbox's /etc/hosts before the app starts (links.ts' linkHostLines). */
   hosts?: string[];
+  /** The sandbox's /etc/resolv.conf, written anew before the app starts (dns.ts' resolvConf); absent: the image's stays. */
+  resolvConf?: string;
   /** Files the supervisor writes into /run/secrets (a tmpfs the driver mounted) before the app starts. */
   secretFiles?: SecretFile[];
 }
@@ -129,6 +131,7 @@ export function supervisorSettings(options: SupervisorOptions): string {
     ALTO_HEALTH_START: options.health ? String(options.health.startPeriodSeconds) : '',
     ALTO_HEALTH_RETRIES: options.health ? String(options.health.retries ?? 3) : '',
     ALTO_HOSTS: (options.hosts ?? []).join('\n'),
+    ALTO_RESOLV_CONF: options.resolvConf ?? '',
     ALTO_SECRET_FILES: secretFileLines(options.secretFiles ?? [], options.uid, options.gid),
   };
   for (const [name, value] of Object.entries(options.hookSettings ?? {})) {

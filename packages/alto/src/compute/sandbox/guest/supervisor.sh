@@ -16,6 +16,7 @@
 #   ALTO_EPILOGUE        a file to source after `alto:exit` was written (empty: none)
 #   ALTO_STOP_SIGNAL     the signal the app is stopped with, as `kill -NAME` takes it (TERM, INT...)
 #   ALTO_HOSTS           lines `address name...` for /etc/hosts (the links' names; empty: none)
+#   ALTO_RESOLV_CONF     the content of /etc/resolv.conf (Alto's resolver; empty: the image's stays)
 #   ALTO_SECRET_FILES    lines `name mode uid:gid base64` of the files to write into /run/secrets,
 #                        a tmpfs the driver mounted for them (empty: none)
 #   ALTO_HEALTH_INTERVAL seconds between runs of alto_health_check until it first passes (empty:
@@ -39,6 +40,11 @@ if [ -n "$ALTO_HOSTS" ]; then
     if [ -f /etc/hosts ]; then $B grep -v ' # alto link$' /etc/hosts; else echo '127.0.0.1 localhost'; fi
     echo "$ALTO_HOSTS" | $B sed 's/$/ # alto link/'
   } >/etc/.alto-hosts && $B chmod 644 /etc/.alto-hosts && $B mv -f /etc/.alto-hosts /etc/hosts
+fi
+# Alto's resolver for this instance, in /etc/resolv.conf (written anew, like /etc/hosts).
+if [ -n "$ALTO_RESOLV_CONF" ]; then
+  $B mkdir -p /etc
+  printf '%s\n' "$ALTO_RESOLV_CONF" >/etc/.alto-resolv.conf && $B chmod 644 /etc/.alto-resolv.conf && $B mv -f /etc/.alto-resolv.conf /etc/resolv.conf
 fi
 # The secrets' files, into the tmpfs the driver mounted at /run/secrets (never onto a disk): the
 # value goes from the shell's memory to base64 -d's stdin, in no env and no argv. Without that
