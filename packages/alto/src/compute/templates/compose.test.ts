@@ -411,7 +411,7 @@ configs:
       'compose.yaml line 7: services.app.mem_swappiness: unknown service key, ignored',
       'compose.yaml line 8: services.app.extra_hosts: ignored: host entries are not added',
       'compose.yaml line 10: services.app.deploy.placement: ignored: only deploy.replicas and deploy.resources.limits are honoured',
-      'compose.yaml line 11: networks: ignored: all services of a stack reach each other through links anyway',
+      'compose.yaml line 11: networks: ignored: a service reaches the services it depends on or names (host:port or their link variables) through links',
       'compose.yaml line 13: configs: unknown top-level key, ignored',
       'alto.yaml line 1: colour: unknown key, ignored (known: description, parameters, public, domain, services)',
     ]);

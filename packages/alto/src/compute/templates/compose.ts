@@ -148,7 +148,7 @@ const IGNORED_SERVICE_KEYS: Record<string, string> = {
   labels: 'labels are not used',
   logging: 'Alto keeps the logs of every app',
   extra_hosts: 'host entries are not added',
-  networks: 'all services of a stack reach each other through their links anyway',
+  networks: 'a service reaches the services it depends on or names (host:port or their link variables) through links',
 };
 
 /** Problems and warnings collected across both files. */
@@ -584,7 +584,7 @@ function readComposeFile(file: TemplateFile, variables: Variables, source: Templ
         if (secret) secrets.push(secret);
       }
     } else if (key === 'networks') {
-      file.warn(keyNode, key, 'ignored: all services of a stack reach each other through links anyway');
+      file.warn(keyNode, key, 'ignored: a service reaches the services it depends on or names (host:port or their link variables) through links');
     } else if (key !== 'services' && key !== 'name' && key !== 'version' && !key.startsWith('x-')) {
       file.warn(keyNode, key, 'unknown top-level key, ignored');
     }
