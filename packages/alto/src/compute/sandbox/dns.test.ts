@@ -83,6 +83,7 @@ function askTcp(port: number, message: Buffer): Promise<Buffer> {
     const socket = connect({ host: '127.0.0.1', port });
     let buffered = Buffer.alloc(0);
     socket.on('error', reject);
+    socket.on('close', () => reject(new Error('the resolver closed the connection')));
     socket.on('connect', () => {
       const length = Buffer.alloc(2);
       length.writeUInt16BE(message.length, 0);
@@ -213,6 +214,17 @@ describe('the sandboxes\' resolver', () => {
     for (const reply of await Promise.all(queued)) assert.equal(readReply(reply!).rcode, 2);
     // Once they are answered, it forwards again.
     assert.deepEqual(readReply((await askUdp(outbound.port, query('shop.example')))!).answers, ['127.0.0.7']);
+  });
+
+  test('takes queries only from its instance\'s address when it has one', async () => {
+    const upstreams = [{ host: '127.0.0.1', port: upstream.port }];
+    const elsewhere = await listenResolver('127.0.0.1', 0, { names: { cache: '10.231.0.1' }, forward: true, upstreams, client: '127.0.0.2' });
+    try {
+      assert.equal(await askUdp(elsewhere.port, query('cache'), 300), undefined, 'a query from another address is dropped');
+      await assert.rejects(askTcp(elsewhere.port, query('cache')));
+    } finally {
+      await elsewhere.close();
+    }
   });
 
   test('serves a real client (Node\'s c-ares): answers, REFUSED, and the TCP retry after TC', async () => {

@@ -27,7 +27,9 @@
  * such an answer gives it nothing it could not try with the address itself.
  *
  * Where it listens (`openSandboxResolver`): the instance's gateway, port 53 (resolv.conf has no
- * port), opened for that instance alone by elements of the nftables set `resolver` (UDP and TCP).
+ * port), opened for that instance alone by elements of the nftables set `resolver` (UDP and TCP),
+ * and it takes queries only from the instance's own address (no open resolver for whoever can
+ * route to a gateway).
  */
 import { randomInt } from 'node:crypto';
 import { createSocket, type Socket as DatagramSocket } from 'node:dgram';
@@ -74,6 +76,8 @@ export interface ResolverScope {
   forward: boolean;
   /** Upstream resolvers (default: `dnsUpstreams()`). */
   upstreams?: Upstream[];
+  /** The one address queries are taken from (the instance's own); others are dropped. Default: any. */
+  client?: string;
 }
 
 const sandboxNetwork = new BlockList();
@@ -336,6 +340,7 @@ export async function listenResolver(address: string, port: number, scope: Resol
   const udp = createSocket({ type: isIP(address) === 6 ? 'udp6' : 'udp4' });
   let closed = false;
   udp.on('message', (message, from) => {
+    if (scope.client !== undefined && from.address !== scope.client) return;
     answerMessage(message, scope, 'udp', inFlight)
       .then((answer) => {
         if (answer && !closed) udp.send(answer, from.port, from.address, () => undefined);
@@ -344,6 +349,11 @@ export async function listenResolver(address: string, port: number, scope: Resol
   });
   const sockets = new Set<Socket>();
   const tcp = createServer((socket) => {
+    if (scope.client !== undefined && socket.remoteAddress !== scope.client) {
+      socket.on('error', () => undefined);
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
@@ -424,7 +434,8 @@ function resolverElements(network: SandboxNetwork): string {
 
 /** The resolver of one instance with a namespace of its own: on its gateway, port 53, opened in the firewall for it alone. */
 export async function openSandboxResolver(network: SandboxNetwork, scope: ResolverScope): Promise<Resolver> {
-  const resolver = await listenResolver(network.hostAddress, DNS_PORT, scope);
+  // Queries only from the instance itself: nobody else who can route to its gateway may use it.
+  const resolver = await listenResolver(network.hostAddress, DNS_PORT, { ...scope, client: network.sandboxAddress });
   let guarded = false;
   try {
     guarded = await ensureFirewall();
