@@ -14,7 +14,8 @@ import { after, before, describe, test } from 'node:test';
 import { eventually, getThroughEdge, privateSandboxCache } from './apps-fixture.js';
 import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
 import { buildImage, busyboxBinary, startRegistry, type LayerEntry, type TestRegistry } from './images-fixture.js';
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { hasCommand } from '../src/compute/sandbox/common.js';
 
 const APPLETS = ['sh', 'httpd', 'cat', 'echo', 'env', 'grep', 'stat', 'sha256sum', 'awk', 'id', 'mkdir', 'ls'];
@@ -165,6 +166,10 @@ for (const driver of ['process', 'microvm'] as const) describe(`templates: compo
       { secret: 'team-token', target: 'team.txt', mode: 0o440 },
     ]);
     assert.deepEqual([app.body.service.hidden_env, app.body.service.secrets, app.body.service.env_vars.DB_PASSWORD], [[], [], undefined], 'no secret reaches the env');
+    // The app's record keeps the files' values sealed: a copy of the database does not show them.
+    const database = ['alto.db', 'alto.db-wal'].map((name) => join(dataDir, name)).filter((path) => existsSync(path)).map((path) => readFileSync(path).toString('latin1')).join('');
+    assert.match(database, /"secret_files"|"files"/, 'the app record is in the database');
+    for (const value of [TEAM, 'file-token-', password]) assert.ok(!database.includes(value), `the database holds ${value.slice(0, 8)}... in plain text`);
 
     // The app printed the password: its log shows where it came from, never the value.
     const logs = await eventually(async () => {
