@@ -32,3 +32,24 @@ test('a service is linked to what it names (name:port or link variables) and wha
   assert.deepEqual(request('db').links, [], 'the database reaches nothing');
   assert.equal(request('db').link_aliases, undefined);
 });
+
+test("a service's compose secrets become its app's secret_files, under the stack's keys, and never its env", () => {
+  const compose = `services:
+  api:
+    image: ghcr.io/org/api:v1
+    secrets: [token, {source: shared, target: /run/secrets/shared.key, mode: 0400, uid: "1000"}]
+  other:
+    image: ghcr.io/org/other:v1
+secrets:
+  token: {environment: TOKEN}
+  shared: {external: true, name: team-key}
+`;
+  const plan = planStack({ compose }, { TOKEN: 'value-of-the-token' });
+  const request = (name: string) => runRequestOf('shop', plan.services.find((service) => service.name === name)!, plan, {}, new Map(), new Map([['token', 'shop-token'], ['shared', 'team-key']]));
+  assert.deepEqual(request('api').secret_files, [
+    { secret: 'shop-token', target: 'token', mode: 0o444 },
+    { secret: 'team-key', target: 'shared.key', mode: 0o400, uid: 1000 },
+  ]);
+  assert.ok(!JSON.stringify(request('api')).includes('value-of-the-token'), 'the value is not in the app request');
+  assert.equal(request('other').secret_files, undefined, 'a service that lists no secret gets none');
+});
