@@ -170,6 +170,18 @@ secrets:
     assert.match(problemsOf({ compose: oneService('deploy:', '  resources:', '    limits: {memory: lots}') }), /line 6: services\.app\.deploy\.resources\.limits\.memory: "lots" is not a size/);
   });
 
+  test('shm_size is honoured by /dev/shm within the app memory, warned past it, refused when unreadable', () => {
+    const plan = (lines: string[]) => planStack({ compose: oneService(...lines) });
+    const within = plan(['shm_size: 128mb']);
+    assert.equal(within.services[0].shmMiB, 128);
+    assert.deepEqual(within.warnings, []);
+    assert.deepEqual(plan(['shm_size: 1g', 'deploy: {resources: {limits: {memory: 2g}}}']).warnings, []);
+    assert.deepEqual(plan(['shm_size: 1g']).warnings, [
+      "compose.yaml line 4: services.app.shm_size: /dev/shm holds at most the app's memory, 256 MiB, not 1024 MiB: raise deploy.resources.limits.memory",
+    ]);
+    assert.match(problemsOf({ compose: oneService('shm_size: plenty') }), /line 4: services\.app\.shm_size: "plenty" is not a size like 64m or 1g/);
+  });
+
   test('a command line splits like a shell for simple words and quotes', () => {
     const entrypoint = (line: string) => planStack({ compose: oneService(`entrypoint: ${JSON.stringify(line)}`) }).services[0].entrypoint;
     assert.deepEqual(entrypoint(`sh -c 'echo "$$HOME"' "a\\"b" c\\ d ''`), ['sh', '-c', 'echo "$HOME"', 'a"b', 'c d', '']);

@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { posix } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { errors } from '../../kit/errors.js';
+import { APP_DEFAULTS } from '../apps/spec.js';
 
 export interface TemplateParameter {
   /** As written in alto.yaml, [A-Za-z_][A-Za-z0-9_]*. */
@@ -50,6 +51,8 @@ export interface StackService {
   replicas: number;
   /** deploy.resources.limits.memory in MiB. */
   memoryMiB?: number;
+  /** compose `shm_size` in MiB: /dev/shm holds up to the app's memory, so this only warns when it asks for more. */
+  shmMiB?: number;
   /** deploy.resources.limits.cpus. */
   cpus?: number;
   /** 'no' | 'always' | 'on-failure' | 'unless-stopped' as given (default 'no'). */
@@ -713,6 +716,7 @@ class ServiceReader {
     }
     let environmentFromFiles: Record<string, string> = {};
     let exposed: number | undefined;
+    let shmKey: Node | undefined;
     for (const { key, keyNode: fieldKey, value: node } of file.entries(value)) {
       const at = `${path}.${key}`;
       const field = node ?? fieldKey;
@@ -778,6 +782,18 @@ class ServiceReader {
         case 'secrets':
           this.secrets(field, at, service);
           break;
+        case 'shm_size': {
+          // Docker gives /dev/shm 64 MiB unless told more; an Alto sandbox's /dev/shm is a tmpfs
+          // bounded only by the app's memory, so any size within it is already there.
+          const text = this.text(field, at);
+          const mebibytes = text === undefined ? undefined : memoryInMiB(text);
+          if (text !== undefined && !(mebibytes && mebibytes > 0)) file.problem(fieldKey, at, `"${text}" is not a size like 64m or 1g`);
+          else if (mebibytes !== undefined) {
+            service.shmMiB = mebibytes;
+            shmKey = fieldKey;
+          }
+          break;
+        }
         case 'x-alto':
           if (isMap(field)) service.extensions = file.json(field) as Record<string, unknown>;
           else file.problem(fieldKey, at, 'must be a map');
@@ -805,6 +821,11 @@ class ServiceReader {
       }
     }
     service.environment = { ...environmentFromFiles, ...service.environment };
+    if (service.shmMiB !== undefined) {
+      const given = service.extensions?.memory;
+      const memory = typeof given === 'number' ? given : (service.memoryMiB ?? APP_DEFAULTS.memory);
+      if (service.shmMiB > memory) file.warn(shmKey, `${path}.shm_size`, `/dev/shm holds at most the app's memory, ${memory} MiB, not ${service.shmMiB} MiB: raise deploy.resources.limits.memory`);
+    }
     if (service.port === undefined && exposed !== undefined) service.port = exposed;
     if (service.image === undefined && service.build === undefined) file.problem(keyNode, path, 'needs image or build');
     return entry;
