@@ -10,6 +10,10 @@
  * through B's edge. Then `alto push` and `alto pull` through saved profiles both ways (a dry
  * run first, `--only data`), an import refused on a taken name, an archive sealed with a
  * passphrase, and an import failing part way that leaves no project behind.
+ *
+ * The project has a second environment, `staging`, with its own app (another image), function and
+ * record: every environment's apps and functions travel and answer at their hosts
+ * (`<app>.staging.<project>`) on the target, and `--env staging:qa` brings staging in as `qa`.
  */
 import assert from 'node:assert/strict';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,6 +40,7 @@ describe('projects move between instances', () => {
   let a: ServerProcess;
   let b: ServerProcess;
   let shopKey: string;
+  let stagingKey: string;
   const cacheA = privateSandboxCache();
   const cacheB = privateSandboxCache();
   const dataA = temporaryDataDir();
@@ -58,6 +63,7 @@ describe('projects move between instances', () => {
   before(async () => {
     registry = await startRegistry();
     await registry.push('demo/web', 'v1', await webImage('web v1', 'web v1 page\n'));
+    await registry.push('demo/web', 'v2', await webImage('web v2', 'web v2 page\n'));
     [a, b] = await Promise.all([start(dataA, cacheA.dir), start(dataB, cacheB.dir)]);
     shopKey = await a.projectKey('shop', ['*']);
     const fill = (service: string, endpoint: string, body: unknown) => ok(a, shopKey, service, endpoint, body);
@@ -75,7 +81,15 @@ describe('projects move between instances', () => {
     await fill('function', 'Deploy', { name: 'greeter', source: GREETER, env_vars: { GREETING: 'hi' } });
     await fill('app', 'Run', { name: 'web', image: `${registry.host}/demo/web:v1`, port: 8080, env_vars: { MODE: 'shop' }, secrets: ['stripe'] });
     await fill('cron', 'Schedule', { id: 'nightly', name: 'nightly', interval: '0 3 * * *', callback: 'app://web/hook' });
+    // staging: its own app (another image), function and record, beside dev's of the same names.
+    const generated = await a.call('keys', 'Generate', { project: 'shop', scopes: ['*'], environment: 'staging' });
+    assert.equal(generated.status, 200, JSON.stringify(generated.body));
+    stagingKey = generated.body.key;
+    await ok(a, stagingKey, 'db', 'Create', { table: 'orders', record: { id: 's1', item: 'staging only', qty: 9 } });
+    await ok(a, stagingKey, 'function', 'Deploy', { name: 'greeter', source: GREETER, env_vars: { GREETING: 'hi staging' } });
+    await ok(a, stagingKey, 'app', 'Run', { name: 'web', image: `${registry.host}/demo/web:v2`, port: 8080, env_vars: { MODE: 'staging' } });
     assert.equal((await getThroughEdge(edgePort(a), 'web.shop.localhost')).body, 'web v1 page\n');
+    assert.equal((await getThroughEdge(edgePort(a), 'web.staging.shop.localhost')).body, 'web v2 page\n');
     // From here on the image is only on A: the archives carry it, no instance can pull it again.
     await registry.stop();
     registryStopped = true;
@@ -134,11 +148,30 @@ describe('projects move between instances', () => {
     assert.deepEqual(JSON.parse(greeting.body), { hello: 'moved', greeting: 'hi' });
   }
 
+  /** The staging environment's record, app and function, on `alto` in `project`'s environment `environment`. */
+  async function assertStaging(alto: ServerProcess, project: string, environment = 'staging'): Promise<void> {
+    const generated = await alto.call('keys', 'Generate', { project, scopes: ['*'], environment });
+    assert.equal(generated.status, 200, JSON.stringify(generated.body));
+    const key = generated.body.key;
+    const orders = await ok(alto, key, 'db', 'Read', { table: 'orders' });
+    assert.deepEqual(orders.records.map((record: any) => [record.id, record.item]), [['s1', 'staging only']]);
+    const apps = await ok(alto, key, 'app', 'List', {});
+    assert.deepEqual(apps.services.map((service: any) => [service.name, service.env_vars.MODE]).filter(([name]: string[]) => name === 'web'), [['web', 'staging']]);
+    const page = await eventually(async () => {
+      const answer = await getThroughEdge(edgePort(alto), `web.${environment}.${project}.localhost`);
+      return answer.status === 200 && answer;
+    }, `web.${environment}.${project} answering on ${alto.url}`);
+    assert.equal(page.body, 'web v2 page\n');
+    const greeting = await getThroughEdge(edgePort(alto), `greeter.${environment}.${project}.localhost`, '/?name=staged');
+    assert.equal(greeting.status, 200, greeting.body);
+    assert.deepEqual(JSON.parse(greeting.body), { hello: 'staged', greeting: 'hi staging' });
+  }
+
   test('export on A, import on B as another name: every part is there and works', async () => {
     const exported = await cliOn(a, ['projects', 'export', 'shop', '-o', archive]);
     assert.equal(exported.code, 0, exported.stderr);
     assert.match(exported.stderr, /holds the project's secrets in clear/);
-    assert.match(exported.stderr, /exported shop to .*db 2.*/);
+    assert.match(exported.stderr, /exported shop to .*db 3.*/);
     // Keys never leave: the archive holds neither A's admin key nor the project's.
     const tar = gunzipSync(readFileSync(archive));
     assert.ok(!tar.includes(Buffer.from(shopKey)) && !tar.includes(Buffer.from(a.adminKey)));
@@ -150,12 +183,14 @@ describe('projects move between instances', () => {
     const answer = JSON.parse(imported.stdout);
     assert.equal(answer.project.name, 'shop2');
     assert.match(answer.key, /^alto_/);
-    assert.equal(answer.sections.db, 2);
-    assert.equal(answer.sections.app, 1, JSON.stringify(answer));
-    assert.equal(answer.sections.function, 1);
+    assert.equal(answer.sections.db, 3);
+    assert.equal(answer.sections.app, 2, JSON.stringify(answer));
+    assert.equal(answer.sections.function, 2);
+    assert.deepEqual(answer.environments, { dev: 'dev', staging: 'staging' });
     // The short id is B's to give: shop-sale is free there, so it stayed.
     assert.deepEqual(answer.warnings, []);
     await assertMoved(b, 'shop2', answer.key);
+    await assertStaging(b, 'shop2');
     assert.equal((await ok(b, answer.key, 'url', 'List', {})).urlPairs[0].id, 'shop-sale');
 
     // The name is taken now: a second import is refused, and changes nothing.
@@ -172,8 +207,9 @@ describe('projects move between instances', () => {
     assert.equal(dryRun.code, 0, dryRun.stderr);
     const plan = JSON.parse(dryRun.stdout);
     assert.equal(plan.action, 'create');
-    assert.equal(plan.sections.db, 2);
-    assert.equal(plan.sections.app, 1);
+    assert.equal(plan.sections.db, 3);
+    assert.equal(plan.sections.app, 2);
+    assert.deepEqual(plan.environments, { dev: 'dev', staging: 'staging' });
     const projectsOnB = async () => (await ok(b, b.adminKey, 'projects', 'List', {})).projects.map((project: any) => project.name);
     assert.ok(!(await projectsOnB()).includes('shop3'), 'the dry run created nothing');
     const refusedPlan = JSON.parse((await cliOn(a, ['push', 'shop', '--to', 'prod', '--as', 'shop2', '--dry-run'])).stdout);
@@ -194,6 +230,7 @@ describe('projects move between instances', () => {
     // shop-sale is shop's on A: the pulled short URL got a new id, and the import said so.
     assert.ok(pulledAnswer.warnings.some((line: string) => /short id "shop-sale" is taken/.test(line)), JSON.stringify(pulledAnswer.warnings));
     await assertMoved(a, 'shop4', pulledAnswer.key);
+    await assertStaging(a, 'shop4');
 
     // Code only: the apps and functions, without the data; the app runs without the secret that stayed behind.
     const codeOnly = await cliOn(a, ['push', 'shop', '--to', 'prod', '--as', 'shop5', '--only', 'code', '--json']);
@@ -207,6 +244,27 @@ describe('projects move between instances', () => {
       return answer.status === 200 && answer;
     }, 'web.shop5 answering on B');
     assert.equal(page.body, 'web v1 page\n');
+  });
+
+  test('push --env staging:qa brings staging in as qa; the dry run shows the mapping and refuses two environments in one', async () => {
+    const plan = await cliOn(a, ['push', 'shop', '--to', 'prod', '--as', 'shop6', '--env', 'staging:qa', '--only', 'code', '--dry-run']);
+    assert.equal(plan.code, 0, plan.stderr);
+    assert.deepEqual(JSON.parse(plan.stdout).environments, { dev: 'dev', staging: 'qa' });
+    const merged = await cliOn(a, ['push', 'shop', '--to', 'prod', '--as', 'shop6', '--env', 'dev:staging', '--only', 'code', '--dry-run']);
+    assert.notEqual(merged.code, 0);
+    assert.match(merged.stderr, /environments "dev" and "staging" would both arrive in "staging"/);
+
+    const pushed = await cliOn(a, ['push', 'shop', '--to', 'prod', '--as', 'shop6', '--env', 'staging:qa', '--only', 'code', '--json']);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    assert.deepEqual(JSON.parse(pushed.stdout).environments, { dev: 'dev', staging: 'qa' });
+    const page = await eventually(async () => {
+      const answer = await getThroughEdge(edgePort(b), 'web.qa.shop6.localhost');
+      return answer.status === 200 && answer;
+    }, 'web.qa.shop6 answering on B');
+    assert.equal(page.body, 'web v2 page\n');
+    assert.equal((await getThroughEdge(edgePort(b), 'web.shop6.localhost')).body, 'web v1 page\n');
+    assert.deepEqual(JSON.parse((await getThroughEdge(edgePort(b), 'greeter.qa.shop6.localhost', '/?name=q')).body), { hello: 'q', greeting: 'hi staging' });
+    assert.equal((await getThroughEdge(edgePort(b), 'web.staging.shop6.localhost')).status, 404, 'nothing arrived under the name staging');
   });
 
   test('a passphrase seals the secrets in the archive; the import needs it', async () => {

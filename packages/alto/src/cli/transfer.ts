@@ -6,9 +6,18 @@
  * saved by `alto login`). Archives stream: export writes as the server sends, import and push
  * send as they read, with a progress line on stderr. `--only data|code` carries the project's
  * data (db, files, space, secrets, users, cron, url, search, events) or its code (apps,
- * functions); `--dry-run` shows what a push or pull would create without creating it.
+ * functions); `--env dev:staging` (repeatable) brings an environment of the source in under
+ * another name (the others keep theirs); `--dry-run` shows what a push or pull would create
+ * without creating it, and the environments' mapping.
+ *
+ * Downloads resume: an export is spooled on the server, and when the link breaks the CLI asks
+ * for the bytes past those it holds (`GET /admin/projects/exports/<id>`, `Range: bytes=N-`) a few
+ * times, for a file, stdout or the import a push or pull feeds alike; at the end it checks the
+ * whole archive's sha256 against the server's. `alto projects export -o FILE` keeps the export's
+ * id beside the file (`FILE.alto-export`) until it is complete, so `--resume` goes on from the
+ * file's bytes in a later run.
  */
-import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
@@ -17,6 +26,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { ArchiveReader, type ArchiveManifest } from '../platform/transfer/archive.js';
 import { PASSPHRASE_HEADER } from '../platform/transfer/route.js';
+import { environmentMapping, parseEnvironmentPairs } from '../platform/transfer/transfer.js';
 import { formatBytes } from '../store/backup/backup-instance.js';
 import { bold, dim, green, yellow } from './output.js';
 import { resolveConnection, type Connection, type ConnectionFlags } from './profile.js';
@@ -28,7 +38,12 @@ type Flags = ConnectionFlags & { json?: boolean };
 interface TransferFlags extends Flags {
   only?: string;
   passphraseFile?: string;
+  /** `--env SOURCE:TARGET`, repeated. */
+  env?: string[];
 }
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+const ENV_HELP = 'bring the source\'s environment SOURCE in as TARGET (repeatable, e.g. --env dev:staging); the others keep their names';
 
 /** What the import route answers. */
 export interface ImportAnswer {
@@ -36,6 +51,8 @@ export interface ImportAnswer {
   key: string;
   from: { project: string; alto_version: string; created: string };
   sections: Record<string, number>;
+  /** Each environment of the archive and the one it arrived in. */
+  environments?: Record<string, string>;
   warnings: string[];
 }
 
@@ -46,19 +63,37 @@ export function addTransferCommands(program: Command, projects: Command, { remot
       .description('write a project (data, apps, functions; never keys) as an archive to a file or stdout')
       .option('-o, --output <file>', 'the archive file (default: stdout)')
       .option('--only <part>', 'data (db, files, space, secrets, users, cron, url, search, events) or code (apps, functions)')
-      .option('--passphrase-file <file>', 'seal the secrets in the archive with the passphrase in this file (else they are in it in clear)'),
+      .option('--passphrase-file <file>', 'seal the secrets in the archive with the passphrase in this file (else they are in it in clear)')
+      .option('--resume', 'go on with the export that an earlier run left part way in the -o file'),
   ).action(
-    action(async (name: string, flags: TransferFlags & { output?: string }) => {
+    action(async (name: string, flags: TransferFlags & { output?: string; resume?: boolean }) => {
       const source = connectionOf(flags);
       const passphrase = passphraseOf(flags);
       if (!flags.output && process.stdout.isTTY) throw new Error('the archive is binary: give -o FILE, or redirect stdout (alto projects export shop > shop.tgz)');
-      const response = await exportStream(source, name, onlyOf(flags), passphrase);
-      if (passphrase === undefined) warnClearSecrets();
-      const progress = new Progress(`exporting ${name}`);
-      await pipeline(Readable.fromWeb(response.body as never), progress.counter(), flags.output ? createWriteStream(flags.output, { mode: 0o600 }) : (process.stdout as Writable));
+      if (flags.resume && !flags.output) throw new Error('--resume goes on from an -o FILE an earlier run left part way');
+      const sidecar = flags.output ? `${flags.output}.alto-export` : undefined;
+      let resume: ResumePoint | undefined;
+      if (flags.resume) {
+        if (!existsSync(sidecar!) || !existsSync(flags.output!)) throw new Error(`${flags.output}: no export left part way there (no ${sidecar}); export without --resume`);
+        const kept = JSON.parse(readFileSync(sidecar!, 'utf8')) as { url: string; project: string; id: string };
+        if (kept.project !== name) throw new Error(`${flags.output} is part of the export of ${kept.project} (from ${kept.url}), not of ${name}`);
+        resume = { id: kept.id, offset: statSync(flags.output!).size, prefix: flags.output };
+      }
+      const download = new ExportDownload(source, name, onlyOf(flags), passphrase, resume);
+      download.onStarted = (id) => {
+        if (sidecar) writeFileSync(sidecar, JSON.stringify({ url: source.url, project: name, id }) + '\n', { mode: 0o600 });
+      };
+      const progress = new Progress(resume ? `exporting ${name} (from byte ${resume.offset})` : `exporting ${name}`);
+      progress.skip(resume?.offset ?? 0);
+      const bytes = await download.start();
+      if (passphrase === undefined && !resume) warnClearSecrets();
+      const sink = flags.output ? createWriteStream(flags.output, { mode: 0o600, flags: resume ? 'a' : 'w' }) : (process.stdout as Writable);
+      await pipeline(bytes, progress.counter(), sink);
       progress.done();
+      await download.finish();
       if (flags.output) {
         const manifest = await new ArchiveReader(flags.output).verify();
+        rmSync(sidecar!, { force: true });
         process.stderr.write(`${green('exported')} ${name} to ${flags.output}: ${sectionSummary(manifest)}\n`);
       }
     }),
@@ -68,13 +103,15 @@ export function addTransferCommands(program: Command, projects: Command, { remot
       .command('import <file>')
       .description('create a project from an archive (alto projects export); prints the new project\'s key')
       .option('--as <name>', 'the new project\'s name (default: the exported project\'s)')
+      .option('--env <source:target>', ENV_HELP, collect)
       .option('--passphrase-file <file>', 'the passphrase the archive\'s secrets were sealed with'),
   ).action(
     action(async (file: string, flags: TransferFlags & { as?: string }) => {
       const target = connectionOf(flags);
       const passphrase = passphraseOf(flags);
+      const environments = environmentsOf(flags);
       const upload = await uploadFile(target, file);
-      const answer = await importUpload(target, upload, flags.as, passphrase);
+      const answer = await importUpload(target, upload, flags.as, passphrase, environments);
       printImported(answer, flags);
     }),
   );
@@ -90,6 +127,7 @@ export function addTransferCommands(program: Command, projects: Command, { remot
       .option(direction === 'push' ? '--to <profile>' : '--from <profile>', direction === 'push' ? 'the instance to copy to' : 'the instance to copy from')
       .option('--as <name>', 'the project\'s name where it arrives (default: the same)')
       .option('--only <part>', 'data (db, files, space, secrets, users, cron, url, search, events) or code (apps, functions)')
+      .option('--env <source:target>', ENV_HELP, collect)
       .option('--dry-run', 'list what would be created, create nothing')
       .option('--passphrase-file <file>', 'seal the secrets on the way with this passphrase');
     remote(command).action(
@@ -101,13 +139,15 @@ export function addTransferCommands(program: Command, projects: Command, { remot
         const [source, target] = direction === 'push' ? [here, there] : [there, here];
         const passphrase = passphraseOf(flags);
         const only = onlyOf(flags);
+        const environments = environmentsOf(flags);
         const arriving = flags.as ?? name;
         process.stderr.write(`${bold(direction)} ${name}: ${source.url} → ${target.url}${arriving !== name ? ` as ${arriving}` : ''}${only !== 'all' ? ` (${only} only)` : ''}\n`);
-        if (flags.dryRun) return dryRun(source, target, name, arriving, only, passphrase, flags);
-        const response = await exportStream(source, name, only, passphrase);
+        if (flags.dryRun) return dryRun(source, target, name, arriving, only, passphrase, environments, flags);
+        const download = new ExportDownload(source, name, only, passphrase);
         const progress = new Progress(`copying ${name}`);
-        const answer = await importStream(target, Readable.fromWeb(response.body as never).pipe(progress.counter()), flags.as, passphrase);
+        const answer = await importStream(target, (await download.start()).pipe(progress.counter()), flags.as, passphrase, environments);
         progress.done();
+        await download.finish();
         printImported(answer, flags);
       }),
     );
@@ -124,6 +164,19 @@ function onlyOf(flags: TransferFlags): 'data' | 'code' | 'all' {
   const only = flags.only ?? 'all';
   if (only !== 'data' && only !== 'code' && only !== 'all') throw new Error(`--only: data or code, not "${only}"`);
   return only;
+}
+
+/** `--env` pairs, checked before anything is sent. */
+function environmentsOf(flags: TransferFlags): Map<string, string> {
+  try {
+    return parseEnvironmentPairs(flags.env ?? []);
+  } catch (error) {
+    throw new Error(`--${(error as Error).message}`);
+  }
+}
+
+function environmentQuery(environments: Map<string, string>): string {
+  return [...environments].map(([from, to]) => `&env=${encodeURIComponent(`${from}:${to}`)}`).join('');
 }
 
 function passphraseOf(flags: TransferFlags): string | undefined {
@@ -146,17 +199,119 @@ async function refusal(response: Response, what: string): Promise<Error> {
   return new Error(`${what}: ${body.detail ?? `HTTP ${response.status}`}${body.id ? ` (${body.id}, ${response.status})` : ''}`);
 }
 
-async function exportStream(source: Connection & { key: string }, name: string, only: string, passphrase: string | undefined): Promise<Response> {
-  const url = `${source.url}/admin/projects/export?name=${encodeURIComponent(name)}&only=${only}`;
-  const response = await fetch(url, { headers: headersOf(source, passphrase) }).catch((error: Error) => {
-    throw new Error(`Alto is not reachable at ${source.url}: ${error.message}`);
-  });
-  if (!response.ok || !response.body) throw await refusal(response, `exporting ${name} from ${source.url}`);
-  return response;
+/** Where a download goes on from: the export's id, the bytes held, and the file holding them (hashed again for the final check). */
+interface ResumePoint {
+  id: string;
+  offset: number;
+  prefix?: string;
 }
 
-async function importStream(target: Connection & { key: string }, body: Readable, as: string | undefined, passphrase: string | undefined, size?: number): Promise<ImportAnswer> {
-  const url = `${target.url}/admin/projects/import${as ? `?as=${encodeURIComponent(as)}` : ''}`;
+/** How often a broken download is taken up again (the wait doubles from EXPORT_RETRY_MS; ALTO_TRANSFER_RETRY_MS sets it). */
+const DOWNLOAD_ATTEMPTS = 5;
+const EXPORT_RETRY_MS = 1000;
+
+/**
+ * One export downloaded as a stream of bytes that goes on after a broken link: the first
+ * request starts the export, and each break asks for the bytes from those received
+ * (`GET /admin/projects/exports/<id>`, `Range: bytes=N-`). `finish()` then checks the whole
+ * archive's size and sha256 against the server's and lets the server drop its spool.
+ */
+class ExportDownload {
+  private received = 0;
+  private readonly hash = createHash('sha256');
+  private id: string | undefined;
+  onStarted: (id: string) => void = () => undefined;
+
+  constructor(
+    private readonly source: Connection & { key: string },
+    private readonly name: string,
+    private readonly only: string,
+    private readonly passphrase: string | undefined,
+    private readonly resume?: ResumePoint,
+  ) {}
+
+  private first: Response | undefined;
+
+  /** Sends the first request (a refusal, such as an unknown project, is thrown here), and answers the bytes as they come. */
+  async start(): Promise<Readable> {
+    if (this.resume) {
+      this.id = this.resume.id;
+      this.received = this.resume.offset;
+      if (this.resume.prefix && this.resume.offset > 0) {
+        for await (const chunk of createReadStream(this.resume.prefix, { end: this.resume.offset - 1 }) as AsyncIterable<Buffer>) this.hash.update(chunk);
+      }
+    }
+    this.first = await this.request();
+    return Readable.from(this.chunks());
+  }
+
+  private async *chunks(): AsyncGenerator<Buffer> {
+    const retryMs = Number(process.env.ALTO_TRANSFER_RETRY_MS ?? EXPORT_RETRY_MS);
+    for (let attempt = 1; ; attempt++) {
+      const response = attempt === 1 && this.first ? this.first : await this.request();
+      try {
+        for await (const chunk of Readable.fromWeb(response.body as never) as AsyncIterable<Buffer>) {
+          this.received += chunk.length;
+          this.hash.update(chunk);
+          yield chunk;
+        }
+        return;
+      } catch (error) {
+        if (!this.id || attempt >= DOWNLOAD_ATTEMPTS) {
+          throw new Error(
+            `the download of ${this.name} from ${this.source.url} broke off at byte ${this.received}: ${(error as Error).message}${this.id ? '; run the same export with --resume (and -o FILE) to go on' : ''}`,
+          );
+        }
+        process.stderr.write(`${yellow('the download broke off')} at byte ${this.received}; going on from there (try ${attempt + 1} of ${DOWNLOAD_ATTEMPTS})\n`);
+        await new Promise((resolveWait) => setTimeout(resolveWait, retryMs * 2 ** (attempt - 1)));
+      }
+    }
+  }
+
+  /** The first request starts the export; the next ones ask for the bytes from those received. */
+  private async request(): Promise<Response> {
+    const headers = headersOf(this.source, this.passphrase);
+    const url = this.id
+      ? `${this.source.url}/admin/projects/exports/${this.id}`
+      : `${this.source.url}/admin/projects/export?name=${encodeURIComponent(this.name)}&only=${this.only}`;
+    const response = await fetch(url, { headers: this.id ? { ...headers, range: `bytes=${this.received}-` } : headers }).catch((error: Error) => {
+      throw new Error(`Alto is not reachable at ${this.source.url}: ${error.message}${this.id ? `; run the same export with --resume (and -o FILE) to go on from byte ${this.received}` : ''}`);
+    });
+    if (!response.ok || !response.body) throw await refusal(response, `exporting ${this.name} from ${this.source.url}`);
+    if (this.id) {
+      const offset = Number(response.headers.get('x-alto-offset'));
+      if (offset !== this.received) throw new Error(`exporting ${this.name}: the server sent the export from byte ${offset}, not ${this.received}`);
+    } else {
+      this.id = response.headers.get('x-alto-export') ?? undefined;
+      if (this.id) this.onStarted(this.id);
+    }
+    return response;
+  }
+
+  /** Checks the bytes received are the server's whole archive, and lets it drop its copy. */
+  async finish(): Promise<void> {
+    if (!this.id) return;
+    const url = `${this.source.url}/admin/projects/exports/${this.id}`;
+    const info = await fetch(`${url}?info`, { headers: headersOf(this.source, undefined) });
+    if (!info.ok) throw await refusal(info, `checking the export of ${this.name}`);
+    const spool = (await info.json()) as { state: string; size: number; sha256?: string };
+    const sha256 = this.hash.digest('hex');
+    if (spool.state !== 'complete' || spool.size !== this.received || spool.sha256 !== sha256) {
+      throw new Error(`the export of ${this.name} arrived as ${this.received} bytes (sha256 ${sha256.slice(0, 12)}…), but the server wrote ${spool.size} (${spool.state}, sha256 ${spool.sha256?.slice(0, 12) ?? '-'}…): export again`);
+    }
+    await fetch(url, { method: 'DELETE', headers: headersOf(this.source, undefined) }).catch(() => undefined);
+  }
+}
+
+async function importStream(
+  target: Connection & { key: string },
+  body: Readable,
+  as: string | undefined,
+  passphrase: string | undefined,
+  environments: Map<string, string>,
+  size?: number,
+): Promise<ImportAnswer> {
+  const url = `${target.url}/admin/projects/import?${as ? `as=${encodeURIComponent(as)}` : ''}${environmentQuery(environments)}`;
   const response = await fetch(url, {
     method: 'POST',
     headers: { ...headersOf(target, passphrase), 'content-type': 'application/gzip', ...(size !== undefined ? { 'content-length': String(size) } : {}) },
@@ -216,10 +371,10 @@ export function uploadIdOf(file: string): string {
   return createHash('sha256').update(`${resolve(file)}\0${info.size}\0${info.mtimeMs}`).digest('hex').slice(0, 32);
 }
 
-async function importUpload(target: Connection & { key: string }, upload: string, as: string | undefined, passphrase: string | undefined): Promise<ImportAnswer> {
+async function importUpload(target: Connection & { key: string }, upload: string, as: string | undefined, passphrase: string | undefined, environments: Map<string, string>): Promise<ImportAnswer> {
   const query = new URLSearchParams({ upload, ...(as ? { as } : {}) });
   process.stderr.write(`importing into ${target.url}…\n`);
-  const response = await fetch(`${target.url}/admin/projects/import?${query}`, { method: 'POST', headers: headersOf(target, passphrase) }).catch((error: Error) => {
+  const response = await fetch(`${target.url}/admin/projects/import?${query}${environmentQuery(environments)}`, { method: 'POST', headers: headersOf(target, passphrase) }).catch((error: Error) => {
     throw new Error(`importing into ${target.url} failed: ${error.message}`);
   });
   if (!response.ok) throw await refusal(response, `importing into ${target.url}`);
@@ -232,6 +387,8 @@ function printImported(answer: ImportAnswer, flags: Flags): void {
   } else {
     process.stdout.write(`${green('imported')} ${answer.from.project} as project ${bold(answer.project.name)} (${answer.project.id})\n`);
     for (const [section, count] of Object.entries(answer.sections)) process.stdout.write(`  ${section.padEnd(9)} ${count}\n`);
+    const environments = Object.entries(answer.environments ?? {});
+    if (environments.length > 0) process.stdout.write(`environments: ${environments.map(([from, to]) => (from === to ? from : `${from} → ${to}`)).join(', ')}\n`);
     process.stdout.write(`key: ${answer.key}\n${dim('a new key of the project (keys are never exported); store it now, it is not shown again')}\n`);
   }
   for (const warning of answer.warnings) process.stderr.write(`${yellow('note')}: ${warning}\n`);
@@ -245,15 +402,32 @@ function sectionSummary(manifest: ArchiveManifest): string {
 }
 
 /** Reads the source's archive (into a temporary file, checked as an import would) and says what the target would get. */
-async function dryRun(source: Connection & { key: string }, target: Connection & { key: string }, name: string, arriving: string, only: string, passphrase: string | undefined, flags: Flags): Promise<void> {
+async function dryRun(
+  source: Connection & { key: string },
+  target: Connection & { key: string },
+  name: string,
+  arriving: string,
+  only: string,
+  passphrase: string | undefined,
+  environments: Map<string, string>,
+  flags: Flags,
+): Promise<void> {
   const folder = mkdtempSync(join(tmpdir(), 'alto-dry-run-'));
   try {
     const file = join(folder, 'archive.tgz');
-    const response = await exportStream(source, name, only, passphrase);
+    const download = new ExportDownload(source, name, only, passphrase);
     const progress = new Progress(`reading ${name}`);
-    await pipeline(Readable.fromWeb(response.body as never), progress.counter(), createWriteStream(file, { mode: 0o600 }));
+    await pipeline(await download.start(), progress.counter(), createWriteStream(file, { mode: 0o600 }));
     progress.done();
+    await download.finish();
     const manifest = await new ArchiveReader(file).verify();
+    // The import would refuse a mapping that names an environment the archive lacks, or merges two.
+    try {
+      environmentMapping(manifest, environments);
+    } catch (error) {
+      throw new Error(`--${(error as Error).message}`);
+    }
+    const mapping = Object.fromEntries((manifest.environments ?? ['dev']).map((environment) => [environment, environments.get(environment) ?? environment]));
     const listed = await fetch(`${target.url}/v1/projects/List`, { method: 'POST', headers: { ...headersOf(target, undefined), 'content-type': 'application/json' }, body: '{}' });
     if (!listed.ok) throw await refusal(listed, `listing the projects of ${target.url}`);
     const exists = ((await listed.json()) as { projects: Array<{ name: string }> }).projects.some((project) => project.name === arriving);
@@ -262,12 +436,14 @@ async function dryRun(source: Connection & { key: string }, target: Connection &
       target: target.url,
       action: exists ? 'refused: the project exists there (imports never merge); give --as NAME or delete it there first' : 'create',
       sections: Object.fromEntries(Object.entries(manifest.sections).map(([section, entry]) => [section, entry.count])),
+      environments: mapping,
       bytes: statSync(file).size,
     };
     if (flags.json || !process.stdout.isTTY) return void process.stdout.write(JSON.stringify(plan, null, 2) + '\n');
     process.stdout.write(`${bold('dry run')}: nothing was created\n`);
     process.stdout.write(exists ? `${yellow('would be refused')}: project ${arriving} exists on ${target.url} (imports never merge; give --as NAME)\n` : `would create project ${bold(arriving)} on ${target.url} with:\n`);
     for (const [section, count] of Object.entries(plan.sections)) process.stdout.write(`  ${section.padEnd(9)} ${count}\n`);
+    process.stdout.write(`environments: ${Object.entries(mapping).map(([from, to]) => (from === to ? from : `${from} → ${to}`)).join(', ')}\n`);
     process.stdout.write(`${dim(`archive: ${formatBytes(plan.bytes)}; a new key would be made for it`)}\n`);
   } finally {
     rmSync(folder, { recursive: true, force: true });

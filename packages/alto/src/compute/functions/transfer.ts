@@ -1,10 +1,11 @@
 /**
  * @module compute/functions/transfer
- * The functions' section of a project archive (code): per function, its kept source
- * (`function/<name>/source.tar.gz`, the object the build read, when one is kept) and then its
- * definition (`function/<name>/function.json`: runtime, entrypoint, env vars, the names of its
- * secrets, the environment of its key). The import deploys each function again through
- * function/Deploy, from its inline source or from the kept source as an uploaded folder (a
+ * The functions' section of a project archive (code): per environment and function, its kept
+ * source (`function/<env>/<name>/source.tar.gz`, the object the build read, when one is kept)
+ * and then its definition (`function/<env>/<name>/function.json`: runtime, entrypoint, env vars,
+ * the names of its secrets; archives of Alto before environments moved with them have
+ * `function/<name>/...`, the environment in the definition). The import deploys each function
+ * again, in its environment (the one the import maps it to), through function/Deploy, from its inline source or from the kept source as an uploaded folder (a
  * repository's function is deployed from the clone that was kept, not cloned again), so it is
  * built for the target and gets a key of the new project. Its build log and versions are not carried.
  */
@@ -14,6 +15,7 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { errors } from '../../kit/errors.js';
 import type { ProjectSection } from '../../platform/transfer/section.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 import { sourceNamespace } from './source-archive.js';
 import { MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES } from './source.js';
 
@@ -39,14 +41,18 @@ const sources = new WeakMap<object, Map<string, Buffer>>();
 export const functionSection: ProjectSection = {
   name: 'function',
   kind: 'code',
+  async environments({ platform, project }) {
+    return [...new Set((await platform.stores.functions.listOfProject(project.id)).map((record) => record.environment || DEFAULT_ENVIRONMENT))];
+  },
   async export({ platform, project, archive }) {
     for (const record of await platform.stores.functions.listOfProject(project.id)) {
+      const folder = `${record.environment || DEFAULT_ENVIRONMENT}/${record.name}`;
       let keptSource = false;
       if (record.sourceArchive) {
         const read = await platform.stores.objects.get(sourceNamespace(project.id), record.sourceArchive);
         if (read) {
           // Counted with its definition: one function.
-          await archive.stream('function', `${record.name}/source.tar.gz`, read.info.size, read.body, 0);
+          await archive.stream('function', `${folder}/source.tar.gz`, read.info.size, read.body, 0);
           keptSource = true;
         }
       }
@@ -64,30 +70,34 @@ export const functionSection: ProjectSection = {
         secrets: record.secrets,
         keptSource,
       };
-      await archive.json('function', `${record.name}/function.json`, definition, 1);
+      await archive.json('function', `${folder}/function.json`, definition, 1);
     }
   },
   async importEntry(context, entry) {
-    const [name, file, ...rest] = entry.name.split('/');
-    if (rest.length > 0) return context.warn(`function: the entry ${entry.name} is not known to this Alto and was left out`);
+    const parts = entry.name.split('/');
+    if (parts.length !== 2 && parts.length !== 3) return context.warn(`function: the entry ${entry.name} is not known to this Alto and was left out`);
+    // `<env>/<name>/<file>`, or `<name>/<file>` from an older Alto (the environment is then the definition's).
+    const [folderEnvironment, name, file] = parts.length === 3 ? parts : [undefined, parts[0], parts[1]];
+    const folder = `${folderEnvironment ?? ''}/${name}`;
     if (file === 'source.tar.gz') {
       if (entry.size > MAX_UPLOAD_BYTES) throw errors.badRequest(`the source of function ${name} is larger than ${MAX_UPLOAD_BYTES} bytes`);
       const kept = sources.get(context) ?? new Map<string, Buffer>();
-      kept.set(name, await entry.buffer());
+      kept.set(folder, await entry.buffer());
       sources.set(context, kept);
       return;
     }
     if (file !== 'function.json') return context.warn(`function: the entry ${entry.name} is not known to this Alto and was left out`);
     const definition = await entry.json<FunctionDefinition>();
-    const environment = context.environmentOf(definition.environment || 'dev');
-    const kept = sources.get(context)?.get(name);
+    if (definition.name !== name) throw errors.badRequest(`function ${name}: its definition is not one Alto writes`);
+    const environment = context.environmentOf(folderEnvironment ?? (definition.environment || DEFAULT_ENVIRONMENT));
+    const kept = sources.get(context)?.get(folder);
     const code = kept
       ? { files: await filesOf(kept, definition.sourceKind === 'repo' ? definition.subfolder : '') }
       : definition.sourceKind === 'inline'
         ? { source: definition.source }
         : undefined;
     if (!code) throw errors.badRequest(`function ${name}: the archive holds no source for it (its source was not kept on the instance it was exported from); deploy it again there first`);
-    sources.get(context)?.delete(name);
+    sources.get(context)?.delete(folder);
     let secrets = definition.secrets ?? [];
     if (context.header.only === 'code' && secrets.length > 0) {
       context.warn(`function ${name}: runs without its secrets (${secrets.join(', ')}): the archive holds code only; set them and name them with function Update`);
@@ -108,7 +118,7 @@ export const functionSection: ProjectSection = {
  * The files of a kept source as function/Deploy takes them (relative path -> base64), below
  * `subfolder` for a repository. Bounded as an upload is; anything but files (folders, links) is left out.
  */
-async function filesOf(archive: Buffer, subfolder: string): Promise<Record<string, string>> {
+export async function filesOf(archive: Buffer, subfolder: string): Promise<Record<string, string>> {
   const prefix = subfolder.trim().replace(/^\/+|\/+$/g, '');
   const files: Record<string, string> = {};
   let count = 0;

@@ -1,15 +1,18 @@
 /**
  * @module compute/transfer/app-section
- * The apps' section of a project archive (code): per app, its definition
- * (`app/<name>/app.json`): the image reference, and the settings app/Run takes (port, env vars,
- * resources, scaling, volumes' mounts, TCP, links, health check, the names of its secrets...);
+ * The apps' section of a project archive (code): per environment and app, its definition
+ * (`app/<env>/<name>/app.json`; archives of Alto before environments moved with them have
+ * `app/<name>/app.json`, the default environment's): the image reference, and the settings
+ * app/Run takes (port, env vars, resources, scaling, volumes' mounts, TCP, links, health check,
+ * the names of its secrets...);
  * and its image's blobs (manifest, config, layers), each once per archive whatever the apps
  * sharing it (`app/blobs/<sha256 hex>`), streamed from the image store. Functions' apps are left
  * to the functions' section.
  *
  * The import keeps the blobs in a temporary OCI layout in the data folder (each checked against
  * its digest), imports each app's image from it under its reference, for the new project, and
- * deploys the app through app/Run once every other entry is in (its secrets and data first). The
+ * deploys the app through app/Run in its environment (the one the import maps it to) once every
+ * other entry is in (its secrets and data first). The
  * Run sees the image on the machine: one the target can pull again is pulled (a moved tag), one it
  * cannot (a registry it does not reach, the source's own registry) runs from the carried copy. The
  * Run answers once the app's first instances are ready, so an import that returns has apps that
@@ -25,7 +28,9 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errors, isAltoError } from '../../kit/errors.js';
+import type { ArchiveWriter } from '../../platform/transfer/archive.js';
 import type { ProjectSection, SectionImport } from '../../platform/transfer/section.js';
+import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
 import type { ImageDetails, ImageManager } from '../images/manager.js';
 import { imagesComponent } from '../images/service.js';
 
@@ -34,11 +39,12 @@ const RUN_SETTINGS = [
   'port', 'env_vars', 'memory', 'cpus', 'min_instances', 'max_instances', 'concurrency', 'idle_timeout', 'pool', 'volumes', 'tcp',
   'outbound', 'stop_signal', 'stop_timeout', 'entrypoint', 'command', 'link_aliases', 'health_check', 'stack', 'links', 'follow_tag', 'secrets',
 ] as const;
-const ENVIRONMENT = 'dev';
 const HEX = /^[0-9a-f]{64}$/;
 
 interface AppDefinition {
   name: string;
+  /** The environment it runs in on the target (read from the entry's path, mapped as the import was asked). */
+  environment?: string;
   image: string;
   digest: string;
   /** The image's manifest and every blob it names, carried under `app/blobs/`; absent when the source did not hold the image. */
@@ -67,50 +73,37 @@ function stateOf(context: SectionImport): ImportState {
 export const appSection: ProjectSection = {
   name: 'app',
   kind: 'code',
-  async export({ platform, project, archive, call }) {
-    const functions = new Set((await platform.stores.functions.listOfProject(project.id)).map((record) => record.name));
+  async environments({ platform, project }) {
+    return [...new Set((await platform.stores.apps.listOfProject(project.id)).map((app) => app.environment))];
+  },
+  async export({ platform, project, archive, call, environments }) {
     const images = platform.use(imagesComponent);
     const written = new Set<string>();
-    const { services } = await call<{ services: Array<Record<string, unknown> & { name: string; image: string; digest: string }> }>('app', 'List', ENVIRONMENT, {});
-    for (const service of services) {
-      if (functions.has(service.name)) continue;
-      const settings: Record<string, unknown> = {};
-      for (const name of RUN_SETTINGS) {
-        const value = service[name];
-        if (value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0)) settings[name] = value;
+    for (const environment of environments) {
+      const functions = new Set((await platform.stores.functions.listOfProject(project.id, environment)).map((record) => record.name));
+      const { services } = await call<{ services: Array<Record<string, unknown> & { name: string; image: string; digest: string }> }>('app', 'List', environment, {});
+      for (const service of services) {
+        if (functions.has(service.name)) continue;
+        await exportApp(archive, images, written, environment, service);
       }
-      let carried: AppDefinition['carried'];
-      const details = imageDetails(images, service.digest);
-      if (details) {
-        const blobs = [details.digest, ...details.blobs.map((blob) => blob.digest)].map((digest) => digest.replace(/^sha256:/, ''));
-        for (const hex of new Set(blobs)) {
-          if (written.has(hex)) continue;
-          const digest = `sha256:${hex}`;
-          const size = images.blobs.sizeOf(digest);
-          if (size === undefined) throw errors.internal(`the blob ${digest} of app ${service.name}'s image is missing from this machine`);
-          await archive.stream('app', `blobs/${hex}`, size, images.blobs.openRead(digest), 0);
-          written.add(hex);
-        }
-        carried = { mediaType: details.mediaType, size: images.blobs.sizeOf(details.digest) ?? 0, blobs: [...new Set(blobs)] };
-      }
-      const definition: AppDefinition = { name: service.name, image: service.image, digest: service.digest, ...(carried ? { carried } : {}), settings };
-      await archive.json('app', `${service.name}/app.json`, definition, 1);
     }
   },
   async importEntry(context, entry) {
-    const [first, second, ...rest] = entry.name.split('/');
+    const parts = entry.name.split('/');
     const state = stateOf(context);
-    if (first === 'blobs' && second && rest.length === 0) {
-      if (!HEX.test(second)) throw errors.badRequest('an image blob is not named by its sha256');
-      await writeBlob(state, second, entry.body);
+    if (parts.length === 2 && parts[0] === 'blobs' && parts[1] !== 'app.json') {
+      if (!HEX.test(parts[1])) throw errors.badRequest('an image blob is not named by its sha256');
+      await writeBlob(state, parts[1], entry.body);
       return;
     }
-    if (second !== 'app.json' || rest.length > 0) return context.warn(`app: the entry ${entry.name} is not known to this Alto and was left out`);
+    // `<env>/<name>/app.json`, or `<name>/app.json` (the default environment's) from an older Alto.
+    const [environment, name] = parts.length === 3 ? [parts[0], parts[1]] : [DEFAULT_ENVIRONMENT, parts[0]];
+    if ((parts.length !== 2 && parts.length !== 3) || parts[parts.length - 1] !== 'app.json') return context.warn(`app: the entry ${entry.name} is not known to this Alto and was left out`);
     const definition = await entry.json<AppDefinition>();
-    if (definition.name !== first || typeof definition.image !== 'string' || typeof definition.settings !== 'object' || definition.settings === null) {
-      throw errors.badRequest(`app ${first}: its definition is not one Alto writes`);
+    if (definition.name !== name || typeof definition.image !== 'string' || typeof definition.settings !== 'object' || definition.settings === null) {
+      throw errors.badRequest(`app ${name}: its definition is not one Alto writes`);
     }
-    state.apps.push(definition);
+    state.apps.push({ ...definition, environment: context.environmentOf(environment) });
   },
   async finishImport(context) {
     const state = stateOf(context);
@@ -127,6 +120,37 @@ export const appSection: ProjectSection = {
     await rm(stateOf(context).layout, { recursive: true, force: true });
   },
 };
+
+/** Writes one app's definition, and its image's blobs not yet in the archive. */
+async function exportApp(
+  archive: ArchiveWriter,
+  images: ImageManager,
+  written: Set<string>,
+  environment: string,
+  service: Record<string, unknown> & { name: string; image: string; digest: string },
+): Promise<void> {
+  const settings: Record<string, unknown> = {};
+  for (const name of RUN_SETTINGS) {
+    const value = service[name];
+    if (value !== undefined && value !== null && !(Array.isArray(value) && value.length === 0)) settings[name] = value;
+  }
+  let carried: AppDefinition['carried'];
+  const details = imageDetails(images, service.digest);
+  if (details) {
+    const blobs = [details.digest, ...details.blobs.map((blob) => blob.digest)].map((digest) => digest.replace(/^sha256:/, ''));
+    for (const hex of new Set(blobs)) {
+      if (written.has(hex)) continue;
+      const digest = `sha256:${hex}`;
+      const size = images.blobs.sizeOf(digest);
+      if (size === undefined) throw errors.internal(`the blob ${digest} of app ${service.name}'s image is missing from this machine`);
+      await archive.stream('app', `blobs/${hex}`, size, images.blobs.openRead(digest), 0);
+      written.add(hex);
+    }
+    carried = { mediaType: details.mediaType, size: images.blobs.sizeOf(details.digest) ?? 0, blobs: [...new Set(blobs)] };
+  }
+  const definition: AppDefinition = { name: service.name, image: service.image, digest: service.digest, ...(carried ? { carried } : {}), settings };
+  await archive.json('app', `${environment}/${service.name}/app.json`, definition, 1);
+}
 
 function imageDetails(images: ImageManager, digest: string): ImageDetails | undefined {
   if (!digest) return undefined;
@@ -176,6 +200,8 @@ async function runApp(context: SectionImport, app: AppDefinition): Promise<void>
     context.warn(`app ${app.name}: runs without its secrets (${settings.secrets.join(', ')}): the archive holds code only; set them and name them with app Update`);
     delete settings.secrets;
   }
-  if (settings.volumes) context.warn(`app ${app.name}: its volumes are mounted again, empty: their contents are not in a project archive (alto backup copies them)`);
-  await context.call('app', 'Run', ENVIRONMENT, { name: app.name, image: app.image, ...settings });
+  const environment = app.environment ?? DEFAULT_ENVIRONMENT;
+  const where = environment === DEFAULT_ENVIRONMENT ? app.name : `${app.name} (${environment})`;
+  if (settings.volumes) context.warn(`app ${where}: its volumes are mounted again, empty: their contents are not in a project archive (alto backup copies them)`);
+  await context.call('app', 'Run', environment, { name: app.name, image: app.image, ...settings });
 }

@@ -62,6 +62,8 @@ export interface ArchiveHeader {
   secrets: 'passphrase' | 'none';
   /** `data`, `code` or `all`: which sections were asked for. */
   only: 'data' | 'code' | 'all';
+  /** The project's environments the archive carries (absent in archives of Alto before environments moved with them). */
+  environments?: string[];
 }
 
 export interface ManifestEntry {
@@ -338,6 +340,7 @@ export class ArchiveReader {
     for (const key of ['format', 'altoVersion', 'project', 'secrets', 'only'] as const) {
       if (manifest[key] !== header[key]) throw errors.badRequest(`the archive's manifest and its header disagree on ${key}: it was altered`);
     }
+    if (JSON.stringify(manifest.environments) !== JSON.stringify(header.environments)) throw errors.badRequest('the archive\'s manifest and its header disagree on environments: it was altered');
     const listed = new Map<string, ManifestEntry>();
     for (const [name, section] of Object.entries(manifest.sections)) {
       for (const entry of section.entries) {
@@ -511,6 +514,9 @@ export function checkHeader(content: Buffer): ArchiveHeader {
   if (typeof header.project !== 'string' || typeof header.altoVersion !== 'string') throw errors.badRequest(`the archive's ${HEADER_ENTRY} names no project`);
   if (header.secrets !== 'passphrase' && header.secrets !== 'none') throw errors.badRequest(`the archive's ${HEADER_ENTRY} says secrets are ${JSON.stringify(header.secrets)}`);
   if (header.only !== 'data' && header.only !== 'code' && header.only !== 'all') throw errors.badRequest(`the archive's ${HEADER_ENTRY} says only ${JSON.stringify(header.only)}`);
+  if (header.environments !== undefined && (!Array.isArray(header.environments) || header.environments.length > 1000 || !header.environments.every((name) => typeof name === 'string' && name.length <= 100))) {
+    throw errors.badRequest(`the archive's ${HEADER_ENTRY} lists its environments wrongly`);
+  }
   return header as unknown as ArchiveHeader;
 }
 

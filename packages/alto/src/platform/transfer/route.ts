@@ -6,7 +6,12 @@
  *
  * - `GET /admin/projects/export?name=shop[&only=data|code]`: the archive, `application/gzip`,
  *   streamed as it is written. A failure after the first byte cuts the stream: the archive then
- *   has no manifest, and every reader refuses it.
+ *   has no manifest, and every reader refuses it. The archive is spooled in the data folder as it
+ *   is written (export-spool.ts) and the answer names it (`X-Alto-Export: <id>`): a download cut
+ *   short goes on with `GET /admin/projects/exports/<id>` and `Range: bytes=N-` (the same bytes;
+ *   `X-Alto-Offset` says where the body starts), `?info` says its state, size and sha256 (once
+ *   complete), and `DELETE` removes it once the client holds it. `&resumable=0` streams without
+ *   a spool (nothing on disk; a broken download is then exported again).
  * - `POST /admin/projects/import[?as=shop2]` with the archive as the body: spooled to a file in
  *   the data folder (bounded), verified whole, applied to a new project; answers
  *   `{ project, key, sections, warnings }`, the key shown once.
@@ -28,11 +33,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { errors, isAltoError, type AltoError } from '../../kit/errors.js';
+import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { Platform } from '../platform.js';
 import type { HttpRoute, Tenant } from '../service.js';
 import { DEFAULT_ARCHIVE_LIMITS } from './archive.js';
-import { exportProject, importProject, spoolName, type Only } from './transfer.js';
+import { ExportSpools, rangeStart, spoolView } from './export-spool.js';
+import { exportProject, importProject, parseEnvironmentPairs, spoolName, type Only } from './transfer.js';
 
 export const TRANSFER_ROUTE_PREFIX = '/admin/projects/';
 export const PASSPHRASE_HEADER = 'x-alto-passphrase';
@@ -42,8 +48,9 @@ const MAX_UPLOAD_BYTES = DEFAULT_ARCHIVE_LIMITS.maxTotalBytes;
 export function transferRoute(): HttpRoute {
   return {
     prefix: TRANSFER_ROUTE_PREFIX,
-    methods: ['GET', 'POST', 'PUT'],
-    description: 'Project archives: GET export?name= streams one out, POST import[?as=] takes one in, PUT uploads/<id> sends one in resumable parts (admin or owner key).',
+    methods: ['GET', 'POST', 'PUT', 'DELETE'],
+    description:
+      'Project archives: GET export?name= streams one out (GET exports/<id> with Range resumes it), POST import[?as=][&env=dev:staging] takes one in, PUT uploads/<id> sends one in resumable parts (admin or owner key).',
     async handle(request, response, url, platform) {
       const requestId = randomUUID();
       const abort = new AbortController();
@@ -53,7 +60,11 @@ export function transferRoute(): HttpRoute {
       try {
         const caller = await managerOf(request, platform);
         const action = url.pathname.slice(TRANSFER_ROUTE_PREFIX.length);
-        if (action === 'export' && request.method === 'GET') return await sendExport(url, request, response, caller, platform, abort.signal);
+        if (action === 'export' && request.method === 'GET') {
+          if (url.searchParams.get('resumable') === '0') return await streamExport(url, request, response, caller, platform, abort.signal);
+          return await spoolExport(url, request, response, caller, platform);
+        }
+        if (action.startsWith('exports/') && (request.method === 'GET' || request.method === 'DELETE')) return await resumeExport(action.slice('exports/'.length), url, request, response, caller, platform);
         if (action === 'import' && request.method === 'POST') return await receiveImport(url, request, response, caller, platform, abort.signal);
         if (action.startsWith('uploads/') && (request.method === 'PUT' || request.method === 'GET')) return await receiveUpload(action.slice('uploads/'.length), request, response, caller, platform);
         throw errors.notFound(`${url.pathname} is not a project archive route: GET ${TRANSFER_ROUTE_PREFIX}export?name=NAME or POST ${TRANSFER_ROUTE_PREFIX}import`);
@@ -84,7 +95,90 @@ function passphraseOf(request: IncomingMessage): string | undefined {
   return Buffer.from(header, 'base64').toString('utf8');
 }
 
-async function sendExport(url: URL, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform, signal: AbortSignal): Promise<void> {
+/** The export spools of each platform (one per process, but tests run several in one). */
+const spoolsOf = new WeakMap<Platform, ExportSpools>();
+
+function exportSpools(platform: Platform): ExportSpools {
+  let spools = spoolsOf.get(platform);
+  if (!spools) {
+    spools = new ExportSpools(
+      () => transferFolder(platform),
+      (spool, error) => platform.log.error({ err: error, project: spool.project, export: spool.id }, 'exporting a project failed part way'),
+    );
+    spoolsOf.set(platform, spools);
+  }
+  return spools;
+}
+
+/** An export written to a spool while it is sent, so that a broken download can go on (GET exports/<id>). */
+async function spoolExport(url: URL, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform): Promise<void> {
+  const name = url.searchParams.get('name');
+  if (!name) throw errors.badRequest('name: give the project to export (?name=shop)');
+  const spools = exportSpools(platform);
+  spools.admit(caller.accountId);
+  // The export goes on when the first download breaks: it stops only if spooling fails.
+  const stop = new AbortController();
+  const { writer, done } = await exportProject(platform, caller, name, { only: onlyOf(url), passphrase: passphraseOf(request), signal: stop.signal });
+  done.catch(() => undefined);
+  const spool = await spools
+    .start(caller.accountId, name, writer.output, (error) => {
+      stop.abort(error);
+      writer.fail(error);
+    })
+    .catch((error: Error) => {
+      // No spool: the export must not wait on an output nobody reads.
+      stop.abort(error);
+      writer.fail(error);
+      throw error;
+    });
+  response.writeHead(200, {
+    'content-type': 'application/gzip',
+    'content-disposition': `attachment; filename="${name}.tgz"`,
+    'cache-control': 'no-store',
+    'x-alto-export': spool.id,
+    'x-alto-offset': '0',
+  });
+  await spools.send(spool, 0, response);
+}
+
+/** `GET exports/<id>` (Range: bytes=N-, or ?info) and `DELETE exports/<id>`. */
+async function resumeExport(id: string, url: URL, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform): Promise<void> {
+  const spools = exportSpools(platform);
+  await spools.sweep();
+  const spool = spools.find(caller.accountId, id);
+  if (request.method === 'DELETE') {
+    await spools.release(spool);
+    response.writeHead(204, { 'cache-control': 'no-store' });
+    return void response.end();
+  }
+  if (url.searchParams.has('info')) {
+    const body = JSON.stringify(spoolView(spool));
+    response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    return void response.end(body);
+  }
+  if (spool.state === 'failed') throw errors.conflict(`export ${spool.id} failed part way (${spool.failure ?? 'see the server log'}): export again`);
+  const offset = rangeStart(request.headers.range);
+  if (offset > spool.size && spool.state === 'complete') {
+    throw new AltoError('bad_request', 416, `the export is ${spool.size} bytes: a download goes on from at most byte ${spool.size}`).withHeaders({ 'content-range': `bytes */${spool.size}` });
+  }
+  const headers: Record<string, string> = {
+    'content-type': 'application/gzip',
+    'content-disposition': `attachment; filename="${spool.project}.tgz"`,
+    'cache-control': 'no-store',
+    'x-alto-export': spool.id,
+    'x-alto-offset': String(offset),
+  };
+  if (spool.state === 'complete') {
+    headers['content-length'] = String(spool.size - offset);
+    headers['x-alto-export-sha256'] = spool.sha256!;
+    if (request.headers.range !== undefined) headers['content-range'] = spool.size > offset ? `bytes ${offset}-${spool.size - 1}/${spool.size}` : `bytes */${spool.size}`;
+  }
+  response.writeHead(spool.state === 'complete' && request.headers.range !== undefined && spool.size > offset ? 206 : 200, headers);
+  await spools.send(spool, offset, response);
+}
+
+/** An export streamed straight to the client, with nothing on disk (`resumable=0`). */
+async function streamExport(url: URL, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform, signal: AbortSignal): Promise<void> {
   const name = url.searchParams.get('name');
   if (!name) throw errors.badRequest('name: give the project to export (?name=shop)');
   const { writer, done } = await exportProject(platform, caller, name, { only: onlyOf(url), passphrase: passphraseOf(request), signal });
@@ -162,6 +256,7 @@ async function removeStaleUploads(platform: Platform): Promise<void> {
 
 async function receiveImport(url: URL, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform, signal: AbortSignal): Promise<void> {
   const as = url.searchParams.get('as') ?? undefined;
+  const environments = parseEnvironmentPairs(url.searchParams.getAll('env'));
   const upload = url.searchParams.get('upload');
   const file = upload ? await uploadFile(platform, caller, upload) : join(await transferFolder(platform), spoolName());
   let imported = false;
@@ -170,7 +265,7 @@ async function receiveImport(url: URL, request: IncomingMessage, response: Serve
       request.resume();
       if (!(await stat(file).catch(() => undefined))) throw errors.notFound(`no upload "${upload}": send the archive first (PUT ${TRANSFER_ROUTE_PREFIX}uploads/${upload})`);
     } else await pipeline(request, bounded(0), createWriteStream(file, { mode: 0o600 }));
-    const result = await importProject(platform, caller, file, { as, passphrase: passphraseOf(request), signal });
+    const result = await importProject(platform, caller, file, { as, passphrase: passphraseOf(request), environments, signal });
     imported = true;
     const sections = Object.fromEntries(Object.entries(result.manifest.sections).map(([name, section]) => [name, section.count]));
     const body = JSON.stringify({
@@ -178,6 +273,7 @@ async function receiveImport(url: URL, request: IncomingMessage, response: Serve
       key: result.key,
       from: { project: result.manifest.project, alto_version: result.manifest.altoVersion, created: result.manifest.createdAt },
       sections,
+      environments: result.environments,
       warnings: result.warnings,
     });
     response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });

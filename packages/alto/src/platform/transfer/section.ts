@@ -17,6 +17,12 @@ export interface ProjectSection {
   /** The section's folder in the archive, e.g. `db`. */
   name: string;
   kind: SectionKind;
+  /**
+   * The environments of the project this section holds something in, beyond those its keys
+   * name (an owner key may deploy or write into any environment with X-Alto-Environment): the
+   * export carries each of them for every section.
+   */
+  environments?(context: SectionContext): Promise<string[]>;
   /** Writes the project's entries of this section. */
   export(context: SectionExport): Promise<void>;
   /** Applies one entry, in the order the export wrote them. */
@@ -27,7 +33,7 @@ export interface ProjectSection {
   abortImport?(context: SectionImport): Promise<void>;
 }
 
-interface SectionContext {
+export interface SectionContext {
   platform: Platform;
   project: ProjectRecord;
   /** The storage namespace of one of the project's environments. */
@@ -43,7 +49,7 @@ interface SectionContext {
 }
 
 export interface SectionExport extends SectionContext {
-  /** The project's environments: `dev` and every one a key was made for. */
+  /** The project's environments: `dev`, every one a key was made for, and every one a section holds something in (apps, functions). */
   environments: string[];
   archive: ArchiveWriter;
   /** Seals an entry that carries secrets with the passphrase when one was given; else returns it as it is. */
@@ -56,7 +62,11 @@ export interface SectionImport extends SectionContext {
   callerRole: KeyRole;
   /** Opens an entry `sealSecrets` wrote (refusing a wrong or missing passphrase). */
   openSecrets(content: Buffer, what: string): Buffer;
-  /** Checks an environment name read from the archive before it names a namespace. */
+  /**
+   * The target's environment for an environment name read from the archive: checked before it
+   * names a namespace, and mapped as the import was asked (`--env dev:staging`); an environment
+   * not mapped keeps its name.
+   */
   environmentOf(name: string): string;
   /** A line for the import's report: something not carried over as it was, and why. */
   warn(line: string): void;

@@ -94,14 +94,28 @@ function contextFor(platform: Platform, caller: Tenant, project: ProjectRecord, 
 }
 
 /**
+ * The project's environments: the default one, every one a key was made for, and every one a
+ * section holds something in (apps and functions an owner key deployed there, with no key of it).
+ * Every section is asked, whatever `--only` picks, so a data-only and a code-only archive of one
+ * project name the same environments.
+ */
+async function environmentsOf(platform: Platform, caller: Tenant, project: ProjectRecord, sections: ProjectSection[], signal: AbortSignal): Promise<string[]> {
+  const keys = await platform.stores.control.listKeys(project.id);
+  const found = new Set([DEFAULT_ENVIRONMENT, ...keys.map((key) => key.environment)]);
+  const context = contextFor(platform, caller, project, signal);
+  for (const section of sections) for (const environment of (await section.environments?.(context)) ?? []) found.add(environment);
+  return [...found].filter((environment) => NAME_PATTERN.test(environment)).sort();
+}
+
+/**
  * Starts writing the archive of the caller's project `name`: returns the writer at once (pipe
  * `writer.output` on) and a promise of the manifest, settled when every section was written.
  */
 export async function exportProject(platform: Platform, caller: Tenant, name: string, options: ExportOptions): Promise<{ writer: ArchiveWriter; done: Promise<ArchiveManifest> }> {
   const project = await platform.tenancy.findProject(caller.accountId, name);
   if (options.passphrase !== undefined) checkPassphrase(options.passphrase);
-  const keys = await platform.stores.control.listKeys(project.id);
-  const environments = [...new Set([DEFAULT_ENVIRONMENT, ...keys.map((key) => key.environment)])].sort();
+  const sections = projectSections(platform, options.only);
+  const environments = await environmentsOf(platform, caller, project, platform.listServices().flatMap((service) => (service.transfer ? [service.transfer] : [])), options.signal);
   const header: ArchiveHeader = {
     format: 'alto-project/1',
     altoVersion: platform.config.version,
@@ -109,6 +123,7 @@ export async function exportProject(platform: Platform, caller: Tenant, name: st
     createdAt: new Date().toISOString(),
     secrets: options.passphrase !== undefined ? 'passphrase' : 'none',
     only: options.only,
+    environments,
   };
   const writer = new ArchiveWriter(header);
   const passphrase = options.passphrase;
@@ -119,7 +134,7 @@ export async function exportProject(platform: Platform, caller: Tenant, name: st
   };
   const done = (async () => {
     await writer.begin();
-    for (const section of projectSections(platform, options.only)) {
+    for (const section of sections) {
       options.signal.throwIfAborted();
       writer.section(section.name);
       await section.export({ ...context, archive: writer });
@@ -134,13 +149,17 @@ export interface ImportOptions {
   /** The new project's name; the archive's project name when absent. */
   as?: string;
   passphrase?: string;
+  /** The archive's environments to import under another name (`dev` -> `staging`); the others keep theirs. */
+  environments?: Map<string, string>;
   signal: AbortSignal;
 }
 
 export interface ImportResult {
   project: ProjectRecord;
-  /** The new key of the project (all services, environment dev): shown once. */
+  /** The new key of the project (all services, in the environment the archive's default one arrived in): shown once. */
   key: string;
+  /** Each environment of the archive and the one it arrived in. */
+  environments: Record<string, string>;
   manifest: ArchiveManifest;
   warnings: string[];
 }
@@ -157,6 +176,7 @@ export async function importProject(platform: Platform, caller: Tenant, file: st
   if (manifest.secrets === 'passphrase' && options.passphrase === undefined) {
     throw errors.badRequest('the archive\'s secrets are sealed with a passphrase: give it (--passphrase-file)');
   }
+  const mapping = environmentMapping(manifest, options.environments ?? new Map());
   const sections = new Map(projectSections(platform, 'all').map((section) => [section.name, section]));
   const warnings: string[] = [];
   for (const section of Object.keys(manifest.sections)) {
@@ -174,7 +194,7 @@ export async function importProject(platform: Platform, caller: Tenant, file: st
     },
     environmentOf: (environment) => {
       if (!NAME_PATTERN.test(environment)) throw errors.badRequest(`the archive names the environment "${environment.slice(0, 80)}": ${NAME_RULE}; it was altered`);
-      return environment;
+      return mapping.get(environment) ?? environment;
     },
     warn: (line) => warnings.push(line),
   };
@@ -187,13 +207,52 @@ export async function importProject(platform: Platform, caller: Tenant, file: st
     for (const section of sections.values()) {
       if (manifest.sections[section.name]) await section.finishImport?.(context);
     }
-    const key = await platform.tenancy.generateKey(caller, { projectName: name, scopes: ['*'], description: `made by the import of ${manifest.project} (${manifest.createdAt})` });
-    return { project, key: key.secret, manifest, warnings };
+    const keyEnvironment = context.environmentOf(DEFAULT_ENVIRONMENT);
+    const key = await platform.tenancy.generateKey(caller, { projectName: name, environment: keyEnvironment, scopes: ['*'], description: `made by the import of ${manifest.project} (${manifest.createdAt})` });
+    const environments = Object.fromEntries((manifest.environments ?? [DEFAULT_ENVIRONMENT]).map((environment) => [environment, context.environmentOf(environment)]));
+    return { project, key: key.secret, environments, manifest, warnings };
   } catch (error) {
     for (const section of sections.values()) await section.abortImport?.(context).catch((cleanup: Error) => platform.log.warn({ err: cleanup, section: section.name }, 'a section could not clean up after a failed import'));
     await removeProject(platform, project).catch((cleanup: Error) => platform.log.error({ err: cleanup, project: project.id }, 'removing a failed import left data behind'));
     throw error;
   }
+}
+
+/**
+ * Checks an import's environment mapping against the archive: each name mapped is one of the
+ * archive's environments (when it lists them), and no two of its environments arrive in one
+ * (their apps and records would collide). Answers the mapping to apply.
+ */
+export function environmentMapping(manifest: ArchiveHeader, asked: Map<string, string>): Map<string, string> {
+  for (const [from, to] of asked) {
+    for (const name of [from, to]) if (!NAME_PATTERN.test(name)) throw errors.badRequest(`env "${from.slice(0, 40)}:${to.slice(0, 40)}": "${name.slice(0, 40)}" is not an environment name: ${NAME_RULE}`);
+  }
+  const carried = manifest.environments;
+  if (!carried) return asked;
+  for (const from of asked.keys()) {
+    if (!carried.includes(from)) throw errors.badRequest(`env ${from}:${asked.get(from)}: the archive has no environment "${from}" (it has ${carried.join(', ')})`);
+  }
+  const arriving = new Map<string, string>();
+  for (const environment of carried) {
+    const to = asked.get(environment) ?? environment;
+    const other = arriving.get(to);
+    if (other !== undefined) throw errors.badRequest(`env: the archive's environments "${other}" and "${environment}" would both arrive in "${to}"; map one of them elsewhere (an import never merges)`);
+    arriving.set(to, environment);
+  }
+  return asked;
+}
+
+/** Parses `dev:staging` pairs (the CLI's --env, the route's env=). */
+export function parseEnvironmentPairs(pairs: string[]): Map<string, string> {
+  const mapping = new Map<string, string>();
+  for (const pair of pairs) {
+    const match = /^([^:]+):([^:]+)$/.exec(pair);
+    if (!match) throw errors.badRequest(`env "${pair.slice(0, 80)}": give SOURCE:TARGET, two environment names (dev:staging)`);
+    if (mapping.has(match[1])) throw errors.badRequest(`env: the environment "${match[1].slice(0, 40)}" is mapped twice`);
+    mapping.set(match[1], match[2]);
+  }
+  if (mapping.size > 100) throw errors.badRequest('env: at most 100 environments mapped');
+  return mapping;
 }
 
 async function applyEntry(section: ProjectSection, context: SectionImport, entry: ArchiveEntry): Promise<void> {
