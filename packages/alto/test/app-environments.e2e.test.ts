@@ -4,7 +4,8 @@
  * `<app>.staging.<project>.localhost`) with different pages, each reached by its own host; a key
  * of one environment sees and changes only its own environment's apps, and may not name another;
  * the admin key acts in any environment with `alto deploy --env-name`; functions too belong to
- * their environment; `alto envs copy` runs an environment's apps (not its functions') in another.
+ * their environment; `alto envs copy` runs an environment's apps in another and deploys its
+ * functions there (function/Copy: built again from the kept source).
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -121,19 +122,35 @@ describe('apps in two environments of one project', () => {
     assert.deepEqual(await page(`hello.${PROJECT}.localhost`), { status: 200, body: 'hello from dev' });
   });
 
-  test('alto envs copy dev staging runs dev\'s apps in staging with their settings; --dry-run only lists them', async () => {
+  test('alto envs copy dev staging runs dev\'s apps in staging with their settings and deploys its functions there; --dry-run only lists them', async () => {
     const updated = await alto.call('app', 'Update', { name: 'web', env_vars: { GREETING: 'hello' }, max_instances: 2 }, devKey);
     assert.equal(updated.status, 200, JSON.stringify(updated.body));
+    // A function of dev only, deployed from an uploaded folder (copied from the source Alto kept).
+    const files = {
+      'index.ts': Buffer.from("import { word } from './word.js';\nexport default async function handle(): Promise<Response> { return new Response(`${word} ${process.env.TONE}`); }\n").toString('base64'),
+      'word.ts': Buffer.from("export const word = 'copied';\n").toString('base64'),
+    };
+    const deployed = await alto.call('function', 'Deploy', { name: 'folder', files, env_vars: { TONE: 'calm' } }, devKey);
+    assert.equal(deployed.status, 200, JSON.stringify(deployed.body));
+    // A project key reaches only its own environment: it cannot copy into another.
+    assert.equal((await alto.call('function', 'Copy', { name: 'hello', environment: 'dev' }, stagingKey)).status, 403);
     const copy = (extra: string[]) => runCli(['envs', 'copy', 'dev', 'staging', ...extra, '--url', alto.url, '--key', alto.adminKey, '--json']);
 
     const dry = await copy(['--dry-run']);
     assert.equal(dry.code, 0, dry.stderr);
     assert.deepEqual(JSON.parse(dry.stdout).apps, [{ app: 'web', action: 'run', image: `${registry.host}/demo/web:dev` }]);
+    assert.deepEqual(JSON.parse(dry.stdout).functions, [{ function: 'folder', action: 'deploy' }, { function: 'hello', action: 'update' }]);
     assert.equal((await page(`web.staging.${PROJECT}.localhost`)).status, 404, 'a dry run changes nothing');
+    assert.equal((await page(`folder.staging.${PROJECT}.localhost`)).status, 404, 'a dry run deploys nothing');
 
     const copied = await copy([]);
     assert.equal(copied.code, 0, copied.stderr);
+    assert.deepEqual(JSON.parse(copied.stdout).functions, [{ function: 'folder', action: 'deploy' }, { function: 'hello', action: 'update' }]);
     assert.deepEqual(await page(`web.staging.${PROJECT}.localhost`), { status: 200, body: 'web dev\n' });
+    // The functions answer in staging with dev's code: the folder one built from its kept files, hello replaced.
+    assert.deepEqual(await page(`folder.staging.${PROJECT}.localhost`), { status: 200, body: 'copied calm' });
+    assert.deepEqual(await page(`hello.staging.${PROJECT}.localhost`), { status: 200, body: 'hello from dev' });
+    assert.equal((await alto.call('function', 'Call', { name: 'hello' }, stagingKey)).body.response, 'hello from dev');
     const inStaging = (await alto.call('app', 'Get', { name: 'web' }, stagingKey)).body.service;
     assert.deepEqual([inStaging.env_vars, inStaging.max_instances, inStaging.port], [{ GREETING: 'hello' }, 2, 8080]);
 

@@ -110,7 +110,11 @@ export interface DeployInput extends SourceInput {
   secrets?: string[];
 }
 
-export type UpdateInput = Partial<DeployInput> & { name: string };
+export type UpdateInput = Partial<DeployInput> & {
+  name: string;
+  /** The env vars given replace the function's instead of adding to them (function/Copy). */
+  replaceEnvVars?: boolean;
+};
 
 /** A function with its app's state (undefined when its app is gone). */
 export interface FunctionState {
@@ -387,7 +391,7 @@ export class FunctionManager {
         throw error;
       }
       const archive = built.archive ?? ('stored' in code ? current.sourceArchive : '');
-      const envVars = input.env_vars ? { ...current.envVars, ...input.env_vars } : current.envVars;
+      const envVars = input.env_vars ? (input.replaceEnvVars ? input.env_vars : { ...current.envVars, ...input.env_vars }) : current.envVars;
       // The key stays when the updater holds all its scopes; else the new code gets the updater's.
       const keyScopes = current.keyId ? await this.keyScopes(owner, current.keyId) : undefined;
       const keeps = current.keyId !== '' && keyScopes !== undefined && owner.tenant !== undefined && holdsScopes(owner.tenant, keyScopes);

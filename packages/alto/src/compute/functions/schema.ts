@@ -72,6 +72,14 @@ export const FuncView = z
 
 export const FunctionResponse = z.object({ function: FuncView });
 export const NameRequest = z.object({ name: AppName });
+export const CopyRequest = z.object({
+  name: AppName,
+  environment: z.string().min(1).max(63).describe('the environment of the project to copy the function to (the caller acts in the one it is copied from)'),
+});
+export const CopyResponse = z.object({
+  function: FuncView,
+  action: z.enum(['deploy', 'update']).describe('deploy: new in that environment; update: its function of that name was built again with this one\'s code and settings'),
+});
 export const ListRequest = z.object({});
 export const ListResponse = z.object({ functions: z.array(FuncView) });
 export const DeleteResponse = z.object({});

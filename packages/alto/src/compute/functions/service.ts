@@ -1,9 +1,9 @@
 /**
  * @module compute/functions/service
  * The `function` service, wire-compatible with M3O's: Deploy, Update, Call, List, Describe,
- * Delete, Logs (build and runtime), Runtimes, Proxy, Regions, Reserve. A function is built from
- * JavaScript or TypeScript into an image over Alto's own Node.js runtime and runs as the app of
- * its name, at `http://<fn>.<project>.<domain>:<edge port>`.
+ * Delete, Logs (build and runtime), Runtimes, Proxy, Regions, Reserve, and Alto's Copy (to
+ * another environment of the project). A function is built from JavaScript or TypeScript into
+ * an image over Alto's own Node.js runtime and runs as the app of its name, at `http://<fn>.<project>.<domain>:<edge port>`.
  *
  * A function calls Alto back with the SDK: `new Alto({ url: process.env.ALTO_URL, key:
  * process.env.ALTO_KEY })` (manager.ts says where each comes from), and finds the secrets named
@@ -16,17 +16,21 @@
 import { randomBytes } from 'node:crypto';
 import { errors } from '../../kit/errors.js';
 import type { Platform } from '../../platform/platform.js';
-import { component, defineService, endpoint, type CallContext } from '../../platform/service.js';
+import { component, defineService, endpoint, type CallContext, type Tenant } from '../../platform/service.js';
+import { tenantInEnvironment } from '../../platform/tenancy.js';
 import { readSecrets } from '../apps/secrets.js';
 import { reservationView, ReserveResponse } from '../apps/schema.js';
 import { appsComponent } from '../apps/service.js';
 import { imagesComponent } from '../images/service.js';
 import { buildAppFromSource } from './app-source.js';
+import { copyFunction } from './copy.js';
 import { FunctionManager, type FunctionOwner, type FunctionPlatform } from './manager.js';
 import { NodeRuntime, nodeSourceOf } from './runtime.js';
 import {
   CallRequest,
   CallResponse,
+  CopyRequest,
+  CopyResponse,
   DeleteResponse,
   DeployRequest,
   funcView,
@@ -110,7 +114,10 @@ function manager(context: CallContext): FunctionManager {
 }
 
 function owner(context: CallContext): FunctionOwner {
-  const tenant = context.tenant;
+  return ownerOf(context.tenant);
+}
+
+function ownerOf(tenant: Tenant): FunctionOwner {
   return { projectId: tenant.projectId, projectName: tenant.projectName, environment: tenant.environment, admin: tenant.role === 'admin', tenant };
 }
 
@@ -173,6 +180,19 @@ export const functionService = defineService({
       example: { name: 'hello' },
       async handler(request, context) {
         return { function: funcView(await manager(context).describe(owner(context), request.name)) };
+      },
+    }),
+    Copy: endpoint({
+      description:
+        'Deploy the function in another environment of the project (or build that environment\'s function of the name again) with its code, entrypoint, env vars and the names of its secrets, which that environment\'s values then fill; what `alto envs copy` runs. Needs an admin or owner key (a project key reaches only its own environment).',
+      request: CopyRequest,
+      response: CopyResponse,
+      example: { name: 'hello', environment: 'staging' },
+      async handler(request, context) {
+        if (request.environment === context.tenant.environment) throw errors.badRequest(`environment: the function is in "${request.environment}" already; name another environment to copy it to`);
+        const destination = tenantInEnvironment(context.tenant, request.environment);
+        const copied = await copyFunction(context.platform, manager(context), owner(context), ownerOf(destination), request.name);
+        return { function: funcView(copied.state), action: copied.action };
       },
     }),
     Delete: endpoint({
