@@ -26,9 +26,11 @@ export interface RawResult {
 }
 
 /** Calls an endpoint and returns whatever came back, error or not (the explorer shows both). */
-export async function callRaw(key: string | undefined, service: string, endpoint: string, body: unknown): Promise<RawResult> {
+export async function callRaw(key: string | undefined, service: string, endpoint: string, body: unknown, environment?: string): Promise<RawResult> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (key) headers.authorization = `Bearer ${key}`;
+  // Another environment of the key's project than its own (an owner or admin key may act there).
+  if (environment) headers['x-alto-environment'] = environment;
   const started = performance.now();
   let response: Response;
   try {
@@ -57,8 +59,8 @@ export function errorOf(result: RawResult): ApiError {
 }
 
 /** Calls an endpoint; resolves with the response body, rejects with an ApiError. */
-export async function call<T = any>(key: string | undefined, service: string, endpoint: string, body: unknown = {}): Promise<T> {
-  const result = await callRaw(key, service, endpoint, body);
+export async function call<T = any>(key: string | undefined, service: string, endpoint: string, body: unknown = {}, environment?: string): Promise<T> {
+  const result = await callRaw(key, service, endpoint, body, environment);
   if (!result.ok) throw errorOf(result);
   return result.body as T;
 }
@@ -120,10 +122,11 @@ export async function readStatus(key: string): Promise<Status> {
   return body as Status;
 }
 
-/** The websocket URL of a stream endpoint on this origin, with the key in the query. */
-export function streamUrl(service: string, endpoint: string, key: string): string {
+/** The websocket URL of a stream endpoint on this origin, with the key (and another environment to act in) in the query. */
+export function streamUrl(service: string, endpoint: string, key: string, environment?: string): string {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/v1/${service}/${endpoint}?key=${encodeURIComponent(key)}`;
+  const inEnvironment = environment ? `&environment=${encodeURIComponent(environment)}` : '';
+  return `${scheme}//${location.host}/v1/${service}/${endpoint}?key=${encodeURIComponent(key)}${inEnvironment}`;
 }
 
 export interface StreamHandlers {
@@ -138,8 +141,8 @@ export interface StreamHandlers {
  * error message (micro's shape) before a close with code 4000 + status becomes onError.
  * Returns a function that closes the stream.
  */
-export function openStream(key: string, service: string, endpoint: string, request: unknown, handlers: StreamHandlers): () => void {
-  const socket = new WebSocket(streamUrl(service, endpoint, key));
+export function openStream(key: string, service: string, endpoint: string, request: unknown, handlers: StreamHandlers, environment?: string): () => void {
+  const socket = new WebSocket(streamUrl(service, endpoint, key, environment));
   let lastError: ApiError | undefined;
   socket.onopen = () => {
     socket.send(JSON.stringify(request ?? {}));

@@ -122,14 +122,17 @@ class HttpApiCall {
       if (method !== 'POST' && method !== 'GET') {
         throw errors.methodNotAllowed(`use POST for ${this.url.pathname} (or GET with query-string parameters)`);
       }
-      const authenticate = () => this.api.authenticate(route, credentialsFrom(this.exchange.header('authorization')), this.exchange.header(ENVIRONMENT_HEADER));
       // Traced: the key's lookup in the store (when this process does not know it) is a child of the call's span.
-      const tenant = this.span !== undefined ? tracer!.withSpan(this.span, authenticate) : authenticate();
+      const tenant = this.span !== undefined ? tracer!.withSpan(this.span, () => this.authenticate(route)) : this.authenticate(route);
       if (isPromise(tenant)) tenant.then((known) => this.authenticated(known), (error) => this.fail(error));
       else this.authenticated(tenant);
     } catch (error) {
       this.fail(error);
     }
+  }
+
+  private authenticate(route: Route): Tenant | undefined | Promise<Tenant> {
+    return this.api.authenticate(route, credentialsFrom(this.exchange.header('authorization')), this.exchange.header(ENVIRONMENT_HEADER));
   }
 
   private authenticated(tenant: Tenant | undefined): void {
@@ -396,7 +399,8 @@ export class Api {
       if (!route.endpoint.stream) {
         throw errors.badRequest(`${route.service.name}/${route.endpointName} is not a stream: call it with POST, not a websocket`);
       }
-      const environment = request.headers[ENVIRONMENT_HEADER];
+      // Browsers cannot set a websocket's headers: the environment may come in the query, as the key may.
+      const environment = request.headers[ENVIRONMENT_HEADER] ?? url.searchParams.get('environment') ?? undefined;
       const checkKey = async () => {
         tenant = await this.authenticate(route, credentialsOf(request, url.searchParams), typeof environment === 'string' ? environment : undefined);
         this.authorize(route, tenant);
@@ -459,7 +463,10 @@ export class Api {
     let bytesOut = 0;
     const raw = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
     try {
-      const input = this.validate(route, parseJsonObject(raw), url.searchParams);
+      const query = new URLSearchParams(url.searchParams);
+      // The key and the environment in the query are the connection's, not the stream's request.
+      query.delete('environment');
+      const input = this.validate(route, parseJsonObject(raw), query);
       const context = this.context(requestId, tenant, aborted.signal, log, origin, clientAddress);
       // handleUpgrade upgrades stream endpoints only.
       if (!route.endpoint.stream) throw errors.badRequest(`${route.service.name}/${route.endpointName} is not a stream`);

@@ -1,11 +1,13 @@
 /**
- * Apps (shown only when the instance has the `app` service): the project's apps with their
+ * Apps (shown only when the instance has the `app` service): the apps of the picked environment
+ * of the project (environment.tsx) with their
  * state and instances (app/List), a deploy form (app/Run: image, name, port, env, always on;
  * an app scales to zero unless always on), logs that follow the app (app/FollowLogs over a
  * websocket, or app/Logs polled), and delete.
  */
 import { useEffect, useState, type FormEvent } from 'react';
-import { loadOpenApi, openStream, type ApiError } from '../api';
+import { loadOpenApi, type ApiError } from '../api';
+import { EnvironmentPicker, useEnvironment, type EnvironmentChoice } from '../environment';
 import { useAction, useLoad } from '../hooks';
 import { useSession } from '../session';
 import { ConfirmButton, Empty, ErrorNotice, Field, formatDate, Loading, PageHeader, parseEnv } from '../ui';
@@ -48,9 +50,10 @@ function instanceDot(state: string): string {
 
 export function AppsPage() {
   const session = useSession();
-  const apps = useLoad(() => session.call<{ services: AppService[] }>('app', 'List'), [session.key]);
+  const env = useEnvironment();
+  const apps = useLoad(() => env.call<{ services: AppService[] }>('app', 'List'), [session.key, env.environment]);
   const [logsOf, setLogsOf] = useState<string>();
-  const remove = useAction((name: string) => session.call('app', 'Delete', { name }));
+  const remove = useAction((name: string) => env.call('app', 'Delete', { name }));
 
   // While an app is deploying or updating, follow its state.
   const settling = apps.data?.services.some((app) => app.status === 'deploying' || app.status === 'updating');
@@ -63,7 +66,8 @@ export function AppsPage() {
   return (
     <>
       <PageHeader title="Apps" description="Your OCI images running as apps on this machine, each at its own address." />
-      <Deploy onDeployed={apps.reload} />
+      <EnvironmentPicker choice={env} />
+      <Deploy onDeployed={apps.reload} env={env} />
       <section className="card" aria-labelledby="apps-title">
         <div className="section-head">
           <h2 id="apps-title">Apps</h2>
@@ -127,7 +131,7 @@ export function AppsPage() {
                     ))}
                   </ul>
                 )}
-                {logsOf === app.name && <Logs name={app.name} />}
+                {logsOf === app.name && <Logs env={env} name={app.name} />}
               </li>
             ))}
           </ul>
@@ -146,28 +150,27 @@ interface LogLine {
 const MAX_LOG_LINES = 1000;
 
 /** An app's logs: followed live over app/FollowLogs when the instance has it, else app/Logs polled. */
-function Logs({ name }: { name: string }) {
+function Logs({ name, env }: { name: string; env: EnvironmentChoice }) {
   const session = useSession();
   const document = useLoad(loadOpenApi, []);
   const follow = Boolean(document.data?.paths['/v1/app/FollowLogs']);
   if (document.loading && !document.data) return <Loading />;
-  return follow ? <FollowedLogs name={name} /> : <PolledLogs name={name} key={session.key} />;
+  return follow ? <FollowedLogs name={name} env={env} /> : <PolledLogs name={name} env={env} key={session.key} />;
 }
 
-function FollowedLogs({ name }: { name: string }) {
-  const session = useSession();
+function FollowedLogs({ name, env }: { name: string; env: EnvironmentChoice }) {
   const [lines, setLines] = useState<LogLine[]>([]);
   const [error, setError] = useState<ApiError>();
   const [live, setLive] = useState(false);
   useEffect(() => {
     setLines([]);
-    return openStream(session.key, 'app', 'FollowLogs', { name, lines: 200 }, {
+    return env.stream('app', 'FollowLogs', { name, lines: 200 }, {
       onOpen: () => setLive(true),
       onMessage: (message) => setLines((current) => [...current, message as LogLine].slice(-MAX_LOG_LINES)),
       onError: setError,
       onClose: () => setLive(false),
     });
-  }, [name, session.key]);
+  }, [name, env.stream]);
   return (
     <div className="logs">
       <p className="muted small" role="status">
@@ -178,15 +181,14 @@ function FollowedLogs({ name }: { name: string }) {
         {lines.length ? lines.map((line) => (line.stream === 'system' ? `alto: ${line.line}` : line.line)).join('\n') : 'No log lines yet.'}
       </pre>
       <p className="small">
-        <a href={`#/logs?app=${encodeURIComponent(name)}`}>Filter, follow and see the last build on the Logs page</a>
+        <a href={`#/logs?app=${encodeURIComponent(name)}&env=${encodeURIComponent(env.environment)}`}>Filter, follow and see the last build on the Logs page</a>
       </p>
     </div>
   );
 }
 
-function PolledLogs({ name }: { name: string }) {
-  const session = useSession();
-  const logs = useLoad(() => session.call<{ logs: string }>('app', 'Logs', { name, lines: 200 }), [name, session.key]);
+function PolledLogs({ name, env }: { name: string; env: EnvironmentChoice }) {
+  const logs = useLoad(() => env.call<{ logs: string }>('app', 'Logs', { name, lines: 200 }), [name, env.call]);
   useEffect(() => {
     const timer = setInterval(logs.reload, LOG_POLL_MS);
     return () => clearInterval(timer);
@@ -205,8 +207,7 @@ function PolledLogs({ name }: { name: string }) {
   );
 }
 
-function Deploy({ onDeployed }: { onDeployed: () => void }) {
-  const session = useSession();
+function Deploy({ onDeployed, env: environment }: { onDeployed: () => void; env: EnvironmentChoice }) {
   const [name, setName] = useState('');
   const [image, setImage] = useState('');
   const [port, setPort] = useState('');
@@ -217,7 +218,7 @@ function Deploy({ onDeployed }: { onDeployed: () => void }) {
     if (port.trim()) body.port = Number(port);
     // Left out, min_instances is 0: the app is suspended when idle and woken by the next request.
     if (alwaysOn) body.min_instances = 1;
-    return session.call('app', 'Run', body);
+    return environment.call('app', 'Run', body);
   });
   async function submit(event: FormEvent) {
     event.preventDefault();

@@ -7,6 +7,7 @@
 import { useEffect, useId, useState, type FormEvent } from 'react';
 import { useAction, useLoad } from '../hooks';
 import { useSession } from '../session';
+import { EnvironmentContext, EnvironmentPicker, useEnvironment, usePickedEnvironment } from '../environment';
 import { ConfirmButton, Empty, ErrorNotice, Field, formatDate, JsonEditor, Loading, PageHeader, parseEnv, parseJson } from '../ui';
 
 /** A function as function/List and function/Describe answer it (M3O's Func). */
@@ -50,7 +51,8 @@ const STATUS_CLASS: Record<string, string> = {
 
 export function FunctionsPage() {
   const session = useSession();
-  const functions = useLoad(() => session.call<{ functions: FunctionView[] }>('function', 'List'), [session.key]);
+  const env = useEnvironment();
+  const functions = useLoad(() => env.call<{ functions: FunctionView[] }>('function', 'List'), [session.key, env.environment]);
 
   // While a function is being built or moved to a new version, follow its status.
   const settling = functions.data?.functions.some((entry) => entry.status === 'DEPLOY_IN_PROGRESS');
@@ -61,11 +63,12 @@ export function FunctionsPage() {
   }, [settling, functions.reload]);
 
   return (
-    <>
+    <EnvironmentContext.Provider value={env}>
       <PageHeader
         title="Functions"
         description="JavaScript or TypeScript handlers, bundled over Alto's Node.js runtime and run as apps, each at its own address."
       />
+      <EnvironmentPicker choice={env} />
       <Deploy onDeployed={functions.reload} />
       <section className="card" aria-labelledby="functions-title">
         <div className="section-head">
@@ -87,7 +90,7 @@ export function FunctionsPage() {
           </ul>
         )}
       </section>
-    </>
+    </EnvironmentContext.Provider>
   );
 }
 
@@ -100,9 +103,9 @@ const PANEL_LABELS: Record<Panel, [open: string, close: string]> = {
 };
 
 function FunctionItem({ fn, onChanged }: { fn: FunctionView; onChanged: () => void }) {
-  const session = useSession();
+  const env = usePickedEnvironment();
   const [panel, setPanel] = useState<Panel>();
-  const remove = useAction(() => session.call('function', 'Delete', { name: fn.name }));
+  const remove = useAction(() => env.call('function', 'Delete', { name: fn.name }));
   const panelId = useId();
   const origin = fn.repo ? `${fn.repo}${fn.branch ? ` (${fn.branch})` : ''}${fn.subfolder ? ` / ${fn.subfolder}` : ''}` : fn.source ? 'inline source' : 'uploaded folder';
   const envNames = Object.keys(fn.env_vars);
@@ -176,12 +179,12 @@ function FunctionItem({ fn, onChanged }: { fn: FunctionView; onChanged: () => vo
 
 /** function/Call: the JSON body in, the function's JSON answer out. */
 function CallPanel({ name }: { name: string }) {
-  const session = useSession();
+  const env = usePickedEnvironment();
   const [body, setBody] = useState('{\n  "name": "Alto"\n}');
   const [answer, setAnswer] = useState<{ response: unknown; ms: number }>();
   const call = useAction(async (request: unknown) => {
     const started = performance.now();
-    const result = await session.call<{ response: unknown }>('function', 'Call', { name, request });
+    const result = await env.call<{ response: unknown }>('function', 'Call', { name, request });
     setAnswer({ response: result.response, ms: performance.now() - started });
     return result;
   });
@@ -219,9 +222,9 @@ type LogsType = 'runtime' | 'build';
 
 /** function/Logs, polled while open: what the function wrote, or its last build. */
 function LogsPanel({ name }: { name: string }) {
-  const session = useSession();
+  const env = usePickedEnvironment();
   const [type, setType] = useState<LogsType>('runtime');
-  const logs = useLoad(() => session.call<{ logs: string }>('function', 'Logs', { name, logs_type: type, lines: 200 }), [name, type, session.key]);
+  const logs = useLoad(() => env.call<{ logs: string }>('function', 'Logs', { name, logs_type: type, lines: 200 }), [name, type, env.call]);
   useEffect(() => {
     const timer = setInterval(logs.reload, POLL_MS);
     return () => clearInterval(timer);
@@ -252,7 +255,7 @@ function LogsPanel({ name }: { name: string }) {
 
 /** function/Update: a new source (or the same one rebuilt); the old version serves until the new one does. */
 function UpdatePanel({ fn, onUpdated }: { fn: FunctionView; onUpdated: () => void }) {
-  const session = useSession();
+  const env = usePickedEnvironment();
   const [source, setSource] = useState(fn.source);
   const [entrypoint, setEntrypoint] = useState(fn.entrypoint);
   const update = useAction(async () => {
@@ -260,7 +263,7 @@ function UpdatePanel({ fn, onUpdated }: { fn: FunctionView; onUpdated: () => voi
     // Empty for a function from a repository or a folder: Update rebuilds it from where it came.
     if (source.trim()) body.source = source;
     if (entrypoint.trim() !== fn.entrypoint) body.entrypoint = entrypoint.trim();
-    return session.call('function', 'Update', body);
+    return env.call('function', 'Update', body);
   });
   async function submit(event: FormEvent) {
     event.preventDefault();
@@ -295,7 +298,7 @@ function UpdatePanel({ fn, onUpdated }: { fn: FunctionView; onUpdated: () => voi
 }
 
 function Deploy({ onDeployed }: { onDeployed: () => void }) {
-  const session = useSession();
+  const environment = usePickedEnvironment();
   const [name, setName] = useState('');
   const [source, setSource] = useState(EXAMPLE_SOURCE);
   const [entrypoint, setEntrypoint] = useState('');
@@ -303,7 +306,7 @@ function Deploy({ onDeployed }: { onDeployed: () => void }) {
   const deploy = useAction(async () => {
     const body: Record<string, unknown> = { name: name.trim(), source, env_vars: parseEnv(env) };
     if (entrypoint.trim()) body.entrypoint = entrypoint.trim();
-    return session.call('function', 'Deploy', body);
+    return environment.call('function', 'Deploy', body);
   });
   async function submit(event: FormEvent) {
     event.preventDefault();

@@ -7,7 +7,8 @@
  * The route names what is shown: `#/logs?app=web` or `#/logs?function=hello`.
  */
 import { useEffect, useLayoutEffect, useRef, useState, type FormEvent } from 'react';
-import { ApiError, openStream } from '../api';
+import { ApiError } from '../api';
+import { EnvironmentContext, EnvironmentPicker, useEnvironment, usePickedEnvironment } from '../environment';
 import { useLoad, useRoute } from '../hooks';
 import { useSession } from '../session';
 import { Empty, ErrorNotice, Loading, PageHeader } from '../ui';
@@ -63,12 +64,13 @@ function filterFields(filters: Filters, following: boolean): Record<string, stri
 
 export function LogsPage() {
   const session = useSession();
+  const env = useEnvironment();
   const { params } = useRoute();
   const source = sourceOf(params);
-  const apps = useLoad(() => session.call<{ services: { name: string; instances: { id: string }[] }[] }>('app', 'List'), [session.key]);
+  const apps = useLoad(() => env.call<{ services: { name: string; instances: { id: string }[] }[] }>('app', 'List'), [env.call]);
   const functions = useLoad(
-    () => (session.hasService('function') ? session.call<{ functions: { name: string }[] }>('function', 'List') : Promise.resolve({ functions: [] })),
-    [session.key],
+    () => (session.hasService('function') ? env.call<{ functions: { name: string }[] }>('function', 'List') : Promise.resolve({ functions: [] })),
+    [env.call],
   );
   const functionNames = new Set(functions.data?.functions.map((fn) => fn.name) ?? []);
   // A function runs as the app of its name: it is listed once, as a function.
@@ -77,12 +79,14 @@ export function LogsPage() {
 
   const choose = (value: string) => {
     const [kind, name] = value.split(':');
-    location.hash = name ? `#/logs?${kind}=${encodeURIComponent(name)}` : '#/logs';
+    const inEnvironment = `env=${encodeURIComponent(env.environment)}`;
+    location.hash = name ? `#/logs?${kind}=${encodeURIComponent(name)}&${inEnvironment}` : `#/logs?${inEnvironment}`;
   };
 
   return (
-    <>
+    <EnvironmentContext.Provider value={env}>
       <PageHeader title="Logs" description="The output of your apps and functions, kept on disk across restarts within each app's size cap and retention; Alto's own lines (starts, exits, restarts) are the system stream." />
+      <EnvironmentPicker choice={env} />
       <div className="row filters">
         <label className="inline-field" htmlFor="logs-source">
           App or function
@@ -120,12 +124,12 @@ export function LogsPage() {
           <BuildLog key={`build:${source.kind}:${source.name}`} source={source} />
         </>
       )}
-    </>
+    </EnvironmentContext.Provider>
   );
 }
 
 function RuntimeLogs({ name, instances }: { name: string; instances: string[] }) {
-  const session = useSession();
+  const env = usePickedEnvironment();
   const [draft, setDraft] = useState<Filters>(NO_FILTERS);
   const [filters, setFilters] = useState<Filters>(NO_FILTERS);
   const [follow, setFollow] = useState(false);
@@ -142,7 +146,7 @@ function RuntimeLogs({ name, instances }: { name: string; instances: string[] })
     const request = { name, lines: READ_LINES, ...filterFields(filters, follow) };
     if (!follow) {
       let current = true;
-      session
+      env
         .call<{ lines: LogLine[] }>('app', 'Logs', request)
         .then((answer) => current && setLines(answer.lines.slice(-MAX_LINES)))
         .catch((failure: unknown) => current && setError(failure))
@@ -164,7 +168,7 @@ function RuntimeLogs({ name, instances }: { name: string; instances: string[] })
         return next.length > MAX_LINES ? next.slice(next.length - MAX_LINES) : next;
       });
     };
-    const close = openStream(session.key, 'app', 'FollowLogs', request, {
+    const close = env.stream('app', 'FollowLogs', request, {
       onOpen: () => {
         setLive(true);
         setLoading(false);
@@ -184,7 +188,7 @@ function RuntimeLogs({ name, instances }: { name: string; instances: string[] })
       close();
       setLive(false);
     };
-  }, [name, filters, follow, round, session.key]);
+  }, [name, filters, follow, round, env.stream]);
 
   const apply = (event: FormEvent) => {
     event.preventDefault();
@@ -323,7 +327,7 @@ function formatTime(text: string): string {
 
 /** The last build's log: app/BuildLogs (followed while the build runs) or function/Logs. */
 function BuildLog({ source }: { source: Source }) {
-  const session = useSession();
+  const env = usePickedEnvironment();
   const [open, setOpen] = useState(false);
   const [lines, setLines] = useState<BuildLogLine[]>([]);
   const [text, setText] = useState<string>();
@@ -340,7 +344,7 @@ function BuildLog({ source }: { source: Source }) {
     setLoading(true);
     if (source.kind === 'function') {
       let current = true;
-      session
+      env
         .call<{ logs: string }>('function', 'Logs', { name: source.name, logs_type: 'build' })
         .then((answer) => current && setText(answer.logs))
         .catch((failure: unknown) => current && setError(failure))
@@ -349,7 +353,7 @@ function BuildLog({ source }: { source: Source }) {
         current = false;
       };
     }
-    return openStream(session.key, 'app', 'BuildLogs', { name: source.name }, {
+    return env.stream('app', 'BuildLogs', { name: source.name }, {
       onMessage: (message) => {
         setLoading(false);
         setLines((current) => [...current, message as BuildLogLine].slice(-MAX_LINES));
@@ -357,7 +361,7 @@ function BuildLog({ source }: { source: Source }) {
       onError: (failure) => (failure.status === 404 ? setNone(true) : setError(failure)),
       onClose: () => setLoading(false),
     });
-  }, [open, source.kind, source.name, session.key]);
+  }, [open, source.kind, source.name, env.stream]);
 
   const shown = text ?? lines.map((line) => line.line).join('\n');
   const outcome = lines.at(-1)?.done;

@@ -1,6 +1,7 @@
 /**
  * @module platform/services/projects
- * `projects/*`: create, list, update (limits) and delete the projects of the caller's account.
+ * `projects/*`: create, list, update (limits), list the environments of, and delete the projects
+ * of the caller's account.
  */
 import { z } from 'zod';
 import { errors } from '../../kit/errors.js';
@@ -8,6 +9,7 @@ import { defineService, endpoint } from '../service.js';
 import type { ProjectRecord } from '../../store/control.js';
 import { LIMIT_NAMES } from '../limit-names.js';
 import type { Platform } from '../platform.js';
+import { DEFAULT_ENVIRONMENT } from '../tenancy.js';
 import { transferRoute } from '../transfer/route.js';
 import { limitFieldsForCreate, limitFieldsForUpdate, pickLimits, ProjectLimits } from './limits-schema.js';
 
@@ -139,6 +141,22 @@ export const projectsService = defineService({
       async handler(_request, context) {
         const projects = await context.platform.tenancy.listProjects(context.tenant.accountId);
         return { projects: await Promise.all(projects.map((project) => projectView(project, context.platform))) };
+      },
+    }),
+    Environments: endpoint({
+      description:
+        "List a project's environments: the default one, each its keys belong to, and each that holds apps or functions (deployed there with X-Alto-Environment). " +
+        'The console picks among them; an owner or admin key acts in one with the X-Alto-Environment header.',
+      access: 'manage',
+      request: z.object({ name: ProjectName }),
+      response: z.object({ default: z.string().describe('the default environment (apps at <app>.<project>)'), environments: z.array(z.string()).describe('sorted names') }),
+      example: { name: 'shop' },
+      async handler(request, context) {
+        const project = await context.platform.tenancy.findProject(context.tenant.accountId, request.name);
+        const { stores } = context.platform;
+        const [keys, apps, functions] = await Promise.all([stores.control.listKeys(project.id), stores.apps.listOfProject(project.id), stores.functions.listOfProject(project.id)]);
+        const found = new Set([DEFAULT_ENVIRONMENT, ...keys.map((key) => key.environment), ...apps.map((app) => app.environment), ...functions.map((fn) => fn.environment)]);
+        return { default: DEFAULT_ENVIRONMENT, environments: [...found].sort() };
       },
     }),
     Delete: endpoint({
