@@ -6,7 +6,8 @@
  * `<app>.staging.<project>` address) and not the other, puts `env=staging` in the page's URL,
  * outlasts a reload and is remembered when the page is opened again without it; the app's logs
  * there are staging's (followed over app/FollowLogs with the environment in the query); the Logs
- * page lists staging's app. Saves test-output/console/apps-environment.png.
+ * page lists staging's app. The Projects page shows a project's log_days and log_bytes. Saves
+ * test-output/console/apps-environment.png.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -111,6 +112,15 @@ describe('web console: the environment picker', () => {
     await page.getByLabel('Environment', { exact: true }).selectOption('dev');
     await page.locator('li[data-app="web"]').waitFor();
     assert.equal(await page.locator('li[data-app="api"]').count(), 0);
+    assert.deepEqual(pageErrors, []);
+  });
+
+  test("the Projects page shows how long and how much of its apps' logs a project keeps", async () => {
+    const updated = await alto.call('projects', 'Update', { name: PROJECT, log_days: 3, log_bytes: 512 * 1024 });
+    assert.equal(updated.status, 200, JSON.stringify(updated.body));
+    await page.getByRole('navigation', { name: 'Console' }).getByRole('link', { name: 'Projects' }).click();
+    const cell = page.locator(`tr[data-project="${PROJECT}"] td[data-app-logs]`);
+    await cell.filter({ hasText: '3 days, 512 KiB' }).waitFor();
     assert.deepEqual(pageErrors, []);
   });
 });
