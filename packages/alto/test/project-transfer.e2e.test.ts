@@ -79,7 +79,7 @@ describe('projects move between instances', () => {
     await fill('event', 'Publish', { topic: 'orders', message: { order: 'o1' } });
     await fill('event', 'Publish', { topic: 'orders', message: { order: 'o2' } });
     await fill('function', 'Deploy', { name: 'greeter', source: GREETER, env_vars: { GREETING: 'hi' } });
-    await fill('app', 'Run', { name: 'web', image: `${registry.host}/demo/web:v1`, port: 8080, env_vars: { MODE: 'shop' }, secrets: ['stripe'] });
+    await fill('app', 'Run', { name: 'web', image: `${registry.host}/demo/web:v1`, port: 8080, env_vars: { MODE: 'shop' }, secrets: ['stripe'], secret_files: [{ secret: 'stripe', target: 'stripe-key', mode: 0o440 }] });
     await fill('cron', 'Schedule', { id: 'nightly', name: 'nightly', interval: '0 3 * * *', callback: 'app://web/hook' });
     // staging: its own app (another image), function and record, beside dev's of the same names.
     const generated = await a.call('keys', 'Generate', { project: 'shop', scopes: ['*'], environment: 'staging' });
@@ -137,6 +137,7 @@ describe('projects move between instances', () => {
     const web = apps.services.find((service: any) => service.name === 'web');
     assert.equal(web.env_vars.MODE, 'shop');
     assert.deepEqual(web.secrets, ['stripe']);
+    assert.deepEqual(web.secret_files, [{ secret: 'stripe', target: 'stripe-key', mode: 0o440 }]);
     assert.equal(web.image, `${registry.host}/demo/web:v1`);
     const page = await eventually(async () => {
       const answer = await getThroughEdge(edgePort(alto), `web.${project}.localhost`);
@@ -238,6 +239,7 @@ describe('projects move between instances', () => {
     const codeAnswer = JSON.parse(codeOnly.stdout);
     assert.deepEqual(Object.keys(codeAnswer.sections).sort(), ['app', 'function', 'project']);
     assert.ok(codeAnswer.warnings.some((line: string) => /app web: runs without its secrets \(stripe\)/.test(line)), JSON.stringify(codeAnswer.warnings));
+    assert.ok(codeAnswer.warnings.some((line: string) => /app web: runs without its secret files \(\/run\/secrets\/stripe-key\)/.test(line)), JSON.stringify(codeAnswer.warnings));
     assert.equal((await ok(b, codeAnswer.key, 'db', 'ListTables', {})).tables.length, 0);
     const page = await eventually(async () => {
       const answer = await getThroughEdge(edgePort(b), 'web.shop5.localhost');

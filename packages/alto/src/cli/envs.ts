@@ -42,6 +42,7 @@ interface AppDefinition {
   health_check?: { test: string[]; interval: number; timeout: number; start_period: number; retries?: number };
   links: string[];
   follow_tag?: boolean;
+  secret_files?: { secret: string; target: string; mode: number; uid?: number; gid?: number }[];
 }
 
 /** One app's copy: run anew, or an update of the destination's app of that name. */
@@ -78,6 +79,7 @@ export function runRequestOf(app: AppDefinition): Record<string, unknown> {
     ...optional('link_aliases'),
     ...optional('health_check'),
     ...optional('follow_tag'),
+    ...optional('secret_files'),
   };
 }
 

@@ -38,6 +38,7 @@ import { imagesComponent } from '../images/service.js';
 const RUN_SETTINGS = [
   'port', 'env_vars', 'memory', 'cpus', 'min_instances', 'max_instances', 'concurrency', 'idle_timeout', 'pool', 'volumes', 'tcp',
   'outbound', 'stop_signal', 'stop_timeout', 'entrypoint', 'command', 'link_aliases', 'health_check', 'stack', 'links', 'follow_tag', 'secrets',
+  'secret_files',
 ] as const;
 const HEX = /^[0-9a-f]{64}$/;
 
@@ -199,6 +200,11 @@ async function runApp(context: SectionImport, app: AppDefinition): Promise<void>
     // The secrets stayed behind with the data: the app runs without them until they are set and named again (app/Update).
     context.warn(`app ${app.name}: runs without its secrets (${settings.secrets.join(', ')}): the archive holds code only; set them and name them with app Update`);
     delete settings.secrets;
+  }
+  if (context.header.only === 'code' && Array.isArray(settings.secret_files)) {
+    const targets = (settings.secret_files as { target: string }[]).map((file) => `/run/secrets/${file.target}`);
+    context.warn(`app ${app.name}: runs without its secret files (${targets.join(', ')}): the archive holds code only; set the secrets and name them with app Update`);
+    delete settings.secret_files;
   }
   const environment = app.environment ?? DEFAULT_ENVIRONMENT;
   const where = environment === DEFAULT_ENVIRONMENT ? app.name : `${app.name} (${environment})`;
