@@ -46,7 +46,9 @@
  * snapshot of an instance with volumes copies none of them: it records their disks as the paused
  * guest left them, the instance then ends still paused (nothing unmounts or writes them), and a
  * restore claims and attaches those same disks, refusing (409) when one was written since. So a
- * volume has one writer at a time, and the restored guest finds it as its memory expects.
+ * volume has one writer at a time, and the restored guest finds it as its memory expects. A
+ * backup copies a running instance's volume with its filesystem frozen in the guest for the start
+ * of QEMU's point-in-time copy (microvm-volume-backup.ts).
  *
  * Memory is a file on /dev/shm shared with QEMU (`memory-backend-file,share=on`), so a snapshot
  * is the device state (tens of KB, `x-ignore-shared`) plus a copy of that file; a restore maps
@@ -112,6 +114,7 @@ import {
   type SandboxVolume,
 } from './port.js';
 import { QmpClient } from './qmp.js';
+import { MicrovmVolumeBackups } from './microvm-volume-backup.js';
 import { copyDisk, ensureRootDisk } from './root-disk.js';
 import { supervisorScript, supervisorSettings } from './supervisor.js';
 import { guestFile } from './guest-files.js';
@@ -628,6 +631,8 @@ export class MicrovmInstance extends InstanceBase {
   reseedApplied = false;
   /** A snapshot of it with volumes was just taken: it ends paused, its volumes as recorded. */
   private keptBySnapshot = false;
+  /** With volumes: the consistent copies `alto backup` asks for (microvm-volume-backup.ts). */
+  private volumeBackups: MicrovmVolumeBackups | undefined;
   /** QEMU's hostfwd listens with a backlog of 1: handshakes are paced (connect.ts). */
   private readonly connector = new PatientConnector(() => ({ host: this.host, port: this.port }));
 
@@ -697,6 +702,7 @@ export class MicrovmInstance extends InstanceBase {
   }
 
   private onControl(line: string): void {
+    if (this.volumeBackups?.handleAnswer(line)) return;
     const reseeded = /^alto:reseeded(?: ([0-7]))?$/.exec(line.trim());
     if (reseeded) {
       // The shell, and agents before failures were told, answer without a digit.
@@ -827,11 +833,26 @@ export class MicrovmInstance extends InstanceBase {
     }
     this.port = this.layout.hostPort;
     await this.listenPorts();
+    if (this.layout.volumes.length > 0) {
+      this.volumeBackups = await MicrovmVolumeBackups.open(join(this.layout.socketDir, 'backup.sock'), this.layout.volumes, {
+        qmp: () => this.qmp,
+        state: () => this.currentState,
+        keptBySnapshot: () => this.keptBySnapshot,
+        signal: (message) => {
+          const signal = this.sockets.get('signal');
+          if (!signal || signal.destroyed) return false;
+          signal.write(message);
+          return true;
+        },
+        agent: this.layout.agent,
+      });
+    }
   }
 
   /** Gives back everything the instance holds on the host once QEMU is gone (or never ran). */
   private async releaseHost(): Promise<void> {
     for (const server of this.servers) server.close();
+    this.volumeBackups?.close();
     // Disks, memory and sockets are per instance and worthless once it ends.
     removeLayout(this.layout);
     await this.layout.platformAccess?.close();
@@ -914,6 +935,8 @@ export class MicrovmInstance extends InstanceBase {
   }
 
   async suspend(): Promise<void> {
+    // A backup freezing a volume lets the guest run until it has thawed it.
+    await this.volumeBackups?.guestSettled();
     this.assertState(['running'], 'suspend');
     await this.qmp!.execute('stop');
     this.currentState = 'suspended';
@@ -933,7 +956,12 @@ export class MicrovmInstance extends InstanceBase {
     return status.status;
   }
 
-  async snapshot(dir: string): Promise<void> {
+  /** QEMU cannot migrate with a volume's copy in progress: a snapshot waits for it, and the next copy for the snapshot. */
+  snapshot(dir: string): Promise<void> {
+    return this.volumeBackups ? this.volumeBackups.exclusive(() => this.writeSnapshot(dir)) : this.writeSnapshot(dir);
+  }
+
+  private async writeSnapshot(dir: string): Promise<void> {
     this.assertState(['running', 'suspended'], 'snapshot');
     if (this.currentState === 'running') await this.suspend();
     mkdirSync(dir, { recursive: true });
@@ -1013,7 +1041,7 @@ export function reseedFailures(failed: number): string {
 const AGENT_RECORD_BYTES = 64;
 
 /**
- * The guest agent, guest/agent: a static x86-64 Linux program of 480 bytes assembled from
+ * The guest agent, guest/agent: a static x86-64 Linux program of 688 bytes assembled from
  * guest/agent.s (which says what it does), put in each guest's supervisor disk and started by
  * the supervisor's prelude with the signal port as its input and the control port on descriptor
  * 3. It reads the records of `signalMessage`. Undefined on other hosts (the supervisor shell

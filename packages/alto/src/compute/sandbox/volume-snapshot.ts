@@ -19,25 +19,33 @@
  * bytes at the disk's write speed (holes are skipped); past `maxFreezeMs` the copy is abandoned
  * and the filesystem thawed. The thaw is done by a helper process that holds the mount open and
  * thaws when its input closes, so the filesystem is thawed even when the process copying dies.
+ *
+ * A microVM's volume (`<dir>/volume.ext4`, attached to its VM) is frozen in its guest and copied by
+ * QEMU, asked through the instance that holds it (microvm-volume-backup.ts).
  */
 import { spawn } from 'node:child_process';
 import { closeSync, constants, existsSync, fstatSync, openSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { findCommand } from './common.js';
+import { MICROVM_VOLUME_DISK, requestVolumeBackup } from './microvm-volume-backup.js';
 
 export const PROCESS_VOLUME_IMAGE = 'process.ext4';
 const DEFAULT_MAX_FREEZE_MS = 60_000;
 
-export type VolumeSnapshot = { copied: true; image: string; frozenMs: number } | { copied: false; reason: string };
+/** `how`: what the copy was, when not the image copied while frozen. */
+export type VolumeSnapshot = { copied: true; image: string; frozenMs: number; how?: string } | { copied: false; reason: string };
 
 /**
- * Copies the image of the volume in `folder`, held by a running process-sandbox instance, to
- * `destination` with its filesystem frozen. Says why not when no sandbox has it mounted (a
- * microVM's volume is attached to its VM; an instance starting or stopping has none mounted).
+ * Copies the image of the volume in `folder`, held by a running instance, to `destination` with
+ * its filesystem frozen. Says why not when no sandbox has it mounted (an instance starting or
+ * stopping has none mounted).
  */
 export async function snapshotVolumeInUse(folder: string, destination: string, maxFreezeMs = DEFAULT_MAX_FREEZE_MS): Promise<VolumeSnapshot> {
   const image = join(folder, PROCESS_VOLUME_IMAGE);
-  if (!existsSync(image)) return { copied: false, reason: 'its instance runs in a microVM, whose disk only the VM can freeze' };
+  if (!existsSync(image)) {
+    if (existsSync(join(folder, MICROVM_VOLUME_DISK))) return requestVolumeBackup(folder, destination);
+    return { copied: false, reason: 'it holds no disk image yet' };
+  }
   const device = loopDeviceOf(realpathSync(image));
   if (!device) return { copied: false, reason: 'no sandbox has it mounted now (its instance is starting or stopping)' };
   const mount = openMountOf(device);

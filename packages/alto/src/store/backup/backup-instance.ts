@@ -18,8 +18,9 @@
  *    so no instance writes it during the copy (an instance starting then fails as on a volume in
  *    use, and its slot starts it again after its back-off). A volume held by an instance (running,
  *    or suspended when idle) is copied through `snapshotVolumeInUse` (compute/sandbox/
- *    volume-snapshot: its filesystem frozen while its disk image is copied, the app serving on);
- *    one that cannot be (a microVM's) is listed under `skipped` with the reason.
+ *    volume-snapshot: its filesystem frozen while its disk image is copied, the app serving on; a
+ *    microVM's frozen in its guest while QEMU starts a point-in-time copy of its disk); one that
+ *    cannot be is listed under `skipped` with the reason.
  * 4. The image blobs (`images/blobs/sha256`), after the database: its image records name them,
  *    and the node starts its apps and functions from them (it does not pull them again). Each is
  *    written whole, then renamed into place; `withoutImages` leaves them out.
@@ -81,7 +82,7 @@ export interface BackupInstanceOptions {
    * moment (compute/sandbox/volume-snapshot); says why not when it cannot. None: such a volume is
    * left out.
    */
-  snapshotVolumeInUse?(folder: string, destination: string): Promise<{ copied: true; image: string; frozenMs: number } | { copied: false; reason: string }>;
+  snapshotVolumeInUse?(folder: string, destination: string): Promise<{ copied: true; image: string; frozenMs: number; how?: string } | { copied: false; reason: string }>;
   /** Stops the backup between two files (Alto stopping); its entry stays unfinished. */
   signal?: AbortSignal;
 }
@@ -101,6 +102,8 @@ const MASTER_KEY_FILE = 'master-key';
 /** The local object store's folder for writes in progress (store/objects/local). */
 const OBJECTS_TEMPORARY_FOLDER = '.tmp';
 const VOLUME_LOCK = 'lock';
+/** Names the socket of the microVM instance holding a volume (compute/sandbox/microvm-volume-backup); left by a killed Alto. */
+const VOLUME_BACKUP_POINTER = 'backup-socket';
 /** The image blob store's content (compute/images/blob-store): `<hex>` files, each whole. */
 const IMAGE_BLOBS = 'images/blobs/sha256';
 
@@ -218,7 +221,7 @@ async function backupUnderLock(options: BackupInstanceOptions): Promise<BackupRe
       if (snapshot.copied) {
         const info = await stat(snapshot.image);
         add(`${volume}/${basename(snapshot.image)}`, 'volume', snapshot.blob, info.mode & 0o777);
-        report(`volume ${volume}: copied from its running instance, its filesystem frozen for ${Math.round(snapshot.frozenMs)} ms`);
+        report(`volume ${volume}: copied from its running instance, its filesystem frozen for ${Math.round(snapshot.frozenMs)} ms${snapshot.how ? ` ${snapshot.how}` : ''}`);
         continue;
       }
       skipped.push({ what: `volume ${volume}`, reason: `in use by an app instance (Alto process ${holder}) and not copied: ${snapshot.reason}; a backup of the stopped instance copies it` });
@@ -226,7 +229,7 @@ async function backupUnderLock(options: BackupInstanceOptions): Promise<BackupRe
       continue;
     }
     try {
-      const paths = await listFiles(dataDir, volume, (relative) => relative === `${volume}/${VOLUME_LOCK}`);
+      const paths = await listFiles(dataDir, volume, (relative) => relative === `${volume}/${VOLUME_LOCK}` || relative === `${volume}/${VOLUME_BACKUP_POINTER}`);
       for (const path of paths) await addFile(path, 'volume');
       report(`volume ${volume}: ${paths.length} files, copied while claimed (no instance wrote it meanwhile)`);
     } finally {
@@ -300,7 +303,7 @@ async function backupDatabase(source: SqliteDatabase | string, to: BackupTarget)
 async function snapshotHeldVolume(
   options: BackupInstanceOptions,
   folder: string,
-): Promise<{ copied: true; image: string; frozenMs: number; blob: StoredBlob } | { copied: false; reason: string }> {
+): Promise<{ copied: true; image: string; frozenMs: number; how?: string; blob: StoredBlob } | { copied: false; reason: string }> {
   if (!options.snapshotVolumeInUse) return { copied: false, reason: 'this backup cannot freeze a running instance\'s volume' };
   const temporary = options.to.temporaryFile();
   let snapshot;

@@ -1,4 +1,4 @@
-# Alto's microVM guest agent: a static x86-64 Linux program of 480 bytes, put in each guest's
+# Alto's microVM guest agent: a static x86-64 Linux program of 688 bytes, put in each guest's
 # supervisor disk and started by the supervisor (microvm-prelude.sh) with the signal port as its
 # input and the control port on descriptor 3. It reads 64-byte records (signalMessage in
 # microvm.ts) until its input ends:
@@ -9,6 +9,10 @@
 #   reseed up to a minute later), sets the clock (clock_settime, CLOCK_REALTIME) to the timespec
 #   at offset 8, and writes `alto:reseeded N` on descriptor 3, N the sum of what failed: 1 the
 #   seed, 2 the reseed, 4 the clock (reseedFailures in microvm.ts);
+# - ALTOFRZE and ALTOTHAW freeze and thaw the filesystem mounted at the directory named at offset
+#   8 (NUL-terminated; ioctl FIFREEZE, FITHAW, as fsfreeze(8) does) and write `alto:frozen N` or
+#   `alto:thawed N` on descriptor 3, N 0 when done, 1 when the directory did not open, 2 when the
+#   kernel refused (microvm-volume-backup.ts);
 # - anything else is ignored.
 #
 # The file is the whole program, ELF header included (no linker, no libc); the record it reads
@@ -73,6 +77,12 @@ fill:	xor eax, eax			# read(0, record + r12, 64 - r12)
 	movabs rbx, 0x444545534f544c41	# "ALTOSEED"
 	cmp rax, rbx
 	je seed
+	movabs rbx, 0x455a52464f544c41	# "ALTOFRZE"
+	cmp rax, rbx
+	je freeze
+	movabs rbx, 0x574148544f544c41	# "ALTOTHAW"
+	cmp rax, rbx
+	je thaw
 	jmp next			# anything else: ignored
 
 term:	mov eax, 62			# kill(1, SIGTERM)
@@ -133,6 +143,43 @@ answer:	add r14d, 0x30			# the digit of what failed (0: nothing)
 	syscall
 	jmp next
 
+freeze:	mov r15d, 0xc0045877		# FIFREEZE
+	lea rbx, [rip + frozen]
+	jmp fsop
+thaw:	mov r15d, 0xc0045878		# FITHAW
+	lea rbx, [rip + thawed]
+fsop:	mov byte ptr [rip + record + RECORD_BYTES - 1], 0	# the path ends within the record
+	mov r14d, 0x31			# '1': the directory did not open
+	mov eax, 2			# open(record + 8, O_RDONLY | O_DIRECTORY)
+	lea rdi, [rip + record + 8]
+	mov esi, 0x10000
+	xor edx, edx
+	syscall
+	test eax, eax
+	js fsanswer
+	mov r13d, eax
+	mov eax, 16			# ioctl(fd, FIFREEZE or FITHAW, 0)
+	mov edi, r13d
+	mov esi, r15d
+	xor edx, edx
+	syscall
+	mov r14d, 0x30			# '0': done
+	test rax, rax
+	jz fsclose
+	mov r14d, 0x32			# '2': the kernel refused
+fsclose:
+	mov eax, 3			# close(fd)
+	mov edi, r13d
+	syscall
+fsanswer:
+	mov byte ptr [rbx + 12], r14b	# the digit of the answer
+	mov eax, 1			# write(3, answer, 14)
+	mov edi, 3
+	mov rsi, rbx
+	mov edx, 14
+	syscall
+	jmp next
+
 done:	mov eax, 60			# exit(0)
 	xor edi, edi
 	syscall
@@ -141,5 +188,9 @@ urandom:
 	.ascii "/dev/urandom\0"
 reseeded:
 	.ascii "alto:reseeded 0\n"	# the digit is written over
+frozen:
+	.ascii "alto:frozen 0\n"	# likewise
+thawed:
+	.ascii "alto:thawed 0\n"
 	.balign 8, 0			# the record is 8-aligned
 record:					# past the file's end: the 64 bytes a record is read into

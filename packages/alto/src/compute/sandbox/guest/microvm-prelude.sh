@@ -18,14 +18,15 @@ if [ -n "$ALTO_SECRET_FILES" ]; then
 fi
 # The host writes `term` on the signal port to stop the app; PID 1 passes it on. After the grace
 # period, `kill` ends every process but PID 1, which then syncs and powers off. A reseed gives a
-# restored copy its own random state and clock. The guest agent (agent.s), where the host has
+# restored copy its own random state and clock. A backup freezes and thaws a volume's filesystem
+# (`freeze`, `thaw`, at /.alto/volume.<i>). The guest agent (agent.s), where the host has
 # one for this guest, reads them as records; without it, this shell reads them as lines
 # (signalMessage in microvm.ts).
 if [ -x /.alto/agent ]; then
   /.alto/agent </dev/alto.signal &
 else
   # shellcheck disable=SC2086,SC2059  # the line is split into its words on purpose, and the seed is octal escapes for printf
-  ( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; [ "$line" = kill ] && $B kill -KILL -1; case "$line" in "reseed "*) set -- $line; printf "$3" >/dev/urandom; $B date -s "@$2" >/dev/null; echo alto:reseeded >&3;; esac; done ) &
+  ( $B cat /dev/alto.signal | while read -r line; do [ "$line" = term ] && $B kill -TERM 1; [ "$line" = kill ] && $B kill -KILL -1; case "$line" in "reseed "*) set -- $line; printf "$3" >/dev/urandom; $B date -s "@$2" >/dev/null; echo alto:reseeded >&3;; "freeze "*) set -- $line; if $B fsfreeze --freeze "$2"; then echo "alto:frozen 0"; else echo "alto:frozen 2"; fi >&3;; "thaw "*) set -- $line; if $B fsfreeze --unfreeze "$2"; then echo "alto:thawed 0"; else echo "alto:thawed 2"; fi >&3;; esac; done ) &
 fi
 # Each volume's disk is found by its serial, whatever name the kernel gave it; a volume that
 # cannot be mounted ends the instance before the app runs. A killed QEMU is a power cut for the
@@ -56,5 +57,7 @@ for path in $ALTO_VOLUMES; do
     $B reboot -f
   fi
   $B chown "$ALTO_UID:$ALTO_GID" "$path"
+  # Where a backup names the volume to freeze (microvm-volume-backup.ts), whatever its path's length.
+  $B ln -s "$path" "/.alto/volume.$index"
   index=$((index+1))
 done

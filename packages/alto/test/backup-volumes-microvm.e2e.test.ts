@@ -1,0 +1,151 @@
+/**
+ * Backups of an app's volume on the microVM sandbox (QEMU; tcg on these machines, so one app and
+ * no restart of the restored instance, which backup-volumes.e2e.test.ts covers): while its
+ * instance serves a loop of requests that each append a line to the volume, `alto backup` has
+ * the guest freeze the volume's filesystem while QEMU starts a point-in-time copy of its disk
+ * (compute/sandbox/microvm-volume-backup); no request fails, and the restored disk is a clean ext4
+ * (no journal to replay, nothing for e2fsck -n to fix) holding every line acknowledged before the
+ * backup began. A backup of the instance
+ * suspended when idle lets it run for the freeze only: it is paused again after, and that backup
+ * holds every line acknowledged.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { startProcess, temporaryDataDir, waitForAsync, type ServerProcess } from './harness.js';
+import { buildImage, busyboxBinary, startRegistry, type LayerEntry, type TestRegistry } from './images-fixture.js';
+import { eventually, getThroughEdge, privateSandboxCache, runCli } from './apps-fixture.js';
+import { slotsOf } from './serverless-fixture.js';
+
+const PROJECT = 'notes';
+const HOST = `notes.${PROJECT}.localhost`;
+
+/** httpd on 8080 whose CGI appends its query to /data/notes (the volume) and answers once written. */
+function notesImage() {
+  const applets = ['sh', 'httpd', 'echo', 'printf'];
+  const layer: LayerEntry[] = [
+    { type: 'dir', path: 'bin/' },
+    { type: 'file', path: 'bin/busybox', content: busyboxBinary(), mode: 0o755 },
+    ...applets.map((applet): LayerEntry => ({ type: 'symlink', path: `bin/${applet}`, target: 'busybox' })),
+    { type: 'dir', path: 'tmp/', mode: 0o1777 },
+    { type: 'dir', path: 'data/' },
+    { type: 'dir', path: 'www/' },
+    { type: 'file', path: 'www/index.html', content: 'notes\n' },
+    { type: 'dir', path: 'www/cgi-bin/' },
+    {
+      type: 'file',
+      path: 'www/cgi-bin/add',
+      content: `#!/bin/sh\necho "$QUERY_STRING" >> /data/notes || exit 1\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho ok\n`,
+      mode: 0o755,
+    },
+  ];
+  return buildImage({
+    layers: [layer],
+    config: { Env: ['PATH=/bin'], Entrypoint: ['/bin/sh', '-c'], Cmd: ['httpd -f -v -p 8080 -h /www'], ExposedPorts: { '8080/tcp': {} } },
+  });
+}
+
+const cache = privateSandboxCache();
+const folders: string[] = [];
+let alto: ServerProcess | undefined;
+let registry: TestRegistry | undefined;
+after(async () => {
+  await alto?.close();
+  await registry?.stop();
+  cache.remove();
+  for (const folder of folders) rmSync(folder, { recursive: true, force: true });
+});
+
+test("a microVM app's volume: copied while its instance serves writes, and while it is suspended, restored clean with every acknowledged write", async (t) => {
+  registry = await startRegistry();
+  await registry.push('backup/notes', 'v1', await notesImage());
+  const source = temporaryDataDir();
+  const backups = temporaryDataDir();
+  const restoredParent = temporaryDataDir();
+  folders.push(source, backups, restoredParent);
+  const environment = { ALTO_SANDBOX_CACHE: cache.dir };
+  alto = await startProcess({ dataDir: source, args: ['--sandbox', 'microvm'], env: environment });
+  const running = alto;
+  const key = await running.projectKey(PROJECT, ['app']);
+  const run = await running.call('app', 'Run', { name: 'notes', image: `${registry.host}/backup/notes:v1`, memory: 128, idle_timeout: 1, volumes: [{ name: 'data', path: '/data' }] }, key);
+  assert.equal(run.status, 200, JSON.stringify(run.body));
+  const edgePort = Number(new URL(running.url).port);
+  const add = (line: string) => getThroughEdge(edgePort, HOST, `/cgi-bin/add?${line}`);
+  assert.equal((await add('first')).body, 'ok\n');
+
+  // Two request loops, each appending line after line: acknowledged lines, and any failure.
+  const acknowledged: string[] = [];
+  const failures: string[] = [];
+  let writing = true;
+  const loop = async (name: string) => {
+    for (let index = 0; writing; index++) {
+      const line = `${name}-${index}`;
+      try {
+        const answer = await add(line);
+        if (answer.status === 200 && answer.body === 'ok\n') acknowledged.push(line);
+        else failures.push(`${line}: ${answer.status} ${answer.body}`);
+      } catch (error) {
+        failures.push(`${line}: ${(error as Error).message}`);
+      }
+    }
+  };
+  const loops = [loop('a'), loop('b')];
+  await waitForAsync(async () => acknowledged.length >= 30, '30 lines written before the backup', 60_000);
+  const beforeBackup = [...acknowledged];
+  const whileRunning = await runCli(['backup', '--data', source, '--to', backups], environment);
+  const duringBackup = acknowledged.length - beforeBackup.length;
+  await waitForAsync(async () => acknowledged.length >= beforeBackup.length + duringBackup + 10, '10 more lines after the backup', 60_000);
+  writing = false;
+  await Promise.all(loops);
+  assert.deepEqual(failures, [], 'no request failed during the backup');
+  assert.equal(whileRunning.code, 0, whileRunning.stderr + whileRunning.stdout);
+  const copiedLine = /volume apps\/volumes\/[^/]+\/notes\/data: copied from its running instance, its filesystem frozen for \d+ ms in its microVM; QEMU copied the disk as of the freeze in \d+ ms/;
+  assert.match(whileRunning.stdout, copiedLine);
+  const runningId = /backup (\S+): \d+ files/.exec(whileRunning.stdout)![1];
+  t.diagnostic(`${copiedLine.exec(whileRunning.stdout)![0].replace(/^.*: copied/, 'copied')}; ${beforeBackup.length} lines before the backup, ${duringBackup} during it`);
+
+  // Idle for its second: suspended (QEMU paused). The backup lets it run for the freeze only.
+  const slot = async () => (await slotsOf(running, key, 'notes'))[0];
+  const suspended = async () => {
+    const current = await slot();
+    return current?.state === 'suspended' && current.frozen === true;
+  };
+  await eventually(suspended, 'the instance suspended', 60_000);
+  const whileSuspended = await runCli(['backup', '--data', source, '--to', backups], environment);
+  assert.equal(whileSuspended.code, 0, whileSuspended.stderr + whileSuspended.stdout);
+  assert.match(whileSuspended.stdout, copiedLine);
+  const suspendedId = /backup (\S+): \d+ files/.exec(whileSuspended.stdout)![1];
+  assert.ok(await suspended(), `paused again after the backup: ${JSON.stringify(await slot())}`);
+
+  // Each backup restored: a clean ext4 (nothing to fix, no journal to replay) with the lines.
+  const linesOf = async (id: string) => {
+    const restored = join(restoredParent, id);
+    const restore = await runCli(['restore', backups, '--at', id, '--data', restored], environment);
+    assert.equal(restore.code, 0, restore.stderr + restore.stdout);
+    const projects = readdirSync(join(restored, 'apps', 'volumes'));
+    assert.equal(projects.length, 1);
+    const disk = join(restored, 'apps', 'volumes', projects[0], 'notes', 'data', 'volume.ext4');
+    // e2fsck -n passes a copy caught mid-write too (it skips the journal and reports stale
+    // counts without failing): a frozen filesystem has no journal to replay and nothing to fix.
+    const check = spawnSync('e2fsck', ['-n', '-f', disk], { encoding: 'utf8' });
+    const said = `${check.stdout}${check.stderr}`;
+    assert.equal(check.status, 0, said);
+    assert.doesNotMatch(said, /journal recovery|Fix\?/, said);
+    const header = execFileSync('dumpe2fs', ['-h', disk], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    assert.match(header, /^Filesystem state:\s+clean$/m);
+    assert.doesNotMatch(/^Filesystem features:.*$/m.exec(header)![0], /needs_recovery/);
+    return new Set(execFileSync('debugfs', ['-R', 'cat /notes', disk], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n'));
+  };
+  const ofRunning = await linesOf(runningId);
+  assert.ok(ofRunning.has('first'));
+  const missing = beforeBackup.filter((line) => !ofRunning.has(line));
+  assert.deepEqual(missing, [], `every line acknowledged before the backup began is in the restored volume (${beforeBackup.length} of them, ${duringBackup} more written during the backup)`);
+  const ofSuspended = await linesOf(suspendedId);
+  assert.deepEqual(
+    acknowledged.filter((line) => !ofSuspended.has(line)),
+    [],
+    `every line acknowledged is in the backup of the suspended instance (${acknowledged.length})`,
+  );
+});
