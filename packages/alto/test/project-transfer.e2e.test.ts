@@ -66,6 +66,8 @@ describe('projects move between instances', () => {
     await registry.push('demo/web', 'v2', await webImage('web v2', 'web v2 page\n'));
     [a, b] = await Promise.all([start(dataA, cacheA.dir), start(dataB, cacheB.dir)]);
     shopKey = await a.projectKey('shop', ['*']);
+    // The project's log settings, kept beside its limits, move with it.
+    await ok(a, a.adminKey, 'projects', 'Update', { name: 'shop', request_log_days: 3, log_days: 2, log_bytes: 1024 * 1024 });
     const fill = (service: string, endpoint: string, body: unknown) => ok(a, shopKey, service, endpoint, body);
     await fill('db', 'Create', { table: 'orders', record: { id: 'o1', item: 'milk', qty: 2 } });
     await fill('db', 'Create', { table: 'orders', record: { id: 'o2', item: 'bread', qty: 1 } });
@@ -192,6 +194,8 @@ describe('projects move between instances', () => {
     assert.deepEqual(answer.warnings, []);
     await assertMoved(b, 'shop2', answer.key);
     await assertStaging(b, 'shop2');
+    const settings = (await ok(b, b.adminKey, 'projects', 'List', {})).projects.find((project: any) => project.name === 'shop2');
+    assert.deepEqual([settings.request_log_days, settings.log_days, settings.log_bytes], [3, 2, 1024 * 1024]);
     assert.equal((await ok(b, answer.key, 'url', 'List', {})).urlPairs[0].id, 'shop-sale');
 
     // The name is taken now: a second import is refused, and changes nothing.

@@ -16,7 +16,9 @@
 import { randomUUID } from 'node:crypto';
 import { AltoError, errors, isAltoError } from '../../kit/errors.js';
 import type { ProjectRecord } from '../../store/control.js';
+import { LOG_BYTES_SETTING, LOG_DAYS_SETTING, MIN_LOG_BYTES_PER_PROJECT } from '../app-log-settings.js';
 import { LIMIT_NAMES, type LimitName } from '../limit-names.js';
+import { REQUEST_LOG_DAYS_SETTING } from '../request-log.js';
 import type { Platform } from '../platform.js';
 import type { Tenant } from '../service.js';
 import { DEFAULT_ENVIRONMENT, NAME_PATTERN, NAME_RULE, namespaceOf } from '../tenancy.js';
@@ -45,11 +47,17 @@ const projectSection: ProjectSection = {
     if (entry.name !== 'settings.json') return context.warn(`project: the entry ${entry.name} is not known to this Alto and was left out`);
     const settings = await entry.json<{ limits?: Record<string, unknown> }>();
     const changes: Partial<Record<LimitName, number | null>> = {};
+    const logs: { log_days?: number; log_bytes?: number } = {};
     for (const [name, value] of Object.entries(settings.limits ?? {})) {
+      const wholeNumber = typeof value === 'number' && Number.isInteger(value) && value >= 0;
+      // The log settings kept beside the limits: applied within this node's caps.
+      if (name === REQUEST_LOG_DAYS_SETTING && wholeNumber) await importRequestLogDays(context, value);
+      else if ((name === LOG_DAYS_SETTING || name === LOG_BYTES_SETTING) && wholeNumber) logs[name === LOG_DAYS_SETTING ? 'log_days' : 'log_bytes'] = value;
       // Limits this Alto does not know are left out, not refused: an archive of a newer Alto still imports.
-      if ((LIMIT_NAMES as readonly string[]).includes(name) && typeof value === 'number' && Number.isFinite(value) && value >= 0) changes[name as LimitName] = value;
+      else if ((LIMIT_NAMES as readonly string[]).includes(name) && typeof value === 'number' && Number.isFinite(value) && value >= 0) changes[name as LimitName] = value;
       else context.warn(`project: the limit ${name.slice(0, 60)} is not one this Alto knows; left out`);
     }
+    await importAppLogBounds(context, logs);
     if (Object.keys(changes).length === 0) return;
     await context.platform.limits.updateProjectLimits(context.callerRole, context.project.id, changes).catch((error: unknown) => {
       if (isAltoError(error) && error.status === 403) throw errors.forbidden(`the archive sets limits on the project that this key may not set (${error.detail}); import with the admin key`);
@@ -57,6 +65,30 @@ const projectSection: ProjectSection = {
     });
   },
 };
+
+/** The archive's request log days, within this node's cap (ALTO_REQUEST_LOG_MAX_DAYS), or a warning when it keeps none. */
+async function importRequestLogDays(context: SectionImport, days: number): Promise<void> {
+  const requestLog = context.platform.requestLog;
+  if (!requestLog) return context.warn(`project: request_log_days ${days} left out: this Alto keeps no request log`);
+  if (days > requestLog.maxDays) context.warn(`project: request_log_days ${days} is past this Alto's cap; set to ${requestLog.maxDays}`);
+  await requestLog.setRetentionDays(context.project.id, Math.min(days, requestLog.maxDays));
+}
+
+/** The archive's app log bounds, each brought within this node's bounds (with a warning when it had to be). */
+async function importAppLogBounds(context: SectionImport, logs: { log_days?: number; log_bytes?: number }): Promise<void> {
+  const appLogs = context.platform.appLogs;
+  const within = (name: 'log_days' | 'log_bytes', value: number | undefined, min: number, max: number) => {
+    if (value === undefined) return undefined;
+    const kept = Math.min(max, Math.max(min, value));
+    if (kept !== value) context.warn(`project: ${name} ${value} is outside this Alto's bounds (${min} to ${max}); set to ${kept}`);
+    return kept;
+  };
+  const changes = {
+    log_days: within('log_days', logs.log_days, 1, appLogs.maxDays),
+    log_bytes: within('log_bytes', logs.log_bytes, MIN_LOG_BYTES_PER_PROJECT, appLogs.maxBytes),
+  };
+  if (changes.log_days !== undefined || changes.log_bytes !== undefined) await appLogs.set(context.project.id, changes);
+}
 
 /** Every section, in the order they are written and applied: settings, data, then code. */
 export function projectSections(platform: Platform, only: Only): ProjectSection[] {
