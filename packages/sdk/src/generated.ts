@@ -77,6 +77,19 @@ export type AppDetails = {
   secrets: Array<string>;
   /** env vars the app runs with whose values are never shown: its secrets, and a function's ALTO_KEY. */
   hidden_env: Array<string>;
+  /** the secrets it sees as files in /run/secrets (names only: values are never shown). */
+  secret_files?: Array<{
+    /** the key of the secret. */
+    secret: string;
+    /** the file is /run/secrets/<target>. */
+    target: string;
+    /** the file's permission bits, as a number (0444 = 292, Docker's default). */
+    mode: number;
+    /** the file's owner (default: the app's user). */
+    uid?: number;
+    /** the file's group (default: the app's group). */
+    gid?: number;
+  }>;
   /** deploying, running, updating, crashing (an instance exited; restarting with back-off) or failed. */
   status: string;
   /** the app's address on the edge. */
@@ -177,6 +190,19 @@ export type AppDetailsInput = {
   secrets: Array<string>;
   /** env vars the app runs with whose values are never shown: its secrets, and a function's ALTO_KEY. */
   hidden_env: Array<string>;
+  /** the secrets it sees as files in /run/secrets (names only: values are never shown). */
+  secret_files?: Array<{
+    /** the key of the secret. */
+    secret: string;
+    /** the file is /run/secrets/<target>. */
+    target: string;
+    /** the file's permission bits, as a number (0444 = 292, Docker's default). */
+    mode: number;
+    /** the file's owner (default: the app's user). */
+    uid?: number;
+    /** the file's group (default: the app's group). */
+    gid?: number;
+  }>;
   /** deploying, running, updating, crashing (an instance exited; restarting with back-off) or failed. */
   status: string;
   /** the app's address on the edge. */
@@ -481,6 +507,19 @@ export type AppRunRequest = {
   follow_tag?: boolean;
   /** secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them. */
   secrets?: Array<string>;
+  /** secrets of the project the app sees as files, /run/secrets/<target> (compose's secrets), in memory (a tmpfs), never in its env; read at Run and at each Update, with a key that may read secrets. Their values are never shown. Update: the new list replaces the old, [] drops them. */
+  secret_files?: Array<{
+    /** the key of the secret. */
+    secret: string;
+    /** the file is /run/secrets/<target>. */
+    target: string;
+    /** the file's permission bits, as a number (0444 = 292, Docker's default). Default: 292. */
+    mode?: number;
+    /** the file's owner (default: the app's user). */
+    uid?: number;
+    /** the file's group (default: the app's group). */
+    gid?: number;
+  }>;
 };
 
 export type AppRunResponse = {
@@ -583,6 +622,19 @@ export type AppUpdateRequest = {
   follow_tag?: boolean;
   /** secrets of the project the app gets as env vars (stripe-key -> STRIPE_KEY), read at Run and at each Update; needs a key that may read secrets ("secret" scope or "*"). Their values are never shown. Update: the new list replaces the old, [] drops them. */
   secrets?: Array<string>;
+  /** secrets of the project the app sees as files, /run/secrets/<target> (compose's secrets), in memory (a tmpfs), never in its env; read at Run and at each Update, with a key that may read secrets. Their values are never shown. Update: the new list replaces the old, [] drops them. */
+  secret_files?: Array<{
+    /** the key of the secret. */
+    secret: string;
+    /** the file is /run/secrets/<target>. */
+    target: string;
+    /** the file's permission bits, as a number (0444 = 292, Docker's default). Default: 292. */
+    mode?: number;
+    /** the file's owner (default: the app's user). */
+    uid?: number;
+    /** the file's group (default: the app's group). */
+    gid?: number;
+  }>;
   /** env_vars replaces the app's whole list instead of being merged into it (default false). */
   replace_env_vars?: boolean;
   /** settings returned to what the app has without them (the image's entrypoint and command, no health check, the image's stop signal...); a setting given in the same call wins. */
@@ -1327,6 +1379,19 @@ export type FunctionCallResponse = {
   response: unknown;
 };
 
+export type FunctionCopyRequest = {
+  /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
+  name: string;
+  /** the environment of the project to copy the function to (the caller acts in the one it is copied from). */
+  environment: string;
+};
+
+export type FunctionCopyResponse = {
+  function: Func;
+  /** deploy: new in that environment; update: its function of that name was built again with this one's code and settings. */
+  action: "deploy" | "update";
+};
+
 export type FunctionDeleteRequest = {
   /** name of the app: lower-case letters, digits and dashes, at most 40; part of its address <name>.<project>.<domain>. */
   name: string;
@@ -1974,6 +2039,10 @@ export type Project = {
   limits: ProjectLimits;
   /** days its request log (logs/Read) keeps, within the node's cap; 0: no request log. */
   request_log_days: number;
+  /** days its apps' and functions' log lines (app/Logs) are kept. */
+  log_days: number;
+  /** bytes its apps' and functions' logs hold together on a node; the oldest lines go first. */
+  log_bytes: number;
 };
 
 export type ProjectInput = {
@@ -1984,6 +2053,10 @@ export type ProjectInput = {
   limits: ProjectLimits;
   /** days its request log (logs/Read) keeps, within the node's cap; 0: no request log. */
   request_log_days: number;
+  /** days its apps' and functions' log lines (app/Logs) are kept. */
+  log_days: number;
+  /** bytes its apps' and functions' logs hold together on a node; the oldest lines go first. */
+  log_bytes: number;
 };
 
 /** the limits in force: the project's own where set, else the free tier's; 0 means no limit */
@@ -2027,6 +2100,10 @@ export type ProjectsCreateRequest = {
   compute_gb_seconds?: number;
   /** days the project's request log keeps (0: none), at most the node's cap (ALTO_REQUEST_LOG_MAX_DAYS). */
   request_log_days?: number;
+  /** days the project's apps' log lines are kept, at most the node's ALTO_LOG_MAX_DAYS. */
+  log_days?: number;
+  /** bytes the project's apps' logs hold together on a node, the oldest lines going first; at most the node's ALTO_LOG_MAX_BYTES_PER_PROJECT. */
+  log_bytes?: number;
 };
 
 export type ProjectsCreateResponse = {
@@ -2039,6 +2116,18 @@ export type ProjectsDeleteRequest = {
 };
 
 export type ProjectsDeleteResponse = Record<string, unknown>;
+
+export type ProjectsEnvironmentsRequest = {
+  /** project name: lower-case letters, digits and dashes. */
+  name: string;
+};
+
+export type ProjectsEnvironmentsResponse = {
+  /** the default environment (apps at <app>.<project>). */
+  default: string;
+  /** sorted names. */
+  environments: Array<string>;
+};
 
 export type ProjectsListRequest = Record<string, unknown>;
 
@@ -2067,6 +2156,10 @@ export type ProjectsUpdateRequest = {
   compute_gb_seconds?: number | null;
   /** days the request log keeps (0: none); null: the node's default; left out keeps it. */
   request_log_days?: number | null;
+  /** days apps' log lines are kept; null: the node's default (ALTO_LOG_RETENTION_DAYS); left out keeps it. */
+  log_days?: number | null;
+  /** bytes the project's apps' logs hold together; null: the node's default (ALTO_LOG_BYTES_PER_PROJECT); left out keeps it. */
+  log_bytes?: number | null;
 };
 
 export type ProjectsUpdateResponse = {
@@ -3698,6 +3791,15 @@ export class FunctionService {
   }
 
   /**
+   * Deploy the function in another environment of the project (or build that environment's function of the name again) with its code, entrypoint, env vars and the names of its secrets, which that environment's values then fill; what `alto envs copy` runs. Needs an admin or owner key (a project key reaches only its own environment).
+   * @example
+   * const response = await alto.function.copy({"name":"hello","environment":"staging"});
+   */
+  copy(request: FunctionCopyRequest): Promise<FunctionCopyResponse> {
+    return this.transport.call<FunctionCopyResponse>("function", "Copy", request);
+  }
+
+  /**
    * Stop a function and delete it with its images.
    * @example
    * const response = await alto.function.delete({"name":"hello"});
@@ -4035,7 +4137,7 @@ export class ProjectsService {
   }
 
   /**
-   * Change a project's limits (and request_log_days): a number sets a limit (0 = none), null returns it to the free tier, a field left out keeps it. Only the admin key may set a limit above the free tier.
+   * Change a project's limits (and request_log_days, log_days, log_bytes): a number sets a limit (0 = none), null returns it to the free tier, a field left out keeps it. Only the admin key may set a limit above the free tier.
    * @example
    * const response = await alto.projects.update({"name":"shop","rate_limit":100,"monthly_spend_cap_micros":5000000});
    */
@@ -4050,6 +4152,15 @@ export class ProjectsService {
    */
   list(request: ProjectsListRequest = {}): Promise<ProjectsListResponse> {
     return this.transport.call<ProjectsListResponse>("projects", "List", request);
+  }
+
+  /**
+   * List a project's environments: the default one, each its keys belong to, and each that holds apps or functions (deployed there with X-Alto-Environment). The console picks among them; an owner or admin key acts in one with the X-Alto-Environment header.
+   * @example
+   * const response = await alto.projects.environments({"name":"shop"});
+   */
+  environments(request: ProjectsEnvironmentsRequest): Promise<ProjectsEnvironmentsResponse> {
+    return this.transport.call<ProjectsEnvironmentsResponse>("projects", "Environments", request);
   }
 
   /**
