@@ -166,7 +166,12 @@ secrets:
     assert.equal(memory('1g'), 1024);
     assert.equal(memory('256M'), 256);
     assert.equal(memory('1.5gb'), 1536);
-    assert.equal(memory(String(64 * 1024 * 1024)), 64);
+    assert.equal(memory(`"${64 * 1024 * 1024}"`), 64);
+    // The specification's memory is a string: bytes as a bare number are refused, as docker compose does.
+    assert.match(
+      problemsOf({ compose: oneService('deploy:', '  resources:', `    limits: {memory: ${64 * 1024 * 1024}}`) }),
+      /line 6: services\.app\.deploy\.resources\.limits\.memory: does not follow the Compose Specification: must be string/,
+    );
     assert.match(problemsOf({ compose: oneService('deploy:', '  resources:', '    limits: {memory: lots}') }), /line 6: services\.app\.deploy\.resources\.limits\.memory: "lots" is not a size/);
   });
 
@@ -400,6 +405,26 @@ describe('env_file', () => {
   });
 });
 
+describe('the Compose Specification schema', () => {
+  test('a value of the wrong shape is refused with its key path and line, after interpolation', () => {
+    const detail = problemsOf({ compose: oneService('labels: 5', 'container_name: [a, b]', 'deploy:', '  replicas: ${REPLICAS}') }, { REPLICAS: '2' });
+    assert.match(detail, /compose\.yaml line 4: services\.app\.labels: does not follow the Compose Specification: must be object, or must be array/);
+    assert.match(detail, /compose\.yaml line 5: services\.app\.container_name: does not follow the Compose Specification: must be string/);
+    // ${REPLICAS} read as the number it interpolates to: no problem there.
+    assert.doesNotMatch(detail, /replicas/);
+  });
+
+  test('what the reader reports itself is said once, unknown keys stay warnings, and later forms of the specification pass', () => {
+    const detail = problemsOf({ compose: oneService('deploy:', '  replicas: many') });
+    assert.equal(detail.match(/services\.app\.deploy\.replicas/g)?.length, 1, detail);
+    const plan = planStack({
+      compose: oneService('mem_swappiness: 10', 'env_file: [{path: ./app.env, required: false}]', 'deploy: {replicas: "2"}'),
+      readFile: () => undefined,
+    });
+    assert.deepEqual(plan.warnings, ['compose.yaml line 4: services.app.mem_swappiness: unknown service key, ignored']);
+  });
+});
+
 describe('warnings', () => {
   test('unknown and ignored keys are warned about with their line', () => {
     const compose = `version: "3.9"
@@ -451,7 +476,7 @@ describe('secrets', () => {
 
   test('file, environment and external secrets, short and long form, with modes and owners', () => {
     const compose = withSecrets(
-      '[key, {source: pass, target: db_password, mode: 0400, uid: "999", gid: 999}, {source: shared, mode: 288}]',
+      '[key, {source: pass, target: db_password, mode: 0400, uid: "999", gid: "999"}, {source: shared, mode: 288}]',
       'key: {file: ./certs/../certs/key.pem}',
       'pass: {environment: DB_PASS}',
       'shared: {external: true, name: team-api-key}',

@@ -10,6 +10,7 @@ import { posix } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { errors } from '../../kit/errors.js';
 import { APP_DEFAULTS } from '../apps/spec.js';
+import { checkComposeSchema } from './compose-schema.js';
 
 export interface TemplateParameter {
   /** As written in alto.yaml, [A-Za-z_][A-Za-z0-9_]*. */
@@ -428,6 +429,7 @@ export function planStack(source: TemplateSource, values: Record<string, string>
   }
   const variables = new Variables(values, parameterValues);
   const { services, secrets } = readComposeFile(compose, variables, source);
+  checkComposeSchema(compose, compose.document.contents as Node | null, (text) => variables.interpolate(text, () => undefined), (path) => reportedAt(report, compose.name, path));
 
   const parameterNames = settings.parameters.map((parameter) => parameter.name);
   for (const name of Object.keys(values)) {
@@ -458,6 +460,15 @@ export function planStack(source: TemplateSource, values: Record<string, string>
     warnings: inFileOrder(report.warnings),
     ...(settings.description ? { description: settings.description } : {}),
   };
+}
+
+/** Whether a problem was reported in `file` at `path`, inside it, or at a place holding it. */
+function reportedAt(report: Report, file: string, path: string): boolean {
+  const within = (inner: string, outer: string) => inner === outer || inner.startsWith(`${outer}.`) || inner.startsWith(`${outer}[`);
+  return report.problems.some((problem) => {
+    const match = /^(\S+)(?: line \d+)?: ([^ :]+): /.exec(problem);
+    return match !== null && match[1] === file && (within(match[2], path) || within(path, match[2]));
+  });
 }
 
 function throwProblems(report: Report): void {
