@@ -10,42 +10,17 @@
  * holds every line acknowledged.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { startProcess, temporaryDataDir, waitForAsync, type ServerProcess } from './harness.js';
-import { buildImage, busyboxBinary, startRegistry, type LayerEntry, type TestRegistry } from './images-fixture.js';
+import { startProcess, temporaryDataDir, type ServerProcess } from './harness.js';
+import { startRegistry, type TestRegistry } from './images-fixture.js';
 import { eventually, getThroughEdge, privateSandboxCache, runCli } from './apps-fixture.js';
 import { slotsOf } from './serverless-fixture.js';
+import { linesOfCleanDisk, notesImage, startWriteLoops } from './volume-backup-fixture.js';
 
 const PROJECT = 'notes';
 const HOST = `notes.${PROJECT}.localhost`;
-
-/** httpd on 8080 whose CGI appends its query to /data/notes (the volume) and answers once written. */
-function notesImage() {
-  const applets = ['sh', 'httpd', 'echo', 'printf'];
-  const layer: LayerEntry[] = [
-    { type: 'dir', path: 'bin/' },
-    { type: 'file', path: 'bin/busybox', content: busyboxBinary(), mode: 0o755 },
-    ...applets.map((applet): LayerEntry => ({ type: 'symlink', path: `bin/${applet}`, target: 'busybox' })),
-    { type: 'dir', path: 'tmp/', mode: 0o1777 },
-    { type: 'dir', path: 'data/' },
-    { type: 'dir', path: 'www/' },
-    { type: 'file', path: 'www/index.html', content: 'notes\n' },
-    { type: 'dir', path: 'www/cgi-bin/' },
-    {
-      type: 'file',
-      path: 'www/cgi-bin/add',
-      content: `#!/bin/sh\necho "$QUERY_STRING" >> /data/notes || exit 1\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho ok\n`,
-      mode: 0o755,
-    },
-  ];
-  return buildImage({
-    layers: [layer],
-    config: { Env: ['PATH=/bin'], Entrypoint: ['/bin/sh', '-c'], Cmd: ['httpd -f -v -p 8080 -h /www'], ExposedPorts: { '8080/tcp': {} } },
-  });
-}
 
 const cache = privateSandboxCache();
 const folders: string[] = [];
@@ -76,29 +51,14 @@ test("a microVM app's volume: copied while its instance serves writes, and while
   assert.equal((await add('first')).body, 'ok\n');
 
   // Two request loops, each appending line after line: acknowledged lines, and any failure.
-  const acknowledged: string[] = [];
-  const failures: string[] = [];
-  let writing = true;
-  const loop = async (name: string) => {
-    for (let index = 0; writing; index++) {
-      const line = `${name}-${index}`;
-      try {
-        const answer = await add(line);
-        if (answer.status === 200 && answer.body === 'ok\n') acknowledged.push(line);
-        else failures.push(`${line}: ${answer.status} ${answer.body}`);
-      } catch (error) {
-        failures.push(`${line}: ${(error as Error).message}`);
-      }
-    }
-  };
-  const loops = [loop('a'), loop('b')];
-  await waitForAsync(async () => acknowledged.length >= 30, '30 lines written before the backup', 60_000);
+  const writes = startWriteLoops(add);
+  const { acknowledged, failures } = writes;
+  await writes.waitForLines(30, '30 lines written before the backup', 60_000);
   const beforeBackup = [...acknowledged];
   const whileRunning = await runCli(['backup', '--data', source, '--to', backups], environment);
   const duringBackup = acknowledged.length - beforeBackup.length;
-  await waitForAsync(async () => acknowledged.length >= beforeBackup.length + duringBackup + 10, '10 more lines after the backup', 60_000);
-  writing = false;
-  await Promise.all(loops);
+  await writes.waitForLines(beforeBackup.length + duringBackup + 10, '10 more lines after the backup', 60_000);
+  await writes.stop();
   assert.deepEqual(failures, [], 'no request failed during the backup');
   assert.equal(whileRunning.code, 0, whileRunning.stderr + whileRunning.stdout);
   const copiedLine = /volume apps\/volumes\/[^/]+\/notes\/data: copied from its running instance, its filesystem frozen for \d+ ms in its microVM; QEMU copied the disk as of the freeze in \d+ ms/;
@@ -127,16 +87,7 @@ test("a microVM app's volume: copied while its instance serves writes, and while
     const projects = readdirSync(join(restored, 'apps', 'volumes'));
     assert.equal(projects.length, 1);
     const disk = join(restored, 'apps', 'volumes', projects[0], 'notes', 'data', 'volume.ext4');
-    // e2fsck -n passes a copy caught mid-write too (it skips the journal and reports stale
-    // counts without failing): a frozen filesystem has no journal to replay and nothing to fix.
-    const check = spawnSync('e2fsck', ['-n', '-f', disk], { encoding: 'utf8' });
-    const said = `${check.stdout}${check.stderr}`;
-    assert.equal(check.status, 0, said);
-    assert.doesNotMatch(said, /journal recovery|Fix\?/, said);
-    const header = execFileSync('dumpe2fs', ['-h', disk], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    assert.match(header, /^Filesystem state:\s+clean$/m);
-    assert.doesNotMatch(/^Filesystem features:.*$/m.exec(header)![0], /needs_recovery/);
-    return new Set(execFileSync('debugfs', ['-R', 'cat /notes', disk], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n'));
+    return linesOfCleanDisk(disk);
   };
   const ofRunning = await linesOf(runningId);
   assert.ok(ofRunning.has('first'));
