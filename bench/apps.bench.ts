@@ -15,7 +15,10 @@
  *   with one thread or worker as the edge has one event loop, keep-alive to the instance, in the
  *   same run: what a proxy written in C keeps on this machine, next to the edge's figure; and
  *   bench/node-pipe.mjs, a Node.js process copying bytes between a client connection and its own
- *   backend connection with no HTTP work at all: the floor of what Node's sockets cost.
+ *   backend connection with no HTTP work at all: the floor of what Node's sockets cost;
+ * - the proxy's CPU per request in each keep-alive round (from /proc: Alto's process with all its
+ *   threads, not its sandboxes; each peer's processes), which a neighbour's load moves less than
+ *   requests/s: where the edge stands against a bare Node.js pipe and a proxy written in C.
  *
  * Alto runs from its compiled build (the bench runs `npm run build` first), as users run it. The
  * app has one instance, with a concurrency above the connection count, so both paths load that
@@ -30,7 +33,7 @@
  * (BENCH_PEERS=haproxy,nginx,node-pipe by default; empty for none)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,7 +42,7 @@ import { nodeAppImage } from '../packages/alto/test/app-images.js';
 import { privateSandboxCache } from '../packages/alto/test/apps-fixture.js';
 import { startProcess, temporaryDataDir } from '../packages/alto/test/harness.js';
 import { startRegistry, type TestRegistry } from '../packages/alto/test/images-fixture.js';
-import { median, parseWrkOutput, type WrkFigures } from './wrk.js';
+import { cpuMicros, median, parseWrkOutput, type WrkFigures } from './wrk.js';
 
 const seconds = Number(process.argv[2] ?? 8);
 const connections = Number(process.argv[3] ?? 50);
@@ -63,7 +66,8 @@ if (spawnSync('wrk', ['--version']).error) {
   process.exit(1);
 }
 
-type LoadResult = WrkFigures;
+/** wrk's figures, with the proxy's CPU per request (µs, from /proc) where a proxy was measured. */
+type LoadResult = WrkFigures & { cpuPerRequest?: number };
 
 interface DriverFigures {
   driver: DriverName;
@@ -86,6 +90,27 @@ function medianRound(rounds: LoadResult[]): LoadResult {
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
+/** The CPU time (µs) of a process and every process under it. */
+function treeCpuMicros(pid: number): number {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      parents.set(Number(entry), Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ')[1]));
+    } catch {
+      // Gone since the listing.
+    }
+  }
+  let total = 0;
+  const pending = [pid];
+  while (pending.length > 0) {
+    const current = pending.pop()!;
+    total += cpuMicros(current) || 0;
+    for (const [child, parent] of parents) if (parent === current) pending.push(child);
+  }
+  return total;
+}
+
 /** A free port on loopback, for a peer proxy to listen on. */
 async function freePort(): Promise<number> {
   const server = createServer();
@@ -97,6 +122,8 @@ async function freePort(): Promise<number> {
 
 interface Peer {
   url: string;
+  /** The CPU time its processes used so far (µs). */
+  cpu(): number;
   stop(): Promise<void>;
 }
 
@@ -113,6 +140,7 @@ async function startNodePipe(backend: string): Promise<Peer> {
   });
   return {
     url: `http://127.0.0.1:${port}/`,
+    cpu: () => treeCpuMicros(child.pid!),
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
@@ -172,6 +200,8 @@ http {
   }
   return {
     url,
+    // nginx's master and its one worker.
+    cpu: () => treeCpuMicros(child.pid!),
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
@@ -184,13 +214,19 @@ http {
  * wrk against `url` with this Host, keep-alive or a new connection per request (`Connection:
  * close`); waited on asynchronously, so this process's own connections to Alto stay serviced.
  */
-function runLoad(url: string, host: string, duration: number, fresh = false): Promise<LoadResult> {
+function runLoad(url: string, host: string, duration: number, fresh = false, proxyCpu?: () => number): Promise<LoadResult> {
   const headers = ['-H', `Host: ${host}`, ...(fresh ? ['-H', 'Connection: close'] : [])];
+  const cpuBefore = proxyCpu?.();
   const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${duration}s`, '--latency', ...headers, url]);
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk));
   return new Promise((resolve, reject) =>
-    child.once('close', (code) => (code === 0 ? resolve(parseWrkOutput(output)) : reject(new Error(`wrk exited with ${code}`)))),
+    child.once('close', (code) => {
+      if (code !== 0) return reject(new Error(`wrk exited with ${code}`));
+      const figures: LoadResult = parseWrkOutput(output);
+      if (proxyCpu && cpuBefore !== undefined) figures.cpuPerRequest = (proxyCpu() - cpuBefore) / (figures.requestsPerSecond * duration);
+      resolve(figures);
+    }),
   );
 }
 
@@ -216,6 +252,8 @@ async function measureDriver(driver: DriverName, registry: TestRegistry, image: 
     const accelerator = String(status.sandbox?.accelerator ?? 'unknown');
 
     const edgeUrl = `${alto.url}/`;
+    // Alto's own process (every thread), not its sandboxes.
+    const edgeCpu = () => cpuMicros(alto.child.pid!);
     const edgeHost = `web.${PROJECT}.localhost:${new URL(alto.url).port}`;
     const backend = new URL((await call('Resolve', { name: 'web' })).url as string);
     const directUrl = `${backend.origin}/`;
@@ -227,7 +265,7 @@ async function measureDriver(driver: DriverName, registry: TestRegistry, image: 
     const peerRounds = new Map<string, LoadResult[]>();
     const peerNames = (process.env.BENCH_PEERS ?? PEER_NAMES.join(',')).split(',').filter((name): name is PeerName => (PEER_NAMES as readonly string[]).includes(name));
     for (let round = 0; round < ROUNDS; round++) {
-      edgeRounds.push(await runLoad(edgeUrl, edgeHost, seconds));
+      edgeRounds.push(await runLoad(edgeUrl, edgeHost, seconds, false, edgeCpu));
       directRounds.push(await runLoad(directUrl, backend.host, seconds));
     }
     // The peers after the edge's rounds, each with a direct run beside it: the edge's own figures
@@ -238,7 +276,7 @@ async function measureDriver(driver: DriverName, registry: TestRegistry, image: 
         if (!peer) continue;
         try {
           await runLoad(peer.url, edgeHost, warmUp);
-          peerRounds.set(name, [...(peerRounds.get(name) ?? []), await runLoad(peer.url, edgeHost, seconds)]);
+          peerRounds.set(name, [...(peerRounds.get(name) ?? []), await runLoad(peer.url, edgeHost, seconds, false, () => peer.cpu())]);
         } finally {
           await peer.stop();
         }
@@ -298,12 +336,13 @@ for (const figure of figures) {
     console.log(`| ${figure.driver} | ${path} | ${result.requestsPerSecond.toFixed(0)} | ${ms(result.p50)} | ${ms(result.p99)} | ${result.errors} |`);
 }
 console.log(`\nkeep-alive rounds (req/s), edge / direct: ${figures.map((f) => `${f.driver}: ${f.edgeRounds.map((e, i) => `${e.requestsPerSecond.toFixed(0)}/${f.directRounds[i].requestsPerSecond.toFixed(0)}`).join(', ')}`).join('; ')}`);
-console.log('\n| driver | connections | edge/direct req/s | edge/direct p50 |');
-console.log('|---|---|---:|---:|');
+const cpu = (result: LoadResult) => (result.cpuPerRequest === undefined ? '' : result.cpuPerRequest.toFixed(1));
+console.log('\n| driver | connections | edge/direct req/s | edge/direct p50 | proxy CPU µs/request |');
+console.log('|---|---|---:|---:|---:|');
 for (const figure of figures) {
-  console.log(`| ${figure.driver} | keep-alive | ${(figure.edge.requestsPerSecond / figure.direct.requestsPerSecond).toFixed(2)} | ${(figure.edge.p50 / figure.direct.p50).toFixed(2)} |`);
-  console.log(`| ${figure.driver} | new per request | ${(figure.edgeFresh.requestsPerSecond / figure.directFresh.requestsPerSecond).toFixed(2)} | ${(figure.edgeFresh.p50 / figure.directFresh.p50).toFixed(2)} |`);
+  console.log(`| ${figure.driver} | keep-alive | ${(figure.edge.requestsPerSecond / figure.direct.requestsPerSecond).toFixed(2)} | ${(figure.edge.p50 / figure.direct.p50).toFixed(2)} | ${cpu(figure.edge)} |`);
+  console.log(`| ${figure.driver} | new per request | ${(figure.edgeFresh.requestsPerSecond / figure.directFresh.requestsPerSecond).toFixed(2)} | ${(figure.edgeFresh.p50 / figure.directFresh.p50).toFixed(2)} | |`);
   for (const { name, result } of figure.peers)
-    console.log(`| ${figure.driver} | keep-alive, ${name} instead of the edge | ${(result.requestsPerSecond / figure.direct.requestsPerSecond).toFixed(2)} | ${(result.p50 / figure.direct.p50).toFixed(2)} |`);
+    console.log(`| ${figure.driver} | keep-alive, ${name} instead of the edge | ${(result.requestsPerSecond / figure.direct.requestsPerSecond).toFixed(2)} | ${(result.p50 / figure.direct.p50).toFixed(2)} | ${cpu(result)} |`);
 }
 console.log('(target: keep-alive edge/direct at least 0.7 on the process driver)');
