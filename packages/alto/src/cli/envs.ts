@@ -11,39 +11,12 @@
  * header, X-Alto-Environment), and calls the `app` service by name, like cli/apps.ts.
  */
 import type { Command } from 'commander';
-import { AltoError, type Alto } from '@alto/sdk';
+import { AltoError, type Alto, type AppDetailsInput, type AppListResponse } from '@alto/sdk';
+import { RUN_SETTINGS } from '../compute/apps/run-settings.js';
 import { dim, green, printJson, wantsJson } from './output.js';
 import type { CommandHelpers } from './usage.js';
 
 type Flags = { json?: boolean; url?: string; key?: string; profile?: string; dryRun?: boolean };
-
-/** What app/List shows of an app that Run takes back (cli/apps.ts's ServiceView is narrower). */
-interface AppDefinition {
-  name: string;
-  image: string;
-  port: number;
-  env_vars: Record<string, string>;
-  secrets: string[];
-  memory: number;
-  cpus: number;
-  min_instances: number;
-  max_instances: number;
-  concurrency: number;
-  idle_timeout: number;
-  pool: number;
-  volumes: { name: string; path: string }[];
-  tcp: number;
-  outbound: boolean;
-  stop_signal?: string;
-  stop_timeout?: number;
-  entrypoint?: string[];
-  command?: string[];
-  link_aliases?: Record<string, string>;
-  health_check?: { test: string[]; interval: number; timeout: number; start_period: number; retries?: number };
-  links: string[];
-  follow_tag?: boolean;
-  secret_files?: { secret: string; target: string; mode: number; uid?: number; gid?: number }[];
-}
 
 /** One app's copy: run anew, or an update of the destination's app of that name. */
 interface CopyStep {
@@ -53,38 +26,14 @@ interface CopyStep {
 }
 
 /** The request that gives an app of another environment this app's definition. */
-export function runRequestOf(app: AppDefinition): Record<string, unknown> {
-  const optional = <Key extends keyof AppDefinition>(key: Key) => (app[key] !== undefined ? { [key]: app[key] } : {});
-  return {
-    name: app.name,
-    image: app.image,
-    port: app.port,
-    env_vars: app.env_vars,
-    secrets: app.secrets,
-    memory: app.memory,
-    cpus: app.cpus,
-    min_instances: app.min_instances,
-    max_instances: app.max_instances,
-    concurrency: app.concurrency,
-    idle_timeout: app.idle_timeout,
-    pool: app.pool,
-    volumes: app.volumes,
-    tcp: app.tcp,
-    outbound: app.outbound,
-    links: app.links,
-    ...optional('stop_signal'),
-    ...optional('stop_timeout'),
-    ...optional('entrypoint'),
-    ...optional('command'),
-    ...optional('link_aliases'),
-    ...optional('health_check'),
-    ...optional('follow_tag'),
-    ...optional('secret_files'),
-  };
+export function runRequestOf(app: AppDetailsInput): Record<string, unknown> {
+  const request: Record<string, unknown> = { name: app.name, image: app.image };
+  for (const name of RUN_SETTINGS) if (app[name] !== undefined) request[name] = app[name];
+  return request;
 }
 
-async function appsOf(alto: Alto): Promise<AppDefinition[]> {
-  return (await alto.transport.call<{ services: AppDefinition[] }>('app', 'List', {})).services;
+async function appsOf(alto: Alto): Promise<AppDetailsInput[]> {
+  return (await alto.transport.call<AppListResponse>('app', 'List', {})).services;
 }
 
 /** One function's copy: deployed anew, or the destination's function of that name built again. */

@@ -16,9 +16,10 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AltoError, errors, isAltoError } from '../../kit/errors.js';
+import { AltoError, errors } from '../../kit/errors.js';
 import { admitHttpCall, projectPayer } from '../../platform/calls.js';
 import type { Platform } from '../../platform/platform.js';
+import { sendRouteError } from '../../platform/route-answers.js';
 import type { Component, HttpRoute, Tenant } from '../../platform/service.js';
 import { projectIdOf } from '../../platform/tenancy.js';
 import { RangeNotSatisfiableError, type RangeRequest, type Visibility } from '../../store/objects/port.js';
@@ -276,32 +277,9 @@ function originOf(request: IncomingMessage): string | undefined {
 }
 
 function sendError(request: IncomingMessage, response: ServerResponse, error: unknown, requestId: string, platform: Platform): void {
-  let failure: AltoError;
-  if (isAltoError(error)) failure = error;
-  else {
-    // A client that vanished mid-upload is not our fault and needs no answer.
-    if (request.destroyed) {
-      if (!response.headersSent) response.destroy();
-      return;
-    }
-    platform.log.error({ err: error, req_id: requestId }, 'space: serving an object failed');
-    failure = errors.internal();
-  }
-  if (response.headersSent) {
-    response.destroy();
-    return;
-  }
-  const payload = JSON.stringify(failure.toBody(requestId));
-  const headers: Record<string, string | number> = {
-    ...CORS_HEADERS,
-    ...failure.headers,
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(payload),
-    'x-request-id': requestId,
-  };
-  if (failure instanceof RangeNotSatisfiableError) headers['content-range'] = `bytes */${failure.size}`;
-  // Answering before the body was read would leave it in the socket: close after replying.
-  if (!request.complete) headers.connection = 'close';
-  response.writeHead(failure.status, headers);
-  response.end(request.method === 'HEAD' ? undefined : payload);
+  sendRouteError(request, response, error, requestId, platform.log, {
+    what: 'space: serving an object failed',
+    bodyRead: request.complete,
+    headers: (failure) => ({ ...CORS_HEADERS, ...(failure instanceof RangeNotSatisfiableError ? { 'content-range': `bytes */${failure.size}` } : {}) }),
+  });
 }

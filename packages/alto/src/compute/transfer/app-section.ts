@@ -31,15 +31,12 @@ import { errors, isAltoError } from '../../kit/errors.js';
 import type { ArchiveWriter } from '../../platform/transfer/archive.js';
 import type { ProjectSection, SectionImport } from '../../platform/transfer/section.js';
 import { DEFAULT_ENVIRONMENT } from '../../platform/tenancy.js';
+import { RUN_SETTINGS as APP_RUN_SETTINGS } from '../apps/run-settings.js';
 import type { ImageDetails, ImageManager } from '../images/manager.js';
 import { imagesComponent } from '../images/service.js';
 
-/** What app/List shows of an app that app/Run takes back. */
-const RUN_SETTINGS = [
-  'port', 'env_vars', 'memory', 'cpus', 'min_instances', 'max_instances', 'concurrency', 'idle_timeout', 'pool', 'volumes', 'tcp',
-  'outbound', 'stop_signal', 'stop_timeout', 'entrypoint', 'command', 'link_aliases', 'health_check', 'stack', 'links', 'follow_tag', 'secrets',
-  'secret_files',
-] as const;
+/** What app/List shows of an app that app/Run takes back, with the stack it is a service of. */
+const RUN_SETTINGS = [...APP_RUN_SETTINGS, 'stack'] as const;
 const HEX = /^[0-9a-f]{64}$/;
 
 interface AppDefinition {

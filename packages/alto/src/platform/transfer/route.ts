@@ -33,8 +33,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AltoError, errors, isAltoError } from '../../kit/errors.js';
+import { AltoError, errors } from '../../kit/errors.js';
 import type { Platform } from '../platform.js';
+import { sendJsonAnswer, sendRouteError } from '../route-answers.js';
 import type { HttpRoute, Tenant } from '../service.js';
 import { DEFAULT_ARCHIVE_LIMITS } from './archive.js';
 import { ExportSpools, rangeStart, spoolView } from './export-spool.js';
@@ -152,9 +153,7 @@ async function resumeExport(id: string, url: URL, request: IncomingMessage, resp
     return void response.end();
   }
   if (url.searchParams.has('info')) {
-    const body = JSON.stringify(spoolView(spool));
-    response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-    return void response.end(body);
+    return sendJsonAnswer(response, 200, spoolView(spool));
   }
   if (spool.state === 'failed') throw errors.conflict(`export ${spool.id} failed part way (${spool.failure ?? 'see the server log'}): export again`);
   const offset = rangeStart(request.headers.range);
@@ -239,9 +238,7 @@ async function receiveUpload(id: string, request: IncomingMessage, response: Ser
     await pipeline(request, bounded(offset), createWriteStream(file, { flags: offset === 0 ? 'w' : 'a', mode: 0o600 }));
   } else request.resume();
   const received = (await stat(file).catch(() => undefined))?.size ?? 0;
-  const body = JSON.stringify({ upload: id, received });
-  response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-  response.end(body);
+  sendJsonAnswer(response, 200, { upload: id, received });
 }
 
 async function removeStaleUploads(platform: Platform): Promise<void> {
@@ -268,7 +265,7 @@ async function receiveImport(url: URL, request: IncomingMessage, response: Serve
     const result = await importProject(platform, caller, file, { as, passphrase: passphraseOf(request), environments, signal });
     imported = true;
     const sections = Object.fromEntries(Object.entries(result.manifest.sections).map(([name, section]) => [name, section.count]));
-    const body = JSON.stringify({
+    sendJsonAnswer(response, 200, {
       project: { id: result.project.id, name: result.project.name },
       key: result.key,
       from: { project: result.manifest.project, alto_version: result.manifest.altoVersion, created: result.manifest.createdAt },
@@ -276,8 +273,6 @@ async function receiveImport(url: URL, request: IncomingMessage, response: Serve
       environments: result.environments,
       warnings: result.warnings,
     });
-    response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
-    response.end(body);
   } finally {
     // An upload stays for another try (another name, the passphrase) until it was imported.
     if (!upload || imported) await rm(file, { force: true });
@@ -285,28 +280,6 @@ async function receiveImport(url: URL, request: IncomingMessage, response: Serve
 }
 
 function sendError(request: IncomingMessage, response: ServerResponse, error: unknown, requestId: string, platform: Platform): void {
-  let failure: AltoError;
-  if (isAltoError(error)) failure = error;
-  else {
-    if (request.destroyed) {
-      if (!response.headersSent) response.destroy();
-      return;
-    }
-    platform.log.error({ err: error, req_id: requestId }, 'a project archive request failed');
-    failure = errors.internal();
-  }
-  if (response.headersSent) {
-    response.destroy();
-    return;
-  }
-  const payload = JSON.stringify(failure.toBody(requestId));
-  response.writeHead(failure.status, {
-    ...failure.headers,
-    'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(payload),
-    'x-request-id': requestId,
-    // A refused upload may still be coming: close after replying.
-    ...(request.readableEnded ? {} : { connection: 'close' }),
-  });
-  response.end(payload);
+  // A refused upload may still be coming: close after replying.
+  sendRouteError(request, response, error, requestId, platform.log, { what: 'a project archive request failed', bodyRead: request.readableEnded });
 }
