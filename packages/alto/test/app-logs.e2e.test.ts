@@ -23,7 +23,8 @@ const HOST = `talker.${PROJECT}.localhost`;
 /** The app's log folder cap and output rate in this test (small, so a flood passes both quickly). */
 const MAX_BYTES = 256 * 1024;
 const LINES_PER_SECOND = 500;
-const FLOOD_LINES = 100_000;
+/** About 300 MiB of output: three times what Alto may grow by, so a store that kept the flood fails the bound by far. */
+const FLOOD_LINES = 300_000;
 
 const APPLETS = ['sh', 'httpd', 'sleep', 'touch', 'echo', 'cat', 'rm', 'mv', 'printf'];
 
@@ -187,16 +188,19 @@ describe('app logs on disk', () => {
     assert.match(cli.stderr, /since/);
   });
 
-  test('a flood is throttled with a counted marker, Alto\'s memory stays bounded, and rotation keeps the folder under its cap', async () => {
+  test('a flood is throttled with a counted marker, Alto\'s memory stays bounded, and rotation keeps the folder under its cap', async (t) => {
     const before = residentBytes(alto.child.pid!);
     assert.equal((await get('/cgi-bin/flood')).status, 200);
     await eventually(async () => (await logs({ grep: 'flood done' })).length > 0, 'the end of the flood', 120_000);
     const markers = await logs({ stream: 'system', grep: 'lines dropped]', lines: 5_000 });
     const dropped = markers.reduce((sum, line) => sum + Number(/^\[… (\d+) lines? dropped\]$/.exec(line.line)![1]), 0);
     assert.ok(dropped > 0 && dropped < FLOOD_LINES, `${dropped} lines dropped`);
-    // About 100 MiB went through; what Alto kept of it is bounded by its rings, buffers and the rate.
+    // About 300 MiB went through; what Alto kept of it is bounded by its rings, buffers and the
+    // rate. The garbage the flood leaves until V8 collects it moves the figure (22 to 100 MiB seen
+    // with a third of this flood), not the flood's size.
     const grown = residentBytes(alto.child.pid!) - before;
-    assert.ok(grown < 96 * 1024 ** 2, `Alto grew by ${Math.round(grown / 1024 ** 2)} MiB`);
+    t.diagnostic(`Alto's resident memory grew by ${Math.round(grown / 1024 ** 2)} MiB while about 300 MiB of output went through`);
+    assert.ok(grown < 128 * 1024 ** 2, `Alto grew by ${Math.round(grown / 1024 ** 2)} MiB`);
     assert.ok(folderBytes(logDir()) <= MAX_BYTES, `${folderBytes(logDir())} bytes in the log folder`);
     assert.ok(readdirSync(logDir()).length > 1, 'the log rotated into several segments');
     // The newest lines are kept, the oldest pruned.
