@@ -30,7 +30,9 @@ const APPLETS = ['sh', 'httpd', 'sleep', 'touch', 'echo', 'cat', 'rm', 'mv', 'pr
 
 /**
  * busybox httpd on 8080; /cgi-bin/say?TEXT makes the main loop print TEXT, /cgi-bin/flood makes
- * it print FLOOD_LINES lines of about 1 KiB at once, then "flood done" after a pause.
+ * it print FLOOD_LINES lines of about 1 KiB at once, then "flood done" after a pause. The CGI
+ * writes TEXT under a name the loop's glob does not match, then renames it into place, so the
+ * loop never prints a half-written file or prints one twice (once by each name).
  */
 function talkerImage(): Promise<BuiltImage> {
   const script = [
@@ -54,7 +56,7 @@ function talkerImage(): Promise<BuiltImage> {
     { type: 'dir', path: 'www/' },
     { type: 'file', path: 'www/index.html', content: 'talker\n' },
     { type: 'dir', path: 'www/cgi-bin/' },
-    { type: 'file', path: 'www/cgi-bin/say', content: cgi('echo "$QUERY_STRING" > /tmp/say.$$.tmp && mv /tmp/say.$$.tmp /tmp/say.$$'), mode: 0o755 },
+    { type: 'file', path: 'www/cgi-bin/say', content: cgi('echo "$QUERY_STRING" > /tmp/writing.$$ && mv /tmp/writing.$$ /tmp/say.$$'), mode: 0o755 },
     { type: 'file', path: 'www/cgi-bin/flood', content: cgi('touch /tmp/flood'), mode: 0o755 },
   ];
   return buildImage({ layers: [layer], config: { Env: ['PATH=/bin'], Entrypoint: ['/bin/sh', '-c'], Cmd: [script], ExposedPorts: { '8080/tcp': {} } } });
