@@ -13,9 +13,12 @@
  * - peers: the same instance behind HAProxy and nginx (`apt-get install -y haproxy nginx-light`;
  *   a peer not installed is left out), each
  *   with one thread or worker as the edge has one event loop, keep-alive to the instance, in the
- *   same run: what a proxy written in C keeps on this machine, next to the edge's figure; and
+ *   same run: what a proxy written in C keeps on this machine, next to the edge's figure;
  *   bench/node-pipe.mjs, a Node.js process copying bytes between a client connection and its own
- *   backend connection with no HTTP work at all: the floor of what Node's sockets cost;
+ *   backend connection with no HTTP work at all: the floor of what Node's sockets cost; and
+ *   bench/node-pipeline.mjs, a Node.js proxy that pipelines the requests of every client on 8
+ *   backend connections: what that technique would buy a Node.js proxy here (fewer writes to the
+ *   instance, and fewer reads and writes for the instance itself);
  * - the proxy's CPU per request in each keep-alive round (from /proc: Alto's process with all its
  *   threads, not its sandboxes; each peer's processes), which a neighbour's load moves less than
  *   requests/s: where the edge stands against a bare Node.js pipe and a proxy written in C.
@@ -30,7 +33,7 @@
  * edge's figures came out lower in rounds after a peer had run against the same instance).
  *
  * Run (as root): node --import tsx bench/apps.bench.ts [seconds=8] [connections=50] [drivers=process,microvm] [rounds=3]
- * (BENCH_PEERS=haproxy,nginx,node-pipe by default; empty for none)
+ * (BENCH_PEERS=haproxy,nginx,node-pipe,node-pipeline by default; empty for none)
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -127,16 +130,25 @@ interface Peer {
   stop(): Promise<void>;
 }
 
-const PEER_NAMES = ['haproxy', 'nginx', 'node-pipe'] as const;
+const PEER_NAMES = ['haproxy', 'nginx', 'node-pipe', 'node-pipeline'] as const;
 type PeerName = (typeof PEER_NAMES)[number];
+const PEER_LABELS: Record<PeerName, string> = {
+  haproxy: 'haproxy (one thread)',
+  nginx: 'nginx (one thread)',
+  'node-pipe': 'a bare Node.js socket pipe (node-pipe.mjs)',
+  'node-pipeline': 'a Node.js proxy pipelining on 8 connections (node-pipeline.mjs)',
+};
 
-/** bench/node-pipe.mjs: a connection to the backend per client connection, bytes copied as they come. */
-async function startNodePipe(backend: string): Promise<Peer> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('node-pipe.mjs', import.meta.url)), backend], { stdio: ['ignore', 'pipe', 'inherit'] });
+/**
+ * A Node.js peer from bench/: node-pipe.mjs (a connection to the backend per client connection,
+ * bytes copied as they come) or node-pipeline.mjs (requests pipelined on a few backend connections).
+ */
+async function startNodePeer(name: 'node-pipe' | 'node-pipeline', backend: string): Promise<Peer> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL(`${name}.mjs`, import.meta.url)), backend], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const port = await new Promise<number>((resolve, reject) => {
     child.stdout!.once('data', (chunk: Buffer) => resolve((JSON.parse(chunk.toString().split('\n')[0]) as { port: number }).port));
-    child.once('exit', (code) => reject(new Error(`node-pipe exited with ${code}`)));
+    child.once('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
   });
   return {
     url: `http://127.0.0.1:${port}/`,
@@ -150,7 +162,7 @@ async function startNodePipe(backend: string): Promise<Peer> {
 
 /** HAProxy or nginx in front of `backend` (host:port), one thread or worker, reusing connections to it. */
 async function startPeer(name: PeerName, backend: string): Promise<Peer | undefined> {
-  if (name === 'node-pipe') return startNodePipe(backend);
+  if (name === 'node-pipe' || name === 'node-pipeline') return startNodePeer(name, backend);
   const binary = name === 'haproxy' ? '/usr/sbin/haproxy' : '/usr/sbin/nginx';
   if (spawnSync(binary, ['-v']).error) return undefined;
   const dir = mkdtempSync(join(tmpdir(), `alto-bench-${name}-`));
@@ -331,7 +343,7 @@ for (const figure of figures) {
     ['backend directly, keep-alive', figure.direct],
     ['through the edge, new connection per request', figure.edgeFresh],
     ['backend directly, new connection per request', figure.directFresh],
-    ...figure.peers.map(({ name, result }) => [`through ${name === 'node-pipe' ? 'a bare Node.js socket pipe (node-pipe.mjs)' : `${name} (one thread)`}, keep-alive`, result] as const),
+    ...figure.peers.map(({ name, result }) => [`through ${PEER_LABELS[name as PeerName]}, keep-alive`, result] as const),
   ] as const)
     console.log(`| ${figure.driver} | ${path} | ${result.requestsPerSecond.toFixed(0)} | ${ms(result.p50)} | ${ms(result.p99)} | ${result.errors} |`);
 }
