@@ -93,6 +93,14 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
   const tagged = await fetch(`${embedded.url}/v2/shop/web/manifests/v1`, { method: 'PUT', body: manifest, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
   assert.equal(tagged.status, 201);
 
+  // An environment of its project the admin key acted in (X-Alto-Environment), no key of it: recorded, and the record moves.
+  const inQa = await fetch(`${embedded.url}/v1/id/Generate`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, 'x-alto-environment': 'qa', 'content-type': 'application/json' },
+    body: JSON.stringify({ type: 'uuid' }),
+  });
+  assert.equal(inQa.status, 200);
+
   const indexed = await call('search', 'Index', { index: 'notes', id: 'n1', data: { title: 'green tea', body: 'brewed at eighty degrees' } });
   assert.equal(indexed.status, 200, JSON.stringify(indexed.body));
 
@@ -143,6 +151,7 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
   for (const [part, counts] of before) copied.set(part, { copied: counts.copied, skipped: counts.skipped });
   assert.ok((copied.get('projects')?.copied ?? 0) >= 1, first.stdout);
   assert.ok((copied.get('api_keys')?.copied ?? 0) >= 2, 'the admin key and the project key');
+  assert.equal(copied.get('project_environments')?.copied, 1, 'qa, acted in by the admin key');
   assert.equal(copied.get('secrets')?.copied, 1);
   assert.equal(copied.get('db records')?.copied, 2);
   assert.equal(copied.get('short_urls')?.copied, 1);
@@ -179,6 +188,8 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
   const shared = await startProcess({ dataDir: target, env: environment, args: ['--store', database.url, '--objects', s3.objectsUrl] });
   try {
     const on = (service: string, endpoint: string, body: unknown) => shared.call(service, endpoint, body, key);
+    const environments = await shared.call('projects', 'Environments', { name: 'default' });
+    assert.deepEqual(environments.body.environments, ['dev', 'qa'], JSON.stringify(environments.body));
     const records = await on('db', 'Read', { table: 'customers' });
     assert.equal(records.status, 200, JSON.stringify(records.body));
     assert.deepEqual(records.body.records.map((record: { name: string }) => record.name).sort(), ['Jane', 'Joe']);

@@ -4155,7 +4155,7 @@ export class ProjectsService {
   }
 
   /**
-   * List a project's environments: the default one, each its keys belong to, and each that holds apps or functions (deployed there with X-Alto-Environment). The console picks among them; an owner or admin key acts in one with the X-Alto-Environment header.
+   * List a project's environments: the default one, each its keys belong to, each an owner or admin key acted in with the X-Alto-Environment header (the data written there included), and each that holds apps or functions. The console picks among them; a project export carries them all.
    * @example
    * const response = await alto.projects.environments({"name":"shop"});
    */

@@ -17,7 +17,7 @@ import { tracer, type Span } from '../kit/tracing.js';
 import { admitCall, admitCallNow, finishCall, recordRefusedCall, type AdmittedCall } from '../platform/calls.js';
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, PublicCallContext, ServiceDefinition, Tenant } from '../platform/service.js';
-import { ENVIRONMENT_HEADER, tenantInEnvironment } from '../platform/tenancy.js';
+import { ENVIRONMENT_HEADER } from '../platform/tenancy.js';
 import {
   credentialsFrom,
   credentialsOf,
@@ -305,7 +305,8 @@ export class Api {
   /**
    * The tenant of a valid key (undefined for a public call without one), or 401/403: at once for
    * a key this process knows, else a promise of the store's answer. `environment` is the
-   * X-Alto-Environment header: the environment of its project an admin or owner key acts in.
+   * X-Alto-Environment header: the environment of its project an admin or owner key acts in,
+   * recorded for the project the first time this process sees it (a promise then, at once after).
    */
   authenticate(route: Route, credentials: string | undefined, environment?: string): Tenant | undefined | Promise<Tenant> {
     const access = route.endpoint.access ?? 'key';
@@ -313,9 +314,10 @@ export class Api {
     if (credentials === undefined) {
       throw errors.unauthorized('an API key is required: send "Authorization: Bearer <key>"');
     }
-    const tenant = this.platform.tenancy.knownTenant(credentials) ?? this.platform.tenancy.authenticate(credentials);
+    const { tenancy } = this.platform;
+    const tenant = tenancy.knownTenant(credentials) ?? tenancy.authenticate(credentials);
     if (environment === undefined) return tenant;
-    return isPromise(tenant) ? tenant.then((known) => tenantInEnvironment(known, environment)) : tenantInEnvironment(tenant, environment);
+    return isPromise(tenant) ? tenant.then((known) => tenancy.actInEnvironment(known, environment)) : tenancy.actInEnvironment(tenant, environment);
   }
 
   /** Whether the key may call this endpoint (its role and scopes), or 403. */

@@ -107,6 +107,46 @@ test('scopes must name known services; names follow the rules; environments sepa
   assert.equal(environmentOf('p1'), 'dev', 'a bare project id: the default environment');
 });
 
+test('acting in another environment records it once per process, before the call goes on; a failed record fails the call', async () => {
+  const { tenancy, store } = setup();
+  const admin = await tenancy.authenticate((await tenancy.bootstrap()).generatedAdminKey!);
+  const prod = await tenancy.authenticate((await tenancy.generateKey(admin, { projectName: 'default', scopes: ['id'], environment: 'prod' })).secret);
+
+  assert.equal(tenancy.actInEnvironment(admin, 'dev'), admin, 'its own environment: the same tenant at once');
+  assert.deepEqual(await store.listEnvironments(admin.projectId), [], 'and nothing recorded');
+  const first = tenancy.actInEnvironment(admin, 'qa');
+  assert.ok(first instanceof Promise, 'the first time, a promise of the store write');
+  assert.equal((await first).namespace, `${admin.projectId}/qa`);
+  assert.deepEqual(await store.listEnvironments(admin.projectId), ['qa'], 'recorded when the promise resolves');
+  const again = tenancy.actInEnvironment(admin, 'qa');
+  assert.ok(!(again instanceof Promise), 'recorded by this process already: at once, no promise');
+  assert.equal((again as Tenant).environment, 'qa');
+
+  // A project key may not name another environment: refused at once, nothing recorded.
+  assert.throws(() => tenancy.actInEnvironment(prod, 'staging'), (error: unknown) => error instanceof AltoError && error.status === 403);
+  assert.deepEqual(await store.listEnvironments(admin.projectId), ['qa']);
+
+  // A store that cannot record: the call fails, and the next one tries again.
+  let failing = true;
+  const flaky = new Proxy(store, {
+    get(target, property, receiver) {
+      if (property === 'noteEnvironment') {
+        return (projectId: string, environment: string) => (failing ? Promise.reject(new Error('store unavailable')) : target.noteEnvironment(projectId, environment));
+      }
+      const value = Reflect.get(target, property, receiver);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  const another = new Tenancy(flaky, () => ['id']);
+  await assert.rejects(Promise.resolve(another.actInEnvironment(admin, 'staging')), /store unavailable/);
+  assert.deepEqual(await store.listEnvironments(admin.projectId), ['qa']);
+  failing = false;
+  const retried = another.actInEnvironment(admin, 'staging');
+  assert.ok(retried instanceof Promise, 'a failed record is not remembered');
+  await retried;
+  assert.deepEqual(await store.listEnvironments(admin.projectId), ['qa', 'staging']);
+});
+
 test('an account cannot touch another account’s keys or projects', async () => {
   const { tenancy } = setup();
   const admin = await tenancy.authenticate((await tenancy.bootstrap()).generatedAdminKey!);

@@ -6,6 +6,10 @@
  * dropped the moment the store's key generation moves (a revocation, a block, a deleted project,
  * in this process or another sharing the store), so a revocation takes effect on the very next
  * call everywhere while the calls in between cost no database read.
+ *
+ * An environment an admin or owner key acts in with X-Alto-Environment is recorded in the store
+ * before the call goes on, so the data it writes there is found by exports and the console even
+ * when no key, app or function belongs to that environment.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { errors } from '../kit/errors.js';
@@ -19,6 +23,8 @@ export const DEFAULT_PROJECT = 'default';
 const ADMIN_ACCOUNT_SETTING = 'admin_account_id';
 /** Keys kept in memory at most; past it the cache starts again empty. */
 const KEY_CACHE_SIZE = 10_000;
+/** Environments this process remembers having recorded at most; past it the set starts again empty. */
+const RECORDED_ENVIRONMENTS_SIZE = 5_000;
 
 /** Project and environment names: lower-case, digits and dashes, as they appear in host names. */
 export const NAME_PATTERN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -117,6 +123,12 @@ export class Tenancy {
    * Keys not found are not kept, so guessing keys cannot crowd the real ones out.
    */
   private readonly hashes = new Map<string, string>();
+  /**
+   * Namespaces (`<projectId>/<env>`) of environments this process recorded in the store, so
+   * acting in one again costs a lookup here, not a write. Forgetting one costs only a write that
+   * changes nothing; the store keeps them for good.
+   */
+  private readonly recordedEnvironments = new Set<string>();
 
   constructor(
     private readonly store: ControlStore,
@@ -206,6 +218,23 @@ export class Tenancy {
     }
     const cached = this.keys.get(this.hashOf(secret));
     return cached && tenantOfCached(cached);
+  }
+
+  /**
+   * The tenant acting in `environment` of its project (the X-Alto-Environment header), as
+   * `tenantInEnvironment` allows it. Another environment than the key's is first recorded in the
+   * control store (`noteEnvironment`), so what the call writes there is found by exports and the
+   * console: at once, with no promise, when this process recorded it already; else a promise that
+   * fails, failing the call, when the store cannot record it.
+   */
+  actInEnvironment(tenant: Tenant, environment: string): Tenant | Promise<Tenant> {
+    const acting = tenantInEnvironment(tenant, environment);
+    if (acting === tenant || this.recordedEnvironments.has(acting.namespace)) return acting;
+    return this.store.noteEnvironment(acting.projectId, acting.environment).then(() => {
+      if (this.recordedEnvironments.size >= RECORDED_ENVIRONMENTS_SIZE) this.recordedEnvironments.clear();
+      this.recordedEnvironments.add(acting.namespace);
+      return acting;
+    });
   }
 
   /** A key's hash, remembered for keys found in the store, so a busy key is hashed once. */

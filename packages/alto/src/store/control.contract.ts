@@ -187,6 +187,32 @@ export function runControlContract(name: string, open: () => Promise<ControlAdap
       await store.deleteProject(id('project-never-was'));
     });
 
+    test('environments acted in: recorded once per project, listed sorted by the other handle, gone with their project', async () => {
+      const owner = account('environments');
+      await store.createAccount(owner);
+      const home = project(owner, 'environments-home');
+      const neighbour = project(owner, 'environments-neighbour');
+      await store.createProject(home);
+      await store.createProject(neighbour);
+      assert.deepEqual(await other.listEnvironments(home.id), [], 'none recorded yet');
+      await store.noteEnvironment(home.id, 'qa');
+      await other.noteEnvironment(home.id, 'preview-2');
+      // Recording one already there is no conflict, from either handle, even at once.
+      await Promise.all([store.noteEnvironment(home.id, 'qa'), other.noteEnvironment(home.id, 'qa'), store.noteEnvironment(home.id, 'qa')]);
+      await store.noteEnvironment(neighbour.id, 'staging');
+      assert.deepEqual(await other.listEnvironments(home.id), ['preview-2', 'qa']);
+      assert.deepEqual(await store.listEnvironments(neighbour.id), ['staging'], 'each project its own');
+      assert.deepEqual(await store.listEnvironments(id('project-never-was')), []);
+
+      await other.deleteProject(home.id);
+      assert.deepEqual(await store.listEnvironments(home.id), [], 'deleted with the project');
+      assert.deepEqual(await store.listEnvironments(neighbour.id), ['staging'], 'another project keeps its own');
+      // A project made again under the name starts with none.
+      const again = { ...home, id: id('project-environments-again') };
+      await store.createProject(again);
+      assert.deepEqual(await other.listEnvironments(again.id), []);
+    });
+
     test('settings: set replaces, claim keeps the first value; both handles see the same', async () => {
       const setting = id('setting');
       assert.equal(await store.getSetting(setting), undefined);

@@ -1,6 +1,6 @@
 /**
  * @module store/control
- * The port for Alto's control state: accounts, projects and API keys. The platform layer speaks
+ * The port for Alto's control state: accounts, projects, API keys and the environments acted in. The platform layer speaks
  * only to this interface; `store/sqlite` implements it for one machine, and `store/postgres` for
  * several processes sharing one database; both pass `control.contract.ts`.
  */
@@ -56,8 +56,16 @@ export interface ControlStore {
   findProject(accountId: string, name: string): Promise<ProjectRecord | undefined>;
   /** Projects of one account, or of every account when `accountId` is undefined. */
   listProjects(accountId: string | undefined): Promise<ProjectRecord[]>;
-  /** Deletes the project and every key that belongs to it, in one transaction. */
+  /** Deletes the project, every key that belongs to it and its recorded environments, in one transaction. */
   deleteProject(projectId: string): Promise<void>;
+  /**
+   * Records that the project has `environment` (an admin or owner key acted in it with
+   * X-Alto-Environment, or an import brought it), so exports and the console find the data there
+   * though no key, app or function belongs to it. Recording one already there changes nothing.
+   */
+  noteEnvironment(projectId: string, environment: string): Promise<void>;
+  /** The environments recorded for the project, sorted by name. */
+  listEnvironments(projectId: string): Promise<string[]>;
 
   insertKey(key: KeyRecord, hash: string): Promise<void>;
   findKeyByHash(hash: string): Promise<ResolvedKey | undefined>;

@@ -96,6 +96,7 @@ const KEYED_TABLES: Array<[source: string, target: string]> = [
   ['accounts', 'alto_accounts'],
   ['projects', 'alto_projects'],
   ['api_keys', 'alto_api_keys'],
+  ['project_environments', 'alto_project_environments'],
   ['settings', 'alto_settings'],
   ['usage_daily', 'alto_usage_daily'],
   ['compute_daily', 'alto_compute_daily'],

@@ -11,6 +11,7 @@ import { LIMIT_NAMES } from '../limit-names.js';
 import type { Platform } from '../platform.js';
 import { DEFAULT_ENVIRONMENT } from '../tenancy.js';
 import { transferRoute } from '../transfer/route.js';
+import { projectEnvironments } from '../transfer/transfer.js';
 import { limitFieldsForCreate, limitFieldsForUpdate, pickLimits, ProjectLimits } from './limits-schema.js';
 
 export const Project = z
@@ -145,18 +146,15 @@ export const projectsService = defineService({
     }),
     Environments: endpoint({
       description:
-        "List a project's environments: the default one, each its keys belong to, and each that holds apps or functions (deployed there with X-Alto-Environment). " +
-        'The console picks among them; an owner or admin key acts in one with the X-Alto-Environment header.',
+        "List a project's environments: the default one, each its keys belong to, each an owner or admin key acted in with the X-Alto-Environment header " +
+        '(the data written there included), and each that holds apps or functions. The console picks among them; a project export carries them all.',
       access: 'manage',
       request: z.object({ name: ProjectName }),
       response: z.object({ default: z.string().describe('the default environment (apps at <app>.<project>)'), environments: z.array(z.string()).describe('sorted names') }),
       example: { name: 'shop' },
       async handler(request, context) {
         const project = await context.platform.tenancy.findProject(context.tenant.accountId, request.name);
-        const { stores } = context.platform;
-        const [keys, apps, functions] = await Promise.all([stores.control.listKeys(project.id), stores.apps.listOfProject(project.id), stores.functions.listOfProject(project.id)]);
-        const found = new Set([DEFAULT_ENVIRONMENT, ...keys.map((key) => key.environment), ...apps.map((app) => app.environment), ...functions.map((fn) => fn.environment)]);
-        return { default: DEFAULT_ENVIRONMENT, environments: [...found].sort() };
+        return { default: DEFAULT_ENVIRONMENT, environments: await projectEnvironments(context.platform, context.tenant, project, context.signal) };
       },
     }),
     Delete: endpoint({

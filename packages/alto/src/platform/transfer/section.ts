@@ -19,8 +19,8 @@ export interface ProjectSection {
   kind: SectionKind;
   /**
    * The environments of the project this section holds something in, beyond those its keys
-   * name (an owner key may deploy or write into any environment with X-Alto-Environment): the
-   * export carries each of them for every section.
+   * name and those recorded when an owner key acted in them (it may deploy or write into any
+   * environment with X-Alto-Environment): the export carries each of them for every section.
    */
   environments?(context: SectionContext): Promise<string[]>;
   /** Writes the project's entries of this section. */
@@ -49,7 +49,7 @@ export interface SectionContext {
 }
 
 export interface SectionExport extends SectionContext {
-  /** The project's environments: `dev`, every one a key was made for, and every one a section holds something in (apps, functions). */
+  /** The project's environments: `dev`, every one a key was made for or an owner key acted in, and every one a section holds something in (apps, functions). */
   environments: string[];
   archive: ArchiveWriter;
   /** Seals an entry that carries secrets with the passphrase when one was given; else returns it as it is. */

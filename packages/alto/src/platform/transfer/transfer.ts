@@ -126,16 +126,17 @@ function contextFor(platform: Platform, caller: Tenant, project: ProjectRecord, 
 }
 
 /**
- * The project's environments: the default one, every one a key was made for, and every one a
- * section holds something in (apps and functions an owner key deployed there, with no key of it).
- * Every section is asked, whatever `--only` picks, so a data-only and a code-only archive of one
- * project name the same environments.
+ * The project's environments: the default one, every one a key was made for, every one an admin
+ * or owner key acted in (recorded by the tenancy), and every one a section holds something in
+ * (apps and functions an owner key deployed there, with no key of it). Every section is asked,
+ * whatever `--only` picks, so a data-only and a code-only archive of one project name the same
+ * environments. What exports carry and the console's environment picker (projects/Environments) lists.
  */
-async function environmentsOf(platform: Platform, caller: Tenant, project: ProjectRecord, sections: ProjectSection[], signal: AbortSignal): Promise<string[]> {
-  const keys = await platform.stores.control.listKeys(project.id);
-  const found = new Set([DEFAULT_ENVIRONMENT, ...keys.map((key) => key.environment)]);
+export async function projectEnvironments(platform: Platform, caller: Tenant, project: ProjectRecord, signal: AbortSignal): Promise<string[]> {
+  const [keys, recorded] = await Promise.all([platform.stores.control.listKeys(project.id), platform.stores.control.listEnvironments(project.id)]);
+  const found = new Set([DEFAULT_ENVIRONMENT, ...keys.map((key) => key.environment), ...recorded]);
   const context = contextFor(platform, caller, project, signal);
-  for (const section of sections) for (const environment of (await section.environments?.(context)) ?? []) found.add(environment);
+  for (const service of platform.listServices()) for (const environment of (await service.transfer?.environments?.(context)) ?? []) found.add(environment);
   return [...found].filter((environment) => NAME_PATTERN.test(environment)).sort();
 }
 
@@ -147,7 +148,7 @@ export async function exportProject(platform: Platform, caller: Tenant, name: st
   const project = await platform.tenancy.findProject(caller.accountId, name);
   if (options.passphrase !== undefined) checkPassphrase(options.passphrase);
   const sections = projectSections(platform, options.only);
-  const environments = await environmentsOf(platform, caller, project, platform.listServices().flatMap((service) => (service.transfer ? [service.transfer] : [])), options.signal);
+  const environments = await projectEnvironments(platform, caller, project, options.signal);
   const header: ArchiveHeader = {
     format: 'alto-project/1',
     altoVersion: platform.config.version,
@@ -231,6 +232,9 @@ export async function importProject(platform: Platform, caller: Tenant, file: st
     warn: (line) => warnings.push(line),
   };
   try {
+    // Each environment arrives as one of the new project: recorded, so one holding only data (no
+    // key, app or function of it) is listed and exported again from here.
+    for (const environment of manifest.environments ?? []) await platform.stores.control.noteEnvironment(project.id, context.environmentOf(environment));
     for await (const entry of reader.entries()) {
       options.signal.throwIfAborted();
       const section = sections.get(entry.section);

@@ -1,10 +1,10 @@
 /**
  * @module store/postgres/control
- * The PostgreSQL adapter of the control-state port: accounts, projects, keys and instance
- * settings shared by every Alto process on one database, so a key made or revoked through one
- * process is seen by the next request on any other. Names and ids use the "C" collation, so
- * listings come in the same order as from SQLite. A project's keys go with it through ON DELETE
- * CASCADE, as in the embedded adapter.
+ * The PostgreSQL adapter of the control-state port: accounts, projects, keys, the environments
+ * acted in and instance settings shared by every Alto process on one database, so a key made or
+ * revoked through one process is seen by the next request on any other. Names and ids use the
+ * "C" collation, so listings come in the same order as from SQLite. A project's keys and
+ * recorded environments go with it through ON DELETE CASCADE, as in the embedded adapter.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
@@ -41,6 +41,12 @@ const MIGRATIONS = [
    CREATE INDEX IF NOT EXISTS alto_api_keys_project ON alto_api_keys(project_id, created_at);
    CREATE INDEX IF NOT EXISTS alto_api_keys_account ON alto_api_keys(account_id);
    CREATE TABLE IF NOT EXISTS alto_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+  // Environments an admin or owner key acted in (X-Alto-Environment): they go with their project.
+  `CREATE TABLE IF NOT EXISTS alto_project_environments (
+     project_id TEXT COLLATE "C" NOT NULL REFERENCES alto_projects(id) ON DELETE CASCADE,
+     environment TEXT COLLATE "C" NOT NULL,
+     first_used BIGINT NOT NULL,
+     PRIMARY KEY (project_id, environment));`,
 ];
 
 interface AccountRow {
@@ -267,8 +273,23 @@ export class PostgresControlStore implements ControlStore {
   }
 
   async deleteProject(projectId: string): Promise<void> {
-    // Keys go with the project through ON DELETE CASCADE, inside the same statement.
+    // Keys and recorded environments go with the project through ON DELETE CASCADE, inside the same statement.
     await this.changeKeys('DELETE FROM alto_projects WHERE id = $1', [projectId]);
+  }
+
+  async noteEnvironment(projectId: string, environment: string): Promise<void> {
+    await this.pool.query(
+      'INSERT INTO alto_project_environments (project_id, environment, first_used) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+      [projectId, environment, Date.now()],
+    );
+  }
+
+  async listEnvironments(projectId: string): Promise<string[]> {
+    const { rows } = await this.pool.query<{ environment: string }>(
+      'SELECT environment FROM alto_project_environments WHERE project_id = $1 ORDER BY environment',
+      [projectId],
+    );
+    return rows.map((row) => row.environment);
   }
 
   async insertKey(key: KeyRecord, hash: string): Promise<void> {

@@ -1,6 +1,7 @@
 /**
  * @module store/sqlite/control
- * The embedded adapter of the control-state port: accounts, projects and keys in SQLite.
+ * The embedded adapter of the control-state port: accounts, projects, keys and the environments
+ * acted in, in SQLite.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
@@ -49,6 +50,12 @@ const MIGRATIONS = [
    CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);`,
   // The operator chose the text of ALTO_ADMIN_KEY: its first characters are part of a secret.
   `UPDATE api_keys SET prefix = '' WHERE description = 'admin key (ALTO_ADMIN_KEY)';`,
+  // Environments an admin or owner key acted in (X-Alto-Environment): they go with their project.
+  `CREATE TABLE project_environments (
+     project_id TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+     environment TEXT NOT NULL,
+     first_used INTEGER NOT NULL,
+     PRIMARY KEY (project_id, environment));`,
 ];
 
 interface KeyRow {
@@ -139,6 +146,10 @@ export class SqliteControlStore implements ControlStore {
       listProjects: db.prepare('SELECT * FROM projects WHERE account_id = ? ORDER BY created_at, name'),
       listAllProjects: db.prepare('SELECT * FROM projects ORDER BY created_at, name'),
       deleteProject: db.prepare('DELETE FROM projects WHERE id = ?'),
+      noteEnvironment: db.prepare(
+        'INSERT INTO project_environments (project_id, environment, first_used) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+      ),
+      listEnvironments: db.prepare('SELECT environment FROM project_environments WHERE project_id = ? ORDER BY environment'),
       insertKey: db.prepare(`INSERT INTO api_keys
         (id, account_id, project_id, environment, scopes, description, role, status, prefix, hash, created_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -212,8 +223,16 @@ export class SqliteControlStore implements ControlStore {
   }
 
   async deleteProject(projectId: string): Promise<void> {
-    // Keys go with the project through ON DELETE CASCADE, inside the same statement.
+    // Keys and recorded environments go with the project through ON DELETE CASCADE, inside the same statement.
     this.changeKeys(() => this.statements.deleteProject.run(projectId));
+  }
+
+  async noteEnvironment(projectId: string, environment: string): Promise<void> {
+    this.statements.noteEnvironment.run(projectId, environment, Date.now());
+  }
+
+  async listEnvironments(projectId: string): Promise<string[]> {
+    return (this.statements.listEnvironments.all(projectId) as { environment: string }[]).map((row) => row.environment);
   }
 
   async insertKey(key: KeyRecord, hash: string): Promise<void> {
