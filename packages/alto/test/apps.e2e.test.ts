@@ -5,7 +5,8 @@
  * instance keeps running, which the crash, restart and Resolve checks need; the default, scale to
  * zero, is serverless.e2e.test.ts's), reach the app by its Host, read its logs,
  * crash it and see it restarted with its exit in Status and Logs, update to a broken image (the
- * old version keeps serving), update to a good one under a loop of requests (none fails), keep
+ * old version keeps serving), update to a good one under a loop of requests (none fails), hand an
+ * app secrets as files with `alto deploy --secret-file` (a bad spec refused before any call), keep
  * apps across a restart of Alto, delete. Isolation through the apps path: an app cannot reach a
  * server on the host's 127.0.0.1, Alto's own port, nor another project's instance.
  */
@@ -20,6 +21,13 @@ import { brokenImage, eventually, getThroughEdge, privateSandboxCache, proberIma
 
 const PROJECT = 'shop';
 const WEB_HOST = `web.${PROJECT}.localhost`;
+
+/** A CGI listing /run/secrets: each file's name, permissions and content, a line each. */
+const SECRETS_CGI = [
+  '#!/bin/sh',
+  "printf 'Content-Type: text/plain\\r\\n\\r\\n'",
+  'cd /run/secrets && for name in *; do echo "$name $(ls -ln "$name" | awk \'{print $1}\') $(cat "$name")"; done',
+].join('\n') + '\n';
 
 describe('apps on the process sandbox', () => {
   let registry: TestRegistry;
@@ -38,7 +46,7 @@ describe('apps on the process sandbox', () => {
 
   before(async () => {
     registry = await startRegistry();
-    const [v1, v2, broken, prober] = await Promise.all([webImage('web v1', 'web v1\n'), webImage('web v2', 'web v2\n'), brokenImage(), proberImage()]);
+    const [v1, v2, broken, prober] = await Promise.all([webImage('web v1', 'web v1\n', { secrets: SECRETS_CGI }), webImage('web v2', 'web v2\n'), brokenImage(), proberImage()]);
     await registry.push('demo/web', 'v1', v1);
     await registry.push('demo/web', 'v2', v2);
     await registry.push('demo/broken', 'v1', broken);
@@ -247,6 +255,57 @@ describe('apps on the process sandbox', () => {
     assert.equal((await call('Status', { name: 'nothing' })).status, 404);
     assert.deepEqual((await call('Regions', {})).body, { regions: ['local'] });
     assert.equal((await call('Reserve', { name: 'later' })).body.reservation.name, 'later');
+  });
+
+  test('alto deploy --secret-file hands secrets as files in /run/secrets; on update the files given replace them; a bad spec creates nothing', async () => {
+    const vaultKey = await alto.projectKey('vault', ['app', 'secret']);
+    const vault = (args: string[]) => runCli([...args, '--url', alto.url, '--key', vaultKey]);
+    const get = async () => (await alto.call('app', 'Get', { name: 'keeper' }, vaultKey)).body?.service;
+    for (const [secret, value] of [['db-password', 'hunter2-database'], ['team', 'the team roster']]) {
+      assert.equal((await alto.call('secret', 'Set', { key: secret, value }, vaultKey)).status, 200);
+    }
+    const image = `${registry.host}/demo/web:v1`;
+
+    // Refused by the CLI, naming the spec, before any call; and by the server for a secret that does not exist.
+    const badMode = await vault(['deploy', image, '--name', 'keeper', '--secret-file', 'db-password:db_password:0777']);
+    assert.notEqual(badMode.code, 0);
+    assert.match(badMode.stderr, /--secret-file "db-password:db_password:0777": secret_files\.mode: permission bits up to 0775/);
+    const badTarget = await vault(['deploy', image, '--name', 'keeper', '--secret-file', 'team:/run/secrets/team']);
+    assert.notEqual(badTarget.code, 0);
+    assert.match(badTarget.stderr, /--secret-file "team:\/run\/secrets\/team": secret_files\.target: a file name/);
+    const unknown = await vault(['deploy', image, '--name', 'keeper', '--secret-file', 'nothing']);
+    assert.notEqual(unknown.code, 0);
+    assert.match(unknown.stderr, /"nothing" is not a secret of project "vault"/);
+    assert.equal((await alto.call('app', 'Get', { name: 'keeper' }, vaultKey)).status, 404, 'a refused deploy made no app');
+
+    const deployed = await vault(['deploy', image, '--name', 'keeper', '--secret-file', 'db-password:db_password:0400', '--secret-file', 'team', '--json']);
+    assert.equal(deployed.code, 0, deployed.stderr);
+    assert.ok(!deployed.stdout.includes('hunter2-database'), 'the value is never shown');
+    assert.deepEqual((await get()).secret_files, [
+      { secret: 'db-password', target: 'db_password', mode: 0o400 },
+      { secret: 'team', target: 'team', mode: 0o444 },
+    ]);
+    const files = await getThroughEdge(edgePort, 'keeper.vault.localhost', '/cgi-bin/secrets');
+    assert.equal(files.status, 200, files.body);
+    assert.deepEqual(files.body.trim().split('\n'), ['db_password -r-------- hunter2-database', 'team -r--r--r-- the team roster']);
+
+    // Update: the files given replace the app's; none given keeps them.
+    const replaced = await vault(['deploy', image, '--name', 'keeper', '--secret-file', 'team:team.txt:0440']);
+    assert.equal(replaced.code, 0, replaced.stderr);
+    assert.deepEqual((await get()).secret_files, [{ secret: 'team', target: 'team.txt', mode: 0o440 }]);
+    const kept = await vault(['deploy', image, '--name', 'keeper', '--env', 'MOOD=calm']);
+    assert.equal(kept.code, 0, kept.stderr);
+    const service = await get();
+    assert.deepEqual(service.env_vars, { MOOD: 'calm' });
+    assert.deepEqual(service.secret_files, [{ secret: 'team', target: 'team.txt', mode: 0o440 }]);
+    assert.equal((await getThroughEdge(edgePort, 'keeper.vault.localhost', '/cgi-bin/secrets')).body, 'team.txt -r--r----- the team roster\n');
+    // A bad spec on update changes nothing.
+    const refusedUpdate = await vault(['deploy', image, '--name', 'keeper', '--secret-file', 'team:a', '--secret-file', 'db-password:a']);
+    assert.notEqual(refusedUpdate.code, 0);
+    assert.match(refusedUpdate.stderr, /--secret-file "db-password:a": \/run\/secrets\/a is already the file of --secret-file "team:a"/);
+    assert.equal((await get()).version, service.version);
+
+    assert.equal((await vault(['destroy', 'keeper'])).code, 0);
   });
 
   test("the project's compute cap holds: one app more than compute_apps is refused with 402", async () => {

@@ -3,8 +3,10 @@
  * `alto deploy <image> --name web` (app/Run, or app/Update when the app exists: the new version
  * takes over only once it is ready; `alto deploy ./dir` builds the folder on the server, with
  * its Dockerfile when it has one, printing the build's log from app/BuildLogs on stderr as it
- * goes), `alto apps` (table of the project's apps), `alto logs web [-f]` and `alto destroy web`. They call the `app` service by name through the SDK's transport,
- * so they work before the SDK is regenerated. Results are JSON when piped or with --json.
+ * goes; `--secret NAME` and `--secret-file NAME[:TARGET[:MODE]]` hand it secrets of the project
+ * as env vars and as files in /run/secrets), `alto apps` (table of the project's apps), `alto
+ * logs web [-f]` and `alto destroy web`. They call the `app` service by name through the SDK's
+ * transport, so they work before the SDK is regenerated. Results are JSON when piped or with --json.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -14,6 +16,7 @@ import { AltoError } from '@alto/sdk';
 import { bold, dim, green, printJson, printTable, red, wantsJson } from './output.js';
 import type { CommandHelpers } from './usage.js';
 import { isSourceFolder, readFolder } from './functions.js';
+import { MAX_SECRET_FILES, SecretFileSetting } from '../compute/apps/schema.js';
 
 type Flags = { json?: boolean; url?: string; key?: string; profile?: string };
 
@@ -57,6 +60,7 @@ interface DeployFlags extends Flags {
   insecure?: boolean;
   followTag?: boolean;
   secret?: string[];
+  secretFile?: string[];
   dockerfile?: string;
   buildArg?: string[];
   buildNetwork?: boolean;
@@ -94,6 +98,41 @@ function volumes(specs: string[] | undefined): { name: string; path: string }[] 
   });
 }
 
+/** One file of `--secret-file`, as app/Run and Update take it (`secret_files`); no mode leaves the server's 0444. */
+export interface SecretFileSpec {
+  secret: string;
+  target: string;
+  mode?: number;
+}
+
+/**
+ * `--secret-file` specs into `secret_files`: `NAME` (the file /run/secrets/NAME holds the secret
+ * NAME), `NAME:TARGET` (the file /run/secrets/TARGET), `NAME:TARGET:MODE` (MODE in octal, such as
+ * 0400). Each is checked with the server's own rule (compute/apps/schema.ts), so a bad spec is
+ * named before anything is uploaded, built or deployed; undefined when none is given.
+ */
+export function secretFiles(specs: string[] | undefined): SecretFileSpec[] | undefined {
+  if (!specs?.length) return undefined;
+  if (specs.length > MAX_SECRET_FILES) throw new Error(`--secret-file: at most ${MAX_SECRET_FILES} files, not ${specs.length}`);
+  const byTarget = new Map<string, string>();
+  return specs.map((spec) => {
+    const parts = spec.split(':');
+    if (parts.length > 3) throw new Error(`--secret-file takes NAME, NAME:TARGET or NAME:TARGET:MODE, such as db-password:db_password:0400, not "${spec}"`);
+    const [secret, target = secret, modeText] = parts;
+    // Octal as chmod reads it (400, 0400, 0o400): a decimal 256 here would be a surprise mode.
+    if (modeText !== undefined && !/^(?:0o?)?[0-7]{3}$/.test(modeText)) {
+      throw new Error(`--secret-file "${spec}": MODE is permission bits in octal, such as 0400 or 0440, not "${modeText}"`);
+    }
+    const file: SecretFileSpec = { secret, target, ...(modeText === undefined ? {} : { mode: parseInt(modeText.replace(/^0o/, ''), 8) }) };
+    const checked = SecretFileSetting.safeParse(file);
+    if (!checked.success) throw new Error(`--secret-file "${spec}": ${checked.error.issues[0].message}`);
+    const earlier = byTarget.get(target);
+    if (earlier !== undefined) throw new Error(`--secret-file "${spec}": /run/secrets/${target} is already the file of --secret-file "${earlier}"; give one of them another TARGET`);
+    byTarget.set(target, spec);
+    return file;
+  });
+}
+
 /** The request body shared by Run and Update, from the flags given (the others are left out). */
 function deployRequest(image: string, flags: DeployFlags): Record<string, unknown> {
   const body: Record<string, unknown> = { name: flags.name, image };
@@ -113,6 +152,7 @@ function deployRequest(image: string, flags: DeployFlags): Record<string, unknow
     insecure: flags.insecure ? true : undefined,
     follow_tag: flags.followTag ? true : undefined,
     secrets: flags.secret?.length ? flags.secret : undefined,
+    secret_files: secretFiles(flags.secretFile),
   };
   for (const [key, value] of Object.entries(fields)) if (value !== undefined) body[key] = value;
   return body;
@@ -170,7 +210,12 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       .option('-l, --link <app>', 'reach another app of the project: <APP>_SERVICE_HOST and <APP>_SERVICE_PORT lead to it (repeat for more)', collect)
       .option('--insecure', 'allow plain HTTP for the image\'s registry')
       .option('--follow-tag', "for an image pushed to Alto (<alto host>/<project>/<name>:<tag>): update the app whenever a new image is pushed to that tag")
-      .option('-s, --secret <name>', 'a secret of the project the app gets as an env var (stripe-key -> STRIPE_KEY; repeat for more; the key needs the "secret" scope)', collect)
+      .option('-s, --secret <name>', 'a secret of the project the app gets as an env var (stripe-key -> STRIPE_KEY; repeat for more; the key needs the "secret" scope; on update, the secrets given replace the app\'s, none given keeps them)', collect)
+      .option(
+        '--secret-file <NAME[:TARGET[:MODE]]>',
+        `a secret of the project the app reads as the file /run/secrets/TARGET (default NAME), in memory and never in its env, with MODE in octal, default 0444 (such as db-password:db_password:0400; repeat for more, at most ${MAX_SECRET_FILES}; the key needs the "secret" scope; on update, the files given replace the app's, none given keeps them)`,
+        collect,
+      )
       .option('-f, --dockerfile <path>', 'build the folder with this Dockerfile (default: its Dockerfile, when it has one)')
       .option('--build-arg <NAME=value>', 'a value for an ARG of the Dockerfile (repeat for more)', collect)
       .option('--build-network', "let the Dockerfile's RUN steps reach the internet"),

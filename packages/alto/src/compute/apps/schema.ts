@@ -47,7 +47,7 @@ const Port = z.number().int('port: a whole number').min(1, 'port: 1-65535').max(
 const MinInstances = z.number().int('min_instances: a whole number').min(0, 'min_instances: 0 or more').max(100, 'min_instances: at most 100');
 
 /** Secret files an app may have (each at most a secret's 64 KiB: the tmpfs holds them all). */
-const MAX_SECRET_FILES = 32;
+export const MAX_SECRET_FILES = 32;
 
 const SecretFileShape = {
   secret: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'secret_files.secret: the key of a secret (secret/List shows them)').describe('the key of the secret'),
@@ -66,7 +66,8 @@ const SecretFileShape = {
   gid: z.number().int().min(0).max(65535).optional().describe("the file's group (default: the app's group)"),
 };
 
-const SecretFileSetting = z.object({ ...SecretFileShape, mode: SecretFileShape.mode.default(0o444) });
+/** One of `secret_files` as Run and Update take it (also what `alto deploy --secret-file` checks before sending). */
+export const SecretFileSetting = z.object({ ...SecretFileShape, mode: SecretFileShape.mode.default(0o444) });
 
 /** Settings Run and Update take; every one optional (Run fills defaults, Update keeps what was). */
 const settingsFields = {
