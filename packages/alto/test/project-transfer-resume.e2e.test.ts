@@ -68,7 +68,9 @@ test('an export cut after N bytes goes on from byte N: the parts are the whole a
   assert.equal(first.status, 200);
   assert.equal(first.body.length, cut);
   const id = String(first.headers['x-alto-export']);
-  assert.match(id, /^[0-9a-f]{32}$/);
+  // The node that wrote it (its data folder's node-id), then 128 random bits.
+  assert.equal(id.slice(0, id.lastIndexOf('.')), readFileSync(join(alto.dataDir, 'node-id'), 'utf8').trim());
+  assert.match(id, /\.[0-9a-f]{32}$/);
 
   // The export may still be being written: the answer then follows the spool as it grows (200, X-Alto-Offset).
   const rest = await get(`${alto.url}/admin/projects/exports/${id}`, { ...auth(), range: `bytes=${cut}-` });
@@ -163,7 +165,7 @@ test('alto projects export goes on by itself when the connection is closed part 
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, /the download broke off at byte \d+; going on from there/);
     const [, rangeAt] = /the download broke off at byte (\d+)/.exec(result.stderr)!;
-    assert.ok(proxy.heads.some((head) => new RegExp(`^GET /admin/projects/exports/[0-9a-f]{32} `).test(head) && head.toLowerCase().includes(`range: bytes=${rangeAt}-`)), proxy.heads.join('\n---\n'));
+    assert.ok(proxy.heads.some((head) => new RegExp(`^GET /admin/projects/exports/[A-Za-z0-9._-]+\\.[0-9a-f]{32} `).test(head) && head.toLowerCase().includes(`range: bytes=${rangeAt}-`)), proxy.heads.join('\n---\n'));
     assert.match(result.stderr, /exported shop to .*db 50/);
     assert.ok(!existsSync(`${file}.alto-export`), 'the export id is not kept once the archive is whole');
     // Verified against the server's digest, then released: no spool stays.

@@ -11,6 +11,11 @@ import { writeFileAtomic } from './files.js';
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
+/** Whether `value` is a node id: 1 to 64 letters, digits, ".", "_" or "-", not starting with "." "_" or "-". */
+export function isNodeId(value: string): boolean {
+  return NODE_ID.test(value);
+}
+
 /** The data folder's node id, made on first use; of two processes making it at once one id wins. */
 export function loadNodeId(dataDir: string): string {
   const path = join(dataDir, 'node-id');

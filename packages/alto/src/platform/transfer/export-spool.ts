@@ -15,8 +15,10 @@
  *   not read for SPOOL_IDLE_MS, and oldest first when the finished spools held exceed
  *   SPOOL_KEEP_BYTES; spools a previous process left are removed at the first sweep.
  *
- * The spool lives on the node that wrote it: a resumed download must reach that node (one
- * process per data folder; a cluster behind a balancer needs sticky routing for it).
+ * The spool lives on the node that wrote it (one process per data folder), and the export's id
+ * says which: `<node id>.<32 random hex digits>` (newExportId). A resumed download that reaches
+ * another node of the cloud is relayed to the writer (export-relay.ts), so a cluster behind a
+ * balancer needs no sticky routing.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readdir, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
@@ -24,6 +26,7 @@ import type { ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { errors } from '../../kit/errors.js';
+import { isNodeId } from '../../kit/node-id.js';
 import { DEFAULT_ARCHIVE_LIMITS } from './archive.js';
 
 /** Free bytes a spool leaves on the data folder's disk. */
@@ -36,7 +39,27 @@ export const MAX_WRITING_PER_ACCOUNT = 3;
 /** How often (in bytes written) the free space is checked again. */
 const FREE_CHECK_BYTES = 64 * 1024 * 1024;
 const READ_CHUNK = 256 * 1024;
-const EXPORT_ID = /^[0-9a-f]{32}$/;
+/** The random part of an export id: 128 bits, so an id is not guessed. */
+const EXPORT_SECRET = /^[0-9a-f]{32}$/;
+
+/** A new export's id: the writing node's id, a dot, then 32 random hex digits. */
+export function newExportId(node: string): string {
+  return `${node}.${randomBytes(16).toString('hex')}`;
+}
+
+/** The id of the node that wrote export `id`, or undefined when `id` is not an export id. */
+export function writerOfExport(id: string): string | undefined {
+  // A node id may hold dots itself: the random part is what follows the last one.
+  const dot = id.lastIndexOf('.');
+  if (dot <= 0) return undefined;
+  const node = id.slice(0, dot);
+  return isNodeId(node) && EXPORT_SECRET.test(id.slice(dot + 1)) ? node : undefined;
+}
+
+/** The answer for an export id no spool of this cloud holds. */
+export function noSuchExport(id: string): Error {
+  return errors.notFound(`no export "${id.slice(0, 100)}": it finished more than an hour ago, or the server restarted; export again`);
+}
 
 export interface ExportSpool {
   id: string;
@@ -66,6 +89,8 @@ export class ExportSpools {
   private swept = false;
 
   constructor(
+    /** This node's id (kit/node-id.ts): the first part of the id of every export written here. */
+    readonly node: string,
     private readonly folder: () => Promise<string>,
     private readonly onFailure: (spool: ExportSpool, error: Error) => void,
     private readonly limits = { freeFloorBytes: SPOOL_FREE_FLOOR_BYTES, maxBytes: DEFAULT_ARCHIVE_LIMITS.maxTotalBytes, idleMs: SPOOL_IDLE_MS, keepBytes: SPOOL_KEEP_BYTES },
@@ -85,7 +110,7 @@ export class ExportSpools {
    */
   async start(accountId: string, project: string, output: Readable, stop: (error: Error) => void): Promise<ExportSpool> {
     await this.sweep();
-    const id = randomBytes(16).toString('hex');
+    const id = newExportId(this.node);
     const file = join(await this.folder(), `export-${createHash('sha256').update(`${accountId}/${id}`).digest('hex').slice(0, 40)}.tgz`);
     const handle = await open(file, 'w', 0o600);
     const spool: ExportSpool = { id, accountId, project, file, size: 0, state: 'writing', readers: 0, lastUsed: Date.now() };
@@ -138,10 +163,8 @@ export class ExportSpools {
 
   /** The caller's spool `id` (another account's is not found). */
   find(accountId: string, id: string): ExportSpool {
-    const spool = EXPORT_ID.test(id) ? this.spools.get(id) : undefined;
-    if (!spool || spool.accountId !== accountId) {
-      throw errors.notFound(`no export "${id.slice(0, 64)}": it finished more than an hour ago, or the server restarted; export again`);
-    }
+    const spool = writerOfExport(id) === this.node ? this.spools.get(id) : undefined;
+    if (!spool || spool.accountId !== accountId) throw noSuchExport(id);
     return spool;
   }
 

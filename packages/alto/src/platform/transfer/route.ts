@@ -10,8 +10,10 @@
  *   is written (export-spool.ts) and the answer names it (`X-Alto-Export: <id>`): a download cut
  *   short goes on with `GET /admin/projects/exports/<id>` and `Range: bytes=N-` (the same bytes;
  *   `X-Alto-Offset` says where the body starts), `?info` says its state, size and sha256 (once
- *   complete), and `DELETE` removes it once the client holds it. `&resumable=0` streams without
- *   a spool (nothing on disk; a broken download is then exported again).
+ *   complete), and `DELETE` removes it once the client holds it. Any node of the cloud answers
+ *   these: one that did not write the export relays them to the one that did (export-relay.ts).
+ *   `&resumable=0` streams without a spool (nothing on disk; a broken download is then exported
+ *   again).
  * - `POST /admin/projects/import[?as=shop2]` with the archive as the body: spooled to a file in
  *   the data folder (bounded), verified whole, applied to a new project; answers
  *   `{ project, key, sections, warnings }`, the key shown once.
@@ -34,11 +36,13 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AltoError, errors } from '../../kit/errors.js';
+import { loadNodeId } from '../../kit/node-id.js';
 import type { Platform } from '../platform.js';
 import { sendJsonAnswer, sendRouteError } from '../route-answers.js';
 import type { HttpRoute, Tenant } from '../service.js';
 import { DEFAULT_ARCHIVE_LIMITS } from './archive.js';
-import { ExportSpools, rangeStart, spoolView } from './export-spool.js';
+import { findExportWriter, RELAYED_HEADER, relayExport } from './export-relay.js';
+import { ExportSpools, rangeStart, spoolView, writerOfExport } from './export-spool.js';
 import { exportProject, importProject, parseEnvironmentPairs, spoolName, type Only } from './transfer.js';
 
 export const TRANSFER_ROUTE_PREFIX = '/admin/projects/';
@@ -103,6 +107,7 @@ function exportSpools(platform: Platform): ExportSpools {
   let spools = spoolsOf.get(platform);
   if (!spools) {
     spools = new ExportSpools(
+      loadNodeId(platform.config.dataDir),
       () => transferFolder(platform),
       (spool, error) => platform.log.error({ err: error, project: spool.project, export: spool.id }, 'exporting a project failed part way'),
     );
@@ -142,9 +147,18 @@ async function spoolExport(url: URL, request: IncomingMessage, response: ServerR
   await spools.send(spool, 0, response);
 }
 
-/** `GET exports/<id>` (Range: bytes=N-, or ?info) and `DELETE exports/<id>`. */
+/**
+ * `GET exports/<id>` (Range: bytes=N-, or ?info) and `DELETE exports/<id>`: answered here for an
+ * export this node wrote, relayed to the node that wrote it otherwise (unless it came relayed).
+ */
 async function resumeExport(id: string, url: URL, request: IncomingMessage, response: ServerResponse, caller: Tenant, platform: Platform): Promise<void> {
   const spools = exportSpools(platform);
+  const writer = writerOfExport(id);
+  if (writer !== undefined && writer !== spools.node && request.headers[RELAYED_HEADER] === undefined) {
+    const node = await findExportWriter(platform.stores.nodes, writer, id);
+    const path = `${TRANSFER_ROUTE_PREFIX}exports/${encodeURIComponent(id)}${url.searchParams.has('info') ? '?info' : ''}`;
+    return await relayExport(node, path, request, response, { via: spools.node, log: platform.log });
+  }
   await spools.sweep();
   const spool = spools.find(caller.accountId, id);
   if (request.method === 'DELETE') {
