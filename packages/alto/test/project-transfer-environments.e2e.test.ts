@@ -7,31 +7,23 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import WebSocket from 'ws';
 import { after, before, test } from 'node:test';
+import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
 import { startInProcess, type TestAlto } from './harness.js';
 
 let source: TestAlto;
 let target: TestAlto;
-let admin: pg.Client;
-const database = `alto_test_transfer_envs_${randomBytes(6).toString('hex')}`;
+let database: TestDatabase | undefined;
 
 before(async () => {
-  const adminUrl = process.env.ALTO_TEST_POSTGRES_URL;
-  if (!adminUrl) throw new Error('ALTO_TEST_POSTGRES_URL is not set: run `. scripts/test-services.sh` first to start the test PostgreSQL');
-  admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${database}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  [source, target] = await Promise.all([startInProcess({ openSignup: true }), startInProcess({ postgresUrl: url.toString() })]);
+  database = await createTestDatabase('transfer_envs');
+  [source, target] = await Promise.all([startInProcess({ openSignup: true }), startInProcess({ postgresUrl: database.url })]);
 });
 
 after(async () => {
   await Promise.all([source?.close(), target?.close()]);
-  await admin?.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-  await admin?.end();
+  await database?.drop();
 });
 
 /** POST /v1/{service}/{endpoint} with `key`, in `environment` (X-Alto-Environment): status and body. */

@@ -6,33 +6,25 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import { after, before, test } from 'node:test';
+import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
 import { startInProcess, type TestAlto } from './harness.js';
 
 let sqlite: TestAlto;
 let postgres: TestAlto;
-let admin: pg.Client;
-const database = `alto_test_transfer_${randomBytes(6).toString('hex')}`;
+let database: TestDatabase | undefined;
 const shortId = `sale-${randomBytes(4).toString('hex')}`;
 
 before(async () => {
   // The project's SMTP server is on loopback here, as on a developer's machine.
   process.env.ALTO_ALLOW_PRIVATE_CALLBACKS = '1';
-  const adminUrl = process.env.ALTO_TEST_POSTGRES_URL;
-  if (!adminUrl) throw new Error('ALTO_TEST_POSTGRES_URL is not set: run `. scripts/test-services.sh` first to start the test PostgreSQL');
-  admin = new pg.Client({ connectionString: adminUrl });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${database}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${database}`;
-  [sqlite, postgres] = await Promise.all([startInProcess(), startInProcess({ postgresUrl: url.toString() })]);
+  database = await createTestDatabase('transfer');
+  [sqlite, postgres] = await Promise.all([startInProcess(), startInProcess({ postgresUrl: database.url })]);
 });
 
 after(async () => {
   await Promise.all([sqlite?.close(), postgres?.close()]);
-  await admin?.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
-  await admin?.end();
+  await database?.drop();
 });
 
 async function ok(alto: TestAlto, key: string, service: string, endpoint: string, body: unknown): Promise<any> {

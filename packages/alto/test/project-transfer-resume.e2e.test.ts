@@ -9,13 +9,13 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ArchiveReader } from '../src/platform/transfer/archive.js';
 import { runCli } from './apps-fixture.js';
+import { download } from './download-fixture.js';
 import { startInProcess, type TestAlto } from './harness.js';
 
 let alto: TestAlto;
@@ -36,35 +36,11 @@ after(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-/** GET with node:http: the headers, and the body's first `keep` bytes (the socket is then closed), or all of it. */
-function get(url: string, headers: Record<string, string>, keep = Infinity): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(url, { headers }, (response) => {
-      const chunks: Buffer[] = [];
-      let held = 0;
-      const done = () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).subarray(0, Math.min(held, keep)) });
-      response.on('data', (chunk: Buffer) => {
-        chunks.push(chunk);
-        held += chunk.length;
-        if (held >= keep) {
-          // The client goes away part way, as a broken link does.
-          request.destroy();
-          done();
-        }
-      });
-      response.on('end', done);
-      response.on('error', () => undefined);
-    });
-    request.on('error', (error) => (request.destroyed ? undefined : reject(error)));
-    request.end();
-  });
-}
-
 const spoolFiles = () => readdirSync(join(alto.dataDir, 'transfer')).filter((name) => name.startsWith('export-'));
 
 test('an export cut after N bytes goes on from byte N: the parts are the whole archive, byte for byte', async () => {
   const cut = 100_000;
-  const first = await get(`${alto.url}/admin/projects/export?name=shop`, auth(), cut);
+  const first = await download(`${alto.url}/admin/projects/export?name=shop`, auth(), { keep: cut });
   assert.equal(first.status, 200);
   assert.equal(first.body.length, cut);
   const id = String(first.headers['x-alto-export']);
@@ -73,19 +49,19 @@ test('an export cut after N bytes goes on from byte N: the parts are the whole a
   assert.match(id, /\.[0-9a-f]{32}$/);
 
   // The export may still be being written: the answer then follows the spool as it grows (200, X-Alto-Offset).
-  const rest = await get(`${alto.url}/admin/projects/exports/${id}`, { ...auth(), range: `bytes=${cut}-` });
+  const rest = await download(`${alto.url}/admin/projects/exports/${id}`, { ...auth(), range: `bytes=${cut}-` });
   assert.ok(rest.status === 206 || rest.status === 200, String(rest.status));
   assert.equal(rest.headers['x-alto-offset'], String(cut));
   const resumed = Buffer.concat([first.body, rest.body]);
   if (rest.status === 206) assert.equal(rest.headers['content-range'], `bytes ${cut}-${resumed.length - 1}/${resumed.length}`);
   // Once complete, a range is answered 206 with the whole size.
-  const tail = await get(`${alto.url}/admin/projects/exports/${id}`, { ...auth(), range: `bytes=${resumed.length - 10}-` });
+  const tail = await download(`${alto.url}/admin/projects/exports/${id}`, { ...auth(), range: `bytes=${resumed.length - 10}-` });
   assert.equal(tail.status, 206);
   assert.equal(tail.headers['content-range'], `bytes ${resumed.length - 10}-${resumed.length - 1}/${resumed.length}`);
   assert.ok(tail.body.equals(resumed.subarray(resumed.length - 10)));
 
   // The same export downloaded whole, and the server's own digest of what it wrote.
-  const whole = await get(`${alto.url}/admin/projects/exports/${id}`, auth());
+  const whole = await download(`${alto.url}/admin/projects/exports/${id}`, auth());
   assert.equal(whole.status, 200);
   assert.ok(resumed.equals(whole.body), 'the resumed download is byte-identical to the whole one');
   const info = await (await fetch(`${alto.url}/admin/projects/exports/${id}?info`, { headers: auth() })).json();

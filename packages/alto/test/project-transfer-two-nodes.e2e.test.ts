@@ -9,43 +9,14 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createTestDatabase, type TestDatabase } from '../src/store/postgres/test-database.js';
+import { download } from './download-fixture.js';
 import { startProcess, waitForAsync, type ServerProcess } from './harness.js';
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const PROJECT = 'ledger';
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
-
-/** A request with node:http: the status, headers and the body's first `keep` bytes (the client then goes away, as a broken link does), or all of it. */
-function send(url: string, headers: Record<string, string>, options: { method?: string; keep?: number } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const request = httpRequest(url, { method: options.method ?? 'GET', headers }, (response) => {
-      const chunks: Buffer[] = [];
-      let held = 0;
-      const done = () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).subarray(0, Math.min(held, options.keep ?? Infinity)) });
-      response.on('data', (chunk: Buffer) => {
-        chunks.push(chunk);
-        held += chunk.length;
-        if (held >= (options.keep ?? Infinity)) {
-          request.destroy();
-          done();
-        }
-      });
-      response.on('end', done);
-      response.on('error', () => undefined);
-    });
-    request.on('error', (error) => (request.destroyed ? undefined : reject(error)));
-    request.end();
-  });
-}
 
 const nodeIdOf = (server: ServerProcess) => readFileSync(join(server.dataDir, 'node-id'), 'utf8').trim();
 const spoolFiles = (server: ServerProcess) => {
@@ -84,7 +55,7 @@ describe('a resumable export written on one node is resumed, described and relea
 
   test('a download from node A cut part way goes on through node B, byte for byte; DELETE through B releases it on A', async () => {
     const cut = 50_000;
-    const started = await send(`${first.url}/admin/projects/export?name=${PROJECT}`, auth(), { keep: cut });
+    const started = await download(`${first.url}/admin/projects/export?name=${PROJECT}`, auth(), { keep: cut });
     assert.equal(started.status, 200);
     assert.equal(started.body.length, cut);
     const id = String(started.headers['x-alto-export']);
@@ -95,7 +66,7 @@ describe('a resumable export written on one node is resumed, described and relea
     const exportUrl = (server: ServerProcess) => `${server.url}/admin/projects/exports/${id}`;
     let info: { id: string; project: string; state: string; size: number; sha256?: string } | undefined;
     await waitForAsync(async () => {
-      const described = await send(`${exportUrl(second)}?info`, auth());
+      const described = await download(`${exportUrl(second)}?info`, auth());
       assert.equal(described.status, 200, described.body.toString());
       info = JSON.parse(described.body.toString());
       return info!.state === 'complete';
@@ -104,7 +75,7 @@ describe('a resumable export written on one node is resumed, described and relea
     assert.equal(info!.project, PROJECT);
 
     // The rest through B.
-    const rest = await send(exportUrl(second), { ...auth(), range: `bytes=${cut}-` });
+    const rest = await download(exportUrl(second), { ...auth(), range: `bytes=${cut}-` });
     assert.equal(rest.status, 206, rest.body.toString());
     assert.equal(rest.headers['x-alto-export'], id);
     assert.equal(rest.headers['x-alto-offset'], String(cut));
@@ -116,40 +87,40 @@ describe('a resumable export written on one node is resumed, described and relea
     assert.equal(sha256(resumed), info!.sha256);
 
     // The same bytes as A serves from that offset, and nothing spooled on B.
-    const fromA = await send(exportUrl(first), { ...auth(), range: `bytes=${cut}-` });
+    const fromA = await download(exportUrl(first), { ...auth(), range: `bytes=${cut}-` });
     assert.equal(fromA.status, 206);
     assert.ok(rest.body.equals(fromA.body), "B's bytes are A's archive from that offset");
     assert.deepEqual(spoolFiles(second), []);
     assert.equal(spoolFiles(first).length, 1);
 
     // A resume past the end, and a request without a valid key, are answered as A would (the key checked on B too).
-    const beyond = await send(exportUrl(second), { ...auth(), range: `bytes=${info!.size + 1}-` });
+    const beyond = await download(exportUrl(second), { ...auth(), range: `bytes=${info!.size + 1}-` });
     assert.equal(beyond.status, 416);
     assert.equal(beyond.headers['content-range'], `bytes */${info!.size}`);
-    assert.equal((await send(exportUrl(second), { authorization: 'Bearer alto_admin_wrong' })).status, 401);
+    assert.equal((await download(exportUrl(second), { authorization: 'Bearer alto_admin_wrong' })).status, 401);
 
     // A request that came relayed is answered where it arrives, never relayed again.
-    assert.equal((await send(exportUrl(second), { ...auth(), 'x-alto-via': nodeIdOf(first) })).status, 404);
+    assert.equal((await download(exportUrl(second), { ...auth(), 'x-alto-via': nodeIdOf(first) })).status, 404);
 
     // Released through B: gone from A's disk; then not found through either.
-    const released = await send(exportUrl(second), auth(), { method: 'DELETE' });
+    const released = await download(exportUrl(second), auth(), { method: 'DELETE' });
     assert.equal(released.status, 204, released.body.toString());
     assert.deepEqual(spoolFiles(first), []);
-    assert.equal((await send(exportUrl(second), auth())).status, 404);
-    assert.equal((await send(exportUrl(first), auth())).status, 404);
+    assert.equal((await download(exportUrl(second), auth())).status, 404);
+    assert.equal((await download(exportUrl(first), auth())).status, 404);
 
     // An id naming a node the cloud does not have is not found, as any unknown export.
-    assert.equal((await send(`${second.url}/admin/projects/exports/no-such-node.${randomBytes(16).toString('hex')}`, auth())).status, 404);
+    assert.equal((await download(`${second.url}/admin/projects/exports/no-such-node.${randomBytes(16).toString('hex')}`, auth())).status, 404);
   });
 
   test('once node A has stopped, a resume through node B answers 410: the node holding the export is not running', async () => {
-    const whole = await send(`${first.url}/admin/projects/export?name=${PROJECT}`, auth());
+    const whole = await download(`${first.url}/admin/projects/export?name=${PROJECT}`, auth());
     assert.equal(whole.status, 200);
     const id = String(whole.headers['x-alto-export']);
-    assert.equal((await send(`${second.url}/admin/projects/exports/${id}?info`, auth())).status, 200, 'served through B while A runs');
+    assert.equal((await download(`${second.url}/admin/projects/exports/${id}?info`, auth())).status, 200, 'served through B while A runs');
 
     await first.stop();
-    const gone = await send(`${second.url}/admin/projects/exports/${id}`, { ...auth(), range: 'bytes=1000-' });
+    const gone = await download(`${second.url}/admin/projects/exports/${id}`, { ...auth(), range: 'bytes=1000-' });
     assert.equal(gone.status, 410, gone.body.toString());
     const { detail } = JSON.parse(gone.body.toString()) as { detail: string };
     assert.match(detail, /which is not running/);
