@@ -3,7 +3,11 @@
  * edge with metering and limits on (a project key whose project and key both have a rate limit,
  * a monthly quota and a spend cap, set high enough never to refuse, so every check runs), with
  * metering on and no limits set, and with `ALTO_METERING=off`, in one run. Rounds rotate through
- * the three so a neighbour's load on a shared machine hits all alike; the medians are compared.
+ * the three (every other round in reverse order) so a neighbour's load on a shared machine hits
+ * all alike; the medians are compared, and so is the median of each round's own cost (its three
+ * servers measured within the same quarter of a minute), the steadier figure when the machine's
+ * speed drifts between rounds. Many short rounds (`1 50 15`) average a drifting machine better
+ * than a few long ones.
  *
  * Both servers run from the TypeScript sources through tsx (no build needed), with the same log
  * level, on loopback, measured with wrk (Debian's `wrk`), one at a time. On a machine shared
@@ -111,7 +115,10 @@ try {
   for (const variant of variants) runWrk(variant.server, warm);
   const results: Result[][] = variants.map(() => []);
   for (let round = 0; round < rounds; round++) {
-    variants.forEach((variant, i) => results[i].push(runWrk(variant.server, seconds)));
+    // Every other round in reverse order: a machine speeding up or slowing down within a round
+    // then favours each server as often as it hurts it.
+    const order = round % 2 === 0 ? [0, 1, 2] : [2, 1, 0];
+    for (const i of order) results[i][round] = runWrk(variants[i].server, seconds);
   }
 
   const row = (name: string, r: Result) =>
@@ -131,6 +138,17 @@ try {
       `${variant.name.padEnd(28)} ${rate[i].toFixed(0).padStart(6)} ${cpu[i].toFixed(1).padStart(12)} ${`${((1 - rate[i] / rate[0]) * 100).toFixed(1)}%`.padStart(17)} ${`${((cpu[i] / cpu[0] - 1) * 100).toFixed(1)}%`.padStart(10)}`,
     ),
   );
+  // Each round's own cost (its servers measured back to back, in the same minute of the
+  // machine's speed), then their median: steadier than a ratio of medians taken minutes apart.
+  const paired = (i: number, of: (r: Result) => number, cost: (mine: number, off: number) => number) =>
+    median(results[i].map((r, round) => cost(of(r), of(results[0][round]))));
+  console.log('\nmedian of each round\'s own cost     throughput cost   CPU cost');
+  variants.forEach((variant, i) => {
+    if (i === 0) return;
+    const throughput = paired(i, (r) => r.requestsPerSecond, (mine, off) => 1 - mine / off);
+    const cpuCost = paired(i, (r) => r.cpuMicrosPerRequest, (mine, off) => mine / off - 1);
+    console.log(`${variant.name.padEnd(36)} ${`${(throughput * 100).toFixed(1)}%`.padStart(15)} ${`${(cpuCost * 100).toFixed(1)}%`.padStart(10)}`);
+  });
   console.log('(target: metering and limits on cost under 10% of throughput)');
 
   // The metered servers wrote a record per call: usage/Summary (which flushes first) counts them.
