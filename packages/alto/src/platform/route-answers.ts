@@ -27,25 +27,34 @@ export interface RouteErrorOptions {
 }
 
 /**
- * Answers a route's failure: an AltoError as it is, anything else logged and answered 500. A
- * client that went away gets no answer, and an answer already begun is cut (its status is sent).
+ * The failure a route answers for `error`: an AltoError as it is, anything else logged (`what`)
+ * and `internal`. Undefined when no answer is owed: a client that went away, or an answer already
+ * begun (then cut: its status is sent). For routes that write the failure in a format of their
+ * own (the registry's); the others call sendRouteError.
  */
-export function sendRouteError(request: IncomingMessage, response: ServerResponse, error: unknown, requestId: string, log: Logger, options: RouteErrorOptions): void {
+export function routeFailure(request: IncomingMessage, response: ServerResponse, error: unknown, requestId: string, log: Logger, what: string, internal: AltoError = errors.internal()): AltoError | undefined {
   let failure: AltoError;
   if (isAltoError(error)) failure = error;
   else {
     // A client that vanished mid-request is not our fault and needs no answer.
     if (request.destroyed) {
       if (!response.headersSent) response.destroy();
-      return;
+      return undefined;
     }
-    log.error({ err: error, req_id: requestId }, options.what);
-    failure = errors.internal();
+    log.error({ err: error, req_id: requestId }, what);
+    failure = internal;
   }
   if (response.headersSent) {
     response.destroy();
-    return;
+    return undefined;
   }
+  return failure;
+}
+
+/** Answers a route's failure as the API does (see routeFailure for what is answered, and when not). */
+export function sendRouteError(request: IncomingMessage, response: ServerResponse, error: unknown, requestId: string, log: Logger, options: RouteErrorOptions): void {
+  const failure = routeFailure(request, response, error, requestId, log, options.what);
+  if (!failure) return;
   const payload = JSON.stringify(failure.toBody(requestId));
   response.writeHead(failure.status, {
     ...options.headers?.(failure),

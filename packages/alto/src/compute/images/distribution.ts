@@ -42,6 +42,7 @@ import { pipeline } from 'node:stream/promises';
 import { AltoError, isAltoError } from '../../kit/errors.js';
 import { admitHttpCall } from '../../platform/calls.js';
 import type { Platform } from '../../platform/platform.js';
+import { routeFailure } from '../../platform/route-answers.js';
 import type { Component, HttpRoute, Tenant } from '../../platform/service.js';
 import { KEY_PREFIX } from '../../platform/tenancy.js';
 import type { BlobUpload } from './blob-store.js';
@@ -481,20 +482,9 @@ class Distribution {
   // ---- errors ---------------------------------------------------------------------------------
 
   private sendError(request: IncomingMessage, response: ServerResponse, error: unknown, requestId: string): void {
-    let failure: AltoError;
-    if (isAltoError(error)) failure = error;
-    else {
-      if (request.destroyed) {
-        if (!response.headersSent) response.destroy();
-        return;
-      }
-      this.platform.log.error({ err: error, req_id: requestId }, 'registry: a request failed');
-      failure = new AltoError('internal', 500, 'the registry failed to answer; the error is logged with the request id');
-    }
-    if (response.headersSent) {
-      response.destroy();
-      return;
-    }
+    const internal = new AltoError('internal', 500, 'the registry failed to answer; the error is logged with the request id');
+    const failure = routeFailure(request, response, error, requestId, this.platform.log, 'registry: a request failed', internal);
+    if (!failure) return;
     const code = failure instanceof RegistryError ? failure.registryCode : registryCodeOf(failure.status);
     const payload = JSON.stringify({ errors: [{ code, message: failure.detail, detail: { request_id: requestId } }] });
     const headers: Record<string, string | number> = {

@@ -93,7 +93,9 @@ export function relayExport(writer: ExportWriter, path: string, request: Incomin
       clearTimeout(connectTimer);
       if (!error) return resolve();
       options.log.warn({ err: error, node: writer.name }, 'relaying an export request to the node that wrote it failed');
-      reject(isAltoError(error) ? error : unreachable(error.message));
+      // A socket's own error names the peer's address: the client gets its code only (the log has it whole).
+      const code = (error as NodeJS.ErrnoException).code;
+      reject(isAltoError(error) ? error : unreachable(code === undefined ? error.message : `its connection failed: ${code}`));
     };
     // One connection per relay (no pool): the connect timeout then always times a new connection.
     const outgoing = (target.protocol === 'https:' ? httpsRequest : httpRequest)(target, { method: request.method, headers, agent: false });
