@@ -9,12 +9,17 @@
  * speed drifts between rounds. Many short rounds (`1 50 15`) average a drifting machine better
  * than a few long ones.
  *
+ * Each variant runs in several server processes (two by default), used in turn from round to
+ * round: two processes of the same build and settings can differ by 10 % in throughput for
+ * their whole life (what V8 chose to inline, where the heap landed), and with one process per
+ * variant that luck read as the cost of metering.
+ *
  * Both servers run from the TypeScript sources through tsx (no build needed), with the same log
  * level, on loopback, measured with wrk (Debian's `wrk`), one at a time. On a machine shared
  * with other work, requests/s swing with the neighbours' load; the server's own CPU time per
  * request (from /proc, Linux) is the steadier figure, so both are printed.
  *
- * Run: node --import tsx bench/metering.bench.ts [seconds=5] [connections=50] [rounds=3]
+ * Run: node --import tsx bench/metering.bench.ts [seconds=5] [connections=50] [rounds=3] [processes=2]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -26,6 +31,7 @@ import { cpuMicros, median, parseWrkOutput, writePostScript } from './wrk.js';
 const seconds = Number(process.argv[2] ?? 5);
 const connections = Number(process.argv[3] ?? 50);
 const rounds = Number(process.argv[4] ?? 3);
+const processes = Math.max(1, Number(process.argv[5] ?? 2));
 const root = fileURLToPath(new URL('..', import.meta.url));
 const entry = join(root, 'packages/alto/src/cli/run.ts');
 
@@ -104,31 +110,36 @@ function runWrk(server: Server, duration: number): Result {
   return { ...figures, cpuMicrosPerRequest: (cpuMicros(server.child.pid!) - cpuBefore) / figures.requests };
 }
 
+const servers = (metering: 'on' | 'off', withLimits: boolean) =>
+  Promise.all(Array.from({ length: processes }, () => startServer(metering, withLimits)));
 const variants = [
-  { name: 'off (ALTO_METERING=off)', server: await startServer('off', false) },
-  { name: 'metering on, no limits set', server: await startServer('on', false) },
-  { name: 'metering and limits on', server: await startServer('on', true) },
+  { name: 'off (ALTO_METERING=off)', servers: await servers('off', false) },
+  { name: 'metering on, no limits set', servers: await servers('on', false) },
+  { name: 'metering and limits on', servers: await servers('on', true) },
 ];
-const limited = variants[2].server;
 try {
   const warm = Math.max(1, Math.round(seconds / 3));
-  for (const variant of variants) runWrk(variant.server, warm);
+  for (const variant of variants) for (const server of variant.servers) runWrk(server, warm);
   const results: Result[][] = variants.map(() => []);
+  const processOf = (round: number) => Math.floor(round / 2) % processes;
   for (let round = 0; round < rounds; round++) {
     // Every other round in reverse order: a machine speeding up or slowing down within a round
     // then favours each server as often as it hurts it.
     const order = round % 2 === 0 ? [0, 1, 2] : [2, 1, 0];
-    for (const i of order) results[i][round] = runWrk(variants[i].server, seconds);
+    // Each process in two rounds running, one in each order.
+    for (const i of order) results[i][round] = runWrk(variants[i].servers[processOf(round)], seconds);
   }
 
   const row = (name: string, r: Result) =>
     `${name.padEnd(40)} ${r.requestsPerSecond.toFixed(0).padStart(9)} ${r.cpuMicrosPerRequest.toFixed(1).padStart(11)} ${r.p50.toFixed(2).padStart(9)} ${r.p99.toFixed(2).padStart(9)} ${String(r.errors).padStart(7)}`;
-  console.log(`\nid/Generate through the edge, ${rounds} rounds of ${seconds}s each, ${connections} connections, wrk 1 thread`);
+  console.log(
+    `\nid/Generate through the edge, ${rounds} rounds of ${seconds}s each, ${connections} connections, wrk 1 thread, ${processes} server processes per variant used in turn`,
+  );
   console.log(
     `${'server'.padEnd(40)} ${'req/s'.padStart(9)} ${'CPU µs/req'.padStart(11)} ${'p50 ms'.padStart(9)} ${'p99 ms'.padStart(9)} ${'errors'.padStart(7)}`,
   );
   for (let round = 0; round < rounds; round++) {
-    variants.forEach((variant, i) => console.log(row(`round ${round + 1}: ${variant.name}`, results[i][round])));
+    variants.forEach((variant, i) => console.log(row(`round ${round + 1}: ${variant.name} #${processOf(round) + 1}`, results[i][round])));
   }
   const rate = results.map((rows) => median(rows.map((r) => r.requestsPerSecond)));
   const cpu = results.map((rows) => median(rows.map((r) => r.cpuMicrosPerRequest)));
@@ -152,11 +163,12 @@ try {
   console.log('(target: metering and limits on cost under 10% of throughput)');
 
   // The metered servers wrote a record per call: usage/Summary (which flushes first) counts them.
-  const summary = (await limited.call('usage', 'Summary', {}, limited.key)) as { calls: number };
+  let recorded = 0;
+  for (const server of variants[2].servers) recorded += ((await server.call('usage', 'Summary', {}, server.key)) as { calls: number }).calls;
   const served = results[2].reduce((sum, r) => sum + r.requests, 0);
-  console.log(`usage records written by the limited server: ${summary.calls} (wrk counted ${served} in the measured rounds, plus the warm-up)`);
+  console.log(`usage records written by the limited servers: ${recorded} (wrk counted ${served} in the measured rounds, plus the warm-up)`);
 } finally {
-  for (const { server } of variants) {
+  for (const server of variants.flatMap((variant) => variant.servers)) {
     server.child.kill('SIGTERM');
     await new Promise((resolve) => server.child.once('exit', resolve));
     rmSync(server.dataDir, { recursive: true, force: true });

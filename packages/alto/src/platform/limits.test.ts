@@ -206,6 +206,21 @@ describe('monthly quotas and spend', () => {
     assert.equal(refused.headers?.['retry-after'], String(Math.ceil((nextMonthStart(clock.now) - clock.now) / 1000)));
   });
 
+  test('a busy counter reserves about a second of its demand at once, not a thousand calls at a time', async () => {
+    const { limits, store, clock } = world();
+    await limits.updateProjectLimits('admin', 'project-1', { monthly_quota: 1_000_000_000 });
+    assert.equal(await admitted(limits, tenant(), 5000), 5000);
+    // A tick later the last second's demand (5,000 calls) sizes the chunk.
+    clock.now += 500;
+    await limits.tick();
+    const before = store.reservations;
+    assert.equal(await admitted(limits, tenant(), 5000), 5000);
+    assert.ok(store.reservations - before <= 2, `5,000 calls of a busy second took ${store.reservations - before} reservations`);
+    clock.now += 500;
+    await limits.close();
+    assert.equal(await limits.counterValue('requests', 'project', 'project-1'), 10_000, 'what was reserved and not used went back');
+  });
+
   test('quotas reset with the month; key quotas apply to the key; control services are never counted', async () => {
     const { limits, clock } = world();
     await limits.updateKeyLimits('key-1', { monthly_quota: 2 });
