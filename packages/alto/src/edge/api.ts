@@ -18,6 +18,7 @@ import { admitCall, admitCallNow, finishCall, recordRefusedCall, type AdmittedCa
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, PublicCallContext, ServiceDefinition, Tenant } from '../platform/service.js';
 import { ENVIRONMENT_HEADER } from '../platform/tenancy.js';
+import { isTextPostgresCannotHold } from '../store/postgres/transaction.js';
 import {
   credentialsFrom,
   credentialsOf,
@@ -502,6 +503,9 @@ export class Api {
   toAltoError(error: unknown, requestId: string, log?: Logger): AltoError {
     if (isAltoError(error)) return error;
     if (error instanceof z.ZodError) return errors.badRequest(describeIssues(error));
+    if (isTextPostgresCannotHold(error)) {
+      return errors.badRequest('a text value of the request holds a NUL character (\\u0000) or half of a surrogate pair, which the PostgreSQL store cannot keep; remove it');
+    }
     (log ?? this.log.child({ req_id: requestId })).error({ err: error }, 'unexpected error while serving a request');
     return errors.internal();
   }
