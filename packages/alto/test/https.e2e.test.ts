@@ -4,9 +4,9 @@
  * TLS, with HTTP/2 chosen by ALPN and HTTP/1.1 still offered, verified against the test's own
  * root; a request to an app over HTTP/2 reaches it as HTTP/1.1 with its body and
  * `X-Forwarded-Proto: https` and HSTS; plain HTTP to a name the certificate covers is redirected
- * (but for ACME challenges and health checks); a websocket works over TLS; new certificate files
- * are served without a restart (files that do not load keep the last good ones); flags that do
- * not go together are refused.
+ * (but for ACME challenges and health checks); a websocket works over TLS; a client that sends
+ * no server name gets the certificate; new certificate files are served without a restart (files
+ * that do not load keep the last good ones); flags that do not go together are refused.
  */
 import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
@@ -141,12 +141,18 @@ describe('https with a certificate the operator brings', () => {
     }
   });
 
+  test("a client that sends no server name (as Node's does for an address) is served the certificate", async () => {
+    const unnamed = await servedCertificate(httpsPort, undefined);
+    assert.equal(unnamed.serialNumber, new (await import('node:crypto')).X509Certificate(files.certificate).serialNumber);
+  });
+
   test('new certificate files are served without a restart', async () => {
     const before = await servedCertificate(httpsPort, 'localhost');
     assert.equal(before.serialNumber, new (await import('node:crypto')).X509Certificate(files.certificate).serialNumber);
     const renewed = authority.issue(['localhost', `*.shop.${APPS_DOMAIN}`], 'served');
     const expected = new (await import('node:crypto')).X509Certificate(renewed.certificate).serialNumber;
     await waitForAsync(async () => (await servedCertificate(httpsPort, 'localhost')).serialNumber === expected, 'the new certificate served', 15_000);
+    assert.equal((await servedCertificate(httpsPort, undefined)).serialNumber, expected, 'the new certificate served to a client that names none too');
     const page = await http2Request({ port: httpsPort, host: APP_HOST, path: '/', ca: authority.root });
     assert.equal(page.status, 200);
     // Files that do not load (a key that is not one) leave the last good certificate served.

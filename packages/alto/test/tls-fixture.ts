@@ -52,10 +52,10 @@ export function testAuthority(): TestAuthority {
   };
 }
 
-/** The certificate 127.0.0.1:`port` serves for `serverName` (not verified), or the handshake's error. */
-export function servedCertificate(port: number, serverName: string, protocols = ['h2', 'http/1.1']): Promise<PeerCertificate> {
+/** The certificate 127.0.0.1:`port` serves for `serverName` (undefined: no SNI, as a client of an address sends none), not verified, or the handshake's error. */
+export function servedCertificate(port: number, serverName: string | undefined, protocols = ['h2', 'http/1.1']): Promise<PeerCertificate> {
   return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port, servername: serverName, rejectUnauthorized: false, ALPNProtocols: protocols }, () => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, ...(serverName !== undefined ? { servername: serverName } : {}), rejectUnauthorized: false, ALPNProtocols: protocols }, () => {
       const certificate = socket.getPeerCertificate();
       socket.end();
       resolve(certificate);

@@ -24,6 +24,7 @@ export interface CertificatePair {
 interface Loaded {
   context: SecureContext;
   leaf: X509Certificate;
+  pair: CertificatePair;
 }
 
 /** How often the operator's files are checked for a change. */
@@ -33,7 +34,7 @@ const FILE_POLL_MS = 1_000;
 export function loadPair(pair: CertificatePair): Loaded {
   const leaf = new X509Certificate(pair.certificate);
   const context = createSecureContext({ cert: pair.certificate, key: pair.key });
-  return { context, leaf };
+  return { context, leaf, pair };
 }
 
 export class CertificateBook implements CertificateSource {
@@ -63,6 +64,11 @@ export class CertificateBook implements CertificateSource {
   challengeFor(serverName: string): SecureContext | undefined | Promise<SecureContext | undefined> {
     const name = serverName.toLowerCase();
     return this.challenges.get(name) ?? this.onMissingChallenge?.(name);
+  }
+
+  /** A client that names no server gets the operator's certificate. */
+  unnamed(): CertificatePair | undefined {
+    return this.brought?.pair;
   }
 
   /** Whether a certificate is served for `host`: one issued for it, or the operator's when it names it. */

@@ -5,7 +5,9 @@
  * gets the challenge certificate for the name it asks for and nothing else, every other
  * connection goes to an HTTP/2 server that also speaks HTTP/1.1 (ALPN `h2`, `http/1.1`), so
  * websockets (an HTTP/1.1 upgrade) still work. The certificate for each name is picked per
- * connection by SNI from a `CertificateSource`; a name with none fails the handshake.
+ * connection by SNI from a `CertificateSource`; a name with none fails the handshake. A client
+ * that sends no name (as Node's does for an address, such as another node's `--advertise
+ * https://10.0.0.5:4443`) gets the operator's certificate.
  *
  * Requests are handed to the edge's own request and upgrade handlers, as Node's HTTP server hands
  * them on the plain port, with `X-Forwarded-Proto: https` set (whatever the client sent) and, for
@@ -24,6 +26,8 @@ import { capConnections, type ConnectionCaps } from './connections.js';
 export interface CertificateSource {
   /** The context to serve `serverName` with (at once or once found); undefined: the handshake fails (no certificate for it). */
   contextFor(serverName: string | undefined): SecureContext | undefined | Promise<SecureContext | undefined>;
+  /** The certificate and key (PEM) for a client that sends no server name; undefined: its handshake fails. The same object while they do not change. */
+  unnamed(): { certificate: string; key: string } | undefined;
   /** The TLS-ALPN-01 challenge certificate for `serverName` while a validation is pending. */
   challengeFor(serverName: string): SecureContext | undefined | Promise<SecureContext | undefined>;
 }
@@ -69,6 +73,8 @@ export class TlsListener {
   private readonly front: TcpServer;
   private readonly challenges: TlsServer;
   private readonly open = new Set<Socket>();
+  /** What `unnamed()` answered when the server's own context was last set from it. */
+  private unnamedServed: { certificate: string; key: string } | undefined;
 
   constructor(private readonly options: TlsListenerOptions) {
     const { certificates, log } = options;
@@ -157,10 +163,23 @@ export class TlsListener {
       socket.unshift(buffered);
       const hello = parseClientHello(buffered);
       const challenge = hello.protocols.length > 0 && hello.protocols.every((protocol) => protocol === ACME_TLS_PROTOCOL);
+      if (!challenge && hello.serverName === undefined) this.serveUnnamed();
       (challenge ? this.challenges : this.server).emit('connection', socket);
     };
     socket.on('data', onData);
     socket.once('close', () => clearTimeout(timer));
+  }
+
+  /**
+   * Node asks no SNICallback for a ClientHello without a server name: it serves the server's own
+   * context, so that context is set from `unnamed()` (again once it changes) before such a
+   * connection is handed over.
+   */
+  private serveUnnamed(): void {
+    const pair = this.options.certificates.unnamed();
+    if (pair === undefined || pair === this.unnamedServed) return;
+    this.server.setSecureContext({ cert: pair.certificate, key: pair.key });
+    this.unnamedServed = pair;
   }
 
   private serve(request: Http2ServerRequest | IncomingMessage, response: Http2ServerResponse | ServerResponse): void {
