@@ -1,9 +1,10 @@
 /**
  * Downloads for the export tests, with node:http rather than fetch: the status, the headers and
  * the body, or only its first `keep` bytes, after which the client goes away (as a broken link
- * does), so a test can resume from there.
+ * does), so a test can resume from there. An https: URL is verified against the roots in `ca`.
  */
 import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 
 export interface Download {
   status: number;
@@ -11,10 +12,11 @@ export interface Download {
   body: Buffer;
 }
 
-export function download(url: string, headers: Record<string, string>, options: { method?: string; keep?: number } = {}): Promise<Download> {
+export function download(url: string, headers: Record<string, string>, options: { method?: string; keep?: number; ca?: string } = {}): Promise<Download> {
   const keep = options.keep ?? Infinity;
+  const send = url.startsWith('https:') ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const request = httpRequest(url, { method: options.method ?? 'GET', headers }, (response) => {
+    const request = send(url, { method: options.method ?? 'GET', headers, ...(options.ca !== undefined ? { ca: options.ca } : {}) }, (response) => {
       const chunks: Buffer[] = [];
       let held = 0;
       const done = () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).subarray(0, Math.min(held, keep)) });
