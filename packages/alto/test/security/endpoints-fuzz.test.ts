@@ -98,6 +98,7 @@ class HostileValues {
   /** `small`: no long strings or big arrays (the items of a 5,000-element array). */
   of(raw: JsonSchema, small = false, depth = 0): fc.Arbitrary<unknown> {
     const schema = this.resolve(raw);
+    // A recursive schema (any JSON value) ends here: deep trees come from nested(), within the depth limit.
     if (depth > 4) return fc.constant('x');
     const branches = schema.anyOf ?? schema.oneOf;
     if (branches) return fc.oneof(...branches.map((branch: JsonSchema) => this.of(branch, small, depth + 1)));
