@@ -18,7 +18,7 @@ import { admitCall, admitCallNow, finishCall, recordRefusedCall, type AdmittedCa
 import type { Platform } from '../platform/platform.js';
 import type { CallContext, EndpointDefinition, PublicCallContext, ServiceDefinition, Tenant } from '../platform/service.js';
 import { ENVIRONMENT_HEADER } from '../platform/tenancy.js';
-import { isTextPostgresCannotHold } from '../store/postgres/transaction.js';
+import { isTextPostgresCannotHold } from '../store/index.js';
 import {
   credentialsFrom,
   credentialsOf,

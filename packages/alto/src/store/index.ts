@@ -108,6 +108,8 @@ export * from './control.js';
 export * from './usage.js';
 export * from './quota.js';
 export { openSqlite, migrate, type SqliteDatabase } from './sqlite/database.js';
+/** For the edge's answers: text the PostgreSQL store refuses is the caller's to fix (a 400), not a fault. */
+export { isTextPostgresCannotHold } from './postgres/transaction.js';
 
 export interface StoreOptions {
   dataDir: string;
