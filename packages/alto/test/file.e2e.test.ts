@@ -130,7 +130,7 @@ test('paths, projects, content and metadata are checked with a 400 or 413 that s
     [{ project: '' }, 400, /project: missing/],
     [{ project: 'a/b' }, 400, /may not contain "\/"/],
     [{ content: 'x'.repeat(1024 * 1024 + 1) }, 413, /1048577 bytes is more than the 1048576 bytes of a file; .*space block/],
-    [{ content: 'nul\u0000byte' }, 400, /not text/],
+    [{ content: 'nul\u0000byte' }, 400, /^file\.content: text may not hold a NUL character .*base64/],
     [{ metadata: { k: 1 } }, 400, /metadata values are text/],
     [{ metadata: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }, 400, /65 entries is more than 64/],
   ];

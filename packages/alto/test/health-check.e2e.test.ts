@@ -98,7 +98,7 @@ describe('health checks (process sandbox)', () => {
     assert.match(badInterval.body.detail, /health_check\.interval: 0\.1-300 seconds/);
     const nul = await alto.call('app', 'Run', { name: 'bad', image, command: ['a\u0000b'] }, key);
     assert.equal(nul.status, 400);
-    assert.match(nul.body.detail, /command: no NUL/);
+    assert.match(nul.body.detail, /^command\[0\]: text may not hold a NUL character/);
     const alias = await alto.call('app', 'Run', { name: 'bad', image, links: ['cache'], link_aliases: { db: 'postgres' } }, key);
     assert.equal(alias.status, 400);
     assert.match(alias.body.detail, /link_aliases\.db: "postgres" is not one of the app's links \(cache\)/);

@@ -28,6 +28,7 @@ import {
   originFrom,
   originOf,
   parseJsonObject,
+  refuseUnportableText,
   requestIdFrom,
   requestIdOf,
   type BodyCallback,
@@ -341,6 +342,8 @@ export class Api {
         if (name === 'key') continue;
         body[name] = coerceQueryValue(value, route.fieldTypes.get(name));
       }
+      // `%00` in a query string decodes to a NUL; the body was checked as it was parsed.
+      refuseUnportableText(body, 'the query');
     }
     const parsed = route.endpoint.request.safeParse(body);
     if (!parsed.success) throw errors.badRequest(describeIssues(parsed.error));

@@ -139,11 +139,60 @@ export function parseRequestJson(text: string, what = 'the body'): unknown {
   if (jsonNestsDeeperThan(text, MAX_JSON_DEPTH)) {
     throw errors.badRequest(`${what} nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep; flatten it`);
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (error) {
     throw errors.badRequest(`${what} is not valid JSON: ${(error as Error).message}`);
   }
+  // JSON text can only carry a NUL or a lone surrogate as a \u escape (a raw NUL is not JSON, and
+  // UTF-8 cannot encode half a pair), so text without one is not walked.
+  if (text.includes('\\u')) refuseUnportableText(value, what);
+  return value;
+}
+
+const NUL_OR_SURROGATE = /[\0\uD800-\uDFFF]/;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Whether text holds a NUL character or half of a surrogate pair. */
+function isUnportable(text: string): boolean {
+  return NUL_OR_SURROGATE.test(text) && (text.includes('\0') || LONE_SURROGATE.test(text));
+}
+
+/**
+ * The first string or field name in a request's value that holds a NUL character or half of a
+ * surrogate pair, as a path (`record.tags[2]`); undefined when there is none.
+ */
+export function unportableTextPath(value: unknown, path = ''): string | undefined {
+  if (typeof value === 'string') return isUnportable(value) ? path || 'a value' : undefined;
+  if (value === null || typeof value !== 'object') return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = unportableTextPath(value[i], `${path}[${i}]`);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  for (const [name, field] of Object.entries(value)) {
+    if (isUnportable(name)) return `${path || 'the body'}: a field name`;
+    const found = unportableTextPath(field, path ? `${path}.${name}` : name);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/**
+ * Refuses a request value holding text no store keeps alike: PostgreSQL refuses a NUL character
+ * and half of a surrogate pair where SQLite keeps them, so a project holding such text could not
+ * move between the two. Every store refuses it at the door instead, with where it was.
+ */
+export function refuseUnportableText(value: unknown, what = 'the body'): void {
+  const path = unportableTextPath(value);
+  if (path === undefined) return;
+  throw errors.badRequest(
+    `${path === 'a value' ? what : path}: text may not hold a NUL character (\\u0000) or half of a surrogate pair; ` +
+      'send binary data base64-encoded',
+  );
 }
 
 /** Parses a JSON body into an object; an empty body is `{}`. */
