@@ -222,3 +222,39 @@ test('alto migrate copies an embedded instance into PostgreSQL and S3, once, and
     await shared.stop();
   }
 });
+
+test('a row an older version kept with a NUL character stops alto migrate with its table, column and row named; once changed, the next run copies the rest', async () => {
+  const source = temporaryDataDir();
+  folders.push(source);
+  const target = await createTestDatabase('migrate_text');
+  try {
+    const embedded = await startProcess({ dataDir: source, env: environment });
+    const key = await embedded.projectKey('shop');
+    const short = await embedded.call('url', 'Shorten', { destinationURL: 'https://example.com/a' }, key);
+    assert.equal(short.status, 200, JSON.stringify(short.body));
+    // This version refuses such text at the door; an older one stored it as it came.
+    const refused = await embedded.call('url', 'Shorten', { destinationURL: 'https://example.com/\u0000' }, key);
+    assert.equal(refused.status, 400);
+    assert.match(refused.body.detail, /^destinationURL: text may not hold a NUL character/);
+    await embedded.stop();
+    const id = short.body.shortURL.split('/').pop();
+    const db = openSqlite(join(source, 'alto.db'));
+    assert.equal(db.prepare("UPDATE short_urls SET destination = 'https://example.com/a' || char(0) WHERE id = ?").run(id).changes, 1);
+    db.close();
+
+    const migrate = () => runCli(['migrate', '--from', source, '--store', target.url, '--objects', s3.objectsUrl], environment);
+    const stopped = await migrate();
+    assert.notEqual(stopped.code, 0, stopped.stdout);
+    assert.match(stopped.stderr, new RegExp(`alto_short_urls: the row whose id is "${id}" holds a NUL character or half of a surrogate pair in destination, which PostgreSQL cannot keep`));
+    assert.match(stopped.stderr, /change or delete it in the source, then run "alto migrate" again/);
+
+    const fixed = openSqlite(join(source, 'alto.db'));
+    fixed.prepare("UPDATE short_urls SET destination = 'https://example.com/a' WHERE id = ?").run(id);
+    fixed.close();
+    const completed = await migrate();
+    assert.equal(completed.code, 0, completed.stderr);
+    assert.equal(partsOf(completed.stdout).get('short_urls')?.copied, 1, completed.stdout);
+  } finally {
+    await target.drop();
+  }
+});

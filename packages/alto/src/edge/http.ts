@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AltoError, errors } from '../kit/errors.js';
+import { holdsNulOrLoneSurrogate } from '../kit/text.js';
 
 export const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -151,20 +152,12 @@ export function parseRequestJson(text: string, what = 'the body'): unknown {
   return value;
 }
 
-const NUL_OR_SURROGATE = /[\0\uD800-\uDFFF]/;
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
-/** Whether text holds a NUL character or half of a surrogate pair. */
-function isUnportable(text: string): boolean {
-  return NUL_OR_SURROGATE.test(text) && (text.includes('\0') || LONE_SURROGATE.test(text));
-}
-
 /**
  * The first string or field name in a request's value that holds a NUL character or half of a
  * surrogate pair, as a path (`record.tags[2]`); undefined when there is none.
  */
 export function unportableTextPath(value: unknown, path = ''): string | undefined {
-  if (typeof value === 'string') return isUnportable(value) ? path || 'a value' : undefined;
+  if (typeof value === 'string') return holdsNulOrLoneSurrogate(value) ? path || 'a value' : undefined;
   if (value === null || typeof value !== 'object') return undefined;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
@@ -174,7 +167,7 @@ export function unportableTextPath(value: unknown, path = ''): string | undefine
     return undefined;
   }
   for (const [name, field] of Object.entries(value)) {
-    if (isUnportable(name)) return `${path || 'the body'}: a field name`;
+    if (holdsNulOrLoneSurrogate(name)) return `${path || 'the body'}: a field name`;
     const found = unportableTextPath(field, path ? `${path}.${name}` : name);
     if (found !== undefined) return found;
   }

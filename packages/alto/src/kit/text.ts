@@ -2,8 +2,17 @@
  * @module kit/text
  * Trimming a run of one character from the ends of a string in linear time. The regex way
  * (`text.replace(/\/+$/, '')`) retries the run from every position when the string does not end
- * with it, which is quadratic: 100 kB of slashes followed by one letter took seconds.
+ * with it, which is quadratic: 100 kB of slashes followed by one letter took seconds. And whether
+ * text holds what not every store keeps: a NUL character or half of a surrogate pair.
  */
+
+const NUL_OR_SURROGATE = /[\0\uD800-\uDFFF]/;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Whether `text` holds a NUL character or half of a surrogate pair (PostgreSQL refuses both as text). */
+export function holdsNulOrLoneSurrogate(text: string): boolean {
+  return NUL_OR_SURROGATE.test(text) && (text.includes('\0') || LONE_SURROGATE.test(text));
+}
 
 /** `text` without the run of `char` (one character) at its end. */
 export function trimEnd(text: string, char: string): string {

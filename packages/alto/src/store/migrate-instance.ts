@@ -23,6 +23,8 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { isSealedText, loadMasterKey, parseMasterKey, SecretCipher } from '../kit/master-key.js';
 import { loadNodeId } from '../kit/node-id.js';
+import { holdsNulOrLoneSurrogate } from '../kit/text.js';
+import { isTextPostgresCannotHold } from './postgres/transaction.js';
 import type { SqliteDatabase } from './sqlite/database.js';
 import { SqliteControlStore } from './sqlite/control.js';
 import { SqliteQuotaStore } from './sqlite/quota.js';
@@ -330,8 +332,34 @@ async function insertRows(client: pg.Pool | pg.PoolClient, table: string, column
   if (rows.length === 0) return 0;
   const params: unknown[] = [];
   const tuples = rows.map((row) => `(${row.map((value) => `$${params.push(value)}`).join(', ')})`);
-  const result = await client.query(`INSERT INTO ${table} (${columns.join(', ')}) VALUES ${tuples.join(', ')} ON CONFLICT DO NOTHING`, params);
-  return result.rowCount ?? 0;
+  try {
+    const result = await client.query(`INSERT INTO ${table} (${columns.join(', ')}) VALUES ${tuples.join(', ')} ON CONFLICT DO NOTHING`, params);
+    return result.rowCount ?? 0;
+  } catch (error) {
+    if (isTextPostgresCannotHold(error)) throw unportableRow(table, columns, rows) ?? error;
+    throw error;
+  }
+}
+
+const ESCAPED_NUL_OR_SURROGATE = /\\u0000|\\u[dD][89a-fA-F]/;
+
+/**
+ * The error for a row whose text PostgreSQL cannot keep (a NUL character or half of a surrogate
+ * pair), which an embedded instance kept before Alto refused such text at the door: it names the
+ * table, the column and the row's first column, so a person can find and change it.
+ */
+function unportableRow(table: string, columns: string[], rows: unknown[][]): Error | undefined {
+  for (const row of rows) {
+    // A JSON column holds them as escapes (`\u0000`), which PostgreSQL's jsonb refuses as well.
+    const column = row.findIndex((value) => typeof value === 'string' && (holdsNulOrLoneSurrogate(value) || ESCAPED_NUL_OR_SURROGATE.test(value)));
+    if (column === -1) continue;
+    return new Error(
+      `${table}: the row whose ${columns[0]} is ${JSON.stringify(String(row[0])).slice(0, 80)} holds a NUL character or half of a surrogate ` +
+        `pair in ${columns[column]}, which PostgreSQL cannot keep (Alto now refuses such text; older versions kept it on SQLite): ` +
+        'change or delete it in the source, then run "alto migrate" again, which copies the rest and nothing twice',
+    );
+  }
+  return undefined;
 }
 
 /** Copies `select`'s rows in batches; values go as stored (0/1 read as booleans, text as JSONB). */
