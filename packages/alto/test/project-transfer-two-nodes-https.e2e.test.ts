@@ -16,7 +16,7 @@ import { createTestDatabase, type TestDatabase } from '../src/store/postgres/tes
 import { download } from './download-fixture.js';
 import { exportUrl, fillProject, releaseThroughRelay, resumeThroughRelay, spoolFiles, type DirectNode } from './export-relay-fixture.js';
 import { startProcess, type ServerProcess } from './harness.js';
-import { freePort } from './images-fixture.js';
+import { startHttpsNode } from './https-node-fixture.js';
 import { testAuthority, type TestAuthority } from './tls-fixture.js';
 
 const PROJECT = 'ledger';
@@ -38,13 +38,10 @@ describe('an export written on a node reached over HTTPS is resumed through a no
   before(async () => {
     database = await createTestDatabase('transfer_two_nodes_https');
     authority = testAuthority();
-    const served = authority.issue(['127.0.0.1'], 'node-a');
-    // The advertised URL names the HTTPS port, so the port is chosen before A starts.
-    const httpsPort = await freePort();
-    advertised = `https://127.0.0.1:${httpsPort}`;
     const args = ['--store', database.url];
-    first = await startProcess({ args: [...args, '--https-port', String(httpsPort), '--tls-cert', served.certificatePath, '--tls-key', served.keyPath, '--advertise', advertised], env });
-    assert.equal(first.httpsPort, httpsPort);
+    const node = await startHttpsNode(authority, { args, env, certificateFile: 'node-a' });
+    first = node.server;
+    advertised = node.url;
     writer = { server: first, url: advertised, ca: authority.root };
     trusting = await startProcess({ args, env: { ...env, NODE_EXTRA_CA_CERTS: authority.rootPath } });
     untrusting = await startProcess({ args, env });

@@ -12,7 +12,7 @@ import { buildImage, busyboxBinary, type BuiltImage, type LayerEntry } from './i
 const APPLETS = ['sh', 'httpd', 'sleep', 'echo', 'printf', 'cat'];
 
 /** busybox CGI passes output starting with "HTTP" through as is: a 101, then ticks. */
-const WEBSOCKET_CGI = [
+export const WEBSOCKET_CGI = [
   '#!/bin/sh',
   "printf 'HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\n\\r\\n'",
   'while echo tick; do sleep 0.2; done',

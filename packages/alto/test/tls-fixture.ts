@@ -154,8 +154,8 @@ const ECHO_CGI = [
   '',
 ].join('\n');
 
-/** busybox httpd on 8080: `/` answers "echo app", `/cgi-bin/echo` the request's proto, host, method and body. */
-export function echoImage(): Promise<BuiltImage> {
+/** busybox httpd on 8080: `/` answers "echo app", `/cgi-bin/echo` the request's proto, host, method and body; `cgi` adds scripts under /cgi-bin/ by name. */
+export function echoImage(cgi: Record<string, string> = {}): Promise<BuiltImage> {
   const applets = ['sh', 'httpd', 'printf', 'head', 'cat', 'sleep'];
   return buildImage({
     layers: [
@@ -168,6 +168,7 @@ export function echoImage(): Promise<BuiltImage> {
         { type: 'file', path: 'www/index.html', content: 'echo app\n' },
         { type: 'dir', path: 'www/cgi-bin/' },
         { type: 'file', path: 'www/cgi-bin/echo', content: ECHO_CGI, mode: 0o755 },
+        ...Object.entries(cgi).map(([name, content]) => ({ type: 'file' as const, path: `www/cgi-bin/${name}`, content, mode: 0o755 })),
       ],
     ],
     config: { Env: ['PATH=/bin'], Entrypoint: ['/bin/httpd'], Cmd: ['-f', '-p', '8080', '-h', '/www'], ExposedPorts: { '8080/tcp': {} } },

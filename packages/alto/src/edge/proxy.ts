@@ -247,8 +247,10 @@ export class AppProxy {
       },
       onHeaders: (statusCode, rawHeaders, resume, statusText) => {
         const headers = endToEndRawHeaders(rawHeaders);
-        // Over HTTPS the browser is told to keep to it, unless the app says otherwise itself.
-        if (isTlsRequest(request) && !headers.some((name, index) => index % 2 === 0 && name.toLowerCase() === 'strict-transport-security')) headers.push('strict-transport-security', HSTS_VALUE);
+        // Over HTTPS the browser is told to keep to it, unless the app says otherwise itself. A
+        // request another node relayed came over TLS from that node, not from the browser: that
+        // node decides for its own client.
+        if (isTlsRequest(request) && request.headers[VIA_HEADER] === undefined && !headers.some((name, index) => index % 2 === 0 && name.toLowerCase() === 'strict-transport-security')) headers.push('strict-transport-security', HSTS_VALUE);
         response.writeHead(statusCode, statusText, headers);
         // Server-sent events and other bodies of unknown length must reach the client as they come.
         if (!response.hasHeader('content-length')) response.flushHeaders();

@@ -459,6 +459,8 @@ export async function startAlto(options: AltoOptions): Promise<RunningAlto> {
           onRequest: handleTlsRequest,
           onUpgrade: handleUpgrade,
           connectionCaps,
+          // A node advertised at its https:// URL gets the other nodes' relayed requests here: not held to the per-client cap either.
+          exemptFromClientCap: (address) => peerAddresses.has(address),
           headersTimeoutMs,
           idleTimeoutMs: IDLE_SOCKET_TIMEOUT_MS,
           log: log.child({ component: 'tls' }),

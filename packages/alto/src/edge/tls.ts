@@ -11,16 +11,19 @@
  *
  * Requests are handed to the edge's own request and upgrade handlers, as Node's HTTP server hands
  * them on the plain port, with `X-Forwarded-Proto: https` set (whatever the client sent) and, for
- * HTTP/2, the `:authority` as the Host, so routing, the API and the app proxy see one shape.
+ * HTTP/2, the `:authority` as the Host, so routing, the API and the app proxy see one shape. A
+ * request another node of the cloud relayed here (`x-alto-via`, compute/cluster/routing.ts)
+ * keeps the X-Forwarded-Proto that node wrote: the app is told how its client came to that node.
  */
 import { createSecureServer, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type SecureContext, type Server as TlsServer } from 'node:tls';
 import type { Logger } from '../kit/logger.js';
 import { clientHelloLength, parseClientHello } from './client-hello.js';
 import { capConnections, type ConnectionCaps } from './connections.js';
+import { VIA_HEADER } from './h1.js';
 
 /** Where the listener finds a certificate for a name. */
 export interface CertificateSource {
@@ -48,6 +51,8 @@ export interface TlsListenerOptions {
   onRequest(request: IncomingMessage, response: ServerResponse): void;
   onUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
   connectionCaps: ConnectionCaps;
+  /** Client addresses the per-client cap does not hold (the cloud's other nodes, which relay their clients' requests). */
+  exemptFromClientCap?: (address: string) => boolean;
   /** A ClientHello, and an HTTP/1.1 request's headers, must arrive within this. */
   headersTimeoutMs: number;
   /** A connection (or HTTP/2 session) that moves nothing for this long is closed. */
@@ -94,7 +99,7 @@ export class TlsListener {
     this.server.setTimeout(options.idleTimeoutMs);
     this.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on('error', () => socket.destroy());
-      request.headers['x-forwarded-proto'] = 'https';
+      setForwardedProto(request.headers);
       options.onUpgrade(request, socket, head);
     });
     this.server.on('tlsClientError', (error) => log.debug({ err: error }, 'tls handshake failed'));
@@ -114,7 +119,7 @@ export class TlsListener {
     this.challenges.on('tlsClientError', (error) => log.debug({ err: error }, 'tls-alpn-01 handshake failed'));
 
     this.front = createTcpServer((socket) => this.accept(socket));
-    capConnections(this.front, options.connectionCaps, log);
+    capConnections(this.front, options.connectionCaps, log, options.exemptFromClientCap);
   }
 
   /** Listens; resolves with the bound port. */
@@ -185,8 +190,15 @@ export class TlsListener {
   private serve(request: Http2ServerRequest | IncomingMessage, response: Http2ServerResponse | ServerResponse): void {
     const headers = request.headers;
     if (headers.host === undefined && typeof headers[':authority'] === 'string') headers.host = headers[':authority'];
-    headers['x-forwarded-proto'] = 'https';
+    setForwardedProto(headers);
     servedOverTls.add(request);
     this.options.onRequest(request as IncomingMessage, response as ServerResponse);
   }
+}
+
+/** `https`, unless another node relayed the request and said how its client came (`http` or `https`). */
+function setForwardedProto(headers: IncomingHttpHeaders): void {
+  const relayedProto = headers[VIA_HEADER] !== undefined ? headers['x-forwarded-proto'] : undefined;
+  if (typeof relayedProto === 'string' && /^https?$/i.test(relayedProto.trim())) return;
+  headers['x-forwarded-proto'] = 'https';
 }

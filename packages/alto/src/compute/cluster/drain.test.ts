@@ -97,7 +97,7 @@ function setup(options: { refuse?: Set<string>; takeSilently?: Set<string> } = {
         held.delete(id);
       },
     },
-    addressOf: (id): PeerAddress => ({ id, name: `name-${id}`, host: '127.0.0.1', port: 1 }),
+    addressOf: (id): PeerAddress => ({ id, name: `name-${id}`, host: '127.0.0.1', port: 1, tls: false }),
     // The receiver moves the app to itself before it answers (hand-off.ts, cluster.ts).
     async handOff(peer, appId) {
       events.push(`ask ${peer.id} ${appId}`);

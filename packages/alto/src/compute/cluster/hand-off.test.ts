@@ -3,13 +3,17 @@
  * for its own app is taken (200 once the receiver is done); unsigned, signed with another cloud's
  * key, altered, or replayed it is refused with 401; signed by a node that is not live, or for
  * another node's app, 403; a body past the bound 413; a failed take answers the receiver's error.
- * The receiver is a stand-in that records what it was asked.
+ * The receiver is a stand-in that records what it was asked. To a peer advertised at an https: URL
+ * the hand-off goes over TLS, verified: a certificate this process does not trust refuses it at
+ * the handshake, and the receiver is asked nothing.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
+import { testAuthority } from '../../../test/tls-fixture.js';
 import { errors } from '../../kit/errors.js';
 import { silentLogger } from '../../kit/logger.js';
 import { handleHandOff, HAND_OFF_PATH, HandOffRefused, MAX_BODY_BYTES, requestHandOff, type HandOffReceiver } from './hand-off.js';
@@ -34,7 +38,7 @@ let peer: PeerAddress;
 before(async () => {
   server = createServer((request, response) => void handleHandOff(request, response, receiver));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  peer = { id: 'node-r', name: 'receiver', host: '127.0.0.1', port: (server.address() as AddressInfo).port };
+  peer = { id: 'node-r', name: 'receiver', host: '127.0.0.1', port: (server.address() as AddressInfo).port, tls: false };
 });
 
 after(() => new Promise<void>((resolve) => server.close(() => resolve())));
@@ -107,4 +111,24 @@ test('a body past the bound is refused (413) before it is verified; one that is 
 
 test("a take that fails answers the receiver's error, for the sender to keep its app", async () => {
   await assert.rejects(requestHandOff(peer, key, 'node-a', 'broken'), (error) => error instanceof HandOffRefused && error.status === 503 && /did not become ready/.test(error.message));
+});
+
+test("to a TLS peer whose certificate this process cannot verify, the hand-off fails at the handshake and the receiver is asked nothing", async () => {
+  const authority = testAuthority();
+  const served = authority.issue(['127.0.0.1'], 'receiver');
+  const before = received.length;
+  const secure = createHttpsServer({ cert: served.certificate, key: served.key }, (request, response) => void handleHandOff(request, response, receiver));
+  secure.on('tlsClientError', () => undefined);
+  await new Promise<void>((resolve) => secure.listen(0, '127.0.0.1', resolve));
+  try {
+    const tlsPeer: PeerAddress = { id: 'node-r', name: 'receiver', host: '127.0.0.1', port: (secure.address() as AddressInfo).port, tls: true };
+    await assert.rejects(
+      requestHandOff(tlsPeer, key, 'node-a', 'app-11'),
+      (error) => error instanceof HandOffRefused && error.status === 0 && /TLS handshake with node receiver failed: .*UNABLE_TO_VERIFY_LEAF_SIGNATURE/.test(error.message),
+    );
+    assert.equal(received.length, before);
+  } finally {
+    await new Promise((resolve) => secure.close(resolve));
+    authority.remove();
+  }
 });

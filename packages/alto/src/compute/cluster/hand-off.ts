@@ -12,13 +12,14 @@
  * service's plain HTTP route, and only nodes call it.
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { z } from 'zod';
 import { errors, isAltoError } from '../../kit/errors.js';
 import type { Logger } from '../../kit/logger.js';
 import type { Platform } from '../../platform/platform.js';
 import type { HttpRoute } from '../../platform/service.js';
 import { signNodeRequest, verifyNodeRequest, type ReplayGuard } from './node-link.js';
-import type { PeerAddress } from './peers.js';
+import { connectToPeer, type PeerAddress } from './peers.js';
 
 export const HAND_OFF_PREFIX = '/internal/nodes/';
 export const HAND_OFF_PATH = `${HAND_OFF_PREFIX}adopt`;
@@ -145,7 +146,12 @@ export function requestHandOff(peer: PeerAddress, key: Buffer, self: string, app
         port: peer.port,
         path: HAND_OFF_PATH,
         method: 'POST',
-        agent: false,
+        // One connection for this call, made as every connection to a peer is (TLS for an https: peer).
+        createConnection: (_options, done) =>
+          void connectToPeer(peer).then(
+            (socket) => done(null, socket),
+            (error: Error) => done(error, undefined as unknown as Duplex),
+          ),
         headers: { ...headers, host: `${peer.host}:${peer.port}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
       },
       (response) => {

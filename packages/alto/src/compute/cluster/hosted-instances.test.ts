@@ -137,7 +137,7 @@ const hostNode = (more: Partial<ListedNode['capacity']> = {}): ListedNode =>
 function placer(self = 'owner', nodes: ListedNode[] = [hostNode()]): PeerPlacer {
   const peers = {
     liveNodes: () => nodes,
-    addressOf: (id: string) => (nodes.some((node) => node.id === id) ? { id, name: 'host-1', host: '127.0.0.1', port } : undefined),
+    addressOf: (id: string) => (nodes.some((node) => node.id === id) ? { id, name: 'host-1', host: '127.0.0.1', port, tls: false } : undefined),
   } as unknown as PeerView;
   return new PeerPlacer({ key, self: { id: self, name: self }, peers, log });
 }
@@ -193,7 +193,7 @@ test('an owner that goes away stops the instance on the host; a host whose insta
 
 test('a tunnel only for the instance\'s owner; requests unsigned, signed with another key or from a node that is not live are refused', async () => {
   const remote = (await placer().start(START, SPEC))!;
-  const peer = { id: 'host', name: 'host-1', host: '127.0.0.1', port };
+  const peer = { id: 'host', name: 'host-1', host: '127.0.0.1', port, tls: false };
   const tunnel = `/v1/internal/instance-tunnel?id=${remote.id}`;
   await assert.rejects(openSignedUpgrade(peer, key, 'other', tunnel, TCP_TUNNEL_PROTOCOL), (error: { status: number; message: string }) => error.status === 403 && /not hosted for node other/.test(error.message));
   await assert.rejects(openSignedUpgrade(peer, randomBytes(32), 'owner', tunnel, TCP_TUNNEL_PROTOCOL), (error: { status: number }) => error.status === 401);

@@ -5,8 +5,13 @@
  * runs its app reads no database. A node is live while its lease runs; a node whose lease
  * lapsed is lost, unless it said it was leaving (a clean stop) less than LEFT_GRACE_MS ago: a
  * node restarted for an upgrade comes back in that time and keeps its apps.
+ *
+ * A peer's edge is reached at its advertised URL: plain TCP for `http:`, TLS for `https:` (nodes
+ * on a network they do not trust), its certificate verified against Node's default roots (the
+ * system's, plus NODE_EXTRA_CA_CERTS for a cloud's own authority) and never trusted blindly.
  */
-import { connect, type Socket } from 'node:net';
+import { connect, isIP, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import type { Logger } from '../../kit/logger.js';
 import type { ListedNode, NodeStore } from '../../store/nodes/port.js';
 import { HEARTBEAT_INTERVAL_MS } from './membership.js';
@@ -20,8 +25,11 @@ const READ_NOW_MIN_MS = 500;
 export interface PeerAddress {
   id: string;
   name: string;
+  /** The advertised URL's host (an IPv6 address without brackets): connected to, and for TLS the name its certificate must carry. */
   host: string;
   port: number;
+  /** It advertised an `https:` URL: its edge is spoken to over TLS. */
+  tls: boolean;
 }
 
 export interface PeerViewOptions {
@@ -103,13 +111,10 @@ export class PeerView {
     return [...this.nodes.values()].filter((node) => node.id !== this.options.self && isLost(node, now));
   }
 
-  /** Where a live peer's edge listens (its advertised URL; plain HTTP only for now). */
+  /** Where a live peer's edge listens: its advertised URL, `http:` or `https:`. */
   addressOf(id: string): PeerAddress | undefined {
     const node = this.live(id);
-    if (!node) return undefined;
-    const url = new URL(node.advertiseUrl);
-    if (url.protocol !== 'http:') return undefined;
-    return { id: node.id, name: node.name, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 80) };
+    return node && peerAddressOf(node);
   }
 
   private async refresh(): Promise<void> {
@@ -136,19 +141,60 @@ export function isLost(node: ListedNode, now: number): boolean {
   return node.leftAt === undefined || now - node.leftAt >= LEFT_GRACE_MS;
 }
 
-/** A TCP connection to a peer's edge. */
+/** Where `node`'s edge is reached, from its advertised URL; undefined for a URL that is neither `http:` nor `https:`. */
+export function peerAddressOf(node: Pick<ListedNode, 'id' | 'name' | 'advertiseUrl'>): PeerAddress | undefined {
+  const url = new URL(node.advertiseUrl);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+  const tls = url.protocol === 'https:';
+  return { id: node.id, name: node.name, host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || (tls ? 443 : 80)), tls };
+}
+
+/** A TLS peer took the TCP connection but the handshake failed (its certificate refused, most often); `code` is OpenSSL's or Node's, as on the error it wraps. */
+export class PeerHandshakeError extends Error {
+  constructor(
+    peer: PeerAddress,
+    readonly code: string | undefined,
+    cause: Error,
+  ) {
+    super(`the TLS handshake with node ${peer.name} failed: ${cause.message}${code && !cause.message.includes(code) ? ` (${code})` : ''}`, { cause });
+  }
+}
+
+/**
+ * A connection to a peer's edge, ready for HTTP/1.1. For a TLS peer it resolves once the
+ * handshake is done and the certificate verified for `host` (sent as SNI when it is a name; Node
+ * sends none for an address, and checks the certificate's IP names instead); a refused
+ * certificate rejects with PeerHandshakeError. Connection and handshake together have `timeoutMs`.
+ */
 export function connectToPeer(peer: PeerAddress, timeoutMs = 5_000): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: peer.host, port: peer.port, noDelay: true });
-    const timer = setTimeout(() => socket.destroy(new Error(`node ${peer.name} did not accept a connection within ${timeoutMs} ms`)), timeoutMs);
-    socket.once('connect', () => {
+    const socket = peer.tls
+      ? tlsConnect({
+          host: peer.host,
+          port: peer.port,
+          // Without a name, the peer's edge serves its operator's certificate (edge/tls.ts).
+          ...(isIP(peer.host) ? {} : { servername: peer.host }),
+          // Its listener also speaks HTTP/2; what goes over this connection is HTTP/1.1.
+          ALPNProtocols: ['http/1.1'],
+        })
+      : connect({ host: peer.host, port: peer.port });
+    // Past the TCP connection, a TLS peer's failures are its handshake's.
+    const handshaking = () => peer.tls && !socket.connecting;
+    const timer = setTimeout(() => {
+      socket.destroy(new Error(handshaking() ? `node ${peer.name} did not finish the TLS handshake within ${timeoutMs} ms` : `node ${peer.name} did not accept a connection within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onError = (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      socket.removeListener('error', reject);
+      socket.destroy();
+      reject(handshaking() && error.code !== undefined ? new PeerHandshakeError(peer, error.code, error) : error);
+    };
+    socket.once(peer.tls ? 'secureConnect' : 'connect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      socket.setNoDelay(true);
       resolve(socket);
     });
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
+    // Kept until it resolves: a failing handshake may say so more than once.
+    socket.on('error', onError);
   });
 }

@@ -16,7 +16,7 @@ import type { PeerView } from './peers.js';
 import { ClusterRouting, type RelayTarget } from './routing.js';
 
 const WEB: AppAddress = { app: 'web', project: 'shop' };
-const NEW_NODE = { id: 'new', name: 'node-new', host: '127.0.0.2', port: 4002 };
+const NEW_NODE = { id: 'new', name: 'node-new', host: '127.0.0.2', port: 4002, tls: false };
 
 function routingOf(served: Set<string>) {
   const local: AppResolver = {
