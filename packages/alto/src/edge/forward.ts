@@ -512,6 +512,8 @@ class Exchange implements ConnectionExchange {
       },
       (error: Error) => {
         this.connecting = false;
+        // The answer names only the error's code; the log keeps what it said (a refused certificate, a peer's address).
+        this.client.forwarder.options.log.warn({ err: error, app: this.address.app, project: this.address.project }, 'app instance could not be reached');
         this.fail(appUnreachable(this.address, error));
       },
     );

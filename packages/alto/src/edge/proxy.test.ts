@@ -10,7 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import { WebSocket, WebSocketServer } from 'ws';
 import { errors } from '../kit/errors.js';
 import { silentLogger } from '../kit/logger.js';
-import { AppProxy, TcpForwarder } from './proxy.js';
+import { AppProxy, appUnreachable, TcpForwarder } from './proxy.js';
+import { PeerHandshakeError } from '../compute/cluster/peers.js';
 import { ConnectionForwarder } from './forward.js';
 import { closedPort, close, listen, TestResolver, waitFor } from '../../test/proxy-fixture.js';
 
@@ -423,4 +424,16 @@ describe('TcpForwarder', () => {
     });
     assert.ok(refused, 'the port no longer accepts connections');
   });
+});
+
+test("an app that did not answer: the caller is told the error's code, never the address inside the cloud it names", () => {
+  const address = { project: 'shop', app: 'web', environment: 'dev' } as Parameters<typeof appUnreachable>[0];
+  const refused = Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:8080'), { code: 'ECONNREFUSED' });
+  assert.equal(appUnreachable(address, refused).detail, 'app "web" in project "shop" did not answer (ECONNREFUSED); try again');
+  const peer = { id: 'n2', name: 'node-b', host: '10.0.0.5', port: 4443, tls: true };
+  const altname = Object.assign(new Error("Hostname/IP does not match certificate's altnames: IP: 10.0.0.5 is not in the cert's list"), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+  const handshake = appUnreachable(address, new PeerHandshakeError(peer, altname.code, altname));
+  assert.equal(handshake.detail, 'app "web" in project "shop" did not answer (the TLS handshake with node node-b failed: ERR_TLS_CERT_ALTNAME_INVALID); try again');
+  // Alto's own sentences, which name no address, are kept.
+  assert.match(appUnreachable(address, new Error('node node-b did not accept a connection within 5000 ms')).detail, /\(node node-b did not accept a connection within 5000 ms\)/);
 });

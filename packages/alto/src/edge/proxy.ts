@@ -20,6 +20,7 @@ import { tracer, type Span } from '../kit/tracing.js';
 import type { RequestRecorder } from '../platform/request-log.js';
 import { DEFAULT_ENVIRONMENT } from '../platform/tenancy.js';
 import type { AppAddress, AppResolver, ProxyTarget } from '../compute/apps/manager.js';
+import { PeerHandshakeError } from '../compute/cluster/peers.js';
 import { capConnections, DEFAULT_CONNECTION_CAPS, type ConnectionCaps } from './connections.js';
 import { REQUEST_ID_PATTERN, requestIdOf } from './http.js';
 import { VIA_HEADER } from './h1.js';
@@ -629,7 +630,19 @@ export function writeRawError(socket: Duplex, failure: AltoError, requestId: str
 
 export function appUnreachable(address: AppAddress, cause: Error): AltoError {
   // A bad gateway: the instance refused or died before answering. Not the caller's fault.
-  return new AltoError('unavailable', 502, `app "${address.app}" in project "${address.project}" did not answer (${cause.message}); try again`);
+  return new AltoError('unavailable', 502, `app "${address.app}" in project "${address.project}" did not answer (${failureOf(cause)}); try again`);
+}
+
+/**
+ * What the caller is told of why an instance or a peer node did not answer: a system or TLS
+ * error by its code alone (`ECONNREFUSED`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`), since its message
+ * names the instance's or the node's address inside the cloud; Alto's own sentences (a timeout,
+ * a failed handshake with a named node) as they are. The log keeps the whole error.
+ */
+function failureOf(cause: Error): string {
+  if (cause instanceof PeerHandshakeError) return cause.summary;
+  const code = (cause as NodeJS.ErrnoException).code;
+  return typeof code === 'string' && code !== '' ? code : cause.message;
 }
 
 /** `release` wrapped so that it runs once, and a resolver bug in it cannot crash the edge. */

@@ -151,12 +151,16 @@ export function peerAddressOf(node: Pick<ListedNode, 'id' | 'name' | 'advertiseU
 
 /** A TLS peer took the TCP connection but the handshake failed (its certificate refused, most often); `code` is OpenSSL's or Node's, as on the error it wraps. */
 export class PeerHandshakeError extends Error {
+  /** The failure without the TLS library's message, which may name the peer's address: for answers to clients. */
+  readonly summary: string;
+
   constructor(
     peer: PeerAddress,
     readonly code: string | undefined,
     cause: Error,
   ) {
     super(`the TLS handshake with node ${peer.name} failed: ${cause.message}${code && !cause.message.includes(code) ? ` (${code})` : ''}`, { cause });
+    this.summary = `the TLS handshake with node ${peer.name} failed${code ? `: ${code}` : ''}`;
   }
 }
 
