@@ -148,7 +148,9 @@ export class LocalPlacement implements Placement {
     }
     // It may have freed up while other nodes were asked.
     if (this.hasRoom()) return this.counted(() => local.start(spec));
-    const elsewhere = !remote ? '' : runsAnywhere(spec) ? ' and no other node has room' : ' (an app with volumes or links runs on its own node)';
+    // Another node may have had room and still not taken it (unreachable, its certificate refused):
+    // each refusal is in the log with its cause, so the answer does not say which.
+    const elsewhere = !remote ? '' : runsAnywhere(spec) ? ' and no other node took it (each node asked that did not is in the log, with why)' : ' (an app with volumes or links runs on its own node)';
     throw errors.unavailable(`this node runs as many instances as it may (${this.maxInstances}, ALTO_MAX_INSTANCES)${elsewhere}`).withHeaders({ 'retry-after': '5' });
   }
 
