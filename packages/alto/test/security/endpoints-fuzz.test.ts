@@ -18,12 +18,21 @@
  * other path); their hostile part is the path.
  * Mail goes nowhere: no SMTP server is configured (email/SetSmtp is fuzzed with a loopback URL only).
  *
- * Not fuzzed here, and why:
- * - the stream endpoints (app/FollowLogs, app/BuildLogs, db/Watch, event/Consume, id/Stream,
- *   images/Pull, mq/Subscribe): POST answers 400 "open a websocket" before reading the body; their
- *   websocket frames are fuzzed in json-fuzz.test.ts.
- * - function/Deploy and function/Update: each accepted call builds an image and boots a sandbox,
- *   seconds each, past this file's budget; functions.test.ts covers their validation.
+ * The stream endpoints (app/FollowLogs, app/BuildLogs, db/Watch, event/Consume, id/Stream,
+ * images/Pull, mq/Subscribe) get the same bodies as the first message of a websocket, the
+ * request of a stream (a POST to them answers 400 "open a websocket" before reading the body).
+ * Each run waits, bounded, for the first message or the close: a refusal is an error frame
+ * ({ code, detail }, code the HTTP status) followed by the close code 4000 + that status, and
+ * must be below 4500 and say why; a stream that ended by itself closes 1000; one accepted with
+ * nothing to send yet (a topic with no events) stays quiet for a second and is closed by the
+ * test. At the end every socket is closed on both sides, and by the server's /metrics every stream
+ * ended with a status below 500, a quiet one too (a late failure sends no frame to a client that
+ * left, but is counted). images/Pull only ever names the test's registry listener.
+ *
+ * Not fuzzed here, and why: function/Deploy and function/Update: each accepted call builds an
+ * image and boots a sandbox, seconds each, past this file's budget; functions.test.ts covers
+ * their validation. The websocket framing itself (bytes that are no JSON, broken frames) is
+ * fuzzed in json-fuzz.test.ts.
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -31,7 +40,8 @@ import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { after, before, describe, test } from 'node:test';
 import { createTestDatabase, type TestDatabase } from '../../src/store/postgres/test-database.js';
-import { startProcess, type ServerProcess } from '../harness.js';
+import { startProcess, waitForAsync, type ServerProcess } from '../harness.js';
+import { openStream, type StreamClient } from '../stream-client.js';
 
 type JsonSchema = Record<string, any>;
 
@@ -50,6 +60,16 @@ const SKIPPED = new Set(['function/Deploy', 'function/Update']);
 const RUNS_PER_ENDPOINT = 100;
 /** How many endpoints are fuzzed at once against the one server. */
 const PARALLEL_ENDPOINTS = 4;
+/** Runs per stream endpoint: an accepted stream with nothing to send costs STREAM_QUIET_MS. */
+const RUNS_PER_STREAM = 30;
+/**
+ * How long a stream may stay quiet after its request before it counts as accepted: a refusal is
+ * sent as soon as the request is read (validation, a missing table or app), while an accepted
+ * stream may wait for ever for an event, a change or a build that never comes.
+ */
+const STREAM_QUIET_MS = 1_000;
+/** How long the server has to close a stream after its error frame, or after the test closed it. */
+const CLOSE_TIMEOUT_MS = 5_000;
 const SEED = 20_260_101;
 
 const LONG_STRING = 'a'.repeat(70_000);
@@ -164,6 +184,30 @@ function keepOnLoopback(value: unknown, listener: string, name = ''): unknown {
   return value;
 }
 
+/** An error frame of a stream: the error body an HTTP answer would carry, `code` its status. */
+interface ErrorFrame {
+  id: string;
+  code: number;
+  detail: string;
+  request_id: string;
+}
+
+function isErrorFrame(message: unknown): message is ErrorFrame {
+  const frame = message as Partial<ErrorFrame> | null;
+  return typeof frame?.code === 'number' && typeof frame.request_id === 'string' && 'detail' in frame;
+}
+
+/** What `promise` gives within `ms`, else `fallback`: a bounded wait on an event, not a sleep. */
+async function within<T, F>(promise: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<F>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function operationsOf(document: JsonSchema): Operation[] {
   return Object.entries(document.paths as Record<string, { post: JsonSchema }>).map(([path, { post }]) => {
     const [, , service, endpoint] = path.split('/');
@@ -211,11 +255,18 @@ for (const store of ['embedded', 'postgres'] as const) describe(`every endpoint,
     listener?.close();
   });
 
-  /** POSTs a body as the endpoint's caller would: no key, the project's key, or the admin's. */
+  /** The key the endpoint's caller holds: none, the project's, or the admin's. */
+  function keyFor(operation: Operation): string | undefined {
+    if (operation.access === 'key') return projectKey;
+    if (operation.access === 'manage') return alto.adminKey;
+    return undefined;
+  }
+
+  /** POSTs a body as the endpoint's caller would. */
   async function send(operation: Operation, body: unknown) {
     const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (operation.access === 'key') headers.authorization = `Bearer ${projectKey}`;
-    if (operation.access === 'manage') headers.authorization = `Bearer ${alto.adminKey}`;
+    const key = keyFor(operation);
+    if (key) headers.authorization = `Bearer ${key}`;
     const answer = await fetch(`${alto.url}/v1/${operation.service}/${operation.endpoint}`, { method: 'POST', headers, body: JSON.stringify(body) });
     return { status: answer.status, text: await answer.text() };
   }
@@ -235,35 +286,120 @@ for (const store of ['embedded', 'postgres'] as const) describe(`every endpoint,
     return fc.oneof({ arbitrary: oneField, weight: 3 }, { arbitrary: twoFields, weight: 1 }, { arbitrary: whole, weight: 1 }).map((body) => keepOnLoopback(body, listenerUrl));
   }
 
+  /**
+   * Runs `check` on `runs` bodies of each operation, `parallel` operations at once; answers each
+   * operation that failed, with the body that made it fail (not shrunk: the server's state moves on).
+   */
+  async function fuzzEach(fuzzed: Operation[], runs: number, parallel: number, check: (operation: Operation, body: unknown) => Promise<void>): Promise<string[]> {
+    const findings: string[] = [];
+    const queue = [...fuzzed];
+    await Promise.all(
+      Array.from({ length: parallel }, async () => {
+        for (let operation = queue.shift(); operation; operation = queue.shift()) {
+          const current = operation;
+          const result = await fc.check(
+            fc.asyncProperty(bodies(current), (body) => check(current, body)),
+            { numRuns: runs, seed: SEED, endOnFailure: true },
+          );
+          if (result.failed) {
+            const body = JSON.stringify(result.counterexample?.[0]) ?? '';
+            findings.push(`${current.service}/${current.endpoint} with ${body.length > 400 ? `${body.slice(0, 400)}…` : body}: ${(result.errorInstance as Error)?.message}`);
+          }
+        }
+      }),
+    );
+    return findings;
+  }
+
   test('every answer is below 500, and a refusal says why', async () => {
     const fuzzed = operations.filter((operation) => !operation.stream && !SKIPPED.has(`${operation.service}/${operation.endpoint}`));
     assert.ok(fuzzed.length > 100, `the OpenAPI document lists ${fuzzed.length} endpoints to fuzz`);
     const statuses = new Map<number, number>();
-    const findings: string[] = [];
-    const fuzzOne = async (operation: Operation) => {
-      const name = `${operation.service}/${operation.endpoint}`;
-      const result = await fc.check(
-        fc.asyncProperty(bodies(operation), async (body) => {
-          const { status, text } = await send(operation, body);
-          statuses.set(status, (statuses.get(status) ?? 0) + 1);
-          assert.ok(status < 500, `answered ${status}: ${text.slice(0, 300)}`);
-          if (status >= 400) assert.ok(JSON.parse(text).detail, `a ${status} says why: ${text.slice(0, 300)}`);
-        }),
-        { numRuns: RUNS_PER_ENDPOINT, seed: SEED, endOnFailure: true },
-      );
-      if (result.failed) {
-        const body = JSON.stringify(result.counterexample?.[0]) ?? '';
-        findings.push(`${name} with ${body.length > 400 ? `${body.slice(0, 400)}…` : body}: ${(result.errorInstance as Error)?.message}`);
-      }
-    };
-    const queue = [...fuzzed];
-    await Promise.all(
-      Array.from({ length: PARALLEL_ENDPOINTS }, async () => {
-        for (let operation = queue.shift(); operation; operation = queue.shift()) await fuzzOne(operation);
-      }),
-    );
+    const findings = await fuzzEach(fuzzed, RUNS_PER_ENDPOINT, PARALLEL_ENDPOINTS, async (operation, body) => {
+      const { status, text } = await send(operation, body);
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+      assert.ok(status < 500, `answered ${status}: ${text.slice(0, 300)}`);
+      if (status >= 400) assert.ok(JSON.parse(text).detail, `a ${status} says why: ${text.slice(0, 300)}`);
+    });
     console.log(`fuzzed ${fuzzed.length} endpoints × ${RUNS_PER_ENDPOINT} runs; answers by status: ${JSON.stringify(Object.fromEntries([...statuses].sort()))}; loopback listener got ${listenerRequests} requests`);
     assert.deepEqual(findings, []);
+    assert.equal(alto.child.exitCode, null, `the server exited:\n${alto.stderr().slice(-2000)}`);
+    assert.equal((await fetch(`${alto.url}/livez`)).status, 200);
+  });
+
+  test('every stream refuses its first message below 500 and says why, or serves it; every socket is closed', async () => {
+    const streams = operations.filter((operation) => operation.stream);
+    assert.deepEqual(
+      streams.map((operation) => `${operation.service}/${operation.endpoint}`).sort(),
+      ['app/BuildLogs', 'app/FollowLogs', 'db/Watch', 'event/Consume', 'id/Stream', 'images/Pull', 'mq/Subscribe'],
+      'the stream endpoints of the OpenAPI document',
+    );
+    const registry = `${listenerUrl.slice('http://'.length)}/`;
+    const requestsBefore = listenerRequests;
+    const opened: StreamClient[] = [];
+    /** Per endpoint, how its runs went: data, refused <status>, ended, quiet. */
+    const outcomes = new Map<string, Record<string, number>>();
+    const findings = await fuzzEach(streams, RUNS_PER_STREAM, streams.length, async (operation, body) => {
+      const name = `${operation.service}/${operation.endpoint}`;
+      if (name === 'images/Pull') {
+        const { reference } = body as { reference?: unknown };
+        assert.ok(typeof reference !== 'string' || reference.startsWith(registry), `images/Pull names only the test's registry, not ${String(reference)}`);
+      }
+      const stream = await openStream(alto.url, keyFor(operation) ?? '', operation.service, operation.endpoint, body as object);
+      opened.push(stream);
+      const firstMessage = new Promise<void>((resolve) => stream.ws.once('message', () => resolve()));
+      const first = await within(Promise.race([firstMessage.then(() => 'message' as const), stream.closed.then(() => 'closed' as const)]), STREAM_QUIET_MS, 'quiet' as const);
+      let outcome: string = first;
+      if (first === 'message' && isErrorFrame(stream.messages[0])) {
+        const error = stream.messages[0];
+        outcome = `refused ${error.code}`;
+        assert.ok(error.code >= 400 && error.code < 500, `refused with ${error.code}: ${JSON.stringify(error).slice(0, 300)}`);
+        assert.ok(error.detail, `a ${error.code} says why: ${JSON.stringify(error).slice(0, 300)}`);
+        const closed = await within(stream.closed, CLOSE_TIMEOUT_MS, undefined);
+        assert.equal(closed?.code, 4000 + error.code, `the close after a ${error.code} error frame`);
+      } else if (first === 'closed') {
+        const { code, reason } = await stream.closed;
+        outcome = `ended ${code}`;
+        assert.equal(code, 1000, `closed with no message: ${code} ${reason}`);
+      } else {
+        // The first message was data, or nothing came: the stream was accepted; the client leaves.
+        outcome = first === 'message' ? 'data' : 'quiet';
+        stream.close();
+        assert.ok(await within(stream.closed, CLOSE_TIMEOUT_MS, undefined), 'the stream closes when the client leaves');
+      }
+      const counts = outcomes.get(name) ?? {};
+      counts[outcome] = (counts[outcome] ?? 0) + 1;
+      outcomes.set(name, counts);
+    });
+    assert.deepEqual(findings, []);
+    assert.equal(opened.length, streams.length * RUNS_PER_STREAM);
+    assert.equal(opened.filter((stream) => !stream.isClosed()).length, 0, 'every socket the test opened is closed');
+    // The server's side: each socket closed (its close handshake may end after the client's), and
+    // each stream ended with a status below 500, a quiet one too (a late failure sends no frame to
+    // a client that already left, but is counted).
+    let streamsOpen = NaN;
+    const serverStatuses = new Map<string, number>();
+    const readMetrics = async () => {
+      const metrics = await (await fetch(`${alto.url}/metrics`, { headers: { authorization: `Bearer ${alto.adminKey}` } })).text();
+      streamsOpen = Number(/^alto_api_streams_open (\d+)$/m.exec(metrics)?.[1]);
+      serverStatuses.clear();
+      for (const [, labels, count] of metrics.matchAll(/^alto_api_requests_total\{(.*)\} (\d+)$/gm)) {
+        const label = (name: string) => new RegExp(`${name}="([^"]*)"`).exec(labels!)?.[1];
+        const route = `${label('service')}/${label('endpoint')}`;
+        if (streams.some((operation) => `${operation.service}/${operation.endpoint}` === route)) serverStatuses.set(`${route} ${label('code')}`, Number(count));
+      }
+      return streamsOpen === 0 && [...serverStatuses.values()].reduce((sum, count) => sum + count, 0) === opened.length;
+    };
+    // Timed out, the assertions below say what is missing.
+    await waitForAsync(readMetrics, 'the server to end every stream', CLOSE_TIMEOUT_MS).catch(() => undefined);
+    assert.equal(streamsOpen, 0, 'the server counts no open stream');
+    const ended = Object.fromEntries([...serverStatuses].sort());
+    console.log(
+      `fuzzed ${streams.length} stream endpoints × ${RUNS_PER_STREAM} first messages: ${JSON.stringify(Object.fromEntries([...outcomes].sort()))}; ` +
+        `ended, by the server's count: ${JSON.stringify(ended)}; loopback listener got ${listenerRequests - requestsBefore} requests`,
+    );
+    assert.equal(Object.values(ended).reduce((sum, count) => sum + count, 0), opened.length, `every stream ended, by the server's count: ${JSON.stringify(ended)}`);
+    assert.deepEqual(Object.keys(ended).filter((routeStatus) => Number(routeStatus.split(' ')[1]) >= 500), [], `streams by status: ${JSON.stringify(ended)}`);
     assert.equal(alto.child.exitCode, null, `the server exited:\n${alto.stderr().slice(-2000)}`);
     assert.equal((await fetch(`${alto.url}/livez`)).status, 200);
   });
