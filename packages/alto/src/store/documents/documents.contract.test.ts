@@ -113,3 +113,38 @@ test('postgres: a change made by one process reaches the watchers of another', a
     await second.close();
   }
 });
+
+test('postgres: dropping, truncating or indexing a table while others write to it never deadlocks a write', async () => {
+  // Writes lock the records table, then the catalog row (their row count's foreign key); a drop,
+  // truncate or index build that took them the other way round made PostgreSQL fail a write.
+  const writer = await PostgresDocumentStore.open(postgresPool());
+  const dropper = await PostgresDocumentStore.open(postgresPool());
+  try {
+    const namespace = `p${randomBytes(4).toString('hex')}/dev`;
+    const failures: unknown[] = [];
+    /** A write may find the table gone or changed (a 404 or the 503 that says to retry): never a fault. */
+    const settle = (promise: Promise<unknown>) =>
+      promise.catch((error: { status?: number }) => {
+        if (!(typeof error.status === 'number' && error.status < 500) && error.status !== 503) failures.push(error);
+      });
+    for (let round = 0; round < 30; round++) {
+      const writes = Array.from({ length: 8 }, (_, i) => {
+        const id = `r${round}-${i}`;
+        return settle(
+          writer
+            .create(namespace, 'busy', [{ id, data: { id, n: i } }])
+            .then(() => writer.update(namespace, 'busy', id, { n: i + 1 }))
+            .then(() => writer.delete(namespace, 'busy', id)),
+        );
+      });
+      const ddl = [
+        round % 3 === 0 ? dropper.dropTable(namespace, 'busy') : round % 3 === 1 ? dropper.truncate(namespace, 'busy') : dropper.createIndex(namespace, 'busy', ['n']),
+      ].map(settle);
+      await Promise.all([...writes, ...ddl]);
+    }
+    assert.deepEqual(failures.map((error) => String((error as Error).message ?? error)), []);
+  } finally {
+    await writer.close();
+    await dropper.close();
+  }
+});

@@ -489,7 +489,16 @@ export class PostgresDocumentStore implements DocumentStore {
     );
   }
 
-  /** Runs `work` in a transaction holding the catalog row of the table locked. */
+  /**
+   * Runs `work` in a transaction holding the catalog row of the table locked.
+   *
+   * Lock order: a write locks its records table, then (its row count's foreign key) the catalog
+   * row, FOR KEY SHARE. So the catalog row is held here FOR NO KEY UPDATE, which a foreign key's
+   * share lock passes: with FOR UPDATE, a truncate or an index build holding the row and waiting
+   * for the records table deadlocked with a write holding the table and waiting for the row, and
+   * PostgreSQL ended it by failing the write (a 500). These still exclude each other, a rename and
+   * a drop.
+   */
   private async withLockedTable<T>(
     namespace: string,
     table: string,
@@ -501,7 +510,7 @@ export class PostgresDocumentStore implements DocumentStore {
     try {
       await client.query('BEGIN');
       const { rows } = await client.query<{ id: string }>(
-        `SELECT id FROM ${SCHEMA}.tables WHERE namespace = $1 AND name = $2 FOR UPDATE`,
+        `SELECT id FROM ${SCHEMA}.tables WHERE namespace = $1 AND name = $2 FOR NO KEY UPDATE`,
         [namespace, table],
       );
       if (rows.length === 0) throw limitErrors.tableMissing(table);
@@ -548,10 +557,21 @@ export class PostgresDocumentStore implements DocumentStore {
     }
   }
 
+  /**
+   * Drops the tables matching `condition`. Their records tables are locked first, in id order, as
+   * a write locks them first (then the catalog row, through its row count's foreign key): deleting
+   * the catalog row first and then waiting for the records table deadlocked with a write, which
+   * PostgreSQL ended by failing the write. A write that comes after finds the table gone.
+   */
   private async dropWhere(condition: string, params: unknown[]): Promise<number> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
+      const { rows: found } = await client.query<{ id: string }>(
+        `SELECT id FROM ${SCHEMA}.tables WHERE ${condition} AND to_regclass('${SCHEMA}.t' || id) IS NOT NULL ORDER BY id`,
+        params,
+      );
+      if (found.length > 0) await client.query(`LOCK TABLE ${found.map((row) => physicalTable(Number(row.id))).join(', ')} IN ACCESS EXCLUSIVE MODE`);
       const { rows } = await client.query<{ id: string }>(`DELETE FROM ${SCHEMA}.tables WHERE ${condition} RETURNING id`, params);
       for (const row of rows) await client.query(`DROP TABLE IF EXISTS ${physicalTable(Number(row.id))}`);
       await client.query('COMMIT');
