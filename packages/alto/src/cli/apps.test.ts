@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { secretFiles } from './apps.js';
+import { printBuildLog, secretFiles } from './apps.js';
 
 test('a secret file spec is NAME, NAME:TARGET or NAME:TARGET:MODE, the mode in octal', () => {
   assert.equal(secretFiles(undefined), undefined);
@@ -36,4 +36,30 @@ test('a bad secret file spec is refused naming it and what is wrong', () => {
   refused(['db:password', 'other:password:0400'], /--secret-file "other:password:0400": \/run\/secrets\/password is already the file of --secret-file "db:password"/);
   refused(['db', 'db'], /--secret-file "db": \/run\/secrets\/db is already the file of --secret-file "db"/);
   refused(Array.from({ length: 33 }, (_, index) => `s${index}`), /--secret-file: at most 32 files, not 33/);
+});
+
+test('a build log whose stream dropped is printed again from where it stopped, each line once', async () => {
+  const log = ['[build 1/3] FROM busybox', '[build 2/3] RUN make', '  | made', 'built registry/app@sha256:1'];
+  /** The server's BuildLogs: the first stream drops after two lines, a later one replays the kept log. */
+  let streams = 0;
+  const transport = {
+    stream<T>(service: string, endpoint: string, request: Record<string, unknown>): AsyncGenerator<T> {
+      assert.deepEqual([service, endpoint, request], ['app', 'BuildLogs', { build_id: 'b1' }]);
+      const dropAfter = streams++ === 0 ? 2 : Infinity;
+      return (async function* () {
+        for (const [i, line] of log.entries()) {
+          if (i === dropAfter) throw new Error('the connection closed');
+          yield { line, ...(i === log.length - 1 ? { done: 'succeeded' } : {}) } as T;
+        }
+      })();
+    },
+  } as unknown as Parameters<typeof printBuildLog>[0];
+  const written: string[] = [];
+  const write = (text: string) => void written.push(text);
+  const first = await printBuildLog(transport, 'b1', new AbortController().signal, 0, write);
+  assert.deepEqual(first, { lines: 2, ended: false });
+  const rest = await printBuildLog(transport, 'b1', new AbortController().signal, first.lines, write);
+  assert.deepEqual(rest, { lines: 4, ended: true });
+  assert.equal(written.length, 4);
+  assert.ok(written.every((text, i) => text.includes(log[i])), written.join(''));
 });

@@ -170,19 +170,44 @@ function dockerBuildFields(flags: DeployFlags): Record<string, unknown> {
 type Transport = CommandHelpersClient['transport'];
 type CommandHelpersClient = ReturnType<CommandHelpers['client']>;
 
-/** Prints a Dockerfile build's log (app/BuildLogs) as the server writes it, until the build ends. */
-async function printBuildLog(transport: Transport, buildId: string, signal: AbortSignal): Promise<void> {
+/** How far a build's log was printed: lines written, and whether its last line (how it ended) was among them. */
+export interface BuildLogPrinted {
+  lines: number;
+  ended: boolean;
+}
+
+/**
+ * Prints a Dockerfile build's log (app/BuildLogs) as the server writes it, until the build ends,
+ * skipping the first `skip` lines (printed by an earlier attempt). A stream that fails or ends
+ * early is not an error: the log is a courtesy, and the deploy's own answer says whether the
+ * build worked.
+ */
+export async function printBuildLog(
+  transport: Pick<Transport, 'stream'>,
+  buildId: string,
+  signal: AbortSignal,
+  skip = 0,
+  write: (text: string) => void = (text) => process.stderr.write(text),
+): Promise<BuildLogPrinted> {
+  const printed: BuildLogPrinted = { lines: skip, ended: false };
+  let seen = 0;
   try {
     const lines = transport.stream<{ line: string; done?: string }>('app', 'BuildLogs', { build_id: buildId });
     signal.addEventListener('abort', () => void lines.return(undefined), { once: true });
     for await (const entry of lines) {
       if (signal.aborted) break;
-      process.stderr.write((entry.done === 'failed' ? red(entry.line) : entry.line.startsWith('  |') ? entry.line : dim(entry.line)) + '\n');
-      if (entry.done) break;
+      if (seen++ < skip) continue;
+      write((entry.done === 'failed' ? red(entry.line) : entry.line.startsWith('  |') ? entry.line : dim(entry.line)) + '\n');
+      printed.lines = seen;
+      if (entry.done) {
+        printed.ended = true;
+        break;
+      }
     }
   } catch {
-    // The log is a courtesy: the deploy's own answer says whether the build worked.
+    // Dropped or refused (a build not begun within the server's wait): the caller may ask again.
   }
+  return printed;
 }
 
 function describeService(service: ServiceView, verb: string): string {
@@ -225,19 +250,20 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       // A folder (./my-app) is built on the server: with its Dockerfile when it has one, else as
       // a Node.js project; anything else names an image.
       let body: Record<string, unknown> = deployRequest(image, flags);
-      let following: Promise<void> | undefined;
+      let following: Promise<BuildLogPrinted> | undefined;
+      let buildId = '';
       const stopFollowing = new AbortController();
       if (isSourceFolder(image)) {
         body = { ...body, image: undefined, files: readFolder(image) };
         if (flags.dockerfile || existsSync(join(image, 'Dockerfile'))) {
-          const buildId = randomBytes(8).toString('hex');
+          buildId = randomBytes(8).toString('hex');
           body = { ...body, build_id: buildId, ...(flags.dockerfile ? { dockerfile: flags.dockerfile } : {}), ...dockerBuildFields(flags) };
           // The build's log, printed (on stderr) as it goes while Run or Update waits for the build.
           following = printBuildLog(transport, buildId, stopFollowing.signal);
         }
       }
       let verb = 'deployed';
-      let result: { service: ServiceView };
+      let result: { service: ServiceView } | undefined;
       try {
         try {
           result = await transport.call<{ service: ServiceView }>('app', 'Run', body);
@@ -249,10 +275,14 @@ export function addAppCommands(program: Command, { remote, action, client }: Com
       } finally {
         if (following) {
           // The log ends with the build; a deploy that failed before the build began stops waiting for it.
-          const settled = await Promise.race([following.then(() => true), new Promise((resolve) => setTimeout(resolve, 2_000, false))]);
-          if (!settled) stopFollowing.abort();
+          const printed = await Promise.race([following, new Promise<undefined>((resolve) => setTimeout(resolve, 2_000, undefined))]);
+          if (!printed) stopFollowing.abort();
+          // The stream dropped or gave up before the build ended (the build began late, or the
+          // connection failed): the server keeps the log, so a built app's is printed from where it stopped.
+          else if (!printed.ended && result) await printBuildLog(transport, buildId, AbortSignal.timeout(10_000), printed.lines);
         }
       }
+      if (!result) return;
       if (wantsJson(flags)) return printJson(result.service, flags);
       process.stdout.write(describeService(result.service, verb));
     }),
