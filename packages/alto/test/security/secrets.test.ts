@@ -157,6 +157,7 @@ describe('secrets reach apps and functions only when named, by a key that may re
     const dropped = await alto.call('function', 'Update', { name: 'billing', source: SPY, secrets: [] }, functionOnly);
     assert.equal(dropped.status, 200, JSON.stringify(dropped.body));
     const seen = await alto.call('function', 'Call', { name: 'billing', request: {} }, functionOnly);
+    assert.equal(seen.status, 200, JSON.stringify(seen.body));
     assert.equal(seen.body.response.stripe, null);
     assert.equal(seen.body.response.database, null);
     assert.notEqual(seen.body.response.key, functionKey, 'the owner-scoped key is not handed to the new code');
