@@ -166,8 +166,10 @@ describe('memory held by request bodies', () => {
     // A second wave reuses what the first one let go of: held memory would add up.
     for (let round = 0; round < 2; round++) await wave();
     const afterThird = memoryOf(pid, 'VmRSS');
+    // Held bodies would add about 200 MiB over the two waves (100 bodies of 2 MiB); what V8 has not
+    // collected yet when RSS is read was up to 57 MiB in a CI run beside other files' load.
     assert.ok(
-      afterThird - afterFirst < 48 * MiB,
+      afterThird - afterFirst < 96 * MiB,
       `the server kept growing: ${Math.round(before / MiB)} → ${Math.round(afterFirst / MiB)} → ${Math.round(afterThird / MiB)} MiB`,
     );
   });
